@@ -1,0 +1,276 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * The one source of truth for Leash's configuration file: the TypeScript types below are
+ * derived from it, `schemas/leash-config.schema.json` is generated from it for editors,
+ * and docs/configuration.md is generated from its descriptions. Every object rejects
+ * unknown keys; defaults are filled in by the loader.
+ */
+
+const Strict = { additionalProperties: false } as const;
+
+const Seconds = (description: string, dflt?: number, min = 1) =>
+  Type.Integer({ minimum: min, description, ...(dflt !== undefined ? { default: dflt } : {}) });
+
+const Identifier = (description: string) =>
+  Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$', description });
+
+export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA'] as const;
+/** Asymmetric algorithms an attestation may use. `none` and HMAC are never accepted. */
+export const ATTESTATION_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+export const ISSUER_KINDS = ['kubernetes', 'spiffe', 'github-actions', 'oidc'] as const;
+export const CREDENTIAL_KINDS = ['jwt', 'aws-sts', 'vault'] as const;
+export const RISK_TIERS = ['low', 'medium', 'high', 'critical'] as const;
+export const EFFECTS = ['read', 'read-sensitive', 'write', 'exfiltrate', 'admin'] as const;
+export const ADMIN_ROLES = ['orchestrator', 'ops', 'security', 'platform'] as const;
+
+const literals = <T extends readonly string[]>(values: T, description: string, dflt?: T[number]) =>
+  Type.Union(
+    values.map((v) => Type.Literal(v)),
+    { description, ...(dflt !== undefined ? { default: dflt } : {}) },
+  ) as unknown as TSchema & { static: T[number] };
+
+// ---------------------------------------------------------------- settings
+
+export const KeysSettings = Type.Object(
+  {
+    backend: Type.Literal('local', { description: 'Key backend. `local` keeps keys under `dir` (Vault backends come with the Vault issue).', default: 'local' }),
+    dir: Type.String({ description: 'Folder of the local key backend (created on first start, private files 0600).', default: './keys' }),
+    algorithm: literals(SIGNING_ALGORITHMS, 'Signing algorithm of new keys.', 'ES256'),
+    key_lifetime: Seconds('How long a key signs before a rotation is due (informational until rotation lands).', 30 * 86400),
+  },
+  { ...Strict, description: 'Signing keys.', default: {} },
+);
+
+export const StoreSettings = Type.Object(
+  {
+    kind: Type.Literal('sqlite', { description: 'State backend. `sqlite` is the embedded default (Redis comes with the revocation issue).', default: 'sqlite' }),
+    path: Type.String({ description: 'SQLite database file (`:memory:` for tests only).', default: './data/leash.db' }),
+  },
+  { ...Strict, description: 'Durable state: tasks, issued-token index, audit chain, replay caches.', default: {} },
+);
+
+export const AuditSettings = Type.Object(
+  {
+    stdout: Type.Boolean({ description: 'Also write every security event as one JSON line to stdout.', default: true }),
+  },
+  { ...Strict, description: 'Security events.', default: {} },
+);
+
+export const TokenSettings = Type.Object(
+  {
+    default_ttl: Seconds('TTL of an issued token when neither the request nor the grant says less.', 300),
+    max_ttl: Seconds('Hard ceiling on any issued token, whatever a grant says.', 3600),
+    clock_skew: Seconds('Tolerance for `iat`/`nbf`/`exp` of presented tokens.', 30, 0),
+  },
+  { ...Strict, description: 'Issued tokens.', default: {} },
+);
+
+export const TaskSettings = Type.Object(
+  {
+    default_ttl: Seconds('Task lifetime when `POST /tasks` does not say.', 3600),
+    max_ttl: Seconds('Longest task an orchestrator may open.', 86400),
+  },
+  { ...Strict, description: 'Tasks.', default: {} },
+);
+
+export const DpopSettings = Type.Object(
+  {
+    required_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), {
+      description: 'Plugins of these risk tiers must present a DPoP proof for every grant.',
+      default: ['high', 'critical'],
+      uniqueItems: true,
+    }),
+    max_proof_age: Seconds('How old a DPoP proof (`iat`) may be.', 60),
+    algorithms: Type.Array(literals(['ES256', 'EdDSA', 'RS256', 'PS256'] as const, 'DPoP proof algorithm'), {
+      description: 'Algorithms accepted for DPoP proofs.',
+      default: ['ES256', 'EdDSA'],
+      minItems: 1,
+      uniqueItems: true,
+    }),
+  },
+  { ...Strict, description: 'DPoP (RFC 9449) sender-constrained tokens.', default: {} },
+);
+
+export const Settings = Type.Object(
+  {
+    issuer: Type.String({ format: 'uri', pattern: '^https?://[^?#]+[^/?#]$', description: 'Public issuer URL of this broker (the `iss` of every token). No trailing slash.', default: 'http://127.0.0.1:8080' }),
+    listen: Type.Object(
+      {
+        host: Type.String({ description: 'Address to bind.', default: '127.0.0.1' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one).', default: 8080 }),
+      },
+      { ...Strict, description: 'Where the HTTP server listens.', default: {} },
+    ),
+    max_body_bytes: Type.Integer({ minimum: 1024, maximum: 57344, description: 'Largest request body accepted on OAuth and admin endpoints.', default: 16384 }),
+    keys: KeysSettings,
+    store: StoreSettings,
+    audit: AuditSettings,
+    tokens: TokenSettings,
+    tasks: TaskSettings,
+    dpop: DpopSettings,
+    production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer, an in-memory store or plaintext admin keys.', default: false }),
+  },
+  { ...Strict, description: 'Broker settings.', default: {} },
+);
+
+// ---------------------------------------------------------------- admin
+
+export const AdminApiKey = Type.Object(
+  {
+    id: Identifier('Name of the key (appears in audit events as the actor).'),
+    sha256: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Hex SHA-256 of the API key. The key itself is never in config.' }),
+    roles: Type.Array(literals(ADMIN_ROLES, 'admin role'), { minItems: 1, uniqueItems: true, description: 'Roles this key holds.' }),
+  },
+  { ...Strict, description: 'A hashed admin API key.' },
+);
+
+export const JwksSource = Type.Object(
+  {
+    inline: Type.Optional(Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { minItems: 1 }) }, { description: 'A JWKS given in place.' })),
+    file: Type.Optional(Type.String({ description: 'Path of a JWKS JSON file (relative to the config file).' })),
+    uri: Type.Optional(Type.String({ format: 'uri', description: 'JWKS URL, fetched with timeout, cache and cooldown.' })),
+    discovery: Type.Optional(Type.Boolean({ description: 'Find the JWKS URL through `<issuer>/.well-known/openid-configuration`.' })),
+    timeout_ms: Type.Integer({ minimum: 100, maximum: 30000, default: 2000, description: 'Timeout of a remote JWKS or discovery fetch.' }),
+    cooldown_ms: Type.Integer({ minimum: 0, default: 30000, description: 'Minimum time between two JWKS refetches triggered by an unknown `kid`.' }),
+    cache_max_age_ms: Type.Integer({ minimum: 1000, default: 600000, description: 'How long a fetched JWKS is used before it is refreshed.' }),
+  },
+  { ...Strict, description: 'Where the issuer\'s verification keys come from: exactly one of `inline`, `file`, `uri`, `discovery`.' },
+);
+
+export const AdminIssuer = Type.Object(
+  {
+    issuer: Type.String({ description: 'Expected `iss` of admin bearer tokens.' }),
+    audience: Type.String({ description: 'Expected `aud` of admin bearer tokens.' }),
+    jwks: JwksSource,
+    algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['ES256', 'RS256'], description: 'Accepted algorithms.' }),
+    roles_claim: Type.String({ default: 'roles', description: 'Claim holding the roles (array of strings, or space-separated string).' }),
+    subject_claim: Type.String({ default: 'sub', description: 'Claim naming the actor in audit events.' }),
+  },
+  { ...Strict, description: 'An OIDC issuer whose bearer tokens authenticate admin callers.' },
+);
+
+export const Admin = Type.Object(
+  {
+    api_keys: Type.Array(AdminApiKey, { default: [], description: 'Hashed API keys with roles.' }),
+    issuers: Type.Array(AdminIssuer, { default: [], description: 'Issuers of admin bearer JWTs.' }),
+  },
+  { ...Strict, description: 'Admin API authentication. There is no anonymous admin call.', default: {} },
+);
+
+// ---------------------------------------------------------------- trusted issuers
+
+export const TrustedIssuer = Type.Object(
+  {
+    name: Identifier('Name bindings refer to.'),
+    kind: literals(ISSUER_KINDS, 'What kind of workload-identity authority this is; selects the attestor.'),
+    issuer: Type.String({ minLength: 1, description: 'Exact expected `iss` claim.' }),
+    audience: Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], { description: 'Expected `aud`: the token must name (one of) these.' }),
+    jwks: JwksSource,
+    algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['RS256', 'ES256'], description: 'Accepted signature algorithms (asymmetric only).' }),
+    max_token_age: Seconds('Oldest `iat` accepted, in seconds (also bounds tokens without `iat` via `exp`).', 3600),
+    clock_skew: Seconds('Clock tolerance for this issuer.', 30, 0),
+    subject_claim: Type.String({ default: 'sub', description: '`oidc` kind: claim that becomes the workload subject.' }),
+    claims: Type.Array(Type.String({ minLength: 1 }), { default: [], description: '`oidc` kind: extra claims copied into the workload identity, for bindings and conditions.' }),
+    trust_domain: Type.Optional(Type.String({ description: '`spiffe` kind: the trust domain the SVID must belong to.' })),
+  },
+  { ...Strict, description: 'A workload-identity authority whose tokens Leash accepts as attestation.' },
+);
+
+// ---------------------------------------------------------------- plugins
+
+export const Match = Type.Object(
+  {
+    equals: Type.Optional(Type.String({ description: 'Exact value.' })),
+    glob: Type.Optional(Type.String({ minLength: 1, description: 'Anchored pattern: `*` matches any run of characters except `/` and `:`; nothing else is special.' })),
+  },
+  { ...Strict, description: 'Exactly one of `equals` or `glob`.' },
+);
+
+export const Binding = Type.Object(
+  {
+    issuer: Identifier('Name of a trusted issuer.'),
+    subject: Type.Union([Type.String({ minLength: 1 }), Match], { description: 'The workload subject: a string (exact) or `{glob}`.' }),
+    claims: Type.Record(Type.String(), Type.Union([Type.String(), Match]), { default: {}, description: 'Further attested attributes that must match (exact string or `{glob}`).' }),
+  },
+  { ...Strict, description: 'Which attested workload identity may act as the plugin.' },
+);
+
+export const Condition = Type.Object(
+  {
+    attr: Type.String({ pattern: '^(workload|task|request)\\.[A-Za-z0-9_./:-]+$', description: 'What is tested: `workload.<claim>`, `task.<attribute>` or `request.<parameter>`.' }),
+    equals: Type.Optional(Type.String()),
+    in: Type.Optional(Type.Array(Type.String(), { minItems: 1 })),
+    glob: Type.Optional(Type.String({ minLength: 1 })),
+    present: Type.Optional(Type.Boolean()),
+  },
+  { ...Strict, description: 'A request-time test; exactly one of `equals`, `in`, `glob`, `present`.' },
+);
+
+export const TimeWindow = Type.Object(
+  {
+    days: Type.Array(literals(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const, 'weekday'), { minItems: 1, uniqueItems: true, default: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] }),
+    from: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', default: '00:00', description: 'UTC time of day, inclusive.' }),
+    to: Type.String({ pattern: '^([01][0-9]|2[0-4]):[0-5][0-9]$', default: '24:00', description: 'UTC time of day, exclusive.' }),
+  },
+  { ...Strict, description: 'When (UTC) the grant may be used.' },
+);
+
+export const Grant = Type.Object(
+  {
+    audience: Type.String({ minLength: 1, description: 'The API (resource / audience) this grant reaches. Exactly one per grant.' }),
+    scopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), { minItems: 1, uniqueItems: true, description: 'Scopes the plugin may ask for at that audience.' }),
+    default_scopes: Type.Optional(Type.Array(Type.String(), { minItems: 1, uniqueItems: true, description: 'Scopes issued when the request names none (default: the first of `scopes`, never all).' })),
+    kind: literals(CREDENTIAL_KINDS, 'Credential kind issued (only `jwt` is built so far).', 'jwt'),
+    effect: literals(EFFECTS, 'What the access can do; drives review and approval defaults.'),
+    max_ttl: Seconds('Longest token this grant issues, in seconds.', 300),
+    task_required: Type.Boolean({ default: true, description: 'Whether a live task is required (default yes).' }),
+    dpop: Type.Union([Type.Literal('required'), Type.Literal('optional')], { default: 'optional', description: '`required`: the token is bound to a DPoP key (`cnf.jkt`).' }),
+    approval: literals(['none', 'human', 'step-up'] as const, 'Approval rule (human approval comes with the approvals issue; until then such grants are refused).', 'none'),
+    conditions: Type.Array(Condition, { default: [], description: 'All must hold at request time.' }),
+    time: Type.Optional(TimeWindow),
+  },
+  { ...Strict, description: 'One narrow permission of a plugin.' },
+);
+
+export const Plugin = Type.Object(
+  {
+    id: Identifier('The plugin identity: becomes `sub`, `client_id` and `plugin` of its tokens.'),
+    owner: Type.String({ minLength: 1, description: 'Accountable owner (team or person).' }),
+    risk: literals(RISK_TIERS, 'Risk tier.'),
+    description: Type.Optional(Type.String()),
+    disabled: Type.Boolean({ default: false, description: 'A disabled plugin gets no tokens.' }),
+    bindings: Type.Array(Binding, { minItems: 1, description: 'Attested workloads that may act as this plugin.' }),
+    grants: Type.Array(Grant, { minItems: 1, description: 'What it may ask for.' }),
+  },
+  { ...Strict, description: 'A governed non-human identity.' },
+);
+
+export const LeashConfig = Type.Object(
+  {
+    $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
+    version: Type.Literal(1, { description: 'Config format version.' }),
+    settings: Settings,
+    admin: Admin,
+    trusted_issuers: Type.Array(TrustedIssuer, { minItems: 1, description: 'Workload-identity authorities.' }),
+    plugins: Type.Array(Plugin, { default: [], description: 'Governed plugins.' }),
+  },
+  { ...Strict, title: 'Leash configuration', description: 'Settings, trusted issuers, plugins and grants: policy as code.' },
+);
+
+export type LeashConfig = Static<typeof LeashConfig>;
+export type Settings = Static<typeof Settings>;
+export type TrustedIssuerConfig = Static<typeof TrustedIssuer>;
+export type JwksSourceConfig = Static<typeof JwksSource>;
+export type PluginConfig = Static<typeof Plugin>;
+export type GrantConfig = Static<typeof Grant>;
+export type BindingConfig = Static<typeof Binding>;
+export type MatchConfig = Static<typeof Match>;
+export type ConditionConfig = Static<typeof Condition>;
+export type AdminConfig = Static<typeof Admin>;
+export type AdminIssuerConfig = Static<typeof AdminIssuer>;
+export type IssuerKind = (typeof ISSUER_KINDS)[number];
+export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
+export type RiskTier = (typeof RISK_TIERS)[number];
+export type AdminRole = (typeof ADMIN_ROLES)[number];
+export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];

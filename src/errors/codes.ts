@@ -1,0 +1,60 @@
+/**
+ * The closed set of domain error codes. Each maps to exactly one OAuth wire error
+ * (RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 9449 §5) and HTTP status; `docs/errors.md` lists
+ * every code and a test checks the list and this table agree both ways.
+ */
+export const ERROR_CODES = {
+  // request shape
+  ERR_REQUEST_MALFORMED: { oauth: 'invalid_request', status: 400 },
+  ERR_REQUEST_TOO_LARGE: { oauth: 'invalid_request', status: 413 },
+  ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED: { oauth: 'invalid_request', status: 400 },
+  ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED: { oauth: 'invalid_request', status: 400 },
+  ERR_TTL_INVALID: { oauth: 'invalid_request', status: 400 },
+  ERR_TTL_EXCEEDS_MAX: { oauth: 'invalid_request', status: 400 },
+  // attestation (the subject_token)
+  ERR_ATTESTATION_MALFORMED: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_ISSUER_UNKNOWN: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_ALG_NOT_ALLOWED: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_HEADER_KEY: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_SIGNATURE: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_EXPIRED: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_NOT_YET_VALID: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_CLAIM_MISSING: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_CLAIM_INVALID: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_TOO_OLD: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_AUDIENCE: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_KEYS_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
+  // identity and policy
+  ERR_WORKLOAD_UNBOUND: { oauth: 'invalid_grant', status: 400 },
+  ERR_CLIENT_PLUGIN_MISMATCH: { oauth: 'unauthorized_client', status: 400 },
+  ERR_PLUGIN_DISABLED: { oauth: 'unauthorized_client', status: 400 },
+  ERR_AUDIENCE_MISSING: { oauth: 'invalid_target', status: 400 },
+  ERR_AUDIENCE_MULTIPLE: { oauth: 'invalid_target', status: 400 },
+  ERR_AUDIENCE_NOT_GRANTED: { oauth: 'invalid_target', status: 400 },
+  ERR_AUDIENCE_CONFLICT: { oauth: 'invalid_target', status: 400 },
+  ERR_SCOPE_NOT_GRANTED: { oauth: 'invalid_scope', status: 400 },
+  ERR_CONDITION_FAILED: { oauth: 'access_denied', status: 400 },
+  ERR_APPROVAL_REQUIRED: { oauth: 'access_denied', status: 400 },
+  ERR_KIND_UNAVAILABLE: { oauth: 'invalid_target', status: 400 },
+  // tasks
+  ERR_TASK_REQUIRED: { oauth: 'invalid_request', status: 400 },
+  ERR_TASK_UNKNOWN: { oauth: 'invalid_grant', status: 400 },
+  ERR_TASK_EXPIRED: { oauth: 'invalid_grant', status: 400 },
+  ERR_TASK_ENDED: { oauth: 'invalid_grant', status: 400 },
+  ERR_TASK_PLUGIN_NOT_ALLOWED: { oauth: 'access_denied', status: 400 },
+  // DPoP (RFC 9449)
+  ERR_DPOP_REQUIRED: { oauth: 'invalid_dpop_proof', status: 400 },
+  ERR_DPOP_INVALID: { oauth: 'invalid_dpop_proof', status: 400 },
+  ERR_DPOP_REPLAY: { oauth: 'invalid_dpop_proof', status: 400 },
+  // backends: fail closed
+  ERR_BACKEND_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
+  ERR_SIGNING_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
+  // admin API (RFC 6750 bearer errors)
+  ERR_ADMIN_UNAUTHENTICATED: { oauth: 'invalid_token', status: 401 },
+  ERR_ADMIN_FORBIDDEN: { oauth: 'insufficient_scope', status: 403 },
+  ERR_ADMIN_NOT_FOUND: { oauth: 'not_found', status: 404 },
+  ERR_ADMIN_INVALID: { oauth: 'invalid_request', status: 400 },
+} as const satisfies Record<string, { oauth: string; status: number }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+export type OAuthErrorName = (typeof ERROR_CODES)[ErrorCode]['oauth'];

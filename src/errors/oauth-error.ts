@@ -1,0 +1,23 @@
+import { ERROR_CODES } from './codes.js';
+import { LeashError } from './leash-error.js';
+
+export interface OAuthErrorResponse {
+  status: number;
+  body: { error: string; error_description: string };
+}
+
+/**
+ * The one mapping point from domain errors to RFC 6749 §5.2 / RFC 8693 wire errors.
+ * Anything that is not a LeashError is an internal fault: the caller learns only that the
+ * service is unavailable (fail closed), never a stack trace or a backend's message.
+ */
+export function toOAuthError(err: unknown): OAuthErrorResponse {
+  if (err instanceof LeashError) {
+    const { oauth, status } = ERROR_CODES[err.code];
+    return { status, body: { error: oauth, error_description: err.description } };
+  }
+  return {
+    status: 503,
+    body: { error: 'temporarily_unavailable', error_description: 'the broker could not complete the request; retry later' },
+  };
+}

@@ -1,0 +1,40 @@
+import type { WorkloadIdentity } from '../attestation/attestor.js';
+import type { CredentialKind } from '../config/schema.js';
+import type { CompiledGrant, CompiledPlugin } from '../policy/types.js';
+import type { IssuedToken, Task } from '../store/records.js';
+
+export interface IssueRequest {
+  readonly plugin: CompiledPlugin;
+  readonly grant: CompiledGrant;
+  readonly identity: WorkloadIdentity;
+  readonly task: Task | undefined;
+  readonly audience: string;
+  readonly scopes: readonly string[];
+  /** Lifetime in seconds, already the minimum of every limit. */
+  readonly ttl: number;
+  /** DPoP key thumbprint when the token is sender-constrained. */
+  readonly jkt: string | undefined;
+  /** ms since epoch */
+  readonly now: number;
+}
+
+/** RFC 8693 §2.2.1 response body. */
+export interface TokenResponseBody {
+  readonly access_token: string;
+  readonly issued_token_type: string;
+  readonly token_type: string;
+  readonly expires_in: number;
+  readonly scope?: string;
+  readonly [extra: string]: unknown;
+}
+
+export interface IssuedCredential {
+  readonly body: TokenResponseBody;
+  readonly record: IssuedToken;
+}
+
+/** One issuer per credential kind (jwt, aws-sts, vault), registered by kind. */
+export interface CredentialIssuer {
+  readonly kind: CredentialKind;
+  issue(request: IssueRequest): Promise<IssuedCredential>;
+}

@@ -1,0 +1,75 @@
+import type { WorkloadIdentity } from '../attestation/attestor.js';
+import type { CredentialKind, GrantConfig, PluginConfig, RiskTier } from '../config/schema.js';
+import type { ErrorCode } from '../errors/codes.js';
+import type { Task } from '../store/records.js';
+
+/** A grant compiled once at load: sets for scopes, predicates for conditions. */
+export interface CompiledGrant {
+  readonly index: number;
+  readonly audience: string;
+  readonly scopes: ReadonlySet<string>;
+  readonly defaultScopes: readonly string[];
+  readonly kind: CredentialKind;
+  readonly effect: GrantConfig['effect'];
+  readonly maxTtl: number;
+  readonly taskRequired: boolean;
+  /** The grant's own `dpop: required` or the plugin's risk tier requiring it. */
+  readonly dpopRequired: boolean;
+  readonly approval: GrantConfig['approval'];
+  readonly config: GrantConfig;
+}
+
+export interface CompiledPlugin {
+  readonly id: string;
+  readonly owner: string;
+  readonly risk: RiskTier;
+  readonly disabled: boolean;
+  readonly grants: readonly CompiledGrant[];
+  readonly config: PluginConfig;
+}
+
+/** The request as policy sees it (already parsed, nothing secret). */
+export interface PolicyRequest {
+  readonly audience: string;
+  /** undefined: the request named no scope. */
+  readonly scopes: readonly string[] | undefined;
+  /** Requested lifetime in seconds, if any. */
+  readonly ttl: number | undefined;
+  /** Plain request parameters for `request.<name>` conditions (never the tokens). */
+  readonly params: Readonly<Record<string, string>>;
+}
+
+export interface PolicyInput {
+  readonly plugin: CompiledPlugin;
+  readonly identity: WorkloadIdentity;
+  readonly task: Task | undefined;
+  readonly request: PolicyRequest;
+  /** ms since epoch */
+  readonly now: number;
+}
+
+export type Decision =
+  | {
+      readonly allow: true;
+      readonly grant: CompiledGrant;
+      readonly scopes: readonly string[];
+      /** Upper bound from policy alone (grant max, request); the pipeline adds task and key limits. */
+      readonly ttl: number;
+      readonly dpopRequired: boolean;
+      readonly reasons: readonly string[];
+    }
+  | {
+      readonly allow: false;
+      readonly code: ErrorCode;
+      /** Safe for the caller: says what to fix. */
+      readonly description: string;
+      readonly reasons: readonly string[];
+    };
+
+/** Policy compiled once; evaluation is pure. */
+export interface CompiledPolicy {
+  readonly plugins: ReadonlyMap<string, CompiledPlugin>;
+  /** The one plugin bound to this workload (bindings never overlap), or undefined. */
+  resolvePlugin(identity: WorkloadIdentity): CompiledPlugin | undefined;
+  evaluate(input: PolicyInput): Decision;
+}
