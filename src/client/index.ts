@@ -1,0 +1,19 @@
+/** `leash/client`: the plugin SDK (token exchange, cache, DPoP) and the resource-server verifier. */
+export { createDpopKey, type DpopAlgorithm, type DpopKey, type DpopProofInput } from './dpop-key.js';
+export {
+  LeashPluginClient,
+  type AttestationSource,
+  type GetTokenRequest,
+  type LeashPluginClientOptions,
+  type LeashToken,
+} from './plugin-client.js';
+export { LeashExchangeError, LeashVerifyError, type LeashVerifyErrorCode } from './errors.js';
+export {
+  createLeashVerifier,
+  type LeashPrincipal,
+  type LeashRequestLike,
+  type LeashVerifier,
+  type LeashVerifierOptions,
+} from './verifier.js';
+export { requireLeashToken, challengesFor, type RequireLeashTokenOptions } from './middleware.js';
+export { createMemoryReplayCache } from './replay-memory.js';

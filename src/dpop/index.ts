@@ -1,0 +1,2 @@
+export { verifyDpopProof, accessTokenHash, type VerifyDpopProofOptions, type DpopProofResult } from './verify-proof.js';
+export { normalizeHtu } from './htu.js';
