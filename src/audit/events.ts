@@ -1,0 +1,34 @@
+/**
+ * The closed catalogue of security events. Every `type` in the audit chain is one of these;
+ * `docs/events.md` lists each with its meaning and a test checks the two agree both ways.
+ */
+export const AUDIT_EVENT_TYPES = [
+  'exchange.issued',
+  'exchange.denied',
+  'task.opened',
+  'task.ended',
+  'policy.loaded',
+  'policy.reload_failed',
+  'key.created',
+  'admin.denied',
+] as const;
+
+export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
+
+/** One line per event type, for generated docs; the Record type forces a meaning for each. */
+export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Object.freeze({
+  'exchange.issued': 'A token exchange succeeded: a credential was issued (named by its jti, never the token) to a plugin for a task and audience.',
+  'exchange.denied': 'A token exchange was refused; the event carries the ERR_* code and the policy reasons.',
+  'task.opened': 'An orchestrator opened a task: the plugins allowed in it and its expiry.',
+  'task.ended': 'A task was ended by an admin call; no further credential is issued for it (revoking those already issued comes with the revocation work).',
+  'policy.loaded': 'A policy was loaded (at start or on reload) and is now in force; the event carries its digest.',
+  'policy.reload_failed': 'A policy reload was rejected; the previous policy stays in force.',
+  'key.created': 'A signing key was created and published in the JWKS.',
+  'admin.denied': 'An admin API call was refused because its caller was not authenticated or lacks the role.',
+});
+
+const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);
+
+export function isAuditEventType(type: string): type is AuditEventType {
+  return KNOWN.has(type);
+}

@@ -1,0 +1,85 @@
+import type { Database } from 'better-sqlite3';
+
+/**
+ * Schema migrations, applied in order; the `schema_version` table says how many ran.
+ * Append only: a released migration is never edited, a change is a new entry. Statements
+ * also use IF NOT EXISTS so a half-applied step (impossible inside the transaction, but
+ * cheap insurance) re-runs cleanly.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: the initial schema
+  `
+  CREATE TABLE IF NOT EXISTS tasks (
+    id          TEXT PRIMARY KEY,
+    plugins     TEXT NOT NULL,                -- JSON array of plugin ids
+    attributes  TEXT NOT NULL,                -- JSON object of string values
+    created_at  INTEGER NOT NULL,             -- ms since the epoch
+    expires_at  INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('active', 'ended')),
+    ended_at    INTEGER,
+    ended_by    TEXT
+  );
+  CREATE INDEX IF NOT EXISTS tasks_active ON tasks (state, expires_at);
+
+  CREATE TABLE IF NOT EXISTS issued_tokens (
+    jti         TEXT PRIMARY KEY,
+    plugin      TEXT NOT NULL,
+    task        TEXT,
+    audience    TEXT NOT NULL,
+    scopes      TEXT NOT NULL,                -- JSON array
+    kind        TEXT NOT NULL,
+    kid         TEXT,
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    jkt         TEXT
+  );
+  CREATE INDEX IF NOT EXISTS issued_tokens_task ON issued_tokens (task);
+  CREATE INDEX IF NOT EXISTS issued_tokens_expires ON issued_tokens (expires_at);
+
+  CREATE TABLE IF NOT EXISTS audit (
+    seq         INTEGER PRIMARY KEY,          -- the rowid: appends are sequential B-tree inserts
+    ts          INTEGER NOT NULL,
+    type        TEXT NOT NULL,
+    event       TEXT NOT NULL,                -- canonical JSON (keys sorted), exactly what was hashed
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+  );
+
+  CREATE TABLE IF NOT EXISTS replay (
+    key         TEXT PRIMARY KEY,
+    expires_at  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS replay_expires ON replay (expires_at);
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Brings the database to SCHEMA_VERSION inside one IMMEDIATE transaction, so two processes
+ * opening the same new file cannot both migrate. Refuses a database written by a newer
+ * Leash rather than guess at its schema.
+ */
+export function migrate(db: Database): number {
+  const run = db.transaction(() => {
+    db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+    const current = row?.version ?? 0;
+    if (current > SCHEMA_VERSION) {
+      throw new SchemaTooNewError(current);
+    }
+    for (let v = current; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
+    if (row === undefined) db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(SCHEMA_VERSION);
+    else if (current !== SCHEMA_VERSION) db.prepare('UPDATE schema_version SET version = ?').run(SCHEMA_VERSION);
+    return current;
+  });
+  return run.immediate();
+}
+
+export class SchemaTooNewError extends Error {
+  constructor(readonly found: number) {
+    super(`the database schema is version ${found}, newer than this Leash supports (${SCHEMA_VERSION}); upgrade Leash`);
+    this.name = 'SchemaTooNewError';
+  }
+}

@@ -1,0 +1,174 @@
+import { describe, it, expect, beforeEach, afterEach } from '@jest/globals';
+import { mkdtempSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { verifyAuditLog } from '../../src/audit/verify.js';
+import { isLeashError, type LeashError } from '../../src/errors/leash-error.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
+import { ManualClock } from '../../src/time/clock.js';
+import { aTask, describeStore } from './describe-store.js';
+
+describeStore('sqlite', async ({ clock }) => {
+  const dir = mkdtempSync(join(tmpdir(), 'leash-store-'));
+  const path = join(dir, 'state', 'leash.db');
+  return {
+    store: openSqliteStore({ path, clock }),
+    reopen: async () => openSqliteStore({ path, clock }),
+    sibling: async () => openSqliteStore({ path, clock }),
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+});
+
+function leashCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    return isLeashError(err) ? err.code : `not a LeashError: ${String(err)}`;
+  }
+  return 'no error';
+}
+
+async function rejection(p: Promise<unknown>): Promise<LeashError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isLeashError(err)) return err;
+    throw err;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('SQLite store specifics', () => {
+  let dir: string;
+  let path: string;
+  const clock = new ManualClock();
+  const toClose: Array<{ close(): unknown }> = [];
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'leash-sqlite-'));
+    path = join(dir, 'a', 'b', 'leash.db');
+  });
+  afterEach(async () => {
+    for (const c of toClose.splice(0)) await Promise.resolve(c.close()).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function open(extra: Partial<Parameters<typeof openSqliteStore>[0]> = {}): SqliteStore {
+    const s = openSqliteStore({ path, clock, ...extra });
+    toClose.push(s);
+    return s;
+  }
+
+  it('creates the parent folders, runs in WAL mode and records the schema version', () => {
+    const s = open();
+    expect(existsSync(path)).toBe(true);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(statSync(`${path}-wal`).mode & 0o777).toBe(0o600);
+    expect(s.kind).toBe('sqlite');
+    expect(s.database.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(s.database.pragma('synchronous', { simple: true })).toBe(1); // NORMAL
+    expect(s.database.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: SCHEMA_VERSION }]);
+  });
+
+  it('migrates idempotently: reopening keeps one version row and the data', async () => {
+    const s = open();
+    await s.createTask(aTask(clock, { id: 'tsk_keep' }));
+    await s.close();
+    const again = open();
+    expect(again.database.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: SCHEMA_VERSION }]);
+    expect((await again.getTask('tsk_keep'))?.id).toBe('tsk_keep');
+  });
+
+  it('refuses a database written by a newer schema, failing closed', async () => {
+    const s = open();
+    s.database.prepare('UPDATE schema_version SET version = ?').run(SCHEMA_VERSION + 1);
+    await s.close();
+    let caught: unknown;
+    try {
+      open();
+    } catch (err) {
+      caught = err;
+    }
+    expect(isLeashError(caught) && caught.code).toBe('ERR_BACKEND_UNAVAILABLE');
+    expect(isLeashError(caught) && String(caught.detail?.message)).toMatch(/newer than this Leash supports/);
+  });
+
+  it('fails closed at open when the path cannot be created', () => {
+    const blocker = join(dir, 'file');
+    writeFileSync(blocker, 'not a folder');
+    expect(leashCode(() => openSqliteStore({ path: join(blocker, 'leash.db'), clock }))).toBe('ERR_BACKEND_UNAVAILABLE');
+  });
+
+  it('fails closed when the connection is closed underneath it, the cause in detail only', async () => {
+    const s = open();
+    await s.append('task.opened', { task: 't' }, 1);
+    s.database.close();
+    const err = await rejection(s.append('task.ended', { task: 't' }, 2));
+    expect(err.code).toBe('ERR_BACKEND_UNAVAILABLE');
+    expect(err.description).toBe('the state store is unavailable; retry later');
+    expect(err.detail).toMatchObject({ backend: 'sqlite', op: 'append' });
+    expect(String(err.detail?.message)).toMatch(/not open/);
+    expect((await rejection(s.getTask('t'))).code).toBe('ERR_BACKEND_UNAVAILABLE');
+    expect((await rejection(s.remember('k', clock.now() + 1000))).code).toBe('ERR_BACKEND_UNAVAILABLE');
+    expect((await rejection(s.endTask('t', 1, 'x'))).code).toBe('ERR_BACKEND_UNAVAILABLE');
+  });
+
+  it('fails closed while another process holds the write lock, then recovers', async () => {
+    const s = open({ busyTimeoutMs: 20 });
+    await s.append('task.opened', { n: 1 }, 1);
+    const other = new Database(path);
+    toClose.push(other);
+    other.exec('BEGIN EXCLUSIVE');
+    const err = await rejection(s.append('task.opened', { n: 2 }, 2));
+    expect(err.code).toBe('ERR_BACKEND_UNAVAILABLE');
+    expect(String(err.detail?.code)).toMatch(/^SQLITE_BUSY/);
+    expect((await rejection(s.endTask('t', 1, 'x'))).code).toBe('ERR_BACKEND_UNAVAILABLE');
+    other.exec('ROLLBACK');
+    const r = await s.append('task.opened', { n: 3 }, 3);
+    expect(r.seq).toBe(2);
+    expect(await verifyAuditLog(s)).toEqual({ ok: true, count: 2 });
+  });
+
+  it('fsyncs a task end (synchronous=FULL for that commit) and returns to NORMAL after', async () => {
+    const s = open();
+    const task = aTask(clock);
+    await s.createTask(task);
+    // Observe the level in effect while the UPDATE runs, from a trigger inside that commit.
+    s.database.exec('CREATE TABLE probe (level INTEGER); CREATE TRIGGER probe_end AFTER UPDATE ON tasks BEGIN INSERT INTO probe SELECT synchronous FROM pragma_synchronous; END');
+    await s.endTask(task.id, clock.now(), 'x');
+    await s.createTask(aTask(clock));
+    expect(s.database.prepare('SELECT level FROM probe').all()).toEqual([{ level: 2 }]); // FULL during the task end
+    expect(s.database.pragma('synchronous', { simple: true })).toBe(1);
+  });
+
+  it('can fsync every commit', () => {
+    const s = open({ fsync: 'every-commit' });
+    expect(s.database.pragma('synchronous', { simple: true })).toBe(2);
+  });
+
+  it('stores the audit event as canonical JSON, the exact text it hashed', async () => {
+    const s = open();
+    await s.append('policy.loaded', { z: 1, a: { d: [2, 1], c: 'x' }, u: undefined }, 9);
+    const row = s.database.prepare('SELECT event FROM audit WHERE seq = 1').get() as { event: string };
+    expect(row.event).toBe('{"a":{"c":"x","d":[2,1]},"z":1}');
+  });
+
+  it('purges expired replay keys every N calls, and only expired ones', async () => {
+    const s = open({ replayPurgeEvery: 4 });
+    const count = () => (s.database.prepare('SELECT count(*) AS n FROM replay').get() as { n: number }).n;
+    await s.remember('old-1', clock.now() + 1000);
+    await s.remember('old-2', clock.now() + 1000);
+    await s.remember('live', clock.now() + 3600_000);
+    expect(count()).toBe(3);
+    clock.advance(5);
+    await s.remember('new', clock.now() + 1000); // 4th call: purge first
+    expect(count()).toBe(2);
+    expect(await s.remember('live', clock.now() + 3600_000)).toBe(false);
+  });
+
+  it('rejects a bad option as a TypeError', () => {
+    expect(() => openSqliteStore({ path, clock, replayPurgeEvery: 0 })).toThrow(TypeError);
+  });
+});
