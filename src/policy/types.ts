@@ -16,6 +16,11 @@ export interface CompiledGrant {
   /** The grant's own `dpop: required` or the plugin's risk tier requiring it. */
   readonly dpopRequired: boolean;
   readonly approval: GrantConfig['approval'];
+  /**
+   * The grant's `conditions` and `time` window, compiled: the ones that do not hold for
+   * this input, as human strings naming config values only (empty: all hold).
+   */
+  readonly failedConditions: (input: PolicyInput) => readonly string[];
   readonly config: GrantConfig;
 }
 

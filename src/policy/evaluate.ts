@@ -1,0 +1,92 @@
+import type { ErrorCode } from '../errors/codes.js';
+import type { CompiledGrant, Decision, PolicyInput } from './types.js';
+
+const MAX_ECHOED = 5;
+const MAX_ECHO_LENGTH = 64;
+
+/** Caller-supplied strings echoed in a description are quoted and cut short. */
+function echo(values: readonly string[]): string {
+  const shown = values.slice(0, MAX_ECHOED).map((v) => `'${v.length > MAX_ECHO_LENGTH ? `${v.slice(0, MAX_ECHO_LENGTH)}…` : v}'`);
+  return values.length > MAX_ECHOED ? `${shown.join(', ')} and ${values.length - MAX_ECHOED} more` : shown.join(', ');
+}
+
+function deny(code: ErrorCode, description: string, reasons: string[], reason: string): Decision {
+  reasons.push(reason);
+  return Object.freeze({ allow: false, code, description, reasons: Object.freeze(reasons) });
+}
+
+/**
+ * Decide one request against one plugin's policy. Pure: the same input gives the same
+ * decision; the pipeline has already checked the task is live and admits this plugin.
+ * Steps, in order: plugin enabled → grant for the exact audience → task → scopes → TTL
+ * → conditions → approval.
+ */
+export function evaluate(input: PolicyInput): Decision {
+  const { plugin, request, task } = input;
+  const reasons: string[] = [];
+
+  if (plugin.disabled) {
+    return deny('ERR_PLUGIN_DISABLED', `plugin '${plugin.id}' is disabled and gets no credentials`, reasons, 'plugin disabled');
+  }
+
+  // Exact string equality: no prefix, case or trailing-slash fuzz, so a grant for
+  // https://api.example.com never reaches https://api.example.com.evil.test.
+  const grant: CompiledGrant | undefined = plugin.grants.find((g) => g.audience === request.audience);
+  if (!grant) {
+    // Name only the audience asked for: listing the plugin's other audiences would map its reach for a prober.
+    return deny('ERR_AUDIENCE_NOT_GRANTED', `plugin '${plugin.id}' has no grant for audience ${echo([request.audience])}`, reasons, 'no grant matched the audience');
+  }
+  reasons.push(`grant ${grant.index} matched audience`);
+
+  if (grant.taskRequired && !task) {
+    return deny('ERR_TASK_REQUIRED', `the grant for this audience requires a task: open one and send its id as 'task'`, reasons, 'task required, none given');
+  }
+
+  let scopes: readonly string[];
+  const requested = request.scopes === undefined ? [] : [...new Set(request.scopes)];
+  if (requested.length === 0) {
+    // Never all: a request that names nothing gets the narrowest configured set.
+    scopes = grant.defaultScopes;
+    reasons.push(`scopes defaulted to ${grant.defaultScopes.join(' ')}`);
+  } else {
+    const refused = requested.filter((s) => !grant.scopes.has(s));
+    if (refused.length > 0) {
+      return deny(
+        'ERR_SCOPE_NOT_GRANTED',
+        `scope${refused.length === 1 ? '' : 's'} ${echo(refused)} not granted for audience ${echo([grant.audience])}; ask only for granted scopes`,
+        reasons,
+        `scopes not granted: ${refused.length}`,
+      );
+    }
+    scopes = Object.freeze(requested);
+    reasons.push('requested scopes within grant');
+  }
+
+  if (request.ttl !== undefined && (!Number.isInteger(request.ttl) || request.ttl < 1)) {
+    return deny('ERR_TTL_INVALID', 'the requested lifetime must be a positive whole number of seconds', reasons, 'ttl invalid');
+  }
+  if (request.ttl !== undefined && request.ttl > grant.maxTtl) {
+    return deny('ERR_TTL_EXCEEDS_MAX', `the requested lifetime ${request.ttl}s exceeds this grant's maximum of ${grant.maxTtl}s`, reasons, 'ttl above grant max');
+  }
+  const ttl = Math.min(request.ttl ?? grant.maxTtl, grant.maxTtl);
+  reasons.push(request.ttl === undefined ? `ttl defaulted to grant max ${grant.maxTtl}s` : `ttl ${ttl}s within grant max`);
+
+  const failed = grant.failedConditions(input);
+  if (failed.length > 0) {
+    return deny('ERR_CONDITION_FAILED', `the grant's conditions do not hold: ${failed.join('; ')}`, reasons, `conditions failed: ${failed.join('; ')}`);
+  }
+  if (grant.config.conditions?.length || grant.config.time) reasons.push('conditions hold');
+
+  if (grant.approval === 'human' || grant.approval === 'step-up') {
+    // Fail closed until approvals exist: ignoring the rule would issue what needed a human.
+    return deny(
+      'ERR_APPROVAL_REQUIRED',
+      'this grant requires human approval, which this broker version does not implement yet; refused',
+      reasons,
+      `approval '${grant.approval}' required`,
+    );
+  }
+
+  if (grant.dpopRequired) reasons.push('dpop required');
+  return Object.freeze({ allow: true, grant, scopes, ttl, dpopRequired: grant.dpopRequired, reasons: Object.freeze(reasons) });
+}

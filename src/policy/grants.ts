@@ -1,0 +1,42 @@
+import type { ConfigProblem } from '../config/config-error.js';
+import type { GrantConfig, PluginConfig, Settings } from '../config/schema.js';
+import { compileConditions } from './conditions.js';
+import type { CompiledGrant } from './types.js';
+
+const DEFAULT_MAX_TTL = 300;
+
+/** Compile one grant; problems go to `problems` with their paths under `path`. */
+export function compileGrant(
+  spec: GrantConfig,
+  index: number,
+  plugin: PluginConfig,
+  settings: Settings,
+  path: string,
+  problems: ConfigProblem[],
+): CompiledGrant | undefined {
+  const before = problems.length;
+  const scopeList = spec.scopes ?? [];
+  if (scopeList.length === 0) problems.push({ path: `${path}/scopes`, message: 'must list at least one scope' });
+  const scopes = new Set(scopeList);
+  const defaults = spec.default_scopes ?? scopeList.slice(0, 1);
+  spec.default_scopes?.forEach((s, i) => {
+    if (!scopes.has(s)) problems.push({ path: `${path}/default_scopes/${i}`, message: `'${s}' is not one of the grant's scopes` });
+  });
+  const failedConditions = compileConditions(spec.conditions, spec.time, path, problems);
+  if (problems.length > before) return undefined;
+  const risksRequiringDpop: readonly string[] = settings.dpop.required_for_risk;
+  return Object.freeze({
+    index,
+    audience: spec.audience,
+    scopes: scopes as ReadonlySet<string>,
+    defaultScopes: Object.freeze([...defaults]),
+    kind: spec.kind ?? 'jwt',
+    effect: spec.effect,
+    maxTtl: spec.max_ttl ?? DEFAULT_MAX_TTL,
+    taskRequired: spec.task_required ?? true,
+    dpopRequired: spec.dpop === 'required' || risksRequiringDpop.includes(plugin.risk),
+    approval: spec.approval ?? 'none',
+    failedConditions,
+    config: spec,
+  });
+}

@@ -1,0 +1,133 @@
+import type { WorkloadIdentity } from '../../src/attestation/attestor.js';
+import { ConfigError, type ConfigProblem } from '../../src/config/config-error.js';
+import type { BindingConfig, GrantConfig, LeashConfig, PluginConfig, Settings, TrustedIssuerConfig } from '../../src/config/schema.js';
+import type { Task } from '../../src/store/records.js';
+
+/**
+ * Plain LeashConfig objects with the schema defaults filled in by hand, so policy tests
+ * do not depend on the YAML loader.
+ */
+
+export const NOW = Date.UTC(2026, 10, 25, 12, 0, 0); // a Wednesday, 12:00 UTC
+
+export function settings(over: Partial<Settings> = {}): Settings {
+  return {
+    issuer: 'http://127.0.0.1:8080',
+    listen: { host: '127.0.0.1', port: 8080 },
+    max_body_bytes: 16384,
+    keys: { backend: 'local', dir: './keys', algorithm: 'ES256', key_lifetime: 30 * 86400 },
+    store: { kind: 'sqlite', path: ':memory:' },
+    audit: { stdout: false },
+    tokens: { default_ttl: 300, max_ttl: 3600, clock_skew: 30 },
+    tasks: { default_ttl: 3600, max_ttl: 86400 },
+    dpop: { required_for_risk: ['high', 'critical'], max_proof_age: 60, algorithms: ['ES256', 'EdDSA'] },
+    production: false,
+    ...over,
+  };
+}
+
+export function trustedIssuer(name: string, kind: TrustedIssuerConfig['kind'] = 'kubernetes'): TrustedIssuerConfig {
+  return {
+    name,
+    kind,
+    issuer: `https://${name}.example.com`,
+    audience: 'leash',
+    jwks: { inline: { keys: [{ kty: 'EC' }] }, timeout_ms: 2000, cooldown_ms: 30000, cache_max_age_ms: 600000 },
+    algorithms: ['RS256', 'ES256'],
+    max_token_age: 3600,
+    clock_skew: 30,
+    subject_claim: 'sub',
+    claims: [],
+  };
+}
+
+export function grant(over: Partial<GrantConfig> = {}): GrantConfig {
+  return {
+    audience: 'https://api.example.com',
+    scopes: ['read'],
+    kind: 'jwt',
+    effect: 'read',
+    max_ttl: 300,
+    task_required: true,
+    dpop: 'optional',
+    approval: 'none',
+    conditions: [],
+    ...over,
+  };
+}
+
+export function binding(subject: BindingConfig['subject'], over: Partial<BindingConfig> = {}): BindingConfig {
+  return { issuer: 'cluster', subject, claims: {}, ...over };
+}
+
+export function plugin(id: string, over: Partial<PluginConfig> = {}): PluginConfig {
+  return {
+    id,
+    owner: 'team@example.com',
+    risk: 'low',
+    disabled: false,
+    bindings: [binding(`system:serviceaccount:plugins:${id}`)],
+    grants: [grant()],
+    ...over,
+  };
+}
+
+export function config(plugins: PluginConfig[], over: Partial<LeashConfig> = {}): LeashConfig {
+  return {
+    version: 1,
+    settings: settings(),
+    admin: { api_keys: [], issuers: [] },
+    trusted_issuers: [trustedIssuer('cluster'), trustedIssuer('other-cluster'), trustedIssuer('github', 'github-actions')],
+    plugins,
+    ...over,
+  };
+}
+
+export function identity(subject: string, attributes: Record<string, string> = {}, issuer = 'cluster'): WorkloadIdentity {
+  return {
+    issuer,
+    kind: issuer === 'github' ? 'github-actions' : 'kubernetes',
+    subject,
+    attributes,
+    issuedAt: Math.floor(NOW / 1000) - 10,
+    expiresAt: Math.floor(NOW / 1000) + 600,
+    tokenDigest: 'digest',
+  };
+}
+
+export function task(attributes: Record<string, string> = {}, plugins: string[] = ['p']): Task {
+  return {
+    id: 'task-1',
+    plugins,
+    attributes,
+    createdAt: NOW - 1000,
+    expiresAt: NOW + 3_600_000,
+    createdBy: 'orchestrator',
+    state: 'active',
+    endedAt: undefined,
+    endedBy: undefined,
+  };
+}
+
+/** Runs `fn`, expects a ConfigError, returns its problems. */
+export function problemsOf(fn: () => unknown): readonly ConfigProblem[] {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError, nothing was thrown');
+}
+
+/** Deterministic PRNG (mulberry32) so a failing property test reproduces. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
