@@ -31,7 +31,7 @@ export const ERROR_CODES = {
   ERR_AUDIENCE_MISSING: { oauth: 'invalid_target', status: 400 },
   ERR_AUDIENCE_MULTIPLE: { oauth: 'invalid_target', status: 400 },
   ERR_AUDIENCE_NOT_GRANTED: { oauth: 'invalid_target', status: 400 },
-  ERR_AUDIENCE_CONFLICT: { oauth: 'invalid_target', status: 400 },
+  ERR_RESOURCE_INVALID: { oauth: 'invalid_target', status: 400 },
   ERR_SCOPE_NOT_GRANTED: { oauth: 'invalid_scope', status: 400 },
   ERR_CONDITION_FAILED: { oauth: 'access_denied', status: 400 },
   ERR_APPROVAL_REQUIRED: { oauth: 'access_denied', status: 400 },

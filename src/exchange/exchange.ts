@@ -1,0 +1,161 @@
+import type { WorkloadIdentity } from '../attestation/attestor.js';
+import type { AuditEventType } from '../audit/events.js';
+import type { Settings } from '../config/schema.js';
+import { LeashError } from '../errors/leash-error.js';
+import type { CredentialIssuer, TokenResponseBody } from '../issuance/credential-issuer.js';
+import type { KeyManager } from '../keys/key-manager.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { CompiledPlugin, CompiledPolicy, Decision } from '../policy/types.js';
+import type { IssuedToken, Task } from '../store/records.js';
+import type { ReplayCache, TokenIndex } from '../store/store.js';
+import type { TaskService } from '../tasks/task-service.js';
+import type { Clock } from '../time/clock.js';
+import { parseExchangeRequest, type ExchangeRequest, type RawParams } from './request.js';
+import { bindSender, type DpopInput } from './sender-binding.js';
+
+/** What the exchange needs from the running broker; the policy half is swapped on reload. */
+export interface ExchangeDeps {
+  readonly clock: Clock;
+  readonly tasks: TaskService;
+  readonly tokens: TokenIndex;
+  readonly replay: ReplayCache;
+  readonly keys: KeyManager;
+  readonly issuers: ReadonlyMap<string, CredentialIssuer>;
+  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly metrics: Metrics;
+  /** A consistent snapshot of policy, attestation and settings for one request. */
+  runtime(): ExchangeRuntime;
+}
+
+export interface ExchangeRuntime {
+  readonly settings: Settings;
+  readonly policy: CompiledPolicy;
+  readonly attestation: { verify(subjectToken: string): Promise<WorkloadIdentity> };
+  readonly tokenDigest: (token: string) => string;
+}
+
+export interface ExchangeInput {
+  readonly clientId: string;
+  readonly params: RawParams;
+  readonly dpop: DpopInput;
+}
+
+export type ExchangeResult =
+  | { readonly ok: true; readonly body: TokenResponseBody }
+  | { readonly ok: false; readonly error: unknown };
+
+/** What the audit event of this exchange says, filled in as the steps go. */
+interface Trace {
+  request?: ExchangeRequest;
+  identity?: WorkloadIdentity;
+  subjectDigest?: string;
+  plugin?: CompiledPlugin;
+  task?: Task;
+  decision?: Decision;
+  issued?: IssuedToken;
+  ttl?: number;
+}
+
+/**
+ * The token exchange as one straight line of named steps:
+ * parse → attest → resolve plugin → check task → evaluate policy → bind sender (DPoP)
+ * → approval → issue → record → respond. Exactly one audit event per call, written in
+ * `finally`; if that write fails the token is withheld (fail closed).
+ */
+export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Promise<ExchangeResult> {
+  const started = process.hrtime.bigint();
+  const rt = deps.runtime();
+  const now = deps.clock.now();
+  const trace: Trace = {};
+  let result: ExchangeResult;
+  try {
+    const request = (trace.request = parseExchangeRequest(input.clientId, input.params));
+    trace.subjectDigest = rt.tokenDigest(request.subjectToken);
+    const identity = (trace.identity = await rt.attestation.verify(request.subjectToken));
+    const plugin = (trace.plugin = resolvePlugin(rt.policy, identity, request.clientId));
+    const task = (trace.task = request.taskId === undefined ? undefined : await deps.tasks.requireLive(request.taskId, plugin.id, now));
+    const decision = (trace.decision = rt.policy.evaluate({
+      plugin,
+      identity,
+      task,
+      now,
+      request: { audience: request.audience, scopes: request.scopes, ttl: request.ttl, params: request.conditionParams },
+    }));
+    if (!decision.allow) throw new LeashError(decision.code, decision.description, { reasons: decision.reasons });
+    const jkt = await bindSender(input.dpop, decision.dpopRequired, rt.settings, deps.replay, now);
+    const ttl = (trace.ttl = effectiveTtl(decision.ttl, task, deps.keys, rt.settings, now));
+    const issuer = deps.issuers.get(decision.grant.kind);
+    if (!issuer) throw new LeashError('ERR_KIND_UNAVAILABLE', `credential kind '${decision.grant.kind}' is not available on this broker`);
+    const credential = await issuer.issue({ plugin, grant: decision.grant, identity, task, audience: request.audience, scopes: decision.scopes, ttl, jkt, now });
+    await deps.tokens.recordIssued(credential.record);
+    trace.issued = credential.record;
+    result = { ok: true, body: credential.body };
+  } catch (error) {
+    result = { ok: false, error };
+  }
+  // Every path, issued or denied, passes here exactly once; the audit write decides
+  // whether a token leaves.
+  return audit(deps, trace, result, started);
+}
+
+/** Step "resolve plugin": the attested workload names exactly one plugin, and it is the client. */
+function resolvePlugin(policy: CompiledPolicy, identity: WorkloadIdentity, clientId: string): CompiledPlugin {
+  const plugin = policy.resolvePlugin(identity);
+  if (!plugin) throw new LeashError('ERR_WORKLOAD_UNBOUND', 'the attested workload is not bound to any plugin');
+  if (plugin.id !== clientId) throw new LeashError('ERR_CLIENT_PLUGIN_MISMATCH', 'client_id does not match the plugin the attestation is bound to');
+  // Before the task check, so a disabled plugin learns nothing about tasks.
+  if (plugin.disabled) throw new LeashError('ERR_PLUGIN_DISABLED', 'this plugin is disabled');
+  return plugin;
+}
+
+/** The TTL is the minimum of every limit: grant/request, task life, key visibility, global max. */
+function effectiveTtl(policyTtl: number, task: Task | undefined, keys: KeyManager, settings: Settings, now: number): number {
+  let ttl = Math.min(policyTtl, settings.tokens.max_ttl);
+  if (task) ttl = Math.min(ttl, Math.floor((task.expiresAt - now) / 1000));
+  const visibleUntil = keys.current().visibleUntil;
+  if (visibleUntil !== undefined) ttl = Math.min(ttl, Math.floor((visibleUntil - now) / 1000));
+  if (ttl < 1) {
+    throw task && task.expiresAt - now < 1000
+      ? new LeashError('ERR_TASK_EXPIRED', 'the task expires now; open a new one')
+      : new LeashError('ERR_SIGNING_UNAVAILABLE', 'no signing key can cover a token right now; retry shortly');
+  }
+  return ttl;
+}
+
+async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, started: bigint): Promise<ExchangeResult> {
+  const err = result.ok ? undefined : result.error;
+  const code = err instanceof LeashError ? err.code : err === undefined ? 'OK' : 'ERR_INTERNAL';
+  const req = trace.request;
+  const event: Record<string, unknown> = {
+    decision: result.ok ? 'issued' : 'denied',
+    reason: code,
+    client_id: req?.clientId,
+    plugin: trace.plugin?.id,
+    task: trace.task?.id ?? req?.taskId,
+    audience: req?.audience,
+    scopes: trace.decision?.allow ? trace.decision.scopes : req?.scopes,
+    subject_token_sha256: trace.subjectDigest,
+    workload: trace.identity ? { issuer: trace.identity.issuer, subject: trace.identity.subject } : undefined,
+    jti: trace.issued?.jti,
+    kid: trace.issued?.kid,
+    kind: trace.issued?.kind,
+    ttl: trace.issued ? trace.ttl : undefined,
+    jkt: trace.issued?.jkt,
+    grant: trace.decision?.allow ? trace.decision.grant.index : undefined,
+    reasons: trace.decision?.reasons,
+    detail: err instanceof LeashError ? err.detail : err !== undefined ? { internal: String((err as Error)?.message ?? err).slice(0, 200) } : undefined,
+  };
+  let final = result;
+  try {
+    await deps.audit.record(result.ok ? 'exchange.issued' : 'exchange.denied', event);
+  } catch (auditError) {
+    // A decision that cannot be recorded is not made: no token leaves unaudited.
+    final = { ok: false, error: auditError instanceof LeashError ? auditError : new LeashError('ERR_BACKEND_UNAVAILABLE', 'the audit trail is unavailable; retry later') };
+  }
+  const outcome = final.ok ? 'issued' : code === 'ERR_INTERNAL' || code.endsWith('_UNAVAILABLE') ? 'error' : 'denied';
+  const finalCode = final.ok ? 'OK' : final.error instanceof LeashError ? final.error.code : 'ERR_INTERNAL';
+  deps.metrics.exchanges.inc({ outcome, reason: finalCode });
+  deps.metrics.exchangeDuration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+  if (final.ok && trace.issued) deps.metrics.tokensIssued.inc({ kind: trace.issued.kind });
+  return final;
+}

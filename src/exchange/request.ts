@@ -1,0 +1,112 @@
+import { LeashError } from '../errors/leash-error.js';
+import { ACCEPTED_SUBJECT_TOKEN_TYPES, JWT_REQUESTABLE_TYPES } from '../issuance/token-types.js';
+
+/** Raw parameters as the OAuth layer hands them over (repeatable ones may be arrays). */
+export type RawParams = Readonly<Record<string, string | readonly string[] | undefined>>;
+
+/** A token-exchange request after syntax checks: everything later steps need, nothing else. */
+export interface ExchangeRequest {
+  readonly clientId: string;
+  readonly subjectToken: string;
+  readonly audience: string;
+  readonly scopes: readonly string[] | undefined;
+  readonly ttl: number | undefined;
+  readonly taskId: string | undefined;
+  readonly requestedTokenType: string | undefined;
+  /** Plain parameters for `request.*` conditions: never the tokens. */
+  readonly conditionParams: Readonly<Record<string, string>>;
+}
+
+/** Real attestations are 1-2 KiB; anything near this is an attack or a mistake. */
+const MAX_TOKEN_LENGTH = 8192;
+const MAX_TTL_PARAM = 86400;
+const TASK_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+function single(params: RawParams, name: string): string | undefined {
+  const v = params[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') {
+    throw new LeashError('ERR_REQUEST_MALFORMED', `parameter '${name}' must appear once`);
+  }
+  return v;
+}
+
+function many(params: RawParams, name: string): string[] {
+  const v = params[name];
+  if (v === undefined) return [];
+  return typeof v === 'string' ? [v] : [...v];
+}
+
+function isAbsoluteUri(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return u.protocol.length > 1 && !value.includes('#');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Step 1, parse: RFC 8693 §2.1 parameters into an ExchangeRequest. `resource` (RFC 8707)
+ * and `audience` together must name exactly one target: a token is bound to one API.
+ */
+export function parseExchangeRequest(clientId: string, params: RawParams): ExchangeRequest {
+  const subjectToken = single(params, 'subject_token');
+  if (!subjectToken) throw new LeashError('ERR_REQUEST_MALFORMED', "missing 'subject_token': send the workload attestation (a JWT)");
+  if (subjectToken.length > MAX_TOKEN_LENGTH) throw new LeashError('ERR_ATTESTATION_MALFORMED', 'subject_token is too long to be an attestation');
+  const subjectTokenType = single(params, 'subject_token_type');
+  if (!subjectTokenType) throw new LeashError('ERR_REQUEST_MALFORMED', "missing 'subject_token_type': use urn:ietf:params:oauth:token-type:jwt");
+  if (!ACCEPTED_SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
+    throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', 'subject_token_type must be urn:ietf:params:oauth:token-type:jwt (or :id_token)');
+  }
+  if (params.actor_token !== undefined || params.actor_token_type !== undefined) {
+    // Delegation chains land with the approvals/delegation work; until then refuse rather than ignore.
+    throw new LeashError('ERR_REQUEST_MALFORMED', 'actor_token (delegation chains) is not supported by this broker version');
+  }
+
+  const requestedTokenType = single(params, 'requested_token_type');
+  if (requestedTokenType !== undefined && !JWT_REQUESTABLE_TYPES.has(requestedTokenType)) {
+    throw new LeashError('ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED', 'requested_token_type must be urn:ietf:params:oauth:token-type:access_token or :jwt');
+  }
+
+  const resources = many(params, 'resource');
+  for (const r of resources) {
+    if (!isAbsoluteUri(r)) throw new LeashError('ERR_RESOURCE_INVALID', 'resource must be an absolute URI without a fragment (RFC 8707)');
+  }
+  const targets = new Set([...resources, ...many(params, 'audience')]);
+  if (targets.size === 0) throw new LeashError('ERR_AUDIENCE_MISSING', "name the API with 'resource' or 'audience'");
+  if (targets.size > 1) throw new LeashError('ERR_AUDIENCE_MULTIPLE', 'a token is bound to exactly one audience: request one at a time');
+  const audience = [...targets][0] as string;
+  if (audience.length === 0) throw new LeashError('ERR_AUDIENCE_MISSING', "'audience' is empty");
+
+  const scope = single(params, 'scope');
+  const scopes = scope === undefined ? undefined : [...new Set(scope.split(' ').filter((s) => s.length > 0))];
+
+  const ttlParam = single(params, 'expires_in');
+  let ttl: number | undefined;
+  if (ttlParam !== undefined) {
+    if (!/^[1-9][0-9]{0,5}$/.test(ttlParam) || Number(ttlParam) > MAX_TTL_PARAM) {
+      throw new LeashError('ERR_TTL_INVALID', `expires_in must be a whole number of seconds between 1 and ${MAX_TTL_PARAM}`);
+    }
+    ttl = Number(ttlParam);
+  }
+
+  const taskId = single(params, 'task');
+  if (taskId !== undefined && !TASK_ID.test(taskId)) throw new LeashError('ERR_TASK_UNKNOWN', 'task is not a valid task id');
+
+  const conditionParams: Record<string, string> = { audience };
+  if (scope !== undefined) conditionParams.scope = scope;
+  if (taskId !== undefined) conditionParams.task = taskId;
+  if (ttlParam !== undefined) conditionParams.expires_in = ttlParam;
+
+  return {
+    clientId,
+    subjectToken,
+    audience,
+    scopes: scopes && scopes.length > 0 ? scopes : undefined,
+    ttl,
+    taskId,
+    requestedTokenType,
+    conditionParams,
+  };
+}

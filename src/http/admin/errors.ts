@@ -1,0 +1,12 @@
+import type { Response } from 'express';
+import { toOAuthError } from '../../errors/oauth-error.js';
+import { LeashError } from '../../errors/leash-error.js';
+
+/** Admin API errors: the RFC 6749 JSON shape, plus RFC 6750 `WWW-Authenticate` on 401/403. */
+export function sendAdminError(res: Response, err: unknown): void {
+  const { status, body } = toOAuthError(err);
+  if (err instanceof LeashError && (status === 401 || status === 403)) {
+    res.setHeader('WWW-Authenticate', `Bearer realm="leash-admin", error="${body.error}"`);
+  }
+  res.status(status).json(body);
+}

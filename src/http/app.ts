@@ -1,0 +1,85 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { KeyManager } from '../keys/key-manager.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { TaskService } from '../tasks/task-service.js';
+import type { AdminRouteDeps } from './admin/tasks-routes.js';
+import { tasksRouter } from './admin/tasks-routes.js';
+
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export interface HttpDeps extends AdminRouteDeps {
+  readonly keys: KeyManager;
+  readonly metrics: Metrics;
+  readonly tasks: TaskService;
+  readonly maxBodyBytes: () => number;
+  /** The current oidc-provider handler; swapped when policy or keys change. */
+  readonly oauth: () => NodeHandler;
+  readonly ready: () => Promise<void>;
+}
+
+function oauthError(res: Response, status: number, error: string, description: string): void {
+  res.status(status).set('Cache-Control', 'no-store').json({ error, error_description: description });
+}
+
+/**
+ * The HTTP layer only translates: Leash's own routes (JWKS, RFC 8414 metadata, tasks,
+ * metrics, health) in express, everything OAuth in oidc-provider behind them.
+ */
+export function createHttpApp(deps: HttpDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.use((req, res, next) => {
+    res.set('X-Content-Type-Options', 'nosniff');
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > deps.maxBodyBytes()) {
+      // Refuse before reading a byte of it.
+      res.set('Connection', 'close');
+      return oauthError(res, 413, 'invalid_request', `request body larger than ${deps.maxBodyBytes()} bytes`);
+    }
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await deps.ready();
+      res.json({ status: 'ready' });
+    } catch {
+      res.status(503).json({ status: 'unavailable' });
+    }
+  });
+
+  // The JWKS comes from the KeyManager (next, current and still-visible retired keys),
+  // not from oidc-provider, which only ever knows the signing key.
+  app.get('/jwks', (_req, res) => {
+    res.set('Cache-Control', 'public, max-age=60').type('application/jwk-set+json').send(JSON.stringify(deps.keys.jwks()));
+  });
+
+  // RFC 8414 metadata is the same document as OIDC discovery here.
+  app.get('/.well-known/oauth-authorization-server', (req, res) => {
+    req.url = '/.well-known/openid-configuration';
+    deps.oauth()(req, res);
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    res.set('Content-Type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  app.use('/tasks', express.json({ limit: deps.maxBodyBytes(), strict: true }), tasksRouter(deps));
+
+  app.use((req, res) => deps.oauth()(req, res));
+
+  // Body-parser failures and anything else thrown before a route: a clean 4xx, never a stack.
+  app.use((err: { type?: string; status?: number }, _req: Request, res: Response, _next: NextFunction) => {
+    if (err.type === 'entity.too.large') return oauthError(res, 413, 'invalid_request', 'request body too large');
+    if (err.type === 'entity.parse.failed') return oauthError(res, 400, 'invalid_request', 'the body is not valid JSON');
+    if (typeof err.status === 'number' && err.status >= 400 && err.status < 500) return oauthError(res, err.status, 'invalid_request', 'malformed request');
+    return oauthError(res, 503, 'temporarily_unavailable', 'the broker could not complete the request; retry later');
+  });
+  return app;
+}

@@ -1,0 +1,28 @@
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import { toOAuthError } from '../../errors/oauth-error.js';
+import { runExchange, type ExchangeDeps } from '../../exchange/exchange.js';
+import type { RawParams } from '../../exchange/request.js';
+import type { GrantHandler } from './provider.js';
+
+/**
+ * The token-exchange grant as oidc-provider sees it: translate the koa context into an
+ * ExchangeInput, run the pipeline, translate the result. No decision is made here.
+ */
+export function tokenExchangeGrant(deps: ExchangeDeps, tokenEndpoint: string): GrantHandler {
+  return async (ctx: KoaContextWithOIDC) => {
+    const client = ctx.oidc.client;
+    const dpop = ctx.req.headersDistinct['dpop'];
+    const result = await runExchange(deps, {
+      clientId: client?.clientId ?? '',
+      params: ctx.oidc.params as RawParams,
+      dpop: { header: dpop === undefined ? undefined : dpop.length === 1 ? dpop[0] : dpop, method: ctx.method, url: tokenEndpoint },
+    });
+    if (result.ok) {
+      ctx.body = result.body;
+      return;
+    }
+    const { status, body } = toOAuthError(result.error);
+    ctx.status = status;
+    ctx.body = body;
+  };
+}

@@ -1,0 +1,60 @@
+import { randomBytes } from 'node:crypto';
+import type { KeyManager } from '../../keys/key-manager.js';
+import { signJwt } from '../../keys/jws.js';
+import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
+import { TOKEN_TYPE_ACCESS_TOKEN } from '../token-types.js';
+
+/**
+ * Leash-signed access tokens (RFC 9068 `at+jwt`). Signed here rather than by
+ * oidc-provider so the same SigningKey seam serves local, Vault KV and Vault Transit keys,
+ * and so `sub`, `task`, `act` and `cnf` are exactly what policy decided.
+ */
+export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): CredentialIssuer {
+  return {
+    kind: 'jwt',
+    async issue(req: IssueRequest): Promise<IssuedCredential> {
+      const key = deps.keys.current();
+      const iat = Math.floor(req.now / 1000);
+      const exp = iat + req.ttl;
+      const jti = randomBytes(16).toString('base64url');
+      const scope = req.scopes.join(' ');
+      const payload: Record<string, unknown> = {
+        iss: deps.issuer,
+        sub: req.plugin.id,
+        aud: req.audience,
+        exp,
+        iat,
+        nbf: iat,
+        jti,
+        client_id: req.plugin.id,
+        scope,
+        plugin: req.plugin.id,
+        workload: { issuer: req.identity.issuer, sub: req.identity.subject },
+      };
+      if (req.task) payload.task = req.task.id;
+      if (req.jkt) payload.cnf = { jkt: req.jkt };
+      const token = await signJwt(key, { typ: 'at+jwt' }, payload);
+      return {
+        body: {
+          access_token: token,
+          issued_token_type: TOKEN_TYPE_ACCESS_TOKEN,
+          token_type: req.jkt ? 'DPoP' : 'Bearer',
+          expires_in: req.ttl,
+          scope,
+        },
+        record: {
+          jti,
+          plugin: req.plugin.id,
+          task: req.task?.id,
+          audience: req.audience,
+          scopes: [...req.scopes],
+          kind: 'jwt',
+          kid: key.kid,
+          issuedAt: iat * 1000,
+          expiresAt: exp * 1000,
+          jkt: req.jkt,
+        },
+      };
+    },
+  };
+}

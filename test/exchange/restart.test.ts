@@ -1,0 +1,89 @@
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeJwt } from 'jose';
+import { verifyAuditLog } from '../../src/audit/verify.js';
+import { CRM_API, EXCHANGE, JWT_TYPE, ORCHESTRATOR_KEY, freePort, startTestBroker, testConfigInput } from '../support/broker.js';
+import { TestCluster } from '../support/cluster.js';
+
+describe('durability across restarts', () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  it('a restarted broker still has its tasks, issued-token index, audit chain and signing key', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'leash-restart-'));
+    dirs.push(dir);
+    const cluster = await TestCluster.create();
+    const first = await startTestBroker({ dir, cluster });
+    const task = await first.openTask({ plugins: ['crm-reader'], ttl_seconds: 600 });
+    const res = await first.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task });
+    expect(res.status).toBe(200);
+    const jti = decodeJwt(res.body.access_token as string).jti!;
+    const kid = first.broker.keys.current().kid;
+    const eventsBefore = (await first.broker.store.read(1, 100000)).length;
+    await first.close({ keepDir: true });
+
+    const second = await startTestBroker({ dir, cluster });
+    try {
+      expect((await second.broker.store.getTask(task))?.state).toBe('active');
+      expect(await second.broker.store.getIssued(jti)).toMatchObject({ plugin: 'crm-reader', task });
+      expect(second.broker.keys.current().kid).toBe(kid);
+      // the chain continues across the restart and still verifies
+      const res2 = await second.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task });
+      expect(res2.status).toBe(200);
+      const check = await verifyAuditLog(second.broker.store);
+      expect(check.ok).toBe(true);
+      expect(check.count).toBeGreaterThan(eventsBefore);
+    } finally {
+      await second.close({ keepDir: true });
+    }
+  });
+
+  it('an acknowledged task survives SIGKILL of the serving process', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'leash-kill-'));
+    dirs.push(dir);
+    const cluster = await TestCluster.create();
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const input = testConfigInput({ issuer: url, dir, cluster }) as Record<string, any>;
+    input.settings.listen.port = port;
+    const configPath = join(dir, 'leash.json');
+    await writeFile(configPath, JSON.stringify(input));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      await waitFor(async () => (await fetch(`${url}/healthz`)).ok);
+      const opened = await fetch(`${url}/tasks`, { method: 'POST', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ plugins: ['crm-reader'] }) });
+      expect(opened.status).toBe(201);
+      const { id } = (await opened.json()) as { id: string };
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+
+      const after = await startTestBroker({ dir, cluster });
+      try {
+        expect((await after.broker.store.getTask(id))?.state).toBe('active');
+        expect((await verifyAuditLog(after.broker.store)).ok).toBe(true);
+      } finally {
+        await after.close({ keepDir: true });
+      }
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 60000);
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 30000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error('timed out waiting for the broker');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
