@@ -101,9 +101,14 @@ export class Broker {
 
   static async create(loaded: LoadedConfig, opts: BrokerOptions = {}): Promise<Broker> {
     const settings = loaded.config.settings;
-    const keys = createLocalKeyManager({ dir: settings.keys.dir, algorithm: settings.keys.algorithm, clock: opts.clock ?? systemClock });
+    const clock = opts.clock ?? systemClock;
+    const bootedAt = clock.now();
+    const keys = createLocalKeyManager({ dir: settings.keys.dir, algorithm: settings.keys.algorithm, clock });
     await keys.init();
     const broker = new Broker(loaded, keys, opts);
+    for (const key of keys.list()) {
+      if (key.createdAt >= bootedAt) await broker.audit.record('key.created', { kid: key.kid, alg: key.alg, state: key.state, backend: key.backend });
+    }
     await broker.audit.record('policy.loaded', { digest: loaded.digest, plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
     return broker;
   }

@@ -66,8 +66,14 @@ function decode(token: string): Record<string, unknown> {
 export async function runDemo(args: ParsedArgs): Promise<number> {
   const say = (s = '') => process.stdout.write(`${s}\n`);
   await demoClusterKey();
-  const loaded = await loadConfigFile(DEMO_CONFIG);
-  const port = Number(flag(args, 'port') ?? loaded.config.settings.listen.port);
+  let loaded = await loadConfigFile(DEMO_CONFIG);
+  const portFlag = flag(args, 'port');
+  const port = Number(portFlag ?? loaded.config.settings.listen.port);
+  if (portFlag !== undefined) {
+    // The issuer names the port; keep them in step when the demo runs elsewhere.
+    const { settings } = loaded.config;
+    loaded = { ...loaded, config: { ...loaded.config, settings: { ...settings, issuer: `http://127.0.0.1:${port}`, listen: { ...settings.listen, port } } } };
+  }
   const broker = await Broker.create(loaded, { write: () => undefined, defaultMetrics: false });
   const base = await broker.listen(port);
   const issuer = broker.config.settings.issuer;

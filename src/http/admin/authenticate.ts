@@ -59,7 +59,11 @@ export function createAdminAuthenticator(
       const sub = payload[config.subject_claim];
       return { id: `jwt:${config.issuer}#${typeof sub === 'string' ? sub : '?'}`, roles };
     } catch (cause) {
-      throw new LeashError('ERR_ADMIN_UNAUTHENTICATED', 'bearer token is not valid', { reason: (cause as { code?: string }).code }, { cause });
+      // The issuer's keys being unreachable is an outage, not a bad credential: fail closed as such.
+      if (cause instanceof LeashError && cause.code === 'ERR_ATTESTATION_KEYS_UNAVAILABLE') {
+        throw new LeashError('ERR_BACKEND_UNAVAILABLE', 'the admin token issuer cannot be reached; retry later', cause.detail, { cause });
+      }
+      throw new LeashError('ERR_ADMIN_UNAUTHENTICATED', 'bearer token is not valid', { reason: (cause as { code?: string }).code ?? (cause as LeashError).code }, { cause });
     }
   }
 

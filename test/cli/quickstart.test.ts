@@ -1,0 +1,33 @@
+import { describe, expect, it } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { freePort } from '../support/broker.js';
+
+const leash = (args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8', timeout: 60000 });
+
+describe('the README quickstart and CLI', () => {
+  it('`demo` starts on embedded defaults and shows an exchange verified by a resource server', async () => {
+    const port = await freePort();
+    const run = leash(['demo', '--port', String(port), '--no-serve']);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('POST /tasks -> 201');
+    expect(run.stdout).toMatch(/token_type=Bearer scope="contacts:read" expires_in=(299|300)s/);
+    expect(run.stdout).toContain('GET /contacts with the token -> 200');
+    expect(run.stdout).toContain('refused, invalid_scope');
+  }, 90000);
+
+  it('`validate` accepts the demo policy and reports every problem of a bad one', () => {
+    const ok = leash(['validate', 'config/demo.yaml']);
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toContain('valid (1 trusted issuers, 2 plugins, 2 grants)');
+    const bad = leash(['validate', 'test/cli/fixtures/bad-policy.yaml']);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('/plugins/0/grants/0/kind');
+    expect(bad.stderr).toContain("unknown key 'colour'");
+  }, 60000);
+
+  it('`hash-api-key` prints the sha256 to configure', () => {
+    const run = leash(['hash-api-key', 'demo-orchestrator-key']);
+    expect(run.stdout.trim()).toBe('bf494294004acfe59ea62074213c8537f302ffc582d1105769bf8f4a3bdbdd54');
+  }, 60000);
+});
