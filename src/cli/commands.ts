@@ -7,9 +7,8 @@ import { writeConfigurationDoc } from '../config/docs.js';
 import { compilePolicy } from '../policy/compile.js';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import { verifyAuditLog } from '../audit/verify.js';
-import { Broker } from '../broker.js';
+import type { Broker } from '../broker.js';
 import { flag, parseArgs } from './args.js';
-import { runDemo, mintDemoToken } from './demo.js';
 
 const USAGE = `usage: leash <command>
 
@@ -52,10 +51,12 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
     case 'demo':
       if (rest[0] === 'token') {
         const a = parseArgs(rest.slice(1), ['sa', 'namespace', 'config']);
+        const { mintDemoToken } = await import('./demo.js');
         out(`${await mintDemoToken({ serviceAccount: flag(a, 'sa') ?? 'crm-reader', namespace: flag(a, 'namespace') ?? 'plugins' })}\n`);
         return 0;
       }
-      return runDemo(parseArgs(rest, ['port'], ['no-serve']));
+      // Loaded on demand: the OAuth stack is only needed by commands that serve.
+      return (await import('./demo.js')).runDemo(parseArgs(rest, ['port'], ['no-serve']));
     case 'hash-api-key': {
       const key = rest[0];
       if (!key) throw new Error('usage: leash hash-api-key <key>');
@@ -129,6 +130,7 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   } catch (e) {
     return reportConfigError(e);
   }
+  const { Broker } = await import('../broker.js');
   const broker = await Broker.create(loaded);
   warnDevDefaults(broker);
   const port = flag(a, 'port');

@@ -20,17 +20,19 @@ const CRM_API = 'https://crm.example.com/api';
 
 /** The demo stands in for a Kubernetes cluster: a key that signs service-account tokens. */
 async function demoClusterKey(): Promise<{ privateJwk: JWK }> {
+  let privateJwk: JWK;
   try {
-    return { privateJwk: JSON.parse(await readFile(CLUSTER_KEY, 'utf8')) as JWK };
+    privateJwk = JSON.parse(await readFile(CLUSTER_KEY, 'utf8')) as JWK;
   } catch {
-    const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
-    const privateJwk = { ...(await exportJWK(privateKey)), kid: 'demo-cluster-1', alg: 'RS256' };
-    const publicJwk = { ...(await exportJWK(publicKey)), kid: 'demo-cluster-1', alg: 'RS256', use: 'sig' };
+    const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+    privateJwk = { ...(await exportJWK(privateKey)), kid: 'demo-cluster-1', alg: 'RS256' };
     await mkdir(dirname(CLUSTER_KEY), { recursive: true, mode: 0o700 });
     await writeFile(CLUSTER_KEY, JSON.stringify(privateJwk), { mode: 0o600 });
-    await writeFile(CLUSTER_JWKS, `${JSON.stringify({ keys: [publicJwk] }, null, 2)}\n`);
-    return { privateJwk };
   }
+  // Always rewrite the public half, so the policy's JWKS file can never drift from the key.
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk;
+  await writeFile(CLUSTER_JWKS, `${JSON.stringify({ keys: [{ ...publicJwk, use: 'sig' }] }, null, 2)}\n`);
+  return { privateJwk };
 }
 
 /** A projected service-account token as the kubelet would mount it (audience `leash`). */

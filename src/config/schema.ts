@@ -109,7 +109,7 @@ export const Settings = Type.Object(
     tokens: TokenSettings,
     tasks: TaskSettings,
     dpop: DpopSettings,
-    production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer, an in-memory store or plaintext admin keys.', default: false }),
+    production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer or an in-memory store.', default: false }),
   },
   { ...Strict, description: 'Broker settings.', default: {} },
 );
@@ -127,7 +127,7 @@ export const AdminApiKey = Type.Object(
 
 export const JwksSource = Type.Object(
   {
-    inline: Type.Optional(Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { minItems: 1 }) }, { description: 'A JWKS given in place.' })),
+    inline: Type.Optional(Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { minItems: 1, description: 'Public JSON Web Keys.' }) }, { description: 'A JWKS given in place.' })),
     file: Type.Optional(Type.String({ description: 'Path of a JWKS JSON file (relative to the config file).' })),
     uri: Type.Optional(Type.String({ format: 'uri', description: 'JWKS URL, fetched with timeout, cache and cooldown.' })),
     discovery: Type.Optional(Type.Boolean({ description: 'Find the JWKS URL through `<issuer>/.well-known/openid-configuration`.' })),
@@ -199,17 +199,17 @@ export const Binding = Type.Object(
 export const Condition = Type.Object(
   {
     attr: Type.String({ pattern: '^(workload|task|request)\\.[A-Za-z0-9_./:-]+$', description: 'What is tested: `workload.<claim>`, `task.<attribute>` or `request.<parameter>`.' }),
-    equals: Type.Optional(Type.String()),
-    in: Type.Optional(Type.Array(Type.String(), { minItems: 1 })),
-    glob: Type.Optional(Type.String({ minLength: 1 })),
-    present: Type.Optional(Type.Boolean()),
+    equals: Type.Optional(Type.String({ description: 'The attribute equals this value.' })),
+    in: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'The attribute equals one of these values.' })),
+    glob: Type.Optional(Type.String({ minLength: 1, description: 'The attribute matches this anchored pattern (same syntax as in bindings).' })),
+    present: Type.Optional(Type.Boolean({ description: '`true`: the attribute must be present; `false`: it must be absent.' })),
   },
   { ...Strict, description: 'A request-time test; exactly one of `equals`, `in`, `glob`, `present`.' },
 );
 
 export const TimeWindow = Type.Object(
   {
-    days: Type.Array(literals(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const, 'weekday'), { minItems: 1, uniqueItems: true, default: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] }),
+    days: Type.Array(literals(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const, 'weekday'), { minItems: 1, uniqueItems: true, default: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], description: 'UTC weekdays on which the grant may be used.' }),
     from: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', default: '00:00', description: 'UTC time of day, inclusive.' }),
     to: Type.String({ pattern: '^([01][0-9]|2[0-4]):[0-5][0-9]$', default: '24:00', description: 'UTC time of day, exclusive.' }),
   },
@@ -238,7 +238,7 @@ export const Plugin = Type.Object(
     id: Identifier('The plugin identity: becomes `sub`, `client_id` and `plugin` of its tokens.'),
     owner: Type.String({ minLength: 1, description: 'Accountable owner (team or person).' }),
     risk: literals(RISK_TIERS, 'Risk tier.'),
-    description: Type.Optional(Type.String()),
+    description: Type.Optional(Type.String({ description: 'Free text for reviewers.' })),
     disabled: Type.Boolean({ default: false, description: 'A disabled plugin gets no tokens.' }),
     bindings: Type.Array(Binding, { minItems: 1, description: 'Attested workloads that may act as this plugin.' }),
     grants: Type.Array(Grant, { minItems: 1, description: 'What it may ask for.' }),

@@ -1,0 +1,55 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { LeashConfig } from './schema.js';
+
+/**
+ * The JSON Schema of the config file for editors (VS Code YAML, JetBrains), generated from
+ * the TypeBox schema so it cannot drift. Dialect: JSON Schema draft-07, the one editors
+ * support best; TypeBox emits nothing newer than draft-07 keywords for this schema.
+ *
+ * Keys with a default are dropped from `required`: the loader fills them in, so an editor
+ * must not flag their absence. "Exactly one of" and cross-reference rules are checked by
+ * the loader only (`leash validate`), as the schema cannot express them.
+ */
+
+/** A URN rather than a URL: the project has no domain of its own to publish the schema under yet. */
+export const CONFIG_SCHEMA_ID = 'urn:leash:schema:config:v1';
+export const CONFIG_SCHEMA_DIALECT = 'http://json-schema.org/draft-07/schema#';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+function withOptionalDefaults(node: Json): Json {
+  if (Array.isArray(node)) return node.map(withOptionalDefaults);
+  if (node === null || typeof node !== 'object') return node;
+  const out: { [key: string]: Json } = {};
+  for (const [k, v] of Object.entries(node)) out[k] = withOptionalDefaults(v);
+  const props = out.properties;
+  if (Array.isArray(out.required) && props !== null && typeof props === 'object' && !Array.isArray(props)) {
+    const required = out.required.filter((name) => {
+      const prop = typeof name === 'string' ? props[name] : undefined;
+      return !(prop !== null && typeof prop === 'object' && !Array.isArray(prop) && 'default' in prop);
+    });
+    if (required.length > 0) out.required = required;
+    else delete out.required;
+  }
+  return out;
+}
+
+/** The config JSON Schema (draft-07), plain JSON: TypeBox's symbol keys are gone. */
+export function configJsonSchema(): Record<string, unknown> {
+  // JSON round trip drops TypeBox's symbol-keyed metadata (Kind, Optional).
+  const plain = JSON.parse(JSON.stringify(LeashConfig)) as { [key: string]: Json };
+  const body = withOptionalDefaults(plain) as { [key: string]: Json };
+  return { $schema: CONFIG_SCHEMA_DIALECT, $id: CONFIG_SCHEMA_ID, ...body };
+}
+
+/** The exact bytes of schemas/leash-config.schema.json. */
+export function renderJsonSchema(): string {
+  return `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
+}
+
+/** `leash schema --out <path>`. */
+export async function writeJsonSchema(path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, renderJsonSchema());
+}

@@ -1,0 +1,126 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigError } from './config-error.js';
+import type { LeashConfig } from './schema.js';
+import { semanticProblems } from './semantic.js';
+import { schemaProblems } from './validate.js';
+
+/** A config as read from disk: what the broker runs, where it came from, and its identity. */
+export interface LoadedConfig {
+  readonly config: LeashConfig;
+  /** Absolute path of the file. */
+  readonly path: string;
+  /** Folder relative paths in the file were resolved against (the file's folder). */
+  readonly baseDir: string;
+  /** Hex SHA-256 of the file bytes: audit events name the policy by it; reloads skip when it is unchanged. */
+  readonly digest: string;
+}
+
+export interface ParseConfigOptions {
+  /** Resolve relative `jwks.file`, `settings.store.path` and `settings.keys.dir` against this folder. */
+  readonly baseDir?: string;
+}
+
+/** Copy plain objects and arrays so ajv can fill defaults without touching the caller's value. */
+function copy(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(copy);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = copy(v);
+    return out;
+  }
+  return value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** Relative paths in a config mean "next to the config file", not "wherever the process started". */
+function resolvePaths(config: LeashConfig, baseDir: string): void {
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const { settings } = config;
+  settings.keys.dir = abs(settings.keys.dir);
+  if (settings.store.path !== ':memory:') settings.store.path = abs(settings.store.path);
+  for (const issuer of [...config.trusted_issuers, ...config.admin.issuers]) {
+    if (issuer.jwks.file !== undefined) issuer.jwks.file = abs(issuer.jwks.file);
+  }
+}
+
+/**
+ * Validate a parsed config (schema, then the rules the schema cannot express), fill in
+ * defaults, resolve relative paths when `baseDir` is given, and return it deep-frozen.
+ * Throws ConfigError listing every problem found, with JSON-pointer paths. The input is
+ * not modified. Files named in the config are not opened here: their existence is the
+ * concern of whoever reads them (attestors, key manager, store).
+ */
+export function parseConfig(input: unknown, opts: ParseConfigOptions = {}): LeashConfig {
+  if (opts.baseDir !== undefined && typeof opts.baseDir !== 'string') throw new TypeError('parseConfig: baseDir must be a string');
+  const data = copy(input);
+  const problems = [...schemaProblems(data), ...semanticProblems(data, input)];
+  if (problems.length > 0) throw new ConfigError(problems);
+  const config = data as LeashConfig;
+  if (opts.baseDir !== undefined) resolvePaths(config, resolve(opts.baseDir));
+  return deepFreeze(config);
+}
+
+export const configDigest = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+function isJson(path: string, text: string): boolean {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.json') return true;
+  if (ext === '.yaml' || ext === '.yml') return false;
+  return text.trimStart().startsWith('{');
+}
+
+/** Parse YAML or JSON text into a plain value; syntax errors become ConfigError with line and column. */
+export function parseConfigText(text: string, path: string): unknown {
+  const body = text.replace(/^\uFEFF/, '');
+  if (isJson(path, body)) {
+    try {
+      return JSON.parse(body) as unknown;
+    } catch (e) {
+      throw new ConfigError([{ path: '', message: `not valid JSON: ${(e as Error).message}` }]);
+    }
+  }
+  // YAML 1.2 core schema: no implicit dates or octal surprises; duplicate keys are errors.
+  const doc = parseDocument(body, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => {
+        const where = e.linePos?.[0];
+        const firstLine = e.message.split('\n')[0] ?? e.message;
+        return { path: '', message: `not valid YAML${where ? ` (line ${where.line}, column ${where.col})` : ''}: ${firstLine.replace(/ at line \d+, column \d+:?$/, '')}` };
+      }),
+    );
+  }
+  return doc.toJS({ maxAliasCount: 100 }) as unknown;
+}
+
+/** The loader behind loadConfigFile, for callers that already hold the bytes (the watcher). */
+export function loadConfigBytes(bytes: Uint8Array, path: string): LoadedConfig {
+  const absolute = resolve(path);
+  const baseDir = dirname(absolute);
+  const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+  const config = parseConfig(parseConfigText(text, absolute), { baseDir });
+  return Object.freeze({ config, path: absolute, baseDir, digest: configDigest(bytes) });
+}
+
+/** Read, parse and validate a YAML (`.yaml`/`.yml`) or JSON (`.json`) config file. */
+export async function loadConfigFile(path: string): Promise<LoadedConfig> {
+  if (typeof path !== 'string' || path.length === 0) throw new TypeError('loadConfigFile: path must be a non-empty string');
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new ConfigError([{ path: '', message: `cannot read config file '${path}': ${code}` }]);
+  }
+  return loadConfigBytes(bytes, path);
+}

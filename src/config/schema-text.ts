@@ -1,0 +1,84 @@
+/**
+ * Human wording for schema constraints, shared by the loader's error messages and the
+ * generated reference doc, so both say the same thing. A test checks that every `pattern`
+ * in the schema has a hint here: a regex is not an explanation.
+ */
+
+/** Noun phrases completing "must be ..." for each pattern used in schema.ts. */
+export const PATTERN_HINTS: Readonly<Record<string, string>> = {
+  '^[a-z0-9][a-z0-9._-]{0,62}$': 'an identifier: 1-63 characters of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit',
+  '^[0-9a-f]{64}$': '64 lowercase hex characters (a SHA-256 digest)',
+  '^https?://[^?#]+[^/?#]$': 'an http(s) URL without query, fragment or trailing slash',
+  '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$': 'a scope token: printable ASCII without spaces, `"` or `\\`',
+  '^(workload|task|request)\\.[A-Za-z0-9_./:-]+$': '`workload.<name>`, `task.<name>` or `request.<name>`',
+  '^([01][0-9]|2[0-3]):[0-5][0-9]$': 'a UTC time `HH:MM` from `00:00` to `23:59`',
+  '^([01][0-9]|2[0-4]):[0-5][0-9]$': 'a UTC time `HH:MM` from `00:01` to `24:00`',
+};
+
+/** A JSON Schema node as TypeBox emits it; only the members we read. */
+export interface SchemaNode {
+  readonly type?: string;
+  readonly const?: unknown;
+  readonly anyOf?: readonly SchemaNode[];
+  readonly items?: SchemaNode;
+  readonly properties?: Readonly<Record<string, SchemaNode>>;
+  readonly patternProperties?: Readonly<Record<string, SchemaNode>>;
+  readonly required?: readonly string[];
+  readonly default?: unknown;
+  readonly description?: string;
+  readonly pattern?: string;
+  readonly format?: string;
+  readonly minimum?: number;
+  readonly maximum?: number;
+  readonly minItems?: number;
+  readonly minLength?: number;
+  readonly uniqueItems?: boolean;
+}
+
+const ARTICLE: Readonly<Record<string, string>> = {
+  string: 'a string',
+  integer: 'an integer',
+  number: 'a number',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'an object',
+  null: 'null',
+};
+
+/** "a string", "a list of strings", "{equals|glob}", "'jwt'": a short phrase for one schema. */
+export function describeSchema(s: SchemaNode): string {
+  if (s.const !== undefined) return JSON.stringify(s.const);
+  if (s.anyOf) return describeAlternatives(s.anyOf);
+  if (s.type === 'array') {
+    const item = s.items ? describeSchema(s.items) : undefined;
+    return item?.startsWith('a ') ? `a list of ${item.slice(2)}s` : item ? `a list of ${item}` : 'a list';
+  }
+  if (s.type === 'object' && s.properties) return `{${Object.keys(s.properties).join('|')}}`;
+  return (s.type && ARTICLE[s.type]) ?? 'a value';
+}
+
+/** One phrase for a union: "one of \"a\", \"b\"" for literals, else "x or y". */
+export function describeAlternatives(branches: readonly SchemaNode[]): string {
+  if (branches.every((b) => b.const !== undefined)) return `one of ${branches.map((b) => JSON.stringify(b.const)).join(', ')}`;
+  const parts = branches.map(describeSchema);
+  return parts.length <= 2 ? parts.join(' or ') : `${parts.slice(0, -1).join(', ')} or ${parts[parts.length - 1]}`;
+}
+
+/** JSON type of a parsed value, in JSON Schema's words. */
+export function jsonType(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number';
+  return typeof v;
+}
+
+/** Could `v` be meant for this branch (same JSON type)? Used to pick the branch to blame. */
+export function fitsType(s: SchemaNode, v: unknown): boolean {
+  const t = jsonType(v);
+  if (s.const !== undefined) return jsonType(s.const) === t || (t === 'integer' && jsonType(s.const) === 'number');
+  if (s.anyOf) return s.anyOf.some((b) => fitsType(b, v));
+  if (s.type === undefined) return true;
+  if (s.type === 'number') return t === 'number' || t === 'integer';
+  if (s.type === 'integer') return t === 'integer' || t === 'number';
+  return s.type === t;
+}

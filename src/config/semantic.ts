@@ -1,0 +1,158 @@
+import type { ConfigProblem } from './config-error.js';
+
+/**
+ * Rules the JSON Schema cannot express: uniqueness, cross references, "exactly one of",
+ * ordering of limits, production hardening. They run even when the schema found problems,
+ * so a person fixes everything in one round; hence the defensive reads below (a value may
+ * have the wrong shape, which the schema problems already report).
+ *
+ * Binding overlap between plugins and repository checks belong to the policy compiler.
+ */
+
+type Rec = Readonly<Record<string, unknown>>;
+const rec = (v: unknown): Rec => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Rec) : {});
+const list = (v: unknown): readonly unknown[] => (Array.isArray(v) ? v : []);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const int = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const isObject = (v: unknown): boolean => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+type Report = (path: string, message: string) => void;
+
+/** The keys of `o` among `alternatives` that are given (`false` counts only where it means something). */
+function given(o: Rec, alternatives: readonly string[], falseIsAbsent: readonly string[] = []): string[] {
+  return alternatives.filter((k) => o[k] !== undefined && !(falseIsAbsent.includes(k) && o[k] === false));
+}
+
+function exactlyOne(report: Report, path: string, o: Rec, alternatives: readonly string[], falseIsAbsent: readonly string[] = []): void {
+  const found = given(o, alternatives, falseIsAbsent);
+  if (found.length === 1) return;
+  const names = alternatives.map((k) => `'${k}'`).join(', ');
+  report(path, found.length === 0 ? `needs exactly one of ${names} (found none)` : `needs exactly one of ${names} (found ${found.map((k) => `'${k}'`).join(' and ')})`);
+}
+
+/** Report every later occurrence of a value already seen, pointing back at the first. */
+function unique(report: Report, items: readonly unknown[], basePath: string, key: string, what: string): void {
+  const first = new Map<string, number>();
+  items.forEach((item, i) => {
+    const value = str(rec(item)[key]);
+    if (value === undefined) return;
+    const earlier = first.get(value);
+    if (earlier === undefined) first.set(value, i);
+    else report(`${basePath}/${i}/${key}`, `duplicate ${what} '${value}' (already used at ${basePath}/${earlier})`);
+  });
+}
+
+const minutes = (hhmm: string): number => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
+
+/**
+ * `config` is the value after defaults were filled in; `asWritten`, when given, is the value as
+ * written, so a message can tell a default the author never wrote from one they did.
+ */
+export function semanticProblems(config: unknown, asWritten?: unknown): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const report: Report = (path, message) => problems.push({ path, message });
+  const root = rec(config);
+  const settings = rec(root.settings);
+
+  // ---- settings
+  const tokens = rec(settings.tokens);
+  const tokenMax = int(tokens.max_ttl);
+  const tokenDefault = int(tokens.default_ttl);
+  if (tokenMax !== undefined && tokenDefault !== undefined && tokenDefault > tokenMax) {
+    report('/settings/tokens/default_ttl', `must not exceed settings.tokens.max_ttl (${tokenDefault} > ${tokenMax})`);
+  }
+  const tasks = rec(settings.tasks);
+  const taskMax = int(tasks.max_ttl);
+  const taskDefault = int(tasks.default_ttl);
+  if (taskMax !== undefined && taskDefault !== undefined && taskDefault > taskMax) {
+    report('/settings/tasks/default_ttl', `must not exceed settings.tasks.max_ttl (${taskDefault} > ${taskMax})`);
+  }
+  if (settings.production === true) {
+    const issuer = str(settings.issuer);
+    if (issuer !== undefined && !issuer.startsWith('https://')) report('/settings/issuer', 'must be an https:// URL when settings.production is true');
+    if (str(rec(settings.store).path) === ':memory:') report('/settings/store/path', "must not be ':memory:' when settings.production is true (state would vanish on restart)");
+  }
+
+  // ---- admin
+  const admin = rec(root.admin);
+  const apiKeys = list(admin.api_keys);
+  unique(report, apiKeys, '/admin/api_keys', 'id', 'admin api key id');
+  // The same secret under two ids would make the audit actor ambiguous.
+  unique(report, apiKeys, '/admin/api_keys', 'sha256', 'admin api key hash');
+  list(admin.issuers).forEach((issuer, i) => {
+    const jwks = rec(rec(issuer).jwks);
+    if (isObject(rec(issuer).jwks)) exactlyOne(report, `/admin/issuers/${i}/jwks`, jwks, ['inline', 'file', 'uri', 'discovery'], ['discovery']);
+  });
+
+  // ---- trusted issuers
+  const issuers = list(root.trusted_issuers);
+  unique(report, issuers, '/trusted_issuers', 'name', 'trusted issuer name');
+  const issuerNames = new Set(issuers.map((t) => str(rec(t).name)).filter((n): n is string => n !== undefined));
+  issuers.forEach((raw, i) => {
+    const t = rec(raw);
+    const at = `/trusted_issuers/${i}`;
+    if (isObject(t.jwks)) exactlyOne(report, `${at}/jwks`, rec(t.jwks), ['inline', 'file', 'uri', 'discovery'], ['discovery']);
+    if (t.kind === 'spiffe' && str(t.trust_domain) === undefined) report(`${at}/trust_domain`, "is required for kind 'spiffe'");
+    // Silently ignoring it would let someone believe the issuer is narrowed when it is not.
+    if (t.kind !== 'spiffe' && t.trust_domain !== undefined && typeof t.kind === 'string') report(`${at}/trust_domain`, `only applies to kind 'spiffe' (this issuer is '${t.kind}')`);
+  });
+
+  // ---- plugins
+  const plugins = list(root.plugins);
+  unique(report, plugins, '/plugins', 'id', 'plugin id');
+  plugins.forEach((raw, p) => {
+    const plugin = rec(raw);
+    const at = `/plugins/${p}`;
+    list(plugin.bindings).forEach((rawBinding, b) => {
+      const binding = rec(rawBinding);
+      const bat = `${at}/bindings/${b}`;
+      const issuer = str(binding.issuer);
+      if (issuer !== undefined && !issuerNames.has(issuer)) {
+        report(`${bat}/issuer`, `names no trusted issuer: '${issuer}' (known: ${[...issuerNames].map((n) => `'${n}'`).join(', ') || 'none'})`);
+      }
+      if (isObject(binding.subject)) exactlyOne(report, `${bat}/subject`, rec(binding.subject), ['equals', 'glob']);
+      for (const [claim, match] of Object.entries(rec(binding.claims))) {
+        if (isObject(match)) exactlyOne(report, `${bat}/claims/${claim.replace(/~/g, '~0').replace(/\//g, '~1')}`, rec(match), ['equals', 'glob']);
+      }
+    });
+
+    const audiences = new Map<string, number>();
+    list(plugin.grants).forEach((rawGrant, g) => {
+      const grant = rec(rawGrant);
+      const gat = `${at}/grants/${g}`;
+      const audience = str(grant.audience);
+      if (audience !== undefined) {
+        const earlier = audiences.get(audience);
+        if (earlier === undefined) audiences.set(audience, g);
+        else report(`${gat}/audience`, `duplicate audience '${audience}' in this plugin (already granted at ${at}/grants/${earlier}); merge the two grants`);
+      }
+      const scopes = new Set(list(grant.scopes).map(str));
+      list(grant.default_scopes).forEach((scope, s) => {
+        if (typeof scope === 'string' && !scopes.has(scope)) report(`${gat}/default_scopes/${s}`, `'${scope}' is not one of this grant's scopes`);
+      });
+      const maxTtl = int(grant.max_ttl);
+      if (maxTtl !== undefined && tokenMax !== undefined && maxTtl > tokenMax) {
+        const written = asWritten === undefined || rec(list(rec(list(rec(asWritten).plugins)[p]).grants)[g]).max_ttl !== undefined;
+        report(
+          `${gat}/max_ttl`,
+          written
+            ? `must not exceed settings.tokens.max_ttl (${maxTtl} > ${tokenMax})`
+            : `is missing, and its default (${maxTtl}) exceeds settings.tokens.max_ttl (${tokenMax}): set max_ttl on this grant`,
+        );
+      }
+      list(grant.conditions).forEach((condition, c) => {
+        if (isObject(condition)) exactlyOne(report, `${gat}/conditions/${c}`, rec(condition), ['equals', 'in', 'glob', 'present']);
+      });
+      const time = rec(grant.time);
+      const from = str(time.from);
+      const to = str(time.to);
+      const hhmm = /^\d\d:\d\d$/;
+      if (from !== undefined && to !== undefined && hhmm.test(from) && hhmm.test(to)) {
+        if (minutes(to) > 24 * 60) report(`${gat}/time/to`, 'must not be later than 24:00');
+        else if (minutes(from) >= minutes(to)) report(`${gat}/time`, `'from' (${from}) must be before 'to' (${to}); windows across midnight are not supported`);
+      }
+    });
+  });
+
+  return problems;
+}
