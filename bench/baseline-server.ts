@@ -1,0 +1,116 @@
+/**
+ * The bare-crypto reference: node:http and synchronous node:crypto doing exactly the
+ * crypto of one exchange (verify one RS256 attestation, sign one ES256 JWT), with the
+ * same request and response shape as Leash, and nothing else: no policy, no task lookup,
+ * no audit, no store, no cache. Leash's throughput is reported as a fraction of this.
+ */
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, onShutdown, readServerInput } from './protocol.js';
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const MAX_BODY = 16384;
+const TTL = 300;
+
+const input = readServerInput();
+const attestationKeys = new Map<string, KeyObject>(input.jwks.keys.map((jwk) => [jwk.kid, createPublicKey({ key: jwk, format: 'jwk' })]));
+const { privateKey: signingKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const kid = createHash('sha256').update(createPublicKey(signingKey).export({ format: 'der', type: 'spki' })).digest('base64url').slice(0, 16);
+const task = `tsk_${randomBytes(12).toString('base64url')}`;
+
+const b64json = (v: unknown) => Buffer.from(JSON.stringify(v), 'utf8').toString('base64url');
+
+function reply(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+const deny = (res: ServerResponse, error: string, description: string, status = 400) => reply(res, status, { error, error_description: description });
+
+/** Verify an RS256 compact JWS and its iss/aud/exp; undefined when anything is off. */
+function verifyAttestation(token: string, nowSeconds: number): Record<string, unknown> | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  const [h, p, s] = parts as [string, string, string];
+  let header: Record<string, unknown>;
+  let payload: Record<string, unknown>;
+  try {
+    header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as Record<string, unknown>;
+    payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (header.alg !== 'RS256' || typeof header.kid !== 'string') return undefined;
+  const key = attestationKeys.get(header.kid);
+  if (!key) return undefined;
+  if (!verify('sha256', Buffer.from(`${h}.${p}`, 'ascii'), key, Buffer.from(s, 'base64url'))) return undefined;
+  const aud = payload.aud;
+  if (payload.iss !== input.clusterIssuer) return undefined;
+  if (!(aud === input.audience || (Array.isArray(aud) && aud.includes(input.audience)))) return undefined;
+  if (typeof payload.exp !== 'number' || payload.exp <= nowSeconds) return undefined;
+  return payload;
+}
+
+function exchange(body: string, res: ServerResponse): void {
+  const params = new URLSearchParams(body);
+  if (params.get('grant_type') !== TOKEN_EXCHANGE) return deny(res, 'unsupported_grant_type', 'grant_type must be token-exchange');
+  const subjectToken = params.get('subject_token');
+  const resource = params.get('resource');
+  const taskId = params.get('task');
+  const clientId = params.get('client_id');
+  if (!subjectToken || !resource || !taskId || clientId !== BENCH_CLIENT_ID) return deny(res, 'invalid_request', 'missing or wrong parameters');
+  const now = Math.floor(Date.now() / 1000);
+  const attested = verifyAttestation(subjectToken, now);
+  if (!attested) return deny(res, 'invalid_grant', 'the attestation does not verify');
+  const payload = {
+    iss: 'http://127.0.0.1',
+    sub: clientId,
+    aud: resource,
+    exp: now + TTL,
+    iat: now,
+    nbf: now,
+    jti: randomBytes(16).toString('base64url'),
+    client_id: clientId,
+    scope: BENCH_SCOPE,
+    plugin: clientId,
+    workload: { issuer: 'bench-cluster', sub: attested.sub },
+    task: taskId,
+  };
+  const signingInput = `${b64json({ alg: 'ES256', kid, typ: 'at+jwt' })}.${b64json(payload)}`;
+  const signature = sign('sha256', Buffer.from(signingInput, 'ascii'), { key: signingKey, dsaEncoding: 'ieee-p1363' });
+  reply(res, 200, {
+    access_token: `${signingInput}.${signature.toString('base64url')}`,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: TTL,
+    scope: BENCH_SCOPE,
+  });
+}
+
+function handle(req: IncomingMessage, res: ServerResponse): void {
+  if (req.method !== 'POST' || req.url !== '/token') return deny(res, 'invalid_request', 'only POST /token', 404);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size <= MAX_BODY) chunks.push(chunk);
+  });
+  req.on('end', () => {
+    if (size > MAX_BODY) return deny(res, 'invalid_request', 'body too large', 413);
+    exchange(Buffer.concat(chunks).toString('utf8'), res);
+  });
+}
+
+const server = createServer(handle);
+server.keepAliveTimeout = 65_000;
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address() as AddressInfo;
+  announceReady({ url: `http://127.0.0.1:${port}`, task, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
+});
+onShutdown(async () => {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});

@@ -1,0 +1,111 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { INPUT_ENV, READY_PREFIX, type ServerInput, type ServerReady } from './protocol.js';
+
+/** Every child still running, so any exit path of the parent can stop them. */
+const running = new Set<ChildProcess>();
+
+export function killAllChildren(): void {
+  for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+export interface ServerChild {
+  readonly name: string;
+  readonly pid: number;
+  readonly ready: ServerReady;
+  /** The child's last stderr lines (shown when something fails). */
+  stderrTail(): string;
+  /** Stops the child (SIGTERM, so a CPU profile gets written) and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+const TAIL_LINES = 40;
+
+/**
+ * Start `script` (TypeScript, through tsx's loader) as its own node process, hand it the
+ * cluster keys, wait for its ready line. Spawned as `node --import tsx` rather than via the
+ * tsx binary so the pid is the server itself (CPU accounting, --cpu-prof).
+ */
+export async function startServer(name: string, script: string, input: ServerInput, nodeArgs: readonly string[] = [], timeoutMs = 60_000): Promise<ServerChild> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
+    env: { ...process.env, [INPUT_ENV]: JSON.stringify(input), NODE_ENV: 'production' },
+    // ipc: the child notices when this process dies and exits by itself.
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  running.add(child);
+  const tail: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    tail.push(line);
+    if (tail.length > TAIL_LINES) tail.shift();
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => {
+    running.delete(child);
+    resolve();
+  }));
+
+  const ready = await new Promise<ServerReady>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name}: not ready after ${timeoutMs} ms\n${tail.join('\n')}`)), timeoutMs);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!line.startsWith(READY_PREFIX)) return;
+      clearTimeout(timer);
+      resolve(JSON.parse(line.slice(READY_PREFIX.length)) as ServerReady);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${name}: exited before it was ready (code ${code}, signal ${signal})\n${tail.join('\n')}`));
+    });
+  });
+  if (!ready.url.startsWith('http://127.0.0.1:')) {
+    child.kill('SIGKILL');
+    throw new Error(`${name}: announced ${ready.url}; the benchmark only sends traffic to 127.0.0.1`);
+  }
+
+  return {
+    name,
+    pid: child.pid!,
+    ready,
+    stderrTail: () => tail.join('\n'),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+/** CPU seconds used so far by a process: main thread and all other threads (Linux /proc; empty elsewhere). */
+export function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  const ticks = 100; // USER_HZ on Linux
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // Fields after the parenthesised comm: state is 3rd, utime 14th, stime 15th.
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cpu = (Number(rest[11]) + Number(rest[12])) / ticks;
+      // Node 20 does not name its threads: everything but the main thread is the libuv pool
+      // (async crypto such as jose's WebCrypto, fs) and V8's platform workers (GC, JIT).
+      const label = tid === String(pid) ? 'main' : 'other';
+      out.set(label, (out.get(label) ?? 0) + cpu);
+    } catch {
+      // thread ended between readdir and read
+    }
+  }
+  return out;
+}
+
+export function diffCpu(after: Map<string, number>, before: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of after) out[k] = Math.round((v - (before.get(k) ?? 0)) * 100) / 100;
+  return out;
+}

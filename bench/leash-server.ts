@@ -1,0 +1,94 @@
+/**
+ * Real Leash for the benchmark: the production composition root (Broker.create + listen)
+ * with a temp dir for keys and SQLite, audit lines off stdout (they still go to the
+ * hash-chained store), one trusted Kubernetes issuer with the bench cluster's inline JWKS
+ * and one plugin with one grant. It opens a task as an orchestrator would and announces
+ * URL and task id on stdout; the orchestrator key never leaves this process.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Broker } from '../src/broker.js';
+import { parseConfig, type LoadedConfig } from '../src/config/load.js';
+import { BENCH_NAMESPACE, BENCH_SERVICE_ACCOUNT } from './cluster.js';
+import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, onShutdown, readServerInput } from './protocol.js';
+
+const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const input = readServerInput();
+  const dir = await mkdtemp(join(tmpdir(), 'leash-bench-'));
+  const orchestratorKey = randomBytes(24).toString('base64url');
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const configInput = {
+    version: 1,
+    settings: {
+      issuer: url,
+      listen: { host: '127.0.0.1', port },
+      store: { path: join(dir, 'leash.db') },
+      keys: { dir: join(dir, 'keys') },
+      audit: { stdout: false },
+    },
+    admin: { api_keys: [{ id: 'bench-orchestrator', sha256: sha256hex(orchestratorKey), roles: ['orchestrator'] }] },
+    trusted_issuers: [
+      { name: 'bench-cluster', kind: 'kubernetes', issuer: input.clusterIssuer, audience: input.audience, jwks: { inline: input.jwks }, max_token_age: 3600 },
+    ],
+    plugins: [
+      {
+        id: BENCH_CLIENT_ID,
+        owner: 'team-crm@example.com',
+        risk: 'low',
+        bindings: [{ issuer: 'bench-cluster', subject: `system:serviceaccount:${BENCH_NAMESPACE}:${BENCH_SERVICE_ACCOUNT}` }],
+        grants: [{ audience: BENCH_RESOURCE, scopes: [BENCH_SCOPE, 'contacts:search'], default_scopes: [BENCH_SCOPE], kind: 'jwt', effect: 'read', max_ttl: 300 }],
+      },
+    ],
+  };
+  let broker: Broker | undefined;
+  const cleanup = async () => {
+    await broker?.close();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const loaded: LoadedConfig = {
+      config: parseConfig(configInput, { baseDir: dir }),
+      path: join(dir, 'leash.yaml'),
+      baseDir: dir,
+      digest: sha256hex(JSON.stringify(configInput)),
+    };
+    // Logs (not audit events) go to stderr: stdout carries only the ready line.
+    broker = await Broker.create(loaded, { write: (line) => process.stderr.write(line) });
+    await broker.listen(port, '127.0.0.1');
+    onShutdown(cleanup);
+
+    const res = await fetch(`${url}/tasks`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${orchestratorKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ plugins: [BENCH_CLIENT_ID], ttl_seconds: 3600 }),
+    });
+    const body = (await res.json()) as { id?: string };
+    if (res.status !== 201 || typeof body.id !== 'string') throw new Error(`opening the bench task failed: ${res.status} ${JSON.stringify(body)}`);
+    announceReady({ url, task: body.id, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
+  } catch (err) {
+    await cleanup().catch(() => undefined);
+    throw err;
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`leash bench server failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

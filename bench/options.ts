@@ -1,0 +1,83 @@
+import { parseArgs } from 'node:util';
+
+export interface BenchOptions {
+  /** Seconds of measured load per workload and server. */
+  readonly duration: number;
+  /** Seconds of unmeasured load before each measured run (JIT, connection pools, SQLite pages). */
+  readonly warmup: number;
+  readonly connections: number;
+  /**
+   * n > 0: autocannon worker threads (default 2: one thread cannot saturate the baseline on
+   * this 2-core machine); 0: in this process, with µs latency percentiles.
+   */
+  readonly workers: number;
+  /** Distinct attestations minted for the cold workload. */
+  readonly pool: number;
+  readonly profile: boolean;
+  /** Which servers and workloads to run (all by default). */
+  readonly servers: readonly ServerName[];
+  readonly workloads: readonly WorkloadName[];
+}
+
+export const SERVER_NAMES = ['baseline', 'leash'] as const;
+export const WORKLOAD_NAMES = ['cold', 'warm'] as const;
+export type ServerName = (typeof SERVER_NAMES)[number];
+export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
+
+const USAGE = `usage: npm run bench -- [options]
+  --duration <s>      measured seconds per workload and server (default 10)
+  --warmup <s>        unmeasured seconds before each run (default 2)
+  --connections <n>   concurrent keep-alive connections (default 32)
+  --workers <n>       autocannon worker threads (default 2); 0 = in this process,
+                      which also gives µs latency percentiles instead of 1 ms buckets
+  --pool <n>          distinct attestations for the cold workload (default 30000)
+  --only <list>       servers to run: baseline,leash (default both)
+  --workload <list>   workloads to run: cold,warm (default both)
+  --profile           also profile Leash (--cpu-prof) under the cold workload and summarise it
+  --help`;
+
+function positiveInt(name: string, raw: string | undefined, dflt: number, min = 1): number {
+  if (raw === undefined) return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min} (got '${raw}')\n${USAGE}`);
+  return n;
+}
+
+function list<T extends string>(name: string, raw: string | undefined, all: readonly T[]): readonly T[] {
+  if (raw === undefined) return all;
+  const picked = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const bad = picked.filter((p) => !(all as readonly string[]).includes(p));
+  if (bad.length > 0 || picked.length === 0) throw new Error(`--${name} takes a comma list of ${all.join(', ')} (got '${raw}')`);
+  return all.filter((a) => picked.includes(a));
+}
+
+export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    options: {
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      connections: { type: 'string' },
+      workers: { type: 'string' },
+      pool: { type: 'string' },
+      only: { type: 'string' },
+      workload: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return 'help';
+  return {
+    duration: positiveInt('duration', values.duration, 10),
+    warmup: positiveInt('warmup', values.warmup, 2, 0),
+    connections: positiveInt('connections', values.connections, 32),
+    workers: positiveInt('workers', values.workers, 2, 0),
+    pool: positiveInt('pool', values.pool, 30_000, 100),
+    profile: values.profile === true,
+    servers: list('only', values.only, SERVER_NAMES),
+    workloads: list('workload', values.workload, WORKLOAD_NAMES),
+  };
+}
+
+export { USAGE };

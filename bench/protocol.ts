@@ -1,0 +1,53 @@
+import type { PublicJwks } from './cluster.js';
+
+/** What the parent hands a server child (env LEASH_BENCH_INPUT, JSON): the cluster's public keys. */
+export interface ServerInput {
+  readonly jwks: PublicJwks;
+  readonly clusterIssuer: string;
+  readonly audience: string;
+}
+
+/** What a server child announces once it can take traffic (one stdout line). */
+export interface ServerReady {
+  readonly url: string;
+  readonly task: string;
+  readonly clientId: string;
+  readonly resource: string;
+  /** process.hrtime in µs when ready: the CPU profile summary skips samples before it (boot, module loading). */
+  readonly readyAtMicros: number;
+}
+
+export const READY_PREFIX = 'LEASH_BENCH_READY ';
+export const INPUT_ENV = 'LEASH_BENCH_INPUT';
+
+/** Both servers answer for this plugin and API, so both see the same request. */
+export const BENCH_CLIENT_ID = 'crm-reader';
+export const BENCH_RESOURCE = 'https://crm.example.com/api';
+export const BENCH_SCOPE = 'contacts:read';
+
+export function readServerInput(): ServerInput {
+  const raw = process.env[INPUT_ENV];
+  if (!raw) throw new Error(`${INPUT_ENV} is not set: this server is started by bench/run.ts`);
+  return JSON.parse(raw) as ServerInput;
+}
+
+export function announceReady(ready: Omit<ServerReady, 'readyAtMicros'>): void {
+  const full: ServerReady = { ...ready, readyAtMicros: Number(process.hrtime.bigint() / 1000n) };
+  process.stdout.write(`${READY_PREFIX}${JSON.stringify(full)}\n`);
+}
+
+/** End cleanly on SIGTERM/SIGINT so `--cpu-prof` gets written and temp files are removed. */
+export function onShutdown(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = () => {
+    if (closing) return;
+    closing = true;
+    close()
+      .catch((err: unknown) => process.stderr.write(`shutdown: ${String(err)}\n`))
+      .finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // The parent died without signalling (crash, kill -9): do not linger.
+  process.on('disconnect', stop);
+}
