@@ -8,7 +8,9 @@ import { AuditRecorder } from './audit/recorder.js';
 import { compilePolicy } from './policy/compile.js';
 import { createLocalKeyManager } from './keys/local/local-key-manager.js';
 import type { KeyManager } from './keys/key-manager.js';
-import { openSqliteStore } from './store/sqlite/sqlite-store.js';
+import { openStore } from './store/open-store.js';
+import { RevocationView } from './revocation/revocation-view.js';
+import { TaskSweeper } from './tasks/task-sweeper.js';
 import type { Store } from './store/store.js';
 import { createJwtIssuer } from './issuance/jwt/jwt-issuer.js';
 import type { CredentialIssuer } from './issuance/credential-issuer.js';
@@ -18,8 +20,12 @@ import { createAdminAuthenticator, type AdminAuthenticator } from './http/admin/
 import type { ExchangeDeps, ExchangeRuntime } from './exchange/exchange.js';
 import { buildProvider } from './http/oauth/provider.js';
 import { tokenExchangeGrant } from './http/oauth/token-exchange-grant.js';
+import { createResourceServerAuthenticator, type ResourceServerAuthenticator } from './http/oauth/client-auth.js';
+import { verifyLeashToken } from './issuance/jwt/verify-leash-token.js';
 import { createHttpApp, type NodeHandler } from './http/app.js';
 import { systemClock, type Clock } from './time/clock.js';
+import { revocationFeedRouter, type RevocationFeedRouter } from './revocation/feed/feed-routes.js';
+import { createSetPusher, type SetPusher } from './revocation/feed/set-push.js';
 
 export interface BrokerOptions {
   readonly clock?: Clock;
@@ -36,6 +42,7 @@ interface Generation extends ExchangeRuntime {
   readonly digest: string;
   readonly oauth: NodeHandler;
   readonly authenticator: AdminAuthenticator;
+  readonly resourceServers: ResourceServerAuthenticator;
 }
 
 /**
@@ -49,6 +56,10 @@ export class Broker {
   readonly metrics: Metrics;
   readonly audit: AuditRecorder;
   readonly tasks: TaskService;
+  readonly revocation: RevocationView;
+  readonly sweeper: TaskSweeper;
+  readonly revocationFeed: RevocationFeedRouter;
+  #setPush: SetPusher | undefined;
   readonly app: ReturnType<typeof createHttpApp>;
   #generation!: Generation;
   #server: Server | undefined;
@@ -56,23 +67,44 @@ export class Broker {
   readonly #exchangeDeps: ExchangeDeps;
   readonly #write: (line: string) => void;
 
-  private constructor(loaded: LoadedConfig, keys: KeyManager, opts: BrokerOptions) {
+  private constructor(loaded: LoadedConfig, keys: KeyManager, store: Store, opts: BrokerOptions) {
     const settings = loaded.config.settings;
     this.clock = opts.clock ?? systemClock;
     this.#write = opts.write ?? ((line) => process.stdout.write(line));
-    this.store = opts.store ?? openSqliteStore({ path: settings.store.path, clock: this.clock });
+    this.store = store;
     this.keys = keys;
     this.audit = new AuditRecorder(this.store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write });
     this.metrics = createMetrics(
       { activeTasks: () => this.store.countActiveTasks(this.clock.now()), signingKeys: () => this.keys.list() },
       { defaultMetrics: opts.defaultMetrics ?? true },
     );
-    this.tasks = new TaskService(
-      this.store,
-      this.clock,
-      () => ({ defaultTtl: this.#generation.settings.tasks.default_ttl, maxTtl: this.#generation.settings.tasks.max_ttl }),
-      (id) => this.#generation.policy.plugins.has(id),
-    );
+    this.revocation = new RevocationView({
+      store: this.store,
+      clock: this.clock,
+      syncIntervalMs: settings.revocation.sync_interval_ms,
+      maxStalenessMs: settings.revocation.max_staleness_ms,
+      maxTokenLifeMs: () => (this.#generation.settings.tokens.max_ttl + this.#generation.settings.tokens.clock_skew) * 1000,
+      revokers: new Map(),
+      log: (msg, fields) => this.#log('warn', msg, fields),
+      onRevoked: async (r) => {
+        // Only the replica that made the revocation pushes it: one SET per revocation.
+        this.#setPush?.publish(r);
+        this.metrics.revocations.inc({ scope: r.scope });
+        await this.audit.record('token.revoked', { scope: r.scope, id: r.id, feed_seq: r.seq, actor: r.actor, reason: r.reason });
+      },
+    });
+    this.tasks = new TaskService({
+      store: this.store,
+      clock: this.clock,
+      limits: () => ({ defaultTtl: this.#generation.settings.tasks.default_ttl, maxTtl: this.#generation.settings.tasks.max_ttl }),
+      knownPlugin: (id) => this.#generation.policy.plugins.has(id),
+      onEnded: async (task, cause, actor) => {
+        await this.revocation.revokeTask(task.id, { actor, reason: cause === 'expired' ? 'task expired' : 'task ended' });
+        this.metrics.tasksEnded.inc({ cause });
+        await this.audit.record('task.ended', { task: task.id, actor, cause });
+      },
+    });
+    this.sweeper = new TaskSweeper(this.store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.#log('warn', msg, fields));
     this.#issuers = new Map([['jwt', createJwtIssuer({ issuer: settings.issuer, keys })]]);
     this.#exchangeDeps = {
       clock: this.clock,
@@ -83,10 +115,25 @@ export class Broker {
       issuers: this.#issuers,
       audit: this.audit,
       metrics: this.metrics,
+      revocation: this.revocation,
+      quotas: {
+        store: this.store,
+        revocation: this.revocation,
+        onSuspended: async (plugin, reason) => {
+          await this.audit.record('plugin.suspended', { plugin, actor: 'system:quota', reason });
+        },
+      },
       runtime: () => this.#generation,
     };
     this.#generation = this.#build(loaded);
+    this.revocationFeed = revocationFeedRouter({
+      authenticate: (req) => this.#generation.resourceServers.authenticate(req),
+      store: this.store,
+      revocation: this.revocation,
+      clock: this.clock,
+    });
     this.app = createHttpApp({
+      revocationFeed: this.revocationFeed,
       keys: this.keys,
       metrics: this.metrics,
       tasks: this.tasks,
@@ -95,7 +142,16 @@ export class Broker {
       authenticator: () => this.#generation.authenticator,
       maxBodyBytes: () => this.#generation.settings.max_body_bytes,
       oauth: () => this.#generation.oauth,
-      ready: () => this.store.ping(),
+      ready: async () => {
+        await this.store.ping();
+        this.revocation.assertFresh();
+      },
+      revocation: this.revocation,
+      suspensions: this.store,
+      knownPlugin: (id) => this.#generation.policy.plugins.has(id),
+      resourceServers: () => this.#generation.resourceServers,
+      verifyToken: (token) =>
+        verifyLeashToken(token, { issuer: settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew }),
     });
   }
 
@@ -105,7 +161,13 @@ export class Broker {
     const bootedAt = clock.now();
     const keys = createLocalKeyManager({ dir: settings.keys.dir, algorithm: settings.keys.algorithm, clock });
     await keys.init();
-    const broker = new Broker(loaded, keys, opts);
+    const store = opts.store ?? (await openStore(settings.store, clock));
+    const broker = new Broker(loaded, keys, store, opts);
+    await broker.revocation.start();
+    broker.#startPush(loaded.config);
+    // A task that expired while no replica ran is ended now, then on every sweep.
+    await broker.sweeper.sweep();
+    broker.sweeper.start();
     for (const key of keys.list()) {
       if (key.createdAt >= bootedAt) await broker.audit.record('key.created', { kid: key.kid, alg: key.alg, state: key.state, backend: key.backend });
     }
@@ -130,6 +192,14 @@ export class Broker {
       clock: this.clock,
       keyLookup: (cfg) => createKeySource(cfg.jwks, { issuer: cfg.issuer, baseDir: loaded.baseDir }),
     });
+    const resourceServers = createResourceServerAuthenticator(config.resource_servers, {
+      issuer: config.settings.issuer,
+      endpointUrls: ['/introspect', '/revoke', '/revocations', '/revocations/stream'].map((p) => `${config.settings.issuer}${p}`),
+      clock: this.clock,
+      replay: this.store,
+      baseDir: loaded.baseDir,
+      clockSkewSeconds: config.settings.tokens.clock_skew,
+    });
     const tokenEndpoint = `${config.settings.issuer}/token`;
     const provider = buildProvider({ settings: config.settings, policy, keys: this.keys, grant: tokenExchangeGrant(this.#exchangeDeps, tokenEndpoint) });
     provider.on('server_error', (_ctx, err) => this.#log('error', 'oauth server error', { error: err.message }));
@@ -141,7 +211,7 @@ export class Broker {
         .catch(() => undefined);
       this.metrics.exchanges.inc({ outcome: 'denied', reason: 'ERR_PROTOCOL' });
     });
-    return { config, digest: loaded.digest, settings: config.settings, policy, attestation, tokenDigest, oauth: provider.callback(), authenticator };
+    return { config, digest: loaded.digest, settings: config.settings, policy, attestation, tokenDigest, oauth: provider.callback(), authenticator, resourceServers };
   }
 
   /**
@@ -156,6 +226,8 @@ export class Broker {
       const changed = restartOnly.filter((k) => JSON.stringify(loaded.config.settings[k]) !== JSON.stringify(current.settings[k]));
       if (changed.length > 0) throw new Error(`settings ${changed.join(', ')} change only on restart`);
       this.#generation = this.#build(loaded);
+      // Queued SETs of a replaced pusher are dropped; receivers catch up from the poll feed.
+      if (JSON.stringify(loaded.config.resource_servers) !== JSON.stringify(current.config.resource_servers)) this.#startPush(loaded.config);
       this.metrics.policyReloads.inc({ result: 'ok' });
       await this.audit.record('policy.loaded', { digest: loaded.digest, plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: false });
       return { ok: true };
@@ -163,6 +235,12 @@ export class Broker {
       await this.rejectReload(error as Error, loaded.digest);
       return { ok: false, error: error as Error };
     }
+  }
+
+  /** SET push to resource servers with a `push.url`; rebuilt when they change on reload. */
+  #startPush(config: LeashConfig): void {
+    this.#setPush?.stop();
+    this.#setPush = createSetPusher({ issuer: config.settings.issuer, keys: this.keys, servers: config.resource_servers, clock: this.clock });
   }
 
   /** A reload that failed (here or in the loader): the running policy stays; say why. */
@@ -188,8 +266,12 @@ export class Broker {
   async close(): Promise<void> {
     const server = this.#server;
     this.#server = undefined;
+    this.sweeper.stop();
+    this.revocation.stop();
+    this.#setPush?.stop();
+    this.revocationFeed.closeStreams();
     if (server) {
-      server.closeIdleConnections();
+      server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
     await this.store.close();

@@ -11,6 +11,9 @@ export const AUDIT_EVENT_TYPES = [
   'policy.reload_failed',
   'key.created',
   'admin.denied',
+  'token.revoked',
+  'plugin.suspended',
+  'plugin.resumed',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -20,11 +23,14 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'exchange.issued': 'A token exchange succeeded: a credential was issued (named by its jti, never the token) to a plugin for a task and audience.',
   'exchange.denied': 'A token exchange was refused; the event carries the ERR_* code and the policy reasons.',
   'task.opened': 'An orchestrator opened a task: the plugins allowed in it and its expiry.',
-  'task.ended': 'A task was ended by an admin call; no further credential is issued for it (revoking those already issued comes with the revocation work).',
+  'task.ended': 'A task was ended (by an admin call, or on expiry by the sweeper); every credential issued for it is revoked.',
   'policy.loaded': 'A policy was loaded (at start or on reload) and is now in force; the event carries its digest.',
   'policy.reload_failed': 'A policy reload was rejected; the previous policy stays in force.',
   'key.created': 'A signing key was created and published in the JWKS.',
   'admin.denied': 'An admin API call was refused because its caller was not authenticated or lacks the role.',
+  'token.revoked': 'Credentials were revoked: one token (RFC 7009 or admin), a task, a plugin or a signing key; carries the scope, id, actor and reason.',
+  'plugin.suspended': 'A plugin was suspended (kill switch, by a security admin or a quota breach): its live credentials are revoked and it gets no new ones.',
+  'plugin.resumed': 'A suspended plugin was resumed by a security admin.',
 });
 
 const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);

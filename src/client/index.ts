@@ -17,3 +17,11 @@ export {
 } from './verifier.js';
 export { requireLeashToken, challengesFor, type RequireLeashTokenOptions } from './middleware.js';
 export { createMemoryReplayCache } from './replay-memory.js';
+export {
+  createRevocationFollower,
+  type LeashRevocationView,
+  type RevocationFacts,
+  type RevocationFollower,
+  type RevocationFollowerMode,
+  type RevocationFollowerOptions,
+} from './revocation-follower.js';

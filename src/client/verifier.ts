@@ -5,6 +5,7 @@ import type { ReplayCache } from '../store/store.js';
 import { systemClock, type Clock } from '../time/clock.js';
 import { LeashVerifyError } from './errors.js';
 import { createMemoryReplayCache } from './replay-memory.js';
+import type { LeashRevocationView } from './revocation-follower.js';
 
 export interface LeashVerifierOptions {
   /** Leash's issuer URL (`iss`), exactly as in its tokens. */
@@ -27,6 +28,12 @@ export interface LeashVerifierOptions {
   readonly replayCache?: ReplayCache;
   readonly fetch?: typeof fetch;
   readonly clock?: Clock;
+  /**
+   * Revocations to honour, e.g. `createRevocationFollower(...)`: a revoked token is
+   * `invalid_token`; while the view is not fresh every token is refused with 503
+   * `temporarily_unavailable` (fail closed). Without it only signature and expiry count.
+   */
+  readonly revocations?: LeashRevocationView;
 }
 
 /** What a resource server needs from a request; `url` is the absolute URL the client called. */
@@ -109,7 +116,7 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
     return jwks;
   }
 
-  async function verifyToken(token: string, scheme: 'Bearer' | 'DPoP'): Promise<JWTPayload> {
+  async function verifyToken(token: string, scheme: 'Bearer' | 'DPoP'): Promise<{ payload: JWTPayload; kid: string | undefined }> {
     let getKey: JWTVerifyGetKey;
     try {
       getKey = await keySet();
@@ -117,7 +124,7 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
       throw new LeashVerifyError('temporarily_unavailable', "the issuer's keys could not be fetched", { scheme, cause: err });
     }
     try {
-      const { payload } = await jwtVerify(token, getKey, {
+      const { payload, protectedHeader } = await jwtVerify(token, getKey, {
         issuer: opts.issuer,
         audience: opts.audience as string | string[],
         typ: 'at+jwt',
@@ -126,7 +133,7 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
         currentDate: new Date(clock.now()),
         requiredClaims: ['exp', 'jti', 'sub'],
       });
-      return payload;
+      return { payload, kid: protectedHeader.kid };
     } catch (err) {
       throw tokenError(err, scheme);
     }
@@ -136,13 +143,19 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
     dpopAlgorithms,
     async verify(req: LeashRequestLike, callOpts = {}): Promise<LeashPrincipal> {
       const { scheme, token } = parseAuthorization(req.authorization);
-      const claims = await verifyToken(token, scheme);
+      const { payload: claims, kid } = await verifyToken(token, scheme);
 
       const task = claims.task;
       if (typeof task !== 'string' || task === '') throw new LeashVerifyError('invalid_token', "the token has no 'task' claim", { scheme });
       const plugin = typeof claims.plugin === 'string' ? claims.plugin : claims.sub;
       if (typeof plugin !== 'string' || typeof claims.jti !== 'string' || typeof claims.exp !== 'number' || typeof claims.sub !== 'string') {
         throw new LeashVerifyError('invalid_token', 'the token lacks sub, jti or exp', { scheme });
+      }
+      if (opts.revocations) {
+        // Checked before the DPoP proof so a revoked token does not spend a proof's jti.
+        if (!opts.revocations.fresh()) throw new LeashVerifyError('temporarily_unavailable', 'the revocation list is not up to date; retry later', { scheme });
+        if (typeof claims.iat !== 'number') throw new LeashVerifyError('invalid_token', "the token has no 'iat' claim", { scheme });
+        if (opts.revocations.isRevoked({ jti: claims.jti, plugin, task, kid, iat: claims.iat })) throw new LeashVerifyError('invalid_token', 'token revoked', { scheme });
       }
 
       // Sender constraint (RFC 9449 §7): a bound token is only good with its key's proof.

@@ -13,6 +13,8 @@ export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^(workload|task|request)\\.[A-Za-z0-9_./:-]+$': '`workload.<name>`, `task.<name>` or `request.<name>`',
   '^([01][0-9]|2[0-3]):[0-5][0-9]$': 'a UTC time `HH:MM` from `00:00` to `23:59`',
   '^([01][0-9]|2[0-4]):[0-5][0-9]$': 'a UTC time `HH:MM` from `00:01` to `24:00`',
+  '^rediss?://': 'a `redis://` or `rediss://` URL',
+  '^[A-Za-z0-9:_-]{1,64}$': '1-64 characters of A-Z, a-z, 0-9, `:`, `_`, `-`',
 };
 
 /** A JSON Schema node as TypeBox emits it; only the members we read. */

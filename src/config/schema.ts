@@ -44,10 +44,21 @@ export const KeysSettings = Type.Object(
 
 export const StoreSettings = Type.Object(
   {
-    kind: Type.Literal('sqlite', { description: 'State backend. `sqlite` is the embedded default (Redis comes with the revocation issue).', default: 'sqlite' }),
-    path: Type.String({ description: 'SQLite database file (`:memory:` for tests only).', default: './data/leash.db' }),
+    kind: Type.Union([Type.Literal('sqlite'), Type.Literal('redis')], { description: 'State backend: `sqlite` (embedded default, one process) or `redis` (shared by several replicas).', default: 'sqlite' }),
+    path: Type.String({ description: '`sqlite`: the database file (`:memory:` for tests only).', default: './data/leash.db' }),
+    url: Type.String({ pattern: '^rediss?://', description: '`redis`: server URL (`redis://` or `rediss://` for TLS). Credentials may be given with LEASH_REDIS_PASSWORD instead of in the URL.', default: 'redis://127.0.0.1:6379' }),
+    key_prefix: Type.String({ pattern: '^[A-Za-z0-9:_-]{1,64}$', description: '`redis`: prefix of every key, so several deployments can share one server.', default: 'leash:' }),
   },
-  { ...Strict, description: 'Durable state: tasks, issued-token index, audit chain, replay caches.', default: {} },
+  { ...Strict, description: 'Durable state: tasks, issued-token index, revocations, suspensions, audit chain, replay caches, counters.', default: {} },
+);
+
+export const RevocationSettings = Type.Object(
+  {
+    sync_interval_ms: Type.Integer({ minimum: 50, maximum: 60000, default: 500, description: 'How often each replica re-reads revocations from the store, in addition to pub/sub (a safety net for missed messages).' }),
+    max_staleness_ms: Type.Integer({ minimum: 500, maximum: 300000, default: 5000, description: 'If a replica has not synced revocations for this long, it refuses exchanges and introspection (`temporarily_unavailable`) rather than trust a stale list.' }),
+    sweep_interval_ms: Type.Integer({ minimum: 100, maximum: 60000, default: 1000, description: 'How often expired tasks are ended (and their credentials revoked).' }),
+  },
+  { ...Strict, description: 'Revocation propagation and task-expiry sweeping.', default: {} },
 );
 
 export const AuditSettings = Type.Object(
@@ -109,6 +120,7 @@ export const Settings = Type.Object(
     tokens: TokenSettings,
     tasks: TaskSettings,
     dpop: DpopSettings,
+    revocation: RevocationSettings,
     production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer or an in-memory store.', default: false }),
   },
   { ...Strict, description: 'Broker settings.', default: {} },
@@ -177,6 +189,27 @@ export const TrustedIssuer = Type.Object(
   { ...Strict, description: 'A workload-identity authority whose tokens Leash accepts as attestation.' },
 );
 
+// ---------------------------------------------------------------- resource servers
+
+export const ResourceServer = Type.Object(
+  {
+    id: Identifier('Client id the resource server authenticates with at `/introspect` and the revocation feed.'),
+    audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'Audiences this server answers for: introspection reports `active: false` for tokens meant for anyone else.' }),
+    client_secret_sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Hex SHA-256 of its client secret (`client_secret_basic` / `client_secret_post`).' })),
+    jwks: Type.Optional(JwksSource),
+    push: Type.Optional(
+      Type.Object(
+        {
+          url: Type.String({ format: 'uri', description: 'Where Leash POSTs signed Security Event Tokens (RFC 8417/8935) for revocations.' }),
+          max_attempts: Type.Integer({ minimum: 1, maximum: 20, default: 6, description: 'Deliveries tried per event before it is dropped (and counted).' }),
+        },
+        { ...Strict, description: 'Push delivery of revocation events.' },
+      ),
+    ),
+  },
+  { ...Strict, description: 'An API that trusts Leash: may introspect tokens and follow the revocation feed. Exactly one of `client_secret_sha256` or `jwks` (private_key_jwt).' },
+);
+
 // ---------------------------------------------------------------- plugins
 
 export const Match = Type.Object(
@@ -240,6 +273,17 @@ export const Plugin = Type.Object(
     risk: literals(RISK_TIERS, 'Risk tier.'),
     description: Type.Optional(Type.String({ description: 'Free text for reviewers.' })),
     disabled: Type.Boolean({ default: false, description: 'A disabled plugin gets no tokens.' }),
+    quotas: Type.Optional(
+      Type.Object(
+        {
+          exchanges_per_minute: Type.Optional(Type.Integer({ minimum: 1, description: 'Token exchanges (issued or not) per minute, across replicas.' })),
+          tokens_per_task: Type.Optional(Type.Integer({ minimum: 1, description: 'Credentials issued to this plugin within one task.' })),
+          live_tokens: Type.Optional(Type.Integer({ minimum: 1, description: 'Unexpired, unrevoked credentials this plugin may hold at once.' })),
+          on_breach: Type.Union([Type.Literal('refuse'), Type.Literal('suspend')], { default: 'refuse', description: '`suspend`: a breach also suspends the plugin (kill switch) until a security admin resumes it.' }),
+        },
+        { ...Strict, description: 'Limits that stop a runaway plugin (the "API bill spike").' },
+      ),
+    ),
     bindings: Type.Array(Binding, { minItems: 1, description: 'Attested workloads that may act as this plugin.' }),
     grants: Type.Array(Grant, { minItems: 1, description: 'What it may ask for.' }),
   },
@@ -254,6 +298,7 @@ export const LeashConfig = Type.Object(
     admin: Admin,
     trusted_issuers: Type.Array(TrustedIssuer, { minItems: 1, description: 'Workload-identity authorities.' }),
     plugins: Type.Array(Plugin, { default: [], description: 'Governed plugins.' }),
+    resource_servers: Type.Array(ResourceServer, { default: [], description: 'APIs that introspect Leash tokens and follow its revocation feed.' }),
   },
   { ...Strict, title: 'Leash configuration', description: 'Settings, trusted issuers, plugins and grants: policy as code.' },
 );
@@ -269,6 +314,8 @@ export type MatchConfig = Static<typeof Match>;
 export type ConditionConfig = Static<typeof Condition>;
 export type AdminConfig = Static<typeof Admin>;
 export type AdminIssuerConfig = Static<typeof AdminIssuer>;
+export type ResourceServerConfig = Static<typeof ResourceServer>;
+export type QuotaConfig = NonNullable<PluginConfig['quotas']>;
 export type IssuerKind = (typeof ISSUER_KINDS)[number];
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
 export type RiskTier = (typeof RISK_TIERS)[number];

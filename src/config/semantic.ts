@@ -84,6 +84,16 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     if (isObject(rec(issuer).jwks)) exactlyOne(report, `/admin/issuers/${i}/jwks`, jwks, ['inline', 'file', 'uri', 'discovery'], ['discovery']);
   });
 
+  // ---- resource servers
+  const servers = list(root.resource_servers);
+  unique(report, servers, '/resource_servers', 'id', 'resource server id');
+  servers.forEach((raw, i) => {
+    const rs = rec(raw);
+    const methods = ['client_secret_sha256', 'jwks'].filter((k) => rs[k] !== undefined);
+    if (methods.length !== 1) report(`/resource_servers/${i}`, 'needs exactly one of client_secret_sha256 or jwks (private_key_jwt)');
+    if (isObject(rs.jwks)) exactlyOne(report, `/resource_servers/${i}/jwks`, rec(rs.jwks), ['inline', 'file', 'uri'], []);
+  });
+
   // ---- trusted issuers
   const issuers = list(root.trusted_issuers);
   unique(report, issuers, '/trusted_issuers', 'name', 'trusted issuer name');

@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   ERR_WORKLOAD_UNBOUND: { oauth: 'invalid_grant', status: 400 },
   ERR_CLIENT_PLUGIN_MISMATCH: { oauth: 'unauthorized_client', status: 400 },
   ERR_PLUGIN_DISABLED: { oauth: 'unauthorized_client', status: 400 },
+  ERR_PLUGIN_SUSPENDED: { oauth: 'access_denied', status: 400 },
+  ERR_QUOTA_EXCEEDED: { oauth: 'access_denied', status: 429 },
   ERR_AUDIENCE_MISSING: { oauth: 'invalid_target', status: 400 },
   ERR_AUDIENCE_MULTIPLE: { oauth: 'invalid_target', status: 400 },
   ERR_AUDIENCE_NOT_GRANTED: { oauth: 'invalid_target', status: 400 },
@@ -49,6 +51,8 @@ export const ERROR_CODES = {
   // backends: fail closed
   ERR_BACKEND_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
   ERR_SIGNING_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
+  // resource-server client authentication (introspection, revocation feed)
+  ERR_CLIENT_AUTH_FAILED: { oauth: 'invalid_client', status: 401 },
   // admin API (RFC 6750 bearer errors)
   ERR_ADMIN_UNAUTHENTICATED: { oauth: 'invalid_token', status: 401 },
   ERR_ADMIN_FORBIDDEN: { oauth: 'insufficient_scope', status: 403 },

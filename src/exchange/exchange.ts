@@ -9,6 +9,8 @@ import type { CompiledPlugin, CompiledPolicy, Decision } from '../policy/types.j
 import type { IssuedToken, Task } from '../store/records.js';
 import type { ReplayCache, TokenIndex } from '../store/store.js';
 import type { TaskService } from '../tasks/task-service.js';
+import type { RevocationService } from '../revocation/revocation-service.js';
+import { enforceQuotas, type QuotaDeps } from '../quotas/quotas.js';
 import type { Clock } from '../time/clock.js';
 import { parseExchangeRequest, type ExchangeRequest, type RawParams } from './request.js';
 import { bindSender, type DpopInput } from './sender-binding.js';
@@ -23,6 +25,8 @@ export interface ExchangeDeps {
   readonly issuers: ReadonlyMap<string, CredentialIssuer>;
   readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
   readonly metrics: Metrics;
+  readonly revocation: RevocationService;
+  readonly quotas: QuotaDeps;
   /** A consistent snapshot of policy, attestation and settings for one request. */
   runtime(): ExchangeRuntime;
 }
@@ -58,7 +62,7 @@ interface Trace {
 
 /**
  * The token exchange as one straight line of named steps:
- * parse → attest → resolve plugin → check task → evaluate policy → bind sender (DPoP)
+ * parse → attest → resolve plugin (+ suspension) → check task → quotas → evaluate policy → bind sender (DPoP)
  * → approval → issue → record → respond. Exactly one audit event per call, written in
  * `finally`; if that write fails the token is withheld (fail closed).
  */
@@ -73,7 +77,9 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     trace.subjectDigest = rt.tokenDigest(request.subjectToken);
     const identity = (trace.identity = await rt.attestation.verify(request.subjectToken));
     const plugin = (trace.plugin = resolvePlugin(rt.policy, identity, request.clientId));
+    if (deps.revocation.isSuspended(plugin.id)) throw new LeashError('ERR_PLUGIN_SUSPENDED', 'this plugin is suspended; a security admin must resume it');
     const task = (trace.task = request.taskId === undefined ? undefined : await deps.tasks.requireLive(request.taskId, plugin.id, now));
+    await enforceQuotas(deps.quotas, plugin, task, now);
     const decision = (trace.decision = rt.policy.evaluate({
       plugin,
       identity,

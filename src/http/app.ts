@@ -5,6 +5,14 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { AdminRouteDeps } from './admin/tasks-routes.js';
 import { tasksRouter } from './admin/tasks-routes.js';
+import { securityRouter } from './admin/plugins-routes.js';
+import type { RevocationService } from '../revocation/revocation-service.js';
+import type { SuspensionStore } from '../store/store.js';
+import type { AdminAuthenticator } from './admin/authenticate.js';
+import type { ResourceServerAuthenticator } from './oauth/client-auth.js';
+import { introspectionRouter } from './oauth/introspection.js';
+import { revocationRouter } from './oauth/revocation-endpoint.js';
+import type { LeashTokenClaims } from '../issuance/jwt/verify-leash-token.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -16,6 +24,15 @@ export interface HttpDeps extends AdminRouteDeps {
   /** The current oidc-provider handler; swapped when policy or keys change. */
   readonly oauth: () => NodeHandler;
   readonly ready: () => Promise<void>;
+  readonly revocation: RevocationService;
+  readonly suspensions: SuspensionStore;
+  readonly knownPlugin: (id: string) => boolean;
+  /** GET|POST /revocations and /revocations/stream (revocationFeedRouter). */
+  readonly revocationFeed: express.Router;
+  /** The current generation's resource-server authenticator (RFC 7662 / RFC 7009 callers). */
+  readonly resourceServers: () => ResourceServerAuthenticator;
+  /** verifyLeashToken bound to this broker's issuer, keys, clock and skew. */
+  readonly verifyToken: (token: string) => Promise<LeashTokenClaims | undefined>;
 }
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
@@ -71,6 +88,14 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
 
   app.use('/tasks', express.json({ limit: deps.maxBodyBytes(), strict: true }), tasksRouter(deps));
+
+  app.use('/admin', securityRouter(deps, deps.maxBodyBytes()));
+
+  // Leash answers these itself: oidc-provider cannot see its JWT access tokens.
+  app.use(introspectionRouter({ authenticator: deps.resourceServers, verify: deps.verifyToken, revocation: deps.revocation, onResult: (outcome) => deps.metrics.introspections.inc({ outcome }) }));
+  app.use(revocationRouter({ authenticator: deps.resourceServers, admin: deps.authenticator, verify: deps.verifyToken, revocation: deps.revocation, audit: deps.audit, onResult: (outcome) => deps.metrics.revocationRequests.inc({ outcome }) }));
+
+  app.use(deps.revocationFeed);
 
   app.use((req, res) => deps.oauth()(req, res));
 

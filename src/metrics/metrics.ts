@@ -15,6 +15,9 @@ export const METRIC_NAMES = {
   policyReloads: 'leash_policy_reloads_total',
   adminRequests: 'leash_admin_requests_total',
   signingKeys: 'leash_signing_keys',
+  introspections: 'leash_introspections_total',
+  revocationRequests: 'leash_revocation_requests_total',
+  revocations: 'leash_revocations_total',
 } as const;
 
 export interface Metrics {
@@ -27,6 +30,9 @@ export interface Metrics {
   readonly tasksEnded: Counter<'cause'>;
   readonly policyReloads: Counter<'result'>;
   readonly adminRequests: Counter<'route' | 'outcome'>;
+  readonly introspections: Counter<'outcome'>;
+  readonly revocationRequests: Counter<'outcome'>;
+  readonly revocations: Counter<'scope'>;
 }
 
 export interface MetricsSources {
@@ -74,5 +80,8 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     tasksEnded: new Counter({ name: METRIC_NAMES.tasksEnded, help: 'Tasks ended, by cause.', labelNames: ['cause'], registers }),
     policyReloads: new Counter({ name: METRIC_NAMES.policyReloads, help: 'Policy reload attempts by result (ok, rejected).', labelNames: ['result'], registers }),
     adminRequests: new Counter({ name: METRIC_NAMES.adminRequests, help: 'Admin API calls by route and outcome (ok, unauthenticated, forbidden, invalid).', labelNames: ['route', 'outcome'], registers }),
+    introspections: new Counter({ name: METRIC_NAMES.introspections, help: 'RFC 7662 introspection requests by outcome.', labelNames: ['outcome'], registers }),
+    revocationRequests: new Counter({ name: METRIC_NAMES.revocationRequests, help: 'RFC 7009 revocation requests by outcome.', labelNames: ['outcome'], registers }),
+    revocations: new Counter({ name: METRIC_NAMES.revocations, help: 'Revocations recorded on this replica, by scope (token, task, plugin, key).', labelNames: ['scope'], registers }),
   };
 }

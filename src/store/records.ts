@@ -38,3 +38,39 @@ export interface AuditRecord {
   readonly prevHash: string;
   readonly hash: string;
 }
+
+/** What a revocation covers. */
+export type RevocationScope = 'token' | 'task' | 'plugin' | 'key';
+
+/**
+ * One revocation, as stored and as published on the revocation feed. A Leash token is
+ * revoked when any record matches it: `token` by jti, `task` by its task, `plugin` by its
+ * plugin when issued at or before `issuedBefore`, `key` by the kid that signed it.
+ */
+export interface Revocation {
+  /** Feed cursor: assigned by the store, strictly increasing, never reused. */
+  readonly seq: number;
+  readonly scope: RevocationScope;
+  /** jti, task id, plugin id or kid. */
+  readonly id: string;
+  /** ms; tokens of the scope issued at or before this instant are covered. */
+  readonly issuedBefore: number;
+  readonly revokedAt: number;
+  /** ms; after this no token the record covers can still be valid, so it may be forgotten. */
+  readonly keepUntil: number;
+  readonly reason: string;
+  /** Who: `apikey:<id>`, `jwt:<iss>#<sub>`, `plugin:<id>` (holder), `system:<cause>`. */
+  readonly actor: string;
+}
+
+export interface Suspension {
+  readonly plugin: string;
+  readonly since: number;
+  readonly actor: string;
+  readonly reason: string;
+}
+
+/** A change another replica must learn about (published over the store's pub/sub). */
+export type StateChange =
+  | { readonly type: 'revocation'; readonly revocation: Revocation }
+  | { readonly type: 'suspension'; readonly plugin: string; readonly suspended: boolean };

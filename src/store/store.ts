@@ -1,4 +1,4 @@
-import type { AuditRecord, IssuedToken, Task } from './records.js';
+import type { AuditRecord, IssuedToken, Revocation, StateChange, Suspension, Task } from './records.js';
 
 /**
  * Small role interfaces; a backend implements all of them (see `Store`). Every method is
@@ -12,12 +12,47 @@ export interface TaskStore {
   endTask(id: string, at: number, by: string): Promise<Task | undefined>;
   /** Active and not yet expired at `now`. */
   countActiveTasks(now: number): Promise<number>;
+  /** Tasks still `active` whose expiry is at or before `now` (for the expiry sweeper), oldest first. */
+  listExpiredActiveTasks(now: number, limit: number): Promise<Task[]>;
 }
 
 export interface TokenIndex {
   recordIssued(token: IssuedToken): Promise<void>;
   getIssued(jti: string): Promise<IssuedToken | undefined>;
   listIssuedForTask(taskId: string): Promise<IssuedToken[]>;
+  /** Unexpired at `now`, for a plugin (kill switch hooks, live-token quota). */
+  listLiveIssuedForPlugin(plugin: string, now: number): Promise<IssuedToken[]>;
+  countIssuedForTask(taskId: string): Promise<number>;
+}
+
+export interface RevocationStore {
+  /** Durable when the promise resolves; returns the record with its feed `seq`; publishes it. */
+  addRevocation(revocation: Omit<Revocation, 'seq'>): Promise<Revocation>;
+  /** Records with `seq > cursor` still within `keepUntil` at `now`, oldest first. */
+  revocationsSince(cursor: number, limit: number, now: number): Promise<Revocation[]>;
+  /** Forget records whose `keepUntil` has passed; returns how many. */
+  purgeRevocations(now: number): Promise<number>;
+}
+
+export interface SuspensionStore {
+  /** False when already suspended (idempotent); publishes the change. */
+  suspendPlugin(suspension: Suspension): Promise<boolean>;
+  /** False when it was not suspended; publishes the change. */
+  resumePlugin(plugin: string): Promise<boolean>;
+  listSuspensions(): Promise<Suspension[]>;
+}
+
+export interface CounterStore {
+  /** Fixed-window counter: adds `by` to the window containing `now` and returns the new total. */
+  incrementWindow(key: string, windowMs: number, now: number, by?: number): Promise<number>;
+}
+
+/** Pub/sub of state changes between replicas (in-process only for SQLite). */
+export interface ChangeFeed {
+  /** Called for every change made by any replica, including this one. Returns an unsubscribe. */
+  subscribe(listener: (change: StateChange) => void): () => void;
+  /** True while the subscription is live (a Redis subscriber may be disconnected). */
+  subscribed(): boolean;
 }
 
 export interface AuditLog {
@@ -32,7 +67,7 @@ export interface ReplayCache {
   remember(key: string, expiresAt: number): Promise<boolean>;
 }
 
-export interface Store extends TaskStore, TokenIndex, AuditLog, ReplayCache {
+export interface Store extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed {
   readonly kind: string;
   /** Cheap liveness probe. */
   ping(): Promise<void>;

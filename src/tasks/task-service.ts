@@ -24,13 +24,29 @@ const MAX_PLUGINS = 64;
  * Task lifecycle: an orchestrator opens a task naming the plugins allowed in it; every
  * credential is bound to one task; an ended or expired task gets nothing more.
  */
+export type TaskEndCause = 'ended' | 'expired';
+
+export interface TaskServiceDeps {
+  readonly store: TaskStore;
+  readonly clock: Clock;
+  readonly limits: () => TaskLimits;
+  readonly knownPlugin: (id: string) => boolean;
+  /** Runs once per task, by whichever caller (or replica) actually ended it: revocation, audit. */
+  readonly onEnded: (task: Task, cause: TaskEndCause, actor: string) => Promise<void>;
+}
+
 export class TaskService {
-  constructor(
-    private readonly store: TaskStore,
-    private readonly clock: Clock,
-    private readonly limits: () => TaskLimits,
-    private readonly knownPlugin: (id: string) => boolean,
-  ) {}
+  private readonly store: TaskStore;
+  private readonly clock: Clock;
+  private readonly limits: () => TaskLimits;
+  private readonly knownPlugin: (id: string) => boolean;
+
+  constructor(private readonly deps: TaskServiceDeps) {
+    this.store = deps.store;
+    this.clock = deps.clock;
+    this.limits = deps.limits;
+    this.knownPlugin = deps.knownPlugin;
+  }
 
   /** Validates untrusted admin input; ERR_ADMIN_INVALID says exactly what to fix. */
   async open(input: OpenTaskInput, createdBy: string): Promise<Task> {
@@ -91,8 +107,16 @@ export class TaskService {
     return this.store.getTask(id);
   }
 
-  async end(id: string, by: string): Promise<Task | undefined> {
-    return this.store.endTask(id, this.clock.now(), by);
+  /**
+   * Ends a task (idempotent). The store keeps the first end, so the caller whose time and
+   * actor were recorded is the one that ended it and runs `onEnded`: one revocation and
+   * one audit event per task, however many replicas race.
+   */
+  async end(id: string, by: string, cause: TaskEndCause = 'ended'): Promise<Task | undefined> {
+    const now = this.clock.now();
+    const task = await this.store.endTask(id, now, by);
+    if (task && task.endedAt === now && task.endedBy === by) await this.deps.onEnded(task, cause, by);
+    return task;
   }
 
   /** Step "check task" of the exchange: the task is live and lets this plugin in. */

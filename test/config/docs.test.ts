@@ -80,11 +80,11 @@ describe('writeConfigurationDoc', () => {
     const dir = await mkdtemp(join(tmpdir(), 'leash-docs-'));
     try {
       const file = join(dir, 'configuration.md');
-      await writeFile(file, `# Intro\n\nhand-written\n\n${GENERATED_START}\nstale\n${GENERATED_END}\n\n## After\n`);
+      await writeFile(file, `# Intro\n\nhand-written\n\n${GENERATED_START}\nSTALE-PLACEHOLDER-0xdead\n${GENERATED_END}\n\n## After\n`);
       await writeConfigurationDoc(file);
       const doc = await readFile(file, 'utf8');
       expect(doc.startsWith('# Intro\n\nhand-written\n\n')).toBe(true);
-      expect(doc).not.toContain('stale');
+      expect(doc).not.toContain("STALE-PLACEHOLDER-0xdead");
       expect(doc.endsWith(`${GENERATED_END}\n\n## After\n`)).toBe(true);
       expect(extractGeneratedSection(doc)).toBe(renderConfigurationDoc().trim());
       // Idempotent: a second run changes nothing.

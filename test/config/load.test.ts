@@ -15,11 +15,12 @@ describe('parseConfig: defaults, paths, freezing', () => {
       listen: { host: '127.0.0.1', port: 8080 },
       max_body_bytes: 16384,
       keys: { backend: 'local', dir: './keys', algorithm: 'ES256', key_lifetime: 2592000 },
-      store: { kind: 'sqlite', path: './data/leash.db' },
+      store: { kind: 'sqlite', path: './data/leash.db', url: 'redis://127.0.0.1:6379', key_prefix: 'leash:' },
       audit: { stdout: true },
       tokens: { default_ttl: 300, max_ttl: 3600, clock_skew: 30 },
       tasks: { default_ttl: 3600, max_ttl: 86400 },
       dpop: { required_for_risk: ['high', 'critical'], max_proof_age: 60, algorithms: ['ES256', 'EdDSA'] },
+      revocation: { sync_interval_ms: 500, max_staleness_ms: 5000, sweep_interval_ms: 1000 },
       production: false,
     });
     expect(config.admin).toEqual({ api_keys: [], issuers: [] });

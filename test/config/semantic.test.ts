@@ -16,6 +16,24 @@ const sha = (c: string) => c.repeat(64);
 /** One row per rule the schema cannot express: the config breaks exactly that rule, once. */
 const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path: string; message: RegExp }> = [
   {
+    rule: 'a resource server has exactly one client authentication (neither given)',
+    patch: (c) => (c.resource_servers = [{ id: 'crm-api', audiences: ['https://crm.example.com/api'] }]),
+    path: '/resource_servers/0',
+    message: /needs exactly one of client_secret_sha256 or jwks/,
+  },
+  {
+    rule: 'a resource server has exactly one client authentication (both given)',
+    patch: (c) => (c.resource_servers = [{ id: 'crm-api', audiences: ['https://crm.example.com/api'], client_secret_sha256: sha('a'), jwks: { inline: { keys: [jwksKey] } } }]),
+    path: '/resource_servers/0',
+    message: /needs exactly one of client_secret_sha256 or jwks/,
+  },
+  {
+    rule: 'resource server ids are unique',
+    patch: (c) => (c.resource_servers = [{ id: 'crm-api', audiences: ['a'], client_secret_sha256: sha('a') }, { id: 'crm-api', audiences: ['b'], client_secret_sha256: sha('b') }]),
+    path: '/resource_servers/1/id',
+    message: /duplicate resource server id 'crm-api'/,
+  },
+  {
     rule: 'trusted issuer names are unique',
     patch: (c) => c.trusted_issuers.push({ ...c.trusted_issuers[0], issuer: 'https://other.example.com' }),
     path: '/trusted_issuers/1/name',

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { verifyAuditLog } from '../../src/audit/verify.js';
-import { CRM_API, EXCHANGE, JWT_TYPE, ORCHESTRATOR_KEY, freePort, startTestBroker, testConfigInput } from '../support/broker.js';
+import { CRM_API, EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, freePort, startTestBroker, testConfigInput } from '../support/broker.js';
 import { TestCluster } from '../support/cluster.js';
 
 describe('durability across restarts', () => {
@@ -43,7 +43,7 @@ describe('durability across restarts', () => {
     }
   });
 
-  it('an acknowledged task survives SIGKILL of the serving process', async () => {
+  it('an acknowledged task and revocation survive SIGKILL of the serving process', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'leash-kill-'));
     dirs.push(dir);
     const cluster = await TestCluster.create();
@@ -59,12 +59,20 @@ describe('durability across restarts', () => {
       const opened = await fetch(`${url}/tasks`, { method: 'POST', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ plugins: ['crm-reader'] }) });
       expect(opened.status).toBe(201);
       const { id } = (await opened.json()) as { id: string };
+      // an acknowledged revocation, then SIGKILL right after the 201
+      const revoked = await fetch(`${url}/admin/revocations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ scope: 'plugin', id: 'ticket-writer', reason: 'kill test' }),
+      });
+      expect(revoked.status).toBe(201);
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
 
       const after = await startTestBroker({ dir, cluster });
       try {
         expect((await after.broker.store.getTask(id))?.state).toBe('active');
+        expect(after.broker.revocation.isRevoked({ jti: 'any', plugin: 'ticket-writer', task: undefined, kid: undefined, iat: Math.floor(Date.now() / 1000) - 5 })).toBe(true);
         expect((await verifyAuditLog(after.broker.store)).ok).toBe(true);
       } finally {
         await after.close({ keepDir: true });

@@ -16,11 +16,12 @@ export function settings(over: Partial<Settings> = {}): Settings {
     listen: { host: '127.0.0.1', port: 8080 },
     max_body_bytes: 16384,
     keys: { backend: 'local', dir: './keys', algorithm: 'ES256', key_lifetime: 30 * 86400 },
-    store: { kind: 'sqlite', path: ':memory:' },
+    store: { kind: 'sqlite', path: ':memory:', url: 'redis://127.0.0.1:6379', key_prefix: 'leash:' },
     audit: { stdout: false },
     tokens: { default_ttl: 300, max_ttl: 3600, clock_skew: 30 },
     tasks: { default_ttl: 3600, max_ttl: 86400 },
     dpop: { required_for_risk: ['high', 'critical'], max_proof_age: 60, algorithms: ['ES256', 'EdDSA'] },
+    revocation: { sync_interval_ms: 500, max_staleness_ms: 5000, sweep_interval_ms: 1000 },
     production: false,
     ...over,
   };
@@ -79,6 +80,7 @@ export function config(plugins: PluginConfig[], over: Partial<LeashConfig> = {})
     admin: { api_keys: [], issuers: [] },
     trusted_issuers: [trustedIssuer('cluster'), trustedIssuer('other-cluster'), trustedIssuer('github', 'github-actions')],
     plugins,
+    resource_servers: [],
     ...over,
   };
 }

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from '@jest/globals';
 import { GENESIS_HASH, chainHash, verifyChain } from '../../src/audit/chain.js';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { isLeashError } from '../../src/errors/leash-error.js';
-import type { IssuedToken, Task } from '../../src/store/records.js';
+import type { IssuedToken, Revocation, StateChange, Task } from '../../src/store/records.js';
 import type { Store } from '../../src/store/store.js';
 import { ManualClock } from '../../src/time/clock.js';
 
@@ -48,6 +48,37 @@ export function aToken(clock: ManualClock, over: Partial<IssuedToken> = {}): Iss
     expiresAt: clock.now() + 300_000,
     jkt: 'thumbprint-1',
     ...over,
+  };
+}
+
+export function aRevocation(clock: ManualClock, over: Partial<Omit<Revocation, 'seq'>> = {}): Omit<Revocation, 'seq'> {
+  return {
+    scope: 'token',
+    id: `jti_${Math.random().toString(36).slice(2)}`,
+    issuedBefore: clock.now(),
+    revokedAt: clock.now(),
+    keepUntil: clock.now() + HOUR,
+    reason: 'leaked in a log',
+    actor: 'apikey:security',
+    ...over,
+  };
+}
+
+/** Collects published changes; `until` waits (briefly, for networked feeds) for a condition. */
+function recorder() {
+  const seen: StateChange[] = [];
+  return {
+    seen,
+    listener: (c: StateChange) => {
+      seen.push(c);
+    },
+    async until(pred: (seen: StateChange[]) => boolean, ms = 3000): Promise<void> {
+      const deadline = Date.now() + ms;
+      while (!pred(seen)) {
+        if (Date.now() > deadline) throw new Error(`change feed: condition not met within ${ms} ms; saw ${JSON.stringify(seen)}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    },
   };
 }
 
@@ -126,6 +157,31 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(await store.countActiveTasks(now + 10_000)).toBe(1); // expiresAt is exclusive
         expect(await store.countActiveTasks(now + 20_000)).toBe(0);
       });
+
+      it('lists active tasks whose expiry has come, oldest first, up to the limit', async () => {
+        const now = clock.now();
+        const t3 = aTask(clock, { id: 'tsk_c', expiresAt: now + 3000 });
+        const t1 = aTask(clock, { id: 'tsk_a', expiresAt: now + 1000 });
+        const t2 = aTask(clock, { id: 'tsk_b', expiresAt: now + 2000 });
+        const endedExpired = aTask(clock, { id: 'tsk_d', expiresAt: now + 500 });
+        const future = aTask(clock, { id: 'tsk_e', expiresAt: now + 60_000 });
+        for (const t of [t3, t1, t2, endedExpired, future]) await store.createTask(t);
+        await store.endTask(endedExpired.id, now, 'apikey:orchestrator');
+        expect(await store.listExpiredActiveTasks(now, 10)).toEqual([]);
+        expect(await store.listExpiredActiveTasks(now + 999, 10)).toEqual([]);
+        expect(await store.listExpiredActiveTasks(now + 1000, 10)).toEqual([t1]); // at its expiry it is expired
+        expect(await store.listExpiredActiveTasks(now + 5000, 10)).toEqual([t1, t2, t3]);
+        expect(await store.listExpiredActiveTasks(now + 5000, 2)).toEqual([t1, t2]);
+        await store.endTask(t1.id, now + 5000, 'system:expiry');
+        expect((await store.listExpiredActiveTasks(now + 5000, 10)).map((t) => t.id)).toEqual(['tsk_b', 'tsk_c']);
+        expect(await rejectionOf(store.listExpiredActiveTasks(now, 0))).toBeInstanceOf(TypeError);
+      });
+
+      it('orders tasks expiring at the same instant by id', async () => {
+        const at = clock.now() + 1000;
+        for (const id of ['tsk_z', 'tsk_m', 'tsk_a']) await store.createTask(aTask(clock, { id, expiresAt: at }));
+        expect((await store.listExpiredActiveTasks(at, 10)).map((t) => t.id)).toEqual(['tsk_a', 'tsk_m', 'tsk_z']);
+      });
     });
 
     describe('issued-token index', () => {
@@ -156,6 +212,236 @@ export function describeStore(name: string, factory: StoreFactory): void {
         const err = await rejectionOf(store.recordIssued({ ...t, plugin: 'impostor' }));
         expect(err).toBeInstanceOf(TypeError);
         expect((await store.getIssued(t.jti))?.plugin).toBe('github-reader');
+      });
+
+      it('lists the live tokens of one plugin, in issue order; expiry is exclusive', async () => {
+        const now = clock.now();
+        const late = aToken(clock, { plugin: 'p1', issuedAt: now + 2, expiresAt: now + 10_000 });
+        const early = aToken(clock, { plugin: 'p1', issuedAt: now + 1, expiresAt: now + 5_000 });
+        const expired = aToken(clock, { plugin: 'p1', issuedAt: now - 10_000, expiresAt: now });
+        const other = aToken(clock, { plugin: 'p2', expiresAt: now + 10_000 });
+        for (const t of [late, expired, other, early]) await store.recordIssued(t);
+        expect(await store.listLiveIssuedForPlugin('p1', now)).toEqual([early, late]);
+        expect(await store.listLiveIssuedForPlugin('p1', now - 1)).toEqual([expired, early, late]);
+        expect(await store.listLiveIssuedForPlugin('p1', now + 5_000)).toEqual([late]);
+        expect(await store.listLiveIssuedForPlugin('p2', now)).toEqual([other]);
+        expect(await store.listLiveIssuedForPlugin('p3', now)).toEqual([]);
+      });
+
+      it('counts every token issued for a task, expired ones included', async () => {
+        const now = clock.now();
+        await store.recordIssued(aToken(clock, { task: 'tsk_n', expiresAt: now + 1000 }));
+        await store.recordIssued(aToken(clock, { task: 'tsk_n', expiresAt: now + 2000 }));
+        await store.recordIssued(aToken(clock, { task: 'tsk_other' }));
+        await store.recordIssued(aToken(clock, { task: undefined }));
+        expect(await store.countIssuedForTask('tsk_n')).toBe(2);
+        expect(await store.countIssuedForTask('tsk_other')).toBe(1);
+        expect(await store.countIssuedForTask('tsk_none')).toBe(0);
+      });
+    });
+
+    describe('revocations', () => {
+      it('assigns increasing seqs and returns the record as stored', async () => {
+        const a = aRevocation(clock, { scope: 'task', id: 'tsk_1', reason: '' });
+        const b = aRevocation(clock, { scope: 'plugin', id: 'github-reader', issuedBefore: clock.now() + 5 });
+        const ra = await store.addRevocation(a);
+        const rb = await store.addRevocation(b);
+        expect(ra).toEqual({ ...a, seq: ra.seq });
+        expect(ra.seq).toBeGreaterThan(0);
+        expect(rb.seq).toBeGreaterThan(ra.seq);
+        expect(await store.revocationsSince(0, 10, clock.now())).toEqual([ra, rb]);
+      });
+
+      it('pages by cursor and limit, oldest first', async () => {
+        const added: Revocation[] = [];
+        for (const scope of ['token', 'task', 'plugin', 'key', 'token'] as const) added.push(await store.addRevocation(aRevocation(clock, { scope })));
+        const now = clock.now();
+        const p1 = await store.revocationsSince(0, 2, now);
+        const p2 = await store.revocationsSince(p1.at(-1)!.seq, 2, now);
+        const p3 = await store.revocationsSince(p2.at(-1)!.seq, 2, now);
+        expect([...p1, ...p2, ...p3]).toEqual(added);
+        expect(p3).toHaveLength(1);
+        expect(await store.revocationsSince(added.at(-1)!.seq, 10, now)).toEqual([]);
+        expect(await store.revocationsSince(added[2]!.seq, 10, now)).toEqual(added.slice(3));
+      });
+
+      it('leaves out records past their keepUntil, even before a purge', async () => {
+        const now = clock.now();
+        const short = await store.addRevocation(aRevocation(clock, { keepUntil: now + 1000 }));
+        const long = await store.addRevocation(aRevocation(clock, { keepUntil: now + HOUR }));
+        expect(await store.revocationsSince(0, 10, now + 999)).toEqual([short, long]);
+        expect(await store.revocationsSince(0, 10, now + 1000)).toEqual([long]); // keepUntil is exclusive
+        expect(await store.revocationsSince(0, 1, now + 1000)).toEqual([long]); // a filtered record does not end the page
+      });
+
+      it('purges only records whose keepUntil has passed and never reuses a seq', async () => {
+        const now = clock.now();
+        const keep = await store.addRevocation(aRevocation(clock, { keepUntil: now + HOUR }));
+        const gone1 = await store.addRevocation(aRevocation(clock, { keepUntil: now + 1000 }));
+        const gone2 = await store.addRevocation(aRevocation(clock, { keepUntil: now + 2000 }));
+        expect(await store.purgeRevocations(now + 999)).toBe(0);
+        expect(await store.purgeRevocations(now + 2000)).toBe(2);
+        expect(await store.purgeRevocations(now + 2000)).toBe(0);
+        expect(await store.revocationsSince(0, 10, now)).toEqual([keep]);
+        // The highest seq was purged: the next one must still be above it, or a follower
+        // whose cursor is gone2.seq would never see the new record.
+        const next = await store.addRevocation(aRevocation(clock));
+        expect(next.seq).toBeGreaterThan(gone2.seq);
+        expect(await store.revocationsSince(gone1.seq, 10, now)).toEqual([next]);
+      });
+
+      it('rejects a malformed record or query as a TypeError and stores nothing', async () => {
+        const bad: Array<Partial<Omit<Revocation, 'seq'>>> = [
+          { scope: 'everything' as Revocation['scope'] },
+          { id: '' },
+          { keepUntil: 1.5 },
+          { issuedBefore: Number.NaN },
+          { actor: '' },
+        ];
+        for (const over of bad) expect(await rejectionOf(store.addRevocation(aRevocation(clock, over)))).toBeInstanceOf(TypeError);
+        expect(await store.revocationsSince(0, 10, clock.now())).toEqual([]);
+        expect(await rejectionOf(store.revocationsSince(-1, 10, clock.now()))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.revocationsSince(0, 0, clock.now()))).toBeInstanceOf(TypeError);
+      });
+    });
+
+    describe('suspensions', () => {
+      it('suspends once, keeps the first record, resumes once', async () => {
+        const since = clock.now();
+        expect(await store.suspendPlugin({ plugin: 'slack-poster', since, actor: 'apikey:security', reason: 'bill spike' })).toBe(true);
+        expect(await store.suspendPlugin({ plugin: 'slack-poster', since: since + 5, actor: 'apikey:other', reason: 'again' })).toBe(false);
+        expect(await store.suspendPlugin({ plugin: 'github-reader', since, actor: 'system:quota', reason: '' })).toBe(true);
+        expect(await store.listSuspensions()).toEqual([
+          { plugin: 'github-reader', since, actor: 'system:quota', reason: '' },
+          { plugin: 'slack-poster', since, actor: 'apikey:security', reason: 'bill spike' },
+        ]);
+        expect(await store.resumePlugin('slack-poster')).toBe(true);
+        expect(await store.resumePlugin('slack-poster')).toBe(false);
+        expect(await store.resumePlugin('never-suspended')).toBe(false);
+        expect((await store.listSuspensions()).map((x) => x.plugin)).toEqual(['github-reader']);
+        expect(await store.suspendPlugin({ plugin: 'slack-poster', since: since + 9, actor: 'apikey:security', reason: 'again' })).toBe(true);
+        expect((await store.listSuspensions()).find((x) => x.plugin === 'slack-poster')?.since).toBe(since + 9);
+      });
+
+      it('rejects a malformed suspension as a TypeError', async () => {
+        expect(await rejectionOf(store.suspendPlugin({ plugin: '', since: 1, actor: 'a', reason: '' }))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.suspendPlugin({ plugin: 'p', since: 1.5, actor: 'a', reason: '' }))).toBeInstanceOf(TypeError);
+        expect(await store.listSuspensions()).toEqual([]);
+      });
+    });
+
+    describe('counters', () => {
+      it('counts within a fixed window and starts again in the next one', async () => {
+        const w = 60_000;
+        const start = Math.floor(clock.now() / w) * w;
+        expect(await store.incrementWindow('xpm:p1', w, start)).toBe(1);
+        expect(await store.incrementWindow('xpm:p1', w, start + 30_000)).toBe(2);
+        expect(await store.incrementWindow('xpm:p1', w, start + w - 1, 3)).toBe(5);
+        expect(await store.incrementWindow('xpm:p2', w, start + 1)).toBe(1);
+        expect(await store.incrementWindow('xpm:p1', w, start + w)).toBe(1); // the boundary opens a new window
+        expect(await store.incrementWindow('xpm:p1', w, start + w + 10, 0)).toBe(1); // by 0 reads
+        expect(await store.incrementWindow('xpm:p1', 1000, start + w)).toBe(1); // another window size, another counter
+      });
+
+      it('keeps counting correctly while old windows are purged', async () => {
+        const w = 1000;
+        const start = Math.floor(clock.now() / w) * w;
+        const expected = new Map<string, number>();
+        const got: number[] = [];
+        const want: number[] = [];
+        // 600 increments over 6 windows: a backend that purges finished windows lazily
+        // (every N calls) must never touch the current one.
+        for (let i = 0; i < 600; i++) {
+          const id = `${i % 3}:${Math.floor(i / 100)}`;
+          expected.set(id, (expected.get(id) ?? 0) + 1);
+          want.push(expected.get(id)!);
+          got.push(await store.incrementWindow(`k${i % 3}`, w, start + i * 10));
+        }
+        expect(got).toEqual(want);
+        expect(Math.max(...got)).toBe(34);
+      });
+
+      it('rejects misuse as a TypeError', async () => {
+        expect(await rejectionOf(store.incrementWindow('', 1000, clock.now()))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.incrementWindow('k', 0, clock.now()))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.incrementWindow('k', 1000, clock.now(), -1))).toBeInstanceOf(TypeError);
+      });
+    });
+
+    describe('change feed', () => {
+      it('delivers every revocation and suspension change to subscribers, in order', async () => {
+        expect(store.subscribed()).toBe(true);
+        const rec = recorder();
+        store.subscribe(rec.listener);
+        const r1 = await store.addRevocation(aRevocation(clock));
+        await store.suspendPlugin({ plugin: 'p1', since: clock.now(), actor: 'apikey:security', reason: 'kill' });
+        await store.suspendPlugin({ plugin: 'p1', since: clock.now(), actor: 'apikey:security', reason: 'again' }); // no change, no event
+        await store.resumePlugin('p2'); // no change, no event
+        await store.resumePlugin('p1');
+        const r2 = await store.addRevocation(aRevocation(clock, { scope: 'plugin', id: 'p1' }));
+        await rec.until((s) => s.length >= 4);
+        expect(rec.seen).toEqual([
+          { type: 'revocation', revocation: r1 },
+          { type: 'suspension', plugin: 'p1', suspended: true },
+          { type: 'suspension', plugin: 'p1', suspended: false },
+          { type: 'revocation', revocation: r2 },
+        ]);
+      });
+
+      it('stops delivering after unsubscribe, and other subscribers keep theirs', async () => {
+        const a = recorder();
+        const b = recorder();
+        const offA = store.subscribe(a.listener);
+        store.subscribe(b.listener);
+        const r1 = await store.addRevocation(aRevocation(clock));
+        await a.until((s) => s.length === 1);
+        offA();
+        offA(); // idempotent
+        const r2 = await store.addRevocation(aRevocation(clock));
+        await b.until((s) => s.length === 2);
+        expect(b.seen).toEqual([
+          { type: 'revocation', revocation: r1 },
+          { type: 'revocation', revocation: r2 },
+        ]);
+        expect(a.seen).toEqual([{ type: 'revocation', revocation: r1 }]);
+      });
+
+      it('a listener that throws does not fail the write nor starve other listeners', async () => {
+        const good = recorder();
+        store.subscribe(() => {
+          throw new Error('listener bug');
+        });
+        store.subscribe(good.listener);
+        const r = await store.addRevocation(aRevocation(clock));
+        await good.until((s) => s.length === 1);
+        expect(good.seen).toEqual([{ type: 'revocation', revocation: r }]);
+      });
+
+      it("delivers a sibling handle's changes too", async () => {
+        if (!fx.sibling) throw new Error(`${name}: the fixture offers no sibling(), so sharing is untested`);
+        const other = await fx.sibling();
+        opened.push(other);
+        const here = recorder();
+        const there = recorder();
+        store.subscribe(here.listener);
+        other.subscribe(there.listener);
+        const r = await other.addRevocation(aRevocation(clock, { scope: 'key', id: 'kid-1' }));
+        await other.suspendPlugin({ plugin: 'p9', since: clock.now(), actor: 'apikey:security', reason: '' });
+        const expected: StateChange[] = [
+          { type: 'revocation', revocation: r },
+          { type: 'suspension', plugin: 'p9', suspended: true },
+        ];
+        await here.until((s) => s.length >= 2);
+        await there.until((s) => s.length >= 2);
+        expect(here.seen).toEqual(expected);
+        expect(there.seen).toEqual(expected);
+        // and the sibling reads what this handle wrote
+        expect(await other.revocationsSince(0, 10, clock.now())).toEqual([r]);
+      });
+
+      it('is no longer subscribed once closed', async () => {
+        await store.close();
+        expect(store.subscribed()).toBe(false);
       });
     });
 
@@ -261,6 +547,16 @@ export function describeStore(name: string, factory: StoreFactory): void {
           ['append', () => store.append('task.opened', {}, 1)],
           ['read', () => store.read(1, 1)],
           ['remember', () => store.remember('k', clock.now() + 1000)],
+          ['listExpiredActiveTasks', () => store.listExpiredActiveTasks(1, 10)],
+          ['listLiveIssuedForPlugin', () => store.listLiveIssuedForPlugin('p', 1)],
+          ['countIssuedForTask', () => store.countIssuedForTask('t')],
+          ['addRevocation', () => store.addRevocation(aRevocation(clock))],
+          ['revocationsSince', () => store.revocationsSince(0, 10, 1)],
+          ['purgeRevocations', () => store.purgeRevocations(1)],
+          ['suspendPlugin', () => store.suspendPlugin({ plugin: 'p', since: 1, actor: 'a', reason: '' })],
+          ['resumePlugin', () => store.resumePlugin('p')],
+          ['listSuspensions', () => store.listSuspensions()],
+          ['incrementWindow', () => store.incrementWindow('k', 1000, 1)],
         ];
         for (const [op, call] of calls) {
           const err = await rejectionOf(call());
@@ -281,6 +577,13 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(await store.remember('seen', clock.now() + HOUR)).toBe(true);
         let last = await store.append('task.opened', { task: task.id }, 1);
         last = await store.append('exchange.issued', { jti: token.jti }, 2);
+        const revoked = await store.addRevocation(aRevocation(clock, { scope: 'task', id: ended.id }));
+        const purged = await store.addRevocation(aRevocation(clock, { keepUntil: clock.now() + 1 }));
+        expect(await store.purgeRevocations(clock.now() + 1)).toBe(1);
+        await store.suspendPlugin({ plugin: 'slack-poster', since: 7, actor: 'apikey:security', reason: 'r' });
+        const w = 60_000;
+        const windowNow = Math.floor(clock.now() / w) * w;
+        await store.incrementWindow('xpm', w, windowNow, 4);
         await store.close();
 
         const again = await fx.reopen();
@@ -291,6 +594,12 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(await again.getIssued(token.jti)).toEqual(token);
         expect(await again.listIssuedForTask(task.id)).toEqual([token]);
         expect(await again.remember('seen', clock.now() + HOUR)).toBe(false);
+        expect(await again.revocationsSince(0, 10, clock.now())).toEqual([revoked]);
+        expect((await again.addRevocation(aRevocation(clock))).seq).toBeGreaterThan(purged.seq); // even across a reopen
+        expect(await again.listSuspensions()).toEqual([{ plugin: 'slack-poster', since: 7, actor: 'apikey:security', reason: 'r' }]);
+        expect(await again.incrementWindow('xpm', w, windowNow + 1)).toBe(5);
+        expect(await again.countIssuedForTask(task.id)).toBe(1);
+        expect(await again.listExpiredActiveTasks(task.expiresAt, 10)).toEqual([task]);
         const next = await again.append('task.ended', { task: ended.id }, 3);
         expect(next.seq).toBe(last.seq + 1);
         expect(next.prevHash).toBe(last.hash);

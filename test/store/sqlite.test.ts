@@ -1,14 +1,19 @@
 import { describe, it, expect, beforeEach, afterEach } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { isLeashError, type LeashError } from '../../src/errors/leash-error.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { ManualClock } from '../../src/time/clock.js';
-import { aTask, describeStore } from './describe-store.js';
+import type { StateChange } from '../../src/store/records.js';
+import { aRevocation, aTask, describeStore } from './describe-store.js';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
 describeStore('sqlite', async ({ clock }) => {
   const dir = mkdtempSync(join(tmpdir(), 'leash-store-'));
@@ -170,5 +175,111 @@ describe('SQLite store specifics', () => {
 
   it('rejects a bad option as a TypeError', () => {
     expect(() => openSqliteStore({ path, clock, replayPurgeEvery: 0 })).toThrow(TypeError);
+    expect(() => openSqliteStore({ path, clock, counterPurgeEvery: 0 })).toThrow(TypeError);
+  });
+
+  it('fsyncs revocations and suspension changes (synchronous=FULL for those commits)', async () => {
+    const s = open();
+    s.database.exec(`
+      CREATE TABLE probe (what TEXT, level INTEGER);
+      CREATE TRIGGER probe_rev AFTER INSERT ON revocations BEGIN INSERT INTO probe SELECT 'revocation', synchronous FROM pragma_synchronous; END;
+      CREATE TRIGGER probe_susp AFTER INSERT ON suspensions BEGIN INSERT INTO probe SELECT 'suspend', synchronous FROM pragma_synchronous; END;
+      CREATE TRIGGER probe_resume AFTER DELETE ON suspensions BEGIN INSERT INTO probe SELECT 'resume', synchronous FROM pragma_synchronous; END;
+      CREATE TRIGGER probe_ctr AFTER INSERT ON counters BEGIN INSERT INTO probe SELECT 'counter', synchronous FROM pragma_synchronous; END;
+    `);
+    await s.addRevocation(aRevocation(clock));
+    await s.suspendPlugin({ plugin: 'p', since: 1, actor: 'apikey:security', reason: '' });
+    await s.resumePlugin('p');
+    await s.incrementWindow('k', 1000, clock.now());
+    expect(s.database.prepare('SELECT what, level FROM probe').all()).toEqual([
+      { what: 'revocation', level: 2 },
+      { what: 'suspend', level: 2 },
+      { what: 'resume', level: 2 },
+      { what: 'counter', level: 1 }, // a quota counter is not worth an fsync
+    ]);
+    expect(s.database.pragma('synchronous', { simple: true })).toBe(1);
+  });
+
+  it('an acknowledged revocation survives SIGKILL of the writing process', async () => {
+    // A child process opens the store, writes, reports the ack, and is killed before it can
+    // close anything; this process then reopens the file.
+    const script = join(dir, 'writer.mts'); // .mts: ESM outside the package too
+    const storeModule = relative(dir, join(ROOT, 'src/store/sqlite/sqlite-store.ts')).replaceAll('\\', '/');
+    writeFileSync(
+      script,
+      `import { openSqliteStore } from '${storeModule.startsWith('.') ? storeModule : './' + storeModule}';
+const s = openSqliteStore({ path: ${JSON.stringify(path)} });
+const r = await s.addRevocation({ scope: 'plugin', id: 'p1', issuedBefore: 1, revokedAt: 1, keepUntil: 9e12, reason: 'kill', actor: 'apikey:security' });
+await s.suspendPlugin({ plugin: 'p1', since: 1, actor: 'apikey:security', reason: 'kill' });
+process.stdout.write('ack ' + r.seq + '\\n');
+setInterval(() => undefined, 1000);
+`,
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const seq = await new Promise<number>((res, rej) => {
+      const t = setTimeout(() => rej(new Error(`writer did not ack: ${err}`)), 20_000);
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /ack (\d+)\n/.exec(out);
+        if (m) {
+          clearTimeout(t);
+          res(Number(m[1]));
+        }
+      });
+      child.on('exit', (code) => rej(new Error(`writer exited early (${code}): ${err}`)));
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const s = open();
+    const revs = await s.revocationsSince(0, 10, clock.now());
+    expect(revs.map((r) => [r.seq, r.scope, r.id])).toEqual([[seq, 'plugin', 'p1']]);
+    expect((await s.listSuspensions()).map((x) => x.plugin)).toEqual(['p1']);
+  }, 30_000);
+
+  it('shares one change hub per file, however the path is spelled; :memory: stores share nothing', async () => {
+    const a = open();
+    const b = open({ path: relative(process.cwd(), path) });
+    const seen: StateChange[] = [];
+    a.subscribe((c) => seen.push(c));
+    const r = await b.addRevocation(aRevocation(clock));
+    expect(seen).toEqual([{ type: 'revocation', revocation: r }]); // synchronous: before the write resolved
+    const m1 = open({ path: ':memory:' });
+    const m2 = open({ path: ':memory:' });
+    const seenMem: StateChange[] = [];
+    m1.subscribe((c) => seenMem.push(c));
+    await m2.addRevocation(aRevocation(clock));
+    expect(seenMem).toEqual([]);
+    await m1.addRevocation(aRevocation(clock));
+    expect(seenMem).toHaveLength(1);
+  });
+
+  it("closing a handle drops its own subscriptions but not a sibling's", async () => {
+    const a = open();
+    const b = open();
+    const seenA: StateChange[] = [];
+    const seenB: StateChange[] = [];
+    a.subscribe((c) => seenA.push(c));
+    b.subscribe((c) => seenB.push(c));
+    await a.close();
+    expect(a.subscribed()).toBe(false);
+    await b.addRevocation(aRevocation(clock));
+    expect(seenA).toEqual([]);
+    expect(seenB).toHaveLength(1);
+  });
+
+  it('purges finished counter windows every N increments, never the current one', async () => {
+    const s = open({ counterPurgeEvery: 3 });
+    const rows = () => (s.database.prepare('SELECT count(*) AS n FROM counters').get() as { n: number }).n;
+    const w = 1000;
+    const t0 = Math.floor(clock.now() / w) * w;
+    await s.incrementWindow('a', w, t0);
+    await s.incrementWindow('b', w, t0);
+    expect(rows()).toBe(2);
+    expect(await s.incrementWindow('a', w, t0 + w)).toBe(1); // 3rd call: purges the finished window first
+    expect(rows()).toBe(1);
+    expect(await s.incrementWindow('a', w, t0 + w + 1)).toBe(2);
   });
 });

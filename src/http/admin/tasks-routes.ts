@@ -69,11 +69,8 @@ export function tasksRouter(deps: AdminRouteDeps & { tasks: TaskService }): Rout
       const principal = await admit(deps, req, 'tasks.end', 'orchestrator');
       const existing = TASK_ID.test(req.params.id) ? await deps.tasks.get(req.params.id) : undefined;
       if (!existing) throw new LeashError('ERR_ADMIN_NOT_FOUND', 'no such task');
-      const task = await deps.tasks.end(existing.id, principal.id);
-      if (existing.state === 'active') {
-        deps.metrics.tasksEnded.inc({ cause: 'ended' });
-        await deps.audit.record('task.ended', { task: existing.id, actor: principal.id, cause: 'ended' });
-      }
+      // Ending revokes everything issued for the task and audits it (TaskService.onEnded).
+      const task = await deps.tasks.end(existing.id, principal.id, 'ended');
       deps.metrics.adminRequests.inc({ route: 'tasks.end', outcome: 'ok' });
       res.json(taskView(task ?? existing, deps.clock.now()));
     } catch (err) {

@@ -1,3 +1,5 @@
+import { introspectionMetadata } from './introspection.js';
+import { revocationMetadata } from './revocation-endpoint.js';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Settings } from '../../config/schema.js';
 import type { KeyManager } from '../../keys/key-manager.js';
@@ -74,8 +76,11 @@ export function buildProvider(opts: {
     discovery: {
       service_documentation: 'https://github.com/leash/leash/tree/main/docs',
       dpop_signing_alg_values_supported: [...settings.dpop.algorithms],
-      token_endpoint_auth_methods_supported: ['none'],
+      ...introspectionMetadata(settings.issuer),
+      ...revocationMetadata(settings.issuer),
     },
+    // Plugins are public clients: the attestation, not a client secret, proves who they are.
+    clientAuthMethods: ['none'],
     pkce: { required: () => false },
     // Plugins are servers, not browsers: no cross-origin calls to the token endpoint.
     clientBasedCORS: () => false,

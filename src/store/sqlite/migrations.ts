@@ -52,6 +52,42 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS replay_expires ON replay (expires_at);
   `,
+  // 2: revocation (issue 3): revocation feed, plugin suspensions, quota counters, lookups
+  `
+  -- live tokens of one plugin (kill switch, live-token quota)
+  CREATE INDEX IF NOT EXISTS issued_tokens_plugin ON issued_tokens (plugin, expires_at);
+
+  CREATE TABLE IF NOT EXISTS revocations (
+    -- AUTOINCREMENT, not a plain rowid: a purged highest seq is never handed out again, so a
+    -- feed cursor can never skip a revocation that reuses an old number.
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope         TEXT NOT NULL CHECK (scope IN ('token', 'task', 'plugin', 'key')),
+    id            TEXT NOT NULL,
+    issued_before INTEGER NOT NULL,
+    revoked_at    INTEGER NOT NULL,
+    keep_until    INTEGER NOT NULL,
+    reason        TEXT NOT NULL,
+    actor         TEXT NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS revocations_keep ON revocations (keep_until);
+
+  CREATE TABLE IF NOT EXISTS suspensions (
+    plugin      TEXT PRIMARY KEY,
+    since       INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    reason      TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE IF NOT EXISTS counters (
+    key          TEXT NOT NULL,
+    window_ms    INTEGER NOT NULL,            -- a window size is part of the counter's identity
+    window_start INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,            -- end of the window: purged lazily after it
+    count        INTEGER NOT NULL,
+    PRIMARY KEY (key, window_ms, window_start)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS counters_expires ON counters (expires_at);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

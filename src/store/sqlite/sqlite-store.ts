@@ -1,12 +1,14 @@
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
-import type { AuditRecord, IssuedToken, Task } from '../records.js';
+import type { AuditRecord, IssuedToken, Revocation, StateChange, Suspension, Task } from '../records.js';
 import type { Store } from '../store.js';
+import { acquireHub, type ChangeHub } from './change-hub.js';
 import { SchemaTooNewError, migrate } from './migrations.js';
+import { checkLimit, checkNow, checkPlugin, checkRevocation, checkSince, checkSuspension, checkWindow, revocationChange } from './record-checks.js';
 
 export interface SqliteStoreOptions {
   /** Database file; its folder is created. `:memory:` for tests only (nothing survives). */
@@ -23,6 +25,8 @@ export interface SqliteStoreOptions {
   readonly busyTimeoutMs?: number;
   /** Purge expired replay keys once every this many `remember` calls. */
   readonly replayPurgeEvery?: number;
+  /** Purge finished counter windows once every this many `incrementWindow` calls. */
+  readonly counterPurgeEvery?: number;
 }
 
 /*
@@ -37,6 +41,12 @@ export interface SqliteStoreOptions {
  * NORMAL, and the commits whose loss would be a security failure, above all a task end
  * (a revocation that must never come undone), switch the connection to FULL for that one
  * commit. Since the WAL is append-only, that fsync also makes every earlier commit durable.
+ * Revocations and suspensions (issue 3) are such commits too: acknowledged means on disk.
+ *
+ * Change feed: in-process only. Every handle this process opens on the same file shares one
+ * hub, so a revocation written through one handle reaches the subscribers of all of them,
+ * synchronously, after the commit and before the write's promise resolves. Another process
+ * on the same file learns nothing by push; it catches up with `revocationsSince`.
  */
 
 type TaskRow = {
@@ -65,6 +75,19 @@ type TokenRow = {
 };
 
 type AuditRow = { seq: number; ts: number; type: string; event: string; prev_hash: string; hash: string };
+
+type RevocationRow = {
+  seq: number;
+  scope: Revocation['scope'];
+  id: string;
+  issued_before: number;
+  revoked_at: number;
+  keep_until: number;
+  reason: string;
+  actor: string;
+};
+
+type SuspensionRow = { plugin: string; since: number; actor: string; reason: string };
 
 const UNAVAILABLE = 'the state store is unavailable; retry later';
 
@@ -104,7 +127,13 @@ export class SqliteStore implements Store {
   readonly #clock: Clock;
   readonly #fsyncAll: boolean;
   readonly #purgeEvery: number;
+  readonly #counterPurgeEvery: number;
   #rememberCalls = 0;
+  #incrementCalls = 0;
+  #hub: ChangeHub | undefined;
+  #releaseHub: () => void = () => undefined;
+  /** This handle's subscriptions, dropped on close (the hub may outlive it). */
+  readonly #unsubscribers = new Set<() => void>();
   #closed = false;
   /** The chain head as this process last saw it; `append` still re-reads it in its transaction. */
   #head: ChainAnchor;
@@ -118,6 +147,9 @@ export class SqliteStore implements Store {
     const purgeEvery = opts.replayPurgeEvery ?? 1024;
     if (!Number.isInteger(purgeEvery) || purgeEvery < 1) throw new TypeError('replayPurgeEvery must be a positive integer');
     this.#purgeEvery = purgeEvery;
+    const counterPurgeEvery = opts.counterPurgeEvery ?? 256;
+    if (!Number.isInteger(counterPurgeEvery) || counterPurgeEvery < 1) throw new TypeError('counterPurgeEvery must be a positive integer');
+    this.#counterPurgeEvery = counterPurgeEvery;
     const inMemory = opts.path === ':memory:' || opts.path === '';
     let db: Database.Database | undefined;
     try {
@@ -134,6 +166,10 @@ export class SqliteStore implements Store {
       this.#s = prepare(db);
       const head = this.#s.head.get() as { seq: number; hash: string } | undefined;
       this.#head = head ?? { seq: 0, hash: GENESIS_HASH };
+      // Keyed by the resolved file, so `./x.db` and its absolute path share one hub.
+      const hub = acquireHub(inMemory ? undefined : realpathSync(opts.path));
+      this.#hub = hub.hub;
+      this.#releaseHub = hub.release;
     } catch (err) {
       try {
         db?.close();
@@ -205,6 +241,13 @@ export class SqliteStore implements Store {
     return this.#run('countActiveTasks', () => (this.#s.countActive.get(now) as { n: number }).n);
   }
 
+  async listExpiredActiveTasks(now: number, limit: number): Promise<Task[]> {
+    checkNow('listExpiredActiveTasks', now);
+    checkLimit('listExpiredActiveTasks', limit);
+    const rows = this.#run('listExpiredActiveTasks', () => this.#s.expiredActive.all(now, limit) as TaskRow[]);
+    return rows.map(toTask);
+  }
+
   // ---- TokenIndex ------------------------------------------------------------------
 
   async recordIssued(t: IssuedToken): Promise<void> {
@@ -227,6 +270,95 @@ export class SqliteStore implements Store {
   async listIssuedForTask(taskId: string): Promise<IssuedToken[]> {
     const rows = this.#run('listIssuedForTask', () => this.#s.tokensForTask.all(taskId) as TokenRow[]);
     return rows.map(toToken);
+  }
+
+  async listLiveIssuedForPlugin(plugin: string, now: number): Promise<IssuedToken[]> {
+    checkPlugin('listLiveIssuedForPlugin', plugin);
+    checkNow('listLiveIssuedForPlugin', now);
+    const rows = this.#run('listLiveIssuedForPlugin', () => this.#s.liveForPlugin.all(plugin, now) as TokenRow[]);
+    return rows.map(toToken);
+  }
+
+  async countIssuedForTask(taskId: string): Promise<number> {
+    return this.#run('countIssuedForTask', () => (this.#s.countForTask.get(taskId) as { n: number }).n);
+  }
+
+  // ---- RevocationStore -------------------------------------------------------------
+
+  async addRevocation(r: Omit<Revocation, 'seq'>): Promise<Revocation> {
+    checkRevocation(r);
+    const row = this.#run('addRevocation', () =>
+      this.#durably(() => this.#s.insertRevocation.get(r.scope, r.id, r.issuedBefore, r.revokedAt, r.keepUntil, r.reason, r.actor) as RevocationRow),
+    );
+    const stored = toRevocation(row);
+    this.#publish(revocationChange(stored));
+    return stored;
+  }
+
+  async revocationsSince(cursor: number, limit: number, now: number): Promise<Revocation[]> {
+    checkSince(cursor, limit, now);
+    const rows = this.#run('revocationsSince', () => this.#s.revocationsSince.all(cursor, now, limit) as RevocationRow[]);
+    return rows.map(toRevocation);
+  }
+
+  async purgeRevocations(now: number): Promise<number> {
+    checkNow('purgeRevocations', now);
+    return this.#run('purgeRevocations', () => this.#s.purgeRevocations.run(now).changes);
+  }
+
+  // ---- SuspensionStore -------------------------------------------------------------
+
+  async suspendPlugin(sp: Suspension): Promise<boolean> {
+    checkSuspension(sp);
+    const changed = this.#run('suspendPlugin', () => this.#durably(() => this.#s.suspend.run(sp.plugin, sp.since, sp.actor, sp.reason).changes === 1));
+    if (changed) this.#publish({ type: 'suspension', plugin: sp.plugin, suspended: true });
+    return changed;
+  }
+
+  async resumePlugin(plugin: string): Promise<boolean> {
+    checkPlugin('resumePlugin', plugin);
+    const changed = this.#run('resumePlugin', () => this.#durably(() => this.#s.resume.run(plugin).changes === 1));
+    if (changed) this.#publish({ type: 'suspension', plugin, suspended: false });
+    return changed;
+  }
+
+  async listSuspensions(): Promise<Suspension[]> {
+    const rows = this.#run('listSuspensions', () => this.#s.listSuspensions.all() as SuspensionRow[]);
+    return rows.map((r) => ({ plugin: r.plugin, since: r.since, actor: r.actor, reason: r.reason }));
+  }
+
+  // ---- CounterStore ----------------------------------------------------------------
+
+  async incrementWindow(key: string, windowMs: number, now: number, by = 1): Promise<number> {
+    const start = checkWindow(key, windowMs, now, by);
+    return this.#run('incrementWindow', () => {
+      // Amortised, like the replay cache: finished windows are dead weight, never read again.
+      if (++this.#incrementCalls % this.#counterPurgeEvery === 0) this.#s.purgeCounters.run(now);
+      return (this.#s.increment.get(key, windowMs, start, start + windowMs, by) as { count: number }).count;
+    });
+  }
+
+  // ---- ChangeFeed ------------------------------------------------------------------
+
+  subscribe(listener: (change: StateChange) => void): () => void {
+    if (typeof listener !== 'function') throw new TypeError('subscribe: listener must be a function');
+    if (this.#closed || !this.#hub) return () => undefined;
+    const off = this.#hub.add(listener);
+    const unsubscribe = () => {
+      off();
+      this.#unsubscribers.delete(unsubscribe);
+    };
+    this.#unsubscribers.add(unsubscribe);
+    return unsubscribe;
+  }
+
+  subscribed(): boolean {
+    return !this.#closed;
+  }
+
+  /** After the commit: a listener never sees a change that could still roll back. */
+  #publish(change: StateChange): void {
+    this.#hub?.publish(change);
   }
 
   // ---- AuditLog --------------------------------------------------------------------
@@ -272,6 +404,8 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const off of [...this.#unsubscribers]) off();
+    this.#releaseHub();
     try {
       this.#db.close();
     } catch (err) {
@@ -324,6 +458,21 @@ function prepare(db: Database.Database) {
     ),
     getToken: db.prepare('SELECT * FROM issued_tokens WHERE jti = ?'),
     tokensForTask: db.prepare('SELECT * FROM issued_tokens WHERE task = ? ORDER BY issued_at, jti'),
+    expiredActive: db.prepare("SELECT * FROM tasks WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?"),
+    liveForPlugin: db.prepare('SELECT * FROM issued_tokens WHERE plugin = ? AND expires_at > ? ORDER BY issued_at, jti'),
+    countForTask: db.prepare('SELECT count(*) AS n FROM issued_tokens WHERE task = ?'),
+    insertRevocation: db.prepare(
+      'INSERT INTO revocations (scope, id, issued_before, revoked_at, keep_until, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *',
+    ),
+    revocationsSince: db.prepare('SELECT * FROM revocations WHERE seq > ? AND keep_until > ? ORDER BY seq LIMIT ?'),
+    purgeRevocations: db.prepare('DELETE FROM revocations WHERE keep_until <= ?'),
+    suspend: db.prepare('INSERT INTO suspensions (plugin, since, actor, reason) VALUES (?, ?, ?, ?) ON CONFLICT (plugin) DO NOTHING'),
+    resume: db.prepare('DELETE FROM suspensions WHERE plugin = ?'),
+    listSuspensions: db.prepare('SELECT plugin, since, actor, reason FROM suspensions ORDER BY plugin'),
+    increment: db.prepare(
+      'INSERT INTO counters (key, window_ms, window_start, expires_at, count) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key, window_ms, window_start) DO UPDATE SET count = count + excluded.count RETURNING count',
+    ),
+    purgeCounters: db.prepare('DELETE FROM counters WHERE expires_at <= ?'),
     head: db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'),
     insertAudit: db.prepare('INSERT INTO audit (seq, ts, type, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)'),
     readAudit: db.prepare('SELECT seq, ts, type, event, prev_hash, hash FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?'),
@@ -361,6 +510,19 @@ function toToken(r: TokenRow): IssuedToken {
     issuedAt: r.issued_at,
     expiresAt: r.expires_at,
     jkt: r.jkt ?? undefined,
+  };
+}
+
+function toRevocation(r: RevocationRow): Revocation {
+  return {
+    seq: r.seq,
+    scope: r.scope,
+    id: r.id,
+    issuedBefore: r.issued_before,
+    revokedAt: r.revoked_at,
+    keepUntil: r.keep_until,
+    reason: r.reason,
+    actor: r.actor,
   };
 }
 

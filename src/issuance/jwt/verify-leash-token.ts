@@ -1,0 +1,147 @@
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { LeashError } from '../../errors/leash-error.js';
+import type { KeyManager } from '../../keys/key-manager.js';
+import { epochSeconds, type Clock } from '../../time/clock.js';
+
+/** The claims of a Leash access token (see jwt-issuer.ts), typed after verification. */
+export interface LeashTokenClaims {
+  readonly iss: string;
+  readonly jti: string;
+  readonly sub: string;
+  readonly plugin: string;
+  readonly client_id: string;
+  readonly aud: string;
+  readonly scope: string;
+  readonly task?: string;
+  /** Seconds since the epoch. */
+  readonly exp: number;
+  readonly iat: number;
+  readonly nbf?: number;
+  readonly cnf?: { readonly jkt: string };
+  readonly workload?: { readonly issuer: string; readonly sub: string };
+  /** The key that signed it (protected header), for key-scoped revocation. */
+  readonly kid: string;
+}
+
+export interface VerifyLeashTokenDeps {
+  readonly issuer: string;
+  readonly keys: KeyManager;
+  readonly clock: Clock;
+  readonly clockSkewSeconds: number;
+}
+
+/** Leash signs nothing else; a token announcing any other alg is not ours. */
+const ALGORITHMS = ['ES256', 'EdDSA'];
+/** A Leash token is well under 2 KiB; anything far larger is not one of ours. */
+export const MAX_LEASH_TOKEN_LENGTH = 8192;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/** Header members that carry or point at a key: verification only ever uses the KeyManager's JWKS. */
+const KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'];
+
+/**
+ * The jose key lookup for the KeyManager's current JWKS. `jwks()` returns a fresh object on
+ * every call, so the cache is keyed by the set's content: rebuilt only when a key is
+ * published or withdrawn, never per verification.
+ */
+const lookups = new WeakMap<KeyManager, { fingerprint: string; lookup: JWTVerifyGetKey }>();
+
+function keyLookup(keys: KeyManager): JWTVerifyGetKey {
+  let jwks: { keys: unknown[] };
+  try {
+    jwks = keys.jwks();
+  } catch (cause) {
+    throw new LeashError('ERR_BACKEND_UNAVAILABLE', 'the signing keys cannot be read; retry later', { reason: 'jwks_unavailable' }, { cause });
+  }
+  const fingerprint = JSON.stringify(jwks.keys);
+  const cached = lookups.get(keys);
+  if (cached && cached.fingerprint === fingerprint) return cached.lookup;
+  let lookup: JWTVerifyGetKey;
+  try {
+    lookup = createLocalJWKSet(jwks as JSONWebKeySet);
+  } catch (cause) {
+    throw new LeashError('ERR_BACKEND_UNAVAILABLE', 'the published signing keys are unusable; retry later', { reason: 'jwks_invalid' }, { cause });
+  }
+  lookups.set(keys, { fingerprint, lookup });
+  return lookup;
+}
+
+/**
+ * Verifies a token Leash issued: RFC 9068 `at+jwt`, ES256/EdDSA, signed by a key Leash
+ * still publishes, `iss` = this broker, unexpired. Anything untrusted that fails (malformed,
+ * foreign, withdrawn key, expired, wrong shape) is `undefined`, so callers answer
+ * `active: false` without having to tell failures apart; only an internal fault (keys that
+ * cannot be read) throws, as ERR_BACKEND_UNAVAILABLE. Revocation is the caller's check.
+ */
+export async function verifyLeashToken(token: string, deps: VerifyLeashTokenDeps): Promise<LeashTokenClaims | undefined> {
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_LEASH_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return undefined;
+  const header = decodeHeader(token);
+  if (!header || typeof header.kid !== 'string' || header.kid.length === 0 || typeof header.alg !== 'string' || !ALGORITHMS.includes(header.alg)) return undefined;
+  if (KEY_HEADERS.some((h) => h in header) || 'crit' in header) return undefined;
+
+  const lookup = keyLookup(deps.keys);
+  let payload: Record<string, unknown>;
+  try {
+    ({ payload } = await jwtVerify(token, lookup, {
+      issuer: deps.issuer,
+      typ: 'at+jwt',
+      algorithms: ALGORITHMS,
+      requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+      clockTolerance: deps.clockSkewSeconds,
+      currentDate: new Date(deps.clock.now()),
+    }));
+  } catch (err) {
+    // Every jose error here is about the token (or no published key matching it): not ours.
+    if (err instanceof joseErrors.JOSEError) return undefined;
+    throw new LeashError('ERR_BACKEND_UNAVAILABLE', 'the token could not be checked; retry later', { reason: 'verify_failed' }, { cause: err });
+  }
+  return claimsOf(payload, header.kid, deps);
+}
+
+function decodeHeader(token: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const isText = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** The claims jose left unchecked: shape of Leash's own claims, and `iat` not in the future. */
+function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashTokenDeps): LeashTokenClaims | undefined {
+  const { iss, jti, sub, plugin, client_id, aud, scope, task, exp, iat, nbf, cnf, workload } = p;
+  if (!isText(iss) || !isText(jti) || !isText(sub) || !isText(plugin) || !isText(client_id) || !isText(aud) || typeof scope !== 'string') return undefined;
+  if (!isTime(exp) || !isTime(iat) || (nbf !== undefined && !isTime(nbf))) return undefined;
+  if (iat > epochSeconds(deps.clock) + deps.clockSkewSeconds || iat > exp) return undefined;
+  if (task !== undefined && !isText(task)) return undefined;
+  let binding: { jkt: string } | undefined;
+  if (cnf !== undefined) {
+    const jkt = (cnf as { jkt?: unknown } | null)?.jkt;
+    if (typeof cnf !== 'object' || cnf === null || !isText(jkt)) return undefined;
+    binding = { jkt };
+  }
+  let attested: { issuer: string; sub: string } | undefined;
+  if (workload !== undefined) {
+    const w = workload as { issuer?: unknown; sub?: unknown } | null;
+    if (typeof w !== 'object' || w === null || !isText(w.issuer) || !isText(w.sub)) return undefined;
+    attested = { issuer: w.issuer, sub: w.sub };
+  }
+  return {
+    iss,
+    jti,
+    sub,
+    plugin,
+    client_id,
+    aud,
+    scope,
+    exp,
+    iat,
+    kid,
+    ...(task !== undefined ? { task } : {}),
+    ...(nbf !== undefined ? { nbf } : {}),
+    ...(binding ? { cnf: binding } : {}),
+    ...(attested ? { workload: attested } : {}),
+  };
+}

@@ -1,0 +1,46 @@
+import { LeashError } from '../errors/leash-error.js';
+import type { CompiledPlugin } from '../policy/types.js';
+import type { RevocationService } from '../revocation/revocation-service.js';
+import type { Task } from '../store/records.js';
+import type { CounterStore, TokenIndex } from '../store/store.js';
+
+export interface QuotaDeps {
+  readonly store: CounterStore & TokenIndex;
+  readonly revocation: RevocationService;
+  /** Called when a breach suspends the plugin (audit, metrics). */
+  readonly onSuspended: (plugin: string, reason: string) => Promise<void>;
+}
+
+const MINUTE = 60_000;
+
+/**
+ * Step "quotas": limits that stop a runaway plugin. Counted in the store, so the limits
+ * hold across replicas. Costs nothing for plugins without quotas.
+ */
+export async function enforceQuotas(deps: QuotaDeps, plugin: CompiledPlugin, task: Task | undefined, now: number): Promise<void> {
+  const q = plugin.config.quotas;
+  if (!q) return;
+  let breach: string | undefined;
+  if (q.exchanges_per_minute !== undefined) {
+    const n = await deps.store.incrementWindow(`exchanges:${plugin.id}`, MINUTE, now);
+    if (n > q.exchanges_per_minute) breach = `more than ${q.exchanges_per_minute} exchanges in a minute`;
+  }
+  if (!breach && q.tokens_per_task !== undefined && task) {
+    const issued = (await deps.store.listIssuedForTask(task.id)).filter((t) => t.plugin === plugin.id).length;
+    if (issued >= q.tokens_per_task) breach = `already ${issued} credentials in this task (limit ${q.tokens_per_task})`;
+  }
+  if (!breach && q.live_tokens !== undefined) {
+    const live = (await deps.store.listLiveIssuedForPlugin(plugin.id, now)).filter(
+      (t) => !deps.revocation.isRevoked({ jti: t.jti, plugin: t.plugin, task: t.task, kid: t.kid, iat: Math.floor(t.issuedAt / 1000) }),
+    ).length;
+    if (live >= q.live_tokens) breach = `already ${live} live credentials (limit ${q.live_tokens})`;
+  }
+  if (!breach) return;
+  if (q.on_breach === 'suspend') {
+    const reason = `quota breached: ${breach}`;
+    await deps.revocation.suspend(plugin.id, { actor: 'system:quota', reason });
+    await deps.onSuspended(plugin.id, reason);
+    throw new LeashError('ERR_QUOTA_EXCEEDED', `quota exceeded (${breach}); the plugin has been suspended`);
+  }
+  throw new LeashError('ERR_QUOTA_EXCEEDED', `quota exceeded: ${breach}; retry later`);
+}

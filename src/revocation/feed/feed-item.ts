@@ -1,0 +1,35 @@
+import type { Revocation, RevocationScope } from '../../store/records.js';
+
+/**
+ * One revocation as the public feed (poll, SSE) publishes it. Times are epoch seconds, as
+ * in the JWTs they apply to; the actor (who revoked) stays in the audit trail only.
+ */
+export interface FeedRevocation {
+  readonly seq: number;
+  readonly scope: RevocationScope;
+  /** jti, task id, plugin id or kid, by scope. */
+  readonly id: string;
+  /** `plugin` scope: tokens with `iat` at or before this are revoked. */
+  readonly issued_before: number;
+  readonly revoked_at: number;
+  /** After this no token the record covers can still be valid: a follower may forget it. */
+  readonly keep_until: number;
+  readonly reason: string;
+}
+
+/**
+ * Rounding errs toward revoking: a token's `iat` is floor(issuedAt / 1000), so flooring
+ * `issued_before` still covers every token issued before the instant, and `keep_until` is
+ * rounded up so a follower never forgets a record early.
+ */
+export function toFeedItem(r: Revocation): FeedRevocation {
+  return {
+    seq: r.seq,
+    scope: r.scope,
+    id: r.id,
+    issued_before: Math.floor(r.issuedBefore / 1000),
+    revoked_at: Math.floor(r.revokedAt / 1000),
+    keep_until: Math.ceil(r.keepUntil / 1000),
+    reason: r.reason,
+  };
+}

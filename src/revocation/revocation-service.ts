@@ -1,0 +1,51 @@
+import type { CredentialKind } from '../config/schema.js';
+import type { IssuedToken, Revocation } from '../store/records.js';
+
+/** What a revocation check needs to know about a Leash-issued token (from its verified claims). */
+export interface TokenFacts {
+  readonly jti: string;
+  readonly plugin: string;
+  readonly task: string | undefined;
+  readonly kid: string | undefined;
+  /** Seconds since epoch (`iat`). */
+  readonly iat: number;
+}
+
+export interface RevokeOptions {
+  /** Who: `apikey:<id>`, `jwt:<iss>#<sub>`, `plugin:<id>` (the holder), `system:<cause>`. */
+  readonly actor: string;
+  readonly reason: string;
+}
+
+/**
+ * Per credential kind, what revoking means beyond the revocation list. For `jwt` the list
+ * is all there is; a Vault lease or an AWS session revoke their own way (later issues).
+ */
+export interface Revoker {
+  readonly kind: CredentialKind;
+  revokeIssued(tokens: readonly IssuedToken[], opts: RevokeOptions): Promise<void>;
+}
+
+/**
+ * The revocation list as every path that accepts a Leash token sees it: an in-memory view
+ * kept in step with the store (pub/sub plus a periodic catch-up), and the operations that
+ * add to it. Checks are synchronous and never touch the network; a view that cannot prove
+ * it is fresh refuses (fail closed).
+ */
+export interface RevocationService {
+  /** Throws LeashError ERR_BACKEND_UNAVAILABLE if the view is stale (store unreachable). */
+  assertFresh(): void;
+  /** Revoked by jti, task, plugin (issued at or before the plugin's revocation) or key. Calls assertFresh. */
+  isRevoked(token: TokenFacts): boolean;
+  /** Calls assertFresh. */
+  isSuspended(plugin: string): boolean;
+  revokeToken(jti: string, opts: RevokeOptions): Promise<Revocation>;
+  revokeTask(taskId: string, opts: RevokeOptions): Promise<Revocation>;
+  revokePlugin(plugin: string, opts: RevokeOptions): Promise<Revocation>;
+  revokeKey(kid: string, opts: RevokeOptions): Promise<Revocation>;
+  /** Suspends (kill switch): revokes every live credential of the plugin and refuses new ones. */
+  suspend(plugin: string, opts: RevokeOptions): Promise<{ changed: boolean }>;
+  resume(plugin: string, opts: RevokeOptions): Promise<{ changed: boolean }>;
+  /** Subscribe to revocations as they reach this replica (feeds, SSE). Returns an unsubscribe. */
+  onRevocation(listener: (revocation: Revocation) => void): () => void;
+}

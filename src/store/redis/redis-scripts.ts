@@ -1,0 +1,163 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+/**
+ * The Lua scripts of the Redis store. A script runs atomically on the server, so each one
+ * is a read-check-write that no other replica can interleave with. Scripts name every key
+ * they touch in KEYS (the channel of PUBLISH is not a key).
+ */
+export class LuaScript {
+  readonly sha: string;
+  constructor(
+    readonly name: string,
+    readonly lua: string,
+  ) {
+    this.sha = createHash('sha1').update(lua, 'utf8').digest('hex');
+  }
+
+  /**
+   * EVALSHA, falling back to EVAL when the server does not know the script (first use, or
+   * after a restart flushed the script cache). NOSCRIPT means nothing ran, so the retry
+   * cannot apply a write twice.
+   */
+  async run(client: Redis, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+    try {
+      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return client.eval(this.lua, keys.length, ...keys, ...args);
+      throw err;
+    }
+  }
+}
+
+/** KEYS: task, active-index. ARGV: d, state, e ('' when not ended), expiresAt, id. Returns 1, or 0 if the id exists. */
+export const CREATE_TASK = new LuaScript(
+  'createTask',
+  `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'st', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'e', ARGV[3]) end
+if ARGV[2] == 'active' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5]) end
+return 1
+`,
+);
+
+/**
+ * KEYS: task, active-index. ARGV: e (JSON {endedAt, endedBy}), id, retention ms (0 = keep).
+ * Ends an active task only (a second end keeps the first); returns {d, st, e} or nil.
+ */
+export const END_TASK = new LuaScript(
+  'endTask',
+  `
+local st = redis.call('HGET', KEYS[1], 'st')
+if not st then return nil end
+if st == 'active' then
+  redis.call('HSET', KEYS[1], 'st', 'ended', 'e', ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+end
+return redis.call('HMGET', KEYS[1], 'd', 'st', 'e')
+`,
+);
+
+/**
+ * KEYS: token, task-index (or a placeholder), plugin-index. ARGV: json, token ttl ms, issuedAt,
+ * jti, expiresAt, has-task ('1'/'0'), task-index ttl ms, prune plugin entries expiring before.
+ * Returns 1, or 0 when the jti is already recorded (nothing changes).
+ */
+export const RECORD_ISSUED = new LuaScript(
+  'recordIssued',
+  `
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if ARGV[6] == '1' then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[7]) then redis.call('PEXPIRE', KEYS[2], ARGV[7]) end
+end
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[8])
+if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
+return 1
+`,
+);
+
+/**
+ * Compare-and-set append of a batch of records to the audit chain. KEYS: head, log. ARGV:
+ * the empty-log head, the expected head ("seq:hash"), n, then n pairs (seq, record JSON),
+ * then the new head. Returns 1 when appended, or the current head (a string) when another
+ * writer got there first (nothing written).
+ */
+export const AUDIT_APPEND = new LuaScript(
+  'auditAppend',
+  `
+local h = redis.call('GET', KEYS[1]) or ARGV[1]
+if h ~= ARGV[2] then return h end
+local n = tonumber(ARGV[3])
+for i = 0, n - 1 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[4 + 2 * i]) == 1 then
+    return redis.error_reply('LEASH_AUDIT_CORRUPT seq ' .. ARGV[4 + 2 * i] .. ' exists beyond the head')
+  end
+end
+for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end
+redis.call('SET', KEYS[1], ARGV[4 + 2 * n])
+return 1
+`,
+);
+
+/** KEYS: replay key. ARGV: expiresAt, now, ttl ms. 1 the first time, 0 while a live entry exists. */
+export const REMEMBER = new LuaScript(
+  'remember',
+  `
+local v = redis.call('GET', KEYS[1])
+if v and tonumber(v) > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+`,
+);
+
+/**
+ * KEYS: seq counter, log (by seq), keep index (by keepUntil). ARGV: the record's JSON minus
+ * its opening brace and seq, keepUntil, channel. The counter only ever grows, so a seq is
+ * never reused whatever is purged. Returns the stored record's JSON.
+ */
+export const ADD_REVOCATION = new LuaScript(
+  'addRevocation',
+  `
+local seq = redis.call('INCR', KEYS[1])
+local rec = '{"seq":' .. seq .. ',' .. ARGV[1]
+redis.call('ZADD', KEYS[2], seq, rec)
+redis.call('ZADD', KEYS[3], ARGV[2], seq)
+redis.call('PUBLISH', ARGV[3], '{"type":"revocation","revocation":' .. rec .. '}')
+return rec
+`,
+);
+
+/** KEYS: keep index, log. ARGV: now, batch. Removes up to `batch` records with keepUntil <= now; returns how many. */
+export const PURGE_REVOCATIONS = new LuaScript(
+  'purgeRevocations',
+  `
+local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, s in ipairs(seqs) do redis.call('ZREMRANGEBYSCORE', KEYS[2], s, s) end
+if #seqs > 0 then redis.call('ZREM', KEYS[1], unpack(seqs)) end
+return #seqs
+`,
+);
+
+/** KEYS: suspensions hash. ARGV: plugin, record JSON, channel, change JSON. 1 if newly suspended. */
+export const SUSPEND = new LuaScript(
+  'suspend',
+  `
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`,
+);
+
+/** KEYS: suspensions hash. ARGV: plugin, channel, change JSON. 1 if it was suspended. */
+export const RESUME = new LuaScript(
+  'resume',
+  `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+`,
+);

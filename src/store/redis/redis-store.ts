@@ -1,0 +1,648 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
+import { LeashError } from '../../errors/leash-error.js';
+import { systemClock, type Clock } from '../../time/clock.js';
+import type { AuditRecord, IssuedToken, Revocation, StateChange, Suspension, Task } from '../records.js';
+import { ChangeHub } from '../sqlite/change-hub.js';
+import { checkLimit, checkNow, checkPlugin, checkRevocation, checkSince, checkSuspension, checkWindow } from '../sqlite/record-checks.js';
+import type { Store } from '../store.js';
+import { RedisKeys } from './redis-keys.js';
+import {
+  ADD_REVOCATION,
+  AUDIT_APPEND,
+  CREATE_TASK,
+  END_TASK,
+  PURGE_REVOCATIONS,
+  RECORD_ISSUED,
+  REMEMBER,
+  RESUME,
+  SUSPEND,
+} from './redis-scripts.js';
+
+export interface RedisStoreOptions {
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://` (TLS). */
+  readonly url: string;
+  /** Prefix of every key and of the pub/sub channel (`<prefix>changes`). */
+  readonly keyPrefix: string;
+  readonly clock?: Clock;
+  /** Overrides a password in the URL (LEASH_REDIS_PASSWORD keeps it out of the config file). */
+  readonly password?: string | undefined;
+  /** How long opening (and each reconnection attempt) may take. Default 2000 ms. */
+  readonly connectTimeoutMs?: number;
+  /** A command with no reply within this fails closed. Default 1500 ms. */
+  readonly commandTimeoutMs?: number;
+  /** Refuse to open unless the server runs with `appendonly yes` (see "Durability"). Default false. */
+  readonly requireAof?: boolean;
+  /** Issued-token records outlive their expiry by this much (clock skew, late introspection). Default 5 min. */
+  readonly tokenMarginMs?: number;
+  /** The per-task token index (the tokens-per-task quota) lives this long past its last token. Default 48 h. */
+  readonly taskIndexRetentionMs?: number;
+  /** An ended task is forgotten this long after it ends (0 = kept forever). Default 7 days. */
+  readonly endedTaskRetentionMs?: number;
+}
+
+/**
+ * The Redis store: every Store role on one shared Redis, so several Leash replicas see one
+ * state. Notes on the choices:
+ *
+ * Durability. Redis acknowledges a write once it is in memory and, with AOF, once it is in
+ * the append-only file. "Nothing lost" needs `appendonly yes`: with `appendfsync always`
+ * the reply is sent after the fsync (an acknowledged revocation survives a power loss);
+ * with `everysec` it survives a redis-server crash or SIGKILL (the write reached the
+ * kernel before the reply) but a power loss can take the last second. Without AOF, RDB
+ * snapshots lose everything since the last one. `persistence()` reports what the server
+ * runs with; `requireAof` refuses to open without AOF.
+ *
+ * Fail closed. No offline queue, no retry of a failed command, a timeout on every command:
+ * while Redis is unreachable every call rejects within ~commandTimeoutMs with
+ * ERR_BACKEND_UNAVAILABLE instead of waiting. The connection reconnects by itself with a
+ * capped backoff (at most 1 s between attempts), so service resumes without a restart.
+ *
+ * Time. Every expiry comparison uses the injected clock (replay cache, live tokens,
+ * keepUntil), as the SQLite store does; Redis TTLs are only garbage collection and are
+ * set relative (PX) from that clock, so a skewed server clock never drops a key early.
+ *
+ * Audit chain. The hash is sha256 over canonical JSON computed in Node by the same
+ * function SQLite uses (Redis Lua has no sha256, and cjson would not reproduce canonical
+ * JSON byte for byte). Appends are a compare-and-set: compute the record from the head this
+ * process last saw, then a script appends only if the head is still that one; on conflict
+ * it returns the current head and we recompute and retry. One round trip when uncontended.
+ *
+ * Change feed. Writes that change what replicas must know (revocations, suspensions)
+ * PUBLISH the StateChange in the same script as the write, on `<prefix>changes`. A
+ * dedicated subscriber connection delivers them to local listeners, the writer's own
+ * included (so every replica, this one too, sees one ordered stream). Pub/sub is
+ * at-most-once: a replica catches up after a gap with `revocationsSince`.
+ */
+export async function openRedisStore(opts: RedisStoreOptions): Promise<RedisStore> {
+  const store = new RedisStore(opts);
+  await store.connect();
+  return store;
+}
+
+const UNAVAILABLE = 'the state store is unavailable; retry later';
+
+function unavailable(op: string, err: unknown): LeashError {
+  const message = err instanceof Error ? err.message : String(err);
+  return new LeashError('ERR_BACKEND_UNAVAILABLE', UNAVAILABLE, { backend: 'redis', op, message }, { cause: err });
+}
+
+function positive(name: string, v: number | undefined, dflt: number, allowZero = false): number {
+  const x = v ?? dflt;
+  if (!Number.isSafeInteger(x) || x < (allowZero ? 0 : 1)) throw new TypeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer`);
+  return x;
+}
+
+/** Reconnect backoff: 50, 100, 200 ... ms, capped at 1 s, with jitter so replicas do not stampede. */
+function retryStrategy(times: number): number {
+  return Math.min(50 * 2 ** Math.min(times - 1, 10), 1000) + Math.floor(Math.random() * 50);
+}
+
+type TaskHead = { id: string; plugins: string[]; attributes: Record<string, string>; createdAt: number; expiresAt: number; createdBy: string };
+type TaskEnd = { endedAt: number; endedBy: string };
+type PendingAppend = { type: string; canonical: string; ts: number; resolve: (r: AuditRecord) => void; reject: (err: unknown) => void };
+
+export class RedisStore implements Store {
+  readonly kind = 'redis';
+  readonly keyPrefix: string;
+  readonly #k: RedisKeys;
+  readonly #client: Redis;
+  readonly #sub: Redis;
+  readonly #clock: Clock;
+  readonly #requireAof: boolean;
+  readonly #tokenMarginMs: number;
+  readonly #taskIndexRetentionMs: number;
+  readonly #endedTaskRetentionMs: number;
+  readonly #hub = new ChangeHub();
+  readonly #unsubscribers = new Set<() => void>();
+  #subscribed = false;
+  #closed = false;
+  /** The audit head as this process last saw it: the first guess of each compare-and-set. */
+  #head: ChainAnchor = { seq: 0, hash: GENESIS_HASH };
+  readonly #pendingAppends: PendingAppend[] = [];
+  #appending = false;
+
+  constructor(opts: RedisStoreOptions) {
+    if (typeof opts.url !== 'string' || !/^rediss?:\/\//.test(opts.url)) throw new TypeError('url must start with redis:// or rediss://');
+    if (typeof opts.keyPrefix !== 'string' || !/^[A-Za-z0-9:_-]{1,64}$/.test(opts.keyPrefix)) {
+      throw new TypeError('keyPrefix must be 1-64 characters of A-Z a-z 0-9 : _ -');
+    }
+    this.keyPrefix = opts.keyPrefix;
+    this.#k = new RedisKeys(opts.keyPrefix);
+    this.#clock = opts.clock ?? systemClock;
+    this.#requireAof = opts.requireAof ?? false;
+    this.#tokenMarginMs = positive('tokenMarginMs', opts.tokenMarginMs, 5 * 60_000);
+    this.#taskIndexRetentionMs = positive('taskIndexRetentionMs', opts.taskIndexRetentionMs, 48 * 3600_000);
+    this.#endedTaskRetentionMs = positive('endedTaskRetentionMs', opts.endedTaskRetentionMs, 7 * 86400_000, true);
+    const connectTimeout = positive('connectTimeoutMs', opts.connectTimeoutMs, 2000);
+    const commandTimeout = positive('commandTimeoutMs', opts.commandTimeoutMs, 1500);
+    const options: RedisOptions = {
+      lazyConnect: true,
+      connectTimeout,
+      commandTimeout,
+      // Fail closed: never park a command until Redis returns.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      retryStrategy,
+      connectionName: 'leash',
+    };
+    if (opts.password !== undefined) options.password = opts.password;
+    this.#client = new Redis(opts.url, options);
+    // The subscriber resubscribes itself on every 'ready' (below), so `subscribed()` turns
+    // true only once the server has confirmed the subscription, not merely reconnected.
+    this.#sub = this.#client.duplicate({ autoResubscribe: false });
+    // Without a listener ioredis drops errors silently; the store reports them per call.
+    this.#client.on('error', () => undefined);
+    this.#sub.on('error', () => undefined);
+    this.#sub.on('ready', () => this.#resubscribe());
+    this.#sub.on('close', () => {
+      this.#subscribed = false;
+    });
+    this.#sub.on('end', () => {
+      this.#subscribed = false;
+    });
+    this.#sub.on('message', (channel: string, message: string) => {
+      if (channel === this.#k.changes) this.#deliver(message);
+    });
+  }
+
+  /** Connects both connections and subscribes; fails closed (ERR_BACKEND_UNAVAILABLE) if Redis cannot be reached. */
+  async connect(): Promise<void> {
+    try {
+      await this.#client.connect();
+      if (this.#requireAof) {
+        const p = await this.persistence();
+        if (p.appendonly !== 'yes') throw new Error(`the Redis server runs with appendonly=${p.appendonly ?? 'unknown'}; Leash needs appendonly yes so acknowledged revocations survive a restart`);
+      }
+      await this.#sub.connect();
+      // 'ready' has fired and sent SUBSCRIBE; open only once the server confirmed it.
+      const deadline = Date.now() + (this.#client.options.connectTimeout ?? 2000);
+      while (!this.#subscribed) {
+        if (Date.now() > deadline) throw new Error('timed out subscribing to the change channel');
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      const head = await this.#client.get(this.#k.auditHead);
+      if (head) this.#head = parseHead(head);
+    } catch (err) {
+      this.#closed = true;
+      this.#client.disconnect();
+      this.#sub.disconnect();
+      throw unavailable('open', err);
+    }
+  }
+
+  /** What the server persists with (CONFIG GET); undefined fields when CONFIG is disabled. */
+  async persistence(): Promise<{ appendonly: string | undefined; appendfsync: string | undefined }> {
+    return this.#call('persistence', async () => {
+      let reply: unknown;
+      try {
+        reply = await this.#client.config('GET', 'append*');
+      } catch (err) {
+        // Managed services often rename or forbid CONFIG: unknown, not unavailable.
+        if (err instanceof Error && /unknown command|NOPERM|ERR/i.test(err.message) && this.#client.status === 'ready') return { appendonly: undefined, appendfsync: undefined };
+        throw err;
+      }
+      const flat = Array.isArray(reply) ? (reply as unknown[]).map(String) : [];
+      const get = (name: string) => {
+        const i = flat.indexOf(name);
+        return i >= 0 && i % 2 === 0 ? flat[i + 1] : undefined;
+      };
+      return { appendonly: get('appendonly'), appendfsync: get('appendfsync') };
+    });
+  }
+
+  // ---- TaskStore -------------------------------------------------------------------
+
+  async createTask(task: Task): Promise<void> {
+    const head: TaskHead = {
+      id: task.id,
+      plugins: [...task.plugins],
+      attributes: { ...task.attributes },
+      createdAt: task.createdAt,
+      expiresAt: task.expiresAt,
+      createdBy: task.createdBy,
+    };
+    const end = task.state === 'ended' ? JSON.stringify({ endedAt: task.endedAt, endedBy: task.endedBy }) : '';
+    const created = await this.#call('createTask', () =>
+      CREATE_TASK.run(this.#client, [this.#k.task(task.id), this.#k.activeTasks], [JSON.stringify(head), task.state, end, task.expiresAt, task.id]),
+    );
+    // Ids are random; a duplicate is a caller bug, and overwriting could revive an ended task.
+    if (created !== 1) throw new TypeError('createTask: a task with this id already exists');
+  }
+
+  async getTask(id: string): Promise<Task | undefined> {
+    const r = await this.#call('getTask', () => this.#client.hmget(this.#k.task(id), 'd', 'st', 'e'));
+    return toTask(r);
+  }
+
+  async endTask(id: string, at: number, by: string): Promise<Task | undefined> {
+    const end: TaskEnd = { endedAt: at, endedBy: by };
+    const r = await this.#call('endTask', () =>
+      END_TASK.run(this.#client, [this.#k.task(id), this.#k.activeTasks], [JSON.stringify(end), id, this.#endedTaskRetentionMs]),
+    );
+    return toTask(r);
+  }
+
+  async countActiveTasks(now: number): Promise<number> {
+    return this.#call('countActiveTasks', () => this.#client.zcount(this.#k.activeTasks, `(${now}`, '+inf'));
+  }
+
+  async listExpiredActiveTasks(now: number, limit: number): Promise<Task[]> {
+    checkNow('listExpiredActiveTasks', now);
+    checkLimit('listExpiredActiveTasks', limit);
+    return this.#call('listExpiredActiveTasks', async () => {
+      const ids = await this.#client.zrangebyscore(this.#k.activeTasks, '-inf', now, 'LIMIT', 0, limit);
+      if (ids.length === 0) return [];
+      const p = this.#client.pipeline();
+      for (const id of ids) p.hmget(this.#k.task(id), 'd', 'st', 'e');
+      const tasks: Task[] = [];
+      for (const [err, r] of (await p.exec()) ?? []) {
+        if (err) throw err;
+        const t = toTask(r);
+        // An index entry whose task is gone (retention) or no longer active is skipped.
+        if (t && t.state === 'active') tasks.push(t);
+      }
+      return tasks;
+    });
+  }
+
+  // ---- TokenIndex ------------------------------------------------------------------
+
+  async recordIssued(t: IssuedToken): Promise<void> {
+    const now = this.#clock.now();
+    const json = JSON.stringify(tokenJson(t));
+    const ttl = Math.max(1, t.expiresAt - now + this.#tokenMarginMs);
+    const recorded = await this.#call('recordIssued', () =>
+      RECORD_ISSUED.run(
+        this.#client,
+        [this.#k.token(t.jti), t.task === undefined ? this.#k.tokensOfTask('') : this.#k.tokensOfTask(t.task), this.#k.tokensOfPlugin(t.plugin)],
+        [json, ttl, t.issuedAt, t.jti, t.expiresAt, t.task === undefined ? '0' : '1', ttl + this.#taskIndexRetentionMs, now - this.#tokenMarginMs],
+      ),
+    );
+    if (recorded !== 1) throw new TypeError('recordIssued: a token with this jti is already recorded');
+  }
+
+  async getIssued(jti: string): Promise<IssuedToken | undefined> {
+    const raw = await this.#call('getIssued', () => this.#client.get(this.#k.token(jti)));
+    return raw === null ? undefined : fromTokenJson(raw);
+  }
+
+  async listIssuedForTask(taskId: string): Promise<IssuedToken[]> {
+    return this.#call('listIssuedForTask', async () => {
+      const jtis = await this.#client.zrange(this.#k.tokensOfTask(taskId), '0', '-1');
+      return this.#tokens(jtis);
+    });
+  }
+
+  async listLiveIssuedForPlugin(plugin: string, now: number): Promise<IssuedToken[]> {
+    checkPlugin('listLiveIssuedForPlugin', plugin);
+    checkNow('listLiveIssuedForPlugin', now);
+    return this.#call('listLiveIssuedForPlugin', async () => {
+      const jtis = await this.#client.zrangebyscore(this.#k.tokensOfPlugin(plugin), `(${now}`, '+inf');
+      const tokens = (await this.#tokens(jtis)).filter((t) => t.expiresAt > now);
+      return tokens.sort((a, b) => a.issuedAt - b.issuedAt || (a.jti < b.jti ? -1 : a.jti > b.jti ? 1 : 0));
+    });
+  }
+
+  async countIssuedForTask(taskId: string): Promise<number> {
+    return this.#call('countIssuedForTask', () => this.#client.zcard(this.#k.tokensOfTask(taskId)));
+  }
+
+  async #tokens(jtis: string[]): Promise<IssuedToken[]> {
+    const out: IssuedToken[] = [];
+    for (let i = 0; i < jtis.length; i += 500) {
+      const batch = jtis.slice(i, i + 500);
+      const raws = await this.#client.mget(...batch.map((j) => this.#k.token(j)));
+      // A record past its retention is gone while its index entry lingers: skip it.
+      for (const raw of raws) if (raw !== null) out.push(fromTokenJson(raw));
+    }
+    return out;
+  }
+
+  // ---- AuditLog --------------------------------------------------------------------
+
+  async append(type: string, event: Record<string, unknown>, ts: number): Promise<AuditRecord> {
+    if (typeof type !== 'string' || type.length === 0) throw new TypeError('append: type must be a non-empty string');
+    if (!Number.isSafeInteger(ts)) throw new TypeError('append: ts must be an integer number of milliseconds');
+    const canonical = canonicalJson(event);
+    if (this.#closed) throw new LeashError('ERR_BACKEND_UNAVAILABLE', UNAVAILABLE, { backend: 'redis', op: 'append', message: 'the store is closed' });
+    return new Promise<AuditRecord>((resolve, reject) => {
+      this.#pendingAppends.push({ type, canonical, ts, resolve, reject });
+      if (!this.#appending) void this.#flushAppends();
+    });
+  }
+
+  /**
+   * Group commit: appends waiting in this process go in one compare-and-set, so local
+   * writers never race each other for the head (only other replicas can), and a burst costs
+   * one round trip (one fsync under appendfsync always) instead of one each.
+   */
+  async #flushAppends(): Promise<void> {
+    this.#appending = true;
+    try {
+      while (this.#pendingAppends.length > 0) {
+        const batch = this.#pendingAppends.splice(0, 256);
+        try {
+          const records = await this.#call('append', () => this.#appendBatch(batch));
+          records.forEach((r, i) => batch[i]!.resolve(r));
+        } catch (err) {
+          for (const p of batch) p.reject(err);
+        }
+      }
+    } finally {
+      this.#appending = false;
+    }
+  }
+
+  async #appendBatch(batch: readonly PendingAppend[]): Promise<AuditRecord[]> {
+    let head = this.#head;
+    // Each conflict means another replica appended in between; with group commit a round
+    // of N contending replicas lets at least one through, so this ends quickly.
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const records: AuditRecord[] = [];
+      const args: Array<string | number> = [formatHead({ seq: 0, hash: GENESIS_HASH }), formatHead(head), batch.length];
+      let prev = head;
+      for (const p of batch) {
+        const seq = prev.seq + 1;
+        const hash = chainHashCanonical(prev.hash, seq, p.ts, p.type, p.canonical);
+        args.push(seq, JSON.stringify([p.ts, p.type, p.canonical, prev.hash, hash]));
+        records.push({ seq, ts: p.ts, type: p.type, event: JSON.parse(p.canonical) as Record<string, unknown>, prevHash: prev.hash, hash });
+        prev = { seq, hash };
+      }
+      args.push(formatHead(prev));
+      const r = await AUDIT_APPEND.run(this.#client, [this.#k.auditHead, this.#k.auditLog], args);
+      if (r === 1) {
+        this.#head = prev;
+        return records;
+      }
+      head = parseHead(String(r));
+      this.#head = head;
+      if (attempt >= 3) await new Promise((res) => setTimeout(res, Math.random() * 5 * attempt));
+    }
+    throw new Error('audit append: the chain head kept moving (100 conflicts)');
+  }
+
+  async read(fromSeq: number, limit: number): Promise<AuditRecord[]> {
+    if (!Number.isSafeInteger(fromSeq)) throw new TypeError('read: fromSeq must be an integer');
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new TypeError('read: limit must be a positive integer');
+    const first = Math.max(1, fromSeq);
+    return this.#call('read', async () => {
+      const fields = Array.from({ length: limit }, (_, i) => String(first + i));
+      const raws = await this.#client.hmget(this.#k.auditLog, ...fields);
+      const out: AuditRecord[] = [];
+      for (let i = 0; i < raws.length; i++) {
+        const raw = raws[i];
+        // Seqs are contiguous: the first hole is the end of the log.
+        if (raw === null || raw === undefined) break;
+        const [ts, type, event, prevHash, hash] = JSON.parse(raw) as [number, string, string, string, string];
+        out.push({ seq: first + i, ts, type, event: JSON.parse(event) as Record<string, unknown>, prevHash, hash });
+      }
+      return out;
+    });
+  }
+
+  // ---- ReplayCache -----------------------------------------------------------------
+
+  async remember(key: string, expiresAt: number): Promise<boolean> {
+    if (typeof key !== 'string' || key.length === 0) throw new TypeError('remember: key must be a non-empty string');
+    if (!Number.isFinite(expiresAt)) throw new TypeError('remember: expiresAt must be a number of milliseconds');
+    const now = this.#clock.now();
+    const ttl = Math.max(1, Math.ceil(expiresAt - now));
+    const r = await this.#call('remember', () => REMEMBER.run(this.#client, [this.#k.replay(key)], [expiresAt, now, ttl]));
+    return r === 1;
+  }
+
+  // ---- RevocationStore -------------------------------------------------------------
+
+  async addRevocation(r: Omit<Revocation, 'seq'>): Promise<Revocation> {
+    checkRevocation(r);
+    // Field order fixed here; the script prepends `{"seq":N,`.
+    const body = JSON.stringify({
+      scope: r.scope,
+      id: r.id,
+      issuedBefore: r.issuedBefore,
+      revokedAt: r.revokedAt,
+      keepUntil: r.keepUntil,
+      reason: r.reason,
+      actor: r.actor,
+    }).slice(1);
+    const raw = await this.#call('addRevocation', () =>
+      ADD_REVOCATION.run(this.#client, [this.#k.revocationSeq, this.#k.revocationLog, this.#k.revocationKeep], [body, r.keepUntil, this.#k.changes]),
+    );
+    return JSON.parse(String(raw)) as Revocation;
+  }
+
+  async revocationsSince(cursor: number, limit: number, now: number): Promise<Revocation[]> {
+    checkSince(cursor, limit, now);
+    return this.#call('revocationsSince', async () => {
+      const out: Revocation[] = [];
+      let from = cursor;
+      // Records past keepUntil but not yet purged are skipped without cutting the page short.
+      while (out.length < limit) {
+        const want = limit - out.length;
+        const raws = await this.#client.zrangebyscore(this.#k.revocationLog, `(${from}`, '+inf', 'LIMIT', 0, want);
+        for (const raw of raws) {
+          const rec = JSON.parse(raw) as Revocation;
+          from = rec.seq;
+          if (rec.keepUntil > now) out.push(rec);
+        }
+        if (raws.length < want) break;
+      }
+      return out;
+    });
+  }
+
+  async purgeRevocations(now: number): Promise<number> {
+    checkNow('purgeRevocations', now);
+    return this.#call('purgeRevocations', async () => {
+      let total = 0;
+      for (;;) {
+        const n = Number(await PURGE_REVOCATIONS.run(this.#client, [this.#k.revocationKeep, this.#k.revocationLog], [now, 1000]));
+        total += n;
+        if (n < 1000) return total;
+      }
+    });
+  }
+
+  // ---- SuspensionStore -------------------------------------------------------------
+
+  async suspendPlugin(s: Suspension): Promise<boolean> {
+    checkSuspension(s);
+    const record = JSON.stringify({ plugin: s.plugin, since: s.since, actor: s.actor, reason: s.reason });
+    const change: StateChange = { type: 'suspension', plugin: s.plugin, suspended: true };
+    const r = await this.#call('suspendPlugin', () => SUSPEND.run(this.#client, [this.#k.suspensions], [s.plugin, record, this.#k.changes, JSON.stringify(change)]));
+    return r === 1;
+  }
+
+  async resumePlugin(plugin: string): Promise<boolean> {
+    checkPlugin('resumePlugin', plugin);
+    const change: StateChange = { type: 'suspension', plugin, suspended: false };
+    const r = await this.#call('resumePlugin', () => RESUME.run(this.#client, [this.#k.suspensions], [plugin, this.#k.changes, JSON.stringify(change)]));
+    return r === 1;
+  }
+
+  async listSuspensions(): Promise<Suspension[]> {
+    const raws = await this.#call('listSuspensions', () => this.#client.hvals(this.#k.suspensions));
+    return raws.map((raw) => JSON.parse(raw) as Suspension).sort((a, b) => (a.plugin < b.plugin ? -1 : a.plugin > b.plugin ? 1 : 0));
+  }
+
+  // ---- CounterStore ----------------------------------------------------------------
+
+  async incrementWindow(key: string, windowMs: number, now: number, by = 1): Promise<number> {
+    const start = checkWindow(key, windowMs, now, by);
+    const k = this.#k.counter(key, windowMs, start);
+    // The key outlives its window by a minute, for replicas whose clocks lag a little.
+    const ttl = start + windowMs - now + 60_000;
+    return this.#call('incrementWindow', async () => {
+      const res = await this.#client.multi().incrby(k, by).pexpire(k, ttl).exec();
+      if (!res) throw new Error('incrementWindow: transaction aborted');
+      const [err, value] = res[0]!;
+      if (err) throw err;
+      return Number(value);
+    });
+  }
+
+  // ---- ChangeFeed ------------------------------------------------------------------
+
+  subscribe(listener: (change: StateChange) => void): () => void {
+    if (typeof listener !== 'function') throw new TypeError('subscribe: listener must be a function');
+    if (this.#closed) return () => undefined;
+    const off = this.#hub.add(listener);
+    const unsubscribe = () => {
+      off();
+      this.#unsubscribers.delete(unsubscribe);
+    };
+    this.#unsubscribers.add(unsubscribe);
+    return unsubscribe;
+  }
+
+  subscribed(): boolean {
+    return this.#subscribed && !this.#closed;
+  }
+
+  #resubscribe(): void {
+    if (this.#closed) return;
+    this.#sub.subscribe(this.#k.changes).then(
+      () => {
+        if (this.#sub.status === 'ready' && !this.#closed) this.#subscribed = true;
+      },
+      () => {
+        this.#subscribed = false;
+        // A dropped connection retries on its next 'ready'; a timed-out SUBSCRIBE on a live
+        // connection would otherwise never be retried.
+        if (this.#sub.status === 'ready') setTimeout(() => this.#sub.status === 'ready' && this.#resubscribe(), 250).unref();
+      },
+    );
+  }
+
+  #deliver(message: string): void {
+    let change: StateChange;
+    try {
+      change = JSON.parse(message) as StateChange;
+    } catch {
+      return;
+    }
+    // Only the two shapes the contract knows; anything else on the channel is ignored.
+    if (change?.type === 'revocation' && typeof change.revocation?.seq === 'number') this.#hub.publish(change);
+    else if (change?.type === 'suspension' && typeof change.plugin === 'string' && typeof change.suspended === 'boolean') this.#hub.publish(change);
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------
+
+  async ping(): Promise<void> {
+    await this.#call('ping', () => this.#client.ping());
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#subscribed = false;
+    for (const off of [...this.#unsubscribers]) off();
+    // disconnect(), not quit(): quit waits for a reply a dead server never sends.
+    await Promise.all([ended(this.#client), ended(this.#sub)]);
+  }
+
+  /** Every Redis call goes through here: closed, unreachable, slow or failing all fail closed. */
+  async #call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new LeashError('ERR_BACKEND_UNAVAILABLE', UNAVAILABLE, { backend: 'redis', op, message: 'the store is closed' });
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof LeashError) throw err;
+      throw unavailable(op, err);
+    }
+  }
+}
+
+/** Disconnects and resolves once the connection is fully closed (no socket or timer left behind). */
+function ended(c: Redis): Promise<void> {
+  // Without an open socket (down, between reconnection attempts) disconnect() only cancels
+  // the next attempt and no 'end' follows: nothing is left to wait for.
+  const socketOpen = c.status === 'connecting' || c.status === 'connect' || c.status === 'ready';
+  const done = socketOpen
+    ? new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 2000);
+        t.unref();
+        c.once('end', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      })
+    : Promise.resolve();
+  c.disconnect();
+  return done;
+}
+
+function formatHead(h: ChainAnchor): string {
+  return `${h.seq}:${h.hash}`;
+}
+
+function parseHead(s: string): ChainAnchor {
+  const i = s.indexOf(':');
+  const seq = Number(s.slice(0, i));
+  const hash = s.slice(i + 1);
+  if (i < 1 || !Number.isSafeInteger(seq) || !/^[0-9a-f]{64}$/.test(hash)) throw new Error('audit head is malformed');
+  return { seq, hash };
+}
+
+function toTask(reply: unknown): Task | undefined {
+  if (!Array.isArray(reply)) return undefined;
+  const [d, st, e] = reply as Array<string | null>;
+  if (typeof d !== 'string' || (st !== 'active' && st !== 'ended')) return undefined;
+  const h = JSON.parse(d) as TaskHead;
+  const end = typeof e === 'string' && e.length > 0 ? (JSON.parse(e) as Partial<TaskEnd>) : undefined;
+  return {
+    id: h.id,
+    plugins: h.plugins,
+    attributes: h.attributes,
+    createdAt: h.createdAt,
+    expiresAt: h.expiresAt,
+    createdBy: h.createdBy,
+    state: st,
+    endedAt: end?.endedAt ?? undefined,
+    endedBy: end?.endedBy ?? undefined,
+  };
+}
+
+type TokenJson = Omit<IssuedToken, 'task' | 'kid' | 'jkt'> & { task: string | null; kid: string | null; jkt: string | null };
+
+function tokenJson(t: IssuedToken): TokenJson {
+  return {
+    jti: t.jti,
+    plugin: t.plugin,
+    task: t.task ?? null,
+    audience: t.audience,
+    scopes: [...t.scopes],
+    kind: t.kind,
+    kid: t.kid ?? null,
+    issuedAt: t.issuedAt,
+    expiresAt: t.expiresAt,
+    jkt: t.jkt ?? null,
+  };
+}
+
+function fromTokenJson(raw: string): IssuedToken {
+  const j = JSON.parse(raw) as TokenJson;
+  return { ...j, task: j.task ?? undefined, kid: j.kid ?? undefined, jkt: j.jkt ?? undefined };
+}

@@ -1,0 +1,271 @@
+import { describe, it, expect, beforeAll, afterAll, afterEach } from '@jest/globals';
+import { Redis } from 'ioredis';
+import { verifyAuditLog } from '../../src/audit/verify.js';
+import { isLeashError } from '../../src/errors/leash-error.js';
+import type { StateChange } from '../../src/store/records.js';
+import { openRedisStore, type RedisStore, type RedisStoreOptions } from '../../src/store/redis/redis-store.js';
+import { ManualClock } from '../../src/time/clock.js';
+import { startRedis, redisAvailable, type RedisServer } from '../support/redis.js';
+import { aRevocation, aTask, aToken, describeStore } from './describe-store.js';
+
+const RUN = redisAvailable('Redis store tests');
+const HOUR = 3600_000;
+
+let prefixes = 0;
+/** Each test gets its own key prefix on the shared server: no FLUSHDB between tests needed. */
+function freshPrefix(): string {
+  prefixes += 1;
+  return `t${process.pid}-${prefixes}:`;
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+async function eventually(pred: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await pred()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+if (!RUN) {
+  describe('Redis store', () => {
+    it.skip('skipped: redis-server is not installed (see the message above)', () => undefined);
+  });
+} else {
+  let shared: RedisServer;
+  beforeAll(async () => {
+    shared = await startRedis();
+  }, 20_000);
+  afterAll(async () => {
+    await shared?.cleanup();
+  });
+
+  describeStore('redis', async ({ clock }) => {
+    const keyPrefix = freshPrefix();
+    const open = () => openRedisStore({ url: shared.url, keyPrefix, clock });
+    return {
+      store: await open(),
+      reopen: open,
+      sibling: open,
+      cleanup: async () => undefined,
+    };
+  });
+
+  describe('Redis store specifics', () => {
+    const clock = new ManualClock();
+    const toClose: Array<{ close(): Promise<void> }> = [];
+    const servers: RedisServer[] = [];
+
+    afterEach(async () => {
+      for (const c of toClose.splice(0)) await c.close().catch(() => undefined);
+      for (const s of servers.splice(0)) await s.cleanup();
+    });
+
+    async function open(extra: Partial<RedisStoreOptions> & { url?: string } = {}): Promise<RedisStore> {
+      const s = await openRedisStore({ url: shared.url, keyPrefix: freshPrefix(), clock, ...extra });
+      toClose.push(s);
+      return s;
+    }
+
+    async function ownServer(): Promise<RedisServer> {
+      const s = await startRedis();
+      servers.push(s);
+      return s;
+    }
+
+    it('keeps every key under its prefix, and prefixes do not see each other', async () => {
+      const a = await open();
+      const b = await open();
+      const seenByB: StateChange[] = [];
+      b.subscribe((c) => seenByB.push(c));
+      await a.createTask(aTask(clock, { id: 'tsk_x' }));
+      await a.recordIssued(aToken(clock, { task: 'tsk_x' }));
+      await a.append('task.opened', { task: 'tsk_x' }, 1);
+      await a.remember('k', clock.now() + HOUR);
+      await a.addRevocation(aRevocation(clock));
+      await a.suspendPlugin({ plugin: 'p', since: 1, actor: 'apikey:s', reason: '' });
+      await a.incrementWindow('c', 1000, clock.now());
+      expect(await b.getTask('tsk_x')).toBeUndefined();
+      expect(await b.revocationsSince(0, 10, clock.now())).toEqual([]);
+      expect(await b.listSuspensions()).toEqual([]);
+      expect(await b.read(1, 10)).toEqual([]);
+      expect(await b.remember('k', clock.now() + HOUR)).toBe(true);
+      const raw = new Redis(shared.url);
+      try {
+        const keys = await raw.keys(`${a.keyPrefix}*`);
+        expect(keys.length).toBeGreaterThanOrEqual(8);
+        const all = await raw.keys('*');
+        expect(all.every((k) => k.startsWith('t'))).toBe(true);
+      } finally {
+        raw.disconnect();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      expect(seenByB).toEqual([]);
+    });
+
+    it('reports the persistence mode and can require AOF', async () => {
+      const s = await open({ requireAof: true });
+      expect(await s.persistence()).toEqual({ appendonly: 'yes', appendfsync: 'always' });
+      const noAof = await ownServer();
+      const raw = new Redis(noAof.url);
+      await raw.config('SET', 'appendonly', 'no');
+      raw.disconnect();
+      const err = await rejection(openRedisStore({ url: noAof.url, keyPrefix: 'x:', clock, requireAof: true }));
+      expect(isLeashError(err) && err.code).toBe('ERR_BACKEND_UNAVAILABLE');
+      expect(isLeashError(err) && String(err.detail?.message)).toMatch(/appendonly=no/);
+    });
+
+    it('fails closed at open when nothing answers, within the connect timeout', async () => {
+      const gone = await ownServer();
+      await gone.stop();
+      const t0 = Date.now();
+      const err = await rejection(openRedisStore({ url: gone.url, keyPrefix: 'x:', clock, connectTimeoutMs: 500 }));
+      expect(isLeashError(err) && err.code).toBe('ERR_BACKEND_UNAVAILABLE');
+      expect(isLeashError(err) && err.detail).toMatchObject({ backend: 'redis', op: 'open' });
+      expect(Date.now() - t0).toBeLessThan(3000);
+    });
+
+    it('rejects bad options as a TypeError', async () => {
+      await expect(openRedisStore({ url: 'http://127.0.0.1:1', keyPrefix: 'x:', clock })).rejects.toBeInstanceOf(TypeError);
+      await expect(openRedisStore({ url: shared.url, keyPrefix: 'bad prefix', clock })).rejects.toBeInstanceOf(TypeError);
+      await expect(openRedisStore({ url: shared.url, keyPrefix: '', clock })).rejects.toBeInstanceOf(TypeError);
+    });
+
+    it('appends from many concurrent writers on several handles into one unforked chain', async () => {
+      const a = await open();
+      const b = await openRedisStore({ url: shared.url, keyPrefix: a.keyPrefix, clock });
+      const c = await openRedisStore({ url: shared.url, keyPrefix: a.keyPrefix, clock });
+      toClose.push(b, c);
+      const writes = [];
+      for (let i = 0; i < 40; i++) for (const [name, s] of [['a', a], ['b', b], ['c', c]] as const) writes.push(s.append('exchange.issued', { from: name, i }, i));
+      const records = await Promise.all(writes);
+      expect(new Set(records.map((r) => r.seq)).size).toBe(120);
+      expect(Math.max(...records.map((r) => r.seq))).toBe(120);
+      expect(await verifyAuditLog(a)).toEqual({ ok: true, count: 120 });
+    });
+
+    it('ignores foreign messages on the change channel', async () => {
+      const s = await open();
+      const seen: StateChange[] = [];
+      s.subscribe((c) => seen.push(c));
+      const raw = new Redis(shared.url);
+      try {
+        for (const junk of ['not json', '{"type":"revocation"}', '{"type":"other"}', '{"type":"suspension","plugin":1,"suspended":true}']) await raw.publish(`${s.keyPrefix}changes`, junk);
+      } finally {
+        raw.disconnect();
+      }
+      const r = await s.addRevocation(aRevocation(clock));
+      await eventually(() => seen.length > 0, 2000, 'the real change arrives');
+      expect(seen).toEqual([{ type: 'revocation', revocation: r }]);
+    });
+
+    it('with Redis stopped every call fails closed fast and the feed is unsubscribed; after a restart it works again, same handle', async () => {
+      const server = await ownServer();
+      const s = await open({ url: server.url });
+      const seen: StateChange[] = [];
+      s.subscribe((c) => seen.push(c));
+      const task = aTask(clock);
+      await s.createTask(task);
+      expect(s.subscribed()).toBe(true);
+
+      await server.stop();
+      await eventually(() => !s.subscribed(), 3000, 'subscribed() turns false');
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        ['ping', () => s.ping()],
+        ['createTask', () => s.createTask(aTask(clock))],
+        ['getTask', () => s.getTask(task.id)],
+        ['endTask', () => s.endTask(task.id, clock.now(), 'x')],
+        ['countActiveTasks', () => s.countActiveTasks(clock.now())],
+        ['listExpiredActiveTasks', () => s.listExpiredActiveTasks(clock.now(), 10)],
+        ['recordIssued', () => s.recordIssued(aToken(clock))],
+        ['getIssued', () => s.getIssued('j')],
+        ['listIssuedForTask', () => s.listIssuedForTask('t')],
+        ['listLiveIssuedForPlugin', () => s.listLiveIssuedForPlugin('p', clock.now())],
+        ['countIssuedForTask', () => s.countIssuedForTask('t')],
+        ['append', () => s.append('task.opened', {}, 1)],
+        ['read', () => s.read(1, 10)],
+        ['remember', () => s.remember('k', clock.now() + 1000)],
+        ['addRevocation', () => s.addRevocation(aRevocation(clock))],
+        ['revocationsSince', () => s.revocationsSince(0, 10, clock.now())],
+        ['purgeRevocations', () => s.purgeRevocations(clock.now())],
+        ['suspendPlugin', () => s.suspendPlugin({ plugin: 'p', since: 1, actor: 'a', reason: '' })],
+        ['resumePlugin', () => s.resumePlugin('p')],
+        ['listSuspensions', () => s.listSuspensions()],
+        ['incrementWindow', () => s.incrementWindow('k', 1000, clock.now())],
+      ];
+      for (const [op, call] of calls) {
+        const t0 = Date.now();
+        const err = await rejection(call());
+        expect([op, isLeashError(err) ? err.code : String(err)]).toEqual([op, 'ERR_BACKEND_UNAVAILABLE']);
+        expect([op, Date.now() - t0 < 3000]).toEqual([op, true]);
+        if (isLeashError(err)) expect(Object.keys(err.detail ?? {}).sort()).toEqual(['backend', 'message', 'op']);
+      }
+
+      await server.restart();
+      await eventually(async () => (await s.ping(), true), 5000, 'ping succeeds again');
+      await eventually(() => s.subscribed(), 5000, 'the feed is subscribed again');
+      expect(await s.getTask(task.id)).toEqual(task);
+      const r = await s.addRevocation(aRevocation(clock));
+      await eventually(() => seen.length > 0, 2000, 'a change published after the restart arrives');
+      expect(seen).toEqual([{ type: 'revocation', revocation: r }]);
+    }, 30_000);
+
+    it('fails closed within the command timeout when Redis hangs (SIGSTOP), then recovers', async () => {
+      const server = await ownServer();
+      const s = await open({ url: server.url, commandTimeoutMs: 500 });
+      await s.ping();
+      const pid = server.pid!;
+      process.kill(pid, 'SIGSTOP');
+      try {
+        const t0 = Date.now();
+        const err = await rejection(s.addRevocation(aRevocation(clock)));
+        expect(isLeashError(err) && err.code).toBe('ERR_BACKEND_UNAVAILABLE');
+        expect(Date.now() - t0).toBeLessThan(3000);
+        expect(isLeashError(err) && String(err.detail?.message)).toMatch(/timed out/i);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      await eventually(async () => (await s.ping(), true), 5000, 'ping succeeds after SIGCONT');
+    }, 20_000);
+
+    it('an acknowledged revocation survives kill -9 of redis-server (AOF, fsync always)', async () => {
+      const server = await ownServer();
+      const keyPrefix = freshPrefix();
+      const s = await openRedisStore({ url: server.url, keyPrefix, clock });
+      toClose.push(s);
+      const task = aTask(clock);
+      await s.createTask(task);
+      const ended = await s.endTask(task.id, clock.now(), 'apikey:security');
+      const rec = await s.append('revocation.added', { task: task.id }, 5);
+      await s.suspendPlugin({ plugin: 'slack-poster', since: 3, actor: 'apikey:security', reason: 'kill' });
+      const r1 = await s.addRevocation(aRevocation(clock, { scope: 'task', id: task.id }));
+      // acknowledged: now the process dies with no chance to flush anything
+      await server.kill9();
+      await server.restart();
+      // the first handle reconnects by itself
+      await eventually(async () => (await s.ping(), true), 5000, 'the old handle reconnects');
+      expect(await s.revocationsSince(0, 10, clock.now())).toEqual([r1]);
+
+      const again = await openRedisStore({ url: server.url, keyPrefix, clock });
+      toClose.push(again);
+      expect(await again.revocationsSince(0, 10, clock.now())).toEqual([r1]);
+      expect(await again.getTask(task.id)).toEqual(ended);
+      expect(await again.listSuspensions()).toEqual([{ plugin: 'slack-poster', since: 3, actor: 'apikey:security', reason: 'kill' }]);
+      expect((await again.read(1, 10)).at(-1)).toEqual(rec);
+      expect((await again.addRevocation(aRevocation(clock))).seq).toBe(r1.seq + 1);
+    }, 30_000);
+  });
+}
