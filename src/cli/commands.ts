@@ -5,7 +5,8 @@ import { watchConfig } from '../config/watch.js';
 import { writeJsonSchema } from '../config/json-schema.js';
 import { writeConfigurationDoc } from '../config/docs.js';
 import { compilePolicy } from '../policy/compile.js';
-import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
+import { openStore } from '../store/open-store.js';
+import { systemClock } from '../time/clock.js';
 import { verifyAuditLog } from '../audit/verify.js';
 import type { Broker } from '../broker.js';
 import { flag, parseArgs } from './args.js';
@@ -107,7 +108,7 @@ async function audit(argv: readonly string[]): Promise<number> {
   const a = parseArgs(argv, ['config']);
   if (a.positional[0] !== 'verify') throw new Error('usage: leash audit verify --config <file>');
   const loaded = await loadConfigFile(configPath(flag(a, 'config')));
-  const store = openSqliteStore({ path: loaded.config.settings.store.path });
+  const store = await openStore(loaded.config.settings.store, systemClock);
   try {
     const result = await verifyAuditLog(store);
     if (result.ok) {
