@@ -14,6 +14,10 @@ export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^([01][0-9]|2[0-3]):[0-5][0-9]$': 'a UTC time `HH:MM` from `00:00` to `23:59`',
   '^([01][0-9]|2[0-4]):[0-5][0-9]$': 'a UTC time `HH:MM` from `00:01` to `24:00`',
   '^rediss?://': 'a `redis://` or `rediss://` URL',
+  '^[a-z]{2}(-[a-z]+)+-[0-9]$': 'an AWS region such as `us-east-1`',
+  '^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$': 'an IAM role ARN `arn:aws:iam::<12-digit account>:role/<path/name>`',
+  '^[a-z0-9-]+:[A-Za-z0-9*]+$': 'an IAM action `service:Action` (`*` allowed in the action)',
+  '^(\\*|arn:aws[a-z-]*:[^\\s]+)$': '`*` or a resource ARN',
   '^[A-Za-z0-9:_-]{1,64}$': '1-64 characters of A-Z, a-z, 0-9, `:`, `_`, `-`',
 };
 

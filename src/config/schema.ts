@@ -103,6 +103,18 @@ export const DpopSettings = Type.Object(
   { ...Strict, description: 'DPoP (RFC 9449) sender-constrained tokens.', default: {} },
 );
 
+export const AwsSettings = Type.Object(
+  {
+    region: Type.String({ pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]$', default: 'us-east-1', description: 'AWS region of the STS (and IAM) calls.' }),
+    sts_endpoint: Type.Optional(Type.String({ format: 'uri', description: 'STS endpoint override (a regional or VPC endpoint; tests use a contract server).' })),
+    iam_endpoint: Type.Optional(Type.String({ format: 'uri', description: 'IAM endpoint override (for the deny-old-sessions action).' })),
+    web_identity_audience: Type.String({ minLength: 1, default: 'sts.amazonaws.com', description: '`aud` of the tokens Leash signs for AssumeRoleWithWebIdentity (the IAM OIDC provider\'s client id).' }),
+    web_identity_token_ttl: Type.Integer({ minimum: 60, maximum: 3600, default: 300, description: 'Lifetime of those tokens, in seconds.' }),
+    max_attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'STS calls tried (throttling and outages are retried with backoff).' }),
+  },
+  { ...Strict, description: 'AWS STS credentials (`aws-sts` grants).', default: {} },
+);
+
 export const Settings = Type.Object(
   {
     issuer: Type.String({ format: 'uri', pattern: '^https?://[^?#]+[^/?#]$', description: 'Public issuer URL of this broker (the `iss` of every token). No trailing slash.', default: 'http://127.0.0.1:8080' }),
@@ -121,6 +133,7 @@ export const Settings = Type.Object(
     tasks: TaskSettings,
     dpop: DpopSettings,
     revocation: RevocationSettings,
+    aws: AwsSettings,
     production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer or an in-memory store.', default: false }),
   },
   { ...Strict, description: 'Broker settings.', default: {} },
@@ -249,12 +262,24 @@ export const TimeWindow = Type.Object(
   { ...Strict, description: 'When (UTC) the grant may be used.' },
 );
 
+export const AwsGrant = Type.Object(
+  {
+    role_arn: Type.String({ pattern: '^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$', description: 'The IAM role assumed for the plugin.' }),
+    mode: Type.Union([Type.Literal('web-identity'), Type.Literal('assume-role')], { default: 'web-identity', description: '`web-identity` (recommended): Leash signs a token and calls AssumeRoleWithWebIdentity, holding no AWS secret. `assume-role`: Leash\'s own AWS credentials (default provider chain) call AssumeRole.' }),
+    actions: Type.Array(Type.String({ pattern: '^[a-z0-9-]+:[A-Za-z0-9*]+$' }), { minItems: 1, uniqueItems: true, description: 'IAM actions the session policy allows (e.g. `s3:GetObject`).' }),
+    resources: Type.Array(Type.String({ pattern: '^(\\*|arn:aws[a-z-]*:[^\\s]+)$' }), { minItems: 1, uniqueItems: true, description: 'Resource ARNs the session policy allows.' }),
+    transitive_tags: Type.Boolean({ default: false, description: 'Make the `leash:*` session tags transitive (they follow role chaining).' }),
+    role_max_session: Type.Integer({ minimum: 900, maximum: 43200, default: 3600, description: 'The role\'s MaxSessionDuration, in seconds: the longest session Leash will ask for.' }),
+  },
+  { ...Strict, description: '`aws-sts` grants: which role, narrowed to which actions and resources.' },
+);
+
 export const Grant = Type.Object(
   {
     audience: Type.String({ minLength: 1, description: 'The API (resource / audience) this grant reaches. Exactly one per grant.' }),
     scopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), { minItems: 1, uniqueItems: true, description: 'Scopes the plugin may ask for at that audience.' }),
     default_scopes: Type.Optional(Type.Array(Type.String(), { minItems: 1, uniqueItems: true, description: 'Scopes issued when the request names none (default: the first of `scopes`, never all).' })),
-    kind: literals(CREDENTIAL_KINDS, 'Credential kind issued (only `jwt` is built so far).', 'jwt'),
+    kind: literals(CREDENTIAL_KINDS, 'Credential kind issued: `jwt` (a Leash token), `aws-sts` (AWS credentials; needs `aws`). `vault` is not built yet.', 'jwt'),
     effect: literals(EFFECTS, 'What the access can do; drives review and approval defaults.'),
     max_ttl: Seconds('Longest token this grant issues, in seconds.', 300),
     task_required: Type.Boolean({ default: true, description: 'Whether a live task is required (default yes).' }),
@@ -262,6 +287,7 @@ export const Grant = Type.Object(
     approval: literals(['none', 'human', 'step-up'] as const, 'Approval rule (human approval comes with the approvals issue; until then such grants are refused).', 'none'),
     conditions: Type.Array(Condition, { default: [], description: 'All must hold at request time.' }),
     time: Type.Optional(TimeWindow),
+    aws: Type.Optional(AwsGrant),
   },
   { ...Strict, description: 'One narrow permission of a plugin.' },
 );
@@ -316,6 +342,8 @@ export type AdminConfig = Static<typeof Admin>;
 export type AdminIssuerConfig = Static<typeof AdminIssuer>;
 export type ResourceServerConfig = Static<typeof ResourceServer>;
 export type QuotaConfig = NonNullable<PluginConfig['quotas']>;
+export type AwsGrantConfig = Static<typeof AwsGrant>;
+export type AwsSettingsConfig = Static<typeof AwsSettings>;
 export type IssuerKind = (typeof ISSUER_KINDS)[number];
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
 export type RiskTier = (typeof RISK_TIERS)[number];

@@ -164,5 +164,16 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     });
   });
 
+  // ---- credential kinds
+  list(root.plugins).forEach((p, i) => {
+    list(rec(p).grants).forEach((g, j) => {
+      const grant = rec(g);
+      const at = `/plugins/${i}/grants/${j}`;
+      if (grant.kind === 'aws-sts' && grant.aws === undefined) report(`${at}/aws`, "is required for kind 'aws-sts' (role_arn, actions, resources)");
+      if (grant.aws !== undefined && grant.kind !== 'aws-sts') report(`${at}/aws`, "only applies to kind 'aws-sts'");
+      if (grant.kind === 'vault') report(`${at}/kind`, "'vault' credentials are not built yet");
+    });
+  });
+
   return problems;
 }

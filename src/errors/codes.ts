@@ -48,6 +48,10 @@ export const ERROR_CODES = {
   ERR_DPOP_REQUIRED: { oauth: 'invalid_dpop_proof', status: 400 },
   ERR_DPOP_INVALID: { oauth: 'invalid_dpop_proof', status: 400 },
   ERR_DPOP_REPLAY: { oauth: 'invalid_dpop_proof', status: 400 },
+  // upstream credential services (AWS STS, Vault): never their text, only these
+  ERR_UPSTREAM_REFUSED: { oauth: 'access_denied', status: 400 },
+  ERR_UPSTREAM_TARGET_INVALID: { oauth: 'invalid_target', status: 400 },
+  ERR_UPSTREAM_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
   // backends: fail closed
   ERR_BACKEND_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
   ERR_SIGNING_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },

@@ -14,6 +14,7 @@ import { enforceQuotas, type QuotaDeps } from '../quotas/quotas.js';
 import type { Clock } from '../time/clock.js';
 import { parseExchangeRequest, type ExchangeRequest, type RawParams } from './request.js';
 import { bindSender, type DpopInput } from './sender-binding.js';
+import { REQUESTABLE_TYPES } from '../issuance/token-types.js';
 
 /** What the exchange needs from the running broker; the policy half is swapped on reload. */
 export interface ExchangeDeps {
@@ -88,6 +89,9 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       request: { audience: request.audience, scopes: request.scopes, ttl: request.ttl, params: request.conditionParams },
     }));
     if (!decision.allow) throw new LeashError(decision.code, decision.description, { reasons: decision.reasons });
+    if (request.requestedTokenType !== undefined && !REQUESTABLE_TYPES[decision.grant.kind]?.has(request.requestedTokenType)) {
+      throw new LeashError('ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED', `this audience issues ${decision.grant.kind} credentials; requested_token_type does not match`);
+    }
     const jkt = await bindSender(input.dpop, decision.dpopRequired, rt.settings, deps.replay, now);
     const ttl = (trace.ttl = effectiveTtl(decision.ttl, task, deps.keys, rt.settings, now));
     const issuer = deps.issuers.get(decision.grant.kind);

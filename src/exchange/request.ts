@@ -1,5 +1,5 @@
 import { LeashError } from '../errors/leash-error.js';
-import { ACCEPTED_SUBJECT_TOKEN_TYPES, JWT_REQUESTABLE_TYPES } from '../issuance/token-types.js';
+import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE } from '../issuance/token-types.js';
 
 /** Raw parameters as the OAuth layer hands them over (repeatable ones may be arrays). */
 export type RawParams = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -65,8 +65,8 @@ export function parseExchangeRequest(clientId: string, params: RawParams): Excha
   }
 
   const requestedTokenType = single(params, 'requested_token_type');
-  if (requestedTokenType !== undefined && !JWT_REQUESTABLE_TYPES.has(requestedTokenType)) {
-    throw new LeashError('ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED', 'requested_token_type must be urn:ietf:params:oauth:token-type:access_token or :jwt');
+  if (requestedTokenType !== undefined && !ANY_REQUESTABLE_TYPE.has(requestedTokenType)) {
+    throw new LeashError('ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED', `requested_token_type must be one of ${[...ANY_REQUESTABLE_TYPE].join(', ')}`);
   }
 
   const resources = many(params, 'resource');

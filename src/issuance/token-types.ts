@@ -6,5 +6,12 @@ export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_
 
 /** Attestations are JWTs; a Kubernetes or OIDC token may be labelled either way. */
 export const ACCEPTED_SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN]);
-/** What `requested_token_type` may name for the `jwt` credential kind. */
-export const JWT_REQUESTABLE_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT]);
+/** Leash-defined: AWS credentials (RFC 8693 §3 allows URIs for other token types). */
+export const TOKEN_TYPE_AWS_CREDENTIALS = 'urn:leash:params:oauth:token-type:aws-credentials';
+
+/** What `requested_token_type` may name, per credential kind. */
+export const REQUESTABLE_TYPES: Readonly<Record<string, ReadonlySet<string>>> = {
+  jwt: new Set([TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT]),
+  'aws-sts': new Set([TOKEN_TYPE_AWS_CREDENTIALS]),
+};
+export const ANY_REQUESTABLE_TYPE: ReadonlySet<string> = new Set(Object.values(REQUESTABLE_TYPES).flatMap((s) => [...s]));

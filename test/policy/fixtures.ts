@@ -22,6 +22,7 @@ export function settings(over: Partial<Settings> = {}): Settings {
     tasks: { default_ttl: 3600, max_ttl: 86400 },
     dpop: { required_for_risk: ['high', 'critical'], max_proof_age: 60, algorithms: ['ES256', 'EdDSA'] },
     revocation: { sync_interval_ms: 500, max_staleness_ms: 5000, sweep_interval_ms: 1000 },
+    aws: { region: 'us-east-1', web_identity_audience: 'sts.amazonaws.com', web_identity_token_ttl: 300, max_attempts: 3 },
     production: false,
     ...over,
   };
