@@ -63,9 +63,10 @@ interface Trace {
 
 /**
  * The token exchange as one straight line of named steps:
- * parse → attest → resolve plugin (+ suspension) → check task → quotas → evaluate policy → bind sender (DPoP)
- * → approval → issue → record → respond. Exactly one audit event per call, written in
- * `finally`; if that write fails the token is withheld (fail closed).
+ * parse → attest → resolve plugin (+ suspension) → check task → quotas → evaluate policy
+ * (grant, scopes, TTL, conditions, approval rule) → bind sender (DPoP) → issue → record →
+ * audit → respond. Exactly one audit event per call, on every path; if that write fails
+ * the credential is withheld (fail closed).
  */
 export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Promise<ExchangeResult> {
   const started = process.hrtime.bigint();
