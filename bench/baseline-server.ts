@@ -1,13 +1,15 @@
 /**
  * The bare-crypto reference: node:http and synchronous node:crypto doing exactly the
- * crypto of one exchange (verify one RS256 attestation, sign one ES256 JWT), with the
- * same request and response shape as Leash, and nothing else: no policy, no task lookup,
- * no audit, no store, no cache. Leash's throughput is reported as a fraction of this.
+ * crypto of one exchange (verify one RS256 attestation, sign one ES256 JWT) or of one
+ * introspection (SHA-256 of the client secret, verify one ES256 JWT), with the same
+ * request and response shape as Leash, and nothing else: no policy, no task lookup,
+ * no audit, no store, no revocation check, no cache. Leash's throughput is reported as a
+ * fraction of this.
  */
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, onShutdown, readServerInput } from './protocol.js';
+import { BASELINE_STATS_PATH, BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, onShutdown, readServerInput } from './protocol.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -16,9 +18,14 @@ const TTL = 300;
 
 const input = readServerInput();
 const attestationKeys = new Map<string, KeyObject>(input.jwks.keys.map((jwk) => [jwk.kid, createPublicKey({ key: jwk, format: 'jwk' })]));
-const { privateKey: signingKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const { privateKey: signingKey, publicKey: verifyKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const kid = createHash('sha256').update(createPublicKey(signingKey).export({ format: 'der', type: 'spki' })).digest('base64url').slice(0, 16);
 const task = `tsk_${randomBytes(12).toString('base64url')}`;
+const ISSUER = 'http://127.0.0.1';
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+const resourceServerSecretHash = sha256(input.resourceServer.secret);
+/** Introspection answers so far, for the bench's "no `active: false`" check. */
+const stats = { active: 0, inactive: 0 };
 
 const b64json = (v: unknown) => Buffer.from(JSON.stringify(v), 'utf8').toString('base64url');
 
@@ -66,7 +73,7 @@ function exchange(body: string, res: ServerResponse): void {
   const attested = verifyAttestation(subjectToken, now);
   if (!attested) return deny(res, 'invalid_grant', 'the attestation does not verify');
   const payload = {
-    iss: 'http://127.0.0.1',
+    iss: ISSUER,
     sub: clientId,
     aud: resource,
     exp: now + TTL,
@@ -90,8 +97,60 @@ function exchange(body: string, res: ServerResponse): void {
   });
 }
 
+/** The resource server from `Authorization: Basic`, checked by SHA-256 of its secret; false when anything is off. */
+function basicAuthenticated(header: string | undefined): boolean {
+  const match = /^basic +([A-Za-z0-9+/]+={0,2}) *$/i.exec(header ?? '');
+  if (!match) return false;
+  const decoded = Buffer.from(match[1] as string, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return false;
+  // RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined.
+  const formDecode = (s: string) => decodeURIComponent(s.replace(/\+/g, ' '));
+  try {
+    const matches = timingSafeEqual(sha256(formDecode(decoded.slice(colon + 1))), resourceServerSecretHash);
+    return matches && formDecode(decoded.slice(0, colon)) === input.resourceServer.id;
+  } catch {
+    return false;
+  }
+}
+
+/** Verify an ES256 compact JWS this server signed, and its iss/exp/aud; undefined when anything is off. */
+function verifyAccessToken(token: string, nowSeconds: number): Record<string, unknown> | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  const [h, p, s] = parts as [string, string, string];
+  let header: Record<string, unknown>;
+  let payload: Record<string, unknown>;
+  try {
+    header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as Record<string, unknown>;
+    payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (header.alg !== 'ES256' || header.typ !== 'at+jwt' || header.kid !== kid) return undefined;
+  if (!verify('sha256', Buffer.from(`${h}.${p}`, 'ascii'), { key: verifyKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(s, 'base64url'))) return undefined;
+  if (payload.iss !== ISSUER || payload.aud !== BENCH_RESOURCE) return undefined;
+  if (typeof payload.exp !== 'number' || payload.exp <= nowSeconds) return undefined;
+  return payload;
+}
+
+function introspect(req: IncomingMessage, body: string, res: ServerResponse): void {
+  if (!basicAuthenticated(req.headers.authorization)) return deny(res, 'invalid_client', 'client authentication failed', 401);
+  const token = new URLSearchParams(body).get('token');
+  if (!token) return deny(res, 'invalid_request', "the 'token' parameter is required");
+  const claims = verifyAccessToken(token, Math.floor(Date.now() / 1000));
+  if (!claims) {
+    stats.inactive++;
+    return reply(res, 200, { active: false });
+  }
+  stats.active++;
+  reply(res, 200, { active: true, token_type: 'Bearer', ...claims });
+}
+
 function handle(req: IncomingMessage, res: ServerResponse): void {
-  if (req.method !== 'POST' || req.url !== '/token') return deny(res, 'invalid_request', 'only POST /token', 404);
+  if (req.method === 'GET' && req.url === BASELINE_STATS_PATH) return reply(res, 200, stats);
+  const route = req.method === 'POST' && (req.url === '/token' || req.url === '/introspect') ? req.url : undefined;
+  if (!route) return deny(res, 'invalid_request', 'only POST /token and POST /introspect', 404);
   const chunks: Buffer[] = [];
   let size = 0;
   req.on('data', (chunk: Buffer) => {
@@ -100,7 +159,9 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   });
   req.on('end', () => {
     if (size > MAX_BODY) return deny(res, 'invalid_request', 'body too large', 413);
-    exchange(Buffer.concat(chunks).toString('utf8'), res);
+    const body = Buffer.concat(chunks).toString('utf8');
+    if (route === '/token') exchange(body, res);
+    else introspect(req, body, res);
   });
 }
 

@@ -1,8 +1,9 @@
 /**
  * Real Leash for the benchmark: the production composition root (Broker.create + listen)
- * with a temp dir for keys and SQLite, audit lines off stdout (they still go to the
- * hash-chained store), one trusted Kubernetes issuer with the bench cluster's inline JWKS
- * and one plugin with one grant. It opens a task as an orchestrator would and announces
+ * with a temp dir for keys and SQLite (or the Redis the parent started), audit lines off
+ * stdout (they still go to the hash-chained store), one trusted Kubernetes issuer with the
+ * bench cluster's inline JWKS, one plugin with one grant and one resource server that
+ * introspects with a client secret. It opens a task as an orchestrator would and announces
  * URL and task id on stdout; the orchestrator key never leaves this process.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
     settings: {
       issuer: url,
       listen: { host: '127.0.0.1', port },
-      store: { path: join(dir, 'leash.db') },
+      store: input.store.kind === 'redis' ? { kind: 'redis', url: input.store.url, key_prefix: input.store.keyPrefix } : { kind: 'sqlite', path: join(dir, 'leash.db') },
       keys: { dir: join(dir, 'keys') },
       audit: { stdout: false },
     },
@@ -47,6 +48,7 @@ async function main(): Promise<void> {
     trusted_issuers: [
       { name: 'bench-cluster', kind: 'kubernetes', issuer: input.clusterIssuer, audience: input.audience, jwks: { inline: input.jwks }, max_token_age: 3600 },
     ],
+    resource_servers: [{ id: input.resourceServer.id, audiences: [BENCH_RESOURCE], client_secret_sha256: sha256hex(input.resourceServer.secret) }],
     plugins: [
       {
         id: BENCH_CLIENT_ID,

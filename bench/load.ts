@@ -21,6 +21,17 @@ export function exchangeBody(ready: ServerReady, subjectToken: string): string {
   }).toString();
 }
 
+/** The `introspect` workload's body: one token, as a resource server sends it (RFC 7662 §2.1). */
+export function introspectionBody(accessToken: string): string {
+  return new URLSearchParams({ token: accessToken }).toString();
+}
+
+/** `Authorization: Basic` for client_secret_basic (RFC 6749 §2.3.1: each part form-urlencoded first). */
+export function basicAuthorization(clientId: string, secret: string): string {
+  const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
+  return `Basic ${Buffer.from(`${enc(clientId)}:${enc(secret)}`, 'utf8').toString('base64')}`;
+}
+
 export interface LoadResult {
   readonly requests: number;
   readonly reqPerSec: number;
@@ -36,6 +47,10 @@ export interface LoadResult {
 
 export interface LoadOptions {
   readonly url: string;
+  /** POST target: /token or /introspect. */
+  readonly path: string;
+  /** Extra request headers (Authorization for introspection). */
+  readonly headers?: Readonly<Record<string, string>>;
   readonly bodies: readonly string[];
   readonly seconds: number;
   readonly connections: number;
@@ -51,9 +66,9 @@ function percentile(sorted: Float64Array, p: number): number {
 
 /**
  * Closed-loop load with autocannon: `connections` keep-alive connections, each sending the
- * next body of `bodies` (cycled in order) as a POST /token as soon as its previous answer
- * arrived. With one body this is the warm workload; with a pool of distinct attestations
- * the cold one.
+ * next body of `bodies` (cycled in order) as a POST to `path` as soon as its previous answer
+ * arrived. With one exchange body this is the warm workload; with a pool of distinct
+ * attestations the cold one; with one `token=` body to /introspect the introspect one.
  */
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   if (!opts.url.startsWith('http://127.0.0.1:')) throw new Error(`refusing to load ${opts.url}: loopback only`);
@@ -76,11 +91,11 @@ async function runInProcess(opts: LoadOptions): Promise<LoadResult> {
     url: opts.url,
     connections: opts.connections,
     duration: opts.seconds,
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    headers: { ...opts.headers, 'content-type': 'application/x-www-form-urlencoded' },
     requests: [
       {
         method: 'POST',
-        path: '/token',
+        path: opts.path,
         setupRequest: (req) => {
           const body = bodies[next] as string;
           next = next + 1 === bodies.length ? 0 : next + 1;
@@ -116,8 +131,8 @@ async function runInWorkers(opts: LoadOptions): Promise<LoadResult> {
       connections: opts.connections,
       duration: opts.seconds,
       workers: opts.workers,
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      requests: [{ method: 'POST', path: '/token', setupRequest: fileURLToPath(new URL('./load/next-body.cjs', import.meta.url)) }],
+      headers: { ...opts.headers, 'content-type': 'application/x-www-form-urlencoded' },
+      requests: [{ method: 'POST', path: opts.path, setupRequest: fileURLToPath(new URL('./load/next-body.cjs', import.meta.url)) }],
     });
     return summarise(result, result.latency.p50, result.latency.p99);
   } finally {

@@ -17,12 +17,19 @@ export interface BenchOptions {
   /** Which servers and workloads to run (all by default). */
   readonly servers: readonly ServerName[];
   readonly workloads: readonly WorkloadName[];
+  /** Leash's store(s), each a separate Leash child; the baseline has no store and runs once. */
+  readonly stores: readonly StoreName[];
+  /** Redis AOF fsync policy for `--store redis`. */
+  readonly appendfsync: 'everysec' | 'always';
 }
 
 export const SERVER_NAMES = ['baseline', 'leash'] as const;
-export const WORKLOAD_NAMES = ['cold', 'warm'] as const;
+export const WORKLOAD_NAMES = ['cold', 'warm', 'introspect'] as const;
+export const STORE_NAMES = ['sqlite', 'redis'] as const;
+export const APPENDFSYNC = ['everysec', 'always'] as const;
 export type ServerName = (typeof SERVER_NAMES)[number];
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
+export type StoreName = (typeof STORE_NAMES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
   --duration <s>      measured seconds per workload and server (default 10)
@@ -32,7 +39,10 @@ const USAGE = `usage: npm run bench -- [options]
                       which also gives µs latency percentiles instead of 1 ms buckets
   --pool <n>          distinct attestations for the cold workload (default 30000)
   --only <list>       servers to run: baseline,leash (default both)
-  --workload <list>   workloads to run: cold,warm (default both)
+  --workload <list>   workloads to run: cold,warm,introspect (default all)
+  --store <list>      Leash's store: sqlite, redis or sqlite,redis (default sqlite);
+                      redis starts its own redis-server on a free loopback port
+  --appendfsync <p>   Redis AOF fsync policy: everysec (default) or always
   --profile           also profile Leash (--cpu-prof) under the cold workload and summarise it
   --help`;
 
@@ -51,6 +61,13 @@ function list<T extends string>(name: string, raw: string | undefined, all: read
   return all.filter((a) => picked.includes(a));
 }
 
+function appendfsync(raw: string | undefined): BenchOptions['appendfsync'] {
+  if (raw === undefined) return 'everysec';
+  const found = APPENDFSYNC.find((a) => a === raw);
+  if (!found) throw new Error(`--appendfsync takes ${APPENDFSYNC.join(' or ')} (got '${raw}')`);
+  return found;
+}
+
 export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   const { values } = parseArgs({
     args: [...argv],
@@ -63,6 +80,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       pool: { type: 'string' },
       only: { type: 'string' },
       workload: { type: 'string' },
+      store: { type: 'string' },
+      appendfsync: { type: 'string' },
       profile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -77,6 +96,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     profile: values.profile === true,
     servers: list('only', values.only, SERVER_NAMES),
     workloads: list('workload', values.workload, WORKLOAD_NAMES),
+    stores: values.store === undefined ? ['sqlite'] : list('store', values.store, STORE_NAMES),
+    appendfsync: appendfsync(values.appendfsync),
   };
 }
 

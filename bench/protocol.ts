@@ -1,10 +1,19 @@
 import type { PublicJwks } from './cluster.js';
 
-/** What the parent hands a server child (env LEASH_BENCH_INPUT, JSON): the cluster's public keys. */
+/** Where the Leash child keeps its state (the baseline has none). */
+export type BenchStore = { readonly kind: 'sqlite' } | { readonly kind: 'redis'; readonly url: string; readonly keyPrefix: string };
+
+/**
+ * What the parent hands a server child (env LEASH_BENCH_INPUT, JSON): the cluster's public
+ * keys, the store, and the resource server's credentials for `/introspect` (a secret made
+ * up per run, never printed).
+ */
 export interface ServerInput {
   readonly jwks: PublicJwks;
   readonly clusterIssuer: string;
   readonly audience: string;
+  readonly store: BenchStore;
+  readonly resourceServer: { readonly id: string; readonly secret: string };
 }
 
 /** What a server child announces once it can take traffic (one stdout line). */
@@ -24,6 +33,10 @@ export const INPUT_ENV = 'LEASH_BENCH_INPUT';
 export const BENCH_CLIENT_ID = 'crm-reader';
 export const BENCH_RESOURCE = 'https://crm.example.com/api';
 export const BENCH_SCOPE = 'contacts:read';
+/** The resource server that introspects in the `introspect` workload (its audience is BENCH_RESOURCE). */
+export const BENCH_RESOURCE_SERVER = 'bench-api';
+/** Baseline only: answers the count of active / inactive introspections, so the bench can prove none said `active: false`. */
+export const BASELINE_STATS_PATH = '/stats';
 
 export function readServerInput(): ServerInput {
   const raw = process.env[INPUT_ENV];

@@ -1,26 +1,32 @@
 import type { LoadResult } from './load.js';
-import type { ServerName, WorkloadName } from './options.js';
+import type { ServerName, StoreName, WorkloadName } from './options.js';
 import type { ProfileSummary } from './profile.js';
 
 export interface RunRecord extends LoadResult {
   readonly workload: WorkloadName;
   readonly server: ServerName;
+  /** Leash's store (the baseline has none). */
+  readonly store?: StoreName;
   /** Server CPU seconds during the measured run: main thread and other threads (libuv pool, V8 helpers). */
   readonly serverCpu: Record<string, number>;
   /** Server CPU per answered request, µs, all threads. */
   readonly cpuMicrosPerRequest: number;
+  /** redis-server CPU per answered request, µs (Redis store only: it competes for the same cores). */
+  readonly storeCpuMicrosPerRequest?: number;
 }
+
+const label = (r: { server: ServerName; store?: StoreName }) => (r.store ? `${r.server}/${r.store}` : r.server);
 
 const pad = (s: string, n: number, right = false) => (right ? s.padEnd(n) : s.padStart(n));
 
 export function formatTable(runs: readonly RunRecord[]): string {
-  const head = ['workload', 'server', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'cpu µs/req', 'cpu main/other s'];
-  const widths = [9, 9, 9, 8, 8, 8, 7, 11, 17];
+  const head = ['workload', 'server', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'cpu µs/req', 'cpu main/other s', 'redis µs/req'];
+  const widths = [10, 12, 9, 8, 8, 8, 7, 11, 17, 12];
   const line = (cells: string[]) => cells.map((c, i) => pad(c, widths[i] as number, i < 2)).join('  ');
   const rows = runs.map((r) =>
     line([
       r.workload,
-      r.server,
+      label(r),
       r.reqPerSec.toFixed(0),
       r.p50.toFixed(2),
       r.p99.toFixed(2),
@@ -28,6 +34,7 @@ export function formatTable(runs: readonly RunRecord[]): string {
       String(r.errors + r.timeouts),
       r.cpuMicrosPerRequest.toFixed(0),
       `${(r.serverCpu.main ?? 0).toFixed(1)}/${(r.serverCpu.other ?? 0).toFixed(1)}`,
+      r.storeCpuMicrosPerRequest === undefined ? '' : r.storeCpuMicrosPerRequest.toFixed(0),
     ]),
   );
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows].join('\n');
@@ -35,18 +42,21 @@ export function formatTable(runs: readonly RunRecord[]): string {
 
 export interface Ratio {
   readonly workload: WorkloadName;
+  readonly store?: StoreName;
   readonly leashOverBaseline: number;
 }
 
+/** Leash's req/s over the baseline's, per workload and Leash store. */
 export function ratios(runs: readonly RunRecord[]): Ratio[] {
   const out: Ratio[] = [];
-  for (const workload of new Set(runs.map((r) => r.workload))) {
-    const base = runs.find((r) => r.workload === workload && r.server === 'baseline');
-    const leash = runs.find((r) => r.workload === workload && r.server === 'leash');
-    if (base && leash && base.reqPerSec > 0) out.push({ workload, leashOverBaseline: Math.round((leash.reqPerSec / base.reqPerSec) * 1000) / 1000 });
+  for (const leash of runs.filter((r) => r.server === 'leash')) {
+    const base = runs.find((r) => r.workload === leash.workload && r.server === 'baseline');
+    if (base && base.reqPerSec > 0) out.push({ workload: leash.workload, store: leash.store, leashOverBaseline: Math.round((leash.reqPerSec / base.reqPerSec) * 1000) / 1000 });
   }
   return out;
 }
+
+export const ratioLabel = (r: Ratio) => (r.store ? `${r.workload} (${r.store})` : r.workload);
 
 export function formatProfile(summary: ProfileSummary): string {
   const rows = (title: string, list: ProfileSummary['byPackage']) =>
