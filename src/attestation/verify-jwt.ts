@@ -1,4 +1,5 @@
-import { compactVerify, type CompactVerifyGetKey, type CryptoKey, type JWTVerifyGetKey } from 'jose';
+import { compactVerify, type CompactVerifyGetKey, type JWTVerifyGetKey } from 'jose';
+import { verifyWithCandidates } from './candidate-keys.js';
 import type { TrustedIssuerConfig } from '../config/schema.js';
 import type { ErrorCode } from '../errors/codes.js';
 import { LeashError, isLeashError } from '../errors/leash-error.js';
@@ -11,7 +12,6 @@ export const MAX_ATTESTATION_LENGTH = 16384;
 const KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'] as const;
 
 /** With several keys matching a kid-less token, at most this many are tried. */
-const MAX_CANDIDATE_KEYS = 8;
 
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
@@ -139,25 +139,11 @@ function numericDate(payload: JsonObject, claim: 'exp' | 'nbf' | 'iat'): number 
 }
 
 async function verifySignature(token: string, keys: CompactVerifyGetKey, algorithms: string[]): Promise<void> {
-  try {
-    await compactVerify(token, keys, { algorithms });
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS' && Symbol.asyncIterator in (err as object)) {
-      // A kid-less token and several keys of its type: try each (bounded), like jose's jwtVerify docs suggest.
-      let tried = 0;
-      for await (const key of err as AsyncIterable<CryptoKey>) {
-        if (++tried > MAX_CANDIDATE_KEYS) break;
-        try {
-          await compactVerify(token, key, { algorithms });
-          return;
-        } catch {
-          // next candidate
-        }
-      }
-      throw fail('ERR_ATTESTATION_SIGNATURE', "the attestation's signature does not verify with any of the issuer's keys");
-    }
-    throw mapVerifyError(err);
-  }
+  await verifyWithCandidates(
+    (key) => compactVerify(token, key ?? keys, { algorithms }),
+    () => fail('ERR_ATTESTATION_SIGNATURE', "the attestation's signature does not verify with any of the issuer's keys"),
+    mapVerifyError,
+  );
 }
 
 function mapVerifyError(err: unknown): LeashError {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXCHANGE, JWT_TYPE, freePort, testConfigInput } from '../support/broker.js';
 import { TestCluster } from '../support/cluster.js';
+import { waitFor } from '../support/wait.js';
 
 /** `leash serve` picks up policy edits by itself, and keeps running on a bad edit. */
 describe('leash serve reloads its policy', () => {
@@ -61,16 +62,3 @@ describe('leash serve reloads its policy', () => {
     }
   }, 60000);
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 20000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

@@ -7,6 +7,7 @@ import { decodeJwt } from 'jose';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { CRM_API, EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, freePort, startTestBroker, testConfigInput } from '../support/broker.js';
 import { TestCluster } from '../support/cluster.js';
+import { waitFor } from '../support/wait.js';
 
 describe('durability across restarts', () => {
   const dirs: string[] = [];
@@ -82,16 +83,3 @@ describe('durability across restarts', () => {
     }
   }, 60000);
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 30000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error('timed out waiting for the broker');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

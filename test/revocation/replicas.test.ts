@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { CRM_API, EXCHANGE, JWT_TYPE, ORCHESTRATOR_KEY, freePort, testConfigInput } from '../support/broker.js';
 import { TestCluster } from '../support/cluster.js';
 import { redisAvailable, startRedis, type RedisServer } from '../support/redis.js';
+import { waitFor } from '../support/wait.js';
 
 const RUN = redisAvailable('two-replica integration test');
 const RS_SECRET = 'crm-api-introspection-secret';
@@ -135,16 +136,3 @@ const RS_SECRET = 'crm-api-introspection-secret';
     await waitFor(async () => (await introspect(B, token)).body.active === true, 15000);
   }, 60000);
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { verifyWithCandidates } from '../../attestation/candidate-keys.js';
 import { urlencoded, type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
-import { decodeJwt, errors as joseErrors, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { createKeySource } from '../../attestation/key-source.js';
 import type { FetchLike } from '../../attestation/fetch-json.js';
 import { ConfigError, type ConfigProblem } from '../../config/config-error.js';
@@ -24,7 +25,6 @@ export const CLIENT_ASSERTION_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'EdDSA', 
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
 const MAX_ASSERTION_LENGTH = 8192;
 const MAX_SECRET_LENGTH = 1024;
-const MAX_CANDIDATE_KEYS = 8;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 export interface ResourceServerAuthenticator {
@@ -189,24 +189,11 @@ export function createResourceServerAuthenticator(servers: readonly ResourceServ
       clockTolerance: skew,
       currentDate: new Date(deps.clock.now()),
     };
-    try {
-      return (await jwtVerify(assertion, keys, options)).payload;
-    } catch (err) {
-      if ((err as { code?: unknown }).code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS' && Symbol.asyncIterator in (err as object)) {
-        // A kid-less assertion and several keys of its type: try each, bounded.
-        let tried = 0;
-        for await (const key of err as AsyncIterable<CryptoKey>) {
-          if (++tried > MAX_CANDIDATE_KEYS) break;
-          try {
-            return (await jwtVerify(assertion, key, options)).payload;
-          } catch {
-            // next candidate
-          }
-        }
-        throw failed('private_key_jwt', 'signature', 'client_assertion signature does not verify with your registered keys');
-      }
-      throw assertionError(err);
-    }
+    return verifyWithCandidates(
+      async (key) => (await (key ? jwtVerify(assertion, key, options) : jwtVerify(assertion, keys, options))).payload,
+      () => failed('private_key_jwt', 'signature', 'client_assertion signature does not verify with your registered keys'),
+      assertionError,
+    );
   }
 
   return {
