@@ -26,6 +26,8 @@ import { createHttpApp, type NodeHandler } from './http/app.js';
 import { systemClock, type Clock } from './time/clock.js';
 import { revocationFeedRouter, type RevocationFeedRouter } from './revocation/feed/feed-routes.js';
 import { createSetPusher, type SetPusher } from './revocation/feed/set-push.js';
+import { createIamClient } from './issuance/aws-sts/deny-sessions.js';
+import type { IAMClient } from '@aws-sdk/client-iam';
 
 export interface BrokerOptions {
   readonly clock?: Clock;
@@ -60,6 +62,7 @@ export class Broker {
   readonly sweeper: TaskSweeper;
   readonly revocationFeed: RevocationFeedRouter;
   #setPush: SetPusher | undefined;
+  #iam: IAMClient | undefined;
   readonly app: ReturnType<typeof createHttpApp>;
   #generation!: Generation;
   #server: Server | undefined;
@@ -152,6 +155,8 @@ export class Broker {
       resourceServers: () => this.#generation.resourceServers,
       verifyToken: (token) =>
         verifyLeashToken(token, { issuer: settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew }),
+      policy: () => this.#generation.policy,
+      awsIam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
     });
   }
 

@@ -32,7 +32,7 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'token.revoked': 'Credentials were revoked: one token (RFC 7009 or admin), a task, a plugin or a signing key; carries the scope, id, actor and reason.',
   'plugin.suspended': 'A plugin was suspended (kill switch, by a security admin or a quota breach): its live credentials are revoked and it gets no new ones.',
   'plugin.resumed': 'A suspended plugin was resumed by a security admin.',
-  'aws.sessions_denied': 'A security admin denied every AWS session of a role issued before now (an inline deny policy on aws:TokenIssueTime).',
+  'aws.sessions_denied': 'A security admin asked to deny every AWS session of a role issued before now (an inline deny policy on aws:TokenIssueTime); `outcome` says whether it was applied.',
 });
 
 const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);

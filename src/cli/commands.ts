@@ -18,6 +18,7 @@ const USAGE = `usage: leash <command>
   audit verify --config <file>  verify the audit hash chain in the configured store
   demo                          quickstart: start on embedded defaults with the demo policy and show an exchange
   demo token [--sa <name>]      print a demo Kubernetes service-account token for the demo cluster
+  aws credential-process ...    print AWS credentials from Leash in credential_process format (see docs/aws.md)
   hash-api-key <key>            print the sha256 to put in admin.api_keys
   schema --out <file>           write the config JSON Schema (for editors)
   docs --out <file>             regenerate docs/configuration.md's reference section
@@ -58,6 +59,9 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
       }
       // Loaded on demand: the OAuth stack is only needed by commands that serve.
       return (await import('./demo.js')).runDemo(parseArgs(rest, ['port'], ['no-serve']));
+    case 'aws':
+      // `leash aws credential-process ...`: AWS credentials for any AWS SDK or CLI.
+      return (await import('./aws.js')).runAwsCli(rest);
     case 'hash-api-key': {
       const key = rest[0];
       if (!key) throw new Error('usage: leash hash-api-key <key>');

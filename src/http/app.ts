@@ -6,6 +6,9 @@ import type { TaskService } from '../tasks/task-service.js';
 import type { AdminRouteDeps } from './admin/tasks-routes.js';
 import { tasksRouter } from './admin/tasks-routes.js';
 import { securityRouter } from './admin/plugins-routes.js';
+import { awsAdminRouter } from './admin/aws-routes.js';
+import type { IAMClient } from '@aws-sdk/client-iam';
+import type { CompiledPolicy } from '../policy/types.js';
 import type { RevocationService } from '../revocation/revocation-service.js';
 import type { SuspensionStore } from '../store/store.js';
 import type { AdminAuthenticator } from './admin/authenticate.js';
@@ -29,6 +32,9 @@ export interface HttpDeps extends AdminRouteDeps {
   readonly knownPlugin: (id: string) => boolean;
   /** GET|POST /revocations and /revocations/stream (revocationFeedRouter). */
   readonly revocationFeed: express.Router;
+  readonly policy: () => CompiledPolicy;
+  /** Created on first use, so Leash never looks for AWS credentials unless asked to. */
+  readonly awsIam: () => IAMClient;
   /** The current generation's resource-server authenticator (RFC 7662 / RFC 7009 callers). */
   readonly resourceServers: () => ResourceServerAuthenticator;
   /** verifyLeashToken bound to this broker's issuer, keys, clock and skew. */
@@ -89,6 +95,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app.use('/tasks', express.json({ limit: deps.maxBodyBytes(), strict: true }), tasksRouter(deps));
 
+  app.use('/admin/aws', awsAdminRouter({ ...deps, iam: deps.awsIam }));
   app.use('/admin', securityRouter(deps, deps.maxBodyBytes()));
 
   // Leash answers these itself: oidc-provider cannot see its JWT access tokens.

@@ -12,6 +12,7 @@ const ADMIN_ROUTES = [
   'post /admin/plugins/{id}/resume',
   'get /admin/plugins/suspended',
   'post /admin/revocations',
+  'post /admin/aws/deny-sessions',
 ];
 
 describe('docs/openapi.yaml', () => {
