@@ -27,6 +27,8 @@ import { systemClock, type Clock } from './time/clock.js';
 import { revocationFeedRouter, type RevocationFeedRouter } from './revocation/feed/feed-routes.js';
 import { createSetPusher, type SetPusher } from './revocation/feed/set-push.js';
 import { createIamClient } from './issuance/aws-sts/deny-sessions.js';
+import { createAwsStsIssuer } from './issuance/aws-sts/aws-sts-issuer.js';
+import { createAwsStsRevoker } from './issuance/aws-sts/aws-sts-revoker.js';
 import type { IAMClient } from '@aws-sdk/client-iam';
 
 export interface BrokerOptions {
@@ -87,7 +89,7 @@ export class Broker {
       syncIntervalMs: settings.revocation.sync_interval_ms,
       maxStalenessMs: settings.revocation.max_staleness_ms,
       maxTokenLifeMs: () => (this.#generation.settings.tokens.max_ttl + this.#generation.settings.tokens.clock_skew) * 1000,
-      revokers: new Map(),
+      revokers: new Map([['aws-sts', createAwsStsRevoker({ clock: this.clock, log: (msg, fields) => this.#log('warn', msg, { ...fields }) })]]),
       log: (msg, fields) => this.#log('warn', msg, fields),
       onRevoked: async (r) => {
         // Only the replica that made the revocation pushes it: one SET per revocation.
@@ -108,7 +110,10 @@ export class Broker {
       },
     });
     this.sweeper = new TaskSweeper(this.store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.#log('warn', msg, fields));
-    this.#issuers = new Map([['jwt', createJwtIssuer({ issuer: settings.issuer, keys })]]);
+    this.#issuers = new Map<string, CredentialIssuer>([
+      ['jwt', createJwtIssuer({ issuer: settings.issuer, keys })],
+      ['aws-sts', createAwsStsIssuer({ issuer: settings.issuer, keys, settings: () => this.#generation.settings.aws, clock: this.clock })],
+    ]);
     this.#exchangeDeps = {
       clock: this.clock,
       tasks: this.tasks,

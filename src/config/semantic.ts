@@ -1,4 +1,5 @@
 import type { ConfigProblem } from './config-error.js';
+import { checkSessionPolicy } from '../issuance/aws-sts/session-policy.js';
 
 /**
  * Rules the JSON Schema cannot express: uniqueness, cross references, "exactly one of",
@@ -171,7 +172,14 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
       const at = `/plugins/${i}/grants/${j}`;
       if (grant.kind === 'aws-sts' && grant.aws === undefined) report(`${at}/aws`, "is required for kind 'aws-sts' (role_arn, actions, resources)");
       if (grant.aws !== undefined && grant.kind !== 'aws-sts') report(`${at}/aws`, "only applies to kind 'aws-sts'");
+      const aws = rec(grant.aws);
+      if (Array.isArray(aws.actions) && Array.isArray(aws.resources)) {
+        const problem = checkSessionPolicy({ actions: aws.actions as string[], resources: aws.resources as string[] });
+        if (problem) report(`${at}/aws`, problem);
+      }
       if (grant.kind === 'vault') report(`${at}/kind`, "'vault' credentials are not built yet");
+      // AWS credentials cannot be bound to a DPoP key: requiring it would promise what is not delivered.
+      if (grant.kind === 'aws-sts' && grant.dpop === 'required') report(`${at}/dpop`, "AWS credentials cannot be sender-constrained; 'required' is not allowed on 'aws-sts' grants");
     });
   });
 

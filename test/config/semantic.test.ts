@@ -16,6 +16,27 @@ const sha = (c: string) => c.repeat(64);
 /** One row per rule the schema cannot express: the config breaks exactly that rule, once. */
 const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path: string; message: RegExp }> = [
   {
+    rule: "an 'aws-sts' grant names its role and narrowing",
+    patch: (c) => (c.plugins[0].grants[0].kind = 'aws-sts'),
+    path: '/plugins/0/grants/0/aws',
+    message: /is required for kind 'aws-sts'/,
+  },
+  {
+    rule: "'aws' applies only to 'aws-sts' grants",
+    patch: (c) => (c.plugins[0].grants[0].aws = { role_arn: 'arn:aws:iam::123456789012:role/r', actions: ['s3:GetObject'], resources: ['*'] }),
+    path: '/plugins/0/grants/0/aws',
+    message: /only applies to kind 'aws-sts'/,
+  },
+  {
+    rule: 'the session policy fits within AWS\'s 2048-character limit',
+    patch: (c) => {
+      c.plugins[0].grants[0].kind = 'aws-sts';
+      c.plugins[0].grants[0].aws = { role_arn: 'arn:aws:iam::123456789012:role/r', actions: Array.from({ length: 100 }, (_, i) => `s3:GetObjectWithAVeryLongName${i}`), resources: ['*'] };
+    },
+    path: '/plugins/0/grants/0/aws',
+    message: /2048/,
+  },
+  {
     rule: 'a resource server has exactly one client authentication (neither given)',
     patch: (c) => (c.resource_servers = [{ id: 'crm-api', audiences: ['https://crm.example.com/api'] }]),
     path: '/resource_servers/0',
