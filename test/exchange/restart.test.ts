@@ -7,6 +7,7 @@ import { decodeJwt } from 'jose';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { CRM_API, EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, freePort, startTestBroker, testConfigInput } from '../support/broker.js';
 import { TestCluster } from '../support/cluster.js';
+import { ManualClock } from '../../src/time/clock.js';
 import { waitFor } from '../support/wait.js';
 
 describe('durability across restarts', () => {
@@ -39,6 +40,29 @@ describe('durability across restarts', () => {
       const check = await verifyAuditLog(second.broker.store);
       expect(check.ok).toBe(true);
       expect(check.count).toBeGreaterThan(eventsBefore);
+    } finally {
+      await second.close({ keepDir: true });
+    }
+  });
+
+  it('a task that expired while the broker was down is ended, and its tokens revoked, at the next start', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'leash-expiry-'));
+    dirs.push(dir);
+    const cluster = await TestCluster.create();
+    const clock = new ManualClock(Date.now());
+    const first = await startTestBroker({ dir, cluster, broker: { clock } });
+    const task = await first.openTask({ plugins: ['crm-reader'], ttl_seconds: 60 });
+    const res = await first.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken({ nowSeconds: Math.floor(clock.now() / 1000) }), subject_token_type: JWT_TYPE, resource: CRM_API, task });
+    const claims = decodeJwt(res.body.access_token as string);
+    await first.close({ keepDir: true });
+
+    clock.advance(120); // down across the task's expiry
+    const second = await startTestBroker({ dir, cluster, broker: { clock } });
+    try {
+      expect((await second.broker.store.getTask(task))?.state).toBe('ended');
+      expect(second.broker.revocation.isRevoked({ jti: claims.jti!, plugin: 'crm-reader', task, kid: undefined, iat: claims.iat! })).toBe(true);
+      const ended = (await second.broker.store.read(1, 100000)).filter((e) => e.type === 'task.ended');
+      expect(ended.map((e) => e.event.cause)).toEqual(['expired']);
     } finally {
       await second.close({ keepDir: true });
     }

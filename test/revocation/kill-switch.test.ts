@@ -28,6 +28,14 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
           grants: [{ audience: 'https://billing.example.com', scopes: ['bill:read'], kind: 'jwt', effect: 'read', task_required: false }],
         });
         cfg.plugins.push({
+          id: 'hoarder',
+          owner: 'team-billing@example.com',
+          risk: 'low',
+          quotas: { live_tokens: 2 },
+          bindings: [{ issuer: 'test-cluster', subject: 'system:serviceaccount:plugins:hoarder' }],
+          grants: [{ audience: 'https://billing.example.com', scopes: ['bill:read'], kind: 'jwt', effect: 'read', task_required: false }],
+        });
+        cfg.plugins.push({
           id: 'capped',
           owner: 'team-billing@example.com',
           risk: 'low',
@@ -123,6 +131,19 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
     expect(third.status).toBe(429);
     const otherTask = await tb.openTask({ plugins: ['capped'] });
     expect((await exchange(otherTask, 'capped', 'capped', 'https://billing.example.com')).status).toBe(200);
+  });
+
+  it('a live-tokens quota counts only unexpired, unrevoked tokens', async () => {
+    const one = (await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com')).body.access_token as string;
+    expect((await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com')).status).toBe(200);
+    const third = await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com');
+    expect({ status: third.status, error: third.body.error }).toEqual({ status: 429, error: 'access_denied' });
+    // revoking one frees a slot
+    await admin('/admin/revocations', { scope: 'token', id: facts(one).jti, reason: 'free a slot' });
+    expect((await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com')).status).toBe(200);
+    // and so does expiry (grant max_ttl 300 s)
+    clock.advance(301);
+    expect((await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com')).status).toBe(200);
   });
 
   it('an admin revokes a single token by jti', async () => {
