@@ -1,4 +1,6 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { LeashError } from '../errors/leash-error.js';
+import { toOAuthError } from '../errors/oauth-error.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -45,6 +47,11 @@ function oauthError(res: Response, status: number, error: string, description: s
   res.status(status).set('Cache-Control', 'no-store').json({ error, error_description: description });
 }
 
+function domainError(res: Response, err: LeashError): void {
+  const { status, body } = toOAuthError(err);
+  oauthError(res, status, body.error, body.error_description);
+}
+
 /**
  * The HTTP layer only translates: Leash's own routes (JWKS, RFC 8414 metadata, tasks,
  * metrics, health) in express, everything OAuth in oidc-provider behind them.
@@ -60,7 +67,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     if (declared > deps.maxBodyBytes()) {
       // Refuse before reading a byte of it.
       res.set('Connection', 'close');
-      return oauthError(res, 413, 'invalid_request', `request body larger than ${deps.maxBodyBytes()} bytes`);
+      return domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${deps.maxBodyBytes()} bytes`));
     }
     next();
   });
@@ -108,7 +115,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   // Body-parser failures and anything else thrown before a route: a clean 4xx, never a stack.
   app.use((err: { type?: string; status?: number }, _req: Request, res: Response, _next: NextFunction) => {
-    if (err.type === 'entity.too.large') return oauthError(res, 413, 'invalid_request', 'request body too large');
+    if (err.type === 'entity.too.large') return domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', 'request body too large'));
     if (err.type === 'entity.parse.failed') return oauthError(res, 400, 'invalid_request', 'the body is not valid JSON');
     if (typeof err.status === 'number' && err.status >= 400 && err.status < 500) return oauthError(res, err.status, 'invalid_request', 'malformed request');
     return oauthError(res, 503, 'temporarily_unavailable', 'the broker could not complete the request; retry later');
