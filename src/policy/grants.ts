@@ -34,7 +34,9 @@ export function compileGrant(
     effect: spec.effect,
     maxTtl: spec.max_ttl ?? DEFAULT_MAX_TTL,
     taskRequired: spec.task_required ?? true,
-    dpopRequired: spec.dpop === 'required' || risksRequiringDpop.includes(plugin.risk),
+    // Only credentials that can carry `cnf.jkt` are sender-constrained; AWS credentials cannot,
+    // so a risk tier's DPoP rule does not apply to them (and `dpop: required` is refused at load).
+    dpopRequired: (spec.kind ?? 'jwt') !== 'aws-sts' && (spec.dpop === 'required' || risksRequiringDpop.includes(plugin.risk)),
     approval: spec.approval ?? 'none',
     failedConditions,
     config: spec,

@@ -88,6 +88,11 @@ describe('evaluate: allowed', () => {
     expect(allowed(decide(plugin('h', { risk: 'high' }), {}, {}, onlyMedium)).dpopRequired).toBe(false);
   });
 
+  it('a risk tier does not demand DPoP for aws-sts grants (AWS credentials cannot be bound to a key)', () => {
+    const aws = { role_arn: 'arn:aws:iam::123456789012:role/r', mode: 'web-identity' as const, actions: ['s3:GetObject'], resources: ['*'], transitive_tags: false, role_max_session: 3600 };
+    expect(allowed(decide(plugin('h', { risk: 'high', grants: [grant({ kind: 'aws-sts', aws })] }))).dpopRequired).toBe(false);
+  });
+
   it('conditions that hold let the request through', () => {
     const p = plugin('r', { grants: [grant({ conditions: [{ attr: 'task.env', equals: 'prod' }] })] });
     expect(allowed(decide(p)).reasons).toContain('conditions hold');
