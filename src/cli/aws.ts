@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { discoverTokenEndpoint, isHttpUrl, readJson } from '../client/discovery.js';
 import { LeashExchangeError } from '../client/errors.js';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_AWS_CREDENTIALS, TOKEN_TYPE_JWT } from '../issuance/token-types.js';
 
@@ -159,44 +160,6 @@ export function toCredentialProcess(body: Record<string, unknown> | undefined, s
   if (Number.isNaN(when)) throw invalid('aws_credentials.expiration is not an ISO 8601 date');
   // Normalised to ISO 8601 UTC, which every AWS SDK parses.
   return { Version: 1, AccessKeyId: accessKeyId, SecretAccessKey: secretAccessKey, SessionToken: sessionToken, Expiration: new Date(when).toISOString() };
-}
-
-async function discoverTokenEndpoint(issuer: string, fetchFn: typeof fetch): Promise<string> {
-  const url = `${issuer}/.well-known/openid-configuration`;
-  let res: Response;
-  try {
-    res = await fetchFn(url, { headers: { accept: 'application/json' } });
-  } catch (err) {
-    throw new LeashExchangeError('network_error', `could not fetch ${url}`, 0, { cause: err });
-  }
-  const doc = await readJson(res);
-  if (!res.ok || !doc) throw new LeashExchangeError('invalid_response', `discovery at ${url} answered HTTP ${res.status}`, res.status);
-  // OIDC Discovery §4.3: the document must name the issuer we asked.
-  if (typeof doc.issuer !== 'string' || doc.issuer.replace(/\/+$/, '') !== issuer) {
-    throw new LeashExchangeError('invalid_response', `discovery at ${url} names issuer ${String(doc.issuer)}, not ${issuer}`, res.status);
-  }
-  if (typeof doc.token_endpoint !== 'string' || !isHttpUrl(doc.token_endpoint)) {
-    throw new LeashExchangeError('invalid_response', `discovery at ${url} has no token_endpoint`, res.status);
-  }
-  return doc.token_endpoint;
-}
-
-function isHttpUrl(value: string): boolean {
-  try {
-    const u = new URL(value);
-    return u.protocol === 'https:' || u.protocol === 'http:';
-  } catch {
-    return false;
-  }
-}
-
-async function readJson(res: Response): Promise<Record<string, unknown> | undefined> {
-  try {
-    const v: unknown = await res.json();
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 export interface CliIo {

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { discoverTokenEndpoint, isHttpUrl, readJson } from './discovery.js';
 import { decodeJwt } from 'jose';
 import { systemClock, type Clock } from '../time/clock.js';
 import { createDpopKey, type DpopKey } from './dpop-key.js';
@@ -208,43 +209,10 @@ export class LeashPluginClient {
     return this.tokenEndpoint;
   }
 
-  private async discover(): Promise<string> {
-    const url = `${this.issuer}/.well-known/openid-configuration`;
-    let res: Response;
-    try {
-      res = await this.fetchFn(url, { headers: { accept: 'application/json' } });
-    } catch (err) {
-      throw new LeashExchangeError('network_error', `could not fetch ${url}`, 0, { cause: err });
-    }
-    const doc = await readJson(res);
-    if (!res.ok || !doc) throw new LeashExchangeError('invalid_response', `discovery at ${url} answered HTTP ${res.status}`, res.status);
-    // OIDC Discovery §4.3: the document must name the issuer we asked.
-    if (typeof doc.issuer !== 'string' || doc.issuer.replace(/\/+$/, '') !== this.issuer) {
-      throw new LeashExchangeError('invalid_response', `discovery at ${url} names issuer ${String(doc.issuer)}, not ${this.issuer}`, res.status);
-    }
-    if (typeof doc.token_endpoint !== 'string' || !isHttpUrl(doc.token_endpoint)) {
-      throw new LeashExchangeError('invalid_response', `discovery at ${url} has no token_endpoint`, res.status);
-    }
-    return doc.token_endpoint;
+  private discover(): Promise<string> {
+    return discoverTokenEndpoint(this.issuer, this.fetchFn);
   }
-}
 
-function isHttpUrl(value: string): boolean {
-  try {
-    const u = new URL(value);
-    return u.protocol === 'https:' || u.protocol === 'http:';
-  } catch {
-    return false;
-  }
-}
-
-async function readJson(res: Response): Promise<Record<string, unknown> | undefined> {
-  try {
-    const v: unknown = await res.json();
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function oauthError(body: Record<string, unknown> | undefined, status: number): LeashExchangeError {

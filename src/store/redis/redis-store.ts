@@ -3,7 +3,7 @@ import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } fro
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
 import type { AuditRecord, IssuedToken, Revocation, StateChange, Suspension, Task } from '../records.js';
-import { ChangeHub } from '../sqlite/change-hub.js';
+import { ChangeHub, HandleSubscriptions } from '../sqlite/change-hub.js';
 import { checkLimit, checkNow, checkPlugin, checkRevocation, checkSince, checkSuspension, checkWindow } from '../sqlite/record-checks.js';
 import type { Store } from '../store.js';
 import { RedisKeys } from './redis-keys.js';
@@ -114,7 +114,7 @@ export class RedisStore implements Store {
   readonly #taskIndexRetentionMs: number;
   readonly #endedTaskRetentionMs: number;
   readonly #hub = new ChangeHub();
-  readonly #unsubscribers = new Set<() => void>();
+  readonly #subscriptions = new HandleSubscriptions();
   #subscribed = false;
   #closed = false;
   /** The audit head as this process last saw it: the first guess of each compare-and-set. */
@@ -508,13 +508,7 @@ export class RedisStore implements Store {
   subscribe(listener: (change: StateChange) => void): () => void {
     if (typeof listener !== 'function') throw new TypeError('subscribe: listener must be a function');
     if (this.#closed) return () => undefined;
-    const off = this.#hub.add(listener);
-    const unsubscribe = () => {
-      off();
-      this.#unsubscribers.delete(unsubscribe);
-    };
-    this.#unsubscribers.add(unsubscribe);
-    return unsubscribe;
+    return this.#subscriptions.subscribe(this.#hub, listener);
   }
 
   subscribed(): boolean {
@@ -558,7 +552,7 @@ export class RedisStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     this.#subscribed = false;
-    for (const off of [...this.#unsubscribers]) off();
+    this.#subscriptions.closeAll();
     // disconnect(), not quit(): quit waits for a reply a dead server never sends.
     await Promise.all([ended(this.#client), ended(this.#sub)]);
   }

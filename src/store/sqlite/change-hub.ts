@@ -29,6 +29,25 @@ export class ChangeHub {
   }
 }
 
+/** The subscriptions one store handle made on a hub, so closing the handle drops exactly those. */
+export class HandleSubscriptions {
+  readonly #offs = new Set<() => void>();
+
+  subscribe(hub: ChangeHub, listener: ChangeListener): () => void {
+    const off = hub.add(listener);
+    const unsubscribe = () => {
+      off();
+      this.#offs.delete(unsubscribe);
+    };
+    this.#offs.add(unsubscribe);
+    return unsubscribe;
+  }
+
+  closeAll(): void {
+    for (const off of [...this.#offs]) off();
+  }
+}
+
 /**
  * One hub per database file, shared by every handle this process opens on it, so a
  * sibling handle's revocation reaches this one's subscribers. Other processes on the same

@@ -6,7 +6,7 @@ import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
 import type { AuditRecord, IssuedToken, Revocation, StateChange, Suspension, Task } from '../records.js';
 import type { Store } from '../store.js';
-import { acquireHub, type ChangeHub } from './change-hub.js';
+import { acquireHub, HandleSubscriptions, type ChangeHub } from './change-hub.js';
 import { SchemaTooNewError, migrate } from './migrations.js';
 import { checkLimit, checkNow, checkPlugin, checkRevocation, checkSince, checkSuspension, checkWindow, revocationChange } from './record-checks.js';
 
@@ -133,7 +133,7 @@ export class SqliteStore implements Store {
   #hub: ChangeHub | undefined;
   #releaseHub: () => void = () => undefined;
   /** This handle's subscriptions, dropped on close (the hub may outlive it). */
-  readonly #unsubscribers = new Set<() => void>();
+  readonly #subscriptions = new HandleSubscriptions();
   #closed = false;
   /** The chain head as this process last saw it; `append` still re-reads it in its transaction. */
   #head: ChainAnchor;
@@ -343,13 +343,7 @@ export class SqliteStore implements Store {
   subscribe(listener: (change: StateChange) => void): () => void {
     if (typeof listener !== 'function') throw new TypeError('subscribe: listener must be a function');
     if (this.#closed || !this.#hub) return () => undefined;
-    const off = this.#hub.add(listener);
-    const unsubscribe = () => {
-      off();
-      this.#unsubscribers.delete(unsubscribe);
-    };
-    this.#unsubscribers.add(unsubscribe);
-    return unsubscribe;
+    return this.#subscriptions.subscribe(this.#hub, listener);
   }
 
   subscribed(): boolean {
@@ -404,7 +398,7 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const off of [...this.#unsubscribers]) off();
+    this.#subscriptions.closeAll();
     this.#releaseHub();
     try {
       this.#db.close();
