@@ -16,7 +16,7 @@ import { basicAuthorization, exchangeBody, introspectionBody, runLoad } from './
 import { USAGE, parseOptions, type BenchOptions, type ServerName, type StoreName, type WorkloadName } from './options.js';
 import { formatProfile, formatTable, ratioLabel, ratios, type RunRecord } from './report.js';
 import { readProfile, summariseProfile, type ProfileSummary } from './profile.js';
-import { BASELINE_STATS_PATH, BENCH_RESOURCE_SERVER, type ServerInput, type ServerReady } from './protocol.js';
+import { BASELINE_STATS_PATH, BENCH_RESOURCE_SERVER, type ServerInput } from './protocol.js';
 import { killAllRedis, startRedis, type BenchRedis } from './redis.js';
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));

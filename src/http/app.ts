@@ -13,7 +13,6 @@ import type { IAMClient } from '@aws-sdk/client-iam';
 import type { CompiledPolicy } from '../policy/types.js';
 import type { RevocationService } from '../revocation/revocation-service.js';
 import type { SuspensionStore } from '../store/store.js';
-import type { AdminAuthenticator } from './admin/authenticate.js';
 import type { ResourceServerAuthenticator } from './oauth/client-auth.js';
 import { introspectionRouter } from './oauth/introspection.js';
 import { revocationRouter } from './oauth/revocation-endpoint.js';

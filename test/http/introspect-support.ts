@@ -1,15 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createHash, randomUUID } from 'node:crypto';
-import express from 'express';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
-import { createKeySource } from '../../src/attestation/key-source.js';
 import { LeashError } from '../../src/errors/leash-error.js';
-import { createAdminAuthenticator } from '../../src/http/admin/authenticate.js';
-import { CLIENT_ASSERTION_TYPE, createResourceServerAuthenticator } from '../../src/http/oauth/client-auth.js';
-import { introspectionRouter } from '../../src/http/oauth/introspection.js';
-import { revocationRouter } from '../../src/http/oauth/revocation-endpoint.js';
-import { verifyLeashToken } from '../../src/issuance/jwt/verify-leash-token.js';
+import { CLIENT_ASSERTION_TYPE } from '../../src/http/oauth/client-auth.js';
 import type { Store } from '../../src/store/store.js';
 import { CRM_API, TICKETS_API, type TestBroker } from '../support/broker.js';
 
@@ -83,38 +75,9 @@ export function cuttableStore(inner: Store): Store & { cut: boolean } {
  * src/http/app.ts mounts the routers; until then, the same routers on their own loopback
  * server, built from the broker's real parts (keys, clock, store, revocation view, config).
  */
-export async function endpointsFor(tb: TestBroker): Promise<{ url: string; wired: boolean; close(): Promise<void> }> {
-  const probe = await fetch(`${tb.url}/introspect`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
-  const text = await probe.text();
-  if (probe.status === 400 && text.includes('application/x-www-form-urlencoded')) return { url: tb.url, wired: true, close: async () => undefined };
-
-  const { broker } = tb;
-  const settings = broker.config.settings;
-  const verify = (token: string) => verifyLeashToken(token, { issuer: settings.issuer, keys: broker.keys, clock: broker.clock, clockSkewSeconds: settings.tokens.clock_skew });
-  const rs = createResourceServerAuthenticator(broker.config.resource_servers, {
-    issuer: settings.issuer,
-    endpointUrls: [`${settings.issuer}/introspect`, `${settings.issuer}/revoke`],
-    clock: broker.clock,
-    replay: broker.store,
-    baseDir: tb.dir,
-  });
-  const admin = createAdminAuthenticator(broker.config.admin, {
-    clock: broker.clock,
-    keyLookup: (cfg) => createKeySource(cfg.jwks, { issuer: cfg.issuer, baseDir: tb.dir }),
-  });
-  const app = express();
-  app.use(introspectionRouter({ authenticator: () => rs, verify, revocation: broker.revocation }));
-  app.use(revocationRouter({ authenticator: () => rs, admin: () => admin, verify, revocation: broker.revocation, audit: broker.audit }));
-  const server: Server = createServer(app);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    wired: false,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    },
-  };
+/** The broker's own endpoints: nothing stands in for them, so a route that is not wired fails the suite. */
+export function endpointsFor(tb: TestBroker): { introspect: string; revoke: string } {
+  return { introspect: `${tb.url}/introspect`, revoke: `${tb.url}/revoke` };
 }
 
 export interface FormResponse {

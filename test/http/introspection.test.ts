@@ -27,7 +27,6 @@ describe('POST /introspect (RFC 7662)', () => {
   let clock: ManualClock;
   let store: ReturnType<typeof cuttableStore>;
   let tickets: { privateKey: CryptoKey; jwk: JWK };
-  let endpoints: Awaited<ReturnType<typeof endpointsFor>>;
   let url: string;
 
   beforeAll(async () => {
@@ -43,11 +42,9 @@ describe('POST /introspect (RFC 7662)', () => {
         cfg.settings.revocation = { max_staleness_ms: 300000 };
       }),
     });
-    endpoints = await endpointsFor(tb);
-    url = `${endpoints.url}/introspect`;
+    url = endpointsFor(tb).introspect;
   });
   afterAll(async () => {
-    await endpoints.close();
     await tb.close();
     await rm(dir, { recursive: true, force: true });
   });

@@ -24,7 +24,6 @@ describe('POST /revoke (RFC 7009)', () => {
   let clock: ManualClock;
   let store: ReturnType<typeof cuttableStore>;
   let tickets: { privateKey: CryptoKey; jwk: JWK };
-  let endpoints: Awaited<ReturnType<typeof endpointsFor>>;
   let revokeUrl: string;
   let introspectUrl: string;
 
@@ -34,12 +33,9 @@ describe('POST /revoke (RFC 7009)', () => {
     store = cuttableStore(openSqliteStore({ path: join(dir, 'leash.db'), clock }));
     tickets = await ticketsKey();
     tb = await startTestBroker({ dir, broker: { clock, store }, patch: withResourceServers(tickets) });
-    endpoints = await endpointsFor(tb);
-    revokeUrl = `${endpoints.url}/revoke`;
-    introspectUrl = `${endpoints.url}/introspect`;
+    ({ revoke: revokeUrl, introspect: introspectUrl } = endpointsFor(tb));
   });
   afterAll(async () => {
-    await endpoints.close();
     await tb.close();
     await rm(dir, { recursive: true, force: true });
   });
