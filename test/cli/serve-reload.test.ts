@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXCHANGE, JWT_TYPE, freePort, testConfigInput } from '../support/broker.js';
 import { TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
+import { spawnServe } from '../support/serve.js';
 
 /** `leash serve` picks up policy edits by itself, and keeps running on a bad edit. */
 describe('leash serve reloads its policy', () => {
@@ -24,7 +24,7 @@ describe('leash serve reloads its policy', () => {
     input.settings.listen.port = port;
     const path = join(dir, 'leash.json');
     await writeFile(path, JSON.stringify(input));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', path], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawnServe(path);
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exchange = async () =>

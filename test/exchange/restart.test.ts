@@ -1,5 +1,4 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { CRM_API, EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, freePort, start
 import { TestCluster } from '../support/cluster.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { waitFor } from '../support/wait.js';
+import { spawnServe } from '../support/serve.js';
 
 describe('durability across restarts', () => {
   const dirs: string[] = [];
@@ -78,7 +78,7 @@ describe('durability across restarts', () => {
     input.settings.listen.port = port;
     const configPath = join(dir, 'leash.json');
     await writeFile(configPath, JSON.stringify(input));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawnServe(configPath);
     try {
       await waitFor(async () => (await fetch(`${url}/healthz`)).ok);
       const opened = await fetch(`${url}/tasks`, { method: 'POST', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ plugins: ['crm-reader'] }) });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { CRM_API, EXCHANGE, JWT_TYPE, ORCHESTRATOR_KEY, freePort, testConfigInpu
 import { TestCluster } from '../support/cluster.js';
 import { redisAvailable, startRedis, type RedisServer } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
+import { spawnServe } from '../support/serve.js';
 
 const RUN = redisAvailable('two-replica integration test');
 const RS_SECRET = 'crm-api-introspection-secret';
@@ -37,7 +38,7 @@ const RS_SECRET = 'crm-api-introspection-secret';
     await writeFile(configPath, JSON.stringify(input));
     // One after the other: the second replica loads the keys the first generated (shared folder).
     for (const port of ports) {
-      const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath, '--port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const proc = spawnServe(configPath, port);
       const url = `http://127.0.0.1:${port}`;
       replicas.push({ url, proc });
       await waitFor(async () => (await fetch(`${url}/readyz`)).ok, 30000);
@@ -113,7 +114,7 @@ const RS_SECRET = 'crm-api-introspection-secret';
     // bring A back on the same port: it loads the revocation from Redis
     const port = new URL(replicas[A]!.url).port;
     const configPath = join(dir, 'leash.json');
-    replicas[A]!.proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', configPath, '--port', port], { stdio: ['ignore', 'ignore', 'pipe'] });
+    replicas[A]!.proc = spawnServe(configPath, port);
     await waitFor(async () => (await fetch(`${replicas[A]!.url}/readyz`)).ok, 30000);
     expect((await introspect(A, token)).body.active).toBe(false);
   }, 60000);
