@@ -1,5 +1,6 @@
 import type { ConfigProblem } from './config-error.js';
 import { checkSessionPolicy } from '../issuance/aws-sts/session-policy.js';
+import { SENDER_CONSTRAINABLE_KINDS } from '../issuance/token-types.js';
 
 /**
  * Rules the JSON Schema cannot express: uniqueness, cross references, "exactly one of",
@@ -178,8 +179,10 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
         if (problem) report(`${at}/aws`, problem);
       }
       if (grant.kind === 'vault') report(`${at}/kind`, "'vault' credentials are not built yet");
-      // AWS credentials cannot be bound to a DPoP key: requiring it would promise what is not delivered.
-      if (grant.kind === 'aws-sts' && grant.dpop === 'required') report(`${at}/dpop`, "AWS credentials cannot be sender-constrained; 'required' is not allowed on 'aws-sts' grants");
+      // Requiring DPoP where nothing can be bound would promise what is not delivered.
+      if (typeof grant.kind === 'string' && !SENDER_CONSTRAINABLE_KINDS.has(grant.kind) && grant.dpop === 'required') {
+        report(`${at}/dpop`, `'${grant.kind}' credentials cannot be sender-constrained; 'required' is not allowed on them`);
+      }
     });
   });
 

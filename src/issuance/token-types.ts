@@ -15,3 +15,6 @@ export const REQUESTABLE_TYPES: Readonly<Record<string, ReadonlySet<string>>> = 
   'aws-sts': new Set([TOKEN_TYPE_AWS_CREDENTIALS]),
 };
 export const ANY_REQUESTABLE_TYPE: ReadonlySet<string> = new Set(Object.values(REQUESTABLE_TYPES).flatMap((s) => [...s]));
+
+/** Credential kinds that can carry `cnf.jkt` (RFC 9449); only these are ever sender-constrained. */
+export const SENDER_CONSTRAINABLE_KINDS: ReadonlySet<string> = new Set(['jwt']);

@@ -1,4 +1,5 @@
 import type { ConfigProblem } from '../config/config-error.js';
+import { SENDER_CONSTRAINABLE_KINDS } from '../issuance/token-types.js';
 import type { GrantConfig, PluginConfig, Settings } from '../config/schema.js';
 import { compileConditions } from './conditions.js';
 import type { CompiledGrant } from './types.js';
@@ -34,9 +35,9 @@ export function compileGrant(
     effect: spec.effect,
     maxTtl: spec.max_ttl ?? DEFAULT_MAX_TTL,
     taskRequired: spec.task_required ?? true,
-    // Only credentials that can carry `cnf.jkt` are sender-constrained; AWS credentials cannot,
-    // so a risk tier's DPoP rule does not apply to them (and `dpop: required` is refused at load).
-    dpopRequired: (spec.kind ?? 'jwt') !== 'aws-sts' && (spec.dpop === 'required' || risksRequiringDpop.includes(plugin.risk)),
+    // A risk tier's DPoP rule applies only where a proof binds something (`dpop: required` on
+    // other kinds is refused at load).
+    dpopRequired: SENDER_CONSTRAINABLE_KINDS.has(spec.kind ?? 'jwt') && (spec.dpop === 'required' || risksRequiringDpop.includes(plugin.risk)),
     approval: spec.approval ?? 'none',
     failedConditions,
     config: spec,

@@ -16,6 +16,16 @@ const sha = (c: string) => c.repeat(64);
 /** One row per rule the schema cannot express: the config breaks exactly that rule, once. */
 const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path: string; message: RegExp }> = [
   {
+    rule: "'dpop: required' only on credentials that can be bound to a key",
+    patch: (c) => {
+      c.plugins[0].grants[0].kind = 'aws-sts';
+      c.plugins[0].grants[0].dpop = 'required';
+      c.plugins[0].grants[0].aws = { role_arn: 'arn:aws:iam::123456789012:role/r', actions: ['s3:GetObject'], resources: ['*'] };
+    },
+    path: '/plugins/0/grants/0/dpop',
+    message: /'aws-sts' credentials cannot be sender-constrained/,
+  },
+  {
     rule: "an 'aws-sts' grant names its role and narrowing",
     patch: (c) => (c.plugins[0].grants[0].kind = 'aws-sts'),
     path: '/plugins/0/grants/0/aws',
