@@ -19,6 +19,11 @@ export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^[a-z0-9-]+:[A-Za-z0-9*]+$': 'an IAM action `service:Action` (`*` allowed in the action)',
   '^(\\*|arn:aws[a-z-]*:[^\\s]+)$': '`*` or a resource ARN',
   '^[A-Za-z0-9:_-]{1,64}$': '1-64 characters of A-Z, a-z, 0-9, `:`, `_`, `-`',
+  '^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$': 'a Vault mount or path: segments of A-Z, a-z, 0-9, `_`, `-` separated by `/`, no leading or trailing `/`',
+  '^[A-Za-z0-9_.-]+$': 'a name of A-Z, a-z, 0-9, `.`, `_`, `-`',
+  '^https?://[^?#]+$': 'an http(s) URL without query or fragment',
+  '^[A-Z_][A-Z0-9_]*$': 'an environment variable name (A-Z, 0-9, `_`, not starting with a digit)',
+  '^[A-Za-z0-9_-]+(/[A-Za-z0-9_.@-]+)+$': 'a Vault API path with a mount and at least one more segment, e.g. `database/creds/readonly`',
 };
 
 /** A JSON Schema node as TypeBox emits it; only the members we read. */

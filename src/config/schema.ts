@@ -22,6 +22,9 @@ export const ISSUER_KINDS = ['kubernetes', 'spiffe', 'github-actions', 'oidc'] a
 export const CREDENTIAL_KINDS = ['jwt', 'aws-sts', 'vault'] as const;
 export const RISK_TIERS = ['low', 'medium', 'high', 'critical'] as const;
 export const EFFECTS = ['read', 'read-sensitive', 'write', 'exfiltrate', 'admin'] as const;
+export const APPROVAL_RULES = ['none', 'human', 'step-up'] as const;
+/** Effects whose grants need a human approval unless the grant says `approval` explicitly. */
+export const APPROVAL_BY_DEFAULT_EFFECTS: ReadonlySet<string> = new Set(['write', 'exfiltrate', 'admin']);
 export const ADMIN_ROLES = ['orchestrator', 'ops', 'security', 'platform'] as const;
 
 const literals = <T extends readonly string[]>(values: T, description: string, dflt?: T[number]) =>
@@ -32,14 +35,97 @@ const literals = <T extends readonly string[]>(values: T, description: string, d
 
 // ---------------------------------------------------------------- settings
 
+export const KEY_BACKENDS = ['local', 'vault-kv', 'vault-transit'] as const;
+
 export const KeysSettings = Type.Object(
   {
-    backend: Type.Literal('local', { description: 'Key backend. `local` keeps keys under `dir` (Vault backends come with the Vault issue).', default: 'local' }),
-    dir: Type.String({ description: 'Folder of the local key backend (created on first start, private files 0600).', default: './keys' }),
+    backend: literals(KEY_BACKENDS, 'Key backend: `local` (files under `dir`, one replica or a shared volume), `vault-kv` (private keys in Vault KV v2, loaded by every replica, never on disk), `vault-transit` (Vault signs; the private key never leaves Vault). Vault backends need `settings.vault`.', 'local'),
+    dir: Type.String({ description: '`local`: folder of the keys (created on first start, private files 0600).', default: './keys' }),
     algorithm: literals(SIGNING_ALGORITHMS, 'Signing algorithm of new keys.', 'ES256'),
-    key_lifetime: Seconds('How long a key signs before a rotation is due (informational until rotation lands).', 30 * 86400),
+    key_lifetime: Seconds('How long a key signs before the scheduled rotation promotes the next one.', 30 * 86400, 60),
+    prepublish: Seconds('How long a new key is published in the JWKS before it may sign (longer than any verifier caches the JWKS).', 3600, 0),
+    max_published: Type.Integer({ minimum: 2, maximum: 20, default: 5, description: 'Most keys the JWKS may hold (next + current + retired). A rotation that would exceed it is refused until a retired key has left.' }),
+    rotate_on_schedule: Type.Boolean({ default: true, description: 'Rotate automatically when the current key reaches `key_lifetime` (one replica does it; the others follow).' }),
+    refresh_interval_ms: Type.Integer({ minimum: 100, maximum: 600000, default: 10000, description: 'How often each replica re-reads the keyring (other replicas\' rotations) and applies due transitions.' }),
+    max_vault_outage: Seconds('`vault-kv`: how long keys already loaded keep signing while Vault is unreachable; after that exchanges are refused.', 300, 0),
+    vault_kv: Type.Object(
+      {
+        mount: Type.String({ pattern: '^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$', default: 'secret', description: 'KV v2 mount holding the keyring (and, for `vault-kv`, the private keys).' }),
+        path: Type.String({ pattern: '^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$', default: 'leash/signing', description: 'Path under the mount: `<path>/keyring` and `<path>/keys/<kid>`.' }),
+      },
+      { ...Strict, description: 'Vault KV v2 location of the keyring (both Vault backends) and of the private keys (`vault-kv`).', default: {} },
+    ),
+    vault_transit: Type.Object(
+      {
+        mount: Type.String({ pattern: '^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$', default: 'transit', description: 'Transit mount.' }),
+        key: Type.String({ pattern: '^[A-Za-z0-9_.-]+$', default: 'leash-signing', description: 'Transit key name; each Leash key is one version of it.' }),
+      },
+      { ...Strict, description: '`vault-transit`: the Transit key that signs.', default: {} },
+    ),
   },
-  { ...Strict, description: 'Signing keys.', default: {} },
+  { ...Strict, description: 'Signing keys and their rotation.', default: {} },
+);
+
+export const VaultSettings = Type.Object(
+  {
+    address: Type.String({ pattern: '^https?://[^?#]+$', description: 'Vault address, e.g. `https://vault.example.com:8200`.' }),
+    namespace: Type.Optional(Type.String({ minLength: 1, description: 'Vault Enterprise namespace (`X-Vault-Namespace`).' })),
+    timeout_ms: Type.Integer({ minimum: 100, maximum: 60000, default: 3000, description: 'Timeout of one Vault call.' }),
+    auth: Type.Object(
+      {
+        method: Type.Union([Type.Literal('token'), Type.Literal('approle'), Type.Literal('kubernetes')], { default: 'token', description: 'How Leash logs in to Vault.' }),
+        mount: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$', description: 'Auth mount path (default `approle` or `kubernetes`).' })),
+        token_env: Type.String({ default: 'VAULT_TOKEN', pattern: '^[A-Z_][A-Z0-9_]*$', description: '`token`: environment variable holding the token (never in config).' }),
+        role_id: Type.Optional(Type.String({ minLength: 1, description: '`approle`: the role id.' })),
+        secret_id_env: Type.String({ default: 'VAULT_SECRET_ID', pattern: '^[A-Z_][A-Z0-9_]*$', description: '`approle`: environment variable holding the secret id.' }),
+        role: Type.Optional(Type.String({ minLength: 1, description: '`kubernetes`: the Vault role.' })),
+        jwt_file: Type.String({ default: '/var/run/secrets/kubernetes.io/serviceaccount/token', description: '`kubernetes`: the service-account token file (re-read at every login).' }),
+      },
+      { ...Strict, description: 'Leash\'s own Vault login.', default: {} },
+    ),
+  },
+  { ...Strict, description: 'Vault, for the Vault key backends and `vault` grants.' },
+);
+
+export const ApprovalSettings = Type.Object(
+  {
+    poll_interval: Seconds('Minimum seconds between two polls of one pending approval (faster polls get `slow_down`).', 5),
+    pending_ttl: Seconds('How long an approval waits for a decision before it expires.', 900),
+    redeem_ttl: Seconds('How long an approved request may be redeemed (once) after the decision.', 300),
+    approver_groups: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'Admin groups (API-key `groups` or the admin JWT groups claim) that may decide approvals besides the `security` role.' }),
+    webhook: Type.Optional(
+      Type.Object(
+        {
+          url: Type.String({ format: 'uri', description: 'Where Leash POSTs a notice of each new pending approval.' }),
+          format: Type.Union([Type.Literal('json'), Type.Literal('slack')], { default: 'json', description: '`json` (Leash\'s document) or `slack` (an incoming-webhook payload with `text` and `blocks`).' }),
+          max_attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'Deliveries tried per notice.' }),
+          secret_env: Type.Optional(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$', description: 'Environment variable with an HMAC key: each delivery carries `X-Leash-Signature: sha256=<hex>` of its body.' })),
+        },
+        { ...Strict, description: 'Approver notification.' },
+      ),
+    ),
+  },
+  { ...Strict, description: 'Human approval of high-risk grants (CIBA-style polling).', default: {} },
+);
+
+export const TOXIC_ACTIONS = ['deny', 'approval'] as const;
+
+export const DelegationSettings = Type.Object(
+  {
+    max_depth: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'Most actors a delegation chain may hold (hops after the root).' }),
+    toxic_combinations: Type.Array(
+      Type.Object(
+        {
+          upstream: literals(EFFECTS, 'An effect somewhere upstream in the chain.'),
+          downstream: literals(EFFECTS, 'An effect the downstream plugin is capable of (any of its grants).'),
+          action: literals(TOXIC_ACTIONS, '`deny`, or `approval` (a human decides).', 'deny'),
+        },
+        { ...Strict, description: 'A pair of effects that must not meet in one chain.' },
+      ),
+      { default: [{ upstream: 'read-sensitive', downstream: 'exfiltrate', action: 'deny' }], description: 'Toxic combinations: a sensitive read upstream driving a plugin that can send data out.' },
+    ),
+  },
+  { ...Strict, description: 'Delegation chains (RFC 8693 `actor_token`).', default: {} },
 );
 
 export const StoreSettings = Type.Object(
@@ -134,6 +220,9 @@ export const Settings = Type.Object(
     dpop: DpopSettings,
     revocation: RevocationSettings,
     aws: AwsSettings,
+    vault: Type.Optional(VaultSettings),
+    approvals: ApprovalSettings,
+    delegation: DelegationSettings,
     production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer or an in-memory store.', default: false }),
   },
   { ...Strict, description: 'Broker settings.', default: {} },
@@ -146,6 +235,7 @@ export const AdminApiKey = Type.Object(
     id: Identifier('Name of the key (appears in audit events as the actor).'),
     sha256: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Hex SHA-256 of the API key. The key itself is never in config.' }),
     roles: Type.Array(literals(ADMIN_ROLES, 'admin role'), { minItems: 1, uniqueItems: true, description: 'Roles this key holds.' }),
+    groups: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'Groups this key\'s holder belongs to (approver groups, separation of duties against plugin owners).' }),
   },
   { ...Strict, description: 'A hashed admin API key.' },
 );
@@ -171,6 +261,7 @@ export const AdminIssuer = Type.Object(
     algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['ES256', 'RS256'], description: 'Accepted algorithms.' }),
     roles_claim: Type.String({ default: 'roles', description: 'Claim holding the roles (array of strings, or space-separated string).' }),
     subject_claim: Type.String({ default: 'sub', description: 'Claim naming the actor in audit events.' }),
+    groups_claim: Type.String({ default: 'groups', description: 'Claim holding the caller\'s groups (array of strings, or space-separated string).' }),
   },
   { ...Strict, description: 'An OIDC issuer whose bearer tokens authenticate admin callers.' },
 );
@@ -274,20 +365,40 @@ export const AwsGrant = Type.Object(
   { ...Strict, description: '`aws-sts` grants: which role, narrowed to which actions and resources.' },
 );
 
+export const VaultGrant = Type.Object(
+  {
+    path: Type.String({ pattern: '^[A-Za-z0-9_-]+(/[A-Za-z0-9_.@-]+)+$', description: 'Vault path that issues a dynamic secret, e.g. `database/creds/crm-readonly` or `pki/issue/plugins`.' }),
+    method: Type.Union([Type.Literal('read'), Type.Literal('write')], { default: 'read', description: '`read` (GET, e.g. database/aws creds) or `write` (POST with `params`, e.g. PKI issue).' }),
+    params: Type.Record(Type.String(), Type.String(), { default: {}, description: '`write`: the request body.' }),
+  },
+  { ...Strict, description: '`vault` grants: where the dynamic secret comes from. Its lease is revoked when the task ends, the plugin is suspended, or the grant\'s TTL passes.' },
+);
+
+export const StepUp = Type.Object(
+  {
+    max_attestation_age: Type.Optional(Seconds('The attestation must have been issued (`iat`) at most this many seconds ago.')),
+    dpop: Type.Boolean({ default: false, description: 'A DPoP proof is required (the token is sender-constrained).' }),
+    justification: Type.Boolean({ default: false, description: 'The request must carry a `justification` parameter (recorded in the audit event, shown to approvers).' }),
+  },
+  { ...Strict, description: 'Extra proof asked of the requester.' },
+);
+
 export const Grant = Type.Object(
   {
     audience: Type.String({ minLength: 1, description: 'The API (resource / audience) this grant reaches. Exactly one per grant.' }),
     scopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), { minItems: 1, uniqueItems: true, description: 'Scopes the plugin may ask for at that audience.' }),
     default_scopes: Type.Optional(Type.Array(Type.String(), { minItems: 1, uniqueItems: true, description: 'Scopes issued when the request names none (default: the first of `scopes`, never all).' })),
-    kind: literals(CREDENTIAL_KINDS, 'Credential kind issued: `jwt` (a Leash token), `aws-sts` (AWS credentials; needs `aws`). `vault` is not built yet.', 'jwt'),
+    kind: literals(CREDENTIAL_KINDS, 'Credential kind issued: `jwt` (a Leash token), `aws-sts` (AWS credentials; needs `aws`), `vault` (a Vault dynamic secret; needs `vault`).', 'jwt'),
     effect: literals(EFFECTS, 'What the access can do; drives review and approval defaults.'),
     max_ttl: Seconds('Longest token this grant issues, in seconds.', 300),
     task_required: Type.Boolean({ default: true, description: 'Whether a live task is required (default yes).' }),
     dpop: Type.Union([Type.Literal('required'), Type.Literal('optional')], { default: 'optional', description: '`required`: the token is bound to a DPoP key (`cnf.jkt`).' }),
-    approval: literals(['none', 'human', 'step-up'] as const, 'Approval rule (human approval comes with the approvals issue; until then such grants are refused).', 'none'),
+    approval: Type.Optional(literals(APPROVAL_RULES, 'Approval rule: `none`, `human` (a person approves each request), `step-up` (no person, but `step_up` proof is required). Default: `human` for `write`, `exfiltrate` and `admin` effects, `none` otherwise.')),
+    step_up: Type.Optional(StepUp),
     conditions: Type.Array(Condition, { default: [], description: 'All must hold at request time.' }),
     time: Type.Optional(TimeWindow),
     aws: Type.Optional(AwsGrant),
+    vault: Type.Optional(VaultGrant),
   },
   { ...Strict, description: 'One narrow permission of a plugin.' },
 );
@@ -299,6 +410,8 @@ export const Plugin = Type.Object(
     risk: literals(RISK_TIERS, 'Risk tier.'),
     description: Type.Optional(Type.String({ description: 'Free text for reviewers.' })),
     disabled: Type.Boolean({ default: false, description: 'A disabled plugin gets no tokens.' }),
+    delegate_to: Type.Array(Identifier('plugin id'), { default: [], uniqueItems: true, description: 'Plugins this plugin may delegate to: they may present its token as `subject_token` with their own attestation as `actor_token` (RFC 8693 `may_act`).' }),
+    allow_owner_approval: Type.Boolean({ default: false, description: 'Let the plugin\'s owner approve its own plugin\'s requests (off: separation of duties).' }),
     quotas: Type.Optional(
       Type.Object(
         {
@@ -344,6 +457,15 @@ export type ResourceServerConfig = Static<typeof ResourceServer>;
 export type QuotaConfig = NonNullable<PluginConfig['quotas']>;
 export type AwsGrantConfig = Static<typeof AwsGrant>;
 export type AwsSettingsConfig = Static<typeof AwsSettings>;
+export type KeysSettingsConfig = Static<typeof KeysSettings>;
+export type VaultSettingsConfig = Static<typeof VaultSettings>;
+export type VaultGrantConfig = Static<typeof VaultGrant>;
+export type StepUpConfig = Static<typeof StepUp>;
+export type ApprovalSettingsConfig = Static<typeof ApprovalSettings>;
+export type DelegationSettingsConfig = Static<typeof DelegationSettings>;
+export type KeyBackend = (typeof KEY_BACKENDS)[number];
+export type ApprovalRule = (typeof APPROVAL_RULES)[number];
+export type Effect = (typeof EFFECTS)[number];
 export type IssuerKind = (typeof ISSUER_KINDS)[number];
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
 export type RiskTier = (typeof RISK_TIERS)[number];

@@ -9,13 +9,24 @@ export class LeashError extends Error {
   readonly code: ErrorCode;
   readonly description: string;
   readonly detail: Record<string, unknown> | undefined;
+  /**
+   * Extra members of the wire error body, safe for the caller (e.g. `approval_id`,
+   * `interval`, `expires_in` of a pending approval). Never a secret.
+   */
+  readonly fields: Readonly<Record<string, string | number>> | undefined;
 
-  constructor(code: ErrorCode, description: string, detail?: Record<string, unknown>, options?: { cause?: unknown }) {
-    super(`${code}: ${description}`, options);
+  constructor(
+    code: ErrorCode,
+    description: string,
+    detail?: Record<string, unknown>,
+    options?: { cause?: unknown; fields?: Readonly<Record<string, string | number>> },
+  ) {
+    super(`${code}: ${description}`, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'LeashError';
     this.code = code;
     this.description = description;
     this.detail = detail;
+    this.fields = options?.fields;
   }
 }
 

@@ -3,7 +3,7 @@ import { LeashError } from './leash-error.js';
 
 export interface OAuthErrorResponse {
   status: number;
-  body: { error: string; error_description: string };
+  body: { error: string; error_description: string; readonly [field: string]: string | number };
 }
 
 /**
@@ -14,7 +14,8 @@ export interface OAuthErrorResponse {
 export function toOAuthError(err: unknown): OAuthErrorResponse {
   if (err instanceof LeashError) {
     const { oauth, status } = ERROR_CODES[err.code];
-    return { status, body: { error: oauth, error_description: err.description } };
+    // The error and its description always win over extra fields of the same name.
+    return { status, body: { ...err.fields, error: oauth, error_description: err.description } };
   }
   return {
     status: 503,

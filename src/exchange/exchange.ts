@@ -15,6 +15,8 @@ import type { Clock } from '../time/clock.js';
 import { parseExchangeRequest, type ExchangeRequest, type RawParams } from './request.js';
 import { bindSender, type DpopInput } from './sender-binding.js';
 import { REQUESTABLE_TYPES } from '../issuance/token-types.js';
+import { checkDelegationTarget, narrowForChain, verifyUpstream, type DelegationDeps, type DelegationOutcome, type Upstream } from '../delegation/delegation.js';
+import { checkStepUp, type ApprovalGate, type ApprovalReceipt } from '../approvals/gate.js';
 
 /** What the exchange needs from the running broker; the policy half is swapped on reload. */
 export interface ExchangeDeps {
@@ -28,6 +30,8 @@ export interface ExchangeDeps {
   readonly metrics: Metrics;
   readonly revocation: RevocationService;
   readonly quotas: QuotaDeps;
+  readonly delegation: DelegationDeps;
+  readonly approvals: ApprovalGate;
   /** A consistent snapshot of policy, attestation and settings for one request. */
   runtime(): ExchangeRuntime;
 }
@@ -59,6 +63,9 @@ interface Trace {
   decision?: Decision;
   issued?: IssuedToken;
   ttl?: number;
+  upstream?: Upstream;
+  chain?: DelegationOutcome;
+  approval?: ApprovalReceipt;
 }
 
 /**
@@ -76,11 +83,15 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
   let result: ExchangeResult;
   try {
     const request = (trace.request = parseExchangeRequest(input.clientId, input.params));
-    trace.subjectDigest = rt.tokenDigest(request.subjectToken);
-    const identity = (trace.identity = await rt.attestation.verify(request.subjectToken));
+    // In a delegation the subject_token is the upstream Leash token and the attestation is the actor_token.
+    const attestationToken = request.actorToken ?? request.subjectToken;
+    trace.subjectDigest = rt.tokenDigest(attestationToken);
+    const upstream = (trace.upstream = request.actorToken === undefined ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, rt.policy));
+    const identity = (trace.identity = await rt.attestation.verify(attestationToken));
     const plugin = (trace.plugin = resolvePlugin(rt.policy, identity, request.clientId));
     if (deps.revocation.isSuspended(plugin.id)) throw new LeashError('ERR_PLUGIN_SUSPENDED', 'this plugin is suspended; a security admin must resume it');
-    const task = (trace.task = request.taskId === undefined ? undefined : await deps.tasks.requireLive(request.taskId, plugin.id, now));
+    const taskId = upstream ? checkDelegationTarget(upstream, plugin, request.taskId, rt.policy, rt.settings).taskId : request.taskId;
+    const task = (trace.task = taskId === undefined ? undefined : await deps.tasks.requireLive(taskId, plugin.id, now));
     await enforceQuotas(deps.quotas, plugin, task, now);
     const decision = (trace.decision = rt.policy.evaluate({
       plugin,
@@ -90,14 +101,45 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       request: { audience: request.audience, scopes: request.scopes, ttl: request.ttl, params: request.conditionParams },
     }));
     if (!decision.allow) throw new LeashError(decision.code, decision.description, { reasons: decision.reasons });
+    const chain = (trace.chain = upstream ? narrowForChain(upstream, plugin, decision, request.scopes, rt.policy, rt.settings, now) : undefined);
+    const scopes = chain?.scopes ?? decision.scopes;
     if (request.requestedTokenType !== undefined && !REQUESTABLE_TYPES[decision.grant.kind]?.has(request.requestedTokenType)) {
       throw new LeashError('ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED', `this audience issues ${decision.grant.kind} credentials; requested_token_type does not match`);
     }
-    const jkt = await bindSender(input.dpop, decision.dpopRequired, rt.settings, deps.replay, now);
-    const ttl = (trace.ttl = effectiveTtl(decision.ttl, task, deps.keys, rt.settings, now));
+    checkStepUp(decision.grant, { identity, dpopPresent: input.dpop.header !== undefined, justification: request.justification, now });
+    const jkt = await bindSender(input.dpop, decision.dpopRequired || decision.grant.config.step_up?.dpop === true, rt.settings, deps.replay, now);
+    if (decision.grant.approval === 'human' || chain?.needsApproval) {
+      trace.approval = await deps.approvals.check({
+        plugin,
+        grant: decision.grant,
+        identity,
+        task,
+        audience: request.audience,
+        scopes,
+        ttl: decision.ttl,
+        justification: request.justification,
+        approvalId: request.approvalId,
+        chain: chain?.chain,
+        cause: decision.grant.approval === 'human' ? 'grant' : 'toxic-combination',
+        now,
+      });
+    }
+    const ttl = (trace.ttl = effectiveTtl(chain ? Math.min(decision.ttl, chain.ttlCap) : decision.ttl, task, deps.keys, rt.settings, now));
     const issuer = deps.issuers.get(decision.grant.kind);
     if (!issuer) throw new LeashError('ERR_KIND_UNAVAILABLE', `credential kind '${decision.grant.kind}' is not available on this broker`);
-    const credential = await issuer.issue({ plugin, grant: decision.grant, identity, task, audience: request.audience, scopes: decision.scopes, ttl, jkt, now });
+    const credential = await issuer.issue({
+      plugin,
+      grant: decision.grant,
+      identity,
+      task,
+      audience: request.audience,
+      scopes,
+      ttl,
+      jkt,
+      now,
+      delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects } : undefined,
+      approval: trace.approval,
+    });
     await deps.tokens.recordIssued(credential.record);
     trace.issued = credential.record;
     result = { ok: true, body: credential.body };
@@ -144,7 +186,7 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
     plugin: trace.plugin?.id,
     task: trace.task?.id ?? req?.taskId,
     audience: req?.audience,
-    scopes: trace.decision?.allow ? trace.decision.scopes : req?.scopes,
+    scopes: trace.chain?.scopes ?? (trace.decision?.allow ? trace.decision.scopes : req?.scopes),
     subject_token_sha256: trace.subjectDigest,
     workload: trace.identity ? { issuer: trace.identity.issuer, subject: trace.identity.subject } : undefined,
     jti: trace.issued?.jti,
@@ -153,7 +195,12 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
     ttl: trace.issued ? trace.ttl : undefined,
     jkt: trace.issued?.jkt,
     grant: trace.decision?.allow ? trace.decision.grant.index : undefined,
-    reasons: trace.decision?.reasons,
+    reasons: trace.chain ? [...(trace.decision?.reasons ?? []), ...trace.chain.reasons] : trace.decision?.reasons,
+    // Delegation: the full actor chain (root first) and the upstream token, by jti only.
+    chain: trace.chain?.chain ?? trace.upstream?.chain,
+    upstream_jti: trace.upstream?.claims.jti,
+    approval: trace.approval,
+    justification: req?.justification,
     detail: err instanceof LeashError ? err.detail : err !== undefined ? { internal: String((err as Error)?.message ?? err).slice(0, 200) } : undefined,
   };
   let final = result;

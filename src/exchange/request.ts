@@ -1,5 +1,5 @@
 import { LeashError } from '../errors/leash-error.js';
-import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE } from '../issuance/token-types.js';
+import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE, UPSTREAM_SUBJECT_TOKEN_TYPES } from '../issuance/token-types.js';
 
 /** Raw parameters as the OAuth layer hands them over (repeatable ones may be arrays). */
 export type RawParams = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -7,7 +7,14 @@ export type RawParams = Readonly<Record<string, string | readonly string[] | und
 /** A token-exchange request after syntax checks: everything later steps need, nothing else. */
 export interface ExchangeRequest {
   readonly clientId: string;
+  /** The attestation, or (in a delegation) the upstream plugin's Leash token. */
   readonly subjectToken: string;
+  /** Delegation (RFC 8693 §1.1): the requesting plugin's own attestation. */
+  readonly actorToken: string | undefined;
+  /** Step-up: why the plugin asks (shown to approvers, recorded in the audit event). */
+  readonly justification: string | undefined;
+  /** A pending approval this request polls or redeems. */
+  readonly approvalId: string | undefined;
   readonly audience: string;
   readonly scopes: readonly string[] | undefined;
   readonly ttl: number | undefined;
@@ -21,6 +28,10 @@ export interface ExchangeRequest {
 const MAX_TOKEN_LENGTH = 8192;
 const MAX_TTL_PARAM = 86400;
 const TASK_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const APPROVAL_ID = /^[A-Za-z0-9_-]{16,64}$/;
+const MAX_JUSTIFICATION = 500;
+/** Printable text only: a justification is shown to people and must not smuggle control characters. */
+const JUSTIFICATION = /^[^\p{Cc}\p{Cf}]+$/u;
 
 function single(params: RawParams, name: string): string | undefined {
   const v = params[name];
@@ -56,13 +67,32 @@ export function parseExchangeRequest(clientId: string, params: RawParams): Excha
   if (subjectToken.length > MAX_TOKEN_LENGTH) throw new LeashError('ERR_ATTESTATION_MALFORMED', 'subject_token is too long to be an attestation');
   const subjectTokenType = single(params, 'subject_token_type');
   if (!subjectTokenType) throw new LeashError('ERR_REQUEST_MALFORMED', "missing 'subject_token_type': use urn:ietf:params:oauth:token-type:jwt");
-  if (!ACCEPTED_SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
+  const actorToken = single(params, 'actor_token');
+  const actorTokenType = single(params, 'actor_token_type');
+  if (actorToken === undefined && actorTokenType !== undefined) {
+    throw new LeashError('ERR_REQUEST_MALFORMED', "'actor_token_type' without 'actor_token' (RFC 8693 §2.1)");
+  }
+  if (actorToken !== undefined) {
+    // Delegation: subject_token is the upstream plugin's Leash token, actor_token this plugin's attestation.
+    if (actorToken.length === 0) throw new LeashError('ERR_REQUEST_MALFORMED', "'actor_token' is empty");
+    if (actorToken.length > MAX_TOKEN_LENGTH) throw new LeashError('ERR_ATTESTATION_MALFORMED', 'actor_token is too long to be an attestation');
+    if (!actorTokenType) throw new LeashError('ERR_REQUEST_MALFORMED', "missing 'actor_token_type': use urn:ietf:params:oauth:token-type:jwt (RFC 8693 §2.1)");
+    if (!ACCEPTED_SUBJECT_TOKEN_TYPES.has(actorTokenType)) {
+      throw new LeashError('ERR_ACTOR_TOKEN_TYPE_UNSUPPORTED', 'actor_token_type must be urn:ietf:params:oauth:token-type:jwt (the plugin\'s attestation)');
+    }
+    if (!UPSTREAM_SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
+      throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', 'with an actor_token, subject_token is the upstream Leash token: subject_token_type must be urn:ietf:params:oauth:token-type:access_token (or :jwt)');
+    }
+  } else if (!ACCEPTED_SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
     throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', 'subject_token_type must be urn:ietf:params:oauth:token-type:jwt (or :id_token)');
   }
-  if (params.actor_token !== undefined || params.actor_token_type !== undefined) {
-    // Delegation chains land with the approvals/delegation work; until then refuse rather than ignore.
-    throw new LeashError('ERR_REQUEST_MALFORMED', 'actor_token (delegation chains) is not supported by this broker version');
+
+  const justification = single(params, 'justification');
+  if (justification !== undefined && (justification.length > MAX_JUSTIFICATION || !JUSTIFICATION.test(justification) || justification.trim().length === 0)) {
+    throw new LeashError('ERR_REQUEST_MALFORMED', `justification must be 1 to ${MAX_JUSTIFICATION} printable characters`);
   }
+  const approvalId = single(params, 'approval_id');
+  if (approvalId !== undefined && !APPROVAL_ID.test(approvalId)) throw new LeashError('ERR_APPROVAL_UNKNOWN', 'approval_id is not a valid approval id');
 
   const requestedTokenType = single(params, 'requested_token_type');
   if (requestedTokenType !== undefined && !ANY_REQUESTABLE_TYPE.has(requestedTokenType)) {
@@ -102,6 +132,9 @@ export function parseExchangeRequest(clientId: string, params: RawParams): Excha
   return {
     clientId,
     subjectToken,
+    actorToken,
+    justification,
+    approvalId,
     audience,
     scopes: scopes && scopes.length > 0 ? scopes : undefined,
     ttl,

@@ -2,6 +2,8 @@ import type { WorkloadIdentity } from '../attestation/attestor.js';
 import type { CredentialKind } from '../config/schema.js';
 import type { CompiledGrant, CompiledPlugin } from '../policy/types.js';
 import type { IssuedToken, Task } from '../store/records.js';
+import type { ActClaim } from '../delegation/delegation.js';
+import type { ApprovalReceipt } from '../approvals/gate.js';
 
 export interface IssueRequest {
   readonly plugin: CompiledPlugin;
@@ -16,6 +18,10 @@ export interface IssueRequest {
   readonly jkt: string | undefined;
   /** ms since epoch */
   readonly now: number;
+  /** Set when issued through a delegation chain (RFC 8693 `act`). */
+  readonly delegation?: { readonly subject: string; readonly act: ActClaim; readonly effects: readonly string[] } | undefined;
+  /** Set when a human approved this exact request. */
+  readonly approval?: ApprovalReceipt | undefined;
 }
 
 /** RFC 8693 §2.2.1 response body. */

@@ -6,6 +6,10 @@ export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_
 
 /** Attestations are JWTs; a Kubernetes or OIDC token may be labelled either way. */
 export const ACCEPTED_SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN]);
+/** In a delegation the subject_token is a Leash access token (a JWT). */
+export const UPSTREAM_SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT]);
+/** Leash-defined: a Vault dynamic secret (RFC 8693 §3 allows URIs for other token types). */
+export const TOKEN_TYPE_VAULT_SECRET = 'urn:leash:params:oauth:token-type:vault-secret';
 /** Leash-defined: AWS credentials (RFC 8693 §3 allows URIs for other token types). */
 export const TOKEN_TYPE_AWS_CREDENTIALS = 'urn:leash:params:oauth:token-type:aws-credentials';
 
@@ -13,6 +17,7 @@ export const TOKEN_TYPE_AWS_CREDENTIALS = 'urn:leash:params:oauth:token-type:aws
 export const REQUESTABLE_TYPES: Readonly<Record<string, ReadonlySet<string>>> = {
   jwt: new Set([TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT]),
   'aws-sts': new Set([TOKEN_TYPE_AWS_CREDENTIALS]),
+  vault: new Set([TOKEN_TYPE_VAULT_SECRET]),
 };
 export const ANY_REQUESTABLE_TYPE: ReadonlySet<string> = new Set(Object.values(REQUESTABLE_TYPES).flatMap((s) => [...s]));
 

@@ -19,7 +19,7 @@ function deny(code: ErrorCode, description: string, reasons: string[], reason: s
  * Decide one request against one plugin's policy. Pure: the same input gives the same
  * decision; the pipeline has already checked the task is live and admits this plugin.
  * Steps, in order: plugin enabled → grant for the exact audience → task → scopes → TTL
- * → conditions → approval.
+ * → conditions (the approval rule is reported, and enforced by the pipeline).
  */
 export function evaluate(input: PolicyInput): Decision {
   const { plugin, request, task } = input;
@@ -77,15 +77,8 @@ export function evaluate(input: PolicyInput): Decision {
   }
   if (grant.config.conditions?.length || grant.config.time) reasons.push('conditions hold');
 
-  if (grant.approval === 'human' || grant.approval === 'step-up') {
-    // Fail closed until approvals exist: ignoring the rule would issue what needed a human.
-    return deny(
-      'ERR_APPROVAL_REQUIRED',
-      'this grant requires human approval, which this broker version does not implement yet; refused',
-      reasons,
-      `approval '${grant.approval}' required`,
-    );
-  }
+  // The approval rule is the pipeline's step (it needs the store and a person), not a policy denial.
+  if (grant.approval !== 'none') reasons.push(`approval '${grant.approval}' required`);
 
   if (grant.dpopRequired) reasons.push('dpop required');
   return Object.freeze({ allow: true, grant, scopes, ttl, dpopRequired: grant.dpopRequired, reasons: Object.freeze(reasons) });

@@ -1,6 +1,6 @@
 import type { ConfigProblem } from '../config/config-error.js';
 import { SENDER_CONSTRAINABLE_KINDS } from '../issuance/token-types.js';
-import type { GrantConfig, PluginConfig, Settings } from '../config/schema.js';
+import { APPROVAL_BY_DEFAULT_EFFECTS, type GrantConfig, type PluginConfig, type Settings } from '../config/schema.js';
 import { compileConditions } from './conditions.js';
 import type { CompiledGrant } from './types.js';
 
@@ -38,7 +38,8 @@ export function compileGrant(
     // A risk tier's DPoP rule applies only where a proof binds something (`dpop: required` on
     // other kinds is refused at load).
     dpopRequired: SENDER_CONSTRAINABLE_KINDS.has(spec.kind ?? 'jwt') && (spec.dpop === 'required' || risksRequiringDpop.includes(plugin.risk)),
-    approval: spec.approval ?? 'none',
+    // Unless the grant says otherwise, effects that change or send out data wait for a person.
+    approval: spec.approval ?? (APPROVAL_BY_DEFAULT_EFFECTS.has(spec.effect) ? 'human' : 'none'),
     failedConditions,
     config: spec,
   });

@@ -1,5 +1,5 @@
 import type { WorkloadIdentity } from '../attestation/attestor.js';
-import type { CredentialKind, GrantConfig, PluginConfig, RiskTier } from '../config/schema.js';
+import type { ApprovalRule, CredentialKind, GrantConfig, PluginConfig, RiskTier } from '../config/schema.js';
 import type { ErrorCode } from '../errors/codes.js';
 import type { Task } from '../store/records.js';
 
@@ -15,7 +15,8 @@ export interface CompiledGrant {
   readonly taskRequired: boolean;
   /** The grant's own `dpop: required` or the plugin's risk tier requiring it. */
   readonly dpopRequired: boolean;
-  readonly approval: GrantConfig['approval'];
+  /** The grant's rule, or the default its effect implies (`human` for write, exfiltrate, admin). */
+  readonly approval: ApprovalRule;
   /**
    * The grant's `conditions` and `time` window, compiled: the ones that do not hold for
    * this input, as human strings naming config values only (empty: all hold).

@@ -74,3 +74,52 @@ export interface Suspension {
 export type StateChange =
   | { readonly type: 'revocation'; readonly revocation: Revocation }
   | { readonly type: 'suspension'; readonly plugin: string; readonly suspended: boolean };
+
+export type ApprovalState = 'pending' | 'approved' | 'denied' | 'used';
+
+/**
+ * A pending (or decided) human approval of one exact request. `requestHash` binds it to
+ * plugin, task, audience, scopes, TTL and credential kind: a different request cannot
+ * ride on it. Expiry is by time (`expiresAt`); a `pending` record past it reads as expired.
+ */
+export interface ApprovalRecord {
+  readonly id: string;
+  readonly requestHash: string;
+  readonly plugin: string;
+  readonly owner: string;
+  readonly task: string | undefined;
+  readonly audience: string;
+  readonly scopes: readonly string[];
+  readonly ttl: number;
+  readonly kind: string;
+  readonly effect: string;
+  readonly risk: string;
+  readonly justification: string | undefined;
+  /** Delegation chain (root first) when the request came through one. */
+  readonly chain: readonly string[] | undefined;
+  /** Why approval was needed: `grant`, `toxic-combination`. */
+  readonly cause: string;
+  readonly requestedAt: number;
+  /** Pending approvals expire here; an approved one must be redeemed by `redeemBy`. */
+  readonly expiresAt: number;
+  readonly state: ApprovalState;
+  readonly decidedAt: number | undefined;
+  readonly decidedBy: string | undefined;
+  readonly decisionReason: string | undefined;
+  /** After approval: the last moment it may be redeemed. */
+  readonly redeemBy: number | undefined;
+  readonly usedAt: number | undefined;
+  /** Last poll (ms), for `slow_down`. */
+  readonly lastPollAt: number | undefined;
+}
+
+/** A Vault lease behind one issued credential (jti), kept until it is revoked. */
+export interface LeaseRecord {
+  readonly jti: string;
+  readonly leaseId: string;
+  readonly plugin: string;
+  readonly task: string | undefined;
+  /** When Leash revokes it at the latest (the grant's TTL). */
+  readonly expiresAt: number;
+  readonly revokedAt: number | undefined;
+}

@@ -14,7 +14,19 @@ describe('parseConfig: defaults, paths, freezing', () => {
       issuer: 'http://127.0.0.1:8080',
       listen: { host: '127.0.0.1', port: 8080 },
       max_body_bytes: 16384,
-      keys: { backend: 'local', dir: './keys', algorithm: 'ES256', key_lifetime: 2592000 },
+      keys: {
+        backend: 'local',
+        dir: './keys',
+        algorithm: 'ES256',
+        key_lifetime: 2592000,
+        prepublish: 3600,
+        max_published: 5,
+        rotate_on_schedule: true,
+        refresh_interval_ms: 10000,
+        max_vault_outage: 300,
+        vault_kv: { mount: 'secret', path: 'leash/signing' },
+        vault_transit: { mount: 'transit', key: 'leash-signing' },
+      },
       store: { kind: 'sqlite', path: './data/leash.db', url: 'redis://127.0.0.1:6379', key_prefix: 'leash:' },
       audit: { stdout: true },
       tokens: { default_ttl: 300, max_ttl: 3600, clock_skew: 30 },
@@ -22,6 +34,8 @@ describe('parseConfig: defaults, paths, freezing', () => {
       dpop: { required_for_risk: ['high', 'critical'], max_proof_age: 60, algorithms: ['ES256', 'EdDSA'] },
       revocation: { sync_interval_ms: 500, max_staleness_ms: 5000, sweep_interval_ms: 1000 },
       aws: { region: 'us-east-1', web_identity_audience: 'sts.amazonaws.com', web_identity_token_ttl: 300, max_attempts: 3 },
+      approvals: { poll_interval: 5, pending_ttl: 900, redeem_ttl: 300, approver_groups: [] },
+      delegation: { max_depth: 3, toxic_combinations: [{ upstream: 'read-sensitive', downstream: 'exfiltrate', action: 'deny' }] },
       production: false,
     });
     expect(config.admin).toEqual({ api_keys: [], issuers: [] });
@@ -39,9 +53,10 @@ describe('parseConfig: defaults, paths, freezing', () => {
       max_ttl: 300,
       task_required: true,
       dpop: 'optional',
-      approval: 'none',
       conditions: [],
     });
+    // No `approval` default in the file: the policy compiler derives it from the effect.
+    expect(plugin.grants[0]).not.toHaveProperty('approval');
   });
 
   it('keeps values that are given instead of the defaults', () => {
@@ -286,8 +301,8 @@ describe('config/demo.yaml', () => {
     expect(config.plugins[0]!.grants[0]).toMatchObject({ audience: 'https://crm.example.com/api', scopes: ['contacts:read', 'contacts:search'], default_scopes: ['contacts:read'], effect: 'read', max_ttl: 300 });
     expect(config.plugins[1]!.grants[0]).toMatchObject({ audience: 'https://tickets.example.com', effect: 'write', approval: 'none', dpop: 'required', max_ttl: 120 });
     expect(config.admin.api_keys).toEqual([
-      { id: 'demo-orchestrator', sha256: sha('demo-orchestrator-key'), roles: ['orchestrator'] },
-      { id: 'demo-ops', sha256: sha('demo-ops-key'), roles: ['ops', 'security', 'platform'] },
+      { id: 'demo-orchestrator', sha256: sha('demo-orchestrator-key'), roles: ['orchestrator'], groups: [] },
+      { id: 'demo-ops', sha256: sha('demo-ops-key'), roles: ['ops', 'security', 'platform'], groups: [] },
     ]);
   });
 });

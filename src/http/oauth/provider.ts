@@ -20,6 +20,8 @@ const EXCHANGE_PARAMS = [
   'scope',
   'task',
   'expires_in',
+  'justification',
+  'approval_id',
 ];
 const REPEATABLE = ['resource', 'audience'];
 

@@ -20,7 +20,8 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
       const scope = req.scopes.join(' ');
       const payload: Record<string, unknown> = {
         iss: deps.issuer,
-        sub: req.plugin.id,
+        // In a delegation the subject is the chain's root (the principal); the actor is in `act`.
+        sub: req.delegation?.subject ?? req.plugin.id,
         aud: req.audience,
         exp,
         iat,
@@ -33,6 +34,11 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
       };
       if (req.task) payload.task = req.task.id;
       if (req.jkt) payload.cnf = { jkt: req.jkt };
+      if (req.delegation) {
+        payload.act = req.delegation.act;
+        payload.chain_effects = [...req.delegation.effects];
+      }
+      if (req.approval) payload.approval = { id: req.approval.id, approver: req.approval.approver, at: req.approval.at };
       const token = await signJwt(key, { typ: 'at+jwt' }, payload);
       return {
         body: {
