@@ -1,4 +1,4 @@
-import type { AuditRecord, IssuedToken, Revocation, StateChange, Suspension, Task } from './records.js';
+import type { ApprovalRecord, ApprovalState, AuditRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from './records.js';
 
 /**
  * Small role interfaces; a backend implements all of them (see `Store`). Every method is
@@ -67,7 +67,42 @@ export interface ReplayCache {
   remember(key: string, expiresAt: number): Promise<boolean>;
 }
 
-export interface Store extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed {
+/** Pending and decided approvals, shared by replicas; every transition is atomic. */
+export interface ApprovalStore {
+  createApproval(approval: ApprovalRecord): Promise<void>;
+  getApproval(id: string): Promise<ApprovalRecord | undefined>;
+  /**
+   * pending → approved|denied, only while pending and `at < expiresAt`. Returns the updated
+   * record, or undefined when it was not pending (already decided, used, expired, unknown).
+   */
+  decideApproval(
+    id: string,
+    decision: { readonly state: 'approved' | 'denied'; readonly by: string; readonly reason: string | undefined; readonly at: number; readonly redeemBy: number | undefined },
+  ): Promise<ApprovalRecord | undefined>;
+  /** approved → used, exactly once, only while `at <= redeemBy`. True for the one caller that wins. */
+  consumeApproval(id: string, at: number): Promise<boolean>;
+  /**
+   * Records a poll at `at`. Returns 'slow_down' (and does not move `lastPollAt`) when the
+   * previous poll was less than `minIntervalMs` ago; 'ok' otherwise. Atomic across replicas.
+   */
+  recordApprovalPoll(id: string, at: number, minIntervalMs: number): Promise<'ok' | 'slow_down'>;
+  /** Newest first. `state: 'pending'` lists only those not yet expired at `now`. */
+  listApprovals(filter: { readonly state?: ApprovalState; readonly now: number; readonly limit: number }): Promise<ApprovalRecord[]>;
+}
+
+/** Vault leases behind issued credentials, so they can be revoked with the task, the plugin or the TTL. */
+export interface LeaseStore {
+  recordLease(lease: LeaseRecord): Promise<void>;
+  /** Unrevoked leases of these credentials. */
+  leasesForTokens(jtis: readonly string[]): Promise<LeaseRecord[]>;
+  /** Unrevoked leases with `expiresAt <= now`, oldest first (the lease sweeper). */
+  dueLeases(now: number, limit: number): Promise<LeaseRecord[]>;
+  /** True when it was unrevoked. */
+  markLeaseRevoked(jti: string, at: number): Promise<boolean>;
+}
+
+export interface Store
+  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore {
   readonly kind: string;
   /** Cheap liveness probe. */
   ping(): Promise<void>;

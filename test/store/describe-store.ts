@@ -2,7 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from '@jest/globals';
 import { GENESIS_HASH, chainHash, verifyChain } from '../../src/audit/chain.js';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { isLeashError } from '../../src/errors/leash-error.js';
-import type { IssuedToken, Revocation, StateChange, Task } from '../../src/store/records.js';
+import type { ApprovalRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Task } from '../../src/store/records.js';
 import type { Store } from '../../src/store/store.js';
 import { ManualClock } from '../../src/time/clock.js';
 
@@ -60,6 +60,50 @@ export function aRevocation(clock: ManualClock, over: Partial<Omit<Revocation, '
     keepUntil: clock.now() + HOUR,
     reason: 'leaked in a log',
     actor: 'apikey:security',
+    ...over,
+  };
+}
+
+const MINUTE = 60_000;
+
+/** A pending approval with every optional field set (see `bareApproval` for none). */
+export function anApproval(clock: ManualClock, over: Partial<ApprovalRecord> = {}): ApprovalRecord {
+  return {
+    id: `apr_${Math.random().toString(36).slice(2)}`,
+    requestHash: 'sha256:4f1c',
+    plugin: 'crm-writer',
+    owner: 'team-sales',
+    task: 'tsk_1',
+    audience: 'https://crm.example',
+    scopes: ['contacts:write', 'contacts:read'],
+    ttl: 300,
+    kind: 'jwt',
+    effect: 'write',
+    risk: 'high',
+    justification: 'update the renewal date',
+    chain: ['orchestrator', 'crm-writer'],
+    cause: 'grant',
+    requestedAt: clock.now(),
+    expiresAt: clock.now() + 10 * MINUTE,
+    state: 'pending',
+    decidedAt: undefined,
+    decidedBy: undefined,
+    decisionReason: undefined,
+    redeemBy: undefined,
+    usedAt: undefined,
+    lastPollAt: undefined,
+    ...over,
+  };
+}
+
+export function aLease(clock: ManualClock, over: Partial<LeaseRecord> = {}): LeaseRecord {
+  return {
+    jti: `jti_${Math.random().toString(36).slice(2)}`,
+    leaseId: `database/creds/readonly/${Math.random().toString(36).slice(2)}`,
+    plugin: 'crm-writer',
+    task: 'tsk_1',
+    expiresAt: clock.now() + 5 * MINUTE,
+    revokedAt: undefined,
     ...over,
   };
 }
@@ -526,6 +570,256 @@ export function describeStore(name: string, factory: StoreFactory): void {
       });
     });
 
+    describe('approvals', () => {
+      const approve = (at: number, redeemBy: number | undefined = at + 5 * MINUTE) =>
+        ({ state: 'approved', by: 'jwt:https://idp.example#alice', reason: 'looks right', at, redeemBy }) as const;
+
+      async function sibling(): Promise<Store> {
+        if (!fx.sibling) throw new Error(`${name}: the fixture offers no sibling(), so sharing is untested`);
+        const other = await fx.sibling();
+        opened.push(other);
+        return other;
+      }
+
+      it('creates and reads back every field, and keeps undefined fields undefined', async () => {
+        const full = anApproval(clock, { state: 'approved', decidedAt: 5, decidedBy: 'apikey:ops', decisionReason: 'ok', redeemBy: 9, usedAt: 7, lastPollAt: 3 });
+        const bare = anApproval(clock, { task: undefined, justification: undefined, chain: undefined });
+        await store.createApproval(full);
+        await store.createApproval(bare);
+        expect(await store.getApproval(full.id)).toEqual(full);
+        const back = await store.getApproval(bare.id);
+        expect(back).toEqual(bare);
+        // toEqual treats a missing key as undefined; the contract's shape has every key present
+        expect(Object.keys(back!).sort()).toEqual(Object.keys(bare).sort());
+        expect(await store.getApproval('apr_unknown')).toBeUndefined();
+        const err = await rejectionOf(store.createApproval({ ...full, state: 'pending' }));
+        expect(err).toBeInstanceOf(TypeError);
+        expect((await store.getApproval(full.id))?.state).toBe('approved');
+      });
+
+      it('decides a pending approval once; a second decision changes nothing', async () => {
+        const a = anApproval(clock);
+        await store.createApproval(a);
+        clock.advance(1);
+        const decided = await store.decideApproval(a.id, approve(clock.now()));
+        expect(decided).toEqual({
+          ...a,
+          state: 'approved',
+          decidedAt: clock.now(),
+          decidedBy: 'jwt:https://idp.example#alice',
+          decisionReason: 'looks right',
+          redeemBy: clock.now() + 5 * MINUTE,
+        });
+        expect(await store.getApproval(a.id)).toEqual(decided);
+        expect(await store.decideApproval(a.id, { state: 'denied', by: 'apikey:ops', reason: 'no', at: clock.now() + 1, redeemBy: undefined })).toBeUndefined();
+        expect(await store.getApproval(a.id)).toEqual(decided);
+        expect(await store.decideApproval('apr_unknown', approve(clock.now()))).toBeUndefined();
+      });
+
+      it('records a denial with an undefined reason', async () => {
+        const a = anApproval(clock);
+        await store.createApproval(a);
+        const denied = await store.decideApproval(a.id, { state: 'denied', by: 'apikey:ops', reason: undefined, at: clock.now(), redeemBy: undefined });
+        expect(denied).toEqual({ ...a, state: 'denied', decidedAt: clock.now(), decidedBy: 'apikey:ops', decisionReason: undefined, redeemBy: undefined });
+        expect(await store.getApproval(a.id)).toEqual(denied);
+      });
+
+      it('refuses a decision at or after expiry', async () => {
+        const a = anApproval(clock);
+        await store.createApproval(a);
+        expect(await store.decideApproval(a.id, approve(a.expiresAt))).toBeUndefined();
+        expect(await store.decideApproval(a.id, approve(a.expiresAt + 1))).toBeUndefined();
+        expect((await store.getApproval(a.id))?.state).toBe('pending');
+        expect(await store.decideApproval(a.id, approve(a.expiresAt - 1))).toBeDefined();
+      });
+
+      it('two replicas deciding at once: exactly one wins', async () => {
+        const other = await sibling();
+        const a = anApproval(clock);
+        await store.createApproval(a);
+        const [x, y] = await Promise.all([
+          store.decideApproval(a.id, approve(clock.now())),
+          other.decideApproval(a.id, { state: 'denied', by: 'apikey:ops', reason: 'no', at: clock.now(), redeemBy: undefined }),
+        ]);
+        expect([x, y].filter((r) => r !== undefined)).toHaveLength(1);
+        expect((await other.getApproval(a.id))?.state).toBe((x ?? y)!.state);
+      });
+
+      it('consumes an approved approval exactly once, only until redeemBy', async () => {
+        const a = anApproval(clock);
+        await store.createApproval(a);
+        const decided = (await store.decideApproval(a.id, approve(clock.now())))!;
+        clock.advance(1);
+        expect(await store.consumeApproval(a.id, clock.now())).toBe(true);
+        expect(await store.getApproval(a.id)).toEqual({ ...decided, state: 'used', usedAt: clock.now() });
+        expect(await store.consumeApproval(a.id, clock.now())).toBe(false);
+        expect(await store.decideApproval(a.id, approve(clock.now()))).toBeUndefined();
+
+        const late = anApproval(clock);
+        await store.createApproval(late);
+        const d = (await store.decideApproval(late.id, approve(clock.now(), clock.now() + 1000)))!;
+        expect(await store.consumeApproval(late.id, d.redeemBy! + 1)).toBe(false);
+        expect((await store.getApproval(late.id))?.state).toBe('approved');
+        expect(await store.consumeApproval(late.id, d.redeemBy!)).toBe(true); // inclusive
+      });
+
+      it('refuses to consume a pending, denied, unknown or redeemBy-less approval', async () => {
+        const pending = anApproval(clock);
+        const denied = anApproval(clock);
+        const noDeadline = anApproval(clock);
+        for (const a of [pending, denied, noDeadline]) await store.createApproval(a);
+        await store.decideApproval(denied.id, { state: 'denied', by: 'apikey:ops', reason: 'no', at: clock.now(), redeemBy: clock.now() + MINUTE });
+        await store.decideApproval(noDeadline.id, { ...approve(clock.now()), redeemBy: undefined });
+        expect(await store.consumeApproval(pending.id, clock.now())).toBe(false);
+        expect(await store.consumeApproval(denied.id, clock.now())).toBe(false);
+        expect(await store.consumeApproval(noDeadline.id, clock.now())).toBe(false);
+        expect(await store.consumeApproval('apr_unknown', clock.now())).toBe(false);
+        expect((await store.getApproval(pending.id))?.state).toBe('pending');
+        expect((await store.getApproval(denied.id))?.state).toBe('denied');
+      });
+
+      it('two replicas redeeming the same approval at once: exactly one wins', async () => {
+        const other = await sibling();
+        for (let round = 0; round < 5; round++) {
+          const a = anApproval(clock);
+          await store.createApproval(a);
+          await store.decideApproval(a.id, approve(clock.now()));
+          const results = await Promise.all([store.consumeApproval(a.id, clock.now()), other.consumeApproval(a.id, clock.now()), store.consumeApproval(a.id, clock.now())]);
+          expect(results.filter(Boolean)).toHaveLength(1);
+        }
+      });
+
+      it('paces polls: ok, slow_down within the interval (without moving it), ok after it', async () => {
+        const a = anApproval(clock);
+        await store.createApproval(a);
+        const t0 = clock.now();
+        expect(await store.recordApprovalPoll(a.id, t0, 5000)).toBe('ok');
+        expect((await store.getApproval(a.id))?.lastPollAt).toBe(t0);
+        expect(await store.recordApprovalPoll(a.id, t0 + 4999, 5000)).toBe('slow_down');
+        expect((await store.getApproval(a.id))?.lastPollAt).toBe(t0);
+        expect(await store.recordApprovalPoll(a.id, t0 + 5000, 5000)).toBe('ok');
+        expect((await store.getApproval(a.id))?.lastPollAt).toBe(t0 + 5000);
+        expect(await store.recordApprovalPoll(a.id, t0 + 5001, 5000)).toBe('slow_down');
+      });
+
+      it('paces polls across replicas: of concurrent polls exactly one is ok', async () => {
+        const other = await sibling();
+        const a = anApproval(clock);
+        await store.createApproval(a);
+        const t = clock.now();
+        const results = await Promise.all([store.recordApprovalPoll(a.id, t, 5000), other.recordApprovalPoll(a.id, t, 5000), other.recordApprovalPoll(a.id, t + 1, 5000)]);
+        expect(results.filter((r) => r === 'ok')).toHaveLength(1);
+        expect(results.filter((r) => r === 'slow_down')).toHaveLength(2);
+      });
+
+      it('lists newest first, filters by state, hides expired pending ones, honours the limit', async () => {
+        const t0 = clock.now();
+        const old = anApproval(clock, { requestedAt: t0, expiresAt: t0 + MINUTE });
+        const mid = anApproval(clock, { requestedAt: t0 + 1000, expiresAt: t0 + 10 * MINUTE });
+        const young = anApproval(clock, { requestedAt: t0 + 2000, expiresAt: t0 + 10 * MINUTE });
+        const denied = anApproval(clock, { requestedAt: t0 + 3000 });
+        for (const a of [mid, old, denied, young]) await store.createApproval(a);
+        const d = await store.decideApproval(denied.id, { state: 'denied', by: 'apikey:ops', reason: 'no', at: t0 + 3000, redeemBy: undefined });
+        const now = t0 + 2 * MINUTE; // `old` has expired, still pending in storage
+        const ids = (xs: ApprovalRecord[]) => xs.map((x) => x.id);
+        expect(ids(await store.listApprovals({ state: 'pending', now, limit: 10 }))).toEqual([young.id, mid.id]);
+        expect(ids(await store.listApprovals({ state: 'pending', now: t0, limit: 10 }))).toEqual([young.id, mid.id, old.id]);
+        expect(ids(await store.listApprovals({ state: 'pending', now, limit: 1 }))).toEqual([young.id]);
+        expect(await store.listApprovals({ state: 'denied', now, limit: 10 })).toEqual([d]);
+        expect(await store.listApprovals({ state: 'used', now, limit: 10 })).toEqual([]);
+        expect(ids(await store.listApprovals({ now, limit: 10 }))).toEqual([denied.id, young.id, mid.id, old.id]);
+        expect(ids(await store.listApprovals({ now, limit: 2 }))).toEqual([denied.id, young.id]);
+        expect((await store.listApprovals({ now, limit: 10 }))[2]).toEqual(mid);
+      });
+
+      it('rejects malformed arguments as programming errors', async () => {
+        expect(await rejectionOf(store.createApproval({ ...anApproval(clock), state: 'maybe' as never }))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.createApproval({ ...anApproval(clock), id: '' }))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.listApprovals({ now: 1, limit: 0 }))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.recordApprovalPoll('a', 1.5, 10))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.decideApproval('a', { state: 'used' as never, by: 'x', reason: undefined, at: 1, redeemBy: undefined }))).toBeInstanceOf(TypeError);
+      });
+    });
+
+    describe('vault leases', () => {
+      it('records leases and finds the unrevoked ones of given credentials', async () => {
+        const a = aLease(clock);
+        const b = aLease(clock, { task: undefined, expiresAt: clock.now() + MINUTE });
+        const c = aLease(clock);
+        for (const l of [a, b, c]) await store.recordLease(l);
+        const found = await store.leasesForTokens([a.jti, b.jti, 'jti_unknown']);
+        expect([...found].sort((x, y) => (x.jti < y.jti ? -1 : 1))).toEqual([a, b].sort((x, y) => (x.jti < y.jti ? -1 : 1)));
+        expect(Object.keys(found.find((l) => l.jti === b.jti)!).sort()).toEqual(Object.keys(b).sort());
+        expect(await store.leasesForTokens([])).toEqual([]);
+        expect(await store.markLeaseRevoked(a.jti, clock.now())).toBe(true);
+        expect(await store.leasesForTokens([a.jti, b.jti])).toEqual([b]);
+        expect(await rejectionOf(store.recordLease({ ...a, leaseId: 'other' }))).toBeInstanceOf(TypeError);
+      });
+
+      it('lists due leases oldest first, up to the limit, without revoked or future ones', async () => {
+        const t = clock.now();
+        const l1 = aLease(clock, { expiresAt: t + 1000 });
+        const l2 = aLease(clock, { expiresAt: t + 2000 });
+        const l3 = aLease(clock, { expiresAt: t + 3000 });
+        const future = aLease(clock, { expiresAt: t + HOUR });
+        for (const l of [l3, future, l1, l2]) await store.recordLease(l);
+        expect(await store.dueLeases(t, 10)).toEqual([]);
+        expect(await store.dueLeases(t + 3000, 10)).toEqual([l1, l2, l3]);
+        expect(await store.dueLeases(t + 3000, 2)).toEqual([l1, l2]);
+        expect(await store.dueLeases(t + 1999, 10)).toEqual([l1]);
+        expect(await store.markLeaseRevoked(l1.jti, t + 3000)).toBe(true);
+        expect(await store.dueLeases(t + 3000, 10)).toEqual([l2, l3]);
+      });
+
+      it('marks a lease revoked once: true, then false; unknown is false', async () => {
+        const l = aLease(clock);
+        await store.recordLease(l);
+        expect(await store.markLeaseRevoked(l.jti, 10)).toBe(true);
+        expect(await store.markLeaseRevoked(l.jti, 20)).toBe(false);
+        expect(await store.markLeaseRevoked('jti_unknown', 20)).toBe(false);
+        expect(await store.leasesForTokens([l.jti])).toEqual([]);
+      });
+
+      it('two replicas revoking the same lease at once: one true', async () => {
+        if (!fx.sibling) throw new Error(`${name}: the fixture offers no sibling(), so sharing is untested`);
+        const other = await fx.sibling();
+        opened.push(other);
+        const l = aLease(clock);
+        await store.recordLease(l);
+        const r = await Promise.all([store.markLeaseRevoked(l.jti, 1), other.markLeaseRevoked(l.jti, 1)]);
+        expect(r.filter(Boolean)).toHaveLength(1);
+      });
+    });
+
+    describe('approvals and leases across reopen', () => {
+      it('keeps approvals (with their poll time and decisions) and leases', async () => {
+        if (!fx.reopen) throw new Error(`${name}: the fixture offers no reopen(), so durability is untested`);
+        const pending = anApproval(clock);
+        const used = anApproval(clock, { chain: undefined });
+        await store.createApproval(pending);
+        await store.createApproval(used);
+        await store.recordApprovalPoll(pending.id, clock.now(), 5000);
+        await store.decideApproval(used.id, { state: 'approved', by: 'apikey:ops', reason: undefined, at: clock.now(), redeemBy: clock.now() + MINUTE });
+        await store.consumeApproval(used.id, clock.now());
+        const live = aLease(clock);
+        const gone = aLease(clock);
+        await store.recordLease(live);
+        await store.recordLease(gone);
+        await store.markLeaseRevoked(gone.jti, clock.now());
+        const before = { pending: await store.getApproval(pending.id), used: await store.getApproval(used.id) };
+        await store.close();
+        const again = await fx.reopen();
+        opened.push(again);
+        expect(await again.getApproval(pending.id)).toEqual(before.pending);
+        expect(await again.getApproval(used.id)).toEqual(before.used);
+        expect(await again.consumeApproval(used.id, clock.now())).toBe(false);
+        expect(await again.recordApprovalPoll(pending.id, clock.now() + 1, 5000)).toBe('slow_down');
+        expect(await again.leasesForTokens([live.jti, gone.jti])).toEqual([live]);
+        expect(await again.dueLeases(live.expiresAt, 10)).toEqual([live]);
+        expect(await again.markLeaseRevoked(gone.jti, clock.now())).toBe(false);
+      });
+    });
+
     describe('lifecycle', () => {
       it('answers ping while open', async () => {
         await expect(store.ping()).resolves.toBeUndefined();
@@ -557,6 +851,16 @@ export function describeStore(name: string, factory: StoreFactory): void {
           ['resumePlugin', () => store.resumePlugin('p')],
           ['listSuspensions', () => store.listSuspensions()],
           ['incrementWindow', () => store.incrementWindow('k', 1000, 1)],
+          ['createApproval', () => store.createApproval(anApproval(clock))],
+          ['getApproval', () => store.getApproval('a')],
+          ['decideApproval', () => store.decideApproval('a', { state: 'denied', by: 'x', reason: undefined, at: 1, redeemBy: undefined })],
+          ['consumeApproval', () => store.consumeApproval('a', 1)],
+          ['recordApprovalPoll', () => store.recordApprovalPoll('a', 1, 1000)],
+          ['listApprovals', () => store.listApprovals({ now: 1, limit: 10 })],
+          ['recordLease', () => store.recordLease(aLease(clock))],
+          ['leasesForTokens', () => store.leasesForTokens(['j'])],
+          ['dueLeases', () => store.dueLeases(1, 10)],
+          ['markLeaseRevoked', () => store.markLeaseRevoked('j', 1)],
         ];
         for (const [op, call] of calls) {
           const err = await rejectionOf(call());

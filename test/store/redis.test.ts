@@ -6,7 +6,7 @@ import type { StateChange } from '../../src/store/records.js';
 import { openRedisStore, type RedisStore, type RedisStoreOptions } from '../../src/store/redis/redis-store.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { startRedis, redisAvailable, type RedisServer } from '../support/redis.js';
-import { aRevocation, aTask, aToken, describeStore } from './describe-store.js';
+import { aLease, aRevocation, aTask, aToken, anApproval, describeStore } from './describe-store.js';
 
 const RUN = redisAvailable('Redis store tests');
 const HOUR = 3600_000;
@@ -116,6 +116,58 @@ if (!RUN) {
       expect(seenByB).toEqual([]);
     });
 
+    it('gives approvals and leases TTLs from the injected clock, and drops stale index entries', async () => {
+      const s = await open();
+      const DAY = 86400_000;
+      const raw = new Redis(shared.url);
+      const t0 = clock.now();
+      try {
+        const pttl = (key: string) => raw.pttl(`${s.keyPrefix}${key}`);
+        const near = (got: number, want: number) => expect(Math.abs(got - want)).toBeLessThan(5000);
+        const a = anApproval(clock, { expiresAt: t0 + 10 * 60_000 });
+        await s.createApproval(a);
+        near(await pttl(`apr:${a.id}`), 10 * 60_000 + 7 * DAY);
+        await s.decideApproval(a.id, { state: 'approved', by: 'x', reason: undefined, at: t0, redeemBy: t0 + DAY });
+        near(await pttl(`apr:${a.id}`), DAY + 7 * DAY); // redeemBy is later than expiresAt
+        expect(await raw.zrange(`${s.keyPrefix}apr-idx:pending`, '0', '-1')).toEqual([]);
+        expect(await raw.zrange(`${s.keyPrefix}apr-idx:approved`, '0', '-1')).toEqual([a.id]);
+        await s.consumeApproval(a.id, t0 + 1000);
+        expect(await raw.zrange(`${s.keyPrefix}apr-idx:approved`, '0', '-1')).toEqual([]);
+        expect(await raw.zrange(`${s.keyPrefix}apr-idx:used`, '0', '-1')).toEqual([a.id]);
+
+        const lease = aLease(clock);
+        await s.recordLease(lease);
+        expect(await pttl(`lease:${lease.jti}`)).toBe(-1); // kept until revoked
+        await s.markLeaseRevoked(lease.jti, t0);
+        near(await pttl(`lease:${lease.jti}`), DAY);
+        expect(await raw.zcard(`${s.keyPrefix}lease-due`)).toBe(0);
+
+        // 8 days on: the record is due to be dropped; the next creation clears its index entries
+        clock.set(t0 + 8 * DAY + 1);
+        await raw.del(`${s.keyPrefix}apr:${a.id}`); // as its TTL would have
+        expect(await s.listApprovals({ now: clock.now(), limit: 10 })).toEqual([]); // a gone record is skipped
+        const b = anApproval(clock);
+        await s.createApproval(b);
+        expect(await raw.zrange(`${s.keyPrefix}apr-idx:all`, '0', '-1')).toEqual([b.id]);
+        expect(await raw.zrange(`${s.keyPrefix}apr-idx:used`, '0', '-1')).toEqual([]);
+        expect(await raw.zrange(`${s.keyPrefix}apr-drop`, '0', '-1')).toEqual([b.id]);
+      } finally {
+        raw.disconnect();
+        clock.set(t0); // the clock is shared by this describe's tests
+      }
+    });
+
+    it('lists pending approvals past a run of expired ones longer than a page', async () => {
+      const s = await open();
+      const t0 = clock.now();
+      const live = anApproval(clock, { requestedAt: t0 - 1, expiresAt: t0 + 60_000 });
+      await s.createApproval(live);
+      for (let i = 0; i < 60; i++) await s.createApproval(anApproval(clock, { requestedAt: t0 + i, expiresAt: t0 + 1000 }));
+      const now = t0 + 2000;
+      expect(await s.listApprovals({ state: 'pending', now, limit: 5 })).toEqual([live]);
+      expect(await s.listApprovals({ now, limit: 100 })).toHaveLength(61);
+    });
+
     it('reports the persistence mode and can require AOF', async () => {
       const s = await open({ requireAof: true });
       expect(await s.persistence()).toEqual({ appendonly: 'yes', appendfsync: 'always' });
@@ -179,6 +231,10 @@ if (!RUN) {
       s.subscribe((c) => seen.push(c));
       const task = aTask(clock);
       await s.createTask(task);
+      const approval = anApproval(clock);
+      await s.createApproval(approval);
+      const lease = aLease(clock);
+      await s.recordLease(lease);
       expect(s.subscribed()).toBe(true);
 
       await server.stop();
@@ -205,6 +261,16 @@ if (!RUN) {
         ['resumePlugin', () => s.resumePlugin('p')],
         ['listSuspensions', () => s.listSuspensions()],
         ['incrementWindow', () => s.incrementWindow('k', 1000, clock.now())],
+        ['createApproval', () => s.createApproval(anApproval(clock))],
+        ['getApproval', () => s.getApproval(approval.id)],
+        ['decideApproval', () => s.decideApproval(approval.id, { state: 'denied', by: 'x', reason: undefined, at: clock.now(), redeemBy: undefined })],
+        ['consumeApproval', () => s.consumeApproval(approval.id, clock.now())],
+        ['recordApprovalPoll', () => s.recordApprovalPoll(approval.id, clock.now(), 1000)],
+        ['listApprovals', () => s.listApprovals({ state: 'pending', now: clock.now(), limit: 10 })],
+        ['recordLease', () => s.recordLease(aLease(clock))],
+        ['leasesForTokens', () => s.leasesForTokens([lease.jti])],
+        ['dueLeases', () => s.dueLeases(clock.now() + HOUR, 10)],
+        ['markLeaseRevoked', () => s.markLeaseRevoked(lease.jti, clock.now())],
       ];
       for (const [op, call] of calls) {
         const t0 = Date.now();
@@ -218,6 +284,9 @@ if (!RUN) {
       await eventually(async () => (await s.ping(), true), 5000, 'ping succeeds again');
       await eventually(() => s.subscribed(), 5000, 'the feed is subscribed again');
       expect(await s.getTask(task.id)).toEqual(task);
+      // nothing the outage refused happened: still pending, lease still live
+      expect(await s.getApproval(approval.id)).toEqual(approval);
+      expect(await s.leasesForTokens([lease.jti])).toEqual([lease]);
       const r = await s.addRevocation(aRevocation(clock));
       await eventually(() => seen.length > 0, 2000, 'a change published after the restart arrives');
       expect(seen).toEqual([{ type: 'revocation', revocation: r }]);

@@ -8,10 +8,10 @@ import Database from 'better-sqlite3';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { isLeashError, type LeashError } from '../../src/errors/leash-error.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { ManualClock } from '../../src/time/clock.js';
 import type { StateChange } from '../../src/store/records.js';
-import { aRevocation, aTask, describeStore } from './describe-store.js';
+import { aLease, aRevocation, aTask, anApproval, describeStore } from './describe-store.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -176,6 +176,7 @@ describe('SQLite store specifics', () => {
   it('rejects a bad option as a TypeError', () => {
     expect(() => openSqliteStore({ path, clock, replayPurgeEvery: 0 })).toThrow(TypeError);
     expect(() => openSqliteStore({ path, clock, counterPurgeEvery: 0 })).toThrow(TypeError);
+    expect(() => openSqliteStore({ path, clock, recordPurgeEvery: 0 })).toThrow(TypeError);
   });
 
   it('fsyncs revocations and suspension changes (synchronous=FULL for those commits)', async () => {
@@ -281,5 +282,81 @@ setInterval(() => undefined, 1000);
     expect(await s.incrementWindow('a', w, t0 + w)).toBe(1); // 3rd call: purges the finished window first
     expect(rows()).toBe(1);
     expect(await s.incrementWindow('a', w, t0 + w + 1)).toBe(2);
+  });
+
+  it('fsyncs approval creation, decision, redemption and lease records; not polls or lease revocations', async () => {
+    const s = open();
+    s.database.exec(`
+      CREATE TABLE probe (what TEXT, level INTEGER);
+      CREATE TRIGGER probe_apr_ins AFTER INSERT ON approvals BEGIN INSERT INTO probe SELECT 'create', synchronous FROM pragma_synchronous; END;
+      CREATE TRIGGER probe_apr_upd AFTER UPDATE ON approvals BEGIN INSERT INTO probe SELECT new.state || ':' || coalesce(new.last_poll_at, ''), synchronous FROM pragma_synchronous; END;
+      CREATE TRIGGER probe_lease_ins AFTER INSERT ON vault_leases BEGIN INSERT INTO probe SELECT 'lease', synchronous FROM pragma_synchronous; END;
+      CREATE TRIGGER probe_lease_upd AFTER UPDATE ON vault_leases BEGIN INSERT INTO probe SELECT 'revoked', synchronous FROM pragma_synchronous; END;
+    `);
+    const a = anApproval(clock);
+    await s.createApproval(a);
+    await s.recordApprovalPoll(a.id, 5, 1000);
+    await s.decideApproval(a.id, { state: 'approved', by: 'x', reason: undefined, at: clock.now(), redeemBy: clock.now() + 1000 });
+    await s.consumeApproval(a.id, clock.now());
+    const l = aLease(clock);
+    await s.recordLease(l);
+    await s.markLeaseRevoked(l.jti, clock.now());
+    expect(s.database.prepare('SELECT what, level FROM probe').all()).toEqual([
+      { what: 'create', level: 2 },
+      { what: 'pending:5', level: 1 },
+      { what: 'approved:5', level: 2 },
+      { what: 'used:5', level: 2 },
+      { what: 'lease', level: 2 },
+      { what: 'revoked', level: 1 },
+    ]);
+    expect(s.database.pragma('synchronous', { simple: true })).toBe(1);
+  });
+
+  it('purges approvals 7 days after they last mattered and leases 1 day after revocation, every N records', async () => {
+    const s = open({ recordPurgeEvery: 2 });
+    const n = (table: string) => (s.database.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    const DAY = 86400_000;
+    const t0 = clock.now();
+    const expired = anApproval(clock, { expiresAt: t0 + 1000 });
+    const redeemable = anApproval(clock, { expiresAt: t0 + 1000, state: 'approved', decidedAt: t0, redeemBy: t0 + 3 * DAY });
+    await s.createApproval(expired);
+    await s.createApproval(redeemable); // 2nd: purge (nothing old yet)
+    expect(n('approvals')).toBe(2);
+    clock.set(t0 + 7 * DAY + 1000);
+    await s.createApproval(anApproval(clock));
+    await s.createApproval(anApproval(clock)); // 4th: purge
+    expect(await s.getApproval(expired.id)).toBeUndefined();
+    expect(await s.getApproval(redeemable.id)).toBeDefined(); // its redeemBy was later
+    expect(n('approvals')).toBe(3);
+
+    const revoked = aLease(clock);
+    const live = aLease(clock, { expiresAt: clock.now() - 10 * DAY }); // overdue but unrevoked: kept
+    await s.recordLease(revoked);
+    await s.markLeaseRevoked(revoked.jti, clock.now());
+    await s.recordLease(live);
+    clock.advance(86400 + 1);
+    await s.recordLease(aLease(clock));
+    await s.recordLease(aLease(clock)); // 4th: purge
+    expect(n('vault_leases')).toBe(3);
+    expect(await s.dueLeases(clock.now(), 10)).toEqual([live]);
+  });
+
+  it('migrates a version-2 database with data to the approval and lease tables', async () => {
+    const db = new Database(path.replace('a/b/', ''));
+    toClose.push(db);
+    db.exec('CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (2)');
+    db.exec(MIGRATIONS[0]!);
+    db.exec(MIGRATIONS[1]!);
+    db.prepare("INSERT INTO suspensions (plugin, since, actor, reason) VALUES ('p', 1, 'a', 'r')").run();
+    db.close();
+    const s = openSqliteStore({ path: path.replace('a/b/', ''), clock });
+    toClose.push(s);
+    expect(s.database.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: SCHEMA_VERSION }]);
+    expect(await s.listSuspensions()).toEqual([{ plugin: 'p', since: 1, actor: 'a', reason: 'r' }]);
+    const a = anApproval(clock);
+    await s.createApproval(a);
+    expect(await s.getApproval(a.id)).toEqual(a);
+    const indexes = (s.database.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('approvals', 'vault_leases') AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
+    expect(indexes).toEqual(['approvals_requested', 'approvals_state', 'vault_leases_due', 'vault_leases_revoked']);
   });
 });

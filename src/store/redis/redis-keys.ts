@@ -54,6 +54,26 @@ export class RedisKeys {
   counter(key: string, windowMs: number, windowStart: number): string {
     return `${this.prefix}ctr:${windowMs}:${windowStart}:${key}`;
   }
+  /** Hash: one approval (immutable part as JSON in `d`, the rest field by field). */
+  approval(id: string): string {
+    return `${this.prefix}apr:${id}`;
+  }
+  /** Sorted set: approval ids by requestedAt; `all`, or only those in one state. */
+  approvalsIndex(state: 'all' | 'pending' | 'approved' | 'denied' | 'used'): string {
+    return `${this.prefix}apr-idx:${state}`;
+  }
+  /** Sorted set: approval ids by when their record is dropped (removes stale index entries). */
+  get approvalsDrop(): string {
+    return `${this.prefix}apr-drop`;
+  }
+  /** Hash: one Vault lease (immutable part as JSON in `d`, revokedAt in `r`). */
+  lease(jti: string): string {
+    return `${this.prefix}lease:${jti}`;
+  }
+  /** Sorted set: jtis of unrevoked leases by expiresAt. */
+  get leasesDue(): string {
+    return `${this.prefix}lease-due`;
+  }
   /** Pub/sub channel of StateChange JSON. */
   get changes(): string {
     return `${this.prefix}changes`;

@@ -161,3 +161,132 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 `,
 );
+
+/*
+ * Approvals. The record is a hash: `d` (immutable JSON), `st` state, `rq` requestedAt, `exp`
+ * expiresAt, and when set `dAt` decidedAt, `dBy`, `dR` reason, `rb` redeemBy, `u` usedAt,
+ * `p` lastPollAt (an absent field is undefined). Index entries move between the per-state
+ * sorted sets in the same script as the state. `drop` = when the record may be forgotten
+ * (its TTL), also kept in a sorted set so stale index entries can be removed.
+ */
+
+/**
+ * KEYS: record, idx:all, idx:pending, idx:approved, idx:denied, idx:used, drop index.
+ * ARGV: id, requestedAt, state, ttl ms, dropAt, now, gc batch, then field/value pairs.
+ * Also drops index entries of records whose time has passed. 1, or 0 if the id exists.
+ */
+export const CREATE_APPROVAL = new LuaScript(
+  'createApproval',
+  `
+local stale = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', ARGV[6], 'LIMIT', 0, tonumber(ARGV[7]))
+if #stale > 0 then
+  for i = 2, 7 do redis.call('ZREM', KEYS[i], unpack(stale)) end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fields = {}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+local idx = ({ pending = 3, approved = 4, denied = 5, used = 6 })[ARGV[3]]
+redis.call('ZADD', KEYS[idx], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[7], ARGV[5], ARGV[1])
+return 1
+`,
+);
+
+/**
+ * KEYS: record, idx:pending, idx:<new state>, drop index. ARGV: id, state, at, by,
+ * has-reason ('1'/'0'), reason, has-redeemBy, redeemBy, now, retention ms.
+ * pending → state only while `at < exp`; returns HGETALL of the updated record, or nil.
+ */
+export const DECIDE_APPROVAL = new LuaScript(
+  'decideApproval',
+  `
+local st = redis.call('HGET', KEYS[1], 'st')
+if st ~= 'pending' then return nil end
+local exp = tonumber(redis.call('HGET', KEYS[1], 'exp'))
+local at = tonumber(ARGV[3])
+if not (at < exp) then return nil end
+redis.call('HSET', KEYS[1], 'st', ARGV[2], 'dAt', ARGV[3], 'dBy', ARGV[4])
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'dR', ARGV[6]) end
+local drop = math.max(exp, at)
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'rb', ARGV[8])
+  drop = math.max(drop, tonumber(ARGV[8]))
+end
+drop = drop + tonumber(ARGV[10])
+local rq = redis.call('HGET', KEYS[1], 'rq')
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], rq, ARGV[1])
+redis.call('ZADD', KEYS[4], string.format('%d', drop), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(1, drop - tonumber(ARGV[9]))))
+return redis.call('HGETALL', KEYS[1])
+`,
+);
+
+/**
+ * KEYS: record, idx:approved, idx:used, drop index. ARGV: id, at, now, retention ms.
+ * approved → used only while `at <= rb` (no rb: never). 1 for the one caller that wins, else 0.
+ */
+export const CONSUME_APPROVAL = new LuaScript(
+  'consumeApproval',
+  `
+if redis.call('HGET', KEYS[1], 'st') ~= 'approved' then return 0 end
+local rb = redis.call('HGET', KEYS[1], 'rb')
+local at = tonumber(ARGV[2])
+if not rb or not (at <= tonumber(rb)) then return 0 end
+redis.call('HSET', KEYS[1], 'st', 'used', 'u', ARGV[2])
+local rq = redis.call('HGET', KEYS[1], 'rq')
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], rq, ARGV[1])
+local drop = math.max(tonumber(redis.call('HGET', KEYS[1], 'exp')), tonumber(rb), at) + tonumber(ARGV[4])
+redis.call('ZADD', KEYS[4], string.format('%d', drop), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(1, drop - tonumber(ARGV[3]))))
+return 1
+`,
+);
+
+/** KEYS: record. ARGV: at, minIntervalMs. 1 = ok (poll recorded; also for an unknown id), 0 = slow_down. */
+export const POLL_APPROVAL = new LuaScript(
+  'pollApproval',
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+local p = redis.call('HGET', KEYS[1], 'p')
+if p and tonumber(ARGV[1]) - tonumber(p) < tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'p', ARGV[1])
+return 1
+`,
+);
+
+/**
+ * KEYS: record, due index. ARGV: jti, immutable JSON, expiresAt, revokedAt ('' = unrevoked),
+ * ttl ms (only used when revoked). An unrevoked lease has no TTL: it is kept until revoked.
+ * 1, or 0 when the jti already has a lease.
+ */
+export const RECORD_LEASE = new LuaScript(
+  'recordLease',
+  `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[2])
+if ARGV[4] == '' then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'r', ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+return 1
+`,
+);
+
+/** KEYS: record, due index. ARGV: jti, at, ttl ms. 1 when it was unrevoked (now revoked), else 0. */
+export const REVOKE_LEASE = new LuaScript(
+  'revokeLease',
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], 'r', ARGV[2]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`,
+);

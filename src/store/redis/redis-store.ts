@@ -2,20 +2,45 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
-import type { AuditRecord, IssuedToken, Revocation, StateChange, Suspension, Task } from '../records.js';
+import type { ApprovalRecord, ApprovalState, AuditRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from '../records.js';
+import { APPROVAL_RETENTION_MS } from '../sqlite/approvals.js';
+import { LEASE_RETENTION_MS } from '../sqlite/leases.js';
 import { ChangeHub, HandleSubscriptions } from '../sqlite/change-hub.js';
-import { checkLimit, checkNow, checkPlugin, checkRevocation, checkSince, checkSuspension, checkWindow } from '../sqlite/record-checks.js';
+import {
+  checkApproval,
+  checkApprovalFilter,
+  checkAt,
+  checkDecision,
+  checkId,
+  checkJtis,
+  checkLease,
+  checkLimit,
+  checkNow,
+  checkPlugin,
+  checkPoll,
+  checkRevocation,
+  checkSince,
+  checkSuspension,
+  checkWindow,
+} from '../sqlite/record-checks.js';
 import type { Store } from '../store.js';
+import { approvalDropAt, approvalFields, byExpiryThenJti, fromApprovalHash, fromLeaseFields, leaseHead } from './redis-approvals.js';
 import { RedisKeys } from './redis-keys.js';
 import {
   ADD_REVOCATION,
   AUDIT_APPEND,
+  CONSUME_APPROVAL,
+  CREATE_APPROVAL,
   CREATE_TASK,
+  DECIDE_APPROVAL,
   END_TASK,
+  POLL_APPROVAL,
   PURGE_REVOCATIONS,
   RECORD_ISSUED,
+  RECORD_LEASE,
   REMEMBER,
   RESUME,
+  REVOKE_LEASE,
   SUSPEND,
 } from './redis-scripts.js';
 
@@ -501,6 +526,154 @@ export class RedisStore implements Store {
       if (err) throw err;
       return Number(value);
     });
+  }
+
+  // ---- ApprovalStore ---------------------------------------------------------------
+  // Every transition is one script (check and write together). Records and their index
+  // entries are dropped APPROVAL_RETENTION_MS after the last moment they matter.
+
+  async createApproval(a: ApprovalRecord): Promise<void> {
+    checkApproval(a);
+    const now = this.#clock.now();
+    const drop = approvalDropAt(a, APPROVAL_RETENTION_MS);
+    const k = this.#k;
+    const created = await this.#call('createApproval', () =>
+      CREATE_APPROVAL.run(
+        this.#client,
+        [k.approval(a.id), k.approvalsIndex('all'), k.approvalsIndex('pending'), k.approvalsIndex('approved'), k.approvalsIndex('denied'), k.approvalsIndex('used'), k.approvalsDrop],
+        [a.id, a.requestedAt, a.state, Math.max(1, drop - now), drop, now, 500, ...approvalFields(a)],
+      ),
+    );
+    // Ids are random; overwriting could resurrect a decided or used approval.
+    if (created !== 1) throw new TypeError('createApproval: an approval with this id already exists');
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    const h = await this.#call('getApproval', () => this.#client.hgetall(this.#k.approval(id)));
+    return fromApprovalHash(h);
+  }
+
+  async decideApproval(
+    id: string,
+    d: { readonly state: 'approved' | 'denied'; readonly by: string; readonly reason: string | undefined; readonly at: number; readonly redeemBy: number | undefined },
+  ): Promise<ApprovalRecord | undefined> {
+    checkId('decideApproval', 'id', id);
+    checkDecision(d);
+    const now = this.#clock.now();
+    const k = this.#k;
+    const r = await this.#call('decideApproval', () =>
+      DECIDE_APPROVAL.run(
+        this.#client,
+        [k.approval(id), k.approvalsIndex('pending'), k.approvalsIndex(d.state), k.approvalsDrop],
+        [id, d.state, d.at, d.by, d.reason === undefined ? '0' : '1', d.reason ?? '', d.redeemBy === undefined ? '0' : '1', d.redeemBy ?? 0, now, APPROVAL_RETENTION_MS],
+      ),
+    );
+    return r === null ? undefined : fromApprovalHash(r);
+  }
+
+  async consumeApproval(id: string, at: number): Promise<boolean> {
+    checkId('consumeApproval', 'id', id);
+    checkAt('consumeApproval', at);
+    const now = this.#clock.now();
+    const k = this.#k;
+    const r = await this.#call('consumeApproval', () =>
+      CONSUME_APPROVAL.run(this.#client, [k.approval(id), k.approvalsIndex('approved'), k.approvalsIndex('used'), k.approvalsDrop], [id, at, now, APPROVAL_RETENTION_MS]),
+    );
+    return r === 1;
+  }
+
+  async recordApprovalPoll(id: string, at: number, minIntervalMs: number): Promise<'ok' | 'slow_down'> {
+    checkPoll(id, at, minIntervalMs);
+    const r = await this.#call('recordApprovalPoll', () => POLL_APPROVAL.run(this.#client, [this.#k.approval(id)], [at, minIntervalMs]));
+    return r === 1 ? 'ok' : 'slow_down';
+  }
+
+  async listApprovals(filter: { readonly state?: ApprovalState; readonly now: number; readonly limit: number }): Promise<ApprovalRecord[]> {
+    checkApprovalFilter(filter);
+    const { state, now, limit } = filter;
+    const index = this.#k.approvalsIndex(state ?? 'all');
+    return this.#call('listApprovals', async () => {
+      const out: ApprovalRecord[] = [];
+      // Newest first (ties by id, descending, as SQLite). Entries whose record is gone, has
+      // moved on to another state meanwhile, or (pending) has expired are skipped without
+      // cutting the page short.
+      const page = Math.max(limit, 50);
+      for (let start = 0; out.length < limit; start += page) {
+        const ids = await this.#client.zrevrange(index, start, start + page - 1);
+        if (ids.length > 0) {
+          const p = this.#client.pipeline();
+          for (const id of ids) p.hgetall(this.#k.approval(id));
+          for (const [err, h] of (await p.exec()) ?? []) {
+            if (err) throw err;
+            const a = fromApprovalHash(h);
+            if (!a || (state !== undefined && a.state !== state) || (state === 'pending' && a.expiresAt <= now)) continue;
+            out.push(a);
+            if (out.length === limit) break;
+          }
+        }
+        if (ids.length < page) break;
+      }
+      return out;
+    });
+  }
+
+  // ---- LeaseStore ------------------------------------------------------------------
+
+  async recordLease(l: LeaseRecord): Promise<void> {
+    checkLease(l);
+    const ttl = l.revokedAt === undefined ? 0 : Math.max(1, l.revokedAt + LEASE_RETENTION_MS - this.#clock.now());
+    const r = await this.#call('recordLease', () =>
+      RECORD_LEASE.run(this.#client, [this.#k.lease(l.jti), this.#k.leasesDue], [l.jti, leaseHead(l), l.expiresAt, l.revokedAt ?? '', ttl]),
+    );
+    if (r !== 1) throw new TypeError('recordLease: a lease for this jti is already recorded');
+  }
+
+  async leasesForTokens(jtis: readonly string[]): Promise<LeaseRecord[]> {
+    checkJtis('leasesForTokens', jtis);
+    if (jtis.length === 0) return [];
+    return this.#call('leasesForTokens', async () => {
+      const leases = await this.#leases([...new Set(jtis)]);
+      return leases.filter((l) => l.revokedAt === undefined).sort(byExpiryThenJti);
+    });
+  }
+
+  async dueLeases(now: number, limit: number): Promise<LeaseRecord[]> {
+    checkNow('dueLeases', now);
+    checkLimit('dueLeases', limit);
+    return this.#call('dueLeases', async () => {
+      const out: LeaseRecord[] = [];
+      for (let start = 0; out.length < limit; ) {
+        const want = limit - out.length;
+        const jtis = await this.#client.zrangebyscore(this.#k.leasesDue, '-inf', now, 'LIMIT', start, want);
+        start += jtis.length;
+        // The due index only holds unrevoked leases; the filter guards a record lost underneath it.
+        for (const l of await this.#leases(jtis)) if (l.revokedAt === undefined) out.push(l);
+        if (jtis.length < want) break;
+      }
+      return out;
+    });
+  }
+
+  async markLeaseRevoked(jti: string, at: number): Promise<boolean> {
+    checkId('markLeaseRevoked', 'jti', jti);
+    checkAt('markLeaseRevoked', at);
+    const ttl = Math.max(1, at + LEASE_RETENTION_MS - this.#clock.now());
+    const r = await this.#call('markLeaseRevoked', () => REVOKE_LEASE.run(this.#client, [this.#k.lease(jti), this.#k.leasesDue], [jti, at, ttl]));
+    return r === 1;
+  }
+
+  async #leases(jtis: readonly string[]): Promise<LeaseRecord[]> {
+    const out: LeaseRecord[] = [];
+    for (let i = 0; i < jtis.length; i += 500) {
+      const p = this.#client.pipeline();
+      for (const jti of jtis.slice(i, i + 500)) p.hmget(this.#k.lease(jti), 'd', 'r');
+      for (const [err, r] of (await p.exec()) ?? []) {
+        if (err) throw err;
+        const l = fromLeaseFields(r);
+        if (l) out.push(l);
+      }
+    }
+    return out;
   }
 
   // ---- ChangeFeed ------------------------------------------------------------------

@@ -88,6 +88,49 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS counters_expires ON counters (expires_at);
   `,
+  // 3: human approvals and Vault leases (issues 4 and 6)
+  `
+  CREATE TABLE IF NOT EXISTS approvals (
+    id              TEXT PRIMARY KEY,
+    request_hash    TEXT NOT NULL,
+    plugin          TEXT NOT NULL,
+    owner           TEXT NOT NULL,
+    task            TEXT,
+    audience        TEXT NOT NULL,
+    scopes          TEXT NOT NULL,            -- JSON array
+    ttl             INTEGER NOT NULL,
+    kind            TEXT NOT NULL,
+    effect          TEXT NOT NULL,
+    risk            TEXT NOT NULL,
+    justification   TEXT,
+    chain           TEXT,                     -- JSON array (root first), NULL when not delegated
+    cause           TEXT NOT NULL,
+    requested_at    INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'used')),
+    decided_at      INTEGER,
+    decided_by      TEXT,
+    decision_reason TEXT,
+    redeem_by       INTEGER,
+    used_at         INTEGER,
+    last_poll_at    INTEGER
+  );
+  -- listing newest first, all or by state (pending also filters on expires_at)
+  CREATE INDEX IF NOT EXISTS approvals_requested ON approvals (requested_at);
+  CREATE INDEX IF NOT EXISTS approvals_state ON approvals (state, requested_at);
+
+  CREATE TABLE IF NOT EXISTS vault_leases (
+    jti         TEXT PRIMARY KEY,
+    lease_id    TEXT NOT NULL,
+    plugin      TEXT NOT NULL,
+    task        TEXT,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+  );
+  -- the lease sweeper reads only unrevoked leases, by expiry
+  CREATE INDEX IF NOT EXISTS vault_leases_due ON vault_leases (expires_at) WHERE revoked_at IS NULL;
+  CREATE INDEX IF NOT EXISTS vault_leases_revoked ON vault_leases (revoked_at) WHERE revoked_at IS NOT NULL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

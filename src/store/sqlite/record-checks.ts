@@ -1,4 +1,4 @@
-import type { Revocation, RevocationScope, StateChange, Suspension } from '../records.js';
+import type { ApprovalRecord, ApprovalState, LeaseRecord, Revocation, RevocationScope, StateChange, Suspension } from '../records.js';
 
 /*
  * Argument checks shared by every Store backend (SQLite and Redis import them). Records
@@ -68,4 +68,94 @@ export function checkWindow(key: string, windowMs: number, now: number, by: numb
 /** A change as published: a plain object with only the fields of the contract. */
 export function revocationChange(r: Revocation): StateChange {
   return { type: 'revocation', revocation: r };
+}
+
+const APPROVAL_STATES: readonly ApprovalState[] = ['pending', 'approved', 'denied', 'used'];
+
+function optionalText(op: string, name: string, v: unknown): void {
+  if (v !== undefined) text(op, name, v, true);
+}
+
+function optionalMs(op: string, name: string, v: unknown): void {
+  if (v !== undefined) ms(op, name, v);
+}
+
+function textList(op: string, name: string, v: unknown): void {
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new TypeError(`${op}: ${name} must be an array of strings`);
+}
+
+export function checkApproval(a: ApprovalRecord): void {
+  const op = 'createApproval';
+  if (typeof a !== 'object' || a === null) throw new TypeError(`${op}: an approval record is required`);
+  text(op, 'id', a.id);
+  text(op, 'requestHash', a.requestHash);
+  text(op, 'plugin', a.plugin);
+  text(op, 'owner', a.owner, true);
+  optionalText(op, 'task', a.task);
+  text(op, 'audience', a.audience);
+  textList(op, 'scopes', a.scopes);
+  ms(op, 'ttl', a.ttl);
+  text(op, 'kind', a.kind);
+  text(op, 'effect', a.effect, true);
+  text(op, 'risk', a.risk, true);
+  optionalText(op, 'justification', a.justification);
+  if (a.chain !== undefined) textList(op, 'chain', a.chain);
+  text(op, 'cause', a.cause);
+  ms(op, 'requestedAt', a.requestedAt);
+  ms(op, 'expiresAt', a.expiresAt);
+  if (!APPROVAL_STATES.includes(a.state)) throw new TypeError(`${op}: state must be one of ${APPROVAL_STATES.join(', ')}`);
+  optionalMs(op, 'decidedAt', a.decidedAt);
+  optionalText(op, 'decidedBy', a.decidedBy);
+  optionalText(op, 'decisionReason', a.decisionReason);
+  optionalMs(op, 'redeemBy', a.redeemBy);
+  optionalMs(op, 'usedAt', a.usedAt);
+  optionalMs(op, 'lastPollAt', a.lastPollAt);
+}
+
+export function checkDecision(d: { readonly state: string; readonly by: string; readonly reason: string | undefined; readonly at: number; readonly redeemBy: number | undefined }): void {
+  const op = 'decideApproval';
+  if (typeof d !== 'object' || d === null) throw new TypeError(`${op}: a decision is required`);
+  if (d.state !== 'approved' && d.state !== 'denied') throw new TypeError(`${op}: state must be approved or denied`);
+  text(op, 'by', d.by);
+  optionalText(op, 'reason', d.reason);
+  ms(op, 'at', d.at);
+  optionalMs(op, 'redeemBy', d.redeemBy);
+}
+
+export function checkApprovalFilter(f: { readonly state?: ApprovalState; readonly now: number; readonly limit: number }): void {
+  const op = 'listApprovals';
+  if (typeof f !== 'object' || f === null) throw new TypeError(`${op}: a filter is required`);
+  if (f.state !== undefined && !APPROVAL_STATES.includes(f.state)) throw new TypeError(`${op}: state must be one of ${APPROVAL_STATES.join(', ')}`);
+  ms(op, 'now', f.now);
+  checkLimit(op, f.limit);
+}
+
+export function checkPoll(id: string, at: number, minIntervalMs: number): void {
+  const op = 'recordApprovalPoll';
+  text(op, 'id', id);
+  ms(op, 'at', at);
+  if (!Number.isSafeInteger(minIntervalMs) || minIntervalMs < 0) throw new TypeError(`${op}: minIntervalMs must be a non-negative integer`);
+}
+
+export function checkLease(l: LeaseRecord): void {
+  const op = 'recordLease';
+  if (typeof l !== 'object' || l === null) throw new TypeError(`${op}: a lease record is required`);
+  text(op, 'jti', l.jti);
+  text(op, 'leaseId', l.leaseId);
+  text(op, 'plugin', l.plugin);
+  optionalText(op, 'task', l.task);
+  ms(op, 'expiresAt', l.expiresAt);
+  optionalMs(op, 'revokedAt', l.revokedAt);
+}
+
+export function checkJtis(op: string, jtis: readonly string[]): void {
+  if (!Array.isArray(jtis) || !jtis.every((j) => typeof j === 'string')) throw new TypeError(`${op}: jtis must be an array of strings`);
+}
+
+export function checkId(op: string, name: string, id: string): void {
+  text(op, name, id);
+}
+
+export function checkAt(op: string, at: number): void {
+  ms(op, 'at', at);
 }

@@ -4,11 +4,30 @@ import Database from 'better-sqlite3';
 import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
-import type { AuditRecord, IssuedToken, Revocation, StateChange, Suspension, Task } from '../records.js';
+import type { ApprovalRecord, ApprovalState, AuditRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from '../records.js';
 import type { Store } from '../store.js';
+import { APPROVAL_RETENTION_MS, decideApprovalRow, insertApproval, listApprovalRows, prepareApprovals, toApproval, type ApprovalDecision, type ApprovalStatements } from './approvals.js';
 import { acquireHub, HandleSubscriptions, type ChangeHub } from './change-hub.js';
+import { LEASE_RETENTION_MS, insertLease, leaseRows, prepareLeases, type LeaseStatements } from './leases.js';
 import { SchemaTooNewError, migrate } from './migrations.js';
-import { checkLimit, checkNow, checkPlugin, checkRevocation, checkSince, checkSuspension, checkWindow, revocationChange } from './record-checks.js';
+import {
+  checkApproval,
+  checkApprovalFilter,
+  checkAt,
+  checkDecision,
+  checkId,
+  checkJtis,
+  checkLease,
+  checkLimit,
+  checkNow,
+  checkPlugin,
+  checkPoll,
+  checkRevocation,
+  checkSince,
+  checkSuspension,
+  checkWindow,
+  revocationChange,
+} from './record-checks.js';
 
 export interface SqliteStoreOptions {
   /** Database file; its folder is created. `:memory:` for tests only (nothing survives). */
@@ -27,6 +46,8 @@ export interface SqliteStoreOptions {
   readonly replayPurgeEvery?: number;
   /** Purge finished counter windows once every this many `incrementWindow` calls. */
   readonly counterPurgeEvery?: number;
+  /** Purge long-finished approvals (7 days) and revoked leases (1 day) once every this many creations. */
+  readonly recordPurgeEvery?: number;
 }
 
 /*
@@ -130,6 +151,9 @@ export class SqliteStore implements Store {
   readonly #counterPurgeEvery: number;
   #rememberCalls = 0;
   #incrementCalls = 0;
+  readonly #recordPurgeEvery: number;
+  #approvalCreates = 0;
+  #leaseRecords = 0;
   #hub: ChangeHub | undefined;
   #releaseHub: () => void = () => undefined;
   /** This handle's subscriptions, dropped on close (the hub may outlive it). */
@@ -138,6 +162,8 @@ export class SqliteStore implements Store {
   /** The chain head as this process last saw it; `append` still re-reads it in its transaction. */
   #head: ChainAnchor;
   readonly #s: ReturnType<typeof prepare>;
+  readonly #a: ApprovalStatements;
+  readonly #l: LeaseStatements;
   readonly #appendTx: (type: string, canonicalEvent: string, ts: number) => AuditRow;
 
   constructor(opts: SqliteStoreOptions) {
@@ -150,6 +176,9 @@ export class SqliteStore implements Store {
     const counterPurgeEvery = opts.counterPurgeEvery ?? 256;
     if (!Number.isInteger(counterPurgeEvery) || counterPurgeEvery < 1) throw new TypeError('counterPurgeEvery must be a positive integer');
     this.#counterPurgeEvery = counterPurgeEvery;
+    const recordPurgeEvery = opts.recordPurgeEvery ?? 256;
+    if (!Number.isInteger(recordPurgeEvery) || recordPurgeEvery < 1) throw new TypeError('recordPurgeEvery must be a positive integer');
+    this.#recordPurgeEvery = recordPurgeEvery;
     const inMemory = opts.path === ':memory:' || opts.path === '';
     let db: Database.Database | undefined;
     try {
@@ -164,6 +193,8 @@ export class SqliteStore implements Store {
       migrate(db);
       this.#db = db;
       this.#s = prepare(db);
+      this.#a = prepareApprovals(db);
+      this.#l = prepareLeases(db);
       const head = this.#s.head.get() as { seq: number; hash: string } | undefined;
       this.#head = head ?? { seq: 0, hash: GENESIS_HASH };
       // Keyed by the resolved file, so `./x.db` and its absolute path share one hub.
@@ -336,6 +367,92 @@ export class SqliteStore implements Store {
       if (++this.#incrementCalls % this.#counterPurgeEvery === 0) this.#s.purgeCounters.run(now);
       return (this.#s.increment.get(key, windowMs, start, start + windowMs, by) as { count: number }).count;
     });
+  }
+
+  // ---- ApprovalStore ---------------------------------------------------------------
+  // Creation, decision and redemption are fsynced: a redemption undone by a crash could be
+  // redeemed again, a lost decision would be shown to its approver as never taken.
+
+  async createApproval(a: ApprovalRecord): Promise<void> {
+    checkApproval(a);
+    const now = this.#clock.now();
+    this.#run('createApproval', () => {
+      if (++this.#approvalCreates % this.#recordPurgeEvery === 0) this.#a.purge.run(now - APPROVAL_RETENTION_MS);
+      try {
+        this.#durably(() => insertApproval(this.#a, a));
+      } catch (err) {
+        // Ids are random; overwriting could resurrect a decided or used approval.
+        if (isConstraintError(err)) throw new TypeError('createApproval: an approval with this id already exists');
+        throw err;
+      }
+    });
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    const row = this.#run('getApproval', () => this.#a.get.get(id) as Parameters<typeof toApproval>[0] | undefined);
+    return row && toApproval(row);
+  }
+
+  async decideApproval(id: string, decision: ApprovalDecision): Promise<ApprovalRecord | undefined> {
+    checkId('decideApproval', 'id', id);
+    checkDecision(decision);
+    return this.#run('decideApproval', () => this.#durably(() => decideApprovalRow(this.#a, id, decision)));
+  }
+
+  async consumeApproval(id: string, at: number): Promise<boolean> {
+    checkId('consumeApproval', 'id', id);
+    checkAt('consumeApproval', at);
+    return this.#run('consumeApproval', () => this.#durably(() => this.#a.consume.run({ id, at }).changes === 1));
+  }
+
+  async recordApprovalPoll(id: string, at: number, minIntervalMs: number): Promise<'ok' | 'slow_down'> {
+    checkPoll(id, at, minIntervalMs);
+    return this.#run('recordApprovalPoll', () => {
+      if (this.#a.poll.run({ id, at, min: minIntervalMs }).changes === 1) return 'ok';
+      // No row moved: too soon, or an unknown id (nothing to pace; the caller's lookup says unknown).
+      return this.#a.exists.get(id) === undefined ? 'ok' : 'slow_down';
+    });
+  }
+
+  async listApprovals(filter: { readonly state?: ApprovalState; readonly now: number; readonly limit: number }): Promise<ApprovalRecord[]> {
+    checkApprovalFilter(filter);
+    return this.#run('listApprovals', () => listApprovalRows(this.#a, filter));
+  }
+
+  // ---- LeaseStore ------------------------------------------------------------------
+
+  async recordLease(l: LeaseRecord): Promise<void> {
+    checkLease(l);
+    const now = this.#clock.now();
+    this.#run('recordLease', () => {
+      if (++this.#leaseRecords % this.#recordPurgeEvery === 0) this.#l.purge.run(now - LEASE_RETENTION_MS);
+      try {
+        // Fsynced: a lease forgotten in a crash would outlive its task's revocation.
+        this.#durably(() => insertLease(this.#l, l));
+      } catch (err) {
+        if (isConstraintError(err)) throw new TypeError('recordLease: a lease for this jti is already recorded');
+        throw err;
+      }
+    });
+  }
+
+  async leasesForTokens(jtis: readonly string[]): Promise<LeaseRecord[]> {
+    checkJtis('leasesForTokens', jtis);
+    if (jtis.length === 0) return [];
+    return this.#run('leasesForTokens', () => leaseRows(this.#l.forTokens.all(JSON.stringify(jtis))));
+  }
+
+  async dueLeases(now: number, limit: number): Promise<LeaseRecord[]> {
+    checkNow('dueLeases', now);
+    checkLimit('dueLeases', limit);
+    return this.#run('dueLeases', () => leaseRows(this.#l.due.all(now, limit)));
+  }
+
+  async markLeaseRevoked(jti: string, at: number): Promise<boolean> {
+    checkId('markLeaseRevoked', 'jti', jti);
+    checkAt('markLeaseRevoked', at);
+    // Not fsynced: losing it only means the sweeper revokes the lease again (idempotent in Vault).
+    return this.#run('markLeaseRevoked', () => this.#l.revoke.run(at, jti).changes === 1);
   }
 
   // ---- ChangeFeed ------------------------------------------------------------------

@@ -1,0 +1,148 @@
+import type Database from 'better-sqlite3';
+import type { ApprovalRecord, ApprovalState } from '../records.js';
+
+/*
+ * The approvals table of the SQLite store. Every transition is one UPDATE whose WHERE
+ * clause is the precondition (state, expiry, poll interval), so two handles or processes
+ * on the same file cannot both win: SQLite serialises writers, and the loser's UPDATE
+ * matches no row.
+ */
+
+/** Records are forgotten this long after the last moment they could matter. */
+export const APPROVAL_RETENTION_MS = 7 * 86400_000;
+
+type ApprovalRow = {
+  id: string;
+  request_hash: string;
+  plugin: string;
+  owner: string;
+  task: string | null;
+  audience: string;
+  scopes: string;
+  ttl: number;
+  kind: string;
+  effect: string;
+  risk: string;
+  justification: string | null;
+  chain: string | null;
+  cause: string;
+  requested_at: number;
+  expires_at: number;
+  state: ApprovalState;
+  decided_at: number | null;
+  decided_by: string | null;
+  decision_reason: string | null;
+  redeem_by: number | null;
+  used_at: number | null;
+  last_poll_at: number | null;
+};
+
+export type ApprovalDecision = {
+  readonly state: 'approved' | 'denied';
+  readonly by: string;
+  readonly reason: string | undefined;
+  readonly at: number;
+  readonly redeemBy: number | undefined;
+};
+
+function prepareApprovalsImpl(db: Database.Database): ApprovalStatements {
+  return {
+    insert: db.prepare(
+      `INSERT INTO approvals (id, request_hash, plugin, owner, task, audience, scopes, ttl, kind, effect, risk, justification, chain, cause,
+         requested_at, expires_at, state, decided_at, decided_by, decision_reason, redeem_by, used_at, last_poll_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    get: db.prepare('SELECT * FROM approvals WHERE id = ?'),
+    decide: db.prepare(
+      `UPDATE approvals SET state = @state, decided_at = @at, decided_by = @by, decision_reason = @reason, redeem_by = @redeemBy
+       WHERE id = @id AND state = 'pending' AND expires_at > @at RETURNING *`,
+    ),
+    // An approved record without redeemBy cannot be redeemed: fail closed.
+    consume: db.prepare("UPDATE approvals SET state = 'used', used_at = @at WHERE id = @id AND state = 'approved' AND redeem_by IS NOT NULL AND @at <= redeem_by"),
+    poll: db.prepare('UPDATE approvals SET last_poll_at = @at WHERE id = @id AND (last_poll_at IS NULL OR @at - last_poll_at >= @min)'),
+    exists: db.prepare('SELECT 1 FROM approvals WHERE id = ?'),
+    listAll: db.prepare('SELECT * FROM approvals ORDER BY requested_at DESC, id DESC LIMIT ?'),
+    listState: db.prepare('SELECT * FROM approvals WHERE state = ? ORDER BY requested_at DESC, id DESC LIMIT ?'),
+    listPending: db.prepare("SELECT * FROM approvals WHERE state = 'pending' AND expires_at > ? ORDER BY requested_at DESC, id DESC LIMIT ?"),
+    purge: db.prepare(
+      'DELETE FROM approvals WHERE max(expires_at, coalesce(decided_at, 0), coalesce(redeem_by, 0), coalesce(used_at, 0)) <= ?',
+    ),
+  };
+}
+
+// Named with the public Database.Statement type so the declaration emit can name it.
+export type ApprovalStatements = Record<'insert' | 'get' | 'decide' | 'consume' | 'poll' | 'exists' | 'listAll' | 'listState' | 'listPending' | 'purge', Database.Statement>;
+
+export function insertApproval(s: ApprovalStatements, a: ApprovalRecord): void {
+  s.insert.run(
+    a.id,
+    a.requestHash,
+    a.plugin,
+    a.owner,
+    a.task ?? null,
+    a.audience,
+    JSON.stringify(a.scopes),
+    a.ttl,
+    a.kind,
+    a.effect,
+    a.risk,
+    a.justification ?? null,
+    a.chain === undefined ? null : JSON.stringify(a.chain),
+    a.cause,
+    a.requestedAt,
+    a.expiresAt,
+    a.state,
+    a.decidedAt ?? null,
+    a.decidedBy ?? null,
+    a.decisionReason ?? null,
+    a.redeemBy ?? null,
+    a.usedAt ?? null,
+    a.lastPollAt ?? null,
+  );
+}
+
+export function decideApprovalRow(s: ApprovalStatements, id: string, d: ApprovalDecision): ApprovalRecord | undefined {
+  const row = s.decide.get({ id, state: d.state, at: d.at, by: d.by, reason: d.reason ?? null, redeemBy: d.redeemBy ?? null }) as ApprovalRow | undefined;
+  return row && toApproval(row);
+}
+
+export function listApprovalRows(s: ApprovalStatements, f: { readonly state?: ApprovalState; readonly now: number; readonly limit: number }): ApprovalRecord[] {
+  const rows =
+    f.state === undefined
+      ? s.listAll.all(f.limit)
+      : f.state === 'pending'
+        ? s.listPending.all(f.now, f.limit)
+        : s.listState.all(f.state, f.limit);
+  return (rows as ApprovalRow[]).map(toApproval);
+}
+
+export function toApproval(r: ApprovalRow): ApprovalRecord {
+  return {
+    id: r.id,
+    requestHash: r.request_hash,
+    plugin: r.plugin,
+    owner: r.owner,
+    task: r.task ?? undefined,
+    audience: r.audience,
+    scopes: JSON.parse(r.scopes) as string[],
+    ttl: r.ttl,
+    kind: r.kind,
+    effect: r.effect,
+    risk: r.risk,
+    justification: r.justification ?? undefined,
+    chain: r.chain === null ? undefined : (JSON.parse(r.chain) as string[]),
+    cause: r.cause,
+    requestedAt: r.requested_at,
+    expiresAt: r.expires_at,
+    state: r.state,
+    decidedAt: r.decided_at ?? undefined,
+    decidedBy: r.decided_by ?? undefined,
+    decisionReason: r.decision_reason ?? undefined,
+    redeemBy: r.redeem_by ?? undefined,
+    usedAt: r.used_at ?? undefined,
+    lastPollAt: r.last_poll_at ?? undefined,
+  };
+}
+
+/** Prepared once per handle; statements are typed by their bind parameters. */
+export const prepareApprovals: (db: Database.Database) => ApprovalStatements = prepareApprovalsImpl;
