@@ -56,9 +56,12 @@ describe('policy reload', () => {
     if (!result.ok) expect(result.error.message).toContain('store');
   });
 
-  it('records key.created when the first start generated the signing key', async () => {
+  it('records key.created when the first start generated the signing key and its prepublished successor', async () => {
     const events = await tb.broker.store.read(1, 100000);
-    expect(events.filter((e) => e.type === 'key.created').map((e) => e.event.kid)).toEqual([tb.broker.keys.current().kid]);
+    const created = events.filter((e) => e.type === 'key.created').map((e) => e.event.kid as string);
+    expect(created).toContain(tb.broker.keys.current().kid);
+    expect(created.sort()).toEqual(tb.broker.keys.list().map((k) => k.kid).sort());
+    expect(created).toHaveLength(2);
   });
 });
 

@@ -22,6 +22,12 @@ function withdrawable(inner: KeyManager): KeyManager & { hidden: Set<string>; br
     init: () => inner.init(),
     current: () => inner.current(),
     list: () => inner.list(),
+    rotate: (by: Parameters<KeyManager['rotate']>[0]) => inner.rotate(by),
+    retire: (kid: string, by: Parameters<KeyManager['retire']>[1]) => inner.retire(kid, by),
+    revoke: (kid: string, by: Parameters<KeyManager['revoke']>[1]) => inner.revoke(kid, by),
+    tick: () => inner.tick(),
+    onChange: (listener: () => void) => inner.onChange(listener),
+    close: () => inner.close(),
     jwks(): { keys: JWK[] } {
       if (km.broken) throw new Error('backend down');
       return { keys: inner.jwks().keys.filter((k) => !km.hidden.has(k.kid as string)) };

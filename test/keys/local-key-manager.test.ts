@@ -50,8 +50,21 @@ describe('local key manager: first and second start', () => {
     expect(key.kid).toBe(await calculateJwkThumbprint(key.publicJwk, 'sha256'));
 
     const keyring = JSON.parse(readFileSync(join(dir, 'keyring.json'), 'utf8'));
-    expect(keyring).toEqual({ keys: [{ kid: key.kid, alg: algorithm, state: 'current', created_at: new Date(clock.now()).toISOString() }] });
-    expect(first.list()).toEqual([{ kid: key.kid, alg: algorithm, state: 'current', createdAt: clock.now(), backend: 'local' }]);
+    const at = new Date(clock.now()).toISOString();
+    const next = keyring.keys[1]?.kid as string;
+    expect(next).not.toBe(key.kid);
+    // The first start creates the signing key and a prepublished successor.
+    expect(keyring).toEqual({
+      version: 1,
+      keys: [
+        { kid: key.kid, alg: algorithm, state: 'current', created_at: at, activated_at: at },
+        { kid: next, alg: algorithm, state: 'next', created_at: at },
+      ],
+    });
+    expect(first.list()).toEqual([
+      { kid: key.kid, alg: algorithm, state: 'current', createdAt: clock.now(), activatedAt: clock.now(), retiredAt: undefined, removeAt: undefined, signsFrom: undefined, backend: 'local' },
+      { kid: next, alg: algorithm, state: 'next', createdAt: clock.now(), activatedAt: undefined, retiredAt: undefined, removeAt: undefined, signsFrom: clock.now() + 3_600_000, backend: 'local' },
+    ]);
 
     const second = createLocalKeyManager({ dir, algorithm, clock });
     await second.init();
@@ -59,7 +72,7 @@ describe('local key manager: first and second start', () => {
     // A token signed before the restart verifies against the JWKS published after it.
     const token = await signJwt(key, { typ: 'at+jwt' }, { sub: 'p' });
     await expect(jwtVerify(token, createLocalJWKSet(second.jwks()), { typ: 'at+jwt' })).resolves.toBeDefined();
-    expect(readdirSync(dir).sort()).toEqual([`${key.kid}.jwk.json`, 'keyring.json'].sort());
+    expect(readdirSync(dir).sort()).toEqual([`${key.kid}.jwk.json`, `${next}.jwk.json`, 'keyring.json'].sort());
   });
 
   it('keeps an existing key when the configured algorithm changes (algorithm is for new keys)', async () => {
@@ -95,7 +108,8 @@ describe('local key manager: first and second start', () => {
     const stored = JSON.parse(readFileSync(join(dir, `${kid}.jwk.json`), 'utf8'));
     expect(stored).toMatchObject({ kty: 'OKP', crv: 'Ed25519', kid, alg: 'EdDSA' });
     expect(typeof stored.d).toBe('string');
-    expect(km.jwks()).toEqual({ keys: [{ kty: 'OKP', crv: 'Ed25519', x: stored.x, kid, alg: 'EdDSA', use: 'sig' }] });
+    expect(km.jwks().keys).toContainEqual({ kty: 'OKP', crv: 'Ed25519', x: stored.x, kid, alg: 'EdDSA', use: 'sig' });
+    expect(km.jwks().keys).toHaveLength(2);
   });
 
   it('returns 64-byte raw r||s ES256 signatures', async () => {
@@ -198,7 +212,44 @@ describe('local key manager: refuses unsafe or inconsistent key folders', () => 
     const { dir, file } = await initialised();
     chmodSync(file, 0o644);
     await expect(createLocalKeyManager({ dir, algorithm: 'ES256', clock }).init()).rejects.toBeInstanceOf(LocalKeyError);
-    expect(readdirSync(dir)).toHaveLength(2);
+    expect(readdirSync(dir)).toHaveLength(3);
     expect(existsSync(file)).toBe(true);
+  });
+});
+
+describe('local key manager: keyrings written before rotation existed', () => {
+  it('loads a keyring without version or activation times, keeps its key signing and adds a next key', async () => {
+    const dir = tempDir();
+    const km = createLocalKeyManager({ dir, algorithm: 'ES256', clock });
+    await km.init();
+    const kid = km.current().kid;
+    const next = km.list().find((k) => k.state === 'next')?.kid as string;
+    await km.close();
+    // Rewrite the folder as the old backend left it: one current key, no version, no next.
+    rmSync(join(dir, `${next}.jwk.json`));
+    const createdAt = new Date(clock.now() - 86_400_000).toISOString();
+    writeFileSync(join(dir, 'keyring.json'), JSON.stringify({ keys: [{ kid, alg: 'ES256', state: 'current', created_at: createdAt }] }), { mode: 0o600 });
+
+    const upgraded = createLocalKeyManager({ dir, algorithm: 'ES256', clock });
+    await upgraded.init();
+    expect(upgraded.current().kid).toBe(kid);
+    const list = upgraded.list();
+    expect(list.find((k) => k.kid === kid)).toMatchObject({ state: 'current', activatedAt: Date.parse(createdAt) });
+    expect(list.filter((k) => k.state === 'next')).toHaveLength(1);
+    const ring = JSON.parse(readFileSync(join(dir, 'keyring.json'), 'utf8'));
+    expect(ring.version).toBe(2);
+    expect(ring.keys).toHaveLength(2);
+    await upgraded.close();
+  });
+
+  it('refuses a keyring with two next keys or a bad version', async () => {
+    const dir = tempDir();
+    const km = createLocalKeyManager({ dir, algorithm: 'ES256', clock });
+    await km.init();
+    const ring = JSON.parse(readFileSync(join(dir, 'keyring.json'), 'utf8'));
+    writeFileSync(join(dir, 'keyring.json'), JSON.stringify({ ...ring, version: 0, keys: [...ring.keys, { ...ring.keys[1], kid: 'A'.repeat(43) }] }));
+    await expectLocalKeyError(createLocalKeyManager({ dir, algorithm: 'ES256', clock }).init(), 'version: must be a positive integer');
+    writeFileSync(join(dir, 'keyring.json'), JSON.stringify({ ...ring, keys: [...ring.keys, { ...ring.keys[1], kid: 'A'.repeat(43) }] }));
+    await expectLocalKeyError(createLocalKeyManager({ dir, algorithm: 'ES256', clock }).init(), "at most one key may be in state 'next' (found 2)");
   });
 });

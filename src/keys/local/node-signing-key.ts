@@ -1,7 +1,8 @@
-import { createPrivateKey, createPublicKey, sign, type JsonWebKey as NodeJwk, type KeyObject } from 'node:crypto';
-import type { JWK } from 'jose';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type JsonWebKey as NodeJwk, type KeyObject } from 'node:crypto';
+import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { SigningAlgorithm } from '../../config/schema.js';
 import type { SigningKey } from '../key-manager.js';
+import type { RingKey } from '../rotation/keyring.js';
 
 /** The curve each signing algorithm uses (`kty` EC for P-256, OKP for Ed25519). */
 const CURVE: Record<SigningAlgorithm, { kty: string; crv: string }> = {
@@ -58,4 +59,27 @@ export function createNodeSigningKey(opts: {
       ? (data: Uint8Array): Uint8Array => sign('sha256', data, { key: keyObject, dsaEncoding: 'ieee-p1363' })
       : (data: Uint8Array): Uint8Array => sign(null, data, keyObject);
   return Object.freeze({ kid, alg, publicJwk, visibleUntil: opts.visibleUntil, sign: signFn });
+}
+
+/** A new private JWK generated in memory with node:crypto. */
+export async function generatePrivateJwk(alg: SigningAlgorithm): Promise<{ kid: string; jwk: JWK }> {
+  const { privateKey } = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
+  const jwk = privateKey.export({ format: 'jwk' }) as JWK;
+  const kid = await calculateJwkThumbprint(publicMembers(jwk), 'sha256');
+  return { kid, jwk: { ...jwk, kid, alg } };
+}
+
+/** Checks a stored private JWK against its keyring entry and builds the signer. */
+export async function signerFromPrivateJwk(entry: RingKey, raw: unknown, where: string, fail: (msg: string, cause?: unknown) => Error): Promise<SigningKey> {
+  const jwk = raw as JWK;
+  if (typeof jwk !== 'object' || jwk === null || typeof jwk.d !== 'string') throw fail(`'${where}' is not a private JSON Web Key (no 'd' member)`);
+  if (!jwkMatchesAlgorithm(jwk, entry.alg)) throw fail(`'${where}' is not a key for ${entry.alg}, the algorithm the keyring gives it`);
+  // The kid is the thumbprint: a mismatch means the material was swapped or edited.
+  const thumbprint = await calculateJwkThumbprint(publicMembers(jwk), 'sha256');
+  if (thumbprint !== entry.kid) throw fail(`'${where}' holds a key whose thumbprint is ${thumbprint}, not ${entry.kid}`);
+  try {
+    return createNodeSigningKey({ kid: entry.kid, alg: entry.alg, privateJwk: jwk });
+  } catch (err) {
+    throw fail(`'${where}' could not be loaded as a ${entry.alg} private key`, err);
+  }
 }
