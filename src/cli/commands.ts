@@ -19,6 +19,8 @@ const USAGE = `usage: leash <command>
   demo                          quickstart: start on embedded defaults with the demo policy and show an exchange
   demo token [--sa <name>]      print a demo Kubernetes service-account token for the demo cluster
   aws credential-process ...    print AWS credentials from Leash in credential_process format (see docs/aws.md)
+  keys list|rotate|retire <kid>|revoke <kid> --reason <text> --url <leash url>
+                                signing keys of a running broker (admin key from LEASH_ADMIN_KEY or --key-file)
   hash-api-key <key>            print the sha256 to put in admin.api_keys
   schema --out <file>           write the config JSON Schema (for editors)
   docs --out <file>             regenerate docs/configuration.md's reference section
@@ -62,6 +64,9 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
     case 'aws':
       // `leash aws credential-process ...`: AWS credentials for any AWS SDK or CLI.
       return (await import('./aws.js')).runAwsCli(rest);
+    case 'keys':
+      // Talks to a running broker's admin API: no config or store needed here.
+      return (await import('./keys.js')).runKeysCli(rest);
     case 'hash-api-key': {
       const key = rest[0];
       if (!key) throw new Error('usage: leash hash-api-key <key>');
