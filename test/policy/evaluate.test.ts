@@ -166,10 +166,11 @@ describe('evaluate: denied, with the exact code', () => {
     expect(denied(decide(p)).code).toBe('ERR_CONDITION_FAILED'); // NOW is a Wednesday
   });
 
-  it.each(['human', 'step-up'] as const)('ERR_APPROVAL_REQUIRED for approval %s (fail closed)', (approval) => {
-    const d = denied(decide(plugin('r', { grants: [grant({ approval })] })));
-    expect(d.code).toBe('ERR_APPROVAL_REQUIRED');
-    expect(d.description).toBe('this grant requires human approval, which this broker version does not implement yet; refused');
+  it.each(['human', 'step-up'] as const)('approval %s is allowed by policy and reported (the pipeline enforces it)', (approval) => {
+    const d = decide(plugin('r', { grants: [grant({ approval })] }));
+    expect(d.allow).toBe(true);
+    expect(d.allow && d.grant.approval).toBe(approval);
+    expect(d.reasons).toContain(`approval '${approval}' required`);
   });
 
   it('checks in order: disabled before audience, audience before task, task before scopes, scopes before ttl, ttl before conditions, conditions before approval', () => {
@@ -182,7 +183,7 @@ describe('evaluate: denied, with the exact code', () => {
     expect(denied(decide(p(), all)).code).toBe('ERR_SCOPE_NOT_GRANTED');
     expect(denied(decide(p(), { ...all, scopes: ['a'] })).code).toBe('ERR_TTL_EXCEEDS_MAX');
     expect(denied(decide(p(), { ...all, scopes: ['a'], ttl: 5 })).code).toBe('ERR_CONDITION_FAILED');
-    expect(denied(decide(p(), { ...all, scopes: ['a'], ttl: 5, params: { x: '1' } })).code).toBe('ERR_APPROVAL_REQUIRED');
+    expect(decide(p(), { ...all, scopes: ['a'], ttl: 5, params: { x: '1' } }).allow).toBe(true);
   });
 
   it('every denial carries reasons ending with why', () => {

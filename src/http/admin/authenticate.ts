@@ -10,6 +10,8 @@ export interface AdminPrincipal {
   /** `apikey:<id>` or `jwt:<iss>#<sub>`: what audit events name as the actor. */
   readonly id: string;
   readonly roles: ReadonlySet<AdminRole>;
+  /** API-key `groups` or the admin JWT's groups claim: approver groups, separation of duties. */
+  readonly groups: ReadonlySet<string>;
 }
 
 export interface AdminAuthenticator {
@@ -32,7 +34,7 @@ export function createAdminAuthenticator(
   admin: AdminConfig,
   deps: { clock: Clock; keyLookup: (cfg: AdminIssuerConfig) => JWTVerifyGetKey },
 ): AdminAuthenticator {
-  const apiKeys = admin.api_keys.map((k) => ({ id: k.id, hash: Buffer.from(k.sha256, 'hex'), roles: new Set(k.roles) }));
+  const apiKeys = admin.api_keys.map((k) => ({ id: k.id, hash: Buffer.from(k.sha256, 'hex'), roles: new Set(k.roles), groups: new Set(k.groups ?? []) }));
   const issuers: IssuerVerifier[] = admin.issuers.map((config) => ({ config, keys: deps.keyLookup(config) }));
 
   async function viaJwt(token: string): Promise<AdminPrincipal> {
@@ -56,8 +58,11 @@ export function createAdminAuthenticator(
       const raw = payload[config.roles_claim];
       const list = typeof raw === 'string' ? raw.split(' ') : Array.isArray(raw) ? raw : [];
       const roles = new Set(list.filter((r): r is AdminRole => typeof r === 'string' && ROLE_SET.has(r)));
+      const rawGroups = payload[config.groups_claim ?? 'groups'];
+      const groupList = typeof rawGroups === 'string' ? rawGroups.split(' ') : Array.isArray(rawGroups) ? rawGroups : [];
+      const groups = new Set(groupList.filter((g): g is string => typeof g === 'string' && g.length > 0));
       const sub = payload[config.subject_claim];
-      return { id: `jwt:${config.issuer}#${typeof sub === 'string' ? sub : '?'}`, roles };
+      return { id: `jwt:${config.issuer}#${typeof sub === 'string' ? sub : '?'}`, roles, groups };
     } catch (cause) {
       // The issuer's keys being unreachable is an outage, not a bad credential: fail closed as such.
       if (cause instanceof LeashError && cause.code === 'ERR_ATTESTATION_KEYS_UNAVAILABLE') {
@@ -73,7 +78,7 @@ export function createAdminAuthenticator(
     // Compare against every key so timing does not reveal which one matched.
     for (const k of apiKeys) if (timingSafeEqual(k.hash, digest)) found = k;
     if (!found) throw new LeashError('ERR_ADMIN_UNAUTHENTICATED', 'unknown API key');
-    return { id: `apikey:${found.id}`, roles: found.roles };
+    return { id: `apikey:${found.id}`, roles: found.roles, groups: found.groups };
   }
 
   return {
