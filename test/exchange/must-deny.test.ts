@@ -35,6 +35,14 @@ interface Row {
 }
 
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+const ACCESS_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+/** A genuine Leash token of crm-reader for the main task (the upstream of a delegation). */
+async function leashToken(c: Ctx): Promise<string> {
+  const res = await c.tb.exchange(base(c, c.good));
+  if (res.status !== 200) throw new Error(`baseline exchange failed: ${res.status}`);
+  return res.body.access_token as string;
+}
 
 function base(c: Ctx, subject: string, extra: Record<string, string | string[]> = {}): Record<string, string | string[]> {
   return { grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: subject, subject_token_type: JWT_TYPE, resource: CRM_API, task: c.task, ...extra };
@@ -122,7 +130,30 @@ const rows: Row[] = [
   { name: 'duplicate subject_token', params: async (c) => base(c, c.good, { subject_token: [c.good, c.good] }), status: 400, error: 'invalid_request' },
   { name: 'duplicate scope', params: async (c) => base(c, c.good, { scope: ['contacts:read', 'contacts:search'] }), status: 400, error: 'invalid_request' },
   { name: 'duplicate task', params: async (c) => base(c, c.good, { task: [c.task, c.task] }), status: 400, error: 'invalid_request' },
-  { name: 'actor_token (delegation not built)', params: async (c) => base(c, c.good, { actor_token: c.good, actor_token_type: JWT_TYPE }), status: 400, error: 'invalid_request' },
+  // ---- delegation (actor_token): subject_token must be a live Leash token of a plugin that lists the actor
+  { name: 'actor_token_type without actor_token', params: async (c) => base(c, c.good, { actor_token_type: JWT_TYPE }), status: 400, error: 'invalid_request' },
+  { name: 'actor_token_type not jwt', params: async (c) => base(c, await leashToken(c), { subject_token_type: ACCESS_TYPE, actor_token: c.good, actor_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request' },
+  { name: 'actor_token with an attestation as subject_token', params: async (c) => base(c, c.good, { actor_token: c.good, actor_token_type: JWT_TYPE }), status: 400, error: 'invalid_grant' },
+  {
+    name: 'upstream token forged with a foreign key under the broker kid',
+    params: async (c) => {
+      const real = await leashToken(c);
+      const { privateKey } = await generateKeyPair('ES256');
+      const forged = await new SignJWT(JSON.parse(Buffer.from(real.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>)
+        .setProtectedHeader({ alg: 'ES256', kid: JSON.parse(Buffer.from(real.split('.')[0]!, 'base64url').toString('utf8')).kid as string, typ: 'at+jwt' })
+        .sign(privateKey);
+      return base(c, forged, { client_id: 'ticket-writer', subject_token_type: ACCESS_TYPE, actor_token: await c.tb.cluster.saToken({ sa: 'ticket-writer-1', nowSeconds: c.nowS() }), actor_token_type: JWT_TYPE, resource: TICKETS_API, task: c.ticketTask });
+    },
+    status: 400,
+    error: 'invalid_grant',
+  },
+  {
+    name: 'delegation to a plugin the upstream does not list',
+    params: async (c) =>
+      base(c, await leashToken(c), { client_id: 'ticket-writer', subject_token_type: ACCESS_TYPE, actor_token: await c.tb.cluster.saToken({ sa: 'ticket-writer-1', nowSeconds: c.nowS() }), actor_token_type: JWT_TYPE, resource: TICKETS_API }),
+    status: 400,
+    error: 'access_denied',
+  },
   {
     name: 'JSON body instead of a form',
     raw: async (c) =>
@@ -181,10 +212,30 @@ const rows: Row[] = [
     error: 'access_denied',
   },
   {
-    name: 'grant needing human approval',
+    name: 'grant needing human approval (pending, no token yet)',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'prod-only' }), { resource: 'https://audit.example.com', task: c.prodTask }), client_id: 'prod-only' }),
     status: 400,
-    error: 'access_denied',
+    error: 'authorization_pending',
+  },
+  {
+    name: 'unknown approval_id',
+    params: async (c) => ({
+      ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'prod-only' }), { resource: 'https://audit.example.com', task: c.prodTask }),
+      client_id: 'prod-only',
+      approval_id: 'AAAAAAAAAAAAAAAAAAAAAA',
+    }),
+    status: 400,
+    error: 'invalid_grant',
+  },
+  {
+    name: 'malformed approval_id',
+    params: async (c) => ({
+      ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'prod-only' }), { resource: 'https://audit.example.com', task: c.prodTask }),
+      client_id: 'prod-only',
+      approval_id: 'short!',
+    }),
+    status: 400,
+    error: 'invalid_grant',
   },
   {
     name: 'disabled plugin',

@@ -2,6 +2,7 @@ import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet,
 import { LeashError } from '../../errors/leash-error.js';
 import type { KeyManager } from '../../keys/key-manager.js';
 import { epochSeconds, type Clock } from '../../time/clock.js';
+import { parseActClaim, parseChainEffects, type ActClaim } from '../../delegation/act-claim.js';
 
 /** The claims of a Leash access token (see jwt-issuer.ts), typed after verification. */
 export interface LeashTokenClaims {
@@ -19,6 +20,12 @@ export interface LeashTokenClaims {
   readonly nbf?: number;
   readonly cnf?: { readonly jkt: string };
   readonly workload?: { readonly issuer: string; readonly sub: string };
+  /** Delegated tokens: the actors (RFC 8693 §4.1, newest outermost); `sub` is then the chain's root. */
+  readonly act?: ActClaim;
+  /** Delegated tokens: the effects of every grant along the chain. */
+  readonly chain_effects?: readonly string[];
+  /** Set when a human approved the request this token answers. */
+  readonly approval?: { readonly id: string; readonly approver: string; readonly at: number };
   /** The key that signed it (protected header), for key-scoped revocation. */
   readonly kid: string;
 }
@@ -111,7 +118,7 @@ const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSa
 
 /** The claims jose left unchecked: shape of Leash's own claims, and `iat` not in the future. */
 function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashTokenDeps): LeashTokenClaims | undefined {
-  const { iss, jti, sub, plugin, client_id, aud, scope, task, exp, iat, nbf, cnf, workload } = p;
+  const { iss, jti, sub, plugin, client_id, aud, scope, task, exp, iat, nbf, cnf, workload, act, chain_effects, approval } = p;
   if (!isText(iss) || !isText(jti) || !isText(sub) || !isText(plugin) || !isText(client_id) || !isText(aud) || typeof scope !== 'string') return undefined;
   if (!isTime(exp) || !isTime(iat) || (nbf !== undefined && !isTime(nbf))) return undefined;
   if (iat > epochSeconds(deps.clock) + deps.clockSkewSeconds || iat > exp) return undefined;
@@ -128,6 +135,16 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
     if (typeof w !== 'object' || w === null || !isText(w.issuer) || !isText(w.sub)) return undefined;
     attested = { issuer: w.issuer, sub: w.sub };
   }
+  const actors = act === undefined ? undefined : parseActClaim(act);
+  if (act !== undefined && !actors) return undefined;
+  const effects = chain_effects === undefined ? undefined : parseChainEffects(chain_effects);
+  if (chain_effects !== undefined && !effects) return undefined;
+  let approved: { id: string; approver: string; at: number } | undefined;
+  if (approval !== undefined) {
+    const a = approval as { id?: unknown; approver?: unknown; at?: unknown } | null;
+    if (typeof a !== 'object' || a === null || !isText(a.id) || !isText(a.approver) || !isTime(a.at)) return undefined;
+    approved = { id: a.id, approver: a.approver, at: a.at };
+  }
   return {
     iss,
     jti,
@@ -143,5 +160,8 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
     ...(nbf !== undefined ? { nbf } : {}),
     ...(binding ? { cnf: binding } : {}),
     ...(attested ? { workload: attested } : {}),
+    ...(actors ? { act: actors } : {}),
+    ...(effects ? { chain_effects: effects } : {}),
+    ...(approved ? { approval: approved } : {}),
   };
 }
