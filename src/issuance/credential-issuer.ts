@@ -37,6 +37,12 @@ export interface TokenResponseBody {
 export interface IssuedCredential {
   readonly body: TokenResponseBody;
   readonly record: IssuedToken;
+  /**
+   * Undo what issuing did outside Leash, for a credential that will not be handed out
+   * (its record or audit event could not be written). Best effort, never throws. Absent
+   * when nothing needs undoing (a withheld JWT or AWS session was never seen by anyone).
+   */
+  readonly discard?: () => Promise<void>;
 }
 
 /** One issuer per credential kind (jwt, aws-sts, vault), registered by kind. */
