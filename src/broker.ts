@@ -5,9 +5,13 @@ import type { LeashConfig } from './config/schema.js';
 import { createAttestation, tokenDigest } from './attestation/registry.js';
 import { createKeySource } from './attestation/key-source.js';
 import { AuditRecorder } from './audit/recorder.js';
+import { LeashError } from './errors/leash-error.js';
 import { compilePolicy } from './policy/compile.js';
-import { createLocalKeyManager } from './keys/local/local-key-manager.js';
-import type { KeyManager } from './keys/key-manager.js';
+import { createKeyManager } from './keys/create-key-manager.js';
+import type { KeyManager, KeyTransition } from './keys/key-manager.js';
+import { recordKeyTransitions } from './keys/key-events.js';
+import { checkCapabilities, openVaultSession, type VaultSession } from './vault/vault-session.js';
+import { requiredVaultCapabilities } from './vault/required-capabilities.js';
 import { openStore } from './store/open-store.js';
 import { RevocationView } from './revocation/revocation-view.js';
 import { TaskSweeper } from './tasks/task-sweeper.js';
@@ -29,7 +33,21 @@ import { createSetPusher, type SetPusher } from './revocation/feed/set-push.js';
 import { createIamClient } from './issuance/aws-sts/deny-sessions.js';
 import { createAwsStsIssuer } from './issuance/aws-sts/aws-sts-issuer.js';
 import { createAwsStsRevoker } from './issuance/aws-sts/aws-sts-revoker.js';
+import { createVaultIssuer } from './issuance/vault/vault-issuer.js';
+import { createVaultRevoker } from './issuance/vault/vault-revoker.js';
+import { LeaseSweeper } from './issuance/vault/lease-sweeper.js';
+import { createLeaseReporter } from './issuance/vault/lease-reporter.js';
+import type { VaultClient } from './vault/vault-client.js';
 import type { IAMClient } from '@aws-sdk/client-iam';
+import { createApprovalService } from './approvals/approval-service.js';
+import { ApprovalDecisions } from './approvals/decisions.js';
+import { createWebhookNotifier, type WebhookNotifier } from './approvals/notifier.js';
+
+/** The longest any Leash-signed token lives (access tokens, AWS web-identity tokens), skew included. */
+function maxTokenLifeMs(config: LeashConfig): number {
+  const s = config.settings;
+  return (Math.max(s.tokens.max_ttl, s.aws.web_identity_token_ttl) + s.tokens.clock_skew) * 1000;
+}
 
 export interface BrokerOptions {
   readonly clock?: Clock;
@@ -42,6 +60,7 @@ export interface BrokerOptions {
 
 /** Everything that changes together on a policy reload, swapped as one reference. */
 interface Generation extends ExchangeRuntime {
+  readonly loaded: LoadedConfig;
   readonly config: LeashConfig;
   readonly digest: string;
   readonly oauth: NodeHandler;
@@ -62,8 +81,16 @@ export class Broker {
   readonly tasks: TaskService;
   readonly revocation: RevocationView;
   readonly sweeper: TaskSweeper;
+  /** Revokes Vault leases whose grant TTL passed; only when `settings.vault` is set. */
+  readonly leaseSweeper: LeaseSweeper | undefined;
   readonly revocationFeed: RevocationFeedRouter;
   #setPush: SetPusher | undefined;
+  /** Approver webhook notices (fire-and-forget; `idle()` awaits those in flight). */
+  readonly approvalNotifier: WebhookNotifier;
+  readonly approvals: ApprovalDecisions;
+  #vault: VaultSession | undefined;
+  #keyTicker: NodeJS.Timeout | undefined;
+  #unsubscribeKeys: (() => void) | undefined;
   #iam: IAMClient | undefined;
   readonly app: ReturnType<typeof createHttpApp>;
   #generation!: Generation;
@@ -80,16 +107,34 @@ export class Broker {
     this.keys = keys;
     this.audit = new AuditRecorder(this.store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write });
     this.metrics = createMetrics(
-      { activeTasks: () => this.store.countActiveTasks(this.clock.now()), signingKeys: () => this.keys.list() },
+      { activeTasks: () => this.store.countActiveTasks(this.clock.now()), signingKeys: () => this.keys.list(), now: () => this.clock.now(),
+        pendingApprovals: async () => (await this.store.listApprovals({ state: 'pending', now: this.clock.now(), limit: 1000 })).length },
       { defaultMetrics: opts.defaultMetrics ?? true },
     );
+    // `vault` credentials: the session is set right after construction (Broker.create), before any exchange.
+    const vaultLeases = settings.vault
+      ? {
+          vault: (): VaultClient => {
+            if (!this.#vault) throw new LeashError('ERR_UPSTREAM_UNAVAILABLE', 'Vault cannot issue secrets right now; retry later', { vault_reason: 'no_session' });
+            return this.#vault.client;
+          },
+          leases: this.store,
+          clock: this.clock,
+          report: createLeaseReporter({ audit: this.audit, metrics: this.metrics, log: (msg, fields) => this.#log('warn', msg, fields) }),
+          log: (msg: string, fields?: Record<string, unknown>) => this.#log('warn', msg, fields),
+        }
+      : undefined;
+    this.leaseSweeper = vaultLeases ? new LeaseSweeper({ ...vaultLeases, intervalMs: settings.revocation.sweep_interval_ms }) : undefined;
     this.revocation = new RevocationView({
       store: this.store,
       clock: this.clock,
       syncIntervalMs: settings.revocation.sync_interval_ms,
       maxStalenessMs: settings.revocation.max_staleness_ms,
       maxTokenLifeMs: () => (this.#generation.settings.tokens.max_ttl + this.#generation.settings.tokens.clock_skew) * 1000,
-      revokers: new Map([['aws-sts', createAwsStsRevoker({ clock: this.clock, log: (msg, fields) => this.#log('warn', msg, { ...fields }) })]]),
+      revokers: new Map([
+        ['aws-sts', createAwsStsRevoker({ clock: this.clock, log: (msg, fields) => this.#log('warn', msg, { ...fields }) })],
+        ...(vaultLeases ? [['vault', createVaultRevoker(vaultLeases)] as const] : []),
+      ]),
       log: (msg, fields) => this.#log('warn', msg, fields),
       onRevoked: async (r) => {
         // Only the replica that made the revocation pushes it: one SET per revocation.
@@ -113,6 +158,7 @@ export class Broker {
     this.#issuers = new Map<string, CredentialIssuer>([
       ['jwt', createJwtIssuer({ issuer: settings.issuer, keys })],
       ['aws-sts', createAwsStsIssuer({ issuer: settings.issuer, keys, settings: () => this.#generation.settings.aws, clock: this.clock })],
+      ...(vaultLeases ? [['vault', createVaultIssuer(vaultLeases)] as const] : []),
     ]);
     this.#exchangeDeps = {
       clock: this.clock,
@@ -131,6 +177,22 @@ export class Broker {
           await this.audit.record('plugin.suspended', { plugin, actor: 'system:quota', reason });
         },
       },
+      delegation: {
+        revocation: this.revocation,
+        verifyToken: (token) =>
+          verifyLeashToken(token, { issuer: settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew }),
+      },
+      approvals: createApprovalService({
+        store: this.store,
+        settings: () => this.#generation.settings.approvals,
+        audit: this.audit,
+        metrics: this.metrics,
+        notifier: (this.approvalNotifier = createWebhookNotifier({
+          webhook: () => this.#generation.settings.approvals.webhook,
+          issuer: () => this.#generation.settings.issuer,
+          audit: this.audit,
+        })),
+      }),
       runtime: () => this.#generation,
     };
     this.#generation = this.#build(loaded);
@@ -161,6 +223,14 @@ export class Broker {
       verifyToken: (token) =>
         verifyLeashToken(token, { issuer: settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew }),
       policy: () => this.#generation.policy,
+      approvals: (this.approvals = new ApprovalDecisions({
+        store: this.store,
+        clock: this.clock,
+        settings: () => this.#generation.settings.approvals,
+        policy: () => this.#generation.policy,
+        audit: this.audit,
+        metrics: this.metrics,
+      })),
       awsIam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
     });
   }
@@ -169,20 +239,82 @@ export class Broker {
     const settings = loaded.config.settings;
     const clock = opts.clock ?? systemClock;
     const bootedAt = clock.now();
-    const keys = createLocalKeyManager({ dir: settings.keys.dir, algorithm: settings.keys.algorithm, clock });
-    await keys.init();
-    const store = opts.store ?? (await openStore(settings.store, clock));
-    const broker = new Broker(loaded, keys, store, opts);
-    await broker.revocation.start();
-    broker.#startPush(loaded.config);
-    // A task that expired while no replica ran is ended now, then on every sweep.
-    await broker.sweeper.sweep();
-    broker.sweeper.start();
-    for (const key of keys.list()) {
-      if (key.createdAt >= bootedAt) await broker.audit.record('key.created', { kid: key.kid, alg: key.alg, state: key.state, backend: key.backend });
+    const write = opts.write ?? ((line: string) => process.stdout.write(line));
+    const bootLog = (level: string) => (msg: string, fields: Record<string, unknown> = {}) =>
+      write(`${JSON.stringify({ level, msg, ...fields, ts: new Date(clock.now()).toISOString() })}\n`);
+    // Leash's own Vault login first: the key backends and `vault` grants share it.
+    const vault = settings.vault ? await openVaultSession(settings.vault, { clock, log: bootLog('warn') }) : undefined;
+    let broker: Broker | undefined;
+    try {
+      if (vault) await checkCapabilities(vault.client, requiredVaultCapabilities(loaded.config), settings.vault?.address);
+      const keys = createKeyManager(settings.keys, {
+        clock,
+        vault: vault ? () => vault.client : undefined,
+        // Read at each transition, so a reloaded token lifetime applies to the next retirement.
+        maxTokenLifeMs: () => maxTokenLifeMs(broker?.config ?? loaded.config),
+        log: bootLog('warn'),
+      });
+      await keys.init();
+      const store = opts.store ?? (await openStore(settings.store, clock));
+      broker = new Broker(loaded, keys, store, opts);
+      broker.#vault = vault;
+      await broker.revocation.start();
+      broker.#startPush(loaded.config);
+      // A task that expired while no replica ran is ended now, then on every sweep.
+      await broker.sweeper.sweep();
+      broker.sweeper.start();
+      // Leases that fell due while no replica ran are revoked now, then on every sweep.
+      if (broker.leaseSweeper) {
+        await broker.leaseSweeper.sweep();
+        broker.leaseSweeper.start();
+      }
+      for (const key of keys.list()) {
+        if (key.createdAt >= bootedAt) await broker.audit.record('key.created', { kid: key.kid, alg: key.alg, state: key.state, backend: key.backend, cause: 'init' });
+      }
+      broker.#startKeyTicker();
+      await broker.audit.record('policy.loaded', { digest: loaded.digest, plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
+      return broker;
+    } catch (err) {
+      if (broker) await broker.close().catch(() => undefined);
+      else vault?.close();
+      throw err;
     }
-    await broker.audit.record('policy.loaded', { digest: loaded.digest, plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
-    return broker;
+  }
+
+  /**
+   * Every replica re-reads the shared keyring on `refresh_interval_ms` and applies what is
+   * due (scheduled rotation, removal of retired keys); the keyring's compare-and-set makes
+   * each transition happen once across replicas. A change of the key set (here or by
+   * another replica) rebuilds the oidc-provider generation, swapped in one assignment.
+   */
+  #startKeyTicker(): void {
+    this.#unsubscribeKeys = this.keys.onChange(() => {
+      this.#generation = this.#build(this.#generation.loaded);
+    });
+    const interval = this.#generation.settings.keys.refresh_interval_ms;
+    let failing = false;
+    const tick = async () => {
+      try {
+        const transitions = await this.keys.tick();
+        await this.recordKeyTransitions(transitions, 'schedule', 'system:schedule');
+        failing = false;
+      } catch (err) {
+        this.metrics.keyOperationFailures?.inc({ operation: 'tick' });
+        // One event per outage, not one per tick.
+        if (!failing) {
+          failing = true;
+          this.#log('warn', 'key refresh failed', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) });
+          await this.audit.record('key.rotation_failed', { operation: 'tick', actor: 'system:schedule', error: err instanceof Error ? err.name : 'Error' }).catch(() => undefined);
+        }
+      }
+    };
+    this.#keyTicker = setInterval(() => void tick(), interval);
+    this.#keyTicker.unref();
+  }
+
+  /** Audit and count key transitions (scheduled here; the admin API uses the same path). */
+  async recordKeyTransitions(transitions: readonly KeyTransition[], cause: 'schedule' | 'api' | 'emergency' | 'init', actor: string, reason?: string): Promise<void> {
+    await recordKeyTransitions(transitions, { audit: this.audit, metrics: this.metrics, cause, actor, reason, backend: this.keys.backend });
   }
 
   get config(): LeashConfig {
@@ -221,7 +353,7 @@ export class Broker {
         .catch(() => undefined);
       this.metrics.exchanges.inc({ outcome: 'denied', reason: 'ERR_PROTOCOL' });
     });
-    return { config, digest: loaded.digest, settings: config.settings, policy, attestation, tokenDigest, oauth: provider.callback(), authenticator, resourceServers };
+    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, tokenDigest, oauth: provider.callback(), authenticator, resourceServers };
   }
 
   /**
@@ -232,7 +364,7 @@ export class Broker {
     const current = this.#generation;
     if (loaded.digest === current.digest) return { ok: true };
     try {
-      const restartOnly = ['listen', 'store', 'keys', 'issuer'] as const;
+      const restartOnly = ['listen', 'store', 'keys', 'issuer', 'vault'] as const;
       const changed = restartOnly.filter((k) => JSON.stringify(loaded.config.settings[k]) !== JSON.stringify(current.settings[k]));
       if (changed.length > 0) throw new Error(`settings ${changed.join(', ')} change only on restart`);
       this.#generation = this.#build(loaded);
@@ -277,6 +409,9 @@ export class Broker {
     const server = this.#server;
     this.#server = undefined;
     this.sweeper.stop();
+    this.leaseSweeper?.stop();
+    if (this.#keyTicker) clearInterval(this.#keyTicker);
+    this.#unsubscribeKeys?.();
     this.revocation.stop();
     this.#setPush?.stop();
     this.revocationFeed.closeStreams();
@@ -285,6 +420,8 @@ export class Broker {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
     await this.store.close();
+    await this.keys.close();
+    this.#vault?.close();
   }
 
   #log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {

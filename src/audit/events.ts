@@ -15,6 +15,17 @@ export const AUDIT_EVENT_TYPES = [
   'plugin.suspended',
   'plugin.resumed',
   'aws.sessions_denied',
+  'key.promoted',
+  'key.retired',
+  'key.removed',
+  'key.revoked',
+  'key.rotation_failed',
+  'approval.requested',
+  'approval.approved',
+  'approval.denied',
+  'approval.notify_failed',
+  'vault.lease_revoked',
+  'vault.lease_revoke_failed',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -33,6 +44,17 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'plugin.suspended': 'A plugin was suspended (kill switch, by a security admin or a quota breach): its live credentials are revoked and it gets no new ones.',
   'plugin.resumed': 'A suspended plugin was resumed by a security admin.',
   'aws.sessions_denied': 'A security admin asked to deny every AWS session of a role issued before now (an inline deny policy on aws:TokenIssueTime); `outcome` says whether it was applied.',
+  'key.promoted': 'A `next` key became `current` (it signs from now on); the previous current key retired. `cause` is `schedule`, `api` or `emergency`.',
+  'key.retired': 'A key stopped signing; it stays in the JWKS until `remove_at`, when every token it signed has expired.',
+  'key.removed': 'A retired (or never-used next) key left the JWKS; its material was destroyed where the backend allows.',
+  'key.revoked': 'Emergency: a key was withdrawn from the JWKS at once and every token it signed revoked.',
+  'key.rotation_failed': 'A scheduled or requested key operation failed (backend unreachable, refused by the rotation rules); nothing changed.',
+  'approval.requested': 'A request needed a human: a pending approval was created (plugin, task, audience, scopes, TTL, kind, effect, justification, chain).',
+  'approval.approved': 'An approver approved a pending request; carries the approver.',
+  'approval.denied': 'An approver denied a pending request; carries the approver and reason.',
+  'approval.notify_failed': 'The approver webhook could not be delivered after every attempt (the approval stays pending and listed).',
+  'vault.lease_revoked': 'A Vault lease behind an issued secret was revoked (task ended, plugin suspended, or the grant TTL passed).',
+  'vault.lease_revoke_failed': 'Revoking a Vault lease failed; it is retried by the lease sweeper.',
 });
 
 const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);

@@ -69,11 +69,18 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
   if (taskMax !== undefined && taskDefault !== undefined && taskDefault > taskMax) {
     report('/settings/tasks/default_ttl', `must not exceed settings.tasks.max_ttl (${taskDefault} > ${taskMax})`);
   }
+  const webhookUrl = str(rec(rec(settings.approvals).webhook).url);
+  if (webhookUrl !== undefined && !/^https?:\/\//.test(webhookUrl)) report('/settings/approvals/webhook/url', 'must be an http:// or https:// URL');
   if (settings.production === true) {
     const issuer = str(settings.issuer);
     if (issuer !== undefined && !issuer.startsWith('https://')) report('/settings/issuer', 'must be an https:// URL when settings.production is true');
+    const hook = str(rec(rec(settings.approvals).webhook).url);
+    if (hook !== undefined && !hook.startsWith('https://')) report('/settings/approvals/webhook/url', 'must be an https:// URL when settings.production is true (notices name plugins, tasks and justifications)');
     if (str(rec(settings.store).path) === ':memory:') report('/settings/store/path', "must not be ':memory:' when settings.production is true (state would vanish on restart)");
   }
+
+  const backend = str(rec(settings.keys).backend);
+  if ((backend === 'vault-kv' || backend === 'vault-transit') && !isObject(settings.vault)) report('/settings/keys/backend', `'${backend}' needs settings.vault (Leash's Vault address and login)`);
 
   // ---- admin
   const admin = rec(root.admin);
@@ -112,9 +119,15 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
   // ---- plugins
   const plugins = list(root.plugins);
   unique(report, plugins, '/plugins', 'id', 'plugin id');
+  const pluginIds = new Set(plugins.map((p) => str(rec(p).id)).filter((id): id is string => id !== undefined));
   plugins.forEach((raw, p) => {
     const plugin = rec(raw);
     const at = `/plugins/${p}`;
+    list(plugin.delegate_to).forEach((target, d) => {
+      if (typeof target !== 'string') return;
+      if (target === str(plugin.id)) report(`${at}/delegate_to/${d}`, 'a plugin cannot delegate to itself');
+      else if (!pluginIds.has(target)) report(`${at}/delegate_to/${d}`, `names no plugin: '${target}'`);
+    });
     list(plugin.bindings).forEach((rawBinding, b) => {
       const binding = rec(rawBinding);
       const bat = `${at}/bindings/${b}`;
@@ -178,10 +191,23 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
         const problem = checkSessionPolicy({ actions: aws.actions as string[], resources: aws.resources as string[] });
         if (problem) report(`${at}/aws`, problem);
       }
-      if (grant.kind === 'vault') report(`${at}/kind`, "'vault' credentials are not built yet");
+      if (grant.kind === 'vault' && grant.vault === undefined) report(`${at}/vault`, "is required for kind 'vault' (the path that issues the dynamic secret)");
+      if (grant.vault !== undefined && grant.kind !== 'vault') report(`${at}/vault`, "only applies to kind 'vault'");
+      if (grant.kind === 'vault' && !isObject(settings.vault)) report(`${at}/kind`, "'vault' grants need settings.vault (Leash's Vault address and login)");
+      const vault = rec(grant.vault);
+      // A read sends no body: parameters there would be silently dropped.
+      if ((vault.method ?? 'read') === 'read' && Object.keys(rec(vault.params)).length > 0) report(`${at}/vault/params`, "only applies to method 'write' (a read sends no body)");
       // Requiring DPoP where nothing can be bound would promise what is not delivered.
       if (typeof grant.kind === 'string' && !SENDER_CONSTRAINABLE_KINDS.has(grant.kind) && grant.dpop === 'required') {
         report(`${at}/dpop`, `'${grant.kind}' credentials cannot be sender-constrained; 'required' is not allowed on them`);
+      }
+      if (typeof grant.kind === 'string' && !SENDER_CONSTRAINABLE_KINDS.has(grant.kind) && rec(grant.step_up).dpop === true) {
+        report(`${at}/step_up/dpop`, `'${grant.kind}' credentials cannot be sender-constrained; step-up DPoP is not allowed on them`);
+      }
+      // `approval: step-up` without `step_up` is fine: it means justification + a 300 s attestation age.
+      const su = rec(grant.step_up);
+      if (grant.step_up !== undefined && su.max_attestation_age === undefined && su.dpop !== true && su.justification !== true) {
+        report(`${at}/step_up`, 'asks for nothing: set max_attestation_age, dpop or justification (or remove it)');
       }
     });
   });

@@ -36,8 +36,27 @@ export const ERROR_CODES = {
   ERR_RESOURCE_INVALID: { oauth: 'invalid_target', status: 400 },
   ERR_SCOPE_NOT_GRANTED: { oauth: 'invalid_scope', status: 400 },
   ERR_CONDITION_FAILED: { oauth: 'access_denied', status: 400 },
-  ERR_APPROVAL_REQUIRED: { oauth: 'access_denied', status: 400 },
   ERR_KIND_UNAVAILABLE: { oauth: 'invalid_target', status: 400 },
+  // approvals and step-up (CIBA-style polling, OpenID CIBA §11)
+  ERR_APPROVAL_PENDING: { oauth: 'authorization_pending', status: 400 },
+  ERR_APPROVAL_SLOW_DOWN: { oauth: 'slow_down', status: 400 },
+  ERR_APPROVAL_DENIED: { oauth: 'access_denied', status: 400 },
+  ERR_APPROVAL_EXPIRED: { oauth: 'expired_token', status: 400 },
+  ERR_APPROVAL_UNKNOWN: { oauth: 'invalid_grant', status: 400 },
+  ERR_APPROVAL_MISMATCH: { oauth: 'invalid_grant', status: 400 },
+  ERR_APPROVAL_USED: { oauth: 'invalid_grant', status: 400 },
+  ERR_STEP_UP_ATTESTATION_AGE: { oauth: 'invalid_grant', status: 400 },
+  ERR_STEP_UP_JUSTIFICATION: { oauth: 'invalid_request', status: 400 },
+  // delegation chains (RFC 8693 actor_token)
+  ERR_ACTOR_TOKEN_TYPE_UNSUPPORTED: { oauth: 'invalid_request', status: 400 },
+  ERR_UPSTREAM_TOKEN_INVALID: { oauth: 'invalid_grant', status: 400 },
+  ERR_UPSTREAM_TOKEN_REVOKED: { oauth: 'invalid_grant', status: 400 },
+  ERR_DELEGATION_NOT_ALLOWED: { oauth: 'access_denied', status: 400 },
+  ERR_DELEGATION_TASK_MISMATCH: { oauth: 'invalid_grant', status: 400 },
+  ERR_DELEGATION_DEPTH: { oauth: 'access_denied', status: 400 },
+  ERR_DELEGATION_CYCLE: { oauth: 'access_denied', status: 400 },
+  ERR_DELEGATION_SCOPE_ESCALATION: { oauth: 'invalid_scope', status: 400 },
+  ERR_DELEGATION_TOXIC: { oauth: 'access_denied', status: 400 },
   // tasks
   ERR_TASK_REQUIRED: { oauth: 'invalid_request', status: 400 },
   ERR_TASK_UNKNOWN: { oauth: 'invalid_grant', status: 400 },
@@ -62,6 +81,7 @@ export const ERROR_CODES = {
   ERR_ADMIN_FORBIDDEN: { oauth: 'insufficient_scope', status: 403 },
   ERR_ADMIN_NOT_FOUND: { oauth: 'not_found', status: 404 },
   ERR_ADMIN_INVALID: { oauth: 'invalid_request', status: 400 },
+  ERR_ADMIN_CONFLICT: { oauth: 'conflict', status: 409 },
 } as const satisfies Record<string, { oauth: string; status: number }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

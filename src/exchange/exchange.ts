@@ -66,6 +66,8 @@ interface Trace {
   upstream?: Upstream;
   chain?: DelegationOutcome;
   approval?: ApprovalReceipt;
+  /** Undo for an issued credential that ends up withheld (a Vault lease). */
+  discard?: () => Promise<void>;
 }
 
 /**
@@ -140,6 +142,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects } : undefined,
       approval: trace.approval,
     });
+    trace.discard = credential.discard;
     await deps.tokens.recordIssued(credential.record);
     trace.issued = credential.record;
     result = { ok: true, body: credential.body };
@@ -210,6 +213,8 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
     // A decision that cannot be recorded is not made: no token leaves unaudited.
     final = { ok: false, error: auditError instanceof LeashError ? auditError : new LeashError('ERR_BACKEND_UNAVAILABLE', 'the audit trail is unavailable; retry later') };
   }
+  // Issued but withheld (index or audit write failed): undo what lives outside Leash.
+  if (!final.ok && trace.discard) await trace.discard();
   const outcome = final.ok ? 'issued' : code === 'ERR_INTERNAL' || code.endsWith('_UNAVAILABLE') ? 'error' : 'denied';
   const finalCode = final.ok ? 'OK' : final.error instanceof LeashError ? final.error.code : 'ERR_INTERNAL';
   deps.metrics.exchanges.inc({ outcome, reason: finalCode });

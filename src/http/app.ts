@@ -9,6 +9,9 @@ import type { AdminRouteDeps } from './admin/tasks-routes.js';
 import { tasksRouter } from './admin/tasks-routes.js';
 import { securityRouter } from './admin/plugins-routes.js';
 import { awsAdminRouter } from './admin/aws-routes.js';
+import { approvalsRouter } from './admin/approvals-routes.js';
+import type { ApprovalDecisions } from '../approvals/decisions.js';
+import { keysRouter } from './admin/keys-routes.js';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import type { CompiledPolicy } from '../policy/types.js';
 import type { RevocationService } from '../revocation/revocation-service.js';
@@ -40,6 +43,8 @@ export interface HttpDeps extends AdminRouteDeps {
   readonly resourceServers: () => ResourceServerAuthenticator;
   /** verifyLeashToken bound to this broker's issuer, keys, clock and skew. */
   readonly verifyToken: (token: string) => Promise<LeashTokenClaims | undefined>;
+  /** List, approve and deny pending approvals (security role or an approver group). */
+  readonly approvals: ApprovalDecisions;
 }
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
@@ -101,7 +106,9 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app.use('/tasks', express.json({ limit: deps.maxBodyBytes(), strict: true }), tasksRouter(deps));
 
+  app.use('/admin/approvals', express.json({ limit: deps.maxBodyBytes(), strict: true }), approvalsRouter(deps));
   app.use('/admin/aws', awsAdminRouter({ ...deps, iam: deps.awsIam }));
+  app.use('/admin/keys', keysRouter(deps, deps.maxBodyBytes()));
   app.use('/admin', securityRouter(deps, deps.maxBodyBytes()));
 
   // Leash answers these itself: oidc-provider cannot see its JWT access tokens.

@@ -18,6 +18,13 @@ export const METRIC_NAMES = {
   introspections: 'leash_introspections_total',
   revocationRequests: 'leash_revocation_requests_total',
   revocations: 'leash_revocations_total',
+  signingKeyAge: 'leash_signing_key_age_seconds',
+  keyRotations: 'leash_key_rotations_total',
+  keyOperationFailures: 'leash_key_operation_failures_total',
+  approvals: 'leash_approvals_total',
+  approvalsPending: 'leash_approvals_pending',
+  vaultLeasesRevoked: 'leash_vault_leases_revoked_total',
+  vaultLeaseRevokeFailures: 'leash_vault_lease_revoke_failures_total',
 } as const;
 
 export interface Metrics {
@@ -33,12 +40,26 @@ export interface Metrics {
   readonly introspections: Counter<'outcome'>;
   readonly revocationRequests: Counter<'outcome'>;
   readonly revocations: Counter<'scope'>;
+  /** A key became current: `cause` schedule, api or emergency. */
+  readonly keyRotations: Counter<'cause'>;
+  /** A key operation failed (backend down, refused by the rotation rules): `operation` rotate, retire, revoke, tick. */
+  readonly keyOperationFailures: Counter<'operation'>;
+  readonly approvals: Counter<'outcome'>;
+  /** Vault leases revoked by this replica: `cause` revocation (task end, suspension, token revoke) or ttl (the sweeper). */
+  readonly vaultLeasesRevoked: Counter<'cause'>;
+  /** Failed Vault lease revocations, by VaultError reason (unreachable, sealed, denied, ...). */
+  readonly vaultLeaseRevokeFailures: Counter<'reason'>;
 }
 
 export interface MetricsSources {
   /** Read at scrape time, so the gauge is exact without a timer. */
   activeTasks(): Promise<number>;
-  signingKeys(): Array<{ state: string }>;
+  /** Published keys (KeyManager.list()); kids are few (at most `max_published`), so a fine label. */
+  signingKeys(): ReadonlyArray<{ readonly kid: string; readonly state: string; readonly createdAt: number }>;
+  /** The broker's clock, for key ages (default Date.now). */
+  now?: () => number;
+  /** Pending, unexpired approvals (read at scrape time; capped by the source). */
+  pendingApprovals?(): Promise<number>;
 }
 
 /** A registry per broker instance (tests run several in one process). */
@@ -64,6 +85,26 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       for (const k of sources.signingKeys()) this.inc({ state: k.state });
     },
   });
+  new Gauge({
+    name: METRIC_NAMES.signingKeyAge,
+    help: 'Age of each published signing key since it was created, by kid and state.',
+    labelNames: ['kid', 'state'],
+    registers,
+    collect() {
+      // Reset first: a removed key's series must disappear, not freeze at its last age.
+      this.reset();
+      const now = (sources.now ?? Date.now)();
+      for (const k of sources.signingKeys()) this.set({ kid: k.kid, state: k.state }, Math.max(0, (now - k.createdAt) / 1000));
+    },
+  });
+  new Gauge({
+    name: METRIC_NAMES.approvalsPending,
+    help: 'Approvals waiting for a decision (not expired).',
+    registers,
+    async collect() {
+      this.set(sources.pendingApprovals ? await sources.pendingApprovals() : 0);
+    },
+  });
   return {
     registry,
     exchanges: new Counter({ name: METRIC_NAMES.exchanges, help: 'Token exchanges by outcome (issued, denied, error) and reason code.', labelNames: ['outcome', 'reason'], registers }),
@@ -83,5 +124,30 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     introspections: new Counter({ name: METRIC_NAMES.introspections, help: 'RFC 7662 introspection requests by outcome.', labelNames: ['outcome'], registers }),
     revocationRequests: new Counter({ name: METRIC_NAMES.revocationRequests, help: 'RFC 7009 revocation requests by outcome.', labelNames: ['outcome'], registers }),
     revocations: new Counter({ name: METRIC_NAMES.revocations, help: 'Revocations recorded on this replica, by scope (token, task, plugin, key).', labelNames: ['scope'], registers }),
+    keyRotations: new Counter({ name: METRIC_NAMES.keyRotations, help: 'Key rotations (a key became current) made by this replica, by cause (schedule, api, emergency).', labelNames: ['cause'], registers }),
+    keyOperationFailures: new Counter({
+      name: METRIC_NAMES.keyOperationFailures,
+      help: 'Key operations that failed on this replica (backend unreachable or refused by the rotation rules), by operation (rotate, retire, revoke, tick).',
+      labelNames: ['operation'],
+      registers,
+    }),
+    approvals: new Counter({
+      name: METRIC_NAMES.approvals,
+      help: 'Human approvals by outcome: requested, approved, denied, expired (a poll found it expired), redeemed.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    vaultLeasesRevoked: new Counter({
+      name: METRIC_NAMES.vaultLeasesRevoked,
+      help: 'Vault leases behind issued secrets revoked by this replica, by cause (revocation: task end, plugin suspension or token revoke; ttl: the grant TTL passed).',
+      labelNames: ['cause'],
+      registers,
+    }),
+    vaultLeaseRevokeFailures: new Counter({
+      name: METRIC_NAMES.vaultLeaseRevokeFailures,
+      help: 'Vault lease revocations that failed on this replica (retried by the lease sweeper), by reason (unreachable, sealed, denied, server, ...).',
+      labelNames: ['reason'],
+      registers,
+    }),
   };
 }

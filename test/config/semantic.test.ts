@@ -26,6 +26,66 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
     message: /'aws-sts' credentials cannot be sender-constrained/,
   },
   {
+    rule: "a 'vault' grant names the path that issues its secret",
+    patch: (c) => {
+      c.settings = { vault: { address: 'https://vault.example.com:8200' } };
+      c.plugins[0].grants[0].kind = 'vault';
+    },
+    path: '/plugins/0/grants/0/vault',
+    message: /is required for kind 'vault'/,
+  },
+  {
+    rule: "'vault' applies only to 'vault' grants",
+    patch: (c) => {
+      c.settings = { vault: { address: 'https://vault.example.com:8200' } };
+      c.plugins[0].grants[0].vault = { path: 'database/creds/crm' };
+    },
+    path: '/plugins/0/grants/0/vault',
+    message: /only applies to kind 'vault'/,
+  },
+  {
+    rule: "a 'vault' grant needs settings.vault",
+    patch: (c) => {
+      c.plugins[0].grants[0].kind = 'vault';
+      c.plugins[0].grants[0].vault = { path: 'database/creds/crm' };
+    },
+    path: '/plugins/0/grants/0/kind',
+    message: /'vault' grants need settings\.vault/,
+  },
+  {
+    rule: "a 'vault' grant with method read sends no params",
+    patch: (c) => {
+      c.settings = { vault: { address: 'https://vault.example.com:8200' } };
+      c.plugins[0].grants[0].kind = 'vault';
+      c.plugins[0].grants[0].vault = { path: 'database/creds/crm', params: { ttl: '5m' } };
+    },
+    path: '/plugins/0/grants/0/vault/params',
+    message: /only applies to method 'write'/,
+  },
+  {
+    rule: "a 'vault' grant cannot require DPoP",
+    patch: (c) => {
+      c.settings = { vault: { address: 'https://vault.example.com:8200' } };
+      c.plugins[0].grants[0].kind = 'vault';
+      c.plugins[0].grants[0].vault = { path: 'database/creds/crm' };
+      c.plugins[0].grants[0].dpop = 'required';
+    },
+    path: '/plugins/0/grants/0/dpop',
+    message: /'vault' credentials cannot be sender-constrained/,
+  },
+  {
+    rule: 'a vault-kv key backend needs settings.vault',
+    patch: (c) => (c.settings = { keys: { backend: 'vault-kv' } }),
+    path: '/settings/keys/backend',
+    message: /'vault-kv' needs settings\.vault/,
+  },
+  {
+    rule: 'a vault-transit key backend needs settings.vault',
+    patch: (c) => (c.settings = { keys: { backend: 'vault-transit' } }),
+    path: '/settings/keys/backend',
+    message: /'vault-transit' needs settings\.vault/,
+  },
+  {
     rule: "an 'aws-sts' grant names its role and narrowing",
     patch: (c) => (c.plugins[0].grants[0].kind = 'aws-sts'),
     path: '/plugins/0/grants/0/aws',
@@ -254,6 +314,15 @@ describe('semantic rules: what they accept', () => {
     ['a grant max_ttl equal to the ceiling', (c: Record<string, any>) => (c.plugins[0].grants[0].max_ttl = 3600)],
     ['a whole-day time window', (c: Record<string, any>) => (c.plugins[0].grants[0].time = { from: '00:00', to: '24:00', days: ['mon'] })],
     ['production with https issuer and a file store', (c: Record<string, any>) => (c.settings = { production: true, issuer: 'https://leash.example.com', store: { path: '/var/lib/leash/leash.db' } })],
+    ['a vault read grant with settings.vault', (c: Record<string, any>) => {
+      c.settings = { vault: { address: 'https://vault.example.com:8200' } };
+      Object.assign(c.plugins[0].grants[0], { kind: 'vault', vault: { path: 'database/creds/crm' } });
+    }],
+    ['a vault write grant with params', (c: Record<string, any>) => {
+      c.settings = { vault: { address: 'https://vault.example.com:8200' } };
+      Object.assign(c.plugins[0].grants[0], { kind: 'vault', vault: { path: 'pki/issue/plugins', method: 'write', params: { common_name: 'crm.plugins.example.com' } } });
+    }],
+    ['a vault-transit key backend with settings.vault', (c: Record<string, any>) => (c.settings = { vault: { address: 'https://vault.example.com:8200' }, keys: { backend: 'vault-transit' } })],
     ['the same audience granted to two plugins', (c: Record<string, any>) => c.plugins.push(plugin('other', { grants: [{ audience: 'https://crm.example.com/api', scopes: ['x'], effect: 'read' }] }))],
   ])('accepts %s', (_name, patch) => {
     expect(() => parseConfig(patched(patch))).not.toThrow();

@@ -13,6 +13,14 @@ const ADMIN_ROUTES = [
   'get /admin/plugins/suspended',
   'post /admin/revocations',
   'post /admin/aws/deny-sessions',
+  'get /admin/keys',
+  'post /admin/keys/rotate',
+  'post /admin/keys/{kid}/retire',
+  'post /admin/keys/{kid}/revoke',
+  'get /admin/approvals',
+  'get /admin/approvals/{id}',
+  'post /admin/approvals/{id}/approve',
+  'post /admin/approvals/{id}/deny',
 ];
 
 describe('docs/openapi.yaml', () => {
@@ -40,7 +48,7 @@ describe('docs/openapi.yaml', () => {
     try {
       for (const route of ADMIN_ROUTES) {
         const [method, path] = route.split(' ') as [string, string];
-        const res = await fetch(`${tb.url}${path.replace('{id}', 'crm-reader')}`, { method: method.toUpperCase(), headers: { 'content-type': 'application/json' }, body: method === 'get' ? undefined : '{}' });
+        const res = await fetch(`${tb.url}${path.replace('{id}', 'crm-reader').replace('{kid}', 'some-kid')}`, { method: method.toUpperCase(), headers: { 'content-type': 'application/json' }, body: method === 'get' ? undefined : '{}' });
         expect(`${route} -> ${res.status}`).toBe(`${route} -> 401`);
       }
     } finally {
