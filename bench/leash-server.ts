@@ -31,6 +31,8 @@ async function freePort(): Promise<number> {
 
 async function main(): Promise<void> {
   const input = readServerInput();
+  // The Vault token reaches the broker the way it would in production: an environment variable.
+  if (input.keys?.vaultToken) process.env.VAULT_TOKEN = input.keys.vaultToken;
   const dir = await mkdtemp(join(tmpdir(), 'leash-bench-'));
   const orchestratorKey = randomBytes(24).toString('base64url');
   const port = await freePort();
@@ -41,7 +43,8 @@ async function main(): Promise<void> {
       issuer: url,
       listen: { host: '127.0.0.1', port },
       store: input.store.kind === 'redis' ? { kind: 'redis', url: input.store.url, key_prefix: input.store.keyPrefix } : { kind: 'sqlite', path: join(dir, 'leash.db') },
-      keys: { dir: join(dir, 'keys') },
+      keys: { dir: join(dir, 'keys'), backend: input.keys?.backend ?? 'local' },
+      ...(input.keys?.vaultAddress ? { vault: { address: input.keys.vaultAddress, auth: { method: 'token', token_env: 'VAULT_TOKEN' } } } : {}),
       audit: { stdout: false },
     },
     admin: { api_keys: [{ id: 'bench-orchestrator', sha256: sha256hex(orchestratorKey), roles: ['orchestrator'] }] },

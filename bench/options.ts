@@ -21,12 +21,16 @@ export interface BenchOptions {
   readonly stores: readonly StoreName[];
   /** Redis AOF fsync policy for `--store redis`. */
   readonly appendfsync: 'everysec' | 'always';
+  /** Leash's key backend(s); Vault ones run against the Vault contract server (test/support). */
+  readonly keys: readonly KeyBackendName[];
 }
 
 export const SERVER_NAMES = ['baseline', 'leash'] as const;
 export const WORKLOAD_NAMES = ['cold', 'warm', 'introspect'] as const;
 export const STORE_NAMES = ['sqlite', 'redis'] as const;
 export const APPENDFSYNC = ['everysec', 'always'] as const;
+export const KEY_BACKEND_NAMES = ['local', 'vault-kv', 'vault-transit'] as const;
+export type KeyBackendName = (typeof KEY_BACKEND_NAMES)[number];
 export type ServerName = (typeof SERVER_NAMES)[number];
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 export type StoreName = (typeof STORE_NAMES)[number];
@@ -43,6 +47,9 @@ const USAGE = `usage: npm run bench -- [options]
   --store <list>      Leash's store: sqlite, redis or sqlite,redis (default sqlite);
                       redis starts its own redis-server on a free loopback port
   --appendfsync <p>   Redis AOF fsync policy: everysec (default) or always
+  --keys <list>       Leash's key backend: local, vault-kv, vault-transit or a comma list
+                      (default local); Vault backends use the Vault contract server from
+                      test/support, started by this process on loopback
   --profile           also profile Leash (--cpu-prof) under the cold workload and summarise it
   --help`;
 
@@ -82,6 +89,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       workload: { type: 'string' },
       store: { type: 'string' },
       appendfsync: { type: 'string' },
+      keys: { type: 'string' },
       profile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -98,6 +106,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     workloads: list('workload', values.workload, WORKLOAD_NAMES),
     stores: values.store === undefined ? ['sqlite'] : list('store', values.store, STORE_NAMES),
     appendfsync: appendfsync(values.appendfsync),
+    keys: values.keys === undefined ? ['local'] : list('keys', values.keys, KEY_BACKEND_NAMES),
   };
 }
 

@@ -14,6 +14,8 @@ export interface ServerInput {
   readonly audience: string;
   readonly store: BenchStore;
   readonly resourceServer: { readonly id: string; readonly secret: string };
+  /** Key backend; Vault ones name the (contract) Vault and a token for it. */
+  readonly keys?: { readonly backend: 'local' | 'vault-kv' | 'vault-transit'; readonly vaultAddress?: string; readonly vaultToken?: string };
 }
 
 /** What a server child announces once it can take traffic (one stdout line). */

@@ -1,12 +1,12 @@
 import type { LoadResult } from './load.js';
-import type { ServerName, StoreName, WorkloadName } from './options.js';
+import type { ServerName, WorkloadName } from './options.js';
 import type { ProfileSummary } from './profile.js';
 
 export interface RunRecord extends LoadResult {
   readonly workload: WorkloadName;
   readonly server: ServerName;
-  /** Leash's store (the baseline has none). */
-  readonly store?: StoreName;
+  /** Leash's store, with `+<key backend>` when not local (the baseline has none). */
+  readonly store?: string;
   /** Server CPU seconds during the measured run: main thread and other threads (libuv pool, V8 helpers). */
   readonly serverCpu: Record<string, number>;
   /** Server CPU per answered request, µs, all threads. */
@@ -15,13 +15,13 @@ export interface RunRecord extends LoadResult {
   readonly storeCpuMicrosPerRequest?: number;
 }
 
-const label = (r: { server: ServerName; store?: StoreName }) => (r.store ? `${r.server}/${r.store}` : r.server);
+const label = (r: { server: ServerName; store?: string }) => (r.store ? `${r.server}/${r.store}` : r.server);
 
 const pad = (s: string, n: number, right = false) => (right ? s.padEnd(n) : s.padStart(n));
 
 export function formatTable(runs: readonly RunRecord[]): string {
   const head = ['workload', 'server', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'cpu µs/req', 'cpu main/other s', 'redis µs/req'];
-  const widths = [10, 12, 9, 8, 8, 8, 7, 11, 17, 12];
+  const widths = [10, 26, 9, 8, 8, 8, 7, 11, 17, 12];
   const line = (cells: string[]) => cells.map((c, i) => pad(c, widths[i] as number, i < 2)).join('  ');
   const rows = runs.map((r) =>
     line([
@@ -42,7 +42,7 @@ export function formatTable(runs: readonly RunRecord[]): string {
 
 export interface Ratio {
   readonly workload: WorkloadName;
-  readonly store?: StoreName;
+  readonly store?: string;
   readonly leashOverBaseline: number;
 }
 

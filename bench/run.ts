@@ -2,7 +2,7 @@
  * Leash's token-exchange and introspection benchmark against a bare-crypto baseline, in the
  * same run, on loopback. See docs/performance.md for what it measures and the numbers it gave.
  *
- *   npm run bench -- [--duration 10] [--connections 32] [--workers 0] [--store sqlite,redis] [--profile]
+ *   npm run bench -- [--duration 10] [--connections 32] [--workers 0] [--store sqlite,redis] [--keys local,vault-kv,vault-transit] [--profile]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -13,11 +13,14 @@ import { createRequire } from 'node:module';
 import { BENCH_AUDIENCE, BENCH_CLUSTER_ISSUER, BenchCluster } from './cluster.js';
 import { diffCpu, killAllChildren, startServer, threadCpu, type ServerChild } from './child.js';
 import { basicAuthorization, exchangeBody, introspectionBody, runLoad } from './load.js';
-import { USAGE, parseOptions, type BenchOptions, type ServerName, type StoreName, type WorkloadName } from './options.js';
+import { USAGE, parseOptions, type BenchOptions, type ServerName, type WorkloadName } from './options.js';
 import { formatProfile, formatTable, ratioLabel, ratios, type RunRecord } from './report.js';
 import { readProfile, summariseProfile, type ProfileSummary } from './profile.js';
 import { BASELINE_STATS_PATH, BENCH_RESOURCE_SERVER, type ServerInput } from './protocol.js';
 import { killAllRedis, startRedis, type BenchRedis } from './redis.js';
+// The Vault contract server (Vault's HTTP API shapes, real Transit signing): no real Vault can run here.
+import { startVaultContract } from '../test/support/vault-contract.js';
+import { measureTransitSign, type SignLatency } from './transit-latency.js';
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = join(BENCH_DIR, '..');
@@ -52,7 +55,8 @@ interface Plan {
 
 /** What a benchServer run knows about the Leash child's store (nothing for the baseline). */
 interface StoreContext {
-  readonly store?: StoreName;
+  /** `sqlite`, `redis`, or either with `+vault-kv` / `+vault-transit`. */
+  readonly store?: string;
   readonly redis?: BenchRedis;
 }
 
@@ -246,6 +250,7 @@ async function main(): Promise<number> {
   const runs: RunRecord[] = [];
   let failure: Error | undefined;
   let profile: (ProfileSummary & { file: string }) | undefined;
+  let transitSign: SignLatency | undefined;
   try {
     for (const name of opts.servers) {
       if (name === 'baseline') {
@@ -253,16 +258,29 @@ async function main(): Promise<number> {
         continue;
       }
       for (const store of opts.stores) {
-        if (store === 'sqlite') {
-          await benchServer(name, input, tokens, opts, creds, runs, { store });
-          continue;
-        }
-        log(`starting redis-server (appendonly yes, appendfsync ${opts.appendfsync})...`);
-        const redis = await startRedis(opts.appendfsync);
-        try {
-          await benchServer(name, { ...input, store: { kind: 'redis', url: redis.url, keyPrefix: 'leash-bench:' } }, tokens, opts, creds, runs, { store, redis });
-        } finally {
-          await redis.stop();
+        for (const keys of opts.keys) {
+          const variant = keys === 'local' ? store : `${store}+${keys}`;
+          const vault = keys === 'local' ? undefined : await startVaultContract();
+          try {
+            if (vault && keys === 'vault-transit' && !transitSign) {
+              log('measuring Transit sign latency (1000 sequential signs through node-vault, contract server)...');
+              transitSign = await measureTransitSign(vault);
+            }
+            const withKeys: ServerInput = vault ? { ...input, keys: { backend: keys, vaultAddress: vault.url, vaultToken: vault.rootToken } } : input;
+            if (store === 'sqlite') {
+              await benchServer(name, withKeys, tokens, opts, creds, runs, { store: variant });
+              continue;
+            }
+            log(`starting redis-server (appendonly yes, appendfsync ${opts.appendfsync})...`);
+            const redis = await startRedis(opts.appendfsync);
+            try {
+              await benchServer(name, { ...withKeys, store: { kind: 'redis', url: redis.url, keyPrefix: 'leash-bench:' } }, tokens, opts, creds, runs, { store: variant, redis });
+            } finally {
+              await redis.stop();
+            }
+          } finally {
+            await vault?.close();
+          }
         }
       }
     }
@@ -278,6 +296,7 @@ async function main(): Promise<number> {
     formatTable(runs),
     // The issue's goal is about the exchange; introspection's ratio is reported next to it, not judged by it.
     ...summary.map((r) => `${ratioLabel(r)}: leash/baseline = ${r.leashOverBaseline.toFixed(3)}${r.workload === 'introspect' ? '' : ` (goal ${GOAL}: ${r.leashOverBaseline >= GOAL ? 'met' : 'NOT met'})`}`),
+    ...(transitSign ? [`transit sign (contract server, sequential, ${transitSign.signs} signs): p50 ${transitSign.p50Ms} ms, p99 ${transitSign.p99Ms} ms, mean ${transitSign.meanMs} ms`] : []),
     ...(profile ? ['', formatProfile(profile), `profile: ${profile.file}`] : []),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
@@ -287,7 +306,7 @@ async function main(): Promise<number> {
   const tokenCounts = { poolSize: tokens.pool.length, warmupPoolSize: tokens.warmupPool.length };
   await writeFile(
     file,
-    `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, tokens: tokenCounts, runs, ratios: summary, goal: GOAL, profile, failure: failure?.message }, null, 2)}\n`,
+    `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, tokens: tokenCounts, runs, ratios: summary, goal: GOAL, profile, transitSign, failure: failure?.message }, null, 2)}\n`,
   );
   log(`results: ${file}`);
   if (failure) {
