@@ -20,7 +20,7 @@ export interface ApprovalServiceDeps {
 }
 
 /** The fields an approval is bound to: everything that changes what a credential can do. */
-export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'task' | 'audience' | 'scopes' | 'ttl' | 'grant' | 'chain'>): Record<string, unknown> {
+export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'task' | 'audience' | 'scopes' | 'ttl' | 'grant' | 'chain' | 'jkt'>): Record<string, unknown> {
   return {
     plugin: input.plugin.id,
     task: input.task?.id ?? null,
@@ -29,6 +29,8 @@ export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'tas
     ttl: input.ttl,
     kind: input.grant.kind,
     chain: input.chain ?? null,
+    // A DPoP-bound request binds its approval to that key: only its holder can redeem it.
+    jkt: input.jkt ?? null,
   };
 }
 

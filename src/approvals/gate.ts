@@ -24,6 +24,8 @@ export interface ApprovalRequestInput {
   readonly approvalId: string | undefined;
   /** Root first, this plugin last, when the request comes through a delegation chain. */
   readonly chain: readonly string[] | undefined;
+  /** DPoP key thumbprint when the request is sender-constrained: the approval is bound to it. */
+  readonly jkt?: string | undefined;
   /** Why a human must decide. */
   readonly cause: 'grant' | 'toxic-combination';
   readonly now: number;

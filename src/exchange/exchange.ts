@@ -122,6 +122,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
         justification: request.justification,
         approvalId: request.approvalId,
         chain: chain?.chain,
+        jkt,
         cause: decision.grant.approval === 'human' ? 'grant' : 'toxic-combination',
         now,
       });

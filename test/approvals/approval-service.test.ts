@@ -129,10 +129,21 @@ describe('approval service (real SQLite store, ManualClock)', () => {
         { ...base, ttl: 299 },
         { ...base, grant: { ...base.grant, kind: 'aws-sts' as const } },
         { ...base, chain: ['root', 'writer'] },
+        { ...base, jkt: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs' },
       ];
       const hashes = new Set(variants.map((v) => requestHash(v)));
       expect(hashes.size).toBe(variants.length);
       expect(hashes.has(requestHash(base))).toBe(false);
+    });
+
+    it('an approval created with one DPoP key cannot be redeemed with another (or with none)', async () => {
+      const id = await request({ jkt: 'key-one-thumbprint' });
+      h.clock.advance(10);
+      expect((await code(poll(id, { jkt: 'key-two-thumbprint' }))).code).toBe('ERR_APPROVAL_MISMATCH');
+      h.clock.advance(10);
+      expect((await code(poll(id, { jkt: undefined }))).code).toBe('ERR_APPROVAL_MISMATCH');
+      h.clock.advance(10);
+      expect((await code(poll(id, { jkt: 'key-one-thumbprint' }))).code).toBe('ERR_APPROVAL_PENDING');
     });
   });
 
