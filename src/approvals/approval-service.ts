@@ -43,6 +43,9 @@ export function newApprovalId(): string {
   return randomBytes(16).toString('base64url');
 }
 
+/** Pending approvals scanned for an identical request (pending ones are few: each waits for a person). */
+const DEDUPE_SCAN = 500;
+
 const secondsUntil = (ms: number, now: number) => Math.max(1, Math.ceil((ms - now) / 1000));
 
 /**
@@ -54,6 +57,11 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
   async function create(input: ApprovalRequestInput, hash: string): Promise<never> {
     const s = deps.settings();
     const now = input.now;
+    // The same request asked again while one is pending gets that one back: approvers are
+    // not flooded with copies. Best effort: two racing first requests may still make two.
+    const open = await deps.store.listApprovals({ state: 'pending', now, limit: DEDUPE_SCAN });
+    const same = open.find((a) => a.plugin === input.plugin.id && a.requestHash === hash);
+    if (same) throw pending(same, now, s.poll_interval, 'this request already waits for a human; poll with approval_id');
     const record: ApprovalRecord = {
       id: newApprovalId(),
       requestHash: hash,

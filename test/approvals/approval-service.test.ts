@@ -160,8 +160,23 @@ describe('approval service (real SQLite store, ManualClock)', () => {
     expect(h.audit[0]!.event).toMatchObject({ approval: id, plugin: 'writer', justification: 'rotate the on-call schedule', risk: 'low' });
     expect(h.notified.map((a) => a.id)).toEqual([id]);
     expect(h.counts).toEqual({ requested: 1 });
-    // two requests, two approvals: ids are random
-    expect(await request()).not.toBe(id);
+    // A different request gets its own approval (ids are random) ...
+    const other = await request({ scopes: ['a'] });
+    expect(other).not.toBe(id);
+    // ... the same request asked again while pending gets the pending one back: no copy, no second notice.
+    h.clock.advance(60);
+    const again = await code(h.gate.check(h.input({ now: h.clock.now() })));
+    expect(again.code).toBe('ERR_APPROVAL_PENDING');
+    expect(again.fields).toEqual({ approval_id: id, interval: 5, expires_in: 840 });
+    expect(h.notified.map((a) => a.id)).toEqual([id, other]);
+    expect(h.counts).toEqual({ requested: 2 });
+  });
+
+  it('once the pending approval is decided or expired, the same request makes a new one', async () => {
+    const id = await request();
+    h.clock.advance(901);
+    const later = await request({ now: h.clock.now() });
+    expect(later).not.toBe(id);
   });
 
   it('pending → slow_down when polled sooner than the interval → pending → approve → receipt, then used', async () => {

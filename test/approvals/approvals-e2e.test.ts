@@ -88,6 +88,11 @@ describe('approvals end to end', () => {
   }
 
   async function pending(extra: Record<string, string> = {}): Promise<string> {
+    // A clean slate: an identical request still pending from an earlier test would be
+    // handed back instead of a new approval (deduplication by request hash).
+    for (const open of (await admin('GET', '/admin/approvals?state=pending')).body.approvals as { id: string }[]) {
+      await admin('POST', `/admin/approvals/${open.id}/deny`, APPROVER_KEY, { reason: 'test clean-up' });
+    }
     const res = await tb.exchange(await auditRequest(extra));
     expect(res.status).toBe(400);
     expect(res.body).toMatchObject({ error: 'authorization_pending', interval: 5, expires_in: 600 });
