@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { TaskStore } from '../store/store.js';
 import type { Clock } from '../time/clock.js';
+import { PeriodicPass } from '../time/periodic-pass.js';
 import type { TaskService } from './task-service.js';
 
 /**
@@ -11,31 +12,29 @@ import type { TaskService } from './task-service.js';
  */
 export class TaskSweeper {
   readonly #actor = `system:expiry:${randomBytes(4).toString('hex')}`;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<number> | undefined;
+  readonly #periodic: PeriodicPass;
 
   constructor(
     private readonly store: TaskStore,
     private readonly tasks: TaskService,
     private readonly clock: Clock,
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly log: (msg: string, fields?: Record<string, unknown>) => void = () => undefined,
-  ) {}
+  ) {
+    this.#periodic = new PeriodicPass(() => this.#sweep(), intervalMs, (err) => this.log('task sweep failed', { error: err.message }));
+  }
 
   start(): void {
-    this.#timer = setInterval(() => void this.sweep().catch((err: Error) => this.log('task sweep failed', { error: err.message })), this.intervalMs);
-    this.#timer.unref();
+    this.#periodic.start();
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#periodic.stop();
   }
 
   /** One pass; returns how many tasks it ended. */
   sweep(): Promise<number> {
-    this.#running ??= this.#sweep().finally(() => (this.#running = undefined));
-    return this.#running;
+    return this.#periodic.run();
   }
 
   async #sweep(): Promise<number> {

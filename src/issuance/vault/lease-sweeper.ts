@@ -1,3 +1,4 @@
+import { PeriodicPass } from '../../time/periodic-pass.js';
 import { revokeLeases, type LeaseRevocationDeps } from './lease-revocation.js';
 
 const BATCH = 100;
@@ -17,28 +18,25 @@ export interface LeaseSweeperDeps extends LeaseRevocationDeps {
  */
 export class LeaseSweeper {
   readonly #deps: LeaseSweeperDeps;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<number> | undefined;
+  readonly #periodic: PeriodicPass;
   #failing = false;
 
   constructor(deps: LeaseSweeperDeps) {
     this.#deps = deps;
+    this.#periodic = new PeriodicPass(() => this.#sweep(), deps.intervalMs, (err) => this.#deps.log?.('vault lease sweep failed', { error: err.name }));
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.sweep().catch((err: Error) => this.#deps.log?.('vault lease sweep failed', { error: err.name })), this.#deps.intervalMs);
-    this.#timer.unref();
+    this.#periodic.start();
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#periodic.stop();
   }
 
   /** One pass; returns how many leases it revoked. Concurrent calls share one pass. */
   sweep(): Promise<number> {
-    this.#running ??= this.#sweep().finally(() => (this.#running = undefined));
-    return this.#running;
+    return this.#periodic.run();
   }
 
   async #sweep(): Promise<number> {

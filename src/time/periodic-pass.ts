@@ -1,0 +1,34 @@
+/**
+ * A pass of work run on an interval (the task-expiry and lease sweepers): one pass at a
+ * time (concurrent calls share the running one), timers unref'd so they never keep the
+ * process alive, and a failed timed pass is reported, never thrown into the event loop.
+ */
+export class PeriodicPass {
+  readonly #pass: () => Promise<number>;
+  readonly #intervalMs: number;
+  readonly #onError: (err: Error) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<number> | undefined;
+
+  constructor(pass: () => Promise<number>, intervalMs: number, onError: (err: Error) => void) {
+    this.#pass = pass;
+    this.#intervalMs = intervalMs;
+    this.#onError = onError;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => void this.run().catch((err: Error) => this.#onError(err)), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** One pass; returns what the pass counted. */
+  run(): Promise<number> {
+    this.#running ??= this.#pass().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+}
