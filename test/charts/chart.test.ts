@@ -1,0 +1,484 @@
+import { describe, expect, it, beforeAll, afterAll } from '@jest/globals';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv } from 'ajv';
+import { parse, parseAllDocuments, stringify } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { ConfigMap, PersistentVolumeClaim, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { compilePolicy } from '../../src/policy/compile.js';
+import { freePort, loadedFrom } from '../support/broker.js';
+import { redisAvailable, startRedis } from '../support/redis.js';
+import { startVaultContract } from '../support/vault-contract.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * The Helm chart, rendered without helm (none exists for Debian or npm) by the small Go
+ * renderer in charts/tools/render (text/template + sprig + Helm's own functions), then
+ * checked: the objects and their hardening, no secret inlined, the config checksum, and the
+ * ConfigMap's Leash config through Leash's own validator and policy compiler.
+ */
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const CHART = join(ROOT, 'charts/leash');
+const RENDER_SRC = join(ROOT, 'charts/tools/render');
+const GO_HINT = 'the Go toolchain was not found (Debian: apt-get install -y golang-go golang-github-masterminds-sprig-dev golang-github-masterminds-semver-dev golang-gopkg-yaml.v2-dev)';
+
+// GOPATH mode over Debian's packaged Go sources: no module download is needed (or possible).
+const GO_ENV = { ...process.env, GO111MODULE: 'off', GOPATH: process.env.LEASH_GOPATH ?? '/usr/share/gocode', GOFLAGS: '', GOCACHE: process.env.GOCACHE ?? join(tmpdir(), 'leash-go-cache') };
+
+function goAvailable(): boolean {
+  const found = spawnSync('go', ['version'], { stdio: 'ignore' }).status === 0;
+  if (found) return true;
+  if (process.env.CI) throw new Error(`chart tests: ${GO_HINT} (CI is set, so the suite fails instead of skipping)`);
+  process.stderr.write(`[skip] chart tests: ${GO_HINT}\n`);
+  return false;
+}
+
+const describeChart = goAvailable() ? describe : describe.skip;
+
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; annotations?: Record<string, string> }; [k: string]: unknown };
+type Container = {
+  args: string[];
+  env?: { name: string; value?: string; valueFrom?: unknown }[];
+  envFrom?: { secretRef: { name: string } }[];
+  livenessProbe: { httpGet: { path: string; port: string } };
+  readinessProbe: { httpGet: { path: string; port: string } };
+  startupProbe: { httpGet: { path: string } };
+  lifecycle?: { preStop: { exec: { command: string[] } } };
+  securityContext: Record<string, unknown>;
+  volumeMounts: { name: string; mountPath: string; subPath?: string }[];
+};
+type PodSpec = {
+  securityContext: Record<string, unknown>;
+  automountServiceAccountToken: boolean;
+  serviceAccountName: string;
+  containers: Container[];
+  volumes: { name: string; [k: string]: unknown }[];
+};
+
+let work: string;
+let renderer: string;
+let valuesSeq = 0;
+
+interface Rendered {
+  readonly objects: K8sObject[];
+  readonly text: string;
+  readonly values: Record<string, unknown>;
+}
+
+function valuesFile(values: unknown): string {
+  const path = join(work, `values-${++valuesSeq}.yaml`);
+  writeFileSync(path, stringify(values));
+  return path;
+}
+
+function run(values: unknown[], extra: string[] = []): { status: number | null; stdout: string; stderr: string; valuesOut: string } {
+  const valuesOut = join(work, `merged-${++valuesSeq}.json`);
+  const args = [...values.flatMap((v) => ['-f', valuesFile(v)]), '--values-out', valuesOut, ...extra, CHART];
+  const r = spawnSync(renderer, args, { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr, valuesOut };
+}
+
+function render(values: unknown[], extra: string[] = []): Rendered {
+  const r = run(values, extra);
+  if (r.status !== 0) throw new Error(`render failed: ${r.stderr}`);
+  const objects = parseAllDocuments(r.stdout).map((d) => {
+    expect(d.errors).toEqual([]);
+    return d.toJS() as K8sObject;
+  });
+  return { objects, text: r.stdout, values: JSON.parse(readFileSync(r.valuesOut, 'utf8')) as Record<string, unknown> };
+}
+
+const only = (r: Rendered, kind: string): K8sObject => {
+  const found = r.objects.filter((o) => o.kind === kind);
+  expect(found).toHaveLength(1);
+  return found[0]!;
+};
+const podSpec = (r: Rendered): PodSpec => (only(r, 'Deployment').spec as { template: { spec: PodSpec } }).template.spec;
+const leashConfigText = (r: Rendered): string => (only(r, 'ConfigMap').data as Record<string, string>)['leash.yaml']!;
+
+const ISSUER = { config: { settings: { issuer: 'https://leash.example.com' } } };
+
+// Secrets that must never appear in a rendered manifest: the tests put them only where a
+// correct chart would not copy them (Secret names and keys are fine, values are not).
+const HA = {
+  replicas: 3,
+  config: {
+    settings: {
+      issuer: 'https://leash.example.com',
+      store: { kind: 'redis', url: 'rediss://redis.leash.svc:6379', key_prefix: 'leash:' },
+      keys: { backend: 'vault-kv' },
+      vault: { address: 'https://vault.vault.svc:8200', auth: { method: 'kubernetes', role: 'leash' } },
+    },
+    admin: { api_keys: [{ id: 'orchestrator', sha256: '50c657fbae841a50725f70b19a239b0ee17b56c4855f83eb9e04411984aa13a8', roles: ['orchestrator'] }] },
+    plugins: [
+      {
+        id: 'crm-reader',
+        owner: 'team-crm@example.com',
+        risk: 'low',
+        bindings: [{ issuer: 'cluster', subject: 'system:serviceaccount:plugins:crm-reader' }],
+        grants: [{ audience: 'https://crm.example.com/api', scopes: ['contacts:read'], effect: 'read', max_ttl: 300 }],
+      },
+    ],
+  },
+  secretEnv: { LEASH_REDIS_PASSWORD: { secretName: 'leash-redis', key: 'password' } },
+  envFromSecrets: ['leash-extra'],
+  networkPolicy: { enabled: true, ingressFrom: [{ namespaceSelector: { matchLabels: { 'leash/client': 'true' } } }] },
+  serviceMonitor: { enabled: true },
+};
+
+beforeAll(() => {
+  if (!goAvailable()) return;
+  work = mkdtempSync(join(tmpdir(), 'leash-chart-'));
+  renderer = join(work, 'render');
+  execFileSync('go', ['build', '-o', renderer, '.'], { cwd: RENDER_SRC, env: GO_ENV, stdio: ['ignore', 'ignore', 'pipe'] });
+}, 180_000);
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describeChart('Helm chart: values and metadata', () => {
+  it("the renderer's own tests pass (go test: include, tpl, toYaml, values merge, fail, required, kubeVersion)", () => {
+    const r = spawnSync('go', ['test', '-count=1', '.'], { cwd: RENDER_SRC, env: GO_ENV, encoding: 'utf8' });
+    expect(`${r.stdout}${r.stderr}`).toMatch(/^ok\s/m);
+    expect(r.status).toBe(0);
+  }, 120_000);
+
+  it('Chart.yaml is apiVersion v2 and its appVersion is package.json version', () => {
+    const chart = parse(readFileSync(join(CHART, 'Chart.yaml'), 'utf8')) as Record<string, string>;
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(chart.apiVersion).toBe('v2');
+    expect(chart.appVersion).toBe(pkg.version);
+  });
+
+  it('values.schema.json is current: its config is schemas/leash-config.schema.json (run node charts/tools/values-schema.mjs)', () => {
+    const base = JSON.parse(readFileSync(join(ROOT, 'charts/tools/values-schema.base.json'), 'utf8')) as { properties: Record<string, unknown> };
+    const { $schema: _d, $id: _i, ...config } = JSON.parse(readFileSync(join(ROOT, 'schemas/leash-config.schema.json'), 'utf8')) as Record<string, unknown>;
+    const actual = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as { properties: { config: Record<string, unknown> } };
+    expect(actual.properties.config).toEqual(config);
+    expect({ ...actual, properties: { ...actual.properties, config: {} } }).toEqual({ ...base, properties: { ...base.properties, config: {} } });
+  });
+
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  // Helm's validators check `format: uri`; ajv needs it named (Leash's loader does the same).
+  ajv.addFormat('uri', (v: string) => URL.canParse(v));
+  const validate = ajv.compile(JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as object);
+
+  it('values.yaml, and the merged values of every example, validate against values.schema.json', () => {
+    expect(validate(parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')))).toBe(true);
+    for (const v of [ISSUER, HA]) {
+      const merged = render([v], ['--api-versions', 'monitoring.coreos.com/v1']).values;
+      expect(validate(merged) ? [] : validate.errors).toEqual([]);
+    }
+  });
+
+  it('the schema refuses what helm should refuse before rendering', () => {
+    const merged = render([ISSUER]).values;
+    const bad = (patch: Record<string, unknown>) => validate({ ...merged, ...patch });
+    expect(bad({ replicaCount: 2 })).toBe(false); // a typo of `replicas`
+    expect(bad({ secretEnv: { VAULT_TOKEN: 's.realtokenvalue' } })).toBe(false); // a literal secret
+    expect(bad({ config: { ...(merged.config as object), plugins: [{ id: 'x' }] } })).toBe(false); // Leash's own schema
+    expect(bad({ containerPort: 80 })).toBe(false); // needs a capability the pod drops
+    expect(bad({ extraEnv: [{ name: 'A' }] })).toBe(false);
+    expect(bad({ config: { ...(merged.config as object), settings: { issuer: 'not a url' } } })).toBe(false);
+  });
+});
+
+describeChart('Helm chart: single replica on SQLite', () => {
+  let r: Rendered;
+  beforeAll(() => {
+    r = render([ISSUER]);
+  });
+
+  it('renders ConfigMap, Deployment, PVC, Service, ServiceAccount and nothing replica-only', () => {
+    expect(r.objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'PersistentVolumeClaim', 'Service', 'ServiceAccount']);
+    const deployment = only(r, 'Deployment').spec as { replicas: number; strategy: { type: string } };
+    expect(deployment.replicas).toBe(1);
+    expect(deployment.strategy.type).toBe('Recreate');
+  });
+
+  it('probes /healthz (liveness, startup) and /readyz (readiness), with a preStop sleep', () => {
+    const c = podSpec(r).containers[0]!;
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+    expect(c.startupProbe.httpGet.path).toBe('/healthz');
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+    expect(c.lifecycle?.preStop.exec.command).toEqual(['sleep', '5']);
+    expect(c.args).toEqual(['serve', '--config', '/etc/leash/leash.yaml']);
+  });
+
+  it('is hardened: non-root, read-only root, no capabilities, RuntimeDefault seccomp, tmp on an emptyDir, no API token', () => {
+    const pod = podSpec(r);
+    const c = pod.containers[0]!;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(c.volumeMounts.find((m) => m.mountPath === '/tmp')?.name).toBe('tmp');
+    expect(pod.volumes.find((v) => v.name === 'tmp')).toHaveProperty('emptyDir');
+    expect(pod.automountServiceAccountToken).toBe(false);
+    // The config folder, not a subPath: a subPath mount never sees ConfigMap updates, so no hot reload.
+    expect(c.volumeMounts.find((m) => m.name === 'config')).toEqual({ name: 'config', mountPath: '/etc/leash', readOnly: true });
+  });
+
+  it('keeps SQLite and the local keys on the PVC', () => {
+    const pod = podSpec(r);
+    expect(pod.containers[0]!.volumeMounts.find((m) => m.name === 'data')?.mountPath).toBe('/var/lib/leash');
+    expect(pod.volumes.find((v) => v.name === 'data')).toEqual({ name: 'data', persistentVolumeClaim: { claimName: 'leash-data' } });
+    const cfg = parse(leashConfigText(r)) as { settings: { store: { path: string }; keys: { dir: string }; listen: unknown } };
+    expect(cfg.settings.store.path).toBe('/var/lib/leash/leash.db');
+    expect(cfg.settings.keys.dir).toBe('/var/lib/leash/keys');
+    expect(cfg.settings.listen).toEqual({ host: '0.0.0.0', port: 8080 });
+  });
+
+  it("the ConfigMap's config passes Leash's validator and policy compiler", () => {
+    const config = parseConfig(parse(leashConfigText(r)));
+    expect(config.settings.production).toBe(true);
+    expect(compilePolicy(config).plugins.size).toBe(0);
+  });
+
+  it('the rendered config starts a real broker that answers the probe paths and /metrics, and hot-reloads a ConfigMap update', async () => {
+    const dir = mkdtempSync(join(work, 'broker-'));
+    const port = await freePort();
+    // Only the pod's paths and port are moved (to a temp dir, a free loopback port).
+    const podLocal = (x: Rendered): string => {
+      const input = parse(leashConfigText(x)) as { settings: Record<string, Record<string, unknown>> };
+      input.settings.store!.path = join(dir, 'leash.db');
+      input.settings.keys!.dir = join(dir, 'keys');
+      input.settings.listen = { host: '127.0.0.1', port };
+      return stringify(input);
+    };
+    // The folder as the kubelet lays out a ConfigMap volume: leash.yaml -> ..data/leash.yaml,
+    // ..data -> a timestamped folder; an update swaps ..data atomically.
+    const mount = join(dir, 'etc-leash');
+    let version = 0;
+    const publish = (text: string) => {
+      const ts = `..2026_11_25_00_00_0${++version}.000000001`;
+      mkdirSync(join(mount, ts), { recursive: true });
+      writeFileSync(join(mount, ts, 'leash.yaml'), text);
+      symlinkSync(ts, join(mount, '..data_tmp'));
+      renameSync(join(mount, '..data_tmp'), join(mount, '..data'));
+    };
+    publish(podLocal(r));
+    symlinkSync('..data/leash.yaml', join(mount, 'leash.yaml'));
+    const path = join(mount, 'leash.yaml');
+
+    const { Broker } = await import('../../src/broker.js');
+    const { startReloadWatch } = await import('../../src/cli/commands.js');
+    const broker = await Broker.create(await loadConfigFile(path), { defaultMetrics: false, write: () => undefined });
+    const watch = startReloadWatch(broker, path);
+    try {
+      await broker.listen(port, '127.0.0.1');
+      const base = `http://127.0.0.1:${port}`;
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      const metrics = await fetch(`${base}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toContain('leash_');
+
+      expect(broker.config.plugins).toEqual([]);
+      publish(podLocal(render([ISSUER, { config: { plugins: HA.config.plugins } }])));
+      await waitFor(async () => broker.config.plugins.length === 1, 10_000);
+      expect(broker.config.plugins[0]!.id).toBe('crm-reader');
+    } finally {
+      watch.close();
+      await broker.close();
+    }
+  });
+
+  it('the config checksum annotation changes when, and only when, the config changes', () => {
+    const sum = (x: Rendered) => (only(x, 'Deployment').spec as { template: { metadata: { annotations?: Record<string, string> } } }).template.metadata.annotations?.['checksum/config'];
+    expect(sum(r)).toMatch(/^[0-9a-f]{64}$/);
+    expect(sum(render([ISSUER, { service: { port: 8081 } }]))).toBe(sum(r));
+    expect(sum(render([ISSUER, { config: { settings: { tokens: { default_ttl: 120 } } } }]))).not.toBe(sum(r));
+    expect(sum(render([ISSUER, { rollOnConfigChange: false }]))).toBeUndefined();
+  });
+
+  it('refuses replicas > 1 on SQLite, and on local keys, with the reason', () => {
+    const sqlite = run([ISSUER, { replicas: 2 }]);
+    expect(sqlite.status).toBe(1);
+    expect(sqlite.stderr).toContain('replicas is 2 but config.settings.store.kind is sqlite');
+    expect(sqlite.stdout).toBe('');
+    const localKeys = run([ISSUER, { replicas: 2, config: { settings: { store: { kind: 'redis' } } } }]);
+    expect(localKeys.status).toBe(1);
+    expect(localKeys.stderr).toContain('config.settings.keys.backend is local');
+  });
+
+  it('refuses to render without an issuer', () => {
+    const r2 = run([]);
+    expect(r2.status).toBe(1);
+    expect(r2.stderr).toContain('config.settings.issuer is required');
+  });
+});
+
+describeChart('Helm chart: HA on Redis with Vault keys and Vault kubernetes auth', () => {
+  let r: Rendered;
+  beforeAll(() => {
+    r = render([HA], ['--api-versions', 'monitoring.coreos.com/v1']);
+  });
+
+  it('renders the HA set: PDB, NetworkPolicy, ServiceMonitor, no PVC, rolling updates', () => {
+    expect(r.objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ServiceMonitor']);
+    const spec = only(r, 'Deployment').spec as { replicas: number; strategy: { type: string; rollingUpdate: unknown } };
+    expect(spec.replicas).toBe(3);
+    expect(spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+    expect(only(r, 'PodDisruptionBudget')).toMatchObject({ apiVersion: 'policy/v1', spec: { minAvailable: 1 } });
+    expect(only(r, 'ServiceMonitor')).toMatchObject({ apiVersion: 'monitoring.coreos.com/v1', spec: { endpoints: [{ port: 'http', path: '/metrics' }] } });
+    expect(podSpec(r).volumes.map((v) => v.name)).not.toContain('data');
+  });
+
+  it("Vault's kubernetes auth reads a projected token with Vault's audience, and the config points at it", () => {
+    const pod = podSpec(r);
+    const vol = pod.volumes.find((v) => v.name === 'vault-token') as unknown as { projected: { sources: { serviceAccountToken: Record<string, unknown> }[] } };
+    expect(vol.projected.sources[0]!.serviceAccountToken).toEqual({ path: 'token', audience: 'vault', expirationSeconds: 3600 });
+    expect(pod.containers[0]!.volumeMounts.find((m) => m.name === 'vault-token')?.mountPath).toBe('/var/run/secrets/vault');
+    const cfg = parse(leashConfigText(r)) as { settings: { vault: { auth: { jwt_file: string } } } };
+    expect(cfg.settings.vault.auth.jwt_file).toBe('/var/run/secrets/vault/token');
+    expect(pod.serviceAccountName).toBe(only(r, 'ServiceAccount').metadata.name);
+  });
+
+  it('secrets come from Secret references only', () => {
+    const c = podSpec(r).containers[0]!;
+    expect(c.env?.find((e) => e.name === 'LEASH_REDIS_PASSWORD')).toEqual({ name: 'LEASH_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'leash-redis', key: 'password' } } });
+    expect(c.envFrom).toEqual([{ secretRef: { name: 'leash-extra' } }]);
+    expect(r.objects.some((o) => o.kind === 'Secret')).toBe(false);
+  });
+
+  it('refuses a Redis password in the URL and a literal secret-like env value', () => {
+    const inUrl = run([HA, { config: { settings: { store: { url: 'redis://:hunter2@redis:6379' } } } }]);
+    expect(inUrl.status).toBe(1);
+    expect(inUrl.stderr).toContain('store.url holds a password');
+    expect(inUrl.stdout).not.toContain('hunter2');
+    const literal = run([HA, { extraEnv: [{ name: 'VAULT_TOKEN', value: 's.hunter2' }] }]);
+    expect(literal.status).toBe(1);
+    expect(literal.stderr).toContain('extraEnv VAULT_TOKEN has a literal value');
+    // Non-secret values are fine.
+    expect(render([HA, { extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=384' }] }], ['--api-versions', 'monitoring.coreos.com/v1']).text).toContain('--max-old-space-size=384');
+  });
+
+  it("the ConfigMap's config passes Leash's validator and policy compiler", () => {
+    const config = parseConfig(parse(leashConfigText(r)));
+    expect(config.settings.store.kind).toBe('redis');
+    expect(config.settings.keys.backend).toBe('vault-kv');
+    expect(config.settings.vault?.auth.method).toBe('kubernetes');
+    expect([...compilePolicy(config).plugins.keys()]).toEqual(['crm-reader']);
+  });
+
+  it('the rendered config runs two real replicas on one Redis and Vault (contract server, kubernetes login) that share their keys', async () => {
+    if (!redisAvailable('chart HA replicas')) return;
+    const redis = await startRedis();
+    const saToken = 'projected-sa-token-for-vault';
+    const vault = await startVaultContract({ kubernetes: { role: 'leash', jwt: saToken } });
+    const dir = mkdtempSync(join(work, 'ha-'));
+    const brokers: { close(): Promise<void> }[] = [];
+    try {
+      // What the kubelet's projected volume would hold at the path the config names.
+      const jwtFile = join(dir, 'token');
+      writeFileSync(jwtFile, saToken);
+      const urls: string[] = [];
+      const { Broker } = await import('../../src/broker.js');
+      for (let i = 0; i < 2; i++) {
+        // Only the pod's environment is swapped: Redis and Vault addresses, the token path, the port.
+        const input = parse(leashConfigText(r)) as { settings: Record<string, Record<string, unknown>> };
+        const vaultSettings = input.settings.vault as { address: string; auth: { jwt_file: string } };
+        input.settings.store!.url = redis.url;
+        vaultSettings.address = vault.url;
+        vaultSettings.auth.jwt_file = jwtFile;
+        const port = await freePort();
+        input.settings.listen = { host: '127.0.0.1', port };
+        const broker = await Broker.create(loadedFrom(input, dir), { defaultMetrics: false, write: () => undefined });
+        brokers.push(broker);
+        await broker.listen(port, '127.0.0.1');
+        urls.push(`http://127.0.0.1:${port}`);
+      }
+      const jwks: string[] = [];
+      for (const url of urls) {
+        expect((await fetch(`${url}/readyz`)).status).toBe(200);
+        const set = (await (await fetch(`${url}/jwks`)).json()) as { keys: { kid: string }[] };
+        expect(set.keys.length).toBeGreaterThan(0);
+        jwks.push(set.keys.map((k) => k.kid).sort().join(','));
+      }
+      expect(jwks[1]).toBe(jwks[0]);
+      expect(vault.calls.some((c) => c.path === 'auth/kubernetes/login' && c.status === 200)).toBe(true);
+    } finally {
+      for (const b of brokers) await b.close();
+      await vault.close();
+      await redis.cleanup();
+    }
+  }, 60_000);
+
+  it('a ServiceMonitor without the Prometheus Operator API fails with the reason', () => {
+    const r2 = run([HA]);
+    expect(r2.status).toBe(1);
+    expect(r2.stderr).toContain('monitoring.coreos.com/v1');
+  });
+
+  it('with existingConfigMap, no ConfigMap or checksum is rendered and the pod mounts the named one', () => {
+    const r2 = render([HA, { existingConfigMap: 'leash-policy', serviceMonitor: { enabled: false } }]);
+    expect(r2.objects.map((o) => o.kind)).not.toContain('ConfigMap');
+    const pod = podSpec(r2);
+    expect(pod.volumes.find((v) => v.name === 'config')).toEqual({ name: 'config', configMap: { name: 'leash-policy' } });
+    expect(r2.text).not.toContain('checksum/config');
+  });
+});
+
+/** Kubernetes' OpenAPI schemas (kubernetes-models): types, required fields, enums. They allow unknown fields. */
+const K8S_MODELS: Record<string, (o: unknown) => void> = {
+  'apps/v1/Deployment': (o) => new Deployment(o as never).validate(),
+  'v1/ConfigMap': (o) => new ConfigMap(o as never).validate(),
+  'v1/PersistentVolumeClaim': (o) => new PersistentVolumeClaim(o as never).validate(),
+  'v1/Service': (o) => new Service(o as never).validate(),
+  'v1/ServiceAccount': (o) => new ServiceAccount(o as never).validate(),
+  'policy/v1/PodDisruptionBudget': (o) => new PodDisruptionBudget(o as never).validate(),
+  'networking.k8s.io/v1/NetworkPolicy': (o) => new NetworkPolicy(o as never).validate(),
+};
+
+describeChart('Helm chart: every rendered manifest', () => {
+  it('validates against the Kubernetes API schemas (kubernetes-models), in every example', () => {
+    const sets = [
+      render([ISSUER]),
+      render([ISSUER, { persistence: { enabled: false }, extraCA: { configMapName: '' }, podAnnotations: { a: 'b' }, serviceAccount: { create: false, name: 'leash-sa' } }]),
+      render([HA], ['--api-versions', 'monitoring.coreos.com/v1']),
+      render([HA, { existingConfigMap: 'leash-policy', serviceMonitor: { enabled: false }, networkPolicy: { egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }] } }]),
+    ];
+    let checked = 0;
+    for (const r of sets) {
+      for (const o of r.objects) {
+        if (o.apiVersion === 'monitoring.coreos.com/v1') continue; // a CRD: not in kubernetes-models' core set
+        const validate = K8S_MODELS[`${o.apiVersion}/${o.kind}`];
+        expect(validate).toBeDefined();
+        expect(() => validate!(o)).not.toThrow();
+        checked++;
+      }
+    }
+    expect(checked).toBe(19); // 5 + 3 + 6 + 5 objects: every kind of every set was checked
+  });
+
+  it('the Kubernetes schema check catches a broken manifest (it can fail)', () => {
+    const deployment = structuredClone(only(render([ISSUER]), 'Deployment'));
+    (deployment.spec as { template: { spec: { containers: { ports: { containerPort: unknown }[] }[] } } }).template.spec.containers[0]!.ports[0]!.containerPort = '8080';
+    expect(() => K8S_MODELS['apps/v1/Deployment']!(deployment)).toThrow(/containerPort must be integer/);
+  });
+
+  it('the default-values config fails validation inside Leash too when the issuer is http and production is on', () => {
+    // The chart does not second-guess Leash: Leash's own validator is the judge of the config.
+    const r = render([{ config: { settings: { issuer: 'http://leash.example.com' } } }]);
+    expect(() => parseConfig(parse(leashConfigText(r)))).toThrow(/settings\/issuer/);
+  });
+
+  it('a null in an override file removes a default, as in Helm', () => {
+    const resources = (x: Rendered) => (podSpec(x).containers[0] as unknown as { resources: Record<string, unknown> }).resources;
+    expect(resources(render([ISSUER]))).toHaveProperty('limits');
+    expect(resources(render([ISSUER, { resources: { limits: null } }]))).toEqual({ requests: { cpu: '100m', memory: '128Mi' } });
+  });
+
+  it('numbers survive the values round trip as integers (Helm reads values as float64)', () => {
+    const r = render([ISSUER, { config: { settings: { keys: { key_lifetime: 2592000 } } }, replicas: 1 }]);
+    expect(leashConfigText(r)).toContain('key_lifetime: 2592000');
+    expect(r.text).not.toMatch(/e\+0/);
+  });
+});
