@@ -22,7 +22,7 @@ import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { TaskService } from './tasks/task-service.js';
 import { createAdminAuthenticator, type AdminAuthenticator } from './http/admin/authenticate.js';
 import type { ExchangeDeps, ExchangeRuntime } from './exchange/exchange.js';
-import { buildProvider } from './http/oauth/provider.js';
+import { buildProvider, pinIssuerOrigin } from './http/oauth/provider.js';
 import { tokenExchangeGrant } from './http/oauth/token-exchange-grant.js';
 import { createResourceServerAuthenticator, type ResourceServerAuthenticator } from './http/oauth/client-auth.js';
 import { verifyLeashToken } from './issuance/jwt/verify-leash-token.js';
@@ -353,7 +353,7 @@ export class Broker {
         .catch(() => undefined);
       this.metrics.exchanges.inc({ outcome: 'denied', reason: 'ERR_PROTOCOL' });
     });
-    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, tokenDigest, oauth: provider.callback(), authenticator, resourceServers };
+    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, tokenDigest, oauth: pinIssuerOrigin(provider.callback(), config.settings.issuer), authenticator, resourceServers };
   }
 
   /**

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { request as httpRequest } from 'node:http';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { createDpopKey } from '../../src/client/index.js';
@@ -132,6 +133,30 @@ describe('token exchange over HTTP', () => {
     const jwks = (await (await fetch(`${tb.url}/jwks`)).json()) as { keys: Array<Record<string, unknown>> };
     expect(jwks.keys.length).toBeGreaterThan(0);
     for (const k of jwks.keys) expect(k.d).toBeUndefined();
+  });
+
+  it('discovery URLs always come from settings.issuer, whatever Host or X-Forwarded-* the request says', async () => {
+    // What a TLS-terminating ingress sends, and what a client poisoning a cache would send.
+    const headerSets = [
+      { host: 'leash.example.com', 'x-forwarded-proto': 'https' },
+      { host: 'evil.example', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http', 'x-forwarded-port': '444' },
+    ];
+    for (const headers of headerSets) {
+      const meta = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const target = new URL(`${tb.url}/.well-known/openid-configuration`);
+        const req = httpRequest({ host: target.hostname, port: target.port, path: target.pathname, headers }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve(JSON.parse(body) as Record<string, unknown>));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(meta.issuer).toBe(tb.url);
+      expect(meta.token_endpoint).toBe(`${tb.url}/token`);
+      expect(meta.jwks_uri).toBe(`${tb.url}/jwks`);
+    }
   });
 
   it('an unmodified openid-client discovers Leash and performs the token exchange', async () => {

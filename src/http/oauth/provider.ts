@@ -1,5 +1,6 @@
 import { introspectionMetadata } from './introspection.js';
 import { revocationMetadata } from './revocation-endpoint.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Settings } from '../../config/schema.js';
 import type { KeyManager } from '../../keys/key-manager.js';
@@ -93,6 +94,27 @@ export function buildProvider(opts: {
     },
   } as Configuration;
   const provider = new Provider(settings.issuer, configuration);
+  // URLs in discovery are built from the request's origin; pinIssuerOrigin (below) makes
+  // that origin always the configured issuer's, so koa must read the forwarded headers.
+  provider.proxy = true;
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, opts.grant, EXCHANGE_PARAMS, REPEATABLE);
   return provider;
+}
+
+/**
+ * Every URL Leash publishes (discovery's token_endpoint, jwks_uri, ...) must be under the
+ * configured issuer, whatever Host or X-Forwarded-* a request carries: behind a
+ * TLS-terminating ingress the request arrives as http://<internal host>, and a client could
+ * send any Host to poison a cached discovery document. So the origin the provider sees is
+ * set from `settings.issuer` on every request, overriding what the client sent.
+ */
+export function pinIssuerOrigin(handler: (req: IncomingMessage, res: ServerResponse) => void, issuer: string): (req: IncomingMessage, res: ServerResponse) => void {
+  const url = new URL(issuer);
+  const proto = url.protocol.slice(0, -1);
+  return (req, res) => {
+    req.headers['x-forwarded-proto'] = proto;
+    req.headers['x-forwarded-host'] = url.host;
+    delete req.headers['x-forwarded-port'];
+    handler(req, res);
+  };
 }
