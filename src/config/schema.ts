@@ -93,6 +93,11 @@ export const ApprovalSettings = Type.Object(
     pending_ttl: Seconds('How long an approval waits for a decision before it expires.', 900),
     redeem_ttl: Seconds('How long an approved request may be redeemed (once) after the decision.', 300),
     approver_groups: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'Admin groups (API-key `groups` or the admin JWT groups claim) that may decide approvals besides the `security` role.' }),
+    required_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), {
+      default: ['critical'],
+      uniqueItems: true,
+      description: 'Every grant of plugins of these risk tiers needs a human approval unless the grant says `approval` explicitly (as `write`, `exfiltrate` and `admin` effects do).',
+    }),
     webhook: Type.Optional(
       Type.Object(
         {

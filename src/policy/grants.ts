@@ -38,8 +38,11 @@ export function compileGrant(
     // A risk tier's DPoP rule applies only where a proof binds something (`dpop: required` on
     // other kinds is refused at load).
     dpopRequired: SENDER_CONSTRAINABLE_KINDS.has(spec.kind ?? 'jwt') && (spec.dpop === 'required' || risksRequiringDpop.includes(plugin.risk)),
-    // Unless the grant says otherwise, effects that change or send out data wait for a person.
-    approval: spec.approval ?? (APPROVAL_BY_DEFAULT_EFFECTS.has(spec.effect) ? 'human' : 'none'),
+    // Unless the grant says otherwise, effects that change or send out data, and plugins of
+    // the risk tiers the settings name, wait for a person.
+    approval:
+      spec.approval ??
+      (APPROVAL_BY_DEFAULT_EFFECTS.has(spec.effect) || (settings.approvals.required_for_risk as readonly string[]).includes(plugin.risk) ? 'human' : 'none'),
     failedConditions,
     config: spec,
   });

@@ -78,6 +78,21 @@ describe('evaluate: allowed', () => {
     expect(allowed(decide(p, {}, { task: undefined })).scopes).toEqual(['read']);
   });
 
+  it('approval: explicit on the grant, else human for write/exfiltrate/admin effects and for the risk tiers settings name', () => {
+    const rule = (p: ReturnType<typeof plugin>, over = {}) => allowed(decide(p, {}, {}, over)).grant.approval;
+    for (const effect of ['write', 'exfiltrate', 'admin'] as const) expect(rule(plugin('w', { grants: [grant({ effect, approval: undefined })] }))).toBe('human');
+    for (const effect of ['read', 'read-sensitive'] as const) expect(rule(plugin('r', { grants: [grant({ effect, approval: undefined })] }))).toBe('none');
+    // a critical plugin's read waits for a person by default ...
+    expect(rule(plugin('c', { risk: 'critical', grants: [grant({ approval: undefined })] }))).toBe('human');
+    expect(rule(plugin('h', { risk: 'high', grants: [grant({ approval: undefined })] }))).toBe('none');
+    // ... unless the grant says otherwise, or the settings name other tiers
+    expect(rule(plugin('c', { risk: 'critical', grants: [grant({ approval: 'none' })] }))).toBe('none');
+    expect(rule(plugin('w', { grants: [grant({ effect: 'write', approval: 'step-up' })] }))).toBe('step-up');
+    const highToo = { settings: settings({ approvals: { poll_interval: 5, pending_ttl: 900, redeem_ttl: 300, approver_groups: [], required_for_risk: ['high'] } }) };
+    expect(rule(plugin('h', { risk: 'high', grants: [grant({ approval: undefined })] }), highToo)).toBe('human');
+    expect(rule(plugin('c', { risk: 'critical', grants: [grant({ approval: undefined })] }), highToo)).toBe('none');
+  });
+
   it('dpop: required by the grant, by the risk tier, or not at all', () => {
     expect(allowed(decide(plugin('g', { grants: [grant({ dpop: 'required' })] }))).dpopRequired).toBe(true);
     expect(allowed(decide(plugin('h', { risk: 'high' }))).dpopRequired).toBe(true);
