@@ -43,6 +43,10 @@ import { createApprovalService } from './approvals/approval-service.js';
 import { ApprovalDecisions } from './approvals/decisions.js';
 import { createWebhookNotifier, type WebhookNotifier } from './approvals/notifier.js';
 
+/** A key revoked elsewhere: re-read the keyring up to this many more times, this far apart, until it is gone. */
+const KEY_REVOCATION_RETRIES = 8;
+const KEY_REVOCATION_RETRY_MS = 250;
+
 /** The longest any Leash-signed token lives (access tokens, AWS web-identity tokens), skew included. */
 function maxTokenLifeMs(config: LeashConfig): number {
   const s = config.settings;
@@ -91,6 +95,7 @@ export class Broker {
   #vault: VaultSession | undefined;
   #keyTicker: NodeJS.Timeout | undefined;
   #unsubscribeKeys: (() => void) | undefined;
+  #unsubscribeKeyRevocations: (() => void) | undefined;
   #iam: IAMClient | undefined;
   readonly app: ReturnType<typeof createHttpApp>;
   #generation!: Generation;
@@ -310,6 +315,21 @@ export class Broker {
     };
     this.#keyTicker = setInterval(() => void tick(), interval);
     this.#keyTicker.unref();
+    // An emergency key revocation made on another replica arrives over the revocation feed
+    // in milliseconds: re-read the keyring now rather than at the next tick, so this
+    // replica's JWKS drops the key as fast as its introspection already refuses its tokens.
+    // The revoking replica records the revocation before it changes the keyring, so the
+    // re-read is retried briefly until the keyring no longer has the key.
+    this.#unsubscribeKeyRevocations = this.revocation.onRevocation((r) => {
+      if (r.scope !== 'key') return;
+      const holds = () => this.keys.list().some((k) => k.kid === r.id);
+      const attempt = async (left: number): Promise<void> => {
+        if (!holds()) return;
+        await tick();
+        if (holds() && left > 0) setTimeout(() => void attempt(left - 1), KEY_REVOCATION_RETRY_MS).unref();
+      };
+      void attempt(KEY_REVOCATION_RETRIES);
+    });
   }
 
   /** Audit and count key transitions (scheduled here; the admin API uses the same path). */
@@ -412,6 +432,7 @@ export class Broker {
     this.leaseSweeper?.stop();
     if (this.#keyTicker) clearInterval(this.#keyTicker);
     this.#unsubscribeKeys?.();
+    this.#unsubscribeKeyRevocations?.();
     this.revocation.stop();
     this.#setPush?.stop();
     this.revocationFeed.closeStreams();
