@@ -1,5 +1,5 @@
 import { describe, it, expect, afterAll } from '@jest/globals';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createKeyManager } from '../../src/keys/create-key-manager.js';
@@ -35,5 +35,14 @@ describe('local backend files', () => {
     expect(files).not.toContain(`${a}.jwk.json`);
     for (const file of files) expect(statSync(join(f.dir, file)).mode & 0o777).toBe(0o600);
     await km.close();
+  });
+
+  it('a keys.dir that cannot be a folder is a startup error naming the setting', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'leash-rot-'));
+    roots.push(root);
+    const file = join(root, 'not-a-folder');
+    writeFileSync(file, 'x');
+    const km = createKeyManager(keysSettings({ dir: join(file, 'keys') }), { clock: new ManualClock(), maxTokenLifeMs: () => MAX_TOKEN_LIFE_MS });
+    await expect(km.init()).rejects.toThrow(/settings\.keys\.dir '.*not-a-folder\/keys' cannot be created as a folder \(ENOTDIR\)/);
   });
 });

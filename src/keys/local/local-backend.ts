@@ -24,11 +24,21 @@ export function createLocalKeyringRepository(dir: string): KeyringRepository {
     async save(ring, expectedVersion) {
       const now = read()?.version ?? 0;
       if (now !== expectedVersion) return false;
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      ensureKeyDir(dir);
       writePrivateFileAtomic(file, serializeKeyring(ring, expectedVersion + 1));
       return true;
     },
   };
+}
+
+/** Creates the key folder (0700); a path that cannot be one is named as the setting it came from. */
+function ensureKeyDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new LocalKeyError(dir, `settings.keys.dir '${dir}' cannot be created as a folder (${why}): point it at a writable folder`, { cause: err });
+  }
 }
 
 /** One private JWK file per key, `<kid>.jwk.json`, mode 0600. */
@@ -36,7 +46,7 @@ export function createLocalKeyMaterial(dir: string): KeyMaterial {
   const keyringPath = join(dir, KEYRING_FILE);
   return {
     async create(alg) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      ensureKeyDir(dir);
       const { kid, jwk } = await generatePrivateJwk(alg);
       // Key file first: a crash in between leaves an unused file, never a keyring naming a missing key.
       writePrivateFileAtomic(join(dir, keyFileName(kid)), `${JSON.stringify(jwk)}\n`);
