@@ -7,6 +7,8 @@ export interface RevocationFacts {
   readonly task?: string | undefined;
   readonly kid?: string | undefined;
   readonly iat: number;
+  /** A delegated token's `chain_jti`: revoking any upstream token by jti revokes it too. */
+  readonly upstream?: readonly string[] | undefined;
 }
 
 /** A local view of Leash's revocations, as `createLeashVerifier({ revocations })` consults it. */
@@ -336,6 +338,7 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
       const now = clock.now();
       const live = (m: Map<string, number>, id: string | undefined) => id !== undefined && (m.get(id) ?? 0) > now;
       if (live(tokens, t.jti) || live(tasks, t.task) || live(keys, t.kid)) return true;
+      if (t.upstream?.some((jti) => live(tokens, jti))) return true;
       const p = plugins.get(t.plugin);
       return p !== undefined && p.keepUntil > now && t.iat <= p.issuedBefore;
     },

@@ -1,6 +1,7 @@
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { verifyDpopProof } from '../dpop/verify-proof.js';
 import { isLeashError } from '../errors/leash-error.js';
+import { actDepthOf, MAX_CHAIN_JTI, parseChainJti } from '../delegation/chain-jti.js';
 import type { ReplayCache } from '../store/store.js';
 import { systemClock, type Clock } from '../time/clock.js';
 import { LeashVerifyError } from './errors.js';
@@ -155,7 +156,15 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
         // Checked before the DPoP proof so a revoked token does not spend a proof's jti.
         if (!opts.revocations.fresh()) throw new LeashVerifyError('temporarily_unavailable', 'the revocation list is not up to date; retry later', { scheme });
         if (typeof claims.iat !== 'number') throw new LeashVerifyError('invalid_token', "the token has no 'iat' claim", { scheme });
-        if (opts.revocations.isRevoked({ jti: claims.jti, plugin, task, kid, iat: claims.iat })) throw new LeashVerifyError('invalid_token', 'token revoked', { scheme });
+        // A delegated token is revoked with any token it derives from (`chain_jti`).
+        let upstream: string[] | undefined;
+        if (claims.chain_jti !== undefined) {
+          upstream = parseChainJti(claims.chain_jti, actDepthOf(claims.act, MAX_CHAIN_JTI));
+          if (!upstream || upstream.includes(claims.jti)) throw new LeashVerifyError('invalid_token', "the token's 'chain_jti' claim is malformed", { scheme });
+        }
+        if (opts.revocations.isRevoked({ jti: claims.jti, plugin, task, kid, iat: claims.iat, ...(upstream ? { upstream } : {}) })) {
+          throw new LeashVerifyError('invalid_token', 'token revoked', { scheme });
+        }
       }
 
       // Sender constraint (RFC 9449 §7): a bound token is only good with its key's proof.

@@ -44,6 +44,8 @@ export interface DelegationOutcome {
   readonly chain: readonly string[];
   /** Effects of the whole chain including this hop. */
   readonly effects: readonly string[];
+  /** `chain_jti` of the issued token: the upstream's own `chain_jti`, then the upstream's jti. */
+  readonly upstreamJtis: readonly string[];
   /** A toxic combination whose policy action is `approval`: a human must decide. */
   readonly needsApproval: boolean;
   readonly reasons: readonly string[];

@@ -98,5 +98,6 @@ export function narrowForChain(
   reasons.push(`chain effects: ${effects.join(', ')}`);
 
   const act = upstream.act ? { sub: plugin.id, act: upstream.act } : { sub: plugin.id };
-  return { scopes, ttlCap, subject: root, act, chain: [...chain, plugin.id], effects, needsApproval, reasons };
+  const upstreamJtis = [...(upstream.claims.chain_jti ?? []), upstream.claims.jti];
+  return { scopes, ttlCap, subject: root, act, chain: [...chain, plugin.id], effects, upstreamJtis, needsApproval, reasons };
 }

@@ -14,10 +14,16 @@ export async function verifyUpstream(token: string, deps: DelegationDeps, policy
   const claims = await deps.verifyToken(token);
   if (!claims) throw new LeashError('ERR_UPSTREAM_TOKEN_INVALID', 'subject_token is not a live access token issued by this broker');
   const actors = actorsOf(claims.act);
+  // A delegated token signed before `chain_jti` existed cannot pass its ancestry on: the
+  // next hop's token would carry an incomplete cascade. Such tokens only age out.
+  if (actors.length > 0 && claims.chain_jti === undefined) {
+    throw new LeashError('ERR_UPSTREAM_TOKEN_INVALID', 'subject_token is not a live access token issued by this broker', { upstream_jti: claims.jti, reason: 'no_chain_jti' });
+  }
   // A chain is only as live as its weakest link: revoking or suspending ANY plugin of the
-  // chain (root included) stops the chain from growing from tokens issued before that.
+  // chain (root included) stops the chain from growing from tokens issued before that;
+  // revoking any token it derives from (chain_jti) does too.
   for (const plugin of new Set([claims.plugin, claims.sub, ...actors])) {
-    if (deps.revocation.isRevoked({ jti: claims.jti, plugin, task: claims.task, kid: claims.kid, iat: claims.iat }) || deps.revocation.isSuspended(plugin)) {
+    if (deps.revocation.isRevoked({ jti: claims.jti, plugin, task: claims.task, kid: claims.kid, iat: claims.iat, upstream: claims.chain_jti }) || deps.revocation.isSuspended(plugin)) {
       throw new LeashError('ERR_UPSTREAM_TOKEN_REVOKED', 'subject_token has been revoked', { upstream_jti: claims.jti, ...(plugin !== claims.plugin ? { revoked_plugin: plugin } : {}) });
     }
   }

@@ -140,7 +140,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       ttl,
       jkt,
       now,
-      delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects } : undefined,
+      delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects, upstreamJtis: chain.upstreamJtis } : undefined,
       approval: trace.approval,
     });
     trace.discard = credential.discard;

@@ -19,7 +19,15 @@ export interface IssueRequest {
   /** ms since epoch */
   readonly now: number;
   /** Set when issued through a delegation chain (RFC 8693 `act`). */
-  readonly delegation?: { readonly subject: string; readonly act: ActClaim; readonly effects: readonly string[] } | undefined;
+  readonly delegation?:
+    | {
+        readonly subject: string;
+        readonly act: ActClaim;
+        readonly effects: readonly string[];
+        /** jtis of the upstream tokens, root's first (`chain_jti`). */
+        readonly upstreamJtis: readonly string[];
+      }
+    | undefined;
   /** Set when a human approved this exact request. */
   readonly approval?: ApprovalReceipt | undefined;
 }

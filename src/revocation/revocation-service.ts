@@ -9,6 +9,11 @@ export interface TokenFacts {
   readonly kid: string | undefined;
   /** Seconds since epoch (`iat`). */
   readonly iat: number;
+  /**
+   * Delegated tokens: jtis of the upstream tokens (`chain_jti`). A token-scope revocation of
+   * any of them covers this token too (the cascade).
+   */
+  readonly upstream?: readonly string[] | undefined;
 }
 
 export interface RevokeOptions {
@@ -35,7 +40,7 @@ export interface Revoker {
 export interface RevocationService {
   /** Throws LeashError ERR_BACKEND_UNAVAILABLE if the view is stale (store unreachable). */
   assertFresh(): void;
-  /** Revoked by jti, task, plugin (issued at or before the plugin's revocation) or key. Calls assertFresh. */
+  /** Revoked by jti (its own or an upstream token's), task, plugin (issued at or before the plugin's revocation) or key. Calls assertFresh. */
   isRevoked(token: TokenFacts): boolean;
   /** Calls assertFresh. */
   isSuspended(plugin: string): boolean;

@@ -139,6 +139,9 @@ export class RevocationView implements RevocationService {
   isRevoked(t: TokenFacts): boolean {
     this.assertFresh();
     if (this.#tokens.has(t.jti)) return true;
+    // The cascade: an upstream token's record is kept until it expires, and a delegated
+    // token never outlives its upstream, so the record covers every token derived from it.
+    if (t.upstream?.some((jti) => this.#tokens.has(jti))) return true;
     if (t.task !== undefined && this.#tasks.has(t.task)) return true;
     if (t.kid !== undefined && this.#keys.has(t.kid)) return true;
     const p = this.#plugins.get(t.plugin);

@@ -98,7 +98,7 @@ async function eventually(pred: () => boolean, ms = 2000): Promise<number> {
   return Date.now() - t0;
 }
 
-const facts = (extra: Partial<{ jti: string; plugin: string; task: string; kid: string; iat: number }> = {}) => ({
+const facts = (extra: Partial<{ jti: string; plugin: string; task: string; kid: string; iat: number; upstream: string[] }> = {}) => ({
   jti: 'jti-ok',
   plugin: 'p-ok',
   task: 'task-ok',
@@ -303,6 +303,39 @@ describe('createLeashVerifier({ revocations })', () => {
     const key = await feed.view.revokeKey(keys.current().kid, by);
     await eventually(() => follower.cursor() >= key.seq, 1000);
     await expect(verifier.verify(req(good))).rejects.toMatchObject({ error_description: 'token revoked' });
+  });
+
+  it('cascade: a delegated token is revoked when an upstream jti in its chain_jti is; a malformed chain_jti is invalid_token', async () => {
+    // Its own signing key and issuer: the test above revoked the shared key.
+    const k = await tempKeys(systemClock);
+    cleanups.push(k.cleanup);
+    const iss = await startIssuer({ keys: k.keys, clock: systemClock });
+    cleanups.push(iss.close);
+    const mint = (extra: Record<string, unknown> = {}) => {
+      const now = Math.floor(Date.now() / 1000);
+      return signJwt(k.keys.current(), { typ: 'at+jwt' }, { iss: iss.url, sub: 'p', aud: AUD, iat: now, exp: now + 300, jti: randomBytes(8).toString('hex'), scope: 'items:read', plugin: 'p', task: 'task-1', ...extra });
+    };
+    const verifier = createLeashVerifier({ issuer: iss.url, audience: AUD, revocations: follower });
+    const req = (token: string) => ({ authorization: `Bearer ${token}`, method: 'GET', url: `${AUD}/items` });
+    const upstreamA = randomBytes(8).toString('hex');
+    const upstreamB = randomBytes(8).toString('hex');
+    const delegated = (chain_jti: unknown, act: unknown = { sub: 'p', act: { sub: 'q' } }) => mint({ sub: 'root', act, chain_jti });
+    const c = await delegated([upstreamA, upstreamB]);
+    const other = await delegated([randomBytes(8).toString('hex'), randomBytes(8).toString('hex')]);
+    await expect(verifier.verify(req(c))).resolves.toMatchObject({ plugin: 'p', sub: 'root' });
+    expect(follower.isRevoked(facts({ upstream: [upstreamA] }))).toBe(false);
+
+    const rev = await feed.view.revokeToken(upstreamA, by);
+    await eventually(() => follower.cursor() >= rev.seq, 1000);
+    expect(follower.isRevoked(facts({ upstream: ['unrelated', upstreamA] }))).toBe(true);
+    expect(follower.isRevoked(facts())).toBe(false);
+    await expect(verifier.verify(req(c))).rejects.toMatchObject({ error: 'invalid_token', error_description: 'token revoked' });
+    await expect(verifier.verify(req(other))).resolves.toMatchObject({ plugin: 'p' });
+
+    // Malformed: not an array, a non-string item, more jtis than actors, no act at all, its own jti.
+    for (const bad of [await delegated('x'), await delegated([1, 2]), await delegated(['a', 'b', 'c']), await mint({ chain_jti: ['a'] }), await mint({ jti: 'self', act: { sub: 'p' }, chain_jti: ['self'] })]) {
+      await expect(verifier.verify(req(bad))).rejects.toMatchObject({ error: 'invalid_token', error_description: "the token's 'chain_jti' claim is malformed" });
+    }
   });
 
   it('fails closed: a view that is not fresh refuses every token with 503 temporarily_unavailable', async () => {

@@ -29,7 +29,9 @@ function policy(): CompiledPolicy {
 }
 
 function claims(over: Partial<LeashTokenClaims> = {}): LeashTokenClaims {
-  return { iss: 'http://leash', jti: 'jti-up', sub: 'a', plugin: 'a', client_id: 'a', aud: CRM, scope: 'c:read c:search', task: 'task-1', exp: nowS + 120, iat: nowS - 10, kid: 'k1', ...over };
+  const c = { iss: 'http://leash', jti: 'jti-up', sub: 'a', plugin: 'a', client_id: 'a', aud: CRM, scope: 'c:read c:search', task: 'task-1', exp: nowS + 120, iat: nowS - 10, kid: 'k1', ...over };
+  // A delegated token carries one upstream jti per earlier actor, as Leash writes it.
+  return c.act && !('chain_jti' in over) ? { ...c, chain_jti: actorsOf(c.act).map((_, i) => `jti-hop${i}`) } : c;
 }
 
 const revocation = (revoked: (t: TokenFacts) => boolean = () => false, suspended: (p: string) => boolean = () => false): RevocationService =>
@@ -125,6 +127,13 @@ describe('verifyUpstream', () => {
     expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation((t) => t.plugin === 'b') }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
     expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation(undefined, (id) => id === 'a') }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
     expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation((t) => t.plugin === 'd') }, p))).toBe('OK');
+    // revoking any token the upstream derives from (its chain_jti) revokes the chain: the check is handed chain_jti
+    const seen: TokenFacts[] = [];
+    const byUpstream = revocation((t) => (seen.push(t), t.upstream?.includes('jti-hop0') === true));
+    expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: byUpstream }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
+    expect(seen[0]).toMatchObject({ jti: 'jti-up', upstream: ['jti-hop0', 'jti-hop1'] });
+    // a delegated token without chain_jti (signed before the claim existed) cannot extend a chain
+    expect(await asyncCodeOf(() => upstreamOf(claims({ plugin: 'c', client_id: 'c', act: { sub: 'c', act: { sub: 'b' } }, chain_effects: ['read'], chain_jti: undefined }), p))).toBe('ERR_UPSTREAM_TOKEN_INVALID');
     // plugin must be the newest actor
     expect(await asyncCodeOf(() => upstreamOf(claims({ plugin: 'b', client_id: 'b' }), p))).toBe('ERR_UPSTREAM_TOKEN_INVALID');
     expect(await asyncCodeOf(() => upstreamOf(claims({ plugin: 'c', client_id: 'c', act: { sub: 'b' } }), p))).toBe('ERR_UPSTREAM_TOKEN_INVALID');
@@ -170,10 +179,12 @@ describe('narrowForChain', () => {
     const p = policy();
     const up = await upstreamOf(claims());
     const out = narrowForChain(up, p.plugins.get('b')!, allow(p, 'b', CRM, ['c:search']), ['c:search'], p, s(), NOW);
-    expect(out).toMatchObject({ scopes: ['c:search'], ttlCap: 120, subject: 'a', act: { sub: 'b' }, chain: ['a', 'b'], effects: ['read'], needsApproval: false });
+    expect(out).toMatchObject({ scopes: ['c:search'], ttlCap: 120, subject: 'a', act: { sub: 'b' }, chain: ['a', 'b'], effects: ['read'], upstreamJtis: ['jti-up'], needsApproval: false });
     const abc = await upstreamOf(claims({ plugin: 'c', client_id: 'c', act: { sub: 'c', act: { sub: 'b' } }, chain_effects: ['read', 'write'], exp: nowS + 30 }));
     const out2 = narrowForChain(abc, p.plugins.get('d')!, allow(p, 'd', CRM, undefined), undefined, p, s(), NOW + 500);
     expect(out2).toMatchObject({ scopes: ['c:read'], ttlCap: 29, subject: 'a', act: { sub: 'd', act: { sub: 'c', act: { sub: 'b' } } }, chain: ['a', 'b', 'c', 'd'], effects: ['read', 'write'] });
+    // chain_jti of d's token: the upstream's own chain_jti (root's token first), then the upstream's jti.
+    expect(out2.upstreamJtis).toEqual(['jti-hop0', 'jti-hop1', 'jti-up']);
   });
 
   it('scopes never exceed the root, an intermediate hop, or the upstream token', async () => {

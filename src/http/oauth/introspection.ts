@@ -22,7 +22,7 @@ export interface IntrospectionDeps {
 
 /** What a revocation check reads from verified claims. */
 export function tokenFacts(claims: LeashTokenClaims): TokenFacts {
-  return { jti: claims.jti, plugin: claims.plugin, task: claims.task, kid: claims.kid, iat: claims.iat };
+  return { jti: claims.jti, plugin: claims.plugin, task: claims.task, kid: claims.kid, iat: claims.iat, upstream: claims.chain_jti };
 }
 
 /** The RFC 7662 §2.2 answer for an active token: the claims a resource server decides on. */
@@ -64,7 +64,8 @@ export function introspectionMetadata(issuer: string): Record<string, unknown> {
 /**
  * `POST /introspect` (RFC 7662) for authenticated resource servers. A token is active only
  * if Leash signed it with a key it still publishes, it has not expired, it is meant for
- * one of the caller's audiences and no revocation covers it (jti, task, plugin or key).
+ * one of the caller's audiences and no revocation covers it (jti, an upstream token's jti
+ * from `chain_jti`, task, plugin or key).
  * A revocation view that cannot prove it is fresh answers 503, never `active: true`.
  */
 export function introspectionRouter(deps: IntrospectionDeps): Router {

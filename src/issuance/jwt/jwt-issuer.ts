@@ -37,6 +37,8 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
       if (req.delegation) {
         payload.act = req.delegation.act;
         payload.chain_effects = [...req.delegation.effects];
+        // Revoking any upstream token by jti then revokes this one too (the cascade).
+        payload.chain_jti = [...req.delegation.upstreamJtis];
       }
       if (req.approval) payload.approval = { id: req.approval.id, approver: req.approval.approver, at: req.approval.at };
       const token = await signJwt(key, { typ: 'at+jwt' }, payload);

@@ -2,7 +2,8 @@ import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet,
 import { LeashError } from '../../errors/leash-error.js';
 import type { KeyManager } from '../../keys/key-manager.js';
 import { epochSeconds, type Clock } from '../../time/clock.js';
-import { parseActClaim, parseChainEffects, type ActClaim } from '../../delegation/act-claim.js';
+import { actorsOf, parseActClaim, parseChainEffects, type ActClaim } from '../../delegation/act-claim.js';
+import { parseChainJti } from '../../delegation/chain-jti.js';
 
 /** The claims of a Leash access token (see jwt-issuer.ts), typed after verification. */
 export interface LeashTokenClaims {
@@ -24,6 +25,11 @@ export interface LeashTokenClaims {
   readonly act?: ActClaim;
   /** Delegated tokens: the effects of every grant along the chain. */
   readonly chain_effects?: readonly string[];
+  /**
+   * Delegated tokens: jtis of the upstream tokens, root's first, immediate upstream last
+   * (one per actor before this one). Revoking any of them revokes this token.
+   */
+  readonly chain_jti?: readonly string[];
   /** Set when a human approved the request this token answers. */
   readonly approval?: { readonly id: string; readonly approver: string; readonly at: number };
   /** The key that signed it (protected header), for key-scoped revocation. */
@@ -118,7 +124,7 @@ const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSa
 
 /** The claims jose left unchecked: shape of Leash's own claims, and `iat` not in the future. */
 function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashTokenDeps): LeashTokenClaims | undefined {
-  const { iss, jti, sub, plugin, client_id, aud, scope, task, exp, iat, nbf, cnf, workload, act, chain_effects, approval } = p;
+  const { iss, jti, sub, plugin, client_id, aud, scope, task, exp, iat, nbf, cnf, workload, act, chain_effects, chain_jti, approval } = p;
   if (!isText(iss) || !isText(jti) || !isText(sub) || !isText(plugin) || !isText(client_id) || !isText(aud) || typeof scope !== 'string') return undefined;
   if (!isTime(exp) || !isTime(iat) || (nbf !== undefined && !isTime(nbf))) return undefined;
   if (iat > epochSeconds(deps.clock) + deps.clockSkewSeconds || iat > exp) return undefined;
@@ -139,6 +145,9 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
   if (act !== undefined && !actors) return undefined;
   const effects = chain_effects === undefined ? undefined : parseChainEffects(chain_effects);
   if (chain_effects !== undefined && !effects) return undefined;
+  // Absent on delegated tokens signed before the claim existed; present, it must match `act`.
+  const upstreamJtis = chain_jti === undefined ? undefined : parseChainJti(chain_jti, actors ? actorsOf(actors).length : 0);
+  if (chain_jti !== undefined && (!upstreamJtis || upstreamJtis.includes(jti))) return undefined;
   let approved: { id: string; approver: string; at: number } | undefined;
   if (approval !== undefined) {
     const a = approval as { id?: unknown; approver?: unknown; at?: unknown } | null;
@@ -162,6 +171,7 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
     ...(attested ? { workload: attested } : {}),
     ...(actors ? { act: actors } : {}),
     ...(effects ? { chain_effects: effects } : {}),
+    ...(upstreamJtis ? { chain_jti: upstreamJtis } : {}),
     ...(approved ? { approval: approved } : {}),
   };
 }

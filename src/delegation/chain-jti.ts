@@ -1,0 +1,35 @@
+/**
+ * `chain_jti` on a delegated token: the jtis of every upstream Leash token it derives
+ * from, the root's token first, the immediate upstream's last. Revoking any of them by jti
+ * revokes this token too (the cascade), without a revocation record per downstream token.
+ * One jti per actor before this one, so its length equals the depth of `act`.
+ *
+ * No imports: the client SDK's verifier shares this check.
+ */
+
+/** At most one upstream token per actor, and the schema caps `settings.delegation.max_depth` at 10 (MAX_ACT_DEPTH). */
+export const MAX_CHAIN_JTI = 10;
+
+/** Longest jti Leash writes is 22 characters (16 random bytes, base64url); leave room, refuse junk. */
+const MAX_JTI_LENGTH = 256;
+
+/**
+ * Shape-checks `chain_jti` against the token's `act` depth (actors newest-outermost):
+ * an array of exactly `actDepth` distinct non-empty strings. Undefined when malformed,
+ * including when there is no `act` (a root token derives from nothing).
+ */
+export function parseChainJti(value: unknown, actDepth: number): string[] | undefined {
+  if (!Array.isArray(value) || actDepth < 1 || actDepth > MAX_CHAIN_JTI || value.length !== actDepth) return undefined;
+  if (!value.every((j): j is string => typeof j === 'string' && j.length > 0 && j.length <= MAX_JTI_LENGTH)) return undefined;
+  if (new Set(value).size !== value.length) return undefined;
+  return [...value];
+}
+
+/** Depth of an unverified `act` claim (0 when absent or not an object chain); bounded by `max`. */
+export function actDepthOf(act: unknown, max: number): number {
+  let depth = 0;
+  for (let node = act; typeof node === 'object' && node !== null && !Array.isArray(node); node = (node as { act?: unknown }).act) {
+    if (++depth > max) return depth;
+  }
+  return depth;
+}
