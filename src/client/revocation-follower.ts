@@ -9,6 +9,8 @@ export interface RevocationFacts {
   readonly iat: number;
   /** A delegated token's `chain_jti`: revoking any upstream token by jti revokes it too. */
   readonly upstream?: readonly string[] | undefined;
+  /** A delegated token's other chain plugins (`sub` and earlier `act` actors): revoking one revokes it. */
+  readonly chainPlugins?: readonly string[] | undefined;
 }
 
 /** A local view of Leash's revocations, as `createLeashVerifier({ revocations })` consults it. */
@@ -339,8 +341,10 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
       const live = (m: Map<string, number>, id: string | undefined) => id !== undefined && (m.get(id) ?? 0) > now;
       if (live(tokens, t.jti) || live(tasks, t.task) || live(keys, t.kid)) return true;
       if (t.upstream?.some((jti) => live(tokens, jti))) return true;
-      const p = plugins.get(t.plugin);
-      return p !== undefined && p.keepUntil > now && t.iat <= p.issuedBefore;
+      return [t.plugin, ...(t.chainPlugins ?? [])].some((plugin) => {
+        const p = plugins.get(plugin);
+        return p !== undefined && p.keepUntil > now && t.iat <= p.issuedBefore;
+      });
     },
     fresh() {
       return clock.now() - confirmedAt <= maxStaleness;

@@ -1,7 +1,7 @@
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { verifyDpopProof } from '../dpop/verify-proof.js';
 import { isLeashError } from '../errors/leash-error.js';
-import { actDepthOf, MAX_CHAIN_JTI, parseChainJti } from '../delegation/chain-jti.js';
+import { actDepthOf, chainPluginsOf, MAX_CHAIN_JTI, parseChainJti } from '../delegation/chain-jti.js';
 import type { ReplayCache } from '../store/store.js';
 import { systemClock, type Clock } from '../time/clock.js';
 import { LeashVerifyError } from './errors.js';
@@ -162,7 +162,8 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
           upstream = parseChainJti(claims.chain_jti, actDepthOf(claims.act, MAX_CHAIN_JTI));
           if (!upstream || upstream.includes(claims.jti)) throw new LeashVerifyError('invalid_token', "the token's 'chain_jti' claim is malformed", { scheme });
         }
-        if (opts.revocations.isRevoked({ jti: claims.jti, plugin, task, kid, iat: claims.iat, ...(upstream ? { upstream } : {}) })) {
+        const chainPlugins = chainPluginsOf(claims.sub, claims.act, plugin);
+        if (opts.revocations.isRevoked({ jti: claims.jti, plugin, task, kid, iat: claims.iat, ...(upstream ? { upstream } : {}), ...(chainPlugins.length > 0 ? { chainPlugins } : {}) })) {
           throw new LeashVerifyError('invalid_token', 'token revoked', { scheme });
         }
       }

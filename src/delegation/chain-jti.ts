@@ -33,3 +33,22 @@ export function actDepthOf(act: unknown, max: number): number {
   }
   return depth;
 }
+
+/**
+ * The other plugins of a delegated token's chain: the root (`sub`) and every actor in
+ * `act` except the token's own plugin. Revoking any of them (scope `plugin`, the kill
+ * switch) revokes this token too: its authority came from theirs. Empty for a root token.
+ */
+export function chainPluginsOf(sub: unknown, act: unknown, plugin: string): string[] {
+  const out = new Set<string>();
+  if (act === undefined) return [];
+  if (typeof sub === 'string' && sub.length > 0) out.add(sub);
+  let depth = 0;
+  for (let node: unknown = act; typeof node === 'object' && node !== null && !Array.isArray(node) && depth <= MAX_CHAIN_JTI; node = (node as { act?: unknown }).act) {
+    depth++;
+    const actor = (node as { sub?: unknown }).sub;
+    if (typeof actor === 'string' && actor.length > 0) out.add(actor);
+  }
+  out.delete(plugin);
+  return [...out];
+}

@@ -14,6 +14,11 @@ export interface TokenFacts {
    * any of them covers this token too (the cascade).
    */
   readonly upstream?: readonly string[] | undefined;
+  /**
+   * Delegated tokens: the chain's other plugins (root and earlier actors). A plugin
+   * revocation of any of them covers this token when it was issued at or before it.
+   */
+  readonly chainPlugins?: readonly string[] | undefined;
 }
 
 export interface RevokeOptions {

@@ -144,8 +144,12 @@ export class RevocationView implements RevocationService {
     if (t.upstream?.some((jti) => this.#tokens.has(jti))) return true;
     if (t.task !== undefined && this.#tasks.has(t.task)) return true;
     if (t.kid !== undefined && this.#keys.has(t.kid)) return true;
-    const p = this.#plugins.get(t.plugin);
-    return p !== undefined && t.iat * 1000 <= p.issuedBefore;
+    // The kill switch reaches down the chain: a root's or an earlier actor's revocation covers
+    // what was delegated from their tokens (issued before it, as every such token was).
+    return [t.plugin, ...(t.chainPlugins ?? [])].some((plugin) => {
+      const p = this.#plugins.get(plugin);
+      return p !== undefined && t.iat * 1000 <= p.issuedBefore;
+    });
   }
 
   isSuspended(plugin: string): boolean {

@@ -338,6 +338,30 @@ describe('createLeashVerifier({ revocations })', () => {
     }
   });
 
+  it("kill switch down the chain: revoking the root's or an earlier actor's plugin revokes a delegated token", async () => {
+    const k = await tempKeys(systemClock);
+    cleanups.push(k.cleanup);
+    const iss = await startIssuer({ keys: k.keys, clock: systemClock });
+    cleanups.push(iss.close);
+    const now = Math.floor(Date.now() / 1000);
+    const root = `root-${randomBytes(4).toString('hex')}`;
+    const mid = `mid-${randomBytes(4).toString('hex')}`;
+    // root -> mid -> p: sub is the root, act nests p (outermost) and mid.
+    const token = await signJwt(k.keys.current(), { typ: 'at+jwt' }, {
+      iss: iss.url, sub: root, aud: AUD, iat: now, exp: now + 300, jti: randomBytes(8).toString('hex'), scope: 'items:read', plugin: 'p-chain', task: 'task-1',
+      act: { sub: 'p-chain', act: { sub: mid } }, chain_jti: [randomBytes(8).toString('hex'), randomBytes(8).toString('hex')],
+    });
+    const verifier = createLeashVerifier({ issuer: iss.url, audience: AUD, revocations: follower });
+    const req = { authorization: `Bearer ${token}`, method: 'GET', url: `${AUD}/items` };
+    await expect(verifier.verify(req)).resolves.toMatchObject({ plugin: 'p-chain' });
+    expect(follower.isRevoked(facts({ plugin: 'p-chain' }))).toBe(false);
+    const rev = await feed.view.revokePlugin(mid, by);
+    await eventually(() => follower.cursor() >= rev.seq, 1000);
+    await expect(verifier.verify(req)).rejects.toMatchObject({ error: 'invalid_token', error_description: 'token revoked' });
+    expect(follower.isRevoked({ ...facts({ plugin: 'p-chain', iat: now }), chainPlugins: [root, mid] })).toBe(true);
+    expect(follower.isRevoked({ ...facts({ plugin: 'p-chain', iat: now }), chainPlugins: [root] })).toBe(false);
+  });
+
   it('fails closed: a view that is not fresh refuses every token with 503 temporarily_unavailable', async () => {
     let fresh = false;
     const view: LeashRevocationView = { fresh: () => fresh, isRevoked: () => false };

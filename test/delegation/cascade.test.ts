@@ -215,3 +215,54 @@ describe('revoking an upstream token revokes what was delegated from it', () => 
     });
   });
 });
+
+describe("revoking a chain's root or an earlier actor's plugin revokes what was delegated", () => {
+  let h: Harness;
+  let introspectUrl: string;
+
+  beforeAll(async () => {
+    h = await harness(withResourceServers(await ticketsKey()));
+    ({ introspect: introspectUrl } = endpointsFor(h.tb));
+  });
+  afterAll(async () => h.tb.close());
+
+  async function active(token: string): Promise<boolean> {
+    const res = await postForm(introspectUrl, { token }, { authorization: basic('crm-api', CRM_RS_SECRET) });
+    if (res.status !== 200) throw new Error(`introspect: ${res.status} ${res.text}`);
+    return res.body.active === true;
+  }
+
+  it('the kill switch on the root plugin (scope plugin) makes B and C inactive; the plugin in the middle likewise reaches C', async () => {
+    const a = await rootToken(h, 'crm-reader', CRM_API, { scope: 'contacts:read contacts:search' });
+    const b = (await delegate(h, 'summarizer', a, CRM_API, { scope: 'contacts:read contacts:search' })).body.access_token as string;
+    const c = (await delegate(h, 'notifier', b, CRM_API, { scope: 'contacts:search' })).body.access_token as string;
+    for (const t of [a, b, c]) expect(await active(t)).toBe(true);
+
+    // Revoke the middle actor's plugin first: C (derived through it) goes, A stays.
+    const middle = await fetch(`${h.tb.url}/admin/revocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ scope: 'plugin', id: 'summarizer', reason: 'test: middle of the chain' }),
+    });
+    expect(middle.status).toBe(201);
+    expect(await active(a)).toBe(true);
+    expect(await active(b)).toBe(false);
+    expect(await active(c)).toBe(false);
+
+    // A fresh chain, then the root's kill switch: every token delegated from A's goes.
+    h.clock.advance(2);
+    const a2 = await rootToken(h, 'crm-reader', CRM_API, { scope: 'contacts:read' });
+    const b2res = await delegate(h, 'summarizer', a2, CRM_API, { scope: 'contacts:read' });
+    expect(b2res.status).toBe(200);
+    const b2 = b2res.body.access_token as string;
+    expect(await active(b2)).toBe(true);
+    const root = await fetch(`${h.tb.url}/admin/revocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ scope: 'plugin', id: 'crm-reader', reason: 'test: root kill switch' }),
+    });
+    expect(root.status).toBe(201);
+    expect(await active(a2)).toBe(false);
+    expect(await active(b2)).toBe(false);
+  });
+});

@@ -1,4 +1,5 @@
 import { Router, type Request, type Response } from 'express';
+import { chainPluginsOf } from '../../delegation/chain-jti.js';
 import { LeashError } from '../../errors/leash-error.js';
 import type { LeashTokenClaims } from '../../issuance/jwt/verify-leash-token.js';
 import type { RevocationService, TokenFacts } from '../../revocation/revocation-service.js';
@@ -22,7 +23,15 @@ export interface IntrospectionDeps {
 
 /** What a revocation check reads from verified claims. */
 export function tokenFacts(claims: LeashTokenClaims): TokenFacts {
-  return { jti: claims.jti, plugin: claims.plugin, task: claims.task, kid: claims.kid, iat: claims.iat, upstream: claims.chain_jti };
+  return {
+    jti: claims.jti,
+    plugin: claims.plugin,
+    task: claims.task,
+    kid: claims.kid,
+    iat: claims.iat,
+    upstream: claims.chain_jti,
+    chainPlugins: chainPluginsOf(claims.sub, claims.act, claims.plugin),
+  };
 }
 
 /** The RFC 7662 §2.2 answer for an active token: the claims a resource server decides on. */
