@@ -10,7 +10,8 @@ import { compilePolicy } from './policy/compile.js';
 import { createKeyManager } from './keys/create-key-manager.js';
 import type { KeyManager, KeyTransition } from './keys/key-manager.js';
 import { recordKeyTransitions } from './keys/key-events.js';
-import { checkCapabilities, openVaultSession, type VaultSession } from './vault/vault-session.js';
+import { checkCapabilities, openVaultSession, VaultStartupError, type VaultSession } from './vault/vault-session.js';
+import { VaultError, type VaultClient } from './vault/vault-client.js';
 import { requiredVaultCapabilities } from './vault/required-capabilities.js';
 import { openStore } from './store/open-store.js';
 import { RevocationView } from './revocation/revocation-view.js';
@@ -37,7 +38,6 @@ import { createVaultIssuer } from './issuance/vault/vault-issuer.js';
 import { createVaultRevoker } from './issuance/vault/vault-revoker.js';
 import { LeaseSweeper } from './issuance/vault/lease-sweeper.js';
 import { createLeaseReporter } from './issuance/vault/lease-reporter.js';
-import type { VaultClient } from './vault/vault-client.js';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import { createApprovalService } from './approvals/approval-service.js';
 import { ApprovalDecisions } from './approvals/decisions.js';
@@ -387,6 +387,7 @@ export class Broker {
       const restartOnly = ['listen', 'store', 'keys', 'issuer', 'vault'] as const;
       const changed = restartOnly.filter((k) => JSON.stringify(loaded.config.settings[k]) !== JSON.stringify(current.settings[k]));
       if (changed.length > 0) throw new Error(`settings ${changed.join(', ')} change only on restart`);
+      await this.#checkNewVaultCapabilities(loaded.config, current.config);
       this.#generation = this.#build(loaded);
       // Queued SETs of a replaced pusher are dropped; receivers catch up from the poll feed.
       if (JSON.stringify(loaded.config.resource_servers) !== JSON.stringify(current.config.resource_servers)) this.#startPush(loaded.config);
@@ -396,6 +397,28 @@ export class Broker {
     } catch (error) {
       await this.rejectReload(error as Error, loaded.digest);
       return { ok: false, error: error as Error };
+    }
+  }
+
+  /**
+   * A reload that adds a `vault` grant on a new path is checked like a start: a token that
+   * lacks the capability refuses the reload, naming the path, rather than failing every
+   * exchange for that grant later. Vault being unreachable does not block a reload (an
+   * emergency tightening of policy must always go through); it is logged instead.
+   */
+  async #checkNewVaultCapabilities(next: LeashConfig, current: LeashConfig): Promise<void> {
+    if (!this.#vault) return;
+    const had = new Set(requiredVaultCapabilities(current).flatMap((r) => r.capabilities.map((c) => `${r.path}#${c}`)));
+    const added = requiredVaultCapabilities(next).filter((r) => r.capabilities.some((c) => !had.has(`${r.path}#${c}`)));
+    if (added.length === 0) return;
+    try {
+      await checkCapabilities(this.#vault.client, added, next.settings.vault?.address);
+    } catch (err) {
+      if (err instanceof VaultStartupError && err.cause instanceof VaultError) {
+        this.#log('warn', 'could not check the Vault capabilities a reloaded policy needs; accepted unchecked', { reason: err.cause.reason });
+        return;
+      }
+      throw err;
     }
   }
 
