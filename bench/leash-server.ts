@@ -8,26 +8,16 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Broker } from '../src/broker.js';
+import { freePort } from '../test/support/net.js';
 import { parseConfig, type LoadedConfig } from '../src/config/load.js';
 import { BENCH_NAMESPACE, BENCH_SERVICE_ACCOUNT } from './cluster.js';
 import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, onShutdown, readServerInput } from './protocol.js';
 
 const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex');
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function main(): Promise<void> {
   const input = readServerInput();

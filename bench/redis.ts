@@ -1,15 +1,16 @@
 /**
  * A redis-server for `--store redis`: Debian's binary, its own process on a free loopback
  * port, its own temp data folder, AOF on. Stopped by pid (this process's own child), never
- * by name; nothing here touches a system-wide Redis. Adapted from test/support/redis.ts
- * (bench code does not import from test/).
+ * by name; nothing here touches a system-wide Redis. Finding the binary, the free port and
+ * the readiness PING are test/support's; the options (appendfsync choice) and the
+ * kill-everything-on-exit bookkeeping are the bench's own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { freePort, redisPing as ping } from '../test/support/net.js';
+import { findRedisServer } from '../test/support/redis.js';
 
 export type AppendFsync = 'always' | 'everysec' | 'no';
 
@@ -28,48 +29,8 @@ export function killAllRedis(): void {
   for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-function findRedisServer(): string | undefined {
-  const candidates = ['/usr/bin/redis-server', ...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'redis-server'))];
-  for (const c of candidates) {
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-/** One PING over a raw socket: true on +PONG (not while -LOADING). */
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: '127.0.0.1', port });
-    let buf = '';
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(500, () => done(false));
-    sock.on('error', () => done(false));
-    sock.on('connect', () => sock.write('PING\r\n'));
-    sock.on('data', (d) => {
-      buf += d.toString('latin1');
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
-    });
-  });
-}
 
 export async function startRedis(appendfsync: AppendFsync): Promise<BenchRedis> {
   const bin = findRedisServer();

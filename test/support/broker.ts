@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './net.js';
 import { createHash } from 'node:crypto';
 import { parseConfig } from '../../src/config/load.js';
 import type { LoadedConfig } from '../../src/config/load.js';
@@ -16,18 +16,10 @@ export const TICKETS_API = 'https://tickets.example.com';
 export const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 
+export { freePort };
+
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The policy most integration tests use; `patch` edits it before it is parsed. */
 export function testConfigInput(opts: { issuer: string; dir: string; cluster: TestCluster }): Record<string, unknown> {
