@@ -1,6 +1,8 @@
 import { LeashError } from '../errors/leash-error.js';
 import type { CompiledPolicy } from '../policy/types.js';
+import type { TokenFacts } from '../revocation/revocation-service.js';
 import { actorsOf } from './act-claim.js';
+import { chainPluginsOf } from './chain-jti.js';
 import type { DelegationDeps, Upstream } from './delegation.js';
 
 /**
@@ -20,12 +22,13 @@ export async function verifyUpstream(token: string, deps: DelegationDeps, policy
     throw new LeashError('ERR_UPSTREAM_TOKEN_INVALID', 'subject_token is not a live access token issued by this broker', { upstream_jti: claims.jti, reason: 'no_chain_jti' });
   }
   // A chain is only as live as its weakest link: revoking or suspending ANY plugin of the
-  // chain (root included) stops the chain from growing from tokens issued before that;
-  // revoking any token it derives from (chain_jti) does too.
-  for (const plugin of new Set([claims.plugin, claims.sub, ...actors])) {
-    if (deps.revocation.isRevoked({ jti: claims.jti, plugin, task: claims.task, kid: claims.kid, iat: claims.iat, upstream: claims.chain_jti }) || deps.revocation.isSuspended(plugin)) {
-      throw new LeashError('ERR_UPSTREAM_TOKEN_REVOKED', 'subject_token has been revoked', { upstream_jti: claims.jti, ...(plugin !== claims.plugin ? { revoked_plugin: plugin } : {}) });
-    }
+  // chain (root included) or any token it derives from (chain_jti) revokes it. The revocation
+  // view answers all of that from the token's facts, as it does at introspection.
+  const chainPlugins = chainPluginsOf(claims.sub, claims.act, claims.plugin);
+  const facts: TokenFacts = { jti: claims.jti, plugin: claims.plugin, task: claims.task, kid: claims.kid, iat: claims.iat, upstream: claims.chain_jti, chainPlugins };
+  const suspended = [claims.plugin, ...chainPlugins].find((p) => deps.revocation.isSuspended(p));
+  if (suspended !== undefined || deps.revocation.isRevoked(facts)) {
+    throw new LeashError('ERR_UPSTREAM_TOKEN_REVOKED', 'subject_token has been revoked', { upstream_jti: claims.jti, ...revokedVia(facts, suspended, deps) });
   }
   const holder = actors.length > 0 ? actors[actors.length - 1] : claims.sub;
   // Leash writes plugin = client_id = newest actor (or sub of a root token); anything else was not minted by this code.
@@ -34,6 +37,16 @@ export async function verifyUpstream(token: string, deps: DelegationDeps, policy
   }
   const chain = [claims.sub, ...actors];
   return { claims, chain, act: claims.act, effects: claims.chain_effects ?? rootEffects(claims.plugin, claims.aud, claims.jti, policy) };
+}
+
+/**
+ * For the audit trail only (the refusal path): which other plugin of the chain revoked it,
+ * when it was not the token itself. Without the chain the facts are clean, so a chain
+ * plugin that makes them revoked is the one.
+ */
+function revokedVia(facts: TokenFacts, suspended: string | undefined, deps: DelegationDeps): { revoked_plugin?: string } {
+  const via = suspended ?? (deps.revocation.isRevoked({ ...facts, chainPlugins: [] }) ? undefined : facts.chainPlugins?.find((p) => deps.revocation.isRevoked({ ...facts, plugin: p, chainPlugins: [] })));
+  return via !== undefined && via !== facts.plugin ? { revoked_plugin: via } : {};
 }
 
 /** A root token carries no `chain_effects`: its effect is its grant's, in the current policy. */

@@ -36,6 +36,8 @@ function claims(over: Partial<LeashTokenClaims> = {}): LeashTokenClaims {
 
 const revocation = (revoked: (t: TokenFacts) => boolean = () => false, suspended: (p: string) => boolean = () => false): RevocationService =>
   ({ isRevoked: revoked, isSuspended: suspended }) as unknown as RevocationService;
+/** A view where `plugin` is revoked: as RevocationView, a token is covered when its own or any chain plugin is. */
+const pluginRevoked = (plugin: string) => (t: TokenFacts) => [t.plugin, ...(t.chainPlugins ?? [])].includes(plugin);
 
 async function upstreamOf(c: LeashTokenClaims, p = policy()): Promise<Upstream> {
   return verifyUpstream('token', { verifyToken: async () => c, revocation: revocation() }, p);
@@ -123,15 +125,15 @@ describe('verifyUpstream', () => {
     expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => claims(), revocation: revocation((t) => t.jti === 'jti-up') }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
     // any plugin of the chain revoked (at or after the token's iat) or suspended revokes the chain
     const abc = claims({ plugin: 'c', client_id: 'c', act: { sub: 'c', act: { sub: 'b' } }, chain_effects: ['read'] });
-    expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation((t) => t.plugin === 'a') }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
-    expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation((t) => t.plugin === 'b') }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
+    expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation(pluginRevoked('a')) }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
+    expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation(pluginRevoked('b')) }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
     expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation(undefined, (id) => id === 'a') }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
-    expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation((t) => t.plugin === 'd') }, p))).toBe('OK');
+    expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: revocation(pluginRevoked('d')) }, p))).toBe('OK');
     // revoking any token the upstream derives from (its chain_jti) revokes the chain: the check is handed chain_jti
     const seen: TokenFacts[] = [];
     const byUpstream = revocation((t) => (seen.push(t), t.upstream?.includes('jti-hop0') === true));
     expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: byUpstream }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
-    expect(seen[0]).toMatchObject({ jti: 'jti-up', upstream: ['jti-hop0', 'jti-hop1'] });
+    expect(seen[0]).toMatchObject({ jti: 'jti-up', plugin: 'c', upstream: ['jti-hop0', 'jti-hop1'], chainPlugins: ['a', 'b'] });
     // a delegated token without chain_jti (signed before the claim existed) cannot extend a chain
     expect(await asyncCodeOf(() => upstreamOf(claims({ plugin: 'c', client_id: 'c', act: { sub: 'c', act: { sub: 'b' } }, chain_effects: ['read'], chain_jti: undefined }), p))).toBe('ERR_UPSTREAM_TOKEN_INVALID');
     // plugin must be the newest actor
