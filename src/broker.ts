@@ -13,6 +13,7 @@ import { recordKeyTransitions } from './keys/key-events.js';
 import { checkCapabilities, openVaultSession, VaultStartupError, type VaultSession } from './vault/vault-session.js';
 import { VaultError, type VaultClient } from './vault/vault-client.js';
 import { requiredVaultCapabilities } from './vault/required-capabilities.js';
+import { PeriodicPass } from './time/periodic-pass.js';
 import { openStore } from './store/open-store.js';
 import { RevocationView } from './revocation/revocation-view.js';
 import { TaskSweeper } from './tasks/task-sweeper.js';
@@ -93,7 +94,10 @@ export class Broker {
   readonly approvalNotifier: WebhookNotifier;
   readonly approvals: ApprovalDecisions;
   #vault: VaultSession | undefined;
-  #keyTicker: NodeJS.Timeout | undefined;
+  #keyTicker: PeriodicPass | undefined;
+  /** verifyLeashToken bound to this broker: introspection, RFC 7009 and delegation upstreams share it. */
+  readonly #verifyToken = (token: string) =>
+    verifyLeashToken(token, { issuer: this.#generation.settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew });
   #unsubscribeKeys: (() => void) | undefined;
   #unsubscribeKeyRevocations: (() => void) | undefined;
   #iam: IAMClient | undefined;
@@ -184,8 +188,7 @@ export class Broker {
       },
       delegation: {
         revocation: this.revocation,
-        verifyToken: (token) =>
-          verifyLeashToken(token, { issuer: settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew }),
+        verifyToken: this.#verifyToken,
       },
       approvals: createApprovalService({
         store: this.store,
@@ -225,8 +228,7 @@ export class Broker {
       suspensions: this.store,
       knownPlugin: (id) => this.#generation.policy.plugins.has(id),
       resourceServers: () => this.#generation.resourceServers,
-      verifyToken: (token) =>
-        verifyLeashToken(token, { issuer: settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew }),
+      verifyToken: this.#verifyToken,
       policy: () => this.#generation.policy,
       approvals: (this.approvals = new ApprovalDecisions({
         store: this.store,
@@ -296,25 +298,30 @@ export class Broker {
     this.#unsubscribeKeys = this.keys.onChange(() => {
       this.#generation = this.#build(this.#generation.loaded);
     });
-    const interval = this.#generation.settings.keys.refresh_interval_ms;
     let failing = false;
-    const tick = async () => {
-      try {
-        const transitions = await this.keys.tick();
-        await this.recordKeyTransitions(transitions, 'schedule', 'system:schedule');
-        failing = false;
-      } catch (err) {
-        this.metrics.keyOperationFailures?.inc({ operation: 'tick' });
-        // One event per outage, not one per tick.
-        if (!failing) {
-          failing = true;
-          this.#log('warn', 'key refresh failed', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) });
-          await this.audit.record('key.rotation_failed', { operation: 'tick', actor: 'system:schedule', error: err instanceof Error ? err.name : 'Error' }).catch(() => undefined);
+    // One pass at a time: a scheduled tick and a revocation-triggered one share the running pass.
+    const ticker = (this.#keyTicker = new PeriodicPass(
+      async () => {
+        try {
+          const transitions = await this.keys.tick();
+          await this.recordKeyTransitions(transitions, 'schedule', 'system:schedule');
+          failing = false;
+          return transitions.length;
+        } catch (err) {
+          this.metrics.keyOperationFailures.inc({ operation: 'tick' });
+          // One event per outage, not one per tick.
+          if (!failing) {
+            failing = true;
+            this.#log('warn', 'key refresh failed', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) });
+            await this.audit.record('key.rotation_failed', { operation: 'tick', actor: 'system:schedule', error: err instanceof Error ? err.name : 'Error' }).catch(() => undefined);
+          }
+          return 0;
         }
-      }
-    };
-    this.#keyTicker = setInterval(() => void tick(), interval);
-    this.#keyTicker.unref();
+      },
+      this.#generation.settings.keys.refresh_interval_ms,
+      () => undefined,
+    ));
+    ticker.start();
     // An emergency key revocation made on another replica arrives over the revocation feed
     // in milliseconds: re-read the keyring now rather than at the next tick, so this
     // replica's JWKS drops the key as fast as its introspection already refuses its tokens.
@@ -325,7 +332,7 @@ export class Broker {
       const holds = () => this.keys.list().some((k) => k.kid === r.id);
       const attempt = async (left: number): Promise<void> => {
         if (!holds()) return;
-        await tick();
+        await ticker.run();
         if (holds() && left > 0) setTimeout(() => void attempt(left - 1), KEY_REVOCATION_RETRY_MS).unref();
       };
       void attempt(KEY_REVOCATION_RETRIES);
@@ -453,7 +460,7 @@ export class Broker {
     this.#server = undefined;
     this.sweeper.stop();
     this.leaseSweeper?.stop();
-    if (this.#keyTicker) clearInterval(this.#keyTicker);
+    this.#keyTicker?.stop();
     this.#unsubscribeKeys?.();
     this.#unsubscribeKeyRevocations?.();
     this.revocation.stop();
