@@ -6,38 +6,19 @@ import { join } from 'node:path';
 import { ConfigError } from '../../src/config/config-error.js';
 import { loadConfigFile, parseConfig, parseConfigText } from '../../src/config/load.js';
 import { minimalConfig, patched, problemsOf } from './fixtures.js';
+import { settings } from '../policy/fixtures.js';
 
 describe('parseConfig: defaults, paths, freezing', () => {
   it('fills every default of a minimal config from the schema', () => {
     const config = parseConfig(minimalConfig());
-    expect(config.settings).toEqual({
-      issuer: 'http://127.0.0.1:8080',
-      listen: { host: '127.0.0.1', port: 8080 },
-      max_body_bytes: 16384,
-      keys: {
-        backend: 'local',
-        dir: './keys',
-        algorithm: 'ES256',
-        key_lifetime: 2592000,
-        prepublish: 3600,
-        max_published: 5,
-        rotate_on_schedule: true,
-        refresh_interval_ms: 10000,
-        max_vault_outage: 300,
-        vault_kv: { mount: 'secret', path: 'leash/signing' },
-        vault_transit: { mount: 'transit', key: 'leash-signing' },
-      },
-      store: { kind: 'sqlite', path: './data/leash.db', url: 'redis://127.0.0.1:6379', key_prefix: 'leash:' },
-      audit: { stdout: true },
-      tokens: { default_ttl: 300, max_ttl: 3600, clock_skew: 30 },
-      tasks: { default_ttl: 3600, max_ttl: 86400 },
-      dpop: { required_for_risk: ['high', 'critical'], max_proof_age: 60, algorithms: ['ES256', 'EdDSA'] },
-      revocation: { sync_interval_ms: 500, max_staleness_ms: 5000, sweep_interval_ms: 1000 },
-      aws: { region: 'us-east-1', web_identity_audience: 'sts.amazonaws.com', web_identity_token_ttl: 300, max_attempts: 3 },
-      approvals: { poll_interval: 5, pending_ttl: 900, redeem_ttl: 300, approver_groups: [], required_for_risk: ['critical'] },
-      delegation: { max_depth: 3, toxic_combinations: [{ upstream: 'read-sensitive', downstream: 'exfiltrate', action: 'deny' }] },
-      production: false,
-    });
+    // The policy fixtures' settings are the schema defaults, except an in-memory store and
+    // audit lines kept off stdout: this pins both to the schema.
+    expect(config.settings).toEqual(
+      settings({
+        store: { kind: 'sqlite', path: './data/leash.db', url: 'redis://127.0.0.1:6379', key_prefix: 'leash:' },
+        audit: { stdout: true },
+      }),
+    );
     expect(config.admin).toEqual({ api_keys: [], issuers: [] });
     const issuer = config.trusted_issuers[0]!;
     expect(issuer).toMatchObject({ algorithms: ['RS256', 'ES256'], max_token_age: 3600, clock_skew: 30, subject_claim: 'sub', claims: [] });

@@ -10,6 +10,7 @@ import type { Task } from '../../src/store/records.js';
 
 export const NOW = Date.UTC(2026, 10, 25, 12, 0, 0); // a Wednesday, 12:00 UTC
 
+/** The schema's defaults (test/config/load.test.ts checks it), except `store.path` ':memory:' and `audit.stdout` false. */
 export function settings(over: Partial<Settings> = {}): Settings {
   return {
     issuer: 'http://127.0.0.1:8080',
