@@ -77,7 +77,10 @@ export interface KeyManager {
   init(): Promise<void>;
   /** The key that signs now. Throws LeashError ERR_SIGNING_UNAVAILABLE if none can sign. */
   current(): SigningKey;
-  /** Every key verifiers must know: next, current and retired-but-still-visible. */
+  /**
+   * Every key verifiers must know: next, current and retired-but-still-visible. Frozen, and
+   * the same object until the published set changes, so callers may cache by identity.
+   */
   jwks(): { keys: JWK[] };
   list(): KeyInfo[];
   /**

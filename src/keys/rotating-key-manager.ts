@@ -57,6 +57,7 @@ export function createRotatingKeyManager(opts: RotatingKeyManagerOptions): KeyMa
   let signing: SigningKey | undefined;
   let lastRead = Number.NEGATIVE_INFINITY;
   let fingerprint: string | undefined;
+  let published: { keys: JWK[] } = Object.freeze({ keys: [] });
   let closed = false;
   const listeners = new Set<() => void>();
   // Operations of this replica run one at a time (a tick and an API rotation must not both create a next).
@@ -74,6 +75,8 @@ export function createRotatingKeyManager(opts: RotatingKeyManagerOptions): KeyMa
     for (const entry of next.keys) loaded.set(entry.kid, signers.get(entry.kid) ?? (await material.load(entry)));
     ring = next;
     signers = loaded;
+    // Built once per key-set change: every verification reads it, and callers cache by identity.
+    published = Object.freeze({ keys: next.keys.flatMap((k) => { const sk = loaded.get(k.kid); return sk ? [Object.freeze({ ...sk.publicJwk })] : []; }) });
     const cur = currentKey(next)?.kid ?? '';
     signing = loaded.get(cur);
     const print = `${cur}|${next.keys.map((k) => k.kid).sort().join(',')}`;
@@ -209,7 +212,7 @@ export function createRotatingKeyManager(opts: RotatingKeyManagerOptions): KeyMa
     },
 
     jwks(): { keys: JWK[] } {
-      return { keys: (ring?.keys ?? []).flatMap((k) => { const s = signers.get(k.kid); return s ? [{ ...s.publicJwk }] : []; }) };
+      return published;
     },
 
     list: info,

@@ -52,11 +52,10 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'];
 
 /**
- * The jose key lookup for the KeyManager's current JWKS. `jwks()` returns a fresh object on
- * every call, so the cache is keyed by the set's content: rebuilt only when a key is
- * published or withdrawn, never per verification.
+ * The jose key lookup for the KeyManager's current JWKS. `jwks()` is the same object until a
+ * key is published or withdrawn, so the lookup is rebuilt only then, never per verification.
  */
-const lookups = new WeakMap<KeyManager, { fingerprint: string; lookup: JWTVerifyGetKey }>();
+const lookups = new WeakMap<KeyManager, { jwks: object; lookup: JWTVerifyGetKey }>();
 
 function keyLookup(keys: KeyManager): JWTVerifyGetKey {
   let jwks: { keys: unknown[] };
@@ -65,16 +64,15 @@ function keyLookup(keys: KeyManager): JWTVerifyGetKey {
   } catch (cause) {
     throw new LeashError('ERR_BACKEND_UNAVAILABLE', 'the signing keys cannot be read; retry later', { reason: 'jwks_unavailable' }, { cause });
   }
-  const fingerprint = JSON.stringify(jwks.keys);
   const cached = lookups.get(keys);
-  if (cached && cached.fingerprint === fingerprint) return cached.lookup;
+  if (cached && cached.jwks === jwks) return cached.lookup;
   let lookup: JWTVerifyGetKey;
   try {
     lookup = createLocalJWKSet(jwks as JSONWebKeySet);
   } catch (cause) {
     throw new LeashError('ERR_BACKEND_UNAVAILABLE', 'the published signing keys are unusable; retry later', { reason: 'jwks_invalid' }, { cause });
   }
-  lookups.set(keys, { fingerprint, lookup });
+  lookups.set(keys, { jwks, lookup });
   return lookup;
 }
 
