@@ -1,3 +1,4 @@
+import { backoffDelay } from '../time/backoff.js';
 import { createHmac } from 'node:crypto';
 import type { AuditEventType } from '../audit/events.js';
 import type { ApprovalSettingsConfig } from '../config/schema.js';
@@ -17,7 +18,7 @@ export interface WebhookNotifierDeps {
   readonly issuer: () => string;
   readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
   readonly env?: NodeJS.ProcessEnv;
-  /** First retry delay; doubled per attempt (default 500 ms). */
+  /** First retry delay; doubled per attempt, with equal jitter (default 500 ms). */
   readonly backoffMs?: number;
   /** Per-delivery timeout (default 5 s). */
   readonly timeoutMs?: number;
@@ -96,6 +97,9 @@ export function signBody(secret: string, body: string): string {
  * `approval.notify_failed` (the approval stays pending and listed in the admin API). The
  * URL is never audited: Slack-style webhook URLs are themselves secrets.
  */
+/** Longest wait between two deliveries of one notice. */
+const MAX_BACKOFF_MS = 30_000;
+
 export function createWebhookNotifier(deps: WebhookNotifierDeps): WebhookNotifier {
   const inFlight = new Set<Promise<void>>();
   const env = deps.env ?? process.env;
@@ -127,7 +131,7 @@ export function createWebhookNotifier(deps: WebhookNotifierDeps): WebhookNotifie
         // The error's class only: a message could quote the URL.
         last = (err as Error)?.name ?? 'Error';
       }
-      if (attempt < attempts) await new Promise((r) => setTimeout(r, backoff * 2 ** (attempt - 1)));
+      if (attempt < attempts) await new Promise((r) => setTimeout(r, backoffDelay(attempt, { baseMs: backoff, capMs: MAX_BACKOFF_MS, random: Math.random })));
     }
     await deps.audit.record('approval.notify_failed', { approval: approval.id, plugin: approval.plugin, attempts, error: last });
   }

@@ -1,3 +1,4 @@
+import { backoffDelay } from '../time/backoff.js';
 import { readFile } from 'node:fs/promises';
 import type { VaultSettingsConfig } from '../config/schema.js';
 import type { Clock } from '../time/clock.js';
@@ -296,7 +297,7 @@ export async function openVaultSession(settings: VaultSettingsConfig, deps: Vaul
         const l = lease;
         const exp = l ? expiresAt(l) : undefined;
         if (exp !== undefined && clock.now() >= exp) authenticated = false;
-        const delay = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(failures - 1, 16));
+        const delay = backoffDelay(failures, { baseMs: backoff.initialMs, capMs: backoff.maxMs });
         // retry sooner than the token's expiry if that is closer than the backoff
         const untilExpiry = exp === undefined ? Infinity : Math.max(backoff.initialMs, (exp - clock.now()) / 2);
         log('vault: token renewal failed; retrying', { method, reason: lastFailure, failures, retry_in_ms: Math.round(Math.min(delay, untilExpiry)), message: err instanceof VaultStartupError ? err.message : undefined });

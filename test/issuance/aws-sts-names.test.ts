@@ -2,7 +2,7 @@ import { describe, it, expect } from '@jest/globals';
 import { checkSessionPolicy, SESSION_POLICY_MAX_CHARS, sessionPolicy } from '../../src/issuance/aws-sts/session-policy.js';
 import { roleSessionName, sessionDuration, sourceIdentity, tagValue } from '../../src/issuance/aws-sts/names.js';
 import { classifyStsError } from '../../src/issuance/aws-sts/sts-errors.js';
-import { backoffDelay } from '../../src/issuance/aws-sts/aws-sts-issuer.js';
+import { stsBackoffDelay as backoffDelay } from '../../src/issuance/aws-sts/aws-sts-issuer.js';
 import { createAwsStsRevoker, type UnrevokableSessions } from '../../src/issuance/aws-sts/aws-sts-revoker.js';
 import type { IssuedToken } from '../../src/store/records.js';
 import { ManualClock } from '../../src/time/clock.js';

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { backoffDelay } from '../../time/backoff.js';
 import {
   AssumeRoleCommand,
   AssumeRoleWithWebIdentityCommand,
@@ -54,9 +55,8 @@ export interface AwsCredentialsBody {
 }
 
 /** Delay before attempt `attempt + 1` (attempt counts from 1). */
-export function backoffDelay(attempt: number, random: () => number): number {
-  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+export function stsBackoffDelay(attempt: number, random: () => number): number {
+  return backoffDelay(attempt, { baseMs: BACKOFF_BASE_MS, capMs: BACKOFF_CAP_MS, random });
 }
 
 function sessionTags(req: IssueRequest): { key: string; value: string }[] {
@@ -154,7 +154,7 @@ export function createAwsStsIssuer(deps: AwsStsIssuerDeps): CredentialIssuer {
       } catch (err) {
         const failure = classifyStsError(err);
         if (failure.class === 'retryable' && attempt < maxAttempts) {
-          await sleep(backoffDelay(attempt, random));
+          await sleep(stsBackoffDelay(attempt, random));
           continue;
         }
         throw stsLeashError(failure, attempt, err);

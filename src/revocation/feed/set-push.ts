@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { backoffDelay } from '../../time/backoff.js';
 import type { ResourceServerConfig } from '../../config/schema.js';
 import { signJwt } from '../../keys/jws.js';
 import type { KeyManager } from '../../keys/key-manager.js';
@@ -183,9 +184,7 @@ export function createSetPusher(opts: SetPusherOptions): SetPusher {
         const error = describe(e);
         const base = { seq, jti: p.jti, attempt: p.attempts, error, ...(status !== undefined ? { status } : {}) };
         if (e instanceof PermanentFailure || p.attempts >= this.maxAttempts) return { kind: 'failed', ...base };
-        const ceiling = Math.min(maxDelay, baseDelay * 2 ** (p.attempts - 1));
-        // "Equal jitter": at least half the backoff, so retries never bunch up at zero.
-        return { kind: 'retry', ...base, delayMs: Math.round(ceiling / 2 + (random() * ceiling) / 2) };
+        return { kind: 'retry', ...base, delayMs: backoffDelay(p.attempts, { baseMs: baseDelay, capMs: maxDelay, random }) };
       }
     }
   }
