@@ -1,14 +1,10 @@
-# Leash image: the compiled broker (dist/) on Node 20, run as the image's `node` user
+# Leash image: the compiled broker (dist/) on Node 24 (LTS), run as the image's `node` user
 # (uid 1000, what charts/leash runs as). Build: docker build -t leash:0.1.0 .
 # Not built on the project's machines (no Docker daemon there); each step is run by hand in
 # CI-like conditions instead (see charts/leash/README.md, "What is validated").
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
-# better-sqlite3 compiles from source when no prebuilt binary matches.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 make g++ \
- && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
@@ -16,7 +12,7 @@ COPY src ./src
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/package.json ./

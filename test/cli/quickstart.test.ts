@@ -14,7 +14,13 @@ describe('the README quickstart and CLI', () => {
     expect(run.stdout).toMatch(/token_type=Bearer scope="contacts:read" expires_in=(299|300)s/);
     expect(run.stdout).toContain('GET /contacts with the token -> 200');
     expect(run.stdout).toContain('refused, invalid_scope');
+    // Node 24 (LTS) runs everything: no runtime warning from oidc-provider, the AWS SDK or Node.
+    expect(run.stdout + run.stderr).not.toMatch(/Unsupported runtime|Warning|deprecat/i);
   }, 90000);
+
+  it('runs on the current LTS line (Node 24), whatever node the machine has', () => {
+    expect(Number(process.versions.node.split('.')[0])).toBeGreaterThanOrEqual(24);
+  });
 
   it('`validate` accepts the demo policy and reports every problem of a bad one', () => {
     const ok = leash(['validate', 'config/demo.yaml']);
