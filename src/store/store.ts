@@ -101,8 +101,22 @@ export interface LeaseStore {
   markLeaseRevoked(jti: string, at: number): Promise<boolean>;
 }
 
+/**
+ * The AWS session denies Leash wants on each IAM role (one small document per role, opaque
+ * here: its meaning lives in issuance/aws-sts/deny-policy.ts), kept so a pending IAM update
+ * survives a restart. Writes are compare-and-set on the whole document, so replicas that
+ * add to the same role never lose each other's entries.
+ */
+export interface AwsDenyStore {
+  getAwsDeny(roleArn: string): Promise<string | undefined>;
+  /** Writes `next` (undefined: deletes) only if the stored document still equals `expected` (undefined: absent). Durable when true. */
+  casAwsDeny(roleArn: string, expected: string | undefined, next: string | undefined): Promise<boolean>;
+  /** Every role with a document (few: at most one per role the policy hands out, while it denies something). */
+  listAwsDenyRoles(): Promise<string[]>;
+}
+
 export interface Store
-  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore {
+  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore, AwsDenyStore {
   readonly kind: string;
   /** Cheap liveness probe. */
   ping(): Promise<void>;

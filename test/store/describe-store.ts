@@ -820,6 +820,47 @@ export function describeStore(name: string, factory: StoreFactory): void {
       });
     });
 
+    describe('aws session denies', () => {
+      const ROLE = 'arn:aws:iam::123456789012:role/leash/reader';
+      it('compare-and-set: insert when absent, replace when equal, delete; a stale writer loses', async () => {
+        expect(await store.getAwsDeny(ROLE)).toBeUndefined();
+        expect(await store.listAwsDenyRoles()).toEqual([]);
+        expect(await store.casAwsDeny(ROLE, undefined, '{"rev":1}')).toBe(true);
+        // A second "insert" saw no row, but one exists now: it must lose, not overwrite.
+        expect(await store.casAwsDeny(ROLE, undefined, '{"rev":1,"other":true}')).toBe(false);
+        expect(await store.getAwsDeny(ROLE)).toBe('{"rev":1}');
+        expect(await store.casAwsDeny(ROLE, '{"rev":0}', '{"rev":2}')).toBe(false);
+        expect(await store.casAwsDeny(ROLE, '{"rev":1}', '{"rev":2}')).toBe(true);
+        expect(await store.getAwsDeny(ROLE)).toBe('{"rev":2}');
+        expect(await store.listAwsDenyRoles()).toEqual([ROLE]);
+        expect(await store.casAwsDeny(ROLE, '{"rev":1}', undefined)).toBe(false);
+        expect(await store.casAwsDeny(ROLE, '{"rev":2}', undefined)).toBe(true);
+        expect(await store.getAwsDeny(ROLE)).toBeUndefined();
+        expect(await store.listAwsDenyRoles()).toEqual([]);
+      });
+
+      it('concurrent writers from one expected document: exactly one wins', async () => {
+        await store.casAwsDeny(ROLE, undefined, 'a');
+        const r = await Promise.all(['b', 'c', 'd'].map((next) => store.casAwsDeny(ROLE, 'a', next)));
+        expect(r.filter(Boolean)).toHaveLength(1);
+      });
+
+      it('survives a reopen (a pending IAM update outlives a restart)', async () => {
+        if (!fx.reopen) throw new Error(`${name}: the fixture offers no reopen(), so durability is untested`);
+        await store.casAwsDeny(ROLE, undefined, '{"pending":true}');
+        await store.close();
+        const again = await fx.reopen();
+        opened.push(again);
+        expect(await again.getAwsDeny(ROLE)).toBe('{"pending":true}');
+        expect(await again.listAwsDenyRoles()).toEqual([ROLE]);
+      });
+
+      it('misuse is a TypeError', async () => {
+        await expect(store.casAwsDeny(ROLE, undefined, '')).rejects.toBeInstanceOf(TypeError);
+        await expect(store.casAwsDeny('', undefined, 'x')).rejects.toBeInstanceOf(TypeError);
+      });
+    });
+
     describe('lifecycle', () => {
       it('answers ping while open', async () => {
         await expect(store.ping()).resolves.toBeUndefined();
@@ -858,6 +899,9 @@ export function describeStore(name: string, factory: StoreFactory): void {
           ['recordApprovalPoll', () => store.recordApprovalPoll('a', 1, 1000)],
           ['listApprovals', () => store.listApprovals({ now: 1, limit: 10 })],
           ['recordLease', () => store.recordLease(aLease(clock))],
+          ['getAwsDeny', () => store.getAwsDeny('r')],
+          ['casAwsDeny', () => store.casAwsDeny('r', undefined, 'x')],
+          ['listAwsDenyRoles', () => store.listAwsDenyRoles()],
           ['leasesForTokens', () => store.leasesForTokens(['j'])],
           ['dueLeases', () => store.dueLeases(1, 10)],
           ['markLeaseRevoked', () => store.markLeaseRevoked('j', 1)],

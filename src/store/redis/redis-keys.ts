@@ -70,6 +70,10 @@ export class RedisKeys {
   lease(jti: string): string {
     return `${this.prefix}lease:${jti}`;
   }
+  /** Hash: role ARN -> that role's AWS session-deny document (JSON). */
+  get awsDenies(): string {
+    return `${this.prefix}aws-deny`;
+  }
   /** Sorted set: jtis of unrevoked leases by expiresAt. */
   get leasesDue(): string {
     return `${this.prefix}lease-due`;

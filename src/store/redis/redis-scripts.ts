@@ -290,3 +290,18 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `,
 );
+
+/**
+ * KEYS: the aws-deny hash. ARGV: role, expected ('' = absent), next ('' = delete).
+ * Returns 1 when written, 0 when the stored document no longer equals `expected`.
+ */
+export const CAS_AWS_DENY = new LuaScript(
+  'casAwsDeny',
+  `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur == false then cur = '' end
+if cur ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+return 1
+`,
+);

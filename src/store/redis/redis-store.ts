@@ -29,6 +29,7 @@ import { RedisKeys } from './redis-keys.js';
 import {
   ADD_REVOCATION,
   AUDIT_APPEND,
+  CAS_AWS_DENY,
   CONSUME_APPROVAL,
   CREATE_APPROVAL,
   CREATE_TASK,
@@ -660,6 +661,26 @@ export class RedisStore implements Store {
     const ttl = Math.max(1, at + LEASE_RETENTION_MS - this.#clock.now());
     const r = await this.#call('markLeaseRevoked', () => REVOKE_LEASE.run(this.#client, [this.#k.lease(jti), this.#k.leasesDue], [jti, at, ttl]));
     return r === 1;
+  }
+
+  // ---- AwsDenyStore ----------------------------------------------------------------
+
+  async getAwsDeny(roleArn: string): Promise<string | undefined> {
+    checkId('getAwsDeny', 'roleArn', roleArn);
+    const v = await this.#call('getAwsDeny', () => this.#client.hget(this.#k.awsDenies, roleArn));
+    return v ?? undefined;
+  }
+
+  async casAwsDeny(roleArn: string, expected: string | undefined, next: string | undefined): Promise<boolean> {
+    checkId('casAwsDeny', 'roleArn', roleArn);
+    if (expected !== undefined && (typeof expected !== 'string' || expected.length === 0)) throw new TypeError('casAwsDeny: expected must be a non-empty string or undefined');
+    if (next !== undefined && (typeof next !== 'string' || next.length === 0)) throw new TypeError('casAwsDeny: next must be a non-empty string or undefined');
+    const r = await this.#call('casAwsDeny', () => CAS_AWS_DENY.run(this.#client, [this.#k.awsDenies], [roleArn, expected ?? '', next ?? '']));
+    return r === 1;
+  }
+
+  async listAwsDenyRoles(): Promise<string[]> {
+    return this.#call('listAwsDenyRoles', async () => (await this.#client.hkeys(this.#k.awsDenies)).sort());
   }
 
   async #leases(jtis: readonly string[]): Promise<LeaseRecord[]> {

@@ -131,6 +131,13 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX IF NOT EXISTS vault_leases_due ON vault_leases (expires_at) WHERE revoked_at IS NULL;
   CREATE INDEX IF NOT EXISTS vault_leases_revoked ON vault_leases (revoked_at) WHERE revoked_at IS NOT NULL;
   `,
+  // 4: AWS session denies per IAM role (the revoked-sessions inline policy Leash wants there)
+  `
+  CREATE TABLE IF NOT EXISTS aws_denies (
+    role_arn    TEXT PRIMARY KEY,
+    state       TEXT NOT NULL                 -- JSON, compared whole for compare-and-set
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -455,6 +455,32 @@ export class SqliteStore implements Store {
     return this.#run('markLeaseRevoked', () => this.#l.revoke.run(at, jti).changes === 1);
   }
 
+  // ---- AwsDenyStore ----------------------------------------------------------------
+
+  async getAwsDeny(roleArn: string): Promise<string | undefined> {
+    checkId('getAwsDeny', 'roleArn', roleArn);
+    const row = this.#run('getAwsDeny', () => this.#s.getAwsDeny.get(roleArn) as { state: string } | undefined);
+    return row?.state;
+  }
+
+  async casAwsDeny(roleArn: string, expected: string | undefined, next: string | undefined): Promise<boolean> {
+    checkId('casAwsDeny', 'roleArn', roleArn);
+    if (expected !== undefined && (typeof expected !== 'string' || expected.length === 0)) throw new TypeError('casAwsDeny: expected must be a non-empty string or undefined');
+    if (next !== undefined && (typeof next !== 'string' || next.length === 0)) throw new TypeError('casAwsDeny: next must be a non-empty string or undefined');
+    // Fsynced: a deny Leash promised must survive a crash until IAM has it.
+    return this.#run('casAwsDeny', () =>
+      this.#durably(() => {
+        if (expected === undefined) return next === undefined ? this.#s.getAwsDeny.get(roleArn) === undefined : this.#s.insertAwsDeny.run(roleArn, next).changes === 1;
+        if (next === undefined) return this.#s.deleteAwsDeny.run(roleArn, expected).changes === 1;
+        return this.#s.updateAwsDeny.run(next, roleArn, expected).changes === 1;
+      }),
+    );
+  }
+
+  async listAwsDenyRoles(): Promise<string[]> {
+    return this.#run('listAwsDenyRoles', () => (this.#s.listAwsDenies.all() as { role_arn: string }[]).map((r) => r.role_arn));
+  }
+
   // ---- ChangeFeed ------------------------------------------------------------------
 
   subscribe(listener: (change: StateChange) => void): () => void {
@@ -562,6 +588,12 @@ function prepare(db: Database.Database) {
       'INSERT INTO tasks (id, plugins, attributes, created_at, expires_at, created_by, state, ended_at, ended_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     getTask: db.prepare('SELECT * FROM tasks WHERE id = ?'),
+    getAwsDeny: db.prepare('SELECT state FROM aws_denies WHERE role_arn = ?'),
+    // OR IGNORE: a row another writer inserted first makes this compare-and-set fail, not throw.
+    insertAwsDeny: db.prepare('INSERT OR IGNORE INTO aws_denies (role_arn, state) VALUES (?, ?)'),
+    updateAwsDeny: db.prepare('UPDATE aws_denies SET state = ? WHERE role_arn = ? AND state = ?'),
+    deleteAwsDeny: db.prepare('DELETE FROM aws_denies WHERE role_arn = ? AND state = ?'),
+    listAwsDenies: db.prepare('SELECT role_arn FROM aws_denies ORDER BY role_arn'),
     endTask: db.prepare("UPDATE tasks SET state = 'ended', ended_at = ?, ended_by = ? WHERE id = ? AND state = 'active' RETURNING *"),
     countActive: db.prepare("SELECT count(*) AS n FROM tasks WHERE state = 'active' AND expires_at > ?"),
     insertToken: db.prepare(
