@@ -35,6 +35,7 @@ import { createSetPusher, type SetPusher } from './revocation/feed/set-push.js';
 import { createIamClient } from './issuance/aws-sts/deny-sessions.js';
 import { createAwsStsIssuer } from './issuance/aws-sts/aws-sts-issuer.js';
 import { createAwsStsRevoker } from './issuance/aws-sts/aws-sts-revoker.js';
+import { SessionDenier } from './issuance/aws-sts/session-denier.js';
 import { createVaultIssuer } from './issuance/vault/vault-issuer.js';
 import { createVaultRevoker } from './issuance/vault/vault-revoker.js';
 import { LeaseSweeper } from './issuance/vault/lease-sweeper.js';
@@ -86,6 +87,8 @@ export class Broker {
   readonly tasks: TaskService;
   readonly revocation: RevocationView;
   readonly sweeper: TaskSweeper;
+  /** Keeps each AWS role's revoked-sessions deny policy in IAM equal to what revocations asked for. */
+  readonly awsDenier: SessionDenier;
   /** Revokes Vault leases whose grant TTL passed; only when `settings.vault` is set. */
   readonly leaseSweeper: LeaseSweeper | undefined;
   readonly revocationFeed: RevocationFeedRouter;
@@ -117,7 +120,8 @@ export class Broker {
     this.audit = new AuditRecorder(this.store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write });
     this.metrics = createMetrics(
       { activeTasks: () => this.store.countActiveTasks(this.clock.now()), signingKeys: () => this.keys.list(), now: () => this.clock.now(),
-        pendingApprovals: async () => (await this.store.listApprovals({ state: 'pending', now: this.clock.now(), limit: 1000 })).length },
+        pendingApprovals: async () => (await this.store.listApprovals({ state: 'pending', now: this.clock.now(), limit: 1000 })).length,
+        awsDenyPendingRoles: () => this.awsDenier.pendingRoles() },
       { defaultMetrics: opts.defaultMetrics ?? true },
     );
     // `vault` credentials: the session is set right after construction (Broker.create), before any exchange.
@@ -133,6 +137,16 @@ export class Broker {
           log: (msg: string, fields?: Record<string, unknown>) => this.#log('warn', msg, fields),
         }
       : undefined;
+    this.awsDenier = new SessionDenier({
+      store: this.store,
+      iam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
+      clock: this.clock,
+      maxChars: () => this.#generation.settings.aws.deny_policy_max_chars,
+      audit: this.audit,
+      metrics: this.metrics,
+      log: (msg, fields) => this.#log('warn', msg, fields),
+      intervalMs: settings.revocation.sweep_interval_ms,
+    });
     this.leaseSweeper = vaultLeases ? new LeaseSweeper({ ...vaultLeases, intervalMs: settings.revocation.sweep_interval_ms }) : undefined;
     this.revocation = new RevocationView({
       store: this.store,
@@ -141,7 +155,14 @@ export class Broker {
       maxStalenessMs: settings.revocation.max_staleness_ms,
       maxTokenLifeMs: () => (this.#generation.settings.tokens.max_ttl + this.#generation.settings.tokens.clock_skew) * 1000,
       revokers: new Map([
-        ['aws-sts', createAwsStsRevoker({ clock: this.clock, log: (msg, fields) => this.#log('warn', msg, { ...fields }) })],
+        ['aws-sts', createAwsStsRevoker({
+          clock: this.clock,
+          policy: () => this.#generation.policy,
+          denier: () => (this.#generation.settings.aws.deny_revoked_sessions ? this.awsDenier : undefined),
+          skewMs: () => this.#generation.settings.tokens.clock_skew * 1000,
+          metrics: this.metrics,
+          log: (msg, fields) => this.#log('warn', msg, { ...fields }),
+        })],
         ...(vaultLeases ? [['vault', createVaultRevoker(vaultLeases)] as const] : []),
       ]),
       log: (msg, fields) => this.#log('warn', msg, fields),
@@ -270,6 +291,9 @@ export class Broker {
       // A task that expired while no replica ran is ended now, then on every sweep.
       await broker.sweeper.sweep();
       broker.sweeper.start();
+      // AWS denies still pending from before a restart are written now (not awaited: IAM being down must not stop the start), then on every sweep.
+      void broker.awsDenier.sweep().catch(() => undefined);
+      broker.awsDenier.start();
       // Leases that fell due while no replica ran are revoked now, then on every sweep.
       if (broker.leaseSweeper) {
         await broker.leaseSweeper.sweep();
@@ -460,6 +484,7 @@ export class Broker {
     this.#server = undefined;
     this.sweeper.stop();
     this.leaseSweeper?.stop();
+    this.awsDenier.stop();
     this.#keyTicker?.stop();
     this.#unsubscribeKeys?.();
     this.#unsubscribeKeyRevocations?.();

@@ -202,6 +202,18 @@ export const AwsSettings = Type.Object(
     web_identity_audience: Type.String({ minLength: 1, default: 'sts.amazonaws.com', description: '`aud` of the tokens Leash signs for AssumeRoleWithWebIdentity (the IAM OIDC provider\'s client id).' }),
     web_identity_token_ttl: Type.Integer({ minimum: 60, maximum: 3600, default: 300, description: 'Lifetime of those tokens, in seconds.' }),
     max_attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'STS calls tried (throttling and outages are retried with backoff).' }),
+    deny_revoked_sessions: Type.Boolean({
+      default: true,
+      description:
+        "Revoking a task, a plugin or an AWS session (task end, suspension, token revoke, reload) adds a Deny on its session tag or source identity to the role's `leash-revoked-sessions` inline policy through IAM (needs `iam:PutRolePolicy` and `iam:DeleteRolePolicy` on the roles, with Leash's own AWS credentials). Off: revoked sessions stay valid until they expire (a warning is logged).",
+    }),
+    deny_policy_max_chars: Type.Integer({
+      minimum: 1024,
+      maximum: 10240,
+      default: 8192,
+      description:
+        "Size budget of that policy, in characters (whitespace-free JSON). AWS allows 10,240 for all inline policies of a role together; leave room for the role's other inline policies (the deny-sessions admin action's is ~230). Past it the entries collapse into one role-wide `aws:TokenIssueTime` deny.",
+    }),
   },
   { ...Strict, description: 'AWS STS credentials (`aws-sts` grants).', default: {} },
 );

@@ -25,6 +25,8 @@ export const METRIC_NAMES = {
   approvalsPending: 'leash_approvals_pending',
   vaultLeasesRevoked: 'leash_vault_leases_revoked_total',
   vaultLeaseRevokeFailures: 'leash_vault_lease_revoke_failures_total',
+  awsDenyUpdates: 'leash_aws_deny_updates_total',
+  awsDenyPendingRoles: 'leash_aws_deny_pending_roles',
 } as const;
 
 export interface Metrics {
@@ -49,6 +51,8 @@ export interface Metrics {
   readonly vaultLeasesRevoked: Counter<'cause'>;
   /** Failed Vault lease revocations, by VaultError reason (unreachable, sealed, denied, ...). */
   readonly vaultLeaseRevokeFailures: Counter<'reason'>;
+  /** Writes of the roles' revoked-sessions policies: `outcome` put, deleted, failed, overflow, unresolved. */
+  readonly awsDenyUpdates: Counter<'outcome'>;
 }
 
 export interface MetricsSources {
@@ -60,6 +64,8 @@ export interface MetricsSources {
   now?: () => number;
   /** Pending, unexpired approvals (read at scrape time; capped by the source). */
   pendingApprovals?(): Promise<number>;
+  /** IAM roles whose revoked-sessions policy lags what Leash wants (read at scrape time). */
+  awsDenyPendingRoles?(): Promise<number>;
 }
 
 /** A registry per broker instance (tests run several in one process). */
@@ -105,6 +111,14 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       this.set(sources.pendingApprovals ? await sources.pendingApprovals() : 0);
     },
   });
+  new Gauge({
+    name: METRIC_NAMES.awsDenyPendingRoles,
+    help: "IAM roles whose revoked-sessions deny policy is not yet in IAM (an update failed and is being retried).",
+    registers,
+    async collect() {
+      this.set(sources.awsDenyPendingRoles ? await sources.awsDenyPendingRoles() : 0);
+    },
+  });
   return {
     registry,
     exchanges: new Counter({ name: METRIC_NAMES.exchanges, help: 'Token exchanges by outcome (issued, denied, error) and reason code.', labelNames: ['outcome', 'reason'], registers }),
@@ -141,6 +155,12 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       name: METRIC_NAMES.vaultLeasesRevoked,
       help: 'Vault leases behind issued secrets revoked by this replica, by cause (revocation: task end, plugin suspension or token revoke; ttl: the grant TTL passed).',
       labelNames: ['cause'],
+      registers,
+    }),
+    awsDenyUpdates: new Counter({
+      name: METRIC_NAMES.awsDenyUpdates,
+      help: "Updates of IAM roles' revoked-sessions deny policies by this replica, by outcome (put, deleted, failed, overflow, unresolved).",
+      labelNames: ['outcome'],
       registers,
     }),
     vaultLeaseRevokeFailures: new Counter({

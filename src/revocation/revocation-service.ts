@@ -1,5 +1,6 @@
 import type { CredentialKind } from '../config/schema.js';
-import type { IssuedToken, Revocation } from '../store/records.js';
+import type { CompiledPolicy } from '../policy/types.js';
+import type { IssuedToken, Revocation, RevocationScope } from '../store/records.js';
 
 /** What a revocation check needs to know about a Leash-issued token (from its verified claims). */
 export interface TokenFacts {
@@ -25,15 +26,30 @@ export interface RevokeOptions {
   /** Who: `apikey:<id>`, `jwt:<iss>#<sub>`, `plugin:<id>` (the holder), `system:<cause>`. */
   readonly actor: string;
   readonly reason: string;
+  /**
+   * The policy the tokens were issued under, when it is no longer the one in force (a reload
+   * removed their grant): kinds that look up where a credential lives (the AWS role of a
+   * grant) look there first.
+   */
+  readonly issuedUnder?: CompiledPolicy | undefined;
+}
+
+/** Which revocation a Revoker is running for. */
+export interface RevokeContext {
+  readonly scope: RevocationScope;
+  /** The jti, task id or plugin id revoked. */
+  readonly id: string;
+  /** ms */
+  readonly revokedAt: number;
 }
 
 /**
  * Per credential kind, what revoking means beyond the revocation list. For `jwt` the list
- * is all there is; a Vault lease or an AWS session revoke their own way (later issues).
+ * is all there is; a Vault lease is revoked in Vault, an AWS session denied through IAM.
  */
 export interface Revoker {
   readonly kind: CredentialKind;
-  revokeIssued(tokens: readonly IssuedToken[], opts: RevokeOptions): Promise<void>;
+  revokeIssued(tokens: readonly IssuedToken[], opts: RevokeOptions, ctx?: RevokeContext): Promise<void>;
 }
 
 /**
@@ -50,6 +66,8 @@ export interface RevocationService {
   /** Calls assertFresh. */
   isSuspended(plugin: string): boolean;
   revokeToken(jti: string, opts: RevokeOptions): Promise<Revocation>;
+  /** Several tokens by jti (one record each), their kinds' revokers run once for all. */
+  revokeTokens(jtis: readonly string[], opts: RevokeOptions): Promise<Revocation[]>;
   revokeTask(taskId: string, opts: RevokeOptions): Promise<Revocation>;
   revokePlugin(plugin: string, opts: RevokeOptions): Promise<Revocation>;
   revokeKey(kid: string, opts: RevokeOptions): Promise<Revocation>;

@@ -3,7 +3,7 @@ import type { IssuedToken, Revocation, RevocationScope, StateChange } from '../s
 import type { Store } from '../store/store.js';
 import { performance } from 'node:perf_hooks';
 import type { Clock } from '../time/clock.js';
-import type { RevocationService, RevokeOptions, Revoker, TokenFacts } from './revocation-service.js';
+import type { RevocationService, RevokeContext, RevokeOptions, Revoker, TokenFacts } from './revocation-service.js';
 
 export interface RevocationViewOptions {
   readonly store: Store;
@@ -182,19 +182,32 @@ export class RevocationView implements RevocationService {
   async revokeToken(jti: string, opts: RevokeOptions): Promise<Revocation> {
     const issued = await this.#o.store.getIssued(jti);
     const record = await this.#revoke('token', jti, opts, issued ? issued.expiresAt + 60_000 : undefined);
-    if (issued) await this.#runRevokers([issued], opts);
+    if (issued) await this.#runRevokers([issued], opts, record);
     return record;
+  }
+
+  async revokeTokens(jtis: readonly string[], opts: RevokeOptions): Promise<Revocation[]> {
+    const records: Revocation[] = [];
+    const issued: IssuedToken[] = [];
+    for (const jti of new Set(jtis)) {
+      const t = await this.#o.store.getIssued(jti);
+      records.push(await this.#revoke('token', jti, opts, t ? t.expiresAt + 60_000 : undefined));
+      if (t) issued.push(t);
+    }
+    const last = records.at(-1);
+    if (last && issued.length > 0) await this.#runRevokers(issued, opts, last);
+    return records;
   }
 
   async revokeTask(taskId: string, opts: RevokeOptions): Promise<Revocation> {
     const record = await this.#revoke('task', taskId, opts);
-    await this.#runRevokers(await this.#o.store.listIssuedForTask(taskId), opts);
+    await this.#runRevokers(await this.#o.store.listIssuedForTask(taskId), opts, record);
     return record;
   }
 
   async revokePlugin(plugin: string, opts: RevokeOptions): Promise<Revocation> {
     const record = await this.#revoke('plugin', plugin, opts);
-    await this.#runRevokers(await this.#o.store.listLiveIssuedForPlugin(plugin, this.#o.clock.now()), opts);
+    await this.#runRevokers(await this.#o.store.listLiveIssuedForPlugin(plugin, this.#o.clock.now()), opts, record);
     return record;
   }
 
@@ -217,12 +230,13 @@ export class RevocationView implements RevocationService {
   }
 
   /** Kinds with their own revocation (Vault leases, AWS sessions) get the tokens they issued. */
-  async #runRevokers(tokens: readonly IssuedToken[], opts: RevokeOptions): Promise<void> {
+  async #runRevokers(tokens: readonly IssuedToken[], opts: RevokeOptions, record: Revocation): Promise<void> {
+    const ctx: RevokeContext = { scope: record.scope, id: record.id, revokedAt: record.revokedAt };
     const byKind = new Map<string, IssuedToken[]>();
     for (const t of tokens) {
       if (!this.#o.revokers.has(t.kind)) continue;
       byKind.set(t.kind, [...(byKind.get(t.kind) ?? []), t]);
     }
-    for (const [kind, list] of byKind) await this.#o.revokers.get(kind)!.revokeIssued(list, opts);
+    for (const [kind, list] of byKind) await this.#o.revokers.get(kind)!.revokeIssued(list, opts, ctx);
   }
 }

@@ -57,7 +57,7 @@ afterAll(async () => {
 });
 
 function settings(over: Partial<AwsSettingsConfig> = {}): AwsSettingsConfig {
-  return { region: 'us-east-1', sts_endpoint: sts.url, web_identity_audience: 'sts.amazonaws.com', web_identity_token_ttl: 300, max_attempts: 3, ...over };
+  return { region: 'us-east-1', sts_endpoint: sts.url, web_identity_audience: 'sts.amazonaws.com', web_identity_token_ttl: 300, max_attempts: 3, deny_revoked_sessions: true, deny_policy_max_chars: 8192, ...over };
 }
 
 function awsGrant(over: Partial<AwsGrantConfig> = {}): AwsGrantConfig {

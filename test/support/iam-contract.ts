@@ -3,13 +3,24 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 
 /**
- * A contract server for the one IAM Query API call Leash makes, PutRolePolicy, written
- * from the IAM API reference: form POST `Action=PutRolePolicy&Version=2010-05-08&RoleName=
- * ..&PolicyName=..&PolicyDocument=..`, SigV4-signed (service `iam`); XML answers; errors
- * as `<ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/></ErrorResponse>`
- * (NoSuchEntity 404, MalformedPolicyDocument 400, AccessDenied 403, ...). The signature
- * is recomputed here from the raw request, independently of the SDK's signer.
+ * A contract server for the IAM Query API calls Leash makes, PutRolePolicy and
+ * DeleteRolePolicy, written from the IAM API reference: form POST `Action=PutRolePolicy&
+ * Version=2010-05-08&RoleName=..&PolicyName=..&PolicyDocument=..`, SigV4-signed (service
+ * `iam`); XML answers; errors as `<ErrorResponse><Error><Type/><Code/><Message/></Error>
+ * <RequestId/></ErrorResponse>` (NoSuchEntity 404, MalformedPolicyDocument 400,
+ * AccessDenied 403, LimitExceeded 409, ...). The IAM quota on a role's inline policies is
+ * enforced as documented: all of them together at most 10,240 characters, whitespace not
+ * counted. The signature is recomputed here from the raw request, independently of the
+ * SDK's signer.
  */
+
+/** IAM quotas: "Role policy size cannot exceed 10,240 characters" (the aggregate of a role's inline policies). */
+export const ROLE_POLICY_SIZE_QUOTA = 10_240;
+
+/** Size as IAM counts it: whitespace does not count. */
+export function policySize(doc: string): number {
+  return doc.replace(/\s/g, '').length;
+}
 
 export interface IamCredentials {
   readonly accessKeyId: string;
@@ -163,12 +174,20 @@ export async function startIamContractServer(opts: { credentials: readonly IamCr
     }
     if (sig.service !== 'iam' || sig.region !== region) return fail({ code: 'SignatureDoesNotMatch', status: 403, message: `credential scope must be ${region}/iam` });
     if (params.Version !== '2010-05-08') return fail({ code: 'InvalidParameterValue', status: 400, message: 'Version must be 2010-05-08' });
-    if (params.Action !== 'PutRolePolicy') return fail({ code: 'InvalidAction', status: 400, message: `unsupported action ${params.Action}` });
+    if (params.Action !== 'PutRolePolicy' && params.Action !== 'DeleteRolePolicy') return fail({ code: 'InvalidAction', status: 400, message: `unsupported action ${params.Action}` });
     if (keys.get(sig.accessKeyId as string)?.denied) {
-      return fail({ code: 'AccessDenied', status: 403, message: `User: ${IAM_SECRET_MESSAGE_MARKER} is not authorized to perform: iam:PutRolePolicy` });
+      return fail({ code: 'AccessDenied', status: 403, message: `User: ${IAM_SECRET_MESSAGE_MARKER} is not authorized to perform: iam:${params.Action}` });
     }
     const injected = failures.shift();
     if (injected) return fail(injected);
+    if (params.Action === 'DeleteRolePolicy') {
+      const { RoleName: roleName, PolicyName: policyName } = params;
+      if (!roleName || !policyName) return fail({ code: 'ValidationError', status: 400, message: 'RoleName and PolicyName are required' });
+      if (!roles.has(roleName)) return fail({ code: 'NoSuchEntity', status: 404, message: `The role with name ${roleName} cannot be found.` });
+      if (!policies.delete(`${roleName}/${policyName}`)) return fail({ code: 'NoSuchEntity', status: 404, message: `The role policy with name ${policyName} cannot be found.` });
+      record(200);
+      return sendXml(res, 200, `<DeleteRolePolicyResponse xmlns="${XMLNS}"><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></DeleteRolePolicyResponse>`);
+    }
     const { RoleName: roleName, PolicyName: policyName, PolicyDocument: doc } = params;
     if (!roleName || !policyName || !doc) return fail({ code: 'ValidationError', status: 400, message: 'RoleName, PolicyName and PolicyDocument are required' });
     if (!/^[\w+=,.@-]{1,64}$/.test(roleName) || !/^[\w+=,.@-]{1,128}$/.test(policyName)) return fail({ code: 'ValidationError', status: 400, message: 'invalid RoleName or PolicyName' });
@@ -182,6 +201,11 @@ export async function startIamContractServer(opts: { credentials: readonly IamCr
       return fail({ code: 'MalformedPolicyDocument', status: 400, message: 'Syntax errors in policy.' });
     }
     if (!roles.has(roleName)) return fail({ code: 'NoSuchEntity', status: 404, message: `The role with name ${roleName} cannot be found.` });
+    let aggregate = policySize(doc);
+    for (const [key, other] of policies) if (key.startsWith(`${roleName}/`) && key !== `${roleName}/${policyName}`) aggregate += policySize(other);
+    if (aggregate > ROLE_POLICY_SIZE_QUOTA) {
+      return fail({ code: 'LimitExceeded', status: 409, message: `Maximum policy size of ${ROLE_POLICY_SIZE_QUOTA} bytes exceeded for role ${roleName}` });
+    }
     policies.set(`${roleName}/${policyName}`, doc);
     record(200);
     sendXml(res, 200, `<PutRolePolicyResponse xmlns="${XMLNS}"><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></PutRolePolicyResponse>`);

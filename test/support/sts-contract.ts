@@ -51,7 +51,7 @@ export interface StsCall {
   status?: number;
   errorCode?: string;
   /** Credentials answered, when the call succeeded. */
-  issued?: { readonly accessKeyId: string; readonly expiration: string };
+  issued?: { readonly accessKeyId: string; readonly expiration: string; /** `aws:TokenIssueTime` of the session (ISO 8601, to the second). */ readonly tokenIssueTime: string };
 }
 
 interface StsFault {
@@ -356,7 +356,7 @@ export class StsContractServer {
   #issue(call: StsCall, action: string, account: string, role: string, duration: number, extra: string): string {
     const accessKeyId = `ASIA${upperAlnum(16)}`;
     const expiration = isoSeconds(this.#now() + duration * 1000);
-    call.issued = { accessKeyId, expiration };
+    call.issued = { accessKeyId, expiration, tokenIssueTime: isoSeconds(this.#now()) };
     const session = call.params.RoleSessionName!;
     const packed = call.params.Policy === undefined && !call.tags ? '' : `<PackedPolicySize>${Math.ceil(((call.params.Policy?.length ?? 0) / 2048) * 100)}</PackedPolicySize>`;
     const source = call.sourceIdentity === undefined ? '' : `<SourceIdentity>${xmlEscape(call.sourceIdentity)}</SourceIdentity>`;

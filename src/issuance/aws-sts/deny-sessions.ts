@@ -134,6 +134,8 @@ export function createIamClient(
     ...extra,
     region: settings.region,
     maxAttempts: settings.max_attempts,
+    // Bounded: the deny writer holds a role's lock for a minute at most.
+    requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000 },
     ...(settings.iam_endpoint ? { endpoint: settings.iam_endpoint } : {}),
   });
 }
