@@ -36,6 +36,7 @@ import { createIamClient } from './issuance/aws-sts/deny-sessions.js';
 import { createAwsStsIssuer } from './issuance/aws-sts/aws-sts-issuer.js';
 import { createAwsStsRevoker } from './issuance/aws-sts/aws-sts-revoker.js';
 import { SessionDenier } from './issuance/aws-sts/session-denier.js';
+import { revokeOnReload } from './revocation/reload-revocations.js';
 import { createVaultIssuer } from './issuance/vault/vault-issuer.js';
 import { createVaultRevoker } from './issuance/vault/vault-revoker.js';
 import { LeaseSweeper } from './issuance/vault/lease-sweeper.js';
@@ -424,6 +425,10 @@ export class Broker {
       if (JSON.stringify(loaded.config.resource_servers) !== JSON.stringify(current.config.resource_servers)) this.#startPush(loaded.config);
       this.metrics.policyReloads.inc({ result: 'ok' });
       await this.audit.record('policy.loaded', { digest: loaded.digest, plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: false });
+      // What the new policy no longer grants is revoked now, not left to expire.
+      await revokeOnReload(current.policy, this.#generation.policy, loaded.digest, { revocation: this.revocation, tokens: this.store, clock: this.clock, audit: this.audit }).catch((err: unknown) =>
+        this.#log('error', 'revoking what the reloaded policy removed failed; those credentials stay valid until they expire', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) }),
+      );
       return { ok: true };
     } catch (error) {
       await this.rejectReload(error as Error, loaded.digest);

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { REVOKED_SESSIONS_POLICY_NAME } from '../../src/issuance/aws-sts/deny-policy.js';
 import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../src/issuance/token-types.js';
 import { ManualClock } from '../../src/time/clock.js';
-import { EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, startTestBroker, type TestBroker } from '../support/broker.js';
+import { EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, loadedFrom, startTestBroker, testConfigInput, type TestBroker } from '../support/broker.js';
 import { startIamContractServer, type IamContractServer } from '../support/iam-contract.js';
 import { deniesSession, type SessionContext } from '../support/iam-policy-eval.js';
 import { StsContractServer, type StsCall } from '../support/sts-contract.js';
@@ -91,7 +91,7 @@ describe('revoked AWS sessions are denied through IAM (running broker)', () => {
       requested_token_type: TOKEN_TYPE_AWS_CREDENTIALS,
       task,
     });
-    expect(res.status).toBe(200);
+    if (res.status !== 200) throw new Error(`exchange: ${res.status} ${JSON.stringify(res.body)}`);
     const call = sts.calls.slice(before).find((c) => c.issued)!;
     return { call, jti: `aws:${call.issued!.accessKeyId}` };
   }
@@ -151,6 +151,26 @@ describe('revoked AWS sessions are denied through IAM (running broker)', () => {
     clock.advance(5);
     const fresh = await awsSession(task);
     expect(deniesSession(policy(), sessionOf(fresh.call))).toBe(false);
+  });
+
+  it('a reload that removes the aws-sts grant denies its live sessions (the role found in the policy they were issued under)', async () => {
+    const task = await tb.openTask({ plugins: ['reports-reader'], ttl_seconds: 600 });
+    const s = await awsSession(task);
+    expect(deniesSession(policy(), sessionOf(s.call))).toBe(false);
+    const input = testConfigInput({ issuer: tb.url, dir: tb.dir, cluster }) as Record<string, any>;
+    patch(sts, iam)(input);
+    const plugin = input.plugins.find((p: any) => p.id === 'reports-reader');
+    plugin.grants = [{ audience: 'https://reports.example.com', scopes: ['r:read'], kind: 'jwt', effect: 'read', max_ttl: 300 }];
+    expect(await tb.broker.reload(loadedFrom(input, tb.dir))).toEqual({ ok: true });
+    expect(deniesSession(policy(), sessionOf(s.call))).toBe(true);
+    const ev = (await events(tb, 'policy.revoked_on_reload')).at(-1)!;
+    expect(ev).toMatchObject({ grants_removed: [{ plugin: 'reports-reader', audience: AWS_AUDIENCE, kind: 'aws-sts' }] });
+    expect(ev.jtis).toContain(s.jti);
+    // Back to the policy with the grant.
+    const original = testConfigInput({ issuer: tb.url, dir: tb.dir, cluster }) as Record<string, any>;
+    patch(sts, iam)(original);
+    original.settings.aws.deny_policy_max_chars = 8000;
+    expect(await tb.broker.reload(loadedFrom(original, tb.dir))).toEqual({ ok: true });
   });
 
   it('the gauge and counter say what happened', async () => {

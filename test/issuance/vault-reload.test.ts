@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadedFrom, startTestBroker, testConfigInput, type TestBroker } from '../support/broker.js';
+import { EXCHANGE, JWT_TYPE, loadedFrom, startTestBroker, testConfigInput, type TestBroker } from '../support/broker.js';
 import { TestCluster } from '../support/cluster.js';
 import { startVaultContract, type VaultContract } from '../support/vault-contract.js';
 
@@ -75,6 +75,28 @@ describe('reloading a policy that adds vault grants', () => {
     const result = await tb.broker.reload(configWithGrant('database/creds/allowed'));
     expect(result).toEqual({ ok: true });
     expect(tb.broker.config.plugins.some((p) => p.id === 'db-reader')).toBe(true);
+  });
+
+  it('a reload that removes the plugin revokes the Vault lease behind its live secret', async () => {
+    const task = await tb.openTask({ plugins: ['db-reader'] });
+    const res = await tb.exchange({
+      grant_type: EXCHANGE,
+      client_id: 'db-reader',
+      subject_token: await cluster.saToken({ sa: 'db-reader' }),
+      subject_token_type: JWT_TYPE,
+      audience: 'vault:db',
+      task,
+    });
+    expect(res.status).toBe(200);
+    const password = (res.body.vault_secret as { data: Record<string, unknown> }).data['password'];
+    const lease = vault.leases().find((l) => l.data['password'] === password)!;
+    expect(lease.revokedAt).toBeUndefined();
+    expect(await tb.broker.reload(configWithGrant(undefined))).toEqual({ ok: true });
+    expect(vault.leases().find((l) => l.leaseId === lease.leaseId)?.revokedAt).toBeDefined();
+    const events = (await tb.broker.store.read(1, 10_000)).filter((r) => r.type === 'vault.lease_revoked');
+    expect(events.at(-1)?.event).toMatchObject({ lease_id: lease.leaseId, cause: 'revocation', actor: 'system:reload', reason: 'policy.revoked_on_reload: plugin removed or disabled' });
+    // Put the grant back for the next test.
+    expect(await tb.broker.reload(configWithGrant('database/creds/allowed'))).toEqual({ ok: true });
   });
 
   it('does not block a reload while Vault is unreachable', async () => {
