@@ -191,6 +191,17 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
         const problem = checkSessionPolicy({ actions: aws.actions as string[], resources: aws.resources as string[] });
         if (problem) report(`${at}/aws`, problem);
       }
+      // STS API reference, AssumeRoleWithWebIdentity: "Tokens must be signed using either RSA keys
+      // (RS256, RS384, or RS512) or ECDSA keys (ES256, ES384, or ES512)". An EdDSA-signed web
+      // identity token would be refused by AWS at every exchange; say so at load instead.
+      const keyAlgorithm = str(rec(settings.keys).algorithm);
+      if (grant.kind === 'aws-sts' && isObject(grant.aws) && (aws.mode ?? 'web-identity') === 'web-identity' && keyAlgorithm === 'EdDSA') {
+        report(
+          `${at}/aws/mode`,
+          "is 'web-identity', which AWS STS accepts only with RSA or ECDSA signatures, but settings.keys.algorithm is 'EdDSA': " +
+            "use settings.keys.algorithm 'ES256', or mode 'assume-role' for this grant",
+        );
+      }
       if (grant.kind === 'vault' && grant.vault === undefined) report(`${at}/vault`, "is required for kind 'vault' (the path that issues the dynamic secret)");
       if (grant.vault !== undefined && grant.kind !== 'vault') report(`${at}/vault`, "only applies to kind 'vault'");
       if (grant.kind === 'vault' && !isObject(settings.vault)) report(`${at}/kind`, "'vault' grants need settings.vault (Leash's Vault address and login)");

@@ -26,6 +26,16 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
     message: /'aws-sts' credentials cannot be sender-constrained/,
   },
   {
+    rule: 'AWS web identity federation takes RSA or ECDSA signatures only: no EdDSA keys with web-identity aws-sts grants',
+    patch: (c) => {
+      c.settings = { keys: { algorithm: 'EdDSA' } };
+      c.plugins[0].grants[0].kind = 'aws-sts';
+      c.plugins[0].grants[0].aws = { role_arn: 'arn:aws:iam::123456789012:role/r', actions: ['s3:GetObject'], resources: ['*'] };
+    },
+    path: '/plugins/0/grants/0/aws/mode',
+    message: /is 'web-identity', which AWS STS accepts only with RSA or ECDSA signatures, but settings\.keys\.algorithm is 'EdDSA'/,
+  },
+  {
     rule: "a 'vault' grant names the path that issues its secret",
     patch: (c) => {
       c.settings = { vault: { address: 'https://vault.example.com:8200' } };
@@ -323,6 +333,14 @@ describe('semantic rules: what they accept', () => {
       Object.assign(c.plugins[0].grants[0], { kind: 'vault', vault: { path: 'pki/issue/plugins', method: 'write', params: { common_name: 'crm.plugins.example.com' } } });
     }],
     ['a vault-transit key backend with settings.vault', (c: Record<string, any>) => (c.settings = { vault: { address: 'https://vault.example.com:8200' }, keys: { backend: 'vault-transit' } })],
+    ['EdDSA keys with an assume-role aws-sts grant (Leash signs nothing AWS verifies)', (c: Record<string, any>) => {
+      c.settings = { keys: { algorithm: 'EdDSA' } };
+      Object.assign(c.plugins[0].grants[0], { kind: 'aws-sts', aws: { role_arn: 'arn:aws:iam::123456789012:role/r', mode: 'assume-role', actions: ['s3:GetObject'], resources: ['*'] } });
+    }],
+    ['ES256 keys with a web-identity aws-sts grant', (c: Record<string, any>) => {
+      c.settings = { keys: { algorithm: 'ES256' } };
+      Object.assign(c.plugins[0].grants[0], { kind: 'aws-sts', aws: { role_arn: 'arn:aws:iam::123456789012:role/r', actions: ['s3:GetObject'], resources: ['*'] } });
+    }],
     ['the same audience granted to two plugins', (c: Record<string, any>) => c.plugins.push(plugin('other', { grants: [{ audience: 'https://crm.example.com/api', scopes: ['x'], effect: 'read' }] }))],
   ])('accepts %s', (_name, patch) => {
     expect(() => parseConfig(patched(patch))).not.toThrow();
