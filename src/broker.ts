@@ -241,6 +241,7 @@ export class Broker {
       audit: this.audit,
       authenticator: () => this.#generation.authenticator,
       maxBodyBytes: () => this.#generation.settings.max_body_bytes,
+      settings: () => this.#generation.settings,
       oauth: () => this.#generation.oauth,
       ready: async () => {
         await this.store.ping();
@@ -395,7 +396,7 @@ export class Broker {
       clockSkewSeconds: config.settings.tokens.clock_skew,
     });
     const tokenEndpoint = `${config.settings.issuer}/token`;
-    const provider = buildProvider({ settings: config.settings, policy, keys: this.keys, grant: tokenExchangeGrant(this.#exchangeDeps, tokenEndpoint) });
+    const provider = buildProvider({ settings: config.settings, policy, keys: this.keys, grant: tokenExchangeGrant(this.#exchangeDeps, tokenEndpoint), log: (level, msg, fields) => this.#log(level, msg, fields) });
     provider.on('server_error', (_ctx, err) => this.#log('error', 'oauth server error', { error: err.message }));
     provider.on('grant.error', (ctx, err) => {
       // Rejected by the protocol layer before the exchange ran (unknown client,

@@ -7,6 +7,9 @@ export const ERROR_CODES = {
   // request shape
   ERR_REQUEST_MALFORMED: { oauth: 'invalid_request', status: 400 },
   ERR_REQUEST_TOO_LARGE: { oauth: 'invalid_request', status: 413 },
+  // HTTP surface: a path Leash does not serve, or a method its route does not take
+  ERR_ROUTE_NOT_FOUND: { oauth: 'not_found', status: 404 },
+  ERR_METHOD_NOT_ALLOWED: { oauth: 'invalid_request', status: 405 },
   ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED: { oauth: 'invalid_request', status: 400 },
   ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED: { oauth: 'invalid_request', status: 400 },
   ERR_TTL_INVALID: { oauth: 'invalid_request', status: 400 },

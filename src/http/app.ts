@@ -20,6 +20,11 @@ import type { ResourceServerAuthenticator } from './oauth/client-auth.js';
 import { introspectionRouter } from './oauth/introspection.js';
 import { revocationRouter } from './oauth/revocation-endpoint.js';
 import type { LeashTokenClaims } from '../issuance/jwt/verify-leash-token.js';
+import type { Settings } from '../config/schema.js';
+import { discoveryDocument } from './oauth/discovery.js';
+import { bodyLimit } from './body-limit.js';
+import { setRetryAfter } from './retry-after.js';
+import { allowedMethods, answerOptions, unserved } from './surface.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -28,6 +33,8 @@ export interface HttpDeps extends AdminRouteDeps {
   readonly metrics: Metrics;
   readonly tasks: TaskService;
   readonly maxBodyBytes: () => number;
+  /** The current generation's settings (issuer, DPoP algorithms) for the discovery document. */
+  readonly settings: () => Settings;
   /** The current oidc-provider handler; swapped when policy or keys change. */
   readonly oauth: () => NodeHandler;
   readonly ready: () => Promise<void>;
@@ -48,6 +55,7 @@ export interface HttpDeps extends AdminRouteDeps {
 }
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
+  setRetryAfter(res, status);
   res.status(status).set('Cache-Control', 'no-store').json({ error, error_description: description });
 }
 
@@ -57,24 +65,26 @@ function domainError(res: Response, err: LeashError): void {
 }
 
 /**
- * The HTTP layer only translates: Leash's own routes (JWKS, RFC 8414 metadata, tasks,
- * metrics, health) in express, everything OAuth in oidc-provider behind them.
+ * The HTTP layer only translates: Leash's own routes (JWKS, discovery, introspection,
+ * revocation, tasks, admin, metrics, health) in express, the token endpoint in
+ * oidc-provider behind them, and a JSON 404/405 for everything else (surface.ts).
  */
 export function createHttpApp(deps: HttpDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
-  app.use((req, res, next) => {
+  const allow = allowedMethods();
+
+  app.use((_req, res, next) => {
     res.set('X-Content-Type-Options', 'nosniff');
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > deps.maxBodyBytes()) {
-      // Refuse before reading a byte of it.
-      res.set('Connection', 'close');
-      return domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${deps.maxBodyBytes()} bytes`));
-    }
+    // Task and token data must never sit in a cache; the few public documents say otherwise.
+    res.set('Cache-Control', 'no-store');
     next();
   });
+  // Before anything reads a body: counts the bytes read, chunked or not (413 past the limit).
+  app.use(bodyLimit(deps.maxBodyBytes, (res, max) => domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${max} bytes`))));
+  app.use(answerOptions(allow));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -94,11 +104,13 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     res.set('Cache-Control', 'public, max-age=60').type('application/jwk-set+json').send(JSON.stringify(deps.keys.jwks()));
   });
 
-  // RFC 8414 metadata is the same document as OIDC discovery here.
-  app.get('/.well-known/oauth-authorization-server', (req, res) => {
-    req.url = '/.well-known/openid-configuration';
-    deps.oauth()(req, res);
-  });
+  // OIDC Discovery and RFC 8414 metadata: one document, built by Leash (see discovery.ts).
+  const discovery = (_req: Request, res: Response) => {
+    const settings = deps.settings();
+    res.set('Cache-Control', 'public, max-age=60').json(discoveryDocument({ issuer: settings.issuer, dpopAlgorithms: settings.dpop.algorithms, jwks: deps.keys.jwks() }));
+  };
+  app.get('/.well-known/openid-configuration', discovery);
+  app.get('/.well-known/oauth-authorization-server', discovery);
 
   app.get('/metrics', async (_req, res) => {
     res.set('Content-Type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
@@ -117,7 +129,11 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app.use(deps.revocationFeed);
 
-  app.use((req, res) => deps.oauth()(req, res));
+  // oidc-provider gets the token endpoint and nothing else: none of its other routes
+  // (/auth, /session/end, /request, ...) is part of Leash.
+  app.post('/token', (req, res) => deps.oauth()(req, res));
+
+  app.use(unserved(allow));
 
   // Body-parser failures and anything else thrown before a route: a clean 4xx, never a stack.
   app.use((err: { type?: string; status?: number }, _req: Request, res: Response, _next: NextFunction) => {

@@ -8,6 +8,7 @@ import { ConfigError, type ConfigProblem } from '../../config/config-error.js';
 import type { ResourceServerConfig } from '../../config/schema.js';
 import { LeashError, isLeashError } from '../../errors/leash-error.js';
 import { toOAuthError } from '../../errors/oauth-error.js';
+import { setRetryAfter } from '../retry-after.js';
 import type { ReplayCache } from '../../store/store.js';
 import { epochSeconds, type Clock } from '../../time/clock.js';
 
@@ -261,6 +262,7 @@ export function sendOAuthError(res: Response, err: unknown): void {
     const method = err.detail?.method;
     if (method === 'client_secret_basic' || method === 'none') res.set('WWW-Authenticate', 'Basic realm="leash"');
   }
+  setRetryAfter(res, status);
   res.status(status).set('Cache-Control', 'no-store').set('Pragma', 'no-cache').json(body);
 }
 
@@ -301,5 +303,6 @@ export function oauthFormParser(maxBodyBytes = FORM_ENDPOINT_MAX_BODY_BYTES): Ar
 
 /** Any other method on a POST-only endpoint. */
 export const methodNotAllowed: RequestHandler = (_req, res) => {
-  res.status(405).set('Allow', 'POST').set('Cache-Control', 'no-store').json({ error: 'invalid_request', error_description: 'use POST' });
+  res.set('Allow', 'POST');
+  sendOAuthError(res, new LeashError('ERR_METHOD_NOT_ALLOWED', 'this endpoint takes POST'));
 };

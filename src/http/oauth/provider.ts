@@ -1,7 +1,8 @@
-import { introspectionMetadata } from './introspection.js';
-import { revocationMetadata } from './revocation-endpoint.js';
+import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { toOAuthError } from '../../errors/oauth-error.js';
+import { RETRY_AFTER_SECONDS } from '../retry-after.js';
 import type { Settings } from '../../config/schema.js';
 import type { KeyManager } from '../../keys/key-manager.js';
 import type { CompiledPolicy } from '../../policy/types.js';
@@ -28,11 +29,15 @@ const REPEATABLE = ['resource', 'audience'];
 
 export type GrantHandler = (ctx: KoaContextWithOIDC) => Promise<void>;
 
+/** Where the protocol layer's own faults go: the broker's JSON log (one object per line). */
+export type ProviderLog = (level: 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
+
 /**
- * oidc-provider is the OAuth/OIDC protocol surface: routing, client authentication,
- * parameter parsing (duplicates, content types, size), discovery and error rendering.
- * Every plugin is a public client (`token_endpoint_auth_method: none`): its attestation,
- * not a secret, proves who it is. Nothing but the token-exchange grant is enabled.
+ * oidc-provider serves one route, `POST /token` (express hands it nothing else): client
+ * lookup, parameter parsing (duplicates, content types) and error rendering. Every plugin
+ * is a public client (`token_endpoint_auth_method: none`): its attestation, not a secret,
+ * proves who it is. Nothing but the token-exchange grant is enabled; discovery is Leash's
+ * own document (discovery.ts), not oidc-provider's.
  * The provider is rebuilt when policy or keys change (its clients and keys are fixed at
  * construction) and swapped atomically by the caller.
  */
@@ -41,6 +46,7 @@ export function buildProvider(opts: {
   policy: CompiledPolicy;
   keys: KeyManager;
   grant: GrantHandler;
+  log: ProviderLog;
 }): Provider {
   const { settings, policy, keys } = opts;
   const clients = [...policy.plugins.values()].map((p) => ({
@@ -61,6 +67,9 @@ export function buildProvider(opts: {
       revocation: { enabled: false },
       userinfo: { enabled: false },
       clientCredentials: { enabled: false },
+      // On by default in oidc-provider, offered by Leash nowhere (/session/end, /request).
+      rpInitiatedLogout: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
     },
     responseTypes: ['none'],
     grantTypes: [],
@@ -76,16 +85,11 @@ export function buildProvider(opts: {
       idTokenSigningAlgValues: ['ES256', 'EdDSA'],
       dPoPSigningAlgValues: [...settings.dpop.algorithms],
     },
-    discovery: {
-      service_documentation: 'https://github.com/leash/leash/tree/main/docs',
-      dpop_signing_alg_values_supported: [...settings.dpop.algorithms],
-      ...introspectionMetadata(settings.issuer),
-      ...revocationMetadata(settings.issuer),
-    },
     // Plugins are public clients: the attestation, not a client secret, proves who they are.
     clientAuthMethods: ['none'],
     pkce: { required: () => false },
-    // Plugins are servers, not browsers: no cross-origin calls to the token endpoint.
+    // Plugins are servers, not browsers: no cross-origin calls to the token endpoint
+    // (and withoutCors below removes what oidc-provider sets before a client is known).
     clientBasedCORS: () => false,
     renderError(ctx, out) {
       // No HTML pages: every error is the RFC 6749 JSON shape.
@@ -94,19 +98,66 @@ export function buildProvider(opts: {
     },
   } as Configuration;
   const provider = new Provider(settings.issuer, configuration);
-  // URLs in discovery are built from the request's origin; pinIssuerOrigin (below) makes
-  // that origin always the configured issuer's, so koa must read the forwarded headers.
+  // URLs are built from the request's origin; pinIssuerOrigin (below) makes that origin
+  // always the configured issuer's, so koa must read the forwarded headers.
   provider.proxy = true;
+  provider.use(protocolSurface(opts.log));
+  // Koa prints errors it sees after a response started (a client resetting the connection
+  // mid-exchange) as multi-line text on stderr; they go to the JSON log instead.
+  // (Koa's own event; the oidc-provider typings list only the provider's events.)
+  (provider as unknown as EventEmitter).on('error', (err: Error & { code?: string; status?: number }) => {
+    opts.log('warn', 'oauth protocol layer error', { error: err.message.slice(0, 200), code: err.code, status: err.status });
+  });
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, opts.grant, EXCHANGE_PARAMS, REPEATABLE);
   return provider;
 }
 
+/** CORS response headers and the `Vary: Origin` that goes with them. */
+const CORS_HEADER = /^access-control-/i;
+
 /**
- * Every URL Leash publishes (discovery's token_endpoint, jwks_uri, ...) must be under the
+ * Koa middleware around everything oidc-provider does, so its answers follow Leash's rules:
+ *  - no CORS: oidc-provider sets `Access-Control-Allow-Origin` (echoing any Origin) before
+ *    it knows the client, so `clientBasedCORS` alone leaves it on early errors;
+ *  - no 500: its `server_error` (an internal fault) becomes `503 temporarily_unavailable`,
+ *    as everywhere in Leash (fail closed), and every 503 carries `Retry-After`;
+ *  - an error that escapes it is logged as JSON and answered as that same 503, never
+ *    Koa's text/plain page.
+ */
+function protocolSurface(log: ProviderLog) {
+  return async (ctx: KoaContextWithOIDC, next: () => Promise<unknown>): Promise<void> => {
+    try {
+      await next();
+    } catch (err) {
+      const e = err as { expose?: unknown; statusCode?: unknown; message?: unknown };
+      const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
+      if (e.expose === true && status >= 400 && status < 500) {
+        // Bad input that got past the route's own error handler: still a 4xx in the OAuth shape.
+        ctx.status = status;
+        ctx.body = { error: 'invalid_request', error_description: 'malformed request' };
+      } else {
+        log('error', 'oauth protocol layer fault', { error: typeof e.message === 'string' ? e.message.slice(0, 200) : String(err), path: ctx.path });
+        ctx.status = 500;
+      }
+      ctx.set('Cache-Control', 'no-store');
+    }
+    if (ctx.status === 500) {
+      const { status, body } = toOAuthError(undefined);
+      ctx.status = status;
+      ctx.body = body;
+    }
+    if (ctx.status === 503) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
+    for (const name of Object.keys(ctx.response.headers)) if (CORS_HEADER.test(name)) ctx.remove(name);
+    if (ctx.response.get('Vary') === 'Origin') ctx.remove('Vary');
+  };
+}
+
+/**
+ * Every URL oidc-provider builds (the DPoP `htu` it expects, ...) must be under the
  * configured issuer, whatever Host or X-Forwarded-* a request carries: behind a
  * TLS-terminating ingress the request arrives as http://<internal host>, and a client could
- * send any Host to poison a cached discovery document. So the origin the provider sees is
- * set from `settings.issuer` on every request, overriding what the client sent.
+ * send any Host. So the origin the provider sees is set from `settings.issuer` on every
+ * request, overriding what the client sent.
  */
 export function pinIssuerOrigin(handler: (req: IncomingMessage, res: ServerResponse) => void, issuer: string): (req: IncomingMessage, res: ServerResponse) => void {
   const url = new URL(issuer);

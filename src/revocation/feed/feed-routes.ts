@@ -1,7 +1,6 @@
 import express, { type Request, type Response } from 'express';
 import type { ResourceServerConfig } from '../../config/schema.js';
 import { LeashError } from '../../errors/leash-error.js';
-import { toOAuthError } from '../../errors/oauth-error.js';
 import { formBody, oauthFormParser, sendOAuthError } from '../../http/oauth/client-auth.js';
 import type { RevocationStore } from '../../store/store.js';
 import type { Clock } from '../../time/clock.js';
@@ -67,11 +66,6 @@ function parseLimit(value: unknown, maxBatch: number): number {
   return Math.min(Number(value), maxBatch);
 }
 
-/** RFC 6749 §5.2 errors, as the other client-authenticated endpoints answer them; 503 says when to come back. */
-function sendFeedError(res: Response, err: unknown): void {
-  if (toOAuthError(err).status === 503) res.set('Retry-After', '2');
-  sendOAuthError(res, err);
-}
 
 /**
  * The revocation feed for authenticated resource servers: `/revocations` (a page of records
@@ -107,7 +101,7 @@ export function revocationFeedRouter(deps: RevocationFeedDeps): RevocationFeedRo
         .set('Cache-Control', 'no-store')
         .json({ revocations: page.map(toFeedItem), cursor: page.at(-1)?.seq ?? since, more: rows.length > limit });
     } catch (err) {
-      sendFeedError(res, err);
+      sendOAuthError(res, err);
     }
   }
 
@@ -122,7 +116,7 @@ export function revocationFeedRouter(deps: RevocationFeedDeps): RevocationFeedRo
       if (req.method === 'HEAD') return void res.status(200).set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store' }).end();
       await openRevocationStream(req, res, cursor, deps, registry);
     } catch (err) {
-      if (!res.headersSent) sendFeedError(res, err);
+      if (!res.headersSent) sendOAuthError(res, err);
       else res.end();
     }
   }

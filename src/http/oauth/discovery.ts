@@ -1,0 +1,42 @@
+import type { JWK } from 'jose';
+import { TOKEN_EXCHANGE_GRANT } from '../../issuance/token-types.js';
+import { introspectionMetadata } from './introspection.js';
+import { revocationMetadata } from './revocation-endpoint.js';
+
+export interface DiscoveryInput {
+  /** `settings.issuer`: every URL below is under it, whatever Host a request names. */
+  readonly issuer: string;
+  /** `settings.dpop.algorithms`: what the token endpoint accepts on a DPoP proof. */
+  readonly dpopAlgorithms: readonly string[];
+  /** The published JWKS: its algorithms are the ones a verifier meets on Leash's tokens. */
+  readonly jwks: { readonly keys: readonly JWK[] };
+}
+
+/**
+ * The one metadata document, served at `/.well-known/openid-configuration` (OIDC
+ * Discovery 1.0) and `/.well-known/oauth-authorization-server` (RFC 8414). Leash builds it
+ * itself so that every member is something that works: there is no authorization,
+ * userinfo, end-session, PAR or registration endpoint, no `openid` scope, and no member
+ * about authorization requests (response modes, PKCE, request objects, claims).
+ */
+export function discoveryDocument(input: DiscoveryInput): Record<string, unknown> {
+  const issuer = input.issuer.replace(/\/+$/, '');
+  const signingAlgorithms = [...new Set(input.jwks.keys.map((k) => k.alg).filter((a): a is string => typeof a === 'string'))];
+  return {
+    issuer: input.issuer,
+    token_endpoint: `${issuer}/token`,
+    jwks_uri: `${issuer}/jwks`,
+    grant_types_supported: [TOKEN_EXCHANGE_GRANT],
+    // Plugins are public clients: the attestation, not a client secret, proves who they are.
+    token_endpoint_auth_methods_supported: ['none'],
+    // Required by both specifications; Leash has no authorization endpoint, so it takes no response_type.
+    response_types_supported: [],
+    // Required by OIDC Discovery: `sub` is the plugin id, the same for every audience.
+    subject_types_supported: ['public'],
+    // Required by OIDC Discovery: the algorithms of the JWTs Leash signs (access tokens, AWS web-identity tokens).
+    id_token_signing_alg_values_supported: signingAlgorithms,
+    dpop_signing_alg_values_supported: [...input.dpopAlgorithms],
+    ...introspectionMetadata(input.issuer),
+    ...revocationMetadata(input.issuer),
+  };
+}
