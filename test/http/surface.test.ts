@@ -6,6 +6,8 @@ import { CRM_API, EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, startTestBroker
 import { rawRequest, type RawResponse } from '../support/http.js';
 import { waitFor } from '../support/wait.js';
 import { CRM_RS_SECRET, basic, ticketsKey, withResourceServers } from './introspect-support.js';
+import { buildProvider, pinIssuerOrigin } from '../../src/http/oauth/provider.js';
+import { compilePolicy } from '../../src/policy/compile.js';
 
 /**
  * Every (method, path) Leash answers with something other than 404 or 405. HEAD goes with
@@ -339,5 +341,48 @@ describe("the protocol layer's own errors go to the JSON log, not stderr", () =>
     } finally {
       printed.mockRestore();
     }
+  });
+});
+
+describe('an internal fault in the protocol layer is a 503 with Retry-After, never a 500', () => {
+  let tb: TestBroker;
+  let server: Server;
+  let url: string;
+  const logged: string[] = [];
+  beforeAll(async () => {
+    tb = await startTestBroker();
+    // The real provider as the broker builds it, with a grant that fails the way a bug would.
+    const provider = buildProvider({
+      settings: tb.config.settings,
+      policy: compilePolicy(tb.config),
+      keys: tb.broker.keys,
+      grant: async () => {
+        throw new TypeError('a bug in the grant');
+      },
+      log: (level, msg) => void logged.push(`${level} ${msg}`),
+    });
+    server = createServer(pinIssuerOrigin(provider.callback(), tb.url));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await tb.close();
+  });
+
+  it('oidc-provider\'s server_error becomes temporarily_unavailable, in JSON, with no CORS header', async () => {
+    const res = await rawRequest(url, {
+      method: 'POST',
+      path: '/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
+      body: new URLSearchParams({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: 'x', subject_token_type: JWT_TYPE, resource: CRM_API }).toString(),
+    });
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('2');
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.json).toEqual({ error: 'temporarily_unavailable', error_description: expect.any(String) });
+    expect(res.text).not.toContain('a bug in the grant');
+    expect(Object.keys(res.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
   });
 });

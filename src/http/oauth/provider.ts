@@ -89,7 +89,7 @@ export function buildProvider(opts: {
     clientAuthMethods: ['none'],
     pkce: { required: () => false },
     // Plugins are servers, not browsers: no cross-origin calls to the token endpoint
-    // (and withoutCors below removes what oidc-provider sets before a client is known).
+    // (and protocolSurface below removes what oidc-provider sets before a client is known).
     clientBasedCORS: () => false,
     renderError(ctx, out) {
       // No HTML pages: every error is the RFC 6749 JSON shape.
