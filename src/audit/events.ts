@@ -44,7 +44,7 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'policy.reload_failed': 'A policy reload was rejected; the previous policy stays in force.',
   'policy.revoked_on_reload': 'A reload removed plugins or grants, or narrowed scopes: the live credentials that depended on them were revoked (their Vault leases and AWS sessions too); carries what was removed and how many tokens.',
   'key.created': 'A signing key was created and published in the JWKS.',
-  'admin.denied': 'An admin API call was refused because its caller was not authenticated or lacks the role.',
+  'admin.denied': 'An admin API call was refused because its caller was not authenticated, lacks the role, or (tasks) is not the orchestrator that opened the task.',
   'token.revoked': 'Credentials were revoked: one token (RFC 7009 or admin), a task, a plugin or a signing key; carries the scope, id, actor and reason.',
   'plugin.suspended': 'A plugin was suspended (kill switch, by a security admin or a quota breach): its live credentials are revoked and it gets no new ones.',
   'plugin.resumed': 'A suspended plugin was resumed by a security admin.',

@@ -25,7 +25,7 @@ export const EFFECTS = ['read', 'read-sensitive', 'write', 'exfiltrate', 'admin'
 export const APPROVAL_RULES = ['none', 'human', 'step-up'] as const;
 /** Effects whose grants need a human approval unless the grant says `approval` explicitly. */
 export const APPROVAL_BY_DEFAULT_EFFECTS: ReadonlySet<string> = new Set(['write', 'exfiltrate', 'admin']);
-export const ADMIN_ROLES = ['orchestrator', 'ops', 'security', 'platform'] as const;
+export const ADMIN_ROLES = ['orchestrator', 'ops', 'security'] as const;
 
 const literals = <T extends readonly string[]>(values: T, description: string, dflt?: T[number]) =>
   Type.Union(

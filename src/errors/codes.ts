@@ -83,6 +83,8 @@ export const ERROR_CODES = {
   ERR_ADMIN_UNAUTHENTICATED: { oauth: 'invalid_token', status: 401 },
   ERR_ADMIN_FORBIDDEN: { oauth: 'insufficient_scope', status: 403 },
   ERR_ADMIN_NOT_FOUND: { oauth: 'not_found', status: 404 },
+  // another orchestrator's task: answered exactly like an unknown one, audited as this
+  ERR_TASK_NOT_OWNER: { oauth: 'not_found', status: 404 },
   ERR_ADMIN_INVALID: { oauth: 'invalid_request', status: 400 },
   ERR_ADMIN_CONFLICT: { oauth: 'conflict', status: 409 },
 } as const satisfies Record<string, { oauth: string; status: number }>;

@@ -283,7 +283,7 @@ describe('config/demo.yaml', () => {
     expect(config.plugins[1]!.grants[0]).toMatchObject({ audience: 'https://tickets.example.com', effect: 'write', approval: 'none', dpop: 'required', max_ttl: 120 });
     expect(config.admin.api_keys).toEqual([
       { id: 'demo-orchestrator', sha256: sha('demo-orchestrator-key'), roles: ['orchestrator'], groups: [] },
-      { id: 'demo-ops', sha256: sha('demo-ops-key'), roles: ['ops', 'security', 'platform'], groups: [] },
+      { id: 'demo-ops', sha256: sha('demo-ops-key'), roles: ['ops', 'security'], groups: [] },
     ]);
   });
 });

@@ -91,6 +91,9 @@ export function createAdminAuthenticator(
   };
 }
 
-export function requireRole(principal: AdminPrincipal, role: AdminRole): void {
-  if (!principal.roles.has(role)) throw new LeashError('ERR_ADMIN_FORBIDDEN', `this call needs the '${role}' role`);
+/** Throws ERR_ADMIN_FORBIDDEN unless the principal holds the role (or one of the roles). */
+export function requireRole(principal: AdminPrincipal, roles: AdminRole | readonly AdminRole[]): void {
+  const list: readonly AdminRole[] = typeof roles === 'string' ? [roles] : roles;
+  if (list.some((r) => principal.roles.has(r))) return;
+  throw new LeashError('ERR_ADMIN_FORBIDDEN', list.length === 1 ? `this call needs the '${list[0]}' role` : `this call needs one of the roles ${list.map((r) => `'${r}'`).join(', ')}`);
 }

@@ -4,6 +4,7 @@ import type { AuditEventType } from '../../audit/events.js';
 import type { Metrics } from '../../metrics/metrics.js';
 import { taskView, type TaskService } from '../../tasks/task-service.js';
 import type { Clock } from '../../time/clock.js';
+import type { AdminRole } from '../../config/schema.js';
 import { requireRole, type AdminAuthenticator, type AdminPrincipal } from './authenticate.js';
 import { sendAdminError } from './errors.js';
 
@@ -14,12 +15,12 @@ export interface AdminRouteDeps {
   readonly clock: Clock;
 }
 
-/** Authenticates, checks the role, and audits a refused admin call. */
-export async function admit(deps: AdminRouteDeps, req: Request, route: string, role: Parameters<typeof requireRole>[1]): Promise<AdminPrincipal> {
+/** Authenticates, checks the role (any one of `roles`), and audits a refused admin call. */
+export async function admit(deps: AdminRouteDeps, req: Request, route: string, roles: AdminRole | readonly AdminRole[]): Promise<AdminPrincipal> {
   let principal: AdminPrincipal | undefined;
   try {
     principal = await deps.authenticator().authenticate(req.header('authorization'));
-    requireRole(principal, role);
+    requireRole(principal, roles);
     return principal;
   } catch (err) {
     const code = err instanceof LeashError ? err.code : 'ERR_INTERNAL';
@@ -31,9 +32,31 @@ export async function admit(deps: AdminRouteDeps, req: Request, route: string, r
 
 const TASK_ID = /^tsk_[A-Za-z0-9_-]{10,64}$/;
 
-/** `POST /tasks`, `GET /tasks/{id}`, `DELETE /tasks/{id}` for orchestrators. */
+/** Security admins may read and end any task (incident response); orchestrators only their own. */
+const TASK_READERS: readonly AdminRole[] = ['orchestrator', 'security'];
+
+/**
+ * `POST /tasks` (orchestrator), `GET /tasks/{id}` and `DELETE /tasks/{id}` (the orchestrator
+ * that opened the task, or security).
+ */
 export function tasksRouter(deps: AdminRouteDeps & { tasks: TaskService }): Router {
   const router = Router();
+
+  /**
+   * The task, if this caller may see it. Another orchestrator's task answers exactly like an
+   * unknown id (404, same body), so task ids cannot be probed across orchestrators; the
+   * refusal is audited with the real reason.
+   */
+  async function ownTask(req: Request, route: string, principal: AdminPrincipal) {
+    const task = TASK_ID.test(req.params.id as string) ? await deps.tasks.get(req.params.id as string) : undefined;
+    if (!task) throw new LeashError('ERR_ADMIN_NOT_FOUND', 'no such task');
+    if (task.createdBy !== principal.id && !principal.roles.has('security')) {
+      deps.metrics.adminRequests.inc({ route, outcome: 'forbidden' });
+      await deps.audit.record('admin.denied', { route, method: req.method, reason: 'ERR_TASK_NOT_OWNER', actor: principal.id, task: task.id });
+      throw new LeashError('ERR_TASK_NOT_OWNER', 'no such task', { task: task.id, owner: task.createdBy });
+    }
+    return task;
+  }
 
   router.post('/', async (req, res) => {
     try {
@@ -55,9 +78,8 @@ export function tasksRouter(deps: AdminRouteDeps & { tasks: TaskService }): Rout
 
   router.get('/:id', async (req, res) => {
     try {
-      await admit(deps, req, 'tasks.get', 'orchestrator');
-      const task = TASK_ID.test(req.params.id) ? await deps.tasks.get(req.params.id) : undefined;
-      if (!task) throw new LeashError('ERR_ADMIN_NOT_FOUND', 'no such task');
+      const principal = await admit(deps, req, 'tasks.get', TASK_READERS);
+      const task = await ownTask(req, 'tasks.get', principal);
       res.json(taskView(task, deps.clock.now()));
     } catch (err) {
       sendAdminError(res, err);
@@ -66,9 +88,8 @@ export function tasksRouter(deps: AdminRouteDeps & { tasks: TaskService }): Rout
 
   router.delete('/:id', async (req, res) => {
     try {
-      const principal = await admit(deps, req, 'tasks.end', 'orchestrator');
-      const existing = TASK_ID.test(req.params.id) ? await deps.tasks.get(req.params.id) : undefined;
-      if (!existing) throw new LeashError('ERR_ADMIN_NOT_FOUND', 'no such task');
+      const principal = await admit(deps, req, 'tasks.end', TASK_READERS);
+      const existing = await ownTask(req, 'tasks.end', principal);
       // Ending revokes everything issued for the task and audits it (TaskService.onEnded).
       const task = await deps.tasks.end(existing.id, principal.id, 'ended');
       deps.metrics.adminRequests.inc({ route: 'tasks.end', outcome: 'ok' });
