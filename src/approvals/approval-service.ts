@@ -15,7 +15,7 @@ export interface ApprovalServiceDeps {
   /** Read per request, so a reload applies to the next approval. */
   readonly settings: () => ApprovalSettingsConfig;
   readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
-  readonly metrics: { readonly approvals: { inc(labels: { outcome: 'requested' | 'expired' | 'redeemed' }): void } };
+  readonly metrics: { readonly approvals: { inc(labels: { outcome: 'requested' | 'expired' | 'redeemed' | 'limited' }): void } };
   readonly notifier: ApprovalNotifier;
 }
 
@@ -39,12 +39,19 @@ export function requestHash(input: Parameters<typeof requestBinding>[0]): string
   return createHash('sha256').update(JSON.stringify(requestBinding(input)), 'utf8').digest('base64url');
 }
 
+/**
+ * The request without what a caller can vary for free (its TTL, its DPoP key): asking again
+ * with another `expires_in` or a fresh key is the same request to an approver, so it gets
+ * the approval already pending instead of a new one.
+ */
+export function dedupeKey(input: Parameters<typeof requestBinding>[0]): string {
+  const { ttl: _ttl, jkt: _jkt, ...rest } = requestBinding(input);
+  return createHash('sha256').update(JSON.stringify(rest), 'utf8').digest('base64url');
+}
+
 export function newApprovalId(): string {
   return randomBytes(16).toString('base64url');
 }
-
-/** Pending approvals scanned for an identical request (pending ones are few: each waits for a person). */
-const DEDUPE_SCAN = 500;
 
 const secondsUntil = (ms: number, now: number) => Math.max(1, Math.ceil((ms - now) / 1000));
 
@@ -57,11 +64,6 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
   async function create(input: ApprovalRequestInput, hash: string): Promise<never> {
     const s = deps.settings();
     const now = input.now;
-    // The same request asked again while one is pending gets that one back: approvers are
-    // not flooded with copies. Best effort: two racing first requests may still make two.
-    const open = await deps.store.listApprovals({ state: 'pending', now, limit: DEDUPE_SCAN });
-    const same = open.find((a) => a.plugin === input.plugin.id && a.requestHash === hash);
-    if (same) throw pending(same, now, s.poll_interval, 'this request already waits for a human; poll with approval_id');
     const record: ApprovalRecord = {
       id: newApprovalId(),
       requestHash: hash,
@@ -88,7 +90,32 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
       // The request itself counts as the first poll (CIBA: wait `interval` before polling).
       lastPollAt: now,
     };
-    await deps.store.createApproval(record);
+    // One atomic store step (any replica): the same request (or the same but for TTL and
+    // DPoP key) already pending gets that approval back; past the plugin's or the task's
+    // limit of pending approvals the caller is told to slow down; otherwise it is created.
+    const opened = await deps.store.openApproval(record, { dedupeKey: dedupeKey(input), maxPerPlugin: s.max_pending_per_plugin, maxPerTask: s.max_pending_per_task });
+    if (opened.outcome === 'existing') {
+      const same = opened.approval;
+      throw pending(
+        same,
+        now,
+        s.poll_interval,
+        same.requestHash === hash
+          ? 'this request already waits for a human; poll with approval_id'
+          : 'the same request with another lifetime or DPoP key already waits for a human; poll that one with approval_id, repeating the request it was made for',
+      );
+    }
+    if (opened.outcome === 'limited') {
+      deps.metrics.approvals.inc({ outcome: 'limited' });
+      const limit = opened.scope === 'plugin' ? s.max_pending_per_plugin : s.max_pending_per_task;
+      // The exchange's audit event (exchange.denied, ERR_APPROVAL_LIMIT) carries this detail.
+      throw new LeashError(
+        'ERR_APPROVAL_LIMIT',
+        `${opened.pending} approvals of this ${opened.scope} already wait for a human (at most ${limit}); wait for decisions before asking for more`,
+        { limit_scope: opened.scope, pending: opened.pending, limit },
+        { fields: { interval: s.poll_interval + SLOW_DOWN_EXTRA_S } },
+      );
+    }
     deps.metrics.approvals.inc({ outcome: 'requested' });
     await deps.audit.record('approval.requested', {
       approval: record.id,

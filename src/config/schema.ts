@@ -92,6 +92,8 @@ export const ApprovalSettings = Type.Object(
     poll_interval: Seconds('Minimum seconds between two polls of one pending approval (faster polls get `slow_down`).', 5),
     pending_ttl: Seconds('How long an approval waits for a decision before it expires.', 900),
     redeem_ttl: Seconds('How long an approved request may be redeemed (once) after the decision.', 300),
+    max_pending_per_plugin: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Most approvals of one plugin that may wait for a decision at once; past it a new request gets `slow_down` (`ERR_APPROVAL_LIMIT`, audited). The same request asked again (whatever its `expires_in` or DPoP key) gets the approval already pending and does not count twice.' }),
+    max_pending_per_task: Type.Integer({ minimum: 1, maximum: 1000, default: 20, description: 'Most approvals of one task (all its plugins together) that may wait for a decision at once; past it: `slow_down`, as above.' }),
     approver_groups: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'Admin groups (API-key `groups` or the admin JWT groups claim) that may decide approvals besides the `security` role.' }),
     required_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), {
       default: ['critical'],

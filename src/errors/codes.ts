@@ -43,6 +43,7 @@ export const ERROR_CODES = {
   // approvals and step-up (CIBA-style polling, OpenID CIBA §11)
   ERR_APPROVAL_PENDING: { oauth: 'authorization_pending', status: 400 },
   ERR_APPROVAL_SLOW_DOWN: { oauth: 'slow_down', status: 400 },
+  ERR_APPROVAL_LIMIT: { oauth: 'slow_down', status: 400 },
   ERR_APPROVAL_DENIED: { oauth: 'access_denied', status: 400 },
   ERR_APPROVAL_EXPIRED: { oauth: 'expired_token', status: 400 },
   ERR_APPROVAL_UNKNOWN: { oauth: 'invalid_grant', status: 400 },

@@ -147,7 +147,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     }),
     approvals: new Counter({
       name: METRIC_NAMES.approvals,
-      help: 'Human approvals by outcome: requested, approved, denied, expired (a poll found it expired), redeemed.',
+      help: 'Human approvals by outcome: requested, approved, denied, expired (a poll found it expired), redeemed, limited (refused: too many pending).',
       labelNames: ['outcome'],
       registers,
     }),

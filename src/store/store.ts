@@ -67,9 +67,33 @@ export interface ReplayCache {
   remember(key: string, expiresAt: number): Promise<boolean>;
 }
 
+/** What `openApproval` did: made the approval, found one already pending for the request, or refused. */
+export type OpenApprovalOutcome =
+  | { readonly outcome: 'created' }
+  | { readonly outcome: 'existing'; readonly approval: ApprovalRecord }
+  | { readonly outcome: 'limited'; readonly scope: 'plugin' | 'task'; readonly pending: number };
+
+/** Limits of `openApproval`. */
+export interface OpenApprovalOptions {
+  /** Identifies the request without its TTL and DPoP key: one pending approval per plugin and key. */
+  readonly dedupeKey: string;
+  /** Most approvals of the record's plugin that may be pending (unexpired) at once. */
+  readonly maxPerPlugin: number;
+  /** Most approvals of the record's task that may be pending at once (no limit without a task). */
+  readonly maxPerTask: number;
+}
+
 /** Pending and decided approvals, shared by replicas; every transition is atomic. */
 export interface ApprovalStore {
+  /** Stores a record as is (no dedupe, no limits). */
   createApproval(approval: ApprovalRecord): Promise<void>;
+  /**
+   * The exchange's way in, as one atomic step across replicas: if an approval of the same
+   * plugin is pending (unexpired at `approval.requestedAt`) with the same request hash, or
+   * else the same `dedupeKey`, returns it; if the plugin, or the task, already has its limit
+   * of pending approvals, refuses; otherwise stores the new pending record.
+   */
+  openApproval(approval: ApprovalRecord, opts: OpenApprovalOptions): Promise<OpenApprovalOutcome>;
   getApproval(id: string): Promise<ApprovalRecord | undefined>;
   /**
    * pending → approved|denied, only while pending and `at < expiresAt`. Returns the updated

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createApprovalService, requestHash } from '../../src/approvals/approval-service.js';
+import { createApprovalService, dedupeKey, requestHash } from '../../src/approvals/approval-service.js';
 import { ApprovalDecisions, type Approver } from '../../src/approvals/decisions.js';
 import type { ApprovalGate, ApprovalRequestInput } from '../../src/approvals/gate.js';
 import type { ApprovalRecord } from '../../src/store/records.js';
@@ -170,6 +170,38 @@ describe('approval service (real SQLite store, ManualClock)', () => {
     expect(again.fields).toEqual({ approval_id: id, interval: 5, expires_in: 840 });
     expect(h.notified.map((a) => a.id)).toEqual([id, other]);
     expect(h.counts).toEqual({ requested: 2 });
+  });
+
+  it('the same request with another TTL or DPoP key gets the pending approval back, which still binds the first TTL and key', async () => {
+    const id = await request({ ttl: 300, jkt: 'key-one-thumbprint' });
+    for (const over of [{ ttl: 299 }, { ttl: 17, jkt: 'key-two-thumbprint' }, { jkt: undefined }]) {
+      const again = await code(h.gate.check(h.input({ ...over, now: h.clock.now() })));
+      expect([again.code, again.fields!.approval_id]).toEqual(['ERR_APPROVAL_PENDING', id]);
+      expect(again.description).toContain('another lifetime or DPoP key');
+    }
+    expect(h.notified).toHaveLength(1);
+    expect(h.counts).toEqual({ requested: 1 });
+    // The dedupe key ignores TTL and key, and nothing else.
+    const base = h.input();
+    expect(dedupeKey({ ...base, ttl: 1, jkt: 'x' })).toBe(dedupeKey(base));
+    expect(dedupeKey({ ...base, scopes: ['a'] })).not.toBe(dedupeKey(base));
+    expect(dedupeKey({ ...base, task: undefined })).not.toBe(dedupeKey(base));
+    // Redeeming needs the exact request the approval was made for.
+    h.clock.advance(10);
+    expect((await code(poll(id, { ttl: 299, jkt: 'key-one-thumbprint' }))).code).toBe('ERR_APPROVAL_MISMATCH');
+  });
+
+  it('past max_pending_per_plugin: slow_down (ERR_APPROVAL_LIMIT) with an interval, counted; nothing stored', async () => {
+    h.settings.max_pending_per_plugin = 2;
+    await request({ scopes: ['a'] });
+    await request({ scopes: ['b'] });
+    const err = await code(h.gate.check(h.input({ scopes: ['c'] })));
+    expect(err.code).toBe('ERR_APPROVAL_LIMIT');
+    expect(toOAuthError(err)).toEqual({ status: 400, body: { error: 'slow_down', error_description: expect.stringContaining('at most 2'), interval: 10 } });
+    expect(err.detail).toEqual({ limit_scope: 'plugin', pending: 2, limit: 2 });
+    expect(h.counts).toEqual({ requested: 2, limited: 1 });
+    expect(await h.store.listApprovals({ state: 'pending', now: h.clock.now(), limit: 10 })).toHaveLength(2);
+    expect(h.notified).toHaveLength(2);
   });
 
   it('once the pending approval is decided or expired, the same request makes a new one', async () => {

@@ -88,7 +88,7 @@ describe('evaluate: allowed', () => {
     // ... unless the grant says otherwise, or the settings name other tiers
     expect(rule(plugin('c', { risk: 'critical', grants: [grant({ approval: 'none' })] }))).toBe('none');
     expect(rule(plugin('w', { grants: [grant({ effect: 'write', approval: 'step-up' })] }))).toBe('step-up');
-    const highToo = { settings: settings({ approvals: { poll_interval: 5, pending_ttl: 900, redeem_ttl: 300, approver_groups: [], required_for_risk: ['high'] } }) };
+    const highToo = { settings: settings({ approvals: { poll_interval: 5, pending_ttl: 900, redeem_ttl: 300, max_pending_per_plugin: 10, max_pending_per_task: 20, approver_groups: [], required_for_risk: ['high'] } }) };
     expect(rule(plugin('h', { risk: 'high', grants: [grant({ approval: undefined })] }), highToo)).toBe('human');
     expect(rule(plugin('c', { risk: 'critical', grants: [grant({ approval: undefined })] }), highToo)).toBe('none');
   });

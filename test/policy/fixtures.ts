@@ -36,7 +36,7 @@ export function settings(over: Partial<Settings> = {}): Settings {
     dpop: { required_for_risk: ['high', 'critical'], max_proof_age: 60, algorithms: ['ES256', 'EdDSA'] },
     revocation: { sync_interval_ms: 500, max_staleness_ms: 5000, sweep_interval_ms: 1000 },
     aws: { region: 'us-east-1', web_identity_audience: 'sts.amazonaws.com', web_identity_token_ttl: 300, max_attempts: 3, deny_revoked_sessions: true, deny_policy_max_chars: 8192 },
-    approvals: { poll_interval: 5, pending_ttl: 900, redeem_ttl: 300, approver_groups: [], required_for_risk: ['critical'] },
+    approvals: { poll_interval: 5, pending_ttl: 900, redeem_ttl: 300, max_pending_per_plugin: 10, max_pending_per_task: 20, approver_groups: [], required_for_risk: ['critical'] },
     delegation: { max_depth: 3, toxic_combinations: [{ upstream: 'read-sensitive', downstream: 'exfiltrate', action: 'deny' }] },
     production: false,
     ...over,

@@ -597,6 +597,61 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect((await store.getApproval(full.id))?.state).toBe('approved');
       });
 
+      describe('openApproval: dedupe and limits, atomically', () => {
+        const limits = { dedupeKey: 'dk-1', maxPerPlugin: 3, maxPerTask: 4 };
+        const pending = (over: Partial<ApprovalRecord> = {}) => anApproval(clock, { requestHash: `h-${Math.random()}`, ...over });
+
+        it('creates; the same request hash, or else the same dedupe key, pending for the plugin comes back instead', async () => {
+          const first = pending({ requestHash: 'h-1' });
+          expect(await store.openApproval(first, limits)).toEqual({ outcome: 'created' });
+          expect(await store.getApproval(first.id)).toEqual(first);
+          // same hash, other dedupe key: the exact request wins
+          const exact = await store.openApproval(pending({ requestHash: 'h-1' }), { ...limits, dedupeKey: 'dk-other' });
+          expect(exact).toEqual({ outcome: 'existing', approval: first });
+          // other hash (another TTL or DPoP key), same dedupe key: the pending one too
+          const loose = await store.openApproval(pending({ requestHash: 'h-2', ttl: 299 }), limits);
+          expect(loose).toEqual({ outcome: 'existing', approval: first });
+          // another plugin with the same key is not the same request
+          expect((await store.openApproval(pending({ plugin: 'other-plugin' }), limits)).outcome).toBe('created');
+          expect((await store.listApprovals({ state: 'pending', now: clock.now(), limit: 10 })).length).toBe(2);
+        });
+
+        it('refuses past the plugin limit, then the task limit; decided and expired approvals do not count', async () => {
+          for (let i = 0; i < 3; i++) expect((await store.openApproval(pending({ task: `tsk_p${i}` }), { ...limits, dedupeKey: `k${i}` })).outcome).toBe('created');
+          expect(await store.openApproval(pending({ task: 'tsk_p9' }), { ...limits, dedupeKey: 'k9' })).toEqual({ outcome: 'limited', scope: 'plugin', pending: 3 });
+          // one decided: room for one more
+          const [newest] = await store.listApprovals({ state: 'pending', now: clock.now(), limit: 1 });
+          await store.decideApproval(newest!.id, approve(clock.now()));
+          expect((await store.openApproval(pending({ task: 'tsk_p9' }), { ...limits, dedupeKey: 'k9' })).outcome).toBe('created');
+          expect((await store.openApproval(pending({ task: 'tsk_pa' }), { ...limits, dedupeKey: 'ka' })).outcome).toBe('limited');
+          // the task limit counts every plugin of the task
+          for (let i = 0; i < 4; i++) expect((await store.openApproval(pending({ plugin: `p${i}`, task: 'tsk_shared' }), limits)).outcome).toBe('created');
+          expect(await store.openApproval(pending({ plugin: 'p9', task: 'tsk_shared' }), limits)).toEqual({ outcome: 'limited', scope: 'task', pending: 4 });
+          // without a task only the plugin limit applies
+          expect((await store.openApproval(pending({ plugin: 'p9', task: undefined }), limits)).outcome).toBe('created');
+          // once they expire nothing is pending any more
+          clock.advance(10 * MINUTE);
+          expect((await store.openApproval(pending({ task: 'tsk_pb', requestedAt: clock.now(), expiresAt: clock.now() + MINUTE }), { ...limits, dedupeKey: 'kb' })).outcome).toBe('created');
+          expect((await store.openApproval(pending({ plugin: 'p9', task: 'tsk_shared', requestedAt: clock.now(), expiresAt: clock.now() + MINUTE }), limits)).outcome).toBe('created');
+        });
+
+        it('concurrent requests on two handles never exceed the limit', async () => {
+          const other = await sibling();
+          const results = await Promise.all(
+            Array.from({ length: 12 }, (_, i) => (i % 2 ? other : store).openApproval(pending({ task: `tsk_c${i}` }), { ...limits, dedupeKey: `c${i}` })),
+          );
+          expect(results.filter((r) => r.outcome === 'created')).toHaveLength(3);
+          expect(results.filter((r) => r.outcome === 'limited')).toHaveLength(9);
+          expect((await store.listApprovals({ state: 'pending', now: clock.now(), limit: 100 })).length).toBe(3);
+        });
+
+        it('rejects malformed input as a programming error', async () => {
+          expect(await rejectionOf(store.openApproval(pending({ state: 'approved' }), limits))).toBeInstanceOf(TypeError);
+          expect(await rejectionOf(store.openApproval(pending(), { ...limits, maxPerPlugin: 0 }))).toBeInstanceOf(TypeError);
+          expect(await rejectionOf(store.openApproval(pending(), { ...limits, dedupeKey: '' }))).toBeInstanceOf(TypeError);
+        });
+      });
+
       it('decides a pending approval once; a second decision changes nothing', async () => {
         const a = anApproval(clock);
         await store.createApproval(a);

@@ -62,6 +62,14 @@ export class RedisKeys {
   approvalsIndex(state: 'all' | 'pending' | 'approved' | 'denied' | 'used'): string {
     return `${this.prefix}apr-idx:${state}`;
   }
+  /** Sorted set: ids of one plugin's pending approvals by expiresAt (limits, dedupe; stale entries pruned lazily). */
+  approvalsPendingOfPlugin(plugin: string): string {
+    return `${this.prefix}apr-pending-plugin:${plugin}`;
+  }
+  /** Sorted set: ids of one task's pending approvals by expiresAt. */
+  approvalsPendingOfTask(task: string): string {
+    return `${this.prefix}apr-pending-task:${task}`;
+  }
   /** Sorted set: approval ids by when their record is dropped (removes stale index entries). */
   get approvalsDrop(): string {
     return `${this.prefix}apr-drop`;

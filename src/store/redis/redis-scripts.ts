@@ -196,6 +196,60 @@ return 1
 );
 
 /**
+ * The exchange's atomic "dedupe, limit, create" (ApprovalStore.openApproval).
+ * KEYS: record, idx:all, idx:pending, drop index, plugin's pending set, task's pending set
+ * (the plugin's again when there is no task). ARGV: id, requestedAt (= now), expiresAt, ttl
+ * ms, dropAt, gc batch, request hash, dedupe key, max per plugin, max per task, has-task
+ * ('1'/'0'), record key prefix, then field/value pairs. The per-plugin and per-task sets
+ * hold ids by expiry; an entry whose record is no longer pending is removed when met, so
+ * each call reads at most the live entries (bounded by the limits). Record keys are built
+ * from the prefix here: Leash's Redis store is one server, not a cluster.
+ * Returns {'existing', id} | {'limited', 'plugin'|'task', n} | {'created'} | {'exists'}.
+ */
+export const OPEN_APPROVAL = new LuaScript(
+  'openApproval',
+  `
+local now = tonumber(ARGV[2])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
+if #stale > 0 then
+  for i = 2, 4 do redis.call('ZREM', KEYS[i], unpack(stale)) end
+end
+local function live(set)
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
+  local out = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '(' .. now, '+inf')) do
+    if redis.call('HGET', ARGV[12] .. id, 'st') == 'pending' then out[#out + 1] = id else redis.call('ZREM', set, id) end
+  end
+  return out
+end
+local mine = live(KEYS[5])
+local loose = nil
+for _, id in ipairs(mine) do
+  local h = redis.call('HMGET', ARGV[12] .. id, 'rh', 'dk')
+  if h[1] == ARGV[7] then return { 'existing', id } end
+  if not loose and h[2] == ARGV[8] then loose = id end
+end
+if loose then return { 'existing', loose } end
+if #mine >= tonumber(ARGV[9]) then return { 'limited', 'plugin', #mine } end
+if ARGV[11] == '1' then
+  local theirs = live(KEYS[6])
+  if #theirs >= tonumber(ARGV[10]) then return { 'limited', 'task', #theirs } end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return { 'exists' } end
+local fields = { 'rh', ARGV[7], 'dk', ARGV[8] }
+for i = 13, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+if ARGV[11] == '1' then redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1]) end
+return { 'created' }
+`,
+);
+
+/**
  * KEYS: record, idx:pending, idx:<new state>, drop index. ARGV: id, state, at, by,
  * has-reason ('1'/'0'), reason, has-redeemBy, redeemBy, now, retention ms.
  * pending → state only while `at < exp`; returns HGETALL of the updated record, or nil.

@@ -9,6 +9,7 @@ import { ChangeHub, HandleSubscriptions } from '../sqlite/change-hub.js';
 import {
   checkApproval,
   checkApprovalFilter,
+  checkOpenApproval,
   checkAt,
   checkDecision,
   checkId,
@@ -23,7 +24,7 @@ import {
   checkSuspension,
   checkWindow,
 } from '../sqlite/record-checks.js';
-import type { Store } from '../store.js';
+import type { OpenApprovalOptions, OpenApprovalOutcome, Store } from '../store.js';
 import { approvalDropAt, approvalFields, byExpiryThenJti, fromApprovalHash, fromLeaseFields, leaseHead } from './redis-approvals.js';
 import { RedisKeys } from './redis-keys.js';
 import {
@@ -32,6 +33,7 @@ import {
   CAS_AWS_DENY,
   CONSUME_APPROVAL,
   CREATE_APPROVAL,
+  OPEN_APPROVAL,
   CREATE_TASK,
   DECIDE_APPROVAL,
   END_TASK,
@@ -547,6 +549,31 @@ export class RedisStore implements Store {
     );
     // Ids are random; overwriting could resurrect a decided or used approval.
     if (created !== 1) throw new TypeError('createApproval: an approval with this id already exists');
+  }
+
+  async openApproval(a: ApprovalRecord, opts: OpenApprovalOptions): Promise<OpenApprovalOutcome> {
+    checkOpenApproval(a, opts);
+    const drop = approvalDropAt(a, APPROVAL_RETENTION_MS);
+    const k = this.#k;
+    const now = a.requestedAt;
+    const reply = (await this.#call('openApproval', () =>
+      OPEN_APPROVAL.run(
+        this.#client,
+        [k.approval(a.id), k.approvalsIndex('all'), k.approvalsIndex('pending'), k.approvalsDrop, k.approvalsPendingOfPlugin(a.plugin), a.task === undefined ? k.approvalsPendingOfPlugin(a.plugin) : k.approvalsPendingOfTask(a.task)],
+        [a.id, now, a.expiresAt, Math.max(1, drop - this.#clock.now()), drop, 500, a.requestHash, opts.dedupeKey, opts.maxPerPlugin, opts.maxPerTask, a.task === undefined ? '0' : '1', k.approval(''), ...approvalFields(a)],
+      ),
+    )) as unknown[];
+    const [outcome, x, n] = reply.map(String);
+    if (outcome === 'created') return { outcome: 'created' };
+    if (outcome === 'limited') return { outcome: 'limited', scope: x === 'task' ? 'task' : 'plugin', pending: Number(n) };
+    if (outcome === 'existing') {
+      const existing = await this.getApproval(x as string);
+      // Decided or dropped between the script and this read: it is no longer pending, so ask again.
+      if (existing) return { outcome: 'existing', approval: existing };
+      return this.openApproval(a, opts);
+    }
+    // Ids are random; overwriting could resurrect a decided or used approval.
+    throw new TypeError('openApproval: an approval with this id already exists');
   }
 
   async getApproval(id: string): Promise<ApprovalRecord | undefined> {

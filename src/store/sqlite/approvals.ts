@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { ApprovalRecord, ApprovalState } from '../records.js';
+import type { OpenApprovalOptions, OpenApprovalOutcome } from '../store.js';
 
 /*
  * The approvals table of the SQLite store. Every transition is one UPDATE whose WHERE
@@ -35,6 +36,7 @@ type ApprovalRow = {
   redeem_by: number | null;
   used_at: number | null;
   last_poll_at: number | null;
+  dedupe_key?: string | null;
 };
 
 export type ApprovalDecision = {
@@ -49,9 +51,17 @@ function prepareApprovalsImpl(db: Database.Database): ApprovalStatements {
   return {
     insert: db.prepare(
       `INSERT INTO approvals (id, request_hash, plugin, owner, task, audience, scopes, ttl, kind, effect, risk, justification, chain, cause,
-         requested_at, expires_at, state, decided_at, decided_by, decision_reason, redeem_by, used_at, last_poll_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         requested_at, expires_at, state, decided_at, decided_by, decision_reason, redeem_by, used_at, last_poll_at, dedupe_key)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
+    // openApproval: the same request pending for the plugin (exact hash first), and the
+    // pending counts; the partial indexes hold pending rows only, ranged by expiry.
+    pendingSame: db.prepare(
+      `SELECT * FROM approvals WHERE plugin = @plugin AND state = 'pending' AND expires_at > @now AND (request_hash = @hash OR dedupe_key = @key)
+       ORDER BY request_hash = @hash DESC, requested_at DESC LIMIT 1`,
+    ),
+    pendingOfPlugin: db.prepare("SELECT count(*) AS n FROM approvals WHERE plugin = ? AND state = 'pending' AND expires_at > ?"),
+    pendingOfTask: db.prepare("SELECT count(*) AS n FROM approvals WHERE task = ? AND state = 'pending' AND expires_at > ?"),
     get: db.prepare('SELECT * FROM approvals WHERE id = ?'),
     decide: db.prepare(
       `UPDATE approvals SET state = @state, decided_at = @at, decided_by = @by, decision_reason = @reason, redeem_by = @redeemBy
@@ -71,9 +81,12 @@ function prepareApprovalsImpl(db: Database.Database): ApprovalStatements {
 }
 
 // Named with the public Database.Statement type so the declaration emit can name it.
-export type ApprovalStatements = Record<'insert' | 'get' | 'decide' | 'consume' | 'poll' | 'exists' | 'listAll' | 'listState' | 'listPending' | 'purge', Database.Statement>;
+export type ApprovalStatements = Record<
+  'insert' | 'get' | 'decide' | 'consume' | 'poll' | 'exists' | 'listAll' | 'listState' | 'listPending' | 'purge' | 'pendingSame' | 'pendingOfPlugin' | 'pendingOfTask',
+  Database.Statement
+>;
 
-export function insertApproval(s: ApprovalStatements, a: ApprovalRecord): void {
+export function insertApproval(s: ApprovalStatements, a: ApprovalRecord, dedupeKey?: string): void {
   s.insert.run(
     a.id,
     a.requestHash,
@@ -98,7 +111,26 @@ export function insertApproval(s: ApprovalStatements, a: ApprovalRecord): void {
     a.redeemBy ?? null,
     a.usedAt ?? null,
     a.lastPollAt ?? null,
+    dedupeKey ?? null,
   );
+}
+
+/**
+ * Runs inside one IMMEDIATE transaction (see SqliteStore.openApproval), so two handles or
+ * processes on the file cannot both pass the limit check.
+ */
+export function openApprovalRow(s: ApprovalStatements, a: ApprovalRecord, o: OpenApprovalOptions): OpenApprovalOutcome {
+  const now = a.requestedAt;
+  const same = s.pendingSame.get({ plugin: a.plugin, now, hash: a.requestHash, key: o.dedupeKey }) as ApprovalRow | undefined;
+  if (same) return { outcome: 'existing', approval: toApproval(same) };
+  const ofPlugin = (s.pendingOfPlugin.get(a.plugin, now) as { n: number }).n;
+  if (ofPlugin >= o.maxPerPlugin) return { outcome: 'limited', scope: 'plugin', pending: ofPlugin };
+  if (a.task !== undefined) {
+    const ofTask = (s.pendingOfTask.get(a.task, now) as { n: number }).n;
+    if (ofTask >= o.maxPerTask) return { outcome: 'limited', scope: 'task', pending: ofTask };
+  }
+  insertApproval(s, a, o.dedupeKey);
+  return { outcome: 'created' };
 }
 
 export function decideApprovalRow(s: ApprovalStatements, id: string, d: ApprovalDecision): ApprovalRecord | undefined {

@@ -138,6 +138,18 @@ export const MIGRATIONS: readonly string[] = [
     state       TEXT NOT NULL                 -- JSON, compared whole for compare-and-set
   ) WITHOUT ROWID;
   `,
+  // 5: authorization (issue 10): approval dedupe and limits, audiences of revocations
+  `
+  -- the request without its TTL and DPoP key (approval dedupe); NULL for records from before
+  ALTER TABLE approvals ADD COLUMN dedupe_key TEXT;
+  -- pending approvals of one plugin or task, by expiry (the limits and the dedupe lookup)
+  CREATE INDEX IF NOT EXISTS approvals_pending_plugin ON approvals (plugin, expires_at) WHERE state = 'pending';
+  CREATE INDEX IF NOT EXISTS approvals_pending_task ON approvals (task, expires_at) WHERE state = 'pending';
+
+  -- JSON array of the audiences a revocation concerns (the feed shows it to their resource
+  -- servers only); NULL: every resource server (plugin and key scopes, records from before)
+  ALTER TABLE revocations ADD COLUMN audiences TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -122,6 +122,16 @@ export function checkDecision(d: { readonly state: string; readonly by: string; 
   optionalMs(op, 'redeemBy', d.redeemBy);
 }
 
+export function checkOpenApproval(a: ApprovalRecord, o: { readonly dedupeKey: string; readonly maxPerPlugin: number; readonly maxPerTask: number }): void {
+  checkApproval(a);
+  const op = 'openApproval';
+  if (a.state !== 'pending') throw new TypeError(`${op}: only a pending approval can be opened`);
+  if (typeof o !== 'object' || o === null) throw new TypeError(`${op}: options are required`);
+  text(op, 'dedupeKey', o.dedupeKey);
+  checkLimit(op, o.maxPerPlugin);
+  checkLimit(op, o.maxPerTask);
+}
+
 export function checkApprovalFilter(f: { readonly state?: ApprovalState; readonly now: number; readonly limit: number }): void {
   const op = 'listApprovals';
   if (typeof f !== 'object' || f === null) throw new TypeError(`${op}: a filter is required`);

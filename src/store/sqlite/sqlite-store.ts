@@ -5,14 +5,15 @@ import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } fro
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
 import type { ApprovalRecord, ApprovalState, AuditRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from '../records.js';
-import type { Store } from '../store.js';
-import { APPROVAL_RETENTION_MS, decideApprovalRow, insertApproval, listApprovalRows, prepareApprovals, toApproval, type ApprovalDecision, type ApprovalStatements } from './approvals.js';
+import type { OpenApprovalOptions, OpenApprovalOutcome, Store } from '../store.js';
+import { APPROVAL_RETENTION_MS, decideApprovalRow, insertApproval, listApprovalRows, openApprovalRow, prepareApprovals, toApproval, type ApprovalDecision, type ApprovalStatements } from './approvals.js';
 import { acquireHub, HandleSubscriptions, type ChangeHub } from './change-hub.js';
 import { LEASE_RETENTION_MS, insertLease, leaseRows, prepareLeases, type LeaseStatements } from './leases.js';
 import { SchemaTooNewError, migrate } from './migrations.js';
 import {
   checkApproval,
   checkApprovalFilter,
+  checkOpenApproval,
   checkAt,
   checkDecision,
   checkId,
@@ -165,6 +166,7 @@ export class SqliteStore implements Store {
   readonly #a: ApprovalStatements;
   readonly #l: LeaseStatements;
   readonly #appendTx: (type: string, canonicalEvent: string, ts: number) => AuditRow;
+  readonly #openApprovalTx: (a: ApprovalRecord, opts: OpenApprovalOptions) => OpenApprovalOutcome;
 
   constructor(opts: SqliteStoreOptions) {
     this.path = opts.path;
@@ -224,6 +226,8 @@ export class SqliteStore implements Store {
         return { seq, ts, type, event: canonicalEvent, prev_hash: h.hash, hash };
       })
       .immediate;
+    const a = this.#a;
+    this.#openApprovalTx = this.#db.transaction((rec: ApprovalRecord, opts: OpenApprovalOptions) => openApprovalRow(a, rec, opts)).immediate;
   }
 
   /** The chain head as last appended or read by this process (seq 0 = empty log). */
@@ -383,6 +387,21 @@ export class SqliteStore implements Store {
       } catch (err) {
         // Ids are random; overwriting could resurrect a decided or used approval.
         if (isConstraintError(err)) throw new TypeError('createApproval: an approval with this id already exists');
+        throw err;
+      }
+    });
+  }
+
+  async openApproval(a: ApprovalRecord, opts: OpenApprovalOptions): Promise<OpenApprovalOutcome> {
+    checkOpenApproval(a, opts);
+    const now = this.#clock.now();
+    return this.#run('openApproval', () => {
+      if (++this.#approvalCreates % this.#recordPurgeEvery === 0) this.#a.purge.run(now - APPROVAL_RETENTION_MS);
+      try {
+        // IMMEDIATE: the write lock is taken before the counts are read.
+        return this.#durably(() => this.#openApprovalTx(a, opts));
+      } catch (err) {
+        if (isConstraintError(err)) throw new TypeError('openApproval: an approval with this id already exists');
         throw err;
       }
     });
