@@ -16,6 +16,7 @@ import { requiredVaultCapabilities } from './vault/required-capabilities.js';
 import { PeriodicPass } from './time/periodic-pass.js';
 import { openStore } from './store/open-store.js';
 import { RevocationView } from './revocation/revocation-view.js';
+import { createAudienceResolver } from './revocation/revocation-audiences.js';
 import { TaskSweeper } from './tasks/task-sweeper.js';
 import type { Store } from './store/store.js';
 import { createJwtIssuer } from './issuance/jwt/jwt-issuer.js';
@@ -167,6 +168,11 @@ export class Broker {
         ...(vaultLeases ? [['vault', createVaultRevoker(vaultLeases)] as const] : []),
       ]),
       log: (msg, fields) => this.#log('warn', msg, fields),
+      audiences: createAudienceResolver({
+        tokens: store,
+        tasks: store,
+        grantedAudiences: (plugin) => this.#generation.policy.plugins.get(plugin)?.grants.map((g) => g.audience) ?? [],
+      }),
       onRevoked: async (r) => {
         // Only the replica that made the revocation pushes it: one SET per revocation.
         this.#setPush?.publish(r);

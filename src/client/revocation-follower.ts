@@ -218,9 +218,12 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
         if (!Array.isArray(body.revocations) || !Number.isSafeInteger(body.cursor) || typeof body.more !== 'boolean') {
           throw new FollowerError('GET /revocations answered an unexpected document');
         }
+        const before = cursor;
         for (const r of body.revocations) apply(r);
         cursor = Math.max(cursor, body.cursor as number);
-        if (!body.more || body.revocations.length === 0) break;
+        // A page may hold no record for this server and still move the cursor (the feed
+        // skips other audiences' records): keep reading while it moves and `more` says so.
+        if (!body.more || cursor === before) break;
       } finally {
         clearTimeout(timer);
         inFlight = undefined;
@@ -266,6 +269,9 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
           apply(JSON.parse(event.data));
           if (synced) confirm(clock.now());
         } else if (event.type === 'synced') {
+          // The replay is complete up to this seq (records of other audiences are not sent).
+          const at = (JSON.parse(event.data) as { cursor?: unknown }).cursor;
+          if (Number.isSafeInteger(at)) cursor = Math.max(cursor, at as number);
           synced = true;
           forgetExpired();
           confirm(clock.now());

@@ -3,6 +3,7 @@ import type { IssuedToken, Revocation, RevocationScope, StateChange } from '../s
 import type { Store } from '../store/store.js';
 import { performance } from 'node:perf_hooks';
 import type { Clock } from '../time/clock.js';
+import type { AudienceResolver } from './revocation-audiences.js';
 import type { RevocationService, RevokeContext, RevokeOptions, Revoker, TokenFacts } from './revocation-service.js';
 
 export interface RevocationViewOptions {
@@ -16,6 +17,8 @@ export interface RevocationViewOptions {
   readonly log?: (msg: string, fields?: Record<string, unknown>) => void;
   /** Runs once per revocation made on this replica (the audit event). */
   readonly onRevoked?: (revocation: Revocation) => Promise<void>;
+  /** The audiences each revocation concerns, stored with it (feed scoping); absent: every resource server. */
+  readonly audiences?: AudienceResolver;
 }
 
 const BATCH = 1000;
@@ -162,8 +165,9 @@ export class RevocationView implements RevocationService {
     return () => this.#listeners.delete(listener);
   }
 
-  async #revoke(scope: RevocationScope, id: string, opts: RevokeOptions, keepUntil?: number): Promise<Revocation> {
+  async #revoke(scope: RevocationScope, id: string, opts: RevokeOptions, keepUntil?: number, memo?: Map<string, readonly string[]>): Promise<Revocation> {
     const now = this.#o.clock.now();
+    const audiences = await this.#o.audiences?.(scope, id, memo);
     const record = await this.#o.store.addRevocation({
       scope,
       id,
@@ -172,6 +176,7 @@ export class RevocationView implements RevocationService {
       keepUntil: keepUntil ?? now + this.#o.maxTokenLifeMs(),
       reason: opts.reason,
       actor: opts.actor,
+      ...(audiences === undefined ? {} : { audiences }),
     });
     // Applied here at once: this replica never answers from a view older than its own write.
     this.#apply(record);
@@ -189,9 +194,10 @@ export class RevocationView implements RevocationService {
   async revokeTokens(jtis: readonly string[], opts: RevokeOptions): Promise<Revocation[]> {
     const records: Revocation[] = [];
     const issued: IssuedToken[] = [];
+    const audiences = new Map<string, readonly string[]>();
     for (const jti of new Set(jtis)) {
       const t = await this.#o.store.getIssued(jti);
-      records.push(await this.#revoke('token', jti, opts, t ? t.expiresAt + 60_000 : undefined));
+      records.push(await this.#revoke('token', jti, opts, t ? t.expiresAt + 60_000 : undefined, audiences));
       if (t) issued.push(t);
     }
     const last = records.at(-1);

@@ -61,6 +61,12 @@ export interface Revocation {
   readonly reason: string;
   /** Who: `apikey:<id>`, `jwt:<iss>#<sub>`, `plugin:<id>` (holder), `system:<cause>`. */
   readonly actor: string;
+  /**
+   * The audiences the revocation concerns, fixed when it is made: the revocation feed and
+   * SET push show it only to resource servers answering for one of them. Undefined: every
+   * resource server (plugin and key scopes, a jti Leash does not know, older records).
+   */
+  readonly audiences?: readonly string[] | undefined;
 }
 
 export interface Suspension {

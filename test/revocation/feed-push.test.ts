@@ -127,17 +127,17 @@ describe('SET push (RFC 8417 / RFC 8935)', () => {
           issued_before: Math.floor(r.issuedBefore / 1000),
           keep_until: Math.ceil(r.keepUntil / 1000),
           event_timestamp: Math.floor(r.revokedAt / 1000),
-          reason_admin: { en: 'leaked' },
         },
         [CAEP_SESSION_REVOKED_EVENT]: {
           subject: { format: 'opaque', id: 'task:task-42' },
           event_timestamp: Math.floor(r.revokedAt / 1000),
           initiating_entity: 'admin',
-          reason_admin: { en: 'leaked' },
         },
       },
     });
+    // Neither who revoked nor the admin's free-text reason leaves Leash.
     expect(JSON.stringify(post.claims)).not.toContain('apikey:ops');
+    expect(JSON.stringify(post.claims)).not.toContain('leaked');
     expect(rec.outcomes).toEqual([['crm-api', expect.objectContaining({ kind: 'delivered', seq: r.seq, attempt: 1, status: 202 })]]);
     expect(pusher.stats()).toEqual({ 'crm-api': { queued: 0, delivered: 1, failed: 0, dropped: 0 } });
   });

@@ -296,6 +296,22 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(await store.revocationsSince(0, 10, clock.now())).toEqual([ra, rb]);
       });
 
+      it('keeps the audiences a revocation concerns (none: every resource server), through reads and the change feed', async () => {
+        const rec = recorder();
+        store.subscribe(rec.listener);
+        const scoped = aRevocation(clock, { scope: 'task', id: 'tsk_2', audiences: ['https://crm.example/api', 'https://tickets.example'] });
+        const none = aRevocation(clock, { scope: 'task', id: 'tsk_3', audiences: [] });
+        const all = aRevocation(clock, { scope: 'plugin', id: 'github-reader' });
+        const stored = [await store.addRevocation(scoped), await store.addRevocation(none), await store.addRevocation(all)];
+        expect(stored.map((r) => r.audiences)).toEqual([['https://crm.example/api', 'https://tickets.example'], [], undefined]);
+        expect('audiences' in stored[2]!).toBe(false);
+        expect(await store.revocationsSince(0, 10, clock.now())).toEqual(stored);
+        await rec.until((seen) => seen.length >= 3);
+        expect(rec.seen).toEqual(stored.map((revocation) => ({ type: 'revocation', revocation })));
+        expect(await rejectionOf(store.addRevocation(aRevocation(clock, { audiences: [''] })))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.addRevocation(aRevocation(clock, { audiences: 'https://crm.example/api' as unknown as string[] })))).toBeInstanceOf(TypeError);
+      });
+
       it('pages by cursor and limit, oldest first', async () => {
         const added: Revocation[] = [];
         for (const scope of ['token', 'task', 'plugin', 'key', 'token'] as const) added.push(await store.addRevocation(aRevocation(clock, { scope })));

@@ -341,6 +341,25 @@ setInterval(() => undefined, 1000);
     expect(await s.dueLeases(clock.now(), 10)).toEqual([live]);
   });
 
+  it('migrates a version-3 database with data: earlier revocations concern every resource server, approvals open with limits', async () => {
+    const file = path.replace('a/b/', 'v3-');
+    const db = new Database(file);
+    toClose.push(db);
+    db.exec('CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (3)');
+    for (const m of MIGRATIONS.slice(0, 3)) db.exec(m);
+    db.prepare("INSERT INTO revocations (scope, id, issued_before, revoked_at, keep_until, reason, actor) VALUES ('task', 'tsk_old', 1, 1, 9e12, 'r', 'a')").run();
+    db.close();
+    const s = openSqliteStore({ path: file, clock });
+    toClose.push(s);
+    expect(s.database.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: SCHEMA_VERSION }]);
+    const [old] = await s.revocationsSince(0, 10, clock.now());
+    expect(old).toMatchObject({ scope: 'task', id: 'tsk_old' });
+    expect(old!.audiences).toBeUndefined();
+    const a = anApproval(clock);
+    expect(await s.openApproval(a, { dedupeKey: 'k', maxPerPlugin: 1, maxPerTask: 1 })).toEqual({ outcome: 'created' });
+    expect((await s.openApproval(anApproval(clock, { requestHash: 'other' }), { dedupeKey: 'other', maxPerPlugin: 1, maxPerTask: 1 })).outcome).toBe('limited');
+  });
+
   it('migrates a version-2 database with data to the approval and lease tables', async () => {
     const db = new Database(path.replace('a/b/', ''));
     toClose.push(db);

@@ -1,8 +1,10 @@
 import type { Revocation, RevocationScope } from '../../store/records.js';
 
 /**
- * One revocation as the public feed (poll, SSE) publishes it. Times are epoch seconds, as
- * in the JWTs they apply to; the actor (who revoked) stays in the audit trail only.
+ * One revocation as the feed (poll, SSE) publishes it to a resource server. Times are epoch
+ * seconds, as in the JWTs they apply to. Who revoked and why (the actor and the admin's
+ * free-text reason) stay in the audit trail: a resource server needs what to refuse, not
+ * an operator's notes. Which servers see a record at all: `concerns` (revocation-audiences).
  */
 export interface FeedRevocation {
   readonly seq: number;
@@ -14,7 +16,6 @@ export interface FeedRevocation {
   readonly revoked_at: number;
   /** After this no token the record covers can still be valid: a follower may forget it. */
   readonly keep_until: number;
-  readonly reason: string;
 }
 
 /**
@@ -30,6 +31,5 @@ export function toFeedItem(r: Revocation): FeedRevocation {
     issued_before: Math.floor(r.issuedBefore / 1000),
     revoked_at: Math.floor(r.revokedAt / 1000),
     keep_until: Math.ceil(r.keepUntil / 1000),
-    reason: r.reason,
   };
 }

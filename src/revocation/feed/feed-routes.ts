@@ -5,6 +5,8 @@ import { formBody, oauthFormParser, sendOAuthError } from '../../http/oauth/clie
 import type { RevocationStore } from '../../store/store.js';
 import type { Clock } from '../../time/clock.js';
 import type { RevocationService } from '../revocation-service.js';
+import type { Revocation } from '../../store/records.js';
+import { concerns } from '../revocation-audiences.js';
 import { toFeedItem } from './feed-item.js';
 import { openRevocationStream, type StreamRegistry } from './revocation-stream.js';
 
@@ -33,6 +35,9 @@ export type RevocationFeedRouter = express.Router & {
   /** Ends every open stream (shutdown); followers reconnect elsewhere with Last-Event-ID. */
   closeStreams(): void;
 };
+
+/** Store reads (of `maxBatch` rows) one poll may make looking for records of the caller's audiences. */
+const SCAN_BATCHES = 4;
 
 /** Cursors are store sequence numbers: plain non-negative integers. */
 const CURSOR = /^(0|[1-9][0-9]{0,14})$/;
@@ -72,10 +77,13 @@ function parseLimit(value: unknown, maxBatch: number): number {
  * after a cursor) and `/revocations/stream` (Server-Sent Events: replay after
  * `Last-Event-ID`, then live), each as GET (Basic auth) or form POST (any client auth). Both read the durable store for history, so a follower that
  * was away catches up exactly; records whose tokens have all expired are no longer served.
+ * Each server sees only the records that concern its audiences (plus plugin and key
+ * revocations), without the revoker's reason.
  */
 export function revocationFeedRouter(deps: RevocationFeedDeps): RevocationFeedRouter {
   const maxBatch = deps.maxBatch ?? 500;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new TypeError('revocationFeedRouter: maxBatch must be a positive integer');
+  const maxScan = maxBatch * SCAN_BATCHES;
   const registry: StreamRegistry = {
     open: new Set(),
     maxStreams: deps.maxStreams ?? 256,
@@ -86,20 +94,40 @@ export function revocationFeedRouter(deps: RevocationFeedDeps): RevocationFeedRo
   };
   const router = express.Router() as RevocationFeedRouter;
 
+  /**
+   * One page for one resource server: the records after `since` that concern its audiences.
+   * Reads at most `maxScan` store rows (`maxBatch` at a time) whatever the history, and
+   * moves the cursor past records of other audiences too, so the next page starts after
+   * them; `more` says whether the store has rows beyond the cursor.
+   */
+  async function page(since: number, limit: number, audiences: readonly string[]): Promise<{ revocations: Revocation[]; cursor: number; more: boolean }> {
+    const now = deps.clock.now();
+    const found: Revocation[] = [];
+    let scanned = since;
+    for (let read = 0; read < maxScan; read += maxBatch) {
+      const rows = await deps.store.revocationsSince(scanned, maxBatch, now);
+      for (const r of rows) {
+        if (concerns(r, audiences)) {
+          // One more than asked says there is more, without another read.
+          if (found.length === limit) return { revocations: found, cursor: found.at(-1)!.seq, more: true };
+          found.push(r);
+        }
+        scanned = r.seq;
+      }
+      if (rows.length < maxBatch) return { revocations: found, cursor: scanned, more: false };
+    }
+    return { revocations: found, cursor: scanned, more: true };
+  }
+
   async function poll(req: Request, res: Response): Promise<void> {
     try {
-      await deps.authenticate(req);
+      const server = await deps.authenticate(req);
       const params = feedParams(req);
       const since = parseCursor(params.since, 'since');
       const limit = parseLimit(params.limit, maxBatch);
       deps.revocation.assertFresh();
-      // One extra row says whether there is more, without a second query.
-      const rows = await deps.store.revocationsSince(since, limit + 1, deps.clock.now());
-      const page = rows.slice(0, limit);
-      res
-        .status(200)
-        .set('Cache-Control', 'no-store')
-        .json({ revocations: page.map(toFeedItem), cursor: page.at(-1)?.seq ?? since, more: rows.length > limit });
+      const { revocations, cursor, more } = await page(since, limit, server.audiences);
+      res.status(200).set('Cache-Control', 'no-store').json({ revocations: revocations.map(toFeedItem), cursor, more });
     } catch (err) {
       sendOAuthError(res, err);
     }
@@ -107,14 +135,14 @@ export function revocationFeedRouter(deps: RevocationFeedDeps): RevocationFeedRo
 
   async function stream(req: Request, res: Response): Promise<void> {
     try {
-      await deps.authenticate(req);
+      const server = await deps.authenticate(req);
       // On reconnect EventSource sends Last-Event-ID; it is newer than the URL's `since`.
       const header = req.headers['last-event-id'];
       const cursor = header !== undefined && header !== '' ? parseCursor(header, 'Last-Event-ID') : parseCursor(feedParams(req).since, 'since');
       deps.revocation.assertFresh();
       // HEAD (express routes it to GET) must not hold a stream slot open.
       if (req.method === 'HEAD') return void res.status(200).set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store' }).end();
-      await openRevocationStream(req, res, cursor, deps, registry);
+      await openRevocationStream(req, res, cursor, server.audiences, deps, registry);
     } catch (err) {
       if (!res.headersSent) sendOAuthError(res, err);
       else res.end();

@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import { LeashError } from '../../errors/leash-error.js';
 import type { Revocation } from '../../store/records.js';
 import type { RevocationFeedDeps } from './feed-routes.js';
+import { concerns } from '../revocation-audiences.js';
 import { toFeedItem } from './feed-item.js';
 
 /** Shared by every stream of one router. */
@@ -25,7 +26,8 @@ export function sseEvent(r: Revocation): string {
 }
 
 /**
- * Serves one SSE stream: subscribes to live revocations first, replays the store after
+ * Serves one SSE stream of the revocations that concern `audiences` (the authenticated
+ * resource server's): subscribes to live revocations first, replays the store after
  * `cursor`, then forwards live ones. Live records that arrive during the replay are held
  * and only those past the replay's last seq are sent, so nothing is missed or doubled.
  * The first replay page is read before any header is written, so a store outage is a
@@ -35,6 +37,7 @@ export async function openRevocationStream(
   req: Request,
   res: Response,
   cursor: number,
+  audiences: readonly string[],
   deps: RevocationFeedDeps,
   registry: StreamRegistry,
 ): Promise<void> {
@@ -59,7 +62,7 @@ export async function openRevocationStream(
     },
   };
   const unsubscribe = deps.revocation.onRevocation((r) => {
-    if (closed) return;
+    if (closed || !concerns(r, audiences)) return;
     if (replaying) held.push(r);
     else send(r);
   });
@@ -116,8 +119,11 @@ export async function openRevocationStream(
     for (;;) {
       for (const r of batch) {
         if (closed) return;
-        recent.add(r.seq);
-        await write(sseEvent(r));
+        // Records of other audiences are skipped, not sent; the `synced` cursor covers them.
+        if (concerns(r, audiences)) {
+          recent.add(r.seq);
+          await write(sseEvent(r));
+        }
         last = r.seq;
         highest = Math.max(highest, r.seq);
       }

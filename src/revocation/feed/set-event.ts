@@ -19,14 +19,14 @@ export interface SetClaimsInput {
 }
 
 /**
- * The claims of one Security Event Token (RFC 8417) announcing one revocation. The subject
+ * The claims of one Security Event Token (RFC 8417) announcing one revocation (no
+ * `reason_admin`: the admin's free text stays in the audit trail, as on the poll feed). The subject
  * is an RFC 9493 `opaque` identifier (the jti, task id, plugin id or kid) qualified by
  * `scope`; `txn` is the same for every receiver of one revocation, `jti` differs per SET.
  */
 export function buildSetClaims(input: SetClaimsInput): Record<string, unknown> {
   const item = toFeedItem(input.revocation);
   const subject = { format: 'opaque', id: item.id };
-  const reason = { en: item.reason };
   const events: Record<string, unknown> = {
     [TOKEN_REVOKED_EVENT]: {
       subject,
@@ -35,7 +35,6 @@ export function buildSetClaims(input: SetClaimsInput): Record<string, unknown> {
       issued_before: item.issued_before,
       keep_until: item.keep_until,
       event_timestamp: item.revoked_at,
-      reason_admin: reason,
     },
   };
   if (item.scope === 'task' || item.scope === 'plugin') {
@@ -43,7 +42,6 @@ export function buildSetClaims(input: SetClaimsInput): Record<string, unknown> {
       subject: { format: 'opaque', id: `${item.scope}:${item.id}` },
       event_timestamp: item.revoked_at,
       initiating_entity: initiatingEntity(input.revocation.actor),
-      reason_admin: reason,
     };
   }
   return {

@@ -5,6 +5,7 @@ import { signJwt } from '../../keys/jws.js';
 import type { KeyManager } from '../../keys/key-manager.js';
 import type { Revocation } from '../../store/records.js';
 import { epochSeconds, systemClock, type Clock } from '../../time/clock.js';
+import { concerns } from '../revocation-audiences.js';
 import type { RevocationService } from '../revocation-service.js';
 import { buildSetClaims, SET_MEDIA_TYPE } from './set-event.js';
 
@@ -51,7 +52,7 @@ export interface SetPusher {
   start(revocation: Pick<RevocationService, 'onRevocation'>): void;
   /** Unsubscribes, aborts POSTs in flight and forgets queued SETs. */
   stop(): void;
-  /** Queue one revocation for every receiver (what `start` does per event). Never blocks. */
+  /** Queue one revocation for every receiver it concerns (what `start` does per event). Never blocks. */
   publish(revocation: Revocation): void;
   /** Resolves once every queue is empty and nothing is in flight. */
   idle(): Promise<void>;
@@ -193,8 +194,9 @@ export function createSetPusher(opts: SetPusherOptions): SetPusher {
     .filter((s): s is ResourceServerConfig & { push: NonNullable<ResourceServerConfig['push']> } => s.push !== undefined)
     .map((s) => new Receiver(s));
 
+  /** Each receiver gets only the revocations that concern its audiences. */
   function publish(revocation: Revocation): void {
-    for (const r of receivers) r.enqueue(revocation);
+    for (const r of receivers) if (concerns(revocation, r.server.audiences)) r.enqueue(revocation);
   }
 
   return {

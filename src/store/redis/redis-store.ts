@@ -454,6 +454,7 @@ export class RedisStore implements Store {
       keepUntil: r.keepUntil,
       reason: r.reason,
       actor: r.actor,
+      ...(r.audiences === undefined ? {} : { audiences: r.audiences }),
     }).slice(1);
     const raw = await this.#call('addRevocation', () =>
       ADD_REVOCATION.run(this.#client, [this.#k.revocationSeq, this.#k.revocationLog, this.#k.revocationKeep], [body, r.keepUntil, this.#k.changes]),

@@ -26,6 +26,10 @@ export function checkRevocation(r: Omit<Revocation, 'seq'>): void {
   ms(op, 'keepUntil', r.keepUntil);
   text(op, 'reason', r.reason, true);
   text(op, 'actor', r.actor);
+  if (r.audiences !== undefined) {
+    textList(op, 'audiences', r.audiences);
+    if (r.audiences.some((a) => a.length === 0)) throw new TypeError(`${op}: audiences must be non-empty strings`);
+  }
 }
 
 export function checkSince(cursor: number, limit: number, now: number): void {

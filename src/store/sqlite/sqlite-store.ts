@@ -107,6 +107,8 @@ type RevocationRow = {
   keep_until: number;
   reason: string;
   actor: string;
+  /** JSON array; NULL: every resource server. */
+  audiences: string | null;
 };
 
 type SuspensionRow = { plugin: string; since: number; actor: string; reason: string };
@@ -323,7 +325,7 @@ export class SqliteStore implements Store {
   async addRevocation(r: Omit<Revocation, 'seq'>): Promise<Revocation> {
     checkRevocation(r);
     const row = this.#run('addRevocation', () =>
-      this.#durably(() => this.#s.insertRevocation.get(r.scope, r.id, r.issuedBefore, r.revokedAt, r.keepUntil, r.reason, r.actor) as RevocationRow),
+      this.#durably(() => this.#s.insertRevocation.get(r.scope, r.id, r.issuedBefore, r.revokedAt, r.keepUntil, r.reason, r.actor, r.audiences === undefined ? null : JSON.stringify(r.audiences)) as RevocationRow),
     );
     const stored = toRevocation(row);
     this.#publish(revocationChange(stored));
@@ -624,7 +626,7 @@ function prepare(db: Database.Database) {
     liveForPlugin: db.prepare('SELECT * FROM issued_tokens WHERE plugin = ? AND expires_at > ? ORDER BY issued_at, jti'),
     countForTask: db.prepare('SELECT count(*) AS n FROM issued_tokens WHERE task = ?'),
     insertRevocation: db.prepare(
-      'INSERT INTO revocations (scope, id, issued_before, revoked_at, keep_until, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *',
+      'INSERT INTO revocations (scope, id, issued_before, revoked_at, keep_until, reason, actor, audiences) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *',
     ),
     revocationsSince: db.prepare('SELECT * FROM revocations WHERE seq > ? AND keep_until > ? ORDER BY seq LIMIT ?'),
     purgeRevocations: db.prepare('DELETE FROM revocations WHERE keep_until <= ?'),
@@ -685,6 +687,7 @@ function toRevocation(r: RevocationRow): Revocation {
     keepUntil: r.keep_until,
     reason: r.reason,
     actor: r.actor,
+    ...(r.audiences === null ? {} : { audiences: JSON.parse(r.audiences) as string[] }),
   };
 }
 
