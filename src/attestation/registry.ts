@@ -60,6 +60,8 @@ interface Route {
   readonly audiences: ReadonlySet<string>;
   /** Identities from this issuer are not reused past iat + max_token_age (+ skew). */
   readonly maxAgeSeconds: number;
+  /** With Kubernetes TokenReview: an identity is not reused longer than a review's answer. */
+  readonly reuseMs: number;
 }
 
 /**
@@ -76,6 +78,7 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
       attestor,
       audiences: new Set(typeof cfg.audience === 'string' ? [cfg.audience] : cfg.audience),
       maxAgeSeconds: cfg.max_token_age + cfg.clock_skew,
+      reuseMs: cfg.token_review ? cfg.token_review.cache_seconds * 1000 : Number.POSITIVE_INFINITY,
     };
     const list = routes.get(cfg.issuer);
     if (list) list.push(route);
@@ -156,7 +159,7 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
         throw outcome.err;
       }
       const { identity, route } = outcome;
-      let until = Math.min(identity.expiresAt * 1000, now + cacheMaxAgeMs);
+      let until = Math.min(identity.expiresAt * 1000, now + cacheMaxAgeMs, now + route.reuseMs);
       if (identity.issuedAt !== undefined) until = Math.min(until, (identity.issuedAt + route.maxAgeSeconds) * 1000);
       if (until > now) cache.set(digest, identity, until);
       return identity;

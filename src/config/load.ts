@@ -51,6 +51,11 @@ function resolvePaths(config: LeashConfig, baseDir: string): void {
   for (const issuer of [...config.trusted_issuers, ...config.admin.issuers]) {
     if (issuer.jwks.file !== undefined) issuer.jwks.file = abs(issuer.jwks.file);
   }
+  for (const { token_review: review } of config.trusted_issuers) {
+    if (review === undefined) continue;
+    review.token_file = abs(review.token_file);
+    if (review.ca_file !== undefined) review.ca_file = abs(review.ca_file);
+  }
 }
 
 /**

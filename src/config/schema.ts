@@ -295,6 +295,18 @@ export const Admin = Type.Object(
 
 // ---------------------------------------------------------------- trusted issuers
 
+export const TokenReview = Type.Object(
+  {
+    api_server: Type.String({ pattern: '^https?://[^?#]+[^/?#]$', description: 'The cluster\'s API server, e.g. `https://kubernetes.default.svc` (no trailing slash). `https://` when settings.production is true.' }),
+    ca_file: Type.Optional(Type.String({ minLength: 1, description: 'PEM bundle that verifies the API server\'s certificate (in a pod: `/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`). Default: the system CAs.' })),
+    token_file: Type.String({ minLength: 1, default: '/var/run/secrets/kubernetes.io/serviceaccount/token', description: 'Leash\'s own service-account token, sent as its bearer credential (re-read for every review, so a rotated projected token is picked up). Its service account needs the `system:auth-delegator` cluster role (create `tokenreviews`).' }),
+    audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: '`spec.audiences` of the review; the answer must confirm one of them. Default: the issuer\'s `audience`.' })),
+    cache_seconds: Type.Integer({ minimum: 1, maximum: 300, default: 10, description: 'How long an answer (accepted or refused) is reused for the same token: a token whose pod is deleted is refused within this long.' }),
+    timeout_ms: Type.Integer({ minimum: 100, maximum: 30000, default: 2000, description: 'Timeout of one review. A review that fails or times out refuses the exchange (`temporarily_unavailable`).' }),
+  },
+  { ...Strict, description: '`kubernetes` kind: ask the cluster (TokenReview, `authentication.k8s.io/v1`) whether each token is still valid, so a token whose pod or service account was deleted is refused before its `exp`.' },
+);
+
 export const TrustedIssuer = Type.Object(
   {
     name: Identifier('Name bindings refer to.'),
@@ -308,6 +320,7 @@ export const TrustedIssuer = Type.Object(
     subject_claim: Type.String({ default: 'sub', description: '`oidc` kind: claim that becomes the workload subject.' }),
     claims: Type.Array(Type.String({ minLength: 1 }), { default: [], description: '`oidc` kind: extra claims copied into the workload identity, for bindings and conditions.' }),
     trust_domain: Type.Optional(Type.String({ description: '`spiffe` kind: the trust domain the SVID must belong to.' })),
+    token_review: Type.Optional(TokenReview),
   },
   { ...Strict, description: 'A workload-identity authority whose tokens Leash accepts as attestation.' },
 );
@@ -464,6 +477,7 @@ export const LeashConfig = Type.Object(
 export type LeashConfig = Static<typeof LeashConfig>;
 export type Settings = Static<typeof Settings>;
 export type TrustedIssuerConfig = Static<typeof TrustedIssuer>;
+export type TokenReviewConfig = Static<typeof TokenReview>;
 export type JwksSourceConfig = Static<typeof JwksSource>;
 export type PluginConfig = Static<typeof Plugin>;
 export type GrantConfig = Static<typeof Grant>;

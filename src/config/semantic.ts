@@ -114,6 +114,10 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     if (t.kind === 'spiffe' && str(t.trust_domain) === undefined) report(`${at}/trust_domain`, "is required for kind 'spiffe'");
     // Silently ignoring it would let someone believe the issuer is narrowed when it is not.
     if (t.kind !== 'spiffe' && t.trust_domain !== undefined && typeof t.kind === 'string') report(`${at}/trust_domain`, `only applies to kind 'spiffe' (this issuer is '${t.kind}')`);
+    if (t.token_review !== undefined && typeof t.kind === 'string' && t.kind !== 'kubernetes') report(`${at}/token_review`, `only applies to kind 'kubernetes' (this issuer is '${t.kind}')`);
+    // Leash sends its own credential and every plugin's token to the API server.
+    const apiServer = str(rec(t.token_review).api_server);
+    if (settings.production === true && apiServer !== undefined && !apiServer.startsWith('https://')) report(`${at}/token_review/api_server`, 'must be an https:// URL when settings.production is true');
   });
 
   // ---- plugins

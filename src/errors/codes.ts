@@ -27,6 +27,9 @@ export const ERROR_CODES = {
   ERR_ATTESTATION_TOO_OLD: { oauth: 'invalid_grant', status: 400 },
   ERR_ATTESTATION_AUDIENCE: { oauth: 'invalid_grant', status: 400 },
   ERR_ATTESTATION_KEYS_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
+  // Kubernetes TokenReview (optional per issuer): the cluster's own word on the token
+  ERR_ATTESTATION_REVIEW_REJECTED: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_REVIEW_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
   // identity and policy
   ERR_WORKLOAD_UNBOUND: { oauth: 'invalid_grant', status: 400 },
   ERR_CLIENT_PLUGIN_MISMATCH: { oauth: 'unauthorized_client', status: 400 },

@@ -1,8 +1,9 @@
 import type { TrustedIssuerConfig } from '../../config/schema.js';
 import { LeashError } from '../../errors/leash-error.js';
-import type { Attestor } from '../attestor.js';
+import type { Attestor, WorkloadIdentity } from '../attestor.js';
 import { claimObject, requiredString } from '../claims.js';
 import { createJwtAttestor, type AttestorDeps } from '../jwt-attestor.js';
+import { createTokenReviewer } from './token-review.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -15,10 +16,12 @@ const invalid = (claim: string, why: string) =>
  * subject `system:serviceaccount:<namespace>:<name>`, which must agree with the nested
  * `kubernetes.io` claims (names are checked as Kubernetes names, so the subject cannot be
  * made ambiguous with extra colons). A token bound to a pod (the projected-volume case)
- * also yields `pod`, `pod_uid` and, when the cluster adds it, `node`.
+ * also yields `pod`, `pod_uid` and, when the cluster adds it, `node`. With `token_review`
+ * the cluster is also asked (TokenReview) whether the token still stands: a token of a
+ * deleted pod is refused before its `exp`.
  */
 export function createKubernetesAttestor(cfg: TrustedIssuerConfig, deps: AttestorDeps): Attestor {
-  return createJwtAttestor('kubernetes', cfg, deps, ({ payload }) => {
+  const attestor = createJwtAttestor('kubernetes', cfg, deps, ({ payload }) => {
     const k8s = claimObject(payload, 'kubernetes.io', 'kubernetes.io');
     const namespace = requiredString(k8s, 'namespace', 'kubernetes.io.namespace');
     if (!DNS_LABEL.test(namespace)) throw invalid('kubernetes.io.namespace', 'is not a Kubernetes namespace name');
@@ -44,5 +47,26 @@ export function createKubernetesAttestor(cfg: TrustedIssuerConfig, deps: Attesto
     const node = claimObject(k8s, 'node', 'kubernetes.io.node', true);
     if (node) attributes.push(['node', requiredString(node, 'name', 'kubernetes.io.node.name')]);
     return { subject: sub, attributes };
+  });
+  if (cfg.token_review === undefined) return attestor;
+
+  // Signature and claims first (cheap, local): only a token the cluster's keys vouch for
+  // is sent to the API server, which then says whether it still stands.
+  const reviewer = createTokenReviewer(cfg.token_review, {
+    clock: deps.clock,
+    audiences: cfg.token_review.audiences ?? (typeof cfg.audience === 'string' ? [cfg.audience] : cfg.audience),
+  });
+  return Object.freeze({
+    ...attestor,
+    async verify(token: string, digest: string): Promise<WorkloadIdentity> {
+      const identity = await attestor.verify(token, digest);
+      await reviewer.review(token, digest, {
+        subject: identity.subject,
+        serviceAccountUid: identity.attributes['service_account_uid'] as string,
+        podUid: identity.attributes['pod_uid'],
+        expiresAt: identity.expiresAt,
+      });
+      return identity;
+    },
   });
 }
