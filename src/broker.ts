@@ -1,5 +1,3 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { LoadedConfig } from './config/load.js';
 import type { LeashConfig } from './config/schema.js';
 import { createAttestation, tokenDigest } from './attestation/registry.js';
@@ -30,6 +28,8 @@ import { tokenExchangeGrant } from './http/oauth/token-exchange-grant.js';
 import { createResourceServerAuthenticator, type ResourceServerAuthenticator } from './http/oauth/client-auth.js';
 import { verifyLeashToken } from './issuance/jwt/verify-leash-token.js';
 import { createHttpApp, type NodeHandler } from './http/app.js';
+import { createManagementApp } from './http/management.js';
+import { bindListeners, type BoundListeners } from './http/listener.js';
 import { systemClock, type Clock } from './time/clock.js';
 import { revocationFeedRouter, type RevocationFeedRouter } from './revocation/feed/feed-routes.js';
 import { createSetPusher, type SetPusher } from './revocation/feed/set-push.js';
@@ -64,6 +64,12 @@ export interface BrokerOptions {
   /** Override the store (tests of fail-closed behaviour). */
   readonly store?: Store;
   readonly defaultMetrics?: boolean;
+  /**
+   * Ports bound before the broker is built (`bindListeners`): a port in use then stops the
+   * start before keys, store or audit events exist. Served once the broker is ready;
+   * closed with it (or if it fails to start).
+   */
+  readonly listeners?: BoundListeners;
 }
 
 /** Everything that changes together on a policy reload, swapped as one reference. */
@@ -107,8 +113,13 @@ export class Broker {
   #unsubscribeKeyRevocations: (() => void) | undefined;
   #iam: IAMClient | undefined;
   readonly app: ReturnType<typeof createHttpApp>;
+  /** `/healthz`, `/readyz`, `/metrics`: served on the management port only. */
+  readonly managementApp: ReturnType<typeof createManagementApp>;
   #generation!: Generation;
-  #server: Server | undefined;
+  #listeners: BoundListeners | undefined;
+  /** Set when a shutdown begins: readiness turns false, so no orchestrator routes new work here. */
+  #draining = false;
+  #closing: Promise<void> | undefined;
   readonly #issuers: Map<string, CredentialIssuer>;
   readonly #exchangeDeps: ExchangeDeps;
   readonly #write: (line: string) => void;
@@ -249,10 +260,6 @@ export class Broker {
       maxBodyBytes: () => this.#generation.settings.max_body_bytes,
       settings: () => this.#generation.settings,
       oauth: () => this.#generation.oauth,
-      ready: async () => {
-        await this.store.ping();
-        this.revocation.assertFresh();
-      },
       revocation: this.revocation,
       suspensions: this.store,
       knownPlugin: (id) => this.#generation.policy.plugins.has(id),
@@ -269,9 +276,39 @@ export class Broker {
       })),
       awsIam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
     });
+    this.managementApp = createManagementApp({ metrics: this.metrics, ready: () => this.readiness() });
+  }
+
+  /**
+   * Whether this replica should take traffic (the management port's `/readyz`): not
+   * shutting down, the store answers, the revocation view is fresh. Throws with a short
+   * reason in Leash's words (never a backend's error text) when it should not.
+   */
+  async readiness(): Promise<void> {
+    if (this.#draining) throw new Error('shutting down');
+    try {
+      await this.store.ping();
+    } catch {
+      throw new Error('store unreachable');
+    }
+    try {
+      this.revocation.assertFresh();
+    } catch {
+      throw new Error('revocation view not fresh');
+    }
   }
 
   static async create(loaded: LoadedConfig, opts: BrokerOptions = {}): Promise<Broker> {
+    try {
+      return await Broker.#create(loaded, opts);
+    } catch (err) {
+      // Ports bound for a broker that never started are released, so the process can end.
+      if (opts.listeners) await Promise.all([opts.listeners.public.close(), opts.listeners.management.close()]);
+      throw err;
+    }
+  }
+
+  static async #create(loaded: LoadedConfig, opts: BrokerOptions): Promise<Broker> {
     const settings = loaded.config.settings;
     const clock = opts.clock ?? systemClock;
     const bootedAt = clock.now();
@@ -312,9 +349,10 @@ export class Broker {
       }
       broker.#startKeyTicker();
       await broker.audit.record('policy.loaded', { digest: loaded.digest, plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
+      if (opts.listeners) broker.#serve(opts.listeners);
       return broker;
     } catch (err) {
-      if (broker) await broker.close().catch(() => undefined);
+      if (broker) await broker.close({ graceMs: 0 }).catch(() => undefined);
       else vault?.close();
       throw err;
     }
@@ -423,7 +461,7 @@ export class Broker {
     const current = this.#generation;
     if (loaded.digest === current.digest) return { ok: true };
     try {
-      const restartOnly = ['listen', 'store', 'keys', 'issuer', 'vault'] as const;
+      const restartOnly = ['listen', 'management', 'store', 'keys', 'issuer', 'vault'] as const;
       const changed = restartOnly.filter((k) => JSON.stringify(loaded.config.settings[k]) !== JSON.stringify(current.settings[k]));
       if (changed.length > 0) throw new Error(`settings ${changed.join(', ')} change only on restart`);
       await this.#checkNewVaultCapabilities(loaded.config, current.config);
@@ -477,36 +515,53 @@ export class Broker {
     await this.audit.record('policy.reload_failed', { digest, error: error.message.slice(0, 2000) }).catch(() => undefined);
   }
 
-  async listen(port = this.config.settings.listen.port, host = this.config.settings.listen.host): Promise<string> {
-    const server = createServer(this.app);
-    server.keepAliveTimeout = 65_000;
-    server.headersTimeout = 66_000;
-    server.requestTimeout = 30_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    });
-    this.#server = server;
-    const address = server.address() as AddressInfo;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  /** Bind the public and management ports from the settings (or these overrides) and serve; returns the public URL. */
+  async listen(port?: number, host?: string): Promise<string> {
+    if (this.#listeners) throw new TypeError('Broker.listen: already listening');
+    const listeners = await bindListeners(this.config.settings, { port, host });
+    this.#serve(listeners);
+    return listeners.public.url;
   }
 
-  async close(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    this.sweeper.stop();
-    this.leaseSweeper?.stop();
-    this.awsDenier.stop();
-    this.#keyTicker?.stop();
+  #serve(listeners: BoundListeners): void {
+    this.#listeners = listeners;
+    listeners.public.serve(this.app);
+    listeners.management.serve(this.managementApp);
+  }
+
+  /** Where `/healthz`, `/readyz` and `/metrics` are served, once listening. */
+  get managementUrl(): string | undefined {
+    return this.#listeners?.management.url;
+  }
+
+  /**
+   * Shut down gracefully: readiness turns false, the public port stops accepting, requests
+   * in flight finish (their audit events included) for up to `graceMs` (default
+   * `settings.shutdown_grace`) and anything still open after that is cut, or at once when
+   * `cutNow` aborts; only then do background work, the management port, the store, the
+   * keys and the Vault session close. Calling it again returns the same shutdown.
+   */
+  close(opts: { graceMs?: number; cutNow?: AbortSignal } = {}): Promise<void> {
+    this.#closing ??= this.#shutdown(opts.graceMs ?? this.config.settings.shutdown_grace * 1000, opts.cutNow);
+    return this.#closing;
+  }
+
+  async #shutdown(graceMs: number, cutNow: AbortSignal | undefined): Promise<void> {
+    this.#draining = true;
+    const listeners = this.#listeners;
+    // Long-lived feed streams would hold the drain for the whole grace; subscribers resume from their cursor.
+    this.revocationFeed.closeStreams();
+    if (listeners) {
+      const cut = await listeners.public.drain(graceMs, cutNow);
+      if (cut.connections > 0) this.#log('warn', 'shutdown: connections still open were cut', { connections: cut.connections, requests_in_flight: cut.requests, grace_ms: graceMs, early: cutNow?.aborted === true });
+    }
+    // No new background pass; one already running finishes before the store closes.
+    await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop()]);
     this.#unsubscribeKeys?.();
     this.#unsubscribeKeyRevocations?.();
     this.revocation.stop();
     this.#setPush?.stop();
-    this.revocationFeed.closeStreams();
-    if (server) {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
+    await listeners?.management.close();
     await this.store.close();
     await this.keys.close();
     this.#vault?.close();

@@ -33,3 +33,12 @@ export function flag(args: ParsedArgs, name: string): string | undefined {
   const v = args.flags.get(name);
   return typeof v === 'string' ? v : undefined;
 }
+
+/** A `--port`-like flag: an integer from 0 to 65535 (0: any free port), or undefined when absent. */
+export function portFlag(args: ParsedArgs, name: string): number | undefined {
+  const v = flag(args, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 65535) throw new Error(`--${name} must be an integer from 0 to 65535 (got '${v}')`);
+  return n;
+}

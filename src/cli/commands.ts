@@ -9,11 +9,14 @@ import { openStore } from '../store/open-store.js';
 import { systemClock } from '../time/clock.js';
 import { verifyAuditLog } from '../audit/verify.js';
 import type { Broker } from '../broker.js';
-import { flag, parseArgs } from './args.js';
+import { flag, parseArgs, portFlag } from './args.js';
 
 const USAGE = `usage: leash <command>
 
-  serve --config <file>         run the broker (also LEASH_CONFIG); reloads policy on SIGHUP or file change
+  serve --config <file>         run the broker (also LEASH_CONFIG); reloads policy on SIGHUP or file change,
+        [--port <n>] [--management-port <n>]
+                                drains on SIGTERM/SIGINT (settings.shutdown_grace)
+  serve --demo                  run the broker on the demo policy (public admin keys: a laptop only)
   validate <file>               check a config file and its policy without starting anything
   audit verify --config <file>  verify the audit hash chain in the configured store
   demo                          quickstart: start on embedded defaults with the demo policy and show an exchange
@@ -31,7 +34,7 @@ const err = (s: string) => process.stderr.write(s);
 
 function configPath(file: string | undefined): string {
   const path = file ?? process.env.LEASH_CONFIG;
-  if (!path) throw new Error('no config: pass --config <file> or set LEASH_CONFIG');
+  if (!path) throw new Error('no config: pass --config <file> or set LEASH_CONFIG (to try Leash on the demo policy: npm start, or leash serve --demo)');
   return path;
 }
 
@@ -60,7 +63,7 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
         return 0;
       }
       // Loaded on demand: the OAuth stack is only needed by commands that serve.
-      return (await import('./demo.js')).runDemo(parseArgs(rest, ['port'], ['no-serve']));
+      return (await import('./demo.js')).runDemo(parseArgs(rest, ['port', 'management-port'], ['no-serve']));
     case 'aws':
       // `leash aws credential-process ...`: AWS credentials for any AWS SDK or CLI.
       return (await import('./aws.js')).runAwsCli(rest);
@@ -132,8 +135,19 @@ async function audit(argv: readonly string[]): Promise<number> {
 }
 
 async function serve(argv: readonly string[]): Promise<number | undefined> {
-  const a = parseArgs(argv, ['config', 'port']);
-  const path = configPath(flag(a, 'config'));
+  // `--demo-if-no-config` is what `npm start` passes: a checkout with nothing configured
+  // serves the demo policy (loudly); `leash serve` itself never falls back silently.
+  const a = parseArgs(argv, ['config', 'port', 'management-port'], ['demo', 'demo-if-no-config']);
+  if (a.flags.has('demo') && flag(a, 'config') !== undefined) throw new Error('--demo and --config exclude each other');
+  const demo = a.flags.has('demo') || (a.flags.has('demo-if-no-config') && flag(a, 'config') === undefined && !process.env.LEASH_CONFIG);
+  let path: string;
+  if (demo) {
+    const { prepareDemo, DEMO_NOTICE } = await import('./demo.js');
+    path = await prepareDemo();
+    err(`${DEMO_NOTICE}\n`);
+  } else {
+    path = configPath(flag(a, 'config'));
+  }
   let loaded;
   try {
     loaded = await loadConfigFile(path);
@@ -141,18 +155,31 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
     return reportConfigError(e);
   }
   const { Broker } = await import('../broker.js');
-  const broker = await Broker.create(loaded);
+  const { bindListeners } = await import('../http/listener.js');
+  // Ports first: one in use ends the start here, before keys, store or audit events exist.
+  const listeners = await bindListeners(loaded.config.settings, { port: portFlag(a, 'port'), managementPort: portFlag(a, 'management-port') });
+  const broker = await Broker.create(loaded, { listeners });
   warnDevDefaults(broker);
-  const port = flag(a, 'port');
-  const url = await broker.listen(port === undefined ? undefined : Number(port));
-  err(`leash listening on ${url} (issuer ${broker.config.settings.issuer})\n`);
-  startReloadWatch(broker, path);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+  err(`leash listening on ${listeners.public.url} (issuer ${broker.config.settings.issuer}); health, readiness and metrics on ${listeners.management.url}\n`);
+  const watcher = startReloadWatch(broker, path);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
-  await broker.close();
+  const grace = broker.config.settings.shutdown_grace;
+  err(`leash: ${signal}: draining (no new connections; up to ${grace} s for requests in flight; a second signal cuts them)\n`);
+  const cutNow = new AbortController();
+  const again = () => {
+    err('leash: second signal: cutting requests in flight\n');
+    cutNow.abort();
+  };
+  process.on('SIGTERM', again);
+  process.on('SIGINT', again);
+  watcher.close();
+  await broker.close({ cutNow: cutNow.signal });
+  err('leash: stopped\n');
+  // Everything Leash opened is closed; a handle left by a cut request must not keep the process past the grace.
+  setTimeout(() => process.exit(0), 1000).unref();
   return 0;
 }
 

@@ -7,11 +7,12 @@ import express from 'express';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import { loadConfigFile } from '../config/load.js';
 import { Broker } from '../broker.js';
+import { bindListeners } from '../http/listener.js';
 import { LeashPluginClient, createLeashVerifier, requireLeashToken } from '../client/index.js';
-import { flag, type ParsedArgs } from './args.js';
+import { portFlag, type ParsedArgs } from './args.js';
 
 /** Demo files, all git-ignored: the fake cluster's private key and its public JWKS. */
-const DEMO_CONFIG = 'config/demo.yaml';
+export const DEMO_CONFIG = 'config/demo.yaml';
 const CLUSTER_KEY = '.leash/demo-cluster.private.jwk.json';
 const CLUSTER_JWKS = 'config/demo-cluster.jwks.json';
 const CLUSTER_ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -33,6 +34,16 @@ async function demoClusterKey(): Promise<{ privateJwk: JWK }> {
   const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk;
   await writeFile(CLUSTER_JWKS, `${JSON.stringify({ keys: [{ ...publicJwk, use: 'sig' }] }, null, 2)}\n`);
   return { privateJwk };
+}
+
+/** Said whenever the demo policy is served: its admin keys are in the docs, so anyone may call its admin API. */
+export const DEMO_NOTICE =
+  'DEMO ONLY: serving the demo policy config/demo.yaml, whose admin API keys are public (demo-orchestrator-key, demo-ops-key) and whose "cluster" key was made on this machine. Never expose this broker beyond your laptop; serve your own policy with --config <file>.';
+
+/** Everything the demo policy needs on disk (the stand-in cluster's keys); returns the policy's path. */
+export async function prepareDemo(): Promise<string> {
+  await demoClusterKey();
+  return DEMO_CONFIG;
 }
 
 /** A projected service-account token as the kubelet would mount it (audience `leash`). */
@@ -67,21 +78,24 @@ function decode(token: string): Record<string, unknown> {
  */
 export async function runDemo(args: ParsedArgs): Promise<number> {
   const say = (s = '') => process.stdout.write(`${s}\n`);
-  await demoClusterKey();
-  let loaded = await loadConfigFile(DEMO_CONFIG);
-  const portFlag = flag(args, 'port');
-  const port = Number(portFlag ?? loaded.config.settings.listen.port);
-  if (portFlag !== undefined) {
+  let loaded = await loadConfigFile(await prepareDemo());
+  const portGiven = portFlag(args, 'port');
+  const port = portGiven ?? loaded.config.settings.listen.port;
+  if (portGiven !== undefined) {
     // The issuer names the port; keep them in step when the demo runs elsewhere.
     const { settings } = loaded.config;
     loaded = { ...loaded, config: { ...loaded.config, settings: { ...settings, issuer: `http://127.0.0.1:${port}`, listen: { ...settings.listen, port } } } };
   }
-  const broker = await Broker.create(loaded, { write: () => undefined, defaultMetrics: false });
-  const base = await broker.listen(port);
+  // Ports first: one in use stops the demo before it creates keys or records anything.
+  const listeners = await bindListeners(loaded.config.settings, { port, managementPort: portFlag(args, 'management-port') });
+  const broker = await Broker.create(loaded, { write: () => undefined, defaultMetrics: false, listeners });
+  const base = listeners.public.url;
   const issuer = broker.config.settings.issuer;
   let api: Server | undefined;
   try {
+    say(DEMO_NOTICE);
     say(`Leash is serving on ${base} (issuer ${issuer}), keys in ${resolve(broker.config.settings.keys.dir)}, state in ${broker.config.settings.store.path}`);
+    say(`Health, readiness and metrics: ${listeners.management.url}/healthz, /readyz, /metrics (management port, loopback)`);
     say();
     say('1. The orchestrator opens a task that lets the crm-reader plugin in, for 15 minutes:');
     const taskRes = await fetch(`${base}/tasks`, {

@@ -220,16 +220,26 @@ export const AwsSettings = Type.Object(
   { ...Strict, description: 'AWS STS credentials (`aws-sts` grants).', default: {} },
 );
 
+const Listen = (description: string, port: number) =>
+  Type.Object(
+    {
+      host: Type.String({ description: 'Address to bind.', default: '127.0.0.1' }),
+      port: Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one).', default: port }),
+    },
+    { ...Strict, description, default: {} },
+  );
+
 export const Settings = Type.Object(
   {
     issuer: Type.String({ format: 'uri', pattern: '^https?://[^?#]+[^/?#]$', description: 'Public issuer URL of this broker (the `iss` of every token). No trailing slash.', default: 'http://127.0.0.1:8080' }),
-    listen: Type.Object(
+    listen: Listen('Where the public HTTP server listens (OAuth, JWKS, discovery, tasks, admin API).', 8080),
+    management: Type.Object(
       {
-        host: Type.String({ description: 'Address to bind.', default: '127.0.0.1' }),
-        port: Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one).', default: 8080 }),
+        listen: Listen('Where the management server listens: `/healthz`, `/readyz` and `/metrics`, none of which the public port serves. Loopback by default; in Kubernetes bind it to the pod (`0.0.0.0`) so the kubelet can probe it, and admit only Prometheus to it. Changes only on restart.', 9090),
       },
-      { ...Strict, description: 'Where the HTTP server listens.', default: {} },
+      { ...Strict, description: 'The management listener (health, readiness, metrics).', default: {} },
     ),
+    shutdown_grace: Type.Integer({ minimum: 0, maximum: 600, default: 10, description: 'On SIGTERM or SIGINT: how long requests in flight may take to finish once Leash has stopped accepting new ones; what is still running then is cut, and the stores close. Keep the preStop sleep plus this below the orchestrator\'s kill timeout (Kubernetes `terminationGracePeriodSeconds`).' }),
     max_body_bytes: Type.Integer({ minimum: 1024, maximum: 57344, description: 'Largest request body accepted on OAuth and admin endpoints.', default: 16384 }),
     keys: KeysSettings,
     store: StoreSettings,

@@ -79,6 +79,15 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     if (str(rec(settings.store).path) === ':memory:') report('/settings/store/path', "must not be ':memory:' when settings.production is true (state would vanish on restart)");
   }
 
+  // Two servers cannot share one port; port 0 means "any free one" for each.
+  const listen = rec(settings.listen);
+  const managed = rec(rec(settings.management).listen);
+  const wildcard = (h: string | undefined) => h === '0.0.0.0' || h === '::' || h === '';
+  const [publicHost, managementHost] = [str(listen.host), str(managed.host)];
+  if (int(listen.port) !== undefined && int(listen.port) !== 0 && int(listen.port) === int(managed.port) && (publicHost === managementHost || wildcard(publicHost) || wildcard(managementHost))) {
+    report('/settings/management/listen/port', `must differ from settings.listen.port (${int(listen.port)}): the management server has its own port`);
+  }
+
   const backend = str(rec(settings.keys).backend);
   if ((backend === 'vault-kv' || backend === 'vault-transit') && !isObject(settings.vault)) report('/settings/keys/backend', `'${backend}' needs settings.vault (Leash's Vault address and login)`);
 

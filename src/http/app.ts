@@ -37,7 +37,6 @@ export interface HttpDeps extends AdminRouteDeps {
   readonly settings: () => Settings;
   /** The current oidc-provider handler; swapped when policy or keys change. */
   readonly oauth: () => NodeHandler;
-  readonly ready: () => Promise<void>;
   readonly revocation: RevocationService;
   readonly suspensions: SuspensionStore;
   readonly knownPlugin: (id: string) => boolean;
@@ -66,8 +65,9 @@ function domainError(res: Response, err: LeashError): void {
 
 /**
  * The HTTP layer only translates: Leash's own routes (JWKS, discovery, introspection,
- * revocation, tasks, admin, metrics, health) in express, the token endpoint in
- * oidc-provider behind them, and a JSON 404/405 for everything else (surface.ts).
+ * revocation, tasks, admin) in express, the token endpoint in oidc-provider behind them,
+ * and a JSON 404/405 for everything else (surface.ts). Health, readiness and metrics are
+ * on the management port (management.ts), not here.
  */
 export function createHttpApp(deps: HttpDeps): express.Express {
   const app = express();
@@ -86,18 +86,6 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use(bodyLimit(deps.maxBodyBytes, (res, max) => domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${max} bytes`))));
   app.use(answerOptions(allow));
 
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  app.get('/readyz', async (_req, res) => {
-    try {
-      await deps.ready();
-      res.json({ status: 'ready' });
-    } catch {
-      res.status(503).json({ status: 'unavailable' });
-    }
-  });
-
   // The JWKS comes from the KeyManager (next, current and still-visible retired keys),
   // not from oidc-provider, which only ever knows the signing key.
   app.get('/jwks', (_req, res) => {
@@ -111,10 +99,6 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   };
   app.get('/.well-known/openid-configuration', discovery);
   app.get('/.well-known/oauth-authorization-server', discovery);
-
-  app.get('/metrics', async (_req, res) => {
-    res.set('Content-Type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
-  });
 
   app.use('/tasks', express.json({ limit: deps.maxBodyBytes(), strict: true }), tasksRouter(deps));
 

@@ -45,10 +45,13 @@ export const ROUTES: readonly RouteSpec[] = [
   { path: '/admin/plugins/:id/suspend', methods: ['POST'] },
   { path: '/admin/plugins/:id/resume', methods: ['POST'] },
   { path: '/admin/revocations', methods: ['POST'] },
-  // operations
-  { path: '/metrics', methods: ['GET'] },
+];
+
+/** The management port's routes (management.ts); the public port serves none of them. */
+export const MANAGEMENT_ROUTES: readonly RouteSpec[] = [
   { path: '/healthz', methods: ['GET'] },
   { path: '/readyz', methods: ['GET'] },
+  { path: '/metrics', methods: ['GET'] },
 ];
 
 const ORDER: readonly string[] = ['GET', 'HEAD', 'POST', 'DELETE'];

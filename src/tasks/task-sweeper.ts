@@ -28,8 +28,9 @@ export class TaskSweeper {
     this.#periodic.start();
   }
 
-  stop(): void {
-    this.#periodic.stop();
+  /** Resolves once a pass already running is over, so a shutdown can close the store after it. */
+  stop(): Promise<void> {
+    return this.#periodic.stop();
   }
 
   /** One pass; returns how many tasks it ended. */

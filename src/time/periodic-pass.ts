@@ -21,9 +21,11 @@ export class PeriodicPass {
     this.#timer.unref();
   }
 
-  stop(): void {
+  /** No further timed pass; resolves once a pass already running is over (its outcome is not re-reported). */
+  stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    return this.#running ? this.#running.then(() => undefined, () => undefined) : Promise.resolve();
   }
 
   /** One pass; returns what the pass counted. */

@@ -243,7 +243,7 @@ describe('approvals end to end', () => {
   });
 
   it('metrics count approvals', async () => {
-    const text = await (await fetch(`${tb.url}/metrics`)).text();
+    const text = await (await fetch(`${tb.managementUrl}/metrics`)).text();
     expect(text).toMatch(/leash_approvals_total\{outcome="requested"\} [1-9]/);
     expect(text).toMatch(/leash_approvals_total\{outcome="redeemed"\} [1-9]/);
     expect(text).toMatch(/leash_approvals_pending \d+/);

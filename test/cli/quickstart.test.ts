@@ -8,7 +8,7 @@ const leash = (args: string[]) =>
 describe('the README quickstart and CLI', () => {
   it('`demo` starts on embedded defaults and shows an exchange verified by a resource server', async () => {
     const port = await freePort();
-    const run = leash(['demo', '--port', String(port), '--no-serve']);
+    const run = leash(['demo', '--port', String(port), '--management-port', String(await freePort()), '--no-serve']);
     expect(run.status).toBe(0);
     expect(run.stdout).toContain('POST /tasks -> 201');
     expect(run.stdout).toMatch(/token_type=Bearer scope="contacts:read" expires_in=(299|300)s/);

@@ -22,6 +22,8 @@ describe('leash serve reloads its policy', () => {
     const url = `http://127.0.0.1:${port}`;
     const input = testConfigInput({ issuer: url, dir, cluster }) as Record<string, any>;
     input.settings.listen.port = port;
+    const managementPort = await freePort();
+    input.settings.management.listen.port = managementPort;
     const path = join(dir, 'leash.json');
     await writeFile(path, JSON.stringify(input));
     const child = spawnServe(path);
@@ -33,7 +35,7 @@ describe('leash serve reloads its policy', () => {
         body: new URLSearchParams({ grant_type: EXCHANGE, client_id: 'newcomer', subject_token: await cluster.saToken({ sa: 'newcomer' }), subject_token_type: JWT_TYPE, resource: 'https://new.example.com' }),
       });
     try {
-      await waitFor(async () => (await fetch(`${url}/healthz`)).ok);
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/healthz`)).ok);
       expect((await exchange()).status).toBe(401); // not a client yet
 
       input.plugins.push({

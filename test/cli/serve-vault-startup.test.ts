@@ -39,9 +39,10 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function writeConfig(name: string, address: string, port = 0): Promise<string> {
+async function writeConfig(name: string, address: string, port = 0, managementPort = 0): Promise<string> {
   const input = testConfigInput({ issuer: `http://127.0.0.1:${port || 1}`, dir: join(dir, name), cluster }) as Record<string, any>;
   input.settings.listen.port = port;
+  input.settings.management.listen.port = managementPort;
   input.settings.vault = { address, timeout_ms: 1000, auth: { method: 'token', token_env: TOKEN_ENV } };
   input.settings.keys = { ...input.settings.keys, backend: 'vault-transit', vault_kv: { mount: 'secret', path: `leash/${name}` }, vault_transit: { mount: 'transit', key: TRANSIT_KEY } };
   const path = join(dir, `${name}.json`);
@@ -146,9 +147,10 @@ describe('leash serve: Vault problems at startup (vault-transit)', () => {
       },
     });
     const port = await freePort();
-    const run = serve(await writeConfig('ok', vault.url, port), token);
+    const managementPort = await freePort();
+    const run = serve(await writeConfig('ok', vault.url, port, managementPort), token);
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok);
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/healthz`)).ok);
       const jwks = (await (await fetch(`http://127.0.0.1:${port}/jwks`)).json()) as { keys: { kid: string }[] };
       expect(jwks.keys).toHaveLength(2);
       run.child.kill('SIGTERM');

@@ -112,7 +112,7 @@ describe('token exchange over HTTP', () => {
 
   it('metrics count exchanges by outcome and reason, and attestation failures by issuer and reason', async () => {
     await tb.exchange(params(await tb.cluster.saToken({ claims: { aud: ['not-leash'] } })));
-    const text = await (await fetch(`${tb.url}/metrics`)).text();
+    const text = await (await fetch(`${tb.managementUrl}/metrics`)).text();
     expect(text).toMatch(/leash_attestation_failures_total\{issuer="test-cluster",reason="ERR_ATTESTATION_AUDIENCE"\} 1/);
     expect(text).toMatch(/leash_exchanges_total\{outcome="issued",reason="OK"\} \d+/);
     expect(text).toMatch(/leash_exchanges_total\{outcome="denied",reason="ERR_SCOPE_NOT_GRANTED"\} \d+/);

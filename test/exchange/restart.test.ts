@@ -76,11 +76,13 @@ describe('durability across restarts', () => {
     const url = `http://127.0.0.1:${port}`;
     const input = testConfigInput({ issuer: url, dir, cluster }) as Record<string, any>;
     input.settings.listen.port = port;
+    const managementPort = await freePort();
+    input.settings.management.listen.port = managementPort;
     const configPath = join(dir, 'leash.json');
     await writeFile(configPath, JSON.stringify(input));
     const child = spawnServe(configPath);
     try {
-      await waitFor(async () => (await fetch(`${url}/healthz`)).ok);
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/healthz`)).ok);
       const opened = await fetch(`${url}/tasks`, { method: 'POST', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ plugins: ['crm-reader'] }) });
       expect(opened.status).toBe(201);
       const { id } = (await opened.json()) as { id: string };

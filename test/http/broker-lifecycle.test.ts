@@ -44,7 +44,7 @@ describe('policy reload', () => {
     const failed = events.filter((e) => e.type === 'policy.reload_failed');
     expect(failed.length).toBe(1);
     expect(String(failed[0]!.event.error)).toContain('impostor');
-    const metrics = await (await fetch(`${tb.url}/metrics`)).text();
+    const metrics = await (await fetch(`${tb.managementUrl}/metrics`)).text();
     expect(metrics).toMatch(/leash_policy_reloads_total\{result="rejected"\} 1/);
   });
 
@@ -75,7 +75,7 @@ describe('fail closed', () => {
       expect(res.status).toBe(503);
       expect(res.body.error).toBe('temporarily_unavailable');
       expect(res.body.access_token).toBeUndefined();
-      const ready = await fetch(`${tb.url}/readyz`);
+      const ready = await fetch(`${tb.managementUrl}/readyz`);
       expect(ready.status).toBe(503);
     } finally {
       await tb.close().catch(() => undefined);

@@ -48,7 +48,7 @@ async function events(tb: TestBroker, type: string): Promise<Record<string, unkn
 }
 
 async function metricsText(tb: TestBroker): Promise<string> {
-  return (await fetch(`${tb.url}/metrics`)).text();
+  return (await fetch(`${tb.managementUrl}/metrics`)).text();
 }
 
 async function jwksKids(tb: TestBroker): Promise<string[]> {

@@ -13,7 +13,7 @@ import { compilePolicy } from '../../src/policy/compile.js';
  * Every (method, path) Leash answers with something other than 404 or 405. HEAD goes with
  * GET. Keep this table in step with src/http/surface.ts: a route that appears on the app
  * without being listed here fails the build, and so does a listed one that disappears.
- * (Operations routes are grouped so that moving them to another listener is one edit.)
+ * Health, readiness and metrics are on the management port: MANAGEMENT_SERVED below.
  */
 const SERVED: Record<string, readonly string[]> = {
   // OAuth / OIDC
@@ -42,10 +42,13 @@ const SERVED: Record<string, readonly string[]> = {
   '/admin/plugins/crm-reader/suspend': ['POST'],
   '/admin/plugins/crm-reader/resume': ['POST'],
   '/admin/revocations': ['POST'],
-  // operations
-  '/metrics': ['GET', 'HEAD'],
+};
+
+/** The management port answers these, and nothing else (src/http/surface.ts MANAGEMENT_ROUTES). */
+const MANAGEMENT_SERVED: Record<string, readonly string[]> = {
   '/healthz': ['GET', 'HEAD'],
   '/readyz': ['GET', 'HEAD'],
+  '/metrics': ['GET', 'HEAD'],
 };
 
 /** Paths that must answer nothing: everything oidc-provider or express could serve that Leash does not offer. */
@@ -85,6 +88,10 @@ const NOT_SERVED = [
   '/revocations/stream/x',
   '/introspect/x',
   '/index.html',
+  // on the management port only
+  '/metrics',
+  '/healthz',
+  '/readyz',
 ];
 
 /** Spellings express (and oidc-provider) treat as the same route: case and a trailing slash. */
@@ -117,8 +124,8 @@ describe('the HTTP surface says only what is true', () => {
     await tb.close();
   });
 
-  const probe = (method: string, path: string, headers: Record<string, string> = {}) =>
-    rawRequest(tb.url, { method, path, headers: { ...PROBE_HEADERS, ...headers }, agent });
+  const probe = (method: string, path: string, headers: Record<string, string> = {}, base = tb.url) =>
+    rawRequest(base, { method, path, headers: { ...PROBE_HEADERS, ...headers }, agent });
 
   /** Headers no answer of Leash may carry, whatever was asked. */
   function expectClean(res: RawResponse, what: string): void {
@@ -162,6 +169,26 @@ describe('the HTTP surface says only what is true', () => {
       }
     }
     expect(served.sort()).toEqual(expected.sort());
+  });
+
+  it('route inventory of the management port: health, readiness and metrics, nothing of the public API', async () => {
+    const served: string[] = [];
+    const expected: string[] = [];
+    for (const [path, methods] of Object.entries(MANAGEMENT_SERVED)) for (const m of methods) expected.push(`${m} ${path}`);
+    for (const path of [...Object.keys(MANAGEMENT_SERVED), ...Object.keys(SERVED), '/', '/Metrics/', '/metrics/x']) {
+      const allow = MANAGEMENT_SERVED[path.toLowerCase().replace(/\/$/, '')];
+      for (const method of METHODS) {
+        const res = await probe(method, path, {}, tb.managementUrl);
+        expectClean(res, `management ${method} ${path}`);
+        const answer = classify(method, path, res);
+        if (answer === 'served') served.push(`${method} ${path}`);
+        if (answer === 'method_not_allowed' || answer === 'options') {
+          const expectedStatus = method === 'OPTIONS' ? (allow ? 204 : 404) : 405;
+          expect(`${method} ${path} -> ${res.status} Allow: ${String(res.headers.allow)}`).toBe(`${method} ${path} -> ${expectedStatus} Allow: ${allow ? allow.join(', ') : 'undefined'}`);
+        }
+      }
+    }
+    expect(served.sort()).toEqual([...expected, 'GET /Metrics/', 'HEAD /Metrics/'].sort());
   });
 
   it('aliases (case, trailing slash) answer exactly as the route they spell, and nothing else appears through them', async () => {

@@ -112,7 +112,7 @@ describe('key rotation under load (local backend, prepublish 0)', () => {
     // Rotations were audited and counted as api rotations.
     const events = await tb.broker.store.read(1, 100000);
     expect(events.filter((e) => e.type === 'key.promoted' && (e.event as { cause?: string }).cause === 'api')).toHaveLength(ROTATIONS);
-    expect(await (await fetch(`${tb.url}/metrics`)).text()).toMatch(new RegExp(`leash_key_rotations_total\\{cause="api"\\} ${ROTATIONS}\\b`));
+    expect(await (await fetch(`${tb.managementUrl}/metrics`)).text()).toMatch(new RegExp(`leash_key_rotations_total\\{cause="api"\\} ${ROTATIONS}\\b`));
   }, 120000);
 
   it('tokens of retired keys stay valid (JWKS and introspection) after the rotations', async () => {

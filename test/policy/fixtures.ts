@@ -15,6 +15,8 @@ export function settings(over: Partial<Settings> = {}): Settings {
   return {
     issuer: 'http://127.0.0.1:8080',
     listen: { host: '127.0.0.1', port: 8080 },
+    management: { listen: { host: '127.0.0.1', port: 9090 } },
+    shutdown_grace: 10,
     max_body_bytes: 16384,
     keys: {
       backend: 'local',

@@ -21,7 +21,7 @@ const RS_SECRET = 'crm-api-introspection-secret';
   let redis: RedisServer;
   let dir: string;
   let cluster: TestCluster;
-  const replicas: Array<{ url: string; proc: ChildProcess }> = [];
+  const replicas: Array<{ url: string; managementUrl: string; proc: ChildProcess }> = [];
   let issuer: string;
 
   beforeAll(async () => {
@@ -38,10 +38,12 @@ const RS_SECRET = 'crm-api-introspection-secret';
     await writeFile(configPath, JSON.stringify(input));
     // One after the other: the second replica loads the keys the first generated (shared folder).
     for (const port of ports) {
-      const proc = spawnServe(configPath, port);
+      const managementPort = await freePort();
+      const proc = spawnServe(configPath, port, managementPort);
       const url = `http://127.0.0.1:${port}`;
-      replicas.push({ url, proc });
-      await waitFor(async () => (await fetch(`${url}/readyz`)).ok, 30000);
+      const managementUrl = `http://127.0.0.1:${managementPort}`;
+      replicas.push({ url, managementUrl, proc });
+      await waitFor(async () => (await fetch(`${managementUrl}/readyz`)).ok, 30000);
     }
   }, 90000);
 
@@ -114,8 +116,8 @@ const RS_SECRET = 'crm-api-introspection-secret';
     // bring A back on the same port: it loads the revocation from Redis
     const port = new URL(replicas[A]!.url).port;
     const configPath = join(dir, 'leash.json');
-    replicas[A]!.proc = spawnServe(configPath, port);
-    await waitFor(async () => (await fetch(`${replicas[A]!.url}/readyz`)).ok, 30000);
+    replicas[A]!.proc = spawnServe(configPath, port, new URL(replicas[A]!.managementUrl).port);
+    await waitFor(async () => (await fetch(`${replicas[A]!.managementUrl}/readyz`)).ok, 30000);
     expect((await introspect(A, token)).body.active).toBe(false);
   }, 60000);
 

@@ -28,6 +28,7 @@ export function testConfigInput(opts: { issuer: string; dir: string; cluster: Te
     settings: {
       issuer: opts.issuer,
       listen: { host: '127.0.0.1', port: 0 },
+      management: { listen: { host: '127.0.0.1', port: 0 } },
       store: { path: join(opts.dir, 'leash.db') },
       keys: { dir: join(opts.dir, 'keys') },
       audit: { stdout: false },
@@ -76,6 +77,8 @@ export function testConfigInput(opts: { issuer: string; dir: string; cluster: Te
 
 export interface TestBroker {
   readonly url: string;
+  /** The management port: `/healthz`, `/readyz`, `/metrics`. */
+  readonly managementUrl: string;
   readonly broker: Broker;
   readonly cluster: TestCluster;
   readonly dir: string;
@@ -104,6 +107,7 @@ export async function startTestBroker(
   await broker.listen(port, '127.0.0.1');
   return {
     url,
+    managementUrl: broker.managementUrl!,
     broker,
     cluster,
     dir,

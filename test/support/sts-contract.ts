@@ -106,6 +106,7 @@ export class StsContractServer {
   #opts: StsContractOptions;
   #jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
   #faults: StsFault[] = [];
+  #holds: Array<{ arrived: (call: StsCall) => void; released: Promise<void> }> = [];
   url = '';
 
   private constructor(opts: StsContractOptions) {
@@ -124,6 +125,19 @@ export class StsContractServer {
   /** The next `count` calls fail with this AWS error (Throttling 400, ServiceUnavailable 503, AccessDenied 403...). */
   failNext(count: number, code: string, status: number, message?: string): void {
     for (let i = 0; i < count; i++) this.#faults.push({ code, status, message: message ?? '', type: status >= 500 ? 'Receiver' : 'Sender' });
+  }
+
+  /**
+   * A slow STS: the next call is processed (verified, credentials made) but its answer is
+   * held until `release()`. `arrived` resolves with the call once it is being held.
+   */
+  holdNext(): { arrived: Promise<StsCall>; release: () => void } {
+    let release!: () => void;
+    let arrived!: (call: StsCall) => void;
+    const released = new Promise<void>((r) => (release = r));
+    const arrival = new Promise<StsCall>((r) => (arrived = r));
+    this.#holds.push({ arrived, released });
+    return { arrived: arrival, release };
   }
 
   /** Registers the IAM OIDC provider after start (a broker's URL is known only once it listens). */
@@ -172,6 +186,11 @@ export class StsContractServer {
           break;
         default:
           throw new StsError('InvalidAction', 400, `Could not find operation ${call.action} for version 2011-06-15`);
+      }
+      const hold = this.#holds.shift();
+      if (hold) {
+        hold.arrived(call);
+        await hold.released;
       }
       call.status = 200;
       res.writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': randomBytes(16).toString('hex') });

@@ -79,8 +79,9 @@ export class SessionDenier {
     this.#periodic.start();
   }
 
-  stop(): void {
-    this.#periodic.stop();
+  /** Resolves once a pass already running is over, so a shutdown can close the store after it. */
+  stop(): Promise<void> {
+    return this.#periodic.stop();
   }
 
   /** One pass over every role (pending writes, due retries, expired entries); concurrent calls share it. Returns how many IAM writes succeeded. */

@@ -30,8 +30,9 @@ export class LeaseSweeper {
     this.#periodic.start();
   }
 
-  stop(): void {
-    this.#periodic.stop();
+  /** Resolves once a pass already running is over, so a shutdown can close the store after it. */
+  stop(): Promise<void> {
+    return this.#periodic.stop();
   }
 
   /** One pass; returns how many leases it revoked. Concurrent calls share one pass. */

@@ -1,0 +1,176 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Settings } from '../config/schema.js';
+
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** Seconds a client is told to wait (`Retry-After`) while Leash starts or stops. */
+const RETRY_AFTER_SECONDS = 2;
+
+/** A port Leash could not bind: one line naming the address and the reason. */
+export class ListenError extends Error {
+  constructor(
+    readonly address: string,
+    readonly role: string,
+    readonly code: string,
+  ) {
+    super(`cannot listen on ${address} (${role}): ${code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'address not available on this machine' : 'bind failed'} (${code})`);
+    this.name = 'ListenError';
+  }
+}
+
+const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+function refuse(res: ServerResponse, description: string): void {
+  const body = JSON.stringify({ error: 'temporarily_unavailable', error_description: description });
+  res.writeHead(503, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    'Retry-After': String(RETRY_AFTER_SECONDS),
+    'X-Content-Type-Options': 'nosniff',
+    Connection: 'close',
+  });
+  res.end(body);
+}
+
+/**
+ * One bound HTTP port. It is bound before the broker is built (so a port in use stops
+ * the start before anything is created or recorded) and answers 503 with `Retry-After`
+ * until a handler is attached. `drain` is the graceful half of a shutdown: stop
+ * accepting, let the requests in flight finish, refuse anything more on an open
+ * connection, and cut what is left when the grace runs out.
+ */
+export class HttpListener {
+  readonly url: string;
+  readonly #server: Server;
+  readonly #inFlight = new Set<ServerResponse>();
+  readonly #sockets = new Set<Socket>();
+  #handler: NodeHandler | undefined;
+  #draining = false;
+  #closed: Promise<void> | undefined;
+
+  private constructor(server: Server, url: string) {
+    this.#server = server;
+    this.url = url;
+    server.on('connection', (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    });
+  }
+
+  /** Binds `host:port` (0: a free port) or throws ListenError naming it; `role` is how the error names the port. */
+  static async bind(host: string, port: number, role: string): Promise<HttpListener> {
+    let listener: HttpListener | undefined;
+    const server = createServer((req, res) => listener!.#dispatch(req, res));
+    server.keepAliveTimeout = 65_000;
+    server.headersTimeout = 66_000;
+    server.requestTimeout = 30_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => reject(new ListenError(hostPort(host, port), role, err.code ?? 'EUNKNOWN')));
+      server.listen(port, host, () => resolve());
+    });
+    listener = new HttpListener(server, `http://${hostPort(host, (server.address() as AddressInfo).port)}`);
+    return listener;
+  }
+
+  /** Start handing requests to `handler` (replaces any earlier one). */
+  serve(handler: NodeHandler): void {
+    this.#handler = handler;
+  }
+
+  /** Requests being answered right now. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  #dispatch(req: IncomingMessage, res: ServerResponse): void {
+    // A request on a connection that was open before the drain began (keep-alive, pipelined).
+    if (this.#draining) return refuse(res, 'the broker is shutting down; retry (another replica will answer)');
+    if (!this.#handler) return refuse(res, 'the broker is starting; retry shortly');
+    this.#inFlight.add(res);
+    res.once('close', () => {
+      this.#inFlight.delete(res);
+      // An answer that had started before the drain left its connection open: close it once idle.
+      if (this.#draining) setImmediate(() => this.#server.closeIdleConnections());
+    });
+    this.#handler(req, res);
+  }
+
+  /**
+   * Stop accepting connections and wait until the requests in flight are answered (each
+   * answer closes its connection), for at most `graceMs`; then cut every connection still
+   * open. Resolves with what was cut: connections still open, and requests being
+   * answered on them. `cutNow` aborts the wait.
+   */
+  async drain(graceMs: number, cutNow?: AbortSignal): Promise<{ connections: number; requests: number }> {
+    this.#draining = true;
+    // Answers not yet started close their connection, so keep-alive clients reconnect elsewhere.
+    for (const res of this.#inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+    let done = false;
+    const closed = this.#close().then(() => {
+      done = true;
+    });
+    this.#server.closeIdleConnections();
+    // Connections that never sent a byte are idle too (Node counts them as waiting for headers).
+    for (const socket of this.#sockets) if (socket.bytesRead === 0) socket.destroy();
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    await Promise.race([
+      closed,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+        onAbort = resolve;
+        cutNow?.addEventListener('abort', onAbort, { once: true });
+        if (cutNow?.aborted) resolve();
+      }),
+    ]);
+    clearTimeout(timer);
+    if (onAbort) cutNow?.removeEventListener('abort', onAbort);
+    let cut = { connections: 0, requests: 0 };
+    if (!done) {
+      const connections = await new Promise<number>((resolve) => this.#server.getConnections((_e, n) => resolve(n ?? 0)));
+      cut = { connections, requests: this.#inFlight.size };
+      this.#server.closeAllConnections();
+    }
+    await closed;
+    return cut;
+  }
+
+  /** Close at once: every connection is cut. */
+  async close(): Promise<void> {
+    this.#draining = true;
+    const closed = this.#close();
+    this.#server.closeAllConnections();
+    await closed;
+  }
+
+  #close(): Promise<void> {
+    this.#closed ??= new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    return this.#closed;
+  }
+}
+
+/** The broker's two ports: the public API and the management server (health, readiness, metrics). */
+export interface BoundListeners {
+  readonly public: HttpListener;
+  readonly management: HttpListener;
+}
+
+export interface ListenOverrides {
+  readonly host?: string | undefined;
+  readonly port?: number | undefined;
+  readonly managementPort?: number | undefined;
+}
+
+/** Bind both ports from the settings (command-line overrides win); nothing is left bound on failure. */
+export async function bindListeners(settings: Settings, overrides: ListenOverrides = {}): Promise<BoundListeners> {
+  const pub = await HttpListener.bind(overrides.host ?? settings.listen.host, overrides.port ?? settings.listen.port, 'public API, settings.listen');
+  try {
+    const management = await HttpListener.bind(settings.management.listen.host, overrides.managementPort ?? settings.management.listen.port, 'management, settings.management.listen');
+    return { public: pub, management };
+  } catch (err) {
+    await pub.close();
+    throw err;
+  }
+}

@@ -1,0 +1,46 @@
+import express from 'express';
+import type { Metrics } from '../metrics/metrics.js';
+import { MANAGEMENT_ROUTES, allowedMethods, answerOptions, unserved } from './surface.js';
+
+export interface ManagementDeps {
+  readonly metrics: Metrics;
+  /** Resolves when this replica should take traffic; throws (with a short reason) when it should not. */
+  readonly ready: () => Promise<void>;
+}
+
+/**
+ * The management port's routes: liveness, readiness and Prometheus metrics. They live on
+ * their own listener (loopback by default) so that the public port, which faces plugins
+ * and resource servers, does not publish process internals or per-plugin counters.
+ */
+export function createManagementApp(deps: ManagementDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+  const allow = allowedMethods(MANAGEMENT_ROUTES);
+  app.use((_req, res, next) => {
+    res.set('X-Content-Type-Options', 'nosniff').set('Cache-Control', 'no-store');
+    next();
+  });
+  app.use(answerOptions(allow));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await deps.ready();
+      res.json({ status: 'ready' });
+    } catch (err) {
+      res.status(503).json({ status: 'unavailable', reason: err instanceof Error ? err.message.slice(0, 200) : 'not ready' });
+    }
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.set('Content-Type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  // Anything else: the same JSON 404/405 as the public port.
+  app.use(unserved(allow));
+  return app;
+}
