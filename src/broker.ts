@@ -1,4 +1,4 @@
-import type { LoadedConfig } from './config/load.js';
+import { referencedFiles, type LoadedConfig } from './config/load.js';
 import type { LeashConfig } from './config/schema.js';
 import { createAttestation, tokenDigest } from './attestation/registry.js';
 import { createKeySource } from './attestation/key-source.js';
@@ -55,6 +55,12 @@ const KEY_REVOCATION_RETRY_MS = 250;
 function maxTokenLifeMs(config: LeashConfig): number {
   const s = config.settings;
   return (Math.max(s.tokens.max_ttl, s.aws.web_identity_token_ttl) + s.tokens.clock_skew) * 1000;
+}
+
+/** How `policy.loaded` names a policy: its file's digest, and that of the files it names when there are any. */
+function policyDigests(loaded: LoadedConfig): { digest: string; files_digest?: string } {
+  const files = referencedFiles(loaded.config, loaded.baseDir);
+  return files.length > 0 && loaded.filesDigest !== undefined ? { digest: loaded.digest, files_digest: loaded.filesDigest } : { digest: loaded.digest };
 }
 
 export interface BrokerOptions {
@@ -348,7 +354,7 @@ export class Broker {
         if (key.createdAt >= bootedAt) await broker.audit.record('key.created', { kid: key.kid, alg: key.alg, state: key.state, backend: key.backend, cause: 'init' });
       }
       broker.#startKeyTicker();
-      await broker.audit.record('policy.loaded', { digest: loaded.digest, plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
+      await broker.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
       if (opts.listeners) broker.#serve(opts.listeners);
       return broker;
     } catch (err) {
@@ -418,6 +424,11 @@ export class Broker {
     return this.#generation.config;
   }
 
+  /** The config in force, as it was loaded (its digests are the reload baseline). */
+  get loaded(): LoadedConfig {
+    return this.#generation.loaded;
+  }
+
   /** Compile everything a config implies; throws ConfigError without touching the running generation. */
   #build(loaded: LoadedConfig): Generation {
     const { config } = loaded;
@@ -459,7 +470,8 @@ export class Broker {
    */
   async reload(loaded: LoadedConfig): Promise<{ ok: true } | { ok: false; error: Error }> {
     const current = this.#generation;
-    if (loaded.digest === current.digest) return { ok: true };
+    // Unchanged only if the files it names (JWKS files) are unchanged too.
+    if (loaded.digest === current.digest && loaded.filesDigest === current.loaded.filesDigest) return { ok: true };
     try {
       const restartOnly = ['listen', 'management', 'store', 'keys', 'issuer', 'vault'] as const;
       const changed = restartOnly.filter((k) => JSON.stringify(loaded.config.settings[k]) !== JSON.stringify(current.settings[k]));
@@ -469,7 +481,7 @@ export class Broker {
       // Queued SETs of a replaced pusher are dropped; receivers catch up from the poll feed.
       if (JSON.stringify(loaded.config.resource_servers) !== JSON.stringify(current.config.resource_servers)) this.#startPush(loaded.config);
       this.metrics.policyReloads.inc({ result: 'ok' });
-      await this.audit.record('policy.loaded', { digest: loaded.digest, plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: false });
+      await this.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: false });
       // What the new policy no longer grants is revoked now, not left to expire.
       await revokeOnReload(current.policy, this.#generation.policy, loaded.digest, { revocation: this.revocation, tokens: this.store, clock: this.clock, audit: this.audit }).catch((err: unknown) =>
         this.#log('error', 'revoking what the reloaded policy removed failed; those credentials stay valid until they expire', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) }),

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../config/config-error.js';
 import { watchConfig } from '../config/watch.js';
@@ -184,6 +185,7 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
 }
 
 export function startReloadWatch(broker: Broker, path: string): { close(): void } {
+  // The running config is the baseline: a file changed since it was loaded is a change.
   return watchConfig(path, (result) => {
     if (!result.ok) {
       err(`policy reload rejected, keeping the running policy:\n${result.error.message}\n`);
@@ -194,7 +196,7 @@ export function startReloadWatch(broker: Broker, path: string): { close(): void 
       if (r.ok) err(`policy reloaded from ${path}\n`);
       else err(`policy reload rejected, keeping the running policy: ${r.error.message}\n`);
     });
-  });
+  }, broker.loaded.path === resolve(path) ? { initial: broker.loaded } : {});
 }
 
 /** Silent security defaults are a bug: say loudly what is not production-grade. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -14,8 +15,14 @@ export interface LoadedConfig {
   readonly path: string;
   /** Folder relative paths in the file were resolved against (the file's folder). */
   readonly baseDir: string;
-  /** Hex SHA-256 of the file bytes: audit events name the policy by it; reloads skip when it is unchanged. */
+  /** Hex SHA-256 of the file bytes: audit events name the policy by it. */
   readonly digest: string;
+  /**
+   * Hex SHA-256 over the files the config names and the broker reads when it compiles it
+   * (`referencedFiles`), as they were when the config was loaded. A reload is due when this
+   * or `digest` changed. Absent when the config did not come from a file (tests, embedding).
+   */
+  readonly filesDigest?: string;
 }
 
 export interface ParseConfigOptions {
@@ -56,6 +63,43 @@ function resolvePaths(config: LeashConfig, baseDir: string): void {
     review.token_file = abs(review.token_file);
     if (review.ca_file !== undefined) review.ca_file = abs(review.ca_file);
   }
+  for (const server of config.resource_servers) {
+    if (server.jwks?.file !== undefined) server.jwks.file = abs(server.jwks.file);
+  }
+}
+
+/**
+ * The files a config names that are read each time it is compiled, as absolute paths: the
+ * `jwks.file` of trusted issuers, admin issuers and resource servers, and the
+ * `token_review.ca_file` of trusted issuers. A reload (SIGHUP or a file event) re-reads
+ * them, so a rotated JWKS or CA takes effect under an unchanged policy. Other paths are not
+ * here: `token_review.token_file` and `settings.vault.auth.jwt_file` (re-read at every
+ * call or login), `settings.keys.dir` (the keyring is re-read every
+ * `keys.refresh_interval_ms`), `settings.store.path` (restart only).
+ */
+export function referencedFiles(config: LeashConfig, baseDir: string): string[] {
+  const files = [
+    ...[...config.trusted_issuers, ...config.admin.issuers, ...config.resource_servers].map((entry) => entry.jwks?.file),
+    ...config.trusted_issuers.map((issuer) => issuer.token_review?.ca_file),
+  ]
+    .filter((f): f is string => f !== undefined)
+    .map((f) => (isAbsolute(f) ? f : resolve(baseDir, f)));
+  return [...new Set(files)].sort();
+}
+
+/** SHA-256 over each file's path and content; a file that cannot be read counts by its error code. */
+export function referencedFilesDigest(paths: readonly string[]): string {
+  const hash = createHash('sha256');
+  for (const path of paths) {
+    let content: string;
+    try {
+      content = configDigest(readFileSync(path));
+    } catch (e) {
+      content = `unreadable:${(e as NodeJS.ErrnoException).code ?? 'error'}`;
+    }
+    hash.update(`${path}\0${content}\n`);
+  }
+  return hash.digest('hex');
 }
 
 /**
@@ -108,13 +152,18 @@ export function parseConfigText(text: string, path: string): unknown {
   return doc.toJS({ maxAliasCount: 100 }) as unknown;
 }
 
-/** The loader behind loadConfigFile, for callers that already hold the bytes (the watcher). */
+/**
+ * The loader behind loadConfigFile, for callers that already hold the bytes (the watcher).
+ * The files the config names are hashed (`filesDigest`), not parsed: reading them for use
+ * is the concern of whoever compiles the config.
+ */
 export function loadConfigBytes(bytes: Uint8Array, path: string): LoadedConfig {
   const absolute = resolve(path);
   const baseDir = dirname(absolute);
   const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
   const config = parseConfig(parseConfigText(text, absolute), { baseDir });
-  return Object.freeze({ config, path: absolute, baseDir, digest: configDigest(bytes) });
+  const filesDigest = referencedFilesDigest(referencedFiles(config, baseDir));
+  return Object.freeze({ config, path: absolute, baseDir, digest: configDigest(bytes), filesDigest });
 }
 
 /** Read, parse and validate a YAML (`.yaml`/`.yml`) or JSON (`.json`) config file. */

@@ -1,11 +1,12 @@
 import { describe, expect, it, beforeEach, afterEach } from '@jest/globals';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigError } from '../../src/config/config-error.js';
 import { watchConfig, type ConfigWatchResult, type ConfigWatcher } from '../../src/config/watch.js';
+import { loadConfigFile } from '../../src/config/load.js';
 import { patched } from './fixtures.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -146,6 +147,58 @@ describe('watchConfig', () => {
     await watcher.reload();
     expect(c.results).toHaveLength(2);
     expect(c.results[1]!.ok).toBe(true);
+  });
+
+  it('SIGHUP re-reads the files the config names: a changed JWKS file under an unchanged config is delivered, once', async () => {
+    const jwks = join(dir, 'cluster.jwks.json'); // the fixture's jwks.file, next to the config
+    await writeFile(jwks, JSON.stringify({ keys: [{ kty: 'EC', crv: 'P-256', x: 'a', y: 'b', kid: 'one' }] }));
+    const c = collector();
+    watcher = watchConfig(file, c.onChange, { debounceMs: 600_000 });
+    await watcher.reload();
+    expect(c.results).toEqual([]); // nothing changed since the watcher started
+
+    await writeFile(jwks, JSON.stringify({ keys: [{ kty: 'EC', crv: 'P-256', x: 'c', y: 'd', kid: 'two' }] }));
+    process.emit('SIGHUP', 'SIGHUP');
+    await watcher.reload();
+    expect(c.results).toHaveLength(1);
+    const result = c.results[0]!;
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.loaded.digest).toBe(sha(configText(300))); // the config itself is the same
+    expect(result.loaded.filesDigest).toMatch(/^[0-9a-f]{64}$/);
+
+    await watcher.reload(); // nothing new since
+    expect(c.results).toHaveLength(1);
+    await rm(jwks); // gone is a change too (the broker then refuses the reload, naming the file)
+    await watcher.reload();
+    expect(c.results).toHaveLength(2);
+  });
+
+  it('watches the folder of a referenced file: a JWKS file written elsewhere is seen without SIGHUP', async () => {
+    await mkdir(join(dir, 'issuers'));
+    const jwks = join(dir, 'issuers', 'cluster.jwks.json');
+    await writeFile(jwks, JSON.stringify({ keys: [{ kty: 'EC', kid: 'one' }] }));
+    await writeFile(file, stringify(patched((cfg) => (cfg.trusted_issuers[0].jwks = { file: 'issuers/cluster.jwks.json' }))));
+    const c = collector();
+    watcher = watchConfig(file, c.onChange, { debounceMs: 20, initial: await loadConfigFile(file) });
+    const next = c.next();
+    await writeFile(jwks, JSON.stringify({ keys: [{ kty: 'EC', kid: 'two' }] }));
+    const result = await next;
+    expect(result.ok && result.loaded.config.trusted_issuers[0]!.jwks.file).toBe(jwks);
+    // Another file in that folder is not ours.
+    await writeFile(join(dir, 'issuers', 'unrelated.json'), '{}');
+    await quiet(200);
+    expect(c.results).toHaveLength(1);
+  });
+
+  it('with `initial`, the running config is the baseline', async () => {
+    const running = await loadConfigFile(file);
+    await writeFile(file, configText(77)); // changed after the broker loaded it, before the watch began
+    const c = collector();
+    watcher = watchConfig(file, c.onChange, { debounceMs: 600_000, initial: running });
+    await watcher.reload();
+    expect(c.results).toHaveLength(1);
+    expect(c.results[0]!.ok && c.results[0]!.loaded.config.plugins[0]!.grants[0]!.max_ttl).toBe(77);
   });
 
   it('delivers nothing after close or abort, and stops listening for SIGHUP', async () => {
