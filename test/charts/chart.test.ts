@@ -45,6 +45,7 @@ const describeChart = goAvailable() ? describe : describe.skip;
 type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; annotations?: Record<string, string> }; [k: string]: unknown };
 type Container = {
   args: string[];
+  ports: { name: string; containerPort: number; protocol: string }[];
   env?: { name: string; value?: string; valueFrom?: unknown }[];
   envFrom?: { secretRef: { name: string } }[];
   livenessProbe: { httpGet: { path: string; port: string } };
@@ -129,7 +130,11 @@ const HA = {
   },
   secretEnv: { LEASH_REDIS_PASSWORD: { secretName: 'leash-redis', key: 'password' } },
   envFromSecrets: ['leash-extra'],
-  networkPolicy: { enabled: true, ingressFrom: [{ namespaceSelector: { matchLabels: { 'leash/client': 'true' } } }] },
+  networkPolicy: {
+    enabled: true,
+    ingressFrom: [{ namespaceSelector: { matchLabels: { 'leash/client': 'true' } } }],
+    metricsFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }],
+  },
   serviceMonitor: { enabled: true },
 };
 
@@ -204,13 +209,38 @@ describeChart('Helm chart: single replica on SQLite', () => {
     expect(deployment.strategy.type).toBe('Recreate');
   });
 
-  it('probes /healthz (liveness, startup) and /readyz (readiness), with a preStop sleep', () => {
+  it('probes /healthz (liveness, startup) and /readyz (readiness) on the management port, with a preStop sleep', () => {
     const c = podSpec(r).containers[0]!;
-    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
-    expect(c.startupProbe.httpGet.path).toBe('/healthz');
-    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+    expect(c.ports).toEqual([
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'management', containerPort: 9090, protocol: 'TCP' },
+    ]);
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'management' });
+    expect(c.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'management' });
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'management' });
     expect(c.lifecycle?.preStop.exec.command).toEqual(['sleep', '5']);
     expect(c.args).toEqual(['serve', '--config', '/etc/leash/leash.yaml']);
+  });
+
+  it('the Service carries the API port only; the config binds the management port on the pod', () => {
+    expect((only(r, 'Service').spec as { ports: unknown[] }).ports).toEqual([{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }]);
+    const cfg = parse(leashConfigText(r)) as { settings: { management: unknown } };
+    expect(cfg.settings.management).toEqual({ listen: { host: '0.0.0.0', port: 9090 } });
+  });
+
+  it("the shutdown fits the pod's termination grace: preStop sleep + settings.shutdown_grace < terminationGracePeriodSeconds, or the render fails", () => {
+    const pod = podSpec(r) as unknown as { terminationGracePeriodSeconds: number };
+    expect(pod.terminationGracePeriodSeconds).toBe(30); // 5 s preStop + 10 s default grace fit
+    const tooShort = run([ISSUER, { terminationGracePeriodSeconds: 15 }]);
+    expect(tooShort.status).toBe(1);
+    expect(tooShort.stderr).toContain('terminationGracePeriodSeconds (15) must exceed preStopSleepSeconds (5) plus config.settings.shutdown_grace (10)');
+    const longGrace = run([ISSUER, { config: { settings: { shutdown_grace: 30 } } }]);
+    expect(longGrace.status).toBe(1);
+    expect(longGrace.stderr).toContain('plus config.settings.shutdown_grace (30)');
+    expect(render([ISSUER, { config: { settings: { shutdown_grace: 30 } }, terminationGracePeriodSeconds: 45 }]).objects.length).toBeGreaterThan(0);
+    const samePort = run([ISSUER, { managementPort: 8080 }]);
+    expect(samePort.status).toBe(1);
+    expect(samePort.stderr).toContain('managementPort and containerPort are both 8080');
   });
 
   it('is hardened: non-root, read-only root, no capabilities, RuntimeDefault seccomp, tmp on an emptyDir, no API token', () => {
@@ -250,6 +280,7 @@ describeChart('Helm chart: single replica on SQLite', () => {
       input.settings.store!.path = join(dir, 'leash.db');
       input.settings.keys!.dir = join(dir, 'keys');
       input.settings.listen = { host: '127.0.0.1', port };
+      input.settings.management = { listen: { host: '127.0.0.1', port: 0 } };
       return stringify(input);
     };
     // The folder as the kubelet lays out a ConfigMap volume: leash.yaml -> ..data/leash.yaml,
@@ -274,11 +305,14 @@ describeChart('Helm chart: single replica on SQLite', () => {
     try {
       await broker.listen(port, '127.0.0.1');
       const base = `http://127.0.0.1:${port}`;
-      expect((await fetch(`${base}/healthz`)).status).toBe(200);
-      expect((await fetch(`${base}/readyz`)).status).toBe(200);
-      const metrics = await fetch(`${base}/metrics`);
+      const management = broker.managementUrl!;
+      expect((await fetch(`${management}/healthz`)).status).toBe(200);
+      expect((await fetch(`${management}/readyz`)).status).toBe(200);
+      const metrics = await fetch(`${management}/metrics`);
       expect(metrics.status).toBe(200);
       expect(await metrics.text()).toContain('leash_');
+      for (const path of ['/healthz', '/readyz', '/metrics']) expect([path, (await fetch(`${base}${path}`)).status]).toEqual([path, 404]);
+      expect((await fetch(`${base}/jwks`)).status).toBe(200);
 
       expect(broker.config.plugins).toEqual([]);
       publish(podLocal(render([ISSUER, { config: { plugins: HA.config.plugins } }])));
@@ -321,14 +355,39 @@ describeChart('Helm chart: HA on Redis with Vault keys and Vault kubernetes auth
     r = render([HA], ['--api-versions', 'monitoring.coreos.com/v1']);
   });
 
-  it('renders the HA set: PDB, NetworkPolicy, ServiceMonitor, no PVC, rolling updates', () => {
-    expect(r.objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ServiceMonitor']);
+  it('renders the HA set: PDB, NetworkPolicy, ServiceMonitor and its metrics Service, no PVC, rolling updates', () => {
+    expect(r.objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'Service', 'ServiceAccount', 'ServiceMonitor']);
     const spec = only(r, 'Deployment').spec as { replicas: number; strategy: { type: string; rollingUpdate: unknown } };
     expect(spec.replicas).toBe(3);
     expect(spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
     expect(only(r, 'PodDisruptionBudget')).toMatchObject({ apiVersion: 'policy/v1', spec: { minAvailable: 1 } });
-    expect(only(r, 'ServiceMonitor')).toMatchObject({ apiVersion: 'monitoring.coreos.com/v1', spec: { endpoints: [{ port: 'http', path: '/metrics' }] } });
     expect(podSpec(r).volumes.map((v) => v.name)).not.toContain('data');
+  });
+
+  it('Prometheus scrapes the management port through a Service of its own, never the API Service', () => {
+    const monitor = only(r, 'ServiceMonitor') as K8sObject & { spec: { selector: { matchLabels: Record<string, string> }; endpoints: unknown[] } };
+    expect(monitor).toMatchObject({ apiVersion: 'monitoring.coreos.com/v1', spec: { endpoints: [{ port: 'management', path: '/metrics' }] } });
+    const services = r.objects.filter((o) => o.kind === 'Service') as (K8sObject & { metadata: { labels: Record<string, string> }; spec: { type: string; ports: { name: string }[] } })[];
+    const selected = services.filter((svc) => Object.entries(monitor.spec.selector.matchLabels).every(([k, v]) => svc.metadata.labels[k] === v));
+    expect(selected.map((svc) => svc.metadata.name)).toEqual(['leash-metrics']);
+    expect(selected[0]!.spec).toMatchObject({ type: 'ClusterIP', ports: [{ name: 'management', port: 9090, targetPort: 'management' }] });
+    const api = services.find((svc) => svc.metadata.name === 'leash')!;
+    expect(api.spec.ports.map((p) => p.name)).toEqual(['http']);
+  });
+
+  it('the NetworkPolicy admits clients to the API port and, in a rule of its own, Prometheus to the management port', () => {
+    const ingress = (only(r, 'NetworkPolicy').spec as { ingress: { ports: { port: string }[]; from: unknown[] }[] }).ingress;
+    expect(ingress).toEqual([
+      { ports: [{ port: 'http', protocol: 'TCP' }], from: HA.networkPolicy.ingressFrom },
+      { ports: [{ port: 'management', protocol: 'TCP' }], from: HA.networkPolicy.metricsFrom },
+    ]);
+    // No metricsFrom: no pod may reach the management port (the kubelet's probes are not pod traffic).
+    const closed = render([HA, { serviceMonitor: { enabled: false }, networkPolicy: { metricsFrom: [] } }]);
+    expect((only(closed, 'NetworkPolicy').spec as { ingress: unknown[] }).ingress).toEqual([{ ports: [{ port: 'http', protocol: 'TCP' }], from: HA.networkPolicy.ingressFrom }]);
+    // A ServiceMonitor that the NetworkPolicy would starve is refused.
+    const starved = run([HA, { networkPolicy: { metricsFrom: [] } }], ['--api-versions', 'monitoring.coreos.com/v1']);
+    expect(starved.status).toBe(1);
+    expect(starved.stderr).toContain('needs networkPolicy.metricsFrom');
   });
 
   it("Vault's kubernetes auth reads a projected token with Vault's audience, and the config points at it", () => {
@@ -380,6 +439,7 @@ describeChart('Helm chart: HA on Redis with Vault keys and Vault kubernetes auth
       const jwtFile = join(dir, 'token');
       writeFileSync(jwtFile, saToken);
       const urls: string[] = [];
+      const managementUrls: string[] = [];
       const { Broker } = await import('../../src/broker.js');
       for (let i = 0; i < 2; i++) {
         // Only the pod's environment is swapped: Redis and Vault addresses, the token path, the port.
@@ -390,14 +450,16 @@ describeChart('Helm chart: HA on Redis with Vault keys and Vault kubernetes auth
         vaultSettings.auth.jwt_file = jwtFile;
         const port = await freePort();
         input.settings.listen = { host: '127.0.0.1', port };
+        input.settings.management = { listen: { host: '127.0.0.1', port: 0 } };
         const broker = await Broker.create(loadedFrom(input, dir), { defaultMetrics: false, write: () => undefined });
         brokers.push(broker);
         await broker.listen(port, '127.0.0.1');
         urls.push(`http://127.0.0.1:${port}`);
+        managementUrls.push(broker.managementUrl!);
       }
+      for (const url of managementUrls) expect((await fetch(`${url}/readyz`)).status).toBe(200);
       const jwks: string[] = [];
       for (const url of urls) {
-        expect((await fetch(`${url}/readyz`)).status).toBe(200);
         const set = (await (await fetch(`${url}/jwks`)).json()) as { keys: { kid: string }[] };
         expect(set.keys.length).toBeGreaterThan(0);
         jwks.push(set.keys.map((k) => k.kid).sort().join(','));
@@ -455,7 +517,7 @@ describeChart('Helm chart: every rendered manifest', () => {
         checked++;
       }
     }
-    expect(checked).toBe(19); // 5 + 3 + 6 + 5 objects: every kind of every set was checked
+    expect(checked).toBe(20); // 5 + 3 + 7 + 5 objects: every kind of every set was checked
   });
 
   it('the Kubernetes schema check catches a broken manifest (it can fail)', () => {

@@ -69,6 +69,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if or (eq (include "leash.storeKind" .) "sqlite") (eq (include "leash.keysBackend" .) "local") -}}true{{- end -}}
 {{- end -}}
 
+{{/* settings.shutdown_grace, with Leash's default (10 s). */}}
+{{- define "leash.shutdownGrace" -}}
+{{- $s := include "leash.settings" . | fromJson -}}
+{{- if hasKey $s "shutdown_grace" -}}{{- int $s.shutdown_grace -}}{{- else -}}10{{- end -}}
+{{- end -}}
+
 {{- define "leash.vaultTokenPath" -}}/var/run/secrets/vault/token{{- end -}}
 
 {{/* Refusals: a setup that cannot work fails the install, not the pods. */}}
@@ -90,6 +96,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "config.settings.store.url holds a password: give it with secretEnv.LEASH_REDIS_PASSWORD (a Secret) instead" -}}
 {{- end -}}
 {{- end -}}
+{{- if eq (int .Values.managementPort) (int .Values.containerPort) -}}
+{{- fail (printf "managementPort and containerPort are both %d: /healthz, /readyz and /metrics have a port of their own" (int .Values.containerPort)) -}}
+{{- end -}}
+{{- $grace := include "leash.shutdownGrace" . | int -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) (add (int .Values.preStopSleepSeconds) $grace) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds (%d) plus config.settings.shutdown_grace (%d): the kubelet would kill Leash while requests in flight are still finishing" (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds) $grace) -}}
+{{- end -}}
+{{- if and .Values.networkPolicy.enabled .Values.serviceMonitor.enabled (not .Values.networkPolicy.metricsFrom) -}}
+{{- fail "serviceMonitor.enabled with networkPolicy.enabled needs networkPolicy.metricsFrom (the Prometheus pods), or nothing may scrape the management port" -}}
+{{- end -}}
 {{- range .Values.extraEnv -}}
 {{- if and (hasKey . "value") (regexMatch "(?i)(token|secret|password|passwd|key)" .name) -}}
 {{- fail (printf "extraEnv %s has a literal value but looks like a secret: use secretEnv (a Secret reference)" .name) -}}
@@ -102,6 +118,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $cfg := deepCopy (default (dict) .Values.config) -}}
 {{- $s := default (dict) $cfg.settings -}}
 {{- $_ := set $s "listen" (dict "host" "0.0.0.0" "port" (int .Values.containerPort)) -}}
+{{- $_ := set $s "management" (dict "listen" (dict "host" "0.0.0.0" "port" (int .Values.managementPort))) -}}
 {{- if eq (include "leash.storeKind" .) "sqlite" -}}
 {{- $store := default (dict) $s.store -}}
 {{- if not $store.path -}}{{- $_ := set $store "path" "/var/lib/leash/leash.db" -}}{{- end -}}
