@@ -32,6 +32,7 @@ async function main(): Promise<void> {
     settings: {
       issuer: url,
       listen: { host: '127.0.0.1', port },
+      management: { listen: { host: '127.0.0.1', port: 0 } },
       store: input.store.kind === 'redis' ? { kind: 'redis', url: input.store.url, key_prefix: input.store.keyPrefix } : { kind: 'sqlite', path: join(dir, 'leash.db') },
       keys: { dir: join(dir, 'keys'), backend: input.keys?.backend ?? 'local' },
       ...(input.keys?.vaultAddress ? { vault: { address: input.keys.vaultAddress, auth: { method: 'token', token_env: 'VAULT_TOKEN' } } } : {}),
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
     });
     const body = (await res.json()) as { id?: string };
     if (res.status !== 201 || typeof body.id !== 'string') throw new Error(`opening the bench task failed: ${res.status} ${JSON.stringify(body)}`);
-    announceReady({ url, task: body.id, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
+    announceReady({ url, metricsUrl: `${broker.managementUrl}/metrics`, task: body.id, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
   } catch (err) {
     await cleanup().catch(() => undefined);
     throw err;

@@ -21,6 +21,8 @@ export interface ServerInput {
 /** What a server child announces once it can take traffic (one stdout line). */
 export interface ServerReady {
   readonly url: string;
+  /** Leash only: its Prometheus metrics, on the management port. */
+  readonly metricsUrl?: string;
   readonly task: string;
   readonly clientId: string;
   readonly resource: string;

@@ -95,7 +95,8 @@ async function introspectionCounts(server: ServerChild, name: ServerName): Promi
     const stats = (await (await fetch(`${server.ready.url}${BASELINE_STATS_PATH}`)).json()) as { active: number; inactive: number };
     return { active: stats.active, other: stats.inactive };
   }
-  const text = await (await fetch(`${server.ready.url}/metrics`)).text();
+  if (!server.ready.metricsUrl) throw new Error(`${server.name}: announced no metrics URL`);
+  const text = await (await fetch(server.ready.metricsUrl)).text();
   const counts = { active: 0, other: 0 };
   for (const m of text.matchAll(/^leash_introspections_total\{outcome="([a-z_]+)"\} ([0-9.e+]+)$/gm)) {
     if (m[1] === 'active') counts.active += Number(m[2]);
