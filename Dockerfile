@@ -21,6 +21,7 @@ COPY --from=build /app/dist ./dist
 # /var/lib/leash: SQLite and local keys (a volume in Kubernetes); /etc/leash: the config.
 RUN mkdir -p /var/lib/leash /etc/leash && chown node:node /var/lib/leash
 USER node
-EXPOSE 8080
+# 8080: the API (settings.listen); 9090: /healthz, /readyz, /metrics (settings.management.listen).
+EXPOSE 8080 9090
 ENTRYPOINT ["node", "/app/dist/cli/main.js"]
 CMD ["serve", "--config", "/etc/leash/leash.yaml"]
