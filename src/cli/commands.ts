@@ -14,8 +14,8 @@ import { flag, parseArgs, portFlag } from './args.js';
 
 const USAGE = `usage: leash <command>
 
-  serve --config <file>         run the broker (also LEASH_CONFIG); reloads policy on SIGHUP or file change,
-        [--port <n>] [--management-port <n>]
+  serve --config <file> [--port <n>] [--management-port <n>]
+                                run the broker (also LEASH_CONFIG); reloads policy on SIGHUP or file change,
                                 drains on SIGTERM/SIGINT (settings.shutdown_grace)
   serve --demo                  run the broker on the demo policy (public admin keys: a laptop only)
   validate <file>               check a config file and its policy without starting anything
