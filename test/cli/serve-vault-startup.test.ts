@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, testConfigInput } from '../support/broker.js';
+import { closedPort } from '../support/net.js';
 import { TestCluster } from '../support/cluster.js';
 import { startVaultContract, type VaultContract } from '../support/vault-contract.js';
 import { waitFor } from '../support/wait.js';
@@ -96,7 +97,7 @@ function expectCleanFailure(run: Run, token: string | undefined): string {
 
 describe('leash serve: Vault problems at startup (vault-transit)', () => {
   it('Vault unreachable (a closed port): exits 1 naming the address and saying it is unreachable, no token printed', async () => {
-    const port = await freePort();
+    const port = await closedPort();
     const address = `http://127.0.0.1:${port}`;
     const token = 'hvs.cli-startup-never-print-this-0123456789';
     const run = await runToExit(await writeConfig('unreachable', address), token);

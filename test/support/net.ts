@@ -32,3 +32,19 @@ export function redisPing(port: number): Promise<boolean> {
     });
   });
 }
+
+/**
+ * A loopback port nothing listens on, below the kernel's ephemeral range (32768+ on Linux),
+ * so no server of another test that binds port 0 can take it while it is meant to be closed.
+ */
+export async function closedPort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
