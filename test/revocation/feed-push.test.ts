@@ -14,7 +14,7 @@ import { createSetPusher, type SetPushOutcome } from '../../src/revocation/feed/
 import { RevocationView } from '../../src/revocation/revocation-view.js';
 import type { Revocation } from '../../src/store/records.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { freePort } from '../support/broker.js';
+import { closedPort } from '../support/net.js';
 import { systemClock } from '../../src/time/clock.js';
 
 const ISSUER = 'https://leash.test';
@@ -204,7 +204,7 @@ describe('SET push (RFC 8417 / RFC 8935)', () => {
   });
 
   it('keeps trying a receiver that is down, then gives up; publish never waits for it', async () => {
-    const port = await freePort(); // nothing listens there
+    const port = await closedPort(); // nothing listens there
     const rec = recorder();
     const pusher = createSetPusher({ issuer: ISSUER, keys, servers: [server('down', `http://127.0.0.1:${port}/events`, 3)], baseDelayMs: 2, onResult: rec.onResult });
     const t0 = performance.now();
