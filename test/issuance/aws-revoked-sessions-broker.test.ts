@@ -174,7 +174,7 @@ describe('revoked AWS sessions are denied through IAM (running broker)', () => {
   });
 
   it('the gauge and counter say what happened', async () => {
-    const text = await (await fetch(`${tb.url}/metrics`)).text();
+    const text = await (await fetch(`${tb.managementUrl}/metrics`)).text();
     expect(text).toMatch(/leash_aws_deny_updates_total\{outcome="put"\} [1-9]/);
     expect(text).toMatch(/leash_aws_deny_pending_roles 0/);
   });
@@ -199,7 +199,7 @@ describe('revoked AWS sessions are denied through IAM (running broker)', () => {
     expect(res.status).toBeLessThan(300);
     expect(policy()).toBeUndefined();
     expect((await events(tb, 'aws.deny_policy_failed')).at(-1)).toMatchObject({ role_arn: ROLE, reason_code: 'ERR_UPSTREAM_UNAVAILABLE', failures: 1 });
-    expect(await (await fetch(`${tb.url}/metrics`)).text()).toMatch(/leash_aws_deny_pending_roles 1/);
+    expect(await (await fetch(`${tb.managementUrl}/metrics`)).text()).toMatch(/leash_aws_deny_pending_roles 1/);
 
     // Restart on the same database and keys.
     const dir = tb.dir;
