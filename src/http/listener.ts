@@ -1,8 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Settings } from '../config/schema.js';
-
-export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
+import type { NodeHandler } from './app.js';
 
 /** Seconds a client is told to wait (`Retry-After`) while Leash starts or stops. */
 const RETRY_AFTER_SECONDS = 2;
@@ -77,11 +76,6 @@ export class HttpListener {
   /** Start handing requests to `handler` (replaces any earlier one). */
   serve(handler: NodeHandler): void {
     this.#handler = handler;
-  }
-
-  /** Requests being answered right now. */
-  get inFlight(): number {
-    return this.#inFlight.size;
   }
 
   #dispatch(req: IncomingMessage, res: ServerResponse): void {
