@@ -163,19 +163,22 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   warnDevDefaults(broker);
   err(`leash listening on ${listeners.public.url} (issuer ${broker.config.settings.issuer}); health, readiness and metrics on ${listeners.management.url}\n`);
   const watcher = startReloadWatch(broker, path);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-  const grace = broker.config.settings.shutdown_grace;
-  err(`leash: ${signal}: draining (no new connections; up to ${grace} s for requests in flight; a second signal cuts them)\n`);
+  // One handler for the whole life of the process (never a moment without one, when a
+  // signal would kill it outright): the first signal drains, a second cuts the drain short.
   const cutNow = new AbortController();
-  const again = () => {
-    err('leash: second signal: cutting requests in flight\n');
+  let stopping!: (signal: NodeJS.Signals) => void;
+  const stop = new Promise<NodeJS.Signals>((resolve) => (stopping = resolve));
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals === 1) return stopping(signal);
+    if (signals === 2) err('leash: second signal: cutting requests in flight\n');
     cutNow.abort();
   };
-  process.on('SIGTERM', again);
-  process.on('SIGINT', again);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const signal = await stop;
+  const grace = broker.config.settings.shutdown_grace;
+  err(`leash: ${signal}: draining (no new connections; up to ${grace} s for requests in flight; a second signal cuts them)\n`);
   watcher.close();
   await broker.close({ cutNow: cutNow.signal });
   err('leash: stopped\n');

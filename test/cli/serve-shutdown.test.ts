@@ -236,13 +236,15 @@ describe('leash serve: graceful shutdown on SIGTERM', () => {
       input.settings.shutdown_grace = 60;
     });
     const stuck = await partialRequest(s.port);
+    expect(await getOnce(`${s.url}/jwks`)).toBe(200); // the server has read the partial request
     const sigterm = performance.now();
     s.child.kill('SIGTERM');
     await waitFor(async () => s.stderr().includes('SIGTERM: draining'), 10000);
+    expect(s.stderr()).not.toContain('leash: stopped'); // the request holds the drain
     s.child.kill('SIGTERM');
     expect(await stuck.response).toBe('');
     const exit = await s.exited;
-    expect(exit.code).toBe(0);
+    expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
     expect(exit.at - sigterm).toBeLessThan(15_000);
     expect(s.stderr()).toContain('second signal: cutting requests in flight');
   }, 60000);

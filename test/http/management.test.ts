@@ -71,7 +71,8 @@ describe('readiness while shutting down', () => {
       resolve(res.statusCode ?? 0);
     }));
     req.write('grant_type=');
-    await new Promise((r) => setTimeout(r, 100));
+    // A full round trip after those bytes: the server has read the request's headers by then.
+    expect((await fetch(`${tb.url}/jwks`)).status).toBe(200);
     const closing = tb.broker.close({ graceMs: 10_000 });
     const ready = await fetch(`${tb.managementUrl}/readyz`);
     expect(ready.status).toBe(503);
