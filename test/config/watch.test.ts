@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigError } from '../../src/config/config-error.js';
 import { watchConfig, type ConfigWatchResult, type ConfigWatcher } from '../../src/config/watch.js';
-import { loadConfigFile } from '../../src/config/load.js';
+import { loadConfigFile, parseConfig, referencedFiles } from '../../src/config/load.js';
 import { patched } from './fixtures.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -189,6 +189,18 @@ describe('watchConfig', () => {
     await writeFile(join(dir, 'issuers', 'unrelated.json'), '{}');
     await quiet(200);
     expect(c.results).toHaveLength(1);
+  });
+
+  it('the files a config names: every jwks.file and the TokenReview CA; not the token files re-read per call', () => {
+    const config = parseConfig(
+      patched((cfg) => {
+        cfg.trusted_issuers[0].token_review = { api_server: 'https://k8s.example.com', ca_file: 'ca.crt', token_file: 'sa-token' };
+        cfg.admin = { issuers: [{ issuer: 'https://idp.example.com', audience: 'leash-admin', jwks: { file: 'idp.jwks.json' } }] };
+        cfg.resource_servers = [{ id: 'crm-api', audiences: ['https://crm.example.com/api'], jwks: { file: 'rs/crm.jwks.json' } }];
+      }),
+      { baseDir: '/etc/leash' },
+    );
+    expect(referencedFiles(config, '/etc/leash')).toEqual(['/etc/leash/ca.crt', '/etc/leash/cluster.jwks.json', '/etc/leash/idp.jwks.json', '/etc/leash/rs/crm.jwks.json']);
   });
 
   it('with `initial`, the running config is the baseline', async () => {
