@@ -9,7 +9,7 @@ const grantFor = (plugin: CompiledPlugin | undefined, audience: string): Compile
 /**
  * Step "narrow for chain", after B's own policy allowed the request:
  * - scopes: B's grant ∩ the root's grant for the same audience (none → escalation: a chain
- *   never reaches an API its root could not) ∩ every intermediate hop that holds a grant
+ *   never reaches an API its root could not: ERR_DELEGATION_AUDIENCE_ESCALATION) ∩ every intermediate hop that holds a grant
  *   for it (hops without one only relay) ∩ the upstream token's scopes when it is for the
  *   same audience. Requested scopes outside that set are an escalation; with none
  *   requested, B's default scopes within it.
@@ -34,7 +34,7 @@ export function narrowForChain(
   // ---- scopes: monotonic narrowing along the chain
   const rootGrant = grantFor(policy.plugins.get(root), audience);
   if (!rootGrant) {
-    throw new LeashError('ERR_DELEGATION_SCOPE_ESCALATION', `the chain's root '${root}' holds no grant for this audience; a chain cannot reach an API its root could not`, detail);
+    throw new LeashError('ERR_DELEGATION_AUDIENCE_ESCALATION', `the chain's root '${root}' holds no grant for this audience; a chain cannot reach an API its root could not`, detail);
   }
   let allowed = new Set([...decision.grant.scopes].filter((s) => rootGrant.scopes.has(s)));
   const narrowedBy = [root];

@@ -235,7 +235,7 @@ describe('approvals end to end', () => {
     expect(missing.body).toMatchObject({ error: 'invalid_request' });
     expect(String(missing.body.error_description)).toContain('justification');
     const stale = await tb.exchange({ ...(await req({ justification: 'fix prod' })), subject_token: await tb.cluster.saToken({ sa: 'stepper', nowSeconds: nowS() - 400 }) });
-    expect(stale.body).toMatchObject({ error: 'invalid_grant' });
+    expect(stale.body).toMatchObject({ error: 'invalid_request' });
     expect(String(stale.body.error_description)).toContain('attestation issued at most 300 seconds ago');
     const ok = await tb.exchange(await req({ justification: 'fix prod' }));
     expect(ok.status).toBe(200);

@@ -210,7 +210,7 @@ describe('leash aws credential-process end to end (real SDK, real broker, STS co
     expect(sts.calls.length).toBe(callsBefore);
   });
 
-  it('a plugin outside the task is refused with access_denied through the SDK too', async () => {
+  it('a plugin outside the task is refused (invalid_grant) through the SDK too', async () => {
     const task = await tb.openTask({ plugins: ['crm-reader'], ttl_seconds: 600 });
     const callsBefore = sts.calls.length;
     const err = await fromIni({ profile: 'leash', configFilepath: await profileFor('foreign', task), filepath: credentialsFile })().then(
@@ -218,7 +218,8 @@ describe('leash aws credential-process end to end (real SDK, real broker, STS co
       (e: unknown) => e as Error,
     );
     expect(err).toBeInstanceOf(Error);
-    expect(String(err)).toContain('access_denied');
+    expect(String(err)).toContain('invalid_grant');
+    expect(String(err)).toContain('ERR_TASK_PLUGIN_NOT_ALLOWED');
     expect(String(err)).not.toContain(attestation);
     expect(sts.calls.length).toBe(callsBefore);
   });

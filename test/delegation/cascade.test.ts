@@ -80,7 +80,7 @@ describe('revoking an upstream token revokes what was delegated from it', () => 
     // The cascade is read from B's claim, not written per downstream token.
     expect(await revocationCount()).toBe(before + 1);
     // B can no longer extend the chain either.
-    await expectDenied(h, await delegate(h, 'notifier', b!, CRM_API), 'invalid_grant', 'ERR_UPSTREAM_TOKEN_REVOKED');
+    await expectDenied(h, await delegate(h, 'notifier', b!, CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_REVOKED');
   });
 
   it('three hops: revoking A through POST /admin/revocations makes B and C inactive', async () => {
@@ -210,7 +210,7 @@ describe('revoking an upstream token revokes what was delegated from it', () => 
       const legacy = await mint({});
       expect(await active(legacy)).toBe(true);
       const res = await delegate(h, 'notifier', legacy, CRM_API);
-      const event = await expectDenied(h, res, 'invalid_grant', 'ERR_UPSTREAM_TOKEN_INVALID');
+      const event = await expectDenied(h, res, 'invalid_request', 'ERR_UPSTREAM_TOKEN_INVALID');
       expect(event.detail).toMatchObject({ reason: 'no_chain_jti' });
     });
   });

@@ -69,17 +69,17 @@ describe('delegation chains over HTTP', () => {
   it('delegation to a plugin the upstream does not list is refused', async () => {
     const a = await rootToken(h, 'crm-reader', CRM_API);
     const res = await delegate(h, 'ticket-writer', a, TICKETS_API, {}, 'ticket-writer-1');
-    const event = await expectDenied(h, res, 'access_denied', 'ERR_DELEGATION_NOT_ALLOWED');
+    const event = await expectDenied(h, res, 'invalid_request', 'ERR_DELEGATION_NOT_ALLOWED');
     expect(event.chain).toEqual(['crm-reader']);
     expect(event.detail).toMatchObject({ target: 'ticket-writer' });
     // The same target may still not be reached by skipping a hop: crm-reader does not list notifier.
-    await expectDenied(h, await delegate(h, 'notifier', a, CRM_API), 'access_denied', 'ERR_DELEGATION_NOT_ALLOWED');
+    await expectDenied(h, await delegate(h, 'notifier', a, CRM_API), 'invalid_request', 'ERR_DELEGATION_NOT_ALLOWED');
   });
 
   it('a cycle (A → B → A) is refused', async () => {
     const a = await rootToken(h, 'crm-reader', CRM_API);
     const b = (await delegate(h, 'summarizer', a, CRM_API)).body.access_token as string;
-    await expectDenied(h, await delegate(h, 'crm-reader', b, CRM_API), 'access_denied', 'ERR_DELEGATION_CYCLE');
+    await expectDenied(h, await delegate(h, 'crm-reader', b, CRM_API), 'invalid_request', 'ERR_DELEGATION_CYCLE');
   });
 
   it('scope escalation at hop 2: a scope only B holds, and a scope the upstream token does not hold', async () => {
@@ -97,13 +97,13 @@ describe('delegation chains over HTTP', () => {
   it('an audience not in B\'s grants is refused, and so is one B holds but the root does not', async () => {
     const a = await rootToken(h, 'crm-reader', CRM_API);
     await expectDenied(h, await delegate(h, 'summarizer', a, TICKETS_API), 'invalid_target', 'ERR_AUDIENCE_NOT_GRANTED');
-    await expectDenied(h, await delegate(h, 'summarizer', a, NOTES_API), 'invalid_scope', 'ERR_DELEGATION_SCOPE_ESCALATION');
+    await expectDenied(h, await delegate(h, 'summarizer', a, NOTES_API), 'invalid_target', 'ERR_DELEGATION_AUDIENCE_ESCALATION');
   });
 
   it('a cross-task chain is refused', async () => {
     const a = await rootToken(h, 'crm-reader', CRM_API);
     const other = await h.tb.openTask({ plugins: ALL });
-    await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API, { task: other }), 'invalid_grant', 'ERR_DELEGATION_TASK_MISMATCH');
+    await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API, { task: other }), 'invalid_request', 'ERR_DELEGATION_TASK_MISMATCH');
     // Naming the same task explicitly is fine.
     expect((await delegate(h, 'summarizer', a, CRM_API, { task: h.task })).status).toBe(200);
   });
@@ -115,10 +115,10 @@ describe('delegation chains over HTTP', () => {
     const forged = await new SignJWT({ ...decodeJwt(a), scope: 'contacts:read contacts:search contacts:export' })
       .setProtectedHeader({ alg: 'ES256', kid: header.kid!, typ: 'at+jwt' })
       .sign(privateKey);
-    await expectDenied(h, await delegate(h, 'summarizer', forged, CRM_API), 'invalid_grant', 'ERR_UPSTREAM_TOKEN_INVALID');
+    await expectDenied(h, await delegate(h, 'summarizer', forged, CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_INVALID');
     // An attestation where the Leash token belongs is not an upstream token either.
-    await expectDenied(h, await delegate(h, 'summarizer', await sa(h, 'crm-reader'), CRM_API), 'invalid_grant', 'ERR_UPSTREAM_TOKEN_INVALID');
-    await expectDenied(h, await delegate(h, 'summarizer', 'not-a-jwt', CRM_API), 'invalid_grant', 'ERR_UPSTREAM_TOKEN_INVALID');
+    await expectDenied(h, await delegate(h, 'summarizer', await sa(h, 'crm-reader'), CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_INVALID');
+    await expectDenied(h, await delegate(h, 'summarizer', 'not-a-jwt', CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_INVALID');
   });
 
   it('the actor must be the client: another plugin\'s attestation as actor_token is refused', async () => {
@@ -141,7 +141,7 @@ describe('delegation chains over HTTP', () => {
       body: JSON.stringify({ scope: 'token', id: decodeJwt(a).jti, reason: 'test: leaked upstream token' }),
     });
     expect(rev.status).toBe(201);
-    const event = await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API), 'invalid_grant', 'ERR_UPSTREAM_TOKEN_REVOKED');
+    const event = await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_REVOKED');
     expect(event.upstream_jti).toBeUndefined(); // refused before the chain was read: the jti is in detail
     expect(event.detail).toMatchObject({ upstream_jti: decodeJwt(a).jti });
   });
@@ -153,7 +153,7 @@ describe('delegation chains over HTTP', () => {
     expect((await delegate(h, 'summarizer', a, CRM_API)).status).toBe(200);
     const end = await fetch(`${h.tb.url}/tasks/${task}`, { method: 'DELETE', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}` } });
     expect(end.status).toBeLessThan(300);
-    await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API), 'invalid_grant', 'ERR_UPSTREAM_TOKEN_REVOKED');
+    await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_REVOKED');
   });
 
   it('a DPoP-bound upstream token may be presented as subject_token; the issued token is B\'s own', async () => {
@@ -173,7 +173,7 @@ describe('delegation chains over HTTP', () => {
   it('a sensitive read upstream may not drive a plugin that can exfiltrate (toxic combination, deny)', async () => {
     const hr = await rootToken(h, 'hr-reader', HR_API);
     // mailer asks only for its harmless HR read grant: the capability to exfiltrate is what counts.
-    const event = await expectDenied(h, await delegate(h, 'mailer', hr, HR_API), 'access_denied', 'ERR_DELEGATION_TOXIC');
+    const event = await expectDenied(h, await delegate(h, 'mailer', hr, HR_API), 'invalid_request', 'ERR_DELEGATION_TOXIC');
     expect(event.detail).toMatchObject({ rule: { upstream: 'read-sensitive', downstream: 'exfiltrate', action: 'deny' }, chain: ['hr-reader', 'mailer'] });
     expect(event.chain).toEqual(['hr-reader']);
   });
@@ -188,7 +188,7 @@ describe('delegation chains over HTTP', () => {
     });
     expect(rev.status).toBe(201);
     // b belongs to summarizer, which nobody revoked; its root did.
-    const event = await expectDenied(h, await delegate(h, 'notifier', b, CRM_API), 'invalid_grant', 'ERR_UPSTREAM_TOKEN_REVOKED');
+    const event = await expectDenied(h, await delegate(h, 'notifier', b, CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_REVOKED');
     expect(event.detail).toMatchObject({ revoked_plugin: 'crm-reader' });
     h.clock.advance(2); // tokens issued from now on are after the revocation
   });
@@ -202,7 +202,7 @@ describe('delegation chains over HTTP', () => {
     expect(res.body.expires_in).toBeLessThanOrEqual(40);
     expect(decodeJwt(res.body.access_token as string).exp).toBeLessThanOrEqual(decodeJwt(a).exp!);
     h.clock.advance(41 + h.tb.config.settings.tokens.clock_skew);
-    await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API), 'invalid_grant', 'ERR_UPSTREAM_TOKEN_INVALID');
+    await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_INVALID');
   });
 });
 
@@ -219,7 +219,7 @@ describe('delegation chains with a strict policy (max_depth 1, toxic → approva
     const a = await rootToken(h, 'crm-reader', CRM_API, { scope: 'contacts:read contacts:search' });
     const b = await delegate(h, 'summarizer', a, CRM_API);
     expect(b.status).toBe(200);
-    const event = await expectDenied(h, await delegate(h, 'notifier', b.body.access_token as string, CRM_API), 'access_denied', 'ERR_DELEGATION_DEPTH');
+    const event = await expectDenied(h, await delegate(h, 'notifier', b.body.access_token as string, CRM_API), 'invalid_request', 'ERR_DELEGATION_DEPTH');
     expect(event.detail).toMatchObject({ depth: 2, max_depth: 1 });
     expect(event.chain).toEqual(['crm-reader', 'summarizer']);
   });

@@ -199,8 +199,8 @@ describe('narrowForChain', () => {
     // the upstream token for the same audience only holds c:read
     const narrow = await upstreamOf(claims({ scope: 'c:read' }));
     expect(codeOf(() => narrowForChain(narrow, p.plugins.get('b')!, allow(p, 'b', CRM, ['c:search']), ['c:search'], p, s(), NOW))).toBe('ERR_DELEGATION_SCOPE_ESCALATION');
-    // the root holds no grant for MAIL
-    expect(codeOf(() => narrowForChain(up, p.plugins.get('b')!, allow(p, 'b', MAIL, undefined), undefined, p, s(), NOW))).toBe('ERR_DELEGATION_SCOPE_ESCALATION');
+    // the root holds no grant for MAIL: the audience itself is the escalation (invalid_target)
+    expect(codeOf(() => narrowForChain(up, p.plugins.get('b')!, allow(p, 'b', MAIL, undefined), undefined, p, s(), NOW))).toBe('ERR_DELEGATION_AUDIENCE_ESCALATION');
     // a → b → c → d: c only holds c:read c:search; b's token for CRM held c:search; d holds c:read only
     const abc = await upstreamOf(claims({ plugin: 'c', client_id: 'c', act: { sub: 'c', act: { sub: 'b' } }, chain_effects: ['read'], scope: 'c:read' }));
     expect(narrowForChain(abc, p.plugins.get('d')!, allow(p, 'd', CRM, ['c:read']), ['c:read'], p, s(), NOW).scopes).toEqual(['c:read']);

@@ -93,11 +93,11 @@ describe('aws-sts credentials through the broker', () => {
     expect(logs.join('\n')).not.toContain(body.aws_credentials.session_token);
   });
 
-  it('an AWS refusal is access_denied with Leash words only', async () => {
+  it('an AWS refusal is invalid_target (RFC 8693 §2.2.2: unwilling to issue for the target) with Leash words only', async () => {
     sts.failNext(1, 'AccessDenied', 403);
     const res = await exchange();
     expect(res.status).toBe(400);
-    expect(res.body.error).toBe('access_denied');
+    expect(res.body.error).toBe('invalid_target');
     expect(String(res.body.error_description)).not.toMatch(/arn:aws|not authorized/);
     expect(JSON.stringify(res.body)).not.toContain(ROLE);
   });

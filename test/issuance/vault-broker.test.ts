@@ -240,12 +240,12 @@ describe('vault grants through the broker', () => {
     expect(JSON.stringify(res.body)).not.toMatch(/sealed/i);
   });
 
-  it('Vault 403: access_denied without Vault\'s text, no token', async () => {
+  it('Vault 403: invalid_target without Vault\'s text, no token', async () => {
     const task = await openTask();
     vault.failNext('database/creds/crm-readonly', 403);
     const res = await exchange(task);
     expect(res.status).toBe(400);
-    expect(res.body.error).toBe('access_denied');
+    expect(res.body.error).toBe('invalid_target');
     expect(res.body.access_token).toBeUndefined();
     expect(JSON.stringify(res.body)).not.toMatch(/permission denied/i);
   });

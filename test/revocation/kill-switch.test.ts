@@ -96,7 +96,7 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
     expect(s.status).toBe(200);
     expect(tb.broker.revocation.isRevoked(facts(token))).toBe(true);
     const refused = await exchange(task);
-    expect({ status: refused.status, error: refused.body.error }).toEqual({ status: 400, error: 'access_denied' });
+    expect({ status: refused.status, error: refused.body.error }).toEqual({ status: 400, error: 'unauthorized_client' });
     clock.advance(2);
     const r = await admin('/admin/plugins/crm-reader/resume', { reason: 'rotated, investigated' });
     expect(r.status).toBe(200);
@@ -115,7 +115,7 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
   it('a per-minute quota breach refuses with 429 and, per policy, suspends the plugin', async () => {
     for (let i = 0; i < 3; i++) expect((await exchange(undefined, 'spender', 'spender', 'https://billing.example.com')).status).toBe(200);
     const breach = await exchange(undefined, 'spender', 'spender', 'https://billing.example.com');
-    expect({ status: breach.status, error: breach.body.error }).toEqual({ status: 429, error: 'access_denied' });
+    expect({ status: breach.status, error: breach.body.error }).toEqual({ status: 429, error: 'invalid_request' });
     clock.advance(61);
     const stillOut = await exchange(undefined, 'spender', 'spender', 'https://billing.example.com');
     expect(stillOut.status).toBe(400); // suspended, not merely rate limited
@@ -137,7 +137,7 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
     const one = (await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com')).body.access_token as string;
     expect((await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com')).status).toBe(200);
     const third = await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com');
-    expect({ status: third.status, error: third.body.error }).toEqual({ status: 429, error: 'access_denied' });
+    expect({ status: third.status, error: third.body.error }).toEqual({ status: 429, error: 'invalid_request' });
     // revoking one frees a slot
     await admin('/admin/revocations', { scope: 'token', id: facts(one).jti, reason: 'free a slot' });
     expect((await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com')).status).toBe(200);
