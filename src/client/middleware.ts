@@ -1,4 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { safeErrorDescription } from '../errors/error-description.js';
 import { LeashVerifyError } from './errors.js';
 import type { LeashPrincipal, LeashVerifier } from './verifier.js';
 
@@ -66,7 +67,7 @@ export function requireLeashToken(verifier: LeashVerifier, opts: RequireLeashTok
         return;
       }
       for (const c of challengesFor(err, verifier.dpopAlgorithms)) res.append('WWW-Authenticate', c);
-      res.status(err.status).set('cache-control', 'no-store').json({ error: err.error, error_description: err.error_description });
+      res.status(err.status).set('cache-control', 'no-store').json({ error: err.error, error_description: safeErrorDescription(err.error_description) });
       return;
     }
     next();

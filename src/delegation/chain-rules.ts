@@ -28,7 +28,7 @@ export function checkDelegationTarget(
     throw new LeashError('ERR_DELEGATION_NOT_ALLOWED', `plugin '${from}' may not delegate to '${plugin.id}' (not in its delegate_to)`, detail);
   }
   if (chain.includes(plugin.id)) {
-    throw new LeashError('ERR_DELEGATION_CYCLE', `plugin '${plugin.id}' already acts in this chain (${chain.join(' → ')}); a chain may not loop`, detail);
+    throw new LeashError('ERR_DELEGATION_CYCLE', `plugin '${plugin.id}' already acts in this chain (${chain.join(' -> ')}); a chain may not loop`, detail);
   }
   // The root is the principal; every plugin after it, this one included, is an actor.
   const actors = chain.length;

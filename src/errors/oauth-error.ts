@@ -1,4 +1,5 @@
 import { ERROR_CODES } from './codes.js';
+import { safeErrorDescription } from './error-description.js';
 import { LeashError } from './leash-error.js';
 
 export interface OAuthErrorResponse {
@@ -8,6 +9,8 @@ export interface OAuthErrorResponse {
 
 /**
  * The one mapping point from domain errors to RFC 6749 §5.2 / RFC 8693 wire errors.
+ * The description names the Leash code (several codes share one wire error, e.g. every
+ * attestation failure is `invalid_request`) and keeps to RFC 6749's character set.
  * Anything that is not a LeashError is an internal fault: the caller learns only that the
  * service is unavailable (fail closed), never a stack trace or a backend's message.
  */
@@ -15,7 +18,7 @@ export function toOAuthError(err: unknown): OAuthErrorResponse {
   if (err instanceof LeashError) {
     const { oauth, status } = ERROR_CODES[err.code];
     // The error and its description always win over extra fields of the same name.
-    return { status, body: { ...err.fields, error: oauth, error_description: err.description } };
+    return { status, body: { ...err.fields, error: oauth, error_description: safeErrorDescription(`${err.description} (${err.code})`) } };
   }
   return {
     status: 503,

@@ -1,6 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { LeashError } from '../errors/leash-error.js';
 import { toOAuthError } from '../errors/oauth-error.js';
+import { safeErrorDescription } from '../errors/error-description.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -55,7 +56,7 @@ export interface HttpDeps extends AdminRouteDeps {
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
   setRetryAfter(res, status);
-  res.status(status).set('Cache-Control', 'no-store').json({ error, error_description: description });
+  res.status(status).set('Cache-Control', 'no-store').json({ error, error_description: safeErrorDescription(description) });
 }
 
 function domainError(res: Response, err: LeashError): void {

@@ -6,7 +6,7 @@ const MAX_ECHO_LENGTH = 64;
 
 /** Caller-supplied strings echoed in a description are quoted and cut short. */
 function echo(values: readonly string[]): string {
-  const shown = values.slice(0, MAX_ECHOED).map((v) => `'${v.length > MAX_ECHO_LENGTH ? `${v.slice(0, MAX_ECHO_LENGTH)}…` : v}'`);
+  const shown = values.slice(0, MAX_ECHOED).map((v) => `'${v.length > MAX_ECHO_LENGTH ? `${v.slice(0, MAX_ECHO_LENGTH)}...` : v}'`);
   return values.length > MAX_ECHOED ? `${shown.join(', ')} and ${values.length - MAX_ECHOED} more` : shown.join(', ');
 }
 
