@@ -186,9 +186,10 @@ export const DpopSettings = Type.Object(
       uniqueItems: true,
     }),
     max_proof_age: Seconds('How old a DPoP proof (`iat`) may be.', 60),
-    algorithms: Type.Array(literals(['ES256', 'EdDSA', 'RS256', 'PS256'] as const, 'DPoP proof algorithm'), {
-      description: 'Algorithms accepted for DPoP proofs.',
-      default: ['ES256', 'EdDSA'],
+    algorithms: Type.Array(literals(['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256'] as const, 'DPoP proof algorithm'), {
+      description:
+        'Algorithms accepted for DPoP proofs, advertised as `dpop_signing_alg_values_supported`. `Ed25519` is the fully-specified name (RFC 9864) of `EdDSA` over an Ed25519 key, which current clients (openid-client 6) send.',
+      default: ['ES256', 'EdDSA', 'Ed25519'],
       minItems: 1,
       uniqueItems: true,
     }),
@@ -434,6 +435,11 @@ export const Grant = Type.Object(
     effect: literals(EFFECTS, 'What the access can do; drives review and approval defaults.'),
     max_ttl: Seconds('Longest token this grant issues, in seconds.', 300),
     task_required: Type.Boolean({ default: true, description: 'Whether a live task is required (default yes).' }),
+    outlive_attestation: Type.Boolean({
+      default: false,
+      description:
+        'Let credentials of this grant live past the `exp` of the attestation they were exchanged for. Off (default): a credential never outlives its attestation. Turning it on widens the grant, and reviews should flag it.',
+    }),
     dpop: Type.Union([Type.Literal('required'), Type.Literal('optional')], { default: 'optional', description: '`required`: the token is bound to a DPoP key (`cnf.jkt`).' }),
     approval: Type.Optional(literals(APPROVAL_RULES, 'Approval rule: `none`, `human` (a person approves each request), `step-up` (no person, but `step_up` proof is required). Default: `human` for `write`, `exfiltrate` and `admin` effects, `none` otherwise.')),
     step_up: Type.Optional(StepUp),

@@ -5,7 +5,7 @@ import { LeashError } from '../errors/leash-error.js';
 import type { CredentialIssuer, TokenResponseBody } from '../issuance/credential-issuer.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { CompiledPlugin, CompiledPolicy, Decision } from '../policy/types.js';
+import type { CompiledGrant, CompiledPlugin, CompiledPolicy, Decision } from '../policy/types.js';
 import type { IssuedToken, Task } from '../store/records.js';
 import type { ReplayCache, TokenIndex } from '../store/store.js';
 import type { TaskService } from '../tasks/task-service.js';
@@ -44,7 +44,8 @@ export interface ExchangeRuntime {
 }
 
 export interface ExchangeInput {
-  readonly clientId: string;
+  /** The client_id the request named; undefined when it named none (the attestation decides). */
+  readonly clientId: string | undefined;
   readonly params: RawParams;
   readonly dpop: DpopInput;
 }
@@ -127,7 +128,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
         now,
       });
     }
-    const ttl = (trace.ttl = effectiveTtl(chain ? Math.min(decision.ttl, chain.ttlCap) : decision.ttl, task, deps.keys, rt.settings, now));
+    const ttl = (trace.ttl = effectiveTtl(chain ? Math.min(decision.ttl, chain.ttlCap) : decision.ttl, task, identity, decision.grant, deps.keys, rt.settings, now));
     const issuer = deps.issuers.get(decision.grant.kind);
     if (!issuer) throw new LeashError('ERR_KIND_UNAVAILABLE', `credential kind '${decision.grant.kind}' is not available on this broker`);
     const credential = await issuer.issue({
@@ -155,26 +156,39 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
   return audit(deps, trace, result, started);
 }
 
-/** Step "resolve plugin": the attested workload names exactly one plugin, and it is the client. */
-function resolvePlugin(policy: CompiledPolicy, identity: WorkloadIdentity, clientId: string): CompiledPlugin {
+/**
+ * Step "resolve plugin": the attested workload names exactly one plugin; a client_id, when
+ * sent, must be that plugin (without one, the attestation alone identifies it).
+ */
+function resolvePlugin(policy: CompiledPolicy, identity: WorkloadIdentity, clientId: string | undefined): CompiledPlugin {
   const plugin = policy.resolvePlugin(identity);
   if (!plugin) throw new LeashError('ERR_WORKLOAD_UNBOUND', 'the attested workload is not bound to any plugin');
-  if (plugin.id !== clientId) throw new LeashError('ERR_CLIENT_PLUGIN_MISMATCH', 'client_id does not match the plugin the attestation is bound to');
+  if (clientId !== undefined && plugin.id !== clientId) throw new LeashError('ERR_CLIENT_PLUGIN_MISMATCH', 'client_id does not match the plugin the attestation is bound to');
   // Before the task check, so a disabled plugin learns nothing about tasks.
   if (plugin.disabled) throw new LeashError('ERR_PLUGIN_DISABLED', 'this plugin is disabled');
   return plugin;
 }
 
-/** The TTL is the minimum of every limit: grant/request, task life, key visibility, global max. */
-function effectiveTtl(policyTtl: number, task: Task | undefined, keys: KeyManager, settings: Settings, now: number): number {
+/**
+ * The TTL is the minimum of every limit: grant/request, task life, the attestation's own
+ * `exp` (a credential never outlives the proof it came from, unless the grant says
+ * `outlive_attestation`), key visibility, global max.
+ */
+function effectiveTtl(policyTtl: number, task: Task | undefined, identity: WorkloadIdentity, grant: CompiledGrant, keys: KeyManager, settings: Settings, now: number): number {
   let ttl = Math.min(policyTtl, settings.tokens.max_ttl);
   if (task) ttl = Math.min(ttl, Math.floor((task.expiresAt - now) / 1000));
+  // In whole seconds, as the token's own iat/exp are: its exp is at most the attestation's.
+  const attestationLeft = identity.expiresAt - Math.floor(now / 1000);
+  if (!grant.config.outlive_attestation) ttl = Math.min(ttl, attestationLeft);
   const visibleUntil = keys.current().visibleUntil;
   if (visibleUntil !== undefined) ttl = Math.min(ttl, Math.floor((visibleUntil - now) / 1000));
   if (ttl < 1) {
-    throw task && task.expiresAt - now < 1000
-      ? new LeashError('ERR_TASK_EXPIRED', 'the task expires now; open a new one')
-      : new LeashError('ERR_SIGNING_UNAVAILABLE', 'no signing key can cover a token right now; retry shortly');
+    if (task && task.expiresAt - now < 1000) throw new LeashError('ERR_TASK_EXPIRED', 'the task expires now; open a new one');
+    // Accepted within the clock skew, but nothing can be issued under it.
+    if (!grant.config.outlive_attestation && attestationLeft < 1) {
+      throw new LeashError('ERR_ATTESTATION_EXPIRED', 'the attestation expires now; present a fresh one', { exp: identity.expiresAt });
+    }
+    throw new LeashError('ERR_SIGNING_UNAVAILABLE', 'no signing key can cover a token right now; retry shortly');
   }
   return ttl;
 }

@@ -33,6 +33,7 @@ describe('parseConfig: defaults, paths, freezing', () => {
       kind: 'jwt',
       max_ttl: 300,
       task_required: true,
+      outlive_attestation: false,
       dpop: 'optional',
       conditions: [],
     });

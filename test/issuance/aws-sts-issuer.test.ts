@@ -74,7 +74,7 @@ function awsGrant(over: Partial<AwsGrantConfig> = {}): AwsGrantConfig {
 
 function request(opts: { aws?: Partial<AwsGrantConfig>; ttl?: number; task?: string | null; plugin?: string } = {}): IssueRequest {
   const config: GrantConfig = {
-    audience: AUDIENCE, scopes: ['s3:read'], kind: 'aws-sts', effect: 'read', max_ttl: 300, task_required: true, dpop: 'optional', approval: 'none', conditions: [], aws: awsGrant(opts.aws),
+    audience: AUDIENCE, scopes: ['s3:read'], kind: 'aws-sts', effect: 'read', max_ttl: 300, task_required: true, outlive_attestation: false, dpop: 'optional', approval: 'none', conditions: [], aws: awsGrant(opts.aws),
   };
   const grant: CompiledGrant = {
     index: 0, audience: AUDIENCE, scopes: new Set(['s3:read']), defaultScopes: ['s3:read'], kind: 'aws-sts', effect: 'read', maxTtl: 300, taskRequired: true,

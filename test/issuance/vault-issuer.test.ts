@@ -73,7 +73,7 @@ function deps(over: Partial<LeaseRevocationDeps> = {}): LeaseRevocationDeps & { 
 function request(opts: { vault?: Partial<VaultGrantConfig>; ttl?: number; task?: string | null } = {}): IssueRequest {
   const vaultGrant: VaultGrantConfig = { path: 'database/creds/crm-readonly', method: 'read', params: {}, ...opts.vault };
   const config: GrantConfig = {
-    audience: AUDIENCE, scopes: ['db:read'], kind: 'vault', effect: 'read', max_ttl: 300, task_required: true, dpop: 'optional', approval: 'none', conditions: [], vault: vaultGrant,
+    audience: AUDIENCE, scopes: ['db:read'], kind: 'vault', effect: 'read', max_ttl: 300, task_required: true, outlive_attestation: false, dpop: 'optional', approval: 'none', conditions: [], vault: vaultGrant,
   };
   const grant: CompiledGrant = {
     index: 0, audience: AUDIENCE, scopes: new Set(['db:read']), defaultScopes: ['db:read'], kind: 'vault', effect: 'read', maxTtl: 300, taskRequired: true,
