@@ -25,6 +25,7 @@ import { createAdminAuthenticator, type AdminAuthenticator } from './http/admin/
 import type { ExchangeDeps, ExchangeRuntime } from './exchange/exchange.js';
 import { buildProvider, pinIssuerOrigin } from './http/oauth/provider.js';
 import { tokenExchangeGrant } from './http/oauth/token-exchange-grant.js';
+import { namedClientId, tokenClientGate } from './http/oauth/token-client.js';
 import { createResourceServerAuthenticator, type ResourceServerAuthenticator } from './http/oauth/client-auth.js';
 import { verifyLeashToken } from './issuance/jwt/verify-leash-token.js';
 import { createHttpApp, type NodeHandler } from './http/app.js';
@@ -457,11 +458,19 @@ export class Broker {
       // Rejected by the protocol layer before the exchange ran (unknown client,
       // duplicate or missing parameter, wrong content type): still one audit event.
       void this.audit
-        .record('exchange.denied', { decision: 'denied', reason: 'ERR_PROTOCOL', error: err.error, description: err.error_description, client_id: ctx.oidc?.client?.clientId })
+        .record('exchange.denied', { decision: 'denied', reason: 'ERR_PROTOCOL', error: err.error, description: err.error_description, client_id: namedClientId(ctx.oidc?.client?.clientId) })
         .catch(() => undefined);
       this.metrics.exchanges.inc({ outcome: 'denied', reason: 'ERR_PROTOCOL' });
     });
-    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, tokenDigest, oauth: pinIssuerOrigin(provider.callback(), config.settings.issuer), authenticator, resourceServers };
+    // Client credentials Leash cannot verify are refused, and a request without client_id is identified by its attestation.
+    const oauth = tokenClientGate(provider.callback(), {
+      maxBodyBytes: () => config.settings.max_body_bytes,
+      onRefused: async (err, clientId) => {
+        this.metrics.exchanges.inc({ outcome: 'denied', reason: err.code });
+        await this.audit.record('exchange.denied', { decision: 'denied', reason: err.code, description: err.description, client_id: clientId, detail: err.detail });
+      },
+    });
+    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, tokenDigest, oauth: pinIssuerOrigin(oauth, config.settings.issuer), authenticator, resourceServers };
   }
 
   /**

@@ -6,7 +6,8 @@ export type RawParams = Readonly<Record<string, string | readonly string[] | und
 
 /** A token-exchange request after syntax checks: everything later steps need, nothing else. */
 export interface ExchangeRequest {
-  readonly clientId: string;
+  /** As named in the request; undefined when none was sent. */
+  readonly clientId: string | undefined;
   /** The attestation, or (in a delegation) the upstream plugin's Leash token. */
   readonly subjectToken: string;
   /** Delegation (RFC 8693 §1.1): the requesting plugin's own attestation. */
@@ -61,7 +62,7 @@ function isAbsoluteUri(value: string): boolean {
  * Step 1, parse: RFC 8693 §2.1 parameters into an ExchangeRequest. `resource` (RFC 8707)
  * and `audience` together must name exactly one target: a token is bound to one API.
  */
-export function parseExchangeRequest(clientId: string, params: RawParams): ExchangeRequest {
+export function parseExchangeRequest(clientId: string | undefined, params: RawParams): ExchangeRequest {
   const subjectToken = single(params, 'subject_token');
   if (!subjectToken) throw new LeashError('ERR_REQUEST_MALFORMED', "missing 'subject_token': send the workload attestation (a JWT)");
   if (subjectToken.length > MAX_TOKEN_LENGTH) throw new LeashError('ERR_ATTESTATION_MALFORMED', 'subject_token is too long to be an attestation');

@@ -4,11 +4,14 @@ import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { createDpopKey, type DpopKey } from '../../src/client/index.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { CLUSTER_ISSUER } from '../support/cluster.js';
-import { CRM_API, EXCHANGE, JWT_TYPE, TICKETS_API, startTestBroker, type TestBroker } from '../support/broker.js';
+import { CRM_API, EXCHANGE, JWT_TYPE, TICKETS_API, freePort, startTestBroker, type TestBroker } from '../support/broker.js';
 
 /**
  * The "must be denied" suite: one row per attack or mistake, each asserting the exact
- * OAuth error and status, and that no token came back.
+ * OAuth error and status, the Leash code behind it (in the description and the audit
+ * event), and that no token came back. RFC 8693 §2.2.2: a subject_token or actor_token
+ * that is invalid, or unacceptable by policy, is `invalid_request`; `access_denied` is
+ * only a person's denial of an approval.
  */
 
 interface Ctx {
@@ -18,6 +21,8 @@ interface Ctx {
   endedTask: string;
   expiredTask: string;
   ticketTask: string;
+  /** A task open to crm-reader and ticket-writer (a delegation between them). */
+  sharedTask: string;
   devTask: string;
   prodTask: string;
   good: string;
@@ -32,14 +37,20 @@ interface Row {
   headers?: (c: Ctx) => Promise<Record<string, string>>;
   status: number;
   error: string;
+  /**
+   * The Leash code (ERR_*) behind the wire error: named in error_description and audited
+   * as the event's reason. Absent for requests oidc-provider refuses before the pipeline.
+   */
+  code?: string;
 }
 
+const UNREACHABLE_ISSUER = 'https://unreachable-idp.example.com';
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 const ACCESS_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
-/** A genuine Leash token of crm-reader for the main task (the upstream of a delegation). */
-async function leashToken(c: Ctx): Promise<string> {
-  const res = await c.tb.exchange(base(c, c.good));
+/** A genuine Leash token of crm-reader (the upstream of a delegation), for the main task by default. */
+async function leashToken(c: Ctx, task = c.task): Promise<string> {
+  const res = await c.tb.exchange(base(c, c.good, { task }));
   if (res.status !== 200) throw new Error(`baseline exchange failed: ${res.status}`);
   return res.body.access_token as string;
 }
@@ -57,7 +68,7 @@ async function attackerToken(c: Ctx, header: Record<string, unknown>, claims: Re
     ...claims,
   })
     .setProtectedHeader({ alg: 'RS256', ...header, ...(header.jwk === true ? { jwk: await exportJWK(publicKey) } : {}) })
-    .setIssuer(CLUSTER_ISSUER)
+    .setIssuer((claims.iss as string | undefined) ?? CLUSTER_ISSUER)
     .setAudience('leash')
     .setIssuedAt(now)
     .setExpirationTime(now + 300)
@@ -73,7 +84,7 @@ const rows: Row[] = [
       return base(c, `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ iss: CLUSTER_ISSUER, sub: 'system:serviceaccount:plugins:crm-reader', aud: 'leash', iat: now, exp: now + 60 })}.`);
     },
     status: 400,
-    error: 'invalid_grant',
+    error: 'invalid_request', code: 'ERR_ATTESTATION_ALG_NOT_ALLOWED',
   },
   {
     name: 'HS256 signed with the issuer public key bytes',
@@ -84,56 +95,80 @@ const rows: Row[] = [
       return base(c, `${input}.${createHmac('sha256', pem).update(input).digest('base64url')}`);
     },
     status: 400,
-    error: 'invalid_grant',
+    error: 'invalid_request', code: 'ERR_ATTESTATION_ALG_NOT_ALLOWED',
   },
-  { name: 'unknown kid', params: async (c) => base(c, await attackerToken(c, { kid: 'no-such-kid' })), status: 400, error: 'invalid_grant' },
-  { name: 'foreign key under a known kid', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1' })), status: 400, error: 'invalid_grant' },
-  { name: 'jku header', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', jku: 'https://attacker.example/jwks' })), status: 400, error: 'invalid_grant' },
-  { name: 'embedded jwk header', params: async (c) => base(c, await attackerToken(c, { jwk: true })), status: 400, error: 'invalid_grant' },
-  { name: 'x5u header', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', x5u: 'https://attacker.example/cert.pem' })), status: 400, error: 'invalid_grant' },
-  { name: 'x5c header', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', x5c: ['MIIBfake'] })), status: 400, error: 'invalid_grant' },
+  { name: 'unknown kid', params: async (c) => base(c, await attackerToken(c, { kid: 'no-such-kid' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_SIGNATURE' },
+  { name: 'foreign key under a known kid', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_SIGNATURE' },
+  { name: 'jku header', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', jku: 'https://attacker.example/jwks' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY' },
+  { name: 'embedded jwk header', params: async (c) => base(c, await attackerToken(c, { jwk: true })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY' },
+  { name: 'x5u header', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', x5u: 'https://attacker.example/cert.pem' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY' },
+  { name: 'x5c header', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', x5c: ['MIIBfake'] })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY' },
   {
     name: 'x5c header on a genuinely signed token',
     params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), header: { x5c: ['MIIBfake'] } })),
     status: 400,
-    error: 'invalid_grant',
+    error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY',
   },
-  { name: 'expired attestation', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS() - 1200 })), status: 400, error: 'invalid_grant' },
-  { name: 'nbf in the future', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { nbf: c.nowS() + 600 } })), status: 400, error: 'invalid_grant' },
-  { name: 'iat in the future', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iat: c.nowS() + 600, nbf: undefined } })), status: 400, error: 'invalid_grant' },
-  { name: 'missing exp', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { exp: undefined } })), status: 400, error: 'invalid_grant' },
+  { name: 'expired attestation', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS() - 1200 })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_EXPIRED' },
+  { name: 'nbf in the future', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { nbf: c.nowS() + 600 } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_NOT_YET_VALID' },
+  { name: 'iat in the future', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iat: c.nowS() + 600, nbf: undefined } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_NOT_YET_VALID' },
+  { name: 'missing exp', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { exp: undefined } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_MISSING' },
   {
     name: 'too old (iat beyond max_token_age)',
     params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iat: c.nowS() - 7200, nbf: c.nowS() - 7200 } })),
     status: 400,
-    error: 'invalid_grant',
+    error: 'invalid_request', code: 'ERR_ATTESTATION_TOO_OLD',
   },
-  { name: 'wrong issuer', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iss: 'https://evil.example' } })), status: 400, error: 'invalid_grant' },
-  { name: 'wrong audience', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { aud: ['vault'] } })), status: 400, error: 'invalid_grant' },
-  { name: 'unknown workload', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'crm-reader-evil' })), status: 400, error: 'invalid_grant' },
+  { name: 'wrong issuer', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iss: 'https://evil.example' } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_ISSUER_UNKNOWN' },
+  { name: 'wrong audience', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { aud: ['vault'] } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_AUDIENCE' },
+  { name: 'unknown workload', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'crm-reader-evil' })), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
   {
     name: 'sub disagrees with kubernetes.io claims',
     params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'other', claims: { sub: 'system:serviceaccount:plugins:crm-reader' } })),
     status: 400,
-    error: 'invalid_grant',
+    error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID',
   },
-  { name: 'malformed JWT', params: async (c) => base(c, 'not-a-jwt'), status: 400, error: 'invalid_grant' },
-  { name: 'JWT with garbage segments', params: async (c) => base(c, 'aGVsbG8.d29ybGQ.c2ln'), status: 400, error: 'invalid_grant' },
-  { name: 'huge subject_token', params: async (c) => base(c, `${'a'.repeat(10000)}.b.c`), status: 400, error: 'invalid_grant' },
+  { name: 'malformed JWT', params: async (c) => base(c, 'not-a-jwt'), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
+  { name: 'JWT with garbage segments', params: async (c) => base(c, 'aGVsbG8.d29ybGQ.c2ln'), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
+  {
+    name: 'crit header on a genuinely signed token',
+    params: async (c) => {
+      const now = c.nowS();
+      const token = await new SignJWT({ sub: 'system:serviceaccount:plugins:crm-reader', 'kubernetes.io': { namespace: 'plugins', serviceaccount: { name: 'crm-reader', uid: randomUUID() } } })
+        .setProtectedHeader({ alg: 'RS256', kid: 'rsa-1', crit: ['x-test'], 'x-test': true })
+        .setIssuer(CLUSTER_ISSUER)
+        .setAudience('leash')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 300)
+        .sign(c.tb.cluster.rsa.privateKey, { crit: { 'x-test': true } });
+      return base(c, token);
+    },
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_MALFORMED',
+  },
+  {
+    name: "issuer's keys cannot be fetched",
+    params: async (c) => base(c, await attackerToken(c, { kid: 'k1' }, { iss: UNREACHABLE_ISSUER, sub: 'svc' })),
+    status: 503,
+    error: 'temporarily_unavailable',
+    code: 'ERR_ATTESTATION_KEYS_UNAVAILABLE',
+  },
+  { name: 'huge subject_token', params: async (c) => base(c, `${'a'.repeat(10000)}.b.c`), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
 
   // ---- request shape
-  { name: 'missing subject_token', params: async (c) => { const p = base(c, ''); delete p.subject_token; return p; }, status: 400, error: 'invalid_request' },
-  { name: 'empty subject_token', params: async (c) => base(c, ''), status: 400, error: 'invalid_request' },
-  { name: 'missing subject_token_type', params: async (c) => { const p = base(c, c.good); delete p.subject_token_type; return p; }, status: 400, error: 'invalid_request' },
-  { name: 'unsupported subject_token_type', params: async (c) => base(c, c.good, { subject_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request' },
-  { name: 'unsupported requested_token_type', params: async (c) => base(c, c.good, { requested_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request' },
+  { name: 'missing subject_token', params: async (c) => { const p = base(c, ''); delete p.subject_token; return p; }, status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+  { name: 'empty subject_token', params: async (c) => base(c, ''), status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+  { name: 'missing subject_token_type', params: async (c) => { const p = base(c, c.good); delete p.subject_token_type; return p; }, status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+  { name: 'unsupported subject_token_type', params: async (c) => base(c, c.good, { subject_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request', code: 'ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED' },
+  { name: 'unsupported requested_token_type', params: async (c) => base(c, c.good, { requested_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request', code: 'ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED' },
   { name: 'duplicate subject_token', params: async (c) => base(c, c.good, { subject_token: [c.good, c.good] }), status: 400, error: 'invalid_request' },
   { name: 'duplicate scope', params: async (c) => base(c, c.good, { scope: ['contacts:read', 'contacts:search'] }), status: 400, error: 'invalid_request' },
   { name: 'duplicate task', params: async (c) => base(c, c.good, { task: [c.task, c.task] }), status: 400, error: 'invalid_request' },
   // ---- delegation (actor_token): subject_token must be a live Leash token of a plugin that lists the actor
-  { name: 'actor_token_type without actor_token', params: async (c) => base(c, c.good, { actor_token_type: JWT_TYPE }), status: 400, error: 'invalid_request' },
-  { name: 'actor_token_type not jwt', params: async (c) => base(c, await leashToken(c), { subject_token_type: ACCESS_TYPE, actor_token: c.good, actor_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request' },
-  { name: 'actor_token with an attestation as subject_token', params: async (c) => base(c, c.good, { actor_token: c.good, actor_token_type: JWT_TYPE }), status: 400, error: 'invalid_grant' },
+  { name: 'actor_token_type without actor_token', params: async (c) => base(c, c.good, { actor_token_type: JWT_TYPE }), status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+  { name: 'actor_token_type not jwt', params: async (c) => base(c, await leashToken(c), { subject_token_type: ACCESS_TYPE, actor_token: c.good, actor_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request', code: 'ERR_ACTOR_TOKEN_TYPE_UNSUPPORTED' },
+  { name: 'actor_token with an attestation as subject_token', params: async (c) => base(c, c.good, { actor_token: c.good, actor_token_type: JWT_TYPE }), status: 400, error: 'invalid_request', code: 'ERR_UPSTREAM_TOKEN_INVALID' },
   {
     name: 'upstream token forged with a foreign key under the broker kid',
     params: async (c) => {
@@ -145,14 +180,60 @@ const rows: Row[] = [
       return base(c, forged, { client_id: 'ticket-writer', subject_token_type: ACCESS_TYPE, actor_token: await c.tb.cluster.saToken({ sa: 'ticket-writer-1', nowSeconds: c.nowS() }), actor_token_type: JWT_TYPE, resource: TICKETS_API, task: c.ticketTask });
     },
     status: 400,
-    error: 'invalid_grant',
+    error: 'invalid_request', code: 'ERR_UPSTREAM_TOKEN_INVALID',
   },
   {
     name: 'delegation to a plugin the upstream does not list',
     params: async (c) =>
-      base(c, await leashToken(c), { client_id: 'ticket-writer', subject_token_type: ACCESS_TYPE, actor_token: await c.tb.cluster.saToken({ sa: 'ticket-writer-1', nowSeconds: c.nowS() }), actor_token_type: JWT_TYPE, resource: TICKETS_API }),
+      base(c, await leashToken(c), { client_id: 'prod-only', subject_token_type: ACCESS_TYPE, actor_token: await c.tb.cluster.saToken({ sa: 'prod-only', nowSeconds: c.nowS() }), actor_token_type: JWT_TYPE, resource: 'https://deploy.example.com' }),
     status: 400,
-    error: 'access_denied',
+    error: 'invalid_request', code: 'ERR_DELEGATION_NOT_ALLOWED',
+  },
+  {
+    // ticket-writer holds a grant for TICKETS_API, the chain's root (crm-reader) does not.
+    name: 'delegation to an audience the root holds no grant for',
+    params: async (c) =>
+      base(c, await leashToken(c, c.sharedTask), {
+        client_id: 'ticket-writer',
+        subject_token_type: ACCESS_TYPE,
+        actor_token: await c.tb.cluster.saToken({ sa: 'ticket-writer-1', nowSeconds: c.nowS() }),
+        actor_token_type: JWT_TYPE,
+        resource: TICKETS_API,
+        task: c.sharedTask,
+      }),
+    status: 400,
+    error: 'invalid_target',
+    code: 'ERR_DELEGATION_AUDIENCE_ESCALATION',
+  },
+  {
+    name: 'delegation with an expired actor_token',
+    params: async (c) =>
+      base(c, await leashToken(c, c.sharedTask), {
+        client_id: 'ticket-writer',
+        subject_token_type: ACCESS_TYPE,
+        actor_token: await c.tb.cluster.saToken({ sa: 'ticket-writer-1', nowSeconds: c.nowS() - 1200 }),
+        actor_token_type: JWT_TYPE,
+        resource: TICKETS_API,
+        task: c.sharedTask,
+      }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_EXPIRED',
+  },
+  {
+    name: 'delegation with a forged actor_token',
+    params: async (c) =>
+      base(c, await leashToken(c, c.sharedTask), {
+        client_id: 'ticket-writer',
+        subject_token_type: ACCESS_TYPE,
+        actor_token: await attackerToken(c, { kid: 'rsa-1' }, { sub: 'system:serviceaccount:plugins:ticket-writer-1' }),
+        actor_token_type: JWT_TYPE,
+        resource: TICKETS_API,
+        task: c.sharedTask,
+      }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_SIGNATURE',
   },
   {
     name: 'JSON body instead of a form',
@@ -176,46 +257,61 @@ const rows: Row[] = [
     error: 'invalid_request',
   },
   { name: 'unknown client_id', params: async (c) => base(c, c.good, { client_id: 'nobody' }), status: 401, error: 'invalid_client' },
-  { name: 'missing client_id', params: async (c) => { const p = base(c, c.good); delete p.client_id; return p; }, status: 400, error: 'invalid_request' },
-  { name: 'client_id of another plugin', params: async (c) => base(c, c.good, { client_id: 'ticket-writer' }), status: 400, error: 'unauthorized_client' },
+  { name: 'empty client_id', params: async (c) => base(c, c.good, { client_id: '' }), status: 400, error: 'invalid_request' },
+  { name: 'client_id without an attestation to match', params: async (c) => { const p = base(c, c.good); delete p.subject_token; return p; }, status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+  // A public client that sends credentials Leash cannot verify is refused, never let through.
+  { name: 'garbage client_assertion', params: async (c) => base(c, c.good, { client_assertion: 'garbage', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' }), status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
+  {
+    name: 'well-formed client_assertion Leash cannot verify',
+    params: async (c) => base(c, c.good, { client_assertion: await attackerToken(c, { kid: 'x' }, { sub: 'crm-reader', iss: 'crm-reader' }), client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' }),
+    status: 400,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_UNSUPPORTED',
+  },
+  { name: 'client_assertion without client_id', params: async (c) => { const p = base(c, c.good, { client_assertion: 'a.b.c' }); delete p.client_id; return p; }, status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
+  { name: 'client_assertion_type alone', params: async (c) => base(c, c.good, { client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' }), status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
+  { name: 'client_secret in the body', params: async (c) => base(c, c.good, { client_secret: 'hunter2' }), status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
+  { name: 'client_secret via HTTP Basic', params: async (c) => base(c, c.good), headers: async () => ({ authorization: `Basic ${Buffer.from('crm-reader:hunter2').toString('base64')}` }), status: 401, error: 'invalid_client' },
+  { name: 'client_id of another plugin', params: async (c) => base(c, c.good, { client_id: 'ticket-writer' }), status: 400, error: 'unauthorized_client', code: 'ERR_CLIENT_PLUGIN_MISMATCH' },
   { name: 'other grant type', params: async (c) => base(c, c.good, { grant_type: 'client_credentials' }), status: 400, error: 'unsupported_grant_type' },
 
   // ---- audience, scope, ttl
-  { name: 'no audience', params: async (c) => { const p = base(c, c.good); delete p.resource; return p; }, status: 400, error: 'invalid_target' },
-  { name: 'audience widening: two targets', params: async (c) => base(c, c.good, { audience: TICKETS_API }), status: 400, error: 'invalid_target' },
-  { name: 'audience widening: two resources', params: async (c) => base(c, c.good, { resource: [CRM_API, TICKETS_API] }), status: 400, error: 'invalid_target' },
-  { name: 'audience not granted', params: async (c) => base(c, c.good, { resource: 'https://evil.example.com' }), status: 400, error: 'invalid_target' },
-  { name: 'audience prefix extension', params: async (c) => base(c, c.good, { resource: `${CRM_API}/admin` }), status: 400, error: 'invalid_target' },
-  { name: 'audience trailing slash', params: async (c) => base(c, c.good, { resource: `${CRM_API}/` }), status: 400, error: 'invalid_target' },
-  { name: 'relative resource', params: async (c) => base(c, c.good, { resource: 'crm' }), status: 400, error: 'invalid_target' },
-  { name: 'resource with fragment', params: async (c) => base(c, c.good, { resource: `${CRM_API}#x` }), status: 400, error: 'invalid_target' },
-  { name: 'scope escalation', params: async (c) => base(c, c.good, { scope: 'contacts:delete' }), status: 400, error: 'invalid_scope' },
-  { name: 'scope escalation mixed with granted', params: async (c) => base(c, c.good, { scope: 'contacts:read contacts:admin' }), status: 400, error: 'invalid_scope' },
-  { name: 'scope of another plugin', params: async (c) => base(c, c.good, { scope: 'tickets:write' }), status: 400, error: 'invalid_scope' },
-  { name: 'TTL beyond grant max', params: async (c) => base(c, c.good, { expires_in: '3600' }), status: 400, error: 'invalid_request' },
-  { name: 'TTL not a number', params: async (c) => base(c, c.good, { expires_in: '5m' }), status: 400, error: 'invalid_request' },
-  { name: 'TTL zero', params: async (c) => base(c, c.good, { expires_in: '0' }), status: 400, error: 'invalid_request' },
+  { name: 'no audience', params: async (c) => { const p = base(c, c.good); delete p.resource; return p; }, status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_MISSING' },
+  { name: 'audience widening: two targets', params: async (c) => base(c, c.good, { audience: TICKETS_API }), status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_MULTIPLE' },
+  { name: 'audience widening: two resources', params: async (c) => base(c, c.good, { resource: [CRM_API, TICKETS_API] }), status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_MULTIPLE' },
+  { name: 'audience not granted', params: async (c) => base(c, c.good, { resource: 'https://evil.example.com' }), status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_NOT_GRANTED' },
+  { name: 'audience prefix extension', params: async (c) => base(c, c.good, { resource: `${CRM_API}/admin` }), status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_NOT_GRANTED' },
+  { name: 'audience trailing slash', params: async (c) => base(c, c.good, { resource: `${CRM_API}/` }), status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_NOT_GRANTED' },
+  { name: 'relative resource', params: async (c) => base(c, c.good, { resource: 'crm' }), status: 400, error: 'invalid_target', code: 'ERR_RESOURCE_INVALID' },
+  { name: 'resource with fragment', params: async (c) => base(c, c.good, { resource: `${CRM_API}#x` }), status: 400, error: 'invalid_target', code: 'ERR_RESOURCE_INVALID' },
+  { name: 'scope escalation', params: async (c) => base(c, c.good, { scope: 'contacts:delete' }), status: 400, error: 'invalid_scope', code: 'ERR_SCOPE_NOT_GRANTED' },
+  { name: 'scope escalation mixed with granted', params: async (c) => base(c, c.good, { scope: 'contacts:read contacts:admin' }), status: 400, error: 'invalid_scope', code: 'ERR_SCOPE_NOT_GRANTED' },
+  { name: 'scope of another plugin', params: async (c) => base(c, c.good, { scope: 'tickets:write' }), status: 400, error: 'invalid_scope', code: 'ERR_SCOPE_NOT_GRANTED' },
+  { name: 'TTL beyond grant max', params: async (c) => base(c, c.good, { expires_in: '3600' }), status: 400, error: 'invalid_request', code: 'ERR_TTL_EXCEEDS_MAX' },
+  { name: 'TTL not a number', params: async (c) => base(c, c.good, { expires_in: '5m' }), status: 400, error: 'invalid_request', code: 'ERR_TTL_INVALID' },
+  { name: 'TTL zero', params: async (c) => base(c, c.good, { expires_in: '0' }), status: 400, error: 'invalid_request', code: 'ERR_TTL_INVALID' },
 
   // ---- tasks
-  { name: 'no task', params: async (c) => { const p = base(c, c.good); delete p.task; return p; }, status: 400, error: 'invalid_request' },
-  { name: 'unknown task', params: async (c) => base(c, c.good, { task: 'tsk_doesnotexist0000' }), status: 400, error: 'invalid_grant' },
-  { name: 'malformed task id', params: async (c) => base(c, c.good, { task: '../../etc/passwd' }), status: 400, error: 'invalid_grant' },
-  { name: 'ended task', params: async (c) => base(c, c.good, { task: c.endedTask }), status: 400, error: 'invalid_grant' },
+  { name: 'no task', params: async (c) => { const p = base(c, c.good); delete p.task; return p; }, status: 400, error: 'invalid_request', code: 'ERR_TASK_REQUIRED' },
+  { name: 'unknown task', params: async (c) => base(c, c.good, { task: 'tsk_doesnotexist0000' }), status: 400, error: 'invalid_grant', code: 'ERR_TASK_UNKNOWN' },
+  { name: 'malformed task id', params: async (c) => base(c, c.good, { task: '../../etc/passwd' }), status: 400, error: 'invalid_grant', code: 'ERR_TASK_UNKNOWN' },
+  { name: 'ended task', params: async (c) => base(c, c.good, { task: c.endedTask }), status: 400, error: 'invalid_grant', code: 'ERR_TASK_ENDED' },
+  // ERR_TASK_EXPIRED, or ERR_TASK_ENDED once the expiry sweeper has ended it: no code pinned.
   { name: 'expired task', params: async (c) => base(c, c.good, { task: c.expiredTask }), status: 400, error: 'invalid_grant' },
-  { name: 'foreign task (plugin not in it)', params: async (c) => base(c, c.good, { task: c.ticketTask }), status: 400, error: 'access_denied' },
+  { name: 'foreign task (plugin not in it)', params: async (c) => base(c, c.good, { task: c.ticketTask }), status: 400, error: 'invalid_grant', code: 'ERR_TASK_PLUGIN_NOT_ALLOWED' },
 
   // ---- policy
   {
     name: 'grant condition fails (task.env != prod)',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'prod-only' }), { resource: 'https://deploy.example.com', task: c.devTask }), client_id: 'prod-only' }),
     status: 400,
-    error: 'access_denied',
+    error: 'invalid_request', code: 'ERR_CONDITION_FAILED',
   },
   {
     name: 'grant needing human approval (pending, no token yet)',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'prod-only' }), { resource: 'https://audit.example.com', task: c.prodTask }), client_id: 'prod-only' }),
     status: 400,
-    error: 'authorization_pending',
+    error: 'authorization_pending', code: 'ERR_APPROVAL_PENDING',
   },
   {
     name: 'unknown approval_id',
@@ -225,7 +321,7 @@ const rows: Row[] = [
       approval_id: 'AAAAAAAAAAAAAAAAAAAAAA',
     }),
     status: 400,
-    error: 'invalid_grant',
+    error: 'invalid_grant', code: 'ERR_APPROVAL_UNKNOWN',
   },
   {
     name: 'malformed approval_id',
@@ -235,13 +331,13 @@ const rows: Row[] = [
       approval_id: 'short!',
     }),
     status: 400,
-    error: 'invalid_grant',
+    error: 'invalid_grant', code: 'ERR_APPROVAL_UNKNOWN',
   },
   {
     name: 'disabled plugin',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'retired-plugin' }), { resource: CRM_API }), client_id: 'retired-plugin' }),
     status: 400,
-    error: 'unauthorized_client',
+    error: 'unauthorized_client', code: 'ERR_PLUGIN_DISABLED',
   },
 
   // ---- DPoP
@@ -249,28 +345,28 @@ const rows: Row[] = [
     name: 'DPoP required by risk tier, no proof',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'ticket-writer-1' }), { resource: TICKETS_API, task: c.ticketTask }), client_id: 'ticket-writer' }),
     status: 400,
-    error: 'invalid_dpop_proof',
+    error: 'invalid_dpop_proof', code: 'ERR_DPOP_REQUIRED',
   },
   {
     name: 'DPoP proof for another endpoint',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'ticket-writer-1' }), { resource: TICKETS_API, task: c.ticketTask }), client_id: 'ticket-writer' }),
     headers: async (c) => ({ dpop: await c.dpop.proof({ method: 'POST', url: `${c.tb.url}/introspect` }) }),
     status: 400,
-    error: 'invalid_dpop_proof',
+    error: 'invalid_dpop_proof', code: 'ERR_DPOP_INVALID',
   },
   {
     name: 'DPoP proof with the wrong method',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'ticket-writer-1' }), { resource: TICKETS_API, task: c.ticketTask }), client_id: 'ticket-writer' }),
     headers: async (c) => ({ dpop: await c.dpop.proof({ method: 'GET', url: `${c.tb.url}/token` }) }),
     status: 400,
-    error: 'invalid_dpop_proof',
+    error: 'invalid_dpop_proof', code: 'ERR_DPOP_INVALID',
   },
   {
     name: 'DPoP proof that is not a JWT',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'ticket-writer-1' }), { resource: TICKETS_API, task: c.ticketTask }), client_id: 'ticket-writer' }),
     headers: async () => ({ dpop: 'garbage' }),
     status: 400,
-    error: 'invalid_dpop_proof',
+    error: 'invalid_dpop_proof', code: 'ERR_DPOP_INVALID',
   },
 ];
 
@@ -280,9 +376,13 @@ describe('must be denied', () => {
   beforeAll(async () => {
     ctx.clock = new ManualClock(Date.now());
     ctx.nowS = () => Math.floor(ctx.clock.now() / 1000);
+    const closedPort = await freePort();
     ctx.tb = await startTestBroker({
       broker: { clock: ctx.clock },
       patch: (cfg) => {
+        cfg.plugins.find((p: { id: string }) => p.id === 'crm-reader').delegate_to = ['ticket-writer'];
+        // An issuer whose keys cannot be fetched (nothing listens there).
+        cfg.trusted_issuers.push({ name: 'unreachable', kind: 'oidc', issuer: UNREACHABLE_ISSUER, audience: 'leash', jwks: { uri: `http://127.0.0.1:${closedPort}/jwks`, timeout_ms: 500 } });
         cfg.plugins.push({
           id: 'retired-plugin',
           owner: 'nobody@example.com',
@@ -299,6 +399,7 @@ describe('must be denied', () => {
     await ctx.tb.broker.tasks.end(ctx.endedTask, 'test');
     ctx.expiredTask = await ctx.tb.openTask({ plugins: ['crm-reader'], ttl_seconds: 5 });
     ctx.ticketTask = await ctx.tb.openTask({ plugins: ['ticket-writer'] });
+    ctx.sharedTask = await ctx.tb.openTask({ plugins: ['crm-reader', 'ticket-writer'] });
     ctx.devTask = await ctx.tb.openTask({ plugins: ['prod-only'], attributes: { env: 'dev' } });
     ctx.prodTask = await ctx.tb.openTask({ plugins: ['prod-only'], attributes: { env: 'prod' } });
     ctx.clock.advance(10); // the 5-second task is now expired, the others are live
@@ -336,7 +437,14 @@ describe('must be denied', () => {
     expect(body.access_token).toBeUndefined();
     expect(typeof body.error_description).toBe('string');
     expect(String(body.error_description)).not.toMatch(/at .*\.(ts|js):\d+/); // no stack traces
+    expect(String(body.error_description)).toMatch(/^[\x20\x21\x23-\x5B\x5D-\x7E]+$/); // RFC 6749 §5.2
     expect(cacheControl).toContain('no-store');
+    if (row.code !== undefined) {
+      // The specific check that failed is named to the caller and in the one audit event.
+      expect(String(body.error_description)).toMatch(new RegExp(`\\(${row.code}\\)$`));
+      const events = await ctx.tb.broker.store.read(1, 1_000_000);
+      expect(events[events.length - 1]).toMatchObject({ type: 'exchange.denied', event: { reason: row.code } });
+    }
   });
 
   it('a replayed DPoP proof is refused', async () => {

@@ -9,6 +9,8 @@ import type { CompiledPolicy } from '../../policy/types.js';
 import { TOKEN_EXCHANGE_GRANT } from '../../issuance/token-types.js';
 import { SigningKeyAdapter } from './signing-key-adapter.js';
 import { StatelessAdapter } from './stateless-adapter.js';
+import { withSafeErrorDescription } from '../../errors/error-description.js';
+import { ATTESTED_CLIENT_ID } from './token-client.js';
 
 /** RFC 8693 §2.1 parameters the grant accepts; `resource` and `audience` may repeat. */
 const EXCHANGE_PARAMS = [
@@ -49,8 +51,9 @@ export function buildProvider(opts: {
   log: ProviderLog;
 }): Provider {
   const { settings, policy, keys } = opts;
-  const clients = [...policy.plugins.values()].map((p) => ({
-    client_id: p.id,
+  // ATTESTED_CLIENT_ID stands for "no client_id sent": the attestation names the plugin.
+  const clients = [...policy.plugins.keys(), ATTESTED_CLIENT_ID].map((id) => ({
+    client_id: id,
     token_endpoint_auth_method: 'none' as const,
     grant_types: [TOKEN_EXCHANGE_GRANT],
     response_types: [],
@@ -109,6 +112,13 @@ export function buildProvider(opts: {
     opts.log('warn', 'oauth protocol layer error', { error: err.message.slice(0, 200), code: err.code, status: err.status });
   });
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, opts.grant, EXCHANGE_PARAMS, REPEATABLE);
+  // oidc-provider's own errors echo request values (parameter names, the Origin header):
+  // every error body leaves through RFC 6749's description character set.
+  provider.use(async (ctx, next) => {
+    await next();
+    const safe = withSafeErrorDescription(ctx.body);
+    if (safe !== ctx.body) ctx.body = safe;
+  });
   return provider;
 }
 

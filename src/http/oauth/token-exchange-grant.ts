@@ -3,6 +3,7 @@ import { toOAuthError } from '../../errors/oauth-error.js';
 import { runExchange, type ExchangeDeps } from '../../exchange/exchange.js';
 import type { RawParams } from '../../exchange/request.js';
 import type { GrantHandler } from './provider.js';
+import { namedClientId } from './token-client.js';
 
 /**
  * The token-exchange grant as oidc-provider sees it: translate the koa context into an
@@ -13,7 +14,7 @@ export function tokenExchangeGrant(deps: ExchangeDeps, tokenEndpoint: string): G
     const client = ctx.oidc.client;
     const dpop = ctx.req.headersDistinct['dpop'];
     const result = await runExchange(deps, {
-      clientId: client?.clientId ?? '',
+      clientId: namedClientId(client?.clientId),
       params: ctx.oidc.params as RawParams,
       dpop: { header: dpop === undefined ? undefined : dpop.length === 1 ? dpop[0] : dpop, method: ctx.method, url: tokenEndpoint },
     });
