@@ -3,7 +3,8 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
 import { accessTokenHash } from '../dpop/verify-proof.js';
 import { systemClock, type Clock } from '../time/clock.js';
 
-export type DpopAlgorithm = 'ES256' | 'EdDSA';
+/** `Ed25519` is RFC 9864's fully-specified name for `EdDSA` over an Ed25519 key: the same signature. */
+export type DpopAlgorithm = 'ES256' | 'EdDSA' | 'Ed25519';
 
 export interface DpopProofInput {
   /** HTTP method of the request the proof goes with, e.g. `POST`. */
@@ -39,7 +40,7 @@ function htuOf(url: string): string {
 
 /** Generates an ephemeral DPoP key; keep one per process and reuse it for every request. */
 export async function createDpopKey(alg: DpopAlgorithm = 'ES256', opts: { clock?: Clock } = {}): Promise<DpopKey> {
-  if (alg !== 'ES256' && alg !== 'EdDSA') throw new TypeError(`createDpopKey: unsupported algorithm '${String(alg)}'`);
+  if (alg !== 'ES256' && alg !== 'EdDSA' && alg !== 'Ed25519') throw new TypeError(`createDpopKey: unsupported algorithm '${String(alg)}'`);
   const clock = opts.clock ?? systemClock;
   const { privateKey, publicKey } =
     alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');

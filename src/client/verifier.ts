@@ -21,7 +21,7 @@ export interface LeashVerifierOptions {
   readonly clockSkewSeconds?: number;
   /** Token signature algorithms. Default ES256 and EdDSA. */
   readonly algorithms?: readonly string[];
-  /** DPoP proof algorithms. Default ES256 and EdDSA. */
+  /** DPoP proof algorithms. Default ES256, EdDSA and Ed25519 (RFC 9864's name for EdDSA over Ed25519). */
   readonly dpopAlgorithms?: readonly string[];
   /** How old a DPoP proof may be. Default 60 seconds. */
   readonly dpopMaxAgeSeconds?: number;
@@ -70,6 +70,8 @@ export interface LeashVerifier {
 }
 
 const DEFAULT_ALGS = ['ES256', 'EdDSA'] as const;
+/** Proof algorithms: clients such as openid-client 6 sign Ed25519 proofs as `alg: Ed25519` (RFC 9864). */
+const DEFAULT_DPOP_ALGS = ['ES256', 'EdDSA', 'Ed25519'] as const;
 /** token68 (RFC 9110 §11.2), which both Bearer and DPoP credentials use. */
 const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
 
@@ -86,7 +88,7 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
   const clock = opts.clock ?? systemClock;
   const skew = opts.clockSkewSeconds ?? 30;
   const algorithms = [...(opts.algorithms ?? DEFAULT_ALGS)];
-  const dpopAlgorithms = [...(opts.dpopAlgorithms ?? DEFAULT_ALGS)];
+  const dpopAlgorithms = [...(opts.dpopAlgorithms ?? DEFAULT_DPOP_ALGS)];
   const dpopMaxAge = opts.dpopMaxAgeSeconds ?? 60;
   const replay = opts.replayCache ?? createMemoryReplayCache({ now: () => clock.now() });
   const fetchFn = opts.fetch ?? globalThis.fetch;

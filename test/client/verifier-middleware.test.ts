@@ -146,7 +146,7 @@ describe('verifier + middleware: bearer tokens', () => {
     const r = await call('/items', headers);
     expect(r.status).toBe(401);
     expect(r.body.error).toBe('invalid_token');
-    expect(r.challenge).toBe('Bearer, DPoP algs="ES256 EdDSA"');
+    expect(r.challenge).toBe('Bearer, DPoP algs="ES256 EdDSA Ed25519"');
   });
 
   it('never echoes the token in the answer', async () => {
@@ -170,7 +170,7 @@ describe('verifier + middleware: DPoP-bound tokens', () => {
     const r = await call('/items', { authorization: `DPoP ${await bound()}` });
     expect(r.status).toBe(401);
     expect(r.body.error).toBe('invalid_dpop_proof');
-    expect(r.challenge).toMatch(/^DPoP error="invalid_dpop_proof", .*algs="ES256 EdDSA"$/);
+    expect(r.challenge).toMatch(/^DPoP error="invalid_dpop_proof", .*algs="ES256 EdDSA Ed25519"$/);
   });
 
   it('refuses a proof made by another key', async () => {
