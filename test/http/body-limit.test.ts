@@ -81,7 +81,7 @@ describe('settings.max_body_bytes counts the bytes read, chunked or not, on ever
       const res = await rawRequest(tb.url, { method: 'POST', path: path.replace('{kid}', kid), headers: await headers(), body: await body(bytes), chunkBytes: 4096 });
       expect(res.status).toBe(413);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
-      expect(res.json).toEqual({ error: 'invalid_request', error_description: `request body larger than ${MAX} bytes` });
+      expect(res.json).toEqual({ error: 'invalid_request', error_description: `request body larger than ${MAX} bytes (ERR_REQUEST_TOO_LARGE)` });
       expect(res.json?.access_token).toBeUndefined();
       expect(await state()).toEqual(before);
     });
@@ -91,7 +91,7 @@ describe('settings.max_body_bytes counts the bytes read, chunked or not, on ever
     const before = await state();
     const res = await rawRequest(tb.url, { method: 'POST', path: '/token', headers: FORM, body: padForm(await exchangeForm(), MAX + 1) });
     expect(res.status).toBe(413);
-    expect(res.json).toEqual({ error: 'invalid_request', error_description: `request body larger than ${MAX} bytes` });
+    expect(res.json).toEqual({ error: 'invalid_request', error_description: `request body larger than ${MAX} bytes (ERR_REQUEST_TOO_LARGE)` });
     expect(await state()).toEqual(before);
   });
 

@@ -6,7 +6,7 @@ import { CRM_API, EXCHANGE, JWT_TYPE, TICKETS_API, startTestBroker, type TestBro
 import { rawRequest } from '../support/http.js';
 import { CRM_RS_SECRET, basic, postForm, sha256hex, ticketsKey, withResourceServers } from './introspect-support.js';
 
-const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'RS256', 'PS256'];
+const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256'];
 /** A resource server with one key per family, so every advertised assertion algorithm can be tried for real. */
 const ALGS_API = 'https://algs.example.com';
 

@@ -141,7 +141,7 @@ describe('the HTTP surface says only what is true', () => {
   function classify(method: string, path: string, res: RawResponse): Answer {
     if (method === 'OPTIONS') return 'options';
     if (res.status === 404) {
-      if (method !== 'HEAD') expect(`${method} ${path}: ${JSON.stringify(res.json)}`).toBe(`${method} ${path}: ${JSON.stringify({ error: 'not_found', error_description: 'no such endpoint' })}`);
+      if (method !== 'HEAD') expect(`${method} ${path}: ${JSON.stringify(res.json)}`).toBe(`${method} ${path}: ${JSON.stringify({ error: 'not_found', error_description: 'no such endpoint (ERR_ROUTE_NOT_FOUND)' })}`);
       return 'absent';
     }
     if (res.status === 405) return 'method_not_allowed';
@@ -165,7 +165,7 @@ describe('the HTTP surface says only what is true', () => {
           const expectedStatus = method === 'OPTIONS' ? (allow ? 204 : 404) : 405;
           expect(`${method} ${path} -> ${res.status} Allow: ${String(res.headers.allow)}`).toBe(`${method} ${path} -> ${expectedStatus} Allow: ${allow ? allow.join(', ') : 'undefined'}`);
         }
-        if (answer === 'method_not_allowed' && method !== 'HEAD') expect(res.json).toEqual({ error: 'invalid_request', error_description: `this endpoint takes ${allow!.join(', ')}` });
+        if (answer === 'method_not_allowed' && method !== 'HEAD') expect(res.json).toEqual({ error: 'invalid_request', error_description: `this endpoint takes ${allow!.join(', ')} (ERR_METHOD_NOT_ALLOWED)` });
       }
     }
     expect(served.sort()).toEqual(expected.sort());
@@ -244,13 +244,13 @@ describe('the HTTP surface says only what is true', () => {
     expect(missing.status).toBe(404);
     expect(missing.headers['content-type']).toMatch(/^application\/json/);
     expect(missing.headers['cache-control']).toBe('no-store');
-    expect(missing.json).toEqual({ error: 'not_found', error_description: 'no such endpoint' });
+    expect(missing.json).toEqual({ error: 'not_found', error_description: 'no such endpoint (ERR_ROUTE_NOT_FOUND)' });
 
     const wrong = await rawRequest(tb.url, { method: 'PUT', path: '/tasks/tsk_0123456789abcdef' });
     expect(wrong.status).toBe(405);
     expect(wrong.headers.allow).toBe('GET, HEAD, DELETE');
     expect(wrong.headers['content-type']).toMatch(/^application\/json/);
-    expect(wrong.json).toEqual({ error: 'invalid_request', error_description: 'this endpoint takes GET, HEAD, DELETE' });
+    expect(wrong.json).toEqual({ error: 'invalid_request', error_description: 'this endpoint takes GET, HEAD, DELETE (ERR_METHOD_NOT_ALLOWED)' });
 
     const token = await rawRequest(tb.url, { method: 'GET', path: '/token' });
     expect(token.status).toBe(405);
