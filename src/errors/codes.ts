@@ -8,7 +8,8 @@
  * token and chain refusal is); a target the server will not issue for SHOULD be
  * `invalid_target`. `access_denied` is a token-endpoint error only in the CIBA-style
  * approval flow, for a person's denial. The specific code travels in the audit event and
- * in the description, so one wire error never hides which check failed.
+ * in the description, so one wire error never hides which check failed; a code whose
+ * answer must not tell it apart from another (`shownAs`) names that other code instead.
  */
 export const ERROR_CODES = {
   // request shape
@@ -35,7 +36,7 @@ export const ERROR_CODES = {
   ERR_ATTESTATION_AUDIENCE: { oauth: 'invalid_request', status: 400 },
   ERR_ATTESTATION_KEYS_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
   // Kubernetes TokenReview (optional per issuer): the cluster's own word on the token
-  ERR_ATTESTATION_REVIEW_REJECTED: { oauth: 'invalid_grant', status: 400 },
+  ERR_ATTESTATION_REVIEW_REJECTED: { oauth: 'invalid_request', status: 400 },
   ERR_ATTESTATION_REVIEW_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
   // identity and policy
   ERR_WORKLOAD_UNBOUND: { oauth: 'invalid_request', status: 400 },
@@ -97,10 +98,10 @@ export const ERROR_CODES = {
   ERR_ADMIN_FORBIDDEN: { oauth: 'insufficient_scope', status: 403 },
   ERR_ADMIN_NOT_FOUND: { oauth: 'not_found', status: 404 },
   // another orchestrator's task: answered exactly like an unknown one, audited as this
-  ERR_TASK_NOT_OWNER: { oauth: 'not_found', status: 404 },
+  ERR_TASK_NOT_OWNER: { oauth: 'not_found', status: 404, shownAs: 'ERR_ADMIN_NOT_FOUND' },
   ERR_ADMIN_INVALID: { oauth: 'invalid_request', status: 400 },
   ERR_ADMIN_CONFLICT: { oauth: 'conflict', status: 409 },
-} as const satisfies Record<string, { oauth: string; status: number }>;
+} as const satisfies Record<string, { oauth: string; status: number; shownAs?: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 export type OAuthErrorName = (typeof ERROR_CODES)[ErrorCode]['oauth'];

@@ -16,9 +16,11 @@ export interface OAuthErrorResponse {
  */
 export function toOAuthError(err: unknown): OAuthErrorResponse {
   if (err instanceof LeashError) {
-    const { oauth, status } = ERROR_CODES[err.code];
+    const entry: { oauth: string; status: number; shownAs?: string } = ERROR_CODES[err.code];
+    // A deliberately indistinguishable refusal (another orchestrator's task) shows the code it imitates.
+    const shown = entry.shownAs ?? err.code;
     // The error and its description always win over extra fields of the same name.
-    return { status, body: { ...err.fields, error: oauth, error_description: safeErrorDescription(`${err.description} (${err.code})`) } };
+    return { status: entry.status, body: { ...err.fields, error: entry.oauth, error_description: safeErrorDescription(`${err.description} (${shown})`) } };
   }
   return {
     status: 503,

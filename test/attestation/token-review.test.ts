@@ -71,14 +71,14 @@ describe('kubernetes TokenReview (per trusted issuer)', () => {
     expect(k8s.calls.length - before).toBe(2);
   });
 
-  it('once the pod is deleted, its still-unexpired token is refused (invalid_grant) within cache_seconds; the API text stays in the audit', async () => {
+  it('once the pod is deleted, its still-unexpired token is refused (invalid_request, RFC 8693 §2.2.2) within cache_seconds; the API text stays in the audit', async () => {
     const token = await k8s.podToken({ sa: 'crm-reader', pod: 'crm-reader-doomed', nowSeconds: nowS() });
     expect((await exchange(token)).status).toBe(200);
     k8s.deletePod('plugins', 'crm-reader-doomed');
     clock.advance(11);
     const res = await exchange(token);
     expect(res.status).toBe(400);
-    expect(res.body).toMatchObject({ error: 'invalid_grant' });
+    expect(res.body).toMatchObject({ error: 'invalid_request' });
     expect(res.body.access_token).toBeUndefined();
     expect(String(res.body.error_description)).not.toContain('invalidated');
     expect(await lastDenied()).toMatchObject({ reason: 'ERR_ATTESTATION_REVIEW_REJECTED', detail: { review: 'not_authenticated', api_error: '[invalid bearer token, token has been invalidated]' } });
@@ -95,7 +95,7 @@ describe('kubernetes TokenReview (per trusted issuer)', () => {
     const uid = k8s.serviceAccountUid('plugins', 'crm-reader')!;
     k8s.deleteServiceAccount('plugins', 'crm-reader');
     try {
-      expect((await exchange(token)).body).toMatchObject({ error: 'invalid_grant' });
+      expect((await exchange(token)).body).toMatchObject({ error: 'invalid_request' });
     } finally {
       k8s.addServiceAccount('plugins', 'crm-reader', uid);
     }
