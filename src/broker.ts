@@ -47,6 +47,7 @@ import type { IAMClient } from '@aws-sdk/client-iam';
 import { createApprovalService } from './approvals/approval-service.js';
 import { ApprovalDecisions } from './approvals/decisions.js';
 import { createWebhookNotifier, type WebhookNotifier } from './approvals/notifier.js';
+import { ExceptionWatcher } from './review/exception-watch.js';
 
 /** A key revoked elsewhere: re-read the keyring up to this many more times, this far apart, until it is gone. */
 const KEY_REVOCATION_RETRIES = 8;
@@ -113,6 +114,9 @@ export class Broker {
   readonly approvals: ApprovalDecisions;
   #vault: VaultSession | undefined;
   #keyTicker: PeriodicPass | undefined;
+  /** Exception expiry: revokes what an expired exception allowed, emits exception.expired / .expiring. */
+  readonly exceptions: ExceptionWatcher;
+  readonly #exceptionPass: PeriodicPass;
   /** verifyLeashToken bound to this broker: introspection, RFC 7009 and delegation upstreams share it. */
   readonly #verifyToken = (token: string) =>
     verifyLeashToken(token, { issuer: this.#generation.settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew });
@@ -250,6 +254,16 @@ export class Broker {
       runtime: () => this.#generation,
     };
     this.#generation = this.#build(loaded);
+    this.exceptions = new ExceptionWatcher({
+      clock: this.clock,
+      current: () => this.#generation,
+      tokens: this.store,
+      revocation: this.revocation,
+      audit: this.audit,
+    });
+    this.#exceptionPass = new PeriodicPass(() => this.exceptions.pass(), settings.review.exception_check_interval_ms, (err) =>
+      this.#log('warn', 'exception expiry pass failed', { error: err.message.slice(0, 200) }),
+    );
     this.revocationFeed = revocationFeedRouter({
       authenticate: (req) => this.#generation.resourceServers.authenticate(req),
       store: this.store,
@@ -355,6 +369,7 @@ export class Broker {
         if (key.createdAt >= bootedAt) await broker.audit.record('key.created', { kid: key.kid, alg: key.alg, state: key.state, backend: key.backend, cause: 'init' });
       }
       broker.#startKeyTicker();
+      broker.#exceptionPass.start();
       await broker.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
       if (opts.listeners) broker.#serve(opts.listeners);
       return broker;
@@ -577,7 +592,7 @@ export class Broker {
       if (cut.connections > 0) this.#log('warn', 'shutdown: connections still open were cut', { connections: cut.connections, requests_in_flight: cut.requests, grace_ms: graceMs, early: cutNow?.aborted === true });
     }
     // No new background pass; one already running finishes before the store closes.
-    await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop()]);
+    await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop()]);
     this.#unsubscribeKeys?.();
     this.#unsubscribeKeyRevocations?.();
     this.revocation.stop();

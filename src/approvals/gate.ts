@@ -27,7 +27,7 @@ export interface ApprovalRequestInput {
   /** DPoP key thumbprint when the request is sender-constrained: the approval is bound to it. */
   readonly jkt?: string | undefined;
   /** Why a human must decide. */
-  readonly cause: 'grant' | 'toxic-combination';
+  readonly cause: 'grant' | 'toxic-combination' | 'task-toxic-combination';
   readonly now: number;
 }
 

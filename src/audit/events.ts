@@ -30,6 +30,10 @@ export const AUDIT_EVENT_TYPES = [
   'approval.notify_failed',
   'vault.lease_revoked',
   'vault.lease_revoke_failed',
+  'exception.expiring',
+  'exception.expired',
+  'review.finding',
+  'review.resolved',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -63,6 +67,10 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'approval.notify_failed': 'The approver webhook could not be delivered after every attempt (the approval stays pending and listed).',
   'vault.lease_revoked': 'A Vault lease behind an issued secret was revoked (task ended, plugin suspended, or the grant TTL passed).',
   'vault.lease_revoke_failed': 'Revoking a Vault lease failed; it is retried by the lease sweeper.',
+  'exception.expiring': 'A guardrail exception enters its warning window (`settings.review.exception_warning_days` before `expires_at`): renew it or fix the grant.',
+  'exception.expired': 'A guardrail exception expired: the grants it covered are refused from that second (ERR_EXCEPTION_EXPIRED) and the live tokens it allowed were revoked (`revoked` counts them).',
+  'review.finding': 'The scheduled review found something it had not reported before (rule, severity, plugin, fingerprint).',
+  'review.resolved': 'A finding of an earlier scheduled review is gone (fixed, or its evidence aged out).',
 });
 
 const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);

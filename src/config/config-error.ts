@@ -2,6 +2,8 @@
 export interface ConfigProblem {
   readonly path: string;
   readonly message: string;
+  /** The guardrail's id, when the problem is a guardrail violation. */
+  readonly guardrail?: string;
 }
 
 /** Every problem found, reported at once. */

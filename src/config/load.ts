@@ -4,7 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError } from './config-error.js';
-import type { LeashConfig } from './schema.js';
+import type { GuardrailsConfig, LeashConfig } from './schema.js';
+import { checkGuardrails, defaultGuardrails, effectiveGuardrails, parseGuardrailsFile, violationProblems } from '../review/guardrails.js';
 import { semanticProblems } from './semantic.js';
 import { schemaProblems } from './validate.js';
 
@@ -23,11 +24,26 @@ export interface LoadedConfig {
    * or `digest` changed. Absent when the config did not come from a file (tests, embedding).
    */
   readonly filesDigest?: string;
+  /** The guardrails file the baseline came from, if any (`--guardrails`); it counts as a referenced file (`filesDigest`). */
+  readonly guardrailsPath?: string;
 }
 
 export interface ParseConfigOptions {
   /** Resolve relative `jwks.file`, `settings.store.path` and `settings.keys.dir` against this folder. */
   readonly baseDir?: string;
+  /** The guardrails baseline (a guardrails file); default: the shipped defaults. */
+  readonly guardrails?: GuardrailsConfig;
+  /**
+   * `enforce` (default): a guardrail violation no exception covers is a problem. `report`:
+   * violations are left to the caller (the review reports them as findings).
+   */
+  readonly guardrailMode?: 'enforce' | 'report';
+  /**
+   * When given, an exception that expired at or before `now` covers nothing (`leash validate`).
+   * Without it an expired exception still compiles and its grant is refused at request time,
+   * so a restart never turns an expiry into a failed start.
+   */
+  readonly now?: number;
 }
 
 /** Copy plain objects and arrays so ajv can fill defaults without touching the caller's value. */
@@ -112,7 +128,20 @@ export function referencedFilesDigest(paths: readonly string[]): string {
 export function parseConfig(input: unknown, opts: ParseConfigOptions = {}): LeashConfig {
   if (opts.baseDir !== undefined && typeof opts.baseDir !== 'string') throw new TypeError('parseConfig: baseDir must be a string');
   const data = copy(input);
-  const problems = [...schemaProblems(data), ...semanticProblems(data, input)];
+  const shape = schemaProblems(data);
+  const problems = [...shape, ...semanticProblems(data, input)];
+  if (shape.length === 0) {
+    // Guardrails need a well-formed config; with schema problems they wait for the next round.
+    const config = data as LeashConfig;
+    const { guardrails, problems: section } = effectiveGuardrails(opts.guardrails ?? defaultGuardrails(), config.guardrails);
+    problems.push(...section);
+    config.guardrails = guardrails;
+    const report = checkGuardrails(config, guardrails, opts.now);
+    problems.push(...report.exceptionProblems);
+    // A value the rules above already refused is not reported twice.
+    const reported = new Set(problems.map((p) => p.path));
+    if ((opts.guardrailMode ?? 'enforce') === 'enforce') problems.push(...violationProblems(report.uncovered).filter((p) => !reported.has(p.path)));
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const config = data as LeashConfig;
   if (opts.baseDir !== undefined) resolvePaths(config, resolve(opts.baseDir));
@@ -152,22 +181,54 @@ export function parseConfigText(text: string, path: string): unknown {
   return doc.toJS({ maxAliasCount: 100 }) as unknown;
 }
 
+export interface LoadOptions extends Omit<ParseConfigOptions, 'baseDir' | 'guardrails'> {
+  /** A guardrails file, already read (see readGuardrailsFile). */
+  readonly guardrails?: GuardrailsSource;
+}
+
+/** A guardrails file as read: its content, where it came from, its bytes' digest. */
+export interface GuardrailsSource {
+  readonly path: string;
+  readonly guardrails: GuardrailsConfig;
+  readonly digest: string;
+}
+
+/** Read and validate a guardrails file (YAML or JSON); problems are ConfigErrors naming the file. */
+export function readGuardrailsFile(path: string): GuardrailsSource {
+  const absolute = resolve(path);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(absolute);
+  } catch (e) {
+    throw new ConfigError([{ path: '', message: `cannot read guardrails file '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }]);
+  }
+  const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+  try {
+    return { path: absolute, guardrails: parseGuardrailsFile(parseConfigText(text, absolute)), digest: configDigest(bytes) };
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(e.problems.map((p) => ({ ...p, message: `${p.message} (in guardrails file ${path})` })));
+    throw e;
+  }
+}
+
 /**
  * The loader behind loadConfigFile, for callers that already hold the bytes (the watcher).
  * The files the config names are hashed (`filesDigest`), not parsed: reading them for use
- * is the concern of whoever compiles the config.
+ * is the concern of whoever compiles the config. A guardrails file is one of them: a change
+ * to it alone is a reload.
  */
-export function loadConfigBytes(bytes: Uint8Array, path: string): LoadedConfig {
+export function loadConfigBytes(bytes: Uint8Array, path: string, opts: LoadOptions = {}): LoadedConfig {
   const absolute = resolve(path);
   const baseDir = dirname(absolute);
   const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
-  const config = parseConfig(parseConfigText(text, absolute), { baseDir });
-  const filesDigest = referencedFilesDigest(referencedFiles(config, baseDir));
-  return Object.freeze({ config, path: absolute, baseDir, digest: configDigest(bytes), filesDigest });
+  const { guardrails: source, ...rest } = opts;
+  const config = parseConfig(parseConfigText(text, absolute), { ...rest, baseDir, guardrails: source?.guardrails });
+  const filesDigest = referencedFilesDigest([...referencedFiles(config, baseDir), ...(source ? [source.path] : [])]);
+  return Object.freeze({ config, path: absolute, baseDir, digest: configDigest(bytes), filesDigest, ...(source ? { guardrailsPath: source.path } : {}) });
 }
 
 /** Read, parse and validate a YAML (`.yaml`/`.yml`) or JSON (`.json`) config file. */
-export async function loadConfigFile(path: string): Promise<LoadedConfig> {
+export async function loadConfigFile(path: string, opts: LoadOptions = {}): Promise<LoadedConfig> {
   if (typeof path !== 'string' || path.length === 0) throw new TypeError('loadConfigFile: path must be a non-empty string');
   let bytes: Buffer;
   try {
@@ -176,5 +237,5 @@ export async function loadConfigFile(path: string): Promise<LoadedConfig> {
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new ConfigError([{ path: '', message: `cannot read config file '${path}': ${code}` }]);
   }
-  return loadConfigBytes(bytes, path);
+  return loadConfigBytes(bytes, path, opts);
 }

@@ -24,6 +24,7 @@ export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^https?://[^?#]+$': 'an http(s) URL without query or fragment',
   '^[A-Z_][A-Z0-9_]*$': 'an environment variable name (A-Z, 0-9, `_`, not starting with a digit)',
   '^[A-Za-z0-9_-]+(/[A-Za-z0-9_.@-]+)+$': 'a Vault API path with a mount and at least one more segment, e.g. `database/creds/readonly`',
+  '^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$': 'a UTC day `YYYY-MM-DD` or an RFC 3339 date-time with a zone (`2027-01-31T12:00:00Z`)',
 };
 
 /** A JSON Schema node as TypeBox emits it; only the members we read. */

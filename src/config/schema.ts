@@ -26,12 +26,33 @@ export const APPROVAL_RULES = ['none', 'human', 'step-up'] as const;
 /** Effects whose grants need a human approval unless the grant says `approval` explicitly. */
 export const APPROVAL_BY_DEFAULT_EFFECTS: ReadonlySet<string> = new Set(['write', 'exfiltrate', 'admin']);
 export const ADMIN_ROLES = ['orchestrator', 'ops', 'security'] as const;
+/**
+ * Stable ids of the guardrails (docs/configuration.md, validation errors and exceptions
+ * name them). Each is one limit every grant or plugin must meet.
+ */
+export const GUARDRAIL_IDS = [
+  'max-ttl',
+  'approval-for-effect',
+  'approval-for-risk',
+  'dpop-for-risk',
+  'no-broad-binding',
+  'task-required',
+  'no-broad-scope',
+  'vendor-risk-floor',
+  'vendor-dpop',
+  'vendor-approval',
+] as const;
 
 const literals = <T extends readonly string[]>(values: T, description: string, dflt?: T[number]) =>
   Type.Union(
     values.map((v) => Type.Literal(v)),
     { description, ...(dflt !== undefined ? { default: dflt } : {}) },
   ) as unknown as TSchema & { static: T[number] };
+
+
+/** A UTC day (`2026-12-31`, meaning its 00:00Z) or an RFC 3339 date-time with a zone. */
+const DateTime = (description: string) =>
+  Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$', description });
 
 // ---------------------------------------------------------------- settings
 
@@ -174,6 +195,19 @@ export const TaskSettings = Type.Object(
   {
     default_ttl: Seconds('Task lifetime when `POST /tasks` does not say.', 3600),
     max_ttl: Seconds('Longest task an orchestrator may open.', 86400),
+    toxic_combinations: Type.Array(
+      Type.Object(
+        {
+          effects: Type.Array(literals(EFFECTS, 'effect'), { minItems: 2, maxItems: 2, description: 'Two effects that must not meet in one task, in either order.' }),
+          action: literals(TOXIC_ACTIONS, '`deny`, or `approval` (a human decides).', 'deny'),
+        },
+        { ...Strict, description: 'A pair of effects that must not meet in one task.' },
+      ),
+      {
+        default: [{ effects: ['read-sensitive', 'exfiltrate'], action: 'deny' }],
+        description: 'Task-level toxic combinations, without delegation: a task that already holds a live credential of one effect and asks for the other is refused (or waits for a person). An empty list turns the check off.',
+      },
+    ),
   },
   { ...Strict, description: 'Tasks.', default: {} },
 );
@@ -221,6 +255,23 @@ export const AwsSettings = Type.Object(
   { ...Strict, description: 'AWS STS credentials (`aws-sts` grants).', default: {} },
 );
 
+
+export const ReviewSettings = Type.Object(
+  {
+    interval: Seconds('How often the running broker reviews its policy and history (`review.finding` / `review.resolved` events, the `leash_review_findings` gauge). 0 turns the scheduled review off.', 86400, 0),
+    window_days: Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: 'History the review reads (the "use" rules: unused plugins, grants and scopes, repeated denials, quota breaches).' }),
+    exception_warning_days: Type.Integer({ minimum: 0, maximum: 365, default: 14, description: 'An exception this close to its expiry emits `exception.expiring` and is a review finding.' }),
+    exception_check_interval_ms: Type.Integer({ minimum: 100, maximum: 600000, default: 1000, description: 'How often the broker looks for exceptions that expired: their grants are already refused at request time; this revokes the live tokens they allowed and emits the events.' }),
+    exception_max_renewals: Type.Integer({ minimum: 0, default: 2, description: 'An exception renewed more often than this is a finding ("temporary became permanent").' }),
+    exception_max_age_days: Type.Integer({ minimum: 1, default: 180, description: 'An exception older than this in total (from `created_at`) is a finding ("temporary became permanent").' }),
+    max_scopes_per_grant: Type.Integer({ minimum: 1, default: 8, description: 'A grant with more scopes than this is a finding.' }),
+    max_plugins_per_scope: Type.Integer({ minimum: 2, default: 5, description: 'The same audience and scope reachable by more plugins than this is a finding.' }),
+    repeated_denials: Type.Integer({ minimum: 1, default: 20, description: 'A plugin denied this often for one reason within the window is a finding (broken or probing).' }),
+    suspended_days: Type.Integer({ minimum: 1, default: 14, description: 'A plugin suspended longer than this, and neither resumed nor removed, is a finding.' }),
+  },
+  { ...Strict, description: 'The governance review (`leash review`, `GET /admin/review`, the scheduled review) and exception expiry.', default: {} },
+);
+
 const Listen = (description: string, port: number) =>
   Type.Object(
     {
@@ -253,6 +304,7 @@ export const Settings = Type.Object(
     vault: Type.Optional(VaultSettings),
     approvals: ApprovalSettings,
     delegation: DelegationSettings,
+    review: ReviewSettings,
     production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer or an in-memory store.', default: false }),
   },
   { ...Strict, description: 'Broker settings.', default: {} },
@@ -266,6 +318,7 @@ export const AdminApiKey = Type.Object(
     sha256: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Hex SHA-256 of the API key. The key itself is never in config.' }),
     roles: Type.Array(literals(ADMIN_ROLES, 'admin role'), { minItems: 1, uniqueItems: true, description: 'Roles this key holds.' }),
     groups: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'Groups this key\'s holder belongs to (approver groups, separation of duties against plugin owners).' }),
+    rotate_by: Type.Optional(DateTime('When this key is to be replaced (a long-lived secret needs a date; the review reports keys without one or past it).')),
   },
   { ...Strict, description: 'A hashed admin API key.' },
 );
@@ -458,6 +511,7 @@ export const Plugin = Type.Object(
     risk: literals(RISK_TIERS, 'Risk tier.'),
     description: Type.Optional(Type.String({ description: 'Free text for reviewers.' })),
     disabled: Type.Boolean({ default: false, description: 'A disabled plugin gets no tokens.' }),
+    vendor_managed: Type.Boolean({ default: false, description: 'A third-party plugin whose privilege boundaries are opaque: the vendor guardrails apply (risk floor, DPoP, human approval for anything but `read`).' }),
     delegate_to: Type.Array(Identifier('plugin id'), { default: [], uniqueItems: true, description: 'Plugins this plugin may delegate to: they may present its token as `subject_token` with their own attestation as `actor_token` (RFC 8693 `may_act`).' }),
     allow_owner_approval: Type.Boolean({ default: false, description: 'Let the plugin\'s owner approve its own plugin\'s requests (off: separation of duties).' }),
     quotas: Type.Optional(
@@ -477,6 +531,91 @@ export const Plugin = Type.Object(
   { ...Strict, description: 'A governed non-human identity.' },
 );
 
+
+// ---------------------------------------------------------------- guardrails and exceptions
+
+const TtlByEffect = Type.Object(
+  {
+    read: Seconds('`read` grants.', 3600),
+    'read-sensitive': Seconds('`read-sensitive` grants.', 900),
+    write: Seconds('`write` grants.', 900),
+    exfiltrate: Seconds('`exfiltrate` grants.', 300),
+    admin: Seconds('`admin` grants.', 300),
+  },
+  { ...Strict, description: 'Guardrail `max-ttl`: the longest `max_ttl` a grant of each effect may have.', default: {} },
+);
+
+export const Guardrails = Type.Object(
+  {
+    max_ttl: TtlByEffect,
+    approval_for_effects: Type.Array(literals(EFFECTS, 'effect'), { default: ['exfiltrate', 'admin'], uniqueItems: true, description: 'Guardrail `approval-for-effect`: grants of these effects need `approval: human`.' }),
+    approval_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), { default: ['critical'], uniqueItems: true, description: 'Guardrail `approval-for-risk`: every grant of plugins of these tiers needs `approval: human` (an explicit `approval: none` no longer silently overrides the tier).' }),
+    dpop_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), { default: ['high', 'critical'], uniqueItems: true, description: 'Guardrail `dpop-for-risk`: `jwt` grants of plugins of these tiers must be DPoP-bound (by the grant or by `settings.dpop.required_for_risk`).' }),
+    allow_broad_bindings: Type.Boolean({ default: false, description: 'Guardrail `no-broad-binding`: when false, a binding may not match a whole namespace, repository owner or trust domain (a glob whose whole subject or claim segment is `*`).' }),
+    task_required_for_effects: Type.Array(literals(EFFECTS, 'effect'), { default: ['write', 'exfiltrate', 'admin'], uniqueItems: true, description: 'Guardrail `task-required`: grants of these effects may not say `task_required: false`.' }),
+    forbidden_scopes: Type.Array(Type.String({ minLength: 1 }), {
+      default: ['.*\\*.*', '(.*[:._/-])?(admin|root|superuser|all|full[_-]?access)([:._/-].*)?'],
+      uniqueItems: true,
+      description: 'Guardrail `no-broad-scope`: regular expressions (anchored to the whole scope, case-insensitive) no granted scope may match: wildcards and admin-like scopes.',
+    }),
+    vendor: Type.Object(
+      {
+        min_risk: literals(RISK_TIERS, 'Guardrail `vendor-risk-floor`: the lowest risk tier a `vendor_managed` plugin may declare.', 'high'),
+        dpop: Type.Boolean({ default: true, description: 'Guardrail `vendor-dpop`: `jwt` grants of `vendor_managed` plugins must be DPoP-bound.' }),
+        approval_unless_read: Type.Boolean({ default: true, description: 'Guardrail `vendor-approval`: grants of `vendor_managed` plugins other than `read` need `approval: human`.' }),
+      },
+      { ...Strict, description: 'Vendor-managed (third-party) plugins are high risk by default.', default: {} },
+    ),
+    exceptions: Type.Object(
+      {
+        max_days: Type.Integer({ minimum: 1, maximum: 3650, default: 90, description: 'Longest an exception may run: from `created_at` (or its last renewal) to `expires_at`.' }),
+      },
+      { ...Strict, description: 'Limits on exceptions.', default: {} },
+    ),
+  },
+  {
+    ...Strict,
+    description:
+      'Organisation-level limits every grant must meet. Defaults are on. Given with `leash serve --guardrails FILE` (a file platform security owns) they set the baseline; the policy file\'s own `guardrails` may only tighten it.',
+    default: {},
+  },
+);
+
+export const GuardrailsFile = Type.Object(
+  {
+    $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
+    version: Type.Literal(1, { description: 'Guardrails file format version.' }),
+    guardrails: Guardrails,
+  },
+  { ...Strict, title: 'Leash guardrails', description: 'The guardrails file (`leash serve --guardrails FILE`, `leash review --guardrails FILE`).' },
+);
+
+export const ExceptionRenewal = Type.Object(
+  {
+    date: DateTime('When it was renewed.'),
+    by: Type.String({ minLength: 1, description: 'Who approved the renewal.' }),
+    reason: Type.String({ minLength: 3, description: 'Why it is still needed.' }),
+  },
+  { ...Strict, description: 'One renewal of an exception.' },
+);
+
+export const PolicyException = Type.Object(
+  {
+    id: Identifier('Stable id of the exception (events and findings name it).'),
+    plugin: Identifier('The plugin it covers.'),
+    grant: Type.Optional(Type.String({ minLength: 1, description: 'The audience of the grant it covers; omitted, it covers the plugin as a whole (bindings, risk tier, every grant).' })),
+    guardrail: literals(GUARDRAIL_IDS, 'The guardrail it lets the plugin or grant break.'),
+    reason: Type.String({ minLength: 3, description: 'Why the deviation is needed.' }),
+    ticket: Type.Optional(Type.String({ minLength: 1, description: 'The ticket that tracks it (its removal, most of all).' })),
+    owner: Type.Optional(Type.String({ minLength: 1, description: 'Who answers for it.' })),
+    approved_by: Type.String({ minLength: 1, description: 'Who approved it.' }),
+    created_at: DateTime('When it was granted.'),
+    expires_at: DateTime('When it stops applying, at request time: from that second the grant it covers is refused (`ERR_EXCEPTION_EXPIRED`) and the live tokens it allowed are revoked. At most `guardrails.exceptions.max_days` after `created_at` or the last renewal.'),
+    renewals: Type.Array(ExceptionRenewal, { default: [], description: 'Each renewal, oldest first (the review counts them).' }),
+  },
+  { ...Strict, description: 'A time-boxed deviation from one guardrail: the only way around it.' },
+);
+
 export const LeashConfig = Type.Object(
   {
     $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
@@ -486,6 +625,8 @@ export const LeashConfig = Type.Object(
     trusted_issuers: Type.Array(TrustedIssuer, { minItems: 1, description: 'Workload-identity authorities.' }),
     plugins: Type.Array(Plugin, { default: [], description: 'Governed plugins.' }),
     resource_servers: Type.Array(ResourceServer, { default: [], description: 'APIs that introspect Leash tokens and follow its revocation feed.' }),
+    guardrails: Type.Optional(Guardrails),
+    exceptions: Type.Array(PolicyException, { default: [], description: 'Time-boxed exceptions to guardrails.' }),
   },
   { ...Strict, title: 'Leash configuration', description: 'Settings, trusted issuers, plugins and grants: policy as code.' },
 );
@@ -512,6 +653,11 @@ export type VaultGrantConfig = Static<typeof VaultGrant>;
 export type StepUpConfig = Static<typeof StepUp>;
 export type ApprovalSettingsConfig = Static<typeof ApprovalSettings>;
 export type DelegationSettingsConfig = Static<typeof DelegationSettings>;
+export type GuardrailsConfig = Static<typeof Guardrails>;
+export type GuardrailsFileConfig = Static<typeof GuardrailsFile>;
+export type ExceptionConfig = Static<typeof PolicyException>;
+export type ReviewSettingsConfig = Static<typeof ReviewSettings>;
+export type GuardrailId = (typeof GUARDRAIL_IDS)[number];
 export type KeyBackend = (typeof KEY_BACKENDS)[number];
 export type ApprovalRule = (typeof APPROVAL_RULES)[number];
 export type Effect = (typeof EFFECTS)[number];

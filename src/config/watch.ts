@@ -21,6 +21,8 @@ export interface WatchConfigOptions {
   readonly initial?: LoadedConfig;
   /** Reload on SIGHUP (default true). */
   readonly sighup?: boolean;
+  /** How the bytes become a config (default loadConfigBytes): `leash serve --guardrails` re-reads its guardrails file here. */
+  readonly load?: (bytes: Uint8Array, path: string) => LoadedConfig;
 }
 
 export interface ConfigWatcher {
@@ -36,11 +38,12 @@ interface Referenced {
 }
 
 const referencedBy = (loaded: LoadedConfig): Referenced => {
-  const paths = referencedFiles(loaded.config, loaded.baseDir);
+  // A guardrails file is watched like the files the config names.
+  const paths = [...referencedFiles(loaded.config, loaded.baseDir), ...(loaded.guardrailsPath !== undefined ? [loaded.guardrailsPath] : [])];
   return { paths, digest: loaded.filesDigest ?? referencedFilesDigest(paths) };
 };
 
-function currentState(path: string): { digest: string | undefined; referenced: Referenced | undefined } {
+function currentState(path: string, load: (bytes: Uint8Array, path: string) => LoadedConfig): { digest: string | undefined; referenced: Referenced | undefined } {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
@@ -48,7 +51,7 @@ function currentState(path: string): { digest: string | undefined; referenced: R
     return { digest: undefined, referenced: undefined };
   }
   try {
-    return { digest: configDigest(bytes), referenced: referencedBy(loadConfigBytes(bytes, path)) };
+    return { digest: configDigest(bytes), referenced: referencedBy(load(bytes, path)) };
   } catch {
     return { digest: configDigest(bytes), referenced: undefined };
   }
@@ -74,7 +77,8 @@ export function watchConfig(path: string, onChange: (result: ConfigWatchResult) 
   if (!Number.isFinite(debounceMs) || debounceMs < 0) throw new TypeError('watchConfig: debounceMs must be a non-negative number');
 
   const file = resolve(path);
-  const start = opts.initial ? { digest: opts.initial.digest, referenced: referencedBy(opts.initial) } : currentState(file);
+  const load = opts.load ?? ((bytes: Uint8Array, p: string) => loadConfigBytes(bytes, p));
+  const start = opts.initial ? { digest: opts.initial.digest, referenced: referencedBy(opts.initial) } : currentState(file, load);
   let lastDigest = opts.initial ? start.digest : (opts.initialDigest ?? start.digest);
   // The files named by the last config that parsed, and their digest when it was delivered.
   let referenced = start.referenced;
@@ -116,7 +120,7 @@ export function watchConfig(path: string, onChange: (result: ConfigWatchResult) 
     lastDigest = digest;
     let result: ConfigWatchResult;
     try {
-      result = { ok: true, loaded: loadConfigBytes(bytes, file) };
+      result = { ok: true, loaded: load(bytes, file) };
       referenced = referencedBy(result.loaded);
       watchFolders(referenced.paths);
     } catch (e) {

@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   ERR_SCOPE_NOT_GRANTED: { oauth: 'invalid_scope', status: 400 },
   ERR_CONDITION_FAILED: { oauth: 'invalid_request', status: 400 },
   ERR_KIND_UNAVAILABLE: { oauth: 'invalid_target', status: 400 },
+  ERR_EXCEPTION_EXPIRED: { oauth: 'invalid_target', status: 400 },
   // approvals and step-up (CIBA-style polling, OpenID CIBA §11)
   ERR_APPROVAL_PENDING: { oauth: 'authorization_pending', status: 400 },
   ERR_APPROVAL_SLOW_DOWN: { oauth: 'slow_down', status: 400 },
@@ -80,6 +81,7 @@ export const ERROR_CODES = {
   ERR_TASK_EXPIRED: { oauth: 'invalid_grant', status: 400 },
   ERR_TASK_ENDED: { oauth: 'invalid_grant', status: 400 },
   ERR_TASK_PLUGIN_NOT_ALLOWED: { oauth: 'invalid_grant', status: 400 },
+  ERR_TASK_TOXIC: { oauth: 'invalid_request', status: 400 },
   // DPoP (RFC 9449)
   ERR_DPOP_REQUIRED: { oauth: 'invalid_dpop_proof', status: 400 },
   ERR_DPOP_INVALID: { oauth: 'invalid_dpop_proof', status: 400 },

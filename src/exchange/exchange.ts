@@ -17,6 +17,7 @@ import { bindSender, type DpopInput } from './sender-binding.js';
 import { REQUESTABLE_TYPES } from '../issuance/token-types.js';
 import { checkDelegationTarget, narrowForChain, verifyUpstream, type DelegationDeps, type DelegationOutcome, type Upstream } from '../delegation/delegation.js';
 import { checkStepUp, type ApprovalGate, type ApprovalReceipt } from '../approvals/gate.js';
+import { checkTaskToxicCombinations, type TaskToxicOutcome } from '../tasks/toxic-combinations.js';
 
 /** What the exchange needs from the running broker; the policy half is swapped on reload. */
 export interface ExchangeDeps {
@@ -67,6 +68,7 @@ interface Trace {
   upstream?: Upstream;
   chain?: DelegationOutcome;
   approval?: ApprovalReceipt;
+  toxic?: TaskToxicOutcome;
   /** Undo for an issued credential that ends up withheld (a Vault lease). */
   discard?: () => Promise<void>;
 }
@@ -106,12 +108,13 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     if (!decision.allow) throw new LeashError(decision.code, decision.description, { reasons: decision.reasons });
     const chain = (trace.chain = upstream ? narrowForChain(upstream, plugin, decision, request.scopes, rt.policy, rt.settings, now) : undefined);
     const scopes = chain?.scopes ?? decision.scopes;
+    const toxic = (trace.toxic = await checkTaskToxicCombinations(deps.tokens, { task, plugin, grant: decision.grant, policy: rt.policy, settings: rt.settings, now, chainJtis: chain?.upstreamJtis }));
     if (request.requestedTokenType !== undefined && !REQUESTABLE_TYPES[decision.grant.kind]?.has(request.requestedTokenType)) {
       throw new LeashError('ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED', `this audience issues ${decision.grant.kind} credentials; requested_token_type does not match`);
     }
     checkStepUp(decision.grant, { identity, dpopPresent: input.dpop.header !== undefined, justification: request.justification, now });
     const jkt = await bindSender(input.dpop, decision.dpopRequired || decision.grant.config.step_up?.dpop === true, rt.settings, deps.replay, now);
-    if (decision.grant.approval === 'human' || chain?.needsApproval) {
+    if (decision.grant.approval === 'human' || chain?.needsApproval || toxic.needsApproval) {
       trace.approval = await deps.approvals.check({
         plugin,
         grant: decision.grant,
@@ -124,7 +127,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
         approvalId: request.approvalId,
         chain: chain?.chain,
         jkt,
-        cause: decision.grant.approval === 'human' ? 'grant' : 'toxic-combination',
+        cause: decision.grant.approval === 'human' ? 'grant' : chain?.needsApproval ? 'toxic-combination' : 'task-toxic-combination',
         now,
       });
     }
@@ -213,7 +216,9 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
     ttl: trace.issued ? trace.ttl : undefined,
     jkt: trace.issued?.jkt,
     grant: trace.decision?.allow ? trace.decision.grant.index : undefined,
-    reasons: trace.chain ? [...(trace.decision?.reasons ?? []), ...trace.chain.reasons] : trace.decision?.reasons,
+    reasons: trace.chain || trace.toxic?.reasons.length
+      ? [...(trace.decision?.reasons ?? []), ...(trace.chain?.reasons ?? []), ...(trace.toxic?.reasons ?? [])]
+      : trace.decision?.reasons,
     // Delegation: the full actor chain (root first) and the upstream token, by jti only.
     chain: trace.chain?.chain ?? trace.upstream?.chain,
     upstream_jti: trace.upstream?.claims.jti,

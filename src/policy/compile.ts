@@ -4,6 +4,29 @@ import { BindingIndex, compileBinding, findOverlaps, type CompiledBinding } from
 import { evaluate } from './evaluate.js';
 import { compileGrant } from './grants.js';
 import type { CompiledGrant, CompiledPlugin, CompiledPolicy } from './types.js';
+import { checkGuardrails, defaultGuardrails, type CoveringException } from '../review/guardrails.js';
+
+/**
+ * Which exceptions each grant leans on, keyed `plugin\0audience`: only exceptions that
+ * cover a real violation (an exception for a guardrail the grant meets changes nothing).
+ */
+function exceptionsByGrant(config: LeashConfig): Map<string, CoveringException[]> {
+  const out = new Map<string, CoveringException[]>();
+  if ((config.exceptions ?? []).length === 0) return out;
+  const { covered } = checkGuardrails(config, config.guardrails ?? defaultGuardrails());
+  for (const c of covered) {
+    const plugin = (config.plugins ?? []).find((p) => p.id === c.plugin);
+    // A plugin-level violation (a binding, the risk tier) leans on the exception for every grant.
+    const audiences = c.grant !== undefined ? [c.grant] : (plugin?.grants ?? []).map((g) => g.audience);
+    for (const aud of audiences) {
+      const key = `${c.plugin}\u0000${aud}`;
+      const list = out.get(key) ?? [];
+      if (!list.some((e) => e.id === c.exception.id)) list.push(c.exception);
+      out.set(key, list);
+    }
+  }
+  return out;
+}
 
 /**
  * Compile the policy half of a config once: bindings indexed for resolution, grants with
@@ -19,6 +42,7 @@ export function compilePolicy(config: LeashConfig): CompiledPolicy {
 
   const plugins = new Map<string, CompiledPlugin>();
   const bindings: CompiledBinding[] = [];
+  const exceptions = exceptionsByGrant(config);
   const firstById = new Map<string, number>();
   (config.plugins ?? []).forEach((spec, p) => {
     const path = `/plugins/${p}`;
@@ -46,7 +70,7 @@ export function compilePolicy(config: LeashConfig): CompiledPolicy {
       } else {
         audiences.set(g.audience, i);
       }
-      const compiled = compileGrant(g, i, spec, config.settings, gpath, problems);
+      const compiled = compileGrant(g, i, spec, config.settings, gpath, problems, Object.freeze(exceptions.get(`${spec.id}\u0000${g.audience}`) ?? []));
       if (compiled) grants.push(compiled);
     });
     if ((spec.grants ?? []).length === 0) problems.push({ path: `${path}/grants`, message: 'must list at least one grant' });

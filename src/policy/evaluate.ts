@@ -38,6 +38,18 @@ export function evaluate(input: PolicyInput): Decision {
   }
   reasons.push(`grant ${grant.index} matched audience`);
 
+  // An exception stops applying at its expiry, this second, not at the next reload.
+  const expired = grant.exceptions.find((e) => input.now >= e.expiresAt);
+  if (expired) {
+    return deny(
+      'ERR_EXCEPTION_EXPIRED',
+      `this grant broke guardrail '${expired.guardrail}' under exception '${expired.id}', which expired at ${new Date(expired.expiresAt).toISOString()}; it is refused until the exception is renewed`,
+      reasons,
+      `exception ${expired.id} expired`,
+    );
+  }
+  if (grant.exceptions.length > 0) reasons.push(`allowed under exception ${grant.exceptions.map((e) => e.id).join(', ')}`);
+
   if (grant.taskRequired && !task) {
     return deny('ERR_TASK_REQUIRED', `the grant for this audience requires a task: open one and send its id as 'task'`, reasons, 'task required, none given');
   }

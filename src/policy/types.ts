@@ -2,6 +2,7 @@ import type { WorkloadIdentity } from '../attestation/attestor.js';
 import type { ApprovalRule, CredentialKind, GrantConfig, PluginConfig, RiskTier } from '../config/schema.js';
 import type { ErrorCode } from '../errors/codes.js';
 import type { Task } from '../store/records.js';
+import type { CoveringException } from '../review/guardrails.js';
 
 /** A grant compiled once at load: sets for scopes, predicates for conditions. */
 export interface CompiledGrant {
@@ -22,6 +23,11 @@ export interface CompiledGrant {
    * this input, as human strings naming config values only (empty: all hold).
    */
   readonly failedConditions: (input: PolicyInput) => readonly string[];
+  /**
+   * Exceptions that let this grant (or its plugin) break a guardrail. From its `expiresAt`
+   * on, an exception no longer applies and the grant is refused (ERR_EXCEPTION_EXPIRED).
+   */
+  readonly exceptions: readonly CoveringException[];
   readonly config: GrantConfig;
 }
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { ManualClock } from '../../src/time/clock.js';
-import { EXCHANGE, JWT_TYPE, ORCHESTRATOR_KEY, OPS_KEY, startTestBroker, type TestBroker } from '../support/broker.js';
+import { EXCHANGE, JWT_TYPE, ORCHESTRATOR_KEY, OPS_KEY, startTestBroker, testException, type TestBroker } from '../support/broker.js';
 
 const AUDIT_API = 'https://audit.example.com';
 const STEP_API = 'https://step.example.com';
@@ -56,6 +56,8 @@ describe('approvals end to end', () => {
           bindings: [{ issuer: 'test-cluster', subject: 'system:serviceaccount:plugins:stepper' }],
           grants: [{ audience: STEP_API, scopes: ['step:do'], kind: 'jwt', effect: 'write', approval: 'step-up', task_required: false, max_ttl: 60 }],
         });
+        // A write without a task breaks a default guardrail: this test wants it.
+        cfg.exceptions = [testException('stepper', STEP_API, 'task-required')];
       },
     });
     task = await tb.openTask({ plugins: ['prod-only'] });

@@ -1,6 +1,6 @@
 import { expect } from '@jest/globals';
 import { ManualClock } from '../../src/time/clock.js';
-import { CRM_API, EXCHANGE, JWT_TYPE, startTestBroker, type TestBroker } from '../support/broker.js';
+import { CRM_API, EXCHANGE, JWT_TYPE, startTestBroker, testException, type TestBroker } from '../support/broker.js';
 
 /**
  * The delegation test policy and helpers, shared by chains-e2e and cascade: crm-reader →
@@ -56,6 +56,8 @@ export function patchChains(cfg: Record<string, any>): void {
       ],
     },
   );
+  // An exfiltrating grant without approval breaks a default guardrail: these tests want it.
+  cfg.exceptions = [...(cfg.exceptions ?? []), testException('mailer', MAIL_API, 'approval-for-effect')];
 }
 
 export interface Harness {

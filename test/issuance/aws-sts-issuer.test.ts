@@ -78,7 +78,7 @@ function request(opts: { aws?: Partial<AwsGrantConfig>; ttl?: number; task?: str
   };
   const grant: CompiledGrant = {
     index: 0, audience: AUDIENCE, scopes: new Set(['s3:read']), defaultScopes: ['s3:read'], kind: 'aws-sts', effect: 'read', maxTtl: 300, taskRequired: true,
-    dpopRequired: false, approval: 'none', failedConditions: () => [], config,
+    dpopRequired: false, approval: 'none', failedConditions: () => [], exceptions: [], config,
   };
   const id = opts.plugin ?? 'reports-reader';
   const plugin: CompiledPlugin = {

@@ -77,7 +77,7 @@ function request(opts: { vault?: Partial<VaultGrantConfig>; ttl?: number; task?:
   };
   const grant: CompiledGrant = {
     index: 0, audience: AUDIENCE, scopes: new Set(['db:read']), defaultScopes: ['db:read'], kind: 'vault', effect: 'read', maxTtl: 300, taskRequired: true,
-    dpopRequired: false, approval: 'none', failedConditions: () => [], config,
+    dpopRequired: false, approval: 'none', failedConditions: () => [], exceptions: [], config,
   };
   const plugin: CompiledPlugin = {
     id: 'crm-reader', owner: 'team-crm@example.com', risk: 'low', disabled: false, grants: [grant],

@@ -75,6 +75,26 @@ export function testConfigInput(opts: { issuer: string; dir: string; cluster: Te
   };
 }
 
+/**
+ * A guardrail exception valid for ~80 days from now, for test policies that deliberately
+ * break a guardrail (an exfiltrating grant without approval, a write without a task).
+ */
+export function testException(plugin: string, grant: string | undefined, guardrail: string, id = `exc-${plugin}-${guardrail}`): Record<string, unknown> {
+  const day = 86_400_000;
+  return {
+    id,
+    plugin,
+    ...(grant !== undefined ? { grant } : {}),
+    guardrail,
+    reason: 'test policy exercises this on purpose',
+    ticket: 'TEST-1',
+    owner: 'tests@example.com',
+    approved_by: 'security@example.com',
+    created_at: new Date(Date.now() - day).toISOString(),
+    expires_at: new Date(Date.now() + 80 * day).toISOString(),
+  };
+}
+
 export interface TestBroker {
   readonly url: string;
   /** The management port: `/healthz`, `/readyz`, `/metrics`. */
