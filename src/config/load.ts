@@ -133,7 +133,8 @@ export function parseConfig(input: unknown, opts: ParseConfigOptions = {}): Leas
   if (shape.length === 0) {
     // Guardrails need a well-formed config; with schema problems they wait for the next round.
     const config = data as LeashConfig;
-    const { guardrails, problems: section } = effectiveGuardrails(opts.guardrails ?? defaultGuardrails(), config.guardrails);
+    const written = (input as { guardrails?: unknown } | null)?.guardrails;
+    const { guardrails, problems: section } = effectiveGuardrails(opts.guardrails ?? defaultGuardrails(), config.guardrails, written);
     problems.push(...section);
     config.guardrails = guardrails;
     const report = checkGuardrails(config, guardrails, opts.now);

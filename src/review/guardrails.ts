@@ -68,9 +68,30 @@ const RELAX = 'relaxes the guardrails baseline; guardrails are relaxed only in t
  * The guardrails in force: the baseline (the guardrails file, or the defaults) tightened by
  * the policy file's section. Any field of that section looser than the baseline is a problem.
  */
-export function effectiveGuardrails(base: GuardrailsConfig, section: GuardrailsConfig | undefined): { guardrails: GuardrailsConfig; problems: ConfigProblem[] } {
+export function effectiveGuardrails(
+  base: GuardrailsConfig,
+  filled: GuardrailsConfig | undefined,
+  written?: unknown,
+): { guardrails: GuardrailsConfig; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
-  if (section === undefined) return { guardrails: base, problems };
+  if (filled === undefined || written === undefined || written === null || typeof written !== 'object') return { guardrails: base, problems };
+  // Only what the policy wrote has an opinion: a field left out keeps the baseline, not the
+  // schema default (which could quietly re-tighten what the guardrails file relaxed).
+  const w = written as Record<string, unknown>;
+  const section = structuredClone(base) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(filled)) {
+    if (w[key] === undefined) continue;
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const inner = w[key] as Record<string, unknown>;
+      section[key] = { ...(section[key] as object), ...Object.fromEntries(Object.entries(value).filter(([k]) => inner[k] !== undefined)) };
+    } else {
+      section[key] = value;
+    }
+  }
+  return tighten(base, section as GuardrailsConfig, problems);
+}
+
+function tighten(base: GuardrailsConfig, section: GuardrailsConfig, problems: ConfigProblem[]): { guardrails: GuardrailsConfig; problems: ConfigProblem[] } {
   const at = '/guardrails';
   problems.push(...patternProblems(section, at));
   const maxTtl = { ...base.max_ttl };
