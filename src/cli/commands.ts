@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigBytes, loadConfigFile, readGuardrailsFile, type GuardrailsSource } from '../config/load.js';
 import { ConfigError } from '../config/config-error.js';
 import { watchConfig } from '../config/watch.js';
 import { writeJsonSchema } from '../config/json-schema.js';
@@ -14,11 +14,15 @@ import { flag, parseArgs, portFlag } from './args.js';
 
 const USAGE = `usage: leash <command>
 
-  serve --config <file> [--port <n>] [--management-port <n>]
+  serve --config <file> [--guardrails <file>] [--port <n>] [--management-port <n>]
                                 run the broker (also LEASH_CONFIG); reloads policy on SIGHUP or file change,
                                 drains on SIGTERM/SIGINT (settings.shutdown_grace)
   serve --demo                  run the broker on the demo policy (public admin keys: a laptop only)
-  validate <file>               check a config file and its policy without starting anything
+  validate <file> [--guardrails <file>]
+                                check a config file, its policy, guardrails and exceptions without starting anything
+  review --config <file> [--guardrails <file>] [--store config|<sqlite path>|<redis url>] [--since 30d]
+         [--format text|json|sarif|markdown|html] [--fail-on critical|high|medium|low|none] [--base <file>] [--out <file>]
+                                governance review: findings mapped to OWASP NHI, OWASP Agentic and CSA MAESTRO (docs/review.md)
   audit verify --config <file>  verify the audit hash chain in the configured store
   demo                          quickstart: start on embedded defaults with the demo policy and show an exchange
   demo token [--sa <name>]      print a demo Kubernetes service-account token for the demo cluster
@@ -54,6 +58,8 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
       return serve(rest);
     case 'validate':
       return validate(rest);
+    case 'review':
+      return (await import('./review.js')).runReviewCli(rest);
     case 'audit':
       return audit(rest);
     case 'demo':
@@ -102,12 +108,18 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
   }
 }
 
+/** The `--guardrails FILE` option: the guardrails baseline platform security owns. */
+export function guardrailsOption(file: string | undefined): GuardrailsSource | undefined {
+  return file === undefined ? undefined : readGuardrailsFile(file);
+}
+
 async function validate(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, []);
+  const a = parseArgs(argv, ['guardrails']);
   const file = a.positional[0];
-  if (!file) throw new Error('usage: leash validate <file>');
+  if (!file) throw new Error('usage: leash validate <file> [--guardrails <file>]');
   try {
-    const loaded = await loadConfigFile(file);
+    // An exception that already expired covers nothing here: CI fails until it is renewed or removed.
+    const loaded = await loadConfigFile(file, { guardrails: guardrailsOption(flag(a, 'guardrails')), now: Date.now() });
     const policy = compilePolicy(loaded.config);
     const grants = [...policy.plugins.values()].reduce((n, p) => n + p.grants.length, 0);
     out(`${file}: valid (${loaded.config.trusted_issuers.length} trusted issuers, ${policy.plugins.size} plugins, ${grants} grants)\n`);
@@ -138,7 +150,7 @@ async function audit(argv: readonly string[]): Promise<number> {
 async function serve(argv: readonly string[]): Promise<number | undefined> {
   // `--demo-if-no-config` is what `npm start` passes: a checkout with nothing configured
   // serves the demo policy (loudly); `leash serve` itself never falls back silently.
-  const a = parseArgs(argv, ['config', 'port', 'management-port'], ['demo', 'demo-if-no-config']);
+  const a = parseArgs(argv, ['config', 'port', 'management-port', 'guardrails'], ['demo', 'demo-if-no-config']);
   if (a.flags.has('demo') && flag(a, 'config') !== undefined) throw new Error('--demo and --config exclude each other');
   const demo = a.flags.has('demo') || (a.flags.has('demo-if-no-config') && flag(a, 'config') === undefined && !process.env.LEASH_CONFIG);
   let path: string;
@@ -149,9 +161,10 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   } else {
     path = configPath(flag(a, 'config'));
   }
+  const guardrailsFile = flag(a, 'guardrails') ?? process.env.LEASH_GUARDRAILS;
   let loaded;
   try {
-    loaded = await loadConfigFile(path);
+    loaded = await loadConfigFile(path, { guardrails: guardrailsOption(guardrailsFile) });
   } catch (e) {
     return reportConfigError(e);
   }
@@ -162,7 +175,7 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   const broker = await Broker.create(loaded, { listeners });
   warnDevDefaults(broker);
   err(`leash listening on ${listeners.public.url} (issuer ${broker.config.settings.issuer}); health, readiness and metrics on ${listeners.management.url}\n`);
-  const watcher = startReloadWatch(broker, path);
+  const watcher = startReloadWatch(broker, path, guardrailsFile);
   // One handler for the whole life of the process (never a moment without one, when a
   // signal would kill it outright): the first signal drains, a second cuts the drain short.
   const cutNow = new AbortController();
@@ -187,7 +200,10 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   return 0;
 }
 
-export function startReloadWatch(broker: Broker, path: string): { close(): void } {
+export function startReloadWatch(broker: Broker, path: string, guardrailsFile?: string): { close(): void } {
+  // The guardrails file is re-read with every reload; it is watched like the files the
+  // config names (LoadedConfig.guardrailsPath), so a change to it alone is a reload too.
+  const load = guardrailsFile === undefined ? undefined : (bytes: Uint8Array, file: string) => loadConfigBytes(bytes, file, { guardrails: readGuardrailsFile(guardrailsFile) });
   // The running config is the baseline: a file changed since it was loaded is a change.
   return watchConfig(path, (result) => {
     if (!result.ok) {
@@ -199,7 +215,7 @@ export function startReloadWatch(broker: Broker, path: string): { close(): void 
       if (r.ok) err(`policy reloaded from ${path}\n`);
       else err(`policy reload rejected, keeping the running policy: ${r.error.message}\n`);
     });
-  }, broker.loaded.path === resolve(path) ? { initial: broker.loaded } : {});
+  }, { ...(broker.loaded.path === resolve(path) ? { initial: broker.loaded } : {}), ...(load ? { load } : {}) });
 }
 
 /** Silent security defaults are a bug: say loudly what is not production-grade. */

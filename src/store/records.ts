@@ -129,3 +129,22 @@ export interface LeaseRecord {
   readonly expiresAt: number;
   readonly revokedAt: number | undefined;
 }
+
+/** Audit event types the decision history aggregates (the review's "use" rules read these). */
+export const DECISION_TYPES = ['exchange.issued', 'exchange.denied', 'approval.requested', 'approval.approved', 'approval.denied'] as const;
+
+/**
+ * One group of decisions: events of one type for one plugin (and, for issued credentials,
+ * one audience and scope set; for denials, one reason) in a time range.
+ */
+export interface DecisionRollupRow {
+  readonly type: (typeof DECISION_TYPES)[number];
+  readonly plugin: string | undefined;
+  /** Denials: the ERR_* code. */
+  readonly reason: string | undefined;
+  /** Issued: the audience and the scopes issued. */
+  readonly audience: string | undefined;
+  readonly scopes: readonly string[];
+  readonly count: number;
+  readonly lastAt: number;
+}

@@ -1,4 +1,4 @@
-import type { ApprovalRecord, ApprovalState, AuditRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from './records.js';
+import type { ApprovalRecord, ApprovalState, AuditRecord, DecisionRollupRow, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from './records.js';
 
 /**
  * Small role interfaces; a backend implements all of them (see `Store`). Every method is
@@ -139,8 +139,18 @@ export interface AwsDenyStore {
   listAwsDenyRoles(): Promise<string[]>;
 }
 
+/**
+ * Past decisions, aggregated, for the governance review ("evidence of use"). Read off the
+ * request path, on demand or on the review schedule; the backend aggregates (SQLite in SQL)
+ * so a review does not pull every event into the process.
+ */
+export interface DecisionHistory {
+  /** Decision events with `since <= ts < until`, grouped; and the time of the oldest audit event (how far back evidence goes). */
+  decisionRollup(since: number, until: number): Promise<{ readonly rows: DecisionRollupRow[]; readonly oldestAt: number | undefined }>;
+}
+
 export interface Store
-  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore, AwsDenyStore {
+  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore, AwsDenyStore, DecisionHistory {
   readonly kind: string;
   /** Cheap liveness probe. */
   ping(): Promise<void>;

@@ -284,6 +284,35 @@ export function describeStore(name: string, factory: StoreFactory): void {
       });
     });
 
+    describe('decision history (the review\'s evidence of use)', () => {
+      it('groups decision events in the window by type, plugin, denial reason, issued audience and scopes', async () => {
+        const t = clock.now();
+        await store.append('policy.loaded', { digest: 'x' }, t - 1000);
+        await store.append('exchange.issued', { plugin: 'a', audience: 'https://x', scopes: ['r', 's'], reason: 'OK' }, t);
+        await store.append('exchange.issued', { plugin: 'a', audience: 'https://x', scopes: ['r', 's'], reason: 'OK' }, t + 5);
+        await store.append('exchange.issued', { plugin: 'a', audience: 'https://y', scopes: ['w'], reason: 'OK' }, t + 6);
+        await store.append('exchange.denied', { plugin: 'b', reason: 'ERR_QUOTA_EXCEEDED', audience: 'https://z', scopes: ['q'] }, t + 7);
+        await store.append('exchange.denied', { plugin: 'b', reason: 'ERR_QUOTA_EXCEEDED' }, t + 8);
+        await store.append('approval.requested', { approval: 'p1', plugin: 'c' }, t + 9);
+        await store.append('approval.approved', { approval: 'p1', plugin: 'c' }, t + 10);
+        await store.append('exchange.issued', { plugin: 'a', audience: 'https://x', scopes: ['r'] }, t + 100);
+        const { rows, oldestAt } = await store.decisionRollup(t, t + 100);
+        expect(oldestAt).toBe(t - 1000);
+        const sorted = rows.map((r) => ({ ...r })).sort((x, y) => `${x.type}${x.plugin}${x.audience}`.localeCompare(`${y.type}${y.plugin}${y.audience}`));
+        expect(sorted).toEqual([
+          { type: 'approval.approved', plugin: 'c', reason: undefined, audience: undefined, scopes: [], count: 1, lastAt: t + 10 },
+          { type: 'approval.requested', plugin: 'c', reason: undefined, audience: undefined, scopes: [], count: 1, lastAt: t + 9 },
+          { type: 'exchange.denied', plugin: 'b', reason: 'ERR_QUOTA_EXCEEDED', audience: undefined, scopes: [], count: 2, lastAt: t + 8 },
+          { type: 'exchange.issued', plugin: 'a', reason: undefined, audience: 'https://x', scopes: ['r', 's'], count: 2, lastAt: t + 5 },
+          { type: 'exchange.issued', plugin: 'a', reason: undefined, audience: 'https://y', scopes: ['w'], count: 1, lastAt: t + 6 },
+        ]);
+      });
+
+      it('an empty log has no oldest event', async () => {
+        expect(await store.decisionRollup(0, clock.now())).toEqual({ rows: [], oldestAt: undefined });
+      });
+    });
+
     describe('revocations', () => {
       it('assigns increasing seqs and returns the record as stored', async () => {
         const a = aRevocation(clock, { scope: 'task', id: 'tsk_1', reason: '' });

@@ -2,7 +2,8 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
-import type { ApprovalRecord, ApprovalState, AuditRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from '../records.js';
+import type { ApprovalRecord, ApprovalState, AuditRecord, DecisionRollupRow, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from '../records.js';
+import { DecisionFold } from '../decision-rollup.js';
 import { APPROVAL_RETENTION_MS } from '../sqlite/approvals.js';
 import { LEASE_RETENTION_MS } from '../sqlite/leases.js';
 import { ChangeHub, HandleSubscriptions } from '../sqlite/change-hub.js';
@@ -428,6 +429,24 @@ export class RedisStore implements Store {
       }
       return out;
     });
+  }
+
+  // ---- DecisionHistory -------------------------------------------------------------
+
+  /** Redis cannot group: the log is read in pages and folded here (the SQLite store does it in SQL). */
+  async decisionRollup(since: number, until: number): Promise<{ rows: DecisionRollupRow[]; oldestAt: number | undefined }> {
+    if (!Number.isSafeInteger(since) || !Number.isSafeInteger(until)) throw new TypeError('decisionRollup: since and until must be integers (ms)');
+    const fold = new DecisionFold();
+    let oldestAt: number | undefined;
+    for (let seq = 1; ; ) {
+      const page = await this.read(seq, 1000);
+      if (page.length === 0) break;
+      oldestAt ??= page[0]!.ts;
+      for (const r of page) if (r.ts >= since && r.ts < until) fold.add(r);
+      seq = page[page.length - 1]!.seq + 1;
+      if (page.length < 1000) break;
+    }
+    return { rows: fold.rows(), oldestAt };
   }
 
   // ---- ReplayCache -----------------------------------------------------------------

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
-import type { ApprovalRecord, ApprovalState, AuditRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from '../records.js';
+import { DECISION_TYPES, type ApprovalRecord, type ApprovalState, type AuditRecord, type DecisionRollupRow, type IssuedToken, type LeaseRecord, type Revocation, type StateChange, type Suspension, type Task } from '../records.js';
 import type { OpenApprovalOptions, OpenApprovalOutcome, Store } from '../store.js';
 import { APPROVAL_RETENTION_MS, decideApprovalRow, insertApproval, listApprovalRows, openApprovalRow, prepareApprovals, toApproval, type ApprovalDecision, type ApprovalStatements } from './approvals.js';
 import { acquireHub, HandleSubscriptions, type ChangeHub } from './change-hub.js';
@@ -139,6 +139,21 @@ export function openSqliteStore(opts: SqliteStoreOptions): SqliteStore {
   return new SqliteStore(opts);
 }
 
+
+/** Decision events grouped by type, plugin, denial reason, issued audience and scopes. */
+const DECISION_ROLLUP_SQL = `
+  SELECT type,
+         json_extract(event, '$.plugin') AS plugin,
+         CASE WHEN type = 'exchange.denied' THEN json_extract(event, '$.reason') END AS reason,
+         CASE WHEN type = 'exchange.issued' THEN json_extract(event, '$.audience') END AS audience,
+         CASE WHEN type = 'exchange.issued' THEN json_extract(event, '$.scopes') END AS scopes,
+         count(*) AS n,
+         max(ts) AS last_at
+    FROM audit
+   WHERE ts >= ? AND ts < ?
+     AND type IN (${DECISION_TYPES.map((t) => `'${t}'`).join(', ')})
+   GROUP BY 1, 2, 3, 4, 5`;
+
 /**
  * The embedded Store: one SQLite file in WAL mode, statements prepared once. better-sqlite3
  * is synchronous, so each method does its work before returning a settled promise; the
@@ -169,6 +184,8 @@ export class SqliteStore implements Store {
   readonly #l: LeaseStatements;
   readonly #appendTx: (type: string, canonicalEvent: string, ts: number) => AuditRow;
   readonly #openApprovalTx: (a: ApprovalRecord, opts: OpenApprovalOptions) => OpenApprovalOutcome;
+  /** Prepared on first use: only the review runs it. */
+  #rollup: Database.Statement | undefined;
 
   constructor(opts: SqliteStoreOptions) {
     this.path = opts.path;
@@ -536,6 +553,40 @@ export class SqliteStore implements Store {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new TypeError('read: limit must be a positive integer');
     const rows = this.#run('read', () => this.#s.readAudit.all(fromSeq, limit) as AuditRow[]);
     return rows.map(toAudit);
+  }
+
+  // ---- DecisionHistory -------------------------------------------------------------
+
+  /**
+   * Grouped in SQL: one pass over the audit table (events are JSON text; each row is parsed
+   * once by json_extract's cache), returning a few rows per plugin instead of every event.
+   */
+  async decisionRollup(since: number, until: number): Promise<{ rows: DecisionRollupRow[]; oldestAt: number | undefined }> {
+    if (!Number.isSafeInteger(since) || !Number.isSafeInteger(until)) throw new TypeError('decisionRollup: since and until must be integers (ms)');
+    return this.#run('decisionRollup', () => {
+      const rows = (this.#rollup ??= this.#db.prepare(DECISION_ROLLUP_SQL)).all(since, until) as {
+        type: DecisionRollupRow['type'];
+        plugin: string | null;
+        reason: string | null;
+        audience: string | null;
+        scopes: string | null;
+        n: number;
+        last_at: number;
+      }[];
+      const oldest = this.#db.prepare('SELECT ts FROM audit ORDER BY seq LIMIT 1').get() as { ts: number } | undefined;
+      return {
+        rows: rows.map((r) => ({
+          type: r.type,
+          plugin: r.plugin ?? undefined,
+          reason: r.reason ?? undefined,
+          audience: r.audience ?? undefined,
+          scopes: r.scopes ? (JSON.parse(r.scopes) as unknown[]).filter((x): x is string => typeof x === 'string') : [],
+          count: r.n,
+          lastAt: r.last_at,
+        })),
+        oldestAt: oldest?.ts,
+      };
+    });
   }
 
   // ---- ReplayCache -----------------------------------------------------------------

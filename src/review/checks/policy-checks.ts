@@ -1,0 +1,377 @@
+import type { BindingConfig, GrantConfig, LeashConfig, MatchConfig } from '../../config/schema.js';
+import { effectiveApproval, effectiveDpop } from '../../policy/grants.js';
+import { bindingBreadth, compileScopePatterns, defaultGuardrails, parseDate } from '../guardrails.js';
+import { grantsOf, STATE_CHANGING, type Check } from './context.js';
+
+/** What each effect needs at most, in seconds (the `long-ttl` rule); guardrails set the hard limit. */
+export const RECOMMENDED_TTL: Readonly<Record<GrantConfig['effect'], number>> = { read: 900, 'read-sensitive': 300, write: 300, exfiltrate: 120, admin: 120 };
+
+const subjectText = (s: string | MatchConfig): string => (typeof s === 'string' ? s : (s.equals ?? s.glob ?? ''));
+const bindingKey = (b: BindingConfig) => `${b.issuer}|${JSON.stringify(b.subject)}|${JSON.stringify(b.claims ?? {})}`;
+
+// ---------------------------------------------------------------- identity
+
+export const broadBinding: Check = (ctx, emit) => {
+  (ctx.config.plugins ?? []).forEach((plugin, p) => {
+    (plugin.bindings ?? []).forEach((b, i) => {
+      const why = bindingBreadth(b);
+      if (!why) return;
+      emit({
+        rule: 'broad-binding',
+        plugin: plugin.id,
+        binding: i,
+        pointer: `/plugins/${p}/bindings/${i}`,
+        key: `${plugin.id}|${bindingKey(b)}`,
+        message: `plugin '${plugin.id}' binding ${i} (issuer '${b.issuer}') is broad: ${why}`,
+        fix: `replace '${subjectText(b.subject)}' with the one workload's subject (e.g. the exact service account), or a glob that pins every segment`,
+        evidence: { issuer: b.issuer, subject: b.subject },
+      });
+    });
+  });
+};
+
+/** GitHub Actions, or an OIDC issuer that is a GitLab instance. */
+function ciIssuers(config: LeashConfig): Map<string, 'github' | 'gitlab'> {
+  const out = new Map<string, 'github' | 'gitlab'>();
+  for (const t of config.trusted_issuers ?? []) {
+    if (t.kind === 'github-actions') out.set(t.name, 'github');
+    else if (t.kind === 'oidc' && /gitlab/i.test(t.issuer)) out.set(t.name, 'gitlab');
+  }
+  return out;
+}
+
+const PIN_CLAIMS = ['ref', 'environment', 'ref_protected', 'job_workflow_ref'];
+
+function pinsRef(b: BindingConfig): boolean {
+  const subject = subjectText(b.subject);
+  // `...:ref:refs/heads/main`, `...:environment:production`, GitLab's `...:ref_type:branch:ref:main`.
+  if (/:(ref|environment):[^*]+$/.test(subject)) return true;
+  return Object.entries(b.claims ?? {}).some(([k, m]) => PIN_CLAIMS.includes(k) && (typeof m === 'string' || m.equals !== undefined || !(m.glob ?? '*').split(/[/:]/).includes('*')));
+}
+
+export const ciBindingUnpinned: Check = (ctx, emit) => {
+  const ci = ciIssuers(ctx.config);
+  if (ci.size === 0) return;
+  (ctx.config.plugins ?? []).forEach((plugin, p) => {
+    const changing = (plugin.grants ?? []).filter((g) => STATE_CHANGING.has(g.effect));
+    if (changing.length === 0) return;
+    (plugin.bindings ?? []).forEach((b, i) => {
+      const platform = ci.get(b.issuer);
+      if (!platform || pinsRef(b)) return;
+      emit({
+        rule: 'ci-binding-unpinned',
+        plugin: plugin.id,
+        binding: i,
+        pointer: `/plugins/${p}/bindings/${i}`,
+        key: `${plugin.id}|${bindingKey(b)}`,
+        message: `plugin '${plugin.id}' can ${[...new Set(changing.map((g) => g.effect))].join('/')} and its ${platform === 'github' ? 'GitHub Actions' : 'GitLab CI'} binding ${i} ('${subjectText(b.subject)}') does not pin a ref or environment: any branch or pull-request workflow can act as it`,
+        fix: platform === 'github'
+          ? "pin the subject to 'repo:<owner>/<repo>:ref:refs/heads/main' or 'repo:<owner>/<repo>:environment:<env>'"
+          : "pin the subject to 'project_path:<group>/<project>:ref_type:branch:ref:main' or add a `ref` / `environment` claim",
+        evidence: { issuer: b.issuer, platform },
+      });
+    });
+  });
+};
+
+/** Where a binding's workload comes from: issuer + subject without its last segment (namespace, repository). */
+function workloadSource(b: BindingConfig): string {
+  const s = subjectText(b.subject);
+  const cut = Math.max(s.lastIndexOf(':'), s.lastIndexOf('/'));
+  return `${b.issuer}|${cut > 0 ? s.slice(0, cut) : s}`;
+}
+
+export const splitWorkload: Check = (ctx, emit) => {
+  const byOwner = new Map<string, number[]>();
+  (ctx.config.plugins ?? []).forEach((plugin, p) => byOwner.set(plugin.owner, [...(byOwner.get(plugin.owner) ?? []), p]));
+  const plugins = ctx.config.plugins ?? [];
+  for (const members of byOwner.values()) {
+    for (let i = 0; i < members.length; i++) {
+      for (let j = i + 1; j < members.length; j++) {
+        const a = plugins[members[i]!]!;
+        const b = plugins[members[j]!]!;
+        const sources = new Set(a.bindings.map(workloadSource));
+        const shared = b.bindings.map(workloadSource).find((s) => sources.has(s));
+        if (!shared) continue;
+        const overlap = a.grants.flatMap((ga) => {
+          const gb = b.grants.find((g) => g.audience === ga.audience);
+          const scopes = gb ? ga.scopes.filter((s) => gb.scopes.includes(s)) : [];
+          return scopes.length > 0 ? [{ audience: ga.audience, scopes }] : [];
+        });
+        if (overlap.length === 0) continue;
+        emit({
+          rule: 'split-workload',
+          plugin: b.id,
+          pointer: `/plugins/${members[j]}`,
+          key: [a.id, b.id].sort().join('|'),
+          message: `plugins '${a.id}' and '${b.id}' have the same owner (${a.owner}), the same workload source (${shared.replace('|', ' ')}) and overlapping grants (${overlap.map((o) => `${o.audience}: ${o.scopes.join(' ')}`).join('; ')})`,
+          fix: `merge '${b.id}' into '${a.id}' (one plugin, the union of what it needs), or give them disjoint grants`,
+          evidence: { plugins: [a.id, b.id], owner: a.owner, source: shared, overlap },
+        });
+      }
+    }
+  }
+};
+
+export const sharedAudienceScope: Check = (ctx, emit) => {
+  const limit = ctx.config.settings.review.max_plugins_per_scope;
+  const holders = new Map<string, { audience: string; scope: string; plugins: string[]; at: string }>();
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    grant.scopes.forEach((scope, s) => {
+      const key = `${grant.audience}\u0000${scope}`;
+      const h = holders.get(key) ?? { audience: grant.audience, scope, plugins: [], at: `${at}/scopes/${s}` };
+      h.plugins.push(plugin.id);
+      holders.set(key, h);
+    });
+  }
+  for (const h of holders.values()) {
+    if (h.plugins.length <= limit) continue;
+    emit({
+      rule: 'shared-audience-scope',
+      pointer: h.at,
+      key: `${h.audience}|${h.scope}`,
+      message: `scope '${h.scope}' at ${h.audience} is granted to ${h.plugins.length} plugins (more than ${limit}): ${h.plugins.slice(0, 10).join(', ')}${h.plugins.length > 10 ? ', ...' : ''}`,
+      fix: `keep '${h.scope}' on the plugins that use it (see unused-scope with --store), or split the API's scope`,
+      evidence: { audience: h.audience, scope: h.scope, plugins: h.plugins },
+    });
+  }
+};
+
+// ---------------------------------------------------------------- privilege
+
+export const guardrailViolations: Check = (ctx, emit) => {
+  for (const v of ctx.guardrails.uncovered) {
+    emit({
+      rule: 'guardrail-violation',
+      plugin: v.plugin,
+      grant: v.grant,
+      pointer: v.path,
+      key: `${v.plugin}|${v.grant ?? ''}|${v.guardrail}|${v.path.replace(/^\/plugins\/\d+/, '')}`,
+      message: `[guardrail ${v.guardrail}] ${v.message} (this policy does not load until it is fixed or covered)`,
+      fix: `meet guardrail '${v.guardrail}', or add an exception { plugin: ${v.plugin}${v.grant ? `, grant: ${v.grant}` : ''}, guardrail: ${v.guardrail}, ticket, owner, expires_at }`,
+      evidence: { guardrail: v.guardrail },
+    });
+  }
+};
+
+export const broadScope: Check = (ctx, emit) => {
+  const patterns = [...compileScopePatterns(defaultGuardrails()), ...(ctx.config.guardrails ? compileScopePatterns(ctx.config.guardrails) : [])];
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    grant.scopes.forEach((scope, s) => {
+      if (!patterns.some((re) => re.test(scope))) return;
+      emit({
+        rule: 'broad-scope',
+        plugin: plugin.id,
+        grant: grant.audience,
+        pointer: `${at}/scopes/${s}`,
+        key: `${plugin.id}|${grant.audience}|${scope}`,
+        message: `plugin '${plugin.id}' is granted the wildcard or admin-like scope '${scope}' at ${grant.audience}`,
+        fix: `replace '${scope}' with the narrow scopes the plugin uses`,
+        evidence: { scope },
+      });
+    });
+  }
+};
+
+export const adminEffect: Check = (ctx, emit) => {
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    if (grant.effect !== 'admin') continue;
+    emit({
+      rule: 'admin-effect',
+      plugin: plugin.id,
+      grant: grant.audience,
+      pointer: `${at}/effect`,
+      key: `${plugin.id}|${grant.audience}`,
+      message: `plugin '${plugin.id}' can administer ${grant.audience} (effect: admin)`,
+      fix: 'move the administrative actions out of the plugin, or keep approval: human, dpop: required and the shortest max_ttl',
+      evidence: { approval: effectiveApproval(grant, plugin, ctx.config.settings), dpop: effectiveDpop(grant, plugin, ctx.config.settings) },
+    });
+  }
+};
+
+export const manyScopes: Check = (ctx, emit) => {
+  const limit = ctx.config.settings.review.max_scopes_per_grant;
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    if (grant.scopes.length <= limit) continue;
+    emit({
+      rule: 'many-scopes',
+      plugin: plugin.id,
+      grant: grant.audience,
+      pointer: `${at}/scopes`,
+      key: `${plugin.id}|${grant.audience}`,
+      message: `plugin '${plugin.id}' has ${grant.scopes.length} scopes at ${grant.audience} (more than ${limit})`,
+      fix: 'keep the scopes the plugin uses; move rarely used ones to an approval-gated grant',
+      evidence: { scopes: grant.scopes.length, limit },
+    });
+  }
+};
+
+export const longTtl: Check = (ctx, emit) => {
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    const ttl = grant.max_ttl ?? 300;
+    const need = RECOMMENDED_TTL[grant.effect];
+    if (ttl <= need) continue;
+    emit({
+      rule: 'long-ttl',
+      plugin: plugin.id,
+      grant: grant.audience,
+      pointer: `${at}/max_ttl`,
+      key: `${plugin.id}|${grant.audience}`,
+      message: `plugin '${plugin.id}' gets ${ttl}s tokens for '${grant.effect}' at ${grant.audience}; ${need}s is enough for that effect`,
+      fix: `set max_ttl: ${need} (or less)`,
+      evidence: { max_ttl: ttl, recommended: need },
+    });
+  }
+};
+
+export const taskOptionalWrite: Check = (ctx, emit) => {
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    if (grant.task_required !== false || !STATE_CHANGING.has(grant.effect)) continue;
+    emit({
+      rule: 'task-optional-write',
+      plugin: plugin.id,
+      grant: grant.audience,
+      pointer: `${at}/task_required`,
+      key: `${plugin.id}|${grant.audience}`,
+      message: `plugin '${plugin.id}' can '${grant.effect}' at ${grant.audience} without a task (task_required: false)`,
+      fix: 'remove task_required: false and open a task for the work',
+    });
+  }
+};
+
+export const noDpopHighTier: Check = (ctx, emit) => {
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    if ((grant.kind ?? 'jwt') !== 'jwt' || (plugin.risk !== 'high' && plugin.risk !== 'critical')) continue;
+    if (effectiveDpop(grant, plugin, ctx.config.settings)) continue;
+    emit({
+      rule: 'no-dpop-high-tier',
+      plugin: plugin.id,
+      grant: grant.audience,
+      pointer: `${at}/dpop`,
+      key: `${plugin.id}|${grant.audience}`,
+      message: `'${plugin.risk}' plugin '${plugin.id}' gets bearer tokens for ${grant.audience} without DPoP`,
+      fix: 'set dpop: required on the grant',
+      evidence: { risk: plugin.risk },
+    });
+  }
+};
+
+export const approvalNoneRisky: Check = (ctx, emit) => {
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    if (grant.approval !== 'none') continue;
+    const risky = STATE_CHANGING.has(grant.effect);
+    if (!risky && plugin.risk !== 'critical') continue;
+    emit({
+      rule: 'approval-none-risky',
+      plugin: plugin.id,
+      grant: grant.audience,
+      pointer: `${at}/approval`,
+      key: `${plugin.id}|${grant.audience}`,
+      message: risky
+        ? `plugin '${plugin.id}' can '${grant.effect}' at ${grant.audience} with nobody in the loop (approval: none overrides the default human approval)`
+        : `critical plugin '${plugin.id}' says approval: none at ${grant.audience}, overriding its tier's human approval`,
+      fix: 'remove approval: none (the default is a human here), or use approval: step-up with dpop and justification',
+      evidence: { effect: grant.effect, risk: plugin.risk },
+    });
+  }
+};
+
+// ---------------------------------------------------------------- operations
+
+export const adminKeys: Check = (ctx, emit) => {
+  (ctx.config.admin?.api_keys ?? []).forEach((k, i) => {
+    const at = `/admin/api_keys/${i}`;
+    if (k.roles.length >= 3) {
+      emit({
+        rule: 'admin-key-broad',
+        pointer: `${at}/roles`,
+        key: k.id,
+        message: `admin API key '${k.id}' holds ${k.roles.length} roles (${k.roles.join(', ')})`,
+        fix: `split '${k.id}' into one key per caller and role`,
+        evidence: { roles: k.roles },
+      });
+    }
+    const due = k.rotate_by === undefined ? undefined : parseDate(k.rotate_by);
+    if (due === undefined || Number.isNaN(due) || due <= ctx.now) {
+      emit({
+        rule: 'admin-key-no-rotation',
+        pointer: due === undefined ? at : `${at}/rotate_by`,
+        key: k.id,
+        message: due === undefined ? `admin API key '${k.id}' has no rotation date (rotate_by)` : `admin API key '${k.id}' was due for rotation on ${k.rotate_by}`,
+        fix: due === undefined ? `set rotate_by on '${k.id}' (90 days out at most) and rotate it by then` : `rotate '${k.id}' now: a new key, its hash here, the old one removed`,
+        evidence: { rotate_by: k.rotate_by },
+      });
+    }
+  });
+};
+
+export const sharedSecretClients: Check = (ctx, emit) => {
+  (ctx.config.resource_servers ?? []).forEach((rs, i) => {
+    if (rs.client_secret_sha256 === undefined) return;
+    emit({
+      rule: 'shared-secret-client',
+      pointer: `/resource_servers/${i}/client_secret_sha256`,
+      key: rs.id,
+      message: `resource server '${rs.id}' authenticates with a shared client secret`,
+      fix: `give '${rs.id}' a key pair and set jwks (private_key_jwt) instead of client_secret_sha256`,
+    });
+  });
+};
+
+export const httpIssuers: Check = (ctx, emit) => {
+  const { settings } = ctx.config;
+  if (settings.issuer.startsWith('http://')) {
+    emit({ rule: 'http-issuer', pointer: '/settings/issuer', key: 'settings.issuer', message: `Leash's own issuer is plain http (${settings.issuer}): discovery, JWKS and tokens travel unprotected`, fix: 'serve Leash over https and set settings.issuer to its https:// URL; set settings.production: true' });
+  }
+  (ctx.config.trusted_issuers ?? []).forEach((t, i) => {
+    if (t.issuer.startsWith('http://')) {
+      emit({ rule: 'http-issuer', pointer: `/trusted_issuers/${i}/issuer`, key: `trusted:${t.name}:issuer`, message: `trusted issuer '${t.name}' is plain http (${t.issuer})`, fix: `use the https:// issuer of '${t.name}'` });
+    }
+    if (t.jwks.uri?.startsWith('http://')) {
+      emit({ rule: 'http-issuer', pointer: `/trusted_issuers/${i}/jwks/uri`, key: `trusted:${t.name}:jwks`, message: `the keys of trusted issuer '${t.name}' are fetched over plain http (${t.jwks.uri}): anyone on the path can substitute them`, fix: `fetch the JWKS of '${t.name}' over https` });
+    }
+  });
+};
+
+export const volatileStore: Check = (ctx, emit) => {
+  const store = ctx.config.settings.store;
+  if (store.kind !== 'sqlite' || store.path !== ':memory:') return;
+  emit({ rule: 'volatile-store', pointer: '/settings/store/path', key: 'store', message: "the store is in memory (':memory:'): revocations, approvals and the audit trail vanish on restart", fix: 'set settings.store.path to a file on a persistent volume, or use redis' });
+};
+
+export const keyRotation: Check = (ctx, emit) => {
+  if (!ctx.keys) return;
+  const lifetimeMs = ctx.config.settings.keys.key_lifetime * 1000;
+  for (const k of ctx.keys) {
+    if (k.state !== 'current' || ctx.now - k.createdAt <= lifetimeMs) continue;
+    const days = Math.floor((ctx.now - k.createdAt) / 86_400_000);
+    emit({
+      rule: 'key-rotation-overdue',
+      pointer: '/settings/keys/key_lifetime',
+      key: k.kid,
+      message: `signing key '${k.kid}' has signed for ${days} days; its rotation period is ${Math.round(ctx.config.settings.keys.key_lifetime / 86400)} days`,
+      fix: ctx.config.settings.keys.rotate_on_schedule ? 'rotate now (leash keys rotate) and find out why the scheduled rotation did not' : 'rotate now (leash keys rotate) and set settings.keys.rotate_on_schedule: true',
+      evidence: { kid: k.kid, created_at: new Date(k.createdAt).toISOString() },
+    });
+  }
+};
+
+export const POLICY_CHECKS: readonly Check[] = [
+  broadBinding,
+  ciBindingUnpinned,
+  splitWorkload,
+  sharedAudienceScope,
+  guardrailViolations,
+  broadScope,
+  adminEffect,
+  manyScopes,
+  longTtl,
+  taskOptionalWrite,
+  noDpopHighTier,
+  approvalNoneRisky,
+  adminKeys,
+  sharedSecretClients,
+  httpIssuers,
+  volatileStore,
+  keyRotation,
+];
