@@ -54,8 +54,8 @@ export function renderPicture(graph: PluginGraph): string {
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" class="leash-graph" role="img" aria-label="Plugin graph" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" font-family="system-ui, sans-serif" font-size="12">`,
   );
-  parts.push('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>');
-  parts.push(`<marker id="arrow-toxic" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="${TOXIC}"/></marker></defs>`);
+  parts.push('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>');
+  parts.push(`<marker id="arrow-toxic" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="${TOXIC}"/></marker></defs>`);
   parts.push(`<text x="${PLUGIN_X}" y="24" font-weight="bold">plugins (border: risk tier)</text><text x="${AUD_X}" y="24" font-weight="bold">audiences (APIs)</text>`);
   let lx = PLUGIN_X;
   for (const [effect, colour] of Object.entries(EFFECT_COLOURS)) {
