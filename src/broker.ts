@@ -48,6 +48,7 @@ import { createApprovalService } from './approvals/approval-service.js';
 import { ApprovalDecisions } from './approvals/decisions.js';
 import { createWebhookNotifier, type WebhookNotifier } from './approvals/notifier.js';
 import { ExceptionWatcher } from './review/exception-watch.js';
+import { BrokerReview } from './review/scheduler.js';
 
 /** A key revoked elsewhere: re-read the keyring up to this many more times, this far apart, until it is gone. */
 const KEY_REVOCATION_RETRIES = 8;
@@ -117,6 +118,10 @@ export class Broker {
   /** Exception expiry: revokes what an expired exception allowed, emits exception.expired / .expiring. */
   readonly exceptions: ExceptionWatcher;
   readonly #exceptionPass: PeriodicPass;
+  /** The governance review: on demand (`GET /admin/review`) and on `settings.review.interval`. */
+  readonly review: BrokerReview;
+  readonly #reviewPass: PeriodicPass | undefined;
+  #reviewFirst: NodeJS.Timeout | undefined;
   /** verifyLeashToken bound to this broker: introspection, RFC 7009 and delegation upstreams share it. */
   readonly #verifyToken = (token: string) =>
     verifyLeashToken(token, { issuer: this.#generation.settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew });
@@ -264,6 +269,18 @@ export class Broker {
     this.#exceptionPass = new PeriodicPass(() => this.exceptions.pass(), settings.review.exception_check_interval_ms, (err) =>
       this.#log('warn', 'exception expiry pass failed', { error: err.message.slice(0, 200) }),
     );
+    this.review = new BrokerReview({
+      clock: this.clock,
+      loaded: () => this.#generation.loaded,
+      store: this.store,
+      keys: () => this.keys.list(),
+      metrics: this.metrics,
+      audit: this.audit,
+    });
+    // The interval is read at start; a reload does not reschedule it.
+    this.#reviewPass = settings.review.interval > 0
+      ? new PeriodicPass(() => this.review.pass(), settings.review.interval * 1000, (err) => this.#log('warn', 'scheduled review failed', { error: err.message.slice(0, 200) }))
+      : undefined;
     this.revocationFeed = revocationFeedRouter({
       authenticate: (req) => this.#generation.resourceServers.authenticate(req),
       store: this.store,
@@ -296,6 +313,7 @@ export class Broker {
         metrics: this.metrics,
       })),
       awsIam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
+      review: (opts) => this.review.report(opts),
     });
     this.managementApp = createManagementApp({ metrics: this.metrics, ready: () => this.readiness() });
   }
@@ -370,6 +388,7 @@ export class Broker {
       }
       broker.#startKeyTicker();
       broker.#exceptionPass.start();
+      broker.#startReview();
       await broker.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
       if (opts.listeners) broker.#serve(opts.listeners);
       return broker;
@@ -429,6 +448,19 @@ export class Broker {
       };
       void attempt(KEY_REVOCATION_RETRIES);
     });
+  }
+
+  /**
+   * The scheduled review: a first pass a minute after start (or after one interval, if
+   * shorter), so a broker restarted more often than the interval still reviews; then every
+   * interval. Off the start path: it reads the store's history.
+   */
+  #startReview(): void {
+    const pass = this.#reviewPass;
+    if (!pass) return;
+    pass.start();
+    this.#reviewFirst = setTimeout(() => void pass.run().catch(() => undefined), Math.min(60_000, this.#generation.settings.review.interval * 1000));
+    this.#reviewFirst.unref();
   }
 
   /** Audit and count key transitions (scheduled here; the admin API uses the same path). */
@@ -592,7 +624,8 @@ export class Broker {
       if (cut.connections > 0) this.#log('warn', 'shutdown: connections still open were cut', { connections: cut.connections, requests_in_flight: cut.requests, grace_ms: graceMs, early: cutNow?.aborted === true });
     }
     // No new background pass; one already running finishes before the store closes.
-    await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop()]);
+    if (this.#reviewFirst) clearTimeout(this.#reviewFirst);
+    await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop(), this.#reviewPass?.stop()]);
     this.#unsubscribeKeys?.();
     this.#unsubscribeKeyRevocations?.();
     this.revocation.stop();

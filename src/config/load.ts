@@ -26,6 +26,8 @@ export interface LoadedConfig {
   readonly filesDigest?: string;
   /** The guardrails file the baseline came from, if any (`--guardrails`); it counts as a referenced file (`filesDigest`). */
   readonly guardrailsPath?: string;
+  /** The file's text, when it came from a file: the review points findings at its lines. */
+  readonly text?: string;
 }
 
 export interface ParseConfigOptions {
@@ -225,7 +227,7 @@ export function loadConfigBytes(bytes: Uint8Array, path: string, opts: LoadOptio
   const { guardrails: source, ...rest } = opts;
   const config = parseConfig(parseConfigText(text, absolute), { ...rest, baseDir, guardrails: source?.guardrails });
   const filesDigest = referencedFilesDigest([...referencedFiles(config, baseDir), ...(source ? [source.path] : [])]);
-  return Object.freeze({ config, path: absolute, baseDir, digest: configDigest(bytes), filesDigest, ...(source ? { guardrailsPath: source.path } : {}) });
+  return Object.freeze({ config, path: absolute, baseDir, digest: configDigest(bytes), filesDigest, text, ...(source ? { guardrailsPath: source.path } : {}) });
 }
 
 /** Read, parse and validate a YAML (`.yaml`/`.yml`) or JSON (`.json`) config file. */

@@ -13,6 +13,8 @@ import { awsAdminRouter } from './admin/aws-routes.js';
 import { approvalsRouter } from './admin/approvals-routes.js';
 import type { ApprovalDecisions } from '../approvals/decisions.js';
 import { keysRouter } from './admin/keys-routes.js';
+import { reviewRouter } from './admin/review-routes.js';
+import type { ReviewReport } from '../review/review.js';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import type { CompiledPolicy } from '../policy/types.js';
 import type { RevocationService } from '../revocation/revocation-service.js';
@@ -52,6 +54,8 @@ export interface HttpDeps extends AdminRouteDeps {
   readonly verifyToken: (token: string) => Promise<LeashTokenClaims | undefined>;
   /** List, approve and deny pending approvals (security role or an approver group). */
   readonly approvals: ApprovalDecisions;
+  /** The governance review of the running broker (`GET /admin/review`). */
+  readonly review: (opts: { windowDays?: number }) => Promise<ReviewReport>;
 }
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
@@ -106,6 +110,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use('/admin/approvals', express.json({ limit: deps.maxBodyBytes(), strict: true }), approvalsRouter(deps));
   app.use('/admin/aws', awsAdminRouter({ ...deps, iam: deps.awsIam }));
   app.use('/admin/keys', keysRouter(deps, deps.maxBodyBytes()));
+  app.use('/admin/review', reviewRouter(deps));
   app.use('/admin', securityRouter(deps, deps.maxBodyBytes()));
 
   // Leash answers these itself: oidc-provider cannot see its JWT access tokens.

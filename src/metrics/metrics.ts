@@ -27,6 +27,7 @@ export const METRIC_NAMES = {
   vaultLeaseRevokeFailures: 'leash_vault_lease_revoke_failures_total',
   awsDenyUpdates: 'leash_aws_deny_updates_total',
   awsDenyPendingRoles: 'leash_aws_deny_pending_roles',
+  reviewFindings: 'leash_review_findings',
 } as const;
 
 export interface Metrics {
@@ -53,6 +54,8 @@ export interface Metrics {
   readonly vaultLeaseRevokeFailures: Counter<'reason'>;
   /** Writes of the roles' revoked-sessions policies: `outcome` put, deleted, failed, overflow, unresolved. */
   readonly awsDenyUpdates: Counter<'outcome'>;
+  /** Open findings of the last scheduled review, by severity and rule (both closed sets). */
+  readonly reviewFindings: Gauge<'severity' | 'rule'>;
 }
 
 export interface MetricsSources {
@@ -167,6 +170,12 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       name: METRIC_NAMES.vaultLeaseRevokeFailures,
       help: 'Vault lease revocations that failed on this replica (retried by the lease sweeper), by reason (unreachable, sealed, denied, server, ...).',
       labelNames: ['reason'],
+      registers,
+    }),
+    reviewFindings: new Gauge({
+      name: METRIC_NAMES.reviewFindings,
+      help: 'Findings of the last scheduled governance review, by severity and rule id.',
+      labelNames: ['severity', 'rule'],
       registers,
     }),
   };

@@ -21,6 +21,7 @@ const ADMIN_ROUTES = [
   'get /admin/approvals/{id}',
   'post /admin/approvals/{id}/approve',
   'post /admin/approvals/{id}/deny',
+  'get /admin/review',
 ];
 
 describe('docs/openapi.yaml', () => {
