@@ -145,7 +145,11 @@ export interface AwsDenyStore {
  * so a review does not pull every event into the process.
  */
 export interface DecisionHistory {
-  /** Decision events with `since <= ts < until`, grouped; and the time of the oldest audit event (how far back evidence goes). */
+  /**
+   * Decision events of the UTC days from `since`'s to `until - 1`'s (whole days: the
+   * evidence is kept per day), grouped; and the time of the oldest audit event (how far
+   * back evidence goes).
+   */
   decisionRollup(since: number, until: number): Promise<{ readonly rows: DecisionRollupRow[]; readonly oldestAt: number | undefined }>;
 }
 

@@ -285,7 +285,7 @@ export function describeStore(name: string, factory: StoreFactory): void {
     });
 
     describe('decision history (the review\'s evidence of use)', () => {
-      it('groups decision events in the window by type, plugin, denial reason, issued audience and scopes', async () => {
+      it('groups decision events of the window\'s UTC days by type, plugin, denial reason, issued audience and scopes', async () => {
         const t = clock.now();
         await store.append('policy.loaded', { digest: 'x' }, t - 1000);
         await store.append('exchange.issued', { plugin: 'a', audience: 'https://x', scopes: ['r', 's'], reason: 'OK' }, t);
@@ -295,7 +295,8 @@ export function describeStore(name: string, factory: StoreFactory): void {
         await store.append('exchange.denied', { plugin: 'b', reason: 'ERR_QUOTA_EXCEEDED' }, t + 8);
         await store.append('approval.requested', { approval: 'p1', plugin: 'c' }, t + 9);
         await store.append('approval.approved', { approval: 'p1', plugin: 'c' }, t + 10);
-        await store.append('exchange.issued', { plugin: 'a', audience: 'https://x', scopes: ['r'] }, t + 100);
+        // Another day: outside the window.
+        await store.append('exchange.issued', { plugin: 'a', audience: 'https://x', scopes: ['r'] }, t + 2 * 86_400_000);
         const { rows, oldestAt } = await store.decisionRollup(t, t + 100);
         expect(oldestAt).toBe(t - 1000);
         const sorted = rows.map((r) => ({ ...r })).sort((x, y) => `${x.type}${x.plugin}${x.audience}`.localeCompare(`${y.type}${y.plugin}${y.audience}`));
@@ -310,6 +311,17 @@ export function describeStore(name: string, factory: StoreFactory): void {
 
       it('an empty log has no oldest event', async () => {
         expect(await store.decisionRollup(0, clock.now())).toEqual({ rows: [], oldestAt: undefined });
+      });
+
+      it('later calls see events appended since (the SQLite rollup folds from a cursor)', async () => {
+        const t = clock.now();
+        await store.append('exchange.denied', { plugin: 'p', reason: 'ERR_X' }, t);
+        expect((await store.decisionRollup(t, t + 1)).rows[0]).toMatchObject({ plugin: 'p', count: 1 });
+        await store.append('exchange.denied', { plugin: 'p', reason: 'ERR_X' }, t + 1);
+        await store.append('exchange.denied', { plugin: 'p', reason: 'ERR_X' }, t + 2);
+        expect((await store.decisionRollup(t, t + 1)).rows).toEqual([
+          { type: 'exchange.denied', plugin: 'p', reason: 'ERR_X', audience: undefined, scopes: [], count: 3, lastAt: t + 2 },
+        ]);
       });
     });
 

@@ -438,11 +438,14 @@ export class RedisStore implements Store {
     if (!Number.isSafeInteger(since) || !Number.isSafeInteger(until)) throw new TypeError('decisionRollup: since and until must be integers (ms)');
     const fold = new DecisionFold();
     let oldestAt: number | undefined;
+    // Whole UTC days, as the SQLite rollup counts them.
+    const from = Math.floor(since / 86_400_000) * 86_400_000;
+    const to = (Math.floor((until - 1) / 86_400_000) + 1) * 86_400_000;
     for (let seq = 1; ; ) {
       const page = await this.read(seq, 1000);
       if (page.length === 0) break;
       oldestAt ??= page[0]!.ts;
-      for (const r of page) if (r.ts >= since && r.ts < until) fold.add(r);
+      for (const r of page) if (r.ts >= from && r.ts < to) fold.add(r);
       seq = page[page.length - 1]!.seq + 1;
       if (page.length < 1000) break;
     }

@@ -150,6 +150,25 @@ export const MIGRATIONS: readonly string[] = [
   -- servers only); NULL: every resource server (plugin and key scopes, records from before)
   ALTER TABLE revocations ADD COLUMN audiences TEXT;
   `,
+  // 6: the governance review's decision history (issue 12): audit decisions folded per day,
+  // off the request path, from a cursor, so a review reads thousands of rows, not millions
+  `
+  CREATE TABLE IF NOT EXISTS decision_rollup (
+    day         INTEGER NOT NULL,             -- ts / 86400000 (UTC day)
+    type        TEXT NOT NULL,
+    plugin      TEXT NOT NULL,                -- '' when the event named none
+    reason      TEXT NOT NULL,                -- denials: the ERR_* code; '' otherwise
+    audience    TEXT NOT NULL,                -- issued: the audience; '' otherwise
+    scopes      TEXT NOT NULL,                -- issued: JSON array as written; '' otherwise
+    n           INTEGER NOT NULL,
+    last_at     INTEGER NOT NULL,
+    PRIMARY KEY (day, type, plugin, reason, audience, scopes)
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS decision_rollup_cursor (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    seq         INTEGER NOT NULL              -- the last audit seq folded in
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -140,18 +140,31 @@ export function openSqliteStore(opts: SqliteStoreOptions): SqliteStore {
 }
 
 
-/** Decision events grouped by type, plugin, denial reason, issued audience and scopes. */
-const DECISION_ROLLUP_SQL = `
-  SELECT type,
-         json_extract(event, '$.plugin') AS plugin,
-         CASE WHEN type = 'exchange.denied' THEN json_extract(event, '$.reason') END AS reason,
-         CASE WHEN type = 'exchange.issued' THEN json_extract(event, '$.audience') END AS audience,
-         CASE WHEN type = 'exchange.issued' THEN json_extract(event, '$.scopes') END AS scopes,
-         count(*) AS n,
-         max(ts) AS last_at
+/** Audit seqs folded into the decision rollup per write transaction: short, so appends interleave. */
+const ROLLUP_BATCH = 20_000;
+
+/** Fold audit decisions with `from < seq <= to` into per-day groups (type, plugin, denial reason, issued audience and scopes). */
+const FOLD_SQL = `
+  INSERT INTO decision_rollup (day, type, plugin, reason, audience, scopes, n, last_at)
+  SELECT ts / 86400000,
+         type,
+         coalesce(json_extract(event, '$.plugin'), ''),
+         CASE WHEN type = 'exchange.denied' THEN coalesce(json_extract(event, '$.reason'), '') ELSE '' END,
+         CASE WHEN type = 'exchange.issued' THEN coalesce(json_extract(event, '$.audience'), '') ELSE '' END,
+         CASE WHEN type = 'exchange.issued' THEN coalesce(json_extract(event, '$.scopes'), '') ELSE '' END,
+         count(*),
+         max(ts)
     FROM audit
-   WHERE ts >= ? AND ts < ?
+   WHERE seq > ? AND seq <= ?
      AND type IN (${DECISION_TYPES.map((t) => `'${t}'`).join(', ')})
+   GROUP BY 1, 2, 3, 4, 5, 6
+  ON CONFLICT (day, type, plugin, reason, audience, scopes) DO UPDATE SET n = n + excluded.n, last_at = max(last_at, excluded.last_at)`;
+
+/** The days in the window, summed over days. */
+const ROLLUP_SQL = `
+  SELECT type, plugin, reason, audience, scopes, sum(n) AS n, max(last_at) AS last_at
+    FROM decision_rollup
+   WHERE day >= ? AND day <= ?
    GROUP BY 1, 2, 3, 4, 5`;
 
 /**
@@ -184,8 +197,8 @@ export class SqliteStore implements Store {
   readonly #l: LeaseStatements;
   readonly #appendTx: (type: string, canonicalEvent: string, ts: number) => AuditRow;
   readonly #openApprovalTx: (a: ApprovalRecord, opts: OpenApprovalOptions) => OpenApprovalOutcome;
-  /** Prepared on first use: only the review runs it. */
-  #rollup: Database.Statement | undefined;
+  /** Prepared on first use: only the review runs them. */
+  #rollup: { cursor: Database.Statement; setCursor: Database.Statement; fold: Database.Statement; read: Database.Statement; oldest: Database.Statement } | undefined;
 
   constructor(opts: SqliteStoreOptions) {
     this.path = opts.path;
@@ -558,31 +571,58 @@ export class SqliteStore implements Store {
   // ---- DecisionHistory -------------------------------------------------------------
 
   /**
-   * Grouped in SQL: one pass over the audit table (events are JSON text; each row is parsed
-   * once by json_extract's cache), returning a few rows per plugin instead of every event.
+   * From the per-day rollup, brought up to date first: audit rows after the rollup's cursor
+   * are folded in SQL (each event's JSON parsed once, ever), in short write transactions so
+   * appends are never held up for long. A store's first review folds its whole history;
+   * later ones only what was appended since. Day granularity: the window's first and last
+   * days count whole.
    */
   async decisionRollup(since: number, until: number): Promise<{ rows: DecisionRollupRow[]; oldestAt: number | undefined }> {
     if (!Number.isSafeInteger(since) || !Number.isSafeInteger(until)) throw new TypeError('decisionRollup: since and until must be integers (ms)');
+    const r = (this.#rollup ??= {
+      cursor: this.#db.prepare('SELECT seq FROM decision_rollup_cursor WHERE id = 1'),
+      setCursor: this.#db.prepare('INSERT INTO decision_rollup_cursor (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq'),
+      fold: this.#db.prepare(FOLD_SQL),
+      read: this.#db.prepare(ROLLUP_SQL),
+      oldest: this.#db.prepare('SELECT ts FROM audit ORDER BY seq LIMIT 1'),
+    });
+    const head = this.#run('decisionRollup', () => (this.#s.head.get() as { seq: number } | undefined)?.seq ?? 0);
+    for (;;) {
+      const done = this.#run('decisionRollup', () =>
+        this.#db.transaction(() => {
+          // Re-read inside the write lock: another process may have folded meanwhile.
+          const from = (r.cursor.get() as { seq: number } | undefined)?.seq ?? 0;
+          if (from >= head) return true;
+          const to = Math.min(head, from + ROLLUP_BATCH);
+          r.fold.run(from, to);
+          r.setCursor.run(to);
+          return to >= head;
+        }).immediate(),
+      );
+      if (done) break;
+      // Let appends waiting for the write lock in.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     return this.#run('decisionRollup', () => {
-      const rows = (this.#rollup ??= this.#db.prepare(DECISION_ROLLUP_SQL)).all(since, until) as {
+      const rows = r.read.all(Math.floor(since / 86_400_000), Math.floor((until - 1) / 86_400_000)) as {
         type: DecisionRollupRow['type'];
-        plugin: string | null;
-        reason: string | null;
-        audience: string | null;
-        scopes: string | null;
+        plugin: string;
+        reason: string;
+        audience: string;
+        scopes: string;
         n: number;
         last_at: number;
       }[];
-      const oldest = this.#db.prepare('SELECT ts FROM audit ORDER BY seq LIMIT 1').get() as { ts: number } | undefined;
+      const oldest = r.oldest.get() as { ts: number } | undefined;
       return {
-        rows: rows.map((r) => ({
-          type: r.type,
-          plugin: r.plugin ?? undefined,
-          reason: r.reason ?? undefined,
-          audience: r.audience ?? undefined,
-          scopes: r.scopes ? (JSON.parse(r.scopes) as unknown[]).filter((x): x is string => typeof x === 'string') : [],
-          count: r.n,
-          lastAt: r.last_at,
+        rows: rows.map((x) => ({
+          type: x.type,
+          plugin: x.plugin || undefined,
+          reason: x.reason || undefined,
+          audience: x.audience || undefined,
+          scopes: x.scopes ? (JSON.parse(x.scopes) as unknown[]).filter((v): v is string => typeof v === 'string') : [],
+          count: x.n,
+          lastAt: x.last_at,
         })),
         oldestAt: oldest?.ts,
       };
