@@ -122,7 +122,8 @@ async function validate(argv: readonly string[]): Promise<number> {
     const loaded = await loadConfigFile(file, { guardrails: guardrailsOption(flag(a, 'guardrails')), now: Date.now() });
     const policy = compilePolicy(loaded.config);
     const grants = [...policy.plugins.values()].reduce((n, p) => n + p.grants.length, 0);
-    out(`${file}: valid (${loaded.config.trusted_issuers.length} trusted issuers, ${policy.plugins.size} plugins, ${grants} grants)\n`);
+    const exceptions = loaded.config.exceptions.length;
+    out(`${file}: valid (${loaded.config.trusted_issuers.length} trusted issuers, ${policy.plugins.size} plugins, ${grants} grants, ${exceptions} exception${exceptions === 1 ? '' : 's'})\n`);
     return 0;
   } catch (e) {
     return reportConfigError(e);

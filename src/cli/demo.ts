@@ -10,6 +10,8 @@ import { Broker } from '../broker.js';
 import { bindListeners } from '../http/listener.js';
 import { LeashPluginClient, createLeashVerifier, requireLeashToken } from '../client/index.js';
 import { portFlag, type ParsedArgs } from './args.js';
+import { renderText } from '../review/formats/text.js';
+import type { ReviewReport } from '../review/review.js';
 
 /** Demo files, all git-ignored: the fake cluster's private key and its public JWKS. */
 export const DEMO_CONFIG = 'config/demo.yaml';
@@ -17,6 +19,7 @@ const CLUSTER_KEY = '.leash/demo-cluster.private.jwk.json';
 const CLUSTER_JWKS = 'config/demo-cluster.jwks.json';
 const CLUSTER_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const ORCHESTRATOR_KEY = 'demo-orchestrator-key';
+const OPS_KEY = 'demo-ops-key';
 const CRM_API = 'https://crm.example.com/api';
 
 /** The demo stands in for a Kubernetes cluster: a key that signs service-account tokens. */
@@ -136,6 +139,13 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
       .getToken({ audience: CRM_API, task: task.id, scope: ['contacts:delete'] })
       .then(() => 'issued (unexpected!)', (e: { error?: string; error_description?: string }) => `${e.error}: ${e.error_description}`);
     say(`   asking for contacts:delete instead -> refused, ${denied}`);
+    say();
+
+    say('5. The security team reviews the policy and what just happened (GET /admin/review, role security):');
+    const reviewRes = await fetch(`${base}/admin/review`, { headers: { authorization: `Bearer ${OPS_KEY}` } });
+    if (reviewRes.status !== 200) throw new Error(`the review failed: ${reviewRes.status} ${await reviewRes.text()}`);
+    say(renderText((await reviewRes.json()) as ReviewReport).replace(/^/gm, '   ').trimEnd());
+    say('   (the same from the command line: npm run leash -- review --config config/demo.yaml --store config; see docs/review.md)');
     say();
 
     say('Try it yourself while this runs (Ctrl-C stops it):');

@@ -1,5 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { freePort } from '../support/broker.js';
 
 const leash = (args: string[]) =>
@@ -14,6 +17,10 @@ describe('the README quickstart and CLI', () => {
     expect(run.stdout).toMatch(/token_type=Bearer scope="contacts:read" expires_in=(299|300)s/);
     expect(run.stdout).toContain('GET /contacts with the token -> 200');
     expect(run.stdout).toContain('refused, invalid_scope');
+    // It ends with the security team's review of the policy and of what just happened.
+    expect(run.stdout).toContain('5. The security team reviews the policy');
+    expect(run.stdout).toMatch(/leash review: config\/demo\.yaml \(2 plugins, 2 grants, 1 exception\)/);
+    expect(run.stdout).toMatch(/task-optional-write\s+config\/demo\.yaml:\d+/);
     // Node 24 (LTS) runs everything: no runtime warning from oidc-provider, the AWS SDK or Node.
     expect(run.stdout + run.stderr).not.toMatch(/Unsupported runtime|Warning|deprecat/i);
   }, 90000);
@@ -23,9 +30,21 @@ describe('the README quickstart and CLI', () => {
   });
 
   it('`validate` accepts the demo policy and reports every problem of a bad one', () => {
-    const ok = leash(['validate', 'config/demo.yaml']);
+    // The demo's exception is time-boxed like any other, and validate refuses an expired one:
+    // validate a copy renewed to run from today, so this test is about the policy, not the calendar.
+    const dir = mkdtempSync(join(tmpdir(), 'leash-quickstart-'));
+    const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+    const demo = readFileSync('config/demo.yaml', 'utf8').replace(/created_at: "[^"]+"/, `created_at: "${day(-1)}"`).replace(/expires_at: "[^"]+"/, `expires_at: "${day(60)}"`);
+    writeFileSync(join(dir, 'demo.yaml'), demo);
+    const ok = leash(['validate', join(dir, 'demo.yaml')]);
+    expect(ok.stderr).toBe('');
     expect(ok.status).toBe(0);
-    expect(ok.stdout).toContain('valid (1 trusted issuers, 2 plugins, 2 grants)');
+    expect(ok.stdout).toContain('valid (1 trusted issuers, 2 plugins, 2 grants, 1 exception)');
+    // Expired, the same exception covers nothing: validate names the guardrail the grant breaks.
+    writeFileSync(join(dir, 'expired.yaml'), demo.replace(/created_at: "[^"]+"/, `created_at: "${day(-60)}"`).replace(/expires_at: "[^"]+"/, `expires_at: "${day(-1)}"`));
+    const expired = leash(['validate', join(dir, 'expired.yaml')]);
+    expect(expired.status).toBe(1);
+    expect(expired.stderr).toMatch(/task_required: \[guardrail task-required\].*exception 'exc-ticket-writer-nightly' expired/);
     const bad = leash(['validate', 'test/cli/fixtures/bad-policy.yaml']);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain('/plugins/0/grants/0/kind');
