@@ -32,6 +32,7 @@ const USAGE = `usage: leash <command>
   hash-api-key <key>            print the sha256 to put in admin.api_keys
   schema --out <file>           write the config JSON Schema (for editors)
   docs --out <file>             regenerate docs/configuration.md's reference section
+  docs --review --out <file>    regenerate docs/review.md's rule catalogue
 `;
 
 const out = (s: string) => process.stdout.write(s);
@@ -91,7 +92,13 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
       return 0;
     }
     case 'docs': {
-      const a = parseArgs(rest, ['out']);
+      const a = parseArgs(rest, ['out'], ['review']);
+      if (a.flags.has('review')) {
+        const path = flag(a, 'out') ?? 'docs/review.md';
+        await (await import('../review/catalogue.js')).writeReviewDoc(path);
+        out(`wrote ${path}\n`);
+        return 0;
+      }
       const path = flag(a, 'out') ?? 'docs/configuration.md';
       await writeConfigurationDoc(path);
       out(`wrote ${path}\n`);
