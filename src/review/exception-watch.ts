@@ -4,6 +4,7 @@ import type { RevocationService } from '../revocation/revocation-service.js';
 import type { TokenIndex } from '../store/store.js';
 import type { Clock } from '../time/clock.js';
 import { parseDate } from './guardrails.js';
+import { alreadyRevoked } from '../revocation/reload-revocations.js';
 
 const DAY_MS = 86_400_000;
 
@@ -12,13 +13,14 @@ export interface ExceptionWatchDeps {
   /** The policy in force now (swapped on reload). */
   readonly current: () => { readonly config: LeashConfig; readonly policy: CompiledPolicy };
   readonly tokens: Pick<TokenIndex, 'listLiveIssuedForPlugin'>;
-  readonly revocation: Pick<RevocationService, 'revokeToken'>;
+  readonly revocation: Pick<RevocationService, 'revokeTokens' | 'isRevoked'>;
   readonly audit: { record(type: 'exception.expiring' | 'exception.expired', event: Record<string, unknown>): Promise<unknown> };
 }
 
 /**
- * Revoke the live tokens an expired exception allowed: those of the grants it covered.
- * Kept to this one function so it can move onto the reload-diff revocation path later.
+ * Revoke the live tokens an expired exception allowed: those of the grants it covered. The
+ * same path as a reload that removes a grant (one batch by jti, each kind's revoker run for
+ * them, tokens already revoked skipped).
  */
 export async function revokeTokensAllowedBy(
   deps: Pick<ExceptionWatchDeps, 'tokens' | 'revocation'>,
@@ -26,17 +28,16 @@ export async function revokeTokensAllowedBy(
   exceptionId: string,
   now: number,
 ): Promise<number> {
-  let revoked = 0;
   const byPlugin = new Map<string, Set<string>>();
   for (const c of covered) byPlugin.set(c.plugin, (byPlugin.get(c.plugin) ?? new Set()).add(c.audience));
+  const jtis: string[] = [];
   for (const [plugin, audiences] of byPlugin) {
     for (const t of await deps.tokens.listLiveIssuedForPlugin(plugin, now)) {
-      if (!audiences.has(t.audience)) continue;
-      await deps.revocation.revokeToken(t.jti, { actor: 'system:exception-expiry', reason: `exception ${exceptionId} expired` });
-      revoked++;
+      if (audiences.has(t.audience) && !alreadyRevoked(deps.revocation, t)) jtis.push(t.jti);
     }
   }
-  return revoked;
+  if (jtis.length > 0) await deps.revocation.revokeTokens(jtis, { actor: 'system:exception-expiry', reason: `exception ${exceptionId} expired` });
+  return jtis.length;
 }
 
 /**

@@ -124,7 +124,8 @@ export async function revokeOnReload(prev: CompiledPolicy, next: CompiledPolicy,
   return { removals, plugins: removals.plugins.length, tokens: jtis.length };
 }
 
-function alreadyRevoked(revocation: RevocationService, t: IssuedToken): boolean {
+/** Whether the view already counts `t` revoked (another replica, or an earlier pass, did it). */
+export function alreadyRevoked(revocation: Pick<RevocationService, 'isRevoked'>, t: IssuedToken): boolean {
   try {
     return revocation.isRevoked({ jti: t.jti, plugin: t.plugin, task: t.task, kid: t.kid, iat: Math.floor(t.issuedAt / 1000) });
   } catch {
