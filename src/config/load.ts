@@ -189,11 +189,10 @@ export interface LoadOptions extends Omit<ParseConfigOptions, 'baseDir' | 'guard
   readonly guardrails?: GuardrailsSource;
 }
 
-/** A guardrails file as read: its content, where it came from, its bytes' digest. */
+/** A guardrails file as read: its content and where it came from. */
 export interface GuardrailsSource {
   readonly path: string;
   readonly guardrails: GuardrailsConfig;
-  readonly digest: string;
 }
 
 /** Read and validate a guardrails file (YAML or JSON); problems are ConfigErrors naming the file. */
@@ -207,7 +206,7 @@ export function readGuardrailsFile(path: string): GuardrailsSource {
   }
   const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
   try {
-    return { path: absolute, guardrails: parseGuardrailsFile(parseConfigText(text, absolute)), digest: configDigest(bytes) };
+    return { path: absolute, guardrails: parseGuardrailsFile(parseConfigText(text, absolute)) };
   } catch (e) {
     if (e instanceof ConfigError) throw new ConfigError(e.problems.map((p) => ({ ...p, message: `${p.message} (in guardrails file ${path})` })));
     throw e;

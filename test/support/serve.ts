@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
  * for assertions; stdout, the audit lines, piped only when asked). `port` and
  * `managementPort` override the config's listen ports.
  */
-export function spawnServe(configPath: string, port?: number | string, managementPort?: number | string, opts: { stdout?: boolean } = {}): ChildProcess {
+export function spawnServe(configPath: string, port?: number | string, managementPort?: number | string, opts: { stdout?: boolean; args?: readonly string[] } = {}): ChildProcess {
   const args = [
     '--import',
     'tsx',
@@ -15,6 +15,7 @@ export function spawnServe(configPath: string, port?: number | string, managemen
     configPath,
     ...(port === undefined ? [] : ['--port', String(port)]),
     ...(managementPort === undefined ? [] : ['--management-port', String(managementPort)]),
+    ...(opts.args ?? []),
   ];
   return spawn(process.execPath, args, { stdio: ['ignore', opts.stdout ? 'pipe' : 'ignore', 'pipe'] });
 }
