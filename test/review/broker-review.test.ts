@@ -18,7 +18,7 @@ describe('GET /admin/review and the scheduled review', () => {
     return { status: res.status, body: (await res.json()) as ReviewReport & { error?: string } };
   };
   const events = async (type: string) => (await tb.broker.store.read(1, 10_000)).filter((r) => r.type === type);
-  const gauge = async () => (await (await fetch(`${tb.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('leash_review_findings{'));
+  const gauge = async () => (await (await fetch(`${tb.managementUrl}/metrics`)).text()).split('\n').filter((l) => l.startsWith('leash_review_findings{'));
 
   it('needs the security role: 401 anonymous, 403 orchestrator (audited), 400 bad window', async () => {
     expect((await get(undefined)).status).toBe(401);
