@@ -93,7 +93,7 @@ describe('an expired exception stops applying at request time', () => {
     clock.set(expiresAt);
     const refused = await exchange('sender', MAIL_API, task);
     expect(refused.status).toBe(400);
-    expect(refused.body.error).toBe('access_denied');
+    expect(refused.body.error).toBe('invalid_target');
     expect(refused.body.error_description).toContain("exception 'exc-mail-relay'");
     const denied = (await events('exchange.denied')).at(-1)!;
     expect(denied.event).toMatchObject({ reason: 'ERR_EXCEPTION_EXPIRED', plugin: 'sender', audience: MAIL_API });

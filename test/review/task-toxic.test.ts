@@ -37,7 +37,7 @@ describe('task-level toxic combinations at exchange time', () => {
     expect((await exchange(tb, 'hr-reader', HR_API, task)).status).toBe(200);
     const res = await exchange(tb, 'mailer', MAIL_API, task);
     expect(res.status).toBe(400);
-    expect(res.body.error).toBe('access_denied');
+    expect(res.body.error).toBe('invalid_request');
     const last = (await tb.broker.store.read(1, 10_000)).filter((r) => r.type === 'exchange.denied').at(-1)!;
     expect(last.event).toMatchObject({ reason: 'ERR_TASK_TOXIC', plugin: 'mailer', task });
   });
@@ -45,7 +45,7 @@ describe('task-level toxic combinations at exchange time', () => {
   it('either order: holding the exfiltrate credential first refuses the sensitive read', async () => {
     const task = await tb.openTask({ plugins: ['hr-reader', 'mailer'] });
     expect((await exchange(tb, 'mailer', MAIL_API, task)).status).toBe(200);
-    expect((await exchange(tb, 'hr-reader', HR_API, task)).body.error).toBe('access_denied');
+    expect((await exchange(tb, 'hr-reader', HR_API, task)).body.error).toBe('invalid_request');
   });
 
   it('separate tasks are not a combination; the same effect again is not either', async () => {
