@@ -34,6 +34,9 @@ export const AUDIT_EVENT_TYPES = [
   'exception.expired',
   'review.finding',
   'review.resolved',
+  'audit.checkpoint',
+  'store.reset_detected',
+  'store.reset_accepted',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -71,6 +74,9 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'exception.expired': 'A guardrail exception expired: the grants it covered are refused from that second (ERR_EXCEPTION_EXPIRED) and the live tokens it allowed were revoked (`revoked` counts them).',
   'review.finding': 'The scheduled review found something it had not reported before (rule, severity, plugin, fingerprint).',
   'review.resolved': 'A finding of an earlier scheduled review is gone (fixed, or its evidence aged out).',
+  'audit.checkpoint': 'A signed checkpoint of the audit chain: the head seq and hash of a store epoch, as a JWS signed with the current signing key, so `leash audit verify` can show a cut-off tail.',
+  'store.reset_detected': 'A replica found the store reset (its epoch changed or vanished) and refuses everything until an operator accepts the reset; written as an unchained line (`"chained": false`), since the chain it belongs to is gone.',
+  'store.reset_accepted': 'An operator accepted a store reset (`leash store accept-reset`): what was lost (epoch, audit head, revocation seq); the first record of the new chain.',
 });
 
 const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);

@@ -12,10 +12,12 @@ export interface AuditRecorderOptions {
   readonly write?: (line: string) => void;
   /** Told when an event had to be scrubbed (a bug to fix: wire it to a metric or a test). */
   readonly onScrubbed?: (type: AuditEventType, paths: readonly string[]) => void;
+  /** Told about every record once it is in the chain (audit checkpoints count them). */
+  readonly onRecorded?: (record: AuditRecord) => void;
 }
 
 /** Keys of the JSON line that belong to the record, not the event. */
-export const RESERVED_EVENT_KEYS: readonly string[] = ['ts', 'seq', 'type', 'prev', 'hash'];
+export const RESERVED_EVENT_KEYS: readonly string[] = ['ts', 'seq', 'type', 'prev', 'hash', 'chained'];
 const RESERVED = new Set(RESERVED_EVENT_KEYS);
 
 /**
@@ -39,6 +41,7 @@ export class AuditRecorder {
   readonly #stdout: boolean;
   readonly #write: (line: string) => void;
   readonly #onScrubbed: ((type: AuditEventType, paths: readonly string[]) => void) | undefined;
+  readonly #onRecorded: ((record: AuditRecord) => void) | undefined;
 
   constructor(store: AuditLog, opts: AuditRecorderOptions) {
     this.#log = store;
@@ -46,26 +49,47 @@ export class AuditRecorder {
     this.#stdout = opts.stdout ?? false;
     this.#write = opts.write ?? ((line) => void process.stdout.write(line));
     this.#onScrubbed = opts.onScrubbed;
+    this.#onRecorded = opts.onRecorded;
   }
 
   async record(type: AuditEventType, event: Record<string, unknown>): Promise<AuditRecord> {
+    const clean = this.#clean(type, event);
+    const record = await this.#log.append(type, clean, this.#clock.now());
+    if (this.#stdout) this.#write(formatAuditLine(record));
+    this.#onRecorded?.(record);
+    return record;
+  }
+
+  /**
+   * An event that cannot go into the chain because the chain it belongs to is gone (the
+   * store was reset): written as a JSON line only, marked `"chained": false`, with no seq
+   * or hashes. Written even when `stdout` is off, since there is nowhere else for it.
+   */
+  recordUnchained(type: AuditEventType, event: Record<string, unknown>): void {
+    const clean = this.#clean(type, event);
+    this.#write(`${JSON.stringify({ ts: this.#clock.now(), type, ...clean, chained: false })}\n`);
+  }
+
+  #clean(type: AuditEventType, event: Record<string, unknown>): Record<string, unknown> {
     if (!isAuditEventType(type)) throw new TypeError(`unknown audit event type '${String(type)}': add it to AUDIT_EVENT_TYPES`);
     if (event === null || typeof event !== 'object' || Array.isArray(event)) throw new TypeError('an audit event must be a plain object');
     for (const key of Object.keys(event)) {
       if (RESERVED.has(key)) throw new TypeError(`audit event member '${key}' is reserved for the record itself`);
     }
     const { value, paths } = scrubSecrets(event);
-    const clean = paths.length > 0 ? { ...value, scrubbed: paths } : value;
     if (paths.length > 0) this.#onScrubbed?.(type, paths);
-    const record = await this.#log.append(type, clean, this.#clock.now());
-    if (this.#stdout) this.#write(formatAuditLine(record));
-    return record;
+    return paths.length > 0 ? { ...value, scrubbed: paths } : value;
   }
 }
 
 /** The JSON line of a record, newline-terminated. */
 export function formatAuditLine(record: AuditRecord): string {
   return `${JSON.stringify({ ts: record.ts, seq: record.seq, type: record.type, ...record.event, prev: record.prevHash, hash: record.hash })}\n`;
+}
+
+/** A JSON line of the audit stream that is not a chain record (`"chained": false`). */
+export function isUnchainedLine(obj: Readonly<Record<string, unknown>>): boolean {
+  return obj.chained === false;
 }
 
 /** The record back from a JSON line, for verifying a shipped log with verifyChain. */

@@ -92,6 +92,7 @@ export const ERROR_CODES = {
   ERR_UPSTREAM_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
   // backends: fail closed
   ERR_BACKEND_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
+  ERR_STORE_RESET: { oauth: 'temporarily_unavailable', status: 503 },
   ERR_SIGNING_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
   // resource-server client authentication (introspection, revocation feed)
   ERR_CLIENT_AUTH_FAILED: { oauth: 'invalid_client', status: 401 },

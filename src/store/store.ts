@@ -1,4 +1,5 @@
 import type { ApprovalRecord, ApprovalState, AuditRecord, DecisionRollupRow, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from './records.js';
+import type { StoreIdentity } from './store-identity.js';
 
 /**
  * Small role interfaces; a backend implements all of them (see `Store`). Every method is
@@ -153,8 +154,10 @@ export interface DecisionHistory {
   decisionRollup(since: number, until: number): Promise<{ readonly rows: DecisionRollupRow[]; readonly oldestAt: number | undefined }>;
 }
 
+export type { StoreIdentity } from './store-identity.js';
+
 export interface Store
-  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore, AwsDenyStore, DecisionHistory {
+  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore, AwsDenyStore, DecisionHistory, StoreIdentity {
   readonly kind: string;
   /** Cheap liveness probe. */
   ping(): Promise<void>;

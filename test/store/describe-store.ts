@@ -1,9 +1,10 @@
 import { describe, it, expect, beforeEach, afterEach } from '@jest/globals';
 import { GENESIS_HASH, chainHash, verifyChain } from '../../src/audit/chain.js';
-import { verifyAuditLog } from '../../src/audit/verify.js';
+import { verifyAuditLog, verifyStoreAudit } from '../../src/audit/verify.js';
 import { isLeashError } from '../../src/errors/leash-error.js';
 import type { ApprovalRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Task } from '../../src/store/records.js';
 import type { Store } from '../../src/store/store.js';
+import type { IdentityChange } from '../../src/store/store-identity.js';
 import { ManualClock } from '../../src/time/clock.js';
 
 export interface StoreFixture {
@@ -13,6 +14,10 @@ export interface StoreFixture {
   readonly reopen?: () => Promise<Store>;
   /** A second, concurrent handle on the same state (another process or replica). */
   readonly sibling?: () => Promise<Store>;
+  /** An operator-tooling handle (`identity: 'inspect'`) on the same state. */
+  readonly inspect: () => Promise<Store>;
+  /** Loses every piece of state behind the handles' backs, as a Redis restarted empty or FLUSHALL does. */
+  readonly wipe: () => Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -1077,6 +1082,153 @@ export function describeStore(name: string, factory: StoreFactory): void {
         const all = await store.read(1, 100);
         expect(all.map((r) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
         expect(await verifyAuditLog(other)).toEqual({ ok: true, count: 20 });
+      });
+    });
+
+    describe('store identity (epoch)', () => {
+      const code = (err: unknown) => (isLeashError(err) ? err.code : `not a LeashError: ${String(err)}`);
+
+      /** Some history, then the wipe; returns what the handles had seen. */
+      async function historyThenWipe() {
+        await store.append('task.opened', { task: 't1' }, 1);
+        const head = await store.append('token.revoked', { id: 'j1' }, 2);
+        await store.addRevocation(aRevocation(clock));
+        const rev = await store.addRevocation(aRevocation(clock, { scope: 'task', id: 'tsk_1' }));
+        const epoch = store.epoch();
+        await fx.wipe();
+        return { head, rev, epoch: epoch as string };
+      }
+
+      it('is written once: reopening and a sibling see the same epoch, and the chain begins at its genesis', async () => {
+        const epoch = store.epoch();
+        expect(epoch).toMatch(/^[A-Za-z0-9_-]{22}$/);
+        await store.checkEpoch();
+        expect(store.resetPending()).toBeUndefined();
+        expect(await store.identity()).toEqual({ epoch, marker: null, genesis: { epoch, seq: 1, prevHash: GENESIS_HASH } });
+        await store.append('task.opened', {}, 1);
+        expect(await verifyStoreAudit(store)).toEqual({ ok: true, count: 1, first: 1, last: 1, epoch });
+        const sibling = await fx.sibling!();
+        opened.push(sibling);
+        expect(sibling.epoch()).toBe(epoch);
+        await store.close();
+        const again = await fx.reopen!();
+        opened.push(again);
+        expect(again.epoch()).toBe(epoch);
+      });
+
+      it('a wiped store is found reset: the handle fails closed, leaves a marker every handle sees, and a new handle refuses to open', async () => {
+        const sibling = await fx.sibling!();
+        opened.push(sibling);
+        const changes: IdentityChange[] = [];
+        store.onIdentityChange((c) => changes.push(c));
+        const { head, rev, epoch } = await historyThenWipe();
+        expect(code(await rejectionOf(store.checkEpoch()))).toBe('ERR_STORE_RESET');
+        const marker = store.resetPending();
+        expect(marker).toEqual({ previousEpoch: epoch, foundEpoch: null, detectedAt: clock.now(), auditHead: { seq: head.seq, hash: head.hash }, revocationSeq: rev.seq });
+        expect(changes).toEqual([{ kind: 'reset', marker }]);
+        // every call of this handle fails closed, not "not found"
+        for (const call of [() => store.getTask('tsk_1'), () => store.revocationsSince(0, 10, clock.now()), () => store.append('task.opened', {}, 3), () => store.ping()]) {
+          expect(code(await rejectionOf(call()))).toBe('ERR_STORE_RESET');
+        }
+        // the sibling had not noticed yet: the marker tells it
+        expect(code(await rejectionOf(sibling.checkEpoch()))).toBe('ERR_STORE_RESET');
+        expect(sibling.resetPending()?.previousEpoch).toBe(epoch);
+        // the marker holds until an operator accepts: a new serving handle refuses to open
+        expect(code(await rejectionOf(fx.reopen!()))).toBe('ERR_STORE_RESET');
+        const inspect = await fx.inspect();
+        opened.push(inspect);
+        expect((await inspect.identity()).marker).toEqual(marker);
+        expect(changes).toHaveLength(1);
+      });
+
+      it('a write into another epoch is refused and reveals the reset at once: neither the chain nor the feed restarts at 1', async () => {
+        await historyThenWipe();
+        expect(code(await rejectionOf(store.append('exchange.issued', { n: 1 }, 3)))).toBe('ERR_STORE_RESET');
+        expect(store.resetPending()).toBeDefined();
+        const inspect = await fx.inspect();
+        opened.push(inspect);
+        expect(await inspect.read(1, 10)).toEqual([]);
+        expect(await inspect.revocationsSince(0, 10, clock.now())).toEqual([]);
+        expect((await inspect.identity()).marker).not.toBeNull();
+      });
+
+      it('a revocation into another epoch is refused too', async () => {
+        await historyThenWipe();
+        expect(code(await rejectionOf(store.addRevocation(aRevocation(clock))))).toBe('ERR_STORE_RESET');
+        expect(store.resetPending()).toBeDefined();
+      });
+
+      it('accept-reset: every handle adopts the new epoch, the feed and the chain continue above what was lost', async () => {
+        const sibling = await fx.sibling!();
+        opened.push(sibling);
+        const { head, rev, epoch } = await historyThenWipe();
+        await rejectionOf(store.checkEpoch());
+        const changes: IdentityChange[] = [];
+        sibling.onIdentityChange((c) => changes.push(c));
+        await rejectionOf(sibling.checkEpoch());
+
+        const operator = await fx.inspect();
+        opened.push(operator);
+        clock.advance(1000);
+        const accepted = await operator.acceptReset('cli:ops', clock.now());
+        expect(accepted?.continued).toBe(true);
+        expect(accepted?.epoch).not.toBe(epoch);
+        expect(accepted?.genesis).toEqual({ epoch: accepted?.epoch, seq: head.seq + 1, prevHash: head.hash, reset: { ...accepted?.marker, acceptedAt: clock.now(), acceptedBy: 'cli:ops' } });
+        expect(await operator.acceptReset('cli:ops', clock.now())).toBeUndefined();
+
+        for (const h of [store, sibling]) {
+          await h.checkEpoch();
+          expect(h.resetPending()).toBeUndefined();
+          expect(h.epoch()).toBe(accepted?.epoch);
+        }
+        expect(changes.map((c) => c.kind)).toEqual(['reset', 'accepted']);
+        expect(changes[1]).toMatchObject({ kind: 'accepted', previousEpoch: epoch, epoch: accepted?.epoch });
+
+        // the feed never hands out a seq a follower may already hold
+        expect((await store.addRevocation(aRevocation(clock))).seq).toBe(rev.seq + 1);
+        // an empty chain continues the lost one: the shipped lines stay one chain
+        const next = await sibling.append('exchange.issued', { n: 1 }, 5);
+        expect({ seq: next.seq, prevHash: next.prevHash }).toEqual({ seq: head.seq + 1, prevHash: head.hash });
+        expect((await store.append('exchange.issued', { n: 2 }, 6)).seq).toBe(head.seq + 2);
+        // from the store alone, records before the reset are missing: never "intact"
+        expect(await verifyStoreAudit(store)).toMatchObject({ ok: false, count: 2, first: head.seq + 1, last: head.seq + 2, reason: expect.stringMatching(/the store was reset: epoch .* up to seq 2 were lost .*cli:ops/) });
+        // a new serving handle opens in the accepted epoch
+        const fresh = await fx.reopen!();
+        opened.push(fresh);
+        expect(fresh.epoch()).toBe(accepted?.epoch);
+      });
+
+      it('a replica that never knew the old epoch starts a new one; the others still find the reset, and accepting it records the reset in the genesis', async () => {
+        const { epoch } = await historyThenWipe();
+        // a replica starting in the gap cannot know better: it initialises a new epoch and appends
+        const newcomer = await fx.reopen!();
+        opened.push(newcomer);
+        const newEpoch = newcomer.epoch();
+        expect(newEpoch).not.toBe(epoch);
+        await newcomer.append('policy.loaded', { initial: true }, 3);
+        // the replica that remembers finds another epoch with no acceptance: reset, for everyone
+        expect(code(await rejectionOf(store.checkEpoch()))).toBe('ERR_STORE_RESET');
+        expect(store.resetPending()?.foundEpoch).toBe(newEpoch);
+        expect(code(await rejectionOf(newcomer.checkEpoch()))).toBe('ERR_STORE_RESET');
+
+        const operator = await fx.inspect();
+        opened.push(operator);
+        const accepted = await operator.acceptReset('cli:ops', clock.now());
+        expect(accepted).toMatchObject({ epoch: newEpoch, continued: false });
+        expect(accepted?.genesis).toMatchObject({ epoch: newEpoch, seq: 1, prevHash: GENESIS_HASH, reset: { previousEpoch: epoch, foundEpoch: newEpoch, acceptedBy: 'cli:ops' } });
+        await store.checkEpoch();
+        await newcomer.checkEpoch();
+        expect(store.epoch()).toBe(newEpoch);
+        expect((await store.append('exchange.issued', {}, 4)).seq).toBe(2);
+      });
+
+      it('acceptReset with nothing pending changes nothing', async () => {
+        const epoch = store.epoch();
+        const operator = await fx.inspect();
+        opened.push(operator);
+        expect(await operator.acceptReset('cli:ops', clock.now())).toBeUndefined();
+        expect(await operator.identity()).toEqual({ epoch, marker: null, genesis: { epoch, seq: 1, prevHash: GENESIS_HASH } });
+        await store.checkEpoch();
       });
     });
   });

@@ -60,6 +60,17 @@ if (!RUN) {
       store: await open(),
       reopen: open,
       sibling: open,
+      inspect: () => openRedisStore({ url: shared.url, keyPrefix, clock, identity: 'inspect' }),
+      // What FLUSHALL does to this deployment's keys (the shared server holds other tests' prefixes).
+      wipe: async () => {
+        const raw = new Redis(shared.url);
+        try {
+          const keys = await raw.keys(`${keyPrefix}*`);
+          if (keys.length > 0) await raw.del(...keys);
+        } finally {
+          raw.disconnect();
+        }
+      },
       cleanup: async () => undefined,
     };
   });
@@ -169,15 +180,15 @@ if (!RUN) {
     });
 
     it('reports the persistence mode and can require AOF', async () => {
-      const s = await open({ requireAof: true });
+      const s = await open({ allowVolatile: false });
       expect(await s.persistence()).toEqual({ appendonly: 'yes', appendfsync: 'always' });
       const noAof = await ownServer();
       const raw = new Redis(noAof.url);
       await raw.config('SET', 'appendonly', 'no');
       raw.disconnect();
-      const err = await rejection(openRedisStore({ url: noAof.url, keyPrefix: 'x:', clock, requireAof: true }));
+      const err = await rejection(openRedisStore({ url: noAof.url, keyPrefix: 'x:', clock, allowVolatile: false }));
       expect(isLeashError(err) && err.code).toBe('ERR_BACKEND_UNAVAILABLE');
-      expect(isLeashError(err) && String(err.detail?.message)).toMatch(/appendonly=no/);
+      expect(isLeashError(err) && String(err.detail?.message)).toMatch(/runs without AOF \(appendonly no\)/);
     });
 
     it('fails closed at open when nothing answers, within the connect timeout', async () => {

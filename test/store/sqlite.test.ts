@@ -22,6 +22,20 @@ describeStore('sqlite', async ({ clock }) => {
     store: openSqliteStore({ path, clock }),
     reopen: async () => openSqliteStore({ path, clock }),
     sibling: async () => openSqliteStore({ path, clock }),
+    inspect: async () => openSqliteStore({ path, clock, identity: 'inspect' }),
+    // As a replaced or re-created file would be: every row gone, AUTOINCREMENT counters too.
+    wipe: async () => {
+      const db = new Database(path);
+      try {
+        const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN ('schema_version', 'sqlite_sequence')").all() as { name: string }[];
+        db.transaction(() => {
+          for (const t of tables) db.exec(`DELETE FROM "${t.name}"`);
+          db.exec('DELETE FROM sqlite_sequence');
+        })();
+      } finally {
+        db.close();
+      }
+    },
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
   };
 });

@@ -86,6 +86,18 @@ export class RedisKeys {
   get leasesDue(): string {
     return `${this.prefix}lease-due`;
   }
+  /** String: the store's epoch (a random id written once, when the store is initialised). */
+  get storeEpoch(): string {
+    return `${this.prefix}store:epoch`;
+  }
+  /** String: the reset marker JSON, while a reset waits for an operator. */
+  get storeReset(): string {
+    return `${this.prefix}store:reset`;
+  }
+  /** String: the audit genesis JSON (where the chain begins, and any accepted reset). */
+  get auditGenesis(): string {
+    return `${this.prefix}audit:genesis`;
+  }
   /** Pub/sub channel of StateChange JSON. */
   get changes(): string {
     return `${this.prefix}changes`;

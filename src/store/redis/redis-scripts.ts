@@ -81,17 +81,21 @@ return 1
 );
 
 /**
- * Compare-and-set append of a batch of records to the audit chain. KEYS: head, log. ARGV:
- * the empty-log head, the expected head ("seq:hash"), n, then n pairs (seq, record JSON),
- * then the new head. Returns 1 when appended, or the current head (a string) when another
- * writer got there first (nothing written).
+ * Compare-and-set append of a batch of records to the audit chain. KEYS: head, log, store
+ * epoch. ARGV: the empty-log head, the expected head ("seq:hash"), n, then n pairs (seq,
+ * record JSON), then the new head, then the writer's epoch ('' = unchecked). Returns 1 when
+ * appended, or the current head (a string) when another writer got there first (nothing
+ * written); an error LEASH_STORE_RESET when the store is not in the writer's epoch, so a
+ * chain is never silently restarted in a store that lost it.
  */
 export const AUDIT_APPEND = new LuaScript(
   'auditAppend',
   `
+local n = tonumber(ARGV[3])
+local epoch = ARGV[5 + 2 * n]
+if epoch ~= '' and redis.call('GET', KEYS[3]) ~= epoch then return redis.error_reply('LEASH_STORE_RESET the store epoch changed') end
 local h = redis.call('GET', KEYS[1]) or ARGV[1]
 if h ~= ARGV[2] then return h end
-local n = tonumber(ARGV[3])
 for i = 0, n - 1 do
   if redis.call('HEXISTS', KEYS[2], ARGV[4 + 2 * i]) == 1 then
     return redis.error_reply('LEASH_AUDIT_CORRUPT seq ' .. ARGV[4 + 2 * i] .. ' exists beyond the head')
@@ -115,13 +119,16 @@ return 1
 );
 
 /**
- * KEYS: seq counter, log (by seq), keep index (by keepUntil). ARGV: the record's JSON minus
- * its opening brace and seq, keepUntil, channel. The counter only ever grows, so a seq is
- * never reused whatever is purged. Returns the stored record's JSON.
+ * KEYS: seq counter, log (by seq), keep index (by keepUntil), store epoch. ARGV: the
+ * record's JSON minus its opening brace and seq, keepUntil, channel, the writer's epoch
+ * ('' = unchecked). The counter only ever grows, so a seq is never reused whatever is
+ * purged; a store that lost it (another epoch) refuses with LEASH_STORE_RESET rather than
+ * restart the feed at 1. Returns the stored record's JSON.
  */
 export const ADD_REVOCATION = new LuaScript(
   'addRevocation',
   `
+if ARGV[4] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[4] then return redis.error_reply('LEASH_STORE_RESET the store epoch changed') end
 local seq = redis.call('INCR', KEYS[1])
 local rec = '{"seq":' .. seq .. ',' .. ARGV[1]
 redis.call('ZADD', KEYS[2], seq, rec)
@@ -356,6 +363,68 @@ local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur == false then cur = '' end
 if cur ~= ARGV[2] then return 0 end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+return 1
+`,
+);
+
+/*
+ * Store identity (see store-identity.ts): the epoch, the reset marker and the audit genesis.
+ */
+
+/**
+ * KEYS: epoch, reset marker, audit genesis. ARGV: a new epoch, its fresh genesis JSON.
+ * A replica opening the store: writes the epoch (and the genesis, if none) only when the
+ * store has neither an epoch nor a pending reset. Returns {epoch, marker, genesis} as stored.
+ */
+export const INIT_IDENTITY = new LuaScript(
+  'initIdentity',
+  `
+local e = redis.call('GET', KEYS[1])
+local m = redis.call('GET', KEYS[2])
+if not e and not m then
+  e = ARGV[1]
+  redis.call('SET', KEYS[1], e)
+  if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('SET', KEYS[3], ARGV[2]) end
+end
+return { e, m, redis.call('GET', KEYS[3]) }
+`,
+);
+
+/** KEYS: key. ARGV: expected value ('' = absent), new value. 1 when set, 0 when the value was not the expected one. */
+export const SET_IF = new LuaScript(
+  'setIf',
+  `
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+`,
+);
+
+/**
+ * `leash store accept-reset`. KEYS: epoch, reset marker, audit genesis, audit head,
+ * revocation seq. ARGV: the marker and the epoch as read ('' = absent; anything else now
+ * means someone moved: -1, retry), the epoch to keep, the genesis if the chain is empty,
+ * the genesis if it is not, the head an empty chain continues from, the revocation seq
+ * floor, '1' for a false alarm (the store kept the replicas' epoch: only the marker goes).
+ * Returns 2 (continued an empty chain), 1 (recorded on a non-empty one), 0 (false alarm).
+ */
+export const ACCEPT_RESET = new LuaScript(
+  'acceptReset',
+  `
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return -1 end
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[2] then return -1 end
+redis.call('DEL', KEYS[2])
+if ARGV[8] == '1' then return 0 end
+redis.call('SET', KEYS[1], ARGV[3])
+local empty = redis.call('EXISTS', KEYS[4]) == 0
+if empty then
+  redis.call('SET', KEYS[3], ARGV[4])
+  redis.call('SET', KEYS[4], ARGV[6])
+else
+  redis.call('SET', KEYS[3], ARGV[5])
+end
+if tonumber(redis.call('GET', KEYS[5]) or '0') < tonumber(ARGV[7]) then redis.call('SET', KEYS[5], ARGV[7]) end
+if empty then return 2 end
 return 1
 `,
 );

@@ -29,6 +29,25 @@ import type { OpenApprovalOptions, OpenApprovalOutcome, Store } from '../store.j
 import { approvalDropAt, approvalFields, byExpiryThenJti, fromApprovalHash, fromLeaseFields, leaseHead } from './redis-approvals.js';
 import { RedisKeys } from './redis-keys.js';
 import {
+  IdentityTracker,
+  describeReset,
+  freshGenesis,
+  genesisAnchor,
+  judgeIdentity,
+  mergeMarker,
+  newEpoch,
+  parseGenesis,
+  parseMarker,
+  storeResetError,
+  type AcceptedReset,
+  type AuditGenesis,
+  type IdentityChange,
+  type IdentityMode,
+  type IdentityState,
+  type ResetMarker,
+} from '../store-identity.js';
+import {
+  ACCEPT_RESET,
   ADD_REVOCATION,
   AUDIT_APPEND,
   CAS_AWS_DENY,
@@ -38,6 +57,7 @@ import {
   CREATE_TASK,
   DECIDE_APPROVAL,
   END_TASK,
+  INIT_IDENTITY,
   POLL_APPROVAL,
   PURGE_REVOCATIONS,
   RECORD_ISSUED,
@@ -45,6 +65,7 @@ import {
   REMEMBER,
   RESUME,
   REVOKE_LEASE,
+  SET_IF,
   SUSPEND,
 } from './redis-scripts.js';
 
@@ -60,8 +81,16 @@ export interface RedisStoreOptions {
   readonly connectTimeoutMs?: number;
   /** A command with no reply within this fails closed. Default 1500 ms. */
   readonly commandTimeoutMs?: number;
-  /** Refuse to open unless the server runs with `appendonly yes` (see "Durability"). Default false. */
-  readonly requireAof?: boolean;
+  /**
+   * Serve even when the server does not persist with AOF (see "Durability"): revocations
+   * and the audit chain are then lost whenever Redis restarts. Default false: without AOF
+   * the store refuses to open, and refuses every call after a reconnection to such a server.
+   */
+  readonly allowVolatile?: boolean;
+  /** `serve` (default): initialise the epoch, refuse a pending reset. `inspect`: operator tooling, read only. */
+  readonly identity?: IdentityMode;
+  /** Operational warnings (persistence refused or recovered). */
+  readonly log?: (msg: string, fields?: Record<string, unknown>) => void;
   /** Issued-token records outlive their expiry by this much (clock skew, late introspection). Default 5 min. */
   readonly tokenMarginMs?: number;
   /** The per-task token index (the tokens-per-task quota) lives this long past its last token. Default 48 h. */
@@ -80,7 +109,15 @@ export interface RedisStoreOptions {
  * with `everysec` it survives a redis-server crash or SIGKILL (the write reached the
  * kernel before the reply) but a power loss can take the last second. Without AOF, RDB
  * snapshots lose everything since the last one. `persistence()` reports what the server
- * runs with; `requireAof` refuses to open without AOF.
+ * runs with (CONFIG GET, or INFO persistence where CONFIG is forbidden); it is checked at
+ * open and after every reconnection (a restarted server may run another configuration),
+ * and without AOF the store refuses unless `allowVolatile`.
+ *
+ * Identity. A Redis that restarts empty (no AOF, FLUSHALL, a lost volume) must not pass for
+ * a store with no revocations: the store's epoch (store-identity.ts) is read after every
+ * reconnection and on every `checkEpoch`, and the audit append and revocation scripts
+ * refuse to write in another epoch, so neither the chain nor the feed's numbering silently
+ * restarts at 1.
  *
  * Fail closed. No offline queue, no retry of a failed command, a timeout on every command:
  * while Redis is unreachable every call rejects within ~commandTimeoutMs with
@@ -138,7 +175,20 @@ export class RedisStore implements Store {
   readonly #client: Redis;
   readonly #sub: Redis;
   readonly #clock: Clock;
-  readonly #requireAof: boolean;
+  readonly #allowVolatile: boolean;
+  readonly #mode: IdentityMode;
+  readonly #log: (msg: string, fields?: Record<string, unknown>) => void;
+  /** `host:port[/db]`, never the credentials: for messages. */
+  readonly address: string;
+  readonly #identity = new IdentityTracker(undefined);
+  /** Set while a (re)connection is being verified (persistence, identity): calls wait for it. */
+  #verifying: Promise<void> | undefined;
+  /** Why every call is refused: the server does not persist with AOF. */
+  #refusal: LeashError | undefined;
+  #judging: Promise<void> | undefined;
+  #opened = false;
+  /** Highest revocation seq this handle has written or read (what a reset would lose). */
+  #revocationSeq = 0;
   readonly #tokenMarginMs: number;
   readonly #taskIndexRetentionMs: number;
   readonly #endedTaskRetentionMs: number;
@@ -159,7 +209,10 @@ export class RedisStore implements Store {
     this.keyPrefix = opts.keyPrefix;
     this.#k = new RedisKeys(opts.keyPrefix);
     this.#clock = opts.clock ?? systemClock;
-    this.#requireAof = opts.requireAof ?? false;
+    this.#allowVolatile = opts.allowVolatile ?? false;
+    this.#mode = opts.identity ?? 'serve';
+    this.#log = opts.log ?? (() => undefined);
+    this.address = redisAddress(opts.url);
     this.#tokenMarginMs = positive('tokenMarginMs', opts.tokenMarginMs, 5 * 60_000);
     this.#taskIndexRetentionMs = positive('taskIndexRetentionMs', opts.taskIndexRetentionMs, 48 * 3600_000);
     this.#endedTaskRetentionMs = positive('endedTaskRetentionMs', opts.endedTaskRetentionMs, 7 * 86400_000, true);
@@ -184,6 +237,15 @@ export class RedisStore implements Store {
     // Without a listener ioredis drops errors silently; the store reports them per call.
     this.#client.on('error', () => undefined);
     this.#sub.on('error', () => undefined);
+    // Every reconnection may be to another server, or the same one restarted empty or
+    // without AOF: calls wait until it is verified again.
+    this.#client.on('ready', () => {
+      if (!this.#opened || this.#closed) return;
+      const v: Promise<void> = this.#verifyConnection().finally(() => {
+        if (this.#verifying === v) this.#verifying = undefined;
+      });
+      this.#verifying = v;
+    });
     this.#sub.on('ready', () => this.#resubscribe());
     this.#sub.on('close', () => {
       this.#subscribed = false;
@@ -196,14 +258,17 @@ export class RedisStore implements Store {
     });
   }
 
-  /** Connects both connections and subscribes; fails closed (ERR_BACKEND_UNAVAILABLE) if Redis cannot be reached. */
+  /**
+   * Connects both connections and subscribes; fails closed (ERR_BACKEND_UNAVAILABLE) if Redis
+   * cannot be reached or does not persist with AOF (unless allowed), ERR_STORE_RESET if a
+   * reset waits for an operator (serving handles).
+   */
   async connect(): Promise<void> {
     try {
       await this.#client.connect();
-      if (this.#requireAof) {
-        const p = await this.persistence();
-        if (p.appendonly !== 'yes') throw new Error(`the Redis server runs with appendonly=${p.appendonly ?? 'unknown'}; Leash needs appendonly yes so acknowledged revocations survive a restart`);
-      }
+      const refusal = await this.#persistenceProblem();
+      if (refusal) throw new Error(refusal);
+      await this.#openIdentity();
       await this.#sub.connect();
       // 'ready' has fired and sent SUBSCRIBE; open only once the server confirmed it.
       const deadline = Date.now() + (this.#client.options.connectTimeout ?? 2000);
@@ -213,32 +278,209 @@ export class RedisStore implements Store {
       }
       const head = await this.#client.get(this.#k.auditHead);
       if (head) this.#head = parseHead(head);
+      this.#opened = true;
     } catch (err) {
       this.#closed = true;
       this.#client.disconnect();
       this.#sub.disconnect();
+      if (err instanceof LeashError) throw err;
       throw unavailable('open', err);
     }
   }
 
+  /** Undefined when the server persists with AOF (or volatility is allowed); else why not. */
+  async #persistenceProblem(): Promise<string | undefined> {
+    const p = await this.#persistence();
+    if (p.appendonly === 'yes') return undefined;
+    const why =
+      p.appendonly === undefined
+        ? `cannot confirm that the Redis server at ${this.address} persists with AOF (CONFIG GET and INFO persistence were both refused)`
+        : `the Redis server at ${this.address} runs without AOF (appendonly ${p.appendonly})`;
+    if (this.#allowVolatile) {
+      this.#log(`${why}; serving anyway because settings.store.allow_volatile is true: a Redis restart loses every revocation and the audit chain`, { backend: 'redis' });
+      return undefined;
+    }
+    return `${why}; Leash needs appendonly yes so acknowledged revocations survive a restart (or settings.store.allow_volatile: true to accept losing them)`;
+  }
+
+  /** At open: a serving handle initialises the store's epoch, or refuses a pending reset. */
+  async #openIdentity(): Promise<void> {
+    let state: IdentityState;
+    if (this.#mode === 'serve') {
+      const epoch = newEpoch();
+      const r = (await INIT_IDENTITY.run(this.#client, [this.#k.storeEpoch, this.#k.storeReset, this.#k.auditGenesis], [epoch, JSON.stringify(freshGenesis(epoch))])) as Array<string | null>;
+      state = { epoch: r[0] ?? null, marker: parseMarker(r[1]), genesis: parseGenesis(r[2]) };
+      if (state.marker) {
+        const e = storeResetError(state.marker, 'redis', 'open');
+        throw new LeashError(e.code, e.description, { ...e.detail, message: describeReset(state.marker) });
+      }
+    } else {
+      state = await this.#readIdentity();
+    }
+    if (state.epoch !== null) this.#identity.set(state.epoch);
+    this.#genesis = state.genesis;
+  }
+
+  #genesis: AuditGenesis | null = null;
+
+  async #readIdentity(): Promise<IdentityState> {
+    const [epoch, marker, genesis] = await this.#client.mget(this.#k.storeEpoch, this.#k.storeReset, this.#k.auditGenesis);
+    return { epoch: epoch ?? null, marker: parseMarker(marker), genesis: parseGenesis(genesis) };
+  }
+
+  /** After a reconnection: persistence first (a restarted server may run without AOF), then identity. */
+  async #verifyConnection(): Promise<void> {
+    try {
+      const problem = await this.#persistenceProblem();
+      if (problem) {
+        if (!this.#refusal) this.#log(`refusing every call: ${problem}`, { backend: 'redis' });
+        this.#refusal = new LeashError('ERR_BACKEND_UNAVAILABLE', UNAVAILABLE, { backend: 'redis', op: 'persistence', message: problem });
+        return;
+      }
+      if (this.#refusal) this.#log(`the Redis server at ${this.address} persists with AOF again; serving`, { backend: 'redis' });
+      this.#refusal = undefined;
+      await this.#judge();
+    } catch {
+      // The connection dropped again: its next 'ready' verifies again; calls fail meanwhile.
+    }
+  }
+
+  // ---- StoreIdentity ---------------------------------------------------------------
+
+  epoch(): string | undefined {
+    return this.#identity.epoch;
+  }
+
+  resetPending(): ResetMarker | undefined {
+    return this.#identity.reset;
+  }
+
+  onIdentityChange(listener: (change: IdentityChange) => void): () => void {
+    return this.#identity.subscribe(listener);
+  }
+
+  async identity(): Promise<IdentityState> {
+    return this.#call('identity', () => this.#readIdentity(), { ungated: true });
+  }
+
+  async checkEpoch(): Promise<void> {
+    await this.#call(
+      'checkEpoch',
+      async () => {
+        // A refusal for lack of AOF ends as soon as the server persists again.
+        if (this.#refusal) await this.#verifyConnection();
+        await this.#judge();
+      },
+      { ungated: true },
+    );
+    if (this.#refusal) throw this.#refusal;
+    const reset = this.#identity.reset;
+    if (reset) throw storeResetError(reset, 'redis', 'checkEpoch');
+  }
+
+  /** Applies judgeIdentity to what the server holds now (serving handles); one at a time. */
+  #judge(): Promise<void> {
+    this.#judging ??= this.#judgeOnce().finally(() => (this.#judging = undefined));
+    return this.#judging;
+  }
+
+  async #judgeOnce(): Promise<void> {
+    const mine = this.#identity.epoch;
+    if (this.#mode !== 'serve' || mine === undefined) return;
+    const state = await this.#readIdentity();
+    const j = judgeIdentity(mine, state);
+    if (j.verdict === 'in-step') {
+      if (this.#identity.reset) this.#identity.clear(state.genesis ?? undefined);
+      return;
+    }
+    if (j.verdict === 'adopt') {
+      const head = await this.#client.get(this.#k.auditHead);
+      this.#head = head ? parseHead(head) : genesisAnchor(j.genesis);
+      this.#genesis = j.genesis;
+      this.#identity.adopt(j.epoch, j.genesis);
+      return;
+    }
+    const mineMarker: ResetMarker = { previousEpoch: mine, foundEpoch: state.epoch, detectedAt: this.#clock.now(), auditHead: this.#head, revocationSeq: this.#revocationSeq };
+    // Compare-and-set, so replicas that find the reset together keep the highest heads they saw.
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const raw = await this.#client.get(this.#k.storeReset);
+      const merged = mergeMarker(parseMarker(raw), mineMarker);
+      const text = JSON.stringify(merged);
+      if (text === raw || (await SET_IF.run(this.#client, [this.#k.storeReset], [raw ?? '', text])) === 1) {
+        this.#identity.failClosed(merged);
+        return;
+      }
+    }
+    this.#identity.failClosed(mineMarker);
+  }
+
+  async acceptReset(by: string, at: number): Promise<AcceptedReset | undefined> {
+    return this.#call(
+      'acceptReset',
+      async () => {
+        for (let attempt = 0; attempt < 10; attempt++) {
+          const [epochRaw, markerRaw, genesisRaw] = await this.#client.mget(this.#k.storeEpoch, this.#k.storeReset, this.#k.auditGenesis);
+          const marker = parseMarker(markerRaw);
+          if (!marker) return undefined;
+          const falseAlarm = epochRaw === marker.previousEpoch;
+          const epoch = epochRaw ?? newEpoch();
+          const current = parseGenesis(genesisRaw);
+          const reset = { ...marker, acceptedAt: at, acceptedBy: by };
+          const continued: AuditGenesis = { epoch, seq: marker.auditHead.seq + 1, prevHash: marker.auditHead.hash, reset };
+          const recorded: AuditGenesis = { ...(current?.epoch === epoch ? current : freshGenesis(epoch)), reset };
+          const r = Number(
+            await ACCEPT_RESET.run(
+              this.#client,
+              [this.#k.storeEpoch, this.#k.storeReset, this.#k.auditGenesis, this.#k.auditHead, this.#k.revocationSeq],
+              [markerRaw ?? '', epochRaw ?? '', epoch, JSON.stringify(continued), JSON.stringify(recorded), formatHead(marker.auditHead), marker.revocationSeq, falseAlarm ? '1' : '0'],
+            ),
+          );
+          if (r < 0) continue;
+          const genesis = r === 0 ? (current ?? freshGenesis(epoch)) : r === 2 ? continued : recorded;
+          this.#identity.set(epoch);
+          this.#genesis = genesis;
+          const head = await this.#client.get(this.#k.auditHead);
+          this.#head = head ? parseHead(head) : genesisAnchor(genesis);
+          if (this.#mode === 'serve') await this.#judge();
+          return { marker, epoch, genesis, continued: r === 2 };
+        }
+        throw new Error('accept-reset: the store kept changing underneath (10 attempts)');
+      },
+      { ungated: true },
+    );
+  }
+
   /** What the server persists with (CONFIG GET); undefined fields when CONFIG is disabled. */
   async persistence(): Promise<{ appendonly: string | undefined; appendfsync: string | undefined }> {
-    return this.#call('persistence', async () => {
-      let reply: unknown;
+    return this.#call('persistence', () => this.#persistence(), { ungated: true });
+  }
+
+  /**
+   * CONFIG GET where allowed; managed services often rename or forbid CONFIG, and then
+   * INFO persistence says whether AOF is on (`aof_enabled`), though not its fsync policy.
+   */
+  async #persistence(): Promise<{ appendonly: string | undefined; appendfsync: string | undefined }> {
+    let reply: unknown;
+    try {
+      reply = await this.#client.config('GET', 'append*');
+    } catch (err) {
+      if (!(err instanceof Error && /unknown command|NOPERM|ERR/i.test(err.message) && this.#client.status === 'ready')) throw err;
+      let info: string;
       try {
-        reply = await this.#client.config('GET', 'append*');
-      } catch (err) {
-        // Managed services often rename or forbid CONFIG: unknown, not unavailable.
-        if (err instanceof Error && /unknown command|NOPERM|ERR/i.test(err.message) && this.#client.status === 'ready') return { appendonly: undefined, appendfsync: undefined };
-        throw err;
+        info = await this.#client.info('persistence');
+      } catch (err2) {
+        if (err2 instanceof Error && /unknown command|NOPERM|ERR/i.test(err2.message) && this.#client.status === 'ready') return { appendonly: undefined, appendfsync: undefined };
+        throw err2;
       }
-      const flat = Array.isArray(reply) ? (reply as unknown[]).map(String) : [];
-      const get = (name: string) => {
-        const i = flat.indexOf(name);
-        return i >= 0 && i % 2 === 0 ? flat[i + 1] : undefined;
-      };
-      return { appendonly: get('appendonly'), appendfsync: get('appendfsync') };
-    });
+      const m = /^aof_enabled:(\d+)/m.exec(info);
+      return { appendonly: m ? (m[1] === '1' ? 'yes' : 'no') : undefined, appendfsync: undefined };
+    }
+    const flat = Array.isArray(reply) ? (reply as unknown[]).map(String) : [];
+    const get = (name: string) => {
+      const i = flat.indexOf(name);
+      return i >= 0 && i % 2 === 0 ? flat[i + 1] : undefined;
+    };
+    return { appendonly: get('appendonly'), appendfsync: get('appendfsync') };
   }
 
   // ---- TaskStore -------------------------------------------------------------------
@@ -390,7 +632,7 @@ export class RedisStore implements Store {
     // of N contending replicas lets at least one through, so this ends quickly.
     for (let attempt = 0; attempt < 100; attempt++) {
       const records: AuditRecord[] = [];
-      const args: Array<string | number> = [formatHead({ seq: 0, hash: GENESIS_HASH }), formatHead(head), batch.length];
+      const args: Array<string | number> = [formatHead(genesisAnchor(this.#genesis)), formatHead(head), batch.length];
       let prev = head;
       for (const p of batch) {
         const seq = prev.seq + 1;
@@ -399,8 +641,8 @@ export class RedisStore implements Store {
         records.push({ seq, ts: p.ts, type: p.type, event: JSON.parse(p.canonical) as Record<string, unknown>, prevHash: prev.hash, hash });
         prev = { seq, hash };
       }
-      args.push(formatHead(prev));
-      const r = await AUDIT_APPEND.run(this.#client, [this.#k.auditHead, this.#k.auditLog], args);
+      args.push(formatHead(prev), this.#identity.epoch ?? '');
+      const r = await AUDIT_APPEND.run(this.#client, [this.#k.auditHead, this.#k.auditLog, this.#k.storeEpoch], args);
       if (r === 1) {
         this.#head = prev;
         return records;
@@ -479,9 +721,15 @@ export class RedisStore implements Store {
       ...(r.audiences === undefined ? {} : { audiences: r.audiences }),
     }).slice(1);
     const raw = await this.#call('addRevocation', () =>
-      ADD_REVOCATION.run(this.#client, [this.#k.revocationSeq, this.#k.revocationLog, this.#k.revocationKeep], [body, r.keepUntil, this.#k.changes]),
+      ADD_REVOCATION.run(
+        this.#client,
+        [this.#k.revocationSeq, this.#k.revocationLog, this.#k.revocationKeep, this.#k.storeEpoch],
+        [body, r.keepUntil, this.#k.changes, this.#identity.epoch ?? ''],
+      ),
     );
-    return JSON.parse(String(raw)) as Revocation;
+    const stored = JSON.parse(String(raw)) as Revocation;
+    this.#revocationSeq = Math.max(this.#revocationSeq, stored.seq);
+    return stored;
   }
 
   async revocationsSince(cursor: number, limit: number, now: number): Promise<Revocation[]> {
@@ -498,6 +746,7 @@ export class RedisStore implements Store {
           from = rec.seq;
           if (rec.keepUntil > now) out.push(rec);
         }
+        this.#revocationSeq = Math.max(this.#revocationSeq, from);
         if (raws.length < want) break;
       }
       return out;
@@ -801,13 +1050,31 @@ export class RedisStore implements Store {
     await Promise.all([ended(this.#client), ended(this.#sub)]);
   }
 
-  /** Every Redis call goes through here: closed, unreachable, slow or failing all fail closed. */
-  async #call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Every Redis call goes through here: closed, unreachable, slow or failing all fail closed,
+   * and so do a server that does not persist with AOF and a store found reset (`ungated`:
+   * the identity calls that find and end those states).
+   */
+  async #call<T>(op: string, fn: () => Promise<T>, opts: { ungated?: boolean } = {}): Promise<T> {
     if (this.#closed) throw new LeashError('ERR_BACKEND_UNAVAILABLE', UNAVAILABLE, { backend: 'redis', op, message: 'the store is closed' });
+    if (this.#verifying && !opts.ungated) await this.#verifying;
+    if (!opts.ungated) {
+      if (this.#refusal) throw this.#refusal;
+      const reset = this.#identity.reset;
+      if (reset) throw storeResetError(reset, 'redis', op);
+    }
     try {
       return await fn();
     } catch (err) {
       if (err instanceof LeashError) throw err;
+      if (err instanceof Error && err.message.startsWith('LEASH_STORE_RESET')) {
+        // A write found another epoch: find out what happened (marker, fail closed) and refuse.
+        await this.#judge().catch(() => undefined);
+        const reset = this.#identity.reset;
+        if (reset) throw storeResetError(reset, 'redis', op);
+        // An accepted reset was adopted meanwhile: nothing was written; the caller may retry.
+        throw unavailable(op, new Error('the store epoch changed under this write; nothing was written'));
+      }
       throw unavailable(op, err);
     }
   }
@@ -830,6 +1097,17 @@ function ended(c: Redis): Promise<void> {
     : Promise.resolve();
   c.disconnect();
   return done;
+}
+
+/** `host:port[/db]` of a Redis URL, without user or password. */
+export function redisAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    const db = u.pathname && u.pathname !== '/' ? u.pathname : '';
+    return `${u.hostname}:${u.port || '6379'}${db}`;
+  } catch {
+    return 'an unparsable URL';
+  }
 }
 
 function formatHead(h: ChainAnchor): string {

@@ -169,6 +169,13 @@ export const MIGRATIONS: readonly string[] = [
     seq         INTEGER NOT NULL              -- the last audit seq folded in
   );
   `,
+  // 7: the store's identity (epoch, reset marker, audit genesis); rows are written at open
+  `
+  CREATE TABLE IF NOT EXISTS meta (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
+import { canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
 import { DECISION_TYPES, type ApprovalRecord, type ApprovalState, type AuditRecord, type DecisionRollupRow, type IssuedToken, type LeaseRecord, type Revocation, type StateChange, type Suspension, type Task } from '../records.js';
@@ -10,6 +10,19 @@ import { APPROVAL_RETENTION_MS, decideApprovalRow, insertApproval, listApprovalR
 import { acquireHub, HandleSubscriptions, type ChangeHub } from './change-hub.js';
 import { LEASE_RETENTION_MS, insertLease, leaseRows, prepareLeases, type LeaseStatements } from './leases.js';
 import { SchemaTooNewError, migrate } from './migrations.js';
+import { acceptResetRows, initialiseIdentity, markReset, prepareIdentity, readEpoch, readGenesis, readIdentity, type IdentityStatements } from './identity.js';
+import {
+  IdentityTracker,
+  describeReset,
+  genesisAnchor,
+  judgeIdentity,
+  storeResetError,
+  type AcceptedReset,
+  type IdentityChange,
+  type IdentityMode,
+  type IdentityState,
+  type ResetMarker,
+} from '../store-identity.js';
 import {
   checkApproval,
   checkApprovalFilter,
@@ -49,6 +62,8 @@ export interface SqliteStoreOptions {
   readonly counterPurgeEvery?: number;
   /** Purge long-finished approvals (7 days) and revoked leases (1 day) once every this many creations. */
   readonly recordPurgeEvery?: number;
+  /** `serve` (default): initialise the epoch, refuse a pending reset. `inspect`: operator tooling, read only. */
+  readonly identity?: IdentityMode;
 }
 
 /*
@@ -125,6 +140,9 @@ function unavailable(op: string, err: unknown): LeashError {
   );
 }
 
+/** Thrown inside a write when the store's epoch is not this handle's: the write is rolled back. */
+class EpochMismatch extends Error {}
+
 function isConstraintError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT');
@@ -199,6 +217,12 @@ export class SqliteStore implements Store {
   readonly #openApprovalTx: (a: ApprovalRecord, opts: OpenApprovalOptions) => OpenApprovalOutcome;
   /** Prepared on first use: only the review runs them. */
   #rollup: { cursor: Database.Statement; setCursor: Database.Statement; fold: Database.Statement; read: Database.Statement; oldest: Database.Statement } | undefined;
+  readonly #addRevocationTx: (r: Omit<Revocation, 'seq'>) => RevocationRow;
+  readonly #i: IdentityStatements;
+  readonly #identity: IdentityTracker;
+  readonly #mode: IdentityMode;
+  /** Highest revocation seq this handle has written or read (what a reset would lose). */
+  #revocationSeq = 0;
 
   constructor(opts: SqliteStoreOptions) {
     this.path = opts.path;
@@ -213,6 +237,7 @@ export class SqliteStore implements Store {
     const recordPurgeEvery = opts.recordPurgeEvery ?? 256;
     if (!Number.isInteger(recordPurgeEvery) || recordPurgeEvery < 1) throw new TypeError('recordPurgeEvery must be a positive integer');
     this.#recordPurgeEvery = recordPurgeEvery;
+    this.#mode = opts.identity ?? 'serve';
     const inMemory = opts.path === ':memory:' || opts.path === '';
     let db: Database.Database | undefined;
     try {
@@ -229,8 +254,13 @@ export class SqliteStore implements Store {
       this.#s = prepare(db);
       this.#a = prepareApprovals(db);
       this.#l = prepareLeases(db);
+      this.#i = prepareIdentity(db);
+      const i = this.#i;
+      const state: IdentityState = this.#mode === 'serve' ? db.transaction(() => initialiseIdentity(i)).immediate() : readIdentity(i);
+      if (this.#mode === 'serve' && state.marker) throw new StoreResetAtOpen(state.marker);
+      this.#identity = new IdentityTracker(state.epoch ?? undefined);
       const head = this.#s.head.get() as { seq: number; hash: string } | undefined;
-      this.#head = head ?? { seq: 0, hash: GENESIS_HASH };
+      this.#head = head ?? genesisAnchor(state.genesis);
       // Keyed by the resolved file, so `./x.db` and its absolute path share one hub.
       const hub = acquireHub(inMemory ? undefined : realpathSync(opts.path));
       this.#hub = hub.hub;
@@ -244,6 +274,10 @@ export class SqliteStore implements Store {
       if (err instanceof SchemaTooNewError) {
         throw new LeashError('ERR_BACKEND_UNAVAILABLE', UNAVAILABLE, { backend: 'sqlite', op: 'open', message: err.message }, { cause: err });
       }
+      if (err instanceof StoreResetAtOpen) {
+        const e = storeResetError(err.marker, 'sqlite', 'open');
+        throw new LeashError(e.code, e.description, { ...e.detail, message: describeReset(err.marker) }, { cause: err });
+      }
       throw unavailable('open', err);
     }
     const s = this.#s;
@@ -251,7 +285,9 @@ export class SqliteStore implements Store {
     // the file cannot append between our read and our insert and fork the chain.
     this.#appendTx = this.#db
       .transaction((type: string, canonicalEvent: string, ts: number): AuditRow => {
-        const h = (s.head.get() as { seq: number; hash: string } | undefined) ?? { seq: 0, hash: GENESIS_HASH };
+        this.#assertEpoch();
+        // An empty chain begins at its genesis (seq 1, or where an accepted reset continued it).
+        const h = (s.head.get() as { seq: number; hash: string } | undefined) ?? genesisAnchor(readGenesis(this.#i));
         const seq = h.seq + 1;
         const hash = chainHashCanonical(h.hash, seq, ts, type, canonicalEvent);
         s.insertAudit.run(seq, ts, type, canonicalEvent, h.hash, hash);
@@ -260,6 +296,81 @@ export class SqliteStore implements Store {
       .immediate;
     const a = this.#a;
     this.#openApprovalTx = this.#db.transaction((rec: ApprovalRecord, opts: OpenApprovalOptions) => openApprovalRow(a, rec, opts)).immediate;
+    this.#addRevocationTx = this.#db
+      .transaction((r: Omit<Revocation, 'seq'>): RevocationRow => {
+        this.#assertEpoch();
+        return s.insertRevocation.get(r.scope, r.id, r.issuedBefore, r.revokedAt, r.keepUntil, r.reason, r.actor, r.audiences === undefined ? null : JSON.stringify(r.audiences)) as RevocationRow;
+      })
+      .immediate;
+  }
+
+  /** Inside a write transaction: the store must still be in this handle's epoch. */
+  #assertEpoch(): void {
+    const mine = this.#identity.epoch;
+    if (mine !== undefined && readEpoch(this.#i) !== mine) throw new EpochMismatch();
+  }
+
+  // ---- StoreIdentity ---------------------------------------------------------------
+
+  epoch(): string | undefined {
+    return this.#identity.epoch;
+  }
+
+  resetPending(): ResetMarker | undefined {
+    return this.#identity.reset;
+  }
+
+  onIdentityChange(listener: (change: IdentityChange) => void): () => void {
+    return this.#identity.subscribe(listener);
+  }
+
+  async identity(): Promise<IdentityState> {
+    return this.#run('identity', () => readIdentity(this.#i), { ungated: true });
+  }
+
+  async checkEpoch(): Promise<void> {
+    this.#run('checkEpoch', () => this.#judge(), { ungated: true });
+    const reset = this.#identity.reset;
+    if (reset) throw storeResetError(reset, 'sqlite', 'checkEpoch');
+  }
+
+  async acceptReset(by: string, at: number): Promise<AcceptedReset | undefined> {
+    const i = this.#i;
+    const accepted = this.#run('acceptReset', () => this.#durably(() => this.#db.transaction(() => acceptResetRows(i, by, at)).immediate()), { ungated: true });
+    if (accepted) {
+      this.#identity.set(accepted.epoch);
+      if (!this.#s.head.get()) this.#head = genesisAnchor(accepted.genesis);
+      this.#run('checkEpoch', () => this.#judge(), { ungated: true });
+    }
+    return accepted;
+  }
+
+  /** Applies judgeIdentity to what the file holds now; leaves the marker on a reset (serve handles only). */
+  #judge(): void {
+    const mine = this.#identity.epoch;
+    if (this.#mode !== 'serve' || mine === undefined) return;
+    const state = readIdentity(this.#i);
+    const j = judgeIdentity(mine, state);
+    if (j.verdict === 'in-step') {
+      if (this.#identity.reset) this.#identity.clear(state.genesis ?? undefined);
+      return;
+    }
+    if (j.verdict === 'adopt') {
+      this.#identity.adopt(j.epoch, j.genesis);
+      const head = this.#s.head.get() as { seq: number; hash: string } | undefined;
+      this.#head = head ?? genesisAnchor(j.genesis);
+      return;
+    }
+    const mineMarker: ResetMarker = {
+      previousEpoch: mine,
+      foundEpoch: state.epoch,
+      detectedAt: this.#clock.now(),
+      auditHead: this.#head,
+      revocationSeq: this.#revocationSeq,
+    };
+    const i = this.#i;
+    const stored = this.#durably(() => this.#db.transaction(() => markReset(i, mineMarker)).immediate());
+    this.#identity.failClosed(stored);
   }
 
   /** The chain head as last appended or read by this process (seq 0 = empty log). */
@@ -354,10 +465,9 @@ export class SqliteStore implements Store {
 
   async addRevocation(r: Omit<Revocation, 'seq'>): Promise<Revocation> {
     checkRevocation(r);
-    const row = this.#run('addRevocation', () =>
-      this.#durably(() => this.#s.insertRevocation.get(r.scope, r.id, r.issuedBefore, r.revokedAt, r.keepUntil, r.reason, r.actor, r.audiences === undefined ? null : JSON.stringify(r.audiences)) as RevocationRow),
-    );
+    const row = this.#run('addRevocation', () => this.#durably(() => this.#addRevocationTx(r)));
     const stored = toRevocation(row);
+    this.#revocationSeq = Math.max(this.#revocationSeq, stored.seq);
     this.#publish(revocationChange(stored));
     return stored;
   }
@@ -365,6 +475,7 @@ export class SqliteStore implements Store {
   async revocationsSince(cursor: number, limit: number, now: number): Promise<Revocation[]> {
     checkSince(cursor, limit, now);
     const rows = this.#run('revocationsSince', () => this.#s.revocationsSince.all(cursor, now, limit) as RevocationRow[]);
+    if (rows.length > 0) this.#revocationSeq = Math.max(this.#revocationSeq, rows[rows.length - 1]!.seq);
     return rows.map(toRevocation);
   }
 
@@ -662,12 +773,25 @@ export class SqliteStore implements Store {
     }
   }
 
-  /** Every database call goes through here: a closed, locked or failing DB fails closed. */
-  #run<T>(op: string, fn: () => T): T {
+  /**
+   * Every database call goes through here: a closed, locked or failing DB fails closed, and
+   * so does a store found reset (`ungated`: the identity calls that find and end a reset).
+   */
+  #run<T>(op: string, fn: () => T, opts: { ungated?: boolean } = {}): T {
     if (this.#closed) throw new LeashError('ERR_BACKEND_UNAVAILABLE', UNAVAILABLE, { backend: 'sqlite', op, message: 'the store is closed' });
+    const reset = this.#identity.reset;
+    if (reset && !opts.ungated) throw storeResetError(reset, 'sqlite', op);
     try {
       return fn();
     } catch (err) {
+      if (err instanceof EpochMismatch) {
+        // Another epoch under a write: find out what happened (marker, fail closed) and refuse.
+        this.#judge();
+        const found = this.#identity.reset;
+        if (found) throw storeResetError(found, 'sqlite', op);
+        // An accepted reset was adopted meanwhile: nothing was written; the caller may retry.
+        throw unavailable(op, new Error('the store epoch changed under this write; nothing was written'));
+      }
       // Misuse (ours or a bad binding: TypeError/RangeError) stays a programming error.
       if ((err instanceof TypeError && !isDbNotOpen(err)) || err instanceof RangeError) throw err;
       if (err instanceof LeashError) throw err;
@@ -686,6 +810,13 @@ export class SqliteStore implements Store {
     } finally {
       this.#db.exec('PRAGMA synchronous = NORMAL');
     }
+  }
+}
+
+/** A serving handle opened on a store with a pending reset. */
+class StoreResetAtOpen extends Error {
+  constructor(readonly marker: ResetMarker) {
+    super(describeReset(marker));
   }
 }
 
