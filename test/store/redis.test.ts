@@ -5,7 +5,7 @@ import { isLeashError } from '../../src/errors/leash-error.js';
 import type { StateChange } from '../../src/store/records.js';
 import { openRedisStore, type RedisStore, type RedisStoreOptions } from '../../src/store/redis/redis-store.js';
 import { ManualClock } from '../../src/time/clock.js';
-import { startRedis, redisAvailable, type RedisServer } from '../support/redis.js';
+import { startRedis, redisAvailable, type RedisServer, type RedisStartOptions } from '../support/redis.js';
 import { aLease, aRevocation, aTask, aToken, anApproval, describeStore } from './describe-store.js';
 
 const RUN = redisAvailable('Redis store tests');
@@ -91,8 +91,8 @@ if (!RUN) {
       return s;
     }
 
-    async function ownServer(): Promise<RedisServer> {
-      const s = await startRedis();
+    async function ownServer(opts: RedisStartOptions = {}): Promise<RedisServer> {
+      const s = await startRedis(opts);
       servers.push(s);
       return s;
     }
@@ -190,6 +190,85 @@ if (!RUN) {
       expect(isLeashError(err) && err.code).toBe('ERR_BACKEND_UNAVAILABLE');
       expect(isLeashError(err) && String(err.detail?.message)).toMatch(/runs without AOF \(appendonly no\)/);
     });
+
+    it('where CONFIG is forbidden, reads persistence from INFO persistence, and still refuses a server without AOF', async () => {
+      const noConfig = await ownServer({ args: ['--rename-command', 'CONFIG', ''] });
+      const s = await open({ url: noConfig.url });
+      expect(await s.persistence()).toEqual({ appendonly: 'yes', appendfsync: undefined });
+      const volatile = await ownServer({ aof: false, args: ['--rename-command', 'CONFIG', ''] });
+      const err = await rejection(openRedisStore({ url: volatile.url, keyPrefix: 'x:', clock }));
+      expect(isLeashError(err) && err.code).toBe('ERR_BACKEND_UNAVAILABLE');
+      expect(isLeashError(err) && String(err.detail?.message)).toContain(`the Redis server at 127.0.0.1:${volatile.port} runs without AOF (appendonly no)`);
+    });
+
+    it('FLUSHALL: a write is refused at once (the chain and the feed never restart at 1), every handle fails closed, a new one refuses to open', async () => {
+      const server = await ownServer();
+      const s = await open({ url: server.url });
+      const sibling = await openRedisStore({ url: server.url, keyPrefix: s.keyPrefix, clock });
+      toClose.push(sibling);
+      await s.createTask(aTask(clock, { id: 'tsk_f' }));
+      const head = await s.append('task.opened', { task: 'tsk_f' }, 1);
+      const rev = await s.addRevocation(aRevocation(clock, { scope: 'task', id: 'tsk_f' }));
+      const raw = new Redis(server.url);
+      try {
+        await raw.flushall();
+        expect(isLeashError(await rejection(s.append('exchange.issued', {}, 2))) && 'refused').toBe('refused');
+        expect(s.resetPending()).toMatchObject({ previousEpoch: s.epoch(), foundEpoch: null, auditHead: { seq: head.seq, hash: head.hash }, revocationSeq: rev.seq });
+        // nothing was written into the wiped store but the marker
+        expect((await raw.keys('*')).sort()).toEqual([`${s.keyPrefix}store:reset`]);
+        const refused = await rejection(s.getTask('tsk_f'));
+        expect(isLeashError(refused) && refused.code).toBe('ERR_STORE_RESET');
+        expect(isLeashError(await rejection(sibling.addRevocation(aRevocation(clock)))) && 'refused').toBe('refused');
+        expect(sibling.resetPending()?.previousEpoch).toBe(s.epoch());
+        const late = await rejection(openRedisStore({ url: server.url, keyPrefix: s.keyPrefix, clock }));
+        expect(isLeashError(late) && late.code).toBe('ERR_STORE_RESET');
+        expect(isLeashError(late) && String(late.detail?.message)).toMatch(/leash store accept-reset/);
+      } finally {
+        raw.disconnect();
+      }
+    }, 20_000);
+
+    it('a restart without AOF: after reconnecting the handle refuses every call (never "not found"); with AOF back it finds the reset', async () => {
+      const server = await ownServer();
+      const logs: string[] = [];
+      const s = await open({ url: server.url, log: (m) => logs.push(m) });
+      const task = aTask(clock);
+      await s.createTask(task);
+      await s.addRevocation(aRevocation(clock, { scope: 'task', id: task.id }));
+      await server.restart({ aof: false });
+      await eventually(async () => {
+        const err = await rejection(s.getTask(task.id));
+        return isLeashError(err) && err.detail?.op === 'persistence';
+      }, 5000, 'getTask refuses for lack of AOF');
+      const err = await rejection(s.revocationsSince(0, 10, clock.now()));
+      expect(isLeashError(err) && err.code).toBe('ERR_BACKEND_UNAVAILABLE');
+      expect(isLeashError(err) && String(err.detail?.message)).toContain(`the Redis server at 127.0.0.1:${server.port} runs without AOF (appendonly no)`);
+      expect(logs.some((l) => /refusing every call: .*without AOF/.test(l))).toBe(true);
+      // an operator turns AOF on without a restart: the data is still gone, and that is a reset
+      const raw = new Redis(server.url);
+      await raw.config('SET', 'appendonly', 'yes');
+      raw.disconnect();
+      const reset = await rejection(s.checkEpoch());
+      expect(isLeashError(reset) && reset.code).toBe('ERR_STORE_RESET');
+      expect(s.resetPending()?.foundEpoch).toBeNull();
+      // redis-server refuses SIGTERM while it writes its first AOF after CONFIG SET: stop it hard
+      await server.kill9();
+    }, 30_000);
+
+    it('allowVolatile serves a Redis without AOF, and still finds it reset when it restarts empty', async () => {
+      const server = await ownServer({ aof: false });
+      expect(isLeashError(await rejection(openRedisStore({ url: server.url, keyPrefix: 'v:', clock }))) && 'refused').toBe('refused');
+      const logs: string[] = [];
+      const s = await open({ url: server.url, allowVolatile: true, log: (m) => logs.push(m) });
+      expect(logs.join('\n')).toMatch(/runs without AOF .*serving anyway because settings.store.allow_volatile is true/);
+      await s.addRevocation(aRevocation(clock));
+      await server.restart({ aof: false });
+      await eventually(async () => {
+        const err = await rejection(s.checkEpoch());
+        return isLeashError(err) && err.code === 'ERR_STORE_RESET';
+      }, 5000, 'the empty restart is found');
+      expect(s.resetPending()).toMatchObject({ foundEpoch: null, revocationSeq: 1 });
+    }, 30_000);
 
     it('fails closed at open when nothing answers, within the connect timeout', async () => {
       const gone = await ownServer();

@@ -18,8 +18,11 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** SIGKILL: no shutdown work at all, as a crash or OOM kill. */
   kill9(): Promise<void>;
-  /** Starts it again on the same port and folder (stopping it first if it runs). */
-  restart(): Promise<void>;
+  /**
+   * Starts it again on the same port and folder (stopping it first if it runs). `aof:
+   * false` restarts it without AOF: it comes back empty, as a Redis that never persisted.
+   */
+  restart(opts?: RedisStartOptions): Promise<void>;
   /** Stops it and removes the data folder if this helper created it. */
   cleanup(): Promise<void>;
 }
@@ -58,7 +61,14 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-export async function startRedis(opts: { dir?: string } = {}): Promise<RedisServer> {
+export interface RedisStartOptions {
+  /** AOF with fsync always (default true); false runs with no persistence at all. */
+  readonly aof?: boolean;
+  /** More redis-server arguments (e.g. ['--rename-command', 'CONFIG', '']). */
+  readonly args?: readonly string[];
+}
+
+export async function startRedis(opts: { dir?: string } & RedisStartOptions = {}): Promise<RedisServer> {
   const bin = findRedisServer();
   if (!bin) throw new Error(INSTALL_HINT);
   const ownDir = opts.dir === undefined;
@@ -67,20 +77,22 @@ export async function startRedis(opts: { dir?: string } = {}): Promise<RedisServ
   let child: ChildProcess | undefined;
   let stderr = '';
 
-  const launch = async (): Promise<void> => {
+  const launch = async (run: RedisStartOptions): Promise<void> => {
     stderr = '';
+    const aof = run.aof ?? true;
     const c = spawn(
       bin,
       [
         '--port', String(port),
         '--bind', '127.0.0.1',
         '--save', '',
-        '--appendonly', 'yes',
+        '--appendonly', aof ? 'yes' : 'no',
         '--appendfsync', 'always',
         '--dir', dir,
         '--daemonize', 'no',
         '--protected-mode', 'yes',
         '--loglevel', 'warning',
+        ...(run.args ?? []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -106,7 +118,7 @@ export async function startRedis(opts: { dir?: string } = {}): Promise<RedisServ
     await exited(c);
   };
 
-  await launch();
+  await launch(opts);
   const server: RedisServer = {
     url: `redis://127.0.0.1:${port}`,
     port,
@@ -116,9 +128,9 @@ export async function startRedis(opts: { dir?: string } = {}): Promise<RedisServ
     },
     stop: () => signal('SIGTERM'),
     kill9: () => signal('SIGKILL'),
-    restart: async () => {
+    restart: async (again: RedisStartOptions = {}) => {
       await signal('SIGTERM');
-      await launch();
+      await launch({ args: opts.args, ...again });
     },
     cleanup: async () => {
       await signal('SIGTERM');
