@@ -3,6 +3,8 @@ import type { LeashConfig } from './config/schema.js';
 import { createAttestation, tokenDigest } from './attestation/registry.js';
 import { createKeySource } from './attestation/key-source.js';
 import { AuditRecorder } from './audit/recorder.js';
+import { CheckpointWriter } from './audit/checkpoint.js';
+import { describeReset, type IdentityChange } from './store/store-identity.js';
 import { LeashError } from './errors/leash-error.js';
 import { compilePolicy } from './policy/compile.js';
 import { createKeyManager } from './keys/create-key-manager.js';
@@ -122,6 +124,9 @@ export class Broker {
   readonly review: BrokerReview;
   readonly #reviewPass: PeriodicPass | undefined;
   #reviewFirst: NodeJS.Timeout | undefined;
+  /** Signed audit checkpoints (every N events and M seconds). */
+  readonly #checkpoints: CheckpointWriter;
+  readonly #unsubscribeIdentity: () => void;
   /** verifyLeashToken bound to this broker: introspection, RFC 7009 and delegation upstreams share it. */
   readonly #verifyToken = (token: string) =>
     verifyLeashToken(token, { issuer: this.#generation.settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew });
@@ -146,13 +151,26 @@ export class Broker {
     this.#write = opts.write ?? ((line) => process.stdout.write(line));
     this.store = store;
     this.keys = keys;
-    this.audit = new AuditRecorder(this.store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write });
+    this.audit = new AuditRecorder(this.store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write, onRecorded: (r) => this.#checkpoints.noted(r) });
     this.metrics = createMetrics(
       { activeTasks: () => this.store.countActiveTasks(this.clock.now()), signingKeys: () => this.keys.list(), now: () => this.clock.now(),
         pendingApprovals: async () => (await this.store.listApprovals({ state: 'pending', now: this.clock.now(), limit: 1000 })).length,
-        awsDenyPendingRoles: () => this.awsDenier.pendingRoles() },
+        awsDenyPendingRoles: () => this.awsDenier.pendingRoles(),
+        storeResetPending: () => this.store.resetPending() !== undefined },
       { defaultMetrics: opts.defaultMetrics ?? true },
     );
+    this.#checkpoints = new CheckpointWriter({
+      issuer: settings.issuer,
+      keys,
+      clock: this.clock,
+      epoch: () => this.store.epoch(),
+      record: (event) => this.audit.record('audit.checkpoint', { ...event }),
+      everyEvents: settings.audit.checkpoint_every_events,
+      intervalMs: settings.audit.checkpoint_interval_ms,
+      log: (msg, fields) => this.#log('warn', msg, fields),
+      onResult: (outcome) => this.metrics.auditCheckpoints.inc({ outcome }),
+    });
+    this.#unsubscribeIdentity = this.store.onIdentityChange((change) => this.#onIdentityChange(change));
     // `vault` credentials: the session is set right after construction (Broker.create), before any exchange.
     const vaultLeases = settings.vault
       ? {
@@ -367,7 +385,7 @@ export class Broker {
         log: bootLog('warn'),
       });
       await keys.init();
-      const store = opts.store ?? (await openStore(settings.store, clock));
+      const store = opts.store ?? (await openStore(settings.store, clock, { log: bootLog('warn') }));
       broker = new Broker(loaded, keys, store, opts);
       broker.#vault = vault;
       await broker.revocation.start();
@@ -390,6 +408,7 @@ export class Broker {
       broker.#exceptionPass.start();
       broker.#startReview();
       await broker.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
+      broker.#checkpoints.start();
       if (opts.listeners) broker.#serve(opts.listeners);
       return broker;
     } catch (err) {
@@ -574,7 +593,7 @@ export class Broker {
   /** SET push to resource servers with a `push.url`; rebuilt when they change on reload. */
   #startPush(config: LeashConfig): void {
     this.#setPush?.stop();
-    this.#setPush = createSetPusher({ issuer: config.settings.issuer, keys: this.keys, servers: config.resource_servers, clock: this.clock });
+    this.#setPush = createSetPusher({ issuer: config.settings.issuer, keys: this.keys, servers: config.resource_servers, clock: this.clock, epoch: () => this.store.epoch() });
   }
 
   /** A reload that failed (here or in the loader): the running policy stays; say why. */
@@ -603,6 +622,34 @@ export class Broker {
   }
 
   /**
+   * A store found reset: every replica fails closed (the store and the revocation view
+   * refuse) and says so, as an unchained audit line (the chain it belongs to is gone), a
+   * log line and `leash_store_reset_pending`. An accepted reset is logged when adopted.
+   */
+  #onIdentityChange(change: IdentityChange): void {
+    if (change.kind === 'reset') {
+      const m = change.marker;
+      this.#log('error', `refusing every request: ${describeReset(m)}`, { previous_epoch: m.previousEpoch, found_epoch: m.foundEpoch });
+      this.audit.recordUnchained('store.reset_detected', {
+        previous_epoch: m.previousEpoch,
+        found_epoch: m.foundEpoch,
+        detected_at: m.detectedAt,
+        audit_head_seq: m.auditHead.seq,
+        audit_head_hash: m.auditHead.hash,
+        revocation_seq: m.revocationSeq,
+        store: this.store.kind,
+      });
+    } else {
+      this.#log('warn', 'store reset accepted by an operator; serving again in the new epoch', { previous_epoch: change.previousEpoch, epoch: change.epoch, audit_genesis_seq: change.genesis.seq });
+    }
+  }
+
+  /** Writes a checkpoint of the audit chain now, if events wait for one (also done on close). */
+  checkpointAudit(): Promise<void> {
+    return this.#checkpoints.checkpoint();
+  }
+
+  /**
    * Shut down gracefully: readiness turns false, the public port stops accepting, requests
    * in flight finish (their audit events included) for up to `graceMs` (default
    * `settings.shutdown_grace`) and anything still open after that is cut, or at once when
@@ -624,6 +671,7 @@ export class Broker {
       if (cut.connections > 0) this.#log('warn', 'shutdown: connections still open were cut', { connections: cut.connections, requests_in_flight: cut.requests, grace_ms: graceMs, early: cutNow?.aborted === true });
     }
     // No new background pass; one already running finishes before the store closes.
+    this.#checkpoints.stop();
     if (this.#reviewFirst) clearTimeout(this.#reviewFirst);
     await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop(), this.#reviewPass?.stop()]);
     this.#unsubscribeKeys?.();
@@ -631,6 +679,9 @@ export class Broker {
     this.revocation.stop();
     this.#setPush?.stop();
     await listeners?.management.close();
+    // The last events of this replica get a checkpoint too (a failure is logged, not thrown).
+    await this.#checkpoints.checkpoint();
+    this.#unsubscribeIdentity();
     await this.store.close();
     await this.keys.close();
     this.#vault?.close();

@@ -109,6 +109,8 @@ export interface CheckpointWriterOptions {
   /** And at most this long after an event that no checkpoint covers yet. */
   readonly intervalMs: number;
   readonly log?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Told about each attempt (metrics). */
+  readonly onResult?: (outcome: 'written' | 'failed') => void;
 }
 
 /**
@@ -169,9 +171,11 @@ export class CheckpointWriter {
       await this.#o.record(event);
       this.#covered = Math.max(this.#covered, head.seq);
       this.#since = Math.max(0, this.#since - since);
+      this.#o.onResult?.('written');
       if (this.#failing) this.#o.log?.('audit checkpoints recovered');
       this.#failing = false;
     } catch (err) {
+      this.#o.onResult?.('failed');
       if (!this.#failing) this.#o.log?.('could not write an audit checkpoint; retrying at the next one', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) });
       this.#failing = true;
     }

@@ -162,13 +162,11 @@ export const StoreSettings = Type.Object(
     path: Type.String({ description: '`sqlite`: the database file (`:memory:` for tests only).', default: './data/leash.db' }),
     url: Type.String({ pattern: '^rediss?://', description: '`redis`: server URL (`redis://` or `rediss://` for TLS). Credentials may be given with LEASH_REDIS_PASSWORD instead of in the URL.', default: 'redis://127.0.0.1:6379' }),
     key_prefix: Type.String({ pattern: '^[A-Za-z0-9:_-]{1,64}$', description: '`redis`: prefix of every key, so several deployments can share one server.', default: 'leash:' }),
-    allow_volatile: Type.Optional(
-      Type.Boolean({
-        default: false,
-        description:
-          '`redis`: serve even when the Redis server does not persist with AOF (`appendonly yes`). Without AOF a Redis restart loses every revocation, task and the audit chain; Leash then detects the reset (store epoch) and refuses until `leash store accept-reset`. Default: refuse to start, and refuse calls after reconnecting to such a server.',
-      }),
-    ),
+    allow_volatile: Type.Boolean({
+      default: false,
+      description:
+        '`redis`: serve even when the Redis server does not persist with AOF (`appendonly yes`). Without AOF a Redis restart loses every revocation, task and the audit chain; Leash then detects the reset (store epoch) and refuses until `leash store accept-reset`. Default: refuse to start, and refuse calls after reconnecting to such a server.',
+    }),
   },
   { ...Strict, description: 'Durable state: tasks, issued-token index, revocations, suspensions, audit chain, replay caches, counters.', default: {} },
 );
@@ -185,6 +183,18 @@ export const RevocationSettings = Type.Object(
 export const AuditSettings = Type.Object(
   {
     stdout: Type.Boolean({ description: 'Also write every security event as one JSON line to stdout.', default: true }),
+    checkpoint_every_events: Type.Integer({
+      minimum: 1,
+      maximum: 1000000,
+      default: 256,
+      description: 'Write a signed audit checkpoint (`audit.checkpoint`: head seq and hash, a JWS verifiable with the JWKS) after this many events. A cut-off tail shorter than the gap since the last checkpoint cannot be shown.',
+    }),
+    checkpoint_interval_ms: Type.Integer({
+      minimum: 100,
+      maximum: 3600000,
+      default: 10000,
+      description: 'And at the latest this long after an event no checkpoint covers yet (an idle chain gets none).',
+    }),
   },
   { ...Strict, description: 'Security events.', default: {} },
 );

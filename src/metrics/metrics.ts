@@ -28,6 +28,8 @@ export const METRIC_NAMES = {
   awsDenyUpdates: 'leash_aws_deny_updates_total',
   awsDenyPendingRoles: 'leash_aws_deny_pending_roles',
   reviewFindings: 'leash_review_findings',
+  storeResetPending: 'leash_store_reset_pending',
+  auditCheckpoints: 'leash_audit_checkpoints_total',
 } as const;
 
 export interface Metrics {
@@ -56,6 +58,8 @@ export interface Metrics {
   readonly awsDenyUpdates: Counter<'outcome'>;
   /** Open findings of the last scheduled review, by severity and rule (both closed sets). */
   readonly reviewFindings: Gauge<'severity' | 'rule'>;
+  /** Signed audit checkpoints this replica wrote, or failed to write. */
+  readonly auditCheckpoints: Counter<'outcome'>;
 }
 
 export interface MetricsSources {
@@ -69,6 +73,8 @@ export interface MetricsSources {
   pendingApprovals?(): Promise<number>;
   /** IAM roles whose revoked-sessions policy lags what Leash wants (read at scrape time). */
   awsDenyPendingRoles?(): Promise<number>;
+  /** True while this replica refuses because the store was found reset. */
+  storeResetPending?(): boolean;
 }
 
 /** A registry per broker instance (tests run several in one process). */
@@ -122,8 +128,17 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       this.set(sources.awsDenyPendingRoles ? await sources.awsDenyPendingRoles() : 0);
     },
   });
+  new Gauge({
+    name: METRIC_NAMES.storeResetPending,
+    help: 'Whether this replica found the store reset and refuses until an operator accepts it (leash store accept-reset).',
+    registers,
+    collect() {
+      this.set(sources.storeResetPending?.() ? 1 : 0);
+    },
+  });
   return {
     registry,
+    auditCheckpoints: new Counter({ name: METRIC_NAMES.auditCheckpoints, help: 'Signed audit checkpoints by outcome (written, failed).', labelNames: ['outcome'], registers }),
     exchanges: new Counter({ name: METRIC_NAMES.exchanges, help: 'Token exchanges by outcome (issued, denied, error) and reason code.', labelNames: ['outcome', 'reason'], registers }),
     exchangeDuration: new Histogram({
       name: METRIC_NAMES.exchangeDuration,

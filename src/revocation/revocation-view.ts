@@ -1,6 +1,7 @@
 import { LeashError } from '../errors/leash-error.js';
 import type { IssuedToken, Revocation, RevocationScope, StateChange } from '../store/records.js';
 import type { Store } from '../store/store.js';
+import { storeResetError } from '../store/store-identity.js';
 import { performance } from 'node:perf_hooks';
 import type { Clock } from '../time/clock.js';
 import type { AudienceResolver } from './revocation-audiences.js';
@@ -28,6 +29,11 @@ const BATCH = 1000;
  * as they happen; a periodic read of the feed from the last cursor is the safety net for
  * a missed message. If the view cannot prove it is in step (pub/sub down, or no
  * successful sync within `maxStalenessMs`), every check refuses: fail closed.
+ *
+ * Each sync first checks the store's epoch (store-identity.ts): a store found reset
+ * refuses every check at once (ERR_STORE_RESET) until an operator accepts the reset; then
+ * the view re-reads the feed of the new epoch from the start. Records it already holds are
+ * kept: a revocation the store lost is still enforced here until it expires.
  */
 export class RevocationView implements RevocationService {
   readonly #o: RevocationViewOptions;
@@ -38,8 +44,10 @@ export class RevocationView implements RevocationService {
   readonly #plugins = new Map<string, { issuedBefore: number; keepUntil: number }>();
   readonly #suspended = new Set<string>();
   readonly #listeners = new Set<(r: Revocation) => void>();
-  /** Every seq up to here has been read from the store. */
+  /** Every seq up to here has been read from the store, in `#epoch`. */
   #cursor = 0;
+  /** The store epoch the cursor belongs to. */
+  #epoch: string | undefined;
   /** Seqs above the cursor already applied (from pub/sub or locally), so listeners hear each once. */
   readonly #ahead = new Set<number>();
   #lastSync = Number.NEGATIVE_INFINITY;
@@ -75,6 +83,15 @@ export class RevocationView implements RevocationService {
   async #sync(): Promise<void> {
     const { store, clock } = this.#o;
     try {
+      await store.checkEpoch();
+      const epoch = store.epoch();
+      if (epoch !== this.#epoch) {
+        // A new epoch (first sync, or an accepted reset): its feed is read from the start.
+        if (this.#epoch !== undefined) this.#o.log?.('store epoch changed; re-reading the revocation feed from the start', { previous_epoch: this.#epoch, epoch });
+        this.#epoch = epoch;
+        this.#cursor = 0;
+        this.#ahead.clear();
+      }
       for (;;) {
         const batch = await store.revocationsSince(this.#cursor, BATCH, clock.now());
         for (const r of batch) this.#apply(r);
@@ -131,6 +148,8 @@ export class RevocationView implements RevocationService {
   }
 
   assertFresh(): void {
+    const reset = this.#o.store.resetPending();
+    if (reset) throw storeResetError(reset, this.#o.store.kind, 'revocation-view');
     // Freshness is about this process's own operation, so it runs on the monotonic clock,
     // not the injected one that governs token validity.
     const age = performance.now() - this.#lastSync;

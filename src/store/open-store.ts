@@ -46,7 +46,7 @@ export async function openStore(settings: Settings['store'], clock: Clock, opts:
           keyPrefix: settings.key_prefix,
           clock,
           password: process.env.LEASH_REDIS_PASSWORD,
-          allowVolatile: settings.allow_volatile ?? false,
+          allowVolatile: settings.allow_volatile,
           identity: opts.identity,
           log: opts.log,
         });

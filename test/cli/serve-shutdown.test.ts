@@ -176,7 +176,7 @@ describe('leash serve: graceful shutdown on SIGTERM', () => {
     expect(s.stderr()).toContain('leash: stopped');
 
     // The store was closed after the exchange recorded its decision: the event is there.
-    const store = await openStore({ kind: 'sqlite', path: s.dbPath, url: 'redis://127.0.0.1:6379', key_prefix: 'leash:' }, systemClock);
+    const store = await openStore({ kind: 'sqlite', path: s.dbPath, url: 'redis://127.0.0.1:6379', key_prefix: 'leash:', allow_volatile: false }, systemClock);
     try {
       const issued = (await store.read(1, 100000)).filter((e) => e.type === 'exchange.issued' && e.event.plugin === 'reports-reader');
       expect(issued).toHaveLength(1);

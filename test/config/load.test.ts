@@ -15,8 +15,8 @@ describe('parseConfig: defaults, paths, freezing', () => {
     // audit lines kept off stdout: this pins both to the schema.
     expect(config.settings).toEqual(
       settings({
-        store: { kind: 'sqlite', path: './data/leash.db', url: 'redis://127.0.0.1:6379', key_prefix: 'leash:' },
-        audit: { stdout: true },
+        store: { kind: 'sqlite', path: './data/leash.db', url: 'redis://127.0.0.1:6379', key_prefix: 'leash:', allow_volatile: false },
+        audit: { stdout: true, checkpoint_every_events: 256, checkpoint_interval_ms: 10000 },
       }),
     );
     expect(config.admin).toEqual({ api_keys: [], issuers: [] });

@@ -30,7 +30,7 @@ beforeAll(async () => {
   process.env[TOKEN_ENV] = vault.rootToken;
   cluster = await TestCluster.create();
   dir = await mkdtemp(join(tmpdir(), 'leash-vault-withheld-'));
-  const real = await openStore({ kind: 'sqlite', path: join(dir, 'leash.db'), url: 'redis://127.0.0.1:6379', key_prefix: 'leash:' }, systemClock);
+  const real = await openStore({ kind: 'sqlite', path: join(dir, 'leash.db'), url: 'redis://127.0.0.1:6379', key_prefix: 'leash:', allow_volatile: false }, systemClock);
   // The real store, with one chosen write failing the way a lost backend does.
   const store = new Proxy(real, {
     get(target, prop, receiver) {

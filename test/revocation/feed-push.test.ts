@@ -104,7 +104,7 @@ describe('SET push (RFC 8417 / RFC 8935)', () => {
   it('delivers one signed SET per revocation and receiver, verifiable against the JWKS', async () => {
     const rx = await startReceiver('crm-api');
     const rec = recorder();
-    const pusher = createSetPusher({ issuer: ISSUER, keys, servers: [server('crm-api', rx.url)], baseDelayMs: 5, onResult: rec.onResult });
+    const pusher = createSetPusher({ issuer: ISSUER, keys, servers: [server('crm-api', rx.url)], baseDelayMs: 5, onResult: rec.onResult, epoch: () => 'epoch-of-the-store' });
     const r = revocation('task', 'task-42');
     pusher.publish(r);
     await pusher.idle();
@@ -127,6 +127,7 @@ describe('SET push (RFC 8417 / RFC 8935)', () => {
           issued_before: Math.floor(r.issuedBefore / 1000),
           keep_until: Math.ceil(r.keepUntil / 1000),
           event_timestamp: Math.floor(r.revokedAt / 1000),
+          epoch: 'epoch-of-the-store',
         },
         [CAEP_SESSION_REVOKED_EVENT]: {
           subject: { format: 'opaque', id: 'task:task-42' },

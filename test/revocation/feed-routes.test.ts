@@ -54,6 +54,7 @@ async function startFeed(clock: ManualClock, opts: Partial<RevocationFeedDeps> &
         await opts.gate?.();
         return store.revocationsSince(cursor, limit, now);
       },
+      epoch: () => store.epoch(),
     },
     revocation: {
       assertFresh: () => {
@@ -249,12 +250,15 @@ describe('GET /revocations (poll)', () => {
           issued_before: Math.floor(first.issuedBefore / 1000),
           revoked_at: Math.floor(first.revokedAt / 1000),
           keep_until: Math.ceil(first.keepUntil / 1000),
+          epoch: feed.store.epoch(),
         },
-        expect.objectContaining({ seq: revoked[1]?.seq, scope: 'task', id: 'task-1' }),
+        expect.objectContaining({ seq: revoked[1]?.seq, scope: 'task', id: 'task-1', epoch: feed.store.epoch() }),
       ],
       cursor: revoked[1]?.seq,
       more: true,
+      epoch: feed.store.epoch(),
     });
+    expect(feed.store.epoch()).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(JSON.stringify(res.body)).not.toContain('apikey:ops');
     expect(JSON.stringify(res.body)).not.toContain('leaked in a log');
   });
@@ -278,8 +282,8 @@ describe('GET /revocations (poll)', () => {
   it('answers an empty page with the given cursor when nothing is newer', async () => {
     const last = revoked[3]?.seq as number;
     const res = await getJson(`${feed.url}/revocations?since=${last}`);
-    expect(res.body).toEqual({ revocations: [], cursor: last, more: false });
-    expect((await getJson(`${feed.url}/revocations?since=999999`)).body).toEqual({ revocations: [], cursor: 999999, more: false });
+    expect(res.body).toEqual({ revocations: [], cursor: last, more: false, epoch: feed.store.epoch() });
+    expect((await getJson(`${feed.url}/revocations?since=999999`)).body).toEqual({ revocations: [], cursor: 999999, more: false, epoch: feed.store.epoch() });
   });
 
   it.each([
@@ -417,7 +421,9 @@ describe('GET /revocations/stream (SSE)', () => {
         issued_before: Math.floor(live.issuedBefore / 1000),
         revoked_at: Math.floor(live.revokedAt / 1000),
         keep_until: Math.ceil(live.keepUntil / 1000),
+        epoch: feed.store.epoch(),
       });
+      expect(sse.revocations().every((r) => r.body.epoch === feed.store.epoch())).toBe(true);
     } finally {
       await sse.close();
     }
@@ -431,7 +437,7 @@ describe('GET /revocations/stream (SSE)', () => {
       await bySince.until((c) => c.synced());
       expect(resumed.revocations().map((r) => r.body.id)).toEqual(['t']);
       expect(bySince.revocations().map((r) => r.body.id)).toEqual(['b', 't']);
-      expect(resumed.messages.find((m) => m.kind === 'event' && m.event === 'synced')).toMatchObject({ data: JSON.stringify({ cursor: 3 }) });
+      expect(resumed.messages.find((m) => m.kind === 'event' && m.event === 'synced')).toMatchObject({ data: JSON.stringify({ cursor: 3, epoch: feed.store.epoch() }) });
     } finally {
       await resumed.close();
       await bySince.close();

@@ -206,7 +206,7 @@ describe('scoped paging', () => {
     let reads = 0;
     const router = revocationFeedRouter({
       authenticate: (req) => auth.authenticate(req),
-      store: { revocationsSince: (c, l, n) => (reads++, store.revocationsSince(c, l, n)) },
+      store: { revocationsSince: (c, l, n) => (reads++, store.revocationsSince(c, l, n)), epoch: () => store.epoch() },
       revocation: view,
       clock,
       maxBatch: 2,

@@ -16,6 +16,12 @@ export interface FeedRevocation {
   readonly revoked_at: number;
   /** After this no token the record covers can still be valid: a follower may forget it. */
   readonly keep_until: number;
+  /**
+   * The store epoch the record belongs to (a random id the store keeps for life). A
+   * follower that sees it change knows the store was reset: its cursor means nothing in the
+   * new epoch, so it starts again from 0 (and refuses until it has caught up).
+   */
+  readonly epoch: string;
 }
 
 /**
@@ -23,7 +29,7 @@ export interface FeedRevocation {
  * `issued_before` still covers every token issued before the instant, and `keep_until` is
  * rounded up so a follower never forgets a record early.
  */
-export function toFeedItem(r: Revocation): FeedRevocation {
+export function toFeedItem(r: Revocation, epoch: string): FeedRevocation {
   return {
     seq: r.seq,
     scope: r.scope,
@@ -31,5 +37,6 @@ export function toFeedItem(r: Revocation): FeedRevocation {
     issued_before: Math.floor(r.issuedBefore / 1000),
     revoked_at: Math.floor(r.revokedAt / 1000),
     keep_until: Math.ceil(r.keepUntil / 1000),
+    epoch,
   };
 }

@@ -2,7 +2,7 @@ import express, { type Request, type Response } from 'express';
 import type { ResourceServerConfig } from '../../config/schema.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { formBody, oauthFormParser, sendOAuthError } from '../../http/oauth/client-auth.js';
-import type { RevocationStore } from '../../store/store.js';
+import type { RevocationStore, StoreIdentity } from '../../store/store.js';
 import type { Clock } from '../../time/clock.js';
 import type { RevocationService } from '../revocation-service.js';
 import type { Revocation } from '../../store/records.js';
@@ -13,7 +13,8 @@ import { openRevocationStream, type StreamRegistry } from './revocation-stream.j
 export interface RevocationFeedDeps {
   /** Resource-server client authentication; throws LeashError ERR_CLIENT_AUTH_FAILED. */
   readonly authenticate: (req: Request) => Promise<ResourceServerConfig>;
-  readonly store: Pick<RevocationStore, 'revocationsSince'>;
+  /** `epoch`: the store epoch every item carries, so followers notice a reset store. */
+  readonly store: Pick<RevocationStore, 'revocationsSince'> & Pick<StoreIdentity, 'epoch'>;
   /** `onRevocation` feeds the live stream; `assertFresh` refuses while this replica's view is stale. */
   readonly revocation: Pick<RevocationService, 'onRevocation' | 'assertFresh'>;
   readonly clock: Clock;
@@ -127,7 +128,8 @@ export function revocationFeedRouter(deps: RevocationFeedDeps): RevocationFeedRo
       const limit = parseLimit(params.limit, maxBatch);
       deps.revocation.assertFresh();
       const { revocations, cursor, more } = await page(since, limit, server.audiences);
-      res.status(200).set('Cache-Control', 'no-store').json({ revocations: revocations.map(toFeedItem), cursor, more });
+      const epoch = deps.store.epoch() ?? '';
+      res.status(200).set('Cache-Control', 'no-store').json({ revocations: revocations.map((r) => toFeedItem(r, epoch)), cursor, more, epoch });
     } catch (err) {
       sendOAuthError(res, err);
     }

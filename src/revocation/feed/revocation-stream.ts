@@ -20,9 +20,9 @@ const MAX_BUFFERED_BYTES = 1 << 20;
 /** How many recently sent seqs are remembered to drop a record published twice (pub/sub and sync). */
 const RECENT_SEQS = 4096;
 
-export function sseEvent(r: Revocation): string {
+export function sseEvent(r: Revocation, epoch: string): string {
   // JSON.stringify never emits a raw newline, so one `data:` line carries the whole record.
-  return `id: ${r.seq}\nevent: revocation\ndata: ${JSON.stringify(toFeedItem(r))}\n\n`;
+  return `id: ${r.seq}\nevent: revocation\ndata: ${JSON.stringify(toFeedItem(r, epoch))}\n\n`;
 }
 
 /**
@@ -53,6 +53,7 @@ export async function openRevocationStream(
   const recent = new Set<number>();
   let heartbeat: NodeJS.Timeout | undefined;
   let lifetime: NodeJS.Timeout | undefined;
+  const epoch = () => deps.store.epoch() ?? '';
 
   const stream = {
     end(): void {
@@ -83,7 +84,7 @@ export async function openRevocationStream(
     recent.add(r.seq);
     if (recent.size > RECENT_SEQS) recent.delete(recent.values().next().value as number);
     highest = Math.max(highest, r.seq);
-    res.write(sseEvent(r));
+    res.write(sseEvent(r, epoch()));
     if (res.writableLength > MAX_BUFFERED_BYTES) stream.end();
   }
 
@@ -122,7 +123,7 @@ export async function openRevocationStream(
         // Records of other audiences are skipped, not sent; the `synced` cursor covers them.
         if (concerns(r, audiences)) {
           recent.add(r.seq);
-          await write(sseEvent(r));
+          await write(sseEvent(r, epoch()));
         }
         last = r.seq;
         highest = Math.max(highest, r.seq);
@@ -135,7 +136,7 @@ export async function openRevocationStream(
     replaying = false;
     for (const r of held.splice(0)) send(r);
     // Tells a follower the history is complete: from here its view is as fresh as the stream.
-    res.write(`event: synced\ndata: ${JSON.stringify({ cursor: highest })}\n\n`);
+    res.write(`event: synced\ndata: ${JSON.stringify({ cursor: highest, epoch: epoch() })}\n\n`);
 
     heartbeat = setInterval(() => {
       try {

@@ -16,6 +16,8 @@ export interface SetClaimsInput {
   /** Seconds. */
   readonly iat: number;
   readonly revocation: Revocation;
+  /** The store epoch (see FeedRevocation.epoch). */
+  readonly epoch: string | undefined;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface SetClaimsInput {
  * `scope`; `txn` is the same for every receiver of one revocation, `jti` differs per SET.
  */
 export function buildSetClaims(input: SetClaimsInput): Record<string, unknown> {
-  const item = toFeedItem(input.revocation);
+  const item = toFeedItem(input.revocation, input.epoch ?? '');
   const subject = { format: 'opaque', id: item.id };
   const events: Record<string, unknown> = {
     [TOKEN_REVOKED_EVENT]: {
@@ -35,6 +37,7 @@ export function buildSetClaims(input: SetClaimsInput): Record<string, unknown> {
       issued_before: item.issued_before,
       keep_until: item.keep_until,
       event_timestamp: item.revoked_at,
+      ...(input.epoch ? { epoch: input.epoch } : {}),
     },
   };
   if (item.scope === 'task' || item.scope === 'plugin') {

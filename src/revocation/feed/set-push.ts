@@ -20,6 +20,8 @@ export interface SetPusherOptions {
   /** Leash's issuer URL (`iss`). */
   readonly issuer: string;
   readonly keys: Pick<KeyManager, 'current'>;
+  /** The store epoch, carried by every SET (see FeedRevocation.epoch); the broker always gives it. */
+  readonly epoch?: () => string | undefined;
   /** Every configured resource server; those without `push` are ignored. */
   readonly servers: readonly ResourceServerConfig[];
   readonly fetch?: typeof fetch;
@@ -158,7 +160,7 @@ export function createSetPusher(opts: SetPusherOptions): SetPusher {
         p.token ??= await signJwt(
           opts.keys.current(),
           { typ: 'secevent+jwt' },
-          buildSetClaims({ issuer: opts.issuer, audience: this.server.id, jti: p.jti, iat: epochSeconds(clock), revocation: p.revocation }),
+          buildSetClaims({ issuer: opts.issuer, audience: this.server.id, jti: p.jti, iat: epochSeconds(clock), revocation: p.revocation, epoch: opts.epoch?.() }),
         );
         const res = await fetchFn(this.url, {
           method: 'POST',
