@@ -55,6 +55,12 @@ export interface RevocationFollower extends LeashRevocationView {
   ready(): Promise<void>;
   /** The feed cursor: every revocation up to this seq has been applied. */
   cursor(): number;
+  /**
+   * Leash's store epoch the cursor belongs to (undefined until the first answer, or from a
+   * Leash too old to send one). When it changes the store was reset: the follower drops its
+   * cursor, reads the new epoch's feed from the start, and is not fresh until it has.
+   */
+  epoch(): string | undefined;
   /** The transport in use (`sse` falls back to `poll` if the server has no stream). */
   mode(): RevocationFollowerMode;
   /** Revocation records held (expired ones are forgotten). */
@@ -69,6 +75,7 @@ interface FeedRecord {
   id: string;
   issued_before: number;
   keep_until: number;
+  epoch?: string;
 }
 
 const SCOPES: ReadonlySet<string> = new Set(['token', 'task', 'plugin', 'key']);
@@ -78,6 +85,14 @@ const MAX_LINE_CHARS = 1 << 20;
 const PAGE = 1000;
 /** Answers that mean "this server has no stream": poll instead. */
 const NO_STREAM = new Set([404, 405, 406, 501]);
+
+/** The feed's epoch changed: the cursor was dropped; sync again from the start at once. */
+class EpochChanged extends Error {
+  constructor(previous: string, next: string) {
+    super(`Leash's store was reset (epoch ${previous} -> ${next}): dropped the cursor, reading the feed again from the start`);
+    this.name = 'RevocationFollowerError';
+  }
+}
 
 class FollowerError extends Error {
   constructor(
@@ -95,6 +110,11 @@ class FollowerError extends Error {
  * Streams (SSE, resuming with Last-Event-ID) and polls while the stream is down; falls
  * back to polling when the server has no stream. Fail closed is the caller's part:
  * while `fresh()` is false, refuse (the verifier answers 503).
+ *
+ * Every answer carries Leash's store epoch. A changed epoch means the store was reset and
+ * the cursor means nothing there: the follower drops it, turns not fresh and reads the new
+ * feed from the start. Records it holds are kept (they are still revocations, and expire on
+ * their own). An answer without the epoch after one with it is refused as malformed.
  */
 export function createRevocationFollower(opts: RevocationFollowerOptions): RevocationFollower {
   if (!opts.issuer || !opts.clientId) throw new TypeError('createRevocationFollower: issuer and clientId are required');
@@ -115,6 +135,7 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
   const keys = new Map<string, number>();
   const plugins = new Map<string, { issuedBefore: number; keepUntil: number }>();
   let cursor = 0;
+  let epoch: string | undefined;
   /** When the view was last confirmed complete (ms); -Infinity until the first sync. */
   let confirmedAt = Number.NEGATIVE_INFINITY;
   let closed = false;
@@ -143,8 +164,28 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
     resolveReady();
   }
 
+  /** Every answer's epoch goes through here before anything of it is applied. */
+  function observeEpoch(value: unknown): void {
+    if (typeof value !== 'string' || value === '') {
+      // A Leash that never sent one is older than epochs; one that stops sending is wrong.
+      if (epoch !== undefined) throw new FollowerError('the feed answered without the store epoch it sent before');
+      return;
+    }
+    if (epoch === undefined) {
+      epoch = value;
+      return;
+    }
+    if (value === epoch) return;
+    const previous = epoch;
+    epoch = value;
+    cursor = 0;
+    confirmedAt = Number.NEGATIVE_INFINITY;
+    throw new EpochChanged(previous, value);
+  }
+
   function apply(raw: unknown): void {
     const r = raw as Partial<FeedRecord> | null;
+    if (r && typeof r === 'object') observeEpoch(r.epoch);
     // A record this follower cannot read could be a revocation it fails to enforce: the
     // sync fails (and the view goes stale, so the verifier refuses) rather than skip it.
     if (!r || !Number.isSafeInteger(r.seq) || typeof r.id !== 'string' || typeof r.issued_before !== 'number' || typeof r.keep_until !== 'number' || typeof r.scope !== 'string') {
@@ -214,10 +255,11 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
       try {
         const res = await request('/revocations', { since: String(cursor), limit: String(PAGE) }, { accept: 'application/json' }, ac.signal);
         if (res.status !== 200) throw await errorOf(res, 'GET /revocations');
-        const body = (await res.json()) as { revocations?: unknown; cursor?: unknown; more?: unknown };
+        const body = (await res.json()) as { revocations?: unknown; cursor?: unknown; more?: unknown; epoch?: unknown };
         if (!Array.isArray(body.revocations) || !Number.isSafeInteger(body.cursor) || typeof body.more !== 'boolean') {
           throw new FollowerError('GET /revocations answered an unexpected document');
         }
+        observeEpoch(body.epoch);
         const before = cursor;
         for (const r of body.revocations) apply(r);
         cursor = Math.max(cursor, body.cursor as number);
@@ -237,7 +279,7 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
    * One stream connection, until it ends. Returns whether it got as far as `synced` (so
    * the next reconnect is not a failure to back off from) or that the server has no stream.
    */
-  async function stream(): Promise<{ synced: boolean; noStream?: boolean }> {
+  async function stream(): Promise<{ synced: boolean; noStream?: boolean; epochChanged?: boolean }> {
     const ac = new AbortController();
     inFlight = ac;
     let synced = false;
@@ -269,9 +311,11 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
           apply(JSON.parse(event.data));
           if (synced) confirm(clock.now());
         } else if (event.type === 'synced') {
-          // The replay is complete up to this seq (records of other audiences are not sent).
-          const at = (JSON.parse(event.data) as { cursor?: unknown }).cursor;
-          if (Number.isSafeInteger(at)) cursor = Math.max(cursor, at as number);
+          // The replay is complete up to this seq (records of other audiences are not sent),
+          // in this epoch: a changed epoch drops the cursor first.
+          const data = JSON.parse(event.data) as { cursor?: unknown; epoch?: unknown };
+          observeEpoch(data.epoch);
+          if (Number.isSafeInteger(data.cursor)) cursor = Math.max(cursor, data.cursor as number);
           synced = true;
           forgetExpired();
           confirm(clock.now());
@@ -284,6 +328,10 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
       }
       if (!closed) report(new FollowerError('the revocation stream ended'));
     } catch (err) {
+      if (err instanceof EpochChanged) {
+        report(err);
+        return { synced: false, epochChanged: true };
+      }
       if (!closed) report(ac.signal.aborted ? new FollowerError('the revocation stream went silent; reconnecting') : err);
     } finally {
       if (idle) clearTimeout(idle);
@@ -306,20 +354,36 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
     });
   }
 
+  /** pollAll, once more at once if the epoch changed under it (the cursor is then 0). */
+  async function pollAllEpochs(): Promise<void> {
+    try {
+      await pollAll();
+    } catch (err) {
+      if (!(err instanceof EpochChanged)) throw err;
+      report(err);
+      await pollAll();
+    }
+  }
+
   async function run(): Promise<void> {
     let failures = 0;
     while (!closed) {
       if (transport === 'sse') {
-        const { synced, noStream } = await stream();
+        const { synced, noStream, epochChanged } = await stream();
         if (closed) break;
         if (noStream) {
           transport = 'poll';
           continue;
         }
+        // A reset store: reconnect at once from cursor 0 (the stream replays the new epoch).
+        if (epochChanged) {
+          await sleep(100);
+          continue;
+        }
         failures = synced ? 0 : failures + 1;
         // Stream down: catch up by polling so the view stays fresh during the gap.
         try {
-          await pollAll();
+          await pollAllEpochs();
         } catch (err) {
           report(err);
         }
@@ -327,7 +391,7 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
         await sleep(failures === 0 ? 100 : Math.min(MAX_RECONNECT_MS, reconnectBase * 2 ** (failures - 1)));
       } else {
         try {
-          await pollAll();
+          await pollAllEpochs();
           failures = 0;
         } catch (err) {
           failures++;
@@ -357,6 +421,7 @@ export function createRevocationFollower(opts: RevocationFollowerOptions): Revoc
     },
     ready: () => readyPromise,
     cursor: () => cursor,
+    epoch: () => epoch,
     mode: () => transport,
     size: () => tokens.size + tasks.size + keys.size + plugins.size,
     close() {

@@ -43,6 +43,11 @@ interface Feed {
   /** Headers of every stream request, in order. */
   streamRequests: Array<Record<string, string | string[] | undefined>>;
   pollRequests: number;
+  /**
+   * Leash restarted on an empty store that nobody remembered (a new file: a new epoch, the
+   * feed numbered from 1 again), at the same URL; open streams are dropped.
+   */
+  restartEmpty(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -51,12 +56,33 @@ async function startFeed(opts: { clock?: Clock; heartbeatMs?: number; noStream?:
   const clock = opts.clock ?? systemClock;
   const dir = mkdtempSync(join(tmpdir(), 'leash-follow-'));
   dirs.push(dir);
-  const store = openSqliteStore({ path: join(dir, 'leash.db'), clock });
-  const view = new RevocationView({ store, clock, syncIntervalMs: 60_000, maxStalenessMs: 600_000, maxTokenLifeMs: () => 600_000, revokers: new Map() });
-  await view.start();
-  const authenticator = createResourceServerAuthenticator(servers, { issuer: 'https://leash.test', endpointUrls: [], clock, replay: store, baseDir: dir });
-  const router = revocationFeedRouter({ authenticate: (req) => authenticator.authenticate(req), store, revocation: view, clock, heartbeatMs: opts.heartbeatMs ?? 60_000 });
-  const feed = { store, view, router, streamRequests: [], pollRequests: 0 } as unknown as Feed;
+  let generation = 0;
+  const open = async () => {
+    const store = openSqliteStore({ path: join(dir, `leash-${++generation}.db`), clock });
+    const view = new RevocationView({ store, clock, syncIntervalMs: 60_000, maxStalenessMs: 600_000, maxTokenLifeMs: () => 600_000, revokers: new Map() });
+    await view.start();
+    return { store, view };
+  };
+  const first = await open();
+  const authenticator = createResourceServerAuthenticator(servers, { issuer: 'https://leash.test', endpointUrls: [], clock, replay: first.store, baseDir: dir });
+  const router = revocationFeedRouter({
+    authenticate: (req) => authenticator.authenticate(req),
+    // Through the feed object, so restartEmpty() swaps what the same URL serves.
+    store: { revocationsSince: (...a) => feed.store.revocationsSince(...a), epoch: () => feed.store.epoch() },
+    revocation: { assertFresh: () => feed.view.assertFresh(), onRevocation: (l) => feed.view.onRevocation(l) },
+    clock,
+    heartbeatMs: opts.heartbeatMs ?? 60_000,
+  });
+  const feed = { store: first.store, view: first.view, router, streamRequests: [], pollRequests: 0 } as unknown as Feed;
+  const retired: Store[] = [];
+  feed.restartEmpty = async () => {
+    feed.view.stop();
+    retired.push(feed.store);
+    const next = await open();
+    feed.store = next.store;
+    feed.view = next.view;
+    router.closeStreams();
+  };
   const app = express();
   app.set('query parser', 'simple');
   app.use('/revocations/stream', (req, res, next) => {
@@ -74,10 +100,10 @@ async function startFeed(opts: { clock?: Clock; heartbeatMs?: number; noStream?:
   });
   feed.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   feed.close = async () => {
-    view.stop();
+    feed.view.stop();
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
-    await store.close().catch(() => undefined);
+    for (const s of [...retired, feed.store]) await s.close().catch(() => undefined);
   };
   cleanups.push(feed.close);
   return feed;
@@ -172,6 +198,58 @@ describe('createRevocationFollower', () => {
     await eventually(() => f.cursor() === after.seq);
     expect(f.isRevoked(facts({ jti: 'after-reconnect' }))).toBe(true);
     expect(during.seq).toBeLessThan(after.seq);
+  });
+
+  it.each(['sse', 'poll'] as const)(
+    '%s: Leash restarted on an empty store (new epoch, seqs from 1): the follower drops its cursor and misses nothing revoked there',
+    async (mode) => {
+      const feed = await startFeed();
+      for (const j of ['a', 'b', 'c']) await feed.view.revokeToken(`old-${j}`, by);
+      const errors: Error[] = [];
+      const f = follow(feed, { mode, pollIntervalMs: 30, onError: (e) => errors.push(e) });
+      await f.ready();
+      await eventually(() => f.cursor() === 3);
+      const before = feed.store.epoch();
+      expect(f.epoch()).toBe(before);
+
+      await feed.restartEmpty();
+      expect(feed.store.epoch()).not.toBe(before);
+      // seq 1 of the new store: a follower that kept cursor 3 would never ask for it
+      const fresh = await feed.view.revokeToken('new-1', by);
+      expect(fresh.seq).toBe(1);
+      await eventually(() => f.isRevoked(facts({ jti: 'new-1' })), 3000);
+      expect(f.epoch()).toBe(feed.store.epoch());
+      expect(f.cursor()).toBe(1);
+      expect(errors.map((e) => e.message)).toContainEqual(expect.stringMatching(/store was reset \(epoch .* -> .*\): dropped the cursor/));
+      // what it knew is kept: those were real revocations, lost only by the store
+      expect(f.isRevoked(facts({ jti: 'old-a' }))).toBe(true);
+      await eventually(() => f.fresh());
+    },
+  );
+
+  it('an answer without the epoch after answers with one is refused: the follower turns stale instead of trusting it', async () => {
+    const feed = await startFeed();
+    const clock = new ManualClock(Date.now());
+    let strip = false;
+    const errors: Error[] = [];
+    const f = follow(feed, {
+      mode: 'poll',
+      pollIntervalMs: 20,
+      clock,
+      maxStalenessMs: 1000,
+      onError: (e) => errors.push(e),
+      fetch: async (url, init) => {
+        const res = await fetch(url, init);
+        if (!strip) return res;
+        const { epoch: _dropped, ...body } = (await res.json()) as Record<string, unknown>;
+        return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
+      },
+    });
+    await f.ready();
+    strip = true;
+    await eventually(() => errors.some((e) => /without the store epoch/.test(e.message)));
+    clock.advance(1001);
+    expect(f.fresh()).toBe(false);
   });
 
   it('polls in poll mode', async () => {
