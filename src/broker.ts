@@ -375,9 +375,10 @@ export class Broker {
     // Leash's own Vault login first: the key backends and `vault` grants share it.
     const vault = settings.vault ? await openVaultSession(settings.vault, { clock, log: bootLog('warn') }) : undefined;
     let broker: Broker | undefined;
+    let keys: KeyManager | undefined;
     try {
       if (vault) await checkCapabilities(vault.client, requiredVaultCapabilities(loaded.config), settings.vault?.address);
-      const keys = createKeyManager(settings.keys, {
+      keys = createKeyManager(settings.keys, {
         clock,
         vault: vault ? () => vault.client : undefined,
         // Read at each transition, so a reloaded token lifetime applies to the next retirement.
@@ -413,7 +414,11 @@ export class Broker {
       return broker;
     } catch (err) {
       if (broker) await broker.close({ graceMs: 0 }).catch(() => undefined);
-      else vault?.close();
+      else {
+        // The store could not open (or an earlier step failed): nothing may keep the process alive.
+        await keys?.close().catch(() => undefined);
+        vault?.close();
+      }
       throw err;
     }
   }

@@ -6,9 +6,6 @@ import { watchConfig } from '../config/watch.js';
 import { writeJsonSchema } from '../config/json-schema.js';
 import { writeConfigurationDoc } from '../config/docs.js';
 import { compilePolicy } from '../policy/compile.js';
-import { openStore } from '../store/open-store.js';
-import { systemClock } from '../time/clock.js';
-import { verifyAuditLog } from '../audit/verify.js';
 import type { Broker } from '../broker.js';
 import { flag, parseArgs, portFlag } from './args.js';
 
@@ -23,7 +20,12 @@ const USAGE = `usage: leash <command>
   review --config <file> [--guardrails <file>] [--store config|<sqlite path>|<redis url>] [--since 30d]
          [--format text|json|sarif|markdown|html] [--fail-on critical|high|medium|low|none] [--base <file>] [--out <file>]
                                 governance review: findings mapped to OWASP NHI, OWASP Agentic and CSA MAESTRO (docs/review.md)
-  audit verify --config <file>  verify the audit hash chain in the configured store
+  audit verify --config <file> [--checkpoint <jws|file|->] [--jwks <file|url>]
+                                verify the audit chain in the configured store, against the newest
+                                signed checkpoint found (a JWS, or audit JSON lines; - reads stdin)
+  store status --config <file>  the store's epoch, where its audit chain begins, any pending reset
+  store accept-reset --config <file> --yes [--by <name>]
+                                accept that the store was reset (replicas refuse until then)
   demo                          quickstart: start on embedded defaults with the demo policy and show an exchange
   demo token [--sa <name>]      print a demo Kubernetes service-account token for the demo cluster
   aws credential-process ...    print AWS credentials from Leash in credential_process format (see docs/aws.md)
@@ -62,7 +64,9 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
     case 'review':
       return (await import('./review.js')).runReviewCli(rest);
     case 'audit':
-      return audit(rest);
+      return (await import('./audit.js')).runAuditVerify(rest);
+    case 'store':
+      return (await import('./store.js')).runStoreCli(rest);
     case 'demo':
       if (rest[0] === 'token') {
         const a = parseArgs(rest.slice(1), ['sa', 'namespace', 'config']);
@@ -134,24 +138,6 @@ async function validate(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (e) {
     return reportConfigError(e);
-  }
-}
-
-async function audit(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, ['config']);
-  if (a.positional[0] !== 'verify') throw new Error('usage: leash audit verify --config <file>');
-  const loaded = await loadConfigFile(configPath(flag(a, 'config')));
-  const store = await openStore(loaded.config.settings.store, systemClock);
-  try {
-    const result = await verifyAuditLog(store);
-    if (result.ok) {
-      out(`audit chain intact: ${result.count} events\n`);
-      return 0;
-    }
-    err(`audit chain BROKEN at seq ${result.brokenAt}: ${result.reason}\n`);
-    return 1;
-  } finally {
-    await store.close();
   }
 }
 

@@ -62,8 +62,8 @@ export async function openStore(settings: Settings['store'], clock: Clock, opts:
 function openError(what: string, err: unknown, secrets: ReadonlyArray<string | undefined> = []): unknown {
   if (!(err instanceof LeashError)) return err;
   const d = err.detail ?? {};
-  const code = typeof d.code === 'string' ? `${d.code}: ` : '';
   let why = typeof d.message === 'string' ? d.message : err.description;
+  const code = typeof d.code === 'string' && !why.startsWith(d.code) ? `${d.code}: ` : '';
   // No client library is known to echo a password, but the line goes to logs: make sure.
   for (const s of secrets) if (s) why = why.split(s).join('[redacted]');
   return new StoreOpenError(`cannot open ${what}: ${code}${why}`, err.code, { cause: err });

@@ -187,6 +187,8 @@ export class RedisStore implements Store {
   #refusal: LeashError | undefined;
   #judging: Promise<void> | undefined;
   #opened = false;
+  /** The connection error seen while opening: ioredis rejects connect() with a generic message. */
+  #openError: Error | undefined;
   /** Highest revocation seq this handle has written or read (what a reset would lose). */
   #revocationSeq = 0;
   readonly #tokenMarginMs: number;
@@ -235,7 +237,9 @@ export class RedisStore implements Store {
     // true only once the server has confirmed the subscription, not merely reconnected.
     this.#sub = this.#client.duplicate({ autoResubscribe: false });
     // Without a listener ioredis drops errors silently; the store reports them per call.
-    this.#client.on('error', () => undefined);
+    this.#client.on('error', (err: unknown) => {
+      if (!this.#opened && err instanceof Error) this.#openError = err;
+    });
     this.#sub.on('error', () => undefined);
     // Every reconnection may be to another server, or the same one restarted empty or
     // without AOF: calls wait until it is verified again.
@@ -284,7 +288,9 @@ export class RedisStore implements Store {
       this.#client.disconnect();
       this.#sub.disconnect();
       if (err instanceof LeashError) throw err;
-      throw unavailable('open', err);
+      // "Connection is closed." says nothing; the socket error before it (ECONNREFUSED, ENOTFOUND, a TLS failure) does.
+      const cause = err instanceof Error && /connection is closed/i.test(err.message) && this.#openError ? this.#openError : err;
+      throw unavailable('open', cause);
     }
   }
 
