@@ -87,7 +87,13 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     help: 'Tasks that are open and not expired.',
     registers,
     async collect() {
-      this.set(await sources.activeTasks());
+      // A store that cannot answer must not take the whole scrape down (and with it the
+      // alerts on the outage): the gauge keeps its last value.
+      try {
+        this.set(await sources.activeTasks());
+      } catch {
+        // store unavailable
+      }
     },
   });
   new Gauge({
@@ -117,7 +123,11 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     help: 'Approvals waiting for a decision (not expired).',
     registers,
     async collect() {
-      this.set(sources.pendingApprovals ? await sources.pendingApprovals() : 0);
+      try {
+        this.set(sources.pendingApprovals ? await sources.pendingApprovals() : 0);
+      } catch {
+        // store unavailable: as above
+      }
     },
   });
   new Gauge({
