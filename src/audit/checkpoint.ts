@@ -155,6 +155,11 @@ export class CheckpointWriter {
     this.#timer = undefined;
   }
 
+  /** Resolves when no checkpoint is being written. */
+  idle(): Promise<void> {
+    return this.#writing ?? Promise.resolve();
+  }
+
   /** Writes a checkpoint of the newest head seen, if one is not covered yet; resolves when done (never rejects). */
   checkpoint(): Promise<void> {
     this.#writing ??= this.#write().finally(() => (this.#writing = undefined));
