@@ -30,11 +30,11 @@ async function main(): Promise<void> {
   const configInput = {
     version: 1,
     settings: {
-      issuer: url,
+      issuer: input.issuer ?? url,
       listen: { host: '127.0.0.1', port },
       management: { listen: { host: '127.0.0.1', port: 0 } },
       store: input.store.kind === 'redis' ? { kind: 'redis', url: input.store.url, key_prefix: input.store.keyPrefix } : { kind: 'sqlite', path: join(dir, 'leash.db') },
-      keys: { dir: join(dir, 'keys'), backend: input.keys?.backend ?? 'local' },
+      keys: { dir: input.keysDir ?? join(dir, 'keys'), backend: input.keys?.backend ?? 'local' },
       ...(input.keys?.vaultAddress ? { vault: { address: input.keys.vaultAddress, auth: { method: 'token', token_env: 'VAULT_TOKEN' } } } : {}),
       audit: { stdout: false },
     },

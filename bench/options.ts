@@ -1,6 +1,12 @@
 import { parseArgs } from 'node:util';
 
 export interface BenchOptions {
+  /** `throughput` (default): exchange and introspection load vs the baseline. `propagation`: revocation A -> B latency on Redis. */
+  readonly suite: SuiteName;
+  /** `propagation`: how many revocations are measured. */
+  readonly revocations: number;
+  /** `propagation`: pause between two introspections of B (0: back to back). */
+  readonly pollIntervalMs: number;
   /** Seconds of measured load per workload and server. */
   readonly duration: number;
   /** Seconds of unmeasured load before each measured run (JIT, connection pools, SQLite pages). */
@@ -25,6 +31,8 @@ export interface BenchOptions {
   readonly keys: readonly KeyBackendName[];
 }
 
+export const SUITE_NAMES = ['throughput', 'propagation'] as const;
+export type SuiteName = (typeof SUITE_NAMES)[number];
 export const SERVER_NAMES = ['baseline', 'leash'] as const;
 export const WORKLOAD_NAMES = ['cold', 'warm', 'introspect'] as const;
 export const STORE_NAMES = ['sqlite', 'redis'] as const;
@@ -36,6 +44,11 @@ export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 export type StoreName = (typeof STORE_NAMES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
+  --suite <name>      throughput (default): exchange/introspection load vs the baseline;
+                      propagation: two replicas on one redis-server, revoke at A ->
+                      introspection at B inactive (p50/p99 over --revocations)
+  --revocations <n>   propagation: revocations measured (default 300)
+  --poll-interval <ms> propagation: pause between B's introspections (default 0: back to back)
   --duration <s>      measured seconds per workload and server (default 10)
   --warmup <s>        unmeasured seconds before each run (default 2)
   --connections <n>   concurrent keep-alive connections (default 32)
@@ -90,12 +103,20 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       store: { type: 'string' },
       appendfsync: { type: 'string' },
       keys: { type: 'string' },
+      suite: { type: 'string' },
+      revocations: { type: 'string' },
+      'poll-interval': { type: 'string' },
       profile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) return 'help';
+  const suite = values.suite ?? 'throughput';
+  if (!(SUITE_NAMES as readonly string[]).includes(suite)) throw new Error(`--suite takes ${SUITE_NAMES.join(' or ')} (got '${suite}')`);
   return {
+    suite: suite as SuiteName,
+    revocations: positiveInt('revocations', values.revocations, 300, 10),
+    pollIntervalMs: positiveInt('poll-interval', values['poll-interval'], 0, 0),
     duration: positiveInt('duration', values.duration, 10),
     warmup: positiveInt('warmup', values.warmup, 2, 0),
     connections: positiveInt('connections', values.connections, 32),

@@ -14,6 +14,10 @@ export interface ServerInput {
   readonly audience: string;
   readonly store: BenchStore;
   readonly resourceServer: { readonly id: string; readonly secret: string };
+  /** The issuer (`iss`) when several replicas stand for one Leash; default: the child's own URL. */
+  readonly issuer?: string;
+  /** Signing keys folder (local backend); replicas that must verify each other's tokens share one. Default: the child's temp dir. */
+  readonly keysDir?: string;
   /** Key backend; Vault ones name the (contract) Vault and a token for it. */
   readonly keys?: { readonly backend: 'local' | 'vault-kv' | 'vault-transit'; readonly vaultAddress?: string; readonly vaultToken?: string };
 }

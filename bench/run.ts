@@ -2,7 +2,7 @@
  * Leash's token-exchange and introspection benchmark against a bare-crypto baseline, in the
  * same run, on loopback. See docs/performance.md for what it measures and the numbers it gave.
  *
- *   npm run bench -- [--duration 10] [--connections 32] [--workers 0] [--store sqlite,redis] [--keys local,vault-kv,vault-transit] [--profile]
+ *   npm run bench -- [--suite throughput|propagation] [--duration 10] [--connections 32] [--workers 0] [--store sqlite,redis] [--keys local,vault-kv,vault-transit] [--profile]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -21,6 +21,7 @@ import { killAllRedis, startRedis, type BenchRedis } from './redis.js';
 // The Vault contract server (Vault's HTTP API shapes, real Transit signing): no real Vault can run here.
 import { startVaultContract } from '../test/support/vault-contract.js';
 import { measureTransitSign, type SignLatency } from './transit-latency.js';
+import { formatPropagation, runPropagation } from './propagation.js';
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = join(BENCH_DIR, '..');
@@ -236,6 +237,7 @@ async function main(): Promise<number> {
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   await mkdir(RESULTS_DIR, { recursive: true });
+  if (opts.suite === 'propagation') return propagationSuite(opts, stamp);
 
   const cluster = new BenchCluster();
   const needCold = opts.workloads.includes('cold');
@@ -314,6 +316,16 @@ async function main(): Promise<number> {
     log(`\nBENCHMARK FAILED: ${failure.message}`);
     return 1;
   }
+  return 0;
+}
+
+async function propagationSuite(opts: BenchOptions, stamp: string): Promise<number> {
+  const creds: Credentials = { id: BENCH_RESOURCE_SERVER, secret: randomBytes(32).toString('base64url') };
+  const result = await runPropagation(opts, creds, log);
+  process.stdout.write(`\n${formatPropagation(result)}\n`);
+  const file = join(RESULTS_DIR, `${stamp}-propagation.json`);
+  await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, propagation: result }, null, 2)}\n`);
+  log(`results: ${file}`);
   return 0;
 }
 
