@@ -644,6 +644,8 @@ export class Broker {
         revocation_seq: m.revocationSeq,
         store: this.store.kind,
       });
+    } else if (change.previousEpoch === change.epoch) {
+      this.#log('warn', 'the store holds this replica\'s epoch again and no reset is pending; serving again', { epoch: change.epoch });
     } else {
       this.#log('warn', 'store reset accepted by an operator; serving again in the new epoch', { previous_epoch: change.previousEpoch, epoch: change.epoch, audit_genesis_seq: change.genesis.seq });
     }

@@ -373,9 +373,10 @@ export class RedisStore implements Store {
     await this.#call(
       'checkEpoch',
       async () => {
-        // A refusal for lack of AOF ends as soon as the server persists again.
+        // A server refused for lack of AOF is no witness of the store's identity: its
+        // identity is judged only once it persists again (the refusal then ends).
         if (this.#refusal) await this.#verifyConnection();
-        await this.#judge();
+        else await this.#judge();
       },
       { ungated: true },
     );
@@ -1011,7 +1012,9 @@ export class RedisStore implements Store {
   }
 
   subscribed(): boolean {
-    return this.#subscribed && !this.#closed;
+    // A server refused for lack of AOF is no source of truth: the revocation view must not
+    // keep answering from pub/sub for its staleness window, but refuse at once.
+    return this.#subscribed && !this.#closed && this.#refusal === undefined;
   }
 
   #resubscribe(): void {
