@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -28,7 +28,7 @@ const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx'
   let redis: RedisServer;
   let dir: string;
   const brokers: TestBroker[] = [];
-  const lines = new Map<TestBroker | string, string[]>();
+  const lines = new Map<TestBroker, string[]>();
 
   beforeAll(async () => {
     cluster = await TestCluster.create();
@@ -193,5 +193,3 @@ const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx'
     expect(A.broker.store.resetPending()).toMatchObject({ foundEpoch: null });
   }, 60000);
 });
-
-afterAll(() => undefined);

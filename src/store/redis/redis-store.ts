@@ -191,6 +191,8 @@ export class RedisStore implements Store {
   #openError: Error | undefined;
   /** Highest revocation seq this handle has written or read (what a reset would lose). */
   #revocationSeq = 0;
+  /** Where the audit chain begins (an empty chain's head). */
+  #genesis: AuditGenesis | null = null;
   readonly #tokenMarginMs: number;
   readonly #taskIndexRetentionMs: number;
   readonly #endedTaskRetentionMs: number;
@@ -326,8 +328,6 @@ export class RedisStore implements Store {
     if (state.epoch !== null) this.#identity.set(state.epoch);
     this.#genesis = state.genesis;
   }
-
-  #genesis: AuditGenesis | null = null;
 
   async #readIdentity(): Promise<IdentityState> {
     const [epoch, marker, genesis] = await this.#client.mget(this.#k.storeEpoch, this.#k.storeReset, this.#k.auditGenesis);
