@@ -135,7 +135,11 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     help: "IAM roles whose revoked-sessions deny policy is not yet in IAM (an update failed and is being retried).",
     registers,
     async collect() {
-      this.set(sources.awsDenyPendingRoles ? await sources.awsDenyPendingRoles() : 0);
+      try {
+        this.set(sources.awsDenyPendingRoles ? await sources.awsDenyPendingRoles() : 0);
+      } catch {
+        // store unavailable: the gauge keeps its last value (see leash_active_tasks)
+      }
     },
   });
   new Gauge({

@@ -226,7 +226,7 @@ describe('scoped paging', () => {
       reads = 0;
       const first = (await (await fetch(`${url}/revocations`, { headers })).json()) as { revocations: Item[]; cursor: number; more: boolean };
       expect(reads).toBe(4);
-      expect(first).toEqual({ revocations: [], cursor: 8, more: true });
+      expect(first).toEqual({ revocations: [], cursor: 8, more: true, epoch: store.epoch() });
       const pages: Array<{ revocations: Item[]; cursor: number; more: boolean }> = [first];
       while (pages.at(-1)!.more) pages.push((await (await fetch(`${url}/revocations?since=${pages.at(-1)!.cursor}`, { headers })).json()) as never);
       expect(pages.flatMap((p) => p.revocations.map((r) => r.id))).toEqual(['tsk_quiet']);

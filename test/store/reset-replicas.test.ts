@@ -66,7 +66,7 @@ const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx'
   }
 
   const status = async (url: string, path: string, init: RequestInit = {}) => (await fetch(`${url}${path}`, init)).status;
-  const ready = (tb: TestBroker) => status(tb.url, '/readyz');
+  const ready = (tb: TestBroker) => status(tb.managementUrl, '/readyz');
   const introspect = async (tb: TestBroker, token: string) => {
     const res = await fetch(`${tb.url}/introspect`, { method: 'POST', headers: { authorization: RS_AUTH }, body: new URLSearchParams({ token }) });
     return { status: res.status, body: (await res.json()) as { active?: boolean; error?: string } };
@@ -111,7 +111,7 @@ const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx'
       const detected = lines.get(tb)!.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.type === 'store.reset_detected');
       expect(detected).toEqual([expect.objectContaining({ chained: false, previous_epoch: oldEpoch, found_epoch: null, store: 'redis', revocation_seq: expect.any(Number) })]);
     }
-    const metrics = await (await fetch(`${A.url}/metrics`)).text();
+    const metrics = await (await fetch(`${A.managementUrl}/metrics`)).text();
     expect(metrics).toMatch(/^leash_store_reset_pending 1$/m);
 
     // a replica starting now cannot know better, so the marker tells it
@@ -144,7 +144,7 @@ const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx'
     // numbering continues above what followers held, and every item names the new epoch
     expect(after.revocations.map((r) => [r.seq > oldSeq, r.epoch])).toEqual(after.revocations.map(() => [true, after.epoch]));
     expect(after.revocations.length).toBeGreaterThanOrEqual(1);
-    expect(await (await fetch(`${A.url}/metrics`)).text()).toMatch(/^leash_store_reset_pending 0$/m);
+    expect(await (await fetch(`${A.managementUrl}/metrics`)).text()).toMatch(/^leash_store_reset_pending 0$/m);
 
     const still = leash(['audit', 'verify', '--config', config]);
     expect(still.status).toBe(1);
