@@ -22,7 +22,8 @@ function downableStore(inner: Store): Store & { down: boolean } {
       if (prop === 'subscribed') return () => !state.down && target.subscribed();
       const value = Reflect.get(target, prop, target) as unknown;
       if (typeof value !== 'function') return value;
-      if (prop === 'close' || prop === 'subscribe') return value.bind(target);
+      // Not calls to the backend: closing, subscribing and what the handle already knows (its epoch, a pending reset).
+      if (prop === 'close' || prop === 'subscribe' || prop === 'epoch' || prop === 'resetPending' || prop === 'onIdentityChange') return value.bind(target);
       return (...args: unknown[]) => {
         if (state.down) return Promise.reject(new LeashError('ERR_BACKEND_UNAVAILABLE', 'store down (test)'));
         return (value as (...a: unknown[]) => unknown).apply(target, args);
