@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { JSONWebKeySet } from 'jose';
 import { CHECKPOINT_EVENT, CheckpointError, checkpointJws, verifyCheckpoint, type VerifiedCheckpoint } from '../audit/checkpoint.js';
@@ -82,7 +83,8 @@ export async function runAuditVerify(argv: readonly string[]): Promise<number> {
 
 /** Candidate checkpoints (compact JWS), newest first by their (not yet verified) iat, then seq. */
 async function readCheckpoints(source: string): Promise<string[]> {
-  const text = source === '-' ? await readStdin() : COMPACT.test(source) ? source : await readFile(source, 'utf8');
+  // A value shaped like a JWS is one, unless a file of that name exists.
+  const text = source === '-' ? await readStdin() : COMPACT.test(source) && !existsSync(source) ? source : await readFile(source, 'utf8');
   const found: string[] = [];
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();

@@ -786,7 +786,11 @@ export class SqliteStore implements Store {
     } catch (err) {
       if (err instanceof EpochMismatch) {
         // Another epoch under a write: find out what happened (marker, fail closed) and refuse.
-        this.#judge();
+        try {
+          this.#judge();
+        } catch (judgeErr) {
+          throw unavailable(op, judgeErr);
+        }
         const found = this.#identity.reset;
         if (found) throw storeResetError(found, 'sqlite', op);
         // An accepted reset was adopted meanwhile: nothing was written; the caller may retry.
