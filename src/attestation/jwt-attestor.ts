@@ -26,6 +26,8 @@ export type ClaimMapper = (jwt: VerifiedJwt) => { subject: string; attributes: A
  * be cached and handed to several requests).
  */
 export function createJwtAttestor(kind: IssuerKind, cfg: TrustedIssuerConfig, deps: AttestorDeps, map: ClaimMapper): Attestor {
+  // Config validation requires jwks for every JWT kind; reaching here without is a programming error.
+  if (cfg.jwks === undefined) throw new TypeError(`trusted issuer '${cfg.name}': kind '${kind}' needs jwks`);
   const keys = createKeySource(cfg.jwks, {
     issuer: cfg.issuer,
     baseDir: deps.baseDir,

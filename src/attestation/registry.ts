@@ -13,8 +13,8 @@ import { createOidcAttestor } from './oidc/oidc-attestor.js';
 import { createSpiffeAttestor } from './spiffe/spiffe-attestor.js';
 import { MAX_ATTESTATION_LENGTH, decodeUnverified } from './verify-jwt.js';
 
-/** The closed set of attestor kinds, one folder each. */
-export const ATTESTOR_FACTORIES: Readonly<Record<IssuerKind, AttestorFactory>> = Object.freeze({
+/** The closed set of attestor kinds, one folder each. `x509-svid` is not a token: it is verified from the TLS client certificate (x509-svid/). */
+export const ATTESTOR_FACTORIES: Readonly<Record<Exclude<IssuerKind, 'x509-svid'>, AttestorFactory>> = Object.freeze({
   kubernetes: createKubernetesAttestor,
   spiffe: createSpiffeAttestor,
   'github-actions': createGitHubActionsAttestor,
@@ -50,9 +50,9 @@ export function tokenDigest(token: string): string {
 export function createAttestor(cfg: TrustedIssuerConfig, deps: AttestorDeps): Attestor {
   const kind: string = cfg.kind;
   if (!Object.hasOwn(ATTESTOR_FACTORIES, kind)) {
-    throw new TypeError(`unknown trusted issuer kind '${kind}': valid kinds are ${ISSUER_KINDS.join(', ')}`);
+    throw new TypeError(`unknown trusted issuer kind '${kind}': valid kinds are ${ISSUER_KINDS.filter((k) => k !== 'x509-svid').join(', ')}`);
   }
-  return ATTESTOR_FACTORIES[kind as IssuerKind](cfg, deps);
+  return ATTESTOR_FACTORIES[kind as keyof typeof ATTESTOR_FACTORIES](cfg, deps);
 }
 
 interface Route {
@@ -72,6 +72,8 @@ interface Route {
 export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps: AttestationDeps): AttestationService {
   const routes = new Map<string, Route[]>();
   issuers.forEach((cfg, i) => {
+    // Presented as a TLS client certificate, not as a subject_token (x509-svid/).
+    if (cfg.kind === 'x509-svid') return;
     const built = createAttestor(cfg, { clock: deps.clock, baseDir: deps.baseDir, fetch: deps.fetch, configPath: `/trusted_issuers/${i}` });
     const attestor = deps.wrap ? deps.wrap(built) : built;
     const route: Route = {

@@ -164,8 +164,15 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   }
   const { Broker } = await import('../broker.js');
   const { bindListeners } = await import('../http/listener.js');
+  const { tlsServerOptions } = await import('../mtls/tls-material.js');
+  let tls;
+  try {
+    tls = tlsServerOptions(loaded.config);
+  } catch (e) {
+    return reportConfigError(e);
+  }
   // Ports first: one in use ends the start here, before keys, store or audit events exist.
-  const listeners = await bindListeners(loaded.config.settings, { port: portFlag(a, 'port'), managementPort: portFlag(a, 'management-port') });
+  const listeners = await bindListeners(loaded.config.settings, { port: portFlag(a, 'port'), managementPort: portFlag(a, 'management-port'), tls });
   const broker = await Broker.create(loaded, { listeners });
   warnDevDefaults(broker);
   err(`leash listening on ${listeners.public.url} (issuer ${broker.config.settings.issuer}); health, readiness and metrics on ${listeners.management.url}\n`);

@@ -74,7 +74,7 @@ function resolvePaths(config: LeashConfig, baseDir: string): void {
   settings.keys.dir = abs(settings.keys.dir);
   if (settings.store.path !== ':memory:') settings.store.path = abs(settings.store.path);
   for (const issuer of [...config.trusted_issuers, ...config.admin.issuers]) {
-    if (issuer.jwks.file !== undefined) issuer.jwks.file = abs(issuer.jwks.file);
+    if (issuer.jwks?.file !== undefined) issuer.jwks.file = abs(issuer.jwks.file);
   }
   for (const { token_review: review } of config.trusted_issuers) {
     if (review === undefined) continue;
@@ -84,12 +84,26 @@ function resolvePaths(config: LeashConfig, baseDir: string): void {
   for (const server of config.resource_servers) {
     if (server.jwks?.file !== undefined) server.jwks.file = abs(server.jwks.file);
   }
+  for (const issuer of config.trusted_issuers) {
+    if (issuer.bundle_file !== undefined) issuer.bundle_file = abs(issuer.bundle_file);
+  }
+  const tls = settings.tls;
+  if (tls) {
+    tls.cert_file = abs(tls.cert_file);
+    tls.key_file = abs(tls.key_file);
+    if (tls.client_ca_file !== undefined) tls.client_ca_file = abs(tls.client_ca_file);
+  }
+  for (const plugin of config.plugins) {
+    const jwks = plugin.client_auth?.jwks;
+    if (jwks?.file !== undefined) jwks.file = abs(jwks.file);
+  }
 }
 
 /**
  * The files a config names that are read each time it is compiled, as absolute paths: the
  * `jwks.file` of trusted issuers, admin issuers and resource servers, and the
- * `token_review.ca_file` of trusted issuers. A reload (SIGHUP or a file event) re-reads
+ * `token_review.ca_file` and `bundle_file` of trusted issuers, the listener's TLS files
+ * (`settings.tls`) and plugins' `client_auth.jwks.file`. A reload (SIGHUP or a file event) re-reads
  * them, so a rotated JWKS or CA takes effect under an unchanged policy. Other paths are not
  * here: `token_review.token_file` and `settings.vault.auth.jwt_file` (re-read at every
  * call or login), `settings.keys.dir` (the keyring is re-read every
@@ -99,6 +113,13 @@ export function referencedFiles(config: LeashConfig, baseDir: string): string[] 
   const files = [
     ...[...config.trusted_issuers, ...config.admin.issuers, ...config.resource_servers].map((entry) => entry.jwks?.file),
     ...config.trusted_issuers.map((issuer) => issuer.token_review?.ca_file),
+    // X.509-SVID bundles and the listener's TLS files: a rotated CA, certificate or key applies on reload.
+    ...config.trusted_issuers.map((issuer) => issuer.bundle_file),
+    config.settings.tls?.cert_file,
+    config.settings.tls?.key_file,
+    config.settings.tls?.client_ca_file,
+    // Plugins' private_key_jwt keys.
+    ...config.plugins.map((plugin) => plugin.client_auth?.jwks?.file),
   ]
     .filter((f): f is string => f !== undefined)
     .map((f) => (isAbsolute(f) ? f : resolve(baseDir, f)));

@@ -18,7 +18,7 @@ const Identifier = (description: string) =>
 export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA'] as const;
 /** Asymmetric algorithms an attestation may use. `none` and HMAC are never accepted. */
 export const ATTESTATION_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
-export const ISSUER_KINDS = ['kubernetes', 'spiffe', 'github-actions', 'oidc'] as const;
+export const ISSUER_KINDS = ['kubernetes', 'spiffe', 'github-actions', 'oidc', 'x509-svid'] as const;
 export const CREDENTIAL_KINDS = ['jwt', 'aws-sts', 'vault'] as const;
 export const RISK_TIERS = ['low', 'medium', 'high', 'critical'] as const;
 export const EFFECTS = ['read', 'read-sensitive', 'write', 'exfiltrate', 'admin'] as const;
@@ -289,6 +289,28 @@ export const ReviewSettings = Type.Object(
   { ...Strict, description: 'The governance review (`leash review`, `GET /admin/review`, the scheduled review) and exception expiry.', default: {} },
 );
 
+export const TLS_CLIENT_AUTH = ['none', 'optional', 'required'] as const;
+
+export const TlsSettings = Type.Object(
+  {
+    cert_file: Type.String({ minLength: 1, description: 'PEM certificate chain of the public listener (leaf first), relative to the config file. Re-read on reload (SIGHUP or a change of the file): new connections get the new certificate, open ones keep theirs.' }),
+    key_file: Type.String({ minLength: 1, description: 'PEM private key of that certificate. Re-read with it.' }),
+    client_auth: literals(TLS_CLIENT_AUTH, 'Client certificates (mutual TLS, RFC 8705): `none` (not asked for), `optional` (asked for; a connection without one, or with one no bundle verifies, is still accepted and Leash decides per request), `required` (the handshake fails without a certificate that chains to `client_ca_file`, or to the `x509-svid` bundles when it is not given). Leash verifies every presented certificate itself, per request, against the bundle of its trust domain, so a bundle update applies to open connections too.', 'optional'),
+    client_ca_file: Type.Optional(Type.String({ minLength: 1, description: 'PEM bundle of the CAs the handshake asks client certificates from (and, with `client_auth: required`, verifies them against). Default: the bundles of every `x509-svid` trusted issuer. Re-read on reload.' })),
+    min_version: literals(['TLSv1.2', 'TLSv1.3'] as const, 'Oldest TLS version accepted.', 'TLSv1.2'),
+  },
+  { ...Strict, description: 'HTTPS on the public listener, with optional client certificates (X.509-SVID attestation, certificate-bound tokens). Turning it on or off, and `client_auth`, change only on restart; the files are re-read on reload.' },
+);
+
+export const ClientCertificateHeader = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9-]+$', default: 'x-forwarded-client-cert', description: 'The request header the TLS-terminating proxy puts the client certificate in.' }),
+    format: literals(['xfcc', 'pem'] as const, '`xfcc`: Envoy\'s `x-forwarded-client-cert` (one element; its `Cert` and optional `Chain`, URL-encoded PEM). `pem`: the URL-encoded PEM certificate alone (nginx `$ssl_client_escaped_cert`).', 'xfcc'),
+    trusted_proxies: Type.Array(Type.String({ pattern: '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$' }), { minItems: 1, uniqueItems: true, description: 'Addresses (or CIDR ranges) of the proxies allowed to send the header, matched against the connection\'s peer address. A request carrying the header from any other address is refused.' }),
+  },
+  { ...Strict, description: 'Behind a TLS-terminating proxy: read the client certificate from a header the proxy sets. Off unless given; only from `trusted_proxies`. The proxy must verify the certificate and replace (never append to) the header the client sent.' },
+);
+
 const Listen = (description: string, port: number) =>
   Type.Object(
     {
@@ -308,6 +330,8 @@ export const Settings = Type.Object(
       },
       { ...Strict, description: 'The management listener (health, readiness, metrics).', default: {} },
     ),
+    tls: Type.Optional(TlsSettings),
+    client_certificate_header: Type.Optional(ClientCertificateHeader),
     shutdown_grace: Type.Integer({ minimum: 0, maximum: 600, default: 10, description: 'On SIGTERM or SIGINT: how long requests in flight may take to finish once Leash has stopped accepting new ones; what is still running then is cut, and the stores close. Keep the preStop sleep plus this below the orchestrator\'s kill timeout (Kubernetes `terminationGracePeriodSeconds`).' }),
     max_body_bytes: Type.Integer({ minimum: 1024, maximum: 57344, description: 'Largest request body accepted on OAuth and admin endpoints.', default: 16384 }),
     keys: KeysSettings,
@@ -393,17 +417,18 @@ export const TrustedIssuer = Type.Object(
     name: Identifier('Name bindings refer to.'),
     kind: literals(ISSUER_KINDS, 'What kind of workload-identity authority this is; selects the attestor.'),
     issuer: Type.String({ minLength: 1, description: 'Exact expected `iss` claim.' }),
-    audience: Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], { description: 'Expected `aud`: the token must name (one of) these.' }),
-    jwks: JwksSource,
+    audience: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], { description: 'Expected `aud`: the token must name (one of) these. Required for every kind but `x509-svid`.' })),
+    jwks: Type.Optional(JwksSource),
     algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['RS256', 'ES256'], description: 'Accepted signature algorithms (asymmetric only).' }),
     max_token_age: Seconds('Oldest `iat` accepted, in seconds (also bounds tokens without `iat` via `exp`).', 3600),
     clock_skew: Seconds('Clock tolerance for this issuer.', 30, 0),
     subject_claim: Type.String({ default: 'sub', description: '`oidc` kind: claim that becomes the workload subject.' }),
     claims: Type.Array(Type.String({ minLength: 1 }), { default: [], description: '`oidc` kind: extra claims copied into the workload identity, for bindings and conditions.' }),
-    trust_domain: Type.Optional(Type.String({ description: '`spiffe` kind: the trust domain the SVID must belong to.' })),
+    trust_domain: Type.Optional(Type.String({ description: '`spiffe` and `x509-svid` kinds: the trust domain the SVID must belong to.' })),
+    bundle_file: Type.Optional(Type.String({ minLength: 1, description: '`x509-svid` kind: PEM file of the trust domain\'s X.509 authorities (its SPIFFE bundle\'s CA certificates), relative to the config file. Re-read on reload: a CA removed from it stops verifying certificates at once, on open connections too.' })),
     token_review: Type.Optional(TokenReview),
   },
-  { ...Strict, description: 'A workload-identity authority whose tokens Leash accepts as attestation.' },
+  { ...Strict, description: 'A workload-identity authority whose tokens Leash accepts as attestation. Every kind but `x509-svid` needs `audience` and `jwks`; `x509-svid` needs `trust_domain` and `bundle_file` instead (the `issuer` is then `spiffe://<trust_domain>`).' },
 );
 
 // ---------------------------------------------------------------- resource servers
@@ -521,6 +546,19 @@ export const Grant = Type.Object(
   { ...Strict, description: 'One narrow permission of a plugin.' },
 );
 
+/** Asymmetric algorithms a plugin's client assertion may use (never `none` or HMAC: its keys are public). */
+export const PLUGIN_ASSERTION_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'] as const;
+
+export const PluginClientAuth = Type.Object(
+  {
+    method: literals(['private_key_jwt'] as const, '`private_key_jwt` (RFC 7523 §2.2): the plugin signs a short-lived, single-use assertion with a key of `jwks` at every exchange.'),
+    jwks: JwksSource,
+    algorithms: Type.Array(literals(PLUGIN_ASSERTION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['ES256', 'EdDSA', 'Ed25519'], description: 'Algorithms its assertions may use (asymmetric only).' }),
+    attestation: literals(['required', 'optional'] as const, '`required` (default): the plugin sends its attestation and authenticates with its key; both must name it. `optional`: it may also exchange with its key alone (no platform identity: a vendor-hosted plugin, a laptop in a demo), as `subject_token_type` `urn:leash:params:oauth:token-type:client` with its id as `subject_token`; then `bindings` may be empty. A standing key is a long-lived secret: the review flags every such plugin.', 'required'),
+  },
+  { ...Strict, description: 'Client authentication of the plugin at the token endpoint, in addition to (or instead of) its attestation. When set, every exchange of the plugin must authenticate.' },
+);
+
 export const Plugin = Type.Object(
   {
     id: Identifier('The plugin identity: becomes `sub`, `client_id` and `plugin` of its tokens.'),
@@ -542,7 +580,8 @@ export const Plugin = Type.Object(
         { ...Strict, description: 'Limits that stop a runaway plugin (the "API bill spike").' },
       ),
     ),
-    bindings: Type.Array(Binding, { minItems: 1, description: 'Attested workloads that may act as this plugin.' }),
+    client_auth: Type.Optional(PluginClientAuth),
+    bindings: Type.Array(Binding, { default: [], description: 'Attested workloads that may act as this plugin. At least one, unless `client_auth.attestation` is `optional`.' }),
     grants: Type.Array(Grant, { minItems: 1, description: 'What it may ask for.' }),
   },
   { ...Strict, description: 'A governed non-human identity.' },
@@ -662,6 +701,8 @@ export type AdminConfig = Static<typeof Admin>;
 export type AdminIssuerConfig = Static<typeof AdminIssuer>;
 export type ResourceServerConfig = Static<typeof ResourceServer>;
 export type QuotaConfig = NonNullable<PluginConfig['quotas']>;
+export type PluginClientAuthConfig = Static<typeof PluginClientAuth>;
+export type TlsSettingsConfig = Static<typeof TlsSettings>;
 export type AwsGrantConfig = Static<typeof AwsGrant>;
 export type AwsSettingsConfig = Static<typeof AwsSettings>;
 export type KeysSettingsConfig = Static<typeof KeysSettings>;

@@ -88,6 +88,9 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     report('/settings/management/listen/port', `must differ from settings.listen.port (${int(listen.port)}): the management server has its own port`);
   }
 
+  const tls = rec(settings.tls);
+  if (isObject(settings.tls) && tls.client_auth === 'none' && tls.client_ca_file !== undefined) report('/settings/tls/client_ca_file', "only applies when client_auth is 'optional' or 'required'");
+
   const backend = str(rec(settings.keys).backend);
   if ((backend === 'vault-kv' || backend === 'vault-transit') && !isObject(settings.vault)) report('/settings/keys/backend', `'${backend}' needs settings.vault (Leash's Vault address and login)`);
 
@@ -120,9 +123,21 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     const t = rec(raw);
     const at = `/trusted_issuers/${i}`;
     if (isObject(t.jwks)) exactlyOne(report, `${at}/jwks`, rec(t.jwks), ['inline', 'file', 'uri', 'discovery'], ['discovery']);
-    if (t.kind === 'spiffe' && str(t.trust_domain) === undefined) report(`${at}/trust_domain`, "is required for kind 'spiffe'");
+    if ((t.kind === 'spiffe' || t.kind === 'x509-svid') && str(t.trust_domain) === undefined) report(`${at}/trust_domain`, `is required for kind '${t.kind}'`);
     // Silently ignoring it would let someone believe the issuer is narrowed when it is not.
-    if (t.kind !== 'spiffe' && t.trust_domain !== undefined && typeof t.kind === 'string') report(`${at}/trust_domain`, `only applies to kind 'spiffe' (this issuer is '${t.kind}')`);
+    if (t.kind !== 'spiffe' && t.kind !== 'x509-svid' && t.trust_domain !== undefined && typeof t.kind === 'string') report(`${at}/trust_domain`, `only applies to kinds 'spiffe' and 'x509-svid' (this issuer is '${t.kind}')`);
+    if (t.kind === 'x509-svid') {
+      // A certificate is verified against its trust domain's bundle: no token, no audience, no JWKS.
+      if (t.bundle_file === undefined) report(`${at}/bundle_file`, "is required for kind 'x509-svid' (the trust domain's X.509 CA bundle, PEM)");
+      if (t.jwks !== undefined) report(`${at}/jwks`, "does not apply to kind 'x509-svid' (certificates verify against bundle_file)");
+      if (t.audience !== undefined) report(`${at}/audience`, "does not apply to kind 'x509-svid' (a certificate has no audience)");
+      const td = str(t.trust_domain)?.replace(/^spiffe:\/\//, '');
+      if (td !== undefined && str(t.issuer) !== undefined && t.issuer !== `spiffe://${td}`) report(`${at}/issuer`, `must be 'spiffe://${td}' for kind 'x509-svid' (the trust domain's SPIFFE ID)`);
+    } else if (typeof t.kind === 'string') {
+      if (t.bundle_file !== undefined) report(`${at}/bundle_file`, `only applies to kind 'x509-svid' (this issuer is '${t.kind}')`);
+      if (t.audience === undefined) report(`${at}/audience`, `is required for kind '${t.kind}'`);
+      if (t.jwks === undefined) report(`${at}/jwks`, `is required for kind '${t.kind}'`);
+    }
     if (t.token_review !== undefined && typeof t.kind === 'string' && t.kind !== 'kubernetes') report(`${at}/token_review`, `only applies to kind 'kubernetes' (this issuer is '${t.kind}')`);
     // Leash sends its own credential and every plugin's token to the API server.
     const apiServer = str(rec(t.token_review).api_server);
@@ -141,6 +156,11 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
       if (target === str(plugin.id)) report(`${at}/delegate_to/${d}`, 'a plugin cannot delegate to itself');
       else if (!pluginIds.has(target)) report(`${at}/delegate_to/${d}`, `names no plugin: '${target}'`);
     });
+    const clientAuth = rec(plugin.client_auth);
+    if (isObject(plugin.client_auth) && isObject(clientAuth.jwks)) {
+      exactlyOne(report, `${at}/client_auth/jwks`, rec(clientAuth.jwks), ['inline', 'file', 'uri'], []);
+      if (rec(clientAuth.jwks).discovery !== undefined) report(`${at}/client_auth/jwks/discovery`, 'a plugin has no discovery document: give its JWKS as inline, file or uri');
+    }
     list(plugin.bindings).forEach((rawBinding, b) => {
       const binding = rec(rawBinding);
       const bat = `${at}/bindings/${b}`;

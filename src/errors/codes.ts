@@ -38,6 +38,11 @@ export const ERROR_CODES = {
   // Kubernetes TokenReview (optional per issuer): the cluster's own word on the token
   ERR_ATTESTATION_REVIEW_REJECTED: { oauth: 'invalid_request', status: 400 },
   ERR_ATTESTATION_REVIEW_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
+  // client certificates (mutual TLS, RFC 8705): the connection's, or a trusted proxy's header
+  ERR_CLIENT_CERT_REQUIRED: { oauth: 'invalid_request', status: 400 },
+  ERR_CLIENT_CERT_MISMATCH: { oauth: 'invalid_request', status: 400 },
+  ERR_CLIENT_CERT_MALFORMED: { oauth: 'invalid_request', status: 400 },
+  ERR_CLIENT_CERT_HEADER_UNTRUSTED: { oauth: 'invalid_request', status: 400 },
   // identity and policy
   ERR_WORKLOAD_UNBOUND: { oauth: 'invalid_request', status: 400 },
   ERR_CLIENT_PLUGIN_MISMATCH: { oauth: 'unauthorized_client', status: 400 },

@@ -1,6 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
 import type { Settings } from '../config/schema.js';
+import type { TlsServerOptions } from '../mtls/tls-material.js';
 import type { NodeHandler } from './app.js';
 
 /** Seconds a client is told to wait (`Retry-After`) while Leash starts or stops. */
@@ -49,19 +52,28 @@ export class HttpListener {
   #draining = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(server: Server, url: string) {
+  private constructor(server: Server, url: string, connectionEvent: 'connection' | 'secureConnection') {
     this.#server = server;
     this.url = url;
-    server.on('connection', (socket: Socket) => {
+    server.on(connectionEvent, (socket: Socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
     });
   }
 
-  /** Binds `host:port` (0: a free port) or throws ListenError naming it; `role` is how the error names the port. */
-  static async bind(host: string, port: number, role: string): Promise<HttpListener> {
+  /**
+   * Binds `host:port` (0: a free port) or throws ListenError naming it; `role` is how the
+   * error names the port. With `tls`, it speaks HTTPS (and asks for client certificates as
+   * `tls` says).
+   */
+  static async bind(host: string, port: number, role: string, tls?: TlsServerOptions): Promise<HttpListener> {
     let listener: HttpListener | undefined;
-    const server = createServer((req, res) => listener!.#dispatch(req, res));
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => listener!.#dispatch(req, res);
+    const server: Server = tls
+      ? createHttpsServer({ ...tls.context, requestCert: tls.requestCert, rejectUnauthorized: tls.rejectUnauthorized, minVersion: tls.minVersion }, onRequest)
+      : createServer(onRequest);
+    // The handshake runs before any request: counting sockets must see the TLS ones too.
+    const connectionEvent = tls ? 'secureConnection' : 'connection';
     server.keepAliveTimeout = 65_000;
     server.headersTimeout = 66_000;
     server.requestTimeout = 30_000;
@@ -69,8 +81,16 @@ export class HttpListener {
       server.once('error', (err: NodeJS.ErrnoException) => reject(new ListenError(hostPort(host, port), role, err.code ?? 'EUNKNOWN')));
       server.listen(port, host, () => resolve());
     });
-    listener = new HttpListener(server, `http://${hostPort(host, (server.address() as AddressInfo).port)}`);
+    listener = new HttpListener(server, `${tls ? 'https' : 'http'}://${hostPort(host, (server.address() as AddressInfo).port)}`, connectionEvent);
     return listener;
+  }
+
+  /**
+   * New connections get this certificate, key and client CAs (a reload re-read the files);
+   * connections already open keep what they were set up with. A no-op on a plain HTTP port.
+   */
+  setSecureContext(context: SecureContextOptions): void {
+    if ('setSecureContext' in this.#server) (this.#server as HttpsServer).setSecureContext(context);
   }
 
   /** Start handing requests to `handler` (replaces any earlier one). */
@@ -155,11 +175,15 @@ export interface ListenOverrides {
   readonly host?: string | undefined;
   readonly port?: number | undefined;
   readonly managementPort?: number | undefined;
+  /** `tlsServerOptions(config)`: required when `settings.tls` is set. */
+  readonly tls?: TlsServerOptions | undefined;
 }
 
 /** Bind both ports from the settings (command-line overrides win); nothing is left bound on failure. */
 export async function bindListeners(settings: Settings, overrides: ListenOverrides = {}): Promise<BoundListeners> {
-  const pub = await HttpListener.bind(overrides.host ?? settings.listen.host, overrides.port ?? settings.listen.port, 'public API, settings.listen');
+  // Never a silent downgrade to plain HTTP: the caller read the TLS files (tlsServerOptions).
+  if (settings.tls && !overrides.tls) throw new TypeError('bindListeners: settings.tls is set; pass its files as overrides.tls (tlsServerOptions)');
+  const pub = await HttpListener.bind(overrides.host ?? settings.listen.host, overrides.port ?? settings.listen.port, 'public API, settings.listen', overrides.tls);
   try {
     const management = await HttpListener.bind(settings.management.listen.host, overrides.managementPort ?? settings.management.listen.port, 'management, settings.management.listen');
     return { public: pub, management };

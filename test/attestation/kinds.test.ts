@@ -23,7 +23,7 @@ beforeAll(async () => {
   inline = { keys: [key.publicJwk as Record<string, unknown>] };
 });
 
-const cfg = (over: Partial<TrustedIssuerConfig>) => issuerConfig({ jwks: { inline: inline as TrustedIssuerConfig['jwks']['inline'] }, ...over });
+const cfg = (over: Partial<TrustedIssuerConfig>) => issuerConfig({ jwks: { inline: inline as NonNullable<TrustedIssuerConfig['jwks']>['inline'] }, ...over });
 const tokenWith = (over: Record<string, unknown>) => sign(claims(clock, over), { key });
 async function identity(attestor: { verify(t: string, d: string): Promise<unknown> }, over: Record<string, unknown>) {
   const token = await tokenWith(over);

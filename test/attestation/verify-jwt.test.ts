@@ -52,7 +52,7 @@ describe('shared JWT checks: accepted tokens', () => {
   it('tries every matching key when a kid-less token meets several keys of its type', async () => {
     const a = await makeKey('RS256', 'a', { withKid: false });
     const b = await makeKey('RS256', 'b', { withKid: false });
-    const svc = createAttestation([{ ...cfg, jwks: { ...cfg.jwks, inline: { keys: [a.publicJwk, b.publicJwk] } } }], { clock, baseDir: '/' });
+    const svc = createAttestation([{ ...cfg, jwks: { ...cfg.jwks!, inline: { keys: [a.publicJwk, b.publicJwk] } } }], { clock, baseDir: '/' });
     await expect(svc.verify(await sign(claims(clock), { key: b, header: { kid: undefined } }))).resolves.toMatchObject({ subject: 'workload' });
     const stranger = await makeKey('RS256', 'c', { withKid: false });
     expect(await codeOf(svc.verify(await sign(claims(clock, { sub: 'x' }), { key: stranger, header: { kid: undefined } })))).toBe('ERR_ATTESTATION_SIGNATURE');
@@ -162,7 +162,7 @@ describe('shared JWT checks: order and hardening', () => {
   });
 
   it('is a TypeError to build a verifier with no asymmetric algorithm', () => {
-    const keys = createKeySource(cfg.jwks, { issuer: ISS, baseDir: '/' });
+    const keys = createKeySource(cfg.jwks!, { issuer: ISS, baseDir: '/' });
     expect(() => createJwtVerifier({ ...cfg, algorithms: ['HS256'] as unknown as TrustedIssuerConfig['algorithms'] }, { keys, clock })).toThrow(TypeError);
   });
 

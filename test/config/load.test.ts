@@ -75,7 +75,7 @@ describe('parseConfig: defaults, paths, freezing', () => {
     );
     expect(config.settings.store.path).toBe(':memory:');
     expect(config.settings.keys.dir).toBe('/var/lib/leash/keys');
-    expect(config.trusted_issuers[0]!.jwks.file).toBe('/etc/leash/cluster.jwks.json');
+    expect(config.trusted_issuers[0]!.jwks!.file).toBe('/etc/leash/cluster.jwks.json');
     expect(config.admin.issuers[0]!.jwks.file).toBe('/etc/leash/idp/jwks.json');
 
     const defaults = parseConfig(minimalConfig(), { baseDir: '/etc/leash' });
@@ -203,7 +203,7 @@ describe('loadConfigFile: YAML and JSON files', () => {
     expect(loaded.path).toBe(file);
     expect(loaded.baseDir).toBe(dir);
     expect(loaded.digest).toBe(createHash('sha256').update(await readFile(file)).digest('hex'));
-    expect(loaded.config.trusted_issuers[0]!.jwks.file).toBe(join(dir, 'cluster.jwks.json'));
+    expect(loaded.config.trusted_issuers[0]!.jwks!.file).toBe(join(dir, 'cluster.jwks.json'));
     expect(loaded.config.settings.store.path).toBe(join(dir, 'data', 'leash.db'));
     expect(Object.isFrozen(loaded.config.plugins[0])).toBe(true);
   });
@@ -278,7 +278,7 @@ describe('config/demo.yaml', () => {
     expect(config.trusted_issuers.map((t) => [t.name, t.kind, t.issuer, t.audience])).toEqual([
       ['demo-cluster', 'kubernetes', 'https://kubernetes.default.svc.cluster.local', 'leash'],
     ]);
-    expect(config.trusted_issuers[0]!.jwks.file).toBe(join(loaded.baseDir, 'demo-cluster.jwks.json'));
+    expect(config.trusted_issuers[0]!.jwks!.file).toBe(join(loaded.baseDir, 'demo-cluster.jwks.json'));
     expect(config.plugins.map((p) => p.id)).toEqual(['crm-reader', 'ticket-writer']);
     expect(config.plugins[0]!.grants[0]).toMatchObject({ audience: 'https://crm.example.com/api', scopes: ['contacts:read', 'contacts:search'], default_scopes: ['contacts:read'], effect: 'read', max_ttl: 300 });
     expect(config.plugins[1]!.grants[0]).toMatchObject({ audience: 'https://tickets.example.com', effect: 'write', approval: 'none', dpop: 'required', max_ttl: 120 });

@@ -184,7 +184,7 @@ describe('watchConfig', () => {
     const next = c.next();
     await writeFile(jwks, JSON.stringify({ keys: [{ kty: 'EC', kid: 'two' }] }));
     const result = await next;
-    expect(result.ok && result.loaded.config.trusted_issuers[0]!.jwks.file).toBe(jwks);
+    expect(result.ok && result.loaded.config.trusted_issuers[0]!.jwks!.file).toBe(jwks);
     // Another file in that folder is not ours.
     await writeFile(join(dir, 'issuers', 'unrelated.json'), '{}');
     await quiet(200);

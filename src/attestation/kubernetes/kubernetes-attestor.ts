@@ -54,7 +54,7 @@ export function createKubernetesAttestor(cfg: TrustedIssuerConfig, deps: Attesto
   // is sent to the API server, which then says whether it still stands.
   const reviewer = createTokenReviewer(cfg.token_review, {
     clock: deps.clock,
-    audiences: cfg.token_review.audiences ?? (typeof cfg.audience === 'string' ? [cfg.audience] : cfg.audience),
+    audiences: cfg.token_review.audiences ?? (typeof cfg.audience === 'string' ? [cfg.audience] : (cfg.audience ?? [])),
   });
   return Object.freeze({
     ...attestor,

@@ -146,55 +146,18 @@ export function createResourceServerAuthenticator(servers: readonly ResourceServ
     return viaSecret(method, clientId, secret);
   }
 
+  const assertions = createClientAssertionVerifier({ audiences, clock: deps.clock, replay: deps.replay, clockSkewSeconds: skew, replayPrefix: 'rs-assertion', audienceHint: deps.issuer });
+
   async function fromAssertion(body: FormBody): Promise<ResourceServerConfig> {
-    const method = 'private_key_jwt';
-    const type = single(body, 'client_assertion_type');
-    const assertion = single(body, 'client_assertion');
-    if (type === undefined || assertion === undefined) throw new LeashError('ERR_REQUEST_MALFORMED', 'private_key_jwt needs both client_assertion and client_assertion_type');
-    if (type !== CLIENT_ASSERTION_TYPE) throw failed(method, 'assertion_type', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE}`);
-    if (assertion.length > MAX_ASSERTION_LENGTH || !COMPACT_JWS.test(assertion)) throw failed(method, 'malformed_assertion', 'client_assertion is not a compact JWS');
-    let unverified: JWTPayload;
-    try {
-      unverified = decodeJwt(assertion);
-    } catch {
-      throw failed(method, 'malformed_assertion', 'client_assertion is not a JWT');
-    }
-    const clientId = unverified.iss;
-    if (typeof clientId !== 'string' || clientId.length === 0) throw failed(method, 'malformed_assertion', 'client_assertion has no iss: set iss and sub to your client id');
-    const bodyClientId = single(body, 'client_id');
-    if (bodyClientId !== undefined && bodyClientId !== clientId) throw failed(method, 'client_id_mismatch', 'client_id does not match the assertion iss');
-    const server = registered.get(clientId);
-    if (!server) throw failed(method, 'unknown_client', 'client_assertion signature does not verify with your registered keys');
-    if (!server.keys) throw failed(method, 'method_not_allowed', 'this client authenticates with a client secret, not private_key_jwt');
-
-    const payload = await verifyAssertion(assertion, server.keys, clientId);
-    const now = epochSeconds(deps.clock);
-    if (payload.sub !== clientId) throw failed(method, 'sub_mismatch', 'client_assertion sub must equal iss (your client id)');
-    const aud = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : [];
-    if (!aud.some((a) => audiences.has(a))) throw failed(method, 'audience', `client_assertion aud must be ${deps.issuer} or the endpoint URL`);
-    const exp = payload.exp as number; // required by jwtVerify
-    if (exp > now + MAX_ASSERTION_LIFETIME_SECONDS + skew) throw failed(method, 'lifetime', `client_assertion exp must be at most ${MAX_ASSERTION_LIFETIME_SECONDS}s ahead`);
-    if (typeof payload.iat === 'number' && payload.iat > now + skew) throw failed(method, 'iat', 'client_assertion iat is in the future: check clocks');
-    const jti = payload.jti;
-    if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw failed(method, 'jti', 'client_assertion needs a jti (single use)');
-    const digest = createHash('sha256').update(`${clientId}\n${jti}`).digest('base64url');
-    if (!(await deps.replay.remember(`rs-assertion:${digest}`, (exp + skew) * 1000))) throw failed(method, 'replay', 'client_assertion was already used: send a new jti each time');
-    return server.config;
-  }
-
-  async function verifyAssertion(assertion: string, keys: JWTVerifyGetKey, clientId: string): Promise<JWTPayload> {
-    const options = {
-      issuer: clientId,
-      algorithms: [...CLIENT_ASSERTION_ALGORITHMS],
-      requiredClaims: ['exp', 'jti', 'sub', 'aud'],
-      clockTolerance: skew,
-      currentDate: new Date(deps.clock.now()),
-    };
-    return verifyWithCandidates(
-      async (key) => (await (key ? jwtVerify(assertion, key, options) : jwtVerify(assertion, keys, options))).payload,
-      () => failed('private_key_jwt', 'signature', 'client_assertion signature does not verify with your registered keys'),
-      assertionError,
+    const { clientId } = await assertions.verify(
+      { type: single(body, 'client_assertion_type'), assertion: single(body, 'client_assertion'), clientId: single(body, 'client_id') },
+      (id) => {
+        const server = registered.get(id);
+        if (!server) return undefined;
+        return server.keys ? { keys: server.keys, algorithms: CLIENT_ASSERTION_ALGORITHMS } : 'other-method';
+      },
     );
+    return registered.get(clientId)!.config;
   }
 
   return {
@@ -212,6 +175,88 @@ export function createResourceServerAuthenticator(servers: readonly ResourceServ
         default:
           throw failed('none', 'no_credentials', 'client authentication required: client_secret_basic, client_secret_post or private_key_jwt');
       }
+    },
+  };
+}
+
+/** The keys a client's assertions verify with, or 'other-method' when that client authenticates another way. */
+export type AssertionKeyLookup = (clientId: string) => { readonly keys: JWTVerifyGetKey; readonly algorithms: readonly string[] } | 'other-method' | undefined;
+
+export interface ClientAssertionVerifierDeps {
+  /** Acceptable `aud` values: the issuer and the endpoint URLs. */
+  readonly audiences: ReadonlySet<string>;
+  readonly clock: Clock;
+  readonly replay: ReplayCache;
+  readonly clockSkewSeconds: number;
+  /** Replay-cache namespace (resource servers and plugins are different client sets). */
+  readonly replayPrefix: string;
+  /** The `aud` named in error descriptions. */
+  readonly audienceHint: string;
+}
+
+export interface ClientAssertionVerifier {
+  /**
+   * RFC 7523 §2.2 / §3: the assertion's signature (a key the client registered, an
+   * allowed asymmetric algorithm), `iss` = `sub` = the client id (= `client_id` when sent),
+   * `aud` one of ours, `exp` at most MAX_ASSERTION_LIFETIME_SECONDS ahead, `iat` not in the
+   * future, a `jti` used once (remembered until `exp`, across replicas). Throws
+   * ERR_CLIENT_AUTH_FAILED (`invalid_client`), ERR_REQUEST_MALFORMED, or
+   * ERR_BACKEND_UNAVAILABLE when the client's remote keys cannot be fetched.
+   */
+  verify(input: { readonly type: string | undefined; readonly assertion: string | undefined; readonly clientId: string | undefined }, lookup: AssertionKeyLookup): Promise<{ clientId: string; payload: JWTPayload }>;
+}
+
+/** One implementation of `private_key_jwt`, for resource servers (introspection, RFC 7009, the feed) and plugins (the token endpoint). */
+export function createClientAssertionVerifier(deps: ClientAssertionVerifierDeps): ClientAssertionVerifier {
+  const skew = deps.clockSkewSeconds;
+  const method = 'private_key_jwt';
+
+  async function verifyAssertion(assertion: string, keys: JWTVerifyGetKey, algorithms: readonly string[], clientId: string): Promise<JWTPayload> {
+    const options = {
+      issuer: clientId,
+      algorithms: [...algorithms],
+      requiredClaims: ['exp', 'jti', 'sub', 'aud'],
+      clockTolerance: skew,
+      currentDate: new Date(deps.clock.now()),
+    };
+    return verifyWithCandidates(
+      async (key) => (await (key ? jwtVerify(assertion, key, options) : jwtVerify(assertion, keys, options))).payload,
+      () => failed('private_key_jwt', 'signature', 'client_assertion signature does not verify with your registered keys'),
+      assertionError,
+    );
+  }
+
+  return {
+    async verify({ type, assertion, clientId: bodyClientId }, lookup) {
+      if (type === undefined || assertion === undefined) throw new LeashError('ERR_REQUEST_MALFORMED', 'private_key_jwt needs both client_assertion and client_assertion_type');
+      if (type !== CLIENT_ASSERTION_TYPE) throw failed(method, 'assertion_type', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE}`);
+      if (assertion.length > MAX_ASSERTION_LENGTH || !COMPACT_JWS.test(assertion)) throw failed(method, 'malformed_assertion', 'client_assertion is not a compact JWS');
+      let unverified: JWTPayload;
+      try {
+        unverified = decodeJwt(assertion);
+      } catch {
+        throw failed(method, 'malformed_assertion', 'client_assertion is not a JWT');
+      }
+      const clientId = unverified.iss;
+      if (typeof clientId !== 'string' || clientId.length === 0) throw failed(method, 'malformed_assertion', 'client_assertion has no iss: set iss and sub to your client id');
+      if (bodyClientId !== undefined && bodyClientId !== clientId) throw failed(method, 'client_id_mismatch', 'client_id does not match the assertion iss');
+      const registered = lookup(clientId);
+      if (!registered) throw failed(method, 'unknown_client', 'client_assertion signature does not verify with your registered keys');
+      if (registered === 'other-method') throw failed(method, 'method_not_allowed', 'this client authenticates with a client secret, not private_key_jwt');
+
+      const payload = await verifyAssertion(assertion, registered.keys, registered.algorithms, clientId);
+      const now = epochSeconds(deps.clock);
+      if (payload.sub !== clientId) throw failed(method, 'sub_mismatch', 'client_assertion sub must equal iss (your client id)');
+      const aud = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : [];
+      if (!aud.some((a) => deps.audiences.has(a))) throw failed(method, 'audience', `client_assertion aud must be ${deps.audienceHint} or the endpoint URL`);
+      const exp = payload.exp as number; // required by jwtVerify
+      if (exp > now + MAX_ASSERTION_LIFETIME_SECONDS + skew) throw failed(method, 'lifetime', `client_assertion exp must be at most ${MAX_ASSERTION_LIFETIME_SECONDS}s ahead`);
+      if (typeof payload.iat === 'number' && payload.iat > now + skew) throw failed(method, 'iat', 'client_assertion iat is in the future: check clocks');
+      const jti = payload.jti;
+      if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw failed(method, 'jti', 'client_assertion needs a jti (single use)');
+      const digest = createHash('sha256').update(`${clientId}\n${jti}`).digest('base64url');
+      if (!(await deps.replay.remember(`${deps.replayPrefix}:${digest}`, (exp + skew) * 1000))) throw failed(method, 'replay', 'client_assertion was already used: send a new jti each time');
+      return { clientId, payload };
     },
   };
 }

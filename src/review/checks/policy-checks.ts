@@ -327,8 +327,8 @@ export const httpIssuers: Check = (ctx, emit) => {
     if (t.issuer.startsWith('http://')) {
       emit({ rule: 'http-issuer', pointer: `/trusted_issuers/${i}/issuer`, key: `trusted:${t.name}:issuer`, message: `trusted issuer '${t.name}' is plain http (${t.issuer})`, fix: `use the https:// issuer of '${t.name}'` });
     }
-    if (t.jwks.uri?.startsWith('http://')) {
-      emit({ rule: 'http-issuer', pointer: `/trusted_issuers/${i}/jwks/uri`, key: `trusted:${t.name}:jwks`, message: `the keys of trusted issuer '${t.name}' are fetched over plain http (${t.jwks.uri}): anyone on the path can substitute them`, fix: `fetch the JWKS of '${t.name}' over https` });
+    if (t.jwks?.uri?.startsWith('http://')) {
+      emit({ rule: 'http-issuer', pointer: `/trusted_issuers/${i}/jwks/uri`, key: `trusted:${t.name}:jwks`, message: `the keys of trusted issuer '${t.name}' are fetched over plain http (${t.jwks?.uri}): anyone on the path can substitute them`, fix: `fetch the JWKS of '${t.name}' over https` });
     }
   });
 };
