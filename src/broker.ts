@@ -51,6 +51,10 @@ import { ApprovalDecisions } from './approvals/decisions.js';
 import { createWebhookNotifier, type WebhookNotifier } from './approvals/notifier.js';
 import { ExceptionWatcher } from './review/exception-watch.js';
 import { BrokerReview } from './review/scheduler.js';
+import { createX509SvidAttestation } from './attestation/x509-svid/x509-svid-attestation.js';
+import { createPluginAuthenticator } from './exchange/client-authentication.js';
+import { clientCertificateSource } from './mtls/client-certificate.js';
+import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js';
 
 /** A key revoked elsewhere: re-read the keyring up to this many more times, this far apart, until it is gone. */
 const KEY_REVOCATION_RETRIES = 8;
@@ -91,6 +95,8 @@ interface Generation extends ExchangeRuntime {
   readonly oauth: NodeHandler;
   readonly authenticator: AdminAuthenticator;
   readonly resourceServers: ResourceServerAuthenticator;
+  /** The public listener's TLS files as this generation read them (swapped into the listener with it). */
+  readonly tls: TlsServerOptions | undefined;
 }
 
 /**
@@ -523,7 +529,19 @@ export class Broker {
       clockSkewSeconds: config.settings.tokens.clock_skew,
     });
     const tokenEndpoint = `${config.settings.issuer}/token`;
-    const provider = buildProvider({ settings: config.settings, policy, keys: this.keys, grant: tokenExchangeGrant(this.#exchangeDeps, tokenEndpoint), log: (level, msg, fields) => this.#log(level, msg, fields) });
+    const onAttestationFailure = (issuer: string | undefined, code: string) => this.metrics.attestationFailures.inc({ issuer: issuer ?? 'unknown', reason: code });
+    const x509 = createX509SvidAttestation(config.trusted_issuers, { clock: this.clock, onFailure: onAttestationFailure });
+    const clientAuth = createPluginAuthenticator(config.plugins, {
+      issuer: config.settings.issuer,
+      tokenEndpoint,
+      clock: this.clock,
+      replay: this.store,
+      baseDir: loaded.baseDir,
+      clockSkewSeconds: config.settings.tokens.clock_skew,
+    });
+    const tls = tlsServerOptions(config);
+    const grant = tokenExchangeGrant(this.#exchangeDeps, tokenEndpoint, clientCertificateSource(config.settings));
+    const provider = buildProvider({ settings: config.settings, policy, keys: this.keys, grant, log: (level, msg, fields) => this.#log(level, msg, fields) });
     provider.on('server_error', (_ctx, err) => this.#log('error', 'oauth server error', { error: err.message }));
     provider.on('grant.error', (ctx, err) => {
       // Rejected by the protocol layer before the exchange ran (unknown client,
@@ -541,7 +559,7 @@ export class Broker {
         await this.audit.record('exchange.denied', { decision: 'denied', reason: err.code, description: err.description, client_id: clientId, detail: err.detail });
       },
     });
-    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, tokenDigest, oauth: pinIssuerOrigin(oauth, config.settings.issuer), authenticator, resourceServers };
+    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, x509, clientAuth, tokenDigest, oauth: pinIssuerOrigin(oauth, config.settings.issuer), authenticator, resourceServers, tls };
   }
 
   /**
@@ -553,11 +571,13 @@ export class Broker {
     // Unchanged only if the files it names (JWKS files) are unchanged too.
     if (loaded.digest === current.digest && loaded.filesDigest === current.loaded.filesDigest) return { ok: true };
     try {
-      const restartOnly = ['listen', 'management', 'store', 'keys', 'issuer', 'vault'] as const;
+      const restartOnly = ['listen', 'management', 'store', 'keys', 'issuer', 'vault', 'tls'] as const;
       const changed = restartOnly.filter((k) => JSON.stringify(loaded.config.settings[k]) !== JSON.stringify(current.settings[k]));
       if (changed.length > 0) throw new Error(`settings ${changed.join(', ')} change only on restart`);
       await this.#checkNewVaultCapabilities(loaded.config, current.config);
       this.#generation = this.#build(loaded);
+      // New connections get the re-read certificate, key and client CAs.
+      if (this.#generation.tls) this.#listeners?.public.setSecureContext(this.#generation.tls.context);
       // Queued SETs of a replaced pusher are dropped; receivers catch up from the poll feed.
       if (JSON.stringify(loaded.config.resource_servers) !== JSON.stringify(current.config.resource_servers)) this.#startPush(loaded.config);
       this.metrics.policyReloads.inc({ result: 'ok' });
@@ -610,7 +630,7 @@ export class Broker {
   /** Bind the public and management ports from the settings (or these overrides) and serve; returns the public URL. */
   async listen(port?: number, host?: string): Promise<string> {
     if (this.#listeners) throw new TypeError('Broker.listen: already listening');
-    const listeners = await bindListeners(this.config.settings, { port, host });
+    const listeners = await bindListeners(this.config.settings, { port, host, tls: this.#generation.tls });
     this.#serve(listeners);
     return listeners.public.url;
   }

@@ -7,9 +7,12 @@ import type { IssuerKind } from '../config/schema.js';
  * conditions may test (e.g. `namespace`, `service_account`, `repository`).
  */
 export interface WorkloadIdentity {
-  /** Name of the trusted issuer (config), not the `iss` URL. */
+  /**
+   * Name of the trusted issuer (config), not the `iss` URL; `private_key_jwt` for a plugin
+   * that exchanged with its key alone (then `subject` is its id).
+   */
   readonly issuer: string;
-  readonly kind: IssuerKind;
+  readonly kind: IssuerKind | 'private_key_jwt';
   readonly subject: string;
   readonly attributes: Readonly<Record<string, string>>;
   /** Seconds since epoch. */

@@ -1,3 +1,5 @@
+import type { X509Certificate } from 'node:crypto';
+import { TLSSocket } from 'node:tls';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { safeErrorDescription } from '../errors/error-description.js';
 import { LeashVerifyError } from './errors.js';
@@ -23,6 +25,18 @@ export interface RequireLeashTokenOptions {
    * (which honour express's `trust proxy` setting).
    */
   readonly publicUrl?: string;
+  /**
+   * The request's client certificate, for certificate-bound tokens (RFC 8705). Default: the
+   * one presented on the TLS connection. Behind a TLS-terminating proxy, return the one the
+   * proxy forwarded (and verified), after checking the request came from that proxy.
+   */
+  readonly clientCertificate?: (req: Request) => Uint8Array | string | X509Certificate | undefined;
+}
+
+/** The peer certificate of a TLS connection, if it presented one. */
+function tlsPeerCertificate(req: Request): X509Certificate | undefined {
+  const socket = req.socket;
+  return socket instanceof TLSSocket ? socket.getPeerX509Certificate() : undefined;
 }
 
 /** A quoted-string value without the characters RFC 6750 §3 forbids in it. */
@@ -56,7 +70,7 @@ export function requireLeashToken(verifier: LeashVerifier, opts: RequireLeashTok
     const url = publicUrl !== undefined ? `${publicUrl}${req.originalUrl}` : `${req.protocol}://${req.get('host') ?? 'localhost'}${req.originalUrl}`;
     try {
       const principal = await verifier.verify(
-        { authorization: req.headers.authorization, dpop: req.headers.dpop, method: req.method, url },
+        { authorization: req.headers.authorization, dpop: req.headers.dpop, method: req.method, url, clientCertificate: (opts.clientCertificate ?? tlsPeerCertificate)(req) },
         verifyOpts,
       );
       req.leash = principal;

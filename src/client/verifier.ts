@@ -1,3 +1,4 @@
+import { createHash, X509Certificate } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { verifyDpopProof } from '../dpop/verify-proof.js';
 import { isLeashError } from '../errors/leash-error.js';
@@ -43,6 +44,13 @@ export interface LeashRequestLike {
   readonly dpop?: string | readonly string[] | undefined;
   readonly method: string;
   readonly url: string;
+  /**
+   * The TLS client certificate this request came with (DER bytes, PEM text or an
+   * X509Certificate): required for certificate-bound tokens (`cnf.x5t#S256`, RFC 8705).
+   * The middleware reads it from the TLS connection, or from `clientCertificate` behind a
+   * TLS-terminating proxy.
+   */
+  readonly clientCertificate?: Uint8Array | string | X509Certificate | undefined;
 }
 
 /** The verified caller. */
@@ -60,6 +68,8 @@ export interface LeashPrincipal {
   readonly workload?: { readonly issuer: string; readonly sub: string };
   /** The DPoP key thumbprint for sender-constrained tokens. */
   readonly jkt?: string;
+  /** RFC 8705 `x5t#S256` of the client certificate a certificate-bound token was presented with. */
+  readonly x5t?: string;
   readonly claims: JWTPayload;
 }
 
@@ -170,10 +180,18 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
         }
       }
 
-      // Sender constraint (RFC 9449 §7): a bound token is only good with its key's proof.
-      const cnf = claims.cnf as { jkt?: unknown } | undefined;
+      // Sender constraint (RFC 9449 §7, RFC 8705 §3): a bound token is only good with its key's proof, or over a connection with its certificate.
+      const cnf = claims.cnf as Record<string, unknown> | undefined;
       const boundJkt = typeof cnf?.jkt === 'string' ? cnf.jkt : undefined;
-      if (boundJkt === undefined && cnf !== undefined) throw new LeashVerifyError('invalid_token', "the token's 'cnf' claim is not a DPoP binding", { scheme });
+      const boundX5t = typeof cnf?.['x5t#S256'] === 'string' ? (cnf['x5t#S256'] as string) : undefined;
+      if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || Object.keys(cnf).some((k) => k !== 'jkt' && k !== 'x5t#S256') || (boundJkt === undefined && boundX5t === undefined))) {
+        throw new LeashVerifyError('invalid_token', "the token's 'cnf' claim is neither a DPoP nor a certificate binding", { scheme });
+      }
+      if (boundX5t !== undefined) {
+        const presented = thumbprintOf(req.clientCertificate);
+        if (presented === undefined) throw new LeashVerifyError('invalid_token', 'the token is bound to a client certificate: call over mutual TLS with it', { scheme });
+        if (presented !== boundX5t) throw new LeashVerifyError('invalid_token', 'the token is bound to another client certificate than the one presented', { scheme });
+      }
       if (boundJkt !== undefined) {
         if (scheme !== 'DPoP') {
           throw new LeashVerifyError('invalid_token', 'the token is DPoP-bound: send it as "Authorization: DPoP <token>" with a DPoP proof', { scheme: 'DPoP' });
@@ -217,10 +235,23 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
         exp: claims.exp,
         ...(typeof workload?.issuer === 'string' && typeof workload.sub === 'string' ? { workload: { issuer: workload.issuer, sub: workload.sub } } : {}),
         ...(boundJkt !== undefined ? { jkt: boundJkt } : {}),
+        ...(boundX5t !== undefined ? { x5t: boundX5t } : {}),
         claims,
       };
     },
   };
+}
+
+/** RFC 8705 §3.1: base64url SHA-256 of the certificate's DER; undefined when there is none (or it cannot be read). */
+function thumbprintOf(cert: Uint8Array | string | X509Certificate | undefined): string | undefined {
+  if (cert === undefined) return undefined;
+  let der: Uint8Array;
+  try {
+    der = cert instanceof X509Certificate ? cert.raw : typeof cert === 'string' ? new X509Certificate(cert).raw : cert;
+  } catch {
+    return undefined;
+  }
+  return der.length > 0 ? createHash('sha256').update(der).digest('base64url') : undefined;
 }
 
 function parseAuthorization(header: string | undefined): { scheme: 'Bearer' | 'DPoP'; token: string } {

@@ -47,6 +47,8 @@ export const ERROR_CODES = {
   ERR_WORKLOAD_UNBOUND: { oauth: 'invalid_request', status: 400 },
   ERR_CLIENT_PLUGIN_MISMATCH: { oauth: 'unauthorized_client', status: 400 },
   ERR_CLIENT_AUTH_UNSUPPORTED: { oauth: 'invalid_client', status: 400 },
+  ERR_CLIENT_AUTH_REQUIRED: { oauth: 'invalid_client', status: 401 },
+  ERR_ATTESTATION_REQUIRED: { oauth: 'invalid_request', status: 400 },
   ERR_PLUGIN_DISABLED: { oauth: 'unauthorized_client', status: 400 },
   ERR_PLUGIN_SUSPENDED: { oauth: 'unauthorized_client', status: 400 },
   ERR_QUOTA_EXCEEDED: { oauth: 'invalid_request', status: 429 },

@@ -18,6 +18,10 @@ import { REQUESTABLE_TYPES } from '../issuance/token-types.js';
 import { checkDelegationTarget, narrowForChain, verifyUpstream, type DelegationDeps, type DelegationOutcome, type Upstream } from '../delegation/delegation.js';
 import { checkStepUp, type ApprovalGate, type ApprovalReceipt } from '../approvals/gate.js';
 import { checkTaskToxicCombinations, type TaskToxicOutcome } from '../tasks/toxic-combinations.js';
+import { attestPresentedCertificate, type X509SvidAttestation } from '../attestation/x509-svid/x509-svid-attestation.js';
+import type { PresentedCertificate } from '../mtls/client-certificate.js';
+import { TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE } from '../issuance/token-types.js';
+import { clientIdentity, PRIVATE_KEY_JWT_ISSUER, type AuthenticatedClient, type ClientCredentials, type PluginAuthenticator } from './client-authentication.js';
 
 /** What the exchange needs from the running broker; the policy half is swapped on reload. */
 export interface ExchangeDeps {
@@ -41,6 +45,10 @@ export interface ExchangeRuntime {
   readonly settings: Settings;
   readonly policy: CompiledPolicy;
   readonly attestation: { verify(subjectToken: string): Promise<WorkloadIdentity> };
+  /** X.509-SVIDs presented as the TLS client certificate (`x509-svid` trusted issuers). */
+  readonly x509: X509SvidAttestation;
+  /** Plugins' client authentication (private_key_jwt). */
+  readonly clientAuth: PluginAuthenticator;
   readonly tokenDigest: (token: string) => string;
 }
 
@@ -49,6 +57,10 @@ export interface ExchangeInput {
   readonly clientId: string | undefined;
   readonly params: RawParams;
   readonly dpop: DpopInput;
+  /** Client credentials the form carried (client_assertion), read by the OAuth layer, verified here. */
+  readonly clientCredentials?: ClientCredentials | undefined;
+  /** The request's client certificate (TLS, or a trusted proxy's header); throws LeashError for an untrusted or unreadable header. */
+  readonly clientCertificate?: (() => PresentedCertificate | undefined) | undefined;
 }
 
 export type ExchangeResult =
@@ -58,6 +70,9 @@ export type ExchangeResult =
 /** What the audit event of this exchange says, filled in as the steps go. */
 interface Trace {
   request?: ExchangeRequest;
+  client?: AuthenticatedClient;
+  /** RFC 8705 `x5t#S256` of the certificate the token is bound to (the X.509-SVID it was exchanged for). */
+  x5t?: string;
   identity?: WorkloadIdentity;
   subjectDigest?: string;
   plugin?: CompiledPlugin;
@@ -91,9 +106,14 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     // In a delegation the subject_token is the upstream Leash token and the attestation is the actor_token.
     const attestationToken = request.actorToken ?? request.subjectToken;
     trace.subjectDigest = rt.tokenDigest(attestationToken);
+    const client = (trace.client = await rt.clientAuth.authenticate(input.clientCredentials, request.clientId));
+    const certificate = input.clientCertificate?.();
     const upstream = (trace.upstream = request.actorToken === undefined ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, rt.policy));
-    const identity = (trace.identity = await rt.attestation.verify(attestationToken));
-    const plugin = (trace.plugin = resolvePlugin(rt.policy, identity, request.clientId));
+    const identity = (trace.identity = await attest(rt, request.attestationTokenType, attestationToken, client, certificate));
+    if (identity.kind === 'x509-svid') trace.x5t = certificate?.thumbprint;
+    if (identity.kind === 'private_key_jwt') trace.subjectDigest = identity.tokenDigest;
+    const plugin = (trace.plugin = resolvePlugin(rt.policy, identity, request.clientId ?? client?.clientId));
+    checkClientAuthentication(plugin, client, identity);
     if (deps.revocation.isSuspended(plugin.id)) throw new LeashError('ERR_PLUGIN_SUSPENDED', 'this plugin is suspended; a security admin must resume it');
     const taskId = upstream ? checkDelegationTarget(upstream, plugin, request.taskId, rt.policy, rt.settings).taskId : request.taskId;
     const task = (trace.task = taskId === undefined ? undefined : await deps.tasks.requireLive(taskId, plugin.id, now));
@@ -143,6 +163,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       scopes,
       ttl,
       jkt,
+      x5t: trace.x5t,
       now,
       delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects, upstreamJtis: chain.upstreamJtis } : undefined,
       approval: trace.approval,
@@ -160,11 +181,41 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
 }
 
 /**
+ * Step "attest": the attestation by its token type: a JWT (the trusted issuers), the TLS
+ * client certificate (an X.509-SVID), or the client this request authenticated
+ * (private_key_jwt, for plugins that exchange with their key alone).
+ */
+async function attest(rt: ExchangeRuntime, tokenType: string, token: string, client: AuthenticatedClient | undefined, certificate: PresentedCertificate | undefined): Promise<WorkloadIdentity> {
+  if (tokenType === TOKEN_TYPE_TLS_CLIENT_CERTIFICATE) return attestPresentedCertificate(rt.x509, certificate, token);
+  if (tokenType === TOKEN_TYPE_CLIENT) return clientIdentity(client, token);
+  return rt.attestation.verify(token);
+}
+
+/**
+ * A plugin with `client_auth` authenticates at every exchange (a stolen attestation alone
+ * is not enough); one whose `client_auth.attestation` is `required` also presents its
+ * attestation (its key alone is not enough). A client that authenticated must be the
+ * plugin the attestation names (checked in resolvePlugin).
+ */
+function checkClientAuthentication(plugin: CompiledPlugin, client: AuthenticatedClient | undefined, identity: WorkloadIdentity): void {
+  const auth = plugin.config.client_auth;
+  if (!auth) {
+    if (client) throw new LeashError('ERR_CLIENT_AUTH_FAILED', 'this plugin has no registered key: send no client_assertion', { method: 'private_key_jwt', reason: 'method_not_allowed' });
+    return;
+  }
+  if (!client) throw new LeashError('ERR_CLIENT_AUTH_REQUIRED', 'this plugin authenticates with private_key_jwt at every exchange: send client_assertion and client_assertion_type', { method: auth.method });
+  if (identity.kind === 'private_key_jwt' && auth.attestation !== 'optional') {
+    throw new LeashError('ERR_ATTESTATION_REQUIRED', 'this plugin must present its workload attestation as subject_token, besides its client assertion');
+  }
+}
+
+/**
  * Step "resolve plugin": the attested workload names exactly one plugin; a client_id, when
- * sent, must be that plugin (without one, the attestation alone identifies it).
+ * sent (or authenticated), must be that plugin (without one, the attestation alone
+ * identifies it). A plugin exchanging with its key alone is the client it authenticated as.
  */
 function resolvePlugin(policy: CompiledPolicy, identity: WorkloadIdentity, clientId: string | undefined): CompiledPlugin {
-  const plugin = policy.resolvePlugin(identity);
+  const plugin = identity.issuer === PRIVATE_KEY_JWT_ISSUER && identity.kind === 'private_key_jwt' ? policy.plugins.get(identity.subject) : policy.resolvePlugin(identity);
   if (!plugin) throw new LeashError('ERR_WORKLOAD_UNBOUND', 'the attested workload is not bound to any plugin');
   if (clientId !== undefined && plugin.id !== clientId) throw new LeashError('ERR_CLIENT_PLUGIN_MISMATCH', 'client_id does not match the plugin the attestation is bound to');
   // Before the task check, so a disabled plugin learns nothing about tasks.
@@ -215,6 +266,8 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
     kind: trace.issued?.kind,
     ttl: trace.issued ? trace.ttl : undefined,
     jkt: trace.issued?.jkt,
+    x5t_s256: trace.issued ? trace.x5t : undefined,
+    client_auth: trace.client?.method,
     grant: trace.decision?.allow ? trace.decision.grant.index : undefined,
     reasons: trace.chain || trace.toxic?.reasons.length
       ? [...(trace.decision?.reasons ?? []), ...(trace.chain?.reasons ?? []), ...(trace.toxic?.reasons ?? [])]

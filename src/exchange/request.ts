@@ -1,5 +1,5 @@
 import { LeashError } from '../errors/leash-error.js';
-import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE, UPSTREAM_SUBJECT_TOKEN_TYPES } from '../issuance/token-types.js';
+import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE, TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, UPSTREAM_SUBJECT_TOKEN_TYPES } from '../issuance/token-types.js';
 
 /** Raw parameters as the OAuth layer hands them over (repeatable ones may be arrays). */
 export type RawParams = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -12,6 +12,8 @@ export interface ExchangeRequest {
   readonly subjectToken: string;
   /** Delegation (RFC 8693 §1.1): the requesting plugin's own attestation. */
   readonly actorToken: string | undefined;
+  /** The token type of the attestation (`actor_token_type` in a delegation, else `subject_token_type`). */
+  readonly attestationTokenType: string;
   /** Step-up: why the plugin asks (shown to approvers, recorded in the audit event). */
   readonly justification: string | undefined;
   /** A pending approval this request polls or redeems. */
@@ -85,7 +87,7 @@ export function parseExchangeRequest(clientId: string | undefined, params: RawPa
       throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', 'with an actor_token, subject_token is the upstream Leash token: subject_token_type must be urn:ietf:params:oauth:token-type:access_token (or :jwt)');
     }
   } else if (!ACCEPTED_SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
-    throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', 'subject_token_type must be urn:ietf:params:oauth:token-type:jwt (or :id_token)');
+    throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', `subject_token_type must be urn:ietf:params:oauth:token-type:jwt (or :id_token), ${TOKEN_TYPE_TLS_CLIENT_CERTIFICATE} or ${TOKEN_TYPE_CLIENT}`);
   }
 
   const justification = single(params, 'justification');
@@ -134,6 +136,7 @@ export function parseExchangeRequest(clientId: string | undefined, params: RawPa
     clientId,
     subjectToken,
     actorToken,
+    attestationTokenType: (actorToken !== undefined ? actorTokenType : subjectTokenType) as string,
     justification,
     approvalId,
     audience,

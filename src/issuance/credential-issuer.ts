@@ -16,6 +16,8 @@ export interface IssueRequest {
   readonly ttl: number;
   /** DPoP key thumbprint when the token is sender-constrained. */
   readonly jkt: string | undefined;
+  /** RFC 8705 `x5t#S256` when the token is bound to the client certificate it was exchanged with. */
+  readonly x5t?: string | undefined;
   /** ms since epoch */
   readonly now: number;
   /** Set when issued through a delegation chain (RFC 8693 `act`). */

@@ -4,8 +4,20 @@ export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 export const TOKEN_TYPE_ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
 export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 
-/** Attestations are JWTs; a Kubernetes or OIDC token may be labelled either way. */
-export const ACCEPTED_SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN]);
+/**
+ * Leash-defined: the X.509-SVID the request came with (the TLS client certificate, or a
+ * trusted proxy's header); `subject_token` is that certificate, base64url DER (RFC 8705
+ * proves possession in the handshake, the parameter names which certificate is meant).
+ */
+export const TOKEN_TYPE_TLS_CLIENT_CERTIFICATE = 'urn:leash:params:oauth:token-type:tls-client-certificate';
+/** Leash-defined: the subject is the client this request authenticated (private_key_jwt); `subject_token` is its client id. */
+export const TOKEN_TYPE_CLIENT = 'urn:leash:params:oauth:token-type:client';
+
+/**
+ * Attestations are JWTs (a Kubernetes or OIDC token may be labelled either way), the TLS
+ * client certificate (an X.509-SVID), or the authenticated client itself.
+ */
+export const ACCEPTED_SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, TOKEN_TYPE_CLIENT]);
 /** In a delegation the subject_token is a Leash access token (a JWT). */
 export const UPSTREAM_SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT]);
 /** Leash-defined: a Vault dynamic secret (RFC 8693 §3 allows URIs for other token types). */

@@ -124,3 +124,19 @@ export function createX509SvidAttestation(
   };
 }
 
+
+/**
+ * Step "attest" for `subject_token_type` TOKEN_TYPE_TLS_CLIENT_CERTIFICATE: the request
+ * must come with a client certificate, the `subject_token` must be that very certificate
+ * (base64url or base64 DER: a certificate is public, so naming one proves nothing; the
+ * handshake, or the trusted proxy, proved possession), and it must verify as an X.509-SVID.
+ */
+export function attestPresentedCertificate(x509: X509SvidAttestation, cert: PresentedCertificate | undefined, subjectToken: string): WorkloadIdentity {
+  if (!x509.configured) throw new LeashError('ERR_ATTESTATION_ISSUER_UNKNOWN', 'no x509-svid trusted issuer is configured: this broker does not accept certificates as attestation');
+  if (!cert) throw new LeashError('ERR_CLIENT_CERT_REQUIRED', 'subject_token_type names the TLS client certificate, but the request came with none: connect with your X.509-SVID (mutual TLS)');
+  const named = Buffer.from(subjectToken.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''), 'base64url');
+  if (named.length === 0 || !named.equals(cert.leaf.raw)) {
+    throw new LeashError('ERR_CLIENT_CERT_MISMATCH', 'subject_token must be the client certificate presented on this connection (base64url DER)', { source: cert.source });
+  }
+  return x509.verify(cert);
+}

@@ -154,7 +154,7 @@ export function createResourceServerAuthenticator(servers: readonly ResourceServ
       (id) => {
         const server = registered.get(id);
         if (!server) return undefined;
-        return server.keys ? { keys: server.keys, algorithms: CLIENT_ASSERTION_ALGORITHMS } : 'other-method';
+        return server.keys ? { keys: server.keys, algorithms: CLIENT_ASSERTION_ALGORITHMS } : { otherMethod: 'this client authenticates with a client secret, not private_key_jwt' };
       },
     );
     return registered.get(clientId)!.config;
@@ -180,7 +180,7 @@ export function createResourceServerAuthenticator(servers: readonly ResourceServ
 }
 
 /** The keys a client's assertions verify with, or 'other-method' when that client authenticates another way. */
-export type AssertionKeyLookup = (clientId: string) => { readonly keys: JWTVerifyGetKey; readonly algorithms: readonly string[] } | 'other-method' | undefined;
+export type AssertionKeyLookup = (clientId: string) => { readonly keys: JWTVerifyGetKey; readonly algorithms: readonly string[] } | { readonly otherMethod: string } | undefined;
 
 export interface ClientAssertionVerifierDeps {
   /** Acceptable `aud` values: the issuer and the endpoint URLs. */
@@ -242,7 +242,7 @@ export function createClientAssertionVerifier(deps: ClientAssertionVerifierDeps)
       if (bodyClientId !== undefined && bodyClientId !== clientId) throw failed(method, 'client_id_mismatch', 'client_id does not match the assertion iss');
       const registered = lookup(clientId);
       if (!registered) throw failed(method, 'unknown_client', 'client_assertion signature does not verify with your registered keys');
-      if (registered === 'other-method') throw failed(method, 'method_not_allowed', 'this client authenticates with a client secret, not private_key_jwt');
+      if ('otherMethod' in registered) throw failed(method, 'method_not_allowed', registered.otherMethod);
 
       const payload = await verifyAssertion(assertion, registered.keys, registered.algorithms, clientId);
       const now = epochSeconds(deps.clock);

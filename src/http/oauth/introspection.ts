@@ -43,7 +43,8 @@ export function activeResponse(claims: LeashTokenClaims): Record<string, unknown
     aud: claims.aud,
     scope: claims.scope,
     client_id: claims.client_id,
-    token_type: claims.cnf ? 'DPoP' : 'Bearer',
+    // A certificate-bound token is still a Bearer token on the wire (RFC 8705 §3); `cnf` carries its binding.
+    token_type: claims.cnf?.jkt ? 'DPoP' : 'Bearer',
     exp: claims.exp,
     iat: claims.iat,
     nbf: claims.nbf,

@@ -2,6 +2,7 @@ import { IncomingMessage, type ServerResponse } from 'node:http';
 import * as querystring from 'node:querystring';
 import { LeashError } from '../../errors/leash-error.js';
 import { toOAuthError } from '../../errors/oauth-error.js';
+import type { ClientCredentials } from '../../exchange/client-authentication.js';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -20,11 +21,23 @@ export function namedClientId(clientId: string | undefined): string | undefined 
 }
 
 /**
- * Client credentials Leash cannot verify: its plugins authenticate with their attestation.
- * oidc-provider drops parameters of methods it does not offer, so without this check a
- * `client_assertion` would be silently ignored and a token issued anyway.
+ * Client credentials Leash cannot verify: plugins authenticate with their attestation and,
+ * when they registered a key, a client assertion. oidc-provider drops parameters of
+ * methods it does not offer, so without this check a `client_secret` would be silently
+ * ignored and a token issued anyway.
  */
-const UNVERIFIABLE_CLIENT_PARAMS = ['client_secret', 'client_assertion', 'client_assertion_type'] as const;
+const UNVERIFIABLE_CLIENT_PARAMS = ['client_secret'] as const;
+/** private_key_jwt (RFC 7523 §2.2): taken off the form here and verified by the exchange pipeline, not by oidc-provider. */
+const ASSERTION_PARAMS = ['client_assertion', 'client_assertion_type'] as const;
+
+/** The client credentials the gate took off a token request's form (see clientCredentialsOf). */
+const CREDENTIALS = Symbol('leash.clientCredentials');
+type WithCredentials = IncomingMessage & { [CREDENTIALS]?: ClientCredentials };
+
+/** The client assertion a token request carried, for the pipeline to verify; undefined when it sent none. */
+export function clientCredentialsOf(req: IncomingMessage): ClientCredentials | undefined {
+  return (req as WithCredentials)[CREDENTIALS];
+}
 
 const FORM = 'application/x-www-form-urlencoded';
 
@@ -86,8 +99,9 @@ export interface TokenClientOptions {
 
 /**
  * In front of oidc-provider's token endpoint: refuses client credentials Leash cannot
- * verify (`invalid_client`), and lets a request without `client_id` through under
- * ATTESTED_CLIENT_ID so the attestation alone identifies the plugin. Every other request
+ * verify (`invalid_client`), takes a client assertion off the form for the pipeline to
+ * verify (clientCredentialsOf), and lets a request without `client_id` through under
+ * ATTESTED_CLIENT_ID so the attestation (or the assertion) alone identifies the plugin. Every other request
  * (another route, another content type, an Authorization header for oidc-provider to
  * refuse) passes untouched.
  */
@@ -130,17 +144,28 @@ export function tokenClientGate(handler: NodeHandler, opts: TokenClientOptions):
           res,
           new LeashError(
             'ERR_CLIENT_AUTH_UNSUPPORTED',
-            `${sent.join(', ')} cannot be verified here: plugins are public clients and authenticate with their attestation; send no client credentials`,
+            `${sent.join(', ')} cannot be verified here: plugins authenticate with their attestation and, with a registered key, private_key_jwt; send no client secret`,
             { params: sent },
           ),
           namedClientId(clientId),
         );
       }
-      if (params.client_id !== undefined || req.headers.authorization !== undefined) {
+      const assertion = ASSERTION_PARAMS.filter((name) => params[name] !== undefined);
+      if (assertion.length === 0 && (params.client_id !== undefined || req.headers.authorization !== undefined)) {
         return handler(replay(req, body, {}), res);
       }
-      const forwarded = Buffer.from(querystring.stringify({ ...params, client_id: ATTESTED_CLIENT_ID }), 'utf8');
-      handler(replay(req, forwarded, { 'content-type': FORM, 'content-length': String(forwarded.length) }), res);
+      let credentials: ClientCredentials | undefined;
+      if (assertion.length > 0) {
+        const repeated = assertion.find((name) => typeof params[name] !== 'string');
+        if (repeated) return refuse(res, new LeashError('ERR_REQUEST_MALFORMED', `parameter '${repeated}' must be sent once`), namedClientId(clientId));
+        credentials = { assertion: params.client_assertion as string | undefined, assertionType: params.client_assertion_type as string | undefined };
+      }
+      // oidc-provider sees a public client: the assertion is the pipeline's to verify.
+      const { client_assertion: _a, client_assertion_type: _t, ...rest } = params;
+      const forwarded = Buffer.from(querystring.stringify({ ...rest, client_id: params.client_id ?? ATTESTED_CLIENT_ID }), 'utf8');
+      const copy = replay(req, forwarded, { 'content-type': FORM, 'content-length': String(forwarded.length) }) as WithCredentials;
+      if (credentials) copy[CREDENTIALS] = credentials;
+      handler(copy, res);
     })().catch(() => {
       // The client went away mid-body: nothing to answer.
       if (!res.headersSent) res.destroy();

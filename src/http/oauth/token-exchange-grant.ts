@@ -3,13 +3,14 @@ import { toOAuthError } from '../../errors/oauth-error.js';
 import { runExchange, type ExchangeDeps } from '../../exchange/exchange.js';
 import type { RawParams } from '../../exchange/request.js';
 import type { GrantHandler } from './provider.js';
-import { namedClientId } from './token-client.js';
+import { clientCredentialsOf, namedClientId } from './token-client.js';
+import type { ClientCertificateSource } from '../../mtls/client-certificate.js';
 
 /**
  * The token-exchange grant as oidc-provider sees it: translate the koa context into an
  * ExchangeInput, run the pipeline, translate the result. No decision is made here.
  */
-export function tokenExchangeGrant(deps: ExchangeDeps, tokenEndpoint: string): GrantHandler {
+export function tokenExchangeGrant(deps: ExchangeDeps, tokenEndpoint: string, certificates: ClientCertificateSource): GrantHandler {
   return async (ctx: KoaContextWithOIDC) => {
     const client = ctx.oidc.client;
     const dpop = ctx.req.headersDistinct['dpop'];
@@ -17,6 +18,9 @@ export function tokenExchangeGrant(deps: ExchangeDeps, tokenEndpoint: string): G
       clientId: namedClientId(client?.clientId),
       params: ctx.oidc.params as RawParams,
       dpop: { header: dpop === undefined ? undefined : dpop.length === 1 ? dpop[0] : dpop, method: ctx.method, url: tokenEndpoint },
+      clientCredentials: clientCredentialsOf(ctx.req),
+      // Read in the pipeline, so an untrusted certificate header is refused and audited like any other input.
+      clientCertificate: () => certificates(ctx.req),
     });
     if (result.ok) {
       ctx.body = result.body;

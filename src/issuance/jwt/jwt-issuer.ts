@@ -33,7 +33,8 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
         workload: { issuer: req.identity.issuer, sub: req.identity.subject },
       };
       if (req.task) payload.task = req.task.id;
-      if (req.jkt) payload.cnf = { jkt: req.jkt };
+      // RFC 9449 §6.1 and RFC 8705 §3.1: a proof-of-possession key, a certificate, or both.
+      if (req.jkt || req.x5t) payload.cnf = { ...(req.jkt ? { jkt: req.jkt } : {}), ...(req.x5t ? { 'x5t#S256': req.x5t } : {}) };
       if (req.delegation) {
         payload.act = req.delegation.act;
         payload.chain_effects = [...req.delegation.effects];

@@ -19,7 +19,8 @@ export interface LeashTokenClaims {
   readonly exp: number;
   readonly iat: number;
   readonly nbf?: number;
-  readonly cnf?: { readonly jkt: string };
+  /** Sender constraint: a DPoP key (RFC 9449 `jkt`), a client certificate (RFC 8705 `x5t#S256`), or both. */
+  readonly cnf?: { readonly jkt?: string; readonly 'x5t#S256'?: string };
   readonly workload?: { readonly issuer: string; readonly sub: string };
   /** Delegated tokens: the actors (RFC 8693 §4.1, newest outermost); `sub` is then the chain's root. */
   readonly act?: ActClaim;
@@ -127,11 +128,13 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
   if (!isTime(exp) || !isTime(iat) || (nbf !== undefined && !isTime(nbf))) return undefined;
   if (iat > epochSeconds(deps.clock) + deps.clockSkewSeconds || iat > exp) return undefined;
   if (task !== undefined && !isText(task)) return undefined;
-  let binding: { jkt: string } | undefined;
+  let binding: { jkt?: string; 'x5t#S256'?: string } | undefined;
   if (cnf !== undefined) {
-    const jkt = (cnf as { jkt?: unknown } | null)?.jkt;
-    if (typeof cnf !== 'object' || cnf === null || !isText(jkt)) return undefined;
-    binding = { jkt };
+    if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return undefined;
+    const { jkt, 'x5t#S256': x5t, ...other } = cnf as { jkt?: unknown; 'x5t#S256'?: unknown };
+    // Only confirmation methods Leash issues; anything else is not one of its tokens.
+    if (Object.keys(other).length > 0 || (jkt === undefined && x5t === undefined) || (jkt !== undefined && !isText(jkt)) || (x5t !== undefined && !isText(x5t))) return undefined;
+    binding = { ...(jkt !== undefined ? { jkt } : {}), ...(x5t !== undefined ? { 'x5t#S256': x5t } : {}) };
   }
   let attested: { issuer: string; sub: string } | undefined;
   if (workload !== undefined) {
