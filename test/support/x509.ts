@@ -88,3 +88,71 @@ export function testTls(): { ca: string; cert: string; key: string } {
   });
   return { ca: pem(caDer, 'CERTIFICATE'), cert: pem(serverDer, 'CERTIFICATE'), key: serverKeys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
 }
+
+/** RFC 5280 key usage bit numbers. */
+export const KU = { digitalSignature: 0, keyEncipherment: 2, keyAgreement: 4, keyCertSign: 5, cRLSign: 6 } as const;
+export const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+export const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+
+function bitString(bits: readonly number[]): Buffer {
+  if (bits.length === 0) return tlv(0x03, Buffer.from([0]));
+  const high = Math.max(...bits);
+  const bytes = Buffer.alloc(Math.floor(high / 8) + 1);
+  for (const b of bits) bytes[Math.floor(b / 8)]! |= 0x80 >> (b % 8);
+  return tlv(0x03, Buffer.concat([Buffer.from([7 - (high % 8)]), bytes]));
+}
+
+export interface IssuedCert {
+  readonly der: Buffer;
+  readonly pem: string;
+  readonly keyPem: string;
+  readonly key: KeyObject;
+  readonly name: string;
+}
+
+export interface CertSpec {
+  /** Subject common name (also how children name their issuer). */
+  readonly name: string;
+  /** Signed by this certificate's key; omitted: self-signed. */
+  readonly issuer?: IssuedCert;
+  readonly ca?: boolean;
+  readonly pathLen?: number;
+  readonly uris?: readonly string[];
+  readonly dns?: readonly string[];
+  /** Key usage bits; omitted: CA → keyCertSign+cRLSign, leaf → digitalSignature. `null`: no extension. */
+  readonly keyUsage?: readonly number[] | null;
+  readonly eku?: readonly string[];
+  readonly notBefore?: number;
+  readonly notAfter?: number;
+  /** An extra critical extension of this OID (e.g. name constraints, or one nobody knows). */
+  readonly critical?: string;
+}
+
+/** A certificate made in the test (ECDSA P-256, real signatures), for mutual TLS and X.509-SVIDs. */
+export function issueCertificate(spec: CertSpec): IssuedCert {
+  const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const now = Date.now();
+  const ca = spec.ca ?? false;
+  const extensions: Buffer[] = [
+    seq(oid('2.5.29.19'), bool(true), octets(seq(...(ca ? [bool(true), ...(spec.pathLen !== undefined ? [integer(Buffer.from([spec.pathLen]))] : [])] : [])))),
+  ];
+  const ku = spec.keyUsage === undefined ? (ca ? [KU.keyCertSign, KU.cRLSign] : [KU.digitalSignature]) : spec.keyUsage;
+  if (ku !== null) extensions.push(seq(oid('2.5.29.15'), bool(true), octets(bitString(ku))));
+  const names = [...(spec.uris ?? []).map((u) => tlv(0x86, Buffer.from(u, 'latin1'))), ...(spec.dns ?? []).map((d) => tlv(0x82, Buffer.from(d)))];
+  if (names.length > 0) extensions.push(seq(oid('2.5.29.17'), octets(seq(...names))));
+  if (spec.eku) extensions.push(seq(oid('2.5.29.37'), octets(seq(...spec.eku.map(oid)))));
+  if (spec.critical) extensions.push(seq(oid(spec.critical), bool(true), octets(seq())));
+  const tbs = seq(
+    explicit(0, integer(Buffer.from([2]))),
+    integer(randomBytes(16)),
+    ECDSA_SHA256,
+    name(spec.issuer?.name ?? spec.name),
+    seq(utcTime(spec.notBefore ?? now - 600_000), utcTime(spec.notAfter ?? now + 3600_000)),
+    name(spec.name),
+    keys.publicKey.export({ type: 'spki', format: 'der' }),
+    explicit(3, seq(...extensions)),
+  );
+  const signature = sign('sha256', tbs, { key: spec.issuer?.key ?? keys.privateKey, dsaEncoding: 'der' });
+  const der = seq(tbs, ECDSA_SHA256, tlv(0x03, Buffer.concat([Buffer.from([0]), signature])));
+  return { der, pem: pem(der, 'CERTIFICATE'), keyPem: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), key: keys.privateKey, name: spec.name };
+}

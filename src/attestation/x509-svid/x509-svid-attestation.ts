@@ -1,4 +1,4 @@
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { ConfigError, type ConfigProblem } from '../../config/config-error.js';
 import type { TrustedIssuerConfig } from '../../config/schema.js';
 import type { ErrorCode } from '../../errors/codes.js';
@@ -125,18 +125,35 @@ export function createX509SvidAttestation(
 }
 
 
+/** Intermediates a subject_token may carry after the leaf. */
+const MAX_SUBJECT_INTERMEDIATES = 4;
+
+const decodeDer = (part: string): Buffer => Buffer.from(part.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''), 'base64url');
+
 /**
  * Step "attest" for `subject_token_type` TOKEN_TYPE_TLS_CLIENT_CERTIFICATE: the request
- * must come with a client certificate, the `subject_token` must be that very certificate
- * (base64url or base64 DER: a certificate is public, so naming one proves nothing; the
- * handshake, or the trusted proxy, proved possession), and it must verify as an X.509-SVID.
+ * must come with a client certificate, and the `subject_token` must be that very
+ * certificate, base64url (or base64) DER (a certificate is public, so naming one proves
+ * nothing; the handshake, or the trusted proxy, proved possession of its key), optionally
+ * followed by `.` and the intermediate CA certificates that lead to the bundle, in the same
+ * encoding: Node's TLS server does not hand the chain the client sent to the application,
+ * so a chain longer than leaf + bundle CA travels here. Then it must verify as an X.509-SVID.
  */
 export function attestPresentedCertificate(x509: X509SvidAttestation, cert: PresentedCertificate | undefined, subjectToken: string): WorkloadIdentity {
   if (!x509.configured) throw new LeashError('ERR_ATTESTATION_ISSUER_UNKNOWN', 'no x509-svid trusted issuer is configured: this broker does not accept certificates as attestation');
   if (!cert) throw new LeashError('ERR_CLIENT_CERT_REQUIRED', 'subject_token_type names the TLS client certificate, but the request came with none: connect with your X.509-SVID (mutual TLS)');
-  const named = Buffer.from(subjectToken.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''), 'base64url');
+  const [leaf = '', ...rest] = subjectToken.split('.');
+  const named = decodeDer(leaf);
   if (named.length === 0 || !named.equals(cert.leaf.raw)) {
     throw new LeashError('ERR_CLIENT_CERT_MISMATCH', 'subject_token must be the client certificate presented on this connection (base64url DER)', { source: cert.source });
   }
-  return x509.verify(cert);
+  if (rest.length > MAX_SUBJECT_INTERMEDIATES) throw new LeashError('ERR_CLIENT_CERT_MALFORMED', `subject_token carries more than ${MAX_SUBJECT_INTERMEDIATES} intermediate certificates`);
+  const intermediates = rest.map((part) => {
+    try {
+      return new X509Certificate(decodeDer(part));
+    } catch {
+      throw new LeashError('ERR_CLIENT_CERT_MALFORMED', 'an intermediate certificate in subject_token is not base64url DER');
+    }
+  });
+  return x509.verify(intermediates.length === 0 ? cert : { ...cert, intermediates: [...cert.intermediates, ...intermediates] });
 }
