@@ -88,12 +88,13 @@ describe('token endpoint client identification', () => {
   it('a garbage client_assertion is refused (invalid_client), audited, and no token leaves', async () => {
     for (const extra of [{ client_id: 'crm-reader' }, {}] as Record<string, string>[]) {
       const res = await anonymous({ ...extra, subject_token: await sa('crm-reader'), resource: CRM_API, task: h.task, client_assertion: 'garbage', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' });
-      expect({ status: res.status, error: res.body.error }).toEqual({ status: 400, error: 'invalid_client' });
+      // Verified by the pipeline (private_key_jwt), not ignored: a credential that does not verify is invalid_client.
+      expect({ status: res.status, error: res.body.error }).toEqual({ status: 401, error: 'invalid_client' });
       expect(res.body.access_token).toBeUndefined();
       expect(res.headers.get('cache-control')).toContain('no-store');
       const { type, event } = await lastEvent();
       expect(type).toBe('exchange.denied');
-      expect(event.reason).toBe('ERR_CLIENT_AUTH_UNSUPPORTED');
+      expect(event.reason).toBe('ERR_CLIENT_AUTH_FAILED');
       expect(event.client_id).toBe(extra.client_id);
     }
   });

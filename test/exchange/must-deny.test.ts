@@ -1,10 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createPublicKey, createHmac, randomUUID } from 'node:crypto';
-import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { createHash, createPublicKey, createHmac, randomUUID } from 'node:crypto';
+import { SignJWT, decodeJwt, exportJWK, generateKeyPair } from 'jose';
 import { createDpopKey, type DpopKey } from '../../src/client/index.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { CLUSTER_ISSUER } from '../support/cluster.js';
 import { CRM_API, EXCHANGE, JWT_TYPE, TICKETS_API, freePort, startTestBroker, type TestBroker } from '../support/broker.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CryptoKey, JWK } from 'jose';
+import { EKU_CLIENT_AUTH, issueCertificate, type IssuedCert } from '../support/x509.js';
 
 /**
  * The "must be denied" suite: one row per attack or mistake, each asserting the exact
@@ -28,12 +33,21 @@ interface Ctx {
   good: string;
   nowS: () => number;
   dpop: DpopKey;
+  /** A task open to the keyed and certificate plugins. */
+  keyTask: string;
+  /** The key keyed-vendor and keyed-attested registered (private_key_jwt). */
+  pluginKey: { privateKey: CryptoKey; publicJwk: JWK };
+  ca: IssuedCert;
+  otherCa: IssuedCert;
+  svid: IssuedCert;
+  certDir: string;
 }
 
 interface Row {
   name: string;
   params?: (c: Ctx) => Promise<Record<string, string | string[]>>;
   raw?: (c: Ctx) => Promise<Response>;
+  /** Runs before `params` (so a row can make a certificate here and name it there). */
   headers?: (c: Ctx) => Promise<Record<string, string>>;
   status: number;
   error: string;
@@ -74,6 +88,35 @@ async function attackerToken(c: Ctx, header: Record<string, unknown>, claims: Re
     .setExpirationTime(now + 300)
     .sign(privateKey);
 }
+
+const CERT_TYPE = 'urn:leash:params:oauth:token-type:tls-client-certificate';
+const CLIENT_TYPE = 'urn:leash:params:oauth:token-type:client';
+const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const WORKLOAD = 'spiffe://example.org/ns/plugins/sa/svid-plugin';
+
+/** A client assertion (RFC 7523) of `iss`, signed with the plugin's registered key unless told otherwise. */
+async function assertion(c: Ctx, over: { iss?: string; sub?: string; aud?: string; exp?: number; iat?: number; jti?: string; key?: CryptoKey } = {}): Promise<string> {
+  const now = c.nowS();
+  const iss = over.iss ?? 'keyed-vendor';
+  return new SignJWT({ jti: over.jti ?? randomUUID() })
+    .setProtectedHeader({ alg: 'ES256' })
+    .setIssuer(iss)
+    .setSubject(over.sub ?? iss)
+    .setAudience(over.aud ?? `${c.tb.url}/token`)
+    .setIssuedAt(over.iat ?? now)
+    .setExpirationTime(over.exp ?? now + 60)
+    .sign(over.key ?? c.pluginKey.privateKey);
+}
+
+/** The keyed-vendor plugin exchanging with its key alone. */
+async function keyOnly(c: Ctx, extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  return { grant_type: EXCHANGE, subject_token: 'keyed-vendor', subject_token_type: CLIENT_TYPE, resource: CRM_API, task: c.keyTask, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(c), ...extra };
+}
+
+/** An X.509-SVID presented through the trusted proxy's header (Envoy XFCC). */
+const xfcc = (...certs: IssuedCert[]) => certs.map((cert) => `Hash=00;Cert="${encodeURIComponent(cert.pem)}";URI=${WORKLOAD}`).join(',');
+const svidOf = (issuer: IssuedCert, over: Partial<Parameters<typeof issueCertificate>[0]> = {}) => issueCertificate({ name: 'svid', issuer, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH], ...over });
+const certParams = (c: Ctx, cert: IssuedCert): Record<string, string> => ({ grant_type: EXCHANGE, subject_token: cert.der.toString('base64url'), subject_token_type: CERT_TYPE, resource: CRM_API, task: c.keyTask });
 
 const rows: Row[] = [
   // ---- attestation forgeries
@@ -259,17 +302,82 @@ const rows: Row[] = [
   { name: 'unknown client_id', params: async (c) => base(c, c.good, { client_id: 'nobody' }), status: 401, error: 'invalid_client' },
   { name: 'empty client_id', params: async (c) => base(c, c.good, { client_id: '' }), status: 400, error: 'invalid_request' },
   { name: 'client_id without an attestation to match', params: async (c) => { const p = base(c, c.good); delete p.subject_token; return p; }, status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
-  // A public client that sends credentials Leash cannot verify is refused, never let through.
-  { name: 'garbage client_assertion', params: async (c) => base(c, c.good, { client_assertion: 'garbage', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' }), status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
+  // Client credentials are verified (private_key_jwt) or refused, never let through.
+  { name: 'garbage client_assertion', params: async (c) => base(c, c.good, { client_assertion: 'garbage', client_assertion_type: ASSERTION_TYPE }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
   {
-    name: 'well-formed client_assertion Leash cannot verify',
-    params: async (c) => base(c, c.good, { client_assertion: await attackerToken(c, { kid: 'x' }, { sub: 'crm-reader', iss: 'crm-reader' }), client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' }),
-    status: 400,
+    name: 'client_assertion of a plugin that registered no key',
+    params: async (c) => base(c, c.good, { client_assertion: await attackerToken(c, { kid: 'x' }, { sub: 'crm-reader', iss: 'crm-reader' }), client_assertion_type: ASSERTION_TYPE }),
+    status: 401,
     error: 'invalid_client',
-    code: 'ERR_CLIENT_AUTH_UNSUPPORTED',
+    code: 'ERR_CLIENT_AUTH_FAILED',
   },
-  { name: 'client_assertion without client_id', params: async (c) => { const p = base(c, c.good, { client_assertion: 'a.b.c' }); delete p.client_id; return p; }, status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
-  { name: 'client_assertion_type alone', params: async (c) => base(c, c.good, { client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' }), status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
+  { name: 'client_assertion without client_id', params: async (c) => { const p = base(c, c.good, { client_assertion: 'a.b.c', client_assertion_type: ASSERTION_TYPE }); delete p.client_id; return p; }, status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  { name: 'client_assertion_type alone', params: async (c) => base(c, c.good, { client_assertion_type: ASSERTION_TYPE }), status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+  { name: 'client_assertion sent twice', params: async (c) => base(c, c.good, { client_assertion: ['a.b.c', 'a.b.c'], client_assertion_type: ASSERTION_TYPE }), status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+
+  // ---- plugins with a key pair (private_key_jwt, RFC 7523)
+  {
+    name: 'replayed client assertion',
+    params: async (c) => {
+      const p = await keyOnly(c);
+      const first = await c.tb.exchange(p);
+      if (first.status !== 200) throw new Error(`baseline key-only exchange failed: ${first.status} ${JSON.stringify(first.body)}`);
+      return p;
+    },
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  { name: 'client assertion alg none', params: async (c) => { const now = c.nowS(); return keyOnly(c, { client_assertion: `${b64({ alg: 'none' })}.${b64({ iss: 'keyed-vendor', sub: 'keyed-vendor', aud: `${c.tb.url}/token`, jti: randomUUID(), iat: now, exp: now + 60 })}.` }); }, status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  {
+    name: 'client assertion alg confusion: HS256 keyed with the public key',
+    params: async (c) => {
+      const now = c.nowS();
+      const input = `${b64({ alg: 'HS256' })}.${b64({ iss: 'keyed-vendor', sub: 'keyed-vendor', aud: `${c.tb.url}/token`, jti: randomUUID(), iat: now, exp: now + 60 })}`;
+      const pem = createPublicKey({ key: c.pluginKey.publicJwk as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
+      return keyOnly(c, { client_assertion: `${input}.${createHmac('sha256', pem).update(input).digest('base64url')}` });
+    },
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  { name: 'client assertion for another audience', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { aud: 'https://other-as.example.com/token' }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  { name: 'expired client assertion', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { iat: c.nowS() - 600, exp: c.nowS() - 120 }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  { name: 'client assertion living longer than five minutes', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { exp: c.nowS() + 3600 }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  { name: 'client assertion signed by a key the plugin did not register', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { key: (await generateKeyPair('ES256')).privateKey }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  { name: 'client assertion whose sub is another client', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { sub: 'crm-reader' }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  { name: 'client assertion and a client_id that differ', params: async (c) => keyOnly(c, { client_id: 'keyed-attested' }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  { name: 'key alone, no assertion', params: async (c) => { const p = await keyOnly(c); delete p.client_assertion; delete p.client_assertion_type; return p; }, status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  { name: 'key alone, naming another plugin as subject', params: async (c) => keyOnly(c, { subject_token: 'crm-reader' }), status: 400, error: 'unauthorized_client', code: 'ERR_CLIENT_PLUGIN_MISMATCH' },
+  {
+    name: 'key alone for a plugin that must also attest',
+    params: async (c) => keyOnly(c, { subject_token: 'keyed-attested', client_assertion: await assertion(c, { iss: 'keyed-attested' }) }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_REQUIRED',
+  },
+  {
+    name: 'attestation alone for a plugin with a registered key',
+    params: async (c) => ({ grant_type: EXCHANGE, subject_token: await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'keyed-attested' }), subject_token_type: JWT_TYPE, resource: CRM_API, task: c.keyTask }),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_REQUIRED',
+  },
+  {
+    name: "another plugin's attestation with a keyed plugin's assertion",
+    params: async (c) => ({ grant_type: EXCHANGE, subject_token: c.good, subject_token_type: JWT_TYPE, resource: CRM_API, task: c.keyTask, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(c, { iss: 'keyed-attested' }) }),
+    status: 400,
+    error: 'unauthorized_client',
+    code: 'ERR_CLIENT_PLUGIN_MISMATCH',
+  },
+
+  // ---- client certificates (X.509-SVIDs through the trusted proxy's header; real TLS in test/mtls)
+  { name: 'certificate of another CA', headers: async (c) => { const cert = (c as unknown as { next: IssuedCert }).next = svidOf(c.otherCa); return { 'x-forwarded-client-cert': xfcc(cert) }; }, params: async (c) => certParams(c, (c as unknown as { next: IssuedCert }).next), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_SIGNATURE' },
+  { name: 'expired certificate', headers: async (c) => { const cert = (c as unknown as { next: IssuedCert }).next = svidOf(c.ca, { notBefore: Date.now() - 7200_000, notAfter: Date.now() - 60_000 }); return { 'x-forwarded-client-cert': xfcc(cert) }; }, params: async (c) => certParams(c, (c as unknown as { next: IssuedCert }).next), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_EXPIRED' },
+  { name: 'certificate of another trust domain', headers: async (c) => { const cert = (c as unknown as { next: IssuedCert }).next = svidOf(c.ca, { uris: ['spiffe://evil.example/ns/plugins/sa/svid-plugin'] }); return { 'x-forwarded-client-cert': xfcc(cert) }; }, params: async (c) => certParams(c, (c as unknown as { next: IssuedCert }).next), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_ISSUER_UNKNOWN' },
+  { name: 'certificate header with two elements (a proxy that appends)', params: async (c) => certParams(c, c.svid), headers: async (c) => ({ 'x-forwarded-client-cert': xfcc(svidOf(c.otherCa), c.svid) }), status: 400, error: 'invalid_request', code: 'ERR_CLIENT_CERT_MALFORMED' },
+  { name: 'certificate token type without a certificate', params: async (c) => certParams(c, c.svid), status: 400, error: 'invalid_request', code: 'ERR_CLIENT_CERT_REQUIRED' },
+  { name: 'subject_token names another certificate than the one presented', params: async (c) => certParams(c, svidOf(c.ca)), headers: async (c) => ({ 'x-forwarded-client-cert': xfcc(c.svid) }), status: 400, error: 'invalid_request', code: 'ERR_CLIENT_CERT_MISMATCH' },
   { name: 'client_secret in the body', params: async (c) => base(c, c.good, { client_secret: 'hunter2' }), status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
   { name: 'client_secret via HTTP Basic', params: async (c) => base(c, c.good), headers: async () => ({ authorization: `Basic ${Buffer.from('crm-reader:hunter2').toString('base64')}` }), status: 401, error: 'invalid_client' },
   { name: 'client_id of another plugin', params: async (c) => base(c, c.good, { client_id: 'ticket-writer' }), status: 400, error: 'unauthorized_client', code: 'ERR_CLIENT_PLUGIN_MISMATCH' },
@@ -377,9 +485,26 @@ describe('must be denied', () => {
     ctx.clock = new ManualClock(Date.now());
     ctx.nowS = () => Math.floor(ctx.clock.now() / 1000);
     const closedPort = await freePort();
+    const pair = await generateKeyPair('ES256', { extractable: true });
+    ctx.pluginKey = { privateKey: pair.privateKey, publicJwk: { ...(await exportJWK(pair.publicKey)), alg: 'ES256' } };
+    ctx.ca = issueCertificate({ name: 'Example SPIFFE CA', ca: true });
+    ctx.otherCa = issueCertificate({ name: 'Example SPIFFE CA', ca: true });
+    ctx.svid = svidOf(ctx.ca);
+    ctx.certDir = await mkdtemp(join(tmpdir(), 'leash-deny-'));
+    await writeFile(join(ctx.certDir, 'bundle.pem'), ctx.ca.pem);
     ctx.tb = await startTestBroker({
       broker: { clock: ctx.clock },
       patch: (cfg) => {
+        // Certificates arrive through a TLS-terminating proxy on loopback (the header), keys as assertions.
+        cfg.settings.client_certificate_header = { trusted_proxies: ['127.0.0.1', '::1'] };
+        cfg.trusted_issuers.push({ name: 'example-x509', kind: 'x509-svid', issuer: 'spiffe://example.org', trust_domain: 'example.org', bundle_file: join(ctx.certDir, 'bundle.pem') });
+        const grants = [{ audience: CRM_API, scopes: ['contacts:read'], kind: 'jwt', effect: 'read', max_ttl: 300 }];
+        const clientAuth = (attestation: string) => ({ method: 'private_key_jwt', jwks: { inline: { keys: [ctx.pluginKey.publicJwk] } }, attestation });
+        cfg.plugins.push(
+          { id: 'svid-plugin', owner: 'team-crm@example.com', risk: 'low', bindings: [{ issuer: 'example-x509', subject: WORKLOAD }], grants },
+          { id: 'keyed-vendor', owner: 'vendor@example.com', risk: 'low', client_auth: clientAuth('optional'), grants },
+          { id: 'keyed-attested', owner: 'team-crm@example.com', risk: 'low', client_auth: clientAuth('required'), bindings: [{ issuer: 'test-cluster', subject: 'system:serviceaccount:plugins:keyed-attested' }], grants },
+        );
         cfg.plugins.find((p: { id: string }) => p.id === 'crm-reader').delegate_to = ['ticket-writer'];
         // An issuer whose keys cannot be fetched (nothing listens there).
         cfg.trusted_issuers.push({ name: 'unreachable', kind: 'oidc', issuer: UNREACHABLE_ISSUER, audience: 'leash', jwks: { uri: `http://127.0.0.1:${closedPort}/jwks`, timeout_ms: 500 } });
@@ -402,10 +527,14 @@ describe('must be denied', () => {
     ctx.sharedTask = await ctx.tb.openTask({ plugins: ['crm-reader', 'ticket-writer'] });
     ctx.devTask = await ctx.tb.openTask({ plugins: ['prod-only'], attributes: { env: 'dev' } });
     ctx.prodTask = await ctx.tb.openTask({ plugins: ['prod-only'], attributes: { env: 'prod' } });
+    ctx.keyTask = await ctx.tb.openTask({ plugins: ['keyed-vendor', 'keyed-attested', 'svid-plugin'] });
     ctx.clock.advance(10); // the 5-second task is now expired, the others are live
     ctx.good = await ctx.tb.cluster.saToken({ nowSeconds: ctx.nowS() });
   });
-  afterAll(async () => ctx.tb.close());
+  afterAll(async () => {
+    await ctx.tb.close();
+    await rm(ctx.certDir, { recursive: true, force: true });
+  });
 
   it('has at least 40 rows', () => {
     expect(rows.length).toBeGreaterThanOrEqual(40);
@@ -415,6 +544,18 @@ describe('must be denied', () => {
     const res = await ctx.tb.exchange(base(ctx, ctx.good));
     expect(res.status).toBe(200);
     expect(typeof res.body.access_token).toBe('string');
+  });
+
+  it('the baselines of keys and certificates are accepted: a key alone, a key with an attestation, a certificate', async () => {
+    const keyed = await ctx.tb.exchange(await keyOnly(ctx));
+    expect(keyed.status).toBe(200);
+    expect(decodeJwt(keyed.body.access_token as string)).toMatchObject({ plugin: 'keyed-vendor', workload: { issuer: 'private_key_jwt', sub: 'keyed-vendor' } });
+    const both = await ctx.tb.exchange({ grant_type: EXCHANGE, subject_token: await ctx.tb.cluster.saToken({ nowSeconds: ctx.nowS(), sa: 'keyed-attested' }), subject_token_type: JWT_TYPE, resource: CRM_API, task: ctx.keyTask, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(ctx, { iss: 'keyed-attested' }) });
+    expect(both.status).toBe(200);
+    expect(decodeJwt(both.body.access_token as string)).toMatchObject({ plugin: 'keyed-attested', workload: { issuer: 'test-cluster' } });
+    const cert = await ctx.tb.exchange(certParams(ctx, ctx.svid), { 'x-forwarded-client-cert': xfcc(ctx.svid) });
+    expect(cert.status).toBe(200);
+    expect(decodeJwt(cert.body.access_token as string)).toMatchObject({ plugin: 'svid-plugin', cnf: { 'x5t#S256': createHash('sha256').update(ctx.svid.der).digest('base64url') } });
   });
 
   /** The audit trail's length: what one request adds is read from here on. */
