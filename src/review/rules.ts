@@ -61,6 +61,16 @@ export const RULES: readonly Rule[] = [
     mappings: { nhi: ['NHI9'], asi: ['ASI03'], maestro: ['L7'] },
   }),
   rule({
+    id: 'plugin-standing-key',
+    category: 'identity',
+    severity: 'medium',
+    title: 'Plugin authenticates with a standing key (private_key_jwt)',
+    rationale: 'A key pair the plugin keeps is a long-lived secret: whoever copies it from a laptop, a vendor\'s host or a CI variable can sign assertions until someone notices. When the plugin may exchange with its key alone (`client_auth.attestation: optional`) the key is the whole proof of identity; with an attestation beside it, it is a second factor.',
+    fix: 'Prefer a platform identity (a Kubernetes service account, a SPIFFE ID, a CI OIDC token) as the attestation; where a key must stay, require the attestation beside it, keep the key in a secret store or hardware, give it an owner and rotate it.',
+    needs: 'policy',
+    mappings: { nhi: ['NHI7', 'NHI2', 'NHI3'], asi: ['ASI03'], maestro: ['L4'] },
+  }),
+  rule({
     id: 'shared-audience-scope',
     category: 'identity',
     severity: 'low',

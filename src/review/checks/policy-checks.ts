@@ -30,6 +30,30 @@ export const broadBinding: Check = (ctx, emit) => {
   });
 };
 
+export const pluginStandingKeys: Check = (ctx, emit) => {
+  (ctx.config.plugins ?? []).forEach((plugin, p) => {
+    const auth = plugin.client_auth;
+    if (!auth) return;
+    const alone = auth.attestation === 'optional';
+    const source = auth.jwks.uri !== undefined ? `fetched from ${auth.jwks.uri}` : auth.jwks.file !== undefined ? `in ${auth.jwks.file}` : 'given inline';
+    emit({
+      rule: 'plugin-standing-key',
+      plugin: plugin.id,
+      pointer: `/plugins/${p}/client_auth`,
+      key: plugin.id,
+      // A second factor beside an attestation is worth less attention than a key that is the whole identity.
+      severity: alone ? 'medium' : 'low',
+      message: alone
+        ? `plugin '${plugin.id}' may exchange with its key alone (private_key_jwt, public keys ${source}): a long-lived secret is its whole identity`
+        : `plugin '${plugin.id}' holds a standing key (private_key_jwt, public keys ${source}) beside its attestation`,
+      fix: alone
+        ? `bind '${plugin.id}' to a platform identity and set client_auth.attestation: required, or keep its key in a secret store with an owner and a rotation date`
+        : `keep the key of '${plugin.id}' in a secret store or hardware and rotate it; drop client_auth if the attestation suffices`,
+      evidence: { method: auth.method, attestation: auth.attestation, keys: source },
+    });
+  });
+};
+
 /** GitHub Actions, or an OIDC issuer that is a GitLab instance. */
 function ciIssuers(config: LeashConfig): Map<string, 'github' | 'gitlab'> {
   const out = new Map<string, 'github' | 'gitlab'>();
@@ -359,6 +383,7 @@ export const keyRotation: Check = (ctx, emit) => {
 export const POLICY_CHECKS: readonly Check[] = [
   broadBinding,
   ciBindingUnpinned,
+  pluginStandingKeys,
   splitWorkload,
   sharedAudienceScope,
   guardrailViolations,
