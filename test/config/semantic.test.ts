@@ -273,10 +273,52 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
     message: /is required for kind 'spiffe'/,
   },
   {
+    rule: 'an x509-svid issuer needs its bundle',
+    patch: (c) => c.trusted_issuers.push({ name: 'x509', kind: 'x509-svid', issuer: 'spiffe://example.org', trust_domain: 'example.org' }),
+    path: '/trusted_issuers/1/bundle_file',
+    message: /is required for kind 'x509-svid'/,
+  },
+  {
+    rule: 'an x509-svid issuer has no JWKS',
+    patch: (c) => c.trusted_issuers.push({ name: 'x509', kind: 'x509-svid', issuer: 'spiffe://example.org', trust_domain: 'example.org', bundle_file: 'b.pem', jwks: { uri: 'https://example.org/jwks' } }),
+    path: '/trusted_issuers/1/jwks',
+    message: /does not apply to kind 'x509-svid'/,
+  },
+  {
+    rule: "an x509-svid issuer's issuer is its trust domain's SPIFFE ID",
+    patch: (c) => c.trusted_issuers.push({ name: 'x509', kind: 'x509-svid', issuer: 'spiffe://other.org', trust_domain: 'example.org', bundle_file: 'b.pem' }),
+    path: '/trusted_issuers/1/issuer',
+    message: /must be 'spiffe:\/\/example.org'/,
+  },
+  {
+    rule: 'bundle_file only on x509-svid issuers',
+    patch: (c) => (c.trusted_issuers[0].bundle_file = 'b.pem'),
+    path: '/trusted_issuers/0/bundle_file',
+    message: /only applies to kind 'x509-svid'/,
+  },
+  {
+    rule: 'a JWT issuer needs an audience',
+    patch: (c) => delete c.trusted_issuers[0].audience,
+    path: '/trusted_issuers/0/audience',
+    message: /is required for kind 'kubernetes'/,
+  },
+  {
+    rule: 'client_ca_file without client certificates',
+    patch: (c) => (c.settings = { ...c.settings, tls: { cert_file: 'a.crt', key_file: 'a.key', client_auth: 'none', client_ca_file: 'ca.pem' } }),
+    path: '/settings/tls/client_ca_file',
+    message: /only applies when client_auth/,
+  },
+  {
+    rule: "a plugin's key has no discovery",
+    patch: (c) => (c.plugins[0].client_auth = { method: 'private_key_jwt', jwks: { uri: 'https://vendor.example/jwks', discovery: true } }),
+    path: '/plugins/0/client_auth/jwks/discovery',
+    message: /no discovery document/,
+  },
+  {
     rule: 'trust_domain on a non-spiffe issuer is not silently ignored',
     patch: (c) => (c.trusted_issuers[0].trust_domain = 'example.org'),
     path: '/trusted_issuers/0/trust_domain',
-    message: /only applies to kind 'spiffe' \(this issuer is 'kubernetes'\)/,
+    message: /only applies to kinds 'spiffe' and 'x509-svid' \(this issuer is 'kubernetes'\)/,
   },
   {
     rule: 'admin api key ids are unique',
