@@ -23,6 +23,8 @@ export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^[A-Za-z0-9_.-]+$': 'a name of A-Z, a-z, 0-9, `.`, `_`, `-`',
   '^https?://[^?#]+$': 'an http(s) URL without query or fragment',
   '^[A-Z_][A-Z0-9_]*$': 'an environment variable name (A-Z, 0-9, `_`, not starting with a digit)',
+  '^[A-Za-z0-9-]+$': 'an HTTP header name (letters, digits, `-`)',
+  '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$': 'an IPv4 or IPv6 address, or a CIDR range such as `10.0.0.0/8`',
   '^[A-Za-z0-9_-]+(/[A-Za-z0-9_.@-]+)+$': 'a Vault API path with a mount and at least one more segment, e.g. `database/creds/readonly`',
   '^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$': 'a UTC day `YYYY-MM-DD` or an RFC 3339 date-time with a zone (`2027-01-31T12:00:00Z`)',
 };

@@ -6,7 +6,7 @@ import { tokenDigest } from '../attestation/registry.js';
 import { ConfigError, type ConfigProblem } from '../config/config-error.js';
 import type { PluginConfig } from '../config/schema.js';
 import { LeashError } from '../errors/leash-error.js';
-import { createClientAssertionVerifier } from '../http/oauth/client-auth.js';
+import { createClientAssertionVerifier } from '../attestation/client-assertion.js';
 import type { ReplayCache } from '../store/store.js';
 import { TOKEN_TYPE_CLIENT } from '../issuance/token-types.js';
 import type { Clock } from '../time/clock.js';
