@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent, request } from 'node:https';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
@@ -31,7 +31,7 @@ function summary(ms: number[]): { n: number; mean: number; p50: number; p90: num
   return { n: s.length, mean: s.reduce((a, b) => a + b, 0) / s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99) };
 }
 
-const fmt = (x: ReturnType<typeof summary>) => `n=${x.n} mean=${x.mean.toFixed(2)} ms p50=${x.p50.toFixed(2)} p90=${x.p90.toFixed(2)} p99=${x.p99.toFixed(2)}`;
+const fmt = (x: ReturnType<typeof summary>, cpuMs: number | undefined) => `n=${x.n} p50=${x.p50.toFixed(2)} p90=${x.p90.toFixed(2)} p99=${x.p99.toFixed(2)} mean=${x.mean.toFixed(2)} ms; CPU ${cpuMs?.toFixed(2)} ms/op`;
 
 function post(port: number, path: string, body: string, headers: Record<string, string>, opts: { tls?: Record<string, unknown>; agent?: Agent | HttpAgent | false }): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -95,6 +95,15 @@ async function main(): Promise<void> {
     if (r.status !== 200) throw new Error(`warm-up exchange failed: ${r.status} ${r.text}`);
   }
 
+  // CPU of the whole process (client and broker together) per operation: steadier than latency on a busy machine.
+  const cpu: Record<string, number> = {};
+  let mark = process.cpuUsage();
+  const cpuPer = (name: string, n: number) => {
+    const d = process.cpuUsage(mark);
+    cpu[name] = (d.user + d.system) / 1000 / n;
+    mark = process.cpuUsage();
+  };
+
   // 1. A TLS handshake with a client certificate, nothing else.
   const handshakes: number[] = [];
   for (let i = 0; i < N_NEW; i++) {
@@ -109,6 +118,8 @@ async function main(): Promise<void> {
     });
   }
 
+  cpuPer('handshake', N_NEW);
+
   // 2. An X.509-SVID exchange on a new connection each time.
   const fresh: number[] = [];
   for (let i = 0; i < N_NEW; i++) {
@@ -118,6 +129,8 @@ async function main(): Promise<void> {
     if (r.status !== 200) throw new Error(`exchange failed: ${r.status}`);
   }
 
+  cpuPer('fresh', N_NEW);
+
   // 3. The same exchange on one kept-alive connection.
   const keptMs: number[] = [];
   for (let i = 0; i < N_KEPT; i++) {
@@ -126,6 +139,7 @@ async function main(): Promise<void> {
     keptMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
     if (r.status !== 200) throw new Error(`exchange failed: ${r.status}`);
   }
+  cpuPer('kept', N_KEPT);
   kept.destroy();
 
   // 4. Reference: a JWT attestation (ES256) over kept-alive plain HTTP.
@@ -142,6 +156,7 @@ async function main(): Promise<void> {
     if (i >= 100) jwtMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
     if (r.status !== 200) throw new Error(`jwt exchange failed: ${r.status} ${r.text}`);
   }
+  cpuPer('jwt', N_KEPT + 100);
   plainAgent.destroy();
 
   await mtlsBroker.close({ graceMs: 0 });
@@ -155,11 +170,12 @@ async function main(): Promise<void> {
   process.stdout.write(
     [
       `node ${process.version}, loopback, sequential (one request in flight), ECDSA P-256`,
-      `TLS handshake with client certificate:          ${fmt(h)}`,
-      `X.509-SVID exchange, new connection each time:  ${fmt(f)}`,
-      `X.509-SVID exchange, kept-alive connection:     ${fmt(k)}`,
-      `JWT (ES256) exchange, kept-alive plain HTTP:    ${fmt(j)}`,
-      `=> per new connection the handshake adds ~${(f.p50 - k.p50).toFixed(2)} ms (p50) over a kept-alive exchange`,
+      `load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${availableParallelism()} cores`,
+      `TLS handshake with client certificate:          ${fmt(h, cpu.handshake)}`,
+      `X.509-SVID exchange, new connection each time:  ${fmt(f, cpu.fresh)}`,
+      `X.509-SVID exchange, kept-alive connection:     ${fmt(k, cpu.kept)}`,
+      `JWT (ES256, new token) exchange, kept-alive plain HTTP (incl. signing the JWT client-side): ${fmt(j, cpu.jwt)}`,
+      `=> a new connection adds ~${(f.p50 - k.p50).toFixed(2)} ms p50 latency and ~${((cpu.fresh ?? 0) - (cpu.kept ?? 0)).toFixed(2)} ms CPU (client + server) over an exchange on a kept-alive connection`,
       '',
     ].join('\n'),
   );
