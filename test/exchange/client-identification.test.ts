@@ -130,8 +130,8 @@ describe('token endpoint client identification', () => {
     expect(status).toBe(413);
   });
 
-  it('discovery still says plugins are public clients (nothing new advertised)', async () => {
+  it('discovery says plugins are public clients, or authenticate with a registered key', async () => {
     const meta = (await (await fetch(`${h.tb.url}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
-    expect(meta.token_endpoint_auth_methods_supported).toEqual(['none']);
+    expect(meta.token_endpoint_auth_methods_supported).toEqual(['none', 'private_key_jwt']);
   });
 });

@@ -93,12 +93,18 @@ describe('discovery: every member of both documents is something that works', ()
       }
     },
     token_endpoint_auth_methods_supported: async (v) => {
-      expect(v).toEqual(['none']);
+      // private_key_jwt at the token endpoint: test/exchange/must-deny.test.ts (keyed plugins).
+      expect(v).toEqual(['none', 'private_key_jwt']);
       // `none` is what every exchange above used; a client secret is not a way in.
       const res = await postForm(`${tb.url}/token`, { grant_type: EXCHANGE, subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task }, { authorization: basic('crm-reader', 'secret') });
       expect(res.status).toBeGreaterThanOrEqual(400);
       expect(res.status).toBeLessThan(500);
       expect(res.body.access_token).toBeUndefined();
+    },
+    token_endpoint_auth_signing_alg_values_supported: async (v) => {
+      expect(v).toEqual(['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512']);
+      expect(v).not.toContain('none');
+      expect(v).not.toContain('HS256');
     },
     response_types_supported: async (v) => {
       // No authorization endpoint, so no response type.

@@ -1,5 +1,6 @@
 import type { JWK } from 'jose';
 import { TOKEN_EXCHANGE_GRANT } from '../../issuance/token-types.js';
+import { CLIENT_ASSERTION_ALGORITHMS } from '../../attestation/client-assertion.js';
 import { introspectionMetadata } from './introspection.js';
 import { revocationMetadata } from './revocation-endpoint.js';
 
@@ -27,8 +28,9 @@ export function discoveryDocument(input: DiscoveryInput): Record<string, unknown
     token_endpoint: `${issuer}/token`,
     jwks_uri: `${issuer}/jwks`,
     grant_types_supported: [TOKEN_EXCHANGE_GRANT],
-    // Plugins are public clients: the attestation, not a client secret, proves who they are.
-    token_endpoint_auth_methods_supported: ['none'],
+    // Plugins prove themselves with their attestation (`none`); those that registered a key also (or instead) with private_key_jwt.
+    token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'],
+    token_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGORITHMS],
     // Required by both specifications; Leash has no authorization endpoint, so it takes no response_type.
     response_types_supported: [],
     // Required by OIDC Discovery: `sub` is the plugin id, the same for every audience.
