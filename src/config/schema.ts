@@ -473,13 +473,21 @@ export const Binding = Type.Object(
 
 export const Condition = Type.Object(
   {
-    attr: Type.String({ pattern: '^(workload|task|request)\\.[A-Za-z0-9_./:-]+$', description: 'What is tested: `workload.<claim>`, `task.<attribute>` or `request.<parameter>`.' }),
+    expr: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 4096,
+        description:
+          'A CEL expression that must be true, over `workload.*`, `request.*`, `task.*`, `plugin.*`, `now`, `approval.rule` and `delegation.*` (docs/conditions.md). Checked at load (names, types, a cost bound); an expression that cannot be evaluated denies. Stands alone: no `attr` or operator beside it.',
+      }),
+    ),
+    attr: Type.Optional(Type.String({ pattern: '^(workload|task|request)\\.[A-Za-z0-9_./:-]+$', description: 'What is tested: `workload.<claim>`, `task.<attribute>` or `request.<parameter>`.' })),
     equals: Type.Optional(Type.String({ description: 'The attribute equals this value.' })),
     in: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'The attribute equals one of these values.' })),
     glob: Type.Optional(Type.String({ minLength: 1, description: 'The attribute matches this anchored pattern (same syntax as in bindings).' })),
     present: Type.Optional(Type.Boolean({ description: '`true`: the attribute must be present; `false`: it must be absent.' })),
   },
-  { ...Strict, description: 'A request-time test; exactly one of `equals`, `in`, `glob`, `present`.' },
+  { ...Strict, description: 'A request-time test: an `expr` (CEL), or an `attr` with exactly one of `equals`, `in`, `glob`, `present`.' },
 );
 
 export const TimeWindow = Type.Object(

@@ -199,7 +199,17 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
         );
       }
       list(grant.conditions).forEach((condition, c) => {
-        if (isObject(condition)) exactlyOne(report, `${gat}/conditions/${c}`, rec(condition), ['equals', 'in', 'glob', 'present']);
+        if (!isObject(condition)) return;
+        const cond = rec(condition);
+        const cat = `${gat}/conditions/${c}`;
+        // A CEL expression stands alone; the expression itself is checked by the policy compiler.
+        if (cond.expr !== undefined) {
+          const beside = given(cond, ['attr', 'equals', 'in', 'glob', 'present']);
+          if (beside.length > 0) report(cat, `an 'expr' condition stands alone (found ${beside.map((k) => `'${k}'`).join(' and ')} beside it)`);
+          return;
+        }
+        if (cond.attr === undefined) report(`${cat}/attr`, "is required (or write the condition as an 'expr')");
+        exactlyOne(report, cat, cond, ['equals', 'in', 'glob', 'present']);
       });
       const time = rec(grant.time);
       const from = str(time.from);

@@ -124,6 +124,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       task,
       now,
       request: { audience: request.audience, scopes: request.scopes, ttl: request.ttl, params: request.conditionParams },
+      chain: upstream?.chain,
     }));
     if (!decision.allow) throw new LeashError(decision.code, decision.description, { reasons: decision.reasons });
     const chain = (trace.chain = upstream ? narrowForChain(upstream, plugin, decision, request.scopes, rt.policy, rt.settings, now) : undefined);

@@ -1,10 +1,22 @@
 import type { ConfigProblem } from '../config/config-error.js';
-import type { ConditionConfig, GrantConfig } from '../config/schema.js';
+import type { ApprovalRule, ConditionConfig, GrantConfig } from '../config/schema.js';
+import { compileCelCondition, type CelExpression } from './cel/expression.js';
+import { BindingBoundError, celBindings } from './cel/variables.js';
 import { compileGlob } from './glob.js';
 import type { PolicyInput } from './types.js';
 
-/** Returns the conditions that do not hold, as human strings (config values only, never request values). */
-export type ConditionCheck = (input: PolicyInput) => readonly string[];
+/**
+ * Returns the conditions that do not hold, as human strings (config values only, never
+ * request values). `scopes` are the scopes the decision would issue (CEL's `request.scopes`).
+ */
+export type ConditionCheck = (input: PolicyInput, scopes?: readonly string[]) => readonly string[];
+
+/** What CEL conditions know of their grant: its audience and scopes bound their inputs. */
+export interface ConditionGrant {
+  readonly audience: string;
+  readonly scopes: readonly string[];
+  readonly approval: ApprovalRule;
+}
 
 type TimeWindowConfig = NonNullable<GrantConfig['time']>;
 type Source = 'workload' | 'task' | 'request';
@@ -43,11 +55,44 @@ function lookup(source: Source, name: string): Lookup {
 
 const quote = (s: string) => `'${s}'`;
 
+type Check = (input: PolicyInput, cel: () => CelBindings) => string | undefined;
+type CelBindings = ReturnType<typeof celBindings> | BindingBoundError;
+
+const MAX_SHOWN_EXPRESSION = 160;
+
+/** A CEL condition: fails when the expression is false, and (fail closed) when it cannot be evaluated. */
+function compileExpression(c: ConditionConfig, path: string, problems: ConfigProblem[], grant: ConditionGrant): Check | undefined {
+  const others = (['attr', 'equals', 'in', 'glob', 'present'] as const).filter((k) => c[k] !== undefined);
+  if (others.length > 0) {
+    problems.push({ path, message: `an \`expr\` condition stands alone (found ${others.join(', ')} beside it)` });
+    return undefined;
+  }
+  const outcome = compileCelCondition(c.expr as string, grant);
+  if (!outcome.ok) {
+    problems.push({ path: `${path}/expr`, message: outcome.message });
+    return undefined;
+  }
+  const expression: CelExpression = outcome.expression;
+  const oneLine = expression.text.replace(/\s+/g, ' ').trim();
+  const shown = quote(oneLine.length > MAX_SHOWN_EXPRESSION ? `${oneLine.slice(0, MAX_SHOWN_EXPRESSION)}…` : oneLine);
+  const isFalse = `expression ${shown} is false`;
+  return (_input, cel) => {
+    const bindings = cel();
+    if (bindings instanceof BindingBoundError) return `expression ${shown} could not be evaluated (${bindings.message}); denied`;
+    const value = expression.evaluate(bindings);
+    if (value === true) return undefined;
+    if (value === false) return isFalse;
+    // The evaluator's message names the expression's own parts (a missing key, a bad conversion).
+    return `expression ${shown} could not be evaluated (${value.error.slice(0, 200)}); denied`;
+  };
+}
+
 /** One condition, or undefined after recording why it is invalid. */
-function compileCondition(c: ConditionConfig, path: string, problems: ConfigProblem[]): ((input: PolicyInput) => string | undefined) | undefined {
+function compileCondition(c: ConditionConfig, path: string, problems: ConfigProblem[], grant: ConditionGrant): Check | undefined {
+  if (c.expr !== undefined) return compileExpression(c, path, problems, grant);
   const m = ATTR.exec(c.attr ?? '');
   if (!m) {
-    problems.push({ path: `${path}/attr`, message: 'must be `workload.<claim>`, `task.<attribute>` or `request.<parameter>`' });
+    problems.push({ path: `${path}/attr`, message: c.attr === undefined ? 'is required (or write the condition as an `expr`)' : 'must be `workload.<claim>`, `task.<attribute>` or `request.<parameter>`' });
     return undefined;
   }
   const ops = (['equals', 'in', 'glob', 'present'] as const).filter((k) => c[k] !== undefined);
@@ -55,7 +100,7 @@ function compileCondition(c: ConditionConfig, path: string, problems: ConfigProb
     problems.push({ path, message: `must have exactly one of \`equals\`, \`in\`, \`glob\`, \`present\` (found ${ops.length ? ops.join(', ') : 'none'})` });
     return undefined;
   }
-  const attr = c.attr;
+  const attr = c.attr as string;
   const get = lookup(m[1] as Source, m[2] as string);
   let test: (v: string | undefined) => boolean;
   let wants: string;
@@ -114,7 +159,7 @@ function parseClock(hhmm: string | undefined, fallback: number, allow24: boolean
   return total < 24 * 60 || (allow24 && total === 24 * 60) ? total : undefined;
 }
 
-function compileTime(t: TimeWindowConfig, path: string, problems: ConfigProblem[]): ((input: PolicyInput) => string | undefined) | undefined {
+function compileTime(t: TimeWindowConfig, path: string, problems: ConfigProblem[]): Check | undefined {
   const before = problems.length;
   const from = parseClock(t.from, 0, false);
   const to = parseClock(t.to, 24 * 60, true);
@@ -148,10 +193,11 @@ export function compileConditions(
   time: TimeWindowConfig | undefined,
   path: string,
   problems: ConfigProblem[],
+  grant: ConditionGrant = { audience: '', scopes: [], approval: 'none' },
 ): ConditionCheck {
-  const checks: ((input: PolicyInput) => string | undefined)[] = [];
+  const checks: Check[] = [];
   (conditions ?? []).forEach((c, i) => {
-    const check = compileCondition(c, `${path}/conditions/${i}`, problems);
+    const check = compileCondition(c, `${path}/conditions/${i}`, problems, grant);
     if (check) checks.push(check);
   });
   if (time !== undefined) {
@@ -159,12 +205,39 @@ export function compileConditions(
     if (check) checks.push(check);
   }
   if (checks.length === 0) return () => NONE;
-  return (input) => {
+  return (input, scopes) => {
+    // CEL bindings are built once per decision, and only if a CEL condition asks.
+    let bindings: CelBindings | undefined;
+    const cel = () => (bindings ??= bindingsFor(input, scopes ?? input.request.scopes ?? [], grant.approval));
     const failed: string[] = [];
     for (const check of checks) {
-      const f = check(input);
+      const f = check(input, cel);
       if (f !== undefined) failed.push(f);
     }
     return failed;
   };
+}
+
+function bindingsFor(input: PolicyInput, scopes: readonly string[], approvalRule: ApprovalRule): CelBindings {
+  const { identity, request, task, plugin } = input;
+  try {
+    return celBindings({
+      issuer: identity.issuer,
+      kind: identity.kind,
+      subject: identity.subject,
+      claims: identity.attributes,
+      audience: request.audience,
+      scopes,
+      ttl: request.ttl,
+      params: request.params,
+      task: task ? { id: task.id, attributes: task.attributes, plugins: task.plugins } : undefined,
+      plugin: { id: plugin.id, owner: plugin.owner, risk: plugin.risk },
+      now: input.now,
+      approvalRule,
+      chain: input.chain ?? [],
+    });
+  } catch (err) {
+    if (err instanceof BindingBoundError) return err;
+    throw err;
+  }
 }

@@ -83,7 +83,7 @@ export function evaluate(input: PolicyInput): Decision {
   const ttl = Math.min(request.ttl ?? grant.maxTtl, grant.maxTtl);
   reasons.push(request.ttl === undefined ? `ttl defaulted to grant max ${grant.maxTtl}s` : `ttl ${ttl}s within grant max`);
 
-  const failed = grant.failedConditions(input);
+  const failed = grant.failedConditions(input, scopes);
   if (failed.length > 0) {
     return deny('ERR_CONDITION_FAILED', `the grant's conditions do not hold: ${failed.join('; ')}`, reasons, `conditions failed: ${failed.join('; ')}`);
   }

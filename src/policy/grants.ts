@@ -39,7 +39,8 @@ export function compileGrant(
   spec.default_scopes?.forEach((s, i) => {
     if (!scopes.has(s)) problems.push({ path: `${path}/default_scopes/${i}`, message: `'${s}' is not one of the grant's scopes` });
   });
-  const failedConditions = compileConditions(spec.conditions, spec.time, path, problems);
+  const approval = effectiveApproval(spec, plugin, settings);
+  const failedConditions = compileConditions(spec.conditions, spec.time, path, problems, { audience: spec.audience, scopes: scopeList, approval });
   if (problems.length > before) return undefined;
   return Object.freeze({
     index,
@@ -51,7 +52,7 @@ export function compileGrant(
     maxTtl: spec.max_ttl ?? DEFAULT_MAX_TTL,
     taskRequired: spec.task_required ?? true,
     dpopRequired: effectiveDpop(spec, plugin, settings),
-    approval: effectiveApproval(spec, plugin, settings),
+    approval,
     exceptions,
     failedConditions,
     config: spec,

@@ -22,7 +22,7 @@ export interface CompiledGrant {
    * The grant's `conditions` and `time` window, compiled: the ones that do not hold for
    * this input, as human strings naming config values only (empty: all hold).
    */
-  readonly failedConditions: (input: PolicyInput) => readonly string[];
+  readonly failedConditions: (input: PolicyInput, scopes?: readonly string[]) => readonly string[];
   /**
    * Exceptions that let this grant (or its plugin) break a guardrail. From its `expiresAt`
    * on, an exception no longer applies and the grant is refused (ERR_EXCEPTION_EXPIRED).
@@ -58,6 +58,8 @@ export interface PolicyInput {
   readonly request: PolicyRequest;
   /** ms since epoch */
   readonly now: number;
+  /** In a delegation: the upstream plugins, root first (from the verified upstream token). */
+  readonly chain?: readonly string[] | undefined;
 }
 
 export type Decision =
