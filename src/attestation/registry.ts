@@ -5,7 +5,12 @@ import { LeashError, isLeashError } from '../errors/leash-error.js';
 import type { Clock } from '../time/clock.js';
 import type { Attestor, WorkloadIdentity } from './attestor.js';
 import type { FetchLike } from './fetch-json.js';
+import { createAwsAttestor } from './aws/aws-attestor.js';
+import { SERVER_ID_HEADER, TOKEN_TYPE_AWS_SIGV4, decodeSignedRequest } from './aws/signed-request.js';
+import { createAzureAttestor } from './azure/azure-attestor.js';
+import { createGcpAttestor } from './gcp/gcp-attestor.js';
 import { createGitHubActionsAttestor } from './github-actions/github-actions-attestor.js';
+import { createGitLabAttestor } from './gitlab/gitlab-attestor.js';
 import { IdentityCache } from './identity-cache.js';
 import type { AttestorDeps, AttestorFactory } from './jwt-attestor.js';
 import { createKubernetesAttestor } from './kubernetes/kubernetes-attestor.js';
@@ -18,12 +23,20 @@ export const ATTESTOR_FACTORIES: Readonly<Record<Exclude<IssuerKind, 'x509-svid'
   kubernetes: createKubernetesAttestor,
   spiffe: createSpiffeAttestor,
   'github-actions': createGitHubActionsAttestor,
+  gitlab: createGitLabAttestor,
+  gcp: createGcpAttestor,
+  azure: createAzureAttestor,
+  aws: createAwsAttestor,
   oidc: createOidcAttestor,
 });
 
 export interface AttestationService {
-  /** Verify a presented attestation against the trusted issuers; throws LeashError (`ERR_ATTESTATION_*`). */
-  verify(subjectToken: string): Promise<WorkloadIdentity>;
+  /**
+   * Verify a presented attestation against the trusted issuers; throws LeashError
+   * (`ERR_ATTESTATION_*`). `tokenType` is its RFC 8693 token type: a JWT (the default) or
+   * a signed AWS GetCallerIdentity request.
+   */
+  verify(subjectToken: string, tokenType?: string): Promise<WorkloadIdentity>;
 }
 
 export interface AttestationDeps {
@@ -71,6 +84,7 @@ interface Route {
  */
 export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps: AttestationDeps): AttestationService {
   const routes = new Map<string, Route[]>();
+  const awsRoutes: Route[] = [];
   issuers.forEach((cfg, i) => {
     // Presented as a TLS client certificate, not as a subject_token (x509-svid/).
     if (cfg.kind === 'x509-svid') return;
@@ -82,6 +96,10 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
       maxAgeSeconds: cfg.max_token_age + cfg.clock_skew,
       reuseMs: cfg.token_review ? cfg.token_review.cache_seconds * 1000 : Number.POSITIVE_INFINITY,
     };
+    if (cfg.kind === 'aws') {
+      awsRoutes.push(route);
+      return;
+    }
     const list = routes.get(cfg.issuer);
     if (list) list.push(route);
     else routes.set(cfg.issuer, [route]);
@@ -101,8 +119,17 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
     }
   };
 
+  /** AWS issuers are told apart by the server id the request was signed for (their `audience`). */
+  function awsRoutesFor(token: string): Route[] {
+    if (awsRoutes.length === 0) throw new LeashError('ERR_ATTESTATION_ISSUER_UNKNOWN', 'no trusted issuer of kind aws accepts signed AWS requests here');
+    const serverId = decodeSignedRequest(token).headers.get(SERVER_ID_HEADER);
+    const matching = awsRoutes.filter((r) => serverId !== undefined && r.audiences.has(serverId));
+    return matching.length > 0 ? matching : awsRoutes.slice(0, 1);
+  }
+
   /** Candidates for a token's iss: one normally; several issuers sharing an iss are told apart by audience. */
-  function routesFor(token: string): Route[] {
+  function routesFor(token: string, tokenType: string | undefined): Route[] {
+    if (tokenType === TOKEN_TYPE_AWS_SIGV4) return awsRoutesFor(token);
     const { payload } = decodeUnverified(token);
     const iss = payload.iss;
     if (iss === undefined) throw new LeashError('ERR_ATTESTATION_CLAIM_MISSING', "the attestation has no 'iss': Leash cannot tell which trusted issuer made it", { claim: 'iss' });
@@ -117,10 +144,10 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
   }
 
   /** Never rejects: the outcome says which issuer refused, for the failure hook. */
-  async function verifyCold(token: string, digest: string): Promise<Outcome> {
+  async function verifyCold(token: string, tokenType: string | undefined, digest: string): Promise<Outcome> {
     let candidates: Route[];
     try {
-      candidates = routesFor(token);
+      candidates = routesFor(token, tokenType);
     } catch (err) {
       return { ok: false, err, issuer: undefined };
     }
@@ -136,15 +163,17 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
   }
 
   return {
-    async verify(subjectToken) {
+    async verify(subjectToken, tokenType) {
       if (typeof subjectToken !== 'string' || subjectToken.length === 0 || subjectToken.length > MAX_ATTESTATION_LENGTH) {
         try {
-          decodeUnverified(subjectToken); // throws the right MALFORMED description
+          if (tokenType === TOKEN_TYPE_AWS_SIGV4) decodeSignedRequest(subjectToken);
+          else decodeUnverified(subjectToken); // throws the right MALFORMED description
         } catch (err) {
           report(undefined, err);
           throw err;
         }
       }
+      // No string is both: a JWT has dots, a signed AWS request (base64url) has none.
       const digest = tokenDigest(subjectToken);
       const now = deps.clock.now();
       const hit = cache.get(digest, now);
@@ -152,7 +181,7 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
 
       let pending = inflight.get(digest);
       if (!pending) {
-        pending = verifyCold(subjectToken, digest).finally(() => inflight.delete(digest));
+        pending = verifyCold(subjectToken, tokenType, digest).finally(() => inflight.delete(digest));
         inflight.set(digest, pending);
       }
       const outcome = await pending;

@@ -18,7 +18,9 @@ const Identifier = (description: string) =>
 export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA'] as const;
 /** Asymmetric algorithms an attestation may use. `none` and HMAC are never accepted. */
 export const ATTESTATION_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
-export const ISSUER_KINDS = ['kubernetes', 'spiffe', 'github-actions', 'oidc', 'x509-svid'] as const;
+export const ISSUER_KINDS = ['kubernetes', 'spiffe', 'github-actions', 'gitlab', 'gcp', 'azure', 'aws', 'oidc', 'x509-svid'] as const;
+/** Kinds whose attestation is a JWT verified against the issuer's keys (every kind but `aws` and `x509-svid`). */
+export const JWT_ISSUER_KINDS: ReadonlySet<string> = new Set(ISSUER_KINDS.filter((k) => k !== 'aws' && k !== 'x509-svid'));
 export const CREDENTIAL_KINDS = ['jwt', 'aws-sts', 'vault'] as const;
 export const RISK_TIERS = ['low', 'medium', 'high', 'critical'] as const;
 export const EFFECTS = ['read', 'read-sensitive', 'write', 'exfiltrate', 'admin'] as const;
@@ -415,20 +417,25 @@ export const TokenReview = Type.Object(
 export const TrustedIssuer = Type.Object(
   {
     name: Identifier('Name bindings refer to.'),
-    kind: literals(ISSUER_KINDS, 'What kind of workload-identity authority this is; selects the attestor.'),
-    issuer: Type.String({ minLength: 1, description: 'Exact expected `iss` claim.' }),
-    audience: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], { description: 'Expected `aud`: the token must name (one of) these. Required for every kind but `x509-svid`.' })),
+    kind: literals(ISSUER_KINDS, 'What kind of workload-identity authority this is; selects the attestor (docs/attestation.md describes each kind, its claims and its anti-spoofing defaults).'),
+    issuer: Type.String({ minLength: 1, description: 'Exact expected `iss` claim. `aws` kind: the STS endpoint Leash sends the signed GetCallerIdentity request to (e.g. `https://sts.us-east-1.amazonaws.com`); never a URL from the request.' }),
+    audience: Type.Optional(
+      Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], {
+        description: 'Expected `aud`: the token must name (one of) these. Required for every kind but `x509-svid`. `aws` kind: the value the signed `X-Leash-Server-ID` header must carry (it binds the request to this Leash, so it cannot be replayed elsewhere).',
+      }),
+    ),
     jwks: Type.Optional(JwksSource),
     algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['RS256', 'ES256'], description: 'Accepted signature algorithms (asymmetric only).' }),
     max_token_age: Seconds('Oldest `iat` accepted, in seconds (also bounds tokens without `iat` via `exp`).', 3600),
     clock_skew: Seconds('Clock tolerance for this issuer.', 30, 0),
     subject_claim: Type.String({ default: 'sub', description: '`oidc` kind: claim that becomes the workload subject.' }),
-    claims: Type.Array(Type.String({ minLength: 1 }), { default: [], description: '`oidc` kind: extra claims copied into the workload identity, for bindings and conditions.' }),
+    claims: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { default: [], maxItems: 64, description: '`oidc` kind: extra claims copied into the workload identity, for bindings and conditions.' }),
     trust_domain: Type.Optional(Type.String({ description: '`spiffe` and `x509-svid` kinds: the trust domain the SVID must belong to.' })),
     bundle_file: Type.Optional(Type.String({ minLength: 1, description: '`x509-svid` kind: PEM file of the trust domain\'s X.509 authorities (its SPIFFE bundle\'s CA certificates), relative to the config file. Re-read on reload: a CA removed from it stops verifying certificates at once, on open connections too.' })),
+    region: Type.Optional(Type.String({ pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]$', description: '`aws` kind: the region the request must be signed for (its SigV4 credential scope); default `us-east-1` (the global STS endpoint\'s).' })),
     token_review: Type.Optional(TokenReview),
   },
-  { ...Strict, description: 'A workload-identity authority whose tokens Leash accepts as attestation. Every kind but `x509-svid` needs `audience` and `jwks`; `x509-svid` needs `trust_domain` and `bundle_file` instead (the `issuer` is then `spiffe://<trust_domain>`).' },
+  { ...Strict, description: 'A workload-identity authority whose tokens Leash accepts as attestation. Every kind but `aws` and `x509-svid` needs `audience` and `jwks`; `aws` needs `audience`; `x509-svid` needs `trust_domain` and `bundle_file` instead (the `issuer` is then `spiffe://<trust_domain>`).' },
 );
 
 // ---------------------------------------------------------------- resource servers

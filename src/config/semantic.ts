@@ -1,5 +1,6 @@
 import type { ConfigProblem } from './config-error.js';
 import { checkSessionPolicy } from '../issuance/aws-sts/session-policy.js';
+import { kindProblems } from './kind-rules.js';
 import { SENDER_CONSTRAINABLE_KINDS } from '../issuance/token-types.js';
 
 /**
@@ -265,6 +266,9 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
       }
     });
   });
+
+  // ---- per trusted-issuer kind: its own settings, and what its bindings must pin
+  problems.push(...kindProblems(root, asWritten));
 
   return problems;
 }

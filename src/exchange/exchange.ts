@@ -44,7 +44,7 @@ export interface ExchangeDeps {
 export interface ExchangeRuntime {
   readonly settings: Settings;
   readonly policy: CompiledPolicy;
-  readonly attestation: { verify(subjectToken: string): Promise<WorkloadIdentity> };
+  readonly attestation: { verify(subjectToken: string, tokenType?: string): Promise<WorkloadIdentity> };
   /** X.509-SVIDs presented as the TLS client certificate (`x509-svid` trusted issuers). */
   readonly x509: X509SvidAttestation;
   /** Plugins' client authentication (private_key_jwt). */
@@ -189,7 +189,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
 async function attest(rt: ExchangeRuntime, tokenType: string, token: string, client: AuthenticatedClient | undefined, certificate: PresentedCertificate | undefined): Promise<WorkloadIdentity> {
   if (tokenType === TOKEN_TYPE_TLS_CLIENT_CERTIFICATE) return attestPresentedCertificate(rt.x509, certificate, token);
   if (tokenType === TOKEN_TYPE_CLIENT) return clientIdentity(client, token);
-  return rt.attestation.verify(token);
+  return rt.attestation.verify(token, tokenType);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { LeashError } from '../errors/leash-error.js';
-import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE, TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, UPSTREAM_SUBJECT_TOKEN_TYPES } from '../issuance/token-types.js';
+import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE, TOKEN_TYPE_AWS_SIGV4, TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, UPSTREAM_SUBJECT_TOKEN_TYPES } from '../issuance/token-types.js';
 
 /** Raw parameters as the OAuth layer hands them over (repeatable ones may be arrays). */
 export type RawParams = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -27,7 +27,9 @@ export interface ExchangeRequest {
   readonly conditionParams: Readonly<Record<string, string>>;
 }
 
-/** Real attestations are 1-2 KiB; anything near this is an attack or a mistake. */
+const ATTESTATION_TYPES_TEXT = `urn:ietf:params:oauth:token-type:jwt (or :id_token), ${TOKEN_TYPE_AWS_SIGV4}, ${TOKEN_TYPE_TLS_CLIENT_CERTIFICATE} or ${TOKEN_TYPE_CLIENT}`;
+
+/** Real attestations are 1-2 KiB (a signed AWS request up to ~5 KiB); anything near this is an attack or a mistake. */
 const MAX_TOKEN_LENGTH = 8192;
 const MAX_TTL_PARAM = 86400;
 const TASK_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -81,13 +83,13 @@ export function parseExchangeRequest(clientId: string | undefined, params: RawPa
     if (actorToken.length > MAX_TOKEN_LENGTH) throw new LeashError('ERR_ATTESTATION_MALFORMED', 'actor_token is too long to be an attestation');
     if (!actorTokenType) throw new LeashError('ERR_REQUEST_MALFORMED', "missing 'actor_token_type': use urn:ietf:params:oauth:token-type:jwt (RFC 8693 §2.1)");
     if (!ACCEPTED_SUBJECT_TOKEN_TYPES.has(actorTokenType)) {
-      throw new LeashError('ERR_ACTOR_TOKEN_TYPE_UNSUPPORTED', 'actor_token_type must be urn:ietf:params:oauth:token-type:jwt (the plugin\'s attestation)');
+      throw new LeashError('ERR_ACTOR_TOKEN_TYPE_UNSUPPORTED', `actor_token_type must be the plugin's attestation: ${ATTESTATION_TYPES_TEXT}`);
     }
     if (!UPSTREAM_SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
       throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', 'with an actor_token, subject_token is the upstream Leash token: subject_token_type must be urn:ietf:params:oauth:token-type:access_token (or :jwt)');
     }
   } else if (!ACCEPTED_SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
-    throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', `subject_token_type must be urn:ietf:params:oauth:token-type:jwt (or :id_token), ${TOKEN_TYPE_TLS_CLIENT_CERTIFICATE} or ${TOKEN_TYPE_CLIENT}`);
+    throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', `subject_token_type must be ${ATTESTATION_TYPES_TEXT}`);
   }
 
   const justification = single(params, 'justification');

@@ -12,12 +12,14 @@ export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_
 export const TOKEN_TYPE_TLS_CLIENT_CERTIFICATE = 'urn:leash:params:oauth:token-type:tls-client-certificate';
 /** Leash-defined: the subject is the client this request authenticated (private_key_jwt); `subject_token` is its client id. */
 export const TOKEN_TYPE_CLIENT = 'urn:leash:params:oauth:token-type:client';
+/** Leash-defined: a SigV4-signed AWS STS GetCallerIdentity request (the `aws` attestation kind). */
+export const TOKEN_TYPE_AWS_SIGV4 = 'urn:leash:params:oauth:token-type:aws-sigv4-get-caller-identity';
 
 /**
- * Attestations are JWTs (a Kubernetes or OIDC token may be labelled either way), the TLS
- * client certificate (an X.509-SVID), or the authenticated client itself.
+ * Attestations are JWTs (a Kubernetes or OIDC token may be labelled either way), signed AWS
+ * requests, the TLS client certificate (an X.509-SVID), or the authenticated client itself.
  */
-export const ACCEPTED_SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, TOKEN_TYPE_CLIENT]);
+export const ACCEPTED_SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_AWS_SIGV4, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, TOKEN_TYPE_CLIENT]);
 /** In a delegation the subject_token is a Leash access token (a JWT). */
 export const UPSTREAM_SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT]);
 /** Leash-defined: a Vault dynamic secret (RFC 8693 §3 allows URIs for other token types). */

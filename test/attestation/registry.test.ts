@@ -54,7 +54,7 @@ describe('registry: the closed set of kinds', () => {
   it('an unknown kind is a TypeError listing the valid ones', () => {
     const bad = { ...oidc(), kind: 'vault' } as unknown as TrustedIssuerConfig;
     expect(() => createAttestation([bad], { clock: new ManualClock(), baseDir: '/' })).toThrow(TypeError);
-    expect(() => createAttestor(bad, { clock: new ManualClock(), baseDir: '/' })).toThrow("unknown trusted issuer kind 'vault': valid kinds are kubernetes, spiffe, github-actions, oidc");
+    expect(() => createAttestor(bad, { clock: new ManualClock(), baseDir: '/' })).toThrow("unknown trusted issuer kind 'vault': valid kinds are kubernetes, spiffe, github-actions, gitlab, gcp, azure, aws, oidc");
     expect(() => createAttestor({ ...oidc(), kind: 'toString' } as unknown as TrustedIssuerConfig, { clock: new ManualClock(), baseDir: '/' })).toThrow(TypeError);
   });
 
