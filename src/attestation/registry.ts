@@ -173,16 +173,18 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
           throw err;
         }
       }
-      // No string is both: a JWT has dots, a signed AWS request (base64url) has none.
       const digest = tokenDigest(subjectToken);
+      // The type is part of the key: an identity verified from a signed AWS request is not
+      // one for the same text presented as a JWT (it would not verify as one).
+      const key = tokenType === TOKEN_TYPE_AWS_SIGV4 ? `aws:${digest}` : digest;
       const now = deps.clock.now();
-      const hit = cache.get(digest, now);
+      const hit = cache.get(key, now);
       if (hit) return hit;
 
-      let pending = inflight.get(digest);
+      let pending = inflight.get(key);
       if (!pending) {
-        pending = verifyCold(subjectToken, tokenType, digest).finally(() => inflight.delete(digest));
-        inflight.set(digest, pending);
+        pending = verifyCold(subjectToken, tokenType, digest).finally(() => inflight.delete(key));
+        inflight.set(key, pending);
       }
       const outcome = await pending;
       if (!outcome.ok) {
@@ -192,7 +194,7 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
       const { identity, route } = outcome;
       let until = Math.min(identity.expiresAt * 1000, now + cacheMaxAgeMs, now + route.reuseMs);
       if (identity.issuedAt !== undefined) until = Math.min(until, (identity.issuedAt + route.maxAgeSeconds) * 1000);
-      if (until > now) cache.set(digest, identity, until);
+      if (until > now) cache.set(key, identity, until);
       return identity;
     },
   };

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { AWS_ATTESTATION_TOKEN_TYPE, awsAttestation, type AwsAttestationOptions } from './aws-attestation.js';
 import { discoverTokenEndpoint, isHttpUrl, readJson } from './discovery.js';
 import { decodeJwt } from 'jose';
 import { systemClock, type Clock } from '../time/clock.js';
@@ -10,8 +11,12 @@ const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 /** Entries past this count trigger a sweep of expired tokens. */
 const CACHE_SWEEP_AT = 256;
 
-/** Where the workload attestation comes from: a file (re-read every exchange) or a function. */
-export type AttestationSource = { readonly file: string } | { readonly token: () => string | Promise<string> };
+/**
+ * Where the workload attestation comes from: a file (re-read every exchange), a function,
+ * or (on AWS) a GetCallerIdentity request signed with the workload's AWS credentials for
+ * every exchange.
+ */
+export type AttestationSource = { readonly file: string } | { readonly token: () => string | Promise<string> } | { readonly aws: AwsAttestationOptions };
 
 export interface LeashPluginClientOptions {
   /** Leash base URL, the `iss` of its tokens, e.g. `https://leash.example.com`. */
@@ -68,8 +73,8 @@ export class LeashPluginClient {
 
   constructor(private readonly opts: LeashPluginClientOptions) {
     if (!opts.issuer || !opts.clientId) throw new TypeError('LeashPluginClient: issuer and clientId are required');
-    if (!('file' in opts.attestation) && !('token' in opts.attestation)) {
-      throw new TypeError('LeashPluginClient: attestation must be { file } or { token }');
+    if (!('file' in opts.attestation) && !('token' in opts.attestation) && !('aws' in opts.attestation)) {
+      throw new TypeError('LeashPluginClient: attestation must be { file }, { token } or { aws }');
     }
     this.issuer = opts.issuer.replace(/\/+$/, '');
     this.fetchFn = opts.fetch ?? globalThis.fetch;
@@ -131,7 +136,7 @@ export class LeashPluginClient {
       grant_type: TOKEN_EXCHANGE_GRANT,
       client_id: this.opts.clientId,
       subject_token: await this.readAttestation(),
-      subject_token_type: TOKEN_TYPE_JWT,
+      subject_token_type: 'aws' in this.opts.attestation ? AWS_ATTESTATION_TOKEN_TYPE : TOKEN_TYPE_JWT,
     });
     form.set(isHttpUrl(req.audience) ? 'resource' : 'audience', req.audience);
     if (scopes.length > 0) form.set('scope', scopes.join(' '));
@@ -190,6 +195,7 @@ export class LeashPluginClient {
 
   private async readAttestation(): Promise<string> {
     const source = this.opts.attestation;
+    if ('aws' in source) return awsAttestation(source.aws);
     // Projected service-account tokens are rotated by the kubelet: read the file every time.
     const token = 'file' in source ? (await readFile(source.file, 'utf8')).trim() : (await source.token()).trim();
     if (token === '') {

@@ -27,6 +27,11 @@ export interface StsContractOptions {
   readonly region?: string;
   /** Signing keys the server knows (default: TEST_ACCESS_KEY_ID -> TEST_SECRET_ACCESS_KEY). */
   readonly accessKeys?: Readonly<Record<string, string>>;
+  /**
+   * IAM principals by access key id, for GetCallerIdentity: who signed. A temporary key
+   * (role session) has a session token that must come as X-Amz-Security-Token.
+   */
+  readonly principals?: Readonly<Record<string, StsPrincipal>>;
   /** The IAM OIDC provider: who may sign web identity tokens. */
   readonly oidc?: { readonly issuer: string; readonly jwksUrl: string; readonly audiences: readonly string[] };
   /** The roles' MaxSessionDuration (default 3600). */
@@ -34,6 +39,17 @@ export interface StsContractOptions {
   /** The role trust policy: return false to answer AccessDenied. */
   readonly trust?: (call: StsCall) => boolean;
   readonly now?: () => number;
+}
+
+export interface StsPrincipal {
+  readonly secret: string;
+  /** `arn:aws:sts::<account>:assumed-role/<role>/<session>`, `arn:aws:iam::<account>:user/<name>`... */
+  readonly arn: string;
+  /** AROA...:<session> for a role session, AIDA... for a user. */
+  readonly userId: string;
+  readonly sessionToken?: string;
+  /** The session has expired: STS answers ExpiredToken. */
+  readonly expired?: boolean;
 }
 
 export interface StsCall {
@@ -181,8 +197,7 @@ export class StsContractServer {
           xml = await this.#assumeRoleWithWebIdentity(req, call);
           break;
         case 'GetCallerIdentity':
-          this.#verifySigV4(req, body, call);
-          xml = this.#result('GetCallerIdentity', `<Arn>arn:aws:iam::${TEST_ACCOUNT}:user/leash</Arn><UserId>AIDA${upperAlnum(16)}</UserId><Account>${TEST_ACCOUNT}</Account>`);
+          xml = this.#getCallerIdentity(req, body, call);
           break;
         default:
           throw new StsError('InvalidAction', 400, `Could not find operation ${call.action} for version 2011-06-15`);
@@ -214,8 +229,13 @@ export class StsContractServer {
     const m = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$/.exec(auth);
     if (!m) throw new StsError('IncompleteSignature', 403, 'Authorization header requires Credential, SignedHeaders and Signature');
     const [, accessKeyId, date, region, service, signedHeaders, signature] = m as unknown as [string, string, string, string, string, string, string];
-    const secret = (this.#opts.accessKeys ?? { [TEST_ACCESS_KEY_ID]: TEST_SECRET_ACCESS_KEY })[accessKeyId];
+    const principal = this.#opts.principals?.[accessKeyId];
+    const secret = principal?.secret ?? (this.#opts.accessKeys ?? { [TEST_ACCESS_KEY_ID]: TEST_SECRET_ACCESS_KEY })[accessKeyId];
     if (secret === undefined) throw new StsError('InvalidClientTokenId', 403, 'The security token included in the request is invalid.');
+    // Temporary credentials are only valid with their session token.
+    if (principal?.sessionToken !== undefined && req.headers['x-amz-security-token'] !== principal.sessionToken) {
+      throw new StsError('InvalidClientTokenId', 403, 'The security token included in the request is invalid.');
+    }
     const amzDate = String(req.headers['x-amz-date'] ?? '');
     const signed = signedHeaders.split(';');
     if (!/^\d{8}T\d{6}Z$/.test(amzDate) || !signed.includes('host') || !signed.includes('x-amz-date')) {
@@ -233,7 +253,9 @@ export class StsContractServer {
       const joined = Array.isArray(value) ? value.join(',') : (value ?? '');
       return `${name}:${joined.trim().replace(/\s+/g, ' ')}\n`;
     });
-    const payloadHash = typeof req.headers['x-amz-content-sha256'] === 'string' ? req.headers['x-amz-content-sha256'] : sha256hex(body);
+    // The payload hash is computed from the body that arrived; an x-amz-content-sha256 header
+    // is only one more signed header, so a body changed after signing breaks the signature.
+    const payloadHash = sha256hex(body);
     const canonicalRequest = [req.method, url.pathname, query, headerLines.join(''), signedHeaders, payloadHash].join('\n');
     const scope = `${date}/${region}/${service}/aws4_request`;
     const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256hex(canonicalRequest)].join('\n');
@@ -243,6 +265,19 @@ export class StsContractServer {
       throw new StsError('SignatureDoesNotMatch', 403, 'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.');
     }
     call.signedBy = accessKeyId;
+  }
+
+  /** GetCallerIdentity: who signed this request (needs no permission; a good signature is the proof). */
+  #getCallerIdentity(req: IncomingMessage, body: Buffer, call: StsCall): string {
+    if (Object.keys(call.params).some((k) => k !== 'Action' && k !== 'Version')) throw new StsError('InvalidParameterValue', 400, 'GetCallerIdentity takes no parameters');
+    this.#verifySigV4(req, body, call);
+    const principal = this.#opts.principals?.[call.signedBy!];
+    if (principal?.expired) throw new StsError('ExpiredToken', 400, 'The security token included in the request is expired');
+    this.#fault(call);
+    const arn = principal?.arn ?? `arn:aws:iam::${TEST_ACCOUNT}:user/leash`;
+    const account = /^arn:[^:]+:[^:]+::(\d{12}):/.exec(arn)?.[1] ?? TEST_ACCOUNT;
+    const userId = principal?.userId ?? `AIDA${upperAlnum(16)}`;
+    return this.#result('GetCallerIdentity', `<Arn>${xmlEscape(arn)}</Arn><UserId>${xmlEscape(userId)}</UserId><Account>${account}</Account>`);
   }
 
   #checkCommon(call: StsCall): { account: string; role: string; duration: number } {
