@@ -92,6 +92,23 @@ const BINDING_RULES: Readonly<Record<string, BindingRule>> = {
   },
 };
 
+function bindingView(binding: Rec): BindingView {
+  const claims = rec(binding.claims);
+  return { subject: match(binding.subject), claim: (n) => (Object.hasOwn(claims, n) ? match(claims[n]) : undefined) };
+}
+
+/**
+ * Whether exact claims pin the workload of a binding whose subject matches anything: only
+ * for kinds with binding rules, when that rule accepts the binding (the review's breadth
+ * check defers to it; a bare `*` subject with no such rule stays broad).
+ */
+export function claimsPinWorkload(kind: string | undefined, binding: unknown): boolean {
+  const rule = kind === undefined ? undefined : BINDING_RULES[kind];
+  const view = bindingView(rec(binding));
+  const exactClaim = Object.keys(rec(rec(binding).claims)).some((n) => isExact(view.claim(n)));
+  return rule !== undefined && exactClaim && rule(view) === undefined;
+}
+
 /** Problems of trusted issuers and bindings by kind; `asWritten` tells written values from defaults. */
 export function kindProblems(root: Rec, asWritten: unknown): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
@@ -140,8 +157,7 @@ export function kindProblems(root: Rec, asWritten: unknown): ConfigProblem[] {
       const kind = kinds.get(str(binding.issuer) ?? '');
       const rule = kind === undefined ? undefined : BINDING_RULES[kind];
       if (!rule) return;
-      const claims = rec(binding.claims);
-      const message = rule({ subject: match(binding.subject), claim: (n) => (Object.hasOwn(claims, n) ? match(claims[n]) : undefined) });
+      const message = rule(bindingView(binding));
       if (message) report(`/plugins/${p}/bindings/${b}`, message);
     });
   });

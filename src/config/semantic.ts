@@ -137,7 +137,6 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     } else if (typeof t.kind === 'string') {
       if (t.bundle_file !== undefined) report(`${at}/bundle_file`, `only applies to kind 'x509-svid' (this issuer is '${t.kind}')`);
       if (t.audience === undefined) report(`${at}/audience`, `is required for kind '${t.kind}'`);
-      if (t.jwks === undefined) report(`${at}/jwks`, `is required for kind '${t.kind}'`);
     }
     if (t.token_review !== undefined && typeof t.kind === 'string' && t.kind !== 'kubernetes') report(`${at}/token_review`, `only applies to kind 'kubernetes' (this issuer is '${t.kind}')`);
     // Leash sends its own credential and every plugin's token to the API server.

@@ -13,6 +13,7 @@ import {
   type MatchConfig,
   type PluginConfig,
 } from '../config/schema.js';
+import { claimsPinWorkload } from '../config/kind-rules.js';
 import { translateErrors } from '../config/validate.js';
 import { effectiveApproval, effectiveDpop } from '../policy/grants.js';
 
@@ -140,15 +141,33 @@ export interface Violation {
 }
 
 /**
+ * Segments whose `*` a kind's own binding rules make narrow (src/config/kind-rules.ts): an
+ * AWS role's session name is chosen per AssumeRole call, so the role is the workload; a
+ * GitLab ref left open is constrained by `claims.ref_protected: "true"`; a subject left as
+ * `*` is narrow when exact claims satisfy the kind's binding rule.
+ */
+const AWS_ROLE_SESSION_GLOB = /^arn:aws[a-z-]*:sts::\d{12}:assumed-role\/[^*/:]+\/\*$/;
+function kindNarrows(kind: string | undefined, glob: string, binding: BindingConfig): boolean {
+  if (glob === '*' && binding.subject !== undefined && typeof binding.subject === 'object' && binding.subject.glob === '*') return claimsPinWorkload(kind, binding);
+  if (kind === 'aws') return AWS_ROLE_SESSION_GLOB.test(glob);
+  if (kind === 'gitlab') {
+    const p = binding.claims?.ref_protected;
+    const pinned = p === 'true' || (typeof p === 'object' && p.equals === 'true');
+    return pinned && /^project_path:[^*:]+:ref_type:(branch|tag):ref:\*$/.test(glob);
+  }
+  return false;
+}
+
+/**
  * Why a binding is broad, or undefined: a glob (subject or claim) one of whose `/`- or
  * `:`-separated segments is a bare `*` matches every namespace, service account, repository
- * of an owner, or path of a trust domain in that position.
+ * of an owner, or path of a trust domain in that position. `kind` is the binding's issuer's.
  */
-export function bindingBreadth(binding: BindingConfig): string | undefined {
+export function bindingBreadth(binding: BindingConfig, kind?: string): string | undefined {
   const broad = (m: string | MatchConfig): string | undefined => {
     if (typeof m === 'string' || m.glob === undefined) return undefined;
     const segments = m.glob.split(/[/:]/);
-    return segments.some((s) => s === '*') ? m.glob : undefined;
+    return segments.some((s) => s === '*') && !kindNarrows(kind, m.glob, binding) ? m.glob : undefined;
   };
   const subject = broad(binding.subject);
   if (subject) return `subject glob '${subject}' has a whole segment '*'`;
@@ -158,6 +177,9 @@ export function bindingBreadth(binding: BindingConfig): string | undefined {
   }
   return undefined;
 }
+
+/** The kind of the trusted issuer a binding names (undefined when it names none). */
+export const issuerKindOf = (config: LeashConfig, binding: BindingConfig): string | undefined => config.trusted_issuers?.find((t) => t.name === binding.issuer)?.kind;
 
 export function compileScopePatterns(g: GuardrailsConfig): readonly RegExp[] {
   return g.forbidden_scopes.map((p) => new RegExp(`^(?:${p})$`, 'i'));
@@ -174,7 +196,7 @@ export function pluginViolations(plugin: PluginConfig, p: number, config: LeashC
   }
   if (!g.allow_broad_bindings) {
     (plugin.bindings ?? []).forEach((b, i) => {
-      const why = bindingBreadth(b);
+      const why = bindingBreadth(b, issuerKindOf(config, b));
       if (why) v('no-broad-binding', undefined, `${at}/bindings/${i}`, `binding is broad: ${why}; bind the one workload (exact subject or a narrow pattern)`);
     });
   }

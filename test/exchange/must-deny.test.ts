@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CryptoKey, JWK } from 'jose';
 import { EKU_CLIENT_AUTH, issueCertificate, type IssuedCert } from '../support/x509.js';
+import { AWS_FOREIGN_KEY, CLOUD_API, CloudIssuers } from '../support/cloud-issuers.js';
+import { decodeAwsRequest, encodeAwsRequest } from '../support/aws-sign.js';
 
 /**
  * The "must be denied" suite: one row per attack or mistake, each asserting the exact
@@ -41,6 +43,7 @@ interface Ctx {
   otherCa: IssuedCert;
   svid: IssuedCert;
   certDir: string;
+  cloud: CloudIssuers;
 }
 
 interface Row {
@@ -61,6 +64,12 @@ interface Row {
 const UNREACHABLE_ISSUER = 'https://unreachable-idp.example.com';
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 const ACCESS_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const AWS_TYPE = 'urn:leash:params:oauth:token-type:aws-sigv4-get-caller-identity';
+
+/** A request of one of the cloud/CI plugins (their grants need no task). */
+function cloud(clientId: string, subject: string, type = JWT_TYPE): Record<string, string> {
+  return { grant_type: EXCHANGE, client_id: clientId, subject_token: subject, subject_token_type: type, resource: CLOUD_API, scope: 'deploy:read' };
+}
 
 /** A genuine Leash token of crm-reader (the upstream of a delegation), for the main task by default. */
 async function leashToken(c: Ctx, task = c.task): Promise<string> {
@@ -476,6 +485,59 @@ const rows: Row[] = [
     status: 400,
     error: 'invalid_dpop_proof', code: 'ERR_DPOP_INVALID',
   },
+
+  // ---- cloud and CI workload identities (gitlab, gcp, azure, aws kinds)
+  { name: 'gitlab: a job of another project', params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ project_path: 'platform/evil' })), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
+  { name: 'gitlab: an unprotected branch', params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ ref: 'feature-x', ref_protected: 'false' })), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
+  {
+    name: 'gitlab: sub claims main, the job ran on another ref',
+    params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ ref: 'dev', sub: 'project_path:platform/deployer:ref_type:branch:ref:main' })),
+    status: 400,
+    error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID',
+  },
+  { name: 'gitlab: pipeline source the condition does not allow (CEL)', params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ pipeline_source: 'merge_request_event' })), status: 400, error: 'invalid_request', code: 'ERR_CONDITION_FAILED' },
+  { name: 'gcp: a person\'s Google account', params: async (c) => cloud('gcp-deployer', await c.cloud.gcp({ email: 'deployer@gmail.com' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID' },
+  { name: 'gcp: email not verified', params: async (c) => cloud('gcp-deployer', await c.cloud.gcp({ email_verified: false })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID' },
+  { name: 'gcp: same account name in another project', params: async (c) => cloud('gcp-deployer', await c.cloud.gcp({ email: 'deployer@acme-dev.iam.gserviceaccount.com' })), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
+  {
+    name: 'azure: a token of another tenant (same signing keys)',
+    params: async (c) => cloud('azure-deployer', await c.cloud.azure({ iss: 'https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0', tid: '00000000-0000-0000-0000-000000000000' })),
+    status: 400,
+    error: 'invalid_request', code: 'ERR_ATTESTATION_ISSUER_UNKNOWN',
+  },
+  { name: 'azure: our issuer, another tenant id', params: async (c) => cloud('azure-deployer', await c.cloud.azure({ tid: '00000000-0000-0000-0000-000000000000' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID' },
+  { name: 'azure: a token acting for a user (scp)', params: async (c) => cloud('azure-deployer', await c.cloud.azure({ scp: 'user_impersonation' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID' },
+  { name: 'aws: signed for another Leash (server id)', params: async (c) => cloud('aws-deployer', await c.cloud.aws({ serverId: 'other-leash.example.com' }), AWS_TYPE), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_AUDIENCE' },
+  { name: 'aws: a signature older than 15 minutes', params: async (c) => cloud('aws-deployer', await c.cloud.aws({ date: new Date(c.clock.now() - 16 * 60_000) }), AWS_TYPE), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_TOO_OLD' },
+  {
+    name: 'aws: a url that points elsewhere',
+    params: async (c) => {
+      const r = decodeAwsRequest(await c.cloud.aws());
+      r.url = 'https://attacker.example/';
+      return cloud('aws-deployer', encodeAwsRequest(r), AWS_TYPE);
+    },
+    status: 400,
+    error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID',
+  },
+  {
+    name: 'aws: a signed AssumeRole instead of GetCallerIdentity',
+    params: async (c) => cloud('aws-deployer', await c.cloud.aws({ body: 'Action=AssumeRole&Version=2011-06-15&RoleArn=arn:aws:iam::210987654321:role/admin&RoleSessionName=x' }), AWS_TYPE),
+    status: 400,
+    error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID',
+  },
+  {
+    name: 'aws: server id changed after signing',
+    params: async (c) => {
+      const r = decodeAwsRequest(await c.cloud.aws({ serverId: 'other-leash.example.com' }));
+      r.headers['x-leash-server-id'] = 'leash.test.example.com';
+      return cloud('aws-deployer', encodeAwsRequest(r), AWS_TYPE);
+    },
+    status: 400,
+    error: 'invalid_request', code: 'ERR_ATTESTATION_REVIEW_REJECTED',
+  },
+  { name: 'aws: the same role name in another account', params: async (c) => cloud('aws-deployer', await c.cloud.aws({ credentials: AWS_FOREIGN_KEY }), AWS_TYPE), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
+  { name: 'aws: a signed request labelled as a JWT', params: async (c) => cloud('aws-deployer', await c.cloud.aws()), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
+  { name: 'aws: a JWT labelled as a signed request', params: async (c) => cloud('azure-deployer', await c.cloud.azure(), AWS_TYPE), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
 ];
 
 describe('must be denied', () => {
@@ -492,6 +554,7 @@ describe('must be denied', () => {
     ctx.svid = svidOf(ctx.ca);
     ctx.certDir = await mkdtemp(join(tmpdir(), 'leash-deny-'));
     await writeFile(join(ctx.certDir, 'bundle.pem'), ctx.ca.pem);
+    ctx.cloud = await CloudIssuers.start(() => ctx.clock.now());
     ctx.tb = await startTestBroker({
       broker: { clock: ctx.clock },
       patch: (cfg) => {
@@ -508,6 +571,7 @@ describe('must be denied', () => {
         cfg.plugins.find((p: { id: string }) => p.id === 'crm-reader').delegate_to = ['ticket-writer'];
         // An issuer whose keys cannot be fetched (nothing listens there).
         cfg.trusted_issuers.push({ name: 'unreachable', kind: 'oidc', issuer: UNREACHABLE_ISSUER, audience: 'leash', jwks: { uri: `http://127.0.0.1:${closedPort}/jwks`, timeout_ms: 500 } });
+        ctx.cloud.patch(cfg);
         cfg.plugins.push({
           id: 'retired-plugin',
           owner: 'nobody@example.com',
@@ -534,6 +598,7 @@ describe('must be denied', () => {
   afterAll(async () => {
     await ctx.tb.close();
     await rm(ctx.certDir, { recursive: true, force: true });
+    await ctx.cloud.close();
   });
 
   it('has at least 40 rows', () => {
@@ -560,6 +625,18 @@ describe('must be denied', () => {
 
   /** The audit trail's length: what one request adds is read from here on. */
   const auditLength = async () => (await ctx.tb.broker.store.read(1, 1_000_000)).length;
+
+  it('the cloud and CI baselines are accepted (each row above changes one thing)', async () => {
+    for (const params of [
+      cloud('gitlab-deployer', await ctx.cloud.gitlab()),
+      cloud('gcp-deployer', await ctx.cloud.gcp()),
+      cloud('azure-deployer', await ctx.cloud.azure()),
+      cloud('aws-deployer', await ctx.cloud.aws(), AWS_TYPE),
+    ]) {
+      const res = await ctx.tb.exchange(params);
+      expect({ client: params.client_id, status: res.status }).toEqual({ client: params.client_id, status: 200 });
+    }
+  });
 
   it.each(rows.map((r) => [r.name, r] as const))('%s', async (_name, row) => {
     const headers = row.headers ? await row.headers(ctx) : {};

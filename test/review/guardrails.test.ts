@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { ConfigError, type ConfigProblem } from '../../src/config/config-error.js';
 import { parseConfig, readGuardrailsFile } from '../../src/config/load.js';
 import { compilePolicy } from '../../src/policy/compile.js';
-import { defaultGuardrails } from '../../src/review/guardrails.js';
+import type { BindingConfig } from '../../src/config/schema.js';
+import { bindingBreadth, defaultGuardrails } from '../../src/review/guardrails.js';
 import { minimalConfig } from '../config/fixtures.js';
 
 const DAY = 86_400_000;
@@ -110,6 +111,23 @@ describe('guardrails: on by default, each violation a validation error with its 
     const cfg = minimalConfig();
     cfg.plugins[0].bindings = [{ issuer: 'cluster', subject: { glob: 'system:serviceaccount:plugins:crm-reader-*' } }];
     expect(problems(cfg)).toEqual([]);
+  });
+
+  it("a kind's own narrowing is honoured: any session of one AWS role, any protected ref of one GitLab project; not across kinds", () => {
+    const broad = (issuer: string, b: BindingConfig) => bindingBreadth(b, issuer);
+    const role = { issuer: 'aws', claims: {}, subject: { glob: 'arn:aws:sts::210987654321:assumed-role/crm-reader/*' } };
+    expect(broad('aws', role)).toBeUndefined();
+    expect(broad('oidc', role)).toMatch(/whole segment/);
+    expect(broad('aws', { issuer: 'aws', claims: {}, subject: { glob: 'arn:aws:sts::210987654321:assumed-role/*/*' } })).toMatch(/whole segment/);
+    const anyRef = { issuer: 'gitlab', claims: {}, subject: { glob: 'project_path:platform/deployer:ref_type:branch:ref:*' } };
+    expect(broad('gitlab', anyRef)).toMatch(/whole segment/);
+    expect(broad('gitlab', { ...anyRef, claims: { ref_protected: 'true' } })).toBeUndefined();
+    expect(broad('gitlab', { ...anyRef, claims: { ref_protected: { equals: 'true' } } })).toBeUndefined();
+    const claimsOnly = { issuer: 'x', subject: { glob: '*' }, claims: { role_id: 'AROALEASHROLEID00001' } };
+    expect(broad('aws', claimsOnly)).toBeUndefined();
+    expect(broad('kubernetes', claimsOnly)).toMatch(/whole segment/);
+    expect(broad('aws', { ...claimsOnly, claims: { role_id: { glob: 'AROA*' } } })).toMatch(/whole segment/);
+    expect(broad('gitlab', { issuer: 'gitlab', subject: { glob: 'project_path:platform/*:ref_type:branch:ref:*' }, claims: { ref_protected: 'true' } })).toMatch(/whole segment/);
   });
 });
 

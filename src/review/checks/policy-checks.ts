@@ -1,6 +1,6 @@
 import type { BindingConfig, GrantConfig, LeashConfig, MatchConfig } from '../../config/schema.js';
 import { effectiveApproval, effectiveDpop } from '../../policy/grants.js';
-import { bindingBreadth, compileScopePatterns, defaultGuardrails, parseDate } from '../guardrails.js';
+import { bindingBreadth, issuerKindOf, compileScopePatterns, defaultGuardrails, parseDate } from '../guardrails.js';
 import { grantsOf, STATE_CHANGING, type Check } from './context.js';
 
 /** What each effect needs at most, in seconds (the `long-ttl` rule); guardrails set the hard limit. */
@@ -14,7 +14,7 @@ const bindingKey = (b: BindingConfig) => `${b.issuer}|${JSON.stringify(b.subject
 export const broadBinding: Check = (ctx, emit) => {
   (ctx.config.plugins ?? []).forEach((plugin, p) => {
     (plugin.bindings ?? []).forEach((b, i) => {
-      const why = bindingBreadth(b);
+      const why = bindingBreadth(b, issuerKindOf(ctx.config, b));
       if (!why) return;
       emit({
         rule: 'broad-binding',
