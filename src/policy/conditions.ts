@@ -74,7 +74,7 @@ function compileExpression(c: ConditionConfig, path: string, problems: ConfigPro
   }
   const expression: CelExpression = outcome.expression;
   const oneLine = expression.text.replace(/\s+/g, ' ').trim();
-  const shown = quote(oneLine.length > MAX_SHOWN_EXPRESSION ? `${oneLine.slice(0, MAX_SHOWN_EXPRESSION)}…` : oneLine);
+  const shown = quote(oneLine.length > MAX_SHOWN_EXPRESSION ? `${oneLine.slice(0, MAX_SHOWN_EXPRESSION)}...` : oneLine);
   const isFalse = `expression ${shown} is false`;
   return (_input, cel) => {
     const bindings = cel();

@@ -1,6 +1,20 @@
 import { describe, expect, it } from '@jest/globals';
-import { parseConfig } from '../../src/config/load.js';
-import { minimalConfig, problemsOf } from './fixtures.js';
+import { ConfigError, type ConfigProblem } from '../../src/config/config-error.js';
+import { parseConfig as parseWithGuardrails } from '../../src/config/load.js';
+import { minimalConfig } from './fixtures.js';
+
+// The organisation's guardrails (no-broad-binding...) are the review's concern and tested
+// there; here only the kinds' own rules speak.
+const parseConfig = (input: unknown) => parseWithGuardrails(input, { guardrailMode: 'report' });
+function problemsOf(input: unknown): readonly ConfigProblem[] {
+  try {
+    parseConfig(input);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error('expected a ConfigError, but the config was accepted');
+}
 
 /**
  * Each trusted-issuer kind's own rules and what its bindings must pin: issuers that sign
@@ -103,6 +117,13 @@ describe('trusted issuers by kind', () => {
     const { jwks: _unused, ...gitlab } = ISSUERS.gitlab!;
     expect(issuerProblems(gitlab)).toEqual([{ path: '/trusted_issuers/1/jwks', message: "is required for kind 'gitlab' (where the issuer's verification keys come from)" }]);
     expect(issuerProblems({ ...ISSUERS.aws, jwks: { discovery: true } })).toEqual([{ path: '/trusted_issuers/1/jwks', message: expect.stringContaining("does not apply to kind 'aws'") }]);
+  });
+
+  it('with the default guardrails, every session of one AWS role is not a broad binding; every role of an account is', () => {
+    const role = withBinding('aws', { subject: { glob: 'arn:aws:sts::210987654321:assumed-role/crm-reader/*' } });
+    expect(() => parseWithGuardrails(role)).not.toThrow();
+    const anyRole = withBinding('aws', { subject: { glob: 'arn:aws:sts::210987654321:assumed-role/*/*' } });
+    expect(() => parseWithGuardrails(anyRole)).toThrow(/no-broad-binding/);
   });
 
   it('aws: the issuer is an STS endpoint URL, https in production, and a signature lives at most 15 minutes', () => {

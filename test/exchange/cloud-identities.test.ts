@@ -78,17 +78,18 @@ describe('cloud and CI workload identities', () => {
 });
 
 describe('CEL conditions over HTTP', () => {
-  it('a false expression is access_denied, naming it', async () => {
+  it('a false expression is refused (invalid_request, ERR_CONDITION_FAILED), naming it', async () => {
     const res = await exchange('gitlab-deployer', await cloud.gitlab({ pipeline_source: 'merge_request_event' }));
     expect(res.status).toBe(400);
-    expect(res.body.error).toBe('access_denied');
+    expect(res.body.error).toBe('invalid_request');
+    expect(res.body.error_description).toMatch(/\(ERR_CONDITION_FAILED\)$/);
     expect(res.body.error_description).toContain("expression 'workload.claims.pipeline_source in ['push', 'schedule'] && request.scopes.all(s, s.startsWith('deploy:'))' is false");
   });
 
   it('a claim the expression needs is absent: has() makes it false, denied', async () => {
     const res = await exchange('gcp-deployer', await cloud.gcp({ google: undefined }));
     expect(res.status).toBe(400);
-    expect(res.body.error).toBe('access_denied');
+    expect(res.body.error).toBe('invalid_request');
     expect(res.body.error_description).toContain("expression 'has(workload.claims.zone) && workload.claims.zone.startsWith('europe-')' is false");
   });
 
@@ -96,6 +97,7 @@ describe('CEL conditions over HTTP', () => {
     const { AWS_FOREIGN_KEY } = await import('../support/cloud-issuers.js');
     const res = await exchange('aws-deployer', await cloud.aws({ credentials: AWS_FOREIGN_KEY }), { subject_token_type: AWS_TYPE });
     expect(res.status).toBe(400);
-    expect(res.body.error).toBe('invalid_grant');
+    expect(res.body.error).toBe('invalid_request');
+    expect(res.body.error_description).toMatch(/\(ERR_WORKLOAD_UNBOUND\)$/);
   });
 });

@@ -131,7 +131,7 @@ export class CloudIssuers {
         id: 'gitlab-deployer',
         owner: 'team-platform@example.com',
         risk: 'low',
-        bindings: [{ issuer: 'gitlab', subject: { glob: 'project_path:platform/deployer:ref_type:branch:ref:*' }, claims: { ref_protected: 'true' } }],
+        bindings: [{ issuer: 'gitlab', subject: { glob: 'project_path:platform/deployer:ref_type:branch:ref:m*' }, claims: { ref_protected: 'true' } }],
         grants: grant([{ expr: "workload.claims.pipeline_source in ['push', 'schedule'] && request.scopes.all(s, s.startsWith('deploy:'))" }]),
       },
       {
