@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { discoverTokenEndpoint, isHttpUrl, readJson } from '../client/discovery.js';
 import { LeashExchangeError } from '../client/errors.js';
-import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_AWS_CREDENTIALS, TOKEN_TYPE_JWT } from '../issuance/token-types.js';
+import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_AWS_CREDENTIALS, TOKEN_TYPE_JWT } from '../formats/token-types.js';
 
 /**
  * `leash aws ...`: lets any AWS tool (CLI, every SDK) get its credentials from Leash with

@@ -1,7 +1,7 @@
 import type { ConfigProblem } from './config-error.js';
 import { checkSessionPolicy } from '../issuance/aws-sts/session-policy.js';
 import { kindProblems } from './kind-rules.js';
-import { SENDER_CONSTRAINABLE_KINDS } from '../issuance/token-types.js';
+import { SENDER_CONSTRAINABLE_KINDS } from '../formats/token-types.js';
 
 /**
  * Rules the JSON Schema cannot express: uniqueness, cross references, "exactly one of",

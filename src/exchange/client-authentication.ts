@@ -8,7 +8,7 @@ import type { PluginConfig } from '../config/schema.js';
 import { LeashError } from '../errors/leash-error.js';
 import { createClientAssertionVerifier } from '../attestation/client-assertion.js';
 import type { ReplayCache } from '../store/store.js';
-import { TOKEN_TYPE_CLIENT } from '../issuance/token-types.js';
+import { TOKEN_TYPE_CLIENT } from '../formats/token-types.js';
 import type { Clock } from '../time/clock.js';
 
 /** The client credentials a token request carried (read from the form by the OAuth layer, verified here). */

@@ -14,13 +14,13 @@ import { enforceQuotas, type QuotaDeps } from '../quotas/quotas.js';
 import type { Clock } from '../time/clock.js';
 import { parseExchangeRequest, type ExchangeRequest, type RawParams } from './request.js';
 import { bindSender, type DpopInput } from './sender-binding.js';
-import { REQUESTABLE_TYPES } from '../issuance/token-types.js';
+import { REQUESTABLE_TYPES } from '../formats/token-types.js';
 import { checkDelegationTarget, narrowForChain, verifyUpstream, type DelegationDeps, type DelegationOutcome, type Upstream } from '../delegation/delegation.js';
 import { checkStepUp, type ApprovalGate, type ApprovalReceipt } from '../approvals/gate.js';
 import { checkTaskToxicCombinations, type TaskToxicOutcome } from '../tasks/toxic-combinations.js';
 import { attestPresentedCertificate, type X509SvidAttestation } from '../attestation/x509-svid/x509-svid-attestation.js';
 import type { PresentedCertificate } from '../mtls/client-certificate.js';
-import { TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE } from '../issuance/token-types.js';
+import { TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE } from '../formats/token-types.js';
 import { clientIdentity, PRIVATE_KEY_JWT_ISSUER, type AuthenticatedClient, type ClientCredentials, type PluginAuthenticator } from './client-authentication.js';
 
 /** What the exchange needs from the running broker; the policy half is swapped on reload. */

@@ -1,5 +1,5 @@
 import { LeashError } from '../errors/leash-error.js';
-import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE, TOKEN_TYPE_AWS_SIGV4, TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, UPSTREAM_SUBJECT_TOKEN_TYPES } from '../issuance/token-types.js';
+import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE, TOKEN_TYPE_AWS_SIGV4, TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, UPSTREAM_SUBJECT_TOKEN_TYPES } from '../formats/token-types.js';
 
 /** Raw parameters as the OAuth layer hands them over (repeatable ones may be arrays). */
 export type RawParams = Readonly<Record<string, string | readonly string[] | undefined>>;

@@ -1,5 +1,5 @@
 import type { ConfigProblem } from '../config/config-error.js';
-import { SENDER_CONSTRAINABLE_KINDS } from '../issuance/token-types.js';
+import { SENDER_CONSTRAINABLE_KINDS } from '../formats/token-types.js';
 import { APPROVAL_BY_DEFAULT_EFFECTS, type ApprovalRule, type GrantConfig, type PluginConfig, type Settings } from '../config/schema.js';
 import type { CoveringException } from '../review/guardrails.js';
 import { compileConditions } from './conditions.js';

@@ -9,7 +9,7 @@ import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import express from 'express';
 import { fromIni } from '@aws-sdk/credential-providers';
 import { parseCredentialProcessArgs, runAwsCli, toCredentialProcess, UsageError } from '../../src/cli/aws.js';
-import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../src/issuance/token-types.js';
+import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../src/formats/token-types.js';
 
 const run = promisify(execFile);
 const REPO = resolve('.');

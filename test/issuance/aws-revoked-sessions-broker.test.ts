@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { REVOKED_SESSIONS_POLICY_NAME } from '../../src/issuance/aws-sts/deny-policy.js';
-import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../src/issuance/token-types.js';
+import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../src/formats/token-types.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, loadedFrom, startTestBroker, testConfigInput, type TestBroker } from '../support/broker.js';
 import { startIamContractServer, type IamContractServer } from '../support/iam-contract.js';

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { decodeProtectedHeader } from 'jose';
-import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../src/issuance/token-types.js';
+import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../src/formats/token-types.js';
 import { EXCHANGE, JWT_TYPE, ORCHESTRATOR_KEY, startTestBroker, type TestBroker } from '../support/broker.js';
 import { StsContractServer } from '../support/sts-contract.js';
 

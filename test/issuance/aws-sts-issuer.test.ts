@@ -11,7 +11,7 @@ import { LeashError } from '../../src/errors/leash-error.js';
 import { createAwsStsIssuer, type AwsCredentialsBody } from '../../src/issuance/aws-sts/aws-sts-issuer.js';
 import { createStsClient, type AwsStsMode } from '../../src/issuance/aws-sts/sts-client.js';
 import type { CredentialIssuer, IssueRequest } from '../../src/issuance/credential-issuer.js';
-import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../src/issuance/token-types.js';
+import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../src/formats/token-types.js';
 import type { KeyManager } from '../../src/keys/key-manager.js';
 import { createLocalKeyManager } from '../../src/keys/local/local-key-manager.js';
 import type { CompiledGrant, CompiledPlugin } from '../../src/policy/types.js';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/glo
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_VAULT_SECRET } from '../../src/issuance/token-types.js';
+import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_VAULT_SECRET } from '../../src/formats/token-types.js';
 import type { AuditRecord } from '../../src/store/records.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, startTestBroker, type TestBroker } from '../support/broker.js';

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { GrantConfig, VaultGrantConfig } from '../../src/config/schema.js';
 import { LeashError } from '../../src/errors/leash-error.js';
 import type { CredentialIssuer, IssueRequest } from '../../src/issuance/credential-issuer.js';
-import { TOKEN_TYPE_VAULT_SECRET } from '../../src/issuance/token-types.js';
+import { TOKEN_TYPE_VAULT_SECRET } from '../../src/formats/token-types.js';
 import { createLeaseReporter } from '../../src/issuance/vault/lease-reporter.js';
 import type { LeaseReporter, LeaseRevocationDeps } from '../../src/issuance/vault/lease-revocation.js';
 import { LeaseSweeper } from '../../src/issuance/vault/lease-sweeper.js';

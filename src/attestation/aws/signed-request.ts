@@ -11,7 +11,7 @@ import { LeashError } from '../../errors/leash-error.js';
  * without STS; it never decides where the request goes.
  */
 
-export { TOKEN_TYPE_AWS_SIGV4 } from '../../issuance/token-types.js';
+export { TOKEN_TYPE_AWS_SIGV4 } from '../../formats/token-types.js';
 /** The header that binds a signed request to one Leash (Vault's X-Vault-AWS-IAM-Server-ID plays the same part). */
 export const SERVER_ID_HEADER = 'x-leash-server-id';
 /** STS accepts a signature for 15 minutes; Leash never accepts one for longer. */

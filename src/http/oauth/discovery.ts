@@ -1,5 +1,5 @@
 import type { JWK } from 'jose';
-import { TOKEN_EXCHANGE_GRANT } from '../../issuance/token-types.js';
+import { TOKEN_EXCHANGE_GRANT } from '../../formats/token-types.js';
 import { CLIENT_ASSERTION_ALGORITHMS } from '../../attestation/client-assertion.js';
 import { introspectionMetadata } from './introspection.js';
 import { revocationMetadata } from './revocation-endpoint.js';

@@ -6,7 +6,7 @@ import { RETRY_AFTER_SECONDS } from '../retry-after.js';
 import type { Settings } from '../../config/schema.js';
 import type { KeyManager } from '../../keys/key-manager.js';
 import type { CompiledPolicy } from '../../policy/types.js';
-import { TOKEN_EXCHANGE_GRANT } from '../../issuance/token-types.js';
+import { TOKEN_EXCHANGE_GRANT } from '../../formats/token-types.js';
 import { SigningKeyAdapter } from './signing-key-adapter.js';
 import { StatelessAdapter } from './stateless-adapter.js';
 import { withSafeErrorDescription } from '../../errors/error-description.js';

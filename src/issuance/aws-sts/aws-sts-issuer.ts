@@ -12,7 +12,7 @@ import type { KeyManager } from '../../keys/key-manager.js';
 import { signJwt } from '../../keys/jws.js';
 import type { Clock } from '../../time/clock.js';
 import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
-import { TOKEN_TYPE_AWS_CREDENTIALS } from '../token-types.js';
+import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../formats/token-types.js';
 import { roleSessionName, sessionDuration, sourceIdentity, tagValue } from './names.js';
 import { SESSION_POLICY_MAX_CHARS, sessionPolicy } from './session-policy.js';
 import { createStsClient, type AwsStsMode } from './sts-client.js';

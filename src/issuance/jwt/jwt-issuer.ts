@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { KeyManager } from '../../keys/key-manager.js';
 import { signJwt } from '../../keys/jws.js';
 import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
-import { TOKEN_TYPE_ACCESS_TOKEN } from '../token-types.js';
+import { TOKEN_TYPE_ACCESS_TOKEN } from '../../formats/token-types.js';
 
 /**
  * Leash-signed access tokens (RFC 9068 `at+jwt`). Signed here rather than by

@@ -4,7 +4,7 @@ import type { LeaseStore } from '../../store/store.js';
 import type { Clock } from '../../time/clock.js';
 import type { DynamicSecret, VaultClient } from '../../vault/vault-client.js';
 import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
-import { TOKEN_TYPE_VAULT_SECRET } from '../token-types.js';
+import { TOKEN_TYPE_VAULT_SECRET } from '../../formats/token-types.js';
 import { vaultFailure, vaultLeashError } from './vault-errors.js';
 
 export interface VaultIssuerDeps {
