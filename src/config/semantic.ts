@@ -1,5 +1,5 @@
 import type { ConfigProblem } from './config-error.js';
-import { checkSessionPolicy } from '../issuance/aws-sts/session-policy.js';
+import { checkSessionPolicy } from '../formats/aws-session-policy.js';
 import { kindProblems } from './kind-rules.js';
 import { SENDER_CONSTRAINABLE_KINDS } from '../formats/token-types.js';
 

@@ -1,5 +1,5 @@
 import { describe, it, expect } from '@jest/globals';
-import { checkSessionPolicy, SESSION_POLICY_MAX_CHARS, sessionPolicy } from '../../src/issuance/aws-sts/session-policy.js';
+import { checkSessionPolicy, SESSION_POLICY_MAX_CHARS, sessionPolicy } from '../../src/formats/aws-session-policy.js';
 import { roleSessionName, sessionDuration, sourceIdentity, tagValue } from '../../src/issuance/aws-sts/names.js';
 import { classifyStsError } from '../../src/issuance/aws-sts/sts-errors.js';
 import { stsBackoffDelay as backoffDelay } from '../../src/issuance/aws-sts/aws-sts-issuer.js';

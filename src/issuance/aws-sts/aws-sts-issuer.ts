@@ -14,7 +14,7 @@ import type { Clock } from '../../time/clock.js';
 import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
 import { TOKEN_TYPE_AWS_CREDENTIALS } from '../../formats/token-types.js';
 import { roleSessionName, sessionDuration, sourceIdentity, tagValue } from './names.js';
-import { SESSION_POLICY_MAX_CHARS, sessionPolicy } from './session-policy.js';
+import { SESSION_POLICY_MAX_CHARS, sessionPolicy } from '../../formats/aws-session-policy.js';
 import { createStsClient, type AwsStsMode } from './sts-client.js';
 import { classifyStsError, stsLeashError } from './sts-errors.js';
 

@@ -1,4 +1,8 @@
-import type { AwsGrantConfig } from '../../config/schema.js';
+/** What a session policy is built from: an `aws-sts` grant's `actions` and `resources`. */
+export interface SessionPolicyScope {
+  readonly actions: readonly string[];
+  readonly resources: readonly string[];
+}
 
 /** AWS: "The plaintext that you use for both inline and managed session policies can't exceed 2,048 characters." */
 export const SESSION_POLICY_MAX_CHARS = 2048;
@@ -9,7 +13,7 @@ export const SESSION_POLICY_MAX_CHARS = 2048;
  * the same grant always yields the same string and every character counts against the
  * limit only once.
  */
-export function sessionPolicy(aws: Pick<AwsGrantConfig, 'actions' | 'resources'>): string {
+export function sessionPolicy(aws: SessionPolicyScope): string {
   if (aws.actions.length === 0 || aws.resources.length === 0) {
     throw new TypeError('sessionPolicy: a grant needs at least one action and one resource');
   }
@@ -23,7 +27,7 @@ export function sessionPolicy(aws: Pick<AwsGrantConfig, 'actions' | 'resources'>
  * A problem to report at config load when the session policy would be too large for AWS,
  * or undefined. Checked at load so an oversize grant is a config error, not a failed call.
  */
-export function checkSessionPolicy(aws: Pick<AwsGrantConfig, 'actions' | 'resources'>): string | undefined {
+export function checkSessionPolicy(aws: SessionPolicyScope): string | undefined {
   // Empty lists are the schema's to report (minItems); this check only measures.
   if (aws.actions.length === 0 || aws.resources.length === 0) return undefined;
   const length = sessionPolicy(aws).length;
