@@ -1,75 +1,8 @@
-import { createHash } from 'node:crypto';
+import { GENESIS_HASH, chainHash, type ChainAnchor } from '../formats/chain-hash.js';
 import type { AuditRecord } from '../store/records.js';
 
-/** The `prev` of the first record: 32 zero bytes, hex. */
-export const GENESIS_HASH = '0'.repeat(64);
-
-/**
- * JSON with object keys sorted recursively (UTF-16 code-unit order, as RFC 8785 sorts), so
- * the order in which code happened to build an event never changes its hash. Otherwise it
- * follows JSON.stringify exactly (toJSON, undefined members dropped, undefined in arrays and
- * non-finite numbers become null), so what is hashed is what a JSON store gives back.
- * A value JSON cannot carry (bigint, a cycle) is a programming error: TypeError.
- */
-export function canonicalJson(value: unknown): string {
-  const out = serialise(value, new Set());
-  if (out === undefined) throw new TypeError('canonicalJson: the value has no JSON form');
-  return out;
-}
-
-function serialise(value: unknown, seen: Set<object>): string | undefined {
-  if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
-    value = (value as { toJSON: () => unknown }).toJSON();
-  }
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return JSON.stringify(value);
-    case 'number':
-      return Number.isFinite(value) ? JSON.stringify(value) : 'null';
-    case 'bigint':
-      throw new TypeError('canonicalJson: bigint has no JSON form; convert it to a string or number');
-    case 'undefined':
-    case 'function':
-    case 'symbol':
-      return undefined;
-  }
-  if (value === null) return 'null';
-  const obj = value as object;
-  if (seen.has(obj)) throw new TypeError('canonicalJson: cyclic structure');
-  seen.add(obj);
-  let out: string;
-  if (Array.isArray(obj)) {
-    out = '[';
-    for (let i = 0; i < obj.length; i++) out += (i === 0 ? '' : ',') + (serialise(obj[i], seen) ?? 'null');
-    out += ']';
-  } else {
-    const rec = obj as Record<string, unknown>;
-    out = '{';
-    for (const key of Object.keys(rec).sort()) {
-      const v = serialise(rec[key], seen);
-      if (v !== undefined) out += (out.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + v;
-    }
-    out += '}';
-  }
-  seen.delete(obj);
-  return out;
-}
-
-/**
- * The hash of one record: sha256 hex of canonicalJson({ event, prev, seq, ts, type }).
- * Written out by hand in sorted key order so a store that already holds the canonical event
- * text (see `chainHashCanonical`) hashes without re-serialising it.
- */
-export function chainHash(prevHash: string, seq: number, ts: number, type: string, event: Readonly<Record<string, unknown>>): string {
-  return chainHashCanonical(prevHash, seq, ts, type, canonicalJson(event));
-}
-
-/** As `chainHash`, with the event already in canonical JSON form. */
-export function chainHashCanonical(prevHash: string, seq: number, ts: number, type: string, canonicalEvent: string): string {
-  const text = `{"event":${canonicalEvent},"prev":${JSON.stringify(prevHash)},"seq":${canonicalJson(seq)},"ts":${canonicalJson(ts)},"type":${JSON.stringify(type)}}`;
-  return createHash('sha256').update(text, 'utf8').digest('hex');
-}
+export { canonicalJson } from '../formats/canonical-json.js';
+export { GENESIS_HASH, chainHash, chainHashCanonical, type ChainAnchor } from '../formats/chain-hash.js';
 
 export interface ChainVerdict {
   readonly ok: boolean;
@@ -78,13 +11,6 @@ export interface ChainVerdict {
   /** The first seq that does not verify: a missing one, an out-of-place one, or one that does not check. */
   readonly brokenAt?: number;
   readonly reason?: string;
-}
-
-export interface ChainAnchor {
-  /** Seq of the last record already trusted (0 = none). */
-  readonly seq: number;
-  /** Its hash (GENESIS_HASH when seq is 0). */
-  readonly hash: string;
 }
 
 export interface VerifyChainOptions {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { GENESIS_HASH, type ChainAnchor } from '../audit/chain.js';
+import { GENESIS_HASH, type ChainAnchor } from '../formats/chain-hash.js';
 import { LeashError } from '../errors/leash-error.js';
 
 /**

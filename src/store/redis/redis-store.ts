@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import { GENESIS_HASH, canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
+import { canonicalJson } from '../../formats/canonical-json.js';
+import { GENESIS_HASH, chainHashCanonical, type ChainAnchor } from '../../formats/chain-hash.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
 import type { ApprovalRecord, ApprovalState, AuditRecord, DecisionRollupRow, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from '../records.js';

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { ChainAnchor } from '../../audit/chain.js';
+import type { ChainAnchor } from '../../formats/chain-hash.js';
 import { freshGenesis, mergeMarker, newEpoch, parseGenesis, parseMarker, type AcceptedReset, type AuditGenesis, type IdentityState, type ResetMarker } from '../store-identity.js';
 
 /** Rows of the `meta` table that make up the store's identity (see store-identity.ts). */

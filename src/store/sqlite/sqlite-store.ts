@@ -1,7 +1,8 @@
 import { chmodSync, mkdirSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { canonicalJson, chainHashCanonical, type ChainAnchor } from '../../audit/chain.js';
+import { canonicalJson } from '../../formats/canonical-json.js';
+import { chainHashCanonical, type ChainAnchor } from '../../formats/chain-hash.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
 import { DECISION_TYPES, type ApprovalRecord, type ApprovalState, type AuditRecord, type DecisionRollupRow, type IssuedToken, type LeaseRecord, type Revocation, type StateChange, type Suspension, type Task } from '../records.js';
