@@ -34,7 +34,7 @@ import { createHttpApp, type NodeHandler } from './http/app.js';
 import { createManagementApp } from './http/management.js';
 import { bindListeners, type BoundListeners } from './http/listener.js';
 import { systemClock, type Clock } from './time/clock.js';
-import { revocationFeedRouter, type RevocationFeedRouter } from './revocation/feed/feed-routes.js';
+import { revocationFeedRouter, type RevocationFeedRouter } from './http/feed/feed-routes.js';
 import { createSetPusher, type SetPusher } from './revocation/feed/set-push.js';
 import { createIamClient } from './issuance/aws-sts/deny-sessions.js';
 import { createAwsStsIssuer } from './issuance/aws-sts/aws-sts-issuer.js';

@@ -20,7 +20,7 @@ import type { ResourceServerConfig } from '../../src/config/schema.js';
 import { createResourceServerAuthenticator } from '../../src/http/oauth/client-auth.js';
 import type { KeyManager } from '../../src/keys/key-manager.js';
 import { signJwt } from '../../src/keys/jws.js';
-import { revocationFeedRouter, type RevocationFeedRouter } from '../../src/revocation/feed/feed-routes.js';
+import { revocationFeedRouter, type RevocationFeedRouter } from '../../src/http/feed/feed-routes.js';
 import { RevocationView } from '../../src/revocation/revocation-view.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';

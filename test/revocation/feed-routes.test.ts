@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import type { ResourceServerConfig } from '../../src/config/schema.js';
 import { createResourceServerAuthenticator } from '../../src/http/oauth/client-auth.js';
-import { revocationFeedRouter, type RevocationFeedDeps, type RevocationFeedRouter } from '../../src/revocation/feed/feed-routes.js';
+import { revocationFeedRouter, type RevocationFeedDeps, type RevocationFeedRouter } from '../../src/http/feed/feed-routes.js';
 import { RevocationView } from '../../src/revocation/revocation-view.js';
 import type { Revocation } from '../../src/store/records.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import { createRevocationFollower, type RevocationFollower } from '../../src/client/index.js';
 import { createResourceServerAuthenticator } from '../../src/http/oauth/client-auth.js';
-import { revocationFeedRouter } from '../../src/revocation/feed/feed-routes.js';
+import { revocationFeedRouter } from '../../src/http/feed/feed-routes.js';
 import { TOKEN_REVOKED_EVENT } from '../../src/revocation/feed/set-event.js';
 import { RevocationView } from '../../src/revocation/revocation-view.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';

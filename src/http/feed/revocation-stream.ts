@@ -2,8 +2,8 @@ import type { Request, Response } from 'express';
 import { LeashError } from '../../errors/leash-error.js';
 import type { Revocation } from '../../store/records.js';
 import type { RevocationFeedDeps } from './feed-routes.js';
-import { concerns } from '../revocation-audiences.js';
-import { toFeedItem } from './feed-item.js';
+import { concerns } from '../../revocation/revocation-audiences.js';
+import { toFeedItem } from '../../revocation/feed/feed-item.js';
 
 /** Shared by every stream of one router. */
 export interface StreamRegistry {

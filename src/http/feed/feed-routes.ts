@@ -1,13 +1,13 @@
 import express, { type Request, type Response } from 'express';
 import type { ResourceServerConfig } from '../../config/schema.js';
 import { LeashError } from '../../errors/leash-error.js';
-import { formBody, oauthFormParser, sendOAuthError } from '../../http/oauth/client-auth.js';
+import { formBody, oauthFormParser, sendOAuthError } from '../oauth/client-auth.js';
 import type { RevocationStore, StoreIdentity } from '../../store/store.js';
 import type { Clock } from '../../time/clock.js';
-import type { RevocationService } from '../revocation-service.js';
+import type { RevocationService } from '../../revocation/revocation-service.js';
 import type { Revocation } from '../../store/records.js';
-import { concerns } from '../revocation-audiences.js';
-import { toFeedItem } from './feed-item.js';
+import { concerns } from '../../revocation/revocation-audiences.js';
+import { toFeedItem } from '../../revocation/feed/feed-item.js';
 import { openRevocationStream, type StreamRegistry } from './revocation-stream.js';
 
 export interface RevocationFeedDeps {
