@@ -1,6 +1,6 @@
 import type { LeashTokenClaims } from '../issuance/jwt/verify-leash-token.js';
 import type { RevocationService } from '../revocation/revocation-service.js';
-import type { ActClaim } from './act-claim.js';
+import type { ActClaim } from '../issuance/jwt/act-claim.js';
 
 /**
  * Delegation chains (RFC 8693 §1.1, §4.1): plugin B presents plugin A's Leash token as
@@ -8,7 +8,7 @@ import type { ActClaim } from './act-claim.js';
  * verifyUpstream (upstream.ts) → checkDelegationTarget (chain-rules.ts) → narrowForChain
  * (narrow.ts). See docs/delegation.md.
  */
-export type { ActClaim } from './act-claim.js';
+export type { ActClaim } from '../issuance/jwt/act-claim.js';
 export { verifyUpstream } from './upstream.js';
 export { checkDelegationTarget } from './chain-rules.js';
 export { narrowForChain } from './narrow.js';

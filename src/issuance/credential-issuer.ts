@@ -2,7 +2,7 @@ import type { WorkloadIdentity } from '../attestation/attestor.js';
 import type { CredentialKind } from '../config/schema.js';
 import type { CompiledGrant, CompiledPlugin } from '../policy/types.js';
 import type { IssuedToken, Task } from '../store/records.js';
-import type { ActClaim } from '../delegation/delegation.js';
+import type { ActClaim } from './jwt/act-claim.js';
 import type { ApprovalReceipt } from '../approvals/gate.js';
 
 export interface IssueRequest {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { compilePolicy } from '../../src/policy/compile.js';
 import { checkDelegationTarget, narrowForChain, verifyUpstream, type Upstream } from '../../src/delegation/delegation.js';
-import { actOf, actorsOf, parseActClaim, parseChainEffects } from '../../src/delegation/act-claim.js';
+import { actOf, actorsOf, parseActClaim, parseChainEffects } from '../../src/issuance/jwt/act-claim.js';
 import { LeashError } from '../../src/errors/leash-error.js';
 import type { LeashTokenClaims } from '../../src/issuance/jwt/verify-leash-token.js';
 import type { RevocationService, TokenFacts } from '../../src/revocation/revocation-service.js';

@@ -1,4 +1,4 @@
-import { EFFECTS } from '../config/schema.js';
+import { EFFECTS } from '../../config/schema.js';
 
 /** RFC 8693 §4.1 `act`: the current actor, with prior actors nested inside (newest outermost). */
 export interface ActClaim {
