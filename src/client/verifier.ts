@@ -2,7 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { verifyDpopProof } from '../dpop/verify-proof.js';
 import { isLeashError } from '../errors/leash-error.js';
-import { actDepthOf, chainPluginsOf, MAX_CHAIN_JTI, parseChainJti } from '../delegation/chain-jti.js';
+import { actDepthOf, chainPluginsOf, MAX_CHAIN_JTI, parseChainJti } from './chain-jti.js';
 import type { ReplayCache } from '../store/store.js';
 import { systemClock, type Clock } from '../time/clock.js';
 import { LeashVerifyError } from './errors.js';

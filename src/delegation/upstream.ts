@@ -2,7 +2,7 @@ import { LeashError } from '../errors/leash-error.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import type { TokenFacts } from '../revocation/revocation-service.js';
 import { actorsOf } from '../issuance/jwt/act-claim.js';
-import { chainPluginsOf } from './chain-jti.js';
+import { chainPluginsOf } from '../client/chain-jti.js';
 import type { DelegationDeps, Upstream } from './delegation.js';
 
 /**

@@ -1,5 +1,5 @@
 import { Router, type Request, type Response } from 'express';
-import { chainPluginsOf } from '../../delegation/chain-jti.js';
+import { chainPluginsOf } from '../../client/chain-jti.js';
 import { LeashError } from '../../errors/leash-error.js';
 import type { LeashTokenClaims } from '../../issuance/jwt/verify-leash-token.js';
 import type { RevocationService, TokenFacts } from '../../revocation/revocation-service.js';

@@ -3,7 +3,7 @@ import { LeashError } from '../../errors/leash-error.js';
 import type { KeyManager } from '../../keys/key-manager.js';
 import { epochSeconds, type Clock } from '../../time/clock.js';
 import { actorsOf, parseActClaim, parseChainEffects, type ActClaim } from './act-claim.js';
-import { parseChainJti } from '../../delegation/chain-jti.js';
+import { parseChainJti } from '../../client/chain-jti.js';
 
 /** The claims of a Leash access token (see jwt-issuer.ts), typed after verification. */
 export interface LeashTokenClaims {

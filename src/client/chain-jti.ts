@@ -4,7 +4,7 @@
  * revokes this token too (the cascade), without a revocation record per downstream token.
  * One jti per actor before this one, so its length equals the depth of `act`.
  *
- * No imports: the client SDK's verifier shares this check.
+ * Part of the SDK (its verifier checks it at resource servers); the broker imports it from here.
  */
 
 /** At most one upstream token per actor, and the schema caps `settings.delegation.max_depth` at 10 (MAX_ACT_DEPTH). */
