@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { accessTokenHash } from '../dpop/verify-proof.js';
-import { systemClock, type Clock } from '../time/clock.js';
+import { accessTokenHash } from './dpop-proof.js';
+import { systemClock, type Clock } from './clock.js';
 
 /** `Ed25519` is RFC 9864's fully-specified name for `EdDSA` over an Ed25519 key: the same signature. */
 export type DpopAlgorithm = 'ES256' | 'EdDSA' | 'Ed25519';

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { AWS_ATTESTATION_TOKEN_TYPE, awsAttestation, type AwsAttestationOptions } from './aws-attestation.js';
 import { discoverTokenEndpoint, isHttpUrl, readJson } from './discovery.js';
 import { decodeJwt } from 'jose';
-import { systemClock, type Clock } from '../time/clock.js';
+import { systemClock, type Clock } from './clock.js';
 import { createDpopKey, type DpopKey } from './dpop-key.js';
 import { LeashExchangeError } from './errors.js';
 

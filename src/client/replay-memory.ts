@@ -1,4 +1,4 @@
-import type { ReplayCache } from '../store/store.js';
+import type { ReplayCache } from './dpop-proof.js';
 
 /**
  * A bounded in-memory replay cache for one resource-server process. When full it sweeps

@@ -1,4 +1,4 @@
-import { systemClock, type Clock } from '../time/clock.js';
+import { systemClock, type Clock } from './clock.js';
 
 /** What a revocation check needs from a verified Leash token. `iat` in seconds; `kid` from the JWS header. */
 export interface RevocationFacts {

@@ -1,10 +1,8 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { verifyDpopProof } from '../dpop/verify-proof.js';
-import { isLeashError } from '../errors/leash-error.js';
 import { actDepthOf, chainPluginsOf, MAX_CHAIN_JTI, parseChainJti } from './chain-jti.js';
-import type { ReplayCache } from '../store/store.js';
-import { systemClock, type Clock } from '../time/clock.js';
+import { systemClock, type Clock } from './clock.js';
+import { DpopProofError, verifyDpopProof, type ReplayCache } from './dpop-proof.js';
 import { LeashVerifyError } from './errors.js';
 import { createMemoryReplayCache } from './replay-memory.js';
 import type { LeashRevocationView } from './revocation-follower.js';
@@ -210,7 +208,7 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
             accessToken: token,
           }));
         } catch (err) {
-          if (isLeashError(err)) throw new LeashVerifyError('invalid_dpop_proof', err.description, { scheme: 'DPoP', cause: err });
+          if (err instanceof DpopProofError) throw new LeashVerifyError('invalid_dpop_proof', err.description, { scheme: 'DPoP', cause: err });
           throw err;
         }
         if (jkt !== boundJkt) throw new LeashVerifyError('invalid_token', 'the DPoP proof is signed by a key the token is not bound to', { scheme: 'DPoP' });

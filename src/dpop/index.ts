@@ -1,2 +1,2 @@
 export { verifyDpopProof, accessTokenHash, type VerifyDpopProofOptions, type DpopProofResult } from './verify-proof.js';
-export { normalizeHtu } from './htu.js';
+export { normalizeHtu } from '../client/htu.js';
