@@ -1,0 +1,70 @@
+/**
+ * Import rules for src/, generated from the layers in tools/layers.json (the one place they
+ * are written down). `npm test` runs them (test/architecture/layers.test.ts, through
+ * tools/layers.ts, which also refuses cycles between folders); `npm run layers` prints
+ * every violation. Type-only imports count: a type import ties two folders as much as any.
+ */
+const { layers } = require('./tools/layers.json');
+
+const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** Matches every module of the given units (a folder with everything under it, or a file). */
+const unitsPath = (units) => `^src/(${units.map(escape).join('|')})(/|$)`;
+const unitsOf = (layer) => Object.keys(layer.units);
+
+const layerRules = layers.slice(1).map((layer, i) => {
+  const above = layers.slice(0, i + 1);
+  return {
+    name: `layer-${layer.name}`,
+    comment: `${layer.name} (${unitsOf(layer).join(', ')}) must not import a layer above it: ${above.map((l) => l.name).join(', ')}`,
+    severity: 'error',
+    from: { path: unitsPath(unitsOf(layer)) },
+    to: { path: unitsPath(above.flatMap(unitsOf)) },
+  };
+});
+
+module.exports = {
+  forbidden: [
+    ...layerRules,
+    {
+      name: 'sdk-runs-on-jose-alone',
+      comment: 'at run time the SDK needs jose and node built-ins only',
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: { dependencyTypesNot: ['core', 'local', 'type-only'], pathNot: '(^|/)node_modules/jose/' },
+    },
+    {
+      name: 'sdk-types-of-jose-and-express',
+      comment: 'the SDK may name express types (its middleware), nothing else from a package but jose',
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: { dependencyTypes: ['type-only'], path: '(^|/)node_modules/', pathNot: '(^|/)node_modules/(jose|express|@types/express|@types/express-serve-static-core)/' },
+    },
+    {
+      name: 'http-stays-in-the-entry-layer',
+      comment: 'express and oidc-provider belong to the entry layer (and the SDK middleware): a domain or foundation folder exports functions, never a router',
+      severity: 'error',
+      from: { path: '^src/', pathNot: unitsPath([...unitsOf(layers[0]), ...unitsOf(layers[layers.length - 1])]) },
+      to: { path: '(^|/)node_modules/(express|@types/express|@types/express-serve-static-core|oidc-provider|@types/oidc-provider|koa|@types/koa)/' },
+    },
+    {
+      name: 'src-not-to-tests-or-bench',
+      comment: 'test/ and bench/ use src/, never the other way round',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: '^(test|bench)/' },
+    },
+    {
+      name: 'resolvable',
+      comment: 'an import the checker cannot resolve would escape every rule above',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { couldNotResolve: true },
+    },
+  ],
+  options: {
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    doNotFollow: { path: 'node_modules' },
+    enhancedResolveOptions: { extensions: ['.ts', '.js'] },
+  },
+};
