@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { TLSSocket } from 'node:tls';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { safeErrorDescription } from '../errors/error-description.js';
+import { safeErrorDescription } from './error-description.js';
 import { LeashVerifyError } from './errors.js';
 import type { LeashPrincipal, LeashVerifier } from './verifier.js';
 

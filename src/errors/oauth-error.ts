@@ -1,5 +1,5 @@
 import { ERROR_CODES } from './codes.js';
-import { safeErrorDescription } from './error-description.js';
+import { safeErrorDescription } from '../client/error-description.js';
 import { LeashError } from './leash-error.js';
 
 export interface OAuthErrorResponse {

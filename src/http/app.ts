@@ -1,7 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { LeashError } from '../errors/leash-error.js';
 import { toOAuthError } from '../errors/oauth-error.js';
-import { safeErrorDescription } from '../errors/error-description.js';
+import { safeErrorDescription } from '../client/error-description.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { Metrics } from '../metrics/metrics.js';

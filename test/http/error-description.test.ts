@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { connect } from 'node:net';
-import { MAX_ERROR_DESCRIPTION, safeErrorDescription, withSafeErrorDescription } from '../../src/errors/error-description.js';
+import { MAX_ERROR_DESCRIPTION, safeErrorDescription, withSafeErrorDescription } from '../../src/client/error-description.js';
 import { createDpopKey } from '../../src/client/index.js';
 import { CRM_API, EXCHANGE, JWT_TYPE, ORCHESTRATOR_KEY, startTestBroker, type TestBroker } from '../support/broker.js';
 

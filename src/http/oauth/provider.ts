@@ -9,7 +9,7 @@ import type { CompiledPolicy } from '../../policy/types.js';
 import { TOKEN_EXCHANGE_GRANT } from '../../formats/token-types.js';
 import { SigningKeyAdapter } from './signing-key-adapter.js';
 import { StatelessAdapter } from './stateless-adapter.js';
-import { withSafeErrorDescription } from '../../errors/error-description.js';
+import { withSafeErrorDescription } from '../../client/error-description.js';
 import { ATTESTED_CLIENT_ID } from './token-client.js';
 
 /** RFC 8693 §2.1 parameters the grant accepts; `resource` and `audience` may repeat. */
