@@ -552,7 +552,9 @@ export class Broker {
       this.metrics.exchanges.inc({ outcome: 'denied', reason: 'ERR_PROTOCOL' });
     });
     // Client credentials Leash cannot verify are refused, and a request without client_id is identified by its attestation.
-    const oauth = tokenClientGate(provider.callback(), {
+    // Koa settles its own errors (ctx.onerror): the promise its handler returns never rejects.
+    const koa = provider.callback();
+    const oauth = tokenClientGate((req, res) => void koa(req, res), {
       maxBodyBytes: () => config.settings.max_body_bytes,
       onRefused: async (err, clientId) => {
         this.metrics.exchanges.inc({ outcome: 'denied', reason: err.code });

@@ -106,7 +106,7 @@ export function unitGraph(result: ICruiseResult): Map<string, Map<string, [strin
       const to = unitOf(d.resolved);
       if (to === undefined || to === from) continue;
       let targets = graph.get(from);
-      if (!targets) graph.set(from, (targets = new Map()));
+      if (!targets) graph.set(from, (targets = new Map<string, [string, string][]>()));
       let edges = targets.get(to);
       if (!edges) targets.set(to, (edges = []));
       edges.push([m.source, d.resolved]);

@@ -120,15 +120,15 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
     const plugin = new LeashPluginClient({ issuer: base, clientId: 'crm-reader', attestation: { token: () => saToken } });
     const token = await plugin.getToken({ audience: CRM_API, task: task.id });
     const claims = decode(token.accessToken);
-    say(`   token_type=${token.tokenType} scope="${token.scope}" expires_in=${Math.round((token.expiresAt - Date.now()) / 1000)}s`);
+    say(`   token_type=${token.tokenType} scope="${token.scope.join(' ')}" expires_in=${Math.round((token.expiresAt - Date.now()) / 1000)}s`);
     say(`   claims: ${JSON.stringify(claims)}`);
     say();
 
     say('4. The CRM API verifies it against Leash\'s JWKS (issuer, audience, scope, task):');
     const verifier = createLeashVerifier({ issuer, audience: CRM_API, jwksUri: `${base}/jwks` });
     const crm = express();
-    crm.get('/contacts', requireLeashToken(verifier, { requiredScopes: ['contacts:read'] }), (_req, res) => {
-      res.json({ contacts: ['Ada Lovelace', 'Alan Turing'], served_to: res.locals.leash });
+    crm.get('/contacts', requireLeashToken(verifier, { requiredScopes: ['contacts:read'] }), (req, res) => {
+      res.json({ contacts: ['Ada Lovelace', 'Alan Turing'], served_to: req.leash });
     });
     api = createServer(crm);
     await new Promise<void>((r) => api!.listen(0, '127.0.0.1', () => r()));

@@ -155,7 +155,7 @@ export function extractGeneratedSection(doc: string): string | undefined {
 
 /** `leash docs --out <path>`: rewrite only the generated section, keeping the hand-written intro. */
 export async function writeConfigurationDoc(path: string): Promise<void> {
-  let doc = '';
+  let doc: string;
   try {
     doc = await readFile(path, 'utf8');
   } catch (e) {

@@ -27,6 +27,8 @@ function serialise(value: unknown, seen: Set<object>): string | undefined {
     case 'function':
     case 'symbol':
       return undefined;
+    case 'object':
+      break; // below
   }
   if (value === null) return 'null';
   const obj = value as object;

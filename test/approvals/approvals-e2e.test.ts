@@ -207,7 +207,7 @@ describe('approvals end to end', () => {
     const config = await oidc.discovery(new URL(tb.url), 'prod-only', undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
     const params = async () => ({ subject_token: await tb.cluster.saToken({ sa: 'prod-only', nowSeconds: nowS() }), subject_token_type: JWT_TYPE, resource: AUDIT_API, task });
     let approvalId: string | undefined;
-    let interval = 0;
+    let interval: number | undefined;
     try {
       await oidc.genericGrantRequest(config, EXCHANGE, await params());
       throw new Error('expected authorization_pending');
@@ -219,7 +219,7 @@ describe('approvals end to end', () => {
       interval = Number(e.cause.interval);
     }
     expect((await admin('POST', `/admin/approvals/${approvalId}/approve`)).status).toBe(200);
-    clock.advance(interval);
+    clock.advance(interval!);
     const response = await oidc.genericGrantRequest(config, EXCHANGE, { ...(await params()), approval_id: approvalId! });
     expect(decodeJwt(response.access_token).approval).toMatchObject({ id: approvalId, approver: 'apikey:approver' });
   });

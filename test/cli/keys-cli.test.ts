@@ -66,7 +66,7 @@ describe('leash keys (CLI against a live broker)', () => {
     expect(r.code).toBe(0);
     expect(r.out).toContain(`promoted ${next}  next -> current`);
     expect(r.out).toContain(`retired  ${current}  current -> retired`);
-    expect(r.out).toMatch(/created  \S+  \(new\) -> next/);
+    expect(r.out).toMatch(/created {2}\S+ {2}\(new\) -> next/);
     expect(tb.broker.keys.list().find((k) => k.kid === current)?.state).toBe('retired');
   });
 

@@ -105,7 +105,7 @@ async function startFeed(opts: { clock?: Clock; heartbeatMs?: number; noStream?:
     await new Promise<void>((r) => server.close(() => r()));
     for (const s of [...retired, feed.store]) await s.close().catch(() => undefined);
   };
-  cleanups.push(feed.close);
+  cleanups.push(() => feed.close());
   return feed;
 }
 
@@ -348,7 +348,7 @@ describe('createLeashVerifier({ revocations })', () => {
     keys = k.keys;
     cleanups.push(k.cleanup);
     issuer = await startIssuer({ keys, clock: systemClock });
-    cleanups.push(issuer.close);
+    cleanups.push(() => issuer.close());
     feed = await startFeed();
     follower = follow(feed);
     await follower.ready();
@@ -388,7 +388,7 @@ describe('createLeashVerifier({ revocations })', () => {
     const k = await tempKeys(systemClock);
     cleanups.push(k.cleanup);
     const iss = await startIssuer({ keys: k.keys, clock: systemClock });
-    cleanups.push(iss.close);
+    cleanups.push(() => iss.close());
     const mint = (extra: Record<string, unknown> = {}) => {
       const now = Math.floor(Date.now() / 1000);
       return signJwt(k.keys.current(), { typ: 'at+jwt' }, { iss: iss.url, sub: 'p', aud: AUD, iat: now, exp: now + 300, jti: randomBytes(8).toString('hex'), scope: 'items:read', plugin: 'p', task: 'task-1', ...extra });
@@ -420,7 +420,7 @@ describe('createLeashVerifier({ revocations })', () => {
     const k = await tempKeys(systemClock);
     cleanups.push(k.cleanup);
     const iss = await startIssuer({ keys: k.keys, clock: systemClock });
-    cleanups.push(iss.close);
+    cleanups.push(() => iss.close());
     const now = Math.floor(Date.now() / 1000);
     const root = `root-${randomBytes(4).toString('hex')}`;
     const mid = `mid-${randomBytes(4).toString('hex')}`;

@@ -52,7 +52,7 @@ beforeAll(async () => {
   otherKeys = b.keys;
   cleanups.push(a.cleanup, b.cleanup);
   issuer = await startIssuer({ keys, clock: systemClock });
-  cleanups.push(issuer.close);
+  cleanups.push(() => issuer.close());
   dpopKey = await createDpopKey('ES256');
 
   verifier = createLeashVerifier({ issuer: issuer.url, audience: AUD, requiredScopes: ['items:read'] });

@@ -229,7 +229,7 @@ describe('admin key API (local backend, default 1 h prepublish)', () => {
     expect(await jwksKids(tb)).not.toContain(kid);
     expect((res.json.keys as KeyView[]).find((k) => k.kid === next)!.state).toBe('current');
     // The token it signed no longer verifies, and the revocation list names the key.
-    expect(await tb.broker.revocation.isRevoked({ jti: 'x', plugin: 'crm-reader', task, kid, iat: Math.floor(Date.now() / 1000) })).toBe(true);
+    expect(tb.broker.revocation.isRevoked({ jti: 'x', plugin: 'crm-reader', task, kid, iat: Math.floor(Date.now() / 1000) })).toBe(true);
     const actor = 'apikey:sec-only';
     expect(await events(tb, 'key.revoked')).toContainEqual(expect.objectContaining({ kid, cause: 'emergency', actor, reason: 'private key found in a public repository' }));
     expect(await events(tb, 'token.revoked')).toContainEqual(expect.objectContaining({ scope: 'key', id: kid, actor }));

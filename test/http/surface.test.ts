@@ -388,7 +388,8 @@ describe('an internal fault in the protocol layer is a 503 with Retry-After, nev
       },
       log: (level, msg) => void logged.push(`${level} ${msg}`),
     });
-    server = createServer(pinIssuerOrigin(provider.callback(), tb.url));
+    const koa = provider.callback();
+    server = createServer(pinIssuerOrigin((req, res) => void koa(req, res), tb.url));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });

@@ -17,7 +17,7 @@ import { waitFor } from '../support/wait.js';
 
 const TOKEN_ENV = 'LEASH_REPLICA_KEY_REVOCATION_TOKEN';
 const SECURITY_KEY = OPS_KEY; // the test config's ops key also holds the security role
-const cleanup: Array<() => Promise<unknown> | unknown> = [];
+const cleanup: Array<() => unknown> = [];
 
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c();

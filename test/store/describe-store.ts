@@ -1040,8 +1040,8 @@ export function describeStore(name: string, factory: StoreFactory): void {
         await store.endTask(ended.id, clock.now(), 'apikey:security');
         await store.recordIssued(token);
         expect(await store.remember('seen', clock.now() + HOUR)).toBe(true);
-        let last = await store.append('task.opened', { task: task.id }, 1);
-        last = await store.append('exchange.issued', { jti: token.jti }, 2);
+        await store.append('task.opened', { task: task.id }, 1);
+        const last = await store.append('exchange.issued', { jti: token.jti }, 2);
         const revoked = await store.addRevocation(aRevocation(clock, { scope: 'task', id: ended.id }));
         const purged = await store.addRevocation(aRevocation(clock, { keepUntil: clock.now() + 1 }));
         expect(await store.purgeRevocations(clock.now() + 1)).toBe(1);

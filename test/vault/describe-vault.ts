@@ -27,7 +27,7 @@ export async function rejection(p: Promise<unknown>): Promise<VaultError> {
     await p;
   } catch (err) {
     if (err instanceof VaultError) return err;
-    throw new Error(`expected a VaultError, got ${inspect(err)}`);
+    throw new Error(`expected a VaultError, got ${inspect(err)}`, { cause: err });
   }
   throw new Error('expected a rejection');
 }

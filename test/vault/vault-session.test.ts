@@ -53,7 +53,7 @@ async function startupError(p: Promise<unknown>): Promise<VaultStartupError> {
     await p;
   } catch (err) {
     if (err instanceof VaultStartupError) return err;
-    throw new Error(`expected a VaultStartupError, got ${inspect(err)}`);
+    throw new Error(`expected a VaultStartupError, got ${inspect(err)}`, { cause: err });
   }
   throw new Error('expected a rejection');
 }

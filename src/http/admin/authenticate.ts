@@ -40,7 +40,7 @@ export function createAdminAuthenticator(
   async function viaJwt(token: string): Promise<AdminPrincipal> {
     let iss: unknown;
     try {
-      iss = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')).iss;
+      iss = (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { iss?: unknown }).iss;
     } catch {
       throw new LeashError('ERR_ADMIN_UNAUTHENTICATED', 'malformed bearer token');
     }

@@ -116,7 +116,7 @@ export function buildProvider(opts: {
   // every error body leaves through RFC 6749's description character set.
   provider.use(async (ctx, next) => {
     await next();
-    const safe = withSafeErrorDescription(ctx.body);
+    const safe = withSafeErrorDescription<unknown>(ctx.body);
     if (safe !== ctx.body) ctx.body = safe;
   });
   return provider;

@@ -243,7 +243,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /** The RFC 8935 `err` of an error answer, read from at most a few KB of the body. */
 async function errorCode(res: Response): Promise<string | undefined> {
   if (!res.body) return undefined;
-  const reader = res.body.getReader();
+  const reader = res.body.getReader() as ReadableStreamDefaultReader<Uint8Array>;
   const chunks: Uint8Array[] = [];
   let size = 0;
   try {

@@ -265,7 +265,7 @@ export class SqliteStore implements Store {
       // Keyed by the resolved file, so `./x.db` and its absolute path share one hub.
       const hub = acquireHub(inMemory ? undefined : realpathSync(opts.path));
       this.#hub = hub.hub;
-      this.#releaseHub = hub.release;
+      this.#releaseHub = () => hub.release();
     } catch (err) {
       try {
         db?.close();
@@ -284,25 +284,24 @@ export class SqliteStore implements Store {
     const s = this.#s;
     // IMMEDIATE: takes the write lock before reading the head, so another process sharing
     // the file cannot append between our read and our insert and fork the chain.
-    this.#appendTx = this.#db
-      .transaction((type: string, canonicalEvent: string, ts: number): AuditRow => {
-        this.#assertEpoch();
-        // An empty chain begins at its genesis (seq 1, or where an accepted reset continued it).
-        const h = (s.head.get() as { seq: number; hash: string } | undefined) ?? genesisAnchor(readGenesis(this.#i));
-        const seq = h.seq + 1;
-        const hash = chainHashCanonical(h.hash, seq, ts, type, canonicalEvent);
-        s.insertAudit.run(seq, ts, type, canonicalEvent, h.hash, hash);
-        return { seq, ts, type, event: canonicalEvent, prev_hash: h.hash, hash };
-      })
-      .immediate;
+    const appendTx = this.#db.transaction((type: string, canonicalEvent: string, ts: number): AuditRow => {
+      this.#assertEpoch();
+      // An empty chain begins at its genesis (seq 1, or where an accepted reset continued it).
+      const h = (s.head.get() as { seq: number; hash: string } | undefined) ?? genesisAnchor(readGenesis(this.#i));
+      const seq = h.seq + 1;
+      const hash = chainHashCanonical(h.hash, seq, ts, type, canonicalEvent);
+      s.insertAudit.run(seq, ts, type, canonicalEvent, h.hash, hash);
+      return { seq, ts, type, event: canonicalEvent, prev_hash: h.hash, hash };
+    });
+    this.#appendTx = appendTx.immediate.bind(appendTx);
     const a = this.#a;
-    this.#openApprovalTx = this.#db.transaction((rec: ApprovalRecord, opts: OpenApprovalOptions) => openApprovalRow(a, rec, opts)).immediate;
-    this.#addRevocationTx = this.#db
-      .transaction((r: Omit<Revocation, 'seq'>): RevocationRow => {
-        this.#assertEpoch();
-        return s.insertRevocation.get(r.scope, r.id, r.issuedBefore, r.revokedAt, r.keepUntil, r.reason, r.actor, r.audiences === undefined ? null : JSON.stringify(r.audiences)) as RevocationRow;
-      })
-      .immediate;
+    const openApprovalTx = this.#db.transaction((rec: ApprovalRecord, opts: OpenApprovalOptions) => openApprovalRow(a, rec, opts));
+    this.#openApprovalTx = openApprovalTx.immediate.bind(openApprovalTx);
+    const addRevocationTx = this.#db.transaction((r: Omit<Revocation, 'seq'>): RevocationRow => {
+      this.#assertEpoch();
+      return s.insertRevocation.get(r.scope, r.id, r.issuedBefore, r.revokedAt, r.keepUntil, r.reason, r.actor, r.audiences === undefined ? null : JSON.stringify(r.audiences)) as RevocationRow;
+    });
+    this.#addRevocationTx = addRevocationTx.immediate.bind(addRevocationTx);
   }
 
   /** Inside a write transaction: the store must still be in this handle's epoch. */
@@ -396,7 +395,7 @@ export class SqliteStore implements Store {
         );
       } catch (err) {
         // Ids are random; a duplicate is a caller bug, and overwriting could revive an ended task.
-        if (isConstraintError(err)) throw new TypeError(`createTask: a task with this id already exists`);
+        if (isConstraintError(err)) throw new TypeError(`createTask: a task with this id already exists`, { cause: err });
         throw err;
       }
     });
@@ -435,7 +434,7 @@ export class SqliteStore implements Store {
       try {
         this.#s.insertToken.run(t.jti, t.plugin, t.task ?? null, t.audience, scopes, t.kind, t.kid ?? null, t.issuedAt, t.expiresAt, t.jkt ?? null);
       } catch (err) {
-        if (isConstraintError(err)) throw new TypeError('recordIssued: a token with this jti is already recorded');
+        if (isConstraintError(err)) throw new TypeError('recordIssued: a token with this jti is already recorded', { cause: err });
         throw err;
       }
     });
@@ -530,7 +529,7 @@ export class SqliteStore implements Store {
         this.#durably(() => insertApproval(this.#a, a));
       } catch (err) {
         // Ids are random; overwriting could resurrect a decided or used approval.
-        if (isConstraintError(err)) throw new TypeError('createApproval: an approval with this id already exists');
+        if (isConstraintError(err)) throw new TypeError('createApproval: an approval with this id already exists', { cause: err });
         throw err;
       }
     });
@@ -545,7 +544,7 @@ export class SqliteStore implements Store {
         // IMMEDIATE: the write lock is taken before the counts are read.
         return this.#durably(() => this.#openApprovalTx(a, opts));
       } catch (err) {
-        if (isConstraintError(err)) throw new TypeError('openApproval: an approval with this id already exists');
+        if (isConstraintError(err)) throw new TypeError('openApproval: an approval with this id already exists', { cause: err });
         throw err;
       }
     });
@@ -593,7 +592,7 @@ export class SqliteStore implements Store {
         // Fsynced: a lease forgotten in a crash would outlive its task's revocation.
         this.#durably(() => insertLease(this.#l, l));
       } catch (err) {
-        if (isConstraintError(err)) throw new TypeError('recordLease: a lease for this jti is already recorded');
+        if (isConstraintError(err)) throw new TypeError('recordLease: a lease for this jti is already recorded', { cause: err });
         throw err;
       }
     });
