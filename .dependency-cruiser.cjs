@@ -6,9 +6,9 @@
  */
 const { layers } = require('./tools/layers.json');
 
-const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** Matches every module of the given units (a folder with everything under it, or a file). */
-const unitsPath = (units) => `^src/(${units.map(escape).join('|')})(/|$)`;
+const unitsPath = (units) => `^src/(${units.map(escapeRegExp).join('|')})(/|$)`;
 const unitsOf = (layer) => Object.keys(layer.units);
 
 const layerRules = layers.slice(1).map((layer, i) => {
