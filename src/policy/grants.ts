@@ -1,25 +1,11 @@
 import type { ConfigProblem } from '../config/config-error.js';
-import { SENDER_CONSTRAINABLE_KINDS } from '../formats/token-types.js';
-import { APPROVAL_BY_DEFAULT_EFFECTS, type ApprovalRule, type GrantConfig, type PluginConfig, type Settings } from '../config/schema.js';
+import { effectiveApproval, effectiveDpop } from '../config/effective.js';
+import type { GrantConfig, PluginConfig, Settings } from '../config/schema.js';
 import type { CoveringException } from '../review/guardrails.js';
 import { compileConditions } from './conditions.js';
 import type { CompiledGrant } from './types.js';
 
 const DEFAULT_MAX_TTL = 300;
-
-/** The grant's approval rule, or the default its effect and the plugin's tier imply. */
-export function effectiveApproval(spec: GrantConfig, plugin: PluginConfig, settings: Settings): ApprovalRule {
-  // Unless the grant says otherwise, effects that change or send out data, and plugins of
-  // the risk tiers the settings name, wait for a person.
-  return spec.approval ?? (APPROVAL_BY_DEFAULT_EFFECTS.has(spec.effect) || (settings.approvals.required_for_risk as readonly string[]).includes(plugin.risk) ? 'human' : 'none');
-}
-
-/** Whether tokens of this grant are DPoP-bound: the grant's own `dpop: required` or the plugin's tier. */
-export function effectiveDpop(spec: GrantConfig, plugin: PluginConfig, settings: Settings): boolean {
-  // A risk tier's DPoP rule applies only where a proof binds something (`dpop: required` on
-  // other kinds is refused at load).
-  return SENDER_CONSTRAINABLE_KINDS.has(spec.kind ?? 'jwt') && (spec.dpop === 'required' || (settings.dpop.required_for_risk as readonly string[]).includes(plugin.risk));
-}
 
 /** Compile one grant; problems go to `problems` with their paths under `path`. */
 export function compileGrant(

@@ -15,7 +15,7 @@ import {
 } from '../config/schema.js';
 import { claimsPinWorkload } from '../config/kind-rules.js';
 import { translateErrors } from '../config/validate.js';
-import { effectiveApproval, effectiveDpop } from '../policy/grants.js';
+import { effectiveApproval, effectiveDpop } from '../config/effective.js';
 
 /**
  * Guardrails: organisation-level limits every grant must meet. The defaults ship on; a

@@ -1,5 +1,5 @@
 import type { BindingConfig, GrantConfig, LeashConfig, MatchConfig } from '../../config/schema.js';
-import { effectiveApproval, effectiveDpop } from '../../policy/grants.js';
+import { effectiveApproval, effectiveDpop } from '../../config/effective.js';
 import { bindingBreadth, issuerKindOf, compileScopePatterns, defaultGuardrails, parseDate } from '../guardrails.js';
 import { grantsOf, STATE_CHANGING, type Check } from './context.js';
 
