@@ -5,7 +5,7 @@ import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError } from './config-error.js';
 import type { GuardrailsConfig, LeashConfig } from './schema.js';
-import { checkGuardrails, defaultGuardrails, effectiveGuardrails, parseGuardrailsFile, violationProblems } from '../review/guardrails.js';
+import { checkGuardrails, defaultGuardrails, effectiveGuardrails, parseGuardrailsFile, violationProblems } from './guardrails.js';
 import { semanticProblems } from './semantic.js';
 import { schemaProblems } from './validate.js';
 

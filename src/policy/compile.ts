@@ -4,7 +4,7 @@ import { BindingIndex, compileBinding, findOverlaps, type CompiledBinding } from
 import { evaluate } from './evaluate.js';
 import { compileGrant } from './grants.js';
 import type { CompiledGrant, CompiledPlugin, CompiledPolicy } from './types.js';
-import { checkGuardrails, defaultGuardrails, type CoveringException } from '../review/guardrails.js';
+import { checkGuardrails, defaultGuardrails, type CoveringException } from '../config/guardrails.js';
 
 /**
  * Which exceptions each grant leans on, keyed `plugin\0audience`: only exceptions that

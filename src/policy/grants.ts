@@ -1,7 +1,7 @@
 import type { ConfigProblem } from '../config/config-error.js';
 import { effectiveApproval, effectiveDpop } from '../config/effective.js';
 import type { GrantConfig, PluginConfig, Settings } from '../config/schema.js';
-import type { CoveringException } from '../review/guardrails.js';
+import type { CoveringException } from '../config/guardrails.js';
 import { compileConditions } from './conditions.js';
 import type { CompiledGrant } from './types.js';
 

@@ -2,7 +2,7 @@ import type { WorkloadIdentity } from '../attestation/attestor.js';
 import type { ApprovalRule, CredentialKind, GrantConfig, PluginConfig, RiskTier } from '../config/schema.js';
 import type { ErrorCode } from '../errors/codes.js';
 import type { Task } from '../store/records.js';
-import type { CoveringException } from '../review/guardrails.js';
+import type { CoveringException } from '../config/guardrails.js';
 
 /** A grant compiled once at load: sets for scopes, predicates for conditions. */
 export interface CompiledGrant {

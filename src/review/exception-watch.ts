@@ -3,7 +3,7 @@ import type { CompiledPolicy } from '../policy/types.js';
 import type { RevocationService } from '../revocation/revocation-service.js';
 import type { TokenIndex } from '../store/store.js';
 import type { Clock } from '../time/clock.js';
-import { parseDate } from './guardrails.js';
+import { parseDate } from '../config/guardrails.js';
 import { alreadyRevoked } from '../revocation/reload-revocations.js';
 
 const DAY_MS = 86_400_000;

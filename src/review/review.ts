@@ -9,7 +9,7 @@ import type { KeyFact, ReviewContext } from './checks/context.js';
 import type { UseSummary } from './evidence.js';
 import { compareFindings, makeFinding, type Finding } from './finding.js';
 import { buildGraph, type PluginGraph } from './graph.js';
-import { checkGuardrails, defaultGuardrails } from './guardrails.js';
+import { checkGuardrails, defaultGuardrails } from '../config/guardrails.js';
 import { SEVERITIES, type Severity } from './rules.js';
 import type { SourceMap } from './source-map.js';
 

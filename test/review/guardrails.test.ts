@@ -6,7 +6,7 @@ import { ConfigError, type ConfigProblem } from '../../src/config/config-error.j
 import { parseConfig, readGuardrailsFile } from '../../src/config/load.js';
 import { compilePolicy } from '../../src/policy/compile.js';
 import type { BindingConfig } from '../../src/config/schema.js';
-import { bindingBreadth, defaultGuardrails } from '../../src/review/guardrails.js';
+import { bindingBreadth, defaultGuardrails } from '../../src/config/guardrails.js';
 import { minimalConfig } from '../config/fixtures.js';
 
 const DAY = 86_400_000;

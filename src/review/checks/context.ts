@@ -1,6 +1,6 @@
 import type { LeashConfig, PluginConfig, GrantConfig } from '../../config/schema.js';
 import type { Finding, FindingInput } from '../finding.js';
-import type { GuardrailReport } from '../guardrails.js';
+import type { GuardrailReport } from '../../config/guardrails.js';
 import type { UseSummary } from '../evidence.js';
 import type { Suspension } from '../../store/records.js';
 

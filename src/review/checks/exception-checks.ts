@@ -1,4 +1,4 @@
-import { parseDate } from '../guardrails.js';
+import { parseDate } from '../../config/guardrails.js';
 import type { Check } from './context.js';
 
 const DAY_MS = 86_400_000;

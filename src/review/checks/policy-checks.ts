@@ -1,6 +1,6 @@
 import type { BindingConfig, GrantConfig, LeashConfig, MatchConfig } from '../../config/schema.js';
 import { effectiveApproval, effectiveDpop } from '../../config/effective.js';
-import { bindingBreadth, issuerKindOf, compileScopePatterns, defaultGuardrails, parseDate } from '../guardrails.js';
+import { bindingBreadth, issuerKindOf, compileScopePatterns, defaultGuardrails, parseDate } from '../../config/guardrails.js';
 import { grantsOf, STATE_CHANGING, type Check } from './context.js';
 
 /** What each effect needs at most, in seconds (the `long-ttl` rule); guardrails set the hard limit. */

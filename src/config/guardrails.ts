@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { Ajv, type ValidateFunction } from 'ajv';
-import type { ConfigProblem } from '../config/config-error.js';
-import { ConfigError } from '../config/config-error.js';
+import type { ConfigProblem } from './config-error.js';
+import { ConfigError } from './config-error.js';
 import {
   Guardrails,
   GuardrailsFile,
@@ -12,10 +12,10 @@ import {
   type LeashConfig,
   type MatchConfig,
   type PluginConfig,
-} from '../config/schema.js';
-import { claimsPinWorkload } from '../config/kind-rules.js';
-import { translateErrors } from '../config/validate.js';
-import { effectiveApproval, effectiveDpop } from '../config/effective.js';
+} from './schema.js';
+import { claimsPinWorkload } from './kind-rules.js';
+import { translateErrors } from './validate.js';
+import { effectiveApproval, effectiveDpop } from './effective.js';
 
 /**
  * Guardrails: organisation-level limits every grant must meet. The defaults ship on; a
