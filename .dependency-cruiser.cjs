@@ -55,10 +55,10 @@ module.exports = {
     },
     {
       name: 'resolvable',
-      comment: 'an import the checker cannot resolve would escape every rule above',
+      comment: 'a relative import the checker cannot resolve would escape every rule above (a package with types only, such as sarif, cannot be a folder of src/)',
       severity: 'error',
       from: { path: '^src/' },
-      to: { couldNotResolve: true },
+      to: { couldNotResolve: true, path: '^\\.' },
     },
   ],
   options: {

@@ -42,11 +42,13 @@ describe('the check refuses, in a copy of src/', () => {
     inject('src/client/verifier.ts', "import type { Clock } from '../time/clock.js';");
     inject('src/client/plugin-client.ts', "import 'express';");
     inject('src/client/replay-memory.ts', "import type { Redis } from 'ioredis';");
+    inject('src/client/errors.ts', "import type { Log } from 'sarif';");
     // A domain folder serving HTTP; src/ reaching into test/; a folder in no layer.
     inject('src/tasks/task-service.ts', "import type { Router } from 'express';");
     mkdirSync(join(root, 'test'));
     writeFileSync(join(root, 'test/probe.ts'), 'export const probe = 1;\n');
     inject('src/quotas/quotas.ts', "import { probe } from '../../test/probe.js';");
+    inject('src/time/backoff.ts', "import '../nowhere.js';");
     mkdirSync(join(root, 'src/unlisted'));
     writeFileSync(join(root, 'src/unlisted/probe.ts'), 'export const probe = 1;\n');
     problems = await checkLayering(root);
@@ -81,11 +83,13 @@ describe('the check refuses, in a copy of src/', () => {
     refused('layer-sdk', 'src/client/verifier.ts', 'src/time/clock.ts');
     refused('sdk-runs-on-jose-alone', 'src/client/plugin-client.ts', /node_modules\/express\//);
     refused('sdk-types-of-jose-and-express', 'src/client/replay-memory.ts', /node_modules\/ioredis\//);
+    refused('sdk-runs-on-jose-alone', 'src/client/errors.ts', 'sarif');
   });
 
-  it('express below the entry layer, src/ importing test/, a folder in no layer', () => {
+  it('express below the entry layer, src/ importing test/, an import that resolves nowhere, a folder in no layer', () => {
     refused('http-stays-in-the-entry-layer', 'src/tasks/task-service.ts', /node_modules\/(@types\/)?express\//);
     refused('src-not-to-tests-or-bench', 'src/quotas/quotas.ts', 'test/probe.ts');
+    refused('resolvable', 'src/time/backoff.ts', '../nowhere.js');
     refused('unit-unassigned', 'src/unlisted');
   });
 });
