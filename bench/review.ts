@@ -38,7 +38,7 @@ function rng(seed: number): () => number {
 
 const EFFECTS = ['read', 'read', 'read', 'read-sensitive', 'write', 'exfiltrate'] as const;
 
-function policy(plugins: number, rand: () => number): Record<string, any> {
+function policy(plugins: number, rand: () => number) {
   const list = Array.from({ length: plugins }, (_, i) => {
     const team = `team-${i % 200}`;
     const grants = Array.from({ length: 2 }, (_, g) => {
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
 
     // ---- setup (not measured): the schema through the store, then a bulk insert of a valid hash chain
     (await openSqliteStore({ path: dbPath }).close());
-    let t0 = Date.now();
+    const t0 = Date.now();
     const db = new Database(dbPath);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = OFF');
@@ -97,8 +97,8 @@ async function main(): Promise<void> {
       for (let seq = from; seq <= to; seq++) {
         const ts = start + Math.floor(((seq - 1) / eventCount) * 30 * DAY);
         // Some plugins stay unused, some grants and scopes too: the use rules have work to do.
-        const p = input.plugins[Math.floor(rand() * pluginCount * 0.95)];
-        const grant = p.grants[rand() < 0.9 ? 0 : p.grants.length - 1];
+        const p = input.plugins[Math.floor(rand() * pluginCount * 0.95)]!;
+        const grant = p.grants[rand() < 0.9 ? 0 : p.grants.length - 1]!;
         const r = rand();
         let type: string;
         let event: Record<string, unknown>;
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
         const ins = extra.prepare('INSERT INTO audit (seq, ts, type, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)');
         extra.transaction(() => {
           for (let seq = eventCount + 1; seq <= eventCount + 10_000; seq++) {
-            const canonical = canonicalJson({ decision: 'issued', reason: 'OK', plugin: 'plugin-1', audience: input.plugins[1].grants[0].audience, scopes: input.plugins[1].grants[0].scopes.slice(0, 1) });
+            const canonical = canonicalJson({ decision: 'issued', reason: 'OK', plugin: 'plugin-1', audience: input.plugins[1]!.grants[0]!.audience, scopes: input.plugins[1]!.grants[0]!.scopes.slice(0, 1) });
             const hash = chainHashCanonical(prev, seq, now - 1000, 'exchange.issued', canonical);
             ins.run(seq, now - 1000, 'exchange.issued', canonical, prev, hash);
             prev = hash;

@@ -64,7 +64,7 @@ export function summarize(rows: readonly DecisionRollupRow[], window: { since: n
         p.issued += r.count;
         p.lastIssuedAt = Math.max(p.lastIssuedAt ?? 0, r.lastAt);
         if (r.audience === undefined) break;
-        const a = p.audiences.get(r.audience) ?? { count: 0, lastAt: 0, scopes: new Map() };
+        const a = p.audiences.get(r.audience) ?? { count: 0, lastAt: 0, scopes: new Map<string, { count: number; lastAt: number }>() };
         p.audiences.set(r.audience, a);
         a.count += r.count;
         a.lastAt = Math.max(a.lastAt, r.lastAt);
