@@ -9,7 +9,7 @@ import { LeashError } from './errors/leash-error.js';
 import { compilePolicy } from './policy/compile.js';
 import { createKeyManager } from './keys/create-key-manager.js';
 import type { KeyManager, KeyTransition } from './keys/key-manager.js';
-import { recordKeyTransitions } from './keys/key-events.js';
+import { recordKeyTransitions } from './audit/key-events.js';
 import { checkCapabilities, openVaultSession, VaultStartupError, type VaultSession } from './vault/vault-session.js';
 import { VaultError, type VaultClient } from './vault/vault-client.js';
 import { requiredVaultCapabilities } from './vault/required-capabilities.js';

@@ -1,7 +1,7 @@
 import express, { Router, type Request, type Response } from 'express';
 import type { AdminRole } from '../../config/schema.js';
 import { LeashError } from '../../errors/leash-error.js';
-import { recordKeyTransitions, type KeyTransitionCause } from '../../keys/key-events.js';
+import { recordKeyTransitions, type KeyTransitionCause } from '../../audit/key-events.js';
 import { KeyOperationError, type KeyInfo, type KeyManager, type KeyTransition } from '../../keys/key-manager.js';
 import type { RevocationService } from '../../revocation/revocation-service.js';
 import type { AdminPrincipal } from './authenticate.js';

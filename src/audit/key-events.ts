@@ -1,5 +1,5 @@
-import type { AuditEventType } from '../audit/events.js';
-import type { KeyTransition } from './key-manager.js';
+import type { AuditEventType } from './events.js';
+import type { KeyTransition } from '../keys/key-manager.js';
 
 /** Why a transition happened: the schedule (tick), an admin call, an emergency revoke, or the first start. */
 export type KeyTransitionCause = 'schedule' | 'api' | 'emergency' | 'init';
