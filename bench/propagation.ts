@@ -67,7 +67,7 @@ function post(agent: Agent, url: string, body: string, headers: Record<string, s
           // RFC 7009: a successful revocation answers 200 with an empty body.
           resolve({ status: res.statusCode ?? 0, json: (text === '' ? {} : JSON.parse(text)) as Record<string, unknown> });
         } catch (err) {
-          reject(err);
+          reject(err instanceof Error ? err : new Error(String(err)));
         }
       });
       res.on('error', reject);
