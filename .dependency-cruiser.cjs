@@ -10,6 +10,12 @@ const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** Matches every module of the given units (a folder with everything under it, or a file). */
 const unitsPath = (units) => `^src/(${units.map(escapeRegExp).join('|')})(/|$)`;
 const unitsOf = (layer) => Object.keys(layer.units);
+/**
+ * Packages an SDK feature needs and the SDK package declares as optional peers: loaded with
+ * `import()` inside the feature, so a plugin that does not use it installs nothing more.
+ */
+const SDK_OPTIONAL_PEERS = ['@aws-sdk/client-sts'];
+const optionalPeersPath = `(^|/)node_modules/(${SDK_OPTIONAL_PEERS.map(escapeRegExp).join('|')})/`;
 
 const layerRules = layers.slice(1).map((layer, i) => {
   const above = layers.slice(0, i + 1);
@@ -30,14 +36,21 @@ module.exports = {
       comment: 'at run time the SDK needs jose and node built-ins only',
       severity: 'error',
       from: { path: '^src/client/' },
-      to: { dependencyTypesNot: ['core', 'local', 'type-only'], pathNot: '(^|/)node_modules/jose/' },
+      to: { dependencyTypesNot: ['core', 'local', 'type-only'], pathNot: `(^|/)node_modules/jose/|${optionalPeersPath}` },
+    },
+    {
+      name: 'sdk-optional-peers-load-lazily',
+      comment: 'an optional peer of the SDK is imported with import() where its feature runs, never at load',
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: { path: optionalPeersPath, dependencyTypesNot: ['dynamic-import', 'type-only'] },
     },
     {
       name: 'sdk-types-of-jose-and-express',
-      comment: 'the SDK may name express types (its middleware), nothing else from a package but jose',
+      comment: 'the SDK may name express types (its middleware) and its optional peers\' types, nothing else from a package but jose',
       severity: 'error',
       from: { path: '^src/client/' },
-      to: { dependencyTypes: ['type-only'], path: '(^|/)node_modules/', pathNot: '(^|/)node_modules/(jose|express|@types/express|@types/express-serve-static-core)/' },
+      to: { dependencyTypes: ['type-only'], path: '(^|/)node_modules/', pathNot: `(^|/)node_modules/(jose|express|@types/express|@types/express-serve-static-core)/|${optionalPeersPath}` },
     },
     {
       name: 'http-stays-in-the-entry-layer',

@@ -2,7 +2,7 @@
  * ESLint (flat config) with typescript-eslint's type-aware rules: the ones that catch bugs
  * tsc does not (a promise nobody awaits, a promise where a callback expects void, a
  * `return` of a promise inside try that the catch never sees). Why these and not others:
- * docs/decisions/0002-lint.md. Formatting is Prettier's, not a lint rule.
+ * docs/decisions/0003-lint.md. Formatting is Prettier's, not a lint rule.
  */
 import js from '@eslint/js';
 import globals from 'globals';

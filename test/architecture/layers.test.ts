@@ -43,6 +43,8 @@ describe('the check refuses, in a copy of src/', () => {
     inject('src/client/plugin-client.ts', "import 'express';");
     inject('src/client/replay-memory.ts', "import type { Redis } from 'ioredis';");
     inject('src/client/errors.ts', "import type { Log } from 'sarif';");
+    // An optional peer of the SDK loaded at module load instead of with import().
+    inject('src/client/chain-jti.ts', "import '@aws-sdk/client-sts';");
     // A domain folder serving HTTP; src/ reaching into test/; a folder in no layer.
     inject('src/tasks/task-service.ts', "import type { Router } from 'express';");
     mkdirSync(join(root, 'test'));
@@ -79,11 +81,12 @@ describe('the check refuses, in a copy of src/', () => {
     refused('layer-domain', 'src/revocation/feed/set-push.ts', 'src/http/oauth/client-auth.ts');
   });
 
-  it('the SDK importing the broker, or any package but jose at run time, or types but express', () => {
+  it('the SDK importing the broker, or any package but jose at run time (an optional peer only with import()), or types but express', () => {
     refused('layer-sdk', 'src/client/verifier.ts', 'src/time/clock.ts');
     refused('sdk-runs-on-jose-alone', 'src/client/plugin-client.ts', /node_modules\/express\//);
     refused('sdk-types-of-jose-and-express', 'src/client/replay-memory.ts', /node_modules\/ioredis\//);
     refused('sdk-runs-on-jose-alone', 'src/client/errors.ts', 'sarif');
+    refused('sdk-optional-peers-load-lazily', 'src/client/chain-jti.ts', /node_modules\/@aws-sdk\/client-sts\//);
   });
 
   it('express below the entry layer, src/ importing test/, an import that resolves nowhere, a folder in no layer', () => {

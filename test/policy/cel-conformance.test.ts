@@ -128,7 +128,8 @@ function declared(t: DeclType): CheckType {
     case 'mapType':
       return T.map(declared(k.value.keyType), declared(k.value.valueType), 100);
     case 'wellKnown':
-      return k.value === 2 ? T.timestamp : k.value === 3 ? T.duration : T.dyn(100);
+      // The spec's WellKnownType enum: 2 is TIMESTAMP, 3 is DURATION.
+      return Number(k.value) === 2 ? T.timestamp : Number(k.value) === 3 ? T.duration : T.dyn(100);
     case 'null':
       return T.null;
     default:
