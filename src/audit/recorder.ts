@@ -16,6 +16,11 @@ export interface AuditRecorderOptions {
   readonly onRecorded?: (record: AuditRecord) => void;
 }
 
+/** What a part that records security events needs of the recorder (tests pass their own). */
+export interface AuditSink {
+  record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown>;
+}
+
 /** Keys of the JSON line that belong to the record, not the event. */
 export const RESERVED_EVENT_KEYS: readonly string[] = ['ts', 'seq', 'type', 'prev', 'hash', 'chained'];
 const RESERVED = new Set(RESERVED_EVENT_KEYS);

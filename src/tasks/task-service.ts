@@ -31,6 +31,8 @@ export interface TaskServiceDeps {
   readonly clock: Clock;
   readonly limits: () => TaskLimits;
   readonly knownPlugin: (id: string) => boolean;
+  /** Runs once per opened task, before the caller hears of it: count and audit. */
+  readonly onOpened?: (task: Task) => Promise<void>;
   /** Runs once per task, by whichever caller (or replica) actually ended it: revocation, audit. */
   readonly onEnded: (task: Task, cause: TaskEndCause, actor: string) => Promise<void>;
 }
@@ -100,6 +102,7 @@ export class TaskService {
       endedBy: undefined,
     };
     await this.store.createTask(task);
+    await this.deps.onOpened?.(task);
     return task;
   }
 
