@@ -236,6 +236,10 @@ export class Broker {
       clock: this.clock,
       limits: () => ({ defaultTtl: this.#generation.settings.tasks.default_ttl, maxTtl: this.#generation.settings.tasks.max_ttl }),
       knownPlugin: (id) => this.#generation.policy.plugins.has(id),
+      onOpened: async (task) => {
+        this.metrics.tasksOpened.inc();
+        await this.audit.record('task.opened', { task: task.id, plugins: task.plugins, expires_at: task.expiresAt, actor: task.createdBy });
+      },
       onEnded: async (task, cause, actor) => {
         await this.revocation.revokeTask(task.id, { actor, reason: cause === 'expired' ? 'task expired' : 'task ended' });
         this.metrics.tasksEnded.inc({ cause });
@@ -336,7 +340,7 @@ export class Broker {
         audit: this.audit,
         metrics: this.metrics,
       })),
-      awsIam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
+      iam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
       review: (opts) => this.review.report(opts),
     });
     this.managementApp = createManagementApp({ metrics: this.metrics, ready: () => this.readiness() });

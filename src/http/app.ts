@@ -5,20 +5,8 @@ import { safeErrorDescription } from '../client/error-description.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { TaskService } from '../tasks/task-service.js';
-import type { AdminRouteDeps } from './admin/tasks-routes.js';
-import { tasksRouter } from './admin/tasks-routes.js';
-import { securityRouter } from './admin/plugins-routes.js';
-import { awsAdminRouter } from './admin/aws-routes.js';
-import { approvalsRouter } from './admin/approvals-routes.js';
-import type { ApprovalDecisions } from '../approvals/decisions.js';
-import { keysRouter } from './admin/keys-routes.js';
-import { reviewRouter } from './admin/review-routes.js';
-import type { ReviewReport } from '../review/review.js';
-import type { IAMClient } from '@aws-sdk/client-iam';
-import type { CompiledPolicy } from '../policy/types.js';
+import { adminRouter, type AdminApiDeps } from './admin/table.js';
 import type { RevocationService } from '../revocation/revocation-service.js';
-import type { SuspensionStore } from '../store/store.js';
 import type { ResourceServerAuthenticator } from './oauth/client-auth.js';
 import { introspectionRouter } from './oauth/introspection.js';
 import { revocationRouter } from './oauth/revocation-endpoint.js';
@@ -31,31 +19,20 @@ import { allowedMethods, answerOptions, unserved } from './surface.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-export interface HttpDeps extends AdminRouteDeps {
+export interface HttpDeps extends AdminApiDeps {
   readonly keys: KeyManager;
   readonly metrics: Metrics;
-  readonly tasks: TaskService;
-  readonly maxBodyBytes: () => number;
   /** The current generation's settings (issuer, DPoP algorithms) for the discovery document. */
   readonly settings: () => Settings;
   /** The current oidc-provider handler; swapped when policy or keys change. */
   readonly oauth: () => NodeHandler;
   readonly revocation: RevocationService;
-  readonly suspensions: SuspensionStore;
-  readonly knownPlugin: (id: string) => boolean;
   /** GET|POST /revocations and /revocations/stream (revocationFeedRouter). */
   readonly revocationFeed: express.Router;
-  readonly policy: () => CompiledPolicy;
-  /** Created on first use, so Leash never looks for AWS credentials unless asked to. */
-  readonly awsIam: () => IAMClient;
   /** The current generation's resource-server authenticator (RFC 7662 / RFC 7009 callers). */
   readonly resourceServers: () => ResourceServerAuthenticator;
   /** verifyLeashToken bound to this broker's issuer, keys, clock and skew. */
   readonly verifyToken: (token: string) => Promise<LeashTokenClaims | undefined>;
-  /** List, approve and deny pending approvals (security role or an approver group). */
-  readonly approvals: ApprovalDecisions;
-  /** The governance review of the running broker (`GET /admin/review`). */
-  readonly review: (opts: { windowDays?: number }) => Promise<ReviewReport>;
 }
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
@@ -105,13 +82,8 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.get('/.well-known/openid-configuration', discovery);
   app.get('/.well-known/oauth-authorization-server', discovery);
 
-  app.use('/tasks', express.json({ limit: deps.maxBodyBytes(), strict: true }), tasksRouter(deps));
-
-  app.use('/admin/approvals', express.json({ limit: deps.maxBodyBytes(), strict: true }), approvalsRouter(deps));
-  app.use('/admin/aws', awsAdminRouter({ ...deps, iam: deps.awsIam }));
-  app.use('/admin/keys', keysRouter(deps, deps.maxBodyBytes()));
-  app.use('/admin/review', reviewRouter(deps));
-  app.use('/admin', securityRouter(deps, deps.maxBodyBytes()));
+  // `/tasks` and `/admin/*`: one route shape, one error middleware (admin/route.ts, admin/table.ts).
+  app.use(adminRouter(deps));
 
   // Leash answers these itself: oidc-provider cannot see its JWT access tokens.
   app.use(introspectionRouter({ authenticator: deps.resourceServers, verify: deps.verifyToken, revocation: deps.revocation, onResult: (outcome) => deps.metrics.introspections.inc({ outcome }) }));

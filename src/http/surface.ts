@@ -1,6 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { LeashError } from '../errors/leash-error.js';
 import { toOAuthError } from '../errors/oauth-error.js';
+import { ADMIN_ROUTES } from './admin/table.js';
 
 type Method = 'GET' | 'POST' | 'DELETE';
 
@@ -8,6 +9,13 @@ type Method = 'GET' | 'POST' | 'DELETE';
 export interface RouteSpec {
   readonly path: string;
   readonly methods: readonly Method[];
+}
+
+/** The admin route table (admin/table.ts) as surface entries: one per path, its methods in table order. */
+function adminSurface(): RouteSpec[] {
+  const byPath = new Map<string, Method[]>();
+  for (const r of ADMIN_ROUTES) byPath.set(r.path, [...(byPath.get(r.path) ?? []), r.method]);
+  return [...byPath].map(([path, methods]) => ({ path, methods }));
 }
 
 /**
@@ -28,23 +36,8 @@ export const ROUTES: readonly RouteSpec[] = [
   // revocation feed
   { path: '/revocations', methods: ['GET', 'POST'] },
   { path: '/revocations/stream', methods: ['GET', 'POST'] },
-  // tasks (orchestrators)
-  { path: '/tasks', methods: ['POST'] },
-  { path: '/tasks/:id', methods: ['GET', 'DELETE'] },
-  // admin API
-  { path: '/admin/approvals', methods: ['GET'] },
-  { path: '/admin/approvals/:id', methods: ['GET'] },
-  { path: '/admin/approvals/:id/approve', methods: ['POST'] },
-  { path: '/admin/approvals/:id/deny', methods: ['POST'] },
-  { path: '/admin/aws/deny-sessions', methods: ['POST'] },
-  { path: '/admin/keys', methods: ['GET'] },
-  { path: '/admin/keys/rotate', methods: ['POST'] },
-  { path: '/admin/keys/:kid/retire', methods: ['POST'] },
-  { path: '/admin/keys/:kid/revoke', methods: ['POST'] },
-  { path: '/admin/plugins/suspended', methods: ['GET'] },
-  { path: '/admin/plugins/:id/suspend', methods: ['POST'] },
-  { path: '/admin/plugins/:id/resume', methods: ['POST'] },
-  { path: '/admin/revocations', methods: ['POST'] },
+  // tasks (orchestrators) and the admin API: from the admin route table
+  ...adminSurface(),
 ];
 
 /** The management port's routes (management.ts); the public port serves none of them. */

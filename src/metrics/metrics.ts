@@ -166,7 +166,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     tasksOpened: new Counter({ name: METRIC_NAMES.tasksOpened, help: 'Tasks opened.', registers }),
     tasksEnded: new Counter({ name: METRIC_NAMES.tasksEnded, help: 'Tasks ended, by cause.', labelNames: ['cause'], registers }),
     policyReloads: new Counter({ name: METRIC_NAMES.policyReloads, help: 'Policy reload attempts by result (ok, rejected).', labelNames: ['result'], registers }),
-    adminRequests: new Counter({ name: METRIC_NAMES.adminRequests, help: 'Admin API calls by route and outcome (ok, unauthenticated, forbidden, invalid).', labelNames: ['route', 'outcome'], registers }),
+    adminRequests: new Counter({ name: METRIC_NAMES.adminRequests, help: 'Admin API calls by route and outcome (ok, unauthenticated, forbidden, invalid, not_found, conflict, unavailable).', labelNames: ['route', 'outcome'], registers }),
     introspections: new Counter({ name: METRIC_NAMES.introspections, help: 'RFC 7662 introspection requests by outcome.', labelNames: ['outcome'], registers }),
     revocationRequests: new Counter({ name: METRIC_NAMES.revocationRequests, help: 'RFC 7009 revocation requests by outcome.', labelNames: ['outcome'], registers }),
     revocations: new Counter({ name: METRIC_NAMES.revocations, help: 'Revocations recorded on this replica, by scope (token, task, plugin, key).', labelNames: ['scope'], registers }),

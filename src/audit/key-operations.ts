@@ -1,8 +1,13 @@
-import type { AuditSink } from '../audit/recorder.js';
+import type { AuditSink } from './recorder.js';
 import { LeashError } from '../errors/leash-error.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { recordKeyTransitions, type KeyTransitionCause } from './key-events.js';
-import { KeyOperationError, type KeyManager, type KeyTransition } from './key-manager.js';
+import { KeyOperationError, type KeyManager, type KeyTransition } from '../keys/key-manager.js';
+
+/*
+ * An audited key change. It lives with the audit, not in keys/: the audit signs its
+ * checkpoints with the keys, so keys/ cannot import the audit back.
+ */
 
 export type KeyOperation = 'rotate' | 'retire' | 'revoke';
 
