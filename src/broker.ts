@@ -34,6 +34,7 @@ import { createHttpApp, type NodeHandler } from './http/app.js';
 import { createManagementApp } from './http/management.js';
 import { bindListeners, type BoundListeners } from './http/listener.js';
 import { systemClock, type Clock } from './time/clock.js';
+import { createLogger, type Logger } from './log/logger.js';
 import { revocationFeedRouter, type RevocationFeedRouter } from './http/feed/feed-routes.js';
 import { createSetPusher, type SetPusher } from './revocation/feed/set-push.js';
 import { createIamClient } from './issuance/aws-sts/deny-sessions.js';
@@ -150,11 +151,13 @@ export class Broker {
   readonly #issuers: Map<string, CredentialIssuer>;
   readonly #exchangeDeps: ExchangeDeps;
   readonly #write: (line: string) => void;
+  readonly #logger: Logger;
 
   private constructor(loaded: LoadedConfig, keys: KeyManager, store: Store, opts: BrokerOptions) {
     const settings = loaded.config.settings;
     this.clock = opts.clock ?? systemClock;
     this.#write = opts.write ?? ((line) => process.stdout.write(line));
+    this.#logger = createLogger(this.#write, this.clock);
     this.store = store;
     this.keys = keys;
     this.audit = new AuditRecorder(this.store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write, onRecorded: (r) => this.#checkpoints.noted(r) });
@@ -173,7 +176,7 @@ export class Broker {
       record: (event) => this.audit.record('audit.checkpoint', { ...event }),
       everyEvents: settings.audit.checkpoint_every_events,
       intervalMs: settings.audit.checkpoint_interval_ms,
-      log: (msg, fields) => this.#log('warn', msg, fields),
+      log: (msg, fields) => this.#logger('warn', msg, fields),
       onResult: (outcome) => this.metrics.auditCheckpoints.inc({ outcome }),
     });
     this.#unsubscribeIdentity = this.store.onIdentityChange((change) => this.#onIdentityChange(change));
@@ -186,8 +189,8 @@ export class Broker {
           },
           leases: this.store,
           clock: this.clock,
-          report: createLeaseReporter({ audit: this.audit, metrics: this.metrics, log: (msg, fields) => this.#log('warn', msg, fields) }),
-          log: (msg: string, fields?: Record<string, unknown>) => this.#log('warn', msg, fields),
+          report: createLeaseReporter({ audit: this.audit, metrics: this.metrics, log: (msg, fields) => this.#logger('warn', msg, fields) }),
+          log: (msg: string, fields?: Record<string, unknown>) => this.#logger('warn', msg, fields),
         }
       : undefined;
     this.awsDenier = new SessionDenier({
@@ -197,7 +200,7 @@ export class Broker {
       maxChars: () => this.#generation.settings.aws.deny_policy_max_chars,
       audit: this.audit,
       metrics: this.metrics,
-      log: (msg, fields) => this.#log('warn', msg, fields),
+      log: (msg, fields) => this.#logger('warn', msg, fields),
       intervalMs: settings.revocation.sweep_interval_ms,
     });
     this.leaseSweeper = vaultLeases ? new LeaseSweeper({ ...vaultLeases, intervalMs: settings.revocation.sweep_interval_ms }) : undefined;
@@ -214,11 +217,11 @@ export class Broker {
           denier: () => (this.#generation.settings.aws.deny_revoked_sessions ? this.awsDenier : undefined),
           skewMs: () => this.#generation.settings.tokens.clock_skew * 1000,
           metrics: this.metrics,
-          log: (msg, fields) => this.#log('warn', msg, { ...fields }),
+          log: (msg, fields) => this.#logger('warn', msg, { ...fields }),
         })],
         ...(vaultLeases ? [['vault', createVaultRevoker(vaultLeases)] as const] : []),
       ]),
-      log: (msg, fields) => this.#log('warn', msg, fields),
+      log: (msg, fields) => this.#logger('warn', msg, fields),
       audiences: createAudienceResolver({
         tokens: store,
         tasks: store,
@@ -246,7 +249,7 @@ export class Broker {
         await this.audit.record('task.ended', { task: task.id, actor, cause });
       },
     });
-    this.sweeper = new TaskSweeper(this.store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.#log('warn', msg, fields));
+    this.sweeper = new TaskSweeper(this.store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.#logger('warn', msg, fields));
     this.#issuers = new Map<string, CredentialIssuer>([
       ['jwt', createJwtIssuer({ issuer: settings.issuer, keys })],
       ['aws-sts', createAwsStsIssuer({ issuer: settings.issuer, keys, settings: () => this.#generation.settings.aws, clock: this.clock })],
@@ -295,7 +298,7 @@ export class Broker {
       audit: this.audit,
     });
     this.#exceptionPass = new PeriodicPass(() => this.exceptions.pass(), settings.review.exception_check_interval_ms, (err) =>
-      this.#log('warn', 'exception expiry pass failed', { error: err.message.slice(0, 200) }),
+      this.#logger('warn', 'exception expiry pass failed', { error: err.message.slice(0, 200) }),
     );
     this.review = new BrokerReview({
       clock: this.clock,
@@ -307,7 +310,7 @@ export class Broker {
     });
     // The interval is read at start; a reload does not reschedule it.
     this.#reviewPass = settings.review.interval > 0
-      ? new PeriodicPass(() => this.review.pass(), settings.review.interval * 1000, (err) => this.#log('warn', 'scheduled review failed', { error: err.message.slice(0, 200) }))
+      ? new PeriodicPass(() => this.review.pass(), settings.review.interval * 1000, (err) => this.#logger('warn', 'scheduled review failed', { error: err.message.slice(0, 200) }))
       : undefined;
     this.revocationFeed = revocationFeedRouter({
       authenticate: (req) => this.#generation.resourceServers.authenticate(req),
@@ -379,11 +382,9 @@ export class Broker {
     const settings = loaded.config.settings;
     const clock = opts.clock ?? systemClock;
     const bootedAt = clock.now();
-    const write = opts.write ?? ((line: string) => process.stdout.write(line));
-    const bootLog = (level: string) => (msg: string, fields: Record<string, unknown> = {}) =>
-      write(`${JSON.stringify({ level, msg, ...fields, ts: new Date(clock.now()).toISOString() })}\n`);
+    const log = createLogger(opts.write ?? ((line: string) => process.stdout.write(line)), clock);
     // Leash's own Vault login first: the key backends and `vault` grants share it.
-    const vault = settings.vault ? await openVaultSession(settings.vault, { clock, log: bootLog('warn') }) : undefined;
+    const vault = settings.vault ? await openVaultSession(settings.vault, { clock, log: log.warn }) : undefined;
     let broker: Broker | undefined;
     let keys: KeyManager | undefined;
     try {
@@ -393,10 +394,10 @@ export class Broker {
         vault: vault ? () => vault.client : undefined,
         // Read at each transition, so a reloaded token lifetime applies to the next retirement.
         maxTokenLifeMs: () => maxTokenLifeMs(broker?.config ?? loaded.config),
-        log: bootLog('warn'),
+        log: log.warn,
       });
       await keys.init();
-      const store = opts.store ?? (await openStore(settings.store, clock, { log: bootLog('warn') }));
+      const store = opts.store ?? (await openStore(settings.store, clock, { log: log.warn }));
       broker = new Broker(loaded, keys, store, opts);
       broker.#vault = vault;
       await broker.revocation.start();
@@ -457,7 +458,7 @@ export class Broker {
           // One event per outage, not one per tick.
           if (!failing) {
             failing = true;
-            this.#log('warn', 'key refresh failed', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) });
+            this.#logger('warn', 'key refresh failed', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) });
             await this.audit.record('key.rotation_failed', { operation: 'tick', actor: 'system:schedule', error: err instanceof Error ? err.name : 'Error' }).catch(() => undefined);
           }
           return 0;
@@ -545,8 +546,8 @@ export class Broker {
     });
     const tls = tlsServerOptions(config);
     const grant = tokenExchangeGrant(this.#exchangeDeps, tokenEndpoint, clientCertificateSource(config.settings));
-    const provider = buildProvider({ settings: config.settings, policy, keys: this.keys, grant, log: (level, msg, fields) => this.#log(level, msg, fields) });
-    provider.on('server_error', (_ctx, err) => this.#log('error', 'oauth server error', { error: err.message }));
+    const provider = buildProvider({ settings: config.settings, policy, keys: this.keys, grant, log: (level, msg, fields) => this.#logger(level, msg, fields) });
+    provider.on('server_error', (_ctx, err) => this.#logger('error', 'oauth server error', { error: err.message }));
     provider.on('grant.error', (ctx, err) => {
       // Rejected by the protocol layer before the exchange ran (unknown client,
       // duplicate or missing parameter, wrong content type): still one audit event.
@@ -590,7 +591,7 @@ export class Broker {
       await this.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: false });
       // What the new policy no longer grants is revoked now, not left to expire.
       await revokeOnReload(current.policy, this.#generation.policy, loaded.digest, { revocation: this.revocation, tokens: this.store, clock: this.clock, audit: this.audit }).catch((err: unknown) =>
-        this.#log('error', 'revoking what the reloaded policy removed failed; those credentials stay valid until they expire', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) }),
+        this.#logger('error', 'revoking what the reloaded policy removed failed; those credentials stay valid until they expire', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) }),
       );
       return { ok: true };
     } catch (error) {
@@ -614,7 +615,7 @@ export class Broker {
       await checkCapabilities(this.#vault.client, added, next.settings.vault?.address);
     } catch (err) {
       if (err instanceof VaultStartupError && err.cause instanceof VaultError) {
-        this.#log('warn', 'could not check the Vault capabilities a reloaded policy needs; accepted unchecked', { reason: err.cause.reason });
+        this.#logger('warn', 'could not check the Vault capabilities a reloaded policy needs; accepted unchecked', { reason: err.cause.reason });
         return;
       }
       throw err;
@@ -660,7 +661,7 @@ export class Broker {
   #onIdentityChange(change: IdentityChange): void {
     if (change.kind === 'reset') {
       const m = change.marker;
-      this.#log('error', `refusing every request: ${describeReset(m)}`, { previous_epoch: m.previousEpoch, found_epoch: m.foundEpoch });
+      this.#logger('error', `refusing every request: ${describeReset(m)}`, { previous_epoch: m.previousEpoch, found_epoch: m.foundEpoch });
       this.audit.recordUnchained('store.reset_detected', {
         previous_epoch: m.previousEpoch,
         found_epoch: m.foundEpoch,
@@ -671,9 +672,9 @@ export class Broker {
         store: this.store.kind,
       });
     } else if (change.previousEpoch === change.epoch) {
-      this.#log('warn', 'the store holds this replica\'s epoch again and no reset is pending; serving again', { epoch: change.epoch });
+      this.#logger('warn', 'the store holds this replica\'s epoch again and no reset is pending; serving again', { epoch: change.epoch });
     } else {
-      this.#log('warn', 'store reset accepted by an operator; serving again in the new epoch', { previous_epoch: change.previousEpoch, epoch: change.epoch, audit_genesis_seq: change.genesis.seq });
+      this.#logger('warn', 'store reset accepted by an operator; serving again in the new epoch', { previous_epoch: change.previousEpoch, epoch: change.epoch, audit_genesis_seq: change.genesis.seq });
     }
   }
 
@@ -701,7 +702,7 @@ export class Broker {
     this.revocationFeed.closeStreams();
     if (listeners) {
       const cut = await listeners.public.drain(graceMs, cutNow);
-      if (cut.connections > 0) this.#log('warn', 'shutdown: connections still open were cut', { connections: cut.connections, requests_in_flight: cut.requests, grace_ms: graceMs, early: cutNow?.aborted === true });
+      if (cut.connections > 0) this.#logger('warn', 'shutdown: connections still open were cut', { connections: cut.connections, requests_in_flight: cut.requests, grace_ms: graceMs, early: cutNow?.aborted === true });
     }
     // No new background pass; one already running finishes before the store closes.
     this.#checkpoints.stop();
@@ -720,7 +721,4 @@ export class Broker {
     this.#vault?.close();
   }
 
-  #log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
-    this.#write(`${JSON.stringify({ level, msg, ...fields, ts: new Date(this.clock.now()).toISOString() })}\n`);
-  }
 }
