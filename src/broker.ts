@@ -1,5 +1,6 @@
 import { referencedFiles, type LoadedConfig } from './config/load.js';
 import type { LeashConfig } from './config/schema.js';
+import { maxTokenLifeMs } from './config/token-life.js';
 import { createAttestation, tokenDigest } from './attestation/registry.js';
 import { createKeySource } from './attestation/key-source.js';
 import { AuditRecorder } from './audit/recorder.js';
@@ -60,12 +61,6 @@ import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js'
 /** A key revoked elsewhere: re-read the keyring up to this many more times, this far apart, until it is gone. */
 const KEY_REVOCATION_RETRIES = 8;
 const KEY_REVOCATION_RETRY_MS = 250;
-
-/** The longest any Leash-signed token lives (access tokens, AWS web-identity tokens), skew included. */
-function maxTokenLifeMs(config: LeashConfig): number {
-  const s = config.settings;
-  return (Math.max(s.tokens.max_ttl, s.aws.web_identity_token_ttl) + s.tokens.clock_skew) * 1000;
-}
 
 /** How `policy.loaded` names a policy: its file's digest, and that of the files it names when there are any. */
 function policyDigests(loaded: LoadedConfig): { digest: string; files_digest?: string } {
@@ -209,7 +204,7 @@ export class Broker {
       clock: this.clock,
       syncIntervalMs: settings.revocation.sync_interval_ms,
       maxStalenessMs: settings.revocation.max_staleness_ms,
-      maxTokenLifeMs: () => (this.#generation.settings.tokens.max_ttl + this.#generation.settings.tokens.clock_skew) * 1000,
+      maxTokenLifeMs: () => maxTokenLifeMs(this.#generation.settings),
       revokers: new Map([
         ['aws-sts', createAwsStsRevoker({
           clock: this.clock,
@@ -393,7 +388,7 @@ export class Broker {
         clock,
         vault: vault ? () => vault.client : undefined,
         // Read at each transition, so a reloaded token lifetime applies to the next retirement.
-        maxTokenLifeMs: () => maxTokenLifeMs(broker?.config ?? loaded.config),
+        maxTokenLifeMs: () => maxTokenLifeMs((broker?.config ?? loaded.config).settings),
         log: log.warn,
       });
       await keys.init();
