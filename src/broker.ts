@@ -9,8 +9,8 @@ import { describeReset, type IdentityChange } from './store/store-identity.js';
 import { LeashError } from './errors/leash-error.js';
 import { compilePolicy } from './policy/compile.js';
 import { createKeyManager } from './keys/create-key-manager.js';
-import type { KeyManager, KeyTransition } from './keys/key-manager.js';
-import { recordKeyTransitions } from './audit/key-events.js';
+import type { KeyManager } from './keys/key-manager.js';
+import { KeyTicker } from './key-lifecycle/key-ticker.js';
 import { checkCapabilities, openVaultSession, VaultStartupError, type VaultSession } from './vault/vault-session.js';
 import { VaultError, type VaultClient } from './vault/vault-client.js';
 import { requiredVaultCapabilities } from './vault/required-capabilities.js';
@@ -57,10 +57,6 @@ import { createX509SvidAttestation } from './attestation/x509-svid/x509-svid-att
 import { createPluginAuthenticator } from './exchange/client-authentication.js';
 import { clientCertificateSource } from './mtls/client-certificate.js';
 import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js';
-
-/** A key revoked elsewhere: re-read the keyring up to this many more times, this far apart, until it is gone. */
-const KEY_REVOCATION_RETRIES = 8;
-const KEY_REVOCATION_RETRY_MS = 250;
 
 /** How `policy.loaded` names a policy: its file's digest, and that of the files it names when there are any. */
 function policyDigests(loaded: LoadedConfig): { digest: string; files_digest?: string } {
@@ -118,7 +114,7 @@ export class Broker {
   readonly approvalNotifier: WebhookNotifier;
   readonly approvals: ApprovalDecisions;
   #vault: VaultSession | undefined;
-  #keyTicker: PeriodicPass | undefined;
+  #keyTicker: KeyTicker | undefined;
   /** Exception expiry: revokes what an expired exception allowed, emits exception.expired / .expiring. */
   readonly exceptions: ExceptionWatcher;
   readonly #exceptionPass: PeriodicPass;
@@ -132,8 +128,6 @@ export class Broker {
   /** verifyLeashToken bound to this broker: introspection, RFC 7009 and delegation upstreams share it. */
   readonly #verifyToken = (token: string) =>
     verifyLeashToken(token, { issuer: this.#generation.settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew });
-  #unsubscribeKeys: (() => void) | undefined;
-  #unsubscribeKeyRevocations: (() => void) | undefined;
   #iam: IAMClient | undefined;
   readonly app: ReturnType<typeof createHttpApp>;
   /** `/healthz`, `/readyz`, `/metrics`: served on the management port only. */
@@ -429,55 +423,20 @@ export class Broker {
     }
   }
 
-  /**
-   * Every replica re-reads the shared keyring on `refresh_interval_ms` and applies what is
-   * due (scheduled rotation, removal of retired keys); the keyring's compare-and-set makes
-   * each transition happen once across replicas. A change of the key set (here or by
-   * another replica) rebuilds the oidc-provider generation, swapped in one assignment.
-   */
+  /** Keyring refresh on schedule and on a key revoked elsewhere (keys/key-ticker.ts); a changed key set rebuilds the generation. */
   #startKeyTicker(): void {
-    this.#unsubscribeKeys = this.keys.onChange(() => {
-      this.#generation = this.#build(this.#generation.loaded);
-    });
-    let failing = false;
-    // One pass at a time: a scheduled tick and a revocation-triggered one share the running pass.
-    const ticker = (this.#keyTicker = new PeriodicPass(
-      async () => {
-        try {
-          const transitions = await this.keys.tick();
-          await this.recordKeyTransitions(transitions, 'schedule', 'system:schedule');
-          failing = false;
-          return transitions.length;
-        } catch (err) {
-          this.metrics.keyOperationFailures.inc({ operation: 'tick' });
-          // One event per outage, not one per tick.
-          if (!failing) {
-            failing = true;
-            this.#logger('warn', 'key refresh failed', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) });
-            await this.audit.record('key.rotation_failed', { operation: 'tick', actor: 'system:schedule', error: err instanceof Error ? err.name : 'Error' }).catch(() => undefined);
-          }
-          return 0;
-        }
+    this.#keyTicker = new KeyTicker({
+      keys: this.keys,
+      audit: this.audit,
+      metrics: this.metrics,
+      log: this.#logger,
+      intervalMs: this.#generation.settings.keys.refresh_interval_ms,
+      onKeyRevoked: (listener) => this.revocation.onRevocation((r) => r.scope === 'key' && listener(r.id)),
+      onKeysChanged: () => {
+        this.#generation = this.#build(this.#generation.loaded);
       },
-      this.#generation.settings.keys.refresh_interval_ms,
-      () => undefined,
-    ));
-    ticker.start();
-    // An emergency key revocation made on another replica arrives over the revocation feed
-    // in milliseconds: re-read the keyring now rather than at the next tick, so this
-    // replica's JWKS drops the key as fast as its introspection already refuses its tokens.
-    // The revoking replica records the revocation before it changes the keyring, so the
-    // re-read is retried briefly until the keyring no longer has the key.
-    this.#unsubscribeKeyRevocations = this.revocation.onRevocation((r) => {
-      if (r.scope !== 'key') return;
-      const holds = () => this.keys.list().some((k) => k.kid === r.id);
-      const attempt = async (left: number): Promise<void> => {
-        if (!holds()) return;
-        await ticker.run();
-        if (holds() && left > 0) setTimeout(() => void attempt(left - 1), KEY_REVOCATION_RETRY_MS).unref();
-      };
-      void attempt(KEY_REVOCATION_RETRIES);
     });
+    this.#keyTicker.start();
   }
 
   /**
@@ -491,11 +450,6 @@ export class Broker {
     pass.start();
     this.#reviewFirst = setTimeout(() => void pass.run().catch(() => undefined), Math.min(60_000, this.#generation.settings.review.interval * 1000));
     this.#reviewFirst.unref();
-  }
-
-  /** Audit and count key transitions (scheduled here; the admin API uses the same path). */
-  async recordKeyTransitions(transitions: readonly KeyTransition[], cause: 'schedule' | 'api' | 'emergency' | 'init', actor: string, reason?: string): Promise<void> {
-    await recordKeyTransitions(transitions, { audit: this.audit, metrics: this.metrics, cause, actor, reason, backend: this.keys.backend });
   }
 
   get config(): LeashConfig {
@@ -703,8 +657,6 @@ export class Broker {
     this.#checkpoints.stop();
     if (this.#reviewFirst) clearTimeout(this.#reviewFirst);
     await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop(), this.#reviewPass?.stop()]);
-    this.#unsubscribeKeys?.();
-    this.#unsubscribeKeyRevocations?.();
     this.revocation.stop();
     this.#setPush?.stop();
     await listeners?.management.close();

@@ -1,4 +1,4 @@
-import { runKeyOperation, type KeyChange, type KeyOperationDeps } from '../audit/key-operations.js';
+import { runKeyOperation, type KeyChange, type KeyOperationDeps } from '../key-lifecycle/key-operations.js';
 import { KeyOperationError, type KeyTransition } from '../keys/key-manager.js';
 import type { Revocation } from '../store/records.js';
 import type { RevocationService } from './revocation-service.js';

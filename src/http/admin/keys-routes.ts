@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { AuditSink } from '../../audit/recorder.js';
 import { LeashError } from '../../errors/leash-error.js';
-import { retireKey, rotateKey, type KeyChange, type KeyOperationDeps } from '../../audit/key-operations.js';
+import { retireKey, rotateKey, type KeyChange, type KeyOperationDeps } from '../../key-lifecycle/key-operations.js';
 import { KeyOperationError, type KeyInfo, type KeyManager, type KeyTransition } from '../../keys/key-manager.js';
 import type { Metrics } from '../../metrics/metrics.js';
 import { revokeSigningKey } from '../../revocation/revoke-signing-key.js';

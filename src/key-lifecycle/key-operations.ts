@@ -1,12 +1,12 @@
-import type { AuditSink } from './recorder.js';
+import type { AuditSink } from '../audit/recorder.js';
 import { LeashError } from '../errors/leash-error.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { recordKeyTransitions, type KeyTransitionCause } from './key-events.js';
+import { recordKeyTransitions, type KeyTransitionCause } from '../audit/key-events.js';
 import { KeyOperationError, type KeyManager, type KeyTransition } from '../keys/key-manager.js';
 
 /*
- * An audited key change. It lives with the audit, not in keys/: the audit signs its
- * checkpoints with the keys, so keys/ cannot import the audit back.
+ * An audited key change. Not in keys/: the audit signs its checkpoints with the keys, so
+ * keys/ cannot import the audit back; key-lifecycle/ sits above both.
  */
 
 export type KeyOperation = 'rotate' | 'retire' | 'revoke';
