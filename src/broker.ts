@@ -1,4 +1,6 @@
-import { referencedFiles, type LoadedConfig } from './config/load.js';
+import type { LoadedConfig } from './config/load.js';
+import { assertReloadable, policyDigests, unchangedConfig } from './config/reload-check.js';
+import { checkAddedVaultCapabilities } from './vault/reload-capabilities.js';
 import type { LeashConfig } from './config/schema.js';
 import { maxTokenLifeMs } from './config/token-life.js';
 import { createAttestation, tokenDigest } from './attestation/registry.js';
@@ -11,8 +13,8 @@ import { compilePolicy } from './policy/compile.js';
 import { createKeyManager } from './keys/create-key-manager.js';
 import type { KeyManager } from './keys/key-manager.js';
 import { KeyTicker } from './key-lifecycle/key-ticker.js';
-import { checkCapabilities, openVaultSession, VaultStartupError, type VaultSession } from './vault/vault-session.js';
-import { VaultError, type VaultClient } from './vault/vault-client.js';
+import { checkCapabilities, openVaultSession, type VaultSession } from './vault/vault-session.js';
+import type { VaultClient } from './vault/vault-client.js';
 import { requiredVaultCapabilities } from './vault/required-capabilities.js';
 import { PeriodicPass } from './time/periodic-pass.js';
 import { openStore } from './store/open-store.js';
@@ -28,12 +30,13 @@ import { createAdminAuthenticator, type AdminAuthenticator } from './http/admin/
 import type { ExchangeDeps, ExchangeRuntime } from './exchange/exchange.js';
 import { buildProvider, pinIssuerOrigin } from './http/oauth/provider.js';
 import { tokenExchangeGrant } from './http/oauth/token-exchange-grant.js';
-import { namedClientId, tokenClientGate } from './http/oauth/token-client.js';
+import { tokenClientGate } from './http/oauth/token-client.js';
+import { auditClientRefusal, auditProtocolErrors, type ProtocolAuditDeps } from './http/oauth/protocol-audit.js';
 import { createResourceServerAuthenticator, type ResourceServerAuthenticator } from './http/oauth/client-auth.js';
 import { verifyLeashToken } from './issuance/jwt/verify-leash-token.js';
-import { createHttpApp, type NodeHandler } from './http/app.js';
-import { createManagementApp } from './http/management.js';
-import { bindListeners, type BoundListeners } from './http/listener.js';
+import type { NodeHandler } from './http/app.js';
+import { BrokerHttp } from './http/server.js';
+import type { BoundListeners } from './http/listener.js';
 import { systemClock, type Clock } from './time/clock.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { revocationFeedRouter, type RevocationFeedRouter } from './http/feed/feed-routes.js';
@@ -57,12 +60,6 @@ import { createX509SvidAttestation } from './attestation/x509-svid/x509-svid-att
 import { createPluginAuthenticator } from './exchange/client-authentication.js';
 import { clientCertificateSource } from './mtls/client-certificate.js';
 import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js';
-
-/** How `policy.loaded` names a policy: its file's digest, and that of the files it names when there are any. */
-function policyDigests(loaded: LoadedConfig): { digest: string; files_digest?: string } {
-  const files = referencedFiles(loaded.config, loaded.baseDir);
-  return files.length > 0 && loaded.filesDigest !== undefined ? { digest: loaded.digest, files_digest: loaded.filesDigest } : { digest: loaded.digest };
-}
 
 export interface BrokerOptions {
   readonly clock?: Clock;
@@ -129,11 +126,9 @@ export class Broker {
   readonly #verifyToken = (token: string) =>
     verifyLeashToken(token, { issuer: this.#generation.settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew });
   #iam: IAMClient | undefined;
-  readonly app: ReturnType<typeof createHttpApp>;
-  /** `/healthz`, `/readyz`, `/metrics`: served on the management port only. */
-  readonly managementApp: ReturnType<typeof createManagementApp>;
+  /** The public and management apps and their listeners. */
+  readonly http: BrokerHttp;
   #generation!: Generation;
-  #listeners: BoundListeners | undefined;
   /** Set when a shutdown begins: readiness turns false, so no orchestrator routes new work here. */
   #draining = false;
   #closing: Promise<void> | undefined;
@@ -141,6 +136,7 @@ export class Broker {
   readonly #exchangeDeps: ExchangeDeps;
   readonly #write: (line: string) => void;
   readonly #logger: Logger;
+  readonly #protocolAudit: ProtocolAuditDeps;
 
   private constructor(loaded: LoadedConfig, keys: KeyManager, store: Store, opts: BrokerOptions) {
     const settings = loaded.config.settings;
@@ -169,6 +165,7 @@ export class Broker {
       onResult: (outcome) => this.metrics.auditCheckpoints.inc({ outcome }),
     });
     this.#unsubscribeIdentity = this.store.onIdentityChange((change) => this.#onIdentityChange(change));
+    this.#protocolAudit = { audit: this.audit, metrics: this.metrics, log: this.#logger };
     // `vault` credentials: the session is set right after construction (Broker.create), before any exchange.
     const vaultLeases = settings.vault
       ? {
@@ -307,7 +304,9 @@ export class Broker {
       revocation: this.revocation,
       clock: this.clock,
     });
-    this.app = createHttpApp({
+    this.http = new BrokerHttp({
+      ready: () => this.readiness(),
+      log: this.#logger,
       revocationFeed: this.revocationFeed,
       keys: this.keys,
       metrics: this.metrics,
@@ -335,7 +334,6 @@ export class Broker {
       iam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
       review: (opts) => this.review.report(opts),
     });
-    this.managementApp = createManagementApp({ metrics: this.metrics, ready: () => this.readiness() });
   }
 
   /**
@@ -410,7 +408,7 @@ export class Broker {
       broker.#startReview();
       await broker.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
       broker.#checkpoints.start();
-      if (opts.listeners) broker.#serve(opts.listeners);
+      if (opts.listeners) broker.http.serve(opts.listeners);
       return broker;
     } catch (err) {
       if (broker) await broker.close({ graceMs: 0 }).catch(() => undefined);
@@ -496,25 +494,11 @@ export class Broker {
     const tls = tlsServerOptions(config);
     const grant = tokenExchangeGrant(this.#exchangeDeps, tokenEndpoint, clientCertificateSource(config.settings));
     const provider = buildProvider({ settings: config.settings, policy, keys: this.keys, grant, log: (level, msg, fields) => this.#logger(level, msg, fields) });
-    provider.on('server_error', (_ctx, err) => this.#logger('error', 'oauth server error', { error: err.message }));
-    provider.on('grant.error', (ctx, err) => {
-      // Rejected by the protocol layer before the exchange ran (unknown client,
-      // duplicate or missing parameter, wrong content type): still one audit event.
-      void this.audit
-        .record('exchange.denied', { decision: 'denied', reason: 'ERR_PROTOCOL', error: err.error, description: err.error_description, client_id: namedClientId(ctx.oidc?.client?.clientId) })
-        .catch(() => undefined);
-      this.metrics.exchanges.inc({ outcome: 'denied', reason: 'ERR_PROTOCOL' });
-    });
+    auditProtocolErrors(provider, this.#protocolAudit);
     // Client credentials Leash cannot verify are refused, and a request without client_id is identified by its attestation.
     // Koa settles its own errors (ctx.onerror): the promise its handler returns never rejects.
     const koa = provider.callback();
-    const oauth = tokenClientGate((req, res) => void koa(req, res), {
-      maxBodyBytes: () => config.settings.max_body_bytes,
-      onRefused: async (err, clientId) => {
-        this.metrics.exchanges.inc({ outcome: 'denied', reason: err.code });
-        await this.audit.record('exchange.denied', { decision: 'denied', reason: err.code, description: err.description, client_id: clientId, detail: err.detail });
-      },
-    });
+    const oauth = tokenClientGate((req, res) => void koa(req, res), { maxBodyBytes: () => config.settings.max_body_bytes, onRefused: auditClientRefusal(this.#protocolAudit) });
     return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, x509, clientAuth, tokenDigest, oauth: pinIssuerOrigin(oauth, config.settings.issuer), authenticator, resourceServers, tls };
   }
 
@@ -525,15 +509,13 @@ export class Broker {
   async reload(loaded: LoadedConfig): Promise<{ ok: true } | { ok: false; error: Error }> {
     const current = this.#generation;
     // Unchanged only if the files it names (JWKS files) are unchanged too.
-    if (loaded.digest === current.digest && loaded.filesDigest === current.loaded.filesDigest) return { ok: true };
+    if (unchangedConfig(loaded, current.loaded)) return { ok: true };
     try {
-      const restartOnly = ['listen', 'management', 'store', 'keys', 'issuer', 'vault', 'tls'] as const;
-      const changed = restartOnly.filter((k) => JSON.stringify(loaded.config.settings[k]) !== JSON.stringify(current.settings[k]));
-      if (changed.length > 0) throw new Error(`settings ${changed.join(', ')} change only on restart`);
-      await this.#checkNewVaultCapabilities(loaded.config, current.config);
+      assertReloadable(loaded.config.settings, current.settings);
+      if (this.#vault) await checkAddedVaultCapabilities(this.#vault.client, loaded.config, current.config, this.#logger);
       this.#generation = this.#build(loaded);
       // New connections get the re-read certificate, key and client CAs.
-      if (this.#generation.tls) this.#listeners?.public.setSecureContext(this.#generation.tls.context);
+      if (this.#generation.tls) this.http.setSecureContext(this.#generation.tls.context);
       // Queued SETs of a replaced pusher are dropped; receivers catch up from the poll feed.
       if (JSON.stringify(loaded.config.resource_servers) !== JSON.stringify(current.config.resource_servers)) this.#startPush(loaded.config);
       this.metrics.policyReloads.inc({ result: 'ok' });
@@ -546,28 +528,6 @@ export class Broker {
     } catch (error) {
       await this.rejectReload(error as Error, loaded.digest);
       return { ok: false, error: error as Error };
-    }
-  }
-
-  /**
-   * A reload that adds a `vault` grant on a new path is checked like a start: a token that
-   * lacks the capability refuses the reload, naming the path, rather than failing every
-   * exchange for that grant later. Vault being unreachable does not block a reload (an
-   * emergency tightening of policy must always go through); it is logged instead.
-   */
-  async #checkNewVaultCapabilities(next: LeashConfig, current: LeashConfig): Promise<void> {
-    if (!this.#vault) return;
-    const had = new Set(requiredVaultCapabilities(current).flatMap((r) => r.capabilities.map((c) => `${r.path}#${c}`)));
-    const added = requiredVaultCapabilities(next).filter((r) => r.capabilities.some((c) => !had.has(`${r.path}#${c}`)));
-    if (added.length === 0) return;
-    try {
-      await checkCapabilities(this.#vault.client, added, next.settings.vault?.address);
-    } catch (err) {
-      if (err instanceof VaultStartupError && err.cause instanceof VaultError) {
-        this.#logger('warn', 'could not check the Vault capabilities a reloaded policy needs; accepted unchecked', { reason: err.cause.reason });
-        return;
-      }
-      throw err;
     }
   }
 
@@ -584,22 +544,13 @@ export class Broker {
   }
 
   /** Bind the public and management ports from the settings (or these overrides) and serve; returns the public URL. */
-  async listen(port?: number, host?: string): Promise<string> {
-    if (this.#listeners) throw new TypeError('Broker.listen: already listening');
-    const listeners = await bindListeners(this.config.settings, { port, host, tls: this.#generation.tls });
-    this.#serve(listeners);
-    return listeners.public.url;
-  }
-
-  #serve(listeners: BoundListeners): void {
-    this.#listeners = listeners;
-    listeners.public.serve(this.app);
-    listeners.management.serve(this.managementApp);
+  listen(port?: number, host?: string): Promise<string> {
+    return this.http.listen(this.config.settings, { port, host, tls: this.#generation.tls });
   }
 
   /** Where `/healthz`, `/readyz` and `/metrics` are served, once listening. */
   get managementUrl(): string | undefined {
-    return this.#listeners?.management.url;
+    return this.http.managementUrl;
   }
 
   /**
@@ -646,20 +597,16 @@ export class Broker {
 
   async #shutdown(graceMs: number, cutNow: AbortSignal | undefined): Promise<void> {
     this.#draining = true;
-    const listeners = this.#listeners;
     // Long-lived feed streams would hold the drain for the whole grace; subscribers resume from their cursor.
     this.revocationFeed.closeStreams();
-    if (listeners) {
-      const cut = await listeners.public.drain(graceMs, cutNow);
-      if (cut.connections > 0) this.#logger('warn', 'shutdown: connections still open were cut', { connections: cut.connections, requests_in_flight: cut.requests, grace_ms: graceMs, early: cutNow?.aborted === true });
-    }
+    await this.http.drain(graceMs, cutNow);
     // No new background pass; one already running finishes before the store closes.
     this.#checkpoints.stop();
     if (this.#reviewFirst) clearTimeout(this.#reviewFirst);
     await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop(), this.#reviewPass?.stop()]);
     this.revocation.stop();
     this.#setPush?.stop();
-    await listeners?.management.close();
+    await this.http.closeManagement();
     // The last events of this replica get a checkpoint too (a failure is logged, not thrown).
     await this.#checkpoints.checkpoint();
     this.#unsubscribeIdentity();
