@@ -1,7 +1,7 @@
 import type { LoadedConfig } from './config/load.js';
 import { assertReloadable, policyDigests, unchangedConfig } from './config/reload-check.js';
 import { checkAddedVaultCapabilities } from './vault/reload-capabilities.js';
-import type { LeashConfig } from './config/schema.js';
+import type { CredentialKind, LeashConfig } from './config/schema.js';
 import { maxTokenLifeMs } from './config/token-life.js';
 import { createAttestation, tokenDigest } from './attestation/registry.js';
 import { createKeySource } from './attestation/key-source.js';
@@ -22,7 +22,7 @@ import { RevocationView } from './revocation/revocation-view.js';
 import { createAudienceResolver } from './revocation/revocation-audiences.js';
 import { TaskSweeper } from './tasks/task-sweeper.js';
 import type { Store } from './store/store.js';
-import { createJwtIssuer } from './issuance/jwt/jwt-issuer.js';
+import { createIssuers } from './issuance/registry.js';
 import type { CredentialIssuer } from './issuance/credential-issuer.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { TaskService } from './tasks/task-service.js';
@@ -42,11 +42,9 @@ import { createLogger, type Logger } from './log/logger.js';
 import { revocationFeedRouter, type RevocationFeedRouter } from './http/feed/feed-routes.js';
 import { createSetPusher, type SetPusher } from './revocation/feed/set-push.js';
 import { createIamClient } from './issuance/aws-sts/deny-sessions.js';
-import { createAwsStsIssuer } from './issuance/aws-sts/aws-sts-issuer.js';
 import { createAwsStsRevoker } from './issuance/aws-sts/aws-sts-revoker.js';
 import { SessionDenier } from './issuance/aws-sts/session-denier.js';
 import { revokeOnReload } from './revocation/reload-revocations.js';
-import { createVaultIssuer } from './issuance/vault/vault-issuer.js';
 import { createVaultRevoker } from './issuance/vault/vault-revoker.js';
 import { LeaseSweeper } from './issuance/vault/lease-sweeper.js';
 import { createLeaseReporter } from './issuance/vault/lease-reporter.js';
@@ -132,7 +130,7 @@ export class Broker {
   /** Set when a shutdown begins: readiness turns false, so no orchestrator routes new work here. */
   #draining = false;
   #closing: Promise<void> | undefined;
-  readonly #issuers: Map<string, CredentialIssuer>;
+  readonly #issuers: ReadonlyMap<CredentialKind, CredentialIssuer>;
   readonly #exchangeDeps: ExchangeDeps;
   readonly #write: (line: string) => void;
   readonly #logger: Logger;
@@ -236,11 +234,7 @@ export class Broker {
       },
     });
     this.sweeper = new TaskSweeper(this.store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.#logger('warn', msg, fields));
-    this.#issuers = new Map<string, CredentialIssuer>([
-      ['jwt', createJwtIssuer({ issuer: settings.issuer, keys })],
-      ['aws-sts', createAwsStsIssuer({ issuer: settings.issuer, keys, settings: () => this.#generation.settings.aws, clock: this.clock })],
-      ...(vaultLeases ? [['vault', createVaultIssuer(vaultLeases)] as const] : []),
-    ]);
+    this.#issuers = createIssuers({ issuer: settings.issuer, keys, clock: this.clock, aws: () => this.#generation.settings.aws, vault: vaultLeases });
     this.#exchangeDeps = {
       clock: this.clock,
       tasks: this.tasks,
