@@ -8,6 +8,8 @@ import { createKeySource } from './attestation/key-source.js';
 import { AuditRecorder } from './audit/recorder.js';
 import { CheckpointWriter } from './audit/checkpoint.js';
 import { describeReset, type IdentityChange } from './store/store-identity.js';
+import type { AuditEventType } from './audit/events.js';
+import type { AuditRecord } from './store/records.js';
 import { LeashError } from './errors/leash-error.js';
 import { compilePolicy } from './policy/compile.js';
 import { createKeyManager } from './keys/create-key-manager.js';
@@ -59,6 +61,14 @@ import { createPluginAuthenticator } from './exchange/client-authentication.js';
 import { clientCertificateSource } from './mtls/client-certificate.js';
 import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js';
 
+/** What a test may reach in a running broker (`broker.testing`). */
+export interface BrokerTestHandle {
+  readonly keys: KeyManager;
+  readonly store: Store;
+  /** The audit trail from its first record, optionally only events of one type. */
+  auditEvents(type?: AuditEventType): Promise<AuditRecord[]>;
+}
+
 export interface BrokerOptions {
   readonly clock?: Clock;
   /** Where JSON audit lines and logs go (default stdout). */
@@ -92,8 +102,8 @@ interface Generation extends ExchangeRuntime {
  */
 export class Broker {
   readonly clock: Clock;
-  readonly store: Store;
-  readonly keys: KeyManager;
+  readonly #store: Store;
+  readonly #keys: KeyManager;
   readonly metrics: Metrics;
   readonly audit: AuditRecorder;
   readonly tasks: TaskService;
@@ -122,7 +132,7 @@ export class Broker {
   readonly #unsubscribeIdentity: () => void;
   /** verifyLeashToken bound to this broker: introspection, RFC 7009 and delegation upstreams share it. */
   readonly #verifyToken = (token: string) =>
-    verifyLeashToken(token, { issuer: this.#generation.settings.issuer, keys: this.keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew });
+    verifyLeashToken(token, { issuer: this.#generation.settings.issuer, keys: this.#keys, clock: this.clock, clockSkewSeconds: this.#generation.settings.tokens.clock_skew });
   #iam: IAMClient | undefined;
   /** The public and management apps and their listeners. */
   readonly http: BrokerHttp;
@@ -141,28 +151,28 @@ export class Broker {
     this.clock = opts.clock ?? systemClock;
     this.#write = opts.write ?? ((line) => process.stdout.write(line));
     this.#logger = createLogger(this.#write, this.clock);
-    this.store = store;
-    this.keys = keys;
-    this.audit = new AuditRecorder(this.store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write, onRecorded: (r) => this.#checkpoints.noted(r) });
+    this.#store = store;
+    this.#keys = keys;
+    this.audit = new AuditRecorder(this.#store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write, onRecorded: (r) => this.#checkpoints.noted(r) });
     this.metrics = createMetrics(
-      { activeTasks: () => this.store.countActiveTasks(this.clock.now()), signingKeys: () => this.keys.list(), now: () => this.clock.now(),
-        pendingApprovals: async () => (await this.store.listApprovals({ state: 'pending', now: this.clock.now(), limit: 1000 })).length,
+      { activeTasks: () => this.#store.countActiveTasks(this.clock.now()), signingKeys: () => this.#keys.list(), now: () => this.clock.now(),
+        pendingApprovals: async () => (await this.#store.listApprovals({ state: 'pending', now: this.clock.now(), limit: 1000 })).length,
         awsDenyPendingRoles: () => this.awsDenier.pendingRoles(),
-        storeResetPending: () => this.store.resetPending() !== undefined },
+        storeResetPending: () => this.#store.resetPending() !== undefined },
       { defaultMetrics: opts.defaultMetrics ?? true },
     );
     this.#checkpoints = new CheckpointWriter({
       issuer: settings.issuer,
       keys,
       clock: this.clock,
-      epoch: () => this.store.epoch(),
+      epoch: () => this.#store.epoch(),
       record: (event) => this.audit.record('audit.checkpoint', { ...event }),
       everyEvents: settings.audit.checkpoint_every_events,
       intervalMs: settings.audit.checkpoint_interval_ms,
       log: (msg, fields) => this.#logger('warn', msg, fields),
       onResult: (outcome) => this.metrics.auditCheckpoints.inc({ outcome }),
     });
-    this.#unsubscribeIdentity = this.store.onIdentityChange((change) => this.#onIdentityChange(change));
+    this.#unsubscribeIdentity = this.#store.onIdentityChange((change) => this.#onIdentityChange(change));
     this.#protocolAudit = { audit: this.audit, metrics: this.metrics, log: this.#logger };
     // `vault` credentials: the session is set right after construction (Broker.create), before any exchange.
     const vaultLeases = settings.vault
@@ -171,14 +181,14 @@ export class Broker {
             if (!this.#vault) throw new LeashError('ERR_UPSTREAM_UNAVAILABLE', 'Vault cannot issue secrets right now; retry later', { vault_reason: 'no_session' });
             return this.#vault.client;
           },
-          leases: this.store,
+          leases: this.#store,
           clock: this.clock,
           report: createLeaseReporter({ audit: this.audit, metrics: this.metrics, log: (msg, fields) => this.#logger('warn', msg, fields) }),
           log: (msg: string, fields?: Record<string, unknown>) => this.#logger('warn', msg, fields),
         }
       : undefined;
     this.awsDenier = new SessionDenier({
-      store: this.store,
+      store: this.#store,
       iam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
       clock: this.clock,
       maxChars: () => this.#generation.settings.aws.deny_policy_max_chars,
@@ -189,7 +199,7 @@ export class Broker {
     });
     this.leaseSweeper = vaultLeases ? new LeaseSweeper({ ...vaultLeases, intervalMs: settings.revocation.sweep_interval_ms }) : undefined;
     this.revocation = new RevocationView({
-      store: this.store,
+      store: this.#store,
       clock: this.clock,
       syncIntervalMs: settings.revocation.sync_interval_ms,
       maxStalenessMs: settings.revocation.max_staleness_ms,
@@ -219,7 +229,7 @@ export class Broker {
       },
     });
     this.tasks = new TaskService({
-      store: this.store,
+      store: this.#store,
       clock: this.clock,
       limits: () => ({ defaultTtl: this.#generation.settings.tasks.default_ttl, maxTtl: this.#generation.settings.tasks.max_ttl }),
       knownPlugin: (id) => this.#generation.policy.plugins.has(id),
@@ -233,20 +243,20 @@ export class Broker {
         await this.audit.record('task.ended', { task: task.id, actor, cause });
       },
     });
-    this.sweeper = new TaskSweeper(this.store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.#logger('warn', msg, fields));
+    this.sweeper = new TaskSweeper(this.#store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.#logger('warn', msg, fields));
     this.#issuers = createIssuers({ issuer: settings.issuer, keys, clock: this.clock, aws: () => this.#generation.settings.aws, vault: vaultLeases });
     this.#exchangeDeps = {
       clock: this.clock,
       tasks: this.tasks,
-      tokens: this.store,
-      replay: this.store,
-      keys: this.keys,
+      tokens: this.#store,
+      replay: this.#store,
+      keys: this.#keys,
       issuers: this.#issuers,
       audit: this.audit,
       metrics: this.metrics,
       revocation: this.revocation,
       quotas: {
-        store: this.store,
+        store: this.#store,
         revocation: this.revocation,
         onSuspended: async (plugin, reason) => {
           await this.audit.record('plugin.suspended', { plugin, actor: 'system:quota', reason });
@@ -257,7 +267,7 @@ export class Broker {
         verifyToken: this.#verifyToken,
       },
       approvals: createApprovalService({
-        store: this.store,
+        store: this.#store,
         settings: () => this.#generation.settings.approvals,
         audit: this.audit,
         metrics: this.metrics,
@@ -273,7 +283,7 @@ export class Broker {
     this.exceptions = new ExceptionWatcher({
       clock: this.clock,
       current: () => this.#generation,
-      tokens: this.store,
+      tokens: this.#store,
       revocation: this.revocation,
       audit: this.audit,
     });
@@ -283,8 +293,8 @@ export class Broker {
     this.review = new BrokerReview({
       clock: this.clock,
       loaded: () => this.#generation.loaded,
-      store: this.store,
-      keys: () => this.keys.list(),
+      store: this.#store,
+      keys: () => this.#keys.list(),
       metrics: this.metrics,
       audit: this.audit,
     });
@@ -294,7 +304,7 @@ export class Broker {
       : undefined;
     this.revocationFeed = revocationFeedRouter({
       authenticate: (req) => this.#generation.resourceServers.authenticate(req),
-      store: this.store,
+      store: this.#store,
       revocation: this.revocation,
       clock: this.clock,
     });
@@ -302,7 +312,7 @@ export class Broker {
       ready: () => this.readiness(),
       log: this.#logger,
       revocationFeed: this.revocationFeed,
-      keys: this.keys,
+      keys: this.#keys,
       metrics: this.metrics,
       tasks: this.tasks,
       clock: this.clock,
@@ -312,13 +322,13 @@ export class Broker {
       settings: () => this.#generation.settings,
       oauth: () => this.#generation.oauth,
       revocation: this.revocation,
-      suspensions: this.store,
+      suspensions: this.#store,
       knownPlugin: (id) => this.#generation.policy.plugins.has(id),
       resourceServers: () => this.#generation.resourceServers,
       verifyToken: this.#verifyToken,
       policy: () => this.#generation.policy,
       approvals: (this.approvals = new ApprovalDecisions({
-        store: this.store,
+        store: this.#store,
         clock: this.clock,
         settings: () => this.#generation.settings.approvals,
         policy: () => this.#generation.policy,
@@ -338,7 +348,7 @@ export class Broker {
   async readiness(): Promise<void> {
     if (this.#draining) throw new Error('shutting down');
     try {
-      await this.store.ping();
+      await this.#store.ping();
     } catch {
       throw new Error('store unreachable');
     }
@@ -418,7 +428,7 @@ export class Broker {
   /** Keyring refresh on schedule and on a key revoked elsewhere (keys/key-ticker.ts); a changed key set rebuilds the generation. */
   #startKeyTicker(): void {
     this.#keyTicker = new KeyTicker({
-      keys: this.keys,
+      keys: this.#keys,
       audit: this.audit,
       metrics: this.metrics,
       log: this.#logger,
@@ -442,6 +452,22 @@ export class Broker {
     pass.start();
     this.#reviewFirst = setTimeout(() => void pass.run().catch(() => undefined), Math.min(60_000, this.#generation.settings.review.interval * 1000));
     this.#reviewFirst.unref();
+  }
+
+  /**
+   * The deliberate way in for tests: the store, the key manager and the audit trail. The
+   * broker does not expose them otherwise; nothing in src/ uses this.
+   */
+  get testing(): BrokerTestHandle {
+    const store = this.#store;
+    return {
+      keys: this.#keys,
+      store,
+      auditEvents: async (type) => {
+        const events = await store.read(1, 1_000_000);
+        return type === undefined ? events : events.filter((e) => e.type === type);
+      },
+    };
   }
 
   get config(): LeashConfig {
@@ -470,7 +496,7 @@ export class Broker {
       issuer: config.settings.issuer,
       endpointUrls: ['/introspect', '/revoke', '/revocations', '/revocations/stream'].map((p) => `${config.settings.issuer}${p}`),
       clock: this.clock,
-      replay: this.store,
+      replay: this.#store,
       baseDir: loaded.baseDir,
       clockSkewSeconds: config.settings.tokens.clock_skew,
     });
@@ -481,13 +507,13 @@ export class Broker {
       issuer: config.settings.issuer,
       tokenEndpoint,
       clock: this.clock,
-      replay: this.store,
+      replay: this.#store,
       baseDir: loaded.baseDir,
       clockSkewSeconds: config.settings.tokens.clock_skew,
     });
     const tls = tlsServerOptions(config);
     const grant = tokenExchangeGrant(this.#exchangeDeps, tokenEndpoint, clientCertificateSource(config.settings));
-    const provider = buildProvider({ settings: config.settings, policy, keys: this.keys, grant, log: (level, msg, fields) => this.#logger(level, msg, fields) });
+    const provider = buildProvider({ settings: config.settings, policy, keys: this.#keys, grant, log: (level, msg, fields) => this.#logger(level, msg, fields) });
     auditProtocolErrors(provider, this.#protocolAudit);
     // Client credentials Leash cannot verify are refused, and a request without client_id is identified by its attestation.
     // Koa settles its own errors (ctx.onerror): the promise its handler returns never rejects.
@@ -515,7 +541,7 @@ export class Broker {
       this.metrics.policyReloads.inc({ result: 'ok' });
       await this.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: false });
       // What the new policy no longer grants is revoked now, not left to expire.
-      await revokeOnReload(current.policy, this.#generation.policy, loaded.digest, { revocation: this.revocation, tokens: this.store, clock: this.clock, audit: this.audit }).catch((err: unknown) =>
+      await revokeOnReload(current.policy, this.#generation.policy, loaded.digest, { revocation: this.revocation, tokens: this.#store, clock: this.clock, audit: this.audit }).catch((err: unknown) =>
         this.#logger('error', 'revoking what the reloaded policy removed failed; those credentials stay valid until they expire', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) }),
       );
       return { ok: true };
@@ -528,7 +554,7 @@ export class Broker {
   /** SET push to resource servers with a `push.url`; rebuilt when they change on reload. */
   #startPush(config: LeashConfig): void {
     this.#setPush?.stop();
-    this.#setPush = createSetPusher({ issuer: config.settings.issuer, keys: this.keys, servers: config.resource_servers, clock: this.clock, epoch: () => this.store.epoch() });
+    this.#setPush = createSetPusher({ issuer: config.settings.issuer, keys: this.#keys, servers: config.resource_servers, clock: this.clock, epoch: () => this.#store.epoch() });
   }
 
   /** A reload that failed (here or in the loader): the running policy stays; say why. */
@@ -563,7 +589,7 @@ export class Broker {
         audit_head_seq: m.auditHead.seq,
         audit_head_hash: m.auditHead.hash,
         revocation_seq: m.revocationSeq,
-        store: this.store.kind,
+        store: this.#store.kind,
       });
     } else if (change.previousEpoch === change.epoch) {
       this.#logger('warn', 'the store holds this replica\'s epoch again and no reset is pending; serving again', { epoch: change.epoch });
@@ -604,8 +630,8 @@ export class Broker {
     // The last events of this replica get a checkpoint too (a failure is logged, not thrown).
     await this.#checkpoints.checkpoint();
     this.#unsubscribeIdentity();
-    await this.store.close();
-    await this.keys.close();
+    await this.#store.close();
+    await this.#keys.close();
     this.#vault?.close();
   }
 

@@ -49,7 +49,7 @@ describe('approval flooding', () => {
     const res = await fetch(`${tb.url}/admin/approvals?state=pending`, { headers: { authorization: `Bearer ${OPS_KEY}` } });
     return ((await res.json()) as { approvals: Array<{ id: string; plugin: string; task: string }> }).approvals;
   };
-  const events = async (type: string) => (await tb.broker.store.read(1, 100_000)).filter((e) => e.type === type);
+  const events = async (type: string) => (await tb.broker.testing.store.read(1, 100_000)).filter((e) => e.type === type);
 
   it('120 requests varying expires_in from one attestation make one pending approval', async () => {
     const task = await tb.openTask({ plugins: ['prod-only'] });

@@ -131,7 +131,7 @@ describe('approvals end to end', () => {
     expect(again.body.access_token).toBeUndefined();
 
     // the audit chain tells the story, with the receipt and the justification on the issuance
-    const records = await tb.broker.store.read(1, 10000);
+    const records = await tb.broker.testing.store.read(1, 10000);
     const mine = records.filter((r) => r.event.approval === id || (r.event.approval as { id?: string } | undefined)?.id === id);
     expect(mine.map((r) => r.type)).toEqual(expect.arrayContaining(['approval.requested', 'approval.approved', 'exchange.issued']));
     const issued = mine.find((r) => r.type === 'exchange.issued')!;

@@ -55,7 +55,7 @@ describe('kubernetes TokenReview (per trusted issuer)', () => {
 
   const exchange = async (subjectToken: string) =>
     tb.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: subjectToken, subject_token_type: JWT_TYPE, resource: CRM_API, task });
-  const lastDenied = async () => (await tb.broker.store.read(1, 100_000)).filter((e) => e.type === 'exchange.denied').at(-1)!.event;
+  const lastDenied = async () => (await tb.broker.testing.store.read(1, 100_000)).filter((e) => e.type === 'exchange.denied').at(-1)!.event;
 
   it('a token of a running pod is reviewed once (with the issuer audience, as Leash), then served from the short cache', async () => {
     const token = await k8s.podToken({ sa: 'crm-reader', pod: 'crm-reader-7d9f', nowSeconds: nowS() });
@@ -87,7 +87,7 @@ describe('kubernetes TokenReview (per trusted issuer)', () => {
     expect((await exchange(token)).status).toBe(400);
     expect(k8s.calls.length).toBe(calls);
     // The token verifies locally all along: only the review refuses it.
-    expect(JSON.stringify(await tb.broker.store.read(1, 100_000))).not.toContain(token);
+    expect(JSON.stringify(await tb.broker.testing.store.read(1, 100_000))).not.toContain(token);
   });
 
   it('a deleted service account refuses its tokens too', async () => {

@@ -36,7 +36,7 @@ describe('leash keys (CLI against a live broker)', () => {
     });
     const lines = stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^KID\s+STATE\s+ALG\s+AGE\s+CREATED\s+SIGNS FROM\s+ACTIVATED\s+RETIRED\s+REMOVE AT$/);
-    const kids = tb.broker.keys.list();
+    const kids = tb.broker.testing.keys.list();
     expect(lines).toHaveLength(1 + kids.length);
     for (const k of kids) expect(lines.some((l) => l.startsWith(k.kid) && l.includes(k.state) && l.includes('ES256'))).toBe(true);
   });
@@ -46,7 +46,7 @@ describe('leash keys (CLI against a live broker)', () => {
     expect(r.code).toBe(0);
     const body = JSON.parse(r.out) as { backend: string; keys: { kid: string; state: string }[] };
     expect(body.backend).toBe('local');
-    expect(body.keys.map((k) => k.kid).sort()).toEqual(tb.broker.keys.list().map((k) => k.kid).sort());
+    expect(body.keys.map((k) => k.kid).sort()).toEqual(tb.broker.testing.keys.list().map((k) => k.kid).sort());
     expect(r.out + r.err).not.toContain(OPS_KEY);
   });
 
@@ -58,7 +58,7 @@ describe('leash keys (CLI against a live broker)', () => {
   });
 
   it('rotate --force prints the transitions and the new key list', async () => {
-    const before = tb.broker.keys.list();
+    const before = tb.broker.testing.keys.list();
     const next = before.find((k) => k.state === 'next')!.kid;
     const current = before.find((k) => k.state === 'current')!.kid;
     const r = await keys(['rotate', '--force', '--reason', 'drill', '--url', tb.url], { LEASH_ADMIN_KEY: OPS_KEY });
@@ -67,20 +67,20 @@ describe('leash keys (CLI against a live broker)', () => {
     expect(r.out).toContain(`promoted ${next}  next -> current`);
     expect(r.out).toContain(`retired  ${current}  current -> retired`);
     expect(r.out).toMatch(/created {2}\S+ {2}\(new\) -> next/);
-    expect(tb.broker.keys.list().find((k) => k.kid === current)?.state).toBe('retired');
+    expect(tb.broker.testing.keys.list().find((k) => k.kid === current)?.state).toBe('retired');
   });
 
   it('retire and revoke by kid; revoke needs the security role and a reason', async () => {
-    const next = tb.broker.keys.list().find((k) => k.state === 'next')!.kid;
+    const next = tb.broker.testing.keys.list().find((k) => k.state === 'next')!.kid;
     const denied = await keys(['revoke', next, '--reason', 'leaked', '--url', tb.url], { LEASH_ADMIN_KEY: ORCHESTRATOR_KEY });
     expect(denied.code).toBe(1);
     expect(denied.err).toContain('403 insufficient_scope');
 
-    const retired = tb.broker.keys.list().find((k) => k.state === 'retired')!.kid;
+    const retired = tb.broker.testing.keys.list().find((k) => k.state === 'retired')!.kid;
     const revoked = await keys(['revoke', retired, '--reason', 'backup tape lost', '--url', tb.url, '--json'], { LEASH_ADMIN_KEY: SECURITY_ONLY_KEY });
     expect(revoked.code).toBe(0);
     expect(JSON.parse(revoked.out).transitions).toEqual([{ action: 'revoked', kid: retired, from: 'retired', to: 'removed' }]);
-    expect(tb.broker.keys.jwks().keys.map((k) => k.kid)).not.toContain(retired);
+    expect(tb.broker.testing.keys.jwks().keys.map((k) => k.kid)).not.toContain(retired);
 
     const r = await keys(['retire', next, '--url', tb.url], { LEASH_ADMIN_KEY: OPS_KEY });
     expect(r.code).toBe(0);

@@ -47,7 +47,7 @@ describe('revoking an upstream token revokes what was delegated from it', () => 
     expect(res.status).toBe(201);
   }
 
-  const revocationCount = async () => (await h.tb.broker.store.revocationsSince(0, 100_000, h.clock.now())).length;
+  const revocationCount = async () => (await h.tb.broker.testing.store.revocationsSince(0, 100_000, h.clock.now())).length;
 
   /** A → B (→ C): root token for crm-reader, delegated to summarizer (and on to notifier). */
   async function chain(hops: 2 | 3): Promise<string[]> {
@@ -144,7 +144,7 @@ describe('revoking an upstream token revokes what was delegated from it', () => 
   });
 
   describe('chain_jti is shape-checked by verifyLeashToken (a Leash-signed token with a bad claim is not one Leash wrote)', () => {
-    const deps = () => ({ issuer: h.tb.url, keys: h.tb.broker.keys, clock: h.clock, clockSkewSeconds: 30 });
+    const deps = () => ({ issuer: h.tb.url, keys: h.tb.broker.testing.keys, clock: h.clock, clockSkewSeconds: 30 });
     const mint = (extra: Record<string, unknown>) => {
       const now = Math.floor(h.clock.now() / 1000);
       const base = {
@@ -162,7 +162,7 @@ describe('revoking an upstream token revokes what was delegated from it', () => 
         act: { sub: 'summarizer' },
         chain_effects: ['read'],
       };
-      return signJwt(h.tb.broker.keys.current(), { typ: 'at+jwt' }, { ...base, ...extra });
+      return signJwt(h.tb.broker.testing.keys.current(), { typ: 'at+jwt' }, { ...base, ...extra });
     };
     const deep = (n: number) => {
       let act: Record<string, unknown> | undefined;

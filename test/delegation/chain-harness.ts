@@ -101,7 +101,7 @@ export async function delegate(h: Harness, plugin: string, upstream: string, res
 }
 
 export async function lastEvent(h: Harness): Promise<{ type: string; event: Record<string, any> }> {
-  const all = await h.tb.broker.store.read(1, 1_000_000);
+  const all = await h.tb.broker.testing.store.read(1, 1_000_000);
   const last = all[all.length - 1]!;
   return { type: last.type, event: last.event as Record<string, any> };
 }

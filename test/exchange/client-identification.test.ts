@@ -28,7 +28,7 @@ describe('token endpoint client identification', () => {
 
   /** The latest exchange decision in the audit trail (other events, e.g. the sweeper's, skipped). */
   const lastEvent = async () => {
-    const all = (await h.tb.broker.store.read(1, 1_000_000)).filter((e) => e.type.startsWith('exchange.'));
+    const all = (await h.tb.broker.testing.store.read(1, 1_000_000)).filter((e) => e.type.startsWith('exchange.'));
     return all[all.length - 1]!;
   };
 

@@ -51,7 +51,7 @@ describe('token exchange over HTTP', () => {
     expect(payload.nbf).toBe(payload.iat);
     expect(typeof payload.jti).toBe('string');
     // the issued-token index has it, by id only
-    const record = await tb.broker.store.getIssued(payload.jti!);
+    const record = await tb.broker.testing.store.getIssued(payload.jti!);
     expect(record).toMatchObject({ plugin: 'crm-reader', task, audience: CRM_API, kind: 'jwt' });
   });
 
@@ -97,11 +97,11 @@ describe('token exchange over HTTP', () => {
   });
 
   it('each exchange leaves exactly one audit event, with a digest and never the token', async () => {
-    const before = (await tb.broker.store.read(1, 100000)).length;
+    const before = (await tb.broker.testing.store.read(1, 100000)).length;
     const sa = await tb.cluster.saToken();
     await tb.exchange(params(sa));
     await tb.exchange(params(sa, { scope: 'contacts:delete' }));
-    const events = (await tb.broker.store.read(1, 100000)).slice(before);
+    const events = (await tb.broker.testing.store.read(1, 100000)).slice(before);
     expect(events.map((e) => e.type)).toEqual(['exchange.issued', 'exchange.denied']);
     expect(events[1]!.event).toMatchObject({ decision: 'denied', reason: 'ERR_SCOPE_NOT_GRANTED', plugin: 'crm-reader' });
     const text = JSON.stringify(events);

@@ -624,7 +624,7 @@ describe('must be denied', () => {
   });
 
   /** The audit trail's length: what one request adds is read from here on. */
-  const auditLength = async () => (await ctx.tb.broker.store.read(1, 1_000_000)).length;
+  const auditLength = async () => (await ctx.tb.broker.testing.store.read(1, 1_000_000)).length;
 
   it('the cloud and CI baselines are accepted (each row above changes one thing)', async () => {
     for (const params of [
@@ -667,7 +667,7 @@ describe('must be denied', () => {
       // The specific check that failed is named to the caller and in the one audit event.
       expect(String(body.error_description)).toMatch(new RegExp(`\\(${row.code}\\)$`));
       // Exactly one exchange event for this request (the expiry sweeper may add its own events).
-      const fresh = (await ctx.tb.broker.store.read(seen + 1, 1000)).filter((e) => e.type.startsWith('exchange.'));
+      const fresh = (await ctx.tb.broker.testing.store.read(seen + 1, 1000)).filter((e) => e.type.startsWith('exchange.'));
       expect(fresh.map((e) => [e.type, (e.event as { reason?: unknown }).reason])).toEqual([['exchange.denied', row.code]]);
     }
   });

@@ -25,19 +25,19 @@ describe('durability across restarts', () => {
     const res = await first.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task });
     expect(res.status).toBe(200);
     const jti = decodeJwt(res.body.access_token as string).jti!;
-    const kid = first.broker.keys.current().kid;
-    const eventsBefore = (await first.broker.store.read(1, 100000)).length;
+    const kid = first.broker.testing.keys.current().kid;
+    const eventsBefore = (await first.broker.testing.store.read(1, 100000)).length;
     await first.close({ keepDir: true });
 
     const second = await startTestBroker({ dir, cluster });
     try {
-      expect((await second.broker.store.getTask(task))?.state).toBe('active');
-      expect(await second.broker.store.getIssued(jti)).toMatchObject({ plugin: 'crm-reader', task });
-      expect(second.broker.keys.current().kid).toBe(kid);
+      expect((await second.broker.testing.store.getTask(task))?.state).toBe('active');
+      expect(await second.broker.testing.store.getIssued(jti)).toMatchObject({ plugin: 'crm-reader', task });
+      expect(second.broker.testing.keys.current().kid).toBe(kid);
       // the chain continues across the restart and still verifies
       const res2 = await second.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task });
       expect(res2.status).toBe(200);
-      const check = await verifyAuditLog(second.broker.store);
+      const check = await verifyAuditLog(second.broker.testing.store);
       expect(check.ok).toBe(true);
       expect(check.count).toBeGreaterThan(eventsBefore);
     } finally {
@@ -59,9 +59,9 @@ describe('durability across restarts', () => {
     clock.advance(120); // down across the task's expiry
     const second = await startTestBroker({ dir, cluster, broker: { clock } });
     try {
-      expect((await second.broker.store.getTask(task))?.state).toBe('ended');
+      expect((await second.broker.testing.store.getTask(task))?.state).toBe('ended');
       expect(second.broker.revocation.isRevoked({ jti: claims.jti!, plugin: 'crm-reader', task, kid: undefined, iat: claims.iat! })).toBe(true);
-      const ended = (await second.broker.store.read(1, 100000)).filter((e) => e.type === 'task.ended');
+      const ended = (await second.broker.testing.store.read(1, 100000)).filter((e) => e.type === 'task.ended');
       expect(ended.map((e) => e.event.cause)).toEqual(['expired']);
     } finally {
       await second.close({ keepDir: true });
@@ -98,9 +98,9 @@ describe('durability across restarts', () => {
 
       const after = await startTestBroker({ dir, cluster });
       try {
-        expect((await after.broker.store.getTask(id))?.state).toBe('active');
+        expect((await after.broker.testing.store.getTask(id))?.state).toBe('active');
         expect(after.broker.revocation.isRevoked({ jti: 'any', plugin: 'ticket-writer', task: undefined, kid: undefined, iat: Math.floor(Date.now() / 1000) - 5 })).toBe(true);
-        expect((await verifyAuditLog(after.broker.store)).ok).toBe(true);
+        expect((await verifyAuditLog(after.broker.testing.store)).ok).toBe(true);
       } finally {
         await after.close({ keepDir: true });
       }

@@ -104,7 +104,7 @@ describe('the admin route shape, on a running broker', () => {
   it('authenticates before it reads a body: an anonymous call with a broken body is 401, audited', async () => {
     const res = await fetch(`${tb.url}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"plugins":' });
     expect(res.status).toBe(401);
-    const events = await tb.broker.store.read(1, 100_000);
+    const events = await tb.broker.testing.store.read(1, 100_000);
     expect(events.filter((e) => e.type === 'admin.denied' && e.event.route === 'tasks.open').length).toBeGreaterThan(0);
   });
 });

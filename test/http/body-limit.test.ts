@@ -31,7 +31,7 @@ describe('settings.max_body_bytes counts the bytes read, chunked or not, on ever
       }),
     });
     task = await tb.openTask();
-    kid = tb.broker.keys.current().kid;
+    kid = tb.broker.testing.keys.current().kid;
   });
   afterAll(async () => tb.close());
 
@@ -42,12 +42,12 @@ describe('settings.max_body_bytes counts the bytes read, chunked or not, on ever
 
   /** Everything a request could have changed: none of it may move on a refused body. */
   async function state() {
-    const store = tb.broker.store;
+    const store = tb.broker.testing.store;
     return {
       audit: (await store.read(1, 100000)).length,
       revocations: (await store.revocationsSince(0, 100000, Date.now())).length,
       activeTasks: await store.countActiveTasks(Date.now()),
-      keys: JSON.stringify(tb.broker.keys.list()),
+      keys: JSON.stringify(tb.broker.testing.keys.list()),
       suspended: (await store.listSuspensions()).length,
     };
   }

@@ -40,7 +40,7 @@ describe('policy reload', () => {
     const result = await tb.broker.reload(loadedFrom(bad, tb.dir));
     expect(result.ok).toBe(false);
     expect(tb.broker.config).toBe(before);
-    const events = await tb.broker.store.read(1, 100000);
+    const events = await tb.broker.testing.store.read(1, 100000);
     const failed = events.filter((e) => e.type === 'policy.reload_failed');
     expect(failed.length).toBe(1);
     expect(String(failed[0]!.event.error)).toContain('impostor');
@@ -57,10 +57,10 @@ describe('policy reload', () => {
   });
 
   it('records key.created when the first start generated the signing key and its prepublished successor', async () => {
-    const events = await tb.broker.store.read(1, 100000);
+    const events = await tb.broker.testing.store.read(1, 100000);
     const created = events.filter((e) => e.type === 'key.created').map((e) => e.event.kid as string);
-    expect(created).toContain(tb.broker.keys.current().kid);
-    expect(created.sort()).toEqual(tb.broker.keys.list().map((k) => k.kid).sort());
+    expect(created).toContain(tb.broker.testing.keys.current().kid);
+    expect(created.sort()).toEqual(tb.broker.testing.keys.list().map((k) => k.kid).sort());
     expect(created).toHaveLength(2);
   });
 });
@@ -70,7 +70,7 @@ describe('fail closed', () => {
     const tb = await startTestBroker();
     try {
       const task = await tb.openTask();
-      await tb.broker.store.close();
+      await tb.broker.testing.store.close();
       const res = await tb.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await sa(tb), subject_token_type: JWT_TYPE, resource: CRM_API, task });
       expect(res.status).toBe(503);
       expect(res.body.error).toBe('temporarily_unavailable');

@@ -44,7 +44,7 @@ function client(tb: TestBroker) {
 }
 
 async function events(tb: TestBroker, type: string): Promise<Record<string, unknown>[]> {
-  return (await tb.broker.store.read(1, 100000)).filter((e) => e.type === type).map((e) => e.event as Record<string, unknown>);
+  return (await tb.broker.testing.store.read(1, 100000)).filter((e) => e.type === type).map((e) => e.event as Record<string, unknown>);
 }
 
 async function metricsText(tb: TestBroker): Promise<string> {
@@ -280,14 +280,14 @@ describe('admin key API: the audit store fails after the change was made', () =>
     });
     const tb = await startTestBroker({ dir, broker: { store } });
     try {
-      const next = tb.broker.keys.list().find((k) => k.state === 'next')!.kid;
+      const next = tb.broker.testing.keys.list().find((k) => k.state === 'next')!.kid;
       auditDown = true;
       const res = await client(tb)('POST', '/admin/keys/rotate', OPS_KEY, { force: true });
       auditDown = false;
       expect(res.status).toBe(200);
       expect(res.json.warning).toMatch(/change was made.*audit trail could not record it/);
       expect(res.json.transitions).toContainEqual({ action: 'promoted', kid: next, from: 'next', to: 'current' });
-      expect(tb.broker.keys.current().kid).toBe(next);
+      expect(tb.broker.testing.keys.current().kid).toBe(next);
       expect(res.text).not.toContain('disk full');
     } finally {
       await tb.close();

@@ -57,11 +57,11 @@ describe('POST /revoke (RFC 7009)', () => {
   const active = async (token: string) => (await postForm(introspectUrl, { token }, { authorization: basic('crm-api', CRM_RS_SECRET) })).body.active;
   const jtiOf = (token: string) => decodeJwt(token).jti as string;
   async function revocationsOf(jti: string) {
-    const all = await tb.broker.store.revocationsSince(0, 10000, clock.now());
+    const all = await tb.broker.testing.store.revocationsSince(0, 10000, clock.now());
     return all.filter((r) => r.scope === 'token' && r.id === jti);
   }
   async function auditFor(jti: string) {
-    const records = await tb.broker.store.read(1, 100000);
+    const records = await tb.broker.testing.store.read(1, 100000);
     return records.filter((r) => r.type === 'token.revoked' && r.event.id === jti).map((r) => r.event);
   }
 
@@ -136,7 +136,7 @@ describe('POST /revoke (RFC 7009)', () => {
       expect(res).toMatchObject({ status: 403, body: { error: 'insufficient_scope' } });
       expect(res.headers.get('www-authenticate')).toContain('error="insufficient_scope"');
       expect(await active(token)).toBe(true);
-      const denied = (await tb.broker.store.read(1, 100000)).filter((r) => r.type === 'admin.denied' && r.event.route === 'revoke');
+      const denied = (await tb.broker.testing.store.read(1, 100000)).filter((r) => r.type === 'admin.denied' && r.event.route === 'revoke');
       expect(denied.at(-1)?.event).toMatchObject({ reason: 'ERR_ADMIN_FORBIDDEN', actor: 'apikey:orchestrator' });
     });
 
@@ -162,11 +162,11 @@ describe('POST /revoke (RFC 7009)', () => {
         return `${h}.${p.slice(0, -2)}AA.${s}`;
       }],
     ])('%s', async (_n, make) => {
-      const before = (await tb.broker.store.revocationsSince(0, 10000, clock.now())).length;
+      const before = (await tb.broker.testing.store.revocationsSince(0, 10000, clock.now())).length;
       const res = await postForm(revokeUrl, { token: await make(), client_id: 'crm-reader' });
       expect(res.status).toBe(200);
       expect(res.text).toBe('');
-      expect((await tb.broker.store.revocationsSince(0, 10000, clock.now())).length).toBe(before);
+      expect((await tb.broker.testing.store.revocationsSince(0, 10000, clock.now())).length).toBe(before);
     });
 
     it('an expired token', async () => {

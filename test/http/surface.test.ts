@@ -382,7 +382,7 @@ describe('an internal fault in the protocol layer is a 503 with Retry-After, nev
     const provider = buildProvider({
       settings: tb.config.settings,
       policy: compilePolicy(tb.config),
-      keys: tb.broker.keys,
+      keys: tb.broker.testing.keys,
       grant: async () => {
         throw new TypeError('a bug in the grant');
       },

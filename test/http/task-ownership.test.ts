@@ -22,7 +22,7 @@ describe('task ownership', () => {
   afterAll(async () => tb.close());
 
   const call = (method: string, id: string, key: string) => fetch(`${tb.url}/tasks/${id}`, { method, headers: { authorization: `Bearer ${key}` } });
-  const events = async () => (await tb.broker.store.read(1, 100_000)).filter((e) => e.type === 'admin.denied' || e.type === 'task.ended');
+  const events = async () => (await tb.broker.testing.store.read(1, 100_000)).filter((e) => e.type === 'admin.denied' || e.type === 'task.ended');
 
   it("another orchestrator can neither read nor end a task: 404, exactly as for an unknown id, and audited", async () => {
     const id = await tb.openTask();

@@ -72,7 +72,7 @@ describe('task API and admin authentication', () => {
 
   it('audits refused admin calls', async () => {
     await post({ plugins: ['crm-reader'] }, 'not-a-real-key-123456');
-    const events = await tb.broker.store.read(1, 100000);
+    const events = await tb.broker.testing.store.read(1, 100000);
     expect(events.some((e) => e.type === 'admin.denied' && e.event.reason === 'ERR_ADMIN_UNAUTHENTICATED')).toBe(true);
     expect(JSON.stringify(events)).not.toContain('not-a-real-key-123456');
   });

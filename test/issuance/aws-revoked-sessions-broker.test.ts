@@ -50,7 +50,7 @@ async function admin(tb: TestBroker, method: string, path: string, body?: unknow
 }
 
 async function events(tb: TestBroker, type: string): Promise<Record<string, unknown>[]> {
-  return (await tb.broker.store.read(1, 10_000)).filter((r) => r.type === type).map((r) => r.event as Record<string, unknown>);
+  return (await tb.broker.testing.store.read(1, 10_000)).filter((r) => r.type === type).map((r) => r.event as Record<string, unknown>);
 }
 
 describe('revoked AWS sessions are denied through IAM (running broker)', () => {
@@ -187,7 +187,7 @@ describe('revoked AWS sessions are denied through IAM (running broker)', () => {
     await tb.broker.awsDenier.sweep();
     expect(iam.requests.slice(n).map((r) => r.action)).toEqual(['DeleteRolePolicy']);
     expect(policy()).toBeUndefined();
-    expect(await tb.broker.store.listAwsDenyRoles()).toEqual([]);
+    expect(await tb.broker.testing.store.listAwsDenyRoles()).toEqual([]);
   });
 
   it('a deny IAM cannot take is retried, reported, and survives a restart', async () => {

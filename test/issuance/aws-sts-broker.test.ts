@@ -72,7 +72,7 @@ describe('aws-sts credentials through the broker', () => {
     expect(call.status).toBe(200);
     expect(call.headers.authorization).toBeUndefined();
     expect(call.claims).toMatchObject({ iss: tb.url, sub: 'reports-reader', aud: 'sts.amazonaws.com', task });
-    expect(decodeProtectedHeader(call.params.WebIdentityToken!).kid).toBe(tb.broker.keys.current().kid);
+    expect(decodeProtectedHeader(call.params.WebIdentityToken!).kid).toBe(tb.broker.testing.keys.current().kid);
     expect(call.tags).toEqual({ 'leash:plugin': 'reports-reader', 'leash:task': task, 'leash:risk': 'medium' });
     expect(call.transitiveTagKeys).toEqual(['leash:plugin', 'leash:task', 'leash:risk']);
     expect(call.params.Policy).toBe('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::reports/*"]}]}');
@@ -85,7 +85,7 @@ describe('aws-sts credentials through the broker', () => {
     expect(body.expires_in).toBeGreaterThan(890);
     expect(body.expires_in).toBeLessThanOrEqual(900);
 
-    const issued = await tb.broker.store.listIssuedForTask(task);
+    const issued = await tb.broker.testing.store.listIssuedForTask(task);
     const record = issued.find((t) => t.jti === `aws:${call.issued!.accessKeyId}`);
     expect(record).toMatchObject({ kind: 'aws-sts', plugin: 'reports-reader', audience: AWS_AUDIENCE });
     expect(JSON.stringify(issued)).not.toContain(body.aws_credentials.secret_access_key);

@@ -87,7 +87,7 @@ function leaseOf(body: Record<string, unknown>): ContractLease {
 }
 
 async function auditChain(): Promise<AuditRecord[]> {
-  return tb.broker.store.read(0, 100_000);
+  return tb.broker.testing.store.read(0, 100_000);
 }
 
 async function eventsOf(type: string, jti: string): Promise<AuditRecord[]> {
@@ -119,8 +119,8 @@ describe('vault grants through the broker', () => {
     const password = String(lease.data['password']);
     expect(JSON.stringify(await auditChain())).not.toContain(password);
     expect(logs.join('')).not.toContain(password);
-    expect(await tb.broker.store.getIssued(jti)).toMatchObject({ kind: 'vault', plugin: 'db-reader', task });
-    expect(JSON.stringify(await tb.broker.store.getIssued(jti))).not.toContain(password);
+    expect(await tb.broker.testing.store.getIssued(jti)).toMatchObject({ kind: 'vault', plugin: 'db-reader', task });
+    expect(JSON.stringify(await tb.broker.testing.store.getIssued(jti))).not.toContain(password);
   });
 
   it('refuses a requested_token_type of another kind', async () => {

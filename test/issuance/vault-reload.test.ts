@@ -93,7 +93,7 @@ describe('reloading a policy that adds vault grants', () => {
     expect(lease.revokedAt).toBeUndefined();
     expect(await tb.broker.reload(configWithGrant(undefined))).toEqual({ ok: true });
     expect(vault.leases().find((l) => l.leaseId === lease.leaseId)?.revokedAt).toBeDefined();
-    const events = (await tb.broker.store.read(1, 10_000)).filter((r) => r.type === 'vault.lease_revoked');
+    const events = (await tb.broker.testing.store.read(1, 10_000)).filter((r) => r.type === 'vault.lease_revoked');
     expect(events.at(-1)?.event).toMatchObject({ lease_id: lease.leaseId, cause: 'revocation', actor: 'system:reload', reason: 'policy.revoked_on_reload: plugin removed or disabled' });
     // Put the grant back for the next test.
     expect(await tb.broker.reload(configWithGrant('database/creds/allowed'))).toEqual({ ok: true });

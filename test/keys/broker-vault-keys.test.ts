@@ -10,7 +10,7 @@ import { basic, CRM_RS_SECRET, sha256hex } from '../http/introspect-support.js';
 /**
  * The Vault key backends end to end: a real broker over HTTP, Leash's own Vault session and
  * the real node-vault client against the Vault contract server. Key tickers are parked
- * (refresh_interval_ms 600000); the tests call `broker.keys.tick()` where a replica would refresh.
+ * (refresh_interval_ms 600000); the tests call `broker.testing.keys.tick()` where a replica would refresh.
  */
 
 const TOKEN_ENV = 'LEASH_BROKER_VAULT_KEYS_TEST_TOKEN';
@@ -73,7 +73,7 @@ async function rotate(tb: TestBroker): Promise<{ status: number; text: string; j
 }
 
 async function events(tb: TestBroker, type: string): Promise<Record<string, unknown>[]> {
-  return (await tb.broker.store.read(0, 100000)).filter((r) => r.type === type).map((r) => r.event as Record<string, unknown>);
+  return (await tb.broker.testing.store.read(0, 100000)).filter((r) => r.type === type).map((r) => r.event as Record<string, unknown>);
 }
 
 function expectUnavailable(res: { status: number; body: Record<string, unknown> }): void {
@@ -116,7 +116,7 @@ describe('vault-transit through the broker', () => {
     // The kid is the thumbprint of a public key Vault holds (the private half never left it).
     const thumbprints = await Promise.all([...vault.transitPublicKeys(KEY).values()].map(async (k) => calculateJwkThumbprint(await exportJWK(k), 'sha256')));
     expect(thumbprints).toContain(kid);
-    expect(tb.broker.keys.list().find((k) => k.kid === kid)).toMatchObject({ state: 'current', backend: 'vault-transit' });
+    expect(tb.broker.testing.keys.list().find((k) => k.kid === kid)).toMatchObject({ state: 'current', backend: 'vault-transit' });
   });
 
   it('Vault down: 503 temporarily_unavailable, no token, no Vault text; Vault back: exchanges succeed without a restart', async () => {
@@ -175,7 +175,7 @@ describe('vault-transit through the broker', () => {
   it('after all of the above, neither the logs nor the audit chain hold Leash\'s Vault token', async () => {
     expect(logs.length).toBeGreaterThan(0);
     expect(logs.join('')).not.toContain(vault.rootToken);
-    expect(JSON.stringify(await tb.broker.store.read(0, 100000))).not.toContain(vault.rootToken);
+    expect(JSON.stringify(await tb.broker.testing.store.read(0, 100000))).not.toContain(vault.rootToken);
   });
 });
 
@@ -196,15 +196,15 @@ describe('vault-kv through the broker: signing through an outage up to max_vault
 
   it('keeps signing while Vault is down for up to max_vault_outage, then 503; back after Vault returns and a refresh succeeds', async () => {
     // A successful refresh now: the outage is measured from here.
-    await tb.broker.keys.tick();
+    await tb.broker.testing.keys.tick();
     expect((await exchange(tb, clock.now())).status).toBe(200);
 
     await vault.down();
     try {
-      await expect(tb.broker.keys.tick()).rejects.toMatchObject({ code: 'ERR_BACKEND_UNAVAILABLE' });
+      await expect(tb.broker.testing.keys.tick()).rejects.toMatchObject({ code: 'ERR_BACKEND_UNAVAILABLE' });
       expect((await exchange(tb, clock.now())).status).toBe(200);
       clock.advance(60); // exactly the bound: still signing
-      await expect(tb.broker.keys.tick()).rejects.toMatchObject({ code: 'ERR_BACKEND_UNAVAILABLE' });
+      await expect(tb.broker.testing.keys.tick()).rejects.toMatchObject({ code: 'ERR_BACKEND_UNAVAILABLE' });
       const atBound = await exchange(tb, clock.now());
       expect(atBound.status).toBe(200);
       await jwtVerify(atBound.body.access_token as string, createLocalJWKSet(await jwks(tb)), { issuer: tb.url, audience: CRM_API, currentDate: new Date(clock.now()) });
@@ -220,7 +220,7 @@ describe('vault-kv through the broker: signing through an outage up to max_vault
     }
     // Vault is back but nothing has re-read the keyring yet: still refused (fail closed).
     expectUnavailable(await exchange(tb, clock.now()));
-    await tb.broker.keys.tick();
+    await tb.broker.testing.keys.tick();
     const back = await exchange(tb, clock.now());
     expect(back.status).toBe(200);
     await jwtVerify(back.body.access_token as string, createLocalJWKSet(await jwks(tb)), { issuer: tb.url, audience: CRM_API, currentDate: new Date(clock.now()) });
@@ -256,28 +256,28 @@ describe('vault-kv through the broker: two replicas on one keyring', () => {
     const startA = await jwks(a);
     expect(kids(startA)).toHaveLength(2);
     expect(await jwks(b)).toEqual(startA);
-    const signerBefore = a.broker.keys.current().kid;
-    expect(b.broker.keys.current().kid).toBe(signerBefore);
+    const signerBefore = a.broker.testing.keys.current().kid;
+    expect(b.broker.testing.keys.current().kid).toBe(signerBefore);
 
     const rotated = await rotate(a);
     expect(rotated.status).toBe(200);
-    const newCurrent = a.broker.keys.current().kid;
+    const newCurrent = a.broker.testing.keys.current().kid;
     expect(newCurrent).not.toBe(signerBefore);
     const afterA = await jwks(a);
     expect(kids(afterA)).toHaveLength(3); // new current, retired old current, fresh next
 
     // B has not re-read the keyring: it lacks A's fresh next key and still signs with the old one.
     expect(kids(await jwks(b))).toEqual(kids(startA));
-    expect(b.broker.keys.current().kid).toBe(signerBefore);
+    expect(b.broker.testing.keys.current().kid).toBe(signerBefore);
 
     const fromA = await exchange(a);
     expect(fromA.status).toBe(200);
     const tokenA = fromA.body.access_token as string;
     expect(decodeProtectedHeader(tokenA).kid).toBe(newCurrent);
 
-    await b.broker.keys.tick();
+    await b.broker.testing.keys.tick();
     expect(await jwks(b)).toEqual(afterA);
-    expect(b.broker.keys.current().kid).toBe(newCurrent);
+    expect(b.broker.testing.keys.current().kid).toBe(newCurrent);
 
     // A's token verifies with B's JWKS and is active at B.
     await jwtVerify(tokenA, createLocalJWKSet(await jwks(b)), { issuer: a.url, audience: CRM_API });
@@ -308,7 +308,7 @@ describe('vault-kv through the broker: two replicas on one keyring', () => {
     expect(JSON.stringify(failed)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1/);
     expect(kids(await jwks(a))).toEqual(before);
     // B saw nothing change either
-    await b.broker.keys.tick();
+    await b.broker.testing.keys.tick();
     expect(kids(await jwks(b))).toEqual(before);
   });
 });
@@ -330,7 +330,7 @@ describe('vault-kv through the broker: the refresh ticker carries a rotation to 
   it('without any call into B: B publishes A\'s new key set and signs with A\'s new current key', async () => {
     expect(await jwks(b)).toEqual(await jwks(a));
     expect((await rotate(a)).status).toBe(200);
-    const newCurrent = a.broker.keys.current().kid;
+    const newCurrent = a.broker.testing.keys.current().kid;
     const afterA = kids(await jwks(a));
     await waitFor(async () => JSON.stringify(kids(await jwks(b))) === JSON.stringify(afterA), 10000);
     const fromB = await exchange(b);

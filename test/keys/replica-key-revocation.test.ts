@@ -50,8 +50,8 @@ describe('emergency key revocation across replicas', () => {
 
     const kids = async (tb: TestBroker) => ((await (await fetch(`${tb.url}/jwks`)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid).sort();
     expect(await kids(b)).toEqual(await kids(a));
-    const current = a.broker.keys.current().kid;
-    expect(b.broker.keys.current().kid).toBe(current);
+    const current = a.broker.testing.keys.current().kid;
+    expect(b.broker.testing.keys.current().kid).toBe(current);
 
     const started = Date.now();
     const res = await fetch(`${a.url}/admin/keys/${current}/revoke`, {
@@ -65,7 +65,7 @@ describe('emergency key revocation across replicas', () => {
     const elapsed = Date.now() - started;
     // Far below the 10-minute refresh interval: the feed triggered the re-read.
     expect(elapsed).toBeLessThan(5000);
-    expect(b.broker.keys.current().kid).not.toBe(current);
+    expect(b.broker.testing.keys.current().kid).not.toBe(current);
     expect(await kids(b)).toEqual(await kids(a));
   }, 60000);
 });

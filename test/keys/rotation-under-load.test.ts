@@ -92,13 +92,13 @@ describe('key rotation under load (local backend, prepublish 0)', () => {
       await waitFor(async () => issued.length >= 20, 20000);
       for (let r = 0; r < ROTATIONS; r++) {
         const before = issued.length;
-        signers.push(tb.broker.keys.current().kid);
+        signers.push(tb.broker.testing.keys.current().kid);
         const res = await admin('/admin/keys/rotate', OPS_KEY, { reason: `routine rotation ${r + 1}` });
         expect(res.status).toBe(200);
         // Let the load run on the new key before the next rotation.
         await waitFor(async () => issued.length >= before + 20, 20000);
       }
-      signers.push(tb.broker.keys.current().kid);
+      signers.push(tb.broker.testing.keys.current().kid);
     } finally {
       stop = true;
       await Promise.all(running);
@@ -110,14 +110,14 @@ describe('key rotation under load (local backend, prepublish 0)', () => {
     expect(new Set(signers).size).toBe(ROTATIONS + 1);
     for (const kid of signers) expect(usedKids.has(kid)).toBe(true);
     // Rotations were audited and counted as api rotations.
-    const events = await tb.broker.store.read(1, 100000);
+    const events = await tb.broker.testing.store.read(1, 100000);
     expect(events.filter((e) => e.type === 'key.promoted' && (e.event as { cause?: string }).cause === 'api')).toHaveLength(ROTATIONS);
     expect(await (await fetch(`${tb.managementUrl}/metrics`)).text()).toMatch(new RegExp(`leash_key_rotations_total\\{cause="api"\\} ${ROTATIONS}\\b`));
   }, 120000);
 
   it('tokens of retired keys stay valid (JWKS and introspection) after the rotations', async () => {
     const set = await jwks();
-    const retired = new Set(tb.broker.keys.list().filter((k) => k.state === 'retired').map((k) => k.kid));
+    const retired = new Set(tb.broker.testing.keys.list().filter((k) => k.state === 'retired').map((k) => k.kid));
     expect(retired.size).toBe(ROTATIONS);
     const sample = [...retired].map((kid) => issued.find((i) => i.kid === kid)!);
     for (const t of sample) {
@@ -127,7 +127,7 @@ describe('key rotation under load (local backend, prepublish 0)', () => {
   });
 
   it('emergency revoke of the current key: its tokens are inactive at /introspect and the kid is gone from /jwks; other tokens live on', async () => {
-    const victim = tb.broker.keys.current().kid;
+    const victim = tb.broker.testing.keys.current().kid;
     const victimTokens = issued.filter((i) => i.kid === victim).slice(0, 10);
     const others = issued.filter((i) => i.kid !== victim).slice(-5);
     expect(victimTokens.length).toBeGreaterThan(0);
@@ -153,7 +153,7 @@ describe('key rotation under load (local backend, prepublish 0)', () => {
   });
 
   it('a retired key stays in the JWKS while its tokens live, and leaves at remove_at (scheduled, audited)', async () => {
-    const info = tb.broker.keys.list().filter((k) => k.state === 'retired').sort((a, b) => (a.removeAt ?? 0) - (b.removeAt ?? 0))[0]!;
+    const info = tb.broker.testing.keys.list().filter((k) => k.state === 'retired').sort((a, b) => (a.removeAt ?? 0) - (b.removeAt ?? 0))[0]!;
     const itsTokens = issued.filter((i) => i.kid === info.kid);
     expect(itsTokens.length).toBeGreaterThan(0);
     const lastExp = Math.max(...itsTokens.map((t) => t.exp));
@@ -169,7 +169,7 @@ describe('key rotation under load (local backend, prepublish 0)', () => {
     // Past remove_at the refresh takes it out of the JWKS.
     clock.set(info.removeAt! + 1000);
     await waitFor(async () => !(await jwks()).keys.some((k) => k.kid === info.kid), 5000);
-    const removed = (await tb.broker.store.read(1, 100000)).filter((e) => e.type === 'key.removed' && (e.event as { kid?: string }).kid === info.kid);
+    const removed = (await tb.broker.testing.store.read(1, 100000)).filter((e) => e.type === 'key.removed' && (e.event as { kid?: string }).kid === info.kid);
     expect(removed).toHaveLength(1);
     expect(removed[0]!.event).toMatchObject({ cause: 'schedule', actor: 'system:schedule', from: 'retired' });
   });

@@ -70,7 +70,7 @@ describe('client certificate from a trusted proxy header', () => {
     const res = await tb.exchange(params(svid), { 'x-forwarded-client-cert': `Cert="${encodeURIComponent(svid.pem)}"` });
     expect({ status: res.status, error: res.body.error }).toEqual({ status: 400, error: 'invalid_request' });
     expect(String(res.body.error_description)).toMatch(/\(ERR_CLIENT_CERT_HEADER_UNTRUSTED\)$/);
-    const events = await tb.broker.store.read(1, 100_000);
+    const events = await tb.broker.testing.store.read(1, 100_000);
     expect(events.filter((e) => e.type === 'exchange.denied').pop()?.event).toMatchObject({ reason: 'ERR_CLIENT_CERT_HEADER_UNTRUSTED' });
   });
 

@@ -49,7 +49,7 @@ async function exchange(c: TlsClient, subject: string, extra: Record<string, str
 }
 
 async function lastDenial(): Promise<string | undefined> {
-  const events = await w.tb.broker.store.read(1, 1_000_000);
+  const events = await w.tb.broker.testing.store.read(1, 1_000_000);
   const denied = events.filter((e) => e.type === 'exchange.denied');
   return (denied[denied.length - 1]?.event as { reason?: string } | undefined)?.reason;
 }
@@ -113,7 +113,7 @@ describe('X.509-SVID attestation over mutual TLS', () => {
     const claims = JSON.parse(Buffer.from(String(res.body.access_token).split('.')[1]!, 'base64url').toString('utf8')) as Record<string, any>;
     expect(claims).toMatchObject({ plugin: 'svid-reader', sub: 'svid-reader', workload: { issuer: 'example-x509', sub: WORKLOAD }, cnf: { 'x5t#S256': x5t(w.svid.der) } });
     expect(claims.exp).toBeLessThanOrEqual(Math.floor(new X509Certificate(w.svid.der).validToDate.getTime() / 1000));
-    const issued = (await w.tb.broker.store.read(1, 1_000_000)).filter((e) => e.type === 'exchange.issued').pop()!.event as Record<string, unknown>;
+    const issued = (await w.tb.broker.testing.store.read(1, 1_000_000)).filter((e) => e.type === 'exchange.issued').pop()!.event as Record<string, unknown>;
     expect(issued).toMatchObject({ plugin: 'svid-reader', x5t_s256: x5t(w.svid.der), subject_token_sha256: expect.any(String), workload: { issuer: 'example-x509', subject: WORKLOAD } });
 
     // Introspection returns the binding; the token is still a Bearer token on the wire (RFC 8705 §3).
@@ -129,7 +129,7 @@ describe('X.509-SVID attestation over mutual TLS', () => {
   it('the SDK verifier accepts the bound token only with the same certificate', async () => {
     const res = await exchange(client(w.svid), b64url(w.svid.der));
     const token = String(res.body.access_token);
-    const jwks = w.tb.broker.keys.jwks();
+    const jwks = w.tb.broker.testing.keys.jwks();
     const verifier = createLeashVerifier({
       issuer: w.tb.config.settings.issuer,
       audience: CRM_API,

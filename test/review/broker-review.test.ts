@@ -17,7 +17,7 @@ describe('GET /admin/review and the scheduled review', () => {
     const res = await fetch(`${tb.url}/admin/review${query}`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
     return { status: res.status, body: (await res.json()) as ReviewReport & { error?: string } };
   };
-  const events = async (type: string) => (await tb.broker.store.read(1, 10_000)).filter((r) => r.type === type);
+  const events = async (type: string) => (await tb.broker.testing.store.read(1, 10_000)).filter((r) => r.type === type);
   const gauge = async () => (await (await fetch(`${tb.managementUrl}/metrics`)).text()).split('\n').filter((l) => l.startsWith('leash_review_findings{'));
 
   it('needs the security role: 401 anonymous, 403 orchestrator (audited), 400 bad window', async () => {

@@ -16,7 +16,7 @@ describe('an expired exception stops applying at request time', () => {
   let clock: ManualClock;
   let t0: number;
   const nowS = () => Math.floor(clock.now() / 1000);
-  const events = async (type: string) => (await tb.broker.store.read(1, 10_000)).filter((r) => r.type === type);
+  const events = async (type: string) => (await tb.broker.testing.store.read(1, 10_000)).filter((r) => r.type === type);
 
   beforeAll(async () => {
     t0 = Date.UTC(2026, 11, 1, 9, 0, 0);

@@ -38,7 +38,7 @@ describe('task-level toxic combinations at exchange time', () => {
     const res = await exchange(tb, 'mailer', MAIL_API, task);
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_request');
-    const last = (await tb.broker.store.read(1, 10_000)).filter((r) => r.type === 'exchange.denied').at(-1)!;
+    const last = (await tb.broker.testing.store.read(1, 10_000)).filter((r) => r.type === 'exchange.denied').at(-1)!;
     expect(last.event).toMatchObject({ reason: 'ERR_TASK_TOXIC', plugin: 'mailer', task });
   });
 
@@ -62,7 +62,7 @@ describe('task-level toxic combinations at exchange time', () => {
     const res = await exchange(strict, 'mailer', MAIL_API, task);
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('authorization_pending');
-    const pending = await strict.broker.store.listApprovals({ state: 'pending', now: Date.now(), limit: 10 });
+    const pending = await strict.broker.testing.store.listApprovals({ state: 'pending', now: Date.now(), limit: 10 });
     expect(pending[0]).toMatchObject({ plugin: 'mailer', cause: 'task-toxic-combination' });
   });
 });

@@ -172,7 +172,7 @@ describe('the revocation feed is scoped to each resource server', () => {
     // Both polls end at the same head: records of other audiences were stepped over.
     expect((await poll('crm-api')).cursor).toBe((await poll('tickets-api')).cursor);
     // The audit trail keeps the reason.
-    const events = await tb.broker.store.read(1, 100_000);
+    const events = await tb.broker.testing.store.read(1, 100_000);
     expect(events.some((e) => e.type === 'token.revoked' && e.event.id === ticket.jti && e.event.reason === REASON)).toBe(true);
   });
 

@@ -68,7 +68,7 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
     expect(tb.broker.revocation.isRevoked(facts(token))).toBe(false);
     await fetch(`${tb.url}/tasks/${task}`, { method: 'DELETE', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}` } });
     expect(tb.broker.revocation.isRevoked(facts(token))).toBe(true);
-    const events = await tb.broker.store.read(1, 100000);
+    const events = await tb.broker.testing.store.read(1, 100000);
     expect(events.filter((e) => e.type === 'task.ended' && e.event.task === task)).toHaveLength(1);
     expect(events.some((e) => e.type === 'token.revoked' && e.event.scope === 'task' && e.event.id === task)).toBe(true);
   });
@@ -79,9 +79,9 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
     clock.advance(31);
     expect(await tb.broker.sweeper.sweep()).toBe(1);
     expect(await tb.broker.sweeper.sweep()).toBe(0);
-    expect((await tb.broker.store.getTask(task))?.state).toBe('ended');
+    expect((await tb.broker.testing.store.getTask(task))?.state).toBe('ended');
     expect(tb.broker.revocation.isRevoked(facts(token))).toBe(true);
-    const ended = (await tb.broker.store.read(1, 100000)).filter((e) => e.type === 'task.ended' && e.event.task === task);
+    const ended = (await tb.broker.testing.store.read(1, 100000)).filter((e) => e.type === 'task.ended' && e.event.task === task);
     expect(ended.map((e) => e.event.cause)).toEqual(['expired']);
   });
 
@@ -103,7 +103,7 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
     const again = await exchange(task);
     expect(again.status).toBe(200);
     expect(tb.broker.revocation.isRevoked(facts(again.body.access_token as string))).toBe(false);
-    const events = await tb.broker.store.read(1, 100000);
+    const events = await tb.broker.testing.store.read(1, 100000);
     expect(events.find((e) => e.type === 'plugin.suspended')?.event).toMatchObject({ plugin: 'crm-reader', actor: 'apikey:ops', reason: 'token found in a public gist' });
     expect(events.find((e) => e.type === 'plugin.resumed')?.event).toMatchObject({ plugin: 'crm-reader', actor: 'apikey:ops' });
   });

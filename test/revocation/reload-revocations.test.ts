@@ -151,7 +151,7 @@ describe('reload revokes the live tokens of what it removed (running broker)', (
     // Only the plugins that lost something were read: never the whole token history.
     expect([...new Set(listed)].sort()).toEqual(['crm-reader', 'doomed']);
 
-    const audit = await tb.broker.store.read(1, 10_000);
+    const audit = await tb.broker.testing.store.read(1, 10_000);
     const ev = audit.filter((r) => r.type === 'policy.revoked_on_reload');
     expect(ev).toHaveLength(1);
     expect(ev[0]!.event).toMatchObject({
@@ -168,13 +168,13 @@ describe('reload revokes the live tokens of what it removed (running broker)', (
   });
 
   it('a reload that removes nothing revokes nothing and says nothing', async () => {
-    const before = (await tb.broker.store.read(1, 10_000)).length;
+    const before = (await tb.broker.testing.store.read(1, 10_000)).length;
     const input = testConfigInput({ issuer: tb.url, dir: tb.dir, cluster: tb.cluster }) as Record<string, any>;
     policy(input, true);
     input.plugins.find((p: any) => p.id === 'keeper').owner = 'new-owner@example.com';
     listed.length = 0;
     expect(await tb.broker.reload(loadedFrom(input, tb.dir))).toEqual({ ok: true });
-    const after = await tb.broker.store.read(before + 1, 10_000);
+    const after = await tb.broker.testing.store.read(before + 1, 10_000);
     expect(after.map((r) => r.type)).toEqual(['policy.loaded']);
     expect(listed).toEqual([]);
   });

@@ -190,6 +190,6 @@ const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx'
     await waitFor(async () => lines.get(A)!.some((l) => l.includes('"type":"store.reset_detected"')), 5000);
     expect(await ready(A)).toBe(503);
     expect((await introspect(A, token)).status).toBe(503);
-    expect(A.broker.store.resetPending()).toMatchObject({ foundEpoch: null });
+    expect(A.broker.testing.store.resetPending()).toMatchObject({ foundEpoch: null });
   }, 60000);
 });
