@@ -15,6 +15,7 @@ import { compilePolicy } from './policy/compile.js';
 import { createKeyManager } from './keys/create-key-manager.js';
 import type { KeyManager } from './keys/key-manager.js';
 import { KeyTicker } from './key-lifecycle/key-ticker.js';
+import { recordKeyTransitions } from './audit/key-events.js';
 import { checkCapabilities, openVaultSession, type VaultSession } from './vault/vault-session.js';
 import type { VaultClient } from './vault/vault-client.js';
 import { requiredVaultCapabilities } from './vault/required-capabilities.js';
@@ -404,9 +405,12 @@ export class Broker {
         await broker.leaseSweeper.sweep();
         broker.leaseSweeper.start();
       }
-      for (const key of keys.list()) {
-        if (key.createdAt >= bootedAt) await broker.audit.record('key.created', { kid: key.kid, alg: key.alg, state: key.state, backend: key.backend, cause: 'init' });
-      }
+      // The keys this start created, audited as every key transition is (cause init, not a rotation).
+      const created = keys.list().filter((k) => k.createdAt >= bootedAt);
+      await recordKeyTransitions(
+        created.map((k) => ({ action: 'created', kid: k.kid, from: undefined, to: k.state })),
+        { audit: broker.audit, metrics: broker.metrics, cause: 'init', actor: 'system:init', backend: keys.backend },
+      );
       broker.#startKeyTicker();
       broker.#exceptionPass.start();
       broker.#startReview();
@@ -425,7 +429,7 @@ export class Broker {
     }
   }
 
-  /** Keyring refresh on schedule and on a key revoked elsewhere (keys/key-ticker.ts); a changed key set rebuilds the generation. */
+  /** Keyring refresh on schedule and on a key revoked elsewhere (key-lifecycle/key-ticker.ts); a changed key set rebuilds the generation. */
   #startKeyTicker(): void {
     this.#keyTicker = new KeyTicker({
       keys: this.#keys,

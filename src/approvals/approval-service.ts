@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { AuditEventType } from '../audit/events.js';
+import type { AuditSink } from '../audit/recorder.js';
 import type { ApprovalSettingsConfig } from '../config/schema.js';
 import { LeashError } from '../errors/leash-error.js';
 import type { ApprovalRecord } from '../store/records.js';
@@ -14,7 +14,7 @@ export interface ApprovalServiceDeps {
   readonly store: ApprovalStore;
   /** Read per request, so a reload applies to the next approval. */
   readonly settings: () => ApprovalSettingsConfig;
-  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
   readonly metrics: { readonly approvals: { inc(labels: { outcome: 'requested' | 'expired' | 'redeemed' | 'limited' }): void } };
   readonly notifier: ApprovalNotifier;
 }

@@ -1,4 +1,4 @@
-import type { AuditEventType } from '../audit/events.js';
+import type { AuditSink } from '../audit/recorder.js';
 import type { ApprovalSettingsConfig } from '../config/schema.js';
 import { LeashError } from '../errors/leash-error.js';
 import type { CompiledPolicy } from '../policy/types.js';
@@ -19,7 +19,7 @@ export interface ApprovalDecisionDeps {
   readonly clock: Clock;
   readonly settings: () => ApprovalSettingsConfig;
   readonly policy: () => CompiledPolicy;
-  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
   readonly metrics: { readonly approvals: { inc(labels: { outcome: 'approved' | 'denied' }): void } };
 }
 

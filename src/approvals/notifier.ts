@@ -1,6 +1,6 @@
 import { backoffDelay } from '../time/backoff.js';
+import type { AuditSink } from '../audit/recorder.js';
 import { createHmac } from 'node:crypto';
-import type { AuditEventType } from '../audit/events.js';
 import type { ApprovalSettingsConfig } from '../config/schema.js';
 import type { ApprovalRecord } from '../store/records.js';
 
@@ -16,7 +16,7 @@ export interface WebhookNotifierDeps {
   readonly webhook: () => WebhookConfig | undefined;
   /** Leash's issuer URL, for the approve/deny links. */
   readonly issuer: () => string;
-  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
   readonly env?: NodeJS.ProcessEnv;
   /** First retry delay; doubled per attempt, with equal jitter (default 500 ms). */
   readonly backoffMs?: number;

@@ -84,3 +84,224 @@ const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);
 export function isAuditEventType(type: string): type is AuditEventType {
   return KNOWN.has(type);
 }
+
+/** Optional member: may be absent or undefined (undefined members are left out of the record). */
+type Opt<T> = T | undefined;
+/** Private detail of a refusal: for the audit trail only, never a secret. */
+type Detail = Opt<Readonly<Record<string, unknown>>>;
+type KeyStateName = 'next' | 'current' | 'retired';
+
+/**
+ * One exchange decision. The pipeline, the protocol layer (oidc-provider refused the
+ * request before the pipeline ran: `reason` ERR_PROTOCOL with the wire `error`) and the
+ * client gate (credentials Leash cannot verify) all build this one shape.
+ */
+type ExchangeDecision<D extends 'issued' | 'denied'> = {
+  decision: D;
+  /** The ERR_* code (`OK` when issued). */
+  reason: string;
+  client_id?: Opt<string>;
+  plugin?: Opt<string>;
+  task?: Opt<string>;
+  audience?: Opt<string>;
+  scopes?: Opt<readonly string[]>;
+  subject_token_sha256?: Opt<string>;
+  workload?: Opt<{ issuer: string; subject: string }>;
+  jti?: Opt<string>;
+  kid?: Opt<string>;
+  kind?: Opt<string>;
+  ttl?: Opt<number>;
+  jkt?: Opt<string>;
+  grant?: Opt<number>;
+  reasons?: Opt<readonly string[]>;
+  chain?: Opt<readonly unknown[]>;
+  upstream_jti?: Opt<string>;
+  /** The human approval this credential was issued under. */
+  approval?: Opt<{ readonly id: string; readonly approver: string; readonly at: number }>;
+  justification?: Opt<string>;
+  /** The OAuth error answered, when a layer before the pipeline refused. */
+  error?: Opt<string>;
+  description?: Opt<string>;
+  detail?: Detail;
+};
+
+/** A key transition, by the schedule, an admin call, an emergency revoke or the first start. */
+type KeyTransitionPayload = {
+  kid: string;
+  from?: Opt<KeyStateName>;
+  to: KeyStateName | 'removed';
+  cause: 'schedule' | 'api' | 'emergency' | 'init';
+  actor: string;
+  reason?: Opt<string>;
+  backend?: Opt<string>;
+};
+
+type ApprovalDecided = {
+  approval: string;
+  plugin: string;
+  task?: Opt<string>;
+  audience: string;
+  scopes: readonly string[];
+  approver: string;
+  reason?: Opt<string>;
+  redeem_by?: Opt<number>;
+};
+
+type LeasePayload = {
+  jti: string;
+  lease_id: string;
+  plugin: string;
+  task?: Opt<string>;
+  cause: string;
+  actor: string;
+  reason: string;
+};
+
+type AwsSessionsDenied = {
+  role_arn: string;
+  actor: string;
+  reason: string;
+  /** ISO 8601: sessions issued before it are denied. */
+  before: string;
+  policy_name: string;
+} & ({ outcome: 'applied'; request_id?: Opt<string> } | { outcome: 'failed'; reason_code: string; detail?: Detail });
+
+/**
+ * The payload of each event type, one per type: `AuditRecorder.record(type, payload)` is
+ * typed on it, so no event can be built in two shapes.
+ */
+export type AuditEventPayloads = {
+  'exchange.issued': ExchangeDecision<'issued'>;
+  'exchange.denied': ExchangeDecision<'denied'>;
+  'task.opened': { task: string; plugins: readonly string[]; expires_at: number; actor: string };
+  'task.ended': { task: string; actor: string; cause: 'ended' | 'expired' };
+  'policy.loaded': { digest: string; files_digest?: Opt<string>; plugins: number; trusted_issuers: number; initial: boolean };
+  'policy.reload_failed': { digest?: Opt<string>; error: string };
+  'policy.revoked_on_reload': {
+    digest: string;
+    actor: string;
+    plugins_removed: readonly string[];
+    grants_removed: readonly unknown[];
+    scopes_narrowed: readonly unknown[];
+    tokens_revoked: number;
+    jtis: readonly string[];
+    jtis_truncated?: Opt<true>;
+  };
+  'key.created': KeyTransitionPayload;
+  'admin.denied': { route: string; method: string; reason: string; actor?: Opt<string>; task?: Opt<string>; detail?: Detail };
+  'token.revoked': { scope: 'token' | 'task' | 'plugin' | 'key'; id: string; feed_seq: number; actor: string; reason: string };
+  'plugin.suspended': { plugin: string; actor: string; reason: string; already?: Opt<boolean> };
+  'plugin.resumed': { plugin: string; actor: string; reason: string };
+  'aws.sessions_denied': AwsSessionsDenied;
+  'aws.deny_policy_updated': {
+    role_arn: string;
+    policy_name: string;
+    action: 'put' | 'delete';
+    rev: number;
+    entries: number;
+    role_cutoff?: Opt<string>;
+    chars: number;
+    next_expiry?: Opt<string>;
+    request_id?: Opt<string>;
+  };
+  'aws.deny_policy_failed': {
+    role_arn: string;
+    policy_name: string;
+    rev: number;
+    applied: number;
+    pending_since?: Opt<string>;
+    failures: number;
+    retry_at: string;
+    reason_code: string;
+    detail?: Detail;
+  };
+  'aws.deny_policy_overflow': {
+    role_arn: string;
+    policy_name: string;
+    cause: 'budget' | 'limit_exceeded';
+    entries_collapsed: number;
+    denied_before?: Opt<string>;
+    until?: Opt<string>;
+    max_chars: number;
+  };
+  'key.promoted': KeyTransitionPayload;
+  'key.retired': KeyTransitionPayload;
+  'key.removed': KeyTransitionPayload;
+  'key.revoked': KeyTransitionPayload;
+  'key.rotation_failed': { operation: 'rotate' | 'retire' | 'revoke' | 'tick'; kid?: Opt<string>; actor: string; error: string };
+  'approval.requested': {
+    approval: string;
+    plugin: string;
+    owner: string;
+    task?: Opt<string>;
+    audience: string;
+    scopes: readonly string[];
+    ttl: number;
+    kind: string;
+    effect: string;
+    risk: string;
+    justification?: Opt<string>;
+    chain?: Opt<readonly unknown[]>;
+    cause: string;
+    expires_at: number;
+  };
+  'approval.approved': ApprovalDecided;
+  'approval.denied': ApprovalDecided;
+  'approval.notify_failed': { approval: string; plugin: string; attempts: number; error: string };
+  'vault.lease_revoked': LeasePayload;
+  'vault.lease_revoke_failed': LeasePayload & { vault_reason: string; vault_status?: Opt<number> };
+  'exception.expiring': { exception: string; plugin: string; grant?: Opt<string>; guardrail?: Opt<string>; expires_at: string; days_left: number; ticket?: Opt<string>; owner?: Opt<string> };
+  'exception.expired': {
+    exception: string;
+    plugin: string;
+    grant?: Opt<string>;
+    guardrail?: Opt<string>;
+    expired_at: string;
+    grants_refused: readonly string[];
+    revoked: number;
+    ticket?: Opt<string>;
+    owner?: Opt<string>;
+  };
+  'review.finding': {
+    rule: string;
+    severity: string;
+    plugin?: Opt<string>;
+    grant?: Opt<string>;
+    exception?: Opt<string>;
+    fingerprint: string;
+    pointer: string;
+    message: string;
+  };
+  'review.resolved': { rule: string; severity: string; plugin?: Opt<string>; fingerprint: string };
+  'audit.checkpoint': { epoch: string; head_seq: number; head_hash: string; kid: string; jws: { readonly protected: string; readonly payload: string; readonly signature: string } };
+  'store.reset_detected': {
+    previous_epoch: string | null;
+    found_epoch: string | null;
+    detected_at: number;
+    audit_head_seq: number;
+    audit_head_hash: string;
+    revocation_seq: number;
+    store: string;
+  };
+  'store.reset_accepted': {
+    previous_epoch: string | null;
+    epoch: string;
+    actor: string;
+    detected_at: number;
+    lost_audit_head_seq: number;
+    lost_revocation_seq: number;
+    continued: boolean;
+  };
+};
+
+/** The payload of one event type. */
+export type AuditPayload<T extends AuditEventType> = AuditEventPayloads[T];
+
+/** A security event as the code builds it: a discriminated union on `type`. */
+export type AuditEvent = { [T in AuditEventType]: { readonly type: T; readonly event: AuditEventPayloads[T] } }[AuditEventType];
+
+// Every event type has exactly one payload type, and every payload type an event type.
+type Missing = Exclude<AuditEventType, keyof AuditEventPayloads>;
+type Extra = Exclude<keyof AuditEventPayloads, AuditEventType>;
+const exhaustive: [Missing, Extra] extends [never, never] ? true : never = true;
+void exhaustive;

@@ -1,11 +1,12 @@
 import type { AuditEventType } from './events.js';
+import type { AuditSink } from './recorder.js';
 import type { KeyTransition } from '../keys/key-manager.js';
 
 /** Why a transition happened: the schedule (tick), an admin call, an emergency revoke, or the first start. */
 export type KeyTransitionCause = 'schedule' | 'api' | 'emergency' | 'init';
 
 export interface KeyEventSinks {
-  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
   readonly metrics: { readonly keyRotations: { inc(labels: { cause: string }): void } };
 }
 

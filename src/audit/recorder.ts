@@ -1,7 +1,7 @@
 import type { AuditRecord } from '../store/records.js';
 import type { AuditLog } from '../store/store.js';
 import type { Clock } from '../time/clock.js';
-import { isAuditEventType, type AuditEventType } from './events.js';
+import { isAuditEventType, type AuditEventType, type AuditPayload } from './events.js';
 import { scrubSecrets } from './scrub.js';
 
 export interface AuditRecorderOptions {
@@ -18,7 +18,7 @@ export interface AuditRecorderOptions {
 
 /** What a part that records security events needs of the recorder (tests pass their own). */
 export interface AuditSink {
-  record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown>;
+  record<T extends AuditEventType>(type: T, event: AuditPayload<T>): Promise<unknown>;
 }
 
 /** Keys of the JSON line that belong to the record, not the event. */
@@ -57,8 +57,9 @@ export class AuditRecorder {
     this.#onRecorded = opts.onRecorded;
   }
 
-  async record(type: AuditEventType, event: Record<string, unknown>): Promise<AuditRecord> {
-    const clean = this.#clean(type, event);
+  async record<T extends AuditEventType>(type: T, payload: AuditPayload<T>): Promise<AuditRecord> {
+    // Typed per event type for the code that builds events; checked again here, at run time, as data.
+    const clean = this.#clean(type, payload);
     const record = await this.#log.append(type, clean, this.#clock.now());
     if (this.#stdout) this.#write(formatAuditLine(record));
     this.#onRecorded?.(record);
@@ -70,8 +71,8 @@ export class AuditRecorder {
    * store was reset): written as a JSON line only, marked `"chained": false`, with no seq
    * or hashes. Written even when `stdout` is off, since there is nowhere else for it.
    */
-  recordUnchained(type: AuditEventType, event: Record<string, unknown>): void {
-    const clean = this.#clean(type, event);
+  recordUnchained<T extends AuditEventType>(type: T, payload: AuditPayload<T>): void {
+    const clean = this.#clean(type, payload);
     this.#write(`${JSON.stringify({ ts: this.#clock.now(), type, ...clean, chained: false })}\n`);
   }
 

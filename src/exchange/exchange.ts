@@ -1,5 +1,5 @@
 import type { WorkloadIdentity } from '../attestation/attestor.js';
-import type { AuditEventType } from '../audit/events.js';
+import type { AuditSink } from '../audit/recorder.js';
 import type { Settings } from '../config/schema.js';
 import { LeashError } from '../errors/leash-error.js';
 import type { CredentialIssuer, TokenResponseBody } from '../issuance/credential-issuer.js';
@@ -31,7 +31,7 @@ export interface ExchangeDeps {
   readonly replay: ReplayCache;
   readonly keys: KeyManager;
   readonly issuers: ReadonlyMap<string, CredentialIssuer>;
-  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
   readonly metrics: Metrics;
   readonly revocation: RevocationService;
   readonly quotas: QuotaDeps;
@@ -252,8 +252,7 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
   const err = result.ok ? undefined : result.error;
   const code = err instanceof LeashError ? err.code : err === undefined ? 'OK' : 'ERR_INTERNAL';
   const req = trace.request;
-  const event: Record<string, unknown> = {
-    decision: result.ok ? 'issued' : 'denied',
+  const event = {
     reason: code,
     client_id: req?.clientId,
     plugin: trace.plugin?.id,
@@ -282,7 +281,8 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
   };
   let final = result;
   try {
-    await deps.audit.record(result.ok ? 'exchange.issued' : 'exchange.denied', event);
+    if (result.ok) await deps.audit.record('exchange.issued', { decision: 'issued', ...event });
+    else await deps.audit.record('exchange.denied', { decision: 'denied', ...event });
   } catch (auditError) {
     // A decision that cannot be recorded is not made: no token leaves unaudited.
     final = { ok: false, error: auditError instanceof LeashError ? auditError : new LeashError('ERR_BACKEND_UNAVAILABLE', 'the audit trail is unavailable; retry later') };

@@ -1,4 +1,5 @@
 import type { LeashConfig } from '../config/schema.js';
+import type { AuditSink } from '../audit/recorder.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import type { RevocationService } from '../revocation/revocation-service.js';
 import type { TokenIndex } from '../store/store.js';
@@ -14,7 +15,7 @@ export interface ExceptionWatchDeps {
   readonly current: () => { readonly config: LeashConfig; readonly policy: CompiledPolicy };
   readonly tokens: Pick<TokenIndex, 'listLiveIssuedForPlugin'>;
   readonly revocation: Pick<RevocationService, 'revokeTokens' | 'isRevoked'>;
-  readonly audit: { record(type: 'exception.expiring' | 'exception.expired', event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
 }
 
 /**

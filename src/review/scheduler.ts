@@ -1,4 +1,5 @@
 import type { LoadedConfig } from '../config/load.js';
+import type { AuditSink } from '../audit/recorder.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import type { Clock } from '../time/clock.js';
@@ -15,7 +16,7 @@ export interface BrokerReviewDeps {
   readonly store: Pick<Store, 'decisionRollup' | 'listSuspensions'>;
   readonly keys: () => readonly KeyFact[];
   readonly metrics: Pick<Metrics, 'reviewFindings'>;
-  readonly audit: { record(type: 'review.finding' | 'review.resolved', event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { AuditEventType } from '../audit/events.js';
+import type { AuditSink } from '../audit/recorder.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import type { IssuedToken } from '../store/records.js';
 import type { TokenIndex } from '../store/store.js';
@@ -76,7 +76,7 @@ export interface ReloadRevocationDeps {
   readonly revocation: RevocationService;
   readonly tokens: Pick<TokenIndex, 'listLiveIssuedForPlugin'>;
   readonly clock: Clock;
-  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
 }
 
 export interface ReloadRevocationOutcome {

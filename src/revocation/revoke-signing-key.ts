@@ -7,7 +7,7 @@ import type { RevocationService } from './revocation-service.js';
  * Emergency: withdraw a signing key and treat every token it signed as revoked. The tokens
  * go first: once the revocation is recorded every replica refuses the key's tokens, even if
  * withdrawing the key then fails (a retry withdraws it; revoking twice is harmless). Other
- * replicas re-read the keyring when the revocation reaches them (keys/key-ticker.ts).
+ * replicas re-read the keyring when the revocation reaches them (key-lifecycle/key-ticker.ts).
  */
 export async function revokeSigningKey(
   deps: KeyOperationDeps & { readonly revocation: RevocationService },

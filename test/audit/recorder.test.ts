@@ -5,16 +5,23 @@ import { AuditRecorder, formatAuditLine, parseAuditLine } from '../../src/audit/
 import { isLeashError } from '../../src/errors/leash-error.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { ManualClock } from '../../src/time/clock.js';
+import type { AuditRecord } from '../../src/store/records.js';
 
 // A JWT-shaped string (header.payload.signature); no real credential.
 const JWT = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJlLWJ5dGVz';
 const SECRET = 's3cr3t-value-that-must-not-leak';
 
+/**
+ * The recorder as data sees it: its run-time checks (scrubbing, reserved keys, unknown
+ * types) are tested with payloads its per-event types would refuse at compile time.
+ */
+type UntypedRecorder = { record(type: AuditEventType, event: Record<string, unknown>): Promise<AuditRecord> };
+
 describe('AuditRecorder', () => {
   let store: SqliteStore;
   let clock: ManualClock;
   let lines: string[];
-  let recorder: AuditRecorder;
+  let recorder: UntypedRecorder;
   let scrubbed: Array<[AuditEventType, readonly string[]]>;
 
   beforeEach(() => {
@@ -22,7 +29,7 @@ describe('AuditRecorder', () => {
     store = openSqliteStore({ path: ':memory:', clock });
     lines = [];
     scrubbed = [];
-    recorder = new AuditRecorder(store, { clock, stdout: true, write: (l) => lines.push(l), onScrubbed: (t, p) => scrubbed.push([t, p]) });
+    recorder = new AuditRecorder(store, { clock, stdout: true, write: (l) => lines.push(l), onScrubbed: (t, p) => scrubbed.push([t, p]) }) as unknown as UntypedRecorder;
   });
   afterEach(async () => {
     await store.close();
@@ -50,7 +57,7 @@ describe('AuditRecorder', () => {
 
   it('writes nothing when stdout is off, and still records', async () => {
     const quiet: string[] = [];
-    const rec = new AuditRecorder(store, { clock, stdout: false, write: (l) => quiet.push(l) });
+    const rec = new AuditRecorder(store, { clock, stdout: false, write: (l) => quiet.push(l) }) as unknown as UntypedRecorder;
     await rec.record('policy.loaded', { digest: 'abc' });
     expect(quiet).toEqual([]);
     expect(await store.read(1, 10)).toHaveLength(1);

@@ -64,11 +64,11 @@ describe('cloud and CI workload identities', () => {
   });
 
   it('the audit event names the workload by its platform identity, and the attestation by digest only', async () => {
-    const before = (await tb.broker.store.read(1, 100000)).length;
+    const before = (await tb.broker.testing.store.read(1, 100000)).length;
     const token = await cloud.aws();
     const res = await exchange('aws-deployer', token, { subject_token_type: AWS_TYPE });
     expect(res.status).toBe(200);
-    const events = (await tb.broker.store.read(1, 100000)).slice(before);
+    const events = (await tb.broker.testing.store.read(1, 100000)).slice(before);
     expect(events.map((e) => e.type)).toEqual(['exchange.issued']);
     expect(events[0]!.event).toMatchObject({ plugin: 'aws-deployer', workload: { issuer: 'aws', subject: 'arn:aws:sts::210987654321:assumed-role/crm-reader/i-0e2e' }, subject_token_sha256: expect.any(String) });
     const text = JSON.stringify(events);

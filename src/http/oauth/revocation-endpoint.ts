@@ -1,5 +1,5 @@
 import { Router, type Request, type Response } from 'express';
-import type { AuditEventType } from '../../audit/events.js';
+import type { AuditSink } from '../../audit/recorder.js';
 import { LeashError } from '../../errors/leash-error.js';
 import type { LeashTokenClaims } from '../../issuance/jwt/verify-leash-token.js';
 import type { RevocationService } from '../../revocation/revocation-service.js';
@@ -30,7 +30,7 @@ export interface RevocationEndpointDeps {
   readonly verify: (token: string) => Promise<LeashTokenClaims | undefined>;
   readonly revocation: RevocationService;
   /** For `admin.denied` events on refused admin credentials (as the admin API does). */
-  readonly audit?: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly audit?: AuditSink;
   readonly maxBodyBytes?: number;
   readonly onResult?: (outcome: RevocationOutcome) => void;
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import type { AuditSink } from '../../audit/recorder.js';
 import { DeleteRolePolicyCommand, PutRolePolicyCommand, type IAMClient } from '@aws-sdk/client-iam';
-import type { AuditEventType } from '../../audit/events.js';
+import type { AuditPayload } from '../../audit/events.js';
 import { LeashError } from '../../errors/leash-error.js';
 import type { AwsDenyStore } from '../../store/store.js';
 import { backoffDelay } from '../../time/backoff.js';
@@ -35,7 +36,7 @@ export interface SessionDenierDeps {
   readonly clock: Clock;
   /** The size budget for the policy (read per call, so a reload applies). */
   readonly maxChars: () => number;
-  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
   readonly metrics: { readonly awsDenyUpdates: { inc(labels: { outcome: string }): void } };
   readonly log: (msg: string, fields?: Record<string, unknown>) => void;
   readonly intervalMs: number;
@@ -287,11 +288,11 @@ export class SessionDenier {
   }
 
   /** Audit is reported, never thrown: the store's state is what drives the retries. */
-  async #audit(type: AuditEventType, event: Record<string, unknown>): Promise<void> {
+  async #audit<T extends 'aws.deny_policy_updated' | 'aws.deny_policy_failed' | 'aws.deny_policy_overflow'>(type: T, event: AuditPayload<T>): Promise<void> {
     try {
       await this.#d.audit.record(type, event);
     } catch (err) {
-      this.#d.log('audit write failed for an aws deny event', { type, role_arn: event['role_arn'], error: err instanceof Error ? err.name : 'Error' });
+      this.#d.log('audit write failed for an aws deny event', { type, role_arn: event.role_arn, error: err instanceof Error ? err.name : 'Error' });
     }
   }
 }

@@ -1,10 +1,11 @@
-import type { AuditEventType } from '../../audit/events.js';
+import type { AuditPayload } from '../../audit/events.js';
+import type { AuditSink } from '../../audit/recorder.js';
 import type { LeaseRecord } from '../../store/records.js';
 import type { LeaseReporter, LeaseRevokeContext } from './lease-revocation.js';
 import type { VaultFailure } from './vault-errors.js';
 
 export interface LeaseReporterDeps {
-  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly audit: AuditSink;
   readonly metrics: {
     readonly vaultLeasesRevoked: { inc(labels: { cause: string }): void };
     readonly vaultLeaseRevokeFailures: { inc(labels: { reason: string }): void };
@@ -13,7 +14,7 @@ export interface LeaseReporterDeps {
 }
 
 /** Which lease, by handle only: the jti and Vault's lease id (an identifier, not a secret), never the secret's data. */
-function leaseFields(lease: LeaseRecord): Record<string, unknown> {
+function leaseFields(lease: LeaseRecord): { jti: string; lease_id: string; plugin: string; task: string | undefined } {
   return { jti: lease.jti, lease_id: lease.leaseId, plugin: lease.plugin, task: lease.task };
 }
 
@@ -25,11 +26,11 @@ function leaseFields(lease: LeaseRecord): Record<string, unknown> {
  */
 export function createLeaseReporter(deps: LeaseReporterDeps): LeaseReporter {
   const failing = new Set<string>();
-  async function audit(type: AuditEventType, event: Record<string, unknown>): Promise<void> {
+  async function audit<T extends 'vault.lease_revoked' | 'vault.lease_revoke_failed'>(type: T, event: AuditPayload<T>): Promise<void> {
     try {
       await deps.audit.record(type, event);
     } catch (err) {
-      deps.log('audit write failed for a vault lease event', { type, jti: event['jti'], error: err instanceof Error ? err.name : 'Error' });
+      deps.log('audit write failed for a vault lease event', { type, jti: event.jti, error: err instanceof Error ? err.name : 'Error' });
     }
   }
   return {
