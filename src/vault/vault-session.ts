@@ -2,7 +2,6 @@ import { backoffDelay } from '../time/backoff.js';
 import { readFile } from 'node:fs/promises';
 import type { VaultSettingsConfig } from '../config/schema.js';
 import type { Clock } from '../time/clock.js';
-import { createVaultClient, createVaultTransport } from './node-vault-client.js';
 import { VaultError, type VaultClient } from './vault-client.js';
 
 /**
@@ -122,6 +121,8 @@ export async function openVaultSession(settings: VaultSettingsConfig, deps: Vaul
   const scheduler = deps.scheduler ?? realScheduler;
   const backoff = deps.backoff ?? { initialMs: 1000, maxMs: 60_000 };
   const method = settings.auth.method;
+  // node-vault (and its HTTP stack) loads only when Vault is configured.
+  const { createVaultClient, createVaultTransport } = await import('./node-vault-client.js');
   const where = `Vault at ${displayAddress(settings.address)}`;
   const transport = createVaultTransport({ address: settings.address, ...(settings.namespace ? { namespace: settings.namespace } : {}), timeoutMs: settings.timeout_ms });
 

@@ -1,11 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { backoffDelay } from '../../time/backoff.js';
-import {
-  AssumeRoleCommand,
-  AssumeRoleWithWebIdentityCommand,
-  type Credentials,
-  type STSClient,
-} from '@aws-sdk/client-sts';
+import type { Credentials, STSClient } from '@aws-sdk/client-sts';
+import { stsSdk } from './aws-sdk.js';
 import type { AwsGrantConfig, AwsSettingsConfig } from '../../config/schema.js';
 import { LeashError } from '../../errors/leash-error.js';
 import type { KeyManager } from '../../keys/key-manager.js';
@@ -131,6 +127,7 @@ export function createAwsStsIssuer(deps: AwsStsIssuerDeps): CredentialIssuer {
     }
     const mode: AwsStsMode = aws.mode ?? 'web-identity';
     const sts = client(settings, mode);
+    const { AssumeRoleCommand, AssumeRoleWithWebIdentityCommand } = stsSdk();
     // Web-identity tags and source identity travel inside the signed token, never as parameters.
     // A fresh command per attempt, so no SDK request state carries over.
     let call: () => Promise<Credentials | undefined>;

@@ -1,4 +1,5 @@
-import { IAMClient, PutRolePolicyCommand, type IAMClientConfig } from '@aws-sdk/client-iam';
+import type { IAMClient, IAMClientConfig } from '@aws-sdk/client-iam';
+import { iamSdk } from './aws-sdk.js';
 import type { AwsSettingsConfig } from '../../config/schema.js';
 import { LeashError } from '../../errors/leash-error.js';
 
@@ -63,6 +64,7 @@ export async function denySessionsIssuedBefore(opts: DenySessionsOptions): Promi
   const roleName = roleNameFromArn(opts.roleArn);
   const policyDocument = denySessionsPolicy(opts.before);
   try {
+    const { PutRolePolicyCommand } = iamSdk();
     const out = await opts.iam.send(new PutRolePolicyCommand({ RoleName: roleName, PolicyName: DENY_SESSIONS_POLICY_NAME, PolicyDocument: policyDocument }));
     return {
       roleArn: opts.roleArn,
@@ -130,7 +132,8 @@ export function createIamClient(
   settings: Pick<AwsSettingsConfig, 'region' | 'iam_endpoint' | 'max_attempts'>,
   extra: Pick<IAMClientConfig, 'credentials'> = {},
 ): IAMClient {
-  return new IAMClient({
+  const { IAMClient: Client } = iamSdk();
+  return new Client({
     ...extra,
     region: settings.region,
     maxAttempts: settings.max_attempts,

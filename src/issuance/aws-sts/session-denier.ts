@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AuditSink } from '../../audit/recorder.js';
-import { DeleteRolePolicyCommand, PutRolePolicyCommand, type IAMClient } from '@aws-sdk/client-iam';
+import type { IAMClient } from '@aws-sdk/client-iam';
+import { iamSdk } from './aws-sdk.js';
 import type { AuditPayload } from '../../audit/events.js';
 import { LeashError } from '../../errors/leash-error.js';
 import type { AwsDenyStore } from '../../store/store.js';
@@ -185,6 +186,7 @@ export class SessionDenier {
     let requestId: string | undefined;
     try {
       const iam = this.#d.iam();
+      const { DeleteRolePolicyCommand, PutRolePolicyCommand } = iamSdk();
       const RoleName = roleNameFromArn(roleArn);
       if (doc === undefined) {
         try {

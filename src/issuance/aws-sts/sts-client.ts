@@ -1,4 +1,5 @@
-import { STSClient, type STSClientConfig } from '@aws-sdk/client-sts';
+import type { STSClient, STSClientConfig } from '@aws-sdk/client-sts';
+import { stsSdk } from './aws-sdk.js';
 
 export type AwsStsMode = 'web-identity' | 'assume-role';
 
@@ -21,6 +22,7 @@ const NO_AUTH = 'smithy.api#noAuth';
  * pinned to "none" and any credential lookup fails loudly instead of walking the chain.
  */
 export function createStsClient(opts: StsClientOptions): STSClient {
+  const { STSClient } = stsSdk();
   const common = {
     region: opts.region,
     ...(opts.endpoint === undefined ? {} : { endpoint: opts.endpoint }),
