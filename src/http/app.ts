@@ -82,6 +82,10 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.get('/.well-known/openid-configuration', discovery);
   app.get('/.well-known/oauth-authorization-server', discovery);
 
+  // oidc-provider gets the token endpoint and nothing else: none of its other routes
+  // (/auth, /session/end, /request, ...) is part of Leash.
+  app.post('/token', (req, res) => deps.oauth()(req, res));
+
   // `/tasks` and `/admin/*`: one route shape, one error middleware (admin/route.ts, admin/table.ts).
   app.use(adminRouter(deps));
 
@@ -90,10 +94,6 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use(revocationRouter({ authenticator: deps.resourceServers, admin: deps.authenticator, verify: deps.verifyToken, revocation: deps.revocation, audit: deps.audit, onResult: (outcome) => deps.metrics.revocationRequests.inc({ outcome }) }));
 
   app.use(deps.revocationFeed);
-
-  // oidc-provider gets the token endpoint and nothing else: none of its other routes
-  // (/auth, /session/end, /request, ...) is part of Leash.
-  app.post('/token', (req, res) => deps.oauth()(req, res));
 
   app.use(unserved(allow));
 
