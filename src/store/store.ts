@@ -1,5 +1,6 @@
 import type { ApprovalRecord, ApprovalState, AuditRecord, DecisionRollupRow, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from './records.js';
 import type { StoreIdentity } from './store-identity.js';
+import type { UsageStore } from './usage-store.js';
 
 /**
  * Small role interfaces; a backend implements all of them (see `Store`). Every method is
@@ -157,7 +158,7 @@ export interface DecisionHistory {
 export type { StoreIdentity } from './store-identity.js';
 
 export interface Store
-  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore, AwsDenyStore, DecisionHistory, StoreIdentity {
+  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore, AwsDenyStore, DecisionHistory, StoreIdentity, UsageStore {
   readonly kind: string;
   /** Cheap liveness probe. */
   ping(): Promise<void>;

@@ -5,6 +5,7 @@ import { isLeashError } from '../../src/errors/leash-error.js';
 import type { ApprovalRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Task } from '../../src/store/records.js';
 import type { Store } from '../../src/store/store.js';
 import type { IdentityChange } from '../../src/store/store-identity.js';
+import { ALL_AUDIENCES, MAX_TOKEN_SOURCES, type DownstreamEvent, type EvidenceMark, type TaskUsageTotals, type UsageAggregate, type UsageBatch } from '../../src/store/usage-store.js';
 import { ManualClock } from '../../src/time/clock.js';
 
 export interface StoreFixture {
@@ -975,6 +976,207 @@ export function describeStore(name: string, factory: StoreFactory): void {
       it('misuse is a TypeError', async () => {
         await expect(store.casAwsDeny(ROLE, undefined, '')).rejects.toBeInstanceOf(TypeError);
         await expect(store.casAwsDeny('', undefined, 'x')).rejects.toBeInstanceOf(TypeError);
+      });
+    });
+
+    describe('usage', () => {
+      const MIN = 60_000;
+      const RET = 30 * 86400_000;
+      const agg = (over: Partial<UsageAggregate> = {}): UsageAggregate => ({
+        minute: Math.floor(clock.now() / MIN) * MIN,
+        jti: 'jti-1',
+        plugin: 'github-reader',
+        task: 'tsk_1',
+        server: 'github-api',
+        audience: 'https://api.github.com',
+        method: 'GET',
+        route: '/repos/:owner/:repo',
+        outcome: 'ok',
+        calls: 1,
+        errors: 0,
+        bytes: 100,
+        durationMs: 5,
+        maxDurationMs: 5,
+        ...over,
+      });
+      const batch = (over: Partial<UsageBatch> = {}): UsageBatch => ({ aggregates: [], uses: [], taskDeltas: [], marks: [], retentionMs: RET, ...over });
+
+      it('adds aggregates of the same jti/route/minute/outcome together and keeps the others apart', async () => {
+        await store.ingestUsage(batch({ aggregates: [agg(), agg({ route: '/user' }), agg({ outcome: 'expired', errors: 1, bytes: 0 })] }));
+        await store.ingestUsage(batch({ aggregates: [agg({ calls: 2, bytes: 50, durationMs: 30, maxDurationMs: 20 })] }));
+        clock.advance(60);
+        await store.ingestUsage(batch({ aggregates: [agg()] }));
+        await store.ingestUsage(batch({ aggregates: [agg({ task: 'tsk_other' })] }));
+        const rows = await store.listTaskUsage('tsk_1', 100);
+        const m0 = Math.floor((clock.now() - 60_000) / MIN) * MIN;
+        expect(rows.map((r) => [r.minute - m0, r.route, r.outcome, r.calls, r.errors, r.bytes, r.durationMs, r.maxDurationMs])).toEqual([
+          [0, '/repos/:owner/:repo', 'expired', 1, 1, 0, 5, 5],
+          [0, '/repos/:owner/:repo', 'ok', 3, 0, 150, 35, 20],
+          [0, '/user', 'ok', 1, 0, 100, 5, 5],
+          [MIN, '/repos/:owner/:repo', 'ok', 1, 0, 100, 5, 5],
+        ]);
+        expect(rows[0]).toMatchObject({ jti: 'jti-1', plugin: 'github-reader', task: 'tsk_1', server: 'github-api', audience: 'https://api.github.com', method: 'GET' });
+        expect(await store.listTaskUsage('tsk_1', 2)).toHaveLength(2);
+        expect(await store.listTaskUsage('tsk_none', 10)).toEqual([]);
+      });
+
+      it('token uses: first use once, a second source is new once, sources are capped', async () => {
+        const keep = clock.now() + HOUR;
+        const use = (source: string) => ({ jti: 'jti-s', source, at: clock.now(), keepUntil: keep });
+        const r1 = await store.ingestUsage(batch({ uses: [use('jkt:A'), use('jkt:A')] }));
+        expect(r1.uses).toEqual([
+          { jti: 'jti-s', first: true, newSource: false, sources: 1 },
+          { jti: 'jti-s', first: false, newSource: false, sources: 1 },
+        ]);
+        const r2 = await store.ingestUsage(batch({ uses: [use('jkt:B'), use('jkt:B'), use('')] }));
+        expect(r2.uses.map((u) => [u.first, u.newSource, u.sources])).toEqual([
+          [false, true, 2],
+          [false, false, 2],
+          [false, false, 2],
+        ]);
+        const many = Array.from({ length: MAX_TOKEN_SOURCES + 3 }, (_, i) => use(`addr:10.0.0.${i}`));
+        const r3 = await store.ingestUsage(batch({ uses: many }));
+        expect(r3.uses.filter((u) => u.newSource)).toHaveLength(MAX_TOKEN_SOURCES - 2);
+        expect(Math.max(...r3.uses.map((u) => u.sources))).toBe(MAX_TOKEN_SOURCES);
+        // Without a source a first use counts no source.
+        const r4 = await store.ingestUsage(batch({ uses: [{ jti: 'jti-nosrc', source: '', at: clock.now(), keepUntil: keep }] }));
+        expect(r4.uses).toEqual([{ jti: 'jti-nosrc', first: true, newSource: false, sources: 0 }]);
+      });
+
+      it('concurrent batches see a token first exactly once (atomic across handles)', async () => {
+        const other = fx.sibling ? await fx.sibling() : store;
+        if (other !== store) opened.push(other);
+        const use = { jti: 'jti-race', source: 'jkt:A', at: clock.now(), keepUntil: clock.now() + HOUR };
+        const results = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? other : store).ingestUsage(batch({ uses: [use] }))));
+        expect(results.filter((r) => r.uses[0]!.first)).toHaveLength(1);
+      });
+
+      it('task counters per audience and in total, returned after the batch', async () => {
+        const keep = clock.now() + HOUR;
+        const d = (audience: string, calls: number, bytes: number) => ({ task: 'tsk_b', audience, calls, bytes, keepUntil: keep });
+        const r = await store.ingestUsage(batch({ taskDeltas: [d('https://a', 2, 10), d('https://b', 1, 5), d('https://a', 1, 1)] }));
+        const byAud = (rows: readonly TaskUsageTotals[]) => Object.fromEntries(rows.map((t) => [t.audience, [t.calls, t.bytes]]));
+        expect(byAud(r.totals)).toEqual({ 'https://a': [3, 11], 'https://b': [1, 5], [ALL_AUDIENCES]: [4, 16] });
+        expect(r.totals.every((t) => t.task === 'tsk_b')).toBe(true);
+        expect(byAud(await store.taskUsageTotals('tsk_b'))).toEqual({ 'https://a': [3, 11], 'https://b': [1, 5], [ALL_AUDIENCES]: [4, 16] });
+        expect(await store.taskUsageTotals('tsk_unknown')).toEqual([]);
+      });
+
+      it('charges synchronously only within the limits, atomically across handles', async () => {
+        const keep = clock.now() + HOUR;
+        const first = await store.chargeTaskUsage('tsk_c', 'https://a', 1, { totalCalls: 5, audienceCalls: 3 }, keep);
+        expect(first.charged).toBe(true);
+        expect(first.totals.find((t) => t.audience === 'https://a')?.calls).toBe(1);
+        const other = fx.sibling ? await fx.sibling() : store;
+        if (other !== store) opened.push(other);
+        const tries = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? other : store).chargeTaskUsage('tsk_c', 'https://a', 1, { totalCalls: 5, audienceCalls: 3 }, keep)));
+        expect(tries.filter((t) => t.charged)).toHaveLength(2);
+        const refused = await store.chargeTaskUsage('tsk_c', 'https://b', 3, { totalCalls: 5 }, keep);
+        expect(refused.charged).toBe(false);
+        expect(refused.totals.find((t) => t.audience === ALL_AUDIENCES)?.calls).toBe(3);
+        expect((await store.chargeTaskUsage('tsk_c', 'https://b', 2, { totalCalls: 5 }, keep)).charged).toBe(true);
+        expect((await store.chargeTaskUsage('tsk_c', 'https://c', 1, {}, keep)).charged).toBe(true);
+      });
+
+      it('a budget is marked exhausted once', async () => {
+        const keep = clock.now() + HOUR;
+        expect(await store.budgetExhaustions('tsk_x')).toEqual({});
+        expect(await store.markBudgetExhausted('tsk_x', ALL_AUDIENCES, 1000, keep)).toBe(true);
+        expect(await store.markBudgetExhausted('tsk_x', ALL_AUDIENCES, 2000, keep)).toBe(false);
+        expect(await store.markBudgetExhausted('tsk_x', 'https://a', 3000, keep)).toBe(true);
+        expect(await store.budgetExhaustions('tsk_x')).toEqual({ [ALL_AUDIENCES]: 1000, 'https://a': 3000 });
+      });
+
+      it('evidence: last used per plugin, grant, route and scope, with the calls before each batch', async () => {
+        const mark = (kind: EvidenceMark['kind'], name: string, calls: number, plugin = 'github-reader') => ({ plugin, audience: 'https://api.github.com', kind, name, at: clock.now(), calls });
+        const first = await store.ingestUsage(batch({ marks: [mark('grant', '', 3), mark('route', 'GET /user', 3), mark('scope', 'repo:read', 3)] }));
+        expect(first.previousCalls).toEqual([0, 0, 0]);
+        const t0 = clock.now();
+        clock.advance(10);
+        const second = await store.ingestUsage(batch({ marks: [mark('grant', '', 1), mark('route', 'GET /repos/:owner/:repo', 1), mark('grant', '', 1, 'slack-poster')] }));
+        expect(second.previousCalls).toEqual([3, 0, 0]);
+        const rows = await store.usageEvidence({ plugin: 'github-reader', now: clock.now(), retentionMs: RET });
+        expect(rows.map((r) => [r.kind, r.name, r.calls, r.firstAt - t0, r.lastAt - t0])).toEqual([
+          ['grant', '', 4, 0, 10_000],
+          ['route', 'GET /repos/:owner/:repo', 1, 10_000, 10_000],
+          ['route', 'GET /user', 3, 0, 0],
+          ['scope', 'repo:read', 3, 0, 0],
+        ]);
+        expect((await store.usageEvidence({ now: clock.now(), retentionMs: RET })).map((r) => r.plugin)).toEqual([...Array(4).fill('github-reader'), 'slack-poster']);
+        // Past retention, evidence no longer counts (and is purged).
+        clock.advance(RET / 1000 - 5);
+        const names = async (retentionMs: number) => (await store.usageEvidence({ plugin: 'github-reader', now: clock.now(), retentionMs })).map((r) => r.name);
+        expect(await names(RET)).toEqual(['', 'GET /repos/:owner/:repo']);
+        expect(await store.purgeUsage(clock.now(), RET)).toBeGreaterThanOrEqual(2);
+        expect(await names(RET * 2)).toEqual(['', 'GET /repos/:owner/:repo']);
+      });
+
+      it('task timeline index: by seq, once per (task, seq)', async () => {
+        const keep = clock.now() + HOUR;
+        await store.indexTaskEvents([{ task: 'tsk_t', seq: 5, ts: 50, type: 'exchange.issued' }, { task: 'tsk_t', seq: 2, ts: 20, type: 'task.opened' }, { task: 'tsk_u', seq: 3, ts: 30, type: 'task.opened' }], keep);
+        await store.indexTaskEvents([{ task: 'tsk_t', seq: 5, ts: 50, type: 'exchange.issued' }], keep);
+        expect(await store.listTaskEvents('tsk_t', 10)).toEqual([
+          { task: 'tsk_t', seq: 2, ts: 20, type: 'task.opened' },
+          { task: 'tsk_t', seq: 5, ts: 50, type: 'exchange.issued' },
+        ]);
+        expect(await store.listTaskEvents('tsk_t', 1)).toHaveLength(1);
+        await store.indexTaskEvents([], keep);
+      });
+
+      it('downstream events: deduplicated by id, listed by task and by plugin', async () => {
+        const keep = clock.now() + HOUR;
+        const ev = (id: string, at: number, over: Partial<DownstreamEvent> = {}): DownstreamEvent => ({
+          id, source: 'cloudtrail', at, task: 'tsk_d', plugin: 's3-reader', jti: 'aws:ASIAEXAMPLE', action: 's3:GetObject', target: 'arn:aws:s3:::b/k', outcome: 'success', principal: 'arn:aws:sts::1:assumed-role/r/s', link: 'access_key', sourceAddress: '203.0.113.9', ...over,
+        });
+        expect(await store.recordDownstream([ev('e2', 2000), ev('e1', 1000), ev('e3', 3000, { task: 'tsk_other' })], keep)).toBe(3);
+        expect(await store.recordDownstream([ev('e1', 1000), ev('e4', 4000, { source: 'vault', plugin: 'db-reader', action: 'read database/creds/ro' })], keep)).toBe(1);
+        expect((await store.listTaskDownstream('tsk_d', 10)).map((e) => e.id)).toEqual(['e1', 'e2', 'e4']);
+        expect(await store.listTaskDownstream('tsk_d', 10)).toContainEqual(ev('e1', 1000));
+        expect((await store.listPluginDownstream('s3-reader', 1500, 10)).map((e) => e.id)).toEqual(['e3', 'e2']);
+        expect((await store.listPluginDownstream('s3-reader', 0, 1)).map((e) => e.id)).toEqual(['e3']);
+      });
+
+      it('stays bounded: the purge drops aggregates past retention and state past keepUntil', async () => {
+        const keep = clock.now() + HOUR;
+        await store.ingestUsage(batch({
+          aggregates: [agg()],
+          uses: [{ jti: 'jti-p', source: 'jkt:A', at: clock.now(), keepUntil: keep }],
+          taskDeltas: [{ task: 'tsk_p', audience: 'https://a', calls: 1, bytes: 1, keepUntil: keep }],
+        }));
+        await store.indexTaskEvents([{ task: 'tsk_p', seq: 1, ts: 1, type: 'task.opened' }], keep);
+        clock.advance(2 * 3600);
+        await store.purgeUsage(clock.now(), HOUR);
+        expect(await store.listTaskUsage('tsk_1', 10)).toEqual([]);
+        expect(await store.taskUsageTotals('tsk_p')).toEqual([]);
+        expect(await store.listTaskEvents('tsk_p', 10)).toEqual([]);
+        // The token's state went too: its next use is a first use again.
+        const r = await store.ingestUsage(batch({ uses: [{ jti: 'jti-p', source: 'jkt:B', at: clock.now(), keepUntil: clock.now() + HOUR }] }));
+        expect(r.uses[0]!.first).toBe(true);
+      });
+
+      it('misuse is a TypeError', async () => {
+        await expect(store.ingestUsage(batch({ aggregates: [agg({ minute: 1 })] }))).rejects.toBeInstanceOf(TypeError);
+        await expect(store.ingestUsage(batch({ aggregates: [agg({ outcome: 'nope' as never })] }))).rejects.toBeInstanceOf(TypeError);
+        await expect(store.ingestUsage(batch({ uses: [{ jti: '', source: '', at: 1, keepUntil: 2 }] }))).rejects.toBeInstanceOf(TypeError);
+        await expect(store.chargeTaskUsage('', 'a', 1, {}, 1)).rejects.toBeInstanceOf(TypeError);
+        await expect(store.listTaskUsage('t', 0)).rejects.toBeInstanceOf(TypeError);
+      });
+
+      it('fails closed once closed', async () => {
+        await store.close();
+        for (const call of [
+          () => store.ingestUsage(batch({ aggregates: [agg()] })),
+          () => store.chargeTaskUsage('t', 'a', 1, {}, clock.now() + 1000),
+          () => store.listTaskUsage('t', 1),
+          () => store.usageEvidence({ now: 1, retentionMs: 1 }),
+          () => store.listTaskEvents('t', 1),
+          () => store.recordDownstream([], 1),
+          () => store.listTaskDownstream('t', 1),
+          () => store.taskUsageTotals('t'),
+        ]) {
+          const err = await rejectionOf(call());
+          expect(isLeashError(err) ? err.code : String(err)).toBe('ERR_BACKEND_UNAVAILABLE');
+        }
       });
     });
 

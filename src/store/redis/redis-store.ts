@@ -29,6 +29,8 @@ import {
 import type { OpenApprovalOptions, OpenApprovalOutcome, Store } from '../store.js';
 import { approvalDropAt, approvalFields, byExpiryThenJti, fromApprovalHash, fromLeaseFields, leaseHead } from './redis-approvals.js';
 import { RedisKeys } from './redis-keys.js';
+import { RedisUsage } from './usage.js';
+import type { UsageStore } from '../usage-store.js';
 import {
   IdentityTracker,
   describeReset,
@@ -205,6 +207,8 @@ export class RedisStore implements Store {
   #head: ChainAnchor = { seq: 0, hash: GENESIS_HASH };
   readonly #pendingAppends: PendingAppend[] = [];
   #appending = false;
+  /** The usage role (src/store/redis/usage.ts), on the same connection and behind the same error boundary. */
+  readonly #usage: RedisUsage;
 
   constructor(opts: RedisStoreOptions) {
     if (typeof opts.url !== 'string' || !/^rediss?:\/\//.test(opts.url)) throw new TypeError('url must start with redis:// or rediss://');
@@ -263,7 +267,23 @@ export class RedisStore implements Store {
     this.#sub.on('message', (channel: string, message: string) => {
       if (channel === this.#k.changes) this.#deliver(message);
     });
+    this.#usage = new RedisUsage(this.#client, opts.keyPrefix, this.#clock, (op, fn) => this.#call(op, fn));
   }
+
+  // ---- UsageStore (src/store/redis/usage.ts) -----------------------------------------
+  ingestUsage: UsageStore['ingestUsage'] = (b) => this.#usage.ingestUsage(b);
+  chargeTaskUsage: UsageStore['chargeTaskUsage'] = (...a) => this.#usage.chargeTaskUsage(...a);
+  taskUsageTotals: UsageStore['taskUsageTotals'] = (t) => this.#usage.taskUsageTotals(t);
+  markBudgetExhausted: UsageStore['markBudgetExhausted'] = (...a) => this.#usage.markBudgetExhausted(...a);
+  budgetExhaustions: UsageStore['budgetExhaustions'] = (t) => this.#usage.budgetExhaustions(t);
+  listTaskUsage: UsageStore['listTaskUsage'] = (...a) => this.#usage.listTaskUsage(...a);
+  usageEvidence: UsageStore['usageEvidence'] = (f) => this.#usage.usageEvidence(f);
+  indexTaskEvents: UsageStore['indexTaskEvents'] = (...a) => this.#usage.indexTaskEvents(...a);
+  listTaskEvents: UsageStore['listTaskEvents'] = (...a) => this.#usage.listTaskEvents(...a);
+  recordDownstream: UsageStore['recordDownstream'] = (...a) => this.#usage.recordDownstream(...a);
+  listTaskDownstream: UsageStore['listTaskDownstream'] = (...a) => this.#usage.listTaskDownstream(...a);
+  listPluginDownstream: UsageStore['listPluginDownstream'] = (...a) => this.#usage.listPluginDownstream(...a);
+  purgeUsage: UsageStore['purgeUsage'] = (...a) => this.#usage.purgeUsage(...a);
 
   /**
    * Connects both connections and subscribes; fails closed (ERR_BACKEND_UNAVAILABLE) if Redis

@@ -176,6 +176,90 @@ export const MIGRATIONS: readonly string[] = [
     value       TEXT NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 8: usage (issue 13): what resource servers report, aggregated per jti/route/minute;
+  // token sources, task budget counters, last-used evidence, task timelines, downstream events
+  `
+  CREATE TABLE IF NOT EXISTS usage_minutes (
+    minute          INTEGER NOT NULL,         -- start of the minute, ms
+    task            TEXT NOT NULL,            -- '' when unknown
+    jti             TEXT NOT NULL,            -- '' when the server read no token id
+    server          TEXT NOT NULL,
+    audience        TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    route           TEXT NOT NULL,
+    outcome         TEXT NOT NULL,
+    plugin          TEXT NOT NULL,
+    calls           INTEGER NOT NULL,
+    errors          INTEGER NOT NULL,
+    bytes           INTEGER NOT NULL,
+    duration_ms     INTEGER NOT NULL,
+    max_duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (task, minute, jti, server, audience, method, route, outcome)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS usage_minutes_minute ON usage_minutes (minute);
+
+  CREATE TABLE IF NOT EXISTS usage_tokens (
+    jti         TEXT PRIMARY KEY,
+    first_at    INTEGER NOT NULL,
+    last_at     INTEGER NOT NULL,
+    calls       INTEGER NOT NULL,
+    sources     TEXT NOT NULL,                -- JSON array, at most 8 distinct sources
+    keep_until  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS usage_tokens_keep ON usage_tokens (keep_until);
+
+  CREATE TABLE IF NOT EXISTS usage_task_totals (
+    task         TEXT NOT NULL,
+    audience     TEXT NOT NULL,               -- '*': every audience of the task
+    calls        INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    exhausted_at INTEGER,                     -- when its budget ran out
+    keep_until   INTEGER NOT NULL,
+    PRIMARY KEY (task, audience)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS usage_task_totals_keep ON usage_task_totals (keep_until);
+
+  CREATE TABLE IF NOT EXISTS usage_evidence (
+    plugin      TEXT NOT NULL,
+    audience    TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('grant', 'route', 'scope')),
+    name        TEXT NOT NULL,
+    first_at    INTEGER NOT NULL,
+    last_at     INTEGER NOT NULL,
+    calls       INTEGER NOT NULL,
+    PRIMARY KEY (plugin, audience, kind, name)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS usage_evidence_last ON usage_evidence (last_at);
+
+  CREATE TABLE IF NOT EXISTS task_events (
+    task        TEXT NOT NULL,
+    seq         INTEGER NOT NULL,             -- the audit record
+    ts          INTEGER NOT NULL,
+    type        TEXT NOT NULL,
+    keep_until  INTEGER NOT NULL,
+    PRIMARY KEY (task, seq)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS task_events_keep ON task_events (keep_until);
+
+  CREATE TABLE IF NOT EXISTS downstream_events (
+    id             TEXT PRIMARY KEY,          -- the source's event id: ingesting twice stores once
+    source         TEXT NOT NULL,
+    at             INTEGER NOT NULL,
+    task           TEXT NOT NULL,
+    plugin         TEXT NOT NULL,
+    jti            TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    target         TEXT NOT NULL,
+    outcome        TEXT NOT NULL,
+    principal      TEXT NOT NULL,
+    link           TEXT NOT NULL,
+    source_address TEXT NOT NULL,
+    keep_until     INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS downstream_task ON downstream_events (task, at);
+  CREATE INDEX IF NOT EXISTS downstream_plugin ON downstream_events (plugin, at);
+  CREATE INDEX IF NOT EXISTS downstream_keep ON downstream_events (keep_until);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

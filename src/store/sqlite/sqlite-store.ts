@@ -24,6 +24,8 @@ import {
   type IdentityState,
   type ResetMarker,
 } from '../store-identity.js';
+import { SqliteUsage } from './usage.js';
+import type { UsageStore } from '../usage-store.js';
 import {
   checkApproval,
   checkApprovalFilter,
@@ -224,6 +226,8 @@ export class SqliteStore implements Store {
   readonly #mode: IdentityMode;
   /** Highest revocation seq this handle has written or read (what a reset would lose). */
   #revocationSeq = 0;
+  /** The usage role (src/store/sqlite/usage.ts), on this handle and behind the same error boundary. */
+  readonly #usage: SqliteUsage;
 
   constructor(opts: SqliteStoreOptions) {
     this.path = opts.path;
@@ -302,6 +306,7 @@ export class SqliteStore implements Store {
       return s.insertRevocation.get(r.scope, r.id, r.issuedBefore, r.revokedAt, r.keepUntil, r.reason, r.actor, r.audiences === undefined ? null : JSON.stringify(r.audiences)) as RevocationRow;
     });
     this.#addRevocationTx = addRevocationTx.immediate.bind(addRevocationTx);
+    this.#usage = new SqliteUsage(this.#db, (op, fn) => this.#run(op, fn));
   }
 
   /** Inside a write transaction: the store must still be in this handle's epoch. */
@@ -372,6 +377,21 @@ export class SqliteStore implements Store {
     const stored = this.#durably(() => this.#db.transaction(() => markReset(i, mineMarker)).immediate());
     this.#identity.failClosed(stored);
   }
+
+  // ---- UsageStore (src/store/sqlite/usage.ts) ----------------------------------------
+  ingestUsage: UsageStore['ingestUsage'] = (b) => this.#usage.ingestUsage(b);
+  chargeTaskUsage: UsageStore['chargeTaskUsage'] = (...a) => this.#usage.chargeTaskUsage(...a);
+  taskUsageTotals: UsageStore['taskUsageTotals'] = (t) => this.#usage.taskUsageTotals(t);
+  markBudgetExhausted: UsageStore['markBudgetExhausted'] = (...a) => this.#usage.markBudgetExhausted(...a);
+  budgetExhaustions: UsageStore['budgetExhaustions'] = (t) => this.#usage.budgetExhaustions(t);
+  listTaskUsage: UsageStore['listTaskUsage'] = (...a) => this.#usage.listTaskUsage(...a);
+  usageEvidence: UsageStore['usageEvidence'] = (f) => this.#usage.usageEvidence(f);
+  indexTaskEvents: UsageStore['indexTaskEvents'] = (...a) => this.#usage.indexTaskEvents(...a);
+  listTaskEvents: UsageStore['listTaskEvents'] = (...a) => this.#usage.listTaskEvents(...a);
+  recordDownstream: UsageStore['recordDownstream'] = (...a) => this.#usage.recordDownstream(...a);
+  listTaskDownstream: UsageStore['listTaskDownstream'] = (...a) => this.#usage.listTaskDownstream(...a);
+  listPluginDownstream: UsageStore['listPluginDownstream'] = (...a) => this.#usage.listPluginDownstream(...a);
+  purgeUsage: UsageStore['purgeUsage'] = (...a) => this.#usage.purgeUsage(...a);
 
   /** The chain head as last appended or read by this process (seq 0 = empty log). */
   get auditHead(): ChainAnchor {

@@ -1,0 +1,304 @@
+import type Database from 'better-sqlite3';
+import { checkCharge, checkCount, checkDownstream, checkKey, checkMs, checkTaskEvents, checkUsageBatch } from '../usage-checks.js';
+import {
+  ALL_AUDIENCES,
+  MAX_TOKEN_SOURCES,
+  type ChargeLimits,
+  type DownstreamEvent,
+  type EvidenceKind,
+  type EvidenceRow,
+  type TaskEventRef,
+  type TaskUsageTotals,
+  type TokenUseResult,
+  type UsageAggregate,
+  type UsageBatch,
+  type UsageBatchResult,
+  type UsageOutcome,
+  type UsageStore,
+} from '../usage-store.js';
+
+/*
+ * The usage tables of the SQLite store. A batch is one IMMEDIATE transaction, so a token's
+ * sources and a task's counters are read and written under the write lock: two processes on
+ * the file cannot both see a source as new, or both charge the last call of a budget.
+ * Usage rows are not fsynced one by one (they are volume, not decisions): a crash can lose
+ * the last commits of the WAL, never half a batch.
+ */
+
+type Run = <T>(op: string, fn: () => T) => T;
+
+type MinuteRow = {
+  minute: number;
+  task: string;
+  jti: string;
+  server: string;
+  audience: string;
+  method: string;
+  route: string;
+  outcome: UsageOutcome;
+  plugin: string;
+  calls: number;
+  errors: number;
+  bytes: number;
+  duration_ms: number;
+  max_duration_ms: number;
+};
+
+type DownstreamRow = {
+  id: string;
+  source: 'cloudtrail' | 'vault';
+  at: number;
+  task: string;
+  plugin: string;
+  jti: string;
+  action: string;
+  target: string;
+  outcome: 'success' | 'failure';
+  principal: string;
+  link: string;
+  source_address: string;
+};
+
+function prepare(db: Database.Database) {
+  return {
+    addMinute: db.prepare(
+      `INSERT INTO usage_minutes (minute, task, jti, server, audience, method, route, outcome, plugin, calls, errors, bytes, duration_ms, max_duration_ms)
+       VALUES (@minute, @task, @jti, @server, @audience, @method, @route, @outcome, @plugin, @calls, @errors, @bytes, @durationMs, @maxDurationMs)
+       ON CONFLICT (task, minute, jti, server, audience, method, route, outcome) DO UPDATE SET
+         calls = calls + excluded.calls, errors = errors + excluded.errors, bytes = bytes + excluded.bytes,
+         duration_ms = duration_ms + excluded.duration_ms, max_duration_ms = max(max_duration_ms, excluded.max_duration_ms),
+         plugin = CASE WHEN plugin = '' THEN excluded.plugin ELSE plugin END`,
+    ),
+    getToken: db.prepare('SELECT sources, calls FROM usage_tokens WHERE jti = ?'),
+    insertToken: db.prepare('INSERT INTO usage_tokens (jti, first_at, last_at, calls, sources, keep_until) VALUES (?, ?, ?, 1, ?, ?)'),
+    updateToken: db.prepare('UPDATE usage_tokens SET last_at = max(last_at, ?), calls = calls + 1, sources = ?, keep_until = max(keep_until, ?) WHERE jti = ?'),
+    addTotals: db.prepare(
+      `INSERT INTO usage_task_totals (task, audience, calls, bytes, exhausted_at, keep_until) VALUES (?, ?, ?, ?, NULL, ?)
+       ON CONFLICT (task, audience) DO UPDATE SET calls = calls + excluded.calls, bytes = bytes + excluded.bytes, keep_until = max(keep_until, excluded.keep_until)`,
+    ),
+    getTotal: db.prepare('SELECT task, audience, calls, bytes FROM usage_task_totals WHERE task = ? AND audience = ?'),
+    totalsOfTask: db.prepare('SELECT task, audience, calls, bytes FROM usage_task_totals WHERE task = ? ORDER BY audience'),
+    exhaust: db.prepare(
+      `INSERT INTO usage_task_totals (task, audience, calls, bytes, exhausted_at, keep_until) VALUES (?, ?, 0, 0, ?, ?)
+       ON CONFLICT (task, audience) DO UPDATE SET exhausted_at = excluded.exhausted_at, keep_until = max(keep_until, excluded.keep_until) WHERE exhausted_at IS NULL`,
+    ),
+    exhaustions: db.prepare('SELECT audience, exhausted_at FROM usage_task_totals WHERE task = ? AND exhausted_at IS NOT NULL'),
+    getMark: db.prepare('SELECT calls FROM usage_evidence WHERE plugin = ? AND audience = ? AND kind = ? AND name = ?'),
+    addMark: db.prepare(
+      `INSERT INTO usage_evidence (plugin, audience, kind, name, first_at, last_at, calls) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (plugin, audience, kind, name) DO UPDATE SET first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at), calls = calls + excluded.calls`,
+    ),
+    evidenceAll: db.prepare('SELECT * FROM usage_evidence WHERE last_at > ? ORDER BY plugin, audience, kind, name'),
+    evidenceOf: db.prepare('SELECT * FROM usage_evidence WHERE plugin = ? AND last_at > ? ORDER BY audience, kind, name'),
+    taskUsage: db.prepare('SELECT * FROM usage_minutes WHERE task = ? ORDER BY minute, jti, route, outcome LIMIT ?'),
+    addTaskEvent: db.prepare('INSERT INTO task_events (task, seq, ts, type, keep_until) VALUES (?, ?, ?, ?, ?) ON CONFLICT (task, seq) DO NOTHING'),
+    taskEvents: db.prepare('SELECT task, seq, ts, type FROM task_events WHERE task = ? ORDER BY seq LIMIT ?'),
+    addDownstream: db.prepare(
+      `INSERT INTO downstream_events (id, source, at, task, plugin, jti, action, target, outcome, principal, link, source_address, keep_until)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+    ),
+    taskDownstream: db.prepare('SELECT * FROM downstream_events WHERE task = ? ORDER BY at, id LIMIT ?'),
+    pluginDownstream: db.prepare('SELECT * FROM downstream_events WHERE plugin = ? AND at >= ? ORDER BY at DESC, id LIMIT ?'),
+    purgeMinutes: db.prepare('DELETE FROM usage_minutes WHERE minute < ?'),
+    purgeTokens: db.prepare('DELETE FROM usage_tokens WHERE keep_until <= ?'),
+    purgeTotals: db.prepare('DELETE FROM usage_task_totals WHERE keep_until <= ?'),
+    purgeEvidence: db.prepare('DELETE FROM usage_evidence WHERE last_at <= ?'),
+    purgeTaskEvents: db.prepare('DELETE FROM task_events WHERE keep_until <= ?'),
+    purgeDownstream: db.prepare('DELETE FROM downstream_events WHERE keep_until <= ?'),
+  };
+}
+
+/** The usage role over one SQLite handle; `run` is the store's error boundary (fail closed). */
+export class SqliteUsage implements UsageStore {
+  readonly #s: ReturnType<typeof prepare>;
+  readonly #run: Run;
+  readonly #ingestTx: (b: UsageBatch) => UsageBatchResult;
+  readonly #chargeTx: (task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => { charged: boolean; totals: TaskUsageTotals[] };
+
+  constructor(db: Database.Database, run: Run) {
+    const s = (this.#s = prepare(db));
+    this.#run = run;
+    this.#ingestTx = db.transaction((b: UsageBatch) => ingest(s, b)).immediate;
+    this.#chargeTx = db.transaction((task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => {
+      const before = [s.getTotal.get(task, ALL_AUDIENCES), s.getTotal.get(task, audience)] as Array<TaskUsageTotals | undefined>;
+      const total = before[0]?.calls ?? 0;
+      const ofAudience = before[1]?.calls ?? 0;
+      const fits = (limits.totalCalls === undefined || total + calls <= limits.totalCalls) && (limits.audienceCalls === undefined || ofAudience + calls <= limits.audienceCalls);
+      if (fits) {
+        s.addTotals.run(task, audience, calls, 0, keepUntil);
+        s.addTotals.run(task, ALL_AUDIENCES, calls, 0, keepUntil);
+      }
+      const totals = [s.getTotal.get(task, audience), s.getTotal.get(task, ALL_AUDIENCES)].filter((t): t is TaskUsageTotals => t !== undefined);
+      return { charged: fits, totals };
+    }).immediate;
+  }
+
+  async ingestUsage(batch: UsageBatch): Promise<UsageBatchResult> {
+    checkUsageBatch(batch);
+    return this.#run('ingestUsage', () => this.#ingestTx(batch));
+  }
+
+  async chargeTaskUsage(task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number): Promise<{ charged: boolean; totals: readonly TaskUsageTotals[] }> {
+    checkCharge(task, audience, calls, keepUntil);
+    return this.#run('chargeTaskUsage', () => this.#chargeTx(task, audience, calls, limits, keepUntil));
+  }
+
+  async taskUsageTotals(task: string): Promise<TaskUsageTotals[]> {
+    checkKey('taskUsageTotals', 'task', task);
+    return this.#run('taskUsageTotals', () => this.#s.totalsOfTask.all(task) as TaskUsageTotals[]);
+  }
+
+  async markBudgetExhausted(task: string, audience: string, at: number, keepUntil: number): Promise<boolean> {
+    checkKey('markBudgetExhausted', 'task', task);
+    checkKey('markBudgetExhausted', 'audience', audience);
+    checkMs('markBudgetExhausted', 'at', at);
+    checkMs('markBudgetExhausted', 'keepUntil', keepUntil);
+    return this.#run('markBudgetExhausted', () => this.#s.exhaust.run(task, audience, at, keepUntil).changes === 1);
+  }
+
+  async budgetExhaustions(task: string): Promise<Record<string, number>> {
+    checkKey('budgetExhaustions', 'task', task);
+    const rows = this.#run('budgetExhaustions', () => this.#s.exhaustions.all(task) as { audience: string; exhausted_at: number }[]);
+    return Object.fromEntries(rows.map((r) => [r.audience, r.exhausted_at]));
+  }
+
+  async listTaskUsage(task: string, limit: number): Promise<UsageAggregate[]> {
+    checkKey('listTaskUsage', 'task', task);
+    checkCount('listTaskUsage', 'limit', limit);
+    return this.#run('listTaskUsage', () => (this.#s.taskUsage.all(task, limit) as MinuteRow[]).map(toAggregate));
+  }
+
+  async usageEvidence(filter: { readonly plugin?: string; readonly now: number; readonly retentionMs: number }): Promise<EvidenceRow[]> {
+    checkMs('usageEvidence', 'now', filter.now);
+    checkMs('usageEvidence', 'retentionMs', filter.retentionMs);
+    const after = filter.now - filter.retentionMs;
+    type Row = { plugin: string; audience: string; kind: EvidenceKind; name: string; first_at: number; last_at: number; calls: number };
+    const rows = this.#run('usageEvidence', () => (filter.plugin === undefined ? this.#s.evidenceAll.all(after) : this.#s.evidenceOf.all(filter.plugin, after)) as Row[]);
+    return rows.map((r) => ({ plugin: r.plugin, audience: r.audience, kind: r.kind, name: r.name, firstAt: r.first_at, lastAt: r.last_at, calls: r.calls }));
+  }
+
+  async indexTaskEvents(refs: readonly TaskEventRef[], keepUntil: number): Promise<void> {
+    checkTaskEvents(refs, keepUntil);
+    if (refs.length === 0) return;
+    this.#run('indexTaskEvents', () => {
+      for (const r of refs) this.#s.addTaskEvent.run(r.task, r.seq, r.ts, r.type, keepUntil);
+    });
+  }
+
+  async listTaskEvents(task: string, limit: number): Promise<TaskEventRef[]> {
+    checkKey('listTaskEvents', 'task', task);
+    checkCount('listTaskEvents', 'limit', limit);
+    return this.#run('listTaskEvents', () => this.#s.taskEvents.all(task, limit) as TaskEventRef[]);
+  }
+
+  async recordDownstream(events: readonly DownstreamEvent[], keepUntil: number): Promise<number> {
+    checkDownstream(events, keepUntil);
+    return this.#run('recordDownstream', () => {
+      let added = 0;
+      for (const e of events) {
+        added += this.#s.addDownstream.run(e.id, e.source, e.at, e.task, e.plugin, e.jti, e.action, e.target, e.outcome, e.principal, e.link, e.sourceAddress, keepUntil).changes;
+      }
+      return added;
+    });
+  }
+
+  async listTaskDownstream(task: string, limit: number): Promise<DownstreamEvent[]> {
+    checkKey('listTaskDownstream', 'task', task);
+    checkCount('listTaskDownstream', 'limit', limit);
+    return this.#run('listTaskDownstream', () => (this.#s.taskDownstream.all(task, limit) as DownstreamRow[]).map(toDownstream));
+  }
+
+  async listPluginDownstream(plugin: string, since: number, limit: number): Promise<DownstreamEvent[]> {
+    checkKey('listPluginDownstream', 'plugin', plugin);
+    checkMs('listPluginDownstream', 'since', since);
+    checkCount('listPluginDownstream', 'limit', limit);
+    return this.#run('listPluginDownstream', () => (this.#s.pluginDownstream.all(plugin, since, limit) as DownstreamRow[]).map(toDownstream));
+  }
+
+  async purgeUsage(now: number, retentionMs: number): Promise<number> {
+    checkMs('purgeUsage', 'now', now);
+    checkMs('purgeUsage', 'retentionMs', retentionMs);
+    const s = this.#s;
+    return this.#run(
+      'purgeUsage',
+      () =>
+        s.purgeMinutes.run(now - retentionMs).changes +
+        s.purgeTokens.run(now).changes +
+        s.purgeTotals.run(now).changes +
+        s.purgeEvidence.run(now - retentionMs).changes +
+        s.purgeTaskEvents.run(now).changes +
+        s.purgeDownstream.run(now).changes,
+    );
+  }
+}
+
+function ingest(s: ReturnType<typeof prepare>, b: UsageBatch): UsageBatchResult {
+  for (const a of b.aggregates) s.addMinute.run(a);
+  const uses: TokenUseResult[] = [];
+  for (const u of b.uses) {
+    const row = s.getToken.get(u.jti) as { sources: string; calls: number } | undefined;
+    if (!row) {
+      s.insertToken.run(u.jti, u.at, u.at, JSON.stringify(u.source === '' ? [] : [u.source]), u.keepUntil);
+      uses.push({ jti: u.jti, first: true, newSource: false, sources: u.source === '' ? 0 : 1 });
+      continue;
+    }
+    const sources = JSON.parse(row.sources) as string[];
+    // Past the cap a source is neither remembered nor reported again: enough evidence, bounded.
+    const isNew = u.source !== '' && !sources.includes(u.source) && sources.length < MAX_TOKEN_SOURCES;
+    const newSource = isNew && sources.length > 0;
+    if (isNew) sources.push(u.source);
+    s.updateToken.run(u.at, JSON.stringify(sources), u.keepUntil, u.jti);
+    uses.push({ jti: u.jti, first: false, newSource, sources: sources.length });
+  }
+  const touched = new Map<string, { task: string; audience: string }>();
+  for (const d of b.taskDeltas) {
+    s.addTotals.run(d.task, d.audience, d.calls, d.bytes, d.keepUntil);
+    s.addTotals.run(d.task, ALL_AUDIENCES, d.calls, d.bytes, d.keepUntil);
+    touched.set(`${d.task}\u001f${d.audience}`, d);
+    touched.set(`${d.task}\u001f${ALL_AUDIENCES}`, { task: d.task, audience: ALL_AUDIENCES });
+  }
+  const totals = [...touched.values()].map((t) => s.getTotal.get(t.task, t.audience) as TaskUsageTotals);
+  const previousCalls: number[] = [];
+  for (const m of b.marks) {
+    const row = s.getMark.get(m.plugin, m.audience, m.kind, m.name) as { calls: number } | undefined;
+    previousCalls.push(row?.calls ?? 0);
+    s.addMark.run(m.plugin, m.audience, m.kind, m.name, m.at, m.at, m.calls);
+  }
+  return { uses, totals, previousCalls };
+}
+
+function toAggregate(r: MinuteRow): UsageAggregate {
+  return {
+    minute: r.minute,
+    jti: r.jti,
+    plugin: r.plugin,
+    task: r.task,
+    server: r.server,
+    audience: r.audience,
+    method: r.method,
+    route: r.route,
+    outcome: r.outcome,
+    calls: r.calls,
+    errors: r.errors,
+    bytes: r.bytes,
+    durationMs: r.duration_ms,
+    maxDurationMs: r.max_duration_ms,
+  };
+}
+
+function toDownstream(r: DownstreamRow): DownstreamEvent {
+  return {
+    id: r.id,
+    source: r.source,
+    at: r.at,
+    task: r.task,
+    plugin: r.plugin,
+    jti: r.jti,
+    action: r.action,
+    target: r.target,
+    outcome: r.outcome,
+    principal: r.principal,
+    link: r.link,
+    sourceAddress: r.source_address,
+  };
+}
