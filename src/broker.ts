@@ -61,6 +61,8 @@ import { createX509SvidAttestation } from './attestation/x509-svid/x509-svid-att
 import { createPluginAuthenticator } from './exchange/client-authentication.js';
 import { clientCertificateSource } from './mtls/client-certificate.js';
 import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js';
+import { UsageService } from './usage/usage-service.js';
+import { usageRouter } from './usage/usage-routes.js';
 
 /** What a test may reach in a running broker (`broker.testing`). */
 export interface BrokerTestHandle {
@@ -119,6 +121,8 @@ export class Broker {
   /** Approver webhook notices (fire-and-forget; `idle()` awaits those in flight). */
   readonly approvalNotifier: WebhookNotifier;
   readonly approvals: ApprovalDecisions;
+  /** Usage reports, introspection as use, anomalies, budgets and task timelines (src/usage/). */
+  readonly usage: UsageService;
   #vault: VaultSession | undefined;
   #keyTicker: KeyTicker | undefined;
   /** Exception expiry: revokes what an expired exception allowed, emits exception.expired / .expiring. */
@@ -229,6 +233,17 @@ export class Broker {
         await this.audit.record('token.revoked', { scope: r.scope, id: r.id, feed_seq: r.seq, actor: r.actor, reason: r.reason });
       },
     });
+    // Before the revocation view starts, so it hears every live revocation with its time.
+    this.usage = new UsageService({
+      store: this.#store,
+      clock: this.clock,
+      settings: () => this.#generation.settings,
+      revocation: this.revocation,
+      audit: this.audit,
+      metrics: this.metrics,
+      purgeIntervalMs: settings.usage.purge_interval_ms,
+      log: (msg, fields) => this.#logger('warn', msg, fields),
+    });
     this.tasks = new TaskService({
       store: this.#store,
       clock: this.clock,
@@ -338,6 +353,16 @@ export class Broker {
       })),
       iam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
       review: (opts) => this.review.report(opts),
+      usage: {
+        router: usageRouter({
+          authenticate: (req) => this.#generation.resourceServers.authenticate(req),
+          ingestor: this.usage.ingestor,
+          settings: () => this.#generation.settings,
+          clock: this.clock,
+          metrics: this.metrics,
+        }),
+        introspected: (server, claims, outcome) => this.usage.introspected({ id: server.id, audiences: server.audiences }, claims, outcome),
+      },
     });
   }
 
@@ -414,6 +439,7 @@ export class Broker {
       broker.#startKeyTicker();
       broker.#exceptionPass.start();
       broker.#startReview();
+      broker.usage.start();
       await broker.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
       broker.#checkpoints.start();
       if (opts.listeners) broker.http.serve(opts.listeners);
@@ -498,7 +524,7 @@ export class Broker {
     });
     const resourceServers = createResourceServerAuthenticator(config.resource_servers, {
       issuer: config.settings.issuer,
-      endpointUrls: ['/introspect', '/revoke', '/revocations', '/revocations/stream'].map((p) => `${config.settings.issuer}${p}`),
+      endpointUrls: ['/introspect', '/revoke', '/revocations', '/revocations/stream', '/usage', '/usage/budget'].map((p) => `${config.settings.issuer}${p}`),
       clock: this.clock,
       replay: this.#store,
       baseDir: loaded.baseDir,
@@ -629,6 +655,8 @@ export class Broker {
     if (this.#reviewFirst) clearTimeout(this.#reviewFirst);
     await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop(), this.#reviewPass?.stop()]);
     this.revocation.stop();
+    this.usage.stop();
+    await this.usage.idle().catch(() => undefined);
     this.#setPush?.stop();
     await this.http.closeManagement();
     // The last events of this replica get a checkpoint too (a failure is logged, not thrown).

@@ -37,6 +37,13 @@ export const AUDIT_EVENT_TYPES = [
   'audit.checkpoint',
   'store.reset_detected',
   'store.reset_accepted',
+  'token.first_use',
+  'token.used_after_revocation',
+  'token.used_outside_task',
+  'token.audience_mismatch',
+  'token.shared',
+  'usage.route_drift',
+  'task.budget_exceeded',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -77,6 +84,13 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'audit.checkpoint': 'A signed checkpoint of the audit chain: the head seq and hash of a store epoch, as a JWS signed with the current signing key, so `leash audit verify` can show a cut-off tail.',
   'store.reset_detected': 'A replica found the store reset (its epoch changed or vanished) and refuses everything until an operator accepts the reset; written as an unchained line (`"chained": false`), since the chain it belongs to is gone.',
   'store.reset_accepted': 'An operator accepted a store reset (`leash store accept-reset`): what was lost (epoch, audit head, revocation seq); the first record of the new chain.',
+  'token.first_use': 'A resource server (or an introspection) reported the first use of a credential: which server, route and source.',
+  'token.used_after_revocation': 'A credential was presented after it was revoked (its jti, task, plugin or key): someone holds a dead token and tries it.',
+  'token.used_outside_task': 'A credential was presented after its task ended or expired, or reported under another task than the one it was issued for.',
+  'token.audience_mismatch': 'A credential was presented to a resource server that does not answer for its audience.',
+  'token.shared': 'One credential was presented from a second source (another DPoP key, or another caller address for a bearer token): a shared token, answered as `settings.usage.shared_token.response` says.',
+  'usage.route_drift': 'A credential used long after issuance at a route its plugin had never used: a different route mix than the plugin\'s history.',
+  'task.budget_exceeded': "A task's call or byte budget (in total or for one audience) ran out: new exchanges for it are refused and its live credentials revoked.",
 });
 
 const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);
@@ -89,6 +103,8 @@ export function isAuditEventType(type: string): type is AuditEventType {
 type Opt<T> = T | undefined;
 /** Private detail of a refusal: for the audit trail only, never a secret. */
 type Detail = Opt<Readonly<Record<string, unknown>>>;
+/** What every usage anomaly names: the credential, the server that saw it, and the call. */
+export type UsageCallEvent = { jti: string; plugin: string; task?: Opt<string>; audience: string; server: string; method: string; route: string; outcome: string; source?: Opt<string>; jkt?: Opt<string>; at: number };
 type KeyStateName = 'next' | 'current' | 'retired';
 
 /**
@@ -292,6 +308,13 @@ export type AuditEventPayloads = {
     lost_revocation_seq: number;
     continued: boolean;
   };
+  'token.first_use': UsageCallEvent & { after_issue_ms: number };
+  'token.used_after_revocation': UsageCallEvent & { revoked_at?: Opt<number>; refused: boolean };
+  'token.used_outside_task': UsageCallEvent & { cause: string; reported_task?: Opt<string>; task_ended_at?: Opt<number>; task_expires_at?: Opt<number>; refused: boolean };
+  'token.audience_mismatch': UsageCallEvent & { server_audience: string; refused: boolean; response: string };
+  'token.shared': UsageCallEvent & { sources: number; bound_jkt?: Opt<string>; cause: 'dpop_key' | 'address'; response: string };
+  'usage.route_drift': UsageCallEvent & { token_age_ms: number; history_calls: number };
+  'task.budget_exceeded': { task: string; budget: string; kind: 'calls' | 'bytes'; limit?: Opt<number>; used: number; credentials_revoked: number; actor: string };
 };
 
 /** The payload of one event type. */

@@ -47,6 +47,7 @@ export class AuditRecorder {
   readonly #write: (line: string) => void;
   readonly #onScrubbed: ((type: AuditEventType, paths: readonly string[]) => void) | undefined;
   readonly #onRecorded: ((record: AuditRecord) => void) | undefined;
+  readonly #listeners = new Set<(record: AuditRecord) => void>();
 
   constructor(store: AuditLog, opts: AuditRecorderOptions) {
     this.#log = store;
@@ -63,6 +64,13 @@ export class AuditRecorder {
     const record = await this.#log.append(type, clean, this.#clock.now());
     if (this.#stdout) this.#write(formatAuditLine(record));
     this.#onRecorded?.(record);
+    for (const listener of this.#listeners) {
+      try {
+        listener(record);
+      } catch {
+        // A listener (a sink, the timeline index) must never undo a recorded decision.
+      }
+    }
     return record;
   }
 
@@ -85,6 +93,15 @@ export class AuditRecorder {
     const { value, paths } = scrubSecrets(event);
     if (paths.length > 0) this.#onScrubbed?.(type, paths);
     return paths.length > 0 ? { ...value, scrubbed: paths } : value;
+  }
+
+  /**
+   * Told of every record once it is in the chain (audit sinks, the task timeline index).
+   * Synchronous and never awaited: a listener queues its own work. Returns an unsubscribe.
+   */
+  subscribe(listener: (record: AuditRecord) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 }
 

@@ -39,10 +39,17 @@ export class LeashVerifyError extends Error {
   readonly missingCredentials: boolean;
   /** For `insufficient_scope`: the scopes the request needs. */
   readonly scope: readonly string[] | undefined;
+  /** The refusal as a usage record names it (`expired`, `revoked`, `wrong_audience`, `missing_scope`, `bad_dpop`, ...). */
+  readonly reason: LeashRefusalReason;
+  /**
+   * What the refused token said about itself, when its signature verified (an expired token,
+   * another audience's, a revoked one): the ids a usage report carries. Never the token.
+   */
+  readonly token: LeashRefusedToken | undefined;
   constructor(
     error: LeashVerifyErrorCode,
     description: string,
-    opts: { status?: number; scheme?: 'Bearer' | 'DPoP'; missingCredentials?: boolean; scope?: readonly string[]; cause?: unknown } = {},
+    opts: { status?: number; scheme?: 'Bearer' | 'DPoP'; missingCredentials?: boolean; scope?: readonly string[]; cause?: unknown; reason?: LeashRefusalReason; token?: LeashRefusedToken } = {},
   ) {
     super(`${error}: ${description}`, { cause: opts.cause });
     this.name = 'LeashVerifyError';
@@ -52,7 +59,22 @@ export class LeashVerifyError extends Error {
     this.scheme = opts.scheme ?? 'Bearer';
     this.missingCredentials = opts.missingCredentials ?? false;
     this.scope = opts.scope;
+    this.reason = opts.reason ?? (error === 'insufficient_scope' ? 'missing_scope' : error === 'invalid_dpop_proof' ? 'bad_dpop' : error === 'temporarily_unavailable' ? 'unavailable' : 'invalid_token');
+    this.token = opts.token;
   }
+}
+
+/** Why a token was refused, in the words of a usage record. */
+export type LeashRefusalReason = 'expired' | 'revoked' | 'wrong_audience' | 'missing_scope' | 'bad_dpop' | 'invalid_token' | 'unavailable';
+
+/** The ids of a refused token whose signature verified. */
+export interface LeashRefusedToken {
+  readonly jti?: string;
+  readonly plugin?: string;
+  readonly task?: string;
+  readonly aud?: string;
+  /** The DPoP key of the proof presented (a `bad_dpop` refusal), when it could be read. */
+  readonly jkt?: string;
 }
 
 const DEFAULT_STATUS: Record<LeashVerifyErrorCode, number> = {

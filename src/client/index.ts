@@ -8,7 +8,7 @@ export {
   type LeashPluginClientOptions,
   type LeashToken,
 } from './plugin-client.js';
-export { LeashExchangeError, LeashVerifyError, type LeashVerifyErrorCode } from './errors.js';
+export { LeashExchangeError, LeashVerifyError, type LeashVerifyErrorCode, type LeashRefusalReason, type LeashRefusedToken } from './errors.js';
 export {
   createLeashVerifier,
   type LeashPrincipal,
@@ -26,3 +26,11 @@ export {
   type RevocationFollowerMode,
   type RevocationFollowerOptions,
 } from './revocation-follower.js';
+export {
+  createUsageReporter,
+  type UsageRecordInput,
+  type UsageRecordOutcome,
+  type UsageReporter,
+  type UsageReporterOptions,
+  type UsageReporterStats,
+} from './usage-reporter.js';

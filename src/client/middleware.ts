@@ -4,6 +4,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { safeErrorDescription } from './error-description.js';
 import { LeashVerifyError } from './errors.js';
 import type { LeashPrincipal, LeashVerifier } from './verifier.js';
+import type { UsageRecordOutcome, UsageReporter } from './usage-reporter.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -31,6 +32,25 @@ export interface RequireLeashTokenOptions {
    * proxy forwarded (and verified), after checking the request came from that proxy.
    */
   readonly clientCertificate?: (req: Request) => Uint8Array | string | X509Certificate | undefined;
+  /**
+   * Report every call, served or refused, to Leash (`createUsageReporter`): jti, plugin, task,
+   * route template, status, duration, response size, DPoP key, the caller's address
+   * (`req.ip`, which honours express's `trust proxy`) and the refusal, if any. Queued: the
+   * request never waits on Leash.
+   */
+  readonly usage?: UsageReporter;
+  /**
+   * The route template to report. Default: the matched express route (`req.baseUrl` +
+   * `req.route.path`, e.g. `/repos/:owner/:repo`), or `(unmatched)`: a raw path, with its
+   * ids, is never reported.
+   */
+  readonly route?: (req: Request) => string;
+  /**
+   * `enforce`: before the handler runs, ask Leash whether the task's call budget allows one
+   * more call (`POST /usage/budget`); past it the call is refused (429). Leash unreachable:
+   * 503 (fail closed). For APIs where one extra call matters; needs `usage`.
+   */
+  readonly budget?: 'enforce';
 }
 
 /** The peer certificate of a TLS connection, if it presented one. */
@@ -66,8 +86,13 @@ export function requireLeashToken(verifier: LeashVerifier, opts: RequireLeashTok
   if (publicUrl !== undefined) new URL(publicUrl); // a malformed base is a programming error: fail at setup
   const verifyOpts = opts.requiredScopes ? { requiredScopes: opts.requiredScopes } : {};
 
+  const usage = opts.usage;
+  if (opts.budget === 'enforce' && !usage) throw new TypeError("requireLeashToken: budget 'enforce' needs a usage reporter");
+  const scopes = opts.requiredScopes ?? [];
+
   return async function leashAuth(req: Request, res: Response, next: NextFunction): Promise<void> {
     const url = publicUrl !== undefined ? `${publicUrl}${req.originalUrl}` : `${req.protocol}://${req.get('host') ?? 'localhost'}${req.originalUrl}`;
+    const watch = usage ? watchResponse(req, res, (facts) => usage.report(facts), opts.route, verifier.audiences, scopes) : undefined;
     try {
       const principal = await verifier.verify(
         { authorization: req.headers.authorization, dpop: req.headers.dpop, method: req.method, url, clientCertificate: (opts.clientCertificate ?? tlsPeerCertificate)(req) },
@@ -75,15 +100,105 @@ export function requireLeashToken(verifier: LeashVerifier, opts: RequireLeashTok
       );
       req.leash = principal;
       res.locals.leash = principal;
+      watch?.served(principal);
+      if (opts.budget === 'enforce' && usage) {
+        const aud = typeof principal.claims.aud === 'string' ? principal.claims.aud : (verifier.audiences[0] as string);
+        let allowed: boolean;
+        try {
+          allowed = (await usage.charge(principal.jti, aud)).allowed;
+        } catch {
+          watch?.refused('unavailable');
+          res.status(503).set('cache-control', 'no-store').set('retry-after', '2').json({ error: 'temporarily_unavailable', error_description: "the task's budget cannot be checked right now; retry later" });
+          return;
+        }
+        if (!allowed) {
+          watch?.refused('budget_exceeded');
+          res.status(429).set('cache-control', 'no-store').json({ error: 'budget_exceeded', error_description: "the task's call budget is spent" });
+          return;
+        }
+        watch?.charged();
+      }
     } catch (err) {
       if (!(err instanceof LeashVerifyError)) {
         next(err);
         return;
       }
+      watch?.refusedBy(err);
       for (const c of challengesFor(err, verifier.dpopAlgorithms)) res.append('WWW-Authenticate', c);
       res.status(err.status).set('cache-control', 'no-store').json({ error: err.error, error_description: safeErrorDescription(err.error_description) });
       return;
     }
     next();
+  };
+}
+
+type Facts = Parameters<UsageReporter['report']>[0];
+
+/**
+ * Follows one response to its end and reports it once: counts the body bytes written
+ * (express's `json`/`send` go through `end`), takes the route template once routing is
+ * done, and the status as sent.
+ */
+function watchResponse(
+  req: Request,
+  res: Response,
+  report: (facts: Facts) => void,
+  route: ((req: Request) => string) | undefined,
+  audiences: readonly string[],
+  scopes: readonly string[],
+) {
+  const started = performance.now();
+  let bytes = 0;
+  let facts: { jti?: string; plugin?: string; task?: string; audience: string; jkt?: string; outcome: UsageRecordOutcome; charged?: boolean } = { audience: audiences[0] as string, outcome: 'invalid_token' };
+  const count = (chunk: unknown, encoding?: unknown) => {
+    if (typeof chunk === 'string') bytes += Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+    else if (chunk instanceof Uint8Array) bytes += chunk.byteLength;
+  };
+  const write = res.write;
+  const end = res.end;
+  res.write = function (this: Response, chunk: unknown, ...rest: unknown[]) {
+    count(chunk, rest[0]);
+    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as Response['write'];
+  res.end = function (this: Response, chunk?: unknown, ...rest: unknown[]) {
+    if (typeof chunk !== 'function') count(chunk, rest[0]);
+    return (end as (...a: unknown[]) => Response).call(this, chunk, ...rest);
+  } as Response['end'];
+  res.once('finish', () => {
+    // `at` is stamped by the reporter, on its clock.
+    report({
+      ...facts,
+      method: req.method,
+      route: route ? route(req) : req.route ? `${req.baseUrl ?? ''}${(req.route as { path: string }).path}` : '(unmatched)',
+      status: res.statusCode,
+      durationMs: performance.now() - started,
+      bytes,
+      source: req.ip,
+      scopes,
+    });
+  });
+  return {
+    served(p: LeashPrincipal) {
+      const aud = typeof p.claims.aud === 'string' ? p.claims.aud : audiences.find((a) => (p.claims.aud as string[] | undefined)?.includes(a));
+      facts = { jti: p.jti, plugin: p.plugin, task: p.task, audience: aud ?? (audiences[0] as string), ...(p.jkt ? { jkt: p.jkt } : {}), outcome: 'ok' };
+    },
+    charged() {
+      facts = { ...facts, charged: true };
+    },
+    refused(outcome: UsageRecordOutcome) {
+      facts = { ...facts, outcome };
+    },
+    refusedBy(err: LeashVerifyError) {
+      const t = err.token;
+      // A token for another audience is reported against this server's own (the audience it reached).
+      facts = {
+        audience: t?.aud !== undefined && audiences.includes(t.aud) ? t.aud : (audiences[0] as string),
+        ...(t?.jti ? { jti: t.jti } : {}),
+        ...(t?.plugin ? { plugin: t.plugin } : {}),
+        ...(t?.task ? { task: t.task } : {}),
+        ...(t?.jkt ? { jkt: t.jkt } : {}),
+        outcome: err.reason,
+      };
+    },
   };
 }

@@ -3,7 +3,7 @@ import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type 
 import { actDepthOf, chainPluginsOf, MAX_CHAIN_JTI, parseChainJti } from './chain-jti.js';
 import { systemClock, type Clock } from './clock.js';
 import { DpopProofError, verifyDpopProof, type ReplayCache } from './dpop-proof.js';
-import { LeashVerifyError } from './errors.js';
+import { LeashVerifyError, type LeashRefusalReason, type LeashRefusedToken } from './errors.js';
 import { createMemoryReplayCache } from './replay-memory.js';
 import type { LeashRevocationView } from './revocation-follower.js';
 
@@ -74,6 +74,8 @@ export interface LeashPrincipal {
 export interface LeashVerifier {
   /** DPoP algorithms accepted, for the `algs` challenge parameter. */
   readonly dpopAlgorithms: readonly string[];
+  /** The audiences this verifier accepts (usage records name the one a call was for). */
+  readonly audiences: readonly string[];
   verify(req: LeashRequestLike, opts?: { requiredScopes?: readonly string[] }): Promise<LeashPrincipal>;
 }
 
@@ -152,92 +154,130 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
 
   return {
     dpopAlgorithms,
+    audiences: typeof opts.audience === 'string' ? [opts.audience] : [...opts.audience],
     async verify(req: LeashRequestLike, callOpts = {}): Promise<LeashPrincipal> {
       const { scheme, token } = parseAuthorization(req.authorization);
       const { payload: claims, kid } = await verifyToken(token, scheme);
-
-      const task = claims.task;
-      if (typeof task !== 'string' || task === '') throw new LeashVerifyError('invalid_token', "the token has no 'task' claim", { scheme });
-      const plugin = typeof claims.plugin === 'string' ? claims.plugin : claims.sub;
-      if (typeof plugin !== 'string' || typeof claims.jti !== 'string' || typeof claims.exp !== 'number' || typeof claims.sub !== 'string') {
-        throw new LeashVerifyError('invalid_token', 'the token lacks sub, jti or exp', { scheme });
+      try {
+        return await checkClaims(req, callOpts, scheme, token, claims, kid);
+      } catch (err) {
+        // The signature verified: a refusal from here on can name the token (by its ids) in a usage report.
+        if (err instanceof LeashVerifyError && err.token === undefined) throw withToken(err, idsOf(claims));
+        throw err;
       }
-      if (opts.revocations) {
-        // Checked before the DPoP proof so a revoked token does not spend a proof's jti.
-        if (!opts.revocations.fresh()) throw new LeashVerifyError('temporarily_unavailable', 'the revocation list is not up to date; retry later', { scheme });
-        if (typeof claims.iat !== 'number') throw new LeashVerifyError('invalid_token', "the token has no 'iat' claim", { scheme });
-        // A delegated token is revoked with any token it derives from (`chain_jti`).
-        let upstream: string[] | undefined;
-        if (claims.chain_jti !== undefined) {
-          upstream = parseChainJti(claims.chain_jti, actDepthOf(claims.act, MAX_CHAIN_JTI));
-          if (!upstream || upstream.includes(claims.jti)) throw new LeashVerifyError('invalid_token', "the token's 'chain_jti' claim is malformed", { scheme });
-        }
-        const chainPlugins = chainPluginsOf(claims.sub, claims.act, plugin);
-        if (opts.revocations.isRevoked({ jti: claims.jti, plugin, task, kid, iat: claims.iat, ...(upstream ? { upstream } : {}), ...(chainPlugins.length > 0 ? { chainPlugins } : {}) })) {
-          throw new LeashVerifyError('invalid_token', 'token revoked', { scheme });
-        }
-      }
-
-      // Sender constraint (RFC 9449 §7, RFC 8705 §3): a bound token is only good with its key's proof, or over a connection with its certificate.
-      const cnf = claims.cnf as Record<string, unknown> | undefined;
-      const boundJkt = typeof cnf?.jkt === 'string' ? cnf.jkt : undefined;
-      const boundX5t = typeof cnf?.['x5t#S256'] === 'string' ? (cnf['x5t#S256'] as string) : undefined;
-      if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || Object.keys(cnf).some((k) => k !== 'jkt' && k !== 'x5t#S256') || (boundJkt === undefined && boundX5t === undefined))) {
-        throw new LeashVerifyError('invalid_token', "the token's 'cnf' claim is neither a DPoP nor a certificate binding", { scheme });
-      }
-      if (boundX5t !== undefined) {
-        const presented = thumbprintOf(req.clientCertificate);
-        if (presented === undefined) throw new LeashVerifyError('invalid_token', 'the token is bound to a client certificate: call over mutual TLS with it', { scheme });
-        if (presented !== boundX5t) throw new LeashVerifyError('invalid_token', 'the token is bound to another client certificate than the one presented', { scheme });
-      }
-      if (boundJkt !== undefined) {
-        if (scheme !== 'DPoP') {
-          throw new LeashVerifyError('invalid_token', 'the token is DPoP-bound: send it as "Authorization: DPoP <token>" with a DPoP proof', { scheme: 'DPoP' });
-        }
-        let jkt: string;
-        try {
-          ({ jkt } = await verifyDpopProof({
-            proof: req.dpop === undefined ? undefined : typeof req.dpop === 'string' ? req.dpop : [...req.dpop],
-            method: req.method.toUpperCase(),
-            url: req.url,
-            now: clock.now(),
-            maxAgeSeconds: dpopMaxAge,
-            clockSkewSeconds: skew,
-            algorithms: dpopAlgorithms,
-            replay,
-            accessToken: token,
-          }));
-        } catch (err) {
-          if (err instanceof DpopProofError) throw new LeashVerifyError('invalid_dpop_proof', err.description, { scheme: 'DPoP', cause: err });
-          throw err;
-        }
-        if (jkt !== boundJkt) throw new LeashVerifyError('invalid_token', 'the DPoP proof is signed by a key the token is not bound to', { scheme: 'DPoP' });
-      } else if (scheme === 'DPoP') {
-        throw new LeashVerifyError('invalid_token', 'the token is not DPoP-bound: send it as "Authorization: Bearer <token>"', { scheme: 'DPoP' });
-      }
-
-      const scopes = typeof claims.scope === 'string' ? claims.scope.split(' ').filter((s) => s !== '') : [];
-      const needed = [...new Set([...baseScopes, ...(callOpts.requiredScopes ?? [])])];
-      const missing = needed.filter((s) => !scopes.includes(s));
-      if (missing.length > 0) {
-        throw new LeashVerifyError('insufficient_scope', `the token lacks scope ${missing.join(' ')}`, { scheme, scope: needed });
-      }
-
-      const workload = claims.workload as { issuer?: unknown; sub?: unknown } | undefined;
-      return {
-        plugin,
-        sub: claims.sub,
-        task,
-        scopes,
-        jti: claims.jti,
-        exp: claims.exp,
-        ...(typeof workload?.issuer === 'string' && typeof workload.sub === 'string' ? { workload: { issuer: workload.issuer, sub: workload.sub } } : {}),
-        ...(boundJkt !== undefined ? { jkt: boundJkt } : {}),
-        ...(boundX5t !== undefined ? { x5t: boundX5t } : {}),
-        claims,
-      };
     },
   };
+
+  async function checkClaims(req: LeashRequestLike, callOpts: { requiredScopes?: readonly string[] }, scheme: 'Bearer' | 'DPoP', token: string, claims: JWTPayload, kid: string | undefined): Promise<LeashPrincipal> {
+    const task = claims.task;
+    if (typeof task !== 'string' || task === '') throw new LeashVerifyError('invalid_token', "the token has no 'task' claim", { scheme });
+    const plugin = typeof claims.plugin === 'string' ? claims.plugin : claims.sub;
+    if (typeof plugin !== 'string' || typeof claims.jti !== 'string' || typeof claims.exp !== 'number' || typeof claims.sub !== 'string') {
+      throw new LeashVerifyError('invalid_token', 'the token lacks sub, jti or exp', { scheme });
+    }
+    if (opts.revocations) {
+      // Checked before the DPoP proof so a revoked token does not spend a proof's jti.
+      if (!opts.revocations.fresh()) throw new LeashVerifyError('temporarily_unavailable', 'the revocation list is not up to date; retry later', { scheme });
+      if (typeof claims.iat !== 'number') throw new LeashVerifyError('invalid_token', "the token has no 'iat' claim", { scheme });
+      // A delegated token is revoked with any token it derives from (`chain_jti`).
+      let upstream: string[] | undefined;
+      if (claims.chain_jti !== undefined) {
+        upstream = parseChainJti(claims.chain_jti, actDepthOf(claims.act, MAX_CHAIN_JTI));
+        if (!upstream || upstream.includes(claims.jti)) throw new LeashVerifyError('invalid_token', "the token's 'chain_jti' claim is malformed", { scheme });
+      }
+      const chainPlugins = chainPluginsOf(claims.sub, claims.act, plugin);
+      if (opts.revocations.isRevoked({ jti: claims.jti, plugin, task, kid, iat: claims.iat, ...(upstream ? { upstream } : {}), ...(chainPlugins.length > 0 ? { chainPlugins } : {}) })) {
+        throw new LeashVerifyError('invalid_token', 'token revoked', { scheme, reason: 'revoked' });
+      }
+    }
+
+    // Sender constraint (RFC 9449 §7, RFC 8705 §3): a bound token is only good with its key's proof, or over a connection with its certificate.
+    const cnf = claims.cnf as Record<string, unknown> | undefined;
+    const boundJkt = typeof cnf?.jkt === 'string' ? cnf.jkt : undefined;
+    const boundX5t = typeof cnf?.['x5t#S256'] === 'string' ? (cnf['x5t#S256'] as string) : undefined;
+    if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || Object.keys(cnf).some((k) => k !== 'jkt' && k !== 'x5t#S256') || (boundJkt === undefined && boundX5t === undefined))) {
+      throw new LeashVerifyError('invalid_token', "the token's 'cnf' claim is neither a DPoP nor a certificate binding", { scheme });
+    }
+    if (boundX5t !== undefined) {
+      const presented = thumbprintOf(req.clientCertificate);
+      if (presented === undefined) throw new LeashVerifyError('invalid_token', 'the token is bound to a client certificate: call over mutual TLS with it', { scheme });
+      if (presented !== boundX5t) throw new LeashVerifyError('invalid_token', 'the token is bound to another client certificate than the one presented', { scheme });
+    }
+    if (boundJkt !== undefined) {
+      if (scheme !== 'DPoP') {
+        throw new LeashVerifyError('invalid_token', 'the token is DPoP-bound: send it as "Authorization: DPoP <token>" with a DPoP proof', { scheme: 'DPoP', reason: 'bad_dpop' });
+      }
+      let jkt: string;
+      try {
+        ({ jkt } = await verifyDpopProof({
+          proof: req.dpop === undefined ? undefined : typeof req.dpop === 'string' ? req.dpop : [...req.dpop],
+          method: req.method.toUpperCase(),
+          url: req.url,
+          now: clock.now(),
+          maxAgeSeconds: dpopMaxAge,
+          clockSkewSeconds: skew,
+          algorithms: dpopAlgorithms,
+          replay,
+          accessToken: token,
+        }));
+      } catch (err) {
+        if (err instanceof DpopProofError) throw new LeashVerifyError('invalid_dpop_proof', err.description, { scheme: 'DPoP', cause: err });
+        throw err;
+      }
+      if (jkt !== boundJkt) {
+        throw new LeashVerifyError('invalid_token', 'the DPoP proof is signed by a key the token is not bound to', { scheme: 'DPoP', reason: 'bad_dpop', token: { ...idsOf(claims), jkt } });
+      }
+    } else if (scheme === 'DPoP') {
+      throw new LeashVerifyError('invalid_token', 'the token is not DPoP-bound: send it as "Authorization: Bearer <token>"', { scheme: 'DPoP' });
+    }
+
+    const scopes = typeof claims.scope === 'string' ? claims.scope.split(' ').filter((s) => s !== '') : [];
+    const needed = [...new Set([...baseScopes, ...(callOpts.requiredScopes ?? [])])];
+    const missing = needed.filter((s) => !scopes.includes(s));
+    if (missing.length > 0) {
+      throw new LeashVerifyError('insufficient_scope', `the token lacks scope ${missing.join(' ')}`, { scheme, scope: needed });
+    }
+
+    const workload = claims.workload as { issuer?: unknown; sub?: unknown } | undefined;
+    return {
+      plugin,
+      sub: claims.sub,
+      task,
+      scopes,
+      jti: claims.jti,
+      exp: claims.exp,
+      ...(typeof workload?.issuer === 'string' && typeof workload.sub === 'string' ? { workload: { issuer: workload.issuer, sub: workload.sub } } : {}),
+      ...(boundJkt !== undefined ? { jkt: boundJkt } : {}),
+      ...(boundX5t !== undefined ? { x5t: boundX5t } : {}),
+      claims,
+    };
+  }
+}
+
+function idsOf(claims: JWTPayload): LeashRefusedToken {
+  const str = (v: unknown) => (typeof v === 'string' && v.length > 0 ? v : undefined);
+  const ids: { -readonly [K in keyof LeashRefusedToken]: LeashRefusedToken[K] } = {};
+  const jti = str(claims.jti);
+  const plugin = str(claims.plugin) ?? str(claims.sub);
+  const task = str(claims.task);
+  const aud = str(claims.aud);
+  if (jti) ids.jti = jti;
+  if (plugin) ids.plugin = plugin;
+  if (task) ids.task = task;
+  if (aud) ids.aud = aud;
+  return ids;
+}
+
+function withToken(err: LeashVerifyError, token: LeashRefusedToken): LeashVerifyError {
+  return new LeashVerifyError(err.error, err.error_description, {
+    status: err.status,
+    scheme: err.scheme,
+    missingCredentials: err.missingCredentials,
+    ...(err.scope ? { scope: err.scope } : {}),
+    cause: err.cause,
+    reason: err.reason,
+    token,
+  });
 }
 
 /** RFC 8705 §3.1: base64url SHA-256 of the certificate's DER; undefined when there is none (or it cannot be read). */
@@ -269,12 +309,14 @@ function parseAuthorization(header: string | undefined): { scheme: 'Bearer' | 'D
 
 /** Maps jose's closed set of errors to RFC 6750 answers without echoing the token. */
 function tokenError(err: unknown, scheme: 'Bearer' | 'DPoP'): LeashVerifyError {
-  const e = (description: string) => new LeashVerifyError('invalid_token', description, { scheme, cause: err });
-  if (err instanceof joseErrors.JWTExpired) return e('the token has expired');
+  // Claim failures come after the signature check: the payload is Leash's, its ids can be reported.
+  const token = err instanceof joseErrors.JWTClaimValidationFailed || err instanceof joseErrors.JWTExpired ? idsOf(err.payload) : undefined;
+  const e = (description: string, reason: LeashRefusalReason = 'invalid_token') => new LeashVerifyError('invalid_token', description, { scheme, cause: err, reason, ...(token ? { token } : {}) });
+  if (err instanceof joseErrors.JWTExpired) return e('the token has expired', 'expired');
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     switch (err.claim) {
       case 'aud':
-        return e('the token is for another audience');
+        return e('the token is for another audience', 'wrong_audience');
       case 'iss':
         return e('the token is from another issuer');
       case 'typ':

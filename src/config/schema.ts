@@ -322,6 +322,33 @@ const Listen = (description: string, port: number) =>
     { ...Strict, description, default: {} },
   );
 
+export const SHARED_TOKEN_RESPONSES = ['event', 'revoke', 'revoke-and-suspend'] as const;
+
+export const UsageSettings = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true, description: 'Accept usage reports from resource servers at `POST /usage` (and synchronous budget checks at `POST /usage/budget`), and record introspections as use. Off: both routes answer 404 and introspection records nothing.' }),
+    retention_days: Type.Integer({ minimum: 1, maximum: 400, default: 30, description: 'How long usage aggregates (per jti, route and minute), last-used evidence, task timelines and downstream events are kept.' }),
+    max_batch: Type.Integer({ minimum: 1, maximum: 5000, default: 1000, description: 'Most records one `POST /usage` may carry.' }),
+    max_body_bytes: Type.Integer({ minimum: 16384, maximum: 4194304, default: 524288, description: 'Largest `POST /usage` body (a batch of records); other routes keep `max_body_bytes`.' }),
+    max_skew: Seconds('How far in the future (clock skew) a record\'s `at` may be; older than `retention_days` is refused too.', 300, 0),
+    shared_token: Type.Object(
+      {
+        response: literals(SHARED_TOKEN_RESPONSES, 'What a shared token (one jti from two DPoP keys or addresses, or at a server it was not issued for) triggers: `event` (audit only), `revoke` (revoke the token), `revoke-and-suspend` (also suspend the plugin until a security admin resumes it).', 'event'),
+      },
+      { ...Strict, description: 'Shared-token detection.', default: {} },
+    ),
+    drift: Type.Object(
+      {
+        min_token_age: Seconds('A token used at a route its plugin had never used, at least this long after the token was issued, raises `usage.route_drift` (once the plugin has `min_history_calls` at the grant).', 600, 0),
+        min_history_calls: Type.Integer({ minimum: 1, default: 20, description: 'Calls the plugin must have made at the grant before drift is judged: a plugin without history has no route mix to drift from.' }),
+      },
+      { ...Strict, description: 'Route-mix drift: a token used long after issuance at routes outside the plugin\'s history.', default: {} },
+    ),
+    purge_interval_ms: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: 'How often usage past retention is purged.' }),
+  },
+  { ...Strict, description: 'What resource servers report about the use of Leash credentials: ingestion, anomalies, budgets, timelines.', default: {} },
+);
+
 export const Settings = Type.Object(
   {
     issuer: Type.String({ format: 'uri', pattern: '^https?://[^?#]+[^/?#]$', description: 'Public issuer URL of this broker (the `iss` of every token). No trailing slash.', default: 'http://127.0.0.1:8080' }),
@@ -348,6 +375,7 @@ export const Settings = Type.Object(
     approvals: ApprovalSettings,
     delegation: DelegationSettings,
     review: ReviewSettings,
+    usage: UsageSettings,
     production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer or an in-memory store.', default: false }),
   },
   { ...Strict, description: 'Broker settings.', default: {} },
@@ -731,6 +759,7 @@ export type GuardrailsFileConfig = Static<typeof GuardrailsFile>;
 export type ExceptionConfig = Static<typeof PolicyException>;
 export type ReviewSettingsConfig = Static<typeof ReviewSettings>;
 export type GuardrailId = (typeof GUARDRAIL_IDS)[number];
+export type UsageSettingsConfig = Static<typeof UsageSettings>;
 export type KeyBackend = (typeof KEY_BACKENDS)[number];
 export type ApprovalRule = (typeof APPROVAL_RULES)[number];
 export type Effect = (typeof EFFECTS)[number];

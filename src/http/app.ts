@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { adminRouter, type AdminApiDeps } from './admin/table.js';
 import type { RevocationService } from '../revocation/revocation-service.js';
 import type { ResourceServerAuthenticator } from './oauth/client-auth.js';
-import { introspectionRouter } from './oauth/introspection.js';
+import { introspectionRouter, type IntrospectionDeps } from './oauth/introspection.js';
 import { revocationRouter } from './oauth/revocation-endpoint.js';
 import type { LeashTokenClaims } from '../issuance/jwt/verify-leash-token.js';
 import type { Settings } from '../config/schema.js';
@@ -33,6 +33,8 @@ export interface HttpDeps extends AdminApiDeps {
   readonly resourceServers: () => ResourceServerAuthenticator;
   /** verifyLeashToken bound to this broker's issuer, keys, clock and skew. */
   readonly verifyToken: (token: string) => Promise<LeashTokenClaims | undefined>;
+  /** `POST /usage` (usageRouter) and the introspection hook that records introspections as use. */
+  readonly usage?: { readonly router: express.Router; readonly introspected: IntrospectionDeps['onUse'] };
 }
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
@@ -65,7 +67,8 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     next();
   });
   // Before anything reads a body: counts the bytes read, chunked or not (413 past the limit).
-  app.use(bodyLimit(deps.maxBodyBytes, (res, max) => domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${max} bytes`))));
+  // A usage batch has its own limit (settings.usage.max_body_bytes); every other route the broker's.
+  app.use(bodyLimit((req) => (req.path === '/usage' ? deps.settings().usage.max_body_bytes : deps.maxBodyBytes()), (res, max) => domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${max} bytes`))));
   app.use(answerOptions(allow));
 
   // The JWKS comes from the KeyManager (next, current and still-visible retired keys),
@@ -90,10 +93,11 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use(adminRouter(deps));
 
   // Leash answers these itself: oidc-provider cannot see its JWT access tokens.
-  app.use(introspectionRouter({ authenticator: deps.resourceServers, verify: deps.verifyToken, revocation: deps.revocation, onResult: (outcome) => deps.metrics.introspections.inc({ outcome }) }));
+  app.use(introspectionRouter({ authenticator: deps.resourceServers, verify: deps.verifyToken, revocation: deps.revocation, onResult: (outcome) => deps.metrics.introspections.inc({ outcome }), onUse: deps.usage?.introspected }));
   app.use(revocationRouter({ authenticator: deps.resourceServers, admin: deps.authenticator, verify: deps.verifyToken, revocation: deps.revocation, audit: deps.audit, onResult: (outcome) => deps.metrics.revocationRequests.inc({ outcome }) }));
 
   app.use(deps.revocationFeed);
+  if (deps.usage) app.use(deps.usage.router);
 
   app.use(unserved(allow));
 

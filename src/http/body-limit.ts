@@ -6,11 +6,12 @@ import type { Request, RequestHandler, Response } from 'express';
  * (chunked, or within its declared length) is read here, at most `limit` bytes, then put
  * back on the stream (`unshift`, before it has emitted `end`) so the route's own parser
  * (express's, or oidc-provider's for `/token`) reads it unchanged. Bodies are small (the
- * limit is at most 56 KiB), so holding one briefly costs what the parser would anyway.
+ * limit is at most 56 KiB; a `POST /usage` batch has its own, larger one), so holding one
+ * briefly costs what the parser would anyway.
  */
-export function bodyLimit(limit: () => number, refuse: (res: Response, limit: number) => void): RequestHandler {
+export function bodyLimit(limit: (req: Request) => number, refuse: (res: Response, limit: number) => void): RequestHandler {
   return (req, res, next) => {
-    const max = limit();
+    const max = limit(req);
     const chunked = req.headers['transfer-encoding'] !== undefined;
     const declared = Number(req.headers['content-length'] ?? 0);
     // Nothing to read: no body, or an empty one already parsed (a read() now would end the stream).

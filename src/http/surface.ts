@@ -36,6 +36,8 @@ export const ROUTES: readonly RouteSpec[] = [
   // revocation feed
   { path: '/revocations', methods: ['GET', 'POST'] },
   { path: '/revocations/stream', methods: ['GET', 'POST'] },
+  // usage reports from resource servers
+  { path: '/usage', methods: ['POST'] },
   // tasks (orchestrators) and the admin API: from the admin route table
   ...adminSurface(),
 ];

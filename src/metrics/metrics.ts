@@ -30,6 +30,12 @@ export const METRIC_NAMES = {
   reviewFindings: 'leash_review_findings',
   storeResetPending: 'leash_store_reset_pending',
   auditCheckpoints: 'leash_audit_checkpoints_total',
+  usageRecords: 'leash_usage_records_total',
+  usageBatchDuration: 'leash_usage_batch_duration_seconds',
+  usageAnomalies: 'leash_usage_anomalies_total',
+  budgetChecks: 'leash_budget_checks_total',
+  auditSinkDeliveries: 'leash_audit_sink_deliveries_total',
+  auditSinkBacklog: 'leash_audit_sink_backlog',
 } as const;
 
 export interface Metrics {
@@ -60,6 +66,18 @@ export interface Metrics {
   readonly reviewFindings: Gauge<'severity' | 'rule'>;
   /** Signed audit checkpoints this replica wrote, or failed to write. */
   readonly auditCheckpoints: Counter<'outcome'>;
+  /** Usage records by outcome: accepted, rejected (malformed, another server's audience), dropped (a full introspection queue). */
+  readonly usageRecords: Counter<'outcome'>;
+  /** Time to ingest one batch of usage records (store write and anomaly checks). */
+  readonly usageBatchDuration: Histogram<string>;
+  /** Anomalies found in usage, by audit event type. */
+  readonly usageAnomalies: Counter<'type'>;
+  /** Synchronous budget checks (`POST /usage/budget`) by result: allowed, exhausted, unbudgeted. */
+  readonly budgetChecks: Counter<'result'>;
+  /** Audit sink deliveries by sink name and outcome: delivered, failed (retried), dropped. */
+  readonly auditSinkDeliveries: Counter<'sink' | 'outcome'>;
+  /** Events waiting in each sink's backlog (memory and disk). */
+  readonly auditSinkBacklog: Gauge<'sink'>;
 }
 
 export interface MetricsSources {
@@ -75,6 +93,8 @@ export interface MetricsSources {
   awsDenyPendingRoles?(): Promise<number>;
   /** True while this replica refuses because the store was found reset. */
   storeResetPending?(): boolean;
+  /** Backlog per audit sink name (read at scrape time). */
+  sinkBacklogs?(): ReadonlyArray<readonly [string, number]>;
 }
 
 /** A registry per broker instance (tests run several in one process). */
@@ -150,9 +170,40 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       this.set(sources.storeResetPending?.() ? 1 : 0);
     },
   });
+  const auditSinkBacklog = new Gauge({
+    name: METRIC_NAMES.auditSinkBacklog,
+    help: "Security events waiting in an audit sink's backlog (in memory and on disk), by sink.",
+    labelNames: ['sink'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [sink, n] of sources.sinkBacklogs?.() ?? []) this.set({ sink }, n);
+    },
+  });
   return {
     registry,
     auditCheckpoints: new Counter({ name: METRIC_NAMES.auditCheckpoints, help: 'Signed audit checkpoints by outcome (written, failed).', labelNames: ['outcome'], registers }),
+    usageRecords: new Counter({
+      name: METRIC_NAMES.usageRecords,
+      help: 'Usage records from resource servers (and introspections) by outcome: accepted, rejected (malformed or for another server\'s audience), dropped (queue full).',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    usageBatchDuration: new Histogram({
+      name: METRIC_NAMES.usageBatchDuration,
+      help: 'Time to ingest one batch of usage records: store write and anomaly checks.',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
+    usageAnomalies: new Counter({ name: METRIC_NAMES.usageAnomalies, help: 'Anomalies found in usage, by audit event type.', labelNames: ['type'], registers }),
+    budgetChecks: new Counter({ name: METRIC_NAMES.budgetChecks, help: 'Synchronous task budget checks (POST /usage/budget) by result: allowed, exhausted, unbudgeted.', labelNames: ['result'], registers }),
+    auditSinkDeliveries: new Counter({
+      name: METRIC_NAMES.auditSinkDeliveries,
+      help: 'Security events handed to audit sinks, by sink and outcome: delivered, failed (kept and retried), dropped (backlog full).',
+      labelNames: ['sink', 'outcome'],
+      registers,
+    }),
+    auditSinkBacklog,
     exchanges: new Counter({ name: METRIC_NAMES.exchanges, help: 'Token exchanges by outcome (issued, denied, error) and reason code.', labelNames: ['outcome', 'reason'], registers }),
     exchangeDuration: new Histogram({
       name: METRIC_NAMES.exchangeDuration,

@@ -3,6 +3,7 @@ import { chainPluginsOf } from '../../client/chain-jti.js';
 import { LeashError } from '../../errors/leash-error.js';
 import type { LeashTokenClaims } from '../../issuance/jwt/verify-leash-token.js';
 import type { RevocationService, TokenFacts } from '../../revocation/revocation-service.js';
+import type { ResourceServerConfig } from '../../config/schema.js';
 import { CLIENT_ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS, formBody, methodNotAllowed, oauthFormParser, sendOAuthError, type ResourceServerAuthenticator } from './client-auth.js';
 
 export const INTROSPECTION_PATH = '/introspect';
@@ -19,6 +20,8 @@ export interface IntrospectionDeps {
   readonly maxBodyBytes?: number;
   /** Told how each request ended (wire to a counter). */
   readonly onResult?: (outcome: IntrospectionOutcome) => void;
+  /** Told of every answer about a verified Leash token: the asking server used it (usage). Must not block. */
+  readonly onUse?: (server: ResourceServerConfig, claims: LeashTokenClaims, outcome: IntrospectionOutcome) => void;
 }
 
 /** What a revocation check reads from verified claims. */
@@ -93,9 +96,23 @@ export function introspectionRouter(deps: IntrospectionDeps): Router {
 
       const claims = await deps.verify(token);
       if (!claims) return inactive(res, done, 'inactive');
+      const used = (outcome: IntrospectionOutcome) => {
+        try {
+          deps.onUse?.(server, claims, outcome);
+        } catch {
+          // usage is evidence, never a reason to fail the answer
+        }
+      };
       // Another API's token is none of this caller's business (RFC 7662 §2.2, §4).
-      if (!server.audiences.includes(claims.aud)) return inactive(res, done, 'wrong_audience');
-      if (deps.revocation.isRevoked(tokenFacts(claims))) return inactive(res, done, 'revoked');
+      if (!server.audiences.includes(claims.aud)) {
+        used('wrong_audience');
+        return inactive(res, done, 'wrong_audience');
+      }
+      if (deps.revocation.isRevoked(tokenFacts(claims))) {
+        used('revoked');
+        return inactive(res, done, 'revoked');
+      }
+      used('active');
       done('active');
       res.status(200).set('Cache-Control', 'no-store').set('Pragma', 'no-cache').json(activeResponse(claims));
     } catch (err) {

@@ -1,0 +1,216 @@
+import type { AuditEventType } from '../audit/events.js';
+import type { Settings } from '../config/schema.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { RevocationService } from '../revocation/revocation-service.js';
+import type { IssuedToken, Task } from '../store/records.js';
+import type { ReplayCache, TaskStore, TokenIndex } from '../store/store.js';
+import type { EvidenceMark, TaskUsageDelta, TaskUsageTotals, TokenUse, UsageAggregate, UsageStore } from '../store/usage-store.js';
+import type { Clock } from '../time/clock.js';
+import { detectAnomalies, type AnomalyContext } from './anomalies.js';
+import type { UsageCall } from './report.js';
+import type { RevocationTimes } from './revocation-times.js';
+
+/** The resource server a batch came from: its id and the audiences it answers for. */
+export interface ReportingServer {
+  readonly id: string;
+  readonly audiences: readonly string[];
+}
+
+export interface UsageIngestorDeps {
+  readonly store: UsageStore & Pick<TokenIndex, 'getIssued'> & Pick<TaskStore, 'getTask'> & ReplayCache;
+  readonly clock: Clock;
+  readonly settings: () => Settings;
+  readonly revocation: RevocationService;
+  readonly revokedAt: RevocationTimes;
+  readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
+  readonly metrics: Metrics;
+  /** Told the totals of every task a batch touched (budgets). */
+  readonly onTotals?: (totals: readonly TaskUsageTotals[], tasks: ReadonlyMap<string, Task>) => Promise<void>;
+  readonly log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+/** Issued-token records are immutable: cached by jti (a miss too), bounded. */
+const TOKEN_CACHE = 20_000;
+/** An active task is re-read after this long (an ended one never changes again). */
+const TASK_CACHE_MS = 1000;
+/** Introspections waiting to be recorded as use; past it the oldest are dropped and counted. */
+const INTROSPECTION_QUEUE = 10_000;
+
+/**
+ * Ingests usage reports: aggregates them per jti/route/minute/outcome (the store keeps no
+ * row per call), records which sources presented each token, adds to task budget counters
+ * and last-used evidence, all in one store write per batch; then looks for anomalies in
+ * what the store answered (first use, a second source, use after revocation or task end,
+ * another server's token, route drift) and records those, not the calls, as audit events.
+ * Nothing here runs on the /token or /introspect path: introspections are queued and
+ * ingested in the background.
+ */
+export class UsageIngestor {
+  readonly #d: UsageIngestorDeps;
+  readonly #tokens = new Map<string, IssuedToken | null>();
+  readonly #tasks = new Map<string, { task: Task | undefined; at: number }>();
+  #queue: Array<{ server: ReportingServer; call: UsageCall }> = [];
+  #draining: Promise<void> | undefined;
+
+  constructor(deps: UsageIngestorDeps) {
+    this.#d = deps;
+  }
+
+  /** Ingests a batch already validated (audiences included) from one server. */
+  async ingest(server: ReportingServer, calls: readonly UsageCall[]): Promise<void> {
+    if (calls.length === 0) return;
+    const started = process.hrtime.bigint();
+    const d = this.#d;
+    const settings = d.settings();
+    const now = d.clock.now();
+    const retentionMs = settings.usage.retention_days * DAY;
+    const tokens = await this.#issued(calls);
+    const tasks = await this.#tasksOf(calls, tokens, now);
+
+    const aggregates = new Map<string, UsageAggregate>();
+    const uses: TokenUse[] = [];
+    const useCalls: UsageCall[] = [];
+    const deltas = new Map<string, TaskUsageDelta>();
+    const marks = new Map<string, EvidenceMark>();
+    for (const call of calls) {
+      const issued = call.jti === undefined ? undefined : (tokens.get(call.jti) ?? undefined);
+      // The index is the truth for a known token; a server's own words only fill gaps.
+      const plugin = issued?.plugin ?? call.plugin ?? '';
+      const task = issued?.task ?? call.task ?? '';
+      const minute = call.at - (call.at % MINUTE);
+      const key = [minute, task, call.jti ?? '', server.id, call.audience, call.method, call.route, call.outcome].join('\u001f');
+      const a = aggregates.get(key);
+      const error = call.status >= 400 ? 1 : 0;
+      aggregates.set(
+        key,
+        a
+          ? { ...a, calls: a.calls + 1, errors: a.errors + error, bytes: a.bytes + call.bytes, durationMs: a.durationMs + call.durationMs, maxDurationMs: Math.max(a.maxDurationMs, call.durationMs), plugin: a.plugin || plugin }
+          : { minute, jti: call.jti ?? '', plugin, task, server: server.id, audience: call.audience, method: call.method, route: call.route, outcome: call.outcome, calls: 1, errors: error, bytes: call.bytes, durationMs: call.durationMs, maxDurationMs: call.durationMs },
+      );
+      if (!issued) continue;
+      // Every presentation of a known token counts as a use, refused or not: a dead token tried is evidence too.
+      uses.push({ jti: issued.jti, source: sourceOf(issued, call), at: call.at, keepUntil: issued.expiresAt + retentionMs });
+      useCalls.push(call);
+      if (call.outcome !== 'ok' || issued.task === undefined) continue;
+      const t = tasks.get(issued.task);
+      const keepUntil = Math.max(t?.expiresAt ?? issued.expiresAt, issued.expiresAt) + retentionMs;
+      const dk = `${issued.task}\u001f${call.audience}`;
+      const prev = deltas.get(dk);
+      // A call already charged synchronously still brings its bytes.
+      deltas.set(dk, { task: issued.task, audience: call.audience, calls: (prev?.calls ?? 0) + (call.charged ? 0 : 1), bytes: (prev?.bytes ?? 0) + call.bytes, keepUntil });
+      for (const m of evidenceOf(issued, call)) {
+        const mk = `${m.kind}\u001f${m.name}\u001f${m.audience}\u001f${m.plugin}`;
+        const pm = marks.get(mk);
+        marks.set(mk, pm ? { ...pm, at: Math.max(pm.at, m.at), calls: pm.calls + 1 } : m);
+      }
+    }
+    const markList = [...marks.values()];
+    const result = await d.store.ingestUsage({ aggregates: [...aggregates.values()], uses, taskDeltas: [...deltas.values()], marks: markList, retentionMs });
+    d.metrics.usageRecords.inc({ outcome: 'accepted' }, calls.length);
+
+    const ctx: AnomalyContext = { server, settings, now, tokens, tasks, retentionMs, deps: d };
+    await detectAnomalies(ctx, useCalls, result.uses, markList, result.previousCalls);
+    if (result.totals.length > 0) await d.onTotals?.(result.totals, tasks);
+    d.metrics.usageBatchDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  /**
+   * An introspection is a use of the token by the server that asked (it cannot say which
+   * route: `INTROSPECT /introspect`). Queued, never awaited by the caller; a full queue
+   * drops the oldest and counts it.
+   */
+  recordIntrospection(server: ReportingServer, call: UsageCall): void {
+    if (this.#queue.length >= INTROSPECTION_QUEUE) {
+      this.#queue.shift();
+      this.#d.metrics.usageRecords.inc({ outcome: 'dropped' });
+    }
+    this.#queue.push({ server, call });
+    this.#draining ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#drain()).finally(() => (this.#draining = undefined));
+  }
+
+  /** Resolves once every queued introspection has been ingested (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.#draining) await this.#draining;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, 500);
+      const byServer = new Map<string, { server: ReportingServer; calls: UsageCall[] }>();
+      for (const { server, call } of batch) {
+        const g = byServer.get(server.id) ?? { server, calls: [] };
+        g.calls.push(call);
+        byServer.set(server.id, g);
+      }
+      for (const g of byServer.values()) {
+        try {
+          await this.ingest(g.server, g.calls);
+        } catch (err) {
+          // Use evidence is best effort here: the introspection itself was answered.
+          this.#d.metrics.usageRecords.inc({ outcome: 'dropped' }, g.calls.length);
+          this.#d.log?.('recording introspections as use failed', { error: err instanceof Error ? err.message.slice(0, 200) : String(err), records: g.calls.length });
+        }
+      }
+    }
+  }
+
+  async #issued(calls: readonly UsageCall[]): Promise<Map<string, IssuedToken | null>> {
+    const out = new Map<string, IssuedToken | null>();
+    for (const c of calls) {
+      if (c.jti === undefined || out.has(c.jti)) continue;
+      let t = this.#tokens.get(c.jti);
+      if (t === undefined) {
+        t = (await this.#d.store.getIssued(c.jti)) ?? null;
+        if (this.#tokens.size >= TOKEN_CACHE) this.#tokens.delete(this.#tokens.keys().next().value as string);
+        this.#tokens.set(c.jti, t);
+      }
+      out.set(c.jti, t);
+    }
+    return out;
+  }
+
+  async #tasksOf(calls: readonly UsageCall[], tokens: ReadonlyMap<string, IssuedToken | null>, now: number): Promise<Map<string, Task>> {
+    const ids = new Set<string>();
+    for (const c of calls) {
+      const t = c.jti === undefined ? undefined : tokens.get(c.jti)?.task;
+      if (t !== undefined) ids.add(t);
+      if (c.task !== undefined) ids.add(c.task);
+    }
+    const out = new Map<string, Task>();
+    for (const id of ids) {
+      const cached = this.#tasks.get(id);
+      let task: Task | undefined;
+      if (cached && (cached.task?.state === 'ended' || now - cached.at < TASK_CACHE_MS)) task = cached.task;
+      else {
+        task = await this.#d.store.getTask(id);
+        if (this.#tasks.size >= TOKEN_CACHE) this.#tasks.delete(this.#tasks.keys().next().value as string);
+        this.#tasks.set(id, { task, at: now });
+      }
+      if (task) out.set(id, task);
+    }
+    return out;
+  }
+}
+
+/**
+ * Who presented the token: the DPoP key for a sender-constrained token (a bound token's
+ * holder is whoever has the key), else the caller's address as the server saw it.
+ */
+export function sourceOf(issued: IssuedToken, call: UsageCall): string {
+  if (issued.jkt !== undefined) return call.jkt !== undefined ? `jkt:${call.jkt}` : '';
+  if (call.jkt !== undefined) return `jkt:${call.jkt}`;
+  return call.source !== undefined ? `addr:${call.source}` : '';
+}
+
+function evidenceOf(issued: IssuedToken, call: UsageCall): EvidenceMark[] {
+  const base = { plugin: issued.plugin, audience: issued.audience, at: call.at, calls: 1 };
+  const marks: EvidenceMark[] = [
+    { ...base, kind: 'grant', name: '' },
+    { ...base, kind: 'route', name: `${call.method} ${call.route}` },
+  ];
+  // Only scopes the token carries count: a server cannot make a plugin look like it used more.
+  for (const s of call.scopes) if (issued.scopes.includes(s)) marks.push({ ...base, kind: 'scope', name: s });
+  return marks;
+}
