@@ -63,6 +63,7 @@ import { clientCertificateSource } from './mtls/client-certificate.js';
 import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js';
 import { UsageService } from './usage/usage-service.js';
 import { usageRouter } from './usage/usage-routes.js';
+import { TaskBudgetEnforcer } from './usage/budgets.js';
 
 /** What a test may reach in a running broker (`broker.testing`). */
 export interface BrokerTestHandle {
@@ -123,6 +124,7 @@ export class Broker {
   readonly approvals: ApprovalDecisions;
   /** Usage reports, introspection as use, anomalies, budgets and task timelines (src/usage/). */
   readonly usage: UsageService;
+  readonly budgets: TaskBudgetEnforcer;
   #vault: VaultSession | undefined;
   #keyTicker: KeyTicker | undefined;
   /** Exception expiry: revokes what an expired exception allowed, emits exception.expired / .expiring. */
@@ -233,6 +235,7 @@ export class Broker {
         await this.audit.record('token.revoked', { scope: r.scope, id: r.id, feed_seq: r.seq, actor: r.actor, reason: r.reason });
       },
     });
+    this.budgets = new TaskBudgetEnforcer({ store: this.#store, clock: this.clock, settings: () => this.#generation.settings, revocation: this.revocation, audit: this.audit, metrics: this.metrics });
     // Before the revocation view starts, so it hears every live revocation with its time.
     this.usage = new UsageService({
       store: this.#store,
@@ -242,6 +245,7 @@ export class Broker {
       audit: this.audit,
       metrics: this.metrics,
       purgeIntervalMs: settings.usage.purge_interval_ms,
+      onTotals: this.budgets.onTotals,
       log: (msg, fields) => this.#logger('warn', msg, fields),
     });
     this.tasks = new TaskService({
@@ -251,7 +255,7 @@ export class Broker {
       knownPlugin: (id) => this.#generation.policy.plugins.has(id),
       onOpened: async (task) => {
         this.metrics.tasksOpened.inc();
-        await this.audit.record('task.opened', { task: task.id, plugins: task.plugins, expires_at: task.expiresAt, actor: task.createdBy });
+        await this.audit.record('task.opened', { task: task.id, plugins: task.plugins, expires_at: task.expiresAt, actor: task.createdBy, ...(task.budgets ? { budgets: task.budgets } : {}) });
       },
       onEnded: async (task, cause, actor) => {
         await this.revocation.revokeTask(task.id, { actor, reason: cause === 'expired' ? 'task expired' : 'task ended' });
@@ -282,6 +286,7 @@ export class Broker {
         revocation: this.revocation,
         verifyToken: this.#verifyToken,
       },
+      budgets: this.budgets,
       approvals: createApprovalService({
         store: this.#store,
         settings: () => this.#generation.settings.approvals,
@@ -357,6 +362,7 @@ export class Broker {
         router: usageRouter({
           authenticate: (req) => this.#generation.resourceServers.authenticate(req),
           ingestor: this.usage.ingestor,
+          budgets: this.budgets,
           settings: () => this.#generation.settings,
           clock: this.clock,
           metrics: this.metrics,

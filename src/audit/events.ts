@@ -1,3 +1,5 @@
+import type { TaskBudgets } from '../store/records.js';
+
 /**
  * The closed catalogue of security events. Every `type` in the audit chain is one of these;
  * `docs/events.md` lists each with its meaning and a test checks the two agree both ways.
@@ -189,7 +191,7 @@ type AwsSessionsDenied = {
 export type AuditEventPayloads = {
   'exchange.issued': ExchangeDecision<'issued'>;
   'exchange.denied': ExchangeDecision<'denied'>;
-  'task.opened': { task: string; plugins: readonly string[]; expires_at: number; actor: string };
+  'task.opened': { task: string; plugins: readonly string[]; expires_at: number; actor: string; budgets?: Opt<TaskBudgets> };
   'task.ended': { task: string; actor: string; cause: 'ended' | 'expired' };
   'policy.loaded': { digest: string; files_digest?: Opt<string>; plugins: number; trusted_issuers: number; initial: boolean };
   'policy.reload_failed': { digest?: Opt<string>; error: string };

@@ -89,6 +89,7 @@ export const ERROR_CODES = {
   ERR_TASK_ENDED: { oauth: 'invalid_grant', status: 400 },
   ERR_TASK_PLUGIN_NOT_ALLOWED: { oauth: 'invalid_grant', status: 400 },
   ERR_TASK_TOXIC: { oauth: 'invalid_request', status: 400 },
+  ERR_TASK_BUDGET_EXHAUSTED: { oauth: 'access_denied', status: 400 },
   // DPoP (RFC 9449)
   ERR_DPOP_REQUIRED: { oauth: 'invalid_dpop_proof', status: 400 },
   ERR_DPOP_INVALID: { oauth: 'invalid_dpop_proof', status: 400 },

@@ -37,6 +37,8 @@ export interface ExchangeDeps {
   readonly quotas: QuotaDeps;
   readonly delegation: DelegationDeps;
   readonly approvals: ApprovalGate;
+  /** Per-task budgets (usage): a task whose budget is spent gets no more credentials. */
+  readonly budgets?: { assertOpen(task: Task, audience: string): Promise<void> };
   /** A consistent snapshot of policy, attestation and settings for one request. */
   runtime(): ExchangeRuntime;
 }
@@ -118,6 +120,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     const taskId = upstream ? checkDelegationTarget(upstream, plugin, request.taskId, rt.policy, rt.settings).taskId : request.taskId;
     const task = (trace.task = taskId === undefined ? undefined : await deps.tasks.requireLive(taskId, plugin.id, now));
     await enforceQuotas(deps.quotas, plugin, task, now);
+    if (task && deps.budgets) await deps.budgets.assertOpen(task, request.audience);
     const decision = (trace.decision = rt.policy.evaluate({
       plugin,
       identity,

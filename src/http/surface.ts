@@ -38,6 +38,7 @@ export const ROUTES: readonly RouteSpec[] = [
   { path: '/revocations/stream', methods: ['GET', 'POST'] },
   // usage reports from resource servers
   { path: '/usage', methods: ['POST'] },
+  { path: '/usage/budget', methods: ['POST'] },
   // tasks (orchestrators) and the admin API: from the admin route table
   ...adminSurface(),
 ];

@@ -12,6 +12,15 @@ export interface Task {
   readonly state: TaskState;
   readonly endedAt: number | undefined;
   readonly endedBy: string | undefined;
+  /** Calls and bytes the task may use, counted from usage reports (absent: no budget). */
+  readonly budgets?: TaskBudgets | undefined;
+}
+
+/** A task's budgets: in total, and per audience. */
+export interface TaskBudgets {
+  readonly calls?: number | undefined;
+  readonly bytes?: number | undefined;
+  readonly audiences?: Readonly<Record<string, { readonly calls?: number | undefined; readonly bytes?: number | undefined }>> | undefined;
 }
 
 /** One issued credential, by id only (never the credential itself). */

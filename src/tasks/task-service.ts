@@ -3,11 +3,14 @@ import { LeashError } from '../errors/leash-error.js';
 import type { Task } from '../store/records.js';
 import type { TaskStore } from '../store/store.js';
 import type { Clock } from '../time/clock.js';
+import { parseBudgets } from '../usage/budgets.js';
 
 export interface OpenTaskInput {
   readonly plugins?: unknown;
   readonly ttl_seconds?: unknown;
   readonly attributes?: unknown;
+  /** Call and byte budgets (see usage/budgets.ts). */
+  readonly budgets?: unknown;
 }
 
 export interface TaskLimits {
@@ -87,6 +90,7 @@ export class TaskService {
         }
       }
     }
+    const budgets = parseBudgets(input.budgets, problems);
     if (problems.length > 0) throw new LeashError('ERR_ADMIN_INVALID', problems.join('; '));
 
     const now = this.clock.now();
@@ -100,6 +104,7 @@ export class TaskService {
       state: 'active',
       endedAt: undefined,
       endedBy: undefined,
+      ...(budgets !== undefined ? { budgets } : {}),
     };
     await this.store.createTask(task);
     await this.deps.onOpened?.(task);
@@ -146,5 +151,6 @@ export function taskView(t: Task, now: number): Record<string, unknown> {
     expires_at: new Date(t.expiresAt).toISOString(),
     created_by: t.createdBy,
     ...(t.endedAt !== undefined ? { ended_at: new Date(t.endedAt).toISOString(), ended_by: t.endedBy } : {}),
+    ...(t.budgets !== undefined ? { budgets: t.budgets } : {}),
   };
 }

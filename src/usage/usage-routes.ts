@@ -4,15 +4,18 @@ import { LeashError } from '../errors/leash-error.js';
 import { sendOAuthError } from '../http/oauth/client-auth.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Clock } from '../time/clock.js';
+import type { TaskBudgetEnforcer } from './budgets.js';
 import type { UsageIngestor } from './ingest.js';
 import { isProblem, parseUsageRecord, type RecordProblem, type UsageCall } from './report.js';
 
 export const USAGE_PATH = '/usage';
+export const BUDGET_PATH = '/usage/budget';
 
 export interface UsageRouteDeps {
   /** Resource-server client authentication (the same credentials as introspection). */
   readonly authenticate: (req: Request) => Promise<ResourceServerConfig>;
   readonly ingestor: UsageIngestor;
+  readonly budgets: TaskBudgetEnforcer;
   readonly settings: () => Settings;
   readonly clock: Clock;
   readonly metrics: Metrics;
@@ -67,6 +70,32 @@ export function usageRouter(deps: UsageRouteDeps): express.Router {
       if (rejected.length > 0) deps.metrics.usageRecords.inc({ outcome: 'rejected' }, rejected.length);
       await deps.ingestor.ingest({ id: server.id, audiences: server.audiences }, accepted);
       res.status(200).set('Cache-Control', 'no-store').json({ accepted: accepted.length, rejected: rejected.length, problems: rejected.slice(0, MAX_LISTED) });
+    } catch (err) {
+      sendOAuthError(res, err);
+    }
+  });
+
+  /**
+   * `POST /usage/budget` `{ "jti": "…", "audience": "…" }`: the synchronous budget check of
+   * `requireLeashToken({ budget: 'enforce' })`. Charges one call to the token's task if its
+   * budgets (in total and for the audience) allow it, atomically across replicas, and answers
+   * `{ "allowed": true|false, "task", "reason"?, "used"? }`. The call it allowed is reported
+   * later with `charged: true` and not counted twice.
+   */
+  router.post(BUDGET_PATH, json, async (req: Request, res: Response) => {
+    try {
+      if (!deps.settings().usage.enabled) throw new LeashError('ERR_ROUTE_NOT_FOUND', 'no such endpoint');
+      if (!req.is('application/json')) throw new LeashError('ERR_REQUEST_MALFORMED', 'send an application/json body: {"jti": "...", "audience": "..."}');
+      const body = req.body as unknown;
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new LeashError('ERR_REQUEST_MALFORMED', 'the body must be a JSON object: {"jti": "...", "audience": "..."}');
+      const server = await deps.authenticate(req);
+      const b = body as Record<string, unknown>;
+      const extra = Object.keys(b).find((k) => k !== 'jti' && k !== 'audience' && !AUTH_MEMBERS.has(k));
+      if (extra !== undefined) throw new LeashError('ERR_REQUEST_MALFORMED', `unknown member '${extra.slice(0, 64)}'`);
+      if (typeof b.jti !== 'string' || b.jti.length === 0 || b.jti.length > 160) throw new LeashError('ERR_REQUEST_MALFORMED', "'jti' is required: the token's id");
+      if (typeof b.audience !== 'string' || b.audience.length === 0 || b.audience.length > 256) throw new LeashError('ERR_REQUEST_MALFORMED', "'audience' is required: the audience the call was made to");
+      const answer = await deps.budgets.charge(server, b.jti, b.audience);
+      res.status(200).set('Cache-Control', 'no-store').json(answer);
     } catch (err) {
       sendOAuthError(res, err);
     }

@@ -164,6 +164,15 @@ export function describeStore(name: string, factory: StoreFactory): void {
     });
 
     describe('tasks', () => {
+      it('keeps a task\'s budgets, ended or not', async () => {
+        const budgets = { calls: 100, bytes: 5000, audiences: { 'https://api.github.com': { calls: 10 } } };
+        const task = aTask(clock, { budgets });
+        await store.createTask(task);
+        expect(await store.getTask(task.id)).toEqual(task);
+        expect((await store.endTask(task.id, clock.now(), 'apikey:security'))?.budgets).toEqual(budgets);
+        expect((await store.listExpiredActiveTasks(task.expiresAt + 1, 10)).find((t) => t.id === task.id)).toBeUndefined();
+      });
+
       it('creates and reads back a task with every field', async () => {
         const task = aTask(clock);
         await store.createTask(task);

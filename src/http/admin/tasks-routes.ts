@@ -5,12 +5,14 @@ import { adminRoute, type AdminRoute, type AdminRouteSpec } from './route.js';
 
 const ATTRIBUTES = Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Type.String({ maxLength: 256 }), { maxProperties: 32, additionalProperties: false });
 
-/** `POST /tasks`: the plugins allowed in the task, its lifetime (up to `settings.tasks.max_ttl`) and attributes for conditions. */
+/** `POST /tasks`: the plugins allowed in the task, its lifetime (up to `settings.tasks.max_ttl`), attributes for conditions and budgets. */
 export const OpenTaskBody = Type.Object(
   {
     plugins: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 64 }),
     ttl_seconds: Type.Optional(Type.Integer({ minimum: 1 })),
     attributes: Type.Optional(ATTRIBUTES),
+    /** Call and byte budgets: checked member by member by TaskService (usage/budgets.ts parseBudgets). */
+    budgets: Type.Optional(Type.Unknown()),
   },
   { additionalProperties: false },
 );

@@ -3,6 +3,7 @@ import type { KeyManager } from '../../keys/key-manager.js';
 import { signJwt } from '../../keys/jws.js';
 import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
 import { TOKEN_TYPE_ACCESS_TOKEN } from '../../formats/token-types.js';
+import { budgetClaim } from '../../usage/budgets.js';
 
 /**
  * Leash-signed access tokens (RFC 9068 `at+jwt`). Signed here rather than by
@@ -33,6 +34,9 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
         workload: { issuer: req.identity.issuer, sub: req.identity.subject },
       };
       if (req.task) payload.task = req.task.id;
+      // The task's budget at this audience, so a resource server can also enforce it locally.
+      const budget = budgetClaim(req.task?.budgets, req.audience);
+      if (budget) payload.task_budget = budget;
       // RFC 9449 §6.1 and RFC 8705 §3.1: a proof-of-possession key, a certificate, or both.
       if (req.jkt || req.x5t) payload.cnf = { ...(req.jkt ? { jkt: req.jkt } : {}), ...(req.x5t ? { 'x5t#S256': req.x5t } : {}) };
       if (req.delegation) {

@@ -3,7 +3,7 @@ import { canonicalJson } from '../../formats/canonical-json.js';
 import { GENESIS_HASH, chainHashCanonical, type ChainAnchor } from '../../formats/chain-hash.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
-import type { ApprovalRecord, ApprovalState, AuditRecord, DecisionRollupRow, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from '../records.js';
+import type { ApprovalRecord, ApprovalState, AuditRecord, DecisionRollupRow, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task, TaskBudgets } from '../records.js';
 import { DecisionFold } from '../decision-rollup.js';
 import { APPROVAL_RETENTION_MS } from '../sqlite/approvals.js';
 import { LEASE_RETENTION_MS } from '../sqlite/leases.js';
@@ -167,7 +167,7 @@ function retryStrategy(times: number): number {
   return Math.min(50 * 2 ** Math.min(times - 1, 10), 1000) + Math.floor(Math.random() * 50);
 }
 
-type TaskHead = { id: string; plugins: string[]; attributes: Record<string, string>; createdAt: number; expiresAt: number; createdBy: string };
+type TaskHead = { id: string; plugins: string[]; attributes: Record<string, string>; createdAt: number; expiresAt: number; createdBy: string; budgets?: TaskBudgets };
 type TaskEnd = { endedAt: number; endedBy: string };
 type PendingAppend = { type: string; canonical: string; ts: number; resolve: (r: AuditRecord) => void; reject: (err: unknown) => void };
 
@@ -521,6 +521,7 @@ export class RedisStore implements Store {
       createdAt: task.createdAt,
       expiresAt: task.expiresAt,
       createdBy: task.createdBy,
+      ...(task.budgets !== undefined ? { budgets: task.budgets } : {}),
     };
     const end = task.state === 'ended' ? JSON.stringify({ endedAt: task.endedAt, endedBy: task.endedBy }) : '';
     const created = await this.#call('createTask', () =>
@@ -1168,6 +1169,7 @@ function toTask(reply: unknown): Task | undefined {
     state: st,
     endedAt: end?.endedAt ?? undefined,
     endedBy: end?.endedBy ?? undefined,
+    ...(h.budgets !== undefined ? { budgets: h.budgets } : {}),
   };
 }
 

@@ -259,6 +259,9 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX IF NOT EXISTS downstream_task ON downstream_events (task, at);
   CREATE INDEX IF NOT EXISTS downstream_plugin ON downstream_events (plugin, at);
   CREATE INDEX IF NOT EXISTS downstream_keep ON downstream_events (keep_until);
+
+  -- a task's call and byte budgets (JSON); NULL: none
+  ALTER TABLE tasks ADD COLUMN budgets TEXT;
   `,
 ];
 

@@ -5,7 +5,7 @@ import { canonicalJson } from '../../formats/canonical-json.js';
 import { chainHashCanonical, type ChainAnchor } from '../../formats/chain-hash.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
-import { DECISION_TYPES, type ApprovalRecord, type ApprovalState, type AuditRecord, type DecisionRollupRow, type IssuedToken, type LeaseRecord, type Revocation, type StateChange, type Suspension, type Task } from '../records.js';
+import { DECISION_TYPES, type ApprovalRecord, type ApprovalState, type AuditRecord, type DecisionRollupRow, type IssuedToken, type LeaseRecord, type Revocation, type StateChange, type Suspension, type Task, type TaskBudgets } from '../records.js';
 import type { OpenApprovalOptions, OpenApprovalOutcome, Store } from '../store.js';
 import { APPROVAL_RETENTION_MS, decideApprovalRow, insertApproval, listApprovalRows, openApprovalRow, prepareApprovals, toApproval, type ApprovalDecision, type ApprovalStatements } from './approvals.js';
 import { acquireHub, HandleSubscriptions, type ChangeHub } from './change-hub.js';
@@ -99,6 +99,7 @@ type TaskRow = {
   state: 'active' | 'ended';
   ended_at: number | null;
   ended_by: string | null;
+  budgets?: string | null;
 };
 
 type TokenRow = {
@@ -411,7 +412,7 @@ export class SqliteStore implements Store {
     this.#run('createTask', () => {
       try {
         this.#durably(() =>
-          this.#s.insertTask.run(task.id, plugins, attributes, task.createdAt, task.expiresAt, task.createdBy, task.state, task.endedAt ?? null, task.endedBy ?? null),
+          this.#s.insertTask.run(task.id, plugins, attributes, task.createdAt, task.expiresAt, task.createdBy, task.state, task.endedAt ?? null, task.endedBy ?? null, task.budgets === undefined ? null : JSON.stringify(task.budgets)),
         );
       } catch (err) {
         // Ids are random; a duplicate is a caller bug, and overwriting could revive an ended task.
@@ -852,7 +853,7 @@ function isDbNotOpen(err: TypeError): boolean {
 function prepare(db: Database.Database) {
   return {
     insertTask: db.prepare(
-      'INSERT INTO tasks (id, plugins, attributes, created_at, expires_at, created_by, state, ended_at, ended_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO tasks (id, plugins, attributes, created_at, expires_at, created_by, state, ended_at, ended_by, budgets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     getTask: db.prepare('SELECT * FROM tasks WHERE id = ?'),
     getAwsDeny: db.prepare('SELECT state FROM aws_denies WHERE role_arn = ?'),
@@ -905,6 +906,7 @@ function toTask(r: TaskRow): Task {
     state: r.state,
     endedAt: r.ended_at ?? undefined,
     endedBy: r.ended_by ?? undefined,
+    ...(typeof r.budgets === 'string' ? { budgets: JSON.parse(r.budgets) as TaskBudgets } : {}),
   };
 }
 
