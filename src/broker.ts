@@ -64,6 +64,7 @@ import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js'
 import { UsageService } from './usage/usage-service.js';
 import { usageRouter } from './usage/usage-routes.js';
 import { TaskBudgetEnforcer } from './usage/budgets.js';
+import { timelineRouter } from './usage/timeline-routes.js';
 
 /** What a test may reach in a running broker (`broker.testing`). */
 export interface BrokerTestHandle {
@@ -368,6 +369,7 @@ export class Broker {
           metrics: this.metrics,
         }),
         introspected: (server, claims, outcome) => this.usage.introspected({ id: server.id, audiences: server.audiences }, claims, outcome),
+        timeline: timelineRouter({ authenticator: () => this.#generation.authenticator, audit: this.audit, metrics: this.metrics, clock: this.clock, store: this.store, tasks: this.store, flush: () => this.usage.idle() }),
       },
     });
   }

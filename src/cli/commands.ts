@@ -31,6 +31,8 @@ const USAGE = `usage: leash <command>
   aws credential-process ...    print AWS credentials from Leash in credential_process format (see docs/aws.md)
   keys list|rotate|retire <kid>|revoke <kid> --reason <text> --url <leash url>
                                 signing keys of a running broker (admin key from LEASH_ADMIN_KEY or --key-file)
+  task show <id> --url <leash url> [--format text|json|html]
+                                a task's timeline: exchanges, approvals, uses, downstream events, revocations, anomalies
   hash-api-key <key>            print the sha256 to put in admin.api_keys
   schema --out <file>           write the config JSON Schema (for editors)
   docs --out <file>             regenerate docs/configuration.md's reference section
@@ -79,6 +81,8 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
     case 'aws':
       // `leash aws credential-process ...`: AWS credentials for any AWS SDK or CLI.
       return (await import('./aws.js')).runAwsCli(rest);
+    case 'task':
+      return (await import('./task.js')).runTaskCli(rest);
     case 'keys':
       // Talks to a running broker's admin API: no config or store needed here.
       return (await import('./keys.js')).runKeysCli(rest);

@@ -35,7 +35,7 @@ export function checkUsageBatch(b: UsageBatch): void {
     str(op, 'server', a.server, false);
     str(op, 'audience', a.audience, false);
     if (!OUTCOMES.has(a.outcome)) throw new TypeError(`${op}: outcome must be one of ${USAGE_OUTCOMES.join(', ')}`);
-    for (const k of ['calls', 'errors', 'bytes', 'durationMs', 'maxDurationMs'] as const) int(op, k, a[k]);
+    for (const k of ['calls', 'errors', 'bytes', 'durationMs', 'maxDurationMs', 'firstAt', 'lastAt'] as const) int(op, k, a[k]);
   }
   for (const u of b.uses) {
     str(op, 'jti', u.jti, false);

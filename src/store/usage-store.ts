@@ -46,6 +46,9 @@ export interface UsageAggregate {
   /** Sum of durations, ms. */
   readonly durationMs: number;
   readonly maxDurationMs: number;
+  /** The first and last call of the aggregate (ms, within the minute). */
+  readonly firstAt: number;
+  readonly lastAt: number;
 }
 
 /** One presentation of a token from one source (a DPoP key, an address, a workload). */

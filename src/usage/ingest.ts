@@ -86,8 +86,8 @@ export class UsageIngestor {
       aggregates.set(
         key,
         a
-          ? { ...a, calls: a.calls + 1, errors: a.errors + error, bytes: a.bytes + call.bytes, durationMs: a.durationMs + call.durationMs, maxDurationMs: Math.max(a.maxDurationMs, call.durationMs), plugin: a.plugin || plugin }
-          : { minute, jti: call.jti ?? '', plugin, task, server: server.id, audience: call.audience, method: call.method, route: call.route, outcome: call.outcome, calls: 1, errors: error, bytes: call.bytes, durationMs: call.durationMs, maxDurationMs: call.durationMs },
+          ? { ...a, calls: a.calls + 1, errors: a.errors + error, bytes: a.bytes + call.bytes, durationMs: a.durationMs + call.durationMs, maxDurationMs: Math.max(a.maxDurationMs, call.durationMs), plugin: a.plugin || plugin, firstAt: Math.min(a.firstAt, call.at), lastAt: Math.max(a.lastAt, call.at) }
+          : { minute, jti: call.jti ?? '', plugin, task, server: server.id, audience: call.audience, method: call.method, route: call.route, outcome: call.outcome, calls: 1, errors: error, bytes: call.bytes, durationMs: call.durationMs, maxDurationMs: call.durationMs, firstAt: call.at, lastAt: call.at },
       );
       if (!issued) continue;
       // Every presentation of a known token counts as a use, refused or not: a dead token tried is evidence too.

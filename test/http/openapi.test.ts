@@ -22,6 +22,7 @@ const ADMIN_ROUTES = [
   'post /admin/approvals/{id}/approve',
   'post /admin/approvals/{id}/deny',
   'get /admin/review',
+  'get /admin/tasks/{id}/timeline',
 ];
 
 describe('docs/openapi.yaml', () => {

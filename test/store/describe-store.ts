@@ -1006,13 +1006,15 @@ export function describeStore(name: string, factory: StoreFactory): void {
         bytes: 100,
         durationMs: 5,
         maxDurationMs: 5,
+        firstAt: Math.floor(clock.now() / MIN) * MIN + 1000,
+        lastAt: Math.floor(clock.now() / MIN) * MIN + 2000,
         ...over,
       });
       const batch = (over: Partial<UsageBatch> = {}): UsageBatch => ({ aggregates: [], uses: [], taskDeltas: [], marks: [], retentionMs: RET, ...over });
 
       it('adds aggregates of the same jti/route/minute/outcome together and keeps the others apart', async () => {
         await store.ingestUsage(batch({ aggregates: [agg(), agg({ route: '/user' }), agg({ outcome: 'expired', errors: 1, bytes: 0 })] }));
-        await store.ingestUsage(batch({ aggregates: [agg({ calls: 2, bytes: 50, durationMs: 30, maxDurationMs: 20 })] }));
+        await store.ingestUsage(batch({ aggregates: [agg({ calls: 2, bytes: 50, durationMs: 30, maxDurationMs: 20, firstAt: agg().minute + 500, lastAt: agg().minute + 1500 })] }));
         clock.advance(60);
         await store.ingestUsage(batch({ aggregates: [agg()] }));
         await store.ingestUsage(batch({ aggregates: [agg({ task: 'tsk_other' })] }));
@@ -1024,6 +1026,7 @@ export function describeStore(name: string, factory: StoreFactory): void {
           [0, '/user', 'ok', 1, 0, 100, 5, 5],
           [MIN, '/repos/:owner/:repo', 'ok', 1, 0, 100, 5, 5],
         ]);
+        expect([rows[1]!.firstAt - m0, rows[1]!.lastAt - m0]).toEqual([500, 2000]);
         expect(rows[0]).toMatchObject({ jti: 'jti-1', plugin: 'github-reader', task: 'tsk_1', server: 'github-api', audience: 'https://api.github.com', method: 'GET' });
         expect(await store.listTaskUsage('tsk_1', 2)).toHaveLength(2);
         expect(await store.listTaskUsage('tsk_none', 10)).toEqual([]);

@@ -25,7 +25,7 @@ import { LuaScript } from './redis-scripts.js';
  * the evidence hashes, which live as long as their plugin is used, are pruned by purgeUsage.
  *
  * Layout (under the store prefix):
- *   usage:m:<task>          hash  [minute,jti,server,audience,method,route,outcome,plugin] -> "calls,errors,bytes,ms,max"
+ *   usage:m:<task>          hash  [minute,jti,server,audience,method,route,outcome,plugin] -> "calls,errors,bytes,ms,max,first,last"
  *   usage:m-none:<hour>     hash  the same, for calls with no task (hourly buckets, so none grows without bound)
  *   usage:tok:<jti>         hash  f (first), l (last), n (calls), k (sources), s:<source>
  *   usage:tt:<task>         hash  c:<aud>, b:<aud>, x:<aud> (exhausted at); aud '*' = all
@@ -50,12 +50,12 @@ local function keep(k, untilMs) redis.call('ZADD', keepKey, 'GT', untilMs, k) en
 for _, a in ipairs(p.a) do
   local k = KEYS[a[1]]
   local cur = redis.call('HGET', k, a[2])
-  local c, e, b, d, x = 0, 0, 0, 0, 0
+  local c, e, b, d, x, f, l = 0, 0, 0, 0, 0, a[10], a[11]
   if cur then
-    local c0, e0, b0, d0, x0 = string.match(cur, '^(%d+),(%d+),(%d+),(%d+),(%d+)$')
-    c, e, b, d, x = tonumber(c0), tonumber(e0), tonumber(b0), tonumber(d0), tonumber(x0)
+    local c0, e0, b0, d0, x0, f0, l0 = string.match(cur, '^(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)$')
+    c, e, b, d, x, f, l = tonumber(c0), tonumber(e0), tonumber(b0), tonumber(d0), tonumber(x0), math.min(tonumber(f0), a[10]), math.max(tonumber(l0), a[11])
   end
-  redis.call('HSET', k, a[2], string.format('%d,%d,%d,%d,%d', c + a[3], e + a[4], b + a[5], d + a[6], math.max(x, a[7])))
+  redis.call('HSET', k, a[2], string.format('%d,%d,%d,%d,%d,%d,%d', c + a[3], e + a[4], b + a[5], d + a[6], math.max(x, a[7]), f, l))
   ttl(k, a[8])
   redis.call('ZADD', minuteKey, 'GT', a[9], k)
 end
@@ -208,6 +208,8 @@ export class RedisUsage implements UsageStore {
         a.maxDurationMs,
         this.#ttl(a.minute + batch.retentionMs),
         a.minute,
+        a.firstAt,
+        a.lastAt,
       ]),
       u: batch.uses.map((u) => [ki(this.#key('tok', u.jti)), u.source, u.at, this.#ttl(u.keepUntil), u.keepUntil]),
       d: batch.taskDeltas.map((d) => [ki(this.#key('tt', d.task)), d.audience, d.calls, d.bytes, this.#ttl(d.keepUntil), d.keepUntil]),
@@ -276,8 +278,8 @@ export class RedisUsage implements UsageStore {
     const rows: UsageAggregate[] = [];
     for (const [field, value] of Object.entries(h)) {
       const [minute, jti, server, audience, method, route, outcome, plugin] = JSON.parse(field) as [number, string, string, string, string, string, UsageOutcome, string];
-      const [calls, errors, bytes, durationMs, maxDurationMs] = value.split(',').map(Number) as [number, number, number, number, number];
-      rows.push({ minute, jti, plugin, task, server, audience, method, route, outcome, calls, errors, bytes, durationMs, maxDurationMs });
+      const [calls, errors, bytes, durationMs, maxDurationMs, firstAt, lastAt] = value.split(',').map(Number) as [number, number, number, number, number, number, number];
+      rows.push({ minute, jti, plugin, task, server, audience, method, route, outcome, calls, errors, bytes, durationMs, maxDurationMs, firstAt, lastAt });
     }
     // The same order as SQLite's: minute, jti, route, outcome.
     rows.sort((a, b) => a.minute - b.minute || cmp(a.jti, b.jti) || cmp(a.route, b.route) || cmp(a.outcome, b.outcome));

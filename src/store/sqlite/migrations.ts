@@ -194,6 +194,8 @@ export const MIGRATIONS: readonly string[] = [
     bytes           INTEGER NOT NULL,
     duration_ms     INTEGER NOT NULL,
     max_duration_ms INTEGER NOT NULL,
+    first_at        INTEGER NOT NULL,         -- first and last call within the minute
+    last_at         INTEGER NOT NULL,
     PRIMARY KEY (task, minute, jti, server, audience, method, route, outcome)
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS usage_minutes_minute ON usage_minutes (minute);

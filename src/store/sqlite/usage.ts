@@ -42,6 +42,8 @@ type MinuteRow = {
   bytes: number;
   duration_ms: number;
   max_duration_ms: number;
+  first_at: number;
+  last_at: number;
 };
 
 type DownstreamRow = {
@@ -62,11 +64,12 @@ type DownstreamRow = {
 function prepare(db: Database.Database) {
   return {
     addMinute: db.prepare(
-      `INSERT INTO usage_minutes (minute, task, jti, server, audience, method, route, outcome, plugin, calls, errors, bytes, duration_ms, max_duration_ms)
-       VALUES (@minute, @task, @jti, @server, @audience, @method, @route, @outcome, @plugin, @calls, @errors, @bytes, @durationMs, @maxDurationMs)
+      `INSERT INTO usage_minutes (minute, task, jti, server, audience, method, route, outcome, plugin, calls, errors, bytes, duration_ms, max_duration_ms, first_at, last_at)
+       VALUES (@minute, @task, @jti, @server, @audience, @method, @route, @outcome, @plugin, @calls, @errors, @bytes, @durationMs, @maxDurationMs, @firstAt, @lastAt)
        ON CONFLICT (task, minute, jti, server, audience, method, route, outcome) DO UPDATE SET
          calls = calls + excluded.calls, errors = errors + excluded.errors, bytes = bytes + excluded.bytes,
          duration_ms = duration_ms + excluded.duration_ms, max_duration_ms = max(max_duration_ms, excluded.max_duration_ms),
+         first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at),
          plugin = CASE WHEN plugin = '' THEN excluded.plugin ELSE plugin END`,
     ),
     getToken: db.prepare('SELECT sources, calls FROM usage_tokens WHERE jti = ?'),
@@ -283,6 +286,8 @@ function toAggregate(r: MinuteRow): UsageAggregate {
     bytes: r.bytes,
     durationMs: r.duration_ms,
     maxDurationMs: r.max_duration_ms,
+    firstAt: r.first_at,
+    lastAt: r.last_at,
   };
 }
 
