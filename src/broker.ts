@@ -65,6 +65,7 @@ import { UsageService } from './usage/usage-service.js';
 import { usageRouter } from './usage/usage-routes.js';
 import { TaskBudgetEnforcer } from './usage/budgets.js';
 import { timelineRouter } from './usage/timeline-routes.js';
+import { linkingLeaseStore, linkingTokenIndex } from './usage/credential-links.js';
 
 /** What a test may reach in a running broker (`broker.testing`). */
 export interface BrokerTestHandle {
@@ -157,6 +158,7 @@ export class Broker {
   private constructor(loaded: LoadedConfig, keys: KeyManager, store: Store, opts: BrokerOptions) {
     const settings = loaded.config.settings;
     this.clock = opts.clock ?? systemClock;
+    const links = { store, retentionMs: () => (this.#generation?.settings ?? settings).usage.retention_days * 86_400_000, log: (msg: string, fields?: Record<string, unknown>) => this.#logger('warn', msg, fields) };
     this.#write = opts.write ?? ((line) => process.stdout.write(line));
     this.#logger = createLogger(this.#write, this.clock);
     this.#store = store;
@@ -189,7 +191,8 @@ export class Broker {
             if (!this.#vault) throw new LeashError('ERR_UPSTREAM_UNAVAILABLE', 'Vault cannot issue secrets right now; retry later', { vault_reason: 'no_session' });
             return this.#vault.client;
           },
-          leases: this.#store,
+          // Lease ids are remembered as links, so Vault audit logs can be tied to tasks (usage/downstream).
+          leases: linkingLeaseStore(this.#store, links),
           clock: this.clock,
           report: createLeaseReporter({ audit: this.audit, metrics: this.metrics, log: (msg, fields) => this.#logger('warn', msg, fields) }),
           log: (msg: string, fields?: Record<string, unknown>) => this.#logger('warn', msg, fields),
@@ -269,7 +272,8 @@ export class Broker {
     this.#exchangeDeps = {
       clock: this.clock,
       tasks: this.tasks,
-      tokens: this.#store,
+      // AWS access key ids are remembered as links, so CloudTrail can be tied to tasks (usage/downstream).
+      tokens: linkingTokenIndex(this.#store, links),
       replay: this.#store,
       keys: this.#keys,
       issuers: this.#issuers,

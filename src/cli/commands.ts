@@ -6,6 +6,8 @@ import { watchConfig } from '../config/watch.js';
 import { writeJsonSchema } from '../config/json-schema.js';
 import { writeConfigurationDoc } from '../config/docs.js';
 import { compilePolicy } from '../policy/compile.js';
+import { openStore } from '../store/open-store.js';
+import { systemClock } from '../time/clock.js';
 import type { Broker } from '../broker.js';
 import { flag, parseArgs, portFlag } from './args.js';
 
@@ -33,6 +35,10 @@ const USAGE = `usage: leash <command>
                                 signing keys of a running broker (admin key from LEASH_ADMIN_KEY or --key-file)
   task show <id> --url <leash url> [--format text|json|html]
                                 a task's timeline: exchanges, approvals, uses, downstream events, revocations, anomalies
+  ingest cloudtrail <file|dir> --config <file>
+                                link CloudTrail log files (JSON as AWS writes them to S3, gzip or plain) to tasks and plugins
+  ingest vault-audit <file> --config <file>
+                                link a Vault audit-device log (JSON lines) to tasks and plugins by lease id and token accessor
   hash-api-key <key>            print the sha256 to put in admin.api_keys
   schema --out <file>           write the config JSON Schema (for editors)
   docs --out <file>             regenerate docs/configuration.md's reference section
@@ -81,6 +87,8 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
     case 'aws':
       // `leash aws credential-process ...`: AWS credentials for any AWS SDK or CLI.
       return (await import('./aws.js')).runAwsCli(rest);
+    case 'ingest':
+      return ingest(rest);
     case 'task':
       return (await import('./task.js')).runTaskCli(rest);
     case 'keys':
@@ -142,6 +150,30 @@ async function validate(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (e) {
     return reportConfigError(e);
+  }
+}
+
+async function ingest(argv: readonly string[]): Promise<number> {
+  const a = parseArgs(argv, ['config']);
+  const [kind, path, ...extra] = a.positional;
+  if ((kind !== 'cloudtrail' && kind !== 'vault-audit') || !path || extra.length > 0) throw new Error('usage: leash ingest cloudtrail <file|dir> --config <file> | leash ingest vault-audit <file> --config <file>');
+  let loaded;
+  try {
+    loaded = await loadConfigFile(configPath(flag(a, 'config')));
+  } catch (e) {
+    return reportConfigError(e);
+  }
+  const policy = compilePolicy(loaded.config);
+  const store = await openStore(loaded.config.settings.store, systemClock);
+  try {
+    const { ingestCloudTrail, ingestVaultAudit } = await import('../usage/downstream/ingest-downstream.js');
+    const deps = { store, clock: systemClock, knownPlugin: (id: string) => policy.plugins.has(id), retentionMs: loaded.config.settings.usage.retention_days * 86_400_000 };
+    const r = kind === 'cloudtrail' ? await ingestCloudTrail(deps, path) : await ingestVaultAudit(deps, path);
+    const how = Object.entries(r.byLink).map(([k, n]) => `${k} ${n}`).join(', ');
+    out(`${kind}: ${r.files} file(s), ${r.records} records: ${r.linked} linked${how ? ` (${how})` : ''}, ${r.unlinked} not Leash's, ${r.malformed} malformed; ${r.stored} new events stored\n`);
+    return 0;
+  } finally {
+    await store.close();
   }
 }
 

@@ -1,4 +1,4 @@
-import { USAGE_OUTCOMES, type DownstreamEvent, type TaskEventRef, type UsageBatch } from './usage-store.js';
+import { USAGE_OUTCOMES, type CredentialLink, type DownstreamEvent, type TaskEventRef, type UsageBatch } from './usage-store.js';
 
 /*
  * Argument checks of the usage role, shared by every backend. Batches are built by Leash
@@ -103,4 +103,26 @@ export function checkCount(op: string, name: string, v: number): void {
 
 export function checkMs(op: string, name: string, v: number): void {
   int(op, name, v);
+}
+
+const LINK_KINDS: ReadonlySet<string> = new Set(['aws_access_key', 'vault_lease', 'vault_accessor']);
+
+export function checkLinks(links: readonly CredentialLink[], keepUntil: number): void {
+  const op = 'linkCredentials';
+  list(op, 'links', links);
+  int(op, 'keepUntil', keepUntil);
+  for (const l of links) {
+    if (!LINK_KINDS.has(l.kind)) throw new TypeError(`${op}: kind must be aws_access_key, vault_lease or vault_accessor`);
+    str(op, 'id', l.id, false);
+    str(op, 'jti', l.jti, false);
+    str(op, 'plugin', l.plugin, false);
+    str(op, 'task', l.task);
+  }
+}
+
+export function checkLinkQuery(kind: string, ids: readonly string[]): void {
+  const op = 'resolveCredentialLinks';
+  if (!LINK_KINDS.has(kind)) throw new TypeError(`${op}: kind must be aws_access_key, vault_lease or vault_accessor`);
+  list(op, 'ids', ids);
+  for (const id of ids) str(op, 'id', id, false);
 }

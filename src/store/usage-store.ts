@@ -175,6 +175,20 @@ export interface DownstreamEvent {
   readonly sourceAddress: string;
 }
 
+/** How a downstream system names a Leash credential: an AWS access key id, a Vault lease id or token accessor. */
+export type CredentialLinkKind = 'aws_access_key' | 'vault_lease' | 'vault_accessor';
+
+/** A downstream name of an issued credential, kept so downstream logs can be linked after the token index forgot it. */
+export interface CredentialLink {
+  readonly kind: CredentialLinkKind;
+  /** The access key id, lease id or accessor (as the downstream log writes it). */
+  readonly id: string;
+  readonly jti: string;
+  readonly plugin: string;
+  /** '' when the credential had no task. */
+  readonly task: string;
+}
+
 export interface UsageStore {
   /** Applies one batch atomically: aggregates, token uses (in order), task counters, evidence marks. */
   ingestUsage(batch: UsageBatch): Promise<UsageBatchResult>;
@@ -203,6 +217,10 @@ export interface UsageStore {
   listTaskDownstream(task: string, limit: number): Promise<DownstreamEvent[]>;
   /** A plugin's downstream events at or after `since`, newest first. */
   listPluginDownstream(plugin: string, since: number, limit: number): Promise<DownstreamEvent[]>;
+  /** Remembers downstream names of issued credentials until `keepUntil` (an existing link is kept). */
+  linkCredentials(links: readonly CredentialLink[], keepUntil: number): Promise<void>;
+  /** The links known for these ids of one kind (unknown ids are left out). */
+  resolveCredentialLinks(kind: CredentialLinkKind, ids: readonly string[]): Promise<CredentialLink[]>;
   /** Forgets what retention no longer covers at `now`; returns how many records went. */
   purgeUsage(now: number, retentionMs: number): Promise<number>;
 }

@@ -1148,6 +1148,22 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect((await store.listPluginDownstream('s3-reader', 0, 1)).map((e) => e.id)).toEqual(['e3']);
       });
 
+      it('credential links: downstream names of issued credentials, the first link kept', async () => {
+        const keep = clock.now() + HOUR;
+        await store.linkCredentials([
+          { kind: 'aws_access_key', id: 'ASIAEXAMPLE1', jti: 'aws:ASIAEXAMPLE1', plugin: 's3-reader', task: 'tsk_l' },
+          { kind: 'vault_lease', id: 'database/creds/ro/abc', jti: 'j-v', plugin: 'db-reader', task: '' },
+        ], keep);
+        await store.linkCredentials([{ kind: 'aws_access_key', id: 'ASIAEXAMPLE1', jti: 'other', plugin: 'x', task: 'y' }], keep);
+        expect(await store.resolveCredentialLinks('aws_access_key', ['ASIAEXAMPLE1', 'ASIAUNKNOWN'])).toEqual([{ kind: 'aws_access_key', id: 'ASIAEXAMPLE1', jti: 'aws:ASIAEXAMPLE1', plugin: 's3-reader', task: 'tsk_l' }]);
+        expect(await store.resolveCredentialLinks('vault_accessor', ['database/creds/ro/abc'])).toEqual([]);
+        expect((await store.resolveCredentialLinks('vault_lease', ['database/creds/ro/abc']))[0]?.plugin).toBe('db-reader');
+        expect(await store.resolveCredentialLinks('vault_lease', [])).toEqual([]);
+        clock.advance(2 * 3600);
+        await store.purgeUsage(clock.now(), HOUR);
+        expect(await store.resolveCredentialLinks('aws_access_key', ['ASIAEXAMPLE1'])).toEqual([]);
+      });
+
       it('stays bounded: the purge drops aggregates past retention and state past keepUntil', async () => {
         const keep = clock.now() + HOUR;
         await store.ingestUsage(batch({

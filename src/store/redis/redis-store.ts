@@ -284,6 +284,8 @@ export class RedisStore implements Store {
   listTaskDownstream: UsageStore['listTaskDownstream'] = (...a) => this.#usage.listTaskDownstream(...a);
   listPluginDownstream: UsageStore['listPluginDownstream'] = (...a) => this.#usage.listPluginDownstream(...a);
   purgeUsage: UsageStore['purgeUsage'] = (...a) => this.#usage.purgeUsage(...a);
+  linkCredentials: UsageStore['linkCredentials'] = (...a) => this.#usage.linkCredentials(...a);
+  resolveCredentialLinks: UsageStore['resolveCredentialLinks'] = (...a) => this.#usage.resolveCredentialLinks(...a);
 
   /**
    * Connects both connections and subscribes; fails closed (ERR_BACKEND_UNAVAILABLE) if Redis

@@ -1,10 +1,12 @@
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../time/clock.js';
-import { checkCharge, checkCount, checkDownstream, checkKey, checkMs, checkTaskEvents, checkUsageBatch } from '../usage-checks.js';
+import { checkCharge, checkCount, checkDownstream, checkKey, checkLinkQuery, checkLinks, checkMs, checkTaskEvents, checkUsageBatch } from '../usage-checks.js';
 import {
   ALL_AUDIENCES,
   MAX_TOKEN_SOURCES,
   type ChargeLimits,
+  type CredentialLink,
+  type CredentialLinkKind,
   type DownstreamEvent,
   type EvidenceKind,
   type EvidenceRow,
@@ -35,6 +37,7 @@ import { LuaScript } from './redis-scripts.js';
  *   usage:ds:<id>           string downstream event JSON (SET NX: ingesting twice stores once)
  *   usage:ds-task:<task>    zset  at -> id
  *   usage:ds-plugin:<plugin> zset at -> id
+ *   usage:link:<kind>:<id>  string credential link JSON (AWS access key id, Vault lease id or accessor -> jti, plugin, task)
  *   usage:keep              zset  key -> keep-until (tokens, totals, timelines, downstream): purgeUsage drops them by the injected clock
  *   usage:keep-minute       zset  aggregate hash -> its latest minute: dropped once past retention
  */
@@ -382,6 +385,33 @@ export class RedisUsage implements UsageStore {
     const events = raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as DownstreamEvent);
     events.sort((a, b) => (order === 'asc' ? a.at - b.at : b.at - a.at) || cmp(a.id, b.id));
     return events.slice(0, limit);
+  }
+
+  async linkCredentials(links: readonly CredentialLink[], keepUntil: number): Promise<void> {
+    checkLinks(links, keepUntil);
+    const ttl = this.#ttl(keepUntil);
+    await this.#call('linkCredentials', async () => {
+      if (links.length === 0) return;
+      const p = this.#client.pipeline();
+      for (const l of links) {
+        const k = this.#key('link', l.kind, l.id);
+        p.set(k, JSON.stringify({ kind: l.kind, id: l.id, jti: l.jti, plugin: l.plugin, task: l.task }), 'PX', ttl, 'NX');
+        p.zadd(this.#keepIndex, 'GT', keepUntil, k);
+      }
+      for (const [err] of (await p.exec()) ?? []) if (err) throw err;
+    });
+  }
+
+  async resolveCredentialLinks(kind: CredentialLinkKind, ids: readonly string[]): Promise<CredentialLink[]> {
+    checkLinkQuery(kind, ids);
+    return this.#call('resolveCredentialLinks', async () => {
+      if (ids.length === 0) return [];
+      const raws = await this.#client.mget(...ids.map((id) => this.#key('link', kind, id)));
+      return raws
+        .filter((r): r is string => r !== null)
+        .map((r) => JSON.parse(r) as CredentialLink)
+        .sort((a, b) => cmp(a.id, b.id));
+    });
   }
 
   async purgeUsage(now: number, retentionMs: number): Promise<number> {

@@ -262,6 +262,18 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX IF NOT EXISTS downstream_plugin ON downstream_events (plugin, at);
   CREATE INDEX IF NOT EXISTS downstream_keep ON downstream_events (keep_until);
 
+  -- downstream names of issued credentials (AWS access key ids, Vault lease ids and accessors)
+  CREATE TABLE IF NOT EXISTS credential_links (
+    kind        TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    jti         TEXT NOT NULL,
+    plugin      TEXT NOT NULL,
+    task        TEXT NOT NULL,
+    keep_until  INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS credential_links_keep ON credential_links (keep_until);
+
   -- a task's call and byte budgets (JSON); NULL: none
   ALTER TABLE tasks ADD COLUMN budgets TEXT;
   `,

@@ -393,6 +393,8 @@ export class SqliteStore implements Store {
   listTaskDownstream: UsageStore['listTaskDownstream'] = (...a) => this.#usage.listTaskDownstream(...a);
   listPluginDownstream: UsageStore['listPluginDownstream'] = (...a) => this.#usage.listPluginDownstream(...a);
   purgeUsage: UsageStore['purgeUsage'] = (...a) => this.#usage.purgeUsage(...a);
+  linkCredentials: UsageStore['linkCredentials'] = (...a) => this.#usage.linkCredentials(...a);
+  resolveCredentialLinks: UsageStore['resolveCredentialLinks'] = (...a) => this.#usage.resolveCredentialLinks(...a);
 
   /** The chain head as last appended or read by this process (seq 0 = empty log). */
   get auditHead(): ChainAnchor {

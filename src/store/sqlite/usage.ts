@@ -1,9 +1,11 @@
 import type Database from 'better-sqlite3';
-import { checkCharge, checkCount, checkDownstream, checkKey, checkMs, checkTaskEvents, checkUsageBatch } from '../usage-checks.js';
+import { checkCharge, checkCount, checkDownstream, checkKey, checkLinkQuery, checkLinks, checkMs, checkTaskEvents, checkUsageBatch } from '../usage-checks.js';
 import {
   ALL_AUDIENCES,
   MAX_TOKEN_SOURCES,
   type ChargeLimits,
+  type CredentialLink,
+  type CredentialLinkKind,
   type DownstreamEvent,
   type EvidenceKind,
   type EvidenceRow,
@@ -108,6 +110,9 @@ function prepare(db: Database.Database) {
     purgeEvidence: db.prepare('DELETE FROM usage_evidence WHERE last_at <= ?'),
     purgeTaskEvents: db.prepare('DELETE FROM task_events WHERE keep_until <= ?'),
     purgeDownstream: db.prepare('DELETE FROM downstream_events WHERE keep_until <= ?'),
+    addLink: db.prepare('INSERT INTO credential_links (kind, id, jti, plugin, task, keep_until) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, id) DO NOTHING'),
+    links: db.prepare('SELECT kind, id, jti, plugin, task FROM credential_links WHERE kind = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY id'),
+    purgeLinks: db.prepare('DELETE FROM credential_links WHERE keep_until <= ?'),
   };
 }
 
@@ -218,6 +223,18 @@ export class SqliteUsage implements UsageStore {
     return this.#run('listPluginDownstream', () => (this.#s.pluginDownstream.all(plugin, since, limit) as DownstreamRow[]).map(toDownstream));
   }
 
+  async linkCredentials(links: readonly CredentialLink[], keepUntil: number): Promise<void> {
+    checkLinks(links, keepUntil);
+    this.#run('linkCredentials', () => {
+      for (const l of links) this.#s.addLink.run(l.kind, l.id, l.jti, l.plugin, l.task, keepUntil);
+    });
+  }
+
+  async resolveCredentialLinks(kind: CredentialLinkKind, ids: readonly string[]): Promise<CredentialLink[]> {
+    checkLinkQuery(kind, ids);
+    return this.#run('resolveCredentialLinks', () => (ids.length === 0 ? [] : (this.#s.links.all(kind, JSON.stringify(ids)) as CredentialLink[])));
+  }
+
   async purgeUsage(now: number, retentionMs: number): Promise<number> {
     checkMs('purgeUsage', 'now', now);
     checkMs('purgeUsage', 'retentionMs', retentionMs);
@@ -230,7 +247,8 @@ export class SqliteUsage implements UsageStore {
         s.purgeTotals.run(now).changes +
         s.purgeEvidence.run(now - retentionMs).changes +
         s.purgeTaskEvents.run(now).changes +
-        s.purgeDownstream.run(now).changes,
+        s.purgeDownstream.run(now).changes +
+        s.purgeLinks.run(now).changes,
     );
   }
 }
