@@ -66,6 +66,7 @@ import { usageRouter } from './usage/usage-routes.js';
 import { TaskBudgetEnforcer } from './usage/budgets.js';
 import { timelineRouter } from './usage/timeline-routes.js';
 import { linkingLeaseStore, linkingTokenIndex } from './usage/credential-links.js';
+import { createAuditSinks, type AuditSinks } from './audit/sinks/sinks.js';
 
 /** What a test may reach in a running broker (`broker.testing`). */
 export interface BrokerTestHandle {
@@ -127,6 +128,8 @@ export class Broker {
   /** Usage reports, introspection as use, anomalies, budgets and task timelines (src/usage/). */
   readonly usage: UsageService;
   readonly budgets: TaskBudgetEnforcer;
+  /** Audit sinks beyond stdout and the store (file, webhook, syslog), built at start. */
+  readonly sinks: AuditSinks;
   #vault: VaultSession | undefined;
   #keyTicker: KeyTicker | undefined;
   /** Exception expiry: revokes what an expired exception allowed, emits exception.expired / .expiring. */
@@ -168,7 +171,8 @@ export class Broker {
       { activeTasks: () => this.#store.countActiveTasks(this.clock.now()), signingKeys: () => this.#keys.list(), now: () => this.clock.now(),
         pendingApprovals: async () => (await this.#store.listApprovals({ state: 'pending', now: this.clock.now(), limit: 1000 })).length,
         awsDenyPendingRoles: () => this.awsDenier.pendingRoles(),
-        storeResetPending: () => this.#store.resetPending() !== undefined },
+        storeResetPending: () => this.#store.resetPending() !== undefined,
+        sinkBacklogs: () => this.sinks?.backlogs() ?? [] },
       { defaultMetrics: opts.defaultMetrics ?? true },
     );
     this.#checkpoints = new CheckpointWriter({
@@ -183,6 +187,11 @@ export class Broker {
       onResult: (outcome) => this.metrics.auditCheckpoints.inc({ outcome }),
     });
     this.#unsubscribeIdentity = this.#store.onIdentityChange((change) => this.#onIdentityChange(change));
+    this.sinks = createAuditSinks(settings.audit.sinks, {
+      onOutcome: (sink, outcome, n) => this.metrics.auditSinkDeliveries.inc({ sink, outcome }, n),
+      log: (msg, fields) => this.#logger('warn', msg, fields),
+    });
+    this.audit.subscribe(this.sinks.onRecord);
     this.#protocolAudit = { audit: this.audit, metrics: this.metrics, log: this.#logger };
     // `vault` credentials: the session is set right after construction (Broker.create), before any exchange.
     const vaultLeases = settings.vault
@@ -250,6 +259,15 @@ export class Broker {
       metrics: this.metrics,
       purgeIntervalMs: settings.usage.purge_interval_ms,
       onTotals: this.budgets.onTotals,
+      onCalls: this.sinks.wantsUsage
+        ? (server, calls, tokens) =>
+            this.sinks.onUsage(
+              calls.map((c) => {
+                const t = c.jti === undefined ? undefined : (tokens.get(c.jti) ?? undefined);
+                return { at: c.at, method: c.method, route: c.route, plugin: t?.plugin ?? c.plugin, jti: c.jti, task: t?.task ?? c.task, server: server.id, audience: c.audience, source: c.source, outcome: c.outcome, status: c.status, calls: 1, bytes: c.bytes, durationMs: c.durationMs };
+              }),
+            )
+        : undefined,
       log: (msg, fields) => this.#logger('warn', msg, fields),
     });
     this.tasks = new TaskService({
@@ -674,6 +692,7 @@ export class Broker {
     // The last events of this replica get a checkpoint too (a failure is logged, not thrown).
     await this.#checkpoints.checkpoint();
     this.#unsubscribeIdentity();
+    await this.sinks.close();
     await this.#store.close();
     await this.#keys.close();
     this.#vault?.close();

@@ -1,6 +1,7 @@
 import { backoffDelay } from '../time/backoff.js';
 import type { AuditSink } from '../audit/recorder.js';
-import { createHmac } from 'node:crypto';
+import { standardWebhookSigner } from '../audit/sinks/webhook-sink.js';
+import type { AuditEventType } from '../audit/events.js';
 import type { ApprovalSettingsConfig } from '../config/schema.js';
 import type { ApprovalRecord } from '../store/records.js';
 
@@ -86,10 +87,6 @@ export function slackPayload(a: ApprovalRecord, issuer: string): Record<string, 
   };
 }
 
-/** `sha256=<hex>` HMAC of the exact body bytes, as `X-Leash-Signature` carries it. */
-export function signBody(secret: string, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(body, 'utf8').digest('hex')}`;
-}
 
 /**
  * POSTs each new pending approval to the configured webhook, with retries and exponential
@@ -110,6 +107,7 @@ export function createWebhookNotifier(deps: WebhookNotifierDeps): WebhookNotifie
     const payload = cfg.format === 'slack' ? slackPayload(approval, deps.issuer()) : jsonPayload(approval, deps.issuer());
     const body = JSON.stringify(payload);
     const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'leash-approvals' };
+    let sign: ((id: string, body: string, at: Date) => Record<string, string>) | undefined;
     if (cfg.secret_env !== undefined) {
       const secret = env[cfg.secret_env];
       // Never send unsigned when signing is configured: the receiver would have to trust it blindly.
@@ -117,13 +115,17 @@ export function createWebhookNotifier(deps: WebhookNotifierDeps): WebhookNotifie
         await deps.audit.record('approval.notify_failed', { approval: approval.id, plugin: approval.plugin, attempts: 0, error: `secret_env ${cfg.secret_env} is not set` });
         return;
       }
-      headers['x-leash-signature'] = signBody(secret, body);
+      sign = standardWebhookSigner(secret);
     }
+    // One id per notice, the same on every retry: a receiver drops a replay or a duplicate by it.
+    const messageId = `msg_${approval.id}`;
     const attempts = cfg.max_attempts ?? 3;
     let last = '';
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
-        const res = await fetch(cfg.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeout), redirect: 'error' });
+        // Signed per attempt: the timestamp is when it was sent (Standard Webhooks).
+        const signed = sign ? { ...headers, ...sign(messageId, body, new Date()) } : headers;
+        const res = await fetch(cfg.url, { method: 'POST', headers: signed, body, signal: AbortSignal.timeout(timeout), redirect: 'error' });
         await res.arrayBuffer().catch(() => undefined);
         if (res.ok) return;
         last = `HTTP ${res.status}`;

@@ -11,7 +11,9 @@ export function unchangedConfig(next: LoadedConfig, current: LoadedConfig): bool
 
 /** Throws, naming them, when the new settings change any restart-only setting. */
 export function assertReloadable(next: Settings, current: Settings): void {
-  const changed = RESTART_ONLY_SETTINGS.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
+  const changed: string[] = RESTART_ONLY_SETTINGS.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
+  // The audit sinks hold connections and on-disk backlogs: they are built once, at start.
+  if (JSON.stringify(next.audit.sinks) !== JSON.stringify(current.audit.sinks)) changed.push('audit.sinks');
   if (changed.length > 0) throw new Error(`settings ${changed.join(', ')} change only on restart`);
 }
 

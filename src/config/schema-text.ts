@@ -27,6 +27,7 @@ export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$': 'an IPv4 or IPv6 address, or a CIDR range such as `10.0.0.0/8`',
   '^[A-Za-z0-9_-]+(/[A-Za-z0-9_.@-]+)+$': 'a Vault API path with a mount and at least one more segment, e.g. `database/creds/readonly`',
   '^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$': 'a UTC day `YYYY-MM-DD` or an RFC 3339 date-time with a zone (`2027-01-31T12:00:00Z`)',
+  '^[\\x21-\\x7e]{1,48}$': '1-48 printable ASCII characters, no spaces (an RFC 5424 APP-NAME)',
 };
 
 /** A JSON Schema node as TypeBox emits it; only the members we read. */

@@ -129,7 +129,7 @@ export const ApprovalSettings = Type.Object(
           url: Type.String({ format: 'uri', description: 'Where Leash POSTs a notice of each new pending approval.' }),
           format: Type.Union([Type.Literal('json'), Type.Literal('slack')], { default: 'json', description: '`json` (Leash\'s document) or `slack` (an incoming-webhook payload with `text` and `blocks`).' }),
           max_attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'Deliveries tried per notice.' }),
-          secret_env: Type.Optional(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$', description: 'Environment variable with an HMAC key: each delivery carries `X-Leash-Signature: sha256=<hex>` of its body.' })),
+          secret_env: Type.Optional(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$', description: 'Environment variable with the signing secret: each delivery is signed with Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature: HMAC-SHA256 of id, timestamp and body), so it cannot be altered or replayed. `whsec_<base64>`, or any string taken as raw key bytes.' })),
         },
         { ...Strict, description: 'Approver notification.' },
       ),
@@ -182,6 +182,45 @@ export const RevocationSettings = Type.Object(
   { ...Strict, description: 'Revocation propagation and task-expiry sweeping.', default: {} },
 );
 
+export const SINK_FORMATS = ['native', 'ocsf'] as const;
+
+export const SINK_KINDS = ['file', 'webhook', 'syslog'] as const;
+
+/** Fields each sink kind takes besides the common ones (checked in config/semantic.ts). */
+export const SINK_FIELDS: Readonly<Record<(typeof SINK_KINDS)[number], { readonly required: readonly string[]; readonly optional: readonly string[] }>> = {
+  file: { required: ['path'], optional: ['max_bytes', 'max_files'] },
+  webhook: { required: ['url', 'secret_env'], optional: ['timeout_ms'] },
+  syslog: { required: ['host'], optional: ['port', 'tls', 'ca_file', 'facility', 'app_name', 'timeout_ms'] },
+};
+
+// One object for every kind (not a union: the validator fills defaults only outside unions);
+// a kind's own fields are optional here, required per kind in config/semantic.ts, and their
+// defaults are applied where the sink is built (audit/sinks/sinks.ts).
+export const AuditSink = Type.Object(
+  {
+    name: Identifier('Name of the sink (metrics label, backlog folder).'),
+    kind: literals(SINK_KINDS, '`file` (with rotation), `webhook` (Standard Webhooks-signed) or `syslog` (RFC 5424 over TCP or TLS).'),
+    format: literals(SINK_FORMATS, "`native` (Leash's JSON line: ts, seq, type, the event, prev, hash) or `ocsf` (OCSF 1.8.0: exchanges as Authorize Session, usage as API Activity, anomalies as Detection Finding, other events as Entity Management; see docs/usage.md).", 'native'),
+    include_usage: Type.Boolean({ default: false, description: 'Also send every accepted usage record (per call: volume) as its own event (`ocsf`: API Activity).' }),
+    backlog_dir: Type.String({ minLength: 1, default: './data/sink-backlog', description: "Folder of the sinks' on-disk backlogs (one subfolder per sink): events a sink could not take wait there, across restarts." }),
+    max_backlog_bytes: Type.Integer({ minimum: 65536, maximum: 17179869184, default: 268435456, description: 'Largest backlog on disk; past it the oldest events are dropped (counted in leash_audit_sink_deliveries_total{outcome="dropped"}).' }),
+    batch_size: Type.Integer({ minimum: 1, maximum: 5000, default: 100, description: 'Events per delivery.' }),
+    path: Type.Optional(Type.String({ minLength: 1, description: '`file`: the file events are appended to (one JSON document per line, mode 0600).' })),
+    max_bytes: Type.Optional(Type.Integer({ minimum: 4096, description: '`file`: rotate when the file would pass this size (default 100 MiB).' })),
+    max_files: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: '`file`: rotated files kept, `<path>.1` newest (default 5).' })),
+    url: Type.Optional(Type.String({ format: 'uri', description: '`webhook`: where batches `{"events": [...]}` are POSTed.' })),
+    secret_env: Type.Optional(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$', description: '`webhook`: environment variable with the signing secret (Standard Webhooks `whsec_<base64>`, or any string taken as raw key bytes); deliveries carry webhook-id, webhook-timestamp and webhook-signature.' })),
+    timeout_ms: Type.Optional(Type.Integer({ minimum: 100, maximum: 60000, description: '`webhook`, `syslog`: timeout of one delivery or connection (default 5000).' })),
+    host: Type.Optional(Type.String({ minLength: 1, description: '`syslog`: the collector.' })),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: '`syslog`: its port (default 6514, syslog over TLS, RFC 5425).' })),
+    tls: Type.Optional(Type.Boolean({ description: '`syslog`: TLS (RFC 5425; default true). Off: plain TCP (RFC 6587), for a local relay only.' })),
+    ca_file: Type.Optional(Type.String({ minLength: 1, description: "`syslog`: PEM bundle that verifies the collector's certificate (default: the system CAs)." })),
+    facility: Type.Optional(Type.Integer({ minimum: 0, maximum: 23, description: '`syslog`: RFC 5424 facility (default 10, security/authorization).' })),
+    app_name: Type.Optional(Type.String({ pattern: '^[\\x21-\\x7e]{1,48}$', description: '`syslog`: APP-NAME of every message (default `leash`).' })),
+  },
+  { ...Strict, description: 'Where security events are sent besides the store.' },
+);
+
 export const AuditSettings = Type.Object(
   {
     stdout: Type.Boolean({ description: 'Also write every security event as one JSON line to stdout.', default: true }),
@@ -196,6 +235,10 @@ export const AuditSettings = Type.Object(
       maximum: 3600000,
       default: 10000,
       description: 'And at the latest this long after an event no checkpoint covers yet (an idle chain gets none).',
+    }),
+    sinks: Type.Array(AuditSink, {
+      default: [],
+      description: 'Sinks beyond stdout and the store. A sink that fails never blocks an exchange (only the store-backed chain does, failing closed): its events wait in a bounded on-disk backlog and are retried.',
     }),
   },
   { ...Strict, description: 'Security events.', default: {} },
@@ -760,6 +803,7 @@ export type ExceptionConfig = Static<typeof PolicyException>;
 export type ReviewSettingsConfig = Static<typeof ReviewSettings>;
 export type GuardrailId = (typeof GUARDRAIL_IDS)[number];
 export type UsageSettingsConfig = Static<typeof UsageSettings>;
+export type AuditSinkConfig = Static<typeof AuditSink>;
 export type KeyBackend = (typeof KEY_BACKENDS)[number];
 export type ApprovalRule = (typeof APPROVAL_RULES)[number];
 export type Effect = (typeof EFFECTS)[number];

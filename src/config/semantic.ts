@@ -1,3 +1,4 @@
+import { SINK_FIELDS } from './schema.js';
 import type { ConfigProblem } from './config-error.js';
 import { checkSessionPolicy } from '../formats/aws-session-policy.js';
 import { kindProblems } from './kind-rules.js';
@@ -91,6 +92,23 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
 
   const tls = rec(settings.tls);
   if (isObject(settings.tls) && tls.client_auth === 'none' && tls.client_ca_file !== undefined) report('/settings/tls/client_ca_file', "only applies when client_auth is 'optional' or 'required'");
+
+  // ---- audit sinks: the fields of their kind, and only those
+  const sinks = list(rec(settings.audit).sinks);
+  unique(report, sinks, '/settings/audit/sinks', 'name', 'audit sink name');
+  sinks.forEach((raw, i) => {
+    const sink = rec(raw);
+    const kind = str(sink.kind) as keyof typeof SINK_FIELDS | undefined;
+    const fields = kind === undefined ? undefined : SINK_FIELDS[kind];
+    if (!fields) return;
+    for (const f of fields.required) if (sink[f] === undefined) report(`/settings/audit/sinks/${i}/${f}`, `required for a ${kind} sink`);
+    const own = new Set([...fields.required, ...fields.optional]);
+    for (const other of Object.values(SINK_FIELDS)) {
+      for (const f of [...other.required, ...other.optional]) if (!own.has(f) && sink[f] !== undefined) report(`/settings/audit/sinks/${i}/${f}`, `not a field of a ${kind} sink`);
+    }
+    if (kind === 'webhook' && settings.production === true && str(sink.url)?.startsWith('https://') === false) report(`/settings/audit/sinks/${i}/url`, 'must be an https:// URL when settings.production is true');
+    if (kind === 'syslog' && settings.production === true && sink.tls === false) report(`/settings/audit/sinks/${i}/tls`, 'must not be false when settings.production is true (events would cross the network in clear)');
+  });
 
   const backend = str(rec(settings.keys).backend);
   if ((backend === 'vault-kv' || backend === 'vault-transit') && !isObject(settings.vault)) report('/settings/keys/backend', `'${backend}' needs settings.vault (Leash's Vault address and login)`);

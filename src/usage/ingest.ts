@@ -24,6 +24,8 @@ export interface UsageIngestorDeps {
   readonly revokedAt: RevocationTimes;
   readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown> };
   readonly metrics: Metrics;
+  /** Told every accepted call with its token (audit sinks that take usage records). */
+  readonly onCalls?: (server: ReportingServer, calls: readonly UsageCall[], tokens: ReadonlyMap<string, IssuedToken | null>) => void;
   /** Told the totals of every task a batch touched (budgets). */
   readonly onTotals?: (totals: readonly TaskUsageTotals[], tasks: ReadonlyMap<string, Task>) => Promise<void>;
   readonly log?: (msg: string, fields?: Record<string, unknown>) => void;
@@ -109,6 +111,7 @@ export class UsageIngestor {
     const markList = [...marks.values()];
     const result = await d.store.ingestUsage({ aggregates: [...aggregates.values()], uses, taskDeltas: [...deltas.values()], marks: markList, retentionMs });
     d.metrics.usageRecords.inc({ outcome: 'accepted' }, calls.length);
+    d.onCalls?.(server, calls, tokens);
 
     const ctx: AnomalyContext = { server, settings, now, tokens, tasks, retentionMs, deps: d };
     await detectAnomalies(ctx, useCalls, result.uses, markList, result.previousCalls);

@@ -19,6 +19,7 @@ export interface UsageServiceDeps {
   readonly audit: { record(type: AuditEventType, event: Record<string, unknown>): Promise<unknown>; subscribe(listener: (r: AuditRecord) => void): () => void };
   readonly metrics: Metrics;
   readonly onTotals?: UsageIngestorDeps['onTotals'];
+  readonly onCalls?: UsageIngestorDeps['onCalls'];
   /** How often usage past retention is purged (settings.usage.purge_interval_ms at start). */
   readonly purgeIntervalMs: number;
   readonly log?: (msg: string, fields?: Record<string, unknown>) => void;
@@ -54,6 +55,7 @@ export class UsageService {
       audit: deps.audit,
       metrics: deps.metrics,
       onTotals: deps.onTotals,
+      onCalls: deps.onCalls,
       log: deps.log,
     });
     this.timeline = new TimelineIndex({ store: deps.store, retentionMs: () => deps.settings().usage.retention_days * DAY, log: deps.log });

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
-import { createHmac } from 'node:crypto';
+import { Webhook } from 'standardwebhooks';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createWebhookNotifier, slackPayload, type WebhookConfig } from '../../src/approvals/notifier.js';
@@ -79,14 +79,22 @@ describe('approver webhook', () => {
     });
   }
 
-  it('posts Leash JSON with what is asked, why and the risk, signed with HMAC-SHA256', async () => {
+  it('posts Leash JSON with what is asked, why and the risk, signed with Standard Webhooks (id, timestamp, HMAC)', async () => {
     const n = notifier({ secret_env: 'HOOK_SECRET' }, { HOOK_SECRET: 's3cr3t' });
     n.notify(approval);
     await n.idle();
     expect(hits).toHaveLength(1);
     const hit = hits[0]!;
     expect(hit.headers['content-type']).toBe('application/json');
-    expect(hit.headers['x-leash-signature']).toBe(`sha256=${createHmac('sha256', 's3cr3t').update(hit.body).digest('hex')}`);
+    expect(hit.headers['webhook-id']).toBe(`msg_${approval.id}`);
+    expect(Math.abs(Number(hit.headers['webhook-timestamp']) - Date.now() / 1000)).toBeLessThan(60);
+    // The receiver's side, with the standardwebhooks library: a raw secret is its base64 key.
+    const wh = new Webhook(Buffer.from('s3cr3t').toString('base64'));
+    expect(() => wh.verify(hit.body, hit.headers as Record<string, string>)).not.toThrow();
+    expect(() => wh.verify(hit.body.replace('ticket-writer', 'ticket-reader'), hit.headers as Record<string, string>)).toThrow();
+    // Replayed later, outside the timestamp tolerance: refused.
+    expect(() => wh.verify(hit.body, { ...(hit.headers as Record<string, string>), 'webhook-timestamp': String(Math.floor(Date.now() / 1000) - 3600) })).toThrow();
+    expect(hit.headers['x-leash-signature']).toBeUndefined();
     expect(JSON.parse(hit.body)).toEqual({
       type: 'approval.requested',
       approval_id: approval.id,
@@ -119,7 +127,7 @@ describe('approver webhook', () => {
     n.notify(approval);
     await n.idle();
     const body = JSON.parse(hits[0]!.body) as { text: string; blocks: Array<Record<string, any>> };
-    expect(hits[0]!.headers['x-leash-signature']).toBeUndefined();
+    expect(hits[0]!.headers['webhook-signature']).toBeUndefined();
     expect(body.text).toContain('ticket-writer');
     expect(body.text).toContain('tickets:write');
     expect(body.blocks[0]).toEqual({ type: 'header', text: { type: 'plain_text', text: 'Leash: approval requested' } });

@@ -16,7 +16,7 @@ describe('parseConfig: defaults, paths, freezing', () => {
     expect(config.settings).toEqual(
       settings({
         store: { kind: 'sqlite', path: './data/leash.db', url: 'redis://127.0.0.1:6379', key_prefix: 'leash:', allow_volatile: false },
-        audit: { stdout: true, checkpoint_every_events: 256, checkpoint_interval_ms: 10000 },
+        audit: { stdout: true, checkpoint_every_events: 256, checkpoint_interval_ms: 10000, sinks: [] },
       }),
     );
     expect(config.admin).toEqual({ api_keys: [], issuers: [] });
