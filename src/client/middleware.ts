@@ -134,10 +134,15 @@ export function requireLeashToken(verifier: LeashVerifier, opts: RequireLeashTok
 
 type Facts = Parameters<UsageReporter['report']>[0];
 
+function bytesOf(res: Response, socket: Request['socket'] | undefined, before: number): number {
+  const declared = Number(res.getHeader('content-length'));
+  if (Number.isSafeInteger(declared) && declared >= 0) return declared;
+  return Math.max(0, (socket?.bytesWritten ?? before) - before);
+}
+
 /**
- * Follows one response to its end and reports it once: counts the body bytes written
- * (express's `json`/`send` go through `end`), takes the route template once routing is
- * done, and the status as sent.
+ * Follows one response to its end and reports it once: its size, the route template once
+ * routing is done, and the status as sent.
  */
 function watchResponse(
   req: Request,
@@ -148,22 +153,11 @@ function watchResponse(
   scopes: readonly string[],
 ) {
   const started = performance.now();
-  let bytes = 0;
+  // Response size without wrapping write/end: Content-Length when the handler set it (express's
+  // json and send do), else what the socket wrote for this response (headers included).
+  const socket = req.socket;
+  const writtenBefore = socket?.bytesWritten ?? 0;
   let facts: { jti?: string; plugin?: string; task?: string; audience: string; jkt?: string; outcome: UsageRecordOutcome; charged?: boolean } = { audience: audiences[0] as string, outcome: 'invalid_token' };
-  const count = (chunk: unknown, encoding?: unknown) => {
-    if (typeof chunk === 'string') bytes += Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
-    else if (chunk instanceof Uint8Array) bytes += chunk.byteLength;
-  };
-  const write = res.write;
-  const end = res.end;
-  res.write = function (this: Response, chunk: unknown, ...rest: unknown[]) {
-    count(chunk, rest[0]);
-    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-  } as Response['write'];
-  res.end = function (this: Response, chunk?: unknown, ...rest: unknown[]) {
-    if (typeof chunk !== 'function') count(chunk, rest[0]);
-    return (end as (...a: unknown[]) => Response).call(this, chunk, ...rest);
-  } as Response['end'];
   res.once('finish', () => {
     // `at` is stamped by the reporter, on its clock.
     report({
@@ -172,7 +166,7 @@ function watchResponse(
       route: route ? route(req) : req.route ? `${req.baseUrl ?? ''}${(req.route as { path: string }).path}` : '(unmatched)',
       status: res.statusCode,
       durationMs: performance.now() - started,
-      bytes,
+      bytes: bytesOf(res, socket, writtenBefore),
       source: req.ip,
       scopes,
     });

@@ -30,6 +30,8 @@ export async function detectAnomalies(
   results: readonly TokenUseResult[],
   marks: readonly EvidenceMark[],
   previousCalls: readonly number[],
+  /** Every call of the batch (uses are one per token and source): drift looks at routes. */
+  allCalls: readonly UsageCall[] = calls,
 ): Promise<void> {
   for (let i = 0; i < calls.length; i++) {
     const call = calls[i]!;
@@ -70,7 +72,7 @@ export async function detectAnomalies(
       await respondShared(ctx, 'token.audience_mismatch', { ...base, server_audience: call.audience, refused: call.outcome !== 'ok' }, issued);
     }
   }
-  await detectDrift(ctx, calls, marks, previousCalls);
+  await detectDrift(ctx, allCalls, marks, previousCalls);
 }
 
 /** A route the plugin never used, reached by a token long after issuance, once the plugin has a history at the grant. */
@@ -86,7 +88,8 @@ async function detectDrift(ctx: AnomalyContext, calls: readonly UsageCall[], mar
     const before = history.get(`${m.plugin}\u001f${m.audience}`) ?? 0;
     if (before < minHistory) continue;
     for (const call of calls) {
-      const issued = ctx.tokens.get(call.jti!)!;
+      const issued = call.jti === undefined ? undefined : ctx.tokens.get(call.jti);
+      if (!issued) continue;
       if (issued.plugin !== m.plugin || issued.audience !== m.audience || `${call.method} ${call.route}` !== m.name || call.outcome !== 'ok') continue;
       const age = call.at - issued.issuedAt;
       if (age < minAge * 1000) continue;

@@ -71,42 +71,70 @@ export class UsageIngestor {
     const tokens = await this.#issued(calls);
     const tasks = await this.#tasksOf(calls, tokens, now);
 
-    const aggregates = new Map<string, UsageAggregate>();
+    // Accumulators are mutated in place: this loop runs once per reported call.
+    type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+    const aggregates = new Map<string, Mutable<UsageAggregate>>();
     const uses: TokenUse[] = [];
     const useCalls: UsageCall[] = [];
-    const deltas = new Map<string, TaskUsageDelta>();
-    const marks = new Map<string, EvidenceMark>();
+    const seenUses = new Set<string>();
+    const deltas = new Map<string, Mutable<TaskUsageDelta>>();
+    const marks = new Map<string, Mutable<EvidenceMark>>();
+    const mark = (issued: IssuedToken, at: number, kind: EvidenceMark['kind'], name: string) => {
+      const mk = `${kind}\u001f${name}\u001f${issued.audience}\u001f${issued.plugin}`;
+      const pm = marks.get(mk);
+      if (pm) {
+        pm.calls += 1;
+        if (at > pm.at) pm.at = at;
+      } else marks.set(mk, { plugin: issued.plugin, audience: issued.audience, kind, name, at, calls: 1 });
+    };
     for (const call of calls) {
       const issued = call.jti === undefined ? undefined : (tokens.get(call.jti) ?? undefined);
       // The index is the truth for a known token; a server's own words only fill gaps.
       const plugin = issued?.plugin ?? call.plugin ?? '';
       const task = issued?.task ?? call.task ?? '';
       const minute = call.at - (call.at % MINUTE);
-      const key = [minute, task, call.jti ?? '', server.id, call.audience, call.method, call.route, call.outcome].join('\u001f');
-      const a = aggregates.get(key);
+      const key = `${minute}\u001f${task}\u001f${call.jti ?? ''}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}`;
       const error = call.status >= 400 ? 1 : 0;
-      aggregates.set(
-        key,
-        a
-          ? { ...a, calls: a.calls + 1, errors: a.errors + error, bytes: a.bytes + call.bytes, durationMs: a.durationMs + call.durationMs, maxDurationMs: Math.max(a.maxDurationMs, call.durationMs), plugin: a.plugin || plugin, firstAt: Math.min(a.firstAt, call.at), lastAt: Math.max(a.lastAt, call.at) }
-          : { minute, jti: call.jti ?? '', plugin, task, server: server.id, audience: call.audience, method: call.method, route: call.route, outcome: call.outcome, calls: 1, errors: error, bytes: call.bytes, durationMs: call.durationMs, maxDurationMs: call.durationMs, firstAt: call.at, lastAt: call.at },
-      );
+      const a = aggregates.get(key);
+      if (a) {
+        a.calls += 1;
+        a.errors += error;
+        a.bytes += call.bytes;
+        a.durationMs += call.durationMs;
+        if (call.durationMs > a.maxDurationMs) a.maxDurationMs = call.durationMs;
+        if (!a.plugin) a.plugin = plugin;
+        if (call.at < a.firstAt) a.firstAt = call.at;
+        if (call.at > a.lastAt) a.lastAt = call.at;
+      } else {
+        aggregates.set(key, { minute, jti: call.jti ?? '', plugin, task, server: server.id, audience: call.audience, method: call.method, route: call.route, outcome: call.outcome, calls: 1, errors: error, bytes: call.bytes, durationMs: call.durationMs, maxDurationMs: call.durationMs, firstAt: call.at, lastAt: call.at });
+      }
       if (!issued) continue;
-      // Every presentation of a known token counts as a use, refused or not: a dead token tried is evidence too.
-      uses.push({ jti: issued.jti, source: sourceOf(issued, call), at: call.at, keepUntil: issued.expiresAt + retentionMs });
-      useCalls.push(call);
+      // Every presentation of a known token counts as a use, refused or not: a dead token tried
+      // is evidence too. One per (token, source, outcome, task) per batch is enough for the
+      // store's answer (first use, new source) and for the anomalies, which are per token.
+      const source = sourceOf(issued, call);
+      const useKey = `${issued.jti}\u001f${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
+      if (!seenUses.has(useKey)) {
+        seenUses.add(useKey);
+        uses.push({ jti: issued.jti, source, at: call.at, keepUntil: issued.expiresAt + retentionMs });
+        useCalls.push(call);
+      }
       if (call.outcome !== 'ok' || issued.task === undefined) continue;
-      const t = tasks.get(issued.task);
-      const keepUntil = Math.max(t?.expiresAt ?? issued.expiresAt, issued.expiresAt) + retentionMs;
       const dk = `${issued.task}\u001f${call.audience}`;
       const prev = deltas.get(dk);
       // A call already charged synchronously still brings its bytes.
-      deltas.set(dk, { task: issued.task, audience: call.audience, calls: (prev?.calls ?? 0) + (call.charged ? 0 : 1), bytes: (prev?.bytes ?? 0) + call.bytes, keepUntil });
-      for (const m of evidenceOf(issued, call)) {
-        const mk = `${m.kind}\u001f${m.name}\u001f${m.audience}\u001f${m.plugin}`;
-        const pm = marks.get(mk);
-        marks.set(mk, pm ? { ...pm, at: Math.max(pm.at, m.at), calls: pm.calls + 1 } : m);
+      if (prev) {
+        prev.calls += call.charged ? 0 : 1;
+        prev.bytes += call.bytes;
+      } else {
+        const t = tasks.get(issued.task);
+        const keepUntil = Math.max(t?.expiresAt ?? issued.expiresAt, issued.expiresAt) + retentionMs;
+        deltas.set(dk, { task: issued.task, audience: call.audience, calls: call.charged ? 0 : 1, bytes: call.bytes, keepUntil });
       }
+      mark(issued, call.at, 'grant', '');
+      mark(issued, call.at, 'route', `${call.method} ${call.route}`);
+      // Only scopes the token carries count: a server cannot make a plugin look like it used more.
+      for (const sc of call.scopes) if (issued.scopes.includes(sc)) mark(issued, call.at, 'scope', sc);
     }
     const markList = [...marks.values()];
     const result = await d.store.ingestUsage({ aggregates: [...aggregates.values()], uses, taskDeltas: [...deltas.values()], marks: markList, retentionMs });
@@ -114,7 +142,7 @@ export class UsageIngestor {
     d.onCalls?.(server, calls, tokens);
 
     const ctx: AnomalyContext = { server, settings, now, tokens, tasks, retentionMs, deps: d };
-    await detectAnomalies(ctx, useCalls, result.uses, markList, result.previousCalls);
+    await detectAnomalies(ctx, useCalls, result.uses, markList, result.previousCalls, calls);
     if (result.totals.length > 0) await d.onTotals?.(result.totals, tasks);
     d.metrics.usageBatchDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
   }
@@ -205,15 +233,4 @@ export function sourceOf(issued: IssuedToken, call: UsageCall): string {
   if (issued.jkt !== undefined) return call.jkt !== undefined ? `jkt:${call.jkt}` : '';
   if (call.jkt !== undefined) return `jkt:${call.jkt}`;
   return call.source !== undefined ? `addr:${call.source}` : '';
-}
-
-function evidenceOf(issued: IssuedToken, call: UsageCall): EvidenceMark[] {
-  const base = { plugin: issued.plugin, audience: issued.audience, at: call.at, calls: 1 };
-  const marks: EvidenceMark[] = [
-    { ...base, kind: 'grant', name: '' },
-    { ...base, kind: 'route', name: `${call.method} ${call.route}` },
-  ];
-  // Only scopes the token carries count: a server cannot make a plugin look like it used more.
-  for (const s of call.scopes) if (issued.scopes.includes(s)) marks.push({ ...base, kind: 'scope', name: s });
-  return marks;
 }

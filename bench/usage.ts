@@ -1,0 +1,177 @@
+/**
+ * The usage benchmark (issue 13's load bar), against a real Leash child on loopback:
+ *
+ *   A  exchanges alone (warm workload)
+ *   B  POST /usage alone, batches of 100 records, closed loop: the ingestion ceiling
+ *   C  exchanges while usage is ingested at a paced 20,000 records/s: the slowdown
+ *   D  a resource server (express + requireLeashToken) with and without the usage reporter:
+ *      its CPU per call, the difference being what reporting costs
+ *
+ *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000]
+ */
+import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { cpus } from 'node:os';
+import autocannon from 'autocannon';
+import { BENCH_AUDIENCE, BENCH_CLUSTER_ISSUER, BenchCluster } from './cluster.js';
+import { killAllChildren, startServer, threadCpu } from './child.js';
+import { basicAuthorization, exchangeBody, runLoad } from './load.js';
+import { BENCH_RESOURCE, BENCH_RESOURCE_SERVER, READY_PREFIX, type ServerInput, type ServerReady } from './protocol.js';
+
+const DIR = fileURLToPath(new URL('.', import.meta.url));
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const DURATION = arg('duration', 10);
+const CONNECTIONS = arg('connections', 16);
+const RATE = arg('rate', 20_000);
+const BATCH = 100;
+const cpuOf = (pid: number) => [...threadCpu(pid).values()].reduce((a, b) => a + b, 0);
+
+function records(jtis: readonly string[], n: number, at: number): string {
+  const routes = ['/contacts/:id', '/contacts', '/contacts/:id/notes', '/search'];
+  const recs = Array.from({ length: n }, (_, i) => ({
+    at,
+    jti: jtis[i % jtis.length],
+    audience: BENCH_RESOURCE,
+    method: 'GET',
+    route: routes[i % routes.length],
+    status: 200,
+    duration_ms: 3,
+    bytes: 512,
+    source: `10.0.0.${i % 4}`,
+  }));
+  return JSON.stringify({ records: recs });
+}
+
+/** POSTs batches for `seconds`: closed loop with `concurrency` senders, or paced at `rate` records/s. */
+async function ingest(url: string, auth: string, jtis: readonly string[], seconds: number, opts: { concurrency: number; rate?: number }): Promise<{ records: number; failed: number; perSec: number }> {
+  const end = performance.now() + seconds * 1000;
+  let sent = 0;
+  let failed = 0;
+  const interval = opts.rate ? (1000 * BATCH) / opts.rate : 0;
+  let nextAt = performance.now();
+  const worker = async () => {
+    while (performance.now() < end) {
+      if (interval > 0) {
+        const wait = nextAt - performance.now();
+        nextAt += interval;
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+      const res = await fetch(`${url}/usage`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: records(jtis, BATCH, Date.now()) });
+      const body = (await res.json()) as { accepted?: number };
+      if (res.ok && body.accepted === BATCH) sent += BATCH;
+      else failed += BATCH;
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: opts.concurrency }, worker));
+  return { records: sent, failed, perSec: Math.round(sent / ((performance.now() - t0) / 1000)) };
+}
+
+async function startRs(issuer: string, secret: string, usage: boolean): Promise<{ pid: number; url: string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(DIR, 'usage-rs.ts')], {
+    env: { ...process.env, NODE_ENV: 'production', LEASH_BENCH_RS: JSON.stringify({ issuer, audience: BENCH_RESOURCE, usage, clientId: BENCH_RESOURCE_SERVER, secret }) },
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
+  const ready = await new Promise<ServerReady>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (l) => l.startsWith(READY_PREFIX) && resolve(JSON.parse(l.slice(READY_PREFIX.length)) as ServerReady));
+    child.once('exit', () => reject(new Error('rs exited')));
+  });
+  return {
+    pid: child.pid!,
+    url: ready.url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+async function rsRun(url: string, token: string): Promise<{ requests: number; perSec: number }> {
+  const r = await autocannon({ url: `${url}/contacts/42`, connections: CONNECTIONS, duration: DURATION, headers: { authorization: `Bearer ${token}` } });
+  if (r.non2xx > 0) throw new Error(`resource server answered ${r.non2xx} non-2xx`);
+  return { requests: r.requests.total, perSec: Math.round(r.requests.average) };
+}
+
+async function main(): Promise<void> {
+  const cluster = new BenchCluster();
+  const [sa] = await cluster.mint(1);
+  const secret = randomBytes(24).toString('base64url');
+  const input: ServerInput = { jwks: cluster.jwks, clusterIssuer: BENCH_CLUSTER_ISSUER, audience: BENCH_AUDIENCE, store: { kind: 'sqlite' }, resourceServer: { id: BENCH_RESOURCE_SERVER, secret } };
+  const leash = await startServer('leash', join(DIR, 'leash-server.ts'), input);
+  const auth = basicAuthorization(BENCH_RESOURCE_SERVER, secret);
+  const body = exchangeBody(leash.ready, sa!);
+  const jtis: string[] = [];
+  let access = '';
+  for (let i = 0; i < 20; i++) {
+    const res = await fetch(`${leash.ready.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+    const t = (await res.json()) as { access_token: string };
+    access = t.access_token;
+    jtis.push(JSON.parse(Buffer.from(access.split('.')[1]!, 'base64url').toString()).jti as string);
+  }
+  const results: string[] = [];
+  try {
+    log(`A: exchanges alone (${DURATION}s, ${CONNECTIONS} connections)`);
+    await runLoad({ url: leash.ready.url, path: '/token', bodies: [body], seconds: 2, connections: CONNECTIONS, workers: 0 });
+    const a = await runLoad({ url: leash.ready.url, path: '/token', bodies: [body], seconds: DURATION, connections: CONNECTIONS, workers: 0 });
+
+    log(`B: POST /usage alone, batches of ${BATCH}, closed loop`);
+    let cpu0 = cpuOf(leash.pid);
+    const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 4 });
+    const bCpu = cpuOf(leash.pid) - cpu0;
+
+    log(`C: exchanges while usage is ingested at ${RATE} records/s`);
+    cpu0 = cpuOf(leash.pid);
+    const [c, cIngest] = await Promise.all([
+      runLoad({ url: leash.ready.url, path: '/token', bodies: [body], seconds: DURATION, connections: CONNECTIONS, workers: 0 }),
+      ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 8, rate: RATE }),
+    ]);
+    const cCpu = cpuOf(leash.pid) - cpu0;
+
+    log('D: resource server CPU per call, without and with the usage reporter');
+    const perCall: Record<string, number> = {};
+    const rsRates: Record<string, number> = {};
+    for (const usage of [false, true]) {
+      const rs = await startRs(leash.ready.url, secret, usage);
+      try {
+        await rsRun(rs.url, access).catch(() => undefined); // warm-up (JIT, JWKS fetch)
+        const before = cpuOf(rs.pid);
+        const r = await rsRun(rs.url, access);
+        // Let the reporter send what it queued during the run: its CPU counts too.
+        await new Promise((res) => setTimeout(res, 1500));
+        perCall[usage ? 'with' : 'without'] = ((cpuOf(rs.pid) - before) / r.requests) * 1e6;
+        rsRates[usage ? 'with' : 'without'] = r.perSec;
+      } finally {
+        await rs.stop();
+      }
+    }
+    const slowdown = 1 - c.reqPerSec / a.reqPerSec;
+    results.push(
+      '',
+      `usage benchmark (${DURATION}s per run, ${CONNECTIONS} connections, ${cpus().length} CPUs, node ${process.version}, SQLite store)`,
+      `A exchanges alone:                    ${a.reqPerSec.toFixed(0)} req/s, p99 ${a.p99.toFixed(1)} ms`,
+      `B ingestion alone (closed loop):      ${b.perSec} records/s (${b.failed} failed), Leash CPU ${((bCpu / b.records) * 1e6).toFixed(1)} µs per record`,
+      `C exchanges + ingestion at ${RATE}/s: ${c.reqPerSec.toFixed(0)} req/s, p99 ${c.p99.toFixed(1)} ms; ingested ${cIngest.perSec} records/s (${cIngest.failed} failed); Leash CPU ${cCpu.toFixed(1)} s`,
+      `  exchange slowdown under ingestion:  ${(slowdown * 100).toFixed(1)} % (bar: at most 10 %; ${slowdown <= 0.1 ? 'met' : 'NOT met'})`,
+      `D resource server CPU per call:       ${perCall.without!.toFixed(0)} µs without reporting, ${perCall.with!.toFixed(0)} µs with (${rsRates.without} vs ${rsRates.with} req/s)`,
+      `  reporting cost per call:            ${(perCall.with! - perCall.without!).toFixed(1)} µs (bar: under 50 µs; ${perCall.with! - perCall.without! < 50 ? 'met' : 'NOT met'})`,
+    );
+    process.stdout.write(`${results.join('\n')}\n`);
+  } finally {
+    await leash.stop();
+    killAllChildren();
+  }
+}
+
+main().catch((err: unknown) => {
+  log(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  killAllChildren();
+  process.exit(1);
+});
