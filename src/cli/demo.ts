@@ -8,7 +8,7 @@ import { SignJWT, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import { loadConfigFile } from '../config/load.js';
 import { Broker } from '../broker.js';
 import { bindListeners } from '../http/listener.js';
-import { LeashPluginClient, createLeashVerifier, requireLeashToken } from '../client/index.js';
+import { LeashPluginClient, createLeashVerifier, createUsageReporter, requireLeashToken } from '../client/index.js';
 import { portFlag, type ParsedArgs } from './args.js';
 import { renderText } from '../review/formats/text.js';
 import type { ReviewReport } from '../review/review.js';
@@ -20,6 +20,7 @@ const CLUSTER_JWKS = 'config/demo-cluster.jwks.json';
 const CLUSTER_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const ORCHESTRATOR_KEY = 'demo-orchestrator-key';
 const OPS_KEY = 'demo-ops-key';
+const CRM_API_SECRET = 'demo-crm-api-secret';
 const CRM_API = 'https://crm.example.com/api';
 
 /** The demo stands in for a Kubernetes cluster: a key that signs service-account tokens. */
@@ -124,10 +125,11 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
     say(`   claims: ${JSON.stringify(claims)}`);
     say();
 
-    say('4. The CRM API verifies it against Leash\'s JWKS (issuer, audience, scope, task):');
+    say('4. The CRM API verifies it against Leash\'s JWKS (issuer, audience, scope, task), and reports the call:');
     const verifier = createLeashVerifier({ issuer, audience: CRM_API, jwksUri: `${base}/jwks` });
+    const usage = createUsageReporter({ issuer: base, clientId: 'crm-api', clientSecret: CRM_API_SECRET });
     const crm = express();
-    crm.get('/contacts', requireLeashToken(verifier, { requiredScopes: ['contacts:read'] }), (req, res) => {
+    crm.get('/contacts', requireLeashToken(verifier, { requiredScopes: ['contacts:read'], usage }), (req, res) => {
       res.json({ contacts: ['Ada Lovelace', 'Alan Turing'], served_to: req.leash });
     });
     api = createServer(crm);
@@ -141,7 +143,20 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
     say(`   asking for contacts:delete instead -> refused, ${denied}`);
     say();
 
-    say('5. The security team reviews the policy and what just happened (GET /admin/review, role security):');
+    say('5. The CRM API\'s usage reporter sends the call to Leash (POST /usage, batched, in the background):');
+    await fetch(apiUrl, { headers: { authorization: `Bearer ${token.accessToken}` } });
+    await usage.flush();
+    await broker.usage.idle();
+    say(`   reporter: ${JSON.stringify(usage.stats())}`);
+    say();
+
+    say('6. A security admin reads the task\'s timeline (GET /admin/tasks/{id}/timeline, or `leash task show`):');
+    const timeline = await fetch(`${base}/admin/tasks/${task.id}/timeline?format=text`, { headers: { authorization: `Bearer ${OPS_KEY}` } });
+    for (const line of (await timeline.text()).trimEnd().split('\n')) say(`   ${line}`);
+    say(`   the same as a page with a swim lane per plugin: ${base}/admin/tasks/${task.id}/timeline?format=html (Authorization: Bearer ${OPS_KEY})`);
+    say();
+
+    say('7. The security team reviews the policy and what just happened (GET /admin/review, role security):');
     const reviewRes = await fetch(`${base}/admin/review`, { headers: { authorization: `Bearer ${OPS_KEY}` } });
     if (reviewRes.status !== 200) throw new Error(`the review failed: ${reviewRes.status} ${await reviewRes.text()}`);
     say(renderText((await reviewRes.json()) as ReviewReport).replace(/^/gm, '   ').trimEnd());

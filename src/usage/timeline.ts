@@ -80,7 +80,9 @@ export async function buildTimeline(deps: TimelineDeps, task: Task, limit = 5000
     const kind = e.chain !== undefined && r.type === 'exchange.issued' ? 'delegation' : (KIND_OF[r.type] ?? 'task');
     const jti = str(e.jti) ?? (e.scope === 'token' ? str(e.id) : undefined);
     const plugin = str(e.plugin) ?? (jti ? tokens.get(jti)?.plugin : undefined);
-    entries.push({ at: r.ts, kind, lane: plugin ?? 'task', type: r.type, who: str(e.actor) ?? str(e.approver) ?? str(e.server) ?? plugin ?? 'leash', what: describe(r.type, e), seq: r.seq, detail: e });
+    // Usage events say when the call was made (`at`); the record's ts is when it was ingested.
+    const at = typeof e.at === 'number' && Number.isFinite(e.at) && r.type !== 'task.opened' ? e.at : r.ts;
+    entries.push({ at, kind, lane: plugin ?? 'task', type: r.type, who: str(e.actor) ?? str(e.approver) ?? str(e.server) ?? plugin ?? 'leash', what: describe(r.type, e), seq: r.seq, detail: e });
   }
   for (const u of usage.slice(0, limit)) {
     const refused = u.outcome !== 'ok';

@@ -18,9 +18,15 @@ describe('the README quickstart and CLI', () => {
     expect(run.stdout).toContain('GET /contacts with the token -> 200');
     expect(run.stdout).toContain('refused, invalid_scope');
     // It ends with the security team's review of the policy and of what just happened.
-    expect(run.stdout).toContain('5. The security team reviews the policy');
+    expect(run.stdout).toContain('7. The security team reviews the policy');
     expect(run.stdout).toMatch(/leash review: config\/demo\.yaml \(2 plugins, 2 grants, 1 exception\)/);
     expect(run.stdout).toMatch(/task-optional-write\s+config\/demo\.yaml:\d+/);
+    // The call reported as use, and the task's timeline with the exchange, the refusal and the use.
+    expect(run.stdout).toMatch(/reporter: \{"queued":0,"sent":2,"dropped":0,"rejected":0/);
+    expect(run.stdout).toMatch(/crm-reader\s+exchange\s+issued jwt for https:\/\/crm\.example\.com\/api/);
+    expect(run.stdout).toMatch(/crm-reader\s+denied\s+denied https:\/\/crm\.example\.com\/api \(contacts:delete\): ERR_SCOPE_NOT_GRANTED/);
+    expect(run.stdout).toMatch(/crm-reader\s+use\s+GET \/contacts ×2, 0 errors?|crm-reader\s+use\s+GET \/contacts ×2/);
+    expect(run.stdout).toContain('first use of');
     // Node 24 (LTS) runs everything: no runtime warning from oidc-provider, the AWS SDK or Node.
     expect(run.stdout + run.stderr).not.toMatch(/Unsupported runtime|Warning|deprecat/i);
   }, 90000);
