@@ -116,7 +116,7 @@ describe('OCSF from a running broker (file sink, format ocsf)', () => {
     for (const l of lines) expect(validateOcsf(l)).toEqual([]);
     const backlog = Object.fromEntries(tb.broker.sinks.backlogs());
     expect(backlog['dead-webhook']).toBeGreaterThan(0);
-    const metrics = await (await fetch(`${tb.url}/metrics`)).text();
+    const metrics = await (await fetch(`${tb.managementUrl}/metrics`)).text();
     expect(metrics).toMatch(/leash_audit_sink_deliveries_total\{sink="dead-webhook",outcome="failed"\} [1-9]/);
     expect(metrics).toMatch(/leash_audit_sink_deliveries_total\{sink="siem-file",outcome="delivered"\} [1-9]/);
   });
