@@ -114,7 +114,7 @@ async function main(): Promise<void> {
     const res = await fetch(`${leash.ready.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
     const t = (await res.json()) as { access_token: string };
     access = t.access_token;
-    jtis.push(JSON.parse(Buffer.from(access.split('.')[1]!, 'base64url').toString()).jti as string);
+    jtis.push((JSON.parse(Buffer.from(access.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti);
   }
   const results: string[] = [];
   try {

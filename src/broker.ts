@@ -62,9 +62,9 @@ import { createPluginAuthenticator } from './exchange/client-authentication.js';
 import { clientCertificateSource } from './mtls/client-certificate.js';
 import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js';
 import { UsageService } from './usage/usage-service.js';
-import { usageRouter } from './usage/usage-routes.js';
+import { usageRouter } from './http/usage-routes.js';
 import { TaskBudgetEnforcer } from './usage/budgets.js';
-import { timelineRouter } from './usage/timeline-routes.js';
+import { buildTimeline } from './usage/timeline.js';
 import { linkingLeaseStore, linkingTokenIndex } from './usage/credential-links.js';
 import { createAuditSinks, type AuditSinks } from './audit/sinks/sinks.js';
 
@@ -381,6 +381,11 @@ export class Broker {
       })),
       iam: () => (this.#iam ??= createIamClient(this.#generation.settings.aws)),
       review: (opts) => this.review.report(opts),
+      timeline: async (task) => {
+        // Events this replica recorded a moment ago are indexed first.
+        await this.usage.idle();
+        return buildTimeline({ store: this.#store }, task);
+      },
       usage: {
         router: usageRouter({
           authenticate: (req) => this.#generation.resourceServers.authenticate(req),
@@ -391,7 +396,6 @@ export class Broker {
           metrics: this.metrics,
         }),
         introspected: (server, claims, outcome) => this.usage.introspected({ id: server.id, audiences: server.audiences }, claims, outcome),
-        timeline: timelineRouter({ authenticator: () => this.#generation.authenticator, audit: this.audit, metrics: this.metrics, clock: this.clock, store: this.store, tasks: this.store, flush: () => this.usage.idle() }),
       },
     });
   }
@@ -685,7 +689,7 @@ export class Broker {
     if (this.#reviewFirst) clearTimeout(this.#reviewFirst);
     await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop(), this.#reviewPass?.stop()]);
     this.revocation.stop();
-    this.usage.stop();
+    await this.usage.stop();
     await this.usage.idle().catch(() => undefined);
     this.#setPush?.stop();
     await this.http.closeManagement();

@@ -1,7 +1,6 @@
-import { backoffDelay } from '../time/backoff.js';
+import { backoffDelay } from '../client/backoff.js';
 import type { AuditSink } from '../audit/recorder.js';
 import { standardWebhookSigner } from '../audit/sinks/webhook-sink.js';
-import type { AuditEventType } from '../audit/events.js';
 import type { ApprovalSettingsConfig } from '../config/schema.js';
 import type { ApprovalRecord } from '../store/records.js';
 

@@ -1,5 +1,5 @@
-import { backoffDelay } from '../time/backoff.js';
-import { systemClock, type Clock } from '../time/clock.js';
+import { backoffDelay } from './backoff.js';
+import { systemClock, type Clock } from './clock.js';
 
 /** How a call ended at the resource server: served, or the refusal it made. */
 export type UsageRecordOutcome = 'ok' | 'expired' | 'revoked' | 'wrong_audience' | 'missing_scope' | 'bad_dpop' | 'invalid_token' | 'budget_exceeded' | 'unavailable';

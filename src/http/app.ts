@@ -33,8 +33,8 @@ export interface HttpDeps extends AdminApiDeps {
   readonly resourceServers: () => ResourceServerAuthenticator;
   /** verifyLeashToken bound to this broker's issuer, keys, clock and skew. */
   readonly verifyToken: (token: string) => Promise<LeashTokenClaims | undefined>;
-  /** `POST /usage` (usageRouter), the introspection hook that records introspections as use, and `/admin/tasks/{id}/timeline`. */
-  readonly usage?: { readonly router: express.Router; readonly introspected: IntrospectionDeps['onUse']; readonly timeline: express.Router };
+  /** `POST /usage` (usageRouter) and the introspection hook that records introspections as use. */
+  readonly usage?: { readonly router: express.Router; readonly introspected: IntrospectionDeps['onUse'] };
 }
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
@@ -90,7 +90,6 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.post('/token', (req, res) => deps.oauth()(req, res));
 
   // `/tasks` and `/admin/*`: one route shape, one error middleware (admin/route.ts, admin/table.ts).
-  if (deps.usage) app.use('/admin/tasks', deps.usage.timeline);
   app.use(adminRouter(deps));
 
   // Leash answers these itself: oidc-provider cannot see its JWT access tokens.

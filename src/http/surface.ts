@@ -39,7 +39,6 @@ export const ROUTES: readonly RouteSpec[] = [
   // usage reports from resource servers
   { path: '/usage', methods: ['POST'] },
   { path: '/usage/budget', methods: ['POST'] },
-  { path: '/admin/tasks/:id/timeline', methods: ['GET'] },
   // tasks (orchestrators) and the admin API: from the admin route table
   ...adminSurface(),
 ];

@@ -69,21 +69,6 @@ export function limitsFor(budgets: TaskBudgets, audience: string): { calls?: num
   return audience === ALL_AUDIENCES ? { calls: budgets.calls, bytes: budgets.bytes } : { ...budgets.audiences?.[audience] };
 }
 
-/**
- * The `task_budget` claim of a token for `audience`: the tightest call and byte limits the
- * task puts on that audience (in total or for it), so a resource server can enforce them
- * locally (counting the calls it sees). Undefined when the task has no budget there.
- */
-export function budgetClaim(budgets: TaskBudgets | undefined, audience: string): { calls?: number; bytes?: number } | undefined {
-  if (!budgets) return undefined;
-  const own = budgets.audiences?.[audience];
-  const min = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
-  const calls = min(budgets.calls, own?.calls);
-  const bytes = min(budgets.bytes, own?.bytes);
-  if (calls === undefined && bytes === undefined) return undefined;
-  return { ...(calls !== undefined ? { calls } : {}), ...(bytes !== undefined ? { bytes } : {}) };
-}
-
 export interface BudgetDeps {
   readonly store: UsageStore & Pick<TaskStore, 'getTask'> & Pick<TokenIndex, 'getIssued' | 'listIssuedForTask'>;
   readonly clock: Clock;

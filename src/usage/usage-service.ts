@@ -114,8 +114,9 @@ export class UsageService {
     await this.timeline.flush();
   }
 
-  stop(): void {
-    this.#purge.stop();
+  /** Stops the purge pass (a pass already running finishes first) and the revocation listener. */
+  async stop(): Promise<void> {
+    await this.#purge.stop();
     this.#unsubscribe();
     this.revocationTimes.close();
   }

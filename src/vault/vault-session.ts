@@ -1,4 +1,4 @@
-import { backoffDelay } from '../time/backoff.js';
+import { backoffDelay } from '../client/backoff.js';
 import { readFile } from 'node:fs/promises';
 import type { VaultSettingsConfig } from '../config/schema.js';
 import type { Clock } from '../time/clock.js';

@@ -54,7 +54,7 @@ describe('usage: the shared-token response suspends the plugin; usage records re
     const again = await exchange(task);
     expect([again.status, again.body.error]).toEqual([400, 'unauthorized_client']);
     expect(String(again.body.error_description)).toMatch(/suspended/);
-    const chain = await tb.broker.store.read(1, 10_000);
+    const chain = await tb.broker.testing.store.read(1, 10_000);
     const types = chain.map((r) => r.type);
     expect(types).toEqual(expect.arrayContaining(['token.shared', 'token.revoked', 'plugin.suspended']));
     expect(chain.find((r) => r.type === 'token.shared')!.event).toMatchObject({ response: 'revoke-and-suspend', plugin: 'crm-reader' });

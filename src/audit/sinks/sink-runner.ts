@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync, appendFileSync, existsSync, statSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { backoffDelay } from '../../time/backoff.js';
+import { backoffDelay } from '../../client/backoff.js';
 
 /** One event as a sink delivers it: its formatted payload (one JSON document) and what a transport may need. */
 export interface SinkItem {

@@ -60,6 +60,8 @@ export interface AdminResult {
   readonly status?: number;
   readonly location?: string;
   readonly body: unknown;
+  /** A rendering other than JSON (a text or HTML view), sent instead of `body`. */
+  readonly raw?: { readonly contentType: string; readonly content: string; readonly headers?: Readonly<Record<string, string>> };
 }
 
 export interface AdminRoute {
@@ -210,7 +212,8 @@ export function serveAdminRoutes(router: Router, routes: readonly AdminRoute[], 
         deps.metrics.adminRequests.inc({ route: spec.route, outcome: 'ok' });
         res.status(result.status ?? 200).set('Cache-Control', 'no-store');
         if (result.location) res.location(result.location);
-        res.json(result.body);
+        if (result.raw) res.set({ ...result.raw.headers }).type(result.raw.contentType).send(result.raw.content);
+        else res.json(result.body);
       } catch (err) {
         next(err);
       }

@@ -9,6 +9,7 @@ import { PLUGIN_ROUTES, pluginRoutes, type PluginRouteDeps } from './plugins-rou
 import { serveAdminRoutes, type AdminRoute, type AdminRouteDeps, type AdminRouteSpec } from './route.js';
 import { TASK_ROUTES, taskRoutes } from './tasks-routes.js';
 import { REVIEW_ROUTES, reviewRoutes } from './review-routes.js';
+import { TIMELINE_ROUTES, timelineRoutes, type TimelineRouteDeps } from './timeline-routes.js';
 import type { ReviewReport } from '../../review/review.js';
 
 /**
@@ -23,9 +24,10 @@ export const ADMIN_ROUTES: readonly AdminRouteSpec[] = [
   ...Object.values(KEY_ROUTES),
   ...Object.values(APPROVAL_ROUTES),
   ...Object.values(REVIEW_ROUTES),
+  ...Object.values(TIMELINE_ROUTES),
 ];
 
-export interface AdminApiDeps extends AdminRouteDeps, KeyRouteDeps, PluginRouteDeps, DenyRoleSessionsDeps {
+export interface AdminApiDeps extends AdminRouteDeps, KeyRouteDeps, PluginRouteDeps, DenyRoleSessionsDeps, TimelineRouteDeps {
   readonly tasks: TaskService;
   readonly approvals: ApprovalDecisions;
   /** The governance review of the running broker (`GET /admin/review`). */
@@ -34,7 +36,7 @@ export interface AdminApiDeps extends AdminRouteDeps, KeyRouteDeps, PluginRouteD
 
 /** The handlers of every route of ADMIN_ROUTES, each with its spec from the table. */
 export function adminRoutes(deps: AdminApiDeps): AdminRoute[] {
-  return [...taskRoutes(deps), ...pluginRoutes(deps), ...awsRoutes(deps), ...keyRoutes(deps), ...approvalRoutes(deps), ...reviewRoutes(deps)];
+  return [...taskRoutes(deps), ...pluginRoutes(deps), ...awsRoutes(deps), ...keyRoutes(deps), ...approvalRoutes(deps), ...reviewRoutes(deps), ...timelineRoutes(deps)];
 }
 
 /** The admin API as one router, with its one error middleware. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { backoffDelay } from '../../time/backoff.js';
+import { backoffDelay } from '../../client/backoff.js';
 import type { Credentials, STSClient } from '@aws-sdk/client-sts';
 import { stsSdk } from './aws-sdk.js';
 import type { AwsGrantConfig, AwsSettingsConfig } from '../../config/schema.js';

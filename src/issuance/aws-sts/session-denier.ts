@@ -5,7 +5,7 @@ import { iamSdk } from './aws-sdk.js';
 import type { AuditPayload } from '../../audit/events.js';
 import { LeashError } from '../../errors/leash-error.js';
 import type { AwsDenyStore } from '../../store/store.js';
-import { backoffDelay } from '../../time/backoff.js';
+import { backoffDelay } from '../../client/backoff.js';
 import type { Clock } from '../../time/clock.js';
 import { PeriodicPass } from '../../time/periodic-pass.js';
 import {

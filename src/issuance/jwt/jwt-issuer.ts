@@ -3,7 +3,7 @@ import type { KeyManager } from '../../keys/key-manager.js';
 import { signJwt } from '../../keys/jws.js';
 import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
 import { TOKEN_TYPE_ACCESS_TOKEN } from '../../formats/token-types.js';
-import { budgetClaim } from '../../usage/budgets.js';
+import { budgetClaim } from '../../formats/task-budget.js';
 
 /**
  * Leash-signed access tokens (RFC 9068 `at+jwt`). Signed here rather than by

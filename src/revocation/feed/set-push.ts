@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { backoffDelay } from '../../time/backoff.js';
+import { backoffDelay } from '../../client/backoff.js';
 import type { ResourceServerConfig } from '../../config/schema.js';
 import { signJwt } from '../../keys/jws.js';
 import type { KeyManager } from '../../keys/key-manager.js';

@@ -126,8 +126,9 @@ export class SqliteUsage implements UsageStore {
   constructor(db: Database.Database, run: Run) {
     const s = (this.#s = prepare(db));
     this.#run = run;
-    this.#ingestTx = db.transaction((b: UsageBatch) => ingest(s, b)).immediate;
-    this.#chargeTx = db.transaction((task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => {
+    const ingestTx = db.transaction((b: UsageBatch) => ingest(s, b));
+    this.#ingestTx = ingestTx.immediate.bind(ingestTx);
+    const chargeTx = db.transaction((task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => {
       const before = [s.getTotal.get(task, ALL_AUDIENCES), s.getTotal.get(task, audience)] as Array<TaskUsageTotals | undefined>;
       const total = before[0]?.calls ?? 0;
       const ofAudience = before[1]?.calls ?? 0;
@@ -138,7 +139,8 @@ export class SqliteUsage implements UsageStore {
       }
       const totals = [s.getTotal.get(task, audience), s.getTotal.get(task, ALL_AUDIENCES)].filter((t): t is TaskUsageTotals => t !== undefined);
       return { charged: fits, totals };
-    }).immediate;
+    });
+    this.#chargeTx = chargeTx.immediate.bind(chargeTx);
   }
 
   async ingestUsage(batch: UsageBatch): Promise<UsageBatchResult> {

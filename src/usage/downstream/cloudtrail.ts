@@ -45,7 +45,7 @@ export async function readCloudTrailFile(path: string): Promise<unknown[]> {
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
   const doc = JSON.parse(bytes.toString('utf8')) as { Records?: unknown };
   if (!doc || !Array.isArray(doc.Records)) throw new Error(`${path}: not a CloudTrail log file (no Records array)`);
-  return doc.Records;
+  return doc.Records as unknown[];
 }
 
 type Tag = { key?: unknown; value?: unknown; Key?: unknown; Value?: unknown };

@@ -1,12 +1,12 @@
 import express, { type Request, type Response } from 'express';
 import type { ResourceServerConfig, Settings } from '../config/schema.js';
 import { LeashError } from '../errors/leash-error.js';
-import { sendOAuthError } from '../http/oauth/client-auth.js';
+import { sendOAuthError } from './oauth/client-auth.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Clock } from '../time/clock.js';
-import type { TaskBudgetEnforcer } from './budgets.js';
-import type { UsageIngestor } from './ingest.js';
-import { isProblem, parseUsageRecord, type RecordProblem, type UsageCall } from './report.js';
+import type { TaskBudgetEnforcer } from '../usage/budgets.js';
+import type { UsageIngestor } from '../usage/ingest.js';
+import { isProblem, parseUsageRecord, type RecordProblem, type UsageCall } from '../usage/report.js';
 
 export const USAGE_PATH = '/usage';
 export const BUDGET_PATH = '/usage/budget';

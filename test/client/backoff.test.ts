@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { backoffDelay } from '../../src/time/backoff.js';
+import { backoffDelay } from '../../src/client/backoff.js';
 
 describe('backoffDelay', () => {
   it('doubles from the base per attempt and stops at the cap; exact without jitter', () => {
