@@ -8,12 +8,18 @@ export class LeashExchangeError extends Error {
   readonly error: string;
   readonly error_description: string | undefined;
   readonly status: number;
-  constructor(error: string, errorDescription: string | undefined, status: number, options?: { cause?: unknown }) {
+  /** `authorization_pending` / `slow_down`: the approval to poll with (`approval_id`). */
+  readonly approvalId: string | undefined;
+  /** `authorization_pending` / `slow_down`: seconds to wait before polling again (`interval`). */
+  readonly interval: number | undefined;
+  constructor(error: string, errorDescription: string | undefined, status: number, options?: { cause?: unknown; approvalId?: string; interval?: number }) {
     super(errorDescription ? `${error}: ${errorDescription}` : error, options);
     this.name = 'LeashExchangeError';
     this.error = error;
     this.error_description = errorDescription;
     this.status = status;
+    this.approvalId = options?.approvalId;
+    this.interval = options?.interval;
   }
 }
 

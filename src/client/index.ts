@@ -16,7 +16,15 @@ export {
   type LeashVerifier,
   type LeashVerifierOptions,
 } from './verifier.js';
-export { requireLeashToken, challengesFor, type RequireLeashTokenOptions } from './middleware.js';
+export { requireLeashToken, challengesFor, sendVerifyError, type RequireLeashTokenOptions } from './middleware.js';
+export {
+  PROTECTED_RESOURCE_WELL_KNOWN,
+  protectedResourceHandler,
+  protectedResourceMetadata,
+  resourceMetadataPath,
+  resourceMetadataUrl,
+  type ProtectedResourceMetadataOptions,
+} from './protected-resource.js';
 export { createMemoryReplayCache } from './replay-memory.js';
 export {
   createRevocationFollower,

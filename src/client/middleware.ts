@@ -51,6 +51,11 @@ export interface RequireLeashTokenOptions {
    * 503 (fail closed). For APIs where one extra call matters; needs `usage`.
    */
   readonly budget?: 'enforce';
+   * This API's RFC 9728 metadata URL (see `resourceMetadataUrl`): every challenge names it
+   * as `resource_metadata` (RFC 9728 §5.1), so a client that got a 401 or a 403 can find
+   * the authorization server (Leash) and the resource identifier to ask it for.
+   */
+  readonly resourceMetadataUrl?: string;
 }
 
 /** The peer certificate of a TLS connection, if it presented one. */
@@ -64,15 +69,27 @@ function quoted(value: string): string {
   return `"${value.replace(/[^\x20-\x21\x23-\x5B\x5D-\x7E]/g, '')}"`;
 }
 
-/** RFC 6750 §3 / RFC 9449 §7.1 challenges for one failure. */
-export function challengesFor(err: LeashVerifyError, dpopAlgorithms: readonly string[]): string[] {
+/**
+ * RFC 6750 §3 / RFC 9449 §7.1 challenges for one failure, with RFC 9728 §5.1's
+ * `resource_metadata` when the API publishes its metadata. Bearer comes first: clients
+ * such as the MCP SDK read the first challenge only.
+ */
+export function challengesFor(err: LeashVerifyError, dpopAlgorithms: readonly string[], opts: { resourceMetadataUrl?: string | undefined } = {}): string[] {
   const algs = `algs=${quoted(dpopAlgorithms.join(' '))}`;
+  const metadata = opts.resourceMetadataUrl !== undefined ? [`resource_metadata=${quoted(opts.resourceMetadataUrl)}`] : [];
   // No usable credentials: offer both schemes without an error code (RFC 6750 §3.1).
-  if (err.missingCredentials) return ['Bearer', `DPoP ${algs}`];
+  if (err.missingCredentials) return [metadata.length > 0 ? `Bearer ${metadata.join(', ')}` : 'Bearer', [`DPoP ${algs}`, ...metadata].join(', ')];
   const params = [`error=${quoted(err.error)}`, `error_description=${quoted(err.error_description)}`];
   if (err.scope) params.push(`scope=${quoted(err.scope.join(' '))}`);
+  params.push(...metadata);
   if (err.scheme === 'DPoP') params.push(algs);
   return [`${err.scheme} ${params.join(', ')}`];
+}
+
+/** Answers a failed check: status, challenges, and a JSON body without the token. */
+export function sendVerifyError(res: Response, err: LeashVerifyError, dpopAlgorithms: readonly string[], opts: { resourceMetadataUrl?: string | undefined } = {}): void {
+  for (const c of challengesFor(err, dpopAlgorithms, opts)) res.append('WWW-Authenticate', c);
+  res.status(err.status).set('cache-control', 'no-store').json({ error: err.error, error_description: safeErrorDescription(err.error_description) });
 }
 
 /**
@@ -85,6 +102,8 @@ export function requireLeashToken(verifier: LeashVerifier, opts: RequireLeashTok
   const publicUrl = opts.publicUrl?.replace(/\/+$/, '');
   if (publicUrl !== undefined) new URL(publicUrl); // a malformed base is a programming error: fail at setup
   const verifyOpts = opts.requiredScopes ? { requiredScopes: opts.requiredScopes } : {};
+  if (opts.resourceMetadataUrl !== undefined) new URL(opts.resourceMetadataUrl);
+  const challengeOpts = { resourceMetadataUrl: opts.resourceMetadataUrl };
 
   const usage = opts.usage;
   if (opts.budget === 'enforce' && !usage) throw new TypeError("requireLeashToken: budget 'enforce' needs a usage reporter");
@@ -124,8 +143,7 @@ export function requireLeashToken(verifier: LeashVerifier, opts: RequireLeashTok
         return;
       }
       watch?.refusedBy(err);
-      for (const c of challengesFor(err, verifier.dpopAlgorithms)) res.append('WWW-Authenticate', c);
-      res.status(err.status).set('cache-control', 'no-store').json({ error: err.error, error_description: safeErrorDescription(err.error_description) });
+      sendVerifyError(res, err, verifier.dpopAlgorithms, challengeOpts);
       return;
     }
     next();

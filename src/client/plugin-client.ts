@@ -42,12 +42,24 @@ export interface GetTokenRequest {
   readonly ttl?: number;
 }
 
+/** One uncached exchange: a request that is good once (a per-call credential, an approval being polled). */
+export interface ExchangeOnceRequest extends GetTokenRequest {
+  /** RFC 9396 `authorization_details`, sent as JSON. */
+  readonly authorizationDetails?: readonly object[];
+  /** A pending approval to poll or redeem (`approval_id`). */
+  readonly approvalId?: string;
+  /** Shown to approvers (`justification`). */
+  readonly justification?: string;
+}
+
 export interface LeashToken {
   readonly accessToken: string;
   readonly tokenType: 'Bearer' | 'DPoP';
   /** Milliseconds since the epoch. */
   readonly expiresAt: number;
   readonly scope: readonly string[];
+  /** RFC 9396 §7: the authorization details the token was issued for, when it names any. */
+  readonly authorizationDetails?: readonly object[];
 }
 
 interface CachedToken {
@@ -104,6 +116,16 @@ export class LeashPluginClient {
   }
 
   /**
+   * One exchange, never cached nor shared with a concurrent call: for per-call credentials
+   * (`authorizationDetails`) and approvals. `authorization_pending` / `slow_down` are thrown
+   * as LeashExchangeError with `approvalId` and `interval`.
+   */
+  async exchangeOnce(req: ExchangeOnceRequest): Promise<LeashToken> {
+    if (!req.audience || !req.task) throw new TypeError('exchangeOnce: audience and task are required');
+    return this.exchange(req, [...new Set(req.scope ?? [])].sort());
+  }
+
+  /**
    * Headers for calling the resource server with `token`: `authorization` with the token's
    * scheme and, for a DPoP-bound token, a fresh `dpop` proof bound to the token (`ath`).
    */
@@ -130,7 +152,7 @@ export class LeashPluginClient {
     this.cache.set(key, { token, refreshAt: token.expiresAt - skew });
   }
 
-  private async exchange(req: GetTokenRequest, scopes: readonly string[]): Promise<LeashToken> {
+  private async exchange(req: ExchangeOnceRequest, scopes: readonly string[]): Promise<LeashToken> {
     const endpoint = await this.discoverTokenEndpoint();
     const form = new URLSearchParams({
       grant_type: TOKEN_EXCHANGE_GRANT,
@@ -142,6 +164,9 @@ export class LeashPluginClient {
     if (scopes.length > 0) form.set('scope', scopes.join(' '));
     form.set('task', req.task);
     if (req.ttl !== undefined) form.set('expires_in', String(req.ttl));
+    if (req.authorizationDetails !== undefined) form.set('authorization_details', JSON.stringify(req.authorizationDetails));
+    if (req.approvalId !== undefined) form.set('approval_id', req.approvalId);
+    if (req.justification !== undefined) form.set('justification', req.justification);
 
     let res = await this.post(endpoint, form, undefined);
     // RFC 9449 §8: the server may ask for a nonce once; retry with it.
@@ -190,7 +215,8 @@ export class LeashPluginClient {
       expiresAt = exp !== undefined ? exp * 1000 : now;
     }
     const scope = typeof body?.scope === 'string' ? body.scope.split(' ').filter((s) => s !== '') : [...requested];
-    return { accessToken, tokenType: tokenType === 'dpop' ? 'DPoP' : 'Bearer', expiresAt, scope };
+    const details = Array.isArray(body?.authorization_details) ? (body.authorization_details as object[]) : undefined;
+    return { accessToken, tokenType: tokenType === 'dpop' ? 'DPoP' : 'Bearer', expiresAt, scope, ...(details ? { authorizationDetails: details } : {}) };
   }
 
   private async readAttestation(): Promise<string> {
@@ -223,7 +249,10 @@ export class LeashPluginClient {
 
 function oauthError(body: Record<string, unknown> | undefined, status: number): LeashExchangeError {
   if (typeof body?.error === 'string') {
-    return new LeashExchangeError(body.error, typeof body.error_description === 'string' ? body.error_description : undefined, status);
+    return new LeashExchangeError(body.error, typeof body.error_description === 'string' ? body.error_description : undefined, status, {
+      ...(typeof body.approval_id === 'string' ? { approvalId: body.approval_id } : {}),
+      ...(typeof body.interval === 'number' ? { interval: body.interval } : {}),
+    });
   }
   return new LeashExchangeError('invalid_response', `the token endpoint answered HTTP ${status} without an OAuth error`, status);
 }
