@@ -370,6 +370,7 @@ export class Broker {
       knownPlugin: (id) => this.#generation.policy.plugins.has(id),
       resourceServers: () => this.#generation.resourceServers,
       verifyToken: this.#verifyToken,
+      singleUse: this.#store,
       policy: () => this.#generation.policy,
       approvals: (this.approvals = new ApprovalDecisions({
         store: this.#store,

@@ -20,8 +20,8 @@ export interface ApprovalServiceDeps {
 }
 
 /** The fields an approval is bound to: everything that changes what a credential can do. */
-export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'task' | 'audience' | 'scopes' | 'ttl' | 'grant' | 'chain' | 'jkt'>): Record<string, unknown> {
-  return {
+export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'task' | 'audience' | 'scopes' | 'ttl' | 'grant' | 'chain' | 'jkt' | 'toolCall'>): Record<string, unknown> {
+  const binding: Record<string, unknown> = {
     plugin: input.plugin.id,
     task: input.task?.id ?? null,
     audience: input.audience,
@@ -32,6 +32,11 @@ export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'tas
     // A DPoP-bound request binds its approval to that key: only its holder can redeem it.
     jkt: input.jkt ?? null,
   };
+  // One tool call: the approval is for this tool with exactly these arguments (their hash
+  // covers all of them, exposed or not); another argument set is another request. Only
+  // present for tool calls, so the hash of every other approval is what it always was.
+  if (input.toolCall) binding.tool_call = { tool: input.toolCall.tool, arguments_sha256: input.toolCall.argumentsSha256 };
+  return binding;
 }
 
 /** SHA-256 (base64url) over the canonical JSON of the binding: fixed key order, sorted scopes. */
@@ -89,6 +94,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
       usedAt: undefined,
       // The request itself counts as the first poll (CIBA: wait `interval` before polling).
       lastPollAt: now,
+      ...(input.toolCall ? { toolCall: { tool: input.toolCall.tool, argumentsSha256: input.toolCall.argumentsSha256, arguments: input.toolCall.arguments } } : {}),
     };
     // One atomic store step (any replica): the same request (or the same but for TTL and
     // DPoP key) already pending gets that approval back; past the plugin's or the task's
@@ -131,6 +137,8 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
       justification: record.justification,
       chain: record.chain,
       cause: record.cause,
+      // What the approver is shown of a tool call: the tool, the values the policy exposes, the hash of all.
+      tool_call: record.toolCall ? { tool: record.toolCall.tool, arguments_sha256: record.toolCall.argumentsSha256, arguments: record.toolCall.arguments } : undefined,
       expires_at: record.expiresAt,
     });
     deps.notifier.notify(record);

@@ -1,6 +1,7 @@
 import type { WorkloadIdentity } from '../attestation/attestor.js';
 import type { CompiledGrant, CompiledPlugin } from '../policy/types.js';
 import type { Task } from '../store/records.js';
+import type { ToolCallRequest } from '../exchange/authorization-details.js';
 
 /** The `approval` claim of a token issued after a human approved its exact request. */
 export interface ApprovalReceipt {
@@ -26,8 +27,10 @@ export interface ApprovalRequestInput {
   readonly chain: readonly string[] | undefined;
   /** DPoP key thumbprint when the request is sender-constrained: the approval is bound to it. */
   readonly jkt?: string | undefined;
+  /** One MCP tool call (RFC 9396): the approval binds to its tool and argument hash, and shows the exposed values. */
+  readonly toolCall?: ToolCallRequest | undefined;
   /** Why a human must decide. */
-  readonly cause: 'grant' | 'toxic-combination' | 'task-toxic-combination';
+  readonly cause: 'grant' | 'tool-call' | 'toxic-combination' | 'task-toxic-combination';
   readonly now: number;
 }
 

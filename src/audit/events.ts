@@ -154,7 +154,10 @@ type KeyTransitionPayload = {
   backend?: Opt<string>;
 };
 
+/** What an approval of one MCP tool call shows and binds to (docs/mcp.md). */
+type ToolCallShown = { tool: string; arguments_sha256: string; arguments?: Opt<Readonly<Record<string, unknown>>> };
 type ApprovalDecided = {
+  tool_call?: Opt<ToolCallShown>;
   approval: string;
   plugin: string;
   task?: Opt<string>;
@@ -248,6 +251,7 @@ export type AuditEventPayloads = {
   'key.revoked': KeyTransitionPayload;
   'key.rotation_failed': { operation: 'rotate' | 'retire' | 'revoke' | 'tick'; kid?: Opt<string>; actor: string; error: string };
   'approval.requested': {
+    tool_call?: Opt<ToolCallShown>;
     approval: string;
     plugin: string;
     owner: string;

@@ -51,6 +51,7 @@ export interface RequireLeashTokenOptions {
    * 503 (fail closed). For APIs where one extra call matters; needs `usage`.
    */
   readonly budget?: 'enforce';
+  /**
    * This API's RFC 9728 metadata URL (see `resourceMetadataUrl`): every challenge names it
    * as `resource_metadata` (RFC 9728 §5.1), so a client that got a 401 or a 403 can find
    * the authorization server (Leash) and the resource identifier to ask it for.

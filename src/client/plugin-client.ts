@@ -18,6 +18,21 @@ const CACHE_SWEEP_AT = 256;
  */
 export type AttestationSource = { readonly file: string } | { readonly token: () => string | Promise<string> } | { readonly aws: AwsAttestationOptions };
 
+/** The attestation to present now (a file is read every time: the kubelet rotates projected tokens). */
+export async function readAttestation(source: AttestationSource): Promise<string> {
+  if ('aws' in source) return awsAttestation(source.aws);
+  const token = 'file' in source ? (await readFile(source.file, 'utf8')).trim() : (await source.token()).trim();
+  if (token === '') {
+    throw new Error('file' in source ? `attestation file '${source.file}' is empty` : 'the attestation function returned an empty token');
+  }
+  return token;
+}
+
+/** The RFC 8693 `subject_token_type` of an attestation source. */
+export function attestationTokenType(source: AttestationSource): string {
+  return 'aws' in source ? AWS_ATTESTATION_TOKEN_TYPE : TOKEN_TYPE_JWT;
+}
+
 export interface LeashPluginClientOptions {
   /** Leash base URL, the `iss` of its tokens, e.g. `https://leash.example.com`. */
   readonly issuer: string;
@@ -158,7 +173,7 @@ export class LeashPluginClient {
       grant_type: TOKEN_EXCHANGE_GRANT,
       client_id: this.opts.clientId,
       subject_token: await this.readAttestation(),
-      subject_token_type: 'aws' in this.opts.attestation ? AWS_ATTESTATION_TOKEN_TYPE : TOKEN_TYPE_JWT,
+      subject_token_type: attestationTokenType(this.opts.attestation),
     });
     form.set(isHttpUrl(req.audience) ? 'resource' : 'audience', req.audience);
     if (scopes.length > 0) form.set('scope', scopes.join(' '));
@@ -219,15 +234,8 @@ export class LeashPluginClient {
     return { accessToken, tokenType: tokenType === 'dpop' ? 'DPoP' : 'Bearer', expiresAt, scope, ...(details ? { authorizationDetails: details } : {}) };
   }
 
-  private async readAttestation(): Promise<string> {
-    const source = this.opts.attestation;
-    if ('aws' in source) return awsAttestation(source.aws);
-    // Projected service-account tokens are rotated by the kubelet: read the file every time.
-    const token = 'file' in source ? (await readFile(source.file, 'utf8')).trim() : (await source.token()).trim();
-    if (token === '') {
-      throw new Error('file' in source ? `attestation file '${source.file}' is empty` : 'the attestation function returned an empty token');
-    }
-    return token;
+  private readAttestation(): Promise<string> {
+    return readAttestation(this.opts.attestation);
   }
 
   private discoverTokenEndpoint(): Promise<string> {

@@ -6,6 +6,8 @@
 
 /** Noun phrases completing "must be ..." for each pattern used in schema.ts. */
 export const PATTERN_HINTS: Readonly<Record<string, string>> = {
+  '^[A-Za-z0-9_./*-]{1,128}$': 'an MCP tool name or glob: 1-128 characters of A-Z, a-z, 0-9, `_`, `.`, `/`, `-`, `*`',
+  '^[A-Za-z0-9_.-]{1,64}$': 'an argument name: 1-64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`',
   '^[a-z0-9][a-z0-9._-]{0,62}$': 'an identifier: 1-63 characters of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit',
   '^[0-9a-f]{64}$': '64 lowercase hex characters (a SHA-256 digest)',
   '^https?://[^?#]+[^/?#]$': 'an http(s) URL without query, fragment or trailing slash',

@@ -607,6 +607,32 @@ export const StepUp = Type.Object(
   { ...Strict, description: 'Extra proof asked of the requester.' },
 );
 
+export const TOOL_APPROVAL_RULES = ['none', 'human'] as const;
+
+export const ToolArgumentTest = Type.Object(
+  {
+    equals: Type.Optional(Type.Union([Type.String(), Type.Number(), Type.Boolean()], { description: 'The argument equals this value (same JSON type).' })),
+    in: Type.Optional(Type.Array(Type.Union([Type.String(), Type.Number()]), { minItems: 1, description: 'The argument equals one of these values.' })),
+    glob: Type.Optional(Type.String({ minLength: 1, description: 'The argument is a string matching this anchored pattern (`*`: any run of characters except `/` and `:`).' })),
+    max: Type.Optional(Type.Number({ description: 'The argument is a number at most this.' })),
+    min: Type.Optional(Type.Number({ description: 'The argument is a number at least this.' })),
+  },
+  { ...Strict, description: 'A test on one argument of a tool call, checked on the value the caller exposes in its `leash_mcp_tool_call` detail (the MCP server checks that value is the call\'s own). At least one member; all must hold.' },
+);
+
+export const McpTool = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9_./*-]{1,128}$', description: 'The tool name, or an anchored glob over tool names (`*`: any run of characters except `/` and `:`). The first tool of the list that matches decides.' }),
+    effect: literals(EFFECTS, 'What the tool can do; drives its approval default and the review.'),
+    approval: Type.Optional(literals(TOOL_APPROVAL_RULES, '`human`: a person approves each call, bound to its exact arguments. Default: `human` for `write`, `exfiltrate` and `admin` effects, `none` otherwise.')),
+    per_call: Type.Optional(Type.Boolean({ description: 'Whether each call needs its own credential (`authorization_details`, single use); `false` lets a session token carry `tool:<name>`. Default: `false` for `read`, `true` otherwise; always `true` with `approval: human`.' })),
+    expose: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), { default: [], uniqueItems: true, description: 'Arguments whose values the per-call request must carry in clear, for the approver to see (every argument named in `arguments` must be carried too).' }),
+    arguments: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), ToolArgumentTest, { default: {}, description: 'Tests on argument values, per argument name; all must hold.' }),
+    max_ttl: Seconds('Lifetime of a per-call credential, in seconds (at most the grant\'s `max_ttl`).', 60),
+  },
+  { ...Strict, description: 'One MCP tool (or tool glob) a grant reaches, with its effect and rule.' },
+);
+
 export const Grant = Type.Object(
   {
     audience: Type.String({ minLength: 1, description: 'The API (resource / audience) this grant reaches. Exactly one per grant.' }),
@@ -628,6 +654,13 @@ export const Grant = Type.Object(
     time: Type.Optional(TimeWindow),
     aws: Type.Optional(AwsGrant),
     vault: Type.Optional(VaultGrant),
+    tools: Type.Optional(
+      Type.Array(McpTool, {
+        minItems: 1,
+        description:
+          'The audience is an MCP server: the tools this grant reaches. A session token carries `tool:<name>` scopes for tools without `per_call`; every other call needs a per-call credential (RFC 9396 `authorization_details` of type `leash_mcp_tool_call`). A tool no entry matches is refused. `jwt` grants only.',
+      }),
+    ),
   },
   { ...Strict, description: 'One narrow permission of a plugin.' },
 );
@@ -795,6 +828,8 @@ export type KeysSettingsConfig = Static<typeof KeysSettings>;
 export type VaultSettingsConfig = Static<typeof VaultSettings>;
 export type VaultGrantConfig = Static<typeof VaultGrant>;
 export type StepUpConfig = Static<typeof StepUp>;
+export type McpToolConfig = Static<typeof McpTool>;
+export type ToolArgumentTestConfig = Static<typeof ToolArgumentTest>;
 export type ApprovalSettingsConfig = Static<typeof ApprovalSettings>;
 export type DelegationSettingsConfig = Static<typeof DelegationSettings>;
 export type GuardrailsConfig = Static<typeof Guardrails>;

@@ -60,6 +60,11 @@ export const ERROR_CODES = {
   ERR_CONDITION_FAILED: { oauth: 'invalid_request', status: 400 },
   ERR_KIND_UNAVAILABLE: { oauth: 'invalid_target', status: 400 },
   ERR_EXCEPTION_EXPIRED: { oauth: 'invalid_target', status: 400 },
+  // RFC 9396 authorization_details (task, MCP tool calls)
+  ERR_AUTHORIZATION_DETAILS_INVALID: { oauth: 'invalid_authorization_details', status: 400 },
+  ERR_TOOL_NOT_GRANTED: { oauth: 'invalid_authorization_details', status: 400 },
+  ERR_TOOL_ARGUMENTS_REFUSED: { oauth: 'invalid_authorization_details', status: 400 },
+  ERR_TOOL_PER_CALL_REQUIRED: { oauth: 'invalid_scope', status: 400 },
   // approvals and step-up (CIBA-style polling, OpenID CIBA §11)
   ERR_APPROVAL_PENDING: { oauth: 'authorization_pending', status: 400 },
   ERR_APPROVAL_SLOW_DOWN: { oauth: 'slow_down', status: 400 },

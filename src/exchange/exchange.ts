@@ -22,6 +22,7 @@ import { attestPresentedCertificate, type X509SvidAttestation } from '../attesta
 import type { PresentedCertificate } from '../mtls/client-certificate.js';
 import { TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE } from '../formats/token-types.js';
 import { clientIdentity, PRIVATE_KEY_JWT_ISSUER, type AuthenticatedClient, type ClientCredentials, type PluginAuthenticator } from './client-authentication.js';
+import { toolCallClaim } from './authorization-details.js';
 
 /** What the exchange needs from the running broker; the policy half is swapped on reload. */
 export interface ExchangeDeps {
@@ -126,19 +127,23 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       identity,
       task,
       now,
-      request: { audience: request.audience, scopes: request.scopes, ttl: request.ttl, params: request.conditionParams },
+      request: { audience: request.audience, scopes: request.scopes, ttl: request.ttl, params: request.conditionParams, toolCall: request.toolCall },
       chain: upstream?.chain,
     }));
     if (!decision.allow) throw new LeashError(decision.code, decision.description, { reasons: decision.reasons });
     const chain = (trace.chain = upstream ? narrowForChain(upstream, plugin, decision, request.scopes, rt.policy, rt.settings, now) : undefined);
     const scopes = chain?.scopes ?? decision.scopes;
-    const toxic = (trace.toxic = await checkTaskToxicCombinations(deps.tokens, { task, plugin, grant: decision.grant, policy: rt.policy, settings: rt.settings, now, chainJtis: chain?.upstreamJtis }));
+    // A tool call has its tool's effect (a `read` MCP grant may reach an `exfiltrate` tool per call).
+    const effectiveGrant = decision.tool ? { ...decision.grant, effect: decision.tool.effect } : decision.grant;
+    const toxic = (trace.toxic = await checkTaskToxicCombinations(deps.tokens, { task, plugin, grant: effectiveGrant, policy: rt.policy, settings: rt.settings, now, chainJtis: chain?.upstreamJtis }));
     if (request.requestedTokenType !== undefined && !REQUESTABLE_TYPES[decision.grant.kind]?.has(request.requestedTokenType)) {
       throw new LeashError('ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED', `this audience issues ${decision.grant.kind} credentials; requested_token_type does not match`);
     }
     checkStepUp(decision.grant, { identity, dpopPresent: input.dpop.header !== undefined, justification: request.justification, now });
     const jkt = await bindSender(input.dpop, decision.dpopRequired || decision.grant.config.step_up?.dpop === true, rt.settings, deps.replay, now);
-    if (decision.grant.approval === 'human' || chain?.needsApproval || toxic.needsApproval) {
+    // A tool call follows its tool's rule (bound to its arguments); anything else the grant's.
+    const humanRule = decision.tool ? decision.tool.approval === 'human' : decision.grant.approval === 'human';
+    if (humanRule || chain?.needsApproval || toxic.needsApproval) {
       trace.approval = await deps.approvals.check({
         plugin,
         grant: decision.grant,
@@ -151,7 +156,8 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
         approvalId: request.approvalId,
         chain: chain?.chain,
         jkt,
-        cause: decision.grant.approval === 'human' ? 'grant' : chain?.needsApproval ? 'toxic-combination' : 'task-toxic-combination',
+        toolCall: request.toolCall,
+        cause: humanRule ? (decision.tool ? 'tool-call' : 'grant') : chain?.needsApproval ? 'toxic-combination' : 'task-toxic-combination',
         now,
       });
     }
@@ -171,6 +177,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       now,
       delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects, upstreamJtis: chain.upstreamJtis } : undefined,
       approval: trace.approval,
+      authorizationDetails: request.toolCall ? [toolCallClaim(request.toolCall)] : undefined,
     });
     trace.discard = credential.discard;
     await deps.tokens.recordIssued(credential.record);
@@ -279,6 +286,8 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
     chain: trace.chain?.chain ?? trace.upstream?.chain,
     upstream_jti: trace.upstream?.claims.jti,
     approval: trace.approval,
+    // The call by tool and argument hash; the exposed values are in the approval's events, not here.
+    tool_call: req?.toolCall ? { tool: req.toolCall.tool, arguments_sha256: req.toolCall.argumentsSha256 } : undefined,
     justification: req?.justification,
     detail: err instanceof LeashError ? err.detail : err !== undefined ? { internal: String((err as Error)?.message ?? err).slice(0, 200) } : undefined,
   };

@@ -1,4 +1,5 @@
 import { LeashError } from '../errors/leash-error.js';
+import { parseAuthorizationDetails, type ToolCallRequest } from './authorization-details.js';
 import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE, TOKEN_TYPE_AWS_SIGV4, TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, UPSTREAM_SUBJECT_TOKEN_TYPES } from '../formats/token-types.js';
 
 /** Raw parameters as the OAuth layer hands them over (repeatable ones may be arrays). */
@@ -23,6 +24,8 @@ export interface ExchangeRequest {
   readonly ttl: number | undefined;
   readonly taskId: string | undefined;
   readonly requestedTokenType: string | undefined;
+  /** RFC 9396: the one MCP tool call the credential is for (`leash_mcp_tool_call`). */
+  readonly toolCall: ToolCallRequest | undefined;
   /** Plain parameters for `request.*` conditions: never the tokens. */
   readonly conditionParams: Readonly<Record<string, string>>;
 }
@@ -126,8 +129,14 @@ export function parseExchangeRequest(clientId: string | undefined, params: RawPa
     ttl = Number(ttlParam);
   }
 
-  const taskId = single(params, 'task');
-  if (taskId !== undefined && !TASK_ID.test(taskId)) throw new LeashError('ERR_TASK_UNKNOWN', 'task is not a valid task id');
+  const taskParam = single(params, 'task');
+  if (taskParam !== undefined && !TASK_ID.test(taskParam)) throw new LeashError('ERR_TASK_UNKNOWN', 'task is not a valid task id');
+  const detailsParam = single(params, 'authorization_details');
+  const details = detailsParam === undefined ? undefined : parseAuthorizationDetails(detailsParam, audience);
+  if (taskParam !== undefined && details?.taskId !== undefined && details.taskId !== taskParam) {
+    throw new LeashError('ERR_AUTHORIZATION_DETAILS_INVALID', "authorization_details: the leash_task entry names another task than 'task'");
+  }
+  const taskId = taskParam ?? details?.taskId;
 
   const conditionParams: Record<string, string> = { audience };
   if (scope !== undefined) conditionParams.scope = scope;
@@ -146,6 +155,7 @@ export function parseExchangeRequest(clientId: string | undefined, params: RawPa
     ttl,
     taskId,
     requestedTokenType,
+    toolCall: details?.toolCall,
     conditionParams,
   };
 }

@@ -1,3 +1,4 @@
+import type { ReplayCache } from '../store/store.js';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { LeashError } from '../errors/leash-error.js';
 import { toOAuthError } from '../errors/oauth-error.js';
@@ -35,6 +36,8 @@ export interface HttpDeps extends AdminApiDeps {
   readonly verifyToken: (token: string) => Promise<LeashTokenClaims | undefined>;
   /** `POST /usage` (usageRouter) and the introspection hook that records introspections as use. */
   readonly usage?: { readonly router: express.Router; readonly introspected: IntrospectionDeps['onUse'] };
+  /** Spent per-call credentials (introspection `single_use=consume`): the store's replay cache. */
+  readonly singleUse: ReplayCache;
 }
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
@@ -93,7 +96,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use(adminRouter(deps));
 
   // Leash answers these itself: oidc-provider cannot see its JWT access tokens.
-  app.use(introspectionRouter({ authenticator: deps.resourceServers, verify: deps.verifyToken, revocation: deps.revocation, onResult: (outcome) => deps.metrics.introspections.inc({ outcome }), onUse: deps.usage?.introspected }));
+  app.use(introspectionRouter({ authenticator: deps.resourceServers, verify: deps.verifyToken, revocation: deps.revocation, singleUse: deps.singleUse, onResult: (outcome) => deps.metrics.introspections.inc({ outcome }), onUse: deps.usage?.introspected }));
   app.use(revocationRouter({ authenticator: deps.resourceServers, admin: deps.authenticator, verify: deps.verifyToken, revocation: deps.revocation, audit: deps.audit, onResult: (outcome) => deps.metrics.revocationRequests.inc({ outcome }) }));
 
   app.use(deps.revocationFeed);

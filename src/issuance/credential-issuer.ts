@@ -32,6 +32,8 @@ export interface IssueRequest {
     | undefined;
   /** Set when a human approved this exact request. */
   readonly approval?: ApprovalReceipt | undefined;
+  /** RFC 9396: what the token is for (one MCP tool call); in the token and the response (§7, §9.1). */
+  readonly authorizationDetails?: readonly Readonly<Record<string, unknown>>[] | undefined;
 }
 
 /** RFC 8693 §2.2.1 response body. */

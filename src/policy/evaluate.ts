@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors/codes.js';
 import type { CompiledGrant, Decision, PolicyInput } from './types.js';
+import { findTool, TOOL_SCOPE_PREFIX, type CompiledTool } from './tools.js';
 
 const MAX_ECHOED = 5;
 const MAX_ECHO_LENGTH = 64;
@@ -61,7 +62,22 @@ export function evaluate(input: PolicyInput): Decision {
     scopes = grant.defaultScopes;
     reasons.push(`scopes defaulted to ${grant.defaultScopes.join(' ')}`);
   } else {
-    const refused = requested.filter((s) => !grant.scopes.has(s));
+    // An MCP grant's `tool:<name>` scopes come from its tools (the grant's `scopes` list none).
+    const toolScopes = grant.tools ? requested.filter((s) => s.startsWith(TOOL_SCOPE_PREFIX)) : [];
+    for (const s of toolScopes) {
+      const name = s.slice(TOOL_SCOPE_PREFIX.length);
+      const tool = findTool(grant.tools ?? [], name);
+      if (!tool) return deny('ERR_TOOL_NOT_GRANTED', `no tool of the grant for ${echo([grant.audience])} matches ${echo([name])}`, reasons, 'tool scope: no tool matched');
+      if (tool.perCall || request.toolCall) {
+        return deny(
+          'ERR_TOOL_PER_CALL_REQUIRED',
+          `tool ${echo([name])} is called with a per-call credential only: send a leash_mcp_tool_call authorization_details entry instead of the scope`,
+          reasons,
+          `tool scope refused: tool ${tool.index} needs a per-call credential`,
+        );
+      }
+    }
+    const refused = requested.filter((s) => !grant.scopes.has(s) && !toolScopes.includes(s));
     if (refused.length > 0) {
       return deny(
         'ERR_SCOPE_NOT_GRANTED',
@@ -80,8 +96,34 @@ export function evaluate(input: PolicyInput): Decision {
   if (request.ttl !== undefined && request.ttl > grant.maxTtl) {
     return deny('ERR_TTL_EXCEEDS_MAX', `the requested lifetime ${request.ttl}s exceeds this grant's maximum of ${grant.maxTtl}s`, reasons, 'ttl above grant max');
   }
-  const ttl = Math.min(request.ttl ?? grant.maxTtl, grant.maxTtl);
+  let ttl = Math.min(request.ttl ?? grant.maxTtl, grant.maxTtl);
   reasons.push(request.ttl === undefined ? `ttl defaulted to grant max ${grant.maxTtl}s` : `ttl ${ttl}s within grant max`);
+
+  let tool: CompiledTool | undefined;
+  if (request.toolCall) {
+    const call = request.toolCall;
+    if (!grant.tools) return deny('ERR_TOOL_NOT_GRANTED', `the grant for ${echo([grant.audience])} lists no MCP tools`, reasons, 'tool call on a grant without tools');
+    tool = findTool(grant.tools, call.tool);
+    if (!tool) return deny('ERR_TOOL_NOT_GRANTED', `no tool of the grant for ${echo([grant.audience])} matches ${echo([call.tool])}`, reasons, 'tool call: no tool matched');
+    reasons.push(`tool ${tool.index} '${tool.pattern}' matched the call`);
+    const hidden = tool.mustExpose.filter((n) => !Object.hasOwn(call.arguments, n));
+    if (hidden.length > 0) {
+      return deny(
+        'ERR_TOOL_ARGUMENTS_REFUSED',
+        `this tool's policy must see argument${hidden.length === 1 ? '' : 's'} ${hidden.map((n) => `'${n}'`).join(', ')}: carry ${hidden.length === 1 ? 'it' : 'them'} in 'arguments' of the leash_mcp_tool_call entry`,
+        reasons,
+        `tool call: arguments not exposed: ${hidden.join(', ')}`,
+      );
+    }
+    const failedArgs = tool.failedArguments(call.arguments);
+    if (failedArgs.length > 0) {
+      return deny('ERR_TOOL_ARGUMENTS_REFUSED', `the tool call's arguments are not allowed: ${failedArgs.join('; ')}`, reasons, `tool call: ${failedArgs.join('; ')}`);
+    }
+    // A per-call credential lives seconds: the tool's own limit.
+    ttl = Math.min(ttl, tool.maxTtl);
+    reasons.push(`per-call ttl ${ttl}s`);
+    if (tool.approval === 'human') reasons.push('tool call needs a human approval');
+  }
 
   const failed = grant.failedConditions(input, scopes);
   if (failed.length > 0) {
@@ -90,8 +132,9 @@ export function evaluate(input: PolicyInput): Decision {
   if (grant.config.conditions?.length || grant.config.time) reasons.push('conditions hold');
 
   // The approval rule is the pipeline's step (it needs the store and a person), not a policy denial.
-  if (grant.approval !== 'none') reasons.push(`approval '${grant.approval}' required`);
+  // A tool call follows its tool's rule; the grant's rule is for session tokens.
+  if (!tool && grant.approval !== 'none') reasons.push(`approval '${grant.approval}' required`);
 
   if (grant.dpopRequired) reasons.push('dpop required');
-  return Object.freeze({ allow: true, grant, scopes, ttl, dpopRequired: grant.dpopRequired, reasons: Object.freeze(reasons) });
+  return Object.freeze({ allow: true, grant, scopes, ttl, dpopRequired: grant.dpopRequired, ...(tool ? { tool } : {}), reasons: Object.freeze(reasons) });
 }

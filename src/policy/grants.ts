@@ -3,6 +3,7 @@ import { effectiveApproval, effectiveDpop } from '../config/effective.js';
 import type { GrantConfig, PluginConfig, Settings } from '../config/schema.js';
 import type { CoveringException } from '../config/guardrails.js';
 import { compileConditions } from './conditions.js';
+import { compileTools } from './tools.js';
 import type { CompiledGrant } from './types.js';
 
 const DEFAULT_MAX_TTL = 300;
@@ -27,6 +28,13 @@ export function compileGrant(
   });
   const approval = effectiveApproval(spec, plugin, settings);
   const failedConditions = compileConditions(spec.conditions, spec.time, path, problems, { audience: spec.audience, scopes: scopeList, approval });
+  const maxTtl = spec.max_ttl ?? DEFAULT_MAX_TTL;
+  if (spec.tools !== undefined && (spec.kind ?? 'jwt') !== 'jwt') problems.push({ path: `${path}/tools`, message: 'MCP tools are reached with Leash tokens: `jwt` grants only' });
+  for (const [i, s] of scopeList.entries()) {
+    // `tool:` scopes are the tools' own; a grant listing one would bypass its tool rules.
+    if (spec.tools !== undefined && s.startsWith('tool:')) problems.push({ path: `${path}/scopes/${i}`, message: '`tool:` scopes come from `tools`; list the tool there' });
+  }
+  const tools = spec.tools === undefined ? undefined : compileTools(spec.tools, maxTtl, `${path}/tools`, problems);
   if (problems.length > before) return undefined;
   return Object.freeze({
     index,
@@ -35,12 +43,13 @@ export function compileGrant(
     defaultScopes: Object.freeze([...defaults]),
     kind: spec.kind ?? 'jwt',
     effect: spec.effect,
-    maxTtl: spec.max_ttl ?? DEFAULT_MAX_TTL,
+    maxTtl,
     taskRequired: spec.task_required ?? true,
     dpopRequired: effectiveDpop(spec, plugin, settings),
     approval,
     exceptions,
     failedConditions,
+    tools,
     config: spec,
   });
 }

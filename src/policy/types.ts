@@ -3,6 +3,8 @@ import type { ApprovalRule, CredentialKind, GrantConfig, PluginConfig, RiskTier 
 import type { ErrorCode } from '../errors/codes.js';
 import type { Task } from '../store/records.js';
 import type { CoveringException } from '../config/guardrails.js';
+import type { ToolCallRequest } from '../exchange/authorization-details.js';
+import type { CompiledTool } from './tools.js';
 
 /** A grant compiled once at load: sets for scopes, predicates for conditions. */
 export interface CompiledGrant {
@@ -28,6 +30,8 @@ export interface CompiledGrant {
    * on, an exception no longer applies and the grant is refused (ERR_EXCEPTION_EXPIRED).
    */
   readonly exceptions: readonly CoveringException[];
+  /** The audience is an MCP server: its tools, in order (undefined: not an MCP grant). */
+  readonly tools?: readonly CompiledTool[] | undefined;
   readonly config: GrantConfig;
 }
 
@@ -49,6 +53,8 @@ export interface PolicyRequest {
   readonly ttl: number | undefined;
   /** Plain request parameters for `request.<name>` conditions (never the tokens). */
   readonly params: Readonly<Record<string, string>>;
+  /** RFC 9396: the one MCP tool call asked for. */
+  readonly toolCall?: ToolCallRequest | undefined;
 }
 
 export interface PolicyInput {
@@ -70,6 +76,8 @@ export type Decision =
       /** Upper bound from policy alone (grant max, request); the pipeline adds task and key limits. */
       readonly ttl: number;
       readonly dpopRequired: boolean;
+      /** A per-call credential: the tool entry that allowed it. */
+      readonly tool?: CompiledTool | undefined;
       readonly reasons: readonly string[];
     }
   | {

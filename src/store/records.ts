@@ -126,6 +126,15 @@ export interface ApprovalRecord {
   readonly usedAt: number | undefined;
   /** Last poll (ms), for `slow_down`. */
   readonly lastPollAt: number | undefined;
+  /** An MCP tool call approved as such: the approval binds to its argument hash. */
+  readonly toolCall?: ApprovalToolCall | undefined;
+}
+
+/** What an approver sees of one MCP tool call (the exposed argument values, the hash of all). */
+export interface ApprovalToolCall {
+  readonly tool: string;
+  readonly argumentsSha256: string;
+  readonly arguments: Readonly<Record<string, unknown>>;
 }
 
 /** A Vault lease behind one issued credential (jti), kept until it is revoked. */

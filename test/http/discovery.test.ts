@@ -70,6 +70,22 @@ describe('discovery: every member of both documents is something that works', ()
 
   /** One check per member: what the document says is tried against the running broker. */
   const CHECKS: Record<string, (value: unknown) => Promise<void>> = {
+    authorization_details_types_supported: async (v) => {
+      expect(v).toEqual(['leash_task', 'leash_mcp_tool_call']);
+      // leash_task names the task instead of the `task` parameter; a type not listed is refused (RFC 9396 §5).
+      const base = { grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API };
+      const byDetail = await tb.exchange({ ...base, authorization_details: JSON.stringify([{ type: 'leash_task', task }]) });
+      expect(byDetail.status).toBe(200);
+      expect(decodeJwt(byDetail.body.access_token as string).task).toBe(task);
+      const unknown = await tb.exchange({ ...base, task, authorization_details: JSON.stringify([{ type: 'payment_initiation' }]) });
+      expect(unknown.status).toBe(400);
+      expect(unknown.body.error).toBe('invalid_authorization_details');
+      // leash_mcp_tool_call is accepted by the parser and refused by a grant that lists no tools.
+      const call = { type: 'leash_mcp_tool_call', tool: 'search', arguments_sha256: 'A'.repeat(43) };
+      const noTools = await tb.exchange({ ...base, task, authorization_details: JSON.stringify([call]) });
+      expect(noTools.body.error).toBe('invalid_authorization_details');
+      expect(String(noTools.body.error_description)).toContain('ERR_TOOL_NOT_GRANTED');
+    },
     issuer: async (v) => {
       expect(v).toBe(tb.url);
       expect(decodeJwt(await crmToken()).iss).toBe(v);

@@ -4,12 +4,11 @@ import type { AuthorizationServerMetadata, OAuthClientInformationMixed, OAuthCli
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { readJson } from '../discovery.js';
 import { LeashExchangeError } from '../errors.js';
-import { LeashPluginClient, type AttestationSource, type LeashToken } from '../plugin-client.js';
+import { attestationTokenType, LeashPluginClient, readAttestation, type AttestationSource, type LeashToken } from '../plugin-client.js';
 import { resourceMetadataUrl } from '../protected-resource.js';
 import { toolCallDetail } from './tool-call.js';
 
 const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 
 /** What the agent is told while a tool call waits for a human. */
 export interface PendingToolCall {
@@ -92,13 +91,6 @@ export function createLeashMcpAgent(opts: LeashMcpAgentOptions): LeashMcpAgent {
   let tokens: OAuthTokens | undefined;
   let discovery: Promise<OAuthDiscoveryState> | undefined;
 
-  async function readAttestation(): Promise<string> {
-    const s = opts.attestation;
-    if ('token' in s) return (await s.token()).trim();
-    const { readFile } = await import('node:fs/promises');
-    return (await readFile(s.file, 'utf8')).trim();
-  }
-
   /**
    * RFC 9728 discovery done here rather than by the SDK: Leash has no authorization
    * endpoint, and the SDK's RFC 8414 schema requires one (RFC 8414 §2 does not, for a
@@ -153,8 +145,8 @@ export function createLeashMcpAgent(opts: LeashMcpAgentOptions): LeashMcpAgent {
       // The SDK adds `resource` (from the RFC 9728 document) and `client_id`.
       const form = new URLSearchParams({
         grant_type: TOKEN_EXCHANGE_GRANT,
-        subject_token: await readAttestation(),
-        subject_token_type: TOKEN_TYPE_JWT,
+        subject_token: await readAttestation(opts.attestation),
+        subject_token_type: attestationTokenType(opts.attestation),
         task: taskId(),
       });
       const s = challengedScope ?? scope;

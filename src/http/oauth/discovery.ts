@@ -3,6 +3,7 @@ import { TOKEN_EXCHANGE_GRANT } from '../../formats/token-types.js';
 import { CLIENT_ASSERTION_ALGORITHMS } from '../../attestation/client-assertion.js';
 import { introspectionMetadata } from './introspection.js';
 import { revocationMetadata } from './revocation-endpoint.js';
+import { AUTHORIZATION_DETAILS_TYPES } from '../../exchange/authorization-details.js';
 
 export interface DiscoveryInput {
   /** `settings.issuer`: every URL below is under it, whatever Host a request names. */
@@ -38,6 +39,8 @@ export function discoveryDocument(input: DiscoveryInput): Record<string, unknown
     // Required by OIDC Discovery: the algorithms of the JWTs Leash signs (access tokens, AWS web-identity tokens).
     id_token_signing_alg_values_supported: signingAlgorithms,
     dpop_signing_alg_values_supported: [...input.dpopAlgorithms],
+    // RFC 9396 §10: the types the token endpoint accepts in `authorization_details`.
+    authorization_details_types_supported: [...AUTHORIZATION_DETAILS_TYPES],
     ...introspectionMetadata(input.issuer),
     ...revocationMetadata(input.issuer),
   };

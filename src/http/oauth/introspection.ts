@@ -4,12 +4,13 @@ import { LeashError } from '../../errors/leash-error.js';
 import type { LeashTokenClaims } from '../../issuance/jwt/verify-leash-token.js';
 import type { RevocationService, TokenFacts } from '../../revocation/revocation-service.js';
 import type { ResourceServerConfig } from '../../config/schema.js';
+import type { ReplayCache } from '../../store/store.js';
 import { CLIENT_ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS, formBody, methodNotAllowed, oauthFormParser, sendOAuthError, type ResourceServerAuthenticator } from './client-auth.js';
 
 export const INTROSPECTION_PATH = '/introspect';
 
 /** How one introspection ended, for a metric (low cardinality). */
-export type IntrospectionOutcome = 'active' | 'inactive' | 'revoked' | 'wrong_audience' | 'invalid_client' | 'invalid_request' | 'unavailable';
+export type IntrospectionOutcome = 'active' | 'inactive' | 'revoked' | 'wrong_audience' | 'used' | 'invalid_client' | 'invalid_request' | 'unavailable';
 
 export interface IntrospectionDeps {
   /** The current generation's resource-server authenticator (swapped on policy reload). */
@@ -17,6 +18,8 @@ export interface IntrospectionDeps {
   /** verifyLeashToken bound to the broker's issuer, keys and clock. */
   readonly verify: (token: string) => Promise<LeashTokenClaims | undefined>;
   readonly revocation: RevocationService;
+  /** Where `single_use=consume` records spent per-call credentials (the store's replay cache: atomic across replicas). */
+  readonly singleUse: ReplayCache;
   readonly maxBodyBytes?: number;
   /** Told how each request ended (wire to a counter). */
   readonly onResult?: (outcome: IntrospectionOutcome) => void;
@@ -56,6 +59,8 @@ export function activeResponse(claims: LeashTokenClaims): Record<string, unknown
     task: claims.task,
     cnf: claims.cnf,
     workload: claims.workload,
+    // RFC 9396 §9.2.
+    authorization_details: claims.authorization_details,
   };
   for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
   return body;
@@ -88,9 +93,12 @@ export function introspectionRouter(deps: IntrospectionDeps): Router {
   router.post(INTROSPECTION_PATH, ...oauthFormParser(deps.maxBodyBytes), async (req: Request, res: Response) => {
     try {
       const server = await deps.authenticator().authenticate(req);
-      const token = formBody(req).token;
+      const form = formBody(req);
+      const token = form.token;
       // token_type_hint is accepted and ignored: Leash introspects only its own access tokens.
       if (typeof token !== 'string' || token.length === 0) throw new LeashError('ERR_REQUEST_MALFORMED', "the 'token' parameter is required");
+      const singleUse = form.single_use;
+      if (singleUse !== undefined && singleUse !== 'consume') throw new LeashError('ERR_REQUEST_MALFORMED', "'single_use' takes the value 'consume'");
       // Before anything can be called active: a stale view must not vouch for a token.
       deps.revocation.assertFresh();
 
@@ -111,6 +119,12 @@ export function introspectionRouter(deps: IntrospectionDeps): Router {
       if (deps.revocation.isRevoked(tokenFacts(claims))) {
         used('revoked');
         return inactive(res, done, 'revoked');
+      }
+      if (singleUse === 'consume') {
+        // RFC 7662 §2.1 extension: the first caller spends the token, atomically in the store
+        // (so every replica of the resource server agrees); later ones see it inactive.
+        if (!claims.authorization_details) throw new LeashError('ERR_REQUEST_MALFORMED', 'single_use applies to per-call credentials (tokens with authorization_details) only');
+        if (!(await deps.singleUse.remember(`single-use:${claims.jti}`, claims.exp * 1000))) return inactive(res, done, 'used');
       }
       used('active');
       done('active');

@@ -26,6 +26,7 @@ const EXCHANGE_PARAMS = [
   'expires_in',
   'justification',
   'approval_id',
+  'authorization_details',
 ];
 const REPEATABLE = ['resource', 'audience'];
 

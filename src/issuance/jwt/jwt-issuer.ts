@@ -46,6 +46,7 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
         payload.chain_jti = [...req.delegation.upstreamJtis];
       }
       if (req.approval) payload.approval = { id: req.approval.id, approver: req.approval.approver, at: req.approval.at };
+      if (req.authorizationDetails) payload.authorization_details = req.authorizationDetails;
       const token = await signJwt(key, { typ: 'at+jwt' }, payload);
       return {
         body: {
@@ -54,6 +55,7 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
           token_type: req.jkt ? 'DPoP' : 'Bearer',
           expires_in: req.ttl,
           scope,
+          ...(req.authorizationDetails ? { authorization_details: req.authorizationDetails } : {}),
         },
         record: {
           jti,

@@ -33,6 +33,8 @@ export interface LeashTokenClaims {
   readonly chain_jti?: readonly string[];
   /** Set when a human approved the request this token answers. */
   readonly approval?: { readonly id: string; readonly approver: string; readonly at: number };
+  /** RFC 9396: what the token is for (a per-call credential names one MCP tool call). */
+  readonly authorization_details?: readonly Readonly<Record<string, unknown>>[];
   /** The key that signed it (protected header), for key-scoped revocation. */
   readonly kid: string;
 }
@@ -123,7 +125,7 @@ const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSa
 
 /** The claims jose left unchecked: shape of Leash's own claims, and `iat` not in the future. */
 function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashTokenDeps): LeashTokenClaims | undefined {
-  const { iss, jti, sub, plugin, client_id, aud, scope, task, exp, iat, nbf, cnf, workload, act, chain_effects, chain_jti, approval } = p;
+  const { iss, jti, sub, plugin, client_id, aud, scope, task, exp, iat, nbf, cnf, workload, act, chain_effects, chain_jti, approval, authorization_details } = p;
   if (!isText(iss) || !isText(jti) || !isText(sub) || !isText(plugin) || !isText(client_id) || !isText(aud) || typeof scope !== 'string') return undefined;
   if (!isTime(exp) || !isTime(iat) || (nbf !== undefined && !isTime(nbf))) return undefined;
   if (iat > epochSeconds(deps.clock) + deps.clockSkewSeconds || iat > exp) return undefined;
@@ -155,6 +157,9 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
     if (typeof a !== 'object' || a === null || !isText(a.id) || !isText(a.approver) || !isTime(a.at)) return undefined;
     approved = { id: a.id, approver: a.approver, at: a.at };
   }
+  if (authorization_details !== undefined && (!Array.isArray(authorization_details) || !authorization_details.every((d) => typeof d === 'object' && d !== null && !Array.isArray(d) && isText((d as { type?: unknown }).type)))) {
+    return undefined;
+  }
   return {
     iss,
     jti,
@@ -174,5 +179,6 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
     ...(effects ? { chain_effects: effects } : {}),
     ...(upstreamJtis ? { chain_jti: upstreamJtis } : {}),
     ...(approved ? { approval: approved } : {}),
+    ...(authorization_details !== undefined ? { authorization_details: authorization_details as Record<string, unknown>[] } : {}),
   };
 }

@@ -1,4 +1,4 @@
-import type { ApprovalRecord, ApprovalState, LeaseRecord } from '../records.js';
+import type { ApprovalRecord, ApprovalState, ApprovalToolCall, LeaseRecord } from '../records.js';
 
 /*
  * How approvals and leases are laid out in Redis hashes (see the scripts in
@@ -9,7 +9,7 @@ import type { ApprovalRecord, ApprovalState, LeaseRecord } from '../records.js';
 type ApprovalHead = Pick<
   ApprovalRecord,
   'id' | 'requestHash' | 'plugin' | 'owner' | 'audience' | 'scopes' | 'ttl' | 'kind' | 'effect' | 'risk' | 'cause' | 'requestedAt' | 'expiresAt'
-> & { task: string | null; justification: string | null; chain: readonly string[] | null };
+> & { task: string | null; justification: string | null; chain: readonly string[] | null; toolCall?: ApprovalToolCall };
 
 const STATES: readonly ApprovalState[] = ['pending', 'approved', 'denied', 'used'];
 
@@ -37,6 +37,7 @@ export function approvalFields(a: ApprovalRecord): string[] {
     cause: a.cause,
     requestedAt: a.requestedAt,
     expiresAt: a.expiresAt,
+    ...(a.toolCall !== undefined ? { toolCall: a.toolCall } : {}),
   };
   const f = ['d', JSON.stringify(head), 'st', a.state, 'rq', String(a.requestedAt), 'exp', String(a.expiresAt)];
   const opt = (name: string, v: string | number | undefined) => {
@@ -80,6 +81,7 @@ export function fromApprovalHash(reply: unknown): ApprovalRecord | undefined {
     risk: d.risk,
     justification: d.justification ?? undefined,
     chain: d.chain ?? undefined,
+    ...(d.toolCall !== undefined ? { toolCall: d.toolCall } : {}),
     cause: d.cause,
     requestedAt: d.requestedAt,
     expiresAt: d.expiresAt,

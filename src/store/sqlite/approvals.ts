@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { ApprovalRecord, ApprovalState } from '../records.js';
+import type { ApprovalRecord, ApprovalState, ApprovalToolCall } from '../records.js';
 import type { OpenApprovalOptions, OpenApprovalOutcome } from '../store.js';
 
 /*
@@ -37,6 +37,7 @@ type ApprovalRow = {
   used_at: number | null;
   last_poll_at: number | null;
   dedupe_key?: string | null;
+  tool_call?: string | null;
 };
 
 export type ApprovalDecision = {
@@ -51,8 +52,8 @@ function prepareApprovalsImpl(db: Database.Database): ApprovalStatements {
   return {
     insert: db.prepare(
       `INSERT INTO approvals (id, request_hash, plugin, owner, task, audience, scopes, ttl, kind, effect, risk, justification, chain, cause,
-         requested_at, expires_at, state, decided_at, decided_by, decision_reason, redeem_by, used_at, last_poll_at, dedupe_key)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         requested_at, expires_at, state, decided_at, decided_by, decision_reason, redeem_by, used_at, last_poll_at, dedupe_key, tool_call)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     // openApproval: the same request pending for the plugin (exact hash first), and the
     // pending counts; the partial indexes hold pending rows only, ranged by expiry.
@@ -112,6 +113,7 @@ export function insertApproval(s: ApprovalStatements, a: ApprovalRecord, dedupeK
     a.usedAt ?? null,
     a.lastPollAt ?? null,
     dedupeKey ?? null,
+    a.toolCall === undefined ? null : JSON.stringify(a.toolCall),
   );
 }
 
@@ -173,6 +175,7 @@ export function toApproval(r: ApprovalRow): ApprovalRecord {
     redeemBy: r.redeem_by ?? undefined,
     usedAt: r.used_at ?? undefined,
     lastPollAt: r.last_poll_at ?? undefined,
+    ...(r.tool_call ? { toolCall: JSON.parse(r.tool_call) as ApprovalToolCall } : {}),
   };
 }
 

@@ -277,6 +277,11 @@ export const MIGRATIONS: readonly string[] = [
   -- a task's call and byte budgets (JSON); NULL: none
   ALTER TABLE tasks ADD COLUMN budgets TEXT;
   `,
+  // 9: MCP tool calls (issue 15): what an approval of one tool call shows (tool, exposed
+  // argument values, the hash of all arguments), JSON; NULL for other approvals
+  `
+  ALTER TABLE approvals ADD COLUMN tool_call TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
