@@ -146,7 +146,8 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     if (humanRule || chain?.needsApproval || toxic.needsApproval) {
       trace.approval = await deps.approvals.check({
         plugin,
-        grant: decision.grant,
+        // A tool call is shown (and bound) with its tool's effect.
+        grant: effectiveGrant,
         identity,
         task,
         audience: request.audience,
