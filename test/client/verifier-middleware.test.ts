@@ -5,7 +5,10 @@ import {
   createDpopKey,
   createLeashVerifier,
   LeashPluginClient,
+  protectedResourceHandler,
+  protectedResourceMetadata,
   requireLeashToken,
+  resourceMetadataUrl,
   type DpopKey,
   type LeashVerifier,
 } from '../../src/client/index.js';
@@ -61,6 +64,11 @@ beforeAll(async () => {
     res.json({ principal: req.leash, sameInLocals: res.locals.leash === req.leash });
   });
   app.post('/items', requireLeashToken(verifier, { requiredScopes: ['items:delete'] }), (_req, res) => {
+    res.json({ ok: true });
+  });
+  // The same API publishing RFC 9728 metadata: every challenge names it.
+  app.use(protectedResourceHandler({ resource: `${AUD}/v2`, authorizationServer: 'https://leash.example.com', scopesSupported: ['items:read'] }));
+  app.all('/v2/items', requireLeashToken(verifier, { requiredScopes: ['items:delete'], resourceMetadataUrl: resourceMetadataUrl(`${AUD}/v2`) }), (_req, res) => {
     res.json({ ok: true });
   });
   const srv = await listen(app);
@@ -153,6 +161,39 @@ describe('verifier + middleware: bearer tokens', () => {
     const token = await mint({ aud: 'x' });
     const r = await call('/items', bearer(token));
     expect(JSON.stringify(r.body) + r.challenge).not.toContain(token);
+  });
+});
+
+describe('middleware: RFC 9728 protected resource metadata', () => {
+  const META = 'https://api.example.com/.well-known/oauth-protected-resource/v2';
+
+  it('derives the metadata URL by inserting the well-known suffix before the path (RFC 9728 §3.1)', () => {
+    expect(resourceMetadataUrl('https://api.example.com/v2')).toBe(META);
+    expect(resourceMetadataUrl('https://api.example.com')).toBe('https://api.example.com/.well-known/oauth-protected-resource');
+    expect(resourceMetadataUrl('https://api.example.com/')).toBe('https://api.example.com/.well-known/oauth-protected-resource');
+    expect(resourceMetadataUrl('http://127.0.0.1:8080/mcp')).toBe('http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp');
+    for (const bad of ['http://api.example.com/v2', 'https://api.example.com/v2#frag', 'api.example.com']) expect(() => resourceMetadataUrl(bad)).toThrow(TypeError);
+  });
+
+  it('serves the document with the required resource and only true members', async () => {
+    const res = await fetch(`${api}/.well-known/oauth-protected-resource/v2`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('application/json');
+    expect(await res.json()).toEqual({ resource: `${AUD}/v2`, authorization_servers: ['https://leash.example.com'], bearer_methods_supported: ['header'], scopes_supported: ['items:read'] });
+    expect(protectedResourceMetadata({ resource: `${AUD}/v2`, authorizationServer: 'https://leash.example.com', dpopRequired: true, dpopAlgorithms: ['ES256'] })).toMatchObject({ dpop_bound_access_tokens_required: true, dpop_signing_alg_values_supported: ['ES256'] });
+    expect((await fetch(`${api}/.well-known/oauth-protected-resource/v2`, { method: 'POST' })).status).toBe(405);
+    expect((await fetch(`${api}/.well-known/oauth-protected-resource/v3`)).status).toBe(404);
+  });
+
+  it('names resource_metadata in the 401 without credentials, the 401 for a bad token and the 403 insufficient_scope', async () => {
+    const none = await call('/v2/items', {});
+    expect(none.status).toBe(401);
+    expect(none.challenge).toBe(`Bearer resource_metadata="${META}", DPoP algs="ES256 EdDSA Ed25519", resource_metadata="${META}"`);
+    const bad = await call('/v2/items', bearer(await mint({ aud: 'https://other.example.com' })));
+    expect(bad.challenge).toBe(`Bearer error="invalid_token", error_description="the token is for another audience", resource_metadata="${META}"`);
+    const scope = await call('/v2/items', bearer(await mint()));
+    expect(scope.status).toBe(403);
+    expect(scope.challenge).toBe(`Bearer error="insufficient_scope", error_description="the token lacks scope items:delete", scope="items:read items:delete", resource_metadata="${META}"`);
   });
 });
 

@@ -664,6 +664,13 @@ export function describeStore(name: string, factory: StoreFactory): void {
         // toEqual treats a missing key as undefined; the contract's shape has every key present
         expect(Object.keys(back!).sort()).toEqual(Object.keys(bare).sort());
         expect(await store.getApproval('apr_unknown')).toBeUndefined();
+        // An MCP tool call's approval keeps what the approver saw: tool, exposed values, hash.
+        const call = anApproval(clock, { cause: 'tool-call', toolCall: { tool: 'send_email', argumentsSha256: 'A'.repeat(43), arguments: { to: 'ann@example.com', amount: 12.5, nested: { cc: ['b'] } } } });
+        await store.createApproval(call);
+        expect(await store.getApproval(call.id)).toEqual(call);
+        const viaOpen = anApproval(clock, { requestHash: 'sha256:tool-call', toolCall: { tool: 't', argumentsSha256: 'B'.repeat(43), arguments: {} } });
+        expect((await store.openApproval(viaOpen, { dedupeKey: 'k-tool', maxPerPlugin: 100, maxPerTask: 100 })).outcome).toBe('created');
+        expect((await store.getApproval(viaOpen.id))?.toolCall).toEqual(viaOpen.toolCall);
         const err = await rejectionOf(store.createApproval({ ...full, state: 'pending' }));
         expect(err).toBeInstanceOf(TypeError);
         expect((await store.getApproval(full.id))?.state).toBe('approved');
