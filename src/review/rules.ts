@@ -161,6 +161,26 @@ export const RULES: readonly Rule[] = [
     needs: 'policy',
     mappings: { nhi: ['NHI5'], asi: ['ASI02', 'ASI09'], maestro: ['L6'] },
   }),
+  rule({
+    id: 'mcp-tool-unapproved',
+    category: 'privilege',
+    severity: 'high',
+    title: 'An MCP tool that writes, sends data out or administers runs without a human approving each call',
+    rationale: 'A tool with `approval: none` and a state-changing effect lets an agent (or whoever steers it through a prompt) change or send data with nobody looking at the call; with `per_call: false` one session token even runs it any number of times with any arguments.',
+    fix: 'Remove `approval: none` from the tool (the default for these effects is a human approving each call, bound to its argument hash), or narrow it with `arguments` tests and keep `per_call`.',
+    needs: 'policy',
+    mappings: { nhi: ['NHI5'], asi: ['ASI02', 'ASI09'], maestro: ['L6'] },
+  }),
+  rule({
+    id: 'mcp-tool-wildcard',
+    category: 'privilege',
+    severity: 'medium',
+    title: 'An MCP grant reaches every tool of the server (`*`)',
+    rationale: 'A tool entry named `*` covers every tool the server has and every tool it adds later: the policy no longer says what the plugin can do, and the entries after it never apply.',
+    fix: 'List the tools the plugin calls by name (or a narrow prefix glob such as `search_*`), each with its own effect.',
+    needs: 'policy',
+    mappings: { nhi: ['NHI5'], asi: ['ASI02', 'ASI03'], maestro: ['L3'] },
+  }),
   // ---------------------------------------------------------------- exceptions
   rule({
     id: 'exception-expired',

@@ -300,6 +300,45 @@ export const approvalNoneRisky: Check = (ctx, emit) => {
   }
 };
 
+// ---------------------------------------------------------------- MCP tools
+
+export const mcpToolUnapproved: Check = (ctx, emit) => {
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    (grant.tools ?? []).forEach((tool, i) => {
+      if (tool.approval !== 'none' || !STATE_CHANGING.has(tool.effect)) return;
+      emit({
+        rule: 'mcp-tool-unapproved',
+        plugin: plugin.id,
+        grant: grant.audience,
+        pointer: `${at}/tools/${i}/approval`,
+        key: `${plugin.id}|${grant.audience}|${tool.name}`,
+        message: `plugin '${plugin.id}' can call '${tool.name}' (${tool.effect}) at ${grant.audience} with nobody approving the call${tool.per_call === false ? ', and a session token runs it any number of times (per_call: false)' : ''}`,
+        fix: `remove approval: none from tool '${tool.name}' (a human then approves each call, bound to its arguments), or narrow it with arguments tests`,
+        evidence: { tool: tool.name, effect: tool.effect, per_call: tool.per_call ?? true },
+      });
+    });
+  }
+};
+
+export const mcpToolWildcard: Check = (ctx, emit) => {
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    (grant.tools ?? []).forEach((tool, i) => {
+      // A name with no literal character matches every tool name.
+      if (tool.name.replace(/\*/g, '') !== '') return;
+      emit({
+        rule: 'mcp-tool-wildcard',
+        plugin: plugin.id,
+        grant: grant.audience,
+        pointer: `${at}/tools/${i}/name`,
+        key: `${plugin.id}|${grant.audience}|${i}`,
+        message: `plugin '${plugin.id}' reaches every tool of ${grant.audience} (tool '${tool.name}', ${tool.effect}), including tools the server adds later`,
+        fix: 'list the tools the plugin calls by name, each with its own effect',
+        evidence: { tool: tool.name, effect: tool.effect, later_entries: (grant.tools ?? []).length - i - 1 },
+      });
+    });
+  }
+};
+
 // ---------------------------------------------------------------- operations
 
 export const adminKeys: Check = (ctx, emit) => {
@@ -394,6 +433,8 @@ export const POLICY_CHECKS: readonly Check[] = [
   taskOptionalWrite,
   noDpopHighTier,
   approvalNoneRisky,
+  mcpToolUnapproved,
+  mcpToolWildcard,
   adminKeys,
   sharedSecretClients,
   httpIssuers,
