@@ -4,6 +4,7 @@ import { checkAddedVaultCapabilities } from './vault/reload-capabilities.js';
 import type { CredentialKind, LeashConfig } from './config/schema.js';
 import { maxTokenLifeMs } from './config/token-life.js';
 import { createAttestation, tokenDigest } from './attestation/registry.js';
+import { createUserTokens } from './users/user-tokens.js';
 import { createKeySource } from './attestation/key-source.js';
 import { AuditRecorder } from './audit/recorder.js';
 import { CheckpointWriter } from './audit/checkpoint.js';
@@ -553,6 +554,12 @@ export class Broker {
       baseDir: loaded.baseDir,
       onFailure: (issuer, code) => this.metrics.attestationFailures.inc({ issuer: issuer ?? 'unknown', reason: code }),
     });
+    const users = createUserTokens(config.user_identity_providers ?? [], {
+      clock: this.clock,
+      baseDir: loaded.baseDir,
+      leashIssuer: config.settings.issuer,
+      workloadIssuers: config.trusted_issuers.map((t) => t.issuer),
+    });
     const authenticator = createAdminAuthenticator(config.admin, {
       clock: this.clock,
       keyLookup: (cfg) => createKeySource(cfg.jwks, { issuer: cfg.issuer, baseDir: loaded.baseDir }),
@@ -584,7 +591,7 @@ export class Broker {
     // Koa settles its own errors (ctx.onerror): the promise its handler returns never rejects.
     const koa = provider.callback();
     const oauth = tokenClientGate((req, res) => void koa(req, res), { maxBodyBytes: () => config.settings.max_body_bytes, onRefused: auditClientRefusal(this.#protocolAudit) });
-    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, x509, clientAuth, tokenDigest, oauth: pinIssuerOrigin(oauth, config.settings.issuer), authenticator, resourceServers, tls };
+    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, users, x509, clientAuth, tokenDigest, oauth: pinIssuerOrigin(oauth, config.settings.issuer), authenticator, resourceServers, tls };
   }
 
   /**

@@ -509,6 +509,36 @@ export const TrustedIssuer = Type.Object(
   { ...Strict, description: 'A workload-identity authority whose tokens Leash accepts as attestation. Every kind but `aws` and `x509-svid` needs `audience` and `jwks`; `aws` needs `audience`; `x509-svid` needs `trust_domain` and `bundle_file` instead (the `issuer` is then `spiffe://<trust_domain>`).' },
 );
 
+// ---------------------------------------------------------------- people (agents acting for a human)
+
+export const UserIdentityProvider = Type.Object(
+  {
+    name: Identifier('Name grants refer to (`users.providers`).'),
+    issuer: Type.String({ minLength: 1, description: 'Exact expected `iss` of the human\'s access or ID token. Must differ from Leash\'s own issuer and from every trusted issuer.' }),
+    audience: Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], { description: 'Expected `aud`: the token must name (one of) these (the client id Leash is registered as at the IdP).' }),
+    jwks: JwksSource,
+    algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['RS256', 'ES256'], description: 'Accepted signature algorithms (asymmetric only).' }),
+    max_token_age: Seconds('Oldest `iat` accepted, in seconds.', 3600),
+    clock_skew: Seconds('Clock tolerance for this provider.', 30, 0),
+    groups_claim: Type.String({ minLength: 1, default: 'groups', description: 'Claim holding the human\'s groups (an array of strings, or one string).' }),
+    roles_claim: Type.String({ minLength: 1, default: 'roles', description: 'Claim holding the human\'s roles (an array of strings, or one string).' }),
+  },
+  {
+    ...Strict,
+    description:
+      'A trusted OIDC identity provider for people: an exchange may present a human\'s access or ID token from it as `subject_token` with the plugin\'s attestation as `actor_token`; the token is then issued with `sub` = the human (`<issuer>#<sub>`) and `act` = the plugin. Without one, human subject tokens are refused.',
+  },
+);
+
+export const GrantUsers = Type.Object(
+  {
+    providers: Type.Optional(Type.Array(Identifier('user identity provider name'), { minItems: 1, uniqueItems: true, description: 'The human must come from one of these providers (default: any).' })),
+    groups: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'The human must be in one of these groups.' })),
+    roles: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'The human must hold one of these roles.' })),
+  },
+  { ...Strict, description: 'This grant is used on behalf of a human (subject_token from a user identity provider, actor_token the plugin\'s attestation), who must meet these requirements. A grant without `users` refuses requests on behalf of a human; a grant with it refuses requests without one.' },
+);
+
 // ---------------------------------------------------------------- resource servers
 
 export const ResourceServer = Type.Object(
@@ -654,6 +684,7 @@ export const Grant = Type.Object(
     time: Type.Optional(TimeWindow),
     aws: Type.Optional(AwsGrant),
     vault: Type.Optional(VaultGrant),
+    users: Type.Optional(GrantUsers),
     tools: Type.Optional(
       Type.Array(McpTool, {
         minItems: 1,
@@ -798,6 +829,7 @@ export const LeashConfig = Type.Object(
     settings: Settings,
     admin: Admin,
     trusted_issuers: Type.Array(TrustedIssuer, { minItems: 1, description: 'Workload-identity authorities.' }),
+    user_identity_providers: Type.Array(UserIdentityProvider, { default: [], description: 'OIDC providers whose people agents may act for (docs/mcp.md).' }),
     plugins: Type.Array(Plugin, { default: [], description: 'Governed plugins.' }),
     resource_servers: Type.Array(ResourceServer, { default: [], description: 'APIs that introspect Leash tokens and follow its revocation feed.' }),
     guardrails: Type.Optional(Guardrails),
@@ -829,6 +861,8 @@ export type VaultSettingsConfig = Static<typeof VaultSettings>;
 export type VaultGrantConfig = Static<typeof VaultGrant>;
 export type StepUpConfig = Static<typeof StepUp>;
 export type McpToolConfig = Static<typeof McpTool>;
+export type UserIdentityProviderConfig = Static<typeof UserIdentityProvider>;
+export type GrantUsersConfig = Static<typeof GrantUsers>;
 export type ToolArgumentTestConfig = Static<typeof ToolArgumentTest>;
 export type ApprovalSettingsConfig = Static<typeof ApprovalSettings>;
 export type DelegationSettingsConfig = Static<typeof DelegationSettings>;

@@ -124,6 +124,26 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     if (isObject(rec(issuer).jwks)) exactlyOne(report, `/admin/issuers/${i}/jwks`, jwks, ['inline', 'file', 'uri', 'discovery'], ['discovery']);
   });
 
+  // ---- people: a human's token must never be mistaken for a workload's or for Leash's own
+  const userIdps = list(root.user_identity_providers);
+  unique(report, userIdps, '/user_identity_providers', 'name', 'user identity provider name');
+  const workloadIssuers = new Set(list(root.trusted_issuers).map((t) => str(rec(t).issuer)));
+  userIdps.forEach((raw, i) => {
+    const idp = rec(raw);
+    const iss = str(idp.issuer);
+    if (iss !== undefined && iss === str(settings.issuer)) report(`/user_identity_providers/${i}/issuer`, "must differ from settings.issuer (Leash's own tokens are delegation subject tokens)");
+    if (iss !== undefined && workloadIssuers.has(iss)) report(`/user_identity_providers/${i}/issuer`, 'must differ from every trusted issuer: one issuer is either for workloads or for people');
+    if (isObject(idp.jwks)) exactlyOne(report, `/user_identity_providers/${i}/jwks`, rec(idp.jwks), ['inline', 'file', 'uri', 'discovery'], ['discovery']);
+  });
+  const idpNames = new Set(userIdps.map((u) => str(rec(u).name)));
+  list(root.plugins).forEach((pl, p) => {
+    list(rec(pl).grants).forEach((g, gi) => {
+      list(rec(rec(g).users).providers).forEach((name, n) => {
+        if (!idpNames.has(str(name))) report(`/plugins/${p}/grants/${gi}/users/providers/${n}`, `no user identity provider is named '${String(name)}'`);
+      });
+    });
+  });
+
   // ---- resource servers
   const servers = list(root.resource_servers);
   unique(report, servers, '/resource_servers', 'id', 'resource server id');

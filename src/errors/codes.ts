@@ -76,6 +76,10 @@ export const ERROR_CODES = {
   ERR_APPROVAL_USED: { oauth: 'invalid_grant', status: 400 },
   ERR_STEP_UP_ATTESTATION_AGE: { oauth: 'invalid_request', status: 400 },
   ERR_STEP_UP_JUSTIFICATION: { oauth: 'invalid_request', status: 400 },
+  // agents acting for a person (subject_token from a user identity provider)
+  ERR_USER_TOKEN_UNTRUSTED: { oauth: 'invalid_request', status: 400 },
+  ERR_USER_REQUIRED: { oauth: 'invalid_request', status: 400 },
+  ERR_USER_NOT_ALLOWED: { oauth: 'invalid_request', status: 400 },
   // delegation chains (RFC 8693 actor_token)
   ERR_ACTOR_TOKEN_TYPE_UNSUPPORTED: { oauth: 'invalid_request', status: 400 },
   ERR_UPSTREAM_TOKEN_INVALID: { oauth: 'invalid_request', status: 400 },

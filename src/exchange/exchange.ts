@@ -23,6 +23,7 @@ import type { PresentedCertificate } from '../mtls/client-certificate.js';
 import { TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE } from '../formats/token-types.js';
 import { clientIdentity, PRIVATE_KEY_JWT_ISSUER, type AuthenticatedClient, type ClientCredentials, type PluginAuthenticator } from './client-authentication.js';
 import { toolCallClaim } from './authorization-details.js';
+import type { HumanSubject, UserTokens } from '../users/user-tokens.js';
 
 /** What the exchange needs from the running broker; the policy half is swapped on reload. */
 export interface ExchangeDeps {
@@ -52,6 +53,8 @@ export interface ExchangeRuntime {
   readonly x509: X509SvidAttestation;
   /** Plugins' client authentication (private_key_jwt). */
   readonly clientAuth: PluginAuthenticator;
+  /** Trusted user identity providers: a person's token as subject_token. */
+  readonly users: UserTokens;
   readonly tokenDigest: (token: string) => string;
 }
 
@@ -84,6 +87,7 @@ interface Trace {
   issued?: IssuedToken;
   ttl?: number;
   upstream?: Upstream;
+  user?: HumanSubject;
   chain?: DelegationOutcome;
   approval?: ApprovalReceipt;
   toxic?: TaskToxicOutcome;
@@ -111,7 +115,9 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     trace.subjectDigest = rt.tokenDigest(attestationToken);
     const client = (trace.client = await rt.clientAuth.authenticate(input.clientCredentials, request.clientId));
     const certificate = input.clientCertificate?.();
-    const upstream = (trace.upstream = request.actorToken === undefined ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, rt.policy));
+    // With an actor_token the subject is a Leash token (delegation) or a person's token (acting for them).
+    const user = (trace.user = request.actorToken !== undefined && rt.users.isPersonToken(request.subjectToken) ? await rt.users.verify(request.subjectToken) : undefined);
+    const upstream = (trace.upstream = request.actorToken === undefined || user ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, rt.policy));
     const identity = (trace.identity = await attest(rt, request.attestationTokenType, attestationToken, client, certificate));
     if (identity.kind === 'x509-svid') trace.x5t = certificate?.thumbprint;
     if (identity.kind === 'private_key_jwt') trace.subjectDigest = identity.tokenDigest;
@@ -129,6 +135,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       now,
       request: { audience: request.audience, scopes: request.scopes, ttl: request.ttl, params: request.conditionParams, toolCall: request.toolCall },
       chain: upstream?.chain,
+      user,
     }));
     if (!decision.allow) throw new LeashError(decision.code, decision.description, { reasons: decision.reasons });
     const chain = (trace.chain = upstream ? narrowForChain(upstream, plugin, decision, request.scopes, rt.policy, rt.settings, now) : undefined);
@@ -162,7 +169,9 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
         now,
       });
     }
-    const ttl = (trace.ttl = effectiveTtl(chain ? Math.min(decision.ttl, chain.ttlCap) : decision.ttl, task, identity, decision.grant, deps.keys, rt.settings, now));
+    // Acting for a person: never longer than the person's own token.
+    const policyTtl = Math.min(chain ? Math.min(decision.ttl, chain.ttlCap) : decision.ttl, user ? user.expiresAt - Math.floor(now / 1000) : Number.POSITIVE_INFINITY);
+    const ttl = (trace.ttl = effectiveTtl(policyTtl, task, identity, decision.grant, deps.keys, rt.settings, now));
     const issuer = deps.issuers.get(decision.grant.kind);
     if (!issuer) throw new LeashError('ERR_KIND_UNAVAILABLE', `credential kind '${decision.grant.kind}' is not available on this broker`);
     const credential = await issuer.issue({
@@ -179,6 +188,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects, upstreamJtis: chain.upstreamJtis } : undefined,
       approval: trace.approval,
       authorizationDetails: request.toolCall ? [toolCallClaim(request.toolCall)] : undefined,
+      onBehalfOf: user ? { subject: user.qualified, act: { sub: plugin.id } } : undefined,
     });
     trace.discard = credential.discard;
     await deps.tokens.recordIssued(credential.record);
@@ -286,6 +296,8 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
     // Delegation: the full actor chain (root first) and the upstream token, by jti only.
     chain: trace.chain?.chain ?? trace.upstream?.chain,
     upstream_jti: trace.upstream?.claims.jti,
+    // Acting for a person: who (issuer-qualified), never their token.
+    on_behalf_of: trace.user?.qualified,
     approval: trace.approval,
     // The call by tool and argument hash; the exposed values are in the approval's events, not here.
     tool_call: req?.toolCall ? { tool: req.toolCall.tool, arguments_sha256: req.toolCall.argumentsSha256 } : undefined,

@@ -32,6 +32,8 @@ export interface IssueRequest {
     | undefined;
   /** Set when a human approved this exact request. */
   readonly approval?: ApprovalReceipt | undefined;
+  /** The plugin acts for a person: `sub` is the person (`<issuer>#<sub>`), `act` the plugin (RFC 8693 §4.1). */
+  readonly onBehalfOf?: { readonly subject: string; readonly act: ActClaim } | undefined;
   /** RFC 9396: what the token is for (one MCP tool call); in the token and the response (§7, §9.1). */
   readonly authorizationDetails?: readonly Readonly<Record<string, unknown>>[] | undefined;
 }

@@ -5,6 +5,7 @@ import type { Task } from '../store/records.js';
 import type { CoveringException } from '../config/guardrails.js';
 import type { ToolCallRequest } from '../exchange/authorization-details.js';
 import type { CompiledTool } from './tools.js';
+import type { HumanSubject } from '../users/user-tokens.js';
 
 /** A grant compiled once at load: sets for scopes, predicates for conditions. */
 export interface CompiledGrant {
@@ -62,6 +63,8 @@ export interface PolicyInput {
   readonly identity: WorkloadIdentity;
   readonly task: Task | undefined;
   readonly request: PolicyRequest;
+  /** The person the plugin acts for, when the subject_token was theirs. */
+  readonly user?: HumanSubject | undefined;
   /** ms since epoch */
   readonly now: number;
   /** In a delegation: the upstream plugins, root first (from the verified upstream token). */

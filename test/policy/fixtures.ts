@@ -116,6 +116,7 @@ export function config(plugins: PluginConfig[], over: Partial<LeashConfig> = {})
     trusted_issuers: [trustedIssuer('cluster'), trustedIssuer('other-cluster'), trustedIssuer('github', 'github-actions')],
     plugins,
     resource_servers: [],
+    user_identity_providers: [],
     exceptions: [],
     ...over,
   };

@@ -22,7 +22,7 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
       const payload: Record<string, unknown> = {
         iss: deps.issuer,
         // In a delegation the subject is the chain's root (the principal); the actor is in `act`.
-        sub: req.delegation?.subject ?? req.plugin.id,
+        sub: req.delegation?.subject ?? req.onBehalfOf?.subject ?? req.plugin.id,
         aud: req.audience,
         exp,
         iat,
@@ -45,6 +45,8 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
         // Revoking any upstream token by jti then revokes this one too (the cascade).
         payload.chain_jti = [...req.delegation.upstreamJtis];
       }
+      // No chain_jti: there is no upstream Leash token, and such a token cannot be delegated further.
+      if (req.onBehalfOf) payload.act = req.onBehalfOf.act;
       if (req.approval) payload.approval = { id: req.approval.id, approver: req.approval.approver, at: req.approval.at };
       if (req.authorizationDetails) payload.authorization_details = req.authorizationDetails;
       const token = await signJwt(key, { typ: 'at+jwt' }, payload);
