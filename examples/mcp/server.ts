@@ -38,7 +38,7 @@ export interface ExampleServer {
 }
 
 /** The MCP server itself: the tools know nothing of Leash but what `extra.authInfo` says. */
-function buildMcpServer(ran: ExampleServer['ran']): McpServer {
+export function buildMcpServer(ran: ExampleServer['ran']): McpServer {
   const server = new McpServer({ name: 'support-tools', version: '1.0.0' });
   const who = (extra: { authInfo?: { extra?: Record<string, unknown> } }) => {
     const p = extra.authInfo?.extra?.leash as { plugin?: string; task?: string } | undefined;
