@@ -1,4 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { TLSSocket } from 'node:tls';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { LeashVerifyError } from '../errors.js';
 import { sendVerifyError } from '../middleware.js';
@@ -159,7 +160,14 @@ export function createLeashMcpAuth(opts: LeashMcpAuthOptions): LeashMcpAuth {
     let principal: LeashPrincipal;
     try {
       principal = await opts.verifier.verify(
-        { authorization: req.headers.authorization, dpop: req.headers.dpop, method: req.method, url: `${origin}${req.originalUrl}` },
+        {
+          authorization: req.headers.authorization,
+          dpop: req.headers.dpop,
+          method: req.method,
+          url: `${origin}${req.originalUrl}`,
+          // Certificate-bound tokens (RFC 8705): the certificate of this TLS connection.
+          clientCertificate: req.socket instanceof TLSSocket ? req.socket.getPeerX509Certificate() : undefined,
+        },
         { requiredScopes: baseScopes },
       );
     } catch (err) {
@@ -211,7 +219,7 @@ export function createLeashMcpAuth(opts: LeashMcpAuthOptions): LeashMcpAuth {
         // Cannot tell whether it was spent: refuse rather than risk a second run.
         return refuse(new LeashVerifyError('temporarily_unavailable', 'the single-use check is unavailable; retry later', { cause: err }), call.name);
       }
-      if (!first) return refuse(new LeashVerifyError('invalid_token', 'this per-call credential was already used'), call.name);
+      if (!first) return refuse(new LeashVerifyError('invalid_token', 'this per-call credential was already used (or Leash no longer accepts it)'), call.name);
       return allow(res, principal, call.name, true, next);
     }
 
