@@ -372,6 +372,7 @@ export class Broker {
       resourceServers: () => this.#generation.resourceServers,
       verifyToken: this.#verifyToken,
       singleUse: this.#store,
+      users: () => this.#generation.users,
       policy: () => this.#generation.policy,
       approvals: (this.approvals = new ApprovalDecisions({
         store: this.#store,

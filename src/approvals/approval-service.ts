@@ -20,7 +20,7 @@ export interface ApprovalServiceDeps {
 }
 
 /** The fields an approval is bound to: everything that changes what a credential can do. */
-export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'task' | 'audience' | 'scopes' | 'ttl' | 'grant' | 'chain' | 'jkt' | 'toolCall'>): Record<string, unknown> {
+export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'task' | 'audience' | 'scopes' | 'ttl' | 'grant' | 'chain' | 'jkt' | 'toolCall' | 'onBehalfOf'>): Record<string, unknown> {
   const binding: Record<string, unknown> = {
     plugin: input.plugin.id,
     task: input.task?.id ?? null,
@@ -35,6 +35,8 @@ export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'tas
   // One tool call: the approval is for this tool with exactly these arguments (their hash
   // covers all of them, exposed or not); another argument set is another request. Only
   // present for tool calls, so the hash of every other approval is what it always was.
+  // Approved for one person, it does not redeem for another.
+  if (input.onBehalfOf !== undefined) binding.on_behalf_of = input.onBehalfOf;
   if (input.toolCall) binding.tool_call = { tool: input.toolCall.tool, arguments_sha256: input.toolCall.argumentsSha256 };
   return binding;
 }
@@ -94,6 +96,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
       usedAt: undefined,
       // The request itself counts as the first poll (CIBA: wait `interval` before polling).
       lastPollAt: now,
+      ...(input.onBehalfOf !== undefined ? { onBehalfOf: input.onBehalfOf, personMayDecide: input.personMayDecide === true } : {}),
       ...(input.toolCall ? { toolCall: { tool: input.toolCall.tool, argumentsSha256: input.toolCall.argumentsSha256, arguments: input.toolCall.arguments } } : {}),
     };
     // One atomic store step (any replica): the same request (or the same but for TTL and
@@ -137,6 +140,8 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
       justification: record.justification,
       chain: record.chain,
       cause: record.cause,
+      on_behalf_of: record.onBehalfOf,
+      person_may_decide: record.personMayDecide,
       // What the approver is shown of a tool call: the tool, the values the policy exposes, the hash of all.
       tool_call: record.toolCall ? { tool: record.toolCall.tool, arguments_sha256: record.toolCall.argumentsSha256, arguments: record.toolCall.arguments } : undefined,
       expires_at: record.expiresAt,

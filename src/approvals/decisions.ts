@@ -12,6 +12,8 @@ export interface Approver {
   readonly id: string;
   readonly roles: ReadonlySet<string>;
   readonly groups: ReadonlySet<string>;
+  /** A person (`<issuer>#<sub>`) deciding what was asked on their behalf. */
+  readonly person?: string | undefined;
 }
 
 export interface ApprovalDecisionDeps {
@@ -69,6 +71,8 @@ export function approvalView(a: ApprovalRecord, now: number): ApprovalView {
     justification: a.justification,
     chain: a.chain,
     cause: a.cause,
+    on_behalf_of: a.onBehalfOf,
+    person_may_decide: a.personMayDecide,
     tool_call: a.toolCall ? { tool: a.toolCall.tool, arguments: a.toolCall.arguments, arguments_sha256: a.toolCall.argumentsSha256 } : undefined,
     requested_at: iso(a.requestedAt),
     expires_at: iso(a.expiresAt),
@@ -85,6 +89,7 @@ export class ApprovalDecisions {
   constructor(private readonly deps: ApprovalDecisionDeps) {}
 
   #requireApprover(approver: Approver): void {
+    if (approver.person !== undefined) throw new LeashError('ERR_ADMIN_FORBIDDEN', 'a person sees and decides the approvals made on their behalf, one by one');
     if (!mayDecide(approver, this.deps.settings())) {
       throw new LeashError('ERR_ADMIN_FORBIDDEN', "approvals need the 'security' role or membership of an approver group");
     }
@@ -97,13 +102,26 @@ export class ApprovalDecisions {
   }
 
   async get(approver: Approver, id: string): Promise<ApprovalView> {
+    if (approver.person !== undefined) return approvalView(await this.#findForPerson(approver.person, id), this.deps.clock.now());
     this.#requireApprover(approver);
     return approvalView(await this.#find(id), this.deps.clock.now());
   }
 
-  async decide(approver: Approver, id: string, state: 'approved' | 'denied', reason: string | undefined): Promise<ApprovalView> {
-    this.#requireApprover(approver);
+  /** The person's own approval, and only where the grant lets them decide: anything else reads as unknown. */
+  async #findForPerson(person: string, id: string): Promise<ApprovalRecord> {
     const found = await this.#find(id);
+    if (found.onBehalfOf !== person || found.personMayDecide !== true) throw new LeashError('ERR_ADMIN_NOT_FOUND', 'no such approval');
+    return found;
+  }
+
+  async decide(approver: Approver, id: string, state: 'approved' | 'denied', reason: string | undefined): Promise<ApprovalView> {
+    let found: ApprovalRecord;
+    if (approver.person !== undefined) {
+      found = await this.#findForPerson(approver.person, id);
+    } else {
+      this.#requireApprover(approver);
+      found = await this.#find(id);
+    }
     const now = this.deps.clock.now();
     // Denying one's own plugin's request only narrows access; approving it needs someone else.
     if (state === 'approved' && ownsPlugin(approver, found, this.deps.policy())) {

@@ -29,6 +29,10 @@ export interface ApprovalRequestInput {
   readonly jkt?: string | undefined;
   /** One MCP tool call (RFC 9396): the approval binds to its tool and argument hash, and shows the exposed values. */
   readonly toolCall?: ToolCallRequest | undefined;
+  /** The person the plugin acts for (`<issuer>#<sub>`): the approval is bound to them. */
+  readonly onBehalfOf?: string | undefined;
+  /** That person may decide it (the grant's `users.approver: person`). */
+  readonly personMayDecide?: boolean | undefined;
   /** Why a human must decide. */
   readonly cause: 'grant' | 'tool-call' | 'toxic-combination' | 'task-toxic-combination';
   readonly now: number;

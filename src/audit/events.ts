@@ -252,6 +252,9 @@ export type AuditEventPayloads = {
   'key.rotation_failed': { operation: 'rotate' | 'retire' | 'revoke' | 'tick'; kid?: Opt<string>; actor: string; error: string };
   'approval.requested': {
     tool_call?: Opt<ToolCallShown>;
+    /** The person the agent acts for (`<issuer>#<sub>`), and whether the grant lets them decide. */
+    on_behalf_of?: Opt<string>;
+    person_may_decide?: Opt<boolean>;
     approval: string;
     plugin: string;
     owner: string;

@@ -535,6 +535,11 @@ export const GrantUsers = Type.Object(
     providers: Type.Optional(Type.Array(Identifier('user identity provider name'), { minItems: 1, uniqueItems: true, description: 'The human must come from one of these providers (default: any).' })),
     groups: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'The human must be in one of these groups.' })),
     roles: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'The human must hold one of these roles.' })),
+    approver: Type.Union([Type.Literal('security'), Type.Literal('person')], {
+      default: 'security',
+      description:
+        'Who decides this grant\'s approvals: `security` (the security role or an approver group, as for every grant) or `person` (also the person the agent acts for, with their own token). Separation of duties: `person` is refused on grants of high or critical plugins and on `exfiltrate` or `admin` grants and tools.',
+    }),
   },
   { ...Strict, description: 'This grant is used on behalf of a human (subject_token from a user identity provider, actor_token the plugin\'s attestation), who must meet these requirements. A grant without `users` refuses requests on behalf of a human; a grant with it refuses requests without one.' },
 );

@@ -165,6 +165,8 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
         chain: chain?.chain,
         jkt,
         toolCall: request.toolCall,
+        onBehalfOf: user?.qualified,
+        personMayDecide: user !== undefined && decision.grant.config.users?.approver === 'person',
         cause: humanRule ? (decision.tool ? 'tool-call' : 'grant') : chain?.needsApproval ? 'toxic-combination' : 'task-toxic-combination',
         now,
       });

@@ -7,6 +7,7 @@ import { compileTools } from './tools.js';
 import type { CompiledGrant } from './types.js';
 
 const DEFAULT_MAX_TTL = 300;
+const HIGH_RISK_EFFECTS: ReadonlySet<string> = new Set(['exfiltrate', 'admin']);
 
 /** Compile one grant; problems go to `problems` with their paths under `path`. */
 export function compileGrant(
@@ -35,6 +36,11 @@ export function compileGrant(
     if (spec.tools !== undefined && s.startsWith('tool:')) problems.push({ path: `${path}/scopes/${i}`, message: '`tool:` scopes come from `tools`; list the tool there' });
   }
   const tools = spec.tools === undefined ? undefined : compileTools(spec.tools, maxTtl, `${path}/tools`, problems);
+  if (spec.users?.approver === 'person') {
+    // Separation of duties: on a high-risk grant the person an agent acts for is not its only check.
+    const risky = plugin.risk === 'high' || plugin.risk === 'critical' || HIGH_RISK_EFFECTS.has(spec.effect) || (spec.tools ?? []).some((t) => HIGH_RISK_EFFECTS.has(t.effect));
+    if (risky) problems.push({ path: `${path}/users/approver`, message: "a person may not decide approvals of a high-risk grant (high or critical plugin, exfiltrate or admin effect): keep 'security'" });
+  }
   if (problems.length > before) return undefined;
   return Object.freeze({
     index,

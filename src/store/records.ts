@@ -126,6 +126,10 @@ export interface ApprovalRecord {
   readonly usedAt: number | undefined;
   /** Last poll (ms), for `slow_down`. */
   readonly lastPollAt: number | undefined;
+  /** The person the plugin acts for (`<issuer>#<sub>`). */
+  readonly onBehalfOf?: string | undefined;
+  /** That person may decide this approval with their own token. */
+  readonly personMayDecide?: boolean | undefined;
   /** An MCP tool call approved as such: the approval binds to its argument hash. */
   readonly toolCall?: ApprovalToolCall | undefined;
 }

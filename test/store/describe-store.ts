@@ -665,7 +665,7 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(Object.keys(back!).sort()).toEqual(Object.keys(bare).sort());
         expect(await store.getApproval('apr_unknown')).toBeUndefined();
         // An MCP tool call's approval keeps what the approver saw: tool, exposed values, hash.
-        const call = anApproval(clock, { cause: 'tool-call', toolCall: { tool: 'send_email', argumentsSha256: 'A'.repeat(43), arguments: { to: 'ann@example.com', amount: 12.5, nested: { cc: ['b'] } } } });
+        const call = anApproval(clock, { cause: 'tool-call', onBehalfOf: 'https://login.example.com#alice', personMayDecide: true, toolCall: { tool: 'send_email', argumentsSha256: 'A'.repeat(43), arguments: { to: 'ann@example.com', amount: 12.5, nested: { cc: ['b'] } } } });
         await store.createApproval(call);
         expect(await store.getApproval(call.id)).toEqual(call);
         const viaOpen = anApproval(clock, { requestHash: 'sha256:tool-call', toolCall: { tool: 't', argumentsSha256: 'B'.repeat(43), arguments: {} } });

@@ -3,10 +3,12 @@ import { SignJWT, decodeJwt, exportJWK, generateKeyPair, type CryptoKey, type JW
 import { startTestBroker, loadedFrom, EXCHANGE, JWT_TYPE, type TestBroker } from '../support/broker.js';
 import { basic, sha256hex } from '../http/introspect-support.js';
 import { ConfigError } from '../../src/config/config-error.js';
+import { compilePolicy } from '../../src/policy/compile.js';
 
 const IDP = 'https://login.example.com';
 const MAIL = 'https://mail.example.com';
 const NOTES = 'https://notes.example.com';
+const CAL = 'https://calendar.example.com';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
 const SECRET = 'mail-rs-secret-0123456789';
@@ -37,6 +39,7 @@ const plugin = {
   grants: [
     { audience: MAIL, scopes: ['mail:send'], effect: 'read', approval: 'none', max_ttl: 300, users: { providers: ['corp'], groups: ['support'], roles: ['agent-user'] } },
     { audience: NOTES, scopes: ['notes:read'], effect: 'read', max_ttl: 300 },
+    { audience: CAL, scopes: ['cal:write'], effect: 'write', approval: 'human', max_ttl: 300, users: { providers: ['corp'], approver: 'person' } },
   ],
 };
 
@@ -45,6 +48,7 @@ function patchFor(withIdp: boolean) {
     cfg.plugins.push(structuredClone(plugin));
     if (withIdp) cfg.user_identity_providers = [{ name: 'corp', issuer: IDP, audience: 'leash', jwks: { inline: { keys: [idpJwk] } } }];
     else cfg.plugins.at(-1).grants = [cfg.plugins.at(-1).grants[1]];
+    cfg.settings.approvals = { poll_interval: 1 };
     cfg.resource_servers = [{ id: 'mail', audiences: [MAIL], client_secret_sha256: sha256hex(SECRET) }];
   };
 }
@@ -127,6 +131,45 @@ describe('agents acting for a person (trusted user identity provider)', () => {
     const res = await tb.exchange({ grant_type: EXCHANGE, client_id: 'assistant', subject_token: forAlice, subject_token_type: ACCESS_TOKEN_TYPE, actor_token: await tb.cluster.saToken({ ns: 'agents', sa: 'assistant' }), actor_token_type: JWT_TYPE, resource: NOTES, task });
     expect(res.body.error).toBe('invalid_request');
     expect(String(res.body.error_description)).toContain('ERR_UPSTREAM_TOKEN_INVALID');
+  });
+
+  it('asks the person the agent acts for: they see and decide their own approval with their own token, nobody else\'s', async () => {
+    const ask = async (sub: string, extra: Record<string, string> = {}) => onBehalf(tb, await person({ sub }), { resource: CAL, ...extra });
+    const pending = await ask('alice');
+    expect(pending.body.error).toBe('authorization_pending');
+    const id = pending.body.approval_id as string;
+    const as = async (token: string, path = '', method = 'GET') =>
+      fetch(`${tb.url}/admin/approvals${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) }, ...(method === 'POST' ? { body: '{}' } : {}) });
+    const alice = await person({ sub: 'alice' });
+    const bob = await person({ sub: 'bob' });
+    // Bob does not see Alice's approval (it reads as unknown), and nobody lists with a person's token.
+    expect((await as(bob, `/${id}`)).status).toBe(404);
+    expect((await as(bob, `/${id}/approve`, 'POST')).status).toBe(404);
+    expect((await as(alice, '')).status).toBe(403);
+    const view = (await (await as(alice, `/${id}`)).json()) as Record<string, unknown>;
+    expect(view).toMatchObject({ id, state: 'pending', audience: CAL, on_behalf_of: `${IDP}#alice`, person_may_decide: true });
+    expect((await as(alice, `/${id}/approve`, 'POST')).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1100));
+    // The approval is bound to Alice: Bob's request cannot redeem it.
+    const stolen = await ask('bob', { approval_id: id });
+    expect(String(stolen.body.error_description)).toContain('ERR_APPROVAL_MISMATCH');
+    const issued = await ask('alice', { approval_id: id });
+    expect(issued.status).toBe(200);
+    expect(decodeJwt(issued.body.access_token as string)).toMatchObject({ sub: `${IDP}#alice`, approval: { id, approver: `person:${IDP}#alice` } });
+  });
+
+  it('config: separation of duties keeps a person from deciding a high-risk grant', () => {
+    const base = structuredClone(tb.config) as unknown as Record<string, any>;
+    const risky = base.plugins.find((p: { id: string }) => p.id === 'assistant');
+    risky.risk = 'high';
+    let err: unknown;
+    try {
+      compilePolicy(loadedFrom(base, tb.dir).config);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems.map((p) => p.path)).toContainEqual(expect.stringMatching(/\/grants\/2\/users\/approver$/));
   });
 
   it('config: a provider may not share an issuer with workloads or Leash; grants name configured providers (here: corp is gone)', () => {

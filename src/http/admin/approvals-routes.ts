@@ -20,13 +20,15 @@ export const DecisionBody = Type.Object(
  * `GET /admin/approvals[?state=&limit=]`, `GET /admin/approvals/{id}`,
  * `POST /admin/approvals/{id}/approve|deny` (body `{reason?}`). Any authenticated admin
  * gets past the shape; ApprovalDecisions decides (role `security` or an approver group,
- * separation of duties), and its refusals are audited like the shape's.
+ * separation of duties), and its refusals are audited like the shape's. The person an agent
+ * acted for may read and decide, with their own token, an approval made on their behalf
+ * (`persons`); no listing.
  */
 export const APPROVAL_ROUTES = {
   list: { route: 'approvals.list', method: 'GET', path: '/admin/approvals', roles: 'authenticated', query: ListApprovalsQuery },
-  get: { route: 'approvals.get', method: 'GET', path: '/admin/approvals/:id', roles: 'authenticated' },
-  approve: { route: 'approvals.approve', method: 'POST', path: '/admin/approvals/:id/approve', roles: 'authenticated', body: DecisionBody, bodyOptional: true },
-  deny: { route: 'approvals.deny', method: 'POST', path: '/admin/approvals/:id/deny', roles: 'authenticated', body: DecisionBody, bodyOptional: true },
+  get: { route: 'approvals.get', method: 'GET', path: '/admin/approvals/:id', roles: 'authenticated', persons: true },
+  approve: { route: 'approvals.approve', method: 'POST', path: '/admin/approvals/:id/approve', roles: 'authenticated', body: DecisionBody, bodyOptional: true, persons: true },
+  deny: { route: 'approvals.deny', method: 'POST', path: '/admin/approvals/:id/deny', roles: 'authenticated', body: DecisionBody, bodyOptional: true, persons: true },
 } as const satisfies Record<string, AdminRouteSpec>;
 
 export function approvalRoutes(deps: { approvals: ApprovalDecisions }): AdminRoute[] {

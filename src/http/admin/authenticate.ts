@@ -12,6 +12,8 @@ export interface AdminPrincipal {
   readonly roles: ReadonlySet<AdminRole>;
   /** API-key `groups` or the admin JWT's groups claim: approver groups, separation of duties. */
   readonly groups: ReadonlySet<string>;
+  /** A person authenticated by a user identity provider (`<issuer>#<sub>`): may decide approvals made on their behalf only. */
+  readonly person?: string;
 }
 
 export interface AdminAuthenticator {

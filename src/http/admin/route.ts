@@ -9,6 +9,7 @@ import { toOAuthError } from '../../errors/oauth-error.js';
 import type { Metrics } from '../../metrics/metrics.js';
 import type { Task } from '../../store/records.js';
 import type { Clock } from '../../time/clock.js';
+import type { UserTokens } from '../../users/user-tokens.js';
 import type { AdminAuthenticator, AdminPrincipal } from './authenticate.js';
 import { sendAdminError } from './errors.js';
 
@@ -41,6 +42,11 @@ export interface AdminRouteSpec<B extends TSchema | undefined = TSchema | undefi
    * unknown id (404), and the refusal is audited with the real reason.
    */
   readonly ownedTask?: { readonly anyOwner: readonly AdminRole[] };
+  /**
+   * A person's token from a trusted user identity provider also admits the caller, as a
+   * principal with no role and `person` set: the domain decides what a person may do.
+   */
+  readonly persons?: true;
 }
 
 type Body<B> = B extends TSchema ? Static<B> : undefined;
@@ -91,6 +97,26 @@ export interface AdminRouteDeps {
   readonly maxBodyBytes: () => number;
   /** Looks up the task of an `ownedTask` route (required when there is one). */
   readonly tasks?: { get(id: string): Promise<Task | undefined> };
+  /** Trusted user identity providers, for `persons` routes. */
+  readonly users?: () => Pick<UserTokens, 'configured' | 'isPersonToken' | 'verify'>;
+}
+
+/** The admin principal, or for a `persons` route the person whose token this is. */
+async function authenticate(spec: AdminRouteSpec, authorization: string | undefined, deps: AdminRouteDeps): Promise<AdminPrincipal> {
+  try {
+    return await deps.authenticator().authenticate(authorization);
+  } catch (adminErr) {
+    const users = spec.persons ? deps.users?.() : undefined;
+    const token = /^Bearer +(\S+)$/i.exec(authorization?.trim() ?? '')?.[1];
+    if (!users?.configured || token === undefined || !users.isPersonToken(token)) throw adminErr;
+    let person: string;
+    try {
+      person = (await users.verify(token)).qualified;
+    } catch {
+      throw adminErr;
+    }
+    return { id: `person:${person}`, roles: new Set(), groups: new Set(), person };
+  }
 }
 
 /** The outcome label of `leash_admin_requests_total` for a refused or failed call. */
@@ -192,7 +218,7 @@ export function serveAdminRoutes(router: Router, routes: readonly AdminRoute[], 
       const state: CallState = { spec };
       res.locals.adminCall = state;
       try {
-        const principal = await deps.authenticator().authenticate(req.header('authorization'));
+        const principal = await authenticate(spec, req.header('authorization'), deps);
         state.principal = principal;
         denied(spec, principal);
         const params = req.params as Record<string, string>;

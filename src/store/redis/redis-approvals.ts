@@ -9,7 +9,7 @@ import type { ApprovalRecord, ApprovalState, ApprovalToolCall, LeaseRecord } fro
 type ApprovalHead = Pick<
   ApprovalRecord,
   'id' | 'requestHash' | 'plugin' | 'owner' | 'audience' | 'scopes' | 'ttl' | 'kind' | 'effect' | 'risk' | 'cause' | 'requestedAt' | 'expiresAt'
-> & { task: string | null; justification: string | null; chain: readonly string[] | null; toolCall?: ApprovalToolCall };
+> & { task: string | null; justification: string | null; chain: readonly string[] | null; toolCall?: ApprovalToolCall; onBehalfOf?: string; personMayDecide?: boolean };
 
 const STATES: readonly ApprovalState[] = ['pending', 'approved', 'denied', 'used'];
 
@@ -38,6 +38,8 @@ export function approvalFields(a: ApprovalRecord): string[] {
     requestedAt: a.requestedAt,
     expiresAt: a.expiresAt,
     ...(a.toolCall !== undefined ? { toolCall: a.toolCall } : {}),
+    ...(a.onBehalfOf !== undefined ? { onBehalfOf: a.onBehalfOf } : {}),
+    ...(a.personMayDecide !== undefined ? { personMayDecide: a.personMayDecide } : {}),
   };
   const f = ['d', JSON.stringify(head), 'st', a.state, 'rq', String(a.requestedAt), 'exp', String(a.expiresAt)];
   const opt = (name: string, v: string | number | undefined) => {
@@ -82,6 +84,8 @@ export function fromApprovalHash(reply: unknown): ApprovalRecord | undefined {
     justification: d.justification ?? undefined,
     chain: d.chain ?? undefined,
     ...(d.toolCall !== undefined ? { toolCall: d.toolCall } : {}),
+    ...(d.onBehalfOf !== undefined ? { onBehalfOf: d.onBehalfOf } : {}),
+    ...(d.personMayDecide !== undefined ? { personMayDecide: d.personMayDecide } : {}),
     cause: d.cause,
     requestedAt: d.requestedAt,
     expiresAt: d.expiresAt,

@@ -38,6 +38,8 @@ type ApprovalRow = {
   last_poll_at: number | null;
   dedupe_key?: string | null;
   tool_call?: string | null;
+  on_behalf_of?: string | null;
+  person_may_decide?: number | null;
 };
 
 export type ApprovalDecision = {
@@ -52,8 +54,8 @@ function prepareApprovalsImpl(db: Database.Database): ApprovalStatements {
   return {
     insert: db.prepare(
       `INSERT INTO approvals (id, request_hash, plugin, owner, task, audience, scopes, ttl, kind, effect, risk, justification, chain, cause,
-         requested_at, expires_at, state, decided_at, decided_by, decision_reason, redeem_by, used_at, last_poll_at, dedupe_key, tool_call)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         requested_at, expires_at, state, decided_at, decided_by, decision_reason, redeem_by, used_at, last_poll_at, dedupe_key, tool_call, on_behalf_of, person_may_decide)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     // openApproval: the same request pending for the plugin (exact hash first), and the
     // pending counts; the partial indexes hold pending rows only, ranged by expiry.
@@ -114,6 +116,8 @@ export function insertApproval(s: ApprovalStatements, a: ApprovalRecord, dedupeK
     a.lastPollAt ?? null,
     dedupeKey ?? null,
     a.toolCall === undefined ? null : JSON.stringify(a.toolCall),
+    a.onBehalfOf ?? null,
+    a.personMayDecide === undefined ? null : a.personMayDecide ? 1 : 0,
   );
 }
 
@@ -176,6 +180,8 @@ export function toApproval(r: ApprovalRow): ApprovalRecord {
     usedAt: r.used_at ?? undefined,
     lastPollAt: r.last_poll_at ?? undefined,
     ...(r.tool_call ? { toolCall: JSON.parse(r.tool_call) as ApprovalToolCall } : {}),
+    ...(r.on_behalf_of ? { onBehalfOf: r.on_behalf_of } : {}),
+    ...(r.person_may_decide !== null && r.person_may_decide !== undefined ? { personMayDecide: r.person_may_decide === 1 } : {}),
   };
 }
 

@@ -281,6 +281,9 @@ export const MIGRATIONS: readonly string[] = [
   // argument values, the hash of all arguments), JSON; NULL for other approvals
   `
   ALTER TABLE approvals ADD COLUMN tool_call TEXT;
+  -- the person a plugin acts for (<issuer>#<sub>), and whether they may decide (0/1); NULL otherwise
+  ALTER TABLE approvals ADD COLUMN on_behalf_of TEXT;
+  ALTER TABLE approvals ADD COLUMN person_may_decide INTEGER;
   `,
 ];
 
