@@ -16,6 +16,12 @@ const unitsOf = (layer) => Object.keys(layer.units);
  */
 const SDK_OPTIONAL_PEERS = ['@aws-sdk/client-sts'];
 const optionalPeersPath = `(^|/)node_modules/(${SDK_OPTIONAL_PEERS.map(escapeRegExp).join('|')})/`;
+/**
+ * The SDK's MCP helpers (src/client/mcp/, its own entry point `leash-client/mcp`) are built
+ * on the MCP SDK, an optional peer a plugin installs only to use them; the rest of the SDK
+ * never imports them. Matched resolved or not: the MCP SDK's export map may not resolve here.
+ */
+const MCP_SDK_PATH = '(^|/)(node_modules/)?@modelcontextprotocol/sdk/';
 
 const layerRules = layers.slice(1).map((layer, i) => {
   const above = layers.slice(0, i + 1);
@@ -33,10 +39,17 @@ module.exports = {
     ...layerRules,
     {
       name: 'sdk-runs-on-jose-alone',
-      comment: 'at run time the SDK needs jose and node built-ins only',
+      comment: 'at run time the SDK needs jose and node built-ins only (its MCP helpers, the MCP SDK too)',
       severity: 'error',
       from: { path: '^src/client/' },
-      to: { dependencyTypesNot: ['core', 'local', 'type-only'], pathNot: `(^|/)node_modules/jose/|${optionalPeersPath}` },
+      to: { dependencyTypesNot: ['core', 'local', 'type-only'], pathNot: `(^|/)node_modules/jose/|${optionalPeersPath}|${MCP_SDK_PATH}` },
+    },
+    {
+      name: 'sdk-mcp-helpers-only-on-request',
+      comment: 'the SDK core never imports its MCP helpers (src/client/mcp/): the MCP SDK is an optional peer',
+      severity: 'error',
+      from: { path: '^src/client/', pathNot: '^src/client/mcp/' },
+      to: { path: `^src/client/mcp/|${MCP_SDK_PATH}` },
     },
     {
       name: 'sdk-optional-peers-load-lazily',
@@ -50,7 +63,7 @@ module.exports = {
       comment: 'the SDK may name express types (its middleware) and its optional peers\' types, nothing else from a package but jose',
       severity: 'error',
       from: { path: '^src/client/' },
-      to: { dependencyTypes: ['type-only'], path: '(^|/)node_modules/', pathNot: `(^|/)node_modules/(jose|express|@types/express|@types/express-serve-static-core)/|${optionalPeersPath}` },
+      to: { dependencyTypes: ['type-only'], path: '(^|/)node_modules/', pathNot: `(^|/)node_modules/(jose|express|@types/express|@types/express-serve-static-core)/|${optionalPeersPath}|${MCP_SDK_PATH}` },
     },
     {
       name: 'http-stays-in-the-entry-layer',

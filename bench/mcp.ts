@@ -32,7 +32,7 @@ async function main(): Promise<void> {
   const MCP = `http://127.0.0.1:${port}/mcp`;
   const tb = await startTestBroker({
     patch: (cfg) => {
-      cfg.plugins.push({
+      (cfg.plugins as unknown[]).push({
         id: 'bench-agent',
         owner: 'bench@example.com',
         risk: 'low',

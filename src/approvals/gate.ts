@@ -1,7 +1,7 @@
 import type { WorkloadIdentity } from '../attestation/attestor.js';
 import type { CompiledGrant, CompiledPlugin } from '../policy/types.js';
 import type { Task } from '../store/records.js';
-import type { ToolCallRequest } from '../exchange/authorization-details.js';
+import type { ToolCallRequest } from '../formats/authorization-details.js';
 
 /** The `approval` claim of a token issued after a human approved its exact request. */
 export interface ApprovalReceipt {

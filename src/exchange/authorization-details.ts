@@ -1,26 +1,8 @@
 import { LeashError } from '../errors/leash-error.js';
 
-/**
- * RFC 9396 `authorization_details` on a token exchange: a JSON array of objects, each with
- * a `type`. Leash knows two types (anything else is refused, §5):
- * - `leash_task`: `{ type, task }`, the task the request runs under (as the `task` parameter);
- * - `leash_mcp_tool_call`: one MCP tool call, `{ type, locations: [<server>], tool,
- *   arguments_sha256, arguments? }` (see docs/mcp.md); the issued token is good for that call.
- */
-export const TASK_DETAIL_TYPE = 'leash_task';
-export const TOOL_CALL_DETAIL_TYPE = 'leash_mcp_tool_call';
-export const AUTHORIZATION_DETAILS_TYPES = [TASK_DETAIL_TYPE, TOOL_CALL_DETAIL_TYPE] as const;
+import { AUTHORIZATION_DETAILS_TYPES, TASK_DETAIL_TYPE, TOOL_CALL_DETAIL_TYPE, type ToolCallRequest } from '../formats/authorization-details.js';
 
-/** A tool call as the policy and the approver see it. */
-export interface ToolCallRequest {
-  /** The MCP server (its resource identifier): the request's audience. */
-  readonly server: string;
-  readonly tool: string;
-  /** base64url SHA-256 of the canonical JSON of the whole `arguments` object. */
-  readonly argumentsSha256: string;
-  /** The argument values the caller exposed (the policy decides which must be). */
-  readonly arguments: Readonly<Record<string, unknown>>;
-}
+export { AUTHORIZATION_DETAILS_TYPES, TASK_DETAIL_TYPE, TOOL_CALL_DETAIL_TYPE, type ToolCallRequest } from '../formats/authorization-details.js';
 
 export interface ParsedAuthorizationDetails {
   readonly taskId: string | undefined;
@@ -33,7 +15,7 @@ const MAX_ENTRIES = 4;
 const MAX_ARGUMENTS = 16;
 const MAX_DEPTH = 4;
 /** MCP tool names (SEP-986): letters, digits, `_`, `-`, `.`, `/`; 1 to 128. */
-export const TOOL_NAME = /^[A-Za-z0-9_.\/-]{1,128}$/;
+export const TOOL_NAME = /^[A-Za-z0-9_./-]{1,128}$/;
 const SHA256_B64URL = /^[A-Za-z0-9_-]{43}$/;
 const ARGUMENT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const TASK_ID = /^[A-Za-z0-9_-]{1,128}$/;

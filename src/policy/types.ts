@@ -3,7 +3,7 @@ import type { ApprovalRule, CredentialKind, GrantConfig, PluginConfig, RiskTier 
 import type { ErrorCode } from '../errors/codes.js';
 import type { Task } from '../store/records.js';
 import type { CoveringException } from '../config/guardrails.js';
-import type { ToolCallRequest } from '../exchange/authorization-details.js';
+import type { ToolCallRequest } from '../formats/authorization-details.js';
 import type { CompiledTool } from './tools.js';
 import type { HumanSubject } from '../users/user-tokens.js';
 

@@ -45,6 +45,8 @@ describe('the check refuses, in a copy of src/', () => {
     inject('src/client/errors.ts', "import type { Log } from 'sarif';");
     // An optional peer of the SDK loaded at module load instead of with import().
     inject('src/client/chain-jti.ts', "import '@aws-sdk/client-sts';");
+    // The SDK core reaching for its MCP helpers (the MCP SDK is an optional peer).
+    inject('src/client/htu.ts', "import '@modelcontextprotocol/sdk/client/auth.js';");
     // A domain folder serving HTTP; src/ reaching into test/; a folder in no layer.
     inject('src/tasks/task-service.ts', "import type { Router } from 'express';");
     mkdirSync(join(root, 'test'));
@@ -87,6 +89,7 @@ describe('the check refuses, in a copy of src/', () => {
     refused('sdk-types-of-jose-and-express', 'src/client/replay-memory.ts', /node_modules\/ioredis\//);
     refused('sdk-runs-on-jose-alone', 'src/client/errors.ts', 'sarif');
     refused('sdk-optional-peers-load-lazily', 'src/client/chain-jti.ts', /node_modules\/@aws-sdk\/client-sts\//);
+    refused('sdk-mcp-helpers-only-on-request', 'src/client/htu.ts', /@modelcontextprotocol\/sdk\//);
   });
 
   it('express below the entry layer, src/ importing test/, an import that resolves nowhere, a folder in no layer', () => {
