@@ -60,10 +60,14 @@ module.exports = {
     },
     {
       name: 'sdk-types-of-jose-and-express',
-      comment: 'the SDK may name express types (its middleware) and its optional peers\' types, nothing else from a package but jose',
+      comment: "the SDK may name express types (its middleware) and its optional peers' types, nothing else from a package but jose",
       severity: 'error',
       from: { path: '^src/client/' },
-      to: { dependencyTypes: ['type-only'], path: '(^|/)node_modules/', pathNot: `(^|/)node_modules/(jose|express|@types/express|@types/express-serve-static-core)/|${optionalPeersPath}|${MCP_SDK_PATH}` },
+      to: {
+        dependencyTypes: ['type-only'],
+        path: '(^|/)node_modules/',
+        pathNot: `(^|/)node_modules/(jose|express|@types/express|@types/express-serve-static-core)/|${optionalPeersPath}|${MCP_SDK_PATH}`,
+      },
     },
     {
       name: 'http-stays-in-the-entry-layer',

@@ -19,7 +19,10 @@ const TTL = 300;
 const input = readServerInput();
 const attestationKeys = new Map<string, KeyObject>(input.jwks.keys.map((jwk) => [jwk.kid, createPublicKey({ key: jwk, format: 'jwk' })]));
 const { privateKey: signingKey, publicKey: verifyKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-const kid = createHash('sha256').update(createPublicKey(signingKey).export({ format: 'der', type: 'spki' })).digest('base64url').slice(0, 16);
+const kid = createHash('sha256')
+  .update(createPublicKey(signingKey).export({ format: 'der', type: 'spki' }))
+  .digest('base64url')
+  .slice(0, 16);
 const task = `tsk_${randomBytes(12).toString('base64url')}`;
 const ISSUER = 'http://127.0.0.1';
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();

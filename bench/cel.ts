@@ -23,18 +23,31 @@ const SCOPES = Array.from({ length: 8 }, (_, i) => `deploy:scope-${i}`);
 /** [name, conditions, attested attributes of the workload (64 is the most conditions accept)] */
 const CASES: Array<[string, ConditionConfig[], number?]> = [
   ['no conditions', []],
-  ['3 attribute conditions (equals, glob, in)', [
-    { attr: 'workload.repository', equals: 'octo/app' },
-    { attr: 'workload.ref', glob: 'refs/heads/*' },
-    { attr: 'task.env', in: ['prod', 'staging'] },
-  ]],
+  [
+    '3 attribute conditions (equals, glob, in)',
+    [
+      { attr: 'workload.repository', equals: 'octo/app' },
+      { attr: 'workload.ref', glob: 'refs/heads/*' },
+      { attr: 'task.env', in: ['prod', 'staging'] },
+    ],
+  ],
   ['1 CEL: one claim equality', [{ expr: "workload.claims.repository == 'octo/app'" }]],
-  ['1 CEL: typical (claims, scopes loop, task, ttl)', [{ expr: "workload.claims.repository == 'octo/app' && workload.claims.ref.startsWith('refs/heads/') && request.scopes.all(s, s.startsWith('deploy:')) && task.attributes.env == 'prod' && request.ttl <= 120" }]],
-  ['3 CEL: typical set', [
-    { expr: "workload.claims.repository == 'octo/app' && workload.claims.ref.matches('^refs/heads/(main|release-[0-9]+)$')" },
-    { expr: "request.scopes.all(s, s.startsWith('deploy:')) && size(request.scopes) <= 3" },
-    { expr: "task.attributes.env in ['prod', 'staging'] && now.getDayOfWeek() != 0 && delegation.depth == 0" },
-  ]],
+  [
+    '1 CEL: typical (claims, scopes loop, task, ttl)',
+    [
+      {
+        expr: "workload.claims.repository == 'octo/app' && workload.claims.ref.startsWith('refs/heads/') && request.scopes.all(s, s.startsWith('deploy:')) && task.attributes.env == 'prod' && request.ttl <= 120",
+      },
+    ],
+  ],
+  [
+    '3 CEL: typical set',
+    [
+      { expr: "workload.claims.repository == 'octo/app' && workload.claims.ref.matches('^refs/heads/(main|release-[0-9]+)$')" },
+      { expr: "request.scopes.all(s, s.startsWith('deploy:')) && size(request.scopes) <= 3" },
+      { expr: "task.attributes.env in ['prod', 'staging'] && now.getDayOfWeek() != 0 && delegation.depth == 0" },
+    ],
+  ],
   ['1 CEL: business hours in a named time zone', [{ expr: "now.getHours('Europe/Paris') >= 8 && now.getHours('Europe/Paris') < 19" }]],
   ['1 CEL: nested loop at the cost limit, 64 claims x 8 scopes', [{ expr: 'workload.claims.all(k, request.scopes.all(s, s != k) && k.size() < 100)' }], 64],
 ];
@@ -61,10 +74,12 @@ for (const [name, conditions, attributes = 14] of CASES) {
   const started = process.hrtime.bigint();
   const policy = compilePolicy(cfg);
   const compileMs = Number(process.hrtime.bigint() - started) / 1e6;
-  const cost = conditions.filter((c) => c.expr).reduce((n, c) => {
-    const o = compileCelCondition(c.expr!, { audience: 'https://api.example.com', scopes: SCOPES });
-    return n + (o.ok ? o.expression.cost : 0);
-  }, 0);
+  const cost = conditions
+    .filter((c) => c.expr)
+    .reduce((n, c) => {
+      const o = compileCelCondition(c.expr!, { audience: 'https://api.example.com', scopes: SCOPES });
+      return n + (o.ok ? o.expression.cost : 0);
+    }, 0);
   const one = input(policy, attributes);
   const check = policy.evaluate(one);
   if (!check.allow) throw new Error(`${name}: the benchmark input must be allowed (${check.description})`);

@@ -39,10 +39,12 @@ export async function startServer(name: string, script: string, input: ServerInp
     tail.push(line);
     if (tail.length > TAIL_LINES) tail.shift();
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => {
-    running.delete(child);
-    resolve();
-  }));
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      running.delete(child);
+      resolve();
+    }),
+  );
 
   const ready = await new Promise<ServerReady>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name}: not ready after ${timeoutMs} ms\n${tail.join('\n')}`)), timeoutMs);

@@ -18,7 +18,6 @@ import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, onShutdown
 
 const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex');
 
-
 async function main(): Promise<void> {
   const input = readServerInput();
   // The Vault token reaches the broker the way it would in production: an environment variable.
@@ -39,9 +38,7 @@ async function main(): Promise<void> {
       audit: { stdout: false },
     },
     admin: { api_keys: [{ id: 'bench-orchestrator', sha256: sha256hex(orchestratorKey), roles: ['orchestrator'] }] },
-    trusted_issuers: [
-      { name: 'bench-cluster', kind: 'kubernetes', issuer: input.clusterIssuer, audience: input.audience, jwks: { inline: input.jwks }, max_token_age: 3600 },
-    ],
+    trusted_issuers: [{ name: 'bench-cluster', kind: 'kubernetes', issuer: input.clusterIssuer, audience: input.audience, jwks: { inline: input.jwks }, max_token_age: 3600 }],
     resource_servers: [{ id: input.resourceServer.id, audiences: [BENCH_RESOURCE], client_secret_sha256: sha256hex(input.resourceServer.secret) }],
     plugins: [
       {

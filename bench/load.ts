@@ -87,23 +87,26 @@ async function runInProcess(opts: LoadOptions): Promise<LoadResult> {
     done = resolve;
     failed = reject;
   });
-  const instance = autocannon({
-    url: opts.url,
-    connections: opts.connections,
-    duration: opts.seconds,
-    headers: { ...opts.headers, 'content-type': 'application/x-www-form-urlencoded' },
-    requests: [
-      {
-        method: 'POST',
-        path: opts.path,
-        setupRequest: (req) => {
-          const body = bodies[next] as string;
-          next = next + 1 === bodies.length ? 0 : next + 1;
-          return { ...req, body };
+  const instance = autocannon(
+    {
+      url: opts.url,
+      connections: opts.connections,
+      duration: opts.seconds,
+      headers: { ...opts.headers, 'content-type': 'application/x-www-form-urlencoded' },
+      requests: [
+        {
+          method: 'POST',
+          path: opts.path,
+          setupRequest: (req) => {
+            const body = bodies[next] as string;
+            next = next + 1 === bodies.length ? 0 : next + 1;
+            return { ...req, body };
+          },
         },
-      },
-    ],
-  }, (err: unknown, result: autocannon.Result) => (err ? failed(err) : done(result)));
+      ],
+    },
+    (err: unknown, result: autocannon.Result) => (err ? failed(err) : done(result)),
+  );
   // autocannon's own histogram has 1 ms buckets; loopback latencies are a few ms, so keep µs.
   instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
     if (count === latencies.length) {

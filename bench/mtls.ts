@@ -31,16 +31,26 @@ function summary(ms: number[]): { n: number; mean: number; p50: number; p90: num
   return { n: s.length, mean: s.reduce((a, b) => a + b, 0) / s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99) };
 }
 
-const fmt = (x: ReturnType<typeof summary>, cpuMs: number | undefined) => `n=${x.n} p50=${x.p50.toFixed(2)} p90=${x.p90.toFixed(2)} p99=${x.p99.toFixed(2)} mean=${x.mean.toFixed(2)} ms; CPU ${cpuMs?.toFixed(2)} ms/op`;
+const fmt = (x: ReturnType<typeof summary>, cpuMs: number | undefined) =>
+  `n=${x.n} p50=${x.p50.toFixed(2)} p90=${x.p90.toFixed(2)} p99=${x.p99.toFixed(2)} mean=${x.mean.toFixed(2)} ms; CPU ${cpuMs?.toFixed(2)} ms/op`;
 
-function post(port: number, path: string, body: string, headers: Record<string, string>, opts: { tls?: Record<string, unknown>; agent?: Agent | HttpAgent | false }): Promise<{ status: number; text: string }> {
+function post(
+  port: number,
+  path: string,
+  body: string,
+  headers: Record<string, string>,
+  opts: { tls?: Record<string, unknown>; agent?: Agent | HttpAgent | false },
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const fn = opts.tls ? request : httpRequest;
-    const r = fn({ host: '127.0.0.1', port, method: 'POST', path, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: opts.agent ?? false, ...(opts.tls ?? {}) } as never, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-    });
+    const r = fn(
+      { host: '127.0.0.1', port, method: 'POST', path, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: opts.agent ?? false, ...(opts.tls ?? {}) } as never,
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
     r.on('error', reject);
     r.end(body);
   });
@@ -74,17 +84,37 @@ async function main(): Promise<void> {
       { name: 'spiffe', kind: 'x509-svid', issuer: 'spiffe://bench.example', trust_domain: 'bench.example', bundle_file: join(dir, 'bundle.pem') },
     ],
     plugins: [
-      { id: 'reader', owner: 'o@example.com', risk: 'low', bindings: [{ issuer: 'spiffe', subject: WORKLOAD }, { issuer: 'cluster', subject: 'system:serviceaccount:plugins:reader' }], grants: [{ audience: API, scopes: ['read'], effect: 'read', max_ttl: 300, task_required: false }] },
+      {
+        id: 'reader',
+        owner: 'o@example.com',
+        risk: 'low',
+        bindings: [
+          { issuer: 'spiffe', subject: WORKLOAD },
+          { issuer: 'cluster', subject: 'system:serviceaccount:plugins:reader' },
+        ],
+        grants: [{ audience: API, scopes: ['read'], effect: 'read', max_ttl: 300, task_required: false }],
+      },
     ],
   });
 
-  const mtlsBroker = await Broker.create({ config: parseConfig(config(true, 'mtls'), { baseDir: dir }), path: join(dir, 'a.yaml'), baseDir: dir, digest: 'a' }, { defaultMetrics: false, write: () => undefined });
+  const mtlsBroker = await Broker.create(
+    { config: parseConfig(config(true, 'mtls'), { baseDir: dir }), path: join(dir, 'a.yaml'), baseDir: dir, digest: 'a' },
+    { defaultMetrics: false, write: () => undefined },
+  );
   const mtlsPort = Number(new URL(await mtlsBroker.listen(0, '127.0.0.1')).port);
-  const plainBroker = await Broker.create({ config: parseConfig(config(false, 'plain'), { baseDir: dir }), path: join(dir, 'b.yaml'), baseDir: dir, digest: 'b' }, { defaultMetrics: false, write: () => undefined });
+  const plainBroker = await Broker.create(
+    { config: parseConfig(config(false, 'plain'), { baseDir: dir }), path: join(dir, 'b.yaml'), baseDir: dir, digest: 'b' },
+    { defaultMetrics: false, write: () => undefined },
+  );
   const plainPort = Number(new URL(await plainBroker.listen(0, '127.0.0.1')).port);
 
   const clientTls = { ca: server.ca, cert: svid.pem, key: svid.keyPem };
-  const form = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: svid.der.toString('base64url'), subject_token_type: 'urn:leash:params:oauth:token-type:tls-client-certificate', resource: API }).toString();
+  const form = new URLSearchParams({
+    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    subject_token: svid.der.toString('base64url'),
+    subject_token_type: 'urn:leash:params:oauth:token-type:tls-client-certificate',
+    resource: API,
+  }).toString();
   const formHeaders = { 'content-type': 'application/x-www-form-urlencoded' };
   void ORCH;
 
@@ -149,8 +179,19 @@ async function main(): Promise<void> {
   for (let i = 0; i < N_KEPT + 100; i++) {
     // A new attestation each time (no identity-cache hit), as the X.509 path verifies every time.
     const token = await new SignJWT({ sub: 'system:serviceaccount:plugins:reader', 'kubernetes.io': { namespace: 'plugins', serviceaccount: { name: 'reader', uid: 'u' } } })
-      .setProtectedHeader({ alg: 'ES256', kid: 'c1' }).setIssuer('https://k8s.bench').setAudience('leash').setIssuedAt(now).setExpirationTime(now + 600).setJti(String(i)).sign(cluster.privateKey);
-    const body = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: token, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', resource: API }).toString();
+      .setProtectedHeader({ alg: 'ES256', kid: 'c1' })
+      .setIssuer('https://k8s.bench')
+      .setAudience('leash')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 600)
+      .setJti(String(i))
+      .sign(cluster.privateKey);
+    const body = new URLSearchParams({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: token,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+      resource: API,
+    }).toString();
     const t0 = process.hrtime.bigint();
     const r = await post(plainPort, '/token', body, formHeaders, { agent: plainAgent });
     if (i >= 100) jwtMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -170,7 +211,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     [
       `node ${process.version}, loopback, sequential (one request in flight), ECDSA P-256`,
-      `load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${availableParallelism()} cores`,
+      `load average at the end: ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} on ${availableParallelism()} cores`,
       `TLS handshake with client certificate:          ${fmt(h, cpu.handshake)}`,
       `X.509-SVID exchange, new connection each time:  ${fmt(f, cpu.fresh)}`,
       `X.509-SVID exchange, kept-alive connection:     ${fmt(k, cpu.kept)}`,

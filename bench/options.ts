@@ -75,7 +75,10 @@ function positiveInt(name: string, raw: string | undefined, dflt: number, min = 
 
 function list<T extends string>(name: string, raw: string | undefined, all: readonly T[]): readonly T[] {
   if (raw === undefined) return all;
-  const picked = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const picked = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   const bad = picked.filter((p) => !(all as readonly string[]).includes(p));
   if (bad.length > 0 || picked.length === 0) throw new Error(`--${name} takes a comma list of ${all.join(', ')} (got '${raw}')`);
   return all.filter((a) => picked.includes(a));

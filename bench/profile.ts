@@ -136,7 +136,13 @@ export function summariseProfile(profile: CpuProfile, opts: { root: string; from
     byCallingPackage.set(charged, (byCallingPackage.get(charged) ?? 0) + dt);
     total += dt;
   }
-  return { sampledMs: Math.round(total / 1000), fromMicros: inRange ? from : undefined, byFunction: top(byFunction, total, n), byPackage: top(byPackage, total, n), byCallingPackage: top(byCallingPackage, total, n) };
+  return {
+    sampledMs: Math.round(total / 1000),
+    fromMicros: inRange ? from : undefined,
+    byFunction: top(byFunction, total, n),
+    byPackage: top(byPackage, total, n),
+    byCallingPackage: top(byCallingPackage, total, n),
+  };
 }
 
 /**

@@ -29,9 +29,6 @@ export function killAllRedis(): void {
   for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-
-
-
 export async function startRedis(appendfsync: AppendFsync): Promise<BenchRedis> {
   const bin = findRedisServer();
   if (!bin) throw new Error('--store redis needs redis-server (/usr/bin/redis-server; Debian/Ubuntu: apt-get install -y redis-server)');
@@ -41,17 +38,38 @@ export async function startRedis(appendfsync: AppendFsync): Promise<BenchRedis> 
   // RDB snapshots off, AOF on: the durability a Leash deployment on Redis would run with.
   const child = spawn(
     bin,
-    ['--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes', '--save', '', '--appendonly', 'yes', '--appendfsync', appendfsync, '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--protected-mode',
+      'yes',
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      appendfsync,
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'warning',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   running.add(child);
   child.stderr?.on('data', (d: Buffer) => {
     if (stderr.length < 4096) stderr += d.toString();
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => {
-    running.delete(child);
-    resolve();
-  }));
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      running.delete(child);
+      resolve();
+    }),
+  );
   const cleanup = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');

@@ -59,8 +59,7 @@ export function ratios(runs: readonly RunRecord[]): Ratio[] {
 export const ratioLabel = (r: Ratio) => (r.store ? `${r.workload} (${r.store})` : r.workload);
 
 export function formatProfile(summary: ProfileSummary): string {
-  const rows = (title: string, list: ProfileSummary['byPackage']) =>
-    [title, ...list.map((e) => `  ${e.share.toFixed(1).padStart(5)}%  ${e.ms.toFixed(0).padStart(7)} ms  ${e.name}`)].join('\n');
+  const rows = (title: string, list: ProfileSummary['byPackage']) => [title, ...list.map((e) => `  ${e.share.toFixed(1).padStart(5)}%  ${e.ms.toFixed(0).padStart(7)} ms  ${e.name}`)].join('\n');
   return [
     `main-thread self time, ${summary.sampledMs} ms sampled${summary.fromMicros === undefined ? ' (including boot)' : ' after the server was ready'}, idle excluded`,
     rows('by package / module (self time):', summary.byPackage),

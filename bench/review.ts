@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     compilePolicy(config);
 
     // ---- setup (not measured): the schema through the store, then a bulk insert of a valid hash chain
-    (await openSqliteStore({ path: dbPath }).close());
+    await openSqliteStore({ path: dbPath }).close();
     const t0 = Date.now();
     const db = new Database(dbPath);
     db.pragma('journal_mode = WAL');
@@ -104,7 +104,18 @@ async function main(): Promise<void> {
         let event: Record<string, unknown>;
         if (r < 0.85) {
           type = 'exchange.issued';
-          event = { decision: 'issued', reason: 'OK', plugin: p.id, client_id: p.id, audience: grant.audience, scopes: grant.scopes.slice(0, 1 + Math.floor(rand() * 2)), jti: `j${seq}`, kind: 'jwt', ttl: 120, task: `tsk_${Math.floor(seq / 20)}` };
+          event = {
+            decision: 'issued',
+            reason: 'OK',
+            plugin: p.id,
+            client_id: p.id,
+            audience: grant.audience,
+            scopes: grant.scopes.slice(0, 1 + Math.floor(rand() * 2)),
+            jti: `j${seq}`,
+            kind: 'jwt',
+            ttl: 120,
+            task: `tsk_${Math.floor(seq / 20)}`,
+          };
         } else if (r < 0.97) {
           type = 'exchange.denied';
           event = { decision: 'denied', reason: reasons[Math.floor(rand() * reasons.length)], plugin: p.id, client_id: p.id, audience: grant.audience, task: `tsk_${Math.floor(seq / 20)}` };
@@ -133,7 +144,13 @@ async function main(): Promise<void> {
         const ins = extra.prepare('INSERT INTO audit (seq, ts, type, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)');
         extra.transaction(() => {
           for (let seq = eventCount + 1; seq <= eventCount + 10_000; seq++) {
-            const canonical = canonicalJson({ decision: 'issued', reason: 'OK', plugin: 'plugin-1', audience: input.plugins[1]!.grants[0]!.audience, scopes: input.plugins[1]!.grants[0]!.scopes.slice(0, 1) });
+            const canonical = canonicalJson({
+              decision: 'issued',
+              reason: 'OK',
+              plugin: 'plugin-1',
+              audience: input.plugins[1]!.grants[0]!.audience,
+              scopes: input.plugins[1]!.grants[0]!.scopes.slice(0, 1),
+            });
             const hash = chainHashCanonical(prev, seq, now - 1000, 'exchange.issued', canonical);
             ins.run(seq, now - 1000, 'exchange.issued', canonical, prev, hash);
             prev = hash;
@@ -156,7 +173,12 @@ async function main(): Promise<void> {
       runs.push({ label, ms: t4 - t0m, phases: `open ${(t1 - t0m).toFixed(0)} ms, history ${(t2 - t1).toFixed(0)} ms, rules ${(t3 - t2).toFixed(0)} ms, SARIF+HTML ${(t4 - t3).toFixed(0)} ms` });
     }
     const report = last!.report;
-    log(`review: ${report.summary.total} findings (${Object.entries(report.summary).filter(([k]) => k !== 'total').map(([k, v]) => `${v} ${k}`).join(', ')})`);
+    log(
+      `review: ${report.summary.total} findings (${Object.entries(report.summary)
+        .filter(([k]) => k !== 'total')
+        .map(([k, v]) => `${v} ${k}`)
+        .join(', ')})`,
+    );
     for (const r of runs) log(`  ${r.label}: ${(r.ms / 1000).toFixed(2)} s (${r.phases})`);
     const worst = Math.max(...runs.map((r) => r.ms));
     log(`slowest run ${(worst / 1000).toFixed(2)} s (goal: under 10 s) ${worst < 10_000 ? 'PASS' : 'FAIL'}`);

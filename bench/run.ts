@@ -159,7 +159,9 @@ async function measure(server: ServerChild, name: ServerName, workload: Workload
     }
   }
   if (workload === 'cold' && result.requests > bodies.length) {
-    log(`  note: ${result.requests} requests cycled the ${bodies.length}-token pool ${(result.requests / bodies.length).toFixed(1)}x (Leash's identity cache holds 10,000 entries LRU, so a cycle over more than that still misses every time)`);
+    log(
+      `  note: ${result.requests} requests cycled the ${bodies.length}-token pool ${(result.requests / bodies.length).toFixed(1)}x (Leash's identity cache holds 10,000 entries LRU, so a cycle over more than that still misses every time)`,
+    );
   }
   return record;
 }
@@ -298,7 +300,9 @@ async function main(): Promise<number> {
     `Leash token exchange and introspection vs bare node:http + node:crypto baseline (${opts.duration}s per run, ${opts.connections} connections, ${opts.workers === 0 ? 'autocannon in-process' : `${opts.workers} autocannon workers`}, ${machine().nproc} CPUs, node ${process.version}${opts.stores.includes('redis') ? `, redis appendfsync ${opts.appendfsync}` : ''})`,
     formatTable(runs),
     // The issue's goal is about the exchange; introspection's ratio is reported next to it, not judged by it.
-    ...summary.map((r) => `${ratioLabel(r)}: leash/baseline = ${r.leashOverBaseline.toFixed(3)}${r.workload === 'introspect' ? '' : ` (goal ${GOAL}: ${r.leashOverBaseline >= GOAL ? 'met' : 'NOT met'})`}`),
+    ...summary.map(
+      (r) => `${ratioLabel(r)}: leash/baseline = ${r.leashOverBaseline.toFixed(3)}${r.workload === 'introspect' ? '' : ` (goal ${GOAL}: ${r.leashOverBaseline >= GOAL ? 'met' : 'NOT met'})`}`,
+    ),
     ...(transitSign ? [`transit sign (contract server, sequential, ${transitSign.signs} signs): p50 ${transitSign.p50Ms} ms, p99 ${transitSign.p99Ms} ms, mean ${transitSign.meanMs} ms`] : []),
     ...(profile ? ['', formatProfile(profile), `profile: ${profile.file}`] : []),
   ];

@@ -162,18 +162,26 @@ export class Broker {
   private constructor(loaded: LoadedConfig, keys: KeyManager, store: Store, opts: BrokerOptions) {
     const settings = loaded.config.settings;
     this.clock = opts.clock ?? systemClock;
-    const links = { store, retentionMs: () => (this.#generation?.settings ?? settings).usage.retention_days * 86_400_000, log: (msg: string, fields?: Record<string, unknown>) => this.#logger('warn', msg, fields) };
+    const links = {
+      store,
+      retentionMs: () => (this.#generation?.settings ?? settings).usage.retention_days * 86_400_000,
+      log: (msg: string, fields?: Record<string, unknown>) => this.#logger('warn', msg, fields),
+    };
     this.#write = opts.write ?? ((line) => process.stdout.write(line));
     this.#logger = createLogger(this.#write, this.clock);
     this.#store = store;
     this.#keys = keys;
     this.audit = new AuditRecorder(this.#store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write, onRecorded: (r) => this.#checkpoints.noted(r) });
     this.metrics = createMetrics(
-      { activeTasks: () => this.#store.countActiveTasks(this.clock.now()), signingKeys: () => this.#keys.list(), now: () => this.clock.now(),
+      {
+        activeTasks: () => this.#store.countActiveTasks(this.clock.now()),
+        signingKeys: () => this.#keys.list(),
+        now: () => this.clock.now(),
         pendingApprovals: async () => (await this.#store.listApprovals({ state: 'pending', now: this.clock.now(), limit: 1000 })).length,
         awsDenyPendingRoles: () => this.awsDenier.pendingRoles(),
         storeResetPending: () => this.#store.resetPending() !== undefined,
-        sinkBacklogs: () => this.sinks?.backlogs() ?? [] },
+        sinkBacklogs: () => this.sinks?.backlogs() ?? [],
+      },
       { defaultMetrics: opts.defaultMetrics ?? true },
     );
     this.#checkpoints = new CheckpointWriter({
@@ -226,14 +234,17 @@ export class Broker {
       maxStalenessMs: settings.revocation.max_staleness_ms,
       maxTokenLifeMs: () => maxTokenLifeMs(this.#generation.settings),
       revokers: new Map([
-        ['aws-sts', createAwsStsRevoker({
-          clock: this.clock,
-          policy: () => this.#generation.policy,
-          denier: () => (this.#generation.settings.aws.deny_revoked_sessions ? this.awsDenier : undefined),
-          skewMs: () => this.#generation.settings.tokens.clock_skew * 1000,
-          metrics: this.metrics,
-          log: (msg, fields) => this.#logger('warn', msg, { ...fields }),
-        })],
+        [
+          'aws-sts',
+          createAwsStsRevoker({
+            clock: this.clock,
+            policy: () => this.#generation.policy,
+            denier: () => (this.#generation.settings.aws.deny_revoked_sessions ? this.awsDenier : undefined),
+            skewMs: () => this.#generation.settings.tokens.clock_skew * 1000,
+            metrics: this.metrics,
+            log: (msg, fields) => this.#logger('warn', msg, { ...fields }),
+          }),
+        ],
         ...(vaultLeases ? [['vault', createVaultRevoker(vaultLeases)] as const] : []),
       ]),
       log: (msg, fields) => this.#logger('warn', msg, fields),
@@ -265,7 +276,22 @@ export class Broker {
             this.sinks.onUsage(
               calls.map((c) => {
                 const t = c.jti === undefined ? undefined : (tokens.get(c.jti) ?? undefined);
-                return { at: c.at, method: c.method, route: c.route, plugin: t?.plugin ?? c.plugin, jti: c.jti, task: t?.task ?? c.task, server: server.id, audience: c.audience, source: c.source, outcome: c.outcome, status: c.status, calls: 1, bytes: c.bytes, durationMs: c.durationMs };
+                return {
+                  at: c.at,
+                  method: c.method,
+                  route: c.route,
+                  plugin: t?.plugin ?? c.plugin,
+                  jti: c.jti,
+                  task: t?.task ?? c.task,
+                  server: server.id,
+                  audience: c.audience,
+                  source: c.source,
+                  outcome: c.outcome,
+                  status: c.status,
+                  calls: 1,
+                  bytes: c.bytes,
+                  durationMs: c.durationMs,
+                };
               }),
             )
         : undefined,
@@ -332,8 +358,10 @@ export class Broker {
       revocation: this.revocation,
       audit: this.audit,
     });
-    this.#exceptionPass = new PeriodicPass(() => this.exceptions.pass(), settings.review.exception_check_interval_ms, (err) =>
-      this.#logger('warn', 'exception expiry pass failed', { error: err.message.slice(0, 200) }),
+    this.#exceptionPass = new PeriodicPass(
+      () => this.exceptions.pass(),
+      settings.review.exception_check_interval_ms,
+      (err) => this.#logger('warn', 'exception expiry pass failed', { error: err.message.slice(0, 200) }),
     );
     this.review = new BrokerReview({
       clock: this.clock,
@@ -344,9 +372,14 @@ export class Broker {
       audit: this.audit,
     });
     // The interval is read at start; a reload does not reschedule it.
-    this.#reviewPass = settings.review.interval > 0
-      ? new PeriodicPass(() => this.review.pass(), settings.review.interval * 1000, (err) => this.#logger('warn', 'scheduled review failed', { error: err.message.slice(0, 200) }))
-      : undefined;
+    this.#reviewPass =
+      settings.review.interval > 0
+        ? new PeriodicPass(
+            () => this.review.pass(),
+            settings.review.interval * 1000,
+            (err) => this.#logger('warn', 'scheduled review failed', { error: err.message.slice(0, 200) }),
+          )
+        : undefined;
     this.revocationFeed = revocationFeedRouter({
       authenticate: (req) => this.#generation.resourceServers.authenticate(req),
       store: this.#store,
@@ -592,7 +625,22 @@ export class Broker {
     // Koa settles its own errors (ctx.onerror): the promise its handler returns never rejects.
     const koa = provider.callback();
     const oauth = tokenClientGate((req, res) => void koa(req, res), { maxBodyBytes: () => config.settings.max_body_bytes, onRefused: auditClientRefusal(this.#protocolAudit) });
-    return { loaded, config, digest: loaded.digest, settings: config.settings, policy, attestation, users, x509, clientAuth, tokenDigest, oauth: pinIssuerOrigin(oauth, config.settings.issuer), authenticator, resourceServers, tls };
+    return {
+      loaded,
+      config,
+      digest: loaded.digest,
+      settings: config.settings,
+      policy,
+      attestation,
+      users,
+      x509,
+      clientAuth,
+      tokenDigest,
+      oauth: pinIssuerOrigin(oauth, config.settings.issuer),
+      authenticator,
+      resourceServers,
+      tls,
+    };
   }
 
   /**
@@ -615,7 +663,9 @@ export class Broker {
       await this.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: false });
       // What the new policy no longer grants is revoked now, not left to expire.
       await revokeOnReload(current.policy, this.#generation.policy, loaded.digest, { revocation: this.revocation, tokens: this.#store, clock: this.clock, audit: this.audit }).catch((err: unknown) =>
-        this.#logger('error', 'revoking what the reloaded policy removed failed; those credentials stay valid until they expire', { error: err instanceof Error ? err.message.slice(0, 200) : String(err) }),
+        this.#logger('error', 'revoking what the reloaded policy removed failed; those credentials stay valid until they expire', {
+          error: err instanceof Error ? err.message.slice(0, 200) : String(err),
+        }),
       );
       return { ok: true };
     } catch (error) {
@@ -665,7 +715,7 @@ export class Broker {
         store: this.#store.kind,
       });
     } else if (change.previousEpoch === change.epoch) {
-      this.#logger('warn', 'the store holds this replica\'s epoch again and no reset is pending; serving again', { epoch: change.epoch });
+      this.#logger('warn', "the store holds this replica's epoch again and no reset is pending; serving again", { epoch: change.epoch });
     } else {
       this.#logger('warn', 'store reset accepted by an operator; serving again in the new epoch', { previous_epoch: change.previousEpoch, epoch: change.epoch, audit_genesis_seq: change.genesis.seq });
     }
@@ -710,5 +760,4 @@ export class Broker {
     await this.#keys.close();
     this.#vault?.close();
   }
-
 }

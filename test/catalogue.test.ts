@@ -9,7 +9,11 @@ function tableRows(path: string): Map<string, string[]> {
   const rows = new Map<string, string[]>();
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     const m = /^\| `([^`]+)` \|(.*)\|\s*$/.exec(line);
-    if (m) rows.set(m[1] as string, (m[2] as string).split('|').map((c) => c.trim().replace(/`/g, '')));
+    if (m)
+      rows.set(
+        m[1] as string,
+        (m[2] as string).split('|').map((c) => c.trim().replace(/`/g, '')),
+      );
   }
   return rows;
 }

@@ -87,7 +87,8 @@ function unitProblems(layers: readonly Layer[], onDisk: readonly string[]): Laye
       const first = seen.get(unit);
       if (first !== undefined) problems.push({ rule: 'unit-twice', from: `src/${unit}`, message: `${unit} is in two layers: ${first} and ${layer.name}` });
       seen.set(unit, layer.name);
-      if (!onDisk.includes(unit)) problems.push({ rule: 'unit-missing', from: `src/${unit}`, message: `layer ${layer.name} lists ${unit}, which src/ does not have: remove it from tools/layers.json` });
+      if (!onDisk.includes(unit))
+        problems.push({ rule: 'unit-missing', from: `src/${unit}`, message: `layer ${layer.name} lists ${unit}, which src/ does not have: remove it from tools/layers.json` });
     }
   }
   for (const unit of onDisk) {

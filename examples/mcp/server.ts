@@ -101,7 +101,10 @@ export async function startExampleServer(opts: ExampleServerOptions): Promise<Ex
   });
   // No server-initiated stream or session to end in stateless mode; still authenticated first.
   app.all('/mcp', ...leash.protect, (_req, res) => {
-    res.status(405).set('allow', 'POST').json({ jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed.' }, id: null });
+    res
+      .status(405)
+      .set('allow', 'POST')
+      .json({ jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed.' }, id: null });
   });
 
   return {

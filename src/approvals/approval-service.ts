@@ -43,7 +43,9 @@ export function requestBinding(input: Pick<ApprovalRequestInput, 'plugin' | 'tas
 
 /** SHA-256 (base64url) over the canonical JSON of the binding: fixed key order, sorted scopes. */
 export function requestHash(input: Parameters<typeof requestBinding>[0]): string {
-  return createHash('sha256').update(JSON.stringify(requestBinding(input)), 'utf8').digest('base64url');
+  return createHash('sha256')
+    .update(JSON.stringify(requestBinding(input)), 'utf8')
+    .digest('base64url');
 }
 
 /**
@@ -206,7 +208,12 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
 }
 
 function pending(a: ApprovalRecord, now: number, interval: number, description: string): LeashError {
-  return new LeashError('ERR_APPROVAL_PENDING', description, { approval: a.id }, {
-    fields: { approval_id: a.id, interval, expires_in: secondsUntil(a.expiresAt, now) },
-  });
+  return new LeashError(
+    'ERR_APPROVAL_PENDING',
+    description,
+    { approval: a.id },
+    {
+      fields: { approval_id: a.id, interval, expires_in: secondsUntil(a.expiresAt, now) },
+    },
+  );
 }

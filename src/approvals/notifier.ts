@@ -86,7 +86,6 @@ export function slackPayload(a: ApprovalRecord, issuer: string): Record<string, 
   };
 }
 
-
 /**
  * POSTs each new pending approval to the configured webhook, with retries and exponential
  * backoff, fire-and-forget. A notice that cannot be delivered is audited as

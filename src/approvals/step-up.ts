@@ -42,11 +42,10 @@ export function checkStepUp(grant: CompiledGrant, input: StepUpInput): void {
     // An attestation without `iat` cannot prove it is fresh: fail closed.
     const age = iat === undefined ? Number.POSITIVE_INFINITY : Math.floor(input.now / 1000) - iat;
     if (age > req.max_attestation_age) {
-      throw new LeashError(
-        'ERR_STEP_UP_ATTESTATION_AGE',
-        `this grant requires an attestation issued at most ${req.max_attestation_age} seconds ago; present a fresh one`,
-        { max_attestation_age: req.max_attestation_age, age: Number.isFinite(age) ? age : 'no iat' },
-      );
+      throw new LeashError('ERR_STEP_UP_ATTESTATION_AGE', `this grant requires an attestation issued at most ${req.max_attestation_age} seconds ago; present a fresh one`, {
+        max_attestation_age: req.max_attestation_age,
+        age: Number.isFinite(age) ? age : 'no iat',
+      });
     }
   }
   if (req.dpop && !input.dpopPresent) throw new LeashError('ERR_DPOP_REQUIRED', 'this grant requires a DPoP proof (step-up)');

@@ -50,7 +50,10 @@ export interface ClientAssertionVerifier {
    * ERR_CLIENT_AUTH_FAILED (`invalid_client`), ERR_REQUEST_MALFORMED, or
    * ERR_BACKEND_UNAVAILABLE when the client's remote keys cannot be fetched.
    */
-  verify(input: { readonly type: string | undefined; readonly assertion: string | undefined; readonly clientId: string | undefined }, lookup: AssertionKeyLookup): Promise<{ clientId: string; payload: JWTPayload }>;
+  verify(
+    input: { readonly type: string | undefined; readonly assertion: string | undefined; readonly clientId: string | undefined },
+    lookup: AssertionKeyLookup,
+  ): Promise<{ clientId: string; payload: JWTPayload }>;
 }
 
 /** One implementation of `private_key_jwt`, for resource servers (introspection, RFC 7009, the feed) and plugins (the token endpoint). */
@@ -121,4 +124,3 @@ function assertionError(err: unknown): LeashError {
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return failed('private_key_jwt', 'alg', 'client_assertion alg is not accepted (asymmetric algorithms only)', err);
   return failed('private_key_jwt', 'signature', 'client_assertion signature does not verify with your registered keys', err);
 }
-

@@ -11,10 +11,7 @@ export const MAX_METADATA_BYTES = 256 * 1024;
  * followed. Every failure is ERR_ATTESTATION_KEYS_UNAVAILABLE (the caller can do nothing
  * about it: `temporarily_unavailable`); `detail` says why for the logs.
  */
-export async function fetchJson(
-  url: string,
-  opts: { signal: AbortSignal; fetch?: FetchLike | undefined; headers?: Headers; what: string },
-): Promise<unknown> {
+export async function fetchJson(url: string, opts: { signal: AbortSignal; fetch?: FetchLike | undefined; headers?: Headers; what: string }): Promise<unknown> {
   const unavailable = (reason: string, cause?: unknown) =>
     new LeashError('ERR_ATTESTATION_KEYS_UNAVAILABLE', `the issuer's ${opts.what} could not be fetched; try again later`, { url, reason }, { cause });
   const headers = opts.headers ?? new Headers({ accept: 'application/json' });

@@ -107,8 +107,7 @@ function discoveryLookup(opts: KeySourceOptions, timing: Timing, at: string): JW
   let resolved: JWTVerifyGetKey | undefined;
   let pending: Promise<JWTVerifyGetKey> | undefined;
 
-  const unavailable = (reason: string) =>
-    new LeashError('ERR_ATTESTATION_KEYS_UNAVAILABLE', "the issuer's discovery document is not usable; try again later", { url: configUrl, reason });
+  const unavailable = (reason: string) => new LeashError('ERR_ATTESTATION_KEYS_UNAVAILABLE', "the issuer's discovery document is not usable; try again later", { url: configUrl, reason });
 
   async function discover(): Promise<JWTVerifyGetKey> {
     const doc = await fetchJson(configUrl, { signal: AbortSignal.timeout(timing.timeoutDuration), fetch: opts.fetch, what: 'discovery document' });

@@ -200,6 +200,4 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
   };
 }
 
-type Outcome =
-  | { readonly ok: true; readonly identity: WorkloadIdentity; readonly route: Route }
-  | { readonly ok: false; readonly err: unknown; readonly issuer: string | undefined };
+type Outcome = { readonly ok: true; readonly identity: WorkloadIdentity; readonly route: Route } | { readonly ok: false; readonly err: unknown; readonly issuer: string | undefined };

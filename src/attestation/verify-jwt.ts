@@ -33,8 +33,7 @@ export type JwtCheckConfig = Pick<TrustedIssuerConfig, 'issuer' | 'audience' | '
 
 export type JwtVerifier = (token: string) => Promise<VerifiedJwt>;
 
-const fail = (code: ErrorCode, description: string, detail?: Record<string, unknown>, cause?: unknown) =>
-  new LeashError(code, description, detail, cause === undefined ? undefined : { cause });
+const fail = (code: ErrorCode, description: string, detail?: Record<string, unknown>, cause?: unknown) => new LeashError(code, description, detail, cause === undefined ? undefined : { cause });
 
 /**
  * Split and decode a compact JWS WITHOUT verifying it: for routing (which issuer?) and for

@@ -100,10 +100,7 @@ export class ChainVerifier {
  */
 export function verifyChain(records: Iterable<AuditRecord>, opts?: VerifyChainOptions): ChainVerdict;
 export function verifyChain(records: AsyncIterable<AuditRecord>, opts?: VerifyChainOptions): Promise<ChainVerdict>;
-export function verifyChain(
-  records: Iterable<AuditRecord> | AsyncIterable<AuditRecord>,
-  opts?: VerifyChainOptions,
-): ChainVerdict | Promise<ChainVerdict> {
+export function verifyChain(records: Iterable<AuditRecord> | AsyncIterable<AuditRecord>, opts?: VerifyChainOptions): ChainVerdict | Promise<ChainVerdict> {
   const verifier = new ChainVerifier(opts);
   if (Symbol.asyncIterator in records) {
     return (async () => {

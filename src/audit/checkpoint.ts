@@ -77,7 +77,8 @@ export async function verifyCheckpoint(compact: string, jwks: JSONWebKeySet, opt
   try {
     result = await compactVerify(compact, createLocalJWKSet(jwks), { algorithms: ['ES256', 'EdDSA'] });
   } catch (err) {
-    if (err instanceof joseErrors.JWKSNoMatchingKey) throw new CheckpointError('no key in the JWKS matches the checkpoint (its key may have left the JWKS: pass a saved JWKS with --jwks)', 'unknown_key');
+    if (err instanceof joseErrors.JWKSNoMatchingKey)
+      throw new CheckpointError('no key in the JWKS matches the checkpoint (its key may have left the JWKS: pass a saved JWKS with --jwks)', 'unknown_key');
     throw new CheckpointError(`the checkpoint does not verify: ${err instanceof Error ? err.message : String(err)}`, 'invalid');
   }
   const header = result.protectedHeader;
@@ -89,7 +90,15 @@ export async function verifyCheckpoint(compact: string, jwks: JSONWebKeySet, opt
     throw new CheckpointError('the checkpoint payload is not JSON', 'invalid');
   }
   const { iss, iat, epoch, seq, hash } = claims;
-  if (typeof iss !== 'string' || !Number.isSafeInteger(iat) || typeof epoch !== 'string' || !Number.isSafeInteger(seq) || (seq as number) < 0 || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) {
+  if (
+    typeof iss !== 'string' ||
+    !Number.isSafeInteger(iat) ||
+    typeof epoch !== 'string' ||
+    !Number.isSafeInteger(seq) ||
+    (seq as number) < 0 ||
+    typeof hash !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(hash)
+  ) {
     throw new CheckpointError('the checkpoint lacks iss, iat, epoch, seq or hash', 'invalid');
   }
   if (opts.issuer !== undefined && iss !== opts.issuer) throw new CheckpointError(`the checkpoint was issued by ${iss}, not ${opts.issuer}`, 'invalid');

@@ -58,16 +58,20 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'task.ended': 'A task was ended (by an admin call, or on expiry by the sweeper); every credential issued for it is revoked.',
   'policy.loaded': 'A policy was loaded (at start or on reload) and is now in force; the event carries its digest.',
   'policy.reload_failed': 'A policy reload was rejected; the previous policy stays in force.',
-  'policy.revoked_on_reload': 'A reload removed plugins or grants, or narrowed scopes: the live credentials that depended on them were revoked (their Vault leases and AWS sessions too); carries what was removed and how many tokens.',
+  'policy.revoked_on_reload':
+    'A reload removed plugins or grants, or narrowed scopes: the live credentials that depended on them were revoked (their Vault leases and AWS sessions too); carries what was removed and how many tokens.',
   'key.created': 'A signing key was created and published in the JWKS.',
   'admin.denied': 'An admin API call was refused because its caller was not authenticated, lacks the role, or (tasks) is not the orchestrator that opened the task.',
   'token.revoked': 'Credentials were revoked: one token (RFC 7009 or admin), a task, a plugin or a signing key; carries the scope, id, actor and reason.',
   'plugin.suspended': 'A plugin was suspended (kill switch, by a security admin or a quota breach): its live credentials are revoked and it gets no new ones.',
   'plugin.resumed': 'A suspended plugin was resumed by a security admin.',
   'aws.sessions_denied': 'A security admin asked to deny every AWS session of a role issued before now (an inline deny policy on aws:TokenIssueTime); `outcome` says whether it was applied.',
-  'aws.deny_policy_updated': "Leash wrote a role's `leash-revoked-sessions` inline policy to IAM (`action: put`: revoked tasks', plugins' or sessions' AWS credentials are denied; `action: delete`: every session it covered has expired).",
-  'aws.deny_policy_failed': "IAM could not be updated with a role's revoked-sessions policy (refused, unreachable, no credentials); the update stays pending in the store and is retried with backoff, also after a restart.",
-  'aws.deny_policy_overflow': "A role's revoked-sessions policy would exceed its size budget (or IAM answered LimitExceeded): its entries collapsed into one role-wide aws:TokenIssueTime deny, which also denies the role's other sessions issued before that time.",
+  'aws.deny_policy_updated':
+    "Leash wrote a role's `leash-revoked-sessions` inline policy to IAM (`action: put`: revoked tasks', plugins' or sessions' AWS credentials are denied; `action: delete`: every session it covered has expired).",
+  'aws.deny_policy_failed':
+    "IAM could not be updated with a role's revoked-sessions policy (refused, unreachable, no credentials); the update stays pending in the store and is retried with backoff, also after a restart.",
+  'aws.deny_policy_overflow':
+    "A role's revoked-sessions policy would exceed its size budget (or IAM answered LimitExceeded): its entries collapsed into one role-wide aws:TokenIssueTime deny, which also denies the role's other sessions issued before that time.",
   'key.promoted': 'A `next` key became `current` (it signs from now on); the previous current key retired. `cause` is `schedule`, `api` or `emergency`.',
   'key.retired': 'A key stopped signing; it stays in the JWKS until `remove_at`, when every token it signed has expired.',
   'key.removed': 'A retired (or never-used next) key left the JWKS; its material was destroyed where the backend allows.',
@@ -84,14 +88,16 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'review.finding': 'The scheduled review found something it had not reported before (rule, severity, plugin, fingerprint).',
   'review.resolved': 'A finding of an earlier scheduled review is gone (fixed, or its evidence aged out).',
   'audit.checkpoint': 'A signed checkpoint of the audit chain: the head seq and hash of a store epoch, as a JWS signed with the current signing key, so `leash audit verify` can show a cut-off tail.',
-  'store.reset_detected': 'A replica found the store reset (its epoch changed or vanished) and refuses everything until an operator accepts the reset; written as an unchained line (`"chained": false`), since the chain it belongs to is gone.',
+  'store.reset_detected':
+    'A replica found the store reset (its epoch changed or vanished) and refuses everything until an operator accepts the reset; written as an unchained line (`"chained": false`), since the chain it belongs to is gone.',
   'store.reset_accepted': 'An operator accepted a store reset (`leash store accept-reset`): what was lost (epoch, audit head, revocation seq); the first record of the new chain.',
   'token.first_use': 'A resource server (or an introspection) reported the first use of a credential: which server, route and source.',
   'token.used_after_revocation': 'A credential was presented after it was revoked (its jti, task, plugin or key): someone holds a dead token and tries it.',
   'token.used_outside_task': 'A credential was presented after its task ended or expired, or reported under another task than the one it was issued for.',
   'token.audience_mismatch': 'A credential was presented to a resource server that does not answer for its audience.',
-  'token.shared': 'One credential was presented from a second source (another DPoP key, or another caller address for a bearer token): a shared token, answered as `settings.usage.shared_token.response` says.',
-  'usage.route_drift': 'A credential used long after issuance at a route its plugin had never used: a different route mix than the plugin\'s history.',
+  'token.shared':
+    'One credential was presented from a second source (another DPoP key, or another caller address for a bearer token): a shared token, answered as `settings.usage.shared_token.response` says.',
+  'usage.route_drift': "A credential used long after issuance at a route its plugin had never used: a different route mix than the plugin's history.",
   'task.budget_exceeded': "A task's call or byte budget (in total or for one audience) ran out: new exchanges for it are refused and its live credentials revoked.",
 });
 
@@ -106,7 +112,19 @@ type Opt<T> = T | undefined;
 /** Private detail of a refusal: for the audit trail only, never a secret. */
 type Detail = Opt<Readonly<Record<string, unknown>>>;
 /** What every usage anomaly names: the credential, the server that saw it, and the call. */
-export type UsageCallEvent = { jti: string; plugin: string; task?: Opt<string>; audience: string; server: string; method: string; route: string; outcome: string; source?: Opt<string>; jkt?: Opt<string>; at: number };
+export type UsageCallEvent = {
+  jti: string;
+  plugin: string;
+  task?: Opt<string>;
+  audience: string;
+  server: string;
+  method: string;
+  route: string;
+  outcome: string;
+  source?: Opt<string>;
+  jkt?: Opt<string>;
+  at: number;
+};
 type KeyStateName = 'next' | 'current' | 'retired';
 
 /**

@@ -54,15 +54,20 @@ export interface StoreAuditVerdict extends ChainVerdict {
  * explain it, or (with a checkpoint) a checkpoint of another epoch or a head that is not
  * there. Without a checkpoint a cut-off tail cannot show; the caller should say so.
  */
-export async function verifyStoreAudit(
-  store: AuditLog & Pick<StoreIdentity, 'identity'>,
-  opts: { readonly checkpoint?: CheckpointClaims; readonly batch?: number } = {},
-): Promise<StoreAuditVerdict> {
+export async function verifyStoreAudit(store: AuditLog & Pick<StoreIdentity, 'identity'>, opts: { readonly checkpoint?: CheckpointClaims; readonly batch?: number } = {}): Promise<StoreAuditVerdict> {
   const id = await store.identity();
   const cp = opts.checkpoint;
   const base = { epoch: id.epoch, ...(cp ? { checkpoint: cp } : {}) };
   if (id.marker) {
-    return { ok: false, count: 0, first: 1, last: 0, brokenAt: 1, reason: `${describeReset(id.marker)} (not accepted yet): every audit record up to seq ${id.marker.auditHead.seq} is gone from the store`, ...base };
+    return {
+      ok: false,
+      count: 0,
+      first: 1,
+      last: 0,
+      brokenAt: 1,
+      reason: `${describeReset(id.marker)} (not accepted yet): every audit record up to seq ${id.marker.auditHead.seq} is gone from the store`,
+      ...base,
+    };
   }
   const genesis = id.genesis ?? { epoch: id.epoch ?? '', seq: 1, prevHash: GENESIS_HASH };
   const anchor = { seq: genesis.seq - 1, hash: genesis.prevHash };
@@ -77,7 +82,14 @@ export async function verifyStoreAudit(
   const range = { first: genesis.seq, last };
   if (!chain.ok) return { ...chain, ...range, ...base };
   if (id.genesis && id.epoch !== null && id.genesis.epoch !== id.epoch) {
-    return { ok: false, count: chain.count, brokenAt: genesis.seq, reason: `the chain began in store epoch ${id.genesis.epoch} but the store is epoch ${id.epoch}: the store was replaced`, ...range, ...base };
+    return {
+      ok: false,
+      count: chain.count,
+      brokenAt: genesis.seq,
+      reason: `the chain began in store epoch ${id.genesis.epoch} but the store is epoch ${id.epoch}: the store was replaced`,
+      ...range,
+      ...base,
+    };
   }
   if (cp && !sameEpoch) {
     return {

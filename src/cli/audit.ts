@@ -114,7 +114,10 @@ async function readCheckpoints(source: string): Promise<string[]> {
       return { iat: 0, seq: 0 };
     }
   };
-  return found.map((jws) => ({ jws, ...claims(jws) })).sort((x, y) => y.iat - x.iat || y.seq - x.seq).map((c) => c.jws);
+  return found
+    .map((jws) => ({ jws, ...claims(jws) }))
+    .sort((x, y) => y.iat - x.iat || y.seq - x.seq)
+    .map((c) => c.jws);
 }
 
 async function loadJwks(where: string): Promise<JSONWebKeySet> {

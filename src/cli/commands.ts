@@ -156,7 +156,8 @@ async function validate(argv: readonly string[]): Promise<number> {
 async function ingest(argv: readonly string[]): Promise<number> {
   const a = parseArgs(argv, ['config']);
   const [kind, path, ...extra] = a.positional;
-  if ((kind !== 'cloudtrail' && kind !== 'vault-audit') || !path || extra.length > 0) throw new Error('usage: leash ingest cloudtrail <file|dir> --config <file> | leash ingest vault-audit <file> --config <file>');
+  if ((kind !== 'cloudtrail' && kind !== 'vault-audit') || !path || extra.length > 0)
+    throw new Error('usage: leash ingest cloudtrail <file|dir> --config <file> | leash ingest vault-audit <file> --config <file>');
   let loaded;
   try {
     loaded = await loadConfigFile(configPath(flag(a, 'config')));
@@ -169,7 +170,9 @@ async function ingest(argv: readonly string[]): Promise<number> {
     const { ingestCloudTrail, ingestVaultAudit } = await import('../usage/downstream/ingest-downstream.js');
     const deps = { store, clock: systemClock, knownPlugin: (id: string) => policy.plugins.has(id), retentionMs: loaded.config.settings.usage.retention_days * 86_400_000 };
     const r = kind === 'cloudtrail' ? await ingestCloudTrail(deps, path) : await ingestVaultAudit(deps, path);
-    const how = Object.entries(r.byLink).map(([k, n]) => `${k} ${n}`).join(', ');
+    const how = Object.entries(r.byLink)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ');
     out(`${kind}: ${r.files} file(s), ${r.records} records: ${r.linked} linked${how ? ` (${how})` : ''}, ${r.unlinked} not Leash's, ${r.malformed} malformed; ${r.stored} new events stored\n`);
     return 0;
   } finally {
@@ -242,17 +245,21 @@ export function startReloadWatch(broker: Broker, path: string, guardrailsFile?: 
   // config names (LoadedConfig.guardrailsPath), so a change to it alone is a reload too.
   const load = guardrailsFile === undefined ? undefined : (bytes: Uint8Array, file: string) => loadConfigBytes(bytes, file, { guardrails: readGuardrailsFile(guardrailsFile) });
   // The running config is the baseline: a file changed since it was loaded is a change.
-  return watchConfig(path, (result) => {
-    if (!result.ok) {
-      err(`policy reload rejected, keeping the running policy:\n${result.error.message}\n`);
-      void broker.rejectReload(result.error);
-      return;
-    }
-    void broker.reload(result.loaded).then((r) => {
-      if (r.ok) err(`policy reloaded from ${path}\n`);
-      else err(`policy reload rejected, keeping the running policy: ${r.error.message}\n`);
-    });
-  }, { ...(broker.loaded.path === resolve(path) ? { initial: broker.loaded } : {}), ...(load ? { load } : {}) });
+  return watchConfig(
+    path,
+    (result) => {
+      if (!result.ok) {
+        err(`policy reload rejected, keeping the running policy:\n${result.error.message}\n`);
+        void broker.rejectReload(result.error);
+        return;
+      }
+      void broker.reload(result.loaded).then((r) => {
+        if (r.ok) err(`policy reloaded from ${path}\n`);
+        else err(`policy reload rejected, keeping the running policy: ${r.error.message}\n`);
+      });
+    },
+    { ...(broker.loaded.path === resolve(path) ? { initial: broker.loaded } : {}), ...(load ? { load } : {}) },
+  );
 }
 
 /** Silent security defaults are a bug: say loudly what is not production-grade. */

@@ -125,7 +125,7 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
     say(`   claims: ${JSON.stringify(claims)}`);
     say();
 
-    say('4. The CRM API verifies it against Leash\'s JWKS (issuer, audience, scope, task), and reports the call:');
+    say("4. The CRM API verifies it against Leash's JWKS (issuer, audience, scope, task), and reports the call:");
     const verifier = createLeashVerifier({ issuer, audience: CRM_API, jwksUri: `${base}/jwks` });
     const usage = createUsageReporter({ issuer: base, clientId: 'crm-api', clientSecret: CRM_API_SECRET });
     const crm = express();
@@ -137,20 +137,21 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
     const apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}/contacts`;
     const ok = await fetch(apiUrl, { headers: { authorization: `Bearer ${token.accessToken}` } });
     say(`   GET /contacts with the token -> ${ok.status} ${JSON.stringify(await ok.json())}`);
-    const denied = await plugin
-      .getToken({ audience: CRM_API, task: task.id, scope: ['contacts:delete'] })
-      .then(() => 'issued (unexpected!)', (e: { error?: string; error_description?: string }) => `${e.error}: ${e.error_description}`);
+    const denied = await plugin.getToken({ audience: CRM_API, task: task.id, scope: ['contacts:delete'] }).then(
+      () => 'issued (unexpected!)',
+      (e: { error?: string; error_description?: string }) => `${e.error}: ${e.error_description}`,
+    );
     say(`   asking for contacts:delete instead -> refused, ${denied}`);
     say();
 
-    say('5. The CRM API\'s usage reporter sends the call to Leash (POST /usage, batched, in the background):');
+    say("5. The CRM API's usage reporter sends the call to Leash (POST /usage, batched, in the background):");
     await fetch(apiUrl, { headers: { authorization: `Bearer ${token.accessToken}` } });
     await usage.flush();
     await broker.usage.idle();
     say(`   reporter: ${JSON.stringify(usage.stats())}`);
     say();
 
-    say('6. A security admin reads the task\'s timeline (GET /admin/tasks/{id}/timeline, or `leash task show`):');
+    say("6. A security admin reads the task's timeline (GET /admin/tasks/{id}/timeline, or `leash task show`):");
     const timeline = await fetch(`${base}/admin/tasks/${task.id}/timeline?format=text`, { headers: { authorization: `Bearer ${OPS_KEY}` } });
     for (const line of (await timeline.text()).trimEnd().split('\n')) say(`   ${line}`);
     say(`   the same as a page with a swim lane per plugin: ${base}/admin/tasks/${task.id}/timeline?format=html (Authorization: Bearer ${OPS_KEY})`);
@@ -159,12 +160,18 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
     say('7. The security team reviews the policy and what just happened (GET /admin/review, role security):');
     const reviewRes = await fetch(`${base}/admin/review`, { headers: { authorization: `Bearer ${OPS_KEY}` } });
     if (reviewRes.status !== 200) throw new Error(`the review failed: ${reviewRes.status} ${await reviewRes.text()}`);
-    say(renderText((await reviewRes.json()) as ReviewReport).replace(/^/gm, '   ').trimEnd());
+    say(
+      renderText((await reviewRes.json()) as ReviewReport)
+        .replace(/^/gm, '   ')
+        .trimEnd(),
+    );
     say('   (the same from the command line: npm run leash -- review --config config/demo.yaml --store config; see docs/review.md)');
     say();
 
     say('Try it yourself while this runs (Ctrl-C stops it):');
-    say(`   TASK=$(curl -s -X POST ${base}/tasks -H 'authorization: Bearer ${ORCHESTRATOR_KEY}' -H 'content-type: application/json' -d '{"plugins":["crm-reader"]}' | sed 's/.*"id":"\\([^"]*\\)".*/\\1/')`);
+    say(
+      `   TASK=$(curl -s -X POST ${base}/tasks -H 'authorization: Bearer ${ORCHESTRATOR_KEY}' -H 'content-type: application/json' -d '{"plugins":["crm-reader"]}' | sed 's/.*"id":"\\([^"]*\\)".*/\\1/')`,
+    );
     say(`   SA=$(npm run -s leash -- demo token --sa crm-reader)`);
     say(`   curl -s ${base}/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d client_id=crm-reader \\`);
     say(`        -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d subject_token=$SA -d resource=${CRM_API} -d task=$TASK`);

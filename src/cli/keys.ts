@@ -64,14 +64,25 @@ export function keysTable(keys: readonly KeyRow[]): string {
     .sort((a, b) => (order[a.state] ?? 3) - (order[b.state] ?? 3) || (a.created_at ?? '').localeCompare(b.created_at ?? ''))
     .map((k) => [k.kid, k.state, k.alg, age(k.age_seconds), shortTime(k.created_at), shortTime(k.signs_from), shortTime(k.activated_at), shortTime(k.retired_at), shortTime(k.remove_at)]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    [head, ...rows]
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i] as number))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 async function adminKey(keyFile: string | undefined, env: NodeJS.ProcessEnv): Promise<string> {
   if (keyFile !== undefined) {
-    const key = (await readFile(keyFile, 'utf8').catch((e: Error) => {
-      throw new KeysUsageError(`cannot read --key-file: ${(e as NodeJS.ErrnoException).code ?? e.message}`);
-    })).trim();
+    const key = (
+      await readFile(keyFile, 'utf8').catch((e: Error) => {
+        throw new KeysUsageError(`cannot read --key-file: ${(e as NodeJS.ErrnoException).code ?? e.message}`);
+      })
+    ).trim();
     if (!key) throw new KeysUsageError('--key-file is empty');
     return key;
   }

@@ -100,9 +100,11 @@ export function loadForReview(path: string, guardrailsFile?: string): { config: 
 async function gatherEvidence(store: string | undefined, config: LeashConfig, now: number, sinceDays: number): Promise<Pick<ReviewInput, 'use' | 'suspensions' | 'keys'>> {
   if (store === undefined) return {};
   const settings: Settings['store'] =
-    store === 'config' ? config.settings.store
-    : /^rediss?:\/\//.test(store) ? { ...config.settings.store, kind: 'redis', url: store }
-    : { ...config.settings.store, kind: 'sqlite', path: resolve(store) };
+    store === 'config'
+      ? config.settings.store
+      : /^rediss?:\/\//.test(store)
+        ? { ...config.settings.store, kind: 'redis', url: store }
+        : { ...config.settings.store, kind: 'sqlite', path: resolve(store) };
   if (settings.kind === 'sqlite' && settings.path !== ':memory:' && !existsSync(settings.path)) {
     throw new ConfigError([{ path: '', message: `no store at '${settings.path}'` }]);
   }
@@ -153,16 +155,28 @@ function renderDiff(diff: ReviewDiff, head: ReviewResult, format: Format): strin
       return renderHtml(introducedOnly.report, head.graph);
     case 'markdown': {
       const lines = ['# Leash review: what this policy change does', ''];
-      for (const [title, list] of [['Introduced', diff.introduced], ['Resolved', diff.resolved]] as const) {
+      for (const [title, list] of [
+        ['Introduced', diff.introduced],
+        ['Resolved', diff.resolved],
+      ] as const) {
         lines.push(`## ${title} (${list.length})`, '');
         if (list.length === 0) lines.push('None.', '');
-        else lines.push('| severity | rule | plugin | where | finding |', '|---|---|---|---|---|', ...list.map((f) => `| ${f.severity} | \`${f.rule}\` | ${f.plugin ?? ''} | \`${f.line !== undefined ? `line ${f.line}` : f.pointer}\` | ${f.message.replace(/\|/g, '\\|')} |`), '');
+        else
+          lines.push(
+            '| severity | rule | plugin | where | finding |',
+            '|---|---|---|---|---|',
+            ...list.map((f) => `| ${f.severity} | \`${f.rule}\` | ${f.plugin ?? ''} | \`${f.line !== undefined ? `line ${f.line}` : f.pointer}\` | ${f.message.replace(/\|/g, '\\|')} |`),
+            '',
+          );
       }
       return lines.join('\n');
     }
     case 'text': {
       const lines = [`leash review --base: ${diff.introduced.length} introduced, ${diff.resolved.length} resolved`, `introduced: ${summaryLine({ ...introducedOnly.report })}`];
-      for (const [title, list] of [['introduced', diff.introduced], ['resolved', diff.resolved]] as const) {
+      for (const [title, list] of [
+        ['introduced', diff.introduced],
+        ['resolved', diff.resolved],
+      ] as const) {
         lines.push('', `${title}:`);
         if (list.length === 0) lines.push('  none');
         for (const f of list) lines.push(`  ${title === 'introduced' ? '+' : '-'} ${f.severity.padEnd(8)} ${f.rule.padEnd(24)} ${f.line !== undefined ? `line ${f.line}` : f.pointer}  ${f.message}`);

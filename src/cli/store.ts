@@ -30,7 +30,10 @@ export async function runStoreCli(argv: readonly string[]): Promise<number> {
     const id = await store.identity();
     if (verb === 'status') {
       out(`store ${store.kind}: epoch ${id.epoch ?? 'none (never initialised, or wiped)'}\n`);
-      if (id.genesis) out(`audit chain begins at seq ${id.genesis.seq}${id.genesis.reset ? ` (after a reset of epoch ${id.genesis.reset.previousEpoch}, accepted by ${id.genesis.reset.acceptedBy} at ${new Date(id.genesis.reset.acceptedAt).toISOString()})` : ''}\n`);
+      if (id.genesis)
+        out(
+          `audit chain begins at seq ${id.genesis.seq}${id.genesis.reset ? ` (after a reset of epoch ${id.genesis.reset.previousEpoch}, accepted by ${id.genesis.reset.acceptedBy} at ${new Date(id.genesis.reset.acceptedAt).toISOString()})` : ''}\n`,
+        );
       if (id.marker) {
         out(`RESET PENDING: ${describeReset(id.marker)}\n`);
         return 1;

@@ -84,9 +84,11 @@ export async function runTaskCli(argv: readonly string[], io: TaskCliIo = { out:
 
 async function adminKey(keyFile: string | undefined, env: NodeJS.ProcessEnv): Promise<string> {
   if (keyFile !== undefined) {
-    const key = (await readFile(keyFile, 'utf8').catch((e: Error) => {
-      throw new TaskUsageError(`cannot read --key-file: ${(e as NodeJS.ErrnoException).code ?? e.message}`);
-    })).trim();
+    const key = (
+      await readFile(keyFile, 'utf8').catch((e: Error) => {
+        throw new TaskUsageError(`cannot read --key-file: ${(e as NodeJS.ErrnoException).code ?? e.message}`);
+      })
+    ).trim();
     if (!key) throw new TaskUsageError('--key-file is empty');
     return key;
   }

@@ -42,17 +42,12 @@ function htuOf(url: string): string {
 export async function createDpopKey(alg: DpopAlgorithm = 'ES256', opts: { clock?: Clock } = {}): Promise<DpopKey> {
   if (alg !== 'ES256' && alg !== 'EdDSA' && alg !== 'Ed25519') throw new TypeError(`createDpopKey: unsupported algorithm '${String(alg)}'`);
   const clock = opts.clock ?? systemClock;
-  const { privateKey, publicKey } =
-    alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
+  const { privateKey, publicKey } = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
   const exported = publicKey.export({ format: 'jwk' }) as JWK;
-  const publicJwk: JWK =
-    alg === 'ES256'
-      ? { kty: exported.kty, crv: exported.crv, x: exported.x, y: exported.y }
-      : { kty: exported.kty, crv: exported.crv, x: exported.x };
+  const publicJwk: JWK = alg === 'ES256' ? { kty: exported.kty, crv: exported.crv, x: exported.x, y: exported.y } : { kty: exported.kty, crv: exported.crv, x: exported.x };
   const jkt = await calculateJwkThumbprint(publicJwk, 'sha256');
   const header = encode({ typ: 'dpop+jwt', alg, jwk: publicJwk });
-  const signer = (data: Buffer, key: KeyObject): Buffer =>
-    alg === 'ES256' ? sign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }) : sign(null, data, key);
+  const signer = (data: Buffer, key: KeyObject): Buffer => (alg === 'ES256' ? sign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }) : sign(null, data, key));
 
   return Object.freeze({
     alg,

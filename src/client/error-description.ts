@@ -15,9 +15,7 @@ export const MAX_ERROR_DESCRIPTION = 1024;
  * the set. Cut to MAX_ERROR_DESCRIPTION characters, never inside an escape.
  */
 export function safeErrorDescription(text: string): string {
-  const encoded = text.replace(OUTSIDE_CHARSET, (ch) =>
-    [...Buffer.from(ch, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
-  );
+  const encoded = text.replace(OUTSIDE_CHARSET, (ch) => [...Buffer.from(ch, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
   if (encoded.length <= MAX_ERROR_DESCRIPTION) return encoded;
   let cut = MAX_ERROR_DESCRIPTION - 3;
   const tail = encoded.lastIndexOf('%', cut - 1);

@@ -24,12 +24,7 @@ export class LeashExchangeError extends Error {
 }
 
 /** RFC 6750 §3.1 error codes, plus RFC 9449's `invalid_dpop_proof`. */
-export type LeashVerifyErrorCode =
-  | 'invalid_request'
-  | 'invalid_token'
-  | 'insufficient_scope'
-  | 'invalid_dpop_proof'
-  | 'temporarily_unavailable';
+export type LeashVerifyErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'temporarily_unavailable';
 
 /**
  * A resource-server check failed. `status` is the HTTP status to answer (400, 401, 403, or
@@ -65,7 +60,8 @@ export class LeashVerifyError extends Error {
     this.scheme = opts.scheme ?? 'Bearer';
     this.missingCredentials = opts.missingCredentials ?? false;
     this.scope = opts.scope;
-    this.reason = opts.reason ?? (error === 'insufficient_scope' ? 'missing_scope' : error === 'invalid_dpop_proof' ? 'bad_dpop' : error === 'temporarily_unavailable' ? 'unavailable' : 'invalid_token');
+    this.reason =
+      opts.reason ?? (error === 'insufficient_scope' ? 'missing_scope' : error === 'invalid_dpop_proof' ? 'bad_dpop' : error === 'temporarily_unavailable' ? 'unavailable' : 'invalid_token');
     this.token = opts.token;
   }
 }

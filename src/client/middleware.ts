@@ -90,7 +90,10 @@ export function challengesFor(err: LeashVerifyError, dpopAlgorithms: readonly st
 /** Answers a failed check: status, challenges, and a JSON body without the token. */
 export function sendVerifyError(res: Response, err: LeashVerifyError, dpopAlgorithms: readonly string[], opts: { resourceMetadataUrl?: string | undefined } = {}): void {
   for (const c of challengesFor(err, dpopAlgorithms, opts)) res.append('WWW-Authenticate', c);
-  res.status(err.status).set('cache-control', 'no-store').json({ error: err.error, error_description: safeErrorDescription(err.error_description) });
+  res
+    .status(err.status)
+    .set('cache-control', 'no-store')
+    .json({ error: err.error, error_description: safeErrorDescription(err.error_description) });
 }
 
 /**
@@ -128,7 +131,11 @@ export function requireLeashToken(verifier: LeashVerifier, opts: RequireLeashTok
           allowed = (await usage.charge(principal.jti, aud)).allowed;
         } catch {
           watch?.refused('unavailable');
-          res.status(503).set('cache-control', 'no-store').set('retry-after', '2').json({ error: 'temporarily_unavailable', error_description: "the task's budget cannot be checked right now; retry later" });
+          res
+            .status(503)
+            .set('cache-control', 'no-store')
+            .set('retry-after', '2')
+            .json({ error: 'temporarily_unavailable', error_description: "the task's budget cannot be checked right now; retry later" });
           return;
         }
         if (!allowed) {
@@ -163,20 +170,16 @@ function bytesOf(res: Response, socket: Request['socket'] | undefined, before: n
  * Follows one response to its end and reports it once: its size, the route template once
  * routing is done, and the status as sent.
  */
-function watchResponse(
-  req: Request,
-  res: Response,
-  report: (facts: Facts) => void,
-  route: ((req: Request) => string) | undefined,
-  audiences: readonly string[],
-  scopes: readonly string[],
-) {
+function watchResponse(req: Request, res: Response, report: (facts: Facts) => void, route: ((req: Request) => string) | undefined, audiences: readonly string[], scopes: readonly string[]) {
   const started = performance.now();
   // Response size without wrapping write/end: Content-Length when the handler set it (express's
   // json and send do), else what the socket wrote for this response (headers included).
   const socket = req.socket;
   const writtenBefore = socket?.bytesWritten ?? 0;
-  let facts: { jti?: string; plugin?: string; task?: string; audience: string; jkt?: string; outcome: UsageRecordOutcome; charged?: boolean } = { audience: audiences[0] as string, outcome: 'invalid_token' };
+  let facts: { jti?: string; plugin?: string; task?: string; audience: string; jkt?: string; outcome: UsageRecordOutcome; charged?: boolean } = {
+    audience: audiences[0] as string,
+    outcome: 'invalid_token',
+  };
   res.once('finish', () => {
     // `at` is stamped by the reporter, on its clock.
     report({

@@ -252,7 +252,6 @@ export class LeashPluginClient {
   private discover(): Promise<string> {
     return discoverTokenEndpoint(this.issuer, this.fetchFn);
   }
-
 }
 
 function oauthError(body: Record<string, unknown> | undefined, status: number): LeashExchangeError {

@@ -118,7 +118,8 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
   const interval = opts.flushIntervalMs ?? 1000;
   const clock = opts.clock ?? systemClock;
   const fetchFn = opts.fetch ?? globalThis.fetch;
-  if (!Number.isInteger(batchSize) || batchSize < 1 || !Number.isInteger(maxQueue) || maxQueue < batchSize) throw new TypeError('createUsageReporter: batchSize must be >= 1 and maxQueue >= batchSize');
+  if (!Number.isInteger(batchSize) || batchSize < 1 || !Number.isInteger(maxQueue) || maxQueue < batchSize)
+    throw new TypeError('createUsageReporter: batchSize must be >= 1 and maxQueue >= batchSize');
 
   // A ring over a plain array: `head` is the oldest record; compacted now and then.
   let queue: UsageRecordInput[] = [];

@@ -168,7 +168,14 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
     },
   };
 
-  async function checkClaims(req: LeashRequestLike, callOpts: { requiredScopes?: readonly string[] }, scheme: 'Bearer' | 'DPoP', token: string, claims: JWTPayload, kid: string | undefined): Promise<LeashPrincipal> {
+  async function checkClaims(
+    req: LeashRequestLike,
+    callOpts: { requiredScopes?: readonly string[] },
+    scheme: 'Bearer' | 'DPoP',
+    token: string,
+    claims: JWTPayload,
+    kid: string | undefined,
+  ): Promise<LeashPrincipal> {
     const task = claims.task;
     if (typeof task !== 'string' || task === '') throw new LeashVerifyError('invalid_token', "the token has no 'task' claim", { scheme });
     const plugin = typeof claims.plugin === 'string' ? claims.plugin : claims.sub;
@@ -293,8 +300,7 @@ function thumbprintOf(cert: Uint8Array | string | X509Certificate | undefined): 
 }
 
 function parseAuthorization(header: string | undefined): { scheme: 'Bearer' | 'DPoP'; token: string } {
-  const missing = (what: string) =>
-    new LeashVerifyError('invalid_token', `${what}: send "Authorization: Bearer <token>" or "Authorization: DPoP <token>"`, { missingCredentials: true });
+  const missing = (what: string) => new LeashVerifyError('invalid_token', `${what}: send "Authorization: Bearer <token>" or "Authorization: DPoP <token>"`, { missingCredentials: true });
   if (header === undefined || header.trim() === '') throw missing('no access token');
   const match = /^([A-Za-z]+) +(\S+)$/.exec(header.trim());
   const name = (match?.[1] ?? header.trim().split(' ')[0] ?? '').toLowerCase();

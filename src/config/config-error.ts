@@ -10,8 +10,7 @@ export interface ConfigProblem {
 export class ConfigError extends Error {
   readonly problems: readonly ConfigProblem[];
   constructor(problems: readonly ConfigProblem[]) {
-    super(`invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
-      problems.map((p) => `  ${p.path || '/'}: ${p.message}`).join('\n'));
+    super(`invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map((p) => `  ${p.path || '/'}: ${p.message}`).join('\n'));
     this.name = 'ConfigError';
     this.problems = problems;
   }

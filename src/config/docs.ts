@@ -27,7 +27,12 @@ const SHARED: ReadonlyMap<string, { title: string; prefix: string }> = new Map([
   [identity(plain(Match)), { title: 'Match', prefix: 'match' }],
 ]);
 
-const anchorOf = (title: string) => `config-${title.toLowerCase().replace(/\[\]/g, '').replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')}`;
+const anchorOf = (title: string) =>
+  `config-${title
+    .toLowerCase()
+    .replace(/\[\]/g, '')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')}`;
 const cell = (s: string) => s.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
 const code = (s: string) => `\`${s}\``;
 const hasDefault = (s: SchemaNode) => Object.prototype.hasOwnProperty.call(s, 'default');
@@ -79,7 +84,7 @@ function typeText(s: SchemaNode, sections: Map<string, Section>): string {
   switch (s.type) {
     case 'string': {
       const base = s.format === 'uri' ? 'URI' : s.minLength === 1 ? 'non-empty string' : 'string';
-      const hint = s.pattern !== undefined ? PATTERN_HINTS[s.pattern] ?? `matching ${code(s.pattern)}` : undefined;
+      const hint = s.pattern !== undefined ? (PATTERN_HINTS[s.pattern] ?? `matching ${code(s.pattern)}`) : undefined;
       return hint ? `${base}: ${hint}` : base;
     }
     case 'integer':
@@ -94,7 +99,10 @@ function typeText(s: SchemaNode, sections: Map<string, Section>): string {
     case 'object': {
       const section = sections.get(identity(s));
       if (section) return `[${section.title === 'Top level' ? 'object' : section.title}](#${section.anchor})`;
-      if (s.patternProperties) return `map of name → ${Object.values(s.patternProperties).map((v) => typeText(v, sections)).join(' or ')}`;
+      if (s.patternProperties)
+        return `map of name → ${Object.values(s.patternProperties)
+          .map((v) => typeText(v, sections))
+          .join(' or ')}`;
       return 'object';
     }
     default:

@@ -2,17 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { ConfigProblem } from './config-error.js';
 import { ConfigError } from './config-error.js';
-import {
-  Guardrails,
-  GuardrailsFile,
-  RISK_TIERS,
-  type BindingConfig,
-  type GuardrailId,
-  type GuardrailsConfig,
-  type LeashConfig,
-  type MatchConfig,
-  type PluginConfig,
-} from './schema.js';
+import { Guardrails, GuardrailsFile, RISK_TIERS, type BindingConfig, type GuardrailId, type GuardrailsConfig, type LeashConfig, type MatchConfig, type PluginConfig } from './schema.js';
 import { claimsPinWorkload } from './kind-rules.js';
 import { translateErrors } from './validate.js';
 import { effectiveApproval, effectiveDpop } from './effective.js';
@@ -69,11 +59,7 @@ const RELAX = 'relaxes the guardrails baseline; guardrails are relaxed only in t
  * The guardrails in force: the baseline (the guardrails file, or the defaults) tightened by
  * the policy file's section. Any field of that section looser than the baseline is a problem.
  */
-export function effectiveGuardrails(
-  base: GuardrailsConfig,
-  filled: GuardrailsConfig | undefined,
-  written?: unknown,
-): { guardrails: GuardrailsConfig; problems: ConfigProblem[] } {
+export function effectiveGuardrails(base: GuardrailsConfig, filled: GuardrailsConfig | undefined, written?: unknown): { guardrails: GuardrailsConfig; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
   if (filled === undefined || written === undefined || written === null || typeof written !== 'object') return { guardrails: base, problems };
   // Only what the policy wrote has an opinion: a field left out keeps the baseline, not the
@@ -292,7 +278,10 @@ export function checkGuardrails(config: LeashConfig, g: GuardrailsConfig, now?: 
       const days = (expires - from) / 86_400_000;
       if (expires <= from) exceptionProblems.push({ path: `${at}/expires_at`, message: 'must be after created_at and every renewal' });
       else if (days > g.exceptions.max_days) {
-        exceptionProblems.push({ path: `${at}/expires_at`, message: `the exception runs ${Math.ceil(days)} days from ${(e.renewals ?? []).length ? 'its last renewal' : 'created_at'}; guardrails allow at most ${g.exceptions.max_days}` });
+        exceptionProblems.push({
+          path: `${at}/expires_at`,
+          message: `the exception runs ${Math.ceil(days)} days from ${(e.renewals ?? []).length ? 'its last renewal' : 'created_at'}; guardrails allow at most ${g.exceptions.max_days}`,
+        });
       }
     }
     const key = `${e.plugin}\u0000${e.grant ?? ''}\u0000${e.guardrail}`;
@@ -306,7 +295,7 @@ export function checkGuardrails(config: LeashConfig, g: GuardrailsConfig, now?: 
   (config.plugins ?? []).forEach((plugin, p) => {
     for (const v of pluginViolations(plugin, p, config, g, patterns)) {
       // A grant-level violation is covered by an exception for that grant or for the whole plugin.
-      const candidates = [...(v.grant !== undefined ? byTarget.get(`${v.plugin}\u0000${v.grant}\u0000${v.guardrail}`) ?? [] : []), ...(byTarget.get(`${v.plugin}\u0000\u0000${v.guardrail}`) ?? [])];
+      const candidates = [...(v.grant !== undefined ? (byTarget.get(`${v.plugin}\u0000${v.grant}\u0000${v.guardrail}`) ?? []) : []), ...(byTarget.get(`${v.plugin}\u0000\u0000${v.guardrail}`) ?? [])];
       const usable = candidates.filter((c) => !Number.isNaN(c.expiresAt)).sort((a, b) => b.expiresAt - a.expiresAt);
       const best = usable[0];
       if (best && (now === undefined || best.expiresAt > now)) covered.push({ ...v, exception: best });

@@ -17,7 +17,8 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
 const JWT_KINDS = new Set(['kubernetes', 'spiffe', 'github-actions', 'gitlab', 'gcp', 'azure', 'oidc']);
 /** STS accepts a SigV4 signature for 15 minutes. */
 const AWS_MAX_SIGNATURE_AGE = 900;
-const AZURE_TENANT_ISSUER = /^https:\/\/(login\.microsoftonline\.com\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\/v2\.0|sts\.windows\.net\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\/)$/;
+const AZURE_TENANT_ISSUER =
+  /^https:\/\/(login\.microsoftonline\.com\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\/v2\.0|sts\.windows\.net\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\/)$/;
 
 /**
  * Issuers shared by every customer of a platform, and the kind that carries their
@@ -68,7 +69,7 @@ const BINDING_RULES: Readonly<Record<string, BindingRule>> = {
     if (project && ref) return undefined;
     return (
       'a gitlab binding must pin the project and constrain the ref: the issuer signs for every project on the instance. ' +
-      "Use an exact subject ('project_path:group/project:ref_type:branch:ref:main'), or `claims.project_path` plus `claims.ref` (or `claims.ref_protected: \"true\"`)"
+      'Use an exact subject (\'project_path:group/project:ref_type:branch:ref:main\'), or `claims.project_path` plus `claims.ref` (or `claims.ref_protected: "true"`)'
     );
   },
   gcp: (b) => {
@@ -86,8 +87,7 @@ const BINDING_RULES: Readonly<Record<string, BindingRule>> = {
   aws: (b) => {
     if (isExact(b.subject) || AWS_ACCOUNT_GLOB.test(globOf(b.subject) ?? '') || isExact(b.claim('account')) || isExact(b.claim('role_arn')) || isExact(b.claim('role_id'))) return undefined;
     return (
-      'an aws binding must pin the AWS account: STS answers for every account. ' +
-      "Use an exact subject (the caller's ARN), a subject glob starting 'arn:aws:sts::<account>:', or `claims.account`"
+      'an aws binding must pin the AWS account: STS answers for every account. ' + "Use an exact subject (the caller's ARN), a subject glob starting 'arn:aws:sts::<account>:', or `claims.account`"
     );
   },
 };
@@ -143,10 +143,7 @@ export function kindProblems(root: Rec, asWritten: unknown): ConfigProblem[] {
     if (kind === 'oidc') {
       const shared = SHARED_ISSUERS.find(([pattern]) => pattern.test(issuer));
       if (shared) {
-        report(
-          `${at}/kind`,
-          `'oidc' cannot be used for ${issuer}: that issuer signs for ${shared[2]}, and only kind '${shared[1]}' refuses bindings that do not pin yours; use kind '${shared[1]}'`,
-        );
+        report(`${at}/kind`, `'oidc' cannot be used for ${issuer}: that issuer signs for ${shared[2]}, and only kind '${shared[1]}' refuses bindings that do not pin yours; use kind '${shared[1]}'`);
       }
     }
   });

@@ -9,11 +9,9 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 const Strict = { additionalProperties: false } as const;
 
-const Seconds = (description: string, dflt?: number, min = 1) =>
-  Type.Integer({ minimum: min, description, ...(dflt !== undefined ? { default: dflt } : {}) });
+const Seconds = (description: string, dflt?: number, min = 1) => Type.Integer({ minimum: min, description, ...(dflt !== undefined ? { default: dflt } : {}) });
 
-const Identifier = (description: string) =>
-  Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$', description });
+const Identifier = (description: string) => Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$', description });
 
 export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA'] as const;
 /** Asymmetric algorithms an attestation may use. `none` and HMAC are never accepted. */
@@ -51,10 +49,8 @@ const literals = <T extends readonly string[]>(values: T, description: string, d
     { description, ...(dflt !== undefined ? { default: dflt } : {}) },
   ) as unknown as TSchema & { static: T[number] };
 
-
 /** A UTC day (`2026-12-31`, meaning its 00:00Z) or an RFC 3339 date-time with a zone. */
-const DateTime = (description: string) =>
-  Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$', description });
+const DateTime = (description: string) => Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$', description });
 
 // ---------------------------------------------------------------- settings
 
@@ -62,14 +58,28 @@ export const KEY_BACKENDS = ['local', 'vault-kv', 'vault-transit'] as const;
 
 export const KeysSettings = Type.Object(
   {
-    backend: literals(KEY_BACKENDS, 'Key backend: `local` (files under `dir`, one replica or a shared volume), `vault-kv` (private keys in Vault KV v2, loaded by every replica, never on disk), `vault-transit` (Vault signs; the private key never leaves Vault). Vault backends need `settings.vault`.', 'local'),
+    backend: literals(
+      KEY_BACKENDS,
+      'Key backend: `local` (files under `dir`, one replica or a shared volume), `vault-kv` (private keys in Vault KV v2, loaded by every replica, never on disk), `vault-transit` (Vault signs; the private key never leaves Vault). Vault backends need `settings.vault`.',
+      'local',
+    ),
     dir: Type.String({ description: '`local`: folder of the keys (created on first start, private files 0600).', default: './keys' }),
     algorithm: literals(SIGNING_ALGORITHMS, 'Signing algorithm of new keys.', 'ES256'),
     key_lifetime: Seconds('How long a key signs before the scheduled rotation promotes the next one.', 30 * 86400, 60),
     prepublish: Seconds('How long a new key is published in the JWKS before it may sign (longer than any verifier caches the JWKS).', 3600, 0),
-    max_published: Type.Integer({ minimum: 2, maximum: 20, default: 5, description: 'Most keys the JWKS may hold (next + current + retired). A rotation that would exceed it is refused until a retired key has left.' }),
+    max_published: Type.Integer({
+      minimum: 2,
+      maximum: 20,
+      default: 5,
+      description: 'Most keys the JWKS may hold (next + current + retired). A rotation that would exceed it is refused until a retired key has left.',
+    }),
     rotate_on_schedule: Type.Boolean({ default: true, description: 'Rotate automatically when the current key reaches `key_lifetime` (one replica does it; the others follow).' }),
-    refresh_interval_ms: Type.Integer({ minimum: 100, maximum: 600000, default: 10000, description: 'How often each replica re-reads the keyring (other replicas\' rotations) and applies due transitions.' }),
+    refresh_interval_ms: Type.Integer({
+      minimum: 100,
+      maximum: 600000,
+      default: 10000,
+      description: "How often each replica re-reads the keyring (other replicas' rotations) and applies due transitions.",
+    }),
     max_vault_outage: Seconds('`vault-kv`: how long keys already loaded keep signing while Vault is unreachable; after that exchanges are refused.', 300, 0),
     vault_kv: Type.Object(
       {
@@ -104,7 +114,7 @@ export const VaultSettings = Type.Object(
         role: Type.Optional(Type.String({ minLength: 1, description: '`kubernetes`: the Vault role.' })),
         jwt_file: Type.String({ default: '/var/run/secrets/kubernetes.io/serviceaccount/token', description: '`kubernetes`: the service-account token file (re-read at every login).' }),
       },
-      { ...Strict, description: 'Leash\'s own Vault login.', default: {} },
+      { ...Strict, description: "Leash's own Vault login.", default: {} },
     ),
   },
   { ...Strict, description: 'Vault, for the Vault key backends and `vault` grants.' },
@@ -115,9 +125,24 @@ export const ApprovalSettings = Type.Object(
     poll_interval: Seconds('Minimum seconds between two polls of one pending approval (faster polls get `slow_down`).', 5),
     pending_ttl: Seconds('How long an approval waits for a decision before it expires.', 900),
     redeem_ttl: Seconds('How long an approved request may be redeemed (once) after the decision.', 300),
-    max_pending_per_plugin: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Most approvals of one plugin that may wait for a decision at once; past it a new request gets `slow_down` (`ERR_APPROVAL_LIMIT`, audited). The same request asked again (whatever its `expires_in` or DPoP key) gets the approval already pending and does not count twice.' }),
-    max_pending_per_task: Type.Integer({ minimum: 1, maximum: 1000, default: 20, description: 'Most approvals of one task (all its plugins together) that may wait for a decision at once; past it: `slow_down`, as above.' }),
-    approver_groups: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'Admin groups (API-key `groups` or the admin JWT groups claim) that may decide approvals besides the `security` role.' }),
+    max_pending_per_plugin: Type.Integer({
+      minimum: 1,
+      maximum: 1000,
+      default: 10,
+      description:
+        'Most approvals of one plugin that may wait for a decision at once; past it a new request gets `slow_down` (`ERR_APPROVAL_LIMIT`, audited). The same request asked again (whatever its `expires_in` or DPoP key) gets the approval already pending and does not count twice.',
+    }),
+    max_pending_per_task: Type.Integer({
+      minimum: 1,
+      maximum: 1000,
+      default: 20,
+      description: 'Most approvals of one task (all its plugins together) that may wait for a decision at once; past it: `slow_down`, as above.',
+    }),
+    approver_groups: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      uniqueItems: true,
+      description: 'Admin groups (API-key `groups` or the admin JWT groups claim) that may decide approvals besides the `security` role.',
+    }),
     required_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), {
       default: ['critical'],
       uniqueItems: true,
@@ -127,9 +152,18 @@ export const ApprovalSettings = Type.Object(
       Type.Object(
         {
           url: Type.String({ format: 'uri', description: 'Where Leash POSTs a notice of each new pending approval.' }),
-          format: Type.Union([Type.Literal('json'), Type.Literal('slack')], { default: 'json', description: '`json` (Leash\'s document) or `slack` (an incoming-webhook payload with `text` and `blocks`).' }),
+          format: Type.Union([Type.Literal('json'), Type.Literal('slack')], {
+            default: 'json',
+            description: "`json` (Leash's document) or `slack` (an incoming-webhook payload with `text` and `blocks`).",
+          }),
           max_attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'Deliveries tried per notice.' }),
-          secret_env: Type.Optional(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$', description: 'Environment variable with the signing secret: each delivery is signed with Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature: HMAC-SHA256 of id, timestamp and body), so it cannot be altered or replayed. `whsec_<base64>`, or any string taken as raw key bytes.' })),
+          secret_env: Type.Optional(
+            Type.String({
+              pattern: '^[A-Z_][A-Z0-9_]*$',
+              description:
+                'Environment variable with the signing secret: each delivery is signed with Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature: HMAC-SHA256 of id, timestamp and body), so it cannot be altered or replayed. `whsec_<base64>`, or any string taken as raw key bytes.',
+            }),
+          ),
         },
         { ...Strict, description: 'Approver notification.' },
       ),
@@ -160,9 +194,16 @@ export const DelegationSettings = Type.Object(
 
 export const StoreSettings = Type.Object(
   {
-    kind: Type.Union([Type.Literal('sqlite'), Type.Literal('redis')], { description: 'State backend: `sqlite` (embedded default, one process) or `redis` (shared by several replicas).', default: 'sqlite' }),
+    kind: Type.Union([Type.Literal('sqlite'), Type.Literal('redis')], {
+      description: 'State backend: `sqlite` (embedded default, one process) or `redis` (shared by several replicas).',
+      default: 'sqlite',
+    }),
     path: Type.String({ description: '`sqlite`: the database file (`:memory:` for tests only).', default: './data/leash.db' }),
-    url: Type.String({ pattern: '^rediss?://', description: '`redis`: server URL (`redis://` or `rediss://` for TLS). Credentials may be given with LEASH_REDIS_PASSWORD instead of in the URL.', default: 'redis://127.0.0.1:6379' }),
+    url: Type.String({
+      pattern: '^rediss?://',
+      description: '`redis`: server URL (`redis://` or `rediss://` for TLS). Credentials may be given with LEASH_REDIS_PASSWORD instead of in the URL.',
+      default: 'redis://127.0.0.1:6379',
+    }),
     key_prefix: Type.String({ pattern: '^[A-Za-z0-9:_-]{1,64}$', description: '`redis`: prefix of every key, so several deployments can share one server.', default: 'leash:' }),
     allow_volatile: Type.Boolean({
       default: false,
@@ -175,8 +216,18 @@ export const StoreSettings = Type.Object(
 
 export const RevocationSettings = Type.Object(
   {
-    sync_interval_ms: Type.Integer({ minimum: 50, maximum: 60000, default: 500, description: 'How often each replica re-reads revocations from the store, in addition to pub/sub (a safety net for missed messages).' }),
-    max_staleness_ms: Type.Integer({ minimum: 500, maximum: 300000, default: 5000, description: 'If a replica has not synced revocations for this long, it refuses exchanges and introspection (`temporarily_unavailable`) rather than trust a stale list.' }),
+    sync_interval_ms: Type.Integer({
+      minimum: 50,
+      maximum: 60000,
+      default: 500,
+      description: 'How often each replica re-reads revocations from the store, in addition to pub/sub (a safety net for missed messages).',
+    }),
+    max_staleness_ms: Type.Integer({
+      minimum: 500,
+      maximum: 300000,
+      default: 5000,
+      description: 'If a replica has not synced revocations for this long, it refuses exchanges and introspection (`temporarily_unavailable`) rather than trust a stale list.',
+    }),
     sweep_interval_ms: Type.Integer({ minimum: 100, maximum: 60000, default: 1000, description: 'How often expired tasks are ended (and their credentials revoked).' }),
   },
   { ...Strict, description: 'Revocation propagation and task-expiry sweeping.', default: {} },
@@ -200,16 +251,35 @@ export const AuditSink = Type.Object(
   {
     name: Identifier('Name of the sink (metrics label, backlog folder).'),
     kind: literals(SINK_KINDS, '`file` (with rotation), `webhook` (Standard Webhooks-signed) or `syslog` (RFC 5424 over TCP or TLS).'),
-    format: literals(SINK_FORMATS, "`native` (Leash's JSON line: ts, seq, type, the event, prev, hash) or `ocsf` (OCSF 1.8.0: exchanges as Authorize Session, usage as API Activity, anomalies as Detection Finding, other events as Entity Management; see docs/usage.md).", 'native'),
+    format: literals(
+      SINK_FORMATS,
+      "`native` (Leash's JSON line: ts, seq, type, the event, prev, hash) or `ocsf` (OCSF 1.8.0: exchanges as Authorize Session, usage as API Activity, anomalies as Detection Finding, other events as Entity Management; see docs/usage.md).",
+      'native',
+    ),
     include_usage: Type.Boolean({ default: false, description: 'Also send every accepted usage record (per call: volume) as its own event (`ocsf`: API Activity).' }),
-    backlog_dir: Type.String({ minLength: 1, default: './data/sink-backlog', description: "Folder of the sinks' on-disk backlogs (one subfolder per sink): events a sink could not take wait there, across restarts." }),
-    max_backlog_bytes: Type.Integer({ minimum: 65536, maximum: 17179869184, default: 268435456, description: 'Largest backlog on disk; past it the oldest events are dropped (counted in leash_audit_sink_deliveries_total{outcome="dropped"}).' }),
+    backlog_dir: Type.String({
+      minLength: 1,
+      default: './data/sink-backlog',
+      description: "Folder of the sinks' on-disk backlogs (one subfolder per sink): events a sink could not take wait there, across restarts.",
+    }),
+    max_backlog_bytes: Type.Integer({
+      minimum: 65536,
+      maximum: 17179869184,
+      default: 268435456,
+      description: 'Largest backlog on disk; past it the oldest events are dropped (counted in leash_audit_sink_deliveries_total{outcome="dropped"}).',
+    }),
     batch_size: Type.Integer({ minimum: 1, maximum: 5000, default: 100, description: 'Events per delivery.' }),
     path: Type.Optional(Type.String({ minLength: 1, description: '`file`: the file events are appended to (one JSON document per line, mode 0600).' })),
     max_bytes: Type.Optional(Type.Integer({ minimum: 4096, description: '`file`: rotate when the file would pass this size (default 100 MiB).' })),
     max_files: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: '`file`: rotated files kept, `<path>.1` newest (default 5).' })),
     url: Type.Optional(Type.String({ format: 'uri', description: '`webhook`: where batches `{"events": [...]}` are POSTed.' })),
-    secret_env: Type.Optional(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$', description: '`webhook`: environment variable with the signing secret (Standard Webhooks `whsec_<base64>`, or any string taken as raw key bytes); deliveries carry webhook-id, webhook-timestamp and webhook-signature.' })),
+    secret_env: Type.Optional(
+      Type.String({
+        pattern: '^[A-Z_][A-Z0-9_]*$',
+        description:
+          '`webhook`: environment variable with the signing secret (Standard Webhooks `whsec_<base64>`, or any string taken as raw key bytes); deliveries carry webhook-id, webhook-timestamp and webhook-signature.',
+      }),
+    ),
     timeout_ms: Type.Optional(Type.Integer({ minimum: 100, maximum: 60000, description: '`webhook`, `syslog`: timeout of one delivery or connection (default 5000).' })),
     host: Type.Optional(Type.String({ minLength: 1, description: '`syslog`: the collector.' })),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: '`syslog`: its port (default 6514, syslog over TLS, RFC 5425).' })),
@@ -228,7 +298,8 @@ export const AuditSettings = Type.Object(
       minimum: 1,
       maximum: 1000000,
       default: 256,
-      description: 'Write a signed audit checkpoint (`audit.checkpoint`: head seq and hash, a JWS verifiable with the JWKS) after this many events. A cut-off tail shorter than the gap since the last checkpoint cannot be shown.',
+      description:
+        'Write a signed audit checkpoint (`audit.checkpoint`: head seq and hash, a JWS verifiable with the JWKS) after this many events. A cut-off tail shorter than the gap since the last checkpoint cannot be shown.',
     }),
     checkpoint_interval_ms: Type.Integer({
       minimum: 100,
@@ -238,7 +309,8 @@ export const AuditSettings = Type.Object(
     }),
     sinks: Type.Array(AuditSink, {
       default: [],
-      description: 'Sinks beyond stdout and the store. A sink that fails never blocks an exchange (only the store-backed chain does, failing closed): its events wait in a bounded on-disk backlog and are retried.',
+      description:
+        'Sinks beyond stdout and the store. A sink that fails never blocks an exchange (only the store-backed chain does, failing closed): its events wait in a bounded on-disk backlog and are retried.',
     }),
   },
   { ...Strict, description: 'Security events.', default: {} },
@@ -267,7 +339,8 @@ export const TaskSettings = Type.Object(
       ),
       {
         default: [{ effects: ['read-sensitive', 'exfiltrate'], action: 'deny' }],
-        description: 'Task-level toxic combinations, without delegation: a task that already holds a live credential of one effect and asks for the other is refused (or waits for a person). An empty list turns the check off.',
+        description:
+          'Task-level toxic combinations, without delegation: a task that already holds a live credential of one effect and asks for the other is refused (or waits for a person). An empty list turns the check off.',
       },
     ),
   },
@@ -298,7 +371,11 @@ export const AwsSettings = Type.Object(
     region: Type.String({ pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]$', default: 'us-east-1', description: 'AWS region of the STS (and IAM) calls.' }),
     sts_endpoint: Type.Optional(Type.String({ format: 'uri', description: 'STS endpoint override (a regional or VPC endpoint; tests use a contract server).' })),
     iam_endpoint: Type.Optional(Type.String({ format: 'uri', description: 'IAM endpoint override (for the deny-old-sessions action).' })),
-    web_identity_audience: Type.String({ minLength: 1, default: 'sts.amazonaws.com', description: '`aud` of the tokens Leash signs for AssumeRoleWithWebIdentity (the IAM OIDC provider\'s client id).' }),
+    web_identity_audience: Type.String({
+      minLength: 1,
+      default: 'sts.amazonaws.com',
+      description: "`aud` of the tokens Leash signs for AssumeRoleWithWebIdentity (the IAM OIDC provider's client id).",
+    }),
     web_identity_token_ttl: Type.Integer({ minimum: 60, maximum: 3600, default: 300, description: 'Lifetime of those tokens, in seconds.' }),
     max_attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'STS calls tried (throttling and outages are retried with backoff).' }),
     deny_revoked_sessions: Type.Boolean({
@@ -317,13 +394,26 @@ export const AwsSettings = Type.Object(
   { ...Strict, description: 'AWS STS credentials (`aws-sts` grants).', default: {} },
 );
 
-
 export const ReviewSettings = Type.Object(
   {
-    interval: Seconds('How often the running broker reviews its policy and history (`review.finding` / `review.resolved` events, the `leash_review_findings` gauge). 0 turns the scheduled review off.', 86400, 0),
-    window_days: Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: 'History the review reads (the "use" rules: unused plugins, grants and scopes, repeated denials, quota breaches).' }),
+    interval: Seconds(
+      'How often the running broker reviews its policy and history (`review.finding` / `review.resolved` events, the `leash_review_findings` gauge). 0 turns the scheduled review off.',
+      86400,
+      0,
+    ),
+    window_days: Type.Integer({
+      minimum: 1,
+      maximum: 3650,
+      default: 30,
+      description: 'History the review reads (the "use" rules: unused plugins, grants and scopes, repeated denials, quota breaches).',
+    }),
     exception_warning_days: Type.Integer({ minimum: 0, maximum: 365, default: 14, description: 'An exception this close to its expiry emits `exception.expiring` and is a review finding.' }),
-    exception_check_interval_ms: Type.Integer({ minimum: 100, maximum: 600000, default: 1000, description: 'How often the broker looks for exceptions that expired: their grants are already refused at request time; this revokes the live tokens they allowed and emits the events.' }),
+    exception_check_interval_ms: Type.Integer({
+      minimum: 100,
+      maximum: 600000,
+      default: 1000,
+      description: 'How often the broker looks for exceptions that expired: their grants are already refused at request time; this revokes the live tokens they allowed and emits the events.',
+    }),
     exception_max_renewals: Type.Integer({ minimum: 0, default: 2, description: 'An exception renewed more often than this is a finding ("temporary became permanent").' }),
     exception_max_age_days: Type.Integer({ minimum: 1, default: 180, description: 'An exception older than this in total (from `created_at`) is a finding ("temporary became permanent").' }),
     max_scopes_per_grant: Type.Integer({ minimum: 1, default: 8, description: 'A grant with more scopes than this is a finding.' }),
@@ -338,22 +428,53 @@ export const TLS_CLIENT_AUTH = ['none', 'optional', 'required'] as const;
 
 export const TlsSettings = Type.Object(
   {
-    cert_file: Type.String({ minLength: 1, description: 'PEM certificate chain of the public listener (leaf first), relative to the config file. Re-read on reload (SIGHUP or a change of the file): new connections get the new certificate, open ones keep theirs.' }),
+    cert_file: Type.String({
+      minLength: 1,
+      description:
+        'PEM certificate chain of the public listener (leaf first), relative to the config file. Re-read on reload (SIGHUP or a change of the file): new connections get the new certificate, open ones keep theirs.',
+    }),
     key_file: Type.String({ minLength: 1, description: 'PEM private key of that certificate. Re-read with it.' }),
-    client_auth: literals(TLS_CLIENT_AUTH, 'Client certificates (mutual TLS, RFC 8705): `none` (not asked for), `optional` (asked for; a connection without one, or with one no bundle verifies, is still accepted and Leash decides per request), `required` (the handshake fails without a certificate that chains to `client_ca_file`, or to the `x509-svid` bundles when it is not given). Leash verifies every presented certificate itself, per request, against the bundle of its trust domain, so a bundle update applies to open connections too.', 'optional'),
-    client_ca_file: Type.Optional(Type.String({ minLength: 1, description: 'PEM bundle of the CAs the handshake asks client certificates from (and, with `client_auth: required`, verifies them against). Default: the bundles of every `x509-svid` trusted issuer. Re-read on reload.' })),
+    client_auth: literals(
+      TLS_CLIENT_AUTH,
+      'Client certificates (mutual TLS, RFC 8705): `none` (not asked for), `optional` (asked for; a connection without one, or with one no bundle verifies, is still accepted and Leash decides per request), `required` (the handshake fails without a certificate that chains to `client_ca_file`, or to the `x509-svid` bundles when it is not given). Leash verifies every presented certificate itself, per request, against the bundle of its trust domain, so a bundle update applies to open connections too.',
+      'optional',
+    ),
+    client_ca_file: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'PEM bundle of the CAs the handshake asks client certificates from (and, with `client_auth: required`, verifies them against). Default: the bundles of every `x509-svid` trusted issuer. Re-read on reload.',
+      }),
+    ),
     min_version: literals(['TLSv1.2', 'TLSv1.3'] as const, 'Oldest TLS version accepted.', 'TLSv1.2'),
   },
-  { ...Strict, description: 'HTTPS on the public listener, with optional client certificates (X.509-SVID attestation, certificate-bound tokens). Turning it on or off, and `client_auth`, change only on restart; the files are re-read on reload.' },
+  {
+    ...Strict,
+    description:
+      'HTTPS on the public listener, with optional client certificates (X.509-SVID attestation, certificate-bound tokens). Turning it on or off, and `client_auth`, change only on restart; the files are re-read on reload.',
+  },
 );
 
 export const ClientCertificateHeader = Type.Object(
   {
     name: Type.String({ pattern: '^[A-Za-z0-9-]+$', default: 'x-forwarded-client-cert', description: 'The request header the TLS-terminating proxy puts the client certificate in.' }),
-    format: literals(['xfcc', 'pem'] as const, '`xfcc`: Envoy\'s `x-forwarded-client-cert` (one element; its `Cert` and optional `Chain`, URL-encoded PEM). `pem`: the URL-encoded PEM certificate alone (nginx `$ssl_client_escaped_cert`).', 'xfcc'),
-    trusted_proxies: Type.Array(Type.String({ pattern: '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$' }), { minItems: 1, uniqueItems: true, description: 'Addresses (or CIDR ranges) of the proxies allowed to send the header, matched against the connection\'s peer address. A request carrying the header from any other address is refused.' }),
+    format: literals(
+      ['xfcc', 'pem'] as const,
+      "`xfcc`: Envoy's `x-forwarded-client-cert` (one element; its `Cert` and optional `Chain`, URL-encoded PEM). `pem`: the URL-encoded PEM certificate alone (nginx `$ssl_client_escaped_cert`).",
+      'xfcc',
+    ),
+    trusted_proxies: Type.Array(Type.String({ pattern: '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$' }), {
+      minItems: 1,
+      uniqueItems: true,
+      description:
+        "Addresses (or CIDR ranges) of the proxies allowed to send the header, matched against the connection's peer address. A request carrying the header from any other address is refused.",
+    }),
   },
-  { ...Strict, description: 'Behind a TLS-terminating proxy: read the client certificate from a header the proxy sets. Off unless given; only from `trusted_proxies`. The proxy must verify the certificate and replace (never append to) the header the client sent.' },
+  {
+    ...Strict,
+    description:
+      'Behind a TLS-terminating proxy: read the client certificate from a header the proxy sets. Off unless given; only from `trusted_proxies`. The proxy must verify the certificate and replace (never append to) the header the client sent.',
+  },
 );
 
 const Listen = (description: string, port: number) =>
@@ -369,23 +490,44 @@ export const SHARED_TOKEN_RESPONSES = ['event', 'revoke', 'revoke-and-suspend'] 
 
 export const UsageSettings = Type.Object(
   {
-    enabled: Type.Boolean({ default: true, description: 'Accept usage reports from resource servers at `POST /usage` (and synchronous budget checks at `POST /usage/budget`), and record introspections as use. Off: both routes answer 404 and introspection records nothing.' }),
-    retention_days: Type.Integer({ minimum: 1, maximum: 400, default: 30, description: 'How long usage aggregates (per jti, route and minute), last-used evidence, task timelines and downstream events are kept.' }),
+    enabled: Type.Boolean({
+      default: true,
+      description:
+        'Accept usage reports from resource servers at `POST /usage` (and synchronous budget checks at `POST /usage/budget`), and record introspections as use. Off: both routes answer 404 and introspection records nothing.',
+    }),
+    retention_days: Type.Integer({
+      minimum: 1,
+      maximum: 400,
+      default: 30,
+      description: 'How long usage aggregates (per jti, route and minute), last-used evidence, task timelines and downstream events are kept.',
+    }),
     max_batch: Type.Integer({ minimum: 1, maximum: 5000, default: 1000, description: 'Most records one `POST /usage` may carry.' }),
     max_body_bytes: Type.Integer({ minimum: 16384, maximum: 4194304, default: 524288, description: 'Largest `POST /usage` body (a batch of records); other routes keep `max_body_bytes`.' }),
-    max_skew: Seconds('How far in the future (clock skew) a record\'s `at` may be; older than `retention_days` is refused too.', 300, 0),
+    max_skew: Seconds("How far in the future (clock skew) a record's `at` may be; older than `retention_days` is refused too.", 300, 0),
     shared_token: Type.Object(
       {
-        response: literals(SHARED_TOKEN_RESPONSES, 'What a shared token (one jti from two DPoP keys or addresses, or at a server it was not issued for) triggers: `event` (audit only), `revoke` (revoke the token), `revoke-and-suspend` (also suspend the plugin until a security admin resumes it).', 'event'),
+        response: literals(
+          SHARED_TOKEN_RESPONSES,
+          'What a shared token (one jti from two DPoP keys or addresses, or at a server it was not issued for) triggers: `event` (audit only), `revoke` (revoke the token), `revoke-and-suspend` (also suspend the plugin until a security admin resumes it).',
+          'event',
+        ),
       },
       { ...Strict, description: 'Shared-token detection.', default: {} },
     ),
     drift: Type.Object(
       {
-        min_token_age: Seconds('A token used at a route its plugin had never used, at least this long after the token was issued, raises `usage.route_drift` (once the plugin has `min_history_calls` at the grant).', 600, 0),
-        min_history_calls: Type.Integer({ minimum: 1, default: 20, description: 'Calls the plugin must have made at the grant before drift is judged: a plugin without history has no route mix to drift from.' }),
+        min_token_age: Seconds(
+          'A token used at a route its plugin had never used, at least this long after the token was issued, raises `usage.route_drift` (once the plugin has `min_history_calls` at the grant).',
+          600,
+          0,
+        ),
+        min_history_calls: Type.Integer({
+          minimum: 1,
+          default: 20,
+          description: 'Calls the plugin must have made at the grant before drift is judged: a plugin without history has no route mix to drift from.',
+        }),
       },
-      { ...Strict, description: 'Route-mix drift: a token used long after issuance at routes outside the plugin\'s history.', default: {} },
+      { ...Strict, description: "Route-mix drift: a token used long after issuance at routes outside the plugin's history.", default: {} },
     ),
     purge_interval_ms: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: 'How often usage past retention is purged.' }),
   },
@@ -394,17 +536,31 @@ export const UsageSettings = Type.Object(
 
 export const Settings = Type.Object(
   {
-    issuer: Type.String({ format: 'uri', pattern: '^https?://[^?#]+[^/?#]$', description: 'Public issuer URL of this broker (the `iss` of every token). No trailing slash.', default: 'http://127.0.0.1:8080' }),
+    issuer: Type.String({
+      format: 'uri',
+      pattern: '^https?://[^?#]+[^/?#]$',
+      description: 'Public issuer URL of this broker (the `iss` of every token). No trailing slash.',
+      default: 'http://127.0.0.1:8080',
+    }),
     listen: Listen('Where the public HTTP server listens (OAuth, JWKS, discovery, tasks, admin API).', 8080),
     management: Type.Object(
       {
-        listen: Listen('Where the management server listens: `/healthz`, `/readyz` and `/metrics`, none of which the public port serves. Loopback by default; in Kubernetes bind it to the pod (`0.0.0.0`) so the kubelet can probe it, and admit only Prometheus to it. Changes only on restart.', 9090),
+        listen: Listen(
+          'Where the management server listens: `/healthz`, `/readyz` and `/metrics`, none of which the public port serves. Loopback by default; in Kubernetes bind it to the pod (`0.0.0.0`) so the kubelet can probe it, and admit only Prometheus to it. Changes only on restart.',
+          9090,
+        ),
       },
       { ...Strict, description: 'The management listener (health, readiness, metrics).', default: {} },
     ),
     tls: Type.Optional(TlsSettings),
     client_certificate_header: Type.Optional(ClientCertificateHeader),
-    shutdown_grace: Type.Integer({ minimum: 0, maximum: 600, default: 10, description: 'On SIGTERM or SIGINT: how long requests in flight may take to finish once Leash has stopped accepting new ones; what is still running then is cut, and the stores close. Keep the preStop sleep plus this below the orchestrator\'s kill timeout (Kubernetes `terminationGracePeriodSeconds`).' }),
+    shutdown_grace: Type.Integer({
+      minimum: 0,
+      maximum: 600,
+      default: 10,
+      description:
+        "On SIGTERM or SIGINT: how long requests in flight may take to finish once Leash has stopped accepting new ones; what is still running then is cut, and the stores close. Keep the preStop sleep plus this below the orchestrator's kill timeout (Kubernetes `terminationGracePeriodSeconds`).",
+    }),
     max_body_bytes: Type.Integer({ minimum: 1024, maximum: 57344, description: 'Largest request body accepted on OAuth and admin endpoints.', default: 16384 }),
     keys: KeysSettings,
     store: StoreSettings,
@@ -431,7 +587,11 @@ export const AdminApiKey = Type.Object(
     id: Identifier('Name of the key (appears in audit events as the actor).'),
     sha256: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Hex SHA-256 of the API key. The key itself is never in config.' }),
     roles: Type.Array(literals(ADMIN_ROLES, 'admin role'), { minItems: 1, uniqueItems: true, description: 'Roles this key holds.' }),
-    groups: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'Groups this key\'s holder belongs to (approver groups, separation of duties against plugin owners).' }),
+    groups: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      uniqueItems: true,
+      description: "Groups this key's holder belongs to (approver groups, separation of duties against plugin owners).",
+    }),
     rotate_by: Type.Optional(DateTime('When this key is to be replaced (a long-lived secret needs a date; the review reports keys without one or past it).')),
   },
   { ...Strict, description: 'A hashed admin API key.' },
@@ -439,7 +599,9 @@ export const AdminApiKey = Type.Object(
 
 export const JwksSource = Type.Object(
   {
-    inline: Type.Optional(Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { minItems: 1, description: 'Public JSON Web Keys.' }) }, { description: 'A JWKS given in place.' })),
+    inline: Type.Optional(
+      Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { minItems: 1, description: 'Public JSON Web Keys.' }) }, { description: 'A JWKS given in place.' }),
+    ),
     file: Type.Optional(Type.String({ description: 'Path of a JWKS JSON file (relative to the config file).' })),
     uri: Type.Optional(Type.String({ format: 'uri', description: 'JWKS URL, fetched with timeout, cache and cooldown.' })),
     discovery: Type.Optional(Type.Boolean({ description: 'Find the JWKS URL through `<issuer>/.well-known/openid-configuration`.' })),
@@ -447,7 +609,7 @@ export const JwksSource = Type.Object(
     cooldown_ms: Type.Integer({ minimum: 0, default: 30000, description: 'Minimum time between two JWKS refetches triggered by an unknown `kid`.' }),
     cache_max_age_ms: Type.Integer({ minimum: 1000, default: 600000, description: 'How long a fetched JWKS is used before it is refreshed.' }),
   },
-  { ...Strict, description: 'Where the issuer\'s verification keys come from: exactly one of `inline`, `file`, `uri`, `discovery`.' },
+  { ...Strict, description: "Where the issuer's verification keys come from: exactly one of `inline`, `file`, `uri`, `discovery`." },
 );
 
 export const AdminIssuer = Type.Object(
@@ -458,7 +620,7 @@ export const AdminIssuer = Type.Object(
     algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['ES256', 'RS256'], description: 'Accepted algorithms.' }),
     roles_claim: Type.String({ default: 'roles', description: 'Claim holding the roles (array of strings, or space-separated string).' }),
     subject_claim: Type.String({ default: 'sub', description: 'Claim naming the actor in audit events.' }),
-    groups_claim: Type.String({ default: 'groups', description: 'Claim holding the caller\'s groups (array of strings, or space-separated string).' }),
+    groups_claim: Type.String({ default: 'groups', description: "Claim holding the caller's groups (array of strings, or space-separated string)." }),
   },
   { ...Strict, description: 'An OIDC issuer whose bearer tokens authenticate admin callers.' },
 );
@@ -475,38 +637,92 @@ export const Admin = Type.Object(
 
 export const TokenReview = Type.Object(
   {
-    api_server: Type.String({ pattern: '^https?://[^?#]+[^/?#]$', description: 'The cluster\'s API server, e.g. `https://kubernetes.default.svc` (no trailing slash). `https://` when settings.production is true.' }),
-    ca_file: Type.Optional(Type.String({ minLength: 1, description: 'PEM bundle that verifies the API server\'s certificate (in a pod: `/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`). Default: the system CAs.' })),
-    token_file: Type.String({ minLength: 1, default: '/var/run/secrets/kubernetes.io/serviceaccount/token', description: 'Leash\'s own service-account token, sent as its bearer credential (re-read for every review, so a rotated projected token is picked up). Its service account needs the `system:auth-delegator` cluster role (create `tokenreviews`).' }),
-    audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: '`spec.audiences` of the review; the answer must confirm one of them. Default: the issuer\'s `audience`.' })),
-    cache_seconds: Type.Integer({ minimum: 1, maximum: 300, default: 10, description: 'How long an answer (accepted or refused) is reused for the same token: a token whose pod is deleted is refused within this long.' }),
+    api_server: Type.String({
+      pattern: '^https?://[^?#]+[^/?#]$',
+      description: "The cluster's API server, e.g. `https://kubernetes.default.svc` (no trailing slash). `https://` when settings.production is true.",
+    }),
+    ca_file: Type.Optional(
+      Type.String({ minLength: 1, description: "PEM bundle that verifies the API server's certificate (in a pod: `/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`). Default: the system CAs." }),
+    ),
+    token_file: Type.String({
+      minLength: 1,
+      default: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+      description:
+        "Leash's own service-account token, sent as its bearer credential (re-read for every review, so a rotated projected token is picked up). Its service account needs the `system:auth-delegator` cluster role (create `tokenreviews`).",
+    }),
+    audiences: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        minItems: 1,
+        uniqueItems: true,
+        description: "`spec.audiences` of the review; the answer must confirm one of them. Default: the issuer's `audience`.",
+      }),
+    ),
+    cache_seconds: Type.Integer({
+      minimum: 1,
+      maximum: 300,
+      default: 10,
+      description: 'How long an answer (accepted or refused) is reused for the same token: a token whose pod is deleted is refused within this long.',
+    }),
     timeout_ms: Type.Integer({ minimum: 100, maximum: 30000, default: 2000, description: 'Timeout of one review. A review that fails or times out refuses the exchange (`temporarily_unavailable`).' }),
   },
-  { ...Strict, description: '`kubernetes` kind: ask the cluster (TokenReview, `authentication.k8s.io/v1`) whether each token is still valid, so a token whose pod or service account was deleted is refused before its `exp`.' },
+  {
+    ...Strict,
+    description:
+      '`kubernetes` kind: ask the cluster (TokenReview, `authentication.k8s.io/v1`) whether each token is still valid, so a token whose pod or service account was deleted is refused before its `exp`.',
+  },
 );
 
 export const TrustedIssuer = Type.Object(
   {
     name: Identifier('Name bindings refer to.'),
     kind: literals(ISSUER_KINDS, 'What kind of workload-identity authority this is; selects the attestor (docs/attestation.md describes each kind, its claims and its anti-spoofing defaults).'),
-    issuer: Type.String({ minLength: 1, description: 'Exact expected `iss` claim. `aws` kind: the STS endpoint Leash sends the signed GetCallerIdentity request to (e.g. `https://sts.us-east-1.amazonaws.com`); never a URL from the request.' }),
+    issuer: Type.String({
+      minLength: 1,
+      description:
+        'Exact expected `iss` claim. `aws` kind: the STS endpoint Leash sends the signed GetCallerIdentity request to (e.g. `https://sts.us-east-1.amazonaws.com`); never a URL from the request.',
+    }),
     audience: Type.Optional(
       Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], {
-        description: 'Expected `aud`: the token must name (one of) these. Required for every kind but `x509-svid`. `aws` kind: the value the signed `X-Leash-Server-ID` header must carry (it binds the request to this Leash, so it cannot be replayed elsewhere).',
+        description:
+          'Expected `aud`: the token must name (one of) these. Required for every kind but `x509-svid`. `aws` kind: the value the signed `X-Leash-Server-ID` header must carry (it binds the request to this Leash, so it cannot be replayed elsewhere).',
       }),
     ),
     jwks: Type.Optional(JwksSource),
-    algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['RS256', 'ES256'], description: 'Accepted signature algorithms (asymmetric only).' }),
+    algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), {
+      minItems: 1,
+      uniqueItems: true,
+      default: ['RS256', 'ES256'],
+      description: 'Accepted signature algorithms (asymmetric only).',
+    }),
     max_token_age: Seconds('Oldest `iat` accepted, in seconds (also bounds tokens without `iat` via `exp`).', 3600),
     clock_skew: Seconds('Clock tolerance for this issuer.', 30, 0),
     subject_claim: Type.String({ default: 'sub', description: '`oidc` kind: claim that becomes the workload subject.' }),
-    claims: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { default: [], maxItems: 64, description: '`oidc` kind: extra claims copied into the workload identity, for bindings and conditions.' }),
+    claims: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      default: [],
+      maxItems: 64,
+      description: '`oidc` kind: extra claims copied into the workload identity, for bindings and conditions.',
+    }),
     trust_domain: Type.Optional(Type.String({ description: '`spiffe` and `x509-svid` kinds: the trust domain the SVID must belong to.' })),
-    bundle_file: Type.Optional(Type.String({ minLength: 1, description: '`x509-svid` kind: PEM file of the trust domain\'s X.509 authorities (its SPIFFE bundle\'s CA certificates), relative to the config file. Re-read on reload: a CA removed from it stops verifying certificates at once, on open connections too.' })),
-    region: Type.Optional(Type.String({ pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]$', description: '`aws` kind: the region the request must be signed for (its SigV4 credential scope); default `us-east-1` (the global STS endpoint\'s).' })),
+    bundle_file: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          "`x509-svid` kind: PEM file of the trust domain's X.509 authorities (its SPIFFE bundle's CA certificates), relative to the config file. Re-read on reload: a CA removed from it stops verifying certificates at once, on open connections too.",
+      }),
+    ),
+    region: Type.Optional(
+      Type.String({
+        pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]$',
+        description: "`aws` kind: the region the request must be signed for (its SigV4 credential scope); default `us-east-1` (the global STS endpoint's).",
+      }),
+    ),
     token_review: Type.Optional(TokenReview),
   },
-  { ...Strict, description: 'A workload-identity authority whose tokens Leash accepts as attestation. Every kind but `aws` and `x509-svid` needs `audience` and `jwks`; `aws` needs `audience`; `x509-svid` needs `trust_domain` and `bundle_file` instead (the `issuer` is then `spiffe://<trust_domain>`).' },
+  {
+    ...Strict,
+    description:
+      'A workload-identity authority whose tokens Leash accepts as attestation. Every kind but `aws` and `x509-svid` needs `audience` and `jwks`; `aws` needs `audience`; `x509-svid` needs `trust_domain` and `bundle_file` instead (the `issuer` is then `spiffe://<trust_domain>`).',
+  },
 );
 
 // ---------------------------------------------------------------- people (agents acting for a human)
@@ -514,19 +730,26 @@ export const TrustedIssuer = Type.Object(
 export const UserIdentityProvider = Type.Object(
   {
     name: Identifier('Name grants refer to (`users.providers`).'),
-    issuer: Type.String({ minLength: 1, description: 'Exact expected `iss` of the human\'s access or ID token. Must differ from Leash\'s own issuer and from every trusted issuer.' }),
-    audience: Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], { description: 'Expected `aud`: the token must name (one of) these (the client id Leash is registered as at the IdP).' }),
+    issuer: Type.String({ minLength: 1, description: "Exact expected `iss` of the human's access or ID token. Must differ from Leash's own issuer and from every trusted issuer." }),
+    audience: Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], {
+      description: 'Expected `aud`: the token must name (one of) these (the client id Leash is registered as at the IdP).',
+    }),
     jwks: JwksSource,
-    algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['RS256', 'ES256'], description: 'Accepted signature algorithms (asymmetric only).' }),
+    algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), {
+      minItems: 1,
+      uniqueItems: true,
+      default: ['RS256', 'ES256'],
+      description: 'Accepted signature algorithms (asymmetric only).',
+    }),
     max_token_age: Seconds('Oldest `iat` accepted, in seconds.', 3600),
     clock_skew: Seconds('Clock tolerance for this provider.', 30, 0),
-    groups_claim: Type.String({ minLength: 1, default: 'groups', description: 'Claim holding the human\'s groups (an array of strings, or one string).' }),
-    roles_claim: Type.String({ minLength: 1, default: 'roles', description: 'Claim holding the human\'s roles (an array of strings, or one string).' }),
+    groups_claim: Type.String({ minLength: 1, default: 'groups', description: "Claim holding the human's groups (an array of strings, or one string)." }),
+    roles_claim: Type.String({ minLength: 1, default: 'roles', description: "Claim holding the human's roles (an array of strings, or one string)." }),
   },
   {
     ...Strict,
     description:
-      'A trusted OIDC identity provider for people: an exchange may present a human\'s access or ID token from it as `subject_token` with the plugin\'s attestation as `actor_token`; the token is then issued with `sub` = the human (`<issuer>#<sub>`) and `act` = the plugin. Without one, human subject tokens are refused.',
+      "A trusted OIDC identity provider for people: an exchange may present a human's access or ID token from it as `subject_token` with the plugin's attestation as `actor_token`; the token is then issued with `sub` = the human (`<issuer>#<sub>`) and `act` = the plugin. Without one, human subject tokens are refused.",
   },
 );
 
@@ -538,10 +761,14 @@ export const GrantUsers = Type.Object(
     approver: Type.Union([Type.Literal('security'), Type.Literal('person')], {
       default: 'security',
       description:
-        'Who decides this grant\'s approvals: `security` (the security role or an approver group, as for every grant) or `person` (also the person the agent acts for, with their own token). Separation of duties: `person` is refused on grants of high or critical plugins and on `exfiltrate` or `admin` grants and tools.',
+        "Who decides this grant's approvals: `security` (the security role or an approver group, as for every grant) or `person` (also the person the agent acts for, with their own token). Separation of duties: `person` is refused on grants of high or critical plugins and on `exfiltrate` or `admin` grants and tools.",
     }),
   },
-  { ...Strict, description: 'This grant is used on behalf of a human (subject_token from a user identity provider, actor_token the plugin\'s attestation), who must meet these requirements. A grant without `users` refuses requests on behalf of a human; a grant with it refuses requests without one.' },
+  {
+    ...Strict,
+    description:
+      "This grant is used on behalf of a human (subject_token from a user identity provider, actor_token the plugin's attestation), who must meet these requirements. A grant without `users` refuses requests on behalf of a human; a grant with it refuses requests without one.",
+  },
 );
 
 // ---------------------------------------------------------------- resource servers
@@ -549,7 +776,11 @@ export const GrantUsers = Type.Object(
 export const ResourceServer = Type.Object(
   {
     id: Identifier('Client id the resource server authenticates with at `/introspect` and the revocation feed.'),
-    audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'Audiences this server answers for: introspection reports `active: false` for tokens meant for anyone else.' }),
+    audiences: Type.Array(Type.String({ minLength: 1 }), {
+      minItems: 1,
+      uniqueItems: true,
+      description: 'Audiences this server answers for: introspection reports `active: false` for tokens meant for anyone else.',
+    }),
     client_secret_sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Hex SHA-256 of its client secret (`client_secret_basic` / `client_secret_post`).' })),
     jwks: Type.Optional(JwksSource),
     push: Type.Optional(
@@ -605,7 +836,12 @@ export const Condition = Type.Object(
 
 export const TimeWindow = Type.Object(
   {
-    days: Type.Array(literals(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const, 'weekday'), { minItems: 1, uniqueItems: true, default: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], description: 'UTC weekdays on which the grant may be used.' }),
+    days: Type.Array(literals(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const, 'weekday'), {
+      minItems: 1,
+      uniqueItems: true,
+      default: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'],
+      description: 'UTC weekdays on which the grant may be used.',
+    }),
     from: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', default: '00:00', description: 'UTC time of day, inclusive.' }),
     to: Type.String({ pattern: '^([01][0-9]|2[0-4]):[0-5][0-9]$', default: '24:00', description: 'UTC time of day, exclusive.' }),
   },
@@ -615,11 +851,15 @@ export const TimeWindow = Type.Object(
 export const AwsGrant = Type.Object(
   {
     role_arn: Type.String({ pattern: '^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$', description: 'The IAM role assumed for the plugin.' }),
-    mode: Type.Union([Type.Literal('web-identity'), Type.Literal('assume-role')], { default: 'web-identity', description: '`web-identity` (recommended): Leash signs a token and calls AssumeRoleWithWebIdentity, holding no AWS secret. `assume-role`: Leash\'s own AWS credentials (default provider chain) call AssumeRole.' }),
+    mode: Type.Union([Type.Literal('web-identity'), Type.Literal('assume-role')], {
+      default: 'web-identity',
+      description:
+        "`web-identity` (recommended): Leash signs a token and calls AssumeRoleWithWebIdentity, holding no AWS secret. `assume-role`: Leash's own AWS credentials (default provider chain) call AssumeRole.",
+    }),
     actions: Type.Array(Type.String({ pattern: '^[a-z0-9-]+:[A-Za-z0-9*]+$' }), { minItems: 1, uniqueItems: true, description: 'IAM actions the session policy allows (e.g. `s3:GetObject`).' }),
     resources: Type.Array(Type.String({ pattern: '^(\\*|arn:aws[a-z-]*:[^\\s]+)$' }), { minItems: 1, uniqueItems: true, description: 'Resource ARNs the session policy allows.' }),
     transitive_tags: Type.Boolean({ default: false, description: 'Make the `leash:*` session tags transitive (they follow role chaining).' }),
-    role_max_session: Type.Integer({ minimum: 900, maximum: 43200, default: 3600, description: 'The role\'s MaxSessionDuration, in seconds: the longest session Leash will ask for.' }),
+    role_max_session: Type.Integer({ minimum: 900, maximum: 43200, default: 3600, description: "The role's MaxSessionDuration, in seconds: the longest session Leash will ask for." }),
   },
   { ...Strict, description: '`aws-sts` grants: which role, narrowed to which actions and resources.' },
 );
@@ -630,7 +870,7 @@ export const VaultGrant = Type.Object(
     method: Type.Union([Type.Literal('read'), Type.Literal('write')], { default: 'read', description: '`read` (GET, e.g. database/aws creds) or `write` (POST with `params`, e.g. PKI issue).' }),
     params: Type.Record(Type.String(), Type.String(), { default: {}, description: '`write`: the request body.' }),
   },
-  { ...Strict, description: '`vault` grants: where the dynamic secret comes from. Its lease is revoked when the task ends, the plugin is suspended, or the grant\'s TTL passes.' },
+  { ...Strict, description: "`vault` grants: where the dynamic secret comes from. Its lease is revoked when the task ends, the plugin is suspended, or the grant's TTL passes." },
 );
 
 export const StepUp = Type.Object(
@@ -652,18 +892,36 @@ export const ToolArgumentTest = Type.Object(
     max: Type.Optional(Type.Number({ description: 'The argument is a number at most this.' })),
     min: Type.Optional(Type.Number({ description: 'The argument is a number at least this.' })),
   },
-  { ...Strict, description: 'A test on one argument of a tool call, checked on the value the caller exposes in its `leash_mcp_tool_call` detail (the MCP server checks that value is the call\'s own). At least one member; all must hold.' },
+  {
+    ...Strict,
+    description:
+      "A test on one argument of a tool call, checked on the value the caller exposes in its `leash_mcp_tool_call` detail (the MCP server checks that value is the call's own). At least one member; all must hold.",
+  },
 );
 
 export const McpTool = Type.Object(
   {
-    name: Type.String({ pattern: '^[A-Za-z0-9_./*-]{1,128}$', description: 'The tool name, or an anchored glob over tool names (`*`: any run of characters except `/` and `:`). The first tool of the list that matches decides.' }),
+    name: Type.String({
+      pattern: '^[A-Za-z0-9_./*-]{1,128}$',
+      description: 'The tool name, or an anchored glob over tool names (`*`: any run of characters except `/` and `:`). The first tool of the list that matches decides.',
+    }),
     effect: literals(EFFECTS, 'What the tool can do; drives its approval default and the review.'),
-    approval: Type.Optional(literals(TOOL_APPROVAL_RULES, '`human`: a person approves each call, bound to its exact arguments. Default: `human` for `write`, `exfiltrate` and `admin` effects, `none` otherwise.')),
-    per_call: Type.Optional(Type.Boolean({ description: 'Whether each call needs its own credential (`authorization_details`, single use); `false` lets a session token carry `tool:<name>`. Default: `false` for `read`, `true` otherwise; always `true` with `approval: human`.' })),
-    expose: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), { default: [], uniqueItems: true, description: 'Arguments whose values the per-call request must carry in clear, for the approver to see (every argument named in `arguments` must be carried too).' }),
+    approval: Type.Optional(
+      literals(TOOL_APPROVAL_RULES, '`human`: a person approves each call, bound to its exact arguments. Default: `human` for `write`, `exfiltrate` and `admin` effects, `none` otherwise.'),
+    ),
+    per_call: Type.Optional(
+      Type.Boolean({
+        description:
+          'Whether each call needs its own credential (`authorization_details`, single use); `false` lets a session token carry `tool:<name>`. Default: `false` for `read`, `true` otherwise; always `true` with `approval: human`.',
+      }),
+    ),
+    expose: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), {
+      default: [],
+      uniqueItems: true,
+      description: 'Arguments whose values the per-call request must carry in clear, for the approver to see (every argument named in `arguments` must be carried too).',
+    }),
     arguments: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), ToolArgumentTest, { default: {}, description: 'Tests on argument values, per argument name; all must hold.' }),
-    max_ttl: Seconds('Lifetime of a per-call credential, in seconds (at most the grant\'s `max_ttl`).', 60),
+    max_ttl: Seconds("Lifetime of a per-call credential, in seconds (at most the grant's `max_ttl`).", 60),
   },
   { ...Strict, description: 'One MCP tool (or tool glob) a grant reaches, with its effect and rule.' },
 );
@@ -683,7 +941,12 @@ export const Grant = Type.Object(
         'Let credentials of this grant live past the `exp` of the attestation they were exchanged for. Off (default): a credential never outlives its attestation. Turning it on widens the grant, and reviews should flag it.',
     }),
     dpop: Type.Union([Type.Literal('required'), Type.Literal('optional')], { default: 'optional', description: '`required`: the token is bound to a DPoP key (`cnf.jkt`).' }),
-    approval: Type.Optional(literals(APPROVAL_RULES, 'Approval rule: `none`, `human` (a person approves each request), `step-up` (no person, but `step_up` proof is required). Default: `human` for `write`, `exfiltrate` and `admin` effects, `none` otherwise.')),
+    approval: Type.Optional(
+      literals(
+        APPROVAL_RULES,
+        'Approval rule: `none`, `human` (a person approves each request), `step-up` (no person, but `step_up` proof is required). Default: `human` for `write`, `exfiltrate` and `admin` effects, `none` otherwise.',
+      ),
+    ),
     step_up: Type.Optional(StepUp),
     conditions: Type.Array(Condition, { default: [], description: 'All must hold at request time.' }),
     time: Type.Optional(TimeWindow),
@@ -708,8 +971,17 @@ export const PluginClientAuth = Type.Object(
   {
     method: literals(['private_key_jwt'] as const, '`private_key_jwt` (RFC 7523 §2.2): the plugin signs a short-lived, single-use assertion with a key of `jwks` at every exchange.'),
     jwks: JwksSource,
-    algorithms: Type.Array(literals(PLUGIN_ASSERTION_ALGORITHMS, 'algorithm'), { minItems: 1, uniqueItems: true, default: ['ES256', 'EdDSA', 'Ed25519'], description: 'Algorithms its assertions may use (asymmetric only).' }),
-    attestation: literals(['required', 'optional'] as const, '`required` (default): the plugin sends its attestation and authenticates with its key; both must name it. `optional`: it may also exchange with its key alone (no platform identity: a vendor-hosted plugin, a laptop in a demo), as `subject_token_type` `urn:leash:params:oauth:token-type:client` with its id as `subject_token`; then `bindings` may be empty. A standing key is a long-lived secret: the review flags every such plugin.', 'required'),
+    algorithms: Type.Array(literals(PLUGIN_ASSERTION_ALGORITHMS, 'algorithm'), {
+      minItems: 1,
+      uniqueItems: true,
+      default: ['ES256', 'EdDSA', 'Ed25519'],
+      description: 'Algorithms its assertions may use (asymmetric only).',
+    }),
+    attestation: literals(
+      ['required', 'optional'] as const,
+      '`required` (default): the plugin sends its attestation and authenticates with its key; both must name it. `optional`: it may also exchange with its key alone (no platform identity: a vendor-hosted plugin, a laptop in a demo), as `subject_token_type` `urn:leash:params:oauth:token-type:client` with its id as `subject_token`; then `bindings` may be empty. A standing key is a long-lived secret: the review flags every such plugin.',
+      'required',
+    ),
   },
   { ...Strict, description: 'Client authentication of the plugin at the token endpoint, in addition to (or instead of) its attestation. When set, every exchange of the plugin must authenticate.' },
 );
@@ -721,16 +993,26 @@ export const Plugin = Type.Object(
     risk: literals(RISK_TIERS, 'Risk tier.'),
     description: Type.Optional(Type.String({ description: 'Free text for reviewers.' })),
     disabled: Type.Boolean({ default: false, description: 'A disabled plugin gets no tokens.' }),
-    vendor_managed: Type.Boolean({ default: false, description: 'A third-party plugin whose privilege boundaries are opaque: the vendor guardrails apply (risk floor, DPoP, human approval for anything but `read`).' }),
-    delegate_to: Type.Array(Identifier('plugin id'), { default: [], uniqueItems: true, description: 'Plugins this plugin may delegate to: they may present its token as `subject_token` with their own attestation as `actor_token` (RFC 8693 `may_act`).' }),
-    allow_owner_approval: Type.Boolean({ default: false, description: 'Let the plugin\'s owner approve its own plugin\'s requests (off: separation of duties).' }),
+    vendor_managed: Type.Boolean({
+      default: false,
+      description: 'A third-party plugin whose privilege boundaries are opaque: the vendor guardrails apply (risk floor, DPoP, human approval for anything but `read`).',
+    }),
+    delegate_to: Type.Array(Identifier('plugin id'), {
+      default: [],
+      uniqueItems: true,
+      description: 'Plugins this plugin may delegate to: they may present its token as `subject_token` with their own attestation as `actor_token` (RFC 8693 `may_act`).',
+    }),
+    allow_owner_approval: Type.Boolean({ default: false, description: "Let the plugin's owner approve its own plugin's requests (off: separation of duties)." }),
     quotas: Type.Optional(
       Type.Object(
         {
           exchanges_per_minute: Type.Optional(Type.Integer({ minimum: 1, description: 'Token exchanges (issued or not) per minute, across replicas.' })),
           tokens_per_task: Type.Optional(Type.Integer({ minimum: 1, description: 'Credentials issued to this plugin within one task.' })),
           live_tokens: Type.Optional(Type.Integer({ minimum: 1, description: 'Unexpired, unrevoked credentials this plugin may hold at once.' })),
-          on_breach: Type.Union([Type.Literal('refuse'), Type.Literal('suspend')], { default: 'refuse', description: '`suspend`: a breach also suspends the plugin (kill switch) until a security admin resumes it.' }),
+          on_breach: Type.Union([Type.Literal('refuse'), Type.Literal('suspend')], {
+            default: 'refuse',
+            description: '`suspend`: a breach also suspends the plugin (kill switch) until a security admin resumes it.',
+          }),
         },
         { ...Strict, description: 'Limits that stop a runaway plugin (the "API bill spike").' },
       ),
@@ -741,7 +1023,6 @@ export const Plugin = Type.Object(
   },
   { ...Strict, description: 'A governed non-human identity.' },
 );
-
 
 // ---------------------------------------------------------------- guardrails and exceptions
 
@@ -759,11 +1040,30 @@ const TtlByEffect = Type.Object(
 export const Guardrails = Type.Object(
   {
     max_ttl: TtlByEffect,
-    approval_for_effects: Type.Array(literals(EFFECTS, 'effect'), { default: ['exfiltrate', 'admin'], uniqueItems: true, description: 'Guardrail `approval-for-effect`: grants of these effects need `approval: human`.' }),
-    approval_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), { default: ['critical'], uniqueItems: true, description: 'Guardrail `approval-for-risk`: every grant of plugins of these tiers needs `approval: human` (an explicit `approval: none` no longer silently overrides the tier).' }),
-    dpop_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), { default: ['high', 'critical'], uniqueItems: true, description: 'Guardrail `dpop-for-risk`: `jwt` grants of plugins of these tiers must be DPoP-bound (by the grant or by `settings.dpop.required_for_risk`).' }),
-    allow_broad_bindings: Type.Boolean({ default: false, description: 'Guardrail `no-broad-binding`: when false, a binding may not match a whole namespace, repository owner or trust domain (a glob whose whole subject or claim segment is `*`).' }),
-    task_required_for_effects: Type.Array(literals(EFFECTS, 'effect'), { default: ['write', 'exfiltrate', 'admin'], uniqueItems: true, description: 'Guardrail `task-required`: grants of these effects may not say `task_required: false`.' }),
+    approval_for_effects: Type.Array(literals(EFFECTS, 'effect'), {
+      default: ['exfiltrate', 'admin'],
+      uniqueItems: true,
+      description: 'Guardrail `approval-for-effect`: grants of these effects need `approval: human`.',
+    }),
+    approval_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), {
+      default: ['critical'],
+      uniqueItems: true,
+      description: 'Guardrail `approval-for-risk`: every grant of plugins of these tiers needs `approval: human` (an explicit `approval: none` no longer silently overrides the tier).',
+    }),
+    dpop_for_risk: Type.Array(literals(RISK_TIERS, 'risk tier'), {
+      default: ['high', 'critical'],
+      uniqueItems: true,
+      description: 'Guardrail `dpop-for-risk`: `jwt` grants of plugins of these tiers must be DPoP-bound (by the grant or by `settings.dpop.required_for_risk`).',
+    }),
+    allow_broad_bindings: Type.Boolean({
+      default: false,
+      description: 'Guardrail `no-broad-binding`: when false, a binding may not match a whole namespace, repository owner or trust domain (a glob whose whole subject or claim segment is `*`).',
+    }),
+    task_required_for_effects: Type.Array(literals(EFFECTS, 'effect'), {
+      default: ['write', 'exfiltrate', 'admin'],
+      uniqueItems: true,
+      description: 'Guardrail `task-required`: grants of these effects may not say `task_required: false`.',
+    }),
     forbidden_scopes: Type.Array(Type.String({ minLength: 1 }), {
       default: ['.*\\*.*', '(.*[:._/-])?(admin|root|superuser|all|full[_-]?access)([:._/-].*)?'],
       uniqueItems: true,
@@ -787,7 +1087,7 @@ export const Guardrails = Type.Object(
   {
     ...Strict,
     description:
-      'Organisation-level limits every grant must meet. Defaults are on. Given with `leash serve --guardrails FILE` (a file platform security owns) they set the baseline; the policy file\'s own `guardrails` may only tighten it.',
+      "Organisation-level limits every grant must meet. Defaults are on. Given with `leash serve --guardrails FILE` (a file platform security owns) they set the baseline; the policy file's own `guardrails` may only tighten it.",
     default: {},
   },
 );
@@ -821,7 +1121,9 @@ export const PolicyException = Type.Object(
     owner: Type.Optional(Type.String({ minLength: 1, description: 'Who answers for it.' })),
     approved_by: Type.String({ minLength: 1, description: 'Who approved it.' }),
     created_at: DateTime('When it was granted.'),
-    expires_at: DateTime('When it stops applying, at request time: from that second the grant it covers is refused (`ERR_EXCEPTION_EXPIRED`) and the live tokens it allowed are revoked. At most `guardrails.exceptions.max_days` after `created_at` or the last renewal.'),
+    expires_at: DateTime(
+      'When it stops applying, at request time: from that second the grant it covers is refused (`ERR_EXCEPTION_EXPIRED`) and the live tokens it allowed are revoked. At most `guardrails.exceptions.max_days` after `created_at` or the last renewal.',
+    ),
     renewals: Type.Array(ExceptionRenewal, { default: [], description: 'Each renewal, oldest first (the review counts them).' }),
   },
   { ...Strict, description: 'A time-boxed deviation from one guardrail: the only way around it.' },

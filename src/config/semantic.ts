@@ -77,7 +77,8 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     const issuer = str(settings.issuer);
     if (issuer !== undefined && !issuer.startsWith('https://')) report('/settings/issuer', 'must be an https:// URL when settings.production is true');
     const hook = str(rec(rec(settings.approvals).webhook).url);
-    if (hook !== undefined && !hook.startsWith('https://')) report('/settings/approvals/webhook/url', 'must be an https:// URL when settings.production is true (notices name plugins, tasks and justifications)');
+    if (hook !== undefined && !hook.startsWith('https://'))
+      report('/settings/approvals/webhook/url', 'must be an https:// URL when settings.production is true (notices name plugins, tasks and justifications)');
     if (str(rec(settings.store).path) === ':memory:') report('/settings/store/path', "must not be ':memory:' when settings.production is true (state would vanish on restart)");
   }
 
@@ -106,8 +107,10 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     for (const other of Object.values(SINK_FIELDS)) {
       for (const f of [...other.required, ...other.optional]) if (!own.has(f) && sink[f] !== undefined) report(`/settings/audit/sinks/${i}/${f}`, `not a field of a ${kind} sink`);
     }
-    if (kind === 'webhook' && settings.production === true && str(sink.url)?.startsWith('https://') === false) report(`/settings/audit/sinks/${i}/url`, 'must be an https:// URL when settings.production is true');
-    if (kind === 'syslog' && settings.production === true && sink.tls === false) report(`/settings/audit/sinks/${i}/tls`, 'must not be false when settings.production is true (events would cross the network in clear)');
+    if (kind === 'webhook' && settings.production === true && str(sink.url)?.startsWith('https://') === false)
+      report(`/settings/audit/sinks/${i}/url`, 'must be an https:// URL when settings.production is true');
+    if (kind === 'syslog' && settings.production === true && sink.tls === false)
+      report(`/settings/audit/sinks/${i}/tls`, 'must not be false when settings.production is true (events would cross the network in clear)');
   });
 
   const backend = str(rec(settings.keys).backend);
@@ -164,7 +167,8 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     if (isObject(t.jwks)) exactlyOne(report, `${at}/jwks`, rec(t.jwks), ['inline', 'file', 'uri', 'discovery'], ['discovery']);
     if ((t.kind === 'spiffe' || t.kind === 'x509-svid') && str(t.trust_domain) === undefined) report(`${at}/trust_domain`, `is required for kind '${t.kind}'`);
     // Silently ignoring it would let someone believe the issuer is narrowed when it is not.
-    if (t.kind !== 'spiffe' && t.kind !== 'x509-svid' && t.trust_domain !== undefined && typeof t.kind === 'string') report(`${at}/trust_domain`, `only applies to kinds 'spiffe' and 'x509-svid' (this issuer is '${t.kind}')`);
+    if (t.kind !== 'spiffe' && t.kind !== 'x509-svid' && t.trust_domain !== undefined && typeof t.kind === 'string')
+      report(`${at}/trust_domain`, `only applies to kinds 'spiffe' and 'x509-svid' (this issuer is '${t.kind}')`);
     if (t.kind === 'x509-svid') {
       // A certificate is verified against its trust domain's bundle: no token, no audience, no JWKS.
       if (t.bundle_file === undefined) report(`${at}/bundle_file`, "is required for kind 'x509-svid' (the trust domain's X.509 CA bundle, PEM)");
@@ -179,7 +183,8 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     if (t.token_review !== undefined && typeof t.kind === 'string' && t.kind !== 'kubernetes') report(`${at}/token_review`, `only applies to kind 'kubernetes' (this issuer is '${t.kind}')`);
     // Leash sends its own credential and every plugin's token to the API server.
     const apiServer = str(rec(t.token_review).api_server);
-    if (settings.production === true && apiServer !== undefined && !apiServer.startsWith('https://')) report(`${at}/token_review/api_server`, 'must be an https:// URL when settings.production is true');
+    if (settings.production === true && apiServer !== undefined && !apiServer.startsWith('https://'))
+      report(`${at}/token_review/api_server`, 'must be an https:// URL when settings.production is true');
   });
 
   // ---- plugins

@@ -54,21 +54,20 @@ export function narrowForChain(
   if (requestedScopes !== undefined) {
     const outside = decision.scopes.filter((s) => !allowed.has(s));
     if (outside.length > 0) {
-      throw new LeashError(
-        'ERR_DELEGATION_SCOPE_ESCALATION',
-        `scope ${outside.join(' ')} is not reachable through this chain (reachable: ${reachable.join(' ') || 'none'})`,
-        { ...detail, outside, reachable },
-      );
+      throw new LeashError('ERR_DELEGATION_SCOPE_ESCALATION', `scope ${outside.join(' ')} is not reachable through this chain (reachable: ${reachable.join(' ') || 'none'})`, {
+        ...detail,
+        outside,
+        reachable,
+      });
     }
     scopes = [...decision.scopes];
   } else {
     scopes = decision.scopes.filter((s) => allowed.has(s));
     if (scopes.length === 0) {
-      throw new LeashError(
-        'ERR_DELEGATION_SCOPE_ESCALATION',
-        `none of '${plugin.id}''s default scopes are reachable through this chain; request scope within: ${reachable.join(' ') || 'none'}`,
-        { ...detail, reachable },
-      );
+      throw new LeashError('ERR_DELEGATION_SCOPE_ESCALATION', `none of '${plugin.id}''s default scopes are reachable through this chain; request scope within: ${reachable.join(' ') || 'none'}`, {
+        ...detail,
+        reachable,
+      });
     }
   }
   reasons.push(`scopes narrowed by ${narrowedBy.join(', ')} and '${plugin.id}': reachable ${reachable.join(' ')}; issued ${scopes.join(' ')}`);
@@ -87,11 +86,11 @@ export function narrowForChain(
     const line = `toxic combination: '${rule.upstream}' upstream, '${plugin.id}' can '${rule.downstream}' → ${rule.action}`;
     reasons.push(line);
     if (rule.action === 'deny') {
-      throw new LeashError(
-        'ERR_DELEGATION_TOXIC',
-        `a chain that read '${rule.upstream}' data may not drive '${plugin.id}', which can '${rule.downstream}'`,
-        { ...detail, rule: { upstream: rule.upstream, downstream: rule.downstream, action: rule.action }, effects },
-      );
+      throw new LeashError('ERR_DELEGATION_TOXIC', `a chain that read '${rule.upstream}' data may not drive '${plugin.id}', which can '${rule.downstream}'`, {
+        ...detail,
+        rule: { upstream: rule.upstream, downstream: rule.downstream, action: rule.action },
+        effects,
+      });
     }
     needsApproval = true;
   }

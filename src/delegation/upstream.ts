@@ -45,7 +45,8 @@ export async function verifyUpstream(token: string, deps: DelegationDeps, policy
  * plugin that makes them revoked is the one.
  */
 function revokedVia(facts: TokenFacts, suspended: string | undefined, deps: DelegationDeps): { revoked_plugin?: string } {
-  const via = suspended ?? (deps.revocation.isRevoked({ ...facts, chainPlugins: [] }) ? undefined : facts.chainPlugins?.find((p) => deps.revocation.isRevoked({ ...facts, plugin: p, chainPlugins: [] })));
+  const via =
+    suspended ?? (deps.revocation.isRevoked({ ...facts, chainPlugins: [] }) ? undefined : facts.chainPlugins?.find((p) => deps.revocation.isRevoked({ ...facts, plugin: p, chainPlugins: [] })));
   return via !== undefined && via !== facts.plugin ? { revoked_plugin: via } : {};
 }
 

@@ -15,12 +15,7 @@ export class LeashError extends Error {
    */
   readonly fields: Readonly<Record<string, string | number>> | undefined;
 
-  constructor(
-    code: ErrorCode,
-    description: string,
-    detail?: Record<string, unknown>,
-    options?: { cause?: unknown; fields?: Readonly<Record<string, string | number>> },
-  ) {
+  constructor(code: ErrorCode, description: string, detail?: Record<string, unknown>, options?: { cause?: unknown; fields?: Readonly<Record<string, string | number>> }) {
     super(`${code}: ${description}`, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'LeashError';
     this.code = code;

@@ -37,7 +37,6 @@ export interface PluginAuthenticator {
   authenticate(credentials: ClientCredentials | undefined, clientId: string | undefined): Promise<AuthenticatedClient | undefined>;
 }
 
-
 /** The issuer name a key-only plugin's identity carries (not a valid trusted-issuer name, so never a binding's). */
 export const PRIVATE_KEY_JWT_ISSUER = 'private_key_jwt';
 
@@ -66,7 +65,10 @@ export function createPluginAuthenticator(plugins: readonly PluginConfig[], deps
     const auth = plugin.client_auth;
     if (!auth) return;
     try {
-      keys.set(plugin.id, { keys: createKeySource(auth.jwks, { issuer: plugin.id, baseDir: deps.baseDir, fetch: deps.fetch, configPath: `/plugins/${i}/client_auth/jwks` }), algorithms: auth.algorithms });
+      keys.set(plugin.id, {
+        keys: createKeySource(auth.jwks, { issuer: plugin.id, baseDir: deps.baseDir, fetch: deps.fetch, configPath: `/plugins/${i}/client_auth/jwks` }),
+        algorithms: auth.algorithms,
+      });
     } catch (err) {
       if (err instanceof ConfigError) problems.push(...err.problems);
       else throw err;
@@ -109,7 +111,10 @@ export function createPluginAuthenticator(plugins: readonly PluginConfig[], deps
  */
 export function clientIdentity(client: AuthenticatedClient | undefined, subjectToken: string): WorkloadIdentity {
   if (!client) {
-    throw new LeashError('ERR_CLIENT_AUTH_FAILED', `subject_token_type ${TOKEN_TYPE_CLIENT} names the authenticated client: authenticate with private_key_jwt`, { method: 'none', reason: 'no_credentials' });
+    throw new LeashError('ERR_CLIENT_AUTH_FAILED', `subject_token_type ${TOKEN_TYPE_CLIENT} names the authenticated client: authenticate with private_key_jwt`, {
+      method: 'none',
+      reason: 'no_credentials',
+    });
   }
   if (subjectToken !== client.clientId) throw new LeashError('ERR_CLIENT_PLUGIN_MISMATCH', `with subject_token_type ${TOKEN_TYPE_CLIENT}, subject_token is your client id (the assertion's iss)`);
   return Object.freeze({

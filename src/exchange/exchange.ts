@@ -69,9 +69,7 @@ export interface ExchangeInput {
   readonly clientCertificate?: (() => PresentedCertificate | undefined) | undefined;
 }
 
-export type ExchangeResult =
-  | { readonly ok: true; readonly body: TokenResponseBody }
-  | { readonly ok: false; readonly error: unknown };
+export type ExchangeResult = { readonly ok: true; readonly body: TokenResponseBody } | { readonly ok: false; readonly error: unknown };
 
 /** What the audit event of this exchange says, filled in as the steps go. */
 interface Trace {
@@ -227,7 +225,8 @@ function checkClientAuthentication(plugin: CompiledPlugin, client: Authenticated
     if (client) throw new LeashError('ERR_CLIENT_AUTH_FAILED', 'this plugin has no registered key: send no client_assertion', { method: 'private_key_jwt', reason: 'method_not_allowed' });
     return;
   }
-  if (!client) throw new LeashError('ERR_CLIENT_AUTH_REQUIRED', 'this plugin authenticates with private_key_jwt at every exchange: send client_assertion and client_assertion_type', { method: auth.method });
+  if (!client)
+    throw new LeashError('ERR_CLIENT_AUTH_REQUIRED', 'this plugin authenticates with private_key_jwt at every exchange: send client_assertion and client_assertion_type', { method: auth.method });
   if (identity.kind === 'private_key_jwt' && auth.attestation !== 'optional') {
     throw new LeashError('ERR_ATTESTATION_REQUIRED', 'this plugin must present its workload attestation as subject_token, besides its client assertion');
   }
@@ -292,9 +291,7 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
     x5t_s256: trace.issued ? trace.x5t : undefined,
     client_auth: trace.client?.method,
     grant: trace.decision?.allow ? trace.decision.grant.index : undefined,
-    reasons: trace.chain || trace.toxic?.reasons.length
-      ? [...(trace.decision?.reasons ?? []), ...(trace.chain?.reasons ?? []), ...(trace.toxic?.reasons ?? [])]
-      : trace.decision?.reasons,
+    reasons: trace.chain || trace.toxic?.reasons.length ? [...(trace.decision?.reasons ?? []), ...(trace.chain?.reasons ?? []), ...(trace.toxic?.reasons ?? [])] : trace.decision?.reasons,
     // Delegation: the full actor chain (root first) and the upstream token, by jti only.
     chain: trace.chain?.chain ?? trace.upstream?.chain,
     upstream_jti: trace.upstream?.claims.jti,

@@ -1,6 +1,14 @@
 import { LeashError } from '../errors/leash-error.js';
 import { parseAuthorizationDetails, type ToolCallRequest } from './authorization-details.js';
-import { ACCEPTED_SUBJECT_TOKEN_TYPES, ANY_REQUESTABLE_TYPE, TOKEN_TYPE_AWS_SIGV4, TOKEN_TYPE_CLIENT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE, UPSTREAM_SUBJECT_TOKEN_TYPES } from '../formats/token-types.js';
+import {
+  ACCEPTED_SUBJECT_TOKEN_TYPES,
+  ANY_REQUESTABLE_TYPE,
+  TOKEN_TYPE_AWS_SIGV4,
+  TOKEN_TYPE_CLIENT,
+  TOKEN_TYPE_ID_TOKEN,
+  TOKEN_TYPE_TLS_CLIENT_CERTIFICATE,
+  UPSTREAM_SUBJECT_TOKEN_TYPES,
+} from '../formats/token-types.js';
 
 /** Raw parameters as the OAuth layer hands them over (repeatable ones may be arrays). */
 export type RawParams = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -90,7 +98,10 @@ export function parseExchangeRequest(clientId: string | undefined, params: RawPa
     }
     // An ID token can only be a person's (a Leash token is an access token).
     if (!UPSTREAM_SUBJECT_TOKEN_TYPES.has(subjectTokenType) && subjectTokenType !== TOKEN_TYPE_ID_TOKEN) {
-      throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', 'with an actor_token, subject_token is the upstream Leash token: subject_token_type must be urn:ietf:params:oauth:token-type:access_token (or :jwt)');
+      throw new LeashError(
+        'ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED',
+        'with an actor_token, subject_token is the upstream Leash token: subject_token_type must be urn:ietf:params:oauth:token-type:access_token (or :jwt)',
+      );
     }
   } else if (!ACCEPTED_SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
     throw new LeashError('ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED', `subject_token_type must be ${ATTESTATION_TYPES_TEXT}`);

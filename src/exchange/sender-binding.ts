@@ -15,13 +15,7 @@ export interface DpopInput {
  * Step "bind sender" (RFC 9449): a proof, when sent, binds the token to its key even if
  * the grant does not require it; a grant or risk tier that requires DPoP refuses without one.
  */
-export async function bindSender(
-  dpop: DpopInput,
-  required: boolean,
-  settings: Settings,
-  replay: ReplayCache,
-  now: number,
-): Promise<string | undefined> {
+export async function bindSender(dpop: DpopInput, required: boolean, settings: Settings, replay: ReplayCache, now: number): Promise<string | undefined> {
   if (dpop.header === undefined) {
     if (required) throw new LeashError('ERR_DPOP_REQUIRED', 'this grant requires a DPoP proof (RFC 9449): send a DPoP header');
     return undefined;

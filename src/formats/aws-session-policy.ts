@@ -32,8 +32,5 @@ export function checkSessionPolicy(aws: SessionPolicyScope): string | undefined 
   if (aws.actions.length === 0 || aws.resources.length === 0) return undefined;
   const length = sessionPolicy(aws).length;
   if (length <= SESSION_POLICY_MAX_CHARS) return undefined;
-  return (
-    `the session policy built from actions and resources is ${length} characters; AWS allows at most ` +
-    `${SESSION_POLICY_MAX_CHARS}: use fewer or wildcarded resources, or split the grant`
-  );
+  return `the session policy built from actions and resources is ${length} characters; AWS allows at most ` + `${SESSION_POLICY_MAX_CHARS}: use fewer or wildcarded resources, or split the grant`;
 }

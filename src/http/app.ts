@@ -42,7 +42,10 @@ export interface HttpDeps extends AdminApiDeps {
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
   setRetryAfter(res, status);
-  res.status(status).set('Cache-Control', 'no-store').json({ error, error_description: safeErrorDescription(description) });
+  res
+    .status(status)
+    .set('Cache-Control', 'no-store')
+    .json({ error, error_description: safeErrorDescription(description) });
 }
 
 function domainError(res: Response, err: LeashError): void {
@@ -71,7 +74,12 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
   // Before anything reads a body: counts the bytes read, chunked or not (413 past the limit).
   // A usage batch has its own limit (settings.usage.max_body_bytes); every other route the broker's.
-  app.use(bodyLimit((req) => (req.path === '/usage' ? deps.settings().usage.max_body_bytes : deps.maxBodyBytes()), (res, max) => domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${max} bytes`))));
+  app.use(
+    bodyLimit(
+      (req) => (req.path === '/usage' ? deps.settings().usage.max_body_bytes : deps.maxBodyBytes()),
+      (res, max) => domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${max} bytes`)),
+    ),
+  );
   app.use(answerOptions(allow));
 
   // The JWKS comes from the KeyManager (next, current and still-visible retired keys),
@@ -96,8 +104,26 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use(adminRouter(deps));
 
   // Leash answers these itself: oidc-provider cannot see its JWT access tokens.
-  app.use(introspectionRouter({ authenticator: deps.resourceServers, verify: deps.verifyToken, revocation: deps.revocation, singleUse: deps.singleUse, onResult: (outcome) => deps.metrics.introspections.inc({ outcome }), onUse: deps.usage?.introspected }));
-  app.use(revocationRouter({ authenticator: deps.resourceServers, admin: deps.authenticator, verify: deps.verifyToken, revocation: deps.revocation, audit: deps.audit, onResult: (outcome) => deps.metrics.revocationRequests.inc({ outcome }) }));
+  app.use(
+    introspectionRouter({
+      authenticator: deps.resourceServers,
+      verify: deps.verifyToken,
+      revocation: deps.revocation,
+      singleUse: deps.singleUse,
+      onResult: (outcome) => deps.metrics.introspections.inc({ outcome }),
+      onUse: deps.usage?.introspected,
+    }),
+  );
+  app.use(
+    revocationRouter({
+      authenticator: deps.resourceServers,
+      admin: deps.authenticator,
+      verify: deps.verifyToken,
+      revocation: deps.revocation,
+      audit: deps.audit,
+      onResult: (outcome) => deps.metrics.revocationRequests.inc({ outcome }),
+    }),
+  );
 
   app.use(deps.revocationFeed);
   if (deps.usage) app.use(deps.usage.router);

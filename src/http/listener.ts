@@ -16,7 +16,9 @@ export class ListenError extends Error {
     readonly role: string,
     readonly code: string,
   ) {
-    super(`cannot listen on ${address} (${role}): ${code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'address not available on this machine' : 'bind failed'} (${code})`);
+    super(
+      `cannot listen on ${address} (${role}): ${code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'address not available on this machine' : 'bind failed'} (${code})`,
+    );
     this.name = 'ListenError';
   }
 }

@@ -56,7 +56,8 @@ export class BrokerHttp {
   async drain(graceMs: number, cutNow: AbortSignal | undefined): Promise<void> {
     if (!this.#listeners) return;
     const cut = await this.#listeners.public.drain(graceMs, cutNow);
-    if (cut.connections > 0) this.#log.warn('shutdown: connections still open were cut', { connections: cut.connections, requests_in_flight: cut.requests, grace_ms: graceMs, early: cutNow?.aborted === true });
+    if (cut.connections > 0)
+      this.#log.warn('shutdown: connections still open were cut', { connections: cut.connections, requests_in_flight: cut.requests, grace_ms: graceMs, early: cutNow?.aborted === true });
   }
 
   /** The management port closes last of the two (readiness answers until then). */

@@ -37,8 +37,7 @@ const MAX_LISTED = 100;
  */
 export function usageRouter(deps: UsageRouteDeps): express.Router {
   const router = express.Router();
-  const json = (req: Request, res: Response, next: express.NextFunction) =>
-    express.json({ limit: deps.settings().usage.max_body_bytes, strict: true, type: 'application/json' })(req, res, next);
+  const json = (req: Request, res: Response, next: express.NextFunction) => express.json({ limit: deps.settings().usage.max_body_bytes, strict: true, type: 'application/json' })(req, res, next);
 
   router.post(USAGE_PATH, json, async (req: Request, res: Response) => {
     try {
@@ -69,7 +68,10 @@ export function usageRouter(deps: UsageRouteDeps): express.Router {
       });
       if (rejected.length > 0) deps.metrics.usageRecords.inc({ outcome: 'rejected' }, rejected.length);
       await deps.ingestor.ingest({ id: server.id, audiences: server.audiences }, accepted);
-      res.status(200).set('Cache-Control', 'no-store').json({ accepted: accepted.length, rejected: rejected.length, problems: rejected.slice(0, MAX_LISTED) });
+      res
+        .status(200)
+        .set('Cache-Control', 'no-store')
+        .json({ accepted: accepted.length, rejected: rejected.length, problems: rejected.slice(0, MAX_LISTED) });
     } catch (err) {
       sendOAuthError(res, err);
     }
@@ -93,7 +95,8 @@ export function usageRouter(deps: UsageRouteDeps): express.Router {
       const extra = Object.keys(b).find((k) => k !== 'jti' && k !== 'audience' && !AUTH_MEMBERS.has(k));
       if (extra !== undefined) throw new LeashError('ERR_REQUEST_MALFORMED', `unknown member '${extra.slice(0, 64)}'`);
       if (typeof b.jti !== 'string' || b.jti.length === 0 || b.jti.length > 160) throw new LeashError('ERR_REQUEST_MALFORMED', "'jti' is required: the token's id");
-      if (typeof b.audience !== 'string' || b.audience.length === 0 || b.audience.length > 256) throw new LeashError('ERR_REQUEST_MALFORMED', "'audience' is required: the audience the call was made to");
+      if (typeof b.audience !== 'string' || b.audience.length === 0 || b.audience.length > 256)
+        throw new LeashError('ERR_REQUEST_MALFORMED', "'audience' is required: the audience the call was made to");
       const answer = await deps.budgets.charge(server, b.jti, b.audience);
       res.status(200).set('Cache-Control', 'no-store').json(answer);
     } catch (err) {

@@ -41,9 +41,7 @@ export async function runKeyOperation(
     // Rotation-rule names and Leash codes only: never a backend's own error text.
     const code = err instanceof KeyOperationError ? err.code : err instanceof LeashError ? err.code : 'ERR_INTERNAL';
     deps.metrics.keyOperationFailures.inc({ operation: op.operation });
-    await deps.audit
-      .record('key.rotation_failed', { operation: op.operation, kid: op.kid, actor: op.actor, error: code })
-      .catch(() => undefined);
+    await deps.audit.record('key.rotation_failed', { operation: op.operation, kid: op.kid, actor: op.actor, error: code }).catch(() => undefined);
     throw err;
   }
   try {

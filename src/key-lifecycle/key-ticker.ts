@@ -45,7 +45,11 @@ export class KeyTicker {
   constructor(deps: KeyTickerDeps) {
     this.#deps = deps;
     // One pass at a time: a scheduled tick and a revocation-triggered one share the running pass.
-    this.#pass = new PeriodicPass(() => this.#tick(), deps.intervalMs, () => undefined);
+    this.#pass = new PeriodicPass(
+      () => this.#tick(),
+      deps.intervalMs,
+      () => undefined,
+    );
   }
 
   start(): void {

@@ -152,7 +152,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   });
   new Gauge({
     name: METRIC_NAMES.awsDenyPendingRoles,
-    help: "IAM roles whose revoked-sessions deny policy is not yet in IAM (an update failed and is being retried).",
+    help: 'IAM roles whose revoked-sessions deny policy is not yet in IAM (an update failed and is being retried).',
     registers,
     async collect() {
       try {
@@ -185,7 +185,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     auditCheckpoints: new Counter({ name: METRIC_NAMES.auditCheckpoints, help: 'Signed audit checkpoints by outcome (written, failed).', labelNames: ['outcome'], registers }),
     usageRecords: new Counter({
       name: METRIC_NAMES.usageRecords,
-      help: 'Usage records from resource servers (and introspections) by outcome: accepted, rejected (malformed or for another server\'s audience), dropped (queue full).',
+      help: "Usage records from resource servers (and introspections) by outcome: accepted, rejected (malformed or for another server's audience), dropped (queue full).",
       labelNames: ['outcome'],
       registers,
     }),
@@ -196,7 +196,12 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       registers,
     }),
     usageAnomalies: new Counter({ name: METRIC_NAMES.usageAnomalies, help: 'Anomalies found in usage, by audit event type.', labelNames: ['type'], registers }),
-    budgetChecks: new Counter({ name: METRIC_NAMES.budgetChecks, help: 'Synchronous task budget checks (POST /usage/budget) by result: allowed, exhausted, unbudgeted.', labelNames: ['result'], registers }),
+    budgetChecks: new Counter({
+      name: METRIC_NAMES.budgetChecks,
+      help: 'Synchronous task budget checks (POST /usage/budget) by result: allowed, exhausted, unbudgeted.',
+      labelNames: ['result'],
+      registers,
+    }),
     auditSinkDeliveries: new Counter({
       name: METRIC_NAMES.auditSinkDeliveries,
       help: 'Security events handed to audit sinks, by sink and outcome: delivered, failed (kept and retried), dropped (backlog full).',
@@ -217,11 +222,21 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     tasksOpened: new Counter({ name: METRIC_NAMES.tasksOpened, help: 'Tasks opened.', registers }),
     tasksEnded: new Counter({ name: METRIC_NAMES.tasksEnded, help: 'Tasks ended, by cause.', labelNames: ['cause'], registers }),
     policyReloads: new Counter({ name: METRIC_NAMES.policyReloads, help: 'Policy reload attempts by result (ok, rejected).', labelNames: ['result'], registers }),
-    adminRequests: new Counter({ name: METRIC_NAMES.adminRequests, help: 'Admin API calls by route and outcome (ok, unauthenticated, forbidden, invalid, not_found, conflict, unavailable).', labelNames: ['route', 'outcome'], registers }),
+    adminRequests: new Counter({
+      name: METRIC_NAMES.adminRequests,
+      help: 'Admin API calls by route and outcome (ok, unauthenticated, forbidden, invalid, not_found, conflict, unavailable).',
+      labelNames: ['route', 'outcome'],
+      registers,
+    }),
     introspections: new Counter({ name: METRIC_NAMES.introspections, help: 'RFC 7662 introspection requests by outcome.', labelNames: ['outcome'], registers }),
     revocationRequests: new Counter({ name: METRIC_NAMES.revocationRequests, help: 'RFC 7009 revocation requests by outcome.', labelNames: ['outcome'], registers }),
     revocations: new Counter({ name: METRIC_NAMES.revocations, help: 'Revocations recorded on this replica, by scope (token, task, plugin, key).', labelNames: ['scope'], registers }),
-    keyRotations: new Counter({ name: METRIC_NAMES.keyRotations, help: 'Key rotations (a key became current) made by this replica, by cause (schedule, api, emergency).', labelNames: ['cause'], registers }),
+    keyRotations: new Counter({
+      name: METRIC_NAMES.keyRotations,
+      help: 'Key rotations (a key became current) made by this replica, by cause (schedule, api, emergency).',
+      labelNames: ['cause'],
+      registers,
+    }),
     keyOperationFailures: new Counter({
       name: METRIC_NAMES.keyOperationFailures,
       help: 'Key operations that failed on this replica (backend unreachable or refused by the rotation rules), by operation (rotate, retire, revoke, tick).',

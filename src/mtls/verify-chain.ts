@@ -7,12 +7,7 @@ const MAX_INTERMEDIATES = 5;
 /** Extensions whose meaning Leash applies (or that do not restrict a path); any other critical one refuses the certificate. */
 const UNDERSTOOD = new Set<string>([OID.subjectKeyIdentifier, OID.keyUsage, OID.subjectAltName, OID.basicConstraints, OID.authorityKeyIdentifier, OID.extKeyUsage]);
 
-export type ChainFailure =
-  | 'malformed'
-  | 'expired'
-  | 'not_yet_valid'
-  | 'untrusted'
-  | 'constraints';
+export type ChainFailure = 'malformed' | 'expired' | 'not_yet_valid' | 'untrusted' | 'constraints';
 
 export type ChainResult =
   | { readonly ok: true; readonly path: readonly X509Certificate[]; readonly anchor: X509Certificate; readonly leafExtensions: CertificateExtensions }

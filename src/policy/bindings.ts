@@ -20,13 +20,7 @@ const GITHUB_REPO_SUBJECT_PREFIX = /^repo:[^*/:]+\/[^*/:]+:/;
  * issuer names to their kind (an unknown name is a problem: the binding could never match,
  * which is always a typo).
  */
-export function compileBinding(
-  plugin: string,
-  spec: BindingConfig,
-  path: string,
-  issuers: ReadonlyMap<string, IssuerKind>,
-  problems: ConfigProblem[],
-): CompiledBinding | undefined {
+export function compileBinding(plugin: string, spec: BindingConfig, path: string, issuers: ReadonlyMap<string, IssuerKind>, problems: ConfigProblem[]): CompiledBinding | undefined {
   const before = problems.length;
   const kind = issuers.get(spec.issuer);
   if (kind === undefined) {

@@ -58,7 +58,8 @@ export function compilePolicy(config: LeashConfig): CompiledPolicy {
       if (compiled) bindings.push(compiled);
     });
     // Without a binding only its key can name the plugin (client_auth.attestation: optional).
-    if ((spec.bindings ?? []).length === 0 && spec.client_auth?.attestation !== 'optional') problems.push({ path: `${path}/bindings`, message: 'must list at least one binding (or let the plugin exchange with its key alone: client_auth.attestation optional)' });
+    if ((spec.bindings ?? []).length === 0 && spec.client_auth?.attestation !== 'optional')
+      problems.push({ path: `${path}/bindings`, message: 'must list at least one binding (or let the plugin exchange with its key alone: client_auth.attestation optional)' });
 
     const grants: CompiledGrant[] = [];
     const audiences = new Map<string, number>();

@@ -92,7 +92,10 @@ function compileCondition(c: ConditionConfig, path: string, problems: ConfigProb
   if (c.expr !== undefined) return compileExpression(c, path, problems, grant);
   const m = ATTR.exec(c.attr ?? '');
   if (!m) {
-    problems.push({ path: `${path}/attr`, message: c.attr === undefined ? 'is required (or write the condition as an `expr`)' : 'must be `workload.<claim>`, `task.<attribute>` or `request.<parameter>`' });
+    problems.push({
+      path: `${path}/attr`,
+      message: c.attr === undefined ? 'is required (or write the condition as an `expr`)' : 'must be `workload.<claim>`, `task.<attribute>` or `request.<parameter>`',
+    });
     return undefined;
   }
   const ops = (['equals', 'in', 'glob', 'present'] as const).filter((k) => c[k] !== undefined);

@@ -57,11 +57,20 @@ export function evaluate(input: PolicyInput): Decision {
     return deny('ERR_USER_NOT_ALLOWED', 'this grant is not used on behalf of a person: send the attestation as subject_token', reasons, 'person given, grant has no users');
   }
   if (users) {
-    if (!input.user) return deny('ERR_USER_REQUIRED', "this grant is used on behalf of a person only: send their token as subject_token and the attestation as actor_token", reasons, 'grant needs a person, none given');
+    if (!input.user)
+      return deny(
+        'ERR_USER_REQUIRED',
+        'this grant is used on behalf of a person only: send their token as subject_token and the attestation as actor_token',
+        reasons,
+        'grant needs a person, none given',
+      );
     const u = input.user;
-    if (users.providers && !users.providers.includes(u.provider)) return deny('ERR_USER_NOT_ALLOWED', `the person must come from ${users.providers.map((p) => `'${p}'`).join(', ')}`, reasons, `person from provider ${u.provider}`);
-    if (users.groups && !users.groups.some((g) => u.groups.includes(g))) return deny('ERR_USER_NOT_ALLOWED', `the person must be in one of the groups ${users.groups.map((g) => `'${g}'`).join(', ')}`, reasons, 'person not in a required group');
-    if (users.roles && !users.roles.some((r) => u.roles.includes(r))) return deny('ERR_USER_NOT_ALLOWED', `the person must hold one of the roles ${users.roles.map((r) => `'${r}'`).join(', ')}`, reasons, 'person lacks a required role');
+    if (users.providers && !users.providers.includes(u.provider))
+      return deny('ERR_USER_NOT_ALLOWED', `the person must come from ${users.providers.map((p) => `'${p}'`).join(', ')}`, reasons, `person from provider ${u.provider}`);
+    if (users.groups && !users.groups.some((g) => u.groups.includes(g)))
+      return deny('ERR_USER_NOT_ALLOWED', `the person must be in one of the groups ${users.groups.map((g) => `'${g}'`).join(', ')}`, reasons, 'person not in a required group');
+    if (users.roles && !users.roles.some((r) => u.roles.includes(r)))
+      return deny('ERR_USER_NOT_ALLOWED', `the person must hold one of the roles ${users.roles.map((r) => `'${r}'`).join(', ')}`, reasons, 'person lacks a required role');
     reasons.push(`on behalf of ${u.qualified}`);
   }
 

@@ -39,7 +39,8 @@ export function compileGrant(
   if (spec.users?.approver === 'person') {
     // Separation of duties: on a high-risk grant the person an agent acts for is not its only check.
     const risky = plugin.risk === 'high' || plugin.risk === 'critical' || HIGH_RISK_EFFECTS.has(spec.effect) || (spec.tools ?? []).some((t) => HIGH_RISK_EFFECTS.has(t.effect));
-    if (risky) problems.push({ path: `${path}/users/approver`, message: "a person may not decide approvals of a high-risk grant (high or critical plugin, exfiltrate or admin effect): keep 'security'" });
+    if (risky)
+      problems.push({ path: `${path}/users/approver`, message: "a person may not decide approvals of a high-risk grant (high or critical plugin, exfiltrate or admin effect): keep 'security'" });
   }
   if (problems.length > before) return undefined;
   return Object.freeze({

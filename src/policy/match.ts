@@ -6,9 +6,7 @@ import { compileGlob, globsIntersect, hasWildcard, type GlobMatcher } from './gl
  * A compiled value test of a binding (subject or claim). A glob without `*` is normalised
  * to `exact`, so the index and the GitHub repository rule see one notion of "exact".
  */
-export type ValueMatch =
-  | { readonly kind: 'exact'; readonly value: string }
-  | { readonly kind: 'glob'; readonly glob: string; readonly test: GlobMatcher };
+export type ValueMatch = { readonly kind: 'exact'; readonly value: string } | { readonly kind: 'glob'; readonly glob: string; readonly test: GlobMatcher };
 
 /** `a string` or `{equals}` or `{glob}`; anything else is a problem at `path`. */
 export function compileMatch(spec: string | MatchConfig, path: string, problems: ConfigProblem[]): ValueMatch | undefined {

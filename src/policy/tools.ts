@@ -80,8 +80,7 @@ export function compileTools(tools: readonly McpToolConfig[], grantMaxTtl: numbe
         approval,
         perCall,
         mustExpose: Object.freeze(mustExpose),
-        failedArguments: (exposed: Readonly<Record<string, unknown>>) =>
-          tests.filter(([name, test]) => !(Object.hasOwn(exposed, name) && test(exposed[name]))).map(([, , text]) => text),
+        failedArguments: (exposed: Readonly<Record<string, unknown>>) => tests.filter(([name, test]) => !(Object.hasOwn(exposed, name) && test(exposed[name]))).map(([, , text]) => text),
         maxTtl: Math.min(maxTtl, grantMaxTtl),
         config: spec,
       }),

@@ -26,14 +26,19 @@ export function renderCatalogue(): string {
   const out: string[] = [CATALOGUE_START, '', '## Rules', ''];
   out.push('| rule | category | severity | needs | title | OWASP NHI 2025 | OWASP Agentic 2026 | CSA MAESTRO |', '|---|---|---|---|---|---|---|---|');
   for (const r of RULES) {
-    out.push(`| \`${r.id}\` | ${r.category} | ${r.severity} | ${r.needs} | ${cell(r.title)} | ${r.mappings.nhi.join(', ') || '–'} | ${r.mappings.asi.join(', ') || '–'} | ${r.mappings.maestro.join(', ') || '–'} |`);
+    out.push(
+      `| \`${r.id}\` | ${r.category} | ${r.severity} | ${r.needs} | ${cell(r.title)} | ${r.mappings.nhi.join(', ') || '–'} | ${r.mappings.asi.join(', ') || '–'} | ${r.mappings.maestro.join(', ') || '–'} |`,
+    );
   }
   out.push('');
   for (const category of CATEGORIES) {
     out.push(`### ${CATEGORY_TITLES[category]}`, '');
     for (const r of RULES.filter((x) => x.category === category)) {
       out.push(`#### \`${r.id}\`: ${r.title}`, '');
-      out.push(`Severity **${r.severity}**; needs ${r.needs === 'policy' ? 'the policy only' : r.needs === 'history' ? 'the store (`--store`, or the running broker)' : "the broker's state (`--store` for suspensions, the broker or the local keyring for keys)"}.`, '');
+      out.push(
+        `Severity **${r.severity}**; needs ${r.needs === 'policy' ? 'the policy only' : r.needs === 'history' ? 'the store (`--store`, or the running broker)' : "the broker's state (`--store` for suspensions, the broker or the local keyring for keys)"}.`,
+        '',
+      );
       out.push(`*Why:* ${r.rationale}`, '');
       out.push(`*Fix:* ${r.fix}`, '');
       out.push(`*Maps to:* ${mappingLabels(r.mappings).join('; ')}.`, '');

@@ -58,9 +58,5 @@ export interface Mappings {
 
 /** `NHI5:2025 Overprivileged NHI`, `ASI03 Identity and Privilege Abuse`, `MAESTRO L3 Agent Frameworks`. */
 export function mappingLabels(m: Mappings): string[] {
-  return [
-    ...m.nhi.map((id) => `${id}:2025 ${NHI[id]}`),
-    ...m.asi.map((id) => `${id} ${ASI[id]}`),
-    ...m.maestro.map((id) => `MAESTRO ${id} ${MAESTRO[id]}`),
-  ];
+  return [...m.nhi.map((id) => `${id}:2025 ${NHI[id]}`), ...m.asi.map((id) => `${id} ${ASI[id]}`), ...m.maestro.map((id) => `MAESTRO ${id} ${MAESTRO[id]}`)];
 }

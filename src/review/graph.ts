@@ -115,9 +115,10 @@ export function buildGraph(config: LeashConfig): PluginGraph {
               from: { plugin: root.id, audience: read.audience, effect: read.effect },
               to: { plugin: next, audience: w.audience, effect: 'write' },
               blocking: reachable.length === 0 ? 'narrowing' : 'open',
-              why: reachable.length === 0
-                ? `the chain's root '${root.id}' holds no grant for ${w.audience}${rootGrant ? ' with a common scope' : ''}: scope narrowing refuses the hop`
-                : `root '${root.id}' also holds ${w.audience} (${reachable.join(' ')}): the write goes through`,
+              why:
+                reachable.length === 0
+                  ? `the chain's root '${root.id}' holds no grant for ${w.audience}${rootGrant ? ' with a common scope' : ''}: scope narrowing refuses the hop`
+                  : `root '${root.id}' also holds ${w.audience} (${reachable.join(' ')}): the write goes through`,
             });
           }
         }
@@ -131,17 +132,18 @@ export function buildGraph(config: LeashConfig): PluginGraph {
     (r) => (r.effects[0] === 'read-sensitive' && r.effects[1] === 'exfiltrate') || (r.effects[0] === 'exfiltrate' && r.effects[1] === 'read-sensitive'),
   );
   const exfiltrators = plugins.filter((p) => p.effects.has('exfiltrate')).map((p) => p.id);
-  const taskPairs: TaskPair[] = exfiltrators.length === 0
-    ? []
-    : plugins
-        .filter((p) => p.effects.has('read-sensitive'))
-        .map((p) => ({
-          reader: p.id,
-          exfiltrators,
-          blocking: taskRule ? taskRule.action : 'open',
-          why: taskRule
-            ? `settings.tasks.toxic_combinations: read-sensitive and exfiltrate in one task → ${taskRule.action}`
-            : 'no task toxic-combination rule covers read-sensitive with exfiltrate',
-        }));
+  const taskPairs: TaskPair[] =
+    exfiltrators.length === 0
+      ? []
+      : plugins
+          .filter((p) => p.effects.has('read-sensitive'))
+          .map((p) => ({
+            reader: p.id,
+            exfiltrators,
+            blocking: taskRule ? taskRule.action : 'open',
+            why: taskRule
+              ? `settings.tasks.toxic_combinations: read-sensitive and exfiltrate in one task → ${taskRule.action}`
+              : 'no task toxic-combination rule covers read-sensitive with exfiltrate',
+          }));
   return { plugins, audiences, delegation, paths, taskPairs };
 }

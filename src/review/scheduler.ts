@@ -60,7 +60,16 @@ export class BrokerReview {
     gauge.reset();
     for (const f of report.findings) gauge.inc({ severity: f.severity, rule: f.rule });
     let emitted = 0;
-    const event = (f: Finding) => ({ rule: f.rule, severity: f.severity, plugin: f.plugin, grant: f.grant, exception: f.exception, fingerprint: f.fingerprint, pointer: f.pointer, message: f.message.slice(0, 500) });
+    const event = (f: Finding) => ({
+      rule: f.rule,
+      severity: f.severity,
+      plugin: f.plugin,
+      grant: f.grant,
+      exception: f.exception,
+      fingerprint: f.fingerprint,
+      pointer: f.pointer,
+      message: f.message.slice(0, 500),
+    });
     for (const [key, f] of current) {
       if (this.#previous?.has(key)) continue;
       await this.#deps.audit.record('review.finding', event(f));

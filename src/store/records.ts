@@ -86,9 +86,7 @@ export interface Suspension {
 }
 
 /** A change another replica must learn about (published over the store's pub/sub). */
-export type StateChange =
-  | { readonly type: 'revocation'; readonly revocation: Revocation }
-  | { readonly type: 'suspension'; readonly plugin: string; readonly suspended: boolean };
+export type StateChange = { readonly type: 'revocation'; readonly revocation: Revocation } | { readonly type: 'suspension'; readonly plugin: string; readonly suspended: boolean };
 
 export type ApprovalState = 'pending' | 'approved' | 'denied' | 'used';
 

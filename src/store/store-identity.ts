@@ -49,8 +49,7 @@ export interface IdentityState {
 
 /** What a handle learns from a check, told to `onIdentityChange` listeners. */
 export type IdentityChange =
-  | { readonly kind: 'reset'; readonly marker: ResetMarker }
-  | { readonly kind: 'accepted'; readonly previousEpoch: string; readonly epoch: string; readonly genesis: AuditGenesis };
+  { readonly kind: 'reset'; readonly marker: ResetMarker } | { readonly kind: 'accepted'; readonly previousEpoch: string; readonly epoch: string; readonly genesis: AuditGenesis };
 
 /** What `acceptReset` did. */
 export interface AcceptedReset {

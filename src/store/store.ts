@@ -71,9 +71,7 @@ export interface ReplayCache {
 
 /** What `openApproval` did: made the approval, found one already pending for the request, or refused. */
 export type OpenApprovalOutcome =
-  | { readonly outcome: 'created' }
-  | { readonly outcome: 'existing'; readonly approval: ApprovalRecord }
-  | { readonly outcome: 'limited'; readonly scope: 'plugin' | 'task'; readonly pending: number };
+  { readonly outcome: 'created' } | { readonly outcome: 'existing'; readonly approval: ApprovalRecord } | { readonly outcome: 'limited'; readonly scope: 'plugin' | 'task'; readonly pending: number };
 
 /** Limits of `openApproval`. */
 export interface OpenApprovalOptions {
@@ -158,7 +156,21 @@ export interface DecisionHistory {
 export type { StoreIdentity } from './store-identity.js';
 
 export interface Store
-  extends TaskStore, TokenIndex, AuditLog, ReplayCache, RevocationStore, SuspensionStore, CounterStore, ChangeFeed, ApprovalStore, LeaseStore, AwsDenyStore, DecisionHistory, StoreIdentity, UsageStore {
+  extends
+    TaskStore,
+    TokenIndex,
+    AuditLog,
+    ReplayCache,
+    RevocationStore,
+    SuspensionStore,
+    CounterStore,
+    ChangeFeed,
+    ApprovalStore,
+    LeaseStore,
+    AwsDenyStore,
+    DecisionHistory,
+    StoreIdentity,
+    UsageStore {
   readonly kind: string;
   /** Cheap liveness probe. */
   ping(): Promise<void>;

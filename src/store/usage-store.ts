@@ -7,17 +7,7 @@
  */
 
 /** How one call ended at the resource server: served, or the refusal it made. */
-export const USAGE_OUTCOMES = [
-  'ok',
-  'expired',
-  'revoked',
-  'wrong_audience',
-  'missing_scope',
-  'bad_dpop',
-  'invalid_token',
-  'budget_exceeded',
-  'unavailable',
-] as const;
+export const USAGE_OUTCOMES = ['ok', 'expired', 'revoked', 'wrong_audience', 'missing_scope', 'bad_dpop', 'invalid_token', 'budget_exceeded', 'unavailable'] as const;
 export type UsageOutcome = (typeof USAGE_OUTCOMES)[number];
 
 /** Calls with one token at one route of one server in one minute, with one outcome. */

@@ -21,7 +21,11 @@ export class TaskSweeper {
     intervalMs: number,
     private readonly log: (msg: string, fields?: Record<string, unknown>) => void = () => undefined,
   ) {
-    this.#periodic = new PeriodicPass(() => this.#sweep(), intervalMs, (err) => this.log('task sweep failed', { error: err.message }));
+    this.#periodic = new PeriodicPass(
+      () => this.#sweep(),
+      intervalMs,
+      (err) => this.log('task sweep failed', { error: err.message }),
+    );
   }
 
   start(): void {

@@ -25,7 +25,12 @@ export class PeriodicPass {
   stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
-    return this.#running ? this.#running.then(() => undefined, () => undefined) : Promise.resolve();
+    return this.#running
+      ? this.#running.then(
+          () => undefined,
+          () => undefined,
+        )
+      : Promise.resolve();
   }
 
   /** One pass; returns what the pass counted. */

@@ -43,7 +43,12 @@ export async function detectAnomalies(
     // A bound token presented with another key's proof, or a second source: shared.
     const wrongKey = issued.jkt !== undefined && call.jkt !== undefined && call.jkt !== issued.jkt;
     if (result.newSource || (wrongKey && (await once(ctx, `usage:wrong-key:${issued.jti}:${call.jkt}`, issued)))) {
-      await respondShared(ctx, 'token.shared', { ...base, sources: Math.max(result.sources, 2), bound_jkt: issued.jkt, cause: wrongKey ? 'dpop_key' : issued.jkt !== undefined ? 'dpop_key' : 'address' }, issued);
+      await respondShared(
+        ctx,
+        'token.shared',
+        { ...base, sources: Math.max(result.sources, 2), bound_jkt: issued.jkt, cause: wrongKey ? 'dpop_key' : issued.jkt !== undefined ? 'dpop_key' : 'address' },
+        issued,
+      );
     }
 
     const revokedAt = ctx.deps.revokedAt.revokedAt({ jti: issued.jti, plugin: issued.plugin, task: issued.task, kid: issued.kid, iat: Math.floor(issued.issuedAt / 1000) });

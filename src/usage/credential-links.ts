@@ -27,7 +27,8 @@ export function linkingTokenIndex<T extends Pick<TokenIndex, 'recordIssued'>>(to
       }
       return async (t: IssuedToken) => {
         await target.recordIssued(t);
-        if (t.kind === 'aws-sts' && t.jti.startsWith(AWS_JTI)) await link(deps, [{ kind: 'aws_access_key', id: t.jti.slice(AWS_JTI.length), jti: t.jti, plugin: t.plugin, task: t.task ?? '' }], t.expiresAt);
+        if (t.kind === 'aws-sts' && t.jti.startsWith(AWS_JTI))
+          await link(deps, [{ kind: 'aws_access_key', id: t.jti.slice(AWS_JTI.length), jti: t.jti, plugin: t.plugin, task: t.task ?? '' }], t.expiresAt);
       };
     },
   });
@@ -53,6 +54,9 @@ async function link(deps: LinkDeps, links: Parameters<UsageStore['linkCredential
   try {
     await deps.store.linkCredentials(links, expiresAt + deps.retentionMs());
   } catch (err) {
-    deps.log?.('recording a downstream credential link failed; its downstream events link by tags and names only', { kind: links[0]?.kind, error: err instanceof Error ? err.message.slice(0, 200) : String(err) });
+    deps.log?.('recording a downstream credential link failed; its downstream events link by tags and names only', {
+      kind: links[0]?.kind,
+      error: err instanceof Error ? err.message.slice(0, 200) : String(err),
+    });
   }
 }

@@ -106,7 +106,24 @@ export class UsageIngestor {
         if (call.at < a.firstAt) a.firstAt = call.at;
         if (call.at > a.lastAt) a.lastAt = call.at;
       } else {
-        aggregates.set(key, { minute, jti: call.jti ?? '', plugin, task, server: server.id, audience: call.audience, method: call.method, route: call.route, outcome: call.outcome, calls: 1, errors: error, bytes: call.bytes, durationMs: call.durationMs, maxDurationMs: call.durationMs, firstAt: call.at, lastAt: call.at });
+        aggregates.set(key, {
+          minute,
+          jti: call.jti ?? '',
+          plugin,
+          task,
+          server: server.id,
+          audience: call.audience,
+          method: call.method,
+          route: call.route,
+          outcome: call.outcome,
+          calls: 1,
+          errors: error,
+          bytes: call.bytes,
+          durationMs: call.durationMs,
+          maxDurationMs: call.durationMs,
+          firstAt: call.at,
+          lastAt: call.at,
+        });
       }
       if (!issued) continue;
       // Every presentation of a known token counts as a use, refused or not: a dead token tried

@@ -72,7 +72,10 @@ export async function buildTimeline(deps: TimelineDeps, task: Task, limit = 5000
   const downstream = await store.listTaskDownstream(task.id, limit + 1);
   const truncated = refs.length > limit || usage.length > limit || downstream.length > limit;
   const tokens = new Map((await store.listIssuedForTask(task.id)).map((t) => [t.jti, t]));
-  const records = await readRecords(store, refs.slice(0, limit).map((r) => r.seq));
+  const records = await readRecords(
+    store,
+    refs.slice(0, limit).map((r) => r.seq),
+  );
 
   const entries: TimelineEntry[] = [];
   for (const r of records) {
@@ -170,9 +173,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 /** The text form (`leash task show`): one line per entry. */
 export function timelineText(t: Timeline): string {
-  const lines = [
-    `task ${t.task.id} (${t.task.state}) opened ${iso(t.task.createdAt)} by ${t.task.createdBy}, expires ${iso(t.task.expiresAt)}; plugins ${t.task.plugins.join(', ')}`,
-  ];
+  const lines = [`task ${t.task.id} (${t.task.state}) opened ${iso(t.task.createdAt)} by ${t.task.createdBy}, expires ${iso(t.task.expiresAt)}; plugins ${t.task.plugins.join(', ')}`];
   const laneWidth = Math.max(4, ...t.lanes.map((l) => l.length));
   const kindWidth = Math.max(...t.entries.map((e) => e.kind.length), 4);
   for (const e of t.entries) lines.push(`${iso(e.at)}  ${e.lane.padEnd(laneWidth)}  ${e.kind.padEnd(kindWidth)}  ${e.what}  [${e.who}]${e.seq !== undefined ? ` #${e.seq}` : ''}`);
@@ -183,7 +184,15 @@ export function timelineText(t: Timeline): string {
 /** The JSON form (admin API). */
 export function timelineJson(t: Timeline): Record<string, unknown> {
   return {
-    task: { id: t.task.id, state: t.task.state, plugins: t.task.plugins, created_at: iso(t.task.createdAt), expires_at: iso(t.task.expiresAt), created_by: t.task.createdBy, ...(t.task.endedAt !== undefined ? { ended_at: iso(t.task.endedAt), ended_by: t.task.endedBy } : {}) },
+    task: {
+      id: t.task.id,
+      state: t.task.state,
+      plugins: t.task.plugins,
+      created_at: iso(t.task.createdAt),
+      expires_at: iso(t.task.expiresAt),
+      created_by: t.task.createdBy,
+      ...(t.task.endedAt !== undefined ? { ended_at: iso(t.task.endedAt), ended_by: t.task.endedBy } : {}),
+    },
     lanes: t.lanes,
     truncated: t.truncated,
     entries: t.entries.map((e) => ({ at: iso(e.at), kind: e.kind, lane: e.lane, type: e.type, who: e.who, what: e.what, ...(e.seq !== undefined ? { seq: e.seq } : {}), detail: e.detail })),

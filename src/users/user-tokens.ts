@@ -73,7 +73,7 @@ export function createUserTokens(
       if (!entry) {
         throw new LeashError(
           'ERR_USER_TOKEN_UNTRUSTED',
-          byIssuer.size === 0 ? 'this broker trusts no user identity provider: a person\'s token cannot be a subject_token' : "the subject_token's issuer is not a trusted user identity provider",
+          byIssuer.size === 0 ? "this broker trusts no user identity provider: a person's token cannot be a subject_token" : "the subject_token's issuer is not a trusted user identity provider",
         );
       }
       const verified = await entry.verify(token);

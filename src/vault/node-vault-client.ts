@@ -92,7 +92,17 @@ export function toVaultError(err: unknown, method: string, path: string, token?:
   }
   const text = scrub(vaultErrorText(e?.response?.body), token);
   const reason: VaultErrorReason =
-    status === 400 && CAS_MISMATCH.test(text) ? 'cas_mismatch' : status === 400 || status === 405 ? 'invalid' : status === 403 || status === 401 ? 'denied' : status === 404 ? 'not_found' : status === 503 ? 'sealed' : 'server';
+    status === 400 && CAS_MISMATCH.test(text)
+      ? 'cas_mismatch'
+      : status === 400 || status === 405
+        ? 'invalid'
+        : status === 403 || status === 401
+          ? 'denied'
+          : status === 404
+            ? 'not_found'
+            : status === 503
+              ? 'sealed'
+              : 'server';
   return new VaultError(reason, status, `${where}: ${status}${text ? ` ${text}` : ''}`);
 }
 
@@ -241,7 +251,12 @@ export function createVaultClient(opts: VaultClientOptions): VaultClient {
         return { version: Number(v), publicKey, createdAt };
       });
       versions.sort((a, b) => a.version - b.version);
-      const key: TransitKey = { name: str(data['name'], 'transit key name'), type: str(data['type'], 'transit key type'), latestVersion: int(data['latest_version'], 'transit key latest_version'), versions };
+      const key: TransitKey = {
+        name: str(data['name'], 'transit key name'),
+        type: str(data['type'], 'transit key type'),
+        latestVersion: int(data['latest_version'], 'transit key latest_version'),
+        versions,
+      };
       if (!versions.some((v) => v.version === key.latestVersion)) throw malformed('transit key latest_version has no public key');
       return key;
     },
@@ -293,7 +308,11 @@ export function createVaultClient(opts: VaultClientOptions): VaultClient {
     async lookupSelf() {
       const data = obj(required(await call('GET', 'auth/token/lookup-self'), 'lookup-self')['data'], 'lookup-self data');
       // `data.id` is the token itself: never copied out
-      const info: TokenInfo = { ttl: int(data['ttl'], 'token ttl'), renewable: bool(data['renewable'] ?? false, 'token renewable'), policies: data['policies'] === null ? [] : strings(data['policies'], 'token policies') };
+      const info: TokenInfo = {
+        ttl: int(data['ttl'], 'token ttl'),
+        renewable: bool(data['renewable'] ?? false, 'token renewable'),
+        policies: data['policies'] === null ? [] : strings(data['policies'], 'token policies'),
+      };
       return info;
     },
 

@@ -205,10 +205,13 @@ export async function openVaultSession(settings: VaultSettingsConfig, deps: Vaul
     if (closed) return;
     if (timer !== undefined) scheduler.clear(timer);
     nextAttemptAt = clock.now() + delayMs;
-    timer = scheduler.set(() => {
-      timer = undefined;
-      void refresh();
-    }, Math.max(0, delayMs));
+    timer = scheduler.set(
+      () => {
+        timer = undefined;
+        void refresh();
+      },
+      Math.max(0, delayMs),
+    );
   }
 
   /** Next renewal at 2/3 of the TTL; a never-expiring token needs none. */
@@ -301,7 +304,13 @@ export async function openVaultSession(settings: VaultSettingsConfig, deps: Vaul
         const delay = backoffDelay(failures, { baseMs: backoff.initialMs, capMs: backoff.maxMs });
         // retry sooner than the token's expiry if that is closer than the backoff
         const untilExpiry = exp === undefined ? Infinity : Math.max(backoff.initialMs, (exp - clock.now()) / 2);
-        log('vault: token renewal failed; retrying', { method, reason: lastFailure, failures, retry_in_ms: Math.round(Math.min(delay, untilExpiry)), message: err instanceof VaultStartupError ? err.message : undefined });
+        log('vault: token renewal failed; retrying', {
+          method,
+          reason: lastFailure,
+          failures,
+          retry_in_ms: Math.round(Math.min(delay, untilExpiry)),
+          message: err instanceof VaultStartupError ? err.message : undefined,
+        });
         schedule(Math.min(delay, untilExpiry));
       } finally {
         inFlight = undefined;

@@ -16,7 +16,17 @@ import { ManualClock } from '../../src/time/clock.js';
 import { NOW, config, grant, identity, plugin, settings as baseSettings } from '../policy/fixtures.js';
 
 const API = 'https://api.example.com';
-const task = { id: 'tsk_0123456789ab', plugins: ['writer'], attributes: {}, createdAt: NOW, expiresAt: NOW + 3600_000, createdBy: 'apikey:o', state: 'active' as const, endedAt: undefined, endedBy: undefined };
+const task = {
+  id: 'tsk_0123456789ab',
+  plugins: ['writer'],
+  attributes: {},
+  createdAt: NOW,
+  expiresAt: NOW + 3600_000,
+  createdBy: 'apikey:o',
+  state: 'active' as const,
+  endedAt: undefined,
+  endedBy: undefined,
+};
 
 function policyWith(opts: { allowOwner?: boolean } = {}): CompiledPolicy {
   return compilePolicy(
@@ -155,7 +165,18 @@ describe('approval service (real SQLite store, ManualClock)', () => {
     expect(err.fields).toEqual({ approval_id: id, interval: 5, expires_in: 900 });
     expect(toOAuthError(err)).toEqual({ status: 400, body: { approval_id: id, interval: 5, expires_in: 900, error: 'authorization_pending', error_description: expect.any(String) } });
     const stored = await h.store.getApproval(id);
-    expect(stored).toMatchObject({ state: 'pending', plugin: 'writer', owner: 'team-writer@example.com', task: task.id, scopes: ['a', 'b'], ttl: 300, kind: 'jwt', effect: 'write', justification: 'rotate the on-call schedule', expiresAt: NOW + 900_000 });
+    expect(stored).toMatchObject({
+      state: 'pending',
+      plugin: 'writer',
+      owner: 'team-writer@example.com',
+      task: task.id,
+      scopes: ['a', 'b'],
+      ttl: 300,
+      kind: 'jwt',
+      effect: 'write',
+      justification: 'rotate the on-call schedule',
+      expiresAt: NOW + 900_000,
+    });
     expect(h.audit.map((a) => a.type)).toEqual(['approval.requested']);
     expect(h.audit[0]!.event).toMatchObject({ approval: id, plugin: 'writer', justification: 'rotate the on-call schedule', risk: 'low' });
     expect(h.notified.map((a) => a.id)).toEqual([id]);

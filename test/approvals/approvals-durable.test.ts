@@ -58,32 +58,36 @@ describe('approvals are durable and shared', () => {
   }, 30000);
 
   const RUN = redisAvailable('approvals on two brokers sharing Redis');
-  (RUN ? it : it.skip)('two brokers on one Redis: created on A, approved on B, redeemed on A, then used on B', async () => {
-    const redis: RedisServer = await startRedis();
-    cleanup.push(() => redis.cleanup());
-    const dir = await mkdtemp(join(tmpdir(), 'leash-approval-replicas-'));
-    cleanup.push(() => rm(dir, { recursive: true, force: true }));
-    const cluster = await TestCluster.create();
-    const clock = new ManualClock(Date.now());
-    const patch = (cfg: Record<string, any>) => {
-      cfg.settings.store = { kind: 'redis', url: redis.url, key_prefix: 'approvals-e2e:' };
-    };
-    // Sequential start: B loads the signing keys A generated in the shared folder.
-    const a = await startTestBroker({ dir, cluster, patch, broker: { clock } });
-    cleanup.push(() => a.close());
-    const b = await startTestBroker({ dir, cluster, patch, broker: { clock } });
-    cleanup.push(() => b.close());
-    const task = await a.openTask({ plugins: ['prod-only'] });
-    const res = await request(a, clock, task);
-    expect(res.body.error).toBe('authorization_pending');
-    const id = String(res.body.approval_id);
-    clock.advance(6);
-    expect((await request(b, clock, task, id)).body).toMatchObject({ error: 'authorization_pending', approval_id: id });
-    expect((await approve(b, id)).status).toBe(200);
-    expect((await approve(a, id)).status).toBe(409);
-    clock.advance(6);
-    const redeemed = await request(a, clock, task, id);
-    expect(redeemed.status).toBe(200);
-    expect((await request(b, clock, task, id)).body.error).toBe('invalid_grant');
-  }, 60000);
+  (RUN ? it : it.skip)(
+    'two brokers on one Redis: created on A, approved on B, redeemed on A, then used on B',
+    async () => {
+      const redis: RedisServer = await startRedis();
+      cleanup.push(() => redis.cleanup());
+      const dir = await mkdtemp(join(tmpdir(), 'leash-approval-replicas-'));
+      cleanup.push(() => rm(dir, { recursive: true, force: true }));
+      const cluster = await TestCluster.create();
+      const clock = new ManualClock(Date.now());
+      const patch = (cfg: Record<string, any>) => {
+        cfg.settings.store = { kind: 'redis', url: redis.url, key_prefix: 'approvals-e2e:' };
+      };
+      // Sequential start: B loads the signing keys A generated in the shared folder.
+      const a = await startTestBroker({ dir, cluster, patch, broker: { clock } });
+      cleanup.push(() => a.close());
+      const b = await startTestBroker({ dir, cluster, patch, broker: { clock } });
+      cleanup.push(() => b.close());
+      const task = await a.openTask({ plugins: ['prod-only'] });
+      const res = await request(a, clock, task);
+      expect(res.body.error).toBe('authorization_pending');
+      const id = String(res.body.approval_id);
+      clock.advance(6);
+      expect((await request(b, clock, task, id)).body).toMatchObject({ error: 'authorization_pending', approval_id: id });
+      expect((await approve(b, id)).status).toBe(200);
+      expect((await approve(a, id)).status).toBe(409);
+      clock.advance(6);
+      const redeemed = await request(a, clock, task, id);
+      expect(redeemed.status).toBe(200);
+      expect((await request(b, clock, task, id)).body.error).toBe('invalid_grant');
+    },
+    60000,
+  );
 });

@@ -105,7 +105,14 @@ describe('approvals end to end', () => {
   it('pending → webhook notice → approve via the admin API → token with a verifiable approval receipt', async () => {
     const id = await pending();
     await tb.broker.approvalNotifier.idle();
-    expect(notices.at(-1)).toMatchObject({ approval_id: id, plugin: 'prod-only', audience: AUDIT_API, scopes: ['audit:write'], risk: 'medium', justification: 'quarterly audit export, ticket SEC-42' });
+    expect(notices.at(-1)).toMatchObject({
+      approval_id: id,
+      plugin: 'prod-only',
+      audience: AUDIT_API,
+      scopes: ['audit:write'],
+      risk: 'medium',
+      justification: 'quarterly audit export, ticket SEC-42',
+    });
 
     const listed = await admin('GET', '/admin/approvals?state=pending');
     expect(listed.status).toBe(200);

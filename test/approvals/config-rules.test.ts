@@ -10,9 +10,7 @@ describe('approval and step-up config rules', () => {
   });
 
   it('a step_up block that asks for nothing is refused', () => {
-    expect(problemsOf(patched((c) => (c.plugins[0].grants[0].step_up = {})))).toEqual([
-      { path: '/plugins/0/grants/0/step_up', message: expect.stringMatching(/asks for nothing/) },
-    ]);
+    expect(problemsOf(patched((c) => (c.plugins[0].grants[0].step_up = {})))).toEqual([{ path: '/plugins/0/grants/0/step_up', message: expect.stringMatching(/asks for nothing/) }]);
   });
 
   it('step-up DPoP only on credentials that can be bound to a key', () => {

@@ -8,7 +8,11 @@ function storeRoles(): string[] {
   const source = readFileSync(join(REPO_ROOT, 'src/store/store.ts'), 'utf8');
   const m = /export interface Store\s+extends([^{]+)\{/.exec(source);
   if (!m) throw new Error('src/store/store.ts: no `export interface Store extends ...`');
-  return m[1]!.split(',').map((s) => s.trim()).filter((s) => s !== '').sort();
+  return m[1]!
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .sort();
 }
 
 describe('docs/architecture.md, State', () => {

@@ -47,7 +47,11 @@ beforeAll(async () => {
   });
   stranger = await listen((hit) => (_req, res) => {
     hit();
-    res.writeHead(200, { 'content-type': 'text/xml' }).end('<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::999999999999:root</Arn><UserId>999999999999</UserId><Account>999999999999</Account></GetCallerIdentityResult></GetCallerIdentityResponse>');
+    res
+      .writeHead(200, { 'content-type': 'text/xml' })
+      .end(
+        '<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::999999999999:root</Arn><UserId>999999999999</UserId><Account>999999999999</Account></GetCallerIdentityResult></GetCallerIdentityResponse>',
+      );
   });
   redirector = await listen((hit) => (_req, res) => {
     hit();
@@ -139,7 +143,11 @@ describe('aws attestation: refused', () => {
     ['signed for another Leash (server id)', () => handMade({ serverId: 'other-leash.example.com' }), 'ERR_ATTESTATION_AUDIENCE'],
     ['no server id header', () => handMade({ serverId: undefined }), 'ERR_ATTESTATION_CLAIM_INVALID'],
     ['server id header left out of the signature', () => handMade({ unsigned: ['x-leash-server-id'] }), 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['server id changed after signing (STS refuses the signature)', () => handMade({ serverId: 'other-leash' }, (r) => (r.headers['x-leash-server-id'] = SERVER_ID)), 'ERR_ATTESTATION_REVIEW_REJECTED'],
+    [
+      'server id changed after signing (STS refuses the signature)',
+      () => handMade({ serverId: 'other-leash' }, (r) => (r.headers['x-leash-server-id'] = SERVER_ID)),
+      'ERR_ATTESTATION_REVIEW_REJECTED',
+    ],
     ['body changed after signing', () => handMade({}, (r) => (r.body = 'Version=2011-06-15&Action=GetCallerIdentity')), 'ERR_ATTESTATION_REVIEW_REJECTED'],
     ['another action (AssumeRole)', () => handMade({ body: 'Action=AssumeRole&Version=2011-06-15&RoleArn=arn:aws:iam::210987654321:role/admin&RoleSessionName=x' }), 'ERR_ATTESTATION_CLAIM_INVALID'],
     ['another action (GetSessionToken)', () => handMade({ body: 'Action=GetSessionToken&Version=2011-06-15' }), 'ERR_ATTESTATION_CLAIM_INVALID'],
@@ -191,7 +199,14 @@ describe('aws attestation: refused', () => {
   });
 
   it('an answer that is not GetCallerIdentity XML is no answer', async () => {
-    const liar = await listen(() => (_q, res) => res.writeHead(200, { 'content-type': 'text/xml' }).end('<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/a</Arn><Arn>arn:aws:iam::123456789012:user/b</Arn><UserId>AIDA</UserId><Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>'));
+    const liar = await listen(
+      () => (_q, res) =>
+        res
+          .writeHead(200, { 'content-type': 'text/xml' })
+          .end(
+            '<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/a</Arn><Arn>arn:aws:iam::123456789012:user/b</Arn><UserId>AIDA</UserId><Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>',
+          ),
+    );
     try {
       expect(await codeOf(verify(await handMade({ endpoint: liar.url }), { issuer: liar.url }))).toBe('ERR_ATTESTATION_REVIEW_UNAVAILABLE');
     } finally {

@@ -58,7 +58,16 @@ describe('gitlab', () => {
   it('maps a CI job token: subject is sub, the documented claims become attributes (not user_email)', async () => {
     const id = await identity(attestor(), job());
     expect(id).toMatchObject({ kind: 'gitlab', subject: 'project_path:platform/crm-sync:ref_type:branch:ref:main' });
-    expect(id.attributes).toMatchObject({ project_path: 'platform/crm-sync', ref: 'main', ref_type: 'branch', ref_protected: 'true', namespace_path: 'platform', pipeline_source: 'push', environment: 'production', runner_id: '1' });
+    expect(id.attributes).toMatchObject({
+      project_path: 'platform/crm-sync',
+      ref: 'main',
+      ref_type: 'branch',
+      ref_protected: 'true',
+      namespace_path: 'platform',
+      pipeline_source: 'push',
+      environment: 'production',
+      runner_id: '1',
+    });
     expect(id.attributes.user_email).toBeUndefined();
   });
 
@@ -143,7 +152,14 @@ describe('azure', () => {
   it('maps a managed identity access token (v2.0): subject is oid', async () => {
     const id = await identity(attestor(), app());
     expect(id.subject).toBe('99999999-8888-7777-6666-555555555555');
-    expect(id.attributes).toEqual({ oid: '99999999-8888-7777-6666-555555555555', tid: TENANT, xms_mirid: MIRID, idtyp: 'app', sub: '99999999-8888-7777-6666-555555555555', app_id: 'cccccccc-0000-0000-0000-000000000001' });
+    expect(id.attributes).toEqual({
+      oid: '99999999-8888-7777-6666-555555555555',
+      tid: TENANT,
+      xms_mirid: MIRID,
+      idtyp: 'app',
+      sub: '99999999-8888-7777-6666-555555555555',
+      app_id: 'cccccccc-0000-0000-0000-000000000001',
+    });
   });
 
   it('v1.0 tokens (sts.windows.net): appid becomes app_id', async () => {

@@ -33,9 +33,7 @@ export interface SignOptions {
 export async function sign(payload: Record<string, unknown>, { key, header = {}, crit }: SignOptions): Promise<string> {
   const protectedHeader: Record<string, unknown> = { alg: key.alg, kid: key.kid, typ: 'JWT', ...header };
   for (const [k, v] of Object.entries(protectedHeader)) if (v === undefined) delete protectedHeader[k];
-  return new SignJWT(payload)
-    .setProtectedHeader(protectedHeader as { alg: string })
-    .sign(key.privateKey, crit ? { crit } : undefined);
+  return new SignJWT(payload).setProtectedHeader(protectedHeader as { alg: string }).sign(key.privateKey, crit ? { crit } : undefined);
 }
 
 /** A payload with valid times relative to the clock; `claims` override (undefined removes). */
@@ -81,7 +79,10 @@ export class MetadataServer {
   discoveryHits = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
 
-  private constructor(private readonly server: Server, readonly url: string) {}
+  private constructor(
+    private readonly server: Server,
+    readonly url: string,
+  ) {}
 
   static async start(): Promise<MetadataServer> {
     let self: MetadataServer | undefined;

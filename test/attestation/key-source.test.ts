@@ -130,7 +130,9 @@ describe('key source: remote JWKS (uri)', () => {
     ['HTTP 404', (s: MetadataServer) => void (s.jwksStatus = 404)],
   ])('JWKS endpoint answering %s -> temporarily unavailable', async (_name, breakIt) => {
     breakIt(server);
-    const err = await serviceFor({ uri: server.jwksUri }).verify(await tokenFor(rsa)).catch((e: unknown) => e);
+    const err = await serviceFor({ uri: server.jwksUri })
+      .verify(await tokenFor(rsa))
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LeashError);
     expect((err as LeashError).code).toBe('ERR_ATTESTATION_KEYS_UNAVAILABLE');
   });
@@ -153,7 +155,9 @@ describe('key source: remote JWKS (uri)', () => {
 
   it('a stalled JWKS server times out -> temporarily unavailable', async () => {
     server.delayMs = 1500;
-    const err = (await serviceFor({ uri: server.jwksUri, timeout_ms: 100 }).verify(await tokenFor(rsa)).catch((e: unknown) => e)) as LeashError;
+    const err = (await serviceFor({ uri: server.jwksUri, timeout_ms: 100 })
+      .verify(await tokenFor(rsa))
+      .catch((e: unknown) => e)) as LeashError;
     expect(err.code).toBe('ERR_ATTESTATION_KEYS_UNAVAILABLE');
   });
 
@@ -186,7 +190,9 @@ describe('key source: discovery', () => {
   it('a discovery document naming another issuer is refused (no keys used)', async () => {
     const issuer = `${server.url}/tenant-b`;
     server.discoveryOverride = { issuer: `${server.url}/evil` };
-    const err = (await serviceFor({ discovery: true }, issuer).verify(await tokenFor(rsa, issuer)).catch((e: unknown) => e)) as LeashError;
+    const err = (await serviceFor({ discovery: true }, issuer)
+      .verify(await tokenFor(rsa, issuer))
+      .catch((e: unknown) => e)) as LeashError;
     expect(err.code).toBe('ERR_ATTESTATION_KEYS_UNAVAILABLE');
     expect(err.detail).toMatchObject({ reason: 'issuer_mismatch' });
     expect(server.jwksHits).toBe(0);
@@ -234,8 +240,7 @@ describe('key source: discovery', () => {
         return body === undefined ? new Response('no', { status: 404 }) : new Response(JSON.stringify(body), { status: 200 });
       };
     }
-    const build = (fetch: FetchLike) =>
-      createAttestation([issuerConfig({ kind: 'oidc', name: 'idp', issuer, jwks: { discovery: true } })], { clock, baseDir: dir, fetch, cache: { maxEntries: 0 } });
+    const build = (fetch: FetchLike) => createAttestation([issuerConfig({ kind: 'oidc', name: 'idp', issuer, jwks: { discovery: true } })], { clock, baseDir: dir, fetch, cache: { maxEntries: 0 } });
 
     it('follows an https jwks_uri', async () => {
       const seen: string[] = [];
@@ -251,7 +256,9 @@ describe('key source: discovery', () => {
       ['issuer differing only by a trailing slash', { issuer: `${issuer}/`, jwks_uri: 'https://idp.example.com/keys' }, 'issuer_mismatch'],
     ])('refuses a discovery document with %s', async (_name, doc, reason) => {
       const seen: string[] = [];
-      const err = (await build(fakeFetch(doc, { keys: [rsa.publicJwk] }, seen)).verify(await tokenFor(rsa, issuer)).catch((e: unknown) => e)) as LeashError;
+      const err = (await build(fakeFetch(doc, { keys: [rsa.publicJwk] }, seen))
+        .verify(await tokenFor(rsa, issuer))
+        .catch((e: unknown) => e)) as LeashError;
       expect(err.code).toBe('ERR_ATTESTATION_KEYS_UNAVAILABLE');
       expect(err.detail).toMatchObject({ reason });
       expect(seen).toHaveLength(1); // the JWKS was never fetched

@@ -251,7 +251,10 @@ describe('oidc', () => {
     const id = await a.verify(token, tokenDigest(token));
     expect(id.subject).toBe('svc');
     expect(Object.getPrototypeOf(id.attributes)).toBe(Object.prototype);
-    expect(Object.entries(id.attributes)).toEqual([['__proto__', 'p'], ['toString', 't']]);
+    expect(Object.entries(id.attributes)).toEqual([
+      ['__proto__', 'p'],
+      ['toString', 't'],
+    ]);
   });
 
   it.each([

@@ -25,8 +25,7 @@ beforeEach(() => {
 });
 
 const inline = () => ({ inline: { keys: [key.publicJwk as Record<string, unknown>] } });
-const oidc = (over: Partial<Omit<TrustedIssuerConfig, 'jwks'>> & { jwks?: Partial<JwksSourceConfig> } = {}) =>
-  issuerConfig({ kind: 'oidc', name: 'idp', ...over, jwks: over.jwks ?? inline() });
+const oidc = (over: Partial<Omit<TrustedIssuerConfig, 'jwks'>> & { jwks?: Partial<JwksSourceConfig> } = {}) => issuerConfig({ kind: 'oidc', name: 'idp', ...over, jwks: over.jwks ?? inline() });
 
 /** A service whose attestors count their verifications (the wrap hook metrics use). */
 function counted(issuers: TrustedIssuerConfig[], clock: ManualClock, extra: Partial<AttestationDeps> = {}) {
@@ -54,7 +53,9 @@ describe('registry: the closed set of kinds', () => {
   it('an unknown kind is a TypeError listing the valid ones', () => {
     const bad = { ...oidc(), kind: 'vault' } as unknown as TrustedIssuerConfig;
     expect(() => createAttestation([bad], { clock: new ManualClock(), baseDir: '/' })).toThrow(TypeError);
-    expect(() => createAttestor(bad, { clock: new ManualClock(), baseDir: '/' })).toThrow("unknown trusted issuer kind 'vault': valid kinds are kubernetes, spiffe, github-actions, gitlab, gcp, azure, aws, oidc");
+    expect(() => createAttestor(bad, { clock: new ManualClock(), baseDir: '/' })).toThrow(
+      "unknown trusted issuer kind 'vault': valid kinds are kubernetes, spiffe, github-actions, gitlab, gcp, azure, aws, oidc",
+    );
     expect(() => createAttestor({ ...oidc(), kind: 'toString' } as unknown as TrustedIssuerConfig, { clock: new ManualClock(), baseDir: '/' })).toThrow(TypeError);
   });
 
@@ -68,10 +69,10 @@ describe('registry: routing by iss', () => {
   it('picks the trusted issuer by iss and names it (not the URL) in the identity', async () => {
     const clock = new ManualClock();
     const second = await makeKey('RS256', 'r1');
-    const svc = createAttestation(
-      [oidc({ name: 'first' }), oidc({ name: 'second', issuer: 'https://second.example', jwks: { inline: { keys: [second.publicJwk as Record<string, unknown>] } } })],
-      { clock, baseDir: '/' },
-    );
+    const svc = createAttestation([oidc({ name: 'first' }), oidc({ name: 'second', issuer: 'https://second.example', jwks: { inline: { keys: [second.publicJwk as Record<string, unknown>] } } })], {
+      clock,
+      baseDir: '/',
+    });
     await expect(svc.verify(await sign(claims(clock), { key }))).resolves.toMatchObject({ issuer: 'first' });
     await expect(svc.verify(await sign(claims(clock, { iss: 'https://second.example' }), { key: second }))).resolves.toMatchObject({ issuer: 'second' });
   });
@@ -123,7 +124,13 @@ describe('registry: routing by iss', () => {
 
   it('a throwing onFailure hook does not change the outcome', async () => {
     const clock = new ManualClock();
-    const svc = createAttestation([oidc()], { clock, baseDir: '/', onFailure: () => { throw new Error('metrics down'); } });
+    const svc = createAttestation([oidc()], {
+      clock,
+      baseDir: '/',
+      onFailure: () => {
+        throw new Error('metrics down');
+      },
+    });
     expect(await codeOf(svc.verify(await sign(claims(clock, { aud: 'nope' }), { key })))).toBe('ERR_ATTESTATION_AUDIENCE');
   });
 

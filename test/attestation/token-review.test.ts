@@ -53,8 +53,7 @@ describe('kubernetes TokenReview (per trusted issuer)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const exchange = async (subjectToken: string) =>
-    tb.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: subjectToken, subject_token_type: JWT_TYPE, resource: CRM_API, task });
+  const exchange = async (subjectToken: string) => tb.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: subjectToken, subject_token_type: JWT_TYPE, resource: CRM_API, task });
   const lastDenied = async () => (await tb.broker.testing.store.read(1, 100_000)).filter((e) => e.type === 'exchange.denied').at(-1)!.event;
 
   it('a token of a running pod is reviewed once (with the issuer audience, as Leash), then served from the short cache', async () => {
@@ -182,7 +181,10 @@ describe('TokenReview answers Leash does not trust', () => {
   });
 
   const review = async (token: string, cfg: Record<string, unknown> = {}) => {
-    const reviewer = createTokenReviewer({ api_server: url, token_file: join(dir, 'sa-token'), cache_seconds: 10, timeout_ms: 1000, ...cfg } as never, { clock: new ManualClock(Date.now()), audiences: ['leash'] });
+    const reviewer = createTokenReviewer({ api_server: url, token_file: join(dir, 'sa-token'), cache_seconds: 10, timeout_ms: 1000, ...cfg } as never, {
+      clock: new ManualClock(Date.now()),
+      audiences: ['leash'],
+    });
     try {
       await reviewer.review(token, token, expectation);
       return 'accepted';

@@ -110,10 +110,12 @@ describe('shared JWT checks: must be refused (one row per attack)', () => {
   ];
 
   it.each(table)('%s', async (_name, make, code) => {
-    const err = await service().verify(await make()).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await service()
+      .verify(await make())
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(err).toBeInstanceOf(LeashError);
     expect((err as LeashError).code).toBe(code);
     // A refusal names no token material: its description is fixed text.

@@ -45,9 +45,7 @@ describe('canonicalJson', () => {
 
 describe('chainHash', () => {
   it('is sha256 over the canonical {event, prev, seq, ts, type}', () => {
-    const expected = createHash('sha256')
-      .update(`{"event":{"a":1,"b":"x"},"prev":"${GENESIS_HASH}","seq":1,"ts":1000,"type":"task.opened"}`)
-      .digest('hex');
+    const expected = createHash('sha256').update(`{"event":{"a":1,"b":"x"},"prev":"${GENESIS_HASH}","seq":1,"ts":1000,"type":"task.opened"}`).digest('hex');
     expect(chainHash(GENESIS_HASH, 1, 1000, 'task.opened', { b: 'x', a: 1 })).toBe(expected);
     expect(GENESIS_HASH).toBe('0'.repeat(64));
   });
@@ -112,12 +110,7 @@ describe('verifyChain', () => {
       3,
       /does not link/,
     ],
-    [
-      'a renumbered tail after a deletion',
-      (c) => [...c.slice(0, 4), ...c.slice(5).map((r) => ({ ...r, seq: r.seq - 1 }))],
-      5,
-      /does not link|modified/,
-    ],
+    ['a renumbered tail after a deletion', (c) => [...c.slice(0, 4), ...c.slice(5).map((r) => ({ ...r, seq: r.seq - 1 }))], 5, /does not link|modified/],
   ];
 
   it.each(attacks)('detects %s', (_label, tamper, brokenAt, reason) => {

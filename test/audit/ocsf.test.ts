@@ -25,7 +25,21 @@ function sample(type: string): Record<string, unknown> {
     case 'key.revoked':
       return { kid: 'k1', alg: 'ES256', actor: 'system:schedule' };
     default:
-      return { ...common, approval: 'apr_1', digest: 'sha256:abc', kid: 'k1', role_arn: 'arn:aws:iam::111122223333:role/r', lease_id: 'database/creds/ro/1', route: 'tasks.get', approver: 'alice', server: 'crm-api', budget: 'total', kind: 'calls', limit: 3, used: 3 };
+      return {
+        ...common,
+        approval: 'apr_1',
+        digest: 'sha256:abc',
+        kid: 'k1',
+        role_arn: 'arn:aws:iam::111122223333:role/r',
+        lease_id: 'database/creds/ro/1',
+        route: 'tasks.get',
+        approver: 'alice',
+        server: 'crm-api',
+        budget: 'total',
+        kind: 'calls',
+        limit: 3,
+        used: 3,
+      };
   }
 }
 
@@ -54,7 +68,9 @@ describe('OCSF: every event Leash produces conforms to the vendored OCSF 1.8.0 c
     const classOf = (t: string) => auditToOcsf(record(t)).class_uid;
     expect(['exchange.issued', 'exchange.denied', 'approval.approved', 'approval.denied'].map(classOf)).toEqual([3003, 3003, 3003, 3003]);
     expect(classOf('token.first_use')).toBe(6003);
-    expect(['token.shared', 'token.used_after_revocation', 'token.used_outside_task', 'token.audience_mismatch', 'usage.route_drift', 'task.budget_exceeded'].map(classOf)).toEqual(Array(6).fill(2004));
+    expect(['token.shared', 'token.used_after_revocation', 'token.used_outside_task', 'token.audience_mismatch', 'usage.route_drift', 'task.budget_exceeded'].map(classOf)).toEqual(
+      Array(6).fill(2004),
+    );
     expect(['task.opened', 'token.revoked', 'plugin.suspended', 'key.promoted'].map(classOf)).toEqual(Array(4).fill(3004));
     const denied = auditToOcsf(record('exchange.denied'));
     expect(denied).toMatchObject({ status_id: 2, status: 'Failure', status_detail: 'ERR_SCOPE_NOT_GRANTED', type_uid: 300301 });
@@ -63,12 +79,46 @@ describe('OCSF: every event Leash produces conforms to the vendored OCSF 1.8.0 c
   });
 
   it('a usage record is API Activity: operation = method + route, the caller as actor and source', () => {
-    for (const [method, activity] of [['GET', 2], ['POST', 1], ['PATCH', 3], ['DELETE', 4], ['TOOL', 99]] as const) {
-      const e = apiActivity(1_764_072_000_000, { method, route: '/contacts/:id', plugin: 'crm-reader', jti: 'j', task: 't', server: 'crm-api', audience: CRM_API, source: '198.51.100.7', outcome: 'ok', status: 200, calls: 1, bytes: 123, durationMs: 4 });
+    for (const [method, activity] of [
+      ['GET', 2],
+      ['POST', 1],
+      ['PATCH', 3],
+      ['DELETE', 4],
+      ['TOOL', 99],
+    ] as const) {
+      const e = apiActivity(1_764_072_000_000, {
+        method,
+        route: '/contacts/:id',
+        plugin: 'crm-reader',
+        jti: 'j',
+        task: 't',
+        server: 'crm-api',
+        audience: CRM_API,
+        source: '198.51.100.7',
+        outcome: 'ok',
+        status: 200,
+        calls: 1,
+        bytes: 123,
+        durationMs: 4,
+      });
       expect(validateOcsf(e)).toEqual([]);
       expect(e).toMatchObject({ class_uid: 6003, activity_id: activity, api: { operation: `${method} /contacts/:id` }, src_endpoint: { ip: '198.51.100.7' }, http_response: { code: 200 } });
     }
-    const refused = apiActivity(1, { method: 'GET', route: 'search_contacts', plugin: undefined, jti: undefined, task: undefined, server: undefined, audience: undefined, source: undefined, outcome: 'expired', status: 401, calls: 1, bytes: 0, durationMs: 0 });
+    const refused = apiActivity(1, {
+      method: 'GET',
+      route: 'search_contacts',
+      plugin: undefined,
+      jti: undefined,
+      task: undefined,
+      server: undefined,
+      audience: undefined,
+      source: undefined,
+      outcome: 'expired',
+      status: 401,
+      calls: 1,
+      bytes: 0,
+      durationMs: 0,
+    });
     expect(validateOcsf(refused)).toEqual([]);
     expect(refused).toMatchObject({ status_id: 2, status_detail: 'expired' });
   });
@@ -90,11 +140,14 @@ describe('OCSF from a running broker (file sink, format ocsf)', () => {
     process.env.LEASH_TEST_SINK_SECRET = 'test-only-sink-secret';
     tb = await startTestBroker({
       patch: (cfg) => {
-        cfg.settings.audit = { stdout: false, sinks: [
-          { name: 'siem-file', kind: 'file', format: 'ocsf', path: `${cfg.settings.store.path}.ocsf.log`, backlog_dir: `${cfg.settings.store.path}.backlog` },
-          // A webhook nobody listens on: it fails, and issuance does not care.
-          { name: 'dead-webhook', kind: 'webhook', url: 'http://127.0.0.1:9/leash', secret_env: 'LEASH_TEST_SINK_SECRET', backlog_dir: `${cfg.settings.store.path}.backlog`, timeout_ms: 200 },
-        ] };
+        cfg.settings.audit = {
+          stdout: false,
+          sinks: [
+            { name: 'siem-file', kind: 'file', format: 'ocsf', path: `${cfg.settings.store.path}.ocsf.log`, backlog_dir: `${cfg.settings.store.path}.backlog` },
+            // A webhook nobody listens on: it fails, and issuance does not care.
+            { name: 'dead-webhook', kind: 'webhook', url: 'http://127.0.0.1:9/leash', secret_env: 'LEASH_TEST_SINK_SECRET', backlog_dir: `${cfg.settings.store.path}.backlog`, timeout_ms: 200 },
+          ],
+        };
       },
       broker: {},
     });
@@ -111,7 +164,10 @@ describe('OCSF from a running broker (file sink, format ocsf)', () => {
       expect(res.status).toBe(scope === 'contacts:read' ? 200 : 400);
     }
     await tb.broker.sinks.flush();
-    const lines = readFileSync(`${tb.config.settings.store.path}.ocsf.log`, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = readFileSync(`${tb.config.settings.store.path}.ocsf.log`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.map((l) => (l.unmapped as { leash: { type: string } }).leash.type)).toEqual(expect.arrayContaining(['policy.loaded', 'task.opened', 'exchange.issued', 'exchange.denied']));
     for (const l of lines) expect(validateOcsf(l)).toEqual([]);
     const backlog = Object.fromEntries(tb.broker.sinks.backlogs());

@@ -14,7 +14,14 @@ import type { AuditSinkConfig } from '../../src/config/schema.js';
 import { freePort } from '../support/net.js';
 import { testTls } from '../support/x509.js';
 
-const rec = (seq: number, type = 'exchange.issued', event: Record<string, unknown> = { plugin: 'crm-reader', jti: `j${seq}`, scopes: ['a'] }): AuditRecord => ({ seq, ts: 1_764_072_000_000 + seq, type, event, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64) });
+const rec = (seq: number, type = 'exchange.issued', event: Record<string, unknown> = { plugin: 'crm-reader', jti: `j${seq}`, scopes: ['a'] }): AuditRecord => ({
+  seq,
+  ts: 1_764_072_000_000 + seq,
+  type,
+  event,
+  prevHash: 'p'.repeat(64),
+  hash: 'h'.repeat(64),
+});
 const sink = (over: Partial<AuditSinkConfig> & Pick<AuditSinkConfig, 'kind'>, dir: string): AuditSinkConfig =>
   ({ name: 'test', format: 'native', include_usage: false, backlog_dir: join(dir, 'backlog'), max_backlog_bytes: 1 << 20, batch_size: 10, ...over }) as AuditSinkConfig;
 
@@ -49,10 +56,19 @@ describe('audit sinks', () => {
       expect(statSync(join(dir, 'out', f)).size).toBeLessThanOrEqual(4096);
       expect(statSync(join(dir, 'out', f)).mode & 0o777).toBe(0o600);
     }
-    const last = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { seq: number; type: string; hash: string });
+    const last = readFileSync(path, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; type: string; hash: string });
     expect(last.at(-1)).toMatchObject({ seq: 120, type: 'exchange.issued', hash: 'h'.repeat(64) });
     // The newest lines are in the file, the oldest rotated out (max_files bounds the disk).
-    const kept = files.flatMap((f) => readFileSync(join(dir, 'out', f), 'utf8').trim().split('\n')).map((l) => (JSON.parse(l) as { seq: number }).seq);
+    const kept = files
+      .flatMap((f) =>
+        readFileSync(join(dir, 'out', f), 'utf8')
+          .trim()
+          .split('\n'),
+      )
+      .map((l) => (JSON.parse(l) as { seq: number }).seq);
     expect(Math.max(...kept)).toBe(120);
     expect(kept.length).toBeLessThan(120);
     expect(outcomes.every((o) => o.startsWith('delivered'))).toBe(true);
@@ -99,7 +115,11 @@ describe('audit sinks', () => {
     await until(() => outcomes.failed > 0, 5000, 'a failed delivery');
     // Every event the receiver missed waits on disk, and enqueueing never waited.
     await until(() => sinks.backlogs()[0]![1] === 50, 5000, 'backlog of 50');
-    expect(readFileSync(join(dir, 'backlog', 'test', 'backlog.jsonl'), 'utf8').trim().split('\n')).toHaveLength(50);
+    expect(
+      readFileSync(join(dir, 'backlog', 'test', 'backlog.jsonl'), 'utf8')
+        .trim()
+        .split('\n'),
+    ).toHaveLength(50);
 
     await startReceiver();
     cleanups.push(stopReceiver);
@@ -120,7 +140,13 @@ describe('audit sinks', () => {
     fresh();
     const sent: string[] = [];
     let fail = true;
-    const transport = { send: async (items: readonly SinkItem[]) => { if (fail) throw new Error('down'); sent.push(...items.map((i) => i.payload)); }, close: async () => undefined };
+    const transport = {
+      send: async (items: readonly SinkItem[]) => {
+        if (fail) throw new Error('down');
+        sent.push(...items.map((i) => i.payload));
+      },
+      close: async () => undefined,
+    };
     const counts: Record<string, number> = {};
     const opts = { name: 's', backlogDir: join(dir, 'b'), maxBacklogBytes: 100_000, batchSize: 50, retryBaseMs: 10_000, onOutcome: (o: string, n: number) => (counts[o] = (counts[o] ?? 0) + n) };
     const first = new SinkRunner(transport, opts);
@@ -172,7 +198,9 @@ describe('audit sinks', () => {
         caFile = join(dir, 'ca.pem');
         writeFileSync(caFile, certs.ca);
       }
-      const sinks = createAuditSinks([sink({ kind: 'syslog', format: 'ocsf', host: tls ? 'localhost' : '127.0.0.1', port, tls, ...(caFile ? { ca_file: caFile } : {}), facility: 10, app_name: 'leash' }, dir)]);
+      const sinks = createAuditSinks([
+        sink({ kind: 'syslog', format: 'ocsf', host: tls ? 'localhost' : '127.0.0.1', port, tls, ...(caFile ? { ca_file: caFile } : {}), facility: 10, app_name: 'leash' }, dir),
+      ]);
       cleanups.push(() => sinks.close());
       sinks.onRecord(rec(1));
       sinks.onRecord(rec(2, 'token.shared', { jti: 'j', plugin: 'p', task: 't', cause: 'address' }));

@@ -122,7 +122,12 @@ describe('readAuditLog', () => {
     const got: number[] = [];
     for await (const r of readAuditLog(log, { batch: 2 })) got.push(r.seq);
     expect(got).toEqual(seqs);
-    expect(reads).toEqual([[1, 2], [3, 2], [7, 2], [10, 2]]);
+    expect(reads).toEqual([
+      [1, 2],
+      [3, 2],
+      [7, 2],
+      [10, 2],
+    ]);
     await expect(readAuditLog(log, { batch: 0 }).next()).rejects.toThrow(TypeError);
   });
 });

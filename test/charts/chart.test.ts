@@ -462,7 +462,12 @@ describeChart('Helm chart: HA on Redis with Vault keys and Vault kubernetes auth
       for (const url of urls) {
         const set = (await (await fetch(`${url}/jwks`)).json()) as { keys: { kid: string }[] };
         expect(set.keys.length).toBeGreaterThan(0);
-        jwks.push(set.keys.map((k) => k.kid).sort().join(','));
+        jwks.push(
+          set.keys
+            .map((k) => k.kid)
+            .sort()
+            .join(','),
+        );
       }
       expect(jwks[1]).toBe(jwks[0]);
       expect(vault.calls.some((c) => c.path === 'auth/kubernetes/login' && c.status === 200)).toBe(true);

@@ -55,7 +55,10 @@ describe('leash audit verify --checkpoint: a truncated tail', () => {
 
   /** The newest checkpoint's head seq in the shipped lines. */
   function newestCheckpoint(lines: string[]): number {
-    const heads = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.type === 'audit.checkpoint').map((l) => l.head_seq as number);
+    const heads = lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.type === 'audit.checkpoint')
+      .map((l) => l.head_seq as number);
     expect(heads.length).toBeGreaterThanOrEqual(2);
     return Math.max(...heads);
   }
@@ -101,38 +104,42 @@ describe('leash audit verify --checkpoint: a truncated tail', () => {
     expect(tampered.stderr).toMatch(/audit checkpoint INVALID: the checkpoint does not verify/);
   }, 120000);
 
-  (RUN_REDIS ? it : it.skip)('Redis: the same, with the head key rewritten to match the cut (the JWKS read from the running broker)', async () => {
-    const redis = await startRedis();
-    redises.push(redis);
-    const { tb, lines, config } = await brokerWithHistory({ kind: 'redis', url: redis.url, key_prefix: 'cp:' });
-    try {
-      const head = newestCheckpoint(lines);
-      // the checkpoint as an operator would copy it from one line
-      const line = lines.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.type === 'audit.checkpoint' && l.head_seq === head)!;
-      const compact = `${line.jws.protected}.${line.jws.payload}.${line.jws.signature}`;
-      const ok = await leashAsync(['audit', 'verify', '--config', config, '--checkpoint', compact]);
-      expect(ok.stderr).toBe('');
-      expect(ok.status).toBe(0);
-      expect(ok.stdout).toContain(`agrees with checkpoint seq ${head}`);
-
-      const raw = new Redis(redis.url);
+  (RUN_REDIS ? it : it.skip)(
+    'Redis: the same, with the head key rewritten to match the cut (the JWKS read from the running broker)',
+    async () => {
+      const redis = await startRedis();
+      redises.push(redis);
+      const { tb, lines, config } = await brokerWithHistory({ kind: 'redis', url: redis.url, key_prefix: 'cp:' });
       try {
-        const keep = head - 2;
-        const last = JSON.parse((await raw.hget('cp:audit:log', String(keep)))!) as [number, string, string, string, string];
-        const all = await raw.hkeys('cp:audit:log');
-        const gone = all.filter((seq) => Number(seq) > keep);
-        expect(gone.length).toBeGreaterThanOrEqual(2);
-        await raw.hdel('cp:audit:log', ...gone);
-        await raw.set('cp:audit:head', `${keep}:${last[4]}`);
+        const head = newestCheckpoint(lines);
+        // the checkpoint as an operator would copy it from one line
+        const line = lines.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.type === 'audit.checkpoint' && l.head_seq === head)!;
+        const compact = `${line.jws.protected}.${line.jws.payload}.${line.jws.signature}`;
+        const ok = await leashAsync(['audit', 'verify', '--config', config, '--checkpoint', compact]);
+        expect(ok.stderr).toBe('');
+        expect(ok.status).toBe(0);
+        expect(ok.stdout).toContain(`agrees with checkpoint seq ${head}`);
+
+        const raw = new Redis(redis.url);
+        try {
+          const keep = head - 2;
+          const last = JSON.parse((await raw.hget('cp:audit:log', String(keep)))!) as [number, string, string, string, string];
+          const all = await raw.hkeys('cp:audit:log');
+          const gone = all.filter((seq) => Number(seq) > keep);
+          expect(gone.length).toBeGreaterThanOrEqual(2);
+          await raw.hdel('cp:audit:log', ...gone);
+          await raw.set('cp:audit:head', `${keep}:${last[4]}`);
+        } finally {
+          raw.disconnect();
+        }
+        expect(leash(['audit', 'verify', '--config', config]).status).toBe(0);
+        const caught = await leashAsync(['audit', 'verify', '--config', config, '--checkpoint', compact]);
+        expect(caught.status).toBe(1);
+        expect(caught.stderr).toContain(`the log ends at seq ${head - 2} but the known head is seq ${head}: records were cut off`);
       } finally {
-        raw.disconnect();
+        await tb.close({ keepDir: true });
       }
-      expect(leash(['audit', 'verify', '--config', config]).status).toBe(0);
-      const caught = await leashAsync(['audit', 'verify', '--config', config, '--checkpoint', compact]);
-      expect(caught.status).toBe(1);
-      expect(caught.stderr).toContain(`the log ends at seq ${head - 2} but the known head is seq ${head}: records were cut off`);
-    } finally {
-      await tb.close({ keepDir: true });
-    }
-  }, 120000);
+    },
+    120000,
+  );
 });

@@ -29,7 +29,7 @@ describe('leash audit verify', () => {
     // an insider edits a denial into an issuance, directly in the database
     const db = new Database(join(tb.dir, 'leash.db'));
     const row = db.prepare("SELECT seq FROM audit WHERE type = 'exchange.issued' ORDER BY seq LIMIT 1").get() as { seq: number };
-    db.prepare("UPDATE audit SET event = replace(event, '\"decision\":\"issued\"', '\"decision\":\"denied\"') WHERE seq = ?").run(row.seq);
+    db.prepare('UPDATE audit SET event = replace(event, \'"decision":"issued"\', \'"decision":"denied"\') WHERE seq = ?').run(row.seq);
     db.close();
 
     const broken = leash(['audit', 'verify', '--config', configPath]);

@@ -78,12 +78,22 @@ describe('leash aws credential-process end to end (real SDK, real broker, STS co
   /** A config file whose profile runs the CLI the way an operator's ~/.aws/config would. */
   const profileFor = async (name: string, task: string, plugin = PLUGIN, attestationPath = attestationFile): Promise<string> => {
     const line = [
-      process.execPath, '--import', 'tsx', MAIN, 'aws', 'credential-process',
-      '--issuer', tb.url,
-      '--client-id', plugin,
-      '--audience', AWS_AUDIENCE,
-      '--task', task,
-      '--attestation-file', attestationPath,
+      process.execPath,
+      '--import',
+      'tsx',
+      MAIN,
+      'aws',
+      'credential-process',
+      '--issuer',
+      tb.url,
+      '--client-id',
+      plugin,
+      '--audience',
+      AWS_AUDIENCE,
+      '--task',
+      task,
+      '--attestation-file',
+      attestationPath,
     ].join(' ');
     const file = join(dir, `aws-config-${name}`);
     await writeFile(file, `[profile leash]\ncredential_process = ${line}\nregion = us-east-1\n`);

@@ -161,14 +161,7 @@ describe('leash aws credential-process', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const args = (extra: string[] = []) => [
-    'credential-process',
-    '--issuer', leash.url,
-    '--client-id', 's3-reader',
-    '--audience', AWS_AUDIENCE,
-    '--attestation-file', attestationFile,
-    ...extra,
-  ];
+  const args = (extra: string[] = []) => ['credential-process', '--issuer', leash.url, '--client-id', 's3-reader', '--audience', AWS_AUDIENCE, '--attestation-file', attestationFile, ...extra];
 
   it('prints exactly the credential_process JSON and sends the RFC 8693 request', async () => {
     const c = capture();
@@ -201,7 +194,10 @@ describe('leash aws credential-process', () => {
 
   it('takes the task id from --task-file and sends an http audience as resource', async () => {
     const c = capture();
-    const code = await runAwsCli(['credential-process', '--issuer', leash.url, '--client-id', 's3-reader', '--audience', 'https://s3.example.com', '--attestation-file', attestationFile, '--task-file', taskFile], c.io);
+    const code = await runAwsCli(
+      ['credential-process', '--issuer', leash.url, '--client-id', 's3-reader', '--audience', 'https://s3.example.com', '--attestation-file', attestationFile, '--task-file', taskFile],
+      c.io,
+    );
     expect(code).toBe(0);
     const form = leash.forms.at(-1) as URLSearchParams;
     expect(form.get('task')).toBe('tsk_fromfile0123456');
@@ -214,7 +210,10 @@ describe('leash aws credential-process', () => {
     ['aws:down', 'temporarily_unavailable: AWS STS is unavailable; retry later'],
   ])('a refusal (%s) goes to stderr with the OAuth error, exit 1, nothing on stdout, never the attestation', async (audience, message) => {
     const c = capture();
-    const code = await runAwsCli(['credential-process', '--issuer', leash.url, '--client-id', 's3-reader', '--audience', audience, '--attestation-file', attestationFile, '--task', 'tsk_0123456789abc'], c.io);
+    const code = await runAwsCli(
+      ['credential-process', '--issuer', leash.url, '--client-id', 's3-reader', '--audience', audience, '--attestation-file', attestationFile, '--task', 'tsk_0123456789abc'],
+      c.io,
+    );
     expect(code).toBe(1);
     expect(c.out).toEqual([]);
     expect(c.err.join('')).toContain(message);
@@ -244,7 +243,9 @@ describe('leash aws credential-process', () => {
     expect(noFile.err.join('')).toMatch(/cannot read the attestation file .*nope.* \(ENOENT\)/);
     const empty = capture();
     await writeFile(join(dir, 'empty'), '\n');
-    expect(await runAwsCli(['credential-process', '--issuer', leash.url, '--client-id', 'p', '--audience', 'a', '--attestation-file', attestationFile, '--task-file', join(dir, 'empty')], empty.io)).toBe(2);
+    expect(
+      await runAwsCli(['credential-process', '--issuer', leash.url, '--client-id', 'p', '--audience', 'a', '--attestation-file', attestationFile, '--task-file', join(dir, 'empty')], empty.io),
+    ).toBe(2);
     expect(empty.err.join('')).toContain('task id file');
     expect(missing.out).toEqual([]);
     const unknown = capture();
@@ -268,7 +269,26 @@ describe('leash aws credential-process', () => {
     beforeAll(async () => {
       configFile = join(dir, 'aws-config');
       credentialsFile = join(dir, 'aws-credentials');
-      const line = [process.execPath, '--import', 'tsx', MAIN, 'aws', 'credential-process', '--issuer', leash.url, '--client-id', 's3-reader', '--audience', AWS_AUDIENCE, '--task-file', taskFile, '--attestation-file', attestationFile, '--scope', 's3:read'].join(' ');
+      const line = [
+        process.execPath,
+        '--import',
+        'tsx',
+        MAIN,
+        'aws',
+        'credential-process',
+        '--issuer',
+        leash.url,
+        '--client-id',
+        's3-reader',
+        '--audience',
+        AWS_AUDIENCE,
+        '--task-file',
+        taskFile,
+        '--attestation-file',
+        attestationFile,
+        '--scope',
+        's3:read',
+      ].join(' ');
       await writeFile(configFile, `[profile leash]\ncredential_process = ${line}\nregion = us-east-1\n`);
       await writeFile(credentialsFile, '');
     });
@@ -302,9 +322,26 @@ describe('leash aws credential-process', () => {
       expect(got).toEqual({ id: leash.issued?.accessKeyId, secret: leash.issued?.secretAccessKey, token: leash.issued?.sessionToken, exp: leash.issued?.expiration });
     });
 
-    it('a refusal surfaces as an SDK credentials error carrying Leash\'s reason, with no credentials', async () => {
+    it("a refusal surfaces as an SDK credentials error carrying Leash's reason, with no credentials", async () => {
       const refusedConfig = join(dir, 'aws-config-refused');
-      const line = [process.execPath, '--import', 'tsx', MAIN, 'aws', 'credential-process', '--issuer', leash.url, '--client-id', 's3-reader', '--audience', 'aws:refused', '--task', 'tsk_0123456789abc', '--attestation-file', attestationFile].join(' ');
+      const line = [
+        process.execPath,
+        '--import',
+        'tsx',
+        MAIN,
+        'aws',
+        'credential-process',
+        '--issuer',
+        leash.url,
+        '--client-id',
+        's3-reader',
+        '--audience',
+        'aws:refused',
+        '--task',
+        'tsk_0123456789abc',
+        '--attestation-file',
+        attestationFile,
+      ].join(' ');
       await writeFile(refusedConfig, `[profile leash]\ncredential_process = ${line}\n`);
       const provider = fromIni({ profile: 'leash', configFilepath: refusedConfig, filepath: credentialsFile });
       await expect(provider()).rejects.toThrow(/Command failed/);

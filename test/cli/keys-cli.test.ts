@@ -46,11 +46,16 @@ describe('leash keys (CLI against a live broker)', () => {
     expect(r.code).toBe(0);
     const body = JSON.parse(r.out) as { backend: string; keys: { kid: string; state: string }[] };
     expect(body.backend).toBe('local');
-    expect(body.keys.map((k) => k.kid).sort()).toEqual(tb.broker.testing.keys.list().map((k) => k.kid).sort());
+    expect(body.keys.map((k) => k.kid).sort()).toEqual(
+      tb.broker.testing.keys
+        .list()
+        .map((k) => k.kid)
+        .sort(),
+    );
     expect(r.out + r.err).not.toContain(OPS_KEY);
   });
 
-  it('a rotation refused by the prepublish rule exits 1 with the broker\'s reason', async () => {
+  it("a rotation refused by the prepublish rule exits 1 with the broker's reason", async () => {
     const r = await keys(['rotate', '--url', tb.url, '--reason', 'routine'], { LEASH_ADMIN_KEY: OPS_KEY });
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/^leash keys rotate: 409 conflict \(not_ready\): .*prepublish/);

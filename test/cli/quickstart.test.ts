@@ -5,8 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../support/broker.js';
 
-const leash = (args: string[]) =>
-  spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8', timeout: 60000 });
+const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8', timeout: 60000 });
 
 describe('the README quickstart and CLI', () => {
   it('`demo` starts on embedded defaults and shows an exchange verified by a resource server', async () => {
@@ -40,7 +39,9 @@ describe('the README quickstart and CLI', () => {
     // validate a copy renewed to run from today, so this test is about the policy, not the calendar.
     const dir = mkdtempSync(join(tmpdir(), 'leash-quickstart-'));
     const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
-    const demo = readFileSync('config/demo.yaml', 'utf8').replace(/created_at: "[^"]+"/, `created_at: "${day(-1)}"`).replace(/expires_at: "[^"]+"/, `expires_at: "${day(60)}"`);
+    const demo = readFileSync('config/demo.yaml', 'utf8')
+      .replace(/created_at: "[^"]+"/, `created_at: "${day(-1)}"`)
+      .replace(/expires_at: "[^"]+"/, `expires_at: "${day(60)}"`);
     writeFileSync(join(dir, 'demo.yaml'), demo);
     const ok = leash(['validate', join(dir, 'demo.yaml')]);
     expect(ok.stderr).toBe('');

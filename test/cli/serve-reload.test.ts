@@ -32,7 +32,13 @@ describe('leash serve reloads its policy', () => {
     const exchange = async () =>
       fetch(`${url}/token`, {
         method: 'POST',
-        body: new URLSearchParams({ grant_type: EXCHANGE, client_id: 'newcomer', subject_token: await cluster.saToken({ sa: 'newcomer' }), subject_token_type: JWT_TYPE, resource: 'https://new.example.com' }),
+        body: new URLSearchParams({
+          grant_type: EXCHANGE,
+          client_id: 'newcomer',
+          subject_token: await cluster.saToken({ sa: 'newcomer' }),
+          subject_token_type: JWT_TYPE,
+          resource: 'https://new.example.com',
+        }),
       });
     try {
       await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/healthz`)).ok);
@@ -94,10 +100,18 @@ describe('leash serve reloads its policy', () => {
           body: new URLSearchParams({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task }),
         })
       ).status === 200;
-    const policyEvents = () => stdout.split('\n').filter((l) => l.includes('"type":"policy.loaded"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const policyEvents = () =>
+      stdout
+        .split('\n')
+        .filter((l) => l.includes('"type":"policy.loaded"'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
     try {
       await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/healthz`)).ok);
-      const opened = await fetch(`${url}/tasks`, { method: 'POST', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ plugins: ['crm-reader'] }) });
+      const opened = await fetch(`${url}/tasks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ plugins: ['crm-reader'] }),
+      });
       task = ((await opened.json()) as { id: string }).id;
       expect(await attests(before)).toBe(true);
       expect(await attests(rotated)).toBe(false);

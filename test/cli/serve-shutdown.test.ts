@@ -63,9 +63,7 @@ async function serve(name: string, patch: (input: Record<string, any>) => void =
   let stdout = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal, at: performance.now() })),
-  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: performance.now() })));
   const managementUrl = `http://127.0.0.1:${managementPort}`;
   await waitFor(async () => (await fetch(`${managementUrl}/readyz`)).ok, 30000);
   return { child, url, managementUrl, port, dbPath: input.settings.store.path as string, stderr: () => stderr, stdout: () => stdout, exited };
@@ -138,7 +136,9 @@ describe('leash serve: graceful shutdown on SIGTERM', () => {
         owner: 'team-data@example.com',
         risk: 'medium',
         bindings: [{ issuer: 'test-cluster', subject: 'system:serviceaccount:plugins:reports-reader' }],
-        grants: [{ audience: AWS_AUDIENCE, scopes: ['s3:read'], kind: 'aws-sts', effect: 'read', max_ttl: 300, aws: { role_arn: ROLE, actions: ['s3:GetObject'], resources: ['arn:aws:s3:::reports/*'] } }],
+        grants: [
+          { audience: AWS_AUDIENCE, scopes: ['s3:read'], kind: 'aws-sts', effect: 'read', max_ttl: 300, aws: { role_arn: ROLE, actions: ['s3:GetObject'], resources: ['arn:aws:s3:::reports/*'] } },
+        ],
       });
     });
     sts.setOidc({ issuer: s.url, jwksUrl: `${s.url}/jwks`, audiences: ['sts.amazonaws.com'] });
@@ -153,7 +153,14 @@ describe('leash serve: graceful shutdown on SIGTERM', () => {
     const hold = sts.holdNext();
     const answer = fetch(`${s.url}/token`, {
       method: 'POST',
-      body: new URLSearchParams({ grant_type: EXCHANGE, client_id: 'reports-reader', subject_token: await cluster.saToken({ sa: 'reports-reader' }), subject_token_type: JWT_TYPE, audience: AWS_AUDIENCE, task }),
+      body: new URLSearchParams({
+        grant_type: EXCHANGE,
+        client_id: 'reports-reader',
+        subject_token: await cluster.saToken({ sa: 'reports-reader' }),
+        subject_token_type: JWT_TYPE,
+        audience: AWS_AUDIENCE,
+        task,
+      }),
     });
     const call = await hold.arrived; // the STS call is out; its answer is held
     const sigterm = performance.now();

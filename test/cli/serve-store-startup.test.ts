@@ -72,7 +72,7 @@ function oneLine(run: Run): string {
 }
 
 describe('leash serve: a store that cannot be opened', () => {
-  it('SQLite: a path that is a folder names the resolved path and SQLite\'s error', async () => {
+  it("SQLite: a path that is a folder names the resolved path and SQLite's error", async () => {
     const path = join(dir, 'a-folder.db');
     await mkdir(path, { recursive: true });
     const line = oneLine(await runToExit(await writeConfig('sqlite-folder', { kind: 'sqlite', path })));
@@ -88,37 +88,49 @@ describe('leash serve: a store that cannot be opened', () => {
     expect(line).toMatch(new RegExp(`cannot open the sqlite store at ${path}: (ENOTDIR|EEXIST)`));
   }, 30000);
 
-  (RUN_REDIS ? it : it.skip)('Redis unreachable: names host:port and the connection error, never the password (URL or LEASH_REDIS_PASSWORD)', async () => {
-    const port = await freePort();
-    for (const [name, url, env] of [
-      ['redis-url-password', `redis://leash:${PASSWORD}@127.0.0.1:${port}/2`, {}],
-      ['redis-env-password', `redis://127.0.0.1:${port}`, { LEASH_REDIS_PASSWORD: PASSWORD }],
-    ] as const) {
-      const run = await runToExit(await writeConfig(name, { kind: 'redis', url, key_prefix: 'startup:' }), env);
-      const line = oneLine(run);
-      expect(line).toContain(`cannot open the redis store at 127.0.0.1:${port}${name === 'redis-url-password' ? '/2' : ''} (key prefix startup:): `);
-      expect(line).toMatch(/ECONNREFUSED/);
-      expect(run.output).not.toContain(PASSWORD);
-    }
-  }, 60000);
+  (RUN_REDIS ? it : it.skip)(
+    'Redis unreachable: names host:port and the connection error, never the password (URL or LEASH_REDIS_PASSWORD)',
+    async () => {
+      const port = await freePort();
+      for (const [name, url, env] of [
+        ['redis-url-password', `redis://leash:${PASSWORD}@127.0.0.1:${port}/2`, {}],
+        ['redis-env-password', `redis://127.0.0.1:${port}`, { LEASH_REDIS_PASSWORD: PASSWORD }],
+      ] as const) {
+        const run = await runToExit(await writeConfig(name, { kind: 'redis', url, key_prefix: 'startup:' }), env);
+        const line = oneLine(run);
+        expect(line).toContain(`cannot open the redis store at 127.0.0.1:${port}${name === 'redis-url-password' ? '/2' : ''} (key prefix startup:): `);
+        expect(line).toMatch(/ECONNREFUSED/);
+        expect(run.output).not.toContain(PASSWORD);
+      }
+    },
+    60000,
+  );
 
-  (RUN_REDIS ? it : it.skip)('Redis without AOF: says so and names settings.store.allow_volatile', async () => {
-    const redis = await startRedis({ aof: false });
-    servers.push(redis);
-    const line = oneLine(await runToExit(await writeConfig('redis-no-aof', { kind: 'redis', url: redis.url, key_prefix: 'startup:' })));
-    expect(line).toContain(`cannot open the redis store at 127.0.0.1:${redis.port} (key prefix startup:): the Redis server at 127.0.0.1:${redis.port} runs without AOF (appendonly no)`);
-    expect(line).toContain('settings.store.allow_volatile');
-  }, 30000);
+  (RUN_REDIS ? it : it.skip)(
+    'Redis without AOF: says so and names settings.store.allow_volatile',
+    async () => {
+      const redis = await startRedis({ aof: false });
+      servers.push(redis);
+      const line = oneLine(await runToExit(await writeConfig('redis-no-aof', { kind: 'redis', url: redis.url, key_prefix: 'startup:' })));
+      expect(line).toContain(`cannot open the redis store at 127.0.0.1:${redis.port} (key prefix startup:): the Redis server at 127.0.0.1:${redis.port} runs without AOF (appendonly no)`);
+      expect(line).toContain('settings.store.allow_volatile');
+    },
+    30000,
+  );
 
-  (RUN_REDIS ? it : it.skip)('Redis with a reset waiting for an operator: says what was lost and how to accept it', async () => {
-    const redis = await startRedis();
-    servers.push(redis);
-    const raw = new Redis(redis.url);
-    const marker = { previousEpoch: 'epoch-before', foundEpoch: null, detectedAt: 1, auditHead: { seq: 41, hash: 'a'.repeat(64) }, revocationSeq: 7 };
-    await raw.set('startup:store:reset', JSON.stringify(marker));
-    raw.disconnect();
-    const line = oneLine(await runToExit(await writeConfig('redis-reset', { kind: 'redis', url: redis.url, key_prefix: 'startup:' })));
-    expect(line).toContain('the store was reset: it held epoch epoch-before (audit head seq 41, revocation seq 7) and now has no epoch at all');
-    expect(line).toContain('leash store accept-reset --config <file>');
-  }, 30000);
+  (RUN_REDIS ? it : it.skip)(
+    'Redis with a reset waiting for an operator: says what was lost and how to accept it',
+    async () => {
+      const redis = await startRedis();
+      servers.push(redis);
+      const raw = new Redis(redis.url);
+      const marker = { previousEpoch: 'epoch-before', foundEpoch: null, detectedAt: 1, auditHead: { seq: 41, hash: 'a'.repeat(64) }, revocationSeq: 7 };
+      await raw.set('startup:store:reset', JSON.stringify(marker));
+      raw.disconnect();
+      const line = oneLine(await runToExit(await writeConfig('redis-reset', { kind: 'redis', url: redis.url, key_prefix: 'startup:' })));
+      expect(line).toContain('the store was reset: it held epoch epoch-before (audit head seq 41, revocation seq 7) and now has no epoch at all');
+      expect(line).toContain('leash store accept-reset --config <file>');
+    },
+    30000,
+  );
 });

@@ -130,12 +130,16 @@ describe('leash serve: Vault problems at startup (vault-transit)', () => {
   it.each([
     ['empty', ''],
     ['unset', undefined],
-  ])('the token variable %s: exits 1 with a clear message naming the variable', async (_label, token) => {
-    const run = await runToExit(await writeConfig('no-token', vault.url), token);
-    const line = expectCleanFailure(run, undefined);
-    expect(line).toContain(`Vault at ${vault.url}`);
-    expect(line).toContain(`environment variable ${TOKEN_ENV} is empty or unset`);
-  }, 30000);
+  ])(
+    'the token variable %s: exits 1 with a clear message naming the variable',
+    async (_label, token) => {
+      const run = await runToExit(await writeConfig('no-token', vault.url), token);
+      const line = expectCleanFailure(run, undefined);
+      expect(line).toContain(`Vault at ${vault.url}`);
+      expect(line).toContain(`environment variable ${TOKEN_ENV} is empty or unset`);
+    },
+    30000,
+  );
 
   it('control: the same config with a sufficient token starts with two Transit keys in its JWKS and stops cleanly on SIGTERM', async () => {
     const token = vault.createToken({

@@ -131,18 +131,22 @@ export async function startIssuer(deps: { keys: KeyManager; clock: Clock }): Pro
     }
     const iat = Math.floor(deps.clock.now() / 1000);
     const ttl = form.expires_in ? Math.min(Number(form.expires_in), 600) : (state.expiresIn ?? 300);
-    const token = await signJwt(deps.keys.current(), { typ: 'at+jwt' }, {
-      iss: issuer,
-      sub: form.client_id,
-      aud: audience,
-      iat,
-      exp: iat + ttl,
-      jti: randomBytes(8).toString('hex'),
-      scope: form.scope ?? 'default',
-      plugin: form.client_id,
-      task: form.task,
-      ...(jkt ? { cnf: { jkt } } : {}),
-    });
+    const token = await signJwt(
+      deps.keys.current(),
+      { typ: 'at+jwt' },
+      {
+        iss: issuer,
+        sub: form.client_id,
+        aud: audience,
+        iat,
+        exp: iat + ttl,
+        jti: randomBytes(8).toString('hex'),
+        scope: form.scope ?? 'default',
+        plugin: form.client_id,
+        task: form.task,
+        ...(jkt ? { cnf: { jkt } } : {}),
+      },
+    );
     res.set('cache-control', 'no-store').json({
       access_token: token,
       issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',

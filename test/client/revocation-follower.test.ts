@@ -200,32 +200,29 @@ describe('createRevocationFollower', () => {
     expect(during.seq).toBeLessThan(after.seq);
   });
 
-  it.each(['sse', 'poll'] as const)(
-    '%s: Leash restarted on an empty store (new epoch, seqs from 1): the follower drops its cursor and misses nothing revoked there',
-    async (mode) => {
-      const feed = await startFeed();
-      for (const j of ['a', 'b', 'c']) await feed.view.revokeToken(`old-${j}`, by);
-      const errors: Error[] = [];
-      const f = follow(feed, { mode, pollIntervalMs: 30, onError: (e) => errors.push(e) });
-      await f.ready();
-      await eventually(() => f.cursor() === 3);
-      const before = feed.store.epoch();
-      expect(f.epoch()).toBe(before);
+  it.each(['sse', 'poll'] as const)('%s: Leash restarted on an empty store (new epoch, seqs from 1): the follower drops its cursor and misses nothing revoked there', async (mode) => {
+    const feed = await startFeed();
+    for (const j of ['a', 'b', 'c']) await feed.view.revokeToken(`old-${j}`, by);
+    const errors: Error[] = [];
+    const f = follow(feed, { mode, pollIntervalMs: 30, onError: (e) => errors.push(e) });
+    await f.ready();
+    await eventually(() => f.cursor() === 3);
+    const before = feed.store.epoch();
+    expect(f.epoch()).toBe(before);
 
-      await feed.restartEmpty();
-      expect(feed.store.epoch()).not.toBe(before);
-      // seq 1 of the new store: a follower that kept cursor 3 would never ask for it
-      const fresh = await feed.view.revokeToken('new-1', by);
-      expect(fresh.seq).toBe(1);
-      await eventually(() => f.isRevoked(facts({ jti: 'new-1' })), 3000);
-      expect(f.epoch()).toBe(feed.store.epoch());
-      expect(f.cursor()).toBe(1);
-      expect(errors.map((e) => e.message)).toContainEqual(expect.stringMatching(/store was reset \(epoch .* -> .*\): dropped the cursor/));
-      // what it knew is kept: those were real revocations, lost only by the store
-      expect(f.isRevoked(facts({ jti: 'old-a' }))).toBe(true);
-      await eventually(() => f.fresh());
-    },
-  );
+    await feed.restartEmpty();
+    expect(feed.store.epoch()).not.toBe(before);
+    // seq 1 of the new store: a follower that kept cursor 3 would never ask for it
+    const fresh = await feed.view.revokeToken('new-1', by);
+    expect(fresh.seq).toBe(1);
+    await eventually(() => f.isRevoked(facts({ jti: 'new-1' })), 3000);
+    expect(f.epoch()).toBe(feed.store.epoch());
+    expect(f.cursor()).toBe(1);
+    expect(errors.map((e) => e.message)).toContainEqual(expect.stringMatching(/store was reset \(epoch .* -> .*\): dropped the cursor/));
+    // what it knew is kept: those were real revocations, lost only by the store
+    expect(f.isRevoked(facts({ jti: 'old-a' }))).toBe(true);
+    await eventually(() => f.fresh());
+  });
 
   it('an answer without the epoch after answers with one is refused: the follower turns stale instead of trusting it', async () => {
     const feed = await startFeed();
@@ -283,7 +280,15 @@ describe('createRevocationFollower', () => {
       clientAssertion: () => {
         minted++;
         const now = Math.floor(Date.now() / 1000);
-        return new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'rs-1' }).setIssuer('jwt-api').setSubject('jwt-api').setAudience('https://leash.test').setJti(randomUUID()).setIssuedAt(now).setExpirationTime(now + 60).sign(rsKey);
+        return new SignJWT({})
+          .setProtectedHeader({ alg: 'ES256', kid: 'rs-1' })
+          .setIssuer('jwt-api')
+          .setSubject('jwt-api')
+          .setAudience('https://leash.test')
+          .setJti(randomUUID())
+          .setIssuedAt(now)
+          .setExpirationTime(now + 60)
+          .sign(rsKey);
       },
     });
     await f.ready();
@@ -339,7 +344,11 @@ describe('createLeashVerifier({ revocations })', () => {
 
   const mint = (extra: Record<string, unknown> = {}) => {
     const now = Math.floor(Date.now() / 1000);
-    return signJwt(keys.current(), { typ: 'at+jwt' }, { iss: issuer.url, sub: 'p', aud: AUD, iat: now, exp: now + 300, jti: randomBytes(8).toString('hex'), scope: 'items:read', plugin: 'p', task: 'task-1', ...extra });
+    return signJwt(
+      keys.current(),
+      { typ: 'at+jwt' },
+      { iss: issuer.url, sub: 'p', aud: AUD, iat: now, exp: now + 300, jti: randomBytes(8).toString('hex'), scope: 'items:read', plugin: 'p', task: 'task-1', ...extra },
+    );
   };
   const jtiOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()).jti as string;
 
@@ -391,7 +400,11 @@ describe('createLeashVerifier({ revocations })', () => {
     cleanups.push(() => iss.close());
     const mint = (extra: Record<string, unknown> = {}) => {
       const now = Math.floor(Date.now() / 1000);
-      return signJwt(k.keys.current(), { typ: 'at+jwt' }, { iss: iss.url, sub: 'p', aud: AUD, iat: now, exp: now + 300, jti: randomBytes(8).toString('hex'), scope: 'items:read', plugin: 'p', task: 'task-1', ...extra });
+      return signJwt(
+        k.keys.current(),
+        { typ: 'at+jwt' },
+        { iss: iss.url, sub: 'p', aud: AUD, iat: now, exp: now + 300, jti: randomBytes(8).toString('hex'), scope: 'items:read', plugin: 'p', task: 'task-1', ...extra },
+      );
     };
     const verifier = createLeashVerifier({ issuer: iss.url, audience: AUD, revocations: follower });
     const req = (token: string) => ({ authorization: `Bearer ${token}`, method: 'GET', url: `${AUD}/items` });
@@ -411,7 +424,13 @@ describe('createLeashVerifier({ revocations })', () => {
     await expect(verifier.verify(req(other))).resolves.toMatchObject({ plugin: 'p' });
 
     // Malformed: not an array, a non-string item, more jtis than actors, no act at all, its own jti.
-    for (const bad of [await delegated('x'), await delegated([1, 2]), await delegated(['a', 'b', 'c']), await mint({ chain_jti: ['a'] }), await mint({ jti: 'self', act: { sub: 'p' }, chain_jti: ['self'] })]) {
+    for (const bad of [
+      await delegated('x'),
+      await delegated([1, 2]),
+      await delegated(['a', 'b', 'c']),
+      await mint({ chain_jti: ['a'] }),
+      await mint({ jti: 'self', act: { sub: 'p' }, chain_jti: ['self'] }),
+    ]) {
       await expect(verifier.verify(req(bad))).rejects.toMatchObject({ error: 'invalid_token', error_description: "the token's 'chain_jti' claim is malformed" });
     }
   });
@@ -425,10 +444,23 @@ describe('createLeashVerifier({ revocations })', () => {
     const root = `root-${randomBytes(4).toString('hex')}`;
     const mid = `mid-${randomBytes(4).toString('hex')}`;
     // root -> mid -> p: sub is the root, act nests p (outermost) and mid.
-    const token = await signJwt(k.keys.current(), { typ: 'at+jwt' }, {
-      iss: iss.url, sub: root, aud: AUD, iat: now, exp: now + 300, jti: randomBytes(8).toString('hex'), scope: 'items:read', plugin: 'p-chain', task: 'task-1',
-      act: { sub: 'p-chain', act: { sub: mid } }, chain_jti: [randomBytes(8).toString('hex'), randomBytes(8).toString('hex')],
-    });
+    const token = await signJwt(
+      k.keys.current(),
+      { typ: 'at+jwt' },
+      {
+        iss: iss.url,
+        sub: root,
+        aud: AUD,
+        iat: now,
+        exp: now + 300,
+        jti: randomBytes(8).toString('hex'),
+        scope: 'items:read',
+        plugin: 'p-chain',
+        task: 'task-1',
+        act: { sub: 'p-chain', act: { sub: mid } },
+        chain_jti: [randomBytes(8).toString('hex'), randomBytes(8).toString('hex')],
+      },
+    );
     const verifier = createLeashVerifier({ issuer: iss.url, audience: AUD, revocations: follower });
     const req = { authorization: `Bearer ${token}`, method: 'GET', url: `${AUD}/items` };
     await expect(verifier.verify(req)).resolves.toMatchObject({ plugin: 'p-chain' });

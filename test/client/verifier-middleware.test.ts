@@ -45,8 +45,7 @@ function claims(extra: Record<string, unknown> = {}): Record<string, unknown> {
     ...extra,
   };
 }
-const mint = (extra: Record<string, unknown> = {}, header: Record<string, unknown> = { typ: 'at+jwt' }, k: KeyManager = keys) =>
-  signJwt(k.current(), header, claims(extra));
+const mint = (extra: Record<string, unknown> = {}, header: Record<string, unknown> = { typ: 'at+jwt' }, k: KeyManager = keys) => signJwt(k.current(), header, claims(extra));
 
 beforeAll(async () => {
   const a = await tempKeys(systemClock, 'ES256');
@@ -180,7 +179,10 @@ describe('middleware: RFC 9728 protected resource metadata', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('application/json');
     expect(await res.json()).toEqual({ resource: `${AUD}/v2`, authorization_servers: ['https://leash.example.com'], bearer_methods_supported: ['header'], scopes_supported: ['items:read'] });
-    expect(protectedResourceMetadata({ resource: `${AUD}/v2`, authorizationServer: 'https://leash.example.com', dpopRequired: true, dpopAlgorithms: ['ES256'] })).toMatchObject({ dpop_bound_access_tokens_required: true, dpop_signing_alg_values_supported: ['ES256'] });
+    expect(protectedResourceMetadata({ resource: `${AUD}/v2`, authorizationServer: 'https://leash.example.com', dpopRequired: true, dpopAlgorithms: ['ES256'] })).toMatchObject({
+      dpop_bound_access_tokens_required: true,
+      dpop_signing_alg_values_supported: ['ES256'],
+    });
     expect((await fetch(`${api}/.well-known/oauth-protected-resource/v2`, { method: 'POST' })).status).toBe(405);
     expect((await fetch(`${api}/.well-known/oauth-protected-resource/v3`)).status).toBe(404);
   });

@@ -84,7 +84,7 @@ describe('writeConfigurationDoc', () => {
       await writeConfigurationDoc(file);
       const doc = await readFile(file, 'utf8');
       expect(doc.startsWith('# Intro\n\nhand-written\n\n')).toBe(true);
-      expect(doc).not.toContain("STALE-PLACEHOLDER-0xdead");
+      expect(doc).not.toContain('STALE-PLACEHOLDER-0xdead');
       expect(doc.endsWith(`${GENERATED_END}\n\n## After\n`)).toBe(true);
       expect(extractGeneratedSection(doc)).toBe(renderConfigurationDoc().trim());
       // Idempotent: a second run changes nothing.

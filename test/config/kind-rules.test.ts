@@ -50,7 +50,11 @@ describe('bindings must pin what the issuer shares with strangers', () => {
     ['gcp: unique id', 'gcp', { subject: { glob: '*' }, claims: { unique_id: '112233445566778899000' } }],
     ['gcp: Compute Engine project', 'gcp', { subject: { glob: '*' }, claims: { project_id: 'acme-prod', instance_name: { glob: 'crm-*' } } }],
     ['azure: exact oid', 'azure', { subject: '99999999-8888-7777-6666-555555555555' }],
-    ['azure: managed identity resource id', 'azure', { subject: { glob: '*' }, claims: { xms_mirid: '/subscriptions/a/resourcegroups/crm/providers/Microsoft.ManagedIdentity/userAssignedIdentities/crm' } }],
+    [
+      'azure: managed identity resource id',
+      'azure',
+      { subject: { glob: '*' }, claims: { xms_mirid: '/subscriptions/a/resourcegroups/crm/providers/Microsoft.ManagedIdentity/userAssignedIdentities/crm' } },
+    ],
     ['aws: exact ARN', 'aws', { subject: 'arn:aws:sts::210987654321:assumed-role/crm-reader/i-0abc' }],
     ['aws: any session of one role (glob)', 'aws', { subject: { glob: 'arn:aws:sts::210987654321:assumed-role/crm-reader/*' } }],
     ['aws: the role unique id', 'aws', { subject: { glob: '*' }, claims: { role_id: 'AROALEASHROLEID00001' } }],

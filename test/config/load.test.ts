@@ -84,7 +84,12 @@ describe('parseConfig: defaults, paths, freezing', () => {
   });
 
   it('does not check that files named in the config exist', () => {
-    expect(() => parseConfig(patched((c) => (c.trusted_issuers[0].jwks = { file: '/nonexistent/nowhere.json' })), { baseDir: '/nonexistent' })).not.toThrow();
+    expect(() =>
+      parseConfig(
+        patched((c) => (c.trusted_issuers[0].jwks = { file: '/nonexistent/nowhere.json' })),
+        { baseDir: '/nonexistent' },
+      ),
+    ).not.toThrow();
   });
 });
 
@@ -202,7 +207,11 @@ describe('loadConfigFile: YAML and JSON files', () => {
     const loaded = await loadConfigFile(file);
     expect(loaded.path).toBe(file);
     expect(loaded.baseDir).toBe(dir);
-    expect(loaded.digest).toBe(createHash('sha256').update(await readFile(file)).digest('hex'));
+    expect(loaded.digest).toBe(
+      createHash('sha256')
+        .update(await readFile(file))
+        .digest('hex'),
+    );
     expect(loaded.config.trusted_issuers[0]!.jwks!.file).toBe(join(dir, 'cluster.jwks.json'));
     expect(loaded.config.settings.store.path).toBe(join(dir, 'data', 'leash.db'));
     expect(Object.isFrozen(loaded.config.plugins[0])).toBe(true);
@@ -275,12 +284,16 @@ describe('config/demo.yaml', () => {
     const { config } = loaded;
     const sha = (s: string) => createHash('sha256').update(s).digest('hex');
     expect(config.settings.issuer).toBe('http://127.0.0.1:8080');
-    expect(config.trusted_issuers.map((t) => [t.name, t.kind, t.issuer, t.audience])).toEqual([
-      ['demo-cluster', 'kubernetes', 'https://kubernetes.default.svc.cluster.local', 'leash'],
-    ]);
+    expect(config.trusted_issuers.map((t) => [t.name, t.kind, t.issuer, t.audience])).toEqual([['demo-cluster', 'kubernetes', 'https://kubernetes.default.svc.cluster.local', 'leash']]);
     expect(config.trusted_issuers[0]!.jwks!.file).toBe(join(loaded.baseDir, 'demo-cluster.jwks.json'));
     expect(config.plugins.map((p) => p.id)).toEqual(['crm-reader', 'ticket-writer']);
-    expect(config.plugins[0]!.grants[0]).toMatchObject({ audience: 'https://crm.example.com/api', scopes: ['contacts:read', 'contacts:search'], default_scopes: ['contacts:read'], effect: 'read', max_ttl: 300 });
+    expect(config.plugins[0]!.grants[0]).toMatchObject({
+      audience: 'https://crm.example.com/api',
+      scopes: ['contacts:read', 'contacts:search'],
+      default_scopes: ['contacts:read'],
+      effect: 'read',
+      max_ttl: 300,
+    });
     expect(config.plugins[1]!.grants[0]).toMatchObject({ audience: 'https://tickets.example.com', effect: 'write', approval: 'none', dpop: 'required', max_ttl: 120 });
     expect(config.admin.api_keys).toEqual([
       { id: 'demo-orchestrator', sha256: sha('demo-orchestrator-key'), roles: ['orchestrator'], groups: [] },

@@ -108,7 +108,7 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
     message: /only applies to kind 'aws-sts'/,
   },
   {
-    rule: 'the session policy fits within AWS\'s 2048-character limit',
+    rule: "the session policy fits within AWS's 2048-character limit",
     patch: (c) => {
       c.plugins[0].grants[0].kind = 'aws-sts';
       c.plugins[0].grants[0].aws = { role_arn: 'arn:aws:iam::123456789012:role/r', actions: Array.from({ length: 100 }, (_, i) => `s3:GetObjectWithAVeryLongName${i}`), resources: ['*'] };
@@ -130,7 +130,11 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
   },
   {
     rule: 'resource server ids are unique',
-    patch: (c) => (c.resource_servers = [{ id: 'crm-api', audiences: ['a'], client_secret_sha256: sha('a') }, { id: 'crm-api', audiences: ['b'], client_secret_sha256: sha('b') }]),
+    patch: (c) =>
+      (c.resource_servers = [
+        { id: 'crm-api', audiences: ['a'], client_secret_sha256: sha('a') },
+        { id: 'crm-api', audiences: ['b'], client_secret_sha256: sha('b') },
+      ]),
     path: '/resource_servers/1/id',
     message: /duplicate resource server id 'crm-api'/,
   },
@@ -172,7 +176,11 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
   },
   {
     rule: 'a condition has exactly one of equals/in/glob/present',
-    patch: (c) => (c.plugins[0].grants[0].conditions = [{ attr: 'task.env', equals: 'prod' }, { attr: 'task.env', equals: 'prod', in: ['prod'] }]),
+    patch: (c) =>
+      (c.plugins[0].grants[0].conditions = [
+        { attr: 'task.env', equals: 'prod' },
+        { attr: 'task.env', equals: 'prod', in: ['prod'] },
+      ]),
     path: '/plugins/0/grants/0/conditions/1',
     message: /needs exactly one of 'equals', 'in', 'glob', 'present' \(found 'equals' and 'in'\)/,
   },
@@ -225,7 +233,7 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
     message: /must not exceed settings\.tokens\.max_ttl \(300 > 200\)/,
   },
   {
-    rule: "a grant without max_ttl whose default exceeds settings.tokens.max_ttl says it is the default",
+    rule: 'a grant without max_ttl whose default exceeds settings.tokens.max_ttl says it is the default',
     patch: (c) => (c.settings = { tokens: { max_ttl: 120, default_ttl: 60 } }),
     path: '/plugins/0/grants/0/max_ttl',
     message: /is missing, and its default \(300\) exceeds settings\.tokens\.max_ttl \(120\): set max_ttl on this grant/,
@@ -244,7 +252,15 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
   },
   {
     rule: 'the same audience in two different plugins is fine, in one plugin it is not (only the second plugin is reported)',
-    patch: (c) => c.plugins.push(plugin('b', { grants: [{ audience: 'https://crm.example.com/api', scopes: ['x'], effect: 'read' }, { audience: 'https://crm.example.com/api', scopes: ['y'], effect: 'read' }] })),
+    patch: (c) =>
+      c.plugins.push(
+        plugin('b', {
+          grants: [
+            { audience: 'https://crm.example.com/api', scopes: ['x'], effect: 'read' },
+            { audience: 'https://crm.example.com/api', scopes: ['y'], effect: 'read' },
+          ],
+        }),
+      ),
     path: '/plugins/1/grants/1/audience',
     message: /duplicate audience/,
   },
@@ -280,7 +296,8 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
   },
   {
     rule: 'an x509-svid issuer has no JWKS',
-    patch: (c) => c.trusted_issuers.push({ name: 'x509', kind: 'x509-svid', issuer: 'spiffe://example.org', trust_domain: 'example.org', bundle_file: 'b.pem', jwks: { uri: 'https://example.org/jwks' } }),
+    patch: (c) =>
+      c.trusted_issuers.push({ name: 'x509', kind: 'x509-svid', issuer: 'spiffe://example.org', trust_domain: 'example.org', bundle_file: 'b.pem', jwks: { uri: 'https://example.org/jwks' } }),
     path: '/trusted_issuers/1/jwks',
     message: /does not apply to kind 'x509-svid'/,
   },
@@ -322,13 +339,25 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
   },
   {
     rule: 'admin api key ids are unique',
-    patch: (c) => (c.admin = { api_keys: [{ id: 'ops', sha256: sha('a'), roles: ['ops'] }, { id: 'ops', sha256: sha('b'), roles: ['security'] }] }),
+    patch: (c) =>
+      (c.admin = {
+        api_keys: [
+          { id: 'ops', sha256: sha('a'), roles: ['ops'] },
+          { id: 'ops', sha256: sha('b'), roles: ['security'] },
+        ],
+      }),
     path: '/admin/api_keys/1/id',
     message: /duplicate admin api key id 'ops'/,
   },
   {
     rule: 'admin api key hashes are unique (one key, one actor)',
-    patch: (c) => (c.admin = { api_keys: [{ id: 'ops', sha256: sha('a'), roles: ['ops'] }, { id: 'sec', sha256: sha('a'), roles: ['security'] }] }),
+    patch: (c) =>
+      (c.admin = {
+        api_keys: [
+          { id: 'ops', sha256: sha('a'), roles: ['ops'] },
+          { id: 'sec', sha256: sha('a'), roles: ['security'] },
+        ],
+      }),
     path: '/admin/api_keys/1/sha256',
     message: /duplicate admin api key hash/,
   },
@@ -360,29 +389,45 @@ describe('semantic rules: each broken rule is reported at its exact path', () =>
 
 describe('semantic rules: what they accept', () => {
   it.each([
-    ['a spiffe issuer with a trust_domain', (c: Record<string, any>) => c.trusted_issuers.push({ name: 'mesh', kind: 'spiffe', issuer: 'https://spire.example.com', audience: 'leash', jwks: { discovery: true }, trust_domain: 'example.org' })],
+    [
+      'a spiffe issuer with a trust_domain',
+      (c: Record<string, any>) =>
+        c.trusted_issuers.push({ name: 'mesh', kind: 'spiffe', issuer: 'https://spire.example.com', audience: 'leash', jwks: { discovery: true }, trust_domain: 'example.org' }),
+    ],
     ['discovery: false next to a file', (c: Record<string, any>) => (c.trusted_issuers[0].jwks = { file: 'a.json', discovery: false })],
     ['present: false as the one condition test', (c: Record<string, any>) => (c.plugins[0].grants[0].conditions = [{ attr: 'request.actor_token', present: false }])],
     ['a grant max_ttl equal to the ceiling', (c: Record<string, any>) => (c.plugins[0].grants[0].max_ttl = 3600)],
     ['a whole-day time window', (c: Record<string, any>) => (c.plugins[0].grants[0].time = { from: '00:00', to: '24:00', days: ['mon'] })],
     ['production with https issuer and a file store', (c: Record<string, any>) => (c.settings = { production: true, issuer: 'https://leash.example.com', store: { path: '/var/lib/leash/leash.db' } })],
-    ['a vault read grant with settings.vault', (c: Record<string, any>) => {
-      c.settings = { vault: { address: 'https://vault.example.com:8200' } };
-      Object.assign(c.plugins[0].grants[0], { kind: 'vault', vault: { path: 'database/creds/crm' } });
-    }],
-    ['a vault write grant with params', (c: Record<string, any>) => {
-      c.settings = { vault: { address: 'https://vault.example.com:8200' } };
-      Object.assign(c.plugins[0].grants[0], { kind: 'vault', vault: { path: 'pki/issue/plugins', method: 'write', params: { common_name: 'crm.plugins.example.com' } } });
-    }],
+    [
+      'a vault read grant with settings.vault',
+      (c: Record<string, any>) => {
+        c.settings = { vault: { address: 'https://vault.example.com:8200' } };
+        Object.assign(c.plugins[0].grants[0], { kind: 'vault', vault: { path: 'database/creds/crm' } });
+      },
+    ],
+    [
+      'a vault write grant with params',
+      (c: Record<string, any>) => {
+        c.settings = { vault: { address: 'https://vault.example.com:8200' } };
+        Object.assign(c.plugins[0].grants[0], { kind: 'vault', vault: { path: 'pki/issue/plugins', method: 'write', params: { common_name: 'crm.plugins.example.com' } } });
+      },
+    ],
     ['a vault-transit key backend with settings.vault', (c: Record<string, any>) => (c.settings = { vault: { address: 'https://vault.example.com:8200' }, keys: { backend: 'vault-transit' } })],
-    ['EdDSA keys with an assume-role aws-sts grant (Leash signs nothing AWS verifies)', (c: Record<string, any>) => {
-      c.settings = { keys: { algorithm: 'EdDSA' } };
-      Object.assign(c.plugins[0].grants[0], { kind: 'aws-sts', aws: { role_arn: 'arn:aws:iam::123456789012:role/r', mode: 'assume-role', actions: ['s3:GetObject'], resources: ['*'] } });
-    }],
-    ['ES256 keys with a web-identity aws-sts grant', (c: Record<string, any>) => {
-      c.settings = { keys: { algorithm: 'ES256' } };
-      Object.assign(c.plugins[0].grants[0], { kind: 'aws-sts', aws: { role_arn: 'arn:aws:iam::123456789012:role/r', actions: ['s3:GetObject'], resources: ['*'] } });
-    }],
+    [
+      'EdDSA keys with an assume-role aws-sts grant (Leash signs nothing AWS verifies)',
+      (c: Record<string, any>) => {
+        c.settings = { keys: { algorithm: 'EdDSA' } };
+        Object.assign(c.plugins[0].grants[0], { kind: 'aws-sts', aws: { role_arn: 'arn:aws:iam::123456789012:role/r', mode: 'assume-role', actions: ['s3:GetObject'], resources: ['*'] } });
+      },
+    ],
+    [
+      'ES256 keys with a web-identity aws-sts grant',
+      (c: Record<string, any>) => {
+        c.settings = { keys: { algorithm: 'ES256' } };
+        Object.assign(c.plugins[0].grants[0], { kind: 'aws-sts', aws: { role_arn: 'arn:aws:iam::123456789012:role/r', actions: ['s3:GetObject'], resources: ['*'] } });
+      },
+    ],
     ['the same audience granted to two plugins', (c: Record<string, any>) => c.plugins.push(plugin('other', { grants: [{ audience: 'https://crm.example.com/api', scopes: ['x'], effect: 'read' }] }))],
   ])('accepts %s', (_name, patch) => {
     expect(() => parseConfig(patched(patch))).not.toThrow();

@@ -229,10 +229,14 @@ describe('watchConfig', () => {
 
   it('keeps watching when the callback throws (it becomes a process warning)', async () => {
     let calls = 0;
-    watcher = watchConfig(file, () => {
-      calls++;
-      throw new Error('callback bug');
-    }, { debounceMs: 600_000 });
+    watcher = watchConfig(
+      file,
+      () => {
+        calls++;
+        throw new Error('callback bug');
+      },
+      { debounceMs: 600_000 },
+    );
     await writeFile(file, configText(20));
     await expect(watcher.reload()).resolves.toBeUndefined();
     await writeFile(file, configText(25));

@@ -46,7 +46,7 @@ describe('delegation chains over HTTP', () => {
     expect(JSON.stringify(event)).not.toContain(a.split('.')[2]);
   });
 
-  it('two hops with no scope named: B\'s default scope, within the chain', async () => {
+  it("two hops with no scope named: B's default scope, within the chain", async () => {
     const a = await rootToken(h, 'crm-reader', CRM_API, { scope: 'contacts:read contacts:search' });
     const res = await delegate(h, 'summarizer', a, CRM_API);
     expect(res.status).toBe(200);
@@ -94,7 +94,7 @@ describe('delegation chains over HTTP', () => {
     await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API, { scope: 'contacts:export' }), 'invalid_scope', 'ERR_SCOPE_NOT_GRANTED');
   });
 
-  it('an audience not in B\'s grants is refused, and so is one B holds but the root does not', async () => {
+  it("an audience not in B's grants is refused, and so is one B holds but the root does not", async () => {
     const a = await rootToken(h, 'crm-reader', CRM_API);
     await expectDenied(h, await delegate(h, 'summarizer', a, TICKETS_API), 'invalid_target', 'ERR_AUDIENCE_NOT_GRANTED');
     await expectDenied(h, await delegate(h, 'summarizer', a, NOTES_API), 'invalid_target', 'ERR_DELEGATION_AUDIENCE_ESCALATION');
@@ -108,7 +108,7 @@ describe('delegation chains over HTTP', () => {
     expect((await delegate(h, 'summarizer', a, CRM_API, { task: h.task })).status).toBe(200);
   });
 
-  it('a forged upstream token (foreign ES256 key under the broker\'s kid) is refused', async () => {
+  it("a forged upstream token (foreign ES256 key under the broker's kid) is refused", async () => {
     const a = await rootToken(h, 'crm-reader', CRM_API, { scope: 'contacts:read contacts:search' });
     const header = decodeProtectedHeader(a);
     const { privateKey } = await generateKeyPair('ES256');
@@ -121,7 +121,7 @@ describe('delegation chains over HTTP', () => {
     await expectDenied(h, await delegate(h, 'summarizer', 'not-a-jwt', CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_INVALID');
   });
 
-  it('the actor must be the client: another plugin\'s attestation as actor_token is refused', async () => {
+  it("the actor must be the client: another plugin's attestation as actor_token is refused", async () => {
     const a = await rootToken(h, 'crm-reader', CRM_API);
     await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API, {}, 'notifier'), 'unauthorized_client', 'ERR_CLIENT_PLUGIN_MISMATCH');
   });
@@ -156,7 +156,7 @@ describe('delegation chains over HTTP', () => {
     await expectDenied(h, await delegate(h, 'summarizer', a, CRM_API), 'invalid_request', 'ERR_UPSTREAM_TOKEN_REVOKED');
   });
 
-  it('a DPoP-bound upstream token may be presented as subject_token; the issued token is B\'s own', async () => {
+  it("a DPoP-bound upstream token may be presented as subject_token; the issued token is B's own", async () => {
     const dpop = await createDpopKey('ES256', { clock: h.clock });
     const res0 = await h.tb.exchange(
       { grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await sa(h, 'crm-reader'), subject_token_type: JWT_TYPE, resource: CRM_API, task: h.task },
@@ -178,7 +178,7 @@ describe('delegation chains over HTTP', () => {
     expect(event.chain).toEqual(['hr-reader']);
   });
 
-  it('revoking the chain\'s root plugin stops the chain from growing from tokens issued before it', async () => {
+  it("revoking the chain's root plugin stops the chain from growing from tokens issued before it", async () => {
     const a = await rootToken(h, 'crm-reader', CRM_API, { scope: 'contacts:read contacts:search' });
     const b = (await delegate(h, 'summarizer', a, CRM_API)).body.access_token as string;
     const rev = await fetch(`${h.tb.url}/admin/revocations`, {

@@ -12,10 +12,12 @@ const second = {
 
 describe('delegation config', () => {
   it('accepts delegate_to naming another plugin, and delegation settings with defaults', () => {
-    const cfg = parseConfig(patched((c) => {
-      c.plugins[0].delegate_to = ['summarizer'];
-      c.plugins.push(second);
-    }));
+    const cfg = parseConfig(
+      patched((c) => {
+        c.plugins[0].delegate_to = ['summarizer'];
+        c.plugins.push(second);
+      }),
+    );
     expect(cfg.plugins[0]!.delegate_to).toEqual(['summarizer']);
     expect(cfg.plugins[1]!.delegate_to).toEqual([]);
     expect(cfg.settings.delegation).toEqual({ max_depth: 3, toxic_combinations: [{ upstream: 'read-sensitive', downstream: 'exfiltrate', action: 'deny' }] });
@@ -28,6 +30,8 @@ describe('delegation config', () => {
 
   it('refuses an out-of-range max_depth and an unknown toxic effect', () => {
     expect(problemsOf(patched((c) => (c.settings = { delegation: { max_depth: 0 } }))).map((p) => p.path)).toContain('/settings/delegation/max_depth');
-    expect(problemsOf(patched((c) => (c.settings = { delegation: { toxic_combinations: [{ upstream: 'read-secret', downstream: 'exfiltrate' }] } }))).map((p) => p.path)).toContain('/settings/delegation/toxic_combinations/0/upstream');
+    expect(problemsOf(patched((c) => (c.settings = { delegation: { toxic_combinations: [{ upstream: 'read-secret', downstream: 'exfiltrate' }] } }))).map((p) => p.path)).toContain(
+      '/settings/delegation/toxic_combinations/0/upstream',
+    );
   });
 });

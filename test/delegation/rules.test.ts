@@ -18,7 +18,10 @@ function policy(): CompiledPolicy {
   return compilePolicy(
     config([
       plugin('a', { delegate_to: ['b', 'x'], grants: [grant({ audience: CRM, scopes: ['c:read', 'c:search', 'c:export'], default_scopes: ['c:read'] })] }),
-      plugin('b', { delegate_to: ['c', 'a', 'mailer'], grants: [grant({ audience: CRM, scopes: ['c:read', 'c:search', 'c:delete'], default_scopes: ['c:delete'] }), grant({ audience: MAIL, scopes: ['m:draft'] })] }),
+      plugin('b', {
+        delegate_to: ['c', 'a', 'mailer'],
+        grants: [grant({ audience: CRM, scopes: ['c:read', 'c:search', 'c:delete'], default_scopes: ['c:delete'] }), grant({ audience: MAIL, scopes: ['m:draft'] })],
+      }),
       plugin('c', { delegate_to: ['d'], grants: [grant({ audience: CRM, scopes: ['c:read', 'c:search'] })] }),
       plugin('d', { grants: [grant({ audience: CRM, scopes: ['c:read'] })] }),
       plugin('x', { grants: [grant({ audience: 'https://x.example.com', scopes: ['x'] })] }),
@@ -135,7 +138,9 @@ describe('verifyUpstream', () => {
     expect(await asyncCodeOf(() => verifyUpstream('t', { verifyToken: async () => abc, revocation: byUpstream }, p))).toBe('ERR_UPSTREAM_TOKEN_REVOKED');
     expect(seen[0]).toMatchObject({ jti: 'jti-up', plugin: 'c', upstream: ['jti-hop0', 'jti-hop1'], chainPlugins: ['a', 'b'] });
     // a delegated token without chain_jti (signed before the claim existed) cannot extend a chain
-    expect(await asyncCodeOf(() => upstreamOf(claims({ plugin: 'c', client_id: 'c', act: { sub: 'c', act: { sub: 'b' } }, chain_effects: ['read'], chain_jti: undefined }), p))).toBe('ERR_UPSTREAM_TOKEN_INVALID');
+    expect(await asyncCodeOf(() => upstreamOf(claims({ plugin: 'c', client_id: 'c', act: { sub: 'c', act: { sub: 'b' } }, chain_effects: ['read'], chain_jti: undefined }), p))).toBe(
+      'ERR_UPSTREAM_TOKEN_INVALID',
+    );
     // plugin must be the newest actor
     expect(await asyncCodeOf(() => upstreamOf(claims({ plugin: 'b', client_id: 'b' }), p))).toBe('ERR_UPSTREAM_TOKEN_INVALID');
     expect(await asyncCodeOf(() => upstreamOf(claims({ plugin: 'c', client_id: 'c', act: { sub: 'b' } }), p))).toBe('ERR_UPSTREAM_TOKEN_INVALID');

@@ -73,9 +73,7 @@ describe('Ed25519 DPoP proofs (alg "Ed25519", RFC 9864)', () => {
       seen = new Headers(init.headers).get('dpop') ?? undefined;
       return fetch(url, init as RequestInit);
     };
-    await oidc
-      .genericGrantRequest(config, EXCHANGE, { subject_token: 'x', subject_token_type: JWT_TYPE, resource: TICKETS_API }, { DPoP: oidc.getDPoPHandle(config, keyPair) })
-      .catch(() => undefined);
+    await oidc.genericGrantRequest(config, EXCHANGE, { subject_token: 'x', subject_token_type: JWT_TYPE, resource: TICKETS_API }, { DPoP: oidc.getDPoPHandle(config, keyPair) }).catch(() => undefined);
     expect(seen).toBeDefined();
     expect(decodeProtectedHeader(seen!)).toMatchObject({ typ: 'dpop+jwt', alg: 'Ed25519', jwk: { kty: 'OKP', crv: 'Ed25519' } });
   });

@@ -35,10 +35,7 @@ function signer(alg: 'ES256' | 'EdDSA'): Signer {
 const es = signer('ES256');
 const ed = signer('EdDSA');
 
-function proofWith(
-  s: Signer,
-  opts: { header?: Record<string, unknown>; payload?: Record<string, unknown>; drop?: string[]; hmac?: boolean } = {},
-): string {
+function proofWith(s: Signer, opts: { header?: Record<string, unknown>; payload?: Record<string, unknown>; drop?: string[]; hmac?: boolean } = {}): string {
   const header: Record<string, unknown> = { typ: 'dpop+jwt', alg: s.alg, jwk: s.jwk, ...opts.header };
   const payload: Record<string, unknown> = { jti: `j-${Math.random()}`, htm: 'POST', htu: URL_, iat: IAT, ...opts.payload };
   for (const d of opts.drop ?? []) {
@@ -47,11 +44,7 @@ function proofWith(
   }
   const input = `${enc(header)}.${enc(payload)}`;
   const data = Buffer.from(input);
-  const sig = opts.hmac
-    ? createHmac('sha256', 'secret').update(data).digest()
-    : s.alg === 'ES256'
-      ? sign('sha256', data, { key: s.key, dsaEncoding: 'ieee-p1363' })
-      : sign(null, data, s.key);
+  const sig = opts.hmac ? createHmac('sha256', 'secret').update(data).digest() : s.alg === 'ES256' ? sign('sha256', data, { key: s.key, dsaEncoding: 'ieee-p1363' }) : sign(null, data, s.key);
   return `${input}.${sig.toString('base64url')}`;
 }
 
@@ -146,10 +139,14 @@ describe('verifyDpopProof: refused proofs', () => {
     ['jti too long', () => opts(proofWith(es, { payload: { jti: 'x'.repeat(257) } })), 'longer than 256'],
     ['wrong ath', () => opts(proofWith(es, { payload: { ath: ATH.replace(/^./, ATH[0] === 'A' ? 'B' : 'A') } }), { accessToken: TOKEN }), "'ath' does not match"],
     ['missing ath with an access token', () => opts(proofWith(es), { accessToken: TOKEN }), "'ath' is missing"],
-    ['tampered payload', () => {
-      const [h, , s] = proofWith(es).split('.');
-      return opts(`${h}.${enc({ jti: 'x', htm: 'POST', htu: URL_, iat: IAT })}.${s}`);
-    }, 'signature does not verify'],
+    [
+      'tampered payload',
+      () => {
+        const [h, , s] = proofWith(es).split('.');
+        return opts(`${h}.${enc({ jti: 'x', htm: 'POST', htu: URL_, iat: IAT })}.${s}`);
+      },
+      'signature does not verify',
+    ],
   ];
 
   it.each(cases)('%s', async (_name, make, fragment, code = 'ERR_DPOP_INVALID') => {

@@ -35,7 +35,11 @@ async function openTask(): Promise<string> {
 }
 
 async function approve(id: string): Promise<Record<string, unknown>> {
-  const res = await fetch(`${tb.url}/admin/approvals/${id}/approve`, { method: 'POST', headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'looked at it' }) });
+  const res = await fetch(`${tb.url}/admin/approvals/${id}/approve`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ reason: 'looked at it' }),
+  });
   expect(res.status).toBe(200);
   return (await res.json()) as Record<string, unknown>;
 }
@@ -103,7 +107,11 @@ describe('examples/mcp: an MCP server behind Leash, an agent with per-call crede
     const as = (await (await fetch(`${tb.url}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>;
     expect(as.issuer).toBe(tb.url);
 
-    const unauth = await fetch(MCP, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' });
+    const unauth = await fetch(MCP, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+    });
     expect(unauth.status).toBe(401);
     expect(unauth.headers.get('www-authenticate')).toContain(`Bearer resource_metadata="${metadataUrl}"`);
     expect(extractWWWAuthenticateParams(unauth).resourceMetadataUrl?.href).toBe(metadataUrl);
@@ -143,7 +151,15 @@ describe('examples/mcp: an MCP server behind Leash, an agent with per-call crede
       const ran = server.ran.length;
       await expect(client.callTool({ name: 'update_ticket', arguments: { id: 'T-1', status: 'closed' } })).rejects.toThrow();
       expect(server.ran.length).toBe(ran);
-      const refused = await tb.exchange({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', client_id: 'support-agent', subject_token: await attestation.token(), subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', resource: MCP, task, scope: 'mcp tool:update_ticket' });
+      const refused = await tb.exchange({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        client_id: 'support-agent',
+        subject_token: await attestation.token(),
+        subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+        resource: MCP,
+        task,
+        scope: 'mcp tool:update_ticket',
+      });
       expect(refused.body).toMatchObject({ error: 'invalid_scope' });
       expect(String(refused.body.error_description)).toContain('ERR_TOOL_PER_CALL_REQUIRED');
     } finally {
@@ -180,7 +196,11 @@ describe('examples/mcp: an MCP server behind Leash, an agent with per-call crede
         plugin: 'support-agent',
         cause: 'tool-call',
         effect: 'write',
-        tool_call: { tool: 'update_ticket', arguments: { id: 'T-42', status: 'closed' }, arguments_sha256: toolCallDetail({ resource: MCP, tool: 'update_ticket', arguments: { id: 'T-42', status: 'closed', note: 'customer confirmed' } }).arguments_sha256 },
+        tool_call: {
+          tool: 'update_ticket',
+          arguments: { id: 'T-42', status: 'closed' },
+          arguments_sha256: toolCallDetail({ resource: MCP, tool: 'update_ticket', arguments: { id: 'T-42', status: 'closed', note: 'customer confirmed' } }).arguments_sha256,
+        },
       });
 
       // The same approval redeemed for other arguments is refused: another argument set needs another approval.

@@ -83,7 +83,7 @@ describe('token lifetime and the attestation exp', () => {
     expect(capped.body.expires_in).toBe(90);
   });
 
-  it('in a delegation, the actor_token (the delegate\'s attestation) caps the token as well as the upstream', async () => {
+  it("in a delegation, the actor_token (the delegate's attestation) caps the token as well as the upstream", async () => {
     const upstream = await rootToken(h, 'crm-reader', CRM_API);
     const res = await delegate(h, 'summarizer', upstream, CRM_API, { actor_token: await attestation('summarizer', 60) });
     expect(res.status).toBe(200);

@@ -37,7 +37,13 @@ describe('authorization_details (RFC 9396) on a token exchange', () => {
     ['an unknown type', JSON.stringify([{ type: 'payment_initiation', instructedAmount: { amount: 1 } }])],
     ['unknown members on a known type', JSON.stringify([call({ actions: ['send'] })])],
     ['two tool calls', JSON.stringify([call(), call({ tool: 'other' })])],
-    ['two tasks', JSON.stringify([{ type: 'leash_task', task: 'a' }, { type: 'leash_task', task: 'b' }])],
+    [
+      'two tasks',
+      JSON.stringify([
+        { type: 'leash_task', task: 'a' },
+        { type: 'leash_task', task: 'b' },
+      ]),
+    ],
     ['a bad task id', JSON.stringify([{ type: 'leash_task', task: 'a b' }])],
     ['another server in locations', JSON.stringify([call({ locations: ['https://evil.example.com/mcp'] })])],
     ['two locations', JSON.stringify([call({ locations: [MCP, MCP] })])],
@@ -57,7 +63,9 @@ describe('authorization_details (RFC 9396) on a token exchange', () => {
   it('names the task instead of the task parameter, and must agree with it when both are sent', () => {
     expect(parseExchangeRequest(undefined, { ...base, authorization_details: JSON.stringify([{ type: 'leash_task', task: 't-1' }]) }).taskId).toBe('t-1');
     expect(parseExchangeRequest(undefined, { ...base, task: 't-1', authorization_details: JSON.stringify([{ type: 'leash_task', task: 't-1' }]) }).taskId).toBe('t-1');
-    expect(codeOf(() => parseExchangeRequest(undefined, { ...base, task: 't-2', authorization_details: JSON.stringify([{ type: 'leash_task', task: 't-1' }]) }))).toBe('ERR_AUTHORIZATION_DETAILS_INVALID');
+    expect(codeOf(() => parseExchangeRequest(undefined, { ...base, task: 't-2', authorization_details: JSON.stringify([{ type: 'leash_task', task: 't-1' }]) }))).toBe(
+      'ERR_AUTHORIZATION_DETAILS_INVALID',
+    );
     expect(codeOf(() => parseExchangeRequest(undefined, { ...base, authorization_details: ['[]', '[]'] }))).toBe('ERR_REQUEST_MALFORMED');
   });
 });
@@ -65,7 +73,17 @@ describe('authorization_details (RFC 9396) on a token exchange', () => {
 describe('the SDK side: canonical JSON (RFC 8785) and tool-call details', () => {
   it('sorts members by UTF-16 code units, drops whitespace, writes numbers as ECMAScript does', () => {
     // RFC 8785 §3.2.3's sorting example and §3.2.2.3's number forms.
-    expect(canonicalJson({ '\u20ac': 'Euro Sign', '\r': 'Carriage Return', '\ufb33': 'Hebrew Letter Dalet With Dagesh', '1': 'One', '\ud83d\ude00': 'Emoji: Grinning Face', '\u0080': 'Control', '\u00f6': 'Latin Small Letter O With Diaeresis' })).toBe(
+    expect(
+      canonicalJson({
+        '\u20ac': 'Euro Sign',
+        '\r': 'Carriage Return',
+        '\ufb33': 'Hebrew Letter Dalet With Dagesh',
+        '1': 'One',
+        '\ud83d\ude00': 'Emoji: Grinning Face',
+        '\u0080': 'Control',
+        '\u00f6': 'Latin Small Letter O With Diaeresis',
+      }),
+    ).toBe(
       '{"\\r":"Carriage Return","1":"One","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis","\u20ac":"Euro Sign","\ud83d\ude00":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}',
     );
     // eslint-disable-next-line no-loss-of-precision -- RFC 8785's test vector has more digits than a double holds: that is the point
@@ -89,7 +107,13 @@ describe('the SDK side: canonical JSON (RFC 8785) and tool-call details', () => 
 
   it('exposes only the named arguments the call has, and reads details back from a claim', () => {
     const d = toolCallDetail({ resource: MCP, tool: 'send_email', arguments: { to: 'ann@example.com', body: 'secret' }, expose: ['to', 'cc'] });
-    expect(d).toEqual({ type: 'leash_mcp_tool_call', locations: [MCP], tool: 'send_email', arguments_sha256: argumentsHash({ to: 'ann@example.com', body: 'secret' }), arguments: { to: 'ann@example.com' } });
+    expect(d).toEqual({
+      type: 'leash_mcp_tool_call',
+      locations: [MCP],
+      tool: 'send_email',
+      arguments_sha256: argumentsHash({ to: 'ann@example.com', body: 'secret' }),
+      arguments: { to: 'ann@example.com' },
+    });
     expect(toolCallDetailsOf([d, { type: 'leash_task', task: 't' }, { type: 'leash_mcp_tool_call', tool: 'x' }, null])).toEqual([d]);
     expect(toolCallDetailsOf('nope')).toEqual([]);
   });

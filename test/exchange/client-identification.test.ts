@@ -23,8 +23,7 @@ describe('token endpoint client identification', () => {
   afterAll(async () => h.tb.close());
 
   /** A plain RFC 8693 form POST, as curl or any generic client sends it: no client_id. */
-  const anonymous = async (params: Record<string, string>, headers: Record<string, string> = {}) =>
-    h.tb.exchange({ grant_type: EXCHANGE, subject_token_type: JWT_TYPE, ...params }, headers);
+  const anonymous = async (params: Record<string, string>, headers: Record<string, string> = {}) => h.tb.exchange({ grant_type: EXCHANGE, subject_token_type: JWT_TYPE, ...params }, headers);
 
   /** The latest exchange decision in the audit trail (other events, e.g. the sweeper's, skipped). */
   const lastEvent = async () => {
@@ -32,7 +31,7 @@ describe('token endpoint client identification', () => {
     return all[all.length - 1]!;
   };
 
-  it('no client_id: the attestation names the plugin, and the token is that plugin\'s', async () => {
+  it("no client_id: the attestation names the plugin, and the token is that plugin's", async () => {
     const res = await anonymous({ subject_token: await sa('crm-reader'), resource: CRM_API, task: h.task });
     expect(res.status).toBe(200);
     expect(decodeJwt(res.body.access_token as string)).toMatchObject({ sub: 'crm-reader', client_id: 'crm-reader', plugin: 'crm-reader', aud: CRM_API });
@@ -46,10 +45,7 @@ describe('token endpoint client identification', () => {
   it('no client_id works with DPoP too', async () => {
     const task = await h.tb.openTask({ plugins: ['ticket-writer'] });
     const key = await createDpopKey('ES256');
-    const res = await anonymous(
-      { subject_token: await sa('ticket-writer-3'), resource: TICKETS_API, task },
-      { dpop: await key.proof({ method: 'POST', url: `${h.tb.url}/token` }) },
-    );
+    const res = await anonymous({ subject_token: await sa('ticket-writer-3'), resource: TICKETS_API, task }, { dpop: await key.proof({ method: 'POST', url: `${h.tb.url}/token` }) });
     expect(res.status).toBe(200);
     expect(res.body.token_type).toBe('DPoP');
     expect(decodeJwt(res.body.access_token as string)).toMatchObject({ client_id: 'ticket-writer', cnf: { jkt: key.jkt } });
@@ -62,7 +58,7 @@ describe('token endpoint client identification', () => {
     expect(decodeJwt(res.body.access_token as string)).toMatchObject({ sub: 'crm-reader', client_id: 'summarizer', act: { sub: 'summarizer' } });
   });
 
-  it('no client_id and a bad or unbound attestation: the pipeline\'s precise error, audited', async () => {
+  it("no client_id and a bad or unbound attestation: the pipeline's precise error, audited", async () => {
     const expired = await anonymous({ subject_token: await sa('crm-reader', { exp: nowS() - 600 }), resource: CRM_API, task: h.task });
     expect({ status: expired.status, error: expired.body.error }).toEqual({ status: 400, error: 'invalid_request' });
     expect(String(expired.body.error_description)).toMatch(/\(ERR_ATTESTATION_EXPIRED\)$/);
@@ -87,7 +83,14 @@ describe('token endpoint client identification', () => {
 
   it('a garbage client_assertion is refused (invalid_client), audited, and no token leaves', async () => {
     for (const extra of [{ client_id: 'crm-reader' }, {}] as Record<string, string>[]) {
-      const res = await anonymous({ ...extra, subject_token: await sa('crm-reader'), resource: CRM_API, task: h.task, client_assertion: 'garbage', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' });
+      const res = await anonymous({
+        ...extra,
+        subject_token: await sa('crm-reader'),
+        resource: CRM_API,
+        task: h.task,
+        client_assertion: 'garbage',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      });
       // Verified by the pipeline (private_key_jwt), not ignored: a credential that does not verify is invalid_client.
       expect({ status: res.status, error: res.body.error }).toEqual({ status: 401, error: 'invalid_client' });
       expect(res.body.access_token).toBeUndefined();
@@ -118,10 +121,13 @@ describe('token endpoint client identification', () => {
     const limit = h.tb.config.settings.max_body_bytes;
     const status = await new Promise<number>((resolve, reject) => {
       const url = new URL(`${h.tb.url}/token`);
-      const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
+      const req = request(
+        { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
       req.on('error', reject);
       req.write(`grant_type=${encodeURIComponent(EXCHANGE)}&pad=`);
       req.write('x'.repeat(limit + 10));

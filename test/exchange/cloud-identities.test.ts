@@ -70,7 +70,11 @@ describe('cloud and CI workload identities', () => {
     expect(res.status).toBe(200);
     const events = (await tb.broker.testing.store.read(1, 100000)).slice(before);
     expect(events.map((e) => e.type)).toEqual(['exchange.issued']);
-    expect(events[0]!.event).toMatchObject({ plugin: 'aws-deployer', workload: { issuer: 'aws', subject: 'arn:aws:sts::210987654321:assumed-role/crm-reader/i-0e2e' }, subject_token_sha256: expect.any(String) });
+    expect(events[0]!.event).toMatchObject({
+      plugin: 'aws-deployer',
+      workload: { issuer: 'aws', subject: 'arn:aws:sts::210987654321:assumed-role/crm-reader/i-0e2e' },
+      subject_token_sha256: expect.any(String),
+    });
     const text = JSON.stringify(events);
     expect(text).not.toContain(token);
     expect(text).not.toContain(AWS_ROLE_KEY.sessionToken);

@@ -119,13 +119,28 @@ async function assertion(c: Ctx, over: { iss?: string; sub?: string; aud?: strin
 
 /** The keyed-vendor plugin exchanging with its key alone. */
 async function keyOnly(c: Ctx, extra: Record<string, string> = {}): Promise<Record<string, string>> {
-  return { grant_type: EXCHANGE, subject_token: 'keyed-vendor', subject_token_type: CLIENT_TYPE, resource: CRM_API, task: c.keyTask, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(c), ...extra };
+  return {
+    grant_type: EXCHANGE,
+    subject_token: 'keyed-vendor',
+    subject_token_type: CLIENT_TYPE,
+    resource: CRM_API,
+    task: c.keyTask,
+    client_assertion_type: ASSERTION_TYPE,
+    client_assertion: await assertion(c),
+    ...extra,
+  };
 }
 
 /** An X.509-SVID presented through the trusted proxy's header (Envoy XFCC). */
 const xfcc = (...certs: IssuedCert[]) => certs.map((cert) => `Hash=00;Cert="${encodeURIComponent(cert.pem)}";URI=${WORKLOAD}`).join(',');
 const svidOf = (issuer: IssuedCert, over: Partial<Parameters<typeof issueCertificate>[0]> = {}) => issueCertificate({ name: 'svid', issuer, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH], ...over });
-const certParams = (c: Ctx, cert: IssuedCert): Record<string, string> => ({ grant_type: EXCHANGE, subject_token: cert.der.toString('base64url'), subject_token_type: CERT_TYPE, resource: CRM_API, task: c.keyTask });
+const certParams = (c: Ctx, cert: IssuedCert): Record<string, string> => ({
+  grant_type: EXCHANGE,
+  subject_token: cert.der.toString('base64url'),
+  subject_token_type: CERT_TYPE,
+  resource: CRM_API,
+  task: c.keyTask,
+});
 
 const rows: Row[] = [
   // ---- attestation forgeries
@@ -136,7 +151,8 @@ const rows: Row[] = [
       return base(c, `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ iss: CLUSTER_ISSUER, sub: 'system:serviceaccount:plugins:crm-reader', aud: 'leash', iat: now, exp: now + 60 })}.`);
     },
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_ALG_NOT_ALLOWED',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_ALG_NOT_ALLOWED',
   },
   {
     name: 'HS256 signed with the issuer public key bytes',
@@ -147,38 +163,90 @@ const rows: Row[] = [
       return base(c, `${input}.${createHmac('sha256', pem).update(input).digest('base64url')}`);
     },
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_ALG_NOT_ALLOWED',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_ALG_NOT_ALLOWED',
   },
   { name: 'unknown kid', params: async (c) => base(c, await attackerToken(c, { kid: 'no-such-kid' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_SIGNATURE' },
   { name: 'foreign key under a known kid', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_SIGNATURE' },
-  { name: 'jku header', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', jku: 'https://attacker.example/jwks' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY' },
+  {
+    name: 'jku header',
+    params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', jku: 'https://attacker.example/jwks' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_HEADER_KEY',
+  },
   { name: 'embedded jwk header', params: async (c) => base(c, await attackerToken(c, { jwk: true })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY' },
-  { name: 'x5u header', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', x5u: 'https://attacker.example/cert.pem' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY' },
+  {
+    name: 'x5u header',
+    params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', x5u: 'https://attacker.example/cert.pem' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_HEADER_KEY',
+  },
   { name: 'x5c header', params: async (c) => base(c, await attackerToken(c, { kid: 'rsa-1', x5c: ['MIIBfake'] })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY' },
   {
     name: 'x5c header on a genuinely signed token',
     params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), header: { x5c: ['MIIBfake'] } })),
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_HEADER_KEY',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_HEADER_KEY',
   },
   { name: 'expired attestation', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS() - 1200 })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_EXPIRED' },
-  { name: 'nbf in the future', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { nbf: c.nowS() + 600 } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_NOT_YET_VALID' },
-  { name: 'iat in the future', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iat: c.nowS() + 600, nbf: undefined } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_NOT_YET_VALID' },
-  { name: 'missing exp', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { exp: undefined } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_MISSING' },
+  {
+    name: 'nbf in the future',
+    params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { nbf: c.nowS() + 600 } })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_NOT_YET_VALID',
+  },
+  {
+    name: 'iat in the future',
+    params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iat: c.nowS() + 600, nbf: undefined } })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_NOT_YET_VALID',
+  },
+  {
+    name: 'missing exp',
+    params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { exp: undefined } })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_CLAIM_MISSING',
+  },
   {
     name: 'too old (iat beyond max_token_age)',
     params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iat: c.nowS() - 7200, nbf: c.nowS() - 7200 } })),
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_TOO_OLD',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_TOO_OLD',
   },
-  { name: 'wrong issuer', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iss: 'https://evil.example' } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_ISSUER_UNKNOWN' },
-  { name: 'wrong audience', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { aud: ['vault'] } })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_AUDIENCE' },
-  { name: 'unknown workload', params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'crm-reader-evil' })), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
+  {
+    name: 'wrong issuer',
+    params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { iss: 'https://evil.example' } })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_ISSUER_UNKNOWN',
+  },
+  {
+    name: 'wrong audience',
+    params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), claims: { aud: ['vault'] } })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_AUDIENCE',
+  },
+  {
+    name: 'unknown workload',
+    params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'crm-reader-evil' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_WORKLOAD_UNBOUND',
+  },
   {
     name: 'sub disagrees with kubernetes.io claims',
     params: async (c) => base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'other', claims: { sub: 'system:serviceaccount:plugins:crm-reader' } })),
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_CLAIM_INVALID',
   },
   { name: 'malformed JWT', params: async (c) => base(c, 'not-a-jwt'), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
   { name: 'JWT with garbage segments', params: async (c) => base(c, 'aGVsbG8.d29ybGQ.c2ln'), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
@@ -209,18 +277,62 @@ const rows: Row[] = [
   { name: 'huge subject_token', params: async (c) => base(c, `${'a'.repeat(10000)}.b.c`), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
 
   // ---- request shape
-  { name: 'missing subject_token', params: async (c) => { const p = base(c, ''); delete p.subject_token; return p; }, status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+  {
+    name: 'missing subject_token',
+    params: async (c) => {
+      const p = base(c, '');
+      delete p.subject_token;
+      return p;
+    },
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_REQUEST_MALFORMED',
+  },
   { name: 'empty subject_token', params: async (c) => base(c, ''), status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
-  { name: 'missing subject_token_type', params: async (c) => { const p = base(c, c.good); delete p.subject_token_type; return p; }, status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
-  { name: 'unsupported subject_token_type', params: async (c) => base(c, c.good, { subject_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request', code: 'ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED' },
-  { name: 'unsupported requested_token_type', params: async (c) => base(c, c.good, { requested_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request', code: 'ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED' },
+  {
+    name: 'missing subject_token_type',
+    params: async (c) => {
+      const p = base(c, c.good);
+      delete p.subject_token_type;
+      return p;
+    },
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_REQUEST_MALFORMED',
+  },
+  {
+    name: 'unsupported subject_token_type',
+    params: async (c) => base(c, c.good, { subject_token_type: 'urn:ietf:params:oauth:token-type:saml2' }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_SUBJECT_TOKEN_TYPE_UNSUPPORTED',
+  },
+  {
+    name: 'unsupported requested_token_type',
+    params: async (c) => base(c, c.good, { requested_token_type: 'urn:ietf:params:oauth:token-type:saml2' }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED',
+  },
   { name: 'duplicate subject_token', params: async (c) => base(c, c.good, { subject_token: [c.good, c.good] }), status: 400, error: 'invalid_request' },
   { name: 'duplicate scope', params: async (c) => base(c, c.good, { scope: ['contacts:read', 'contacts:search'] }), status: 400, error: 'invalid_request' },
   { name: 'duplicate task', params: async (c) => base(c, c.good, { task: [c.task, c.task] }), status: 400, error: 'invalid_request' },
   // ---- delegation (actor_token): subject_token must be a live Leash token of a plugin that lists the actor
   { name: 'actor_token_type without actor_token', params: async (c) => base(c, c.good, { actor_token_type: JWT_TYPE }), status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
-  { name: 'actor_token_type not jwt', params: async (c) => base(c, await leashToken(c), { subject_token_type: ACCESS_TYPE, actor_token: c.good, actor_token_type: 'urn:ietf:params:oauth:token-type:saml2' }), status: 400, error: 'invalid_request', code: 'ERR_ACTOR_TOKEN_TYPE_UNSUPPORTED' },
-  { name: 'actor_token with an attestation as subject_token', params: async (c) => base(c, c.good, { actor_token: c.good, actor_token_type: JWT_TYPE }), status: 400, error: 'invalid_request', code: 'ERR_UPSTREAM_TOKEN_INVALID' },
+  {
+    name: 'actor_token_type not jwt',
+    params: async (c) => base(c, await leashToken(c), { subject_token_type: ACCESS_TYPE, actor_token: c.good, actor_token_type: 'urn:ietf:params:oauth:token-type:saml2' }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ACTOR_TOKEN_TYPE_UNSUPPORTED',
+  },
+  {
+    name: 'actor_token with an attestation as subject_token',
+    params: async (c) => base(c, c.good, { actor_token: c.good, actor_token_type: JWT_TYPE }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_UPSTREAM_TOKEN_INVALID',
+  },
   {
     name: 'upstream token forged with a foreign key under the broker kid',
     params: async (c) => {
@@ -229,17 +341,32 @@ const rows: Row[] = [
       const forged = await new SignJWT(JSON.parse(Buffer.from(real.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>)
         .setProtectedHeader({ alg: 'ES256', kid: JSON.parse(Buffer.from(real.split('.')[0]!, 'base64url').toString('utf8')).kid as string, typ: 'at+jwt' })
         .sign(privateKey);
-      return base(c, forged, { client_id: 'ticket-writer', subject_token_type: ACCESS_TYPE, actor_token: await c.tb.cluster.saToken({ sa: 'ticket-writer-1', nowSeconds: c.nowS() }), actor_token_type: JWT_TYPE, resource: TICKETS_API, task: c.ticketTask });
+      return base(c, forged, {
+        client_id: 'ticket-writer',
+        subject_token_type: ACCESS_TYPE,
+        actor_token: await c.tb.cluster.saToken({ sa: 'ticket-writer-1', nowSeconds: c.nowS() }),
+        actor_token_type: JWT_TYPE,
+        resource: TICKETS_API,
+        task: c.ticketTask,
+      });
     },
     status: 400,
-    error: 'invalid_request', code: 'ERR_UPSTREAM_TOKEN_INVALID',
+    error: 'invalid_request',
+    code: 'ERR_UPSTREAM_TOKEN_INVALID',
   },
   {
     name: 'delegation to a plugin the upstream does not list',
     params: async (c) =>
-      base(c, await leashToken(c), { client_id: 'prod-only', subject_token_type: ACCESS_TYPE, actor_token: await c.tb.cluster.saToken({ sa: 'prod-only', nowSeconds: c.nowS() }), actor_token_type: JWT_TYPE, resource: 'https://deploy.example.com' }),
+      base(c, await leashToken(c), {
+        client_id: 'prod-only',
+        subject_token_type: ACCESS_TYPE,
+        actor_token: await c.tb.cluster.saToken({ sa: 'prod-only', nowSeconds: c.nowS() }),
+        actor_token_type: JWT_TYPE,
+        resource: 'https://deploy.example.com',
+      }),
     status: 400,
-    error: 'invalid_request', code: 'ERR_DELEGATION_NOT_ALLOWED',
+    error: 'invalid_request',
+    code: 'ERR_DELEGATION_NOT_ALLOWED',
   },
   {
     // ticket-writer holds a grant for TICKETS_API, the chain's root (crm-reader) does not.
@@ -289,30 +416,48 @@ const rows: Row[] = [
   },
   {
     name: 'JSON body instead of a form',
-    raw: async (c) =>
-      fetch(`${c.tb.url}/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(base(c, c.good)) }),
+    raw: async (c) => fetch(`${c.tb.url}/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(base(c, c.good)) }),
     status: 400,
     error: 'invalid_request',
   },
   {
     name: 'text/plain body',
-    raw: async (c) =>
-      fetch(`${c.tb.url}/token`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: new URLSearchParams(base(c, c.good) as Record<string, string>).toString() }),
+    raw: async (c) => fetch(`${c.tb.url}/token`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: new URLSearchParams(base(c, c.good) as Record<string, string>).toString() }),
     status: 400,
     error: 'invalid_request',
   },
   {
     name: 'oversized body',
     raw: async (c) =>
-      fetch(`${c.tb.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `${new URLSearchParams(base(c, c.good) as Record<string, string>).toString()}&pad=${'x'.repeat(40000)}` }),
+      fetch(`${c.tb.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `${new URLSearchParams(base(c, c.good) as Record<string, string>).toString()}&pad=${'x'.repeat(40000)}`,
+      }),
     status: 413,
     error: 'invalid_request',
   },
   { name: 'unknown client_id', params: async (c) => base(c, c.good, { client_id: 'nobody' }), status: 401, error: 'invalid_client' },
   { name: 'empty client_id', params: async (c) => base(c, c.good, { client_id: '' }), status: 400, error: 'invalid_request' },
-  { name: 'client_id without an attestation to match', params: async (c) => { const p = base(c, c.good); delete p.subject_token; return p; }, status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+  {
+    name: 'client_id without an attestation to match',
+    params: async (c) => {
+      const p = base(c, c.good);
+      delete p.subject_token;
+      return p;
+    },
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_REQUEST_MALFORMED',
+  },
   // Client credentials are verified (private_key_jwt) or refused, never let through.
-  { name: 'garbage client_assertion', params: async (c) => base(c, c.good, { client_assertion: 'garbage', client_assertion_type: ASSERTION_TYPE }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  {
+    name: 'garbage client_assertion',
+    params: async (c) => base(c, c.good, { client_assertion: 'garbage', client_assertion_type: ASSERTION_TYPE }),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
   {
     name: 'client_assertion of a plugin that registered no key',
     params: async (c) => base(c, c.good, { client_assertion: await attackerToken(c, { kid: 'x' }, { sub: 'crm-reader', iss: 'crm-reader' }), client_assertion_type: ASSERTION_TYPE }),
@@ -320,9 +465,25 @@ const rows: Row[] = [
     error: 'invalid_client',
     code: 'ERR_CLIENT_AUTH_FAILED',
   },
-  { name: 'client_assertion without client_id', params: async (c) => { const p = base(c, c.good, { client_assertion: 'a.b.c', client_assertion_type: ASSERTION_TYPE }); delete p.client_id; return p; }, status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  {
+    name: 'client_assertion without client_id',
+    params: async (c) => {
+      const p = base(c, c.good, { client_assertion: 'a.b.c', client_assertion_type: ASSERTION_TYPE });
+      delete p.client_id;
+      return p;
+    },
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
   { name: 'client_assertion_type alone', params: async (c) => base(c, c.good, { client_assertion_type: ASSERTION_TYPE }), status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
-  { name: 'client_assertion sent twice', params: async (c) => base(c, c.good, { client_assertion: ['a.b.c', 'a.b.c'], client_assertion_type: ASSERTION_TYPE }), status: 400, error: 'invalid_request', code: 'ERR_REQUEST_MALFORMED' },
+  {
+    name: 'client_assertion sent twice',
+    params: async (c) => base(c, c.good, { client_assertion: ['a.b.c', 'a.b.c'], client_assertion_type: ASSERTION_TYPE }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_REQUEST_MALFORMED',
+  },
 
   // ---- plugins with a key pair (private_key_jwt, RFC 7523)
   {
@@ -337,7 +498,16 @@ const rows: Row[] = [
     error: 'invalid_client',
     code: 'ERR_CLIENT_AUTH_FAILED',
   },
-  { name: 'client assertion alg none', params: async (c) => { const now = c.nowS(); return keyOnly(c, { client_assertion: `${b64({ alg: 'none' })}.${b64({ iss: 'keyed-vendor', sub: 'keyed-vendor', aud: `${c.tb.url}/token`, jti: randomUUID(), iat: now, exp: now + 60 })}.` }); }, status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  {
+    name: 'client assertion alg none',
+    params: async (c) => {
+      const now = c.nowS();
+      return keyOnly(c, { client_assertion: `${b64({ alg: 'none' })}.${b64({ iss: 'keyed-vendor', sub: 'keyed-vendor', aud: `${c.tb.url}/token`, jti: randomUUID(), iat: now, exp: now + 60 })}.` });
+    },
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
   {
     name: 'client assertion alg confusion: HS256 keyed with the public key',
     params: async (c) => {
@@ -350,14 +520,61 @@ const rows: Row[] = [
     error: 'invalid_client',
     code: 'ERR_CLIENT_AUTH_FAILED',
   },
-  { name: 'client assertion for another audience', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { aud: 'https://other-as.example.com/token' }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
-  { name: 'expired client assertion', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { iat: c.nowS() - 600, exp: c.nowS() - 120 }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
-  { name: 'client assertion living longer than five minutes', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { exp: c.nowS() + 3600 }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
-  { name: 'client assertion signed by a key the plugin did not register', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { key: (await generateKeyPair('ES256')).privateKey }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
-  { name: 'client assertion whose sub is another client', params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { sub: 'crm-reader' }) }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  {
+    name: 'client assertion for another audience',
+    params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { aud: 'https://other-as.example.com/token' }) }),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'expired client assertion',
+    params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { iat: c.nowS() - 600, exp: c.nowS() - 120 }) }),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'client assertion living longer than five minutes',
+    params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { exp: c.nowS() + 3600 }) }),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'client assertion signed by a key the plugin did not register',
+    params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { key: (await generateKeyPair('ES256')).privateKey }) }),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'client assertion whose sub is another client',
+    params: async (c) => keyOnly(c, { client_assertion: await assertion(c, { sub: 'crm-reader' }) }),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
   { name: 'client assertion and a client_id that differ', params: async (c) => keyOnly(c, { client_id: 'keyed-attested' }), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
-  { name: 'key alone, no assertion', params: async (c) => { const p = await keyOnly(c); delete p.client_assertion; delete p.client_assertion_type; return p; }, status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
-  { name: 'key alone, naming another plugin as subject', params: async (c) => keyOnly(c, { subject_token: 'crm-reader' }), status: 400, error: 'unauthorized_client', code: 'ERR_CLIENT_PLUGIN_MISMATCH' },
+  {
+    name: 'key alone, no assertion',
+    params: async (c) => {
+      const p = await keyOnly(c);
+      delete p.client_assertion;
+      delete p.client_assertion_type;
+      return p;
+    },
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'key alone, naming another plugin as subject',
+    params: async (c) => keyOnly(c, { subject_token: 'crm-reader' }),
+    status: 400,
+    error: 'unauthorized_client',
+    code: 'ERR_CLIENT_PLUGIN_MISMATCH',
+  },
   {
     name: 'key alone for a plugin that must also attest',
     params: async (c) => keyOnly(c, { subject_token: 'keyed-attested', client_assertion: await assertion(c, { iss: 'keyed-attested' }) }),
@@ -367,33 +584,107 @@ const rows: Row[] = [
   },
   {
     name: 'attestation alone for a plugin with a registered key',
-    params: async (c) => ({ grant_type: EXCHANGE, subject_token: await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'keyed-attested' }), subject_token_type: JWT_TYPE, resource: CRM_API, task: c.keyTask }),
+    params: async (c) => ({
+      grant_type: EXCHANGE,
+      subject_token: await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'keyed-attested' }),
+      subject_token_type: JWT_TYPE,
+      resource: CRM_API,
+      task: c.keyTask,
+    }),
     status: 401,
     error: 'invalid_client',
     code: 'ERR_CLIENT_AUTH_REQUIRED',
   },
   {
     name: "another plugin's attestation with a keyed plugin's assertion",
-    params: async (c) => ({ grant_type: EXCHANGE, subject_token: c.good, subject_token_type: JWT_TYPE, resource: CRM_API, task: c.keyTask, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(c, { iss: 'keyed-attested' }) }),
+    params: async (c) => ({
+      grant_type: EXCHANGE,
+      subject_token: c.good,
+      subject_token_type: JWT_TYPE,
+      resource: CRM_API,
+      task: c.keyTask,
+      client_assertion_type: ASSERTION_TYPE,
+      client_assertion: await assertion(c, { iss: 'keyed-attested' }),
+    }),
     status: 400,
     error: 'unauthorized_client',
     code: 'ERR_CLIENT_PLUGIN_MISMATCH',
   },
 
   // ---- client certificates (X.509-SVIDs through the trusted proxy's header; real TLS in test/mtls)
-  { name: 'certificate of another CA', headers: async (c) => { const cert = (c as unknown as { next: IssuedCert }).next = svidOf(c.otherCa); return { 'x-forwarded-client-cert': xfcc(cert) }; }, params: async (c) => certParams(c, (c as unknown as { next: IssuedCert }).next), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_SIGNATURE' },
-  { name: 'expired certificate', headers: async (c) => { const cert = (c as unknown as { next: IssuedCert }).next = svidOf(c.ca, { notBefore: Date.now() - 7200_000, notAfter: Date.now() - 60_000 }); return { 'x-forwarded-client-cert': xfcc(cert) }; }, params: async (c) => certParams(c, (c as unknown as { next: IssuedCert }).next), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_EXPIRED' },
-  { name: 'certificate of another trust domain', headers: async (c) => { const cert = (c as unknown as { next: IssuedCert }).next = svidOf(c.ca, { uris: ['spiffe://evil.example/ns/plugins/sa/svid-plugin'] }); return { 'x-forwarded-client-cert': xfcc(cert) }; }, params: async (c) => certParams(c, (c as unknown as { next: IssuedCert }).next), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_ISSUER_UNKNOWN' },
-  { name: 'certificate header with two elements (a proxy that appends)', params: async (c) => certParams(c, c.svid), headers: async (c) => ({ 'x-forwarded-client-cert': xfcc(svidOf(c.otherCa), c.svid) }), status: 400, error: 'invalid_request', code: 'ERR_CLIENT_CERT_MALFORMED' },
+  {
+    name: 'certificate of another CA',
+    headers: async (c) => {
+      const cert = ((c as unknown as { next: IssuedCert }).next = svidOf(c.otherCa));
+      return { 'x-forwarded-client-cert': xfcc(cert) };
+    },
+    params: async (c) => certParams(c, (c as unknown as { next: IssuedCert }).next),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_SIGNATURE',
+  },
+  {
+    name: 'expired certificate',
+    headers: async (c) => {
+      const cert = ((c as unknown as { next: IssuedCert }).next = svidOf(c.ca, { notBefore: Date.now() - 7200_000, notAfter: Date.now() - 60_000 }));
+      return { 'x-forwarded-client-cert': xfcc(cert) };
+    },
+    params: async (c) => certParams(c, (c as unknown as { next: IssuedCert }).next),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_EXPIRED',
+  },
+  {
+    name: 'certificate of another trust domain',
+    headers: async (c) => {
+      const cert = ((c as unknown as { next: IssuedCert }).next = svidOf(c.ca, { uris: ['spiffe://evil.example/ns/plugins/sa/svid-plugin'] }));
+      return { 'x-forwarded-client-cert': xfcc(cert) };
+    },
+    params: async (c) => certParams(c, (c as unknown as { next: IssuedCert }).next),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_ISSUER_UNKNOWN',
+  },
+  {
+    name: 'certificate header with two elements (a proxy that appends)',
+    params: async (c) => certParams(c, c.svid),
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfcc(svidOf(c.otherCa), c.svid) }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_CLIENT_CERT_MALFORMED',
+  },
   { name: 'certificate token type without a certificate', params: async (c) => certParams(c, c.svid), status: 400, error: 'invalid_request', code: 'ERR_CLIENT_CERT_REQUIRED' },
-  { name: 'subject_token names another certificate than the one presented', params: async (c) => certParams(c, svidOf(c.ca)), headers: async (c) => ({ 'x-forwarded-client-cert': xfcc(c.svid) }), status: 400, error: 'invalid_request', code: 'ERR_CLIENT_CERT_MISMATCH' },
+  {
+    name: 'subject_token names another certificate than the one presented',
+    params: async (c) => certParams(c, svidOf(c.ca)),
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfcc(c.svid) }),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_CLIENT_CERT_MISMATCH',
+  },
   { name: 'client_secret in the body', params: async (c) => base(c, c.good, { client_secret: 'hunter2' }), status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
-  { name: 'client_secret via HTTP Basic', params: async (c) => base(c, c.good), headers: async () => ({ authorization: `Basic ${Buffer.from('crm-reader:hunter2').toString('base64')}` }), status: 401, error: 'invalid_client' },
+  {
+    name: 'client_secret via HTTP Basic',
+    params: async (c) => base(c, c.good),
+    headers: async () => ({ authorization: `Basic ${Buffer.from('crm-reader:hunter2').toString('base64')}` }),
+    status: 401,
+    error: 'invalid_client',
+  },
   { name: 'client_id of another plugin', params: async (c) => base(c, c.good, { client_id: 'ticket-writer' }), status: 400, error: 'unauthorized_client', code: 'ERR_CLIENT_PLUGIN_MISMATCH' },
   { name: 'other grant type', params: async (c) => base(c, c.good, { grant_type: 'client_credentials' }), status: 400, error: 'unsupported_grant_type' },
 
   // ---- audience, scope, ttl
-  { name: 'no audience', params: async (c) => { const p = base(c, c.good); delete p.resource; return p; }, status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_MISSING' },
+  {
+    name: 'no audience',
+    params: async (c) => {
+      const p = base(c, c.good);
+      delete p.resource;
+      return p;
+    },
+    status: 400,
+    error: 'invalid_target',
+    code: 'ERR_AUDIENCE_MISSING',
+  },
   { name: 'audience widening: two targets', params: async (c) => base(c, c.good, { audience: TICKETS_API }), status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_MULTIPLE' },
   { name: 'audience widening: two resources', params: async (c) => base(c, c.good, { resource: [CRM_API, TICKETS_API] }), status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_MULTIPLE' },
   { name: 'audience not granted', params: async (c) => base(c, c.good, { resource: 'https://evil.example.com' }), status: 400, error: 'invalid_target', code: 'ERR_AUDIENCE_NOT_GRANTED' },
@@ -409,7 +700,17 @@ const rows: Row[] = [
   { name: 'TTL zero', params: async (c) => base(c, c.good, { expires_in: '0' }), status: 400, error: 'invalid_request', code: 'ERR_TTL_INVALID' },
 
   // ---- tasks
-  { name: 'no task', params: async (c) => { const p = base(c, c.good); delete p.task; return p; }, status: 400, error: 'invalid_request', code: 'ERR_TASK_REQUIRED' },
+  {
+    name: 'no task',
+    params: async (c) => {
+      const p = base(c, c.good);
+      delete p.task;
+      return p;
+    },
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_TASK_REQUIRED',
+  },
   { name: 'unknown task', params: async (c) => base(c, c.good, { task: 'tsk_doesnotexist0000' }), status: 400, error: 'invalid_grant', code: 'ERR_TASK_UNKNOWN' },
   { name: 'malformed task id', params: async (c) => base(c, c.good, { task: '../../etc/passwd' }), status: 400, error: 'invalid_grant', code: 'ERR_TASK_UNKNOWN' },
   { name: 'ended task', params: async (c) => base(c, c.good, { task: c.endedTask }), status: 400, error: 'invalid_grant', code: 'ERR_TASK_ENDED' },
@@ -422,13 +723,15 @@ const rows: Row[] = [
     name: 'grant condition fails (task.env != prod)',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'prod-only' }), { resource: 'https://deploy.example.com', task: c.devTask }), client_id: 'prod-only' }),
     status: 400,
-    error: 'invalid_request', code: 'ERR_CONDITION_FAILED',
+    error: 'invalid_request',
+    code: 'ERR_CONDITION_FAILED',
   },
   {
     name: 'grant needing human approval (pending, no token yet)',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'prod-only' }), { resource: 'https://audit.example.com', task: c.prodTask }), client_id: 'prod-only' }),
     status: 400,
-    error: 'authorization_pending', code: 'ERR_APPROVAL_PENDING',
+    error: 'authorization_pending',
+    code: 'ERR_APPROVAL_PENDING',
   },
   {
     name: 'unknown approval_id',
@@ -438,7 +741,8 @@ const rows: Row[] = [
       approval_id: 'AAAAAAAAAAAAAAAAAAAAAA',
     }),
     status: 400,
-    error: 'invalid_grant', code: 'ERR_APPROVAL_UNKNOWN',
+    error: 'invalid_grant',
+    code: 'ERR_APPROVAL_UNKNOWN',
   },
   {
     name: 'malformed approval_id',
@@ -448,13 +752,15 @@ const rows: Row[] = [
       approval_id: 'short!',
     }),
     status: 400,
-    error: 'invalid_grant', code: 'ERR_APPROVAL_UNKNOWN',
+    error: 'invalid_grant',
+    code: 'ERR_APPROVAL_UNKNOWN',
   },
   {
     name: 'disabled plugin',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'retired-plugin' }), { resource: CRM_API }), client_id: 'retired-plugin' }),
     status: 400,
-    error: 'unauthorized_client', code: 'ERR_PLUGIN_DISABLED',
+    error: 'unauthorized_client',
+    code: 'ERR_PLUGIN_DISABLED',
   },
 
   // ---- DPoP
@@ -462,53 +768,120 @@ const rows: Row[] = [
     name: 'DPoP required by risk tier, no proof',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'ticket-writer-1' }), { resource: TICKETS_API, task: c.ticketTask }), client_id: 'ticket-writer' }),
     status: 400,
-    error: 'invalid_dpop_proof', code: 'ERR_DPOP_REQUIRED',
+    error: 'invalid_dpop_proof',
+    code: 'ERR_DPOP_REQUIRED',
   },
   {
     name: 'DPoP proof for another endpoint',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'ticket-writer-1' }), { resource: TICKETS_API, task: c.ticketTask }), client_id: 'ticket-writer' }),
     headers: async (c) => ({ dpop: await c.dpop.proof({ method: 'POST', url: `${c.tb.url}/introspect` }) }),
     status: 400,
-    error: 'invalid_dpop_proof', code: 'ERR_DPOP_INVALID',
+    error: 'invalid_dpop_proof',
+    code: 'ERR_DPOP_INVALID',
   },
   {
     name: 'DPoP proof with the wrong method',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'ticket-writer-1' }), { resource: TICKETS_API, task: c.ticketTask }), client_id: 'ticket-writer' }),
     headers: async (c) => ({ dpop: await c.dpop.proof({ method: 'GET', url: `${c.tb.url}/token` }) }),
     status: 400,
-    error: 'invalid_dpop_proof', code: 'ERR_DPOP_INVALID',
+    error: 'invalid_dpop_proof',
+    code: 'ERR_DPOP_INVALID',
   },
   {
     name: 'DPoP proof that is not a JWT',
     params: async (c) => ({ ...base(c, await c.tb.cluster.saToken({ nowSeconds: c.nowS(), sa: 'ticket-writer-1' }), { resource: TICKETS_API, task: c.ticketTask }), client_id: 'ticket-writer' }),
     headers: async () => ({ dpop: 'garbage' }),
     status: 400,
-    error: 'invalid_dpop_proof', code: 'ERR_DPOP_INVALID',
+    error: 'invalid_dpop_proof',
+    code: 'ERR_DPOP_INVALID',
   },
 
   // ---- cloud and CI workload identities (gitlab, gcp, azure, aws kinds)
-  { name: 'gitlab: a job of another project', params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ project_path: 'platform/evil' })), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
-  { name: 'gitlab: an unprotected branch', params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ ref: 'feature-x', ref_protected: 'false' })), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
+  {
+    name: 'gitlab: a job of another project',
+    params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ project_path: 'platform/evil' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_WORKLOAD_UNBOUND',
+  },
+  {
+    name: 'gitlab: an unprotected branch',
+    params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ ref: 'feature-x', ref_protected: 'false' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_WORKLOAD_UNBOUND',
+  },
   {
     name: 'gitlab: sub claims main, the job ran on another ref',
     params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ ref: 'dev', sub: 'project_path:platform/deployer:ref_type:branch:ref:main' })),
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_CLAIM_INVALID',
   },
-  { name: 'gitlab: pipeline source the condition does not allow (CEL)', params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ pipeline_source: 'merge_request_event' })), status: 400, error: 'invalid_request', code: 'ERR_CONDITION_FAILED' },
-  { name: 'gcp: a person\'s Google account', params: async (c) => cloud('gcp-deployer', await c.cloud.gcp({ email: 'deployer@gmail.com' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID' },
-  { name: 'gcp: email not verified', params: async (c) => cloud('gcp-deployer', await c.cloud.gcp({ email_verified: false })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID' },
-  { name: 'gcp: same account name in another project', params: async (c) => cloud('gcp-deployer', await c.cloud.gcp({ email: 'deployer@acme-dev.iam.gserviceaccount.com' })), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
+  {
+    name: 'gitlab: pipeline source the condition does not allow (CEL)',
+    params: async (c) => cloud('gitlab-deployer', await c.cloud.gitlab({ pipeline_source: 'merge_request_event' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_CONDITION_FAILED',
+  },
+  {
+    name: "gcp: a person's Google account",
+    params: async (c) => cloud('gcp-deployer', await c.cloud.gcp({ email: 'deployer@gmail.com' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_CLAIM_INVALID',
+  },
+  {
+    name: 'gcp: email not verified',
+    params: async (c) => cloud('gcp-deployer', await c.cloud.gcp({ email_verified: false })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_CLAIM_INVALID',
+  },
+  {
+    name: 'gcp: same account name in another project',
+    params: async (c) => cloud('gcp-deployer', await c.cloud.gcp({ email: 'deployer@acme-dev.iam.gserviceaccount.com' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_WORKLOAD_UNBOUND',
+  },
   {
     name: 'azure: a token of another tenant (same signing keys)',
-    params: async (c) => cloud('azure-deployer', await c.cloud.azure({ iss: 'https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0', tid: '00000000-0000-0000-0000-000000000000' })),
+    params: async (c) =>
+      cloud('azure-deployer', await c.cloud.azure({ iss: 'https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0', tid: '00000000-0000-0000-0000-000000000000' })),
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_ISSUER_UNKNOWN',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_ISSUER_UNKNOWN',
   },
-  { name: 'azure: our issuer, another tenant id', params: async (c) => cloud('azure-deployer', await c.cloud.azure({ tid: '00000000-0000-0000-0000-000000000000' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID' },
-  { name: 'azure: a token acting for a user (scp)', params: async (c) => cloud('azure-deployer', await c.cloud.azure({ scp: 'user_impersonation' })), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID' },
-  { name: 'aws: signed for another Leash (server id)', params: async (c) => cloud('aws-deployer', await c.cloud.aws({ serverId: 'other-leash.example.com' }), AWS_TYPE), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_AUDIENCE' },
-  { name: 'aws: a signature older than 15 minutes', params: async (c) => cloud('aws-deployer', await c.cloud.aws({ date: new Date(c.clock.now() - 16 * 60_000) }), AWS_TYPE), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_TOO_OLD' },
+  {
+    name: 'azure: our issuer, another tenant id',
+    params: async (c) => cloud('azure-deployer', await c.cloud.azure({ tid: '00000000-0000-0000-0000-000000000000' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_CLAIM_INVALID',
+  },
+  {
+    name: 'azure: a token acting for a user (scp)',
+    params: async (c) => cloud('azure-deployer', await c.cloud.azure({ scp: 'user_impersonation' })),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_CLAIM_INVALID',
+  },
+  {
+    name: 'aws: signed for another Leash (server id)',
+    params: async (c) => cloud('aws-deployer', await c.cloud.aws({ serverId: 'other-leash.example.com' }), AWS_TYPE),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_AUDIENCE',
+  },
+  {
+    name: 'aws: a signature older than 15 minutes',
+    params: async (c) => cloud('aws-deployer', await c.cloud.aws({ date: new Date(c.clock.now() - 16 * 60_000) }), AWS_TYPE),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_TOO_OLD',
+  },
   {
     name: 'aws: a url that points elsewhere',
     params: async (c) => {
@@ -517,13 +890,15 @@ const rows: Row[] = [
       return cloud('aws-deployer', encodeAwsRequest(r), AWS_TYPE);
     },
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_CLAIM_INVALID',
   },
   {
     name: 'aws: a signed AssumeRole instead of GetCallerIdentity',
     params: async (c) => cloud('aws-deployer', await c.cloud.aws({ body: 'Action=AssumeRole&Version=2011-06-15&RoleArn=arn:aws:iam::210987654321:role/admin&RoleSessionName=x' }), AWS_TYPE),
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_CLAIM_INVALID',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_CLAIM_INVALID',
   },
   {
     name: 'aws: server id changed after signing',
@@ -533,11 +908,24 @@ const rows: Row[] = [
       return cloud('aws-deployer', encodeAwsRequest(r), AWS_TYPE);
     },
     status: 400,
-    error: 'invalid_request', code: 'ERR_ATTESTATION_REVIEW_REJECTED',
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_REVIEW_REJECTED',
   },
-  { name: 'aws: the same role name in another account', params: async (c) => cloud('aws-deployer', await c.cloud.aws({ credentials: AWS_FOREIGN_KEY }), AWS_TYPE), status: 400, error: 'invalid_request', code: 'ERR_WORKLOAD_UNBOUND' },
+  {
+    name: 'aws: the same role name in another account',
+    params: async (c) => cloud('aws-deployer', await c.cloud.aws({ credentials: AWS_FOREIGN_KEY }), AWS_TYPE),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_WORKLOAD_UNBOUND',
+  },
   { name: 'aws: a signed request labelled as a JWT', params: async (c) => cloud('aws-deployer', await c.cloud.aws()), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
-  { name: 'aws: a JWT labelled as a signed request', params: async (c) => cloud('azure-deployer', await c.cloud.azure(), AWS_TYPE), status: 400, error: 'invalid_request', code: 'ERR_ATTESTATION_MALFORMED' },
+  {
+    name: 'aws: a JWT labelled as a signed request',
+    params: async (c) => cloud('azure-deployer', await c.cloud.azure(), AWS_TYPE),
+    status: 400,
+    error: 'invalid_request',
+    code: 'ERR_ATTESTATION_MALFORMED',
+  },
 ];
 
 describe('must be denied', () => {
@@ -566,7 +954,14 @@ describe('must be denied', () => {
         cfg.plugins.push(
           { id: 'svid-plugin', owner: 'team-crm@example.com', risk: 'low', bindings: [{ issuer: 'example-x509', subject: WORKLOAD }], grants },
           { id: 'keyed-vendor', owner: 'vendor@example.com', risk: 'low', client_auth: clientAuth('optional'), grants },
-          { id: 'keyed-attested', owner: 'team-crm@example.com', risk: 'low', client_auth: clientAuth('required'), bindings: [{ issuer: 'test-cluster', subject: 'system:serviceaccount:plugins:keyed-attested' }], grants },
+          {
+            id: 'keyed-attested',
+            owner: 'team-crm@example.com',
+            risk: 'low',
+            client_auth: clientAuth('required'),
+            bindings: [{ issuer: 'test-cluster', subject: 'system:serviceaccount:plugins:keyed-attested' }],
+            grants,
+          },
         );
         cfg.plugins.find((p: { id: string }) => p.id === 'crm-reader').delegate_to = ['ticket-writer'];
         // An issuer whose keys cannot be fetched (nothing listens there).
@@ -615,7 +1010,15 @@ describe('must be denied', () => {
     const keyed = await ctx.tb.exchange(await keyOnly(ctx));
     expect(keyed.status).toBe(200);
     expect(decodeJwt(keyed.body.access_token as string)).toMatchObject({ plugin: 'keyed-vendor', workload: { issuer: 'private_key_jwt', sub: 'keyed-vendor' } });
-    const both = await ctx.tb.exchange({ grant_type: EXCHANGE, subject_token: await ctx.tb.cluster.saToken({ nowSeconds: ctx.nowS(), sa: 'keyed-attested' }), subject_token_type: JWT_TYPE, resource: CRM_API, task: ctx.keyTask, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(ctx, { iss: 'keyed-attested' }) });
+    const both = await ctx.tb.exchange({
+      grant_type: EXCHANGE,
+      subject_token: await ctx.tb.cluster.saToken({ nowSeconds: ctx.nowS(), sa: 'keyed-attested' }),
+      subject_token_type: JWT_TYPE,
+      resource: CRM_API,
+      task: ctx.keyTask,
+      client_assertion_type: ASSERTION_TYPE,
+      client_assertion: await assertion(ctx, { iss: 'keyed-attested' }),
+    });
     expect(both.status).toBe(200);
     expect(decodeJwt(both.body.access_token as string)).toMatchObject({ plugin: 'keyed-attested', workload: { issuer: 'test-cluster' } });
     const cert = await ctx.tb.exchange(certParams(ctx, ctx.svid), { 'x-forwarded-client-cert': xfcc(ctx.svid) });

@@ -52,7 +52,14 @@ describe('durability across restarts', () => {
     const clock = new ManualClock(Date.now());
     const first = await startTestBroker({ dir, cluster, broker: { clock } });
     const task = await first.openTask({ plugins: ['crm-reader'], ttl_seconds: 60 });
-    const res = await first.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken({ nowSeconds: Math.floor(clock.now() / 1000) }), subject_token_type: JWT_TYPE, resource: CRM_API, task });
+    const res = await first.exchange({
+      grant_type: EXCHANGE,
+      client_id: 'crm-reader',
+      subject_token: await cluster.saToken({ nowSeconds: Math.floor(clock.now() / 1000) }),
+      subject_token_type: JWT_TYPE,
+      resource: CRM_API,
+      task,
+    });
     const claims = decodeJwt(res.body.access_token as string);
     await first.close({ keepDir: true });
 
@@ -83,7 +90,11 @@ describe('durability across restarts', () => {
     const child = spawnServe(configPath);
     try {
       await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/healthz`)).ok);
-      const opened = await fetch(`${url}/tasks`, { method: 'POST', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ plugins: ['crm-reader'] }) });
+      const opened = await fetch(`${url}/tasks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ plugins: ['crm-reader'] }),
+      });
       expect(opened.status).toBe(201);
       const { id } = (await opened.json()) as { id: string };
       // an acknowledged revocation, then SIGKILL right after the 201

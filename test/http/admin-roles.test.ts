@@ -41,7 +41,14 @@ describe('admin roles', () => {
     afterAll(async () => tb.close());
 
     it('holds no role: every admin route answers 403', async () => {
-      const token = await new SignJWT({ roles: ['platform'] }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(ISS).setAudience('leash-admin').setSubject('platform-team').setIssuedAt().setExpirationTime('5m').sign(key);
+      const token = await new SignJWT({ roles: ['platform'] })
+        .setProtectedHeader({ alg: 'ES256', kid: 'idp-1' })
+        .setIssuer(ISS)
+        .setAudience('leash-admin')
+        .setSubject('platform-team')
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(key);
       const auth = { authorization: `Bearer ${token}` };
       const json = { ...auth, 'content-type': 'application/json' };
       const calls: Array<[string, string, Record<string, string>, string?]> = [

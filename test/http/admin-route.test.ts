@@ -13,7 +13,12 @@ const openapiPath = (path: string) => path.replace(/:([A-Za-z]+)/g, '{$1}');
 /** A `$ref` of the document, followed. */
 function resolve(node: Json): Json {
   if (typeof node.$ref !== 'string') return node;
-  return resolve(node.$ref.slice(2).split('/').reduce((n: Json, k: string) => n[k], doc));
+  return resolve(
+    node.$ref
+      .slice(2)
+      .split('/')
+      .reduce((n: Json, k: string) => n[k], doc),
+  );
 }
 
 describe('the admin route table (src/http/admin/table.ts)', () => {
@@ -90,7 +95,12 @@ describe('the admin route shape, on a running broker', () => {
 
   it('counts every success and every failure of every route the same way (reads included)', async () => {
     const id = await tb.openTask();
-    const before = { get: await count('tasks.get', 'ok'), suspended: await count('plugins.suspended', 'ok'), invalid: await count('tasks.open', 'invalid'), anon: await count('keys.list', 'unauthenticated') };
+    const before = {
+      get: await count('tasks.get', 'ok'),
+      suspended: await count('plugins.suspended', 'ok'),
+      invalid: await count('tasks.open', 'invalid'),
+      anon: await count('keys.list', 'unauthenticated'),
+    };
     expect((await call('GET', `/tasks/${id}`, ORCHESTRATOR_KEY)).status).toBe(200);
     expect((await call('GET', '/admin/plugins/suspended', OPS_KEY)).status).toBe(200);
     expect((await call('POST', '/tasks', ORCHESTRATOR_KEY, { plugins: [] })).status).toBe(400);

@@ -73,7 +73,7 @@ describe('settings.max_body_bytes counts the bytes read, chunked or not, on ever
 
   describe.each([
     ['just over the limit', MAX + 1],
-    ['between the limit and the form endpoints\' own cap', 20 * 1024],
+    ["between the limit and the form endpoints' own cap", 20 * 1024],
     ["over oidc-provider's own 56 KiB cap", 57 * 1024],
   ])('a chunked body %s', (_n, bytes) => {
     it.each(cases)('POST %s (%s): 413 invalid_request, and nothing happens', async (path, _name, headers, body) => {
@@ -97,7 +97,11 @@ describe('settings.max_body_bytes counts the bytes read, chunked or not, on ever
 
   describe('bodies within the limit reach their parser unchanged', () => {
     it('a chunked token exchange, in small pieces and padded to just under the limit, gets its token', async () => {
-      for (const [bytes, pieces] of [[0, 7], [MAX - 100, 4096], [MAX, 1000]] as const) {
+      for (const [bytes, pieces] of [
+        [0, 7],
+        [MAX - 100, 4096],
+        [MAX, 1000],
+      ] as const) {
         const res = await rawRequest(tb.url, { method: 'POST', path: '/token', headers: FORM, body: padForm(await exchangeForm(), bytes), chunkBytes: pieces });
         expect(`${bytes}: ${res.status}`).toBe(`${bytes}: 200`);
         expect(typeof res.json?.access_token).toBe('string');

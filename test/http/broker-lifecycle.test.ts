@@ -60,7 +60,12 @@ describe('policy reload', () => {
     const events = await tb.broker.testing.store.read(1, 100000);
     const created = events.filter((e) => e.type === 'key.created').map((e) => e.event.kid as string);
     expect(created).toContain(tb.broker.testing.keys.current().kid);
-    expect(created.sort()).toEqual(tb.broker.testing.keys.list().map((k) => k.kid).sort());
+    expect(created.sort()).toEqual(
+      tb.broker.testing.keys
+        .list()
+        .map((k) => k.kid)
+        .sort(),
+    );
     expect(created).toHaveLength(2);
   });
 });
@@ -117,11 +122,25 @@ describe('admin bearer JWTs from a configured issuer', () => {
   it.each([
     ['without the role', async () => adminToken({ roles: ['ops'] }), 403],
     ['for another audience', async () => adminToken({ roles: ['orchestrator'] }, 'other'), 401],
-    ['signed by another key', async () => {
-      const other = await generateKeyPair('ES256');
-      return new SignJWT({ roles: ['orchestrator'] }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(ADMIN_ISS).setAudience('leash-admin').setExpirationTime('5m').sign(other.privateKey);
-    }, 401],
-    ['from an unknown issuer', async () => new SignJWT({ roles: ['orchestrator'] }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer('https://evil.example').setAudience('leash-admin').setExpirationTime('5m').sign(key), 401],
+    [
+      'signed by another key',
+      async () => {
+        const other = await generateKeyPair('ES256');
+        return new SignJWT({ roles: ['orchestrator'] })
+          .setProtectedHeader({ alg: 'ES256', kid: 'idp-1' })
+          .setIssuer(ADMIN_ISS)
+          .setAudience('leash-admin')
+          .setExpirationTime('5m')
+          .sign(other.privateKey);
+      },
+      401,
+    ],
+    [
+      'from an unknown issuer',
+      async () =>
+        new SignJWT({ roles: ['orchestrator'] }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer('https://evil.example').setAudience('leash-admin').setExpirationTime('5m').sign(key),
+      401,
+    ],
   ])('is refused %s', async (_n, make, status) => {
     expect((await open(await make())).status).toBe(status);
   });

@@ -9,13 +9,7 @@ import express from 'express';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { ConfigError } from '../../src/config/config-error.js';
 import type { ResourceServerConfig } from '../../src/config/schema.js';
-import {
-  CLIENT_ASSERTION_TYPE,
-  createResourceServerAuthenticator,
-  oauthFormParser,
-  sendOAuthError,
-  type ResourceServerAuthenticator,
-} from '../../src/http/oauth/client-auth.js';
+import { CLIENT_ASSERTION_TYPE, createResourceServerAuthenticator, oauthFormParser, sendOAuthError, type ResourceServerAuthenticator } from '../../src/http/oauth/client-auth.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { ManualClock } from '../../src/time/clock.js';
 
@@ -87,7 +81,11 @@ describe('resource-server client authentication', () => {
   }
 
   const now = () => Math.floor(clock.now() / 1000);
-  async function assertion(over: { iss?: string; sub?: string; aud?: string | string[]; exp?: number | null; jti?: string | null; iat?: number } = {}, key: CryptoKey = rsKey.privateKey, alg = 'ES256') {
+  async function assertion(
+    over: { iss?: string; sub?: string; aud?: string | string[]; exp?: number | null; jti?: string | null; iat?: number } = {},
+    key: CryptoKey = rsKey.privateKey,
+    alg = 'ES256',
+  ) {
     const payload: Record<string, unknown> = { iss: over.iss ?? 'rs-jwt', sub: over.sub ?? 'rs-jwt', aud: over.aud ?? ENDPOINT, iat: over.iat ?? now() };
     if (over.exp !== null) payload.exp = over.exp ?? now() + 60;
     if (over.jti !== null) payload.jti = over.jti ?? randomUUID();

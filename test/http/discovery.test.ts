@@ -50,7 +50,14 @@ describe('discovery: every member of both documents is something that works', ()
   };
   const assertion = (alg: string, aud: string) => {
     const { key, kid } = assertionKeys.get(alg)!;
-    return new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg, kid }).setIssuer('algs-api').setSubject('algs-api').setAudience(aud).setIssuedAt().setExpirationTime(nowS() + 60).sign(key);
+    return new SignJWT({ jti: randomUUID() })
+      .setProtectedHeader({ alg, kid })
+      .setIssuer('algs-api')
+      .setSubject('algs-api')
+      .setAudience(aud)
+      .setIssuedAt()
+      .setExpirationTime(nowS() + 60)
+      .sign(key);
   };
   /** Authenticates as a resource server with `method` at `url`; answers the HTTP status. */
   const authenticated = async (url: string, method: string, token: string): Promise<number> => {
@@ -103,7 +110,15 @@ describe('discovery: every member of both documents is something that works', ()
     },
     grant_types_supported: async (v) => {
       expect(v).toEqual([EXCHANGE]);
-      for (const other of ['authorization_code', 'client_credentials', 'refresh_token', 'password', 'urn:ietf:params:oauth:grant-type:device_code', 'urn:openid:params:grant-type:ciba', 'urn:ietf:params:oauth:grant-type:jwt-bearer']) {
+      for (const other of [
+        'authorization_code',
+        'client_credentials',
+        'refresh_token',
+        'password',
+        'urn:ietf:params:oauth:grant-type:device_code',
+        'urn:openid:params:grant-type:ciba',
+        'urn:ietf:params:oauth:grant-type:jwt-bearer',
+      ]) {
         const res = await postForm(`${tb.url}/token`, { grant_type: other, client_id: 'crm-reader' });
         expect(`${other}: ${res.status} ${String(res.body.error)}`).toBe(`${other}: 400 unsupported_grant_type`);
       }
@@ -112,7 +127,11 @@ describe('discovery: every member of both documents is something that works', ()
       // private_key_jwt at the token endpoint: test/exchange/must-deny.test.ts (keyed plugins).
       expect(v).toEqual(['none', 'private_key_jwt']);
       // `none` is what every exchange above used; a client secret is not a way in.
-      const res = await postForm(`${tb.url}/token`, { grant_type: EXCHANGE, subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task }, { authorization: basic('crm-reader', 'secret') });
+      const res = await postForm(
+        `${tb.url}/token`,
+        { grant_type: EXCHANGE, subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task },
+        { authorization: basic('crm-reader', 'secret') },
+      );
       expect(res.status).toBeGreaterThanOrEqual(400);
       expect(res.status).toBeLessThan(500);
       expect(res.body.access_token).toBeUndefined();
@@ -196,7 +215,18 @@ describe('discovery: every member of both documents is something that works', ()
   it('has exactly the members Leash can back, and nothing about endpoints it does not have', () => {
     expect(Object.keys(doc).sort()).toEqual(Object.keys(CHECKS).sort());
     const text = JSON.stringify(doc);
-    for (const absent of ['authorization_endpoint', 'end_session_endpoint', 'pushed_authorization_request_endpoint', 'userinfo_endpoint', 'registration_endpoint', 'response_modes_supported', 'scopes_supported', 'openid', 'code_challenge_methods_supported', 'claims_supported']) {
+    for (const absent of [
+      'authorization_endpoint',
+      'end_session_endpoint',
+      'pushed_authorization_request_endpoint',
+      'userinfo_endpoint',
+      'registration_endpoint',
+      'response_modes_supported',
+      'scopes_supported',
+      'openid',
+      'code_challenge_methods_supported',
+      'claims_supported',
+    ]) {
       expect(text).not.toContain(absent);
     }
   });
@@ -207,7 +237,14 @@ describe('discovery: every member of both documents is something that works', ()
   });
 
   it('the algorithm lists are not wider than what is accepted: an assertion with HS256 or none is refused', async () => {
-    const hs = await new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg: 'HS256' }).setIssuer('algs-api').setSubject('algs-api').setAudience(`${tb.url}/introspect`).setIssuedAt().setExpirationTime(nowS() + 60).sign(new TextEncoder().encode(sha256hex('k')));
+    const hs = await new SignJWT({ jti: randomUUID() })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer('algs-api')
+      .setSubject('algs-api')
+      .setAudience(`${tb.url}/introspect`)
+      .setIssuedAt()
+      .setExpirationTime(nowS() + 60)
+      .sign(new TextEncoder().encode(sha256hex('k')));
     expect((await postForm(`${tb.url}/introspect`, { token: 'x', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: hs })).status).toBe(401);
     const [, payload] = hs.split('.');
     const none = `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${payload}.`;

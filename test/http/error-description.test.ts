@@ -52,7 +52,9 @@ describe('safeErrorDescription', () => {
   });
 
   it('leaves allowed text alone, is idempotent, and never cuts inside an escape', () => {
-    const printable = Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i)).filter((c) => c !== '"' && c !== '\\').join('');
+    const printable = Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i))
+      .filter((c) => c !== '"' && c !== '\\')
+      .join('');
     expect(safeErrorDescription(printable)).toBe(printable);
     const once = safeErrorDescription(`x${ALL_FORBIDDEN}y`);
     expect(safeErrorDescription(once)).toBe(once);

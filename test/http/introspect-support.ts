@@ -7,8 +7,7 @@ import { CRM_API, TICKETS_API, type TestBroker } from '../support/broker.js';
 
 export const CRM_RS_SECRET = 'crm-api-secret-0123456789';
 export const sha256hex = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
-export const basic = (id: string, secret: string) =>
-  `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+export const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 
 /** The tickets API authenticates with private_key_jwt; its key is made before the broker starts. */
 export async function ticketsKey(): Promise<{ privateKey: CryptoKey; jwk: JWK }> {

@@ -45,8 +45,18 @@ describe('verifyLeashToken', () => {
   const deps = () => ({ issuer: ISSUER, keys, clock, clockSkewSeconds: 30 });
   const claims = (over: Record<string, unknown> = {}) => {
     const c: Record<string, unknown> = {
-      iss: ISSUER, sub: 'crm-reader', aud: 'https://crm', exp: now() + 300, iat: now(), nbf: now(), jti: 'j-1',
-      client_id: 'crm-reader', scope: 'contacts:read', plugin: 'crm-reader', task: 'tsk_abcdefghijkl', ...over,
+      iss: ISSUER,
+      sub: 'crm-reader',
+      aud: 'https://crm',
+      exp: now() + 300,
+      iat: now(),
+      nbf: now(),
+      jti: 'j-1',
+      client_id: 'crm-reader',
+      scope: 'contacts:read',
+      plugin: 'crm-reader',
+      task: 'tsk_abcdefghijkl',
+      ...over,
     };
     for (const [k, v] of Object.entries(c)) if (v === undefined) delete c[k];
     return c;
@@ -79,9 +89,20 @@ describe('verifyLeashToken', () => {
     const { body, record } = await issuer.issue(req);
     const got = await verifyLeashToken(body.access_token, deps());
     expect(got).toEqual({
-      iss: ISSUER, jti: record.jti, sub: 'crm-reader', plugin: 'crm-reader', client_id: 'crm-reader', aud: 'https://crm',
-      scope: 'contacts:read contacts:search', task: 'tsk_abcdefghijkl', exp: now() + 120, iat: now(), nbf: now(),
-      cnf: { jkt: 'thumb-1' }, workload: { issuer: 'test-cluster', sub: 'system:serviceaccount:plugins:crm-reader' }, kid: keys.current().kid,
+      iss: ISSUER,
+      jti: record.jti,
+      sub: 'crm-reader',
+      plugin: 'crm-reader',
+      client_id: 'crm-reader',
+      aud: 'https://crm',
+      scope: 'contacts:read contacts:search',
+      task: 'tsk_abcdefghijkl',
+      exp: now() + 120,
+      iat: now(),
+      nbf: now(),
+      cnf: { jkt: 'thumb-1' },
+      workload: { issuer: 'test-cluster', sub: 'system:serviceaccount:plugins:crm-reader' },
+      kid: keys.current().kid,
     });
   });
 
@@ -109,8 +130,14 @@ describe('verifyLeashToken', () => {
     ['a string exp', () => sign(claims({ exp: String(now() + 60) }))],
     ['a jwk header', async () => sign(claims(), { typ: 'at+jwt', jwk: keys.current().publicJwk })],
     ['a token signed by a foreign key', () => sign(claims(), { typ: 'at+jwt' }, foreign)],
-    ['an unsigned (alg none) token', () => `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'at+jwt', kid: keys.current().kid })).toString('base64url')}.${Buffer.from(JSON.stringify(claims())).toString('base64url')}.`],
-    ['an HS256 token', () => `${Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'at+jwt', kid: keys.current().kid })).toString('base64url')}.${Buffer.from(JSON.stringify(claims())).toString('base64url')}.c2ln`],
+    [
+      'an unsigned (alg none) token',
+      () => `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'at+jwt', kid: keys.current().kid })).toString('base64url')}.${Buffer.from(JSON.stringify(claims())).toString('base64url')}.`,
+    ],
+    [
+      'an HS256 token',
+      () => `${Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'at+jwt', kid: keys.current().kid })).toString('base64url')}.${Buffer.from(JSON.stringify(claims())).toString('base64url')}.c2ln`,
+    ],
     ['garbage', () => 'not-a-token'],
     ['three dots of nothing', () => 'a.b.c'],
     ['an empty string', () => ''],

@@ -33,7 +33,11 @@ async function token(extra: Record<string, string>): Promise<{ status: number; b
   return tb.exchange({ grant_type: EXCHANGE, client_id: 'agent', subject_token: await tb.cluster.saToken({ ns: 'agents', sa: 'agent' }), subject_token_type: JWT_TYPE, resource: MCP, task, ...extra });
 }
 async function introspect(form: Record<string, string>, client = 'mcp-server'): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`${tb.url}/introspect`, { method: 'POST', headers: { authorization: basic(client, SECRET), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() });
+  const res = await fetch(`${tb.url}/introspect`, {
+    method: 'POST',
+    headers: { authorization: basic(client, SECRET), 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form).toString(),
+  });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
@@ -58,7 +62,7 @@ describe('per-call credentials at the token endpoint and introspection', () => {
     expect(await introspect({ token: t, single_use: 'consume' })).toEqual({ status: 200, body: { active: false } });
   });
 
-  it('refuses single_use on a session token, an unknown single_use value, and another audience\'s token without spending it', async () => {
+  it("refuses single_use on a session token, an unknown single_use value, and another audience's token without spending it", async () => {
     const session = (await token({})).body.access_token as string;
     const notPerCall = await introspect({ token: session, single_use: 'consume' });
     expect(notPerCall.status).toBe(400);

@@ -9,17 +9,7 @@ import { createLocalKeyManager } from '../../src/keys/local/local-key-manager.js
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { CRM_API, EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, TICKETS_API, startTestBroker, type TestBroker } from '../support/broker.js';
-import {
-  CRM_RS_SECRET,
-  assertionForm,
-  basic,
-  clientAssertion,
-  cuttableStore,
-  endpointsFor,
-  postForm,
-  ticketsKey,
-  withResourceServers,
-} from './introspect-support.js';
+import { CRM_RS_SECRET, assertionForm, basic, clientAssertion, cuttableStore, endpointsFor, postForm, ticketsKey, withResourceServers } from './introspect-support.js';
 
 describe('POST /introspect (RFC 7662)', () => {
   let dir: string;
@@ -128,7 +118,7 @@ describe('POST /introspect (RFC 7662)', () => {
       expect(r.headers.get('cache-control')).toBe('no-store');
     };
 
-    it('a token meant for another API (audience not among the caller\'s)', async () => {
+    it("a token meant for another API (audience not among the caller's)", async () => {
       const token = await crmToken();
       expect((await asCrm({ token })).body.active).toBe(true);
       await inactive(asTickets({ token }));
@@ -154,7 +144,11 @@ describe('POST /introspect (RFC 7662)', () => {
       const token = await crmToken();
       expect((await asCrm({ token })).body.active).toBe(true);
       const admin = (action: string) =>
-        fetch(`${tb.url}/admin/plugins/crm-reader/${action}`, { method: 'POST', headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'leaked token drill' }) });
+        fetch(`${tb.url}/admin/plugins/crm-reader/${action}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ reason: 'leaked token drill' }),
+        });
       expect((await admin('suspend')).status).toBeLessThan(300);
       await inactive(asCrm({ token }));
       expect((await admin('resume')).status).toBeLessThan(300);
@@ -187,11 +181,15 @@ describe('POST /introspect (RFC 7662)', () => {
       await inactive(asCrm({ token: `${h}.${fp}.${fs}` }));
     });
 
-    it('a foreign issuer\'s JWT (the cluster\'s own service-account token)', async () => {
+    it("a foreign issuer's JWT (the cluster's own service-account token)", async () => {
       await inactive(asCrm({ token: await tb.cluster.saToken({ nowSeconds: nowS(), alg: 'ES256' }) }));
     });
 
-    it.each([['garbage', 'not-a-token'], ['three empty-ish parts', 'a.b.c'], ['longer than any Leash token', `${'x'.repeat(8200)}.y.z`]])('a malformed token: %s', async (_n, token) => {
+    it.each([
+      ['garbage', 'not-a-token'],
+      ['three empty-ish parts', 'a.b.c'],
+      ['longer than any Leash token', `${'x'.repeat(8200)}.y.z`],
+    ])('a malformed token: %s', async (_n, token) => {
       await inactive(asCrm({ token }));
     });
   });
@@ -231,24 +229,40 @@ describe('POST /introspect (RFC 7662)', () => {
 
   describe('bad input: the RFC error, never a 500', () => {
     it.each<[string, () => Promise<{ status: number; body: Record<string, unknown> }>, number]>([
-      ['a JSON body', async () => {
-        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: basic('crm-api', CRM_RS_SECRET) }, body: JSON.stringify({ token: 'x' }) });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-      }, 400],
-      ['no body at all', async () => {
-        const res = await fetch(url, { method: 'POST', headers: { authorization: basic('crm-api', CRM_RS_SECRET) } });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-      }, 400],
+      [
+        'a JSON body',
+        async () => {
+          const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: basic('crm-api', CRM_RS_SECRET) }, body: JSON.stringify({ token: 'x' }) });
+          return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+        },
+        400,
+      ],
+      [
+        'no body at all',
+        async () => {
+          const res = await fetch(url, { method: 'POST', headers: { authorization: basic('crm-api', CRM_RS_SECRET) } });
+          return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+        },
+        400,
+      ],
       ['a repeated token', async () => asCrm({ token: ['a.b.c', 'd.e.f'] }), 400],
       ['a repeated client_id', async () => postForm(url, { token: 'x', client_id: ['crm-api', 'crm-api'], client_secret: CRM_RS_SECRET }), 400],
       ['a missing token', async () => asCrm({ token_type_hint: 'access_token' }), 400],
       ['an empty token', async () => asCrm({ token: '' }), 400],
       ['a huge body', async () => asCrm({ token: 'x'.repeat(200_000) }), 413],
       ['too many parameters', async () => asCrm(Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`p${i}`, 'v']))), 400],
-      ['an unsupported charset', async () => {
-        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded; charset=latin1', authorization: basic('crm-api', CRM_RS_SECRET) }, body: 'token=x' });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-      }, 400],
+      [
+        'an unsupported charset',
+        async () => {
+          const res = await fetch(url, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded; charset=latin1', authorization: basic('crm-api', CRM_RS_SECRET) },
+            body: 'token=x',
+          });
+          return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+        },
+        400,
+      ],
     ])('%s', async (_n, send, status) => {
       const res = await send();
       expect(res.status).toBe(status);

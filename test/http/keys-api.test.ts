@@ -140,7 +140,11 @@ describe('admin key API (local backend, default 1 h prepublish)', () => {
   });
 
   it('rotate rejects a non-JSON body and malformed JSON with 400', async () => {
-    const form = await fetch(`${tb.url}/admin/keys/rotate`, { method: 'POST', headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'force=true' });
+    const form = await fetch(`${tb.url}/admin/keys/rotate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'force=true',
+    });
     expect(form.status).toBe(400);
     expect((await call('POST', '/admin/keys/rotate', OPS_KEY, '{"force":')).status).toBe(400);
   });
@@ -225,7 +229,12 @@ describe('admin key API (local backend, default 1 h prepublish)', () => {
     const res = await call('POST', `/admin/keys/${kid}/revoke`, SECURITY_ONLY_KEY, { reason: 'private key found in a public repository' });
     expect(res.status).toBe(200);
     expect(res.json.revocation.seq).toEqual(expect.any(Number));
-    expect(res.json.transitions).toEqual(expect.arrayContaining([{ action: 'revoked', kid, from: 'current', to: 'removed' }, { action: 'promoted', kid: next, from: 'next', to: 'current' }]));
+    expect(res.json.transitions).toEqual(
+      expect.arrayContaining([
+        { action: 'revoked', kid, from: 'current', to: 'removed' },
+        { action: 'promoted', kid: next, from: 'next', to: 'current' },
+      ]),
+    );
     expect(await jwksKids(tb)).not.toContain(kid);
     expect((res.json.keys as KeyView[]).find((k) => k.kid === next)!.state).toBe('current');
     // The token it signed no longer verifies, and the revocation list names the key.

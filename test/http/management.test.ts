@@ -66,10 +66,12 @@ describe('readiness while shutting down', () => {
     const port = Number(new URL(tb.url).port);
     const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': '100' } });
     req.on('error', () => undefined);
-    const answered = new Promise<number>((resolve) => req.once('response', (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    }));
+    const answered = new Promise<number>((resolve) =>
+      req.once('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      }),
+    );
     req.write('grant_type=');
     // A full round trip after those bytes: the server has read the request's headers by then.
     expect((await fetch(`${tb.url}/jwks`)).status).toBe(200);

@@ -31,7 +31,9 @@ describe('docs/openapi.yaml', () => {
   it('is OpenAPI 3.1 and describes every admin route, and only those', () => {
     expect(doc.openapi).toBe('3.1.0');
     const documented = Object.entries(doc.paths).flatMap(([path, ops]) =>
-      Object.keys(ops).filter((m) => ['get', 'post', 'put', 'patch', 'delete'].includes(m)).map((m) => `${m} ${path}`),
+      Object.keys(ops)
+        .filter((m) => ['get', 'post', 'put', 'patch', 'delete'].includes(m))
+        .map((m) => `${m} ${path}`),
     );
     expect(documented.sort()).toEqual([...ADMIN_ROUTES].sort());
   });
@@ -50,7 +52,11 @@ describe('docs/openapi.yaml', () => {
     try {
       for (const route of ADMIN_ROUTES) {
         const [method, path] = route.split(' ') as [string, string];
-        const res = await fetch(`${tb.url}${path.replace('{id}', 'crm-reader').replace('{kid}', 'some-kid')}`, { method: method.toUpperCase(), headers: { 'content-type': 'application/json' }, body: method === 'get' ? undefined : '{}' });
+        const res = await fetch(`${tb.url}${path.replace('{id}', 'crm-reader').replace('{kid}', 'some-kid')}`, {
+          method: method.toUpperCase(),
+          headers: { 'content-type': 'application/json' },
+          body: method === 'get' ? undefined : '{}',
+        });
         expect(`${route} -> ${res.status}`).toBe(`${route} -> 401`);
       }
     } finally {

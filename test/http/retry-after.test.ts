@@ -54,7 +54,14 @@ describe('every 503 (temporarily_unavailable) says when to come back: Retry-Afte
     task = await tb.openTask({ plugins: ['crm-reader', 'prod-only'] });
     const issued = await tb.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task });
     token = issued.body.access_token as string;
-    const pending = await tb.exchange({ grant_type: EXCHANGE, client_id: 'prod-only', subject_token: await tb.cluster.saToken({ sa: 'prod-only' }), subject_token_type: JWT_TYPE, resource: 'https://audit.example.com', task });
+    const pending = await tb.exchange({
+      grant_type: EXCHANGE,
+      client_id: 'prod-only',
+      subject_token: await tb.cluster.saToken({ sa: 'prod-only' }),
+      subject_token_type: JWT_TYPE,
+      resource: 'https://audit.example.com',
+      task,
+    });
     approval = pending.body.approval_id as string;
     expect(typeof token).toBe('string');
     expect(typeof approval).toBe('string');
@@ -73,8 +80,16 @@ describe('every 503 (temporarily_unavailable) says when to come back: Retry-Afte
   const crmApi = { authorization: basic('crm-api', CRM_RS_SECRET) };
 
   const cases: Array<[string, () => Promise<RawResponse>]> = [
-    ['POST /token (the store cannot record the exchange)', async () =>
-      rawRequest(tb.url, { method: 'POST', path: '/token', headers: form, body: new URLSearchParams({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task }).toString() })],
+    [
+      'POST /token (the store cannot record the exchange)',
+      async () =>
+        rawRequest(tb.url, {
+          method: 'POST',
+          path: '/token',
+          headers: form,
+          body: new URLSearchParams({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task }).toString(),
+        }),
+    ],
     ['POST /introspect (the revocation view is stale)', async () => rawRequest(tb.url, { method: 'POST', path: '/introspect', headers: { ...form, ...crmApi }, body: `token=${token}` })],
     ['POST /revoke as the holder (stale view)', async () => rawRequest(tb.url, { method: 'POST', path: '/revoke', headers: form, body: `client_id=crm-reader&token=${token}` })],
     ['POST /revoke as a security admin (stale view)', async () => rawRequest(tb.url, { method: 'POST', path: '/revoke', headers: { ...form, ...ops }, body: `token=${token}` })],
@@ -85,11 +100,23 @@ describe('every 503 (temporarily_unavailable) says when to come back: Retry-Afte
     ['DELETE /tasks/{id}', async () => rawRequest(tb.url, { method: 'DELETE', path: `/tasks/${task}`, headers: orch })],
     ['GET /admin/approvals', async () => rawRequest(tb.url, { method: 'GET', path: '/admin/approvals', headers: ops })],
     ['GET /admin/approvals/{id}', async () => rawRequest(tb.url, { method: 'GET', path: `/admin/approvals/${approval}`, headers: ops })],
-    ['POST /admin/approvals/{id}/deny', async () => rawRequest(tb.url, { method: 'POST', path: `/admin/approvals/${approval}/deny`, headers: { ...json, ...ops }, body: JSON.stringify({ reason: 'store test' }) })],
-    ['POST /admin/revocations', async () => rawRequest(tb.url, { method: 'POST', path: '/admin/revocations', headers: { ...json, ...ops }, body: JSON.stringify({ scope: 'task', id: task, reason: 'store test' }) })],
-    ['POST /admin/plugins/{id}/suspend', async () => rawRequest(tb.url, { method: 'POST', path: '/admin/plugins/crm-reader/suspend', headers: { ...json, ...ops }, body: JSON.stringify({ reason: 'store test' }) })],
+    [
+      'POST /admin/approvals/{id}/deny',
+      async () => rawRequest(tb.url, { method: 'POST', path: `/admin/approvals/${approval}/deny`, headers: { ...json, ...ops }, body: JSON.stringify({ reason: 'store test' }) }),
+    ],
+    [
+      'POST /admin/revocations',
+      async () => rawRequest(tb.url, { method: 'POST', path: '/admin/revocations', headers: { ...json, ...ops }, body: JSON.stringify({ scope: 'task', id: task, reason: 'store test' }) }),
+    ],
+    [
+      'POST /admin/plugins/{id}/suspend',
+      async () => rawRequest(tb.url, { method: 'POST', path: '/admin/plugins/crm-reader/suspend', headers: { ...json, ...ops }, body: JSON.stringify({ reason: 'store test' }) }),
+    ],
     ['GET /admin/plugins/suspended', async () => rawRequest(tb.url, { method: 'GET', path: '/admin/plugins/suspended', headers: ops })],
-    ['an admin call whose refusal cannot be audited (unknown key)', async () => rawRequest(tb.url, { method: 'GET', path: '/admin/approvals', headers: { authorization: 'Bearer not-a-real-key-0123456789' } })],
+    [
+      'an admin call whose refusal cannot be audited (unknown key)',
+      async () => rawRequest(tb.url, { method: 'GET', path: '/admin/approvals', headers: { authorization: 'Bearer not-a-real-key-0123456789' } }),
+    ],
   ];
 
   it.each(cases)('%s', async (_name, call) => {

@@ -6,17 +6,7 @@ import { decodeJwt, type CryptoKey, type JWK } from 'jose';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { CRM_API, EXCHANGE, JWT_TYPE, OPS_KEY, ORCHESTRATOR_KEY, startTestBroker, type TestBroker } from '../support/broker.js';
-import {
-  CRM_RS_SECRET,
-  assertionForm,
-  basic,
-  clientAssertion,
-  cuttableStore,
-  endpointsFor,
-  postForm,
-  ticketsKey,
-  withResourceServers,
-} from './introspect-support.js';
+import { CRM_RS_SECRET, assertionForm, basic, clientAssertion, cuttableStore, endpointsFor, postForm, ticketsKey, withResourceServers } from './introspect-support.js';
 
 describe('POST /revoke (RFC 7009)', () => {
   let dir: string;
@@ -156,11 +146,14 @@ describe('POST /revoke (RFC 7009)', () => {
   describe('tokens that are not live Leash tokens answer 200 and change nothing (RFC 7009 §2.2)', () => {
     it.each<[string, () => Promise<string>]>([
       ['garbage', async () => 'not-a-token'],
-      ['a foreign issuer\'s JWT', async () => tb.cluster.saToken({ nowSeconds: nowS(), alg: 'ES256' })],
-      ['a tampered token', async () => {
-        const [h, p, s] = (await crmToken()).split('.') as [string, string, string];
-        return `${h}.${p.slice(0, -2)}AA.${s}`;
-      }],
+      ["a foreign issuer's JWT", async () => tb.cluster.saToken({ nowSeconds: nowS(), alg: 'ES256' })],
+      [
+        'a tampered token',
+        async () => {
+          const [h, p, s] = (await crmToken()).split('.') as [string, string, string];
+          return `${h}.${p.slice(0, -2)}AA.${s}`;
+        },
+      ],
     ])('%s', async (_n, make) => {
       const before = (await tb.broker.testing.store.revocationsSince(0, 10000, clock.now())).length;
       const res = await postForm(revokeUrl, { token: await make(), client_id: 'crm-reader' });
@@ -189,10 +182,15 @@ describe('POST /revoke (RFC 7009)', () => {
       ['an unsupported Authorization scheme', async () => postForm(revokeUrl, { token: 'x', client_id: 'crm-reader' }, { authorization: 'DPoP abc' }), 401, 'invalid_client'],
       ['a missing token', async () => postForm(revokeUrl, { client_id: 'crm-reader' }), 400, 'invalid_request'],
       ['a repeated token', async () => postForm(revokeUrl, { client_id: 'crm-reader', token: ['a', 'b'] }), 400, 'invalid_request'],
-      ['a JSON body', async () => {
-        const res = await fetch(revokeUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: 'x', client_id: 'crm-reader' }) });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-      }, 400, 'invalid_request'],
+      [
+        'a JSON body',
+        async () => {
+          const res = await fetch(revokeUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: 'x', client_id: 'crm-reader' }) });
+          return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+        },
+        400,
+        'invalid_request',
+      ],
       ['a huge body', async () => postForm(revokeUrl, { client_id: 'crm-reader', token: 'x'.repeat(200_000) }), 413, 'invalid_request'],
     ])('%s', async (_n, send, status, error) => {
       const res = await send();

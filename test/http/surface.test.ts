@@ -124,8 +124,7 @@ describe('the HTTP surface says only what is true', () => {
     await tb.close();
   });
 
-  const probe = (method: string, path: string, headers: Record<string, string> = {}, base = tb.url) =>
-    rawRequest(base, { method, path, headers: { ...PROBE_HEADERS, ...headers }, agent });
+  const probe = (method: string, path: string, headers: Record<string, string> = {}, base = tb.url) => rawRequest(base, { method, path, headers: { ...PROBE_HEADERS, ...headers }, agent });
 
   /** Headers no answer of Leash may carry, whatever was asked. */
   function expectClean(res: RawResponse, what: string): void {
@@ -141,7 +140,8 @@ describe('the HTTP surface says only what is true', () => {
   function classify(method: string, path: string, res: RawResponse): Answer {
     if (method === 'OPTIONS') return 'options';
     if (res.status === 404) {
-      if (method !== 'HEAD') expect(`${method} ${path}: ${JSON.stringify(res.json)}`).toBe(`${method} ${path}: ${JSON.stringify({ error: 'not_found', error_description: 'no such endpoint (ERR_ROUTE_NOT_FOUND)' })}`);
+      if (method !== 'HEAD')
+        expect(`${method} ${path}: ${JSON.stringify(res.json)}`).toBe(`${method} ${path}: ${JSON.stringify({ error: 'not_found', error_description: 'no such endpoint (ERR_ROUTE_NOT_FOUND)' })}`);
       return 'absent';
     }
     if (res.status === 405) return 'method_not_allowed';
@@ -165,7 +165,8 @@ describe('the HTTP surface says only what is true', () => {
           const expectedStatus = method === 'OPTIONS' ? (allow ? 204 : 404) : 405;
           expect(`${method} ${path} -> ${res.status} Allow: ${String(res.headers.allow)}`).toBe(`${method} ${path} -> ${expectedStatus} Allow: ${allow ? allow.join(', ') : 'undefined'}`);
         }
-        if (answer === 'method_not_allowed' && method !== 'HEAD') expect(res.json).toEqual({ error: 'invalid_request', error_description: `this endpoint takes ${allow!.join(', ')} (ERR_METHOD_NOT_ALLOWED)` });
+        if (answer === 'method_not_allowed' && method !== 'HEAD')
+          expect(res.json).toEqual({ error: 'invalid_request', error_description: `this endpoint takes ${allow!.join(', ')} (ERR_METHOD_NOT_ALLOWED)` });
       }
     }
     expect(served.sort()).toEqual(expected.sort());
@@ -274,7 +275,12 @@ describe('the HTTP surface says only what is true', () => {
       const opened = await call('POST', '/tasks', { ...orch, ...json }, JSON.stringify({ plugins: ['crm-reader', 'prod-only'] }));
       const task = opened.json?.id as string;
       await call('GET', `/tasks/${task}`, orch);
-      const issued = await call('POST', '/token', formType, new URLSearchParams({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task }).toString());
+      const issued = await call(
+        'POST',
+        '/token',
+        formType,
+        new URLSearchParams({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task }).toString(),
+      );
       const token = issued.json?.access_token as string;
       await call('POST', '/introspect', { ...formType, ...crmApi }, `token=${token}`);
       // A request that needs a human approval: its pending approval is task data too.
@@ -282,7 +288,14 @@ describe('the HTTP surface says only what is true', () => {
         'POST',
         '/token',
         formType,
-        new URLSearchParams({ grant_type: EXCHANGE, client_id: 'prod-only', subject_token: await tb.cluster.saToken({ sa: 'prod-only' }), subject_token_type: JWT_TYPE, resource: 'https://audit.example.com', task }).toString(),
+        new URLSearchParams({
+          grant_type: EXCHANGE,
+          client_id: 'prod-only',
+          subject_token: await tb.cluster.saToken({ sa: 'prod-only' }),
+          subject_token_type: JWT_TYPE,
+          resource: 'https://audit.example.com',
+          task,
+        }).toString(),
       );
       expect(pending.json?.error).toBe('authorization_pending');
       await call('GET', '/admin/approvals', ops);
@@ -346,7 +359,14 @@ describe("the protocol layer's own errors go to the JSON log, not stderr", () =>
     try {
       const { privateKey } = await generateKeyPair('ES256');
       const now = Math.floor(Date.now() / 1000);
-      const subject = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(SLOW_ISSUER).setSubject('svc').setAudience('leash').setIssuedAt(now).setExpirationTime(now + 300).sign(privateKey);
+      const subject = await new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+        .setIssuer(SLOW_ISSUER)
+        .setSubject('svc')
+        .setAudience('leash')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 300)
+        .sign(privateKey);
       const body = new URLSearchParams({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: subject, subject_token_type: JWT_TYPE, resource: CRM_API }).toString();
       const url = new URL(tb.url);
       const socket = connect(Number(url.port), url.hostname);
@@ -399,7 +419,7 @@ describe('an internal fault in the protocol layer is a 503 with Retry-After, nev
     await tb.close();
   });
 
-  it('oidc-provider\'s server_error becomes temporarily_unavailable, in JSON, with no CORS header', async () => {
+  it("oidc-provider's server_error becomes temporarily_unavailable, in JSON, with no CORS header", async () => {
     const res = await rawRequest(url, {
       method: 'POST',
       path: '/token',

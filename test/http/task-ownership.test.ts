@@ -12,10 +12,7 @@ describe('task ownership', () => {
   beforeAll(async () => {
     tb = await startTestBroker({
       patch: (cfg) => {
-        cfg.admin.api_keys.push(
-          { id: 'orchestrator-b', sha256: sha(OTHER_ORCHESTRATOR_KEY), roles: ['orchestrator'] },
-          { id: 'security', sha256: sha(SECURITY_KEY), roles: ['security'] },
-        );
+        cfg.admin.api_keys.push({ id: 'orchestrator-b', sha256: sha(OTHER_ORCHESTRATOR_KEY), roles: ['orchestrator'] }, { id: 'security', sha256: sha(SECURITY_KEY), roles: ['security'] });
       },
     });
   });
@@ -24,7 +21,7 @@ describe('task ownership', () => {
   const call = (method: string, id: string, key: string) => fetch(`${tb.url}/tasks/${id}`, { method, headers: { authorization: `Bearer ${key}` } });
   const events = async () => (await tb.broker.testing.store.read(1, 100_000)).filter((e) => e.type === 'admin.denied' || e.type === 'task.ended');
 
-  it("another orchestrator can neither read nor end a task: 404, exactly as for an unknown id, and audited", async () => {
+  it('another orchestrator can neither read nor end a task: 404, exactly as for an unknown id, and audited', async () => {
     const id = await tb.openTask();
     const unknown = await call('GET', 'tsk_doesnotexist0000', OTHER_ORCHESTRATOR_KEY);
     const unknownBody = await unknown.json();
@@ -52,7 +49,7 @@ describe('task ownership', () => {
     expect((await call('GET', id, ORCHESTRATOR_KEY)).status).toBe(200);
     const ended = await call('DELETE', id, ORCHESTRATOR_KEY);
     expect(ended.status).toBe(200);
-    expect(((await ended.json()) as { state: string; ended_by: string })).toMatchObject({ state: 'ended', ended_by: 'apikey:orchestrator' });
+    expect((await ended.json()) as { state: string; ended_by: string }).toMatchObject({ state: 'ended', ended_by: 'apikey:orchestrator' });
   });
 
   it('security (without the orchestrator role) reads and ends any task, and cannot open one', async () => {
@@ -62,7 +59,7 @@ describe('task ownership', () => {
     expect(((await read.json()) as { created_by: string }).created_by).toBe('apikey:orchestrator');
     const ended = await call('DELETE', id, SECURITY_KEY);
     expect(ended.status).toBe(200);
-    expect(((await ended.json()) as { state: string; ended_by: string })).toMatchObject({ state: 'ended', ended_by: 'apikey:security' });
+    expect((await ended.json()) as { state: string; ended_by: string }).toMatchObject({ state: 'ended', ended_by: 'apikey:security' });
     expect((await events()).some((e) => e.type === 'task.ended' && e.event.task === id && e.event.actor === 'apikey:security')).toBe(true);
 
     const open = await fetch(`${tb.url}/tasks`, {

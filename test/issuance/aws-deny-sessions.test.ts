@@ -7,13 +7,7 @@ import { join } from 'node:path';
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import express from 'express';
 import { IAMClient } from '@aws-sdk/client-iam';
-import {
-  createIamClient,
-  denySessionsIssuedBefore,
-  denySessionsPolicy,
-  DENY_SESSIONS_POLICY_NAME,
-  roleNameFromArn,
-} from '../../src/issuance/aws-sts/deny-sessions.js';
+import { createIamClient, denySessionsIssuedBefore, denySessionsPolicy, DENY_SESSIONS_POLICY_NAME, roleNameFromArn } from '../../src/issuance/aws-sts/deny-sessions.js';
 import { LeashError } from '../../src/errors/leash-error.js';
 import { awsAdminRouter, awsRolesOf } from '../../src/http/admin/aws-routes.js';
 import { createAdminAuthenticator } from '../../src/http/admin/authenticate.js';
@@ -198,7 +192,12 @@ describe('POST /admin/aws/deny-sessions', () => {
     });
     const config = loadedFrom(input, dir).config;
     const policy = compilePolicy(config);
-    const authenticator = createAdminAuthenticator(config.admin, { clock, keyLookup: () => { throw new Error('no admin issuers in this test'); } });
+    const authenticator = createAdminAuthenticator(config.admin, {
+      clock,
+      keyLookup: () => {
+        throw new Error('no admin issuers in this test');
+      },
+    });
     const client = iamFor(iam);
     const app = express();
     app.use(
@@ -301,7 +300,14 @@ describe('awsRolesOf', () => {
     try {
       const input = testConfigInput({ issuer: 'http://127.0.0.1:1', dir, cluster: await TestCluster.create() }) as Record<string, any>;
       input.plugins[0].grants.push({ audience: 'aws:a', scopes: ['s3:read'], kind: 'aws-sts', effect: 'read', max_ttl: 900, aws: { role_arn: ROLE_ARN, actions: ['s3:GetObject'], resources: ['*'] } });
-      input.plugins[1].grants.push({ audience: 'aws:b', scopes: ['s3:read'], kind: 'aws-sts', effect: 'read', max_ttl: 900, aws: { role_arn: OTHER_ROLE_ARN, mode: 'assume-role', actions: ['s3:GetObject'], resources: ['*'] } });
+      input.plugins[1].grants.push({
+        audience: 'aws:b',
+        scopes: ['s3:read'],
+        kind: 'aws-sts',
+        effect: 'read',
+        max_ttl: 900,
+        aws: { role_arn: OTHER_ROLE_ARN, mode: 'assume-role', actions: ['s3:GetObject'], resources: ['*'] },
+      });
       const roles = awsRolesOf(compilePolicy(loadedFrom(input, dir).config));
       expect([...roles].sort()).toEqual([OTHER_ROLE_ARN, ROLE_ARN].sort());
     } finally {

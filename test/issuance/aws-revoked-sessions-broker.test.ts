@@ -130,7 +130,10 @@ describe('revoked AWS sessions are denied through IAM (running broker)', () => {
       Effect: 'Deny',
       Action: '*',
       Resource: '*',
-      Condition: { StringEquals: { 'aws:SourceIdentity': 'reports-reader', 'aws:PrincipalTag/leash:task': task }, DateLessThan: { 'aws:TokenIssueTime': expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/) } },
+      Condition: {
+        StringEquals: { 'aws:SourceIdentity': 'reports-reader', 'aws:PrincipalTag/leash:task': task },
+        DateLessThan: { 'aws:TokenIssueTime': expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/) },
+      },
     });
     expect(deniesSession(policy(), sessionOf(s.call))).toBe(true);
     // A new session of that plugin in that task, after the cut-off, is not denied.
@@ -146,7 +149,9 @@ describe('revoked AWS sessions are denied through IAM (running broker)', () => {
     expect((await admin(tb, 'POST', '/admin/plugins/reports-reader/suspend', { reason: 'INC-7 compromised' })).status).toBe(200);
     expect(deniesSession(policy(), sessionOf(s.call))).toBe(true);
     const doc = JSON.parse(policy()!);
-    expect(doc.Statement.some((x: any) => x.Condition.StringEquals['aws:SourceIdentity'] === 'reports-reader' && !x.Condition.StringEquals['aws:PrincipalTag/leash:task'] && x.Condition.DateLessThan)).toBe(true);
+    expect(
+      doc.Statement.some((x: any) => x.Condition.StringEquals['aws:SourceIdentity'] === 'reports-reader' && !x.Condition.StringEquals['aws:PrincipalTag/leash:task'] && x.Condition.DateLessThan),
+    ).toBe(true);
     expect((await admin(tb, 'POST', '/admin/plugins/reports-reader/resume', { reason: 'INC-7 fixed' })).status).toBe(200);
     clock.advance(5);
     const fresh = await awsSession(task);

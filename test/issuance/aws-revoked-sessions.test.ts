@@ -3,16 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from '@jest/globals';
 import { IAMClient } from '@aws-sdk/client-iam';
-import {
-  REVOKED_SESSIONS_POLICY_NAME,
-  addEntries,
-  cutoffAfter,
-  emptyState,
-  fitPolicy,
-  prune,
-  renderPolicy,
-  type DenyEntry,
-} from '../../src/issuance/aws-sts/deny-policy.js';
+import { REVOKED_SESSIONS_POLICY_NAME, addEntries, cutoffAfter, emptyState, fitPolicy, prune, renderPolicy, type DenyEntry } from '../../src/issuance/aws-sts/deny-policy.js';
 import { SessionDenier } from '../../src/issuance/aws-sts/session-denier.js';
 import { denyEntriesFor } from '../../src/issuance/aws-sts/aws-sts-revoker.js';
 import type { AuditEventType } from '../../src/audit/events.js';
@@ -83,11 +74,15 @@ describe('the revoked-sessions policy document (pure)', () => {
   it('denies exactly the covered sessions (evaluated as IAM would)', () => {
     const before = cutoffAfter(T0);
     const doc = renderPolicy(
-      addEntries(emptyState(ROLE), [
-        { kind: 'task', task: 'tsk_ended', before, until: T0 + MIN },
-        { kind: 'plugin', plugin: 'suspended-plugin', before, until: T0 + MIN },
-        { kind: 'session', plugin: 'p1', task: 'tsk_live', before, until: T0 + MIN },
-      ], T0),
+      addEntries(
+        emptyState(ROLE),
+        [
+          { kind: 'task', task: 'tsk_ended', before, until: T0 + MIN },
+          { kind: 'plugin', plugin: 'suspended-plugin', before, until: T0 + MIN },
+          { kind: 'session', plugin: 'p1', task: 'tsk_live', before, until: T0 + MIN },
+        ],
+        T0,
+      ),
     );
     const ctx = (tags: Record<string, string>, sourceIdentity: string, issued: string) => ({ tags, sourceIdentity, tokenIssueTime: issued });
     const earlier = '2026-11-25T11:55:00Z';
@@ -144,12 +139,8 @@ describe('the revoked-sessions policy document (pure)', () => {
     expect(denyEntriesFor([a, b], { scope: 'task', id: 'tsk_aaaaaaaaaaaaaaaaaaaaaa', revokedAt: T0 }, 30_000)).toEqual([
       { kind: 'task', task: 'tsk_aaaaaaaaaaaaaaaaaaaaaa', before: cutoffAfter(T0), until: T0 + 12 * MIN + 30_000 },
     ]);
-    expect(denyEntriesFor([a, b], { scope: 'plugin', id: 'reports-reader', revokedAt: T0 }, 0)).toEqual([
-      { kind: 'plugin', plugin: 'reports-reader', before: cutoffAfter(T0), until: T0 + 12 * MIN },
-    ]);
-    expect(denyEntriesFor([b], { scope: 'token', id: b.jti, revokedAt: T0 }, 0)).toEqual([
-      { kind: 'session', plugin: 'reports-reader', task: 'none', before: cutoffAfter(T0), until: T0 + 12 * MIN },
-    ]);
+    expect(denyEntriesFor([a, b], { scope: 'plugin', id: 'reports-reader', revokedAt: T0 }, 0)).toEqual([{ kind: 'plugin', plugin: 'reports-reader', before: cutoffAfter(T0), until: T0 + 12 * MIN }]);
+    expect(denyEntriesFor([b], { scope: 'token', id: b.jti, revokedAt: T0 }, 0)).toEqual([{ kind: 'session', plugin: 'reports-reader', task: 'none', before: cutoffAfter(T0), until: T0 + 12 * MIN }]);
   });
 });
 
@@ -304,12 +295,20 @@ describe('SessionDenier against the IAM contract server (real @aws-sdk/client-ia
 
   it("IAM's LimitExceeded (the role's other inline policies use the room) also falls back to the role-wide cut-off", async () => {
     // Another inline policy of ~9.9k characters on the role leaves ~300 for Leash.
-    const big = JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: Array.from({ length: 258 }, (_, i) => `arn:aws:s3:::b/${String(i).padStart(20, '0')}`) }] });
+    const big = JSON.stringify({
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: Array.from({ length: 258 }, (_, i) => `arn:aws:s3:::b/${String(i).padStart(20, '0')}`) }],
+    });
     iam.policies.set(`${ROLE_NAME}/team-inline`, big);
     expect(policySize(big)).toBeGreaterThan(ROLE_POLICY_SIZE_QUOTA - 400);
     const d = denier();
     const n = iam.requests.length;
-    expect(await d.deny(ROLE, Array.from({ length: 20 }, (_, i) => taskEntry(`tsk_${String(i).padStart(22, '0')}`)))).toBe('put');
+    expect(
+      await d.deny(
+        ROLE,
+        Array.from({ length: 20 }, (_, i) => taskEntry(`tsk_${String(i).padStart(22, '0')}`)),
+      ),
+    ).toBe('put');
     expect(iam.requests.slice(n).map((r) => r.status)).toEqual([409, 200]);
     expect(events.find((e) => e.type === 'aws.deny_policy_overflow')?.event).toMatchObject({ cause: 'limit_exceeded', entries_collapsed: 20 });
     expect(JSON.parse(iam.policies.get(`${ROLE_NAME}/${REVOKED_SESSIONS_POLICY_NAME}`)!).Statement).toHaveLength(1);
@@ -339,7 +338,7 @@ describe('SessionDenier against the IAM contract server (real @aws-sdk/client-ia
     expect((await a.state(ROLE))?.lock).toBeUndefined();
   });
 
-  it('a crashed writer\'s lock expires: another replica takes over after a minute', async () => {
+  it("a crashed writer's lock expires: another replica takes over after a minute", async () => {
     await store.casAwsDeny(ROLE, undefined, JSON.stringify({ ...addEntries(emptyState(ROLE), [taskEntry('tsk_z')], T0), lock: { owner: 'dead', until: T0 + 60_000 } }));
     expect(await denier().apply(ROLE)).toBe('busy');
     clock.advance(61);

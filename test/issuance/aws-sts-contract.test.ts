@@ -49,7 +49,10 @@ const token = (claims: Record<string, unknown> = {}, ttl = 300) =>
     .sign(privateKey);
 
 async function awsErrorOf(p: Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
-  const err = (await p.then(() => undefined, (e: unknown) => e)) as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  const err = (await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
   expect(err).toBeDefined();
   return { name: String(err!.name), status: err!.$metadata?.httpStatusCode };
 }
@@ -84,7 +87,13 @@ describe('STS contract server', () => {
       clockOffsetMs = 0;
     }
     const other = await generateKeyPair('ES256');
-    const forged = await new SignJWT({ sub: 'plugin-a' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(issuer).setAudience('sts.amazonaws.com').setIssuedAt().setExpirationTime('5m').sign(other.privateKey);
+    const forged = await new SignJWT({ sub: 'plugin-a' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setIssuer(issuer)
+      .setAudience('sts.amazonaws.com')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(other.privateKey);
     expect((await awsErrorOf(unsigned.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: ROLE, RoleSessionName: 'ab', WebIdentityToken: forged })))).name).toBe('InvalidIdentityTokenException');
   });
 
@@ -92,7 +101,9 @@ describe('STS contract server', () => {
     const badTags = await token({ 'https://aws.amazon.com/tags': { principal_tags: { a: ['1', '2'] } } });
     expect((await awsErrorOf(unsigned.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: ROLE, RoleSessionName: 'ab', WebIdentityToken: badTags })))).name).toBe('InvalidIdentityTokenException');
     const badTransitive = await token({ 'https://aws.amazon.com/tags': { principal_tags: { a: ['1'] }, transitive_tag_keys: ['b'] } });
-    expect((await awsErrorOf(unsigned.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: ROLE, RoleSessionName: 'ab', WebIdentityToken: badTransitive })))).name).toBe('InvalidIdentityTokenException');
+    expect((await awsErrorOf(unsigned.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: ROLE, RoleSessionName: 'ab', WebIdentityToken: badTransitive })))).name).toBe(
+      'InvalidIdentityTokenException',
+    );
     const untrusted = await token({ sub: 'untrusted-plugin' });
     expect(await awsErrorOf(unsigned.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: ROLE, RoleSessionName: 'ab', WebIdentityToken: untrusted })))).toEqual({ name: 'AccessDenied', status: 403 });
   });
@@ -105,7 +116,11 @@ describe('STS contract server', () => {
   });
 
   it('refuses an unsigned AssumeRole and a wrong Version', async () => {
-    const res = await fetch(sts.url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `Action=AssumeRole&Version=2011-06-15&RoleArn=${encodeURIComponent(ROLE)}&RoleSessionName=ab` });
+    const res = await fetch(sts.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `Action=AssumeRole&Version=2011-06-15&RoleArn=${encodeURIComponent(ROLE)}&RoleSessionName=ab`,
+    });
     expect(res.status).toBe(403);
     expect(await res.text()).toContain('<Code>MissingAuthenticationToken</Code>');
     const v = await fetch(sts.url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'Action=GetCallerIdentity&Version=2010-01-01' });

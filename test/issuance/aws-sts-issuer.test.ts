@@ -22,8 +22,7 @@ import { StsContractServer, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '.
 const ROLE = 'arn:aws:iam::123456789012:role/leash-reports-reader';
 const AUDIENCE = 'aws:reports';
 const TASK_ID = 'tsk_Q2xhdWRlVGFza0lkMDAwMQ';
-const POLICY =
-  '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::reports","arn:aws:s3:::reports/*"]}]}';
+const POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::reports","arn:aws:s3:::reports/*"]}]}';
 
 let dir: string;
 let keys: KeyManager;
@@ -57,7 +56,16 @@ afterAll(async () => {
 });
 
 function settings(over: Partial<AwsSettingsConfig> = {}): AwsSettingsConfig {
-  return { region: 'us-east-1', sts_endpoint: sts.url, web_identity_audience: 'sts.amazonaws.com', web_identity_token_ttl: 300, max_attempts: 3, deny_revoked_sessions: true, deny_policy_max_chars: 8192, ...over };
+  return {
+    region: 'us-east-1',
+    sts_endpoint: sts.url,
+    web_identity_audience: 'sts.amazonaws.com',
+    web_identity_token_ttl: 300,
+    max_attempts: 3,
+    deny_revoked_sessions: true,
+    deny_policy_max_chars: 8192,
+    ...over,
+  };
 }
 
 function awsGrant(over: Partial<AwsGrantConfig> = {}): AwsGrantConfig {
@@ -74,26 +82,74 @@ function awsGrant(over: Partial<AwsGrantConfig> = {}): AwsGrantConfig {
 
 function request(opts: { aws?: Partial<AwsGrantConfig>; ttl?: number; task?: string | null; plugin?: string } = {}): IssueRequest {
   const config: GrantConfig = {
-    audience: AUDIENCE, scopes: ['s3:read'], kind: 'aws-sts', effect: 'read', max_ttl: 300, task_required: true, outlive_attestation: false, dpop: 'optional', approval: 'none', conditions: [], aws: awsGrant(opts.aws),
+    audience: AUDIENCE,
+    scopes: ['s3:read'],
+    kind: 'aws-sts',
+    effect: 'read',
+    max_ttl: 300,
+    task_required: true,
+    outlive_attestation: false,
+    dpop: 'optional',
+    approval: 'none',
+    conditions: [],
+    aws: awsGrant(opts.aws),
   };
   const grant: CompiledGrant = {
-    index: 0, audience: AUDIENCE, scopes: new Set(['s3:read']), defaultScopes: ['s3:read'], kind: 'aws-sts', effect: 'read', maxTtl: 300, taskRequired: true,
-    dpopRequired: false, approval: 'none', failedConditions: () => [], exceptions: [], config,
+    index: 0,
+    audience: AUDIENCE,
+    scopes: new Set(['s3:read']),
+    defaultScopes: ['s3:read'],
+    kind: 'aws-sts',
+    effect: 'read',
+    maxTtl: 300,
+    taskRequired: true,
+    dpopRequired: false,
+    approval: 'none',
+    failedConditions: () => [],
+    exceptions: [],
+    config,
   };
   const id = opts.plugin ?? 'reports-reader';
   const plugin: CompiledPlugin = {
-    id, owner: 'team-data@example.com', risk: 'medium', disabled: false, grants: [grant],
+    id,
+    owner: 'team-data@example.com',
+    risk: 'medium',
+    disabled: false,
+    grants: [grant],
     config: { id, owner: 'team-data@example.com', risk: 'medium', disabled: false, bindings: [{ issuer: 'c', subject: 's' }], grants: [config] } as CompiledPlugin['config'],
   };
   const now = Date.now();
-  const task: Task | undefined = opts.task === null ? undefined : {
-    id: opts.task ?? TASK_ID, plugins: [id], attributes: {}, createdAt: now, expiresAt: now + 3_600_000, createdBy: 'apikey:orchestrator', state: 'active', endedAt: undefined, endedBy: undefined,
+  const task: Task | undefined =
+    opts.task === null
+      ? undefined
+      : {
+          id: opts.task ?? TASK_ID,
+          plugins: [id],
+          attributes: {},
+          createdAt: now,
+          expiresAt: now + 3_600_000,
+          createdBy: 'apikey:orchestrator',
+          state: 'active',
+          endedAt: undefined,
+          endedBy: undefined,
+        };
+  return {
+    plugin,
+    grant,
+    identity: { issuer: 'c', subject: 's', claims: {} } as unknown as IssueRequest['identity'],
+    task,
+    audience: AUDIENCE,
+    scopes: ['s3:read'],
+    ttl: opts.ttl ?? 300,
+    jkt: undefined,
+    now,
   };
-  return { plugin, grant, identity: { issuer: 'c', subject: 's', claims: {} } as unknown as IssueRequest['identity'], task, audience: AUDIENCE, scopes: ['s3:read'], ttl: opts.ttl ?? 300, jkt: undefined, now };
 }
 
-const assumeRoleClient = (secret = TEST_SECRET_ACCESS_KEY, accessKeyId = TEST_ACCESS_KEY_ID) => (region: string, endpoint: string | undefined, mode: AwsStsMode) =>
-  createStsClient({ region, endpoint, mode, ...(mode === 'assume-role' ? { credentials: { accessKeyId, secretAccessKey: secret } } : {}) });
+const assumeRoleClient =
+  (secret = TEST_SECRET_ACCESS_KEY, accessKeyId = TEST_ACCESS_KEY_ID) =>
+  (region: string, endpoint: string | undefined, mode: AwsStsMode) =>
+    createStsClient({ region, endpoint, mode, ...(mode === 'assume-role' ? { credentials: { accessKeyId, secretAccessKey: secret } } : {}) });
 
 function issuerWith(opts: { settings?: Partial<AwsSettingsConfig>; secret?: string; accessKeyId?: string; delays?: number[] } = {}): CredentialIssuer {
   const delays = opts.delays ?? [];
@@ -111,7 +167,9 @@ function issuerWith(opts: { settings?: Partial<AwsSettingsConfig>; secret?: stri
 async function refusal(issuer: CredentialIssuer, req: IssueRequest): Promise<{ error: LeashError; calls: number }> {
   const before = sts.calls.length;
   const error = await issuer.issue(req).then(
-    () => { throw new Error('expected a refusal'); },
+    () => {
+      throw new Error('expected a refusal');
+    },
     (e: unknown) => e,
   );
   expect(error).toBeInstanceOf(LeashError);

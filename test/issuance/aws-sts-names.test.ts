@@ -138,7 +138,16 @@ describe('backoffDelay', () => {
 
 describe('createAwsStsRevoker', () => {
   const token = (jti: string, expiresAt: number): IssuedToken => ({
-    jti, plugin: 'p', task: 't', audience: 'aws', scopes: [], kind: 'aws-sts', kid: undefined, issuedAt: 0, expiresAt, jkt: undefined,
+    jti,
+    plugin: 'p',
+    task: 't',
+    audience: 'aws',
+    scopes: [],
+    kind: 'aws-sts',
+    kid: undefined,
+    issuedAt: 0,
+    expiresAt,
+    jkt: undefined,
   });
 
   it('says plainly which sessions stay valid and until when', async () => {

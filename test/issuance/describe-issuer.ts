@@ -27,21 +27,67 @@ const PLUGIN = 'conformance-plugin';
 export function issueRequest(kind: CredentialKind, harness: IssuerHarness, opts: { ttl?: number; task?: boolean; audience?: string } = {}): IssueRequest {
   const audience = opts.audience ?? `${kind === 'jwt' ? 'https://api.example.com' : `${kind}:conformance`}`;
   const config = {
-    audience, scopes: ['data:read'], kind, effect: 'read', max_ttl: 300, task_required: opts.task !== false, outlive_attestation: false, dpop: 'optional', approval: 'none', conditions: [], ...harness.grant,
+    audience,
+    scopes: ['data:read'],
+    kind,
+    effect: 'read',
+    max_ttl: 300,
+    task_required: opts.task !== false,
+    outlive_attestation: false,
+    dpop: 'optional',
+    approval: 'none',
+    conditions: [],
+    ...harness.grant,
   } as GrantConfig;
   const grant: CompiledGrant = {
-    index: 0, audience, scopes: new Set(['data:read']), defaultScopes: ['data:read'], kind, effect: 'read', maxTtl: 300, taskRequired: opts.task !== false,
-    dpopRequired: false, approval: 'none', failedConditions: () => [], exceptions: [], config,
+    index: 0,
+    audience,
+    scopes: new Set(['data:read']),
+    defaultScopes: ['data:read'],
+    kind,
+    effect: 'read',
+    maxTtl: 300,
+    taskRequired: opts.task !== false,
+    dpopRequired: false,
+    approval: 'none',
+    failedConditions: () => [],
+    exceptions: [],
+    config,
   };
   const plugin: CompiledPlugin = {
-    id: PLUGIN, owner: 'team@example.com', risk: 'low', disabled: false, grants: [grant],
+    id: PLUGIN,
+    owner: 'team@example.com',
+    risk: 'low',
+    disabled: false,
+    grants: [grant],
     config: { id: PLUGIN, owner: 'team@example.com', risk: 'low', disabled: false, bindings: [{ issuer: 'c', subject: 's' }], grants: [config] } as CompiledPlugin['config'],
   };
   const now = harness.now();
-  const task: Task | undefined = opts.task === false ? undefined : {
-    id: TASK_ID, plugins: [PLUGIN], attributes: {}, createdAt: now, expiresAt: now + 3_600_000, createdBy: 'apikey:orchestrator', state: 'active', endedAt: undefined, endedBy: undefined,
+  const task: Task | undefined =
+    opts.task === false
+      ? undefined
+      : {
+          id: TASK_ID,
+          plugins: [PLUGIN],
+          attributes: {},
+          createdAt: now,
+          expiresAt: now + 3_600_000,
+          createdBy: 'apikey:orchestrator',
+          state: 'active',
+          endedAt: undefined,
+          endedBy: undefined,
+        };
+  return {
+    plugin,
+    grant,
+    identity: { issuer: 'c', subject: 's', claims: {} } as unknown as IssueRequest['identity'],
+    task,
+    audience,
+    scopes: ['data:read'],
+    ttl: opts.ttl ?? 300,
+    jkt: undefined,
+    now,
   };
-  return { plugin, grant, identity: { issuer: 'c', subject: 's', claims: {} } as unknown as IssueRequest['identity'], task, audience, scopes: ['data:read'], ttl: opts.ttl ?? 300, jkt: undefined, now };
 }
 
 /**
@@ -58,11 +104,11 @@ export function describeIssuer(kind: CredentialKind, setup: () => Promise<Issuer
     });
     afterAll(async () => h.close());
 
-    it('is the registry\'s issuer for its kind', () => {
+    it("is the registry's issuer for its kind", () => {
       expect(h.issuer.kind).toBe(kind);
     });
 
-    it('answers an RFC 8693 token response whose expires_in is the credential\'s life, and records it under the same kind', async () => {
+    it("answers an RFC 8693 token response whose expires_in is the credential's life, and records it under the same kind", async () => {
       const req = issueRequest(kind, h);
       const { body, record } = await h.issuer.issue(req);
       expect(typeof body.access_token).toBe('string');
@@ -105,7 +151,7 @@ export function describeIssuer(kind: CredentialKind, setup: () => Promise<Issuer
       await expect(issued.discard()).resolves.toBeUndefined();
     });
 
-    it('a backend that cannot be reached is a LeashError that carries none of the backend\'s text', async () => {
+    it("a backend that cannot be reached is a LeashError that carries none of the backend's text", async () => {
       if (!h.breakBackend) return;
       const restore = await h.breakBackend();
       try {

@@ -26,7 +26,13 @@ async function localKeys(): Promise<{ keys: KeyManager; dir: string }> {
 }
 
 const awsSettings = (stsUrl: string): AwsSettingsConfig => ({
-  region: 'us-east-1', sts_endpoint: stsUrl, web_identity_audience: 'sts.amazonaws.com', web_identity_token_ttl: 300, max_attempts: 1, deny_revoked_sessions: true, deny_policy_max_chars: 8192,
+  region: 'us-east-1',
+  sts_endpoint: stsUrl,
+  web_identity_audience: 'sts.amazonaws.com',
+  web_identity_token_ttl: 300,
+  max_attempts: 1,
+  deny_revoked_sessions: true,
+  deny_policy_max_chars: 8192,
 });
 
 describeIssuer('jwt', async () => {
@@ -58,7 +64,14 @@ describeIssuer('aws-sts', async () => {
   return {
     issuer: createIssuer('aws-sts', deps)!,
     grant: {
-      aws: { role_arn: 'arn:aws:iam::123456789012:role/leash-conformance', mode: 'web-identity', actions: ['s3:GetObject'], resources: ['arn:aws:s3:::reports/*'], transitive_tags: false, role_max_session: 3600 },
+      aws: {
+        role_arn: 'arn:aws:iam::123456789012:role/leash-conformance',
+        mode: 'web-identity',
+        actions: ['s3:GetObject'],
+        resources: ['arn:aws:s3:::reports/*'],
+        transitive_tags: false,
+        role_max_session: 3600,
+      },
     },
     now: () => Date.now(),
     secrets: (body) => {
@@ -106,8 +119,21 @@ describeIssuer('vault', async () => {
 
 describe('the issuer registry (src/issuance/registry.ts)', () => {
   const deps = (vault: boolean): IssuerDeps => ({
-    issuer: 'https://leash.example', keys: {} as KeyManager, clock: systemClock, aws: () => awsSettings('http://127.0.0.1:1'),
-    ...(vault ? { vault: { vault: () => { throw new Error('unused'); }, leases: {} as never, clock: systemClock } } : {}),
+    issuer: 'https://leash.example',
+    keys: {} as KeyManager,
+    clock: systemClock,
+    aws: () => awsSettings('http://127.0.0.1:1'),
+    ...(vault
+      ? {
+          vault: {
+            vault: () => {
+              throw new Error('unused');
+            },
+            leases: {} as never,
+            clock: systemClock,
+          },
+        }
+      : {}),
   });
 
   it('covers exactly the credential kinds of the config schema', () => {

@@ -240,7 +240,7 @@ describe('vault grants through the broker', () => {
     expect(JSON.stringify(res.body)).not.toMatch(/sealed/i);
   });
 
-  it('Vault 403: invalid_target without Vault\'s text, no token', async () => {
+  it("Vault 403: invalid_target without Vault's text, no token", async () => {
     const task = await openTask();
     vault.failNext('database/creds/crm-readonly', 403);
     const res = await exchange(task);
@@ -250,7 +250,7 @@ describe('vault grants through the broker', () => {
     expect(JSON.stringify(res.body)).not.toMatch(/permission denied/i);
   });
 
-  it('Vault 400 (unknown role): invalid_target without Vault\'s text', async () => {
+  it("Vault 400 (unknown role): invalid_target without Vault's text", async () => {
     const task = await openTask();
     vault.failNext('database/creds/crm-readonly', 400);
     const res = await exchange(task);

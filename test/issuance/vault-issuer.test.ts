@@ -73,26 +73,74 @@ function deps(over: Partial<LeaseRevocationDeps> = {}): LeaseRevocationDeps & { 
 function request(opts: { vault?: Partial<VaultGrantConfig>; ttl?: number; task?: string | null } = {}): IssueRequest {
   const vaultGrant: VaultGrantConfig = { path: 'database/creds/crm-readonly', method: 'read', params: {}, ...opts.vault };
   const config: GrantConfig = {
-    audience: AUDIENCE, scopes: ['db:read'], kind: 'vault', effect: 'read', max_ttl: 300, task_required: true, outlive_attestation: false, dpop: 'optional', approval: 'none', conditions: [], vault: vaultGrant,
+    audience: AUDIENCE,
+    scopes: ['db:read'],
+    kind: 'vault',
+    effect: 'read',
+    max_ttl: 300,
+    task_required: true,
+    outlive_attestation: false,
+    dpop: 'optional',
+    approval: 'none',
+    conditions: [],
+    vault: vaultGrant,
   };
   const grant: CompiledGrant = {
-    index: 0, audience: AUDIENCE, scopes: new Set(['db:read']), defaultScopes: ['db:read'], kind: 'vault', effect: 'read', maxTtl: 300, taskRequired: true,
-    dpopRequired: false, approval: 'none', failedConditions: () => [], exceptions: [], config,
+    index: 0,
+    audience: AUDIENCE,
+    scopes: new Set(['db:read']),
+    defaultScopes: ['db:read'],
+    kind: 'vault',
+    effect: 'read',
+    maxTtl: 300,
+    taskRequired: true,
+    dpopRequired: false,
+    approval: 'none',
+    failedConditions: () => [],
+    exceptions: [],
+    config,
   };
   const plugin: CompiledPlugin = {
-    id: 'crm-reader', owner: 'team-crm@example.com', risk: 'low', disabled: false, grants: [grant],
+    id: 'crm-reader',
+    owner: 'team-crm@example.com',
+    risk: 'low',
+    disabled: false,
+    grants: [grant],
     config: { id: 'crm-reader', owner: 'team-crm@example.com', risk: 'low', disabled: false, bindings: [{ issuer: 'c', subject: 's' }], grants: [config] } as CompiledPlugin['config'],
   };
   const now = clock.now();
-  const task: Task | undefined = opts.task === null ? undefined : {
-    id: opts.task ?? TASK_ID, plugins: ['crm-reader'], attributes: {}, createdAt: now, expiresAt: now + 3_600_000, createdBy: 'apikey:orchestrator', state: 'active', endedAt: undefined, endedBy: undefined,
+  const task: Task | undefined =
+    opts.task === null
+      ? undefined
+      : {
+          id: opts.task ?? TASK_ID,
+          plugins: ['crm-reader'],
+          attributes: {},
+          createdAt: now,
+          expiresAt: now + 3_600_000,
+          createdBy: 'apikey:orchestrator',
+          state: 'active',
+          endedAt: undefined,
+          endedBy: undefined,
+        };
+  return {
+    plugin,
+    grant,
+    identity: { issuer: 'c', subject: 's', claims: {} } as unknown as IssueRequest['identity'],
+    task,
+    audience: AUDIENCE,
+    scopes: ['db:read'],
+    ttl: opts.ttl ?? 300,
+    jkt: undefined,
+    now,
   };
-  return { plugin, grant, identity: { issuer: 'c', subject: 's', claims: {} } as unknown as IssueRequest['identity'], task, audience: AUDIENCE, scopes: ['db:read'], ttl: opts.ttl ?? 300, jkt: undefined, now };
 }
 
 async function refusal(issuer: CredentialIssuer, req: IssueRequest): Promise<LeashError> {
   const error = await issuer.issue(req).then(
-    () => { throw new Error('expected a refusal'); },
+    () => {
+      throw new Error('expected a refusal');
+    },
     (e: unknown) => e,
   );
   expect(error).toBeInstanceOf(LeashError);
@@ -121,12 +169,25 @@ describe('vault issuer: a dynamic secret as an RFC 8693 answer', () => {
     expect(JSON.stringify(body)).not.toContain(lease.leaseId);
     expect(lease.revokedAt).toBeUndefined();
     // the record holds no secret data
-    expect(record).toEqual({ jti: record.jti, plugin: 'crm-reader', task: TASK_ID, audience: AUDIENCE, scopes: ['db:read'], kind: 'vault', kid: undefined, issuedAt: clock.now(), expiresAt: clock.now() + 300_000, jkt: undefined });
+    expect(record).toEqual({
+      jti: record.jti,
+      plugin: 'crm-reader',
+      task: TASK_ID,
+      audience: AUDIENCE,
+      scopes: ['db:read'],
+      kind: 'vault',
+      kid: undefined,
+      issuedAt: clock.now(),
+      expiresAt: clock.now() + 300_000,
+      jkt: undefined,
+    });
     expect(JSON.stringify(record)).not.toContain(String(lease.data['password']));
-    expect(await store.leasesForTokens([record.jti])).toEqual([{ jti: record.jti, leaseId: lease.leaseId, plugin: 'crm-reader', task: TASK_ID, expiresAt: clock.now() + 300_000, revokedAt: undefined }]);
+    expect(await store.leasesForTokens([record.jti])).toEqual([
+      { jti: record.jti, leaseId: lease.leaseId, plugin: 'crm-reader', task: TASK_ID, expiresAt: clock.now() + 300_000, revokedAt: undefined },
+    ]);
   });
 
-  it('expires_in is the shorter of the TTL and Vault\'s lease_duration', async () => {
+  it("expires_in is the shorter of the TTL and Vault's lease_duration", async () => {
     const short = await startVaultContract({ now: () => clock.now(), leaseTtl: 60 });
     try {
       const issuer = createVaultIssuer(deps({ vault: () => createVaultClient({ address: short.url, timeoutMs: 2000, token: () => short.rootToken }) }));
@@ -169,7 +230,7 @@ describe('vault issuer: a dynamic secret as an RFC 8693 answer', () => {
   });
 });
 
-describe('vault issuer: Vault failures map to OAuth errors without Vault\'s text', () => {
+describe("vault issuer: Vault failures map to OAuth errors without Vault's text", () => {
   it('Vault unreachable -> ERR_UPSTREAM_UNAVAILABLE', async () => {
     await vault.down();
     const err = await refusal(createVaultIssuer(deps()), request());
@@ -196,7 +257,7 @@ describe('vault issuer: Vault failures map to OAuth errors without Vault\'s text
     expectNoVaultText(err);
   });
 
-  it('Leash\'s token may not read the path (403) -> ERR_UPSTREAM_REFUSED', async () => {
+  it("Leash's token may not read the path (403) -> ERR_UPSTREAM_REFUSED", async () => {
     const thin = vault.createToken({ capabilities: { 'sys/leases/revoke': ['update'] } });
     const issuer = createVaultIssuer(deps({ vault: () => createVaultClient({ address: vault.url, timeoutMs: 2000, token: () => thin }) }));
     const err = await refusal(issuer, request());
@@ -239,10 +300,12 @@ describe('vault revoker: revoking the credential revokes the lease', () => {
     const leases = vault.leases().slice(-2);
     expect(leases.every((l) => l.revokedAt === clock.now())).toBe(true);
     expect(await store.leasesForTokens([a.jti, b.jti])).toEqual([]);
-    expect(events.map((e) => [e.type, e.event['jti'], e.event['cause']]).sort()).toEqual([
-      ['vault.lease_revoked', a.jti, 'revocation'],
-      ['vault.lease_revoked', b.jti, 'revocation'],
-    ].sort());
+    expect(events.map((e) => [e.type, e.event['jti'], e.event['cause']]).sort()).toEqual(
+      [
+        ['vault.lease_revoked', a.jti, 'revocation'],
+        ['vault.lease_revoked', b.jti, 'revocation'],
+      ].sort(),
+    );
     expect(events[0]!.event).toMatchObject({ actor: 'apikey:orchestrator', reason: 'task ended', plugin: 'crm-reader', task: TASK_ID });
     // twice is a no-op: nothing unrevoked is left to report
     await revoker.revokeIssued([a, b], { actor: 'apikey:orchestrator', reason: 'task ended' });
@@ -333,27 +396,34 @@ describe('lease sweeper: leases whose grant TTL passed', () => {
 
 describe('the same lease lifecycle on the Redis store', () => {
   const run = redisAvailable('vault leases on Redis') ? it : it.skip;
-  run('issue records the lease, the revoker revokes it, the sweeper revokes a due one, each audited once', async () => {
-    const redis = await startRedis();
-    const rstore = await openRedisStore({ url: redis.url, keyPrefix: `vault-${process.pid}:`, clock });
-    try {
-      const d = deps({ leases: rstore });
-      const issuer = createVaultIssuer(d);
-      const a = await issuer.issue(request({ ttl: 300 }));
-      const b = await issuer.issue(request({ ttl: 60 }));
-      expect((await rstore.leasesForTokens([a.record.jti, b.record.jti])).map((l) => l.jti).sort()).toEqual([a.record.jti, b.record.jti].sort());
-      await createVaultRevoker(d).revokeIssued([a.record], { actor: 'apikey:ops', reason: 'drill' });
-      clock.advance(60);
-      const sweeper = new LeaseSweeper({ ...d, intervalMs: 1000 });
-      expect(await sweeper.sweep()).toBe(1);
-      expect(await sweeper.sweep()).toBe(0);
-      expect(await rstore.leasesForTokens([a.record.jti, b.record.jti])).toEqual([]);
-      expect(events.map((e) => [e.event['jti'], e.event['cause']])).toEqual([[a.record.jti, 'revocation'], [b.record.jti, 'ttl']]);
-      const byId = new Map(vault.leases().map((l) => [l.leaseId, l]));
-      for (const e of events) expect(byId.get(e.event['lease_id'] as string)?.revokedAt).toBeDefined();
-    } finally {
-      await rstore.close();
-      await redis.cleanup();
-    }
-  }, 20_000);
+  run(
+    'issue records the lease, the revoker revokes it, the sweeper revokes a due one, each audited once',
+    async () => {
+      const redis = await startRedis();
+      const rstore = await openRedisStore({ url: redis.url, keyPrefix: `vault-${process.pid}:`, clock });
+      try {
+        const d = deps({ leases: rstore });
+        const issuer = createVaultIssuer(d);
+        const a = await issuer.issue(request({ ttl: 300 }));
+        const b = await issuer.issue(request({ ttl: 60 }));
+        expect((await rstore.leasesForTokens([a.record.jti, b.record.jti])).map((l) => l.jti).sort()).toEqual([a.record.jti, b.record.jti].sort());
+        await createVaultRevoker(d).revokeIssued([a.record], { actor: 'apikey:ops', reason: 'drill' });
+        clock.advance(60);
+        const sweeper = new LeaseSweeper({ ...d, intervalMs: 1000 });
+        expect(await sweeper.sweep()).toBe(1);
+        expect(await sweeper.sweep()).toBe(0);
+        expect(await rstore.leasesForTokens([a.record.jti, b.record.jti])).toEqual([]);
+        expect(events.map((e) => [e.event['jti'], e.event['cause']])).toEqual([
+          [a.record.jti, 'revocation'],
+          [b.record.jti, 'ttl'],
+        ]);
+        const byId = new Map(vault.leases().map((l) => [l.leaseId, l]));
+        for (const e of events) expect(byId.get(e.event['lease_id'] as string)?.revokedAt).toBeDefined();
+      } finally {
+        await rstore.close();
+        await redis.cleanup();
+      }
+    },
+    20_000,
+  );
 });

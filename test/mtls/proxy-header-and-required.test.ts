@@ -21,7 +21,13 @@ async function brokerWith(dir: string, ca: IssuedCert, patch: (cfg: Record<strin
     dir,
     patch: (cfg) => {
       cfg.trusted_issuers.push({ name: 'example-x509', kind: 'x509-svid', issuer: 'spiffe://example.org', trust_domain: 'example.org', bundle_file: join(dir, 'bundle.pem') });
-      cfg.plugins.push({ id: 'svid', owner: 'o@example.com', risk: 'low', bindings: [{ issuer: 'example-x509', subject: WORKLOAD }], grants: [{ audience: CRM_API, scopes: ['contacts:read'], kind: 'jwt', effect: 'read', max_ttl: 300, task_required: false }] });
+      cfg.plugins.push({
+        id: 'svid',
+        owner: 'o@example.com',
+        risk: 'low',
+        bindings: [{ issuer: 'example-x509', subject: WORKLOAD }],
+        grants: [{ audience: CRM_API, scopes: ['contacts:read'], kind: 'jwt', effect: 'read', max_ttl: 300, task_required: false }],
+      });
       patch(cfg);
     },
   });

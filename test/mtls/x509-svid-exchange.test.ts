@@ -117,7 +117,11 @@ describe('X.509-SVID attestation over mutual TLS', () => {
     expect(issued).toMatchObject({ plugin: 'svid-reader', x5t_s256: x5t(w.svid.der), subject_token_sha256: expect.any(String), workload: { issuer: 'example-x509', subject: WORKLOAD } });
 
     // Introspection returns the binding; the token is still a Bearer token on the wire (RFC 8705 §3).
-    const intro = await tlsRequest(w.url, client(), { path: '/introspect', headers: { authorization: `Basic ${Buffer.from('crm-api:crm-secret').toString('base64')}` }, form: { token: String(res.body.access_token) } });
+    const intro = await tlsRequest(w.url, client(), {
+      path: '/introspect',
+      headers: { authorization: `Basic ${Buffer.from('crm-api:crm-secret').toString('base64')}` },
+      form: { token: String(res.body.access_token) },
+    });
     expect(intro.body).toMatchObject({ active: true, token_type: 'Bearer', cnf: { 'x5t#S256': x5t(w.svid.der) }, plugin: 'svid-reader' });
   });
 
@@ -160,25 +164,163 @@ describe('X.509-SVID attestation over mutual TLS', () => {
     ['subject_token names another certificate than the one presented', () => ({ c: client(w.svid), subject: b64url(svid().der) }), 'ERR_CLIENT_CERT_MISMATCH'],
     ['subject_token is not a certificate', () => ({ c: client(w.svid), subject: 'not-a-certificate' }), 'ERR_CLIENT_CERT_MISMATCH'],
     ['subject_token carries garbage after the leaf', () => ({ c: client(w.svid), subject: `${b64url(w.svid.der)}.bm90LWEtY2VydA` }), 'ERR_CLIENT_CERT_MALFORMED'],
-    ['wrong CA: the right SPIFFE ID signed by another CA of the same name', () => { const c = issueCertificate({ name: 'svid', issuer: w.otherCa, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_SIGNATURE'],
-    ['self-signed SVID', () => { const c = issueCertificate({ name: 'svid', uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_SIGNATURE'],
-    ['expired SVID', () => { const c = svid({ notBefore: Date.now() - 7200_000, notAfter: Date.now() - 60_000 }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_EXPIRED'],
-    ['SVID not valid yet', () => { const c = svid({ notBefore: Date.now() + 600_000, notAfter: Date.now() + 7200_000 }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_NOT_YET_VALID'],
-    ['SVID older than max_token_age', () => { const c = svid({ notBefore: Date.now() - 5 * 3600_000, notAfter: Date.now() + 3600_000 }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_TOO_OLD'],
-    ['wrong SAN: another trust domain', () => { const c = svid({ uris: ['spiffe://evil.example/ns/plugins/sa/svid-reader'] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_ISSUER_UNKNOWN'],
-    ['wrong SAN: two URIs', () => { const c = svid({ uris: [WORKLOAD, `spiffe://${TD}/other`] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['wrong SAN: no URI at all', () => { const c = svid({ uris: [], dns: ['svid-reader.example.org'] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['wrong SAN: the trust domain itself', () => { const c = svid({ uris: [`spiffe://${TD}`] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['wrong SAN: a workload no plugin is bound to', () => { const c = svid({ uris: [`spiffe://${TD}/ns/plugins/sa/stranger`] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_WORKLOAD_UNBOUND'],
-    ['a CA certificate as the leaf', () => { const c = issueCertificate({ name: 'svid', issuer: w.ca, ca: true, uris: [WORKLOAD] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['leaf that may sign certificates', () => { const c = svid({ keyUsage: [KU.digitalSignature, KU.keyCertSign] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['leaf without digitalSignature', () => { const c = svid({ keyUsage: [KU.keyEncipherment] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['server-only certificate (extendedKeyUsage without clientAuth)', () => { const c = svid({ eku: [EKU_SERVER_AUTH] }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['intermediate that may not sign certificates (a leaf)', () => { const mid = issueCertificate({ name: 'Mid', issuer: w.ca }); const c = issueCertificate({ name: 'svid', issuer: mid, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] }); return { c: client(c, [mid]), subject: `${b64url(c.der)}.${b64url(mid.der)}` }; }, 'ERR_ATTESTATION_SIGNATURE'],
-    ['intermediate with keyCertSign but not a CA (basicConstraints)', () => { const mid = issueCertificate({ name: 'Mid', issuer: w.ca, keyUsage: [KU.keyCertSign] }); const c = issueCertificate({ name: 'svid', issuer: mid, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] }); return { c: client(c, [mid]), subject: `${b64url(c.der)}.${b64url(mid.der)}` }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['unknown critical extension on the leaf', () => { const c = svid({ critical: '1.3.6.1.4.1.99999.1' }); return { c: client(c), subject: b64url(c.der) }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['name constraints on an intermediate (refused, not ignored)', () => { const mid = issueCertificate({ name: 'Mid', issuer: w.ca, ca: true, critical: '2.5.29.30' }); const c = issueCertificate({ name: 'svid', issuer: mid, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] }); return { c: client(c, [mid]), subject: `${b64url(c.der)}.${b64url(mid.der)}` }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
-    ['path longer than an intermediate allows (pathLenConstraint)', () => { const mid = issueCertificate({ name: 'Mid', issuer: w.ca, ca: true, pathLen: 0 }); const mid2 = issueCertificate({ name: 'Mid2', issuer: mid, ca: true }); const c = issueCertificate({ name: 'svid', issuer: mid2, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] }); return { c: client(c, [mid, mid2]), subject: [c, mid2, mid].map((x) => b64url(x.der)).join('.') }; }, 'ERR_ATTESTATION_CLAIM_INVALID'],
+    [
+      'wrong CA: the right SPIFFE ID signed by another CA of the same name',
+      () => {
+        const c = issueCertificate({ name: 'svid', issuer: w.otherCa, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_SIGNATURE',
+    ],
+    [
+      'self-signed SVID',
+      () => {
+        const c = issueCertificate({ name: 'svid', uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_SIGNATURE',
+    ],
+    [
+      'expired SVID',
+      () => {
+        const c = svid({ notBefore: Date.now() - 7200_000, notAfter: Date.now() - 60_000 });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_EXPIRED',
+    ],
+    [
+      'SVID not valid yet',
+      () => {
+        const c = svid({ notBefore: Date.now() + 600_000, notAfter: Date.now() + 7200_000 });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_NOT_YET_VALID',
+    ],
+    [
+      'SVID older than max_token_age',
+      () => {
+        const c = svid({ notBefore: Date.now() - 5 * 3600_000, notAfter: Date.now() + 3600_000 });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_TOO_OLD',
+    ],
+    [
+      'wrong SAN: another trust domain',
+      () => {
+        const c = svid({ uris: ['spiffe://evil.example/ns/plugins/sa/svid-reader'] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_ISSUER_UNKNOWN',
+    ],
+    [
+      'wrong SAN: two URIs',
+      () => {
+        const c = svid({ uris: [WORKLOAD, `spiffe://${TD}/other`] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'wrong SAN: no URI at all',
+      () => {
+        const c = svid({ uris: [], dns: ['svid-reader.example.org'] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'wrong SAN: the trust domain itself',
+      () => {
+        const c = svid({ uris: [`spiffe://${TD}`] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'wrong SAN: a workload no plugin is bound to',
+      () => {
+        const c = svid({ uris: [`spiffe://${TD}/ns/plugins/sa/stranger`] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_WORKLOAD_UNBOUND',
+    ],
+    [
+      'a CA certificate as the leaf',
+      () => {
+        const c = issueCertificate({ name: 'svid', issuer: w.ca, ca: true, uris: [WORKLOAD] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'leaf that may sign certificates',
+      () => {
+        const c = svid({ keyUsage: [KU.digitalSignature, KU.keyCertSign] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'leaf without digitalSignature',
+      () => {
+        const c = svid({ keyUsage: [KU.keyEncipherment] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'server-only certificate (extendedKeyUsage without clientAuth)',
+      () => {
+        const c = svid({ eku: [EKU_SERVER_AUTH] });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'intermediate that may not sign certificates (a leaf)',
+      () => {
+        const mid = issueCertificate({ name: 'Mid', issuer: w.ca });
+        const c = issueCertificate({ name: 'svid', issuer: mid, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] });
+        return { c: client(c, [mid]), subject: `${b64url(c.der)}.${b64url(mid.der)}` };
+      },
+      'ERR_ATTESTATION_SIGNATURE',
+    ],
+    [
+      'intermediate with keyCertSign but not a CA (basicConstraints)',
+      () => {
+        const mid = issueCertificate({ name: 'Mid', issuer: w.ca, keyUsage: [KU.keyCertSign] });
+        const c = issueCertificate({ name: 'svid', issuer: mid, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] });
+        return { c: client(c, [mid]), subject: `${b64url(c.der)}.${b64url(mid.der)}` };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'unknown critical extension on the leaf',
+      () => {
+        const c = svid({ critical: '1.3.6.1.4.1.99999.1' });
+        return { c: client(c), subject: b64url(c.der) };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'name constraints on an intermediate (refused, not ignored)',
+      () => {
+        const mid = issueCertificate({ name: 'Mid', issuer: w.ca, ca: true, critical: '2.5.29.30' });
+        const c = issueCertificate({ name: 'svid', issuer: mid, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] });
+        return { c: client(c, [mid]), subject: `${b64url(c.der)}.${b64url(mid.der)}` };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
+    [
+      'path longer than an intermediate allows (pathLenConstraint)',
+      () => {
+        const mid = issueCertificate({ name: 'Mid', issuer: w.ca, ca: true, pathLen: 0 });
+        const mid2 = issueCertificate({ name: 'Mid2', issuer: mid, ca: true });
+        const c = issueCertificate({ name: 'svid', issuer: mid2, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] });
+        return { c: client(c, [mid, mid2]), subject: [c, mid2, mid].map((x) => b64url(x.der)).join('.') };
+      },
+      'ERR_ATTESTATION_CLAIM_INVALID',
+    ],
   ];
 
   it.each(refusals)('refuses: %s', async (_name, make, code) => {

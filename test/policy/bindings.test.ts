@@ -90,7 +90,9 @@ describe('binding overlap is a config error', () => {
 
   it('intersecting claim globs overlap', () => {
     const problems = problemsOf(() =>
-      compilePolicy(config([plugin('a', { bindings: [binding(SA('x'), { claims: { env: { glob: 'prod-*' } } })] }), plugin('b', { bindings: [binding(SA('x'), { claims: { env: { glob: '*-eu' } } })] })])),
+      compilePolicy(
+        config([plugin('a', { bindings: [binding(SA('x'), { claims: { env: { glob: 'prod-*' } } })] }), plugin('b', { bindings: [binding(SA('x'), { claims: { env: { glob: '*-eu' } } })] })]),
+      ),
     );
     expect(problems).toHaveLength(1);
   });
@@ -133,9 +135,7 @@ describe('binding config problems', () => {
   });
 
   it('a match with both or neither of equals/glob', () => {
-    const problems = problemsOf(() =>
-      compilePolicy(config([plugin('a', { bindings: [binding({ equals: 'x', glob: 'y*' }, { claims: { 'a/b': {} } })] })])),
-    );
+    const problems = problemsOf(() => compilePolicy(config([plugin('a', { bindings: [binding({ equals: 'x', glob: 'y*' }, { claims: { 'a/b': {} } })] })])));
     expect(problems.map((p) => p.path)).toEqual(['/plugins/0/bindings/0/subject', '/plugins/0/bindings/0/claims/a~1b']);
   });
 

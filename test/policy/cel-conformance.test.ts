@@ -67,7 +67,10 @@ function expected(v: Value): string {
     case 'listValue':
       return `list:[${k.value.values.map(expected).join(',')}]`;
     case 'mapValue':
-      return `map:{${k.value.entries.map((e) => `${expected(e.key!)}=${expected(e.value!)}`).sort().join(',')}}`;
+      return `map:{${k.value.entries
+        .map((e) => `${expected(e.key!)}=${expected(e.value!)}`)
+        .sort()
+        .join(',')}}`;
     case 'typeValue':
       return `type:${k.value}`;
     default:
@@ -92,7 +95,11 @@ function actual(v: CelValue): string {
   if (v instanceof Uint8Array) return `bytes:${Buffer.from(v).toString('hex')}`;
   if (isCelUint(v)) return `uint:${v.value}`;
   if (isCelList(v)) return `list:[${[...v].map((x) => actual(x)).join(',')}]`;
-  if (isCelMap(v)) return `map:{${[...v.entries()].map(([a, b]) => `${actual(a)}=${actual(b)}`).sort().join(',')}}`;
+  if (isCelMap(v))
+    return `map:{${[...v.entries()]
+      .map(([a, b]) => `${actual(a)}=${actual(b)}`)
+      .sort()
+      .join(',')}}`;
   if (isCelType(v)) return `type:${v.name}`;
   return `?${String((v as object).constructor?.name)}`;
 }

@@ -33,14 +33,14 @@ describe('CEL conditions: every variable is bound', () => {
     ["workload.kind == 'kubernetes'", {}, { identity: identity('s', {}, 'github') }],
     ["workload.subject.startsWith('system:serviceaccount:plugins:')", {}, { identity: identity('system:serviceaccount:kube-system:p') }],
     ["workload.claims.namespace == 'plugins'", {}, { attributes: { namespace: 'tools' } }],
-    ["has(workload.claims.service_account)", {}, { attributes: { namespace: 'plugins' } }],
+    ['has(workload.claims.service_account)', {}, { attributes: { namespace: 'plugins' } }],
     ["request.audience == 'https://api.example.com'", {}, undefined],
     ["request.scopes.all(s, s.startsWith('crm:read'))", { scopes: ['crm:read'] }, { scopes: ['crm:read', 'crm:export'] }],
     // No scope asked: the grant's default scopes (the first one) are what the condition sees.
     ["request.scopes == ['crm:read']", {}, { scopes: ['crm:search'] }],
     ['request.ttl <= 60', { ttl: 60 }, { ttl: 120 }],
     ['request.ttl == 0', {}, { ttl: 1 }],
-    ["request.params.audience == request.audience", {}, undefined],
+    ['request.params.audience == request.audience', {}, undefined],
     ["task.id == 'task-1'", {}, { task: undefined }],
     ["task.attributes.env == 'prod'", {}, { task: task({ env: 'dev' }) }],
     ["'q' in task.plugins", {}, { task: task({ env: 'prod' }, ['p']) }],
@@ -69,9 +69,7 @@ describe('CEL conditions: denials', () => {
     const policy = policyWith([{ expr: "workload.claims.namespace == 'plugins'" }, { attr: 'task.env', equals: 'prod' }]);
     const d = decide(policy, { attributes: { namespace: 'tools' }, task: task({ env: 'dev' }) });
     expect(d).toMatchObject({ allow: false, code: 'ERR_CONDITION_FAILED' });
-    expect(!d.allow && d.description).toBe(
-      "the grant's conditions do not hold: expression 'workload.claims.namespace == 'plugins'' is false; task.env must equal 'prod'",
-    );
+    expect(!d.allow && d.description).toBe("the grant's conditions do not hold: expression 'workload.claims.namespace == 'plugins'' is false; task.env must equal 'prod'");
   });
 
   it('an expression that cannot be evaluated denies (fail closed), named, with why', () => {
@@ -125,7 +123,11 @@ describe('CEL conditions: checked at load, problems with their paths', () => {
     ['pattern RE2 refuses (a backreference)', "workload.subject.matches('(a)\\\\1')", /is not an RE2 regular expression/],
     ['unknown time zone', "now.getHours('Mars/Olympus') > 1", /'Mars\/Olympus' is not a time zone/],
     ['iterating a string', "workload.subject.all(c, c == 'a')", /^cannot iterate over a string/],
-    ['three nested loops over scopes and claims', 'workload.claims.all(a, workload.claims.all(b, workload.claims.all(c, a != b || b != c)))', /^may cost up to [\d,]+ units, above the limit of [\d,]+/],
+    [
+      'three nested loops over scopes and claims',
+      'workload.claims.all(a, workload.claims.all(b, workload.claims.all(c, a != b || b != c)))',
+      /^may cost up to [\d,]+ units, above the limit of [\d,]+/,
+    ],
     ['doubling a string in a chain of maps', '[workload.subject].map(a, a + a).map(b, b + b).map(c, c + c).map(d, d + d).map(e, e + e).map(f, f + f).map(g, g + g).size() > 0', /^may cost up to/],
     ['an empty expression', '  ', /^must not be empty$/],
   ];
@@ -135,9 +137,7 @@ describe('CEL conditions: checked at load, problems with their paths', () => {
   });
 
   it('an expr beside attr operators is refused', () => {
-    expect(problemsOf(() => policyWith([{ expr: 'true', attr: 'task.env', equals: 'x' }]))).toEqual([
-      { path: '/plugins/0/grants/0/conditions/0', message: expect.stringContaining('stands alone') },
-    ]);
+    expect(problemsOf(() => policyWith([{ expr: 'true', attr: 'task.env', equals: 'x' }]))).toEqual([{ path: '/plugins/0/grants/0/conditions/0', message: expect.stringContaining('stands alone') }]);
   });
 
   it('every problem of every expression is reported at once', () => {

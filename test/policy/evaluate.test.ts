@@ -31,10 +31,7 @@ function allowed(d: Decision) {
 }
 
 const reader = plugin('reader', {
-  grants: [
-    grant({ audience: API, scopes: ['contacts:read', 'contacts:search', 'contacts:export'], max_ttl: 300 }),
-    grant({ audience: OTHER, scopes: ['x'] }),
-  ],
+  grants: [grant({ audience: API, scopes: ['contacts:read', 'contacts:search', 'contacts:export'], max_ttl: 300 }), grant({ audience: OTHER, scopes: ['x'] })],
 });
 
 describe('evaluate: allowed', () => {
@@ -88,7 +85,11 @@ describe('evaluate: allowed', () => {
     // ... unless the grant says otherwise, or the settings name other tiers
     expect(rule(plugin('c', { risk: 'critical', grants: [grant({ approval: 'none' })] }))).toBe('none');
     expect(rule(plugin('w', { grants: [grant({ effect: 'write', approval: 'step-up' })] }))).toBe('step-up');
-    const highToo = { settings: settings({ approvals: { poll_interval: 5, pending_ttl: 900, redeem_ttl: 300, max_pending_per_plugin: 10, max_pending_per_task: 20, approver_groups: [], required_for_risk: ['high'] } }) };
+    const highToo = {
+      settings: settings({
+        approvals: { poll_interval: 5, pending_ttl: 900, redeem_ttl: 300, max_pending_per_plugin: 10, max_pending_per_task: 20, approver_groups: [], required_for_risk: ['high'] },
+      }),
+    };
     expect(rule(plugin('h', { risk: 'high', grants: [grant({ approval: undefined })] }), highToo)).toBe('human');
     expect(rule(plugin('c', { risk: 'critical', grants: [grant({ approval: undefined })] }), highToo)).toBe('none');
   });
@@ -169,7 +170,15 @@ describe('evaluate: denied, with the exact code', () => {
 
   it('ERR_CONDITION_FAILED lists the failed conditions', () => {
     const p = plugin('r', {
-      grants: [grant({ conditions: [{ attr: 'task.env', equals: 'staging' }, { attr: 'request.ticket', present: true }, { attr: 'task.env', in: ['prod'] }] })],
+      grants: [
+        grant({
+          conditions: [
+            { attr: 'task.env', equals: 'staging' },
+            { attr: 'request.ticket', present: true },
+            { attr: 'task.env', in: ['prod'] },
+          ],
+        }),
+      ],
     });
     const d = denied(decide(p));
     expect(d.code).toBe('ERR_CONDITION_FAILED');
@@ -189,8 +198,7 @@ describe('evaluate: denied, with the exact code', () => {
   });
 
   it('checks in order: disabled before audience, audience before task, task before scopes, scopes before ttl, ttl before conditions, conditions before approval', () => {
-    const p = (over: Partial<PluginConfig> = {}) =>
-      plugin('r', { grants: [grant({ scopes: ['a'], max_ttl: 10, approval: 'human', conditions: [{ attr: 'request.x', present: true }] })], ...over });
+    const p = (over: Partial<PluginConfig> = {}) => plugin('r', { grants: [grant({ scopes: ['a'], max_ttl: 10, approval: 'human', conditions: [{ attr: 'request.x', present: true }] })], ...over });
     const all = { audience: API, scopes: ['b'], ttl: 99 };
     expect(denied(decide(p({ disabled: true }), { ...all, audience: OTHER }, { task: undefined })).code).toBe('ERR_PLUGIN_DISABLED');
     expect(denied(decide(p(), { ...all, audience: OTHER }, { task: undefined })).code).toBe('ERR_AUDIENCE_NOT_GRANTED');

@@ -52,7 +52,16 @@ export function settings(over: Partial<Settings> = {}): Settings {
       repeated_denials: 20,
       suspended_days: 14,
     },
-    usage: { enabled: true, retention_days: 30, max_batch: 1000, max_body_bytes: 524288, max_skew: 300, shared_token: { response: 'event' }, drift: { min_token_age: 600, min_history_calls: 20 }, purge_interval_ms: 60000 },
+    usage: {
+      enabled: true,
+      retention_days: 30,
+      max_batch: 1000,
+      max_body_bytes: 524288,
+      max_skew: 300,
+      shared_token: { response: 'event' },
+      drift: { min_token_age: 600, min_history_calls: 20 },
+      purge_interval_ms: 60000,
+    },
     production: false,
     ...over,
   };

@@ -28,7 +28,7 @@ describe('GET /admin/review and the scheduled review', () => {
     expect([bad.status, bad.body.error]).toEqual([400, 'invalid_request']);
   });
 
-  it('returns the review of the policy in force and of the store\'s history, as leash review --format json', async () => {
+  it("returns the review of the policy in force and of the store's history, as leash review --format json", async () => {
     const task = await tb.openTask({ plugins: ['crm-reader'] });
     const ex = await tb.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, audience: CRM_API, task });
     expect(ex.status).toBe(200);

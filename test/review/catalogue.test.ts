@@ -20,7 +20,7 @@ describe('docs/review.md: the rule catalogue is the rule table', () => {
     }
   });
 
-  it('cites the three frameworks\' sources', () => {
+  it("cites the three frameworks' sources", () => {
     expect(doc).toContain('https://owasp.org/www-project-non-human-identities-top-10/2025/top-10-2025');
     expect(doc).toContain('https://genai.owasp.org/resource/owasp-top-10-for-agentic-applications-for-2026/');
     expect(doc).toContain('https://cloudsecurityalliance.org/blog/2025/02/06/agentic-ai-threat-modeling-framework-maestro');

@@ -39,7 +39,7 @@ describe('review formats', () => {
   });
   afterAll(async () => rm(dir, { recursive: true, force: true }));
 
-  it('SARIF 2.1.0: valid against the official schema; results point at the policy file\'s lines', () => {
+  it("SARIF 2.1.0: valid against the official schema; results point at the policy file's lines", () => {
     const validate = sarifValidator();
     const sarif = renderSarif(result.report, { base: process.cwd() });
     const valid = validate(JSON.parse(JSON.stringify(sarif)));
@@ -89,7 +89,17 @@ describe('review formats', () => {
     await writeFile(file, renderHtml(result.report, result.graph));
     const { stdout } = await promisify(execFile)(
       CHROMIUM,
-      ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${join(dir, 'profile')}`, '--dump-dom', `file://${file}`],
+      [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        `--user-data-dir=${join(dir, 'profile')}`,
+        '--dump-dom',
+        `file://${file}`,
+      ],
       { timeout: 60_000, maxBuffer: 32 * 1024 * 1024 },
     );
     // What the browser built, serialised back: the SVG survived parsing as SVG, with every node and row.
@@ -108,7 +118,7 @@ describe('review formats', () => {
     expect(md).toMatch(/\| \*\*total\*\* \| \*\*\d+\*\* \|/);
   });
 
-  it('text: a table grouped by plugin, with each finding\'s fix', () => {
+  it("text: a table grouped by plugin, with each finding's fix", () => {
     const text = renderText(result.report);
     expect(text).toContain('plugin hr-reader\n  SEVERITY');
     expect(text).toContain('policy-wide');

@@ -86,20 +86,32 @@ describe('guardrails: on by default, each violation a validation error with its 
   it.each([
     ['max-ttl', (c: any) => (c.plugins[0].grants[0] = { ...c.plugins[0].grants[0], effect: 'write', approval: 'human', max_ttl: 1800 }), '/plugins/0/grants/0/max_ttl'],
     ['task-required', (c: any) => (c.plugins[0].grants[0] = { ...c.plugins[0].grants[0], effect: 'write', task_required: false }), '/plugins/0/grants/0/task_required'],
-    ['dpop-for-risk', (c: any) => {
-      c.plugins[0].risk = 'high';
-      c.settings = { dpop: { required_for_risk: ['critical'] } };
-    }, '/plugins/0/grants/0/dpop'],
+    [
+      'dpop-for-risk',
+      (c: any) => {
+        c.plugins[0].risk = 'high';
+        c.settings = { dpop: { required_for_risk: ['critical'] } };
+      },
+      '/plugins/0/grants/0/dpop',
+    ],
     ['vendor-risk-floor', (c: any) => (c.plugins[0].vendor_managed = true), '/plugins/0/risk'],
-    ['vendor-approval', (c: any) => {
-      Object.assign(c.plugins[0], { vendor_managed: true, risk: 'high' });
-      c.plugins[0].grants[0] = { ...c.plugins[0].grants[0], effect: 'read-sensitive', max_ttl: 300 };
-    }, '/plugins/0/grants/0/approval'],
-    ['vendor-dpop', (c: any) => {
-      Object.assign(c.plugins[0], { vendor_managed: true, risk: 'high' });
-      c.settings = { dpop: { required_for_risk: ['critical'] } };
-      c.guardrails = { dpop_for_risk: ['critical'] };
-    }, '/plugins/0/grants/0/dpop'],
+    [
+      'vendor-approval',
+      (c: any) => {
+        Object.assign(c.plugins[0], { vendor_managed: true, risk: 'high' });
+        c.plugins[0].grants[0] = { ...c.plugins[0].grants[0], effect: 'read-sensitive', max_ttl: 300 };
+      },
+      '/plugins/0/grants/0/approval',
+    ],
+    [
+      'vendor-dpop',
+      (c: any) => {
+        Object.assign(c.plugins[0], { vendor_managed: true, risk: 'high' });
+        c.settings = { dpop: { required_for_risk: ['critical'] } };
+        c.guardrails = { dpop_for_risk: ['critical'] };
+      },
+      '/plugins/0/grants/0/dpop',
+    ],
   ])('%s', (guardrail, patch, path) => {
     const cfg = minimalConfig();
     patch(cfg);
@@ -159,7 +171,11 @@ describe('exceptions: the only way around a guardrail', () => {
     cfg.exceptions = [exception({ id: 'exc-ns', plugin: 'crm-reader', grant: undefined, guardrail: 'no-broad-binding' })];
     expect(problems(cfg)).toEqual([]);
     // Every grant of the plugin leans on it.
-    expect(compilePolicy(parseConfig(cfg)).plugins.get('crm-reader')!.grants[0]!.exceptions.map((e) => e.id)).toEqual(['exc-ns']);
+    expect(
+      compilePolicy(parseConfig(cfg))
+        .plugins.get('crm-reader')!
+        .grants[0]!.exceptions.map((e) => e.id),
+    ).toEqual(['exc-ns']);
   });
 
   it('expired: `leash validate` (now given) reports the violation again; the broker (no now) still loads, refusing at request time', () => {
@@ -224,7 +240,11 @@ describe('where guardrails come from: defaults, the guardrails file, the policy 
   it('without a guardrails file the policy cannot relax the defaults', () => {
     const cfg = minimalConfig();
     cfg.guardrails = { allow_broad_bindings: true, vendor: { min_risk: 'low' }, exceptions: { max_days: 400 } };
-    expect(problems(cfg).map((p) => p.path).sort()).toEqual(['/guardrails/allow_broad_bindings', '/guardrails/exceptions/max_days', '/guardrails/vendor/min_risk']);
+    expect(
+      problems(cfg)
+        .map((p) => p.path)
+        .sort(),
+    ).toEqual(['/guardrails/allow_broad_bindings', '/guardrails/exceptions/max_days', '/guardrails/vendor/min_risk']);
   });
 
   it('a bad guardrails file is a ConfigError naming the file; a bad pattern is reported', () => {

@@ -21,13 +21,21 @@ function markers(file: string): { rule: string; line: number }[] {
     .split('\n')
     .flatMap((text, i) => {
       const m = /# rule: ([a-z -]+)$/.exec(text);
-      return m ? m[1]!.trim().split(/\s+/).map((rule) => ({ rule, line: i + 1 })) : [];
+      return m
+        ? m[1]!
+            .trim()
+            .split(/\s+/)
+            .map((rule) => ({ rule, line: i + 1 }))
+        : [];
     });
 }
 
 type Issued = { plugin: string; audience: string; scopes: string[] };
 
-async function fill(store: SqliteStore, plan: { issued: Issued[]; denied: { plugin: string; reason: string; n: number }[]; approvals: { plugin: string; decided: boolean; n: number }[] }): Promise<void> {
+async function fill(
+  store: SqliteStore,
+  plan: { issued: Issued[]; denied: { plugin: string; reason: string; n: number }[]; approvals: { plugin: string; decided: boolean; n: number }[] },
+): Promise<void> {
   // The oldest event reaches back beyond the 30-day window, so absence of use is evidence.
   await store.append('policy.loaded', { digest: 'x', plugins: 0, trusted_issuers: 0, initial: true }, NOW - 40 * DAY);
   let t = NOW - 3 * DAY;
@@ -118,7 +126,7 @@ describe('leash review: the rule fixture plants every rule; the clean policy has
     expect(report.findings.filter((f) => f.rule === 'guardrail-violation').map((f) => f.pointer)).toEqual(['/plugins/4/grants/0/scopes/0']);
   });
 
-  it('the exchange-time rules change a path\'s severity: a deny rule makes a toxic path low', () => {
+  it("the exchange-time rules change a path's severity: a deny rule makes a toxic path low", () => {
     const { config, input } = loadForReview(EVERYTHING);
     const guarded = {
       ...config,

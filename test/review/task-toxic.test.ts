@@ -9,8 +9,20 @@ function patch(action: 'deny' | 'approval') {
     cfg.settings.tasks = { toxic_combinations: [{ effects: ['read-sensitive', 'exfiltrate'], action }] };
     const bind = (sa: string) => [{ issuer: 'test-cluster', subject: `system:serviceaccount:plugins:${sa}` }];
     cfg.plugins.push(
-      { id: 'hr-reader', owner: 'team-hr@example.com', risk: 'low', bindings: bind('hr-reader'), grants: [{ audience: HR_API, scopes: ['hr:read'], kind: 'jwt', effect: 'read-sensitive', max_ttl: 300 }] },
-      { id: 'mailer', owner: 'team-comms@example.com', risk: 'low', bindings: bind('mailer'), grants: [{ audience: MAIL_API, scopes: ['mail:send'], kind: 'jwt', effect: 'exfiltrate', approval: 'none', max_ttl: 120 }] },
+      {
+        id: 'hr-reader',
+        owner: 'team-hr@example.com',
+        risk: 'low',
+        bindings: bind('hr-reader'),
+        grants: [{ audience: HR_API, scopes: ['hr:read'], kind: 'jwt', effect: 'read-sensitive', max_ttl: 300 }],
+      },
+      {
+        id: 'mailer',
+        owner: 'team-comms@example.com',
+        risk: 'low',
+        bindings: bind('mailer'),
+        grants: [{ audience: MAIL_API, scopes: ['mail:send'], kind: 'jwt', effect: 'exfiltrate', approval: 'none', max_ttl: 120 }],
+      },
     );
     cfg.exceptions = [testException('mailer', MAIL_API, 'approval-for-effect')];
   };

@@ -203,7 +203,11 @@ beforeAll(async () => {
   rsKey = pair.privateKey;
   servers = [
     { id: 'crm-api', audiences: ['https://crm.example.com/api'], client_secret_sha256: sha(SECRET) },
-    { id: 'jwt-api', audiences: ['https://jwt.example.com'], jwks: { inline: { keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'rs-1', alg: 'ES256' }] }, timeout_ms: 5000, cooldown_ms: 30_000, cache_max_age_ms: 600_000 } },
+    {
+      id: 'jwt-api',
+      audiences: ['https://jwt.example.com'],
+      jwks: { inline: { keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'rs-1', alg: 'ES256' }] }, timeout_ms: 5000, cooldown_ms: 30_000, cache_max_age_ms: 600_000 },
+    },
   ];
 });
 afterAll(() => {
@@ -286,24 +290,15 @@ describe('GET /revocations (poll)', () => {
     expect((await getJson(`${feed.url}/revocations?since=999999`)).body).toEqual({ revocations: [], cursor: 999999, more: false, epoch: feed.store.epoch() });
   });
 
-  it.each([
-    ['since=-1'],
-    ['since=abc'],
-    ['since=1.5'],
-    ['since=01'],
-    ['since='],
-    ['since=1&since=2'],
-    ['since=99999999999999999999'],
-    ['limit=0'],
-    ['limit=-3'],
-    ['limit=ten'],
-    ['limit=1&limit=2'],
-  ])('refuses %s with 400 invalid_request', async (query) => {
-    const res = await getJson(`${feed.url}/revocations?${query}`);
-    expect(res.status).toBe(400);
-    expect(res.body.error).toBe('invalid_request');
-    expect(res.body.error_description).toMatch(/since|limit/);
-  });
+  it.each([['since=-1'], ['since=abc'], ['since=1.5'], ['since=01'], ['since='], ['since=1&since=2'], ['since=99999999999999999999'], ['limit=0'], ['limit=-3'], ['limit=ten'], ['limit=1&limit=2']])(
+    'refuses %s with 400 invalid_request',
+    async (query) => {
+      const res = await getJson(`${feed.url}/revocations?${query}`);
+      expect(res.status).toBe(400);
+      expect(res.body.error).toBe('invalid_request');
+      expect(res.body.error_description).toMatch(/since|limit/);
+    },
+  );
 
   it('accepts a form POST with a private_key_jwt assertion (which has no GET form)', async () => {
     const assertion = () =>

@@ -220,8 +220,27 @@ describe('scoped paging', () => {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const headers = { authorization: `Basic ${Buffer.from('quiet-api:quiet-secret-0123456789').toString('base64')}` };
     try {
-      for (let i = 0; i < 20; i++) await store.addRevocation({ scope: 'task', id: `tsk_other_${i}`, issuedBefore: clock.now(), revokedAt: clock.now(), keepUntil: clock.now() + 600_000, reason: 'r', actor: 'a', audiences: ['https://loud.example'] });
-      const mine = await store.addRevocation({ scope: 'task', id: 'tsk_quiet', issuedBefore: clock.now(), revokedAt: clock.now(), keepUntil: clock.now() + 600_000, reason: 'r', actor: 'a', audiences: ['https://quiet.example'] });
+      for (let i = 0; i < 20; i++)
+        await store.addRevocation({
+          scope: 'task',
+          id: `tsk_other_${i}`,
+          issuedBefore: clock.now(),
+          revokedAt: clock.now(),
+          keepUntil: clock.now() + 600_000,
+          reason: 'r',
+          actor: 'a',
+          audiences: ['https://loud.example'],
+        });
+      const mine = await store.addRevocation({
+        scope: 'task',
+        id: 'tsk_quiet',
+        issuedBefore: clock.now(),
+        revokedAt: clock.now(),
+        keepUntil: clock.now() + 600_000,
+        reason: 'r',
+        actor: 'a',
+        audiences: ['https://quiet.example'],
+      });
 
       reads = 0;
       const first = (await (await fetch(`${url}/revocations`, { headers })).json()) as { revocations: Item[]; cursor: number; more: boolean };

@@ -68,7 +68,12 @@ describe('policyRemovals (pure)', () => {
       expect(policyRemovals(make(true), before)).toEqual({ plugins: [], grants: [], scopes: [] });
       expect(policyRemovals(before, before)).toEqual({ plugins: [], grants: [], scopes: [] });
       // A disabled plugin counts as removed.
-      expect(policyRemovals(before, make(false, (c) => (c.plugins.find((p: any) => p.id === 'keeper').disabled = true))).plugins).toEqual(['keeper']);
+      expect(
+        policyRemovals(
+          before,
+          make(false, (c) => (c.plugins.find((p: any) => p.id === 'keeper').disabled = true)),
+        ).plugins,
+      ).toEqual(['keeper']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

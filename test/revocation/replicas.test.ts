@@ -55,7 +55,11 @@ const RS_SECRET = 'crm-api-introspection-secret';
 
   const [A, B] = [0, 1];
   const openTask = async (on: number) => {
-    const res = await fetch(`${replicas[on]!.url}/tasks`, { method: 'POST', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ plugins: ['crm-reader'] }) });
+    const res = await fetch(`${replicas[on]!.url}/tasks`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ plugins: ['crm-reader'] }),
+    });
     return ((await res.json()) as { id: string }).id;
   };
   const exchange = async (on: number, task: string) => {
@@ -78,7 +82,9 @@ const RS_SECRET = 'crm-api-introspection-secret';
     expect(issued.status).toBe(200);
     const token = issued.body.access_token as string;
     expect((await introspect(B, token)).body.active).toBe(true);
-    const feedBefore = (await (await fetch(`${replicas[B]!.url}/revocations`, { headers: { authorization: `Basic ${Buffer.from(`crm-api:${RS_SECRET}`).toString('base64')}` } })).json()) as { cursor: number };
+    const feedBefore = (await (await fetch(`${replicas[B]!.url}/revocations`, { headers: { authorization: `Basic ${Buffer.from(`crm-api:${RS_SECRET}`).toString('base64')}` } })).json()) as {
+      cursor: number;
+    };
 
     const t0 = performance.now();
     const revoked = await fetch(`${replicas[A]!.url}/revoke`, { method: 'POST', body: new URLSearchParams({ token, client_id: 'crm-reader' }) });
@@ -88,7 +94,9 @@ const RS_SECRET = 'crm-api-introspection-secret';
     expect(elapsed).toBeLessThan(1000);
     if (process.env.LEASH_REPORT) process.stderr.write(`propagation A->B (revoke call + first inactive introspection at B): ${elapsed.toFixed(1)} ms\n`);
 
-    const feed = (await (await fetch(`${replicas[B]!.url}/revocations?since=${feedBefore.cursor}`, { headers: { authorization: `Basic ${Buffer.from(`crm-api:${RS_SECRET}`).toString('base64')}` } })).json()) as { revocations: Array<{ scope: string }> };
+    const feed = (await (
+      await fetch(`${replicas[B]!.url}/revocations?since=${feedBefore.cursor}`, { headers: { authorization: `Basic ${Buffer.from(`crm-api:${RS_SECRET}`).toString('base64')}` } })
+    ).json()) as { revocations: Array<{ scope: string }> };
     expect(feed.revocations.map((r) => r.scope)).toContain('token');
   });
 

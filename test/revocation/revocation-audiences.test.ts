@@ -5,7 +5,7 @@ import { ManualClock } from '../../src/time/clock.js';
 import { aTask, aToken } from '../store/describe-store.js';
 
 describe('which audiences a revocation concerns', () => {
-  it('task: its tokens and its plugins\' grants; token: its task\'s (the cascade) or its own; plugin, key, unknown jti: everyone', async () => {
+  it("task: its tokens and its plugins' grants; token: its task's (the cascade) or its own; plugin, key, unknown jti: everyone", async () => {
     const clock = new ManualClock(Date.now());
     const store = openSqliteStore({ path: ':memory:', clock });
     try {

@@ -17,5 +17,4 @@ function toThisRealm(value: unknown): unknown {
   return value;
 }
 
-globalThis.structuredClone = ((value: unknown, options?: Parameters<typeof structuredClone>[1]) =>
-  toThisRealm(hostClone(value, options))) as typeof structuredClone;
+globalThis.structuredClone = ((value: unknown, options?: Parameters<typeof structuredClone>[1]) => toThisRealm(hostClone(value, options))) as typeof structuredClone;

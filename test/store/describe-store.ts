@@ -164,7 +164,7 @@ export function describeStore(name: string, factory: StoreFactory): void {
     });
 
     describe('tasks', () => {
-      it('keeps a task\'s budgets, ended or not', async () => {
+      it("keeps a task's budgets, ended or not", async () => {
         const budgets = { calls: 100, bytes: 5000, audiences: { 'https://api.github.com': { calls: 10 } } };
         const task = aTask(clock, { budgets });
         await store.createTask(task);
@@ -299,8 +299,8 @@ export function describeStore(name: string, factory: StoreFactory): void {
       });
     });
 
-    describe('decision history (the review\'s evidence of use)', () => {
-      it('groups decision events of the window\'s UTC days by type, plugin, denial reason, issued audience and scopes', async () => {
+    describe("decision history (the review's evidence of use)", () => {
+      it("groups decision events of the window's UTC days by type, plugin, denial reason, issued audience and scopes", async () => {
         const t = clock.now();
         await store.append('policy.loaded', { digest: 'x' }, t - 1000);
         await store.append('exchange.issued', { plugin: 'a', audience: 'https://x', scopes: ['r', 's'], reason: 'OK' }, t);
@@ -334,9 +334,7 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect((await store.decisionRollup(t, t + 1)).rows[0]).toMatchObject({ plugin: 'p', count: 1 });
         await store.append('exchange.denied', { plugin: 'p', reason: 'ERR_X' }, t + 1);
         await store.append('exchange.denied', { plugin: 'p', reason: 'ERR_X' }, t + 2);
-        expect((await store.decisionRollup(t, t + 1)).rows).toEqual([
-          { type: 'exchange.denied', plugin: 'p', reason: 'ERR_X', audience: undefined, scopes: [], count: 3, lastAt: t + 2 },
-        ]);
+        expect((await store.decisionRollup(t, t + 1)).rows).toEqual([{ type: 'exchange.denied', plugin: 'p', reason: 'ERR_X', audience: undefined, scopes: [], count: 3, lastAt: t + 2 }]);
       });
     });
 
@@ -407,13 +405,7 @@ export function describeStore(name: string, factory: StoreFactory): void {
       });
 
       it('rejects a malformed record or query as a TypeError and stores nothing', async () => {
-        const bad: Array<Partial<Omit<Revocation, 'seq'>>> = [
-          { scope: 'everything' as Revocation['scope'] },
-          { id: '' },
-          { keepUntil: 1.5 },
-          { issuedBefore: Number.NaN },
-          { actor: '' },
-        ];
+        const bad: Array<Partial<Omit<Revocation, 'seq'>>> = [{ scope: 'everything' as Revocation['scope'] }, { id: '' }, { keepUntil: 1.5 }, { issuedBefore: Number.NaN }, { actor: '' }];
         for (const over of bad) expect(await rejectionOf(store.addRevocation(aRevocation(clock, over)))).toBeInstanceOf(TypeError);
         expect(await store.revocationsSince(0, 10, clock.now())).toEqual([]);
         expect(await rejectionOf(store.revocationsSince(-1, 10, clock.now()))).toBeInstanceOf(TypeError);
@@ -643,8 +635,7 @@ export function describeStore(name: string, factory: StoreFactory): void {
     });
 
     describe('approvals', () => {
-      const approve = (at: number, redeemBy: number | undefined = at + 5 * MINUTE) =>
-        ({ state: 'approved', by: 'jwt:https://idp.example#alice', reason: 'looks right', at, redeemBy }) as const;
+      const approve = (at: number, redeemBy: number | undefined = at + 5 * MINUTE) => ({ state: 'approved', by: 'jwt:https://idp.example#alice', reason: 'looks right', at, redeemBy }) as const;
 
       async function sibling(): Promise<Store> {
         if (!fx.sibling) throw new Error(`${name}: the fixture offers no sibling(), so sharing is untested`);
@@ -665,7 +656,12 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(Object.keys(back!).sort()).toEqual(Object.keys(bare).sort());
         expect(await store.getApproval('apr_unknown')).toBeUndefined();
         // An MCP tool call's approval keeps what the approver saw: tool, exposed values, hash.
-        const call = anApproval(clock, { cause: 'tool-call', onBehalfOf: 'https://login.example.com#alice', personMayDecide: true, toolCall: { tool: 'send_email', argumentsSha256: 'A'.repeat(43), arguments: { to: 'ann@example.com', amount: 12.5, nested: { cc: ['b'] } } } });
+        const call = anApproval(clock, {
+          cause: 'tool-call',
+          onBehalfOf: 'https://login.example.com#alice',
+          personMayDecide: true,
+          toolCall: { tool: 'send_email', argumentsSha256: 'A'.repeat(43), arguments: { to: 'ann@example.com', amount: 12.5, nested: { cc: ['b'] } } },
+        });
         await store.createApproval(call);
         expect(await store.getApproval(call.id)).toEqual(call);
         const viaOpen = anApproval(clock, { requestHash: 'sha256:tool-call', toolCall: { tool: 't', argumentsSha256: 'B'.repeat(43), arguments: {} } });
@@ -716,9 +712,7 @@ export function describeStore(name: string, factory: StoreFactory): void {
 
         it('concurrent requests on two handles never exceed the limit', async () => {
           const other = await sibling();
-          const results = await Promise.all(
-            Array.from({ length: 12 }, (_, i) => (i % 2 ? other : store).openApproval(pending({ task: `tsk_c${i}` }), { ...limits, dedupeKey: `c${i}` })),
-          );
+          const results = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? other : store).openApproval(pending({ task: `tsk_c${i}` }), { ...limits, dedupeKey: `c${i}` })));
           expect(results.filter((r) => r.outcome === 'created')).toHaveLength(3);
           expect(results.filter((r) => r.outcome === 'limited')).toHaveLength(9);
           expect((await store.listApprovals({ state: 'pending', now: clock.now(), limit: 100 })).length).toBe(3);
@@ -1132,7 +1126,14 @@ export function describeStore(name: string, factory: StoreFactory): void {
 
       it('task timeline index: by seq, once per (task, seq)', async () => {
         const keep = clock.now() + HOUR;
-        await store.indexTaskEvents([{ task: 'tsk_t', seq: 5, ts: 50, type: 'exchange.issued' }, { task: 'tsk_t', seq: 2, ts: 20, type: 'task.opened' }, { task: 'tsk_u', seq: 3, ts: 30, type: 'task.opened' }], keep);
+        await store.indexTaskEvents(
+          [
+            { task: 'tsk_t', seq: 5, ts: 50, type: 'exchange.issued' },
+            { task: 'tsk_t', seq: 2, ts: 20, type: 'task.opened' },
+            { task: 'tsk_u', seq: 3, ts: 30, type: 'task.opened' },
+          ],
+          keep,
+        );
         await store.indexTaskEvents([{ task: 'tsk_t', seq: 5, ts: 50, type: 'exchange.issued' }], keep);
         expect(await store.listTaskEvents('tsk_t', 10)).toEqual([
           { task: 'tsk_t', seq: 2, ts: 20, type: 'task.opened' },
@@ -1145,7 +1146,19 @@ export function describeStore(name: string, factory: StoreFactory): void {
       it('downstream events: deduplicated by id, listed by task and by plugin', async () => {
         const keep = clock.now() + HOUR;
         const ev = (id: string, at: number, over: Partial<DownstreamEvent> = {}): DownstreamEvent => ({
-          id, source: 'cloudtrail', at, task: 'tsk_d', plugin: 's3-reader', jti: 'aws:ASIAEXAMPLE', action: 's3:GetObject', target: 'arn:aws:s3:::b/k', outcome: 'success', principal: 'arn:aws:sts::1:assumed-role/r/s', link: 'access_key', sourceAddress: '203.0.113.9', ...over,
+          id,
+          source: 'cloudtrail',
+          at,
+          task: 'tsk_d',
+          plugin: 's3-reader',
+          jti: 'aws:ASIAEXAMPLE',
+          action: 's3:GetObject',
+          target: 'arn:aws:s3:::b/k',
+          outcome: 'success',
+          principal: 'arn:aws:sts::1:assumed-role/r/s',
+          link: 'access_key',
+          sourceAddress: '203.0.113.9',
+          ...over,
         });
         expect(await store.recordDownstream([ev('e2', 2000), ev('e1', 1000), ev('e3', 3000, { task: 'tsk_other' })], keep)).toBe(3);
         expect(await store.recordDownstream([ev('e1', 1000), ev('e4', 4000, { source: 'vault', plugin: 'db-reader', action: 'read database/creds/ro' })], keep)).toBe(1);
@@ -1157,12 +1170,17 @@ export function describeStore(name: string, factory: StoreFactory): void {
 
       it('credential links: downstream names of issued credentials, the first link kept', async () => {
         const keep = clock.now() + HOUR;
-        await store.linkCredentials([
-          { kind: 'aws_access_key', id: 'ASIAEXAMPLE1', jti: 'aws:ASIAEXAMPLE1', plugin: 's3-reader', task: 'tsk_l' },
-          { kind: 'vault_lease', id: 'database/creds/ro/abc', jti: 'j-v', plugin: 'db-reader', task: '' },
-        ], keep);
+        await store.linkCredentials(
+          [
+            { kind: 'aws_access_key', id: 'ASIAEXAMPLE1', jti: 'aws:ASIAEXAMPLE1', plugin: 's3-reader', task: 'tsk_l' },
+            { kind: 'vault_lease', id: 'database/creds/ro/abc', jti: 'j-v', plugin: 'db-reader', task: '' },
+          ],
+          keep,
+        );
         await store.linkCredentials([{ kind: 'aws_access_key', id: 'ASIAEXAMPLE1', jti: 'other', plugin: 'x', task: 'y' }], keep);
-        expect(await store.resolveCredentialLinks('aws_access_key', ['ASIAEXAMPLE1', 'ASIAUNKNOWN'])).toEqual([{ kind: 'aws_access_key', id: 'ASIAEXAMPLE1', jti: 'aws:ASIAEXAMPLE1', plugin: 's3-reader', task: 'tsk_l' }]);
+        expect(await store.resolveCredentialLinks('aws_access_key', ['ASIAEXAMPLE1', 'ASIAUNKNOWN'])).toEqual([
+          { kind: 'aws_access_key', id: 'ASIAEXAMPLE1', jti: 'aws:ASIAEXAMPLE1', plugin: 's3-reader', task: 'tsk_l' },
+        ]);
         expect(await store.resolveCredentialLinks('vault_accessor', ['database/creds/ro/abc'])).toEqual([]);
         expect((await store.resolveCredentialLinks('vault_lease', ['database/creds/ro/abc']))[0]?.plugin).toBe('db-reader');
         expect(await store.resolveCredentialLinks('vault_lease', [])).toEqual([]);
@@ -1173,11 +1191,13 @@ export function describeStore(name: string, factory: StoreFactory): void {
 
       it('stays bounded: the purge drops aggregates past retention and state past keepUntil', async () => {
         const keep = clock.now() + HOUR;
-        await store.ingestUsage(batch({
-          aggregates: [agg()],
-          uses: [{ jti: 'jti-p', source: 'jkt:A', at: clock.now(), keepUntil: keep }],
-          taskDeltas: [{ task: 'tsk_p', audience: 'https://a', calls: 1, bytes: 1, keepUntil: keep }],
-        }));
+        await store.ingestUsage(
+          batch({
+            aggregates: [agg()],
+            uses: [{ jti: 'jti-p', source: 'jkt:A', at: clock.now(), keepUntil: keep }],
+            taskDeltas: [{ task: 'tsk_p', audience: 'https://a', calls: 1, bytes: 1, keepUntil: keep }],
+          }),
+        );
         await store.indexTaskEvents([{ task: 'tsk_p', seq: 1, ts: 1, type: 'task.opened' }], keep);
         clock.advance(2 * 3600);
         await store.purgeUsage(clock.now(), HOUR);
@@ -1428,7 +1448,13 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect({ seq: next.seq, prevHash: next.prevHash }).toEqual({ seq: head.seq + 1, prevHash: head.hash });
         expect((await store.append('exchange.issued', { n: 2 }, 6)).seq).toBe(head.seq + 2);
         // from the store alone, records before the reset are missing: never "intact"
-        expect(await verifyStoreAudit(store)).toMatchObject({ ok: false, count: 2, first: head.seq + 1, last: head.seq + 2, reason: expect.stringMatching(/the store was reset: epoch .* up to seq 2 were lost .*cli:ops/) });
+        expect(await verifyStoreAudit(store)).toMatchObject({
+          ok: false,
+          count: 2,
+          first: head.seq + 1,
+          last: head.seq + 2,
+          reason: expect.stringMatching(/the store was reset: epoch .* up to seq 2 were lost .*cli:ops/),
+        });
         // a new serving handle opens in the accepted epoch
         const fresh = await fx.reopen!();
         opened.push(fresh);

@@ -236,10 +236,14 @@ if (!RUN) {
       await s.createTask(task);
       await s.addRevocation(aRevocation(clock, { scope: 'task', id: task.id }));
       await server.restart({ aof: false });
-      await eventually(async () => {
-        const err = await rejection(s.getTask(task.id));
-        return isLeashError(err) && err.detail?.op === 'persistence';
-      }, 5000, 'getTask refuses for lack of AOF');
+      await eventually(
+        async () => {
+          const err = await rejection(s.getTask(task.id));
+          return isLeashError(err) && err.detail?.op === 'persistence';
+        },
+        5000,
+        'getTask refuses for lack of AOF',
+      );
       const err = await rejection(s.revocationsSince(0, 10, clock.now()));
       expect(isLeashError(err) && err.code).toBe('ERR_BACKEND_UNAVAILABLE');
       expect(isLeashError(err) && String(err.detail?.message)).toContain(`the Redis server at 127.0.0.1:${server.port} runs without AOF (appendonly no)`);
@@ -263,10 +267,14 @@ if (!RUN) {
       expect(logs.join('\n')).toMatch(/runs without AOF .*serving anyway because settings.store.allow_volatile is true/);
       await s.addRevocation(aRevocation(clock));
       await server.restart({ aof: false });
-      await eventually(async () => {
-        const err = await rejection(s.checkEpoch());
-        return isLeashError(err) && err.code === 'ERR_STORE_RESET';
-      }, 5000, 'the empty restart is found');
+      await eventually(
+        async () => {
+          const err = await rejection(s.checkEpoch());
+          return isLeashError(err) && err.code === 'ERR_STORE_RESET';
+        },
+        5000,
+        'the empty restart is found',
+      );
       expect(s.resetPending()).toMatchObject({ foundEpoch: null, revocationSeq: 1 });
     }, 30_000);
 
@@ -292,7 +300,13 @@ if (!RUN) {
       const c = await openRedisStore({ url: shared.url, keyPrefix: a.keyPrefix, clock });
       toClose.push(b, c);
       const writes = [];
-      for (let i = 0; i < 40; i++) for (const [name, s] of [['a', a], ['b', b], ['c', c]] as const) writes.push(s.append('exchange.issued', { from: name, i }, i));
+      for (let i = 0; i < 40; i++)
+        for (const [name, s] of [
+          ['a', a],
+          ['b', b],
+          ['c', c],
+        ] as const)
+          writes.push(s.append('exchange.issued', { from: name, i }, i));
       const records = await Promise.all(writes);
       expect(new Set(records.map((r) => r.seq)).size).toBe(120);
       expect(Math.max(...records.map((r) => r.seq))).toBe(120);

@@ -75,7 +75,12 @@ const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx'
     const r = await tb.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task });
     return r;
   };
-  const feed = async (tb: TestBroker, since = 0) => (await (await fetch(`${tb.url}/revocations?since=${since}`, { headers: { authorization: RS_AUTH } })).json()) as { revocations: Array<{ seq: number; id: string; epoch: string }>; epoch: string; cursor: number };
+  const feed = async (tb: TestBroker, since = 0) =>
+    (await (await fetch(`${tb.url}/revocations?since=${since}`, { headers: { authorization: RS_AUTH } })).json()) as {
+      revocations: Array<{ seq: number; id: string; epoch: string }>;
+      epoch: string;
+      cursor: number;
+    };
 
   it('FLUSHALL: both replicas refuse (503, /readyz 503, store.reset_detected), a new one will not start, audit verify says broken; accept-reset brings them back', async () => {
     redis = await startRedis();
@@ -108,7 +113,10 @@ const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx'
     expect(await status(B.url, `/tasks/${task}`, { headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}` } })).toBe(503);
     expect((await fetch(`${A.url}/revocations`, { headers: { authorization: RS_AUTH } })).status).toBe(503);
     for (const tb of [A, B]) {
-      const detected = lines.get(tb)!.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.type === 'store.reset_detected');
+      const detected = lines
+        .get(tb)!
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.type === 'store.reset_detected');
       expect(detected).toEqual([expect.objectContaining({ chained: false, previous_epoch: oldEpoch, found_epoch: null, store: 'redis', revocation_seq: expect.any(Number) })]);
     }
     const metrics = await (await fetch(`${A.managementUrl}/metrics`)).text();

@@ -389,7 +389,11 @@ setInterval(() => undefined, 1000);
     const a = anApproval(clock);
     await s.createApproval(a);
     expect(await s.getApproval(a.id)).toEqual(a);
-    const indexes = (s.database.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('approvals', 'vault_leases') AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
+    const indexes = (
+      s.database.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('approvals', 'vault_leases') AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as Array<{
+        name: string;
+      }>
+    ).map((r) => r.name);
     expect(indexes).toEqual(['approvals_pending_plugin', 'approvals_pending_task', 'approvals_requested', 'approvals_state', 'vault_leases_due', 'vault_leases_revoked']);
   });
 });

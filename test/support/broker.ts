@@ -20,7 +20,6 @@ export { freePort };
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
-
 /** The policy most integration tests use; `patch` edits it before it is parsed. */
 export function testConfigInput(opts: { issuer: string; dir: string; cluster: TestCluster }): Record<string, unknown> {
   return {
@@ -41,27 +40,21 @@ export function testConfigInput(opts: { issuer: string; dir: string; cluster: Te
         { id: 'ops', sha256: sha(OPS_KEY), roles: ['ops', 'security'] },
       ],
     },
-    trusted_issuers: [
-      { name: 'test-cluster', kind: 'kubernetes', issuer: CLUSTER_ISSUER, audience: 'leash', jwks: { inline: opts.cluster.jwks() }, max_token_age: 3600 },
-    ],
+    trusted_issuers: [{ name: 'test-cluster', kind: 'kubernetes', issuer: CLUSTER_ISSUER, audience: 'leash', jwks: { inline: opts.cluster.jwks() }, max_token_age: 3600 }],
     plugins: [
       {
         id: 'crm-reader',
         owner: 'team-crm@example.com',
         risk: 'low',
         bindings: [{ issuer: 'test-cluster', subject: 'system:serviceaccount:plugins:crm-reader' }],
-        grants: [
-          { audience: CRM_API, scopes: ['contacts:read', 'contacts:search', 'contacts:export'], default_scopes: ['contacts:read'], kind: 'jwt', effect: 'read', max_ttl: 300 },
-        ],
+        grants: [{ audience: CRM_API, scopes: ['contacts:read', 'contacts:search', 'contacts:export'], default_scopes: ['contacts:read'], kind: 'jwt', effect: 'read', max_ttl: 300 }],
       },
       {
         id: 'ticket-writer',
         owner: 'team-support@example.com',
         risk: 'high',
         bindings: [{ issuer: 'test-cluster', subject: { glob: 'system:serviceaccount:plugins:ticket-writer-*' } }],
-        grants: [
-          { audience: TICKETS_API, scopes: ['tickets:write'], kind: 'jwt', effect: 'write', approval: 'none', max_ttl: 120 },
-        ],
+        grants: [{ audience: TICKETS_API, scopes: ['tickets:write'], kind: 'jwt', effect: 'write', approval: 'none', max_ttl: 120 }],
       },
       {
         id: 'prod-only',
@@ -116,9 +109,7 @@ export function loadedFrom(input: unknown, dir: string): LoadedConfig {
 }
 
 /** A real broker on a loopback port with a temp dir for keys and SQLite. */
-export async function startTestBroker(
-  opts: { patch?: (cfg: Record<string, any>) => void; cluster?: TestCluster; dir?: string; broker?: BrokerOptions } = {},
-): Promise<TestBroker> {
+export async function startTestBroker(opts: { patch?: (cfg: Record<string, any>) => void; cluster?: TestCluster; dir?: string; broker?: BrokerOptions } = {}): Promise<TestBroker> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'leash-test-')));
   const cluster = opts.cluster ?? (await TestCluster.create());
   const port = await freePort();

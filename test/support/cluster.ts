@@ -27,9 +27,7 @@ export class TestCluster {
    * A service-account token. `claims` and `header` override the defaults, and a key set to
    * `undefined` in `claims` is removed (to test missing claims).
    */
-  async saToken(
-    opts: { sa?: string; ns?: string; nowSeconds?: number; claims?: Record<string, unknown>; header?: Record<string, unknown>; alg?: 'RS256' | 'ES256' } = {},
-  ): Promise<string> {
+  async saToken(opts: { sa?: string; ns?: string; nowSeconds?: number; claims?: Record<string, unknown>; header?: Record<string, unknown>; alg?: 'RS256' | 'ES256' } = {}): Promise<string> {
     const ns = opts.ns ?? 'plugins';
     const sa = opts.sa ?? 'crm-reader';
     const now = opts.nowSeconds ?? Math.floor(Date.now() / 1000);
@@ -46,8 +44,6 @@ export class TestCluster {
     for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
     const alg = opts.alg ?? 'RS256';
     const key = alg === 'RS256' ? this.rsa : this.ec;
-    return new SignJWT(payload)
-      .setProtectedHeader({ alg, kid: key.publicJwk.kid as string, typ: 'JWT', ...opts.header })
-      .sign(key.privateKey);
+    return new SignJWT(payload).setProtectedHeader({ alg, kid: key.publicJwk.kid as string, typ: 'JWT', ...opts.header }).sign(key.privateKey);
   }
 }

@@ -23,7 +23,11 @@ export interface TlsClient {
 }
 
 /** One HTTPS request over a real TLS connection, with a client certificate when given. */
-export function tlsRequest(base: string, client: TlsClient, req: { method?: string; path: string; headers?: Record<string, string>; form?: Record<string, string | string[]>; json?: unknown }): Promise<TlsResponse> {
+export function tlsRequest(
+  base: string,
+  client: TlsClient,
+  req: { method?: string; path: string; headers?: Record<string, string>; form?: Record<string, string | string[]>; json?: unknown },
+): Promise<TlsResponse> {
   const url = new URL(base);
   let body: string | undefined;
   const headers: Record<string, string> = { ...req.headers };
@@ -62,7 +66,13 @@ export function tlsRequest(base: string, client: TlsClient, req: { method?: stri
             json = { raw: text };
           }
           const socket = (res.socket ?? r.socket) as TLSSocket | null;
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: json, serverFingerprint: socket?.getPeerCertificate?.()?.fingerprint256, reused: (r as unknown as { reusedSocket: boolean }).reusedSocket });
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: json,
+            serverFingerprint: socket?.getPeerCertificate?.()?.fingerprint256,
+            reused: (r as unknown as { reusedSocket: boolean }).reusedSocket,
+          });
         });
       },
     );

@@ -24,7 +24,24 @@ interface Subset {
 
 export const OCSF_SUBSET = JSON.parse(readFileSync('test/fixtures/ocsf/ocsf-1.8.0-subset.json', 'utf8')) as Subset;
 
-const STRINGS = new Set(['string_t', 'username_t', 'hostname_t', 'url_t', 'uuid_t', 'email_t', 'file_name_t', 'file_path_t', 'resource_uid_t', 'ip_t', 'mac_t', 'subnet_t', 'datetime_t', 'process_name_t', 'file_hash_t', 'bytestring_t']);
+const STRINGS = new Set([
+  'string_t',
+  'username_t',
+  'hostname_t',
+  'url_t',
+  'uuid_t',
+  'email_t',
+  'file_name_t',
+  'file_path_t',
+  'resource_uid_t',
+  'ip_t',
+  'mac_t',
+  'subnet_t',
+  'datetime_t',
+  'process_name_t',
+  'file_hash_t',
+  'bytestring_t',
+]);
 const INTEGERS = new Set(['integer_t', 'long_t', 'port_t', 'timestamp_t']);
 
 function checkValue(path: string, spec: AttrSpec, value: unknown, problems: string[]): void {

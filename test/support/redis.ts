@@ -31,7 +31,14 @@ const INSTALL_HINT = 'redis-server was not found on PATH or at /usr/bin/redis-se
 
 /** The redis-server binary, or undefined when it is not installed. */
 export function findRedisServer(): string | undefined {
-  const candidates = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'redis-server')), '/usr/bin/redis-server', '/usr/sbin/redis-server'];
+  const candidates = [
+    ...(process.env.PATH ?? '')
+      .split(delimiter)
+      .filter(Boolean)
+      .map((d) => join(d, 'redis-server')),
+    '/usr/bin/redis-server',
+    '/usr/sbin/redis-server',
+  ];
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);
@@ -53,8 +60,6 @@ export function redisAvailable(suite: string): boolean {
   process.stderr.write(`[skip] ${suite}: ${INSTALL_HINT}\n`);
   return false;
 }
-
-
 
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -83,15 +88,24 @@ export async function startRedis(opts: { dir?: string } & RedisStartOptions = {}
     const c = spawn(
       bin,
       [
-        '--port', String(port),
-        '--bind', '127.0.0.1',
-        '--save', '',
-        '--appendonly', aof ? 'yes' : 'no',
-        '--appendfsync', 'always',
-        '--dir', dir,
-        '--daemonize', 'no',
-        '--protected-mode', 'yes',
-        '--loglevel', 'warning',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        aof ? 'yes' : 'no',
+        '--appendfsync',
+        'always',
+        '--dir',
+        dir,
+        '--daemonize',
+        'no',
+        '--protected-mode',
+        'yes',
+        '--loglevel',
+        'warning',
         ...(run.args ?? []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },

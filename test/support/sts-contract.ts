@@ -247,7 +247,11 @@ export class StsContractServer {
       throw new StsError('SignatureDoesNotMatch', 403, 'Credential should be scoped to a valid region and the sts service');
     }
     const url = new URL(req.url ?? '/', 'http://x');
-    const query = [...url.searchParams].map(([k, v]) => [uriEncode(k), uriEncode(v)]).sort(([a, x], [b, y]) => (a! < b! ? -1 : a! > b! ? 1 : x! < y! ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join('&');
+    const query = [...url.searchParams]
+      .map(([k, v]) => [uriEncode(k), uriEncode(v)])
+      .sort(([a, x], [b, y]) => (a! < b! ? -1 : a! > b! ? 1 : x! < y! ? -1 : 1))
+      .map(([k, v]) => `${k}=${v}`)
+      .join('&');
     const headerLines = signed.map((name) => {
       const value = req.headers[name];
       const joined = Array.isArray(value) ? value.join(',') : (value ?? '');
@@ -368,7 +372,7 @@ export class StsContractServer {
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw new StsError('ExpiredTokenException', 400, 'Token expired: current date/time must be before the expiration date/time');
       if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && /fetch/i.test(err.message))) {
-        throw new StsError('IDPCommunicationError', 400, 'Couldn\'t retrieve verification key from your identity provider');
+        throw new StsError('IDPCommunicationError', 400, "Couldn't retrieve verification key from your identity provider");
       }
       throw new StsError('InvalidIdentityToken', 400, `Couldn't verify the web identity token (${(err as Error).constructor.name})`);
     }

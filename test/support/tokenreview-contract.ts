@@ -139,7 +139,12 @@ export class TokenReviewContract {
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     if (bearer === undefined || (!this.authorized.has(bearer) && !this.forbidden.has(bearer))) return status(res, 401, 'Unauthorized', 'Unauthorized');
     if (!this.authorized.has(bearer)) {
-      return status(res, 403, 'Forbidden', 'tokenreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:leash:leash" cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope');
+      return status(
+        res,
+        403,
+        'Forbidden',
+        'tokenreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:leash:leash" cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope',
+      );
     }
     if (!/^application\/json\b/.test(req.headers['content-type'] ?? '')) return status(res, 415, 'UnsupportedMediaType', 'the body of the request was in an unknown format');
     let body: { apiVersion?: unknown; kind?: unknown; spec?: { token?: unknown; audiences?: unknown } };
@@ -154,9 +159,9 @@ export class TokenReviewContract {
     const requested = Array.isArray(spec.audiences) ? (spec.audiences as string[]) : [];
     this.calls.push({ authorization: req.headers.authorization, body });
     const result = await this.#review(spec.token, requested);
-    res.writeHead(201, { 'content-type': 'application/json' }).end(
-      JSON.stringify({ kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: { creationTimestamp: null }, spec: body.spec, status: result }),
-    );
+    res
+      .writeHead(201, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: { creationTimestamp: null }, spec: body.spec, status: result }));
   }
 
   async #review(token: string, requested: readonly string[]): Promise<Record<string, unknown>> {

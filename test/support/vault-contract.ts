@@ -266,7 +266,12 @@ export class VaultContract {
     let best: { len: number; caps: readonly Capability[] } | undefined;
     for (const [pattern, caps] of Object.entries(map)) {
       if (!pattern.includes('*') && !pattern.includes('+')) continue;
-      const re = new RegExp(`^${pattern.replace(/[.?^${}()|[\]\\]/g, '\\$&').replace(/\+/g, '[^/]+').replace(/\*$/, '.*')}$`);
+      const re = new RegExp(
+        `^${pattern
+          .replace(/[.?^${}()|[\]\\]/g, '\\$&')
+          .replace(/\+/g, '[^/]+')
+          .replace(/\*$/, '.*')}$`,
+      );
       if (re.test(path) && (!best || pattern.length > best.len)) best = { len: pattern.length, caps };
     }
     return best ? [...best.caps] : [];
@@ -544,7 +549,8 @@ export class VaultContract {
       data = { access_key: `AKIA${randomBytes(8).toString('hex').toUpperCase()}`, secret_key: randomBytes(30).toString('base64'), security_token: null };
     } else {
       const cn = body['common_name'];
-      if (typeof cn !== 'string' || cn === '') throw new VaultHttpError(400, ['the common_name field is required, or must be provided in a CSR with "use_csr_common_name" set to true, unless "require_cn" is set to false']);
+      if (typeof cn !== 'string' || cn === '')
+        throw new VaultHttpError(400, ['the common_name field is required, or must be provided in a CSR with "use_csr_common_name" set to true, unless "require_cn" is set to false']);
       data = this.#issueCert(cn);
     }
     const lease = this.#newLease(path, data);
@@ -555,14 +561,32 @@ export class VaultContract {
   #issueCert(commonName: string): Record<string, unknown> {
     if (!this.#pkiCa) {
       const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const der = buildCertificate({ serial: randomBytes(16), issuer: 'Leash Contract CA', subject: 'Leash Contract CA', notBefore: this.#now() - 60_000, notAfter: this.#now() + 10 * 365 * 86400_000, subjectKey: publicKey, issuerKey: privateKey, ca: true });
+      const der = buildCertificate({
+        serial: randomBytes(16),
+        issuer: 'Leash Contract CA',
+        subject: 'Leash Contract CA',
+        notBefore: this.#now() - 60_000,
+        notAfter: this.#now() + 10 * 365 * 86400_000,
+        subjectKey: publicKey,
+        issuerKey: privateKey,
+        ca: true,
+      });
       this.#pkiCa = { key: privateKey, der, cert: toPem(der, 'CERTIFICATE') };
     }
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const serial = randomBytes(16);
     serial[0]! &= 0x7f;
     const ttl = this.#opts.leaseTtl ?? 3600;
-    const der = buildCertificate({ serial, issuer: 'Leash Contract CA', subject: commonName, notBefore: this.#now() - 60_000, notAfter: this.#now() + ttl * 1000, subjectKey: publicKey, issuerKey: this.#pkiCa.key, ca: false });
+    const der = buildCertificate({
+      serial,
+      issuer: 'Leash Contract CA',
+      subject: commonName,
+      notBefore: this.#now() - 60_000,
+      notAfter: this.#now() + ttl * 1000,
+      subjectKey: publicKey,
+      issuerKey: this.#pkiCa.key,
+      ca: false,
+    });
     return {
       certificate: toPem(der, 'CERTIFICATE'),
       issuing_ca: this.#pkiCa.cert,
@@ -754,7 +778,10 @@ function rawEd25519(publicKey: KeyObject): Buffer {
 }
 
 function toPem(der: Buffer, label: string): string {
-  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 

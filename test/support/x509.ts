@@ -133,9 +133,7 @@ export function issueCertificate(spec: CertSpec): IssuedCert {
   const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const now = Date.now();
   const ca = spec.ca ?? false;
-  const extensions: Buffer[] = [
-    seq(oid('2.5.29.19'), bool(true), octets(seq(...(ca ? [bool(true), ...(spec.pathLen !== undefined ? [integer(Buffer.from([spec.pathLen]))] : [])] : [])))),
-  ];
+  const extensions: Buffer[] = [seq(oid('2.5.29.19'), bool(true), octets(seq(...(ca ? [bool(true), ...(spec.pathLen !== undefined ? [integer(Buffer.from([spec.pathLen]))] : [])] : []))))];
   const ku = spec.keyUsage === undefined ? (ca ? [KU.keyCertSign, KU.cRLSign] : [KU.digitalSignature]) : spec.keyUsage;
   if (ku !== null) extensions.push(seq(oid('2.5.29.15'), bool(true), octets(bitString(ku))));
   const names = [...(spec.uris ?? []).map((u) => tlv(0x86, Buffer.from(u, 'latin1'))), ...(spec.dns ?? []).map((d) => tlv(0x82, Buffer.from(d)))];

@@ -44,15 +44,18 @@ describe('per-task budgets', () => {
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   }
   async function exchange(task: string, plugin = 'crm-reader', resource = CRM_API, scope = 'contacts:read', headers: Record<string, string> = {}) {
-    return tb.exchange({
-      grant_type: EXCHANGE,
-      client_id: plugin,
-      subject_token: await tb.cluster.saToken({ sa: plugin === 'crm-reader' ? 'crm-reader' : 'ticket-writer-1', nowSeconds: nowS() }),
-      subject_token_type: JWT_TYPE,
-      resource,
-      scope,
-      task,
-    }, headers);
+    return tb.exchange(
+      {
+        grant_type: EXCHANGE,
+        client_id: plugin,
+        subject_token: await tb.cluster.saToken({ sa: plugin === 'crm-reader' ? 'crm-reader' : 'ticket-writer-1', nowSeconds: nowS() }),
+        subject_token_type: JWT_TYPE,
+        resource,
+        scope,
+        task,
+      },
+      headers,
+    );
   }
   async function token(task: string): Promise<string> {
     const res = await exchange(task);
@@ -63,9 +66,13 @@ describe('per-task budgets', () => {
     const reporter = createUsageReporter({ issuer: opts.issuer ?? tb.url, clientId: 'crm-api', clientSecret: CRM_RS_SECRET, flushIntervalMs: 20, clock, maxAttempts: 1 });
     reporters.push(reporter);
     const app = express();
-    app.get('/contacts/:id', requireLeashToken(createLeashVerifier({ issuer: tb.url, audience: CRM_API, clock }), { usage: reporter, ...(opts.enforce ? { budget: 'enforce' as const } : {}) }), (_req, res) => {
-      res.json({ name: 'x'.repeat(40) });
-    });
+    app.get(
+      '/contacts/:id',
+      requireLeashToken(createLeashVerifier({ issuer: tb.url, audience: CRM_API, clock }), { usage: reporter, ...(opts.enforce ? { budget: 'enforce' as const } : {}) }),
+      (_req, res) => {
+        res.json({ name: 'x'.repeat(40) });
+      },
+    );
     const srv = await listen(app);
     closers.push(srv.close);
     return { url: srv.url, reporter };
@@ -154,7 +161,12 @@ describe('per-task budgets', () => {
     const totals = await store.taskUsageTotals(task);
     expect(totals.find((x) => x.audience === ALL_AUDIENCES)?.calls).toBe(2);
     const rows = await store.listTaskUsage(task, 10);
-    expect(rows.map((r) => [r.outcome, r.calls])).toEqual(expect.arrayContaining([['ok', 2], ['budget_exceeded', 1]]));
+    expect(rows.map((r) => [r.outcome, r.calls])).toEqual(
+      expect.arrayContaining([
+        ['ok', 2],
+        ['budget_exceeded', 1],
+      ]),
+    );
     expect(await budgetEvents(task)).toHaveLength(1);
     expect(await active(t)).toBe(false);
   });
@@ -167,7 +179,7 @@ describe('per-task budgets', () => {
     expect(((await res.json()) as { error: string }).error).toBe('temporarily_unavailable');
   });
 
-  it('POST /usage/budget: authenticated, for the token\'s own audience only', async () => {
+  it("POST /usage/budget: authenticated, for the token's own audience only", async () => {
     const task = (await openTask({ plugins: ['crm-reader'], budgets: { calls: 5 } })).body.id as string;
     const jti = decodeJwt(await token(task)).jti as string;
     const ask = (body: unknown, auth = basic('crm-api', CRM_RS_SECRET)) =>

@@ -42,7 +42,9 @@ describe('downstream ingestion: CloudTrail and Vault audit fixtures linked to ta
     const leases = linkingLeaseStore(store, links);
     await leases.recordLease({ jti: 'vault-1', leaseId: 'database/creds/crm-ro/2f6a614c4aa2', plugin: 'crm-db-reader', task: TASK, expiresAt: clock.now() + 3600_000, revokedAt: undefined });
     expect(await store.leasesForTokens(['vault-1'])).toHaveLength(1);
-    expect(await store.resolveCredentialLinks('aws_access_key', ['ASIAS3READER00000001'])).toEqual([{ kind: 'aws_access_key', id: 'ASIAS3READER00000001', jti: 'aws:ASIAS3READER00000001', plugin: 's3-reader', task: TASK }]);
+    expect(await store.resolveCredentialLinks('aws_access_key', ['ASIAS3READER00000001'])).toEqual([
+      { kind: 'aws_access_key', id: 'ASIAS3READER00000001', jti: 'aws:ASIAS3READER00000001', plugin: 's3-reader', task: TASK },
+    ]);
     expect(await store.resolveCredentialLinks('vault_lease', ['database/creds/crm-ro/2f6a614c4aa2'])).toEqual([expect.objectContaining({ jti: 'vault-1', plugin: 'crm-db-reader', task: TASK })]);
   });
 
@@ -59,7 +61,14 @@ describe('downstream ingestion: CloudTrail and Vault audit fixtures linked to ta
       ['sts:AssumeRole', 'success', 'session_tag'],
       ['s3:ListObjects', 'success', 'session_name'],
     ]);
-    expect(events[1]).toMatchObject({ id: 'cloudtrail:0a1b2c3d-0000-4000-8000-000000000002', plugin: 's3-reader', jti: 'aws:ASIAS3READER00000001', target: 'arn:aws:s3:::crm-exports/2026/11/contacts.csv', sourceAddress: '203.0.113.10', at: Date.parse('2026-11-25T12:00:09Z') });
+    expect(events[1]).toMatchObject({
+      id: 'cloudtrail:0a1b2c3d-0000-4000-8000-000000000002',
+      plugin: 's3-reader',
+      jti: 'aws:ASIAS3READER00000001',
+      target: 'arn:aws:s3:::crm-exports/2026/11/contacts.csv',
+      sourceAddress: '203.0.113.10',
+      at: Date.parse('2026-11-25T12:00:09Z'),
+    });
     expect(events[0]!.target).toBe('arn:aws:iam::111122223333:role/leash/s3-reader');
     // The plugin's view (review): what the role was used for, newest first; the source-identity-only call has no task.
     const ofPlugin = await store.listPluginDownstream('s3-reader', 0, 100);
@@ -74,12 +83,16 @@ describe('downstream ingestion: CloudTrail and Vault audit fixtures linked to ta
     const base = { eventID: 'e', eventTime: '2026-11-25T12:00:00Z', eventSource: 's3.amazonaws.com', eventName: 'GetObject' };
     expect(parseCloudTrailRecord({ ...base, eventTime: 'yesterday' })).toBeUndefined();
     expect(parseCloudTrailRecord('x')).toBeUndefined();
-    const c = parseCloudTrailRecord({ ...base, userIdentity: { type: 'AssumedRole', arn: 'arn:aws:sts::1:assumed-role/r/leash.unknown-plugin.abc', accessKeyId: 'ASIAX', sessionContext: { sourceIdentity: 'unknown-plugin' } }, requestParameters: { tags: [{ key: 'leash:task', value: 'tsk_doesnotexist00000' }] } })!;
+    const c = parseCloudTrailRecord({
+      ...base,
+      userIdentity: { type: 'AssumedRole', arn: 'arn:aws:sts::1:assumed-role/r/leash.unknown-plugin.abc', accessKeyId: 'ASIAX', sessionContext: { sourceIdentity: 'unknown-plugin' } },
+      requestParameters: { tags: [{ key: 'leash:task', value: 'tsk_doesnotexist00000' }] },
+    })!;
     const r = await linkCandidates({ store, knownPlugin: (id) => id === 's3-reader', keepUntil: clock.now() + DAY }, [c]);
     expect(r).toEqual({ events: [], unlinked: 1, byLink: {} });
   });
 
-  it('Vault audit log: linked by lease id (Leash\'s read, someone else renewing the lease); a hashed lease id or a torn line is not', async () => {
+  it("Vault audit log: linked by lease id (Leash's read, someone else renewing the lease); a hashed lease id or a torn line is not", async () => {
     await store.linkCredentials([{ kind: 'vault_lease', id: 'database/creds/crm-ro/2f6a614c4aa2', jti: 'vault-1', plugin: 'crm-db-reader', task: TASK }], clock.now() + DAY);
     const r = await ingestVaultAudit(deps(), VAULT);
     expect(r).toEqual({ files: 1, records: 6, malformed: 1, linked: 2, unlinked: 2, stored: 2, byLink: { lease_id: 2 } });
@@ -93,13 +106,27 @@ describe('downstream ingestion: CloudTrail and Vault audit fixtures linked to ta
 
   it('a Vault token minted in a linked response links the requests made with it (by its accessor, hashed or not)', async () => {
     await store.linkCredentials([{ kind: 'vault_lease', id: 'lease-1', jti: 'vault-2', plugin: 'crm-db-reader', task: TASK }], clock.now() + DAY);
-    const c = (id: string, at: number, over: Partial<Candidate>): Candidate => ({ source: 'vault', id, at, action: 'read x', target: 'x', outcome: 'success', principal: 'p', sourceAddress: '', keys: [], ...over });
+    const c = (id: string, at: number, over: Partial<Candidate>): Candidate => ({
+      source: 'vault',
+      id,
+      at,
+      action: 'read x',
+      target: 'x',
+      outcome: 'success',
+      principal: 'p',
+      sourceAddress: '',
+      keys: [],
+      ...over,
+    });
     const r = await linkCandidates({ store, knownPlugin: () => true, keepUntil: clock.now() + DAY }, [
       c('vault:2', 2, { keys: [{ kind: 'vault_accessor', id: 'hmac-sha256:abcd' }] }),
       c('vault:1', 1, { keys: [{ kind: 'vault_lease', id: 'lease-1' }], provides: { kind: 'vault_accessor', id: 'hmac-sha256:abcd' } }),
       c('vault:3', 3, { keys: [{ kind: 'vault_accessor', id: 'hmac-sha256:ffff' }] }),
     ]);
-    expect(r.events.map((e) => [e.id, e.link, e.jti])).toEqual([['vault:1', 'lease_id', 'vault-2'], ['vault:2', 'accessor', 'vault-2']]);
+    expect(r.events.map((e) => [e.id, e.link, e.jti])).toEqual([
+      ['vault:1', 'lease_id', 'vault-2'],
+      ['vault:2', 'accessor', 'vault-2'],
+    ]);
     expect(r.unlinked).toBe(1);
     // Remembered for the next file.
     expect(await store.resolveCredentialLinks('vault_accessor', ['hmac-sha256:abcd'])).toEqual([expect.objectContaining({ jti: 'vault-2', task: TASK })]);
@@ -113,8 +140,24 @@ describe('downstream ingestion: CloudTrail and Vault audit fixtures linked to ta
       JSON.stringify({
         version: 1,
         settings: { store: { path: join(dir, 'leash.db') }, keys: { dir: join(dir, 'keys') }, audit: { stdout: false } },
-        trusted_issuers: [{ name: 'k8s', kind: 'kubernetes', issuer: 'https://k8s.example', audience: 'leash', jwks: { inline: { keys: [{ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0', kid: 'k' }] } } }],
-        plugins: [{ id: 's3-reader', owner: 'team', risk: 'low', bindings: [{ issuer: 'k8s', subject: 'system:serviceaccount:p:s3' }], grants: [{ audience: 'https://s3.example', scopes: ['read'], effect: 'read' }] }],
+        trusted_issuers: [
+          {
+            name: 'k8s',
+            kind: 'kubernetes',
+            issuer: 'https://k8s.example',
+            audience: 'leash',
+            jwks: { inline: { keys: [{ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0', kid: 'k' }] } },
+          },
+        ],
+        plugins: [
+          {
+            id: 's3-reader',
+            owner: 'team',
+            risk: 'low',
+            bindings: [{ issuer: 'k8s', subject: 'system:serviceaccount:p:s3' }],
+            grants: [{ audience: 'https://s3.example', scopes: ['read'], effect: 'read' }],
+          },
+        ],
       }),
     );
     const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8', timeout: 60000 });

@@ -43,7 +43,15 @@ describe('task timeline: GET /admin/tasks/{id}/timeline and leash task show', ()
     // route name), a second caller address (shared token), a downstream event, then the task's end.
     task = await tb.openTask({ plugins: ['crm-reader', 'prod-only'] });
     const exchange = async (scope: string) =>
-      tb.exchange({ grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken({ sa: 'crm-reader', nowSeconds: Math.floor(clock.now() / 1000) }), subject_token_type: JWT_TYPE, resource: CRM_API, scope, task });
+      tb.exchange({
+        grant_type: EXCHANGE,
+        client_id: 'crm-reader',
+        subject_token: await tb.cluster.saToken({ sa: 'crm-reader', nowSeconds: Math.floor(clock.now() / 1000) }),
+        subject_token_type: JWT_TYPE,
+        resource: CRM_API,
+        scope,
+        task,
+      });
     const ok = await exchange('contacts:read');
     const token = ok.body.access_token as string;
     jti = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).jti as string;
@@ -53,17 +61,40 @@ describe('task timeline: GET /admin/tasks/{id}/timeline and leash task show', ()
     const reporter = createUsageReporter({ issuer: tb.url, clientId: 'crm-api', clientSecret: CRM_RS_SECRET, flushIntervalMs: 10, clock });
     const app = express();
     app.set('trust proxy', true);
-    app.get('/contacts/:id', requireLeashToken(createLeashVerifier({ issuer: tb.url, audience: CRM_API, clock }), { usage: reporter, route: (req) => (req.query.evil ? '/x/<script>alert(1)</script>' : '/contacts/:id') }), (_req, res) => {
-      res.json({ ok: true });
-    });
+    app.get(
+      '/contacts/:id',
+      requireLeashToken(createLeashVerifier({ issuer: tb.url, audience: CRM_API, clock }), { usage: reporter, route: (req) => (req.query.evil ? '/x/<script>alert(1)</script>' : '/contacts/:id') }),
+      (_req, res) => {
+        res.json({ ok: true });
+      },
+    );
     const srv = await listen(app);
     closers.push(srv.close);
-    for (const [ip, evil] of [['198.51.100.7', ''], ['198.51.100.7', '?evil=1'], ['203.0.113.9', '']] as const) {
+    for (const [ip, evil] of [
+      ['198.51.100.7', ''],
+      ['198.51.100.7', '?evil=1'],
+      ['203.0.113.9', ''],
+    ] as const) {
       await fetch(`${srv.url}/contacts/1${evil}`, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': ip } });
     }
     await reporter.close();
     await store.recordDownstream(
-      [{ id: 'ct-1', source: 'cloudtrail', at: clock.now(), task, plugin: 'crm-reader', jti: '', action: 's3:GetObject', target: 'arn:aws:s3:::exports/contacts.csv', outcome: 'success', principal: 'arn:aws:sts::111122223333:assumed-role/crm/leash.crm-reader.x', link: 'session_tag', sourceAddress: '203.0.113.9' }],
+      [
+        {
+          id: 'ct-1',
+          source: 'cloudtrail',
+          at: clock.now(),
+          task,
+          plugin: 'crm-reader',
+          jti: '',
+          action: 's3:GetObject',
+          target: 'arn:aws:s3:::exports/contacts.csv',
+          outcome: 'success',
+          principal: 'arn:aws:sts::111122223333:assumed-role/crm/leash.crm-reader.x',
+          link: 'session_tag',
+          sourceAddress: '203.0.113.9',
+        },
+      ],
       clock.now() + 86400_000,
     );
     clock.advance(1);
@@ -81,11 +112,25 @@ describe('task timeline: GET /admin/tasks/{id}/timeline and leash task show', ()
   it('JSON: every exchange, use, anomaly, downstream event and revocation of the task, in order, with who and what', async () => {
     const res = await get('json');
     expect(res.status).toBe(200);
-    const t = (await res.json()) as { task: { id: string; state: string }; lanes: string[]; entries: Array<{ at: string; kind: string; lane: string; type: string; who: string; what: string; seq?: number }> };
+    const t = (await res.json()) as {
+      task: { id: string; state: string };
+      lanes: string[];
+      entries: Array<{ at: string; kind: string; lane: string; type: string; who: string; what: string; seq?: number }>;
+    };
     expect(t.task).toMatchObject({ id: task, state: 'ended' });
     expect(t.lanes).toEqual(['task', 'crm-reader', 'prod-only']);
     const kinds = t.entries.map((e) => `${e.kind}:${e.type}`);
-    for (const k of ['task:task.opened', 'exchange:exchange.issued', 'denied:exchange.denied', 'use:usage', 'use:token.first_use', 'anomaly:token.shared', 'downstream:cloudtrail', 'revocation:token.revoked', 'task:task.ended']) {
+    for (const k of [
+      'task:task.opened',
+      'exchange:exchange.issued',
+      'denied:exchange.denied',
+      'use:usage',
+      'use:token.first_use',
+      'anomaly:token.shared',
+      'downstream:cloudtrail',
+      'revocation:token.revoked',
+      'task:task.ended',
+    ]) {
       expect(kinds).toContain(k);
     }
     // Time order, the opening first and the end (with its revocation) last.

@@ -239,13 +239,19 @@ describe('usage end to end: resource-server SDK → POST /usage → anomalies �
     const post = (body: unknown, headers: Record<string, string> = { authorization: basic('crm-api', CRM_RS_SECRET) }) =>
       fetch(`${tb.url}/usage`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 
-    it('accepts records only for the server\'s own audiences, refusing bad ones one by one', async () => {
+    it("accepts records only for the server's own audiences, refusing bad ones one by one", async () => {
       const res = await post({ records: [record(), record({ audience: TICKETS_API }), record({ status: 42 }), record({ route: '' }), record({ at: clock.now() + 3600_000 }), record({ extra: 1 })] });
       expect(res.status).toBe(200);
       const body = (await res.json()) as { accepted: number; rejected: number; problems: Array<{ index: number; field: string }> };
       expect(body.accepted).toBe(1);
       expect(body.rejected).toBe(5);
-      expect(body.problems.map((p) => [p.index, p.field])).toEqual([[1, 'audience'], [2, 'status'], [3, 'route'], [4, 'at'], [5, 'extra']]);
+      expect(body.problems.map((p) => [p.index, p.field])).toEqual([
+        [1, 'audience'],
+        [2, 'status'],
+        [3, 'route'],
+        [4, 'at'],
+        [5, 'extra'],
+      ]);
     });
 
     it('authenticates as the resource server: Basic, or a client assertion in the body; never anonymous', async () => {
@@ -264,7 +270,11 @@ describe('usage end to end: resource-server SDK → POST /usage → anomalies �
       }
       const notJson = await fetch(`${tb.url}/usage`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: basic('crm-api', CRM_RS_SECRET) }, body: '{"records": [' });
       expect(notJson.status).toBe(400);
-      const form = await fetch(`${tb.url}/usage`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('crm-api', CRM_RS_SECRET) }, body: 'records=1' });
+      const form = await fetch(`${tb.url}/usage`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('crm-api', CRM_RS_SECRET) },
+        body: 'records=1',
+      });
       expect(form.status).toBe(400);
       expect((await fetch(`${tb.url}/usage`, { method: 'GET' })).status).toBe(405);
     });

@@ -61,7 +61,10 @@ describe('usage: the shared-token response suspends the plugin; usage records re
     expect(chain.find((r) => r.type === 'plugin.suspended')!.event).toMatchObject({ plugin: 'crm-reader', actor: 'system:usage' });
 
     await tb.broker.sinks.flush();
-    const events = readFileSync(sinkFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = readFileSync(sinkFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     for (const e of events) expect(validateOcsf(e)).toEqual([]);
     const usage = events.filter((e) => (e.unmapped as { leash: { type: string } }).leash.type === 'usage');
     expect(usage).toHaveLength(2);

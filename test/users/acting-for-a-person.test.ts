@@ -82,7 +82,7 @@ async function onBehalf(b: TestBroker, subjectToken: string, extra: Record<strin
 }
 
 describe('agents acting for a person (trusted user identity provider)', () => {
-  it('issues sub = the person (issuer-qualified), act = the plugin, never longer than the person\'s token', async () => {
+  it("issues sub = the person (issuer-qualified), act = the plugin, never longer than the person's token", async () => {
     const res = await onBehalf(tb, await person({}, { expSeconds: 90 }));
     expect(res.status).toBe(200);
     const claims = decodeJwt(res.body.access_token as string);
@@ -90,15 +90,19 @@ describe('agents acting for a person (trusted user identity provider)', () => {
     expect(claims).not.toHaveProperty('chain_jti');
     expect(res.body.expires_in as number).toBeLessThanOrEqual(90);
     // A resource server sees it active, with the person as sub.
-    const intro = await fetch(`${tb.url}/introspect`, { method: 'POST', headers: { authorization: basic('mail', SECRET), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: res.body.access_token as string }).toString() });
+    const intro = await fetch(`${tb.url}/introspect`, {
+      method: 'POST',
+      headers: { authorization: basic('mail', SECRET), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: res.body.access_token as string }).toString(),
+    });
     expect(await intro.json()).toMatchObject({ active: true, sub: `${IDP}#alice`, plugin: 'assistant' });
     // An ID token works as well.
     expect((await onBehalf(tb, await person(), { subject_token_type: ID_TOKEN_TYPE })).status).toBe(200);
   });
 
   const refused: Array<[string, () => Promise<string>, Record<string, string>, string]> = [
-    ['a person outside the grant\'s groups', () => person({ groups: ['sales'] }), {}, 'ERR_USER_NOT_ALLOWED'],
-    ['a person without the grant\'s role', () => person({ roles: [] }), {}, 'ERR_USER_NOT_ALLOWED'],
+    ["a person outside the grant's groups", () => person({ groups: ['sales'] }), {}, 'ERR_USER_NOT_ALLOWED'],
+    ["a person without the grant's role", () => person({ roles: [] }), {}, 'ERR_USER_NOT_ALLOWED'],
     ['a grant without users', () => person(), { resource: NOTES }, 'ERR_USER_NOT_ALLOWED'],
     ['an issuer that is not a trusted user identity provider', () => person({}, { iss: 'https://login.evil.test' }), {}, 'ERR_USER_TOKEN_UNTRUSTED'],
     ['a token signed by another key', () => person({}, { key: rogueKey }), {}, 'ERR_ATTESTATION_SIGNATURE'],
@@ -113,13 +117,20 @@ describe('agents acting for a person (trusted user identity provider)', () => {
     expect(res.body).not.toHaveProperty('access_token');
   });
 
-  it('a grant with users refuses a request on nobody\'s behalf', async () => {
-    const res = await tb.exchange({ grant_type: EXCHANGE, client_id: 'assistant', subject_token: await tb.cluster.saToken({ ns: 'agents', sa: 'assistant' }), subject_token_type: JWT_TYPE, resource: MAIL, task });
+  it("a grant with users refuses a request on nobody's behalf", async () => {
+    const res = await tb.exchange({
+      grant_type: EXCHANGE,
+      client_id: 'assistant',
+      subject_token: await tb.cluster.saToken({ ns: 'agents', sa: 'assistant' }),
+      subject_token_type: JWT_TYPE,
+      resource: MAIL,
+      task,
+    });
     expect(res.body.error).toBe('invalid_request');
     expect(String(res.body.error_description)).toContain('ERR_USER_REQUIRED');
   });
 
-  it('without a trusted user identity provider, a person\'s token is refused', async () => {
+  it("without a trusted user identity provider, a person's token is refused", async () => {
     const res = await onBehalf(bare, await person(), { resource: NOTES });
     expect(res.status).toBe(400);
     expect(String(res.body.error_description)).toContain('trusts no user identity provider');
@@ -128,18 +139,31 @@ describe('agents acting for a person (trusted user identity provider)', () => {
 
   it('a token issued for a person is not an upstream token for a further hop (no chain to extend)', async () => {
     const forAlice = (await onBehalf(tb, await person())).body.access_token as string;
-    const res = await tb.exchange({ grant_type: EXCHANGE, client_id: 'assistant', subject_token: forAlice, subject_token_type: ACCESS_TOKEN_TYPE, actor_token: await tb.cluster.saToken({ ns: 'agents', sa: 'assistant' }), actor_token_type: JWT_TYPE, resource: NOTES, task });
+    const res = await tb.exchange({
+      grant_type: EXCHANGE,
+      client_id: 'assistant',
+      subject_token: forAlice,
+      subject_token_type: ACCESS_TOKEN_TYPE,
+      actor_token: await tb.cluster.saToken({ ns: 'agents', sa: 'assistant' }),
+      actor_token_type: JWT_TYPE,
+      resource: NOTES,
+      task,
+    });
     expect(res.body.error).toBe('invalid_request');
     expect(String(res.body.error_description)).toContain('ERR_UPSTREAM_TOKEN_INVALID');
   });
 
-  it('asks the person the agent acts for: they see and decide their own approval with their own token, nobody else\'s', async () => {
+  it("asks the person the agent acts for: they see and decide their own approval with their own token, nobody else's", async () => {
     const ask = async (sub: string, extra: Record<string, string> = {}) => onBehalf(tb, await person({ sub }), { resource: CAL, ...extra });
     const pending = await ask('alice');
     expect(pending.body.error).toBe('authorization_pending');
     const id = pending.body.approval_id as string;
     const as = async (token: string, path = '', method = 'GET') =>
-      fetch(`${tb.url}/admin/approvals${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) }, ...(method === 'POST' ? { body: '{}' } : {}) });
+      fetch(`${tb.url}/admin/approvals${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) },
+        ...(method === 'POST' ? { body: '{}' } : {}),
+      });
     const alice = await person({ sub: 'alice' });
     const bob = await person({ sub: 'bob' });
     // Bob does not see Alice's approval (it reads as unknown), and nobody lists with a person's token.
@@ -175,7 +199,13 @@ describe('agents acting for a person (trusted user identity provider)', () => {
   it('config: a provider may not share an issuer with workloads or Leash; grants name configured providers (here: corp is gone)', () => {
     const base = structuredClone(tb.config) as unknown as Record<string, any>;
     const idp = { name: 'corp', issuer: IDP, audience: 'leash', jwks: { inline: { keys: [idpJwk] } } };
-    const clash = { ...base, user_identity_providers: [{ ...idp, name: 'other', issuer: base.trusted_issuers[0].issuer }, { ...idp, name: 'self', issuer: base.settings.issuer }] };
+    const clash = {
+      ...base,
+      user_identity_providers: [
+        { ...idp, name: 'other', issuer: base.trusted_issuers[0].issuer },
+        { ...idp, name: 'self', issuer: base.settings.issuer },
+      ],
+    };
     let err: unknown;
     try {
       loadedFrom(clash, tb.dir);
@@ -183,6 +213,8 @@ describe('agents acting for a person (trusted user identity provider)', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).problems.map((p) => p.path)).toEqual(expect.arrayContaining(['/user_identity_providers/0/issuer', '/user_identity_providers/1/issuer', expect.stringMatching(/\/grants\/0\/users\/providers\/0$/)]));
+    expect((err as ConfigError).problems.map((p) => p.path)).toEqual(
+      expect.arrayContaining(['/user_identity_providers/0/issuer', '/user_identity_providers/1/issuer', expect.stringMatching(/\/grants\/0\/users\/providers\/0$/)]),
+    );
   });
 });

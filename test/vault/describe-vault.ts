@@ -41,7 +41,14 @@ const enc = new TextEncoder();
 const b64url = (s: string | Uint8Array) => Buffer.from(s).toString('base64url');
 
 /** A compact JWS whose signature came from Vault: header.payload.signature. */
-async function vaultJws(client: VaultClient, mount: string, key: string, version: number, type: 'ecdsa-p256' | 'ed25519', payload: object): Promise<{ jws: string; input: Uint8Array; signature: Uint8Array }> {
+async function vaultJws(
+  client: VaultClient,
+  mount: string,
+  key: string,
+  version: number,
+  type: 'ecdsa-p256' | 'ed25519',
+  payload: object,
+): Promise<{ jws: string; input: Uint8Array; signature: Uint8Array }> {
   const header = b64url(JSON.stringify({ alg: type === 'ed25519' ? 'EdDSA' : 'ES256', kid: `${key}-v${version}` }));
   const input = enc.encode(`${header}.${b64url(JSON.stringify(payload))}`);
   const signature = await client.transitSign(mount, key, version, input, type);

@@ -86,7 +86,11 @@ describe('VaultClient (contract server only)', () => {
       expect(cert.verify(ca.publicKey)).toBe(true);
       expect(cert.checkIssued(ca)).toBe(true);
       const key = createPrivateKey(String(s.data['private_key']));
-      expect(createPublicKey(key).export({ type: 'spki', format: 'der' }).equals(cert.publicKey.export({ type: 'spki', format: 'der' }))).toBe(true);
+      expect(
+        createPublicKey(key)
+          .export({ type: 'spki', format: 'der' })
+          .equals(cert.publicKey.export({ type: 'spki', format: 'der' })),
+      ).toBe(true);
       expect(cert.checkPrivateKey(key)).toBe(true);
     });
 

@@ -186,7 +186,9 @@ describe('Vault session', () => {
       const refused = await startupError(open(settings(c, { method: 'kubernetes', role: 'leash', jwt_file: jwtFile })));
       expect(refused.message).toMatch(/refused the credentials/);
       expect(inspect(refused, { depth: 8 })).not.toContain(SA_JWT_1);
-      expect((await startupError(open(settings(c, { method: 'kubernetes', role: 'leash', jwt_file: join(dir, 'missing') })))).message).toMatch(/cannot read the service-account token file .*missing \(ENOENT\)/);
+      expect((await startupError(open(settings(c, { method: 'kubernetes', role: 'leash', jwt_file: join(dir, 'missing') })))).message).toMatch(
+        /cannot read the service-account token file .*missing \(ENOENT\)/,
+      );
     });
   });
 

@@ -15,11 +15,10 @@ const MAX_ANSWER_BYTES = 64 * 1024;
 const TRANSIENT = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'ServiceUnavailable', 'InternalFailure', 'InternalError']);
 
 const rejected = (stsError: string | undefined, status: number) =>
-  new LeashError(
-    'ERR_ATTESTATION_REVIEW_REJECTED',
-    'AWS STS refused the signed GetCallerIdentity request (signature, credentials or session not valid): sign a fresh one with current credentials',
-    { sts_status: status, ...(stsError ? { sts_error: stsError } : {}) },
-  );
+  new LeashError('ERR_ATTESTATION_REVIEW_REJECTED', 'AWS STS refused the signed GetCallerIdentity request (signature, credentials or session not valid): sign a fresh one with current credentials', {
+    sts_status: status,
+    ...(stsError ? { sts_error: stsError } : {}),
+  });
 const unavailable = (reason: string, extra: Record<string, unknown> = {}) =>
   new LeashError('ERR_ATTESTATION_REVIEW_UNAVAILABLE', 'AWS STS cannot confirm the attestation right now; retry later', { sts: reason, ...extra });
 

@@ -51,8 +51,7 @@ export interface SignedRequestRules {
 }
 
 const malformed = (why: string) => new LeashError('ERR_ATTESTATION_MALFORMED', `the AWS attestation ${why}`);
-const claim = (code: 'ERR_ATTESTATION_CLAIM_INVALID' | 'ERR_ATTESTATION_CLAIM_MISSING', name: string, why: string) =>
-  new LeashError(code, `the AWS attestation's ${name} ${why}`, { claim: name });
+const claim = (code: 'ERR_ATTESTATION_CLAIM_INVALID' | 'ERR_ATTESTATION_CLAIM_MISSING', name: string, why: string) => new LeashError(code, `the AWS attestation's ${name} ${why}`, { claim: name });
 
 /** Decode the token and read its server id (for routing among several aws issuers) without judging it. */
 export function decodeSignedRequest(token: string): { method: unknown; url: unknown; headers: Map<string, string>; body: unknown } {
@@ -75,7 +74,8 @@ export function decodeSignedRequest(token: string): { method: unknown; url: unkn
   for (const [rawName, value] of entries) {
     const name = rawName.toLowerCase();
     if (!HEADER_NAME.test(name)) throw malformed('has a header name that is not a token');
-    if (typeof value !== 'string' || value.length > MAX_HEADER_VALUE || /[\r\n\0]/.test(value)) throw malformed(`has a header '${name}' that is not a single-line string of at most ${MAX_HEADER_VALUE} characters`);
+    if (typeof value !== 'string' || value.length > MAX_HEADER_VALUE || /[\r\n\0]/.test(value))
+      throw malformed(`has a header '${name}' that is not a single-line string of at most ${MAX_HEADER_VALUE} characters`);
     if (map.has(name)) throw malformed(`repeats the header '${name}'`);
     map.set(name, value);
   }
@@ -129,18 +129,24 @@ export function checkSignedRequest(decoded: ReturnType<typeof decodeSignedReques
   const host = headers.get('host');
   if (host !== rules.endpoint.host) throw claim('ERR_ATTESTATION_CLAIM_INVALID', 'host header', `is not the STS endpoint's host (${rules.endpoint.host})`);
   const serverId = headers.get(SERVER_ID_HEADER) as string;
-  if (!rules.serverIds.has(serverId)) throw new LeashError('ERR_ATTESTATION_AUDIENCE', `the AWS attestation's ${SERVER_ID_HEADER} header does not name this Leash: sign it with the server id Leash is configured with`);
+  if (!rules.serverIds.has(serverId))
+    throw new LeashError('ERR_ATTESTATION_AUDIENCE', `the AWS attestation's ${SERVER_ID_HEADER} header does not name this Leash: sign it with the server id Leash is configured with`);
 
   const date = AMZ_DATE.exec(headers.get('x-amz-date') as string);
   if (!date) throw claim('ERR_ATTESTATION_CLAIM_INVALID', 'x-amz-date header', 'is not an ISO 8601 basic date-time (YYYYMMDDTHHMMSSZ)');
   const [, y, mo, d, h, mi, s] = date.map(Number) as [number, number, number, number, number, number, number];
   const signedAt = Date.UTC(y, mo - 1, d, h, mi, s) / 1000;
   if (!Number.isFinite(signedAt) || scopeDate !== (headers.get('x-amz-date') as string).slice(0, 8)) {
-    throw claim('ERR_ATTESTATION_CLAIM_INVALID', 'signature', "date does not match x-amz-date");
+    throw claim('ERR_ATTESTATION_CLAIM_INVALID', 'signature', 'date does not match x-amz-date');
   }
-  if (signedAt > rules.now + rules.skew) throw new LeashError('ERR_ATTESTATION_NOT_YET_VALID', 'the AWS attestation was signed in the future (x-amz-date): check clocks', { signed_at: signedAt, now: rules.now });
+  if (signedAt > rules.now + rules.skew)
+    throw new LeashError('ERR_ATTESTATION_NOT_YET_VALID', 'the AWS attestation was signed in the future (x-amz-date): check clocks', { signed_at: signedAt, now: rules.now });
   if (rules.now - signedAt > rules.maxAge + rules.skew) {
-    throw new LeashError('ERR_ATTESTATION_TOO_OLD', `the AWS attestation was signed more than ${rules.maxAge}s ago: sign a fresh request`, { signed_at: signedAt, now: rules.now, max_age: rules.maxAge });
+    throw new LeashError('ERR_ATTESTATION_TOO_OLD', `the AWS attestation was signed more than ${rules.maxAge}s ago: sign a fresh request`, {
+      signed_at: signedAt,
+      now: rules.now,
+      max_age: rules.maxAge,
+    });
   }
 
   const forward: Record<string, string> = { authorization };

@@ -5,7 +5,8 @@ import { copyAttributes, own, requiredString, scalarAttribute } from '../claims.
 import { createJwtAttestor, type AttestorDeps } from '../jwt-attestor.js';
 
 /** A tenant's issuer: v2.0 (`login.microsoftonline.com/{tid}/v2.0`) or v1.0 (`sts.windows.net/{tid}/`). */
-export const AZURE_TENANT_ISSUER = /^https:\/\/(?:login\.microsoftonline\.com\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/v2\.0|sts\.windows\.net\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/)$/;
+export const AZURE_TENANT_ISSUER =
+  /^https:\/\/(?:login\.microsoftonline\.com\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/v2\.0|sts\.windows\.net\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/)$/;
 
 const invalid = (claim: string, why: string) => new LeashError('ERR_ATTESTATION_CLAIM_INVALID', `the attestation's '${claim}' claim ${why}`, { claim });
 

@@ -8,8 +8,7 @@ import { createTokenReviewer } from './token-review.js';
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
-const invalid = (claim: string, why: string) =>
-  new LeashError('ERR_ATTESTATION_CLAIM_INVALID', `the attestation's '${claim}' claim ${why}`, { claim });
+const invalid = (claim: string, why: string) => new LeashError('ERR_ATTESTATION_CLAIM_INVALID', `the attestation's '${claim}' claim ${why}`, { claim });
 
 /**
  * Kubernetes projected service-account tokens. The workload is the service account:

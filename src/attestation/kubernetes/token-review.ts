@@ -34,11 +34,10 @@ const MAX_BODY_BYTES = 64 * 1024;
 const POD_UID = 'authentication.kubernetes.io/pod-uid';
 
 const rejected = (reason: string, apiError?: string) =>
-  new LeashError(
-    'ERR_ATTESTATION_REVIEW_REJECTED',
-    'the cluster does not accept this service-account token any more (TokenReview); present a fresh token of a running pod',
-    { review: reason, ...(apiError ? { api_error: apiError } : {}) },
-  );
+  new LeashError('ERR_ATTESTATION_REVIEW_REJECTED', 'the cluster does not accept this service-account token any more (TokenReview); present a fresh token of a running pod', {
+    review: reason,
+    ...(apiError ? { api_error: apiError } : {}),
+  });
 
 const unavailable = (reason: string, extra: Record<string, unknown> = {}) =>
   new LeashError('ERR_ATTESTATION_REVIEW_UNAVAILABLE', 'the Kubernetes API server cannot confirm the attestation right now; retry later', { review: reason, ...extra });

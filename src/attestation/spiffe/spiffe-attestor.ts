@@ -24,6 +24,12 @@ export function createSpiffeAttestor(cfg: TrustedIssuerConfig, deps: AttestorDep
     if (id.trustDomain !== configured) {
       throw new LeashError('ERR_ATTESTATION_CLAIM_INVALID', "the JWT-SVID's SPIFFE ID is not in this issuer's trust domain", { claim: 'sub', trust_domain: id.trustDomain });
     }
-    return { subject: sub, attributes: [['trust_domain', id.trustDomain], ['path', id.path]] };
+    return {
+      subject: sub,
+      attributes: [
+        ['trust_domain', id.trustDomain],
+        ['path', id.path],
+      ],
+    };
   });
 }

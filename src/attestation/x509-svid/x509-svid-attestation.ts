@@ -124,7 +124,6 @@ export function createX509SvidAttestation(
   };
 }
 
-
 /** Intermediates a subject_token may carry after the leaf. */
 const MAX_SUBJECT_INTERMEDIATES = 4;
 

@@ -22,7 +22,10 @@ export function createFileSink(opts: FileSinkOptions): SinkTransport {
       const bytes = Buffer.byteLength(text);
       if (size === undefined) {
         await mkdir(dirname(opts.path), { recursive: true, mode: 0o700 });
-        size = await stat(opts.path).then((s) => s.size, () => 0);
+        size = await stat(opts.path).then(
+          (s) => s.size,
+          () => 0,
+        );
       }
       if (size > 0 && size + bytes > opts.maxBytes) {
         await rm(`${opts.path}.${opts.maxFiles}`, { force: true });

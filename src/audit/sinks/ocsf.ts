@@ -113,21 +113,25 @@ export function auditToOcsf(record: AuditRecord): Record<string, unknown> {
     });
   }
   if (t === 'token.first_use') {
-    return apiActivity(record.ts, {
-      method: s(e.method) ?? 'OTHER',
-      route: s(e.route) ?? '',
-      plugin: s(e.plugin),
-      jti: s(e.jti),
-      task: s(e.task),
-      server: s(e.server),
-      audience: s(e.audience),
-      source: s(e.source),
-      outcome: s(e.outcome) ?? 'ok',
-      status: undefined,
-      calls: 1,
-      bytes: undefined,
-      durationMs: undefined,
-    }, record);
+    return apiActivity(
+      record.ts,
+      {
+        method: s(e.method) ?? 'OTHER',
+        route: s(e.route) ?? '',
+        plugin: s(e.plugin),
+        jti: s(e.jti),
+        task: s(e.task),
+        server: s(e.server),
+        audience: s(e.audience),
+        source: s(e.source),
+        outcome: s(e.outcome) ?? 'ok',
+        status: undefined,
+        calls: 1,
+        bytes: undefined,
+        durationMs: undefined,
+      },
+      record,
+    );
   }
   const anomaly = ANOMALIES[t];
   if (anomaly) {

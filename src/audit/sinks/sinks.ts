@@ -52,7 +52,15 @@ function transportOf(c: AuditSinkConfig, env: NodeJS.ProcessEnv): SinkTransport 
       return createWebhookSink({ url: need(c.url, 'url'), secret, timeoutMs: c.timeout_ms ?? 5000 });
     }
     case 'syslog':
-      return createSyslogSink({ host: need(c.host, 'host'), port: c.port ?? 6514, tls: c.tls ?? true, caFile: c.ca_file, facility: c.facility ?? 10, appName: c.app_name ?? 'leash', timeoutMs: c.timeout_ms ?? 5000 });
+      return createSyslogSink({
+        host: need(c.host, 'host'),
+        port: c.port ?? 6514,
+        tls: c.tls ?? true,
+        caFile: c.ca_file,
+        facility: c.facility ?? 10,
+        appName: c.app_name ?? 'leash',
+        timeoutMs: c.timeout_ms ?? 5000,
+      });
   }
 }
 

@@ -268,9 +268,11 @@ export function createLeashMcpAuth(opts: LeashMcpAuthOptions): LeashMcpAuth {
     else emit(record(status));
   }
 
-  const auth = (fn: (req: Request, res: Response, next: NextFunction) => Promise<void>): RequestHandler => (req, res, next) => {
-    fn(req, res, next).catch(next);
-  };
+  const auth =
+    (fn: (req: Request, res: Response, next: NextFunction) => Promise<void>): RequestHandler =>
+    (req, res, next) => {
+      fn(req, res, next).catch(next);
+    };
   const authenticateHandler = auth(authenticate);
   const authorizeHandler = auth(authorizeToolCalls);
   return { resourceMetadataUrl: metadataUrl, metadata, authenticate: authenticateHandler, authorizeToolCalls: authorizeHandler, protect: [authenticateHandler, authorizeHandler] };

@@ -54,7 +54,9 @@ export function canonicalJson(value: unknown): string {
 
 /** base64url SHA-256 of the canonical JSON of a call's arguments (`{}` when it has none). */
 export function argumentsHash(args: unknown): string {
-  return createHash('sha256').update(canonicalJson(args ?? {}), 'utf8').digest('base64url');
+  return createHash('sha256')
+    .update(canonicalJson(args ?? {}), 'utf8')
+    .digest('base64url');
 }
 
 /** The detail asking for a credential for exactly this call. */

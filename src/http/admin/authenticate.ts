@@ -32,10 +32,7 @@ const ROLE_SET: ReadonlySet<string> = new Set(ADMIN_ROLES);
  * by SHA-256 in constant time; config holds only hashes) or a JWT from a configured admin
  * issuer. There is no anonymous admin call.
  */
-export function createAdminAuthenticator(
-  admin: AdminConfig,
-  deps: { clock: Clock; keyLookup: (cfg: AdminIssuerConfig) => JWTVerifyGetKey },
-): AdminAuthenticator {
+export function createAdminAuthenticator(admin: AdminConfig, deps: { clock: Clock; keyLookup: (cfg: AdminIssuerConfig) => JWTVerifyGetKey }): AdminAuthenticator {
   const apiKeys = admin.api_keys.map((k) => ({ id: k.id, hash: Buffer.from(k.sha256, 'hex'), roles: new Set(k.roles), groups: new Set(k.groups ?? []) }));
   const issuers: IssuerVerifier[] = admin.issuers.map((config) => ({ config, keys: deps.keyLookup(config) }));
 

@@ -238,7 +238,11 @@ export function serveAdminRoutes(router: Router, routes: readonly AdminRoute[], 
         deps.metrics.adminRequests.inc({ route: spec.route, outcome: 'ok' });
         res.status(result.status ?? 200).set('Cache-Control', 'no-store');
         if (result.location) res.location(result.location);
-        if (result.raw) res.set({ ...result.raw.headers }).type(result.raw.contentType).send(result.raw.content);
+        if (result.raw)
+          res
+            .set({ ...result.raw.headers })
+            .type(result.raw.contentType)
+            .send(result.raw.content);
         else res.json(result.body);
       } catch (err) {
         next(err);

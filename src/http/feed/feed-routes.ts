@@ -72,7 +72,6 @@ function parseLimit(value: unknown, maxBatch: number): number {
   return Math.min(Number(value), maxBatch);
 }
 
-
 /**
  * The revocation feed for authenticated resource servers: `/revocations` (a page of records
  * after a cursor) and `/revocations/stream` (Server-Sent Events: replay after
@@ -129,7 +128,10 @@ export function revocationFeedRouter(deps: RevocationFeedDeps): RevocationFeedRo
       deps.revocation.assertFresh();
       const { revocations, cursor, more } = await page(since, limit, server.audiences);
       const epoch = deps.store.epoch() ?? '';
-      res.status(200).set('Cache-Control', 'no-store').json({ revocations: revocations.map((r) => toFeedItem(r, epoch)), cursor, more, epoch });
+      res
+        .status(200)
+        .set('Cache-Control', 'no-store')
+        .json({ revocations: revocations.map((r) => toFeedItem(r, epoch)), cursor, more, epoch });
     } catch (err) {
       sendOAuthError(res, err);
     }

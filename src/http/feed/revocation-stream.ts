@@ -33,14 +33,7 @@ export function sseEvent(r: Revocation, epoch: string): string {
  * The first replay page is read before any header is written, so a store outage is a
  * clean 503 rather than a stream that ends at once.
  */
-export async function openRevocationStream(
-  req: Request,
-  res: Response,
-  cursor: number,
-  audiences: readonly string[],
-  deps: RevocationFeedDeps,
-  registry: StreamRegistry,
-): Promise<void> {
+export async function openRevocationStream(req: Request, res: Response, cursor: number, audiences: readonly string[], deps: RevocationFeedDeps, registry: StreamRegistry): Promise<void> {
   if (registry.open.size >= registry.maxStreams) {
     throw new LeashError('ERR_BACKEND_UNAVAILABLE', `this replica serves at most ${registry.maxStreams} revocation streams; retry later or poll GET /revocations`);
   }

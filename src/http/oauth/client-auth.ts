@@ -139,14 +139,11 @@ export function createResourceServerAuthenticator(servers: readonly ResourceServ
   const assertions = createClientAssertionVerifier({ audiences, clock: deps.clock, replay: deps.replay, clockSkewSeconds: skew, replayPrefix: 'rs-assertion', audienceHint: deps.issuer });
 
   async function fromAssertion(body: FormBody): Promise<ResourceServerConfig> {
-    const { clientId } = await assertions.verify(
-      { type: single(body, 'client_assertion_type'), assertion: single(body, 'client_assertion'), clientId: single(body, 'client_id') },
-      (id) => {
-        const server = registered.get(id);
-        if (!server) return undefined;
-        return server.keys ? { keys: server.keys, algorithms: CLIENT_ASSERTION_ALGORITHMS } : { otherMethod: 'this client authenticates with a client secret, not private_key_jwt' };
-      },
-    );
+    const { clientId } = await assertions.verify({ type: single(body, 'client_assertion_type'), assertion: single(body, 'client_assertion'), clientId: single(body, 'client_id') }, (id) => {
+      const server = registered.get(id);
+      if (!server) return undefined;
+      return server.keys ? { keys: server.keys, algorithms: CLIENT_ASSERTION_ALGORITHMS } : { otherMethod: 'this client authenticates with a client secret, not private_key_jwt' };
+    });
     return registered.get(clientId)!.config;
   }
 

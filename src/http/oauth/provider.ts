@@ -44,13 +44,7 @@ export type ProviderLog = (level: 'warn' | 'error', msg: string, fields: Record<
  * The provider is rebuilt when policy or keys change (its clients and keys are fixed at
  * construction) and swapped atomically by the caller.
  */
-export function buildProvider(opts: {
-  settings: Settings;
-  policy: CompiledPolicy;
-  keys: KeyManager;
-  grant: GrantHandler;
-  log: ProviderLog;
-}): Provider {
+export function buildProvider(opts: { settings: Settings; policy: CompiledPolicy; keys: KeyManager; grant: GrantHandler; log: ProviderLog }): Provider {
   const { settings, policy, keys } = opts;
   // ATTESTED_CLIENT_ID stands for "no client_id sent": the attestation names the plugin.
   const clients = [...policy.plugins.keys(), ATTESTED_CLIENT_ID].map((id) => ({

@@ -5,16 +5,7 @@ import type { LeashTokenClaims } from '../../issuance/jwt/verify-leash-token.js'
 import type { RevocationService } from '../../revocation/revocation-service.js';
 import { requireRole, type AdminAuthenticator } from '../admin/authenticate.js';
 import { sendAdminError } from '../admin/errors.js';
-import {
-  CLIENT_ASSERTION_ALGORITHMS,
-  CLIENT_AUTH_METHODS,
-  attemptedClientAuth,
-  formBody,
-  methodNotAllowed,
-  oauthFormParser,
-  sendOAuthError,
-  type ResourceServerAuthenticator,
-} from './client-auth.js';
+import { CLIENT_ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS, attemptedClientAuth, formBody, methodNotAllowed, oauthFormParser, sendOAuthError, type ResourceServerAuthenticator } from './client-auth.js';
 import { tokenFacts } from './introspection.js';
 
 export const REVOCATION_PATH = '/revoke';
@@ -138,7 +129,10 @@ async function identify(req: Request, deps: RevocationEndpointDeps): Promise<Cal
   }
   const clientId = formBody(req).client_id;
   if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 256) {
-    throw new LeashError('ERR_CLIENT_AUTH_FAILED', 'identify the client: client_id (the plugin holding the token), client authentication (resource server) or an admin bearer credential', { method: 'none', reason: 'no_client' });
+    throw new LeashError('ERR_CLIENT_AUTH_FAILED', 'identify the client: client_id (the plugin holding the token), client authentication (resource server) or an admin bearer credential', {
+      method: 'none',
+      reason: 'no_client',
+    });
   }
   return { kind: 'holder', actor: `plugin:${clientId}`, clientId };
 }

@@ -67,7 +67,7 @@ export function createAwsStsRevoker(deps: AwsStsRevokerDeps = {}): Revoker {
     if (why === 'role_unknown') deps.metrics?.awsDenyUpdates.inc({ outcome: 'unresolved' });
     deps.log?.(
       why === 'deny_disabled'
-        ? "AWS STS sessions are not denied (settings.aws.deny_revoked_sessions is off); they stay valid until their expiration"
+        ? 'AWS STS sessions are not denied (settings.aws.deny_revoked_sessions is off); they stay valid until their expiration'
         : "AWS STS sessions could not be denied: their grant's role is not in the policy; they stay valid until their expiration",
       {
         count: live.length,

@@ -147,7 +147,10 @@ export function renderPolicy(state: RoleDenyState): string | undefined {
   if (state.roleCutoff) {
     statements.push({ Sid: 'LeashDenyRoleSessionsIssuedBefore', ...DENY, Condition: { DateLessThan: { 'aws:TokenIssueTime': iso(state.roleCutoff.before) } } });
   }
-  const tasks = state.entries.filter((e): e is Extract<DenyEntry, { kind: 'task' }> => e.kind === 'task').map((e) => e.task).sort();
+  const tasks = state.entries
+    .filter((e): e is Extract<DenyEntry, { kind: 'task' }> => e.kind === 'task')
+    .map((e) => e.task)
+    .sort();
   if (tasks.length > 0) {
     statements.push({ Sid: 'LeashDenyEndedTasks', ...DENY, Condition: { StringEquals: { 'aws:PrincipalTag/leash:task': tasks.length === 1 ? tasks[0] : tasks } } });
   }

@@ -128,10 +128,7 @@ export function mapIamError(err: unknown): LeashError {
  * An IAM client on Leash's own AWS credentials (the default provider chain), for the
  * deny action. `settings.iam_endpoint` points it elsewhere (a VPC endpoint, or tests).
  */
-export function createIamClient(
-  settings: Pick<AwsSettingsConfig, 'region' | 'iam_endpoint' | 'max_attempts'>,
-  extra: Pick<IAMClientConfig, 'credentials'> = {},
-): IAMClient {
+export function createIamClient(settings: Pick<AwsSettingsConfig, 'region' | 'iam_endpoint' | 'max_attempts'>, extra: Pick<IAMClientConfig, 'credentials'> = {}): IAMClient {
   const { IAMClient: Client } = iamSdk();
   return new Client({
     ...extra,

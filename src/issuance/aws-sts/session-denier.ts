@@ -8,17 +8,7 @@ import type { AwsDenyStore } from '../../store/store.js';
 import { backoffDelay } from '../../client/backoff.js';
 import type { Clock } from '../../time/clock.js';
 import { PeriodicPass } from '../../time/periodic-pass.js';
-import {
-  REVOKED_SESSIONS_POLICY_NAME,
-  addEntries,
-  emptyState,
-  fitPolicy,
-  nextExpiry,
-  prune,
-  renderPolicy,
-  type DenyEntry,
-  type RoleDenyState,
-} from './deny-policy.js';
+import { REVOKED_SESSIONS_POLICY_NAME, addEntries, emptyState, fitPolicy, nextExpiry, prune, renderPolicy, type DenyEntry, type RoleDenyState } from './deny-policy.js';
 import { mapIamError, roleNameFromArn } from './deny-sessions.js';
 
 /** A replica writing a role's policy holds it this long at most (longer than any IAM call with its retries). */
@@ -74,7 +64,11 @@ export class SessionDenier {
   constructor(deps: SessionDenierDeps) {
     this.#d = deps;
     this.#owner = deps.owner ?? `replica-${randomBytes(6).toString('hex')}`;
-    this.#periodic = new PeriodicPass(() => this.#sweep(), deps.intervalMs, (err) => deps.log('aws deny sweep failed', { error: err.name }));
+    this.#periodic = new PeriodicPass(
+      () => this.#sweep(),
+      deps.intervalMs,
+      (err) => deps.log('aws deny sweep failed', { error: err.name }),
+    );
   }
 
   start(): void {
@@ -258,9 +252,7 @@ export class SessionDenier {
     const now = this.#d.clock.now();
     const failures = claimed.failures + 1;
     const retryAt = now + backoffDelay(failures, { baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS, random: this.#d.random ?? Math.random });
-    await this.#update(roleArn, (cur) =>
-      cur ? { ...cur, failures, retryAt, lastError: err.code, lock: cur.lock?.owner === this.#owner ? undefined : cur.lock } : cur,
-    ).catch(() => undefined);
+    await this.#update(roleArn, (cur) => (cur ? { ...cur, failures, retryAt, lastError: err.code, lock: cur.lock?.owner === this.#owner ? undefined : cur.lock } : cur)).catch(() => undefined);
     this.#d.metrics.awsDenyUpdates.inc({ outcome: 'failed' });
     await this.#audit('aws.deny_policy_failed', {
       role_arn: roleArn,

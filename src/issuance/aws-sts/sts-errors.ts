@@ -53,10 +53,14 @@ export function classifyStsError(err: unknown): StsFailure {
   const metadata = field(err, '$metadata');
   const status = typeof field(metadata, 'httpStatusCode') === 'number' ? (field(metadata, 'httpStatusCode') as number) : undefined;
   const errno = field(err, 'code');
-  const raw = typeof field(err, 'Code') === 'string' ? (field(err, 'Code') as string)
-    : typeof errno === 'string' && /^E[A-Z_]+$/.test(errno) ? errno
-    : typeof field(err, 'name') === 'string' ? (field(err, 'name') as string)
-    : 'Unknown';
+  const raw =
+    typeof field(err, 'Code') === 'string'
+      ? (field(err, 'Code') as string)
+      : typeof errno === 'string' && /^E[A-Z_]+$/.test(errno)
+        ? errno
+        : typeof field(err, 'name') === 'string'
+          ? (field(err, 'name') as string)
+          : 'Unknown';
   let code = normalize(raw);
   if (code === 'Error' && status === undefined) {
     // The SDK wraps a socket error from another realm (jest's vm, a worker) in a plain Error
@@ -82,12 +86,7 @@ export function stsLeashError(failure: StsFailure, attempts: number, cause: unkn
     case 'refused':
       return new LeashError('ERR_UPSTREAM_REFUSED', "AWS refused to issue credentials for this role; check the role's trust policy", detail, { cause });
     case 'target-invalid':
-      return new LeashError(
-        'ERR_UPSTREAM_TARGET_INVALID',
-        "AWS rejected the session this grant asks for (its role, session policy or tags); the grant's aws settings need fixing",
-        detail,
-        { cause },
-      );
+      return new LeashError('ERR_UPSTREAM_TARGET_INVALID', "AWS rejected the session this grant asks for (its role, session policy or tags); the grant's aws settings need fixing", detail, { cause });
     case 'retryable':
       return new LeashError('ERR_UPSTREAM_UNAVAILABLE', 'AWS STS is throttling or unavailable; retry later', detail, { cause });
     case 'unavailable':

@@ -157,7 +157,10 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
     if (typeof a !== 'object' || a === null || !isText(a.id) || !isText(a.approver) || !isTime(a.at)) return undefined;
     approved = { id: a.id, approver: a.approver, at: a.at };
   }
-  if (authorization_details !== undefined && (!Array.isArray(authorization_details) || !authorization_details.every((d) => typeof d === 'object' && d !== null && !Array.isArray(d) && isText((d as { type?: unknown }).type)))) {
+  if (
+    authorization_details !== undefined &&
+    (!Array.isArray(authorization_details) || !authorization_details.every((d) => typeof d === 'object' && d !== null && !Array.isArray(d) && isText((d as { type?: unknown }).type)))
+  ) {
     return undefined;
   }
   return {

@@ -23,7 +23,11 @@ export class LeaseSweeper {
 
   constructor(deps: LeaseSweeperDeps) {
     this.#deps = deps;
-    this.#periodic = new PeriodicPass(() => this.#sweep(), deps.intervalMs, (err) => this.#deps.log?.('vault lease sweep failed', { error: err.name }));
+    this.#periodic = new PeriodicPass(
+      () => this.#sweep(),
+      deps.intervalMs,
+      (err) => this.#deps.log?.('vault lease sweep failed', { error: err.name }),
+    );
   }
 
   start(): void {
@@ -48,7 +52,11 @@ export class LeaseSweeper {
       revoked += outcome.revoked;
       if (outcome.failed.length > 0) {
         // One line per outage, not one per sweep.
-        if (!this.#failing) this.#deps.log?.('vault leases due for revocation could not be revoked; retrying every sweep', { count: outcome.failed.length, reasons: [...new Set(outcome.failed.map((f) => f.failure.vault_reason))] });
+        if (!this.#failing)
+          this.#deps.log?.('vault leases due for revocation could not be revoked; retrying every sweep', {
+            count: outcome.failed.length,
+            reasons: [...new Set(outcome.failed.map((f) => f.failure.vault_reason))],
+          });
         this.#failing = true;
         return revoked;
       }

@@ -26,7 +26,12 @@ export function vaultLeashError(err: unknown): LeashError {
       return new LeashError('ERR_UPSTREAM_REFUSED', "Vault refused to issue this secret; check Leash's Vault policy for the grant's path", { ...detail }, { cause: err });
     case 'not_found':
     case 'invalid':
-      return new LeashError('ERR_UPSTREAM_TARGET_INVALID', "Vault cannot issue a secret at this grant's path (no such role or engine, or bad parameters); the grant's vault settings need fixing", { ...detail }, { cause: err });
+      return new LeashError(
+        'ERR_UPSTREAM_TARGET_INVALID',
+        "Vault cannot issue a secret at this grant's path (no such role or engine, or bad parameters); the grant's vault settings need fixing",
+        { ...detail },
+        { cause: err },
+      );
     default:
       // unreachable, sealed, 5xx, an answer that is not a Vault answer: an outage, fail closed
       return new LeashError('ERR_UPSTREAM_UNAVAILABLE', 'Vault cannot issue secrets right now; retry later', { ...detail }, { cause: err });

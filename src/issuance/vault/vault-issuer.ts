@@ -80,7 +80,7 @@ export function createVaultIssuer(deps: VaultIssuerDeps): CredentialIssuer {
         await deps.leases.recordLease({ jti, leaseId: secret.leaseId, plugin: req.plugin.id, task: req.task?.id, expiresAt, revokedAt: undefined });
       } catch (err) {
         await revokeNow(secret.leaseId, 'lease not recorded');
-        throw err instanceof LeashError ? err : new LeashError('ERR_BACKEND_UNAVAILABLE', 'the store cannot record the secret\'s lease; retry later', undefined, { cause: err });
+        throw err instanceof LeashError ? err : new LeashError('ERR_BACKEND_UNAVAILABLE', "the store cannot record the secret's lease; retry later", undefined, { cause: err });
       }
       const vault_secret: VaultSecretBody = { data: secret.data, lease_duration: expiresIn, renewable: false };
       return {

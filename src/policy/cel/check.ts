@@ -350,7 +350,8 @@ export function checkExpr(root: Expr, declared: ReadonlyMap<string, CheckType>):
       case '_>_':
       case '_>=_': {
         const [a, b] = [args[0]!.t, args[1]!.t];
-        const ok = isDyn(a) || isDyn(b) ? ORDERED.has(isDyn(a) ? b.kind : a.kind) || (isDyn(a) && isDyn(b)) : (NUMERIC.has(a.kind) && NUMERIC.has(b.kind)) || (a.kind === b.kind && ORDERED.has(a.kind));
+        const ok =
+          isDyn(a) || isDyn(b) ? ORDERED.has(isDyn(a) ? b.kind : a.kind) || (isDyn(a) && isDyn(b)) : (NUMERIC.has(a.kind) && NUMERIC.has(b.kind)) || (a.kind === b.kind && ORDERED.has(a.kind));
         if (!ok) throw new CheckError(`${OPERATOR_NAMES[fn]} cannot order ${aType(a)} and ${aType(b)}`);
         return out(T.bool, scan(Math.min(a.max, b.max)));
       }
@@ -456,7 +457,9 @@ export function checkExpr(root: Expr, declared: ReadonlyMap<string, CheckType>):
       }
       throw new CheckError(`${fn}() is a method of timestamps${DURATION_GETTERS.has(fn) ? ' and durations' : ''}, not of ${describeType(target.t)}`);
     }
-    throw new CheckError(`unknown function '${fn}' (Leash offers CEL's standard functions and macros: size, contains, startsWith, endsWith, matches, int, uint, double, string, bytes, bool, dyn, type, timestamp, duration, the timestamp getters, has, all, exists, exists_one, map, filter)`);
+    throw new CheckError(
+      `unknown function '${fn}' (Leash offers CEL's standard functions and macros: size, contains, startsWith, endsWith, matches, int, uint, double, string, bytes, bool, dyn, type, timestamp, duration, the timestamp getters, has, all, exists, exists_one, map, filter)`,
+    );
   }
 
   function arithmetic(fn: string, a: Info, b: Info, base: number, input: boolean): Info {

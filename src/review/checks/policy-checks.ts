@@ -89,9 +89,10 @@ export const ciBindingUnpinned: Check = (ctx, emit) => {
         pointer: `/plugins/${p}/bindings/${i}`,
         key: `${plugin.id}|${bindingKey(b)}`,
         message: `plugin '${plugin.id}' can ${[...new Set(changing.map((g) => g.effect))].join('/')} and its ${platform === 'github' ? 'GitHub Actions' : 'GitLab CI'} binding ${i} ('${subjectText(b.subject)}') does not pin a ref or environment: any branch or pull-request workflow can act as it`,
-        fix: platform === 'github'
-          ? "pin the subject to 'repo:<owner>/<repo>:ref:refs/heads/main' or 'repo:<owner>/<repo>:environment:<env>'"
-          : "pin the subject to 'project_path:<group>/<project>:ref_type:branch:ref:main' or add a `ref` / `environment` claim",
+        fix:
+          platform === 'github'
+            ? "pin the subject to 'repo:<owner>/<repo>:ref:refs/heads/main' or 'repo:<owner>/<repo>:environment:<env>'"
+            : "pin the subject to 'project_path:<group>/<project>:ref_type:branch:ref:main' or add a `ref` / `environment` claim",
         evidence: { issuer: b.issuer, platform },
       });
     });
@@ -384,14 +385,32 @@ export const sharedSecretClients: Check = (ctx, emit) => {
 export const httpIssuers: Check = (ctx, emit) => {
   const { settings } = ctx.config;
   if (settings.issuer.startsWith('http://')) {
-    emit({ rule: 'http-issuer', pointer: '/settings/issuer', key: 'settings.issuer', message: `Leash's own issuer is plain http (${settings.issuer}): discovery, JWKS and tokens travel unprotected`, fix: 'serve Leash over https and set settings.issuer to its https:// URL; set settings.production: true' });
+    emit({
+      rule: 'http-issuer',
+      pointer: '/settings/issuer',
+      key: 'settings.issuer',
+      message: `Leash's own issuer is plain http (${settings.issuer}): discovery, JWKS and tokens travel unprotected`,
+      fix: 'serve Leash over https and set settings.issuer to its https:// URL; set settings.production: true',
+    });
   }
   (ctx.config.trusted_issuers ?? []).forEach((t, i) => {
     if (t.issuer.startsWith('http://')) {
-      emit({ rule: 'http-issuer', pointer: `/trusted_issuers/${i}/issuer`, key: `trusted:${t.name}:issuer`, message: `trusted issuer '${t.name}' is plain http (${t.issuer})`, fix: `use the https:// issuer of '${t.name}'` });
+      emit({
+        rule: 'http-issuer',
+        pointer: `/trusted_issuers/${i}/issuer`,
+        key: `trusted:${t.name}:issuer`,
+        message: `trusted issuer '${t.name}' is plain http (${t.issuer})`,
+        fix: `use the https:// issuer of '${t.name}'`,
+      });
     }
     if (t.jwks?.uri?.startsWith('http://')) {
-      emit({ rule: 'http-issuer', pointer: `/trusted_issuers/${i}/jwks/uri`, key: `trusted:${t.name}:jwks`, message: `the keys of trusted issuer '${t.name}' are fetched over plain http (${t.jwks?.uri}): anyone on the path can substitute them`, fix: `fetch the JWKS of '${t.name}' over https` });
+      emit({
+        rule: 'http-issuer',
+        pointer: `/trusted_issuers/${i}/jwks/uri`,
+        key: `trusted:${t.name}:jwks`,
+        message: `the keys of trusted issuer '${t.name}' are fetched over plain http (${t.jwks?.uri}): anyone on the path can substitute them`,
+        fix: `fetch the JWKS of '${t.name}' over https`,
+      });
     }
   });
 };
@@ -399,7 +418,13 @@ export const httpIssuers: Check = (ctx, emit) => {
 export const volatileStore: Check = (ctx, emit) => {
   const store = ctx.config.settings.store;
   if (store.kind !== 'sqlite' || store.path !== ':memory:') return;
-  emit({ rule: 'volatile-store', pointer: '/settings/store/path', key: 'store', message: "the store is in memory (':memory:'): revocations, approvals and the audit trail vanish on restart", fix: 'set settings.store.path to a file on a persistent volume, or use redis' });
+  emit({
+    rule: 'volatile-store',
+    pointer: '/settings/store/path',
+    key: 'store',
+    message: "the store is in memory (':memory:'): revocations, approvals and the audit trail vanish on restart",
+    fix: 'set settings.store.path to a file on a persistent volume, or use redis',
+  });
 };
 
 export const keyRotation: Check = (ctx, emit) => {
@@ -413,7 +438,9 @@ export const keyRotation: Check = (ctx, emit) => {
       pointer: '/settings/keys/key_lifetime',
       key: k.kid,
       message: `signing key '${k.kid}' has signed for ${days} days; its rotation period is ${Math.round(ctx.config.settings.keys.key_lifetime / 86400)} days`,
-      fix: ctx.config.settings.keys.rotate_on_schedule ? 'rotate now (leash keys rotate) and find out why the scheduled rotation did not' : 'rotate now (leash keys rotate) and set settings.keys.rotate_on_schedule: true',
+      fix: ctx.config.settings.keys.rotate_on_schedule
+        ? 'rotate now (leash keys rotate) and find out why the scheduled rotation did not'
+        : 'rotate now (leash keys rotate) and set settings.keys.rotate_on_schedule: true',
       evidence: { kid: k.kid, created_at: new Date(k.createdAt).toISOString() },
     });
   }

@@ -54,8 +54,12 @@ export function renderPicture(graph: PluginGraph): string {
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" class="leash-graph" role="img" aria-label="Plugin graph" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" font-family="system-ui, sans-serif" font-size="12">`,
   );
-  parts.push('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>');
-  parts.push(`<marker id="arrow-toxic" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="${TOXIC}"/></marker></defs>`);
+  parts.push(
+    '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>',
+  );
+  parts.push(
+    `<marker id="arrow-toxic" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="${TOXIC}"/></marker></defs>`,
+  );
   parts.push(`<text x="${PLUGIN_X}" y="24" font-weight="bold">plugins (border: risk tier)</text><text x="${AUD_X}" y="24" font-weight="bold">audiences (APIs)</text>`);
   let lx = PLUGIN_X;
   for (const [effect, colour] of Object.entries(EFFECT_COLOURS)) {
@@ -119,7 +123,9 @@ export function renderMermaid(graph: PluginGraph): string {
   graph.audiences.forEach((a, i) => lines.push(`  ${id('a', i)}[/"${label(a)}"/]`));
   const linkStyles: string[] = [];
   let link = 0;
-  const toxicPairs = new Set(graph.paths.filter((p) => p.kind === 'toxic').flatMap((p) => [...p.hops.slice(1).map((h, i) => `${p.hops[i]}>${h}`), `${p.to.plugin}>${p.to.audience}`, `${p.from.plugin}>${p.from.audience}`]));
+  const toxicPairs = new Set(
+    graph.paths.filter((p) => p.kind === 'toxic').flatMap((p) => [...p.hops.slice(1).map((h, i) => `${p.hops[i]}>${h}`), `${p.to.plugin}>${p.to.audience}`, `${p.from.plugin}>${p.from.audience}`]),
+  );
   for (const p of graph.plugins) {
     for (const g of p.grants) {
       lines.push(`  ${id('p', pIndex.get(p.id)!)} -- ${g.effect} --> ${id('a', aIndex.get(g.audience)!)}`);

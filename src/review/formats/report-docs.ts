@@ -26,7 +26,10 @@ export function renderMarkdown(report: ReviewReport, graph: PluginGraph): string
   const out: string[] = [];
   const p = report.policy;
   out.push(`# Leash governance review`, '');
-  out.push(`Policy: \`${p.path ? p.path.replace(`${process.cwd()}/`, '') : 'policy'}\`${p.digest ? ` (sha256 \`${p.digest.slice(0, 12)}\`)` : ''}, ${p.plugins} plugins, ${p.grants} grants, ${p.exceptions} exceptions. Generated ${report.generated_at}.`, '');
+  out.push(
+    `Policy: \`${p.path ? p.path.replace(`${process.cwd()}/`, '') : 'policy'}\`${p.digest ? ` (sha256 \`${p.digest.slice(0, 12)}\`)` : ''}, ${p.plugins} plugins, ${p.grants} grants, ${p.exceptions} exceptions. Generated ${report.generated_at}.`,
+    '',
+  );
   out.push(
     report.evidence
       ? `Evidence: ${report.evidence.sources.join(', ')} from ${report.evidence.since.slice(0, 10)} to ${report.evidence.until.slice(0, 10)}${report.evidence.covers_window ? '.' : ` (history reaches back only to ${report.evidence.oldest?.slice(0, 10) ?? 'nothing'}: rules about unused access were skipped).`}`
@@ -57,7 +60,11 @@ export function renderHtml(report: ReviewReport, graph: PluginGraph): string {
   const rows = report.findings
     .map(
       (f) =>
-        `<tr class="finding sev-${f.severity}" data-rule="${esc(f.rule)}" data-fingerprint="${f.fingerprint}"><td><span class="sev" style="background:${SEV_COLOUR[f.severity]}">${f.severity}</span></td><td><code>${esc(f.rule)}</code><div class="title">${esc(f.title)}</div></td><td>${esc(f.plugin ?? '')}</td><td><code>${esc(where(f))}</code></td><td>${esc(f.message)}<div class="fix"><b>Fix:</b> ${esc(f.fix)}</div></td><td class="maps">${mappingLabels(f.mappings).map((l) => `<span>${esc(l)}</span>`).join('')}</td></tr>`,
+        `<tr class="finding sev-${f.severity}" data-rule="${esc(f.rule)}" data-fingerprint="${f.fingerprint}"><td><span class="sev" style="background:${SEV_COLOUR[f.severity]}">${f.severity}</span></td><td><code>${esc(f.rule)}</code><div class="title">${esc(f.title)}</div></td><td>${esc(f.plugin ?? '')}</td><td><code>${esc(where(f))}</code></td><td>${esc(f.message)}<div class="fix"><b>Fix:</b> ${esc(f.fix)}</div></td><td class="maps">${mappingLabels(
+          f.mappings,
+        )
+          .map((l) => `<span>${esc(l)}</span>`)
+          .join('')}</td></tr>`,
     )
     .join('\n');
   const counts = frameworkCounts(report.findings);
@@ -87,9 +94,13 @@ footer{margin-top:30px;font-size:12px;color:#555}
 ${renderPicture(graph)}
 </div>
 <h2>Findings</h2>
-${report.findings.length === 0 ? '<p>No findings.</p>' : `<table><thead><tr><th>severity</th><th>rule</th><th>plugin</th><th>where</th><th>finding</th><th>maps to</th></tr></thead><tbody>
+${
+  report.findings.length === 0
+    ? '<p>No findings.</p>'
+    : `<table><thead><tr><th>severity</th><th>rule</th><th>plugin</th><th>where</th><th>finding</th><th>maps to</th></tr></thead><tbody>
 ${rows}
-</tbody></table>`}
+</tbody></table>`
+}
 ${counts.length > 0 ? `<h2>By framework</h2><table><thead><tr><th>category</th><th>findings</th></tr></thead><tbody>${counts.map((c) => `<tr><td>${esc(c.label)}</td><td>${c.count}</td></tr>`).join('')}</tbody></table>` : ''}
 <footer>Mappings: <a href="${NHI_SOURCE}">OWASP Top 10 Non-Human Identities 2025</a>, <a href="${ASI_SOURCE}">OWASP Top 10 for Agentic Applications 2026</a>, <a href="${MAESTRO_SOURCE}">CSA MAESTRO</a>. Rules: docs/review.md.</footer>
 </body></html>

@@ -21,7 +21,10 @@ export function renderSarif(report: ReviewReport, opts: { base?: string } = {}):
   const index = new Map(RULES.map((r, i) => [r.id, i]));
   const rules: ReportingDescriptor[] = RULES.map((r) => ({
     id: r.id,
-    name: r.id.split('-').map((w) => w[0]!.toUpperCase() + w.slice(1)).join(''),
+    name: r.id
+      .split('-')
+      .map((w) => w[0]!.toUpperCase() + w.slice(1))
+      .join(''),
     shortDescription: { text: r.title },
     fullDescription: { text: r.rationale },
     help: { text: r.fix, markdown: `${r.fix}\n\nMaps to: ${mappingLabels(r.mappings).join('; ')}` },

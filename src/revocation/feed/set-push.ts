@@ -192,9 +192,7 @@ export function createSetPusher(opts: SetPusherOptions): SetPusher {
     }
   }
 
-  const receivers = opts.servers
-    .filter((s): s is ResourceServerConfig & { push: NonNullable<ResourceServerConfig['push']> } => s.push !== undefined)
-    .map((s) => new Receiver(s));
+  const receivers = opts.servers.filter((s): s is ResourceServerConfig & { push: NonNullable<ResourceServerConfig['push']> } => s.push !== undefined).map((s) => new Receiver(s));
 
   /** Each receiver gets only the revocations that concern its audiences. */
   function publish(revocation: Revocation): void {

@@ -6,10 +6,14 @@ import type { ApprovalRecord, ApprovalState, ApprovalToolCall, LeaseRecord } fro
  * transition changes is its own hash field, so the Lua scripts never parse JSON.
  */
 
-type ApprovalHead = Pick<
-  ApprovalRecord,
-  'id' | 'requestHash' | 'plugin' | 'owner' | 'audience' | 'scopes' | 'ttl' | 'kind' | 'effect' | 'risk' | 'cause' | 'requestedAt' | 'expiresAt'
-> & { task: string | null; justification: string | null; chain: readonly string[] | null; toolCall?: ApprovalToolCall; onBehalfOf?: string; personMayDecide?: boolean };
+type ApprovalHead = Pick<ApprovalRecord, 'id' | 'requestHash' | 'plugin' | 'owner' | 'audience' | 'scopes' | 'ttl' | 'kind' | 'effect' | 'risk' | 'cause' | 'requestedAt' | 'expiresAt'> & {
+  task: string | null;
+  justification: string | null;
+  chain: readonly string[] | null;
+  toolCall?: ApprovalToolCall;
+  onBehalfOf?: string;
+  personMayDecide?: boolean;
+};
 
 const STATES: readonly ApprovalState[] = ['pending', 'approved', 'denied', 'used'];
 

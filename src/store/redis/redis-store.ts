@@ -526,9 +526,7 @@ export class RedisStore implements Store {
       ...(task.budgets !== undefined ? { budgets: task.budgets } : {}),
     };
     const end = task.state === 'ended' ? JSON.stringify({ endedAt: task.endedAt, endedBy: task.endedBy }) : '';
-    const created = await this.#call('createTask', () =>
-      CREATE_TASK.run(this.#client, [this.#k.task(task.id), this.#k.activeTasks], [JSON.stringify(head), task.state, end, task.expiresAt, task.id]),
-    );
+    const created = await this.#call('createTask', () => CREATE_TASK.run(this.#client, [this.#k.task(task.id), this.#k.activeTasks], [JSON.stringify(head), task.state, end, task.expiresAt, task.id]));
     // Ids are random; a duplicate is a caller bug, and overwriting could revive an ended task.
     if (created !== 1) throw new TypeError('createTask: a task with this id already exists');
   }
@@ -540,9 +538,7 @@ export class RedisStore implements Store {
 
   async endTask(id: string, at: number, by: string): Promise<Task | undefined> {
     const end: TaskEnd = { endedAt: at, endedBy: by };
-    const r = await this.#call('endTask', () =>
-      END_TASK.run(this.#client, [this.#k.task(id), this.#k.activeTasks], [JSON.stringify(end), id, this.#endedTaskRetentionMs]),
-    );
+    const r = await this.#call('endTask', () => END_TASK.run(this.#client, [this.#k.task(id), this.#k.activeTasks], [JSON.stringify(end), id, this.#endedTaskRetentionMs]));
     return toTask(r);
   }
 
@@ -714,7 +710,7 @@ export class RedisStore implements Store {
     // Whole UTC days, as the SQLite rollup counts them.
     const from = Math.floor(since / 86_400_000) * 86_400_000;
     const to = (Math.floor((until - 1) / 86_400_000) + 1) * 86_400_000;
-    for (let seq = 1; ; ) {
+    for (let seq = 1; ;) {
       const page = await this.read(seq, 1000);
       if (page.length === 0) break;
       oldestAt ??= page[0]!.ts;
@@ -752,11 +748,7 @@ export class RedisStore implements Store {
       ...(r.audiences === undefined ? {} : { audiences: r.audiences }),
     }).slice(1);
     const raw = await this.#call('addRevocation', () =>
-      ADD_REVOCATION.run(
-        this.#client,
-        [this.#k.revocationSeq, this.#k.revocationLog, this.#k.revocationKeep, this.#k.storeEpoch],
-        [body, r.keepUntil, this.#k.changes, this.#identity.epoch ?? ''],
-      ),
+      ADD_REVOCATION.run(this.#client, [this.#k.revocationSeq, this.#k.revocationLog, this.#k.revocationKeep, this.#k.storeEpoch], [body, r.keepUntil, this.#k.changes, this.#identity.epoch ?? '']),
     );
     const stored = JSON.parse(String(raw)) as Revocation;
     this.#revocationSeq = Math.max(this.#revocationSeq, stored.seq);
@@ -862,8 +854,29 @@ export class RedisStore implements Store {
     const reply = (await this.#call('openApproval', () =>
       OPEN_APPROVAL.run(
         this.#client,
-        [k.approval(a.id), k.approvalsIndex('all'), k.approvalsIndex('pending'), k.approvalsDrop, k.approvalsPendingOfPlugin(a.plugin), a.task === undefined ? k.approvalsPendingOfPlugin(a.plugin) : k.approvalsPendingOfTask(a.task)],
-        [a.id, now, a.expiresAt, Math.max(1, drop - this.#clock.now()), drop, 500, a.requestHash, opts.dedupeKey, opts.maxPerPlugin, opts.maxPerTask, a.task === undefined ? '0' : '1', k.approval(''), ...approvalFields(a)],
+        [
+          k.approval(a.id),
+          k.approvalsIndex('all'),
+          k.approvalsIndex('pending'),
+          k.approvalsDrop,
+          k.approvalsPendingOfPlugin(a.plugin),
+          a.task === undefined ? k.approvalsPendingOfPlugin(a.plugin) : k.approvalsPendingOfTask(a.task),
+        ],
+        [
+          a.id,
+          now,
+          a.expiresAt,
+          Math.max(1, drop - this.#clock.now()),
+          drop,
+          500,
+          a.requestHash,
+          opts.dedupeKey,
+          opts.maxPerPlugin,
+          opts.maxPerTask,
+          a.task === undefined ? '0' : '1',
+          k.approval(''),
+          ...approvalFields(a),
+        ],
       ),
     )) as unknown[];
     const [outcome, x, n] = reply.map(String);
@@ -953,9 +966,7 @@ export class RedisStore implements Store {
   async recordLease(l: LeaseRecord): Promise<void> {
     checkLease(l);
     const ttl = l.revokedAt === undefined ? 0 : Math.max(1, l.revokedAt + LEASE_RETENTION_MS - this.#clock.now());
-    const r = await this.#call('recordLease', () =>
-      RECORD_LEASE.run(this.#client, [this.#k.lease(l.jti), this.#k.leasesDue], [l.jti, leaseHead(l), l.expiresAt, l.revokedAt ?? '', ttl]),
-    );
+    const r = await this.#call('recordLease', () => RECORD_LEASE.run(this.#client, [this.#k.lease(l.jti), this.#k.leasesDue], [l.jti, leaseHead(l), l.expiresAt, l.revokedAt ?? '', ttl]));
     if (r !== 1) throw new TypeError('recordLease: a lease for this jti is already recorded');
   }
 
@@ -973,7 +984,7 @@ export class RedisStore implements Store {
     checkLimit('dueLeases', limit);
     return this.#call('dueLeases', async () => {
       const out: LeaseRecord[] = [];
-      for (let start = 0; out.length < limit; ) {
+      for (let start = 0; out.length < limit;) {
         const want = limit - out.length;
         const jtis = await this.#client.zrangebyscore(this.#k.leasesDue, '-inf', now, 'LIMIT', start, want);
         start += jtis.length;

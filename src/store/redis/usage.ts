@@ -421,7 +421,10 @@ export class RedisUsage implements UsageStore {
     // injected clock like SQLite's. Evidence is pruned entry by entry.
     return this.#call('purgeUsage', async () => {
       let removed = 0;
-      for (const [index, until] of [[this.#keepIndex, now], [this.#minuteIndex, now - retentionMs - 1]] as const) {
+      for (const [index, until] of [
+        [this.#keepIndex, now],
+        [this.#minuteIndex, now - retentionMs - 1],
+      ] as const) {
         for (;;) {
           const keys = await this.#client.zrangebyscore(index, '-inf', until, 'LIMIT', 0, 500);
           if (keys.length === 0) break;

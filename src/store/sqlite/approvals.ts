@@ -77,9 +77,7 @@ function prepareApprovalsImpl(db: Database.Database): ApprovalStatements {
     listAll: db.prepare('SELECT * FROM approvals ORDER BY requested_at DESC, id DESC LIMIT ?'),
     listState: db.prepare('SELECT * FROM approvals WHERE state = ? ORDER BY requested_at DESC, id DESC LIMIT ?'),
     listPending: db.prepare("SELECT * FROM approvals WHERE state = 'pending' AND expires_at > ? ORDER BY requested_at DESC, id DESC LIMIT ?"),
-    purge: db.prepare(
-      'DELETE FROM approvals WHERE max(expires_at, coalesce(decided_at, 0), coalesce(redeem_by, 0), coalesce(used_at, 0)) <= ?',
-    ),
+    purge: db.prepare('DELETE FROM approvals WHERE max(expires_at, coalesce(decided_at, 0), coalesce(redeem_by, 0), coalesce(used_at, 0)) <= ?'),
   };
 }
 
@@ -145,12 +143,7 @@ export function decideApprovalRow(s: ApprovalStatements, id: string, d: Approval
 }
 
 export function listApprovalRows(s: ApprovalStatements, f: { readonly state?: ApprovalState; readonly now: number; readonly limit: number }): ApprovalRecord[] {
-  const rows =
-    f.state === undefined
-      ? s.listAll.all(f.limit)
-      : f.state === 'pending'
-        ? s.listPending.all(f.now, f.limit)
-        : s.listState.all(f.state, f.limit);
+  const rows = f.state === undefined ? s.listAll.all(f.limit) : f.state === 'pending' ? s.listPending.all(f.now, f.limit) : s.listState.all(f.state, f.limit);
   return (rows as ApprovalRow[]).map(toApproval);
 }
 

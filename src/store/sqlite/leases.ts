@@ -10,9 +10,7 @@ function prepareLeasesImpl(db: Database.Database): LeaseStatements {
   return {
     insert: db.prepare('INSERT INTO vault_leases (jti, lease_id, plugin, task, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)'),
     // One statement for any number of jtis: the list travels as one JSON parameter.
-    forTokens: db.prepare(
-      'SELECT * FROM vault_leases WHERE jti IN (SELECT value FROM json_each(?)) AND revoked_at IS NULL ORDER BY expires_at, jti',
-    ),
+    forTokens: db.prepare('SELECT * FROM vault_leases WHERE jti IN (SELECT value FROM json_each(?)) AND revoked_at IS NULL ORDER BY expires_at, jti'),
     due: db.prepare('SELECT * FROM vault_leases WHERE revoked_at IS NULL AND expires_at <= ? ORDER BY expires_at, jti LIMIT ?'),
     revoke: db.prepare('UPDATE vault_leases SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL'),
     purge: db.prepare('DELETE FROM vault_leases WHERE revoked_at IS NOT NULL AND revoked_at <= ?'),

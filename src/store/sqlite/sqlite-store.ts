@@ -5,9 +5,32 @@ import { canonicalJson } from '../../formats/canonical-json.js';
 import { chainHashCanonical, type ChainAnchor } from '../../formats/chain-hash.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
-import { DECISION_TYPES, type ApprovalRecord, type ApprovalState, type AuditRecord, type DecisionRollupRow, type IssuedToken, type LeaseRecord, type Revocation, type StateChange, type Suspension, type Task, type TaskBudgets } from '../records.js';
+import {
+  DECISION_TYPES,
+  type ApprovalRecord,
+  type ApprovalState,
+  type AuditRecord,
+  type DecisionRollupRow,
+  type IssuedToken,
+  type LeaseRecord,
+  type Revocation,
+  type StateChange,
+  type Suspension,
+  type Task,
+  type TaskBudgets,
+} from '../records.js';
 import type { OpenApprovalOptions, OpenApprovalOutcome, Store } from '../store.js';
-import { APPROVAL_RETENTION_MS, decideApprovalRow, insertApproval, listApprovalRows, openApprovalRow, prepareApprovals, toApproval, type ApprovalDecision, type ApprovalStatements } from './approvals.js';
+import {
+  APPROVAL_RETENTION_MS,
+  decideApprovalRow,
+  insertApproval,
+  listApprovalRows,
+  openApprovalRow,
+  prepareApprovals,
+  toApproval,
+  type ApprovalDecision,
+  type ApprovalStatements,
+} from './approvals.js';
 import { acquireHub, HandleSubscriptions, type ChangeHub } from './change-hub.js';
 import { LEASE_RETENTION_MS, insertLease, leaseRows, prepareLeases, type LeaseStatements } from './leases.js';
 import { SchemaTooNewError, migrate } from './migrations.js';
@@ -160,7 +183,6 @@ function isConstraintError(err: unknown): boolean {
 export function openSqliteStore(opts: SqliteStoreOptions): SqliteStore {
   return new SqliteStore(opts);
 }
-
 
 /** Audit seqs folded into the decision rollup per write transaction: short, so appends interleave. */
 const ROLLUP_BATCH = 20_000;
@@ -414,7 +436,18 @@ export class SqliteStore implements Store {
     this.#run('createTask', () => {
       try {
         this.#durably(() =>
-          this.#s.insertTask.run(task.id, plugins, attributes, task.createdAt, task.expiresAt, task.createdBy, task.state, task.endedAt ?? null, task.endedBy ?? null, task.budgets === undefined ? null : JSON.stringify(task.budgets)),
+          this.#s.insertTask.run(
+            task.id,
+            plugins,
+            attributes,
+            task.createdAt,
+            task.expiresAt,
+            task.createdBy,
+            task.state,
+            task.endedAt ?? null,
+            task.endedBy ?? null,
+            task.budgets === undefined ? null : JSON.stringify(task.budgets),
+          ),
         );
       } catch (err) {
         // Ids are random; a duplicate is a caller bug, and overwriting could revive an ended task.
@@ -723,15 +756,17 @@ export class SqliteStore implements Store {
     const head = this.#run('decisionRollup', () => (this.#s.head.get() as { seq: number } | undefined)?.seq ?? 0);
     for (;;) {
       const done = this.#run('decisionRollup', () =>
-        this.#db.transaction(() => {
-          // Re-read inside the write lock: another process may have folded meanwhile.
-          const from = (r.cursor.get() as { seq: number } | undefined)?.seq ?? 0;
-          if (from >= head) return true;
-          const to = Math.min(head, from + ROLLUP_BATCH);
-          r.fold.run(from, to);
-          r.setCursor.run(to);
-          return to >= head;
-        }).immediate(),
+        this.#db
+          .transaction(() => {
+            // Re-read inside the write lock: another process may have folded meanwhile.
+            const from = (r.cursor.get() as { seq: number } | undefined)?.seq ?? 0;
+            if (from >= head) return true;
+            const to = Math.min(head, from + ROLLUP_BATCH);
+            r.fold.run(from, to);
+            r.setCursor.run(to);
+            return to >= head;
+          })
+          .immediate(),
       );
       if (done) break;
       // Let appends waiting for the write lock in.
@@ -854,9 +889,7 @@ function isDbNotOpen(err: TypeError): boolean {
 
 function prepare(db: Database.Database) {
   return {
-    insertTask: db.prepare(
-      'INSERT INTO tasks (id, plugins, attributes, created_at, expires_at, created_by, state, ended_at, ended_by, budgets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    ),
+    insertTask: db.prepare('INSERT INTO tasks (id, plugins, attributes, created_at, expires_at, created_by, state, ended_at, ended_by, budgets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
     getTask: db.prepare('SELECT * FROM tasks WHERE id = ?'),
     getAwsDeny: db.prepare('SELECT state FROM aws_denies WHERE role_arn = ?'),
     // OR IGNORE: a row another writer inserted first makes this compare-and-set fail, not throw.
@@ -866,17 +899,13 @@ function prepare(db: Database.Database) {
     listAwsDenies: db.prepare('SELECT role_arn FROM aws_denies ORDER BY role_arn'),
     endTask: db.prepare("UPDATE tasks SET state = 'ended', ended_at = ?, ended_by = ? WHERE id = ? AND state = 'active' RETURNING *"),
     countActive: db.prepare("SELECT count(*) AS n FROM tasks WHERE state = 'active' AND expires_at > ?"),
-    insertToken: db.prepare(
-      'INSERT INTO issued_tokens (jti, plugin, task, audience, scopes, kind, kid, issued_at, expires_at, jkt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    ),
+    insertToken: db.prepare('INSERT INTO issued_tokens (jti, plugin, task, audience, scopes, kind, kid, issued_at, expires_at, jkt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
     getToken: db.prepare('SELECT * FROM issued_tokens WHERE jti = ?'),
     tokensForTask: db.prepare('SELECT * FROM issued_tokens WHERE task = ? ORDER BY issued_at, jti'),
     expiredActive: db.prepare("SELECT * FROM tasks WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?"),
     liveForPlugin: db.prepare('SELECT * FROM issued_tokens WHERE plugin = ? AND expires_at > ? ORDER BY issued_at, jti'),
     countForTask: db.prepare('SELECT count(*) AS n FROM issued_tokens WHERE task = ?'),
-    insertRevocation: db.prepare(
-      'INSERT INTO revocations (scope, id, issued_before, revoked_at, keep_until, reason, actor, audiences) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *',
-    ),
+    insertRevocation: db.prepare('INSERT INTO revocations (scope, id, issued_before, revoked_at, keep_until, reason, actor, audiences) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *'),
     revocationsSince: db.prepare('SELECT * FROM revocations WHERE seq > ? AND keep_until > ? ORDER BY seq LIMIT ?'),
     purgeRevocations: db.prepare('DELETE FROM revocations WHERE keep_until <= ?'),
     suspend: db.prepare('INSERT INTO suspensions (plugin, since, actor, reason) VALUES (?, ?, ?, ?) ON CONFLICT (plugin) DO NOTHING'),
@@ -889,9 +918,7 @@ function prepare(db: Database.Database) {
     head: db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'),
     insertAudit: db.prepare('INSERT INTO audit (seq, ts, type, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)'),
     readAudit: db.prepare('SELECT seq, ts, type, event, prev_hash, hash FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?'),
-    remember: db.prepare(
-      'INSERT INTO replay (key, expires_at) VALUES (@key, @expiresAt) ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE replay.expires_at <= @now',
-    ),
+    remember: db.prepare('INSERT INTO replay (key, expires_at) VALUES (@key, @expiresAt) ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE replay.expires_at <= @now'),
     purgeReplay: db.prepare('DELETE FROM replay WHERE expires_at <= ?'),
     ping: db.prepare('SELECT 1'),
   };

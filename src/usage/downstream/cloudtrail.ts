@@ -54,11 +54,13 @@ function tagsOf(params: Record<string, unknown> | undefined): Map<string, string
   const tags = new Map<string, string>();
   for (const name of ['tags', 'principalTags']) {
     const v = params?.[name];
-    if (Array.isArray(v)) for (const t of v as Tag[]) {
-      const k = t.key ?? t.Key;
-      const val = t.value ?? t.Value;
-      if (typeof k === 'string' && typeof val === 'string') tags.set(k, val);
-    } else if (v && typeof v === 'object') for (const [k, val] of Object.entries(v)) if (typeof val === 'string') tags.set(k, val);
+    if (Array.isArray(v))
+      for (const t of v as Tag[]) {
+        const k = t.key ?? t.Key;
+        const val = t.value ?? t.Value;
+        if (typeof k === 'string' && typeof val === 'string') tags.set(k, val);
+      }
+    else if (v && typeof v === 'object') for (const [k, val] of Object.entries(v)) if (typeof val === 'string') tags.set(k, val);
   }
   return tags;
 }

@@ -109,7 +109,20 @@ export async function linkCandidates(deps: LinkDeps, candidates: readonly Candid
       discovered.push(l);
     }
     byLink[link.via] = (byLink[link.via] ?? 0) + 1;
-    events.push({ id: c.id, source: c.source, at: c.at, task: link.task, plugin: link.plugin, jti: link.jti, action: c.action, target: c.target, outcome: c.outcome, principal: c.principal, link: link.via, sourceAddress: c.sourceAddress });
+    events.push({
+      id: c.id,
+      source: c.source,
+      at: c.at,
+      task: link.task,
+      plugin: link.plugin,
+      jti: link.jti,
+      action: c.action,
+      target: c.target,
+      outcome: c.outcome,
+      principal: c.principal,
+      link: link.via,
+      sourceAddress: c.sourceAddress,
+    });
   }
   if (discovered.length > 0) await deps.store.linkCredentials(discovered, deps.keepUntil);
   return { events, unlinked, byLink };
