@@ -22,10 +22,10 @@ export const DecisionBody = Type.Object(
  * gets past the shape; ApprovalDecisions decides (role `security` or an approver group,
  * separation of duties), and its refusals are audited like the shape's. The person an agent
  * acted for may read and decide, with their own token, an approval made on their behalf
- * (`persons`); no listing.
+ * (`persons`); a person asking for the list is refused (403).
  */
 export const APPROVAL_ROUTES = {
-  list: { route: 'approvals.list', method: 'GET', path: '/admin/approvals', roles: 'authenticated', query: ListApprovalsQuery },
+  list: { route: 'approvals.list', method: 'GET', path: '/admin/approvals', roles: 'authenticated', query: ListApprovalsQuery, persons: true },
   get: { route: 'approvals.get', method: 'GET', path: '/admin/approvals/:id', roles: 'authenticated', persons: true },
   approve: { route: 'approvals.approve', method: 'POST', path: '/admin/approvals/:id/approve', roles: 'authenticated', body: DecisionBody, bodyOptional: true, persons: true },
   deny: { route: 'approvals.deny', method: 'POST', path: '/admin/approvals/:id/deny', roles: 'authenticated', body: DecisionBody, bodyOptional: true, persons: true },
