@@ -4,7 +4,7 @@ import type { Settings } from '../config/schema.js';
 import { LeashError } from '../errors/leash-error.js';
 import type { CredentialIssuer, TokenResponseBody } from '../issuance/credential-issuer.js';
 import type { KeyManager } from '../keys/key-manager.js';
-import type { Metrics } from '../metrics/metrics.js';
+import { NO_PLUGIN, type Metrics } from '../metrics/metrics.js';
 import type { CompiledGrant, CompiledPlugin, CompiledPolicy, Decision } from '../policy/types.js';
 import type { IssuedToken, Task } from '../store/records.js';
 import type { ReplayCache, TokenIndex } from '../store/store.js';
@@ -315,8 +315,10 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
   if (!final.ok && trace.discard) await trace.discard();
   const outcome = final.ok ? 'issued' : code === 'ERR_INTERNAL' || code.endsWith('_UNAVAILABLE') ? 'error' : 'denied';
   const finalCode = final.ok ? 'OK' : final.error instanceof LeashError ? final.error.code : 'ERR_INTERNAL';
-  deps.metrics.exchanges.inc({ outcome, reason: finalCode });
+  // The plugin label only ever holds an id of the policy (resolved from the attestation), so its values are bounded.
+  const plugin = trace.plugin?.id ?? NO_PLUGIN;
+  deps.metrics.exchanges.inc({ outcome, reason: finalCode, plugin });
   deps.metrics.exchangeDuration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
-  if (final.ok && trace.issued) deps.metrics.tokensIssued.inc({ kind: trace.issued.kind });
+  if (final.ok && trace.issued) deps.metrics.tokensIssued.inc({ kind: trace.issued.kind, plugin });
   return final;
 }

@@ -1,10 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { buildInfo } from '../config/build-info.js';
 
 /**
  * Every metric name Leash exports, in one place (docs/metrics.md lists them and a test
  * checks both agree). Labels are low-cardinality only: never a task id, jti or subject.
  */
 export const METRIC_NAMES = {
+  buildInfo: 'leash_build_info',
   exchanges: 'leash_exchanges_total',
   exchangeDuration: 'leash_exchange_duration_seconds',
   attestationFailures: 'leash_attestation_failures_total',
@@ -40,10 +42,11 @@ export const METRIC_NAMES = {
 
 export interface Metrics {
   readonly registry: Registry;
-  readonly exchanges: Counter<'outcome' | 'reason'>;
+  /** `plugin` is a plugin id of the policy (resolved from the attestation) or `-`: never a caller-chosen string. */
+  readonly exchanges: Counter<'outcome' | 'reason' | 'plugin'>;
   readonly exchangeDuration: Histogram<'outcome'>;
   readonly attestationFailures: Counter<'issuer' | 'reason'>;
-  readonly tokensIssued: Counter<'kind'>;
+  readonly tokensIssued: Counter<'kind' | 'plugin'>;
   readonly tasksOpened: Counter<string>;
   readonly tasksEnded: Counter<'cause'>;
   readonly policyReloads: Counter<'result'>;
@@ -97,11 +100,33 @@ export interface MetricsSources {
   sinkBacklogs?(): ReadonlyArray<readonly [string, number]>;
 }
 
+/** The label value of `plugin` when the exchange never resolved one (bad attestation, unbound workload, protocol error). */
+export const NO_PLUGIN = '-';
+
+const PROCESS_PREFIX = 'leash_process_';
+
+/**
+ * prom-client's gauges of active handles, requests and resources carry a `_total` suffix,
+ * which Prometheus reserves for counters (`promtool check metrics` refuses them). Their
+ * per-type siblings without the suffix stay: `sum(leash_process_nodejs_active_handles)` is
+ * the same number.
+ */
+const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 /** A registry per broker instance (tests run several in one process). */
 export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
-  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'leash_process_' });
+  if (opts.defaultMetrics ?? true) {
+    collectDefaultMetrics({ register: registry, prefix: PROCESS_PREFIX });
+    for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(`${PROCESS_PREFIX}${name}`);
+  }
   const registers = [registry];
+  const build = buildInfo();
+  // The Prometheus convention for "which build is this": a constant 1 whose labels say it.
+  new Gauge({ name: METRIC_NAMES.buildInfo, help: 'Always 1; the labels name the Leash version and the Node.js runtime of this process.', labelNames: ['version', 'node_version'], registers }).set(
+    { version: build.version, node_version: build.nodeVersion },
+    1,
+  );
   new Gauge({
     name: METRIC_NAMES.activeTasks,
     help: 'Tasks that are open and not expired.',
@@ -209,7 +234,12 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       registers,
     }),
     auditSinkBacklog,
-    exchanges: new Counter({ name: METRIC_NAMES.exchanges, help: 'Token exchanges by outcome (issued, denied, error) and reason code.', labelNames: ['outcome', 'reason'], registers }),
+    exchanges: new Counter({
+      name: METRIC_NAMES.exchanges,
+      help: 'Token exchanges by outcome (issued, denied, error), reason code and plugin (a plugin id of the policy, or - when none was resolved).',
+      labelNames: ['outcome', 'reason', 'plugin'],
+      registers,
+    }),
     exchangeDuration: new Histogram({
       name: METRIC_NAMES.exchangeDuration,
       help: 'Time to decide a token exchange, from parsed request to response.',
@@ -218,7 +248,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       registers,
     }),
     attestationFailures: new Counter({ name: METRIC_NAMES.attestationFailures, help: 'Rejected attestations by trusted issuer and reason code.', labelNames: ['issuer', 'reason'], registers }),
-    tokensIssued: new Counter({ name: METRIC_NAMES.tokensIssued, help: 'Credentials issued, by kind.', labelNames: ['kind'], registers }),
+    tokensIssued: new Counter({ name: METRIC_NAMES.tokensIssued, help: 'Credentials issued, by kind and plugin.', labelNames: ['kind', 'plugin'], registers }),
     tasksOpened: new Counter({ name: METRIC_NAMES.tasksOpened, help: 'Tasks opened.', registers }),
     tasksEnded: new Counter({ name: METRIC_NAMES.tasksEnded, help: 'Tasks ended, by cause.', labelNames: ['cause'], registers }),
     policyReloads: new Counter({ name: METRIC_NAMES.policyReloads, help: 'Policy reload attempts by result (ok, rejected).', labelNames: ['result'], registers }),

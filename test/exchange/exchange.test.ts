@@ -110,12 +110,16 @@ describe('token exchange over HTTP', () => {
     expect(events[0]!.event.subject_token_sha256).toEqual(expect.any(String));
   });
 
-  it('metrics count exchanges by outcome and reason, and attestation failures by issuer and reason', async () => {
+  it('metrics count exchanges by outcome, reason and plugin, and attestation failures by issuer and reason', async () => {
     await tb.exchange(params(await tb.cluster.saToken({ claims: { aud: ['not-leash'] } })));
+    // A client_id the caller chose never becomes a label value: no plugin was resolved, so both count under "-".
+    await tb.exchange({ ...params(await tb.cluster.saToken({ claims: { aud: ['not-leash'] } })), client_id: 'ticket-writer' });
     const text = await (await fetch(`${tb.managementUrl}/metrics`)).text();
-    expect(text).toMatch(/leash_attestation_failures_total\{issuer="test-cluster",reason="ERR_ATTESTATION_AUDIENCE"\} 1/);
-    expect(text).toMatch(/leash_exchanges_total\{outcome="issued",reason="OK"\} \d+/);
-    expect(text).toMatch(/leash_exchanges_total\{outcome="denied",reason="ERR_SCOPE_NOT_GRANTED"\} \d+/);
+    expect(text).toMatch(/leash_attestation_failures_total\{issuer="test-cluster",reason="ERR_ATTESTATION_AUDIENCE"\} 2/);
+    expect(text).toMatch(/leash_exchanges_total\{outcome="issued",reason="OK",plugin="crm-reader"\} \d+/);
+    expect(text).toMatch(/leash_exchanges_total\{outcome="denied",reason="ERR_SCOPE_NOT_GRANTED",plugin="crm-reader"\} \d+/);
+    expect(text).toMatch(/leash_exchanges_total\{outcome="denied",reason="ERR_ATTESTATION_AUDIENCE",plugin="-"\} 2/);
+    expect(text).toMatch(/leash_tokens_issued_total\{kind="jwt",plugin="crm-reader"\} \d+/);
     expect(text).toMatch(/leash_active_tasks \d+/);
     expect(text).toContain('leash_exchange_duration_seconds_bucket');
   });
