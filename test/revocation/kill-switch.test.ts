@@ -112,6 +112,21 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
     expect((await admin('/admin/plugins/nobody/suspend', { reason: 'because' })).status).toBe(404);
   });
 
+  it('a body with a member the route does not take is refused (a typo never passes silently), and nothing changes', async () => {
+    for (const [path, body] of [
+      ['/admin/plugins/crm-reader/suspend', { reason: 'because', plugin: 'x' }],
+      ['/admin/plugins/crm-reader/resume', { reasons: 'because' }],
+      ['/admin/revocations', { scope: 'plugin', id: 'crm-reader', reason: 'because', until: 'tomorrow' }],
+    ] as const) {
+      const res = await admin(path, body);
+      const json = (await res.json()) as { error: string; error_description: string };
+      expect([path, res.status, json.error]).toEqual([path, 400, 'invalid_request']);
+      expect(json.error_description).toMatch(/unknown fields: (plugin|reasons|until)/);
+    }
+    const list = (await (await fetch(`${tb.url}/admin/plugins/suspended`, { headers: { authorization: `Bearer ${OPS_KEY}` } })).json()) as { suspended: Array<{ plugin: string }> };
+    expect(list.suspended.map((s) => s.plugin)).not.toContain('crm-reader');
+  });
+
   it('a per-minute quota breach refuses with 429 and, per policy, suspends the plugin', async () => {
     for (let i = 0; i < 3; i++) expect((await exchange(undefined, 'spender', 'spender', 'https://billing.example.com')).status).toBe(200);
     const breach = await exchange(undefined, 'spender', 'spender', 'https://billing.example.com');

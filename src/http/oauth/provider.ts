@@ -12,8 +12,8 @@ import { StatelessAdapter } from './stateless-adapter.js';
 import { withSafeErrorDescription } from '../../client/error-description.js';
 import { ATTESTED_CLIENT_ID } from './token-client.js';
 
-/** RFC 8693 §2.1 parameters the grant accepts; `resource` and `audience` may repeat. */
-const EXCHANGE_PARAMS = [
+/** RFC 8693 §2.1 parameters the grant accepts (besides `grant_type` and `client_id`); `resource` and `audience` may repeat. */
+export const EXCHANGE_PARAMS = [
   'subject_token',
   'subject_token_type',
   'actor_token',
