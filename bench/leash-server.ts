@@ -62,8 +62,8 @@ async function main(): Promise<void> {
       baseDir: dir,
       digest: sha256hex(JSON.stringify(configInput)),
     };
-    // Logs (not audit events) go to stderr: stdout carries only the ready line.
-    broker = await Broker.create(loaded, { write: (line) => process.stderr.write(line) });
+    // Logs go to stderr as in production (the access line of every request included); stdout carries only the ready line.
+    broker = await Broker.create(loaded);
     await broker.listen(port, '127.0.0.1');
     onShutdown(cleanup);
 

@@ -79,8 +79,15 @@ export interface BrokerTestHandle {
 
 export interface BrokerOptions {
   readonly clock?: Clock;
-  /** Where JSON audit lines and logs go (default stdout). */
+  /**
+   * The operational log. Default: a logger at `settings.log.level` writing to `write`
+   * (tests capture lines there) or, without it, to stderr.
+   */
+  readonly logger?: Logger;
+  /** Where log lines go when no `logger` is given (default stderr). */
   readonly write?: (line: string) => void;
+  /** Where security events go as JSON lines when `settings.audit.stdout` is on (default stdout). */
+  readonly auditWrite?: (line: string) => void;
   /** Override the store (tests of fail-closed behaviour). */
   readonly store?: Store;
   readonly defaultMetrics?: boolean;
@@ -155,23 +162,22 @@ export class Broker {
   #closing: Promise<void> | undefined;
   readonly #issuers: ReadonlyMap<CredentialKind, CredentialIssuer>;
   readonly #exchangeDeps: ExchangeDeps;
-  readonly #write: (line: string) => void;
-  readonly #logger: Logger;
+  /** The operational log; security events go to `audit`, not here. */
+  readonly logger: Logger;
   readonly #protocolAudit: ProtocolAuditDeps;
 
-  private constructor(loaded: LoadedConfig, keys: KeyManager, store: Store, opts: BrokerOptions) {
+  private constructor(loaded: LoadedConfig, keys: KeyManager, store: Store, opts: BrokerOptions, logger: Logger) {
     const settings = loaded.config.settings;
     this.clock = opts.clock ?? systemClock;
     const links = {
       store,
       retentionMs: () => (this.#generation?.settings ?? settings).usage.retention_days * 86_400_000,
-      log: (msg: string, fields?: Record<string, unknown>) => this.#logger('warn', msg, fields),
+      log: (msg: string, fields?: Record<string, unknown>) => this.logger.warn(msg, fields),
     };
-    this.#write = opts.write ?? ((line) => process.stdout.write(line));
-    this.#logger = createLogger(this.#write, this.clock);
+    this.logger = logger;
     this.#store = store;
     this.#keys = keys;
-    this.audit = new AuditRecorder(this.#store, { clock: this.clock, stdout: settings.audit.stdout, write: this.#write, onRecorded: (r) => this.#checkpoints.noted(r) });
+    this.audit = new AuditRecorder(this.#store, { clock: this.clock, stdout: settings.audit.stdout, write: opts.auditWrite ?? ((line) => void process.stdout.write(line)), onRecorded: (r) => this.#checkpoints.noted(r) });
     this.metrics = createMetrics(
       {
         activeTasks: () => this.#store.countActiveTasks(this.clock.now()),
@@ -192,16 +198,16 @@ export class Broker {
       record: (event) => this.audit.record('audit.checkpoint', { ...event }),
       everyEvents: settings.audit.checkpoint_every_events,
       intervalMs: settings.audit.checkpoint_interval_ms,
-      log: (msg, fields) => this.#logger('warn', msg, fields),
+      log: (msg, fields) => this.logger('warn', msg, fields),
       onResult: (outcome) => this.metrics.auditCheckpoints.inc({ outcome }),
     });
     this.#unsubscribeIdentity = this.#store.onIdentityChange((change) => this.#onIdentityChange(change));
     this.sinks = createAuditSinks(settings.audit.sinks, {
       onOutcome: (sink, outcome, n) => this.metrics.auditSinkDeliveries.inc({ sink, outcome }, n),
-      log: (msg, fields) => this.#logger('warn', msg, fields),
+      log: (msg, fields) => this.logger('warn', msg, fields),
     });
     this.audit.subscribe(this.sinks.onRecord);
-    this.#protocolAudit = { audit: this.audit, metrics: this.metrics, log: this.#logger };
+    this.#protocolAudit = { audit: this.audit, metrics: this.metrics, log: this.logger };
     // `vault` credentials: the session is set right after construction (Broker.create), before any exchange.
     const vaultLeases = settings.vault
       ? {
@@ -212,8 +218,8 @@ export class Broker {
           // Lease ids are remembered as links, so Vault audit logs can be tied to tasks (usage/downstream).
           leases: linkingLeaseStore(this.#store, links),
           clock: this.clock,
-          report: createLeaseReporter({ audit: this.audit, metrics: this.metrics, log: (msg, fields) => this.#logger('warn', msg, fields) }),
-          log: (msg: string, fields?: Record<string, unknown>) => this.#logger('warn', msg, fields),
+          report: createLeaseReporter({ audit: this.audit, metrics: this.metrics, log: (msg, fields) => this.logger('warn', msg, fields) }),
+          log: (msg: string, fields?: Record<string, unknown>) => this.logger('warn', msg, fields),
         }
       : undefined;
     this.awsDenier = new SessionDenier({
@@ -223,7 +229,7 @@ export class Broker {
       maxChars: () => this.#generation.settings.aws.deny_policy_max_chars,
       audit: this.audit,
       metrics: this.metrics,
-      log: (msg, fields) => this.#logger('warn', msg, fields),
+      log: (msg, fields) => this.logger('warn', msg, fields),
       intervalMs: settings.revocation.sweep_interval_ms,
     });
     this.leaseSweeper = vaultLeases ? new LeaseSweeper({ ...vaultLeases, intervalMs: settings.revocation.sweep_interval_ms }) : undefined;
@@ -242,12 +248,12 @@ export class Broker {
             denier: () => (this.#generation.settings.aws.deny_revoked_sessions ? this.awsDenier : undefined),
             skewMs: () => this.#generation.settings.tokens.clock_skew * 1000,
             metrics: this.metrics,
-            log: (msg, fields) => this.#logger('warn', msg, { ...fields }),
+            log: (msg, fields) => this.logger('warn', msg, { ...fields }),
           }),
         ],
         ...(vaultLeases ? [['vault', createVaultRevoker(vaultLeases)] as const] : []),
       ]),
-      log: (msg, fields) => this.#logger('warn', msg, fields),
+      log: (msg, fields) => this.logger('warn', msg, fields),
       audiences: createAudienceResolver({
         tokens: store,
         tasks: store,
@@ -295,7 +301,7 @@ export class Broker {
               }),
             )
         : undefined,
-      log: (msg, fields) => this.#logger('warn', msg, fields),
+      log: (msg, fields) => this.logger('warn', msg, fields),
     });
     this.tasks = new TaskService({
       store: this.#store,
@@ -312,7 +318,7 @@ export class Broker {
         await this.audit.record('task.ended', { task: task.id, actor, cause });
       },
     });
-    this.sweeper = new TaskSweeper(this.#store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.#logger('warn', msg, fields));
+    this.sweeper = new TaskSweeper(this.#store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.logger('warn', msg, fields));
     this.#issuers = createIssuers({ issuer: settings.issuer, keys, clock: this.clock, aws: () => this.#generation.settings.aws, vault: vaultLeases });
     this.#exchangeDeps = {
       clock: this.clock,
@@ -361,7 +367,7 @@ export class Broker {
     this.#exceptionPass = new PeriodicPass(
       () => this.exceptions.pass(),
       settings.review.exception_check_interval_ms,
-      (err) => this.#logger('warn', 'exception expiry pass failed', { error: err.message.slice(0, 200) }),
+      (err) => this.logger('warn', 'exception expiry pass failed', { error: err.message.slice(0, 200) }),
     );
     this.review = new BrokerReview({
       clock: this.clock,
@@ -377,7 +383,7 @@ export class Broker {
         ? new PeriodicPass(
             () => this.review.pass(),
             settings.review.interval * 1000,
-            (err) => this.#logger('warn', 'scheduled review failed', { error: err.message.slice(0, 200) }),
+            (err) => this.logger('warn', 'scheduled review failed', { error: err.message.slice(0, 200) }),
           )
         : undefined;
     this.revocationFeed = revocationFeedRouter({
@@ -388,7 +394,7 @@ export class Broker {
     });
     this.http = new BrokerHttp({
       ready: () => this.readiness(),
-      log: this.#logger,
+      log: this.logger,
       revocationFeed: this.revocationFeed,
       keys: this.#keys,
       metrics: this.metrics,
@@ -433,6 +439,8 @@ export class Broker {
         }),
         introspected: (server, claims, outcome) => this.usage.introspected({ id: server.id, audiences: server.audiences }, claims, outcome),
       },
+      logger: () => this.logger,
+      accessLog: () => this.#generation.settings.log.access,
     });
   }
 
@@ -469,9 +477,9 @@ export class Broker {
     const settings = loaded.config.settings;
     const clock = opts.clock ?? systemClock;
     const bootedAt = clock.now();
-    const log = createLogger(opts.write ?? ((line: string) => process.stdout.write(line)), clock);
+    const logger = opts.logger ?? createLogger({ level: settings.log.level, clock, write: opts.write });
     // Leash's own Vault login first: the key backends and `vault` grants share it.
-    const vault = settings.vault ? await openVaultSession(settings.vault, { clock, log: log.warn }) : undefined;
+    const vault = settings.vault ? await openVaultSession(settings.vault, { clock, log: logger.warn }) : undefined;
     let broker: Broker | undefined;
     let keys: KeyManager | undefined;
     try {
@@ -481,11 +489,11 @@ export class Broker {
         vault: vault ? () => vault.client : undefined,
         // Read at each transition, so a reloaded token lifetime applies to the next retirement.
         maxTokenLifeMs: () => maxTokenLifeMs((broker?.config ?? loaded.config).settings),
-        log: log.warn,
+        log: logger.warn,
       });
       await keys.init();
-      const store = opts.store ?? (await openStore(settings.store, clock, { log: log.warn }));
-      broker = new Broker(loaded, keys, store, opts);
+      const store = opts.store ?? (await openStore(settings.store, clock, { log: logger.warn }));
+      broker = new Broker(loaded, keys, store, opts, logger);
       broker.#vault = vault;
       await broker.revocation.start();
       broker.#startPush(loaded.config);
@@ -531,7 +539,7 @@ export class Broker {
       keys: this.#keys,
       audit: this.audit,
       metrics: this.metrics,
-      log: this.#logger,
+      log: this.logger,
       intervalMs: this.#generation.settings.keys.refresh_interval_ms,
       onKeyRevoked: (listener) => this.revocation.onRevocation((r) => r.scope === 'key' && listener(r.id)),
       onKeysChanged: () => {
@@ -619,7 +627,7 @@ export class Broker {
     });
     const tls = tlsServerOptions(config);
     const grant = tokenExchangeGrant(this.#exchangeDeps, tokenEndpoint, clientCertificateSource(config.settings));
-    const provider = buildProvider({ settings: config.settings, policy, keys: this.#keys, grant, log: (level, msg, fields) => this.#logger(level, msg, fields) });
+    const provider = buildProvider({ settings: config.settings, policy, keys: this.#keys, grant, log: (level, msg, fields) => this.logger(level, msg, fields) });
     auditProtocolErrors(provider, this.#protocolAudit);
     // Client credentials Leash cannot verify are refused, and a request without client_id is identified by its attestation.
     // Koa settles its own errors (ctx.onerror): the promise its handler returns never rejects.
@@ -653,17 +661,18 @@ export class Broker {
     if (unchangedConfig(loaded, current.loaded)) return { ok: true };
     try {
       assertReloadable(loaded.config.settings, current.settings);
-      if (this.#vault) await checkAddedVaultCapabilities(this.#vault.client, loaded.config, current.config, this.#logger);
+      if (this.#vault) await checkAddedVaultCapabilities(this.#vault.client, loaded.config, current.config, this.logger);
       this.#generation = this.#build(loaded);
       // New connections get the re-read certificate, key and client CAs.
       if (this.#generation.tls) this.http.setSecureContext(this.#generation.tls.context);
+      this.logger.level = loaded.config.settings.log.level;
       // Queued SETs of a replaced pusher are dropped; receivers catch up from the poll feed.
       if (JSON.stringify(loaded.config.resource_servers) !== JSON.stringify(current.config.resource_servers)) this.#startPush(loaded.config);
       this.metrics.policyReloads.inc({ result: 'ok' });
       await this.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: false });
       // What the new policy no longer grants is revoked now, not left to expire.
       await revokeOnReload(current.policy, this.#generation.policy, loaded.digest, { revocation: this.revocation, tokens: this.#store, clock: this.clock, audit: this.audit }).catch((err: unknown) =>
-        this.#logger('error', 'revoking what the reloaded policy removed failed; those credentials stay valid until they expire', {
+        this.logger('error', 'revoking what the reloaded policy removed failed; those credentials stay valid until they expire', {
           error: err instanceof Error ? err.message.slice(0, 200) : String(err),
         }),
       );
@@ -704,7 +713,7 @@ export class Broker {
   #onIdentityChange(change: IdentityChange): void {
     if (change.kind === 'reset') {
       const m = change.marker;
-      this.#logger('error', `refusing every request: ${describeReset(m)}`, { previous_epoch: m.previousEpoch, found_epoch: m.foundEpoch });
+      this.logger('error', `refusing every request: ${describeReset(m)}`, { previous_epoch: m.previousEpoch, found_epoch: m.foundEpoch });
       this.audit.recordUnchained('store.reset_detected', {
         previous_epoch: m.previousEpoch,
         found_epoch: m.foundEpoch,
@@ -715,9 +724,9 @@ export class Broker {
         store: this.#store.kind,
       });
     } else if (change.previousEpoch === change.epoch) {
-      this.#logger('warn', "the store holds this replica's epoch again and no reset is pending; serving again", { epoch: change.epoch });
+      this.logger('warn', "the store holds this replica's epoch again and no reset is pending; serving again", { epoch: change.epoch });
     } else {
-      this.#logger('warn', 'store reset accepted by an operator; serving again in the new epoch', { previous_epoch: change.previousEpoch, epoch: change.epoch, audit_genesis_seq: change.genesis.seq });
+      this.logger('warn', 'store reset accepted by an operator; serving again in the new epoch', { previous_epoch: change.previousEpoch, epoch: change.epoch, audit_genesis_seq: change.genesis.seq });
     }
   }
 

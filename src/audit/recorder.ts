@@ -3,6 +3,7 @@ import type { AuditLog } from '../store/store.js';
 import type { Clock } from '../time/clock.js';
 import { isAuditEventType, type AuditEventType, type AuditPayload } from './events.js';
 import { scrubSecrets } from './scrub.js';
+import { currentRequest } from '../log/request-context.js';
 
 export interface AuditRecorderOptions {
   readonly clock: Clock;
@@ -92,7 +93,10 @@ export class AuditRecorder {
     }
     const { value, paths } = scrubSecrets(event);
     if (paths.length > 0) this.#onScrubbed?.(type, paths);
-    return paths.length > 0 ? { ...value, scrubbed: paths } : value;
+    // Recorded while serving an HTTP request: the same id as its access log line and X-Request-Id.
+    const request = currentRequest();
+    const withRequest = request && value.http_request_id === undefined ? { ...value, http_request_id: request.id } : value;
+    return paths.length > 0 ? { ...withRequest, scrubbed: paths } : withRequest;
   }
 
   /**

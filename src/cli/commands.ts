@@ -9,6 +9,8 @@ import { compilePolicy } from '../policy/compile.js';
 import { openStore } from '../store/open-store.js';
 import { systemClock } from '../time/clock.js';
 import type { Broker } from '../broker.js';
+import { buildInfo } from '../config/build-info.js';
+import { createLogger, type Logger } from '../log/logger.js';
 import { flag, parseArgs, portFlag } from './args.js';
 
 const USAGE = `usage: leash <command>
@@ -40,6 +42,7 @@ const USAGE = `usage: leash <command>
   ingest vault-audit <file> --config <file>
                                 link a Vault audit-device log (JSON lines) to tasks and plugins by lease id and token accessor
   hash-api-key <key>            print the sha256 to put in admin.api_keys
+  --version                     print the version of leash-broker
   schema --out <file>           write the config JSON Schema (for editors)
   docs --out <file>             regenerate docs/configuration.md's reference section
   docs --review --out <file>    regenerate docs/review.md's rule catalogue
@@ -120,6 +123,10 @@ export async function runCli(argv: readonly string[]): Promise<number | undefine
       out(`wrote ${path}\n`);
       return 0;
     }
+    case '--version':
+    case 'version':
+      out(`${buildInfo().version}\n`);
+      return 0;
     case undefined:
     case 'help':
     case '--help':
@@ -187,10 +194,11 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   if (a.flags.has('demo') && flag(a, 'config') !== undefined) throw new Error('--demo and --config exclude each other');
   const demo = a.flags.has('demo') || (a.flags.has('demo-if-no-config') && flag(a, 'config') === undefined && !process.env.LEASH_CONFIG);
   let path: string;
+  let demoNotice: string | undefined;
   if (demo) {
     const { prepareDemo, DEMO_NOTICE } = await import('./demo.js');
     path = await prepareDemo();
-    err(`${DEMO_NOTICE}\n`);
+    demoNotice = DEMO_NOTICE;
   } else {
     path = configPath(flag(a, 'config'));
   }
@@ -199,10 +207,14 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   try {
     loaded = await loadConfigFile(path, { guardrails: guardrailsOption(guardrailsFile) });
   } catch (e) {
+    // Before a config there is no log stream: the problems go to stderr as text, as `leash validate` prints them.
     return reportConfigError(e);
   }
+  // From here on every line on stderr is one JSON log object; stdout carries only security events.
+  const logger = createLogger({ level: loaded.config.settings.log.level });
+  if (demoNotice) logger.warn(demoNotice);
   const { Broker } = await import('../broker.js');
-  const { bindListeners } = await import('../http/listener.js');
+  const { bindListeners, ListenError } = await import('../http/listener.js');
   const { tlsServerOptions } = await import('../mtls/tls-material.js');
   let tls;
   try {
@@ -210,12 +222,21 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   } catch (e) {
     return reportConfigError(e);
   }
-  // Ports first: one in use ends the start here, before keys, store or audit events exist.
-  const listeners = await bindListeners(loaded.config.settings, { port: portFlag(a, 'port'), managementPort: portFlag(a, 'management-port'), tls });
-  const broker = await Broker.create(loaded, { listeners });
-  warnDevDefaults(broker);
-  err(`leash listening on ${listeners.public.url} (issuer ${broker.config.settings.issuer}); health, readiness and metrics on ${listeners.management.url}\n`);
-  const watcher = startReloadWatch(broker, path, guardrailsFile);
+  let broker: Broker;
+  let listeners;
+  try {
+    // Ports first: one in use ends the start here, before keys, store or audit events exist.
+    listeners = await bindListeners(loaded.config.settings, { port: portFlag(a, 'port'), managementPort: portFlag(a, 'management-port'), tls });
+    broker = await Broker.create(loaded, { listeners, logger });
+  } catch (e) {
+    if (e instanceof ListenError) logger.fatal(e.message, { address: e.address, role: e.role, code: e.code });
+    else logger.fatal('leash could not start', { error: e instanceof Error ? e.message : String(e) });
+    return 1;
+  }
+  warnDevDefaults(broker, logger);
+  const build = buildInfo();
+  logger.info(`leash ${build.version} listening on ${listeners.public.url}; health, readiness and metrics on ${listeners.management.url}`, { url: listeners.public.url, management_url: listeners.management.url, issuer: broker.config.settings.issuer, version: build.version, node_version: build.nodeVersion });
+  const watcher = startReloadWatch(broker, path, guardrailsFile, logger);
   // One handler for the whole life of the process (never a moment without one, when a
   // signal would kill it outright): the first signal drains, a second cuts the drain short.
   const cutNow = new AbortController();
@@ -224,23 +245,23 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     if (++signals === 1) return stopping(signal);
-    if (signals === 2) err('leash: second signal: cutting requests in flight\n');
+    if (signals === 2) logger.warn('second signal: cutting requests in flight', { signal });
     cutNow.abort();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   const signal = await stop;
   const grace = broker.config.settings.shutdown_grace;
-  err(`leash: ${signal}: draining (no new connections; up to ${grace} s for requests in flight; a second signal cuts them)\n`);
+  logger.info(`${signal}: draining (no new connections; up to ${grace} s for requests in flight; a second signal cuts them)`, { signal, grace_seconds: grace });
   watcher.close();
   await broker.close({ cutNow: cutNow.signal });
-  err('leash: stopped\n');
+  logger.info('stopped');
   // Everything Leash opened is closed; a handle left by a cut request must not keep the process past the grace.
   setTimeout(() => process.exit(0), 1000).unref();
   return 0;
 }
 
-export function startReloadWatch(broker: Broker, path: string, guardrailsFile?: string): { close(): void } {
+export function startReloadWatch(broker: Broker, path: string, guardrailsFile?: string, logger: Logger = broker.logger): { close(): void } {
   // The guardrails file is re-read with every reload; it is watched like the files the
   // config names (LoadedConfig.guardrailsPath), so a change to it alone is a reload too.
   const load = guardrailsFile === undefined ? undefined : (bytes: Uint8Array, file: string) => loadConfigBytes(bytes, file, { guardrails: readGuardrailsFile(guardrailsFile) });
@@ -249,13 +270,13 @@ export function startReloadWatch(broker: Broker, path: string, guardrailsFile?: 
     path,
     (result) => {
       if (!result.ok) {
-        err(`policy reload rejected, keeping the running policy:\n${result.error.message}\n`);
+        logger.error('policy reload rejected, keeping the running policy', { path, error: result.error.message });
         void broker.rejectReload(result.error);
         return;
       }
       void broker.reload(result.loaded).then((r) => {
-        if (r.ok) err(`policy reloaded from ${path}\n`);
-        else err(`policy reload rejected, keeping the running policy: ${r.error.message}\n`);
+        if (r.ok) logger.info('policy reloaded', { path });
+        else logger.error('policy reload rejected, keeping the running policy', { path, error: r.error.message });
       });
     },
     { ...(broker.loaded.path === resolve(path) ? { initial: broker.loaded } : {}), ...(load ? { load } : {}) },
@@ -263,11 +284,11 @@ export function startReloadWatch(broker: Broker, path: string, guardrailsFile?: 
 }
 
 /** Silent security defaults are a bug: say loudly what is not production-grade. */
-function warnDevDefaults(broker: Broker): void {
+function warnDevDefaults(broker: Broker, logger: Logger): void {
   const s = broker.config.settings;
   const warnings: string[] = [];
   if (s.issuer.startsWith('http://')) warnings.push('issuer is plain http');
   if (s.keys.backend === 'local') warnings.push('signing keys are files on this machine (local backend)');
   if (s.production === false) warnings.push('production mode is off');
-  if (warnings.length > 0) err(`WARNING: not a production setup: ${warnings.join('; ')}\n`);
+  if (warnings.length > 0) logger.warn(`not a production setup: ${warnings.join('; ')}`, { warnings });
 }

@@ -92,7 +92,7 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
   }
   // Ports first: one in use stops the demo before it creates keys or records anything.
   const listeners = await bindListeners(loaded.config.settings, { port, managementPort: portFlag(args, 'management-port') });
-  const broker = await Broker.create(loaded, { write: () => undefined, defaultMetrics: false, listeners });
+  const broker = await Broker.create(loaded, { write: () => undefined, auditWrite: () => undefined, defaultMetrics: false, listeners });
   const base = listeners.public.url;
   const issuer = broker.config.settings.issuer;
   let api: Server | undefined;

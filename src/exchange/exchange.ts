@@ -5,6 +5,7 @@ import { LeashError } from '../errors/leash-error.js';
 import type { CredentialIssuer, TokenResponseBody } from '../issuance/credential-issuer.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import { NO_PLUGIN, type Metrics } from '../metrics/metrics.js';
+import { notePlugin } from '../log/request-context.js';
 import type { CompiledGrant, CompiledPlugin, CompiledPolicy, Decision } from '../policy/types.js';
 import type { IssuedToken, Task } from '../store/records.js';
 import type { ReplayCache, TokenIndex } from '../store/store.js';
@@ -317,6 +318,7 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
   const finalCode = final.ok ? 'OK' : final.error instanceof LeashError ? final.error.code : 'ERR_INTERNAL';
   // The plugin label only ever holds an id of the policy (resolved from the attestation), so its values are bounded.
   const plugin = trace.plugin?.id ?? NO_PLUGIN;
+  if (trace.plugin) notePlugin(trace.plugin.id);
   deps.metrics.exchanges.inc({ outcome, reason: finalCode, plugin });
   deps.metrics.exchangeDuration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
   if (final.ok && trace.issued) deps.metrics.tokensIssued.inc({ kind: trace.issued.kind, plugin });

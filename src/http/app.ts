@@ -16,7 +16,9 @@ import type { Settings } from '../config/schema.js';
 import { discoveryDocument } from './oauth/discovery.js';
 import { bodyLimit } from './body-limit.js';
 import { setRetryAfter } from './retry-after.js';
-import { allowedMethods, answerOptions, unserved } from './surface.js';
+import { ROUTES, allowedMethods, answerOptions, unserved } from './surface.js';
+import { accessLog, inRequestContext } from './access-log.js';
+import type { Logger } from '../log/logger.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -38,6 +40,10 @@ export interface HttpDeps extends AdminApiDeps {
   readonly usage?: { readonly router: express.Router; readonly introspected: IntrospectionDeps['onUse'] };
   /** Spent per-call credentials (introspection `single_use=consume`): the store's replay cache. */
   readonly singleUse: ReplayCache;
+  /** The operational log (access lines). */
+  readonly logger: () => Logger;
+  /** `settings.log.access` of the generation in force. */
+  readonly accessLog: () => boolean;
 }
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
@@ -66,6 +72,8 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   const allow = allowedMethods();
 
+  // First: the request id, the request's context (its audit events carry the id) and the access line.
+  app.use(accessLog({ logger: deps.logger, routes: ROUTES, level: 'info', enabled: deps.accessLog }));
   app.use((_req, res, next) => {
     res.set('X-Content-Type-Options', 'nosniff');
     // Task and token data must never sit in a cache; the few public documents say otherwise.
@@ -75,9 +83,11 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   // Before anything reads a body: counts the bytes read, chunked or not (413 past the limit).
   // A usage batch has its own limit (settings.usage.max_body_bytes); every other route the broker's.
   app.use(
-    bodyLimit(
-      (req) => (req.path === '/usage' ? deps.settings().usage.max_body_bytes : deps.maxBodyBytes()),
-      (res, max) => domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${max} bytes`)),
+    inRequestContext(
+      bodyLimit(
+        (req) => (req.path === '/usage' ? deps.settings().usage.max_body_bytes : deps.maxBodyBytes()),
+        (res, max) => domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${max} bytes`)),
+      ),
     ),
   );
   app.use(answerOptions(allow));

@@ -1,11 +1,14 @@
 import express from 'express';
 import type { Metrics } from '../metrics/metrics.js';
 import { MANAGEMENT_ROUTES, allowedMethods, answerOptions, unserved } from './surface.js';
+import { accessLog } from './access-log.js';
+import type { Logger } from '../log/logger.js';
 
 export interface ManagementDeps {
   readonly metrics: Metrics;
   /** Resolves when this replica should take traffic; throws (with a short reason) when it should not. */
   readonly ready: () => Promise<void>;
+  readonly logger: () => Logger;
 }
 
 /**
@@ -19,6 +22,8 @@ export function createManagementApp(deps: ManagementDeps): express.Express {
   app.disable('etag');
   app.set('query parser', 'simple');
   const allow = allowedMethods(MANAGEMENT_ROUTES);
+  // Probes and scrapes arrive every few seconds: their lines are `debug`.
+  app.use(accessLog({ logger: deps.logger, routes: MANAGEMENT_ROUTES, level: 'debug' }));
   app.use((_req, res, next) => {
     res.set('X-Content-Type-Options', 'nosniff').set('Cache-Control', 'no-store');
     next();

@@ -19,7 +19,7 @@ export class BrokerHttp {
 
   constructor(deps: HttpDeps & { readonly ready: () => Promise<void>; readonly log: Logger }) {
     this.app = createHttpApp(deps);
-    this.managementApp = createManagementApp({ metrics: deps.metrics, ready: deps.ready });
+    this.managementApp = createManagementApp({ metrics: deps.metrics, ready: deps.ready, logger: deps.logger });
     this.#log = deps.log;
   }
 

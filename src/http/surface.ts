@@ -58,6 +58,12 @@ function compile(path: string): RegExp {
   return new RegExp(`^${segments.join('/')}/?$`, 'i');
 }
 
+/** The route template a path falls under (`/tasks/:id` for `/tasks/tsk_1`), or undefined. Built once from `routes`. */
+export function routeMatcher(routes: readonly RouteSpec[]): (path: string) => string | undefined {
+  const compiled = routes.map((r) => ({ re: compile(r.path), path: r.path }));
+  return (path) => compiled.find((r) => r.re.test(path))?.path;
+}
+
 /**
  * The `Allow` value of a path (GET implies HEAD), or undefined when Leash serves nothing
  * there. Built once from `routes`.

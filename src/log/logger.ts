@@ -1,32 +1,116 @@
+import pino, { type DestinationStream, type Logger as PinoLogger } from 'pino';
 import type { Clock } from '../time/clock.js';
 
-export type LogLevel = 'info' | 'warn' | 'error';
+/** Leash's operational log: one JSON object per line. Security events are not logs (src/audit/). */
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+type EmitLevel = Exclude<LogLevel, 'silent'>;
 
 /** Structured fields of a log line; never a token or secret (name tokens by jti or digest). */
 export type LogFields = Record<string, unknown>;
 
-/** One log line: what every part that logs is given (`log.warn('…', { … })`). */
+type Emit = (msg: string, fields?: LogFields) => void;
+
+/** What every part that logs is given: `log.warn('…', { … })`, or `log('warn', '…', { … })`. */
 export interface Logger {
-  (level: LogLevel, msg: string, fields?: LogFields): void;
-  readonly info: (msg: string, fields?: LogFields) => void;
-  readonly warn: (msg: string, fields?: LogFields) => void;
-  readonly error: (msg: string, fields?: LogFields) => void;
+  (level: EmitLevel, msg: string, fields?: LogFields): void;
+  readonly fatal: Emit;
+  readonly error: Emit;
+  readonly warn: Emit;
+  readonly info: Emit;
+  readonly debug: Emit;
+  /** The threshold: lines below it are not written (a reload applies `settings.log.level`). */
+  level: LogLevel;
+  isLevelEnabled(level: EmitLevel): boolean;
+}
+
+/** What stands where a redacted value was. */
+export const REDACTED = '[redacted]';
+
+/**
+ * Members that hold credentials, wherever a log call puts them: a value under one of these
+ * names is replaced before the line is written, at the top level and two levels down (the
+ * depth of `{ fields: { headers: { authorization } } }`). Logging code names tokens by jti
+ * or digest; this is the second line of defence, as `scrubSecrets` is for audit events.
+ * Explicit paths: pino's wildcard paths cost about 1 µs each per line.
+ */
+const SECRET_KEYS = [
+  'authorization',
+  'cookie',
+  'token',
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'subject_token',
+  'actor_token',
+  'client_assertion',
+  'client_secret',
+  'secret',
+  'secret_id',
+  'password',
+  'api_key',
+  'private_key',
+  'secret_access_key',
+  'session_token',
+  'vault_token',
+  'x-vault-token',
+  'dpop',
+];
+
+export const REDACT_PATHS: readonly string[] = SECRET_KEYS.flatMap((k) => {
+  const key = /^[a-z_]+$/.test(k) ? k : `["${k}"]`;
+  const join = (prefix: string) => (key.startsWith('[') ? `${prefix}${key}` : `${prefix}.${key}`);
+  return [key.startsWith('[') ? key : k, join('*'), join('*.*')];
+});
+
+export interface LoggerOptions {
+  readonly level?: LogLevel;
+  /** Times come from this clock (tests step it). Default: the system clock. */
+  readonly clock?: Clock;
+  /**
+   * Where lines go, one JSON line per call (tests capture them here). Default: stderr,
+   * written synchronously so the last lines before a crash are not lost. Stdout is the
+   * audit trail's.
+   */
+  readonly write?: (line: string) => void;
 }
 
 /**
- * The one place a log line is formatted: one JSON object per line,
- * `{"level","msg",...fields,"ts"}`, written where the process writes its lines (stdout by
- * default, beside the audit lines).
+ * The one log stream (pino underneath): level names (`"level":"warn"`), ISO time (`"time"`),
+ * the message as `msg`, fields beside it, secrets redacted by name. No pid or hostname: the
+ * platform's log collector adds where a line came from.
  */
-export function createLogger(write: (line: string) => void, clock: Clock): Logger {
-  const log = ((level: LogLevel, msg: string, fields: LogFields = {}) => {
-    write(`${JSON.stringify({ level, msg, ...fields, ts: new Date(clock.now()).toISOString() })}\n`);
-  }) as Logger;
-  return Object.assign(log, {
-    info: (msg: string, fields?: LogFields) => log('info', msg, fields),
-    warn: (msg: string, fields?: LogFields) => log('warn', msg, fields),
-    error: (msg: string, fields?: LogFields) => log('error', msg, fields),
-  });
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const now = opts.clock ? () => opts.clock!.now() : Date.now;
+  const write = opts.write;
+  const destination: DestinationStream = write ? { write: (line: string) => write(line) } : pino.destination({ fd: 2, sync: true });
+  return wrap(
+    pino(
+      {
+        level: opts.level ?? 'info',
+        base: undefined,
+        timestamp: () => `,"time":"${new Date(now()).toISOString()}"`,
+        formatters: { level: (label) => ({ level: label }) },
+        redact: { paths: [...REDACT_PATHS], censor: REDACTED },
+      },
+      destination,
+    ),
+  );
+}
+
+/** A logger that writes nothing (library use, tests that do not look). */
+export function silentLogger(): Logger {
+  return wrap(pino({ level: 'silent' }));
+}
+
+function wrap(p: PinoLogger): Logger {
+  const emit = (level: EmitLevel, msg: string, fields?: LogFields) => (fields === undefined ? p[level](msg) : p[level](fields, msg));
+  const log = ((level: EmitLevel, msg: string, fields?: LogFields) => emit(level, msg, fields)) as Logger;
+  for (const level of ['fatal', 'error', 'warn', 'info', 'debug'] as const) {
+    Object.defineProperty(log, level, { value: (msg: string, fields?: LogFields) => emit(level, msg, fields) });
+  }
+  Object.defineProperty(log, 'level', { get: () => p.level as LogLevel, set: (l: LogLevel) => (p.level = l) });
+  Object.defineProperty(log, 'isLevelEnabled', { value: (level: EmitLevel) => p.isLevelEnabled(level) });
+  return log;
 }
 
 /** A short, single-line error text for a log field (never a stack). */

@@ -300,7 +300,7 @@ describeChart('Helm chart: single replica on SQLite', () => {
 
     const { Broker } = await import('../../src/broker.js');
     const { startReloadWatch } = await import('../../src/cli/commands.js');
-    const broker = await Broker.create(await loadConfigFile(path), { defaultMetrics: false, write: () => undefined });
+    const broker = await Broker.create(await loadConfigFile(path), { defaultMetrics: false, write: () => undefined, auditWrite: () => undefined });
     const watch = startReloadWatch(broker, path);
     try {
       await broker.listen(port, '127.0.0.1');
@@ -451,7 +451,7 @@ describeChart('Helm chart: HA on Redis with Vault keys and Vault kubernetes auth
         const port = await freePort();
         input.settings.listen = { host: '127.0.0.1', port };
         input.settings.management = { listen: { host: '127.0.0.1', port: 0 } };
-        const broker = await Broker.create(loadedFrom(input, dir), { defaultMetrics: false, write: () => undefined });
+        const broker = await Broker.create(loadedFrom(input, dir), { defaultMetrics: false, write: () => undefined, auditWrite: () => undefined });
         brokers.push(broker);
         await broker.listen(port, '127.0.0.1');
         urls.push(`http://127.0.0.1:${port}`);

@@ -67,7 +67,7 @@ describe('npm start', () => {
     await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/readyz`)).ok, 60000);
 
     expect(stderr).toContain('DEMO ONLY: serving the demo policy config/demo.yaml');
-    expect(stderr).toContain('WARNING: not a production setup');
+    expect(stderr).toContain('"msg":"not a production setup: issuer is plain http');
     expect(stderr).not.toContain('no config');
     // The demo policy is in force: its orchestrator key opens a task, its plugin is a client.
     const opened = await fetch(`http://127.0.0.1:${port}/tasks`, {

@@ -32,6 +32,15 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** stderr holds exactly one log line, at level fatal: its message, address and code. */
+function fatalLine(stderr: string): { msg: string; address: string; code: string } {
+  const lines = stderr.split('\n').filter((l) => l !== '');
+  expect(lines).toHaveLength(1);
+  const line = JSON.parse(lines[0]!) as { level: string; msg: string; address: string; code: string };
+  expect(line.level).toBe('fatal');
+  return { msg: line.msg, address: line.address, code: line.code };
+}
+
 async function run(name: string, ports: { listen: number; management: number }): Promise<{ code: number | null; stdout: string; stderr: string; state: string }> {
   const state = join(dir, name);
   const input = testConfigInput({ issuer: `http://127.0.0.1:${ports.listen}`, dir: state, cluster }) as Record<string, any>;
@@ -55,7 +64,7 @@ describe('leash serve with a port in use', () => {
   it('the public port: exit 1, one line naming the address, no keys, no store, no events', async () => {
     const r = await run('public', { listen: taken, management: await freePort() });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`leash: cannot listen on 127.0.0.1:${taken} (public API, settings.listen): address already in use (EADDRINUSE)\n`);
+    expect(fatalLine(r.stderr)).toEqual({ msg: `cannot listen on 127.0.0.1:${taken} (public API, settings.listen): address already in use (EADDRINUSE)`, address: `127.0.0.1:${taken}`, code: 'EADDRINUSE' });
     expect(r.stdout).toBe('');
     expect(existsSync(join(r.state, 'keys'))).toBe(false);
     expect(existsSync(join(r.state, 'leash.db'))).toBe(false);
@@ -65,7 +74,7 @@ describe('leash serve with a port in use', () => {
     const publicPort = await freePort();
     const r = await run('management', { listen: publicPort, management: taken });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`leash: cannot listen on 127.0.0.1:${taken} (management, settings.management.listen): address already in use (EADDRINUSE)\n`);
+    expect(fatalLine(r.stderr)).toEqual({ msg: `cannot listen on 127.0.0.1:${taken} (management, settings.management.listen): address already in use (EADDRINUSE)`, address: `127.0.0.1:${taken}`, code: 'EADDRINUSE' });
     expect(r.stdout).toBe('');
     expect(existsSync(join(r.state, 'keys'))).toBe(false);
     expect(existsSync(join(r.state, 'leash.db'))).toBe(false);

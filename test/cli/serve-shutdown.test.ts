@@ -180,7 +180,7 @@ describe('leash serve: graceful shutdown on SIGTERM', () => {
     const exit = await s.exited;
     expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
     expect(exit.at - sigterm).toBeLessThan(10_000); // settings.shutdown_grace (default 10 s)
-    expect(s.stderr()).toContain('leash: stopped');
+    expect(s.stderr()).toContain('"msg":"stopped"');
 
     // The store was closed after the exchange recorded its decision: the event is there.
     const store = await openStore({ kind: 'sqlite', path: s.dbPath, url: 'redis://127.0.0.1:6379', key_prefix: 'leash:', allow_volatile: false }, systemClock);
@@ -235,7 +235,7 @@ describe('leash serve: graceful shutdown on SIGTERM', () => {
     const took = exit.at - sigterm;
     expect(took).toBeGreaterThanOrEqual(GRACE * 1000 - 50);
     expect(took).toBeLessThan(GRACE * 1000 + 5000);
-    expect(s.stdout()).toContain('shutdown: connections still open were cut');
+    expect(s.stderr()).toContain('shutdown: connections still open were cut');
   }, 60000);
 
   it('a second SIGTERM cuts the drain short', async () => {
@@ -247,7 +247,7 @@ describe('leash serve: graceful shutdown on SIGTERM', () => {
     const sigterm = performance.now();
     s.child.kill('SIGTERM');
     await waitFor(async () => s.stderr().includes('SIGTERM: draining'), 10000);
-    expect(s.stderr()).not.toContain('leash: stopped'); // the request holds the drain
+    expect(s.stderr()).not.toContain('"msg":"stopped"'); // the request holds the drain
     s.child.kill('SIGTERM');
     expect(await stuck.response).toBe('');
     const exit = await s.exited;

@@ -87,12 +87,14 @@ function messages(run: Run): string[] {
 function expectCleanFailure(run: Run, token: string | undefined): string {
   expect(run.code).toBe(1);
   const lines = messages(run);
-  // one clear line, no stack trace
+  // one clear line on the log stream (stderr, JSON), no stack trace
   expect(lines).toHaveLength(1);
+  expect(run.stdout).toBe('');
   expect(run.stdout + run.stderr).not.toMatch(/^\s+at /m);
-  expect(lines[0]).toMatch(/^leash: /);
+  const line = JSON.parse(lines[0]!) as { level: string; msg: string; error: string };
+  expect(line).toMatchObject({ level: 'fatal', msg: 'leash could not start' });
   if (token) expect(run.stdout + run.stderr).not.toContain(token);
-  return lines[0] as string;
+  return line.error;
 }
 
 describe('leash serve: Vault problems at startup (vault-transit)', () => {

@@ -33,6 +33,7 @@ export function settings(over: Partial<Settings> = {}): Settings {
     },
     store: { kind: 'sqlite', path: ':memory:', url: 'redis://127.0.0.1:6379', key_prefix: 'leash:', allow_volatile: false },
     audit: { stdout: false, checkpoint_every_events: 256, checkpoint_interval_ms: 10000, sinks: [] },
+    log: { level: 'info', access: true },
     tokens: { default_ttl: 300, max_ttl: 3600, clock_skew: 30 },
     tasks: { default_ttl: 3600, max_ttl: 86400, toxic_combinations: [{ effects: ['read-sensitive', 'exfiltrate'], action: 'deny' }] },
     dpop: { required_for_risk: ['high', 'critical'], max_proof_age: 60, algorithms: ['ES256', 'EdDSA', 'Ed25519'] },

@@ -116,7 +116,7 @@ export async function startTestBroker(opts: { patch?: (cfg: Record<string, any>)
   const url = `http://127.0.0.1:${port}`;
   const input = testConfigInput({ issuer: url, dir, cluster }) as Record<string, any>;
   opts.patch?.(input);
-  const broker = await Broker.create(loadedFrom(input, dir), { defaultMetrics: false, write: () => undefined, ...opts.broker });
+  const broker = await Broker.create(loadedFrom(input, dir), { defaultMetrics: false, write: () => undefined, auditWrite: () => undefined, ...opts.broker });
   await broker.listen(port, '127.0.0.1');
   return {
     url,
