@@ -38,6 +38,7 @@ const SERVED: Record<string, readonly string[]> = {
   '/admin/keys/rotate': ['POST'],
   '/admin/keys/some-kid/retire': ['POST'],
   '/admin/keys/some-kid/revoke': ['POST'],
+  '/admin/review': ['GET', 'HEAD'],
   '/admin/plugins/suspended': ['GET', 'HEAD'],
   '/admin/plugins/crm-reader/suspend': ['POST'],
   '/admin/plugins/crm-reader/resume': ['POST'],
