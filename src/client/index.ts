@@ -1,4 +1,4 @@
-/** `leash/client`: the plugin SDK (token exchange, cache, DPoP) and the resource-server verifier. */
+/** `leash-client`: the plugin SDK (token exchange, cache, DPoP) and the resource-server verifier. */
 export { awsAttestation, AWS_ATTESTATION_TOKEN_TYPE, type AwsAttestationOptions } from './aws-attestation.js';
 export { createDpopKey, type DpopAlgorithm, type DpopKey, type DpopProofInput } from './dpop-key.js';
 export { LeashPluginClient, type AttestationSource, type GetTokenRequest, type LeashPluginClientOptions, type LeashToken } from './plugin-client.js';
