@@ -41,7 +41,7 @@ describe('leash audit verify --checkpoint: a truncated tail', () => {
         cfg.settings.audit = { stdout: true, checkpoint_every_events: 5, checkpoint_interval_ms: 600000 };
         if (store) cfg.settings.store = store;
       },
-      broker: { write: (l) => void lines.push(l) },
+      broker: { auditWrite: (l) => void lines.push(l) },
     });
     dirs.push(tb.dir);
     for (let i = 0; i < 12; i++) await tb.openTask();

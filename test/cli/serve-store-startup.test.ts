@@ -61,14 +61,16 @@ function runToExit(configPath: string, env: NodeJS.ProcessEnv = {}, deadlineMs =
   });
 }
 
-/** Exit 1 and exactly one line, `leash: cannot open ...`, no stack trace. */
+/** Exit 1 and exactly one fatal log line whose error is `cannot open ...`, no stack trace. */
 function oneLine(run: Run): string {
   expect(run.code).toBe(1);
   const lines = run.output.split('\n').filter((l) => l.trim() !== '');
   expect(lines).toHaveLength(1);
   expect(run.output).not.toMatch(/^\s+at /m);
-  expect(lines[0]).toMatch(/^leash: cannot open the (sqlite|redis) store at /);
-  return lines[0] as string;
+  const line = JSON.parse(lines[0]!) as { level: string; msg: string; error: string };
+  expect(line).toMatchObject({ level: 'fatal', msg: 'leash could not start' });
+  expect(line.error).toMatch(/^cannot open the (sqlite|redis) store at /);
+  return line.error;
 }
 
 describe('leash serve: a store that cannot be opened', () => {

@@ -51,7 +51,7 @@ const leash = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx'
   /** Replicas share the folder, so the second loads the keys the first generated. */
   async function replica(prefix: string, extra?: (cfg: Record<string, any>) => void): Promise<TestBroker> {
     const out: string[] = [];
-    const tb = await startTestBroker({ dir, cluster, patch: patch(prefix, extra), broker: { write: (l) => void out.push(l) } });
+    const tb = await startTestBroker({ dir, cluster, patch: patch(prefix, extra), broker: { write: (l) => void out.push(l), auditWrite: (l) => void out.push(l) } });
     lines.set(tb, out);
     brokers.push(tb);
     return tb;
