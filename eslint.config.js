@@ -9,7 +9,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', 'data/', '.leash/'] },
+  { ignores: ['dist/', 'src/client/dist/', 'node_modules/', 'coverage/', 'data/', '.leash/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -177,7 +177,12 @@ export class Broker {
     this.logger = logger;
     this.#store = store;
     this.#keys = keys;
-    this.audit = new AuditRecorder(this.#store, { clock: this.clock, stdout: settings.audit.stdout, write: opts.auditWrite ?? ((line) => void process.stdout.write(line)), onRecorded: (r) => this.#checkpoints.noted(r) });
+    this.audit = new AuditRecorder(this.#store, {
+      clock: this.clock,
+      stdout: settings.audit.stdout,
+      write: opts.auditWrite ?? ((line) => void process.stdout.write(line)),
+      onRecorded: (r) => this.#checkpoints.noted(r),
+    });
     this.metrics = createMetrics(
       {
         activeTasks: () => this.#store.countActiveTasks(this.clock.now()),

@@ -235,7 +235,13 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   }
   warnDevDefaults(broker, logger);
   const build = buildInfo();
-  logger.info(`leash ${build.version} listening on ${listeners.public.url}; health, readiness and metrics on ${listeners.management.url}`, { url: listeners.public.url, management_url: listeners.management.url, issuer: broker.config.settings.issuer, version: build.version, node_version: build.nodeVersion });
+  logger.info(`leash ${build.version} listening on ${listeners.public.url}; health, readiness and metrics on ${listeners.management.url}`, {
+    url: listeners.public.url,
+    management_url: listeners.management.url,
+    issuer: broker.config.settings.issuer,
+    version: build.version,
+    node_version: build.nodeVersion,
+  });
   const watcher = startReloadWatch(broker, path, guardrailsFile, logger);
   // One handler for the whole life of the process (never a moment without one, when a
   // signal would kill it outright): the first signal drains, a second cuts the drain short.

@@ -322,9 +322,17 @@ export const LogSettings = Type.Object(
   {
     level: Type.Union(
       LOG_LEVELS.map((l) => Type.Literal(l)),
-      { default: 'info', description: 'Lowest level written to the log stream (stderr, one JSON object per line): `fatal`, `error`, `warn`, `info`, `debug`, `trace`, or `silent` for nothing. Security events are not logs: `audit.stdout` decides those.' },
+      {
+        default: 'info',
+        description:
+          'Lowest level written to the log stream (stderr, one JSON object per line): `fatal`, `error`, `warn`, `info`, `debug`, `trace`, or `silent` for nothing. Security events are not logs: `audit.stdout` decides those.',
+      },
     ),
-    access: Type.Boolean({ default: true, description: 'One `info` line per request on the public port: request id, method, route, status, duration and the plugin of an exchange (never a token, a header or a query string). The management port\'s probes and scrapes are logged at `debug`.' }),
+    access: Type.Boolean({
+      default: true,
+      description:
+        "One `info` line per request on the public port: request id, method, route, status, duration and the plugin of an exchange (never a token, a header or a query string). The management port's probes and scrapes are logged at `debug`.",
+    }),
   },
   { ...Strict, description: 'The operational log (not the audit trail).', default: {} },
 );

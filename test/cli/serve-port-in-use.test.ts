@@ -64,7 +64,11 @@ describe('leash serve with a port in use', () => {
   it('the public port: exit 1, one line naming the address, no keys, no store, no events', async () => {
     const r = await run('public', { listen: taken, management: await freePort() });
     expect(r.code).toBe(1);
-    expect(fatalLine(r.stderr)).toEqual({ msg: `cannot listen on 127.0.0.1:${taken} (public API, settings.listen): address already in use (EADDRINUSE)`, address: `127.0.0.1:${taken}`, code: 'EADDRINUSE' });
+    expect(fatalLine(r.stderr)).toEqual({
+      msg: `cannot listen on 127.0.0.1:${taken} (public API, settings.listen): address already in use (EADDRINUSE)`,
+      address: `127.0.0.1:${taken}`,
+      code: 'EADDRINUSE',
+    });
     expect(r.stdout).toBe('');
     expect(existsSync(join(r.state, 'keys'))).toBe(false);
     expect(existsSync(join(r.state, 'leash.db'))).toBe(false);
@@ -74,7 +78,11 @@ describe('leash serve with a port in use', () => {
     const publicPort = await freePort();
     const r = await run('management', { listen: publicPort, management: taken });
     expect(r.code).toBe(1);
-    expect(fatalLine(r.stderr)).toEqual({ msg: `cannot listen on 127.0.0.1:${taken} (management, settings.management.listen): address already in use (EADDRINUSE)`, address: `127.0.0.1:${taken}`, code: 'EADDRINUSE' });
+    expect(fatalLine(r.stderr)).toEqual({
+      msg: `cannot listen on 127.0.0.1:${taken} (management, settings.management.listen): address already in use (EADDRINUSE)`,
+      address: `127.0.0.1:${taken}`,
+      code: 'EADDRINUSE',
+    });
     expect(r.stdout).toBe('');
     expect(existsSync(join(r.state, 'keys'))).toBe(false);
     expect(existsSync(join(r.state, 'leash.db'))).toBe(false);

@@ -38,7 +38,11 @@ describe('leash serve: two streams, each one JSON object per line', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
       await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/readyz`).catch(() => undefined))?.ok === true);
-      const opened = await fetch(`${url}/tasks`, { method: 'POST', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ plugins: ['crm-reader'] }) });
+      const opened = await fetch(`${url}/tasks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ plugins: ['crm-reader'] }),
+      });
       const task = ((await opened.json()) as { id: string }).id;
       const form = { grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task };
       const ok = await fetch(`${url}/token`, { method: 'POST', headers: { 'x-request-id': 'streams-ok' }, body: new URLSearchParams(form) });
@@ -46,7 +50,12 @@ describe('leash serve: two streams, each one JSON object per line', () => {
       // Refused by the protocol layer (oidc-provider) before the exchange runs, and by the exchange.
       const dup = new URLSearchParams(form);
       dup.append('task', task);
-      for (const body of [dup, new URLSearchParams({ ...form, client_id: 'nobody' }), new URLSearchParams({ ...form, grant_type: 'password' }), new URLSearchParams({ ...form, scope: 'contacts:delete' })]) {
+      for (const body of [
+        dup,
+        new URLSearchParams({ ...form, client_id: 'nobody' }),
+        new URLSearchParams({ ...form, grant_type: 'password' }),
+        new URLSearchParams({ ...form, scope: 'contacts:delete' }),
+      ]) {
         expect((await fetch(`${url}/token`, { method: 'POST', body })).status).toBeGreaterThanOrEqual(400);
       }
       expect((await fetch(`${url}/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(form) })).status).toBe(400);

@@ -185,15 +185,15 @@ describe('redaction', () => {
     const out: string[] = [];
     const log = createLogger({ write: (l) => void out.push(l) });
     log.warn('something happened', {
-        token: 't0',
-        subject_token: 't1',
-        headers: { authorization: 'Bearer t2', cookie: 't3', 'x-vault-token': 't4' },
-        body: { client_assertion: 't5', actor_token: 't6', password: 't7', client_secret: 't8' },
-        secret: 't9',
-        req: { headers: { authorization: 't10' } },
-        detail: { api_key: 't11' },
-        jti: 'kept',
-      });
+      token: 't0',
+      subject_token: 't1',
+      headers: { authorization: 'Bearer t2', cookie: 't3', 'x-vault-token': 't4' },
+      body: { client_assertion: 't5', actor_token: 't6', password: 't7', client_secret: 't8' },
+      secret: 't9',
+      req: { headers: { authorization: 't10' } },
+      detail: { api_key: 't11' },
+      jti: 'kept',
+    });
     const line = JSON.parse(out[0]!) as Record<string, any>;
     expect(line.token).toBe(REDACTED);
     expect(line.subject_token).toBe(REDACTED);

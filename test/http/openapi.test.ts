@@ -21,7 +21,11 @@ const routeKeys = (routes: readonly RouteSpec[]) => routes.flatMap((r) => r.meth
 const specKeys = (pred: (path: string) => boolean = () => true) =>
   Object.entries(spec.paths)
     .filter(([p]) => pred(toRoutePath(p)))
-    .flatMap(([p, item]) => Object.keys(item).filter((k) => METHODS.includes(k)).map((m) => `${m.toUpperCase()} ${toRoutePath(p)}`));
+    .flatMap(([p, item]) =>
+      Object.keys(item)
+        .filter((k) => METHODS.includes(k))
+        .map((m) => `${m.toUpperCase()} ${toRoutePath(p)}`),
+    );
 
 describe('docs/openapi.yaml', () => {
   it('lints clean with Redocly (strict rule set: no error, no warning)', () => {
@@ -72,7 +76,11 @@ describe('docs/openapi.yaml', () => {
     try {
       for (const route of ADMIN_ROUTES) {
         const [method, path] = route.split(' ') as [string, string];
-        const res = await fetch(`${tb.url}${path.replace(':id', 'crm-reader').replace(':kid', 'some-kid')}`, { method, headers: { 'content-type': 'application/json' }, body: method === 'GET' ? undefined : '{}' });
+        const res = await fetch(`${tb.url}${path.replace(':id', 'crm-reader').replace(':kid', 'some-kid')}`, {
+          method,
+          headers: { 'content-type': 'application/json' },
+          body: method === 'GET' ? undefined : '{}',
+        });
         expect(`${route} -> ${res.status}`).toBe(`${route} -> 401`);
       }
     } finally {

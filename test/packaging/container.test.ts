@@ -40,7 +40,11 @@ interface Stage {
 }
 
 function stages(dockerfile: string): Stage[] {
-  const logical = dockerfile.replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const logical = dockerfile
+    .replace(/\\\n\s*/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   const out: Array<{ from: string; lines: string[] }> = [];
   for (const l of logical) {
     if (/^FROM /i.test(l)) out.push({ from: l, lines: [] });
@@ -158,7 +162,11 @@ const instruction = (stage: Stage, name: string) => stage.lines.filter((l) => l.
       const listening = await listeningAddresses();
       expect(listening).toContain(`0.0.0.0:${leash.port}`);
       expect(listening).toContain(`0.0.0.0:${leash.management}`);
-      const started = leash.stderr().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const started = leash
+        .stderr()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(started.find((l) => typeof l.url === 'string')).toMatchObject({ url: `http://0.0.0.0:${leash.port}`, management_url: `http://0.0.0.0:${leash.management}` });
     } finally {
       leash.stop();
@@ -195,7 +203,10 @@ const instruction = (stage: Stage, name: string) => stage.lines.filter((l) => l.
   }, 60_000);
 
   it('`--version` through the entrypoint as uid 1000', () => {
-    const r = spawnSync('setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', process.execPath, join(root, entrypoint[1]!), '--version'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+    const r = spawnSync('setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', process.execPath, join(root, entrypoint[1]!), '--version'], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '' },
+    });
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
   });

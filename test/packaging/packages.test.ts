@@ -140,7 +140,11 @@ describe('npm packages leash-broker and leash-client, installed from their tarba
     await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/readyz`).catch(() => undefined))?.ok === true, 30_000).catch(() => {
       throw new Error(`the installed broker did not get ready:\n${stderr}`);
     });
-    const opened = await fetch(`${leashUrl}/tasks`, { method: 'POST', headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ plugins: ['crm-reader'] }) });
+    const opened = await fetch(`${leashUrl}/tasks`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ plugins: ['crm-reader'] }),
+    });
     const task = ((await opened.json()) as { id: string }).id;
     const tokenFile = join(project, 'sa-token');
     await writeFile(tokenFile, await cluster.saToken());
@@ -158,8 +162,8 @@ describe('npm packages leash-broker and leash-client, installed from their tarba
       'const handler = (req: Request, res: Response) => void res.json({ plugin: req.leash?.plugin, task: req.leash?.task, scopes: req.leash?.scopes });',
       code,
       'const server = app.listen(Number(process.env.RS_PORT));',
-      "const allowed = await fetch(`${process.env.RS_URL}/contacts`, { headers });",
-      "const anonymous = await fetch(`${process.env.RS_URL}/contacts`);",
+      'const allowed = await fetch(`${process.env.RS_URL}/contacts`, { headers });',
+      'const anonymous = await fetch(`${process.env.RS_URL}/contacts`);',
       'console.log(JSON.stringify({ allowed: { status: allowed.status, body: await allowed.json() }, anonymous: anonymous.status, scheme: headers.authorization?.split(" ")[0] }));',
       'server.close();',
     ].join('\n');
@@ -168,7 +172,10 @@ describe('npm packages leash-broker and leash-client, installed from their tarba
     // It type-checks against the declarations the tarball installed...
     await writeFile(
       join(project, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'], skipLibCheck: false }, files: ['readme.mts'] }),
+      JSON.stringify({
+        compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'], skipLibCheck: false },
+        files: ['readme.mts'],
+      }),
     );
     run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], project);
 

@@ -5,7 +5,13 @@ import { delimiter, join } from 'node:path';
 const INSTALL_HINT = 'promtool was not found on PATH or in /usr/bin; install it (Debian/Ubuntu: apt-get install -y prometheus) to check the metrics exposition';
 
 export function findPromtool(): string | undefined {
-  const candidates = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'promtool')), '/usr/bin/promtool'];
+  const candidates = [
+    ...(process.env.PATH ?? '')
+      .split(delimiter)
+      .filter(Boolean)
+      .map((d) => join(d, 'promtool')),
+    '/usr/bin/promtool',
+  ];
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);
