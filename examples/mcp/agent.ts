@@ -1,7 +1,7 @@
 /**
  * The agent side: an MCP client (the official SDK) whose credentials come from Leash through
  * the SDK's own auth hooks: an OAuthClientProvider for the session, a fetch middleware that
- * gives every tool call its own credential. In your own agent import from `leash/client/mcp`.
+ * gives every tool call its own credential. In your own agent import from `leash-client/mcp`.
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';

@@ -1,7 +1,7 @@
 /**
  * An MCP server (the official SDK, Streamable HTTP) with three tools of different effects,
  * with Leash in front: RFC 9728 metadata, token checks, and a tool-level check before any
- * tool runs. In your own server import from `leash/client` and `leash/client/mcp`.
+ * tool runs. In your own server import from `leash-client` and `leash-client/mcp`.
  */
 import express from 'express';
 import type { Server } from 'node:http';

@@ -1,5 +1,5 @@
 /**
- * `leash/client/mcp`: Leash in front of MCP servers built on `@modelcontextprotocol/sdk`
+ * `leash-client/mcp`: Leash in front of MCP servers built on `@modelcontextprotocol/sdk`
  * (an optional peer dependency; the core client never imports it).
  */
 export { createLeashMcpAuth, memorySingleUse, toolScope, TOOL_SCOPE_PREFIX, type LeashMcpAuth, type LeashMcpAuthOptions, type ToolCallRecord } from './server.js';
