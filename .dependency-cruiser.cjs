@@ -95,6 +95,8 @@ module.exports = {
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
     doNotFollow: { path: 'node_modules' },
+    // Build output (the SDK's own package builds into src/client/dist/) is not source.
+    exclude: { path: '(^|/)dist/' },
     enhancedResolveOptions: { extensions: ['.ts', '.js'] },
   },
 };

@@ -95,15 +95,25 @@ describe('npm packages leash-broker and leash-client, installed from their tarba
     expect(Object.keys(manifest.dependencies)).toEqual(['jose']);
     const paths = client.files.map((f) => f.path);
     expect(paths).toEqual(expect.arrayContaining(['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts']));
-    expect(paths.filter((p) => !(p === 'package.json' || p === 'README.md' || /^dist\/[a-z0-9-]+\.(js|d\.ts)$/.test(p)))).toEqual([]);
-    // Every import of the built SDK is a sibling, jose, express types or a Node built-in.
+    expect(paths.filter((p) => !(p === 'package.json' || p === 'README.md' || /^dist\/(mcp\/)?[a-z0-9-]+\.(js|d\.ts)$/.test(p)))).toEqual([]);
+    // Every import of the built SDK is a sibling, jose, express types, a Node built-in, or an
+    // optional peer (the AWS SDK, loaded by awsAttestation only); the MCP helpers (the
+    // `leash-client/mcp` entry) may also import the core and the MCP SDK.
     const dist = join(ROOT, 'src/client/dist');
-    for (const file of (await readdir(dist)).filter((f) => f.endsWith('.js') || f.endsWith('.d.ts'))) {
-      const text = await readFile(join(dist, file), 'utf8');
-      for (const [, spec] of text.matchAll(/(?:from|import)\s*\(?\s*'([^']+)'/g)) {
-        expect([file, spec]).toEqual([file, expect.stringMatching(/^(\.\/[a-z0-9-]+\.js|jose|express|node:[a-z_/]+)$/)]);
+    const allowed: Array<[string, RegExp]> = [
+      ['', /^(\.\/[a-z0-9-]+\.js|jose|express|node:[a-z_/]+|@aws-sdk\/client-sts)$/],
+      ['mcp', /^(\.\.?\/[a-z0-9-]+\.js|jose|express|node:[a-z_/]+|@modelcontextprotocol\/sdk\/[a-z0-9/.-]+\.js)$/],
+    ];
+    for (const [folder, pattern] of allowed) {
+      for (const file of (await readdir(join(dist, folder))).filter((f) => f.endsWith('.js') || f.endsWith('.d.ts'))) {
+        const text = await readFile(join(dist, folder, file), 'utf8');
+        for (const [, spec] of text.matchAll(/(?:from|import)\s*\(?\s*'([^']+)'/g)) {
+          expect([folder, file, spec]).toEqual([folder, file, expect.stringMatching(pattern)]);
+        }
       }
     }
+    // The core never loads the MCP helpers: a plugin without the MCP SDK imports leash-client.
+    for (const file of (await readdir(dist)).filter((f) => f.endsWith('.js'))) expect([file, (await readFile(join(dist, file), 'utf8')).includes('./mcp/')]).toEqual([file, false]);
   });
 
   it('README code is the same in the repository README and in the leash-client package README', async () => {
