@@ -121,7 +121,7 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
       const res = await admin(path, body);
       const json = (await res.json()) as { error: string; error_description: string };
       expect([path, res.status, json.error]).toEqual([path, 400, 'invalid_request']);
-      expect(json.error_description).toMatch(/unknown fields: (plugin|reasons|until)/);
+      expect(json.error_description).toMatch(/unknown key '(plugin|reasons|until)'/);
     }
     const list = (await (await fetch(`${tb.url}/admin/plugins/suspended`, { headers: { authorization: `Bearer ${OPS_KEY}` } })).json()) as { suspended: Array<{ plugin: string }> };
     expect(list.suspended.map((s) => s.plugin)).not.toContain('crm-reader');
