@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmod, chown, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,8 +20,8 @@ import { waitFor } from '../support/wait.js';
  *    private files 0600), nothing below /etc/leash or /app, answers the probes and the JWKS,
  *    and stops on SIGTERM with exit 0; and with a writable path under the root-owned config
  *    folder instead, it refuses to start (what the old image did).
- *  - not proved: the image build itself (node:24-bookworm-slim, `npm ci`, `npm prune`), the
- *    pruned node_modules (the repository's is linked instead), absolute paths (the root is a
+ *  - not proved: the image build itself (node:24-bookworm-slim, `npm ci`, `npm prune`; the
+ *    production dependencies are copied from the repository's node_modules instead), absolute paths (the root is a
  *    temporary folder, so the config's /var/lib/leash is rewritten under it), and reaching
  *    the ports from outside a container network (only loopback is dialled here).
  */
@@ -75,7 +75,9 @@ const instruction = (stage: Stage, name: string) => stage.lines.filter((l) => l.
     const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', join(app, 'dist')], { cwd: ROOT, encoding: 'utf8' });
     if (tsc.status !== 0) throw new Error(`build failed:\n${tsc.stdout}${tsc.stderr}`);
     await copyFile(join(ROOT, 'package.json'), join(app, 'package.json'));
-    await symlink(join(ROOT, 'node_modules'), join(app, 'node_modules'));
+    // The image's pruned node_modules: the production dependencies, copied (a link into the
+    // checkout would need uid 1000 to read the checkout, which a CI clone may not allow).
+    await copyProductionModules(join(app, 'node_modules'));
     // Runtime stage: COPY config/container.yaml /etc/leash/leash.yaml; the data volume.
     await mkdir(join(root, 'etc/leash'), { recursive: true });
     await copyFile(join(ROOT, 'config/container.yaml'), join(root, 'etc/leash/leash.yaml'));
@@ -225,4 +227,19 @@ async function listeningAddresses(): Promise<string[]> {
       const ip = [3, 2, 1, 0].map((i) => parseInt(hexIp.slice(i * 2, i * 2 + 2), 16)).join('.');
       return `${ip}:${parseInt(hexPort, 16)}`;
     });
+}
+
+/** Copies what `npm ls --omit=dev` lists at the top of node_modules (the workspace's own links left out). */
+async function copyProductionModules(target: string): Promise<void> {
+  const ls = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const top = join(ROOT, 'node_modules') + '/';
+  const packages = new Set(
+    ls.stdout
+      .split('\n')
+      .filter((p) => p.startsWith(top) && !p.slice(top.length).includes('/node_modules/'))
+      .map((p) => p.slice(top.length))
+      .filter((name) => name !== '' && name !== 'leash-client'),
+  );
+  if (!packages.has('yaml')) throw new Error(`npm ls --omit=dev listed no production dependencies:\n${ls.stderr}`);
+  for (const name of packages) await cp(join(top, name), join(target, name), { recursive: true, dereference: true });
 }
