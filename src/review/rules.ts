@@ -97,6 +97,17 @@ export const RULES: readonly Rule[] = [
     mappings: { nhi: ['NHI5'], asi: ['ASI03'], maestro: ['L6'] },
   }),
   rule({
+    id: 'condition-always-true',
+    category: 'privilege',
+    severity: 'medium',
+    title: 'A grant condition holds whatever the request (a CEL expression that is always true)',
+    rationale:
+      'A condition is read as a limit: reviewers see `conditions:` on a grant and believe the grant is narrowed. An expression that is true for every request (`true`, `1 == 1`, `x || true`, a test against a constant) narrows nothing, often left over from debugging or a broken edit, so the grant is as broad as if it had no condition.',
+    fix: 'Write the limit the condition was meant to express (a claim, a task attribute, the scopes asked for), or remove it so the grant does not look narrower than it is.',
+    needs: 'policy',
+    mappings: { nhi: ['NHI5'], asi: ['ASI03'], maestro: ['L6'] },
+  }),
+  rule({
     id: 'broad-scope',
     category: 'privilege',
     severity: 'high',

@@ -1,6 +1,7 @@
 import type { BindingConfig, GrantConfig, LeashConfig, MatchConfig } from '../../config/schema.js';
 import { effectiveApproval, effectiveDpop } from '../../config/effective.js';
 import { bindingBreadth, issuerKindOf, compileScopePatterns, defaultGuardrails, parseDate } from '../../config/guardrails.js';
+import { isAlwaysTrue } from '../../policy/cel/expression.js';
 import { grantsOf, STATE_CHANGING, type Check } from './context.js';
 
 /** What each effect needs at most, in seconds (the `long-ttl` rule); guardrails set the hard limit. */
@@ -446,11 +447,31 @@ export const keyRotation: Check = (ctx, emit) => {
   }
 };
 
+/** A CEL condition that is true for every request narrows nothing (checked with the grant's own audience and scopes). */
+export const alwaysTrueConditions: Check = (ctx, emit) => {
+  for (const { plugin, grant, at } of grantsOf(ctx.config)) {
+    (grant.conditions ?? []).forEach((condition, c) => {
+      if (condition.expr === undefined || !isAlwaysTrue(condition.expr, { audience: grant.audience, scopes: grant.scopes })) return;
+      emit({
+        rule: 'condition-always-true',
+        plugin: plugin.id,
+        grant: grant.audience,
+        pointer: `${at}/conditions/${c}/expr`,
+        key: `${plugin.id}|${grant.audience}|${condition.expr}`,
+        message: `plugin '${plugin.id}' grant for ${grant.audience}: condition ${c} (${JSON.stringify(condition.expr.slice(0, 120))}) is true for every request and narrows nothing`,
+        fix: `replace it with the limit it was meant to express (a claim, a task attribute, the scopes asked for), or remove it`,
+        evidence: { expr: condition.expr },
+      });
+    });
+  }
+};
+
 export const POLICY_CHECKS: readonly Check[] = [
   broadBinding,
   ciBindingUnpinned,
   pluginStandingKeys,
   splitWorkload,
+  alwaysTrueConditions,
   sharedAudienceScope,
   guardrailViolations,
   broadScope,
