@@ -1,14 +1,24 @@
 /**
- * The bare-crypto reference: node:http and synchronous node:crypto doing exactly the
+ * The bare-crypto references: node:http and synchronous node:crypto doing exactly the
  * crypto of one exchange (verify one RS256 attestation, sign one ES256 JWT) or of one
  * introspection (SHA-256 of the client secret, verify one ES256 JWT), with the same
- * request and response shape as Leash, and nothing else: no policy, no task lookup,
- * no audit, no store, no revocation check, no cache. Leash's throughput is reported as a
- * fraction of this.
+ * request and response shape as Leash.
+ *
+ * - `baseline`: that and nothing else: no policy, no audit, no store, no revocation check.
+ * - `ceiling` (input `ceiling: true`): what an exchange minimally must do besides the crypto,
+ *   done as cheaply as it can be done in one process: the plugin and its grant looked up
+ *   in an in-memory policy table, one audit event per decision appended to a buffered file,
+ *   the issued token recorded in a Map (the revocation record), and introspection checking
+ *   that Map. Leash is measured against this: whatever Leash spends beyond it is what its
+ *   layers cost (issue 18).
  */
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { createWriteStream, mkdtempSync, type WriteStream } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { BENCH_NAMESPACE, BENCH_SERVICE_ACCOUNT } from './cluster.js';
 import { BASELINE_STATS_PATH, BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, onShutdown, readServerInput } from './protocol.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -17,6 +27,7 @@ const MAX_BODY = 16384;
 const TTL = 300;
 
 const input = readServerInput();
+const CEILING = input.ceiling === true;
 const attestationKeys = new Map<string, KeyObject>(input.jwks.keys.map((jwk) => [jwk.kid, createPublicKey({ key: jwk, format: 'jwk' })]));
 const { privateKey: signingKey, publicKey: verifyKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const kid = createHash('sha256')
@@ -27,6 +38,21 @@ const task = `tsk_${randomBytes(12).toString('base64url')}`;
 const ISSUER = 'http://127.0.0.1';
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 const resourceServerSecretHash = sha256(input.resourceServer.secret);
+/** Ceiling only: the policy table (plugin -> its grant), the revocation records, the audit file. */
+const policy = new Map<string, { readonly plugin: string; readonly audience: string; readonly scope: string }>();
+const issued = new Map<string, { readonly plugin: string; readonly task: string; readonly exp: number; revoked: boolean }>();
+let audit: WriteStream | undefined;
+if (CEILING) {
+  // The bench's one plugin, keyed by its exact binding (issuer + subject), as Leash binds it.
+  policy.set(`${input.clusterIssuer}\u001fsystem:serviceaccount:${BENCH_NAMESPACE}:${BENCH_SERVICE_ACCOUNT}`, { plugin: BENCH_CLIENT_ID, audience: BENCH_RESOURCE, scope: BENCH_SCOPE });
+  const dir = mkdtempSync(join(tmpdir(), 'leash-ceiling-'));
+  // A buffered append stream: events reach the file in large writes, not one syscall each.
+  audit = createWriteStream(join(dir, 'audit.jsonl'), { flags: 'a', highWaterMark: 1 << 20 });
+}
+let seq = 0;
+function auditEvent(type: string, fields: Record<string, unknown>): void {
+  audit?.write(`${JSON.stringify({ seq: ++seq, ts: new Date().toISOString(), type, ...fields })}\n`);
+}
 /** Introspection answers so far, for the bench's "no `active: false`" check. */
 const stats = { active: 0, inactive: 0 };
 
@@ -74,7 +100,17 @@ function exchange(body: string, res: ServerResponse): void {
   if (!subjectToken || !resource || !taskId || clientId !== BENCH_CLIENT_ID) return deny(res, 'invalid_request', 'missing or wrong parameters');
   const now = Math.floor(Date.now() / 1000);
   const attested = verifyAttestation(subjectToken, now);
-  if (!attested) return deny(res, 'invalid_grant', 'the attestation does not verify');
+  if (!attested) {
+    if (CEILING) auditEvent('exchange.denied', { client_id: clientId, reason: 'attestation' });
+    return deny(res, 'invalid_grant', 'the attestation does not verify');
+  }
+  if (CEILING) {
+    const grant = policy.get(`${String(attested.iss)}\u001f${String(attested.sub)}`);
+    if (!grant || grant.plugin !== clientId || grant.audience !== resource) {
+      auditEvent('exchange.denied', { client_id: clientId, reason: 'policy' });
+      return deny(res, 'invalid_target', 'no grant for this audience');
+    }
+  }
   const payload = {
     iss: ISSUER,
     sub: clientId,
@@ -91,6 +127,10 @@ function exchange(body: string, res: ServerResponse): void {
   };
   const signingInput = `${b64json({ alg: 'ES256', kid, typ: 'at+jwt' })}.${b64json(payload)}`;
   const signature = sign('sha256', Buffer.from(signingInput, 'ascii'), { key: signingKey, dsaEncoding: 'ieee-p1363' });
+  if (CEILING) {
+    issued.set(payload.jti, { plugin: clientId, task: taskId, exp: payload.exp, revoked: false });
+    auditEvent('token.issued', { plugin: clientId, task: taskId, jti: payload.jti, aud: resource, exp: payload.exp });
+  }
   reply(res, 200, {
     access_token: `${signingInput}.${signature.toString('base64url')}`,
     issued_token_type: ACCESS_TOKEN_TYPE,
@@ -142,7 +182,8 @@ function introspect(req: IncomingMessage, body: string, res: ServerResponse): vo
   const token = new URLSearchParams(body).get('token');
   if (!token) return deny(res, 'invalid_request', "the 'token' parameter is required");
   const claims = verifyAccessToken(token, Math.floor(Date.now() / 1000));
-  if (!claims) {
+  const record = CEILING && claims ? issued.get(String(claims.jti)) : undefined;
+  if (!claims || (CEILING && (!record || record.revoked))) {
     stats.inactive++;
     return reply(res, 200, { active: false });
   }
@@ -175,6 +216,7 @@ server.listen(0, '127.0.0.1', () => {
   announceReady({ url: `http://127.0.0.1:${port}`, task, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
 });
 onShutdown(async () => {
+  await new Promise<void>((resolve) => (audit ? audit.end(resolve) : resolve()));
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });

@@ -33,7 +33,7 @@ export interface BenchOptions {
 
 export const SUITE_NAMES = ['throughput', 'propagation'] as const;
 export type SuiteName = (typeof SUITE_NAMES)[number];
-export const SERVER_NAMES = ['baseline', 'leash'] as const;
+export const SERVER_NAMES = ['baseline', 'ceiling', 'leash'] as const;
 export const WORKLOAD_NAMES = ['cold', 'warm', 'introspect'] as const;
 export const STORE_NAMES = ['sqlite', 'redis'] as const;
 export const APPENDFSYNC = ['everysec', 'always'] as const;
@@ -44,7 +44,7 @@ export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 export type StoreName = (typeof STORE_NAMES)[number];
 
 const USAGE = `usage: npm run bench -- [options]
-  --suite <name>      throughput (default): exchange/introspection load vs the baseline;
+  --suite <name>      throughput (default): exchange/introspection load vs the baseline and the ceiling;
                       propagation: two replicas on one redis-server, revoke at A ->
                       introspection at B inactive (p50/p99 over --revocations)
   --revocations <n>   propagation: revocations measured (default 300)
@@ -55,7 +55,7 @@ const USAGE = `usage: npm run bench -- [options]
   --workers <n>       autocannon worker threads (default 2); 0 = in this process,
                       which also gives µs latency percentiles instead of 1 ms buckets
   --pool <n>          distinct attestations for the cold workload (default 30000)
-  --only <list>       servers to run: baseline,leash (default both)
+  --only <list>       servers to run: baseline,ceiling,leash (default all three)
   --workload <list>   workloads to run: cold,warm,introspect (default all)
   --store <list>      Leash's store: sqlite, redis or sqlite,redis (default sqlite);
                       redis starts its own redis-server on a free loopback port

@@ -18,6 +18,8 @@ export interface ServerInput {
   readonly issuer?: string;
   /** Signing keys folder (local backend); replicas that must verify each other's tokens share one. Default: the child's temp dir. */
   readonly keysDir?: string;
+  /** The bare-crypto server only: behave as the ceiling (policy table, audit file, revocation records) rather than the baseline. */
+  readonly ceiling?: boolean;
   /** Key backend; Vault ones name the (contract) Vault and a token for it. */
   readonly keys?: { readonly backend: 'local' | 'vault-kv' | 'vault-transit'; readonly vaultAddress?: string; readonly vaultToken?: string };
 }

@@ -43,15 +43,31 @@ export function formatTable(runs: readonly RunRecord[]): string {
 export interface Ratio {
   readonly workload: WorkloadName;
   readonly store?: string;
-  readonly leashOverBaseline: number;
+  /** Leash's req/s over the bare-crypto baseline's. */
+  readonly leashOverBaseline?: number;
+  /** Leash's req/s over the ceiling's. */
+  readonly leashOverCeiling?: number;
+  /** The ceiling's CPU per request over Leash's (1 = as cheap as the ceiling): steadier than req/s on a shared machine. */
+  readonly cpuLeashOverCeiling?: number;
 }
 
-/** Leash's req/s over the baseline's, per workload and Leash store. */
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+/** Leash against the baseline and the ceiling of the same run, per workload and Leash store. */
 export function ratios(runs: readonly RunRecord[]): Ratio[] {
   const out: Ratio[] = [];
   for (const leash of runs.filter((r) => r.server === 'leash')) {
     const base = runs.find((r) => r.workload === leash.workload && r.server === 'baseline');
-    if (base && base.reqPerSec > 0) out.push({ workload: leash.workload, store: leash.store, leashOverBaseline: Math.round((leash.reqPerSec / base.reqPerSec) * 1000) / 1000 });
+    const ceiling = runs.find((r) => r.workload === leash.workload && r.server === 'ceiling');
+    const ratio: Ratio = {
+      workload: leash.workload,
+      store: leash.store,
+      ...(base && base.reqPerSec > 0 ? { leashOverBaseline: round3(leash.reqPerSec / base.reqPerSec) } : {}),
+      ...(ceiling && ceiling.reqPerSec > 0 && leash.cpuMicrosPerRequest > 0
+        ? { leashOverCeiling: round3(leash.reqPerSec / ceiling.reqPerSec), cpuLeashOverCeiling: round3(ceiling.cpuMicrosPerRequest / leash.cpuMicrosPerRequest) }
+        : {}),
+    };
+    if (ratio.leashOverBaseline !== undefined || ratio.leashOverCeiling !== undefined) out.push(ratio);
   }
   return out;
 }
