@@ -106,6 +106,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.networkPolicy.enabled .Values.serviceMonitor.enabled (not .Values.networkPolicy.metricsFrom) -}}
 {{- fail "serviceMonitor.enabled with networkPolicy.enabled needs networkPolicy.metricsFrom (the Prometheus pods), or nothing may scrape the management port" -}}
 {{- end -}}
+{{- if and .Values.ingress.enabled .Values.networkPolicy.enabled .Values.networkPolicy.ingressFrom (not .Values.networkPolicy.ingressControllerFrom) -}}
+{{- fail "ingress.enabled with networkPolicy.enabled and a non-empty networkPolicy.ingressFrom needs networkPolicy.ingressControllerFrom (the Ingress controller's pods), or the NetworkPolicy blocks the Ingress from the API port" -}}
+{{- end -}}
+{{- include "leash.tlsChecks" . -}}
+{{- include "leash.ingressChecks" . -}}
 {{- range .Values.extraEnv -}}
 {{- if and (hasKey . "value") (regexMatch "(?i)(token|secret|password|passwd|key)" .name) -}}
 {{- fail (printf "extraEnv %s has a literal value but looks like a secret: use secretEnv (a Secret reference)" .name) -}}
@@ -133,6 +138,100 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $auth := $s.vault.auth -}}
 {{- if not $auth.jwt_file -}}{{- $_ := set $auth "jwt_file" (include "leash.vaultTokenPath" .) -}}{{- end -}}
 {{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- $tls := dict "cert_file" (printf "%s/tls.crt" (include "leash.tlsDir" .)) "key_file" (printf "%s/tls.key" (include "leash.tlsDir" .)) "client_auth" .Values.tls.clientAuth "min_version" .Values.tls.minVersion -}}
+{{- if include "leash.clientCA" . -}}
+{{- $_ := set $tls "client_ca_file" (printf "%s/%s" (include "leash.clientCADir" .) .Values.tls.clientCA.key) -}}
+{{- end -}}
+{{- $_ := set $s "tls" $tls -}}
+{{- end -}}
 {{- $_ := set $cfg "settings" $s -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+
+{{/* TLS on the API port: where the Secrets are mounted, and what must hold. */}}
+{{- define "leash.tlsDir" -}}/etc/leash-tls{{- end -}}
+{{- define "leash.clientCADir" -}}/etc/leash-client-ca{{- end -}}
+{{- define "leash.clientCA" -}}
+{{- if or .Values.tls.clientCA.configMapName .Values.tls.clientCA.secretName -}}true{{- end -}}
+{{- end -}}
+
+{{- define "leash.tlsChecks" -}}
+{{- $s := include "leash.settings" . | fromJson -}}
+{{- if and (not .Values.existingConfigMap) (hasKey $s "tls") -}}
+{{- fail "config.settings.tls names files the pod does not have: use the chart's tls values (tls.enabled, tls.secretName, tls.clientAuth, tls.clientCA), which mount the Secret and set settings.tls" -}}
+{{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- $_ := required "tls.enabled needs tls.secretName (a kubernetes.io/tls Secret with tls.crt and tls.key)" .Values.tls.secretName -}}
+{{- if and .Values.tls.clientCA.configMapName .Values.tls.clientCA.secretName -}}
+{{- fail "tls.clientCA: give configMapName or secretName, not both" -}}
+{{- end -}}
+{{- if not (default (dict) .Values.podSecurityContext).fsGroup -}}
+{{- fail "tls.enabled needs podSecurityContext.fsGroup: the certificate Secret is mounted with mode 0440, readable by Leash through that group" -}}
+{{- end -}}
+{{- else if include "leash.clientCA" . -}}
+{{- fail "tls.clientCA is set but tls.enabled is false: client certificates need TLS on the API port" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Ingress: its host (ingress.host, or the issuer's) and scheme. */}}
+{{- define "leash.ingressHost" -}}
+{{- $s := include "leash.settings" . | fromJson -}}
+{{- if .Values.ingress.host -}}
+{{- lower .Values.ingress.host -}}
+{{- else if $s.issuer -}}
+{{- lower (urlParse (toString $s.issuer)).hostname -}}
+{{- else -}}
+{{- fail "ingress.host is required when config.settings.issuer is not given (existingConfigMap): the Ingress needs the issuer's host" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "leash.ingressScheme" -}}
+{{- if or .Values.ingress.tls.secretName .Values.ingress.tls.external -}}https{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{/* The Ingress must publish Leash at the URL its tokens and discovery advertise. */}}
+{{- define "leash.ingressChecks" -}}
+{{- if .Values.ingress.enabled -}}
+{{- $host := include "leash.ingressHost" . -}}
+{{- if or (regexMatch "^[0-9.]+$" $host) (contains ":" $host) -}}
+{{- fail (printf "ingress: the Ingress host would be %s, an IP address; an Ingress host is a DNS name: use a DNS name in config.settings.issuer" $host) -}}
+{{- end -}}
+{{- $scheme := include "leash.ingressScheme" . -}}
+{{- $s := include "leash.settings" . | fromJson -}}
+{{- if $s.issuer -}}
+{{- $issuer := toString $s.issuer -}}
+{{- $u := urlParse $issuer -}}
+{{- $issuerHost := lower $u.hostname -}}
+{{- $hostOK := eq $issuerHost $host -}}
+{{- if hasPrefix "*." $host -}}
+{{- $hostOK = regexMatch (printf "^[^.]+%s$" (trimPrefix "*" $host | replace "." "\\.")) $issuerHost -}}
+{{- end -}}
+{{- if not $hostOK -}}
+{{- fail (printf "ingress: config.settings.issuer is %s (host %s) but the Ingress serves host %s (ingress.host): tokens and discovery would advertise a URL this Ingress does not serve. Make them agree (an empty ingress.host takes the issuer's)" $issuer $issuerHost $host) -}}
+{{- end -}}
+{{- if ne $u.scheme $scheme -}}
+{{- if eq $scheme "http" -}}
+{{- fail (printf "ingress: config.settings.issuer is %s but the Ingress serves http (no ingress.tls.secretName): set ingress.tls.secretName, or ingress.tls.external: true when TLS is terminated for it elsewhere (a load balancer certificate, the controller's default certificate)" $issuer) -}}
+{{- else -}}
+{{- fail (printf "ingress: config.settings.issuer is %s but the Ingress serves https (ingress.tls): use the https issuer, or drop ingress.tls" $issuer) -}}
+{{- end -}}
+{{- end -}}
+{{- $port := trimPrefix ":" (regexFind ":[0-9]+$" $u.host) -}}
+{{- if and $port (ne $port (ternary "443" "80" (eq $scheme "https"))) -}}
+{{- fail (printf "ingress: config.settings.issuer is %s, on port %s, but an Ingress serves %s on port %s: drop the port from the issuer, or publish Leash another way" $issuer $port $scheme (ternary "443" "80" (eq $scheme "https"))) -}}
+{{- end -}}
+{{- $path := printf "%s/" (trimSuffix "/" $u.path) -}}
+{{- $covered := false -}}
+{{- range .Values.ingress.paths -}}
+{{- if and (ne .pathType "Exact") (hasPrefix (printf "%s/" (trimSuffix "/" .path)) $path) -}}
+{{- $covered = true -}}
+{{- end -}}
+{{- end -}}
+{{- if not $covered -}}
+{{- fail (printf "ingress: config.settings.issuer is %s but no Prefix path in ingress.paths covers %s: the token, JWKS and discovery URLs under the issuer would not reach Leash" $issuer (default "/" $u.path)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
