@@ -1,21 +1,17 @@
-import { describe, expect, it, beforeAll, afterAll } from '@jest/globals';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { expect, it, beforeAll, afterAll } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Ajv } from 'ajv';
-import { parse, parseAllDocuments, stringify } from 'yaml';
-import { Deployment } from 'kubernetes-models/apps/v1';
-import { ConfigMap, PersistentVolumeClaim, Service, ServiceAccount } from 'kubernetes-models/v1';
-import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
-import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { parse, stringify } from 'yaml';
 import { loadConfigFile, parseConfig } from '../../src/config/load.js';
 import { compilePolicy } from '../../src/policy/compile.js';
 import { freePort, loadedFrom } from '../support/broker.js';
 import { redisAvailable, startRedis } from '../support/redis.js';
 import { startVaultContract } from '../support/vault-contract.js';
 import { waitFor } from '../support/wait.js';
+import { CHART, ChartRenderer, GO_ENV, HA, ISSUER, K8S_MODELS, RENDER_SRC, ROOT, describeChart, goAvailable, leashConfigText, only, podSpec } from './render.js';
+import type { K8sObject, Rendered } from './render.js';
 
 /**
  * The Helm chart, rendered without helm (none exists for Debian or npm) by the small Go
@@ -24,129 +20,19 @@ import { waitFor } from '../support/wait.js';
  * ConfigMap's Leash config through Leash's own validator and policy compiler.
  */
 
-const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const CHART = join(ROOT, 'charts/leash');
-const RENDER_SRC = join(ROOT, 'charts/tools/render');
-const GO_HINT = 'the Go toolchain was not found (Debian: apt-get install -y golang-go golang-github-masterminds-sprig-dev golang-github-masterminds-semver-dev golang-gopkg-yaml.v2-dev)';
-
-// GOPATH mode over Debian's packaged Go sources: no module download is needed (or possible).
-const GO_ENV = { ...process.env, GO111MODULE: 'off', GOPATH: process.env.LEASH_GOPATH ?? '/usr/share/gocode', GOFLAGS: '', GOCACHE: process.env.GOCACHE ?? join(tmpdir(), 'leash-go-cache') };
-
-function goAvailable(): boolean {
-  const found = spawnSync('go', ['version'], { stdio: 'ignore' }).status === 0;
-  if (found) return true;
-  if (process.env.CI) throw new Error(`chart tests: ${GO_HINT} (CI is set, so the suite fails instead of skipping)`);
-  process.stderr.write(`[skip] chart tests: ${GO_HINT}\n`);
-  return false;
-}
-
-const describeChart = goAvailable() ? describe : describe.skip;
-
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; annotations?: Record<string, string> }; [k: string]: unknown };
-type Container = {
-  args: string[];
-  ports: { name: string; containerPort: number; protocol: string }[];
-  env?: { name: string; value?: string; valueFrom?: unknown }[];
-  envFrom?: { secretRef: { name: string } }[];
-  livenessProbe: { httpGet: { path: string; port: string } };
-  readinessProbe: { httpGet: { path: string; port: string } };
-  startupProbe: { httpGet: { path: string } };
-  lifecycle?: { preStop: { exec: { command: string[] } } };
-  securityContext: Record<string, unknown>;
-  volumeMounts: { name: string; mountPath: string; subPath?: string }[];
-};
-type PodSpec = {
-  securityContext: Record<string, unknown>;
-  automountServiceAccountToken: boolean;
-  serviceAccountName: string;
-  containers: Container[];
-  volumes: { name: string; [k: string]: unknown }[];
-};
-
+let chart: ChartRenderer | undefined;
 let work: string;
-let renderer: string;
-let valuesSeq = 0;
-
-interface Rendered {
-  readonly objects: K8sObject[];
-  readonly text: string;
-  readonly values: Record<string, unknown>;
-}
-
-function valuesFile(values: unknown): string {
-  const path = join(work, `values-${++valuesSeq}.yaml`);
-  writeFileSync(path, stringify(values));
-  return path;
-}
-
-function run(values: unknown[], extra: string[] = []): { status: number | null; stdout: string; stderr: string; valuesOut: string } {
-  const valuesOut = join(work, `merged-${++valuesSeq}.json`);
-  const args = [...values.flatMap((v) => ['-f', valuesFile(v)]), '--values-out', valuesOut, ...extra, CHART];
-  const r = spawnSync(renderer, args, { encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr, valuesOut };
-}
-
-function render(values: unknown[], extra: string[] = []): Rendered {
-  const r = run(values, extra);
-  if (r.status !== 0) throw new Error(`render failed: ${r.stderr}`);
-  const objects = parseAllDocuments(r.stdout).map((d) => {
-    expect(d.errors).toEqual([]);
-    return d.toJS() as K8sObject;
-  });
-  return { objects, text: r.stdout, values: JSON.parse(readFileSync(r.valuesOut, 'utf8')) as Record<string, unknown> };
-}
-
-const only = (r: Rendered, kind: string): K8sObject => {
-  const found = r.objects.filter((o) => o.kind === kind);
-  expect(found).toHaveLength(1);
-  return found[0]!;
-};
-const podSpec = (r: Rendered): PodSpec => (only(r, 'Deployment').spec as { template: { spec: PodSpec } }).template.spec;
-const leashConfigText = (r: Rendered): string => (only(r, 'ConfigMap').data as Record<string, string>)['leash.yaml']!;
-
-const ISSUER = { config: { settings: { issuer: 'https://leash.example.com' } } };
-
-// Secrets that must never appear in a rendered manifest: the tests put them only where a
-// correct chart would not copy them (Secret names and keys are fine, values are not).
-const HA = {
-  replicas: 3,
-  config: {
-    settings: {
-      issuer: 'https://leash.example.com',
-      store: { kind: 'redis', url: 'rediss://redis.leash.svc:6379', key_prefix: 'leash:' },
-      keys: { backend: 'vault-kv' },
-      vault: { address: 'https://vault.vault.svc:8200', auth: { method: 'kubernetes', role: 'leash' } },
-    },
-    admin: { api_keys: [{ id: 'orchestrator', sha256: '50c657fbae841a50725f70b19a239b0ee17b56c4855f83eb9e04411984aa13a8', roles: ['orchestrator'] }] },
-    plugins: [
-      {
-        id: 'crm-reader',
-        owner: 'team-crm@example.com',
-        risk: 'low',
-        bindings: [{ issuer: 'cluster', subject: 'system:serviceaccount:plugins:crm-reader' }],
-        grants: [{ audience: 'https://crm.example.com/api', scopes: ['contacts:read'], effect: 'read', max_ttl: 300 }],
-      },
-    ],
-  },
-  secretEnv: { LEASH_REDIS_PASSWORD: { secretName: 'leash-redis', key: 'password' } },
-  envFromSecrets: ['leash-extra'],
-  networkPolicy: {
-    enabled: true,
-    ingressFrom: [{ namespaceSelector: { matchLabels: { 'leash/client': 'true' } } }],
-    metricsFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }],
-  },
-  serviceMonitor: { enabled: true },
-};
+const run = (values: unknown[], extra: string[] = []) => chart!.run(values, extra);
+const render = (values: unknown[], extra: string[] = []): Rendered => chart!.render(values, extra);
 
 beforeAll(() => {
   if (!goAvailable()) return;
-  work = mkdtempSync(join(tmpdir(), 'leash-chart-'));
-  renderer = join(work, 'render');
-  execFileSync('go', ['build', '-o', renderer, '.'], { cwd: RENDER_SRC, env: GO_ENV, stdio: ['ignore', 'ignore', 'pipe'] });
+  chart = ChartRenderer.build();
+  work = chart.work;
 }, 180_000);
 
 afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
+  chart?.close();
 });
 
 describeChart('Helm chart: values and metadata', () => {
@@ -492,17 +378,6 @@ describeChart('Helm chart: HA on Redis with Vault keys and Vault kubernetes auth
     expect(r2.text).not.toContain('checksum/config');
   });
 });
-
-/** Kubernetes' OpenAPI schemas (kubernetes-models): types, required fields, enums. They allow unknown fields. */
-const K8S_MODELS: Record<string, (o: unknown) => void> = {
-  'apps/v1/Deployment': (o) => new Deployment(o as never).validate(),
-  'v1/ConfigMap': (o) => new ConfigMap(o as never).validate(),
-  'v1/PersistentVolumeClaim': (o) => new PersistentVolumeClaim(o as never).validate(),
-  'v1/Service': (o) => new Service(o as never).validate(),
-  'v1/ServiceAccount': (o) => new ServiceAccount(o as never).validate(),
-  'policy/v1/PodDisruptionBudget': (o) => new PodDisruptionBudget(o as never).validate(),
-  'networking.k8s.io/v1/NetworkPolicy': (o) => new NetworkPolicy(o as never).validate(),
-};
 
 describeChart('Helm chart: every rendered manifest', () => {
   it('validates against the Kubernetes API schemas (kubernetes-models), in every example', () => {

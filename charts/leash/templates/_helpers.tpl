@@ -167,6 +167,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.tls.clientCA.configMapName .Values.tls.clientCA.secretName -}}
 {{- fail "tls.clientCA: give configMapName or secretName, not both" -}}
 {{- end -}}
+{{- if and (include "leash.clientCA" .) (eq .Values.tls.clientAuth "none") -}}
+{{- fail "tls.clientCA is set but tls.clientAuth is none: the CA bundle only applies when client certificates are asked for (optional or required)" -}}
+{{- end -}}
 {{- if not (default (dict) .Values.podSecurityContext).fsGroup -}}
 {{- fail "tls.enabled needs podSecurityContext.fsGroup: the certificate Secret is mounted with mode 0440, readable by Leash through that group" -}}
 {{- end -}}
