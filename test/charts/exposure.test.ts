@@ -1,11 +1,12 @@
 import { expect, it, beforeAll, afterAll } from '@jest/globals';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
-import { parse } from 'yaml';
-import { parseConfig } from '../../src/config/load.js';
-import { freePort, loadedFrom } from '../support/broker.js';
+import { parse, stringify } from 'yaml';
+import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { freePort } from '../support/broker.js';
 import { tlsRequest } from '../support/mtls.js';
+import { waitFor } from '../support/wait.js';
 import { testTls } from '../support/x509.js';
 import { CHART, ChartRenderer, HA, ISSUER, K8S_MODELS, describeChart, goAvailable, leashConfigText, only, podSpec, validateK8s } from './render.js';
 import type { K8sObject, Rendered } from './render.js';
@@ -288,37 +289,62 @@ describeChart('Helm chart: TLS on the API port', () => {
     }
   });
 
-  it('the rendered TLS config starts a real broker that serves HTTPS with the mounted certificate on the API port and plain HTTP probes on the management port', async () => {
+  it('the rendered TLS config starts a real broker that serves HTTPS with the mounted certificate, picks up a renewed Secret without a restart, and keeps plain HTTP probes', async () => {
     const r = render([ISSUER, TLS]);
     const dir = mkdtempSync(join(chart!.work, 'tls-'));
-    // The Secret's folder as the kubelet lays it out (tls.crt, tls.key), moved under a temp dir with the data paths.
-    const server = testTls();
-    mkdirSync(join(dir, 'etc-leash-tls'));
-    writeFileSync(join(dir, 'etc-leash-tls', 'tls.crt'), server.cert);
-    writeFileSync(join(dir, 'etc-leash-tls', 'tls.key'), server.key);
+    // The Secret's folder as the kubelet lays out a secret volume: tls.crt -> ..data/tls.crt,
+    // ..data -> a timestamped folder; a renewed Secret swaps ..data atomically.
+    const mount = join(dir, 'etc-leash-tls');
+    mkdirSync(mount);
+    let version = 0;
+    const publish = (pair: { cert: string; key: string }) => {
+      const ts = `..2026_12_05_00_00_0${++version}.000000001`;
+      mkdirSync(join(mount, ts));
+      writeFileSync(join(mount, ts, 'tls.crt'), pair.cert);
+      writeFileSync(join(mount, ts, 'tls.key'), pair.key);
+      symlinkSync(ts, join(mount, '..data_tmp'));
+      renameSync(join(mount, '..data_tmp'), join(mount, '..data'));
+    };
+    const first = testTls();
+    publish(first);
+    for (const f of ['tls.crt', 'tls.key']) symlinkSync(`..data/${f}`, join(mount, f));
+
+    // Only the pod's paths move (the Secret's folder, the data volume) and the port.
     const input = parse(leashConfigText(r)) as { settings: Record<string, Record<string, unknown>> };
     const tls = input.settings.tls!;
-    expect(tls.cert_file).toBe('/etc/leash-tls/tls.crt');
-    tls.cert_file = join(dir, 'etc-leash-tls', 'tls.crt');
-    tls.key_file = join(dir, 'etc-leash-tls', 'tls.key');
+    expect([tls.cert_file, tls.key_file]).toEqual(['/etc/leash-tls/tls.crt', '/etc/leash-tls/tls.key']);
+    tls.cert_file = join(mount, 'tls.crt');
+    tls.key_file = join(mount, 'tls.key');
     input.settings.store!.path = join(dir, 'leash.db');
     input.settings.keys!.dir = join(dir, 'keys');
     const port = await freePort();
     input.settings.listen = { host: '127.0.0.1', port };
     input.settings.management = { listen: { host: '127.0.0.1', port: 0 } };
+    const configPath = join(dir, 'leash.yaml');
+    writeFileSync(configPath, stringify(input));
+
     const { Broker } = await import('../../src/broker.js');
-    const broker = await Broker.create(loadedFrom(input, dir), { defaultMetrics: false, write: () => undefined, auditWrite: () => undefined });
+    const { startReloadWatch } = await import('../../src/cli/commands.js');
+    const broker = await Broker.create(await loadConfigFile(configPath), { defaultMetrics: false, write: () => undefined, auditWrite: () => undefined });
+    const watch = startReloadWatch(broker, configPath);
     try {
       const url = await broker.listen(port, '127.0.0.1');
       expect(url).toBe(`https://127.0.0.1:${port}`);
-      const jwks = await tlsRequest(url, { ca: server.ca }, { path: '/jwks' });
-      expect(jwks.status).toBe(200);
-      expect(Array.isArray(jwks.body.keys)).toBe(true);
+      const before = await tlsRequest(url, { ca: first.ca }, { path: '/jwks' });
+      expect(before.status).toBe(200);
+      expect(Array.isArray(before.body.keys)).toBe(true);
       // Plain HTTP on the API port is not served.
       await expect(fetch(`http://127.0.0.1:${port}/jwks`)).rejects.toThrow();
       expect(broker.managementUrl).toMatch(/^http:\/\//);
       expect((await fetch(`${broker.managementUrl!}/readyz`)).status).toBe(200);
+
+      // cert-manager renews: a new certificate (of a new CA here) in the same Secret.
+      const renewed = testTls();
+      publish(renewed);
+      await waitFor(async () => (await tlsRequest(url, { ca: renewed.ca }, { path: '/jwks' })).status === 200, 10_000);
+      await expect(tlsRequest(url, { ca: first.ca }, { path: '/jwks' })).rejects.toThrow();
     } finally {
+      watch.close();
       await broker.close();
     }
   });
