@@ -5,9 +5,8 @@ import { LeashError } from '../../errors/leash-error.js';
 import { systemClock, type Clock } from '../../time/clock.js';
 import type { ApprovalRecord, ApprovalState, AuditRecord, DecisionRollupRow, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task, TaskBudgets } from '../records.js';
 import { DecisionFold } from '../decision-rollup.js';
-import { APPROVAL_RETENTION_MS } from '../sqlite/approvals.js';
-import { LEASE_RETENTION_MS } from '../sqlite/leases.js';
-import { ChangeHub, HandleSubscriptions } from '../sqlite/change-hub.js';
+import { APPROVAL_RETENTION_MS, LEASE_RETENTION_MS } from '../shared/retention.js';
+import { ChangeHub, HandleSubscriptions } from '../shared/change-hub.js';
 import {
   checkApproval,
   checkApprovalFilter,
@@ -25,7 +24,7 @@ import {
   checkSince,
   checkSuspension,
   checkWindow,
-} from '../sqlite/record-checks.js';
+} from '../shared/record-checks.js';
 import type { OpenApprovalOptions, OpenApprovalOutcome, Store } from '../store.js';
 import { approvalDropAt, approvalFields, byExpiryThenJti, fromApprovalHash, fromLeaseFields, leaseHead } from './redis-approvals.js';
 import { RedisKeys } from './redis-keys.js';

@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../time/clock.js';
-import { checkCharge, checkCount, checkDownstream, checkKey, checkLinkQuery, checkLinks, checkMs, checkTaskEvents, checkUsageBatch } from '../usage-checks.js';
 import {
   ALL_AUDIENCES,
   MAX_TOKEN_SOURCES,
@@ -188,7 +187,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async ingestUsage(batch: UsageBatch): Promise<UsageBatchResult> {
-    checkUsageBatch(batch);
     const keys: string[] = [];
     const index = new Map<string, number>();
     const ki = (k: string) => {
@@ -233,7 +231,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async chargeTaskUsage(task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number): Promise<{ charged: boolean; totals: readonly TaskUsageTotals[] }> {
-    checkCharge(task, audience, calls, keepUntil);
     const lim = (v: number | undefined) => (v === undefined ? '' : String(v));
     const r = (await this.#call('chargeTaskUsage', () =>
       CHARGE.run(this.#client, [this.#key('tt', task), this.#keepIndex], [audience, calls, lim(limits.totalCalls), lim(limits.audienceCalls), this.#ttl(keepUntil), keepUntil]),
@@ -245,7 +242,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async taskUsageTotals(task: string): Promise<TaskUsageTotals[]> {
-    checkKey('taskUsageTotals', 'task', task);
     const h = await this.#call('taskUsageTotals', () => this.#client.hgetall(this.#key('tt', task)));
     const by = new Map<string, TaskUsageTotals>();
     for (const [field, value] of Object.entries(h)) {
@@ -259,15 +255,10 @@ export class RedisUsage implements UsageStore {
   }
 
   async markBudgetExhausted(task: string, audience: string, at: number, keepUntil: number): Promise<boolean> {
-    checkKey('markBudgetExhausted', 'task', task);
-    checkKey('markBudgetExhausted', 'audience', audience);
-    checkMs('markBudgetExhausted', 'at', at);
-    checkMs('markBudgetExhausted', 'keepUntil', keepUntil);
     return (await this.#call('markBudgetExhausted', () => EXHAUST.run(this.#client, [this.#key('tt', task), this.#keepIndex], [audience, at, this.#ttl(keepUntil), keepUntil]))) === 1;
   }
 
   async budgetExhaustions(task: string): Promise<Record<string, number>> {
-    checkKey('budgetExhaustions', 'task', task);
     const h = await this.#call('budgetExhaustions', () => this.#client.hgetall(this.#key('tt', task)));
     const out: Record<string, number> = {};
     for (const [field, value] of Object.entries(h)) if (field.startsWith('x:')) out[field.slice(2)] = Number(value);
@@ -275,8 +266,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async listTaskUsage(task: string, limit: number): Promise<UsageAggregate[]> {
-    checkKey('listTaskUsage', 'task', task);
-    checkCount('listTaskUsage', 'limit', limit);
     const h = await this.#call('listTaskUsage', () => this.#client.hgetall(this.#key('m', task)));
     const rows: UsageAggregate[] = [];
     for (const [field, value] of Object.entries(h)) {
@@ -290,8 +279,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async usageEvidence(filter: { readonly plugin?: string; readonly now: number; readonly retentionMs: number }): Promise<EvidenceRow[]> {
-    checkMs('usageEvidence', 'now', filter.now);
-    checkMs('usageEvidence', 'retentionMs', filter.retentionMs);
     const after = filter.now - filter.retentionMs;
     return this.#call('usageEvidence', async () => {
       const plugins = filter.plugin !== undefined ? [filter.plugin] : (await this.#client.smembers(this.#key('ev-plugins'))).sort();
@@ -309,7 +296,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async indexTaskEvents(refs: readonly TaskEventRef[], keepUntil: number): Promise<void> {
-    checkTaskEvents(refs, keepUntil);
     const ttl = this.#ttl(keepUntil);
     await this.#call('indexTaskEvents', async () => {
       if (refs.length === 0) return;
@@ -326,8 +312,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async listTaskEvents(task: string, limit: number): Promise<TaskEventRef[]> {
-    checkKey('listTaskEvents', 'task', task);
-    checkCount('listTaskEvents', 'limit', limit);
     const members = await this.#call('listTaskEvents', () => this.#client.zrange(this.#key('te', task), '0', String(limit - 1)));
     return members.map((m) => {
       const [seq, ts, type] = m.split(SEP) as [string, string, string];
@@ -336,7 +320,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async recordDownstream(events: readonly DownstreamEvent[], keepUntil: number): Promise<number> {
-    checkDownstream(events, keepUntil);
     const ttl = this.#ttl(keepUntil);
     return this.#call('recordDownstream', async () => {
       if (events.length === 0) return 0;
@@ -366,15 +349,10 @@ export class RedisUsage implements UsageStore {
   }
 
   async listTaskDownstream(task: string, limit: number): Promise<DownstreamEvent[]> {
-    checkKey('listTaskDownstream', 'task', task);
-    checkCount('listTaskDownstream', 'limit', limit);
     return this.#call('listTaskDownstream', async () => this.#events(await this.#client.zrange(this.#key('ds-task', task), '0', '-1'), limit, 'asc'));
   }
 
   async listPluginDownstream(plugin: string, since: number, limit: number): Promise<DownstreamEvent[]> {
-    checkKey('listPluginDownstream', 'plugin', plugin);
-    checkMs('listPluginDownstream', 'since', since);
-    checkCount('listPluginDownstream', 'limit', limit);
     return this.#call('listPluginDownstream', async () => this.#events(await this.#client.zrangebyscore(this.#key('ds-plugin', plugin), since, '+inf'), limit, 'desc'));
   }
 
@@ -388,7 +366,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async linkCredentials(links: readonly CredentialLink[], keepUntil: number): Promise<void> {
-    checkLinks(links, keepUntil);
     const ttl = this.#ttl(keepUntil);
     await this.#call('linkCredentials', async () => {
       if (links.length === 0) return;
@@ -403,7 +380,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async resolveCredentialLinks(kind: CredentialLinkKind, ids: readonly string[]): Promise<CredentialLink[]> {
-    checkLinkQuery(kind, ids);
     return this.#call('resolveCredentialLinks', async () => {
       if (ids.length === 0) return [];
       const raws = await this.#client.mget(...ids.map((id) => this.#key('link', kind, id)));
@@ -415,8 +391,6 @@ export class RedisUsage implements UsageStore {
   }
 
   async purgeUsage(now: number, retentionMs: number): Promise<number> {
-    checkMs('purgeUsage', 'now', now);
-    checkMs('purgeUsage', 'retentionMs', retentionMs);
     // Redis TTLs collect garbage in real time; the keep indexes make the purge follow the
     // injected clock like SQLite's. Evidence is pruned entry by entry.
     return this.#call('purgeUsage', async () => {

@@ -1,16 +1,16 @@
 import type Database from 'better-sqlite3';
 import type { ApprovalRecord, ApprovalState, ApprovalToolCall } from '../records.js';
-import type { OpenApprovalOptions, OpenApprovalOutcome } from '../store.js';
+import { APPROVAL_RETENTION_MS } from '../shared/retention.js';
+import type { ApprovalStore, OpenApprovalOptions, OpenApprovalOutcome } from '../store.js';
+import { isConstraintError, type SqliteHandle } from './handle.js';
 
 /*
  * The approvals table of the SQLite store. Every transition is one UPDATE whose WHERE
  * clause is the precondition (state, expiry, poll interval), so two handles or processes
  * on the same file cannot both win: SQLite serialises writers, and the loser's UPDATE
- * matches no row.
+ * matches no row. Creation, decision and redemption are fsynced: a redemption undone by a
+ * crash could be redeemed again, a lost decision would be shown to its approver as never taken.
  */
-
-/** Records are forgotten this long after the last moment they could matter. */
-export const APPROVAL_RETENTION_MS = 7 * 86400_000;
 
 type ApprovalRow = {
   id: string;
@@ -180,3 +180,81 @@ export function toApproval(r: ApprovalRow): ApprovalRecord {
 
 /** Prepared once per handle; statements are typed by their bind parameters. */
 export const prepareApprovals: (db: Database.Database) => ApprovalStatements = prepareApprovalsImpl;
+
+export class SqliteApprovals implements ApprovalStore {
+  readonly #h: SqliteHandle;
+  readonly #s: ApprovalStatements;
+  readonly #openTx: (a: ApprovalRecord, opts: OpenApprovalOptions) => OpenApprovalOutcome;
+  /** Purge long-finished approvals once every this many creations. */
+  readonly #purgeEvery: number;
+  #creates = 0;
+
+  constructor(h: SqliteHandle, purgeEvery: number) {
+    this.#h = h;
+    const s = (this.#s = prepareApprovals(h.db));
+    const openTx = h.db.transaction((rec: ApprovalRecord, opts: OpenApprovalOptions) => openApprovalRow(s, rec, opts));
+    this.#openTx = openTx.immediate.bind(openTx);
+    this.#purgeEvery = purgeEvery;
+  }
+
+  #purgeNow(now: number): void {
+    if (++this.#creates % this.#purgeEvery === 0) this.#s.purge.run(now - APPROVAL_RETENTION_MS);
+  }
+
+  async createApproval(a: ApprovalRecord): Promise<void> {
+    const h = this.#h;
+    const now = h.clock.now();
+    h.run('createApproval', () => {
+      this.#purgeNow(now);
+      try {
+        h.durably(() => insertApproval(this.#s, a));
+      } catch (err) {
+        // Ids are random; overwriting could resurrect a decided or used approval.
+        if (isConstraintError(err)) throw new TypeError('createApproval: an approval with this id already exists', { cause: err });
+        throw err;
+      }
+    });
+  }
+
+  async openApproval(a: ApprovalRecord, opts: OpenApprovalOptions): Promise<OpenApprovalOutcome> {
+    const h = this.#h;
+    const now = h.clock.now();
+    return h.run('openApproval', () => {
+      this.#purgeNow(now);
+      try {
+        // IMMEDIATE: the write lock is taken before the counts are read.
+        return h.durably(() => this.#openTx(a, opts));
+      } catch (err) {
+        if (isConstraintError(err)) throw new TypeError('openApproval: an approval with this id already exists', { cause: err });
+        throw err;
+      }
+    });
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    const row = this.#h.run('getApproval', () => this.#s.get.get(id) as ApprovalRow | undefined);
+    return row && toApproval(row);
+  }
+
+  async decideApproval(id: string, decision: ApprovalDecision): Promise<ApprovalRecord | undefined> {
+    const h = this.#h;
+    return h.run('decideApproval', () => h.durably(() => decideApprovalRow(this.#s, id, decision)));
+  }
+
+  async consumeApproval(id: string, at: number): Promise<boolean> {
+    const h = this.#h;
+    return h.run('consumeApproval', () => h.durably(() => this.#s.consume.run({ id, at }).changes === 1));
+  }
+
+  async recordApprovalPoll(id: string, at: number, minIntervalMs: number): Promise<'ok' | 'slow_down'> {
+    return this.#h.run('recordApprovalPoll', () => {
+      if (this.#s.poll.run({ id, at, min: minIntervalMs }).changes === 1) return 'ok';
+      // No row moved: too soon, or an unknown id (nothing to pace; the caller's lookup says unknown).
+      return this.#s.exists.get(id) === undefined ? 'ok' : 'slow_down';
+    });
+  }
+
+  async listApprovals(filter: { readonly state?: ApprovalState; readonly now: number; readonly limit: number }): Promise<ApprovalRecord[]> {
+    return this.#h.run('listApprovals', () => listApprovalRows(this.#s, filter));
+  }
+}

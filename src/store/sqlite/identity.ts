@@ -1,6 +1,21 @@
 import type Database from 'better-sqlite3';
 import type { ChainAnchor } from '../../formats/chain-hash.js';
-import { freshGenesis, mergeMarker, newEpoch, parseGenesis, parseMarker, type AcceptedReset, type AuditGenesis, type IdentityState, type ResetMarker } from '../store-identity.js';
+import {
+  freshGenesis,
+  genesisAnchor,
+  mergeMarker,
+  newEpoch,
+  parseGenesis,
+  parseMarker,
+  storeResetError,
+  type AcceptedReset,
+  type AuditGenesis,
+  type IdentityChange,
+  type IdentityState,
+  type ResetMarker,
+  type StoreIdentity,
+} from '../store-identity.js';
+import type { SqliteHandle } from './handle.js';
 
 /** Rows of the `meta` table that make up the store's identity (see store-identity.ts). */
 const EPOCH = 'epoch';
@@ -83,4 +98,48 @@ export function acceptResetRows(s: IdentityStatements, by: string, at: number): 
   s.setRevocationSeq.run(marker.revocationSeq, marker.revocationSeq);
   s.insertRevocationSeq.run(marker.revocationSeq);
   return { marker, epoch, genesis, continued: empty };
+}
+
+/** The identity role: the handle keeps the epoch and judges it (handle.ts); this is its face to callers and operators. */
+export class SqliteIdentity implements StoreIdentity {
+  readonly #h: SqliteHandle;
+
+  constructor(h: SqliteHandle) {
+    this.#h = h;
+  }
+
+  epoch(): string | undefined {
+    return this.#h.identity.epoch;
+  }
+
+  resetPending(): ResetMarker | undefined {
+    return this.#h.identity.reset;
+  }
+
+  onIdentityChange(listener: (change: IdentityChange) => void): () => void {
+    return this.#h.identity.subscribe(listener);
+  }
+
+  async identity(): Promise<IdentityState> {
+    return this.#h.run('identity', () => readIdentity(this.#h.identityRows), { ungated: true });
+  }
+
+  async checkEpoch(): Promise<void> {
+    const h = this.#h;
+    h.run('checkEpoch', () => h.judge(), { ungated: true });
+    const reset = h.identity.reset;
+    if (reset) throw storeResetError(reset, 'sqlite', 'checkEpoch');
+  }
+
+  async acceptReset(by: string, at: number): Promise<AcceptedReset | undefined> {
+    const h = this.#h;
+    const i = h.identityRows;
+    const accepted = h.run('acceptReset', () => h.durably(() => h.db.transaction(() => acceptResetRows(i, by, at)).immediate()), { ungated: true });
+    if (accepted) {
+      h.identity.set(accepted.epoch);
+      if (!h.auditHeadRow()) h.head = genesisAnchor(accepted.genesis);
+      h.run('checkEpoch', () => h.judge(), { ungated: true });
+    }
+    return accepted;
+  }
 }

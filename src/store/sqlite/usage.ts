@@ -1,5 +1,4 @@
 import type Database from 'better-sqlite3';
-import { checkCharge, checkCount, checkDownstream, checkKey, checkLinkQuery, checkLinks, checkMs, checkTaskEvents, checkUsageBatch } from '../usage-checks.js';
 import {
   ALL_AUDIENCES,
   MAX_TOKEN_SOURCES,
@@ -116,7 +115,7 @@ function prepare(db: Database.Database) {
   };
 }
 
-/** The usage role over one SQLite handle; `run` is the store's error boundary (fail closed). */
+/** The usage role over one SQLite handle, unchecked (CheckedStore checks the arguments); `run` is the store's error boundary (fail closed). */
 export class SqliteUsage implements UsageStore {
   readonly #s: ReturnType<typeof prepare>;
   readonly #run: Run;
@@ -144,43 +143,31 @@ export class SqliteUsage implements UsageStore {
   }
 
   async ingestUsage(batch: UsageBatch): Promise<UsageBatchResult> {
-    checkUsageBatch(batch);
     return this.#run('ingestUsage', () => this.#ingestTx(batch));
   }
 
   async chargeTaskUsage(task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number): Promise<{ charged: boolean; totals: readonly TaskUsageTotals[] }> {
-    checkCharge(task, audience, calls, keepUntil);
     return this.#run('chargeTaskUsage', () => this.#chargeTx(task, audience, calls, limits, keepUntil));
   }
 
   async taskUsageTotals(task: string): Promise<TaskUsageTotals[]> {
-    checkKey('taskUsageTotals', 'task', task);
     return this.#run('taskUsageTotals', () => this.#s.totalsOfTask.all(task) as TaskUsageTotals[]);
   }
 
   async markBudgetExhausted(task: string, audience: string, at: number, keepUntil: number): Promise<boolean> {
-    checkKey('markBudgetExhausted', 'task', task);
-    checkKey('markBudgetExhausted', 'audience', audience);
-    checkMs('markBudgetExhausted', 'at', at);
-    checkMs('markBudgetExhausted', 'keepUntil', keepUntil);
     return this.#run('markBudgetExhausted', () => this.#s.exhaust.run(task, audience, at, keepUntil).changes === 1);
   }
 
   async budgetExhaustions(task: string): Promise<Record<string, number>> {
-    checkKey('budgetExhaustions', 'task', task);
     const rows = this.#run('budgetExhaustions', () => this.#s.exhaustions.all(task) as { audience: string; exhausted_at: number }[]);
     return Object.fromEntries(rows.map((r) => [r.audience, r.exhausted_at]));
   }
 
   async listTaskUsage(task: string, limit: number): Promise<UsageAggregate[]> {
-    checkKey('listTaskUsage', 'task', task);
-    checkCount('listTaskUsage', 'limit', limit);
     return this.#run('listTaskUsage', () => (this.#s.taskUsage.all(task, limit) as MinuteRow[]).map(toAggregate));
   }
 
   async usageEvidence(filter: { readonly plugin?: string; readonly now: number; readonly retentionMs: number }): Promise<EvidenceRow[]> {
-    checkMs('usageEvidence', 'now', filter.now);
-    checkMs('usageEvidence', 'retentionMs', filter.retentionMs);
     const after = filter.now - filter.retentionMs;
     type Row = { plugin: string; audience: string; kind: EvidenceKind; name: string; first_at: number; last_at: number; calls: number };
     const rows = this.#run('usageEvidence', () => (filter.plugin === undefined ? this.#s.evidenceAll.all(after) : this.#s.evidenceOf.all(filter.plugin, after)) as Row[]);
@@ -188,7 +175,6 @@ export class SqliteUsage implements UsageStore {
   }
 
   async indexTaskEvents(refs: readonly TaskEventRef[], keepUntil: number): Promise<void> {
-    checkTaskEvents(refs, keepUntil);
     if (refs.length === 0) return;
     this.#run('indexTaskEvents', () => {
       for (const r of refs) this.#s.addTaskEvent.run(r.task, r.seq, r.ts, r.type, keepUntil);
@@ -196,13 +182,10 @@ export class SqliteUsage implements UsageStore {
   }
 
   async listTaskEvents(task: string, limit: number): Promise<TaskEventRef[]> {
-    checkKey('listTaskEvents', 'task', task);
-    checkCount('listTaskEvents', 'limit', limit);
     return this.#run('listTaskEvents', () => this.#s.taskEvents.all(task, limit) as TaskEventRef[]);
   }
 
   async recordDownstream(events: readonly DownstreamEvent[], keepUntil: number): Promise<number> {
-    checkDownstream(events, keepUntil);
     return this.#run('recordDownstream', () => {
       let added = 0;
       for (const e of events) {
@@ -213,33 +196,24 @@ export class SqliteUsage implements UsageStore {
   }
 
   async listTaskDownstream(task: string, limit: number): Promise<DownstreamEvent[]> {
-    checkKey('listTaskDownstream', 'task', task);
-    checkCount('listTaskDownstream', 'limit', limit);
     return this.#run('listTaskDownstream', () => (this.#s.taskDownstream.all(task, limit) as DownstreamRow[]).map(toDownstream));
   }
 
   async listPluginDownstream(plugin: string, since: number, limit: number): Promise<DownstreamEvent[]> {
-    checkKey('listPluginDownstream', 'plugin', plugin);
-    checkMs('listPluginDownstream', 'since', since);
-    checkCount('listPluginDownstream', 'limit', limit);
     return this.#run('listPluginDownstream', () => (this.#s.pluginDownstream.all(plugin, since, limit) as DownstreamRow[]).map(toDownstream));
   }
 
   async linkCredentials(links: readonly CredentialLink[], keepUntil: number): Promise<void> {
-    checkLinks(links, keepUntil);
     this.#run('linkCredentials', () => {
       for (const l of links) this.#s.addLink.run(l.kind, l.id, l.jti, l.plugin, l.task, keepUntil);
     });
   }
 
   async resolveCredentialLinks(kind: CredentialLinkKind, ids: readonly string[]): Promise<CredentialLink[]> {
-    checkLinkQuery(kind, ids);
     return this.#run('resolveCredentialLinks', () => (ids.length === 0 ? [] : (this.#s.links.all(kind, JSON.stringify(ids)) as CredentialLink[])));
   }
 
   async purgeUsage(now: number, retentionMs: number): Promise<number> {
-    checkMs('purgeUsage', 'now', now);
-    checkMs('purgeUsage', 'retentionMs', retentionMs);
     const s = this.#s;
     return this.#run(
       'purgeUsage',

@@ -1,7 +1,7 @@
-import { USAGE_OUTCOMES, type CredentialLink, type DownstreamEvent, type TaskEventRef, type UsageBatch } from './usage-store.js';
+import { USAGE_OUTCOMES, type ChargeLimits, type CredentialLink, type DownstreamEvent, type TaskEventRef, type UsageBatch } from '../usage-store.js';
 
 /*
- * Argument checks of the usage role, shared by every backend. Batches are built by Leash
+ * Argument checks of the usage role, applied once for every backend by CheckedStore. Batches are built by Leash
  * code from validated reports, so a bad one is a programming error: TypeError.
  */
 
@@ -60,12 +60,23 @@ export function checkUsageBatch(b: UsageBatch): void {
   }
 }
 
-export function checkCharge(task: string, audience: string, calls: number, keepUntil: number): void {
+export function checkCharge(task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number): void {
   const op = 'chargeTaskUsage';
   str(op, 'task', task, false);
   str(op, 'audience', audience, false);
   int(op, 'calls', calls);
+  if (typeof limits !== 'object' || limits === null) throw new TypeError(`${op}: limits are required`);
+  if (limits.totalCalls !== undefined) int(op, 'totalCalls', limits.totalCalls);
+  if (limits.audienceCalls !== undefined) int(op, 'audienceCalls', limits.audienceCalls);
   int(op, 'keepUntil', keepUntil);
+}
+
+export function checkEvidenceFilter(f: { readonly plugin?: string; readonly now: number; readonly retentionMs: number }): void {
+  const op = 'usageEvidence';
+  if (typeof f !== 'object' || f === null) throw new TypeError(`${op}: a filter is required`);
+  if (f.plugin !== undefined) str(op, 'plugin', f.plugin, false);
+  int(op, 'now', f.now);
+  int(op, 'retentionMs', f.retentionMs);
 }
 
 export function checkTaskEvents(refs: readonly TaskEventRef[], keepUntil: number): void {

@@ -1,9 +1,10 @@
-import type { ApprovalRecord, ApprovalState, LeaseRecord, Revocation, RevocationScope, StateChange, Suspension } from '../records.js';
+import type { ApprovalRecord, ApprovalState, IssuedToken, LeaseRecord, Revocation, RevocationScope, StateChange, Suspension, Task } from '../records.js';
 
 /*
- * Argument checks shared by every Store backend (SQLite and Redis import them). Records
- * come from Leash code, never straight from a request, so a bad one is a programming
- * error: TypeError, never a LeashError.
+ * Argument checks of the Store roles, applied once for every backend by CheckedStore
+ * (checked-store.ts). Records come from Leash code, never straight from a request, so a
+ * bad one is a programming error: TypeError, never a LeashError (a Redis server refusing
+ * a NaN must not read as an outage, a SQLite constraint must not read as a duplicate id).
  */
 
 export const REVOCATION_SCOPES: readonly RevocationScope[] = ['token', 'task', 'plugin', 'key'];
@@ -66,6 +67,11 @@ export function checkWindow(key: string, windowMs: number, now: number, by: numb
   if (!Number.isSafeInteger(windowMs) || windowMs < 1) throw new TypeError(`${op}: windowMs must be a positive integer`);
   ms(op, 'now', now);
   if (!Number.isSafeInteger(by) || by < 0) throw new TypeError(`${op}: by must be a non-negative integer`);
+  return windowStart(windowMs, now);
+}
+
+/** The start (ms) of the fixed window of `windowMs` containing `now`. */
+export function windowStart(windowMs: number, now: number): number {
   return now - (((now % windowMs) + windowMs) % windowMs);
 }
 
@@ -172,4 +178,95 @@ export function checkId(op: string, name: string, id: string): void {
 
 export function checkAt(op: string, at: number): void {
   ms(op, 'at', at);
+}
+
+/** A finite number of milliseconds (task and token times are computed, not always whole). */
+function finite(op: string, name: string, v: unknown): void {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${op}: ${name} must be a finite number of milliseconds`);
+}
+
+function optionalFinite(op: string, name: string, v: unknown): void {
+  if (v !== undefined) finite(op, name, v);
+}
+
+function plainObject(op: string, name: string, v: unknown): void {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TypeError(`${op}: ${name} must be an object`);
+}
+
+export function checkTask(t: Task): void {
+  const op = 'createTask';
+  if (typeof t !== 'object' || t === null) throw new TypeError(`${op}: a task record is required`);
+  text(op, 'id', t.id);
+  textList(op, 'plugins', t.plugins);
+  plainObject(op, 'attributes', t.attributes);
+  if (!Object.values(t.attributes).every((v) => typeof v === 'string')) throw new TypeError(`${op}: attributes must have string values`);
+  finite(op, 'createdAt', t.createdAt);
+  finite(op, 'expiresAt', t.expiresAt);
+  text(op, 'createdBy', t.createdBy);
+  if (t.state !== 'active' && t.state !== 'ended') throw new TypeError(`${op}: state must be active or ended`);
+  optionalFinite(op, 'endedAt', t.endedAt);
+  optionalText(op, 'endedBy', t.endedBy);
+  if (t.budgets !== undefined) plainObject(op, 'budgets', t.budgets);
+}
+
+export function checkEndTask(id: string, at: number, by: string): void {
+  const op = 'endTask';
+  text(op, 'id', id, true);
+  finite(op, 'at', at);
+  text(op, 'by', by);
+}
+
+export function checkIssued(t: IssuedToken): void {
+  const op = 'recordIssued';
+  if (typeof t !== 'object' || t === null) throw new TypeError(`${op}: a token record is required`);
+  text(op, 'jti', t.jti);
+  text(op, 'plugin', t.plugin);
+  optionalText(op, 'task', t.task);
+  text(op, 'audience', t.audience);
+  textList(op, 'scopes', t.scopes);
+  text(op, 'kind', t.kind);
+  optionalText(op, 'kid', t.kid);
+  finite(op, 'issuedAt', t.issuedAt);
+  finite(op, 'expiresAt', t.expiresAt);
+  optionalText(op, 'jkt', t.jkt);
+}
+
+/** A lookup key: any string (an unknown or empty one finds nothing), never a coerced object. */
+export function checkLookup(op: string, name: string, v: string): void {
+  text(op, name, v, true);
+}
+
+export function checkAppend(type: string, event: Record<string, unknown>, ts: number): void {
+  if (typeof type !== 'string' || type.length === 0) throw new TypeError('append: type must be a non-empty string');
+  if (typeof event !== 'object' || event === null) throw new TypeError('append: event must be an object');
+  if (!Number.isSafeInteger(ts)) throw new TypeError('append: ts must be an integer number of milliseconds');
+}
+
+export function checkRead(fromSeq: number, limit: number): void {
+  if (!Number.isSafeInteger(fromSeq)) throw new TypeError('read: fromSeq must be an integer');
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new TypeError('read: limit must be a positive integer');
+}
+
+export function checkRemember(key: string, expiresAt: number): void {
+  if (typeof key !== 'string' || key.length === 0) throw new TypeError('remember: key must be a non-empty string');
+  if (!Number.isFinite(expiresAt)) throw new TypeError('remember: expiresAt must be a number of milliseconds');
+}
+
+export function checkRollup(since: number, until: number): void {
+  if (!Number.isSafeInteger(since) || !Number.isSafeInteger(until)) throw new TypeError('decisionRollup: since and until must be integers (ms)');
+}
+
+export function checkAwsDeny(roleArn: string, expected: string | undefined, next: string | undefined): void {
+  checkId('casAwsDeny', 'roleArn', roleArn);
+  if (expected !== undefined && (typeof expected !== 'string' || expected.length === 0)) throw new TypeError('casAwsDeny: expected must be a non-empty string or undefined');
+  if (next !== undefined && (typeof next !== 'string' || next.length === 0)) throw new TypeError('casAwsDeny: next must be a non-empty string or undefined');
+}
+
+export function checkListener(listener: unknown): void {
+  if (typeof listener !== 'function') throw new TypeError('subscribe: listener must be a function');
+}
+
+export function checkAcceptReset(by: string, at: number): void {
+  text('acceptReset', 'by', by);
+  ms('acceptReset', 'at', at);
 }

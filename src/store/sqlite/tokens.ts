@@ -1,0 +1,85 @@
+import type Database from 'better-sqlite3';
+import type { IssuedToken } from '../records.js';
+import type { TokenIndex } from '../store.js';
+import { isConstraintError, type SqliteHandle } from './handle.js';
+
+/* The issued-token index (by id only, never the credential). On the hot path: not fsynced. */
+
+type TokenRow = {
+  jti: string;
+  plugin: string;
+  task: string | null;
+  audience: string;
+  scopes: string;
+  kind: string;
+  kid: string | null;
+  issued_at: number;
+  expires_at: number;
+  jkt: string | null;
+};
+
+function prepare(db: Database.Database) {
+  return {
+    insert: db.prepare('INSERT INTO issued_tokens (jti, plugin, task, audience, scopes, kind, kid, issued_at, expires_at, jkt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+    get: db.prepare('SELECT * FROM issued_tokens WHERE jti = ?'),
+    ofTask: db.prepare('SELECT * FROM issued_tokens WHERE task = ? ORDER BY issued_at, jti'),
+    liveOfPlugin: db.prepare('SELECT * FROM issued_tokens WHERE plugin = ? AND expires_at > ? ORDER BY issued_at, jti'),
+    countOfTask: db.prepare('SELECT count(*) AS n FROM issued_tokens WHERE task = ?'),
+  };
+}
+
+export class SqliteTokens implements TokenIndex {
+  readonly #h: SqliteHandle;
+  readonly #s: ReturnType<typeof prepare>;
+
+  constructor(h: SqliteHandle) {
+    this.#h = h;
+    this.#s = prepare(h.db);
+  }
+
+  async recordIssued(t: IssuedToken): Promise<void> {
+    const scopes = JSON.stringify(t.scopes);
+    this.#h.run('recordIssued', () => {
+      try {
+        this.#s.insert.run(t.jti, t.plugin, t.task ?? null, t.audience, scopes, t.kind, t.kid ?? null, t.issuedAt, t.expiresAt, t.jkt ?? null);
+      } catch (err) {
+        if (isConstraintError(err)) throw new TypeError('recordIssued: a token with this jti is already recorded', { cause: err });
+        throw err;
+      }
+    });
+  }
+
+  async getIssued(jti: string): Promise<IssuedToken | undefined> {
+    const row = this.#h.run('getIssued', () => this.#s.get.get(jti) as TokenRow | undefined);
+    return row && toToken(row);
+  }
+
+  async listIssuedForTask(taskId: string): Promise<IssuedToken[]> {
+    const rows = this.#h.run('listIssuedForTask', () => this.#s.ofTask.all(taskId) as TokenRow[]);
+    return rows.map(toToken);
+  }
+
+  async listLiveIssuedForPlugin(plugin: string, now: number): Promise<IssuedToken[]> {
+    const rows = this.#h.run('listLiveIssuedForPlugin', () => this.#s.liveOfPlugin.all(plugin, now) as TokenRow[]);
+    return rows.map(toToken);
+  }
+
+  async countIssuedForTask(taskId: string): Promise<number> {
+    return this.#h.run('countIssuedForTask', () => (this.#s.countOfTask.get(taskId) as { n: number }).n);
+  }
+}
+
+function toToken(r: TokenRow): IssuedToken {
+  return {
+    jti: r.jti,
+    plugin: r.plugin,
+    task: r.task ?? undefined,
+    audience: r.audience,
+    scopes: JSON.parse(r.scopes) as string[],
+    kind: r.kind,
+    kid: r.kid ?? undefined,
+    issuedAt: r.issued_at,
+    expiresAt: r.expires_at,
+    jkt: r.jkt ?? undefined,
+  };
+}
