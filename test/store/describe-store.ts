@@ -3,6 +3,7 @@ import { GENESIS_HASH, chainHash, verifyChain } from '../../src/audit/chain.js';
 import { verifyAuditLog, verifyStoreAudit } from '../../src/audit/verify.js';
 import { isLeashError } from '../../src/errors/leash-error.js';
 import type { ApprovalRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Task } from '../../src/store/records.js';
+import { CheckedStore } from '../../src/store/shared/checked-store.js';
 import type { Store } from '../../src/store/store.js';
 import type { IdentityChange } from '../../src/store/store-identity.js';
 import { ALL_AUDIENCES, MAX_TOKEN_SOURCES, type DownstreamEvent, type EvidenceMark, type TaskUsageTotals, type UsageAggregate, type UsageBatch } from '../../src/store/usage-store.js';
@@ -1232,6 +1233,78 @@ export function describeStore(name: string, factory: StoreFactory): void {
           const err = await rejectionOf(call());
           expect(isLeashError(err) ? err.code : String(err)).toBe('ERR_BACKEND_UNAVAILABLE');
         }
+      });
+    });
+
+    describe('argument checks (CheckedStore: one set of checks for every backend)', () => {
+      const bad = <T>(v: unknown): T => v as T;
+
+      it('is a CheckedStore, so no call reaches the backend unchecked', () => {
+        expect(store).toBeInstanceOf(CheckedStore);
+      });
+
+      it('refuses a malformed task as a TypeError naming the field, and stores nothing', async () => {
+        const rows: Array<[Partial<Record<keyof Task, unknown>>, RegExp]> = [
+          [{ state: 'bogus' }, /createTask: state/],
+          [{ expiresAt: Number.NaN }, /createTask: expiresAt/],
+          [{ createdBy: undefined }, /createTask: createdBy/],
+          [{ plugins: 'github-reader' }, /createTask: plugins/],
+          [{ attributes: { env: 1 } }, /createTask: attributes/],
+        ];
+        for (const [over, message] of rows) {
+          const task = { ...aTask(clock), ...over } as Task;
+          const err = await rejectionOf(store.createTask(task));
+          expect(err).toBeInstanceOf(TypeError);
+          expect((err as Error).message).toMatch(message);
+          expect(await store.getTask(task.id)).toBeUndefined();
+        }
+        expect(await store.countActiveTasks(clock.now())).toBe(0);
+      });
+
+      it('refuses a malformed issued token as a TypeError naming the field, and records nothing', async () => {
+        const rows: Array<[Partial<Record<keyof IssuedToken, unknown>>, RegExp]> = [
+          [{ plugin: undefined }, /recordIssued: plugin/],
+          [{ expiresAt: Number.NaN }, /recordIssued: expiresAt/],
+          [{ scopes: 'repo:read' }, /recordIssued: scopes/],
+          [{ jti: '' }, /recordIssued: jti/],
+        ];
+        for (const [over, message] of rows) {
+          const token = { ...aToken(clock, { task: 'tsk_checks' }), ...over } as IssuedToken;
+          const err = await rejectionOf(store.recordIssued(token));
+          expect(err).toBeInstanceOf(TypeError);
+          expect((err as Error).message).toMatch(message);
+        }
+        expect(await store.countIssuedForTask('tsk_checks')).toBe(0);
+      });
+
+      it('refuses a lookup by something other than a string, and numbers that are not times', async () => {
+        const calls: Array<() => Promise<unknown>> = [
+          () => store.getTask(bad({})),
+          () => store.getIssued(bad({})),
+          () => store.listIssuedForTask(bad(7)),
+          () => store.countIssuedForTask(bad(undefined)),
+          () => store.getApproval(bad({})),
+          () => store.countActiveTasks(Number.NaN),
+          () => store.endTask('tsk_x', Number.NaN, 'apikey:security'),
+          () => store.endTask('tsk_x', clock.now(), ''),
+          () => store.chargeTaskUsage('tsk_x', 'https://api.example', 1, bad(null), clock.now() + HOUR),
+          () => store.chargeTaskUsage('tsk_x', 'https://api.example', 1, { totalCalls: 1.5 }, clock.now() + HOUR),
+          () => store.usageEvidence({ plugin: bad({}), now: clock.now(), retentionMs: HOUR }),
+          () => store.acceptReset('', clock.now()),
+          () => store.acceptReset('apikey:security', Number.NaN),
+        ];
+        for (const call of calls) expect(await rejectionOf(call())).toBeInstanceOf(TypeError);
+        expect(await store.taskUsageTotals('tsk_x')).toEqual([]);
+        expect(() => store.subscribe(bad('not a function'))).toThrow(TypeError);
+        expect(() => store.onIdentityChange(bad(undefined))).toThrow(TypeError);
+      });
+
+      it('checks before the backend is reached: a malformed call to a closed store is still a TypeError', async () => {
+        await store.close();
+        expect(await rejectionOf(store.createTask({ ...aTask(clock), state: bad('bogus') }))).toBeInstanceOf(TypeError);
+        expect(await rejectionOf(store.addRevocation(aRevocation(clock, { scope: bad('everything') })))).toBeInstanceOf(TypeError);
+        const unavailable = await rejectionOf(store.createTask(aTask(clock)));
+        expect(isLeashError(unavailable) && unavailable.code).toBe('ERR_BACKEND_UNAVAILABLE');
       });
     });
 
