@@ -5,7 +5,7 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
 
 /**
  * Fold audit records into decision groups, for backends that cannot aggregate themselves
- * (Redis): the same grouping SQLite does in SQL (see sqlite-store `decisionRollup`).
+ * (Redis): the same grouping SQLite does in SQL (see sqlite/decision-history.ts).
  */
 export class DecisionFold {
   readonly #groups = new Map<string, { row: Omit<DecisionRollupRow, 'count' | 'lastAt'>; count: number; lastAt: number }>();

@@ -120,7 +120,7 @@ export function insertApproval(s: ApprovalStatements, a: ApprovalRecord, dedupeK
 }
 
 /**
- * Runs inside one IMMEDIATE transaction (see SqliteStore.openApproval), so two handles or
+ * Runs inside one IMMEDIATE transaction (see SqliteApprovals.openApproval), so two handles or
  * processes on the file cannot both pass the limit check.
  */
 export function openApprovalRow(s: ApprovalStatements, a: ApprovalRecord, o: OpenApprovalOptions): OpenApprovalOutcome {
