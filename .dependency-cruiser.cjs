@@ -77,6 +77,13 @@ module.exports = {
       to: { path: '(^|/)node_modules/(express|@types/express|@types/express-serve-static-core|oidc-provider|@types/oidc-provider|koa|@types/koa)/' },
     },
     {
+      name: 'store-backends-apart',
+      comment: 'a store backend (src/store/<kind>/) imports no other backend; what backends share lives in src/store/shared/, which imports none',
+      severity: 'error',
+      from: { path: '^src/store/([^/]+)/' },
+      to: { path: '^src/store/[^/]+/', pathNot: '^src/store/($1|shared)/' },
+    },
+    {
       name: 'src-not-to-tests-or-bench',
       comment: 'test/ and bench/ use src/, never the other way round',
       severity: 'error',

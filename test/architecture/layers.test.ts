@@ -38,6 +38,9 @@ describe('the check refuses, in a copy of src/', () => {
     inject('src/policy/grants.ts', "import type { CredentialIssuer } from '../issuance/credential-issuer.js';");
     inject('src/store/sqlite/sqlite-store.ts', "import type { ChainVerdict } from '../../audit/chain.js';");
     inject('src/revocation/feed/set-push.ts', "import type { ResourceServerAuthenticator } from '../../http/oauth/client-auth.js';");
+    // One store backend reaching into another (the Redis store once imported sqlite/), and shared/ into a backend.
+    inject('src/store/redis/tasks.ts', "import type { SqliteHandle } from '../sqlite/handle.js';");
+    inject('src/store/shared/retention.ts', "import type { RedisConnection } from '../redis/connection.js';");
     // The SDK importing the broker, a package at run time, another package's types.
     inject('src/client/verifier.ts', "import type { Clock } from '../time/clock.js';");
     inject('src/client/plugin-client.ts', "import 'express';");
@@ -77,6 +80,11 @@ describe('the check refuses, in a copy of src/', () => {
 
   it('store/*-store.ts → audit/chain.ts (the store importing the domain)', () => {
     refused('layer-foundation', 'src/store/sqlite/sqlite-store.ts', 'src/audit/chain.ts');
+  });
+
+  it('store/redis → store/sqlite, store/shared → a backend (backends share only store/shared/)', () => {
+    refused('store-backends-apart', 'src/store/redis/tasks.ts', 'src/store/sqlite/handle.ts');
+    refused('store-backends-apart', 'src/store/shared/retention.ts', 'src/store/redis/connection.ts');
   });
 
   it('revocation/feed → http/oauth/client-auth.ts (the domain importing the entry layer)', () => {

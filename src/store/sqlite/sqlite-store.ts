@@ -75,19 +75,19 @@ function every(name: string, v: number | undefined, dflt: number): number {
 }
 
 /** One object per role on the handle; a statement that cannot be prepared fails the open closed. */
-function roles(h: SqliteHandle, every: { replayPurgeEvery: number; counterPurgeEvery: number; recordPurgeEvery: number }): StoreRoles {
+function roles(h: SqliteHandle, purge: { replayPurgeEvery: number; counterPurgeEvery: number; recordPurgeEvery: number }): StoreRoles {
   try {
     return {
       tasks: new SqliteTasks(h),
       tokens: new SqliteTokens(h),
       audit: new SqliteAuditLog(h),
-      replay: new SqliteReplay(h, every.replayPurgeEvery),
+      replay: new SqliteReplay(h, purge.replayPurgeEvery),
       revocations: new SqliteRevocations(h),
       suspensions: new SqliteSuspensions(h),
-      counters: new SqliteCounters(h, every.counterPurgeEvery),
+      counters: new SqliteCounters(h, purge.counterPurgeEvery),
       feed: new SqliteChangeFeed(h),
-      approvals: new SqliteApprovals(h, every.recordPurgeEvery),
-      leases: new SqliteLeases(h, every.recordPurgeEvery),
+      approvals: new SqliteApprovals(h, purge.recordPurgeEvery),
+      leases: new SqliteLeases(h, purge.recordPurgeEvery),
       awsDenies: new SqliteAwsDenies(h),
       decisions: new SqliteDecisionHistory(h),
       identity: new SqliteIdentity(h),
