@@ -2,9 +2,9 @@ import { resolve } from 'node:path';
 import type { Settings } from '../config/schema.js';
 import { LeashError } from '../errors/leash-error.js';
 import type { Clock } from '../time/clock.js';
+import type { CheckedStore } from './shared/checked-store.js';
 import { openSqliteStore } from './sqlite/sqlite-store.js';
 import type { IdentityMode } from './store-identity.js';
-import type { Store } from './store.js';
 
 export interface OpenStoreOptions {
   /** `serve` (default) for a replica; `inspect` for operator tooling (never initialises, never refuses a reset). */
@@ -29,8 +29,11 @@ export class StoreOpenError extends Error {
   }
 }
 
-/** The closed set of store backends, selected by `settings.store.kind`. */
-export async function openStore(settings: Settings['store'], clock: Clock, opts: OpenStoreOptions = {}): Promise<Store> {
+/**
+ * The closed set of store backends, selected by `settings.store.kind`. Typed CheckedStore,
+ * not Store: a backend that does not take the shared argument checks does not compile here.
+ */
+export async function openStore(settings: Settings['store'], clock: Clock, opts: OpenStoreOptions = {}): Promise<CheckedStore> {
   switch (settings.kind) {
     case 'sqlite':
       try {
