@@ -6,12 +6,7 @@ import { verifyStoreAudit } from '../audit/verify.js';
 import { loadConfigFile } from '../config/load.js';
 import { openStore } from '../store/open-store.js';
 import { systemClock } from '../time/clock.js';
-import { flag, parseArgs } from './args.js';
-
-const USAGE = 'usage: leash audit verify --config <file> [--checkpoint <jws | file of audit lines | - for stdin>] [--jwks <file or URL>]';
-
-const out = (s: string) => process.stdout.write(s);
-const err = (s: string) => process.stderr.write(s);
+import type { CliIo, Invocation } from './command-spec.js';
 
 /** The compact JWS that looks like one, without trusting anything in it yet. */
 const COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
@@ -21,16 +16,13 @@ const COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
  * `--checkpoint`) against the newest valid signed checkpoint. Exit 0 intact, 1 broken,
  * 2 when a given checkpoint could not be checked (no valid one, JWKS unreachable).
  */
-export async function runAuditVerify(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, ['config', 'checkpoint', 'jwks']);
-  if (a.positional[0] !== 'verify' || a.positional.length !== 1) throw new Error(USAGE);
-  const path = flag(a, 'config') ?? process.env.LEASH_CONFIG;
-  if (!path) throw new Error(`no config: pass --config <file> or set LEASH_CONFIG\n${USAGE}`);
-  const loaded = await loadConfigFile(path);
+export async function auditVerifyCommand(inv: Invocation, io: CliIo): Promise<number> {
+  const { out, err } = io;
+  const loaded = await loadConfigFile(inv.string('config') as string);
   const settings = loaded.config.settings;
 
   let checkpoint: VerifiedCheckpoint | undefined;
-  const source = flag(a, 'checkpoint');
+  const source = inv.string('checkpoint');
   if (source !== undefined) {
     const candidates = await readCheckpoints(source);
     if (candidates.length === 0) {
@@ -39,7 +31,7 @@ export async function runAuditVerify(argv: readonly string[]): Promise<number> {
     }
     let jwks: JSONWebKeySet;
     try {
-      jwks = await loadJwks(flag(a, 'jwks') ?? `${settings.issuer}/jwks`);
+      jwks = await loadJwks(inv.string('jwks') ?? `${settings.issuer}/jwks`);
     } catch (e) {
       err(`cannot read the JWKS to verify the checkpoint: ${(e as Error).message}\n`);
       return 2;

@@ -2,6 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { discoverTokenEndpoint, isHttpUrl, readJson } from '../client/discovery.js';
 import { LeashExchangeError } from '../client/errors.js';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_AWS_CREDENTIALS, TOKEN_TYPE_JWT } from '../formats/token-types.js';
+import { parseCommandLine, processIo, UsageError, type CliIo, type Invocation } from './command-spec.js';
+import { LEASH, runCli } from './program.js';
+
+export { UsageError } from './command-spec.js';
 
 /**
  * `leash aws ...`: lets any AWS tool (CLI, every SDK) get its credentials from Leash with
@@ -9,15 +13,6 @@ import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_AWS_CREDENTIALS, TOKEN_TYPE_JWT } from
  * stdout as JSON and nothing else, so stdout carries exactly that JSON and every problem
  * goes to stderr with a non-zero exit.
  */
-
-const USAGE = `usage: leash aws credential-process --issuer <leash url> --client-id <plugin> --audience <grant audience>
-         (--task <id> | --task-file <path>) --attestation-file <path> [--scope <scope> ...]
-
-  Prints the AWS credential_process JSON (Version 1) for the plugin's aws-sts grant. Use it as
-    credential_process = leash aws credential-process --issuer ... --client-id ... ...
-  in ~/.aws/config. The attestation (e.g. a Kubernetes projected service-account token) and
-  the task id file are read on every run, so rotated tokens and new tasks are picked up.
-`;
 
 export interface CredentialProcessOptions {
   /** Leash base URL (its issuer). */
@@ -39,48 +34,38 @@ export interface CredentialProcessOutput {
   readonly Expiration: string;
 }
 
-/** A usage mistake on the command line (exit 2), as opposed to a refused exchange (exit 1). */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
-
-const VALUE_FLAGS = ['issuer', 'client-id', 'audience', 'task', 'task-file', 'attestation-file', 'scope'] as const;
-
 /**
- * Parses `credential-process` flags. `--scope` may repeat and each value may hold several
- * space-separated scopes (the OAuth `scope` syntax).
+ * Reads `credential-process` flags through the command tree (program.ts), then what the tree
+ * cannot say: one task form, an http(s) issuer. `--scope` may repeat and each value may
+ * hold several space-separated scopes (the OAuth `scope` syntax).
  */
 export function parseCredentialProcessArgs(argv: readonly string[]): CredentialProcessOptions {
-  const values = new Map<string, string[]>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument '${arg}'`);
-    const eq = arg.indexOf('=');
-    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    if (!(VALUE_FLAGS as readonly string[]).includes(name)) throw new UsageError(`unknown option --${name}`);
-    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
-    if (value === undefined || value === '') throw new UsageError(`--${name} needs a value`);
-    values.set(name, [...(values.get(name) ?? []), value]);
-  }
-  const missing = ['issuer', 'client-id', 'audience', 'attestation-file'].filter((f) => !values.has(f));
-  if (missing.length > 0) throw new UsageError(`missing ${missing.map((f) => `--${f}`).join(', ')}`);
-  const one = (name: string): string | undefined => {
-    const list = values.get(name);
-    if (list && list.length > 1) throw new UsageError(`--${name} given more than once`);
-    return list?.[0];
-  };
-  const issuer = one('issuer') as string;
+  const parsed = parseCommandLine(LEASH, ['aws', 'credential-process', ...argv], {});
+  if (parsed.kind === 'usage') throw new UsageError(parsed.message);
+  if (parsed.kind !== 'run') throw new UsageError('--help is not a credential request');
+  return credentialProcessOptions(parsed.inv);
+}
+
+function credentialProcessOptions(inv: Invocation): CredentialProcessOptions {
+  const issuer = inv.string('issuer') as string;
   if (!/^https?:\/\/[^?#\s]+$/.test(issuer)) throw new UsageError('--issuer must be the http(s) URL of Leash');
-  const task = one('task');
-  const taskFile = one('task-file');
+  const task = inv.string('task');
+  const taskFile = inv.string('task-file');
   if ((task === undefined) === (taskFile === undefined)) throw new UsageError('give exactly one of --task and --task-file');
-  const scopes = [...new Set((values.get('scope') ?? []).flatMap((s) => s.split(' ')).filter((s) => s !== ''))];
+  const scopes = [
+    ...new Set(
+      inv
+        .strings('scope')
+        .flatMap((s) => s.split(' '))
+        .filter((s) => s !== ''),
+    ),
+  ];
   return {
     issuer: issuer.replace(/\/+$/, ''),
-    clientId: one('client-id') as string,
-    audience: one('audience') as string,
+    clientId: inv.string('client-id') as string,
+    audience: inv.string('audience') as string,
     task: task !== undefined ? { id: task } : { file: taskFile as string },
-    attestationFile: one('attestation-file') as string,
+    attestationFile: inv.string('attestation-file') as string,
     scopes,
   };
 }
@@ -162,39 +147,24 @@ export function toCredentialProcess(body: Record<string, unknown> | undefined, s
   return { Version: 1, AccessKeyId: accessKeyId, SecretAccessKey: secretAccessKey, SessionToken: sessionToken, Expiration: new Date(when).toISOString() };
 }
 
-export interface CliIo {
+export interface AwsCliIo {
   readonly out: (s: string) => void;
   readonly err: (s: string) => void;
   readonly fetch?: typeof fetch;
 }
 
-const processIo: CliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+/** `leash aws <verb> ...` as one call (tests, scripts): the same parser and exit codes as the command line. */
+export async function runAwsCli(argv: readonly string[], io: AwsCliIo = processIo): Promise<number> {
+  return (await runCli(['aws', ...argv], { env: process.env, ...io })) ?? 0;
+}
 
 /**
- * `leash aws <subcommand>`: returns the exit code. Exit 2 for usage mistakes, 1 for a
+ * `leash aws credential-process`: exit 2 for usage mistakes and unreadable files, 1 for a
  * refused or failed exchange (the OAuth error and its description on stderr; the
  * attestation never appears anywhere).
  */
-export async function runAwsCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === undefined || sub === 'help' || sub === '--help') {
-    io.out(USAGE);
-    return 0;
-  }
-  if (sub !== 'credential-process') {
-    io.err(`unknown aws command '${sub}'\n${USAGE}`);
-    return 2;
-  }
-  let opts: CredentialProcessOptions;
-  try {
-    opts = parseCredentialProcessArgs(rest);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      io.err(`leash aws credential-process: ${e.message}\n${USAGE}`);
-      return 2;
-    }
-    throw e;
-  }
+export async function credentialProcessCommand(inv: Invocation, io: CliIo): Promise<number> {
+  const opts = credentialProcessOptions(inv);
   try {
     const creds = await fetchAwsCredentials(opts, io.fetch);
     io.out(`${JSON.stringify(creds)}\n`);
@@ -203,10 +173,6 @@ export async function runAwsCli(argv: readonly string[], io: CliIo = processIo):
     if (e instanceof LeashExchangeError) {
       io.err(`leash aws credential-process: ${e.error}${e.error_description ? `: ${e.error_description}` : ''}\n`);
       return 1;
-    }
-    if (e instanceof UsageError) {
-      io.err(`leash aws credential-process: ${e.message}\n`);
-      return 2;
     }
     throw e;
   }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { loadConfigBytes, loadConfigFile, readGuardrailsFile, type GuardrailsSource } from '../config/load.js';
 import { ConfigError } from '../config/config-error.js';
@@ -11,131 +10,52 @@ import { systemClock } from '../time/clock.js';
 import type { Broker } from '../broker.js';
 import { buildInfo } from '../config/build-info.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { flag, parseArgs, portFlag } from './args.js';
+import { UsageError, type CliIo, type Invocation } from './command-spec.js';
+import type { LeashConfig } from '../config/schema.js';
 
-const USAGE = `usage: leash <command>
-
-  serve --config <file> [--guardrails <file>] [--port <n>] [--management-port <n>]
-                                run the broker (also LEASH_CONFIG); reloads policy on SIGHUP or file change,
-                                drains on SIGTERM/SIGINT (settings.shutdown_grace)
-  serve --demo                  run the broker on the demo policy (public admin keys: a laptop only)
-  validate <file> [--guardrails <file>]
-                                check a config file, its policy, guardrails and exceptions without starting anything
-  review --config <file> [--guardrails <file>] [--store config|<sqlite path>|<redis url>] [--since 30d]
-         [--format text|json|sarif|markdown|html] [--fail-on critical|high|medium|low|none] [--base <file>] [--out <file>]
-                                governance review: findings mapped to OWASP NHI, OWASP Agentic and CSA MAESTRO (docs/review.md)
-  audit verify --config <file> [--checkpoint <jws|file|->] [--jwks <file|url>]
-                                verify the audit chain in the configured store, against the newest
-                                signed checkpoint found (a JWS, or audit JSON lines; - reads stdin)
-  store status --config <file>  the store's epoch, where its audit chain begins, any pending reset
-  store accept-reset --config <file> --yes [--by <name>]
-                                accept that the store was reset (replicas refuse until then)
-  demo                          quickstart: start on embedded defaults with the demo policy and show an exchange
-  demo token [--sa <name>]      print a demo Kubernetes service-account token for the demo cluster
-  aws credential-process ...    print AWS credentials from Leash in credential_process format (see docs/aws.md)
-  keys list|rotate|retire <kid>|revoke <kid> --reason <text> --url <leash url>
-                                signing keys of a running broker (admin key from LEASH_ADMIN_KEY or --key-file)
-  task show <id> --url <leash url> [--format text|json|html]
-                                a task's timeline: exchanges, approvals, uses, downstream events, revocations, anomalies
-  ingest cloudtrail <file|dir> --config <file>
-                                link CloudTrail log files (JSON as AWS writes them to S3, gzip or plain) to tasks and plugins
-  ingest vault-audit <file> --config <file>
-                                link a Vault audit-device log (JSON lines) to tasks and plugins by lease id and token accessor
-  hash-api-key <key>            print the sha256 to put in admin.api_keys
-  --version                     print the version of leash-broker
-  schema --out <file>           write the config JSON Schema (for editors)
-  docs --out <file>             regenerate docs/configuration.md's reference section
-  docs --review --out <file>    regenerate docs/review.md's rule catalogue
-`;
-
-const out = (s: string) => process.stdout.write(s);
-const err = (s: string) => process.stderr.write(s);
+/**
+ * The handlers of the commands that load a config themselves (serve, validate, ingest) and
+ * the generators (schema, docs); program.ts imports this module only when one of them runs.
+ */
 
 function configPath(file: string | undefined): string {
-  const path = file ?? process.env.LEASH_CONFIG;
-  if (!path) throw new Error('no config: pass --config <file> or set LEASH_CONFIG (to try Leash on the demo policy: npm start, or leash serve --demo)');
-  return path;
+  if (!file) throw new Error('no config: pass --config <file> or set LEASH_CONFIG (to try Leash on the demo policy: npm start, or leash serve --demo)');
+  return file;
 }
 
-function reportConfigError(e: unknown): number {
+function reportConfigError(e: unknown, io: CliIo): number {
   if (e instanceof ConfigError) {
-    err(`${e.message}\n`);
+    io.err(`${e.message}\n`);
     return 1;
   }
   throw e;
 }
 
-export async function runCli(argv: readonly string[]): Promise<number | undefined> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'serve':
-      return serve(rest);
-    case 'validate':
-      return validate(rest);
-    case 'review':
-      return (await import('./review.js')).runReviewCli(rest);
-    case 'audit':
-      return (await import('./audit.js')).runAuditVerify(rest);
-    case 'store':
-      return (await import('./store.js')).runStoreCli(rest);
-    case 'demo':
-      if (rest[0] === 'token') {
-        const a = parseArgs(rest.slice(1), ['sa', 'namespace', 'config']);
-        const { mintDemoToken } = await import('./demo.js');
-        out(`${await mintDemoToken({ serviceAccount: flag(a, 'sa') ?? 'crm-reader', namespace: flag(a, 'namespace') ?? 'plugins' })}\n`);
-        return 0;
-      }
-      // Loaded on demand: the OAuth stack is only needed by commands that serve.
-      return (await import('./demo.js')).runDemo(parseArgs(rest, ['port', 'management-port'], ['no-serve']));
-    case 'aws':
-      // `leash aws credential-process ...`: AWS credentials for any AWS SDK or CLI.
-      return (await import('./aws.js')).runAwsCli(rest);
-    case 'ingest':
-      return ingest(rest);
-    case 'task':
-      return (await import('./task.js')).runTaskCli(rest);
-    case 'keys':
-      // Talks to a running broker's admin API: no config or store needed here.
-      return (await import('./keys.js')).runKeysCli(rest);
-    case 'hash-api-key': {
-      const key = rest[0];
-      if (!key) throw new Error('usage: leash hash-api-key <key>');
-      out(`${createHash('sha256').update(key, 'utf8').digest('hex')}\n`);
-      return 0;
-    }
-    case 'schema': {
-      const a = parseArgs(rest, ['out']);
-      const path = flag(a, 'out') ?? 'schemas/leash-config.schema.json';
-      await writeJsonSchema(path);
-      out(`wrote ${path}\n`);
-      return 0;
-    }
-    case 'docs': {
-      const a = parseArgs(rest, ['out'], ['review']);
-      if (a.flags.has('review')) {
-        const path = flag(a, 'out') ?? 'docs/review.md';
-        await (await import('../review/catalogue.js')).writeReviewDoc(path);
-        out(`wrote ${path}\n`);
-        return 0;
-      }
-      const path = flag(a, 'out') ?? 'docs/configuration.md';
-      await writeConfigurationDoc(path);
-      out(`wrote ${path}\n`);
-      return 0;
-    }
-    case '--version':
-    case 'version':
-      out(`${buildInfo().version}\n`);
-      return 0;
-    case undefined:
-    case 'help':
-    case '--help':
-      out(USAGE);
-      return 0;
-    default:
-      err(`unknown command '${command}'\n${USAGE}`);
-      return 2;
+export async function schema(inv: Invocation, io: CliIo): Promise<number> {
+  const path = inv.string('out') ?? 'schemas/leash-config.schema.json';
+  await writeJsonSchema(path);
+  io.out(`wrote ${path}\n`);
+  return 0;
+}
+
+export async function docs(inv: Invocation, io: CliIo): Promise<number> {
+  if (inv.has('review') && inv.has('cli')) throw new UsageError('--review and --cli exclude each other');
+  if (inv.has('review')) {
+    const path = inv.string('out') ?? 'docs/review.md';
+    await (await import('../review/catalogue.js')).writeReviewDoc(path);
+    io.out(`wrote ${path}\n`);
+    return 0;
   }
+  if (inv.has('cli')) {
+    const path = inv.string('out') ?? 'docs/cli.md';
+    await (await import('./reference.js')).writeCliReference(path);
+    io.out(`wrote ${path}\n`);
+    return 0;
+  }
+  const path = inv.string('out') ?? 'docs/configuration.md';
+  await writeConfigurationDoc(path);
+  io.out(`wrote ${path}\n`);
+  return 0;
 }
 
 /** The `--guardrails FILE` option: the guardrails baseline platform security owns. */
@@ -143,33 +63,28 @@ export function guardrailsOption(file: string | undefined): GuardrailsSource | u
   return file === undefined ? undefined : readGuardrailsFile(file);
 }
 
-async function validate(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, ['guardrails']);
-  const file = a.positional[0];
-  if (!file) throw new Error('usage: leash validate <file> [--guardrails <file>]');
+export async function validate(inv: Invocation, io: CliIo): Promise<number> {
+  const file = inv.args[0] as string;
   try {
     // An exception that already expired covers nothing here: CI fails until it is renewed or removed.
-    const loaded = await loadConfigFile(file, { guardrails: guardrailsOption(flag(a, 'guardrails')), now: Date.now() });
+    const loaded = await loadConfigFile(file, { guardrails: guardrailsOption(inv.string('guardrails')), now: Date.now() });
     const policy = compilePolicy(loaded.config);
     const grants = [...policy.plugins.values()].reduce((n, p) => n + p.grants.length, 0);
     const exceptions = loaded.config.exceptions.length;
-    out(`${file}: valid (${loaded.config.trusted_issuers.length} trusted issuers, ${policy.plugins.size} plugins, ${grants} grants, ${exceptions} exception${exceptions === 1 ? '' : 's'})\n`);
+    io.out(`${file}: valid (${loaded.config.trusted_issuers.length} trusted issuers, ${policy.plugins.size} plugins, ${grants} grants, ${exceptions} exception${exceptions === 1 ? '' : 's'})\n`);
     return 0;
   } catch (e) {
-    return reportConfigError(e);
+    return reportConfigError(e, io);
   }
 }
 
-async function ingest(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, ['config']);
-  const [kind, path, ...extra] = a.positional;
-  if ((kind !== 'cloudtrail' && kind !== 'vault-audit') || !path || extra.length > 0)
-    throw new Error('usage: leash ingest cloudtrail <file|dir> --config <file> | leash ingest vault-audit <file> --config <file>');
+export async function ingest(kind: 'cloudtrail' | 'vault-audit', inv: Invocation, io: CliIo): Promise<number> {
+  const path = inv.args[0] as string;
   let loaded;
   try {
-    loaded = await loadConfigFile(configPath(flag(a, 'config')));
+    loaded = await loadConfigFile(configPath(inv.string('config')));
   } catch (e) {
-    return reportConfigError(e);
+    return reportConfigError(e, io);
   }
   const policy = compilePolicy(loaded.config);
   const store = await openStore(loaded.config.settings.store, systemClock);
@@ -180,19 +95,40 @@ async function ingest(argv: readonly string[]): Promise<number> {
     const how = Object.entries(r.byLink)
       .map(([k, n]) => `${k} ${n}`)
       .join(', ');
-    out(`${kind}: ${r.files} file(s), ${r.records} records: ${r.linked} linked${how ? ` (${how})` : ''}, ${r.unlinked} not Leash's, ${r.malformed} malformed; ${r.stored} new events stored\n`);
+    io.out(`${kind}: ${r.files} file(s), ${r.records} records: ${r.linked} linked${how ? ` (${how})` : ''}, ${r.unlinked} not Leash's, ${r.malformed} malformed; ${r.stored} new events stored\n`);
     return 0;
   } finally {
     await store.close();
   }
 }
 
-async function serve(argv: readonly string[]): Promise<number | undefined> {
+/**
+ * `--port` moves the listener, not the issuer: when the config's issuer names the port it
+ * listens on (no proxy in between), a different `--port` leaves clients told to come to the
+ * old one. Said once, on stderr, before anything else starts. Undefined when they agree.
+ */
+export function portIssuerMismatch(settings: Pick<LeashConfig['settings'], 'issuer' | 'listen'>, port: number | undefined): string | undefined {
+  if (port === undefined) return undefined;
+  let issuer: URL;
+  try {
+    issuer = new URL(settings.issuer);
+  } catch {
+    return undefined;
+  }
+  const advertised = issuer.port === '' ? (issuer.protocol === 'https:' ? 443 : 80) : Number(issuer.port);
+  // An issuer on another port than settings.listen.port is reached through a proxy or a Service: --port changes nothing it says.
+  if (advertised !== settings.listen.port || advertised === port) return undefined;
+  return `--port ${port} disagrees with the issuer the config advertises (${settings.issuer}, port ${advertised}): clients discover and verify against ${settings.issuer}; change settings.issuer (and settings.listen.port) in the config instead, or put a proxy on port ${advertised}`;
+}
+
+export async function serve(inv: Invocation, io: CliIo): Promise<number | undefined> {
   // `--demo-if-no-config` is what `npm start` passes: a checkout with nothing configured
   // serves the demo policy (loudly); `leash serve` itself never falls back silently.
-  const a = parseArgs(argv, ['config', 'port', 'management-port', 'guardrails'], ['demo', 'demo-if-no-config']);
-  if (a.flags.has('demo') && flag(a, 'config') !== undefined) throw new Error('--demo and --config exclude each other');
-  const demo = a.flags.has('demo') || (a.flags.has('demo-if-no-config') && flag(a, 'config') === undefined && !process.env.LEASH_CONFIG);
+  if (inv.has('demo') && inv.given('config')) throw new Error('--demo and --config exclude each other');
+  const demo = inv.has('demo') || (inv.has('demo-if-no-config') && inv.string('config') === undefined);
+  // Read before anything starts: a bad --port is a usage error (exit 2).
+  const port = inv.port('port');
+  const managementPort = inv.port('management-port');
   let path: string;
   let demoNotice: string | undefined;
   if (demo) {
@@ -200,19 +136,21 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
     path = await prepareDemo();
     demoNotice = DEMO_NOTICE;
   } else {
-    path = configPath(flag(a, 'config'));
+    path = configPath(inv.string('config'));
   }
-  const guardrailsFile = flag(a, 'guardrails') ?? process.env.LEASH_GUARDRAILS;
+  const guardrailsFile = inv.string('guardrails') ?? io.env.LEASH_GUARDRAILS;
   let loaded;
   try {
     loaded = await loadConfigFile(path, { guardrails: guardrailsOption(guardrailsFile) });
   } catch (e) {
     // Before a config there is no log stream: the problems go to stderr as text, as `leash validate` prints them.
-    return reportConfigError(e);
+    return reportConfigError(e, io);
   }
   // From here on every line on stderr is one JSON log object; stdout carries only security events.
   const logger = createLogger({ level: loaded.config.settings.log.level });
   if (demoNotice) logger.warn(demoNotice);
+  const mismatch = portIssuerMismatch(loaded.config.settings, port);
+  if (mismatch) logger.warn(mismatch, { port, issuer: loaded.config.settings.issuer });
   const { Broker } = await import('../broker.js');
   const { bindListeners, ListenError } = await import('../http/listener.js');
   const { tlsServerOptions } = await import('../mtls/tls-material.js');
@@ -220,13 +158,13 @@ async function serve(argv: readonly string[]): Promise<number | undefined> {
   try {
     tls = tlsServerOptions(loaded.config);
   } catch (e) {
-    return reportConfigError(e);
+    return reportConfigError(e, io);
   }
   let broker: Broker;
   let listeners;
   try {
     // Ports first: one in use ends the start here, before keys, store or audit events exist.
-    listeners = await bindListeners(loaded.config.settings, { port: portFlag(a, 'port'), managementPort: portFlag(a, 'management-port'), tls });
+    listeners = await bindListeners(loaded.config.settings, { port, managementPort, tls });
     broker = await Broker.create(loaded, { listeners, logger });
   } catch (e) {
     if (e instanceof ListenError) logger.fatal(e.message, { address: e.address, role: e.role, code: e.code });

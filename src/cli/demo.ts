@@ -9,7 +9,7 @@ import { loadConfigFile } from '../config/load.js';
 import { Broker } from '../broker.js';
 import { bindListeners } from '../http/listener.js';
 import { LeashPluginClient, createLeashVerifier, createUsageReporter, requireLeashToken } from '../client/index.js';
-import { portFlag, type ParsedArgs } from './args.js';
+import type { CliIo, Invocation } from './command-spec.js';
 import { renderText } from '../review/formats/text.js';
 import type { ReviewReport } from '../review/review.js';
 
@@ -80,18 +80,18 @@ function decode(token: string): Record<string, unknown> {
  * The quickstart: start Leash on embedded defaults (local keys, SQLite, demo policy),
  * then play the three roles (orchestrator, plugin, resource server) against it over HTTP.
  */
-export async function runDemo(args: ParsedArgs): Promise<number> {
-  const say = (s = '') => process.stdout.write(`${s}\n`);
+export async function runDemo(inv: Invocation, io: CliIo): Promise<number> {
+  const say = (s = '') => io.out(`${s}\n`);
   let loaded = await loadConfigFile(await prepareDemo());
-  const portGiven = portFlag(args, 'port');
-  const port = portGiven ?? loaded.config.settings.listen.port;
+  const portGiven = inv.port('port');
+  // Ports first: one in use stops the demo before it creates keys or records anything.
+  const listeners = await bindListeners(loaded.config.settings, { port: portGiven ?? loaded.config.settings.listen.port, managementPort: inv.port('management-port') });
   if (portGiven !== undefined) {
-    // The issuer names the port; keep them in step when the demo runs elsewhere.
+    // The issuer names the port; the demo's follows --port (the one bound, when --port 0 let the system choose).
     const { settings } = loaded.config;
+    const port = Number(new URL(listeners.public.url).port);
     loaded = { ...loaded, config: { ...loaded.config, settings: { ...settings, issuer: `http://127.0.0.1:${port}`, listen: { ...settings.listen, port } } } };
   }
-  // Ports first: one in use stops the demo before it creates keys or records anything.
-  const listeners = await bindListeners(loaded.config.settings, { port, managementPort: portFlag(args, 'management-port') });
   const broker = await Broker.create(loaded, { write: () => undefined, auditWrite: () => undefined, defaultMetrics: false, listeners });
   const base = listeners.public.url;
   const issuer = broker.config.settings.issuer;
@@ -176,7 +176,7 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
     say(`   curl -s ${base}/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d client_id=crm-reader \\`);
     say(`        -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d subject_token=$SA -d resource=${CRM_API} -d task=$TASK`);
     say(`   curl -s ${base}/jwks`);
-    if (args.flags.has('no-serve')) return 0;
+    if (inv.has('no-serve')) return 0;
     await new Promise<void>((r) => {
       process.once('SIGINT', () => r());
       process.once('SIGTERM', () => r());
@@ -186,4 +186,10 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
     if (api) await new Promise<void>((r) => api!.close(() => r()));
     await broker.close();
   }
+}
+
+/** `leash demo token`: a service-account token the demo policy accepts, for trying the exchange by hand. */
+export async function demoTokenCommand(inv: Invocation, io: CliIo): Promise<number> {
+  io.out(`${await mintDemoToken({ serviceAccount: inv.string('sa') ?? 'crm-reader', namespace: inv.string('namespace') ?? 'plugins' })}\n`);
+  return 0;
 }

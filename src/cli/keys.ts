@@ -1,22 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { flag, parseArgs } from './args.js';
+import { UsageError, type CliIo, type Invocation } from './command-spec.js';
 
 /**
  * `leash keys ...`: the signing-key admin API of a running broker from a shell. The admin
  * credential comes from `LEASH_ADMIN_KEY` or `--key-file`, never from the command line
  * (it would land in shell history and `ps`).
  */
-
-export const KEYS_USAGE = `usage: leash keys <verb> --url <leash url> [--key-file <path>] [--json]
-
-  list                                  the signing keys, their states and times (role ops or security)
-  rotate [--reason <text>] [--force]    next becomes current, current retires (role ops)
-  retire <kid> [--reason <text>]        stop signing with a key; it stays published until remove_at (role ops)
-  revoke <kid> --reason <text>          emergency: withdraw the key now and revoke every token it signed (role security)
-
-  The admin API key is read from $LEASH_ADMIN_KEY or from --key-file; --url defaults to $LEASH_URL.
-  Exit status: 0 done, 1 refused or failed by the broker, 2 usage error.
-`;
 
 interface KeyRow {
   kid: string;
@@ -37,9 +26,6 @@ interface Transition {
   from: string | null;
   to: string;
 }
-
-/** A usage mistake (exit 2), as opposed to a refusal by the broker (exit 1). */
-class KeysUsageError extends Error {}
 
 export interface KeysCliIo {
   readonly out: (s: string) => void;
@@ -80,88 +66,70 @@ async function adminKey(keyFile: string | undefined, env: NodeJS.ProcessEnv): Pr
   if (keyFile !== undefined) {
     const key = (
       await readFile(keyFile, 'utf8').catch((e: Error) => {
-        throw new KeysUsageError(`cannot read --key-file: ${(e as NodeJS.ErrnoException).code ?? e.message}`);
+        throw new UsageError(`cannot read --key-file: ${(e as NodeJS.ErrnoException).code ?? e.message}`);
       })
     ).trim();
-    if (!key) throw new KeysUsageError('--key-file is empty');
+    if (!key) throw new UsageError('--key-file is empty');
     return key;
   }
   const key = env.LEASH_ADMIN_KEY?.trim();
-  if (!key) throw new KeysUsageError('no admin credential: set LEASH_ADMIN_KEY or pass --key-file <path>');
+  if (!key) throw new UsageError('no admin credential: set LEASH_ADMIN_KEY or pass --key-file <path>');
   return key;
 }
 
+/** `leash keys <verb> ...` as one call (tests, scripts): the same parser and exit codes as the command line. */
 export async function runKeysCli(argv: readonly string[], io: KeysCliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), env: process.env }): Promise<number> {
-  let args;
-  try {
-    args = parseArgs(argv, ['url', 'key-file', 'reason'], ['json', 'force']);
-  } catch (e) {
-    io.err(`${(e as Error).message}\n${KEYS_USAGE}`);
-    return 2;
-  }
-  const [verb, kid, ...extra] = args.positional;
-  const json = args.flags.get('json') === true;
-  try {
-    if (verb === undefined || verb === 'help') {
-      io.out(KEYS_USAGE);
-      return verb === undefined ? 2 : 0;
-    }
-    if (!['list', 'rotate', 'retire', 'revoke'].includes(verb)) throw new KeysUsageError(`unknown verb '${verb}'`);
-    const needsKid = verb === 'retire' || verb === 'revoke';
-    if (needsKid && !kid) throw new KeysUsageError(`leash keys ${verb} needs a <kid>`);
-    if ((needsKid ? extra : [kid, ...extra]).some((a) => a !== undefined)) throw new KeysUsageError('too many arguments');
-    if (verb === 'revoke' && flag(args, 'reason') === undefined) throw new KeysUsageError('leash keys revoke needs --reason <text> (it goes into the audit trail)');
-    if (verb !== 'rotate' && args.flags.has('force')) throw new KeysUsageError('--force applies to rotate only');
-    if (verb === 'list' && args.flags.has('reason')) throw new KeysUsageError('--reason does not apply to list');
-    const url = (flag(args, 'url') ?? io.env.LEASH_URL)?.replace(/\/+$/, '');
-    if (!url || !/^https?:\/\/[^?#\s]+$/.test(url)) throw new KeysUsageError('give the broker URL with --url <http(s)://...> or LEASH_URL');
-    const key = await adminKey(flag(args, 'key-file'), io.env);
+  const { runCli } = await import('./program.js');
+  return (await runCli(['keys', ...argv], io)) ?? 0;
+}
 
-    const body: Record<string, unknown> = {};
-    const reason = flag(args, 'reason');
-    if (reason !== undefined) body.reason = reason;
-    if (args.flags.get('force') === true) body.force = true;
-    const path = verb === 'list' ? '/admin/keys' : verb === 'rotate' ? '/admin/keys/rotate' : `/admin/keys/${encodeURIComponent(kid as string)}/${verb}`;
-    let res: Response;
-    try {
-      res = await fetch(`${url}${path}`, {
-        method: verb === 'list' ? 'GET' : 'POST',
-        headers: { authorization: `Bearer ${key}`, accept: 'application/json', ...(verb === 'list' ? {} : { 'content-type': 'application/json' }) },
-        body: verb === 'list' ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(30_000),
-      });
-    } catch (e) {
-      io.err(`leash keys: cannot reach ${url}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}\n`);
-      return 1;
-    }
-    const text = await res.text();
-    let payload: Record<string, unknown>;
-    try {
-      payload = JSON.parse(text) as Record<string, unknown>;
-    } catch {
-      io.err(`leash keys: ${url} answered ${res.status} with a body that is not JSON (is --url a Leash broker?)\n`);
-      return 1;
-    }
-    if (!res.ok) {
-      if (json) io.out(`${JSON.stringify(payload, null, 2)}\n`);
-      const rule = typeof payload.conflict === 'string' ? ` (${payload.conflict})` : '';
-      io.err(`leash keys ${verb}: ${res.status} ${String(payload.error)}${rule}: ${String(payload.error_description)}\n`);
-      return 1;
-    }
-    if (json) {
-      io.out(`${JSON.stringify(payload, null, 2)}\n`);
-      return 0;
-    }
-    for (const t of (payload.transitions as Transition[] | undefined) ?? []) io.out(`${t.action.padEnd(8)} ${t.kid}  ${t.from ?? '(new)'} -> ${t.to}\n`);
-    if (payload.revocation) io.out(`tokens signed by ${kid} are revoked (revocation seq ${String((payload.revocation as { seq: unknown }).seq)})\n`);
-    if (payload.transitions) io.out('\n');
-    io.out(keysTable(payload.keys as KeyRow[]));
-    return 0;
+/** `leash keys list|rotate|retire|revoke`: the arguments are parsed and checked by the command tree (program.ts). */
+export async function keysCommand(inv: Invocation, io: CliIo): Promise<number> {
+  const verb = inv.path[1] as 'list' | 'rotate' | 'retire' | 'revoke';
+  const kid = inv.args[0];
+  const json = inv.has('json');
+  const url = (inv.string('url') as string).replace(/\/+$/, '');
+  if (!/^https?:\/\/[^?#\s]+$/.test(url)) throw new UsageError('give the broker URL with --url <http(s)://...> or LEASH_URL');
+  const key = await adminKey(inv.string('key-file'), io.env);
+
+  const body: Record<string, unknown> = {};
+  const reason = verb === 'list' ? undefined : inv.string('reason');
+  if (reason !== undefined) body.reason = reason;
+  if (verb === 'rotate' && inv.has('force')) body.force = true;
+  const path = verb === 'list' ? '/admin/keys' : verb === 'rotate' ? '/admin/keys/rotate' : `/admin/keys/${encodeURIComponent(kid as string)}/${verb}`;
+  let res: Response;
+  try {
+    res = await (io.fetch ?? fetch)(`${url}${path}`, {
+      method: verb === 'list' ? 'GET' : 'POST',
+      headers: { authorization: `Bearer ${key}`, accept: 'application/json', ...(verb === 'list' ? {} : { 'content-type': 'application/json' }) },
+      body: verb === 'list' ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
   } catch (e) {
-    if (e instanceof KeysUsageError) {
-      io.err(`leash keys: ${e.message}\n${KEYS_USAGE}`);
-      return 2;
-    }
-    throw e;
+    io.err(`leash keys: cannot reach ${url}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}\n`);
+    return 1;
   }
+  const text = await res.text();
+  let payload: Record<string, unknown>;
+  try {
+    payload = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    io.err(`leash keys: ${url} answered ${res.status} with a body that is not JSON (is --url a Leash broker?)\n`);
+    return 1;
+  }
+  if (!res.ok) {
+    if (json) io.out(`${JSON.stringify(payload, null, 2)}\n`);
+    const rule = typeof payload.conflict === 'string' ? ` (${payload.conflict})` : '';
+    io.err(`leash keys ${verb}: ${res.status} ${String(payload.error)}${rule}: ${String(payload.error_description)}\n`);
+    return 1;
+  }
+  if (json) {
+    io.out(`${JSON.stringify(payload, null, 2)}\n`);
+    return 0;
+  }
+  for (const t of (payload.transitions as Transition[] | undefined) ?? []) io.out(`${t.action.padEnd(8)} ${t.kid}  ${t.from ?? '(new)'} -> ${t.to}\n`);
+  if (payload.revocation) io.out(`tokens signed by ${kid} are revoked (revocation seq ${String((payload.revocation as { seq: unknown }).seq)})\n`);
+  if (payload.transitions) io.out('\n');
+  io.out(keysTable(payload.keys as KeyRow[]));
+  return 0;
 }

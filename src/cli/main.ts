@@ -1,12 +1,6 @@
 #!/usr/bin/env node
-import { runCli } from './commands.js';
+import { runCli } from './program.js';
 
-runCli(process.argv.slice(2)).then(
-  (code) => {
-    if (code !== undefined) process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`leash: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+// runCli reports every problem itself (stderr) and returns the exit code.
+const code = await runCli(process.argv.slice(2));
+if (code !== undefined) process.exitCode = code;

@@ -12,42 +12,38 @@ import { renderHtml, renderMarkdown } from '../review/formats/report-docs.js';
 import { renderSarif } from '../review/formats/sarif.js';
 import { renderText, summaryLine } from '../review/formats/text.js';
 import { atOrAbove, runReview, type ReviewInput, type ReviewResult } from '../review/review.js';
-import { SEVERITIES, type Severity } from '../review/rules.js';
+import type { Severity } from '../review/rules.js';
 import { sourceMap } from '../review/source-map.js';
 import { openStore } from '../store/open-store.js';
 import { systemClock } from '../time/clock.js';
-import { flag, parseArgs } from './args.js';
+import { processIo, UsageError, type CliIo, type Invocation } from './command-spec.js';
 
-const FORMATS = ['text', 'json', 'sarif', 'markdown', 'html'] as const;
-type Format = (typeof FORMATS)[number];
-const USAGE =
-  'usage: leash review --config <file> [--guardrails <file>] [--store config|<sqlite path>|<redis url>] [--since 30d] ' +
-  '[--format text|json|sarif|markdown|html] [--fail-on critical|high|medium|low|none] [--base <file>] [--out <file>]';
+type Format = 'text' | 'json' | 'sarif' | 'markdown' | 'html';
+
+/** `leash review ...` as one call (tests, CI scripts): the same parser and exit codes as the command line. */
+export async function runReviewCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  const { runCli } = await import('./program.js');
+  return (await runCli(['review', ...argv], io)) ?? 0;
+}
 
 /** Exit codes: 0 nothing at or above --fail-on, 1 something is, 2 the policy or the arguments are unusable. */
-export async function runReviewCli(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, ['config', 'guardrails', 'store', 'since', 'format', 'fail-on', 'base', 'out']);
-  const path = flag(a, 'config') ?? process.env.LEASH_CONFIG;
-  const format = (flag(a, 'format') ?? 'text') as Format;
-  const failOn = (flag(a, 'fail-on') ?? 'high') as Severity | 'none';
-  if (!path || !FORMATS.includes(format) || !([...SEVERITIES, 'none'] as string[]).includes(failOn)) {
-    process.stderr.write(`${USAGE}\n`);
-    return 2;
-  }
-  const sinceDays = parseSince(flag(a, 'since'));
+export async function reviewCommand(inv: Invocation, io: CliIo): Promise<number> {
+  const path = inv.string('config') as string;
+  const format = (inv.string('format') ?? 'text') as Format;
+  const failOn = (inv.string('fail-on') ?? 'high') as Severity | 'none';
+  const sinceDays = parseSince(inv.string('since'));
   if (sinceDays === undefined) {
-    process.stderr.write(`--since must be a number of days like 30d\n${USAGE}\n`);
-    return 2;
+    throw new UsageError(`--since must be a number of days like 30d (got '${inv.string('since') as string}')`);
   }
   const now = systemClock.now();
   let output: string;
   let failing: boolean;
   try {
-    const guardrails = flag(a, 'guardrails');
+    const guardrails = inv.string('guardrails');
     const head = loadForReview(path, guardrails);
-    const evidence = await gatherEvidence(flag(a, 'store'), head.config, now, sinceDays);
+    const evidence = await gatherEvidence(inv.string('store'), head.config, now, sinceDays);
     const result = runReview({ ...head.input, now, ...evidence });
-    const basePath = flag(a, 'base');
+    const basePath = inv.string('base');
     if (basePath !== undefined) {
       const base = loadForReview(basePath, guardrails);
       const diff = diffReports(runReview({ ...base.input, now, ...evidence }).report, result.report);
@@ -59,14 +55,14 @@ export async function runReviewCli(argv: readonly string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
+      io.err(`${e.message}\n`);
       return 2;
     }
     throw e;
   }
-  const out = flag(a, 'out');
+  const out = inv.string('out');
   if (out !== undefined) await writeFile(out, output);
-  else process.stdout.write(output);
+  else io.out(output);
   return failing ? 1 : 0;
 }
 

@@ -4,13 +4,7 @@ import { loadConfigFile } from '../config/load.js';
 import { openStore } from '../store/open-store.js';
 import { describeReset } from '../store/store-identity.js';
 import { systemClock } from '../time/clock.js';
-import { flag, parseArgs } from './args.js';
-
-const USAGE = `usage: leash store status --config <file>
-       leash store accept-reset --config <file> --yes [--by <name>]`;
-
-const out = (s: string) => process.stdout.write(s);
-const err = (s: string) => process.stderr.write(s);
+import type { CliIo, Invocation } from './command-spec.js';
 
 /**
  * `leash store`: the store's identity, and the operator's acknowledgement of a reset.
@@ -18,13 +12,10 @@ const err = (s: string) => process.stderr.write(s);
  * acknowledgement is written into the store, where every replica reads it on its next
  * revocation sync (`revocation.sync_interval_ms`) and serves again.
  */
-export async function runStoreCli(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, ['config', 'by'], ['yes']);
-  const verb = a.positional[0];
-  if ((verb !== 'status' && verb !== 'accept-reset') || a.positional.length !== 1) throw new Error(USAGE);
-  const path = flag(a, 'config') ?? process.env.LEASH_CONFIG;
-  if (!path) throw new Error(`no config: pass --config <file> or set LEASH_CONFIG\n${USAGE}`);
-  const loaded = await loadConfigFile(path);
+export async function storeCommand(inv: Invocation, io: CliIo): Promise<number> {
+  const { out, err } = io;
+  const verb = inv.path[1] as 'status' | 'accept-reset';
+  const loaded = await loadConfigFile(inv.string('config') as string);
   const store = await openStore(loaded.config.settings.store, systemClock, { identity: 'inspect' });
   try {
     const id = await store.identity();
@@ -44,11 +35,11 @@ export async function runStoreCli(argv: readonly string[]): Promise<number> {
       out(`no reset pending: the store is in epoch ${id.epoch ?? 'none'}\n`);
       return 0;
     }
-    if (a.flags.get('yes') !== true) {
+    if (!inv.has('yes')) {
       err(`${describeReset(id.marker)}\nAccepting tells every replica to serve again on what the store holds now. Re-run with --yes to accept.\n`);
       return 2;
     }
-    const actor = `cli:${flag(a, 'by') ?? safeUser()}`;
+    const actor = `cli:${inv.string('by') ?? safeUser()}`;
     const accepted = await store.acceptReset(actor, systemClock.now());
     if (!accepted) {
       out('no reset pending any more (accepted meanwhile)\n');
