@@ -157,7 +157,7 @@ export function parseCommandLine(root: CommandSpec, argv: readonly string[], env
   }
   if (!spec.run) {
     // A group without its verb: say which verbs there are.
-    return spec === root ? { kind: 'help', path } : { kind: 'usage', path, message: `missing verb (one of: ${spec.commands.map((c) => c.name).join(', ')})`, showHelp: true };
+    return spec === root ? { kind: 'help', path } : { kind: 'usage', path, message: `missing verb (one of: ${(spec.commands ?? []).map((c) => c.name).join(', ')})`, showHelp: true };
   }
   return parseLeaf(root, spec, path, argv.slice(i), env);
 }
@@ -217,7 +217,7 @@ function parseLeaf(root: CommandSpec, spec: CommandSpec, path: string[], rest: r
   const variadic = args.at(-1)?.variadic === true;
   if (!variadic && positionals.length > args.length) return usage(`unexpected argument '${positionals[args.length] as string}'`);
   const needed = args.filter((a) => !a.optional);
-  if (positionals.length < needed.length) return usage(`${usageHead(path)} needs a <${(needed[positionals.length] as ArgSpec).name}>`);
+  if (positionals.length < needed.length) return usage(`needs a <${(needed[positionals.length] as ArgSpec).name}>`);
   for (const [n, a] of args.entries()) {
     const given = a.variadic ? positionals.slice(n) : positionals[n] === undefined ? [] : [positionals[n] as string];
     const bad = a.choices ? given.find((v) => !a.choices!.includes(v)) : undefined;

@@ -191,7 +191,7 @@ export const LEASH: CommandSpec = {
               summary: 'why, for the audit trail',
               required: true,
               complete: 'none',
-              missing: 'leash keys revoke needs --reason <text> (it goes into the audit trail)',
+              missing: 'needs --reason <text> (it goes into the audit trail)',
             },
           ],
         }),
