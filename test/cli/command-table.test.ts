@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -35,16 +35,11 @@ const named = (path: readonly string[]) => ['leash', ...path].join(' ');
 const needsInput = (spec: CommandSpec, path: readonly string[]) => path.length > 0 && (!spec.run || (spec.args ?? []).some((a) => !a.optional) || (spec.options ?? []).some((o) => o.required));
 
 let dir: string;
-let squatter: Server;
-let taken: number;
 let closed: number;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'leash-cli-table-'));
   await writeFile(join(dir, 'token'), 'not-a-real-attestation\n');
-  squatter = createServer();
-  await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', () => r()));
-  taken = (squatter.address() as { port: number }).port;
   // A port nothing listens on: bound, then released.
   const probe = createServer();
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
@@ -53,7 +48,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await new Promise((r) => squatter.close(r));
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -69,8 +63,9 @@ const FAILURES: Record<string, Failure> = {
   'audit verify': { argv: () => ['audit', 'verify', '--config', nowhere] },
   'store status': { argv: () => ['store', 'status', '--config', nowhere] },
   'store accept-reset': { argv: () => ['store', 'accept-reset', '--config', nowhere, '--yes'] },
-  demo: { argv: () => ['demo', '--port', String(taken), '--no-serve'] },
-  // Its files go under the current folder: one without config/ cannot hold them.
+  // The demo's files go under the current folder: one without config/ cannot hold them (and
+  // the checkout's demo key, which other suites use at the same time, is left alone).
+  demo: { argv: () => ['demo', '--no-serve'], spawnInEmptyDir: true },
   'demo token': { argv: () => ['demo', 'token'], spawnInEmptyDir: true },
   'aws credential-process': {
     argv: () => ['aws', 'credential-process', '--issuer', `http://127.0.0.1:${closed}`, '--client-id', 'p', '--audience', 'a', '--attestation-file', join(dir, 'token'), '--task', 't'],
