@@ -72,7 +72,7 @@ export function isForbiddenAlgorithm(alg: string): boolean {
  * Built once per issuer; the per-token path is one decode and one signature verification.
  */
 export function createJwtVerifier(cfg: JwtCheckConfig, deps: { keys: JWTVerifyGetKey; clock: Clock }): JwtVerifier {
-  const algorithms = cfg.algorithms.filter((a) => !isForbiddenAlgorithm(a));
+  const algorithms = (cfg.algorithms ?? []).filter((a) => !isForbiddenAlgorithm(a));
   if (algorithms.length === 0) throw new TypeError(`issuer '${cfg.issuer}': no asymmetric algorithm allowed (none and HS* are never accepted)`);
   const allowed: ReadonlySet<string> = new Set(algorithms);
   const audiences: ReadonlySet<string> = new Set(typeof cfg.audience === 'string' ? [cfg.audience] : cfg.audience);

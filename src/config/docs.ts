@@ -38,10 +38,12 @@ const code = (s: string) => `\`${s}\``;
 const hasDefault = (s: SchemaNode) => Object.prototype.hasOwnProperty.call(s, 'default');
 
 /** Object schemas reachable from a property without crossing another object. */
-function objectsIn(s: SchemaNode, label: string): Array<{ node: SchemaNode; label: string }> {
+function objectsIn(s: SchemaNode, label: string): Array<{ node: SchemaNode; label: string; title?: string }> {
   if (s.type === 'object' && s.properties) return [{ node: s, label }];
   if (s.type === 'array' && s.items) return objectsIn(s.items, `${label}[]`);
   if (s.anyOf) return s.anyOf.flatMap((b) => objectsIn(b, label));
+  // A discriminated union: one section per branch, under the branch's own title.
+  if (s.oneOf) return s.oneOf.flatMap((b) => objectsIn(b, label).map((o) => ({ ...o, title: b.title ?? o.label })));
   if (s.type === 'object' && s.patternProperties) return Object.values(s.patternProperties).flatMap((v) => objectsIn(v, `${label}.<name>`));
   return [];
 }
@@ -61,7 +63,7 @@ function collectSections(root: SchemaNode): Map<string, Section> {
     const prefix = shared?.prefix ?? usedAt;
     for (const [name, prop] of Object.entries(node.properties ?? {})) {
       const childLabel = prefix ? `${prefix}.${name}` : name;
-      for (const child of objectsIn(prop, childLabel)) visit(child.node, child.label, child.label);
+      for (const child of objectsIn(prop, childLabel)) visit(child.node, child.title ?? child.label, child.label);
     }
   };
   visit(root, 'Top level', '');
@@ -80,6 +82,10 @@ function typeText(s: SchemaNode, sections: Map<string, Section>): string {
   if (s.anyOf) {
     if (s.anyOf.every((b) => b.const !== undefined)) return s.anyOf.map((b) => code(JSON.stringify(b.const))).join(' or ');
     return s.anyOf.map((b) => typeText(b, sections)).join(' or ');
+  }
+  if (s.oneOf) {
+    const tag = s.discriminator?.propertyName;
+    return `one of ${s.oneOf.map((b) => (tag ? `${typeText(b, sections).replace(/^\[[^\]]*\]/, `[${tag}: ${String(b.properties?.[tag]?.const)}]`)}` : typeText(b, sections))).join(', ')}`;
   }
   switch (s.type) {
     case 'string': {

@@ -8,7 +8,7 @@ import { LeashConfig } from './schema.js';
  * support best; TypeBox emits nothing newer than draft-07 keywords for this schema.
  *
  * Keys with a default are dropped from `required`: the loader fills them in, so an editor
- * must not flag their absence. "Exactly one of" and cross-reference rules are checked by
+ * must not flag their absence. A trusted issuer is a `oneOf` with one branch per `kind`. "Exactly one of" and cross-reference rules are checked by
  * the loader only (`leash validate`), as the schema cannot express them.
  */
 
@@ -22,7 +22,9 @@ function withOptionalDefaults(node: Json): Json {
   if (Array.isArray(node)) return node.map(withOptionalDefaults);
   if (node === null || typeof node !== 'object') return node;
   const out: { [key: string]: Json } = {};
-  for (const [k, v] of Object.entries(node)) out[k] = withOptionalDefaults(v);
+  // `discriminator` is ajv's (OpenAPI's) keyword, not draft-07's: the loader uses it to pick
+  // the branch; in the editor schema the `const` of each branch's tag does the same.
+  for (const [k, v] of Object.entries(node)) if (k !== 'discriminator') out[k] = withOptionalDefaults(v);
   const props = out.properties;
   if (Array.isArray(out.required) && props !== null && typeof props === 'object' && !Array.isArray(props)) {
     const required = out.required.filter((name) => {

@@ -1,4 +1,5 @@
 import type { ConfigProblem } from './config-error.js';
+import { ISSUER_KINDS, TRUSTED_ISSUER_FIELDS, type IssuerKind } from './schema.js';
 
 /**
  * What each trusted-issuer kind demands of its own config and of the bindings that use
@@ -14,7 +15,6 @@ const rec = (v: unknown): Rec => (v !== null && typeof v === 'object' && !Array.
 const list = (v: unknown): readonly unknown[] => (Array.isArray(v) ? v : []);
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
-const JWT_KINDS = new Set(['kubernetes', 'spiffe', 'github-actions', 'gitlab', 'gcp', 'azure', 'oidc']);
 /** STS accepts a SigV4 signature for 15 minutes. */
 const AWS_MAX_SIGNATURE_AGE = 900;
 const AZURE_TENANT_ISSUER =
@@ -125,10 +125,7 @@ export function kindProblems(root: Rec, asWritten: unknown): ConfigProblem[] {
     if (kind === undefined) return;
     if (name !== undefined && !kinds.has(name)) kinds.set(name, kind);
     const issuer = str(t.issuer) ?? '';
-    if (JWT_KINDS.has(kind) && t.jwks === undefined) report(`${at}/jwks`, `is required for kind '${kind}' (where the issuer's verification keys come from)`);
-    if (kind !== 'aws' && t.region !== undefined) report(`${at}/region`, `only applies to kind 'aws' (this issuer is '${kind}')`);
     if (kind === 'aws') {
-      if (t.jwks !== undefined) report(`${at}/jwks`, "does not apply to kind 'aws': STS checks the signature, Leash holds no AWS key");
       if (!/^https?:\/\/[^/?#]+\/?$/.test(issuer)) report(`${at}/issuer`, "must be the STS endpoint's URL, e.g. https://sts.us-east-1.amazonaws.com");
       else if (production && !issuer.startsWith('https://')) report(`${at}/issuer`, 'must be an https:// URL when settings.production is true');
       const age = rec(written[i]).max_token_age;
@@ -159,4 +156,47 @@ export function kindProblems(root: Rec, asWritten: unknown): ConfigProblem[] {
     });
   });
   return problems;
+}
+
+// ---------------------------------------------------------------- keys per kind
+
+/** Why a key that other kinds take means nothing for this one, where "only applies to" would not say enough. */
+const NOT_FOR_KIND: Readonly<Partial<Record<IssuerKind, Readonly<Record<string, string>>>>> = {
+  aws: {
+    jwks: 'STS checks the signature, Leash holds no AWS key',
+    algorithms: 'the attestation is a SigV4-signed request, not a JWT',
+  },
+  'x509-svid': {
+    jwks: '(certificates verify against bundle_file)',
+    audience: '(a certificate has no audience)',
+    algorithms: '(the attestation is a certificate, not a JWT)',
+  },
+};
+
+/** Why a kind needs a key, when its name does not say. */
+const REQUIRED_BECAUSE: Readonly<Record<string, string>> = {
+  jwks: "(where the issuer's verification keys come from)",
+  bundle_file: "(the trust domain's X.509 CA bundle, PEM)",
+};
+
+const isIssuerKind = (kind: string): kind is IssuerKind => (ISSUER_KINDS as readonly string[]).includes(kind);
+const quoted = (items: readonly string[]) => items.map((k) => `'${k}'`);
+const andList = (items: readonly string[]) => (items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`);
+
+/**
+ * The message for a key a trusted issuer of `kind` does not take: which kinds it belongs to,
+ * or why it means nothing for this one, or, for a key no kind takes, the keys this kind takes.
+ */
+export function issuerKeyMessage(kind: string, key: string): string {
+  if (!isIssuerKind(kind)) return `unknown key '${key}'`;
+  const reason = NOT_FOR_KIND[kind]?.[key];
+  if (reason !== undefined) return `does not apply to kind '${kind}'${reason.startsWith('(') ? ` ${reason}` : `: ${reason}`}`;
+  const owners = ISSUER_KINDS.filter((k) => TRUSTED_ISSUER_FIELDS[k].includes(key));
+  if (owners.length > 0) return `only applies to kind${owners.length === 1 ? '' : 's'} ${andList(quoted(owners))} (this issuer is '${kind}')`;
+  return `unknown key '${key}' (allowed for kind '${kind}': ${TRUSTED_ISSUER_FIELDS[kind].join(', ')})`;
+}
+
+/** The message for a key the kind requires. */
+export function issuerRequiredMessage(kind: string, key: string): string {
+  return `is required for kind '${kind}'${REQUIRED_BECAUSE[key] ? ` ${REQUIRED_BECAUSE[key]}` : ''}`;
 }

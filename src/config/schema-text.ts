@@ -37,6 +37,10 @@ export interface SchemaNode {
   readonly type?: string;
   readonly const?: unknown;
   readonly anyOf?: readonly SchemaNode[];
+  /** A union discriminated on a key (`discriminator.propertyName`): one branch per value of that key. */
+  readonly oneOf?: readonly SchemaNode[];
+  readonly discriminator?: { readonly propertyName: string };
+  readonly title?: string;
   readonly items?: SchemaNode;
   readonly properties?: Readonly<Record<string, SchemaNode>>;
   readonly patternProperties?: Readonly<Record<string, SchemaNode>>;
@@ -66,6 +70,7 @@ const ARTICLE: Readonly<Record<string, string>> = {
 export function describeSchema(s: SchemaNode): string {
   if (s.const !== undefined) return JSON.stringify(s.const);
   if (s.anyOf) return describeAlternatives(s.anyOf);
+  if (s.oneOf) return describeAlternatives(s.oneOf);
   if (s.type === 'array') {
     const item = s.items ? describeSchema(s.items) : undefined;
     return item?.startsWith('a ') ? `a list of ${item.slice(2)}s` : item ? `a list of ${item}` : 'a list';
@@ -94,6 +99,7 @@ export function fitsType(s: SchemaNode, v: unknown): boolean {
   const t = jsonType(v);
   if (s.const !== undefined) return jsonType(s.const) === t || (t === 'integer' && jsonType(s.const) === 'number');
   if (s.anyOf) return s.anyOf.some((b) => fitsType(b, v));
+  if (s.oneOf) return s.oneOf.some((b) => fitsType(b, v));
   if (s.type === undefined) return true;
   if (s.type === 'number') return t === 'number' || t === 'integer';
   if (s.type === 'integer') return t === 'integer' || t === 'number';

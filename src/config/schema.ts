@@ -694,58 +694,165 @@ export const TokenReview = Type.Object(
   },
 );
 
-export const TrustedIssuer = Type.Object(
+// One sub-schema per kind, discriminated on `kind` (ajv's `discriminator`): a key that does
+// not apply to the kind is an error at its path, not silently ignored. Defaults are filled
+// in per kind, which ajv does inside a `oneOf` only when it has a discriminator.
+
+const IssuerName = () => Identifier('Name bindings refer to.');
+const KindLiteral = <K extends IssuerKind>(kind: K, description: string) => Type.Literal(kind, { description });
+const IssuerUrl = (description: string) => Type.String({ minLength: 1, description });
+const IssuerAudience = (description: string) =>
+  Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], {
+    description,
+  });
+const JWT_AUDIENCE = 'Expected `aud`: the token must name (one of) these.';
+const IssuerAlgorithms = () =>
+  Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), {
+    minItems: 1,
+    uniqueItems: true,
+    default: ['RS256', 'ES256'],
+    description: 'Accepted signature algorithms (asymmetric only).',
+  });
+const MaxTokenAge = (what = 'Oldest `iat` accepted, in seconds (also bounds tokens without `iat` via `exp`).') => Seconds(what, 3600);
+const IssuerClockSkew = () => Seconds('Clock tolerance for this issuer.', 30, 0);
+const TrustDomain = (kinds: string) => Type.String({ description: `The trust domain the SVID must belong to (${kinds}).` });
+
+/** The members every JWT kind shares, in the order the reference lists them. */
+const jwtIssuer = <K extends IssuerKind>(kind: K, about: string) => ({
+  name: IssuerName(),
+  kind: KindLiteral(kind, about),
+  issuer: IssuerUrl('Exact expected `iss` claim.'),
+  audience: IssuerAudience(JWT_AUDIENCE),
+  jwks: JwksSource,
+  algorithms: IssuerAlgorithms(),
+  max_token_age: MaxTokenAge(),
+  clock_skew: IssuerClockSkew(),
+});
+
+const ISSUER_OPTIONS = (kind: string, description: string) => ({ ...Strict, title: `Trusted issuer: ${kind}`, description });
+
+export const KubernetesIssuer = Type.Object(
   {
-    name: Identifier('Name bindings refer to.'),
-    kind: literals(ISSUER_KINDS, 'What kind of workload-identity authority this is; selects the attestor (docs/attestation.md describes each kind, its claims and its anti-spoofing defaults).'),
-    issuer: Type.String({
-      minLength: 1,
-      description:
-        'Exact expected `iss` claim. `aws` kind: the STS endpoint Leash sends the signed GetCallerIdentity request to (e.g. `https://sts.us-east-1.amazonaws.com`); never a URL from the request.',
-    }),
-    audience: Type.Optional(
-      Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], {
-        description:
-          'Expected `aud`: the token must name (one of) these. Required for every kind but `x509-svid`. `aws` kind: the value the signed `X-Leash-Server-ID` header must carry (it binds the request to this Leash, so it cannot be replayed elsewhere).',
-      }),
-    ),
-    jwks: Type.Optional(JwksSource),
-    algorithms: Type.Array(literals(ATTESTATION_ALGORITHMS, 'algorithm'), {
-      minItems: 1,
-      uniqueItems: true,
-      default: ['RS256', 'ES256'],
-      description: 'Accepted signature algorithms (asymmetric only).',
-    }),
-    max_token_age: Seconds('Oldest `iat` accepted, in seconds (also bounds tokens without `iat` via `exp`).', 3600),
-    clock_skew: Seconds('Clock tolerance for this issuer.', 30, 0),
-    subject_claim: Type.String({ default: 'sub', description: '`oidc` kind: claim that becomes the workload subject.' }),
+    ...jwtIssuer('kubernetes', 'A Kubernetes cluster: projected service-account tokens.'),
+    token_review: Type.Optional(TokenReview),
+  },
+  ISSUER_OPTIONS('kubernetes', 'A Kubernetes cluster whose projected service-account tokens attest pods (docs/attestation.md).'),
+);
+
+export const SpiffeIssuer = Type.Object(
+  {
+    ...jwtIssuer('spiffe', 'A SPIFFE trust domain: JWT-SVIDs.'),
+    trust_domain: TrustDomain('`spiffe://` prefix optional'),
+  },
+  ISSUER_OPTIONS('spiffe', 'A SPIFFE trust domain whose JWT-SVIDs attest workloads; the SPIFFE ID must be in `trust_domain`.'),
+);
+
+export const GitHubActionsIssuer = Type.Object(
+  { ...jwtIssuer('github-actions', 'GitHub Actions OIDC tokens.') },
+  ISSUER_OPTIONS('github-actions', 'GitHub Actions OIDC tokens; bindings must pin a repository (docs/attestation.md).'),
+);
+
+export const GitLabIssuer = Type.Object(
+  { ...jwtIssuer('gitlab', 'GitLab CI ID tokens.') },
+  ISSUER_OPTIONS('gitlab', 'GitLab CI ID tokens (gitlab.com or a self-managed instance); bindings must pin the project and the ref.'),
+);
+
+export const GcpIssuer = Type.Object(
+  { ...jwtIssuer('gcp', 'Google-signed identity tokens.') },
+  ISSUER_OPTIONS('gcp', 'Google-signed identity tokens (service accounts, Compute Engine); bindings must pin the service account or the project.'),
+);
+
+export const AzureIssuer = Type.Object(
+  { ...jwtIssuer('azure', 'Microsoft Entra ID tokens of one tenant.') },
+  ISSUER_OPTIONS('azure', 'Microsoft Entra ID tokens of one tenant (managed identities, workload identity); bindings must pin the workload.'),
+);
+
+export const OidcIssuer = Type.Object(
+  {
+    ...jwtIssuer('oidc', 'Any other OIDC issuer of workload tokens.'),
+    subject_claim: Type.String({ default: 'sub', description: 'Claim that becomes the workload subject.' }),
     claims: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
       default: [],
       maxItems: 64,
-      description: '`oidc` kind: extra claims copied into the workload identity, for bindings and conditions.',
+      description: 'Extra claims copied into the workload identity, for bindings and conditions.',
     }),
-    trust_domain: Type.Optional(Type.String({ description: '`spiffe` and `x509-svid` kinds: the trust domain the SVID must belong to.' })),
-    bundle_file: Type.Optional(
-      Type.String({
-        minLength: 1,
-        description:
-          "`x509-svid` kind: PEM file of the trust domain's X.509 authorities (its SPIFFE bundle's CA certificates), relative to the config file. Re-read on reload: a CA removed from it stops verifying certificates at once, on open connections too.",
-      }),
-    ),
+  },
+  ISSUER_OPTIONS('oidc', 'Any other OIDC issuer of workload tokens, of your own (not a shared platform issuer: those have their own kind).'),
+);
+
+export const AwsIssuer = Type.Object(
+  {
+    name: IssuerName(),
+    kind: KindLiteral('aws', 'AWS: a signed STS GetCallerIdentity request.'),
+    issuer: IssuerUrl('The STS endpoint Leash sends the signed GetCallerIdentity request to (e.g. `https://sts.us-east-1.amazonaws.com`); never a URL from the request.'),
+    audience: IssuerAudience('The value the signed `X-Leash-Server-ID` header must carry (it binds the request to this Leash, so it cannot be replayed elsewhere).'),
     region: Type.Optional(
       Type.String({
         pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]$',
-        description: "`aws` kind: the region the request must be signed for (its SigV4 credential scope); default `us-east-1` (the global STS endpoint's).",
+        description: "The region the request must be signed for (its SigV4 credential scope); default `us-east-1` (the global STS endpoint's).",
       }),
     ),
-    token_review: Type.Optional(TokenReview),
+    max_token_age: MaxTokenAge('Oldest signature accepted (from `X-Amz-Date`), in seconds; at most 900 (STS accepts a signature for 15 minutes).'),
+    clock_skew: IssuerClockSkew(),
   },
-  {
-    ...Strict,
-    description:
-      'A workload-identity authority whose tokens Leash accepts as attestation. Every kind but `aws` and `x509-svid` needs `audience` and `jwks`; `aws` needs `audience`; `x509-svid` needs `trust_domain` and `bundle_file` instead (the `issuer` is then `spiffe://<trust_domain>`).',
-  },
+  ISSUER_OPTIONS('aws', 'AWS workloads (IAM roles): the attestation is a SigV4-signed STS GetCallerIdentity request, which Leash forwards to STS; Leash holds no AWS key.'),
 );
+
+export const X509SvidIssuer = Type.Object(
+  {
+    name: IssuerName(),
+    kind: KindLiteral('x509-svid', 'A SPIFFE trust domain: X.509-SVIDs presented as TLS client certificates.'),
+    issuer: IssuerUrl("`spiffe://<trust_domain>`: the trust domain's SPIFFE ID."),
+    trust_domain: TrustDomain('`spiffe://` prefix optional'),
+    bundle_file: Type.String({
+      minLength: 1,
+      description:
+        "PEM file of the trust domain's X.509 authorities (its SPIFFE bundle's CA certificates), relative to the config file. Re-read on reload: a CA removed from it stops verifying certificates at once, on open connections too.",
+    }),
+    max_token_age: MaxTokenAge('Oldest certificate accepted (from its `notBefore`), in seconds.'),
+    clock_skew: IssuerClockSkew(),
+  },
+  ISSUER_OPTIONS(
+    'x509-svid',
+    'A SPIFFE trust domain whose X.509-SVIDs, presented as TLS client certificates (mutual TLS or a trusted proxy header), attest workloads: no token, no audience, no JWKS.',
+  ),
+);
+
+/** The sub-schema of each kind. */
+export const TRUSTED_ISSUER_VARIANTS = {
+  kubernetes: KubernetesIssuer,
+  spiffe: SpiffeIssuer,
+  'github-actions': GitHubActionsIssuer,
+  gitlab: GitLabIssuer,
+  gcp: GcpIssuer,
+  azure: AzureIssuer,
+  aws: AwsIssuer,
+  oidc: OidcIssuer,
+  'x509-svid': X509SvidIssuer,
+} as const satisfies Record<IssuerKind, TSchema>;
+
+/** The keys each kind takes: the loader names them when it refuses one (config/validate.ts). */
+export const TRUSTED_ISSUER_FIELDS: Readonly<Record<IssuerKind, readonly string[]>> = Object.fromEntries(
+  Object.entries(TRUSTED_ISSUER_VARIANTS).map(([kind, schema]) => [kind, Object.keys(schema.properties)]),
+) as unknown as Record<IssuerKind, readonly string[]>;
+
+/**
+ * `oneOf` with ajv's (OpenAPI) `discriminator` keyword: ajv validates the object against the
+ * one branch its `kind` names, so every error comes from that branch and its defaults are
+ * filled in. The editor schema drops `discriminator`, which draft-07 does not know
+ * (config/json-schema.ts); the `const` of each branch's `kind` selects the branch there.
+ */
+type KeysOfUnion<U> = U extends unknown ? keyof U : never;
+/** Each member of a union, with the keys only other members have typed as absent: `cfg.jwks` reads as `JwksSource | undefined` until `kind` narrows it. */
+type Exclusive<U, K extends PropertyKey = KeysOfUnion<U>> = U extends unknown ? U & { readonly [P in Exclude<K, keyof U>]?: undefined } : never;
+
+export const TrustedIssuer = Type.Unsafe<Exclusive<Static<(typeof TRUSTED_ISSUER_VARIANTS)[IssuerKind]>>>({
+  type: 'object',
+  discriminator: { propertyName: 'kind' },
+  oneOf: Object.values(TRUSTED_ISSUER_VARIANTS),
+  description:
+    'A workload-identity authority whose attestations Leash accepts, one sub-schema per `kind` (docs/attestation.md describes each kind, its claims and its anti-spoofing defaults). A key that does not apply to the kind is an error.',
+});
 
 // ---------------------------------------------------------------- people (agents acting for a human)
 
@@ -1169,7 +1276,10 @@ export const LeashConfig = Type.Object(
 
 export type LeashConfig = Static<typeof LeashConfig>;
 export type Settings = Static<typeof Settings>;
+/** A trusted issuer as loaded: one member per kind, discriminated on `kind`. */
 export type TrustedIssuerConfig = Static<typeof TrustedIssuer>;
+/** The trusted issuer of one kind. */
+export type TrustedIssuerOf<K extends IssuerKind> = Extract<TrustedIssuerConfig, { kind: K }>;
 export type TokenReviewConfig = Static<typeof TokenReview>;
 export type JwksSourceConfig = Static<typeof JwksSource>;
 export type PluginConfig = Static<typeof Plugin>;

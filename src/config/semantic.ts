@@ -165,22 +165,11 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     const t = rec(raw);
     const at = `/trusted_issuers/${i}`;
     if (isObject(t.jwks)) exactlyOne(report, `${at}/jwks`, rec(t.jwks), ['inline', 'file', 'uri', 'discovery'], ['discovery']);
-    if ((t.kind === 'spiffe' || t.kind === 'x509-svid') && str(t.trust_domain) === undefined) report(`${at}/trust_domain`, `is required for kind '${t.kind}'`);
-    // Silently ignoring it would let someone believe the issuer is narrowed when it is not.
-    if (t.kind !== 'spiffe' && t.kind !== 'x509-svid' && t.trust_domain !== undefined && typeof t.kind === 'string')
-      report(`${at}/trust_domain`, `only applies to kinds 'spiffe' and 'x509-svid' (this issuer is '${t.kind}')`);
+    // Which keys each kind takes, and which it requires, is the schema's (one sub-schema per kind).
     if (t.kind === 'x509-svid') {
-      // A certificate is verified against its trust domain's bundle: no token, no audience, no JWKS.
-      if (t.bundle_file === undefined) report(`${at}/bundle_file`, "is required for kind 'x509-svid' (the trust domain's X.509 CA bundle, PEM)");
-      if (t.jwks !== undefined) report(`${at}/jwks`, "does not apply to kind 'x509-svid' (certificates verify against bundle_file)");
-      if (t.audience !== undefined) report(`${at}/audience`, "does not apply to kind 'x509-svid' (a certificate has no audience)");
       const td = str(t.trust_domain)?.replace(/^spiffe:\/\//, '');
       if (td !== undefined && str(t.issuer) !== undefined && t.issuer !== `spiffe://${td}`) report(`${at}/issuer`, `must be 'spiffe://${td}' for kind 'x509-svid' (the trust domain's SPIFFE ID)`);
-    } else if (typeof t.kind === 'string') {
-      if (t.bundle_file !== undefined) report(`${at}/bundle_file`, `only applies to kind 'x509-svid' (this issuer is '${t.kind}')`);
-      if (t.audience === undefined) report(`${at}/audience`, `is required for kind '${t.kind}'`);
     }
-    if (t.token_review !== undefined && typeof t.kind === 'string' && t.kind !== 'kubernetes') report(`${at}/token_review`, `only applies to kind 'kubernetes' (this issuer is '${t.kind}')`);
     // Leash sends its own credential and every plugin's token to the API server.
     const apiServer = str(rec(t.token_review).api_server);
     if (settings.production === true && apiServer !== undefined && !apiServer.startsWith('https://'))

@@ -2,6 +2,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { ConfigProblem } from './config-error.js';
 import { LeashConfig } from './schema.js';
 import { PATTERN_HINTS, describeAlternatives, fitsType, type SchemaNode } from './schema-text.js';
+import { issuerKeyMessage, issuerRequiredMessage } from './kind-rules.js';
 
 /**
  * Schema validation of a parsed config with ajv, translated into problems a person can act
@@ -25,7 +26,7 @@ let compiled: ValidateFunction | undefined;
 function validator(): ValidateFunction {
   if (!compiled) {
     // verbose: errors carry the schema and data, which the translation below needs.
-    const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true });
+    const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, discriminator: true });
     ajv.addFormat('uri', { type: 'string', validate: isUri });
     compiled = ajv.compile(LeashConfig);
   }
@@ -69,17 +70,40 @@ function collapseUnions(errors: readonly ErrorObject[]): ErrorObject[] {
   return errors.filter((e) => !dropped.has(e));
 }
 
+/** The value of the discriminating `kind` when `schema` is one branch of a trusted-issuer union (schema.ts). */
+function issuerVariantKind(schema: SchemaNode | undefined): string | undefined {
+  const kind = schema?.properties?.kind?.const;
+  return typeof kind === 'string' && schema?.title === `Trusted issuer: ${kind}` ? kind : undefined;
+}
+
+/** The discriminator's values, from its branches' `const`s. */
+function discriminatorValues(e: ErrorObject): string {
+  const tag = String((e.params as { tag?: unknown }).tag);
+  const branches = (e.parentSchema as SchemaNode | undefined)?.oneOf ?? [];
+  return describeAlternatives(branches.map((b) => ({ const: b.properties?.[tag]?.const })));
+}
+
 function problemOf(e: ErrorObject): ConfigProblem {
   const at = e.instancePath;
   const p = e.params as Record<string, unknown>;
+  const variantKind = issuerVariantKind(e.parentSchema as SchemaNode | undefined);
   switch (e.keyword) {
+    case 'discriminator': {
+      // `mapping`: a value no branch has; `tag`: absent or not a string.
+      const tag = String(p.tag);
+      const absent = p.error === 'tag' && (e.data === null || typeof e.data !== 'object' || !Object.hasOwn(e.data, tag));
+      return { path: `${at}/${escapeKey(tag)}`, message: absent ? 'is required' : `must be ${discriminatorValues(e)}` };
+    }
     case 'additionalProperties': {
       const key = String(p.additionalProperty);
+      if (variantKind !== undefined) return { path: `${at}/${escapeKey(key)}`, message: issuerKeyMessage(variantKind, key) };
       const allowed = Object.keys((e.parentSchema as SchemaNode | undefined)?.properties ?? {});
       return { path: `${at}/${escapeKey(key)}`, message: `unknown key '${key}'${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ''}` };
     }
-    case 'required':
-      return { path: `${at}/${escapeKey(String(p.missingProperty))}`, message: 'is required' };
+    case 'required': {
+      const key = String(p.missingProperty);
+      return { path: `${at}/${escapeKey(key)}`, message: variantKind !== undefined ? issuerRequiredMessage(variantKind, key) : 'is required' };
+    }
     case 'anyOf':
       return { path: at, message: `must be ${describeAlternatives(e.schema as readonly SchemaNode[])}` };
     case 'type':

@@ -9,7 +9,7 @@ import type { TrustedIssuerConfig } from '../../src/config/schema.js';
 import { epochSeconds, ManualClock } from '../../src/time/clock.js';
 import { decodeAwsRequest, encodeAwsRequest, signCallerIdentity, type SignOptions } from '../support/aws-sign.js';
 import { StsContractServer } from '../support/sts-contract.js';
-import { codeOf } from './fixtures.js';
+import { codeOf, type IssuerFields } from './fixtures.js';
 
 /**
  * The `aws` kind over real HTTP: requests signed by the AWS SDK (the STS client for the
@@ -67,12 +67,23 @@ afterAll(async () => {
   }
 });
 
-function issuer(over: Partial<TrustedIssuerConfig> = {}): TrustedIssuerConfig {
-  return { name: 'aws-prod', kind: 'aws', issuer: sts.url, audience: SERVER_ID, algorithms: ['RS256'], max_token_age: 900, clock_skew: 30, subject_claim: 'sub', claims: [], ...over };
+function issuer(over: IssuerFields = {}): TrustedIssuerConfig {
+  return {
+    name: 'aws-prod',
+    kind: 'aws',
+    issuer: sts.url,
+    audience: SERVER_ID,
+    algorithms: ['RS256'],
+    max_token_age: 900,
+    clock_skew: 30,
+    subject_claim: 'sub',
+    claims: [],
+    ...over,
+  } as TrustedIssuerConfig;
 }
 
-const attestor = (over: Partial<TrustedIssuerConfig> = {}) => createAwsAttestor(issuer(over), { clock, baseDir: '/' });
-const verify = (token: string, over: Partial<TrustedIssuerConfig> = {}) => attestor(over).verify(token, tokenDigest(token));
+const attestor = (over: IssuerFields = {}) => createAwsAttestor(issuer(over), { clock, baseDir: '/' });
+const verify = (token: string, over: IssuerFields = {}) => attestor(over).verify(token, tokenDigest(token));
 
 async function handMade(over: Partial<SignOptions> = {}, after?: (r: ReturnType<typeof decodeAwsRequest>) => void): Promise<string> {
   const r = await signCallerIdentity({ endpoint: sts.url, serverId: SERVER_ID, credentials: ROLE_KEY, date: new Date(clock.now()), ...over });

@@ -4,9 +4,8 @@ import { createGcpAttestor } from '../../src/attestation/gcp/gcp-attestor.js';
 import { createGitLabAttestor } from '../../src/attestation/gitlab/gitlab-attestor.js';
 import type { AttestorDeps } from '../../src/attestation/jwt-attestor.js';
 import { tokenDigest } from '../../src/attestation/registry.js';
-import type { TrustedIssuerConfig } from '../../src/config/schema.js';
 import { epochSeconds, ManualClock } from '../../src/time/clock.js';
-import { claims, codeOf, issuerConfig, makeKey, sign, type TestKey } from './fixtures.js';
+import { claims, codeOf, issuerConfig, makeKey, sign, type IssuerFields, type TestKey } from './fixtures.js';
 
 /** The JWT kinds for GitLab CI, Google Cloud and Microsoft Entra: claim mapping and their own refusals. */
 
@@ -18,7 +17,7 @@ beforeAll(async () => {
   key = await makeKey('RS256', 'k1');
 });
 
-const cfg = (over: Partial<TrustedIssuerConfig>) => issuerConfig({ jwks: { inline: { keys: [key.publicJwk as Record<string, unknown>] } }, ...over });
+const cfg = (over: IssuerFields) => issuerConfig({ jwks: { inline: { keys: [key.publicJwk as Record<string, unknown>] } }, ...over });
 async function identity(attestor: { verify(t: string, d: string): Promise<unknown> }, payload: Record<string, unknown>) {
   const token = await sign(claims(clock, payload), { key });
   return attestor.verify(token, tokenDigest(token)) as Promise<{ subject: string; attributes: Record<string, string>; kind: string }>;

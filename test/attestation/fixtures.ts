@@ -46,8 +46,11 @@ export function claims(clock: ManualClock, over: Record<string, unknown> = {}): 
 
 export const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 
+/** Any trusted-issuer field, whatever the kind: attestor tests build configs directly, without the loader's per-kind check. */
+export type IssuerFields = { [K in keyof TrustedIssuerConfig]?: TrustedIssuerConfig[K] };
+
 /** A complete trusted-issuer config, defaults as the loader fills them. */
-export function issuerConfig(over: Partial<Omit<TrustedIssuerConfig, 'jwks'>> & { jwks: Partial<JwksSourceConfig> }): TrustedIssuerConfig {
+export function issuerConfig(over: Omit<IssuerFields, 'jwks'> & { jwks: Partial<JwksSourceConfig> }): TrustedIssuerConfig {
   return {
     name: 'cluster',
     kind: 'kubernetes',
@@ -60,7 +63,7 @@ export function issuerConfig(over: Partial<Omit<TrustedIssuerConfig, 'jwks'>> & 
     claims: [],
     ...over,
     jwks: { timeout_ms: 2000, cooldown_ms: 30000, cache_max_age_ms: 600000, ...over.jwks },
-  };
+  } as TrustedIssuerConfig;
 }
 
 /**

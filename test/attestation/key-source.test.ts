@@ -7,10 +7,10 @@ import type { FetchLike } from '../../src/attestation/fetch-json.js';
 import { createKeySource } from '../../src/attestation/key-source.js';
 import { createAttestation } from '../../src/attestation/registry.js';
 import { ConfigError } from '../../src/config/config-error.js';
-import type { JwksSourceConfig, TrustedIssuerConfig } from '../../src/config/schema.js';
+import type { JwksSourceConfig } from '../../src/config/schema.js';
 import { LeashError } from '../../src/errors/leash-error.js';
 import { ManualClock } from '../../src/time/clock.js';
-import { claims, codeOf, issuerConfig, makeKey, MetadataServer, sign, type TestKey } from './fixtures.js';
+import { claims, codeOf, issuerConfig, makeKey, MetadataServer, sign, type IssuerFields, type TestKey } from './fixtures.js';
 
 const clock = new ManualClock();
 let rsa: TestKey;
@@ -41,7 +41,7 @@ beforeEach(() => {
 });
 
 /** An oidc issuer over `jwks`, with the token's iss equal to `issuer`. */
-function serviceFor(jwks: Partial<JwksSourceConfig>, issuer = 'https://cluster.example.test', extra: Partial<TrustedIssuerConfig> = {}) {
+function serviceFor(jwks: Partial<JwksSourceConfig>, issuer = 'https://cluster.example.test', extra: IssuerFields = {}) {
   return createAttestation([issuerConfig({ kind: 'oidc', name: 'idp', issuer, jwks, ...extra })], { clock, baseDir: dir, cache: { maxEntries: 0 } });
 }
 

@@ -11,7 +11,7 @@ import { parseSpiffeId } from '../../src/attestation/spiffe/spiffe-id.js';
 import { ConfigError } from '../../src/config/config-error.js';
 import type { TrustedIssuerConfig } from '../../src/config/schema.js';
 import { epochSeconds, ManualClock } from '../../src/time/clock.js';
-import { AUD, ISS, claims, codeOf, issuerConfig, makeKey, sign, type TestKey } from './fixtures.js';
+import { AUD, ISS, claims, codeOf, issuerConfig, makeKey, sign, type IssuerFields, type TestKey } from './fixtures.js';
 
 const clock = new ManualClock();
 const deps: AttestorDeps = { clock, baseDir: '/' };
@@ -23,7 +23,7 @@ beforeAll(async () => {
   inline = { keys: [key.publicJwk as Record<string, unknown>] };
 });
 
-const cfg = (over: Partial<TrustedIssuerConfig>) => issuerConfig({ jwks: { inline: inline as NonNullable<TrustedIssuerConfig['jwks']>['inline'] }, ...over });
+const cfg = (over: IssuerFields) => issuerConfig({ jwks: { inline: inline as NonNullable<TrustedIssuerConfig['jwks']>['inline'] }, ...over });
 const tokenWith = (over: Record<string, unknown>) => sign(claims(clock, over), { key });
 async function identity(attestor: { verify(t: string, d: string): Promise<unknown> }, over: Record<string, unknown>) {
   const token = await tokenWith(over);
@@ -228,8 +228,7 @@ describe('github-actions', () => {
 });
 
 describe('oidc', () => {
-  const attestor = (over: Partial<TrustedIssuerConfig> = {}) =>
-    createOidcAttestor(cfg({ kind: 'oidc', name: 'corp-idp', subject_claim: 'client_id', claims: ['tenant', 'level', 'admin', 'absent'], ...over }), deps);
+  const attestor = (over: IssuerFields = {}) => createOidcAttestor(cfg({ kind: 'oidc', name: 'corp-idp', subject_claim: 'client_id', claims: ['tenant', 'level', 'admin', 'absent'], ...over }), deps);
 
   it('takes the subject from subject_claim and copies configured claims, stringified', async () => {
     const id = await identity(attestor(), { client_id: 'svc-42', tenant: 'acme', level: 3, admin: false, other: 'ignored' });

@@ -6,7 +6,7 @@ import { ATTESTOR_FACTORIES, createAttestation, createAttestor, tokenDigest, typ
 import { ISSUER_KINDS, type JwksSourceConfig, type TrustedIssuerConfig } from '../../src/config/schema.js';
 import type { ErrorCode } from '../../src/errors/codes.js';
 import { epochSeconds, ManualClock } from '../../src/time/clock.js';
-import { AUD, ISS, claims, codeOf, issuerConfig, makeKey, MetadataServer, sign, type TestKey } from './fixtures.js';
+import { AUD, ISS, claims, codeOf, issuerConfig, makeKey, MetadataServer, sign, type IssuerFields, type TestKey } from './fixtures.js';
 
 let key: TestKey;
 let other: TestKey;
@@ -25,7 +25,7 @@ beforeEach(() => {
 });
 
 const inline = () => ({ inline: { keys: [key.publicJwk as Record<string, unknown>] } });
-const oidc = (over: Partial<Omit<TrustedIssuerConfig, 'jwks'>> & { jwks?: Partial<JwksSourceConfig> } = {}) => issuerConfig({ kind: 'oidc', name: 'idp', ...over, jwks: over.jwks ?? inline() });
+const oidc = (over: Omit<IssuerFields, 'jwks'> & { jwks?: Partial<JwksSourceConfig> } = {}) => issuerConfig({ kind: 'oidc', name: 'idp', ...over, jwks: over.jwks ?? inline() });
 
 /** A service whose attestors count their verifications (the wrap hook metrics use). */
 function counted(issuers: TrustedIssuerConfig[], clock: ManualClock, extra: Partial<AttestationDeps> = {}) {

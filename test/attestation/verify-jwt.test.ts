@@ -52,7 +52,7 @@ describe('shared JWT checks: accepted tokens', () => {
   it('tries every matching key when a kid-less token meets several keys of its type', async () => {
     const a = await makeKey('RS256', 'a', { withKid: false });
     const b = await makeKey('RS256', 'b', { withKid: false });
-    const svc = createAttestation([{ ...cfg, jwks: { ...cfg.jwks!, inline: { keys: [a.publicJwk, b.publicJwk] } } }], { clock, baseDir: '/' });
+    const svc = createAttestation([{ ...cfg, jwks: { ...cfg.jwks!, inline: { keys: [a.publicJwk, b.publicJwk] } } } as TrustedIssuerConfig], { clock, baseDir: '/' });
     await expect(svc.verify(await sign(claims(clock), { key: b, header: { kid: undefined } }))).resolves.toMatchObject({ subject: 'workload' });
     const stranger = await makeKey('RS256', 'c', { withKid: false });
     expect(await codeOf(svc.verify(await sign(claims(clock, { sub: 'x' }), { key: stranger, header: { kid: undefined } })))).toBe('ERR_ATTESTATION_SIGNATURE');
@@ -159,7 +159,7 @@ describe('shared JWT checks: order and hardening', () => {
   });
 
   it('refuses an algorithm the issuer does not list even with a matching key', async () => {
-    const rsOnly = createAttestation([{ ...cfg, algorithms: ['RS256'] }], { clock, baseDir: '/' });
+    const rsOnly = createAttestation([{ ...cfg, algorithms: ['RS256'] } as TrustedIssuerConfig], { clock, baseDir: '/' });
     expect(await codeOf(rsOnly.verify(await sign(claims(clock), { key: ec })))).toBe('ERR_ATTESTATION_ALG_NOT_ALLOWED');
   });
 

@@ -62,7 +62,10 @@ describe('renderConfigurationDoc', () => {
     const text = renderConfigurationDoc();
     expect(text).toContain('| `max_ttl` | integer ≥ 1 | `3600` | Hard ceiling on any issued token, whatever a grant says. |');
     expect(text).toMatch(/\| `effect` \| .* \| \*\*required\*\* \|/);
-    expect(text).toMatch(/\| `trust_domain` \| string \| — \|/);
+    // One section per trusted-issuer kind; `trust_domain` is required where it applies.
+    expect(text).toMatch(/### Trusted issuer: spiffe\n(?:(?!### )[\s\S])*\| `trust_domain` \| string \| \*\*required\*\* \|/);
+    expect(text).toMatch(/### Trusted issuer: oidc\n(?:(?!### )[\s\S])*\| `subject_claim` \| string \| `"sub"` \|/);
+    expect(text).not.toMatch(/### Trusted issuer: kubernetes\n(?:(?!### )[\s\S])*subject_claim/);
     expect(text).toContain('[JWKS source](#config-jwks-source)');
   });
 

@@ -80,7 +80,7 @@ export function trustedIssuer(name: string, kind: TrustedIssuerConfig['kind'] = 
     clock_skew: 30,
     subject_claim: 'sub',
     claims: [],
-  };
+  } as TrustedIssuerConfig;
 }
 
 export function grant(over: Partial<GrantConfig> = {}): GrantConfig {
