@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { JwksSource, LeashConfig, Match } from './schema.js';
 import { PATTERN_HINTS, type SchemaNode } from './schema-text.js';
+import { DURATION_KEYWORD } from './duration.js';
 
 /**
  * Generates the reference half of docs/configuration.md from the schema's descriptions and
@@ -77,8 +78,12 @@ function range(s: SchemaNode): string {
   return '';
 }
 
+const DURATION_UNITS: Readonly<Record<string, string>> = { s: 'seconds', ms: 'milliseconds', d: 'days' };
+
 function typeText(s: SchemaNode, sections: Map<string, Section>): string {
   if (s.const !== undefined) return code(JSON.stringify(s.const));
+  const unit = (s as { [DURATION_KEYWORD]?: string })[DURATION_KEYWORD];
+  if (unit !== undefined) return `${s.type}${range(s)} (${DURATION_UNITS[unit] ?? unit}), or a duration such as ${code(unit === 'd' ? '30d' : unit === 'ms' ? '500ms' : '15m')}`;
   if (s.anyOf) {
     if (s.anyOf.every((b) => b.const !== undefined)) return s.anyOf.map((b) => code(JSON.stringify(b.const))).join(' or ');
     return s.anyOf.map((b) => typeText(b, sections)).join(' or ');

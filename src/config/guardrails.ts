@@ -1,10 +1,12 @@
 import { Type } from '@sinclair/typebox';
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import type { ConfigProblem } from './config-error.js';
 import { ConfigError } from './config-error.js';
 import { Guardrails, GuardrailsFile, RISK_TIERS, type BindingConfig, type GuardrailId, type GuardrailsConfig, type LeashConfig, type MatchConfig, type PluginConfig } from './schema.js';
 import { claimsPinWorkload } from './kind-rules.js';
-import { translateErrors } from './validate.js';
+import { configAjv, translateErrors } from './validate.js';
+import { normalizeValues } from './conventions.js';
+import type { SchemaNode } from './schema-text.js';
 import { effectiveApproval, effectiveDpop } from './effective.js';
 
 /**
@@ -16,7 +18,7 @@ import { effectiveApproval, effectiveDpop } from './effective.js';
 let compiled: { file: ValidateFunction; section: ValidateFunction } | undefined;
 function validators() {
   if (!compiled) {
-    const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true });
+    const ajv = configAjv();
     // Wrapped: ajv fills a default only below the root.
     compiled = { file: ajv.compile(GuardrailsFile), section: ajv.compile(Type.Object({ g: Guardrails })) };
   }
@@ -33,8 +35,11 @@ export function defaultGuardrails(): GuardrailsConfig {
 /** Validate a guardrails file's parsed content (`{version: 1, guardrails: {...}}`), defaults filled. */
 export function parseGuardrailsFile(input: unknown): GuardrailsConfig {
   const data = structuredClone(input) as Record<string, unknown>;
+  // Durations such as `max_ttl: {read: 1h}` become seconds, as in the config file.
+  const written = normalizeValues(data, GuardrailsFile as unknown as SchemaNode).problems;
+  const converted = new Set(written.map((p) => p.path));
   const validate = validators().file;
-  if (!validate(data)) throw new ConfigError(translateErrors(validate.errors ?? []));
+  if (!validate(data) || written.length > 0) throw new ConfigError([...written, ...translateErrors(validate.errors ?? []).filter((p) => !converted.has(p.path))]);
   const problems = patternProblems(data.guardrails as GuardrailsConfig, '/guardrails');
   if (problems.length > 0) throw new ConfigError(problems);
   return data.guardrails as GuardrailsConfig;

@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LeashConfig } from './schema.js';
+import { DURATION_KEYWORD, DURATION_PATTERN } from './duration.js';
 
 /**
  * The JSON Schema of the config file for editors (VS Code YAML, JetBrains), generated from
@@ -8,7 +9,8 @@ import { LeashConfig } from './schema.js';
  * support best; TypeBox emits nothing newer than draft-07 keywords for this schema.
  *
  * Keys with a default are dropped from `required`: the loader fills them in, so an editor
- * must not flag their absence. A trusted issuer is a `oneOf` with one branch per `kind`. "Exactly one of" and cross-reference rules are checked by
+ * must not flag their absence. A trusted issuer is a `oneOf` with one branch per `kind`. A
+ * duration setting is `anyOf` its integer or a duration string (`15m`, `1h`). "Exactly one of" and cross-reference rules are checked by
  * the loader only (`leash validate`), as the schema cannot express them.
  */
 
@@ -25,6 +27,15 @@ function withOptionalDefaults(node: Json): Json {
   // `discriminator` is ajv's (OpenAPI's) keyword, not draft-07's: the loader uses it to pick
   // the branch; in the editor schema the `const` of each branch's tag does the same.
   for (const [k, v] of Object.entries(node)) if (k !== 'discriminator') out[k] = withOptionalDefaults(v);
+  // A duration setting: its integer, or the written form the loader converts (`15m`).
+  if (DURATION_KEYWORD in out) {
+    const { [DURATION_KEYWORD]: _unit, description, default: dflt, ...integer } = out;
+    return {
+      ...(description !== undefined ? { description } : {}),
+      ...(dflt !== undefined ? { default: dflt } : {}),
+      anyOf: [integer, { type: 'string', pattern: DURATION_PATTERN }],
+    };
+  }
   const props = out.properties;
   if (Array.isArray(out.required) && props !== null && typeof props === 'object' && !Array.isArray(props)) {
     const required = out.required.filter((name) => {

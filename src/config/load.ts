@@ -3,8 +3,12 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import { ConfigError } from './config-error.js';
-import type { GuardrailsConfig, LeashConfig } from './schema.js';
+import { ConfigError, type ConfigProblem } from './config-error.js';
+import { normalizeValues } from './conventions.js';
+import { applyEnvOverrides, type EnvOverride } from './env-overrides.js';
+import { interpolateEnv, redactValues, type Env } from './interpolate.js';
+import { LeashConfig as LeashConfigSchema, type GuardrailsConfig, type LeashConfig } from './schema.js';
+import type { SchemaNode } from './schema-text.js';
 import { checkGuardrails, defaultGuardrails, effectiveGuardrails, parseGuardrailsFile, violationProblems } from './guardrails.js';
 import { semanticProblems } from './semantic.js';
 import { schemaProblems } from './validate.js';
@@ -28,6 +32,8 @@ export interface LoadedConfig {
   readonly guardrailsPath?: string;
   /** The file's text, when it came from a file: the review points findings at its lines. */
   readonly text?: string;
+  /** The LEASH_* variables that set a setting over the file's value (`leash validate` lists them). */
+  readonly envOverrides?: readonly EnvOverride[];
 }
 
 export interface ParseConfigOptions {
@@ -46,6 +52,11 @@ export interface ParseConfigOptions {
    * so a restart never turns an expiry into a failed start.
    */
   readonly now?: number;
+  /**
+   * JSON pointers of strings that came from the environment (`${VAR}`, LEASH_* overrides):
+   * where the schema wants an integer or a boolean, such a string is read as one.
+   */
+  readonly fromEnv?: ReadonlySet<string>;
 }
 
 /** Copy plain objects and arrays so ajv can fill defaults without touching the caller's value. */
@@ -151,12 +162,17 @@ export function referencedFilesDigest(paths: readonly string[]): string {
 export function parseConfig(input: unknown, opts: ParseConfigOptions = {}): LeashConfig {
   if (opts.baseDir !== undefined && typeof opts.baseDir !== 'string') throw new TypeError('parseConfig: baseDir must be a string');
   const data = copy(input);
-  const shape = schemaProblems(data);
-  const problems = [...shape, ...semanticProblems(data, input)];
+  // Durations (`15m`) and strings from the environment become the integers the schema checks.
+  const conventions = normalizeValues(data, LeashConfigSchema as unknown as SchemaNode, opts.fromEnv).problems;
+  // As written, in the schema's units, before defaults: rules that tell written values from defaults read this.
+  const asWritten = copy(data);
+  const converted = new Set(conventions.map((p) => p.path));
+  const shape = [...conventions, ...schemaProblems(data).filter((p) => !converted.has(p.path))];
+  const problems = [...shape, ...semanticProblems(data, asWritten)];
   if (shape.length === 0) {
     // Guardrails need a well-formed config; with schema problems they wait for the next round.
     const config = data as LeashConfig;
-    const written = (input as { guardrails?: unknown } | null)?.guardrails;
+    const written = (asWritten as { guardrails?: unknown } | null)?.guardrails;
     const { guardrails, problems: section } = effectiveGuardrails(opts.guardrails ?? defaultGuardrails(), config.guardrails, written);
     problems.push(...section);
     config.guardrails = guardrails;
@@ -205,9 +221,41 @@ export function parseConfigText(text: string, path: string): unknown {
   return doc.toJS({ maxAliasCount: 100 }) as unknown;
 }
 
-export interface LoadOptions extends Omit<ParseConfigOptions, 'baseDir' | 'guardrails'> {
+export interface LoadOptions extends Omit<ParseConfigOptions, 'baseDir' | 'guardrails' | 'fromEnv'> {
   /** A guardrails file, already read (see readGuardrailsFile). */
   readonly guardrails?: GuardrailsSource;
+  /** The environment `${VAR}` references and LEASH_* overrides read (default: process.env). */
+  readonly env?: Env;
+}
+
+/**
+ * A parsed config file as the environment completes it: `${VAR}` references replaced, then
+ * the LEASH_* overrides applied (they win over the file), then validated. Problems never
+ * quote a value that came from the environment; one at an overridden setting names the
+ * variable.
+ */
+function parseWithEnv(raw: unknown, env: Env, opts: ParseConfigOptions): { config: LeashConfig; envOverrides: readonly EnvOverride[] } {
+  const interpolated = interpolateEnv(raw, env);
+  const overrides = applyEnvOverrides(interpolated.value, env);
+  const fromEnv = new Set([...interpolated.paths, ...overrides.applied.map((o) => o.path)]);
+  const secrets = new Map([...interpolated.substituted, ...overrides.substituted]);
+  const fail = (problems: readonly ConfigProblem[]) => {
+    const named = problems.map((p) => {
+      const override = overrides.applied.find((o) => o.path === p.path);
+      return override ? { ...p, message: `${p.message} (from ${override.env})` } : p;
+    });
+    return new ConfigError(redactValues(named, secrets));
+  };
+  const unresolved = new Set(interpolated.problems.map((p) => p.path));
+  let config: LeashConfig;
+  try {
+    config = parseConfig(overrides.value, { ...opts, fromEnv });
+  } catch (e) {
+    if (e instanceof ConfigError) throw fail([...interpolated.problems, ...e.problems.filter((p) => !unresolved.has(p.path))]);
+    throw e;
+  }
+  if (interpolated.problems.length > 0) throw fail(interpolated.problems);
+  return { config, envOverrides: overrides.applied };
 }
 
 /** A guardrails file as read: its content and where it came from. */
@@ -244,10 +292,19 @@ export function loadConfigBytes(bytes: Uint8Array, path: string, opts: LoadOptio
   const absolute = resolve(path);
   const baseDir = dirname(absolute);
   const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
-  const { guardrails: source, ...rest } = opts;
-  const config = parseConfig(parseConfigText(text, absolute), { ...rest, baseDir, guardrails: source?.guardrails });
+  const { guardrails: source, env = process.env, ...rest } = opts;
+  const { config, envOverrides } = parseWithEnv(parseConfigText(text, absolute), env, { ...rest, baseDir, guardrails: source?.guardrails });
   const filesDigest = referencedFilesDigest([...referencedFiles(config, baseDir), ...(source ? [source.path] : [])]);
-  return Object.freeze({ config, path: absolute, baseDir, digest: configDigest(bytes), filesDigest, text, ...(source ? { guardrailsPath: source.path } : {}) });
+  return Object.freeze({
+    config,
+    path: absolute,
+    baseDir,
+    digest: configDigest(bytes),
+    filesDigest,
+    text,
+    envOverrides: Object.freeze(envOverrides),
+    ...(source ? { guardrailsPath: source.path } : {}),
+  });
 }
 
 /** Read, parse and validate a YAML (`.yaml`/`.yml`) or JSON (`.json`) config file. */

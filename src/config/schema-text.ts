@@ -1,3 +1,5 @@
+import { DURATION_PATTERN } from './duration.js';
+
 /**
  * Human wording for schema constraints, shared by the loader's error messages and the
  * generated reference doc, so both say the same thing. A test checks that every `pattern`
@@ -30,6 +32,7 @@ export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^[A-Za-z0-9_-]+(/[A-Za-z0-9_.@-]+)+$': 'a Vault API path with a mount and at least one more segment, e.g. `database/creds/readonly`',
   '^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$': 'a UTC day `YYYY-MM-DD` or an RFC 3339 date-time with a zone (`2027-01-31T12:00:00Z`)',
   '^[\\x21-\\x7e]{1,48}$': '1-48 printable ASCII characters, no spaces (an RFC 5424 APP-NAME)',
+  [DURATION_PATTERN]: 'a duration: whole numbers with a unit, `ms`, `s`, `m`, `h` or `d` (`30s`, `15m`, `1h30m`, `1d`)',
 };
 
 /** A JSON Schema node as TypeBox emits it; only the members we read. */

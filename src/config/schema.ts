@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { DURATION_KEYWORD } from './duration.js';
 
 /**
  * The one source of truth for Leash's configuration file: the TypeScript types below are
@@ -9,7 +10,12 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 const Strict = { additionalProperties: false } as const;
 
-const Seconds = (description: string, dflt?: number, min = 1) => Type.Integer({ minimum: min, description, ...(dflt !== undefined ? { default: dflt } : {}) });
+/** Duration settings: the loader also takes `15m`, `1h`... and converts them to this unit (config/duration.ts). */
+const InSeconds = { [DURATION_KEYWORD]: 's' } as const;
+const InMs = { [DURATION_KEYWORD]: 'ms' } as const;
+const InDays = { [DURATION_KEYWORD]: 'd' } as const;
+
+const Seconds = (description: string, dflt?: number, min = 1) => Type.Integer({ ...InSeconds, minimum: min, description, ...(dflt !== undefined ? { default: dflt } : {}) });
 
 const Identifier = (description: string) => Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$', description });
 
@@ -75,6 +81,7 @@ export const KeysSettings = Type.Object(
     }),
     rotate_on_schedule: Type.Boolean({ default: true, description: 'Rotate automatically when the current key reaches `key_lifetime` (one replica does it; the others follow).' }),
     refresh_interval_ms: Type.Integer({
+      ...InMs,
       minimum: 100,
       maximum: 600000,
       default: 10000,
@@ -103,7 +110,7 @@ export const VaultSettings = Type.Object(
   {
     address: Type.String({ pattern: '^https?://[^?#]+$', description: 'Vault address, e.g. `https://vault.example.com:8200`.' }),
     namespace: Type.Optional(Type.String({ minLength: 1, description: 'Vault Enterprise namespace (`X-Vault-Namespace`).' })),
-    timeout_ms: Type.Integer({ minimum: 100, maximum: 60000, default: 3000, description: 'Timeout of one Vault call.' }),
+    timeout_ms: Type.Integer({ ...InMs, minimum: 100, maximum: 60000, default: 3000, description: 'Timeout of one Vault call.' }),
     auth: Type.Object(
       {
         method: Type.Union([Type.Literal('token'), Type.Literal('approle'), Type.Literal('kubernetes')], { default: 'token', description: 'How Leash logs in to Vault.' }),
@@ -217,18 +224,20 @@ export const StoreSettings = Type.Object(
 export const RevocationSettings = Type.Object(
   {
     sync_interval_ms: Type.Integer({
+      ...InMs,
       minimum: 50,
       maximum: 60000,
       default: 500,
       description: 'How often each replica re-reads revocations from the store, in addition to pub/sub (a safety net for missed messages).',
     }),
     max_staleness_ms: Type.Integer({
+      ...InMs,
       minimum: 500,
       maximum: 300000,
       default: 5000,
       description: 'If a replica has not synced revocations for this long, it refuses exchanges and introspection (`temporarily_unavailable`) rather than trust a stale list.',
     }),
-    sweep_interval_ms: Type.Integer({ minimum: 100, maximum: 60000, default: 1000, description: 'How often expired tasks are ended (and their credentials revoked).' }),
+    sweep_interval_ms: Type.Integer({ ...InMs, minimum: 100, maximum: 60000, default: 1000, description: 'How often expired tasks are ended (and their credentials revoked).' }),
   },
   { ...Strict, description: 'Revocation propagation and task-expiry sweeping.', default: {} },
 );
@@ -280,7 +289,7 @@ export const AuditSink = Type.Object(
           '`webhook`: environment variable with the signing secret (Standard Webhooks `whsec_<base64>`, or any string taken as raw key bytes); deliveries carry webhook-id, webhook-timestamp and webhook-signature.',
       }),
     ),
-    timeout_ms: Type.Optional(Type.Integer({ minimum: 100, maximum: 60000, description: '`webhook`, `syslog`: timeout of one delivery or connection (default 5000).' })),
+    timeout_ms: Type.Optional(Type.Integer({ ...InMs, minimum: 100, maximum: 60000, description: '`webhook`, `syslog`: timeout of one delivery or connection (default 5000).' })),
     host: Type.Optional(Type.String({ minLength: 1, description: '`syslog`: the collector.' })),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: '`syslog`: its port (default 6514, syslog over TLS, RFC 5425).' })),
     tls: Type.Optional(Type.Boolean({ description: '`syslog`: TLS (RFC 5425; default true). Off: plain TCP (RFC 6587), for a local relay only.' })),
@@ -302,6 +311,7 @@ export const AuditSettings = Type.Object(
         'Write a signed audit checkpoint (`audit.checkpoint`: head seq and hash, a JWS verifiable with the JWKS) after this many events. A cut-off tail shorter than the gap since the last checkpoint cannot be shown.',
     }),
     checkpoint_interval_ms: Type.Integer({
+      ...InMs,
       minimum: 100,
       maximum: 3600000,
       default: 10000,
@@ -397,7 +407,7 @@ export const AwsSettings = Type.Object(
       default: 'sts.amazonaws.com',
       description: "`aud` of the tokens Leash signs for AssumeRoleWithWebIdentity (the IAM OIDC provider's client id).",
     }),
-    web_identity_token_ttl: Type.Integer({ minimum: 60, maximum: 3600, default: 300, description: 'Lifetime of those tokens, in seconds.' }),
+    web_identity_token_ttl: Type.Integer({ ...InSeconds, minimum: 60, maximum: 3600, default: 300, description: 'Lifetime of those tokens, in seconds.' }),
     max_attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'STS calls tried (throttling and outages are retried with backoff).' }),
     deny_revoked_sessions: Type.Boolean({
       default: true,
@@ -423,24 +433,37 @@ export const ReviewSettings = Type.Object(
       0,
     ),
     window_days: Type.Integer({
+      ...InDays,
       minimum: 1,
       maximum: 3650,
       default: 30,
       description: 'History the review reads (the "use" rules: unused plugins, grants and scopes, repeated denials, quota breaches).',
     }),
-    exception_warning_days: Type.Integer({ minimum: 0, maximum: 365, default: 14, description: 'An exception this close to its expiry emits `exception.expiring` and is a review finding.' }),
+    exception_warning_days: Type.Integer({
+      ...InDays,
+      minimum: 0,
+      maximum: 365,
+      default: 14,
+      description: 'An exception this close to its expiry emits `exception.expiring` and is a review finding.',
+    }),
     exception_check_interval_ms: Type.Integer({
+      ...InMs,
       minimum: 100,
       maximum: 600000,
       default: 1000,
       description: 'How often the broker looks for exceptions that expired: their grants are already refused at request time; this revokes the live tokens they allowed and emits the events.',
     }),
     exception_max_renewals: Type.Integer({ minimum: 0, default: 2, description: 'An exception renewed more often than this is a finding ("temporary became permanent").' }),
-    exception_max_age_days: Type.Integer({ minimum: 1, default: 180, description: 'An exception older than this in total (from `created_at`) is a finding ("temporary became permanent").' }),
+    exception_max_age_days: Type.Integer({
+      ...InDays,
+      minimum: 1,
+      default: 180,
+      description: 'An exception older than this in total (from `created_at`) is a finding ("temporary became permanent").',
+    }),
     max_scopes_per_grant: Type.Integer({ minimum: 1, default: 8, description: 'A grant with more scopes than this is a finding.' }),
     max_plugins_per_scope: Type.Integer({ minimum: 2, default: 5, description: 'The same audience and scope reachable by more plugins than this is a finding.' }),
     repeated_denials: Type.Integer({ minimum: 1, default: 20, description: 'A plugin denied this often for one reason within the window is a finding (broken or probing).' }),
-    suspended_days: Type.Integer({ minimum: 1, default: 14, description: 'A plugin suspended longer than this, and neither resumed nor removed, is a finding.' }),
+    suspended_days: Type.Integer({ ...InDays, minimum: 1, default: 14, description: 'A plugin suspended longer than this, and neither resumed nor removed, is a finding.' }),
   },
   { ...Strict, description: 'The governance review (`leash review`, `GET /admin/review`, the scheduled review) and exception expiry.', default: {} },
 );
@@ -517,6 +540,7 @@ export const UsageSettings = Type.Object(
         'Accept usage reports from resource servers at `POST /usage` (and synchronous budget checks at `POST /usage/budget`), and record introspections as use. Off: both routes answer 404 and introspection records nothing.',
     }),
     retention_days: Type.Integer({
+      ...InDays,
       minimum: 1,
       maximum: 400,
       default: 30,
@@ -550,7 +574,7 @@ export const UsageSettings = Type.Object(
       },
       { ...Strict, description: "Route-mix drift: a token used long after issuance at routes outside the plugin's history.", default: {} },
     ),
-    purge_interval_ms: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: 'How often usage past retention is purged.' }),
+    purge_interval_ms: Type.Integer({ ...InMs, minimum: 1000, maximum: 3600000, default: 60000, description: 'How often usage past retention is purged.' }),
   },
   { ...Strict, description: 'What resource servers report about the use of Leash credentials: ingestion, anomalies, budgets, timelines.', default: {} },
 );
@@ -576,6 +600,7 @@ export const Settings = Type.Object(
     tls: Type.Optional(TlsSettings),
     client_certificate_header: Type.Optional(ClientCertificateHeader),
     shutdown_grace: Type.Integer({
+      ...InSeconds,
       minimum: 0,
       maximum: 600,
       default: 10,
@@ -627,9 +652,9 @@ export const JwksSource = Type.Object(
     file: Type.Optional(Type.String({ description: 'Path of a JWKS JSON file (relative to the config file).' })),
     uri: Type.Optional(Type.String({ format: 'uri', description: 'JWKS URL, fetched with timeout, cache and cooldown.' })),
     discovery: Type.Optional(Type.Boolean({ description: 'Find the JWKS URL through `<issuer>/.well-known/openid-configuration`.' })),
-    timeout_ms: Type.Integer({ minimum: 100, maximum: 30000, default: 2000, description: 'Timeout of a remote JWKS or discovery fetch.' }),
-    cooldown_ms: Type.Integer({ minimum: 0, default: 30000, description: 'Minimum time between two JWKS refetches triggered by an unknown `kid`.' }),
-    cache_max_age_ms: Type.Integer({ minimum: 1000, default: 600000, description: 'How long a fetched JWKS is used before it is refreshed.' }),
+    timeout_ms: Type.Integer({ ...InMs, minimum: 100, maximum: 30000, default: 2000, description: 'Timeout of a remote JWKS or discovery fetch.' }),
+    cooldown_ms: Type.Integer({ ...InMs, minimum: 0, default: 30000, description: 'Minimum time between two JWKS refetches triggered by an unknown `kid`.' }),
+    cache_max_age_ms: Type.Integer({ ...InMs, minimum: 1000, default: 600000, description: 'How long a fetched JWKS is used before it is refreshed.' }),
   },
   { ...Strict, description: "Where the issuer's verification keys come from: exactly one of `inline`, `file`, `uri`, `discovery`." },
 );
@@ -680,12 +705,19 @@ export const TokenReview = Type.Object(
       }),
     ),
     cache_seconds: Type.Integer({
+      ...InSeconds,
       minimum: 1,
       maximum: 300,
       default: 10,
       description: 'How long an answer (accepted or refused) is reused for the same token: a token whose pod is deleted is refused within this long.',
     }),
-    timeout_ms: Type.Integer({ minimum: 100, maximum: 30000, default: 2000, description: 'Timeout of one review. A review that fails or times out refuses the exchange (`temporarily_unavailable`).' }),
+    timeout_ms: Type.Integer({
+      ...InMs,
+      minimum: 100,
+      maximum: 30000,
+      default: 2000,
+      description: 'Timeout of one review. A review that fails or times out refuses the exchange (`temporarily_unavailable`).',
+    }),
   },
   {
     ...Strict,
@@ -988,7 +1020,7 @@ export const AwsGrant = Type.Object(
     actions: Type.Array(Type.String({ pattern: '^[a-z0-9-]+:[A-Za-z0-9*]+$' }), { minItems: 1, uniqueItems: true, description: 'IAM actions the session policy allows (e.g. `s3:GetObject`).' }),
     resources: Type.Array(Type.String({ pattern: '^(\\*|arn:aws[a-z-]*:[^\\s]+)$' }), { minItems: 1, uniqueItems: true, description: 'Resource ARNs the session policy allows.' }),
     transitive_tags: Type.Boolean({ default: false, description: 'Make the `leash:*` session tags transitive (they follow role chaining).' }),
-    role_max_session: Type.Integer({ minimum: 900, maximum: 43200, default: 3600, description: "The role's MaxSessionDuration, in seconds: the longest session Leash will ask for." }),
+    role_max_session: Type.Integer({ ...InSeconds, minimum: 900, maximum: 43200, default: 3600, description: "The role's MaxSessionDuration, in seconds: the longest session Leash will ask for." }),
   },
   { ...Strict, description: '`aws-sts` grants: which role, narrowed to which actions and resources.' },
 );
@@ -1208,7 +1240,7 @@ export const Guardrails = Type.Object(
     ),
     exceptions: Type.Object(
       {
-        max_days: Type.Integer({ minimum: 1, maximum: 3650, default: 90, description: 'Longest an exception may run: from `created_at` (or its last renewal) to `expires_at`.' }),
+        max_days: Type.Integer({ ...InDays, minimum: 1, maximum: 3650, default: 90, description: 'Longest an exception may run: from `created_at` (or its last renewal) to `expires_at`.' }),
       },
       { ...Strict, description: 'Limits on exceptions.', default: {} },
     ),

@@ -3,6 +3,7 @@ import type { ConfigProblem } from './config-error.js';
 import { LeashConfig } from './schema.js';
 import { PATTERN_HINTS, describeAlternatives, fitsType, type SchemaNode } from './schema-text.js';
 import { issuerKeyMessage, issuerRequiredMessage } from './kind-rules.js';
+import { DURATION_KEYWORD } from './duration.js';
 
 /**
  * Schema validation of a parsed config with ajv, translated into problems a person can act
@@ -21,15 +22,23 @@ function isUri(value: string): boolean {
   }
 }
 
+/**
+ * The ajv every config schema (the config, the guardrails file) is compiled with. verbose:
+ * errors carry the schema and data, which the translation below needs; discriminator: a
+ * trusted issuer's `kind` picks its sub-schema.
+ */
+export function configAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, discriminator: true });
+  ajv.addFormat('uri', { type: 'string', validate: isUri });
+  // An annotation: written durations are converted before validation (config/conventions.ts).
+  ajv.addKeyword({ keyword: DURATION_KEYWORD, schemaType: 'string' });
+  return ajv;
+}
+
 let compiled: ValidateFunction | undefined;
 
 function validator(): ValidateFunction {
-  if (!compiled) {
-    // verbose: errors carry the schema and data, which the translation below needs.
-    const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, discriminator: true });
-    ajv.addFormat('uri', { type: 'string', validate: isUri });
-    compiled = ajv.compile(LeashConfig);
-  }
+  compiled ??= configAjv().compile(LeashConfig);
   return compiled;
 }
 

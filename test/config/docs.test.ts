@@ -60,7 +60,9 @@ describe('renderConfigurationDoc', () => {
 
   it('shows defaults and marks keys without one as required', () => {
     const text = renderConfigurationDoc();
-    expect(text).toContain('| `max_ttl` | integer ≥ 1 | `3600` | Hard ceiling on any issued token, whatever a grant says. |');
+    expect(text).toContain('| `max_ttl` | integer ≥ 1 (seconds), or a duration such as `15m` | `3600` | Hard ceiling on any issued token, whatever a grant says. |');
+    expect(text).toContain('| `sync_interval_ms` | integer 50–60000 (milliseconds), or a duration such as `500ms` | `500` |');
+    expect(text).toContain('| `retention_days` | integer 1–400 (days), or a duration such as `30d` | `30` |');
     expect(text).toMatch(/\| `effect` \| .* \| \*\*required\*\* \|/);
     // One section per trusted-issuer kind; `trust_domain` is required where it applies.
     expect(text).toMatch(/### Trusted issuer: spiffe\n(?:(?!### )[\s\S])*\| `trust_domain` \| string \| \*\*required\*\* \|/);
