@@ -72,6 +72,8 @@ export async function validate(inv: Invocation, io: CliIo): Promise<number> {
     const grants = [...policy.plugins.values()].reduce((n, p) => n + p.grants.length, 0);
     const exceptions = loaded.config.exceptions.length;
     io.out(`${file}: valid (${loaded.config.trusted_issuers.length} trusted issuers, ${policy.plugins.size} plugins, ${grants} grants, ${exceptions} exception${exceptions === 1 ? '' : 's'})\n`);
+    // Which settings the environment set over the file's (the value is not shown: it may be a secret).
+    for (const o of loaded.envOverrides ?? []) io.out(`  ${o.path} from ${o.env}\n`);
     return 0;
   } catch (e) {
     return reportConfigError(e, io);
@@ -151,6 +153,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   if (demoNotice) logger.warn(demoNotice);
   const mismatch = portIssuerMismatch(loaded.config.settings, port);
   if (mismatch) logger.warn(mismatch, { port, issuer: loaded.config.settings.issuer });
+  if (loaded.envOverrides?.length) logger.info('settings from the environment', { overrides: loaded.envOverrides.map((o) => `${o.env} → ${o.path}`) });
   const { Broker } = await import('../broker.js');
   const { bindListeners, ListenError } = await import('../http/listener.js');
   const { tlsServerOptions } = await import('../mtls/tls-material.js');
