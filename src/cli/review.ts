@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../config/config-error.js';
-import { configDigest, parseConfig, parseConfigText, readGuardrailsFile } from '../config/load.js';
+import { configDigest, parseConfigText, parseWithEnv, readGuardrailsFile } from '../config/load.js';
 import type { LeashConfig, Settings } from '../config/schema.js';
 import { parseKeyring, KEYRING_FILE } from '../keys/local/keyring.js';
 import { compilePolicy } from '../policy/compile.js';
@@ -83,7 +83,8 @@ export function loadForReview(path: string, guardrailsFile?: string): { config: 
     throw new ConfigError([{ path: '', message: `cannot read config file '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }]);
   }
   const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
-  const config = parseConfig(parseConfigText(text, absolute), {
+  // As `leash serve` would load it: ${VAR} and LEASH_* from this environment.
+  const { config } = parseWithEnv(parseConfigText(text, absolute), process.env, {
     baseDir: resolve(absolute, '..'),
     guardrails: guardrailsFile === undefined ? undefined : readGuardrailsFile(guardrailsFile).guardrails,
     guardrailMode: 'report',

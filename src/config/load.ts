@@ -234,7 +234,7 @@ export interface LoadOptions extends Omit<ParseConfigOptions, 'baseDir' | 'guard
  * quote a value that came from the environment; one at an overridden setting names the
  * variable.
  */
-function parseWithEnv(raw: unknown, env: Env, opts: ParseConfigOptions): { config: LeashConfig; envOverrides: readonly EnvOverride[] } {
+export function parseWithEnv(raw: unknown, env: Env, opts: Omit<ParseConfigOptions, 'fromEnv'> = {}): { config: LeashConfig; envOverrides: readonly EnvOverride[] } {
   const interpolated = interpolateEnv(raw, env);
   const overrides = applyEnvOverrides(interpolated.value, env);
   const fromEnv = new Set([...interpolated.paths, ...overrides.applied.map((o) => o.path)]);
