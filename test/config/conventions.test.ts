@@ -320,12 +320,10 @@ ${ISSUER}`;
 
   describe('loadConfigFile reads process.env', () => {
     let dir: string;
-    const saved = { ...process.env };
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 'leash-env-'));
     });
     afterAll(async () => {
-      for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
       await rm(dir, { recursive: true, force: true });
     });
 
@@ -334,11 +332,16 @@ ${ISSUER}`;
       await writeFile(path, `version: 1\nsettings:\n  issuer: \${LEASH_TEST_PUBLIC_URL}\n${ISSUER}`);
       process.env.LEASH_TEST_PUBLIC_URL = 'https://from-env.example.com';
       process.env.LEASH_LISTEN_PORT = '18080';
-      const loaded = await loadConfigFile(path);
-      expect(loaded.config.settings.issuer).toBe('https://from-env.example.com');
-      expect(loaded.config.settings.listen.port).toBe(18080);
-      expect(loaded.envOverrides).toEqual([{ env: 'LEASH_LISTEN_PORT', path: '/settings/listen/port' }]);
-      delete process.env.LEASH_LISTEN_PORT;
+      try {
+        const loaded = await loadConfigFile(path);
+        expect(loaded.config.settings.issuer).toBe('https://from-env.example.com');
+        expect(loaded.config.settings.listen.port).toBe(18080);
+        expect(loaded.envOverrides).toEqual([{ env: 'LEASH_LISTEN_PORT', path: '/settings/listen/port' }]);
+      } finally {
+        // Other test files in this worker load configs too: leave no override behind.
+        delete process.env.LEASH_LISTEN_PORT;
+        delete process.env.LEASH_TEST_PUBLIC_URL;
+      }
     });
   });
 });
