@@ -41,8 +41,8 @@ export function normalizeValues(root: unknown, schema: SchemaNode, fromEnv: Read
         if (env && /^[0-9]+$/.test(value)) return Number(value);
         const parsed = parseDuration(value, unit);
         if ('value' in parsed) return parsed.value;
-        // A value from the environment may be a secret: never echo it.
-        problems.push({ path, message: env ? parsed.error.replace(/ \((not )?'[^']*'( is not)?\)$/, ' (the value from the environment is not)') : parsed.error });
+        // A value from the environment may be a secret: never echo it (the loader names the variable).
+        problems.push({ path, message: env ? parsed.error.replace(/ \((not )?'[^']*'( is not)?\)$/, '') : parsed.error });
         return value;
       }
       if (env && (node.type === 'integer' || node.type === 'number') && /^-?[0-9]+(\.[0-9]+)?$/.test(value)) return Number(value);

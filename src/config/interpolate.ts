@@ -13,8 +13,8 @@ export interface Interpolation {
   /** The value with every reference replaced (a problem leaves the string as written). */
   readonly value: unknown;
   readonly problems: ConfigProblem[];
-  /** JSON pointers of the strings that held a reference: they may be read as numbers or booleans. */
-  readonly paths: ReadonlySet<string>;
+  /** JSON pointers of the strings that held a reference (they may be read as numbers or booleans), with the variables they named. */
+  readonly paths: ReadonlyMap<string, readonly string[]>;
   /** What each variable used was replaced by, to keep it out of messages (`redactValues`). */
   readonly substituted: ReadonlyMap<string, string>;
 }
@@ -27,13 +27,13 @@ const escapeKey = (key: string) => key.replace(/~/g, '~0').replace(/\//g, '~1');
 
 export function interpolateEnv(root: unknown, env: Env): Interpolation {
   const problems: ConfigProblem[] = [];
-  const paths = new Set<string>();
+  const paths = new Map<string, string[]>();
   const substituted = new Map<string, string>();
 
   const expand = (text: string, path: string): string => {
     if (!text.includes('${')) return text;
     let failed = false;
-    let referenced = false;
+    const names: string[] = [];
     const out = text.replace(REFERENCE, (whole: string, name: string | undefined, dflt: string | undefined) => {
       if (whole === '$${') return '${';
       if (name === undefined) {
@@ -41,7 +41,7 @@ export function interpolateEnv(root: unknown, env: Env): Interpolation {
         problems.push({ path, message: `'${whole}' is not a valid reference: write \${NAME} or \${NAME:-default} (NAME of letters, digits and _), or $\${ for a literal \${` });
         return whole;
       }
-      referenced = true;
+      names.push(name);
       const set = env[name];
       if (set !== undefined && set !== '') {
         substituted.set(name, set);
@@ -52,7 +52,7 @@ export function interpolateEnv(root: unknown, env: Env): Interpolation {
       problems.push({ path, message: `environment variable ${name} is not set (write \${${name}:-default} to give a default)` });
       return whole;
     });
-    if (referenced && !failed) paths.add(path);
+    if (names.length > 0 && !failed) paths.set(path, names);
     return failed ? text : out;
   };
 

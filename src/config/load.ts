@@ -237,12 +237,15 @@ export interface LoadOptions extends Omit<ParseConfigOptions, 'baseDir' | 'guard
 export function parseWithEnv(raw: unknown, env: Env, opts: Omit<ParseConfigOptions, 'fromEnv'> = {}): { config: LeashConfig; envOverrides: readonly EnvOverride[] } {
   const interpolated = interpolateEnv(raw, env);
   const overrides = applyEnvOverrides(interpolated.value, env);
-  const fromEnv = new Set([...interpolated.paths, ...overrides.applied.map((o) => o.path)]);
+  const fromEnv = new Set([...interpolated.paths.keys(), ...overrides.applied.map((o) => o.path)]);
   const secrets = new Map([...interpolated.substituted, ...overrides.substituted]);
   const fail = (problems: readonly ConfigProblem[]) => {
+    // A problem at a value the environment gave names where it came from (never the value).
     const named = problems.map((p) => {
       const override = overrides.applied.find((o) => o.path === p.path);
-      return override ? { ...p, message: `${p.message} (from ${override.env})` } : p;
+      if (override) return { ...p, message: `${p.message} (from ${override.env})` };
+      const vars = interpolated.paths.get(p.path)?.map((n) => `\${${n}}`);
+      return vars && !vars.some((v) => p.message.includes(v)) ? { ...p, message: `${p.message} (from ${vars.join(', ')})` } : p;
     });
     return new ConfigError(redactValues(named, secrets));
   };

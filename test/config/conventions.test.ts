@@ -94,6 +94,11 @@ ${ISSUER.replace('audience: leash', () => 'audience: "$${not-a-var}"')}`,
     ]);
   });
 
+  it('a value from a variable that the setting refuses names the variable, not the value', () => {
+    expect(loadProblems(`settings:\n  listen:\n    port: \${PORT}\n${ISSUER}`, { PORT: '80a' })).toEqual([{ path: '/settings/listen/port', message: 'must be an integer (from ${PORT})' }]);
+    expect(loadProblems(`settings:\n  listen:\n    port: \${PORT}\n${ISSUER}`, { PORT: '99999' })).toEqual([{ path: '/settings/listen/port', message: 'must be <= 65535 (from ${PORT})' }]);
+  });
+
   it('a malformed reference is a problem, not left to surprise', () => {
     expect(loadProblems(`settings:\n  issuer: https://\${}.example.com\n${ISSUER}`)).toEqual([
       { path: '/settings/issuer', message: "'${}' is not a valid reference: write ${NAME} or ${NAME:-default} (NAME of letters, digits and _), or $${ for a literal ${" },
@@ -126,7 +131,8 @@ ${ISSUER}`,
     );
     expect(text).not.toContain(secret);
     expect(text).toContain('/settings/store/key_prefix: must be 1-64 characters');
-    expect(text).toContain('/settings/tokens/max_ttl: must be a duration such as 30s, 15m, 1h or 1d, or an integer number of seconds (the value from the environment is not)');
+    expect(text).toContain('/settings/tokens/max_ttl: must be a duration such as 30s, 15m, 1h or 1d, or an integer number of seconds (from ${TTL})\n');
+    expect(text).toContain('/settings/store/key_prefix: must be 1-64 characters of A-Z, a-z, 0-9, `:`, `_`, `-` (from ${PREFIX})\n');
     expect(text).toContain("/plugins/0/bindings/0/issuer: names no trusted issuer: '${ISSUER_NAME}'");
   });
 
