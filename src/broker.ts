@@ -60,6 +60,7 @@ import { ExceptionWatcher } from './review/exception-watch.js';
 import { BrokerReview } from './review/scheduler.js';
 import { createX509SvidAttestation } from './attestation/x509-svid/x509-svid-attestation.js';
 import { createPluginAuthenticator } from './exchange/client-authentication.js';
+import { certificateSources } from './mtls/certificate-client-auth.js';
 import { clientCertificateSource } from './mtls/client-certificate.js';
 import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js';
 import { UsageService } from './usage/usage-service.js';
@@ -624,6 +625,8 @@ export class Broker {
     const x509 = createX509SvidAttestation(config.trusted_issuers, { clock: this.clock, onFailure: onAttestationFailure });
     const clientAuth = createPluginAuthenticator(config.plugins, {
       issuer: config.settings.issuer,
+      clientCaFile: config.settings.tls?.client_ca_file,
+      certificateSources: certificateSources(config.settings),
       tokenEndpoint,
       clock: this.clock,
       replay: this.#store,

@@ -8,11 +8,12 @@ import type { IssuerKind } from '../config/schema.js';
  */
 export interface WorkloadIdentity {
   /**
-   * Name of the trusted issuer (config), not the `iss` URL; `private_key_jwt` for a plugin
-   * that exchanged with its key alone (then `subject` is its id).
+   * Name of the trusted issuer (config), not the `iss` URL; the client authentication
+   * method (`private_key_jwt`, `tls_client_auth`, `self_signed_tls_client_auth`) for a
+   * plugin that exchanged with its client authentication alone (then `subject` is its id).
    */
   readonly issuer: string;
-  readonly kind: IssuerKind | 'private_key_jwt';
+  readonly kind: IssuerKind | 'private_key_jwt' | 'tls_client_auth' | 'self_signed_tls_client_auth';
   readonly subject: string;
   readonly attributes: Readonly<Record<string, string>>;
   /** Seconds since epoch. */

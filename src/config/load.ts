@@ -107,6 +107,7 @@ function resolvePaths(config: LeashConfig, baseDir: string): void {
   for (const plugin of config.plugins) {
     const jwks = plugin.client_auth?.jwks;
     if (jwks?.file !== undefined) jwks.file = abs(jwks.file);
+    if (plugin.client_auth?.ca_file !== undefined) plugin.client_auth.ca_file = abs(plugin.client_auth.ca_file);
   }
 }
 
@@ -114,7 +115,7 @@ function resolvePaths(config: LeashConfig, baseDir: string): void {
  * The files a config names that are read each time it is compiled, as absolute paths: the
  * `jwks.file` of trusted issuers, admin issuers and resource servers, and the
  * `token_review.ca_file` and `bundle_file` of trusted issuers, the listener's TLS files
- * (`settings.tls`) and plugins' `client_auth.jwks.file`. A reload (SIGHUP or a file event) re-reads
+ * (`settings.tls`) and plugins' `client_auth.jwks.file` and `client_auth.ca_file`. A reload (SIGHUP or a file event) re-reads
  * them, so a rotated JWKS or CA takes effect under an unchanged policy. Other paths are not
  * here: `token_review.token_file` and `settings.vault.auth.jwt_file` (re-read at every
  * call or login), `settings.keys.dir` (the keyring is re-read every
@@ -129,8 +130,9 @@ export function referencedFiles(config: LeashConfig, baseDir: string): string[] 
     config.settings.tls?.cert_file,
     config.settings.tls?.key_file,
     config.settings.tls?.client_ca_file,
-    // Plugins' private_key_jwt keys.
+    // Plugins' private_key_jwt keys, self-signed certificates and tls_client_auth CAs.
     ...config.plugins.map((plugin) => plugin.client_auth?.jwks?.file),
+    ...config.plugins.map((plugin) => plugin.client_auth?.ca_file),
   ]
     .filter((f): f is string => f !== undefined)
     .map((f) => (isAbsolute(f) ? f : resolve(baseDir, f)));

@@ -1128,10 +1128,32 @@ export const Grant = Type.Object(
 /** Asymmetric algorithms a plugin's client assertion may use (never `none` or HMAC: its keys are public). */
 export const PLUGIN_ASSERTION_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'] as const;
 
+/** RFC 7591 `token_endpoint_auth_method` values a plugin may register (RFC 7523, RFC 8705 §2.1 and §2.2). */
+export const PLUGIN_CLIENT_AUTH_METHODS = ['private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'] as const;
+
 export const PluginClientAuth = Type.Object(
   {
-    method: literals(['private_key_jwt'] as const, '`private_key_jwt` (RFC 7523 §2.2): the plugin signs a short-lived, single-use assertion with a key of `jwks` at every exchange.'),
-    jwks: JwksSource,
+    method: literals(
+      PLUGIN_CLIENT_AUTH_METHODS,
+      '`private_key_jwt` (RFC 7523 §2.2): the plugin signs a short-lived, single-use assertion with a key of `jwks` at every exchange. `tls_client_auth` (RFC 8705 §2.1): it presents a client certificate that chains to `ca_file` and carries the one registered `tls_client_auth_*` subject. `self_signed_tls_client_auth` (RFC 8705 §2.2): it presents a certificate registered as the `x5c` of a key of `jwks` (matched by SHA-256 thumbprint).',
+    ),
+    jwks: Type.Optional(JwksSource),
+    ca_file: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: '`tls_client_auth`: PEM bundle of the CAs its certificate must chain to (relative to the config file; re-read on reload). Default: `settings.tls.client_ca_file`.',
+      }),
+    ),
+    tls_client_auth_subject_dn: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: '`tls_client_auth`: the expected subject DN, an RFC 4514 string (e.g. `CN=crm-reader,O=Example`), compared attribute by attribute, case-insensitively.',
+      }),
+    ),
+    tls_client_auth_san_dns: Type.Optional(Type.String({ minLength: 1, description: '`tls_client_auth`: an expected dNSName SAN of the certificate.' })),
+    tls_client_auth_san_uri: Type.Optional(Type.String({ minLength: 1, description: '`tls_client_auth`: an expected uniformResourceIdentifier SAN (e.g. a SPIFFE ID).' })),
+    tls_client_auth_san_ip: Type.Optional(Type.String({ minLength: 1, description: '`tls_client_auth`: an expected iPAddress SAN (IPv4 or IPv6 text form).' })),
+    tls_client_auth_san_email: Type.Optional(Type.String({ minLength: 1, description: '`tls_client_auth`: an expected rfc822Name SAN.' })),
     algorithms: Type.Array(literals(PLUGIN_ASSERTION_ALGORITHMS, 'algorithm'), {
       minItems: 1,
       uniqueItems: true,
@@ -1144,7 +1166,11 @@ export const PluginClientAuth = Type.Object(
       'required',
     ),
   },
-  { ...Strict, description: 'Client authentication of the plugin at the token endpoint, in addition to (or instead of) its attestation. When set, every exchange of the plugin must authenticate.' },
+  {
+    ...Strict,
+    description:
+      'Client authentication of the plugin at the token endpoint (its `token_endpoint_auth_method`), in addition to (or instead of) its attestation. When set, every exchange of the plugin must authenticate. `tls_client_auth` takes exactly one `tls_client_auth_*` subject.',
+  },
 );
 
 export const Plugin = Type.Object(

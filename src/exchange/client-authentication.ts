@@ -10,6 +10,8 @@ import { createClientAssertionVerifier } from '../attestation/client-assertion.j
 import type { ReplayCache } from '../store/store.js';
 import { TOKEN_TYPE_CLIENT } from '../formats/token-types.js';
 import type { Clock } from '../time/clock.js';
+import { createCertificateClientAuth, isCertificateAuthMethod, type CertificateAuthMethod, type CertificateSources } from '../mtls/certificate-client-auth.js';
+import type { PresentedCertificate } from '../mtls/client-certificate.js';
 
 /** The client credentials a token request carried (read from the form by the OAuth layer, verified here). */
 export interface ClientCredentials {
@@ -17,14 +19,14 @@ export interface ClientCredentials {
   readonly assertionType: string | undefined;
 }
 
-/** A plugin that proved, by private_key_jwt, that it holds a key it registered. */
+/** A plugin that proved, by private_key_jwt or its TLS client certificate (RFC 8705 §2), that it is the client it registered as. */
 export interface AuthenticatedClient {
   readonly clientId: string;
-  readonly method: 'private_key_jwt';
-  /** The assertion's `iat` (when sent) and `exp`, seconds. */
+  readonly method: 'private_key_jwt' | CertificateAuthMethod;
+  /** The assertion's `iat` (when sent) and `exp`, or the certificate's notBefore and notAfter; seconds. */
   readonly issuedAt: number | undefined;
   readonly expiresAt: number;
-  /** base64url SHA-256 of the assertion: what the audit event names, never the assertion. */
+  /** base64url SHA-256 of the assertion (never the assertion), or the certificate's `x5t#S256`: what the audit event names. */
   readonly digest: string;
 }
 
@@ -35,6 +37,13 @@ export interface PluginAuthenticator {
    * (ERR_CLIENT_AUTH_FAILED), never ignored.
    */
   authenticate(credentials: ClientCredentials | undefined, clientId: string | undefined): Promise<AuthenticatedClient | undefined>;
+  /** Whether the plugin registered `tls_client_auth` or `self_signed_tls_client_auth`. */
+  usesCertificate(pluginId: string): boolean;
+  /**
+   * RFC 8705 §2: the plugin's registered certificate method against the request's client
+   * certificate. None, or one that does not verify, is `invalid_client` (ERR_CLIENT_AUTH_FAILED).
+   */
+  authenticateCertificate(pluginId: string, certificate: PresentedCertificate | undefined): AuthenticatedClient;
 }
 
 /** The issuer name a key-only plugin's identity carries (not a valid trusted-issuer name, so never a binding's). */
@@ -43,6 +52,10 @@ export const PRIVATE_KEY_JWT_ISSUER = 'private_key_jwt';
 export interface PluginAuthenticatorDeps {
   /** Leash's issuer and its token endpoint: the assertion's `aud` must be one of them. */
   readonly issuer: string;
+  /** `settings.tls.client_ca_file`: the CA bundle `tls_client_auth` certificates chain to unless a plugin names its own. */
+  readonly clientCaFile?: string | undefined;
+  /** How client certificates reach Leash (`settings.tls`, `settings.client_certificate_header`). */
+  readonly certificateSources?: CertificateSources | undefined;
   readonly tokenEndpoint: string;
   readonly clock: Clock;
   readonly replay: ReplayCache;
@@ -63,7 +76,11 @@ export function createPluginAuthenticator(plugins: readonly PluginConfig[], deps
   const problems: ConfigProblem[] = [];
   plugins.forEach((plugin, i) => {
     const auth = plugin.client_auth;
-    if (!auth) return;
+    if (!auth || auth.method !== 'private_key_jwt') return;
+    if (!auth.jwks) {
+      problems.push({ path: `/plugins/${i}/client_auth/jwks`, message: 'private_key_jwt needs jwks: the public keys its assertions are signed with' });
+      return;
+    }
     try {
       keys.set(plugin.id, {
         keys: createKeySource(auth.jwks, { issuer: plugin.id, baseDir: deps.baseDir, fetch: deps.fetch, configPath: `/plugins/${i}/client_auth/jwks` }),
@@ -74,7 +91,20 @@ export function createPluginAuthenticator(plugins: readonly PluginConfig[], deps
       else throw err;
     }
   });
-  if (problems.length > 0) throw new ConfigError(problems);
+  let certificates: ReturnType<typeof createCertificateClientAuth> | undefined;
+  try {
+    certificates = createCertificateClientAuth(plugins, {
+      clock: deps.clock,
+      baseDir: deps.baseDir,
+      defaultCaFile: deps.clientCaFile,
+      sources: deps.certificateSources ?? { listener: undefined, header: false },
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) problems.push(...err.problems);
+    else throw err;
+  }
+  if (problems.length > 0 || !certificates) throw new ConfigError(problems);
+  const byCertificate = certificates;
   const verifier = createClientAssertionVerifier({
     audiences: new Set([deps.issuer, deps.tokenEndpoint]),
     clock: deps.clock,
@@ -84,6 +114,8 @@ export function createPluginAuthenticator(plugins: readonly PluginConfig[], deps
     audienceHint: deps.tokenEndpoint,
   });
   return {
+    usesCertificate: (pluginId) => byCertificate.registers(pluginId),
+    authenticateCertificate: (pluginId, certificate) => byCertificate.authenticate(pluginId, certificate),
     async authenticate(credentials, clientId) {
       if (!credentials || (credentials.assertion === undefined && credentials.assertionType === undefined)) return undefined;
       const { clientId: id, payload } = await verifier.verify({ type: credentials.assertionType, assertion: credentials.assertion, clientId }, (candidate) => {
@@ -103,23 +135,27 @@ export function createPluginAuthenticator(plugins: readonly PluginConfig[], deps
   };
 }
 
+/** The issuer names of client-only identities: no trusted issuer can have them (underscores), so no binding ever matches. */
+export const CLIENT_IDENTITY_ISSUERS: ReadonlySet<string> = new Set([PRIVATE_KEY_JWT_ISSUER, 'tls_client_auth', 'self_signed_tls_client_auth']);
+
 /**
- * The workload identity of a plugin that exchanged with its key alone
- * (`subject_token_type` TOKEN_TYPE_CLIENT): issuer `private_key_jwt`, subject its client
- * id, living as long as its assertion. Bindings never match it (no trusted issuer has that
+ * The workload identity of a plugin that exchanged with its client authentication alone
+ * (`subject_token_type` TOKEN_TYPE_CLIENT): issuer and kind its method (`private_key_jwt`,
+ * `tls_client_auth`, `self_signed_tls_client_auth`), subject its client id, living as long
+ * as its assertion or certificate. Bindings never match it (no trusted issuer has such a
  * name); the pipeline resolves the plugin from the client id.
  */
 export function clientIdentity(client: AuthenticatedClient | undefined, subjectToken: string): WorkloadIdentity {
   if (!client) {
-    throw new LeashError('ERR_CLIENT_AUTH_FAILED', `subject_token_type ${TOKEN_TYPE_CLIENT} names the authenticated client: authenticate with private_key_jwt`, {
+    throw new LeashError('ERR_CLIENT_AUTH_FAILED', `subject_token_type ${TOKEN_TYPE_CLIENT} names the authenticated client: authenticate with private_key_jwt or your registered client certificate`, {
       method: 'none',
       reason: 'no_credentials',
     });
   }
   if (subjectToken !== client.clientId) throw new LeashError('ERR_CLIENT_PLUGIN_MISMATCH', `with subject_token_type ${TOKEN_TYPE_CLIENT}, subject_token is your client id (the assertion's iss)`);
   return Object.freeze({
-    issuer: PRIVATE_KEY_JWT_ISSUER,
-    kind: 'private_key_jwt' as const,
+    issuer: client.method,
+    kind: client.method,
     subject: client.clientId,
     attributes: Object.freeze({ client_auth: client.method }),
     issuedAt: client.issuedAt,
@@ -127,3 +163,5 @@ export function clientIdentity(client: AuthenticatedClient | undefined, subjectT
     tokenDigest: client.digest,
   });
 }
+
+export { isCertificateAuthMethod };

@@ -22,7 +22,7 @@ import { checkTaskToxicCombinations, type TaskToxicOutcome } from '../tasks/toxi
 import { attestPresentedCertificate, type X509SvidAttestation } from '../attestation/x509-svid/x509-svid-attestation.js';
 import type { PresentedCertificate } from '../mtls/client-certificate.js';
 import { TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE } from '../formats/token-types.js';
-import { clientIdentity, PRIVATE_KEY_JWT_ISSUER, type AuthenticatedClient, type ClientCredentials, type PluginAuthenticator } from './client-authentication.js';
+import { clientIdentity, CLIENT_IDENTITY_ISSUERS, type AuthenticatedClient, type ClientCredentials, type PluginAuthenticator } from './client-authentication.js';
 import { toolCallClaim } from './authorization-details.js';
 import type { HumanSubject, UserTokens } from '../users/user-tokens.js';
 
@@ -112,15 +112,21 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     // In a delegation the subject_token is the upstream Leash token and the attestation is the actor_token.
     const attestationToken = request.actorToken ?? request.subjectToken;
     trace.subjectDigest = rt.tokenDigest(attestationToken);
-    const client = (trace.client = await rt.clientAuth.authenticate(input.clientCredentials, request.clientId));
     const certificate = input.clientCertificate?.();
+    let client = (trace.client = await rt.clientAuth.authenticate(input.clientCredentials, request.clientId));
+    // RFC 8705 §2: a client that registered a certificate method authenticates with the
+    // connection's certificate; it is named by client_id, or by subject_token when that is "the client".
+    const certificateClient = client ? undefined : (request.clientId ?? (request.attestationTokenType === TOKEN_TYPE_CLIENT ? request.subjectToken : undefined));
+    if (certificateClient !== undefined && rt.clientAuth.usesCertificate(certificateClient)) client = trace.client = rt.clientAuth.authenticateCertificate(certificateClient, certificate);
     // With an actor_token the subject is a Leash token (delegation) or a person's token (acting for them).
     const user = (trace.user = request.actorToken !== undefined && rt.users.isPersonToken(request.subjectToken) ? await rt.users.verify(request.subjectToken) : undefined);
     const upstream = (trace.upstream = request.actorToken === undefined || user ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, rt.policy));
     const identity = (trace.identity = await attest(rt, request.attestationTokenType, attestationToken, client, certificate));
     if (identity.kind === 'x509-svid') trace.x5t = certificate?.thumbprint;
-    if (identity.kind === 'private_key_jwt') trace.subjectDigest = identity.tokenDigest;
+    if (CLIENT_IDENTITY_ISSUERS.has(identity.kind)) trace.subjectDigest = identity.tokenDigest;
     const plugin = (trace.plugin = resolvePlugin(rt.policy, identity, request.clientId ?? client?.clientId));
+    // Named by its attestation alone: a plugin that registered a certificate method authenticates with it now.
+    if (!client && rt.clientAuth.usesCertificate(plugin.id)) client = trace.client = rt.clientAuth.authenticateCertificate(plugin.id, certificate);
     checkClientAuthentication(plugin, client, identity);
     if (deps.revocation.isSuspended(plugin.id)) throw new LeashError('ERR_PLUGIN_SUSPENDED', 'this plugin is suspended; a security admin must resume it');
     const taskId = upstream ? checkDelegationTarget(upstream, plugin, request.taskId, rt.policy, rt.settings).taskId : request.taskId;
@@ -228,8 +234,10 @@ function checkClientAuthentication(plugin: CompiledPlugin, client: Authenticated
   }
   if (!client)
     throw new LeashError('ERR_CLIENT_AUTH_REQUIRED', 'this plugin authenticates with private_key_jwt at every exchange: send client_assertion and client_assertion_type', { method: auth.method });
-  if (identity.kind === 'private_key_jwt' && auth.attestation !== 'optional') {
-    throw new LeashError('ERR_ATTESTATION_REQUIRED', 'this plugin must present its workload attestation as subject_token, besides its client assertion');
+  // Registered for one method, authenticated with another (a client assertion from a certificate client).
+  if (client.method !== auth.method) throw new LeashError('ERR_CLIENT_AUTH_FAILED', `this plugin authenticates with ${auth.method}`, { method: client.method, reason: 'method_not_allowed' });
+  if (CLIENT_IDENTITY_ISSUERS.has(identity.kind) && auth.attestation !== 'optional') {
+    throw new LeashError('ERR_ATTESTATION_REQUIRED', 'this plugin must present its workload attestation as subject_token, besides its client authentication');
   }
 }
 
@@ -239,7 +247,7 @@ function checkClientAuthentication(plugin: CompiledPlugin, client: Authenticated
  * identifies it). A plugin exchanging with its key alone is the client it authenticated as.
  */
 function resolvePlugin(policy: CompiledPolicy, identity: WorkloadIdentity, clientId: string | undefined): CompiledPlugin {
-  const plugin = identity.issuer === PRIVATE_KEY_JWT_ISSUER && identity.kind === 'private_key_jwt' ? policy.plugins.get(identity.subject) : policy.resolvePlugin(identity);
+  const plugin = CLIENT_IDENTITY_ISSUERS.has(identity.issuer) && identity.kind === identity.issuer ? policy.plugins.get(identity.subject) : policy.resolvePlugin(identity);
   if (!plugin) throw new LeashError('ERR_WORKLOAD_UNBOUND', 'the attested workload is not bound to any plugin');
   if (clientId !== undefined && plugin.id !== clientId) throw new LeashError('ERR_CLIENT_PLUGIN_MISMATCH', 'client_id does not match the plugin the attestation is bound to');
   // Before the task check, so a disabled plugin learns nothing about tasks.

@@ -14,6 +14,7 @@ import { revocationRouter } from './oauth/revocation-endpoint.js';
 import type { LeashTokenClaims } from '../issuance/jwt/verify-leash-token.js';
 import type { Settings } from '../config/schema.js';
 import { discoveryDocument } from './oauth/discovery.js';
+import { certificateSources } from '../mtls/certificate-client-auth.js';
 import { bodyLimit } from './body-limit.js';
 import { setRetryAfter } from './retry-after.js';
 import { ROUTES, allowedMethods, answerOptions, unserved } from './surface.js';
@@ -101,7 +102,9 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   // OIDC Discovery and RFC 8414 metadata: one document, built by Leash (see discovery.ts).
   const discovery = (_req: Request, res: Response) => {
     const settings = deps.settings();
-    res.set('Cache-Control', 'public, max-age=60').json(discoveryDocument({ issuer: settings.issuer, dpopAlgorithms: settings.dpop.algorithms, jwks: deps.keys.jwks() }));
+    res
+      .set('Cache-Control', 'public, max-age=60')
+      .json(discoveryDocument({ issuer: settings.issuer, dpopAlgorithms: settings.dpop.algorithms, jwks: deps.keys.jwks(), certificates: certificateSources(settings) }));
   };
   app.get('/.well-known/openid-configuration', discovery);
   app.get('/.well-known/oauth-authorization-server', discovery);

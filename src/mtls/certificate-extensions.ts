@@ -76,6 +76,16 @@ export interface CertificateExtensions {
   readonly pathLen: number | undefined;
   /** The subjectAltName URIs (GeneralName [6]), in order; read from DER, not from a printed form. */
   readonly uris: readonly string[];
+  /** Every subjectAltName of the kinds RFC 8705 §2.1.2 names, read from DER (IP addresses as their raw 4 or 16 bytes, hex). */
+  readonly sans: SubjectAltNames;
+}
+
+export interface SubjectAltNames {
+  readonly dns: readonly string[];
+  readonly uri: readonly string[];
+  /** iPAddress entries as lowercase hex of their octets (4 or 16 bytes). */
+  readonly ip: readonly string[];
+  readonly email: readonly string[];
 }
 
 /** The extensions of a DER certificate; throws RangeError when its structure cannot be read. */
@@ -87,6 +97,7 @@ export function readExtensions(der: Uint8Array): CertificateExtensions {
   let keyUsage: Set<number> | undefined;
   let pathLen: number | undefined;
   const uris: string[] = [];
+  const sans = { dns: [] as string[], uri: uris, ip: [] as string[], email: [] as string[] };
   const wrapper = children(der, tbs).find((t) => t.tag === 0xa3);
   if (wrapper) {
     const [list] = children(der, wrapper);
@@ -112,9 +123,64 @@ export function readExtensions(der: Uint8Array): CertificateExtensions {
         }
       } else if (id === OID.subjectAltName) {
         const names = readTlv(der, value.start, value.end);
-        for (const n of children(der, names)) if (n.tag === 0x86) uris.push(Buffer.from(der.subarray(n.start, n.end)).toString('latin1'));
+        for (const n of children(der, names)) {
+          const bytes = Buffer.from(der.subarray(n.start, n.end));
+          if (n.tag === 0x86) uris.push(bytes.toString('latin1'));
+          else if (n.tag === 0x82) sans.dns.push(bytes.toString('latin1'));
+          else if (n.tag === 0x81) sans.email.push(bytes.toString('latin1'));
+          else if (n.tag === 0x87 && (bytes.length === 4 || bytes.length === 16)) sans.ip.push(bytes.toString('hex'));
+        }
       }
     }
   }
-  return { present, keyUsage, pathLen, uris };
+  return { present, keyUsage, pathLen, uris, sans };
+}
+
+/** One attribute of a distinguished name: its type (dotted OID) and its value (undefined when it is not a string type Leash reads). */
+export interface NameAttribute {
+  readonly oid: string;
+  readonly value: string | undefined;
+}
+
+function directoryString(der: Uint8Array, t: Tlv): string | undefined {
+  const bytes = Buffer.from(der.subarray(t.start, t.end));
+  switch (t.tag) {
+    case 0x0c: // UTF8String
+      return bytes.toString('utf8');
+    case 0x13: // PrintableString
+    case 0x16: // IA5String
+    case 0x14: // TeletexString (read as Latin-1, as OpenSSL does)
+      return bytes.toString('latin1');
+    case 0x1e: {
+      // BMPString: UTF-16 big-endian.
+      if (bytes.length % 2 !== 0) return undefined;
+      const swapped = Buffer.from(bytes);
+      swapped.swap16();
+      return swapped.toString('utf16le');
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The certificate's subject distinguished name as RDNs in DER order (most significant
+ * first, the reverse of an RFC 4514 string), each a set of attributes. Throws RangeError
+ * when its structure cannot be read.
+ */
+export function readSubjectName(der: Uint8Array): NameAttribute[][] {
+  const cert = readTlv(der, 0, der.length);
+  const [tbs] = children(der, cert);
+  if (!tbs || tbs.tag !== 0x30) throw new RangeError('no tbsCertificate');
+  const fields = children(der, tbs);
+  const subject = fields[fields[0]?.tag === 0xa0 ? 5 : 4];
+  if (!subject || subject.tag !== 0x30) throw new RangeError('no subject');
+  return children(der, subject).map((rdn) => {
+    if (rdn.tag !== 0x31) throw new RangeError('an RDN is not a SET');
+    return children(der, rdn).map((atv) => {
+      const [type, value] = children(der, atv);
+      if (!type || type.tag !== 0x06 || !value) throw new RangeError('malformed attribute');
+      return { oid: oidText(der, type), value: directoryString(der, value) };
+    });
+  });
 }

@@ -1,4 +1,5 @@
 import type { JWK } from 'jose';
+import { certificateAuthMethods, type CertificateSources } from '../../mtls/certificate-client-auth.js';
 import { TOKEN_EXCHANGE_GRANT } from '../../formats/token-types.js';
 import { CLIENT_ASSERTION_ALGORITHMS } from '../../attestation/client-assertion.js';
 import { introspectionMetadata } from './introspection.js';
@@ -12,6 +13,8 @@ export interface DiscoveryInput {
   readonly dpopAlgorithms: readonly string[];
   /** The published JWKS: its algorithms are the ones a verifier meets on Leash's tokens. */
   readonly jwks: { readonly keys: readonly JWK[] };
+  /** Where client certificates come from: which RFC 8705 §2 methods can really be used. */
+  readonly certificates?: CertificateSources | undefined;
 }
 
 /**
@@ -29,8 +32,9 @@ export function discoveryDocument(input: DiscoveryInput): Record<string, unknown
     token_endpoint: `${issuer}/token`,
     jwks_uri: `${issuer}/jwks`,
     grant_types_supported: [TOKEN_EXCHANGE_GRANT],
-    // Plugins prove themselves with their attestation (`none`); those that registered a key also (or instead) with private_key_jwt.
-    token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'],
+    // Plugins prove themselves with their attestation (`none`); those that registered a key also (or instead) with
+    // private_key_jwt, and those that registered a certificate with it, over mutual TLS (only when the listener asks for one).
+    token_endpoint_auth_methods_supported: ['none', 'private_key_jwt', ...certificateAuthMethods(input.certificates)],
     token_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGORITHMS],
     // Required by both specifications; Leash has no authorization endpoint, so it takes no response_type.
     response_types_supported: [],

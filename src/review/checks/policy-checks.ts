@@ -34,7 +34,8 @@ export const broadBinding: Check = (ctx, emit) => {
 export const pluginStandingKeys: Check = (ctx, emit) => {
   (ctx.config.plugins ?? []).forEach((plugin, p) => {
     const auth = plugin.client_auth;
-    if (!auth) return;
+    // A CA-issued certificate (tls_client_auth) is rotated by its PKI; a registered key or self-signed certificate stands until someone replaces it.
+    if (!auth?.jwks || auth.method === 'tls_client_auth') return;
     const alone = auth.attestation === 'optional';
     const source = auth.jwks.uri !== undefined ? `fetched from ${auth.jwks.uri}` : auth.jwks.file !== undefined ? `in ${auth.jwks.file}` : 'given inline';
     emit({
@@ -45,8 +46,8 @@ export const pluginStandingKeys: Check = (ctx, emit) => {
       // A second factor beside an attestation is worth less attention than a key that is the whole identity.
       severity: alone ? 'medium' : 'low',
       message: alone
-        ? `plugin '${plugin.id}' may exchange with its key alone (private_key_jwt, public keys ${source}): a long-lived secret is its whole identity`
-        : `plugin '${plugin.id}' holds a standing key (private_key_jwt, public keys ${source}) beside its attestation`,
+        ? `plugin '${plugin.id}' may exchange with its key alone (${auth.method}, public keys ${source}): a long-lived secret is its whole identity`
+        : `plugin '${plugin.id}' holds a standing key (${auth.method}, public keys ${source}) beside its attestation`,
       fix: alone
         ? `bind '${plugin.id}' to a platform identity and set client_auth.attestation: required, or keep its key in a secret store with an owner and a rotation date`
         : `keep the key of '${plugin.id}' in a secret store or hardware and rotate it; drop client_auth if the attestation suffices`,
