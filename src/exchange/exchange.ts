@@ -22,7 +22,7 @@ import { checkTaskToxicCombinations, type TaskToxicOutcome } from '../tasks/toxi
 import { attestPresentedCertificate, type X509SvidAttestation } from '../attestation/x509-svid/x509-svid-attestation.js';
 import type { PresentedCertificate } from '../mtls/client-certificate.js';
 import { TOKEN_TYPE_CLIENT, TOKEN_TYPE_TLS_CLIENT_CERTIFICATE } from '../formats/token-types.js';
-import { clientIdentity, CLIENT_IDENTITY_ISSUERS, type AuthenticatedClient, type ClientCredentials, type PluginAuthenticator } from './client-authentication.js';
+import { clientIdentity, CLIENT_IDENTITY_ISSUERS, isCertificateAuthMethod, type AuthenticatedClient, type ClientCredentials, type PluginAuthenticator } from './client-authentication.js';
 import { toolCallClaim } from './authorization-details.js';
 import type { HumanSubject, UserTokens } from '../users/user-tokens.js';
 
@@ -122,12 +122,13 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     const user = (trace.user = request.actorToken !== undefined && rt.users.isPersonToken(request.subjectToken) ? await rt.users.verify(request.subjectToken) : undefined);
     const upstream = (trace.upstream = request.actorToken === undefined || user ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, rt.policy));
     const identity = (trace.identity = await attest(rt, request.attestationTokenType, attestationToken, client, certificate));
-    if (identity.kind === 'x509-svid') trace.x5t = certificate?.thumbprint;
     if (CLIENT_IDENTITY_ISSUERS.has(identity.kind)) trace.subjectDigest = identity.tokenDigest;
     const plugin = (trace.plugin = resolvePlugin(rt.policy, identity, request.clientId ?? client?.clientId));
     // Named by its attestation alone: a plugin that registered a certificate method authenticates with it now.
     if (!client && rt.clientAuth.usesCertificate(plugin.id)) client = trace.client = rt.clientAuth.authenticateCertificate(plugin.id, certificate);
     checkClientAuthentication(plugin, client, identity);
+    // RFC 8705 §3: bound to the certificate the exchange was decided on (the X.509-SVID, or the one the client authenticated with).
+    if (identity.kind === 'x509-svid' || isCertificateAuthMethod(client?.method)) trace.x5t = certificate?.thumbprint;
     if (deps.revocation.isSuspended(plugin.id)) throw new LeashError('ERR_PLUGIN_SUSPENDED', 'this plugin is suspended; a security admin must resume it');
     const taskId = upstream ? checkDelegationTarget(upstream, plugin, request.taskId, rt.policy, rt.settings).taskId : request.taskId;
     const task = (trace.task = taskId === undefined ? undefined : await deps.tasks.requireLive(taskId, plugin.id, now));

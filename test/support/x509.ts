@@ -108,6 +108,8 @@ export interface IssuedCert {
   readonly keyPem: string;
   readonly key: KeyObject;
   readonly name: string;
+  /** The subject Name's DER (what a child names as its issuer). */
+  readonly subjectDer?: Buffer;
 }
 
 export interface CertSpec {
@@ -119,6 +121,11 @@ export interface CertSpec {
   readonly pathLen?: number;
   readonly uris?: readonly string[];
   readonly dns?: readonly string[];
+  readonly emails?: readonly string[];
+  /** iPAddress SANs as raw bytes (4 or 16). */
+  readonly ips?: readonly Buffer[];
+  /** Subject RDNs in DER order (most significant first), each [OID, UTF-8 value]; omitted: CN=name. */
+  readonly subject?: ReadonlyArray<readonly [string, string]>;
   /** Key usage bits; omitted: CA → keyCertSign+cRLSign, leaf → digitalSignature. `null`: no extension. */
   readonly keyUsage?: readonly number[] | null;
   readonly eku?: readonly string[];
@@ -136,21 +143,27 @@ export function issueCertificate(spec: CertSpec): IssuedCert {
   const extensions: Buffer[] = [seq(oid('2.5.29.19'), bool(true), octets(seq(...(ca ? [bool(true), ...(spec.pathLen !== undefined ? [integer(Buffer.from([spec.pathLen]))] : [])] : []))))];
   const ku = spec.keyUsage === undefined ? (ca ? [KU.keyCertSign, KU.cRLSign] : [KU.digitalSignature]) : spec.keyUsage;
   if (ku !== null) extensions.push(seq(oid('2.5.29.15'), bool(true), octets(bitString(ku))));
-  const names = [...(spec.uris ?? []).map((u) => tlv(0x86, Buffer.from(u, 'latin1'))), ...(spec.dns ?? []).map((d) => tlv(0x82, Buffer.from(d)))];
+  const names = [
+    ...(spec.uris ?? []).map((u) => tlv(0x86, Buffer.from(u, 'latin1'))),
+    ...(spec.dns ?? []).map((d) => tlv(0x82, Buffer.from(d))),
+    ...(spec.emails ?? []).map((e) => tlv(0x81, Buffer.from(e))),
+    ...(spec.ips ?? []).map((ip) => tlv(0x87, ip)),
+  ];
   if (names.length > 0) extensions.push(seq(oid('2.5.29.17'), octets(seq(...names))));
   if (spec.eku) extensions.push(seq(oid('2.5.29.37'), octets(seq(...spec.eku.map(oid)))));
   if (spec.critical) extensions.push(seq(oid(spec.critical), bool(true), octets(seq())));
+  const subjectDer = spec.subject ? seq(...spec.subject.map(([type, value]) => set(seq(oid(type), tlv(0x0c, Buffer.from(value, 'utf8')))))) : name(spec.name);
   const tbs = seq(
     explicit(0, integer(Buffer.from([2]))),
     integer(randomBytes(16)),
     ECDSA_SHA256,
-    name(spec.issuer?.name ?? spec.name),
+    spec.issuer ? (spec.issuer.subjectDer ?? name(spec.issuer.name)) : subjectDer,
     seq(utcTime(spec.notBefore ?? now - 600_000), utcTime(spec.notAfter ?? now + 3600_000)),
-    name(spec.name),
+    subjectDer,
     keys.publicKey.export({ type: 'spki', format: 'der' }),
     explicit(3, seq(...extensions)),
   );
   const signature = sign('sha256', tbs, { key: spec.issuer?.key ?? keys.privateKey, dsaEncoding: 'der' });
   const der = seq(tbs, ECDSA_SHA256, tlv(0x03, Buffer.concat([Buffer.from([0]), signature])));
-  return { der, pem: pem(der, 'CERTIFICATE'), keyPem: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), key: keys.privateKey, name: spec.name };
+  return { der, pem: pem(der, 'CERTIFICATE'), keyPem: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), key: keys.privateKey, name: spec.name, subjectDer };
 }
