@@ -193,6 +193,7 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
       exactlyOne(report, `${at}/client_auth/jwks`, rec(clientAuth.jwks), ['inline', 'file', 'uri'], []);
       if (rec(clientAuth.jwks).discovery !== undefined) report(`${at}/client_auth/jwks/discovery`, 'a plugin has no discovery document: give its JWKS as inline, file or uri');
     }
+    if (isObject(plugin.client_auth)) clientAuthProblems(report, `${at}/client_auth`, clientAuth, settings);
     list(plugin.bindings).forEach((rawBinding, b) => {
       const binding = rec(rawBinding);
       const bat = `${at}/bindings/${b}`;
@@ -302,4 +303,37 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
   problems.push(...kindProblems(root, asWritten));
 
   return problems;
+}
+
+const TLS_SUBJECTS = ['tls_client_auth_subject_dn', 'tls_client_auth_san_dns', 'tls_client_auth_san_uri', 'tls_client_auth_san_ip', 'tls_client_auth_san_email'] as const;
+
+/**
+ * A plugin's `client_auth` has what its method needs and nothing another method takes:
+ * `private_key_jwt` and `self_signed_tls_client_auth` a JWKS, `tls_client_auth` exactly
+ * one `tls_client_auth_*` subject and a CA; the RFC 8705 methods a way for certificates to
+ * reach Leash (the files themselves are read when the broker compiles the config).
+ */
+function clientAuthProblems(report: Report, at: string, auth: Rec, settings: Rec): void {
+  const method = str(auth.method);
+  const subjects = TLS_SUBJECTS.filter((p) => auth[p] !== undefined);
+  if (method !== 'tls_client_auth') {
+    for (const p of subjects) report(`${at}/${p}`, `only applies to method tls_client_auth (this plugin uses ${method ?? 'none'})`);
+    if (auth.ca_file !== undefined) report(`${at}/ca_file`, `only applies to method tls_client_auth (this plugin uses ${method ?? 'none'})`);
+  }
+  if ((method === 'private_key_jwt' || method === 'self_signed_tls_client_auth') && !isObject(auth.jwks)) report(`${at}/jwks`, `is required for ${method}`);
+  if (method === 'self_signed_tls_client_auth' && rec(auth.jwks).uri !== undefined) report(`${at}/jwks/uri`, 'self_signed_tls_client_auth reads its certificates from an inline or file JWKS');
+  if (method !== 'tls_client_auth' && method !== 'self_signed_tls_client_auth') return;
+  if (method === 'tls_client_auth') {
+    if (auth.jwks !== undefined) report(`${at}/jwks`, 'tls_client_auth takes no jwks: the CA and the registered subject identify the certificate');
+    if (subjects.length !== 1) report(at, `tls_client_auth needs exactly one of ${TLS_SUBJECTS.join(', ')} (found ${subjects.length === 0 ? 'none' : subjects.join(', ')})`);
+    if (auth.ca_file === undefined && rec(settings.tls).client_ca_file === undefined)
+      report(`${at}/ca_file`, 'tls_client_auth needs the CA its certificates chain to: set ca_file or settings.tls.client_ca_file');
+  }
+  const listener = isObject(settings.tls) ? (str(rec(settings.tls).client_auth) ?? 'optional') : undefined;
+  const header = isObject(settings.client_certificate_header);
+  if (!header && (listener === undefined || listener === 'none')) {
+    report(`${at}/method`, `${method} needs client certificates to reach Leash: set settings.tls.client_auth (optional or required) or settings.client_certificate_header`);
+  } else if (method === 'self_signed_tls_client_auth' && !header && listener === 'required') {
+    report(`${at}/method`, 'self_signed_tls_client_auth needs settings.tls.client_auth optional (required makes the handshake refuse a self-signed certificate)');
+  }
 }

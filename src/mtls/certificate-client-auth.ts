@@ -212,7 +212,8 @@ export function createCertificateClientAuth(plugins: readonly PluginConfig[], de
       problems.push({ path: `${at}/${param}`, message: (e as Error).message });
       return;
     }
-    const caFile = auth.ca_file ?? deps.defaultCaFile;
+    const named = auth.ca_file ?? deps.defaultCaFile;
+    const caFile = named === undefined || isAbsolute(named) ? named : resolve(deps.baseDir, named);
     if (caFile === undefined) {
       problems.push({ path: `${at}/ca_file`, message: 'tls_client_auth needs the CA its certificates chain to: set ca_file or settings.tls.client_ca_file' });
       return;

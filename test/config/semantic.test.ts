@@ -332,6 +332,51 @@ const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path
     message: /no discovery document/,
   },
   {
+    rule: 'private_key_jwt needs a JWKS',
+    patch: (c) => (c.plugins[0].client_auth = { method: 'private_key_jwt' }),
+    path: '/plugins/0/client_auth/jwks',
+    message: /is required for private_key_jwt/,
+  },
+  {
+    rule: 'tls_client_auth names exactly one certificate subject',
+    patch: (c) => {
+      c.settings = { ...c.settings, tls: { cert_file: 'a.crt', key_file: 'a.key', client_auth: 'optional', client_ca_file: 'ca.pem' } };
+      c.plugins[0].client_auth = { method: 'tls_client_auth', tls_client_auth_san_dns: 'a.example.com', tls_client_auth_san_uri: 'spiffe://example.org/a' };
+    },
+    path: '/plugins/0/client_auth',
+    message: /exactly one of .*found tls_client_auth_san_dns, tls_client_auth_san_uri/,
+  },
+  {
+    rule: 'tls_client_auth needs a CA to chain to',
+    patch: (c) => {
+      c.settings = { ...c.settings, tls: { cert_file: 'a.crt', key_file: 'a.key', client_auth: 'optional' } };
+      c.plugins[0].client_auth = { method: 'tls_client_auth', tls_client_auth_san_dns: 'a.example.com' };
+    },
+    path: '/plugins/0/client_auth/ca_file',
+    message: /needs the CA/,
+  },
+  {
+    rule: 'a certificate method needs certificates to reach Leash',
+    patch: (c) => (c.plugins[0].client_auth = { method: 'tls_client_auth', tls_client_auth_san_dns: 'a.example.com', ca_file: 'ca.pem' }),
+    path: '/plugins/0/client_auth/method',
+    message: /needs client certificates to reach Leash/,
+  },
+  {
+    rule: 'self_signed_tls_client_auth is not offered where the handshake refuses self-signed certificates',
+    patch: (c) => {
+      c.settings = { ...c.settings, tls: { cert_file: 'a.crt', key_file: 'a.key', client_auth: 'required', client_ca_file: 'ca.pem' } };
+      c.plugins[0].client_auth = { method: 'self_signed_tls_client_auth', jwks: { inline: { keys: [jwksKey] } } };
+    },
+    path: '/plugins/0/client_auth/method',
+    message: /required makes the handshake refuse/,
+  },
+  {
+    rule: 'a tls_client_auth subject on another method is not silently ignored',
+    patch: (c) => (c.plugins[0].client_auth = { method: 'private_key_jwt', jwks: { inline: { keys: [jwksKey] } }, tls_client_auth_subject_dn: 'CN=a' }),
+    path: '/plugins/0/client_auth/tls_client_auth_subject_dn',
+    message: /only applies to method tls_client_auth/,
+  },
+  {
     rule: 'trust_domain on a non-spiffe issuer is not silently ignored',
     patch: (c) => (c.trusted_issuers[0].trust_domain = 'example.org'),
     path: '/trusted_issuers/0/trust_domain',

@@ -42,6 +42,10 @@ interface Ctx {
   ca: IssuedCert;
   otherCa: IssuedCert;
   svid: IssuedCert;
+  /** tls-plugin's certificate (tls_client_auth, dNSName TLS_PLUGIN_DNS, issued by `ca`). */
+  tlsCert: IssuedCert;
+  /** self-plugin's registered self-signed certificate (self_signed_tls_client_auth). */
+  selfCert: IssuedCert;
   certDir: string;
   cloud: CloudIssuers;
 }
@@ -133,6 +137,13 @@ async function keyOnly(c: Ctx, extra: Record<string, string> = {}): Promise<Reco
 
 /** An X.509-SVID presented through the trusted proxy's header (Envoy XFCC). */
 const xfcc = (...certs: IssuedCert[]) => certs.map((cert) => `Hash=00;Cert="${encodeURIComponent(cert.pem)}";URI=${WORKLOAD}`).join(',');
+/** A client certificate (no SPIFFE ID) through the trusted proxy's header. */
+const xfccCert = (cert: IssuedCert) => `Hash=00;Cert="${encodeURIComponent(cert.pem)}"`;
+const TLS_PLUGIN_DNS = 'tls-plugin.plugins.example.com';
+const tlsCertOf = (issuer: IssuedCert, over: Partial<Parameters<typeof issueCertificate>[0]> = {}) =>
+  issueCertificate({ name: 'tls-plugin', issuer, dns: [TLS_PLUGIN_DNS], eku: [EKU_CLIENT_AUTH], ...over });
+/** A plugin authenticating with its certificate alone (RFC 8705 §2: client_id names it). */
+const certClient = (c: Ctx, id: string): Record<string, string> => ({ grant_type: EXCHANGE, client_id: id, subject_token: id, subject_token_type: CLIENT_TYPE, resource: CRM_API, task: c.keyTask });
 const svidOf = (issuer: IssuedCert, over: Partial<Parameters<typeof issueCertificate>[0]> = {}) => issueCertificate({ name: 'svid', issuer, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH], ...over });
 const certParams = (c: Ctx, cert: IssuedCert): Record<string, string> => ({
   grant_type: EXCHANGE,
@@ -662,6 +673,81 @@ const rows: Row[] = [
     error: 'invalid_request',
     code: 'ERR_CLIENT_CERT_MISMATCH',
   },
+  // ---- RFC 8705 §2 client authentication with a certificate (tls_client_auth, self_signed_tls_client_auth)
+  {
+    name: 'tls_client_auth: certificate of another CA',
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfccCert(tlsCertOf(c.otherCa)) }),
+    params: async (c) => certClient(c, 'tls-plugin'),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'tls_client_auth: expired certificate',
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfccCert(tlsCertOf(c.ca, { notBefore: Date.now() - 7200_000, notAfter: Date.now() - 60_000 })) }),
+    params: async (c) => certClient(c, 'tls-plugin'),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'tls_client_auth: wrong SAN (a good certificate of the CA, for another name)',
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfccCert(tlsCertOf(c.ca, { dns: ['tls-plugin.plugins.example.com.attacker.example'] })) }),
+    params: async (c) => certClient(c, 'tls-plugin'),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'tls_client_auth: another plugin’s good certificate (an X.509-SVID of the same CA)',
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfcc(c.svid) }),
+    params: async (c) => certClient(c, 'tls-plugin'),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'tls_client_auth: the CA certificate itself as client certificate',
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfccCert(c.ca) }),
+    params: async (c) => certClient(c, 'tls-plugin'),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  { name: 'tls_client_auth: no certificate', params: async (c) => certClient(c, 'tls-plugin'), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  {
+    name: 'tls_client_auth: the certificate with a client assertion of no key',
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfccCert(c.tlsCert) }),
+    params: async (c) => ({ ...certClient(c, 'tls-plugin'), client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(c, { iss: 'tls-plugin' }) }),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'self_signed_tls_client_auth: an unregistered self-signed certificate of the same name',
+    headers: async () => ({ 'x-forwarded-client-cert': xfccCert(issueCertificate({ name: 'self-plugin' })) }),
+    params: async (c) => certClient(c, 'self-plugin'),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  {
+    name: 'self_signed_tls_client_auth: a CA-issued certificate instead of the registered one',
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfccCert(c.tlsCert) }),
+    params: async (c) => certClient(c, 'self-plugin'),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
+  { name: 'self_signed_tls_client_auth: no certificate', params: async (c) => certClient(c, 'self-plugin'), status: 401, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_FAILED' },
+  {
+    name: 'tls_client_auth: the registered self-signed certificate of another plugin',
+    headers: async (c) => ({ 'x-forwarded-client-cert': xfccCert(c.selfCert) }),
+    params: async (c) => certClient(c, 'tls-plugin'),
+    status: 401,
+    error: 'invalid_client',
+    code: 'ERR_CLIENT_AUTH_FAILED',
+  },
   { name: 'client_secret in the body', params: async (c) => base(c, c.good, { client_secret: 'hunter2' }), status: 400, error: 'invalid_client', code: 'ERR_CLIENT_AUTH_UNSUPPORTED' },
   {
     name: 'client_secret via HTTP Basic',
@@ -940,6 +1026,8 @@ describe('must be denied', () => {
     ctx.ca = issueCertificate({ name: 'Example SPIFFE CA', ca: true });
     ctx.otherCa = issueCertificate({ name: 'Example SPIFFE CA', ca: true });
     ctx.svid = svidOf(ctx.ca);
+    ctx.tlsCert = tlsCertOf(ctx.ca);
+    ctx.selfCert = issueCertificate({ name: 'self-plugin' });
     ctx.certDir = await mkdtemp(join(tmpdir(), 'leash-deny-'));
     await writeFile(join(ctx.certDir, 'bundle.pem'), ctx.ca.pem);
     ctx.cloud = await CloudIssuers.start(() => ctx.clock.now());
@@ -954,6 +1042,24 @@ describe('must be denied', () => {
         cfg.plugins.push(
           { id: 'svid-plugin', owner: 'team-crm@example.com', risk: 'low', bindings: [{ issuer: 'example-x509', subject: WORKLOAD }], grants },
           { id: 'keyed-vendor', owner: 'vendor@example.com', risk: 'low', client_auth: clientAuth('optional'), grants },
+          {
+            id: 'tls-plugin',
+            owner: 'team-crm@example.com',
+            risk: 'low',
+            client_auth: { method: 'tls_client_auth', tls_client_auth_san_dns: TLS_PLUGIN_DNS, ca_file: join(ctx.certDir, 'bundle.pem'), attestation: 'optional' },
+            grants,
+          },
+          {
+            id: 'self-plugin',
+            owner: 'vendor@example.com',
+            risk: 'low',
+            client_auth: {
+              method: 'self_signed_tls_client_auth',
+              jwks: { inline: { keys: [{ ...createPublicKey(ctx.selfCert.key).export({ format: 'jwk' }), x5c: [ctx.selfCert.der.toString('base64')] }] } },
+              attestation: 'optional',
+            },
+            grants,
+          },
           {
             id: 'keyed-attested',
             owner: 'team-crm@example.com',
@@ -986,7 +1092,7 @@ describe('must be denied', () => {
     ctx.sharedTask = await ctx.tb.openTask({ plugins: ['crm-reader', 'ticket-writer'] });
     ctx.devTask = await ctx.tb.openTask({ plugins: ['prod-only'], attributes: { env: 'dev' } });
     ctx.prodTask = await ctx.tb.openTask({ plugins: ['prod-only'], attributes: { env: 'prod' } });
-    ctx.keyTask = await ctx.tb.openTask({ plugins: ['keyed-vendor', 'keyed-attested', 'svid-plugin'] });
+    ctx.keyTask = await ctx.tb.openTask({ plugins: ['keyed-vendor', 'keyed-attested', 'svid-plugin', 'tls-plugin', 'self-plugin'] });
     ctx.clock.advance(10); // the 5-second task is now expired, the others are live
     ctx.good = await ctx.tb.cluster.saToken({ nowSeconds: ctx.nowS() });
   });
@@ -1006,7 +1112,7 @@ describe('must be denied', () => {
     expect(typeof res.body.access_token).toBe('string');
   });
 
-  it('the baselines of keys and certificates are accepted: a key alone, a key with an attestation, a certificate', async () => {
+  it('the baselines of keys and certificates are accepted: a key alone, a key with an attestation, a certificate, a certificate as client authentication (CA-issued, self-signed)', async () => {
     const keyed = await ctx.tb.exchange(await keyOnly(ctx));
     expect(keyed.status).toBe(200);
     expect(decodeJwt(keyed.body.access_token as string)).toMatchObject({ plugin: 'keyed-vendor', workload: { issuer: 'private_key_jwt', sub: 'keyed-vendor' } });
@@ -1024,6 +1130,13 @@ describe('must be denied', () => {
     const cert = await ctx.tb.exchange(certParams(ctx, ctx.svid), { 'x-forwarded-client-cert': xfcc(ctx.svid) });
     expect(cert.status).toBe(200);
     expect(decodeJwt(cert.body.access_token as string)).toMatchObject({ plugin: 'svid-plugin', cnf: { 'x5t#S256': createHash('sha256').update(ctx.svid.der).digest('base64url') } });
+    // RFC 8705 §2: the certificate as the client's authentication.
+    const tls = await ctx.tb.exchange(certClient(ctx, 'tls-plugin'), { 'x-forwarded-client-cert': xfccCert(ctx.tlsCert) });
+    expect(tls.status).toBe(200);
+    expect(decodeJwt(tls.body.access_token as string)).toMatchObject({ plugin: 'tls-plugin', cnf: { 'x5t#S256': createHash('sha256').update(ctx.tlsCert.der).digest('base64url') } });
+    const self = await ctx.tb.exchange(certClient(ctx, 'self-plugin'), { 'x-forwarded-client-cert': xfccCert(ctx.selfCert) });
+    expect(self.status).toBe(200);
+    expect(decodeJwt(self.body.access_token as string)).toMatchObject({ plugin: 'self-plugin', workload: { issuer: 'self_signed_tls_client_auth', sub: 'self-plugin' } });
   });
 
   /** The audit trail's length: what one request adds is read from here on. */
