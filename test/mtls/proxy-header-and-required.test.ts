@@ -127,4 +127,10 @@ describe('client_auth: required', () => {
     const ok = await tlsRequest(url, { ca: server.ca, cert: svid.pem, key: svid.keyPem }, { path: '/token', form: params(svid) });
     expect(ok.status).toBe(200);
   });
+
+  it('discovery offers tls_client_auth but not self_signed_tls_client_auth: the handshake refuses self-signed certificates', async () => {
+    const svid = issueCertificate({ name: 'svid', issuer: ca, uris: [WORKLOAD], eku: [EKU_CLIENT_AUTH] });
+    const res = await tlsRequest(tb.url.replace('http:', 'https:'), { ca: server.ca, cert: svid.pem, key: svid.keyPem }, { path: '/.well-known/openid-configuration' });
+    expect(res.body.token_endpoint_auth_methods_supported).toEqual(['none', 'private_key_jwt', 'tls_client_auth']);
+  });
 });
