@@ -7,6 +7,8 @@ export { AUTHORIZATION_DETAILS_TYPES, TASK_DETAIL_TYPE, TOOL_CALL_DETAIL_TYPE, t
 export interface ParsedAuthorizationDetails {
   readonly taskId: string | undefined;
   readonly toolCall: ToolCallRequest | undefined;
+  /** The accepted entries in their wire shape (what CEL conditions read as `request.authorization_details`). */
+  readonly entries: readonly Readonly<Record<string, unknown>>[];
 }
 
 /** The whole parameter; a real tool call with a few exposed values is a few hundred bytes. */
@@ -92,7 +94,10 @@ export function parseAuthorizationDetails(raw: string, audience: string): Parsed
         throw invalid(`unknown type; Leash accepts ${AUTHORIZATION_DETAILS_TYPES.join(', ')}`);
     }
   }
-  return { taskId, toolCall };
+  const entries: Readonly<Record<string, unknown>>[] = [];
+  if (taskId !== undefined) entries.push(Object.freeze({ type: TASK_DETAIL_TYPE, task: taskId }));
+  if (toolCall !== undefined) entries.push(Object.freeze(toolCallClaim(toolCall)));
+  return { taskId, toolCall, entries: Object.freeze(entries) };
 }
 
 /** The token's `authorization_details` claim (and the response member, RFC 9396 §7) for a tool call. */

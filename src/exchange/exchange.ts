@@ -139,7 +139,14 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       identity,
       task,
       now,
-      request: { audience: request.audience, scopes: request.scopes, ttl: request.ttl, params: request.conditionParams, toolCall: request.toolCall },
+      request: {
+        audience: request.audience,
+        scopes: request.scopes,
+        ttl: request.ttl,
+        params: request.conditionParams,
+        toolCall: request.toolCall,
+        authorizationDetails: request.authorizationDetails,
+      },
       chain: upstream?.chain,
       user,
     }));

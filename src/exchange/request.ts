@@ -34,6 +34,8 @@ export interface ExchangeRequest {
   readonly requestedTokenType: string | undefined;
   /** RFC 9396: the one MCP tool call the credential is for (`leash_mcp_tool_call`). */
   readonly toolCall: ToolCallRequest | undefined;
+  /** RFC 9396 entries the request carried, as accepted (empty without the parameter). */
+  readonly authorizationDetails: readonly Readonly<Record<string, unknown>>[];
   /** Plain parameters for `request.*` conditions: never the tokens. */
   readonly conditionParams: Readonly<Record<string, string>>;
 }
@@ -168,6 +170,7 @@ export function parseExchangeRequest(clientId: string | undefined, params: RawPa
     taskId,
     requestedTokenType,
     toolCall: details?.toolCall,
+    authorizationDetails: details?.entries ?? [],
     conditionParams,
   };
 }

@@ -233,6 +233,7 @@ function bindingsFor(input: PolicyInput, scopes: readonly string[], approvalRule
       scopes,
       ttl: request.ttl,
       params: request.params,
+      authorizationDetails: request.authorizationDetails ?? [],
       task: task ? { id: task.id, attributes: task.attributes, plugins: task.plugins } : undefined,
       plugin: { id: plugin.id, owner: plugin.owner, risk: plugin.risk },
       now: input.now,

@@ -56,6 +56,8 @@ export interface PolicyRequest {
   readonly params: Readonly<Record<string, string>>;
   /** RFC 9396: the one MCP tool call asked for. */
   readonly toolCall?: ToolCallRequest | undefined;
+  /** RFC 9396 entries as accepted (CEL `request.authorization_details`). */
+  readonly authorizationDetails?: readonly Readonly<Record<string, unknown>>[] | undefined;
 }
 
 export interface PolicyInput {

@@ -23,6 +23,8 @@ describe('authorization_details (RFC 9396) on a token exchange', () => {
     const parsed = parseAuthorizationDetails(JSON.stringify([{ type: 'leash_task', task: 't-1' }, call()]), MCP);
     expect(parsed.taskId).toBe('t-1');
     expect(parsed.toolCall).toEqual({ server: MCP, tool: 'send_email', argumentsSha256: HASH, arguments: { to: 'ann@example.com' } });
+    // The accepted entries in their wire shape, for CEL conditions (request.authorization_details).
+    expect(parsed.entries).toEqual([{ type: 'leash_task', task: 't-1' }, call()]);
     // locations may be left out: the call is at the requested resource.
     expect(parseAuthorizationDetails(JSON.stringify([call({ locations: undefined })]), MCP).toolCall?.server).toBe(MCP);
   });

@@ -13,13 +13,13 @@ function policyWith(conditions: ConditionConfig[]): CompiledPolicy {
   return compilePolicy(config([plugin('p', { grants: [grant({ scopes: SCOPES, conditions, task_required: false })] })]));
 }
 
-function decide(policy: CompiledPolicy, over: Partial<PolicyInput> & { attributes?: Record<string, string>; scopes?: string[]; ttl?: number } = {}) {
+function decide(policy: CompiledPolicy, over: Partial<PolicyInput> & { attributes?: Record<string, string>; scopes?: string[]; ttl?: number; details?: Record<string, unknown>[] } = {}) {
   const p = policy.plugins.get('p')!;
   return policy.evaluate({
     plugin: p,
     identity: over.identity ?? identity('system:serviceaccount:plugins:p', over.attributes ?? { namespace: 'plugins', service_account: 'p' }),
     task: 'task' in over ? over.task : task({ env: 'prod' }, ['p', 'q']),
-    request: { audience: 'https://api.example.com', scopes: over.scopes, ttl: over.ttl, params: { audience: 'https://api.example.com' } },
+    request: { audience: 'https://api.example.com', scopes: over.scopes, ttl: over.ttl, params: { audience: 'https://api.example.com' }, authorizationDetails: over.details },
     now: over.now ?? NOW,
     chain: over.chain,
   });
@@ -41,6 +41,17 @@ describe('CEL conditions: every variable is bound', () => {
     ['request.ttl <= 60', { ttl: 60 }, { ttl: 120 }],
     ['request.ttl == 0', {}, { ttl: 1 }],
     ['request.params.audience == request.audience', {}, undefined],
+    ['size(request.authorization_details) == 0', {}, { details: [{ type: 'leash_task', task: 'task-1' }] }],
+    [
+      "request.authorization_details.all(d, d.type != 'leash_mcp_tool_call' || (d.tool == 'send_email' && d.arguments.to.endsWith('@example.com')))",
+      {
+        details: [
+          { type: 'leash_task', task: 'task-1' },
+          { type: 'leash_mcp_tool_call', tool: 'send_email', arguments: { to: 'ann@example.com' } },
+        ],
+      },
+      { details: [{ type: 'leash_mcp_tool_call', tool: 'send_email', arguments: { to: 'eve@evil.example' } }] },
+    ],
     ["task.id == 'task-1'", {}, { task: undefined }],
     ["task.attributes.env == 'prod'", {}, { task: task({ env: 'dev' }) }],
     ["'q' in task.plugins", {}, { task: task({ env: 'prod' }, ['p']) }],

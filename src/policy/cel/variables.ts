@@ -33,6 +33,11 @@ const S = CelScalar;
 const TIMESTAMP = objectType('google.protobuf.Timestamp');
 const stringMap = mapType(S.STRING, S.STRING);
 const stringList = listType(S.STRING);
+/** RFC 9396 entries: maps of their members, values as JSON gives them (numbers are doubles). */
+const detailsList = listType(mapType(S.STRING, S.DYN));
+/** The whole authorization_details parameter is at most this long (exchange/authorization-details.ts), so nothing in it is longer. */
+const MAX_DETAILS_LENGTH = 4096;
+const MAX_DETAILS_ENTRIES = 4;
 
 export const CEL_VARIABLES: readonly CelVariable[] = [
   { name: 'workload.issuer', type: S.STRING, check: () => T.string(IDENT), description: 'Name of the trusted issuer that vouched for the workload (config name, not its URL).' },
@@ -57,6 +62,13 @@ export const CEL_VARIABLES: readonly CelVariable[] = [
     type: stringMap,
     check: () => T.map(T.string(16), T.string(UNBOUNDED), 8),
     description: 'Plain request parameters: `audience`, `scope`, `task`, `expires_in` (never a token).',
+  },
+  {
+    name: 'request.authorization_details',
+    type: detailsList,
+    check: () => T.list(T.map(T.string(32), T.dyn(MAX_DETAILS_LENGTH), 8), MAX_DETAILS_ENTRIES),
+    description:
+      'The RFC 9396 `authorization_details` entries the request carried, as accepted: `{type: "leash_task", task}` and `{type: "leash_mcp_tool_call", locations, tool, arguments_sha256, arguments?}` (`arguments`: only the exposed values; JSON numbers are doubles). Empty without the parameter.',
   },
   { name: 'task.id', type: S.STRING, check: () => T.string(128), description: "The task's id; empty when the request names no task." },
   { name: 'task.attributes', type: stringMap, check: () => T.map(T.string(64), T.string(256), 32), description: 'The attributes the orchestrator gave the task; empty without a task.' },
@@ -97,6 +109,7 @@ export interface CelInputs {
   readonly scopes: readonly string[];
   readonly ttl: number | undefined;
   readonly params: Readonly<Record<string, string>>;
+  readonly authorizationDetails: readonly Readonly<Record<string, unknown>>[];
   readonly task: { readonly id: string; readonly attributes: Readonly<Record<string, string>>; readonly plugins: readonly string[] } | undefined;
   readonly plugin: { readonly id: string; readonly owner: string; readonly risk: string };
   readonly now: number;
@@ -118,6 +131,7 @@ export function celBindings(i: CelInputs): Record<string, CelInput> {
   const claimNames = Object.keys(i.claims);
   if (claimNames.length > MAX_CLAIMS) throw new BindingBoundError(`the workload has ${claimNames.length} attributes, more than the ${MAX_CLAIMS} conditions accept`);
   if (claimNames.some((n) => n.length > MAX_CLAIM_NAME)) throw new BindingBoundError(`a workload attribute name is longer than ${MAX_CLAIM_NAME} characters`);
+  if (i.authorizationDetails.length > MAX_DETAILS_ENTRIES) throw new BindingBoundError(`more than ${MAX_DETAILS_ENTRIES} authorization_details entries`);
   if (i.chain.length > MAX_CHAIN) throw new BindingBoundError(`the delegation chain is longer than ${MAX_CHAIN}`);
   return {
     'workload.issuer': i.issuer,
@@ -128,6 +142,7 @@ export function celBindings(i: CelInputs): Record<string, CelInput> {
     'request.scopes': list(i.scopes),
     'request.ttl': BigInt(i.ttl ?? 0),
     'request.params': entries(i.params),
+    'request.authorization_details': celList(i.authorizationDetails.map((d) => d as CelInput)),
     'task.id': i.task?.id ?? '',
     'task.attributes': entries(i.task?.attributes ?? {}),
     'task.plugins': list(i.task?.plugins ?? []),
