@@ -15,11 +15,14 @@ const MAX_JTI_LENGTH = 256;
 
 /**
  * Shape-checks `chain_jti` against the token's `act` depth (actors newest-outermost):
- * an array of exactly `actDepth` distinct non-empty strings. Undefined when malformed,
- * including when there is no `act` (a root token derives from nothing).
+ * an array of exactly `actDepth` distinct non-empty strings (`actDepth - 1` when the chain
+ * is rooted at a person, `principal: "person"`). Undefined when malformed, including when
+ * there is no `act` (a root token derives from nothing).
  */
-export function parseChainJti(value: unknown, actDepth: number): string[] | undefined {
-  if (!Array.isArray(value) || actDepth < 1 || actDepth > MAX_CHAIN_JTI || value.length !== actDepth) return undefined;
+export function parseChainJti(value: unknown, actDepth: number, personRooted = false): string[] | undefined {
+  // A chain rooted at a person: its first actor's token derives from no Leash token (the person's came from their identity provider).
+  const expected = personRooted ? actDepth - 1 : actDepth;
+  if (!Array.isArray(value) || expected < 1 || actDepth > MAX_CHAIN_JTI || value.length !== expected) return undefined;
   if (!value.every((j): j is string => typeof j === 'string' && j.length > 0 && j.length <= MAX_JTI_LENGTH)) return undefined;
   if (new Set(value).size !== value.length) return undefined;
   return [...value];
@@ -39,10 +42,11 @@ export function actDepthOf(act: unknown, max: number): number {
  * `act` except the token's own plugin. Revoking any of them (scope `plugin`, the kill
  * switch) revokes this token too: its authority came from theirs. Empty for a root token.
  */
-export function chainPluginsOf(sub: unknown, act: unknown, plugin: string): string[] {
+export function chainPluginsOf(sub: unknown, act: unknown, plugin: string, personRooted = false): string[] {
   const out = new Set<string>();
   if (act === undefined) return [];
-  if (typeof sub === 'string' && sub.length > 0) out.add(sub);
+  // A person is the principal, not a plugin: only the actors are.
+  if (!personRooted && typeof sub === 'string' && sub.length > 0) out.add(sub);
   let depth = 0;
   for (let node: unknown = act; typeof node === 'object' && node !== null && !Array.isArray(node) && depth <= MAX_CHAIN_JTI; node = (node as { act?: unknown }).act) {
     depth++;
@@ -52,3 +56,6 @@ export function chainPluginsOf(sub: unknown, act: unknown, plugin: string): stri
   out.delete(plugin);
   return [...out];
 }
+
+/** `principal` of a token issued on a person's behalf (directly or down a chain): `sub` is the person, every plugin is in `act`. */
+export const PERSON_PRINCIPAL = 'person';

@@ -1,6 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { actDepthOf, chainPluginsOf, MAX_CHAIN_JTI, parseChainJti } from './chain-jti.js';
+import { actDepthOf, chainPluginsOf, MAX_CHAIN_JTI, parseChainJti, PERSON_PRINCIPAL } from './chain-jti.js';
 import { systemClock, type Clock } from './clock.js';
 import { DpopProofError, verifyDpopProof, type ReplayCache } from './dpop-proof.js';
 import { LeashVerifyError, type LeashRefusalReason, type LeashRefusedToken } from './errors.js';
@@ -189,10 +189,10 @@ export function createLeashVerifier(opts: LeashVerifierOptions): LeashVerifier {
       // A delegated token is revoked with any token it derives from (`chain_jti`).
       let upstream: string[] | undefined;
       if (claims.chain_jti !== undefined) {
-        upstream = parseChainJti(claims.chain_jti, actDepthOf(claims.act, MAX_CHAIN_JTI));
+        upstream = parseChainJti(claims.chain_jti, actDepthOf(claims.act, MAX_CHAIN_JTI), claims.principal === PERSON_PRINCIPAL);
         if (!upstream || upstream.includes(claims.jti)) throw new LeashVerifyError('invalid_token', "the token's 'chain_jti' claim is malformed", { scheme });
       }
-      const chainPlugins = chainPluginsOf(claims.sub, claims.act, plugin);
+      const chainPlugins = chainPluginsOf(claims.sub, claims.act, plugin, claims.principal === PERSON_PRINCIPAL);
       if (opts.revocations.isRevoked({ jti: claims.jti, plugin, task, kid, iat: claims.iat, ...(upstream ? { upstream } : {}), ...(chainPlugins.length > 0 ? { chainPlugins } : {}) })) {
         throw new LeashVerifyError('invalid_token', 'token revoked', { scheme, reason: 'revoked' });
       }

@@ -30,8 +30,8 @@ export function checkDelegationTarget(
   if (chain.includes(plugin.id)) {
     throw new LeashError('ERR_DELEGATION_CYCLE', `plugin '${plugin.id}' already acts in this chain (${chain.join(' -> ')}); a chain may not loop`, detail);
   }
-  // The root is the principal; every plugin after it, this one included, is an actor.
-  const actors = chain.length;
+  // The root is the principal; every plugin after it, this one included, is an actor. Under a person every plugin is an actor.
+  const actors = upstream.person !== undefined ? chain.length + 1 : chain.length;
   const max = settings.delegation.max_depth;
   if (actors > max) {
     throw new LeashError('ERR_DELEGATION_DEPTH', `this hop would make ${actors} actors after the root; at most ${max} allowed`, { ...detail, depth: actors, max_depth: max });
@@ -47,8 +47,9 @@ export function checkDelegationTarget(
 /** Human lines naming the chain and the rules that let this hop through. */
 export function targetReasons(upstream: Upstream, plugin: CompiledPlugin, maxDepth: number): string[] {
   const chain = upstream.chain;
+  const actors = upstream.person !== undefined ? chain.length + 1 : chain.length;
   return [
-    `delegation: ${[...chain, plugin.id].join(' → ')} (root '${chain[0]}', upstream jti ${upstream.claims.jti})`,
-    `'${chain[chain.length - 1]}' lists '${plugin.id}' in delegate_to; no cycle; ${chain.length} of at most ${maxDepth} actors; task ${upstream.claims.task}`,
+    `delegation: ${[...chain, plugin.id].join(' → ')} (root '${chain[0]}'${upstream.person !== undefined ? `, for the person ${upstream.person}` : ''}, upstream jti ${upstream.claims.jti})`,
+    `'${chain[chain.length - 1]}' lists '${plugin.id}' in delegate_to; no cycle; ${actors} of at most ${maxDepth} actors; task ${upstream.claims.task}`,
   ];
 }

@@ -16,8 +16,10 @@ export { narrowForChain } from './narrow.js';
 /** The verified upstream token of a delegation and the chain it carries. */
 export interface Upstream {
   readonly claims: LeashTokenClaims;
-  /** Plugins of the chain so far, root first, ending with the upstream token's plugin. */
+  /** Plugins of the chain so far, root first, ending with the upstream token's plugin (a person-rooted chain: its actors only). */
   readonly chain: readonly string[];
+  /** The person the chain acts for (`sub`, issuer-qualified) when it is rooted at a person; undefined when rooted at a plugin. */
+  readonly person?: string | undefined;
   /** The upstream token's own `act`, if it was itself delegated. */
   readonly act: ActClaim | undefined;
   /** Effects of every hop so far (the grants behind the upstream tokens). */
@@ -36,8 +38,10 @@ export interface DelegationOutcome {
   readonly scopes: readonly string[];
   /** Seconds: the issued credential must not outlive the upstream token. */
   readonly ttlCap: number;
-  /** `sub` of the issued token: the chain's root (the principal). */
+  /** `sub` of the issued token: the chain's root (the principal): a plugin, or the person it acts for. */
   readonly subject: string;
+  /** The chain is rooted at a person. */
+  readonly personRooted: boolean;
   /** `act` of the issued token: this plugin outermost, prior actors nested. */
   readonly act: ActClaim;
   /** Root first, this plugin last. */

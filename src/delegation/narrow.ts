@@ -98,5 +98,5 @@ export function narrowForChain(
 
   const act = upstream.act ? { sub: plugin.id, act: upstream.act } : { sub: plugin.id };
   const upstreamJtis = [...(upstream.claims.chain_jti ?? []), upstream.claims.jti];
-  return { scopes, ttlCap, subject: root, act, chain: [...chain, plugin.id], effects, upstreamJtis, needsApproval, reasons };
+  return { scopes, ttlCap, subject: upstream.person ?? root, personRooted: upstream.person !== undefined, act, chain: [...chain, plugin.id], effects, upstreamJtis, needsApproval, reasons };
 }

@@ -2,7 +2,7 @@ import { LeashError } from '../errors/leash-error.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import type { TokenFacts } from '../revocation/revocation-service.js';
 import { actorsOf } from '../issuance/jwt/act-claim.js';
-import { chainPluginsOf } from '../client/chain-jti.js';
+import { chainPluginsOf, PERSON_PRINCIPAL } from '../client/chain-jti.js';
 import type { DelegationDeps, Upstream } from './delegation.js';
 
 /**
@@ -16,15 +16,18 @@ export async function verifyUpstream(token: string, deps: DelegationDeps, policy
   const claims = await deps.verifyToken(token);
   if (!claims) throw new LeashError('ERR_UPSTREAM_TOKEN_INVALID', 'subject_token is not a live access token issued by this broker');
   const actors = actorsOf(claims.act);
+  // Rooted at a person (issued on their behalf, `principal: person`): `sub` is the person and
+  // every plugin is an actor; the first actor's token derives from no Leash token.
+  const person = claims.principal === PERSON_PRINCIPAL ? claims.sub : undefined;
   // A delegated token signed before `chain_jti` existed cannot pass its ancestry on: the
   // next hop's token would carry an incomplete cascade. Such tokens only age out.
-  if (actors.length > 0 && claims.chain_jti === undefined) {
+  if (actors.length > (person !== undefined ? 1 : 0) && claims.chain_jti === undefined) {
     throw new LeashError('ERR_UPSTREAM_TOKEN_INVALID', 'subject_token is not a live access token issued by this broker', { upstream_jti: claims.jti, reason: 'no_chain_jti' });
   }
   // A chain is only as live as its weakest link: revoking or suspending ANY plugin of the
   // chain (root included) or any token it derives from (chain_jti) revokes it. The revocation
   // view answers all of that from the token's facts, as it does at introspection.
-  const chainPlugins = chainPluginsOf(claims.sub, claims.act, claims.plugin);
+  const chainPlugins = chainPluginsOf(claims.sub, claims.act, claims.plugin, person !== undefined);
   const facts: TokenFacts = { jti: claims.jti, plugin: claims.plugin, task: claims.task, kid: claims.kid, iat: claims.iat, upstream: claims.chain_jti, chainPlugins };
   const suspended = [claims.plugin, ...chainPlugins].find((p) => deps.revocation.isSuspended(p));
   if (suspended !== undefined || deps.revocation.isRevoked(facts)) {
@@ -35,8 +38,9 @@ export async function verifyUpstream(token: string, deps: DelegationDeps, policy
   if (holder !== claims.plugin || claims.client_id !== claims.plugin) {
     throw new LeashError('ERR_UPSTREAM_TOKEN_INVALID', 'subject_token is not a live access token issued by this broker', { upstream_jti: claims.jti, reason: 'inconsistent_chain' });
   }
-  const chain = [claims.sub, ...actors];
-  return { claims, chain, act: claims.act, effects: claims.chain_effects ?? rootEffects(claims.plugin, claims.aud, claims.jti, policy) };
+  // The plugins of the chain, root first: for a person-rooted chain its first actor is the plugin root.
+  const chain = person !== undefined ? actors : [claims.sub, ...actors];
+  return { claims, chain, act: claims.act, person, effects: claims.chain_effects ?? rootEffects(claims.plugin, claims.aud, claims.jti, policy) };
 }
 
 /**

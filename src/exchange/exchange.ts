@@ -119,8 +119,10 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     const certificateClient = client ? undefined : (request.clientId ?? (request.attestationTokenType === TOKEN_TYPE_CLIENT ? request.subjectToken : undefined));
     if (certificateClient !== undefined && rt.clientAuth.usesCertificate(certificateClient)) client = trace.client = rt.clientAuth.authenticateCertificate(certificateClient, certificate);
     // With an actor_token the subject is a Leash token (delegation) or a person's token (acting for them).
-    const user = (trace.user = request.actorToken !== undefined && rt.users.isPersonToken(request.subjectToken) ? await rt.users.verify(request.subjectToken) : undefined);
-    const upstream = (trace.upstream = request.actorToken === undefined || user ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, rt.policy));
+    const person = request.actorToken !== undefined && rt.users.isPersonToken(request.subjectToken) ? await rt.users.verify(request.subjectToken) : undefined;
+    const upstream = (trace.upstream = request.actorToken === undefined || person ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, rt.policy));
+    // A further hop of a chain rooted at a person still acts for that person.
+    const user = (trace.user = person ?? (upstream?.person !== undefined ? rt.users.fromChain(upstream.person, upstream.claims.exp) : undefined));
     const identity = (trace.identity = await attest(rt, request.attestationTokenType, attestationToken, client, certificate));
     if (CLIENT_IDENTITY_ISSUERS.has(identity.kind)) trace.subjectDigest = identity.tokenDigest;
     const plugin = (trace.plugin = resolvePlugin(rt.policy, identity, request.clientId ?? client?.clientId));
@@ -200,10 +202,11 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       jkt,
       x5t: trace.x5t,
       now,
-      delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects, upstreamJtis: chain.upstreamJtis } : undefined,
+      delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects, upstreamJtis: chain.upstreamJtis, personRooted: chain.personRooted } : undefined,
       approval: trace.approval,
       authorizationDetails: request.toolCall ? [toolCallClaim(request.toolCall)] : undefined,
-      onBehalfOf: user ? { subject: user.qualified, act: { sub: plugin.id } } : undefined,
+      // Directly for a person; down a person-rooted chain the delegation above carries sub and act.
+      onBehalfOf: user && !chain ? { subject: user.qualified, act: { sub: plugin.id } } : undefined,
     });
     trace.discard = credential.discard;
     await deps.tokens.recordIssued(credential.record);

@@ -28,6 +28,8 @@ export interface IssueRequest {
         readonly effects: readonly string[];
         /** jtis of the upstream tokens, root's first (`chain_jti`). */
         readonly upstreamJtis: readonly string[];
+        /** The chain is rooted at a person (`subject`), not at a plugin. */
+        readonly personRooted?: boolean;
       }
     | undefined;
   /** Set when a human approved this exact request. */

@@ -31,6 +31,13 @@ export interface UserTokens {
   isPersonToken(token: string): boolean;
   /** Verifies a person's access or ID token; refuses a token of any issuer not configured. */
   verify(token: string): Promise<HumanSubject>;
+  /**
+   * The person a Leash token was issued for (`sub` of a person-rooted chain), for a further
+   * hop: their provider must still be configured (ERR_USER_TOKEN_UNTRUSTED otherwise). Their
+   * groups and roles are not carried by Leash tokens, so they are empty: a grant that
+   * requires some refuses such a hop (fail closed).
+   */
+  fromChain(qualified: string, expiresAt: number): HumanSubject;
 }
 
 const MAX_LIST = 64;
@@ -58,6 +65,22 @@ export function createUserTokens(
   });
   return {
     configured: byIssuer.size > 0,
+    fromChain(qualified, expiresAt) {
+      // `<issuer>#<sub>`: an issuer URL holds no '#' (RFC 3986: that starts a fragment), a sub may.
+      const hash = qualified.indexOf('#');
+      const found = hash > 0 ? byIssuer.get(qualified.slice(0, hash)) : undefined;
+      if (!found) throw new LeashError('ERR_USER_TOKEN_UNTRUSTED', 'the person this chain acts for comes from an identity provider this broker does not trust (any more)');
+      const issuer = found.cfg.issuer;
+      return Object.freeze({
+        provider: found.cfg.name,
+        issuer,
+        subject: qualified.slice(issuer.length + 1),
+        qualified,
+        groups: Object.freeze([]),
+        roles: Object.freeze([]),
+        expiresAt,
+      });
+    },
     isPersonToken(token) {
       let iss: unknown;
       try {

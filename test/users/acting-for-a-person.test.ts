@@ -137,7 +137,7 @@ describe('agents acting for a person (trusted user identity provider)', () => {
     expect(String(res.body.error_description)).toContain('ERR_USER_TOKEN_UNTRUSTED');
   });
 
-  it('a token issued for a person is not an upstream token for a further hop (no chain to extend)', async () => {
+  it('a further hop from a token issued for a person follows delegate_to (test/users/further-hops.test.ts): a plugin not named there is refused', async () => {
     const forAlice = (await onBehalf(tb, await person())).body.access_token as string;
     const res = await tb.exchange({
       grant_type: EXCHANGE,
@@ -150,7 +150,7 @@ describe('agents acting for a person (trusted user identity provider)', () => {
       task,
     });
     expect(res.body.error).toBe('invalid_request');
-    expect(String(res.body.error_description)).toContain('ERR_UPSTREAM_TOKEN_INVALID');
+    expect(String(res.body.error_description)).toContain('ERR_DELEGATION_NOT_ALLOWED');
   });
 
   it("asks the person the agent acts for: they see and decide their own approval with their own token, nobody else's", async () => {

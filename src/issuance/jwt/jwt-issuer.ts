@@ -4,6 +4,7 @@ import { signJwt } from '../../keys/jws.js';
 import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
 import { TOKEN_TYPE_ACCESS_TOKEN } from '../../formats/token-types.js';
 import { budgetClaim } from '../../formats/task-budget.js';
+import { PERSON_PRINCIPAL } from '../../client/chain-jti.js';
 
 /**
  * Leash-signed access tokens (RFC 9068 `at+jwt`). Signed here rather than by
@@ -44,9 +45,13 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
         payload.chain_effects = [...req.delegation.effects];
         // Revoking any upstream token by jti then revokes this one too (the cascade).
         payload.chain_jti = [...req.delegation.upstreamJtis];
+        if (req.delegation.personRooted) payload.principal = PERSON_PRINCIPAL;
       }
-      // No chain_jti: there is no upstream Leash token, and such a token cannot be delegated further.
-      if (req.onBehalfOf) payload.act = req.onBehalfOf.act;
+      // For a person: no chain_jti (there is no upstream Leash token); `principal` tells a next hop that `sub` is the person.
+      if (req.onBehalfOf) {
+        payload.act = req.onBehalfOf.act;
+        payload.principal = PERSON_PRINCIPAL;
+      }
       if (req.approval) payload.approval = { id: req.approval.id, approver: req.approval.approver, at: req.approval.at };
       if (req.authorizationDetails) payload.authorization_details = req.authorizationDetails;
       const token = await signJwt(key, { typ: 'at+jwt' }, payload);

@@ -3,7 +3,7 @@ import { LeashError } from '../../errors/leash-error.js';
 import type { KeyManager } from '../../keys/key-manager.js';
 import { epochSeconds, type Clock } from '../../time/clock.js';
 import { actorsOf, parseActClaim, parseChainEffects, type ActClaim } from './act-claim.js';
-import { parseChainJti } from '../../client/chain-jti.js';
+import { parseChainJti, PERSON_PRINCIPAL } from '../../client/chain-jti.js';
 
 /** The claims of a Leash access token (see jwt-issuer.ts), typed after verification. */
 export interface LeashTokenClaims {
@@ -31,6 +31,8 @@ export interface LeashTokenClaims {
    * (one per actor before this one). Revoking any of them revokes this token.
    */
   readonly chain_jti?: readonly string[];
+  /** `person` on a token issued on a person's behalf (directly or down a chain): `sub` is the person, every plugin an actor. */
+  readonly principal?: typeof PERSON_PRINCIPAL;
   /** Set when a human approved the request this token answers. */
   readonly approval?: { readonly id: string; readonly approver: string; readonly at: number };
   /** RFC 9396: what the token is for (a per-call credential names one MCP tool call). */
@@ -125,7 +127,7 @@ const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSa
 
 /** The claims jose left unchecked: shape of Leash's own claims, and `iat` not in the future. */
 function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashTokenDeps): LeashTokenClaims | undefined {
-  const { iss, jti, sub, plugin, client_id, aud, scope, task, exp, iat, nbf, cnf, workload, act, chain_effects, chain_jti, approval, authorization_details } = p;
+  const { iss, jti, sub, plugin, client_id, aud, scope, task, exp, iat, nbf, cnf, workload, act, chain_effects, chain_jti, approval, authorization_details, principal } = p;
   if (!isText(iss) || !isText(jti) || !isText(sub) || !isText(plugin) || !isText(client_id) || !isText(aud) || typeof scope !== 'string') return undefined;
   if (!isTime(exp) || !isTime(iat) || (nbf !== undefined && !isTime(nbf))) return undefined;
   if (iat > epochSeconds(deps.clock) + deps.clockSkewSeconds || iat > exp) return undefined;
@@ -149,7 +151,10 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
   const effects = chain_effects === undefined ? undefined : parseChainEffects(chain_effects);
   if (chain_effects !== undefined && !effects) return undefined;
   // Absent on delegated tokens signed before the claim existed; present, it must match `act`.
-  const upstreamJtis = chain_jti === undefined ? undefined : parseChainJti(chain_jti, actors ? actorsOf(actors).length : 0);
+  // A person-rooted token always names its plugins as actors.
+  if (principal !== undefined && (principal !== PERSON_PRINCIPAL || !actors)) return undefined;
+  const person = principal === PERSON_PRINCIPAL;
+  const upstreamJtis = chain_jti === undefined ? undefined : parseChainJti(chain_jti, actors ? actorsOf(actors).length : 0, person);
   if (chain_jti !== undefined && (!upstreamJtis || upstreamJtis.includes(jti))) return undefined;
   let approved: { id: string; approver: string; at: number } | undefined;
   if (approval !== undefined) {
@@ -181,6 +186,7 @@ function claimsOf(p: Record<string, unknown>, kid: string, deps: VerifyLeashToke
     ...(actors ? { act: actors } : {}),
     ...(effects ? { chain_effects: effects } : {}),
     ...(upstreamJtis ? { chain_jti: upstreamJtis } : {}),
+    ...(person ? { principal: PERSON_PRINCIPAL } : {}),
     ...(approved ? { approval: approved } : {}),
     ...(authorization_details !== undefined ? { authorization_details: authorization_details as Record<string, unknown>[] } : {}),
   };
