@@ -10,7 +10,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { z } from 'zod';
 import { createLeashVerifier, type LeashRevocationView } from '../../src/client/index.js';
-import { createLeashMcpAuth, type SingleUseGuard, type ToolCallRecord } from '../../src/client/mcp/index.js';
+import { createLeashMcpAuth, type LeashMcpAuthOptions, type SingleUseGuard, type ToolCallRecord } from '../../src/client/mcp/index.js';
 
 export interface ExampleServerOptions {
   /** Leash's issuer URL. */
@@ -25,6 +25,8 @@ export interface ExampleServerOptions {
   readonly revocations?: LeashRevocationView;
   /** The usage seam: one record per tool call. */
   readonly onToolCall?: (record: ToolCallRecord) => void;
+  /** Leash's usage reporter (`createUsageReporter` with this server's resource-server credentials): tool calls go to `POST /usage`. */
+  readonly usage?: LeashMcpAuthOptions['usage'];
 }
 
 export interface ExampleServer {
@@ -85,6 +87,7 @@ export async function startExampleServer(opts: ExampleServerOptions): Promise<Ex
     resourceName: 'Support tools',
     ...(opts.singleUse ? { singleUse: opts.singleUse } : {}),
     ...(opts.onToolCall ? { onToolCall: opts.onToolCall } : {}),
+    ...(opts.usage ? { usage: opts.usage } : {}),
   });
 
   app.use(leash.metadata);

@@ -8,7 +8,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { startTestBroker, freePort, ORCHESTRATOR_KEY, OPS_KEY, type TestBroker } from '../support/broker.js';
 import { startExampleServer, type ExampleServer } from '../../examples/mcp/server.js';
 import { connectAgent, EXPOSE } from '../../examples/mcp/agent.js';
-import { LeashExchangeError, LeashPluginClient } from '../../src/client/index.js';
+import { createUsageReporter, LeashExchangeError, LeashPluginClient, type UsageReporter } from '../../src/client/index.js';
 import { leashSingleUse, LeashToolCallRefused, toolCallDetail, type PendingToolCall, type ToolCallRecord } from '../../src/client/mcp/index.js';
 
 const RS_SECRET = 'support-tools-secret-0123456789';
@@ -17,6 +17,8 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 let tb: TestBroker;
 let server: ExampleServer;
 let MCP: string;
+/** The example server's reporter to Leash (`POST /usage`), with its resource-server credentials. */
+let reporter: UsageReporter;
 const usage: ToolCallRecord[] = [];
 
 /** The example's policy file, pointed at this run's MCP server and test cluster. */
@@ -77,9 +79,11 @@ beforeAll(async () => {
       cfg.resource_servers = [{ id: 'support-tools', audiences: [MCP], client_secret_sha256: sha(RS_SECRET) }];
     },
   });
-  server = await startExampleServer({ leash: tb.url, port, onToolCall: (r) => usage.push(r) });
+  reporter = createUsageReporter({ issuer: tb.url, clientId: 'support-tools', clientSecret: RS_SECRET, flushIntervalMs: 20, maxAttempts: 1 });
+  server = await startExampleServer({ leash: tb.url, port, onToolCall: (r) => usage.push(r), usage: reporter });
 });
 afterAll(async () => {
+  await reporter?.close();
   await server?.close();
   await tb?.close();
 });
@@ -130,6 +134,13 @@ describe('examples/mcp: an MCP server behind Leash, an agent with per-call crede
       // The usage seam saw the call, by tool name, once its answer was sent.
       await new Promise((r) => setImmediate(r));
       expect(usage.slice(before)).toEqual([expect.objectContaining({ tool: 'search_docs', plugin: 'support-agent', task, credential: 'per-call', outcome: 'allowed', status: 200 })]);
+      // And Leash has it as a usage record of the task: method TOOL, the tool name as route.
+      await reporter.flush();
+      await tb.broker.usage.idle();
+      const rows = await tb.broker.testing.store.listTaskUsage(task, 100);
+      expect(rows).toEqual([
+        expect.objectContaining({ plugin: 'support-agent', task, server: 'support-tools', audience: MCP, method: 'TOOL', route: 'search_docs', outcome: 'ok', calls: 1, errors: 0 }),
+      ]);
     } finally {
       await client.close();
     }
@@ -146,6 +157,14 @@ describe('examples/mcp: an MCP server behind Leash, an agent with per-call crede
       expect(usage.slice(before).map((r) => [r.tool, r.credential, r.outcome, r.status])).toEqual([
         ['search_docs', 'scope', 'refused', 403],
         ['search_docs', 'scope', 'allowed', 200],
+      ]);
+      // Leash sees the refusal as missing_scope and the call as ok, each by the tool's name.
+      await reporter.flush();
+      await tb.broker.usage.idle();
+      const rows = await tb.broker.testing.store.listTaskUsage(task, 100);
+      expect(rows.map((r) => [r.route, r.outcome, r.calls]).sort()).toEqual([
+        ['search_docs', 'missing_scope', 1],
+        ['search_docs', 'ok', 1],
       ]);
       // A write tool is never reached by a scope: Leash refuses tool:update_ticket, the call fails, nothing runs.
       const ran = server.ran.length;

@@ -8,6 +8,7 @@ import { createMemoryReplayCache } from '../replay-memory.js';
 import type { LeashPrincipal, LeashVerifier } from '../verifier.js';
 import { argumentsHash, canonicalJson, MCP_TOOL_CALL_TYPE, toolCallDetailsOf, type ToolCallDetail } from './tool-call.js';
 import type { SingleUseGuard } from './single-use.js';
+import type { UsageRecordInput, UsageRecordOutcome, UsageReporter } from '../usage-reporter.js';
 
 /** The scope that lets a session token call one tool: `tool:<name>`. */
 export const TOOL_SCOPE_PREFIX = 'tool:';
@@ -29,6 +30,34 @@ export interface ToolCallRecord {
   readonly error?: string;
   /** When the helper decided (ms since the epoch). */
   readonly at: number;
+}
+
+/** How a refused tool call maps onto Leash's usage outcomes (the RFC 6750 error the helper answered). */
+const REFUSAL_OUTCOMES: Readonly<Record<string, UsageRecordOutcome>> = {
+  insufficient_scope: 'missing_scope',
+  invalid_token: 'invalid_token',
+  invalid_dpop_proof: 'bad_dpop',
+  use_dpop_nonce: 'bad_dpop',
+  temporarily_unavailable: 'unavailable',
+};
+
+/**
+ * One tool call as a Leash usage record (`POST /usage`): the MCP server's resource
+ * identifier as audience, `TOOL` as method and the tool name as route (never arguments).
+ */
+export function toolCallUsage(record: ToolCallRecord, audience: string): UsageRecordInput {
+  const outcome: UsageRecordOutcome | undefined = record.outcome === 'allowed' ? (record.status < 400 ? 'ok' : undefined) : (REFUSAL_OUTCOMES[record.error ?? ''] ?? 'invalid_token');
+  return {
+    at: record.at,
+    jti: record.jti,
+    plugin: record.plugin,
+    task: record.task,
+    audience,
+    method: 'TOOL',
+    route: record.tool,
+    status: record.status,
+    ...(outcome !== undefined ? { outcome } : {}),
+  };
 }
 
 export interface LeashMcpAuthOptions {
@@ -55,6 +84,12 @@ export interface LeashMcpAuthOptions {
   readonly singleUse?: SingleUseGuard;
   /** Called once per tool call, allowed or refused, after the answer is sent: report it as a usage record. */
   readonly onToolCall?: (record: ToolCallRecord) => void;
+  /**
+   * Leash's usage reporter (`createUsageReporter`, this server's resource-server
+   * credentials): each tool call is also sent to Leash (`POST /usage`) as a usage record,
+   * `method` `TOOL` and the tool name as `route` (toolCallUsage).
+   */
+  readonly usage?: Pick<UsageReporter, 'report'>;
   /** ms since the epoch; default Date.now. */
   readonly now?: () => number;
 }
@@ -242,8 +277,12 @@ export function createLeashMcpAuth(opts: LeashMcpAuthOptions): LeashMcpAuth {
 
   /** Refusals are reported at once; allowed calls when the MCP server's answer is sent. */
   function report(principal: LeashPrincipal, tool: string, perCall: boolean, outcome: 'allowed' | 'refused', status: number, error: string | undefined, res?: Response): void {
-    const sink = opts.onToolCall;
-    if (!sink) return;
+    const { onToolCall, usage } = opts;
+    if (!onToolCall && !usage) return;
+    const sink = (r: ToolCallRecord) => {
+      if (usage) usage.report(toolCallUsage(r, opts.resource));
+      onToolCall?.(r);
+    };
     const at = now();
     const record = (s: number): ToolCallRecord => ({
       jti: principal.jti,
