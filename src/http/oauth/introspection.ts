@@ -36,7 +36,8 @@ export function tokenFacts(claims: LeashTokenClaims): TokenFacts {
     kid: claims.kid,
     iat: claims.iat,
     upstream: claims.chain_jti,
-    chainPlugins: chainPluginsOf(claims.sub, claims.act, claims.plugin),
+    // Under a person (`principal: person`) `sub` is the person, not a plugin of the chain.
+    chainPlugins: chainPluginsOf(claims.sub, claims.act, claims.plugin, claims.principal !== undefined),
   };
 }
 
