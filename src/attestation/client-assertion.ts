@@ -4,6 +4,7 @@ import { LeashError, isLeashError } from '../errors/leash-error.js';
 import type { ReplayCache } from '../store/store.js';
 import { epochSeconds, type Clock } from '../time/clock.js';
 import { verifyWithCandidates } from './candidate-keys.js';
+import { MAX_TOKEN_LENGTH } from '../client/token-limits.js';
 
 /*
  * RFC 7523 §2.2 `private_key_jwt`: a client proves it holds a key it registered by a
@@ -20,7 +21,6 @@ export const CLIENT_ASSERTION_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'EdDSA', 
 
 /** An assertion may live at most this long from now: it proves a request, it is not a credential. */
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
-const MAX_ASSERTION_LENGTH = 8192;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 const failed = (method: string, reason: string, description: string, cause?: unknown) =>
@@ -80,7 +80,7 @@ export function createClientAssertionVerifier(deps: ClientAssertionVerifierDeps)
     async verify({ type, assertion, clientId: bodyClientId }, lookup) {
       if (type === undefined || assertion === undefined) throw new LeashError('ERR_REQUEST_MALFORMED', 'private_key_jwt needs both client_assertion and client_assertion_type');
       if (type !== CLIENT_ASSERTION_TYPE) throw failed(method, 'assertion_type', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE}`);
-      if (assertion.length > MAX_ASSERTION_LENGTH || !COMPACT_JWS.test(assertion)) throw failed(method, 'malformed_assertion', 'client_assertion is not a compact JWS');
+      if (assertion.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(assertion)) throw failed(method, 'malformed_assertion', 'client_assertion is not a compact JWS');
       let unverified: JWTPayload;
       try {
         unverified = decodeJwt(assertion);

@@ -16,7 +16,8 @@ import type { AttestorDeps, AttestorFactory } from './jwt-attestor.js';
 import { createKubernetesAttestor } from './kubernetes/kubernetes-attestor.js';
 import { createOidcAttestor } from './oidc/oidc-attestor.js';
 import { createSpiffeAttestor } from './spiffe/spiffe-attestor.js';
-import { MAX_ATTESTATION_LENGTH, decodeUnverified } from './verify-jwt.js';
+import { decodeUnverified } from './verify-jwt.js';
+import { MAX_TOKEN_LENGTH } from '../client/token-limits.js';
 
 /** The closed set of attestor kinds, one folder each. `x509-svid` is not a token: it is verified from the TLS client certificate (x509-svid/). */
 export const ATTESTOR_FACTORIES: Readonly<Record<Exclude<IssuerKind, 'x509-svid'>, AttestorFactory>> = Object.freeze({
@@ -164,7 +165,7 @@ export function createAttestation(issuers: readonly TrustedIssuerConfig[], deps:
 
   return {
     async verify(subjectToken, tokenType) {
-      if (typeof subjectToken !== 'string' || subjectToken.length === 0 || subjectToken.length > MAX_ATTESTATION_LENGTH) {
+      if (typeof subjectToken !== 'string' || subjectToken.length === 0 || subjectToken.length > MAX_TOKEN_LENGTH) {
         try {
           if (tokenType === TOKEN_TYPE_AWS_SIGV4) decodeSignedRequest(subjectToken);
           else decodeUnverified(subjectToken); // throws the right MALFORMED description

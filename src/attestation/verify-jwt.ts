@@ -4,9 +4,7 @@ import type { TrustedIssuerConfig } from '../config/schema.js';
 import type { ErrorCode } from '../errors/codes.js';
 import { LeashError, isLeashError } from '../errors/leash-error.js';
 import { epochSeconds, type Clock } from '../time/clock.js';
-
-/** Longest attestation accepted (a projected SA token is ~1 KiB; 16 KiB leaves room for rich OIDC tokens). */
-export const MAX_ATTESTATION_LENGTH = 16384;
+import { MAX_TOKEN_LENGTH } from '../client/token-limits.js';
 
 /** Header members that point at or carry a key: an attacker would choose it. Never used, never fetched. */
 const KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'] as const;
@@ -42,7 +40,7 @@ const fail = (code: ErrorCode, description: string, detail?: Record<string, unkn
  */
 export function decodeUnverified(token: string): DecodedJwt {
   if (typeof token !== 'string' || token.length === 0) throw fail('ERR_ATTESTATION_MALFORMED', 'the attestation is empty: send a JWT');
-  if (token.length > MAX_ATTESTATION_LENGTH) throw fail('ERR_ATTESTATION_MALFORMED', 'the attestation is too long to be a JWT');
+  if (token.length > MAX_TOKEN_LENGTH) throw fail('ERR_ATTESTATION_MALFORMED', 'the attestation is too long to be a JWT');
   if (!COMPACT_JWS.test(token)) throw fail('ERR_ATTESTATION_MALFORMED', 'the attestation is not a compact JWS (three base64url parts)');
   const [h, p] = token.split('.') as [string, string, string];
   return { header: decodePart(h, 'header'), payload: decodePart(p, 'payload') };

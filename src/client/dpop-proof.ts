@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { calculateJwkThumbprint, compactVerify, importJWK, type JWK } from 'jose';
 import { normalizeHtu } from './htu.js';
+import { MAX_TOKEN_LENGTH } from './token-limits.js';
 
 /**
  * RFC 9449 §4.3 proof checks, shared by resource servers (the SDK's verifier) and the
@@ -52,8 +53,6 @@ export interface DpopProofResult {
   readonly jkt: string;
 }
 
-/** Generous for an EC/OKP key; a 4096-bit RSA key in the header still fits. */
-const MAX_PROOF_LENGTH = 8192;
 const MAX_JTI_LENGTH = 256;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'] as const;
@@ -100,7 +99,7 @@ export async function verifyDpopProof(opts: VerifyDpopProofOptions): Promise<Dpo
   const { proof } = opts;
   if (proof === undefined || proof === '') throw new DpopProofError('required', 'no DPoP proof: send one DPoP header');
   if (typeof proof !== 'string') throw invalid('send exactly one DPoP header');
-  if (proof.length > MAX_PROOF_LENGTH) throw invalid('DPoP proof is too long');
+  if (proof.length > MAX_TOKEN_LENGTH) throw invalid('DPoP proof is too long');
   if (!COMPACT_JWS.test(proof)) throw invalid('DPoP proof must be a compact JWS (three base64url parts)');
   const [headerPart, payloadPart] = proof.split('.') as [string, string, string];
 

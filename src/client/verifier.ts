@@ -6,6 +6,7 @@ import { DpopProofError, verifyDpopProof, type ReplayCache } from './dpop-proof.
 import { LeashVerifyError, type LeashRefusalReason, type LeashRefusedToken } from './errors.js';
 import { createMemoryReplayCache } from './replay-memory.js';
 import type { LeashRevocationView } from './revocation-follower.js';
+import { MAX_TOKEN_LENGTH } from './token-limits.js';
 
 export interface LeashVerifierOptions {
   /** Leash's issuer URL (`iss`), exactly as in its tokens. */
@@ -310,6 +311,7 @@ function parseAuthorization(header: string | undefined): { scheme: 'Bearer' | 'D
   if (token === undefined || !TOKEN68.test(token)) {
     throw new LeashVerifyError('invalid_request', 'the Authorization header is malformed', { scheme });
   }
+  if (token.length > MAX_TOKEN_LENGTH) throw new LeashVerifyError('invalid_token', 'the token is too long to be a Leash token', { scheme });
   return { scheme, token };
 }
 

@@ -1,4 +1,5 @@
 import { LeashError } from '../errors/leash-error.js';
+import { MAX_TOKEN_LENGTH } from '../client/token-limits.js';
 import { parseAuthorizationDetails, type ToolCallRequest } from './authorization-details.js';
 import {
   ACCEPTED_SUBJECT_TOKEN_TYPES,
@@ -42,8 +43,6 @@ export interface ExchangeRequest {
 
 const ATTESTATION_TYPES_TEXT = `urn:ietf:params:oauth:token-type:jwt (or :id_token), ${TOKEN_TYPE_AWS_SIGV4}, ${TOKEN_TYPE_TLS_CLIENT_CERTIFICATE} or ${TOKEN_TYPE_CLIENT}`;
 
-/** Real attestations are 1-2 KiB (a signed AWS request up to ~5 KiB); anything near this is an attack or a mistake. */
-const MAX_TOKEN_LENGTH = 8192;
 const MAX_TTL_PARAM = 86400;
 const TASK_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const APPROVAL_ID = /^[A-Za-z0-9_-]{16,64}$/;

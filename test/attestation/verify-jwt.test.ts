@@ -2,7 +2,8 @@ import { describe, it, expect, beforeAll } from '@jest/globals';
 import { SignJWT, exportSPKI, generateKeyPair } from 'jose';
 import { createKeySource } from '../../src/attestation/key-source.js';
 import { createAttestation } from '../../src/attestation/registry.js';
-import { createJwtVerifier, decodeUnverified, MAX_ATTESTATION_LENGTH } from '../../src/attestation/verify-jwt.js';
+import { createJwtVerifier, decodeUnverified } from '../../src/attestation/verify-jwt.js';
+import { MAX_TOKEN_LENGTH } from '../../src/client/token-limits.js';
 import type { TrustedIssuerConfig } from '../../src/config/schema.js';
 import { LeashError } from '../../src/errors/leash-error.js';
 import { epochSeconds, ManualClock } from '../../src/time/clock.js';
@@ -71,7 +72,7 @@ describe('shared JWT checks: must be refused (one row per attack)', () => {
     ['non-JSON payload', async () => `${b64({ alg: 'RS256', kid: 'rsa-1' })}.${b64('not json')}.c2ln`, 'ERR_ATTESTATION_MALFORMED'],
     ['JSON array payload', async () => `${b64({ alg: 'RS256', kid: 'rsa-1' })}.${b64([1])}.c2ln`, 'ERR_ATTESTATION_MALFORMED'],
     ['null header', async () => `${b64('null')}.${b64({ iss: ISS })}.c2ln`, 'ERR_ATTESTATION_MALFORMED'],
-    ['huge token', async () => `${b64({ alg: 'RS256' })}.${'A'.repeat(MAX_ATTESTATION_LENGTH)}.c2ln`, 'ERR_ATTESTATION_MALFORMED'],
+    ['huge token', async () => `${b64({ alg: 'RS256' })}.${'A'.repeat(MAX_TOKEN_LENGTH)}.c2ln`, 'ERR_ATTESTATION_MALFORMED'],
     // algorithm
     ['alg none, empty signature', async () => `${b64({ alg: 'none' })}.${b64(claims(clock))}.`, 'ERR_ATTESTATION_ALG_NOT_ALLOWED'],
     ['alg None (case games)', async () => `${b64({ alg: 'None' })}.${b64(claims(clock))}.`, 'ERR_ATTESTATION_ALG_NOT_ALLOWED'],

@@ -4,6 +4,7 @@ import type { KeyManager } from '../../keys/key-manager.js';
 import { epochSeconds, type Clock } from '../../time/clock.js';
 import { actorsOf, parseActClaim, parseChainEffects, type ActClaim } from './act-claim.js';
 import { parseChainJti, PERSON_PRINCIPAL } from '../../client/chain-jti.js';
+import { MAX_TOKEN_LENGTH } from '../../client/token-limits.js';
 
 /** The claims of a Leash access token (see jwt-issuer.ts), typed after verification. */
 export interface LeashTokenClaims {
@@ -50,8 +51,6 @@ export interface VerifyLeashTokenDeps {
 
 /** Leash signs nothing else; a token announcing any other alg is not ours. */
 const ALGORITHMS = ['ES256', 'EdDSA'];
-/** A Leash token is well under 2 KiB; anything far larger is not one of ours. */
-export const MAX_LEASH_TOKEN_LENGTH = 8192;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** Header members that carry or point at a key: verification only ever uses the KeyManager's JWKS. */
 const KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'];
@@ -89,7 +88,7 @@ function keyLookup(keys: KeyManager): JWTVerifyGetKey {
  * cannot be read) throws, as ERR_BACKEND_UNAVAILABLE. Revocation is the caller's check.
  */
 export async function verifyLeashToken(token: string, deps: VerifyLeashTokenDeps): Promise<LeashTokenClaims | undefined> {
-  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_LEASH_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return undefined;
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return undefined;
   const header = decodeHeader(token);
   if (!header || typeof header.kid !== 'string' || header.kid.length === 0 || typeof header.alg !== 'string' || !ALGORITHMS.includes(header.alg)) return undefined;
   if (KEY_HEADERS.some((h) => h in header) || 'crit' in header) return undefined;
