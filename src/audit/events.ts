@@ -7,6 +7,7 @@ import type { TaskBudgets } from '../store/records.js';
 export const AUDIT_EVENT_TYPES = [
   'exchange.issued',
   'exchange.denied',
+  'exchange.abandoned',
   'task.opened',
   'task.ended',
   'policy.loaded',
@@ -54,6 +55,7 @@ export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Object.freeze({
   'exchange.issued': 'A token exchange succeeded: a credential was issued (named by its jti, never the token) to a plugin for a task and audience.',
   'exchange.denied': 'A token exchange was refused; the event carries the ERR_* code and the policy reasons.',
+  'exchange.abandoned': 'The client closed its connection before the credential was signed or recorded: nothing was issued (reason ERR_CLIENT_GONE).',
   'task.opened': 'An orchestrator opened a task: the plugins allowed in it and its expiry.',
   'task.ended': 'A task was ended (by an admin call, or on expiry by the sweeper); every credential issued for it is revoked.',
   'policy.loaded': 'A policy was loaded (at start or on reload) and is now in force; the event carries its digest.',
@@ -132,7 +134,7 @@ type KeyStateName = 'next' | 'current' | 'retired';
  * request before the pipeline ran: `reason` ERR_PROTOCOL with the wire `error`) and the
  * client gate (credentials Leash cannot verify) all build this one shape.
  */
-type ExchangeDecision<D extends 'issued' | 'denied'> = {
+type ExchangeDecision<D extends 'issued' | 'denied' | 'abandoned'> = {
   decision: D;
   /** The ERR_* code (`OK` when issued). */
   reason: string;
@@ -212,6 +214,8 @@ type AwsSessionsDenied = {
 export type AuditEventPayloads = {
   'exchange.issued': ExchangeDecision<'issued'>;
   'exchange.denied': ExchangeDecision<'denied'>;
+  /** The pipeline got as far as issuing, but its caller had left: no token signed or recorded; `reason` is ERR_CLIENT_GONE. */
+  'exchange.abandoned': ExchangeDecision<'abandoned'>;
   'task.opened': { task: string; plugins: readonly string[]; expires_at: number; actor: string; budgets?: Opt<TaskBudgets> };
   'task.ended': { task: string; actor: string; cause: 'ended' | 'expired' };
   'policy.loaded': { digest: string; files_digest?: Opt<string>; plugins: number; trusted_issuers: number; initial: boolean };

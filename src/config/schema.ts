@@ -579,6 +579,37 @@ export const UsageSettings = Type.Object(
   { ...Strict, description: 'What resource servers report about the use of Leash credentials: ingestion, anomalies, budgets, timelines.', default: {} },
 );
 
+/**
+ * Admission control on the public listener's expensive routes. Defaults (docs/operations.md,
+ * "Overload"): one process decides ~1,000 exchanges a second on two cores at ~1 ms of CPU
+ * each, and a few dozen in flight keep every stage (crypto threads, store) busy; more in
+ * flight only lengthens each one. What waits is bounded in count and in time, so that under
+ * overload the excess is refused at once and a client can retry another replica.
+ */
+export const AdmissionSettings = Type.Object(
+  {
+    max_in_flight: Type.Integer({
+      minimum: 1,
+      maximum: 10000,
+      default: 32,
+      description: 'Requests to `POST /token`, `/introspect`, `/usage` and `/usage/budget` worked on at once (all four together). Past it a request waits in the queue.',
+    }),
+    max_queue: Type.Integer({
+      minimum: 0,
+      maximum: 100000,
+      default: 64,
+      description: 'Requests that may wait for a slot. A request arriving with the queue full is answered at once: `503 temporarily_unavailable` with `Retry-After`. `0`: no queue.',
+    }),
+    queue_timeout_ms: Type.Integer({
+      minimum: 10,
+      maximum: 60000,
+      default: 200,
+      description: 'Longest wait in the queue. A request that waited longer is answered `503 temporarily_unavailable` with `Retry-After`, without being processed.',
+    }),
+  },
+  { ...Strict, description: 'Admission control (overload is refused at once, not queued). The management listener is never subject to it.', default: {} },
+);
+
 export const Settings = Type.Object(
   {
     issuer: Type.String({
@@ -622,6 +653,7 @@ export const Settings = Type.Object(
     delegation: DelegationSettings,
     review: ReviewSettings,
     usage: UsageSettings,
+    admission: AdmissionSettings,
     production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer or an in-memory store.', default: false }),
   },
   { ...Strict, description: 'Broker settings.', default: {} },
@@ -1369,6 +1401,7 @@ export type ExceptionConfig = Static<typeof PolicyException>;
 export type ReviewSettingsConfig = Static<typeof ReviewSettings>;
 export type GuardrailId = (typeof GUARDRAIL_IDS)[number];
 export type UsageSettingsConfig = Static<typeof UsageSettings>;
+export type AdmissionSettingsConfig = Static<typeof AdmissionSettings>;
 export type AuditSinkConfig = Static<typeof AuditSink>;
 export type KeyBackend = (typeof KEY_BACKENDS)[number];
 export type ApprovalRule = (typeof APPROVAL_RULES)[number];

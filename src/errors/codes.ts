@@ -111,6 +111,10 @@ export const ERROR_CODES = {
   ERR_BACKEND_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
   ERR_STORE_RESET: { oauth: 'temporarily_unavailable', status: 503 },
   ERR_SIGNING_UNAVAILABLE: { oauth: 'temporarily_unavailable', status: 503 },
+  // overload (src/http/admission.ts): refused at once, or after the queue deadline, without being worked on
+  ERR_OVERLOADED: { oauth: 'temporarily_unavailable', status: 503 },
+  // the client closed its connection before the answer: nothing is signed or recorded for it (nobody reads this answer)
+  ERR_CLIENT_GONE: { oauth: 'temporarily_unavailable', status: 503 },
   // resource-server client authentication (introspection, revocation feed)
   ERR_CLIENT_AUTH_FAILED: { oauth: 'invalid_client', status: 401 },
   // admin API (RFC 6750 bearer errors)

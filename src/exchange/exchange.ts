@@ -68,6 +68,8 @@ export interface ExchangeInput {
   readonly clientCredentials?: ClientCredentials | undefined;
   /** The request's client certificate (TLS, or a trusted proxy's header); throws LeashError for an untrusted or unreadable header. */
   readonly clientCertificate?: (() => PresentedCertificate | undefined) | undefined;
+  /** True once the caller has closed its connection: no answer can reach it, so nothing is signed or recorded for it. */
+  readonly clientGone?: (() => boolean) | undefined;
 }
 
 export type ExchangeResult = { readonly ok: true; readonly body: TokenResponseBody } | { readonly ok: false; readonly error: unknown };
@@ -191,6 +193,7 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
     const ttl = (trace.ttl = effectiveTtl(policyTtl, task, identity, decision.grant, deps.keys, rt.settings, now));
     const issuer = deps.issuers.get(decision.grant.kind);
     if (!issuer) throw new LeashError('ERR_KIND_UNAVAILABLE', `credential kind '${decision.grant.kind}' is not available on this broker`);
+    checkClientPresent(input);
     const credential = await issuer.issue({
       plugin,
       grant: decision.grant,
@@ -209,6 +212,8 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
       onBehalfOf: user && !chain ? { subject: user.qualified, act: { sub: plugin.id } } : undefined,
     });
     trace.discard = credential.discard;
+    // Signing (or an upstream call) may have taken a while: still nobody to answer means no record, and the credential is discarded.
+    checkClientPresent(input);
     await deps.tokens.recordIssued(credential.record);
     trace.issued = credential.record;
     result = { ok: true, body: credential.body };
@@ -218,6 +223,15 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
   // Every path, issued or denied, passes here exactly once; the audit write decides
   // whether a token leaves.
   return audit(deps, trace, result, started);
+}
+
+/**
+ * Before signing and before the durable write: a caller that has hung up (a client that
+ * timed out under load) would never receive the token, so none is made for it. Audited as
+ * `exchange.abandoned`.
+ */
+function checkClientPresent(input: ExchangeInput): void {
+  if (input.clientGone?.()) throw new LeashError('ERR_CLIENT_GONE', 'the client closed the connection before the credential was issued');
 }
 
 /**
@@ -324,8 +338,10 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
     detail: err instanceof LeashError ? err.detail : err !== undefined ? { internal: String((err as Error)?.message ?? err).slice(0, 200) } : undefined,
   };
   let final = result;
+  const abandoned = code === 'ERR_CLIENT_GONE';
   try {
     if (result.ok) await deps.audit.record('exchange.issued', { decision: 'issued', ...event });
+    else if (abandoned) await deps.audit.record('exchange.abandoned', { decision: 'abandoned', ...event });
     else await deps.audit.record('exchange.denied', { decision: 'denied', ...event });
   } catch (auditError) {
     // A decision that cannot be recorded is not made: no token leaves unaudited.
@@ -333,7 +349,7 @@ async function audit(deps: ExchangeDeps, trace: Trace, result: ExchangeResult, s
   }
   // Issued but withheld (index or audit write failed): undo what lives outside Leash.
   if (!final.ok && trace.discard) await trace.discard();
-  const outcome = final.ok ? 'issued' : code === 'ERR_INTERNAL' || code.endsWith('_UNAVAILABLE') ? 'error' : 'denied';
+  const outcome = final.ok ? 'issued' : abandoned ? 'abandoned' : code === 'ERR_INTERNAL' || code.endsWith('_UNAVAILABLE') ? 'error' : 'denied';
   const finalCode = final.ok ? 'OK' : final.error instanceof LeashError ? final.error.code : 'ERR_INTERNAL';
   // The plugin label only ever holds an id of the policy (resolved from the attestation), so its values are bounded.
   const plugin = trace.plugin?.id ?? NO_PLUGIN;

@@ -20,6 +20,7 @@ import { setRetryAfter } from './retry-after.js';
 import { ROUTES, allowedMethods, answerOptions, unserved } from './surface.js';
 import { accessLog, inRequestContext } from './access-log.js';
 import type { Logger } from '../log/logger.js';
+import { admissionControl } from './admission.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -46,6 +47,9 @@ export interface HttpDeps extends AdminApiDeps {
   /** `settings.log.access` of the generation in force. */
   readonly accessLog: () => boolean;
 }
+
+/** The routes whose work is expensive (signing, verifying, store writes): subject to admission control. */
+const ADMITTED_PATHS: ReadonlySet<string> = new Set(['/token', '/introspect', '/usage', '/usage/budget']);
 
 function oauthError(res: Response, status: number, error: string, description: string): void {
   setRetryAfter(res, status);
@@ -81,6 +85,22 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     res.set('Cache-Control', 'no-store');
     next();
   });
+  // Admission control before any work (body, client authentication, oidc-provider): excess
+  // requests to the expensive routes are refused at once (admission.ts). The management
+  // listener (probes, metrics) is a different app and never subject to it.
+  app.use(
+    admissionControl({
+      limits: () => deps.settings().admission,
+      applies: (req) => req.method === 'POST' && ADMITTED_PATHS.has(req.path.toLowerCase().replace(/\/$/, '')),
+      refuse: (res, reason) =>
+        domainError(res, new LeashError('ERR_OVERLOADED', reason === 'queue_full' ? 'the broker is at capacity; retry later' : 'the request waited too long for capacity; retry later', { reason })),
+      onRejected: (reason) => deps.metrics.admissionRejected.inc({ reason }),
+      onLoad: (inFlight, queued) => {
+        deps.metrics.admissionInFlight.set(inFlight);
+        deps.metrics.admissionQueued.set(queued);
+      },
+    }),
+  );
   // Before anything reads a body: counts the bytes read, chunked or not (413 past the limit).
   // A usage batch has its own limit (settings.usage.max_body_bytes); every other route the broker's.
   app.use(

@@ -38,6 +38,9 @@ export const METRIC_NAMES = {
   budgetChecks: 'leash_budget_checks_total',
   auditSinkDeliveries: 'leash_audit_sink_deliveries_total',
   auditSinkBacklog: 'leash_audit_sink_backlog',
+  admissionRejected: 'leash_admission_rejected_total',
+  admissionInFlight: 'leash_admission_in_flight',
+  admissionQueued: 'leash_admission_queued',
 } as const;
 
 export interface Metrics {
@@ -81,6 +84,12 @@ export interface Metrics {
   readonly auditSinkDeliveries: Counter<'sink' | 'outcome'>;
   /** Events waiting in each sink's backlog (memory and disk). */
   readonly auditSinkBacklog: Gauge<'sink'>;
+  /** Requests not admitted (src/http/admission.ts): `reason` queue_full, queue_timeout, client_gone. */
+  readonly admissionRejected: Counter<'reason'>;
+  /** Admitted requests being worked on now. */
+  readonly admissionInFlight: Gauge<string>;
+  /** Requests waiting for admission now. */
+  readonly admissionQueued: Gauge<string>;
 }
 
 export interface MetricsSources {
@@ -234,6 +243,14 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       registers,
     }),
     auditSinkBacklog,
+    admissionRejected: new Counter({
+      name: METRIC_NAMES.admissionRejected,
+      help: 'Requests to the token, introspection and usage endpoints refused by admission control, by reason: queue_full (answered 503 at once), queue_timeout (answered 503 at the queue deadline, unprocessed), client_gone (the client left while waiting).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    admissionInFlight: new Gauge({ name: METRIC_NAMES.admissionInFlight, help: 'Requests admitted and being worked on (at most settings.admission.max_in_flight).', registers }),
+    admissionQueued: new Gauge({ name: METRIC_NAMES.admissionQueued, help: 'Requests waiting for admission (at most settings.admission.max_queue).', registers }),
     exchanges: new Counter({
       name: METRIC_NAMES.exchanges,
       help: 'Token exchanges by outcome (issued, denied, error), reason code and plugin (a plugin id of the policy, or - when none was resolved).',

@@ -5,6 +5,7 @@ import type { RawParams } from '../../exchange/request.js';
 import type { GrantHandler } from './provider.js';
 import { clientCredentialsOf, namedClientId } from './token-client.js';
 import type { ClientCertificateSource } from '../../mtls/client-certificate.js';
+import { clientGone } from '../admission.js';
 
 /**
  * The token-exchange grant as oidc-provider sees it: translate the koa context into an
@@ -21,6 +22,8 @@ export function tokenExchangeGrant(deps: ExchangeDeps, tokenEndpoint: string, ce
       clientCredentials: clientCredentialsOf(ctx.req),
       // Read in the pipeline, so an untrusted certificate header is refused and audited like any other input.
       clientCertificate: () => certificates(ctx.req),
+      // Checked before signing and before the durable write (the client may have timed out while it waited).
+      clientGone: () => clientGone(ctx.res),
     });
     if (result.ok) {
       ctx.body = result.body;

@@ -1,0 +1,128 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+
+/** `settings.admission` of the generation in force (read per request, so a reload applies at once). */
+export interface AdmissionLimits {
+  readonly max_in_flight: number;
+  readonly max_queue: number;
+  readonly queue_timeout_ms: number;
+}
+
+/**
+ * Why a request was not admitted: the queue was full (answered at once), it waited past the
+ * deadline (answered then, unprocessed), or its client left while it waited (no answer).
+ */
+export type AdmissionRejection = 'queue_full' | 'queue_timeout' | 'client_gone';
+
+export interface AdmissionOptions {
+  readonly limits: () => AdmissionLimits;
+  /** Which requests are subject to admission; the others pass untouched. */
+  readonly applies: (req: Request) => boolean;
+  /** Answer a refused request (`503 temporarily_unavailable` with `Retry-After`). */
+  readonly refuse: (res: Response, reason: 'queue_full' | 'queue_timeout') => void;
+  readonly onRejected: (reason: AdmissionRejection) => void;
+  /** Called whenever the number in flight or queued changes (the gauges). */
+  readonly onLoad: (inFlight: number, queued: number) => void;
+  /** Milliseconds, monotonic (default performance.now). */
+  readonly now?: () => number;
+}
+
+interface Waiter {
+  readonly res: Response;
+  readonly next: NextFunction;
+  readonly since: number;
+  timer: NodeJS.Timeout | undefined;
+  readonly onClose: () => void;
+}
+
+/**
+ * True once the client has closed its connection: nothing written to `res` will reach it.
+ * (`req.destroyed` is no sign: a request is destroyed as soon as its body has been read.)
+ */
+export function clientGone(res: ServerResponse): boolean {
+  return res.destroyed || res.socket?.destroyed === true;
+}
+
+/**
+ * Admission control: at most `max_in_flight` requests are worked on at once; up to
+ * `max_queue` more wait, each at most `queue_timeout_ms`; the rest are refused at once.
+ * Under overload a queue without bounds only makes every answer late (and issues tokens to
+ * clients that have given up); a quick 503 lets a client back off or try another replica.
+ * A slot is held until the response closes (finished, or the client left).
+ */
+export function admissionControl(opts: AdmissionOptions): RequestHandler {
+  const now = opts.now ?? (() => performance.now());
+  let inFlight = 0;
+  // A Set keeps arrival order and deletes in O(1) (a waiter leaves on timeout or disconnect).
+  const queue = new Set<Waiter>();
+  const report = () => opts.onLoad(inFlight, queue.size);
+
+  const admit = (res: Response, next: NextFunction) => {
+    inFlight += 1;
+    report();
+    res.once('close', () => {
+      inFlight -= 1;
+      drain();
+    });
+    next();
+  };
+
+  const leave = (w: Waiter) => {
+    queue.delete(w);
+    if (w.timer) clearTimeout(w.timer);
+    w.res.off('close', w.onClose);
+  };
+
+  // Hand freed slots to the oldest waiters still worth serving.
+  function drain(): void {
+    const limits = opts.limits();
+    for (const w of queue) {
+      if (inFlight >= limits.max_in_flight) break;
+      leave(w);
+      if (clientGone(w.res)) {
+        opts.onRejected('client_gone');
+        continue;
+      }
+      // A timer may fire late on a busy loop: the deadline is checked here too, so no request
+      // that waited past it is worked on.
+      if (now() - w.since > limits.queue_timeout_ms) {
+        opts.onRejected('queue_timeout');
+        opts.refuse(w.res, 'queue_timeout');
+        continue;
+      }
+      admit(w.res, w.next);
+    }
+    report();
+  }
+
+  return (req, res, next) => {
+    if (!opts.applies(req)) return next();
+    const limits = opts.limits();
+    // Waiters go first: a newcomer never overtakes the queue.
+    if (inFlight < limits.max_in_flight && queue.size === 0) return admit(res, next);
+    if (queue.size >= limits.max_queue) {
+      opts.onRejected('queue_full');
+      return opts.refuse(res, 'queue_full');
+    }
+    const w: Waiter = {
+      res,
+      next,
+      since: now(),
+      timer: undefined,
+      onClose: () => {
+        leave(w);
+        opts.onRejected('client_gone');
+        report();
+      },
+    };
+    w.timer = setTimeout(() => {
+      leave(w);
+      opts.onRejected('queue_timeout');
+      opts.refuse(res, 'queue_timeout');
+      report();
+    }, limits.queue_timeout_ms);
+    res.once('close', w.onClose);
+    queue.add(w);
+    report();
+  };
+}
