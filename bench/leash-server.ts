@@ -36,6 +36,7 @@ async function main(): Promise<void> {
       keys: { dir: input.keysDir ?? join(dir, 'keys'), backend: input.keys?.backend ?? 'local' },
       ...(input.keys?.vaultAddress ? { vault: { address: input.keys.vaultAddress, auth: { method: 'token', token_env: 'VAULT_TOKEN' } } } : {}),
       audit: { stdout: false },
+      ...(input.admission ? { admission: input.admission } : {}),
     },
     admin: { api_keys: [{ id: 'bench-orchestrator', sha256: sha256hex(orchestratorKey), roles: ['orchestrator'] }] },
     trusted_issuers: [{ name: 'bench-cluster', kind: 'kubernetes', issuer: input.clusterIssuer, audience: input.audience, jwks: { inline: input.jwks }, max_token_age: 3600 }],
