@@ -176,7 +176,7 @@ async function openLoop(server: ServerChild, body: string, rate: number, seconds
   const after = await scrape(server);
   const tokensIssued = sumMetric(after, 'leash_tokens_issued_total') - sumMetric(before, 'leash_tokens_issued_total');
   const admissionRejected: Record<string, number> = {};
-  for (const reason of ['queue_full', 'queue_timeout', 'client_gone']) {
+  for (const reason of ['queue_full', 'queue_timeout', 'event_loop_delay', 'client_gone']) {
     const filter = `reason="${reason}"`;
     admissionRejected[reason] = sumMetric(after, 'leash_admission_rejected_total', filter) - sumMetric(before, 'leash_admission_rejected_total', filter);
   }
@@ -215,7 +215,7 @@ async function main(): Promise<void> {
   const configs: ReadonlyArray<{ name: string; admission?: ServerInput['admission'] }> = [
     { name: 'admission defaults' },
     // As good as no admission control: every request is let in, as before.
-    { name: 'unbounded', admission: { max_in_flight: 10000, max_queue: 0 } },
+    { name: 'unbounded', admission: { max_in_flight: 10000, max_queue: 0, max_event_loop_delay_ms: 0 } },
   ];
   const loadStart = loadavg().map((n) => Math.round(n * 100) / 100);
   log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadStart.join(' ')}`);
@@ -249,14 +249,14 @@ async function main(): Promise<void> {
   const lines = [
     `Overload bench, ${new Date().toISOString()}, ${cpus().length} cores, load average ${loadStart.join(' ')} at start, ${loadEnd.join(' ')} at end; capacity ${capacity}/s (closed loop); client time-out ${opts.clientTimeoutMs} ms; ${opts.seconds} s per phase`,
     '',
-    '| config | load | offered/s | server saw/s | 200/s | 200 p50 ms | 200 p99 ms | 503 | 503 p99 ms | client time-outs | tokens issued | to gone clients | abandoned (refused) | rejected full/timeout/gone | load avg |',
+    '| config | load | offered/s | server saw/s | 200/s | 200 p50 ms | 200 p99 ms | 503 | 503 p99 ms | client time-outs | tokens issued | to gone clients | abandoned (refused) | rejected full/timeout/loop delay/gone | load avg |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
     for (const p of r.phases) {
       const a = p.admissionRejected;
       lines.push(
-        `| ${r.config} | ${p.label} | ${p.offeredPerSec} | ${Math.round(p.serverSaw / opts.seconds)} | ${p.okPerSec} | ${p.okP50} | ${p.okP99} | ${p.rejected503} | ${p.rejectedP99} | ${p.clientTimeouts} | ${p.tokensIssued} | ${p.tokensToGoneClients} | ${p.abandonedExchanges} | ${a.queue_full}/${a.queue_timeout}/${a.client_gone} | ${p.loadavg1} |`,
+        `| ${r.config} | ${p.label} | ${p.offeredPerSec} | ${Math.round(p.serverSaw / opts.seconds)} | ${p.okPerSec} | ${p.okP50} | ${p.okP99} | ${p.rejected503} | ${p.rejectedP99} | ${p.clientTimeouts} | ${p.tokensIssued} | ${p.tokensToGoneClients} | ${p.abandonedExchanges} | ${a.queue_full}/${a.queue_timeout}/${a.event_loop_delay}/${a.client_gone} | ${p.loadavg1} |`,
       );
     }
     const [low, high] = r.phases;

@@ -606,6 +606,13 @@ export const AdmissionSettings = Type.Object(
       default: 200,
       description: 'Longest wait in the queue. A request that waited longer is answered `503 temporarily_unavailable` with `Retry-After`, without being processed.',
     }),
+    max_event_loop_delay_ms: Type.Integer({
+      minimum: 0,
+      maximum: 60000,
+      default: 1000,
+      description:
+        'Refuse those routes at once (`503`, `Retry-After`) while the event loop runs this late: a request read then may have waited that long in its socket before Leash could see it (a CPU-bound process queues there, not in `max_queue`). `0`: off.',
+    }),
   },
   { ...Strict, description: 'Admission control (overload is refused at once, not queued). The management listener is never subject to it.', default: {} },
 );

@@ -6,20 +6,21 @@ export interface AdmissionLimits {
   readonly max_in_flight: number;
   readonly max_queue: number;
   readonly queue_timeout_ms: number;
+  readonly max_event_loop_delay_ms: number;
 }
 
 /**
  * Why a request was not admitted: the queue was full (answered at once), it waited past the
  * deadline (answered then, unprocessed), or its client left while it waited (no answer).
  */
-export type AdmissionRejection = 'queue_full' | 'queue_timeout' | 'client_gone';
+export type AdmissionRejection = 'queue_full' | 'queue_timeout' | 'event_loop_delay' | 'client_gone';
 
 export interface AdmissionOptions {
   readonly limits: () => AdmissionLimits;
   /** Which requests are subject to admission; the others pass untouched. */
   readonly applies: (req: Request) => boolean;
   /** Answer a refused request (`503 temporarily_unavailable` with `Retry-After`). */
-  readonly refuse: (res: Response, reason: 'queue_full' | 'queue_timeout') => void;
+  readonly refuse: (res: Response, reason: Exclude<AdmissionRejection, 'client_gone'>) => void;
   readonly onRejected: (reason: AdmissionRejection) => void;
   /** Called whenever the number in flight or queued changes (the gauges). */
   readonly onLoad: (inFlight: number, queued: number) => void;
@@ -40,7 +41,44 @@ interface Waiter {
  * (`req.destroyed` is no sign: a request is destroyed as soon as its body has been read.)
  */
 export function clientGone(res: ServerResponse): boolean {
-  return res.destroyed || res.socket?.destroyed === true;
+  // A socket no longer writable before the answer: the client half-closed and Node ended our side too.
+  return res.destroyed || res.socket?.destroyed === true || res.socket?.writable === false;
+}
+
+const LOOP_TICK_MS = 10;
+
+/**
+ * How late the event loop is running now, in ms. A request waits for the loop before any
+ * middleware sees it (in the socket, unparsed): on a CPU-bound process that is where the
+ * queue really is, and the in-flight count cannot see it. A 10 ms timer that is late by N ms
+ * means requests read now may have waited that long. The timer runs only while requests come.
+ */
+function loopDelay(now: () => number): () => number {
+  let timer: NodeJS.Timeout | undefined;
+  let last = 0;
+  let lag = 0;
+  let lastUse = 0;
+  const tick = () => {
+    const t = now();
+    lag = Math.max(0, t - last - LOOP_TICK_MS);
+    last = t;
+    if (t - lastUse > 1000 && timer) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  };
+  return () => {
+    const t = now();
+    lastUse = t;
+    if (!timer) {
+      last = t;
+      lag = 0;
+      timer = setInterval(tick, LOOP_TICK_MS);
+      timer.unref();
+    }
+    // An overdue tick counts too: the loop may be late right now.
+    return Math.max(lag, t - last - LOOP_TICK_MS);
+  };
 }
 
 /**
@@ -56,6 +94,7 @@ export function admissionControl(opts: AdmissionOptions): RequestHandler {
   // A Set keeps arrival order and deletes in O(1) (a waiter leaves on timeout or disconnect).
   const queue = new Set<Waiter>();
   const report = () => opts.onLoad(inFlight, queue.size);
+  const delay = loopDelay(now);
 
   const admit = (res: Response, next: NextFunction) => {
     inFlight += 1;
@@ -98,6 +137,17 @@ export function admissionControl(opts: AdmissionOptions): RequestHandler {
   return (req, res, next) => {
     if (!opts.applies(req)) return next();
     const limits = opts.limits();
+    // Read while the loop was behind: it may have waited in the socket past any deadline.
+    if (limits.max_event_loop_delay_ms > 0 && delay() > limits.max_event_loop_delay_ms) {
+      opts.onRejected('event_loop_delay');
+      return opts.refuse(res, 'event_loop_delay');
+    }
+    // Its client left before the loop got to it: no work, no answer.
+    if (clientGone(res)) {
+      opts.onRejected('client_gone');
+      res.destroy();
+      return;
+    }
     // Waiters go first: a newcomer never overtakes the queue.
     if (inFlight < limits.max_in_flight && queue.size === 0) return admit(res, next);
     if (queue.size >= limits.max_queue) {

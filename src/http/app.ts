@@ -93,7 +93,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
       limits: () => deps.settings().admission,
       applies: (req) => req.method === 'POST' && ADMITTED_PATHS.has(req.path.toLowerCase().replace(/\/$/, '')),
       refuse: (res, reason) =>
-        domainError(res, new LeashError('ERR_OVERLOADED', reason === 'queue_full' ? 'the broker is at capacity; retry later' : 'the request waited too long for capacity; retry later', { reason })),
+        domainError(res, new LeashError('ERR_OVERLOADED', reason === 'queue_timeout' ? 'the request waited too long for capacity; retry later' : 'the broker is at capacity; retry later', { reason })),
       onRejected: (reason) => deps.metrics.admissionRejected.inc({ reason }),
       onLoad: (inFlight, queued) => {
         deps.metrics.admissionInFlight.set(inFlight);

@@ -84,7 +84,7 @@ export interface Metrics {
   readonly auditSinkDeliveries: Counter<'sink' | 'outcome'>;
   /** Events waiting in each sink's backlog (memory and disk). */
   readonly auditSinkBacklog: Gauge<'sink'>;
-  /** Requests not admitted (src/http/admission.ts): `reason` queue_full, queue_timeout, client_gone. */
+  /** Requests not admitted (src/http/admission.ts): `reason` queue_full, queue_timeout, event_loop_delay, client_gone. */
   readonly admissionRejected: Counter<'reason'>;
   /** Admitted requests being worked on now. */
   readonly admissionInFlight: Gauge<string>;
@@ -245,7 +245,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     auditSinkBacklog,
     admissionRejected: new Counter({
       name: METRIC_NAMES.admissionRejected,
-      help: 'Requests to the token, introspection and usage endpoints refused by admission control, by reason: queue_full (answered 503 at once), queue_timeout (answered 503 at the queue deadline, unprocessed), client_gone (the client left while waiting).',
+      help: 'Requests to the token, introspection and usage endpoints refused by admission control, by reason: queue_full (answered 503 at once), queue_timeout (answered 503 at the queue deadline, unprocessed), event_loop_delay (answered 503 at once: the event loop was running later than max_event_loop_delay_ms), client_gone (the client left before it was worked on).',
       labelNames: ['reason'],
       registers,
     }),

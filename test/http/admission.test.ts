@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { ConfigError } from '../../src/config/config-error.js';
 import { parseConfig } from '../../src/config/load.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -66,7 +67,7 @@ describe('admission control: overload is refused at once, not queued', () => {
     tb = await startTestBroker({
       dir,
       broker: { store },
-      patch: (cfg) => (cfg.settings.admission = { max_in_flight: 2, max_queue: 1, queue_timeout_ms: QUEUE_TIMEOUT_MS }),
+      patch: (cfg) => (cfg.settings.admission = { max_in_flight: 2, max_queue: 1, queue_timeout_ms: QUEUE_TIMEOUT_MS, max_event_loop_delay_ms: 0 }),
     });
     task = await tb.openTask();
     subject = await tb.cluster.saToken();
@@ -216,6 +217,56 @@ describe('admission control: overload is refused at once, not queued', () => {
   });
 });
 
+describe('admission control: a request read while the event loop ran late is refused at once', () => {
+  let tb: TestBroker;
+  beforeAll(async () => {
+    tb = await startTestBroker({ patch: (cfg) => (cfg.settings.admission = { max_event_loop_delay_ms: 150 }) });
+  });
+  afterAll(async () => {
+    await tb.close();
+  });
+
+  /** One raw HTTP request, written to the socket before this process blocks its own loop for `blockMs` (broker and test share it). */
+  async function sendThenBlock(body: string, blockMs: number): Promise<string> {
+    const url = new URL(tb.url);
+    const socket = connect(Number(url.port), url.hostname);
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('utf8')));
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(`POST /token HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    // The request sits in the broker's socket while the loop is stuck, as on a CPU-starved process.
+    const until = performance.now() + blockMs;
+    while (performance.now() < until) {
+      // busy
+    }
+    await ended;
+    return answer;
+  }
+
+  it('answers 503 temporarily_unavailable with Retry-After, then serves again once the loop is on time', async () => {
+    // Prime the loop-delay timer (it runs only while admitted routes get requests).
+    const task = await tb.openTask();
+    const params = { grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task };
+    // On a loaded machine the loop may really be late now and then: retried until served.
+    await waitFor(async () => (await tb.exchange(params)).status === 200);
+    const raw = await sendThenBlock(new URLSearchParams(params).toString(), 500);
+    expect(raw.split('\r\n')[0]).toBe('HTTP/1.1 503 Service Unavailable');
+    expect(raw).toMatch(/\r\nretry-after: \d+\r\n/i);
+    expect(raw).toContain('"error":"temporarily_unavailable"');
+    expect(raw).toContain('ERR_OVERLOADED');
+    const text = await (await fetch(`${tb.managementUrl}/metrics`)).text();
+    expect(text).toContain('leash_admission_rejected_total{reason="event_loop_delay"} 1');
+    // A few ticks later the loop is on time again: served.
+    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(async () => (await tb.exchange(params)).status === 200);
+    // The refused request was never worked on: only the served ones left a token.
+    const issued = (await tb.broker.testing.auditEvents('exchange.issued')).filter((e) => e.event.task === task).length;
+    expect(await tb.broker.testing.store.listIssuedForTask(task)).toHaveLength(issued);
+    expect((await tb.broker.testing.auditEvents()).filter((e) => e.type.startsWith('exchange.') && e.event.task === task)).toHaveLength(issued);
+  });
+});
+
 describe('settings.admission: bad values are refused by validation', () => {
   const bad: ReadonlyArray<[string, Record<string, unknown>, string]> = [
     ['no slot at all', { max_in_flight: 0 }, '/settings/admission/max_in_flight'],
@@ -224,6 +275,7 @@ describe('settings.admission: bad values are refused by validation', () => {
     ['a deadline too short to mean anything', { queue_timeout_ms: 5 }, '/settings/admission/queue_timeout_ms'],
     ['a deadline past a minute', { queue_timeout_ms: 600000 }, '/settings/admission/queue_timeout_ms'],
     ['a string', { max_queue: '10' }, '/settings/admission/max_queue'],
+    ['a negative loop delay', { max_event_loop_delay_ms: -1 }, '/settings/admission/max_event_loop_delay_ms'],
     ['an unknown key', { queue_timeout: 100 }, '/settings/admission/queue_timeout'],
   ];
   it.each(bad)('%s', (_name, admission, path) => {
@@ -238,7 +290,7 @@ describe('settings.admission: bad values are refused by validation', () => {
   });
 
   it('defaults when absent, and accepts max_queue 0 (no queue)', () => {
-    expect(parseConfig(patched(() => undefined)).settings.admission).toEqual({ max_in_flight: 32, max_queue: 64, queue_timeout_ms: 200 });
+    expect(parseConfig(patched(() => undefined)).settings.admission).toEqual({ max_in_flight: 32, max_queue: 64, queue_timeout_ms: 200, max_event_loop_delay_ms: 1000 });
     expect(parseConfig(patched((c) => (c.settings = { ...c.settings, admission: { max_queue: 0 } }))).settings.admission.max_queue).toBe(0);
   });
 });

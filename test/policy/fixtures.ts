@@ -63,7 +63,7 @@ export function settings(over: Partial<Settings> = {}): Settings {
       drift: { min_token_age: 600, min_history_calls: 20 },
       purge_interval_ms: 60000,
     },
-    admission: { max_in_flight: 32, max_queue: 64, queue_timeout_ms: 200 },
+    admission: { max_in_flight: 32, max_queue: 64, queue_timeout_ms: 200, max_event_loop_delay_ms: 1000 },
     production: false,
     ...over,
   };
