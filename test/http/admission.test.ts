@@ -267,6 +267,38 @@ describe('admission control: a request read while the event loop ran late is ref
   });
 });
 
+describe('a request read after its client gave up', () => {
+  let tb: TestBroker;
+  beforeAll(async () => {
+    tb = await startTestBroker();
+  });
+  afterAll(async () => {
+    await tb.close();
+  });
+
+  it('is issued no token when the client closed right after sending it (FIN behind the body, as from a client that timed out while it waited in the socket)', async () => {
+    const task = await tb.openTask();
+    const params = { grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await tb.cluster.saToken(), subject_token_type: JWT_TYPE, resource: CRM_API, task };
+    const body = new URLSearchParams(params).toString();
+    const url = new URL(tb.url);
+    const socket = connect(Number(url.port), url.hostname);
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('utf8')));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => undefined);
+    socket.end(`POST /token HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    await closed;
+    await waitFor(async () => (await tb.broker.testing.auditEvents()).some((e) => e.type.startsWith('exchange.') && e.event.task === task) || answer.length > 0, 5000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(answer).toBe('');
+    expect(await tb.broker.testing.store.listIssuedForTask(task)).toEqual([]);
+    const events = (await tb.broker.testing.auditEvents()).filter((e) => e.type.startsWith('exchange.') && e.event.task === task);
+    // Dropped before any work (client_gone at admission) or stopped before signing (exchange.abandoned): never issued.
+    expect(events.every((e) => e.type === 'exchange.abandoned')).toBe(true);
+  });
+});
+
 describe('settings.admission: bad values are refused by validation', () => {
   const bad: ReadonlyArray<[string, Record<string, unknown>, string]> = [
     ['no slot at all', { max_in_flight: 0 }, '/settings/admission/max_in_flight'],
