@@ -40,6 +40,8 @@ const KIND_OF: Readonly<Record<string, TimelineKind>> = {
   'task.ended': 'task',
   'exchange.issued': 'exchange',
   'exchange.denied': 'denied',
+  // Nothing was issued: on the timeline it reads as a refusal.
+  'exchange.abandoned': 'denied',
   'approval.requested': 'approval',
   'approval.approved': 'approval',
   'approval.denied': 'approval',
@@ -142,6 +144,8 @@ function describe(type: string, e: Record<string, unknown>): string {
       return `issued ${str(e.kind) ?? 'credential'} for ${aud} (${list(e.scopes)}) ${str(e.jti) ?? ''}${e.chain ? ` via ${list(e.chain)}` : ''}${e.approval ? ' (approved)' : ''}`.trim();
     case 'exchange.denied':
       return `denied ${aud} (${list(e.scopes)}): ${str(e.reason) ?? ''}`;
+    case 'exchange.abandoned':
+      return `not issued ${aud} (${list(e.scopes)}): the client left before the credential was made`;
     case 'approval.requested':
       return `approval requested for ${aud} (${list(e.scopes)})${str(e.justification) ? `: "${str(e.justification)}"` : ''}`;
     case 'approval.approved':

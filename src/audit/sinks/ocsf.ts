@@ -99,7 +99,7 @@ function actorOf(e: Ev): Record<string, unknown> | undefined {
 export function auditToOcsf(record: AuditRecord): Record<string, unknown> {
   const e = record.event as Ev;
   const t = record.type;
-  if (t === 'exchange.issued' || t === 'exchange.denied' || t === 'approval.approved' || t === 'approval.denied') {
+  if (t === 'exchange.issued' || t === 'exchange.denied' || t === 'exchange.abandoned' || t === 'approval.approved' || t === 'approval.denied') {
     const ok = t === 'exchange.issued' || t === 'approval.approved';
     return base(3003, 3, 1, record, {
       severity_id: ok ? SEVERITY.informational : SEVERITY.low,
