@@ -14,6 +14,8 @@ function sample(type: string): Record<string, unknown> {
       return { ...common, decision: 'issued', reason: 'OK', client_id: 'crm-reader', audience: CRM_API, scopes: ['contacts:read'], kind: 'jwt', ttl: 300 };
     case 'exchange.denied':
       return { decision: 'denied', reason: 'ERR_SCOPE_NOT_GRANTED', client_id: 'crm-reader', audience: CRM_API, scopes: ['contacts:delete'] };
+    case 'exchange.abandoned':
+      return { decision: 'abandoned', reason: 'ERR_CLIENT_GONE', client_id: 'crm-reader', plugin: 'crm-reader', audience: CRM_API, scopes: ['contacts:read'] };
     case 'token.revoked':
       return { scope: 'task', id: 'tsk_0123456789abcdef', feed_seq: 3, actor: 'apikey:security', reason: 'incident' };
     case 'token.first_use':
@@ -74,6 +76,8 @@ describe('OCSF: every event Leash produces conforms to the vendored OCSF 1.8.0 c
     expect(['task.opened', 'token.revoked', 'plugin.suspended', 'key.promoted'].map(classOf)).toEqual(Array(4).fill(3004));
     const denied = auditToOcsf(record('exchange.denied'));
     expect(denied).toMatchObject({ status_id: 2, status: 'Failure', status_detail: 'ERR_SCOPE_NOT_GRANTED', type_uid: 300301 });
+    // Nothing was issued: a failed authorization, with its code.
+    expect(auditToOcsf(record('exchange.abandoned'))).toMatchObject({ class_uid: 3003, status_id: 2, status: 'Failure', status_detail: 'ERR_CLIENT_GONE' });
     const shared = auditToOcsf(record('token.shared'));
     expect(shared).toMatchObject({ severity_id: 4, is_alert: true, finding_info: { types: ['token.shared'], analytic: { type_id: 1 } } });
   });
