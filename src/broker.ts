@@ -32,6 +32,7 @@ import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { TaskService } from './tasks/task-service.js';
 import { createAdminAuthenticator, type AdminAuthenticator } from './http/admin/authenticate.js';
 import type { ExchangeDeps, ExchangeRuntime } from './exchange/exchange.js';
+import { createCandidateRunner, type CandidateRunner } from './exchange/candidate.js';
 import { buildProvider, pinIssuerOrigin } from './http/oauth/provider.js';
 import { tokenExchangeGrant } from './http/oauth/token-exchange-grant.js';
 import { tokenClientGate } from './http/oauth/token-client.js';
@@ -61,7 +62,7 @@ import { BrokerReview } from './review/scheduler.js';
 import { createX509SvidAttestation } from './attestation/x509-svid/x509-svid-attestation.js';
 import { createPluginAuthenticator } from './exchange/client-authentication.js';
 import { certificateSources } from './mtls/certificate-client-auth.js';
-import { clientCertificateSource } from './mtls/client-certificate.js';
+import { clientCertificateSource, readCertificateHeader } from './mtls/client-certificate.js';
 import { tlsServerOptions, type TlsServerOptions } from './mtls/tls-material.js';
 import { UsageService } from './usage/usage-service.js';
 import { usageRouter } from './http/usage-routes.js';
@@ -76,6 +77,8 @@ export interface BrokerTestHandle {
   readonly store: Store;
   /** The audit trail from its first record, optionally only events of one type. */
   auditEvents(type?: AuditEventType): Promise<AuditRecord[]>;
+  /** Resolves once every candidate-policy evaluation started so far has finished (`serve --candidate`). */
+  candidateIdle(): Promise<void>;
 }
 
 export interface BrokerOptions {
@@ -98,6 +101,11 @@ export interface BrokerOptions {
    * closed with it (or if it fails to start).
    */
   readonly listeners?: BoundListeners;
+  /**
+   * `serve --candidate FILE`: a candidate config (loaded by the same loader) whose policy
+   * decides every exchange next to the live one, never enforced (exchange/candidate.ts).
+   */
+  readonly candidate?: LoadedConfig;
 }
 
 /** Everything that changes together on a policy reload, swapped as one reference. */
@@ -163,6 +171,8 @@ export class Broker {
   #closing: Promise<void> | undefined;
   readonly #issuers: ReadonlyMap<CredentialKind, CredentialIssuer>;
   readonly #exchangeDeps: ExchangeDeps;
+  /** `serve --candidate`: the second policy's evaluations, off the live path. */
+  readonly #candidate: CandidateRunner | undefined;
   /** The operational log; security events go to `audit`, not here. */
   readonly logger: Logger;
   readonly #protocolAudit: ProtocolAuditDeps;
@@ -361,6 +371,17 @@ export class Broker {
         })),
       }),
       runtime: () => this.#generation,
+      candidate: (this.#candidate = opts.candidate
+        ? createCandidateRunner({
+            policy: compilePolicy(opts.candidate.config),
+            digest: opts.candidate.digest,
+            exchange: () => this.#exchangeDeps,
+            replayView: this.#store,
+            audit: this.audit,
+            metrics: this.metrics,
+            log: (msg, fields) => this.logger('warn', msg, fields),
+          })
+        : undefined),
     };
     this.#generation = this.#build(loaded);
     this.exceptions = new ExceptionWatcher({
@@ -447,6 +468,15 @@ export class Broker {
       },
       logger: () => this.logger,
       accessLog: () => this.#generation.settings.log.access,
+      explain: {
+        ...this.#exchangeDeps,
+        replayView: this.#store,
+        auditLog: this.#store,
+        tokenEndpoint: () => `${this.#generation.settings.issuer}/token`,
+        issuerKind: (name) => this.#generation.config.trusted_issuers.find((t) => t.name === name)?.kind,
+        certificateHeader: (value) => readCertificateHeader(this.#generation.settings, value),
+      },
+      configDir: () => this.#generation.loaded.baseDir,
     });
   }
 
@@ -525,6 +555,7 @@ export class Broker {
       broker.#startReview();
       broker.usage.start();
       await broker.audit.record('policy.loaded', { ...policyDigests(loaded), plugins: loaded.config.plugins.length, trusted_issuers: loaded.config.trusted_issuers.length, initial: true });
+      if (opts.candidate) logger.info('candidate policy: decided next to the live one on every exchange, never enforced', { candidate: opts.candidate.path, digest: opts.candidate.digest });
       broker.#checkpoints.start();
       if (opts.listeners) broker.http.serve(opts.listeners);
       return broker;
@@ -577,6 +608,7 @@ export class Broker {
     return {
       keys: this.#keys,
       store,
+      candidateIdle: async () => this.#candidate?.idle(),
       auditEvents: async (type) => {
         const events = await store.read(1, 1_000_000);
         return type === undefined ? events : events.filter((e) => e.type === type);
@@ -767,6 +799,8 @@ export class Broker {
     this.revocation.stop();
     await this.usage.stop();
     await this.usage.idle().catch(() => undefined);
+    // Candidate evaluations of the last exchanges record their diffs before the store closes.
+    await this.#candidate?.idle();
     this.#setPush?.stop();
     await this.http.closeManagement();
     // The last events of this replica get a checkpoint too (a failure is logged, not thrown).

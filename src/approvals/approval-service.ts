@@ -152,7 +152,8 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
     throw pending(record, now, s.poll_interval, 'a human must approve this request; poll again with approval_id');
   }
 
-  async function poll(input: ApprovalRequestInput, id: string, hash: string): Promise<ApprovalReceipt> {
+  /** `dry`: explain's preview: the same answers, but no poll is recorded, nothing consumed or counted. */
+  async function poll(input: ApprovalRequestInput, id: string, hash: string, dry = false): Promise<ApprovalReceipt> {
     const s = deps.settings();
     const now = input.now;
     const found = await deps.store.getApproval(id);
@@ -165,8 +166,8 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
     const detail = { approval: id };
     switch (found.state) {
       case 'pending': {
-        if (now >= found.expiresAt) return expired(found, 'the approval expired before anyone decided; ask again');
-        if ((await deps.store.recordApprovalPoll(id, now, s.poll_interval * 1000)) === 'slow_down') {
+        if (now >= found.expiresAt) return expired(found, 'the approval expired before anyone decided; ask again', dry);
+        if (!dry && (await deps.store.recordApprovalPoll(id, now, s.poll_interval * 1000)) === 'slow_down') {
           const interval = s.poll_interval + SLOW_DOWN_EXTRA_S;
           throw new LeashError('ERR_APPROVAL_SLOW_DOWN', `polling too fast; wait ${interval} seconds between polls`, detail, {
             fields: { approval_id: id, interval, expires_in: secondsUntil(found.expiresAt, now) },
@@ -180,8 +181,10 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
         throw new LeashError('ERR_APPROVAL_USED', 'this approval was already redeemed; an approval is good for one credential', detail);
       case 'approved': {
         if (found.redeemBy === undefined || found.decidedAt === undefined || found.decidedBy === undefined || now > found.redeemBy) {
-          return expired(found, 'the approval was not redeemed in time; ask again');
+          return expired(found, 'the approval was not redeemed in time; ask again', dry);
         }
+        // A preview stops here: the exchange would redeem it now.
+        if (dry) return { id, approver: found.decidedBy, at: Math.floor(found.decidedAt / 1000) };
         if (!(await deps.store.consumeApproval(id, now))) {
           // Lost the race to another redemption (or the redeem window closed in between).
           const again = await deps.store.getApproval(id);
@@ -194,8 +197,8 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
     }
   }
 
-  function expired(found: ApprovalRecord, description: string): never {
-    deps.metrics.approvals.inc({ outcome: 'expired' });
+  function expired(found: ApprovalRecord, description: string, dry = false): never {
+    if (!dry) deps.metrics.approvals.inc({ outcome: 'expired' });
     throw new LeashError('ERR_APPROVAL_EXPIRED', description, { approval: found.id, state: found.state });
   }
 
@@ -203,6 +206,14 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalGate {
     async check(input) {
       const hash = requestHash(input);
       return input.approvalId === undefined ? create(input, hash) : poll(input, input.approvalId, hash);
+    },
+    async preview(input) {
+      const hash = requestHash(input);
+      if (input.approvalId === undefined) {
+        // The exchange would open a pending approval (or find the same request's) here; a preview opens none.
+        throw new LeashError('ERR_APPROVAL_PENDING', 'a human must approve this request: the exchange would open a pending approval and answer authorization_pending with its approval_id');
+      }
+      return poll(input, input.approvalId, hash, true);
     },
   };
 }

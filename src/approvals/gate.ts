@@ -46,6 +46,12 @@ export interface ApprovalRequestInput {
  */
 export interface ApprovalGate {
   check(input: ApprovalRequestInput): Promise<ApprovalReceipt>;
+  /**
+   * What `check` would answer, changing nothing (explain): without an `approval_id`
+   * ERR_APPROVAL_PENDING (no approval is opened); with one its state, read only (no poll
+   * pacing, no redemption: an approved request returns the receipt it would redeem).
+   */
+  preview(input: ApprovalRequestInput): Promise<ApprovalReceipt>;
 }
 
 /** Step-up proof (per grant): fresh attestation, DPoP, a justification. Throws what is missing. */

@@ -51,7 +51,13 @@ export interface ClientAssertionVerifier {
    * ERR_BACKEND_UNAVAILABLE when the client's remote keys cannot be fetched.
    */
   verify(
-    input: { readonly type: string | undefined; readonly assertion: string | undefined; readonly clientId: string | undefined },
+    input: {
+      readonly type: string | undefined;
+      readonly assertion: string | undefined;
+      readonly clientId: string | undefined;
+      /** Instead of the verifier's own cache: a dry run (explain) passes a read-only view. */
+      readonly replay?: ReplayCache | undefined;
+    },
     lookup: AssertionKeyLookup,
   ): Promise<{ clientId: string; payload: JWTPayload }>;
 }
@@ -77,7 +83,7 @@ export function createClientAssertionVerifier(deps: ClientAssertionVerifierDeps)
   }
 
   return {
-    async verify({ type, assertion, clientId: bodyClientId }, lookup) {
+    async verify({ type, assertion, clientId: bodyClientId, replay = deps.replay }, lookup) {
       if (type === undefined || assertion === undefined) throw new LeashError('ERR_REQUEST_MALFORMED', 'private_key_jwt needs both client_assertion and client_assertion_type');
       if (type !== CLIENT_ASSERTION_TYPE) throw failed(method, 'assertion_type', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE}`);
       if (assertion.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(assertion)) throw failed(method, 'malformed_assertion', 'client_assertion is not a compact JWS');
@@ -105,7 +111,7 @@ export function createClientAssertionVerifier(deps: ClientAssertionVerifierDeps)
       const jti = payload.jti;
       if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw failed(method, 'jti', 'client_assertion needs a jti (single use)');
       const digest = createHash('sha256').update(`${clientId}\n${jti}`).digest('base64url');
-      if (!(await deps.replay.remember(`${deps.replayPrefix}:${digest}`, (exp + skew) * 1000))) throw failed(method, 'replay', 'client_assertion was already used: send a new jti each time');
+      if (!(await replay.remember(`${deps.replayPrefix}:${digest}`, (exp + skew) * 1000))) throw failed(method, 'replay', 'client_assertion was already used: send a new jti each time');
       return { clientId, payload };
     },
   };

@@ -13,6 +13,8 @@ export const AUDIT_EVENT_TYPES = [
   'policy.loaded',
   'policy.reload_failed',
   'policy.revoked_on_reload',
+  'policy.explained',
+  'policy.candidate_diff',
   'key.created',
   'admin.denied',
   'token.revoked',
@@ -60,6 +62,8 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
   'task.ended': 'A task was ended (by an admin call, or on expiry by the sweeper); every credential issued for it is revoked.',
   'policy.loaded': 'A policy was loaded (at start or on reload) and is now in force; the event carries its digest.',
   'policy.reload_failed': 'A policy reload was rejected; the previous policy stays in force.',
+  'policy.explained': 'An admin asked what the exchange would decide for a request (explain): nothing was issued; carries the decision, its reason and what stood for the attestation.',
+  'policy.candidate_diff': 'The candidate policy (serve --candidate) decided an exchange differently from the live policy, which was enforced; carries both decisions.',
   'policy.revoked_on_reload':
     'A reload removed plugins or grants, or narrowed scopes: the live credentials that depended on them were revoked (their Vault leases and AWS sessions too); carries what was removed and how many tokens.',
   'key.created': 'A signing key was created and published in the JWKS.',
@@ -163,6 +167,9 @@ type ExchangeDecision<D extends 'issued' | 'denied' | 'abandoned'> = {
   detail?: Detail;
 };
 
+/** One policy's decision of an exchange (live or candidate): its class, the ERR_* code (`OK`), the step that refused, the plugin it resolved. */
+type CandidateSide = { decision: 'issue' | 'approval' | 'deny' | 'error'; reason: string; step?: Opt<string>; plugin?: Opt<string> };
+
 /** A key transition, by the schedule, an admin call, an emergency revoke or the first start. */
 type KeyTransitionPayload = {
   kid: string;
@@ -229,6 +236,36 @@ export type AuditEventPayloads = {
     tokens_revoked: number;
     jtis: readonly string[];
     jtis_truncated?: Opt<true>;
+  };
+  'policy.explained': {
+    actor: string;
+    /** What stood for the attestation: a real token (verified), stated claims, or an audit event replayed. */
+    input: 'token' | 'claims' | 'event';
+    event_seq?: Opt<number>;
+    policy: 'current' | 'given';
+    policy_digest?: Opt<string>;
+    decision: 'issue' | 'approval' | 'deny' | 'error';
+    reason: string;
+    step?: Opt<string>;
+    client_id?: Opt<string>;
+    plugin?: Opt<string>;
+    task?: Opt<string>;
+    audience?: Opt<string>;
+    scopes?: Opt<readonly string[]>;
+    subject_token_sha256?: Opt<string>;
+    workload?: Opt<{ issuer: string; subject: string }>;
+  };
+  'policy.candidate_diff': {
+    candidate_digest: string;
+    live: CandidateSide;
+    candidate: CandidateSide;
+    client_id?: Opt<string>;
+    task?: Opt<string>;
+    audience?: Opt<string>;
+    scopes?: Opt<readonly string[]>;
+    workload?: Opt<{ issuer: string; subject: string }>;
+    /** The exchange's own event (its `exchange.issued` / `exchange.denied`). */
+    exchange_seq?: Opt<number>;
   };
   'key.created': KeyTransitionPayload;
   'admin.denied': { route: string; method: string; reason: string; actor?: Opt<string>; task?: Opt<string>; detail?: Detail };

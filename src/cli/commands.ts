@@ -148,6 +148,8 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
     // Before a config there is no log stream: the problems go to stderr as text, as `leash validate` prints them.
     return reportConfigError(e, io);
   }
+  const candidate = await (await import('./explain.js')).loadCandidate(inv.string('candidate'), guardrailsFile, io.err);
+  if (candidate === 'invalid') return 1;
   // From here on every line on stderr is one JSON log object; stdout carries only security events.
   const logger = createLogger({ level: loaded.config.settings.log.level });
   if (demoNotice) logger.warn(demoNotice);
@@ -168,7 +170,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   try {
     // Ports first: one in use ends the start here, before keys, store or audit events exist.
     listeners = await bindListeners(loaded.config.settings, { port, managementPort, tls });
-    broker = await Broker.create(loaded, { listeners, logger });
+    broker = await Broker.create(loaded, { listeners, logger, candidate });
   } catch (e) {
     if (e instanceof ListenError) logger.fatal(e.message, { address: e.address, role: e.role, code: e.code });
     else logger.fatal('leash could not start', { error: e instanceof Error ? e.message : String(e) });

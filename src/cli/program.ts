@@ -49,6 +49,11 @@ export const LEASH: CommandSpec = {
         managementPort,
         { name: 'demo', summary: 'serve the demo policy config/demo.yaml (public admin keys: a laptop only)' },
         { name: 'demo-if-no-config', summary: 'npm start: the demo policy when no config is given', hidden: true },
+        {
+          name: 'candidate',
+          value: 'file',
+          summary: "also decide every exchange with this config's policy (loaded as --config is), enforce the live one, record policy.candidate_diff where they differ (a shadow rollout)",
+        },
       ],
       exit: '0 stopped after a signal, 1 could not start (config, port, store, keys), 2 usage error',
       run: async (inv, io) => (await import('./commands.js')).serve(inv, io),
@@ -196,6 +201,34 @@ export const LEASH: CommandSpec = {
           ],
         }),
       ],
+    },
+    {
+      name: 'explain',
+      summary: 'what the exchange would decide for a request, step by step, and what would pass; nothing is issued',
+      description:
+        "Ask a running broker (POST /admin/explain, role security) what its exchange would decide for a token request, under the running policy or --policy's: every step, the grant, each condition, what would make it pass. " +
+        'Give --event to replay an exchange of the audit log, or --audience with exactly one of --token (a real attestation, a file or - for stdin; never on the command line) and --claims (its identity, stated and not verified). ' +
+        adminApi,
+      options: [
+        url,
+        keyFile,
+        { name: 'format', value: 'format', summary: 'text (default) or json', choices: ['text', 'json'] },
+        { name: 'policy', value: 'file', summary: "decide with this config file's policy instead of the running one (no ${VAR} is read, no file it names)" },
+        { name: 'event', value: 'seq', summary: 'replay this audit event (an exchange): the same reason as recorded?', complete: 'none' },
+        { name: 'audience', value: 'url', summary: 'the resource asked for', complete: 'none' },
+        { name: 'token', value: 'file|-', summary: 'the attestation token (a file, or - for stdin); verified as an exchange verifies it' },
+        { name: 'token-type', value: 'urn', summary: 'its subject_token_type (default: urn:ietf:params:oauth:token-type:jwt)', complete: 'none' },
+        { name: 'claims', value: 'json|@file', summary: 'instead of a token, the identity it would give: {"issuer":"<trusted issuer name>","subject":"...","attributes":{...}}' },
+        { name: 'client', value: 'id', summary: 'the client_id', complete: 'none' },
+        { name: 'scope', value: 'scopes', summary: 'the scopes asked for (space-separated)', complete: 'none' },
+        { name: 'task', value: 'id', summary: 'a task of the store', complete: 'none' },
+        { name: 'task-attributes', value: 'json|@file', summary: 'a task stated by its attributes ({"env":"prod"}) instead of --task' },
+        { name: 'ttl', value: 'seconds', summary: 'the expires_in asked for', complete: 'none' },
+        { name: 'request', value: 'json|@file', summary: 'more token-request parameters (actor_token, requested_token_type, ...)' },
+        { name: 'dpop-file', value: 'file', summary: 'a DPoP proof for the request (checked, not spent)' },
+      ],
+      exit: '0 answered (whatever the decision), 1 refused or failed by the broker, 2 usage error',
+      run: async (inv, io) => (await import('./explain.js')).explainCommand(inv, io),
     },
     {
       name: 'task',

@@ -19,6 +19,40 @@ export interface ClientCredentials {
   readonly assertionType: string | undefined;
 }
 
+/**
+ * Client credentials Leash cannot verify: plugins authenticate with their attestation and,
+ * when they registered a key, a client assertion. oidc-provider drops parameters of
+ * methods it does not offer, so without this check a `client_secret` would be silently
+ * ignored and a token issued anyway.
+ */
+const UNVERIFIABLE_CLIENT_PARAMS = ['client_secret'] as const;
+/** private_key_jwt (RFC 7523 §2.2): taken off the form and verified by the exchange pipeline, not by oidc-provider. */
+const ASSERTION_PARAMS = ['client_assertion', 'client_assertion_type'] as const;
+
+/**
+ * A token request's form split into its client credentials (a client assertion, for the
+ * pipeline to verify) and the rest. Throws ERR_CLIENT_AUTH_UNSUPPORTED for a client secret
+ * and ERR_REQUEST_MALFORMED for an assertion parameter sent twice. The token endpoint's gate
+ * and explain both read a form through it.
+ */
+export function splitClientCredentials<P extends Readonly<Record<string, unknown>>>(
+  params: P,
+): { credentials: ClientCredentials | undefined; params: Omit<P, 'client_assertion' | 'client_assertion_type'> } {
+  const sent = UNVERIFIABLE_CLIENT_PARAMS.filter((name) => params[name] !== undefined);
+  if (sent.length > 0) {
+    throw new LeashError(
+      'ERR_CLIENT_AUTH_UNSUPPORTED',
+      `${sent.join(', ')} cannot be verified here: plugins authenticate with their attestation and, with a registered key, private_key_jwt; send no client secret`,
+      { params: sent },
+    );
+  }
+  const { client_assertion: assertion, client_assertion_type: assertionType, ...rest } = params;
+  if (assertion === undefined && assertionType === undefined) return { credentials: undefined, params: rest };
+  const repeated = ASSERTION_PARAMS.find((name) => params[name] !== undefined && typeof params[name] !== 'string');
+  if (repeated) throw new LeashError('ERR_REQUEST_MALFORMED', `parameter '${repeated}' must be sent once`);
+  return { credentials: { assertion: assertion as string | undefined, assertionType: assertionType as string | undefined }, params: rest };
+}
+
 /** A plugin that proved, by private_key_jwt or its TLS client certificate (RFC 8705 §2), that it is the client it registered as. */
 export interface AuthenticatedClient {
   readonly clientId: string;
@@ -36,7 +70,7 @@ export interface PluginAuthenticator {
    * none. A credential that is sent and cannot be verified is `invalid_client`
    * (ERR_CLIENT_AUTH_FAILED), never ignored.
    */
-  authenticate(credentials: ClientCredentials | undefined, clientId: string | undefined): Promise<AuthenticatedClient | undefined>;
+  authenticate(credentials: ClientCredentials | undefined, clientId: string | undefined, replay?: ReplayCache): Promise<AuthenticatedClient | undefined>;
   /** Whether the plugin registered `tls_client_auth` or `self_signed_tls_client_auth`. */
   usesCertificate(pluginId: string): boolean;
   /**
@@ -116,9 +150,9 @@ export function createPluginAuthenticator(plugins: readonly PluginConfig[], deps
   return {
     usesCertificate: (pluginId) => byCertificate.registers(pluginId),
     authenticateCertificate: (pluginId, certificate) => byCertificate.authenticate(pluginId, certificate),
-    async authenticate(credentials, clientId) {
+    async authenticate(credentials, clientId, replay) {
       if (!credentials || (credentials.assertion === undefined && credentials.assertionType === undefined)) return undefined;
-      const { clientId: id, payload } = await verifier.verify({ type: credentials.assertionType, assertion: credentials.assertion, clientId }, (candidate) => {
+      const { clientId: id, payload } = await verifier.verify({ type: credentials.assertionType, assertion: credentials.assertion, clientId, replay }, (candidate) => {
         const registered = keys.get(candidate);
         if (registered) return registered;
         // Same answer for an unknown plugin and one without a key: the answer does not confirm which ids exist.

@@ -44,6 +44,13 @@ export interface ExchangeDeps {
   readonly budgets?: { assertOpen(task: Task, audience: string): Promise<void> };
   /** A consistent snapshot of policy, attestation and settings for one request. */
   runtime(): ExchangeRuntime;
+  /** `serve --candidate`: a second policy decided next to the live one, never enforced (candidate.ts). */
+  readonly candidate?: CandidateObserver | undefined;
+}
+
+/** Sees every exchange once its answer is settled; must not throw or hold the answer up. */
+export interface CandidateObserver {
+  observe(seen: { readonly rt: ExchangeRuntime; readonly input: ExchangeInput; readonly trace: Trace; readonly result: ExchangeResult; readonly now: number }): void;
 }
 
 export interface ExchangeRuntime {
@@ -74,10 +81,49 @@ export interface ExchangeInput {
 
 export type ExchangeResult = { readonly ok: true; readonly body: TokenResponseBody } | { readonly ok: false; readonly error: unknown };
 
+/**
+ * The named steps of the exchange, in order. A denial happened at exactly one of them (the
+ * trace marks where the run is); explain reports each. The last two run only live.
+ */
+export const EXCHANGE_STEPS = [
+  'parse',
+  'client_auth',
+  'person',
+  'upstream',
+  'attest',
+  'resolve_plugin',
+  'client_auth_rule',
+  'suspension',
+  'delegation_target',
+  'task',
+  'quotas',
+  'budget',
+  'policy',
+  'chain',
+  'task_toxic',
+  'token_type',
+  'step_up',
+  'sender_binding',
+  'approval',
+  'ttl',
+  'issuer',
+  'issue',
+  'record',
+] as const;
+export type ExchangeStep = (typeof EXCHANGE_STEPS)[number];
+
+/** Steps before the policy is consulted: what the request and its proofs are, whatever the policy says. */
+export const ESTABLISH_STEPS: ReadonlySet<ExchangeStep> = new Set(['parse', 'client_auth', 'person', 'upstream', 'attest']);
+
 /** What the audit event of this exchange says, filled in as the steps go. */
-interface Trace {
+export interface Trace {
+  /** The step the run is in (the one that refused, when it throws). */
+  at?: ExchangeStep;
+  /** Only when asked for (explain): every step passed, in order. */
+  passed?: ExchangeStep[];
   request?: ExchangeRequest;
   client?: AuthenticatedClient;
+  certificate?: PresentedCertificate;
   /** RFC 8705 `x5t#S256` of the certificate the token is bound to (the X.509-SVID it was exchanged for). */
   x5t?: string;
   identity?: WorkloadIdentity;
@@ -85,6 +131,12 @@ interface Trace {
   plugin?: CompiledPlugin;
   task?: Task;
   decision?: Decision;
+  /** The per-minute quota window counted this plugin's request (a dry run after it must not count it again). */
+  quotaCounted?: string;
+  /** The sender binding's outcome (a spent DPoP proof cannot be checked again). */
+  sender?: { readonly jkt: string | undefined } | { readonly error: unknown };
+  /** Why a human must decide, when one must. */
+  approvalNeeded?: ApprovalCause;
   issued?: IssuedToken;
   ttl?: number;
   upstream?: Upstream;
@@ -96,133 +148,278 @@ interface Trace {
   discard?: () => Promise<void>;
 }
 
+type ApprovalCause = 'grant' | 'tool-call' | 'toxic-combination' | 'task-toxic-combination';
+
+function enter(trace: Trace, step: ExchangeStep): void {
+  if (trace.passed && trace.at) trace.passed.push(trace.at);
+  trace.at = step;
+}
+
+/**
+ * How one run treats what it would change. The live exchange consumes one-time values,
+ * counts quotas, opens or redeems approvals and issues; a dry run (explain, the candidate
+ * policy) goes through the same steps reading only, and stops before issuing.
+ */
+export interface RunMode {
+  /** Read only: quotas are read, not counted, and nobody is suspended (the other differences are the fields below). */
+  readonly dryRun: boolean;
+  /** The policy to decide with (a dry run may be given another: a candidate, a file). */
+  readonly policy: CompiledPolicy;
+  /** Live: the store's replay cache. Dry: a view that answers as it would and writes nothing. */
+  readonly replay: ReplayCache;
+  /** explain given claims: this identity stands for the attestation (it is not verified). */
+  readonly identity?: WorkloadIdentity | undefined;
+  /** `gate`: the live approval step; `preview`: its answer, read only (explain); `note`: only that one is needed (candidate). */
+  readonly approval: 'gate' | 'preview' | 'note';
+  /** A dry run reads quotas without counting; `countedFor`: the plugin the live run already counted this request for. */
+  readonly quotas?: { readonly countedFor: string | undefined } | undefined;
+  /** The live run's sender binding, reused (its DPoP proof is spent). */
+  readonly sender?: Trace['sender'] | undefined;
+  /** explain given task attributes: this task stands for one of the store (it must still admit the plugin). */
+  readonly task?: Task | undefined;
+}
+
+/** What the steps before the policy established: reused as they are by a candidate policy's run. */
+export interface Established {
+  readonly request: ExchangeRequest;
+  readonly client: AuthenticatedClient | undefined;
+  readonly certificate: PresentedCertificate | undefined;
+  readonly user: HumanSubject | undefined;
+  readonly upstream: Upstream | undefined;
+  readonly identity: WorkloadIdentity;
+}
+
+/** What the policy steps decided: everything issuing needs. */
+export interface Decided {
+  readonly plugin: CompiledPlugin;
+  readonly task: Task | undefined;
+  readonly decision: Extract<Decision, { allow: true }>;
+  readonly chain: DelegationOutcome | undefined;
+  readonly scopes: readonly string[];
+  readonly jkt: string | undefined;
+  readonly ttl: number;
+  readonly issuer: CredentialIssuer;
+}
+
 /**
  * The token exchange as one straight line of named steps:
  * parse → attest → resolve plugin (+ suspension) → check task → quotas → evaluate policy
  * (grant, scopes, TTL, conditions, approval rule) → bind sender (DPoP) → issue → record →
  * audit → respond. Exactly one audit event per call, on every path; if that write fails
- * the credential is withheld (fail closed).
+ * the credential is withheld (fail closed). The steps up to issuing are `establish` and
+ * `decide`, which explain and the candidate policy run too, as a dry run.
  */
 export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Promise<ExchangeResult> {
   const started = process.hrtime.bigint();
   const rt = deps.runtime();
   const now = deps.clock.now();
   const trace: Trace = {};
+  const mode: RunMode = { dryRun: false, policy: rt.policy, replay: deps.replay, approval: 'gate' };
   let result: ExchangeResult;
   try {
-    const request = (trace.request = parseExchangeRequest(input.clientId, input.params));
-    // In a delegation the subject_token is the upstream Leash token and the attestation is the actor_token.
-    const attestationToken = request.actorToken ?? request.subjectToken;
-    trace.subjectDigest = rt.tokenDigest(attestationToken);
-    const certificate = input.clientCertificate?.();
-    let client = (trace.client = await rt.clientAuth.authenticate(input.clientCredentials, request.clientId));
-    // RFC 8705 §2: a client that registered a certificate method authenticates with the
-    // connection's certificate; it is named by client_id, or by subject_token when that is "the client".
-    const certificateClient = client ? undefined : (request.clientId ?? (request.attestationTokenType === TOKEN_TYPE_CLIENT ? request.subjectToken : undefined));
-    if (certificateClient !== undefined && rt.clientAuth.usesCertificate(certificateClient)) client = trace.client = rt.clientAuth.authenticateCertificate(certificateClient, certificate);
-    // With an actor_token the subject is a Leash token (delegation) or a person's token (acting for them).
-    const person = request.actorToken !== undefined && rt.users.isPersonToken(request.subjectToken) ? await rt.users.verify(request.subjectToken) : undefined;
-    const upstream = (trace.upstream = request.actorToken === undefined || person ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, rt.policy));
-    // A further hop of a chain rooted at a person still acts for that person.
-    const user = (trace.user = person ?? (upstream?.person !== undefined ? rt.users.fromChain(upstream.person, upstream.claims.exp) : undefined));
-    const identity = (trace.identity = await attest(rt, request.attestationTokenType, attestationToken, client, certificate));
-    if (CLIENT_IDENTITY_ISSUERS.has(identity.kind)) trace.subjectDigest = identity.tokenDigest;
-    const plugin = (trace.plugin = resolvePlugin(rt.policy, identity, request.clientId ?? client?.clientId));
-    // Named by its attestation alone: a plugin that registered a certificate method authenticates with it now.
-    if (!client && rt.clientAuth.usesCertificate(plugin.id)) client = trace.client = rt.clientAuth.authenticateCertificate(plugin.id, certificate);
-    checkClientAuthentication(plugin, client, identity);
-    // RFC 8705 §3: bound to the certificate the exchange was decided on (the X.509-SVID, or the one the client authenticated with).
-    if (identity.kind === 'x509-svid' || isCertificateAuthMethod(client?.method)) trace.x5t = certificate?.thumbprint;
-    if (deps.revocation.isSuspended(plugin.id)) throw new LeashError('ERR_PLUGIN_SUSPENDED', 'this plugin is suspended; a security admin must resume it');
-    const taskId = upstream ? checkDelegationTarget(upstream, plugin, request.taskId, rt.policy, rt.settings).taskId : request.taskId;
-    const task = (trace.task = taskId === undefined ? undefined : await deps.tasks.requireLive(taskId, plugin.id, now));
-    await enforceQuotas(deps.quotas, plugin, task, now);
-    if (task && deps.budgets) await deps.budgets.assertOpen(task, request.audience);
-    const decision = (trace.decision = rt.policy.evaluate({
-      plugin,
-      identity,
-      task,
-      now,
-      request: {
-        audience: request.audience,
-        scopes: request.scopes,
-        ttl: request.ttl,
-        params: request.conditionParams,
-        toolCall: request.toolCall,
-        authorizationDetails: request.authorizationDetails,
-      },
-      chain: upstream?.chain,
-      user,
-    }));
-    if (!decision.allow) throw new LeashError(decision.code, decision.description, { reasons: decision.reasons });
-    const chain = (trace.chain = upstream ? narrowForChain(upstream, plugin, decision, request.scopes, rt.policy, rt.settings, now) : undefined);
-    const scopes = chain?.scopes ?? decision.scopes;
-    // A tool call has its tool's effect (a `read` MCP grant may reach an `exfiltrate` tool per call).
-    const effectiveGrant = decision.tool ? { ...decision.grant, effect: decision.tool.effect } : decision.grant;
-    const toxic = (trace.toxic = await checkTaskToxicCombinations(deps.tokens, { task, plugin, grant: effectiveGrant, policy: rt.policy, settings: rt.settings, now, chainJtis: chain?.upstreamJtis }));
-    if (request.requestedTokenType !== undefined && !REQUESTABLE_TYPES[decision.grant.kind]?.has(request.requestedTokenType)) {
-      throw new LeashError('ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED', `this audience issues ${decision.grant.kind} credentials; requested_token_type does not match`);
-    }
-    checkStepUp(decision.grant, { identity, dpopPresent: input.dpop.header !== undefined, justification: request.justification, now });
-    const jkt = await bindSender(input.dpop, decision.dpopRequired || decision.grant.config.step_up?.dpop === true, rt.settings, deps.replay, now);
-    // A tool call follows its tool's rule (bound to its arguments); anything else the grant's.
-    const humanRule = decision.tool ? decision.tool.approval === 'human' : decision.grant.approval === 'human';
-    if (humanRule || chain?.needsApproval || toxic.needsApproval) {
-      trace.approval = await deps.approvals.check({
-        plugin,
-        // A tool call is shown (and bound) with its tool's effect.
-        grant: effectiveGrant,
-        identity,
-        task,
-        audience: request.audience,
-        scopes,
-        ttl: decision.ttl,
-        justification: request.justification,
-        approvalId: request.approvalId,
-        chain: chain?.chain,
-        jkt,
-        toolCall: request.toolCall,
-        onBehalfOf: user?.qualified,
-        personMayDecide: user !== undefined && decision.grant.config.users?.approver === 'person',
-        cause: humanRule ? (decision.tool ? 'tool-call' : 'grant') : chain?.needsApproval ? 'toxic-combination' : 'task-toxic-combination',
-        now,
-      });
-    }
-    // Acting for a person: never longer than the person's own token.
-    const policyTtl = Math.min(chain ? Math.min(decision.ttl, chain.ttlCap) : decision.ttl, user ? user.expiresAt - Math.floor(now / 1000) : Number.POSITIVE_INFINITY);
-    const ttl = (trace.ttl = effectiveTtl(policyTtl, task, identity, decision.grant, deps.keys, rt.settings, now));
-    const issuer = deps.issuers.get(decision.grant.kind);
-    if (!issuer) throw new LeashError('ERR_KIND_UNAVAILABLE', `credential kind '${decision.grant.kind}' is not available on this broker`);
-    checkClientPresent(input);
-    const credential = await issuer.issue({
-      plugin,
-      grant: decision.grant,
-      identity,
-      task,
-      audience: request.audience,
-      scopes,
-      ttl,
-      jkt,
-      x5t: trace.x5t,
-      now,
-      delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects, upstreamJtis: chain.upstreamJtis, personRooted: chain.personRooted } : undefined,
-      approval: trace.approval,
-      authorizationDetails: request.toolCall ? [toolCallClaim(request.toolCall)] : undefined,
-      // Directly for a person; down a person-rooted chain the delegation above carries sub and act.
-      onBehalfOf: user && !chain ? { subject: user.qualified, act: { sub: plugin.id } } : undefined,
-    });
-    trace.discard = credential.discard;
-    // Signing (or an upstream call) may have taken a while: still nobody to answer means no record, and the credential is discarded.
-    checkClientPresent(input);
-    await deps.tokens.recordIssued(credential.record);
-    trace.issued = credential.record;
-    result = { ok: true, body: credential.body };
+    const established = await establish(deps, rt, input, trace, mode);
+    const decided = await decide(deps, rt, input, trace, mode, established, now);
+    result = { ok: true, body: await issue(deps, input, trace, established, decided, now) };
   } catch (error) {
     result = { ok: false, error };
   }
   // Every path, issued or denied, passes here exactly once; the audit write decides
   // whether a token leaves.
-  return audit(deps, trace, result, started);
+  const final = await audit(deps, trace, result, started);
+  // The candidate policy looks at the same request after the answer is settled; nothing it does reaches the caller.
+  if (deps.candidate) {
+    try {
+      deps.candidate.observe({ rt, input, trace, result: final, now });
+    } catch {
+      // observe schedules and never throws; a bug there must still not touch the live answer.
+    }
+  }
+  return final;
+}
+
+/** Steps parse → attest: the request, its client, person, upstream and workload identity. */
+export async function establish(deps: ExchangeDeps, rt: ExchangeRuntime, input: ExchangeInput, trace: Trace, mode: RunMode): Promise<Established> {
+  enter(trace, 'parse');
+  const request = (trace.request = parseExchangeRequest(input.clientId, input.params));
+  // In a delegation the subject_token is the upstream Leash token and the attestation is the actor_token.
+  const attestationToken = request.actorToken ?? request.subjectToken;
+  trace.subjectDigest = rt.tokenDigest(attestationToken);
+  enter(trace, 'client_auth');
+  const certificate = (trace.certificate = input.clientCertificate?.());
+  let client = (trace.client = await rt.clientAuth.authenticate(input.clientCredentials, request.clientId, mode.replay));
+  // RFC 8705 §2: a client that registered a certificate method authenticates with the
+  // connection's certificate; it is named by client_id, or by subject_token when that is "the client".
+  const certificateClient = client ? undefined : (request.clientId ?? (request.attestationTokenType === TOKEN_TYPE_CLIENT ? request.subjectToken : undefined));
+  if (certificateClient !== undefined && rt.clientAuth.usesCertificate(certificateClient)) client = trace.client = rt.clientAuth.authenticateCertificate(certificateClient, certificate);
+  // With an actor_token the subject is a Leash token (delegation) or a person's token (acting for them).
+  enter(trace, 'person');
+  const person = request.actorToken !== undefined && rt.users.isPersonToken(request.subjectToken) ? await rt.users.verify(request.subjectToken) : undefined;
+  enter(trace, 'upstream');
+  const upstream = (trace.upstream = request.actorToken === undefined || person ? undefined : await verifyUpstream(request.subjectToken, deps.delegation, mode.policy));
+  // A further hop of a chain rooted at a person still acts for that person.
+  const user = (trace.user = person ?? (upstream?.person !== undefined ? rt.users.fromChain(upstream.person, upstream.claims.exp) : undefined));
+  enter(trace, 'attest');
+  const identity = (trace.identity = mode.identity ?? (await attest(rt, request.attestationTokenType, attestationToken, client, certificate)));
+  if (CLIENT_IDENTITY_ISSUERS.has(identity.kind)) trace.subjectDigest = identity.tokenDigest;
+  return { request, client, certificate, user, upstream, identity };
+}
+
+/**
+ * Steps resolve plugin → issuer: everything the policy decides, up to the credential it
+ * would issue. Throws the LeashError of the step that refuses.
+ */
+export async function decide(deps: ExchangeDeps, rt: ExchangeRuntime, input: ExchangeInput, trace: Trace, mode: RunMode, est: Established, now: number): Promise<Decided> {
+  const { request, certificate, user, upstream, identity } = est;
+  let client = est.client;
+  const policy = mode.policy;
+  enter(trace, 'resolve_plugin');
+  const plugin = (trace.plugin = resolvePlugin(policy, identity, request.clientId ?? client?.clientId));
+  enter(trace, 'client_auth_rule');
+  // Named by its attestation alone: a plugin that registered a certificate method authenticates with it now.
+  // (A candidate's run is given the client the live run authenticated here, and does not authenticate again.)
+  if (!client && rt.clientAuth.usesCertificate(plugin.id)) client = trace.client = rt.clientAuth.authenticateCertificate(plugin.id, certificate);
+  checkClientAuthentication(plugin, client, identity);
+  // RFC 8705 §3: bound to the certificate the exchange was decided on (the X.509-SVID, or the one the client authenticated with).
+  if (identity.kind === 'x509-svid' || isCertificateAuthMethod(client?.method)) trace.x5t = certificate?.thumbprint;
+  enter(trace, 'suspension');
+  if (deps.revocation.isSuspended(plugin.id)) throw new LeashError('ERR_PLUGIN_SUSPENDED', 'this plugin is suspended; a security admin must resume it');
+  enter(trace, 'delegation_target');
+  const taskId = upstream ? checkDelegationTarget(upstream, plugin, request.taskId, policy, rt.settings).taskId : request.taskId;
+  enter(trace, 'task');
+  const task = (trace.task = mode.task ? statedTask(mode.task, plugin.id) : taskId === undefined ? undefined : await deps.tasks.requireLive(taskId, plugin.id, now));
+  enter(trace, 'quotas');
+  if (mode.dryRun) await enforceQuotas(deps.quotas, plugin, task, now, { counted: mode.quotas?.countedFor === plugin.id });
+  else {
+    // Counted before it may refuse: a breach still counts the request.
+    if (plugin.config.quotas?.exchanges_per_minute !== undefined) trace.quotaCounted = plugin.id;
+    await enforceQuotas(deps.quotas, plugin, task, now);
+  }
+  enter(trace, 'budget');
+  if (task && deps.budgets) await deps.budgets.assertOpen(task, request.audience);
+  enter(trace, 'policy');
+  const decision = (trace.decision = policy.evaluate({
+    plugin,
+    identity,
+    task,
+    now,
+    request: {
+      audience: request.audience,
+      scopes: request.scopes,
+      ttl: request.ttl,
+      params: request.conditionParams,
+      toolCall: request.toolCall,
+      authorizationDetails: request.authorizationDetails,
+    },
+    chain: upstream?.chain,
+    user,
+  }));
+  if (!decision.allow) throw new LeashError(decision.code, decision.description, { reasons: decision.reasons });
+  enter(trace, 'chain');
+  const chain = (trace.chain = upstream ? narrowForChain(upstream, plugin, decision, request.scopes, policy, rt.settings, now) : undefined);
+  const scopes = chain?.scopes ?? decision.scopes;
+  // A tool call has its tool's effect (a `read` MCP grant may reach an `exfiltrate` tool per call).
+  const effectiveGrant = decision.tool ? { ...decision.grant, effect: decision.tool.effect } : decision.grant;
+  enter(trace, 'task_toxic');
+  const toxic = (trace.toxic = await checkTaskToxicCombinations(deps.tokens, { task, plugin, grant: effectiveGrant, policy, settings: rt.settings, now, chainJtis: chain?.upstreamJtis }));
+  enter(trace, 'token_type');
+  if (request.requestedTokenType !== undefined && !REQUESTABLE_TYPES[decision.grant.kind]?.has(request.requestedTokenType)) {
+    throw new LeashError('ERR_REQUESTED_TOKEN_TYPE_UNSUPPORTED', `this audience issues ${decision.grant.kind} credentials; requested_token_type does not match`);
+  }
+  enter(trace, 'step_up');
+  checkStepUp(decision.grant, { identity, dpopPresent: input.dpop.header !== undefined, justification: request.justification, now });
+  enter(trace, 'sender_binding');
+  const jkt = await bindSenderOnce(input, decision.dpopRequired || decision.grant.config.step_up?.dpop === true, rt, trace, mode, now);
+  enter(trace, 'approval');
+  // A tool call follows its tool's rule (bound to its arguments); anything else the grant's.
+  const humanRule = decision.tool ? decision.tool.approval === 'human' : decision.grant.approval === 'human';
+  if (humanRule || chain?.needsApproval || toxic.needsApproval) {
+    const cause: ApprovalCause = humanRule ? (decision.tool ? 'tool-call' : 'grant') : chain?.needsApproval ? 'toxic-combination' : 'task-toxic-combination';
+    trace.approvalNeeded = cause;
+    const approvalInput = {
+      plugin,
+      // A tool call is shown (and bound) with its tool's effect.
+      grant: effectiveGrant,
+      identity,
+      task,
+      audience: request.audience,
+      scopes,
+      ttl: decision.ttl,
+      justification: request.justification,
+      approvalId: request.approvalId,
+      chain: chain?.chain,
+      jkt,
+      toolCall: request.toolCall,
+      onBehalfOf: user?.qualified,
+      personMayDecide: user !== undefined && decision.grant.config.users?.approver === 'person',
+      cause,
+      now,
+    };
+    if (mode.approval === 'gate') trace.approval = await deps.approvals.check(approvalInput);
+    else if (mode.approval === 'preview') trace.approval = await deps.approvals.preview(approvalInput);
+  }
+  enter(trace, 'ttl');
+  // Acting for a person: never longer than the person's own token.
+  const policyTtl = Math.min(chain ? Math.min(decision.ttl, chain.ttlCap) : decision.ttl, user ? user.expiresAt - Math.floor(now / 1000) : Number.POSITIVE_INFINITY);
+  const ttl = (trace.ttl = effectiveTtl(policyTtl, task, identity, decision.grant, deps.keys, rt.settings, now));
+  enter(trace, 'issuer');
+  const issuer = deps.issuers.get(decision.grant.kind);
+  if (!issuer) throw new LeashError('ERR_KIND_UNAVAILABLE', `credential kind '${decision.grant.kind}' is not available on this broker`);
+  return { plugin, task, decision, chain, scopes, jkt, ttl, issuer };
+}
+
+/** A task stated to explain (not in the store): only its plugin list is checked, as requireLive checks it. */
+function statedTask(task: Task, pluginId: string): Task {
+  if (!task.plugins.includes(pluginId)) throw new LeashError('ERR_TASK_PLUGIN_NOT_ALLOWED', 'this plugin is not among the plugins allowed in the task');
+  return task;
+}
+
+/** Step "bind sender", once per request: a run after the live one reuses its outcome (the proof's jti is spent). */
+async function bindSenderOnce(input: ExchangeInput, required: boolean, rt: ExchangeRuntime, trace: Trace, mode: RunMode, now: number): Promise<string | undefined> {
+  const earlier = mode.sender;
+  if (earlier && input.dpop.header !== undefined) {
+    if ('error' in earlier) throw earlier.error;
+    return earlier.jkt;
+  }
+  try {
+    const jkt = await bindSender(input.dpop, required, rt.settings, mode.replay, now);
+    trace.sender = { jkt };
+    return jkt;
+  } catch (error) {
+    trace.sender = { error };
+    throw error;
+  }
+}
+
+/** Steps issue → record: live only. */
+async function issue(deps: ExchangeDeps, input: ExchangeInput, trace: Trace, est: Established, d: Decided, now: number): Promise<TokenResponseBody> {
+  const { request, user, identity } = est;
+  const { plugin, task, decision, chain } = d;
+  enter(trace, 'issue');
+  checkClientPresent(input);
+  const credential = await d.issuer.issue({
+    plugin,
+    grant: decision.grant,
+    identity,
+    task,
+    audience: request.audience,
+    scopes: d.scopes,
+    ttl: d.ttl,
+    jkt: d.jkt,
+    x5t: trace.x5t,
+    now,
+    delegation: chain ? { subject: chain.subject, act: chain.act, effects: chain.effects, upstreamJtis: chain.upstreamJtis, personRooted: chain.personRooted } : undefined,
+    approval: trace.approval,
+    authorizationDetails: request.toolCall ? [toolCallClaim(request.toolCall)] : undefined,
+    // Directly for a person; down a person-rooted chain the delegation above carries sub and act.
+    onBehalfOf: user && !chain ? { subject: user.qualified, act: { sub: plugin.id } } : undefined,
+  });
+  trace.discard = credential.discard;
+  enter(trace, 'record');
+  // Signing (or an upstream call) may have taken a while: still nobody to answer means no record, and the credential is discarded.
+  checkClientPresent(input);
+  await deps.tokens.recordIssued(credential.record);
+  trace.issued = credential.record;
+  return credential.body;
 }
 
 /**

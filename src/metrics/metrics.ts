@@ -15,6 +15,8 @@ export const METRIC_NAMES = {
   tasksOpened: 'leash_tasks_opened_total',
   tasksEnded: 'leash_tasks_ended_total',
   policyReloads: 'leash_policy_reloads_total',
+  policyCandidateDiffs: 'leash_policy_candidate_diff_total',
+  policyCandidateEvaluations: 'leash_policy_candidate_evaluations_total',
   adminRequests: 'leash_admin_requests_total',
   signingKeys: 'leash_signing_keys',
   introspections: 'leash_introspections_total',
@@ -53,6 +55,10 @@ export interface Metrics {
   readonly tasksOpened: Counter<string>;
   readonly tasksEnded: Counter<'cause'>;
   readonly policyReloads: Counter<'result'>;
+  /** `serve --candidate`: exchanges the candidate policy decided differently, by both decisions (issue, approval, deny). */
+  readonly policyCandidateDiffs: Counter<'live' | 'candidate'>;
+  /** `serve --candidate`: every candidate evaluation, `result` same, different, skipped (refused before any policy, or the live run failed) or error. */
+  readonly policyCandidateEvaluations: Counter<'result'>;
   readonly adminRequests: Counter<'route' | 'outcome'>;
   readonly introspections: Counter<'outcome'>;
   readonly revocationRequests: Counter<'outcome'>;
@@ -269,6 +275,18 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     tasksOpened: new Counter({ name: METRIC_NAMES.tasksOpened, help: 'Tasks opened.', registers }),
     tasksEnded: new Counter({ name: METRIC_NAMES.tasksEnded, help: 'Tasks ended, by cause.', labelNames: ['cause'], registers }),
     policyReloads: new Counter({ name: METRIC_NAMES.policyReloads, help: 'Policy reload attempts by result (ok, rejected).', labelNames: ['result'], registers }),
+    policyCandidateDiffs: new Counter({
+      name: METRIC_NAMES.policyCandidateDiffs,
+      help: 'Exchanges the candidate policy (serve --candidate) decided differently from the live one, by each decision (issue, approval, deny).',
+      labelNames: ['live', 'candidate'],
+      registers,
+    }),
+    policyCandidateEvaluations: new Counter({
+      name: METRIC_NAMES.policyCandidateEvaluations,
+      help: 'Candidate policy evaluations by result (same, different, skipped, error).',
+      labelNames: ['result'],
+      registers,
+    }),
     adminRequests: new Counter({
       name: METRIC_NAMES.adminRequests,
       help: 'Admin API calls by route and outcome (ok, unauthenticated, forbidden, invalid, not_found, conflict, unavailable).',

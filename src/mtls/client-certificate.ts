@@ -141,6 +141,18 @@ function peerAddress(socket: Socket): { address: string; family: 'ipv4' | 'ipv6'
 export type ClientCertificateSource = (req: IncomingMessage) => PresentedCertificate | undefined;
 
 /**
+ * One value of the configured client-certificate header, read as the trusted proxy's (explain
+ * states what the proxy would send). Without `settings.client_certificate_header` there is
+ * no such header: ERR_CLIENT_CERT_HEADER_UNTRUSTED.
+ */
+export function readCertificateHeader(settings: Pick<Settings, 'client_certificate_header'>, value: string): PresentedCertificate | undefined {
+  const header = settings.client_certificate_header;
+  if (!header) throw new LeashError('ERR_CLIENT_CERT_HEADER_UNTRUSTED', 'this broker reads client certificates from TLS only (no settings.client_certificate_header)');
+  if (value.length > MAX_HEADER_LENGTH) throw malformed(`the ${header.name} header is too long`);
+  return (header.format === 'xfcc' ? fromXfcc : fromPemHeader)(value);
+}
+
+/**
  * Where a request's client certificate comes from, per the settings: the TLS connection,
  * or (only when `settings.client_certificate_header` is set, and only from its
  * `trusted_proxies`) the header a TLS-terminating proxy put it in. A request that carries

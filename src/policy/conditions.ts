@@ -9,7 +9,17 @@ import type { PolicyInput } from './types.js';
  * Returns the conditions that do not hold, as human strings (config values only, never
  * request values). `scopes` are the scopes the decision would issue (CEL's `request.scopes`).
  */
-export type ConditionCheck = (input: PolicyInput, scopes?: readonly string[]) => readonly string[];
+export type ConditionCheck = ((input: PolicyInput, scopes?: readonly string[]) => readonly string[]) & {
+  /** Every condition with whether it holds, in order (explain shows them all; the check above is its failures). */
+  readonly results: (input: PolicyInput, scopes?: readonly string[]) => readonly ConditionResult[];
+};
+
+/** One condition of a grant for one request: what it asks (config values only), and the failure when it does not hold. */
+export interface ConditionResult {
+  readonly condition: string;
+  readonly holds: boolean;
+  readonly failure?: string | undefined;
+}
 
 /** What CEL conditions know of their grant: its audience and scopes bound their inputs. */
 export interface ConditionGrant {
@@ -55,7 +65,11 @@ function lookup(source: Source, name: string): Lookup {
 
 const quote = (s: string) => `'${s}'`;
 
-type Check = (input: PolicyInput, cel: () => CelBindings) => string | undefined;
+interface Check {
+  /** What the condition asks, for explain. */
+  readonly label: string;
+  readonly test: (input: PolicyInput, cel: () => CelBindings) => string | undefined;
+}
 type CelBindings = ReturnType<typeof celBindings> | BindingBoundError;
 
 const MAX_SHOWN_EXPRESSION = 160;
@@ -76,7 +90,7 @@ function compileExpression(c: ConditionConfig, path: string, problems: ConfigPro
   const oneLine = expression.text.replace(/\s+/g, ' ').trim();
   const shown = quote(oneLine.length > MAX_SHOWN_EXPRESSION ? `${oneLine.slice(0, MAX_SHOWN_EXPRESSION)}...` : oneLine);
   const isFalse = `expression ${shown} is false`;
-  return (_input, cel) => {
+  const test: Check['test'] = (_input, cel) => {
     const bindings = cel();
     if (bindings instanceof BindingBoundError) return `expression ${shown} could not be evaluated (${bindings.message}); denied`;
     const value = expression.evaluate(bindings);
@@ -85,6 +99,7 @@ function compileExpression(c: ConditionConfig, path: string, problems: ConfigPro
     // The evaluator's message names the expression's own parts (a missing key, a bad conversion).
     return `expression ${shown} could not be evaluated (${value.error.slice(0, 200)}); denied`;
   };
+  return { label: `expression ${shown}`, test };
 }
 
 /** One condition, or undefined after recording why it is invalid. */
@@ -144,10 +159,13 @@ function compileCondition(c: ConditionConfig, path: string, problems: ConfigProb
   }
   const failure = `${attr} ${wants}`;
   const noTask = `${attr} needs a task, and the request names none`;
-  return (input) => {
-    const v = get(input);
-    if (v === NO_TASK) return noTask;
-    return test(v) ? undefined : failure;
+  return {
+    label: failure,
+    test: (input) => {
+      const v = get(input);
+      if (v === NO_TASK) return noTask;
+      return test(v) ? undefined : failure;
+    },
   };
 }
 
@@ -180,10 +198,13 @@ function compileTime(t: TimeWindowConfig, path: string, problems: ConfigProblem[
   const allowed = new Set<number>(days.map((d) => (WEEKDAYS as readonly string[]).indexOf(d)));
   const fmt = (minutes: number) => `${String(Math.floor(minutes / 60)).padStart(2, '0')}:${String(minutes % 60).padStart(2, '0')}`;
   const failure = `the grant may only be used on ${WEEKDAYS.filter((_, i) => allowed.has(i)).join(', ')} from ${fmt(from)} to ${fmt(to)} UTC`;
-  return (input) => {
-    const at = new Date(input.now);
-    const minutes = at.getUTCHours() * 60 + at.getUTCMinutes();
-    return allowed.has(at.getUTCDay()) && minutes >= from && minutes < to ? undefined : failure;
+  return {
+    label: failure,
+    test: (input) => {
+      const at = new Date(input.now);
+      const minutes = at.getUTCHours() * 60 + at.getUTCMinutes();
+      return allowed.has(at.getUTCDay()) && minutes >= from && minutes < to ? undefined : failure;
+    },
   };
 }
 
@@ -207,18 +228,27 @@ export function compileConditions(
     const check = compileTime(time, `${path}/time`, problems);
     if (check) checks.push(check);
   }
-  if (checks.length === 0) return () => NONE;
-  return (input, scopes) => {
+  if (checks.length === 0) return Object.assign(() => NONE, { results: () => [] });
+  const run = (input: PolicyInput, scopes: readonly string[] | undefined, each: (check: Check, failure: string | undefined) => void): void => {
     // CEL bindings are built once per decision, and only if a CEL condition asks.
     let bindings: CelBindings | undefined;
     const cel = () => (bindings ??= bindingsFor(input, scopes ?? input.request.scopes ?? [], grant.approval));
-    const failed: string[] = [];
-    for (const check of checks) {
-      const f = check(input, cel);
-      if (f !== undefined) failed.push(f);
-    }
-    return failed;
+    for (const check of checks) each(check, check.test(input, cel));
   };
+  // One evaluation, two views: the failures (the decision) and every condition (explain).
+  const failed = (input: PolicyInput, scopes?: readonly string[]): readonly string[] => {
+    const out: string[] = [];
+    run(input, scopes, (_c, f) => {
+      if (f !== undefined) out.push(f);
+    });
+    return out;
+  };
+  const results = (input: PolicyInput, scopes?: readonly string[]): readonly ConditionResult[] => {
+    const out: ConditionResult[] = [];
+    run(input, scopes, (c, f) => out.push(f === undefined ? { condition: c.label, holds: true } : { condition: c.label, holds: false, failure: f }));
+    return out;
+  };
+  return Object.assign(failed, { results });
 }
 
 function bindingsFor(input: PolicyInput, scopes: readonly string[], approvalRule: ApprovalRule): CelBindings {

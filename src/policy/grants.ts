@@ -56,6 +56,7 @@ export function compileGrant(
     approval,
     exceptions,
     failedConditions,
+    conditionResults: failedConditions.results,
     tools,
     config: spec,
   });

@@ -5,6 +5,7 @@ import type { Task } from '../store/records.js';
 import type { CoveringException } from '../config/guardrails.js';
 import type { ToolCallRequest } from '../formats/authorization-details.js';
 import type { CompiledTool } from './tools.js';
+import type { ConditionResult } from './conditions.js';
 import type { HumanSubject } from '../users/user-tokens.js';
 
 /** A grant compiled once at load: sets for scopes, predicates for conditions. */
@@ -26,6 +27,8 @@ export interface CompiledGrant {
    * this input, as human strings naming config values only (empty: all hold).
    */
   readonly failedConditions: (input: PolicyInput, scopes?: readonly string[]) => readonly string[];
+  /** The same conditions, each with whether it holds (explain); absent on hand-built grants. */
+  readonly conditionResults?: ((input: PolicyInput, scopes?: readonly string[]) => readonly ConditionResult[]) | undefined;
   /**
    * Exceptions that let this grant (or its plugin) break a guardrail. From its `expiresAt`
    * on, an exception no longer applies and the grant is refused (ERR_EXCEPTION_EXPIRED).

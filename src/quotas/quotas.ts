@@ -13,16 +13,25 @@ export interface QuotaDeps {
 
 const MINUTE = 60_000;
 
+/** A dry run (explain, candidate policy): nothing counted, nobody suspended. */
+export interface QuotaDryRun {
+  /** The live exchange already counted this request in the per-minute window. */
+  readonly counted: boolean;
+}
+
 /**
  * Step "quotas": limits that stop a runaway plugin. Counted in the store, so the limits
  * hold across replicas. Costs nothing for plugins without quotas.
  */
-export async function enforceQuotas(deps: QuotaDeps, plugin: CompiledPlugin, task: Task | undefined, now: number): Promise<void> {
+export async function enforceQuotas(deps: QuotaDeps, plugin: CompiledPlugin, task: Task | undefined, now: number, dryRun?: QuotaDryRun): Promise<void> {
   const q = plugin.config.quotas;
   if (!q) return;
   let breach: string | undefined;
   if (q.exchanges_per_minute !== undefined) {
-    const n = await deps.store.incrementWindow(`exchanges:${plugin.id}`, MINUTE, now);
+    // A dry run reads the window (adds 0) and counts this request unless the live exchange already did.
+    const n = dryRun
+      ? (await deps.store.incrementWindow(`exchanges:${plugin.id}`, MINUTE, now, 0)) + (dryRun.counted ? 0 : 1)
+      : await deps.store.incrementWindow(`exchanges:${plugin.id}`, MINUTE, now);
     if (n > q.exchanges_per_minute) breach = `more than ${q.exchanges_per_minute} exchanges in a minute`;
   }
   if (!breach && q.tokens_per_task !== undefined && task) {
@@ -36,6 +45,7 @@ export async function enforceQuotas(deps: QuotaDeps, plugin: CompiledPlugin, tas
     if (live >= q.live_tokens) breach = `already ${live} live credentials (limit ${q.live_tokens})`;
   }
   if (!breach) return;
+  if (dryRun) throw new LeashError('ERR_QUOTA_EXCEEDED', `quota exceeded: ${breach}${q.on_breach === 'suspend' ? '; the exchange would suspend the plugin' : '; retry later'}`);
   if (q.on_breach === 'suspend') {
     const reason = `quota breached: ${breach}`;
     await deps.revocation.suspend(plugin.id, { actor: 'system:quota', reason });

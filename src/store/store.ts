@@ -69,6 +69,12 @@ export interface ReplayCache {
   remember(key: string, expiresAt: number): Promise<boolean>;
 }
 
+/** The replay cache read without writing: a dry run of the exchange (explain) consumes no one-time value. */
+export interface ReplayView {
+  /** True while `key` is remembered (a `remember` now would answer false). */
+  seen(key: string): Promise<boolean>;
+}
+
 /** What `openApproval` did: made the approval, found one already pending for the request, or refused. */
 export type OpenApprovalOutcome =
   { readonly outcome: 'created' } | { readonly outcome: 'existing'; readonly approval: ApprovalRecord } | { readonly outcome: 'limited'; readonly scope: 'plugin' | 'task'; readonly pending: number };
@@ -161,6 +167,7 @@ export interface Store
     TokenIndex,
     AuditLog,
     ReplayCache,
+    ReplayView,
     RevocationStore,
     SuspensionStore,
     CounterStore,

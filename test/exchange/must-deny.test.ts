@@ -4,7 +4,7 @@ import { SignJWT, decodeJwt, exportJWK, generateKeyPair } from 'jose';
 import { createDpopKey, type DpopKey } from '../../src/client/index.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { CLUSTER_ISSUER } from '../support/cluster.js';
-import { CRM_API, EXCHANGE, JWT_TYPE, TICKETS_API, freePort, startTestBroker, type TestBroker } from '../support/broker.js';
+import { CRM_API, EXCHANGE, JWT_TYPE, OPS_KEY, TICKETS_API, freePort, startTestBroker, type TestBroker } from '../support/broker.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -1186,6 +1186,47 @@ describe('must be denied', () => {
       const fresh = (await ctx.tb.broker.testing.store.read(seen + 1, 1000)).filter((e) => e.type.startsWith('exchange.'));
       expect(fresh.map((e) => [e.type, (e.event as { reason?: unknown }).reason])).toEqual([['exchange.denied', row.code]]);
     }
+  });
+
+  /**
+   * Explain on the must-deny table: for every row the pipeline refuses (the rows with a
+   * Leash code), `POST /admin/explain` given the same request, asked first (it consumes
+   * nothing), names the reason the exchange then returns: the same code, wire error and
+   * status, and the same description. Rows without a code are refused by the OAuth layer
+   * before the pipeline (content type, body size, duplicate parameters, unknown client,
+   * HTTP Basic): explain takes a parsed form, so those have nothing to explain.
+   */
+  const pipelineRows = rows.filter((r) => r.code !== undefined && r.params !== undefined);
+  it('explain covers every pipeline row of the table', () => {
+    expect(pipelineRows.length).toBeGreaterThanOrEqual(100);
+    expect(rows.filter((r) => r.code !== undefined && r.params === undefined)).toEqual([]);
+  });
+  it.each(pipelineRows.map((r) => [r.name, r] as const))('explain names the same reason: %s', async (_name, row) => {
+    const headers = row.headers ? await row.headers(ctx) : {};
+    const params = await row.params!(ctx);
+    const res = await fetch(`${ctx.tb.url}/admin/explain`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${OPS_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ request: params, dpop: headers.dpop, client_certificate_header: headers['x-forwarded-client-cert'] }),
+    });
+    expect(res.status).toBe(200);
+    const explained = (await res.json()) as {
+      decision: string;
+      reason: string;
+      issued: boolean;
+      error?: { status: number; error: string; description: string };
+      steps: { step: string; outcome: string; code?: string }[];
+    };
+    const seen = await auditLength();
+    const live = await ctx.tb.exchange(params, headers);
+    const recorded = (await ctx.tb.broker.testing.store.read(seen + 1, 1000)).find((e) => e.type === 'exchange.denied');
+    expect(explained.reason).toBe(row.code);
+    expect(explained.reason).toBe((recorded?.event as { reason?: string } | undefined)?.reason);
+    expect(explained.issued).toBe(false);
+    expect({ status: explained.error?.status, error: explained.error?.error }).toEqual({ status: live.status, error: live.body.error });
+    // The one step that refused carries the code; nothing after it ran.
+    expect(explained.steps.filter((s) => s.outcome === 'failed').map((s) => s.code)).toEqual([row.code]);
+    if (row.code !== 'ERR_APPROVAL_PENDING') expect(explained.error?.description).toBe(live.body.error_description);
   });
 
   it('a replayed DPoP proof is refused', async () => {

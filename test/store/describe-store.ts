@@ -614,6 +614,16 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(await store.remember('dpop:jti-2', exp)).toBe(true);
       });
 
+      it('seen reads without remembering: a dry run consumes nothing', async () => {
+        const exp = clock.now() + 60_000;
+        expect(await store.seen('dry:1')).toBe(false);
+        expect(await store.seen('dry:1')).toBe(false);
+        expect(await store.remember('dry:1', exp)).toBe(true);
+        expect(await store.seen('dry:1')).toBe(true);
+        clock.set(exp);
+        expect(await store.seen('dry:1')).toBe(false);
+      });
+
       it('forgets a key once it has expired, and then guards it again', async () => {
         const exp = clock.now() + 60_000;
         expect(await store.remember('k', exp)).toBe(true);

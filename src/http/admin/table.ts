@@ -11,6 +11,7 @@ import { TASK_ROUTES, taskRoutes } from './tasks-routes.js';
 import { REVIEW_ROUTES, reviewRoutes } from './review-routes.js';
 import { TIMELINE_ROUTES, timelineRoutes, type TimelineRouteDeps } from './timeline-routes.js';
 import type { ReviewReport } from '../../review/review.js';
+import { EXPLAIN_ROUTES, explainRoutes, type ExplainRouteDeps } from './explain-routes.js';
 
 /**
  * Every admin route (the orchestrators' `/tasks` included): method, path, roles, body and
@@ -25,9 +26,10 @@ export const ADMIN_ROUTES: readonly AdminRouteSpec[] = [
   ...Object.values(APPROVAL_ROUTES),
   ...Object.values(REVIEW_ROUTES),
   ...Object.values(TIMELINE_ROUTES),
+  ...Object.values(EXPLAIN_ROUTES),
 ];
 
-export interface AdminApiDeps extends AdminRouteDeps, KeyRouteDeps, PluginRouteDeps, DenyRoleSessionsDeps, TimelineRouteDeps {
+export interface AdminApiDeps extends AdminRouteDeps, KeyRouteDeps, PluginRouteDeps, DenyRoleSessionsDeps, TimelineRouteDeps, ExplainRouteDeps {
   readonly tasks: TaskService;
   readonly approvals: ApprovalDecisions;
   /** The governance review of the running broker (`GET /admin/review`). */
@@ -36,7 +38,7 @@ export interface AdminApiDeps extends AdminRouteDeps, KeyRouteDeps, PluginRouteD
 
 /** The handlers of every route of ADMIN_ROUTES, each with its spec from the table. */
 export function adminRoutes(deps: AdminApiDeps): AdminRoute[] {
-  return [...taskRoutes(deps), ...pluginRoutes(deps), ...awsRoutes(deps), ...keyRoutes(deps), ...approvalRoutes(deps), ...reviewRoutes(deps), ...timelineRoutes(deps)];
+  return [...taskRoutes(deps), ...pluginRoutes(deps), ...awsRoutes(deps), ...keyRoutes(deps), ...approvalRoutes(deps), ...reviewRoutes(deps), ...timelineRoutes(deps), ...explainRoutes(deps)];
 }
 
 /** The admin API as one router, with its one error middleware. */

@@ -2,7 +2,7 @@ import { IncomingMessage, type ServerResponse } from 'node:http';
 import * as querystring from 'node:querystring';
 import { LeashError } from '../../errors/leash-error.js';
 import { toOAuthError } from '../../errors/oauth-error.js';
-import type { ClientCredentials } from '../../exchange/client-authentication.js';
+import { splitClientCredentials, type ClientCredentials } from '../../exchange/client-authentication.js';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -19,16 +19,6 @@ export const ATTESTED_CLIENT_ID = 'urn:leash:client:attested';
 export function namedClientId(clientId: string | undefined): string | undefined {
   return clientId === undefined || clientId === '' || clientId === ATTESTED_CLIENT_ID ? undefined : clientId;
 }
-
-/**
- * Client credentials Leash cannot verify: plugins authenticate with their attestation and,
- * when they registered a key, a client assertion. oidc-provider drops parameters of
- * methods it does not offer, so without this check a `client_secret` would be silently
- * ignored and a token issued anyway.
- */
-const UNVERIFIABLE_CLIENT_PARAMS = ['client_secret'] as const;
-/** private_key_jwt (RFC 7523 §2.2): taken off the form here and verified by the exchange pipeline, not by oidc-provider. */
-const ASSERTION_PARAMS = ['client_assertion', 'client_assertion_type'] as const;
 
 /** The client credentials the gate took off a token request's form (see clientCredentialsOf). */
 const CREDENTIALS = Symbol('leash.clientCredentials');
@@ -138,30 +128,19 @@ export function tokenClientGate(handler: NodeHandler, opts: TokenClientOptions):
         return handler(replay(req, body, {}), res);
       }
       const clientId = typeof params.client_id === 'string' ? params.client_id : undefined;
-      const sent = UNVERIFIABLE_CLIENT_PARAMS.filter((name) => params[name] !== undefined);
-      if (sent.length > 0) {
-        return refuse(
-          res,
-          new LeashError(
-            'ERR_CLIENT_AUTH_UNSUPPORTED',
-            `${sent.join(', ')} cannot be verified here: plugins authenticate with their attestation and, with a registered key, private_key_jwt; send no client secret`,
-            { params: sent },
-          ),
-          namedClientId(clientId),
-        );
+      let split: ReturnType<typeof splitClientCredentials<querystring.ParsedUrlQuery>>;
+      try {
+        split = splitClientCredentials(params);
+      } catch (e) {
+        if (e instanceof LeashError) return refuse(res, e, namedClientId(clientId));
+        throw e;
       }
-      const assertion = ASSERTION_PARAMS.filter((name) => params[name] !== undefined);
-      if (assertion.length === 0 && (params.client_id !== undefined || req.headers.authorization !== undefined)) {
+      const credentials = split.credentials;
+      if (!credentials && (params.client_id !== undefined || req.headers.authorization !== undefined)) {
         return handler(replay(req, body, {}), res);
       }
-      let credentials: ClientCredentials | undefined;
-      if (assertion.length > 0) {
-        const repeated = assertion.find((name) => typeof params[name] !== 'string');
-        if (repeated) return refuse(res, new LeashError('ERR_REQUEST_MALFORMED', `parameter '${repeated}' must be sent once`), namedClientId(clientId));
-        credentials = { assertion: params.client_assertion as string | undefined, assertionType: params.client_assertion_type as string | undefined };
-      }
       // oidc-provider sees a public client: the assertion is the pipeline's to verify.
-      const { client_assertion: _a, client_assertion_type: _t, ...rest } = params;
+      const rest = split.params;
       const forwarded = Buffer.from(querystring.stringify({ ...rest, client_id: params.client_id ?? ATTESTED_CLIENT_ID }), 'utf8');
       const copy = replay(req, forwarded, { 'content-type': FORM, 'content-length': String(forwarded.length) }) as WithCredentials;
       if (credentials) copy[CREDENTIALS] = credentials;

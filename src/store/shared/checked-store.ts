@@ -11,6 +11,7 @@ import type {
   OpenApprovalOptions,
   OpenApprovalOutcome,
   ReplayCache,
+  ReplayView,
   RevocationStore,
   Store,
   SuspensionStore,
@@ -54,6 +55,7 @@ import {
   checkRemember,
   checkRevocation,
   checkRollup,
+  checkSeen,
   checkSince,
   checkSuspension,
   checkTask,
@@ -69,7 +71,7 @@ export interface StoreRoles {
   readonly tasks: TaskStore;
   readonly tokens: TokenIndex;
   readonly audit: AuditLog;
-  readonly replay: ReplayCache;
+  readonly replay: ReplayCache & ReplayView;
   readonly revocations: RevocationStore;
   readonly suspensions: SuspensionStore;
   readonly counters: CounterStore;
@@ -173,6 +175,13 @@ export abstract class CheckedStore implements Store {
   async remember(key: string, expiresAt: number): Promise<boolean> {
     checkRemember(key, expiresAt);
     return this.#r.replay.remember(key, expiresAt);
+  }
+
+  // ---- ReplayView ------------------------------------------------------------------
+
+  async seen(key: string): Promise<boolean> {
+    checkSeen(key);
+    return this.#r.replay.seen(key);
   }
 
   // ---- RevocationStore -------------------------------------------------------------

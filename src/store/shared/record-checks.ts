@@ -252,6 +252,10 @@ export function checkRemember(key: string, expiresAt: number): void {
   if (!Number.isFinite(expiresAt)) throw new TypeError('remember: expiresAt must be a number of milliseconds');
 }
 
+export function checkSeen(key: string): void {
+  if (typeof key !== 'string' || key.length === 0) throw new TypeError('seen: key must be a non-empty string');
+}
+
 export function checkRollup(since: number, until: number): void {
   if (!Number.isSafeInteger(since) || !Number.isSafeInteger(until)) throw new TypeError('decisionRollup: since and until must be integers (ms)');
 }
