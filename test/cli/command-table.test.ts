@@ -75,6 +75,7 @@ const FAILURES: Record<string, Failure> = {
   'keys retire': { argv: () => ['keys', 'retire', 'kid-1', '--url', `http://127.0.0.1:${closed}`], env: admin },
   'keys revoke': { argv: () => ['keys', 'revoke', 'kid-1', '--reason', 'drill', '--url', `http://127.0.0.1:${closed}`], env: admin },
   'task show': { argv: () => ['task', 'show', 'tsk_x', '--url', `http://127.0.0.1:${closed}`], env: admin },
+  explain: { argv: () => ['explain', '--url', `http://127.0.0.1:${closed}`, '--event', '1'], env: admin },
   'ingest cloudtrail': { argv: () => ['ingest', 'cloudtrail', dir, '--config', nowhere] },
   'ingest vault-audit': { argv: () => ['ingest', 'vault-audit', join(dir, 'token'), '--config', nowhere] },
   'hash-api-key': { cannotFail: 'a digest of its argument' },

@@ -1302,6 +1302,8 @@ export function describeStore(name: string, factory: StoreFactory): void {
           () => store.usageEvidence({ plugin: bad({}), now: clock.now(), retentionMs: HOUR }),
           () => store.acceptReset('', clock.now()),
           () => store.acceptReset('apikey:security', Number.NaN),
+          () => store.seen(''),
+          () => store.seen(bad({})),
         ];
         for (const call of calls) expect(await rejectionOf(call())).toBeInstanceOf(TypeError);
         expect(await store.taskUsageTotals('tsk_x')).toEqual([]);
@@ -1339,6 +1341,7 @@ export function describeStore(name: string, factory: StoreFactory): void {
           ['append', () => store.append('task.opened', {}, 1)],
           ['read', () => store.read(1, 1)],
           ['remember', () => store.remember('k', clock.now() + 1000)],
+          ['seen', () => store.seen('k')],
           ['listExpiredActiveTasks', () => store.listExpiredActiveTasks(1, 10)],
           ['listLiveIssuedForPlugin', () => store.listLiveIssuedForPlugin('p', 1)],
           ['countIssuedForTask', () => store.countIssuedForTask('t')],
