@@ -1,8 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeJwt } from 'jose';
 import { compilePolicy } from '../../src/policy/compile.js';
 import { LeashError } from '../../src/errors/leash-error.js';
 import { createCandidateRunner } from '../../src/exchange/candidate.js';
 import { CRM_API, EXCHANGE, JWT_TYPE, loadedFrom, startTestBroker, type TestBroker } from '../support/broker.js';
+import { EKU_CLIENT_AUTH, issueCertificate, type IssuedCert } from '../support/x509.js';
 
 /**
  * `serve --candidate`: a real broker over HTTP with a live policy and a candidate. The live
@@ -134,5 +140,65 @@ describe('candidate policy over HTTP', () => {
     expect(await errors()).toBe(before + 1);
     expect(lines).toEqual([expect.stringContaining('candidate policy evaluation failed; the live decision stands')]);
     expect(lines[0]).toContain('candidate wiring broke');
+  });
+});
+
+/**
+ * A plugin named by its attestation alone that registered tls_client_auth authenticates with
+ * its certificate in `decide` (after the plugin is resolved). The candidate's run is given
+ * the client the live run authenticated there: the same policy decides the same, with no
+ * certificate to read again.
+ */
+describe('candidate policy and certificate client authentication', () => {
+  const DNS = 'cert-attested.plugins.example.com';
+  let tb: TestBroker;
+  let dir: string;
+  let task: string;
+  let cert: IssuedCert;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'leash-candidate-cert-'));
+    const ca = issueCertificate({ name: 'Example client CA', ca: true });
+    cert = issueCertificate({ name: 'cert-attested', issuer: ca, dns: [DNS], eku: [EKU_CLIENT_AUTH] });
+    await writeFile(join(dir, 'ca.pem'), ca.pem);
+    let candidateInput: Json | undefined;
+    tb = await startTestBroker({
+      dir,
+      patch: (cfg) => {
+        cfg.settings.client_certificate_header = { trusted_proxies: ['127.0.0.1', '::1'] };
+        cfg.plugins.push({
+          ...cfg.plugins[0],
+          id: 'cert-attested',
+          bindings: [{ issuer: 'test-cluster', subject: 'system:serviceaccount:plugins:cert-attested' }],
+          client_auth: { method: 'tls_client_auth', tls_client_auth_san_dns: DNS, ca_file: join(dir, 'ca.pem'), attestation: 'required' },
+        });
+        // The same policy: every difference would be the candidate's run, not its policy.
+        candidateInput = JSON.parse(JSON.stringify(cfg)) as Json;
+      },
+      broker: {
+        get candidate() {
+          return loadedFrom(candidateInput, dir);
+        },
+      },
+    });
+    task = await tb.openTask({ plugins: ['cert-attested'] });
+  });
+  afterAll(async () => {
+    await tb.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('decides the same as the live run, which authenticated the certificate after resolving the plugin', async () => {
+    const xfcc = { 'x-forwarded-client-cert': `Hash=00;Cert="${encodeURIComponent(cert.pem)}"` };
+    const params = { grant_type: EXCHANGE, subject_token: await tb.cluster.saToken({ sa: 'cert-attested' }), subject_token_type: JWT_TYPE, resource: CRM_API, task, scope: 'contacts:read' };
+    const issued = await tb.exchange(params, xfcc);
+    expect(issued.status).toBe(200);
+    expect(decodeJwt(issued.body.access_token as string)).toMatchObject({ plugin: 'cert-attested', cnf: { 'x5t#S256': createHash('sha256').update(cert.der).digest('base64url') } });
+    // Without the certificate the live run refuses at the client authentication rule; so would the candidate.
+    const refused = await tb.exchange(params);
+    expect({ status: refused.status, error: refused.body.error }).toEqual({ status: 401, error: 'invalid_client' });
+    await tb.broker.testing.candidateIdle();
+    expect(await tb.broker.testing.auditEvents('policy.candidate_diff')).toEqual([]);
+    const text = await (await fetch(`${tb.managementUrl}/metrics`)).text();
+    expect(Number(/^leash_policy_candidate_evaluations_total\{result="same"\} (\d+)$/m.exec(text)?.[1])).toBe(2);
   });
 });
