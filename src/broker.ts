@@ -440,6 +440,7 @@ export class Broker {
       singleUse: this.#store,
       users: () => this.#generation.users,
       policy: () => this.#generation.policy,
+      exceptions: () => this.#generation.config.exceptions,
       approvals: (this.approvals = new ApprovalDecisions({
         store: this.#store,
         clock: this.clock,

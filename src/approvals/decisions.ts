@@ -44,7 +44,7 @@ export function approverNames(approver: Approver): Set<string> {
  * approve its own plugin's request, unless the plugin's policy says
  * `allow_owner_approval` (read from the current policy, so a reload can revoke it).
  */
-export function ownsPlugin(approver: Approver, approval: ApprovalRecord, policy: CompiledPolicy): boolean {
+export function ownsPlugin(approver: Approver, approval: Pick<ApprovalRecord, 'plugin' | 'owner'>, policy: CompiledPolicy): boolean {
   if (policy.plugins.get(approval.plugin)?.config.allow_owner_approval === true) return false;
   return approverNames(approver).has(approval.owner);
 }

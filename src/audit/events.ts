@@ -49,6 +49,9 @@ export const AUDIT_EVENT_TYPES = [
   'token.shared',
   'usage.route_drift',
   'task.budget_exceeded',
+  'console.signed_in',
+  'console.signed_out',
+  'console.sign_in_failed',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -105,6 +108,10 @@ export const AUDIT_EVENT_MEANINGS: Readonly<Record<AuditEventType, string>> = Ob
     'One credential was presented from a second source (another DPoP key, or another caller address for a bearer token): a shared token, answered as `settings.usage.shared_token.response` says.',
   'usage.route_drift': "A credential used long after issuance at a route its plugin had never used: a different route mix than the plugin's history.",
   'task.budget_exceeded': "A task's call or byte budget (in total or for one audience) ran out: new exchanges for it are refused and its live credentials revoked.",
+  'console.signed_in': 'A person signed in to the security console with the admin OIDC issuer: who, with which roles and groups.',
+  'console.signed_out': 'A person signed out of the security console.',
+  'console.sign_in_failed':
+    'A sign-in to the security console was refused: the identity provider said no, the answer did not match the sign-in that started it, or its ID token is not a valid admin token.',
 });
 
 const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);
@@ -383,6 +390,10 @@ export type AuditEventPayloads = {
   'token.shared': UsageCallEvent & { sources: number; bound_jkt?: Opt<string>; cause: 'dpop_key' | 'address'; response: string };
   'usage.route_drift': UsageCallEvent & { token_age_ms: number; history_calls: number };
   'task.budget_exceeded': { task: string; budget: string; kind: 'calls' | 'bytes'; limit?: Opt<number>; used: number; credentials_revoked: number; actor: string };
+  /** `session` is a digest prefix of the session id (never the cookie value), to tie an action to its sign-in. */
+  'console.signed_in': { actor: string; roles: readonly string[]; groups: readonly string[]; session: string; expires_at: number };
+  'console.signed_out': { actor: string; session: string; cause: 'signed_out' };
+  'console.sign_in_failed': { reason: string; detail?: Detail };
 };
 
 /** The payload of one event type. */

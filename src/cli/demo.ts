@@ -166,6 +166,9 @@ export async function runDemo(inv: Invocation, io: CliIo): Promise<number> {
         .trimEnd(),
     );
     say('   (the same from the command line: npm run leash -- review --config config/demo.yaml --store config; see docs/review.md)');
+    say('   In a browser, the security console shows the approvals inbox (live), tasks and their timelines, plugins with the');
+    say('   kill switch, these findings and the keys, for people signed in with your OIDC provider (settings.console; off in');
+    say('   this demo, which has no identity provider): see docs/console.md.');
     say();
 
     say('Try it yourself while this runs (Ctrl-C stops it):');

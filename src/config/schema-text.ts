@@ -14,6 +14,7 @@ export const PATTERN_HINTS: Readonly<Record<string, string>> = {
   '^[0-9a-f]{64}$': '64 lowercase hex characters (a SHA-256 digest)',
   '^https?://[^?#]+[^/?#]$': 'an http(s) URL without query, fragment or trailing slash',
   '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$': 'a scope token: printable ASCII without spaces, `"` or `\\`',
+  '^openid( [\\x21\\x23-\\x5B\\x5D-\\x7E]+)*$': '`openid`, then more scope tokens separated by one space',
   '^(workload|task|request)\\.[A-Za-z0-9_./:-]+$': '`workload.<name>`, `task.<name>` or `request.<name>`',
   '^([01][0-9]|2[0-3]):[0-5][0-9]$': 'a UTC time `HH:MM` from `00:00` to `23:59`',
   '^([01][0-9]|2[0-4]):[0-5][0-9]$': 'a UTC time `HH:MM` from `00:01` to `24:00`',

@@ -617,6 +617,39 @@ export const AdmissionSettings = Type.Object(
   { ...Strict, description: 'Admission control (overload is refused at once, not queued). The management listener is never subject to it.', default: {} },
 );
 
+export const ConsoleSettings = Type.Object(
+  {
+    enabled: Type.Boolean({ default: false, description: 'Serve the security console under `/console` on the public listener. Off by default; a reload turns it on or off.' }),
+    issuer: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          "The admin issuer (`admin.issuers[].issuer`) people sign in with (OpenID Connect authorization code with PKCE; the provider's endpoints come from its discovery document). Required when `enabled`.",
+      }),
+    ),
+    client_id: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          "The console's client id at that issuer: a public client (no secret) whose redirect URI is `<settings.issuer>/console/callback`. It must equal that admin issuer's `audience`: the ID token is verified as an admin token. Required when `enabled`.",
+      }),
+    ),
+    scope: Type.String({
+      pattern: '^openid( [\\x21\\x23-\\x5B\\x5D-\\x7E]+)*$',
+      default: 'openid',
+      description: 'Scopes asked for at sign-in (space-separated, `openid` first): those that make the provider put the roles and groups claims in the ID token.',
+    }),
+    session_ttl: Seconds('Longest a console session lasts, in seconds; it also ends when the ID token it was opened with expires.', 28800, 60),
+    live_interval_ms: Type.Integer({
+      minimum: 250,
+      maximum: 60000,
+      default: 2000,
+      description: 'How often the approvals inbox re-reads the store for its live update (server-sent events), in milliseconds.',
+    }),
+  },
+  { ...Strict, description: 'The security console (docs/console.md): approvals, tasks, plugins, review findings and keys in a browser, for people signed in with the admin OIDC issuer.', default: {} },
+);
+
 export const Settings = Type.Object(
   {
     issuer: Type.String({
@@ -661,6 +694,7 @@ export const Settings = Type.Object(
     review: ReviewSettings,
     usage: UsageSettings,
     admission: AdmissionSettings,
+    console: ConsoleSettings,
     production: Type.Boolean({ description: 'Production mode: refuses to start with an `http://` issuer or an in-memory store.', default: false }),
   },
   { ...Strict, description: 'Broker settings.', default: {} },
@@ -1418,3 +1452,4 @@ export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
 export type RiskTier = (typeof RISK_TIERS)[number];
 export type AdminRole = (typeof ADMIN_ROLES)[number];
 export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
+export type ConsoleSettingsConfig = Static<typeof ConsoleSettings>;

@@ -127,6 +127,22 @@ export function semanticProblems(config: unknown, asWritten?: unknown): ConfigPr
     if (isObject(rec(issuer).jwks)) exactlyOne(report, `/admin/issuers/${i}/jwks`, jwks, ['inline', 'file', 'uri', 'discovery'], ['discovery']);
   });
 
+  // ---- the console signs people in with an admin issuer, and verifies the ID token as an admin token
+  const consoleSettings = rec(settings.console);
+  if (consoleSettings.enabled === true) {
+    const issuer = str(consoleSettings.issuer);
+    const clientId = str(consoleSettings.client_id);
+    if (issuer === undefined) report('/settings/console/issuer', 'required when the console is enabled (the admin issuer people sign in with)');
+    if (clientId === undefined) report('/settings/console/client_id', 'required when the console is enabled');
+    const adminIssuer = list(admin.issuers)
+      .map(rec)
+      .find((i) => str(i.issuer) === issuer);
+    if (issuer !== undefined && !adminIssuer) report('/settings/console/issuer', `must be one of admin.issuers (${issuer} is not)`);
+    if (adminIssuer && clientId !== undefined && str(adminIssuer.audience) !== clientId)
+      report('/settings/console/client_id', `must equal the audience of admin issuer ${issuer} (${str(adminIssuer.audience)}): the ID token's audience is the client id`);
+    if (settings.production === true && issuer !== undefined && !issuer.startsWith('https://')) report('/settings/console/issuer', 'must be an https:// URL when settings.production is true');
+  }
+
   // ---- people: a human's token must never be mistaken for a workload's or for Leash's own
   const userIdps = list(root.user_identity_providers);
   unique(report, userIdps, '/user_identity_providers', 'name', 'user identity provider name');

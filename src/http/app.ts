@@ -21,10 +21,12 @@ import { ROUTES, allowedMethods, answerOptions, unserved } from './surface.js';
 import { accessLog, inRequestContext } from './access-log.js';
 import type { Logger } from '../log/logger.js';
 import { admissionControl } from './admission.js';
+import { consoleRouter, type ConsoleDeps } from './console/router.js';
+import { CONSOLE_ROUTES } from './console/routes.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-export interface HttpDeps extends AdminApiDeps {
+export interface HttpDeps extends AdminApiDeps, Pick<ConsoleDeps, 'exceptions' | 'policy'> {
   readonly keys: KeyManager;
   readonly metrics: Metrics;
   /** The current generation's settings (issuer, DPoP algorithms) for the discovery document. */
@@ -75,10 +77,13 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
-  const allow = allowedMethods();
+  // The console's routes are part of the surface only while it is on (settings.console.enabled).
+  const allowApi = allowedMethods();
+  const allowConsole = allowedMethods(CONSOLE_ROUTES);
+  const allow = (path: string) => allowApi(path) ?? (deps.settings().console.enabled ? allowConsole(path) : undefined);
 
   // First: the request id, the request's context (its audit events carry the id) and the access line.
-  app.use(accessLog({ logger: deps.logger, routes: ROUTES, level: 'info', enabled: deps.accessLog }));
+  app.use(accessLog({ logger: deps.logger, routes: [...ROUTES, ...CONSOLE_ROUTES], level: 'info', enabled: deps.accessLog }));
   app.use((_req, res, next) => {
     res.set('X-Content-Type-Options', 'nosniff');
     // Task and token data must never sit in a cache; the few public documents say otherwise.
@@ -159,6 +164,8 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   );
 
   app.use(deps.revocationFeed);
+  // The security console (off unless settings.console.enabled): HTML pages with their own CSP.
+  app.use(consoleRouter(deps));
   if (deps.usage) app.use(deps.usage.router);
 
   app.use(unserved(allow));

@@ -16,6 +16,8 @@ export interface TaskStore {
   countActiveTasks(now: number): Promise<number>;
   /** Tasks still `active` whose expiry is at or before `now` (for the expiry sweeper), oldest first. */
   listExpiredActiveTasks(now: number, limit: number): Promise<Task[]>;
+  /** Tasks still `active` and unexpired at `now` (the console's task list), the latest to expire first. */
+  listActiveTasks(now: number, limit: number): Promise<Task[]>;
 }
 
 export interface TokenIndex {

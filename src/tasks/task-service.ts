@@ -111,6 +111,11 @@ export class TaskService {
     return task;
   }
 
+  /** Open, unexpired tasks, the latest to expire first (the console's list). */
+  async listActive(limit: number): Promise<Task[]> {
+    return this.store.listActiveTasks(this.clock.now(), limit);
+  }
+
   async get(id: string): Promise<Task | undefined> {
     return this.store.getTask(id);
   }

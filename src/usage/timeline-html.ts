@@ -7,7 +7,7 @@ import type { Timeline, TimelineEntry, TimelineKind } from './timeline.js';
  * Every value from events is escaped: plugin ids, routes and justifications are input.
  */
 
-const STYLE: Readonly<Record<TimelineKind, { color: string; shape: 'circle' | 'cross' | 'diamond' | 'bar' | 'triangle' | 'square' | 'alert'; label: string }>> = {
+export const TIMELINE_STYLE: Readonly<Record<TimelineKind, { color: string; shape: 'circle' | 'cross' | 'diamond' | 'bar' | 'triangle' | 'square' | 'alert'; label: string }>> = {
   task: { color: '#444', shape: 'square', label: 'task opened / ended' },
   exchange: { color: '#1a7f37', shape: 'circle', label: 'credential issued' },
   delegation: { color: '#0969da', shape: 'circle', label: 'issued through a delegation hop' },
@@ -32,7 +32,7 @@ const WIDTH = 1100;
 const TOP = 28;
 
 function marker(e: TimelineEntry, x: number, y: number): string {
-  const s = STYLE[e.kind];
+  const s = TIMELINE_STYLE[e.kind];
   const title = `<title>${escapeHtml(`${iso(e.at)} ${e.kind}: ${e.what} [${e.who}]`)}</title>`;
   switch (s.shape) {
     case 'circle':
@@ -55,7 +55,11 @@ function marker(e: TimelineEntry, x: number, y: number): string {
   }
 }
 
-export function timelineHtml(t: Timeline): string {
+/**
+ * The swim-lane picture alone (an `<svg>` element): colours are SVG attributes, not inline
+ * styles, so the console can show it under a CSP without 'unsafe-inline'.
+ */
+export function timelineSvg(t: Timeline): string {
   const entries = t.entries;
   const start = Math.min(t.task.createdAt, ...entries.map((e) => e.at));
   const end = Math.max(start + 1000, t.task.endedAt ?? 0, ...entries.map((e) => e.at));
@@ -88,9 +92,18 @@ export function timelineHtml(t: Timeline): string {
     const alert = e.kind === 'anomaly' || e.kind === 'budget';
     parts.push(marker(e, xOf(e.at), TOP + lane * LANE_H + LANE_H / 2 - (alert ? 11 : 0)));
   }
-  const legend = (Object.keys(STYLE) as TimelineKind[])
-    .filter((k) => entries.some((e) => e.kind === k))
-    .map((k) => `<li><span class="sw" style="background:${STYLE[k].color}"></span>${escapeHtml(k)}: ${escapeHtml(STYLE[k].label)}</li>`)
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" role="img" aria-label="swim lanes of task ${escapeHtml(t.task.id)}">
+${parts.join('\n')}
+</svg>`;
+}
+
+/** The kinds present in a timeline, in legend order. */
+export const timelineKinds = (t: Timeline): TimelineKind[] => (Object.keys(TIMELINE_STYLE) as TimelineKind[]).filter((k) => t.entries.some((e) => e.kind === k));
+
+export function timelineHtml(t: Timeline): string {
+  const entries = t.entries;
+  const legend = timelineKinds(t)
+    .map((k) => `<li><span class="sw" style="background:${TIMELINE_STYLE[k].color}"></span>${escapeHtml(k)}: ${escapeHtml(TIMELINE_STYLE[k].label)}</li>`)
     .join('');
   const rows = entries
     .map(
@@ -119,9 +132,7 @@ td:first-child{font-family:monospace;white-space:nowrap}
 </style></head><body>
 <h1>Task ${escapeHtml(task.id)}</h1>
 <p class="meta">${escapeHtml(task.state)} · opened ${escapeHtml(iso(task.createdAt))} by ${escapeHtml(task.createdBy)} · expires ${escapeHtml(iso(task.expiresAt))}${task.endedAt !== undefined ? ` · ended ${escapeHtml(iso(task.endedAt))} by ${escapeHtml(task.endedBy ?? '')}` : ''} · plugins ${escapeHtml(task.plugins.join(', '))} · ${entries.length} entries${anomalies > 0 ? ` · <span class="alert">${anomalies} anomal${anomalies === 1 ? 'y' : 'ies'}</span>` : ''}${t.truncated ? ' · truncated' : ''}</p>
-<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" role="img" aria-label="swim lanes of task ${escapeHtml(task.id)}">
-${parts.join('\n')}
-</svg>
+${timelineSvg(t)}
 <ul class="legend">${legend}</ul>
 <table><thead><tr><th>time (UTC)</th><th>lane</th><th>kind</th><th>what</th><th>who</th><th>seq</th></tr></thead><tbody>
 ${rows}

@@ -16,6 +16,33 @@ const sha = (c: string) => c.repeat(64);
 /** One row per rule the schema cannot express: the config breaks exactly that rule, once. */
 const rules: Array<{ rule: string; patch: (c: Record<string, any>) => void; path: string; message: RegExp }> = [
   {
+    rule: 'the console signs in with one of admin.issuers',
+    patch: (c) => {
+      c.admin = { issuers: [{ issuer: 'https://idp.example.com', audience: 'leash-console', jwks: { discovery: true } }] };
+      c.settings = { console: { enabled: true, issuer: 'https://other.example.com', client_id: 'leash-console' } };
+    },
+    path: '/settings/console/issuer',
+    message: /must be one of admin\.issuers/,
+  },
+  {
+    rule: "the console's client id is its admin issuer's audience (the ID token is verified as an admin token)",
+    patch: (c) => {
+      c.admin = { issuers: [{ issuer: 'https://idp.example.com', audience: 'leash-admin', jwks: { discovery: true } }] };
+      c.settings = { console: { enabled: true, issuer: 'https://idp.example.com', client_id: 'leash-console' } };
+    },
+    path: '/settings/console/client_id',
+    message: /must equal the audience of admin issuer https:\/\/idp\.example\.com \(leash-admin\)/,
+  },
+  {
+    rule: 'an enabled console names its client id',
+    patch: (c) => {
+      c.admin = { issuers: [{ issuer: 'https://idp.example.com', audience: 'leash-console', jwks: { discovery: true } }] };
+      c.settings = { console: { enabled: true, issuer: 'https://idp.example.com' } };
+    },
+    path: '/settings/console/client_id',
+    message: /required when the console is enabled/,
+  },
+  {
     rule: "'dpop: required' only on credentials that can be bound to a key",
     patch: (c) => {
       c.plugins[0].grants[0].kind = 'aws-sts';

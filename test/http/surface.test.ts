@@ -89,6 +89,11 @@ const NOT_SERVED = [
   '/revocations/stream/x',
   '/introspect/x',
   '/index.html',
+  // the security console: off unless settings.console.enabled (test/console/ tests it on)
+  '/console',
+  '/console/approvals',
+  '/console/login',
+  '/console/assets/console.js',
   // on the management port only
   '/metrics',
   '/healthz',

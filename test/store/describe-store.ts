@@ -237,6 +237,20 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(await rejectionOf(store.listExpiredActiveTasks(now, 0))).toBeInstanceOf(TypeError);
       });
 
+      it('lists active, unexpired tasks, the latest to expire first', async () => {
+        const now = clock.now();
+        const soon = aTask(clock, { id: 'tsk_live_soon', expiresAt: now + 1000 });
+        const later = aTask(clock, { id: 'tsk_live_later', expiresAt: now + 9000 });
+        const ended = aTask(clock, { id: 'tsk_live_ended', expiresAt: now + 5000 });
+        for (const t of [soon, later, ended]) await store.createTask(t);
+        await store.endTask(ended.id, now, 'apikey:orchestrator');
+        const ids = (await store.listActiveTasks(now, 100)).map((t) => t.id).filter((id) => id.startsWith('tsk_live_'));
+        expect(ids).toEqual(['tsk_live_later', 'tsk_live_soon']);
+        expect((await store.listActiveTasks(now + 1000, 100)).map((t) => t.id)).not.toContain('tsk_live_soon');
+        expect(await store.listActiveTasks(now, 1)).toHaveLength(1);
+        expect(await rejectionOf(store.listActiveTasks(now, 0))).toBeInstanceOf(TypeError);
+      });
+
       it('orders tasks expiring at the same instant by id', async () => {
         const at = clock.now() + 1000;
         for (const id of ['tsk_z', 'tsk_m', 'tsk_a']) await store.createTask(aTask(clock, { id, expiresAt: at }));

@@ -51,7 +51,7 @@ export function keyView(k: KeyInfo, now: number) {
 const transitionView = (t: KeyTransition) => ({ action: t.action, kid: t.kid, from: t.from ?? null, to: t.to });
 
 /** A refusal by the rotation rules in the admin API's words: `conflict` names the rule, for scripts. */
-async function translated<T>(run: () => Promise<T>): Promise<T> {
+export async function translated<T>(run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (err) {

@@ -74,6 +74,22 @@ export class RedisTasks implements TaskStore {
       return tasks;
     });
   }
+  async listActiveTasks(now: number, limit: number): Promise<Task[]> {
+    const c = this.#c;
+    return c.call('listActiveTasks', async () => {
+      const ids = await c.client.zrevrangebyscore(c.k.activeTasks, '+inf', `(${now}`, 'LIMIT', 0, limit);
+      if (ids.length === 0) return [];
+      const p = c.client.pipeline();
+      for (const id of ids) p.hmget(c.k.task(id), 'd', 'st', 'e');
+      const tasks: Task[] = [];
+      for (const [err, r] of (await p.exec()) ?? []) {
+        if (err) throw err;
+        const t = toTask(r);
+        if (t && t.state === 'active') tasks.push(t);
+      }
+      return tasks;
+    });
+  }
 }
 
 function toTask(reply: unknown): Task | undefined {

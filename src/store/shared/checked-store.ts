@@ -130,6 +130,12 @@ export abstract class CheckedStore implements Store {
     return this.#r.tasks.listExpiredActiveTasks(now, limit);
   }
 
+  async listActiveTasks(now: number, limit: number): Promise<Task[]> {
+    checkNow('listActiveTasks', now);
+    checkLimit('listActiveTasks', limit);
+    return this.#r.tasks.listActiveTasks(now, limit);
+  }
+
   // ---- TokenIndex ------------------------------------------------------------------
 
   async recordIssued(token: IssuedToken): Promise<void> {

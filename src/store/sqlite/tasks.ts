@@ -25,6 +25,7 @@ function prepare(db: Database.Database) {
     end: db.prepare("UPDATE tasks SET state = 'ended', ended_at = ?, ended_by = ? WHERE id = ? AND state = 'active' RETURNING *"),
     countActive: db.prepare("SELECT count(*) AS n FROM tasks WHERE state = 'active' AND expires_at > ?"),
     expiredActive: db.prepare("SELECT * FROM tasks WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?"),
+    liveActive: db.prepare("SELECT * FROM tasks WHERE state = 'active' AND expires_at > ? ORDER BY expires_at DESC, id LIMIT ?"),
   };
 }
 
@@ -84,6 +85,11 @@ export class SqliteTasks implements TaskStore {
 
   async listExpiredActiveTasks(now: number, limit: number): Promise<Task[]> {
     const rows = this.#h.run('listExpiredActiveTasks', () => this.#s.expiredActive.all(now, limit) as TaskRow[]);
+    return rows.map(toTask);
+  }
+
+  async listActiveTasks(now: number, limit: number): Promise<Task[]> {
+    const rows = this.#h.run('listActiveTasks', () => this.#s.liveActive.all(now, limit) as TaskRow[]);
     return rows.map(toTask);
   }
 }
