@@ -15,7 +15,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { cpus } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import autocannon from 'autocannon';
+import { readProfile, summariseProfile } from './profile.js';
 import { BENCH_AUDIENCE, BENCH_CLUSTER_ISSUER, BenchCluster } from './cluster.js';
 import { killAllChildren, startServer, threadCpu } from './child.js';
 import { basicAuthorization, exchangeBody, runLoad } from './load.js';
@@ -31,6 +33,11 @@ const DURATION = arg('duration', 10);
 const CONNECTIONS = arg('connections', 16);
 const RATE = arg('rate', 20_000);
 const BATCH = 100;
+/** `--profile DIR`: run phase B only with the Leash child under --cpu-prof, and print where its time went. */
+const PROFILE = (() => {
+  const i = process.argv.indexOf('--profile');
+  return i >= 0 ? process.argv[i + 1] : undefined;
+})();
 const cpuOf = (pid: number) => [...threadCpu(pid).values()].reduce((a, b) => a + b, 0);
 
 function records(jtis: readonly string[], n: number, at: number): string {
@@ -105,7 +112,7 @@ async function main(): Promise<void> {
   const [sa] = await cluster.mint(1);
   const secret = randomBytes(24).toString('base64url');
   const input: ServerInput = { jwks: cluster.jwks, clusterIssuer: BENCH_CLUSTER_ISSUER, audience: BENCH_AUDIENCE, store: { kind: 'sqlite' }, resourceServer: { id: BENCH_RESOURCE_SERVER, secret } };
-  const leash = await startServer('leash', join(DIR, 'leash-server.ts'), input);
+  const leash = await startServer('leash', join(DIR, 'leash-server.ts'), input, PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : []);
   const auth = basicAuthorization(BENCH_RESOURCE_SERVER, secret);
   const body = exchangeBody(leash.ready, sa!);
   const jtis: string[] = [];
@@ -117,6 +124,23 @@ async function main(): Promise<void> {
     jtis.push((JSON.parse(Buffer.from(access.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti);
   }
   const results: string[] = [];
+  if (PROFILE) {
+    await ingest(leash.ready.url, auth, jtis, 2, { concurrency: 4 });
+    const cpu0 = cpuOf(leash.pid);
+    const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 4 });
+    log(`B: ${b.perSec} records/s, Leash CPU ${(((cpuOf(leash.pid) - cpu0) / b.records) * 1e6).toFixed(1)} µs per record`);
+    await leash.stop();
+    const file = (await readdir(PROFILE))
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .sort()
+      .at(-1)!;
+    const profile = await readProfile(join(PROFILE, file));
+    // Only phase B: the profile ends when the child stops, right after it.
+    const summary = summariseProfile(profile, { root: join(DIR, '..'), top: 30, fromMicros: profile.endTime - DURATION * 1e6 });
+    for (const s of summary.byCallingPackage) log(`pkg ${s.share.toFixed(3)} ${s.name}`);
+    for (const s of summary.byFunction) log(`fn  ${s.share.toFixed(3)} ${s.name}`);
+    return;
+  }
   try {
     log(`A: exchanges alone (${DURATION}s, ${CONNECTIONS} connections)`);
     await runLoad({ url: leash.ready.url, path: '/token', bodies: [body], seconds: 2, connections: CONNECTIONS, workers: 0 });

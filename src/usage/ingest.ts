@@ -53,6 +53,8 @@ export class UsageIngestor {
   readonly #d: UsageIngestorDeps;
   readonly #tokens = new Map<string, IssuedToken | null>();
   readonly #tasks = new Map<string, { task: Task | undefined; at: number }>();
+  /** The batches of each server waiting for this turn's store write. */
+  readonly #pending = new Map<string, PendingGroup>();
   #queue: Array<{ server: ReportingServer; call: UsageCall }> = [];
   #draining: Promise<void> | undefined;
 
@@ -60,108 +62,49 @@ export class UsageIngestor {
     this.#d = deps;
   }
 
-  /** Ingests a batch already validated (audiences included) from one server. */
+  /**
+   * Ingests a batch already validated (audiences included) from one server. Batches that
+   * arrive while a store write is being prepared are coalesced into one (group commit): one
+   * store write and one anomaly pass per server per event-loop turn, answered only once the
+   * write has committed. Reports of the same tokens aggregate into the same rows, so under
+   * load the store work per record falls as the rate grows.
+   */
   async ingest(server: ReportingServer, calls: readonly UsageCall[]): Promise<void> {
     if (calls.length === 0) return;
     const started = process.hrtime.bigint();
     const d = this.#d;
-    const settings = d.settings();
     const now = d.clock.now();
-    const retentionMs = settings.usage.retention_days * DAY;
     const tokens = await this.#issued(calls);
     const tasks = await this.#tasksOf(calls, tokens, now);
-
-    // Accumulators are mutated in place: this loop runs once per reported call.
-    type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-    const aggregates = new Map<string, Mutable<UsageAggregate>>();
-    const uses: TokenUse[] = [];
-    const useCalls: UsageCall[] = [];
-    const seenUses = new Set<string>();
-    const deltas = new Map<string, Mutable<TaskUsageDelta>>();
-    const marks = new Map<string, Mutable<EvidenceMark>>();
-    const mark = (issued: IssuedToken, at: number, kind: EvidenceMark['kind'], name: string) => {
-      const mk = `${kind}\u001f${name}\u001f${issued.audience}\u001f${issued.plugin}`;
-      const pm = marks.get(mk);
-      if (pm) {
-        pm.calls += 1;
-        if (at > pm.at) pm.at = at;
-      } else marks.set(mk, { plugin: issued.plugin, audience: issued.audience, kind, name, at, calls: 1 });
-    };
-    for (const call of calls) {
-      const issued = call.jti === undefined ? undefined : (tokens.get(call.jti) ?? undefined);
-      // The index is the truth for a known token; a server's own words only fill gaps.
-      const plugin = issued?.plugin ?? call.plugin ?? '';
-      const task = issued?.task ?? call.task ?? '';
-      const minute = call.at - (call.at % MINUTE);
-      const key = `${minute}\u001f${task}\u001f${call.jti ?? ''}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}`;
-      const error = call.status >= 400 ? 1 : 0;
-      const a = aggregates.get(key);
-      if (a) {
-        a.calls += 1;
-        a.errors += error;
-        a.bytes += call.bytes;
-        a.durationMs += call.durationMs;
-        if (call.durationMs > a.maxDurationMs) a.maxDurationMs = call.durationMs;
-        if (!a.plugin) a.plugin = plugin;
-        if (call.at < a.firstAt) a.firstAt = call.at;
-        if (call.at > a.lastAt) a.lastAt = call.at;
-      } else {
-        aggregates.set(key, {
-          minute,
-          jti: call.jti ?? '',
-          plugin,
-          task,
-          server: server.id,
-          audience: call.audience,
-          method: call.method,
-          route: call.route,
-          outcome: call.outcome,
-          calls: 1,
-          errors: error,
-          bytes: call.bytes,
-          durationMs: call.durationMs,
-          maxDurationMs: call.durationMs,
-          firstAt: call.at,
-          lastAt: call.at,
-        });
-      }
-      if (!issued) continue;
-      // Every presentation of a known token counts as a use, refused or not: a dead token tried
-      // is evidence too. One per (token, source, outcome, task) per batch is enough for the
-      // store's answer (first use, new source) and for the anomalies, which are per token.
-      const source = sourceOf(issued, call);
-      const useKey = `${issued.jti}\u001f${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
-      if (!seenUses.has(useKey)) {
-        seenUses.add(useKey);
-        uses.push({ jti: issued.jti, source, at: call.at, keepUntil: issued.expiresAt + retentionMs });
-        useCalls.push(call);
-      }
-      if (call.outcome !== 'ok' || issued.task === undefined) continue;
-      const dk = `${issued.task}\u001f${call.audience}`;
-      const prev = deltas.get(dk);
-      // A call already charged synchronously still brings its bytes.
-      if (prev) {
-        prev.calls += call.charged ? 0 : 1;
-        prev.bytes += call.bytes;
-      } else {
-        const t = tasks.get(issued.task);
-        const keepUntil = Math.max(t?.expiresAt ?? issued.expiresAt, issued.expiresAt) + retentionMs;
-        deltas.set(dk, { task: issued.task, audience: call.audience, calls: call.charged ? 0 : 1, bytes: call.bytes, keepUntil });
-      }
-      mark(issued, call.at, 'grant', '');
-      mark(issued, call.at, 'route', `${call.method} ${call.route}`);
-      // Only scopes the token carries count: a server cannot make a plugin look like it used more.
-      for (const sc of call.scopes) if (issued.scopes.includes(sc)) mark(issued, call.at, 'scope', sc);
-    }
-    const markList = [...marks.values()];
-    const result = await d.store.ingestUsage({ aggregates: [...aggregates.values()], uses, taskDeltas: [...deltas.values()], marks: markList, retentionMs });
+    const group = this.#groupFor(server);
+    group.add(calls, tokens, tasks);
+    await group.committed;
     d.metrics.usageRecords.inc({ outcome: 'accepted' }, calls.length);
     d.onCalls?.(server, calls, tokens);
-
-    const ctx: AnomalyContext = { server, settings, now, tokens, tasks, retentionMs, deps: d };
-    await detectAnomalies(ctx, useCalls, result.uses, markList, result.previousCalls, calls);
-    if (result.totals.length > 0) await d.onTotals?.(result.totals, tasks);
     d.metrics.usageBatchDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  #groupFor(server: ReportingServer): PendingGroup {
+    const open = this.#pending.get(server.id);
+    if (open) return open;
+    const settings = this.#d.settings();
+    const group = new PendingGroup(server, settings, settings.usage.retention_days * DAY);
+    this.#pending.set(server.id, group);
+    // Once per turn: every batch parsed in this turn joins before the write starts.
+    setImmediate(() => {
+      this.#pending.delete(server.id);
+      group.settle(this.#commit(group));
+    });
+    return group;
+  }
+
+  async #commit(g: PendingGroup): Promise<void> {
+    const d = this.#d;
+    const markList = [...g.marks.values()];
+    const result = await d.store.ingestUsage({ aggregates: [...g.aggregates.values()], uses: g.uses, taskDeltas: [...g.deltas.values()], marks: markList, retentionMs: g.retentionMs });
+    const ctx: AnomalyContext = { server: g.server, settings: g.settings, now: d.clock.now(), tokens: g.tokens, tasks: g.tasks, retentionMs: g.retentionMs, deps: d };
+    await detectAnomalies(ctx, g.useCalls, result.uses, markList, result.previousCalls, g.calls);
+    if (result.totals.length > 0) await d.onTotals?.(result.totals, g.tasks);
   }
 
   /**
@@ -250,4 +193,121 @@ export function sourceOf(issued: IssuedToken, call: UsageCall): string {
   if (issued.jkt !== undefined) return call.jkt !== undefined ? `jkt:${call.jkt}` : '';
   if (call.jkt !== undefined) return `jkt:${call.jkt}`;
   return call.source !== undefined ? `addr:${call.source}` : '';
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * The batches of one server coalesced for one store write: aggregates per
+ * minute/task/jti/route/outcome, one use per (token, source, outcome, task, key), task budget
+ * deltas and last-used evidence. Accumulators are mutated in place: `add` runs once per
+ * reported call.
+ */
+class PendingGroup {
+  readonly aggregates = new Map<string, Mutable<UsageAggregate>>();
+  readonly uses: TokenUse[] = [];
+  readonly useCalls: UsageCall[] = [];
+  readonly calls: UsageCall[] = [];
+  readonly deltas = new Map<string, Mutable<TaskUsageDelta>>();
+  readonly marks = new Map<string, Mutable<EvidenceMark>>();
+  readonly tokens = new Map<string, IssuedToken | null>();
+  readonly tasks = new Map<string, Task>();
+  readonly #seenUses = new Set<string>();
+  readonly committed: Promise<void>;
+  #settle!: (outcome: Promise<void>) => void;
+
+  constructor(
+    readonly server: ReportingServer,
+    readonly settings: Settings,
+    readonly retentionMs: number,
+  ) {
+    this.committed = new Promise<void>((resolve) => (this.#settle = resolve));
+  }
+
+  /** Resolves (or rejects) every batch of the group with the write's outcome. */
+  settle(outcome: Promise<void>): void {
+    this.#settle(outcome);
+  }
+
+  add(calls: readonly UsageCall[], tokens: ReadonlyMap<string, IssuedToken | null>, tasks: ReadonlyMap<string, Task>): void {
+    for (const [k, v] of tokens) this.tokens.set(k, v);
+    for (const [k, v] of tasks) this.tasks.set(k, v);
+    const retentionMs = this.retentionMs;
+    for (const call of calls) {
+      this.calls.push(call);
+      const issued = call.jti === undefined ? undefined : (tokens.get(call.jti) ?? undefined);
+      // The index is the truth for a known token; a server's own words only fill gaps.
+      const plugin = issued?.plugin ?? call.plugin ?? '';
+      const task = issued?.task ?? call.task ?? '';
+      const minute = call.at - (call.at % MINUTE);
+      const key = `${minute}\u001f${task}\u001f${call.jti ?? ''}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}`;
+      const error = call.status >= 400 ? 1 : 0;
+      const a = this.aggregates.get(key);
+      if (a) {
+        a.calls += 1;
+        a.errors += error;
+        a.bytes += call.bytes;
+        a.durationMs += call.durationMs;
+        if (call.durationMs > a.maxDurationMs) a.maxDurationMs = call.durationMs;
+        if (!a.plugin) a.plugin = plugin;
+        if (call.at < a.firstAt) a.firstAt = call.at;
+        if (call.at > a.lastAt) a.lastAt = call.at;
+      } else {
+        this.aggregates.set(key, {
+          minute,
+          jti: call.jti ?? '',
+          plugin,
+          task,
+          server: this.server.id,
+          audience: call.audience,
+          method: call.method,
+          route: call.route,
+          outcome: call.outcome,
+          calls: 1,
+          errors: error,
+          bytes: call.bytes,
+          durationMs: call.durationMs,
+          maxDurationMs: call.durationMs,
+          firstAt: call.at,
+          lastAt: call.at,
+        });
+      }
+      if (!issued) continue;
+      // Every presentation of a known token counts as a use, refused or not: a dead token tried
+      // is evidence too. One per (token, source, outcome, task) per write is enough for the
+      // store's answer (first use, new source) and for the anomalies, which are per token.
+      const source = sourceOf(issued, call);
+      const useKey = `${issued.jti}\u001f${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
+      if (!this.#seenUses.has(useKey)) {
+        this.#seenUses.add(useKey);
+        this.uses.push({ jti: issued.jti, source, at: call.at, keepUntil: issued.expiresAt + retentionMs });
+        this.useCalls.push(call);
+      }
+      if (call.outcome !== 'ok' || issued.task === undefined) continue;
+      const dk = `${issued.task}\u001f${call.audience}`;
+      const prev = this.deltas.get(dk);
+      // A call already charged synchronously still brings its bytes.
+      if (prev) {
+        prev.calls += call.charged ? 0 : 1;
+        prev.bytes += call.bytes;
+      } else {
+        const t = tasks.get(issued.task);
+        const keepUntil = Math.max(t?.expiresAt ?? issued.expiresAt, issued.expiresAt) + retentionMs;
+        this.deltas.set(dk, { task: issued.task, audience: call.audience, calls: call.charged ? 0 : 1, bytes: call.bytes, keepUntil });
+      }
+      this.#mark(issued, call.at, 'grant', '');
+      this.#mark(issued, call.at, 'route', `${call.method} ${call.route}`);
+      // Only scopes the token carries count: a server cannot make a plugin look like it used more.
+      for (const sc of call.scopes) if (issued.scopes.includes(sc)) this.#mark(issued, call.at, 'scope', sc);
+    }
+  }
+
+  #mark(issued: IssuedToken, at: number, kind: EvidenceMark['kind'], name: string): void {
+    const mk = `${kind}\u001f${name}\u001f${issued.audience}\u001f${issued.plugin}`;
+    const pm = this.marks.get(mk);
+    if (pm) {
+      pm.calls += 1;
+      if (at > pm.at) pm.at = at;
+    } else this.marks.set(mk, { plugin: issued.plugin, audience: issued.audience, kind, name, at, calls: 1 });
+  }
 }
