@@ -314,7 +314,7 @@ describe('admin key API: the key backend is down (vault-kv)', () => {
     process.env[TOKEN_ENV] = vault.rootToken;
     tb = await startTestBroker({
       patch: (cfg) => {
-        cfg.settings.vault = { address: vault.url, timeout_ms: 1000, auth: { method: 'token', token_env: TOKEN_ENV } };
+        cfg.settings.vault = { address: vault.url, timeout_ms: 5000, auth: { method: 'token', token_env: TOKEN_ENV } };
         // Ticks would race the faults below; this test drives every keyring access itself.
         cfg.settings.keys = { ...cfg.settings.keys, backend: 'vault-kv', refresh_interval_ms: 600000, vault_kv: { mount: 'secret', path: 'leash/keys-api' } };
       },

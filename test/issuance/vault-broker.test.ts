@@ -26,7 +26,7 @@ let tb: TestBroker;
 const logs: string[] = [];
 
 function patch(cfg: Record<string, any>): void {
-  cfg.settings.vault = { address: vault.url, timeout_ms: 1000, auth: { method: 'token', token_env: TOKEN_ENV } };
+  cfg.settings.vault = { address: vault.url, timeout_ms: 5000, auth: { method: 'token', token_env: TOKEN_ENV } };
   // The sweeper is driven by hand below (ManualClock); its timer must not race the tests.
   cfg.settings.revocation = { ...(cfg.settings.revocation ?? {}), sweep_interval_ms: 60_000 };
   cfg.plugins.push({

@@ -19,7 +19,7 @@ let cluster: TestCluster;
 let tb: TestBroker;
 
 function withVault(cfg: Record<string, any>): void {
-  cfg.settings.vault = { address: vault.url, timeout_ms: 1000, auth: { method: 'token', token_env: TOKEN_ENV } };
+  cfg.settings.vault = { address: vault.url, timeout_ms: 5000, auth: { method: 'token', token_env: TOKEN_ENV } };
 }
 
 function configWithGrant(path: string | undefined): ReturnType<typeof loadedFrom> {

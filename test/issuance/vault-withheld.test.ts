@@ -49,7 +49,7 @@ beforeAll(async () => {
     cluster,
     broker: { store },
     patch: (cfg) => {
-      cfg.settings.vault = { address: vault.url, timeout_ms: 1000, auth: { method: 'token', token_env: TOKEN_ENV } };
+      cfg.settings.vault = { address: vault.url, timeout_ms: 5000, auth: { method: 'token', token_env: TOKEN_ENV } };
       cfg.plugins.push({
         id: 'db-reader',
         owner: 'team-data@example.com',

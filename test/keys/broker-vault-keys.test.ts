@@ -33,7 +33,7 @@ afterAll(async () => {
 
 function vaultKeys(keys: Record<string, unknown>, extra?: (cfg: Record<string, any>) => void) {
   return (cfg: Record<string, any>) => {
-    cfg.settings.vault = { address: vault.url, timeout_ms: 1000, auth: { method: 'token', token_env: TOKEN_ENV } };
+    cfg.settings.vault = { address: vault.url, timeout_ms: 5000, auth: { method: 'token', token_env: TOKEN_ENV } };
     cfg.settings.keys = { ...cfg.settings.keys, refresh_interval_ms: 600000, ...keys };
     // Tests step a ManualClock by a minute; the revocation view must not go stale meanwhile.
     cfg.settings.revocation = { max_staleness_ms: 300000 };

@@ -39,7 +39,7 @@ describe('emergency key revocation across replicas', () => {
     cleanup.push(() => rm(dirA, { recursive: true, force: true }), () => rm(dirB, { recursive: true, force: true }));
     const patch = (cfg: Record<string, any>) => {
       cfg.settings.store = { kind: 'redis', url: redis.url, key_prefix: 'replica-keys:' };
-      cfg.settings.vault = { address: vault.url, timeout_ms: 1000, auth: { method: 'token', token_env: TOKEN_ENV } };
+      cfg.settings.vault = { address: vault.url, timeout_ms: 5000, auth: { method: 'token', token_env: TOKEN_ENV } };
       // Ten minutes: anything B learns during this test it learns from the revocation feed.
       cfg.settings.keys = { backend: 'vault-kv', refresh_interval_ms: 600_000, vault_kv: { mount: 'secret', path: 'leash/replicas' } };
     };
