@@ -155,7 +155,7 @@ async function main(): Promise<void> {
     cpu0 = cpuOf(leash.pid);
     const [c, cIngest] = await Promise.all([
       runLoad({ url: leash.ready.url, path: '/token', bodies: [body], seconds: DURATION, connections: CONNECTIONS, workers: 0 }),
-      ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 8, rate: RATE }),
+      ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 16, rate: RATE }),
     ]);
     const cCpu = cpuOf(leash.pid) - cpu0;
 

@@ -37,7 +37,13 @@ const MAX_LISTED = 100;
  */
 export function usageRouter(deps: UsageRouteDeps): express.Router {
   const router = express.Router();
-  const json = (req: Request, res: Response, next: express.NextFunction) => express.json({ limit: deps.settings().usage.max_body_bytes, strict: true, type: 'application/json' })(req, res, next);
+  // One parser per body limit (the limit follows reloads), not one built per request.
+  let parser: { limit: number; handler: express.RequestHandler } | undefined;
+  const json = (req: Request, res: Response, next: express.NextFunction) => {
+    const limit = deps.settings().usage.max_body_bytes;
+    if (parser?.limit !== limit) parser = { limit, handler: express.json({ limit, strict: true, type: 'application/json' }) };
+    return parser.handler(req, res, next);
+  };
 
   router.post(USAGE_PATH, json, async (req: Request, res: Response) => {
     try {
@@ -59,19 +65,21 @@ export function usageRouter(deps: UsageRouteDeps): express.Router {
       const audiences = new Set(server.audiences);
       const accepted: UsageCall[] = [];
       const rejected: RecordProblem[] = [];
-      records.forEach((raw, i) => {
-        const parsed = parseUsageRecord(raw, i, window);
+      for (let i = 0; i < records.length; i++) {
+        const parsed = parseUsageRecord(records[i], i, window);
         if (isProblem(parsed)) rejected.push(parsed);
         // Only the server's own audiences: it cannot report (or smear) calls to another API.
         else if (!audiences.has(parsed.audience)) rejected.push({ index: i, field: 'audience', message: 'not an audience this resource server answers for' });
         else accepted.push(parsed);
-      });
+      }
       if (rejected.length > 0) deps.metrics.usageRecords.inc({ outcome: 'rejected' }, rejected.length);
       await deps.ingestor.ingest({ id: server.id, audiences: server.audiences }, accepted);
+      // Written directly: res.json would hash every answer for an ETag nobody revalidates (no-store).
       res
         .status(200)
         .set('Cache-Control', 'no-store')
-        .json({ accepted: accepted.length, rejected: rejected.length, problems: rejected.slice(0, MAX_LISTED) });
+        .type('application/json')
+        .end(JSON.stringify({ accepted: accepted.length, rejected: rejected.length, problems: rejected.slice(0, MAX_LISTED) }));
     } catch (err) {
       sendOAuthError(res, err);
     }

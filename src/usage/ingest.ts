@@ -101,7 +101,7 @@ export class UsageIngestor {
   async #commit(g: PendingGroup): Promise<void> {
     const d = this.#d;
     const markList = [...g.marks.values()];
-    const result = await d.store.ingestUsage({ aggregates: [...g.aggregates.values()], uses: g.uses, taskDeltas: [...g.deltas.values()], marks: markList, retentionMs: g.retentionMs });
+    const result = await d.store.ingestUsage({ aggregates: g.aggregates, uses: g.uses, taskDeltas: [...g.deltas.values()], marks: markList, retentionMs: g.retentionMs });
     const ctx: AnomalyContext = { server: g.server, settings: g.settings, now: d.clock.now(), tokens: g.tokens, tasks: g.tasks, retentionMs: g.retentionMs, deps: d };
     await detectAnomalies(ctx, g.useCalls, result.uses, markList, result.previousCalls, g.calls);
     if (result.totals.length > 0) await d.onTotals?.(result.totals, g.tasks);
@@ -204,7 +204,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  * reported call.
  */
 class PendingGroup {
-  readonly aggregates = new Map<string, Mutable<UsageAggregate>>();
+  readonly aggregates: Mutable<UsageAggregate>[] = [];
   readonly uses: TokenUse[] = [];
   readonly useCalls: UsageCall[] = [];
   readonly calls: UsageCall[] = [];
@@ -212,7 +212,10 @@ class PendingGroup {
   readonly marks = new Map<string, Mutable<EvidenceMark>>();
   readonly tokens = new Map<string, IssuedToken | null>();
   readonly tasks = new Map<string, Task>();
-  readonly #seenUses = new Set<string>();
+  /** Per-token accumulators of this group, keyed by the (cached, shared) token record. */
+  readonly #slots = new Map<IssuedToken, TokenSlot>();
+  /** Aggregates of calls whose token Leash does not know. */
+  readonly #unknown = new Map<string, Mutable<UsageAggregate>>();
   readonly committed: Promise<void>;
   #settle!: (outcome: Promise<void>) => void;
 
@@ -232,82 +235,145 @@ class PendingGroup {
   add(calls: readonly UsageCall[], tokens: ReadonlyMap<string, IssuedToken | null>, tasks: ReadonlyMap<string, Task>): void {
     for (const [k, v] of tokens) this.tokens.set(k, v);
     for (const [k, v] of tasks) this.tasks.set(k, v);
-    const retentionMs = this.retentionMs;
     for (const call of calls) {
       this.calls.push(call);
       const issued = call.jti === undefined ? undefined : (tokens.get(call.jti) ?? undefined);
-      // The index is the truth for a known token; a server's own words only fill gaps.
-      const plugin = issued?.plugin ?? call.plugin ?? '';
-      const task = issued?.task ?? call.task ?? '';
-      const minute = call.at - (call.at % MINUTE);
-      const key = `${minute}\u001f${task}\u001f${call.jti ?? ''}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}`;
-      const error = call.status >= 400 ? 1 : 0;
-      const a = this.aggregates.get(key);
-      if (a) {
-        a.calls += 1;
-        a.errors += error;
-        a.bytes += call.bytes;
-        a.durationMs += call.durationMs;
-        if (call.durationMs > a.maxDurationMs) a.maxDurationMs = call.durationMs;
-        if (!a.plugin) a.plugin = plugin;
-        if (call.at < a.firstAt) a.firstAt = call.at;
-        if (call.at > a.lastAt) a.lastAt = call.at;
-      } else {
-        this.aggregates.set(key, {
-          minute,
-          jti: call.jti ?? '',
-          plugin,
-          task,
-          server: this.server.id,
-          audience: call.audience,
-          method: call.method,
-          route: call.route,
-          outcome: call.outcome,
-          calls: 1,
-          errors: error,
-          bytes: call.bytes,
-          durationMs: call.durationMs,
-          maxDurationMs: call.durationMs,
-          firstAt: call.at,
-          lastAt: call.at,
-        });
+      if (!issued) {
+        this.#addUnknown(call);
+        continue;
       }
-      if (!issued) continue;
+      const slot = this.#slotOf(issued);
+      const minute = call.at - (call.at % MINUTE);
+      // The token fixes jti, plugin and (usually) task: the per-token key holds only what varies.
+      const key =
+        issued.task === undefined
+          ? `${minute}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}\u001f${call.task ?? ''}`
+          : `${minute}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}`;
+      const a = slot.aggregates.get(key);
+      if (a) accumulate(a, call);
+      else {
+        const fresh = newAggregate(call, minute, issued.jti, issued.plugin, issued.task ?? call.task ?? '', this.server.id);
+        slot.aggregates.set(key, fresh);
+        this.aggregates.push(fresh);
+      }
       // Every presentation of a known token counts as a use, refused or not: a dead token tried
       // is evidence too. One per (token, source, outcome, task) per write is enough for the
       // store's answer (first use, new source) and for the anomalies, which are per token.
       const source = sourceOf(issued, call);
-      const useKey = `${issued.jti}\u001f${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
-      if (!this.#seenUses.has(useKey)) {
-        this.#seenUses.add(useKey);
-        this.uses.push({ jti: issued.jti, source, at: call.at, keepUntil: issued.expiresAt + retentionMs });
+      const useKey = `${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
+      if (!slot.uses.has(useKey)) {
+        slot.uses.add(useKey);
+        this.uses.push({ jti: issued.jti, source, at: call.at, keepUntil: issued.expiresAt + this.retentionMs });
         this.useCalls.push(call);
       }
       if (call.outcome !== 'ok' || issued.task === undefined) continue;
-      const dk = `${issued.task}\u001f${call.audience}`;
-      const prev = this.deltas.get(dk);
+      const delta = slot.deltas.get(call.audience) ?? this.#deltaOf(slot, issued, issued.task, call.audience, tasks);
       // A call already charged synchronously still brings its bytes.
-      if (prev) {
-        prev.calls += call.charged ? 0 : 1;
-        prev.bytes += call.bytes;
-      } else {
-        const t = tasks.get(issued.task);
-        const keepUntil = Math.max(t?.expiresAt ?? issued.expiresAt, issued.expiresAt) + retentionMs;
-        this.deltas.set(dk, { task: issued.task, audience: call.audience, calls: call.charged ? 0 : 1, bytes: call.bytes, keepUntil });
-      }
-      this.#mark(issued, call.at, 'grant', '');
-      this.#mark(issued, call.at, 'route', `${call.method} ${call.route}`);
+      delta.calls += call.charged ? 0 : 1;
+      delta.bytes += call.bytes;
+      slot.grant ??= this.#markOf(issued, 'grant', '');
+      touch(slot.grant, call.at);
+      let byRoute = slot.routes.get(call.method);
+      if (!byRoute) slot.routes.set(call.method, (byRoute = new Map<string, Mutable<EvidenceMark>>()));
+      let route = byRoute.get(call.route);
+      if (!route) byRoute.set(call.route, (route = this.#markOf(issued, 'route', `${call.method} ${call.route}`)));
+      touch(route, call.at);
       // Only scopes the token carries count: a server cannot make a plugin look like it used more.
-      for (const sc of call.scopes) if (issued.scopes.includes(sc)) this.#mark(issued, call.at, 'scope', sc);
+      for (const sc of call.scopes) {
+        if (!issued.scopes.includes(sc)) continue;
+        let mark = slot.scopes.get(sc);
+        if (!mark) slot.scopes.set(sc, (mark = this.#markOf(issued, 'scope', sc)));
+        touch(mark, call.at);
+      }
     }
   }
 
-  #mark(issued: IssuedToken, at: number, kind: EvidenceMark['kind'], name: string): void {
-    const mk = `${kind}\u001f${name}\u001f${issued.audience}\u001f${issued.plugin}`;
-    const pm = this.marks.get(mk);
-    if (pm) {
-      pm.calls += 1;
-      if (at > pm.at) pm.at = at;
-    } else this.marks.set(mk, { plugin: issued.plugin, audience: issued.audience, kind, name, at, calls: 1 });
+  /** A call with an unknown token (or none): aggregated by everything it says, nothing else. */
+  #addUnknown(call: UsageCall): void {
+    const minute = call.at - (call.at % MINUTE);
+    const task = call.task ?? '';
+    const key = `${minute}\u001f${task}\u001f${call.jti ?? ''}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}`;
+    const a = this.#unknown.get(key);
+    if (a) {
+      accumulate(a, call);
+      if (!a.plugin && call.plugin !== undefined) a.plugin = call.plugin;
+    } else {
+      const fresh = newAggregate(call, minute, call.jti ?? '', call.plugin ?? '', task, this.server.id);
+      this.#unknown.set(key, fresh);
+      this.aggregates.push(fresh);
+    }
   }
+
+  #slotOf(issued: IssuedToken): TokenSlot {
+    let slot = this.#slots.get(issued);
+    if (!slot) this.#slots.set(issued, (slot = { aggregates: new Map(), uses: new Set(), deltas: new Map(), grant: undefined, routes: new Map(), scopes: new Map() }));
+    return slot;
+  }
+
+  /** One delta per (task, audience) in the group, shared by every token of the task. */
+  #deltaOf(slot: TokenSlot, issued: IssuedToken, task: string, audience: string, tasks: ReadonlyMap<string, Task>): Mutable<TaskUsageDelta> {
+    const dk = `${task}\u001f${audience}`;
+    let d = this.deltas.get(dk);
+    if (!d) {
+      const t = tasks.get(task);
+      const keepUntil = Math.max(t?.expiresAt ?? issued.expiresAt, issued.expiresAt) + this.retentionMs;
+      this.deltas.set(dk, (d = { task, audience, calls: 0, bytes: 0, keepUntil }));
+    }
+    slot.deltas.set(audience, d);
+    return d;
+  }
+
+  /** One mark per (plugin, audience, kind, name) in the group, shared by the plugin's tokens. */
+  #markOf(issued: IssuedToken, kind: EvidenceMark['kind'], name: string): Mutable<EvidenceMark> {
+    const mk = `${kind}\u001f${name}\u001f${issued.audience}\u001f${issued.plugin}`;
+    let m = this.marks.get(mk);
+    if (!m) this.marks.set(mk, (m = { plugin: issued.plugin, audience: issued.audience, kind, name, at: 0, calls: 0 }));
+    return m;
+  }
+}
+
+/** What one token's calls accumulate into within a group; its lookups use short keys. */
+interface TokenSlot {
+  readonly aggregates: Map<string, Mutable<UsageAggregate>>;
+  readonly uses: Set<string>;
+  readonly deltas: Map<string, Mutable<TaskUsageDelta>>;
+  grant: Mutable<EvidenceMark> | undefined;
+  readonly routes: Map<string, Map<string, Mutable<EvidenceMark>>>;
+  readonly scopes: Map<string, Mutable<EvidenceMark>>;
+}
+
+function newAggregate(call: UsageCall, minute: number, jti: string, plugin: string, task: string, server: string): Mutable<UsageAggregate> {
+  return {
+    minute,
+    jti,
+    plugin,
+    task,
+    server,
+    audience: call.audience,
+    method: call.method,
+    route: call.route,
+    outcome: call.outcome,
+    calls: 1,
+    errors: call.status >= 400 ? 1 : 0,
+    bytes: call.bytes,
+    durationMs: call.durationMs,
+    maxDurationMs: call.durationMs,
+    firstAt: call.at,
+    lastAt: call.at,
+  };
+}
+
+function accumulate(a: Mutable<UsageAggregate>, call: UsageCall): void {
+  a.calls += 1;
+  if (call.status >= 400) a.errors += 1;
+  a.bytes += call.bytes;
+  a.durationMs += call.durationMs;
+  if (call.durationMs > a.maxDurationMs) a.maxDurationMs = call.durationMs;
+  if (call.at < a.firstAt) a.firstAt = call.at;
+  if (call.at > a.lastAt) a.lastAt = call.at;
+}
+
+function touch(m: Mutable<EvidenceMark>, at: number): void {
+  m.calls += 1;
+  if (at > m.at) m.at = at;
 }

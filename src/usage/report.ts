@@ -60,67 +60,89 @@ function int(v: unknown, min: number, max: number): number | undefined {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max ? v : undefined;
 }
 
+function bad(index: number, field: string, message: string): RecordProblem {
+  return { index, field, message };
+}
+
+const TEXT_PROBLEM: Record<string, string> = {};
+for (const [name, max] of [
+  ['jti', 160],
+  ['plugin', 64],
+  ['task', 128],
+  ['jkt', 128],
+  ['source', 128],
+] as const)
+  TEXT_PROBLEM[name] = `a printable string of at most ${max} characters`;
+
 /**
  * Checks one untrusted record. `window` bounds `at`: older than retention or further ahead
- * than the allowed skew is refused (a report is about the recent past).
+ * than the allowed skew is refused (a report is about the recent past). Runs once per
+ * reported call, so it allocates nothing but its answer (no closures, no key arrays).
  */
 export function parseUsageRecord(raw: unknown, index: number, window: { readonly from: number; readonly to: number }): UsageCall | RecordProblem {
-  const bad = (field: string, message: string): RecordProblem => ({ index, field, message });
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return bad('', 'a record must be a JSON object');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return bad(index, '', 'a record must be a JSON object');
   const r = raw as Record<string, unknown>;
-  const unknown = Object.keys(r).find((k) => !KNOWN.has(k));
-  if (unknown !== undefined) return bad(unknown.slice(0, 64), 'unknown member');
+  for (const k in r) if (!KNOWN.has(k)) return bad(index, k.slice(0, 64), 'unknown member');
   const at = int(r.at, window.from, window.to);
-  if (at === undefined) return bad('at', 'must be milliseconds since the epoch, within retention and not in the future');
+  if (at === undefined) return bad(index, 'at', 'must be milliseconds since the epoch, within retention and not in the future');
   const audience = text(r.audience);
-  if (audience === undefined) return bad('audience', 'required: the audience this server answers for');
+  if (audience === undefined) return bad(index, 'audience', 'required: the audience this server answers for');
   const method = text(r.method, 32, METHOD);
-  if (method === undefined) return bad('method', 'required: the HTTP method or protocol verb (letters, digits, _ / -)');
+  if (method === undefined) return bad(index, 'method', 'required: the HTTP method or protocol verb (letters, digits, _ / -)');
   const route = text(r.route);
-  if (route === undefined) return bad('route', 'required: the route template or tool name, printable, at most 256 characters');
+  if (route === undefined) return bad(index, 'route', 'required: the route template or tool name, printable, at most 256 characters');
   const status = int(r.status, 100, 599);
-  if (status === undefined) return bad('status', 'required: the HTTP status answered (100-599)');
+  if (status === undefined) return bad(index, 'status', 'required: the HTTP status answered (100-599)');
   const durationMs = r.duration_ms === undefined ? 0 : int(r.duration_ms, 0, MAX_DURATION_MS);
-  if (durationMs === undefined) return bad('duration_ms', `an integer from 0 to ${MAX_DURATION_MS}`);
+  if (durationMs === undefined) return bad(index, 'duration_ms', `an integer from 0 to ${MAX_DURATION_MS}`);
   const bytes = r.bytes === undefined ? 0 : int(r.bytes, 0, MAX_BYTES);
-  if (bytes === undefined) return bad('bytes', 'a non-negative integer');
+  if (bytes === undefined) return bad(index, 'bytes', 'a non-negative integer');
   const outcome = r.outcome === undefined ? 'ok' : r.outcome;
-  if (typeof outcome !== 'string' || !OUTCOMES.has(outcome)) return bad('outcome', `one of ${USAGE_OUTCOMES.join(', ')}`);
-  const optional = (name: string, max = MAX_TEXT, pattern = PRINTABLE): string | undefined | RecordProblem => {
-    if (r[name] === undefined) return undefined;
-    return text(r[name], max, pattern) ?? bad(name, `a printable string of at most ${max} characters`);
-  };
-  const jti = optional('jti', 160, TOKEN_ID);
-  const plugin = optional('plugin', 64);
-  const task = optional('task', 128);
-  const jkt = optional('jkt', 128, TOKEN_ID);
-  const source = optional('source', 128);
-  for (const v of [jti, plugin, task, jkt, source]) if (typeof v === 'object') return v;
-  let scopes: string[] = [];
+  if (typeof outcome !== 'string' || !OUTCOMES.has(outcome)) return bad(index, 'outcome', `one of ${USAGE_OUTCOMES.join(', ')}`);
+  const jti = r.jti === undefined ? undefined : text(r.jti, 160, TOKEN_ID);
+  if (jti === undefined && r.jti !== undefined) return bad(index, 'jti', TEXT_PROBLEM.jti!);
+  const plugin = r.plugin === undefined ? undefined : text(r.plugin, 64);
+  if (plugin === undefined && r.plugin !== undefined) return bad(index, 'plugin', TEXT_PROBLEM.plugin!);
+  const task = r.task === undefined ? undefined : text(r.task, 128);
+  if (task === undefined && r.task !== undefined) return bad(index, 'task', TEXT_PROBLEM.task!);
+  const jkt = r.jkt === undefined ? undefined : text(r.jkt, 128, TOKEN_ID);
+  if (jkt === undefined && r.jkt !== undefined) return bad(index, 'jkt', TEXT_PROBLEM.jkt!);
+  const source = r.source === undefined ? undefined : text(r.source, 128);
+  if (source === undefined && r.source !== undefined) return bad(index, 'source', TEXT_PROBLEM.source!);
+  let scopes: string[] = NO_SCOPES;
   if (r.scopes !== undefined) {
-    if (!Array.isArray(r.scopes) || r.scopes.length > MAX_SCOPES || !r.scopes.every((s) => text(s, 128) !== undefined && !/\s/.test(s as string))) {
-      return bad('scopes', `an array of at most ${MAX_SCOPES} scope strings`);
-    }
-    scopes = [...new Set(r.scopes as string[])];
+    const given = r.scopes;
+    if (!Array.isArray(given) || given.length > MAX_SCOPES || !allScopes(given)) return bad(index, 'scopes', `an array of at most ${MAX_SCOPES} scope strings`);
+    scopes = [...new Set(given as string[])];
   }
-  if (r.charged !== undefined && typeof r.charged !== 'boolean') return bad('charged', 'a boolean');
+  if (r.charged !== undefined && typeof r.charged !== 'boolean') return bad(index, 'charged', 'a boolean');
   return {
     at,
-    jti: jti as string | undefined,
-    plugin: plugin as string | undefined,
-    task: task as string | undefined,
+    jti,
+    plugin,
+    task,
     audience,
-    method: method.toUpperCase(),
+    method: METHOD_UPPER.test(method) ? method : method.toUpperCase(),
     route,
     status,
     durationMs,
     bytes,
     outcome: outcome as UsageOutcome,
-    jkt: jkt as string | undefined,
-    source: source as string | undefined,
+    jkt,
+    source,
     scopes,
     charged: r.charged === true,
   };
+}
+
+/** Shared by every record without scopes: never mutated. */
+const NO_SCOPES: string[] = [];
+const METHOD_UPPER = /^[A-Z0-9_/-]+$/;
+const WHITESPACE = /\s/;
+
+function allScopes(given: readonly unknown[]): boolean {
+  for (const s of given) if (text(s, 128) === undefined || WHITESPACE.test(s as string)) return false;
+  return true;
 }
 
 export function isProblem(v: UsageCall | RecordProblem): v is RecordProblem {

@@ -1089,6 +1089,25 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(results.filter((r) => r.uses[0]!.first)).toHaveLength(1);
       });
 
+      it("a repeated (token, source) use answers the store's truth across handles, also after another handle's purge", async () => {
+        const other = fx.sibling ? await fx.sibling() : store;
+        if (other !== store) opened.push(other);
+        const use = (source: string, at = clock.now()) => ({ jti: 'jti-known', source, at, keepUntil: at + HOUR });
+        expect((await store.ingestUsage(batch({ uses: [use('jkt:A')] }))).uses[0]).toEqual({ jti: 'jti-known', first: true, newSource: false, sources: 1 });
+        // A source added through the other handle: this handle's repeated use counts it.
+        expect((await other.ingestUsage(batch({ uses: [use('jkt:B')] }))).uses[0]).toEqual({ jti: 'jti-known', first: false, newSource: true, sources: 2 });
+        expect((await store.ingestUsage(batch({ uses: [use('jkt:A')] }))).uses[0]).toEqual({ jti: 'jti-known', first: false, newSource: false, sources: 2 });
+        expect((await store.ingestUsage(batch({ uses: [use('jkt:B'), use('')] }))).uses.map((u) => [u.first, u.newSource, u.sources])).toEqual([
+          [false, false, 2],
+          [false, false, 2],
+        ]);
+        // The other handle forgets the token by retention; this one's next use is a first use again.
+        clock.advance(2 * 3600);
+        await other.purgeUsage(clock.now(), HOUR);
+        expect((await store.ingestUsage(batch({ uses: [use('jkt:A')] }))).uses[0]).toEqual({ jti: 'jti-known', first: true, newSource: false, sources: 1 });
+        expect((await store.ingestUsage(batch({ uses: [use('jkt:B')] }))).uses[0]).toEqual({ jti: 'jti-known', first: false, newSource: true, sources: 2 });
+      });
+
       it('task counters per audience and in total, returned after the batch', async () => {
         const keep = clock.now() + HOUR;
         const d = (audience: string, calls: number, bytes: number) => ({ task: 'tsk_b', audience, calls, bytes, keepUntil: keep });

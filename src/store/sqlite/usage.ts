@@ -66,7 +66,7 @@ function prepare(db: Database.Database) {
   return {
     addMinute: db.prepare(
       `INSERT INTO usage_minutes (minute, task, jti, server, audience, method, route, outcome, plugin, calls, errors, bytes, duration_ms, max_duration_ms, first_at, last_at)
-       VALUES (@minute, @task, @jti, @server, @audience, @method, @route, @outcome, @plugin, @calls, @errors, @bytes, @durationMs, @maxDurationMs, @firstAt, @lastAt)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (task, minute, jti, server, audience, method, route, outcome) DO UPDATE SET
          calls = calls + excluded.calls, errors = errors + excluded.errors, bytes = bytes + excluded.bytes,
          duration_ms = duration_ms + excluded.duration_ms, max_duration_ms = max(max_duration_ms, excluded.max_duration_ms),
@@ -76,9 +76,16 @@ function prepare(db: Database.Database) {
     getToken: db.prepare('SELECT sources, calls FROM usage_tokens WHERE jti = ?'),
     insertToken: db.prepare('INSERT INTO usage_tokens (jti, first_at, last_at, calls, sources, keep_until) VALUES (?, ?, ?, 1, ?, ?)'),
     updateToken: db.prepare('UPDATE usage_tokens SET last_at = max(last_at, ?), calls = calls + 1, sources = ?, keep_until = max(keep_until, ?) WHERE jti = ?'),
+    // A use from a source already on record: no read, no JSON rewrite; NULL answer = no row.
+    touchToken: db.prepare('UPDATE usage_tokens SET last_at = max(last_at, ?), calls = calls + 1, keep_until = max(keep_until, ?) WHERE jti = ? RETURNING json_array_length(sources) AS n').pluck(),
     addTotals: db.prepare(
       `INSERT INTO usage_task_totals (task, audience, calls, bytes, exhausted_at, keep_until) VALUES (?, ?, ?, ?, NULL, ?)
        ON CONFLICT (task, audience) DO UPDATE SET calls = calls + excluded.calls, bytes = bytes + excluded.bytes, keep_until = max(keep_until, excluded.keep_until)`,
+    ),
+    addTotalsReturning: db.prepare(
+      `INSERT INTO usage_task_totals (task, audience, calls, bytes, exhausted_at, keep_until) VALUES (?, ?, ?, ?, NULL, ?)
+       ON CONFLICT (task, audience) DO UPDATE SET calls = calls + excluded.calls, bytes = bytes + excluded.bytes, keep_until = max(keep_until, excluded.keep_until)
+       RETURNING task, audience, calls, bytes`,
     ),
     getTotal: db.prepare('SELECT task, audience, calls, bytes FROM usage_task_totals WHERE task = ? AND audience = ?'),
     totalsOfTask: db.prepare('SELECT task, audience, calls, bytes FROM usage_task_totals WHERE task = ? ORDER BY audience'),
@@ -87,11 +94,14 @@ function prepare(db: Database.Database) {
        ON CONFLICT (task, audience) DO UPDATE SET exhausted_at = excluded.exhausted_at, keep_until = max(keep_until, excluded.keep_until) WHERE exhausted_at IS NULL`,
     ),
     exhaustions: db.prepare('SELECT audience, exhausted_at FROM usage_task_totals WHERE task = ? AND exhausted_at IS NOT NULL'),
-    getMark: db.prepare('SELECT calls FROM usage_evidence WHERE plugin = ? AND audience = ? AND kind = ? AND name = ?'),
-    addMark: db.prepare(
-      `INSERT INTO usage_evidence (plugin, audience, kind, name, first_at, last_at, calls) VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (plugin, audience, kind, name) DO UPDATE SET first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at), calls = calls + excluded.calls`,
-    ),
+    // Answers the count after the write: the count before is that minus the mark's calls.
+    addMark: db
+      .prepare(
+        `INSERT INTO usage_evidence (plugin, audience, kind, name, first_at, last_at, calls) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (plugin, audience, kind, name) DO UPDATE SET first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at), calls = calls + excluded.calls
+       RETURNING calls`,
+      )
+      .pluck(),
     evidenceAll: db.prepare('SELECT * FROM usage_evidence WHERE last_at > ? ORDER BY plugin, audience, kind, name'),
     evidenceOf: db.prepare('SELECT * FROM usage_evidence WHERE plugin = ? AND last_at > ? ORDER BY audience, kind, name'),
     taskUsage: db.prepare('SELECT * FROM usage_minutes WHERE task = ? ORDER BY minute, jti, route, outcome LIMIT ?'),
@@ -119,14 +129,20 @@ function prepare(db: Database.Database) {
 export class SqliteUsage implements UsageStore {
   readonly #s: ReturnType<typeof prepare>;
   readonly #run: Run;
+  readonly #known = new KnownSources();
   readonly #ingestTx: (b: UsageBatch) => UsageBatchResult;
   readonly #chargeTx: (task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => { charged: boolean; totals: TaskUsageTotals[] };
 
   constructor(db: Database.Database, run: Run) {
     const s = (this.#s = prepare(db));
     this.#run = run;
-    const ingestTx = db.transaction((b: UsageBatch) => ingest(s, b));
-    this.#ingestTx = ingestTx.immediate.bind(ingestTx);
+    const ingestTx = db.transaction((b: UsageBatch, learned: Array<[string, string[], boolean]>) => ingest(s, b, this.#known, learned));
+    this.#ingestTx = (b) => {
+      const learned: Array<[string, string[], boolean]> = [];
+      const result = ingestTx.immediate(b, learned);
+      for (const [jti, sources, fresh] of learned) this.#known.learn(jti, sources, fresh);
+      return result;
+    };
     const chargeTx = db.transaction((task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => {
       const before = [s.getTotal.get(task, ALL_AUDIENCES), s.getTotal.get(task, audience)] as Array<TaskUsageTotals | undefined>;
       const total = before[0]?.calls ?? 0;
@@ -215,28 +231,79 @@ export class SqliteUsage implements UsageStore {
 
   async purgeUsage(now: number, retentionMs: number): Promise<number> {
     const s = this.#s;
-    return this.#run(
-      'purgeUsage',
-      () =>
+    return this.#run('purgeUsage', () => {
+      const tokens = s.purgeTokens.run(now).changes;
+      // A forgotten token may come back with other sources: start remembering afresh.
+      if (tokens > 0) this.#known.forget();
+      return (
+        tokens +
         s.purgeMinutes.run(now - retentionMs).changes +
-        s.purgeTokens.run(now).changes +
         s.purgeTotals.run(now).changes +
         s.purgeEvidence.run(now - retentionMs).changes +
         s.purgeTaskEvents.run(now).changes +
         s.purgeDownstream.run(now).changes +
-        s.purgeLinks.run(now).changes,
-    );
+        s.purgeLinks.run(now).changes
+      );
+    });
   }
 }
 
-function ingest(s: ReturnType<typeof prepare>, b: UsageBatch): UsageBatchResult {
-  for (const a of b.aggregates) s.addMinute.run(a);
+/**
+ * Which sources each token is known to have on record, remembered by this process so a
+ * repeated (token, source) use is one UPDATE with no read. Always right while the row
+ * lives: a token's sources only grow (other processes only add to them). A row purged by
+ * retention makes the UPDATE touch nothing, and the use takes the full path again.
+ * Bounded; the oldest token is forgotten first.
+ */
+export class KnownSources {
+  readonly #known = new Map<string, Set<string>>();
+  constructor(readonly max = 50_000) {}
+
+  has(jti: string, source: string): boolean {
+    return this.#known.get(jti)?.has(source) === true;
+  }
+
+  /**
+   * After a commit only: a rolled-back write must not be remembered. `fresh`: the row was
+   * just created (a token forgotten by retention and used again), so what was known goes.
+   */
+  learn(jti: string, sources: readonly string[], fresh: boolean): void {
+    let set = fresh ? undefined : this.#known.get(jti);
+    if (!set) {
+      this.#known.delete(jti);
+      if (this.#known.size >= this.max) this.#known.delete(this.#known.keys().next().value as string);
+      this.#known.set(jti, (set = new Set()));
+    }
+    for (const src of sources) set.add(src);
+  }
+
+  forget(): void {
+    this.#known.clear();
+  }
+}
+
+/** A capped token remembers no new source: every source counts as known from then on. */
+const ANY_SOURCE = '\u0000any';
+
+function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSources, learned: Array<[string, string[], boolean]>): UsageBatchResult {
+  // Positional: binding by name looks every parameter up on the object, per row.
+  for (const a of b.aggregates)
+    s.addMinute.run(a.minute, a.task, a.jti, a.server, a.audience, a.method, a.route, a.outcome, a.plugin, a.calls, a.errors, a.bytes, a.durationMs, a.maxDurationMs, a.firstAt, a.lastAt);
   const uses: TokenUseResult[] = [];
   for (const u of b.uses) {
+    if (known.has(u.jti, u.source) || known.has(u.jti, ANY_SOURCE)) {
+      const n = s.touchToken.get(u.at, u.keepUntil, u.jti) as number | undefined;
+      if (n !== undefined) {
+        uses.push({ jti: u.jti, first: false, newSource: false, sources: n });
+        continue;
+      }
+    }
     const row = s.getToken.get(u.jti) as { sources: string; calls: number } | undefined;
     if (!row) {
-      s.insertToken.run(u.jti, u.at, u.at, JSON.stringify(u.source === '' ? [] : [u.source]), u.keepUntil);
-      uses.push({ jti: u.jti, first: true, newSource: false, sources: u.source === '' ? 0 : 1 });
+      const sources = u.source === '' ? [] : [u.source];
+      s.insertToken.run(u.jti, u.at, u.at, JSON.stringify(sources), u.keepUntil);
+      uses.push({ jti: u.jti, first: true, newSource: false, sources: sources.length });
+      learned.push([u.jti, [...sources, ''], true]);
       continue;
     }
     const sources = JSON.parse(row.sources) as string[];
@@ -246,22 +313,17 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch): UsageBatchResult 
     if (isNew) sources.push(u.source);
     s.updateToken.run(u.at, JSON.stringify(sources), u.keepUntil, u.jti);
     uses.push({ jti: u.jti, first: false, newSource, sources: sources.length });
+    learned.push([u.jti, sources.length >= MAX_TOKEN_SOURCES ? [...sources, '', ANY_SOURCE] : [...sources, ''], false]);
   }
-  const touched = new Map<string, { task: string; audience: string }>();
+  // Upserts answer the totals after them: the last answer per (task, audience) is the batch's.
+  const touched = new Map<string, TaskUsageTotals>();
   for (const d of b.taskDeltas) {
-    s.addTotals.run(d.task, d.audience, d.calls, d.bytes, d.keepUntil);
-    s.addTotals.run(d.task, ALL_AUDIENCES, d.calls, d.bytes, d.keepUntil);
-    touched.set(`${d.task}\u001f${d.audience}`, d);
-    touched.set(`${d.task}\u001f${ALL_AUDIENCES}`, { task: d.task, audience: ALL_AUDIENCES });
+    touched.set(`${d.task}\u001f${d.audience}`, s.addTotalsReturning.get(d.task, d.audience, d.calls, d.bytes, d.keepUntil) as TaskUsageTotals);
+    touched.set(`${d.task}\u001f${ALL_AUDIENCES}`, s.addTotalsReturning.get(d.task, ALL_AUDIENCES, d.calls, d.bytes, d.keepUntil) as TaskUsageTotals);
   }
-  const totals = [...touched.values()].map((t) => s.getTotal.get(t.task, t.audience) as TaskUsageTotals);
   const previousCalls: number[] = [];
-  for (const m of b.marks) {
-    const row = s.getMark.get(m.plugin, m.audience, m.kind, m.name) as { calls: number } | undefined;
-    previousCalls.push(row?.calls ?? 0);
-    s.addMark.run(m.plugin, m.audience, m.kind, m.name, m.at, m.at, m.calls);
-  }
-  return { uses, totals, previousCalls };
+  for (const m of b.marks) previousCalls.push((s.addMark.get(m.plugin, m.audience, m.kind, m.name, m.at, m.at, m.calls) as number) - m.calls);
+  return { uses, totals: [...touched.values()], previousCalls };
 }
 
 function toAggregate(r: MinuteRow): UsageAggregate {
