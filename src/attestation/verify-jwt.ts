@@ -1,4 +1,5 @@
-import { compactVerify, type CompactVerifyGetKey, type JWTVerifyGetKey } from 'jose';
+import { errors as joseErrors, type CompactVerifyGetKey, type FlattenedJWSInput, type CompactJWSHeaderParameters, type JWTVerifyGetKey } from 'jose';
+import { publicKeyObject, verifyCompactSignature } from '../keys/jws-verify.js';
 import { verifyWithCandidates } from './candidate-keys.js';
 import type { TrustedIssuerConfig } from '../config/schema.js';
 import type { ErrorCode } from '../errors/codes.js';
@@ -93,7 +94,7 @@ export function createJwtVerifier(cfg: JwtCheckConfig, deps: { keys: JWTVerifyGe
     }
     if ('crit' in header) throw fail('ERR_ATTESTATION_MALFORMED', "the attestation's header has 'crit' extensions, which are not supported");
 
-    await verifySignature(token, keys, algorithms);
+    await verifySignature(token, header as unknown as CompactJWSHeaderParameters, keys);
 
     const now = epochSeconds(deps.clock);
     if (payload.iss !== cfg.issuer) throw fail('ERR_ATTESTATION_ISSUER_UNKNOWN', "the attestation's iss is not this trusted issuer");
@@ -135,9 +136,18 @@ function numericDate(payload: JsonObject, claim: 'exp' | 'nbf' | 'iat'): number 
   return value;
 }
 
-async function verifySignature(token: string, keys: CompactVerifyGetKey, algorithms: string[]): Promise<void> {
+async function verifySignature(token: string, header: CompactJWSHeaderParameters, keys: CompactVerifyGetKey): Promise<void> {
+  const [protectedHeader, payload, signature] = token.split('.') as [string, string, string];
+  // What jose hands a key lookup: the issuer's key set picks by kid, kty, alg and use.
+  const input: FlattenedJWSInput = { protected: protectedHeader, payload, signature };
   await verifyWithCandidates(
-    (key) => compactVerify(token, key ?? keys, { algorithms }),
+    async (candidate) => {
+      const key = publicKeyObject(candidate ?? (await keys(header, input)));
+      // The signature alone, synchronously (src/keys/jws-verify.ts); the header and claims are checked here.
+      const failure = verifyCompactSignature(token, header.alg, key);
+      if (failure === 'key') throw new TypeError(`the issuer's key cannot verify ${header.alg}`);
+      if (failure !== undefined) throw new joseErrors.JWSSignatureVerificationFailed();
+    },
     () => fail('ERR_ATTESTATION_SIGNATURE', "the attestation's signature does not verify with any of the issuer's keys"),
     mapVerifyError,
   );
