@@ -31,8 +31,19 @@ const JWT_IN_TEXT = /eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){2,4}/g;
 const MAX_DEPTH = 16;
 
 export function isSecretName(name: string): boolean {
-  return SECRET_NAMES.has(name.toLowerCase().replace(/[-_.]/g, ''));
+  // Events reuse a small set of member names: remember the answer (bounded, names are short).
+  let known = NAME_VERDICTS.get(name);
+  if (known === undefined) {
+    known = SECRET_NAMES.has(name.toLowerCase().replace(/[-_.]/g, ''));
+    if (name.length <= 64) {
+      if (NAME_VERDICTS.size >= 4096) NAME_VERDICTS.clear();
+      NAME_VERDICTS.set(name, known);
+    }
+  }
+  return known;
 }
+
+const NAME_VERDICTS = new Map<string, boolean>();
 
 /**
  * A copy of `event` with credential-named members and JWT-looking text replaced, and the
