@@ -110,12 +110,15 @@ export class RedisConnection {
       autoResendUnfulfilledCommands: false,
       retryStrategy,
       connectionName: 'leash',
+      // Commands of concurrent requests issued in one event-loop turn go out as one pipeline
+      // (one write, one read): the Redis side of group commit. Order is kept.
+      enableAutoPipelining: true,
     };
     if (opts.password !== undefined) options.password = opts.password;
     this.client = new Redis(opts.url, options);
     // The subscriber resubscribes itself on every 'ready' (below), so `listening` turns
     // true only once the server has confirmed the subscription, not merely reconnected.
-    this.#sub = this.client.duplicate({ autoResubscribe: false });
+    this.#sub = this.client.duplicate({ autoResubscribe: false, enableAutoPipelining: false });
     // Without a listener ioredis drops errors silently; the store reports them per call.
     this.client.on('error', (err: unknown) => {
       if (!this.#opened && err instanceof Error) this.#openError = err;
