@@ -395,6 +395,10 @@ async function issue(deps: ExchangeDeps, input: ExchangeInput, trace: Trace, est
   const { request, user, identity } = est;
   const { plugin, task, decision, chain } = d;
   enter(trace, 'issue');
+  // Every step so far may have run without one wait on I/O (SQLite is synchronous, and so is
+  // signature verification): let the loop poll the socket once more (a FIN behind the body,
+  // from a client that gave up, is read there) before deciding the client is still there.
+  if (input.clientGone) await afterNextPoll();
   checkClientPresent(input);
   const credential = await d.issuer.issue({
     plugin,
@@ -420,6 +424,11 @@ async function issue(deps: ExchangeDeps, input: ExchangeInput, trace: Trace, est
   await deps.tokens.recordIssued(credential.record);
   trace.issued = credential.record;
   return credential.body;
+}
+
+/** Resolves after the event loop's next poll phase: the check phase of this turn, then the next. */
+function afterNextPoll(): Promise<void> {
+  return new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
 }
 
 /**
