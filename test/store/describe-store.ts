@@ -288,6 +288,17 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect((await store.getIssued(t.jti))?.plugin).toBe('github-reader');
       });
 
+      it('concurrent records (written together, per turn, where the backend groups them): a duplicate fails alone', async () => {
+        const first = aToken(clock);
+        await store.recordIssued(first);
+        const fresh = Array.from({ length: 5 }, () => aToken(clock, { task: 'tsk_group' }));
+        const outcomes = await Promise.allSettled([fresh[0]!, fresh[1]!, { ...first, plugin: 'impostor' }, fresh[2]!, fresh[3]!, fresh[4]!].map((t) => store.recordIssued(t)));
+        expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+        expect((outcomes[2] as PromiseRejectedResult).reason).toBeInstanceOf(TypeError);
+        expect((await store.listIssuedForTask('tsk_group')).map((t) => t.jti).sort()).toEqual(fresh.map((t) => t.jti).sort());
+        expect((await store.getIssued(first.jti))?.plugin).toBe('github-reader');
+      });
+
       it('lists the live tokens of one plugin, in issue order; expiry is exclusive', async () => {
         const now = clock.now();
         const late = aToken(clock, { plugin: 'p1', issuedAt: now + 2, expiresAt: now + 10_000 });
