@@ -218,6 +218,11 @@ export async function runExchange(deps: ExchangeDeps, input: ExchangeInput): Pro
   let result: ExchangeResult;
   try {
     const established = await establish(deps, rt, input, trace, mode);
+    // Parsing and verification may have run without one wait on I/O (SQLite and signature
+    // checks are synchronous): let the loop poll the socket once (a FIN behind the body, from
+    // a client that gave up, is read there), so the check before signing can see it. Here,
+    // not between the quota check and the record: those stay one uninterrupted run.
+    if (input.clientGone && !mode.dryRun) await afterNextPoll();
     const decided = await decide(deps, rt, input, trace, mode, established, now);
     result = { ok: true, body: await issue(deps, input, trace, established, decided, now) };
   } catch (error) {
@@ -395,10 +400,6 @@ async function issue(deps: ExchangeDeps, input: ExchangeInput, trace: Trace, est
   const { request, user, identity } = est;
   const { plugin, task, decision, chain } = d;
   enter(trace, 'issue');
-  // Every step so far may have run without one wait on I/O (SQLite is synchronous, and so is
-  // signature verification): let the loop poll the socket once more (a FIN behind the body,
-  // from a client that gave up, is read there) before deciding the client is still there.
-  if (input.clientGone) await afterNextPoll();
   checkClientPresent(input);
   const credential = await d.issuer.issue({
     plugin,

@@ -148,6 +148,14 @@ describe('task end, expiry sweeper, kill switch and quotas', () => {
     expect((await exchange(otherTask, 'capped', 'capped', 'https://billing.example.com')).status).toBe(200);
   });
 
+  it('a tokens-per-task quota holds for concurrent exchanges in one process (check and record are one uninterrupted run)', async () => {
+    const task = await tb.openTask({ plugins: ['capped'] });
+    const results = await Promise.all(Array.from({ length: 8 }, () => exchange(task, 'capped', 'capped', 'https://billing.example.com')));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(2);
+    expect(results.filter((r) => r.status === 429)).toHaveLength(6);
+    expect((await tb.broker.testing.store.listIssuedForTask(task)).length).toBe(2);
+  });
+
   it('a live-tokens quota counts only unexpired, unrevoked tokens', async () => {
     const one = (await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com')).body.access_token as string;
     expect((await exchange(undefined, 'hoarder', 'hoarder', 'https://billing.example.com')).status).toBe(200);

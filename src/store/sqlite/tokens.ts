@@ -3,7 +3,7 @@ import type { IssuedToken } from '../records.js';
 import type { TokenIndex } from '../store.js';
 import { isConstraintError, type SqliteHandle } from './handle.js';
 
-/* The issued-token index (by id only, never the credential). On the hot path: not fsynced, group-committed per turn. */
+/* The issued-token index (by id only, never the credential). On the hot path: not fsynced. */
 
 type TokenRow = {
   jti: string;
@@ -28,55 +28,25 @@ function prepare(db: Database.Database) {
   };
 }
 
-type PendingRow = { readonly t: IssuedToken; readonly scopes: string; readonly resolve: () => void; readonly reject: (err: unknown) => void };
-
 export class SqliteTokens implements TokenIndex {
   readonly #h: SqliteHandle;
   readonly #s: ReturnType<typeof prepare>;
-  readonly #insertAll: (rows: readonly PendingRow[]) => Array<Error | undefined>;
-  #pending: PendingRow[] = [];
 
   constructor(h: SqliteHandle) {
     this.#h = h;
-    const s = (this.#s = prepare(h.db));
-    this.#insertAll = h.db.transaction((rows: readonly PendingRow[]) =>
-      rows.map(({ t, scopes }) => {
-        try {
-          s.insert.run(t.jti, t.plugin, t.task ?? null, t.audience, scopes, t.kind, t.kid ?? null, t.issuedAt, t.expiresAt, t.jkt ?? null);
-          return undefined;
-        } catch (err) {
-          // A constraint failure undoes that statement only: the others of the group stand.
-          if (isConstraintError(err)) return new TypeError('recordIssued: a token with this jti is already recorded', { cause: err });
-          throw err;
-        }
-      }),
-    );
+    this.#s = prepare(h.db);
   }
 
-  /**
-   * Group commit: the rows of every exchange that reaches this point in one event-loop turn
-   * are written in one transaction at the end of the turn, and each call resolves only once
-   * that transaction has committed (one WAL commit per turn instead of one per exchange).
-   */
-  recordIssued(t: IssuedToken): Promise<void> {
+  async recordIssued(t: IssuedToken): Promise<void> {
     const scopes = JSON.stringify(t.scopes);
-    return new Promise<void>((resolve, reject) => {
-      this.#pending.push({ t, scopes, resolve, reject });
-      if (this.#pending.length === 1) setImmediate(() => this.#flush());
+    this.#h.run('recordIssued', () => {
+      try {
+        this.#s.insert.run(t.jti, t.plugin, t.task ?? null, t.audience, scopes, t.kind, t.kid ?? null, t.issuedAt, t.expiresAt, t.jkt ?? null);
+      } catch (err) {
+        if (isConstraintError(err)) throw new TypeError('recordIssued: a token with this jti is already recorded', { cause: err });
+        throw err;
+      }
     });
-  }
-
-  #flush(): void {
-    const rows = this.#pending;
-    this.#pending = [];
-    let outcomes: Array<Error | undefined>;
-    try {
-      outcomes = this.#h.run('recordIssued', () => this.#insertAll(rows));
-    } catch (err) {
-      for (const r of rows) r.reject(err);
-      return;
-    }
-    rows.forEach((r, i) => (outcomes[i] ? r.reject(outcomes[i]) : r.resolve()));
   }
 
   async getIssued(jti: string): Promise<IssuedToken | undefined> {
