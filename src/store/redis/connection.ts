@@ -245,6 +245,11 @@ export class RedisConnection {
   }
 
   /** After a reconnection: persistence first (a restarted server may run without AOF), then identity. */
+  /** True while a reconnection is being verified (persistence, identity): not yet trusted. */
+  get verifying(): boolean {
+    return this.#verifying !== undefined;
+  }
+
   async verifyConnection(): Promise<void> {
     try {
       const problem = await this.#persistenceProblem();
