@@ -79,6 +79,8 @@ export interface LoggerOptions {
    * audit trail's.
    */
   readonly write?: (line: string) => void;
+  /** Fields on every line (`serve --workers N`: which worker, so one stream of N workers' lines can be told apart). */
+  readonly base?: Readonly<Record<string, string | number>>;
 }
 
 /**
@@ -95,7 +97,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     pino(
       {
         level: opts.level ?? 'info',
-        base: undefined,
+        base: opts.base ?? undefined,
         timestamp: () => `,"time":"${new Date(now()).toISOString()}"`,
         formatters: { level: (label) => ({ level: label }) },
         redact: { paths: [...REDACT_PATHS], censor: REDACTED },
