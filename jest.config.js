@@ -21,7 +21,7 @@ const common = {
     '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'es6' } }],
   },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
-  setupFiles: ['<rootDir>/test/setup/realm.ts', '<rootDir>/test/setup/aws-env.ts'],
+  setupFiles: ['<rootDir>/test/setup/realm.ts', '<rootDir>/test/setup/aws-env.ts', '<rootDir>/test/setup/workers-env.ts'],
 };
 
 const project = (name, match) => ({ ...common, displayName: name, testEnvironmentOptions: { project: name }, ...match });

@@ -162,7 +162,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   }
   const link = cluster.isWorker ? new (await import('../cluster/worker-link.js')).WorkerLink() : undefined;
   // From here on every line on stderr is one JSON log object; stdout carries only security events.
-  const logger = createLogger({ level: loaded.config.settings.log.level, ...(cluster.isWorker ? { base: { worker: cluster.worker!.id } } : {}) });
+  const logger = createLogger({ level: loaded.config.settings.log.level, ...(cluster.isWorker ? { base: { worker: cluster.worker!.id, pid: process.pid } } : {}) });
   if (demoNotice && !link) logger.warn(demoNotice);
   const mismatch = portIssuerMismatch(loaded.config.settings, port);
   if (mismatch) logger.warn(mismatch, { port, issuer: loaded.config.settings.issuer });
@@ -174,6 +174,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   try {
     tls = tlsServerOptions(loaded.config);
   } catch (e) {
+    exitFailedWorker(link);
     return reportConfigError(e, io);
   }
   let broker: Broker;
@@ -185,6 +186,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   } catch (e) {
     if (e instanceof ListenError) logger.fatal(e.message, { address: e.address, role: e.role, code: e.code });
     else logger.fatal('leash could not start', { error: e instanceof Error ? e.message : String(e) });
+    exitFailedWorker(link);
     return 1;
   }
   warnDevDefaults(broker, logger);
@@ -243,6 +245,13 @@ export function startReloadWatch(broker: Broker, path: string, guardrailsFile?: 
     },
     { ...(broker.loaded.path === resolve(path) ? { initial: broker.loaded } : {}), ...(load ? { load } : {}) },
   );
+}
+
+/** A worker that could not start exits (the IPC channel would keep it alive): the primary learns of the failure from its exit. */
+function exitFailedWorker(link: { close(): void } | undefined): void {
+  if (!link) return;
+  link.close();
+  setTimeout(() => process.exit(1), 50).unref();
 }
 
 /**
