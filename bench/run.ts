@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,13 +99,38 @@ async function introspectionCounts(server: ServerChild, name: ServerName): Promi
     return { active: stats.active, other: stats.inactive };
   }
   if (!server.ready.metricsUrl) throw new Error(`${server.name}: announced no metrics URL`);
-  const text = await (await fetch(server.ready.metricsUrl)).text();
-  const counts = { active: 0, other: 0 };
-  for (const m of text.matchAll(/^leash_introspections_total\{outcome="([a-z_]+)"\} ([0-9.e+]+)$/gm)) {
-    if (m[1] === 'active') counts.active += Number(m[2]);
-    else counts.other += Number(m[2]);
+  // With --leash-workers N each worker answers /metrics for itself (the scrape lands on one of
+  // them): scrape over fresh connections until N workers (told apart by their process start
+  // time) were seen, and add their counters up.
+  const byWorker = new Map<string, { active: number; other: number }>();
+  for (let i = 0; i < 10 * server.workers && byWorker.size < server.workers; i++) {
+    const text = await scrapeFresh(server.ready.metricsUrl);
+    const counts = { active: 0, other: 0 };
+    for (const m of text.matchAll(/^leash_introspections_total\{outcome="([a-z_]+)"\} ([0-9.e+]+)$/gm)) {
+      if (m[1] === 'active') counts.active += Number(m[2]);
+      else counts.other += Number(m[2]);
+    }
+    byWorker.set(/^process_start_time_seconds ([0-9.e+]+)$/m.exec(text)?.[1] ?? 'one', counts);
   }
-  return counts;
+  if (byWorker.size < server.workers) throw new Error(`${server.name}: /metrics reached ${byWorker.size} of ${server.workers} workers`);
+  const total = { active: 0, other: 0 };
+  for (const c of byWorker.values()) {
+    total.active += c.active;
+    total.other += c.other;
+  }
+  return total;
+}
+
+/** One GET on a connection of its own (node:cluster hands each new connection to the next worker). */
+function scrapeFresh(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    httpGet(url, { agent: false, headers: { connection: 'close' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve(text));
+    }).on('error', reject);
+  });
 }
 
 /** Bodies, path and headers per workload for one server (its task id is part of every exchange). */
@@ -264,15 +290,15 @@ async function main(): Promise<number> {
         continue;
       }
       for (const store of opts.stores) {
-        for (const keys of opts.keys) {
-          const variant = keys === 'local' ? store : `${store}+${keys}`;
+        for (const [keys, workers] of opts.keys.flatMap((k) => opts.leashWorkers.map((w) => [k, w] as const))) {
+          const variant = `${keys === 'local' ? store : `${store}+${keys}`}${workers > 1 ? `×${workers}w` : ''}`;
           const vault = keys === 'local' ? undefined : await startVaultContract();
           try {
             if (vault && keys === 'vault-transit' && !transitSign) {
               log('measuring Transit sign latency (1000 sequential signs through node-vault, contract server)...');
               transitSign = await measureTransitSign(vault);
             }
-            const withKeys: ServerInput = vault ? { ...input, keys: { backend: keys, vaultAddress: vault.url, vaultToken: vault.rootToken } } : input;
+            const withKeys: ServerInput = { ...(vault ? { ...input, keys: { backend: keys, vaultAddress: vault.url, vaultToken: vault.rootToken } } : input), ...(workers > 1 ? { workers } : {}) };
             if (store === 'sqlite') {
               await benchServer(name, withKeys, tokens, opts, creds, runs, { store: variant });
               continue;

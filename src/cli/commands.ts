@@ -255,8 +255,8 @@ function exitFailedWorker(link: { close(): void } | undefined): void {
 }
 
 /**
- * How many processes serve: `--workers` (a count or `auto`), else `settings.workers`
- * (which LEASH_WORKERS overrides); `auto` is one per core.
+ * How many processes serve: `--workers` (a count or `auto`; `$LEASH_WORKERS` when not
+ * given), else `settings.workers`; `auto` is one per core.
  */
 export function workerCount(flag: string | undefined, setting: number | 'auto'): number {
   let value: number | 'auto' = setting;

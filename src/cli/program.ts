@@ -53,6 +53,7 @@ export const LEASH: CommandSpec = {
         {
           name: 'workers',
           value: 'n',
+          env: 'LEASH_WORKERS',
           summary: 'worker processes sharing the ports (node:cluster), or auto: one per core; instead of settings.workers (1: one process, no primary)',
           complete: 'none',
         },

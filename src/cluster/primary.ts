@@ -12,6 +12,19 @@ export interface PrimaryOptions {
   readonly maxBackoffMs?: number;
   /** Crashes in a row of a worker that never became ready before the primary gives up (exit 1). */
   readonly maxStartFailures?: number;
+  /** Environment of the workers (default: the primary's). */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Forward SIGTERM, SIGINT and SIGHUP to the workers (default true; the bench stops its primary itself). */
+  readonly handleSignals?: boolean;
+}
+
+export interface Primary {
+  /** Resolves once every worker has been ready once. */
+  readonly ready: Promise<void>;
+  /** The exit code: 0 after a stop, 1 when workers kept failing at start. */
+  readonly finished: Promise<number>;
+  /** Sends `signal` to every worker (SIGTERM: drain) and restarts none. */
+  stop(signal: NodeJS.Signals): void;
 }
 
 interface Slot {
@@ -43,6 +56,10 @@ const HEALTHY_MS = 30_000;
  * (reload) to every worker, and exits 1 if workers keep failing at start.
  */
 export function runPrimary(opts: PrimaryOptions): Promise<number> {
+  return startPrimary(opts).finished;
+}
+
+export function startPrimary(opts: PrimaryOptions): Primary {
   const log = opts.logger;
   const relayTimeoutMs = opts.relayTimeoutMs ?? 1000;
   const backoffMs = opts.backoffMs ?? 500;
@@ -55,6 +72,8 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
   let exitCode = 0;
   let done!: (code: number) => void;
   const finished = new Promise<number>((resolve) => (done = resolve));
+  let allReady!: () => void;
+  const ready = new Promise<void>((resolve) => (allReady = resolve));
 
   const live = (): Worker[] => slots.flatMap((s) => (s.worker && !s.worker.isDead() ? [s.worker] : []));
   const send = (w: Worker, m: PrimaryToWorker) => {
@@ -83,6 +102,7 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
           // The first worker created the keyring and migrated the store: the rest start together.
           for (const s of slots) if (!s.worker && !stopping) fork(s);
         }
+        if (slots.every((s) => s.ready)) allReady();
         break;
       case 'change': {
         const others = live().filter((o) => o !== w);
@@ -112,7 +132,7 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
   const fork = (slot: Slot) => {
     slot.restart = undefined;
     slot.ready = false;
-    const w = cluster.fork();
+    const w = cluster.fork(opts.env);
     slot.worker = w;
     w.on('message', (m: unknown) => onMessage(slot, w, m));
     w.once('exit', (code: number | null, signal: NodeJS.Signals | null) => onExit(slot, w, code, signal));
@@ -172,16 +192,22 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
     log.info('SIGHUP: every worker reloads the policy', { workers: live().length });
     for (const w of live()) w.process.kill('SIGHUP');
   };
-  process.on('SIGTERM', onStop);
-  process.on('SIGINT', onStop);
-  process.on('SIGHUP', onReload);
+  const forwardSignals = opts.handleSignals !== false;
+  if (forwardSignals) {
+    process.on('SIGTERM', onStop);
+    process.on('SIGINT', onStop);
+    process.on('SIGHUP', onReload);
+  }
 
   log.info(`starting ${opts.workers} workers`, { workers: opts.workers, pid: process.pid });
   fork(slots[0]!);
-  return finished.finally(() => {
-    process.off('SIGTERM', onStop);
-    process.off('SIGINT', onStop);
-    process.off('SIGHUP', onReload);
+  const result = finished.finally(() => {
+    if (forwardSignals) {
+      process.off('SIGTERM', onStop);
+      process.off('SIGINT', onStop);
+      process.off('SIGHUP', onReload);
+    }
     for (const p of pending.values()) clearTimeout(p.timer);
   });
+  return { ready, finished: result, stop };
 }

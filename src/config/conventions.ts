@@ -47,8 +47,6 @@ export function normalizeValues(root: unknown, schema: SchemaNode, fromEnv: Read
       }
       if (env && (node.type === 'integer' || node.type === 'number') && /^-?[0-9]+(\.[0-9]+)?$/.test(value)) return Number(value);
       if (env && node.type === 'boolean' && (value === 'true' || value === 'false')) return value === 'true';
-      // A union of an integer and a keyword (`workers: 4 | auto`): digits from the environment are the integer.
-      if (env && /^[0-9]+$/.test(value) && (node.anyOf ?? node.oneOf)?.some((b) => b.type === 'integer')) return Number(value);
       return value;
     }
     const branch = node.anyOf || node.oneOf ? branchOf(node, value) : undefined;

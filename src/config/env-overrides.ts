@@ -22,7 +22,6 @@ export const ENV_OVERRIDABLE_SETTINGS = [
   'keys.dir',
   'log.level',
   'production',
-  'workers',
 ] as const;
 
 export const envNameOf = (setting: string): string => `LEASH_${setting.toUpperCase().replace(/\./g, '_')}`;
