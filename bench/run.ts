@@ -100,17 +100,17 @@ async function introspectionCounts(server: ServerChild, name: ServerName): Promi
   }
   if (!server.ready.metricsUrl) throw new Error(`${server.name}: announced no metrics URL`);
   // With --leash-workers N each worker answers /metrics for itself (the scrape lands on one of
-  // them): scrape over fresh connections until N workers (told apart by their process start
-  // time) were seen, and add their counters up.
+  // them; bench/leash-server.ts labels each worker's series `worker`): scrape over fresh
+  // connections until N workers were seen, and add their counters up.
   const byWorker = new Map<string, { active: number; other: number }>();
   for (let i = 0; i < 10 * server.workers && byWorker.size < server.workers; i++) {
     const text = await scrapeFresh(server.ready.metricsUrl);
     const counts = { active: 0, other: 0 };
-    for (const m of text.matchAll(/^leash_introspections_total\{outcome="([a-z_]+)"\} ([0-9.e+]+)$/gm)) {
+    for (const m of text.matchAll(/^leash_introspections_total\{outcome="([a-z_]+)"(?:,worker="[0-9]+")?\} ([0-9.e+]+)$/gm)) {
       if (m[1] === 'active') counts.active += Number(m[2]);
       else counts.other += Number(m[2]);
     }
-    byWorker.set(/^process_start_time_seconds ([0-9.e+]+)$/m.exec(text)?.[1] ?? 'one', counts);
+    byWorker.set(/worker="([0-9]+)"/.exec(text)?.[1] ?? 'one', counts);
   }
   if (byWorker.size < server.workers) throw new Error(`${server.name}: /metrics reached ${byWorker.size} of ${server.workers} workers`);
   const total = { active: 0, other: 0 };
