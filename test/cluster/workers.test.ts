@@ -99,7 +99,7 @@ class Pinned {
         let text = '';
         res.on('data', (d: Buffer) => (text += d.toString()));
         res.on('end', () => {
-          let parsed: Record<string, any> = {};
+          let parsed: Record<string, any>;
           try {
             parsed = text ? (JSON.parse(text) as Record<string, any>) : {};
           } catch {
