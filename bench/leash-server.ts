@@ -115,8 +115,6 @@ async function main(): Promise<void> {
 async function worker(w: WorkerInput): Promise<void> {
   const link = new WorkerLink();
   const broker = await Broker.create(loadedOf(w.configInput, w.dir), { cluster: link, logger: createLogger({ base: { worker: cluster.worker!.id } }) });
-  // The bench sums the workers' introspection counters: each worker's series say whose they are.
-  broker.metrics.registry.setDefaultLabels({ worker: String(cluster.worker!.id) });
   await broker.listen(w.port, '127.0.0.1');
   link.ready();
   // The primary sends SIGTERM to stop; the parent's pipes are the primary's.

@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
-import { get as httpGet } from 'node:http';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,38 +98,14 @@ async function introspectionCounts(server: ServerChild, name: ServerName): Promi
     return { active: stats.active, other: stats.inactive };
   }
   if (!server.ready.metricsUrl) throw new Error(`${server.name}: announced no metrics URL`);
-  // With --leash-workers N each worker answers /metrics for itself (the scrape lands on one of
-  // them; bench/leash-server.ts labels each worker's series `worker`): scrape over fresh
-  // connections until N workers were seen, and add their counters up.
-  const byWorker = new Map<string, { active: number; other: number }>();
-  for (let i = 0; i < 10 * server.workers && byWorker.size < server.workers; i++) {
-    const text = await scrapeFresh(server.ready.metricsUrl);
-    const counts = { active: 0, other: 0 };
-    for (const m of text.matchAll(/^leash_introspections_total\{outcome="([a-z_]+)"(?:,worker="[0-9]+")?\} ([0-9.e+]+)$/gm)) {
-      if (m[1] === 'active') counts.active += Number(m[2]);
-      else counts.other += Number(m[2]);
-    }
-    byWorker.set(/worker="([0-9]+)"/.exec(text)?.[1] ?? 'one', counts);
+  // With --leash-workers N the scrape is answered for all workers at once (the primary aggregates them).
+  const text = await (await fetch(server.ready.metricsUrl)).text();
+  const counts = { active: 0, other: 0 };
+  for (const m of text.matchAll(/^leash_introspections_total\{outcome="([a-z_]+)"\} ([0-9.e+]+)$/gm)) {
+    if (m[1] === 'active') counts.active += Number(m[2]);
+    else counts.other += Number(m[2]);
   }
-  if (byWorker.size < server.workers) throw new Error(`${server.name}: /metrics reached ${byWorker.size} of ${server.workers} workers`);
-  const total = { active: 0, other: 0 };
-  for (const c of byWorker.values()) {
-    total.active += c.active;
-    total.other += c.other;
-  }
-  return total;
-}
-
-/** One GET on a connection of its own (node:cluster hands each new connection to the next worker). */
-function scrapeFresh(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    httpGet(url, { agent: false, headers: { connection: 'close' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve(text));
-    }).on('error', reject);
-  });
+  return counts;
 }
 
 /** Bodies, path and headers per workload for one server (its task id is part of every exchange). */

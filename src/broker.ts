@@ -429,7 +429,11 @@ export class Broker {
       revocation: this.revocation,
       clock: this.clock,
     });
+    const cluster = opts.cluster;
+    const localMetrics = () => this.metrics.registry.getMetricsAsJSON() as Promise<unknown[]>;
+    cluster?.serveMetrics(localMetrics);
     this.http = new BrokerHttp({
+      ...(cluster ? { scrape: () => cluster.scrapeAll(localMetrics) } : {}),
       ready: () => this.readiness(),
       log: this.logger,
       revocationFeed: this.revocationFeed,

@@ -39,11 +39,39 @@ export interface ReadyMessage {
   readonly leash: 'ready';
 }
 
-export type WorkerToPrimary = ChangeMessage | AppliedMessage | KeysChangedMessage | ReadyMessage;
-/** A relayed ChangeMessage also names the worker that made it. */
-export type PrimaryToWorker = (ChangeMessage & { readonly from: number }) | RelayedMessage | KeysChangedMessage;
+/** Worker → primary: a scrape of /metrics reached this worker; the primary gathers every worker's metrics. */
+export interface MetricsRequestMessage {
+  readonly leash: 'metrics-request';
+  readonly id: number;
+}
 
-const KINDS = new Set(['change', 'applied', 'relayed', 'keys-changed', 'ready']);
+/** Primary → every worker: send your registry (`getMetricsAsJSON`). */
+export interface MetricsCollectMessage {
+  readonly leash: 'metrics-collect';
+  readonly id: number;
+}
+
+/** Worker → primary: this worker's metrics for collection `id`. */
+export interface MetricsPartMessage {
+  readonly leash: 'metrics-part';
+  readonly id: number;
+  readonly metrics: unknown[];
+}
+
+/** Primary → the worker that asked: the exposition text of every worker's metrics, aggregated. */
+export interface MetricsResultMessage {
+  readonly leash: 'metrics-result';
+  readonly id: number;
+  readonly text: string;
+  /** Workers that did not answer in time (their series are missing). */
+  readonly missing: number;
+}
+
+export type WorkerToPrimary = ChangeMessage | AppliedMessage | KeysChangedMessage | ReadyMessage | MetricsRequestMessage | MetricsPartMessage;
+/** A relayed ChangeMessage also names the worker that made it. */
+export type PrimaryToWorker = (ChangeMessage & { readonly from: number }) | RelayedMessage | KeysChangedMessage | MetricsCollectMessage | MetricsResultMessage;
+
+const KINDS = new Set(['change', 'applied', 'relayed', 'keys-changed', 'ready', 'metrics-request', 'metrics-collect', 'metrics-part', 'metrics-result']);
 
 export function isLeashMessage(m: unknown): m is { readonly leash: string } {
   return typeof m === 'object' && m !== null && KINDS.has((m as { leash?: unknown }).leash as string);

@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from '../log/logger.js';
 import { isLeashMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
 
@@ -39,6 +40,14 @@ interface Slot {
   restart: NodeJS.Timeout | undefined;
 }
 
+interface PendingScrape {
+  readonly requester: Worker;
+  readonly requestId: number;
+  readonly waiting: Set<number>;
+  readonly parts: object[];
+  readonly timer: NodeJS.Timeout;
+}
+
 interface PendingRelay {
   readonly waiting: Set<number>;
   readonly timer: NodeJS.Timeout;
@@ -51,7 +60,8 @@ const HEALTHY_MS = 30_000;
  * The primary of `leash serve --workers N`: serves nothing itself. It forks the workers
  * (the first alone, so one process creates the keyring and migrates the store, then the
  * rest together), and node:cluster hands each of them the shared public and management
- * listeners. It relays state changes between workers (messages.ts), restarts a worker
+ * listeners. It relays state changes between workers (messages.ts), gathers every
+ * worker's metrics for a scrape of /metrics (whichever worker it reaches), restarts a worker
  * that dies unexpectedly with backoff, forwards SIGTERM/SIGINT (drain) and SIGHUP
  * (reload) to every worker, and exits 1 if workers keep failing at start.
  */
@@ -67,6 +77,8 @@ export function startPrimary(opts: PrimaryOptions): Primary {
   const maxStartFailures = opts.maxStartFailures ?? 3;
   const slots: Slot[] = Array.from({ length: opts.workers }, (_, index) => ({ index, worker: undefined, ready: false, startFailures: 0, crashes: 0, readyAt: 0, restart: undefined }));
   const pending = new Map<string, PendingRelay>();
+  const scrapes = new Map<number, PendingScrape>();
+  let nextScrape = 0;
   let stopping = false;
   let everReady = false;
   let exitCode = 0;
@@ -126,7 +138,37 @@ export function startPrimary(opts: PrimaryOptions): Primary {
       case 'keys-changed':
         for (const o of live()) if (o !== w) send(o, msg);
         break;
+      case 'metrics-request': {
+        // One scrape sees every worker: counters and histograms summed, store-wide gauges taken once (their `aggregator`).
+        const workers = live();
+        const id = ++nextScrape;
+        scrapes.set(id, { requester: w, requestId: msg.id, waiting: new Set(workers.map((o) => o.id)), parts: [], timer: setTimeout(() => void finishScrape(id), relayTimeoutMs) });
+        for (const o of workers) send(o, { leash: 'metrics-collect', id });
+        break;
+      }
+      case 'metrics-part': {
+        const scrape = scrapes.get(msg.id);
+        if (!scrape || !scrape.waiting.delete(w.id)) break;
+        scrape.parts.push(msg.metrics);
+        if (scrape.waiting.size === 0) void finishScrape(msg.id);
+        break;
+      }
     }
+  };
+
+  const finishScrape = async (id: number) => {
+    const scrape = scrapes.get(id);
+    if (!scrape) return;
+    scrapes.delete(id);
+    clearTimeout(scrape.timer);
+    let text: string;
+    try {
+      text = await AggregatorRegistry.aggregate(scrape.parts).metrics();
+    } catch (err) {
+      log.warn("aggregating the workers' metrics failed", { error: err instanceof Error ? err.message : String(err) });
+      text = '';
+    }
+    send(scrape.requester, { leash: 'metrics-result', id: scrape.requestId, text, missing: scrape.waiting.size });
   };
 
   const fork = (slot: Slot) => {
@@ -151,6 +193,7 @@ export function startPrimary(opts: PrimaryOptions): Primary {
         pending.delete(key);
       }
     }
+    for (const [id, scrape] of scrapes) if (scrape.waiting.delete(w.id) && scrape.waiting.size === 0) void finishScrape(id);
     if (stopping) {
       if (live().length === 0) done(exitCode);
       return;
@@ -208,6 +251,7 @@ export function startPrimary(opts: PrimaryOptions): Primary {
       process.off('SIGHUP', onReload);
     }
     for (const p of pending.values()) clearTimeout(p.timer);
+    for (const p of scrapes.values()) clearTimeout(p.timer);
   });
   return { ready, finished: result, stop };
 }

@@ -14,6 +14,13 @@ export interface ClusterLink {
   keysChanged(): void;
   /** A sibling's key set changed; returns an unsubscribe. */
   onSiblingKeysChanged(listener: () => void): () => void;
+  /**
+   * `/metrics` of the whole process group: every worker's registry (`local` is this
+   * worker's, also sent when a sibling's scrape asks), aggregated by the primary.
+   */
+  scrapeAll(local: () => Promise<unknown[]>): Promise<string>;
+  /** This worker's registry, for the scrapes that reach a sibling. */
+  serveMetrics(local: () => Promise<unknown[]>): void;
 }
 
 /**
@@ -30,6 +37,8 @@ export class WorkerLink implements ClusterLink {
   readonly #listeners = new Set<(change: StateChange) => void>();
   readonly #keyListeners = new Set<() => void>();
   readonly #waiting = new Map<number, () => void>();
+  readonly #scrapes = new Map<number, (text: string | undefined) => void>();
+  #metrics: (() => Promise<unknown[]>) | undefined;
   #next = 0;
   readonly #onMessage = (m: unknown) => this.#receive(m);
 
@@ -47,6 +56,8 @@ export class WorkerLink implements ClusterLink {
     process.off('message', this.#onMessage);
     for (const resolve of this.#waiting.values()) resolve();
     this.#waiting.clear();
+    for (const resolve of this.#scrapes.values()) resolve(undefined);
+    this.#scrapes.clear();
   }
 
   wrapStore(store: Store): Store {
@@ -98,6 +109,29 @@ export class WorkerLink implements ClusterLink {
     return () => this.#keyListeners.delete(entry);
   }
 
+  scrapeAll(local: () => Promise<unknown[]>): Promise<string> {
+    this.#metrics = local;
+    const id = ++this.#next;
+    return new Promise((resolve, reject) => {
+      const guard = setTimeout(() => {
+        this.#scrapes.delete(id);
+        reject(new Error('the primary did not answer the metrics collection'));
+      }, RELAY_GUARD_MS);
+      guard.unref();
+      this.#scrapes.set(id, (text) => {
+        clearTimeout(guard);
+        if (text === undefined) reject(new Error("the workers' metrics could not be aggregated"));
+        else resolve(text);
+      });
+      this.#send({ leash: 'metrics-request', id });
+    });
+  }
+
+  /** Registers this worker's registry before any scrape reached it, so a sibling's scrape includes it. */
+  serveMetrics(local: () => Promise<unknown[]>): void {
+    this.#metrics = local;
+  }
+
   #relay(change: StateChange): Promise<void> {
     // Closed or orphaned: nothing to tell; siblings (if any) catch up by their sync.
     if (!process.connected) return Promise.resolve();
@@ -137,6 +171,20 @@ export class WorkerLink implements ClusterLink {
       case 'keys-changed':
         for (const l of [...this.#keyListeners]) l();
         break;
+      case 'metrics-collect': {
+        const id = msg.id;
+        void (this.#metrics?.() ?? Promise.resolve([])).then(
+          (metrics) => this.#send({ leash: 'metrics-part', id, metrics }),
+          () => this.#send({ leash: 'metrics-part', id, metrics: [] }),
+        );
+        break;
+      }
+      case 'metrics-result': {
+        const resolve = this.#scrapes.get(msg.id);
+        this.#scrapes.delete(msg.id);
+        resolve?.(msg.text === '' ? undefined : msg.text);
+        break;
+      }
     }
   }
 

@@ -321,6 +321,31 @@ describe.each(backends)('leash serve --workers 2 on %s', (name, storeOf) => {
     expect(results.filter((st) => st !== 200).every((st) => st === 429 || st === 400)).toBe(true);
   });
 
+  it('/metrics answers for both workers, whichever one the scrape reaches: counters summed, store-wide gauges once', async () => {
+    // The quota test above issued exactly 7 tokens to quota-reader, over both workers.
+    const issued = /^leash_tokens_issued_total\{kind="jwt",plugin="quota-reader"\} ([0-9]+)$/m;
+    const scrapes: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = new Pinned(s.managementUrl);
+      const res = await new Promise<string>((resolve, reject) => {
+        const req = request(`${s.managementUrl}/metrics`, { agent: p.agent }, (r) => {
+          let text = '';
+          r.on('data', (d: Buffer) => (text += d.toString()));
+          r.on('end', () => resolve(text));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      p.close();
+      scrapes.push(res);
+    }
+    for (const text of scrapes) {
+      expect(issued.exec(text)?.[1]).toBe('7');
+      // One build, not one per worker.
+      expect(/^leash_build_info\{[^}]*\} ([0-9]+)$/m.exec(text)?.[1]).toBe('1');
+    }
+  });
+
   it('a DPoP proof used at worker A is refused when replayed to worker B', async () => {
     const pair = await generateKeyPair('ES256', { extractable: true });
     const jwk = await exportJWK(pair.publicKey);
