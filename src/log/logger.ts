@@ -86,7 +86,8 @@ export interface LoggerOptions {
 /**
  * The one log stream (pino underneath): level names (`"level":"warn"`), ISO time (`"time"`),
  * the message as `msg`, fields beside it, secrets redacted by name. No pid or hostname: the
- * platform's log collector adds where a line came from.
+ * platform's log collector adds where a line came from (except for the workers of
+ * `serve --workers N`, which share one stream: `base` names the worker and its pid).
  */
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const now = opts.clock ? () => opts.clock!.now() : Date.now;
