@@ -10,6 +10,11 @@
  */
 import { readFileSync } from 'node:fs';
 
+// `leash serve` defaults to one worker per core (settings.workers: auto). Set here, in the
+// process jest starts its workers from, so every `leash serve` a test spawns (whatever env
+// it passes on) tests the one-process path unless it asks for workers (--workers wins).
+process.env.LEASH_WORKERS ??= '1';
+
 const manifest = JSON.parse(readFileSync(new URL('./test/projects.json', import.meta.url), 'utf8'));
 const listed = (project) => Object.keys(manifest[project]).map((file) => `<rootDir>/${file}`);
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -18,6 +18,8 @@ export interface ServerChild {
   stderrTail(): string;
   /** Stops the child (SIGTERM, so a CPU profile gets written) and waits for it to exit. */
   stop(): Promise<void>;
+  /** Leash worker processes behind `pid` (--leash-workers; 1: the server is one process). */
+  readonly workers: number;
 }
 
 const TAIL_LINES = 40;
@@ -66,6 +68,7 @@ export async function startServer(name: string, script: string, input: ServerInp
   return {
     name,
     pid: child.pid!,
+    workers: input.workers ?? 1,
     ready,
     stderrTail: () => tail.join('\n'),
     async stop() {
@@ -79,14 +82,24 @@ export async function startServer(name: string, script: string, input: ServerInp
   };
 }
 
-/** CPU seconds used so far by a process: main thread and all other threads (Linux /proc; empty elsewhere). */
+/**
+ * CPU seconds used so far by a process: main thread and all other threads, and those of
+ * its child processes (the workers of `--leash-workers N`) under `workers:` labels (Linux
+ * /proc; empty elsewhere).
+ */
 export function threadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
+  addThreads(out, pid, '');
+  for (const child of descendants(pid)) addThreads(out, child, 'workers:');
+  return out;
+}
+
+function addThreads(out: Map<string, number>, pid: number, prefix: string): void {
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
-    return out;
+    return;
   }
   const ticks = 100; // USER_HZ on Linux
   for (const tid of tids) {
@@ -97,13 +110,26 @@ export function threadCpu(pid: number): Map<string, number> {
       const cpu = (Number(rest[11]) + Number(rest[12])) / ticks;
       // Node 20 does not name its threads: everything but the main thread is the libuv pool
       // (async crypto such as jose's WebCrypto, fs) and V8's platform workers (GC, JIT).
-      const label = tid === String(pid) ? 'main' : 'other';
+      const label = `${prefix}${tid === String(pid) ? 'main' : 'other'}`;
       out.set(label, (out.get(label) ?? 0) + cpu);
     } catch {
       // thread ended between readdir and read
     }
   }
-  return out;
+}
+
+/** Child processes, recursively (node:cluster forks from the main thread, which /proc lists them under). */
+function descendants(pid: number): number[] {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split(/\s+/)
+    .filter((t) => t !== '')
+    .flatMap((t) => [Number(t), ...descendants(Number(t))]);
 }
 
 export function diffCpu(after: Map<string, number>, before: Map<string, number>): Record<string, number> {

@@ -10,7 +10,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import cluster from 'node:cluster';
 import { Broker } from '../src/broker.js';
+import { startPrimary, type Primary } from '../src/cluster/primary.js';
+import { WorkerLink } from '../src/cluster/worker-link.js';
+import { createLogger } from '../src/log/logger.js';
 import { freePort } from '../test/support/net.js';
 import { parseConfig, type LoadedConfig } from '../src/config/load.js';
 import { BENCH_NAMESPACE, BENCH_SERVICE_ACCOUNT } from './cluster.js';
@@ -18,7 +22,21 @@ import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, onShutdown
 
 const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex');
 
+/** What the primary hands its workers (the same config, port and folder for all of them). */
+interface WorkerInput {
+  readonly configInput: Record<string, unknown>;
+  readonly dir: string;
+  readonly port: number;
+}
+const WORKER_ENV = 'LEASH_BENCH_WORKER';
+
+function loadedOf(configInput: Record<string, unknown>, dir: string): LoadedConfig {
+  return { config: parseConfig(configInput, { baseDir: dir }), path: join(dir, 'leash.yaml'), baseDir: dir, digest: sha256hex(JSON.stringify(configInput)) };
+}
+
 async function main(): Promise<void> {
+  // A worker of `--leash-workers N`: the same broker as one process, linked to its siblings (src/cluster/).
+  if (cluster.isWorker) return worker(JSON.parse(process.env[WORKER_ENV]!) as WorkerInput);
   const input = readServerInput();
   // The Vault token reaches the broker the way it would in production: an environment variable.
   if (input.keys?.vaultToken) process.env.VAULT_TOKEN = input.keys.vaultToken;
@@ -26,12 +44,14 @@ async function main(): Promise<void> {
   const orchestratorKey = randomBytes(24).toString('base64url');
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
+  const workers = input.workers ?? 1;
   const configInput = {
     version: 1,
     settings: {
       issuer: input.issuer ?? url,
       listen: { host: '127.0.0.1', port },
-      management: { listen: { host: '127.0.0.1', port: 0 } },
+      // Workers share the management port too: a fixed one, so the primary can name it.
+      management: { listen: { host: '127.0.0.1', port: workers > 1 ? await freePort() : 0 } },
       store: input.store.kind === 'redis' ? { kind: 'redis', url: input.store.url, key_prefix: input.store.keyPrefix } : { kind: 'sqlite', path: join(dir, 'leash.db') },
       keys: { dir: input.keysDir ?? join(dir, 'keys'), backend: input.keys?.backend ?? 'local' },
       ...(input.keys?.vaultAddress ? { vault: { address: input.keys.vaultAddress, auth: { method: 'token', token_env: 'VAULT_TOKEN' } } } : {}),
@@ -52,20 +72,29 @@ async function main(): Promise<void> {
     ],
   };
   let broker: Broker | undefined;
+  let primary: Primary | undefined;
   const cleanup = async () => {
     await broker?.close();
+    if (primary) {
+      primary.stop('SIGTERM');
+      await primary.finished;
+    }
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    const loaded: LoadedConfig = {
-      config: parseConfig(configInput, { baseDir: dir }),
-      path: join(dir, 'leash.yaml'),
-      baseDir: dir,
-      digest: sha256hex(JSON.stringify(configInput)),
-    };
-    // Logs go to stderr as in production (the access line of every request included); stdout carries only the ready line.
-    broker = await Broker.create(loaded);
-    await broker.listen(port, '127.0.0.1');
+    let metricsUrl: string | undefined;
+    if (workers > 1) {
+      // The primary serves nothing (as `leash serve --workers N`): it forks, relays and waits.
+      const worker: WorkerInput = { configInput, dir, port };
+      primary = startPrimary({ workers, logger: createLogger({ base: { role: 'primary' } }), env: { ...process.env, [WORKER_ENV]: JSON.stringify(worker) }, handleSignals: false });
+      await Promise.race([primary.ready, primary.finished.then((code) => Promise.reject(new Error(`the workers did not start (primary exit ${code})`)))]);
+      metricsUrl = `http://127.0.0.1:${(configInput.settings.management.listen as { port: number }).port}/metrics`;
+    } else {
+      // Logs go to stderr as in production (the access line of every request included); stdout carries only the ready line.
+      broker = await Broker.create(loadedOf(configInput, dir));
+      await broker.listen(port, '127.0.0.1');
+      metricsUrl = `${broker.managementUrl}/metrics`;
+    }
     onShutdown(cleanup);
 
     const res = await fetch(`${url}/tasks`, {
@@ -75,11 +104,26 @@ async function main(): Promise<void> {
     });
     const body = (await res.json()) as { id?: string };
     if (res.status !== 201 || typeof body.id !== 'string') throw new Error(`opening the bench task failed: ${res.status} ${JSON.stringify(body)}`);
-    announceReady({ url, metricsUrl: `${broker.managementUrl}/metrics`, task: body.id, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
+    announceReady({ url, metricsUrl, task: body.id, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
   } catch (err) {
     await cleanup().catch(() => undefined);
     throw err;
   }
+}
+
+/** One worker: the broker on the primary's config, its ports shared through node:cluster, linked to its siblings. */
+async function worker(w: WorkerInput): Promise<void> {
+  const link = new WorkerLink();
+  const broker = await Broker.create(loadedOf(w.configInput, w.dir), { cluster: link, logger: createLogger({ base: { worker: cluster.worker!.id } }) });
+  await broker.listen(w.port, '127.0.0.1');
+  link.ready();
+  // The primary sends SIGTERM to stop; the parent's pipes are the primary's.
+  process.once('SIGTERM', () => {
+    void broker
+      .close()
+      .finally(() => link.close())
+      .finally(() => process.exit(0));
+  });
 }
 
 main().catch((err: unknown) => {

@@ -29,6 +29,8 @@ export interface BenchOptions {
   readonly appendfsync: 'everysec' | 'always';
   /** Leash's key backend(s); Vault ones run against the Vault contract server (test/support). */
   readonly keys: readonly KeyBackendName[];
+  /** Leash worker processes (`serve --workers N`, node:cluster), each count its own Leash run; default [1]. */
+  readonly leashWorkers: readonly number[];
 }
 
 export const SUITE_NAMES = ['throughput', 'propagation'] as const;
@@ -63,6 +65,8 @@ const USAGE = `usage: npm run bench -- [options]
   --keys <list>       Leash's key backend: local, vault-kv, vault-transit or a comma list
                       (default local); Vault backends use the Vault contract server from
                       test/support, started by this process on loopback
+  --leash-workers <list>  Leash worker processes (serve --workers N): 1, 2 or a comma list
+                      such as 1,2 (each its own Leash run; default 1)
   --profile           also profile Leash (--cpu-prof) under the cold workload and summarise it
   --help`;
 
@@ -106,6 +110,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       store: { type: 'string' },
       appendfsync: { type: 'string' },
       keys: { type: 'string' },
+      'leash-workers': { type: 'string' },
       suite: { type: 'string' },
       revocations: { type: 'string' },
       'poll-interval': { type: 'string' },
@@ -131,6 +136,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     stores: values.store === undefined ? ['sqlite'] : list('store', values.store, STORE_NAMES),
     appendfsync: appendfsync(values.appendfsync),
     keys: values.keys === undefined ? ['local'] : list('keys', values.keys, KEY_BACKEND_NAMES),
+    leashWorkers: (values['leash-workers'] ?? '1').split(',').map((w) => positiveInt('leash-workers', w.trim(), 1)),
   };
 }
 

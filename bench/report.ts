@@ -33,7 +33,8 @@ export function formatTable(runs: readonly RunRecord[]): string {
       String(r.non2xx),
       String(r.errors + r.timeouts),
       r.cpuMicrosPerRequest.toFixed(0),
-      `${(r.serverCpu.main ?? 0).toFixed(1)}/${(r.serverCpu.other ?? 0).toFixed(1)}`,
+      // With workers, main/other add up the workers' threads (the primary's own CPU is in the total, not here).
+      `${((r.serverCpu.main ?? 0) + (r.serverCpu['workers:main'] ?? 0)).toFixed(1)}/${((r.serverCpu.other ?? 0) + (r.serverCpu['workers:other'] ?? 0)).toFixed(1)}`,
       r.storeCpuMicrosPerRequest === undefined ? '' : r.storeCpuMicrosPerRequest.toFixed(0),
     ]),
   );

@@ -98,6 +98,7 @@ async function introspectionCounts(server: ServerChild, name: ServerName): Promi
     return { active: stats.active, other: stats.inactive };
   }
   if (!server.ready.metricsUrl) throw new Error(`${server.name}: announced no metrics URL`);
+  // With --leash-workers N the scrape is answered for all workers at once (the primary aggregates them).
   const text = await (await fetch(server.ready.metricsUrl)).text();
   const counts = { active: 0, other: 0 };
   for (const m of text.matchAll(/^leash_introspections_total\{outcome="([a-z_]+)"\} ([0-9.e+]+)$/gm)) {
@@ -264,15 +265,15 @@ async function main(): Promise<number> {
         continue;
       }
       for (const store of opts.stores) {
-        for (const keys of opts.keys) {
-          const variant = keys === 'local' ? store : `${store}+${keys}`;
+        for (const [keys, workers] of opts.keys.flatMap((k) => opts.leashWorkers.map((w) => [k, w] as const))) {
+          const variant = `${keys === 'local' ? store : `${store}+${keys}`}${workers > 1 ? `×${workers}w` : ''}`;
           const vault = keys === 'local' ? undefined : await startVaultContract();
           try {
             if (vault && keys === 'vault-transit' && !transitSign) {
               log('measuring Transit sign latency (1000 sequential signs through node-vault, contract server)...');
               transitSign = await measureTransitSign(vault);
             }
-            const withKeys: ServerInput = vault ? { ...input, keys: { backend: keys, vaultAddress: vault.url, vaultToken: vault.rootToken } } : input;
+            const withKeys: ServerInput = { ...(vault ? { ...input, keys: { backend: keys, vaultAddress: vault.url, vaultToken: vault.rootToken } } : input), ...(workers > 1 ? { workers } : {}) };
             if (store === 'sqlite') {
               await benchServer(name, withKeys, tokens, opts, creds, runs, { store: variant });
               continue;

@@ -70,6 +70,7 @@ import { TaskBudgetEnforcer } from './usage/budgets.js';
 import { buildTimeline } from './usage/timeline.js';
 import { linkingLeaseStore, linkingTokenIndex } from './usage/credential-links.js';
 import { createAuditSinks, type AuditSinks } from './audit/sinks/sinks.js';
+import type { ClusterLink } from './cluster/worker-link.js';
 
 /** What a test may reach in a running broker (`broker.testing`). */
 export interface BrokerTestHandle {
@@ -106,6 +107,12 @@ export interface BrokerOptions {
    * decides every exchange next to the live one, never enforced (exchange/candidate.ts).
    */
   readonly candidate?: LoadedConfig;
+  /**
+   * A worker of `serve --workers N` (cluster/worker-link.ts): revocations and suspensions
+   * are relayed to the sibling workers before they resolve, and a changed key set makes
+   * them re-read the keyring.
+   */
+  readonly cluster?: ClusterLink;
 }
 
 /** Everything that changes together on a policy reload, swapped as one reference. */
@@ -176,6 +183,8 @@ export class Broker {
   /** The operational log; security events go to `audit`, not here. */
   readonly logger: Logger;
   readonly #protocolAudit: ProtocolAuditDeps;
+  readonly #cluster: ClusterLink | undefined;
+  #offSiblingKeys: (() => void) | undefined;
 
   private constructor(loaded: LoadedConfig, keys: KeyManager, store: Store, opts: BrokerOptions, logger: Logger) {
     const settings = loaded.config.settings;
@@ -186,6 +195,7 @@ export class Broker {
       log: (msg: string, fields?: Record<string, unknown>) => this.logger.warn(msg, fields),
     };
     this.logger = logger;
+    this.#cluster = opts.cluster;
     this.#store = store;
     this.#keys = keys;
     this.audit = new AuditRecorder(this.#store, {
@@ -419,7 +429,11 @@ export class Broker {
       revocation: this.revocation,
       clock: this.clock,
     });
+    const cluster = opts.cluster;
+    const localMetrics = () => this.metrics.registry.getMetricsAsJSON() as Promise<unknown[]>;
+    cluster?.serveMetrics(localMetrics);
     this.http = new BrokerHttp({
+      ...(cluster ? { scrape: () => cluster.scrapeAll(localMetrics) } : {}),
       ready: () => this.readiness(),
       log: this.logger,
       revocationFeed: this.revocationFeed,
@@ -529,7 +543,8 @@ export class Broker {
         log: logger.warn,
       });
       await keys.init();
-      const store = opts.store ?? (await openStore(settings.store, clock, { log: logger.warn }));
+      const opened = opts.store ?? (await openStore(settings.store, clock, { log: logger.warn }));
+      const store = opts.cluster ? opts.cluster.wrapStore(opened) : opened;
       broker = new Broker(loaded, keys, store, opts, logger);
       broker.#vault = vault;
       await broker.revocation.start();
@@ -582,9 +597,12 @@ export class Broker {
       onKeyRevoked: (listener) => this.revocation.onRevocation((r) => r.scope === 'key' && listener(r.id)),
       onKeysChanged: () => {
         this.#generation = this.#build(this.#generation.loaded);
+        this.#cluster?.keysChanged();
       },
     });
     this.#keyTicker.start();
+    const ticker = this.#keyTicker;
+    this.#offSiblingKeys = this.#cluster?.onSiblingKeysChanged(() => void ticker.refresh().catch(() => undefined));
   }
 
   /**
@@ -796,6 +814,7 @@ export class Broker {
     // No new background pass; one already running finishes before the store closes.
     this.#checkpoints.stop();
     if (this.#reviewFirst) clearTimeout(this.#reviewFirst);
+    this.#offSiblingKeys?.();
     await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop(), this.#reviewPass?.stop()]);
     this.revocation.stop();
     await this.usage.stop();

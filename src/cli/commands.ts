@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { loadConfigBytes, loadConfigFile, readGuardrailsFile, type GuardrailsSource } from '../config/load.js';
 import { ConfigError } from '../config/config-error.js';
@@ -150,9 +151,19 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   }
   const candidate = await (await import('./explain.js')).loadCandidate(inv.string('candidate'), guardrailsFile, io.err);
   if (candidate === 'invalid') return 1;
+  const workers = workerCount(inv.string('workers'), loaded.config.settings.workers);
+  const { default: cluster } = await import('node:cluster');
+  if (workers > 1 && cluster.isPrimary) {
+    // The primary serves nothing: it forks the workers, which run everything below (cluster/primary.ts).
+    const logger = createLogger({ level: loaded.config.settings.log.level, base: { role: 'primary' } });
+    if (demoNotice) logger.warn(demoNotice);
+    const { runPrimary } = await import('../cluster/primary.js');
+    return runPrimary({ workers, logger });
+  }
+  const link = cluster.isWorker ? new (await import('../cluster/worker-link.js')).WorkerLink() : undefined;
   // From here on every line on stderr is one JSON log object; stdout carries only security events.
-  const logger = createLogger({ level: loaded.config.settings.log.level });
-  if (demoNotice) logger.warn(demoNotice);
+  const logger = createLogger({ level: loaded.config.settings.log.level, ...(cluster.isWorker ? { base: { worker: cluster.worker!.id, pid: process.pid } } : {}) });
+  if (demoNotice && !link) logger.warn(demoNotice);
   const mismatch = portIssuerMismatch(loaded.config.settings, port);
   if (mismatch) logger.warn(mismatch, { port, issuer: loaded.config.settings.issuer });
   if (loaded.envOverrides?.length) logger.info('settings from the environment', { overrides: loaded.envOverrides.map((o) => `${o.env} → ${o.path}`) });
@@ -163,6 +174,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   try {
     tls = tlsServerOptions(loaded.config);
   } catch (e) {
+    exitFailedWorker(link);
     return reportConfigError(e, io);
   }
   let broker: Broker;
@@ -170,10 +182,11 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   try {
     // Ports first: one in use ends the start here, before keys, store or audit events exist.
     listeners = await bindListeners(loaded.config.settings, { port, managementPort, tls });
-    broker = await Broker.create(loaded, { listeners, logger, candidate });
+    broker = await Broker.create(loaded, { listeners, logger, candidate, ...(link ? { cluster: link } : {}) });
   } catch (e) {
     if (e instanceof ListenError) logger.fatal(e.message, { address: e.address, role: e.role, code: e.code });
     else logger.fatal('leash could not start', { error: e instanceof Error ? e.message : String(e) });
+    exitFailedWorker(link);
     return 1;
   }
   warnDevDefaults(broker, logger);
@@ -186,6 +199,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
     node_version: build.nodeVersion,
   });
   const watcher = startReloadWatch(broker, path, guardrailsFile, logger);
+  link?.ready();
   // One handler for the whole life of the process (never a moment without one, when a
   // signal would kill it outright): the first signal drains, a second cuts the drain short.
   const cutNow = new AbortController();
@@ -204,6 +218,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   logger.info(`${signal}: draining (no new connections; up to ${grace} s for requests in flight; a second signal cuts them)`, { signal, grace_seconds: grace });
   watcher.close();
   await broker.close({ cutNow: cutNow.signal });
+  link?.close();
   logger.info('stopped');
   // Everything Leash opened is closed; a handle left by a cut request must not keep the process past the grace.
   setTimeout(() => process.exit(0), 1000).unref();
@@ -230,6 +245,26 @@ export function startReloadWatch(broker: Broker, path: string, guardrailsFile?: 
     },
     { ...(broker.loaded.path === resolve(path) ? { initial: broker.loaded } : {}), ...(load ? { load } : {}) },
   );
+}
+
+/** A worker that could not start exits (the IPC channel would keep it alive): the primary learns of the failure from its exit. */
+function exitFailedWorker(link: { close(): void } | undefined): void {
+  if (!link) return;
+  link.close();
+  setTimeout(() => process.exit(1), 50).unref();
+}
+
+/**
+ * How many processes serve: `--workers` (a count or `auto`; `$LEASH_WORKERS` when not
+ * given), else `settings.workers`; `auto` is one per core.
+ */
+export function workerCount(flag: string | undefined, setting: number | 'auto'): number {
+  let value: number | 'auto' = setting;
+  if (flag !== undefined) {
+    if (flag !== 'auto' && (!/^\d+$/.test(flag) || Number(flag) < 1 || Number(flag) > 256)) throw new UsageError(`--workers must be auto or an integer from 1 to 256 (got '${flag}')`);
+    value = flag === 'auto' ? 'auto' : Number(flag);
+  }
+  return value === 'auto' ? availableParallelism() : value;
 }
 
 /** Silent security defaults are a bug: say loudly what is not production-grade. */

@@ -41,7 +41,8 @@ export const LEASH: CommandSpec = {
       summary: 'run the broker',
       description:
         'Run the broker on a config (--config or $LEASH_CONFIG). Reloads the policy on SIGHUP or a file change; drains on SIGTERM/SIGINT (settings.shutdown_grace). ' +
-        "--port overrides the config's settings.listen.port; when the config's issuer URL names the listen port, a --port that differs from it is warned about (clients are told the issuer's port).",
+        "--port overrides the config's settings.listen.port; when the config's issuer URL names the listen port, a --port that differs from it is warned about (clients are told the issuer's port). " +
+        'With --workers N (or settings.workers) above 1, a primary process forks N workers that share the ports; it restarts a worker that dies and forwards SIGTERM, SIGINT and SIGHUP to them (docs/operations.md).',
       options: [
         { ...config(), required: false },
         guardrails,
@@ -49,6 +50,13 @@ export const LEASH: CommandSpec = {
         managementPort,
         { name: 'demo', summary: 'serve the demo policy config/demo.yaml (public admin keys: a laptop only)' },
         { name: 'demo-if-no-config', summary: 'npm start: the demo policy when no config is given', hidden: true },
+        {
+          name: 'workers',
+          value: 'n',
+          env: 'LEASH_WORKERS',
+          summary: 'worker processes sharing the ports (node:cluster), or auto: one per core; instead of settings.workers (1: one process, no primary)',
+          complete: 'none',
+        },
         {
           name: 'candidate',
           value: 'file',

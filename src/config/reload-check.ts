@@ -2,7 +2,7 @@ import { referencedFiles, type LoadedConfig } from './load.js';
 import type { Settings } from './schema.js';
 
 /** Settings that shape the process: a reload that changes one is refused (they apply on restart). */
-export const RESTART_ONLY_SETTINGS = ['listen', 'management', 'store', 'keys', 'issuer', 'vault', 'tls'] as const;
+export const RESTART_ONLY_SETTINGS = ['listen', 'management', 'store', 'keys', 'issuer', 'vault', 'tls', 'workers'] as const;
 
 /** Whether a newly loaded config is the one in force: same file and, when it names files (JWKS), the same files. */
 export function unchangedConfig(next: LoadedConfig, current: LoadedConfig): boolean {

@@ -678,6 +678,11 @@ export const Settings = Type.Object(
       description:
         "On SIGTERM or SIGINT: how long requests in flight may take to finish once Leash has stopped accepting new ones; what is still running then is cut, and the stores close. Keep the preStop sleep plus this below the orchestrator's kill timeout (Kubernetes `terminationGracePeriodSeconds`).",
     }),
+    workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], {
+      default: 'auto',
+      description:
+        '`leash serve`: how many worker processes serve the public and management ports (node:cluster), each a replica on the shared store and key folder. `auto`: one per core (`os.availableParallelism()`); `1`: one process, no primary. `--workers` (or `$LEASH_WORKERS`) overrides it. Changes only on restart (docs/operations.md, "Workers").',
+    }),
     max_body_bytes: Type.Integer({ minimum: 1024, maximum: 57344, description: 'Largest request body accepted on OAuth and admin endpoints.', default: 16384 }),
     keys: KeysSettings,
     store: StoreSettings,

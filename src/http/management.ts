@@ -9,6 +9,8 @@ export interface ManagementDeps {
   /** Resolves when this replica should take traffic; throws (with a short reason) when it should not. */
   readonly ready: () => Promise<void>;
   readonly logger: () => Logger;
+  /** `serve --workers N`: the exposition text of every worker (cluster/), instead of this process's registry. */
+  readonly scrape?: () => Promise<string>;
 }
 
 /**
@@ -42,7 +44,15 @@ export function createManagementApp(deps: ManagementDeps): express.Express {
     }
   });
   app.get('/metrics', async (_req, res) => {
-    res.set('Content-Type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    let text: string;
+    try {
+      text = deps.scrape ? await deps.scrape() : await deps.metrics.registry.metrics();
+    } catch (err) {
+      // A scrape that cannot see every worker fails rather than passing one worker off as the whole.
+      res.status(503).json({ status: 'unavailable', reason: err instanceof Error ? err.message.slice(0, 200) : 'metrics unavailable' });
+      return;
+    }
+    res.set('Content-Type', deps.metrics.registry.contentType).send(text);
   });
 
   // Anything else: the same JSON 404/405 as the public port.

@@ -17,9 +17,9 @@ export class BrokerHttp {
   readonly #log: Logger;
   #listeners: BoundListeners | undefined;
 
-  constructor(deps: HttpDeps & { readonly ready: () => Promise<void>; readonly log: Logger }) {
+  constructor(deps: HttpDeps & { readonly ready: () => Promise<void>; readonly log: Logger; readonly scrape?: () => Promise<string> }) {
     this.app = createHttpApp(deps);
-    this.managementApp = createManagementApp({ metrics: deps.metrics, ready: deps.ready, logger: deps.logger });
+    this.managementApp = createManagementApp({ metrics: deps.metrics, ready: deps.ready, logger: deps.logger, ...(deps.scrape ? { scrape: deps.scrape } : {}) });
     this.#log = deps.log;
   }
 

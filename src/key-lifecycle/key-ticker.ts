@@ -59,6 +59,11 @@ export class KeyTicker {
     this.#unsubscribe.push(deps.onKeyRevoked((kid) => void this.#reread(kid, KEY_REVOCATION_RETRIES)));
   }
 
+  /** Re-read the keyring now (a sibling worker changed it); shares a pass already running. */
+  async refresh(): Promise<void> {
+    await this.#pass.run();
+  }
+
   /** No new pass; one already running finishes. */
   async stop(): Promise<void> {
     await this.#pass.stop();

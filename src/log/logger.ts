@@ -79,12 +79,15 @@ export interface LoggerOptions {
    * audit trail's.
    */
   readonly write?: (line: string) => void;
+  /** Fields on every line (`serve --workers N`: which worker, so one stream of N workers' lines can be told apart). */
+  readonly base?: Readonly<Record<string, string | number>>;
 }
 
 /**
  * The one log stream (pino underneath): level names (`"level":"warn"`), ISO time (`"time"`),
  * the message as `msg`, fields beside it, secrets redacted by name. No pid or hostname: the
- * platform's log collector adds where a line came from.
+ * platform's log collector adds where a line came from (except for the workers of
+ * `serve --workers N`, which share one stream: `base` names the worker and its pid).
  */
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const now = opts.clock ? () => opts.clock!.now() : Date.now;
@@ -95,7 +98,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     pino(
       {
         level: opts.level ?? 'info',
-        base: undefined,
+        base: opts.base ?? undefined,
         timestamp: () => `,"time":"${new Date(now()).toISOString()}"`,
         formatters: { level: (label) => ({ level: label }) },
         redact: { paths: [...REDACT_PATHS], censor: REDACTED },

@@ -138,12 +138,17 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   const registers = [registry];
   const build = buildInfo();
   // The Prometheus convention for "which build is this": a constant 1 whose labels say it.
-  new Gauge({ name: METRIC_NAMES.buildInfo, help: 'Always 1; the labels name the Leash version and the Node.js runtime of this process.', labelNames: ['version', 'node_version'], registers }).set(
-    { version: build.version, node_version: build.nodeVersion },
-    1,
-  );
+  new Gauge({
+    name: METRIC_NAMES.buildInfo,
+    help: 'Always 1; the labels name the Leash version and the Node.js runtime of this process.',
+    labelNames: ['version', 'node_version'],
+    registers,
+    aggregator: 'first',
+  }).set({ version: build.version, node_version: build.nodeVersion }, 1);
   new Gauge({
     name: METRIC_NAMES.activeTasks,
+    // The store's (or the shared keyring's) value, the same in every worker of `serve --workers`: taken once, not summed.
+    aggregator: 'first',
     help: 'Tasks that are open and not expired.',
     registers,
     async collect() {
@@ -158,6 +163,8 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   });
   new Gauge({
     name: METRIC_NAMES.signingKeys,
+    // The store's (or the shared keyring's) value, the same in every worker of `serve --workers`: taken once, not summed.
+    aggregator: 'first',
     help: 'Signing keys published in the JWKS, by state.',
     labelNames: ['state'],
     registers,
@@ -168,6 +175,8 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   });
   new Gauge({
     name: METRIC_NAMES.signingKeyAge,
+    // The store's (or the shared keyring's) value, the same in every worker of `serve --workers`: taken once, not summed.
+    aggregator: 'first',
     help: 'Age of each published signing key since it was created, by kid and state.',
     labelNames: ['kid', 'state'],
     registers,
@@ -180,6 +189,8 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   });
   new Gauge({
     name: METRIC_NAMES.approvalsPending,
+    // The store's (or the shared keyring's) value, the same in every worker of `serve --workers`: taken once, not summed.
+    aggregator: 'first',
     help: 'Approvals waiting for a decision (not expired).',
     registers,
     async collect() {
@@ -192,6 +203,8 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   });
   new Gauge({
     name: METRIC_NAMES.awsDenyPendingRoles,
+    // The store's (or the shared keyring's) value, the same in every worker of `serve --workers`: taken once, not summed.
+    aggregator: 'first',
     help: 'IAM roles whose revoked-sessions deny policy is not yet in IAM (an update failed and is being retried).',
     registers,
     async collect() {
@@ -204,6 +217,8 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   });
   new Gauge({
     name: METRIC_NAMES.storeResetPending,
+    // Any worker refusing is the process refusing.
+    aggregator: 'max',
     help: 'Whether this replica found the store reset and refuses until an operator accepts it (leash store accept-reset).',
     registers,
     collect() {

@@ -105,7 +105,22 @@ describeChart('Helm chart: single replica on SQLite', () => {
     expect(c.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'management' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'management' });
     expect(c.lifecycle?.preStop.exec.command).toEqual(['sleep', '5']);
-    expect(c.args).toEqual(['serve', '--config', '/etc/leash/leash.yaml']);
+    // No CPU limit in the default values: one worker (the node's cores are not the pod's).
+    expect(c.args).toEqual(['serve', '--config', '/etc/leash/leash.yaml', '--workers', '1']);
+  });
+
+  it('workers follow the CPU limit rounded down (at least 1), unless `workers` is set', () => {
+    const workersOf = (values: Record<string, unknown>) => {
+      const args = podSpec(render([ISSUER, values])).containers[0]!.args as string[];
+      return args[args.indexOf('--workers') + 1];
+    };
+    expect(workersOf({ resources: { limits: { cpu: '2', memory: '512Mi' } } })).toBe('2');
+    expect(workersOf({ resources: { limits: { cpu: 4 } } })).toBe('4');
+    expect(workersOf({ resources: { limits: { cpu: '2500m' } } })).toBe('2');
+    expect(workersOf({ resources: { limits: { cpu: '1500m' } } })).toBe('1');
+    expect(workersOf({ resources: { limits: { cpu: '500m' } } })).toBe('1');
+    expect(workersOf({ resources: { limits: { cpu: 0.5 } } })).toBe('1');
+    expect(workersOf({ resources: { limits: { cpu: '2' } }, workers: 3 })).toBe('3');
   });
 
   it('the Service carries the API port only; the config binds the management port on the pod', () => {

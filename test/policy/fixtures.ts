@@ -17,6 +17,7 @@ export function settings(over: Partial<Settings> = {}): Settings {
     listen: { host: '127.0.0.1', port: 8080 },
     management: { listen: { host: '127.0.0.1', port: 9090 } },
     shutdown_grace: 10,
+    workers: 'auto',
     max_body_bytes: 16384,
     keys: {
       backend: 'local',

@@ -238,3 +238,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Worker processes per pod (`leash serve --workers`): `workers` when set, else the
+container's CPU limit rounded down ("2" -> 2, "1500m" -> 1, "500m" -> 1), at least 1;
+no CPU limit: 1 (the node's cores are not the pod's to take).
+*/}}
+{{- define "leash.workers" -}}
+{{- if .Values.workers -}}
+{{- int .Values.workers -}}
+{{- else -}}
+{{- $cpu := toString (dig "limits" "cpu" "" (.Values.resources | default dict)) -}}
+{{- $n := 1 -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- $n = div (int (trimSuffix "m" $cpu)) 1000 -}}
+{{- else if $cpu -}}
+{{- $n = int (floor (float64 $cpu)) -}}
+{{- end -}}
+{{- max 1 $n -}}
+{{- end -}}
+{{- end -}}

@@ -3,13 +3,15 @@ import { join } from 'node:path';
 import type { KeyMaterial, KeyringRepository } from '../rotation/backend.js';
 import type { Ring } from '../rotation/keyring.js';
 import { assertPrivateFileMode, LocalKeyError, writePrivateFileAtomic } from './key-files.js';
+import { withKeyringLock } from './keyring-lock.js';
 import { KEYRING_FILE, keyFileName, parseKeyring, serializeKeyring } from './keyring.js';
 import { generatePrivateJwk, publicMembers, signerFromPrivateJwk } from './node-signing-key.js';
 
 /**
  * `keyring.json` in the key folder. Compare-and-set is on the document's `version` member;
  * the read-compare-write below runs synchronously, so managers in one process never
- * interleave. Several processes on one folder are not coordinated (use a Vault backend).
+ * interleave, and under a lock file (keyring-lock.ts), so the workers of `serve --workers`
+ * (or replicas sharing the folder on one machine) do not either.
  */
 export function createLocalKeyringRepository(dir: string): KeyringRepository {
   const file = join(dir, KEYRING_FILE);
@@ -22,11 +24,13 @@ export function createLocalKeyringRepository(dir: string): KeyringRepository {
       return read();
     },
     async save(ring, expectedVersion) {
-      const now = read()?.version ?? 0;
-      if (now !== expectedVersion) return false;
       ensureKeyDir(dir);
-      writePrivateFileAtomic(file, serializeKeyring(ring, expectedVersion + 1));
-      return true;
+      return withKeyringLock(join(dir, `${KEYRING_FILE}.lock`), () => {
+        const now = read()?.version ?? 0;
+        if (now !== expectedVersion) return false;
+        writePrivateFileAtomic(file, serializeKeyring(ring, expectedVersion + 1));
+        return true;
+      });
     },
   };
 }
