@@ -1,0 +1,181 @@
+/**
+ * `npm run bench -- --suite growth`: does an exchange cost the same when the policy and the
+ * history are large? Each point is its own Leash child (bench/growth-server.ts) started with
+ * that history already on record; warm exchanges spread over the policy, CPU per exchange
+ * from /proc of the child, compared with the series' small case (issue 18, goal 6: within
+ * 10 %). Start and reload times are the child's own (config compile + Broker.create + listen).
+ *
+ * For working on one series: LEASH_GROWTH_SERIES=plugins,revocations (names as in the table)
+ * runs only those points; LEASH_GROWTH_PROFILE=<dir> runs the Leash children under
+ * --cpu-prof into <dir> (startup included).
+ */
+import { randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { BENCH_AUDIENCE, BENCH_CLUSTER_ISSUER, BenchCluster } from './cluster.js';
+import { diffCpu, startServer, threadCpu, type ServerChild } from './child.js';
+import { basicAuthorization, exchangeBody, introspectionBody, runLoad, type LoadResult } from './load.js';
+import type { BenchOptions } from './options.js';
+import { BENCH_RESOURCE_SERVER, type ServerInput } from './protocol.js';
+import { GROWTH_ENV, growthServiceAccount, spreadSample, type GrowthReadyExtra, type GrowthSpec } from './growth-policy.js';
+
+const SCRIPT = join(fileURLToPath(new URL('.', import.meta.url)), 'growth-server.ts');
+/** Issue 18, goal 6: CPU per exchange within 10 % of the small case. */
+export const GROWTH_BAR = 1.1;
+/** Issue 18, goal 6: start and reload of the large policy, and start with 100,000 revocations. */
+export const START_BAR_MS = 5000;
+/** Plugins the load exchanges as (each its own attestation and client_id), spread over the policy. */
+const SAMPLE = 64;
+
+type Series = 'plugins' | 'revocations' | 'task tokens (quota)' | 'store tokens';
+
+interface Point {
+  readonly series: Series;
+  /** The growing quantity at this point. */
+  readonly size: number;
+  readonly spec: GrowthSpec;
+  readonly workloads: readonly ('warm' | 'introspect')[];
+}
+
+export interface GrowthRecord extends LoadResult {
+  readonly series: Series;
+  readonly size: number;
+  readonly workload: 'warm' | 'introspect';
+  readonly cpuMicrosPerRequest: number;
+  readonly serverCpu: Record<string, number>;
+  /** 1-minute load average of the machine just before the measured run (it is shared). */
+  readonly loadAvg: number;
+  readonly startMs: number;
+  readonly reloadMs: number;
+  readonly prefillMs: number;
+  /** CPU per request over the series' small case, same workload. */
+  ratio?: number;
+}
+
+const none = { plugins: 1, revocations: 0, storeTokens: 0, expiredShare: 0, taskTokens: 0, taskQuota: false } as const;
+
+function points(): Point[] {
+  const out: Point[] = [];
+  for (const n of [1, 100, 1000, 10_000]) out.push({ series: 'plugins', size: n, spec: { ...none, plugins: n, sample: spreadSample(n, SAMPLE) }, workloads: ['warm'] });
+  for (const n of [0, 10_000, 100_000]) out.push({ series: 'revocations', size: n, spec: { ...none, sample: [0], revocations: n }, workloads: ['warm', 'introspect'] });
+  for (const n of [0, 1000, 10_000]) out.push({ series: 'task tokens (quota)', size: n, spec: { ...none, sample: [0], taskTokens: n, taskQuota: true }, workloads: ['warm'] });
+  // The small case of this series is the revocations series' 0 (the same empty store).
+  out.push({ series: 'store tokens', size: 1_000_000, spec: { ...none, sample: [0], storeTokens: 1_000_000, expiredShare: 0.9 }, workloads: ['warm'] });
+  return out;
+}
+
+async function exchangeOnce(server: ServerChild, body: string): Promise<string> {
+  const res = await fetch(`${server.ready.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+  const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (res.status !== 200 || typeof json.access_token !== 'string') {
+    const { access_token: _omit, ...shown } = json;
+    throw new Error(`${server.name}: a single exchange failed: ${res.status} ${JSON.stringify(shown)}\n${server.stderrTail()}`);
+  }
+  return json.access_token;
+}
+
+async function measurePoint(point: Point, cluster: BenchCluster, input: ServerInput, opts: BenchOptions, log: (m: string) => void): Promise<GrowthRecord[]> {
+  const label = `${point.series} ${point.size.toLocaleString('en-US')}`;
+  log(`growth: ${label}: starting leash with that history...`);
+  process.env[GROWTH_ENV] = JSON.stringify(point.spec);
+  const profileDir = process.env.LEASH_GROWTH_PROFILE;
+  const server = await startServer(`leash (${label})`, SCRIPT, input, profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [], 900_000);
+  const extra = server.ready as unknown as GrowthReadyExtra;
+  log(`  start ${Math.round(extra.startMs)} ms, reload ${Math.round(extra.reloadMs)} ms (history written in ${Math.round(extra.prefillMs)} ms)`);
+  const out: GrowthRecord[] = [];
+  try {
+    // One attestation per sampled plugin; each body names its plugin as client_id.
+    const bodies: string[] = [];
+    for (const i of point.spec.sample) {
+      const [token] = await cluster.mint(1, 3600, growthServiceAccount(i));
+      bodies.push(exchangeBody({ ...server.ready, clientId: `plugin-${i}` }, token as string));
+    }
+    for (const b of bodies) await exchangeOnce(server, b);
+    for (const workload of point.workloads) {
+      let plan = { path: '/token', bodies, headers: undefined as Record<string, string> | undefined };
+      if (workload === 'introspect') {
+        const accessToken = await exchangeOnce(server, bodies[0] as string);
+        plan = { path: '/introspect', bodies: [introspectionBody(accessToken)], headers: { authorization: basicAuthorization(input.resourceServer.id, input.resourceServer.secret) } };
+      }
+      const load = { url: server.ready.url, path: plan.path, headers: plan.headers, bodies: plan.bodies, connections: opts.connections, workers: opts.workers };
+      if (opts.warmup > 0) await runLoad({ ...load, seconds: opts.warmup });
+      const loadAvg = loadavg()[0] as number;
+      const before = threadCpu(server.pid);
+      const result = await runLoad({ ...load, seconds: opts.duration });
+      const serverCpu = diffCpu(threadCpu(server.pid), before);
+      const cpu = Object.values(serverCpu).reduce((a, b) => a + b, 0);
+      if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) {
+        throw new Error(`growth ${label} ${workload}: non-2xx ${result.non2xx}, errors ${result.errors}, timeouts ${result.timeouts} ${JSON.stringify(result.statusCodes)}\n${server.stderrTail()}`);
+      }
+      const record: GrowthRecord = {
+        ...result,
+        series: point.series,
+        size: point.size,
+        workload,
+        cpuMicrosPerRequest: result.requests > 0 ? Math.round((cpu / result.requests) * 1e6) : 0,
+        serverCpu,
+        loadAvg: Math.round(loadAvg * 100) / 100,
+        startMs: Math.round(extra.startMs),
+        reloadMs: Math.round(extra.reloadMs),
+        prefillMs: Math.round(extra.prefillMs),
+      };
+      log(`  ${workload}: ${record.reqPerSec.toFixed(0)} req/s, ${record.cpuMicrosPerRequest} µs CPU/req, p99 ${record.p99} ms (load avg ${record.loadAvg})`);
+      out.push(record);
+    }
+  } finally {
+    await server.stop();
+  }
+  return out;
+}
+
+/** Every point of the suite, each record's ratio to its series' small case filled in. */
+export async function runGrowth(opts: BenchOptions, log: (m: string) => void): Promise<GrowthRecord[]> {
+  const cluster = new BenchCluster();
+  const input: ServerInput = {
+    jwks: cluster.jwks,
+    clusterIssuer: BENCH_CLUSTER_ISSUER,
+    audience: BENCH_AUDIENCE,
+    store: { kind: 'sqlite' },
+    resourceServer: { id: BENCH_RESOURCE_SERVER, secret: randomBytes(32).toString('base64url') },
+  };
+  const records: GrowthRecord[] = [];
+  const only = process.env.LEASH_GROWTH_SERIES?.split(',').map((x) => x.trim());
+  for (const point of points().filter((p) => !only || only.includes(p.series))) records.push(...(await measurePoint(point, cluster, input, opts, log)));
+  for (const r of records) {
+    const smallSeries = r.series === 'store tokens' ? 'revocations' : r.series;
+    const small = records.find((s) => s.series === smallSeries && s.workload === r.workload && s.size === Math.min(...records.filter((x) => x.series === smallSeries).map((x) => x.size)));
+    if (small && small.cpuMicrosPerRequest > 0) r.ratio = Math.round((r.cpuMicrosPerRequest / small.cpuMicrosPerRequest) * 100) / 100;
+  }
+  return records;
+}
+
+const pad = (s: string, n: number, right = false) => (right ? s.padEnd(n) : s.padStart(n));
+
+export function formatGrowth(records: readonly GrowthRecord[]): string {
+  const head = ['what grows', 'size', 'workload', 'req/s', 'p99 ms', 'cpu µs/req', 'vs small', 'start ms', 'reload ms', 'load avg'];
+  const widths = [20, 10, 10, 7, 8, 10, 9, 9, 9, 8];
+  const line = (cells: string[]) => cells.map((c, i) => pad(c, widths[i] as number, i < 1 || i === 2)).join('  ');
+  const rows = records.map((r) =>
+    line([
+      r.series,
+      r.size.toLocaleString('en-US'),
+      r.workload,
+      r.reqPerSec.toFixed(0),
+      r.p99.toFixed(1),
+      String(r.cpuMicrosPerRequest),
+      r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}${r.ratio > GROWTH_BAR ? ' !' : ''}`,
+      String(r.startMs),
+      String(r.reloadMs),
+      r.loadAvg.toFixed(2),
+    ]),
+  );
+  const worst = Math.max(...records.map((r) => r.ratio ?? 0));
+  const slowStart = Math.max(...records.map((r) => Math.max(r.startMs, r.reloadMs)));
+  return [
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows,
+    `growth: worst CPU/request vs the small case ${worst.toFixed(2)} (bar ${GROWTH_BAR.toFixed(2)}: ${worst <= GROWTH_BAR ? 'met' : 'NOT met'}); slowest start or reload ${slowStart} ms (bar ${START_BAR_MS}: ${slowStart < START_BAR_MS ? 'met' : 'NOT met'})`,
+  ].join('\n');
+}
