@@ -31,7 +31,7 @@ function pluginsConfig(spec: GrowthSpec, maxTtl: number) {
       bindings: [{ issuer: 'bench-cluster', subject: growthBinding(i) }],
       // Every plugin its own grant (each to the one bench API, so the resource server can introspect any of them).
       grants: [{ audience: BENCH_RESOURCE, scopes: [BENCH_SCOPE, `p${i}:read`], default_scopes: [BENCH_SCOPE], kind: 'jwt', effect: 'read', max_ttl: i === 0 ? maxTtl : 300 }],
-      ...(spec.taskQuota ? { quotas: { tokens_per_task: 100_000_000, on_breach: 'deny' } } : {}),
+      ...(spec.taskQuota ? { quotas: { tokens_per_task: 100_000_000, on_breach: 'refuse' } } : {}),
     });
   }
   return plugins;

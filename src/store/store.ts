@@ -27,6 +27,11 @@ export interface TokenIndex {
   /** Unexpired at `now`, for a plugin (kill switch hooks, live-token quota). */
   listLiveIssuedForPlugin(plugin: string, now: number): Promise<IssuedToken[]>;
   countIssuedForTask(taskId: string): Promise<number>;
+  /**
+   * Tokens recorded for one plugin in one task (the tokens-per-task quota), read from a
+   * counter kept with the index: one lookup however long the task has run, never a listing.
+   */
+  countIssuedForTaskPlugin(taskId: string, plugin: string): Promise<number>;
 }
 
 export interface RevocationStore {

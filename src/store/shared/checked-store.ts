@@ -164,6 +164,12 @@ export abstract class CheckedStore implements Store {
     return this.#r.tokens.countIssuedForTask(taskId);
   }
 
+  async countIssuedForTaskPlugin(taskId: string, plugin: string): Promise<number> {
+    checkLookup('countIssuedForTaskPlugin', 'taskId', taskId);
+    checkPlugin('countIssuedForTaskPlugin', plugin);
+    return this.#r.tokens.countIssuedForTaskPlugin(taskId, plugin);
+  }
+
   // ---- AuditLog --------------------------------------------------------------------
 
   async append(type: string, event: Record<string, unknown>, ts: number): Promise<AuditRecord> {
