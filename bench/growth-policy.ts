@@ -7,14 +7,14 @@ export const GROWTH_ENV = 'LEASH_BENCH_GROWTH';
 export interface GrowthSpec {
   /** Plugins in the policy, each with its own binding and grant. */
   readonly plugins: number;
-  /** Plugin indexes the load exchanges as (spread over the policy); the bench task names them. */
+  /** Plugin indexes the load exchanges as (spread over the policy), each in its own task. */
   readonly sample: readonly number[];
   /** Token revocations on record at start. */
   readonly revocations: number;
   /** Issued tokens in the store at start (over past tasks), `expiredShare` of them long expired. */
   readonly storeTokens: number;
   readonly expiredShare: number;
-  /** Tokens already issued in the bench task before the load. */
+  /** Tokens already issued in the first sampled plugin's task before the load. */
   readonly taskTokens: number;
   /** Every plugin gets a `tokens_per_task` quota (high enough never to trip). */
   readonly taskQuota: boolean;
@@ -28,6 +28,8 @@ export interface GrowthReadyExtra {
   readonly reloadMs: number;
   /** Writing the history (not part of the start), ms. */
   readonly prefillMs: number;
+  /** One task per sampled plugin (same order as `sample`), naming only that plugin. */
+  readonly tasks: readonly string[];
 }
 
 export const growthPluginId = (i: number): string => `plugin-${i}`;

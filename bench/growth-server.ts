@@ -127,24 +127,29 @@ async function main(): Promise<void> {
     const reloadMs = performance.now() - r0;
     if (!reloaded.ok) throw reloaded.error;
 
+    // One task per sampled plugin, naming only it: every point reads a task of the same size.
     const plugins = spec.sample.map(growthPluginId);
-    const res = await fetch(`${url}/tasks`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${orchestratorKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ plugins, ttl_seconds: 3600 }),
-    });
-    const body = (await res.json()) as { id?: string };
-    if (res.status !== 201 || typeof body.id !== 'string') throw new Error(`opening the bench task failed: ${res.status} ${JSON.stringify(body)}`);
+    const tasks: string[] = [];
+    for (const plugin of plugins) {
+      const res = await fetch(`${url}/tasks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${orchestratorKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ plugins: [plugin], ttl_seconds: 3600 }),
+      });
+      const body = (await res.json()) as { id?: string };
+      if (res.status !== 201 || typeof body.id !== 'string') throw new Error(`opening the bench task failed: ${res.status} ${JSON.stringify(body)}`);
+      tasks.push(body.id);
+    }
 
-    // Tokens already issued in the task, through the Store API (what an exchange records).
+    // Tokens already issued in the (first) task, through the Store API (what an exchange records).
     const t1 = performance.now();
     const store = broker.testing.store;
     const now = Date.now();
     for (let i = 0; i < spec.taskTokens; i++) {
       await store.recordIssued({
         jti: `jti-${randomUUID()}`,
-        plugin: plugins[i % plugins.length] as string,
-        task: body.id,
+        plugin: plugins[0] as string,
+        task: tasks[0],
         audience: BENCH_RESOURCE,
         scopes: [BENCH_SCOPE],
         kind: 'jwt',
@@ -156,8 +161,8 @@ async function main(): Promise<void> {
     }
     const taskPrefillMs = performance.now() - t1;
 
-    const extra: GrowthReadyExtra = { startMs, reloadMs, prefillMs: prefillMs + taskPrefillMs };
-    announceReady({ url, metricsUrl: `${broker.managementUrl}/metrics`, task: body.id, clientId: plugins[0] as string, resource: BENCH_RESOURCE, ...extra });
+    const extra: GrowthReadyExtra = { startMs, reloadMs, prefillMs: prefillMs + taskPrefillMs, tasks };
+    announceReady({ url, metricsUrl: `${broker.managementUrl}/metrics`, task: tasks[0] as string, clientId: plugins[0] as string, resource: BENCH_RESOURCE, ...extra });
   } catch (err) {
     await cleanup().catch(() => undefined);
     throw err;
