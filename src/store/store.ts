@@ -32,6 +32,11 @@ export interface TokenIndex {
    * counter kept with the index: one lookup however long the task has run, never a listing.
    */
   countIssuedForTaskPlugin(taskId: string, plugin: string): Promise<number>;
+  /**
+   * Forget at most `limit` tokens that expired before `before` (oldest expiry first);
+   * returns how many. A backend whose records expire by themselves (Redis TTLs) returns 0.
+   */
+  purgeIssued(before: number, limit: number): Promise<number>;
 }
 
 export interface RevocationStore {

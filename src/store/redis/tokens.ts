@@ -1,6 +1,6 @@
 import type { IssuedToken } from '../records.js';
 import type { TokenIndex } from '../store.js';
-import type { RedisConnection } from './connection.js';
+import { closedError, type RedisConnection } from './connection.js';
 import { RECORD_ISSUED } from './redis-scripts.js';
 
 /*
@@ -69,6 +69,12 @@ export class RedisTokens implements TokenIndex {
   async countIssuedForTask(taskId: string): Promise<number> {
     const c = this.#c;
     return c.call('countIssuedForTask', () => c.client.zcard(c.k.tokensOfTask(taskId)));
+  }
+
+  /** Token records expire by TTL (expiry + margin) and task indexes by theirs: nothing to delete. */
+  async purgeIssued(_before: number, _limit: number): Promise<number> {
+    if (this.#c.closed) throw closedError('purgeIssued');
+    return 0;
   }
 
   async countIssuedForTaskPlugin(taskId: string, plugin: string): Promise<number> {

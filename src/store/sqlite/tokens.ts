@@ -26,6 +26,8 @@ function prepare(db: Database.Database) {
     liveOfPlugin: db.prepare('SELECT * FROM issued_tokens WHERE plugin = ? AND expires_at > ? ORDER BY issued_at, jti'),
     countOfTask: db.prepare('SELECT count(*) AS n FROM issued_tokens WHERE task = ?'),
     countUp: db.prepare('INSERT INTO task_token_counts (task, plugin, n) VALUES (?, ?, 1) ON CONFLICT (task, plugin) DO UPDATE SET n = n + 1'),
+    // Through the expiry index, oldest first, a bounded batch per statement (the event loop waits for each).
+    purge: db.prepare('DELETE FROM issued_tokens WHERE rowid IN (SELECT rowid FROM issued_tokens WHERE expires_at < ? ORDER BY expires_at LIMIT ?)'),
     countOfTaskPlugin: db.prepare('SELECT n FROM task_token_counts WHERE task = ? AND plugin = ?'),
   };
 }
@@ -74,6 +76,10 @@ export class SqliteTokens implements TokenIndex {
 
   async countIssuedForTask(taskId: string): Promise<number> {
     return this.#h.run('countIssuedForTask', () => (this.#s.countOfTask.get(taskId) as { n: number }).n);
+  }
+
+  async purgeIssued(before: number, limit: number): Promise<number> {
+    return this.#h.run('purgeIssued', () => this.#s.purge.run(before, limit).changes);
   }
 
   async countIssuedForTaskPlugin(taskId: string, plugin: string): Promise<number> {
