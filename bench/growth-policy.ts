@@ -14,6 +14,8 @@ export interface GrowthSpec {
   /** Issued tokens in the store at start (over past tasks), `expiredShare` of them long expired. */
   readonly storeTokens: number;
   readonly expiredShare: number;
+  /** Further tokens, expired a month ago (past the retention): the retention pass is timed over them before the load. */
+  readonly sweepTokens: number;
   /** Tokens already issued in the first sampled plugin's task before the load. */
   readonly taskTokens: number;
   /** Every plugin gets a `tokens_per_task` quota (high enough never to trip). */
@@ -30,6 +32,8 @@ export interface GrowthReadyExtra {
   readonly prefillMs: number;
   /** One task per sampled plugin (same order as `sample`), naming only that plugin. */
   readonly tasks: readonly string[];
+  /** The retention pass over `sweepTokens`: rows deleted, ms, and the longest event-loop delay meanwhile. */
+  readonly sweep?: { readonly purged: number; readonly ms: number; readonly maxEventLoopDelayMs: number };
 }
 
 export const growthPluginId = (i: number): string => `plugin-${i}`;

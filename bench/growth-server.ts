@@ -9,6 +9,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Broker } from '../src/broker.js';
@@ -43,7 +44,7 @@ function pluginsConfig(spec: GrowthSpec, maxTtl: number) {
  * SqliteRevocations.addRevocation, tokens as SqliteTokens.recordIssued).
  */
 function prefill(path: string, spec: GrowthSpec): void {
-  if (spec.revocations === 0 && spec.storeTokens === 0) return;
+  if (spec.revocations === 0 && spec.storeTokens === 0 && spec.sweepTokens === 0) return;
   const db = new Database(path);
   try {
     const now = Date.now();
@@ -56,15 +57,16 @@ function prefill(path: string, spec: GrowthSpec): void {
         }
       })();
     }
-    if (spec.storeTokens > 0) {
+    if (spec.storeTokens + spec.sweepTokens > 0) {
       const insert = db.prepare('INSERT INTO issued_tokens (jti, plugin, task, audience, scopes, kind, kid, issued_at, expires_at, jkt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
       const scopes = JSON.stringify([BENCH_SCOPE]);
-      // Spread over a month of history, `expiredShare` of it long expired, the rest live, over many tasks.
+      // Over many past tasks: `expiredShare` expired within the retention (kept), the rest live;
+      // then `sweepTokens` expired a month ago, which the retention pass deletes.
       const expired = Math.floor(spec.storeTokens * spec.expiredShare);
       db.transaction(() => {
-        for (let i = 0; i < spec.storeTokens; i++) {
-          const issuedAt = i < expired ? now - 30 * 86_400_000 + i : now - 60_000;
-          insert.run(`jti-${randomUUID()}`, growthPluginId(i % spec.plugins), `tsk_hist${i % 5000}`, BENCH_RESOURCE, scopes, 'jwt', null, issuedAt, issuedAt + 300_000, null);
+        for (let i = 0; i < spec.storeTokens + spec.sweepTokens; i++) {
+          const issuedAt = i >= spec.storeTokens ? now - 30 * 86_400_000 + (i % 1_000_000) : i < expired ? now - 3_600_000 + (i % 1_000_000) / 1000 : now - 60_000;
+          insert.run(`jti-${randomUUID()}`, growthPluginId(i % spec.plugins), `tsk_hist${i % 5000}`, BENCH_RESOURCE, scopes, 'jwt', null, Math.floor(issuedAt), Math.floor(issuedAt) + 300_000, null);
         }
       })();
     }
@@ -161,7 +163,19 @@ async function main(): Promise<void> {
     }
     const taskPrefillMs = performance.now() - t1;
 
-    const extra: GrowthReadyExtra = { startMs, reloadMs, prefillMs: prefillMs + taskPrefillMs, tasks };
+    // The retention pass over the month-old tokens, timed, with the longest event-loop stall it caused.
+    let sweep: GrowthReadyExtra['sweep'];
+    if (spec.sweepTokens > 0) {
+      const delay = monitorEventLoopDelay({ resolution: 1 });
+      delay.enable();
+      const s0 = performance.now();
+      const purged = await broker.tokenRetention.sweep();
+      const ms = performance.now() - s0;
+      delay.disable();
+      sweep = { purged, ms, maxEventLoopDelayMs: delay.max / 1e6 };
+    }
+
+    const extra: GrowthReadyExtra = { startMs, reloadMs, prefillMs: prefillMs + taskPrefillMs, tasks, ...(sweep ? { sweep } : {}) };
     announceReady({ url, metricsUrl: `${broker.managementUrl}/metrics`, task: tasks[0] as string, clientId: plugins[0] as string, resource: BENCH_RESOURCE, ...extra });
   } catch (err) {
     await cleanup().catch(() => undefined);
