@@ -7,13 +7,17 @@ import type { TokenIndex } from './store.js';
 /** How often the retention pass runs (the first one this long after start). */
 export const TOKEN_RETENTION_INTERVAL_MS = 60_000;
 
-/** Rows per delete: one statement holds the event loop for a few milliseconds at most. */
+/** Most rows per delete statement. */
 export const TOKEN_PURGE_BATCH = 1000;
+/** Least rows per delete statement. */
+const MIN_BATCH = 20;
+/** What one delete statement may hold the event loop for: the batch size follows it. */
+const TARGET_BATCH_MS = 5;
 
 /**
  * Keeps the issued-token index bounded: tokens expired longer ago than the retention are
- * deleted in small batches, yielding to the event loop between batches so exchanges keep
- * being answered during a large sweep. Nothing reads the whole index at start; the first
+ * deleted in small batches (sized so one statement takes a few milliseconds), yielding to
+ * the event loop between batches so exchanges keep being answered during a large sweep. Nothing reads the whole index at start; the first
  * pass runs one interval after it.
  */
 export class TokenRetention {
@@ -51,10 +55,16 @@ export class TokenRetention {
   async #sweep(): Promise<number> {
     const before = this.clock.now() - this.#retentionMs;
     let purged = 0;
+    let batch = 100;
     for (;;) {
-      const n = await this.store.purgeIssued(before, TOKEN_PURGE_BATCH);
+      const t0 = performance.now();
+      const n = await this.store.purgeIssued(before, batch);
+      const ms = performance.now() - t0;
       purged += n;
-      if (n < TOKEN_PURGE_BATCH) return purged;
+      if (n < batch) return purged;
+      // A delete touches every index of the table on pages a cold cache may not hold: size the
+      // next batch from how long this one took, so no statement stalls exchanges for long.
+      batch = Math.max(MIN_BATCH, Math.min(TOKEN_PURGE_BATCH, Math.round((batch * TARGET_BATCH_MS) / Math.max(ms, 0.1))));
       await yieldToEventLoop();
     }
   }
