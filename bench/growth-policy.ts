@@ -7,8 +7,14 @@ export const GROWTH_ENV = 'LEASH_BENCH_GROWTH';
 export interface GrowthSpec {
   /** Plugins in the policy, each with its own binding and grant. */
   readonly plugins: number;
-  /** Plugin indexes the load exchanges as (spread over the policy), each in its own task. */
+  /** Plugin indexes the load exchanges as (spread over the policy). */
   readonly sample: readonly number[];
+  /**
+   * Distinct exchange bodies the load cycles through, each its own attestation and its own
+   * task naming one plugin: body k is plugin sample[k % sample.length]. The plugins series
+   * uses the same count at every size, so one plugin is not also one cached request.
+   */
+  readonly bodies: number;
   /** Token revocations on record at start. */
   readonly revocations: number;
   /** Issued tokens in the store at start (over past tasks), `expiredShare` of them long expired. */
@@ -30,7 +36,7 @@ export interface GrowthReadyExtra {
   readonly reloadMs: number;
   /** Writing the history (not part of the start), ms. */
   readonly prefillMs: number;
-  /** One task per sampled plugin (same order as `sample`), naming only that plugin. */
+  /** One task per body, naming only that body's plugin. */
   readonly tasks: readonly string[];
   /** The retention pass over `sweepTokens`: rows deleted, ms, and the longest event-loop delay meanwhile. */
   readonly sweep?: { readonly purged: number; readonly ms: number; readonly maxEventLoopDelayMs: number };

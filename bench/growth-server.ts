@@ -144,10 +144,11 @@ async function main(): Promise<void> {
     const reloadMs = performance.now() - r0;
     if (!reloaded.ok) throw reloaded.error;
 
-    // One task per sampled plugin, naming only it: every point reads a task of the same size.
+    // One task per body, naming only its plugin: every point reads a task of the same size.
     const plugins = spec.sample.map(growthPluginId);
     const tasks: string[] = [];
-    for (const plugin of plugins) {
+    for (let k = 0; k < spec.bodies; k++) {
+      const plugin = plugins[k % plugins.length] as string;
       const res = await fetch(`${url}/tasks`, {
         method: 'POST',
         headers: { authorization: `Bearer ${orchestratorKey}`, 'content-type': 'application/json' },

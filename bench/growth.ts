@@ -25,7 +25,7 @@ const SCRIPT = join(fileURLToPath(new URL('.', import.meta.url)), 'growth-server
 export const GROWTH_BAR = 1.1;
 /** Issue 18, goal 6: start and reload of the large policy, and start with 100,000 revocations. */
 export const START_BAR_MS = 5000;
-/** Plugins the load exchanges as (each its own attestation and client_id), spread over the policy. */
+/** Plugins series: plugins the load exchanges as, spread over the policy, and distinct bodies (attestation + task) at every size. */
 const SAMPLE = 64;
 /** Measured rounds per point, alternating between a series' points. */
 const ROUNDS = 3;
@@ -59,11 +59,11 @@ export interface GrowthRecord extends LoadResult {
   ratio?: number;
 }
 
-const none = { plugins: 1, revocations: 0, storeTokens: 0, expiredShare: 0, sweepTokens: 0, taskTokens: 0, taskQuota: false } as const;
+const none = { plugins: 1, bodies: 1, revocations: 0, storeTokens: 0, expiredShare: 0, sweepTokens: 0, taskTokens: 0, taskQuota: false } as const;
 
 function points(): Point[] {
   const out: Point[] = [];
-  for (const n of [1, 100, 1000, 10_000]) out.push({ series: 'plugins', size: n, spec: { ...none, plugins: n, sample: spreadSample(n, SAMPLE) }, workloads: ['warm'] });
+  for (const n of [1, 100, 1000, 10_000]) out.push({ series: 'plugins', size: n, spec: { ...none, plugins: n, sample: spreadSample(n, SAMPLE), bodies: SAMPLE }, workloads: ['warm'] });
   for (const n of [0, 10_000, 100_000]) out.push({ series: 'revocations', size: n, spec: { ...none, sample: [0], revocations: n }, workloads: ['warm', 'introspect'] });
   for (const n of [0, 1000, 10_000]) out.push({ series: 'task tokens (quota)', size: n, spec: { ...none, sample: [0], taskTokens: n, taskQuota: true }, workloads: ['warm'] });
   out.push({ series: 'store tokens', size: 0, spec: { ...none, sample: [0] }, workloads: ['warm'] });
@@ -102,7 +102,8 @@ async function startPoint(point: Point, cluster: BenchCluster, input: ServerInpu
   if (extra.sweep) log(`  retention pass: ${extra.sweep.purged} rows in ${Math.round(extra.sweep.ms)} ms, longest event-loop delay ${extra.sweep.maxEventLoopDelayMs.toFixed(1)} ms`);
   // One attestation per sampled plugin; each body names its plugin as client_id and its own task.
   const bodies: string[] = [];
-  for (const [k, i] of point.spec.sample.entries()) {
+  for (let k = 0; k < point.spec.bodies; k++) {
+    const i = point.spec.sample[k % point.spec.sample.length] as number;
     const [token] = await cluster.mint(1, 3600, growthServiceAccount(i));
     bodies.push(exchangeBody({ ...server.ready, clientId: growthPluginId(i), task: extra.tasks[k] as string }, token as string));
   }
