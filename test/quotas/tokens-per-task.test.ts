@@ -52,10 +52,32 @@ describe('tokens_per_task is counted, not listed', () => {
     const store = tb.broker.testing.store;
     const now = clock.now();
     for (let i = 0; i < 10_000; i++) {
-      await store.recordIssued({ jti: `hist-${i}`, plugin: 'crm-reader', task, audience: CRM_API, scopes: ['contacts:read'], kind: 'jwt', kid: undefined, issuedAt: now, expiresAt: now + 60_000, jkt: undefined });
+      await store.recordIssued({
+        jti: `hist-${i}`,
+        plugin: 'crm-reader',
+        task,
+        audience: CRM_API,
+        scopes: ['contacts:read'],
+        kind: 'jwt',
+        kid: undefined,
+        issuedAt: now,
+        expiresAt: now + 60_000,
+        jkt: undefined,
+      });
     }
     // Tokens of the same plugin in another task do not count here.
-    await store.recordIssued({ jti: 'elsewhere', plugin: 'crm-reader', task: 'tsk_elsewhere', audience: CRM_API, scopes: ['contacts:read'], kind: 'jwt', kid: undefined, issuedAt: now, expiresAt: now + 60_000, jkt: undefined });
+    await store.recordIssued({
+      jti: 'elsewhere',
+      plugin: 'crm-reader',
+      task: 'tsk_elsewhere',
+      audience: CRM_API,
+      scopes: ['contacts:read'],
+      kind: 'jwt',
+      kid: undefined,
+      issuedAt: now,
+      expiresAt: now + 60_000,
+      jkt: undefined,
+    });
     listings.length = 0;
     for (let i = 0; i < 3; i++) expect((await exchange(task)).status).toBe(200);
     const over = await exchange(task);
