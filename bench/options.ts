@@ -33,7 +33,7 @@ export interface BenchOptions {
   readonly leashWorkers: readonly number[];
 }
 
-export const SUITE_NAMES = ['throughput', 'propagation'] as const;
+export const SUITE_NAMES = ['throughput', 'propagation', 'growth', 'full'] as const;
 export type SuiteName = (typeof SUITE_NAMES)[number];
 export const SERVER_NAMES = ['baseline', 'ceiling', 'leash'] as const;
 export const WORKLOAD_NAMES = ['cold', 'warm', 'introspect'] as const;
@@ -48,7 +48,9 @@ export type StoreName = (typeof STORE_NAMES)[number];
 const USAGE = `usage: npm run bench -- [options]
   --suite <name>      throughput (default): exchange/introspection load vs the baseline and the ceiling;
                       propagation: two replicas on one redis-server, revoke at A ->
-                      introspection at B inactive (p50/p99 over --revocations)
+                      introspection at B inactive (p50/p99 over --revocations);
+                      growth: CPU per exchange as policy and history grow (bench/growth.ts);
+                      full: throughput, then growth
   --revocations <n>   propagation: revocations measured (default 300)
   --poll-interval <ms> propagation: pause between B's introspections (default 0: back to back)
   --duration <s>      measured seconds per workload and server (default 10)
@@ -120,7 +122,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   });
   if (values.help) return 'help';
   const suite = values.suite ?? 'throughput';
-  if (!(SUITE_NAMES as readonly string[]).includes(suite)) throw new Error(`--suite takes ${SUITE_NAMES.join(' or ')} (got '${suite}')`);
+  if (!(SUITE_NAMES as readonly string[]).includes(suite)) throw new Error(`--suite takes ${SUITE_NAMES.join(', ')} (got '${suite}')`);
   return {
     suite: suite as SuiteName,
     revocations: positiveInt('revocations', values.revocations, 300, 10),

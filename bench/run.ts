@@ -22,6 +22,7 @@ import { killAllRedis, startRedis, type BenchRedis } from './redis.js';
 import { startVaultContract } from '../test/support/vault-contract.js';
 import { measureTransitSign, type SignLatency } from './transit-latency.js';
 import { formatPropagation, runPropagation } from './propagation.js';
+import { formatGrowth, runGrowth, type GrowthRecord } from './growth.js';
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = join(BENCH_DIR, '..');
@@ -242,6 +243,7 @@ async function main(): Promise<number> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   await mkdir(RESULTS_DIR, { recursive: true });
   if (opts.suite === 'propagation') return propagationSuite(opts, stamp);
+  if (opts.suite === 'growth') return growthSuite(opts, stamp);
 
   const cluster = new BenchCluster();
   const needCold = opts.workloads.includes('cold');
@@ -258,6 +260,7 @@ async function main(): Promise<number> {
   let failure: Error | undefined;
   let profile: (ProfileSummary & { file: string }) | undefined;
   let transitSign: SignLatency | undefined;
+  let growth: GrowthRecord[] | undefined;
   try {
     for (const name of opts.servers) {
       if (name !== 'leash') {
@@ -292,6 +295,7 @@ async function main(): Promise<number> {
       }
     }
     if (opts.profile && opts.servers.includes('leash')) profile = await profileLeash(input, tokens, opts, creds, stamp);
+    if (opts.suite === 'full') growth = await runGrowth(opts, log);
   } catch (err) {
     failure = err instanceof Error ? err : new Error(String(err));
   }
@@ -313,6 +317,7 @@ async function main(): Promise<number> {
     }),
     ...(transitSign ? [`transit sign (contract server, sequential, ${transitSign.signs} signs): p50 ${transitSign.p50Ms} ms, p99 ${transitSign.p99Ms} ms, mean ${transitSign.meanMs} ms`] : []),
     ...(profile ? ['', formatProfile(profile), `profile: ${profile.file}`] : []),
+    ...(growth ? ['', 'Cost as history grows (CPU per exchange from /proc of the Leash child)', formatGrowth(growth)] : []),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
 
@@ -321,7 +326,7 @@ async function main(): Promise<number> {
   const tokenCounts = { poolSize: tokens.pool.length, warmupPoolSize: tokens.warmupPool.length };
   await writeFile(
     file,
-    `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, tokens: tokenCounts, runs, ratios: summary, goal: GOAL, profile, transitSign, failure: failure?.message }, null, 2)}\n`,
+    `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, tokens: tokenCounts, runs, ratios: summary, goal: GOAL, profile, transitSign, growth, failure: failure?.message }, null, 2)}\n`,
   );
   log(`results: ${file}`);
   if (failure) {
@@ -337,6 +342,15 @@ async function propagationSuite(opts: BenchOptions, stamp: string): Promise<numb
   process.stdout.write(`\n${formatPropagation(result)}\n`);
   const file = join(RESULTS_DIR, `${stamp}-propagation.json`);
   await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, propagation: result }, null, 2)}\n`);
+  log(`results: ${file}`);
+  return 0;
+}
+
+async function growthSuite(opts: BenchOptions, stamp: string): Promise<number> {
+  const growth = await runGrowth(opts, log);
+  process.stdout.write(`\nCost as history grows (CPU per exchange from /proc of the Leash child)\n${formatGrowth(growth)}\n`);
+  const file = join(RESULTS_DIR, `${stamp}-growth.json`);
+  await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, growth }, null, 2)}\n`);
   log(`results: ${file}`);
   return 0;
 }

@@ -25,6 +25,7 @@ import { openStore } from './store/open-store.js';
 import { RevocationView } from './revocation/revocation-view.js';
 import { createAudienceResolver } from './revocation/revocation-audiences.js';
 import { TaskSweeper } from './tasks/task-sweeper.js';
+import { TOKEN_RETENTION_INTERVAL_MS, TokenRetention } from './store/token-retention.js';
 import type { Store } from './store/store.js';
 import { createIssuers } from './issuance/registry.js';
 import type { CredentialIssuer } from './issuance/credential-issuer.js';
@@ -140,6 +141,8 @@ export class Broker {
   readonly tasks: TaskService;
   readonly revocation: RevocationView;
   readonly sweeper: TaskSweeper;
+  /** Deletes token index rows long expired (SQLite; Redis records expire by TTL). */
+  readonly tokenRetention: TokenRetention;
   /** Keeps each AWS role's revoked-sessions deny policy in IAM equal to what revocations asked for. */
   readonly awsDenier: SessionDenier;
   /** Revokes Vault leases whose grant TTL passed; only when `settings.vault` is set. */
@@ -345,6 +348,9 @@ export class Broker {
       },
     });
     this.sweeper = new TaskSweeper(this.#store, this.tasks, this.clock, settings.revocation.sweep_interval_ms, (msg, fields) => this.logger('warn', msg, fields));
+    this.tokenRetention = new TokenRetention(this.#store, this.clock, { intervalMs: TOKEN_RETENTION_INTERVAL_MS, taskMaxTtlSeconds: settings.tasks.max_ttl }, (msg, fields) =>
+      this.logger('warn', msg, fields),
+    );
     this.#issuers = createIssuers({ issuer: settings.issuer, keys, clock: this.clock, aws: () => this.#generation.settings.aws, vault: vaultLeases });
     this.#exchangeDeps = {
       clock: this.clock,
@@ -552,6 +558,8 @@ export class Broker {
       // A task that expired while no replica ran is ended now, then on every sweep.
       await broker.sweeper.sweep();
       broker.sweeper.start();
+      // Not swept at start: the first pass runs one interval later, in small batches.
+      broker.tokenRetention.start();
       // AWS denies still pending from before a restart are written now (not awaited: IAM being down must not stop the start), then on every sweep.
       void broker.awsDenier.sweep().catch(() => undefined);
       broker.awsDenier.start();
@@ -815,7 +823,15 @@ export class Broker {
     this.#checkpoints.stop();
     if (this.#reviewFirst) clearTimeout(this.#reviewFirst);
     this.#offSiblingKeys?.();
-    await Promise.all([this.sweeper.stop(), this.leaseSweeper?.stop(), this.awsDenier.stop(), this.#keyTicker?.stop(), this.#exceptionPass.stop(), this.#reviewPass?.stop()]);
+    await Promise.all([
+      this.sweeper.stop(),
+      this.tokenRetention.stop(),
+      this.leaseSweeper?.stop(),
+      this.awsDenier.stop(),
+      this.#keyTicker?.stop(),
+      this.#exceptionPass.stop(),
+      this.#reviewPass?.stop(),
+    ]);
     this.revocation.stop();
     await this.usage.stop();
     await this.usage.idle().catch(() => undefined);

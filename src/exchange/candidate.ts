@@ -119,10 +119,14 @@ async function evaluate(
  * count against `tokens_per_task` and `live_tokens`, and in a task's toxic combinations).
  */
 function beforeIssued(deps: ExchangeDeps, issued: IssuedToken): ExchangeDeps {
-  const without = <S extends Pick<TokenIndex, 'listIssuedForTask' | 'listLiveIssuedForPlugin'>>(store: S): S =>
+  const without = <S extends Pick<TokenIndex, 'listIssuedForTask' | 'listLiveIssuedForPlugin' | 'countIssuedForTaskPlugin'>>(store: S): S =>
     new Proxy(store, {
       get(target, prop) {
         if (prop === 'listIssuedForTask') return async (task: string) => (await target.listIssuedForTask(task)).filter((t) => t.jti !== issued.jti);
+        if (prop === 'countIssuedForTaskPlugin') {
+          // The live credential is recorded (it was issued): one fewer for its own task and plugin.
+          return async (task: string, plugin: string) => (await target.countIssuedForTaskPlugin(task, plugin)) - (issued.task === task && issued.plugin === plugin ? 1 : 0);
+        }
         if (prop === 'listLiveIssuedForPlugin') return async (plugin: string, at: number) => (await target.listLiveIssuedForPlugin(plugin, at)).filter((t) => t.jti !== issued.jti);
         const value: unknown = Reflect.get(target, prop);
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;

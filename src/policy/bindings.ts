@@ -91,51 +91,110 @@ export function bindingsOverlap(a: CompiledBinding, b: CompiledBinding): boolean
 }
 
 /**
+ * The literal text every value matching `m` starts with: an exact value itself, a glob's
+ * text before its first `*`. Two matches can share a value only if one's literal prefix is
+ * a prefix of the other's, which is what both the overlap check and the index lean on.
+ */
+export function literalPrefix(m: ValueMatch): string {
+  if (m.kind === 'exact') return m.value;
+  const star = m.glob.indexOf('*');
+  return star < 0 ? m.glob : m.glob.slice(0, star);
+}
+
+/** One issuer's bindings: exact subjects by value, glob subjects by literal prefix. */
+class IssuerBindings {
+  readonly exact = new Map<string, CompiledBinding[]>();
+  readonly globsByPrefix = new Map<string, CompiledBinding[]>();
+  /** Distinct lengths of the glob prefixes, ascending: a subject is looked up once per length. */
+  prefixLengths: number[] = [];
+
+  add(b: CompiledBinding): void {
+    const [map, key] = b.subject.kind === 'glob' ? [this.globsByPrefix, literalPrefix(b.subject)] : [this.exact, b.subject.value];
+    const list = map.get(key);
+    if (list) list.push(b);
+    else map.set(key, [b]);
+  }
+
+  seal(): void {
+    this.prefixLengths = [...new Set([...this.globsByPrefix.keys()].map((k) => k.length))].sort((a, b) => a - b);
+  }
+
+  /** Glob bindings whose literal prefix is a prefix of `s` (shorter than `below` if given): the only globs that can match it. */
+  globsPrefixing(s: string, below = Infinity, into: CompiledBinding[] = []): CompiledBinding[] {
+    for (const len of this.prefixLengths) {
+      if (len > s.length || len >= below) break;
+      const list = this.globsByPrefix.get(len === s.length ? s : s.slice(0, len));
+      if (list) for (const b of list) into.push(b);
+    }
+    return into;
+  }
+}
+
+function byIssuer(bindings: readonly CompiledBinding[]): Map<string, IssuerBindings> {
+  const out = new Map<string, IssuerBindings>();
+  for (const b of bindings) {
+    let idx = out.get(b.issuer);
+    if (!idx) out.set(b.issuer, (idx = new IssuerBindings()));
+    idx.add(b);
+  }
+  for (const idx of out.values()) idx.seal();
+  return out;
+}
+
+/** First index in sorted `keys` whose value is >= `s`. */
+function lowerBound(keys: readonly string[], s: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((keys[mid] as string) < s) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
  * Two plugins bound to the same workload is a configuration error, not a warning: one
- * identity must map to exactly one plugin. Exact subjects are bucketed so a large config
- * only compares bindings that could collide.
+ * identity must map to exactly one plugin. Only pairs that could collide are compared
+ * (same issuer; same exact subject; a glob against the globs whose literal prefix is a
+ * prefix of its own, and against the exact subjects that start with its prefix), each
+ * with the exact intersection test, so a policy of thousands of plugins loads in linear-ish
+ * time. Globs that share one long prefix (`system:serviceaccount:*:...`) are still compared
+ * pairwise among themselves.
  */
 export function findOverlaps(bindings: readonly CompiledBinding[], problems: ConfigProblem[]): void {
   const order = new Map<CompiledBinding, number>(bindings.map((b, i) => [b, i]));
-  const byIssuer = new Map<string, CompiledBinding[]>();
-  for (const b of bindings) {
-    const list = byIssuer.get(b.issuer);
-    if (list) list.push(b);
-    else byIssuer.set(b.issuer, [b]);
-  }
   const found: { at: number; problem: ConfigProblem }[] = [];
-  for (const group of byIssuer.values()) {
-    const exact = new Map<string, CompiledBinding[]>();
-    const globs: CompiledBinding[] = [];
-    for (const b of group) {
-      if (b.subject.kind === 'glob') {
-        globs.push(b);
-      } else {
-        const list = exact.get(b.subject.value);
-        if (list) list.push(b);
-        else exact.set(b.subject.value, [b]);
+  const check = (x: CompiledBinding, y: CompiledBinding) => {
+    if (x.plugin === y.plugin || !bindingsOverlap(x, y)) return;
+    const [first, second] = order.get(x)! < order.get(y)! ? [x, y] : [y, x];
+    found.push({
+      at: order.get(second)!,
+      problem: {
+        path: second.path,
+        message:
+          `binding of plugin '${second.plugin}' (subject ${describeMatch(second.subject)}) overlaps the binding of plugin '${first.plugin}' at ${first.path}: ` +
+          'one workload would be able to act as both plugins; make the subjects or claims disjoint',
+      },
+    });
+  };
+  for (const idx of byIssuer(bindings).values()) {
+    for (const list of idx.exact.values()) {
+      for (let i = 0; i < list.length; i++) for (let j = i + 1; j < list.length; j++) check(list[i]!, list[j]!);
+    }
+    const exactKeys = [...idx.exact.keys()].sort();
+    for (const [prefix, globs] of idx.globsByPrefix) {
+      // Glob vs glob: the same prefix (each pair once), then every shorter prefix of it (each pair once, from the longer side).
+      const shorter = idx.globsPrefixing(prefix, prefix.length);
+      for (let i = 0; i < globs.length; i++) {
+        const g = globs[i]!;
+        for (let j = i + 1; j < globs.length; j++) check(g, globs[j]!);
+        for (const h of shorter) check(g, h);
       }
-    }
-    const pairs: [CompiledBinding, CompiledBinding][] = [];
-    for (const list of exact.values()) {
-      for (let i = 0; i < list.length; i++) for (let j = i + 1; j < list.length; j++) pairs.push([list[i]!, list[j]!]);
-    }
-    for (let i = 0; i < globs.length; i++) {
-      for (let j = i + 1; j < globs.length; j++) pairs.push([globs[i]!, globs[j]!]);
-      for (const list of exact.values()) for (const e of list) pairs.push([globs[i]!, e]);
-    }
-    for (const [x, y] of pairs) {
-      if (x.plugin === y.plugin || !bindingsOverlap(x, y)) continue;
-      const [first, second] = order.get(x)! < order.get(y)! ? [x, y] : [y, x];
-      found.push({
-        at: order.get(second)!,
-        problem: {
-          path: second.path,
-          message:
-            `binding of plugin '${second.plugin}' (subject ${describeMatch(second.subject)}) overlaps the binding of plugin '${first.plugin}' at ${first.path}: ` +
-            'one workload would be able to act as both plugins; make the subjects or claims disjoint',
-        },
-      });
+      // Glob vs exact: the exact subjects that start with the prefix (a contiguous run of the sorted keys).
+      for (let k = lowerBound(exactKeys, prefix); k < exactKeys.length && exactKeys[k]!.startsWith(prefix); k++) {
+        for (const e of idx.exact.get(exactKeys[k]!)!) for (const g of globs) check(g, e);
+      }
     }
   }
   // Report in config order, whatever order the buckets were walked in.
@@ -143,33 +202,24 @@ export function findOverlaps(bindings: readonly CompiledBinding[], problems: Con
   for (const f of found) problems.push(f.problem);
 }
 
-interface IssuerIndex {
-  readonly exact: Map<string, CompiledBinding[]>;
-  readonly globs: CompiledBinding[];
-}
-
 /**
- * Resolution by issuer, then exact subject (a Map lookup) or the issuer's glob bindings,
- * so resolving is not a scan over every plugin.
+ * Resolution by issuer, then exact subject (a Map lookup) and the glob bindings whose
+ * literal prefix the subject starts with (one Map lookup per distinct prefix length), so
+ * resolving touches the bindings that could match, not every plugin.
  */
 export class BindingIndex {
-  readonly #issuers = new Map<string, IssuerIndex>();
+  readonly #issuers: Map<string, IssuerBindings>;
 
   constructor(bindings: readonly CompiledBinding[]) {
-    for (const b of bindings) {
-      let idx = this.#issuers.get(b.issuer);
-      if (!idx) {
-        idx = { exact: new Map(), globs: [] };
-        this.#issuers.set(b.issuer, idx);
-      }
-      if (b.subject.kind === 'glob') {
-        idx.globs.push(b);
-      } else {
-        const list = idx.exact.get(b.subject.value);
-        if (list) list.push(b);
-        else idx.exact.set(b.subject.value, [b]);
-      }
-    }
+    this.#issuers = byIssuer(bindings);
+  }
+
+  /** The bindings resolution tests for this identity (exported for the test that keeps it bounded). */
+  candidates(identity: WorkloadIdentity): CompiledBinding[] {
+    const idx = this.#issuers.get(identity.issuer);
+    if (!idx) return [];
+    const out = [...(idx.exact.get(identity.subject) ?? [])];
+    return idx.globsPrefixing(identity.subject, Infinity, out);
   }
 
   /**
@@ -177,20 +227,12 @@ export class BindingIndex {
    * at load; should two plugins still match, nobody gets the workload (fail closed).
    */
   resolve(identity: WorkloadIdentity): string | undefined {
-    const idx = this.#issuers.get(identity.issuer);
-    if (!idx) return undefined;
     let found: string | undefined;
-    const consider = (b: CompiledBinding): boolean => {
-      if (!bindingMatches(b, identity)) return true;
-      if (found !== undefined && found !== b.plugin) {
-        found = undefined;
-        return false;
-      }
+    for (const b of this.candidates(identity)) {
+      if (!bindingMatches(b, identity)) continue;
+      if (found !== undefined && found !== b.plugin) return undefined;
       found = b.plugin;
-      return true;
-    };
-    for (const b of idx.exact.get(identity.subject) ?? []) if (!consider(b)) return undefined;
-    for (const b of idx.globs) if (!consider(b)) return undefined;
+    }
     return found;
   }
 }

@@ -27,6 +27,16 @@ export interface TokenIndex {
   /** Unexpired at `now`, for a plugin (kill switch hooks, live-token quota). */
   listLiveIssuedForPlugin(plugin: string, now: number): Promise<IssuedToken[]>;
   countIssuedForTask(taskId: string): Promise<number>;
+  /**
+   * Tokens recorded for one plugin in one task (the tokens-per-task quota), read from a
+   * counter kept with the index: one lookup however long the task has run, never a listing.
+   */
+  countIssuedForTaskPlugin(taskId: string, plugin: string): Promise<number>;
+  /**
+   * Forget at most `limit` tokens that expired before `before` (oldest expiry first);
+   * returns how many. A backend whose records expire by themselves (Redis TTLs) returns 0.
+   */
+  purgeIssued(before: number, limit: number): Promise<number>;
 }
 
 export interface RevocationStore {

@@ -323,6 +323,43 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(await store.countIssuedForTask('tsk_other')).toBe(1);
         expect(await store.countIssuedForTask('tsk_none')).toBe(0);
       });
+
+      it('purges tokens expired before a time, oldest first, at most `limit` per call (a backend with TTLs purges nothing)', async () => {
+        const now = clock.now();
+        const old = [3, 1, 2].map((k) => aToken(clock, { issuedAt: now - 10_000, expiresAt: now - 5000 + k }));
+        const live = aToken(clock, { expiresAt: now + 5000 });
+        for (const t of [...old, live]) await store.recordIssued(t);
+        const first = await store.purgeIssued(now - 4000, 2);
+        if (first === 0) {
+          // Redis: records go by TTL, the pass has nothing to do.
+          expect(await store.purgeIssued(now - 4000, 1000)).toBe(0);
+          return;
+        }
+        expect(first).toBe(2);
+        // The two oldest expiries went first.
+        expect(await store.getIssued(old[1]!.jti)).toBeUndefined();
+        expect(await store.getIssued(old[2]!.jti)).toBeUndefined();
+        expect(await store.getIssued(old[0]!.jti)).toEqual(old[0]);
+        expect(await store.purgeIssued(now - 4000, 2)).toBe(1);
+        expect(await store.purgeIssued(now - 4000, 2)).toBe(0);
+        expect(await store.getIssued(live.jti)).toEqual(live);
+      });
+
+      it('counts the tokens of one plugin in one task from a counter, expired ones included; a duplicate jti does not count', async () => {
+        const now = clock.now();
+        const first = aToken(clock, { task: 'tsk_q', plugin: 'p1', expiresAt: now + 1000 });
+        await store.recordIssued(first);
+        await store.recordIssued(aToken(clock, { task: 'tsk_q', plugin: 'p1', issuedAt: now - 10_000, expiresAt: now - 5000 }));
+        await store.recordIssued(aToken(clock, { task: 'tsk_q', plugin: 'p2' }));
+        await store.recordIssued(aToken(clock, { task: 'tsk_other', plugin: 'p1' }));
+        await store.recordIssued(aToken(clock, { task: undefined, plugin: 'p1' }));
+        await expect(store.recordIssued(first)).rejects.toThrow(TypeError);
+        expect(await store.countIssuedForTaskPlugin('tsk_q', 'p1')).toBe(2);
+        expect(await store.countIssuedForTaskPlugin('tsk_q', 'p2')).toBe(1);
+        expect(await store.countIssuedForTaskPlugin('tsk_q', 'p3')).toBe(0);
+        expect(await store.countIssuedForTaskPlugin('tsk_other', 'p1')).toBe(1);
+        expect(await store.countIssuedForTaskPlugin('tsk_none', 'p1')).toBe(0);
+      });
     });
 
     describe("decision history (the review's evidence of use)", () => {
@@ -1337,6 +1374,9 @@ export function describeStore(name: string, factory: StoreFactory): void {
           () => store.getIssued(bad({})),
           () => store.listIssuedForTask(bad(7)),
           () => store.countIssuedForTask(bad(undefined)),
+          () => store.countIssuedForTaskPlugin(bad(undefined), 'p1'),
+          () => store.countIssuedForTaskPlugin('tsk_x', bad(7)),
+          () => store.purgeIssued(Number.NaN, 10),
           () => store.getApproval(bad({})),
           () => store.countActiveTasks(Number.NaN),
           () => store.endTask('tsk_x', Number.NaN, 'apikey:security'),
@@ -1389,6 +1429,8 @@ export function describeStore(name: string, factory: StoreFactory): void {
           ['listExpiredActiveTasks', () => store.listExpiredActiveTasks(1, 10)],
           ['listLiveIssuedForPlugin', () => store.listLiveIssuedForPlugin('p', 1)],
           ['countIssuedForTask', () => store.countIssuedForTask('t')],
+          ['countIssuedForTaskPlugin', () => store.countIssuedForTaskPlugin('t', 'p')],
+          ['purgeIssued', () => store.purgeIssued(1, 10)],
           ['addRevocation', () => store.addRevocation(aRevocation(clock))],
           ['revocationsSince', () => store.revocationsSince(0, 10, 1)],
           ['purgeRevocations', () => store.purgeRevocations(1)],

@@ -97,6 +97,26 @@ if (!RUN) {
       return s;
     }
 
+    it('a task recorded before the tokens-per-task counts existed is counted from its index, then kept counting', async () => {
+      const keyPrefix = freshPrefix();
+      const s = await open({ keyPrefix });
+      await s.recordIssued(aToken(clock, { task: 'tsk_old', plugin: 'p1' }));
+      await s.recordIssued(aToken(clock, { task: 'tsk_old', plugin: 'p1' }));
+      await s.recordIssued(aToken(clock, { task: 'tsk_old', plugin: 'p2' }));
+      // What an older Leash left: the task's index without the counts.
+      const raw = new Redis(shared.url);
+      try {
+        expect(await raw.del(`${keyPrefix}tok-task-count:tsk_old`)).toBe(1);
+      } finally {
+        raw.disconnect();
+      }
+      expect(await s.countIssuedForTaskPlugin('tsk_old', 'p1')).toBe(2);
+      expect(await s.countIssuedForTaskPlugin('tsk_old', 'p3')).toBe(0);
+      await s.recordIssued(aToken(clock, { task: 'tsk_old', plugin: 'p1' }));
+      expect(await s.countIssuedForTaskPlugin('tsk_old', 'p1')).toBe(3);
+      expect(await s.countIssuedForTaskPlugin('tsk_old', 'p2')).toBe(1);
+    });
+
     it('keeps every key under its prefix, and prefixes do not see each other', async () => {
       const a = await open();
       const b = await open();
@@ -355,6 +375,7 @@ if (!RUN) {
         ['listIssuedForTask', () => s.listIssuedForTask('t')],
         ['listLiveIssuedForPlugin', () => s.listLiveIssuedForPlugin('p', clock.now())],
         ['countIssuedForTask', () => s.countIssuedForTask('t')],
+        ['countIssuedForTaskPlugin', () => s.countIssuedForTaskPlugin('t', 'p')],
         ['append', () => s.append('task.opened', {}, 1)],
         ['read', () => s.read(1, 10)],
         ['remember', () => s.remember('k', clock.now() + 1000)],

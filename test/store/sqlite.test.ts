@@ -11,7 +11,7 @@ import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { ManualClock } from '../../src/time/clock.js';
 import type { StateChange } from '../../src/store/records.js';
-import { aLease, aRevocation, aTask, anApproval, describeStore } from './describe-store.js';
+import { aLease, aRevocation, aTask, aToken, anApproval, describeStore } from './describe-store.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -353,6 +353,26 @@ setInterval(() => undefined, 1000);
     await s.recordLease(aLease(clock)); // 4th: purge
     expect(n('vault_leases')).toBe(3);
     expect(await s.dueLeases(clock.now(), 10)).toEqual([live]);
+  });
+
+  it('migrates a version-9 database with tokens: the tokens-per-task counts start from the tokens already recorded', async () => {
+    const file = path.replace('a/b/', 'v9-');
+    const db = new Database(file);
+    toClose.push(db);
+    db.exec('CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (9)');
+    for (const m of MIGRATIONS.slice(0, 9)) db.exec(m);
+    const insert = db.prepare("INSERT INTO issued_tokens (jti, plugin, task, audience, scopes, kind, issued_at, expires_at) VALUES (?, ?, ?, 'aud', '[]', 'jwt', 1, 2)");
+    insert.run('j1', 'p1', 'tsk_old');
+    insert.run('j2', 'p1', 'tsk_old');
+    insert.run('j3', 'p2', 'tsk_old');
+    insert.run('j4', 'p1', null);
+    db.close();
+    const s = openSqliteStore({ path: file, clock });
+    toClose.push(s);
+    expect(await s.countIssuedForTaskPlugin('tsk_old', 'p1')).toBe(2);
+    expect(await s.countIssuedForTaskPlugin('tsk_old', 'p2')).toBe(1);
+    await s.recordIssued(aToken(clock, { task: 'tsk_old', plugin: 'p2' }));
+    expect(await s.countIssuedForTaskPlugin('tsk_old', 'p2')).toBe(2);
   });
 
   it('migrates a version-3 database with data: earlier revocations concern every resource server, approvals open with limits', async () => {

@@ -1,4 +1,4 @@
-import type { BindingConfig, GrantConfig, LeashConfig, MatchConfig } from '../../config/schema.js';
+import type { BindingConfig, GrantConfig, LeashConfig, MatchConfig, PluginConfig } from '../../config/schema.js';
 import { effectiveApproval, effectiveDpop } from '../../config/effective.js';
 import { bindingBreadth, issuerKindOf, compileScopePatterns, defaultGuardrails, parseDate } from '../../config/guardrails.js';
 import { isAlwaysTrue } from '../../policy/cel/expression.js';
@@ -108,35 +108,59 @@ function workloadSource(b: BindingConfig): string {
   return `${b.issuer}|${cut > 0 ? s.slice(0, cut) : s}`;
 }
 
-export const splitWorkload: Check = (ctx, emit) => {
-  const byOwner = new Map<string, number[]>();
-  (ctx.config.plugins ?? []).forEach((plugin, p) => byOwner.set(plugin.owner, [...(byOwner.get(plugin.owner) ?? []), p]));
-  const plugins = ctx.config.plugins ?? [];
-  for (const members of byOwner.values()) {
+/**
+ * The pairs of plugins (config indexes, each pair once, in config order) with the same owner
+ * and a workload source in common: plugins are bucketed by owner and source, so a team that
+ * owns thousands of plugins is not compared pair by pair (issue 18).
+ */
+function sameOwnerAndSource(plugins: readonly PluginConfig[]): [number, number][] {
+  const buckets = new Map<string, number[]>();
+  plugins.forEach((plugin, p) => {
+    for (const source of new Set(plugin.bindings.map(workloadSource))) {
+      const key = `${plugin.owner}\u0000${source}`;
+      const list = buckets.get(key);
+      if (list) list.push(p);
+      else buckets.set(key, [p]);
+    }
+  });
+  const seen = new Set<number>();
+  const pairs: [number, number][] = [];
+  for (const members of buckets.values()) {
     for (let i = 0; i < members.length; i++) {
       for (let j = i + 1; j < members.length; j++) {
-        const a = plugins[members[i]!]!;
-        const b = plugins[members[j]!]!;
-        const sources = new Set(a.bindings.map(workloadSource));
-        const shared = b.bindings.map(workloadSource).find((s) => sources.has(s));
-        if (!shared) continue;
-        const overlap = a.grants.flatMap((ga) => {
-          const gb = b.grants.find((g) => g.audience === ga.audience);
-          const scopes = gb ? ga.scopes.filter((s) => gb.scopes.includes(s)) : [];
-          return scopes.length > 0 ? [{ audience: ga.audience, scopes }] : [];
-        });
-        if (overlap.length === 0) continue;
-        emit({
-          rule: 'split-workload',
-          plugin: b.id,
-          pointer: `/plugins/${members[j]}`,
-          key: [a.id, b.id].sort().join('|'),
-          message: `plugins '${a.id}' and '${b.id}' have the same owner (${a.owner}), the same workload source (${shared.replace('|', ' ')}) and overlapping grants (${overlap.map((o) => `${o.audience}: ${o.scopes.join(' ')}`).join('; ')})`,
-          fix: `merge '${b.id}' into '${a.id}' (one plugin, the union of what it needs), or give them disjoint grants`,
-          evidence: { plugins: [a.id, b.id], owner: a.owner, source: shared, overlap },
-        });
+        const key = members[i]! * plugins.length + members[j]!;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        pairs.push([members[i]!, members[j]!]);
       }
     }
+  }
+  return pairs.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+}
+
+export const splitWorkload: Check = (ctx, emit) => {
+  const plugins = ctx.config.plugins ?? [];
+  for (const [ia, ib] of sameOwnerAndSource(plugins)) {
+    const a = plugins[ia]!;
+    const b = plugins[ib]!;
+    const sources = new Set(a.bindings.map(workloadSource));
+    const shared = b.bindings.map(workloadSource).find((s) => sources.has(s));
+    if (!shared) continue;
+    const overlap = a.grants.flatMap((ga) => {
+      const gb = b.grants.find((g) => g.audience === ga.audience);
+      const scopes = gb ? ga.scopes.filter((s) => gb.scopes.includes(s)) : [];
+      return scopes.length > 0 ? [{ audience: ga.audience, scopes }] : [];
+    });
+    if (overlap.length === 0) continue;
+    emit({
+      rule: 'split-workload',
+      plugin: b.id,
+      pointer: `/plugins/${ib}`,
+      key: [a.id, b.id].sort().join('|'),
+      message: `plugins '${a.id}' and '${b.id}' have the same owner (${a.owner}), the same workload source (${shared.replace('|', ' ')}) and overlapping grants (${overlap.map((o) => `${o.audience}: ${o.scopes.join(' ')}`).join('; ')})`,
+      fix: `merge '${b.id}' into '${a.id}' (one plugin, the union of what it needs), or give them disjoint grants`,
+      evidence: { plugins: [a.id, b.id], owner: a.owner, source: shared, overlap },
+    });
   }
 };
 

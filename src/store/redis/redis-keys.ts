@@ -20,6 +20,10 @@ export class RedisKeys {
   tokensOfTask(task: string): string {
     return `${this.prefix}tok-task:${task}`;
   }
+  /** Hash: plugin -> tokens recorded for it in one task (the tokens-per-task quota). */
+  tokenCountsOfTask(task: string): string {
+    return `${this.prefix}tok-task-count:${task}`;
+  }
   /** Sorted set: jtis of one plugin by expiresAt. */
   tokensOfPlugin(plugin: string): string {
     return `${this.prefix}tok-plugin:${plugin}`;

@@ -1,6 +1,6 @@
 import type { IssuedToken } from '../records.js';
 import type { TokenIndex } from '../store.js';
-import type { RedisConnection } from './connection.js';
+import { closedError, type RedisConnection } from './connection.js';
 import { RECORD_ISSUED } from './redis-scripts.js';
 
 /*
@@ -31,8 +31,13 @@ export class RedisTokens implements TokenIndex {
     const recorded = await c.call('recordIssued', () =>
       RECORD_ISSUED.run(
         c.client,
-        [c.k.token(t.jti), t.task === undefined ? c.k.tokensOfTask('') : c.k.tokensOfTask(t.task), c.k.tokensOfPlugin(t.plugin)],
-        [json, ttl, t.issuedAt, t.jti, t.expiresAt, t.task === undefined ? '0' : '1', ttl + this.#taskIndexRetentionMs, now - this.#marginMs],
+        [
+          c.k.token(t.jti),
+          t.task === undefined ? c.k.tokensOfTask('') : c.k.tokensOfTask(t.task),
+          c.k.tokensOfPlugin(t.plugin),
+          t.task === undefined ? c.k.tokenCountsOfTask('') : c.k.tokenCountsOfTask(t.task),
+        ],
+        [json, ttl, t.issuedAt, t.jti, t.expiresAt, t.task === undefined ? '0' : '1', ttl + this.#taskIndexRetentionMs, now - this.#marginMs, t.plugin, c.k.token('')],
       ),
     );
     if (recorded !== 1) throw new TypeError('recordIssued: a token with this jti is already recorded');
@@ -64,6 +69,22 @@ export class RedisTokens implements TokenIndex {
   async countIssuedForTask(taskId: string): Promise<number> {
     const c = this.#c;
     return c.call('countIssuedForTask', () => c.client.zcard(c.k.tokensOfTask(taskId)));
+  }
+
+  /** Token records expire by TTL (expiry + margin) and task indexes by theirs: nothing to delete. */
+  async purgeIssued(_before: number, _limit: number): Promise<number> {
+    if (this.#c.closed) throw closedError('purgeIssued');
+    return 0;
+  }
+
+  async countIssuedForTaskPlugin(taskId: string, plugin: string): Promise<number> {
+    const c = this.#c;
+    return c.call('countIssuedForTaskPlugin', async () => {
+      const [n, counted] = await Promise.all([c.client.hget(c.k.tokenCountsOfTask(taskId), plugin), c.client.exists(c.k.tokenCountsOfTask(taskId))]);
+      if (counted === 1) return n === null ? 0 : Number(n);
+      // A task last recorded before the counts existed (its next token counts it): read its index.
+      return (await this.listIssuedForTask(taskId)).filter((t) => t.plugin === plugin).length;
+    });
   }
 
   async #tokens(jtis: string[]): Promise<IssuedToken[]> {

@@ -164,6 +164,18 @@ export abstract class CheckedStore implements Store {
     return this.#r.tokens.countIssuedForTask(taskId);
   }
 
+  async purgeIssued(before: number, limit: number): Promise<number> {
+    checkNow('purgeIssued', before);
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new TypeError('purgeIssued: limit must be a positive integer');
+    return this.#r.tokens.purgeIssued(before, limit);
+  }
+
+  async countIssuedForTaskPlugin(taskId: string, plugin: string): Promise<number> {
+    checkLookup('countIssuedForTaskPlugin', 'taskId', taskId);
+    checkPlugin('countIssuedForTaskPlugin', plugin);
+    return this.#r.tokens.countIssuedForTaskPlugin(taskId, plugin);
+  }
+
   // ---- AuditLog --------------------------------------------------------------------
 
   async append(type: string, event: Record<string, unknown>, ts: number): Promise<AuditRecord> {

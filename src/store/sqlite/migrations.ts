@@ -285,6 +285,18 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE approvals ADD COLUMN on_behalf_of TEXT;
   ALTER TABLE approvals ADD COLUMN person_may_decide INTEGER;
   `,
+  // 10: tokens per task and plugin, counted as they are recorded (issue 18: the
+  // tokens-per-task quota read every token of the task on every exchange); tasks already
+  // on record are counted once here
+  `
+  CREATE TABLE IF NOT EXISTS task_token_counts (
+    task        TEXT NOT NULL,
+    plugin      TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    PRIMARY KEY (task, plugin)
+  ) WITHOUT ROWID;
+  INSERT INTO task_token_counts (task, plugin, n) SELECT task, plugin, count(*) FROM issued_tokens WHERE task IS NOT NULL GROUP BY task, plugin;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -25,23 +25,33 @@ function prepare(db: Database.Database) {
     ofTask: db.prepare('SELECT * FROM issued_tokens WHERE task = ? ORDER BY issued_at, jti'),
     liveOfPlugin: db.prepare('SELECT * FROM issued_tokens WHERE plugin = ? AND expires_at > ? ORDER BY issued_at, jti'),
     countOfTask: db.prepare('SELECT count(*) AS n FROM issued_tokens WHERE task = ?'),
+    countUp: db.prepare('INSERT INTO task_token_counts (task, plugin, n) VALUES (?, ?, 1) ON CONFLICT (task, plugin) DO UPDATE SET n = n + 1'),
+    // Through the expiry index, oldest first, a bounded batch per statement (the event loop waits for each).
+    purge: db.prepare('DELETE FROM issued_tokens WHERE rowid IN (SELECT rowid FROM issued_tokens WHERE expires_at < ? ORDER BY expires_at LIMIT ?)'),
+    countOfTaskPlugin: db.prepare('SELECT n FROM task_token_counts WHERE task = ? AND plugin = ?'),
   };
 }
 
 export class SqliteTokens implements TokenIndex {
   readonly #h: SqliteHandle;
   readonly #s: ReturnType<typeof prepare>;
+  /** The row and its task's count in one transaction: the quota never sees one without the other. */
+  readonly #insertTx: (t: IssuedToken, scopes: string) => void;
 
   constructor(h: SqliteHandle) {
     this.#h = h;
-    this.#s = prepare(h.db);
+    const s = (this.#s = prepare(h.db));
+    this.#insertTx = h.db.transaction((t: IssuedToken, scopes: string) => {
+      s.insert.run(t.jti, t.plugin, t.task ?? null, t.audience, scopes, t.kind, t.kid ?? null, t.issuedAt, t.expiresAt, t.jkt ?? null);
+      if (t.task !== undefined) s.countUp.run(t.task, t.plugin);
+    });
   }
 
   async recordIssued(t: IssuedToken): Promise<void> {
     const scopes = JSON.stringify(t.scopes);
     this.#h.run('recordIssued', () => {
       try {
-        this.#s.insert.run(t.jti, t.plugin, t.task ?? null, t.audience, scopes, t.kind, t.kid ?? null, t.issuedAt, t.expiresAt, t.jkt ?? null);
+        this.#insertTx(t, scopes);
       } catch (err) {
         if (isConstraintError(err)) throw new TypeError('recordIssued: a token with this jti is already recorded', { cause: err });
         throw err;
@@ -66,6 +76,14 @@ export class SqliteTokens implements TokenIndex {
 
   async countIssuedForTask(taskId: string): Promise<number> {
     return this.#h.run('countIssuedForTask', () => (this.#s.countOfTask.get(taskId) as { n: number }).n);
+  }
+
+  async purgeIssued(before: number, limit: number): Promise<number> {
+    return this.#h.run('purgeIssued', () => this.#s.purge.run(before, limit).changes);
+  }
+
+  async countIssuedForTaskPlugin(taskId: string, plugin: string): Promise<number> {
+    return this.#h.run('countIssuedForTaskPlugin', () => (this.#s.countOfTaskPlugin.get(taskId, plugin) as { n: number } | undefined)?.n ?? 0);
   }
 }
 
