@@ -2,18 +2,18 @@
  * Leash's token-exchange and introspection benchmark against a bare-crypto baseline, in the
  * same run, on loopback. See docs/performance.md for what it measures and the numbers it gave.
  *
- *   npm run bench -- [--suite throughput|propagation] [--duration 10] [--connections 32] [--workers 0] [--store sqlite,redis] [--keys local,vault-kv,vault-transit] [--profile]
+ *   npm run bench -- [--suite throughput|propagation|latency|overload|full] [--duration 10] [--connections 32] [--workers 0] [--store sqlite,redis] [--keys local,vault-kv,vault-transit] [--profile]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { BENCH_AUDIENCE, BENCH_CLUSTER_ISSUER, BenchCluster } from './cluster.js';
 import { diffCpu, killAllChildren, startServer, threadCpu, type ServerChild } from './child.js';
 import { basicAuthorization, exchangeBody, introspectionBody, runLoad } from './load.js';
-import { USAGE, parseOptions, type BenchOptions, type ServerName, type WorkloadName } from './options.js';
+import { FULL_SUITES, USAGE, parseOptions, type BenchOptions, type ServerName, type SuiteName, type WorkloadName } from './options.js';
 import { formatProfile, formatTable, ratioLabel, ratios, type RunRecord } from './report.js';
 import { readProfile, summariseProfile, type ProfileSummary } from './profile.js';
 import { BASELINE_STATS_PATH, BENCH_RESOURCE_SERVER, type ServerInput } from './protocol.js';
@@ -22,6 +22,8 @@ import { killAllRedis, startRedis, type BenchRedis } from './redis.js';
 import { startVaultContract } from '../test/support/vault-contract.js';
 import { measureTransitSign, type SignLatency } from './transit-latency.js';
 import { formatPropagation, runPropagation } from './propagation.js';
+import { formatLatency, runLatency } from './latency.js';
+import { formatOverload, runOverload } from './overload.js';
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = join(BENCH_DIR, '..');
@@ -238,10 +240,40 @@ async function main(): Promise<number> {
     log(USAGE);
     return 0;
   }
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   await mkdir(RESULTS_DIR, { recursive: true });
-  if (opts.suite === 'propagation') return propagationSuite(opts, stamp);
+  if (opts.suite !== 'full') return runSuite(opts.suite, opts);
+  const started = performance.now();
+  const codes: Array<[SuiteName, number]> = [];
+  for (const suite of FULL_SUITES) {
+    log(
+      `\n=== suite ${suite} (load average ${loadavg()
+        .map((n) => n.toFixed(2))
+        .join(' ')}) ===`,
+    );
+    codes.push([suite, await runSuite(suite, opts)]);
+  }
+  log(`\nfull: ${codes.map(([s, c]) => `${s} ${c === 0 ? 'ok' : 'FAILED'}`).join(', ')} in ${((performance.now() - started) / 60_000).toFixed(1)} min`);
+  return codes.some(([, c]) => c !== 0) ? 1 : 0;
+}
 
+async function runSuite(suite: Exclude<SuiteName, 'full'>, opts: BenchOptions): Promise<number> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  // Each suite is self-contained: a failure in one does not stop `full` from running the next.
+  try {
+    if (suite === 'propagation') return await propagationSuite(opts, stamp);
+    if (suite === 'latency') return await latencySuite(opts, stamp);
+    if (suite === 'overload') return await overloadSuite(opts, stamp);
+    return await throughputSuite(opts, stamp);
+  } catch (err) {
+    log(`\nSUITE ${suite.toUpperCase()} FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return 1;
+  } finally {
+    killAllChildren();
+    killAllRedis();
+  }
+}
+
+async function throughputSuite(opts: BenchOptions, stamp: string): Promise<number> {
   const cluster = new BenchCluster();
   const needCold = opts.workloads.includes('cold');
   const mintCount = needCold ? opts.pool + (opts.warmup > 0 ? WARMUP_POOL : 0) : 0;
@@ -327,6 +359,26 @@ async function main(): Promise<number> {
     log(`\nBENCHMARK FAILED: ${failure.message}`);
     return 1;
   }
+  return 0;
+}
+
+async function latencySuite(opts: BenchOptions, stamp: string): Promise<number> {
+  const loadStart = loadavg().map((n) => n.toFixed(2));
+  const result = await runLatency(opts, { ceiling: SCRIPTS.ceiling, leash: SCRIPTS.leash }, log);
+  const loadEnd = loadavg().map((n) => n.toFixed(2));
+  process.stdout.write(`\n${formatLatency(result)}\nload average ${loadStart.join(' ')} at start, ${loadEnd.join(' ')} at end; ${machine().nproc} CPUs, node ${process.version}\n`);
+  const file = join(RESULTS_DIR, `${stamp}-latency.json`);
+  await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), loadavg: { start: loadStart, end: loadEnd }, options: opts, latency: result }, null, 2)}\n`);
+  log(`results: ${file}`);
+  return 0;
+}
+
+async function overloadSuite(opts: BenchOptions, stamp: string): Promise<number> {
+  const result = await runOverload(opts, SCRIPTS.leash, log);
+  process.stdout.write(`\n${formatOverload(result)}\n`);
+  const file = join(RESULTS_DIR, `${stamp}-overload.json`);
+  await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, overload: result }, null, 2)}\n`);
+  log(`results: ${file}`);
   return 0;
 }
 
