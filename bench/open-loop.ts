@@ -124,8 +124,11 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
       sent++;
     }
     if (performance.now() >= end) break;
-    // setTimeout(0) is clamped to 1 ms: the finest pacing a timer gives without spinning a core the server needs.
-    await new Promise((r) => setTimeout(r, 0));
+    // Sleep until the next send is due; setTimeout is clamped to 1 ms, the finest pacing a
+    // timer gives without spinning a core the server needs. (Not a fixed 1 ms tick: at low
+    // rates the wake-ups would cost the generator more than its requests.)
+    const wait = Math.max(0, start + sent * interval - performance.now());
+    await new Promise((r) => setTimeout(r, wait));
   }
   if (pending > 0) await new Promise<void>((r) => (allDone = r));
   agent.destroy();
