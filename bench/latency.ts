@@ -2,12 +2,13 @@
  * `npm run bench -- --suite latency` (issue 18, goal 5): latency at a comfortable load.
  *
  * 1. The ceiling's capacity per workload (warm, cold), closed loop as the throughput suite
- *    measures it (autocannon, --connections, --workers).
- * 2. An open-loop (fixed-rate) load at --fraction (default 0.4) of that capacity, on the
- *    ceiling and on Leash (each --store), latency from each request's scheduled send time.
- * 3. Leash's own capacity, and both servers again at --fraction of it: when Leash cannot
- *    sustain the ceiling-based rate, that point still says how its tail compares at a load
- *    it can carry.
+ *    measures it (autocannon, --connections, --workers); then, per --store, Leash's.
+ * 2. At --fraction (default 0.4) of Leash's own capacity, then at --fraction of the
+ *    ceiling's: an open-loop (fixed-rate) load, latency from each request's scheduled send
+ *    time, on the ceiling and on Leash in alternating slices (same rate, same drift of a
+ *    shared machine's load). When Leash cannot sustain the ceiling-based rate (it runs at
+ *    ~0.2-0.4x the ceiling), the point at its own capacity still says how its tail compares
+ *    at a load it can carry.
  *
  * The goal: Leash's p99 ≤ 2× the ceiling's p99 at the same rate, every request answered 200.
  */
@@ -28,10 +29,14 @@ const CAPACITY_SECONDS = 5;
  * (10,000 LRU), so a token comes round again only after it was evicted and every exchange misses.
  */
 const COLD_POOL = 12_000;
+/** Alternating slices per server at each rate (see pair()). */
+const ROUNDS = 2;
 
 type LatencyWorkload = Extract<WorkloadName, 'warm' | 'cold'>;
 
 export interface LatencyPoint {
+  /** The ceiling's and a Leash's points measured in alternation share it. */
+  readonly pair: string;
   readonly workload: LatencyWorkload;
   /** `ceiling` or `leash/<store>`. */
   readonly server: string;
@@ -62,9 +67,10 @@ export interface LatencyResult {
   readonly points: LatencyPoint[];
 }
 
-function point(r: OpenLoopResult, workload: LatencyWorkload, server: string, basis: 'ceiling' | 'leash', basisCapacity: number): LatencyPoint {
+function point(r: OpenLoopResult, workload: LatencyWorkload, server: string, basis: 'ceiling' | 'leash', basisCapacity: number, pair: string): LatencyPoint {
   const lat = r.okLatencies;
   return {
+    pair,
     workload,
     server,
     basis,
@@ -124,36 +130,52 @@ export async function runLatency(opts: BenchOptions, scripts: { ceiling: string;
     if (reqPerSec < 10) throw new Error(`${label}: capacity measured at ${reqPerSec}/s: too low to mean anything\n${server.stderrTail()}`);
     return reqPerSec;
   };
-  const measure = async (server: ServerChild, label: string, w: LatencyWorkload, basis: 'ceiling' | 'leash', basisCapacity: number): Promise<LatencyPoint> => {
+  /**
+   * The ceiling and one Leash at the same rate, in ROUNDS alternating slices (ceiling, Leash,
+   * ceiling, Leash...), each slice's latencies merged per server: on a machine shared with
+   * other work the load drifts within seconds, and alternating exposes both servers to the
+   * same drift (the issue's own runs alternated servers too).
+   */
+  const pair = async (ceiling: ServerChild, leash: ServerChild, label: string, w: LatencyWorkload, basis: 'ceiling' | 'leash', basisCapacity: number): Promise<void> => {
     const rate = basisCapacity * opts.fraction;
-    log(`  ${label} / ${w}: open loop at ${Math.round(rate)}/s (${opts.fraction} of ${basis === 'ceiling' ? "the ceiling's" : "this Leash's"} ${basisCapacity}/s) for ${opts.duration} s...`);
-    const loop = { url: server.ready.url, path: '/token', bodies: bodiesFor(server, w), rate, timeoutMs: opts.clientTimeoutMs };
+    const slice = opts.duration / ROUNDS;
+    log(
+      `  ${w}: ceiling and ${label} alternating, open loop at ${Math.round(rate)}/s (${opts.fraction} of ${basis === 'ceiling' ? "the ceiling's" : `${label}'s`} ${basisCapacity}/s), ${ROUNDS} x ${slice} s each...`,
+    );
+    const servers = [
+      { server: ceiling, label: 'ceiling', slices: [] as OpenLoopResult[] },
+      { server: leash, label, slices: [] as OpenLoopResult[] },
+    ];
+    const loop = (server: ServerChild) => ({ url: server.ready.url, path: '/token', bodies: bodiesFor(server, w), rate, timeoutMs: opts.clientTimeoutMs });
     // One unmeasured second at the rate first: the generator's own HTTP client code gets compiled too.
     if (opts.warmup > 0) {
-      await openLoop({ ...loop, seconds: 1 });
-      await settle(server);
+      for (const s of servers) {
+        await openLoop({ ...loop(s.server), seconds: 1 });
+        await settle(s.server);
+      }
     }
-    const r = await openLoop({ ...loop, seconds: opts.duration });
-    const p = point(r, w, label, basis, basisCapacity);
-    log(
-      `    ${p.okPerSec} ok/s, p50 ${p.p50} p90 ${p.p90} p99 ${p.p99} max ${p.max} ms, 503 ${p.rejected503}, time-outs ${p.clientTimeouts}, errors ${p.otherErrors}, sender lag p99 ${p.senderLagP99} ms, generator ${p.generatorCpuMicrosPerRequest} µs CPU/req, load ${p.loadavg1}`,
-    );
-    points.push(p);
-    await settle(server);
-    return p;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const s of servers) {
+        s.slices.push(await openLoop({ ...loop(s.server), seconds: slice }));
+        // A slice that overloaded Leash leaves a backlog: it drains before the other server's slice.
+        await settle(s.server);
+      }
+    }
+    const id = `${label}/${w}/${basis}`;
+    for (const s of servers) {
+      const p = point(merge(s.slices), w, s.label, basis, basisCapacity, id);
+      log(
+        `    ${s.label}: ${p.okPerSec} ok/s, p50 ${p.p50} p90 ${p.p90} p99 ${p.p99} max ${p.max} ms, 503 ${p.rejected503}, time-outs ${p.clientTimeouts}, errors ${p.otherErrors}, sender lag p99 ${p.senderLagP99} ms, generator ${p.generatorCpuMicrosPerRequest} µs CPU/req, load ${p.loadavg1}`,
+      );
+      points.push(p);
+    }
   };
 
   log('starting the ceiling...');
   const ceiling = await startServer('ceiling', scripts.ceiling, { ...input, ceiling: true });
   try {
     const ceilingCapacity = new Map<LatencyWorkload, number>();
-    for (const w of workloads) {
-      ceilingCapacity.set(w, await capacity(ceiling, 'ceiling', w));
-      await new Promise((r) => setTimeout(r, 500));
-      await measure(ceiling, 'ceiling', w, 'ceiling', ceilingCapacity.get(w)!);
-    }
-    // Leash's own capacities, per store: the ceiling runs again at the same fraction of each.
-    const leashCapacities: Array<{ w: LatencyWorkload; cap: number }> = [];
+    for (const w of workloads) ceilingCapacity.set(w, await capacity(ceiling, 'ceiling', w));
     for (const store of opts.stores) {
       const label = `leash/${store}`;
       let redis: BenchRedis | undefined;
@@ -169,9 +191,8 @@ export async function runLatency(opts: BenchOptions, scripts: { ceiling: string;
             const own = await capacity(leash, label, w);
             await settle(leash);
             // The comfortable point first: the ceiling-based rate may overload Leash and leave a backlog behind.
-            await measure(leash, label, w, 'leash', own);
-            await measure(leash, label, w, 'ceiling', ceilingCapacity.get(w)!);
-            leashCapacities.push({ w, cap: own });
+            await pair(ceiling, leash, label, w, 'leash', own);
+            await pair(ceiling, leash, label, w, 'ceiling', ceilingCapacity.get(w)!);
           }
         } finally {
           await leash.stop();
@@ -180,16 +201,40 @@ export async function runLatency(opts: BenchOptions, scripts: { ceiling: string;
         await redis?.stop();
       }
     }
-    for (const { w, cap } of leashCapacities) await measure(ceiling, 'ceiling', w, 'leash', cap);
   } finally {
     await ceiling.stop();
   }
   return { fraction: opts.fraction, seconds: opts.duration, clientTimeoutMs: opts.clientTimeoutMs, capacities, points };
 }
 
-/** The ceiling's point at the same workload, basis and rate as `p`. */
+/** One result from a server's slices: counts added, latencies merged, the worst sender lag, the last load average. */
+function merge(slices: readonly OpenLoopResult[]): OpenLoopResult {
+  const all = (f: (r: OpenLoopResult) => readonly number[]) => slices.flatMap(f).sort((a, b) => a - b);
+  const sum = (f: (r: OpenLoopResult) => number) => slices.reduce((a, r) => a + f(r), 0);
+  const otherStatus: Record<string, number> = {};
+  for (const r of slices) for (const [k, v] of Object.entries(r.otherStatus)) otherStatus[k] = (otherStatus[k] ?? 0) + v;
+  const sent = sum((r) => r.sent);
+  return {
+    offeredPerSec: slices[0]!.offeredPerSec,
+    seconds: sum((r) => r.seconds),
+    sent,
+    ok: sum((r) => r.ok),
+    okLatencies: all((r) => r.okLatencies),
+    rejected503: sum((r) => r.rejected503),
+    rejectedLatencies: all((r) => r.rejectedLatencies),
+    otherStatus,
+    clientTimeouts: sum((r) => r.clientTimeouts),
+    errors: sum((r) => r.errors),
+    senderLagP99: Math.max(...slices.map((r) => r.senderLagP99)),
+    senderLagMax: Math.max(...slices.map((r) => r.senderLagMax)),
+    generatorCpuMicrosPerRequest: sent > 0 ? Math.round(sum((r) => r.generatorCpuMicrosPerRequest * r.sent) / sent) : 0,
+    loadavg1: slices.at(-1)!.loadavg1,
+  };
+}
+
+/** The ceiling's slices alternated with `p`'s. */
 function ceilingFor(result: LatencyResult, p: LatencyPoint): LatencyPoint | undefined {
-  return result.points.find((c) => c.server === 'ceiling' && c.workload === p.workload && c.basis === p.basis && c.basisCapacity === p.basisCapacity);
+  return result.points.find((c) => c.server === 'ceiling' && c.pair === p.pair);
 }
 
 /** Met: every request answered 200 in time, the offered rate carried, and p99 within the goal of the ceiling's. */
