@@ -60,7 +60,7 @@ const USAGE = `usage: npm run bench -- [options]
                       latency: open-loop (fixed-rate) warm/cold exchanges at --fraction of the
                       ceiling's capacity and of Leash's own, ceiling vs Leash p50/p90/p99/max;
                       overload: open loop at 0.8x and --overload x Leash's capacity, admission
-                      control on vs unbounded, health probes on the management listener;
+                      defaults vs a 200 ms loop-delay rule vs unbounded, health probes;
                       full: throughput, latency and overload in one run
   --revocations <n>   propagation: revocations measured (default 300)
   --poll-interval <ms> propagation: pause between B's introspections (default 0: back to back)
