@@ -115,14 +115,25 @@ export async function runLatency(opts: BenchOptions, scripts: { ceiling: string;
   const pool = minted.slice(1);
   const creds = { id: 'bench-api', secret: 'latency-suite-introspection-unused' };
   const input: ServerInput = { jwks: cluster.jwks, clusterIssuer: BENCH_CLUSTER_ISSUER, audience: BENCH_AUDIENCE, store: { kind: 'sqlite' }, resourceServer: creds };
-  const bodiesFor = (server: ServerChild, w: LatencyWorkload) => (w === 'warm' ? [exchangeBody(server.ready, warm)] : pool.map((t) => exchangeBody(server.ready, t)));
+  // Cold: each server walks the pool from where it left off (every load run starts at its first
+  // body), so a token comes back to a Leash only after all 12,000 others have been to it.
+  const cursors = new Map<ServerChild, number>();
+  const bodiesFor = (server: ServerChild, w: LatencyWorkload) => {
+    if (w === 'warm') return [exchangeBody(server.ready, warm)];
+    const at = cursors.get(server) ?? 0;
+    return [...pool.slice(at), ...pool.slice(0, at)].map((t) => exchangeBody(server.ready, t));
+  };
+  const advance = (server: ServerChild, w: LatencyWorkload, requests: number) => {
+    if (w === 'cold') cursors.set(server, ((cursors.get(server) ?? 0) + requests) % pool.length);
+  };
 
   const capacities: LatencyResult['capacities'] = [];
   const points: LatencyPoint[] = [];
   const capacity = async (server: ServerChild, label: string, w: LatencyWorkload): Promise<number> => {
     const load = { url: server.ready.url, path: '/token', bodies: bodiesFor(server, w), connections: opts.connections, workers: opts.workers };
-    if (opts.warmup > 0) await runLoad({ ...load, seconds: opts.warmup });
-    const r = await runLoad({ ...load, seconds: CAPACITY_SECONDS });
+    if (opts.warmup > 0) advance(server, w, (await runLoad({ ...load, seconds: opts.warmup })).requests);
+    const r = await runLoad({ ...load, bodies: bodiesFor(server, w), seconds: CAPACITY_SECONDS });
+    advance(server, w, r.requests);
     const ok = r.statusCodes['200'] ?? 0;
     const reqPerSec = Math.round(ok / r.seconds);
     capacities.push({ server: label, workload: w, reqPerSec, p99: r.p99 });
@@ -150,13 +161,15 @@ export async function runLatency(opts: BenchOptions, scripts: { ceiling: string;
     // One unmeasured second at the rate first: the generator's own HTTP client code gets compiled too.
     if (opts.warmup > 0) {
       for (const s of servers) {
-        await openLoop({ ...loop(s.server), seconds: 1 });
+        advance(s.server, w, (await openLoop({ ...loop(s.server), seconds: 1 })).sent);
         await settle(s.server);
       }
     }
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of servers) {
-        s.slices.push(await openLoop({ ...loop(s.server), seconds: slice }));
+        const r = await openLoop({ ...loop(s.server), seconds: slice });
+        advance(s.server, w, r.sent);
+        s.slices.push(r);
         // A slice that overloaded Leash leaves a backlog: it drains before the other server's slice.
         await settle(s.server);
       }
