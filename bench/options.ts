@@ -29,11 +29,21 @@ export interface BenchOptions {
   readonly appendfsync: 'everysec' | 'always';
   /** Leash's key backend(s); Vault ones run against the Vault contract server (test/support). */
   readonly keys: readonly KeyBackendName[];
+  /** `latency`: the open-loop rate as a fraction of a measured capacity (issue 18, goal 5: 0.4). */
+  readonly fraction: number;
+  /** `overload`: the overloaded phase's rate, in multiples of Leash's capacity (goal 4: 3). */
+  readonly overload: number;
+  /** `latency`, `overload`: an open-loop client gives up after this many ms. */
+  readonly clientTimeoutMs: number;
   /** Leash worker processes (`serve --workers N`, node:cluster), each count its own Leash run; default [1]. */
   readonly leashWorkers: readonly number[];
 }
 
-export const SUITE_NAMES = ['throughput', 'propagation', 'growth', 'full'] as const;
+export const SUITE_NAMES = ['throughput', 'propagation', 'latency', 'overload', 'growth', 'full'] as const;
+/** What `--suite full` runs, in order (issue 18: "one command"). */
+export const FULL_SUITES: ReadonlyArray<Exclude<SuiteName, 'full'>> = ['throughput', 'latency', 'overload', 'growth'];
+/** Seconds per measured run when --duration is not given, where a suite wants other than 10: short enough for `full` to stay under 15 minutes. */
+export const DEFAULT_DURATION: Readonly<Partial<Record<SuiteName, number>>> = {};
 export type SuiteName = (typeof SUITE_NAMES)[number];
 export const SERVER_NAMES = ['baseline', 'ceiling', 'leash'] as const;
 export const WORKLOAD_NAMES = ['cold', 'warm', 'introspect'] as const;
@@ -49,18 +59,25 @@ const USAGE = `usage: npm run bench -- [options]
   --suite <name>      throughput (default): exchange/introspection load vs the baseline and the ceiling;
                       propagation: two replicas on one redis-server, revoke at A ->
                       introspection at B inactive (p50/p99 over --revocations);
+                      latency: open-loop (fixed-rate) warm/cold exchanges at --fraction of the
+                      ceiling's capacity and of Leash's own, ceiling vs Leash p50/p90/p99/max;
+                      overload: open loop at 0.8x and --overload x Leash's capacity, admission
+                      defaults vs a 200 ms loop-delay rule vs unbounded, health probes;
                       growth: CPU per exchange as policy and history grow (bench/growth.ts);
-                      full: throughput, then growth
+                      full: throughput, latency, overload and growth in one run
   --revocations <n>   propagation: revocations measured (default 300)
   --poll-interval <ms> propagation: pause between B's introspections (default 0: back to back)
-  --duration <s>      measured seconds per workload and server (default 10)
+  --duration <s>      measured seconds per workload and server, or per open-loop point or phase (default 10)
+  --fraction <x>      latency: open-loop rate as a fraction of capacity (default 0.4)
+  --overload <x>      overload: the overloaded rate in multiples of capacity (default 3)
+  --client-timeout <ms> latency, overload: an open-loop client gives up after this long (default 1000)
   --warmup <s>        unmeasured seconds before each run (default 2)
   --connections <n>   concurrent keep-alive connections (default 32)
   --workers <n>       autocannon worker threads (default 2); 0 = in this process,
                       which also gives µs latency percentiles instead of 1 ms buckets
   --pool <n>          distinct attestations for the cold workload (default 30000)
   --only <list>       servers to run: baseline,ceiling,leash (default all three)
-  --workload <list>   workloads to run: cold,warm,introspect (default all)
+  --workload <list>   workloads to run: cold,warm,introspect (default all; latency: warm and cold only)
   --store <list>      Leash's store: sqlite, redis or sqlite,redis (default sqlite);
                       redis starts its own redis-server on a free loopback port
   --appendfsync <p>   Redis AOF fsync policy: everysec (default) or always
@@ -76,6 +93,13 @@ function positiveInt(name: string, raw: string | undefined, dflt: number, min = 
   if (raw === undefined) return dflt;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min} (got '${raw}')\n${USAGE}`);
+  return n;
+}
+
+function positiveNumber(name: string, raw: string | undefined, dflt: number, above: number, max: number): number {
+  if (raw === undefined) return dflt;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= above || n > max) throw new Error(`--${name} must be a number > ${above} and <= ${max} (got '${raw}')\n${USAGE}`);
   return n;
 }
 
@@ -116,6 +140,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       suite: { type: 'string' },
       revocations: { type: 'string' },
       'poll-interval': { type: 'string' },
+      fraction: { type: 'string' },
+      overload: { type: 'string' },
+      'client-timeout': { type: 'string' },
       profile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -127,7 +154,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     suite: suite as SuiteName,
     revocations: positiveInt('revocations', values.revocations, 300, 10),
     pollIntervalMs: positiveInt('poll-interval', values['poll-interval'], 0, 0),
-    duration: positiveInt('duration', values.duration, 10),
+    duration: positiveInt('duration', values.duration, DEFAULT_DURATION[suite as SuiteName] ?? 10),
     warmup: positiveInt('warmup', values.warmup, 2, 0),
     connections: positiveInt('connections', values.connections, 32),
     workers: positiveInt('workers', values.workers, 2, 0),
@@ -138,6 +165,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     stores: values.store === undefined ? ['sqlite'] : list('store', values.store, STORE_NAMES),
     appendfsync: appendfsync(values.appendfsync),
     keys: values.keys === undefined ? ['local'] : list('keys', values.keys, KEY_BACKEND_NAMES),
+    fraction: positiveNumber('fraction', values.fraction, 0.4, 0, 1),
+    overload: positiveNumber('overload', values.overload, 3, 1, 100),
+    clientTimeoutMs: positiveInt('client-timeout', values['client-timeout'], 1000, 10),
     leashWorkers: (values['leash-workers'] ?? '1').split(',').map((w) => positiveInt('leash-workers', w.trim(), 1)),
   };
 }

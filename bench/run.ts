@@ -2,18 +2,18 @@
  * Leash's token-exchange and introspection benchmark against a bare-crypto baseline, in the
  * same run, on loopback. See docs/performance.md for what it measures and the numbers it gave.
  *
- *   npm run bench -- [--suite throughput|propagation] [--duration 10] [--connections 32] [--workers 0] [--store sqlite,redis] [--keys local,vault-kv,vault-transit] [--profile]
+ *   npm run bench -- [--suite throughput|propagation|latency|overload|full] [--duration 10] [--connections 32] [--workers 0] [--store sqlite,redis] [--keys local,vault-kv,vault-transit] [--profile]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { BENCH_AUDIENCE, BENCH_CLUSTER_ISSUER, BenchCluster } from './cluster.js';
 import { diffCpu, killAllChildren, startServer, threadCpu, type ServerChild } from './child.js';
 import { basicAuthorization, exchangeBody, introspectionBody, runLoad } from './load.js';
-import { USAGE, parseOptions, type BenchOptions, type ServerName, type WorkloadName } from './options.js';
+import { FULL_SUITES, USAGE, parseOptions, type BenchOptions, type ServerName, type SuiteName, type WorkloadName } from './options.js';
 import { formatProfile, formatTable, ratioLabel, ratios, type RunRecord } from './report.js';
 import { readProfile, summariseProfile, type ProfileSummary } from './profile.js';
 import { BASELINE_STATS_PATH, BENCH_RESOURCE_SERVER, type ServerInput } from './protocol.js';
@@ -22,7 +22,9 @@ import { killAllRedis, startRedis, type BenchRedis } from './redis.js';
 import { startVaultContract } from '../test/support/vault-contract.js';
 import { measureTransitSign, type SignLatency } from './transit-latency.js';
 import { formatPropagation, runPropagation } from './propagation.js';
-import { formatGrowth, runGrowth, type GrowthRecord } from './growth.js';
+import { formatLatency, runLatency } from './latency.js';
+import { formatOverload, runOverload } from './overload.js';
+import { formatGrowth, runGrowth } from './growth.js';
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = join(BENCH_DIR, '..');
@@ -240,11 +242,41 @@ async function main(): Promise<number> {
     log(USAGE);
     return 0;
   }
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   await mkdir(RESULTS_DIR, { recursive: true });
-  if (opts.suite === 'propagation') return propagationSuite(opts, stamp);
-  if (opts.suite === 'growth') return growthSuite(opts, stamp);
+  if (opts.suite !== 'full') return runSuite(opts.suite, opts);
+  const started = performance.now();
+  const codes: Array<[SuiteName, number]> = [];
+  for (const suite of FULL_SUITES) {
+    log(
+      `\n=== suite ${suite} (load average ${loadavg()
+        .map((n) => n.toFixed(2))
+        .join(' ')}) ===`,
+    );
+    codes.push([suite, await runSuite(suite, opts)]);
+  }
+  log(`\nfull: ${codes.map(([s, c]) => `${s} ${c === 0 ? 'ok' : 'FAILED'}`).join(', ')} in ${((performance.now() - started) / 60_000).toFixed(1)} min`);
+  return codes.some(([, c]) => c !== 0) ? 1 : 0;
+}
 
+async function runSuite(suite: Exclude<SuiteName, 'full'>, opts: BenchOptions): Promise<number> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  // Each suite is self-contained: a failure in one does not stop `full` from running the next.
+  try {
+    if (suite === 'propagation') return await propagationSuite(opts, stamp);
+    if (suite === 'latency') return await latencySuite(opts, stamp);
+    if (suite === 'overload') return await overloadSuite(opts, stamp);
+    if (suite === 'growth') return await growthSuite(opts, stamp);
+    return await throughputSuite(opts, stamp);
+  } catch (err) {
+    log(`\nSUITE ${suite.toUpperCase()} FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return 1;
+  } finally {
+    killAllChildren();
+    killAllRedis();
+  }
+}
+
+async function throughputSuite(opts: BenchOptions, stamp: string): Promise<number> {
   const cluster = new BenchCluster();
   const needCold = opts.workloads.includes('cold');
   const mintCount = needCold ? opts.pool + (opts.warmup > 0 ? WARMUP_POOL : 0) : 0;
@@ -260,7 +292,6 @@ async function main(): Promise<number> {
   let failure: Error | undefined;
   let profile: (ProfileSummary & { file: string }) | undefined;
   let transitSign: SignLatency | undefined;
-  let growth: GrowthRecord[] | undefined;
   try {
     for (const name of opts.servers) {
       if (name !== 'leash') {
@@ -295,7 +326,6 @@ async function main(): Promise<number> {
       }
     }
     if (opts.profile && opts.servers.includes('leash')) profile = await profileLeash(input, tokens, opts, creds, stamp);
-    if (opts.suite === 'full') growth = await runGrowth(opts, log);
   } catch (err) {
     failure = err instanceof Error ? err : new Error(String(err));
   }
@@ -317,7 +347,6 @@ async function main(): Promise<number> {
     }),
     ...(transitSign ? [`transit sign (contract server, sequential, ${transitSign.signs} signs): p50 ${transitSign.p50Ms} ms, p99 ${transitSign.p99Ms} ms, mean ${transitSign.meanMs} ms`] : []),
     ...(profile ? ['', formatProfile(profile), `profile: ${profile.file}`] : []),
-    ...(growth ? ['', 'Cost as history grows (CPU per exchange from /proc of the Leash child)', formatGrowth(growth)] : []),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
 
@@ -326,13 +355,33 @@ async function main(): Promise<number> {
   const tokenCounts = { poolSize: tokens.pool.length, warmupPoolSize: tokens.warmupPool.length };
   await writeFile(
     file,
-    `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, tokens: tokenCounts, runs, ratios: summary, goal: GOAL, profile, transitSign, growth, failure: failure?.message }, null, 2)}\n`,
+    `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, tokens: tokenCounts, runs, ratios: summary, goal: GOAL, profile, transitSign, failure: failure?.message }, null, 2)}\n`,
   );
   log(`results: ${file}`);
   if (failure) {
     log(`\nBENCHMARK FAILED: ${failure.message}`);
     return 1;
   }
+  return 0;
+}
+
+async function latencySuite(opts: BenchOptions, stamp: string): Promise<number> {
+  const loadStart = loadavg().map((n) => n.toFixed(2));
+  const result = await runLatency(opts, { ceiling: SCRIPTS.ceiling, leash: SCRIPTS.leash }, log);
+  const loadEnd = loadavg().map((n) => n.toFixed(2));
+  process.stdout.write(`\n${formatLatency(result)}\nload average ${loadStart.join(' ')} at start, ${loadEnd.join(' ')} at end; ${machine().nproc} CPUs, node ${process.version}\n`);
+  const file = join(RESULTS_DIR, `${stamp}-latency.json`);
+  await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), loadavg: { start: loadStart, end: loadEnd }, options: opts, latency: result }, null, 2)}\n`);
+  log(`results: ${file}`);
+  return 0;
+}
+
+async function overloadSuite(opts: BenchOptions, stamp: string): Promise<number> {
+  const result = await runOverload(opts, SCRIPTS.leash, log);
+  process.stdout.write(`\n${formatOverload(result)}\n`);
+  const file = join(RESULTS_DIR, `${stamp}-overload.json`);
+  await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, overload: result }, null, 2)}\n`);
+  log(`results: ${file}`);
   return 0;
 }
 

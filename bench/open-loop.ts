@@ -1,0 +1,166 @@
+/**
+ * Open-loop (fixed-rate) load: requests leave on a schedule (`rate` a second), whether or not
+ * earlier ones were answered, as independent clients would send them. Each latency is
+ * measured from the request's scheduled send time, so a backlog in the load generator or in
+ * the server counts against the answer (no coordinated omission). Used by the latency and
+ * overload suites (issue 18, goals 4 and 5).
+ */
+import { Agent, request } from 'node:http';
+import { loadavg } from 'node:os';
+
+export interface OpenLoopOptions {
+  readonly url: string;
+  /** POST target (/token). */
+  readonly path: string;
+  /** Bodies sent in turn (one: the warm exchange; a pool of distinct attestations: the cold one). */
+  readonly bodies: readonly string[];
+  readonly rate: number;
+  readonly seconds: number;
+  /** A client gives up after this long (from its scheduled send time) and closes its connection. */
+  readonly timeoutMs: number;
+}
+
+export interface OpenLoopResult {
+  readonly offeredPerSec: number;
+  readonly seconds: number;
+  readonly sent: number;
+  /** 200 answers and their latencies (ms, ascending) from the scheduled send time. */
+  readonly ok: number;
+  readonly okLatencies: readonly number[];
+  /** 503 answers (admission control) and their latencies. */
+  readonly rejected503: number;
+  readonly rejectedLatencies: readonly number[];
+  readonly otherStatus: Record<string, number>;
+  readonly clientTimeouts: number;
+  /** Socket errors (refused, reset) before an answer. */
+  readonly errors: number;
+  /** How late the generator itself sent (actual minus scheduled send time, ms): large values mean the numbers describe the generator, not the server. */
+  readonly senderLagP99: number;
+  readonly senderLagMax: number;
+  /** CPU the whole bench process (the generator) spent per request sent, µs: it shares the machine with the server. */
+  readonly generatorCpuMicrosPerRequest: number;
+  /** One-minute load average at the end of the phase. */
+  readonly loadavg1: number;
+}
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
+}
+
+export const round1 = (n: number) => Math.round(n * 10) / 10;
+export const round2 = (n: number) => Math.round(n * 100) / 100;
+
+/** Send `rate` POSTs a second for `seconds`; resolves once every request has an outcome (answer, time-out or error). */
+export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
+  if (!opts.url.startsWith('http://127.0.0.1:')) throw new Error(`refusing to load ${opts.url}: loopback only`);
+  if (opts.bodies.length === 0 || !(opts.rate > 0)) throw new TypeError('openLoop: no bodies or no rate');
+  const url = new URL(opts.path, opts.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+  const okLatencies: number[] = [];
+  const rejectedLatencies: number[] = [];
+  const otherStatus: Record<string, number> = {};
+  const lags: number[] = [];
+  let sent = 0;
+  let timeouts = 0;
+  let errors = 0;
+  let pending = 0;
+  let allDone: (() => void) | undefined;
+  const fire = (scheduled: number, body: string) => {
+    pending++;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      if (--pending === 0 && allDone) allDone();
+    };
+    const req = request(
+      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (done) return;
+          clearTimeout(timer);
+          const ms = performance.now() - scheduled;
+          if (res.statusCode === 200) okLatencies.push(ms);
+          else if (res.statusCode === 503) rejectedLatencies.push(ms);
+          else otherStatus[String(res.statusCode)] = (otherStatus[String(res.statusCode)] ?? 0) + 1;
+          finish();
+        });
+      },
+    );
+    // The client gives up: its connection closes, as a real client's would. Decided after
+    // this turn's I/O (setImmediate): on a starved generator the timer phase runs before the
+    // poll phase that would read an answer which had in fact arrived in time.
+    const timer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (done) return;
+          timeouts++;
+          req.destroy();
+          finish();
+        }),
+      Math.max(1, opts.timeoutMs - (performance.now() - scheduled)),
+    );
+    req.on('error', () => {
+      clearTimeout(timer);
+      if (!done) errors++;
+      finish();
+    });
+    req.end(body);
+    lags.push(performance.now() - scheduled);
+  };
+  const cpuBefore = process.cpuUsage();
+  const start = performance.now();
+  const end = start + opts.seconds * 1000;
+  const interval = 1000 / opts.rate;
+  const total = Math.floor(opts.seconds * opts.rate);
+  while (sent < total) {
+    // Send everything that is due (a late tick sends its backlog, each stamped with its own schedule).
+    const now = performance.now();
+    while (sent < total && start + sent * interval <= now) {
+      fire(start + sent * interval, opts.bodies[sent % opts.bodies.length] as string);
+      sent++;
+    }
+    if (performance.now() >= end) break;
+    // Sleep until the next send is due; setTimeout is clamped to 1 ms, the finest pacing a
+    // timer gives without spinning a core the server needs. (Not a fixed 1 ms tick: at low
+    // rates the wake-ups would cost the generator more than its requests.)
+    const wait = Math.max(0, start + sent * interval - performance.now());
+    await new Promise((r) => setTimeout(r, wait));
+  }
+  if (pending > 0) await new Promise<void>((r) => (allDone = r));
+  agent.destroy();
+  const cpu = process.cpuUsage(cpuBefore);
+  okLatencies.sort((a, b) => a - b);
+  rejectedLatencies.sort((a, b) => a - b);
+  lags.sort((a, b) => a - b);
+  return {
+    offeredPerSec: round1(opts.rate),
+    seconds: opts.seconds,
+    sent,
+    ok: okLatencies.length,
+    okLatencies,
+    rejected503: rejectedLatencies.length,
+    rejectedLatencies,
+    otherStatus,
+    clientTimeouts: timeouts,
+    errors,
+    senderLagP99: round2(percentile(lags, 99)),
+    senderLagMax: round2(lags.at(-1) ?? 0),
+    generatorCpuMicrosPerRequest: sent > 0 ? Math.round((cpu.user + cpu.system) / sent) : 0,
+    loadavg1: round2(loadavg()[0] ?? 0),
+  };
+}
+
+/** Sum of every series of `name` (optionally only those whose labels contain `filter`) in a Prometheus exposition. */
+export function sumMetric(text: string, name: string, filter = ''): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    if (filter && !line.includes(filter)) continue;
+    total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}

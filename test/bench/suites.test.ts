@@ -1,0 +1,75 @@
+import { describe, expect, it } from '@jest/globals';
+import { FULL_SUITES, parseOptions, type BenchOptions } from '../../bench/options.js';
+import { verdict, type LatencyPoint, type LatencyResult } from '../../bench/latency.js';
+
+const parse = (argv: string[]) => parseOptions(argv) as BenchOptions;
+
+describe('bench options for the latency, overload and full suites', () => {
+  it('takes each suite by name, with the goal-4 and goal-5 defaults', () => {
+    for (const suite of ['throughput', 'propagation', 'latency', 'overload', 'full'] as const) expect(parse(['--suite', suite]).suite).toBe(suite);
+    const o = parse(['--suite', 'latency']);
+    expect(o.fraction).toBe(0.4);
+    expect(o.overload).toBe(3);
+    expect(o.clientTimeoutMs).toBe(1000);
+    expect(o.duration).toBe(10);
+  });
+
+  it('full runs throughput, latency and overload, never itself or propagation', () => {
+    expect(FULL_SUITES).toEqual(expect.arrayContaining(['throughput', 'latency', 'overload']));
+    expect(FULL_SUITES).not.toContain('full');
+    expect(FULL_SUITES).not.toContain('propagation');
+  });
+
+  it('refuses an unknown suite and out-of-range rates', () => {
+    expect(() => parse(['--suite', 'everything'])).toThrow(/--suite takes/);
+    expect(() => parse(['--suite', 'latency', '--fraction', '0'])).toThrow(/--fraction/);
+    expect(() => parse(['--suite', 'latency', '--fraction', '1.5'])).toThrow(/--fraction/);
+    expect(() => parse(['--suite', 'overload', '--overload', '1'])).toThrow(/--overload/);
+    expect(() => parse(['--suite', 'overload', '--client-timeout', '5'])).toThrow(/--client-timeout/);
+    expect(parse(['--suite', 'latency', '--fraction', '0.25']).fraction).toBe(0.25);
+  });
+});
+
+describe('latency goal verdict (Leash p99 <= 2x the ceiling p99 at the same rate, every request answered)', () => {
+  const at = (server: string, p99: number, sent = 1000, ok = sent): LatencyPoint => ({
+    pair: 'leash/sqlite/warm/leash',
+    workload: 'warm',
+    server,
+    basis: 'leash',
+    basisCapacity: 600,
+    offeredPerSec: 240,
+    okPerSec: ok / 10,
+    sent,
+    ok,
+    p50: 1,
+    p90: 2,
+    p99,
+    max: p99 * 2,
+    rejected503: sent - ok,
+    clientTimeouts: 0,
+    otherErrors: 0,
+    senderLagP99: 1,
+    generatorCpuMicrosPerRequest: 100,
+    loadavg1: 0.5,
+  });
+  const result = (...points: LatencyPoint[]): LatencyResult => ({ fraction: 0.4, seconds: 10, clientTimeoutMs: 1000, capacities: [], points });
+
+  it('is met at 2x and not above', () => {
+    const ceiling = at('ceiling', 5);
+    expect(verdict(result(ceiling, at('leash/sqlite', 10)), at('leash/sqlite', 10))).toMatchObject({ met: true, ratio: 2 });
+    expect(verdict(result(ceiling, at('leash/sqlite', 10.5)), at('leash/sqlite', 10.5)).met).toBe(false);
+  });
+
+  it('is not met when any request went unanswered, however good the p99 of the rest', () => {
+    const leash = at('leash/sqlite', 1, 1000, 990);
+    const v = verdict(result(at('ceiling', 5), leash), leash);
+    expect(v.met).toBe(false);
+    expect(v.why).toMatch(/10 of 1000 requests not answered 200/);
+  });
+
+  it('compares only with the ceiling slices it alternated with', () => {
+    const leash = at('leash/sqlite', 10);
+    const other = { ...at('ceiling', 100), pair: 'leash/redis/warm/leash' };
+    expect(verdict(result(other, leash), leash)).toMatchObject({ met: false, why: 'no ceiling point at that rate' });
+  });
+});
