@@ -7,7 +7,10 @@
  *   D  a resource server (express + requireLeashToken) with and without the usage reporter:
  *      its CPU per call, the difference being what reporting costs
  *
- *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000]
+ *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000] [--tokens 20]
+ *
+ * `--tokens N`: how many distinct tokens the records name (cycled); more tokens, fewer
+ * records share an aggregate row within a commit window.
  */
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
@@ -32,6 +35,7 @@ const arg = (name: string, dflt: number) => {
 const DURATION = arg('duration', 10);
 const CONNECTIONS = arg('connections', 16);
 const RATE = arg('rate', 20_000);
+const TOKENS = arg('tokens', 20);
 const BATCH = 100;
 /** `--profile DIR`: run phase B only with the Leash child under --cpu-prof, and print where its time went. */
 const PROFILE = (() => {
@@ -117,7 +121,7 @@ async function main(): Promise<void> {
   const body = exchangeBody(leash.ready, sa!);
   const jtis: string[] = [];
   let access = '';
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < TOKENS; i++) {
     const res = await fetch(`${leash.ready.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
     const t = (await res.json()) as { access_token: string };
     access = t.access_token;
@@ -125,9 +129,9 @@ async function main(): Promise<void> {
   }
   const results: string[] = [];
   if (PROFILE) {
-    await ingest(leash.ready.url, auth, jtis, 2, { concurrency: 4 });
+    await ingest(leash.ready.url, auth, jtis, 2, { concurrency: 32 });
     const cpu0 = cpuOf(leash.pid);
-    const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 4 });
+    const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 32 });
     log(`B: ${b.perSec} records/s, Leash CPU ${(((cpuOf(leash.pid) - cpu0) / b.records) * 1e6).toFixed(1)} µs per record`);
     await leash.stop();
     const file = (await readdir(PROFILE))
@@ -148,7 +152,7 @@ async function main(): Promise<void> {
 
     log(`B: POST /usage alone, batches of ${BATCH}, closed loop`);
     let cpu0 = cpuOf(leash.pid);
-    const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 4 });
+    const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 32 });
     const bCpu = cpuOf(leash.pid) - cpu0;
 
     log(`C: exchanges while usage is ingested at ${RATE} records/s`);
@@ -179,7 +183,7 @@ async function main(): Promise<void> {
     const slowdown = 1 - c.reqPerSec / a.reqPerSec;
     results.push(
       '',
-      `usage benchmark (${DURATION}s per run, ${CONNECTIONS} connections, ${cpus().length} CPUs, node ${process.version}, SQLite store)`,
+      `usage benchmark (${DURATION}s per run, ${CONNECTIONS} connections, ${TOKENS} tokens, ${cpus().length} CPUs, node ${process.version}, SQLite store)`,
       `A exchanges alone:                    ${a.reqPerSec.toFixed(0)} req/s, p99 ${a.p99.toFixed(1)} ms`,
       `B ingestion alone (closed loop):      ${b.perSec} records/s (${b.failed} failed), Leash CPU ${((bCpu / b.records) * 1e6).toFixed(1)} µs per record`,
       `C exchanges + ingestion at ${RATE}/s: ${c.reqPerSec.toFixed(0)} req/s, p99 ${c.p99.toFixed(1)} ms; ingested ${cIngest.perSec} records/s (${cIngest.failed} failed); Leash CPU ${cCpu.toFixed(1)} s`,

@@ -575,6 +575,14 @@ export const UsageSettings = Type.Object(
       { ...Strict, description: "Route-mix drift: a token used long after issuance at routes outside the plugin's history.", default: {} },
     ),
     purge_interval_ms: Type.Integer({ ...InMs, minimum: 1000, maximum: 3600000, default: 60000, description: 'How often usage past retention is purged.' }),
+    commit_window_ms: Type.Integer({
+      ...InMs,
+      minimum: 0,
+      maximum: 1000,
+      default: 20,
+      description:
+        "How long a resource server's batches are gathered into one store write (group commit); each batch is answered after that write commits. Reports of the same tokens in the window share their rows, so the store work per record falls as the rate grows. 0: the batches of one event-loop turn.",
+    }),
   },
   { ...Strict, description: 'What resource servers report about the use of Leash credentials: ingestion, anomalies, budgets, timelines.', default: {} },
 );

@@ -90,11 +90,14 @@ export class UsageIngestor {
     const settings = this.#d.settings();
     const group = new PendingGroup(server, settings, settings.usage.retention_days * DAY);
     this.#pending.set(server.id, group);
-    // Once per turn: every batch parsed in this turn joins before the write starts.
-    setImmediate(() => {
+    // Every batch parsed within the window (or this turn, for 0) joins before the write starts.
+    const write = () => {
       this.#pending.delete(server.id);
       group.settle(this.#commit(group));
-    });
+    };
+    const windowMs = settings.usage.commit_window_ms;
+    if (windowMs > 0) setTimeout(write, windowMs);
+    else setImmediate(write);
     return group;
   }
 
@@ -216,6 +219,7 @@ class PendingGroup {
   readonly #slots = new Map<IssuedToken, TokenSlot>();
   /** Aggregates of calls whose token Leash does not know. */
   readonly #unknown = new Map<string, Mutable<UsageAggregate>>();
+  readonly #markSlots = new Map<string, MarkSlot>();
   readonly committed: Promise<void>;
   #settle!: (outcome: Promise<void>) => void;
 
@@ -267,22 +271,29 @@ class PendingGroup {
         this.useCalls.push(call);
       }
       if (call.outcome !== 'ok' || issued.task === undefined) continue;
-      const delta = slot.deltas.get(call.audience) ?? this.#deltaOf(slot, issued, issued.task, call.audience, tasks);
+      let delta = slot.deltaAudience === call.audience ? slot.delta : undefined;
+      if (!delta) {
+        delta = this.#deltaOf(issued, issued.task, call.audience, tasks);
+        slot.deltaAudience = call.audience;
+        slot.delta = delta;
+      }
       // A call already charged synchronously still brings its bytes.
       delta.calls += call.charged ? 0 : 1;
       delta.bytes += call.bytes;
-      slot.grant ??= this.#markOf(issued, 'grant', '');
-      touch(slot.grant, call.at);
-      let byRoute = slot.routes.get(call.method);
-      if (!byRoute) slot.routes.set(call.method, (byRoute = new Map<string, Mutable<EvidenceMark>>()));
+      const marks = slot.marks;
+      marks.grant ??= this.#markOf(issued, 'grant', '');
+      touch(marks.grant, call.at);
+      let byRoute = marks.routes.get(call.method);
+      if (!byRoute) marks.routes.set(call.method, (byRoute = new Map<string, Mutable<EvidenceMark>>()));
       let route = byRoute.get(call.route);
       if (!route) byRoute.set(call.route, (route = this.#markOf(issued, 'route', `${call.method} ${call.route}`)));
       touch(route, call.at);
       // Only scopes the token carries count: a server cannot make a plugin look like it used more.
       for (const sc of call.scopes) {
         if (!issued.scopes.includes(sc)) continue;
-        let mark = slot.scopes.get(sc);
-        if (!mark) slot.scopes.set(sc, (mark = this.#markOf(issued, 'scope', sc)));
+        marks.scopes ??= new Map();
+        let mark = marks.scopes.get(sc);
+        if (!mark) marks.scopes.set(sc, (mark = this.#markOf(issued, 'scope', sc)));
         touch(mark, call.at);
       }
     }
@@ -306,12 +317,20 @@ class PendingGroup {
 
   #slotOf(issued: IssuedToken): TokenSlot {
     let slot = this.#slots.get(issued);
-    if (!slot) this.#slots.set(issued, (slot = { aggregates: new Map(), uses: new Set(), deltas: new Map(), grant: undefined, routes: new Map(), scopes: new Map() }));
+    if (!slot) this.#slots.set(issued, (slot = { aggregates: new Map(), uses: new Set(), deltaAudience: undefined, delta: undefined, marks: this.#marksOf(issued) }));
     return slot;
   }
 
+  /** Evidence marks are per plugin and audience: every token of the plugin at the audience shares one slot. */
+  #marksOf(issued: IssuedToken): MarkSlot {
+    const k = `${issued.plugin}\u001f${issued.audience}`;
+    let m = this.#markSlots.get(k);
+    if (!m) this.#markSlots.set(k, (m = { grant: undefined, routes: new Map(), scopes: undefined }));
+    return m;
+  }
+
   /** One delta per (task, audience) in the group, shared by every token of the task. */
-  #deltaOf(slot: TokenSlot, issued: IssuedToken, task: string, audience: string, tasks: ReadonlyMap<string, Task>): Mutable<TaskUsageDelta> {
+  #deltaOf(issued: IssuedToken, task: string, audience: string, tasks: ReadonlyMap<string, Task>): Mutable<TaskUsageDelta> {
     const dk = `${task}\u001f${audience}`;
     let d = this.deltas.get(dk);
     if (!d) {
@@ -319,7 +338,6 @@ class PendingGroup {
       const keepUntil = Math.max(t?.expiresAt ?? issued.expiresAt, issued.expiresAt) + this.retentionMs;
       this.deltas.set(dk, (d = { task, audience, calls: 0, bytes: 0, keepUntil }));
     }
-    slot.deltas.set(audience, d);
     return d;
   }
 
@@ -336,10 +354,17 @@ class PendingGroup {
 interface TokenSlot {
   readonly aggregates: Map<string, Mutable<UsageAggregate>>;
   readonly uses: Set<string>;
-  readonly deltas: Map<string, Mutable<TaskUsageDelta>>;
+  /** The task delta of the audience last seen (a token is nearly always used at one). */
+  deltaAudience: string | undefined;
+  delta: Mutable<TaskUsageDelta> | undefined;
+  readonly marks: MarkSlot;
+}
+
+/** The evidence marks of one plugin at one audience within a group, looked up by short keys. */
+interface MarkSlot {
   grant: Mutable<EvidenceMark> | undefined;
   readonly routes: Map<string, Map<string, Mutable<EvidenceMark>>>;
-  readonly scopes: Map<string, Mutable<EvidenceMark>>;
+  scopes: Map<string, Mutable<EvidenceMark>> | undefined;
 }
 
 function newAggregate(call: UsageCall, minute: number, jti: string, plugin: string, task: string, server: string): Mutable<UsageAggregate> {

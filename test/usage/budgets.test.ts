@@ -26,7 +26,15 @@ describe('per-task budgets', () => {
     dir = await mkdtemp(join(tmpdir(), 'leash-budgets-'));
     store = openSqliteStore({ path: join(dir, 'leash.db'), clock });
     tickets = await ticketsKey();
-    tb = await startTestBroker({ dir, broker: { clock, store }, patch: withResourceServers(tickets, (cfg) => (cfg.settings.revocation = { max_staleness_ms: 300000 })) });
+    tb = await startTestBroker({
+      dir,
+      broker: { clock, store },
+      patch: withResourceServers(tickets, (cfg) => {
+        cfg.settings.revocation = { max_staleness_ms: 300000 };
+        // One write per turn: the counts each budget event reports are those of one report, not of a 20 ms window.
+        cfg.settings.usage = { ...cfg.settings.usage, commit_window_ms: 0 };
+      }),
+    });
   });
   afterEach(async () => {
     for (const r of reporters) await r.close();
