@@ -174,7 +174,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   try {
     tls = tlsServerOptions(loaded.config);
   } catch (e) {
-    exitFailedWorker(link);
+    exitFailedWorker(link, e);
     return reportConfigError(e, io);
   }
   let broker: Broker;
@@ -186,7 +186,7 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   } catch (e) {
     if (e instanceof ListenError) logger.fatal(e.message, { address: e.address, role: e.role, code: e.code });
     else logger.fatal('leash could not start', { error: e instanceof Error ? e.message : String(e) });
-    exitFailedWorker(link);
+    exitFailedWorker(link, e);
     return 1;
   }
   warnDevDefaults(broker, logger);
@@ -247,9 +247,13 @@ export function startReloadWatch(broker: Broker, path: string, guardrailsFile?: 
   );
 }
 
-/** A worker that could not start exits (the IPC channel would keep it alive): the primary learns of the failure from its exit. */
-function exitFailedWorker(link: { close(): void } | undefined): void {
+/**
+ * A worker that could not start says why and exits (the IPC channel would keep it alive):
+ * the primary's last line then names the cause, as a single process's would.
+ */
+function exitFailedWorker(link: { startFailed(error: string): void; close(): void } | undefined, e: unknown): void {
   if (!link) return;
+  link.startFailed(e instanceof Error ? e.message : String(e));
   link.close();
   setTimeout(() => process.exit(1), 50).unref();
 }

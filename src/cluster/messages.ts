@@ -39,6 +39,12 @@ export interface ReadyMessage {
   readonly leash: 'ready';
 }
 
+/** Worker → primary: this worker could not start (config, port, store, keys); the primary's fatal line says why. */
+export interface StartFailedMessage {
+  readonly leash: 'start-failed';
+  readonly error: string;
+}
+
 /** Worker → primary: a scrape of /metrics reached this worker; the primary gathers every worker's metrics. */
 export interface MetricsRequestMessage {
   readonly leash: 'metrics-request';
@@ -67,11 +73,11 @@ export interface MetricsResultMessage {
   readonly missing: number;
 }
 
-export type WorkerToPrimary = ChangeMessage | AppliedMessage | KeysChangedMessage | ReadyMessage | MetricsRequestMessage | MetricsPartMessage;
+export type WorkerToPrimary = ChangeMessage | AppliedMessage | KeysChangedMessage | ReadyMessage | StartFailedMessage | MetricsRequestMessage | MetricsPartMessage;
 /** A relayed ChangeMessage also names the worker that made it. */
 export type PrimaryToWorker = (ChangeMessage & { readonly from: number }) | RelayedMessage | KeysChangedMessage | MetricsCollectMessage | MetricsResultMessage;
 
-const KINDS = new Set(['change', 'applied', 'relayed', 'keys-changed', 'ready', 'metrics-request', 'metrics-collect', 'metrics-part', 'metrics-result']);
+const KINDS = new Set(['change', 'applied', 'relayed', 'keys-changed', 'ready', 'start-failed', 'metrics-request', 'metrics-collect', 'metrics-part', 'metrics-result']);
 
 export function isLeashMessage(m: unknown): m is { readonly leash: string } {
   return typeof m === 'object' && m !== null && KINDS.has((m as { leash?: unknown }).leash as string);

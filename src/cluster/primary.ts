@@ -37,6 +37,8 @@ interface Slot {
   /** Unexpected exits in a row (reset once a worker has served for a while). */
   crashes: number;
   readyAt: number;
+  /** Why the worker's last start failed, as it said before exiting. */
+  startError: string | undefined;
   restart: NodeJS.Timeout | undefined;
 }
 
@@ -75,7 +77,16 @@ export function startPrimary(opts: PrimaryOptions): Primary {
   const backoffMs = opts.backoffMs ?? 500;
   const maxBackoffMs = opts.maxBackoffMs ?? 15_000;
   const maxStartFailures = opts.maxStartFailures ?? 3;
-  const slots: Slot[] = Array.from({ length: opts.workers }, (_, index) => ({ index, worker: undefined, ready: false, startFailures: 0, crashes: 0, readyAt: 0, restart: undefined }));
+  const slots: Slot[] = Array.from({ length: opts.workers }, (_, index) => ({
+    index,
+    worker: undefined,
+    ready: false,
+    startFailures: 0,
+    crashes: 0,
+    readyAt: 0,
+    startError: undefined,
+    restart: undefined,
+  }));
   const pending = new Map<string, PendingRelay>();
   const scrapes = new Map<number, PendingScrape>();
   let nextScrape = 0;
@@ -109,6 +120,7 @@ export function startPrimary(opts: PrimaryOptions): Primary {
         slot.ready = true;
         slot.readyAt = Date.now();
         slot.startFailures = 0;
+        slot.startError = undefined;
         if (!everReady) {
           everReady = true;
           // The first worker created the keyring and migrated the store: the rest start together.
@@ -135,6 +147,9 @@ export function startPrimary(opts: PrimaryOptions): Primary {
         if (p.waiting.size === 0) settle(key, cluster.workers?.[msg.from], msg.id);
         break;
       }
+      case 'start-failed':
+        slot.startError = msg.error;
+        break;
       case 'keys-changed':
         for (const o of live()) if (o !== w) send(o, msg);
         break;
@@ -203,10 +218,22 @@ export function startPrimary(opts: PrimaryOptions): Primary {
     if (!wasReady) slot.startFailures += 1;
     if (wasReady && Date.now() - slot.readyAt > HEALTHY_MS) slot.crashes = 0;
     slot.crashes += 1;
-    log.error('a worker exited unexpectedly', { worker: w.id, pid: w.process.pid, code, signal, ready: wasReady, crashes: slot.crashes });
+    log.error('a worker exited unexpectedly', {
+      worker: w.id,
+      pid: w.process.pid,
+      code,
+      signal,
+      ready: wasReady,
+      crashes: slot.crashes,
+      ...(!wasReady && slot.startError ? { error: slot.startError } : {}),
+    });
     // The first start failing (config, port, store, keys) fails the same in every worker; later, a worker that cannot start again and again.
     if (!everReady || slot.startFailures >= maxStartFailures) {
-      log.fatal(everReady ? `a worker failed to start ${slot.startFailures} times in a row; stopping` : 'the first worker failed to start; stopping', { worker: w.id, code });
+      log.fatal(everReady ? `a worker failed to start ${slot.startFailures} times in a row; stopping` : 'the first worker failed to start; stopping', {
+        worker: w.id,
+        code,
+        ...(slot.startError ? { error: slot.startError } : {}),
+      });
       exitCode = 1;
       stop('SIGTERM');
       return;

@@ -52,6 +52,11 @@ export class WorkerLink implements ClusterLink {
     this.#send({ leash: 'ready' });
   }
 
+  /** Tells the primary why this worker could not start (sent before it exits). */
+  startFailed(error: string): void {
+    this.#send({ leash: 'start-failed', error });
+  }
+
   close(): void {
     process.off('message', this.#onMessage);
     for (const resolve of this.#waiting.values()) resolve();

@@ -449,7 +449,11 @@ describe('leash serve --workers 2: the primary', () => {
     const code = await exited;
     clearTimeout(timer);
     expect(code).toBe(1);
-    expect(lines.find((l) => l.level === 'fatal' && l.role === 'primary')?.msg).toBe('the first worker failed to start; stopping');
+    const fatal = lines.find((l) => l.level === 'fatal' && l.role === 'primary');
+    expect(fatal?.msg).toBe('the first worker failed to start; stopping');
+    // The primary's last line names the worker's cause, as a single process's would.
+    expect(lines.at(-1)).toBe(fatal);
+    expect((fatal as unknown as { error?: string }).error).toContain(`cannot open the sqlite store at ${path}`);
     // The second worker was never forked.
     expect(lines.filter((l) => l.worker === 2)).toEqual([]);
   }, 90000);
