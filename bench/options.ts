@@ -37,6 +37,8 @@ export interface BenchOptions {
   readonly clientTimeoutMs: number;
   /** Leash worker processes (`serve --workers N`, node:cluster), each count its own Leash run; default [1]. */
   readonly leashWorkers: readonly number[];
+  /** Where `full` writes its printout (between the bench:full markers); undefined: nowhere. Default for `full`: docs/performance.md. */
+  readonly docs: string | undefined;
 }
 
 export const SUITE_NAMES = ['throughput', 'propagation', 'latency', 'overload', 'growth', 'full'] as const;
@@ -78,7 +80,7 @@ const USAGE = `usage: npm run bench -- [options]
   --pool <n>          distinct attestations for the cold workload (default 30000)
   --only <list>       servers to run: baseline,ceiling,leash (default all three)
   --workload <list>   workloads to run: cold,warm,introspect (default all; latency: warm and cold only)
-  --store <list>      Leash's store: sqlite, redis or sqlite,redis (default sqlite);
+  --store <list>      Leash's store: sqlite, redis or sqlite,redis (default sqlite; full: both);
                       redis starts its own redis-server on a free loopback port
   --appendfsync <p>   Redis AOF fsync policy: everysec (default) or always
   --keys <list>       Leash's key backend: local, vault-kv, vault-transit or a comma list
@@ -86,6 +88,8 @@ const USAGE = `usage: npm run bench -- [options]
                       test/support, started by this process on loopback
   --leash-workers <list>  Leash worker processes (serve --workers N): 1, 2 or a comma list
                       such as 1,2 (each its own Leash run; default 1)
+  --docs <file|none>  full only: write the run's printout, machine and date between the
+                      bench:full markers of this file (default docs/performance.md)
   --profile           also profile Leash (--cpu-prof) under the cold workload and summarise it
   --help`;
 
@@ -121,6 +125,13 @@ function appendfsync(raw: string | undefined): BenchOptions['appendfsync'] {
   return found;
 }
 
+function docsTarget(suite: SuiteName, raw: string | undefined): string | undefined {
+  if (raw === 'none') return undefined;
+  if (raw !== undefined && suite !== 'full') throw new Error(`--docs goes with --suite full (got --suite ${suite})`);
+  if (raw === '') throw new Error('--docs takes a file or none');
+  return raw ?? (suite === 'full' ? 'docs/performance.md' : undefined);
+}
+
 export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   const { values } = parseArgs({
     args: [...argv],
@@ -137,6 +148,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       appendfsync: { type: 'string' },
       keys: { type: 'string' },
       'leash-workers': { type: 'string' },
+      docs: { type: 'string' },
       suite: { type: 'string' },
       revocations: { type: 'string' },
       'poll-interval': { type: 'string' },
@@ -162,13 +174,15 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     profile: values.profile === true,
     servers: list('only', values.only, SERVER_NAMES),
     workloads: list('workload', values.workload, WORKLOAD_NAMES),
-    stores: values.store === undefined ? ['sqlite'] : list('store', values.store, STORE_NAMES),
+    // `full` reports both stores (issue 18, goal 1); a single suite runs SQLite unless told.
+    stores: values.store === undefined ? (suite === 'full' ? STORE_NAMES : ['sqlite']) : list('store', values.store, STORE_NAMES),
     appendfsync: appendfsync(values.appendfsync),
     keys: values.keys === undefined ? ['local'] : list('keys', values.keys, KEY_BACKEND_NAMES),
     fraction: positiveNumber('fraction', values.fraction, 0.4, 0, 1),
     overload: positiveNumber('overload', values.overload, 3, 1, 100),
     clientTimeoutMs: positiveInt('client-timeout', values['client-timeout'], 1000, 10),
     leashWorkers: (values['leash-workers'] ?? '1').split(',').map((w) => positiveInt('leash-workers', w.trim(), 1)),
+    docs: docsTarget(suite as SuiteName, values.docs),
   };
 }
 

@@ -5,7 +5,7 @@
  *   npm run bench -- [--suite throughput|propagation|latency|overload|full] [--duration 10] [--connections 32] [--workers 0] [--store sqlite,redis] [--keys local,vault-kv,vault-transit] [--profile]
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,7 @@ import { formatPropagation, runPropagation } from './propagation.js';
 import { formatLatency, runLatency } from './latency.js';
 import { formatOverload, runOverload } from './overload.js';
 import { formatGrowth, runGrowth } from './growth.js';
+import { renderFullRun, replaceSection } from './docs-section.js';
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = join(BENCH_DIR, '..');
@@ -243,22 +244,49 @@ async function main(): Promise<number> {
     return 0;
   }
   await mkdir(RESULTS_DIR, { recursive: true });
-  if (opts.suite !== 'full') return runSuite(opts.suite, opts);
+  if (opts.suite !== 'full') return (await runSuite(opts.suite, opts)).code;
+  // A document without the markers is found now, not after a quarter of an hour of runs.
+  if (opts.docs) replaceSection(await readFile(opts.docs, 'utf8'), '');
   const started = performance.now();
-  const codes: Array<[SuiteName, number]> = [];
+  const loadStart = loadavg();
+  const results: Array<{ suite: SuiteName; code: number; text: string }> = [];
   for (const suite of FULL_SUITES) {
     log(
       `\n=== suite ${suite} (load average ${loadavg()
         .map((n) => n.toFixed(2))
         .join(' ')}) ===`,
     );
-    codes.push([suite, await runSuite(suite, opts)]);
+    results.push({ suite, ...(await runSuite(suite, opts)) });
   }
-  log(`\nfull: ${codes.map(([s, c]) => `${s} ${c === 0 ? 'ok' : 'FAILED'}`).join(', ')} in ${((performance.now() - started) / 60_000).toFixed(1)} min`);
-  return codes.some(([, c]) => c !== 0) ? 1 : 0;
+  const minutes = (performance.now() - started) / 60_000;
+  log(`\nfull: ${results.map((r) => `${r.suite} ${r.code === 0 ? 'ok' : 'FAILED'}`).join(', ')} in ${minutes.toFixed(1)} min`);
+  if (opts.docs) {
+    const body = renderFullRun({
+      date: new Date(),
+      machine: machine(),
+      loadAverage: { start: loadStart, end: loadavg() },
+      minutes,
+      command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
+      suites: results.map((r) => ({ suite: r.suite, ok: r.code === 0, text: r.text })),
+    });
+    await writeFile(opts.docs, replaceSection(await readFile(opts.docs, 'utf8'), body));
+    log(`wrote the run into ${opts.docs}`);
+  }
+  return results.some((r) => r.code !== 0) ? 1 : 0;
 }
 
-async function runSuite(suite: Exclude<SuiteName, 'full'>, opts: BenchOptions): Promise<number> {
+/** What a suite printed on stdout (the report `full` writes into the docs), and its exit code. */
+interface SuiteResult {
+  readonly code: number;
+  readonly text: string;
+}
+
+function report(text: string): string {
+  process.stdout.write(text);
+  return text;
+}
+
+async function runSuite(suite: Exclude<SuiteName, 'full'>, opts: BenchOptions): Promise<SuiteResult> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   // Each suite is self-contained: a failure in one does not stop `full` from running the next.
   try {
@@ -268,15 +296,16 @@ async function runSuite(suite: Exclude<SuiteName, 'full'>, opts: BenchOptions): 
     if (suite === 'growth') return await growthSuite(opts, stamp);
     return await throughputSuite(opts, stamp);
   } catch (err) {
-    log(`\nSUITE ${suite.toUpperCase()} FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    return 1;
+    const message = `SUITE ${suite.toUpperCase()} FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+    log(`\n${message}`);
+    return { code: 1, text: message };
   } finally {
     killAllChildren();
     killAllRedis();
   }
 }
 
-async function throughputSuite(opts: BenchOptions, stamp: string): Promise<number> {
+async function throughputSuite(opts: BenchOptions, stamp: string): Promise<SuiteResult> {
   const cluster = new BenchCluster();
   const needCold = opts.workloads.includes('cold');
   const mintCount = needCold ? opts.pool + (opts.warmup > 0 ? WARMUP_POOL : 0) : 0;
@@ -348,7 +377,7 @@ async function throughputSuite(opts: BenchOptions, stamp: string): Promise<numbe
     ...(transitSign ? [`transit sign (contract server, sequential, ${transitSign.signs} signs): p50 ${transitSign.p50Ms} ms, p99 ${transitSign.p99Ms} ms, mean ${transitSign.meanMs} ms`] : []),
     ...(profile ? ['', formatProfile(profile), `profile: ${profile.file}`] : []),
   ];
-  process.stdout.write(`${out.join('\n')}\n`);
+  const text = report(`${out.join('\n')}\n`);
 
   const file = join(RESULTS_DIR, `${stamp}.json`);
   // Counts only: the results file never holds a token.
@@ -360,48 +389,48 @@ async function throughputSuite(opts: BenchOptions, stamp: string): Promise<numbe
   log(`results: ${file}`);
   if (failure) {
     log(`\nBENCHMARK FAILED: ${failure.message}`);
-    return 1;
+    return { code: 1, text: `${text}\nBENCHMARK FAILED: ${failure.message}\n` };
   }
-  return 0;
+  return { code: 0, text };
 }
 
-async function latencySuite(opts: BenchOptions, stamp: string): Promise<number> {
+async function latencySuite(opts: BenchOptions, stamp: string): Promise<SuiteResult> {
   const loadStart = loadavg().map((n) => n.toFixed(2));
   const result = await runLatency(opts, { ceiling: SCRIPTS.ceiling, leash: SCRIPTS.leash }, log);
   const loadEnd = loadavg().map((n) => n.toFixed(2));
-  process.stdout.write(`\n${formatLatency(result)}\nload average ${loadStart.join(' ')} at start, ${loadEnd.join(' ')} at end; ${machine().nproc} CPUs, node ${process.version}\n`);
+  const text = report(`\n${formatLatency(result)}\nload average ${loadStart.join(' ')} at start, ${loadEnd.join(' ')} at end; ${machine().nproc} CPUs, node ${process.version}\n`);
   const file = join(RESULTS_DIR, `${stamp}-latency.json`);
   await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), loadavg: { start: loadStart, end: loadEnd }, options: opts, latency: result }, null, 2)}\n`);
   log(`results: ${file}`);
-  return 0;
+  return { code: 0, text };
 }
 
-async function overloadSuite(opts: BenchOptions, stamp: string): Promise<number> {
+async function overloadSuite(opts: BenchOptions, stamp: string): Promise<SuiteResult> {
   const result = await runOverload(opts, SCRIPTS.leash, log);
-  process.stdout.write(`\n${formatOverload(result)}\n`);
+  const text = report(`\n${formatOverload(result)}\n`);
   const file = join(RESULTS_DIR, `${stamp}-overload.json`);
   await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, overload: result }, null, 2)}\n`);
   log(`results: ${file}`);
-  return 0;
+  return { code: 0, text };
 }
 
-async function propagationSuite(opts: BenchOptions, stamp: string): Promise<number> {
+async function propagationSuite(opts: BenchOptions, stamp: string): Promise<SuiteResult> {
   const creds: Credentials = { id: BENCH_RESOURCE_SERVER, secret: randomBytes(32).toString('base64url') };
   const result = await runPropagation(opts, creds, log);
-  process.stdout.write(`\n${formatPropagation(result)}\n`);
+  const text = report(`\n${formatPropagation(result)}\n`);
   const file = join(RESULTS_DIR, `${stamp}-propagation.json`);
   await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, propagation: result }, null, 2)}\n`);
   log(`results: ${file}`);
-  return 0;
+  return { code: 0, text };
 }
 
-async function growthSuite(opts: BenchOptions, stamp: string): Promise<number> {
+async function growthSuite(opts: BenchOptions, stamp: string): Promise<SuiteResult> {
   const growth = await runGrowth(opts, log);
-  process.stdout.write(`\nCost as history grows (CPU per exchange from /proc of the Leash child)\n${formatGrowth(growth)}\n`);
+  const text = report(`\nCost as history grows (CPU per exchange from /proc of the Leash child)\n${formatGrowth(growth)}\n`);
   const file = join(RESULTS_DIR, `${stamp}-growth.json`);
   await writeFile(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, growth }, null, 2)}\n`);
   log(`results: ${file}`);
-  return 0;
+  return { code: 0, text };
 }
 
 // Children never outlive the parent, whatever way it ends.

@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from '@jest/globals';
+import { SECTION_END, SECTION_START, renderFullRun, replaceSection } from '../../bench/docs-section.js';
 import { FULL_SUITES, parseOptions, type BenchOptions } from '../../bench/options.js';
 import { verdict, type LatencyPoint, type LatencyResult } from '../../bench/latency.js';
 
@@ -71,5 +73,58 @@ describe('latency goal verdict (Leash p99 <= 2x the ceiling p99 at the same rate
     const leash = at('leash/sqlite', 10);
     const other = { ...at('ceiling', 100), pair: 'leash/redis/warm/leash' };
     expect(verdict(result(other, leash), leash)).toMatchObject({ met: false, why: 'no ceiling point at that rate' });
+  });
+});
+
+describe('--suite full writes its printout into the docs', () => {
+  const report = (text: string, ok = true) => ({
+    date: new Date('2026-12-05T16:00:00Z'),
+    machine: { nproc: 2, cpu: 'AMD EPYC', memoryGiB: 23, node: 'v24.21.0', platform: 'linux x64' },
+    loadAverage: { start: [0.5, 0.4, 0.3], end: [2, 1.5, 1] },
+    minutes: 13.2,
+    command: 'npm run bench -- --suite full',
+    suites: [{ suite: 'throughput', ok, text }],
+  });
+
+  it('full defaults to docs/performance.md and both stores; other suites write nowhere; none turns it off', () => {
+    expect(parse(['--suite', 'full']).docs).toBe('docs/performance.md');
+    expect(parse(['--suite', 'full']).stores).toEqual(['sqlite', 'redis']);
+    expect(parse(['--suite', 'full', '--store', 'sqlite']).stores).toEqual(['sqlite']);
+    expect(parse(['--suite', 'full', '--docs', 'none']).docs).toBeUndefined();
+    expect(parse(['--suite', 'full', '--docs', 'x.md']).docs).toBe('x.md');
+    expect(parse([]).docs).toBeUndefined();
+    expect(parse([]).stores).toEqual(['sqlite']);
+    expect(() => parse(['--suite', 'latency', '--docs', 'x.md'])).toThrow(/--docs goes with --suite full/);
+  });
+
+  it('renders the machine, the date, the load and each suite, marking a failed one', () => {
+    const md = renderFullRun(report('cold  leash/sqlite  1146', false));
+    expect(md).toContain('### Last full run: 2026-12-05 16:00 UTC');
+    expect(md).toContain('2 CPUs (AMD EPYC), 23 GiB, linux x64, Node v24.21.0');
+    expect(md).toContain('load average 0.50 0.40 0.30 at the start, 2.00 1.50 1.00 at the end');
+    expect(md).toContain('**throughput** (FAILED');
+    expect(md).toContain('```text\ncold  leash/sqlite  1146\n```');
+  });
+
+  it('replaces only what lies between the markers, and again on the next run', () => {
+    const doc = `# Perf\n\nbefore\n\n${SECTION_START}\n\nold run\n\n${SECTION_END}\n\nafter\n`;
+    const once = replaceSection(doc, renderFullRun(report('first')));
+    expect(once).not.toContain('old run');
+    expect(once.startsWith('# Perf\n\nbefore\n\n')).toBe(true);
+    expect(once.endsWith(`${SECTION_END}\n\nafter\n`)).toBe(true);
+    const twice = replaceSection(once, renderFullRun(report('second')));
+    expect(twice).toContain('second');
+    expect(twice).not.toContain('first');
+  });
+
+  it('refuses a document without the markers, with them out of order, or twice', () => {
+    expect(() => replaceSection('# nothing here\n', 'x')).toThrow(/no '<!-- bench:full:start/);
+    expect(() => replaceSection(`${SECTION_END}\n${SECTION_START}\n`, 'x')).toThrow(/no '<!-- bench:full:start/);
+    expect(() => replaceSection(`${SECTION_START}\n${SECTION_END}\n${SECTION_START}\n${SECTION_END}\n`, 'x')).toThrow(/more than one/);
+  });
+
+  it('docs/performance.md carries the section', async () => {
+    const doc = await readFile('docs/performance.md', 'utf8');
+    expect(() => replaceSection(doc, 'x')).not.toThrow();
   });
 });
