@@ -1,5 +1,5 @@
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { ServerResponse } from 'node:http';
+import type { NextFunction, RequestHandler, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** `settings.admission` of the generation in force (read per request, so a reload applies at once). */
 export interface AdmissionLimits {
@@ -17,10 +17,10 @@ export type AdmissionRejection = 'queue_full' | 'queue_timeout' | 'event_loop_de
 
 export interface AdmissionOptions {
   readonly limits: () => AdmissionLimits;
-  /** Which requests are subject to admission; the others pass untouched. */
-  readonly applies: (req: Request) => boolean;
-  /** Answer a refused request (`503 temporarily_unavailable` with `Retry-After`). */
-  readonly refuse: (res: Response, reason: Exclude<AdmissionRejection, 'client_gone'>) => void;
+  /** Which requests are subject to admission (method and raw URL only: it also runs before express); the others pass untouched. */
+  readonly applies: (req: IncomingMessage) => boolean;
+  /** Answer a refused request (`503 temporarily_unavailable` with `Retry-After`); a raw node:http response when shed before express. */
+  readonly refuse: (res: ServerResponse, reason: Exclude<AdmissionRejection, 'client_gone'>) => void;
   readonly onRejected: (reason: AdmissionRejection) => void;
   /** Called whenever the number in flight or queued changes (the gauges). */
   readonly onLoad: (inFlight: number, queued: number) => void;
@@ -88,7 +88,17 @@ function loopDelay(now: () => number): () => number {
  * clients that have given up); a quick 503 lets a client back off or try another replica.
  * A slot is held until the response closes (finished, or the client left).
  */
-export function admissionControl(opts: AdmissionOptions): RequestHandler {
+export interface AdmissionControl extends RequestHandler {
+  /**
+   * Runs before express (and the access log, the router, the response helpers): refuses at
+   * once what the middleware would refuse at once (the loop is late, the queue is full, the
+   * client left), so that under overload a refusal costs little and the process keeps
+   * reading its sockets. True when it answered (or dropped) the request.
+   */
+  readonly shed: (req: IncomingMessage, res: ServerResponse) => boolean;
+}
+
+export function admissionControl(opts: AdmissionOptions): AdmissionControl {
   const now = opts.now ?? (() => performance.now());
   let inFlight = 0;
   // A Set keeps arrival order and deletes in O(1) (a waiter leaves on timeout or disconnect).
@@ -134,26 +144,30 @@ export function admissionControl(opts: AdmissionOptions): RequestHandler {
     report();
   }
 
-  return (req, res, next) => {
-    if (!opts.applies(req)) return next();
+  /** The refusals that need no waiting: undefined when the request may be admitted or queued. */
+  const refuseAtOnce = (res: ServerResponse): AdmissionRejection | undefined => {
     const limits = opts.limits();
     // Read while the loop was behind: it may have waited in the socket past any deadline.
-    if (limits.max_event_loop_delay_ms > 0 && delay() > limits.max_event_loop_delay_ms) {
-      opts.onRejected('event_loop_delay');
-      return opts.refuse(res, 'event_loop_delay');
-    }
+    if (limits.max_event_loop_delay_ms > 0 && delay() > limits.max_event_loop_delay_ms) return 'event_loop_delay';
     // Its client left before the loop got to it: no work, no answer.
-    if (clientGone(res)) {
-      opts.onRejected('client_gone');
-      res.destroy();
-      return;
-    }
+    if (clientGone(res)) return 'client_gone';
+    if ((inFlight >= limits.max_in_flight || queue.size > 0) && queue.size >= limits.max_queue) return 'queue_full';
+    return undefined;
+  };
+
+  const answer = (res: ServerResponse, reason: AdmissionRejection) => {
+    opts.onRejected(reason);
+    if (reason === 'client_gone') res.destroy();
+    else opts.refuse(res, reason);
+  };
+
+  const middleware = (req: IncomingMessage, res: Response, next: NextFunction) => {
+    if (!opts.applies(req)) return next();
+    const refused = refuseAtOnce(res);
+    if (refused) return answer(res, refused);
+    const limits = opts.limits();
     // Waiters go first: a newcomer never overtakes the queue.
     if (inFlight < limits.max_in_flight && queue.size === 0) return admit(res, next);
-    if (queue.size >= limits.max_queue) {
-      opts.onRejected('queue_full');
-      return opts.refuse(res, 'queue_full');
-    }
     const w: Waiter = {
       res,
       next,
@@ -175,4 +189,14 @@ export function admissionControl(opts: AdmissionOptions): RequestHandler {
     queue.add(w);
     report();
   };
+
+  const shed = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (!opts.applies(req)) return false;
+    const refused = refuseAtOnce(res);
+    if (!refused) return false;
+    answer(res, refused);
+    return true;
+  };
+
+  return Object.assign(middleware, { shed }) as AdmissionControl;
 }

@@ -20,7 +20,8 @@ import { setRetryAfter } from './retry-after.js';
 import { ROUTES, allowedMethods, answerOptions, unserved } from './surface.js';
 import { accessLog, inRequestContext } from './access-log.js';
 import type { Logger } from '../log/logger.js';
-import { admissionControl } from './admission.js';
+import { admissionControl, type AdmissionControl, type AdmissionRejection } from './admission.js';
+import { REQUEST_ID_HEADER, requestIdFrom } from '../log/request-context.js';
 import { consoleRouter, type ConsoleDeps } from './console/router.js';
 import { CONSOLE_ROUTES } from './console/routes.js';
 
@@ -53,6 +54,41 @@ export interface HttpDeps extends AdminApiDeps, Pick<ConsoleDeps, 'exceptions' |
 /** The routes whose work is expensive (signing, verifying, store writes): subject to admission control. */
 const ADMITTED_PATHS: ReadonlySet<string> = new Set(['/token', '/introspect', '/usage', '/usage/budget']);
 
+/** The path of a request target, lower-cased, without query or trailing slash (what express's routing would match). */
+function admittedPath(url: string | undefined): string {
+  const raw = url ?? '';
+  const q = raw.indexOf('?');
+  const path = (q < 0 ? raw : raw.slice(0, q)).toLowerCase();
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+}
+
+/**
+ * `503 temporarily_unavailable` + `Retry-After` for a request admission refused, written
+ * on the bare node:http response: the same answer whether it was shed before express (no
+ * access-log middleware ran: its line is written here) or refused from the queue.
+ */
+function refuseOverloaded(res: ServerResponse, reason: Exclude<AdmissionRejection, 'client_gone'>, deps: HttpDeps): void {
+  const { status, body } = toOAuthError(
+    new LeashError('ERR_OVERLOADED', reason === 'queue_timeout' ? 'the request waited too long for capacity; retry later' : 'the broker is at capacity; retry later', { reason }),
+  );
+  const text = JSON.stringify({ error: body.error, error_description: safeErrorDescription(body.error_description ?? '') });
+  const req = (res as ServerResponse & { req?: IncomingMessage }).req;
+  const shedEarly = !res.hasHeader(REQUEST_ID_HEADER);
+  const id = shedEarly ? requestIdFrom(req?.headers['x-request-id']) : undefined;
+  if (id) res.setHeader(REQUEST_ID_HEADER, id);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  setRetryAfter(res, status);
+  res.end(text);
+  if (id && deps.accessLog()) {
+    const logger = deps.logger();
+    if (logger.isLevelEnabled('info')) logger('info', 'request', { request_id: id, method: req?.method, route: admittedPath(req?.url), status, duration_ms: 0, shed: true });
+  }
+}
+
 function oauthError(res: Response, status: number, error: string, description: string): void {
   setRetryAfter(res, status);
   res
@@ -72,8 +108,18 @@ function domainError(res: Response, err: LeashError): void {
  * and a JSON 404/405 for everything else (surface.ts). Health, readiness and metrics are
  * on the management port (management.ts), not here.
  */
-export function createHttpApp(deps: HttpDeps): express.Express {
+export function createHttpApp(deps: HttpDeps): express.Express & { readonly shed: AdmissionControl['shed'] } {
   const app = express();
+  const admission = admissionControl({
+    limits: () => deps.settings().admission,
+    applies: (req) => req.method === 'POST' && ADMITTED_PATHS.has(admittedPath(req.url)),
+    refuse: (res, reason) => refuseOverloaded(res, reason, deps),
+    onRejected: (reason) => deps.metrics.admissionRejected.inc({ reason }),
+    onLoad: (inFlight, queued) => {
+      deps.metrics.admissionInFlight.set(inFlight);
+      deps.metrics.admissionQueued.set(queued);
+    },
+  });
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
@@ -93,19 +139,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   // Admission control before any work (body, client authentication, oidc-provider): excess
   // requests to the expensive routes are refused at once (admission.ts). The management
   // listener (probes, metrics) is a different app and never subject to it.
-  app.use(
-    admissionControl({
-      limits: () => deps.settings().admission,
-      applies: (req) => req.method === 'POST' && ADMITTED_PATHS.has(req.path.toLowerCase().replace(/\/$/, '')),
-      refuse: (res, reason) =>
-        domainError(res, new LeashError('ERR_OVERLOADED', reason === 'queue_timeout' ? 'the request waited too long for capacity; retry later' : 'the broker is at capacity; retry later', { reason })),
-      onRejected: (reason) => deps.metrics.admissionRejected.inc({ reason }),
-      onLoad: (inFlight, queued) => {
-        deps.metrics.admissionInFlight.set(inFlight);
-        deps.metrics.admissionQueued.set(queued);
-      },
-    }),
-  );
+  app.use(admission);
   // Before anything reads a body: counts the bytes read, chunked or not (413 past the limit).
   // A usage batch has its own limit (settings.usage.max_body_bytes); every other route the broker's.
   app.use(
@@ -177,5 +211,5 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     if (typeof err.status === 'number' && err.status >= 400 && err.status < 500) return oauthError(res, err.status, 'invalid_request', 'malformed request');
     return oauthError(res, 503, 'temporarily_unavailable', 'the broker could not complete the request; retry later');
   });
-  return app;
+  return Object.assign(app, { shed: admission.shed });
 }

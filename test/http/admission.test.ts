@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { connect } from 'node:net';
 import { ConfigError } from '../../src/config/config-error.js';
 import { parseConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/log/logger.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';
 import { CRM_API, EXCHANGE, JWT_TYPE, startTestBroker, type TestBroker } from '../support/broker.js';
@@ -60,13 +61,14 @@ describe('admission control: overload is refused at once, not queued', () => {
   let store: ReturnType<typeof holdableStore>;
   let task: string;
   let subject: string;
+  const logLines: string[] = [];
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'leash-admission-'));
     store = holdableStore(openSqliteStore({ path: join(dir, 'leash.db') }));
     tb = await startTestBroker({
       dir,
-      broker: { store },
+      broker: { store, logger: createLogger({ write: (line) => logLines.push(line) }) },
       patch: (cfg) => (cfg.settings.admission = { max_in_flight: 2, max_queue: 1, queue_timeout_ms: QUEUE_TIMEOUT_MS, max_event_loop_delay_ms: 0 }),
     });
     task = await tb.openTask();
@@ -121,6 +123,19 @@ describe('admission control: overload is refused at once, not queued', () => {
     expect(d.ms).toBeLessThan(100);
     expect(store.waiting).toBe(2);
 
+    // Shed before express (the access-log middleware never ran), yet the same answer: the
+    // caller's request id echoed, no-store, nosniff, JSON, and its own access line.
+    const shed = await fetch(`${tb.url}/token/?x=1`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-request-id': 'shed-probe-1' }, body: form(task) });
+    expect(shed.status).toBe(503);
+    expect(shed.headers.get('x-request-id')).toBe('shed-probe-1');
+    expect(shed.headers.get('cache-control')).toBe('no-store');
+    expect(shed.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(shed.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(shed.headers.get('retry-after')).toBe('2');
+    expect(((await shed.json()) as { error: string }).error).toBe('temporarily_unavailable');
+    const line = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.request_id === 'shed-probe-1');
+    expect(line).toMatchObject({ msg: 'request', method: 'POST', route: '/token', status: 503, shed: true });
+
     // Introspection and usage share the bound; documents and the management listener do not.
     const introspect = await timed(fetch(`${tb.url}/introspect`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=x' }));
     expect(introspect.value.status).toBe(503);
@@ -135,7 +150,7 @@ describe('admission control: overload is refused at once, not queued', () => {
     expect(health.ms).toBeLessThan(1000);
     const scrape = await fetch(`${tb.managementUrl}/metrics`);
     expect(scrape.status).toBe(200);
-    expect(await scrape.text()).toContain('leash_admission_rejected_total{reason="queue_full"} 3');
+    expect(await scrape.text()).toContain('leash_admission_rejected_total{reason="queue_full"} 4');
 
     // The queued one is answered at its deadline, never worked on.
     const cr = await c;
