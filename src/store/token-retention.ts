@@ -1,6 +1,6 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Clock } from '../time/clock.js';
-import { PeriodicPass } from '../time/periodic-pass.js';
+import { Sweeper } from '../time/periodic-pass.js';
 import { TOKEN_RETENTION_MS } from './shared/retention.js';
 import type { TokenIndex } from './store.js';
 
@@ -20,39 +20,22 @@ const TARGET_BATCH_MS = 5;
  * the event loop between batches so exchanges keep being answered during a large sweep. Nothing reads the whole index at start; the first
  * pass runs one interval after it.
  */
-export class TokenRetention {
-  readonly #periodic: PeriodicPass;
+export class TokenRetention extends Sweeper {
   readonly #retentionMs: number;
 
   constructor(
     private readonly store: Pick<TokenIndex, 'purgeIssued'>,
     private readonly clock: Clock,
     opts: { intervalMs: number; taskMaxTtlSeconds: number },
-    private readonly log: (msg: string, fields?: Record<string, unknown>) => void = () => undefined,
+    log: (msg: string, fields?: Record<string, unknown>) => void = () => undefined,
   ) {
+    super(opts.intervalMs, (err) => log('token retention pass failed', { error: err.message }));
     // A live task must still see every token it was issued.
     this.#retentionMs = Math.max(TOKEN_RETENTION_MS, opts.taskMaxTtlSeconds * 1000);
-    this.#periodic = new PeriodicPass(
-      () => this.#sweep(),
-      opts.intervalMs,
-      (err) => this.log('token retention pass failed', { error: err.message }),
-    );
-  }
-
-  start(): void {
-    this.#periodic.start();
-  }
-
-  stop(): Promise<void> {
-    return this.#periodic.stop();
   }
 
   /** One pass; returns how many token rows it deleted. */
-  sweep(): Promise<number> {
-    return this.#periodic.run();
-  }
-
-  async #sweep(): Promise<number> {
+  protected async pass(): Promise<number> {
     const before = this.clock.now() - this.#retentionMs;
     let purged = 0;
     let batch = 100;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { TaskStore } from '../store/store.js';
 import type { Clock } from '../time/clock.js';
-import { PeriodicPass } from '../time/periodic-pass.js';
+import { Sweeper } from '../time/periodic-pass.js';
 import type { TaskService } from './task-service.js';
 
 /**
@@ -10,39 +10,21 @@ import type { TaskService } from './task-service.js';
  * ended on the first sweep after start. Each replica sweeps; the store's first-end-wins
  * rule means each task is ended once.
  */
-export class TaskSweeper {
+export class TaskSweeper extends Sweeper {
   readonly #actor = `system:expiry:${randomBytes(4).toString('hex')}`;
-  readonly #periodic: PeriodicPass;
 
   constructor(
     private readonly store: TaskStore,
     private readonly tasks: TaskService,
     private readonly clock: Clock,
     intervalMs: number,
-    private readonly log: (msg: string, fields?: Record<string, unknown>) => void = () => undefined,
+    log: (msg: string, fields?: Record<string, unknown>) => void = () => undefined,
   ) {
-    this.#periodic = new PeriodicPass(
-      () => this.#sweep(),
-      intervalMs,
-      (err) => this.log('task sweep failed', { error: err.message }),
-    );
-  }
-
-  start(): void {
-    this.#periodic.start();
-  }
-
-  /** Resolves once a pass already running is over, so a shutdown can close the store after it. */
-  stop(): Promise<void> {
-    return this.#periodic.stop();
+    super(intervalMs, (err) => log('task sweep failed', { error: err.message }));
   }
 
   /** One pass; returns how many tasks it ended. */
-  sweep(): Promise<number> {
-    return this.#periodic.run();
-  }
-
-  async #sweep(): Promise<number> {
+  protected async pass(): Promise<number> {
     let ended = 0;
     for (;;) {
       const due = await this.store.listExpiredActiveTasks(this.clock.now(), 100);

@@ -39,3 +39,31 @@ export class PeriodicPass {
     return this.#running;
   }
 }
+
+/**
+ * A background sweeper over a PeriodicPass: `start` the timer, `stop` (resolves once a pass
+ * already running is over, so a shutdown can close the store after it), `sweep` one pass
+ * now (concurrent calls share it). Subclasses write the pass.
+ */
+export abstract class Sweeper {
+  readonly #periodic: PeriodicPass;
+
+  constructor(intervalMs: number, onError: (err: Error) => void) {
+    this.#periodic = new PeriodicPass(() => this.pass(), intervalMs, onError);
+  }
+
+  start(): void {
+    this.#periodic.start();
+  }
+
+  stop(): Promise<void> {
+    return this.#periodic.stop();
+  }
+
+  /** One pass; returns what it counted (rows deleted, tasks ended, leases revoked, writes made). */
+  sweep(): Promise<number> {
+    return this.#periodic.run();
+  }
+
+  protected abstract pass(): Promise<number>;
+}

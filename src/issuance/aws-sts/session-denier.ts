@@ -7,7 +7,7 @@ import { LeashError } from '../../errors/leash-error.js';
 import type { AwsDenyStore } from '../../store/store.js';
 import { backoffDelay } from '../../client/backoff.js';
 import type { Clock } from '../../time/clock.js';
-import { PeriodicPass } from '../../time/periodic-pass.js';
+import { Sweeper } from '../../time/periodic-pass.js';
 import { REVOKED_SESSIONS_POLICY_NAME, addEntries, emptyState, fitPolicy, nextExpiry, prune, renderPolicy, type DenyEntry, type RoleDenyState } from './deny-policy.js';
 import { mapIamError, roleNameFromArn } from './deny-sessions.js';
 
@@ -54,35 +54,16 @@ function parse(text: string | undefined, roleArn: string): RoleDenyState | undef
  * One replica at a time writes a role (a lock inside the document), so IAM never receives
  * an older document after a newer one.
  */
-export class SessionDenier {
+export class SessionDenier extends Sweeper {
   readonly #d: SessionDenierDeps;
   readonly #owner: string;
-  readonly #periodic: PeriodicPass;
   /** Entries that could not reach the store (it was down): added on the next sweep. */
   readonly #unsaved = new Map<string, DenyEntry[]>();
 
   constructor(deps: SessionDenierDeps) {
+    super(deps.intervalMs, (err) => deps.log('aws deny sweep failed', { error: err.name }));
     this.#d = deps;
     this.#owner = deps.owner ?? `replica-${randomBytes(6).toString('hex')}`;
-    this.#periodic = new PeriodicPass(
-      () => this.#sweep(),
-      deps.intervalMs,
-      (err) => deps.log('aws deny sweep failed', { error: err.name }),
-    );
-  }
-
-  start(): void {
-    this.#periodic.start();
-  }
-
-  /** Resolves once a pass already running is over, so a shutdown can close the store after it. */
-  stop(): Promise<void> {
-    return this.#periodic.stop();
-  }
-
-  /** One pass over every role (pending writes, due retries, expired entries); concurrent calls share it. Returns how many IAM writes succeeded. */
-  sweep(): Promise<number> {
-    return this.#periodic.run();
   }
 
   /** Records the entries for the role, then tries IAM once. Never throws: what is not applied now stays pending. */
@@ -115,7 +96,8 @@ export class SessionDenier {
     return parse(await this.#d.store.getAwsDeny(roleArn), roleArn);
   }
 
-  async #sweep(): Promise<number> {
+  /** One pass over every role (pending writes, due retries, expired entries); returns how many IAM writes succeeded. */
+  protected async pass(): Promise<number> {
     for (const [role, entries] of [...this.#unsaved]) {
       this.#unsaved.delete(role);
       await this.deny(role, entries);

@@ -1,4 +1,4 @@
-import { PeriodicPass } from '../../time/periodic-pass.js';
+import { Sweeper } from '../../time/periodic-pass.js';
 import { revokeLeases, type LeaseRevocationDeps } from './lease-revocation.js';
 
 const BATCH = 100;
@@ -16,35 +16,17 @@ export interface LeaseSweeperDeps extends LeaseRevocationDeps {
  * A lease Vault cannot revoke stays due and is retried on the next sweep; while Vault is
  * unreachable a pass stops at the first failing batch instead of hammering it.
  */
-export class LeaseSweeper {
+export class LeaseSweeper extends Sweeper {
   readonly #deps: LeaseSweeperDeps;
-  readonly #periodic: PeriodicPass;
   #failing = false;
 
   constructor(deps: LeaseSweeperDeps) {
+    super(deps.intervalMs, (err) => deps.log?.('vault lease sweep failed', { error: err.name }));
     this.#deps = deps;
-    this.#periodic = new PeriodicPass(
-      () => this.#sweep(),
-      deps.intervalMs,
-      (err) => this.#deps.log?.('vault lease sweep failed', { error: err.name }),
-    );
   }
 
-  start(): void {
-    this.#periodic.start();
-  }
-
-  /** Resolves once a pass already running is over, so a shutdown can close the store after it. */
-  stop(): Promise<void> {
-    return this.#periodic.stop();
-  }
-
-  /** One pass; returns how many leases it revoked. Concurrent calls share one pass. */
-  sweep(): Promise<number> {
-    return this.#periodic.run();
-  }
-
-  async #sweep(): Promise<number> {
+  /** One pass; returns how many leases it revoked. */
+  protected async pass(): Promise<number> {
     let revoked = 0;
     for (;;) {
       const due = await this.#deps.leases.dueLeases(this.#deps.clock.now(), BATCH);
