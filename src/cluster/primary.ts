@@ -192,7 +192,20 @@ export function startPrimary(opts: PrimaryOptions): Primary {
     const w = cluster.fork(opts.env);
     slot.worker = w;
     w.on('message', (m: unknown) => onMessage(slot, w, m));
-    w.once('exit', (code: number | null, signal: NodeJS.Signals | null) => onExit(slot, w, code, signal));
+    // A worker process that could not be spawned (EACCES, EAGAIN, ENOMEM) is a start failure
+    // with that reason, never an unhandled 'error'; node:cluster emits no 'exit' for it.
+    let exited = false;
+    const exit = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (exited) return;
+      exited = true;
+      onExit(slot, w, code, signal);
+    };
+    w.on('error', (err: Error) => {
+      if (!slot.ready) slot.startError = `could not start a worker process: ${err.message}`;
+      log.error('a worker process reported an error', { worker: w.id, error: err.message });
+      if (w.process.pid === undefined) exit(null, null);
+    });
+    w.once('exit', (code: number | null, signal: NodeJS.Signals | null) => exit(code, signal));
   };
 
   const onExit = (slot: Slot, w: Worker, code: number | null, signal: NodeJS.Signals | null) => {

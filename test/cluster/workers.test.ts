@@ -441,6 +441,23 @@ describe('leash serve --workers 2: the primary', () => {
     }
   }, 120000);
 
+  it('exits 1 with the cause when a worker process cannot even be spawned (node:cluster gives no exit event for it)', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/cluster/fixtures/spawn-fails.ts'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30000);
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    clearTimeout(timer);
+    expect(code).toBe(1);
+    const lines = stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { level: string; msg: string; error?: string });
+    expect(lines.at(-1)).toMatchObject({ level: 'fatal', msg: 'the first worker failed to start; stopping' });
+    expect(lines.at(-1)!.error).toMatch(/could not start a worker process: spawn \/nonexistent\/leash-test\/node ENOENT/);
+    expect(stderr).not.toContain('Unhandled');
+  }, 60000);
+
   it('exits 1 when the workers cannot start (a store path that is a folder), without looping', async () => {
     const path = join(root, 'a-folder.db');
     await mkdir(path, { recursive: true });

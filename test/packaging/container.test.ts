@@ -60,6 +60,7 @@ const instruction = (stage: Stage, name: string) => stage.lines.filter((l) => l.
   let runtime: Stage;
   let entrypoint: string[];
   let cmd: string[];
+  let nodeBin: string;
 
   beforeAll(async () => {
     const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
@@ -69,6 +70,12 @@ const instruction = (stage: Stage, name: string) => stage.lines.filter((l) => l.
 
     root = await mkdtemp(join(tmpdir(), 'leash-image-'));
     await chmod(root, 0o755);
+    // The base image's runtime at its place: node as /usr/local/bin/node. The checkout's binary
+    // would not do: uid 1000 may not traverse a CI clone, and the workers are forked from it.
+    nodeBin = join(root, 'usr/local/bin/node');
+    await mkdir(join(root, 'usr/local/bin'), { recursive: true });
+    await copyFile(process.execPath, nodeBin);
+    await chmod(nodeBin, 0o755);
     // Build stage: the compiled broker (`npm run build`'s tsc step), into the image's /app.
     const app = join(root, 'app');
     await mkdir(app, { recursive: true });
@@ -131,7 +138,7 @@ const instruction = (stage: Stage, name: string) => stage.lines.filter((l) => l.
     const args = [...entrypoint.slice(1), ...cmd].map((a) => (a.startsWith('/') ? join(root, a) : a));
     args[args.indexOf('--config') + 1] = configFile;
     // The config's ports are the image's (8080, 9090); free ones here, the host stays the config's.
-    const child = spawn('setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', process.execPath, ...args, '--port', String(port), '--management-port', String(management)], {
+    const child = spawn('setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', nodeBin, ...args, '--port', String(port), '--management-port', String(management)], {
       cwd: join(root, 'app'),
       env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOME: '/nonexistent' },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -205,7 +212,7 @@ const instruction = (stage: Stage, name: string) => stage.lines.filter((l) => l.
   }, 60_000);
 
   it('`--version` through the entrypoint as uid 1000', () => {
-    const r = spawnSync('setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', process.execPath, join(root, entrypoint[1]!), '--version'], {
+    const r = spawnSync('setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', nodeBin, join(root, entrypoint[1]!), '--version'], {
       encoding: 'utf8',
       env: { PATH: process.env.PATH ?? '' },
     });
