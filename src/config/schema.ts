@@ -1280,7 +1280,13 @@ export const Plugin = Type.Object(
       Type.Object(
         {
           exchanges_per_minute: Type.Optional(Type.Integer({ minimum: 1, description: 'Token exchanges (issued or not) per minute, across replicas.' })),
-          tokens_per_task: Type.Optional(Type.Integer({ minimum: 1, description: 'Credentials issued to this plugin within one task.' })),
+          tokens_per_task: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              description:
+                'Credentials issued to this plugin within one task. Checked before the decision and again in the write that records the token, so concurrent exchanges on other workers or replicas cannot pass it.',
+            }),
+          ),
           live_tokens: Type.Optional(Type.Integer({ minimum: 1, description: 'Unexpired, unrevoked credentials this plugin may hold at once.' })),
           on_breach: Type.Union([Type.Literal('refuse'), Type.Literal('suspend')], {
             default: 'refuse',

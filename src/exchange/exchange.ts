@@ -422,7 +422,10 @@ async function issue(deps: ExchangeDeps, input: ExchangeInput, trace: Trace, est
   enter(trace, 'record');
   // Signing (or an upstream call) may have taken a while: still nobody to answer means no record, and the credential is discarded.
   checkClientPresent(input);
-  await deps.tokens.recordIssued(credential.record);
+  // The tokens-per-task quota again, in the record's own write: the check at the quotas step
+  // cannot see exchanges of the same task in flight on other workers or replicas.
+  const perTask = task ? plugin.config.quotas?.tokens_per_task : undefined;
+  await deps.tokens.recordIssued(credential.record, perTask === undefined ? undefined : { tokensPerTask: perTask });
   trace.issued = credential.record;
   return credential.body;
 }

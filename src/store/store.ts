@@ -1,3 +1,4 @@
+import { LeashError } from '../errors/leash-error.js';
 import type { ApprovalRecord, ApprovalState, AuditRecord, DecisionRollupRow, IssuedToken, LeaseRecord, Revocation, StateChange, Suspension, Task } from './records.js';
 import type { StoreIdentity } from './store-identity.js';
 import type { UsageStore } from './usage-store.js';
@@ -20,8 +21,24 @@ export interface TaskStore {
   listActiveTasks(now: number, limit: number): Promise<Task[]>;
 }
 
+/** A limit checked in the same write as the token record. */
+export interface IssueLimit {
+  /** Most tokens of this plugin in the token's task (the plugin's `quotas.tokens_per_task`). */
+  readonly tokensPerTask?: number;
+}
+
+/** The refusal a store gives when `IssueLimit.tokensPerTask` is reached (nothing recorded). */
+export function taskTokenLimitReached(limit: number): LeashError {
+  return new LeashError('ERR_QUOTA_EXCEEDED', `quota exceeded: already ${limit} credentials in this task (limit ${limit}), counted at the record; retry later`, { limit });
+}
+
 export interface TokenIndex {
-  recordIssued(token: IssuedToken): Promise<void>;
+  /**
+   * Records a credential. With `tokensPerTask`, atomically with the record: refused with
+   * `ERR_QUOTA_EXCEEDED` (nothing written) when the plugin already has that many tokens in
+   * the task, so concurrent exchanges (other workers, other replicas) never pass the quota.
+   */
+  recordIssued(token: IssuedToken, limit?: IssueLimit): Promise<void>;
   getIssued(jti: string): Promise<IssuedToken | undefined>;
   listIssuedForTask(taskId: string): Promise<IssuedToken[]>;
   /** Unexpired at `now`, for a plugin (kill switch hooks, live-token quota). */

@@ -1,5 +1,5 @@
 import type { IssuedToken, LeaseRecord } from '../store/records.js';
-import type { LeaseStore, TokenIndex } from '../store/store.js';
+import type { IssueLimit, LeaseStore, TokenIndex } from '../store/store.js';
 import type { UsageStore } from '../store/usage-store.js';
 
 /** The prefix of an `aws-sts` credential's jti: the rest is its access key id (issuance/aws-sts). */
@@ -25,8 +25,8 @@ export function linkingTokenIndex<T extends Pick<TokenIndex, 'recordIssued'>>(to
         const v = Reflect.get(target, prop, receiver) as unknown;
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       }
-      return async (t: IssuedToken) => {
-        await target.recordIssued(t);
+      return async (t: IssuedToken, limit?: IssueLimit) => {
+        await target.recordIssued(t, limit);
         if (t.kind === 'aws-sts' && t.jti.startsWith(AWS_JTI))
           await link(deps, [{ kind: 'aws_access_key', id: t.jti.slice(AWS_JTI.length), jti: t.jti, plugin: t.plugin, task: t.task ?? '' }], t.expiresAt);
       };

@@ -186,6 +186,14 @@ async function writeConfig(name: string, store: Record<string, unknown> | undefi
     grants: [{ audience: CRM_API, scopes: ['contacts:read'], kind: 'jwt', effect: 'read', max_ttl: 300 }],
     quotas: { exchanges_per_minute: 7 },
   });
+  input.plugins.push({
+    id: 'task-quota-reader',
+    owner: 'team-crm@example.com',
+    risk: 'low',
+    bindings: [{ issuer: 'test-cluster', subject: 'system:serviceaccount:plugins:task-quota-reader' }],
+    grants: [{ audience: CRM_API, scopes: ['contacts:read'], kind: 'jwt', effect: 'read', max_ttl: 300 }],
+    quotas: { tokens_per_task: 2 },
+  });
   const path = join(dir, 'leash.json');
   await writeFile(path, JSON.stringify(input));
   return path;
@@ -319,6 +327,13 @@ describe.each(backends)('leash serve --workers 2 on %s', (name, storeOf) => {
     expect(results.filter((st) => st === 200)).toHaveLength(7);
     expect(results.length).toBe(20);
     expect(results.filter((st) => st !== 200).every((st) => st === 429 || st === 400)).toBe(true);
+  });
+
+  it('tokens_per_task holds across both workers under concurrent exchanges in one task (counted in the record write)', async () => {
+    const task = await openTask(A, ['task-quota-reader']);
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => exchange(i % 2 === 0 ? A : B, { task }, 'task-quota-reader').then((r) => r.status)));
+    expect(results.filter((st) => st === 200)).toHaveLength(2);
+    expect(results.filter((st) => st !== 200).every((st) => st === 429)).toBe(true);
   });
 
   it('/metrics answers for both workers, whichever one the scrape reaches: counters summed, store-wide gauges once', async () => {

@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeEach, afterEach } from '@jest/globals';
 import { GENESIS_HASH, chainHash, verifyChain } from '../../src/audit/chain.js';
 import { verifyAuditLog, verifyStoreAudit } from '../../src/audit/verify.js';
-import { isLeashError } from '../../src/errors/leash-error.js';
+import { isLeashError, type LeashError } from '../../src/errors/leash-error.js';
 import type { ApprovalRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Task } from '../../src/store/records.js';
 import { CheckedStore } from '../../src/store/shared/checked-store.js';
 import type { Store } from '../../src/store/store.js';
@@ -359,6 +359,35 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(await store.countIssuedForTaskPlugin('tsk_q', 'p3')).toBe(0);
         expect(await store.countIssuedForTaskPlugin('tsk_other', 'p1')).toBe(1);
         expect(await store.countIssuedForTaskPlugin('tsk_none', 'p1')).toBe(0);
+      });
+
+      it('refuses a token past the tokens-per-task limit in the record itself (ERR_QUOTA_EXCEEDED, nothing written), concurrent records included', async () => {
+        const limit = { tokensPerTask: 3 };
+        const attempts = Array.from({ length: 8 }, () => aToken(clock, { task: 'tsk_lim', plugin: 'p1' }));
+        const results = await Promise.allSettled(attempts.map((t) => store.recordIssued(t, limit)));
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+        for (const r of results.filter((x): x is PromiseRejectedResult => x.status === 'rejected')) expect((r.reason as LeashError).code).toBe('ERR_QUOTA_EXCEEDED');
+        expect(await store.countIssuedForTaskPlugin('tsk_lim', 'p1')).toBe(3);
+        // The refused ones left no record; the recorded ones are there.
+        const found = await Promise.all(attempts.map((t) => store.getIssued(t.jti)));
+        expect(found.filter(Boolean)).toHaveLength(3);
+        expect((await store.listIssuedForTask('tsk_lim')).length).toBe(3);
+        // Another plugin in the task and the same plugin without a limit are not held by it.
+        await store.recordIssued(aToken(clock, { task: 'tsk_lim', plugin: 'p2' }), limit);
+        await store.recordIssued(aToken(clock, { task: 'tsk_lim', plugin: 'p1' }));
+        expect(await store.countIssuedForTaskPlugin('tsk_lim', 'p1')).toBe(4);
+        // A token without a task has no per-task limit; a limit of 0 refuses the first.
+        await store.recordIssued(aToken(clock, { task: undefined, plugin: 'p1' }), { tokensPerTask: 0 });
+        await expect(store.recordIssued(aToken(clock, { task: 'tsk_zero', plugin: 'p1' }), { tokensPerTask: 0 })).rejects.toMatchObject({ code: 'ERR_QUOTA_EXCEEDED' });
+        expect(await store.countIssuedForTaskPlugin('tsk_zero', 'p1')).toBe(0);
+        // A duplicate jti under a limit is still the duplicate error, and counts nothing.
+        await expect(
+          store.recordIssued(
+            attempts.find((_, i) => results[i]!.status === 'fulfilled')!,
+            { tokensPerTask: 100 },
+          ),
+        ).rejects.toThrow(TypeError);
+        expect(await store.countIssuedForTaskPlugin('tsk_lim', 'p1')).toBe(4);
       });
     });
 

@@ -63,15 +63,16 @@ return redis.call('HMGET', KEYS[1], 'd', 'st', 'e')
 /**
  * KEYS: token, task-index (or a placeholder), plugin-index, task counts (or a placeholder).
  * ARGV: json, token ttl ms, issuedAt, jti, expiresAt, has-task ('1'/'0'), task-index ttl ms,
- * prune plugin entries expiring before, plugin, token key prefix. Returns 1, or 0 when the
- * jti is already recorded (nothing changes). The task counts (a hash plugin -> tokens, the
+ * prune plugin entries expiring before, plugin, token key prefix, the tokens-per-task limit
+ * ('' none). Returns 1, 0 when the jti is already recorded, or -1 when the plugin already has
+ * the limit's count of tokens in the task (nothing changes in either case). The task counts (a hash plugin -> tokens, the
  * tokens-per-task quota) of a task recorded before they existed are counted once from its
  * index first (tokens whose record is already gone are not counted).
  */
 export const RECORD_ISSUED = new LuaScript(
   'recordIssued',
   `
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[6] == '1' then
   if redis.call('EXISTS', KEYS[4]) == 0 then
     for _, jti in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
@@ -79,6 +80,10 @@ if ARGV[6] == '1' then
       if raw then redis.call('HINCRBY', KEYS[4], cjson.decode(raw).plugin, 1) end
     end
   end
+  if ARGV[11] ~= '' and tonumber(redis.call('HGET', KEYS[4], ARGV[9]) or '0') >= tonumber(ARGV[11]) then return -1 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[6] == '1' then
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
   redis.call('HINCRBY', KEYS[4], ARGV[9], 1)
   if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[7]) then redis.call('PEXPIRE', KEYS[2], ARGV[7]) end

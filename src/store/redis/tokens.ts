@@ -1,5 +1,5 @@
 import type { IssuedToken } from '../records.js';
-import type { TokenIndex } from '../store.js';
+import { taskTokenLimitReached, type IssueLimit, type TokenIndex } from '../store.js';
 import { closedError, type RedisConnection } from './connection.js';
 import { RECORD_ISSUED } from './redis-scripts.js';
 
@@ -23,7 +23,7 @@ export class RedisTokens implements TokenIndex {
     this.#taskIndexRetentionMs = taskIndexRetentionMs;
   }
 
-  async recordIssued(t: IssuedToken): Promise<void> {
+  async recordIssued(t: IssuedToken, limit?: IssueLimit): Promise<void> {
     const c = this.#c;
     const now = c.clock.now();
     const json = JSON.stringify(tokenJson(t));
@@ -37,9 +37,10 @@ export class RedisTokens implements TokenIndex {
           c.k.tokensOfPlugin(t.plugin),
           t.task === undefined ? c.k.tokenCountsOfTask('') : c.k.tokenCountsOfTask(t.task),
         ],
-        [json, ttl, t.issuedAt, t.jti, t.expiresAt, t.task === undefined ? '0' : '1', ttl + this.#taskIndexRetentionMs, now - this.#marginMs, t.plugin, c.k.token('')],
+        [json, ttl, t.issuedAt, t.jti, t.expiresAt, t.task === undefined ? '0' : '1', ttl + this.#taskIndexRetentionMs, now - this.#marginMs, t.plugin, c.k.token(''), limit?.tokensPerTask === undefined ? '' : String(limit.tokensPerTask)],
       ),
     );
+    if (recorded === -1) throw taskTokenLimitReached(limit!.tokensPerTask!);
     if (recorded !== 1) throw new TypeError('recordIssued: a token with this jti is already recorded');
   }
 

@@ -17,6 +17,7 @@ import type {
   SuspensionStore,
   TaskStore,
   TokenIndex,
+  IssueLimit,
 } from '../store.js';
 import type {
   ChargeLimits,
@@ -138,9 +139,10 @@ export abstract class CheckedStore implements Store {
 
   // ---- TokenIndex ------------------------------------------------------------------
 
-  async recordIssued(token: IssuedToken): Promise<void> {
+  async recordIssued(token: IssuedToken, limit?: IssueLimit): Promise<void> {
     checkIssued(token);
-    return this.#r.tokens.recordIssued(token);
+    if (limit?.tokensPerTask !== undefined && (!Number.isInteger(limit.tokensPerTask) || limit.tokensPerTask < 0)) throw new TypeError('recordIssued: tokensPerTask must be an integer >= 0');
+    return this.#r.tokens.recordIssued(token, limit);
   }
 
   async getIssued(jti: string): Promise<IssuedToken | undefined> {

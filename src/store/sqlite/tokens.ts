@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { IssuedToken } from '../records.js';
-import type { TokenIndex } from '../store.js';
+import { taskTokenLimitReached, type IssueLimit, type TokenIndex } from '../store.js';
 import { isConstraintError, type SqliteHandle } from './handle.js';
 
 /* The issued-token index (by id only, never the credential). On the hot path: not fsynced. */
@@ -26,6 +26,8 @@ function prepare(db: Database.Database) {
     liveOfPlugin: db.prepare('SELECT * FROM issued_tokens WHERE plugin = ? AND expires_at > ? ORDER BY issued_at, jti'),
     countOfTask: db.prepare('SELECT count(*) AS n FROM issued_tokens WHERE task = ?'),
     countUp: db.prepare('INSERT INTO task_token_counts (task, plugin, n) VALUES (?, ?, 1) ON CONFLICT (task, plugin) DO UPDATE SET n = n + 1'),
+    // Counts up only below the limit: 0 changes means the limit is reached (the first write of the transaction takes the lock).
+    countUpBelow: db.prepare('INSERT INTO task_token_counts (task, plugin, n) SELECT ?, ?, 1 WHERE ? > 0 ON CONFLICT (task, plugin) DO UPDATE SET n = n + 1 WHERE n < ?'),
     // Through the expiry index, oldest first, a bounded batch per statement (the event loop waits for each).
     purge: db.prepare('DELETE FROM issued_tokens WHERE rowid IN (SELECT rowid FROM issued_tokens WHERE expires_at < ? ORDER BY expires_at LIMIT ?)'),
     countOfTaskPlugin: db.prepare('SELECT n FROM task_token_counts WHERE task = ? AND plugin = ?'),
@@ -36,22 +38,26 @@ export class SqliteTokens implements TokenIndex {
   readonly #h: SqliteHandle;
   readonly #s: ReturnType<typeof prepare>;
   /** The row and its task's count in one transaction: the quota never sees one without the other. */
-  readonly #insertTx: (t: IssuedToken, scopes: string) => void;
+  readonly #insertTx: (t: IssuedToken, scopes: string, limit: number | undefined) => void;
 
   constructor(h: SqliteHandle) {
     this.#h = h;
     const s = (this.#s = prepare(h.db));
-    this.#insertTx = h.db.transaction((t: IssuedToken, scopes: string) => {
+    const tx = h.db.transaction((t: IssuedToken, scopes: string, limit: number | undefined) => {
+      if (t.task !== undefined && limit !== undefined) {
+        if (s.countUpBelow.run(t.task, t.plugin, limit, limit).changes === 0) throw taskTokenLimitReached(limit);
+      } else if (t.task !== undefined) s.countUp.run(t.task, t.plugin);
       s.insert.run(t.jti, t.plugin, t.task ?? null, t.audience, scopes, t.kind, t.kid ?? null, t.issuedAt, t.expiresAt, t.jkt ?? null);
-      if (t.task !== undefined) s.countUp.run(t.task, t.plugin);
     });
+    // IMMEDIATE: the write lock from the start, so the count read by the limit is the one committed with the row.
+    this.#insertTx = tx.immediate.bind(tx);
   }
 
-  async recordIssued(t: IssuedToken): Promise<void> {
+  async recordIssued(t: IssuedToken, limit?: IssueLimit): Promise<void> {
     const scopes = JSON.stringify(t.scopes);
     this.#h.run('recordIssued', () => {
       try {
-        this.#insertTx(t, scopes);
+        this.#insertTx(t, scopes, limit?.tokensPerTask);
       } catch (err) {
         if (isConstraintError(err)) throw new TypeError('recordIssued: a token with this jti is already recorded', { cause: err });
         throw err;
