@@ -37,7 +37,19 @@ export class RedisTokens implements TokenIndex {
           c.k.tokensOfPlugin(t.plugin),
           t.task === undefined ? c.k.tokenCountsOfTask('') : c.k.tokenCountsOfTask(t.task),
         ],
-        [json, ttl, t.issuedAt, t.jti, t.expiresAt, t.task === undefined ? '0' : '1', ttl + this.#taskIndexRetentionMs, now - this.#marginMs, t.plugin, c.k.token(''), limit?.tokensPerTask === undefined ? '' : String(limit.tokensPerTask)],
+        [
+          json,
+          ttl,
+          t.issuedAt,
+          t.jti,
+          t.expiresAt,
+          t.task === undefined ? '0' : '1',
+          ttl + this.#taskIndexRetentionMs,
+          now - this.#marginMs,
+          t.plugin,
+          c.k.token(''),
+          limit?.tokensPerTask === undefined ? '' : String(limit.tokensPerTask),
+        ],
       ),
     );
     if (recorded === -1) throw taskTokenLimitReached(limit!.tokensPerTask!);
