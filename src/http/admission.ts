@@ -19,8 +19,11 @@ export interface AdmissionOptions {
   readonly limits: () => AdmissionLimits;
   /** Which requests are subject to admission (method and raw URL only: it also runs before express); the others pass untouched. */
   readonly applies: (req: IncomingMessage) => boolean;
-  /** Answer a refused request (`503 temporarily_unavailable` with `Retry-After`); a raw node:http response when shed before express. */
-  readonly refuse: (res: ServerResponse, reason: Exclude<AdmissionRejection, 'client_gone'>) => void;
+  /**
+   * Answer a refused request (`503 temporarily_unavailable` with `Retry-After`) on the bare
+   * node:http response; `shed`: refused before express ran (no access-log middleware saw it).
+   */
+  readonly refuse: (res: ServerResponse, reason: Exclude<AdmissionRejection, 'client_gone'>, shed: boolean) => void;
   readonly onRejected: (reason: AdmissionRejection) => void;
   /** Called whenever the number in flight or queued changes (the gauges). */
   readonly onLoad: (inFlight: number, queued: number) => void;
@@ -88,15 +91,22 @@ function loopDelay(now: () => number): () => number {
  * clients that have given up); a quick 503 lets a client back off or try another replica.
  * A slot is held until the response closes (finished, or the client left).
  */
-export interface AdmissionControl extends RequestHandler {
+export interface AdmissionControl {
   /**
-   * Runs before express (and the access log, the router, the response helpers): refuses at
-   * once what the middleware would refuse at once (the loop is late, the queue is full, the
-   * client left), so that under overload a refusal costs little and the process keeps
-   * reading its sockets. True when it answered (or dropped) the request.
+   * Runs before express (the access log, the router, the response helpers): refuses at once
+   * what needs no waiting (the loop is late, the queue is full, the client left), so that
+   * under overload a refusal costs little and the process keeps reading its sockets. True
+   * when it answered (or dropped) the request; otherwise a request subject to admission is
+   * marked for the middleware.
    */
   readonly shed: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** In express: admits or queues what `shed` marked (in the same turn, so the bounds it checked still hold); passes the rest. */
+  readonly middleware: RequestHandler;
 }
+
+/** Set by `shed` on a request subject to admission that it did not refuse. */
+const SUBJECT = Symbol('leash.admission');
+type Marked = IncomingMessage & { [SUBJECT]?: true };
 
 export function admissionControl(opts: AdmissionOptions): AdmissionControl {
   const now = opts.now ?? (() => performance.now());
@@ -136,7 +146,7 @@ export function admissionControl(opts: AdmissionOptions): AdmissionControl {
       // that waited past it is worked on.
       if (now() - w.since > limits.queue_timeout_ms) {
         opts.onRejected('queue_timeout');
-        opts.refuse(w.res, 'queue_timeout');
+        opts.refuse(w.res, 'queue_timeout', false);
         continue;
       }
       admit(w.res, w.next);
@@ -155,18 +165,23 @@ export function admissionControl(opts: AdmissionOptions): AdmissionControl {
     return undefined;
   };
 
-  const answer = (res: ServerResponse, reason: AdmissionRejection) => {
-    opts.onRejected(reason);
-    if (reason === 'client_gone') res.destroy();
-    else opts.refuse(res, reason);
+  const shed = (req: Marked, res: ServerResponse): boolean => {
+    if (!opts.applies(req)) return false;
+    const refused = refuseAtOnce(res);
+    if (!refused) {
+      req[SUBJECT] = true;
+      return false;
+    }
+    opts.onRejected(refused);
+    if (refused === 'client_gone') res.destroy();
+    else opts.refuse(res, refused, true);
+    return true;
   };
 
-  const middleware = (req: IncomingMessage, res: Response, next: NextFunction) => {
-    if (!opts.applies(req)) return next();
-    const refused = refuseAtOnce(res);
-    if (refused) return answer(res, refused);
+  const middleware = (req: Marked, res: Response, next: NextFunction) => {
+    if (req[SUBJECT] !== true) return next();
     const limits = opts.limits();
-    // Waiters go first: a newcomer never overtakes the queue.
+    // Waiters go first: a newcomer never overtakes the queue (shed refused it if the queue was full).
     if (inFlight < limits.max_in_flight && queue.size === 0) return admit(res, next);
     const w: Waiter = {
       res,
@@ -182,7 +197,7 @@ export function admissionControl(opts: AdmissionOptions): AdmissionControl {
     w.timer = setTimeout(() => {
       leave(w);
       opts.onRejected('queue_timeout');
-      opts.refuse(res, 'queue_timeout');
+      opts.refuse(res, 'queue_timeout', false);
       report();
     }, limits.queue_timeout_ms);
     res.once('close', w.onClose);
@@ -190,13 +205,5 @@ export function admissionControl(opts: AdmissionOptions): AdmissionControl {
     report();
   };
 
-  const shed = (req: IncomingMessage, res: ServerResponse): boolean => {
-    if (!opts.applies(req)) return false;
-    const refused = refuseAtOnce(res);
-    if (!refused) return false;
-    answer(res, refused);
-    return true;
-  };
-
-  return Object.assign(middleware, { shed }) as AdmissionControl;
+  return { shed, middleware: middleware as RequestHandler };
 }

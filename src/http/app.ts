@@ -20,7 +20,7 @@ import { setRetryAfter } from './retry-after.js';
 import { ROUTES, allowedMethods, answerOptions, unserved } from './surface.js';
 import { accessLog, inRequestContext } from './access-log.js';
 import type { Logger } from '../log/logger.js';
-import { admissionControl, type AdmissionControl, type AdmissionRejection } from './admission.js';
+import { admissionControl, type AdmissionRejection } from './admission.js';
 import { REQUEST_ID_HEADER, requestIdFrom } from '../log/request-context.js';
 import { consoleRouter, type ConsoleDeps } from './console/router.js';
 import { CONSOLE_ROUTES } from './console/routes.js';
@@ -65,16 +65,15 @@ function admittedPath(url: string | undefined): string {
 /**
  * `503 temporarily_unavailable` + `Retry-After` for a request admission refused, written
  * on the bare node:http response: the same answer whether it was shed before express (no
- * access-log middleware ran: its line is written here) or refused from the queue.
+ * access-log middleware ran: its request id and line are written here) or refused from the queue.
  */
-function refuseOverloaded(res: ServerResponse, reason: Exclude<AdmissionRejection, 'client_gone'>, deps: HttpDeps): void {
+function refuseOverloaded(res: ServerResponse, reason: Exclude<AdmissionRejection, 'client_gone'>, shed: boolean, deps: HttpDeps): void {
   const { status, body } = toOAuthError(
     new LeashError('ERR_OVERLOADED', reason === 'queue_timeout' ? 'the request waited too long for capacity; retry later' : 'the broker is at capacity; retry later', { reason }),
   );
   const text = JSON.stringify({ error: body.error, error_description: safeErrorDescription(body.error_description ?? '') });
   const req = (res as ServerResponse & { req?: IncomingMessage }).req;
-  const shedEarly = !res.hasHeader(REQUEST_ID_HEADER);
-  const id = shedEarly ? requestIdFrom(req?.headers['x-request-id']) : undefined;
+  const id = shed ? requestIdFrom(req?.headers['x-request-id']) : undefined;
   if (id) res.setHeader(REQUEST_ID_HEADER, id);
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
@@ -108,12 +107,15 @@ function domainError(res: Response, err: LeashError): void {
  * and a JSON 404/405 for everything else (surface.ts). Health, readiness and metrics are
  * on the management port (management.ts), not here.
  */
-export function createHttpApp(deps: HttpDeps): express.Express & { readonly shed: AdmissionControl['shed'] } {
+/** The public port's request handler: admission's shedding first, then the express app. */
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export function createHttpApp(deps: HttpDeps): HttpHandler {
   const app = express();
   const admission = admissionControl({
     limits: () => deps.settings().admission,
     applies: (req) => req.method === 'POST' && ADMITTED_PATHS.has(admittedPath(req.url)),
-    refuse: (res, reason) => refuseOverloaded(res, reason, deps),
+    refuse: (res, reason, shed) => refuseOverloaded(res, reason, shed, deps),
     onRejected: (reason) => deps.metrics.admissionRejected.inc({ reason }),
     onLoad: (inFlight, queued) => {
       deps.metrics.admissionInFlight.set(inFlight);
@@ -139,7 +141,7 @@ export function createHttpApp(deps: HttpDeps): express.Express & { readonly shed
   // Admission control before any work (body, client authentication, oidc-provider): excess
   // requests to the expensive routes are refused at once (admission.ts). The management
   // listener (probes, metrics) is a different app and never subject to it.
-  app.use(admission);
+  app.use(admission.middleware);
   // Before anything reads a body: counts the bytes read, chunked or not (413 past the limit).
   // A usage batch has its own limit (settings.usage.max_body_bytes); every other route the broker's.
   app.use(
@@ -211,5 +213,8 @@ export function createHttpApp(deps: HttpDeps): express.Express & { readonly shed
     if (typeof err.status === 'number' && err.status >= 400 && err.status < 500) return oauthError(res, err.status, 'invalid_request', 'malformed request');
     return oauthError(res, 503, 'temporarily_unavailable', 'the broker could not complete the request; retry later');
   });
-  return Object.assign(app, { shed: admission.shed });
+  // Shed before express: under overload a refusal must cost little (admission.ts).
+  return (req, res) => {
+    if (!admission.shed(req, res)) app(req, res);
+  };
 }

@@ -27,11 +27,7 @@ export class BrokerHttp {
   serve(listeners: BoundListeners): void {
     if (this.#listeners) throw new TypeError('already listening');
     this.#listeners = listeners;
-    // Admission sheds excess before express: under overload a refusal must cost little (admission.ts).
-    const app = this.app;
-    listeners.public.serve((req, res) => {
-      if (!app.shed(req, res)) app(req, res);
-    });
+    listeners.public.serve(this.app);
     listeners.management.serve(this.managementApp);
   }
 
