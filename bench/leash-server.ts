@@ -57,6 +57,7 @@ async function main(): Promise<void> {
       ...(input.keys?.vaultAddress ? { vault: { address: input.keys.vaultAddress, auth: { method: 'token', token_env: 'VAULT_TOKEN' } } } : {}),
       audit: { stdout: false },
       ...(input.admission ? { admission: input.admission } : {}),
+      ...(input.usageCommitWindowMs !== undefined ? { usage: { commit_window_ms: input.usageCommitWindowMs } } : {}),
     },
     admin: { api_keys: [{ id: 'bench-orchestrator', sha256: sha256hex(orchestratorKey), roles: ['orchestrator'] }] },
     trusted_issuers: [{ name: 'bench-cluster', kind: 'kubernetes', issuer: input.clusterIssuer, audience: input.audience, jwks: { inline: input.jwks }, max_token_age: 3600 }],
