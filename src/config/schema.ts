@@ -583,6 +583,14 @@ export const UsageSettings = Type.Object(
       description:
         "How long a resource server's batches are gathered into one store write (group commit); each batch is answered after that write commits. Reports of the same tokens in the window share their rows, so the store work per record falls as the rate grows. 0: the batches of one event-loop turn.",
     }),
+    flush_interval_ms: Type.Integer({
+      ...InMs,
+      minimum: 0,
+      maximum: 10000,
+      default: 1000,
+      description:
+        'How long the per-minute call aggregates (the volume: calls, errors, bytes, durations per token and route) gather in memory before they are written, one row per token, route and minute. What decides (first use, a new source, budget counters, last-used evidence, anomalies) is written before each batch is answered whatever this says; a crash loses at most this long of call counts. A graceful stop and a timeline read write them first. 0: with each batch, before it is answered.',
+    }),
   },
   { ...Strict, description: 'What resource servers report about the use of Leash credentials: ingestion, anomalies, budgets, timelines.', default: {} },
 );

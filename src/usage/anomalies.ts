@@ -37,8 +37,9 @@ export async function detectAnomalies(
     const call = calls[i]!;
     const issued = ctx.tokens.get(call.jti!)!;
     const result = results[i]!;
-    const base = eventBase(ctx, issued, call);
-    if (result.first) await emit(ctx, 'token.first_use', { ...base, after_issue_ms: Math.max(0, call.at - issued.issuedAt) });
+    // Built only for an event: most uses are of a known token from a known source, and say nothing.
+    let base: UsageCallEvent | undefined;
+    if (result.first) await emit(ctx, 'token.first_use', { ...(base ??= eventBase(ctx, issued, call)), after_issue_ms: Math.max(0, call.at - issued.issuedAt) });
 
     // A bound token presented with another key's proof, or a second source: shared.
     const wrongKey = issued.jkt !== undefined && call.jkt !== undefined && call.jkt !== issued.jkt;
@@ -46,7 +47,7 @@ export async function detectAnomalies(
       await respondShared(
         ctx,
         'token.shared',
-        { ...base, sources: Math.max(result.sources, 2), bound_jkt: issued.jkt, cause: wrongKey ? 'dpop_key' : issued.jkt !== undefined ? 'dpop_key' : 'address' },
+        { ...(base ??= eventBase(ctx, issued, call)), sources: Math.max(result.sources, 2), bound_jkt: issued.jkt, cause: wrongKey ? 'dpop_key' : issued.jkt !== undefined ? 'dpop_key' : 'address' },
         issued,
       );
     }
@@ -54,7 +55,7 @@ export async function detectAnomalies(
     const revokedAt = ctx.deps.revokedAt.revokedAt({ jti: issued.jti, plugin: issued.plugin, task: issued.task, kid: issued.kid, iat: Math.floor(issued.issuedAt / 1000) });
     const afterRevocation = (revokedAt !== undefined && call.at >= revokedAt) || call.outcome === 'revoked';
     if (afterRevocation && (await once(ctx, `usage:revoked:${issued.jti}`, issued))) {
-      await emit(ctx, 'token.used_after_revocation', { ...base, revoked_at: revokedAt, refused: call.outcome !== 'ok' });
+      await emit(ctx, 'token.used_after_revocation', { ...(base ??= eventBase(ctx, issued, call)), revoked_at: revokedAt, refused: call.outcome !== 'ok' });
     }
 
     const task = issued.task === undefined ? undefined : ctx.tasks.get(issued.task);
@@ -69,12 +70,19 @@ export async function detectAnomalies(
               ? 'task_mismatch'
               : undefined;
     if (outside && (await once(ctx, `usage:task:${issued.jti}`, issued))) {
-      await emit(ctx, 'token.used_outside_task', { ...base, cause: outside, reported_task: call.task, task_ended_at: task?.endedAt, task_expires_at: task?.expiresAt, refused: call.outcome !== 'ok' });
+      await emit(ctx, 'token.used_outside_task', {
+        ...(base ??= eventBase(ctx, issued, call)),
+        cause: outside,
+        reported_task: call.task,
+        task_ended_at: task?.endedAt,
+        task_expires_at: task?.expiresAt,
+        refused: call.outcome !== 'ok',
+      });
     }
 
     if ((issued.audience !== call.audience || call.outcome === 'wrong_audience') && (await once(ctx, `usage:audience:${issued.jti}:${ctx.server.id}`, issued))) {
       // A token at a server it was not issued for has left its holder's hands as surely as a shared one.
-      await respondShared(ctx, 'token.audience_mismatch', { ...base, server_audience: call.audience, refused: call.outcome !== 'ok' }, issued);
+      await respondShared(ctx, 'token.audience_mismatch', { ...(base ??= eventBase(ctx, issued, call)), server_audience: call.audience, refused: call.outcome !== 'ok' }, issued);
     }
   }
   await detectDrift(ctx, allCalls, marks, previousCalls);

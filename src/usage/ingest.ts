@@ -39,6 +39,8 @@ const TOKEN_CACHE = 20_000;
 const TASK_CACHE_MS = 1000;
 /** Introspections waiting to be recorded as use; past it the oldest are dropped and counted. */
 const INTROSPECTION_QUEUE = 10_000;
+/** Call aggregates held for the next volume write; reaching it writes at once. */
+const VOLUME_ROWS = 50_000;
 
 /**
  * Ingests usage reports: aggregates them per jti/route/minute/outcome (the store keeps no
@@ -57,6 +59,11 @@ export class UsageIngestor {
   readonly #pending = new Map<string, PendingGroup>();
   #queue: Array<{ server: ReportingServer; call: UsageCall }> = [];
   #draining: Promise<void> | undefined;
+  /** Call aggregates of committed batches waiting for the volume write: server → jti → key within the token → row. */
+  #volume: HeldVolume = new Map();
+  #volumeRows = 0;
+  #volumeTimer: NodeJS.Timeout | undefined;
+  #volumeWrite: Promise<void> | undefined;
 
   constructor(deps: UsageIngestorDeps) {
     this.#d = deps;
@@ -104,7 +111,21 @@ export class UsageIngestor {
   async #commit(g: PendingGroup): Promise<void> {
     const d = this.#d;
     const markList = [...g.marks.values()];
-    const result = await d.store.ingestUsage({ aggregates: g.aggregates, uses: g.uses, taskDeltas: [...g.deltas.values()], marks: markList, retentionMs: g.retentionMs });
+    // The volume (per-minute call counts) can wait for the next volume write; what decides cannot.
+    const deferMs = g.settings.usage.flush_interval_ms;
+    const aggregates = deferMs > 0 ? [] : g.aggregates;
+    const result = await d.store.ingestUsage({ aggregates, uses: g.uses, taskDeltas: [...g.deltas.values()], marks: markList, retentionMs: g.retentionMs });
+    // Only once committed: a batch refused here is retried by its server and must not count twice.
+    if (deferMs > 0) {
+      let dropped = 0;
+      for (let i = 0; i < g.aggregates.length; i++) {
+        // Full: written at once (the swap is synchronous unless a write is still running).
+        if (this.#volumeRows >= VOLUME_ROWS) void this.flushVolume();
+        if (!this.#hold(g.server.id, g.aggregateKeys[i]!, g.aggregates[i]!)) dropped += g.aggregates[i]!.calls;
+      }
+      if (dropped > 0) d.metrics.usageRecords.inc({ outcome: 'dropped' }, dropped);
+      this.#scheduleVolume(deferMs);
+    }
     const ctx: AnomalyContext = { server: g.server, settings: g.settings, now: d.clock.now(), tokens: g.tokens, tasks: g.tasks, retentionMs: g.retentionMs, deps: d };
     await detectAnomalies(ctx, g.useCalls, result.uses, markList, result.previousCalls, g.calls);
     if (result.totals.length > 0) await d.onTotals?.(result.totals, g.tasks);
@@ -124,9 +145,73 @@ export class UsageIngestor {
     this.#draining ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#drain()).finally(() => (this.#draining = undefined));
   }
 
-  /** Resolves once every queued introspection has been ingested (tests, shutdown). */
+  /** Resolves once every queued introspection has been ingested and the held volume written (tests, shutdown, timeline reads). */
   async idle(): Promise<void> {
     while (this.#draining) await this.#draining;
+    await this.flushVolume();
+  }
+
+  /**
+   * Adds a committed aggregate to the row held for it; the group's aggregate objects are
+   * not used after their commit, so the first of a row is kept as is. `key` is the string
+   * the group built (its hash already computed).
+   */
+  #hold(server: string, key: string, a: Mutable<UsageAggregate>): boolean {
+    let byJti = this.#volume.get(server);
+    if (!byJti) this.#volume.set(server, (byJti = new Map<string, Map<string, Mutable<UsageAggregate>>>()));
+    let rows = byJti.get(a.jti);
+    if (!rows) byJti.set(a.jti, (rows = new Map<string, Mutable<UsageAggregate>>()));
+    const h = rows.get(key);
+    if (h) {
+      addAggregate(h, a);
+      return true;
+    }
+    if (this.#volumeRows >= VOLUME_ROWS) return false;
+    rows.set(key, a);
+    this.#volumeRows++;
+    return true;
+  }
+
+  #scheduleVolume(deferMs: number): void {
+    if (this.#volumeRows >= VOLUME_ROWS) void this.flushVolume();
+    else if (!this.#volumeTimer && this.#volumeRows > 0) {
+      this.#volumeTimer = setTimeout(() => void this.flushVolume(), deferMs);
+      // A pending write never keeps the process alive; a graceful stop writes it through idle().
+      this.#volumeTimer.unref();
+    }
+  }
+
+  /**
+   * Writes the held call aggregates (one row per token, route, minute and outcome, however
+   * many batches reported them). One write at a time; a failed write keeps its rows for the
+   * next one, up to VOLUME_ROWS, past which the calls are dropped and counted.
+   */
+  async flushVolume(): Promise<void> {
+    clearTimeout(this.#volumeTimer);
+    this.#volumeTimer = undefined;
+    while (this.#volumeWrite) await this.#volumeWrite;
+    if (this.#volumeRows === 0) return;
+    const held = this.#volume;
+    this.#volume = new Map();
+    this.#volumeRows = 0;
+    this.#volumeWrite = this.#writeVolume(held).finally(() => (this.#volumeWrite = undefined));
+    await this.#volumeWrite;
+  }
+
+  async #writeVolume(held: HeldVolume): Promise<void> {
+    const d = this.#d;
+    const settings = d.settings();
+    const rows: Mutable<UsageAggregate>[] = [];
+    for (const byJti of held.values()) for (const byKey of byJti.values()) for (const a of byKey.values()) rows.push(a);
+    try {
+      await d.store.ingestUsage({ aggregates: rows, uses: [], taskDeltas: [], marks: [], retentionMs: settings.usage.retention_days * DAY });
+    } catch (err) {
+      let dropped = 0;
+      for (const [server, byJti] of held) for (const byKey of byJti.values()) for (const [key, a] of byKey) if (!this.#hold(server, key, a)) dropped += a.calls;
+      if (dropped > 0) d.metrics.usageRecords.inc({ outcome: 'dropped' }, dropped);
+      d.log?.('writing usage aggregates failed; kept for the next write', { error: err instanceof Error ? err.message.slice(0, 200) : String(err), rows: rows.length, dropped_calls: dropped });
+      this.#scheduleVolume(Math.max(settings.usage.flush_interval_ms, 1000));
+    }
   }
 
   async #drain(): Promise<void> {
@@ -208,6 +293,8 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  */
 class PendingGroup {
   readonly aggregates: Mutable<UsageAggregate>[] = [];
+  /** Per aggregate, its key within its token (or, for an unknown token, its whole key): the volume reuses it. */
+  readonly aggregateKeys: string[] = [];
   readonly uses: TokenUse[] = [];
   readonly useCalls: UsageCall[] = [];
   readonly calls: UsageCall[] = [];
@@ -248,27 +335,47 @@ class PendingGroup {
       }
       const slot = this.#slotOf(issued);
       const minute = call.at - (call.at % MINUTE);
-      // The token fixes jti, plugin and (usually) task: the per-token key holds only what varies.
-      const key =
-        issued.task === undefined
-          ? `${minute}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}\u001f${call.task ?? ''}`
-          : `${minute}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}`;
-      const a = slot.aggregates.get(key);
-      if (a) accumulate(a, call);
-      else {
-        const fresh = newAggregate(call, minute, issued.jti, issued.plugin, issued.task ?? call.task ?? '', this.server.id);
-        slot.aggregates.set(key, fresh);
-        this.aggregates.push(fresh);
+      // Consecutive calls of a token nearly always share their row: compared field by field, no key built.
+      let a = slot.last;
+      if (
+        a !== undefined &&
+        a.minute === minute &&
+        a.route === call.route &&
+        a.method === call.method &&
+        a.outcome === call.outcome &&
+        a.audience === call.audience &&
+        (issued.task !== undefined || a.task === (call.task ?? ''))
+      ) {
+        accumulate(a, call);
+      } else {
+        // The token fixes jti, plugin and (usually) task: the per-token key holds only what varies.
+        const key =
+          issued.task === undefined
+            ? `${minute}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}\u001f${call.task ?? ''}`
+            : `${minute}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}`;
+        a = slot.aggregates.get(key);
+        if (a) accumulate(a, call);
+        else {
+          a = newAggregate(call, minute, issued.jti, issued.plugin, issued.task ?? call.task ?? '', this.server.id);
+          slot.aggregates.set(key, a);
+          this.aggregates.push(a);
+          this.aggregateKeys.push(key);
+        }
+        slot.last = a;
       }
       // Every presentation of a known token counts as a use, refused or not: a dead token tried
       // is evidence too. One per (token, source, outcome, task) per write is enough for the
       // store's answer (first use, new source) and for the anomalies, which are per token.
-      const source = sourceOf(issued, call);
-      const useKey = `${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
-      if (!slot.uses.has(useKey)) {
-        slot.uses.add(useKey);
-        this.uses.push({ jti: issued.jti, source, at: call.at, keepUntil: issued.expiresAt + this.retentionMs });
-        this.useCalls.push(call);
+      const lu = slot.lastUse;
+      if (lu === undefined || lu.source !== call.source || lu.jkt !== call.jkt || lu.outcome !== call.outcome || lu.task !== call.task) {
+        const source = sourceOf(issued, call);
+        const useKey = `${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
+        if (!slot.uses.has(useKey)) {
+          slot.uses.add(useKey);
+          this.uses.push({ jti: issued.jti, source, at: call.at, keepUntil: issued.expiresAt + this.retentionMs });
+          this.useCalls.push(call);
+        }
+        slot.lastUse = call;
       }
       if (call.outcome !== 'ok' || issued.task === undefined) continue;
       let delta = slot.deltaAudience === call.audience ? slot.delta : undefined;
@@ -283,10 +390,14 @@ class PendingGroup {
       const marks = slot.marks;
       marks.grant ??= this.#markOf(issued, 'grant', '');
       touch(marks.grant, call.at);
-      let byRoute = marks.routes.get(call.method);
-      if (!byRoute) marks.routes.set(call.method, (byRoute = new Map<string, Mutable<EvidenceMark>>()));
-      let route = byRoute.get(call.route);
-      if (!route) byRoute.set(call.route, (route = this.#markOf(issued, 'route', `${call.method} ${call.route}`)));
+      let route = slot.lastRoute !== undefined && slot.lastRoute.route === call.route && slot.lastRoute.method === call.method ? slot.lastRoute.mark : undefined;
+      if (!route) {
+        let byRoute = marks.routes.get(call.method);
+        if (!byRoute) marks.routes.set(call.method, (byRoute = new Map<string, Mutable<EvidenceMark>>()));
+        route = byRoute.get(call.route);
+        if (!route) byRoute.set(call.route, (route = this.#markOf(issued, 'route', `${call.method} ${call.route}`)));
+        slot.lastRoute = { method: call.method, route: call.route, mark: route };
+      }
       touch(route, call.at);
       // Only scopes the token carries count: a server cannot make a plugin look like it used more.
       for (const sc of call.scopes) {
@@ -312,12 +423,17 @@ class PendingGroup {
       const fresh = newAggregate(call, minute, call.jti ?? '', call.plugin ?? '', task, this.server.id);
       this.#unknown.set(key, fresh);
       this.aggregates.push(fresh);
+      this.aggregateKeys.push(`?${key}`);
     }
   }
 
   #slotOf(issued: IssuedToken): TokenSlot {
     let slot = this.#slots.get(issued);
-    if (!slot) this.#slots.set(issued, (slot = { aggregates: new Map(), uses: new Set(), deltaAudience: undefined, delta: undefined, marks: this.#marksOf(issued) }));
+    if (!slot)
+      this.#slots.set(
+        issued,
+        (slot = { aggregates: new Map(), last: undefined, uses: new Set(), lastUse: undefined, deltaAudience: undefined, delta: undefined, marks: this.#marksOf(issued), lastRoute: undefined }),
+      );
     return slot;
   }
 
@@ -353,11 +469,17 @@ class PendingGroup {
 /** What one token's calls accumulate into within a group; its lookups use short keys. */
 interface TokenSlot {
   readonly aggregates: Map<string, Mutable<UsageAggregate>>;
+  /** The aggregate of the token's last call. */
+  last: Mutable<UsageAggregate> | undefined;
   readonly uses: Set<string>;
+  /** The token's last call counted as a use: a call like it adds no use. */
+  lastUse: UsageCall | undefined;
   /** The task delta of the audience last seen (a token is nearly always used at one). */
   deltaAudience: string | undefined;
   delta: Mutable<TaskUsageDelta> | undefined;
   readonly marks: MarkSlot;
+  /** The route mark of the token's last call. */
+  lastRoute: { readonly method: string; readonly route: string; readonly mark: Mutable<EvidenceMark> } | undefined;
 }
 
 /** The evidence marks of one plugin at one audience within a group, looked up by short keys. */
@@ -386,6 +508,21 @@ function newAggregate(call: UsageCall, minute: number, jti: string, plugin: stri
     firstAt: call.at,
     lastAt: call.at,
   };
+}
+
+/** Call aggregates held for the volume write: server → jti → key within the token → row. */
+type HeldVolume = Map<string, Map<string, Map<string, Mutable<UsageAggregate>>>>;
+
+/** Adds an aggregate of the same row into `h` (what the store's upsert does). */
+function addAggregate(h: Mutable<UsageAggregate>, a: UsageAggregate): void {
+  h.calls += a.calls;
+  h.errors += a.errors;
+  h.bytes += a.bytes;
+  h.durationMs += a.durationMs;
+  if (a.maxDurationMs > h.maxDurationMs) h.maxDurationMs = a.maxDurationMs;
+  if (a.firstAt < h.firstAt) h.firstAt = a.firstAt;
+  if (a.lastAt > h.lastAt) h.lastAt = a.lastAt;
+  if (h.plugin === '') h.plugin = a.plugin;
 }
 
 function accumulate(a: Mutable<UsageAggregate>, call: UsageCall): void {

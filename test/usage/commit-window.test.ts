@@ -12,6 +12,8 @@ import { CRM_API, startTestBroker, type TestBroker } from '../support/broker.js'
  * `settings.usage.commit_window_ms`: a resource server's batches that arrive within the
  * window are written in one store transaction (reports of the same token and route share a
  * row), and every batch is answered only after that write.
+ * `settings.usage.flush_interval_ms`: the per-minute call counts of committed batches are
+ * held and written together, one row per token, route and minute.
  */
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -19,7 +21,7 @@ afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-async function brokerWithWindow(windowMs: number): Promise<{ tb: TestBroker; writes: UsageBatch[] }> {
+async function brokerWithWindow(windowMs: number, flushMs = 0, failWrites?: (b: UsageBatch) => boolean): Promise<{ tb: TestBroker; writes: UsageBatch[]; logs: string[] }> {
   const dir = await mkdtemp(join(tmpdir(), 'leash-window-'));
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   const clock = systemClock;
@@ -27,13 +29,20 @@ async function brokerWithWindow(windowMs: number): Promise<{ tb: TestBroker; wri
   const writes: UsageBatch[] = [];
   const ingest = store.ingestUsage.bind(store);
   store.ingestUsage = async (b: UsageBatch) => {
-    writes.push(b);
+    // As written then: a failed write's rows are held again, and later reports add to them.
+    writes.push(structuredClone(b));
+    if (failWrites?.(b)) throw new Error('store unavailable (test)');
     return ingest(b);
   };
   const tickets = await ticketsKey();
-  const tb = await startTestBroker({ dir, broker: { clock, store }, patch: withResourceServers(tickets, (cfg) => (cfg.settings.usage = { ...cfg.settings.usage, commit_window_ms: windowMs })) });
+  const logs: string[] = [];
+  const tb = await startTestBroker({
+    dir,
+    broker: { clock, store, write: (line: string) => void logs.push(line) },
+    patch: withResourceServers(tickets, (cfg) => (cfg.settings.usage = { ...cfg.settings.usage, commit_window_ms: windowMs, flush_interval_ms: flushMs })),
+  });
   cleanup.push(() => tb.close());
-  return { tb, writes };
+  return { tb, writes, logs };
 }
 
 const record = (over: Record<string, unknown> = {}) => ({ at: Date.now(), jti: 'jti-window', audience: CRM_API, method: 'GET', route: '/contacts/:id', status: 200, bytes: 10, ...over });
@@ -70,5 +79,42 @@ describe('usage commit window', () => {
     const { tb, writes } = await brokerWithWindow(0);
     for (let i = 0; i < 3; i++) expect((await post(tb, [record()])).status).toBe(200);
     expect(writes).toHaveLength(3);
+  });
+
+  it('flush interval: the call counts of batches committed one by one are written once, together; what decides is not held', async () => {
+    const { tb, writes } = await brokerWithWindow(0, 400);
+    const started = performance.now();
+    for (let i = 0; i < 3; i++) expect((await post(tb, [record(), record({ route: '/contacts' })])).status).toBe(200);
+    // Answered before the volume write: three window writes carried no call counts.
+    expect(performance.now() - started).toBeLessThan(400);
+    expect(writes).toHaveLength(3);
+    expect(writes.every((w) => w.aggregates.length === 0)).toBe(true);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(writes).toHaveLength(4);
+    expect(writes[3]!.aggregates.map((a) => [a.route, a.calls, a.bytes])).toEqual([
+      ['/contacts/:id', 3, 30],
+      ['/contacts', 3, 30],
+    ]);
+    expect(writes[3]!.uses.length + writes[3]!.taskDeltas.length + writes[3]!.marks.length).toBe(0);
+  });
+
+  it('flush interval: a failed volume write keeps its counts for the next one; a graceful stop writes what is held', async () => {
+    let failing = true;
+    const { tb, writes, logs } = await brokerWithWindow(0, 200, (b) => failing && b.aggregates.length > 0);
+    expect((await post(tb, [record(), record()])).status).toBe(200);
+    await tb.broker.usage.idle();
+    expect(logs.some((l) => l.includes('writing usage aggregates failed; kept for the next write'))).toBe(true);
+    expect((await post(tb, [record()])).status).toBe(200);
+    failing = false;
+    await tb.broker.usage.idle();
+    const written = writes.filter((w) => w.aggregates.length > 0);
+    // Two failed attempts, then one write with all three calls: none lost, none counted twice.
+    expect(written.at(-1)!.aggregates.map((a) => a.calls)).toEqual([3]);
+    expect(written.slice(0, -1).every((w) => w.aggregates[0]!.calls <= 2)).toBe(true);
+    expect((await post(tb, [record()])).status).toBe(200);
+    const before = writes.length;
+    await tb.close();
+    expect(writes.length).toBe(before + 1);
+    expect(writes.at(-1)!.aggregates.map((a) => a.calls)).toEqual([1]);
   });
 });

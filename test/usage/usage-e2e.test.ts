@@ -122,6 +122,8 @@ describe('usage end to end: resource-server SDK → POST /usage → anomalies �
     await rs.reporter.flush();
     expect(rs.reporter.stats()).toMatchObject({ sent: 4, dropped: 0, rejected: 0 });
 
+    // The per-minute call counts are held for the volume write (settings.usage.flush_interval_ms).
+    await tb.broker.usage.idle();
     const rows = await store.listTaskUsage(task, 100);
     const served = rows.find((r) => r.jti === jti)!;
     expect(served).toMatchObject({ plugin: 'crm-reader', task, server: 'crm-api', audience: CRM_API, method: 'GET', route: '/contacts/:id', outcome: 'ok', calls: 3, errors: 0 });

@@ -28,7 +28,7 @@ import { LuaScript } from './redis-scripts.js';
  * Layout (under the store prefix):
  *   usage:m:<task>          hash  [minute,jti,server,audience,method,route,outcome,plugin] -> "calls,errors,bytes,ms,max,first,last"
  *   usage:m-none:<hour>     hash  the same, for calls with no task (hourly buckets, so none grows without bound)
- *   usage:tok:<jti>         hash  f (first), l (last), n (calls), k (sources), s:<source>
+ *   usage:tok:<jti>         hash  f (first use), k (sources), s:<source>  (calls per token are in usage:m)
  *   usage:tt:<task>         hash  c:<aud>, b:<aud>, x:<aud> (exhausted at); aud '*' = all
  *   usage:ev:<plugin>       hash  [audience,kind,name] -> "first,last,calls"
  *   usage:ev-plugins        set   plugins with evidence (for the purge)
@@ -67,11 +67,9 @@ for _, u in ipairs(p.u) do
   if redis.call('EXISTS', k) == 0 then
     local n = 0
     if src ~= '' then redis.call('HSET', k, 's:' .. src, 1); n = 1 end
-    redis.call('HSET', k, 'f', at, 'l', at, 'n', 1, 'k', n)
+    redis.call('HSET', k, 'f', at, 'k', n)
     uses[#uses + 1] = {1, 0, n}
   else
-    redis.call('HINCRBY', k, 'n', 1)
-    if tonumber(redis.call('HGET', k, 'l')) < at then redis.call('HSET', k, 'l', at) end
     local n = tonumber(redis.call('HGET', k, 'k'))
     local fresh = 0
     if src ~= '' and n < maxSources and redis.call('HEXISTS', k, 's:' .. src) == 0 then

@@ -297,6 +297,13 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   INSERT INTO task_token_counts (task, plugin, n) SELECT task, plugin, count(*) FROM issued_tokens WHERE task IS NOT NULL GROUP BY task, plugin;
   `,
+  // 11: a token's use row keeps only what decides (first use, its sources): a repeat use from
+  // a known source writes nothing (issue 13: one UPDATE per use was a third of ingestion with
+  // many live tokens); per-token calls and last use are in usage_minutes
+  `
+  ALTER TABLE usage_tokens DROP COLUMN last_at;
+  ALTER TABLE usage_tokens DROP COLUMN calls;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -10,6 +10,7 @@ import {
   type EvidenceRow,
   type TaskEventRef,
   type TaskUsageTotals,
+  type TokenUse,
   type TokenUseResult,
   type UsageAggregate,
   type UsageBatch,
@@ -73,11 +74,11 @@ function prepare(db: Database.Database) {
          first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at),
          plugin = CASE WHEN plugin = '' THEN excluded.plugin ELSE plugin END`,
     ),
-    getToken: db.prepare('SELECT sources, calls FROM usage_tokens WHERE jti = ?'),
-    insertToken: db.prepare('INSERT INTO usage_tokens (jti, first_at, last_at, calls, sources, keep_until) VALUES (?, ?, ?, 1, ?, ?)'),
-    updateToken: db.prepare('UPDATE usage_tokens SET last_at = max(last_at, ?), calls = calls + 1, sources = ?, keep_until = max(keep_until, ?) WHERE jti = ?'),
-    // A use from a source already on record: no read, no JSON rewrite; NULL answer = no row.
-    touchToken: db.prepare('UPDATE usage_tokens SET last_at = max(last_at, ?), calls = calls + 1, keep_until = max(keep_until, ?) WHERE jti = ? RETURNING json_array_length(sources) AS n').pluck(),
+    getToken: db.prepare('SELECT sources FROM usage_tokens WHERE jti = ?').pluck(),
+    insertToken: db.prepare('INSERT INTO usage_tokens (jti, first_at, sources, keep_until) VALUES (?, ?, ?, ?)'),
+    updateToken: db.prepare('UPDATE usage_tokens SET sources = ?, keep_until = max(keep_until, ?) WHERE jti = ?'),
+    // Uses from sources already on record: one read for the batch, no write; a missing row was purged.
+    tokenSources: db.prepare('SELECT jti, json_array_length(sources) AS n FROM usage_tokens WHERE jti IN (SELECT value FROM json_each(?))').raw(),
     addTotals: db.prepare(
       `INSERT INTO usage_task_totals (task, audience, calls, bytes, exhausted_at, keep_until) VALUES (?, ?, ?, ?, NULL, ?)
        ON CONFLICT (task, audience) DO UPDATE SET calls = calls + excluded.calls, bytes = bytes + excluded.bytes, keep_until = max(keep_until, excluded.keep_until)`,
@@ -250,10 +251,11 @@ export class SqliteUsage implements UsageStore {
 
 /**
  * Which sources each token is known to have on record, remembered by this process so a
- * repeated (token, source) use is one UPDATE with no read. Always right while the row
+ * repeated (token, source) use is one indexed read, no write and no JSON: it changes
+ * nothing that decides (not a first use, not a new source). Always right while the row
  * lives: a token's sources only grow (other processes only add to them). A row purged by
- * retention makes the UPDATE touch nothing, and the use takes the full path again.
- * Bounded; the oldest token is forgotten first.
+ * retention reads as absent, and the use takes the full path again. Bounded; the oldest
+ * token is forgotten first.
  */
 export class KnownSources {
   readonly #known = new Map<string, Set<string>>();
@@ -290,28 +292,34 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
   for (const a of b.aggregates)
     s.addMinute.run(a.minute, a.task, a.jti, a.server, a.audience, a.method, a.route, a.outcome, a.plugin, a.calls, a.errors, a.bytes, a.durationMs, a.maxDurationMs, a.firstAt, a.lastAt);
   const uses: TokenUseResult[] = [];
+  // A use from a source already on record changes nothing: it is only read (the count as the
+  // store has it, and whether the row is still there), all of the batch's in one statement.
+  // The counts are kept current as this batch's uses change them (it holds the write lock).
+  const counts = knownCounts(s, b.uses, known);
   for (const u of b.uses) {
-    if (known.has(u.jti, u.source) || known.has(u.jti, ANY_SOURCE)) {
-      const n = s.touchToken.get(u.at, u.keepUntil, u.jti) as number | undefined;
-      if (n !== undefined) {
-        uses.push({ jti: u.jti, first: false, newSource: false, sources: n });
-        continue;
-      }
+    const n = counts?.get(u.jti);
+    if (n !== undefined && (known.has(u.jti, u.source) || known.has(u.jti, ANY_SOURCE))) {
+      uses.push({ jti: u.jti, first: false, newSource: false, sources: n });
+      continue;
     }
-    const row = s.getToken.get(u.jti) as { sources: string; calls: number } | undefined;
-    if (!row) {
+    const row = s.getToken.get(u.jti) as string | undefined;
+    if (row === undefined) {
       const sources = u.source === '' ? [] : [u.source];
-      s.insertToken.run(u.jti, u.at, u.at, JSON.stringify(sources), u.keepUntil);
+      s.insertToken.run(u.jti, u.at, JSON.stringify(sources), u.keepUntil);
+      counts?.delete(u.jti);
       uses.push({ jti: u.jti, first: true, newSource: false, sources: sources.length });
       learned.push([u.jti, [...sources, ''], true]);
       continue;
     }
-    const sources = JSON.parse(row.sources) as string[];
+    const sources = JSON.parse(row) as string[];
     // Past the cap a source is neither remembered nor reported again: enough evidence, bounded.
     const isNew = u.source !== '' && !sources.includes(u.source) && sources.length < MAX_TOKEN_SOURCES;
     const newSource = isNew && sources.length > 0;
-    if (isNew) sources.push(u.source);
-    s.updateToken.run(u.at, JSON.stringify(sources), u.keepUntil, u.jti);
+    if (isNew) {
+      sources.push(u.source);
+      s.updateToken.run(JSON.stringify(sources), u.keepUntil, u.jti);
+      if (counts?.has(u.jti)) counts.set(u.jti, sources.length);
+    }
     uses.push({ jti: u.jti, first: false, newSource, sources: sources.length });
     learned.push([u.jti, sources.length >= MAX_TOKEN_SOURCES ? [...sources, '', ANY_SOURCE] : [...sources, ''], false]);
   }
@@ -324,6 +332,16 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
   const previousCalls: number[] = [];
   for (const m of b.marks) previousCalls.push((s.addMark.get(m.plugin, m.audience, m.kind, m.name, m.at, m.at, m.calls) as number) - m.calls);
   return { uses, totals: [...touched.values()], previousCalls };
+}
+
+/** The source counts on record of the batch's tokens with a use this process knows; undefined: none. */
+function knownCounts(s: ReturnType<typeof prepare>, uses: readonly TokenUse[], known: KnownSources): Map<string, number> | undefined {
+  const jtis = new Set<string>();
+  for (const u of uses) if (known.has(u.jti, u.source) || known.has(u.jti, ANY_SOURCE)) jtis.add(u.jti);
+  if (jtis.size === 0) return undefined;
+  const counts = new Map<string, number>();
+  for (const [jti, n] of s.tokenSources.all(JSON.stringify([...jtis])) as Array<[string, number]>) counts.set(jti, n);
+  return counts;
 }
 
 function toAggregate(r: MinuteRow): UsageAggregate {
