@@ -240,7 +240,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     auditCheckpoints: new Counter({ name: METRIC_NAMES.auditCheckpoints, help: 'Signed audit checkpoints by outcome (written, failed).', labelNames: ['outcome'], registers }),
     usageRecords: new Counter({
       name: METRIC_NAMES.usageRecords,
-      help: "Usage records from resource servers (and introspections) by outcome: accepted, rejected (malformed or for another server's audience), dropped (queue full).",
+      help: "Usage records from resource servers (and introspections) by outcome: accepted, rejected (malformed or for another server's audience), dropped (a full introspection queue or volume buffer).",
       labelNames: ['outcome'],
       registers,
     }),

@@ -353,15 +353,19 @@ class PendingGroup {
           issued.task === undefined
             ? `${minute}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}\u001f${call.task ?? ''}`
             : `${minute}\u001f${call.audience}\u001f${call.method}\u001f${call.route}\u001f${call.outcome}`;
-        a = slot.aggregates.get(key);
+        // Most tokens have one row per group: the map exists only once a second one appears.
+        let rows = slot.aggregates;
+        if (!rows && a !== undefined) slot.aggregates = rows = new Map([[slot.lastKey, a]]);
+        a = rows?.get(key);
         if (a) accumulate(a, call);
         else {
           a = newAggregate(call, minute, issued.jti, issued.plugin, issued.task ?? call.task ?? '', this.server.id);
-          slot.aggregates.set(key, a);
+          rows?.set(key, a);
           this.aggregates.push(a);
           this.aggregateKeys.push(key);
         }
         slot.last = a;
+        slot.lastKey = key;
       }
       // Every presentation of a known token counts as a use, refused or not: a dead token tried
       // is evidence too. One per (token, source, outcome, task) per write is enough for the
@@ -369,9 +373,12 @@ class PendingGroup {
       const lu = slot.lastUse;
       if (lu === undefined || lu.source !== call.source || lu.jkt !== call.jkt || lu.outcome !== call.outcome || lu.task !== call.task) {
         const source = sourceOf(issued, call);
-        const useKey = `${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
-        if (!slot.uses.has(useKey)) {
-          slot.uses.add(useKey);
+        // The first use needs no key; the set of keys exists only once a second kind of use appears.
+        let seen = slot.uses;
+        if (!seen && lu !== undefined) slot.uses = seen = new Set([useKeyOf(sourceOf(issued, lu), lu)]);
+        const useKey = seen ? useKeyOf(source, call) : '';
+        if (!seen?.has(useKey)) {
+          seen?.add(useKey);
           this.uses.push({ jti: issued.jti, source, at: call.at, keepUntil: issued.expiresAt + this.retentionMs });
           this.useCalls.push(call);
         }
@@ -432,7 +439,17 @@ class PendingGroup {
     if (!slot)
       this.#slots.set(
         issued,
-        (slot = { aggregates: new Map(), last: undefined, uses: new Set(), lastUse: undefined, deltaAudience: undefined, delta: undefined, marks: this.#marksOf(issued), lastRoute: undefined }),
+        (slot = {
+          aggregates: undefined,
+          last: undefined,
+          lastKey: '',
+          uses: undefined,
+          lastUse: undefined,
+          deltaAudience: undefined,
+          delta: undefined,
+          marks: this.#marksOf(issued),
+          lastRoute: undefined,
+        }),
       );
     return slot;
   }
@@ -468,10 +485,13 @@ class PendingGroup {
 
 /** What one token's calls accumulate into within a group; its lookups use short keys. */
 interface TokenSlot {
-  readonly aggregates: Map<string, Mutable<UsageAggregate>>;
-  /** The aggregate of the token's last call. */
+  /** Undefined while the token has one row in the group (`last`). */
+  aggregates: Map<string, Mutable<UsageAggregate>> | undefined;
+  /** The aggregate of the token's last call, and its key. */
   last: Mutable<UsageAggregate> | undefined;
-  readonly uses: Set<string>;
+  lastKey: string;
+  /** Undefined while the token has one use in the group (`lastUse`). */
+  uses: Set<string> | undefined;
   /** The token's last call counted as a use: a call like it adds no use. */
   lastUse: UsageCall | undefined;
   /** The task delta of the audience last seen (a token is nearly always used at one). */
@@ -508,6 +528,11 @@ function newAggregate(call: UsageCall, minute: number, jti: string, plugin: stri
     firstAt: call.at,
     lastAt: call.at,
   };
+}
+
+/** What makes two presentations of one token different uses. */
+function useKeyOf(source: string, call: UsageCall): string {
+  return `${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
 }
 
 /** Call aggregates held for the volume write: server → jti → key within the token → row. */
