@@ -9,6 +9,7 @@ import type { Clock } from '../time/clock.js';
 import { detectAnomalies, type AnomalyContext } from './anomalies.js';
 import type { UsageCall } from './report.js';
 import type { RevocationTimes } from './revocation-times.js';
+import { UsageVolume } from './volume.js';
 
 /** The resource server a batch came from: its id and the audiences it answers for. */
 export interface ReportingServer {
@@ -39,8 +40,6 @@ const TOKEN_CACHE = 20_000;
 const TASK_CACHE_MS = 1000;
 /** Introspections waiting to be recorded as use; past it the oldest are dropped and counted. */
 const INTROSPECTION_QUEUE = 10_000;
-/** Call aggregates held for the next volume write; reaching it writes at once. */
-const VOLUME_ROWS = 50_000;
 
 /**
  * Ingests usage reports: aggregates them per jti/route/minute/outcome (the store keeps no
@@ -59,14 +58,12 @@ export class UsageIngestor {
   readonly #pending = new Map<string, PendingGroup>();
   #queue: Array<{ server: ReportingServer; call: UsageCall }> = [];
   #draining: Promise<void> | undefined;
-  /** Call aggregates of committed batches waiting for the volume write: server → jti → key within the token → row. */
-  #volume: HeldVolume = new Map();
-  #volumeRows = 0;
-  #volumeTimer: NodeJS.Timeout | undefined;
-  #volumeWrite: Promise<void> | undefined;
+  /** Call aggregates of committed batches, held for the volume write. */
+  readonly #volume: UsageVolume;
 
   constructor(deps: UsageIngestorDeps) {
     this.#d = deps;
+    this.#volume = new UsageVolume({ store: deps.store, metrics: deps.metrics, retentionMs: () => deps.settings().usage.retention_days * DAY, log: deps.log });
   }
 
   /**
@@ -116,16 +113,7 @@ export class UsageIngestor {
     const aggregates = deferMs > 0 ? [] : g.aggregates;
     const result = await d.store.ingestUsage({ aggregates, uses: g.uses, taskDeltas: [...g.deltas.values()], marks: markList, retentionMs: g.retentionMs });
     // Only once committed: a batch refused here is retried by its server and must not count twice.
-    if (deferMs > 0) {
-      let dropped = 0;
-      for (let i = 0; i < g.aggregates.length; i++) {
-        // Full: written at once (the swap is synchronous unless a write is still running).
-        if (this.#volumeRows >= VOLUME_ROWS) void this.flushVolume();
-        if (!this.#hold(g.server.id, g.aggregateKeys[i]!, g.aggregates[i]!)) dropped += g.aggregates[i]!.calls;
-      }
-      if (dropped > 0) d.metrics.usageRecords.inc({ outcome: 'dropped' }, dropped);
-      this.#scheduleVolume(deferMs);
-    }
+    if (deferMs > 0) this.#volume.add(g.server.id, g.aggregates, g.aggregateKeys, deferMs);
     const ctx: AnomalyContext = { server: g.server, settings: g.settings, now: d.clock.now(), tokens: g.tokens, tasks: g.tasks, retentionMs: g.retentionMs, deps: d };
     await detectAnomalies(ctx, g.useCalls, result.uses, markList, result.previousCalls, g.calls);
     if (result.totals.length > 0) await d.onTotals?.(result.totals, g.tasks);
@@ -148,70 +136,7 @@ export class UsageIngestor {
   /** Resolves once every queued introspection has been ingested and the held volume written (tests, shutdown, timeline reads). */
   async idle(): Promise<void> {
     while (this.#draining) await this.#draining;
-    await this.flushVolume();
-  }
-
-  /**
-   * Adds a committed aggregate to the row held for it; the group's aggregate objects are
-   * not used after their commit, so the first of a row is kept as is. `key` is the string
-   * the group built (its hash already computed).
-   */
-  #hold(server: string, key: string, a: Mutable<UsageAggregate>): boolean {
-    let byJti = this.#volume.get(server);
-    if (!byJti) this.#volume.set(server, (byJti = new Map<string, Map<string, Mutable<UsageAggregate>>>()));
-    let rows = byJti.get(a.jti);
-    if (!rows) byJti.set(a.jti, (rows = new Map<string, Mutable<UsageAggregate>>()));
-    const h = rows.get(key);
-    if (h) {
-      addAggregate(h, a);
-      return true;
-    }
-    if (this.#volumeRows >= VOLUME_ROWS) return false;
-    rows.set(key, a);
-    this.#volumeRows++;
-    return true;
-  }
-
-  #scheduleVolume(deferMs: number): void {
-    if (this.#volumeRows >= VOLUME_ROWS) void this.flushVolume();
-    else if (!this.#volumeTimer && this.#volumeRows > 0) {
-      this.#volumeTimer = setTimeout(() => void this.flushVolume(), deferMs);
-      // A pending write never keeps the process alive; a graceful stop writes it through idle().
-      this.#volumeTimer.unref();
-    }
-  }
-
-  /**
-   * Writes the held call aggregates (one row per token, route, minute and outcome, however
-   * many batches reported them). One write at a time; a failed write keeps its rows for the
-   * next one, up to VOLUME_ROWS, past which the calls are dropped and counted.
-   */
-  async flushVolume(): Promise<void> {
-    clearTimeout(this.#volumeTimer);
-    this.#volumeTimer = undefined;
-    while (this.#volumeWrite) await this.#volumeWrite;
-    if (this.#volumeRows === 0) return;
-    const held = this.#volume;
-    this.#volume = new Map();
-    this.#volumeRows = 0;
-    this.#volumeWrite = this.#writeVolume(held).finally(() => (this.#volumeWrite = undefined));
-    await this.#volumeWrite;
-  }
-
-  async #writeVolume(held: HeldVolume): Promise<void> {
-    const d = this.#d;
-    const settings = d.settings();
-    const rows: Mutable<UsageAggregate>[] = [];
-    for (const byJti of held.values()) for (const byKey of byJti.values()) for (const a of byKey.values()) rows.push(a);
-    try {
-      await d.store.ingestUsage({ aggregates: rows, uses: [], taskDeltas: [], marks: [], retentionMs: settings.usage.retention_days * DAY });
-    } catch (err) {
-      let dropped = 0;
-      for (const [server, byJti] of held) for (const byKey of byJti.values()) for (const [key, a] of byKey) if (!this.#hold(server, key, a)) dropped += a.calls;
-      if (dropped > 0) d.metrics.usageRecords.inc({ outcome: 'dropped' }, dropped);
-      d.log?.('writing usage aggregates failed; kept for the next write', { error: err instanceof Error ? err.message.slice(0, 200) : String(err), rows: rows.length, dropped_calls: dropped });
-      this.#scheduleVolume(Math.max(settings.usage.flush_interval_ms, 1000));
-    }
+    await this.#volume.flush();
   }
 
   async #drain(): Promise<void> {
@@ -533,21 +458,6 @@ function newAggregate(call: UsageCall, minute: number, jti: string, plugin: stri
 /** What makes two presentations of one token different uses. */
 function useKeyOf(source: string, call: UsageCall): string {
   return `${source}\u001f${call.outcome}\u001f${call.task ?? ''}\u001f${call.jkt ?? ''}`;
-}
-
-/** Call aggregates held for the volume write: server → jti → key within the token → row. */
-type HeldVolume = Map<string, Map<string, Map<string, Mutable<UsageAggregate>>>>;
-
-/** Adds an aggregate of the same row into `h` (what the store's upsert does). */
-function addAggregate(h: Mutable<UsageAggregate>, a: UsageAggregate): void {
-  h.calls += a.calls;
-  h.errors += a.errors;
-  h.bytes += a.bytes;
-  h.durationMs += a.durationMs;
-  if (a.maxDurationMs > h.maxDurationMs) h.maxDurationMs = a.maxDurationMs;
-  if (a.firstAt < h.firstAt) h.firstAt = a.firstAt;
-  if (a.lastAt > h.lastAt) h.lastAt = a.lastAt;
-  if (h.plugin === '') h.plugin = a.plugin;
 }
 
 function accumulate(a: Mutable<UsageAggregate>, call: UsageCall): void {
