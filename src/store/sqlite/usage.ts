@@ -295,10 +295,11 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
   // A use from a source already on record changes nothing: it is only read (the count as the
   // store has it, and whether the row is still there), all of the batch's in one statement.
   // The counts are kept current as this batch's uses change them (it holds the write lock).
-  const counts = knownCounts(s, b.uses, known);
-  for (const u of b.uses) {
-    const n = counts?.get(u.jti);
-    if (n !== undefined && (known.has(u.jti, u.source) || known.has(u.jti, ANY_SOURCE))) {
+  const { counts, knownUse } = knownCounts(s, b.uses, known);
+  for (let i = 0; i < b.uses.length; i++) {
+    const u = b.uses[i]!;
+    const n = knownUse[i] ? counts?.get(u.jti) : undefined;
+    if (n !== undefined) {
       uses.push({ jti: u.jti, first: false, newSource: false, sources: n });
       continue;
     }
@@ -334,14 +335,19 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
   return { uses, totals: [...touched.values()], previousCalls };
 }
 
-/** The source counts on record of the batch's tokens with a use this process knows; undefined: none. */
-function knownCounts(s: ReturnType<typeof prepare>, uses: readonly TokenUse[], known: KnownSources): Map<string, number> | undefined {
+/**
+ * Which of the batch's uses this process knows are on record (`knownUse`, by index), and the
+ * source counts the store has for their tokens (undefined: no use is known; a token absent
+ * from the map was purged).
+ */
+function knownCounts(s: ReturnType<typeof prepare>, uses: readonly TokenUse[], known: KnownSources): { counts: Map<string, number> | undefined; knownUse: boolean[] } {
   const jtis = new Set<string>();
-  for (const u of uses) if (known.has(u.jti, u.source) || known.has(u.jti, ANY_SOURCE)) jtis.add(u.jti);
-  if (jtis.size === 0) return undefined;
+  const knownUse = uses.map((u) => known.has(u.jti, u.source) || known.has(u.jti, ANY_SOURCE));
+  uses.forEach((u, i) => knownUse[i] && jtis.add(u.jti));
+  if (jtis.size === 0) return { counts: undefined, knownUse };
   const counts = new Map<string, number>();
   for (const [jti, n] of s.tokenSources.all(JSON.stringify([...jtis])) as Array<[string, number]>) counts.set(jti, n);
-  return counts;
+  return { counts, knownUse };
 }
 
 function toAggregate(r: MinuteRow): UsageAggregate {
