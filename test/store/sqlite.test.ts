@@ -11,6 +11,7 @@ import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { ManualClock } from '../../src/time/clock.js';
 import type { StateChange } from '../../src/store/records.js';
+import type { EvidenceMark, UsageBatch } from '../../src/store/usage-store.js';
 import { aLease, aRevocation, aTask, aToken, anApproval, describeStore } from './describe-store.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -415,5 +416,37 @@ setInterval(() => undefined, 1000);
       }>
     ).map((r) => r.name);
     expect(indexes).toEqual(['approvals_pending_plugin', 'approvals_pending_task', 'approvals_requested', 'approvals_state', 'vault_leases_due', 'vault_leases_revoked']);
+  });
+
+  describe("a token's recorded sources, remembered by the process", () => {
+    const HOUR = 3_600_000;
+    const use = (source: string) => ({ jti: 'jti-mem', source, at: clock.now(), keepUntil: clock.now() + HOUR });
+    const batch = (over: Partial<UsageBatch> = {}): UsageBatch => ({ aggregates: [], uses: [], taskDeltas: [], marks: [], retentionMs: HOUR, ...over });
+    const version = (s: SqliteStore) => s.database.prepare('SELECT v FROM usage_sources_version').pluck().get();
+
+    it('a rolled-back batch is forgotten: its first use is a first use again', async () => {
+      const s = open();
+      // A mark the database refuses fails the batch after its use was learned.
+      s.database.exec("CREATE TEMP TRIGGER refuse_marks BEFORE INSERT ON usage_evidence BEGIN SELECT RAISE(ABORT, 'refused'); END");
+      const mark: EvidenceMark = { plugin: 'p', audience: 'https://a', kind: 'grant', name: '', at: clock.now(), calls: 1 };
+      await expect(s.ingestUsage(batch({ uses: [use('jkt:A')], marks: [mark] }))).rejects.toThrow();
+      s.database.exec('DROP TRIGGER refuse_marks');
+      expect(s.database.prepare("SELECT count(*) FROM usage_tokens WHERE jti = 'jti-mem'").pluck().get()).toBe(0);
+      expect((await s.ingestUsage(batch({ uses: [use('jkt:A')] }))).uses[0]).toEqual({ jti: 'jti-mem', first: true, newSource: false, sources: 1 });
+    });
+
+    it('moves the version for a source added or rows purged, not for a first use or a repeat', async () => {
+      const s = open();
+      const v0 = version(s);
+      await s.ingestUsage(batch({ uses: [use('jkt:A')] }));
+      await s.ingestUsage(batch({ uses: [use('jkt:A'), use('')] }));
+      expect(version(s)).toBe(v0);
+      expect((await s.ingestUsage(batch({ uses: [use('jkt:B'), use('jkt:A')] }))).uses.map((u) => u.sources)).toEqual([2, 2]);
+      expect(version(s)).toBe(Number(v0) + 1);
+      clock.advance(2 * 3600);
+      expect(await s.purgeUsage(clock.now(), HOUR)).toBeGreaterThan(0);
+      expect(version(s)).toBe(Number(v0) + 2);
+      expect((await s.ingestUsage(batch({ uses: [use('jkt:B')] }))).uses[0]).toEqual({ jti: 'jti-mem', first: true, newSource: false, sources: 1 });
+    });
   });
 });

@@ -10,7 +10,6 @@ import {
   type EvidenceRow,
   type TaskEventRef,
   type TaskUsageTotals,
-  type TokenUse,
   type TokenUseResult,
   type UsageAggregate,
   type UsageBatch,
@@ -77,8 +76,9 @@ function prepare(db: Database.Database) {
     getToken: db.prepare('SELECT sources FROM usage_tokens WHERE jti = ?').pluck(),
     insertToken: db.prepare('INSERT INTO usage_tokens (jti, first_at, sources, keep_until) VALUES (?, ?, ?, ?)'),
     updateToken: db.prepare('UPDATE usage_tokens SET sources = ?, keep_until = max(keep_until, ?) WHERE jti = ?'),
-    // Uses from sources already on record: one read for the batch, no write; a missing row was purged.
-    tokenSources: db.prepare('SELECT jti, json_array_length(sources) AS n FROM usage_tokens WHERE jti IN (SELECT value FROM json_each(?))').raw(),
+    // Moved by every change to recorded sources (a source added, rows purged): see KnownSources.
+    sourcesVersion: db.prepare('SELECT v FROM usage_sources_version WHERE id = 0').pluck(),
+    bumpSources: db.prepare('UPDATE usage_sources_version SET v = v + 1 WHERE id = 0 RETURNING v').pluck(),
     addTotals: db.prepare(
       `INSERT INTO usage_task_totals (task, audience, calls, bytes, exhausted_at, keep_until) VALUES (?, ?, ?, ?, NULL, ?)
        ON CONFLICT (task, audience) DO UPDATE SET calls = calls + excluded.calls, bytes = bytes + excluded.bytes, keep_until = max(keep_until, excluded.keep_until)`,
@@ -132,17 +132,40 @@ export class SqliteUsage implements UsageStore {
   readonly #run: Run;
   readonly #known = new KnownSources();
   readonly #ingestTx: (b: UsageBatch) => UsageBatchResult;
+  readonly #purgeTokensTx: (now: number) => number;
   readonly #chargeTx: (task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => { charged: boolean; totals: TaskUsageTotals[] };
 
   constructor(db: Database.Database, run: Run) {
     const s = (this.#s = prepare(db));
     this.#run = run;
-    const ingestTx = db.transaction((b: UsageBatch, learned: Array<[string, string[], boolean]>) => ingest(s, b, this.#known, learned));
+    const known = this.#known;
+    // What the batch learns is remembered as it goes (a later use in the batch sees it); a
+    // rolled-back batch makes the process forget everything, which is always safe.
+    const ingestTx = db.transaction((b: UsageBatch) => ingest(s, b, known));
     this.#ingestTx = (b) => {
-      const learned: Array<[string, string[], boolean]> = [];
-      const result = ingestTx.immediate(b, learned);
-      for (const [jti, sources, fresh] of learned) this.#known.learn(jti, sources, fresh);
-      return result;
+      try {
+        return ingestTx.immediate(b);
+      } catch (err) {
+        known.forget();
+        throw err;
+      }
+    };
+    const purgeTokensTx = db.transaction((now: number) => {
+      const n = s.purgeTokens.run(now).changes;
+      // A forgotten token may come back with other sources: every process starts remembering afresh.
+      if (n > 0) {
+        known.forget();
+        known.version = s.bumpSources.get() as number;
+      }
+      return n;
+    });
+    this.#purgeTokensTx = (now) => {
+      try {
+        return purgeTokensTx.immediate(now);
+      } catch (err) {
+        known.forget();
+        throw err;
+      }
     };
     const chargeTx = db.transaction((task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => {
       const before = [s.getTotal.get(task, ALL_AUDIENCES), s.getTotal.get(task, audience)] as Array<TaskUsageTotals | undefined>;
@@ -233,9 +256,7 @@ export class SqliteUsage implements UsageStore {
   async purgeUsage(now: number, retentionMs: number): Promise<number> {
     const s = this.#s;
     return this.#run('purgeUsage', () => {
-      const tokens = s.purgeTokens.run(now).changes;
-      // A forgotten token may come back with other sources: start remembering afresh.
-      if (tokens > 0) this.#known.forget();
+      const tokens = this.#purgeTokensTx(now);
       return (
         tokens +
         s.purgeMinutes.run(now - retentionMs).changes +
@@ -250,55 +271,66 @@ export class SqliteUsage implements UsageStore {
 }
 
 /**
- * Which sources each token is known to have on record, remembered by this process so a
- * repeated (token, source) use is one indexed read, no write and no JSON: it changes
- * nothing that decides (not a first use, not a new source). Always right while the row
- * lives: a token's sources only grow (other processes only add to them). A row purged by
- * retention reads as absent, and the use takes the full path again. Bounded; the oldest
- * token is forgotten first.
+ * Which sources each token has on record, remembered by this process so a repeated (token,
+ * source) use reads and writes nothing: it changes nothing that decides (not a first use,
+ * not a new source). Trusted only while the store's sources version is the one this memory
+ * was built at: every change to recorded sources by any process (a source added, rows
+ * purged by retention) moves the version, and a batch that finds it moved starts afresh.
+ * Within a batch the write lock is held, so what the batch learns is true until it commits
+ * (a rollback forgets all). Bounded; the oldest token is forgotten first.
  */
 export class KnownSources {
-  readonly #known = new Map<string, Set<string>>();
+  readonly #known = new Map<string, { readonly sources: Set<string>; n: number }>();
+  /** The store's sources version this memory is true at; undefined: nothing is trusted. */
+  version: number | undefined;
   constructor(readonly max = 50_000) {}
 
-  has(jti: string, source: string): boolean {
-    return this.#known.get(jti)?.has(source) === true;
+  /** The token's count of recorded sources when this use's source is among them; undefined: ask the store. */
+  countIfKnown(jti: string, source: string): number | undefined {
+    const e = this.#known.get(jti);
+    return e !== undefined && (e.sources.has(source) || e.sources.has(ANY_SOURCE)) ? e.n : undefined;
   }
 
   /**
-   * After a commit only: a rolled-back write must not be remembered. `fresh`: the row was
-   * just created (a token forgotten by retention and used again), so what was known goes.
+   * `sources`: what the row holds now (plus '' for a use without a source, and ANY_SOURCE
+   * once capped), `n` its count. `fresh`: the row was just created (a token forgotten by
+   * retention and used again), so what was known goes.
    */
-  learn(jti: string, sources: readonly string[], fresh: boolean): void {
-    let set = fresh ? undefined : this.#known.get(jti);
-    if (!set) {
+  learn(jti: string, sources: readonly string[], n: number, fresh: boolean): void {
+    let e = fresh ? undefined : this.#known.get(jti);
+    if (!e) {
       this.#known.delete(jti);
       if (this.#known.size >= this.max) this.#known.delete(this.#known.keys().next().value as string);
-      this.#known.set(jti, (set = new Set()));
+      this.#known.set(jti, (e = { sources: new Set(), n }));
     }
-    for (const src of sources) set.add(src);
+    e.n = n;
+    for (const src of sources) e.sources.add(src);
   }
 
   forget(): void {
     this.#known.clear();
+    this.version = undefined;
   }
 }
 
 /** A capped token remembers no new source: every source counts as known from then on. */
 const ANY_SOURCE = '\u0000any';
 
-function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSources, learned: Array<[string, string[], boolean]>): UsageBatchResult {
+function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSources): UsageBatchResult {
   // Positional: binding by name looks every parameter up on the object, per row.
   for (const a of b.aggregates)
     s.addMinute.run(a.minute, a.task, a.jti, a.server, a.audience, a.method, a.route, a.outcome, a.plugin, a.calls, a.errors, a.bytes, a.durationMs, a.maxDurationMs, a.firstAt, a.lastAt);
   const uses: TokenUseResult[] = [];
-  // A use from a source already on record changes nothing: it is only read (the count as the
-  // store has it, and whether the row is still there), all of the batch's in one statement.
-  // The counts are kept current as this batch's uses change them (it holds the write lock).
-  const { counts, knownUse } = knownCounts(s, b.uses, known);
-  for (let i = 0; i < b.uses.length; i++) {
-    const u = b.uses[i]!;
-    const n = knownUse[i] ? counts?.get(u.jti) : undefined;
+  if (b.uses.length > 0) {
+    // One single-row read per batch: has another process changed recorded sources since this one learned them?
+    const version = s.sourcesVersion.get() as number;
+    if (version !== known.version) {
+      known.forget();
+      known.version = version;
+    }
+  }
+  for (const u of b.uses) {
+    const n = known.countIfKnown(u.jti, u.source);
     if (n !== undefined) {
       uses.push({ jti: u.jti, first: false, newSource: false, sources: n });
       continue;
@@ -307,9 +339,8 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
     if (row === undefined) {
       const sources = u.source === '' ? [] : [u.source];
       s.insertToken.run(u.jti, u.at, JSON.stringify(sources), u.keepUntil);
-      counts?.delete(u.jti);
       uses.push({ jti: u.jti, first: true, newSource: false, sources: sources.length });
-      learned.push([u.jti, [...sources, ''], true]);
+      known.learn(u.jti, [...sources, ''], sources.length, true);
       continue;
     }
     const sources = JSON.parse(row) as string[];
@@ -319,10 +350,11 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
     if (isNew) {
       sources.push(u.source);
       s.updateToken.run(JSON.stringify(sources), u.keepUntil, u.jti);
-      if (counts?.has(u.jti)) counts.set(u.jti, sources.length);
+      // Under the write lock: nobody else moved the version since it was read.
+      known.version = s.bumpSources.get() as number;
     }
     uses.push({ jti: u.jti, first: false, newSource, sources: sources.length });
-    learned.push([u.jti, sources.length >= MAX_TOKEN_SOURCES ? [...sources, '', ANY_SOURCE] : [...sources, ''], false]);
+    known.learn(u.jti, sources.length >= MAX_TOKEN_SOURCES ? [...sources, '', ANY_SOURCE] : [...sources, ''], sources.length, false);
   }
   // Upserts answer the totals after them: the last answer per (task, audience) is the batch's.
   const touched = new Map<string, TaskUsageTotals>();
@@ -333,21 +365,6 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
   const previousCalls: number[] = [];
   for (const m of b.marks) previousCalls.push((s.addMark.get(m.plugin, m.audience, m.kind, m.name, m.at, m.at, m.calls) as number) - m.calls);
   return { uses, totals: [...touched.values()], previousCalls };
-}
-
-/**
- * Which of the batch's uses this process knows are on record (`knownUse`, by index), and the
- * source counts the store has for their tokens (undefined: no use is known; a token absent
- * from the map was purged).
- */
-function knownCounts(s: ReturnType<typeof prepare>, uses: readonly TokenUse[], known: KnownSources): { counts: Map<string, number> | undefined; knownUse: boolean[] } {
-  const jtis = new Set<string>();
-  const knownUse = uses.map((u) => known.has(u.jti, u.source) || known.has(u.jti, ANY_SOURCE));
-  uses.forEach((u, i) => knownUse[i] && jtis.add(u.jti));
-  if (jtis.size === 0) return { counts: undefined, knownUse };
-  const counts = new Map<string, number>();
-  for (const [jti, n] of s.tokenSources.all(JSON.stringify([...jtis])) as Array<[string, number]>) counts.set(jti, n);
-  return { counts, knownUse };
 }
 
 function toAggregate(r: MinuteRow): UsageAggregate {
