@@ -52,7 +52,7 @@ export async function detectAnomalies(
       );
     }
 
-    const revokedAt = ctx.deps.revokedAt.revokedAt({ jti: issued.jti, plugin: issued.plugin, task: issued.task, kid: issued.kid, iat: Math.floor(issued.issuedAt / 1000) });
+    const revokedAt = ctx.deps.revokedAt.revokedAt(issued);
     const afterRevocation = (revokedAt !== undefined && call.at >= revokedAt) || call.outcome === 'revoked';
     if (afterRevocation && (await once(ctx, `usage:revoked:${issued.jti}`, issued))) {
       await emit(ctx, 'token.used_after_revocation', { ...(base ??= eventBase(ctx, issued, call)), revoked_at: revokedAt, refused: call.outcome !== 'ok' });

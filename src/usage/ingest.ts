@@ -111,7 +111,7 @@ export class UsageIngestor {
     // The volume (per-minute call counts) can wait for the next volume write; what decides cannot.
     const deferMs = g.settings.usage.flush_interval_ms;
     const aggregates = deferMs > 0 ? [] : g.aggregates;
-    const result = await d.store.ingestUsage({ aggregates, uses: g.uses, taskDeltas: [...g.deltas.values()], marks: markList, retentionMs: g.retentionMs });
+    const result = await d.store.ingestUsage({ aggregates, uses: g.uses, taskDeltas: g.deltas, marks: markList, retentionMs: g.retentionMs });
     // Only once committed: a batch refused here is retried by its server and must not count twice.
     if (deferMs > 0) this.#volume.add(g.server.id, g.aggregates, g.aggregateKeys, deferMs);
     const ctx: AnomalyContext = { server: g.server, settings: g.settings, now: d.clock.now(), tokens: g.tokens, tasks: g.tasks, retentionMs: g.retentionMs, deps: d };
@@ -162,10 +162,14 @@ export class UsageIngestor {
 
   async #issued(calls: readonly UsageCall[]): Promise<Map<string, IssuedToken | null>> {
     const out = new Map<string, IssuedToken | null>();
+    let last: string | undefined;
     for (const c of calls) {
-      if (c.jti === undefined || out.has(c.jti)) continue;
+      // A batch often reports one token's calls one after another: the same jti is looked up once.
+      if (c.jti === undefined || c.jti === last) continue;
+      last = c.jti;
       let t = this.#tokens.get(c.jti);
       if (t === undefined) {
+        if (out.has(c.jti)) continue;
         t = (await this.#d.store.getIssued(c.jti)) ?? null;
         if (this.#tokens.size >= TOKEN_CACHE) this.#tokens.delete(this.#tokens.keys().next().value as string);
         this.#tokens.set(c.jti, t);
@@ -223,7 +227,9 @@ class PendingGroup {
   readonly uses: TokenUse[] = [];
   readonly useCalls: UsageCall[] = [];
   readonly calls: UsageCall[] = [];
-  readonly deltas = new Map<string, Mutable<TaskUsageDelta>>();
+  readonly deltas: Mutable<TaskUsageDelta>[] = [];
+  /** task → audience → its delta in `deltas`. */
+  readonly #deltas = new Map<string, Map<string, Mutable<TaskUsageDelta>>>();
   readonly marks = new Map<string, Mutable<EvidenceMark>>();
   readonly tokens = new Map<string, IssuedToken | null>();
   readonly tasks = new Map<string, Task>();
@@ -231,7 +237,8 @@ class PendingGroup {
   readonly #slots = new Map<IssuedToken, TokenSlot>();
   /** Aggregates of calls whose token Leash does not know. */
   readonly #unknown = new Map<string, Mutable<UsageAggregate>>();
-  readonly #markSlots = new Map<string, MarkSlot>();
+  /** plugin → audience → the marks of the plugin at the audience. */
+  readonly #markSlots = new Map<string, Map<string, MarkSlot>>();
   readonly committed: Promise<void>;
   #settle!: (outcome: Promise<void>) => void;
 
@@ -322,13 +329,15 @@ class PendingGroup {
       const marks = slot.marks;
       marks.grant ??= this.#markOf(issued, 'grant', '');
       touch(marks.grant, call.at);
-      let route = slot.lastRoute !== undefined && slot.lastRoute.route === call.route && slot.lastRoute.method === call.method ? slot.lastRoute.mark : undefined;
+      let route = slot.lastRouteMark !== undefined && slot.lastRoute === call.route && slot.lastMethod === call.method ? slot.lastRouteMark : undefined;
       if (!route) {
         let byRoute = marks.routes.get(call.method);
         if (!byRoute) marks.routes.set(call.method, (byRoute = new Map<string, Mutable<EvidenceMark>>()));
         route = byRoute.get(call.route);
         if (!route) byRoute.set(call.route, (route = this.#markOf(issued, 'route', `${call.method} ${call.route}`)));
-        slot.lastRoute = { method: call.method, route: call.route, mark: route };
+        slot.lastMethod = call.method;
+        slot.lastRoute = call.route;
+        slot.lastRouteMark = route;
       }
       touch(route, call.at);
       // Only scopes the token carries count: a server cannot make a plugin look like it used more.
@@ -373,7 +382,9 @@ class PendingGroup {
           deltaAudience: undefined,
           delta: undefined,
           marks: this.#marksOf(issued),
-          lastRoute: undefined,
+          lastMethod: '',
+          lastRoute: '',
+          lastRouteMark: undefined,
         }),
       );
     return slot;
@@ -381,20 +392,25 @@ class PendingGroup {
 
   /** Evidence marks are per plugin and audience: every token of the plugin at the audience shares one slot. */
   #marksOf(issued: IssuedToken): MarkSlot {
-    const k = `${issued.plugin}\u001f${issued.audience}`;
-    let m = this.#markSlots.get(k);
-    if (!m) this.#markSlots.set(k, (m = { grant: undefined, routes: new Map(), scopes: undefined }));
+    // Two lookups by strings the token record already holds (their hashes cached), no key built.
+    let byAudience = this.#markSlots.get(issued.plugin);
+    if (!byAudience) this.#markSlots.set(issued.plugin, (byAudience = new Map<string, MarkSlot>()));
+    let m = byAudience.get(issued.audience);
+    if (!m) byAudience.set(issued.audience, (m = { grant: undefined, routes: new Map(), scopes: undefined }));
     return m;
   }
 
   /** One delta per (task, audience) in the group, shared by every token of the task. */
   #deltaOf(issued: IssuedToken, task: string, audience: string, tasks: ReadonlyMap<string, Task>): Mutable<TaskUsageDelta> {
-    const dk = `${task}\u001f${audience}`;
-    let d = this.deltas.get(dk);
+    // Looked up by task, then audience: no key string built per token and group.
+    let byAudience = this.#deltas.get(task);
+    if (!byAudience) this.#deltas.set(task, (byAudience = new Map<string, Mutable<TaskUsageDelta>>()));
+    let d = byAudience.get(audience);
     if (!d) {
       const t = tasks.get(task);
       const keepUntil = Math.max(t?.expiresAt ?? issued.expiresAt, issued.expiresAt) + this.retentionMs;
-      this.deltas.set(dk, (d = { task, audience, calls: 0, bytes: 0, keepUntil }));
+      byAudience.set(audience, (d = { task, audience, calls: 0, bytes: 0, keepUntil }));
+      this.deltas.push(d);
     }
     return d;
   }
@@ -424,7 +440,9 @@ interface TokenSlot {
   delta: Mutable<TaskUsageDelta> | undefined;
   readonly marks: MarkSlot;
   /** The route mark of the token's last call. */
-  lastRoute: { readonly method: string; readonly route: string; readonly mark: Mutable<EvidenceMark> } | undefined;
+  lastMethod: string;
+  lastRoute: string;
+  lastRouteMark: Mutable<EvidenceMark> | undefined;
 }
 
 /** The evidence marks of one plugin at one audience within a group, looked up by short keys. */

@@ -26,7 +26,6 @@ const RETRY_MS = 1000;
  */
 export class UsageVolume {
   readonly #d: UsageVolumeDeps;
-  /** server → jti → key within the token → row. */
   #held: Held = new Map();
   #rows = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -70,17 +69,29 @@ export class UsageVolume {
 
   #hold(server: string, key: string, a: Mutable<UsageAggregate>): boolean {
     let byJti = this.#held.get(server);
-    if (!byJti) this.#held.set(server, (byJti = new Map<string, Map<string, Mutable<UsageAggregate>>>()));
-    let rows = byJti.get(a.jti);
-    if (!rows) byJti.set(a.jti, (rows = new Map<string, Mutable<UsageAggregate>>()));
-    const h = rows.get(key);
-    if (h) {
-      addAggregate(h, a);
+    if (!byJti) this.#held.set(server, (byJti = new Map<string, TokenRows>()));
+    const t = byJti.get(a.jti);
+    if (!t) {
+      if (this.#rows >= MAX_ROWS) return false;
+      byJti.set(a.jti, { last: a, lastKey: key, rows: undefined });
+      this.#rows++;
       return true;
     }
-    if (this.#rows >= MAX_ROWS) return false;
-    rows.set(key, a);
-    this.#rows++;
+    // A token's reports nearly always fall in the row of its last one: no map until a second row.
+    if (t.lastKey === key) {
+      addAggregate(t.last, a);
+      return true;
+    }
+    const rows = (t.rows ??= new Map([[t.lastKey, t.last]]));
+    let h = rows.get(key);
+    if (h) addAggregate(h, a);
+    else {
+      if (this.#rows >= MAX_ROWS) return false;
+      rows.set(key, (h = a));
+      this.#rows++;
+    }
+    t.last = h;
+    t.lastKey = key;
     return true;
   }
 
@@ -96,12 +107,16 @@ export class UsageVolume {
   async #write(held: Held): Promise<void> {
     const d = this.#d;
     const rows: Mutable<UsageAggregate>[] = [];
-    for (const byJti of held.values()) for (const byKey of byJti.values()) for (const a of byKey.values()) rows.push(a);
+    for (const byJti of held.values()) for (const t of byJti.values()) rowsOf(t, (_, a) => rows.push(a));
     try {
       await d.store.ingestUsage({ aggregates: rows, uses: [], taskDeltas: [], marks: [], retentionMs: d.retentionMs() });
     } catch (err) {
       let dropped = 0;
-      for (const [server, byJti] of held) for (const byKey of byJti.values()) for (const [key, a] of byKey) if (!this.#hold(server, key, a)) dropped += a.calls;
+      for (const [server, byJti] of held)
+        for (const t of byJti.values())
+          rowsOf(t, (key, a) => {
+            if (!this.#hold(server, key, a)) dropped += a.calls;
+          });
       if (dropped > 0) d.metrics.usageRecords.inc({ outcome: 'dropped' }, dropped);
       d.log?.('writing usage aggregates failed; kept for the next write', { error: err instanceof Error ? err.message.slice(0, 200) : String(err), rows: rows.length, dropped_calls: dropped });
       this.#schedule(RETRY_MS);
@@ -109,7 +124,21 @@ export class UsageVolume {
   }
 }
 
-type Held = Map<string, Map<string, Map<string, Mutable<UsageAggregate>>>>;
+/** server → jti → the token's held rows. */
+type Held = Map<string, Map<string, TokenRows>>;
+
+/** One token's held rows: `last` (the row of its last report) alone until a second row appears. */
+interface TokenRows {
+  last: Mutable<UsageAggregate>;
+  lastKey: string;
+  /** key within the token → row, `last` included; undefined while the token has one row. */
+  rows: Map<string, Mutable<UsageAggregate>> | undefined;
+}
+
+function rowsOf(t: TokenRows, each: (key: string, a: Mutable<UsageAggregate>) => void): void {
+  if (t.rows === undefined) each(t.lastKey, t.last);
+  else for (const [key, a] of t.rows) each(key, a);
+}
 
 /** Adds an aggregate of the same row into `h` (what the store's upsert does). */
 function addAggregate(h: Mutable<UsageAggregate>, a: UsageAggregate): void {
