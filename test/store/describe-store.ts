@@ -4,7 +4,7 @@ import { verifyAuditLog, verifyStoreAudit } from '../../src/audit/verify.js';
 import { isLeashError, type LeashError } from '../../src/errors/leash-error.js';
 import type { ApprovalRecord, IssuedToken, LeaseRecord, Revocation, StateChange, Task } from '../../src/store/records.js';
 import { CheckedStore } from '../../src/store/shared/checked-store.js';
-import type { Store } from '../../src/store/store.js';
+import type { AuditLog, Store } from '../../src/store/store.js';
 import type { IdentityChange } from '../../src/store/store-identity.js';
 import { ALL_AUDIENCES, MAX_TOKEN_SOURCES, type DownstreamEvent, type EvidenceMark, type TaskUsageTotals, type UsageAggregate, type UsageBatch } from '../../src/store/usage-store.js';
 import { ManualClock } from '../../src/time/clock.js';
@@ -1540,6 +1540,18 @@ export function describeStore(name: string, factory: StoreFactory): void {
         const all = await store.read(1, 100);
         expect(all.map((r) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
         expect(await verifyAuditLog(other)).toEqual({ ok: true, count: 20 });
+      });
+
+      it('two handles appending at the same time (workers, replicas): every append lands once, in one chain', async () => {
+        if (!fx.sibling) throw new Error(`${name}: the fixture offers no sibling(), so sharing is untested`);
+        const other = await fx.sibling();
+        opened.push(other);
+        const burst = (s: AuditLog, from: string) => Promise.all(Array.from({ length: 60 }, (_, i) => s.append('exchange.issued', { from, i }, i)));
+        const [a, b] = await Promise.all([burst(store, 'a'), burst(other, 'b')]);
+        expect([...a, ...b].map((r) => r.seq).sort((x, y) => x - y)).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
+        // Each handle's answers are its own records, in the order it appended them.
+        expect(a.map((r) => (r.event as { i: number }).i)).toEqual(Array.from({ length: 60 }, (_, i) => i));
+        expect(await verifyAuditLog(other)).toEqual({ ok: true, count: 120 });
       });
     });
 

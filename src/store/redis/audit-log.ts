@@ -60,8 +60,13 @@ export class RedisAuditLog implements AuditLog {
   async #appendBatch(batch: readonly PendingAppend[]): Promise<AuditRecord[]> {
     const c = this.#c;
     let head = c.head;
-    // Each conflict means another replica appended in between; with group commit a round
-    // of N contending replicas lets at least one through, so this ends quickly.
+    // Each conflict means another writer (a replica, or another worker of this one) appended
+    // in between; with group commit a round of N contending writers lets at least one
+    // through, so this ends quickly. The conflict answers the head as it is now, so the
+    // retry goes at once: a pause would make that head stale again while the other writer
+    // keeps appending (with 2 workers, pausing after the 3rd conflict starved one worker
+    // for hundreds of ms and made 2 workers slower than 1). Only a long run of conflicts,
+    // which takes many writers, pauses briefly to break the lockstep.
     for (let attempt = 0; attempt < 100; attempt++) {
       const records: AuditRecord[] = [];
       const args: Array<string | number> = [formatHead(genesisAnchor(c.genesis)), formatHead(head), batch.length];
@@ -81,7 +86,7 @@ export class RedisAuditLog implements AuditLog {
       }
       head = parseHead(String(r));
       c.head = head;
-      if (attempt >= 3) await new Promise((res) => setTimeout(res, Math.random() * 5 * attempt));
+      if (attempt >= 16) await new Promise((res) => setTimeout(res, Math.random() * 2));
     }
     throw new Error('audit append: the chain head kept moving (100 conflicts)');
   }
