@@ -135,6 +135,25 @@ describe('SQLite store specifics', () => {
     expect((await rejection(s.endTask('t', 1, 'x'))).code).toBe('ERR_BACKEND_UNAVAILABLE');
   });
 
+  it("waits out another process's short hold of the write lock and writes once", async () => {
+    const s = open({ busyTimeoutMs: 5000 });
+    await s.append('task.opened', { n: 1 }, 1);
+    // A second process takes the write lock, says so, and holds it for 150 ms.
+    const holder = spawn(
+      process.execPath,
+      ['-e', `const D = require('better-sqlite3'); const db = new D(${JSON.stringify(path)}); db.exec('BEGIN IMMEDIATE'); console.log('held'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 150);`],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    await new Promise<void>((res, rej) => {
+      holder.stdout.on('data', (d: Buffer) => d.toString().includes('held') && res());
+      holder.on('exit', (code) => rej(new Error(`lock holder exited early (${code})`)));
+    });
+    const r = await s.append('task.opened', { n: 2 }, 2);
+    expect(r.seq).toBe(2);
+    expect((await s.read(1, 10)).map((x) => x.seq)).toEqual([1, 2]);
+    await new Promise((res) => holder.once('exit', res));
+  }, 20_000);
+
   it('fails closed while another process holds the write lock, then recovers', async () => {
     const s = open({ busyTimeoutMs: 20 });
     await s.append('task.opened', { n: 1 }, 1);

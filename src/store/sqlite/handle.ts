@@ -18,6 +18,11 @@ import { SchemaTooNewError, migrate } from './migrations.js';
  */
 
 const UNAVAILABLE = 'the state store is unavailable; retry later';
+/** What a wait for another process's write lock blocks on (Atomics.wait takes fractions of a ms). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+/** The first wait for a busy lock (ms), doubled per retry up to MAX_PAUSE_MS. */
+const FIRST_PAUSE_MS = 0.02;
+const MAX_PAUSE_MS = 1;
 
 export function unavailable(op: string, err: unknown): LeashError {
   const e = err as { code?: unknown; message?: unknown };
@@ -73,6 +78,9 @@ export class SqliteHandle {
   revocationSeq = 0;
   closed = false;
   readonly #fsyncAll: boolean;
+  /** How long a call waits for another process's write lock before failing closed (settings busy timeout). */
+  readonly #busyMs: number;
+  readonly #totalChanges: Database.Statement;
   readonly #releaseHub: () => void;
   readonly #headRow: Database.Statement;
   readonly #ping: Database.Statement;
@@ -92,7 +100,9 @@ export class SqliteHandle {
       if (!inMemory) chmodSync(opts.path, 0o600);
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${this.#fsyncAll ? 'FULL' : 'NORMAL'}`);
-      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+      this.#busyMs = Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000));
+      // SQLite's own wait for opening and migrating; once open, `run` waits instead (see #retryBusy).
+      db.pragma(`busy_timeout = ${this.#busyMs}`);
       migrate(db);
       this.db = db;
       this.#headRow = db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
@@ -102,6 +112,8 @@ export class SqliteHandle {
       if (this.mode === 'serve' && state.marker) throw new StoreResetAtOpen(state.marker);
       this.identity = new IdentityTracker(state.epoch ?? undefined);
       this.head = this.auditHeadRow() ?? genesisAnchor(state.genesis);
+      this.#totalChanges = db.prepare('SELECT total_changes()').pluck();
+      db.pragma('busy_timeout = 0');
       // Keyed by the resolved file, so `./x.db` and its absolute path share one hub.
       const hub = acquireHub(inMemory ? undefined : realpathSync(opts.path));
       this.hub = hub.hub;
@@ -143,12 +155,12 @@ export class SqliteHandle {
     const reset = this.identity.reset;
     if (reset && !opts.ungated) throw storeResetError(reset, 'sqlite', op);
     try {
-      return fn();
+      return this.#retryBusy(fn);
     } catch (err) {
       if (err instanceof EpochMismatch) {
         // Another epoch under a write: find out what happened (marker, fail closed) and refuse.
         try {
-          this.judge();
+          this.#retryBusy(() => this.judge());
         } catch (judgeErr) {
           throw unavailable(op, judgeErr);
         }
@@ -161,6 +173,32 @@ export class SqliteHandle {
       if ((err instanceof TypeError && !isDbNotOpen(err)) || err instanceof RangeError) throw err;
       if (err instanceof LeashError) throw err;
       throw unavailable(op, err);
+    }
+  }
+
+  /**
+   * Runs `fn`, waiting out another process's write lock (workers and replicas share the
+   * file; SQLite has one writer at a time). SQLite's own busy handler sleeps at least 1 ms
+   * per try inside the synchronous call, which blocked the event loop for longer than
+   * most lock holds (an exchange's write takes ~0.1 ms) and kept 2 workers at the rate of
+   * one; here the waits start at 20 µs. A call is tried again only if it changed nothing:
+   * a busy lock fails a write before it begins (transactions take the lock at BEGIN
+   * IMMEDIATE), and a call of several statements that had already written is not repeated.
+   * Past the busy timeout the error goes on (unavailable, fail closed).
+   */
+  #retryBusy<T>(fn: () => T): T {
+    const changes = this.#totalChanges.get() as number;
+    let deadline: number | undefined;
+    for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(MAX_PAUSE_MS, pause * 2)) {
+      try {
+        return fn();
+      } catch (err) {
+        const code = (err as { code?: unknown })?.code;
+        if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || this.db.inTransaction || this.#totalChanges.get() !== changes) throw err;
+        deadline ??= performance.now() + this.#busyMs;
+        if (performance.now() >= deadline) throw err;
+        Atomics.wait(PAUSE, 0, 0, pause);
+      }
     }
   }
 
