@@ -141,7 +141,10 @@ describe('SQLite store specifics', () => {
     // A second process takes the write lock, says so, and holds it for 150 ms.
     const holder = spawn(
       process.execPath,
-      ['-e', `const D = require('better-sqlite3'); const db = new D(${JSON.stringify(path)}); db.exec('BEGIN IMMEDIATE'); console.log('held'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 150);`],
+      [
+        '-e',
+        `const D = require('better-sqlite3'); const db = new D(${JSON.stringify(path)}); db.exec('BEGIN IMMEDIATE'); console.log('held'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 150);`,
+      ],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     await new Promise<void>((res, rej) => {
