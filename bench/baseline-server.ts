@@ -10,10 +10,13 @@
  *   in an in-memory policy table, one audit event per decision appended to a buffered file,
  *   the issued token recorded in a Map (the revocation record), and introspection checking
  *   that Map. Leash is measured against this: whatever Leash spends beyond it is what its
- *   layers cost (issue 18).
+ *   layers cost (issue 18). With `workers: N` (`--leash-workers`) the ceiling runs as N
+ *   node:cluster workers, each with its own tables (so only the exchange workloads), to
+ *   show what N processes get from this machine.
  */
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import { createWriteStream, mkdtempSync, type WriteStream } from 'node:fs';
+import cluster from 'node:cluster';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -209,14 +212,31 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   });
 }
 
-const server = createServer(handle);
-server.keepAliveTimeout = 65_000;
-server.listen(0, '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo;
-  announceReady({ url: `http://127.0.0.1:${port}`, task, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
-});
-onShutdown(async () => {
-  await new Promise<void>((resolve) => (audit ? audit.end(resolve) : resolve()));
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-});
+/** `workers` (ceiling only, `--leash-workers`): node:cluster, as `leash serve --workers N`: the hardware's own 1 → N reference. */
+const WORKERS = CEILING ? (input.workers ?? 1) : 1;
+if (WORKERS > 1 && cluster.isPrimary) {
+  // The primary serves nothing: it forks, and announces once every worker listens (one shared port).
+  let listening = 0;
+  cluster.on('listening', (_worker, address) => {
+    if (++listening === WORKERS) announceReady({ url: `http://127.0.0.1:${address.port}`, task, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
+  });
+  for (let i = 0; i < WORKERS; i++) cluster.fork();
+  onShutdown(async () => {
+    const exits = Object.values(cluster.workers ?? {}).map((w) => new Promise((resolve) => (w?.isDead() ? resolve(undefined) : w?.once('exit', resolve))));
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
+    await Promise.all(exits);
+  });
+} else {
+  const server = createServer(handle);
+  server.keepAliveTimeout = 65_000;
+  server.listen(0, '127.0.0.1', () => {
+    if (cluster.isWorker) return;
+    const { port } = server.address() as AddressInfo;
+    announceReady({ url: `http://127.0.0.1:${port}`, task, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
+  });
+  onShutdown(async () => {
+    await new Promise<void>((resolve) => (audit ? audit.end(resolve) : resolve()));
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+}

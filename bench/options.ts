@@ -87,7 +87,9 @@ const USAGE = `usage: npm run bench -- [options]
                       (default local); Vault backends use the Vault contract server from
                       test/support, started by this process on loopback
   --leash-workers <list>  Leash worker processes (serve --workers N): 1, 2 or a comma list
-                      such as 1,2 (each its own Leash run; default 1)
+                      such as 1,2 (each its own Leash run; default 1); the ceiling runs
+                      with each count too (node:cluster; exchanges only), and every N > 1
+                      is reported over one process
   --docs <file|none>  full only: write the run's printout, machine and date between the
                       bench:full markers of this file (default docs/performance.md)
   --profile           also profile Leash (--cpu-prof) under the cold workload and summarise it

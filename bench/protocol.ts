@@ -26,7 +26,7 @@ export interface ServerInput {
   readonly admission?: { readonly max_in_flight?: number; readonly max_queue?: number; readonly queue_timeout_ms?: number; readonly max_event_loop_delay_ms?: number };
   /** Leash only: `settings.usage.commit_window_ms` (bench/usage.ts `--commit-window`); absent: the default. */
   readonly usageCommitWindowMs?: number;
-  /** Leash only: worker processes (`serve --workers N`, src/cluster/); absent or 1: one process. */
+  /** Worker processes: Leash as `serve --workers N` (src/cluster/), the ceiling as N node:cluster workers; absent or 1: one process. */
   readonly workers?: number;
 }
 

@@ -59,7 +59,9 @@ export function ratios(runs: readonly RunRecord[]): Ratio[] {
   const out: Ratio[] = [];
   for (const leash of runs.filter((r) => r.server === 'leash')) {
     const base = runs.find((r) => r.workload === leash.workload && r.server === 'baseline');
-    const ceiling = runs.find((r) => r.workload === leash.workload && r.server === 'ceiling');
+    // Against the ceiling with as many processes: `leash/sqlite×2w` against `ceiling/×2w`.
+    const workers = /×\d+w$/.exec(leash.store ?? '')?.[0];
+    const ceiling = runs.find((r) => r.workload === leash.workload && r.server === 'ceiling' && r.store === workers);
     const ratio: Ratio = {
       workload: leash.workload,
       store: leash.store,
@@ -69,6 +71,27 @@ export function ratios(runs: readonly RunRecord[]): Ratio[] {
         : {}),
     };
     if (ratio.leashOverBaseline !== undefined || ratio.leashOverCeiling !== undefined) out.push(ratio);
+  }
+  return out;
+}
+
+/** A run with N worker processes (`×Nw` in its variant) against the same server and workload as one process. */
+export interface WorkerScaling {
+  readonly variant: string;
+  readonly workload: WorkloadName;
+  readonly workers: number;
+  /** req/s with N workers over req/s with one. */
+  readonly ratio: number;
+}
+
+export function workerScaling(runs: readonly RunRecord[]): WorkerScaling[] {
+  const out: WorkerScaling[] = [];
+  for (const r of runs) {
+    const m = /^(.*?)×(\d+)w$/.exec(r.store ?? '');
+    if (!m) continue;
+    const base = m[1] === '' ? undefined : m[1];
+    const one = runs.find((x) => x.server === r.server && x.workload === r.workload && x.store === base);
+    if (one && one.reqPerSec > 0) out.push({ variant: label(r), workload: r.workload, workers: Number(m[2]), ratio: round3(r.reqPerSec / one.reqPerSec) });
   }
   return out;
 }

@@ -14,7 +14,7 @@ import { BENCH_AUDIENCE, BENCH_CLUSTER_ISSUER, BenchCluster } from './cluster.js
 import { diffCpu, killAllChildren, startServer, threadCpu, type ServerChild } from './child.js';
 import { basicAuthorization, exchangeBody, introspectionBody, runLoad } from './load.js';
 import { FULL_SUITES, USAGE, parseOptions, type BenchOptions, type ServerName, type SuiteName, type WorkloadName } from './options.js';
-import { formatProfile, formatTable, ratioLabel, ratios, type RunRecord } from './report.js';
+import { formatProfile, formatTable, ratioLabel, ratios, workerScaling, type RunRecord } from './report.js';
 import { readProfile, summariseProfile, type ProfileSummary } from './profile.js';
 import { BASELINE_STATS_PATH, BENCH_RESOURCE_SERVER, type ServerInput } from './protocol.js';
 import { killAllRedis, startRedis, type BenchRedis } from './redis.js';
@@ -323,8 +323,17 @@ async function throughputSuite(opts: BenchOptions, stamp: string): Promise<Suite
   let transitSign: SignLatency | undefined;
   try {
     for (const name of opts.servers) {
-      if (name !== 'leash') {
-        await benchServer(name, name === 'ceiling' ? { ...input, ceiling: true } : input, tokens, opts, creds, runs);
+      if (name === 'baseline') {
+        await benchServer(name, input, tokens, opts, creds, runs);
+        continue;
+      }
+      if (name === 'ceiling') {
+        // With --leash-workers the ceiling runs with each count too: what N processes get from this machine.
+        for (const workers of opts.leashWorkers) {
+          if (workers === 1) await benchServer(name, { ...input, ceiling: true }, tokens, opts, creds, runs);
+          // Each worker keeps its own issued-token table, so a token is introspected only where it was issued: exchanges only.
+          else await benchServer(name, { ...input, ceiling: true, workers }, tokens, { ...opts, workloads: opts.workloads.filter((w) => w !== 'introspect') }, creds, runs, { store: `×${workers}w` });
+        }
         continue;
       }
       for (const store of opts.stores) {
@@ -374,6 +383,12 @@ async function throughputSuite(opts: BenchOptions, stamp: string): Promise<Suite
       ].filter((p) => p !== undefined);
       return `${ratioLabel(r)}: ${parts.join('; ')}`;
     }),
+    // Goal 3 next to what the same machine gives the ceiling: the load generator shares the cores.
+    ...workerScaling(runs).map((w, _, all) => {
+      const hw = all.find((c) => c.variant.startsWith('ceiling/') && c.workload === w.workload && c.workers === w.workers);
+      const ref = w.variant.startsWith('ceiling/') ? ' (what this machine gives N processes)' : hw ? ` (the ceiling's: ${hw.ratio.toFixed(2)}×)` : '';
+      return `${w.variant} / one process, ${w.workload}: ${w.ratio.toFixed(2)}×${ref}; issue 18 goal 3: ≥ 1.6× with 2 workers`;
+    }),
     ...(transitSign ? [`transit sign (contract server, sequential, ${transitSign.signs} signs): p50 ${transitSign.p50Ms} ms, p99 ${transitSign.p99Ms} ms, mean ${transitSign.meanMs} ms`] : []),
     ...(profile ? ['', formatProfile(profile), `profile: ${profile.file}`] : []),
   ];
@@ -384,7 +399,7 @@ async function throughputSuite(opts: BenchOptions, stamp: string): Promise<Suite
   const tokenCounts = { poolSize: tokens.pool.length, warmupPoolSize: tokens.warmupPool.length };
   await writeFile(
     file,
-    `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, tokens: tokenCounts, runs, ratios: summary, goal: GOAL, profile, transitSign, failure: failure?.message }, null, 2)}\n`,
+    `${JSON.stringify({ timestamp: new Date().toISOString(), machine: machine(), options: opts, tokens: tokenCounts, runs, ratios: summary, workerScaling: workerScaling(runs), goal: GOAL, profile, transitSign, failure: failure?.message }, null, 2)}\n`,
   );
   log(`results: ${file}`);
   if (failure) {

@@ -3,6 +3,7 @@ import { describe, expect, it } from '@jest/globals';
 import { SECTION_END, SECTION_START, renderFullRun, replaceSection } from '../../bench/docs-section.js';
 import { FULL_SUITES, parseOptions, type BenchOptions } from '../../bench/options.js';
 import { verdict, type LatencyPoint, type LatencyResult } from '../../bench/latency.js';
+import { ratios, workerScaling, type RunRecord } from '../../bench/report.js';
 
 const parse = (argv: string[]) => parseOptions(argv) as BenchOptions;
 
@@ -126,5 +127,29 @@ describe('--suite full writes its printout into the docs', () => {
   it('docs/performance.md carries the section', async () => {
     const doc = await readFile('docs/performance.md', 'utf8');
     expect(() => replaceSection(doc, 'x')).not.toThrow();
+  });
+});
+
+describe('throughput report with worker processes (issue 18, goal 3)', () => {
+  const run = (server: RunRecord['server'], workload: RunRecord['workload'], reqPerSec: number, cpu: number, store?: string): RunRecord =>
+    ({ server, workload, reqPerSec, cpuMicrosPerRequest: cpu, serverCpu: {}, ...(store ? { store } : {}) }) as unknown as RunRecord;
+  const runs = [
+    run('ceiling', 'cold', 4000, 250),
+    run('ceiling', 'cold', 6000, 260, '×2w'),
+    run('leash', 'cold', 1000, 800, 'sqlite'),
+    run('leash', 'cold', 1500, 850, 'sqlite×2w'),
+    run('leash', 'cold', 1400, 700, 'redis'),
+  ];
+
+  it('judges Leash against the ceiling with as many processes', () => {
+    const byStore = Object.fromEntries(ratios(runs).map((r) => [r.store, r.leashOverCeiling]));
+    expect(byStore).toEqual({ sqlite: 0.25, 'sqlite×2w': 0.25, redis: 0.35 });
+  });
+
+  it('reports every N-worker run over the same server as one process, the ceiling included', () => {
+    expect(workerScaling(runs)).toEqual([
+      { variant: 'ceiling/×2w', workload: 'cold', workers: 2, ratio: 1.5 },
+      { variant: 'leash/sqlite×2w', workload: 'cold', workers: 2, ratio: 1.5 },
+    ]);
   });
 });
