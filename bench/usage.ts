@@ -7,7 +7,7 @@
  *   D  a resource server (express + requireLeashToken) with and without the usage reporter:
  *      its CPU per call, the difference being what reporting costs
  *
- *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000] [--tokens 20] [--rounds 2] [--commit-window MS]
+ *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000] [--tokens 20] [--rounds 2] [--commit-window MS] [--store sqlite|redis]
  *
  * `--tokens N`: how many distinct tokens the records name (cycled); more tokens, fewer
  * records share an aggregate row within a commit window.
@@ -24,6 +24,7 @@ import autocannon from 'autocannon';
 import { readProfile, summariseProfile } from './profile.js';
 import { BENCH_AUDIENCE, BENCH_CLUSTER_ISSUER, BenchCluster } from './cluster.js';
 import { killAllChildren, startServer, threadCpu } from './child.js';
+import { killAllRedis, startRedis } from './redis.js';
 import { basicAuthorization, exchangeBody, runLoad, type LoadResult } from './load.js';
 import { BENCH_RESOURCE, BENCH_RESOURCE_SERVER, READY_PREFIX, type ServerInput, type ServerReady } from './protocol.js';
 
@@ -42,6 +43,9 @@ const ROUNDS = arg('rounds', 2);
 /** `--commit-window MS`: settings.usage.commit_window_ms for the Leash child; absent: its default. */
 const COMMIT_WINDOW = process.argv.includes('--commit-window') ? arg('commit-window', 20) : undefined;
 const BATCH = 100;
+/** `--store redis`: Leash on a redis-server the bench starts (appendfsync everysec); default SQLite. */
+const STORE = process.argv.includes('--store') ? process.argv[process.argv.indexOf('--store') + 1] : 'sqlite';
+if (STORE !== 'sqlite' && STORE !== 'redis') throw new Error('--store sqlite|redis');
 /** `--profile DIR`: run phase B only with the Leash child under --cpu-prof, and print where its time went. */
 const PROFILE = (() => {
   const i = process.argv.indexOf('--profile');
@@ -150,11 +154,12 @@ async function main(): Promise<void> {
   const cluster = new BenchCluster();
   const [sa] = await cluster.mint(1);
   const secret = randomBytes(24).toString('base64url');
+  const redis = STORE === 'redis' ? await startRedis('everysec') : undefined;
   const input: ServerInput = {
     jwks: cluster.jwks,
     clusterIssuer: BENCH_CLUSTER_ISSUER,
     audience: BENCH_AUDIENCE,
-    store: { kind: 'sqlite' },
+    store: redis ? { kind: 'redis', url: redis.url, keyPrefix: 'leash-bench:' } : { kind: 'sqlite' },
     resourceServer: { id: BENCH_RESOURCE_SERVER, secret },
     ...(COMMIT_WINDOW !== undefined ? { usageCommitWindowMs: COMMIT_WINDOW } : {}),
   };
@@ -176,6 +181,7 @@ async function main(): Promise<void> {
     const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 32 });
     log(`B: ${b.perSec} records/s, Leash CPU ${(((cpuOf(leash.pid) - cpu0) / b.records) * 1e6).toFixed(1)} µs per record`);
     await leash.stop();
+    await redis?.stop();
     const file = (await readdir(PROFILE))
       .filter((f) => f.endsWith('.cpuprofile'))
       .sort()
@@ -215,8 +221,10 @@ async function main(): Promise<void> {
 
     log(`B: POST /usage alone, batches of ${BATCH}, closed loop`);
     const cpu0 = cpuOf(leash.pid);
+    const redis0 = redis ? cpuOf(redis.pid) : 0;
     const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 32 });
     const bCpu = cpuOf(leash.pid) - cpu0;
+    const bRedisCpu = redis ? cpuOf(redis.pid) - redis0 : 0;
 
     log('D: resource server CPU per call, without and with the usage reporter');
     const perCall: Record<string, number> = {};
@@ -242,9 +250,9 @@ async function main(): Promise<void> {
     const perRound = a.map((r, i) => `${((1 - c[i]!.reqPerSec / r.reqPerSec) * 100).toFixed(1)} %`).join(', ');
     results.push(
       '',
-      `usage benchmark (${ROUNDS} rounds of ${DURATION}s, ${CONNECTIONS} connections, ${TOKENS} tokens, commit window ${COMMIT_WINDOW ?? 'default'} ms, ${cpus().length} CPUs, node ${process.version}, SQLite store)`,
+      `usage benchmark (${ROUNDS} rounds of ${DURATION}s, ${CONNECTIONS} connections, ${TOKENS} tokens, commit window ${COMMIT_WINDOW ?? 'default'} ms, ${cpus().length} CPUs, node ${process.version}, ${redis ? 'Redis store (appendfsync everysec); Leash CPU does not include redis-server' : 'SQLite store'})`,
       `A exchanges alone:                    ${aRate.toFixed(0)} req/s (${a.map((r) => r.reqPerSec.toFixed(0)).join(', ')}), p99 ${Math.max(...a.map((r) => r.p99)).toFixed(1)} ms`,
-      `B ingestion alone (closed loop):      ${b.perSec} records/s (${b.failed} failed), Leash CPU ${((bCpu / b.records) * 1e6).toFixed(1)} µs per record`,
+      `B ingestion alone (closed loop):      ${b.perSec} records/s (${b.failed} failed), Leash CPU ${((bCpu / b.records) * 1e6).toFixed(1)} µs per record${redis ? `, redis-server ${((bRedisCpu / b.records) * 1e6).toFixed(1)} µs` : ''}`,
       `C exchanges + ingestion at ${RATE}/s: ${cRate.toFixed(0)} req/s (${c.map((r) => r.reqPerSec.toFixed(0)).join(', ')}), p99 ${Math.max(...c.map((r) => r.p99)).toFixed(1)} ms; ingested ${Math.round(mean(cIngest.map((i) => i.perSec)))} records/s (${cIngest.reduce((x, i) => x + i.failed, 0)} failed); Leash CPU ${(cCpu / ROUNDS).toFixed(1)} s per round, usage sender ${(cSender / ROUNDS).toFixed(2)} s`,
       `  exchange slowdown under ingestion:  ${(slowdown * 100).toFixed(1)} % (rounds: ${perRound}) (bar: at most 10 %; ${slowdown <= 0.1 ? 'met' : 'NOT met'})`,
       `D resource server CPU per call:       ${perCall.without!.toFixed(0)} µs without reporting, ${perCall.with!.toFixed(0)} µs with (${rsRates.without} vs ${rsRates.with} req/s)`,
@@ -254,11 +262,13 @@ async function main(): Promise<void> {
   } finally {
     await leash.stop();
     killAllChildren();
+    await redis?.stop();
   }
 }
 
 main().catch((err: unknown) => {
   log(err instanceof Error ? (err.stack ?? err.message) : String(err));
   killAllChildren();
+  killAllRedis();
   process.exit(1);
 });

@@ -11,12 +11,14 @@ import {
   type EvidenceRow,
   type TaskEventRef,
   type TaskUsageTotals,
+  type TokenUseResult,
   type UsageAggregate,
   type UsageBatch,
   type UsageBatchResult,
   type UsageOutcome,
   type UsageStore,
 } from '../usage-store.js';
+import { KnownSources } from '../shared/known-sources.js';
 import { LuaScript } from './redis-scripts.js';
 
 /*
@@ -37,6 +39,7 @@ import { LuaScript } from './redis-scripts.js';
  *   usage:ds-task:<task>    zset  at -> id
  *   usage:ds-plugin:<plugin> zset at -> id
  *   usage:link:<kind>:<id>  string credential link JSON (AWS access key id, Vault lease id or accessor -> jti, plugin, task)
+ *   usage:sources-version   string moved by every source added to a token and every purge of token rows (KnownSources)
  *   usage:keep              zset  key -> keep-until (tokens, totals, timelines, downstream): purgeUsage drops them by the injected clock
  *   usage:keep-minute       zset  aggregate hash -> its latest minute: dropped once past retention
  */
@@ -46,6 +49,12 @@ const INGEST = new LuaScript(
   `
 local p = cjson.decode(ARGV[1])
 local maxSources = tonumber(ARGV[2])
+-- The caller left out the uses its memory of recorded sources answers; that memory holds
+-- only while the version it was built at is current. If not: nothing done, send them all.
+local svKey = KEYS[p.sv]
+local sv = tonumber(redis.call('GET', svKey) or '0')
+local sv0 = sv
+if p.partial == 1 and p.v ~= sv then return cjson.encode({retry = 1, v = sv}) end
 local keepKey, minuteKey = KEYS[p.kk], KEYS[p.km]
 local function ttl(k, ms) if ms > 0 and redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end end
 local function keep(k, untilMs) redis.call('ZADD', keepKey, 'GT', untilMs, k) end
@@ -76,6 +85,7 @@ for _, u in ipairs(p.u) do
       if n > 0 then fresh = 1 end
       redis.call('HSET', k, 's:' .. src, 1)
       n = redis.call('HINCRBY', k, 'k', 1)
+      sv = redis.call('INCR', svKey)
     end
     uses[#uses + 1] = {0, fresh, n}
   end
@@ -112,7 +122,7 @@ for _, m in ipairs(p.m) do
   redis.call('HSET', k, m[2], string.format('%d,%d,%d', first, last, calls + m[4]))
   redis.call('SADD', KEYS[p.pk], m[5])
 end
-return cjson.encode({u = uses, t = totals, m = prev})
+return cjson.encode({u = uses, t = totals, m = prev, v0 = sv0, v = sv})
 `,
 );
 
@@ -158,6 +168,7 @@ export class RedisUsage implements UsageStore {
   readonly #prefix: string;
   readonly #clock: Clock;
   readonly #call: Call;
+  readonly #known = new KnownSources();
 
   constructor(client: Redis, prefix: string, clock: Clock, call: Call) {
     this.#client = client;
@@ -169,6 +180,10 @@ export class RedisUsage implements UsageStore {
   /** Sorted set: keys dropped by purgeUsage once their keep-until (the score) has passed, by the injected clock. */
   get #keepIndex(): string {
     return this.#key('keep');
+  }
+  /** Moved by every change to recorded token sources (a source added, token rows purged): see KnownSources. */
+  get #sourcesVersion(): string {
+    return this.#key('sources-version');
   }
   /** Sorted set: aggregate hashes by their latest minute, dropped once it is past retention. */
   get #minuteIndex(): string {
@@ -185,6 +200,14 @@ export class RedisUsage implements UsageStore {
   }
 
   async ingestUsage(batch: UsageBatch): Promise<UsageBatchResult> {
+    const known = this.#known;
+    const now = this.#clock.now();
+    // A use from a source this process knows is on record costs Redis nothing and is not sent.
+    const sent: number[] = [];
+    for (let i = 0; i < batch.uses.length; i++) {
+      const u = batch.uses[i]!;
+      if (known.version === undefined || known.countIfKnown(u.jti, u.source, now) === undefined) sent.push(i);
+    }
     const keys: string[] = [];
     const index = new Map<string, number>();
     const ki = (k: string) => {
@@ -210,19 +233,53 @@ export class RedisUsage implements UsageStore {
         a.firstAt,
         a.lastAt,
       ]),
-      u: batch.uses.map((u) => [ki(this.#key('tok', u.jti)), u.source, u.at, this.#ttl(u.keepUntil), u.keepUntil]),
+      u: sent.map((i) => {
+        const u = batch.uses[i]!;
+        return [ki(this.#key('tok', u.jti)), u.source, u.at, this.#ttl(u.keepUntil), u.keepUntil];
+      }),
+      partial: sent.length < batch.uses.length ? 1 : 0,
+      v: known.version ?? -1,
+      sv: ki(this.#sourcesVersion),
       d: batch.taskDeltas.map((d) => [ki(this.#key('tt', d.task)), d.audience, d.calls, d.bytes, this.#ttl(d.keepUntil), d.keepUntil]),
       m: batch.marks.map((m) => [ki(this.#key('ev', m.plugin)), JSON.stringify([m.audience, m.kind, m.name]), m.at, m.calls, m.plugin]),
       pk: ki(this.#key('ev-plugins')),
       kk: ki(this.#keepIndex),
       km: ki(this.#minuteIndex),
     };
-    const raw = await this.#call('ingestUsage', () => INGEST.run(this.#client, keys, [JSON.stringify(payload), MAX_TOKEN_SOURCES]));
-    const r = JSON.parse(String(raw)) as { u: unknown; t: unknown; m: unknown };
+    let raw: unknown;
+    try {
+      raw = await this.#call('ingestUsage', () => INGEST.run(this.#client, keys, [JSON.stringify(payload), MAX_TOKEN_SOURCES]));
+    } catch (err) {
+      // Whether the script ran is unknown: nothing remembered is trusted any more.
+      known.forget();
+      throw err;
+    }
+    const r = JSON.parse(String(raw)) as { u: unknown; t: unknown; m: unknown; v0: number; v: number; retry?: number };
+    if (r.retry === 1) {
+      // Another process changed recorded sources: the script did nothing; again with every use.
+      known.forget();
+      return this.ingestUsage(batch);
+    }
     // cjson encodes an empty table as {}: an empty list either way.
     const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
+    // Moved by another process before this batch: what was remembered no longer holds.
+    if (known.version !== r.v0) known.forget();
+    known.version = r.v;
+    // In order: a use not sent takes its count from memory, after what earlier uses of the batch taught it.
+    const answers = list<[number, number, number]>(r.u);
+    const uses: TokenUseResult[] = [];
+    for (let i = 0, j = 0; i < batch.uses.length; i++) {
+      const u = batch.uses[i]!;
+      if (sent[j] !== i) {
+        uses.push({ jti: u.jti, first: false, newSource: false, sources: known.countIfKnown(u.jti, u.source, now) ?? 0 });
+        continue;
+      }
+      const [first, fresh, n] = answers[j++]!;
+      known.learn(u.jti, [u.source], n, u.keepUntil, first === 1, n >= MAX_TOKEN_SOURCES);
+      uses.push({ jti: u.jti, first: first === 1, newSource: fresh === 1, sources: n });
+    }
     return {
-      uses: list<[number, number, number]>(r.u).map(([first, fresh, n], i) => ({ jti: batch.uses[i]!.jti, first: first === 1, newSource: fresh === 1, sources: n })),
+      uses,
       totals: list<[number, string, number, number]>(r.t).map(([k, audience, calls, bytes]) => ({ task: taskOfKey(keys[k - 1]!, this.#key('tt', '')), audience, calls, bytes })),
       previousCalls: list<number>(r.m),
     };
@@ -400,7 +457,16 @@ export class RedisUsage implements UsageStore {
         for (;;) {
           const keys = await this.#client.zrangebyscore(index, '-inf', until, 'LIMIT', 0, 500);
           if (keys.length === 0) break;
-          removed += await this.#client.del(...keys);
+          // Token rows go with a move of the sources version in the same transaction, so no
+          // process trusts its memory of a row that is gone.
+          const tokens = keys.some((k) => k.startsWith(this.#key('tok', '')));
+          const tx = this.#client.multi().del(...keys);
+          if (tokens) tx.incr(this.#sourcesVersion);
+          const res = await tx.exec();
+          const err = res?.find(([e]) => e !== null)?.[0];
+          if (err) throw err;
+          removed += Number(res?.[0]?.[1] ?? 0);
+          if (tokens) this.#known.forget();
           await this.#client.zrem(index, ...keys);
           if (keys.length < 500) break;
         }

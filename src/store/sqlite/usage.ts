@@ -17,6 +17,7 @@ import {
   type UsageOutcome,
   type UsageStore,
 } from '../usage-store.js';
+import { KnownSources } from '../shared/known-sources.js';
 
 /*
  * The usage tables of the SQLite store. A batch is one IMMEDIATE transaction, so a token's
@@ -270,52 +271,7 @@ export class SqliteUsage implements UsageStore {
   }
 }
 
-/**
- * Which sources each token has on record, remembered by this process so a repeated (token,
- * source) use reads and writes nothing: it changes nothing that decides (not a first use,
- * not a new source). Trusted only while the store's sources version is the one this memory
- * was built at: every change to recorded sources by any process (a source added, rows
- * purged by retention) moves the version, and a batch that finds it moved starts afresh.
- * Within a batch the write lock is held, so what the batch learns is true until it commits
- * (a rollback forgets all). Bounded; the oldest token is forgotten first.
- */
-export class KnownSources {
-  readonly #known = new Map<string, { readonly sources: Set<string>; n: number }>();
-  /** The store's sources version this memory is true at; undefined: nothing is trusted. */
-  version: number | undefined;
-  constructor(readonly max = 50_000) {}
-
-  /** The token's count of recorded sources when this use's source is among them; undefined: ask the store. */
-  countIfKnown(jti: string, source: string): number | undefined {
-    const e = this.#known.get(jti);
-    return e !== undefined && (e.sources.has(source) || e.sources.has(ANY_SOURCE)) ? e.n : undefined;
-  }
-
-  /**
-   * `sources`: what the row holds now (plus '' for a use without a source, and ANY_SOURCE
-   * once capped), `n` its count. `fresh`: the row was just created (a token forgotten by
-   * retention and used again), so what was known goes.
-   */
-  learn(jti: string, sources: readonly string[], n: number, fresh: boolean): void {
-    let e = fresh ? undefined : this.#known.get(jti);
-    if (!e) {
-      this.#known.delete(jti);
-      if (this.#known.size >= this.max) this.#known.delete(this.#known.keys().next().value as string);
-      this.#known.set(jti, (e = { sources: new Set(), n }));
-    }
-    e.n = n;
-    for (const src of sources) e.sources.add(src);
-  }
-
-  forget(): void {
-    this.#known.clear();
-    this.version = undefined;
-  }
-}
-
-/** A capped token remembers no new source: every source counts as known from then on. */
-const ANY_SOURCE = '\u0000any';
-
+// Within a batch the write lock is held, so what the batch learns is true until it commits (a rollback forgets all).
 function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSources): UsageBatchResult {
   // Positional: binding by name looks every parameter up on the object, per row.
   for (const a of b.aggregates)
@@ -330,7 +286,7 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
     }
   }
   for (const u of b.uses) {
-    const n = known.countIfKnown(u.jti, u.source);
+    const n = known.countIfKnown(u.jti, u.source, u.at);
     if (n !== undefined) {
       uses.push({ jti: u.jti, first: false, newSource: false, sources: n });
       continue;
@@ -340,7 +296,7 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
       const sources = u.source === '' ? [] : [u.source];
       s.insertToken.run(u.jti, u.at, JSON.stringify(sources), u.keepUntil);
       uses.push({ jti: u.jti, first: true, newSource: false, sources: sources.length });
-      known.learn(u.jti, [...sources, ''], sources.length, true);
+      known.learn(u.jti, sources, sources.length, u.keepUntil, true, false);
       continue;
     }
     const sources = JSON.parse(row) as string[];
@@ -354,7 +310,7 @@ function ingest(s: ReturnType<typeof prepare>, b: UsageBatch, known: KnownSource
       known.version = s.bumpSources.get() as number;
     }
     uses.push({ jti: u.jti, first: false, newSource, sources: sources.length });
-    known.learn(u.jti, sources.length >= MAX_TOKEN_SOURCES ? [...sources, '', ANY_SOURCE] : [...sources, ''], sources.length, false);
+    known.learn(u.jti, sources, sources.length, u.keepUntil, false, sources.length >= MAX_TOKEN_SOURCES);
   }
   // Upserts answer the totals after them: the last answer per (task, audience) is the batch's.
   const touched = new Map<string, TaskUsageTotals>();
