@@ -140,34 +140,30 @@ export class SqliteUsage implements UsageStore {
     const s = (this.#s = prepare(db));
     this.#run = run;
     const known = this.#known;
-    // What the batch learns is remembered as it goes (a later use in the batch sees it); a
-    // rolled-back batch makes the process forget everything, which is always safe.
-    const ingestTx = db.transaction((b: UsageBatch) => ingest(s, b, known));
-    this.#ingestTx = (b) => {
-      try {
-        return ingestTx.immediate(b);
-      } catch (err) {
-        known.forget();
-        throw err;
-      }
-    };
-    const purgeTokensTx = db.transaction((now: number) => {
-      const n = s.purgeTokens.run(now).changes;
-      // A forgotten token may come back with other sources: every process starts remembering afresh.
-      if (n > 0) {
-        known.forget();
-        known.version = s.bumpSources.get() as number;
-      }
-      return n;
-    });
-    this.#purgeTokensTx = (now) => {
-      try {
-        return purgeTokensTx.immediate(now);
-      } catch (err) {
-        known.forget();
-        throw err;
-      }
-    };
+    // A write that failed may have taught `known` what rolled back: forgetting is always safe.
+    const forgetting =
+      <A extends unknown[], T>(tx: Database.Transaction<(...args: A) => T>) =>
+      (...args: A): T => {
+        try {
+          return tx.immediate(...args);
+        } catch (err) {
+          known.forget();
+          throw err;
+        }
+      };
+    // What the batch learns is remembered as it goes: a later use in the batch sees it.
+    this.#ingestTx = forgetting(db.transaction((b: UsageBatch) => ingest(s, b, known)));
+    this.#purgeTokensTx = forgetting(
+      db.transaction((now: number) => {
+        const n = s.purgeTokens.run(now).changes;
+        // A forgotten token may come back with other sources: every process starts remembering afresh.
+        if (n > 0) {
+          known.forget();
+          known.version = s.bumpSources.get() as number;
+        }
+        return n;
+      }),
+    );
     const chargeTx = db.transaction((task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => {
       const before = [s.getTotal.get(task, ALL_AUDIENCES), s.getTotal.get(task, audience)] as Array<TaskUsageTotals | undefined>;
       const total = before[0]?.calls ?? 0;
