@@ -100,9 +100,14 @@ export async function delegate(h: Harness, plugin: string, upstream: string, res
   });
 }
 
+/** What usage ingestion records in the background (introspections count as use): not a decision of the request. */
+const USAGE_EVENTS = new Set(['token.first_use', 'token.used_after_revocation', 'token.used_outside_task', 'token.audience_mismatch', 'token.shared', 'usage.route_drift', 'task.budget_exceeded']);
+
+/** The last event of a decision: background usage events (which may land before or after it) are left out. */
 export async function lastEvent(h: Harness): Promise<{ type: string; event: Record<string, any> }> {
+  await h.tb.broker.usage.idle();
   const all = await h.tb.broker.testing.store.read(1, 1_000_000);
-  const last = all[all.length - 1]!;
+  const last = all.filter((r) => !USAGE_EVENTS.has(r.type)).at(-1)!;
   return { type: last.type, event: last.event as Record<string, any> };
 }
 
