@@ -457,17 +457,19 @@ export class RedisUsage implements UsageStore {
         for (;;) {
           const keys = await this.#client.zrangebyscore(index, '-inf', until, 'LIMIT', 0, 500);
           if (keys.length === 0) break;
-          // Token rows go with a move of the sources version in the same transaction, so no
-          // process trusts its memory of a row that is gone.
+          // One transaction: the keys, their index entries and, for token rows, a move of the
+          // sources version (so no process trusts its memory of a row that is gone).
           const tokens = keys.some((k) => k.startsWith(this.#key('tok', '')));
-          const tx = this.#client.multi().del(...keys);
+          const tx = this.#client
+            .multi()
+            .del(...keys)
+            .zrem(index, ...keys);
           if (tokens) tx.incr(this.#sourcesVersion);
           const res = await tx.exec();
           const err = res?.find(([e]) => e !== null)?.[0];
           if (err) throw err;
           removed += Number(res?.[0]?.[1] ?? 0);
           if (tokens) this.#known.forget();
-          await this.#client.zrem(index, ...keys);
           if (keys.length < 500) break;
         }
       }
