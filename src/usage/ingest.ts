@@ -9,6 +9,7 @@ import type { Clock } from '../time/clock.js';
 import { detectAnomalies, type AnomalyContext } from './anomalies.js';
 import type { UsageCall } from './report.js';
 import type { RevocationTimes } from './revocation-times.js';
+import { innerMap } from './nested-map.js';
 import { UsageVolume } from './volume.js';
 
 /** The resource server a batch came from: its id and the audiences it answers for. */
@@ -169,7 +170,6 @@ export class UsageIngestor {
       last = c.jti;
       let t = this.#tokens.get(c.jti);
       if (t === undefined) {
-        if (out.has(c.jti)) continue;
         t = (await this.#d.store.getIssued(c.jti)) ?? null;
         if (this.#tokens.size >= TOKEN_CACHE) this.#tokens.delete(this.#tokens.keys().next().value as string);
         this.#tokens.set(c.jti, t);
@@ -331,8 +331,7 @@ class PendingGroup {
       touch(marks.grant, call.at);
       let route = slot.lastRouteMark !== undefined && slot.lastRoute === call.route && slot.lastMethod === call.method ? slot.lastRouteMark : undefined;
       if (!route) {
-        let byRoute = marks.routes.get(call.method);
-        if (!byRoute) marks.routes.set(call.method, (byRoute = new Map<string, Mutable<EvidenceMark>>()));
+        const byRoute = innerMap(marks.routes, call.method);
         route = byRoute.get(call.route);
         if (!route) byRoute.set(call.route, (route = this.#markOf(issued, 'route', `${call.method} ${call.route}`)));
         slot.lastMethod = call.method;
@@ -393,8 +392,7 @@ class PendingGroup {
   /** Evidence marks are per plugin and audience: every token of the plugin at the audience shares one slot. */
   #marksOf(issued: IssuedToken): MarkSlot {
     // Two lookups by strings the token record already holds (their hashes cached), no key built.
-    let byAudience = this.#markSlots.get(issued.plugin);
-    if (!byAudience) this.#markSlots.set(issued.plugin, (byAudience = new Map<string, MarkSlot>()));
+    const byAudience = innerMap(this.#markSlots, issued.plugin);
     let m = byAudience.get(issued.audience);
     if (!m) byAudience.set(issued.audience, (m = { grant: undefined, routes: new Map(), scopes: undefined }));
     return m;
@@ -403,8 +401,7 @@ class PendingGroup {
   /** One delta per (task, audience) in the group, shared by every token of the task. */
   #deltaOf(issued: IssuedToken, task: string, audience: string, tasks: ReadonlyMap<string, Task>): Mutable<TaskUsageDelta> {
     // Looked up by task, then audience: no key string built per token and group.
-    let byAudience = this.#deltas.get(task);
-    if (!byAudience) this.#deltas.set(task, (byAudience = new Map<string, Mutable<TaskUsageDelta>>()));
+    const byAudience = innerMap(this.#deltas, task);
     let d = byAudience.get(audience);
     if (!d) {
       const t = tasks.get(task);

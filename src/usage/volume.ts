@@ -1,5 +1,6 @@
 import type { Metrics } from '../metrics/metrics.js';
 import type { UsageAggregate, UsageStore } from '../store/usage-store.js';
+import { innerMap } from './nested-map.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -68,8 +69,7 @@ export class UsageVolume {
   }
 
   #hold(server: string, key: string, a: Mutable<UsageAggregate>): boolean {
-    let byJti = this.#held.get(server);
-    if (!byJti) this.#held.set(server, (byJti = new Map<string, TokenRows>()));
+    const byJti = innerMap(this.#held, server);
     const t = byJti.get(a.jti);
     if (!t) {
       if (this.#rows >= MAX_ROWS) return false;

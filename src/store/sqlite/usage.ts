@@ -140,30 +140,35 @@ export class SqliteUsage implements UsageStore {
     const s = (this.#s = prepare(db));
     this.#run = run;
     const known = this.#known;
-    // A write that failed may have taught `known` what rolled back: forgetting is always safe.
-    const forgetting =
-      <A extends unknown[], T>(tx: Database.Transaction<(...args: A) => T>) =>
-      (...args: A): T => {
+    // A write that failed after it began may have taught `known` what rolled back: forget it
+    // all (always safe). One refused at BEGIN (the lock was busy; run() tries again) taught nothing.
+    const forgetting = <A extends unknown[], T>(fn: (...args: A) => T) => {
+      let began = false;
+      const tx = db.transaction((...args: A): T => {
+        began = true;
+        return fn(...args);
+      });
+      return (...args: A): T => {
+        began = false;
         try {
           return tx.immediate(...args);
         } catch (err) {
-          known.forget();
+          if (began) known.forget();
           throw err;
         }
       };
+    };
     // What the batch learns is remembered as it goes: a later use in the batch sees it.
-    this.#ingestTx = forgetting(db.transaction((b: UsageBatch) => ingest(s, b, known)));
-    this.#purgeTokensTx = forgetting(
-      db.transaction((now: number) => {
-        const n = s.purgeTokens.run(now).changes;
-        // A forgotten token may come back with other sources: every process starts remembering afresh.
-        if (n > 0) {
-          known.forget();
-          known.version = s.bumpSources.get() as number;
-        }
-        return n;
-      }),
-    );
+    this.#ingestTx = forgetting((b: UsageBatch) => ingest(s, b, known));
+    this.#purgeTokensTx = forgetting((now: number) => {
+      const n = s.purgeTokens.run(now).changes;
+      // A forgotten token may come back with other sources: every process starts remembering afresh.
+      if (n > 0) {
+        known.forget();
+        known.version = s.bumpSources.get() as number;
+      }
+      return n;
+    });
     const chargeTx = db.transaction((task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => {
       const before = [s.getTotal.get(task, ALL_AUDIENCES), s.getTotal.get(task, audience)] as Array<TaskUsageTotals | undefined>;
       const total = before[0]?.calls ?? 0;
