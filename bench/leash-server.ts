@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     version: 1,
     settings: {
       issuer: input.issuer ?? url,
-      listen: { host: '127.0.0.1', port },
+      listen: { host: '127.0.0.1', port, ...(input.acceptSockets !== undefined ? { accept_sockets: input.acceptSockets } : {}) },
       // Workers share the management port too: a fixed one, so the primary can name it.
       management: { listen: { host: '127.0.0.1', port: workers > 1 ? await freePort() : 0 } },
       store: input.store.kind === 'redis' ? { kind: 'redis', url: input.store.url, key_prefix: input.store.keyPrefix } : { kind: 'sqlite', path: join(dir, 'leash.db') },

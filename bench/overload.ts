@@ -197,8 +197,11 @@ export async function runOverload(opts: BenchOptions, leashScript: string, log: 
   const [warm] = await cluster.mint(1);
   const creds = { id: BENCH_RESOURCE_SERVER, secret: 'overload-suite-introspection-unused' };
   const base: ServerInput = { jwks: cluster.jwks, clusterIssuer: BENCH_CLUSTER_ISSUER, audience: BENCH_AUDIENCE, store: { kind: 'sqlite' }, resourceServer: creds };
-  const configs: ReadonlyArray<{ name: string; admission?: ServerInput['admission']; queueTimeoutMs?: number }> = [
+  const configs: ReadonlyArray<{ name: string; admission?: ServerInput['admission']; acceptSockets?: number; queueTimeoutMs?: number }> = [
     { name: 'admission defaults', queueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS },
+    // The defaults with the public port on one listening socket (what Leash did before
+    // settings.listen.accept_sockets): libuv accepts one connection per socket per turn.
+    { name: 'one accept socket', acceptSockets: 1, queueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS },
     // The defaults but with the event-loop rule at 200 ms, well under a client's 1 s patience:
     // whether refusing earlier sheds what the default rule (1 s) leaves to time out.
     { name: 'loop delay 200 ms', admission: { max_event_loop_delay_ms: 200 }, queueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS },
@@ -211,7 +214,11 @@ export async function runOverload(opts: BenchOptions, leashScript: string, log: 
   let capacity: number | undefined;
   let capacityP99 = 0;
   for (const config of configs) {
-    const server = await startServer(`leash (${config.name})`, leashScript, { ...base, admission: config.admission });
+    const server = await startServer(`leash (${config.name})`, leashScript, {
+      ...base,
+      admission: config.admission,
+      ...(config.acceptSockets !== undefined ? { acceptSockets: config.acceptSockets } : {}),
+    });
     try {
       const body = exchangeBody(server.ready, warm!);
       // Warm up (JIT, caches), then measure capacity once, closed loop, as the throughput suite does.

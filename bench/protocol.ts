@@ -24,6 +24,8 @@ export interface ServerInput {
   readonly keys?: { readonly backend: 'local' | 'vault-kv' | 'vault-transit'; readonly vaultAddress?: string; readonly vaultToken?: string };
   /** Leash only: `settings.admission` (bench/overload.ts compares the defaults with an unbounded setting). */
   readonly admission?: { readonly max_in_flight?: number; readonly max_queue?: number; readonly queue_timeout_ms?: number; readonly max_event_loop_delay_ms?: number };
+  /** Leash only: `settings.listen.accept_sockets` (default: the schema's). */
+  readonly acceptSockets?: number;
   /** Leash only: `settings.usage.commit_window_ms` (bench/usage.ts `--commit-window`); absent: the default. */
   readonly usageCommitWindowMs?: number;
   /** Worker processes: Leash as `serve --workers N` (src/cluster/), the ceiling as N node:cluster workers; absent or 1: one process. */

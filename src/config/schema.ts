@@ -521,14 +521,12 @@ export const ClientCertificateHeader = Type.Object(
   },
 );
 
-const Listen = (description: string, port: number) =>
-  Type.Object(
-    {
-      host: Type.String({ description: 'Address to bind.', default: '127.0.0.1' }),
-      port: Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one).', default: port }),
-    },
-    { ...Strict, description, default: {} },
-  );
+const listenAt = (port: number) => ({
+  host: Type.String({ description: 'Address to bind.', default: '127.0.0.1' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one).', default: port }),
+});
+
+const Listen = (description: string, port: number) => Type.Object(listenAt(port), { ...Strict, description, default: {} });
 
 export const SHARED_TOKEN_RESPONSES = ['event', 'revoke', 'revoke-and-suspend'] as const;
 
@@ -674,7 +672,19 @@ export const Settings = Type.Object(
       description: 'Public issuer URL of this broker (the `iss` of every token). No trailing slash.',
       default: 'http://127.0.0.1:8080',
     }),
-    listen: Listen('Where the public HTTP server listens (OAuth, JWKS, discovery, tasks, admin API).', 8080),
+    listen: Type.Object(
+      {
+        ...listenAt(8080),
+        accept_sockets: Type.Integer({
+          minimum: 1,
+          maximum: 64,
+          default: 8,
+          description:
+            'Listening sockets bound to the public port (`SO_REUSEPORT`, Linux; elsewhere and in `--workers` processes always 1). The event loop accepts one new connection per socket per turn: on a CPU-bound process a single socket lets new clients in a few dozen a second, and the rest wait in the kernel past their time-out instead of reaching admission control and its fast `503`. Any process of the same user may bind a port that has `SO_REUSEPORT` set and take a share of its connections; `1` turns it off. Changes only on restart.',
+        }),
+      },
+      { ...Strict, description: 'Where the public HTTP server listens (OAuth, JWKS, discovery, tasks, admin API).', default: {} },
+    ),
     management: Type.Object(
       {
         listen: Listen(

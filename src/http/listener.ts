@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import cluster from 'node:cluster';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { Settings } from '../config/schema.js';
 import type { TlsServerOptions } from '../mtls/tls-material.js';
@@ -48,14 +49,17 @@ function refuse(res: ServerResponse, description: string): void {
 export class HttpListener {
   readonly url: string;
   readonly #server: Server;
+  /** More sockets on the same port (`SO_REUSEPORT`): their connections are handed to `#server`. */
+  readonly #extra: readonly NetServer[];
   readonly #inFlight = new Set<ServerResponse>();
   readonly #sockets = new Set<Socket>();
   #handler: NodeHandler | undefined;
   #draining = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(server: Server, url: string, connectionEvent: 'connection' | 'secureConnection') {
+  private constructor(server: Server, extra: readonly NetServer[], url: string, connectionEvent: 'connection' | 'secureConnection') {
     this.#server = server;
+    this.#extra = extra;
     this.url = url;
     server.on(connectionEvent, (socket: Socket) => {
       this.#sockets.add(socket);
@@ -66,9 +70,9 @@ export class HttpListener {
   /**
    * Binds `host:port` (0: a free port) or throws ListenError naming it; `role` is how the
    * error names the port. With `tls`, it speaks HTTPS (and asks for client certificates as
-   * `tls` says).
+   * `tls` says). `acceptSockets` > 1 binds that many sockets to the port (see `acceptSocketCount`).
    */
-  static async bind(host: string, port: number, role: string, tls?: TlsServerOptions): Promise<HttpListener> {
+  static async bind(host: string, port: number, role: string, tls?: TlsServerOptions, acceptSockets = 1): Promise<HttpListener> {
     let listener: HttpListener | undefined;
     const onRequest = (req: IncomingMessage, res: ServerResponse) => listener!.#dispatch(req, res);
     const server: Server = tls
@@ -79,12 +83,53 @@ export class HttpListener {
     server.keepAliveTimeout = 65_000;
     server.headersTimeout = 66_000;
     server.requestTimeout = 30_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) => reject(new ListenError(hostPort(host, port), role, err.code ?? 'EUNKNOWN')));
-      server.listen(port, host, () => resolve());
-    });
-    listener = new HttpListener(server, `${tls ? 'https' : 'http'}://${hostPort(host, (server.address() as AddressInfo).port)}`, connectionEvent);
+    const sockets = acceptSocketCount(acceptSockets);
+    const reusePort = sockets > 1;
+    const listen = (s: NetServer, at: number) =>
+      new Promise<void>((resolve, reject) => {
+        s.once('error', (err: NodeJS.ErrnoException) => reject(new ListenError(hostPort(host, at), role, err.code ?? 'EUNKNOWN')));
+        s.listen({ port: at, host, reusePort }, () => resolve());
+      });
+    // A port with SO_REUSEPORT set is shared with any later socket of the same user that sets
+    // it too: a second Leash started on this port by mistake would bind and silently take half
+    // the connections. A plain bind first says whether anything listens there already.
+    let at = port;
+    if (reusePort) {
+      const probe = createNetServer();
+      await new Promise<void>((resolve, reject) => {
+        probe.once('error', (err: NodeJS.ErrnoException) => reject(new ListenError(hostPort(host, port), role, err.code ?? 'EUNKNOWN')));
+        probe.listen({ port, host }, () => resolve());
+      });
+      at = (probe.address() as AddressInfo).port;
+      await new Promise((r) => probe.close(r));
+    }
+    await listen(server, at);
+    const bound = (server.address() as AddressInfo).port;
+    // The kernel spreads new connections over the sockets; each is accepted on its own turn
+    // slot and handed to the one HTTP server (its connection handling, TLS, limits, drain).
+    const extra: NetServer[] = [];
+    try {
+      for (let i = 1; i < sockets; i++) {
+        const s = createNetServer({ noDelay: true }, (socket) => server.emit('connection', socket));
+        extra.push(s);
+        await listen(s, bound);
+      }
+    } catch (err) {
+      await Promise.all([server, ...extra].map((s) => new Promise((r) => s.close(r))));
+      throw err;
+    }
+    listener = new HttpListener(server, extra, `${tls ? 'https' : 'http'}://${hostPort(host, bound)}`, connectionEvent);
     return listener;
+  }
+
+  /** Connections open now (TLS: handshake done), whichever socket accepted them. */
+  get connections(): number {
+    return this.#sockets.size;
+  }
+
+  /** Listening sockets bound to the port (1 unless `SO_REUSEPORT` spreads it over more). */
+  get acceptSockets(): number {
+    return 1 + this.#extra.length;
   }
 
   /**
@@ -145,7 +190,8 @@ export class HttpListener {
     if (onAbort) cutNow?.removeEventListener('abort', onAbort);
     let cut = { connections: 0, requests: 0 };
     if (!done) {
-      const connections = await new Promise<number>((resolve) => this.#server.getConnections((_e, n) => resolve(n ?? 0)));
+      const counts = await Promise.all([this.#server, ...this.#extra].map((s) => new Promise<number>((resolve) => s.getConnections((_e, n) => resolve(n ?? 0)))));
+      const connections = counts.reduce((a, b) => a + b, 0);
       cut = { connections, requests: this.#inFlight.size };
       this.#server.closeAllConnections();
     }
@@ -161,10 +207,23 @@ export class HttpListener {
     await closed;
   }
 
+  /** Every socket stops listening; resolves once each has no connection left (a server's close waits for its own). */
   #close(): Promise<void> {
-    this.#closed ??= new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#closed ??= Promise.all([this.#server, ...this.#extra].map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined);
     return this.#closed;
   }
+}
+
+/**
+ * How many sockets to bind to the public port. libuv (since 1.45, Node 20+) accepts one
+ * connection per listening socket per event-loop turn: while a turn carries tens of
+ * milliseconds of exchanges, one socket admits a few dozen new clients a second and the rest
+ * wait in the kernel's accept queue, unseen by admission control, until they give up. Several
+ * `SO_REUSEPORT` sockets accept that many per turn. Linux only (elsewhere Node refuses the
+ * option), and not in a `--workers` process: there the primary accepts, on an idle loop.
+ */
+export function acceptSocketCount(wanted: number, platform: NodeJS.Platform = process.platform, worker = cluster.isWorker): number {
+  return platform === 'linux' && !worker ? Math.max(1, Math.floor(wanted)) : 1;
 }
 
 /** The broker's two ports: the public API and the management server (health, readiness, metrics). */
@@ -185,7 +244,7 @@ export interface ListenOverrides {
 export async function bindListeners(settings: Settings, overrides: ListenOverrides = {}): Promise<BoundListeners> {
   // Never a silent downgrade to plain HTTP: the caller read the TLS files (tlsServerOptions).
   if (settings.tls && !overrides.tls) throw new TypeError('bindListeners: settings.tls is set; pass its files as overrides.tls (tlsServerOptions)');
-  const pub = await HttpListener.bind(overrides.host ?? settings.listen.host, overrides.port ?? settings.listen.port, 'public API, settings.listen', overrides.tls);
+  const pub = await HttpListener.bind(overrides.host ?? settings.listen.host, overrides.port ?? settings.listen.port, 'public API, settings.listen', overrides.tls, settings.listen.accept_sockets);
   try {
     const management = await HttpListener.bind(settings.management.listen.host, overrides.managementPort ?? settings.management.listen.port, 'management, settings.management.listen');
     return { public: pub, management };

@@ -90,7 +90,7 @@ ${ISSUER.replace('audience: leash', () => 'audience: "$${not-a-var}"')}`,
   it('a missing variable with no default is a problem naming the path and the variable, with the other problems', () => {
     expect(loadProblems(`settings:\n  issuer: \${PUBLIC_URL}\n  listen:\n    hots: x\n${ISSUER}`)).toEqual([
       { path: '/settings/issuer', message: 'environment variable PUBLIC_URL is not set (write ${PUBLIC_URL:-default} to give a default)' },
-      { path: '/settings/listen/hots', message: "unknown key 'hots' (allowed: host, port)" },
+      { path: '/settings/listen/hots', message: "unknown key 'hots' (allowed: host, port, accept_sockets)" },
     ]);
   });
 
@@ -280,7 +280,7 @@ ${ISSUER}`;
     });
     const { settings } = loaded.config;
     expect(settings.issuer).toBe('https://leash.staging.example.com');
-    expect(settings.listen).toEqual({ host: '0.0.0.0', port: 9443 });
+    expect(settings.listen).toEqual({ host: '0.0.0.0', port: 9443, accept_sockets: 8 });
     expect(settings.management.listen).toEqual({ host: '127.0.0.1', port: 9191 });
     expect(settings.store).toMatchObject({ kind: 'redis', url: 'rediss://:pw@redis.staging:6380' });
     expect(settings.log.level).toBe('debug');

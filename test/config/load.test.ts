@@ -46,7 +46,7 @@ describe('parseConfig: defaults, paths, freezing', () => {
   it('keeps values that are given instead of the defaults', () => {
     const config = parseConfig(patched((c) => (c.settings = { tokens: { max_ttl: 600 }, listen: { port: 9000 } })));
     expect(config.settings.tokens).toEqual({ default_ttl: 300, max_ttl: 600, clock_skew: 30 });
-    expect(config.settings.listen).toEqual({ host: '127.0.0.1', port: 9000 });
+    expect(config.settings.listen).toEqual({ host: '127.0.0.1', port: 9000, accept_sockets: 8 });
   });
 
   it('does not modify its input', () => {
@@ -103,7 +103,7 @@ describe('parseConfig: schema problems', () => {
   });
 
   it('names an unknown key in settings', () => {
-    expect(problemsOf(patched((c) => (c.settings = { listen: { hots: 'x' } })))).toEqual([{ path: '/settings/listen/hots', message: "unknown key 'hots' (allowed: host, port)" }]);
+    expect(problemsOf(patched((c) => (c.settings = { listen: { hots: 'x' } })))).toEqual([{ path: '/settings/listen/hots', message: "unknown key 'hots' (allowed: host, port, accept_sockets)" }]);
   });
 
   it('escapes a key with "/" or "~" in the JSON pointer', () => {

@@ -14,7 +14,7 @@ export const NOW = Date.UTC(2026, 10, 25, 12, 0, 0); // a Wednesday, 12:00 UTC
 export function settings(over: Partial<Settings> = {}): Settings {
   return {
     issuer: 'http://127.0.0.1:8080',
-    listen: { host: '127.0.0.1', port: 8080 },
+    listen: { host: '127.0.0.1', port: 8080, accept_sockets: 8 },
     management: { listen: { host: '127.0.0.1', port: 9090 } },
     shutdown_grace: 10,
     workers: 'auto',
