@@ -85,10 +85,10 @@ export class HttpListener {
     server.requestTimeout = 30_000;
     const sockets = acceptSocketCount(acceptSockets);
     const reusePort = sockets > 1;
-    const listen = (s: NetServer, at: number) =>
+    const listen = (s: NetServer, at: number, shared = reusePort) =>
       new Promise<void>((resolve, reject) => {
         s.once('error', (err: NodeJS.ErrnoException) => reject(new ListenError(hostPort(host, at), role, err.code ?? 'EUNKNOWN')));
-        s.listen({ port: at, host, reusePort }, () => resolve());
+        s.listen({ port: at, host, reusePort: shared }, () => resolve());
       });
     // A port with SO_REUSEPORT set is shared with any later socket of the same user that sets
     // it too: a second Leash started on this port by mistake would bind and silently take half
@@ -96,10 +96,7 @@ export class HttpListener {
     let at = port;
     if (reusePort) {
       const probe = createNetServer();
-      await new Promise<void>((resolve, reject) => {
-        probe.once('error', (err: NodeJS.ErrnoException) => reject(new ListenError(hostPort(host, port), role, err.code ?? 'EUNKNOWN')));
-        probe.listen({ port, host }, () => resolve());
-      });
+      await listen(probe, port, false);
       at = (probe.address() as AddressInfo).port;
       await new Promise((r) => probe.close(r));
     }

@@ -128,7 +128,6 @@ describe('binding the port', () => {
     if (process.platform !== 'linux') return;
     const accepted = async (sockets: number) => {
       const l = await bind(sockets);
-      let n = 0;
       l.serve((_req, res) => res.end());
       // The kernel completes each handshake within connect(); from here on the loop is busy.
       const clients = Array.from({ length: 64 }, () => connect(portOf(l), '127.0.0.1').on('error', () => {}));
@@ -142,7 +141,7 @@ describe('binding the port', () => {
         };
         setImmediate(turn);
       });
-      n = await counted;
+      const n = await counted;
       for (const c of clients) c.destroy();
       return n;
     };
