@@ -125,7 +125,7 @@ const instruction = (stage: Stage, name: string) => stage.lines.filter((l) => l.
 
   it('the default config is valid, listens on every interface on both ports, and writes only under the volume', async () => {
     const config = parseConfig(parse(await readFile(join(ROOT, 'config/container.yaml'), 'utf8')), { baseDir: '/etc/leash' });
-    expect(config.settings.listen).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(config.settings.listen).toEqual({ host: '0.0.0.0', port: 8080, accept_sockets: 8 });
     expect(config.settings.management.listen).toEqual({ host: '0.0.0.0', port: 9090 });
     expect(config.settings.store).toMatchObject({ kind: 'sqlite', path: '/var/lib/leash/leash.db' });
     expect(config.settings.keys).toMatchObject({ backend: 'local', dir: '/var/lib/leash/keys' });
