@@ -2,7 +2,8 @@
  * `npm run bench -- --suite overload` (also `npm run bench:overload`), issue 18 goal 4:
  * Leash under an open-loop (fixed-rate) load of warm exchanges at 80 % of its measured
  * capacity and at `--overload` times it (default 3), with `settings.admission` at its
- * defaults, with the event-loop rule at 200 ms instead of 1 s, and unbounded (what Leash did
+ * defaults, with the public port on one listening socket instead of `accept_sockets` (8), with
+ * the event-loop rule at 200 ms instead of 1 s, and unbounded (what Leash did
  * before admission control). Clients give up
  * after `--client-timeout` ms, as real ones do. Per phase it reports what the goal asks:
  *

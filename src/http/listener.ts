@@ -212,7 +212,7 @@ export class HttpListener {
 }
 
 /**
- * How many sockets to bind to the public port. libuv (since 1.45, Node 20+) accepts one
+ * How many sockets to bind to the public port. libuv 1.45+ (libuv/libuv#3696) accepts one
  * connection per listening socket per event-loop turn: while a turn carries tens of
  * milliseconds of exchanges, one socket admits a few dozen new clients a second and the rest
  * wait in the kernel's accept queue, unseen by admission control, until they give up. Several
