@@ -525,7 +525,7 @@ export class Broker {
       return await Broker.#create(loaded, opts);
     } catch (err) {
       // Ports bound for a broker that never started are released, so the process can end.
-      if (opts.listeners) await Promise.all([opts.listeners.public.close(), opts.listeners.management.close()]);
+      if (opts.listeners) await Promise.all([opts.listeners.public?.close(), opts.listeners.management.close(), opts.listeners.usage?.close()]);
       throw err;
     }
   }
@@ -770,6 +770,11 @@ export class Broker {
   /** Where `/healthz`, `/readyz` and `/metrics` are served, once listening. */
   get managementUrl(): string | undefined {
     return this.http.managementUrl;
+  }
+
+  /** Where `POST /usage` is served when settings.usage.listen gives it a port of its own, once listening. */
+  get usageUrl(): string | undefined {
+    return this.http.usageUrl;
   }
 
   /**

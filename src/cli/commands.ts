@@ -153,12 +153,14 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   if (candidate === 'invalid') return 1;
   const workers = workerCount(inv.string('workers'), loaded.config.settings.workers);
   const { default: cluster } = await import('node:cluster');
-  if (workers > 1 && cluster.isPrimary) {
+  // settings.usage.listen.workers: processes that serve only the usage port, beside the public ones.
+  const usageWorkers = loaded.config.settings.usage.listen?.workers ?? 0;
+  if ((workers > 1 || usageWorkers > 0) && cluster.isPrimary) {
     // The primary serves nothing: it forks the workers, which run everything below (cluster/primary.ts).
     const logger = createLogger({ level: loaded.config.settings.log.level, base: { role: 'primary' } });
     if (demoNotice) logger.warn(demoNotice);
     const { runPrimary } = await import('../cluster/primary.js');
-    return runPrimary({ workers, logger });
+    return runPrimary({ workers, usageWorkers, logger });
   }
   const link = cluster.isWorker ? new (await import('../cluster/worker-link.js')).WorkerLink() : undefined;
   // From here on every line on stderr is one JSON log object; stdout carries only security events.
@@ -181,7 +183,8 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   let listeners;
   try {
     // Ports first: one in use ends the start here, before keys, store or audit events exist.
-    listeners = await bindListeners(loaded.config.settings, { port, managementPort, tls });
+    const serve = cluster.isWorker ? (await import('../cluster/messages.js')).servedPorts() : 'all';
+    listeners = await bindListeners(loaded.config.settings, { port, managementPort, tls, serve });
     broker = await Broker.create(loaded, { listeners, logger, candidate, ...(link ? { cluster: link } : {}) });
   } catch (e) {
     if (e instanceof ListenError) logger.fatal(e.message, { address: e.address, role: e.role, code: e.code });
@@ -191,8 +194,10 @@ export async function serve(inv: Invocation, io: CliIo): Promise<number | undefi
   }
   warnDevDefaults(broker, logger);
   const build = buildInfo();
-  logger.info(`leash ${build.version} listening on ${listeners.public.url}; health, readiness and metrics on ${listeners.management.url}`, {
-    url: listeners.public.url,
+  const serving = [listeners.public ? `listening on ${listeners.public.url}` : undefined, listeners.usage ? `usage reports on ${listeners.usage.url}` : undefined].filter(Boolean).join('; ');
+  logger.info(`leash ${build.version} ${serving}; health, readiness and metrics on ${listeners.management.url}`, {
+    ...(listeners.public ? { url: listeners.public.url } : {}),
+    ...(listeners.usage ? { usage_url: listeners.usage.url } : {}),
     management_url: listeners.management.url,
     issuer: broker.config.settings.issuer,
     version: build.version,

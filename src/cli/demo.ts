@@ -89,11 +89,11 @@ export async function runDemo(inv: Invocation, io: CliIo): Promise<number> {
   if (portGiven !== undefined) {
     // The issuer names the port; the demo's follows --port (the one bound, when --port 0 let the system choose).
     const { settings } = loaded.config;
-    const port = Number(new URL(listeners.public.url).port);
+    const port = Number(new URL(listeners.public!.url).port);
     loaded = { ...loaded, config: { ...loaded.config, settings: { ...settings, issuer: `http://127.0.0.1:${port}`, listen: { ...settings.listen, port } } } };
   }
   const broker = await Broker.create(loaded, { write: () => undefined, auditWrite: () => undefined, defaultMetrics: false, listeners });
-  const base = listeners.public.url;
+  const base = listeners.public!.url;
   const issuer = broker.config.settings.issuer;
   let api: Server | undefined;
   try {

@@ -34,8 +34,15 @@ export interface UsageRecordInput {
 }
 
 export interface UsageReporterOptions {
-  /** Leash's issuer URL; reports go to `<issuer>/usage`. */
+  /** Leash's issuer URL; reports go to `<issuer>/usage` unless `usageUrl` says otherwise. */
   readonly issuer: string;
+  /**
+   * Where Leash takes usage reports when `settings.usage.listen` gives them a port of their
+   * own (e.g. `https://leash-usage.internal:8081`): reports and budget checks go to
+   * `<usageUrl>/usage` and `<usageUrl>/usage/budget`. Client assertions still name
+   * `<issuer>/usage` as their audience. Default: the issuer.
+   */
+  readonly usageUrl?: string;
   /** This resource server's id in Leash's `resource_servers` (the same credentials as introspection). */
   readonly clientId: string;
   /** client_secret_basic. Exactly one of `clientSecret` or `clientAssertion`. */
@@ -110,6 +117,9 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
   if (!opts.issuer || !opts.clientId) throw new TypeError('createUsageReporter: issuer and clientId are required');
   if ((opts.clientSecret === undefined) === (opts.clientAssertion === undefined)) throw new TypeError('createUsageReporter: give exactly one of clientSecret or clientAssertion');
   const base = opts.issuer.replace(/\/+$/, '');
+  if (opts.usageUrl !== undefined && !/^https?:\/\/[^/?#]+\/*$/.test(opts.usageUrl))
+    throw new TypeError('createUsageReporter: usageUrl must be an http(s) origin, such as https://leash-usage.internal:8081');
+  const target = opts.usageUrl === undefined ? base : opts.usageUrl.replace(/\/+$/, '');
   const batchSize = opts.batchSize ?? 100;
   const maxQueue = opts.maxQueue ?? 10_000;
   const maxAttempts = opts.maxAttempts ?? 8;
@@ -154,7 +164,7 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
 
   async function post(path: string, body: Record<string, unknown>): Promise<Response> {
     const headers = await authHeaders(path, body);
-    return fetchFn(`${base}${path}`, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(timeout), redirect: 'error' });
+    return fetchFn(`${target}${path}`, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(timeout), redirect: 'error' });
   }
 
   async function send(batch: UsageRecordInput[]): Promise<void> {

@@ -1,3 +1,4 @@
+import type { ServedPorts } from '../http/listener.js';
 import type { StateChange } from '../store/records.js';
 
 /*
@@ -81,4 +82,13 @@ const KINDS = new Set(['change', 'applied', 'relayed', 'keys-changed', 'ready', 
 
 export function isLeashMessage(m: unknown): m is { readonly leash: string } {
   return typeof m === 'object' && m !== null && KINDS.has((m as { leash?: unknown }).leash as string);
+}
+
+/** Set by the primary in each worker's environment at fork: which ports it serves (`all`, `public` or `usage`). */
+export const SERVES_ENV = 'LEASH_WORKER_SERVES';
+
+/** The ports a worker serves, from its environment: `all` unless the primary said otherwise. */
+export function servedPorts(env: NodeJS.ProcessEnv = process.env): ServedPorts {
+  const v = env[SERVES_ENV];
+  return v === 'public' || v === 'usage' ? v : 'all';
 }

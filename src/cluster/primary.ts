@@ -1,10 +1,14 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from '../log/logger.js';
-import { isLeashMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+import { SERVES_ENV, isLeashMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+import type { ServedPorts } from '../http/listener.js';
 
 export interface PrimaryOptions {
+  /** Workers that serve the public port (and, without usage workers, the usage port too). */
   readonly workers: number;
+  /** Workers that serve only the usage port (settings.usage.listen.workers); default 0. */
+  readonly usageWorkers?: number;
   readonly logger: Logger;
   /** A relayed change not acknowledged by every other worker within this is answered anyway (the safety-net sync covers the rest). */
   readonly relayTimeoutMs?: number;
@@ -30,6 +34,8 @@ export interface Primary {
 
 interface Slot {
   readonly index: number;
+  /** The ports its worker serves (`LEASH_WORKER_SERVES`, listener.ts ServedPorts). */
+  readonly serves: ServedPorts;
   worker: Worker | undefined;
   ready: boolean;
   /** Exits in a row that came before the worker was ready. */
@@ -77,8 +83,11 @@ export function startPrimary(opts: PrimaryOptions): Primary {
   const backoffMs = opts.backoffMs ?? 500;
   const maxBackoffMs = opts.maxBackoffMs ?? 15_000;
   const maxStartFailures = opts.maxStartFailures ?? 3;
-  const slots: Slot[] = Array.from({ length: opts.workers }, (_, index) => ({
+  const usageWorkers = opts.usageWorkers ?? 0;
+  const slots: Slot[] = Array.from({ length: opts.workers + usageWorkers }, (_, index) => ({
     index,
+    // The first slot (started alone: it creates the keyring, migrates the store) is always a public one.
+    serves: usageWorkers === 0 ? 'all' : index < opts.workers ? 'public' : 'usage',
     worker: undefined,
     ready: false,
     startFailures: 0,
@@ -189,7 +198,7 @@ export function startPrimary(opts: PrimaryOptions): Primary {
   const fork = (slot: Slot) => {
     slot.restart = undefined;
     slot.ready = false;
-    const w = cluster.fork(opts.env);
+    const w = cluster.fork({ ...(opts.env ?? process.env), [SERVES_ENV]: slot.serves });
     slot.worker = w;
     w.on('message', (m: unknown) => onMessage(slot, w, m));
     // A worker process that could not be spawned (EACCES, EAGAIN, ENOMEM) is a start failure
@@ -282,7 +291,11 @@ export function startPrimary(opts: PrimaryOptions): Primary {
     process.on('SIGHUP', onReload);
   }
 
-  log.info(`starting ${opts.workers} workers`, { workers: opts.workers, pid: process.pid });
+  log.info(usageWorkers > 0 ? `starting ${opts.workers} workers and ${usageWorkers} for the usage port` : `starting ${opts.workers} workers`, {
+    workers: opts.workers,
+    ...(usageWorkers > 0 ? { usage_workers: usageWorkers } : {}),
+    pid: process.pid,
+  });
   fork(slots[0]!);
   const result = finished.finally(() => {
     if (forwardSignals) {

@@ -581,6 +581,25 @@ export const UsageSettings = Type.Object(
       description:
         "How long a resource server's batches are gathered into one store write (group commit); each batch is answered after that write commits. Reports of the same tokens in the window share their rows, so the store work per record falls as the rate grows. 0: the batches of one event-loop turn.",
     }),
+    listen: Type.Optional(
+      Type.Object(
+        {
+          ...listenAt(8081),
+          workers: Type.Integer({
+            minimum: 0,
+            maximum: 64,
+            default: 1,
+            description:
+              '`leash serve`: processes that serve only this port, besides the `workers` that serve the public port (a primary then runs even with one public worker). Ingestion then never takes the event loop the exchanges run on. `0`: the public workers serve this port too (a port of its own, on the same event loop).',
+          }),
+        },
+        {
+          ...Strict,
+          description:
+            'A port of its own for the resource servers\' `POST /usage` and `POST /usage/budget`; the public port then serves neither. Absent: both are on the public port. It uses `settings.tls` as the public port does; point the reporters\' `usageUrl` at it. Changes only on restart (docs/usage.md, "A port of its own").',
+        },
+      ),
+    ),
     flush_interval_ms: Type.Integer({
       ...InMs,
       minimum: 0,

@@ -17,7 +17,8 @@ import { discoveryDocument } from './oauth/discovery.js';
 import { certificateSources } from '../mtls/certificate-client-auth.js';
 import { bodyLimit } from './body-limit.js';
 import { setRetryAfter } from './retry-after.js';
-import { ROUTES, allowedMethods, answerOptions, unserved } from './surface.js';
+import { ROUTES, USAGE_ROUTES, allowedMethods, answerOptions, unserved, type RouteSpec } from './surface.js';
+import { USAGE_PATH } from './usage-routes.js';
 import { accessLog, inRequestContext } from './access-log.js';
 import type { Logger } from '../log/logger.js';
 import { admissionControl, type AdmissionRejection } from './admission.js';
@@ -67,7 +68,7 @@ function admittedPath(url: string | undefined): string {
  * on the bare node:http response: the same answer whether it was shed before express (no
  * access-log middleware ran: its request id and line are written here) or refused from the queue.
  */
-function refuseOverloaded(res: ServerResponse, reason: Exclude<AdmissionRejection, 'client_gone'>, shed: boolean, deps: HttpDeps): void {
+function refuseOverloaded(res: ServerResponse, reason: Exclude<AdmissionRejection, 'client_gone'>, shed: boolean, deps: Pick<HttpDeps, 'logger' | 'accessLog'>): void {
   const { status, body } = toOAuthError(
     new LeashError('ERR_OVERLOADED', reason === 'queue_timeout' ? 'the request waited too long for capacity; retry later' : 'the broker is at capacity; retry later', { reason }),
   );
@@ -101,18 +102,9 @@ function domainError(res: Response, err: LeashError): void {
   oauthError(res, status, body.error, body.error_description);
 }
 
-/**
- * The HTTP layer only translates: Leash's own routes (JWKS, discovery, introspection,
- * revocation, tasks, admin) in express, the token endpoint in oidc-provider behind them,
- * and a JSON 404/405 for everything else (surface.ts). Health, readiness and metrics are
- * on the management port (management.ts), not here.
- */
-/** The public port's request handler: admission's shedding first, then the express app. */
-export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
-
-export function createHttpApp(deps: HttpDeps): HttpHandler {
-  const app = express();
-  const admission = admissionControl({
+/** Admission control of one process: the public and usage apps share it (settings.admission counts all four routes together). */
+export function createAdmission(deps: Pick<HttpDeps, 'settings' | 'metrics' | 'logger' | 'accessLog'>): Admission {
+  return admissionControl({
     limits: () => deps.settings().admission,
     applies: (req) => req.method === 'POST' && ADMITTED_PATHS.has(admittedPath(req.url)),
     refuse: (res, reason, shed) => refuseOverloaded(res, reason, shed, deps),
@@ -122,16 +114,26 @@ export function createHttpApp(deps: HttpDeps): HttpHandler {
       deps.metrics.admissionQueued.set(queued);
     },
   });
+}
+
+export type Admission = ReturnType<typeof admissionControl>;
+
+/**
+ * What every Leash port that answers OAuth-shaped JSON starts with: the request id and
+ * access line, the no-sniff and no-store headers, admission control, the body limit and
+ * `OPTIONS`.
+ */
+function surfaceHead(
+  app: express.Express,
+  deps: Pick<HttpDeps, 'settings' | 'maxBodyBytes' | 'logger' | 'accessLog'>,
+  admission: Admission,
+  routes: readonly RouteSpec[],
+  allow: (path: string) => string | undefined,
+): void {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
-
-  // The console's routes are part of the surface only while it is on (settings.console.enabled).
-  const allowApi = allowedMethods();
-  const allowConsole = allowedMethods(CONSOLE_ROUTES);
-  const allow = (path: string) => allowApi(path) ?? (deps.settings().console.enabled ? allowConsole(path) : undefined);
-
   // First: the request id, the request's context (its audit events carry the id) and the access line.
-  app.use(accessLog({ logger: deps.logger, routes: [...ROUTES, ...CONSOLE_ROUTES], level: 'info', enabled: deps.accessLog }));
+  app.use(accessLog({ logger: deps.logger, routes, level: 'info', enabled: deps.accessLog }));
   app.use((_req, res, next) => {
     res.set('X-Content-Type-Options', 'nosniff');
     // Task and token data must never sit in a cache; the few public documents say otherwise.
@@ -147,13 +149,52 @@ export function createHttpApp(deps: HttpDeps): HttpHandler {
   app.use(
     inRequestContext(
       bodyLimit(
-        (req) => (req.path === '/usage' ? deps.settings().usage.max_body_bytes : deps.maxBodyBytes()),
+        (req) => (req.path === USAGE_PATH ? deps.settings().usage.max_body_bytes : deps.maxBodyBytes()),
         (res, max) => domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', `request body larger than ${max} bytes`)),
       ),
     ),
   );
   app.use(answerOptions(allow));
+}
 
+/** Last on every such port: nothing served it (404/405), and body-parser failures or anything thrown before a route as a clean 4xx, never a stack. */
+function surfaceTail(app: express.Express, allow: (path: string) => string | undefined): void {
+  app.use(unserved(allow));
+  app.use((err: { type?: string; status?: number }, _req: Request, res: Response, _next: NextFunction) => {
+    if (err.type === 'entity.too.large') return domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', 'request body too large'));
+    if (err.type === 'entity.parse.failed') return oauthError(res, 400, 'invalid_request', 'the body is not valid JSON');
+    if (typeof err.status === 'number' && err.status >= 400 && err.status < 500) return oauthError(res, err.status, 'invalid_request', 'malformed request');
+    return oauthError(res, 503, 'temporarily_unavailable', 'the broker could not complete the request; retry later');
+  });
+}
+
+/** Shed before express: under overload a refusal must cost little (admission.ts). */
+function shedFirst(admission: Admission, app: express.Express): HttpHandler {
+  return (req, res) => {
+    if (!admission.shed(req, res)) app(req, res);
+  };
+}
+
+/** The public port's request handler: admission's shedding first, then the express app. */
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * The HTTP layer only translates: Leash's own routes (JWKS, discovery, introspection,
+ * revocation, tasks, admin) in express, the token endpoint in oidc-provider behind them,
+ * and a JSON 404/405 for everything else (surface.ts). Health, readiness and metrics are
+ * on the management port (management.ts), not here. `usageOnOwnPort`
+ * (settings.usage.listen): the usage routes are on the usage app instead.
+ */
+export function createHttpApp(deps: HttpDeps, admission: Admission = createAdmission(deps), opts: { readonly usageOnOwnPort?: boolean } = {}): HttpHandler {
+  const app = express();
+  const usageHere = deps.usage !== undefined && opts.usageOnOwnPort !== true;
+  const routes = usageHere ? ROUTES : ROUTES.filter((r) => !USAGE_ROUTES.includes(r));
+
+  // The console's routes are part of the surface only while it is on (settings.console.enabled).
+  const allowApi = allowedMethods(routes);
+  const allowConsole = allowedMethods(CONSOLE_ROUTES);
+  const allow = (path: string) => allowApi(path) ?? (deps.settings().console.enabled ? allowConsole(path) : undefined);
+  surfaceHead(app, deps, admission, [...routes, ...CONSOLE_ROUTES], allow);
   // The JWKS comes from the KeyManager (next, current and still-visible retired keys),
   // not from oidc-provider, which only ever knows the signing key.
   app.get('/jwks', (_req, res) => {
@@ -202,19 +243,21 @@ export function createHttpApp(deps: HttpDeps): HttpHandler {
   app.use(deps.revocationFeed);
   // The security console (off unless settings.console.enabled): HTML pages with their own CSP.
   app.use(consoleRouter(deps));
-  if (deps.usage) app.use(deps.usage.router);
+  if (usageHere) app.use(deps.usage!.router);
+  surfaceTail(app, allow);
+  return shedFirst(admission, app);
+}
 
-  app.use(unserved(allow));
-
-  // Body-parser failures and anything else thrown before a route: a clean 4xx, never a stack.
-  app.use((err: { type?: string; status?: number }, _req: Request, res: Response, _next: NextFunction) => {
-    if (err.type === 'entity.too.large') return domainError(res, new LeashError('ERR_REQUEST_TOO_LARGE', 'request body too large'));
-    if (err.type === 'entity.parse.failed') return oauthError(res, 400, 'invalid_request', 'the body is not valid JSON');
-    if (typeof err.status === 'number' && err.status >= 400 && err.status < 500) return oauthError(res, err.status, 'invalid_request', 'malformed request');
-    return oauthError(res, 503, 'temporarily_unavailable', 'the broker could not complete the request; retry later');
-  });
-  // Shed before express: under overload a refusal must cost little (admission.ts).
-  return (req, res) => {
-    if (!admission.shed(req, res)) app(req, res);
-  };
+/**
+ * The usage port's request handler (settings.usage.listen): `POST /usage` and
+ * `/usage/budget` and nothing else, with the public port's request ids, access lines,
+ * admission control (the same instance in one process) and error shapes.
+ */
+export function createUsageApp(deps: HttpDeps & { readonly usage: NonNullable<HttpDeps['usage']> }, admission: Admission): HttpHandler {
+  const app = express();
+  const allow = allowedMethods(USAGE_ROUTES);
+  surfaceHead(app, deps, admission, USAGE_ROUTES, allow);
+  app.use(deps.usage.router);
+  surfaceTail(app, allow);
+  return shedFirst(admission, app);
 }

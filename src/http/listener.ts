@@ -225,9 +225,20 @@ export function acceptSocketCount(wanted: number, platform: NodeJS.Platform = pr
 
 /** The broker's two ports: the public API and the management server (health, readiness, metrics). */
 export interface BoundListeners {
-  readonly public: HttpListener;
+  /** Absent in a process that serves only the usage port (a usage worker). */
+  readonly public?: HttpListener | undefined;
   readonly management: HttpListener;
+  /** `settings.usage.listen`: `POST /usage` and `/usage/budget` on a port of their own. */
+  readonly usage?: HttpListener | undefined;
 }
+
+/**
+ * Which ports a process serves. `all` (one process, or every worker when usage has no
+ * workers of its own): public, management and, if configured, usage. `public`: a worker
+ * beside dedicated usage workers. `usage`: a worker that serves only the usage port (and
+ * management, so probes and scrapes reach it like any worker).
+ */
+export type ServedPorts = 'all' | 'public' | 'usage';
 
 export interface ListenOverrides {
   readonly host?: string | undefined;
@@ -235,18 +246,31 @@ export interface ListenOverrides {
   readonly managementPort?: number | undefined;
   /** `tlsServerOptions(config)`: required when `settings.tls` is set. */
   readonly tls?: TlsServerOptions | undefined;
+  /** Default `all`. */
+  readonly serve?: ServedPorts | undefined;
 }
 
-/** Bind both ports from the settings (command-line overrides win); nothing is left bound on failure. */
+/** Bind the ports of this process from the settings (command-line overrides win); nothing is left bound on failure. */
 export async function bindListeners(settings: Settings, overrides: ListenOverrides = {}): Promise<BoundListeners> {
   // Never a silent downgrade to plain HTTP: the caller read the TLS files (tlsServerOptions).
   if (settings.tls && !overrides.tls) throw new TypeError('bindListeners: settings.tls is set; pass its files as overrides.tls (tlsServerOptions)');
-  const pub = await HttpListener.bind(overrides.host ?? settings.listen.host, overrides.port ?? settings.listen.port, 'public API, settings.listen', overrides.tls, settings.listen.accept_sockets);
+  const serve = overrides.serve ?? 'all';
+  const usageAt = settings.usage.listen;
+  if (serve === 'usage' && !usageAt) throw new TypeError('bindListeners: a usage worker needs settings.usage.listen');
+  const bound: HttpListener[] = [];
   try {
+    const pub =
+      serve === 'usage'
+        ? undefined
+        : await HttpListener.bind(overrides.host ?? settings.listen.host, overrides.port ?? settings.listen.port, 'public API, settings.listen', overrides.tls, settings.listen.accept_sockets);
+    if (pub) bound.push(pub);
+    const usage =
+      usageAt && serve !== 'public' ? await HttpListener.bind(usageAt.host, usageAt.port, 'usage reports, settings.usage.listen', overrides.tls, settings.listen.accept_sockets) : undefined;
+    if (usage) bound.push(usage);
     const management = await HttpListener.bind(settings.management.listen.host, overrides.managementPort ?? settings.management.listen.port, 'management, settings.management.listen');
-    return { public: pub, management };
+    return { public: pub, management, usage };
   } catch (err) {
-    await pub.close();
+    await Promise.all(bound.map((l) => l.close()));
     throw err;
   }
 }

@@ -18,6 +18,12 @@ function adminSurface(): RouteSpec[] {
   return [...byPath].map(([path, methods]) => ({ path, methods }));
 }
 
+/** Usage reports and the synchronous budget check: on the public port, or on the usage port (settings.usage.listen) alone. */
+export const USAGE_ROUTES: readonly RouteSpec[] = [
+  { path: '/usage', methods: ['POST'] },
+  { path: '/usage/budget', methods: ['POST'] },
+];
+
 /**
  * Every route Leash answers. The express routers (and oidc-provider, for `/token` only)
  * serve them; this table answers what they do not: `OPTIONS` (204 with `Allow`, never a
@@ -36,9 +42,8 @@ export const ROUTES: readonly RouteSpec[] = [
   // revocation feed
   { path: '/revocations', methods: ['GET', 'POST'] },
   { path: '/revocations/stream', methods: ['GET', 'POST'] },
-  // usage reports from resource servers
-  { path: '/usage', methods: ['POST'] },
-  { path: '/usage/budget', methods: ['POST'] },
+  // usage reports from resource servers (on a port of their own with settings.usage.listen)
+  ...USAGE_ROUTES,
   // tasks (orchestrators) and the admin API: from the admin route table
   ...adminSurface(),
 ];
