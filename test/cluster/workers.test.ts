@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { Agent, request } from 'node:http';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
@@ -489,4 +489,66 @@ describe('leash serve --workers 2: the primary', () => {
     // The second worker was never forked.
     expect(lines.filter((l) => l.worker === 2)).toEqual([]);
   }, 90000);
+});
+
+describe('leash serve --workers 1 with a usage worker (settings.usage.listen.workers: 1)', () => {
+  it('exchanges on the public worker, reports on the other; a shared token the usage worker finds is dead at the public worker on the next request; SIGTERM exits 0', async () => {
+    const path = await writeConfig('usage-worker', undefined);
+    const cfg = JSON.parse(await readFile(path, 'utf8')) as Record<string, any>;
+    cfg.settings.usage = { listen: { host: '127.0.0.1', port: await freePort(), workers: 1 }, shared_token: { response: 'revoke' } };
+    await writeFile(path, JSON.stringify(cfg));
+    const { proc, lines, exited } = spawnWorkers(path, 1);
+    try {
+      const started = () => lines.filter((l) => l.level === 'info' && l.worker !== undefined && l.msg.startsWith('leash ') && l.msg.includes('health, readiness and metrics'));
+      await waitFor(async () => started().length === 2, 60000, 50);
+      expect(lines.find((l) => l.role === 'primary' && l.msg.startsWith('starting'))).toMatchObject({ workers: 1, usage_workers: 1 });
+      const pub = started().find((l) => l.url !== undefined)!;
+      const usage = started().find((l) => l.usage_url !== undefined)!;
+      // Two processes: one serves the public port only, the other the usage port only.
+      expect(pub.worker).not.toBe(usage.worker);
+      expect(pub.pid).not.toBe(usage.pid);
+      expect(pub.usage_url).toBeUndefined();
+      expect(usage.url).toBeUndefined();
+
+      const P = new Pinned(pub.url as string);
+      const U = new Pinned(usage.usage_url as string);
+      const opened = await P.call('POST', '/tasks', { headers: { authorization: `Bearer ${ORCHESTRATOR_KEY}` }, json: { plugins: ['crm-reader'] } });
+      const task = opened.body.id as string;
+      const form = { grant_type: EXCHANGE, client_id: 'crm-reader', subject_token: await cluster.saToken({ sa: 'crm-reader' }), subject_token_type: JWT_TYPE, resource: CRM_API, task };
+      const exchanged = await P.call('POST', '/token', { headers: { 'x-request-id': 'exchange-1' }, form });
+      expect(exchanged.status).toBe(200);
+      const token = exchanged.body.access_token as string;
+      const jti = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).jti as string;
+      const rec = (source: string) => ({ at: Date.now(), jti, plugin: 'crm-reader', task, audience: CRM_API, method: 'GET', route: '/contacts/:id', status: 200, source });
+
+      // The public port serves no usage route; the usage port no exchange.
+      expect((await P.call('POST', '/usage', { headers: { authorization: basic }, json: { records: [rec('10.0.0.1')] } })).status).toBe(404);
+      expect((await U.call('POST', '/token', { form })).status).toBe(404);
+      expect((await P.call('POST', '/introspect', { headers: { authorization: basic }, form: { token } })).body.active).toBe(true);
+
+      // One address, then a second: a shared token, revoked by the usage worker before it answers.
+      expect((await U.call('POST', '/usage', { headers: { authorization: basic, 'x-request-id': 'usage-1' }, json: { records: [rec('10.0.0.1')] } })).body).toMatchObject({ accepted: 1 });
+      expect((await U.call('POST', '/usage', { headers: { authorization: basic, 'x-request-id': 'usage-2' }, json: { records: [rec('10.0.0.2')] } })).body).toMatchObject({ accepted: 1 });
+      // Relayed through the primary before that answer: the public worker already refuses it.
+      expect((await P.call('POST', '/introspect', { headers: { authorization: basic }, form: { token } })).body.active).toBe(false);
+      await waitFor(async () => lines.some((l) => l.request_id === 'usage-2') && lines.some((l) => l.request_id === 'exchange-1'), 10000, 10);
+      expect(lines.find((l) => l.request_id === 'usage-2')!.worker).toBe(usage.worker);
+      expect(lines.find((l) => l.request_id === 'exchange-1')!.worker).toBe(pub.worker);
+
+      P.close();
+      U.close();
+      proc.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(
+        lines
+          .filter((l) => l.msg === 'stopped')
+          .map((l) => l.worker)
+          .sort(),
+      ).toEqual([pub.worker, usage.worker].sort());
+      const verified = await runCli(['audit', 'verify', '--config', path]);
+      expect(verified.code).toBe(0);
+    } finally {
+      proc.kill('SIGKILL');
+    }
+  }, 120000);
 });
