@@ -14,6 +14,8 @@ import cluster from 'node:cluster';
 import { Broker } from '../src/broker.js';
 import { startPrimary, type Primary } from '../src/cluster/primary.js';
 import { WorkerLink } from '../src/cluster/worker-link.js';
+import { servedPorts } from '../src/cluster/messages.js';
+import { bindListeners } from '../src/http/listener.js';
 import { createLogger } from '../src/log/logger.js';
 import { freePort } from '../test/support/net.js';
 import { parseConfig, type LoadedConfig } from '../src/config/load.js';
@@ -45,19 +47,24 @@ async function main(): Promise<void> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const workers = input.workers ?? 1;
+  const usagePort = input.usageWorkers !== undefined ? await freePort() : undefined;
+  const usage = {
+    ...(input.usageCommitWindowMs !== undefined ? { commit_window_ms: input.usageCommitWindowMs } : {}),
+    ...(usagePort !== undefined ? { listen: { host: '127.0.0.1', port: usagePort, workers: input.usageWorkers } } : {}),
+  };
   const configInput = {
     version: 1,
     settings: {
       issuer: input.issuer ?? url,
       listen: { host: '127.0.0.1', port, ...(input.acceptSockets !== undefined ? { accept_sockets: input.acceptSockets } : {}) },
       // Workers share the management port too: a fixed one, so the primary can name it.
-      management: { listen: { host: '127.0.0.1', port: workers > 1 ? await freePort() : 0 } },
+      management: { listen: { host: '127.0.0.1', port: workers > 1 || input.usageWorkers ? await freePort() : 0 } },
       store: input.store.kind === 'redis' ? { kind: 'redis', url: input.store.url, key_prefix: input.store.keyPrefix } : { kind: 'sqlite', path: join(dir, 'leash.db') },
       keys: { dir: input.keysDir ?? join(dir, 'keys'), backend: input.keys?.backend ?? 'local' },
       ...(input.keys?.vaultAddress ? { vault: { address: input.keys.vaultAddress, auth: { method: 'token', token_env: 'VAULT_TOKEN' } } } : {}),
       audit: { stdout: false },
       ...(input.admission ? { admission: input.admission } : {}),
-      ...(input.usageCommitWindowMs !== undefined ? { usage: { commit_window_ms: input.usageCommitWindowMs } } : {}),
+      ...(Object.keys(usage).length > 0 ? { usage } : {}),
     },
     admin: { api_keys: [{ id: 'bench-orchestrator', sha256: sha256hex(orchestratorKey), roles: ['orchestrator'] }] },
     trusted_issuers: [{ name: 'bench-cluster', kind: 'kubernetes', issuer: input.clusterIssuer, audience: input.audience, jwks: { inline: input.jwks }, max_token_age: 3600 }],
@@ -84,10 +91,16 @@ async function main(): Promise<void> {
   };
   try {
     let metricsUrl: string | undefined;
-    if (workers > 1) {
+    if (workers > 1 || (input.usageWorkers ?? 0) > 0) {
       // The primary serves nothing (as `leash serve --workers N`): it forks, relays and waits.
       const worker: WorkerInput = { configInput, dir, port };
-      primary = startPrimary({ workers, logger: createLogger({ base: { role: 'primary' } }), env: { ...process.env, [WORKER_ENV]: JSON.stringify(worker) }, handleSignals: false });
+      primary = startPrimary({
+        workers,
+        usageWorkers: input.usageWorkers ?? 0,
+        logger: createLogger({ base: { role: 'primary' } }),
+        env: { ...process.env, [WORKER_ENV]: JSON.stringify(worker) },
+        handleSignals: false,
+      });
       await Promise.race([primary.ready, primary.finished.then((code) => Promise.reject(new Error(`the workers did not start (primary exit ${code})`)))]);
       metricsUrl = `http://127.0.0.1:${(configInput.settings.management.listen as { port: number }).port}/metrics`;
     } else {
@@ -105,7 +118,7 @@ async function main(): Promise<void> {
     });
     const body = (await res.json()) as { id?: string };
     if (res.status !== 201 || typeof body.id !== 'string') throw new Error(`opening the bench task failed: ${res.status} ${JSON.stringify(body)}`);
-    announceReady({ url, metricsUrl, task: body.id, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
+    announceReady({ url, metricsUrl, ...(usagePort !== undefined ? { usageUrl: `http://127.0.0.1:${usagePort}` } : {}), task: body.id, clientId: BENCH_CLIENT_ID, resource: BENCH_RESOURCE });
   } catch (err) {
     await cleanup().catch(() => undefined);
     throw err;
@@ -115,8 +128,10 @@ async function main(): Promise<void> {
 /** One worker: the broker on the primary's config, its ports shared through node:cluster, linked to its siblings. */
 async function worker(w: WorkerInput): Promise<void> {
   const link = new WorkerLink();
-  const broker = await Broker.create(loadedOf(w.configInput, w.dir), { cluster: link, logger: createLogger({ base: { worker: cluster.worker!.id } }) });
-  await broker.listen(w.port, '127.0.0.1');
+  const loaded = loadedOf(w.configInput, w.dir);
+  // As `leash serve` binds them: the ports this worker serves (a usage worker only the usage port).
+  const listeners = await bindListeners(loaded.config.settings, { port: w.port, host: '127.0.0.1', serve: servedPorts() });
+  const broker = await Broker.create(loaded, { cluster: link, listeners, logger: createLogger({ base: { worker: cluster.worker!.id } }) });
   link.ready();
   // The primary sends SIGTERM to stop; the parent's pipes are the primary's.
   process.once('SIGTERM', () => {

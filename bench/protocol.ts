@@ -30,6 +30,8 @@ export interface ServerInput {
   readonly usageCommitWindowMs?: number;
   /** Worker processes: Leash as `serve --workers N` (src/cluster/), the ceiling as N node:cluster workers; absent or 1: one process. */
   readonly workers?: number;
+  /** Leash only: `settings.usage.listen` with this many processes serving only the usage port (bench/usage.ts `--usage-worker`). */
+  readonly usageWorkers?: number;
 }
 
 /** What a server child announces once it can take traffic (one stdout line). */
@@ -37,6 +39,8 @@ export interface ServerReady {
   readonly url: string;
   /** Leash only: its Prometheus metrics, on the management port. */
   readonly metricsUrl?: string;
+  /** Leash with `usageWorkers`: where `POST /usage` is served. */
+  readonly usageUrl?: string;
   readonly task: string;
   readonly clientId: string;
   readonly resource: string;

@@ -7,13 +7,17 @@
  *   D  a resource server (express + requireLeashToken) with and without the usage reporter:
  *      its CPU per call, the difference being what reporting costs
  *
- *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000] [--tokens 20] [--rounds 2] [--commit-window MS] [--store sqlite|redis]
+ *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000] [--tokens 20] [--rounds 2] [--commit-window MS] [--store sqlite|redis] [--usage-worker]
+ *
+ * `--usage-worker`: Leash as `leash serve` runs it with `settings.usage.listen.workers: 1`:
+ * a primary, one worker for the public port and one that serves only the usage port, to
+ * which the reports go. Without it, one process serves both on one event loop.
  *
  * `--tokens N`: how many distinct tokens the records name (cycled); more tokens, fewer
  * records share an aggregate row within a commit window.
  */
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +55,8 @@ const PROFILE = (() => {
   const i = process.argv.indexOf('--profile');
   return i >= 0 ? process.argv[i + 1] : undefined;
 })();
+/** `--usage-worker`: reports go to a usage port served by a process of its own (settings.usage.listen). */
+const USAGE_WORKER = process.argv.includes('--usage-worker');
 const cpuOf = (pid: number) => [...threadCpu(pid).values()].reduce((a, b) => a + b, 0);
 
 /** Where the next batch starts in the token list: batches walk all of it, not its first `n`. */
@@ -82,41 +88,105 @@ function records(jtis: readonly string[], n: number, at: number): string {
   return parts.join(String(at));
 }
 
-/** Keep-alive connections for the usage sender: node:http, lighter than fetch, so the generator takes less of the 2 cores. */
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+/**
+ * The usage sender speaks HTTP/1.1 on raw keep-alive sockets and writes request bytes built
+ * once per batch shape and round: node:http's client cost ~0.4 s of CPU per 5 s round at
+ * 200 batches a second, on the same 2 cores as Leash, and that contention was counted as
+ * ingestion's slowdown. A batch's `at` is the round's start (seconds old, as a reporter's
+ * queued records are).
+ */
+const requests = new Map<string, Buffer>();
 
-function post(url: string, auth: string, body: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}/usage`, { method: 'POST', agent, headers: { authorization: auth, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      res.on('error', reject);
+function requestBytes(url: URL, auth: string, jtis: readonly string[], at: number): Buffer {
+  const first = nextToken;
+  const key = `${first}:${at}`;
+  let bytes = requests.get(key);
+  if (bytes) {
+    nextToken = (nextToken + BATCH) % jtis.length;
+    return bytes;
+  }
+  const body = records(jtis, BATCH, at);
+  {
+    const head = `POST /usage HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: ${auth}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+    requests.set(key, (bytes = Buffer.concat([Buffer.from(head), Buffer.from(body)])));
+  }
+  return bytes;
+}
+
+/** One keep-alive connection: one request at a time, the answer read by its Content-Length. */
+class RawConnection {
+  readonly #socket: Socket;
+  #buf: Buffer = Buffer.alloc(0);
+  #waiting: { resolve: (r: { status: number; body: string }) => void; reject: (e: Error) => void } | undefined;
+
+  constructor(url: URL) {
+    this.#socket = connect(Number(url.port), url.hostname);
+    this.#socket.setNoDelay(true);
+    this.#socket.on('data', (d: Buffer) => {
+      this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
+      this.#parse();
     });
-    req.on('error', reject);
-    req.end(body);
-  });
+    const fail = (e: Error) => {
+      this.#waiting?.reject(e);
+      this.#waiting = undefined;
+    };
+    this.#socket.on('error', fail);
+    this.#socket.on('close', () => fail(new Error('connection closed')));
+  }
+
+  #parse(): void {
+    const end = this.#buf.indexOf('\r\n\r\n');
+    if (end < 0 || !this.#waiting) return;
+    const head = this.#buf.subarray(0, end).toString('latin1');
+    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (!length) return this.#waiting.reject(new Error(`an answer without Content-Length: ${head.slice(0, 200)}`));
+    const total = end + 4 + Number(length[1]);
+    if (this.#buf.length < total) return;
+    const status = Number(head.slice(9, 12));
+    const body = this.#buf.subarray(end + 4, total).toString('utf8');
+    this.#buf = this.#buf.subarray(total);
+    const w = this.#waiting;
+    this.#waiting = undefined;
+    w.resolve({ status, body });
+  }
+
+  send(bytes: Buffer): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      this.#waiting = { resolve, reject };
+      this.#socket.write(bytes);
+    });
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
 }
 
 /** POSTs batches for `seconds`: closed loop with `concurrency` senders, or paced at `rate` records/s. */
 async function ingest(url: string, auth: string, jtis: readonly string[], seconds: number, opts: { concurrency: number; rate?: number }): Promise<{ records: number; failed: number; perSec: number }> {
   const end = performance.now() + seconds * 1000;
+  const target = new URL(url);
+  const at = Date.now();
   let sent = 0;
   let failed = 0;
   const interval = opts.rate ? (1000 * BATCH) / opts.rate : 0;
   let nextAt = performance.now();
   const worker = async () => {
-    while (performance.now() < end) {
-      if (interval > 0) {
-        const wait = nextAt - performance.now();
-        nextAt += interval;
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const conn = new RawConnection(target);
+    try {
+      while (performance.now() < end) {
+        if (interval > 0) {
+          const wait = nextAt - performance.now();
+          nextAt += interval;
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        }
+        const res = await conn.send(requestBytes(target, auth, jtis, at));
+        // `{"accepted":100,...`: read without parsing the whole answer.
+        if (res.status === 200 && res.body.startsWith(`{"accepted":${BATCH},`)) sent += BATCH;
+        else failed += BATCH;
       }
-      const res = await post(url, auth, records(jtis, BATCH, Date.now()));
-      const body = JSON.parse(res.body) as { accepted?: number };
-      if (res.status === 200 && body.accepted === BATCH) sent += BATCH;
-      else failed += BATCH;
+    } finally {
+      conn.close();
     }
   };
   const t0 = performance.now();
@@ -162,9 +232,11 @@ async function main(): Promise<void> {
     store: redis ? { kind: 'redis', url: redis.url, keyPrefix: 'leash-bench:' } : { kind: 'sqlite' },
     resourceServer: { id: BENCH_RESOURCE_SERVER, secret },
     ...(COMMIT_WINDOW !== undefined ? { usageCommitWindowMs: COMMIT_WINDOW } : {}),
+    ...(USAGE_WORKER ? { usageWorkers: 1 } : {}),
   };
   const leash = await startServer('leash', join(DIR, 'leash-server.ts'), input, PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : []);
   const auth = basicAuthorization(BENCH_RESOURCE_SERVER, secret);
+  const usageUrl = leash.ready.usageUrl ?? leash.ready.url;
   const body = exchangeBody(leash.ready, sa!);
   const jtis: string[] = [];
   let access = '';
@@ -176,9 +248,9 @@ async function main(): Promise<void> {
   }
   const results: string[] = [];
   if (PROFILE) {
-    await ingest(leash.ready.url, auth, jtis, 2, { concurrency: 32 });
+    await ingest(usageUrl, auth, jtis, 2, { concurrency: 32 });
     const cpu0 = cpuOf(leash.pid);
-    const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 32 });
+    const b = await ingest(usageUrl, auth, jtis, DURATION, { concurrency: 32 });
     log(`B: ${b.perSec} records/s, Leash CPU ${(((cpuOf(leash.pid) - cpu0) / b.records) * 1e6).toFixed(1)} µs per record`);
     await leash.stop();
     await redis?.stop();
@@ -206,23 +278,36 @@ async function main(): Promise<void> {
     // what it burns on the same 2 cores is printed, since it competes with Leash too.
     const senderCpu = () => threadCpu(process.pid).get('main') ?? 0;
     let cSender = 0;
-    for (let round = 1; round <= ROUNDS; round++) {
+    const alone = async (round: number) => {
       log(`A${round}: exchanges alone (${DURATION}s, ${CONNECTIONS} connections)`);
       a.push(await exchanges(DURATION));
+    };
+    const loaded = async (round: number) => {
       log(`C${round}: exchanges while usage is ingested at ${RATE} records/s`);
       const cpu0 = cpuOf(leash.pid);
       const sender0 = senderCpu();
-      const [cr, ci] = await Promise.all([exchanges(DURATION), ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 16, rate: RATE })]);
+      const [cr, ci] = await Promise.all([exchanges(DURATION), ingest(usageUrl, auth, jtis, DURATION, { concurrency: 16, rate: RATE })]);
       cCpu += cpuOf(leash.pid) - cpu0;
       cSender += senderCpu() - sender0;
       c.push(cr);
       cIngest.push(ci);
+    };
+    // A C, C A, A C, ...: the exchange rate drifts within a run (the token table grows, WAL
+    // checkpoints), and always measuring C after A would charge that drift to ingestion.
+    for (let round = 1; round <= ROUNDS; round++) {
+      if (round % 2 === 1) {
+        await alone(round);
+        await loaded(round);
+      } else {
+        await loaded(round);
+        await alone(round);
+      }
     }
 
     log(`B: POST /usage alone, batches of ${BATCH}, closed loop`);
     const cpu0 = cpuOf(leash.pid);
     const redis0 = redis ? cpuOf(redis.pid) : 0;
-    const b = await ingest(leash.ready.url, auth, jtis, DURATION, { concurrency: 32 });
+    const b = await ingest(usageUrl, auth, jtis, DURATION, { concurrency: 32 });
     const bCpu = cpuOf(leash.pid) - cpu0;
     const bRedisCpu = redis ? cpuOf(redis.pid) - redis0 : 0;
 
@@ -247,14 +332,17 @@ async function main(): Promise<void> {
     const aRate = mean(a.map((r) => r.reqPerSec));
     const cRate = mean(c.map((r) => r.reqPerSec));
     const slowdown = 1 - cRate / aRate;
-    const perRound = a.map((r, i) => `${((1 - c[i]!.reqPerSec / r.reqPerSec) * 100).toFixed(1)} %`).join(', ');
+    const rounds = a.map((r, i) => 1 - c[i]!.reqPerSec / r.reqPerSec);
+    const perRound = rounds.map((x) => `${(x * 100).toFixed(1)} %`).join(', ');
+    const interval = confidence95(rounds);
     results.push(
       '',
-      `usage benchmark (${ROUNDS} rounds of ${DURATION}s, ${CONNECTIONS} connections, ${TOKENS} tokens, commit window ${COMMIT_WINDOW ?? 'default'} ms, ${cpus().length} CPUs, node ${process.version}, ${redis ? 'Redis store (appendfsync everysec); Leash CPU does not include redis-server' : 'SQLite store'})`,
+      `usage benchmark (${ROUNDS} rounds of ${DURATION}s, ${CONNECTIONS} connections, ${TOKENS} tokens, commit window ${COMMIT_WINDOW ?? 'default'} ms, ${USAGE_WORKER ? 'reports to a usage worker of their own (settings.usage.listen), exchanges to one public worker' : 'one process serves exchanges and reports'}, ${cpus().length} CPUs, node ${process.version}, ${redis ? 'Redis store (appendfsync everysec); Leash CPU does not include redis-server' : 'SQLite store'})`,
       `A exchanges alone:                    ${aRate.toFixed(0)} req/s (${a.map((r) => r.reqPerSec.toFixed(0)).join(', ')}), p99 ${Math.max(...a.map((r) => r.p99)).toFixed(1)} ms`,
       `B ingestion alone (closed loop):      ${b.perSec} records/s (${b.failed} failed), Leash CPU ${((bCpu / b.records) * 1e6).toFixed(1)} µs per record${redis ? `, redis-server ${((bRedisCpu / b.records) * 1e6).toFixed(1)} µs` : ''}`,
       `C exchanges + ingestion at ${RATE}/s: ${cRate.toFixed(0)} req/s (${c.map((r) => r.reqPerSec.toFixed(0)).join(', ')}), p99 ${Math.max(...c.map((r) => r.p99)).toFixed(1)} ms; ingested ${Math.round(mean(cIngest.map((i) => i.perSec)))} records/s (${cIngest.reduce((x, i) => x + i.failed, 0)} failed); Leash CPU ${(cCpu / ROUNDS).toFixed(1)} s per round, usage sender ${(cSender / ROUNDS).toFixed(2)} s`,
       `  exchange slowdown under ingestion:  ${(slowdown * 100).toFixed(1)} % (rounds: ${perRound}) (bar: at most 10 %; ${slowdown <= 0.1 ? 'met' : 'NOT met'})`,
+      `  per-round mean, 95 % interval:      ${interval ? `${(interval.mean * 100).toFixed(1)} % [${(interval.low * 100).toFixed(1)}, ${(interval.high * 100).toFixed(1)}]` : 'needs 2 rounds or more'}`,
       `D resource server CPU per call:       ${perCall.without!.toFixed(0)} µs without reporting, ${perCall.with!.toFixed(0)} µs with (${rsRates.without} vs ${rsRates.with} req/s)`,
       `  reporting cost per call:            ${(perCall.with! - perCall.without!).toFixed(1)} µs (bar: under 50 µs; ${perCall.with! - perCall.without! < 50 ? 'met' : 'NOT met'})`,
     );
@@ -264,6 +352,21 @@ async function main(): Promise<void> {
     killAllChildren();
     await redis?.stop();
   }
+}
+
+/** Student's t, two-sided 95 %, by degrees of freedom (1-30; beyond, 1.96 is close enough). */
+const T95 = [
+  12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045,
+  2.042,
+];
+
+/** The mean of per-round slowdowns and its 95 % confidence interval: how far the noise of this machine leaves the answer open. */
+function confidence95(xs: readonly number[]): { mean: number; low: number; high: number } | undefined {
+  if (xs.length < 2) return undefined;
+  const mean = xs.reduce((x, y) => x + y, 0) / xs.length;
+  const sd = Math.sqrt(xs.reduce((x, y) => x + (y - mean) ** 2, 0) / (xs.length - 1));
+  const half = (T95[xs.length - 2] ?? 1.96) * (sd / Math.sqrt(xs.length));
+  return { mean, low: mean - half, high: mean + half };
 }
 
 main().catch((err: unknown) => {
