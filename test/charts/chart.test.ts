@@ -10,7 +10,7 @@ import { freePort, loadedFrom } from '../support/broker.js';
 import { redisAvailable, startRedis } from '../support/redis.js';
 import { startVaultContract } from '../support/vault-contract.js';
 import { waitFor } from '../support/wait.js';
-import { CHART, ChartRenderer, GO_ENV, HA, ISSUER, K8S_MODELS, RENDER_SRC, ROOT, describeChart, goAvailable, leashConfigText, only, podSpec } from './render.js';
+import { CHART, ChartRenderer, GO_ENV, HA, ISSUER, K8S_MODELS, RENDER_SRC, ROOT, describeChart, goAvailable, leashConfigText, only, podSpec, validateK8s } from './render.js';
 import type { K8sObject, Rendered } from './render.js';
 
 /**
@@ -78,6 +78,8 @@ describeChart('Helm chart: values and metadata', () => {
     expect(bad({ config: { ...(merged.config as object), plugins: [{ id: 'x' }] } })).toBe(false); // Leash's own schema
     expect(bad({ containerPort: 80 })).toBe(false); // needs a capability the pod drops
     expect(bad({ extraEnv: [{ name: 'A' }] })).toBe(false);
+    expect(bad({ usagePort: { enabled: true, workers: -1 } })).toBe(false);
+    expect(bad({ usagePort: { enabled: true, port: 8081 } })).toBe(false); // a typo of containerPort
     expect(bad({ config: { ...(merged.config as object), settings: { issuer: 'not a url' } } })).toBe(false);
   });
 });
@@ -391,6 +393,56 @@ describeChart('Helm chart: HA on Redis with Vault keys and Vault kubernetes auth
     const pod = podSpec(r2);
     expect(pod.volumes.find((v) => v.name === 'config')).toEqual({ name: 'config', configMap: { name: 'leash-policy' } });
     expect(r2.text).not.toContain('checksum/config');
+  });
+});
+
+describeChart('Helm chart: usage reports on a port of their own (usagePort)', () => {
+  const USAGE = { usagePort: { enabled: true } };
+  type Port = { name: string; port?: number; containerPort?: number; targetPort?: string };
+
+  it('the pod, the Service and the config carry the usage port; other settings.usage keys stay', () => {
+    const r = render([ISSUER, USAGE, { config: { settings: { usage: { retention_days: 7 } } } }]);
+    expect(podSpec(r).containers[0]!.ports.map((p) => [p.name, p.containerPort])).toEqual([
+      ['http', 8080],
+      ['management', 9090],
+      ['usage', 8081],
+    ]);
+    expect((only(r, 'Service').spec as { ports: Port[] }).ports).toEqual([
+      { name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' },
+      { name: 'usage', port: 8081, targetPort: 'usage', protocol: 'TCP' },
+    ]);
+    const config = parseConfig(parse(leashConfigText(r)));
+    expect(config.settings.usage.listen).toEqual({ host: '0.0.0.0', port: 8081, workers: 1 });
+    expect(config.settings.usage.retention_days).toBe(7);
+    // workers 0 and another port pass through as given.
+    const r2 = render([ISSUER, { usagePort: { enabled: true, containerPort: 9443, servicePort: 443, workers: 0 } }]);
+    expect((parse(leashConfigText(r2)) as { settings: { usage: { listen: unknown } } }).settings.usage.listen).toEqual({ host: '0.0.0.0', port: 9443, workers: 0 });
+    expect((only(r2, 'Service').spec as { ports: Port[] }).ports[1]).toMatchObject({ name: 'usage', port: 443, targetPort: 'usage' });
+  });
+
+  it('the NetworkPolicy admits usageFrom to the usage port in a rule of its own (empty: anyone)', () => {
+    const usageFrom = [{ podSelector: { matchLabels: { 'leash.dev/reports-usage': 'true' } } }];
+    const r = render([HA, USAGE, { networkPolicy: { usageFrom } }], ['--api-versions', 'monitoring.coreos.com/v1']);
+    const ingress = (only(r, 'NetworkPolicy').spec as { ingress: unknown[] }).ingress;
+    expect(ingress).toEqual([
+      { ports: [{ port: 'http', protocol: 'TCP' }], from: HA.networkPolicy.ingressFrom },
+      { ports: [{ port: 'usage', protocol: 'TCP' }], from: usageFrom },
+      { ports: [{ port: 'management', protocol: 'TCP' }], from: HA.networkPolicy.metricsFrom },
+    ]);
+    const open = render([HA, USAGE], ['--api-versions', 'monitoring.coreos.com/v1']);
+    expect((only(open, 'NetworkPolicy').spec as { ingress: unknown[] }).ingress[1]).toEqual({ ports: [{ port: 'usage', protocol: 'TCP' }] });
+    expect(validateK8s(r) + validateK8s(open)).toBe(14); // 7 + 7 objects
+  });
+
+  it('refuses settings.usage.listen in config (the chart sets it) and a usage port that is another port', () => {
+    const inConfig = run([ISSUER, { config: { settings: { usage: { listen: { host: '0.0.0.0', port: 8081 } } } } }]);
+    expect(inConfig.status).toBe(1);
+    expect(inConfig.stderr).toContain('config.settings.usage.listen is set');
+    for (const containerPort of [8080, 9090]) {
+      const clash = run([ISSUER, { usagePort: { enabled: true, containerPort } }]);
+      expect(clash.status).toBe(1);
+      expect(clash.stderr).toContain(`usagePort.containerPort ${containerPort} is also the API or management port`);
+    }
   });
 });
 

@@ -96,6 +96,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "config.settings.store.url holds a password: give it with secretEnv.LEASH_REDIS_PASSWORD (a Secret) instead" -}}
 {{- end -}}
 {{- end -}}
+{{- if and (not .Values.existingConfigMap) (not .Values.usagePort.enabled) -}}
+{{- $s := include "leash.settings" . | fromJson -}}
+{{- if and $s.usage (hasKey $s.usage "listen") -}}
+{{- fail "config.settings.usage.listen is set: the chart sets it from usagePort (enable usagePort instead), so the Service and NetworkPolicy know the port" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.usagePort.enabled (or (eq (int .Values.usagePort.containerPort) (int .Values.containerPort)) (eq (int .Values.usagePort.containerPort) (int .Values.managementPort))) -}}
+{{- fail (printf "usagePort.containerPort %d is also the API or management port: usage reports have a port of their own" (int .Values.usagePort.containerPort)) -}}
+{{- end -}}
 {{- if eq (int .Values.managementPort) (int .Values.containerPort) -}}
 {{- fail (printf "managementPort and containerPort are both %d: /healthz, /readyz and /metrics have a port of their own" (int .Values.containerPort)) -}}
 {{- end -}}
@@ -124,6 +133,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $s := default (dict) $cfg.settings -}}
 {{- $_ := set $s "listen" (dict "host" "0.0.0.0" "port" (int .Values.containerPort)) -}}
 {{- $_ := set $s "management" (dict "listen" (dict "host" "0.0.0.0" "port" (int .Values.managementPort))) -}}
+{{- if .Values.usagePort.enabled -}}
+{{- $usage := default (dict) $s.usage -}}
+{{- $_ := set $usage "listen" (dict "host" "0.0.0.0" "port" (int .Values.usagePort.containerPort) "workers" (int .Values.usagePort.workers)) -}}
+{{- $_ := set $s "usage" $usage -}}
+{{- end -}}
 {{- if eq (include "leash.storeKind" .) "sqlite" -}}
 {{- $store := default (dict) $s.store -}}
 {{- if not $store.path -}}{{- $_ := set $store "path" "/var/lib/leash/leash.db" -}}{{- end -}}
