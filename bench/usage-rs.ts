@@ -1,7 +1,7 @@
 /**
  * A resource server for the usage benchmark: express, requireLeashToken with the verifier
  * against the Leash child, and (with `usage`) createUsageReporter reporting every call to
- * it. Announces its URL on stdout like the servers of bench/run.ts.
+ * it (or to `usageUrl`). Announces its URL on stdout like the servers of bench/run.ts.
  */
 import express from 'express';
 import { createLeashVerifier, createUsageReporter, requireLeashToken } from '../src/client/index.js';
@@ -12,6 +12,8 @@ interface RsInput {
   readonly issuer: string;
   readonly audience: string;
   readonly usage: boolean;
+  /** Where reports go instead of the issuer (bench/usage.ts's sink). */
+  readonly usageUrl?: string;
   readonly clientId: string;
   readonly secret: string;
 }
@@ -19,7 +21,9 @@ interface RsInput {
 async function main(): Promise<void> {
   const input = JSON.parse(process.env.LEASH_BENCH_RS ?? '{}') as RsInput;
   const verifier = createLeashVerifier({ issuer: input.issuer, audience: input.audience });
-  const reporter = input.usage ? createUsageReporter({ issuer: input.issuer, clientId: input.clientId, clientSecret: input.secret, batchSize: 100, maxQueue: 100_000 }) : undefined;
+  const reporter = input.usage
+    ? createUsageReporter({ issuer: input.issuer, ...(input.usageUrl ? { usageUrl: input.usageUrl } : {}), clientId: input.clientId, clientSecret: input.secret, batchSize: 100, maxQueue: 100_000 })
+    : undefined;
   const app = express();
   app.get('/contacts/:id', requireLeashToken(verifier, reporter ? { usage: reporter } : {}), (req, res) => {
     res.json({ id: req.params.id, name: 'Ada Lovelace', email: 'ada@example.com' });
