@@ -1,5 +1,8 @@
 import { backoffDelay } from './backoff.js';
 import { systemClock, type Clock } from './clock.js';
+import type { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpsAgent } from 'node:https';
+import { fetchJsonPost, nodeJsonPost, type PostAnswer } from './json-post.js';
 
 /** How a call ended at the resource server: served, or the refusal it made. */
 export type UsageRecordOutcome = 'ok' | 'expired' | 'revoked' | 'wrong_audience' | 'missing_scope' | 'bad_dpop' | 'invalid_token' | 'budget_exceeded' | 'unavailable';
@@ -61,6 +64,12 @@ export interface UsageReporterOptions {
   readonly retryBaseMs?: number;
   /** Per-request timeout. Default 5000 ms. */
   readonly timeoutMs?: number;
+  /**
+   * The agent reports and budget checks go through (e.g. an https.Agent with a private CA or
+   * a client certificate). Default: a keep-alive agent of the reporter's own, closed by `close()`.
+   */
+  readonly agent?: HttpAgent | HttpsAgent;
+  /** Send with this `fetch` instead of node:http(s) (tests; an undici dispatcher). `agent` is then unused. */
   readonly fetch?: typeof fetch;
   readonly clock?: Clock;
   /** Told about failed deliveries and refused records; never about secrets. */
@@ -127,7 +136,11 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
   const timeout = opts.timeoutMs ?? 5000;
   const interval = opts.flushIntervalMs ?? 1000;
   const clock = opts.clock ?? systemClock;
-  const fetchFn = opts.fetch ?? globalThis.fetch;
+  if (opts.agent !== undefined && opts.fetch !== undefined) throw new TypeError('createUsageReporter: give agent or fetch, not both');
+  const tls = target.startsWith('https:');
+  const transport = opts.fetch
+    ? { post: fetchJsonPost(opts.fetch), close: () => undefined }
+    : nodeJsonPost(opts.agent === undefined ? {} : tls ? { https: opts.agent as HttpsAgent } : { http: opts.agent as HttpAgent });
   if (!Number.isInteger(batchSize) || batchSize < 1 || !Number.isInteger(maxQueue) || maxQueue < batchSize)
     throw new TypeError('createUsageReporter: batchSize must be >= 1 and maxQueue >= batchSize');
 
@@ -162,9 +175,9 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
     return headers;
   }
 
-  async function post(path: string, body: Record<string, unknown>): Promise<Response> {
+  async function post(path: string, body: Record<string, unknown>): Promise<PostAnswer> {
     const headers = await authHeaders(path, body);
-    return fetchFn(`${target}${path}`, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(timeout), redirect: 'error' });
+    return transport.post(`${target}${path}`, headers, JSON.stringify(body), timeout);
   }
 
   async function send(batch: UsageRecordInput[]): Promise<void> {
@@ -172,8 +185,8 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
       let wait: number | undefined;
       try {
         const res = await post('/usage', { records: batch.map(wire) });
-        if (res.ok) {
-          const answer = (await res.json().catch(() => ({}))) as { accepted?: unknown; rejected?: unknown; problems?: unknown };
+        if (res.status >= 200 && res.status < 300) {
+          const answer = parseJson(res.text) as { accepted?: unknown; rejected?: unknown; problems?: unknown };
           const accepted = typeof answer.accepted === 'number' ? answer.accepted : batch.length;
           const rejected = typeof answer.rejected === 'number' ? answer.rejected : 0;
           counts.sent += accepted;
@@ -181,14 +194,12 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
           if (rejected > 0) report(new UsageReportError(`Leash refused ${rejected} of ${batch.length} usage records: ${JSON.stringify(answer.problems ?? []).slice(0, 300)}`));
           return;
         }
-        const text = await res.text().catch(() => '');
         if (FINAL.has(res.status)) {
           counts.rejected += batch.length;
-          report(new UsageReportError(`Leash refused a batch of ${batch.length} usage records (HTTP ${res.status}): ${text.slice(0, 200)}`, res.status));
+          report(new UsageReportError(`Leash refused a batch of ${batch.length} usage records (HTTP ${res.status}): ${res.text.slice(0, 200)}`, res.status));
           return;
         }
-        const retryAfter = Number(res.headers.get('retry-after'));
-        if (Number.isFinite(retryAfter) && retryAfter > 0) wait = Math.min(retryAfter * 1000, MAX_BACKOFF_MS);
+        if (res.retryAfter !== undefined && res.retryAfter > 0) wait = Math.min(res.retryAfter * 1000, MAX_BACKOFF_MS);
         report(new UsageReportError(`usage report failed (HTTP ${res.status}); retrying`, res.status));
       } catch (err) {
         report(new UsageReportError(`usage report failed (${(err as Error)?.name ?? 'Error'}); retrying`));
@@ -260,8 +271,8 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
     },
     async charge(jti, audience) {
       const res = await post('/usage/budget', { jti, audience });
-      const body = (await res.json().catch(() => ({}))) as { allowed?: unknown; task?: unknown; reason?: unknown; error?: unknown; error_description?: unknown };
-      if (!res.ok) throw new UsageReportError(`budget check failed (HTTP ${res.status}): ${typeof body.error === 'string' ? body.error : ''}`, res.status);
+      const body = parseJson(res.text) as { allowed?: unknown; task?: unknown; reason?: unknown; error?: unknown; error_description?: unknown };
+      if (res.status < 200 || res.status >= 300) throw new UsageReportError(`budget check failed (HTTP ${res.status}): ${typeof body.error === 'string' ? body.error : ''}`, res.status);
       return {
         allowed: body.allowed === true,
         ...(typeof body.task === 'string' ? { task: body.task } : {}),
@@ -276,6 +287,7 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
       timer = undefined;
       await this.flush().catch(() => undefined);
       closed = true;
+      transport.close();
     },
   };
 }
@@ -294,6 +306,16 @@ function wire(r: UsageRecordInput): Record<string, unknown> {
   if (r.scopes !== undefined && r.scopes.length > 0) w.scopes = r.scopes;
   if (r.charged) w.charged = true;
   return w;
+}
+
+/** An answer's JSON object, or `{}` when it is not one. */
+function parseJson(text: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }
 
 function formEncode(value: string): string {

@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import express from 'express';
+import { createServer, Agent, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createUsageReporter, type UsageRecordInput } from '../../src/client/index.js';
 import { listen } from './fixtures.js';
 
@@ -127,5 +129,119 @@ describe('createUsageReporter', () => {
     expect(() => createUsageReporter({ issuer: '', clientId: 'a', clientSecret: 'b' })).toThrow(TypeError);
     expect(() => createUsageReporter({ issuer: 'http://x', clientId: 'a' })).toThrow(TypeError);
     expect(() => createUsageReporter({ issuer: 'http://x', clientId: 'a', clientSecret: 'b', clientAssertion: async () => 'x' })).toThrow(TypeError);
+  });
+});
+
+/** A bare node:http server answering POST /usage as `answer` says; it notes each request's client port. */
+async function rawServer(answer: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, body: string) => void) {
+  const ports: number[] = [];
+  const server: Server = createServer((req, res) => {
+    ports.push(req.socket.remotePort ?? 0);
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+    req.on('end', () => answer(req, res, body));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    ports,
+    close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
+
+const accept = (_req: unknown, res: import('node:http').ServerResponse, body: string) => {
+  const n = (JSON.parse(body) as { records: unknown[] }).records.length;
+  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: n, rejected: 0, problems: [] }));
+};
+
+describe('createUsageReporter over node:http (the default transport)', () => {
+  const closers: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  it('sends batch after batch over one kept-alive connection', async () => {
+    const srv = await rawServer(accept);
+    closers.push(srv.close);
+    const reporter = createUsageReporter({ issuer: srv.url, clientId: 'a', clientSecret: 'b', batchSize: 1, flushIntervalMs: 60_000 });
+    closers.push(() => reporter.close());
+    for (let i = 0; i < 5; i++) {
+      reporter.report(rec(i));
+      await reporter.flush();
+    }
+    expect(srv.ports).toHaveLength(5);
+    expect(new Set(srv.ports).size).toBe(1);
+    expect(reporter.stats()).toMatchObject({ sent: 5, dropped: 0, retries: 0 });
+  });
+
+  it('uses the agent it is given, and leaves it open on close', async () => {
+    const srv = await rawServer(accept);
+    closers.push(srv.close);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(async () => agent.destroy());
+    const reporter = createUsageReporter({ issuer: srv.url, clientId: 'a', clientSecret: 'b', batchSize: 2, agent });
+    reporter.report(rec(1));
+    reporter.report(rec(2));
+    await reporter.flush();
+    expect(Object.values(agent.freeSockets).flat()).toHaveLength(1);
+    await reporter.close();
+    expect(Object.values(agent.freeSockets).flat()).toHaveLength(1);
+    expect(reporter.stats()).toMatchObject({ sent: 2 });
+    expect(() => createUsageReporter({ issuer: srv.url, clientId: 'a', clientSecret: 'b', agent, fetch: globalThis.fetch })).toThrow(TypeError);
+  });
+
+  it('a server that never answers times out and the batch is retried, then dropped', async () => {
+    const srv = await rawServer(() => undefined);
+    closers.push(srv.close);
+    const reporter = createUsageReporter({ issuer: srv.url, clientId: 'a', clientSecret: 'b', batchSize: 1, timeoutMs: 100, retryBaseMs: 10, maxAttempts: 2 });
+    closers.push(() => reporter.close());
+    reporter.report(rec(1));
+    const t0 = Date.now();
+    await reporter.flush();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+    expect(srv.ports).toHaveLength(2);
+    expect(reporter.stats()).toMatchObject({ sent: 0, dropped: 1, retries: 1 });
+  });
+
+  it('an answer cut off mid-body is a failure, retried', async () => {
+    let n = 0;
+    const srv = await rawServer((_req, res, body) => {
+      if (++n === 1) {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+        res.write('{"accepted":');
+        res.socket?.destroy();
+        return;
+      }
+      accept(_req, res, body);
+    });
+    closers.push(srv.close);
+    const errors: string[] = [];
+    const reporter = createUsageReporter({ issuer: srv.url, clientId: 'a', clientSecret: 'b', batchSize: 1, retryBaseMs: 10, onError: (e) => errors.push(e.message) });
+    closers.push(() => reporter.close());
+    reporter.report(rec(1));
+    await reporter.flush();
+    expect(srv.ports).toHaveLength(2);
+    expect(reporter.stats()).toMatchObject({ sent: 1, retries: 1, dropped: 0 });
+    expect(errors[0]).toMatch(/retrying/);
+  });
+
+  it('Retry-After sets the wait before the next attempt', async () => {
+    const times: number[] = [];
+    const srv = await rawServer((req, res, body) => {
+      times.push(Date.now());
+      if (times.length === 1) {
+        res.writeHead(503, { 'retry-after': '1', 'content-type': 'application/json' }).end('{"error":"temporarily_unavailable"}');
+        return;
+      }
+      accept(req, res, body);
+    });
+    closers.push(srv.close);
+    const reporter = createUsageReporter({ issuer: srv.url, clientId: 'a', clientSecret: 'b', batchSize: 1, retryBaseMs: 10 });
+    closers.push(() => reporter.close());
+    reporter.report(rec(1));
+    await reporter.flush();
+    expect(times).toHaveLength(2);
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(950);
+    expect(reporter.stats()).toMatchObject({ sent: 1, retries: 1 });
   });
 });
