@@ -16,13 +16,23 @@ interface RsInput {
   readonly usageUrl?: string;
   readonly clientId: string;
   readonly secret: string;
+  /** The reporter's transport: its node:http default, or globalThis.fetch (to compare). */
+  readonly transport?: 'node' | 'fetch';
 }
 
 async function main(): Promise<void> {
   const input = JSON.parse(process.env.LEASH_BENCH_RS ?? '{}') as RsInput;
   const verifier = createLeashVerifier({ issuer: input.issuer, audience: input.audience });
   const reporter = input.usage
-    ? createUsageReporter({ issuer: input.issuer, ...(input.usageUrl ? { usageUrl: input.usageUrl } : {}), clientId: input.clientId, clientSecret: input.secret, batchSize: 100, maxQueue: 100_000 })
+    ? createUsageReporter({
+        issuer: input.issuer,
+        ...(input.usageUrl ? { usageUrl: input.usageUrl } : {}),
+        clientId: input.clientId,
+        clientSecret: input.secret,
+        batchSize: 100,
+        maxQueue: 100_000,
+        ...(input.transport === 'fetch' ? { fetch: globalThis.fetch } : {}),
+      })
     : undefined;
   const app = express();
   app.get('/contacts/:id', requireLeashToken(verifier, reporter ? { usage: reporter } : {}), (req, res) => {

@@ -7,10 +7,15 @@
  *   D  a resource server (express + requireLeashToken) with and without the usage reporter:
  *      its CPU per call, the difference being what reporting costs: reporting to a sink
  *      that only parses the batches (the resource server's own cost, the bar) and to Leash
- *      (which ingests on the same cores); all three run throughout, measured in
- *      alternating order, --rounds times each
+ *      (which ingests on the same cores); each reporting server is loaded at the same time
+ *      as the one without (a pair sees the same machine speed), --rounds times each
  *
  *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000] [--tokens 20] [--rounds 2] [--commit-window MS] [--store sqlite|redis] [--usage-worker] [--rs-rate 2000]
+ *                          [--only rs | --skip rs] [--rs-transport node|fetch] [--rs-control]
+ *
+ * `--only rs`: D alone; `--skip rs`: A, B, C without D. `--rs-transport fetch`: the reporter sends with fetch (undici), as
+ * it did before 2026-12-06, instead of its node:http default. `--rs-control`: the "sink"
+ * server reports nothing either, so D's difference measures the method's own bias (A/A).
  *
  * `--usage-worker`: Leash as `leash serve` runs it with `settings.usage.listen.workers: 1`:
  * a primary, one worker for the public port and one that serves only the usage port, to
@@ -63,6 +68,15 @@ const PROFILE = (() => {
 const RS_RATE = arg('rs-rate', 2000);
 /** `--usage-worker`: reports go to a usage port served by a process of its own (settings.usage.listen). */
 const USAGE_WORKER = process.argv.includes('--usage-worker');
+/** `--only rs`: run D alone (the resource server's own reporting cost), not A, B, C. */
+const ONLY_RS = process.argv.includes('--only') && process.argv[process.argv.indexOf('--only') + 1] === 'rs';
+/** `--skip rs`: A, B, C without D. */
+const SKIP_RS = process.argv.includes('--skip') && process.argv[process.argv.indexOf('--skip') + 1] === 'rs';
+/** `--rs-transport fetch`: the reporter sends with globalThis.fetch instead of its node:http default (to compare). */
+const RS_TRANSPORT = process.argv.includes('--rs-transport') ? process.argv[process.argv.indexOf('--rs-transport') + 1] : 'node';
+if (RS_TRANSPORT !== 'node' && RS_TRANSPORT !== 'fetch') throw new Error('--rs-transport node|fetch');
+/** `--rs-control`: D's "sink" server reports nothing either (an A/A check of the side-by-side method: its cost should come out near 0). */
+const RS_CONTROL = process.argv.includes('--rs-control');
 const cpuOf = (pid: number) => [...threadCpu(pid).values()].reduce((a, b) => a + b, 0);
 
 /** Where the next batch starts in the token list: batches walk all of it, not its first `n`. */
@@ -202,7 +216,11 @@ async function ingest(url: string, auth: string, jtis: readonly string[], second
 
 async function startRs(issuer: string, secret: string, usage: boolean, usageUrl?: string): Promise<{ pid: number; url: string; stop: () => Promise<void> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(DIR, 'usage-rs.ts')], {
-    env: { ...process.env, NODE_ENV: 'production', LEASH_BENCH_RS: JSON.stringify({ issuer, audience: BENCH_RESOURCE, usage, usageUrl, clientId: BENCH_RESOURCE_SERVER, secret }) },
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      LEASH_BENCH_RS: JSON.stringify({ issuer, audience: BENCH_RESOURCE, usage, usageUrl, clientId: BENCH_RESOURCE_SERVER, secret, transport: RS_TRANSPORT }),
+    },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
@@ -275,6 +293,19 @@ async function main(): Promise<void> {
     jtis.push((JSON.parse(Buffer.from(access.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti);
   }
   const results: string[] = [];
+  if (ONLY_RS) {
+    try {
+      const d = await resourceServerCost(leash.ready.url, leash.ready.usageUrl, secret, access);
+      process.stdout.write(
+        `${[`usage benchmark, D only (${Math.max(ROUNDS, 2)} runs of ${DURATION}s per server, reporter transport ${RS_TRANSPORT}${RS_CONTROL ? ', CONTROL: the sink server reports nothing' : ''}, ${cpus().length} CPUs, node ${process.version})`, ...d].join('\n')}\n`,
+      );
+    } finally {
+      await leash.stop();
+      killAllChildren();
+      await redis?.stop();
+    }
+    return;
+  }
   if (PROFILE) {
     await ingest(usageUrl, auth, jtis, 2, { concurrency: 32 });
     const cpu0 = cpuOf(leash.pid);
@@ -339,36 +370,7 @@ async function main(): Promise<void> {
     const bCpu = cpuOf(leash.pid) - cpu0;
     const bRedisCpu = redis ? cpuOf(redis.pid) - redis0 : 0;
 
-    log('D: resource server CPU per call, without and with the usage reporter');
-    // The three resource servers run throughout and are measured in alternating order, like A
-    // and C above: two separate runs of one server differ by tens of µs per call here.
-    const sink = await startSink();
-    const servers = {
-      without: await startRs(leash.ready.url, secret, false),
-      leash: await startRs(leash.ready.url, secret, true),
-      sink: await startRs(leash.ready.url, secret, true, sink.url),
-    };
-    type Variant = keyof typeof servers;
-    const perCall: Record<Variant, number[]> = { without: [], leash: [], sink: [] };
-    const rsRates: Record<Variant, number[]> = { without: [], leash: [], sink: [] };
-    try {
-      for (const rs of Object.values(servers)) await rsRun(rs.url, access).catch(() => undefined); // warm-up (JIT, JWKS fetch)
-      const forward: Variant[] = ['without', 'sink', 'leash'];
-      for (let round = 0; round < Math.max(ROUNDS, 2); round++) {
-        for (const which of round % 2 === 0 ? forward : [...forward].reverse()) {
-          const rs = servers[which];
-          const before = cpuOf(rs.pid);
-          const r = await rsRun(rs.url, access);
-          // Let the reporter send what it queued during the run: its CPU counts too.
-          await new Promise((res) => setTimeout(res, 1500));
-          perCall[which].push(((cpuOf(rs.pid) - before) / r.requests) * 1e6);
-          rsRates[which].push(r.perSec);
-        }
-      }
-    } finally {
-      await Promise.all(Object.values(servers).map((rs) => rs.stop()));
-      await sink.close();
-    }
+    const d = SKIP_RS ? [] : await resourceServerCost(leash.ready.url, leash.ready.usageUrl, secret, access);
     const mean = (xs: readonly number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
     const aRate = mean(a.map((r) => r.reqPerSec));
     const cRate = mean(c.map((r) => r.reqPerSec));
@@ -376,13 +378,6 @@ async function main(): Promise<void> {
     const rounds = a.map((r, i) => 1 - c[i]!.reqPerSec / r.reqPerSec);
     const perRound = rounds.map((x) => `${(x * 100).toFixed(1)} %`).join(', ');
     const interval = confidence95(rounds);
-    const costsOf = (v: 'sink' | 'leash') => perCall[v].map((w, i) => w - perCall.without[i]!);
-    const costLine = (v: 'sink' | 'leash') => {
-      const costs = costsOf(v);
-      const i = confidence95(costs);
-      return `${mean(costs).toFixed(1)} µs (runs: ${costs.map((x) => x.toFixed(1)).join(', ')})${i ? `, 95 % interval [${i.low.toFixed(1)}, ${i.high.toFixed(1)}]` : ''}`;
-    };
-    const ownCost = mean(costsOf('sink'));
     results.push(
       '',
       `usage benchmark (${ROUNDS} rounds of ${DURATION}s, ${CONNECTIONS} connections, ${TOKENS} tokens, commit window ${COMMIT_WINDOW ?? 'default'} ms, ${USAGE_WORKER ? 'reports to a usage worker of their own (settings.usage.listen), exchanges to one public worker' : 'one process serves exchanges and reports'}, ${cpus().length} CPUs, node ${process.version}, ${redis ? 'Redis store (appendfsync everysec); Leash CPU does not include redis-server' : 'SQLite store'})`,
@@ -391,9 +386,7 @@ async function main(): Promise<void> {
       `C exchanges + ingestion at ${RATE}/s: ${cRate.toFixed(0)} req/s (${c.map((r) => r.reqPerSec.toFixed(0)).join(', ')}), p99 ${Math.max(...c.map((r) => r.p99)).toFixed(1)} ms; ingested ${Math.round(mean(cIngest.map((i) => i.perSec)))} records/s (${cIngest.reduce((x, i) => x + i.failed, 0)} failed); Leash CPU ${(cCpu / ROUNDS).toFixed(1)} s per round, usage sender ${(cSender / ROUNDS).toFixed(2)} s`,
       `  exchange slowdown under ingestion:  ${(slowdown * 100).toFixed(1)} % (rounds: ${perRound}) (bar: at most 10 %; ${slowdown <= 0.1 ? 'met' : 'NOT met'})`,
       `  per-round mean, 95 % interval:      ${interval ? `${(interval.mean * 100).toFixed(1)} % [${(interval.low * 100).toFixed(1)}, ${(interval.high * 100).toFixed(1)}]` : 'needs 2 rounds or more'}`,
-      `D resource server CPU per call:       ${mean(perCall.without).toFixed(0)} µs without reporting, ${mean(perCall.sink).toFixed(0)} µs reporting to a sink, ${mean(perCall.leash).toFixed(0)} µs reporting to Leash (${['without', 'sink', 'leash'].map((v) => Math.round(mean(rsRates[v as Variant]))).join(' / ')} req/s at a fixed ${RS_RATE}/s; ${perCall.without.length} runs each, alternating)`,
-      `  reporting cost per call (its own):  ${costLine('sink')} (bar: under 50 µs; ${ownCost < 50 ? 'met' : 'NOT met'})`,
-      `  with Leash ingesting on the same cores: ${costLine('leash')}`,
+      ...d,
     );
     process.stdout.write(`${results.join('\n')}\n`);
   } finally {
@@ -401,6 +394,66 @@ async function main(): Promise<void> {
     killAllChildren();
     await redis?.stop();
   }
+}
+
+/**
+ * D: a resource server's CPU per call without reporting, reporting to a sink (its own cost)
+ * and reporting to Leash (plus Leash ingesting on the same cores), at a fixed rate.
+ */
+async function resourceServerCost(leashUrl: string, usageUrl: string | undefined, secret: string, access: string): Promise<string[]> {
+  log('D: resource server CPU per call, without and with the usage reporter');
+  // The three resource servers run throughout; each reporting one is measured side by side
+  // with the one without reporting (below).
+  const sink = await startSink();
+  const servers = {
+    without: await startRs(leashUrl, secret, false),
+    leash: await startRs(leashUrl, secret, true, usageUrl),
+    sink: await startRs(leashUrl, secret, !RS_CONTROL, sink.url),
+  };
+  type Variant = keyof typeof servers;
+  const perCall: Record<Variant, number[]> = { without: [], leash: [], sink: [] };
+  const rsRates: Record<Variant, number[]> = { without: [], leash: [], sink: [] };
+  try {
+    for (const rs of Object.values(servers)) await rsRun(rs.url, access).catch(() => undefined); // warm-up (JIT, JWKS fetch)
+    // Each reporting server runs at the same time as the one without, at the same rate: this
+    // VM's speed drifts by tens of percent from one 5 s run to the next, and a pair measured
+    // side by side sees the same machine. The two pairs alternate.
+    for (let round = 0; round < Math.max(ROUNDS, 2); round++) {
+      for (const which of round % 2 === 0 ? (['sink', 'leash'] as const) : (['leash', 'sink'] as const)) {
+        const pair = [servers.without, servers[which]];
+        const before = pair.map((rs) => cpuOf(rs.pid));
+        const runs = await Promise.all(pair.map((rs) => rsRun(rs.url, access)));
+        // Let the reporter send what it queued during the run: its CPU counts too.
+        await new Promise((res) => setTimeout(res, 1500));
+        pair.forEach((rs, i) => {
+          const v: Variant = i === 0 ? 'without' : which;
+          perCall[v].push(((cpuOf(rs.pid) - before[i]!) / runs[i]!.requests) * 1e6);
+          rsRates[v].push(runs[i]!.perSec);
+        });
+      }
+    }
+  } finally {
+    await Promise.all(Object.values(servers).map((rs) => rs.stop()));
+    await sink.close();
+  }
+  const mean = (xs: readonly number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
+  // perCall.without holds one run per pair, in the order the pairs ran.
+  const order = Array.from({ length: Math.max(ROUNDS, 2) }, (_, r) => (r % 2 === 0 ? ['sink', 'leash'] : ['leash', 'sink'])).flat();
+  const costsOf = (v: 'sink' | 'leash') => {
+    const partners = perCall.without.filter((_, i) => order[i] === v);
+    return perCall[v].map((w, i) => w - partners[i]!);
+  };
+  const costLine = (v: 'sink' | 'leash') => {
+    const costs = costsOf(v);
+    const i = confidence95(costs);
+    return `${mean(costs).toFixed(1)} µs (runs: ${costs.map((x) => x.toFixed(1)).join(', ')})${i ? `, 95 % interval [${i.low.toFixed(1)}, ${i.high.toFixed(1)}]` : ''}`;
+  };
+  const ownCost = mean(costsOf('sink'));
+  return [
+    `D resource server CPU per call:       ${mean(perCall.without).toFixed(0)} µs without reporting, ${mean(perCall.sink).toFixed(0)} µs reporting to a sink, ${mean(perCall.leash).toFixed(0)} µs reporting to Leash (${['without', 'sink', 'leash'].map((v) => Math.round(mean(rsRates[v as Variant]))).join(' / ')} req/s at a fixed ${RS_RATE}/s; ${perCall.sink.length} runs of each pair, side by side)`,
+    `  reporting cost per call (its own):  ${costLine('sink')} (bar: under 50 µs; ${ownCost < 50 ? 'met' : 'NOT met'})`,
+    `  with Leash ingesting on the same cores: ${costLine('leash')}`,
+  ];
 }
 
 /** Student's t, two-sided 95 %, by degrees of freedom (1-30; beyond, 1.96 is close enough). */
