@@ -16,39 +16,39 @@ export type JsonPost = (url: string, headers: Record<string, string>, body: stri
 /** Answers past this are cut: Leash's are a few hundred bytes. */
 const MAX_ANSWER_BYTES = 64 * 1024;
 
+function answer(status: number, retryAfter: string | null | undefined, text: string): PostAnswer {
+  const seconds = Number(retryAfter);
+  return { status, ...(retryAfter != null && Number.isFinite(seconds) ? { retryAfter: seconds } : {}), text };
+}
+
 /**
- * A JSON POST over node:http(s) with a keep-alive agent of its own (or the caller's). The
- * reporter sends a batch every few tens of ms on a busy server: per request, undici's
- * `fetch` (Request/Response objects, web streams, AbortSignal) cost it about half again the
- * CPU this does (bench/usage.ts, D). Redirects are not followed (a 3xx is just an answer).
+ * A JSON POST over node:http or node:https (`tls`) with a keep-alive agent of its own, or
+ * the caller's. The reporter sends a batch every few tens of ms on a busy server: per
+ * request, undici's `fetch` (Request/Response objects, web streams, AbortSignal) cost it
+ * about three times the CPU this does (bench/usage.ts, D). Redirects are not followed (a
+ * 3xx is just an answer).
  */
-export function nodeJsonPost(agents: { http?: HttpAgent; https?: HttpsAgent } = {}): { post: JsonPost; close: () => void } {
-  const own = { http: agents.http ?? new HttpAgent({ keepAlive: true, maxSockets: 2 }), https: agents.https ?? new HttpsAgent({ keepAlive: true, maxSockets: 2 }) };
+export function nodeJsonPost(opts: { readonly tls: boolean; readonly agent?: HttpAgent | undefined }): { post: JsonPost; close: () => void } {
+  const agent = opts.agent ?? (opts.tls ? new HttpsAgent({ keepAlive: true, maxSockets: 2 }) : new HttpAgent({ keepAlive: true, maxSockets: 2 }));
+  const send = opts.tls ? httpsRequest : httpRequest;
   const post: JsonPost = (url, headers, body, timeoutMs) =>
     new Promise<PostAnswer>((resolve, reject) => {
-      const target = new URL(url);
-      const tls = target.protocol === 'https:';
-      const req = (tls ? httpsRequest : httpRequest)(
-        target,
-        { method: 'POST', agent: tls ? own.https : own.http, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } },
-        (res: IncomingMessage) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size <= MAX_ANSWER_BYTES) chunks.push(c);
-          });
-          res.on('end', () => {
-            clearTimeout(timer);
-            const retryAfter = Number(res.headers['retry-after']);
-            resolve({ status: res.statusCode ?? 0, ...(res.headers['retry-after'] !== undefined && Number.isFinite(retryAfter) ? { retryAfter } : {}), text: Buffer.concat(chunks).toString('utf8') });
-          });
-          res.on('error', fail);
-          res.on('close', () => {
-            if (!res.complete) fail(new Error('the answer was cut off'));
-          });
-        },
-      );
+      const req = send(url, { method: 'POST', agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size <= MAX_ANSWER_BYTES) chunks.push(c);
+        });
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve(answer(res.statusCode ?? 0, res.headers['retry-after'], Buffer.concat(chunks).toString('utf8')));
+        });
+        res.on('error', fail);
+        res.on('close', () => {
+          if (!res.complete) fail(new Error('the answer was cut off'));
+        });
+      });
       // One deadline for the whole exchange (connect, send, answer), as AbortSignal.timeout gave fetch.
       const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer in ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
       function fail(err: Error) {
@@ -60,10 +60,9 @@ export function nodeJsonPost(agents: { http?: HttpAgent; https?: HttpsAgent } = 
     });
   return {
     post,
+    // Only an agent made here: a caller's agent is the caller's to close.
     close: () => {
-      // Only the agents made here: a caller's agent is the caller's to close.
-      if (!agents.http) own.http.destroy();
-      if (!agents.https) own.https.destroy();
+      if (!opts.agent) agent.destroy();
     },
   };
 }
@@ -72,8 +71,6 @@ export function nodeJsonPost(agents: { http?: HttpAgent; https?: HttpsAgent } = 
 export function fetchJsonPost(fetchFn: typeof fetch): JsonPost {
   return async (url, headers, body, timeoutMs) => {
     const res = await fetchFn(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
-    const retryAfter = Number(res.headers.get('retry-after'));
-    const text = await res.text();
-    return { status: res.status, ...(res.headers.get('retry-after') !== null && Number.isFinite(retryAfter) ? { retryAfter } : {}), text: text.slice(0, MAX_ANSWER_BYTES) };
+    return answer(res.status, res.headers.get('retry-after'), (await res.text()).slice(0, MAX_ANSWER_BYTES));
   };
 }

@@ -1,7 +1,6 @@
 import { backoffDelay } from './backoff.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Agent as HttpAgent } from 'node:http';
-import type { Agent as HttpsAgent } from 'node:https';
 import { fetchJsonPost, nodeJsonPost, type PostAnswer } from './json-post.js';
 
 /** How a call ended at the resource server: served, or the refusal it made. */
@@ -68,7 +67,7 @@ export interface UsageReporterOptions {
    * The agent reports and budget checks go through (e.g. an https.Agent with a private CA or
    * a client certificate). Default: a keep-alive agent of the reporter's own, closed by `close()`.
    */
-  readonly agent?: HttpAgent | HttpsAgent;
+  readonly agent?: HttpAgent;
   /** Send with this `fetch` instead of node:http(s) (tests; an undici dispatcher). `agent` is then unused. */
   readonly fetch?: typeof fetch;
   readonly clock?: Clock;
@@ -137,12 +136,10 @@ export function createUsageReporter(opts: UsageReporterOptions): UsageReporter {
   const interval = opts.flushIntervalMs ?? 1000;
   const clock = opts.clock ?? systemClock;
   if (opts.agent !== undefined && opts.fetch !== undefined) throw new TypeError('createUsageReporter: give agent or fetch, not both');
-  const tls = target.startsWith('https:');
-  const transport = opts.fetch
-    ? { post: fetchJsonPost(opts.fetch), close: () => undefined }
-    : nodeJsonPost(opts.agent === undefined ? {} : tls ? { https: opts.agent as HttpsAgent } : { http: opts.agent as HttpAgent });
   if (!Number.isInteger(batchSize) || batchSize < 1 || !Number.isInteger(maxQueue) || maxQueue < batchSize)
     throw new TypeError('createUsageReporter: batchSize must be >= 1 and maxQueue >= batchSize');
+  // Made once the options are known good: nothing to close after a TypeError.
+  const transport = opts.fetch ? { post: fetchJsonPost(opts.fetch), close: () => undefined } : nodeJsonPost({ tls: target.startsWith('https:'), agent: opts.agent });
 
   // A ring over a plain array: `head` is the oldest record; compacted now and then.
   let queue: UsageRecordInput[] = [];

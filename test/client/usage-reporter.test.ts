@@ -1,7 +1,10 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import { createServer, Agent, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { keepAliveAgent } from '../support/mtls.js';
+import { testTls } from '../support/x509.js';
 import { createUsageReporter, type UsageRecordInput } from '../../src/client/index.js';
 import { listen } from './fixtures.js';
 
@@ -188,6 +191,37 @@ describe('createUsageReporter over node:http (the default transport)', () => {
     expect(Object.values(agent.freeSockets).flat()).toHaveLength(1);
     expect(reporter.stats()).toMatchObject({ sent: 2 });
     expect(() => createUsageReporter({ issuer: srv.url, clientId: 'a', clientSecret: 'b', agent, fetch: globalThis.fetch })).toThrow(TypeError);
+  });
+
+  it('over https: a private CA is refused by default and trusted through the given agent', async () => {
+    const tls = testTls();
+    const seen: string[] = [];
+    const server = createHttpsServer({ cert: tls.cert, key: tls.key }, (req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      req.on('end', () => {
+        seen.push(req.url ?? '');
+        accept(req, res, body);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    const untrusting = createUsageReporter({ issuer: url, clientId: 'a', clientSecret: 'b', batchSize: 1, maxAttempts: 1 });
+    closers.push(() => untrusting.close());
+    untrusting.report(rec(1));
+    await untrusting.flush();
+    expect(untrusting.stats()).toMatchObject({ sent: 0, dropped: 1 });
+
+    const agent = keepAliveAgent({ ca: tls.ca });
+    closers.push(async () => agent.destroy());
+    const trusting = createUsageReporter({ issuer: url, clientId: 'a', clientSecret: 'b', batchSize: 1, agent });
+    closers.push(() => trusting.close());
+    trusting.report(rec(2));
+    await trusting.flush();
+    expect(trusting.stats()).toMatchObject({ sent: 1, dropped: 0 });
+    expect(seen).toEqual(['/usage']);
   });
 
   it('a server that never answers times out and the batch is retried, then dropped', async () => {
