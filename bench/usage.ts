@@ -126,10 +126,9 @@ function requestBytes(url: URL, auth: string, jtis: readonly string[], at: numbe
     return bytes;
   }
   const body = records(jtis, BATCH, at);
-  {
-    const head = `POST /usage HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: ${auth}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
-    requests.set(key, (bytes = Buffer.concat([Buffer.from(head), Buffer.from(body)])));
-  }
+  const head = `POST /usage HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: ${auth}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+  bytes = Buffer.concat([Buffer.from(head), Buffer.from(body)]);
+  requests.set(key, bytes);
   return bytes;
 }
 
@@ -413,6 +412,8 @@ async function resourceServerCost(leashUrl: string, usageUrl: string | undefined
   type Variant = keyof typeof servers;
   const perCall: Record<Variant, number[]> = { without: [], leash: [], sink: [] };
   const rsRates: Record<Variant, number[]> = { without: [], leash: [], sink: [] };
+  /** Per pair: the reporting server's CPU per call minus its partner's in the same run. */
+  const costs: Record<'sink' | 'leash', number[]> = { sink: [], leash: [] };
   try {
     for (const rs of Object.values(servers)) await rsRun(rs.url, access).catch(() => undefined); // warm-up (JIT, JWKS fetch)
     // Each reporting server runs at the same time as the one without, at the same rate: this
@@ -425,11 +426,12 @@ async function resourceServerCost(leashUrl: string, usageUrl: string | undefined
         const runs = await Promise.all(pair.map((rs) => rsRun(rs.url, access)));
         // Let the reporter send what it queued during the run: its CPU counts too.
         await new Promise((res) => setTimeout(res, 1500));
-        pair.forEach((rs, i) => {
-          const v: Variant = i === 0 ? 'without' : which;
-          perCall[v].push(((cpuOf(rs.pid) - before[i]!) / runs[i]!.requests) * 1e6);
-          rsRates[v].push(runs[i]!.perSec);
-        });
+        const [base, reporting] = pair.map((rs, i) => ((cpuOf(rs.pid) - before[i]!) / runs[i]!.requests) * 1e6) as [number, number];
+        perCall.without.push(base);
+        perCall[which].push(reporting);
+        costs[which].push(reporting - base);
+        rsRates.without.push(runs[0]!.perSec);
+        rsRates[which].push(runs[1]!.perSec);
       }
     }
   } finally {
@@ -437,18 +439,11 @@ async function resourceServerCost(leashUrl: string, usageUrl: string | undefined
     await sink.close();
   }
   const mean = (xs: readonly number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-  // perCall.without holds one run per pair, in the order the pairs ran.
-  const order = Array.from({ length: Math.max(ROUNDS, 2) }, (_, r) => (r % 2 === 0 ? ['sink', 'leash'] : ['leash', 'sink'])).flat();
-  const costsOf = (v: 'sink' | 'leash') => {
-    const partners = perCall.without.filter((_, i) => order[i] === v);
-    return perCall[v].map((w, i) => w - partners[i]!);
-  };
   const costLine = (v: 'sink' | 'leash') => {
-    const costs = costsOf(v);
-    const i = confidence95(costs);
-    return `${mean(costs).toFixed(1)} µs (runs: ${costs.map((x) => x.toFixed(1)).join(', ')})${i ? `, 95 % interval [${i.low.toFixed(1)}, ${i.high.toFixed(1)}]` : ''}`;
+    const i = confidence95(costs[v]);
+    return `${mean(costs[v]).toFixed(1)} µs (runs: ${costs[v].map((x) => x.toFixed(1)).join(', ')})${i ? `, 95 % interval [${i.low.toFixed(1)}, ${i.high.toFixed(1)}]` : ''}`;
   };
-  const ownCost = mean(costsOf('sink'));
+  const ownCost = mean(costs.sink);
   return [
     `D resource server CPU per call:       ${mean(perCall.without).toFixed(0)} µs without reporting, ${mean(perCall.sink).toFixed(0)} µs reporting to a sink, ${mean(perCall.leash).toFixed(0)} µs reporting to Leash (${['without', 'sink', 'leash'].map((v) => Math.round(mean(rsRates[v as Variant]))).join(' / ')} req/s at a fixed ${RS_RATE}/s; ${perCall.sink.length} runs of each pair, side by side)`,
     `  reporting cost per call (its own):  ${costLine('sink')} (bar: under 50 µs; ${ownCost < 50 ? 'met' : 'NOT met'})`,
