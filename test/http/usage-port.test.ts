@@ -111,6 +111,7 @@ describe('usage reports on a port of their own (settings.usage.listen)', () => {
     await bySecret.close();
 
     const audiences: string[] = [];
+    const errors: string[] = [];
     const byAssertion = createUsageReporter({
       issuer: tb.url,
       usageUrl: `${usageUrl}/`,
@@ -120,11 +121,14 @@ describe('usage reports on a port of their own (settings.usage.listen)', () => {
         return clientAssertion(tickets.privateKey, aud, nowS());
       },
       flushIntervalMs: 10,
+      onError: (e) => errors.push(e.message),
     });
-    // A record for an audience tickets-api does not answer for: refused one by one, which proves the request was authenticated.
+    // A record for an audience tickets-api does not answer for: refused one by one (a 200 naming
+    // the record), not the batch refused whole (a 401): the request was authenticated.
     byAssertion.report({ jti, plugin: 'crm-reader', task, audience: CRM_API, method: 'GET', route: '/contacts/:id', status: 200 });
     await byAssertion.flush();
     expect(byAssertion.stats()).toMatchObject({ sent: 0, rejected: 1 });
+    expect(errors).toEqual([expect.stringMatching(/^Leash refused 1 of 1 usage records: .*audience/)]);
     expect(audiences).toEqual([`${tb.url}/usage`]);
     await byAssertion.close();
   });
