@@ -361,6 +361,16 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect(await store.countIssuedForTaskPlugin('tsk_none', 'p1')).toBe(0);
       });
 
+      it('records the same jti once when two records of it arrive together; the task counts it once', async () => {
+        const t = aToken(clock, { task: 'tsk_dup', plugin: 'p1' });
+        const results = await Promise.allSettled([store.recordIssued(t), store.recordIssued(t, { tokensPerTask: 10 })]);
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+        const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        expect(refused?.reason).toBeInstanceOf(TypeError);
+        expect(await store.getIssued(t.jti)).toEqual(t);
+        expect(await store.countIssuedForTaskPlugin('tsk_dup', 'p1')).toBe(1);
+      });
+
       it('refuses a token past the tokens-per-task limit in the record itself (ERR_QUOTA_EXCEEDED, nothing written), concurrent records included', async () => {
         const limit = { tokensPerTask: 3 };
         const attempts = Array.from({ length: 8 }, () => aToken(clock, { task: 'tsk_lim', plugin: 'p1' }));
@@ -684,6 +694,16 @@ export function describeStore(name: string, factory: StoreFactory): void {
         expect((await store.read(0, 2)).map((r) => r.seq)).toEqual([1, 2]);
         expect(verifyChain([...p1, ...p2, ...p3])).toEqual({ ok: true, count: 25 });
         expect(await verifyAuditLog(store, { batch: 4 })).toEqual({ ok: true, count: 25 });
+      });
+
+      it('chains appends made together in the order they were made', async () => {
+        await store.append('policy.loaded', { first: true }, 1);
+        const together = await Promise.all(Array.from({ length: 12 }, (_, i) => store.append('exchange.issued', { i }, 100 + i)));
+        expect(together.map((r) => r.seq)).toEqual(Array.from({ length: 12 }, (_, i) => i + 2));
+        expect(together.map((r) => r.event.i)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+        for (let i = 1; i < together.length; i++) expect(together[i]!.prevHash).toBe(together[i - 1]!.hash);
+        expect(await store.read(1, 20)).toEqual([expect.objectContaining({ seq: 1 }), ...together]);
+        expect(await verifyAuditLog(store)).toEqual({ ok: true, count: 13 });
       });
 
       it('rejects a misuse of read as a TypeError', async () => {

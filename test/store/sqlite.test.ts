@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeEach, afterEach } from '@jest/globals';
+import { describe, it, expect, beforeEach, afterEach, jest } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { isLeashError, type LeashError } from '../../src/errors/leash-error.js';
+import { SqliteHandle } from '../../src/store/sqlite/handle.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { ManualClock } from '../../src/time/clock.js';
@@ -188,6 +189,54 @@ describe('SQLite store specifics', () => {
   it('can fsync every commit', () => {
     const s = open({ fsync: 'every-commit' });
     expect(s.database.pragma('synchronous', { simple: true })).toBe(2);
+  });
+
+  it('writes the token records and the audit events of one turn in one transaction each (group commit)', async () => {
+    const s = open();
+    const run = jest.spyOn(SqliteHandle.prototype, 'run');
+    try {
+      const tokens = Array.from({ length: 10 }, () => aToken(clock, { task: 'tsk_group', plugin: 'p1' }));
+      const [records, appends] = await Promise.all([
+        Promise.all(
+          tokens.map((t) =>
+            s.recordIssued(t, { tokensPerTask: 8 }).then(
+              () => 'ok',
+              (e: LeashError) => e.code,
+            ),
+          ),
+        ),
+        Promise.all(tokens.map((t, i) => s.append('exchange.issued', { jti: t.jti, i }, 10 + i))),
+      ]);
+      const ops = run.mock.calls.map((c) => c[0]);
+      expect(ops.filter((op) => op === 'recordIssued')).toHaveLength(1);
+      expect(ops.filter((op) => op === 'append')).toHaveLength(1);
+      // The limit holds inside the batch: the first 8 in order, then refusals.
+      expect(records).toEqual([...Array<string>(8).fill('ok'), 'ERR_QUOTA_EXCEEDED', 'ERR_QUOTA_EXCEEDED']);
+      expect(await s.countIssuedForTaskPlugin('tsk_group', 'p1')).toBe(8);
+      expect(appends.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      // The handle's head is the batch's last record once it has committed.
+      expect(s.database.prepare('SELECT max(seq) AS seq FROM audit').get()).toEqual({ seq: 10 });
+      await s.append('task.ended', { task: 'tsk_group' }, 99);
+      expect(await verifyAuditLog(s)).toEqual({ ok: true, count: 11 });
+    } finally {
+      run.mockRestore();
+    }
+  });
+
+  it('a batch whose commit fails refuses every write in it and keeps none', async () => {
+    const s = open({ busyTimeoutMs: 20 });
+    await s.append('task.opened', { n: 1 }, 1);
+    const other = new Database(path);
+    toClose.push(other);
+    other.exec('BEGIN EXCLUSIVE');
+    const tokens = [aToken(clock), aToken(clock)];
+    const results = await Promise.allSettled([...tokens.map((t) => s.recordIssued(t)), s.append('task.opened', { n: 2 }, 2), s.append('task.opened', { n: 3 }, 3)]);
+    expect(results.map((r) => (r.status === 'rejected' ? (r.reason as LeashError).code : 'ok'))).toEqual(Array<string>(4).fill('ERR_BACKEND_UNAVAILABLE'));
+    other.exec('ROLLBACK');
+    expect(await s.getIssued(tokens[0]!.jti)).toBeUndefined();
+    expect(await s.getIssued(tokens[1]!.jti)).toBeUndefined();
+    expect((await s.append('task.opened', { n: 4 }, 4)).seq).toBe(2);
+    expect(await verifyAuditLog(s)).toEqual({ ok: true, count: 2 });
   });
 
   it('stores the audit event as canonical JSON, the exact text it hashed', async () => {

@@ -4,13 +4,15 @@ import { chainHashCanonical } from '../../formats/chain-hash.js';
 import type { AuditRecord } from '../records.js';
 import type { AuditLog } from '../store.js';
 import { genesisAnchor } from '../store-identity.js';
+import { GroupCommit, type ItemOutcome } from './group-commit.js';
 import type { SqliteHandle } from './handle.js';
 import { readGenesis } from './identity.js';
 
 /*
- * The audit hash chain. An append is one IMMEDIATE transaction that re-reads the head
- * under the write lock, so another process sharing the file cannot append between our read
- * and our insert and fork the chain. Not fsynced: a crash can only shorten the chain.
+ * The audit hash chain. The appends of one event-loop turn are one IMMEDIATE transaction
+ * (group-commit.ts) that re-reads the head under the write lock, so another process sharing
+ * the file cannot append between our read and our inserts and fork the chain; the events
+ * are chained in the order they were appended. Not fsynced: a crash can only shorten the chain.
  */
 
 type AuditRow = { seq: number; ts: number; type: string; event: string; prev_hash: string; hash: string };
@@ -22,32 +24,45 @@ function prepare(db: Database.Database) {
   };
 }
 
+type Append = { readonly type: string; readonly canonical: string; readonly ts: number };
+
 export class SqliteAuditLog implements AuditLog {
   readonly #h: SqliteHandle;
   readonly #s: ReturnType<typeof prepare>;
-  readonly #appendTx: (type: string, canonicalEvent: string, ts: number) => AuditRow;
+  readonly #group: GroupCommit<Append, AuditRow>;
 
   constructor(h: SqliteHandle) {
     this.#h = h;
     const s = (this.#s = prepare(h.db));
-    const appendTx = h.db.transaction((type: string, canonicalEvent: string, ts: number): AuditRow => {
+    const appendTx = h.db.transaction((batch: readonly Append[]): ItemOutcome<AuditRow>[] => {
       h.assertEpoch();
       // An empty chain begins at its genesis (seq 1, or where an accepted reset continued it).
-      const head = h.auditHeadRow() ?? genesisAnchor(readGenesis(h.identityRows));
-      const seq = head.seq + 1;
-      const hash = chainHashCanonical(head.hash, seq, ts, type, canonicalEvent);
-      s.insert.run(seq, ts, type, canonicalEvent, head.hash, hash);
-      return { seq, ts, type, event: canonicalEvent, prev_hash: head.hash, hash };
+      let head = h.auditHeadRow() ?? genesisAnchor(readGenesis(h.identityRows));
+      const out: ItemOutcome<AuditRow>[] = [];
+      for (const { type, canonical, ts } of batch) {
+        const seq = head.seq + 1;
+        const hash = chainHashCanonical(head.hash, seq, ts, type, canonical);
+        s.insert.run(seq, ts, type, canonical, head.hash, hash);
+        out.push({ ok: true, value: { seq, ts, type, event: canonical, prev_hash: head.hash, hash } });
+        head = { seq, hash };
+      }
+      return out;
     });
-    this.#appendTx = appendTx.immediate.bind(appendTx);
+    const append = appendTx.immediate.bind(appendTx);
+    this.#group = new GroupCommit((batch) =>
+      h.run('append', () => {
+        const out = append(batch);
+        // After the commit: a head that rolled back is never taken for the chain's.
+        const last = out.at(-1);
+        if (last?.ok) h.head = { seq: last.value.seq, hash: last.value.hash };
+        return out;
+      }),
+    );
   }
 
   async append(type: string, event: Record<string, unknown>, ts: number): Promise<AuditRecord> {
     // Stored text = hashed text, so what read() returns re-hashes to the same value.
-    const canonical = canonicalJson(event);
-    const row = this.#h.run('append', () => this.#appendTx(type, canonical, ts));
-    this.#h.head = { seq: row.seq, hash: row.hash };
-    return toAudit(row);
+    return toAudit(await this.#group.submit({ type, canonical: canonicalJson(event), ts }));
   }
 
   async read(fromSeq: number, limit: number): Promise<AuditRecord[]> {
