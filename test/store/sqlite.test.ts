@@ -223,6 +223,43 @@ describe('SQLite store specifics', () => {
     }
   });
 
+  it('writes the rows of one timeline-index, downstream or credential-link write in one commit, not one per row', async () => {
+    const s = open();
+    const n = 200;
+    const keep = clock.now() + 86_400_000;
+    // WAL frames written since the last reset: each commit adds at least one, so n rows
+    // committed one by one would add n or more.
+    const framesOf = async (write: () => Promise<unknown>) => {
+      s.database.pragma('wal_checkpoint(TRUNCATE)');
+      await write();
+      return (s.database.pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number }>)[0]!.log;
+    };
+    const refs = Array.from({ length: n }, (_, i) => ({ task: `tsk_${i % 7}`, seq: i + 1, ts: 1000 + i, type: 'exchange.issued' }));
+    expect(await framesOf(() => s.indexTaskEvents(refs, keep))).toBeLessThan(n / 4);
+    expect(await s.listTaskEvents('tsk_0', 1000)).toHaveLength(Math.ceil(n / 7));
+    const events = Array.from({ length: n }, (_, i) => ({
+      id: `evt-${i}`,
+      source: 'cloudtrail' as const,
+      at: 1000 + i,
+      task: 'tsk_d',
+      plugin: 'p1',
+      jti: '',
+      action: 's3:GetObject',
+      target: '',
+      outcome: 'success' as const,
+      principal: 'arn:aws:sts::1:assumed-role/r/s',
+      link: 'session_tag',
+      sourceAddress: '',
+    }));
+    let added = 0;
+    expect(await framesOf(async () => (added = await s.recordDownstream(events, keep)))).toBeLessThan(n / 4);
+    expect(added).toBe(n);
+    expect(await s.recordDownstream(events.slice(0, 3), keep)).toBe(0);
+    const links = Array.from({ length: n }, (_, i) => ({ kind: 'vault_lease' as const, id: `lease-${i}`, jti: `j${i}`, plugin: 'p1', task: 'tsk_l' }));
+    expect(await framesOf(() => s.linkCredentials(links, keep))).toBeLessThan(n / 4);
+    expect(await s.resolveCredentialLinks('vault_lease', ['lease-0', `lease-${n - 1}`])).toHaveLength(2);
+  });
+
   it('a batch whose commit fails refuses every write in it and keeps none', async () => {
     const s = open({ busyTimeoutMs: 20 });
     await s.append('task.opened', { n: 1 }, 1);

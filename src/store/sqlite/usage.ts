@@ -135,6 +135,10 @@ export class SqliteUsage implements UsageStore {
   readonly #ingestTx: (b: UsageBatch) => UsageBatchResult;
   readonly #purgeTokensTx: (now: number) => number;
   readonly #chargeTx: (task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => { charged: boolean; totals: TaskUsageTotals[] };
+  // Writes of several rows, each one transaction: one commit for the lot (not one per row), all or nothing.
+  readonly #indexTx: (refs: readonly TaskEventRef[], keepUntil: number) => void;
+  readonly #downstreamTx: (events: readonly DownstreamEvent[], keepUntil: number) => number;
+  readonly #linkTx: (links: readonly CredentialLink[], keepUntil: number) => void;
 
   constructor(db: Database.Database, run: Run) {
     const s = (this.#s = prepare(db));
@@ -182,6 +186,21 @@ export class SqliteUsage implements UsageStore {
       return { charged: fits, totals };
     });
     this.#chargeTx = chargeTx.immediate.bind(chargeTx);
+    const immediate = <A extends unknown[], T>(fn: (...args: A) => T): ((...args: A) => T) => {
+      const tx = db.transaction(fn);
+      return tx.immediate.bind(tx) as (...args: A) => T;
+    };
+    this.#indexTx = immediate((refs: readonly TaskEventRef[], keepUntil: number) => {
+      for (const r of refs) s.addTaskEvent.run(r.task, r.seq, r.ts, r.type, keepUntil);
+    });
+    this.#downstreamTx = immediate((events: readonly DownstreamEvent[], keepUntil: number) => {
+      let added = 0;
+      for (const e of events) added += s.addDownstream.run(e.id, e.source, e.at, e.task, e.plugin, e.jti, e.action, e.target, e.outcome, e.principal, e.link, e.sourceAddress, keepUntil).changes;
+      return added;
+    });
+    this.#linkTx = immediate((links: readonly CredentialLink[], keepUntil: number) => {
+      for (const l of links) s.addLink.run(l.kind, l.id, l.jti, l.plugin, l.task, keepUntil);
+    });
   }
 
   async ingestUsage(batch: UsageBatch): Promise<UsageBatchResult> {
@@ -218,9 +237,7 @@ export class SqliteUsage implements UsageStore {
 
   async indexTaskEvents(refs: readonly TaskEventRef[], keepUntil: number): Promise<void> {
     if (refs.length === 0) return;
-    this.#run('indexTaskEvents', () => {
-      for (const r of refs) this.#s.addTaskEvent.run(r.task, r.seq, r.ts, r.type, keepUntil);
-    });
+    this.#run('indexTaskEvents', () => this.#indexTx(refs, keepUntil));
   }
 
   async listTaskEvents(task: string, limit: number): Promise<TaskEventRef[]> {
@@ -228,13 +245,7 @@ export class SqliteUsage implements UsageStore {
   }
 
   async recordDownstream(events: readonly DownstreamEvent[], keepUntil: number): Promise<number> {
-    return this.#run('recordDownstream', () => {
-      let added = 0;
-      for (const e of events) {
-        added += this.#s.addDownstream.run(e.id, e.source, e.at, e.task, e.plugin, e.jti, e.action, e.target, e.outcome, e.principal, e.link, e.sourceAddress, keepUntil).changes;
-      }
-      return added;
-    });
+    return this.#run('recordDownstream', () => this.#downstreamTx(events, keepUntil));
   }
 
   async listTaskDownstream(task: string, limit: number): Promise<DownstreamEvent[]> {
@@ -246,9 +257,7 @@ export class SqliteUsage implements UsageStore {
   }
 
   async linkCredentials(links: readonly CredentialLink[], keepUntil: number): Promise<void> {
-    this.#run('linkCredentials', () => {
-      for (const l of links) this.#s.addLink.run(l.kind, l.id, l.jti, l.plugin, l.task, keepUntil);
-    });
+    this.#run('linkCredentials', () => this.#linkTx(links, keepUntil));
   }
 
   async resolveCredentialLinks(kind: CredentialLinkKind, ids: readonly string[]): Promise<CredentialLink[]> {
