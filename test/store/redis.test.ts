@@ -348,6 +348,31 @@ if (!RUN) {
       expect(seen).toEqual([{ type: 'revocation', revocation: r }]);
     });
 
+    it('the feed is not fresh while the main connection is down, though the subscriber is still up; fresh again once it is back and verified', async () => {
+      const server = await ownServer();
+      const s = await open({ url: server.url });
+      expect(s.subscribed()).toBe(true);
+      const raw = new Redis(server.url);
+      try {
+        // Drops the main connection only: the subscriber is a pubsub client (and SKIPME spares raw).
+        expect(await raw.call('CLIENT', 'KILL', 'TYPE', 'normal')).toBeGreaterThanOrEqual(1);
+        // ioredis waits at least 50 ms before reconnecting: within that, a feed that still
+        // counted as fresh would let the revocation view answer from a server nobody verified.
+        const samples: boolean[] = [];
+        const t0 = performance.now();
+        while (performance.now() - t0 < 40) {
+          samples.push(s.subscribed());
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        expect(samples.includes(false)).toBe(true);
+        expect(samples.at(-1)).toBe(false);
+        await eventually(() => s.subscribed(), 5000, 'fresh again once the main connection is back and verified');
+        expect(await s.getTask('none')).toBeUndefined();
+      } finally {
+        raw.disconnect();
+      }
+    }, 30_000);
+
     it('with Redis stopped every call fails closed fast and the feed is unsubscribed; after a restart it works again, same handle', async () => {
       const server = await ownServer();
       const s = await open({ url: server.url });

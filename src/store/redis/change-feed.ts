@@ -24,7 +24,8 @@ export class RedisChangeFeed implements ChangeFeed {
   subscribed(): boolean {
     // A server refused for lack of AOF is no source of truth: the revocation view must not
     // keep answering from pub/sub for its staleness window, but refuse at once.
-    // Not while a reconnection is still being verified: it may be to a server that lost the data.
-    return this.#c.listening && !this.#c.closed && this.#c.refusal === undefined && !this.#c.verifying;
+    // Not while a reconnection is still being verified: it may be to a server that lost the
+    // data; nor while the main connection is down (the subscriber may be back first).
+    return this.#c.listening && !this.#c.closed && this.#c.refusal === undefined && this.#c.trusted;
   }
 }

@@ -89,6 +89,13 @@ export class RedisConnection {
   /** Set while a (re)connection is being verified (persistence, identity): calls wait for it. */
   #verifying: Promise<void> | undefined;
   #judging: Promise<void> | undefined;
+  /**
+   * The main connection is up and was verified (persistence, identity) since it last
+   * connected. The subscriber reconnects on its own: without this, a change channel back on
+   * a restarted server counted as a fresh revocation view before the main connection had
+   * found that server without AOF.
+   */
+  #verified = false;
   #opened = false;
   /** The connection error seen while opening: ioredis rejects connect() with a generic message. */
   #openError: Error | undefined;
@@ -126,8 +133,10 @@ export class RedisConnection {
     this.#sub.on('error', () => undefined);
     // Every reconnection may be to another server, or the same one restarted empty or
     // without AOF: calls wait until it is verified again.
+    this.client.on('close', () => (this.#verified = false));
     this.client.on('ready', () => {
       if (!this.#opened || this.closed) return;
+      this.#verified = false;
       const v: Promise<void> = this.verifyConnection().finally(() => {
         if (this.#verifying === v) this.#verifying = undefined;
       });
@@ -166,6 +175,7 @@ export class RedisConnection {
       const head = await this.client.get(this.k.auditHead);
       if (head) this.head = parseHead(head);
       this.#opened = true;
+      this.#verified = true;
     } catch (err) {
       this.closed = true;
       this.client.disconnect();
@@ -250,6 +260,11 @@ export class RedisConnection {
     return this.#verifying !== undefined;
   }
 
+  /** The main connection is up and verified on the server it is connected to now. */
+  get trusted(): boolean {
+    return this.#verified && this.#verifying === undefined && this.client.status === 'ready';
+  }
+
   async verifyConnection(): Promise<void> {
     try {
       const problem = await this.#persistenceProblem();
@@ -261,6 +276,7 @@ export class RedisConnection {
       if (this.refusal) this.#log(`the Redis server at ${this.address} persists with AOF again; serving`, { backend: 'redis' });
       this.refusal = undefined;
       await this.judge();
+      this.#verified = this.client.status === 'ready';
     } catch {
       // The connection dropped again: its next 'ready' verifies again; calls fail meanwhile.
     }
