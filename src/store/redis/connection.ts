@@ -96,6 +96,8 @@ export class RedisConnection {
    * found that server without AOF.
    */
   #verified = false;
+  /** A verification of the current connection has begun (reset when it closes). */
+  #verifyStarted = false;
   #opened = false;
   /** The connection error seen while opening: ioredis rejects connect() with a generic message. */
   #openError: Error | undefined;
@@ -133,14 +135,13 @@ export class RedisConnection {
     this.#sub.on('error', () => undefined);
     // Every reconnection may be to another server, or the same one restarted empty or
     // without AOF: calls wait until it is verified again.
-    this.client.on('close', () => (this.#verified = false));
-    this.client.on('ready', () => {
-      if (!this.#opened || this.closed) return;
+    this.client.on('close', () => {
       this.#verified = false;
-      const v: Promise<void> = this.verifyConnection().finally(() => {
-        if (this.#verifying === v) this.#verifying = undefined;
-      });
-      this.#verifying = v;
+      this.#verifyStarted = false;
+    });
+    this.client.on('ready', () => {
+      if (!this.#opened || this.closed || this.#verifyStarted) return;
+      this.#startVerifying();
     });
     this.#sub.on('ready', () => this.#resubscribe());
     this.#sub.on('close', () => {
@@ -176,6 +177,7 @@ export class RedisConnection {
       if (head) this.head = parseHead(head);
       this.#opened = true;
       this.#verified = true;
+      this.#verifyStarted = true;
     } catch (err) {
       this.closed = true;
       this.client.disconnect();
@@ -258,6 +260,15 @@ export class RedisConnection {
   /** True while a reconnection is being verified (persistence, identity): not yet trusted. */
   get verifying(): boolean {
     return this.#verifying !== undefined;
+  }
+
+  #startVerifying(): void {
+    this.#verified = false;
+    this.#verifyStarted = true;
+    const v: Promise<void> = this.verifyConnection().finally(() => {
+      if (this.#verifying === v) this.#verifying = undefined;
+    });
+    this.#verifying = v;
   }
 
   /** The main connection is up and verified on the server it is connected to now. */
@@ -352,6 +363,9 @@ export class RedisConnection {
    */
   async call<T>(op: string, fn: () => Promise<T>, opts: { ungated?: boolean } = {}): Promise<T> {
     if (this.closed) throw closedError(op);
+    // ioredis reports 'ready' a tick after the connection is: a call in between must not
+    // reach a server nobody has verified yet, so it starts the verification itself.
+    if (!opts.ungated && this.#opened && !this.#verifyStarted && this.client.status === 'ready') this.#startVerifying();
     if (this.#verifying && !opts.ungated) await this.#verifying;
     if (!opts.ungated) {
       if (this.refusal) throw this.refusal;
