@@ -1,8 +1,9 @@
-import { describe, it, expect, beforeAll, afterAll, afterEach } from '@jest/globals';
+import { describe, it, expect, beforeAll, afterAll, afterEach, jest } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { isLeashError } from '../../src/errors/leash-error.js';
 import type { StateChange } from '../../src/store/records.js';
+import { RedisConnection } from '../../src/store/redis/connection.js';
 import { openRedisStore, type RedisStore, type RedisStoreOptions } from '../../src/store/redis/redis-store.js';
 import { ManualClock } from '../../src/time/clock.js';
 import { startRedis, redisAvailable, type RedisServer, type RedisStartOptions } from '../support/redis.js';
@@ -369,6 +370,32 @@ if (!RUN) {
         await eventually(() => s.subscribed(), 5000, 'fresh again once the main connection is back and verified');
         expect(await s.getTask('none')).toBeUndefined();
       } finally {
+        raw.disconnect();
+      }
+    }, 30_000);
+
+    it('a verification that throws on a live connection refuses calls (they never reach the unverified server), and the next call heals it without a reconnection', async () => {
+      const server = await ownServer();
+      const s = await open({ url: server.url });
+      const raw = new Redis(server.url);
+      // A command timeout on the persistence check of the reconnection, the connection itself staying up.
+      const spy = jest.spyOn(RedisConnection.prototype, 'persistence').mockRejectedValueOnce(new Error('Command timed out'));
+      try {
+        expect(await raw.call('CLIENT', 'KILL', 'TYPE', 'normal')).toBeGreaterThanOrEqual(1);
+        await eventually(() => spy.mock.calls.length >= 1, 5000, 'the reconnection is verified');
+        await new Promise((r) => setImmediate(r));
+        // Within the retry pause: refused, and nothing written on the unverified server.
+        const err = await rejection(s.createTask(aTask(clock, { id: 'unverified' })));
+        expect(isLeashError(err) && err.code).toBe('ERR_BACKEND_UNAVAILABLE');
+        expect(isLeashError(err) && String(err.detail?.message)).toMatch(/not verified/);
+        expect(s.subscribed()).toBe(false);
+        expect(await raw.exists(`${s.keyPrefix}task:unverified`)).toBe(0);
+        // Healed by the next call, same connection.
+        await eventually(async () => (await s.getTask('none')) === undefined, 5000, 'a later call verifies and is served');
+        expect(spy.mock.calls.length).toBeGreaterThanOrEqual(2);
+        await eventually(() => s.subscribed(), 5000, 'the feed is fresh again');
+      } finally {
+        spy.mockRestore();
         raw.disconnect();
       }
     }, 30_000);

@@ -33,6 +33,8 @@ import { INIT_IDENTITY, SET_IF } from './redis-scripts.js';
  */
 
 const UNAVAILABLE = 'the state store is unavailable; retry later';
+/** How long after a verification threw on a live connection a call may start the next. */
+const VERIFY_RETRY_MS = 250;
 
 export function unavailable(op: string, err: unknown): LeashError {
   const message = err instanceof Error ? err.message : String(err);
@@ -93,11 +95,16 @@ export class RedisConnection {
    * The main connection is up and was verified (persistence, identity) since it last
    * connected. The subscriber reconnects on its own: without this, a change channel back on
    * a restarted server counted as a fresh revocation view before the main connection had
-   * found that server without AOF.
+   * found that server without AOF. Calls are refused until it is true.
    */
   #verified = false;
-  /** A verification of the current connection has begun (reset when it closes). */
-  #verifyStarted = false;
+  /**
+   * Bumped whenever the main connection closes: a verification that began on an earlier
+   * connection cannot vouch for the one that replaced it.
+   */
+  #generation = 0;
+  /** When a verification last threw (a timeout on a live connection): the next waits a little. */
+  #verifyFailedAt = -Infinity;
   #opened = false;
   /** The connection error seen while opening: ioredis rejects connect() with a generic message. */
   #openError: Error | undefined;
@@ -137,12 +144,9 @@ export class RedisConnection {
     // without AOF: calls wait until it is verified again.
     this.client.on('close', () => {
       this.#verified = false;
-      this.#verifyStarted = false;
+      this.#generation++;
     });
-    this.client.on('ready', () => {
-      if (!this.#opened || this.closed || this.#verifyStarted) return;
-      this.#startVerifying();
-    });
+    this.client.on('ready', () => this.#ensureVerifying());
     this.#sub.on('ready', () => this.#resubscribe());
     this.#sub.on('close', () => {
       this.listening = false;
@@ -177,7 +181,6 @@ export class RedisConnection {
       if (head) this.head = parseHead(head);
       this.#opened = true;
       this.#verified = true;
-      this.#verifyStarted = true;
     } catch (err) {
       this.closed = true;
       this.client.disconnect();
@@ -262,11 +265,20 @@ export class RedisConnection {
     return this.#verifying !== undefined;
   }
 
-  #startVerifying(): void {
-    this.#verified = false;
-    this.#verifyStarted = true;
+  /**
+   * Starts verifying the current connection unless that is done or under way. Reached from
+   * 'ready', and from a call: ioredis reports 'ready' a tick after the connection is, and a
+   * verification that threw on a live connection is started again by the next call (after
+   * VERIFY_RETRY_MS), so the handle heals without waiting for a reconnection.
+   */
+  #ensureVerifying(): void {
+    if (!this.#opened || this.closed || this.#verified || this.#verifying || this.refusal) return;
+    if (this.client.status !== 'ready' || performance.now() - this.#verifyFailedAt < VERIFY_RETRY_MS) return;
     const v: Promise<void> = this.verifyConnection().finally(() => {
-      if (this.#verifying === v) this.#verifying = undefined;
+      if (this.#verifying !== v) return;
+      this.#verifying = undefined;
+      // The connection was replaced while this one was being verified: verify the new one.
+      if (!this.#verified) this.#ensureVerifying();
     });
     this.#verifying = v;
   }
@@ -277,6 +289,7 @@ export class RedisConnection {
   }
 
   async verifyConnection(): Promise<void> {
+    const generation = this.#generation;
     try {
       const problem = await this.#persistenceProblem();
       if (problem) {
@@ -287,9 +300,11 @@ export class RedisConnection {
       if (this.refusal) this.#log(`the Redis server at ${this.address} persists with AOF again; serving`, { backend: 'redis' });
       this.refusal = undefined;
       await this.judge();
-      this.#verified = this.client.status === 'ready';
+      this.#verified = generation === this.#generation && this.client.status === 'ready';
     } catch {
-      // The connection dropped again: its next 'ready' verifies again; calls fail meanwhile.
+      // Dropped again (its next 'ready' verifies again) or timed out on a live connection
+      // (the next call does): calls fail closed meanwhile.
+      this.#verifyFailedAt = performance.now();
     }
   }
 
@@ -363,14 +378,14 @@ export class RedisConnection {
    */
   async call<T>(op: string, fn: () => Promise<T>, opts: { ungated?: boolean } = {}): Promise<T> {
     if (this.closed) throw closedError(op);
-    // ioredis reports 'ready' a tick after the connection is: a call in between must not
-    // reach a server nobody has verified yet, so it starts the verification itself.
-    if (!opts.ungated && this.#opened && !this.#verifyStarted && this.client.status === 'ready') this.#startVerifying();
-    if (this.#verifying && !opts.ungated) await this.#verifying;
-    if (!opts.ungated) {
+    if (!opts.ungated && this.#opened) {
+      // A call never reaches a server nobody has verified since the connection came up.
+      this.#ensureVerifying();
+      if (this.#verifying) await this.#verifying;
       if (this.refusal) throw this.refusal;
       const reset = this.identity.reset;
       if (reset) throw storeResetError(reset, 'redis', op);
+      if (!this.#verified) throw unavailable(op, new Error(`the connection to the Redis server at ${this.address} is not verified since it (re)connected`));
     }
     try {
       return await fn();
