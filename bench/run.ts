@@ -200,16 +200,17 @@ async function benchServer(name: ServerName, input: ServerInput, tokens: Tokens,
   }
 }
 
-/** Leash again, under --cpu-prof, for the cold workload only; the measured runs stay unprofiled. */
+/** Leash again, under --cpu-prof, for one workload (cold if asked for, else the first asked); the measured runs stay unprofiled. */
 async function profileLeash(input: ServerInput, tokens: Tokens, opts: BenchOptions, creds: Credentials, stamp: string): Promise<ProfileSummary & { file: string }> {
   const dir = join(RESULTS_DIR, 'profile', stamp);
   await mkdir(dir, { recursive: true });
-  log(`profiling leash (cold) into ${dir} ...`);
+  const workload = opts.workloads.includes('cold') ? 'cold' : (opts.workloads[0] ?? 'cold');
+  log(`profiling leash (${workload}) into ${dir} ...`);
   const server = await startServer('leash (profiled)', SCRIPTS.leash, input, ['--cpu-prof', '--cpu-prof-dir', dir]);
   let record: RunRecord;
   try {
     await exchangeOnce(server, exchangeBody(server.ready, tokens.warm));
-    record = await measure(server, 'leash', 'cold', tokens, { ...opts, warmup: 0 }, creds, {});
+    record = await measure(server, 'leash', workload, tokens, { ...opts, warmup: 0 }, creds, {});
     checkAnswers(record, server);
   } finally {
     await server.stop();
