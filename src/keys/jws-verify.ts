@@ -1,4 +1,5 @@
 import { constants, createPublicKey, KeyObject, verify, webcrypto, type JsonWebKey } from 'node:crypto';
+import { p1363ToDer } from './ecdsa-signature.js';
 
 /*
  * JWS signature verification on the hot path (attestations at /token, Leash tokens at
@@ -11,16 +12,17 @@ import { constants, createPublicKey, KeyObject, verify, webcrypto, type JsonWebK
  */
 
 /** The JWS algorithms Leash verifies (RFC 7518 §3.1 and RFC 8037), and how node:crypto does each. */
-const ALGORITHMS: Readonly<Record<string, { readonly hash: string | null; readonly key: (k: KeyObject) => boolean; readonly options?: Readonly<Record<string, unknown>>; readonly signatureLength?: number }>> = {
+/** `ecdsa`: the width of r and s; the JWS signature (r || s) is handed to node:crypto as DER with the bare key (src/keys/ecdsa-signature.ts says why). */
+const ALGORITHMS: Readonly<Record<string, { readonly hash: string | null; readonly key: (k: KeyObject) => boolean; readonly options?: Readonly<Record<string, unknown>>; readonly ecdsa?: number }>> = {
   RS256: { hash: 'sha256', key: rsa },
   RS384: { hash: 'sha384', key: rsa },
   RS512: { hash: 'sha512', key: rsa },
   PS256: { hash: 'sha256', key: rsaOrPss, options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } },
   PS384: { hash: 'sha384', key: rsaOrPss, options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 } },
   PS512: { hash: 'sha512', key: rsaOrPss, options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 64 } },
-  ES256: { hash: 'sha256', key: curve('prime256v1'), options: { dsaEncoding: 'ieee-p1363' }, signatureLength: 64 },
-  ES384: { hash: 'sha384', key: curve('secp384r1'), options: { dsaEncoding: 'ieee-p1363' }, signatureLength: 96 },
-  ES512: { hash: 'sha512', key: curve('secp521r1'), options: { dsaEncoding: 'ieee-p1363' }, signatureLength: 132 },
+  ES256: { hash: 'sha256', key: curve('prime256v1'), ecdsa: 32 },
+  ES384: { hash: 'sha384', key: curve('secp384r1'), ecdsa: 48 },
+  ES512: { hash: 'sha512', key: curve('secp521r1'), ecdsa: 66 },
   EdDSA: { hash: null, key: (k) => k.asymmetricKeyType === 'ed25519' || k.asymmetricKeyType === 'ed448' },
   Ed25519: { hash: null, key: (k) => k.asymmetricKeyType === 'ed25519' },
 };
@@ -83,10 +85,11 @@ export function verifyCompactSignature(token: string, alg: string, key: KeyObjec
   const second = token.lastIndexOf('.');
   if (second <= 0 || token.indexOf('.') === second) return 'shape';
   const signature = Buffer.from(token.slice(second + 1), 'base64url');
-  if (signature.length === 0 || (spec.signatureLength !== undefined && signature.length !== spec.signatureLength)) return 'signature';
+  if (signature.length === 0 || (spec.ecdsa !== undefined && signature.length !== 2 * spec.ecdsa)) return 'signature';
   const input = Buffer.from(token.slice(0, second), 'ascii');
   try {
-    return verify(spec.hash, input, spec.options ? { key, ...spec.options } : key, signature) ? undefined : 'signature';
+    const signed = spec.ecdsa !== undefined ? p1363ToDer(signature, spec.ecdsa) : signature;
+    return verify(spec.hash, input, spec.options ? { key, ...spec.options } : key, signed) ? undefined : 'signature';
   } catch {
     // OpenSSL refusing the operation (a malformed signature for the key) is a bad signature too.
     return 'signature';
