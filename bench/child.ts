@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { compiledScript } from './compiled.js';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { INPUT_ENV, READY_PREFIX, type ServerInput, type ServerReady } from './protocol.js';
@@ -25,12 +26,15 @@ export interface ServerChild {
 const TAIL_LINES = 40;
 
 /**
- * Start `script` (TypeScript, through tsx's loader) as its own node process, hand it the
- * cluster keys, wait for its ready line. Spawned as `node --import tsx` rather than via the
- * tsx binary so the pid is the server itself (CPU accounting, --cpu-prof).
+ * Start `script` as its own node process, hand it the cluster keys, wait for its ready line.
+ * With a compiled tree (bench/compiled.ts) the script's JavaScript runs on plain node, as
+ * `leash serve` does in production; otherwise the TypeScript runs through tsx's loader,
+ * spawned as `node --import tsx` rather than via the tsx binary so the pid is the server
+ * itself (CPU accounting, --cpu-prof).
  */
 export async function startServer(name: string, script: string, input: ServerInput, nodeArgs: readonly string[] = [], timeoutMs = 60_000): Promise<ServerChild> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
+  const compiled = compiledScript(script);
+  const child = spawn(process.execPath, compiled ? [...nodeArgs, compiled] : [...nodeArgs, '--import', 'tsx', script], {
     env: { ...process.env, [INPUT_ENV]: JSON.stringify(input), NODE_ENV: 'production' },
     // ipc: the child notices when this process dies and exits by itself.
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

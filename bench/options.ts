@@ -20,6 +20,8 @@ export interface BenchOptions {
   /** Distinct attestations minted for the cold workload. */
   readonly pool: number;
   readonly profile: boolean;
+  /** How the servers run: `node` (default) the compiled JavaScript on plain node, as `leash serve` ships; `tsx` the TypeScript through tsx's loader. */
+  readonly runtime: 'node' | 'tsx';
   /** Which servers and workloads to run (all by default). */
   readonly servers: readonly ServerName[];
   readonly workloads: readonly WorkloadName[];
@@ -92,7 +94,10 @@ const USAGE = `usage: npm run bench -- [options]
                       is reported over one process
   --docs <file|none>  full only: write the run's printout, machine and date between the
                       bench:full markers of this file (default docs/performance.md)
-  --profile           also profile Leash (--cpu-prof) under the cold workload and summarise it
+  --profile           also profile Leash (--cpu-prof) under the cold workload (or the first
+                      --workload) and summarise it
+  --runtime <r>       node (default): the servers compiled to JavaScript (tsc, ~15 s) on plain
+                      node, as leash serve ships; tsx: the TypeScript through tsx's loader
   --help`;
 
 function positiveInt(name: string, raw: string | undefined, dflt: number, min = 1): number {
@@ -118,6 +123,11 @@ function list<T extends string>(name: string, raw: string | undefined, all: read
   const bad = picked.filter((p) => !(all as readonly string[]).includes(p));
   if (bad.length > 0 || picked.length === 0) throw new Error(`--${name} takes a comma list of ${all.join(', ')} (got '${raw}')`);
   return all.filter((a) => picked.includes(a));
+}
+
+function runtime(raw: string | undefined): BenchOptions['runtime'] {
+  if (raw === undefined || raw === 'node' || raw === 'tsx') return raw ?? 'node';
+  throw new Error(`--runtime takes node or tsx (got '${raw}')`);
 }
 
 function appendfsync(raw: string | undefined): BenchOptions['appendfsync'] {
@@ -158,6 +168,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       overload: { type: 'string' },
       'client-timeout': { type: 'string' },
       profile: { type: 'boolean', default: false },
+      runtime: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -174,6 +185,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     workers: positiveInt('workers', values.workers, 2, 0),
     pool: positiveInt('pool', values.pool, 30_000, 100),
     profile: values.profile === true,
+    runtime: runtime(values.runtime),
     servers: list('only', values.only, SERVER_NAMES),
     workloads: list('workload', values.workload, WORKLOAD_NAMES),
     // `full` reports both stores (issue 18, goal 1); a single suite runs SQLite unless told.

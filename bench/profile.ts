@@ -42,18 +42,19 @@ export function packageOf(url: string, functionName: string, root: string): stri
     return `(native) ${functionName || 'anonymous'}`;
   }
   const path = url.startsWith('file://') ? decodeURIComponent(url.slice('file://'.length)) : url;
+  // Leash's own code first: the compiled tree the bench may run lives under node_modules/.cache.
+  const own = path.startsWith(root) ? path.slice(root.length).replace(/^\/+/, '') : undefined;
+  if (own !== undefined && !own.startsWith(`node_modules${sep}`)) {
+    const parts = own.split(sep);
+    if (parts[0] === 'src') return parts.length > 2 ? `leash src/${parts[1]}` : `leash ${own}`;
+    return `leash ${parts[0]}`;
+  }
   const nm = path.lastIndexOf(`${sep}node_modules${sep}`);
   if (nm >= 0) {
     const parts = path.slice(nm + '/node_modules/'.length).split(sep);
     return parts[0]?.startsWith('@') ? `${parts[0]}/${parts[1]}` : (parts[0] ?? path);
   }
   if (path.startsWith('node:')) return nodeBuiltin(path.slice('node:'.length));
-  if (path.startsWith(root)) {
-    const rel = path.slice(root.length).replace(/^\/+/, '');
-    const parts = rel.split(sep);
-    if (parts[0] === 'src') return parts.length > 2 ? `leash src/${parts[1]}` : `leash ${rel}`;
-    return `leash ${parts[0]}`;
-  }
   return path;
 }
 

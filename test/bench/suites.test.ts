@@ -23,6 +23,12 @@ describe('bench options for the latency, overload and full suites', () => {
     expect(FULL_SUITES).not.toContain('propagation');
   });
 
+  it('runs the servers compiled on plain node unless told tsx, and refuses another runtime', () => {
+    expect(parse([]).runtime).toBe('node');
+    expect(parse(['--runtime', 'tsx']).runtime).toBe('tsx');
+    expect(() => parse(['--runtime', 'bun'])).toThrow(/--runtime takes node or tsx/);
+  });
+
   it('refuses an unknown suite and out-of-range rates', () => {
     expect(() => parse(['--suite', 'everything'])).toThrow(/--suite takes/);
     expect(() => parse(['--suite', 'latency', '--fraction', '0'])).toThrow(/--fraction/);
@@ -151,5 +157,19 @@ describe('throughput report with worker processes (issue 18, goal 3)', () => {
       { variant: 'ceiling/×2w', workload: 'cold', workers: 2, ratio: 1.5 },
       { variant: 'leash/sqlite×2w', workload: 'cold', workers: 2, ratio: 1.5 },
     ]);
+  });
+});
+
+describe('profile attribution (bench/profile.ts)', () => {
+  it("charges the compiled tree's frames to Leash, though it lives under node_modules/.cache, and packages to their package", async () => {
+    const { packageOf } = await import('../../bench/profile.js');
+    const root = '/repo/node_modules/.cache/leash-bench-js';
+    expect(packageOf(`file://${root}/src/keys/jws-verify.js`, 'verify', root)).toBe('leash src/keys');
+    expect(packageOf(`file://${root}/bench/leash-server.js`, 'main', root)).toBe('leash bench');
+    expect(packageOf('file:///repo/node_modules/express/lib/response.js', 'json', root)).toBe('express');
+    expect(packageOf('file:///repo/node_modules/@aws-sdk/client-sts/dist/index.js', 'send', '/repo')).toBe('@aws-sdk/client-sts');
+    expect(packageOf('file:///repo/src/http/app.ts', 'x', '/repo')).toBe('leash src/http');
+    expect(packageOf('node:internal/crypto/sig', 'verifyOneShot', root)).toBe('node:crypto');
+    expect(packageOf('', '(garbage collector)', root)).toBe('(gc)');
   });
 });
