@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { AuditSink } from '../audit/recorder.js';
 import type { ApprovalSettingsConfig } from '../config/schema.js';
 import { LeashError } from '../errors/leash-error.js';
@@ -6,6 +6,7 @@ import type { ApprovalRecord } from '../store/records.js';
 import type { ApprovalStore } from '../store/store.js';
 import type { ApprovalGate, ApprovalReceipt, ApprovalRequestInput } from './gate.js';
 import type { ApprovalNotifier } from './notifier.js';
+import { randomId } from '../formats/random-id.js';
 
 /** CIBA §11: a client told to slow down adds 5 seconds to its interval. */
 const SLOW_DOWN_EXTRA_S = 5;
@@ -59,7 +60,7 @@ export function dedupeKey(input: Parameters<typeof requestBinding>[0]): string {
 }
 
 export function newApprovalId(): string {
-  return randomBytes(16).toString('base64url');
+  return randomId();
 }
 
 const secondsUntil = (ms: number, now: number) => Math.max(1, Math.ceil((ms - now) / 1000));

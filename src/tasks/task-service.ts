@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { LeashError } from '../errors/leash-error.js';
 import type { Task } from '../store/records.js';
 import type { TaskStore } from '../store/store.js';
 import type { Clock } from '../time/clock.js';
 import { parseBudgets } from '../usage/budgets.js';
+import { randomId } from '../formats/random-id.js';
 
 export interface OpenTaskInput {
   readonly plugins?: unknown;
@@ -95,7 +95,7 @@ export class TaskService {
 
     const now = this.clock.now();
     const task: Task = {
-      id: `tsk_${randomBytes(16).toString('base64url')}`,
+      id: `tsk_${randomId()}`,
       plugins: [...new Set(plugins as string[])],
       attributes,
       createdAt: now,

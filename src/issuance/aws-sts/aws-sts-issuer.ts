@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { backoffDelay } from '../../client/backoff.js';
 import type { Credentials, STSClient } from '@aws-sdk/client-sts';
 import { stsSdk } from './aws-sdk.js';
@@ -13,6 +12,7 @@ import { roleSessionName, sessionDuration, sourceIdentity, tagValue } from './na
 import { SESSION_POLICY_MAX_CHARS, sessionPolicy } from '../../formats/aws-session-policy.js';
 import { createStsClient, type AwsStsMode } from './sts-client.js';
 import { classifyStsError, stsLeashError } from './sts-errors.js';
+import { randomId } from '../../formats/random-id.js';
 
 /** Claims AWS reads from a web identity token for session tags and source identity. */
 export const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
@@ -105,7 +105,7 @@ export function createAwsStsIssuer(deps: AwsStsIssuerDeps): CredentialIssuer {
       iat,
       nbf: iat,
       exp,
-      jti: randomBytes(16).toString('base64url'),
+      jti: randomId(),
       plugin: req.plugin.id,
       task: req.task?.id ?? 'none',
       [AWS_SOURCE_IDENTITY_CLAIM]: sourceIdentity(req.plugin.id),

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import type { KeyManager } from '../../keys/key-manager.js';
 import { signJwt } from '../../keys/jws.js';
 import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
 import { TOKEN_TYPE_ACCESS_TOKEN } from '../../formats/token-types.js';
 import { budgetClaim } from '../../formats/task-budget.js';
 import { PERSON_PRINCIPAL } from '../../client/chain-jti.js';
+import { randomId } from '../../formats/random-id.js';
 
 /**
  * Leash-signed access tokens (RFC 9068 `at+jwt`). Signed here rather than by
@@ -18,7 +18,7 @@ export function createJwtIssuer(deps: { issuer: string; keys: KeyManager }): Cre
       const key = deps.keys.current();
       const iat = Math.floor(req.now / 1000);
       const exp = iat + req.ttl;
-      const jti = randomBytes(16).toString('base64url');
+      const jti = randomId();
       const scope = req.scopes.join(' ');
       const payload: Record<string, unknown> = {
         iss: deps.issuer,

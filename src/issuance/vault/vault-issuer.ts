@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { LeashError } from '../../errors/leash-error.js';
 import type { LeaseStore } from '../../store/store.js';
 import type { Clock } from '../../time/clock.js';
@@ -6,6 +5,7 @@ import type { DynamicSecret, VaultClient } from '../../vault/vault-client.js';
 import type { CredentialIssuer, IssueRequest, IssuedCredential } from '../credential-issuer.js';
 import { TOKEN_TYPE_VAULT_SECRET } from '../../formats/token-types.js';
 import { vaultFailure, vaultLeashError } from './vault-errors.js';
+import { randomId } from '../../formats/random-id.js';
 
 export interface VaultIssuerDeps {
   /** Leash's Vault session client (the session renews the token underneath). */
@@ -27,7 +27,7 @@ export interface VaultSecretBody {
 
 /** `vault:` + 128 random bits: the credential's id, and the opaque handle the client gets as `access_token`. */
 function newJti(): string {
-  return `vault:${randomBytes(16).toString('base64url')}`;
+  return `vault:${randomId()}`;
 }
 
 /**
