@@ -234,6 +234,10 @@ export async function runGrowth(opts: BenchOptions, log: (m: string) => void): P
   for (const r of records) {
     const small = records.find((s) => s.series === r.series && s.workload === r.workload && s.size === Math.min(...records.filter((x) => x.series === r.series).map((x) => x.size)));
     if (!small || small.cpuMicrosPerRequest <= 0) continue;
+    if (r === small) {
+      r.ratio = 1;
+      continue;
+    }
     const paired = pairedRatio(small.roundCpuMicros, r.roundCpuMicros);
     r.ratioInterval = { ...paired, mean: round2(paired.mean), low: round2(paired.low), high: round2(paired.high) };
     r.ratio = r.ratioInterval.mean;
@@ -258,9 +262,7 @@ export function formatGrowth(records: readonly GrowthRecord[]): string {
       r.p99.toFixed(1),
       String(r.cpuMicrosPerRequest),
       r.roundCpuMicros.join('/'),
-      r.ratio === undefined
-        ? ''
-        : `${r.ratio.toFixed(2)}${r.ratioInterval && r.size !== smallest(records, r) ? ` [${r.ratioInterval.low.toFixed(2)}, ${r.ratioInterval.high.toFixed(2)}]` : ''}${r.ratio > GROWTH_BAR ? ' !' : ''}`,
+      r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}${r.ratioInterval ? ` [${r.ratioInterval.low.toFixed(2)}, ${r.ratioInterval.high.toFixed(2)}]` : ''}${r.ratio > GROWTH_BAR ? ' !' : ''}`,
       String(r.startMs),
       String(r.reloadMs),
       r.loadAvg.toFixed(2),
@@ -285,9 +287,4 @@ export function formatGrowth(records: readonly GrowthRecord[]): string {
     ...sweeps,
     `growth: worst CPU/request vs the small case ${worst.toFixed(2)}${wi ? ` [${wi.low.toFixed(2)}, ${wi.high.toFixed(2)}] over ${wi.rounds} paired rounds` : ''} (bar ${GROWTH_BAR.toFixed(2)}: ${verdict}); slowest start or reload ${slowStart} ms (bar ${START_BAR_MS}: ${slowStart < START_BAR_MS ? 'met' : 'NOT met'})`,
   ].join('\n');
-}
-
-/** The size of `r`'s series' small case (the point the others are compared with). */
-function smallest(records: readonly GrowthRecord[], r: GrowthRecord): number {
-  return Math.min(...records.filter((x) => x.series === r.series).map((x) => x.size));
 }

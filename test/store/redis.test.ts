@@ -400,6 +400,25 @@ if (!RUN) {
       }
     }, 30_000);
 
+    it('a new connection is verified as soon as it is ready, even right after a verification failed on the one before', async () => {
+      const server = await ownServer();
+      const s = await open({ url: server.url });
+      const raw = new Redis(server.url);
+      const spy = jest.spyOn(RedisConnection.prototype, 'persistence').mockRejectedValueOnce(new Error('Command timed out'));
+      try {
+        expect(await raw.call('CLIENT', 'KILL', 'TYPE', 'normal')).toBeGreaterThanOrEqual(1);
+        await eventually(() => spy.mock.calls.length >= 1, 5000, 'the first reconnection is checked (and fails)');
+        // Dropped again well within the 250 ms retry pause: the pause is for one live
+        // connection, so the next one is checked on 'ready' with no call to prompt it.
+        expect(await raw.call('CLIENT', 'KILL', 'TYPE', 'normal')).toBeGreaterThanOrEqual(1);
+        await eventually(() => s.subscribed(), 3000, 'fresh again with no store call made');
+        expect(spy.mock.calls.length).toBeGreaterThanOrEqual(2);
+      } finally {
+        spy.mockRestore();
+        raw.disconnect();
+      }
+    }, 30_000);
+
     it('with Redis stopped every call fails closed fast and the feed is unsubscribed; after a restart it works again, same handle', async () => {
       const server = await ownServer();
       const s = await open({ url: server.url });

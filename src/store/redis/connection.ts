@@ -145,6 +145,9 @@ export class RedisConnection {
     this.client.on('close', () => {
       this.#verified = false;
       this.#generation++;
+      // The pause after a failed verification is for retries on one live connection; a new
+      // connection is verified as soon as it is ready.
+      this.#verifyFailedAt = -Infinity;
     });
     this.client.on('ready', () => this.#ensureVerifying());
     this.#sub.on('ready', () => this.#resubscribe());
@@ -260,11 +263,6 @@ export class RedisConnection {
   }
 
   /** After a reconnection: persistence first (a restarted server may run without AOF), then identity. */
-  /** True while a reconnection is being verified (persistence, identity): not yet trusted. */
-  get verifying(): boolean {
-    return this.#verifying !== undefined;
-  }
-
   /**
    * Starts verifying the current connection unless that is done or under way. Reached from
    * 'ready', and from a call: ioredis reports 'ready' a tick after the connection is, and a
@@ -285,7 +283,8 @@ export class RedisConnection {
 
   /** The main connection is up and verified on the server it is connected to now. */
   get trusted(): boolean {
-    return this.#verified && this.#verifying === undefined && this.client.status === 'ready';
+    // A verification under way has already cleared #verified (ensureVerifying starts one only then).
+    return this.#verified && this.client.status === 'ready';
   }
 
   async verifyConnection(): Promise<void> {

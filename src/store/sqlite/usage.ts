@@ -173,7 +173,11 @@ export class SqliteUsage implements UsageStore {
       }
       return n;
     });
-    const chargeTx = db.transaction((task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => {
+    const immediate = <A extends unknown[], T>(fn: (...args: A) => T): ((...args: A) => T) => {
+      const tx = db.transaction(fn);
+      return tx.immediate.bind(tx) as (...args: A) => T;
+    };
+    this.#chargeTx = immediate((task: string, audience: string, calls: number, limits: ChargeLimits, keepUntil: number) => {
       const before = [s.getTotal.get(task, ALL_AUDIENCES), s.getTotal.get(task, audience)] as Array<TaskUsageTotals | undefined>;
       const total = before[0]?.calls ?? 0;
       const ofAudience = before[1]?.calls ?? 0;
@@ -185,11 +189,6 @@ export class SqliteUsage implements UsageStore {
       const totals = [s.getTotal.get(task, audience), s.getTotal.get(task, ALL_AUDIENCES)].filter((t): t is TaskUsageTotals => t !== undefined);
       return { charged: fits, totals };
     });
-    this.#chargeTx = chargeTx.immediate.bind(chargeTx);
-    const immediate = <A extends unknown[], T>(fn: (...args: A) => T): ((...args: A) => T) => {
-      const tx = db.transaction(fn);
-      return tx.immediate.bind(tx) as (...args: A) => T;
-    };
     this.#indexTx = immediate((refs: readonly TaskEventRef[], keepUntil: number) => {
       for (const r of refs) s.addTaskEvent.run(r.task, r.seq, r.ts, r.type, keepUntil);
     });
