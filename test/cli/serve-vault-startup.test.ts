@@ -7,7 +7,6 @@ import { freePort, testConfigInput } from '../support/broker.js';
 import { closedPort } from '../support/net.js';
 import { TestCluster } from '../support/cluster.js';
 import { startVaultContract, type VaultContract } from '../support/vault-contract.js';
-import { waitFor } from '../support/wait.js';
 
 /**
  * `leash serve` with `keys.backend: vault-transit` as an operator runs it: a Vault problem at
@@ -156,8 +155,21 @@ describe('leash serve: Vault problems at startup (vault-transit)', () => {
     const port = await freePort();
     const managementPort = await freePort();
     const run = serve(await writeConfig('ok', vault.url, port, managementPort), token);
+    let exited = false;
+    void run.exited.then(() => (exited = true));
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${managementPort}/healthz`)).ok);
+      // Up to 40 s: a cold tsx start on a loaded CI machine took past 20 s twice. A process
+      // that ends first, or never answers, fails at once with what it printed.
+      const deadline = performance.now() + 40_000;
+      while (
+        !(await fetch(`http://127.0.0.1:${managementPort}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        ))
+      ) {
+        if (exited || performance.now() > deadline) throw new Error(`leash serve ${exited ? 'exited' : 'was not healthy after 40 s'} before it answered /healthz:\n${run.output()}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
       const jwks = (await (await fetch(`http://127.0.0.1:${port}/jwks`)).json()) as { keys: { kid: string }[] };
       expect(jwks.keys).toHaveLength(2);
       run.child.kill('SIGTERM');
@@ -167,5 +179,5 @@ describe('leash serve: Vault problems at startup (vault-transit)', () => {
     } finally {
       run.child.kill('SIGKILL');
     }
-  }, 30000);
+  }, 60_000);
 });

@@ -374,15 +374,33 @@ if (!RUN) {
       }
     }, 30_000);
 
-    it('a verification that throws on a live connection refuses calls (they never reach the unverified server), and the next call heals it without a reconnection', async () => {
+    /**
+     * A handle on its own server whose main connection is dropped once and whose check of the
+     * reconnection then throws (a command timeout, the connection itself staying up);
+     * returns once that check has run.
+     */
+    async function reconnectWithFailingCheck() {
       const server = await ownServer();
       const s = await open({ url: server.url });
       const raw = new Redis(server.url);
-      // A command timeout on the persistence check of the reconnection, the connection itself staying up.
       const spy = jest.spyOn(RedisConnection.prototype, 'persistence').mockRejectedValueOnce(new Error('Command timed out'));
+      const done = () => {
+        spy.mockRestore();
+        raw.disconnect();
+      };
       try {
         expect(await raw.call('CLIENT', 'KILL', 'TYPE', 'normal')).toBeGreaterThanOrEqual(1);
-        await eventually(() => spy.mock.calls.length >= 1, 5000, 'the reconnection is verified');
+        await eventually(() => spy.mock.calls.length >= 1, 5000, 'the reconnection is checked (and fails)');
+      } catch (err) {
+        done();
+        throw err;
+      }
+      return { s, raw, checks: () => spy.mock.calls.length, done };
+    }
+
+    it('a verification that throws on a live connection refuses calls (they never reach the unverified server), and the next call heals it without a reconnection', async () => {
+      const { s, raw, checks, done } = await reconnectWithFailingCheck();
+      try {
         await new Promise((r) => setImmediate(r));
         // Within the retry pause: refused, and nothing written on the unverified server.
         const err = await rejection(s.createTask(aTask(clock, { id: 'unverified' })));
@@ -392,30 +410,23 @@ if (!RUN) {
         expect(await raw.exists(`${s.keyPrefix}task:unverified`)).toBe(0);
         // Healed by the next call, same connection.
         await eventually(async () => (await s.getTask('none')) === undefined, 5000, 'a later call verifies and is served');
-        expect(spy.mock.calls.length).toBeGreaterThanOrEqual(2);
+        expect(checks()).toBeGreaterThanOrEqual(2);
         await eventually(() => s.subscribed(), 5000, 'the feed is fresh again');
       } finally {
-        spy.mockRestore();
-        raw.disconnect();
+        done();
       }
     }, 30_000);
 
     it('a new connection is verified as soon as it is ready, even right after a verification failed on the one before', async () => {
-      const server = await ownServer();
-      const s = await open({ url: server.url });
-      const raw = new Redis(server.url);
-      const spy = jest.spyOn(RedisConnection.prototype, 'persistence').mockRejectedValueOnce(new Error('Command timed out'));
+      const { s, raw, checks, done } = await reconnectWithFailingCheck();
       try {
-        expect(await raw.call('CLIENT', 'KILL', 'TYPE', 'normal')).toBeGreaterThanOrEqual(1);
-        await eventually(() => spy.mock.calls.length >= 1, 5000, 'the first reconnection is checked (and fails)');
         // Dropped again well within the 250 ms retry pause: the pause is for one live
         // connection, so the next one is checked on 'ready' with no call to prompt it.
         expect(await raw.call('CLIENT', 'KILL', 'TYPE', 'normal')).toBeGreaterThanOrEqual(1);
         await eventually(() => s.subscribed(), 3000, 'fresh again with no store call made');
-        expect(spy.mock.calls.length).toBeGreaterThanOrEqual(2);
+        expect(checks()).toBeGreaterThanOrEqual(2);
       } finally {
-        spy.mockRestore();
-        raw.disconnect();
+        done();
       }
     }, 30_000);
 
