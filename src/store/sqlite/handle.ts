@@ -9,6 +9,7 @@ import { acquireHub, HandleSubscriptions, type ChangeHub } from '../shared/chang
 import { IdentityTracker, describeReset, genesisAnchor, judgeIdentity, storeResetError, type IdentityMode, type IdentityState, type ResetMarker } from '../store-identity.js';
 import { initialiseIdentity, markReset, prepareIdentity, readEpoch, readIdentity, type IdentityStatements } from './identity.js';
 import { SchemaTooNewError, migrate } from './migrations.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 
 /*
  * One open SQLite file and what every role of the store shares on it: the connection, the
@@ -20,6 +21,18 @@ import { SchemaTooNewError, migrate } from './migrations.js';
 const UNAVAILABLE = 'the state store is unavailable; retry later';
 /** What a wait for another process's write lock blocks on (Atomics.wait takes fractions of a ms). */
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+/** How often the checkpoint thread looks at the WAL (a PASSIVE checkpoint of nothing is cheap). */
+const CHECKPOINT_INTERVAL_MS = 100;
+/**
+ * Calls on a serving handle before its checkpoint thread starts: a thread costs ~10 ms and a
+ * few MB to start, which a store that writes little (a CLI command, a short test) never
+ * earns back; SQLite's own checkpoints serve until then.
+ */
+export const CALLS_BEFORE_CHECKPOINTER = 1000;
+/** SQLite's own default, in force until the thread is online and again if it fails. */
+const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
+/** The WAL is cut back to this size when it starts over (it keeps its high-water size otherwise). */
+const WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
 /** The first wait for a busy lock (ms), doubled per retry up to MAX_PAUSE_MS. */
 const FIRST_PAUSE_MS = 0.02;
 const MAX_PAUSE_MS = 1;
@@ -84,6 +97,14 @@ export class SqliteHandle {
   readonly #releaseHub: () => void;
   readonly #headRow: Database.Statement;
   readonly #ping: Database.Statement;
+  /** Serving handles on a file: WAL checkpoints on their own thread (wal-checkpointer.ts), once started. */
+  get checkpointer(): WalCheckpointer | undefined {
+    return this.#checkpointer;
+  }
+  #checkpointer: WalCheckpointer | undefined;
+  /** Calls left before the checkpoint thread starts (Infinity: this handle never starts one). */
+  #callsBeforeCheckpointer = Infinity;
+  readonly #path: string;
 
   /** Opens, migrates and initialises (serve) the file; fails closed with ERR_BACKEND_UNAVAILABLE or ERR_STORE_RESET. */
   constructor(opts: HandleOptions) {
@@ -91,6 +112,7 @@ export class SqliteHandle {
     this.mode = opts.mode;
     this.#fsyncAll = opts.fsyncAll;
     const inMemory = opts.path === ':memory:' || opts.path === '';
+    this.#path = opts.path;
     let db: Database.Database | undefined;
     try {
       if (!inMemory) mkdirSync(dirname(opts.path), { recursive: true, mode: 0o700 });
@@ -100,6 +122,7 @@ export class SqliteHandle {
       if (!inMemory) chmodSync(opts.path, 0o600);
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${this.#fsyncAll ? 'FULL' : 'NORMAL'}`);
+      db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
       this.#busyMs = Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000));
       // SQLite's own wait for opening and migrating; once open, `run` waits instead (see #retryBusy).
       db.pragma(`busy_timeout = ${this.#busyMs}`);
@@ -114,6 +137,7 @@ export class SqliteHandle {
       this.head = this.auditHeadRow() ?? genesisAnchor(state.genesis);
       this.#totalChanges = db.prepare('SELECT total_changes()').pluck();
       db.pragma('busy_timeout = 0');
+      if (!inMemory && this.mode === 'serve') this.#callsBeforeCheckpointer = CALLS_BEFORE_CHECKPOINTER;
       // Keyed by the resolved file, so `./x.db` and its absolute path share one hub.
       const hub = acquireHub(inMemory ? undefined : realpathSync(opts.path));
       this.hub = hub.hub;
@@ -135,6 +159,24 @@ export class SqliteHandle {
     }
   }
 
+  /** Starts the thread that checkpoints; once it is online, SQLite's in-commit checkpoints go off. */
+  #checkpointOffTheLoop(): void {
+    const db = this.db;
+    this.#checkpointer = new WalCheckpointer({
+      path: this.#path,
+      intervalMs: CHECKPOINT_INTERVAL_MS,
+      onOnline: () => {
+        if (!this.closed) db.pragma('wal_autocheckpoint = 0');
+      },
+      onFailure: (why) => {
+        if (this.closed) return;
+        // The WAL must not grow without bound: SQLite checkpoints in the commits again.
+        db.pragma(`wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_PAGES}`);
+        process.emitWarning(`${why}; SQLite checkpoints in the commits again (on the event loop)`, { code: 'LEASH_WAL_CHECKPOINT' });
+      },
+    });
+  }
+
   /** The last audit row (undefined: empty chain). */
   auditHeadRow(): ChainAnchor | undefined {
     return this.#headRow.get() as ChainAnchor | undefined;
@@ -154,6 +196,7 @@ export class SqliteHandle {
     if (this.closed) throw new LeashError('ERR_BACKEND_UNAVAILABLE', UNAVAILABLE, { backend: 'sqlite', op, message: 'the store is closed' });
     const reset = this.identity.reset;
     if (reset && !opts.ungated) throw storeResetError(reset, 'sqlite', op);
+    if (--this.#callsBeforeCheckpointer === 0) this.#checkpointOffTheLoop();
     try {
       return this.#retryBusy(fn);
     } catch (err) {
@@ -255,6 +298,7 @@ export class SqliteHandle {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.#checkpointer?.stop();
     this.subscriptions.closeAll();
     this.#releaseHub();
     try {

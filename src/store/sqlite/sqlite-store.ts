@@ -10,6 +10,7 @@ import { SqliteChangeFeed } from './change-feed.js';
 import { SqliteCounters } from './counters.js';
 import { SqliteDecisionHistory } from './decision-history.js';
 import { SqliteHandle, unavailable } from './handle.js';
+import type { WalCheckpointer } from './wal-checkpointer.js';
 import { SqliteIdentity } from './identity.js';
 import { SqliteLeases } from './leases.js';
 import { SqliteReplay } from './replay.js';
@@ -133,6 +134,11 @@ export class SqliteStore extends CheckedStore {
   /** The raw connection, for operational tooling and tests; bypasses every guard. */
   get database(): Database.Database {
     return this.#h.db;
+  }
+
+  /** The thread that checkpoints the WAL, once this serving store has started it (handle.ts). */
+  get walCheckpointer(): WalCheckpointer | undefined {
+    return this.#h.checkpointer;
   }
 
   async ping(): Promise<void> {
