@@ -215,6 +215,7 @@ export class Broker {
         pendingApprovals: async () => (await this.#store.listApprovals({ state: 'pending', now: this.clock.now(), limit: 1000 })).length,
         awsDenyPendingRoles: () => this.awsDenier.pendingRoles(),
         storeResetPending: () => this.#store.resetPending() !== undefined,
+        ...(this.#store.walCheckpoint ? { walCheckpoint: () => this.#store.walCheckpoint!() } : {}),
         sinkBacklogs: () => this.sinks?.backlogs() ?? [],
       },
       { defaultMetrics: opts.defaultMetrics ?? true },

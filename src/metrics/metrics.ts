@@ -33,6 +33,8 @@ export const METRIC_NAMES = {
   awsDenyPendingRoles: 'leash_aws_deny_pending_roles',
   reviewFindings: 'leash_review_findings',
   storeResetPending: 'leash_store_reset_pending',
+  walCheckpointThread: 'leash_store_wal_checkpoint_thread',
+  walPages: 'leash_store_wal_pages',
   auditCheckpoints: 'leash_audit_checkpoints_total',
   usageRecords: 'leash_usage_records_total',
   usageBatchDuration: 'leash_usage_batch_duration_seconds',
@@ -111,6 +113,8 @@ export interface MetricsSources {
   awsDenyPendingRoles?(): Promise<number>;
   /** True while this replica refuses because the store was found reset. */
   storeResetPending?(): boolean;
+  /** SQLite stores only: who checkpoints the WAL (its gauges exist only when this is given; Store.walCheckpoint). */
+  walCheckpoint?(): { readonly thread: boolean; readonly pages: number | undefined };
   /** Backlog per audit sink name (read at scrape time). */
   sinkBacklogs?(): ReadonlyArray<readonly [string, number]>;
 }
@@ -225,6 +229,28 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       this.set(sources.storeResetPending?.() ? 1 : 0);
     },
   });
+  const wal = sources.walCheckpoint?.bind(sources);
+  if (wal) {
+    new Gauge({
+      name: METRIC_NAMES.walCheckpointThread,
+      // Any worker whose thread is gone checkpoints on its event loop again.
+      aggregator: 'min',
+      help: "1 while the SQLite WAL is checkpointed by Leash's thread; 0 while SQLite checkpoints inside commits on the event loop (the thread not started yet, or failed).",
+      registers,
+      collect() {
+        this.set(wal().thread ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: METRIC_NAMES.walPages,
+      aggregator: 'max',
+      help: "Pages in the SQLite WAL at the checkpoint thread's last checkpoint that moved any (4 KiB each; restarted past 1,000); 0 before the first.",
+      registers,
+      collect() {
+        this.set(wal().pages ?? 0);
+      },
+    });
+  }
   const auditSinkBacklog = new Gauge({
     name: METRIC_NAMES.auditSinkBacklog,
     help: "Security events waiting in an audit sink's backlog (in memory and on disk), by sink.",

@@ -208,7 +208,17 @@ export interface Store
     StoreIdentity,
     UsageStore {
   readonly kind: string;
+  /** SQLite only: who checkpoints the WAL (metrics; src/store/sqlite/wal-checkpointer.ts). */
+  walCheckpoint?(): WalCheckpointState;
   /** Cheap liveness probe. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Who checkpoints an SQLite store's WAL, and how large the WAL was at its last checkpoint. */
+export interface WalCheckpointState {
+  /** True while the checkpoint thread runs; false while SQLite checkpoints in the commits (before the thread starts, or after it failed). */
+  readonly thread: boolean;
+  /** WAL pages at the thread's last checkpoint that moved any (undefined: none yet). */
+  readonly pages: number | undefined;
 }

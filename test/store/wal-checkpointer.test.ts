@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { createMetrics } from '../../src/metrics/metrics.js';
 import { CALLS_BEFORE_CHECKPOINTER } from '../../src/store/sqlite/handle.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { WalCheckpointer } from '../../src/store/sqlite/wal-checkpointer.js';
@@ -76,6 +77,7 @@ describe('WAL checkpoint thread', () => {
     for (let i = 0; i < CALLS_BEFORE_CHECKPOINTER - 1; i++) await store.ping();
     expect(store.walCheckpointer).toBeUndefined();
     expect(autocheckpoint(store)).toBe(1000);
+    expect(store.walCheckpoint()).toEqual({ thread: false, pages: undefined });
   });
 
   it('is never started for an in-memory store or an inspecting (read-only) one', async () => {
@@ -97,6 +99,9 @@ describe('WAL checkpoint thread', () => {
     await write(store, 3000);
     await until('a checkpoint of those writes', () => thread.runs > 0 && (thread.last?.checkpointed ?? 0) > 0);
     expect(autocheckpoint(store)).toBe(0);
+    const state = store.walCheckpoint();
+    expect(state.thread).toBe(true);
+    expect(state.pages).toBeGreaterThan(0);
     // RESTART past 1,000 pages (~4 MB); the journal size limit cuts back anything larger.
     expect(walBytes(path)).toBeLessThan(20 * 1024 * 1024);
     // Everything committed is there for another connection, the main file included once copied.
@@ -114,6 +119,7 @@ describe('WAL checkpoint thread', () => {
     const thread = await startThread(store);
     await thread.thread.terminate();
     await until('SQLite checkpoints on again', () => autocheckpoint(store) === 1000);
+    expect(store.walCheckpoint().thread).toBe(false);
     expect(warn).toHaveBeenCalledWith(expect.stringMatching(/WAL checkpoint thread exited.*SQLite checkpoints in the commits again/), { code: 'LEASH_WAL_CHECKPOINT' });
     // And they bound the WAL again (in the commits, as before the thread).
     await write(store, 3000);
@@ -168,4 +174,21 @@ console.log('thread online');
     });
     expect({ code, out: out.trim() }).toEqual({ code: 0, out: 'thread online' });
   }, 30_000);
+
+  it('shows in the metrics: who checkpoints, and the WAL at the last checkpoint; no gauges without the source', async () => {
+    const { store } = await fileStore();
+    const metrics = createMetrics({ activeTasks: async () => 0, signingKeys: () => [], walCheckpoint: () => store.walCheckpoint() }, { defaultMetrics: false });
+    const scrape = async () => metrics.registry.metrics();
+    expect(await scrape()).toMatch(/^leash_store_wal_checkpoint_thread 0$/m);
+    expect(await scrape()).toMatch(/^leash_store_wal_pages 0$/m);
+    const thread = await startThread(store);
+    await write(store, 300);
+    await until('a checkpoint', () => thread.runs > 0);
+    const text = await scrape();
+    expect(text).toMatch(/^leash_store_wal_checkpoint_thread 1$/m);
+    expect(Number(/^leash_store_wal_pages (\d+)$/m.exec(text)?.[1])).toBeGreaterThan(0);
+
+    const none = createMetrics({ activeTasks: async () => 0, signingKeys: () => [] }, { defaultMetrics: false });
+    expect(await none.registry.metrics()).not.toMatch(/leash_store_wal/);
+  });
 });

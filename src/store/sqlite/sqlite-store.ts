@@ -3,6 +3,7 @@ import type { ChainAnchor } from '../../formats/chain-hash.js';
 import { systemClock, type Clock } from '../../time/clock.js';
 import { CheckedStore, type StoreRoles } from '../shared/checked-store.js';
 import type { IdentityMode } from '../store-identity.js';
+import type { WalCheckpointState } from '../store.js';
 import { SqliteApprovals } from './approvals.js';
 import { SqliteAuditLog } from './audit-log.js';
 import { SqliteAwsDenies } from './aws-denies.js';
@@ -139,6 +140,11 @@ export class SqliteStore extends CheckedStore {
   /** The thread that checkpoints the WAL, once this serving store has started it (handle.ts). */
   get walCheckpointer(): WalCheckpointer | undefined {
     return this.#h.checkpointer;
+  }
+
+  walCheckpoint(): WalCheckpointState {
+    const c = this.#h.checkpointer;
+    return { thread: c?.running ?? false, pages: c?.last?.log };
   }
 
   async ping(): Promise<void> {

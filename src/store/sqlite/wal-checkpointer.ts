@@ -66,7 +66,7 @@ const tick = () => {
 setInterval(tick, workerData.intervalMs);
 `;
 
-/** WAL size (pages) past which a tick that could not catch up restarts the log: SQLite's own checkpoint threshold. */
+/** WAL size (pages) past which a tick restarts the log: SQLite's own checkpoint threshold. */
 const RESTART_PAGES = 1000;
 /** How long a RESTART waits for the current write before trying again next tick. */
 const RESTART_WAIT_MS = 50;
@@ -87,6 +87,8 @@ export class WalCheckpointer {
   /** The thread (a test ends it to prove the fallback). */
   readonly thread: Worker;
   #stopped = false;
+  #online = false;
+  #failed = false;
   /** Ticks that moved frames into the main file, and what the last one reported. */
   runs = 0;
   last: { readonly log: number; readonly checkpointed: number } | undefined;
@@ -100,15 +102,16 @@ export class WalCheckpointer {
       // A checkpoint needs little: keep the thread's heap small.
       resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 },
     });
-    let failed = false;
     const fail = (why: string) => {
-      if (this.#stopped || failed) return;
-      failed = true;
+      if (this.#stopped || this.#failed) return;
+      this.#failed = true;
       opts.onFailure(why);
     };
     this.thread.on('message', (m: { online?: true; log: number; checkpointed: number }) => {
       if (m.online) {
-        if (!this.#stopped) opts.onOnline();
+        if (this.#stopped || this.#failed) return;
+        this.#online = true;
+        opts.onOnline();
         return;
       }
       this.runs++;
@@ -119,6 +122,11 @@ export class WalCheckpointer {
     // Never what keeps a process alive (the handle's close stops it, and so does exit).
     // After the listeners: adding a 'message' listener refs the worker again.
     this.thread.unref();
+  }
+
+  /** The thread has the file open and checkpoints (SQLite's in-commit checkpoints are off). */
+  get running(): boolean {
+    return this.#online && !this.#failed && !this.#stopped;
   }
 
   stop(): void {
