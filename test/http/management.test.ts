@@ -27,7 +27,11 @@ describe('the management listener', () => {
     const metrics = await fetch(`${tb.managementUrl}/metrics`);
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get('content-type')).toMatch(/^text\/plain/);
-    expect(await metrics.text()).toMatch(/^# TYPE leash_exchanges_total counter$/m);
+    const text = await metrics.text();
+    expect(text).toMatch(/^# TYPE leash_exchanges_total counter$/m);
+    // On SQLite: who checkpoints the WAL (SQLite itself until the thread starts after 1,000 store calls).
+    expect(text).toMatch(/^leash_store_wal_checkpoint_thread [01]$/m);
+    expect(text).toMatch(/^leash_store_wal_pages \d+$/m);
   });
 
   it('serves nothing else: no OAuth, JWKS or admin route', async () => {
