@@ -11,13 +11,13 @@ import { Worker } from 'node:worker_threads';
  * connection's own checkpoints are off while the thread runs.
  *
  * Each tick runs PASSIVE checkpoints (they never wait for a writer or a reader, so neither
- * does the event loop) until the WAL is fully copied: a pass takes a few ms and the next
- * copies only what was committed meanwhile, so between two commits it catches up, and the
- * next commit starts the WAL over from its beginning. Under writes too dense to catch up,
- * once the WAL is past RESTART_PAGES a RESTART waits (here, not on the event loop) for the
- * write in progress, copies the little PASSIVE left and makes the next write start over;
- * writes wait for that short copy. Durability does not change: commits reach the WAL as
- * before; a checkpoint only moves them into the main file.
+ * does the event loop) until they report the WAL copied, at most PASSES. That report is as
+ * of the pass's start, and commits made during its fsync come after it, so under steady
+ * writes the WAL never starts over by itself (267 MB after 60,000 writes). So once the WAL
+ * is past RESTART_PAGES, a RESTART waits (here, not on the event loop) for the write in
+ * progress, copies the little PASSIVE left and makes the next write start the WAL over;
+ * writes wait for that short copy (~3 ms measured). Durability does not change: commits
+ * reach the WAL as before; a checkpoint only moves them into the main file.
  *
  * If the thread fails or exits, the handle turns SQLite's own checkpoints back on (the WAL
  * must not grow without bound) and warns once.
