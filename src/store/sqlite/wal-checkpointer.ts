@@ -89,9 +89,7 @@ export class WalCheckpointer {
   #stopped = false;
   #online = false;
   #failed = false;
-  /** Ticks that moved frames into the main file, and what the last one reported. */
-  runs = 0;
-  last: { readonly log: number; readonly checkpointed: number } | undefined;
+  #last: { readonly log: number; readonly checkpointed: number } | undefined;
 
   constructor(opts: WalCheckpointerOptions) {
     if (!Number.isSafeInteger(opts.intervalMs) || opts.intervalMs < 1) throw new TypeError('intervalMs must be a positive integer');
@@ -114,14 +112,18 @@ export class WalCheckpointer {
         opts.onOnline();
         return;
       }
-      this.runs++;
-      this.last = m;
+      this.#last = { log: m.log, checkpointed: m.checkpointed };
     });
     this.thread.on('error', (err: unknown) => fail(`the WAL checkpoint thread failed: ${err instanceof Error ? err.message : String(err)}`));
     this.thread.on('exit', (code) => fail(`the WAL checkpoint thread exited (code ${code})`));
     // Never what keeps a process alive (the handle's close stops it, and so does exit).
     // After the listeners: adding a 'message' listener refs the worker again.
     this.thread.unref();
+  }
+
+  /** What the last checkpoint that moved frames into the main file reported (undefined: none yet). */
+  get last(): { readonly log: number; readonly checkpointed: number } | undefined {
+    return this.#last;
   }
 
   /** The thread has the file open and checkpoints (SQLite's in-commit checkpoints are off). */
