@@ -11,6 +11,7 @@ import { SigningKeyAdapter } from './signing-key-adapter.js';
 import { StatelessAdapter } from './stateless-adapter.js';
 import { withSafeErrorDescription } from '../../client/error-description.js';
 import { ATTESTED_CLIENT_ID } from './token-client.js';
+import { holdOidcContextWithoutClosure } from './oidc-context-holder.js';
 
 /** RFC 8693 §2.1 parameters the grant accepts (besides `grant_type` and `client_id`); `resource` and `audience` may repeat. */
 export const EXCHANGE_PARAMS = [
@@ -99,6 +100,7 @@ export function buildProvider(opts: { settings: Settings; policy: CompiledPolicy
   // URLs are built from the request's origin; pinIssuerOrigin (below) makes that origin
   // always the configured issuer's, so koa must read the forwarded headers.
   provider.proxy = true;
+  holdOidcContextWithoutClosure(provider);
   provider.use(protocolSurface(opts.log));
   // Koa prints errors it sees after a response started (a client resetting the connection
   // mid-exchange) as multi-line text on stderr; they go to the JSON log instead.
