@@ -240,6 +240,8 @@ function merge(slices: readonly OpenLoopResult[]): OpenLoopResult {
     errors: sum((r) => r.errors),
     senderLagP99: Math.max(...slices.map((r) => r.senderLagP99)),
     senderLagMax: Math.max(...slices.map((r) => r.senderLagMax)),
+    generatorLoopDelayP99: Math.max(...slices.map((r) => r.generatorLoopDelayP99)),
+    generatorLoopDelayMax: Math.max(...slices.map((r) => r.generatorLoopDelayMax)),
     generatorCpuMicrosPerRequest: sent > 0 ? Math.round(sum((r) => r.generatorCpuMicrosPerRequest * r.sent) / sent) : 0,
     loadavg1: slices.at(-1)!.loadavg1,
   };

@@ -7,6 +7,7 @@
  */
 import { Agent, request } from 'node:http';
 import { loadavg } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 export interface OpenLoopOptions {
   readonly url: string;
@@ -37,6 +38,12 @@ export interface OpenLoopResult {
   /** How late the generator itself sent (actual minus scheduled send time, ms): large values mean the numbers describe the generator, not the server. */
   readonly senderLagP99: number;
   readonly senderLagMax: number;
+  /**
+   * The generator's own event-loop delay, p99 and max (ms): an answer that arrived while its
+   * loop was stuck is read late, so its latency includes up to this much of the generator's time.
+   */
+  readonly generatorLoopDelayP99: number;
+  readonly generatorLoopDelayMax: number;
   /** CPU the whole bench process (the generator) spent per request sent, µs: it shares the machine with the server. */
   readonly generatorCpuMicrosPerRequest: number;
   /** One-minute load average at the end of the phase. */
@@ -112,6 +119,8 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
     lags.push(performance.now() - scheduled);
   };
   const cpuBefore = process.cpuUsage();
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
   const start = performance.now();
   const end = start + opts.seconds * 1000;
   const interval = 1000 / opts.rate;
@@ -131,6 +140,7 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
     await new Promise((r) => setTimeout(r, wait));
   }
   if (pending > 0) await new Promise<void>((r) => (allDone = r));
+  loopDelay.disable();
   agent.destroy();
   const cpu = process.cpuUsage(cpuBefore);
   okLatencies.sort((a, b) => a - b);
@@ -149,6 +159,9 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
     errors,
     senderLagP99: round2(percentile(lags, 99)),
     senderLagMax: round2(lags.at(-1) ?? 0),
+    // The histogram is in ns and includes the 10 ms resolution's own period.
+    generatorLoopDelayP99: round2(Math.max(0, loopDelay.percentile(99) / 1e6 - 10)),
+    generatorLoopDelayMax: round2(Math.max(0, loopDelay.max / 1e6 - 10)),
     generatorCpuMicrosPerRequest: sent > 0 ? Math.round((cpu.user + cpu.system) / sent) : 0,
     loadavg1: round2(loadavg()[0] ?? 0),
   };

@@ -637,14 +637,15 @@ export const AdmissionSettings = Type.Object(
       minimum: 10,
       maximum: 60000,
       default: 200,
-      description: 'Longest wait in the queue. A request that waited longer is answered `503 temporarily_unavailable` with `Retry-After`, without being processed.',
+      description:
+        "Longest wait before a request is worked on: in the queue, counting the event loop's lag when it was read. A request that cannot get a slot in time is answered `503 temporarily_unavailable` with `Retry-After` by the deadline (up to a loop turn early on a busy process), without being processed.",
     }),
     max_event_loop_delay_ms: Type.Integer({
       minimum: 0,
       maximum: 60000,
-      default: 1000,
+      default: 200,
       description:
-        'Refuse those routes at once (`503`, `Retry-After`) while the event loop runs this late: a request read then may have waited that long in its socket before Leash could see it (a CPU-bound process queues there, not in `max_queue`). `0`: off.',
+        "Refuse those routes at once (`503`, `Retry-After`) while the event loop runs this late: a request read then may have waited that long in its socket before Leash could see it (a CPU-bound process queues there, not in `max_queue`). The default is the queue deadline's: a request that waited that long unseen has had its wait. A queued request's `queue_timeout_ms` counts the lag it was read with. `0`: off.",
     }),
   },
   { ...Strict, description: 'Admission control (overload is refused at once, not queued). The management listener is never subject to it.', default: {} },

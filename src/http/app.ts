@@ -113,6 +113,7 @@ export function createAdmission(deps: Pick<HttpDeps, 'settings' | 'metrics' | 'l
       deps.metrics.admissionInFlight.set(inFlight);
       deps.metrics.admissionQueued.set(queued);
     },
+    onWaited: (ms, outcome) => deps.metrics.admissionWait.observe({ outcome }, ms / 1000),
   });
 }
 
