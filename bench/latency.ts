@@ -242,6 +242,9 @@ function merge(slices: readonly OpenLoopResult[]): OpenLoopResult {
     senderLagMax: Math.max(...slices.map((r) => r.senderLagMax)),
     generatorLoopDelayP99: Math.max(...slices.map((r) => r.generatorLoopDelayP99)),
     generatorLoopDelayMax: Math.max(...slices.map((r) => r.generatorLoopDelayMax)),
+    freshMax: Math.max(...slices.map((r) => r.freshMax)),
+    reusedMax: Math.max(...slices.map((r) => r.reusedMax)),
+    connections: sum((r) => r.connections),
     generatorCpuMicrosPerRequest: sent > 0 ? Math.round(sum((r) => r.generatorCpuMicrosPerRequest * r.sent) / sent) : 0,
     loadavg1: slices.at(-1)!.loadavg1,
   };

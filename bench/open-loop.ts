@@ -5,9 +5,9 @@
  * the server counts against the answer (no coordinated omission). Used by the latency and
  * overload suites (issue 18, goals 4 and 5).
  */
-import { Agent, request } from 'node:http';
 import { loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { RawClient } from './raw-client.js';
 
 export interface OpenLoopOptions {
   readonly url: string;
@@ -44,6 +44,14 @@ export interface OpenLoopResult {
    */
   readonly generatorLoopDelayP99: number;
   readonly generatorLoopDelayMax: number;
+  /**
+   * Longest answer (any status, ms) on a connection's first request and on a reused one, and
+   * how many connections were opened: a first request also waited for the server to accept
+   * its connection (the kernel's accept queue), which the server's own clocks cannot see.
+   */
+  readonly freshMax: number;
+  readonly reusedMax: number;
+  readonly connections: number;
   /** CPU the whole bench process (the generator) spent per request sent, µs: it shares the machine with the server. */
   readonly generatorCpuMicrosPerRequest: number;
   /** One-minute load average at the end of the phase. */
@@ -64,7 +72,8 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   if (!opts.url.startsWith('http://127.0.0.1:')) throw new Error(`refusing to load ${opts.url}: loopback only`);
   if (opts.bodies.length === 0 || !(opts.rate > 0)) throw new TypeError('openLoop: no bodies or no rate');
   const url = new URL(opts.path, opts.url);
-  const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+  const client = new RawClient(url.hostname, Number(url.port));
+  const requests = opts.bodies.map((b) => RawClient.formPost(url.pathname, url.host, b));
   const okLatencies: number[] = [];
   const rejectedLatencies: number[] = [];
   const otherStatus: Record<string, number> = {};
@@ -73,51 +82,54 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   let timeouts = 0;
   let errors = 0;
   let pending = 0;
+  let freshMax = 0;
+  let reusedMax = 0;
+  let connections = 0;
   let allDone: (() => void) | undefined;
-  const fire = (scheduled: number, body: string) => {
+  interface Flight {
+    readonly scheduled: number;
+    abandon: () => void;
+  }
+  // In send order, so in order of scheduled time: the time-out sweep stops at the first that may still wait.
+  const inFlight = new Set<Flight>();
+  const finish = (f: Flight) => {
+    inFlight.delete(f);
+    if (--pending === 0 && allDone) allDone();
+  };
+  const fire = (scheduled: number, request: Buffer) => {
     pending++;
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      if (--pending === 0 && allDone) allDone();
-    };
-    const req = request(
-      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } },
-      (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (done) return;
-          clearTimeout(timer);
-          const ms = performance.now() - scheduled;
-          if (res.statusCode === 200) okLatencies.push(ms);
-          else if (res.statusCode === 503) rejectedLatencies.push(ms);
-          else otherStatus[String(res.statusCode)] = (otherStatus[String(res.statusCode)] ?? 0) + 1;
-          finish();
-        });
-      },
-    );
-    // The client gives up: its connection closes, as a real client's would. Decided after
-    // this turn's I/O (setImmediate): on a starved generator the timer phase runs before the
-    // poll phase that would read an answer which had in fact arrived in time.
-    const timer = setTimeout(
-      () =>
-        setImmediate(() => {
-          if (done) return;
-          timeouts++;
-          req.destroy();
-          finish();
-        }),
-      Math.max(1, opts.timeoutMs - (performance.now() - scheduled)),
-    );
-    req.on('error', () => {
-      clearTimeout(timer);
-      if (!done) errors++;
-      finish();
+    const f: Flight = { scheduled, abandon: () => undefined };
+    inFlight.add(f);
+    f.abandon = client.send(request, (answer) => {
+      if (!inFlight.has(f)) return;
+      if (answer instanceof Error) errors++;
+      else {
+        const ms = performance.now() - scheduled;
+        if (answer.fresh) {
+          connections++;
+          freshMax = Math.max(freshMax, ms);
+        } else reusedMax = Math.max(reusedMax, ms);
+        if (answer.status === 200) okLatencies.push(ms);
+        else if (answer.status === 503) rejectedLatencies.push(ms);
+        else otherStatus[String(answer.status)] = (otherStatus[String(answer.status)] ?? 0) + 1;
+      }
+      finish(f);
     });
-    req.end(body);
     lags.push(performance.now() - scheduled);
   };
+  // The client gives up: its connection closes, as a real client's would. Decided after this
+  // turn's I/O (setImmediate): on a starved generator the timer phase runs before the poll
+  // phase that would read an answer which had in fact arrived in time.
+  const sweep = () => {
+    const t = performance.now();
+    for (const f of inFlight) {
+      if (t - f.scheduled < opts.timeoutMs) break;
+      timeouts++;
+      f.abandon();
+      finish(f);
+    }
+  };
+  const sweeper = setInterval(() => setImmediate(sweep), 5);
   const cpuBefore = process.cpuUsage();
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
@@ -129,7 +141,7 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
     // Send everything that is due (a late tick sends its backlog, each stamped with its own schedule).
     const now = performance.now();
     while (sent < total && start + sent * interval <= now) {
-      fire(start + sent * interval, opts.bodies[sent % opts.bodies.length] as string);
+      fire(start + sent * interval, requests[sent % requests.length] as Buffer);
       sent++;
     }
     if (performance.now() >= end) break;
@@ -141,7 +153,8 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   }
   if (pending > 0) await new Promise<void>((r) => (allDone = r));
   loopDelay.disable();
-  agent.destroy();
+  clearInterval(sweeper);
+  client.close();
   const cpu = process.cpuUsage(cpuBefore);
   okLatencies.sort((a, b) => a - b);
   rejectedLatencies.sort((a, b) => a - b);
@@ -162,6 +175,9 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
     // The histogram is in ns and includes the 10 ms resolution's own period.
     generatorLoopDelayP99: round2(Math.max(0, loopDelay.percentile(99) / 1e6 - 10)),
     generatorLoopDelayMax: round2(Math.max(0, loopDelay.max / 1e6 - 10)),
+    freshMax: round1(freshMax),
+    reusedMax: round1(reusedMax),
+    connections,
     generatorCpuMicrosPerRequest: sent > 0 ? Math.round((cpu.user + cpu.system) / sent) : 0,
     loadavg1: round2(loadavg()[0] ?? 0),
   };

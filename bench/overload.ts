@@ -75,6 +75,10 @@ export interface OverloadPhase {
   readonly senderLagP99: number;
   /** The generator's own loop delay, max (ms): answers read that late count in the client's latencies. */
   readonly generatorLoopDelayMax: number;
+  /** Longest answer on a connection's first request (it also waited in the kernel's accept queue) and on a reused one; connections opened. */
+  readonly freshMax: number;
+  readonly reusedMax: number;
+  readonly connections: number;
   /**
    * Server view (`leash_admission_wait_seconds`): requests whose wait before admission or
    * refusal (the loop's lag when read, plus the queue) passed the deadline bucket, and the
@@ -213,6 +217,9 @@ async function phase(server: ServerChild, body: string, factor: number, capacity
     readyz,
     senderLagP99: r.senderLagP99,
     generatorLoopDelayMax: r.generatorLoopDelayMax,
+    freshMax: r.freshMax,
+    reusedMax: r.reusedMax,
+    connections: r.connections,
     ...serverWaits(before, after, queueTimeoutMs),
     loadavg1: r.loadavg1,
   };
@@ -313,22 +320,25 @@ function deadlineVerdict(r: OverloadConfigResult, high: OverloadPhase): string {
   const serverPart =
     server === undefined ? 'server view n/a' : `server view: ${server} of ${high.sent} waited past it, the longest ≤ ${high.serverWaitMaxBucketMs} ms (bar: none: ${server === 0 ? 'met' : 'NOT met'})`;
   const client = r.pastDeadlineMs;
-  return `waits past the ${r.queueTimeoutMs} ms queue deadline: ${serverPart}; client view ≤ ${client} ms past it (the generator's own loop was up to ${high.generatorLoopDelayMax} ms late: ${client === 0 ? 'met' : client !== undefined && client <= high.generatorLoopDelayMax ? 'within it' : 'NOT met'})`;
+  return (
+    `waits past the ${r.queueTimeoutMs} ms queue deadline: ${serverPart}; client view ≤ ${client} ms past it (${client === 0 ? 'met' : 'NOT met'}; ` +
+    `the generator's own loop was up to ${high.generatorLoopDelayMax} ms late; the longest answer on a reused connection took ${high.reusedMax} ms, on a new one ${high.freshMax} ms, which includes the kernel's accept queue)`
+  );
 }
 
 export function formatOverload(o: OverloadResult): string {
   const lines = [
     `Overload (issue 18, goal 4), ${o.timestamp}: capacity ${o.capacity}/s closed loop (p99 ${o.capacityP99} ms); open loop of warm exchanges, ${o.seconds} s per phase; client time-out ${o.clientTimeoutMs} ms; load average ${o.loadavg.start.join(' ')} at start, ${o.loadavg.end.join(' ')} at end`,
     '',
-    '| config | load | offered/s | server saw/s | 200/s | 200 p50 ms | 200 p99 ms | 200 max ms | 503 | 503 max ms | client time-outs | tokens issued | to gone clients | abandoned (refused) | rejected full/timeout/loop delay/gone | waits past deadline (server), longest ≤ ms | /healthz ok, p99, max ms | /readyz ok, p99, max ms | sender lag p99 ms | generator loop delay max ms | load avg |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| config | load | offered/s | server saw/s | 200/s | 200 p50 ms | 200 p99 ms | 200 max ms | 503 | 503 max ms | client time-outs | tokens issued | to gone clients | abandoned (refused) | rejected full/timeout/loop delay/gone | waits past deadline (server), longest ≤ ms | /healthz ok, p99, max ms | /readyz ok, p99, max ms | sender lag p99 ms | generator loop delay max ms | longest answer ms, new / reused connection (new connections) | load avg |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   const verdicts: string[] = [];
   for (const r of o.results) {
     for (const p of r.phases) {
       const a = p.admissionRejected;
       lines.push(
-        `| ${r.config} | ${p.label} | ${p.offeredPerSec} | ${Math.round(p.serverSaw / o.seconds)} | ${p.okPerSec} | ${p.okP50} | ${p.okP99} | ${p.okMax} | ${p.rejected503} | ${p.rejectedMax} | ${p.clientTimeouts} | ${p.tokensIssued} | ${p.tokensToGoneClients} | ${p.abandonedExchanges} | ${a.queue_full}/${a.queue_timeout}/${a.event_loop_delay}/${a.client_gone} | ${serverWaitCell(p)} | ${probe(p.healthz)} | ${probe(p.readyz)} | ${p.senderLagP99} | ${p.generatorLoopDelayMax} | ${p.loadavg1} |`,
+        `| ${r.config} | ${p.label} | ${p.offeredPerSec} | ${Math.round(p.serverSaw / o.seconds)} | ${p.okPerSec} | ${p.okP50} | ${p.okP99} | ${p.okMax} | ${p.rejected503} | ${p.rejectedMax} | ${p.clientTimeouts} | ${p.tokensIssued} | ${p.tokensToGoneClients} | ${p.abandonedExchanges} | ${a.queue_full}/${a.queue_timeout}/${a.event_loop_delay}/${a.client_gone} | ${serverWaitCell(p)} | ${probe(p.healthz)} | ${probe(p.readyz)} | ${p.senderLagP99} | ${p.generatorLoopDelayMax} | ${p.freshMax} / ${p.reusedMax} (${p.connections}) | ${p.loadavg1} |`,
       );
     }
     const [low, high] = r.phases as [OverloadPhase, OverloadPhase];

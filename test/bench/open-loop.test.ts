@@ -2,6 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openLoop, percentile, sumMetric } from '../../bench/open-loop.js';
+import { completeResponse } from '../../bench/raw-client.js';
 
 /** A loopback server whose answer to each POST is decided by `handle` (after the body is read). */
 async function serve(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; server: Server; seen: () => number }> {
@@ -70,6 +71,43 @@ describe('bench open-loop sender', () => {
     } finally {
       await close(server);
     }
+  });
+
+  it('reads answers by Content-Length, chunked or with Connection: close, from a real node:http server', async () => {
+    let n = 0;
+    const { url, server } = await serve((_req, res) => {
+      const i = n++;
+      if (i % 3 === 0) res.end('{"fixed":"length"}');
+      else if (i % 3 === 1) {
+        // No length known up front: node sends it chunked.
+        res.write('part one, ');
+        setImmediate(() => res.end('part two'));
+      } else res.writeHead(201, { connection: 'close' }).end('bye');
+    });
+    try {
+      const r = await openLoop({ url, path: '/token', bodies: ['a=1'], rate: 150, seconds: 0.4, timeoutMs: 1000 });
+      expect(r.sent).toBe(60);
+      expect(r.ok).toBe(40);
+      expect(r.otherStatus).toEqual({ '201': 20 });
+      expect(r.clientTimeouts + r.errors).toBe(0);
+      // Each Connection: close answer ends its connection: the next request opens a new one.
+      expect(r.connections).toBeGreaterThanOrEqual(20);
+      expect(r.connections).toBeLessThan(60);
+    } finally {
+      await close(server);
+    }
+  });
+
+  it('knows where a response ends, and when it has not yet', () => {
+    const head = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n';
+    expect(completeResponse(Buffer.from(head + 'abc'))).toBeUndefined();
+    expect(completeResponse(Buffer.from(head + 'abcde'))).toEqual({ length: head.length + 5, status: 200, close: false });
+    const chunked = 'HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n';
+    expect(completeResponse(Buffer.from(chunked + '3\r\nabc\r\n'))).toBeUndefined();
+    expect(completeResponse(Buffer.from(chunked + '3\r\nabc\r\n0\r\n\r\n'))).toEqual({ length: chunked.length + 13, status: 503, close: true });
+    expect(completeResponse(Buffer.from(chunked + '0\r\n\r\n'))).toEqual({ length: chunked.length + 5, status: 503, close: true });
+    expect(completeResponse(Buffer.from('HTTP/1.1 204 No Content\r\n\r\n'))?.status).toBe(204);
+    expect(completeResponse(Buffer.from('HTTP/1.1 200 OK\r\nContent-Le'))).toBeUndefined();
   });
 
   it('refuses anything but loopback', async () => {
