@@ -5,7 +5,7 @@ import type { LeashTokenClaims } from '../../issuance/jwt/verify-leash-token.js'
 import type { RevocationService, TokenFacts } from '../../revocation/revocation-service.js';
 import type { ResourceServerConfig } from '../../config/schema.js';
 import type { ReplayCache } from '../../store/store.js';
-import { CLIENT_ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS, formBody, methodNotAllowed, oauthFormParser, sendOAuthError, type ResourceServerAuthenticator } from './client-auth.js';
+import { CLIENT_ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS, formBody, methodNotAllowed, oauthFormParser, sendNoStoreJson, sendOAuthError, type ResourceServerAuthenticator } from './client-auth.js';
 
 export const INTROSPECTION_PATH = '/introspect';
 
@@ -129,7 +129,7 @@ export function introspectionRouter(deps: IntrospectionDeps): Router {
       }
       used('active');
       done('active');
-      res.status(200).set('Cache-Control', 'no-store').set('Pragma', 'no-cache').json(activeResponse(claims));
+      sendNoStoreJson(res, 200, activeResponse(claims));
     } catch (err) {
       done(outcomeOf(err));
       sendOAuthError(res, err);
@@ -142,7 +142,7 @@ export function introspectionRouter(deps: IntrospectionDeps): Router {
 
 function inactive(res: Response, done: (o: IntrospectionOutcome) => void, outcome: IntrospectionOutcome): void {
   done(outcome);
-  res.status(200).set('Cache-Control', 'no-store').set('Pragma', 'no-cache').json({ active: false });
+  sendNoStoreJson(res, 200, { active: false });
 }
 
 function outcomeOf(err: unknown): IntrospectionOutcome {
