@@ -342,7 +342,7 @@ describe('settings.admission: bad values are refused by validation', () => {
   });
 
   it('defaults when absent, and accepts max_queue 0 (no queue)', () => {
-    expect(parseConfig(patched(() => undefined)).settings.admission).toEqual({ max_in_flight: 32, max_queue: 64, queue_timeout_ms: 200, max_event_loop_delay_ms: 200 });
+    expect(parseConfig(patched(() => undefined)).settings.admission).toEqual({ max_in_flight: 32, max_queue: 64, queue_timeout_ms: 200, max_event_loop_delay_ms: 1000 });
     expect(parseConfig(patched((c) => (c.settings = { ...c.settings, admission: { max_queue: 0 } }))).settings.admission.max_queue).toBe(0);
   });
 });

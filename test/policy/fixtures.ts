@@ -66,7 +66,7 @@ export function settings(over: Partial<Settings> = {}): Settings {
       commit_window_ms: 20,
       flush_interval_ms: 1000,
     },
-    admission: { max_in_flight: 32, max_queue: 64, queue_timeout_ms: 200, max_event_loop_delay_ms: 200 },
+    admission: { max_in_flight: 32, max_queue: 64, queue_timeout_ms: 200, max_event_loop_delay_ms: 1000 },
     console: { enabled: false, scope: 'openid', session_ttl: 28800, live_interval_ms: 2000 },
     production: false,
     ...over,
