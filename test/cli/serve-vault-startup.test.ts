@@ -43,7 +43,9 @@ async function writeConfig(name: string, address: string, port = 0, managementPo
   const input = testConfigInput({ issuer: `http://127.0.0.1:${port || 1}`, dir: join(dir, name), cluster }) as Record<string, any>;
   input.settings.listen.port = port;
   input.settings.management.listen.port = managementPort;
-  input.settings.vault = { address, timeout_ms: 1000, auth: { method: 'token', token_env: TOKEN_ENV } };
+  // The contract server runs in this jest worker: on a loaded CI machine one of its answers
+  // took past 1 s (ECONNABORTED at startup, 2026-12-07). No case here tests a slow Vault.
+  input.settings.vault = { address, timeout_ms: 10_000, auth: { method: 'token', token_env: TOKEN_ENV } };
   input.settings.keys = { ...input.settings.keys, backend: 'vault-transit', vault_kv: { mount: 'secret', path: `leash/${name}` }, vault_transit: { mount: 'transit', key: TRANSIT_KEY } };
   const path = join(dir, `${name}.json`);
   await writeFile(path, JSON.stringify(input));
