@@ -9,6 +9,7 @@ import type { ResourceServerConfig } from '../../config/schema.js';
 import { LeashError } from '../../errors/leash-error.js';
 import { toOAuthError } from '../../errors/oauth-error.js';
 import { setRetryAfter } from '../retry-after.js';
+import { sendNoStoreJson } from './no-store-json.js';
 import type { ReplayCache } from '../../store/store.js';
 import type { Clock } from '../../time/clock.js';
 
@@ -200,19 +201,6 @@ export function sendOAuthError(res: Response, err: unknown): void {
   }
   setRetryAfter(res, status);
   sendNoStoreJson(res, status, body);
-}
-
-/**
- * A JSON answer to a POST that no cache may keep (RFC 6749 §5.1, RFC 7662 §2.2): written
- * without `res.json`, whose `send` hashes every body for an ETag (SHA-1, ~2.5 % of an
- * introspection's CPU) that a `no-store` POST answer never uses.
- */
-export function sendNoStoreJson(res: Response, status: number, body: unknown): void {
-  res.statusCode = status;
-  res.setHeader('Cache-Control', 'no-store');
-  res.setHeader('Pragma', 'no-cache');
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.end(JSON.stringify(body));
 }
 
 /** Default body limit of the form endpoints: a token, an assertion and a few parameters. */

@@ -5,7 +5,8 @@ import type { LeashTokenClaims } from '../../issuance/jwt/verify-leash-token.js'
 import type { RevocationService, TokenFacts } from '../../revocation/revocation-service.js';
 import type { ResourceServerConfig } from '../../config/schema.js';
 import type { ReplayCache } from '../../store/store.js';
-import { CLIENT_ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS, formBody, methodNotAllowed, oauthFormParser, sendNoStoreJson, sendOAuthError, type ResourceServerAuthenticator } from './client-auth.js';
+import { CLIENT_ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS, formBody, methodNotAllowed, oauthFormParser, sendOAuthError, type ResourceServerAuthenticator } from './client-auth.js';
+import { sendNoStoreJson } from './no-store-json.js';
 
 export const INTROSPECTION_PATH = '/introspect';
 

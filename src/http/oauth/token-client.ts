@@ -2,6 +2,7 @@ import { IncomingMessage, type ServerResponse } from 'node:http';
 import * as querystring from 'node:querystring';
 import { LeashError } from '../../errors/leash-error.js';
 import { toOAuthError } from '../../errors/oauth-error.js';
+import { sendNoStoreJson } from './no-store-json.js';
 import { splitClientCredentials, type ClientCredentials } from '../../exchange/client-authentication.js';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -99,11 +100,7 @@ export function tokenClientGate(handler: NodeHandler, opts: TokenClientOptions):
   const refuse = async (res: ServerResponse, err: LeashError, clientId: string | undefined): Promise<void> => {
     await opts.onRefused(err, clientId).catch(() => undefined);
     const { status, body } = toOAuthError(err);
-    res.statusCode = status;
-    res.setHeader('Content-Type', 'application/json; charset=utf-8');
-    res.setHeader('Cache-Control', 'no-store');
-    res.setHeader('Pragma', 'no-cache');
-    res.end(JSON.stringify(body));
+    sendNoStoreJson(res, status, body);
   };
   return (req, res) => {
     const path = (req.url ?? '').split('?')[0];
