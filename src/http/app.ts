@@ -216,10 +216,9 @@ export function createHttpApp(deps: HttpDeps, admission: Admission = createAdmis
   // (/auth, /session/end, /request, ...) is part of Leash.
   app.post('/token', (req, res) => deps.oauth()(req, res));
 
-  // `/tasks` and `/admin/*`: one route shape, one error middleware (admin/route.ts, admin/table.ts).
-  app.use(adminRouter(deps));
-
-  // Leash answers these itself: oidc-provider cannot see its JWT access tokens.
+  // Leash answers these itself: oidc-provider cannot see its JWT access tokens. Before the
+  // admin router: a resource server's introspection is the hot one, and express walks every
+  // layer mounted ahead of a route (the admin API has dozens).
   app.use(
     introspectionRouter({
       authenticator: deps.resourceServers,
@@ -240,6 +239,9 @@ export function createHttpApp(deps: HttpDeps, admission: Admission = createAdmis
       onResult: (outcome) => deps.metrics.revocationRequests.inc({ outcome }),
     }),
   );
+
+  // `/tasks` and `/admin/*`: one route shape, one error middleware (admin/route.ts, admin/table.ts).
+  app.use(adminRouter(deps));
 
   app.use(deps.revocationFeed);
   // The security console (off unless settings.console.enabled): HTML pages with their own CSP.
