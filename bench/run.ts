@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { BENCH_AUDIENCE, BENCH_CLUSTER_ISSUER, BenchCluster } from './cluster.js';
 import { diffCpu, killAllChildren, startServer, threadCpu, type ServerChild } from './child.js';
 import { basicAuthorization, exchangeBody, introspectionBody, runLoad } from './load.js';
-import { FULL_SUITES, USAGE, parseOptions, type BenchOptions, type ServerName, type SuiteName, type WorkloadName } from './options.js';
+import { FULL_SUITES, USAGE, fullSuiteDuration, parseOptions, type BenchOptions, type ServerName, type SuiteName, type WorkloadName } from './options.js';
 import { formatProfile, formatTable, ratioLabel, ratios, workerScaling, type RunRecord } from './report.js';
 import { readProfile, summariseProfile, type ProfileSummary } from './profile.js';
 import { BASELINE_STATS_PATH, BENCH_RESOURCE_SERVER, type ServerInput } from './protocol.js';
@@ -253,17 +253,18 @@ async function main(): Promise<number> {
   if (opts.runtime === 'node') await compileBench(log);
   if (opts.suite !== 'full') return (await runSuite(opts.suite, opts)).code;
   const loadStart = loadavg();
-  const results: Array<{ suite: SuiteName; code: number; text: string }> = [];
+  const results: Array<{ suite: SuiteName; code: number; text: string; minutes: number }> = [];
   for (const suite of FULL_SUITES) {
     log(
       `\n=== suite ${suite} (load average ${loadavg()
         .map((n) => n.toFixed(2))
         .join(' ')}) ===`,
     );
-    results.push({ suite, ...(await runSuite(suite, opts)) });
+    const suiteStarted = performance.now();
+    results.push({ suite, ...(await runSuite(suite, { ...opts, duration: fullSuiteDuration(opts, suite) })), minutes: (performance.now() - suiteStarted) / 60_000 });
   }
   const minutes = (performance.now() - started) / 60_000;
-  log(`\nfull: ${results.map((r) => `${r.suite} ${r.code === 0 ? 'ok' : 'FAILED'}`).join(', ')} in ${minutes.toFixed(1)} min`);
+  log(`\nfull: ${results.map((r) => `${r.suite} ${r.code === 0 ? 'ok' : 'FAILED'} (${r.minutes.toFixed(1)} min)`).join(', ')} in ${minutes.toFixed(1)} min`);
   if (opts.docs) {
     const body = renderFullRun({
       date: new Date(),
@@ -271,7 +272,7 @@ async function main(): Promise<number> {
       loadAverage: { start: loadStart, end: loadavg() },
       minutes,
       command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
-      suites: results.map((r) => ({ suite: r.suite, ok: r.code === 0, text: r.text })),
+      suites: results.map((r) => ({ suite: r.suite, ok: r.code === 0, text: r.text, minutes: r.minutes })),
     });
     await writeFile(opts.docs, replaceSection(await readFile(opts.docs, 'utf8'), body));
     log(`wrote the run into ${opts.docs}`);

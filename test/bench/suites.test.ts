@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from '@jest/globals';
 import { SECTION_END, SECTION_START, renderFullRun, replaceSection } from '../../bench/docs-section.js';
-import { FULL_SUITES, parseOptions, type BenchOptions } from '../../bench/options.js';
+import { FULL_SUITES, fullSuiteDuration, parseOptions, type BenchOptions } from '../../bench/options.js';
 import { verdict, type LatencyPoint, type LatencyResult } from '../../bench/latency.js';
 import { ratios, workerScaling, type RunRecord } from '../../bench/report.js';
 
@@ -21,6 +21,18 @@ describe('bench options for the latency, overload and full suites', () => {
     expect(FULL_SUITES).toEqual(expect.arrayContaining(['throughput', 'latency', 'overload']));
     expect(FULL_SUITES).not.toContain('full');
     expect(FULL_SUITES).not.toContain('propagation');
+  });
+
+  it('full gives the open-loop suites 8 s per point and the others 10 s, unless --duration says otherwise', () => {
+    const full = parse(['--suite', 'full']);
+    expect(FULL_SUITES.map((s) => [s, fullSuiteDuration(full, s)])).toEqual([
+      ['throughput', 10],
+      ['latency', 8],
+      ['overload', 8],
+      ['growth', 10],
+    ]);
+    const given = parse(['--suite', 'full', '--duration', '6']);
+    expect(FULL_SUITES.map((s) => fullSuiteDuration(given, s))).toEqual([6, 6, 6, 6]);
   });
 
   it('runs the servers compiled on plain node unless told tsx, and refuses another runtime', () => {
@@ -110,6 +122,7 @@ describe('--suite full writes its printout into the docs', () => {
     expect(md).toContain('2 CPUs (AMD EPYC), 23 GiB, linux x64, Node v24.21.0');
     expect(md).toContain('load average 0.50 0.40 0.30 at the start, 2.00 1.50 1.00 at the end');
     expect(md).toContain('**throughput** (FAILED');
+    expect(renderFullRun({ ...report('x'), suites: [{ suite: 'growth', ok: true, text: 'x', minutes: 4.25 }] })).toContain('**growth** (4.3 min)');
     expect(md).toContain('```text\ncold  leash/sqlite  1146\n```');
   });
 
