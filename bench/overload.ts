@@ -236,22 +236,41 @@ function pastDeadline(queueTimeoutMs: number, low: OverloadPhase, high: Overload
   return round1(Math.max(0, high.rejectedMax - queueTimeoutMs, high.okMax - low.okP50 - queueTimeoutMs));
 }
 
+export interface OverloadConfig {
+  readonly name: string;
+  readonly admission?: ServerInput['admission'];
+  readonly acceptSockets?: number;
+  readonly queueTimeoutMs?: number;
+}
+
+const OVERLOAD_CONFIGS: readonly OverloadConfig[] = [
+  { name: 'admission defaults', queueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS },
+  // The defaults with the public port on one listening socket (what Leash did before
+  // settings.listen.accept_sockets): libuv accepts one connection per socket per turn.
+  { name: 'one accept socket', acceptSockets: 1, queueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS },
+  // The defaults but with the event-loop rule at 200 ms, the queue deadline, instead of 1 s:
+  // whether refusing earlier sheds what the default rule leaves to wait.
+  { name: 'loop delay 200 ms', admission: { max_event_loop_delay_ms: 200 }, queueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS },
+  // As good as no admission control: every request is let in, as before.
+  { name: 'unbounded', admission: { max_in_flight: 10000, max_queue: 0, max_event_loop_delay_ms: 0 } },
+];
+
+/**
+ * The configs a run compares. `--suite full` keeps the goal's (the defaults) and its
+ * reference (unbounded): the other two answered questions of their own (accept sockets,
+ * the loop-delay rule) and stay in `--suite overload`; without them `full` keeps a margin
+ * under its 15 minutes.
+ */
+export function overloadConfigs(suite: BenchOptions['suite']): readonly OverloadConfig[] {
+  return suite === 'full' ? OVERLOAD_CONFIGS.filter((c) => c.name === 'admission defaults' || c.name === 'unbounded') : OVERLOAD_CONFIGS;
+}
+
 export async function runOverload(opts: BenchOptions, leashScript: string, log: (msg: string) => void): Promise<OverloadResult> {
   const cluster = new BenchCluster();
   const [warm] = await cluster.mint(1);
   const creds = { id: BENCH_RESOURCE_SERVER, secret: 'overload-suite-introspection-unused' };
   const base: ServerInput = { jwks: cluster.jwks, clusterIssuer: BENCH_CLUSTER_ISSUER, audience: BENCH_AUDIENCE, store: { kind: 'sqlite' }, resourceServer: creds };
-  const configs: ReadonlyArray<{ name: string; admission?: ServerInput['admission']; acceptSockets?: number; queueTimeoutMs?: number }> = [
-    { name: 'admission defaults', queueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS },
-    // The defaults with the public port on one listening socket (what Leash did before
-    // settings.listen.accept_sockets): libuv accepts one connection per socket per turn.
-    { name: 'one accept socket', acceptSockets: 1, queueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS },
-    // The defaults but with the event-loop rule at 200 ms, the queue deadline, instead of 1 s:
-    // whether refusing earlier sheds what the default rule leaves to wait.
-    { name: 'loop delay 200 ms', admission: { max_event_loop_delay_ms: 200 }, queueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS },
-    // As good as no admission control: every request is let in, as before.
-    { name: 'unbounded', admission: { max_in_flight: 10000, max_queue: 0, max_event_loop_delay_ms: 0 } },
-  ];
+  const configs = overloadConfigs(opts.suite);
   const loadStart = loadavg().map(round2);
   log(`overload: load average ${loadStart.join(' ')}`);
   const results: OverloadConfigResult[] = [];

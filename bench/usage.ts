@@ -11,11 +11,15 @@
  *      as the one without (a pair sees the same machine speed), --rounds times each
  *
  *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000] [--tokens 20] [--rounds 2] [--commit-window MS] [--store sqlite|redis] [--usage-worker] [--rs-rate 2000]
- *                          [--only rs | --skip rs] [--rs-transport node|fetch] [--rs-control]
+ *                          [--only rs | --skip rs] [--rs-transport node|fetch] [--rs-control] [--sender-control]
  *
  * `--only rs`: D alone; `--skip rs`: A, B, C without D. `--rs-transport fetch`: the reporter sends with fetch (undici), as
  * it did before 2026-12-06, instead of its node:http default. `--rs-control`: the "sink"
  * server reports nothing either, so D's difference measures the method's own bias (A/A).
+ *
+ * `--sender-control`: A runs the usage sender too, into a sink that answers without
+ * parsing, so the sender's own CPU on the shared cores is in both A and C (the slowdown is
+ * then what Leash's ingestion costs the exchanges, not what the bench's sender does).
  *
  * `--usage-worker`: Leash as `leash serve` runs it with `settings.usage.listen.workers: 1`:
  * a primary, one worker for the public port and one that serves only the usage port, to
@@ -25,7 +29,7 @@
  * records share an aggregate row within a commit window.
  */
 import { randomBytes } from 'node:crypto';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { createServer } from 'node:http';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -75,6 +79,12 @@ const SKIP_RS = process.argv.includes('--skip') && process.argv[process.argv.ind
 /** `--rs-transport fetch`: the reporter sends with globalThis.fetch instead of its node:http default (to compare). */
 const RS_TRANSPORT = process.argv.includes('--rs-transport') ? process.argv[process.argv.indexOf('--rs-transport') + 1] : 'node';
 if (RS_TRANSPORT !== 'node' && RS_TRANSPORT !== 'fetch') throw new Error('--rs-transport node|fetch');
+/**
+ * `--sender-control`: in A the usage sender runs too, at the same rate, into a sink that
+ * reads each request and answers without parsing it; so A and C both carry the sender's CPU
+ * (the bench's, not Leash's, on the same two cores) and differ only in where the records go.
+ */
+const SENDER_CONTROL = process.argv.includes('--sender-control');
 /** `--rs-control`: D's "sink" server reports nothing either (an A/A check of the side-by-side method: its cost should come out near 0). */
 const RS_CONTROL = process.argv.includes('--rs-control');
 const cpuOf = (pid: number) => [...threadCpu(pid).values()].reduce((a, b) => a + b, 0);
@@ -256,6 +266,33 @@ async function startSink(): Promise<{ url: string; close: () => Promise<void> }>
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }
 
+/**
+ * `--sender-control`'s sink: a raw TCP server that reads each request by its Content-Length
+ * and answers `{"accepted":100,...}` without parsing the body: the sender's cost with none of
+ * the receiver's (a few µs per batch, in this process).
+ */
+async function startDiscardSink(): Promise<{ url: string; close: () => Promise<void> }> {
+  const answer = Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${`{"accepted":${BATCH},"rejected":0,"problems":[]}`.length}\r\n\r\n{"accepted":${BATCH},"rejected":0,"problems":[]}`);
+  const server = createNetServer((socket) => {
+    let buf: Buffer = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const length = /\r\ncontent-length: *(\d+)/i.exec(buf.subarray(0, end).toString('latin1'));
+        const total = end + 4 + Number(length?.[1] ?? 0);
+        if (buf.length < total) return;
+        buf = buf.subarray(total);
+        socket.write(answer);
+      }
+    });
+    socket.on('error', () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
 async function rsRun(url: string, token: string): Promise<{ requests: number; perSec: number }> {
   // A fixed rate, well under what one resource server process serves here (~4,000-7,000/s):
   // at saturation its CPU per call also measures how busy the other core is (the load
@@ -336,9 +373,19 @@ async function main(): Promise<void> {
     // what it burns on the same 2 cores is printed, since it competes with Leash too.
     const senderCpu = () => threadCpu(process.pid).get('main') ?? 0;
     let cSender = 0;
+    const sink = SENDER_CONTROL ? await startDiscardSink() : undefined;
+    let aSender = 0;
     const alone = async (round: number) => {
-      log(`A${round}: exchanges alone (${DURATION}s, ${CONNECTIONS} connections)`);
-      a.push(await exchanges(DURATION));
+      if (!sink) {
+        log(`A${round}: exchanges alone (${DURATION}s, ${CONNECTIONS} connections)`);
+        a.push(await exchanges(DURATION));
+        return;
+      }
+      log(`A${round}: exchanges while the sender sends ${RATE} records/s to a sink that does not parse them`);
+      const sender0 = senderCpu();
+      const [ar] = await Promise.all([exchanges(DURATION), ingest(sink.url, auth, jtis, DURATION, { concurrency: 16, rate: RATE })]);
+      aSender += senderCpu() - sender0;
+      a.push(ar);
     };
     const loaded = async (round: number) => {
       log(`C${round}: exchanges while usage is ingested at ${RATE} records/s`);
@@ -362,6 +409,7 @@ async function main(): Promise<void> {
       }
     }
 
+    await sink?.close();
     log(`B: POST /usage alone, batches of ${BATCH}, closed loop`);
     const cpu0 = cpuOf(leash.pid);
     const redis0 = redis ? cpuOf(redis.pid) : 0;
@@ -380,10 +428,10 @@ async function main(): Promise<void> {
     results.push(
       '',
       `usage benchmark (${ROUNDS} rounds of ${DURATION}s, ${CONNECTIONS} connections, ${TOKENS} tokens, commit window ${COMMIT_WINDOW ?? 'default'} ms, ${USAGE_WORKER ? 'reports to a usage worker of their own (settings.usage.listen), exchanges to one public worker' : 'one process serves exchanges and reports'}, ${cpus().length} CPUs, node ${process.version}, ${redis ? 'Redis store (appendfsync everysec); Leash CPU does not include redis-server' : 'SQLite store'})`,
-      `A exchanges alone:                    ${aRate.toFixed(0)} req/s (${a.map((r) => r.reqPerSec.toFixed(0)).join(', ')}), p99 ${Math.max(...a.map((r) => r.p99)).toFixed(1)} ms`,
+      `A exchanges ${sink ? `+ the sender into a sink:` : 'alone:                   '} ${aRate.toFixed(0)} req/s (${a.map((r) => r.reqPerSec.toFixed(0)).join(', ')}), p99 ${Math.max(...a.map((r) => r.p99)).toFixed(1)} ms${sink ? `; usage sender ${(aSender / ROUNDS).toFixed(2)} s per round` : ''}`,
       `B ingestion alone (closed loop):      ${b.perSec} records/s (${b.failed} failed), Leash CPU ${((bCpu / b.records) * 1e6).toFixed(1)} µs per record${redis ? `, redis-server ${((bRedisCpu / b.records) * 1e6).toFixed(1)} µs` : ''}`,
       `C exchanges + ingestion at ${RATE}/s: ${cRate.toFixed(0)} req/s (${c.map((r) => r.reqPerSec.toFixed(0)).join(', ')}), p99 ${Math.max(...c.map((r) => r.p99)).toFixed(1)} ms; ingested ${Math.round(mean(cIngest.map((i) => i.perSec)))} records/s (${cIngest.reduce((x, i) => x + i.failed, 0)} failed); Leash CPU ${(cCpu / ROUNDS).toFixed(1)} s per round, usage sender ${(cSender / ROUNDS).toFixed(2)} s`,
-      `  exchange slowdown under ingestion:  ${(slowdown * 100).toFixed(1)} % (rounds: ${perRound}) (bar: at most 10 %; ${slowdown <= 0.1 ? 'met' : 'NOT met'})`,
+      `  exchange slowdown under ingestion${sink ? ' (the sender in A and C)' : ''}:  ${(slowdown * 100).toFixed(1)} % (rounds: ${perRound}) (bar: at most 10 %; ${slowdown <= 0.1 ? 'met' : 'NOT met'})`,
       `  per-round mean, 95 % interval:      ${interval ? `${(interval.mean * 100).toFixed(1)} % [${(interval.low * 100).toFixed(1)}, ${(interval.high * 100).toFixed(1)}]` : 'needs 2 rounds or more'}`,
       ...d,
     );

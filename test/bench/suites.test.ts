@@ -3,6 +3,7 @@ import { describe, expect, it } from '@jest/globals';
 import { SECTION_END, SECTION_START, renderFullRun, replaceSection } from '../../bench/docs-section.js';
 import { FULL_SUITES, fullSuiteDuration, parseOptions, type BenchOptions } from '../../bench/options.js';
 import { verdict, type LatencyPoint, type LatencyResult } from '../../bench/latency.js';
+import { overloadConfigs } from '../../bench/overload.js';
 import { ratios, workerScaling, type RunRecord } from '../../bench/report.js';
 
 const parse = (argv: string[]) => parseOptions(argv) as BenchOptions;
@@ -33,6 +34,11 @@ describe('bench options for the latency, overload and full suites', () => {
     ]);
     const given = parse(['--suite', 'full', '--duration', '6']);
     expect(FULL_SUITES.map((s) => fullSuiteDuration(given, s))).toEqual([6, 6, 6, 6]);
+  });
+
+  it('overload compares four configs on its own, and in full the goal's (the defaults) with its reference (unbounded)', () => {
+    expect(overloadConfigs('overload').map((c) => c.name)).toEqual(['admission defaults', 'one accept socket', 'loop delay 200 ms', 'unbounded']);
+    expect(overloadConfigs('full').map((c) => c.name)).toEqual(['admission defaults', 'unbounded']);
   });
 
   it('runs the servers compiled on plain node unless told tsx, and refuses another runtime', () => {
