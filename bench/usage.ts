@@ -1,7 +1,8 @@
 /**
  * The usage benchmark (issue 13's load bar), against a real Leash child on loopback:
  *
- *   A  exchanges alone (warm workload)
+ *   A  exchanges (warm workload) while the usage sender sends at C's rate into a sink that
+ *      does not parse (`--no-sender-control`: exchanges alone)
  *   B  POST /usage alone, batches of 100 records, closed loop: the ingestion ceiling
  *   C  exchanges while usage is ingested at a paced 20,000 records/s: the slowdown
  *   D  a resource server (express + requireLeashToken) with and without the usage reporter:
@@ -11,13 +12,13 @@
  *      as the one without (a pair sees the same machine speed), --rounds times each
  *
  *   npm run bench:usage -- [--duration 10] [--connections 16] [--rate 20000] [--tokens 20] [--rounds 2] [--commit-window MS] [--store sqlite|redis] [--usage-worker] [--rs-rate 2000]
- *                          [--only rs | --skip rs] [--rs-transport node|fetch] [--rs-control] [--sender-control]
+ *                          [--only rs | --skip rs] [--rs-transport node|fetch] [--rs-control] [--no-sender-control]
  *
  * `--only rs`: D alone; `--skip rs`: A, B, C without D. `--rs-transport fetch`: the reporter sends with fetch (undici), as
  * it did before 2026-12-06, instead of its node:http default. `--rs-control`: the "sink"
  * server reports nothing either, so D's difference measures the method's own bias (A/A).
  *
- * `--sender-control`: A runs the usage sender too, into a sink that answers without
+ * The sender control: A runs the usage sender too, into a sink that answers without
  * parsing, so the sender's own CPU on the shared cores is in both A and C (the slowdown is
  * then what Leash's ingestion costs the exchanges, not what the bench's sender does).
  *
@@ -80,11 +81,12 @@ const SKIP_RS = process.argv.includes('--skip') && process.argv[process.argv.ind
 const RS_TRANSPORT = process.argv.includes('--rs-transport') ? process.argv[process.argv.indexOf('--rs-transport') + 1] : 'node';
 if (RS_TRANSPORT !== 'node' && RS_TRANSPORT !== 'fetch') throw new Error('--rs-transport node|fetch');
 /**
- * `--sender-control`: in A the usage sender runs too, at the same rate, into a sink that
- * reads each request and answers without parsing it; so A and C both carry the sender's CPU
- * (the bench's, not Leash's, on the same two cores) and differ only in where the records go.
+ * In A the usage sender runs too (the default since 2026-12-07), at the same rate, into a
+ * sink that reads each request and answers without parsing it; so A and C both carry the
+ * sender's CPU (the bench's, not Leash's, on the same two cores) and differ only in where
+ * the records go. `--no-sender-control`: A is exchanges alone, as before.
  */
-const SENDER_CONTROL = process.argv.includes('--sender-control');
+const SENDER_CONTROL = !process.argv.includes('--no-sender-control');
 /** `--rs-control`: D's "sink" server reports nothing either (an A/A check of the side-by-side method: its cost should come out near 0). */
 const RS_CONTROL = process.argv.includes('--rs-control');
 const cpuOf = (pid: number) => [...threadCpu(pid).values()].reduce((a, b) => a + b, 0);
@@ -267,12 +269,14 @@ async function startSink(): Promise<{ url: string; close: () => Promise<void> }>
 }
 
 /**
- * `--sender-control`'s sink: a raw TCP server that reads each request by its Content-Length
+ * The sender control's sink: a raw TCP server that reads each request by its Content-Length
  * and answers `{"accepted":100,...}` without parsing the body: the sender's cost with none of
  * the receiver's (a few µs per batch, in this process).
  */
 async function startDiscardSink(): Promise<{ url: string; close: () => Promise<void> }> {
-  const answer = Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${`{"accepted":${BATCH},"rejected":0,"problems":[]}`.length}\r\n\r\n{"accepted":${BATCH},"rejected":0,"problems":[]}`);
+  const answer = Buffer.from(
+    `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${`{"accepted":${BATCH},"rejected":0,"problems":[]}`.length}\r\n\r\n{"accepted":${BATCH},"rejected":0,"problems":[]}`,
+  );
   const server = createNetServer((socket) => {
     let buf: Buffer = Buffer.alloc(0);
     socket.on('data', (d: Buffer) => {

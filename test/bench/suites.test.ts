@@ -36,7 +36,7 @@ describe('bench options for the latency, overload and full suites', () => {
     expect(FULL_SUITES.map((s) => fullSuiteDuration(given, s))).toEqual([6, 6, 6, 6]);
   });
 
-  it('overload compares four configs on its own, and in full the goal's (the defaults) with its reference (unbounded)', () => {
+  it('overload compares four configs on its own, and in full the goal config (the defaults) with its reference (unbounded)', () => {
     expect(overloadConfigs('overload').map((c) => c.name)).toEqual(['admission defaults', 'one accept socket', 'loop delay 200 ms', 'unbounded']);
     expect(overloadConfigs('full').map((c) => c.name)).toEqual(['admission defaults', 'unbounded']);
   });
