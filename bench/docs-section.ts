@@ -25,7 +25,14 @@ export function renderFullRun(r: FullRunReport): string {
     `\`${r.command}\`, ${r.minutes.toFixed(1)} min. Machine: ${r.machine.nproc} CPUs (${r.machine.cpu}), ${r.machine.memoryGiB} GiB, ${r.machine.platform}, Node ${r.machine.node}; load average ${fmt(r.loadAverage.start)} at the start, ${fmt(r.loadAverage.end)} at the end.`,
   ];
   for (const s of r.suites) {
-    lines.push('', `**${s.suite}**${s.minutes === undefined ? '' : ` (${s.minutes.toFixed(1)} min)`}${s.ok ? '' : ' (FAILED: its output below is partial)'}`, '', '```text', s.text.trim() || '(no output)', '```');
+    lines.push(
+      '',
+      `**${s.suite}**${s.minutes === undefined ? '' : ` (${s.minutes.toFixed(1)} min)`}${s.ok ? '' : ' (FAILED: its output below is partial)'}`,
+      '',
+      '```text',
+      s.text.trim() || '(no output)',
+      '```',
+    );
   }
   return lines.join('\n');
 }
