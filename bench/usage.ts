@@ -274,9 +274,8 @@ async function startSink(): Promise<{ url: string; close: () => Promise<void> }>
  * the receiver's (a few µs per batch, in this process).
  */
 async function startDiscardSink(): Promise<{ url: string; close: () => Promise<void> }> {
-  const answer = Buffer.from(
-    `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${`{"accepted":${BATCH},"rejected":0,"problems":[]}`.length}\r\n\r\n{"accepted":${BATCH},"rejected":0,"problems":[]}`,
-  );
+  const body = `{"accepted":${BATCH},"rejected":0,"problems":[]}`;
+  const answer = Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
   const server = createNetServer((socket) => {
     let buf: Buffer = Buffer.alloc(0);
     socket.on('data', (d: Buffer) => {
@@ -379,6 +378,12 @@ async function main(): Promise<void> {
     let cSender = 0;
     const sink = SENDER_CONTROL ? await startDiscardSink() : undefined;
     let aSender = 0;
+    // Exchanges while the sender sends RATE records/s to `url` (Leash in C, the sink in A).
+    const withSender = async (url: string) => {
+      const sender0 = senderCpu();
+      const [exchanged, ingested] = await Promise.all([exchanges(DURATION), ingest(url, auth, jtis, DURATION, { concurrency: 16, rate: RATE })]);
+      return { exchanged, ingested, senderCpu: senderCpu() - sender0 };
+    };
     const alone = async (round: number) => {
       if (!sink) {
         log(`A${round}: exchanges alone (${DURATION}s, ${CONNECTIONS} connections)`);
@@ -386,20 +391,18 @@ async function main(): Promise<void> {
         return;
       }
       log(`A${round}: exchanges while the sender sends ${RATE} records/s to a sink that does not parse them`);
-      const sender0 = senderCpu();
-      const [ar] = await Promise.all([exchanges(DURATION), ingest(sink.url, auth, jtis, DURATION, { concurrency: 16, rate: RATE })]);
-      aSender += senderCpu() - sender0;
-      a.push(ar);
+      const run = await withSender(sink.url);
+      aSender += run.senderCpu;
+      a.push(run.exchanged);
     };
     const loaded = async (round: number) => {
       log(`C${round}: exchanges while usage is ingested at ${RATE} records/s`);
       const cpu0 = cpuOf(leash.pid);
-      const sender0 = senderCpu();
-      const [cr, ci] = await Promise.all([exchanges(DURATION), ingest(usageUrl, auth, jtis, DURATION, { concurrency: 16, rate: RATE })]);
+      const run = await withSender(usageUrl);
       cCpu += cpuOf(leash.pid) - cpu0;
-      cSender += senderCpu() - sender0;
-      c.push(cr);
-      cIngest.push(ci);
+      cSender += run.senderCpu;
+      c.push(run.exchanged);
+      cIngest.push(run.ingested);
     };
     // A C, C A, A C, ...: the exchange rate drifts within a run (the token table grows, WAL
     // checkpoints), and always measuring C after A would charge that drift to ingestion.
